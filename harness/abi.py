@@ -1,0 +1,85 @@
+"""The machine-readable twin of ``artifacts/include/tinygpt.h``.
+
+Hosts take argument kinds from here (through the artifact manifest), never by guessing per call:
+a ``ptr`` argument is a BigInt in JS under Memory64 and a Number under wasm32.
+A test parses the header and checks that every prototype matches this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ABI_VERSION = 1
+
+Kind = Literal["ptr", "i32", "f32", "void"]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Parameter kinds and result kind of one export."""
+
+    params: tuple[Kind, ...]
+    result: Kind
+
+    def wasm_types(self, ptr_width: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Return the (params, results) wasm value types this signature has at ``ptr_width``."""
+
+        def one(k: Kind) -> str:
+            if k == "ptr":
+                return "i64" if ptr_width == 64 else "i32"
+            return {"i32": "i32", "f32": "f32"}[k]
+
+        params = tuple(one(k) for k in self.params)
+        results = () if self.result == "void" else (one(self.result),)
+        return params, results
+
+
+def _sig(params: str, result: Kind) -> Signature:
+    kinds = tuple(params.split()) if params else ()
+    for k in kinds:
+        if k not in ("ptr", "i32", "f32"):
+            raise ValueError(f"bad kind {k!r}")
+    return Signature(params=kinds, result=result)  # type: ignore[arg-type]
+
+
+EXPORTS: dict[str, Signature] = {
+    "tg_abi_version": _sig("", "i32"),
+    "tg_defaults_json": _sig("", "ptr"),
+    "tg_noop": _sig("", "void"),
+    "tg_alloc": _sig("ptr", "ptr"),
+    "tg_free": _sig("ptr", "void"),
+    "tg_embedding_forward": _sig("ptr ptr ptr ptr i32 i32 i32", "void"),
+    "tg_embedding_backward": _sig("ptr ptr ptr ptr i32 i32 i32", "void"),
+    "tg_layernorm_forward": _sig("ptr ptr ptr ptr ptr ptr i32 i32", "void"),
+    "tg_layernorm_backward": _sig("ptr ptr ptr ptr ptr ptr ptr ptr i32 i32", "void"),
+    "tg_matmul_forward": _sig("ptr ptr ptr ptr i32 i32 i32", "void"),
+    "tg_matmul_backward": _sig("ptr ptr ptr ptr ptr ptr i32 i32 i32", "void"),
+    "tg_attention_forward": _sig("ptr ptr ptr ptr i32 i32 i32 i32", "void"),
+    "tg_attention_backward": _sig("ptr ptr ptr ptr ptr ptr i32 i32 i32 i32", "void"),
+    "tg_gelu_forward": _sig("ptr ptr i32", "void"),
+    "tg_gelu_backward": _sig("ptr ptr ptr i32", "void"),
+    "tg_residual_forward": _sig("ptr ptr ptr i32", "void"),
+    "tg_residual_backward": _sig("ptr ptr ptr i32", "void"),
+    "tg_crossentropy_forward": _sig("ptr ptr ptr ptr i32 i32", "f32"),
+    "tg_crossentropy_backward": _sig("ptr ptr ptr f32 i32 i32", "void"),
+    "tg_adamw_update": _sig("ptr ptr ptr ptr ptr f32 f32 f32 f32 f32 i32", "void"),
+    "tg_model_create": _sig("i32 i32 i32 i32 i32", "ptr"),
+    "tg_model_free": _sig("ptr", "void"),
+    "tg_model_num_params": _sig("ptr", "ptr"),
+    "tg_model_params": _sig("ptr", "ptr"),
+    "tg_model_grads": _sig("ptr", "ptr"),
+    "tg_model_forward": _sig("ptr ptr ptr i32 i32", "f32"),
+    "tg_model_logits": _sig("ptr", "ptr"),
+    "tg_model_zero_grad": _sig("ptr", "void"),
+    "tg_model_backward": _sig("ptr", "void"),
+    "tg_model_grad_norm": _sig("ptr", "f32"),
+    "tg_model_adamw": _sig("ptr f32 f32 f32 f32 f32 f32 i32", "void"),
+    "tg_model_train_step": _sig("ptr ptr ptr i32 i32 f32 f32 f32 f32 f32 f32 i32", "f32"),
+    "tg_model_generate": _sig("ptr ptr i32 i32 ptr i32 f32 i32", "i32"),
+}
+
+
+def signatures_json() -> dict[str, dict[str, object]]:
+    """Return EXPORTS as JSON-ready data for the artifact manifest."""
+    return {n: {"params": list(s.params), "result": s.result} for n, s in EXPORTS.items()}

@@ -1,0 +1,44 @@
+"""What a check receives: the cell it runs in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.artifact import Artifact
+from harness.hosts.base import Instance
+from harness.results import Row, Status
+from reference.presets import ModelConfig
+
+
+@dataclass
+class CellContext:
+    """One host x artifact x preset cell, with a loaded instance and the matrix's options."""
+
+    host: str
+    host_version: str
+    artifact: Artifact
+    preset: ModelConfig
+    instance: Instance
+    options: Mapping[str, Any] = field(default_factory=dict)  # the check's table in the matrix
+    matrix_path: Path | None = None  # to resolve surface files relative to the matrix
+    repo_root: Path = Path(".")
+
+    def row(self, check: str, subject: str, status: Status, **kw: Any) -> Row:
+        """Build a Row stamped with this cell's host, artifact and preset."""
+        return Row(
+            host=self.host,
+            host_version=self.host_version,
+            artifact=self.artifact.name,
+            artifact_sha256=self.artifact.sha256,
+            preset=self.preset.name,
+            check=check,
+            subject=subject,
+            status=status,
+            **kw,
+        )
+
+
+CheckFn = Callable[[CellContext], Iterator[Row]]

@@ -1,0 +1,145 @@
+"""The Host and Instance interfaces that every host module implements.
+
+A :class:`Host` is a way of running binaries (native ctypes, wasmtime-py, a Node version,
+headless Chromium). It loads an :class:`~harness.artifact.Artifact` into an :class:`Instance`,
+which exposes the kernel library's exports as calls plus raw memory access. Everything above this
+layer (kernel client, checks, benchmarks) is written once against these two ABCs.
+
+Failures are typed so the runner can give each cell its verdict and exact cause:
+
+- :class:`HostUnavailable`   -> the host is not installed (carries the install hint);
+- :class:`IncompatibleArtifact` -> the host refused the binary (e.g. Node 22 on wasm64, with the
+  engine's own message) -> verdict ``incompatible``;
+- everything else derived from :class:`HostError` -> verdict ``error``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from harness.artifact import Artifact
+
+Scalar = int | float
+
+
+class HostError(Exception):
+    """A failure inside a host; the message is the host's own words where it has any."""
+
+
+class HostUnavailable(HostError):
+    """The host is not installed or cannot start here."""
+
+    def __init__(self, message: str, install_hint: str) -> None:
+        super().__init__(f"{message} (install: {install_hint})")
+        self.install_hint = install_hint
+
+
+class IncompatibleArtifact(HostError):
+    """The host cannot load this artifact kind, or its engine rejected the module."""
+
+
+class CorruptArtifact(HostError):
+    """The binary is not a valid module or library (bad magic, truncated, failed validation)."""
+
+
+class MissingExport(HostError):
+    """An export named in the ABI is absent from the binary."""
+
+
+class ABIError(HostError):
+    """An export exists but its signature or argument conversion is wrong (e.g. Number vs BigInt)."""
+
+
+class Trap(HostError):
+    """The kernel trapped (unreachable, out-of-bounds access, ...) or crashed the native process."""
+
+
+class HostTimeout(HostError):
+    """A call did not return within its timeout; the host was restarted."""
+
+
+class HostCrashed(HostError):
+    """The host process died (killed, crashed) during a call; it will be restarted."""
+
+
+@dataclass(frozen=True)
+class TimingResult:
+    """Per-sample timings of a loop run inside the host (never across the bridge)."""
+
+    sample_ns: tuple[float, ...]  # mean ns per call in each sample
+    inner_reps: int  # calls per sample
+    clock_resolution_ns: float  # measured resolution of the host's clock
+    clock: str  # e.g. "performance.now", "perf_counter_ns"
+
+
+class Instance(abc.ABC):
+    """One loaded artifact inside one host."""
+
+    artifact: Artifact
+
+    @abc.abstractmethod
+    def call(self, name: str, *args: Scalar) -> Scalar | None:
+        """Call export ``name``; argument kinds come from the artifact's signatures."""
+
+    @abc.abstractmethod
+    def write(self, ptr: int, data: bytes) -> None:
+        """Copy ``data`` into the instance's memory at ``ptr``."""
+
+    @abc.abstractmethod
+    def read(self, ptr: int, nbytes: int) -> bytes:
+        """Return ``nbytes`` of the instance's memory at ``ptr``."""
+
+    @abc.abstractmethod
+    def time_calls(
+        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+    ) -> TimingResult:
+        """Time ``samples`` loops of ``inner_reps`` calls of ``name(*args)`` inside the host."""
+
+    @abc.abstractmethod
+    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
+        """Return ``n`` wall-clock round trips of a no-op request across the Python<->host bridge."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the instance (its memory, its page or its worker)."""
+
+    def alloc(self, nbytes: int) -> int:
+        """Allocate ``nbytes`` with the library's own allocator; raises HostError on OOM."""
+        ptr = self.call("tg_alloc", nbytes)
+        if not ptr:
+            raise HostError(f"tg_alloc({nbytes}) returned 0 (out of memory)")
+        return int(ptr)
+
+    def free(self, ptr: int) -> None:
+        """Free a pointer from :meth:`alloc`."""
+        self.call("tg_free", ptr)
+
+    def read_cstring(self, ptr: int, limit: int = 1 << 16) -> str:
+        """Read a NUL-terminated UTF-8 string at ``ptr`` (at most ``limit`` bytes)."""
+        chunk = self.read(ptr, limit)
+        end = chunk.find(b"\0")
+        if end < 0:
+            raise ABIError(f"string at {ptr:#x} is not NUL-terminated within {limit} bytes")
+        return chunk[:end].decode("utf-8")
+
+
+class Host(abc.ABC):
+    """A way of running artifacts, e.g. ``node24`` or ``chromium``."""
+
+    name: str  # the id used in matrices and result rows
+
+    @abc.abstractmethod
+    def version(self) -> str:
+        """Return the exact version (e.g. ``v24.21.0``); raises HostUnavailable if not installed."""
+
+    @abc.abstractmethod
+    def can_load(self, artifact: Artifact) -> str | None:
+        """Return None if this host can try ``artifact``'s kind, else the reason it can't."""
+
+    @abc.abstractmethod
+    def load(self, artifact: Artifact) -> Instance:
+        """Load ``artifact``; raises IncompatibleArtifact/CorruptArtifact/MissingExport/..."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most hosts hold nothing
+        """Shut the host down (processes, browser)."""

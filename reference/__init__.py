@@ -1,0 +1,1 @@
+"""The numpy reference GPT: the oracle for kernel outputs and for default hyperparameters."""
