@@ -1,0 +1,97 @@
+"""Nox sessions for TinyGPT Harness. `nox -s main` is the main job; `nox -s tests` the suite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests"]
+
+PYTHON = "3.11"
+
+
+def _install(session: nox.Session, *groups: str) -> None:
+    """Install the project (with its runtime deps) and the named dependency groups."""
+    session.install("-e", ".")
+    pyproject = nox.project.load_toml("pyproject.toml")
+    for group in groups:
+        session.install(*nox.project.dependency_groups(pyproject, group))
+
+
+def _hosts_and_artifacts(session: nox.Session) -> None:
+    """Install Node 22/24 (npm) and Chromium (apt) and build the three artifacts."""
+    session.run("tinygpt-harness", "install-hosts")
+    session.run("tinygpt-harness", "build")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite on every host (installs hosts and builds artifacts first)."""
+    _install(session, "test")
+    _hosts_and_artifacts(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build the wasm32, wasm64 and native artifacts and artifacts/build/manifest.json."""
+    _install(session)
+    session.run("tinygpt-harness", "build", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Run ruff's linter and format check."""
+    session.install(*nox.project.dependency_groups(nox.project.load_toml("pyproject.toml"), "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """Run mypy --strict over harness/, reference/, noxfile.py and tests/."""
+    _install(session, "typecheck")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def main(session: nox.Session) -> None:
+    """The main job: run matrices/default.toml on the bundled artifacts, then write the report."""
+    _install(session)
+    _hosts_and_artifacts(session)
+    out = session.posargs[0] if session.posargs else "reports/latest"
+    # A failing cell must not stop the report from being written; the job's exit code is the
+    # run's verdict, re-raised after the report exists.
+    session.run(
+        "tinygpt-harness",
+        "run",
+        "--matrix",
+        "matrices/default.toml",
+        "--out",
+        f"{out}/run",
+        success_codes=[0, 1],
+    )
+    session.run("tinygpt-harness", "report", f"{out}/run", "--out", out)
+    counts = json.loads(Path(out, "run", "run.json").read_text()).get("verdicts", {})
+    if counts.get("fail", 0) or counts.get("error", 0):
+        session.error(f"the default matrix run has failing cells {counts}; see {out}/index.html")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Measure the bundled-kernel speed targets (native and Node 24 wasm32 vs 1-thread BLAS)."""
+    _install(session)
+    _hosts_and_artifacts(session)
+    session.run("python", "-m", "harness.bench_targets", *session.posargs)
+
+
+@nox.session(python=PYTHON, name="calibrate-gate")
+def calibrate_gate(session: nox.Session) -> None:
+    """Measure the regression gate's power (5% slowdown) and A/A false-alarm rate."""
+    _install(session)
+    _hosts_and_artifacts(session)
+    session.run("python", "-m", "harness.gate.calibrate", *session.posargs)
