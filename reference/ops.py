@@ -57,8 +57,7 @@ def _ints(fn: str, name: str, a: object, ndims: tuple[int, ...], upper: int) -> 
         raise ValueError(f"{fn}: {name} has shape {a.shape}, expected {want}")
     if a.size and (int(a.min()) < 0 or int(a.max()) >= upper):
         raise ValueError(
-            f"{fn}: {name} holds values in [{int(a.min())}, {int(a.max())}], "
-            f"expected [0, {upper})"
+            f"{fn}: {name} holds values in [{int(a.min())}, {int(a.max())}], expected [0, {upper})"
         )
     return a
 
@@ -101,7 +100,7 @@ def embedding_forward(idx: IntArray, wte: FloatArray, wpe: FloatArray) -> FloatA
             f"{wte.shape}"
         )
     T = idx.shape[1]
-    if T > wpe.shape[0]:
+    if wpe.shape[0] < T:
         raise ValueError(f"{fn}: idx has shape {idx.shape}, T={T} exceeds wpe rows {wpe.shape}")
     return wte[idx] + wpe[:T]  # (B, T, C)
 
@@ -117,7 +116,7 @@ def embedding_backward(
     idx = _ints(fn, "idx", idx, (2,), V)
     B, T, C = dout.shape
     _shape_is(fn, "idx", idx, (B, T), f"to match dout {dout.shape}")
-    if T > maxT:
+    if maxT < T:
         raise ValueError(f"{fn}: dout has shape {dout.shape}, T={T} exceeds block_size={maxT}")
     dwte = np.zeros((V, C), dtype=dout.dtype)  # (V, C)
     np.add.at(dwte, idx.reshape(-1), dout.reshape(-1, C))  # repeated ids must sum
@@ -227,7 +226,7 @@ def matmul_backward(
 
 
 def _split_heads(qkv: FloatArray, n_head: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Split (B, T, 3C) into q, k, v of shape (B, NH, T, hs); head h is channels [h*hs, (h+1)*hs)."""
+    """Split (B, T, 3C) into q, k, v, each (B, NH, T, hs); head h is channels [h*hs, (h+1)*hs)."""
     B, T, C3 = qkv.shape
     C = C3 // 3
     hs = C // n_head
@@ -323,7 +322,9 @@ def gelu_backward(dout: FloatArray, x: FloatArray) -> FloatArray:
     half, one = dt.type(0.5), dt.type(1.0)
     th = np.tanh(s * (x + c * x * x * x))
     # 1 - tanh^2 rather than 1/cosh^2: cosh overflows for large |x|
-    local = half * (one + th) + x * half * (one - th * th) * s * (one + dt.type(3.0) * c * x * x)
+    local: FloatArray = half * (one + th) + x * half * (one - th * th) * s * (
+        one + dt.type(3.0) * c * x * x
+    )
     return local * dout
 
 

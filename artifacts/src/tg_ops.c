@@ -1,0 +1,279 @@
+/*
+ * tg_ops.c -- every elementwise / row-wise op of the ABI, forward and backward (llm.c layout).
+ *
+ * Sums run in float in a fixed order like llm.c, except where float would lose the answer:
+ * the mean cross-entropy is accumulated in double. Backward functions ACCUMULATE (+=).
+ */
+#include "tg_internal.h"
+
+#define TG_LN_EPS 1e-5f
+#define TG_GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+
+TG_API void tg_embedding_forward(float *out, const int32_t *idx, const float *wte,
+                                 const float *wpe, int32_t B, int32_t T, int32_t C) {
+    for (int32_t b = 0; b < B; b++) {
+        for (int32_t t = 0; t < T; t++) {
+            float *restrict o = out + ((size_t)b * T + t) * C;
+            const float *restrict e = wte + (size_t)idx[b * T + t] * C;
+            const float *restrict p = wpe + (size_t)t * C;
+            for (int32_t c = 0; c < C; c++) o[c] = e[c] + p[c];
+        }
+    }
+}
+
+TG_API void tg_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *idx,
+                                  int32_t B, int32_t T, int32_t C) {
+    for (int32_t b = 0; b < B; b++) {
+        for (int32_t t = 0; t < T; t++) {
+            const float *restrict d = dout + ((size_t)b * T + t) * C;
+            float *restrict de = dwte + (size_t)idx[b * T + t] * C;
+            float *restrict dp = dwpe + (size_t)t * C;
+            for (int32_t c = 0; c < C; c++) {
+                de[c] += d[c];
+                dp[c] += d[c];
+            }
+        }
+    }
+}
+
+TG_API void tg_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                 const float *weight, const float *bias, int32_t N, int32_t C) {
+    for (int32_t n = 0; n < N; n++) {
+        const float *restrict x = inp + (size_t)n * C;
+        float *restrict o = out + (size_t)n * C;
+        /* Two statistics passes (mean, then centred variance) rather than one sum/sum-of-squares
+         * pass: the latter cancels catastrophically for rows with a large mean. */
+        float m = 0.0f;
+        for (int32_t c = 0; c < C; c++) m += x[c];
+        m /= (float)C;
+        float v = 0.0f;
+        for (int32_t c = 0; c < C; c++) {
+            float d = x[c] - m;
+            v += d * d;
+        }
+        v /= (float)C;
+        float s = 1.0f / __builtin_sqrtf(v + TG_LN_EPS);
+        for (int32_t c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+TG_API void tg_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                                  const float *inp, const float *weight, const float *mean,
+                                  const float *rstd, int32_t N, int32_t C) {
+    for (int32_t n = 0; n < N; n++) {
+        const float *restrict d = dout + (size_t)n * C;
+        const float *restrict x = inp + (size_t)n * C;
+        float *restrict dx = dinp + (size_t)n * C;
+        float m = mean[n];
+        float s = rstd[n];
+        /* the two row reductions share one pass */
+        float dnorm_mean = 0.0f;
+        float dnorm_norm_mean = 0.0f;
+        for (int32_t c = 0; c < C; c++) {
+            float norm = (x[c] - m) * s;
+            float dnorm = weight[c] * d[c];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * norm;
+        }
+        dnorm_mean /= (float)C;
+        dnorm_norm_mean /= (float)C;
+#ifdef TG_BUG_LAYERNORM_BACKWARD
+        /* Deliberate bug for the harness's own tests: drop the mean-gradient term. Forward
+         * and dweight/dbias stay right, so only a backward parity check can catch it. */
+        dnorm_mean = 0.0f;
+#endif
+        for (int32_t c = 0; c < C; c++) {
+            float norm = (x[c] - m) * s;
+            float dnorm = weight[c] * d[c];
+            dbias[c] += d[c];
+            dweight[c] += norm * d[c];
+            dx[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
+    }
+}
+
+TG_API void tg_attention_forward(float *out, float *preatt, float *att, const float *inp,
+                                 int32_t B, int32_t T, int32_t C, int32_t NH) {
+    int32_t C3 = 3 * C;
+    int32_t hs = C / NH;
+    float scale = 1.0f / __builtin_sqrtf((float)hs);
+    for (int32_t b = 0; b < B; b++) {
+        for (int32_t h = 0; h < NH; h++) {
+            for (int32_t t = 0; t < T; t++) {
+                const float *restrict q = inp + ((size_t)b * T + t) * C3 + h * hs;
+                float *restrict pre = preatt + (((size_t)b * NH + h) * T + t) * T;
+                float *restrict a = att + (((size_t)b * NH + h) * T + t) * T;
+                /* scores and their max in one pass */
+                float maxv = -3.4028234663852886e38f;
+                for (int32_t t2 = 0; t2 <= t; t2++) {
+                    const float *restrict k = inp + ((size_t)b * T + t2) * C3 + C + h * hs;
+                    float s = 0.0f;
+                    for (int32_t i = 0; i < hs; i++) s += q[i] * k[i];
+                    s *= scale;
+                    pre[t2] = s;
+                    if (s > maxv) maxv = s;
+                }
+                float sum = 0.0f;
+                for (int32_t t2 = 0; t2 <= t; t2++) {
+                    float e = tg_expf(pre[t2] - maxv);
+                    a[t2] = e;
+                    sum += e;
+                }
+                float inv = 1.0f / sum;
+                for (int32_t t2 = 0; t2 <= t; t2++) a[t2] *= inv;
+                for (int32_t t2 = t + 1; t2 < T; t2++) {
+                    a[t2] = 0.0f;
+                    pre[t2] = 0.0f;
+                }
+                float *restrict o = out + ((size_t)b * T + t) * C + h * hs;
+                for (int32_t i = 0; i < hs; i++) o[i] = 0.0f;
+                for (int32_t t2 = 0; t2 <= t; t2++) {
+                    const float *restrict v = inp + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
+                    float w = a[t2];
+                    for (int32_t i = 0; i < hs; i++) o[i] += w * v[i];
+                }
+            }
+        }
+    }
+}
+
+TG_API void tg_attention_backward(float *dinp, float *dpreatt, float *datt, const float *dout,
+                                  const float *inp, const float *att, int32_t B, int32_t T,
+                                  int32_t C, int32_t NH) {
+    int32_t C3 = 3 * C;
+    int32_t hs = C / NH;
+    float scale = 1.0f / __builtin_sqrtf((float)hs);
+    for (int32_t b = 0; b < B; b++) {
+        for (int32_t h = 0; h < NH; h++) {
+            for (int32_t t = 0; t < T; t++) {
+                size_t row = (((size_t)b * NH + h) * T + t) * T;
+                const float *restrict a = att + row;
+                float *restrict da = datt + row;
+                float *restrict dpre = dpreatt + row;
+                const float *restrict d = dout + ((size_t)b * T + t) * C + h * hs;
+                const float *restrict q = inp + ((size_t)b * T + t) * C3 + h * hs;
+                float *restrict dq = dinp + ((size_t)b * T + t) * C3 + h * hs;
+                /* out = att @ v: gradients into att and v */
+                for (int32_t t2 = 0; t2 <= t; t2++) {
+                    const float *restrict v = inp + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
+                    float *restrict dv = dinp + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
+                    float s = 0.0f;
+                    float w = a[t2];
+                    for (int32_t i = 0; i < hs; i++) {
+                        s += v[i] * d[i];
+                        dv[i] += w * d[i];
+                    }
+                    da[t2] += s;
+                }
+                /* softmax backward: dpre = a * (da - sum(a * da)) */
+                float dot = 0.0f;
+                for (int32_t t2 = 0; t2 <= t; t2++) dot += a[t2] * da[t2];
+                for (int32_t t2 = 0; t2 <= t; t2++) dpre[t2] += a[t2] * (da[t2] - dot);
+                /* pre = scale * q.k: gradients into q and k */
+                for (int32_t t2 = 0; t2 <= t; t2++) {
+                    const float *restrict k = inp + ((size_t)b * T + t2) * C3 + C + h * hs;
+                    float *restrict dk = dinp + ((size_t)b * T + t2) * C3 + C + h * hs;
+                    float g = dpre[t2] * scale;
+                    for (int32_t i = 0; i < hs; i++) {
+                        dq[i] += k[i] * g;
+                        dk[i] += q[i] * g;
+                    }
+                }
+            }
+        }
+    }
+}
+
+TG_API void tg_gelu_forward(float *out, const float *inp, int32_t N) {
+    for (int32_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        out[i] = 0.5f * x * (1.0f + tg_tanhf(TG_GELU_SCALE * (x + cube)));
+    }
+}
+
+TG_API void tg_gelu_backward(float *dinp, const float *inp, const float *dout, int32_t N) {
+    for (int32_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        float th = tg_tanhf(TG_GELU_SCALE * (x + cube));
+        /* 1 - tanh^2 instead of sech^2: cosh overflows for large |x| */
+        float local = 0.5f * (1.0f + th) +
+                      x * 0.5f * (1.0f - th * th) * TG_GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += local * dout[i];
+    }
+}
+
+TG_API void tg_residual_forward(float *out, const float *a, const float *b, int32_t N) {
+    for (int32_t i = 0; i < N; i++) out[i] = a[i] + b[i];
+}
+
+TG_API void tg_residual_backward(float *da, float *db, const float *dout, int32_t N) {
+    for (int32_t i = 0; i < N; i++) {
+        da[i] += dout[i];
+        db[i] += dout[i];
+    }
+}
+
+TG_API float tg_crossentropy_forward(float *losses, float *probs, const float *logits,
+                                     const int32_t *targets, int32_t N, int32_t V) {
+    double total = 0.0;
+    for (int32_t n = 0; n < N; n++) {
+        const float *restrict z = logits + (size_t)n * V;
+        float *restrict p = probs + (size_t)n * V;
+        float maxv = z[0];
+        for (int32_t i = 1; i < V; i++) maxv = z[i] > maxv ? z[i] : maxv;
+        float sum = 0.0f;
+        for (int32_t i = 0; i < V; i++) {
+            float e = tg_expf(z[i] - maxv);
+            p[i] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (int32_t i = 0; i < V; i++) p[i] *= inv;
+        /* log-sum-exp form of -log p[target]: stays finite when p[target] underflows to 0 */
+        float loss = tg_logf(sum) - (z[targets[n]] - maxv);
+        losses[n] = loss;
+        total += (double)loss;
+    }
+    return N > 0 ? (float)(total / (double)N) : 0.0f;
+}
+
+TG_API void tg_crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets,
+                                     float dloss, int32_t N, int32_t V) {
+    for (int32_t n = 0; n < N; n++) {
+        float *restrict d = dlogits + (size_t)n * V;
+        const float *restrict p = probs + (size_t)n * V;
+        int32_t t = targets[n];
+        for (int32_t i = 0; i < V; i++) d[i] += (p[i] - (i == t ? 1.0f : 0.0f)) * dloss;
+    }
+}
+
+TG_API void tg_adamw_update(float *params, const float *grads, float *m, float *v, size_t n,
+                            float lr, float beta1, float beta2, float eps, float weight_decay,
+                            int32_t t) {
+    /* beta^t in double by repeated squaring: exact enough for any step count */
+    double p1 = 1.0, p2 = 1.0, b1 = beta1, b2 = beta2;
+    for (int32_t e = t; e > 0; e >>= 1) {
+        if (e & 1) {
+            p1 *= b1;
+            p2 *= b2;
+        }
+        b1 *= b1;
+        b2 *= b2;
+    }
+    float c1 = (float)(1.0 / (1.0 - p1));
+    float c2 = (float)(1.0 / (1.0 - p2));
+    for (size_t i = 0; i < n; i++) {
+        float g = grads[i];
+        float mi = beta1 * m[i] + (1.0f - beta1) * g;
+        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        float mh = mi * c1;
+        float vh = vi * c2;
+        params[i] -= lr * (mh / (__builtin_sqrtf(vh) + eps) + weight_decay * params[i]);
+    }
+}

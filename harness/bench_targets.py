@@ -1,0 +1,244 @@
+"""``nox -s bench``: check the bundled kernels against their speed targets and write the result.
+
+Targets (see ``docs/timing.md``):
+
+1. the native ``tg_matmul_forward`` at 512³ reaches at least 50% of numpy's one-thread BLAS sgemm;
+2. the wasm32 build under Node 24 reaches at least 40% of the native build at the same size.
+
+Every figure goes through the timing protocol, inside the host. The result goes to
+``docs/bench-targets.md`` together with the command that produced it. A missed target is written
+as **missed** and exits 1; the threshold is never lowered. A figure that could not be measured
+(Node 24 not installed) exits 2 and says how to install it.
+
+Run: ``python -m harness.bench_targets [--out docs/bench-targets.md] [--node24 PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.artifact import Artifact, load_manifest
+from harness.build import DEFAULT_OUT, MANIFEST, build_all, manifest_is_fresh
+from harness.checks.bench_workloads import matmul_forward
+from harness.hosts.base import Host, HostError, Instance
+from harness.hosts.native import NativeHost
+from harness.hosts.node import NodeHost, pinned_node
+from harness.machine import fingerprint
+from harness.roofline import matmul_flops, sgemm_measurements
+from harness.run_dir import git_state
+from harness.timing import Measurement, TimingPolicy, measure
+
+POLICY = TimingPolicy(min_samples=15, max_samples=40, warmup=3, budget_s=30.0)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured throughput, or why it is missing."""
+
+    label: str
+    gflops: float | None
+    measurement: Measurement | None
+    missing: str = ""  # why there is no figure (host not installed, load failed)
+
+    def bounds(self) -> tuple[float, float]:
+        """GFLOP/s at the CI's ends (slowest, fastest)."""
+        assert self.gflops is not None and self.measurement is not None
+        s = self.measurement.summary
+        flops = self.gflops * s.median
+        return flops / s.ci_high, flops / s.ci_low
+
+    def text(self) -> str:
+        """GFLOP/s with its CI, or the reason it is missing."""
+        m = self.measurement
+        if self.gflops is None or m is None:
+            return f"not measured: {self.missing}"
+        s = m.summary
+        low, high = self.bounds()
+        ci = f"[{low:.1f}, {high:.1f}]"
+        noisy = f" NOISY cv={s.cv:.3f}" if m.noisy else ""
+        return f"{self.gflops:.1f} GFLOP/s (95% CI {ci}, n={s.n}){noisy}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """``numerator`` reaches at least ``threshold`` of ``denominator``."""
+
+    name: str
+    numerator: Figure
+    denominator: Figure
+    threshold: float
+
+    @property
+    def ratio(self) -> float | None:
+        """The measured share, or None when either figure is missing."""
+        if self.numerator.gflops is None or self.denominator.gflops is None:
+            return None
+        return self.numerator.gflops / self.denominator.gflops
+
+    @property
+    def status(self) -> str:
+        """``met``, ``missed``, ``inconclusive (noisy)`` or ``not measured``.
+
+        A noisy figure still decides when even its CI's most favourable end cannot change the
+        outcome; otherwise the result is inconclusive rather than a guess.
+        """
+        ratio = self.ratio
+        if ratio is None:
+            return "not measured"
+        figures = (self.numerator.measurement, self.denominator.measurement)
+        if not any(m is not None and m.noisy for m in figures):
+            return "met" if ratio >= self.threshold else "missed"
+        (num_lo, num_hi), (den_lo, den_hi) = self.numerator.bounds(), self.denominator.bounds()
+        if num_hi / den_lo < self.threshold:
+            return "missed"
+        if num_lo / den_hi >= self.threshold:
+            return "met"
+        return "inconclusive (noisy)"
+
+
+def time_matmul(host: Host, artifact: Artifact, n: int, label: str) -> Figure:
+    """Median GFLOP/s of ``tg_matmul_forward`` at n³ in ``host``, timed inside the host."""
+    try:
+        instance: Instance = host.load(artifact)
+    except HostError as exc:
+        return Figure(label, None, None, f"{type(exc).__name__}: {exc}")
+    try:
+        wl = matmul_forward(instance, n)
+
+        def sample(reps: int, samples: int, warmup: int) -> object:
+            return instance.time_calls(wl.export, wl.args, reps, samples, warmup)
+
+        m = measure(sample, POLICY)  # type: ignore[arg-type]
+        wl.release(instance)
+    finally:
+        instance.close()
+    return Figure(label, matmul_flops(n, n, n) / m.summary.median, m)
+
+
+def node24_host(explicit: Path | None) -> NodeHost | str:
+    """The Node 24 host (``--node24`` or the project's install), or why it is unavailable."""
+    host = NodeHost("node24", explicit, "--node24 PATH") if explicit else pinned_node("node24")
+    try:
+        host.version()
+    except HostError as exc:
+        return str(exc)
+    return host
+
+
+def measure_targets(
+    manifest: Path, n: int, node24: Path | None
+) -> tuple[list[Target], dict[str, str]]:
+    """Measure the three figures and return the two targets plus the hosts' versions."""
+    arts = load_manifest(manifest)
+    roof = sgemm_measurements([n], POLICY)[n]
+    numpy_fig = Figure(
+        "numpy sgemm, 1 BLAS thread", matmul_flops(n, n, n) / roof.summary.median, roof
+    )
+    native_host = NativeHost()
+    versions = {"native": native_host.version()}
+    try:
+        native = time_matmul(native_host, arts["native"], n, "native tg_matmul_forward")
+    finally:
+        native_host.close()
+    node = node24_host(node24)
+    if isinstance(node, str):
+        wasm = Figure("wasm32 under node24", None, None, node)
+    else:
+        versions["node24"] = node.version()
+        try:
+            wasm = time_matmul(node, arts["wasm32"], n, "wasm32 tg_matmul_forward under node24")
+        finally:
+            node.close()
+    targets = [
+        Target(f"native matmul {n}³ ≥ 50% of numpy 1-thread BLAS", native, numpy_fig, 0.50),
+        Target(f"wasm32 matmul {n}³ under Node 24 ≥ 40% of native", wasm, native, 0.40),
+    ]
+    return targets, versions
+
+
+def render(
+    targets: Sequence[Target],
+    command: str,
+    versions: dict[str, str],
+    artifacts: dict[str, Artifact],
+) -> str:
+    """The Markdown written to docs/bench-targets.md."""
+    git = git_state(REPO_ROOT)
+    machine = fingerprint()
+    lines = [
+        "# Bundled-kernel speed targets",
+        "",
+        "Written by `nox -s bench`; do not edit by hand. Regenerate with:",
+        "",
+        f"    {command}",
+        "",
+        f"- date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
+        f"- commit: `{git['commit']}`{' (dirty)' if git['dirty'] else ''}",
+        f"- machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores, "
+        f"id {machine['fingerprint_id']}",
+        f"- hosts: {', '.join(f'{k} {v}' for k, v in versions.items())}",
+        f"- artifacts: {', '.join(f'{a.name} {a.sha256[:12]}' for a in artifacts.values())}",
+        f"- protocol: timed inside the host, {POLICY.min_samples}-{POLICY.max_samples} samples, "
+        "median with bootstrap 95% CI (docs/timing.md)",
+        "",
+        "| target | measured | of | ratio | threshold | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in targets:
+        ratio = f"{100 * t.ratio:.1f}%" if t.ratio is not None else "—"
+        status = {"met": "✅ met", "missed": "❌ **missed**"}.get(t.status, f"⚠️ {t.status}")
+        lines.append(
+            f"| {t.name} | {t.numerator.label}: {t.numerator.text()} | "
+            f"{t.denominator.label}: {t.denominator.text()} | {ratio} | "
+            f"{100 * t.threshold:.0f}% | {status} |"
+        )
+    lines += [
+        "",
+        "A missed target stays missed here: the figure is reported, the threshold is not lowered.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def exit_code(targets: Sequence[Target]) -> int:
+    """0 all met, 1 any missed or inconclusive, 2 any not measured (and none missed)."""
+    statuses = {t.status for t in targets}
+    if statuses & {"missed", "inconclusive (noisy)"}:
+        return 1
+    return 2 if "not measured" in statuses else 0
+
+
+def main(argv: Sequence[str] | None = None, log: Callable[[str], object] = print) -> int:
+    """Build if needed, measure, write the Markdown, print it; return the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.bench_targets", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--build-dir", type=Path, default=DEFAULT_OUT, help="artifacts/build")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "bench-targets.md")
+    parser.add_argument("--node24", type=Path, default=None, help="a Node 24 binary to use")
+    parser.add_argument("--size", type=int, default=512, help="matmul n (targets are at 512)")
+    args = parser.parse_args(argv)
+    if not manifest_is_fresh(args.build_dir):
+        log(f"bench: building artifacts into {args.build_dir}")
+        build_all(args.build_dir)
+    manifest = args.build_dir / MANIFEST
+    targets, versions = measure_targets(manifest, args.size, args.node24)
+    command = "python -m harness.bench_targets" + (
+        f" --size {args.size}" if args.size != 512 else ""
+    )
+    text = render(targets, command, versions, load_manifest(manifest))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    log(text)
+    log(f"bench: wrote {args.out}")
+    return exit_code(targets)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

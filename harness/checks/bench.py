@@ -1,0 +1,519 @@
+"""Check kind ``bench``: speed curves of one cell, timed inside the host.
+
+Curves (select with ``curves = [...]`` in the matrix's ``[check.bench]`` table):
+
+- ``ops``: per op across a size sweep: time, GFLOP/s or GB/s, and the share of the one-thread
+  BLAS roofline (``roofline:sgemm`` rows, measured once per process);
+- ``overhead``: the per-call cost of ``tg_noop`` inside the host (``host:noop_call``), one
+  Python<->host round trip (``bridge:noop``), and each as a fraction of a call's total time
+  against work size (``overhead:call`` / ``overhead:bridge``, x = the op's work);
+- ``train_step``: ``tg_model_train_step`` time at the cell's preset, and the speedup over the
+  numpy reference's train step (measured once per process per (preset, B, T));
+- ``generate``: decode tokens/s against context length with the KV cache on and off
+  (``generate:kv`` / ``generate:nokv``), and the time to the first token (``ttft:*``).
+
+Every figure goes through :func:`harness.timing.measure`; a figure whose CI is wider than the
+noise band has status ``noisy`` (with its CV in ``detail``) and is never reported as clean.
+The cell has a time budget (``budget_s``): points that would start after it are ``skipped`` rows
+saying so, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from harness.checks.base import CellContext
+from harness.checks.bench_workloads import OPS, Workload, create_model, generate, train_step
+from harness.hosts.base import Instance
+from harness.numpy_baseline import TrainStepJob, run_jobs
+from harness.results import Row, Status
+from harness.roofline import gflops, roofline_fraction, sgemm_gflops, sgemm_measurements
+from harness.timing import Measurement, Sampler, TimingPolicy, measure, summarize
+from reference.presets import ModelConfig, param_count
+from reference.train import train_context_length
+
+CURVES: tuple[str, ...] = ("ops", "overhead", "train_step", "generate")
+
+DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
+    "matmul_forward": (32, 64, 128, 256),
+    "matmul_backward": (32, 64, 128),
+    "gelu_forward": (1024, 16384, 262144),
+    "residual_forward": (1024, 16384, 262144),
+    "layernorm_forward": (16, 256, 2048),
+    "attention_forward": (16, 64, 128),
+}
+
+REFERENCE_HOST, REFERENCE_ARTIFACT = "numpy", "reference"
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """The ``[check.bench]`` table of a matrix, validated."""
+
+    curves: tuple[str, ...] = CURVES
+    ops: tuple[str, ...] = ("matmul_forward", "gelu_forward")
+    sizes: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_SIZES))
+    batch: int = 4  # train-step batch; small so the largest presets fit the cell budget
+    seq: int = 0  # train-step sequence length; 0 = the training context length of the preset
+    contexts: tuple[int, ...] = ()  # generation prompt lengths; () = powers of two from 8
+    new_tokens: int = 8  # tokens generated per timed call
+    bridge_roundtrips: int = 40
+    min_samples: int = 10
+    max_samples: int = 30
+    warmup: int = 2
+    noise_band: float = 0.10
+    budget_s: float = 30.0  # per cell: points that would start later are skipped rows
+    reference: bool = True  # measure the numpy baselines (roofline, reference train step)
+
+    def policy(self, budget_s: float) -> TimingPolicy:
+        """The timing policy for one measurement with ``budget_s`` left for adaptive samples."""
+        return TimingPolicy(
+            min_samples=self.min_samples,
+            max_samples=self.max_samples,
+            warmup=self.warmup,
+            noise_band=self.noise_band,
+            budget_s=max(0.0, budget_s),
+        )
+
+
+_INT_TUPLES = ("contexts",)
+_STR_TUPLES = ("curves", "ops")
+
+
+def parse_options(options: Mapping[str, Any]) -> BenchOptions:
+    """Build :class:`BenchOptions` from a matrix table; ValueError names the bad key."""
+    known = {f.name: f for f in fields(BenchOptions)}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"[check.bench]: unknown option(s) {unknown}; known: {sorted(known)}")
+    kw: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in _STR_TUPLES:
+            kw[key] = _str_tuple(key, value)
+        elif key in _INT_TUPLES:
+            kw[key] = _int_tuple(key, value)
+        elif key == "sizes":
+            if not isinstance(value, Mapping):
+                raise ValueError(
+                    f"[check.bench] sizes: expected a table of op = [sizes], got {value!r}"
+                )
+            merged = dict(DEFAULT_SIZES)
+            for op, sizes in value.items():
+                if op not in OPS:
+                    raise ValueError(f"[check.bench] sizes.{op}: unknown op; known: {sorted(OPS)}")
+                merged[op] = _int_tuple(f"sizes.{op}", sizes)
+            kw[key] = merged
+        elif key == "reference":
+            if not isinstance(value, bool):
+                raise ValueError(f"[check.bench] reference: expected true/false, got {value!r}")
+            kw[key] = value
+        elif key in ("noise_band", "budget_s"):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"[check.bench] {key}: expected a positive number, got {value!r}")
+            kw[key] = float(value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"[check.bench] {key}: expected an integer >= 0, got {value!r}")
+            kw[key] = value
+    opts = BenchOptions(**kw)
+    for curve in opts.curves:
+        if curve not in CURVES:
+            raise ValueError(
+                f"[check.bench] curves: unknown curve {curve!r}; known: {list(CURVES)}"
+            )
+    for op in opts.ops:
+        if op not in OPS:
+            raise ValueError(f"[check.bench] ops: unknown op {op!r}; known: {sorted(OPS)}")
+    if opts.new_tokens < 2:
+        raise ValueError(
+            f"[check.bench] new_tokens: need >= 2 to time decoding, got {opts.new_tokens}"
+        )
+    try:
+        opts.policy(opts.budget_s)
+    except ValueError as exc:
+        raise ValueError(f"[check.bench] {exc}") from None
+    return opts
+
+
+def validate_options(options: Mapping[str, Any]) -> None:
+    """Vet a ``[check.bench]`` table at matrix load time (raises ValueError naming the key)."""
+    parse_options(options)
+
+
+def _str_tuple(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"[check.bench] {key}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _int_tuple(key: str, value: object) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise ValueError(
+            f"[check.bench] {key}: expected a list of positive integers, got {value!r}"
+        )
+    return tuple(value)
+
+
+# ---- rows ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Who measured: the host, artifact and preset every row of a figure carries."""
+
+    host: str
+    host_version: str
+    artifact: str
+    artifact_sha256: str
+    preset: str
+
+    def row(self, subject: str, status: Status, **kw: Any) -> Row:
+        """A bench row for ``subject``."""
+        return Row(
+            host=self.host,
+            host_version=self.host_version,
+            artifact=self.artifact,
+            artifact_sha256=self.artifact_sha256,
+            preset=self.preset,
+            check="bench",
+            subject=subject,
+            status=status,
+            **kw,
+        )
+
+
+def cell_stamp(ctx: CellContext) -> Stamp:
+    """The stamp of the cell's own figures."""
+    return Stamp(
+        ctx.host, ctx.host_version, ctx.artifact.name, ctx.artifact.sha256, ctx.preset.name
+    )
+
+
+def reference_stamp(preset: str) -> Stamp:
+    """The stamp of numpy figures (host ``numpy``, artifact ``reference``)."""
+    return Stamp(REFERENCE_HOST, np.__version__, REFERENCE_ARTIFACT, "", preset)
+
+
+def status_of(*ms: Measurement) -> Status:
+    """``noisy`` if any of the measurements a figure derives from is noisy, else ``measured``."""
+    return "noisy" if any(m.noisy for m in ms) else "measured"
+
+
+def noise_detail(m: Measurement) -> str:
+    """How a measurement was taken and how tight it is (CV, CI width, samples)."""
+    s = m.summary
+    return (
+        f"cv={s.cv:.3f} ci=+-{100 * s.ci_half_width_rel():.1f}% n={s.n} "
+        f"inner_reps={m.inner_reps} clock={m.clock} res={m.clock_resolution_ns:g}ns"
+        + (" NOISY: CI wider than the noise band after the maximum samples" if m.noisy else "")
+    )
+
+
+def measurement_rows(
+    stamp: Stamp,
+    subject: str,
+    m: Measurement,
+    x_name: str = "",
+    x_value: float = math.nan,
+    detail: str = "",
+) -> list[Row]:
+    """Raw ``time_ns`` sample rows (iteration i) and the summary rows (iteration -1)."""
+    status = status_of(m)
+    info = f"{detail} {noise_detail(m)}".strip()
+    xy: dict[str, Any] = {"x_name": x_name, "x_value": x_value}
+    rows = [
+        stamp.row(subject, status, metric="time_ns", value=v, unit="ns", iteration=i, **xy)
+        for i, v in enumerate(m.samples_ns)
+    ]
+    s = m.summary
+    for metric, value, unit in (
+        ("median_ns", s.median, "ns"),
+        ("iqr_ns", s.iqr, "ns"),
+        ("ci_low_ns", s.ci_low, "ns"),
+        ("ci_high_ns", s.ci_high, "ns"),
+        ("cv", s.cv, ""),
+        ("outliers", float(s.outliers), "count"),
+    ):
+        rows.append(
+            stamp.row(subject, status, metric=metric, value=value, unit=unit, detail=info, **xy)
+        )
+    return rows
+
+
+# ---- measuring ----------------------------------------------------------------------------
+
+
+class Budget:
+    """The cell's wall-clock budget for bench points."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.seconds = seconds
+
+    def left(self) -> float:
+        """Seconds left (negative once spent)."""
+        return self.deadline - time.monotonic()
+
+
+def _sampler(instance: Instance, wl: Workload) -> Sampler:
+    def sample(inner_reps: int, samples: int, warmup: int) -> Any:
+        return instance.time_calls(wl.export, wl.args, inner_reps, samples, warmup)
+
+    return sample
+
+
+def _measure_workload(instance: Instance, wl: Workload, policy: TimingPolicy) -> Measurement:
+    try:
+        return measure(_sampler(instance, wl), policy)
+    finally:
+        wl.release(instance)
+
+
+def _skipped(
+    stamp: Stamp, subject: str, budget: Budget, x_name: str = "", x_value: float = math.nan
+) -> Row:
+    return stamp.row(
+        subject,
+        "skipped",
+        detail=f"bench budget of {budget.seconds:g} s per cell spent before this point",
+        x_name=x_name,
+        x_value=x_value,
+    )
+
+
+_EMITTED: set[tuple[str, ...]] = set()  # numpy figures already written by this process
+_TRAIN_REFERENCE: dict[tuple[str, int, int], Measurement] = {}
+
+
+@dataclass
+class _OpPoint:
+    op: str
+    work: float
+    work_kind: str
+    median_ns: float
+    measurement: Measurement
+
+
+def run(ctx: CellContext) -> Iterator[Row]:
+    """Yield the bench rows of one cell (curves as selected by ``ctx.options``)."""
+    opts = parse_options(ctx.options)
+    budget = Budget(opts.budget_s)
+    stamp = cell_stamp(ctx)
+    points: list[_OpPoint] = []
+    for curve in opts.curves:
+        if curve == "ops":
+            yield from _ops_curve(ctx.instance, stamp, opts, budget, points)
+        elif curve == "overhead":
+            yield from _overhead_curve(ctx.instance, stamp, opts, budget, points)
+        elif curve == "train_step":
+            yield from _train_curve(ctx.instance, stamp, ctx.preset, opts, budget)
+        elif curve == "generate":
+            yield from _generate_curve(ctx.instance, stamp, ctx.preset, opts, budget)
+
+
+def _ops_curve(
+    instance: Instance, stamp: Stamp, opts: BenchOptions, budget: Budget, points: list[_OpPoint]
+) -> Iterator[Row]:
+    roofs, roof_rows = _roofline(opts) if opts.reference else ({}, [])
+    yield from roof_rows
+    for op in opts.ops:
+        build, x_name = OPS[op]
+        subject = f"op:{op}"
+        for n in opts.sizes[op]:
+            if budget.left() <= 0:
+                yield _skipped(stamp, subject, budget, x_name, n)
+                continue
+            wl = build(instance, n)
+            m = _measure_workload(instance, wl, opts.policy(budget.left()))
+            status = status_of(m)
+            yield from measurement_rows(stamp, subject, m, x_name, n, wl.shape)
+            xy: dict[str, Any] = {"x_name": x_name, "x_value": n, "detail": wl.shape}
+            if wl.work_kind == "flops":
+                rate = gflops(wl.work, m.summary.median)
+                yield stamp.row(subject, status, metric="gflops", value=rate, unit="GFLOP/s", **xy)
+                roof_n = (
+                    roofs.get(n) if op.startswith("matmul") else max(roofs.values(), default=None)
+                )
+                if roof_n:
+                    frac = roofline_fraction(rate, roof_n)
+                    yield stamp.row(
+                        subject, status, metric="roofline_fraction", value=frac, unit="", **xy
+                    )
+            elif wl.work_kind == "bytes":
+                rate = wl.work / m.summary.median  # bytes per ns is GB/s
+                yield stamp.row(subject, status, metric="gbps", value=rate, unit="GB/s", **xy)
+            points.append(_OpPoint(op, wl.work, wl.work_kind, m.summary.median, m))
+
+
+def _roofline(opts: BenchOptions) -> tuple[dict[int, float], list[Row]]:
+    """One-thread sgemm GFLOP/s by n for the matmul sizes; rows only the first time."""
+    sizes = sorted({n for op in opts.ops if op.startswith("matmul") for n in opts.sizes[op]})
+    if not sizes:
+        sizes = list(DEFAULT_SIZES["matmul_forward"])
+    ms = sgemm_measurements(sizes, opts.policy(10.0))
+    out = {n: sgemm_gflops(n, m) for n, m in ms.items()}
+    rows: list[Row] = []
+    ref = reference_stamp("")
+    for n, m in ms.items():
+        key = ("roofline", str(n))
+        if key in _EMITTED:
+            continue
+        _EMITTED.add(key)
+        detail = f"numpy matmul float32 (n,n)@(n,n)^T, 1 BLAS thread, n={n}"
+        rows += measurement_rows(ref, "roofline:sgemm", m, "n", n, detail)
+        rows.append(ref.row("roofline:sgemm", status_of(m), metric="gflops", value=out[n],
+                            unit="GFLOP/s", x_name="n", x_value=n, detail=detail))  # fmt: skip
+    return out, rows
+
+
+def _overhead_curve(
+    instance: Instance, stamp: Stamp, opts: BenchOptions, budget: Budget, points: list[_OpPoint]
+) -> Iterator[Row]:
+    if budget.left() <= 0:
+        yield _skipped(stamp, "host:noop_call", budget)
+        return
+    noop = Workload("tg_noop", (), 0.0, "none", "", ())
+    call = _measure_workload(instance, noop, opts.policy(budget.left()))
+    yield from measurement_rows(
+        stamp, "host:noop_call", call, detail="tg_noop() in a loop inside the host"
+    )
+    trips = tuple(instance.bridge_roundtrip_ns(max(opts.min_samples, opts.bridge_roundtrips)))
+    s = summarize(trips)
+    bridge = Measurement(trips, 1, "wall clock in Python", 0.0, s, s.is_noisy(opts.noise_band), 0.0)
+    yield from measurement_rows(
+        stamp, "bridge:noop", bridge, detail="Python<->host no-op round trip"
+    )
+    if not points:
+        yield stamp.row(
+            "overhead:call",
+            "skipped",
+            detail="needs op points: add 'ops' before 'overhead' in curves",
+        )
+        return
+    op = points[0].op  # the first op's sweep is the work-size axis
+    for p in (p for p in points if p.op == op):
+        x_name = "flops" if p.work_kind == "flops" else "bytes"
+        for subject, cost, src in (
+            ("overhead:call", call, call),
+            ("overhead:bridge", bridge, bridge),
+        ):
+            o = cost.summary.median
+            yield stamp.row(
+                subject,
+                status_of(src, p.measurement),
+                metric="overhead_fraction",
+                value=o / (o + p.median_ns),
+                unit="",
+                x_name=x_name,
+                x_value=p.work,
+                detail=f"op={op} overhead={o:.0f}ns call={p.median_ns:.0f}ns",
+            )
+
+
+def _train_curve(
+    instance: Instance, stamp: Stamp, cfg: ModelConfig, opts: BenchOptions, budget: Budget
+) -> Iterator[Row]:
+    B = opts.batch
+    T = opts.seq or train_context_length(cfg)
+    if cfg.block_size < T:
+        raise ValueError(
+            f"[check.bench] seq={T} exceeds preset {cfg.name!r} block_size={cfg.block_size}"
+        )
+    params = float(param_count(cfg))
+    if budget.left() <= 0:
+        yield _skipped(stamp, "train_step", budget, "params", params)
+        return
+    model = create_model(instance, cfg)
+    try:
+        m = _measure_workload(
+            instance, train_step(instance, model, cfg, B, T), opts.policy(budget.left())
+        )
+    finally:
+        model.release(instance)
+    shape = f"B={B} T={T}"
+    yield from measurement_rows(stamp, "train_step", m, "params", params, shape)
+    if not opts.reference:
+        return
+    key = (cfg.name, B, T)
+    if key not in _TRAIN_REFERENCE:
+        _TRAIN_REFERENCE[key] = run_jobs([TrainStepJob(cfg.name, B, T)], opts.policy(10.0))[0]
+    ref = _TRAIN_REFERENCE[key]
+    emitted = ("train_step", *map(str, key))
+    if emitted not in _EMITTED:
+        _EMITTED.add(emitted)
+        detail = f"{shape} reference/train.py forward+backward+adamw, 1 BLAS thread"
+        yield from measurement_rows(
+            reference_stamp(cfg.name), "train_step", ref, "params", params, detail
+        )
+    yield stamp.row(
+        "train_step",
+        status_of(m, ref),
+        metric="speedup",
+        value=ref.summary.median / m.summary.median,
+        unit="x",
+        x_name="params",
+        x_value=params,
+        detail=(
+            f"{shape} numpy median {ref.summary.median:.0f}ns"
+            f" / kernel median {m.summary.median:.0f}ns"
+        ),
+    )
+
+
+def default_contexts(cfg: ModelConfig, new_tokens: int) -> tuple[int, ...]:
+    """Powers of two from 8, and the longest prompt that still fits the block with new tokens."""
+    top = cfg.block_size - new_tokens
+    out = [c for c in (8, 16, 32, 64, 128, 256) if c <= top]
+    if top >= 1 and top not in out:
+        out.append(top)
+    return tuple(out)
+
+
+def _generate_curve(
+    instance: Instance, stamp: Stamp, cfg: ModelConfig, opts: BenchOptions, budget: Budget
+) -> Iterator[Row]:
+    g = opts.new_tokens
+    contexts = opts.contexts or default_contexts(cfg, g)
+    model = create_model(instance, cfg)
+    try:
+        for kv in (True, False):
+            tag = "kv" if kv else "nokv"
+            for c in contexts:
+                if budget.left() <= 0:
+                    yield _skipped(stamp, f"generate:{tag}", budget, "context", c)
+                    continue
+                full = _measure_workload(
+                    instance, generate(instance, model, cfg, c, g, kv), opts.policy(budget.left())
+                )
+                first = _measure_workload(
+                    instance, generate(instance, model, cfg, c, 1, kv), opts.policy(budget.left())
+                )
+                yield from measurement_rows(
+                    stamp, f"generate:{tag}", full, "context", c, f"prompt={c} new={g}"
+                )
+                yield from measurement_rows(
+                    stamp, f"ttft:{tag}", first, "context", c, f"prompt={c} new=1"
+                )
+                yield stamp.row(
+                    f"ttft:{tag}", status_of(first), metric="ttft_ns", value=first.summary.median,
+                    unit="ns", x_name="context", x_value=c,
+                )  # fmt: skip
+                decode_ns = full.summary.median - first.summary.median
+                # Decode rate excludes the prompt's prefill: (g - 1) tokens in the extra time.
+                status: Status = status_of(full, first) if decode_ns > 0 else "noisy"
+                rate = (g - 1) * 1e9 / decode_ns if decode_ns > 0 else math.nan
+                yield stamp.row(
+                    f"generate:{tag}", status, metric="tokens_per_s", value=rate, unit="tokens/s",
+                    x_name="context", x_value=c,
+                    detail=f"({g}-1) tokens / (t(new={g}) - t(new=1)); prefill excluded",
+                )  # fmt: skip
+    finally:
+        model.release(instance)

@@ -1,0 +1,212 @@
+"""What the ``bench`` check times: kernel calls with their inputs placed in instance memory.
+
+A :class:`Workload` is one export with its argument tuple, ready for ``Instance.time_calls``, the
+work it does per call (FLOPs or bytes moved) and the buffers to free afterwards. Inputs are
+random but seeded, written once before timing, so the timed loop is the kernel alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from harness.hosts.base import Instance, Scalar
+from harness.roofline import matmul_flops
+from reference.defaults import DEFAULTS
+from reference.model import flatten_params, init_params
+from reference.presets import ModelConfig
+
+WorkKind = Literal["flops", "bytes", "none"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One timed call: ``export(*args)`` doing ``work`` FLOPs or bytes per call."""
+
+    export: str
+    args: tuple[Scalar, ...]
+    work: float
+    work_kind: WorkKind  # flops -> GFLOP/s, bytes -> GB/s (memory-bound ops), none
+    shape: str  # human-readable shape, for the row's detail
+    buffers: tuple[int, ...]  # pointers from instance.alloc, freed by release()
+
+    def release(self, instance: Instance) -> None:
+        """Free the workload's buffers."""
+        for ptr in self.buffers:
+            instance.free(ptr)
+
+
+def _floats(instance: Instance, rng: np.random.Generator, n: int) -> int:
+    """Allocate ``n`` float32s filled with standard-normal values; return the pointer."""
+    ptr = instance.alloc(4 * n)
+    instance.write(ptr, rng.standard_normal(n, dtype=np.float32).tobytes())
+    return ptr
+
+
+def _zeros(instance: Instance, n: int) -> int:
+    ptr = instance.alloc(4 * n)
+    instance.write(ptr, bytes(4 * n))
+    return ptr
+
+
+def _tokens(instance: Instance, tokens: np.ndarray) -> int:
+    data = np.ascontiguousarray(tokens, dtype=np.int32)
+    ptr = instance.alloc(max(4, data.nbytes))
+    instance.write(ptr, data.tobytes())
+    return ptr
+
+
+def matmul_forward(instance: Instance, n: int) -> Workload:
+    """``out (n,n) = inp (n,n) @ w(n,n)^T + b``: the square matmul of the roofline."""
+    rng = np.random.default_rng(n)
+    out, inp = _zeros(instance, n * n), _floats(instance, rng, n * n)
+    w, b = _floats(instance, rng, n * n), _floats(instance, rng, n)
+    return Workload(
+        "tg_matmul_forward",
+        (out, inp, w, b, n, n, n),
+        matmul_flops(n, n, n) + n * n,
+        "flops",
+        f"N=C=OC={n}",
+        (out, inp, w, b),
+    )
+
+
+def matmul_backward(instance: Instance, n: int) -> Workload:
+    """dinp and dweight of the square matmul: two n^3 products (plus the bias sum)."""
+    rng = np.random.default_rng(n + 1)
+    dinp, dw, db = _zeros(instance, n * n), _zeros(instance, n * n), _zeros(instance, n)
+    dout, inp, w = (_floats(instance, rng, n * n) for _ in range(3))
+    return Workload(
+        "tg_matmul_backward",
+        (dinp, dw, db, dout, inp, w, n, n, n),
+        2 * matmul_flops(n, n, n) + n * n,
+        "flops",
+        f"N=C=OC={n}",
+        (dinp, dw, db, dout, inp, w),
+    )
+
+
+def gelu_forward(instance: Instance, n: int) -> Workload:
+    """Elementwise GELU over ``n`` floats: memory-bound, reported in GB/s (read + write)."""
+    rng = np.random.default_rng(n + 2)
+    out, inp = _zeros(instance, n), _floats(instance, rng, n)
+    return Workload("tg_gelu_forward", (out, inp, n), 8.0 * n, "bytes", f"N={n}", (out, inp))
+
+
+def residual_forward(instance: Instance, n: int) -> Workload:
+    """``out = a + b`` over ``n`` floats: two reads and a write per element, in GB/s."""
+    rng = np.random.default_rng(n + 3)
+    out, a, b = _zeros(instance, n), _floats(instance, rng, n), _floats(instance, rng, n)
+    return Workload("tg_residual_forward", (out, a, b, n), 12.0 * n, "bytes", f"N={n}", (out, a, b))
+
+
+LAYERNORM_C = 256  # channels of the layernorm sweep; the sweep varies the number of rows
+
+
+def layernorm_forward(instance: Instance, n: int) -> Workload:
+    """LayerNorm of ``n`` rows of 256 channels: reads inp, writes out, mean, rstd (GB/s)."""
+    rng = np.random.default_rng(n + 4)
+    C = LAYERNORM_C
+    out, mean, rstd = _zeros(instance, n * C), _zeros(instance, n), _zeros(instance, n)
+    inp, w, b = _floats(instance, rng, n * C), _floats(instance, rng, C), _floats(instance, rng, C)
+    return Workload(
+        "tg_layernorm_forward",
+        (out, mean, rstd, inp, w, b, n, C),
+        4.0 * (2 * n * C + 2 * n + 2 * C),
+        "bytes",
+        f"N={n} C={C}",
+        (out, mean, rstd, inp, w, b),
+    )
+
+
+ATTENTION_C, ATTENTION_NH = 64, 4
+
+
+def attention_forward(instance: Instance, n: int) -> Workload:
+    """Causal attention over ``T=n`` positions (B=1, C=64, 4 heads); FLOPs of the two products."""
+    rng = np.random.default_rng(n + 5)
+    T, C, NH = n, ATTENTION_C, ATTENTION_NH
+    out, pre, att = (
+        _zeros(instance, T * C),
+        _zeros(instance, NH * T * T),
+        _zeros(instance, NH * T * T),
+    )
+    inp = _floats(instance, rng, T * 3 * C)
+    # q.k over the causal triangle and att @ v: each T(T+1)/2 dot products of hs per head.
+    flops = 2.0 * 2.0 * C * T * (T + 1) / 2
+    return Workload(
+        "tg_attention_forward",
+        (out, pre, att, inp, 1, T, C, NH),
+        flops,
+        "flops",
+        f"B=1 T={T} C={C} NH={NH}",
+        (out, pre, att, inp),
+    )
+
+
+OPS: dict[str, tuple[Callable[[Instance, int], Workload], str]] = {
+    "matmul_forward": (matmul_forward, "n"),
+    "matmul_backward": (matmul_backward, "n"),
+    "gelu_forward": (gelu_forward, "elements"),
+    "residual_forward": (residual_forward, "elements"),
+    "layernorm_forward": (layernorm_forward, "rows"),
+    "attention_forward": (attention_forward, "context"),
+}
+"""Op name -> (workload builder, name of its size variable)."""
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A kernel-side model with weights from the reference initialiser, plus its buffers."""
+
+    handle: int
+    buffers: tuple[int, ...]
+
+    def release(self, instance: Instance) -> None:
+        """Free the model and its buffers."""
+        for ptr in self.buffers:
+            instance.free(ptr)
+        instance.call("tg_model_free", self.handle)
+
+
+def create_model(instance: Instance, cfg: ModelConfig) -> ModelHandle:
+    """Create ``cfg``'s model in the instance and load the reference's seeded initial weights."""
+    h = instance.call(
+        "tg_model_create", cfg.vocab_size, cfg.block_size, cfg.n_embd, cfg.n_layer, cfg.n_head
+    )
+    if not h:
+        raise RuntimeError(f"tg_model_create returned 0 for preset {cfg.name!r} (out of memory?)")
+    flat = flatten_params(cfg, init_params(cfg, DEFAULTS)).astype(np.float32)
+    params_ptr = instance.call("tg_model_params", h)
+    instance.write(int(params_ptr or 0), flat.tobytes())
+    return ModelHandle(int(h), ())
+
+
+def train_step(
+    instance: Instance, model: ModelHandle, cfg: ModelConfig, B: int, T: int
+) -> Workload:
+    """``tg_model_train_step`` on a fixed random batch, at step 1 with the default optimiser."""
+    rng = np.random.default_rng(7)
+    idx = _tokens(instance, rng.integers(0, cfg.vocab_size, size=(B, T)))
+    tgt = _tokens(instance, rng.integers(0, cfg.vocab_size, size=(B, T)))
+    d = DEFAULTS
+    args: tuple[Scalar, ...] = (
+        model.handle, idx, tgt, B, T,
+        d.learning_rate, d.beta1, d.beta2, d.eps, d.weight_decay, d.grad_clip, 1,
+    )  # fmt: skip
+    return Workload("tg_model_train_step", args, 0.0, "none", f"B={B} T={T}", (idx, tgt))
+
+
+def generate(
+    instance: Instance, model: ModelHandle, cfg: ModelConfig, context: int, n_new: int, kv: bool
+) -> Workload:
+    """Greedy ``tg_model_generate`` of ``n_new`` tokens after a ``context``-token prompt."""
+    rng = np.random.default_rng(context)
+    prompt = _tokens(instance, rng.integers(0, cfg.vocab_size, size=context))
+    out = _zeros(instance, max(1, n_new))
+    args: tuple[Scalar, ...] = (model.handle, prompt, context, n_new, out, int(kv), 0.0, 1)
+    shape = f"prompt={context} new={n_new} kv={'on' if kv else 'off'}"
+    return Workload("tg_model_generate", args, 0.0, "none", shape, (prompt, out))

@@ -1,0 +1,356 @@
+"""Check kind ``defaults``: every surface states the reference's default hyperparameters.
+
+The single source is :data:`reference.defaults.DEFAULTS`. Surfaces, each compared key by key:
+
+- ``binary``: the artifact's ``tg_defaults_json`` export, read THROUGH the cell's host
+  (``instance.call`` + ``read_cstring``), so a host that mangles the string is a finding too;
+- ``readme``: the Markdown table under "Default hyperparameters" in README.md;
+- every ``[[check.defaults.surfaces]]`` entry of the matrix: a file read by the extractor of its
+  ``format`` (typescript, html, json, toml, python, markdown).
+
+Drift is reported in both directions: a surface key the reference does not know (``unknown``)
+and a reference key a surface lacks (``missing``). A surface that exposes only some keys says so
+with ``covers = [...]``; keys it does not cover are listed in one ``skipped`` row, never silently
+dropped. Keys it states but that are not hyperparameters (a UI's ``steps``) go in ``ignore``.
+Numbers compare exactly unless the surface declares ``digits = N`` (significant digits shown).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.checks.base import CellContext
+from harness.hosts.base import HostError
+from harness.results import Row
+from harness.surfaces import FORMAT_OPTIONS, FORMATS, SurfaceEntry, SurfaceError, Value, extract
+from harness.surfaces.json_surface import extract_text
+from harness.surfaces.markdown import DEFAULT_HEADING
+from reference.defaults import DEFAULTS, TrainingDefaults
+
+CHECK = "defaults"
+EXPORT = "tg_defaults_json"
+
+FindingKind = Literal["ok", "mismatch", "unknown", "missing", "uncovered", "error"]
+
+
+@dataclass(frozen=True)
+class SurfaceSpec:
+    """One surface a matrix lists under ``[[check.defaults.surfaces]]``."""
+
+    name: str
+    path: str
+    format: str
+    keys: Mapping[str, str] = field(default_factory=dict)  # surface key -> reference key
+    ignore: frozenset[str] = frozenset()  # surface keys that are not hyperparameters
+    covers: tuple[str, ...] | None = None  # reference keys it must state; None = all
+    digits: int | None = None  # significant digits the surface rounds to; None = exact
+    format_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One comparison outcome: a key that matched, differed, drifted, or a surface that broke."""
+
+    kind: FindingKind
+    surface: str
+    location: str  # "path:line", "path", or "tg_defaults_json via <host>"
+    key: str  # the reference key (or the surface's own key when unknown to the reference)
+    expected: str = ""
+    found: str = ""
+    note: str = ""
+
+    @property
+    def status(self) -> Literal["pass", "fail", "error", "skipped"]:
+        """The row status this finding gives."""
+        if self.kind == "ok":
+            return "pass"
+        if self.kind == "error":
+            return "error"
+        if self.kind == "uncovered":
+            return "skipped"
+        return "fail"
+
+    def message(self) -> str:
+        """One readable line: surface, file:line, key, expected, found."""
+        if self.kind == "error":
+            return f"{self.surface}: {self.location}: {self.note}"
+        if self.kind == "unknown":
+            return (
+                f"{self.surface}: {self.location}: key {self.key!r} = {self.found} is not a "
+                f"reference default ({self.note})"
+            )
+        if self.kind == "missing":
+            return (
+                f"{self.surface}: {self.location}: reference key {self.key!r} "
+                f"(expected {self.expected}) is missing ({self.note})"
+            )
+        if self.kind == "uncovered":
+            return f"{self.surface}: {self.location}: {self.note}"
+        verdict = "matches" if self.kind == "ok" else "MISMATCH"
+        return (
+            f"{self.surface}: {self.location}: {verdict} {self.key}: expected {self.expected}, "
+            f"found {self.found} ({self.note})"
+        )
+
+
+# ---- options ---------------------------------------------------------------------------------
+
+_SURFACE_FIELDS = {"name", "path", "format", "keys", "ignore", "covers", "digits"}
+_TOP_FIELDS = {"binary", "readme", "readme_heading", "surfaces"}
+
+
+def _str_list(where: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def parse_surface(raw: Mapping[str, Any], index: int) -> SurfaceSpec:
+    """Validate one ``[[check.defaults.surfaces]]`` table; raise ValueError naming the field."""
+    where = f"check.defaults.surfaces[{index}]"
+    fmt = raw.get("format")
+    if fmt not in FORMATS:
+        raise ValueError(f"{where}.format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    allowed = _SURFACE_FIELDS | FORMAT_OPTIONS.get(str(fmt), frozenset())
+    extra = sorted(set(raw) - allowed)
+    if extra:
+        raise ValueError(f"{where}: unknown field(s) {extra}; allowed: {sorted(allowed)}")
+    for req in ("name", "path"):
+        if not isinstance(raw.get(req), str) or not raw[req]:
+            raise ValueError(f"{where}.{req} must be a non-empty string")
+    known = set(DEFAULTS.as_dict())
+    keys = raw.get("keys", {})
+    if not isinstance(keys, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in keys.items()
+    ):
+        raise ValueError(f"{where}.keys must map surface keys to reference key names")
+    bad = sorted(v for v in keys.values() if v not in known)
+    if bad:
+        raise ValueError(
+            f"{where}.keys maps to unknown reference key(s) {bad}; known: {sorted(known)}"
+        )
+    covers: tuple[str, ...] | None = None
+    if "covers" in raw and raw["covers"] != "all":
+        covers = _str_list(f"{where}.covers", raw["covers"])
+        unknown = sorted(set(covers) - known)
+        if unknown:
+            raise ValueError(f"{where}.covers names unknown reference key(s) {unknown}")
+    digits = raw.get("digits")
+    if digits is not None and (
+        isinstance(digits, bool) or not isinstance(digits, int) or digits < 1
+    ):
+        raise ValueError(
+            f"{where}.digits must be a positive int (significant digits), got {digits!r}"
+        )
+    return SurfaceSpec(
+        name=raw["name"],
+        path=raw["path"],
+        format=str(fmt),
+        keys=dict(keys),
+        ignore=frozenset(_str_list(f"{where}.ignore", raw.get("ignore", []))),
+        covers=covers,
+        digits=digits,
+        format_options={k: raw[k] for k in FORMAT_OPTIONS.get(str(fmt), ()) if k in raw},
+    )
+
+
+def validate_options(options: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the bad field of a ``[check.defaults]`` table."""
+    extra = sorted(set(options) - _TOP_FIELDS)
+    if extra:
+        raise ValueError(
+            f"check.defaults: unknown option(s) {extra}; allowed: {sorted(_TOP_FIELDS)}"
+        )
+    if not isinstance(options.get("binary", True), bool):
+        raise ValueError("check.defaults.binary must be true or false")
+    for opt in ("readme", "readme_heading"):
+        if not isinstance(options.get(opt, ""), str):
+            raise ValueError(f"check.defaults.{opt} must be a string")
+    surfaces = options.get("surfaces", [])
+    if not isinstance(surfaces, list):
+        raise ValueError(
+            "check.defaults.surfaces must be an array of tables ([[check.defaults.surfaces]])"
+        )
+    specs = [parse_surface(s, i) for i, s in enumerate(surfaces)]
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1} | ({"binary", "readme"} & set(names)))
+    if dupes:
+        raise ValueError(f"check.defaults.surfaces: duplicate or reserved surface name(s) {dupes}")
+
+
+# ---- comparison ------------------------------------------------------------------------------
+
+
+def _round_sig(x: float, digits: int) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def values_match(expected: Value, found: Value, digits: int | None = None) -> bool:
+    """Return whether ``found`` states ``expected``: exact, or to ``digits`` significant digits.
+
+    Booleans and strings must be equal and of the same kind; 16 and 16.0 are the same number.
+    """
+    if isinstance(expected, bool) or isinstance(found, bool):
+        return type(expected) is type(found) and expected == found
+    if isinstance(expected, str) or isinstance(found, str):
+        return expected == found
+    e, f = float(expected), float(found)
+    if not (math.isfinite(e) and math.isfinite(f)):
+        return e == f
+    if digits is None:
+        return e == f
+    return _round_sig(e, digits) == _round_sig(f, digits)
+
+
+def compare_entries(
+    surface: str,
+    where: str,
+    entries: Sequence[SurfaceEntry],
+    *,
+    keys: Mapping[str, str] | None = None,
+    ignore: frozenset[str] = frozenset(),
+    covers: Sequence[str] | None = None,
+    digits: int | None = None,
+    reference: TrainingDefaults = DEFAULTS,
+) -> list[Finding]:
+    """Compare a surface's entries with ``reference``; ``where`` is the file (or export) name.
+
+    Every stated key is compared (a key stated twice is compared twice, at both lines).
+    """
+    expected_all = reference.as_dict()
+    keymap = keys or {}
+    findings: list[Finding] = []
+    seen: set[str] = set()
+    how = "exact" if digits is None else f"to {digits} significant digits"
+    for e in entries:
+        if e.key in ignore:
+            continue
+        ref_key = keymap.get(e.key, e.key)
+        loc = f"{where}:{e.line}"
+        if ref_key not in expected_all:
+            note = "map it in `keys` or list it in `ignore`"
+            findings.append(Finding("unknown", surface, loc, e.key, found=e.raw, note=note))
+            continue
+        seen.add(ref_key)
+        exp = expected_all[ref_key]
+        label = ref_key if ref_key == e.key else f"{ref_key} (as {e.key!r})"
+        kind: FindingKind = "ok" if values_match(exp, e.value, digits) else "mismatch"
+        findings.append(Finding(kind, surface, loc, label, repr(exp), e.raw, how))
+    required = list(expected_all) if covers is None else list(covers)
+    for ref_key in required:
+        if ref_key not in seen:
+            note = "the surface must state every key it covers"
+            exp_s = repr(expected_all[ref_key])
+            findings.append(Finding("missing", surface, where, ref_key, expected=exp_s, note=note))
+    if covers is not None:
+        rest = [k for k in expected_all if k not in covers]
+        if rest:
+            note = (
+                f"declared partial (covers {len(covers)} of {len(expected_all)}); not covered: "
+                + ", ".join(rest)
+            )
+            findings.append(Finding("uncovered", surface, where, "(not covered)", note=note))
+    return findings
+
+
+def _resolve(path: str, base: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else base / p
+
+
+def check_file(
+    spec: SurfaceSpec, base: Path, reference: TrainingDefaults = DEFAULTS
+) -> list[Finding]:
+    """Extract and compare one file surface; a missing or unparsable file is one error finding."""
+    path = _resolve(spec.path, base)
+    try:
+        entries = extract(path, spec.format, spec.format_options)
+    except SurfaceError as exc:
+        return [
+            Finding(
+                "error", spec.name, exc.path, "(file)", note=f"{spec.format} parser: {exc.reason}"
+            )
+        ]
+    return compare_entries(
+        spec.name,
+        str(spec.path),
+        entries,
+        keys=spec.keys,
+        ignore=spec.ignore,
+        covers=spec.covers,
+        digits=spec.digits,
+        reference=reference,
+    )
+
+
+def check_binary(ctx: CellContext, reference: TrainingDefaults = DEFAULTS) -> list[Finding]:
+    """Read ``tg_defaults_json`` through the cell's host and compare it key by key."""
+    where = f"{EXPORT} ({ctx.artifact.name} via {ctx.host})"
+    try:
+        ptr = ctx.instance.call(EXPORT)
+        if not ptr:
+            return [
+                Finding(
+                    "error", "binary", where, EXPORT, note=f"{EXPORT}() returned a null pointer"
+                )
+            ]
+        text = ctx.instance.read_cstring(int(ptr))
+    except (HostError, UnicodeDecodeError) as exc:
+        return [Finding("error", "binary", where, EXPORT, note=f"{type(exc).__name__}: {exc}")]
+    try:
+        entries = extract_text(text, where)
+    except SurfaceError as exc:
+        return [
+            Finding("error", "binary", where, EXPORT, note=f"{exc.reason}; text: {text[:200]!r}")
+        ]
+    if any("." in e.key for e in entries):
+        note = f"expected a flat JSON object of numbers, got {text[:200]!r}"
+        return [Finding("error", "binary", where, EXPORT, note=note)]
+    return compare_entries("binary", EXPORT, entries, reference=reference)
+
+
+def check_readme(path: Path, heading: str, reference: TrainingDefaults = DEFAULTS) -> list[Finding]:
+    """Compare the README's defaults table (every key required)."""
+    spec = SurfaceSpec("readme", str(path), "markdown", format_options={"heading": heading})
+    return check_file(spec, Path("."), reference)
+
+
+def findings(ctx: CellContext, reference: TrainingDefaults = DEFAULTS) -> list[Finding]:
+    """Return every finding of the ``defaults`` check in ``ctx``."""
+    opts = ctx.options
+    validate_options(opts)
+    base = ctx.matrix_path.parent if ctx.matrix_path is not None else ctx.repo_root
+    out: list[Finding] = []
+    if opts.get("binary", True):
+        out.extend(check_binary(ctx, reference))
+    readme = opts.get("readme", None)
+    readme_path = ctx.repo_root / "README.md" if readme is None else _resolve(readme, base)
+    if readme != "":
+        out.extend(
+            check_readme(readme_path, opts.get("readme_heading", DEFAULT_HEADING), reference)
+        )
+    for i, raw in enumerate(opts.get("surfaces", [])):
+        out.extend(check_file(parse_surface(raw, i), base, reference))
+    return out
+
+
+def run(ctx: CellContext) -> Iterator[Row]:
+    """Yield one row per compared key, drifted key, uncovered set, or broken surface."""
+    for f in findings(ctx):
+        value = math.nan
+        try:
+            value = float(f.found) if f.found else math.nan
+        except ValueError:
+            pass
+        yield ctx.row(
+            CHECK,
+            f"{f.surface}:{f.key}",
+            f.status,
+            metric="value" if f.kind in ("ok", "mismatch") else "",
+            value=value,
+            detail=f.message(),
+        )

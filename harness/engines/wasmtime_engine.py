@@ -1,0 +1,223 @@
+"""The wasmtime engine: wasm32 and wasm64 (Memory64) modules run in-process by wasmtime-py.
+
+:func:`validate_wasm_abi` is the static "does this module match the ABI" check (every export
+present with exactly the wasm types of ``Signature.wasm_types``, memory width = pointer width);
+the Node and Chromium hosts reuse it before handing a module to their engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from harness.abi import EXPORTS, Signature
+from harness.artifact import Artifact
+from harness.engines.call_loop import roundtrips, time_loop
+from harness.engines.signatures import artifact_signatures
+from harness.hosts.base import (
+    ABIError,
+    CorruptArtifact,
+    HostError,
+    IncompatibleArtifact,
+    Instance,
+    MissingExport,
+    Scalar,
+    TimingResult,
+    Trap,
+)
+
+MEMORY_EXPORT = "memory"
+
+
+def make_engine() -> wasmtime.Engine:
+    """A wasmtime Engine with the proposals the artifacts use: Memory64 and simd128."""
+    config = wasmtime.Config()
+    config.wasm_memory64 = True
+    config.wasm_simd = True
+    return wasmtime.Engine(config)
+
+
+def _parse(engine: wasmtime.Engine, path: Path, label: str) -> wasmtime.Module:
+    """Compile ``path``; CorruptArtifact with wasmtime's own message if it is not valid wasm."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptArtifact(f"{label}: {exc}") from exc
+    try:
+        return wasmtime.Module(engine, data)
+    except wasmtime.WasmtimeError as exc:
+        raise CorruptArtifact(f"{label}: {path.name}: {exc}") from exc
+
+
+def _valtypes(types: Any) -> tuple[str, ...]:
+    return tuple(str(t) for t in types)
+
+
+def check_module_abi(module: wasmtime.Module, ptr_width: int, label: str) -> None:
+    """Raise MissingExport/ABIError unless ``module`` exports the ABI at ``ptr_width``."""
+    if ptr_width not in (32, 64):
+        raise ABIError(f"{label}: ptr_width must be 32 or 64, got {ptr_width}")
+    exports = {e.name: e.type for e in module.exports}
+    missing = [name for name in EXPORTS if name not in exports]
+    if missing:
+        raise MissingExport(f"{label}: module lacks export(s) {', '.join(missing)}")
+    for name, sig in EXPORTS.items():
+        ty = exports[name]
+        expected = sig.wasm_types(ptr_width)
+        if not isinstance(ty, wasmtime.FuncType):
+            raise ABIError(f"{label}: export {name} expected a function {expected}, found {ty}")
+        found = (_valtypes(ty.params), _valtypes(ty.results))
+        if found != expected:
+            raise ABIError(f"{label}: export {name} expected {expected}, found {found}")
+    mem = exports.get(MEMORY_EXPORT)
+    if not isinstance(mem, wasmtime.MemoryType):
+        raise MissingExport(f"{label}: module lacks its linear memory export {MEMORY_EXPORT!r}")
+    if (64 if mem.is_64 else 32) != ptr_width:
+        raise ABIError(
+            f"{label}: memory is {'64' if mem.is_64 else '32'}-bit but the artifact's "
+            f"ptr_width is {ptr_width}"
+        )
+    if module.imports:
+        names = ", ".join(f"{i.module}.{i.name}" for i in module.imports)
+        raise ABIError(f"{label}: module imports {names}; the ABI provides no imports")
+
+
+def validate_wasm_abi(path: Path, ptr_width: int) -> None:
+    """Parse the module at ``path`` and check it against the ABI; raises on any mismatch.
+
+    CorruptArtifact (not wasm / fails validation, wasmtime's message), MissingExport (an ABI
+    export or the memory is absent), ABIError (a func type differs: names the export, the
+    expected and the found types; or the memory width differs from ``ptr_width``).
+    """
+    check_module_abi(_parse(make_engine(), path, str(path)), ptr_width, str(path))
+
+
+def _i32(v: int) -> int:
+    """Two's-complement view of ``v`` as i32 (uint32 seeds travel as i32)."""
+    return ((int(v) + (1 << 31)) % (1 << 32)) - (1 << 31)
+
+
+def _i64(v: int) -> int:
+    return ((int(v) + (1 << 63)) % (1 << 64)) - (1 << 63)
+
+
+class WasmtimeInstance(Instance):
+    """One instantiated module in its own wasmtime Store."""
+
+    def __init__(self, artifact: Artifact, engine: wasmtime.Engine, module: wasmtime.Module):
+        """Instantiate ``module`` (already validated; use :meth:`load`)."""
+        self.artifact = artifact
+        self._sigs: dict[str, Signature] = artifact_signatures(artifact)
+        self._store: wasmtime.Store | None = wasmtime.Store(engine)
+        try:
+            instance = wasmtime.Instance(self._store, module, [])
+        except wasmtime.Trap as exc:
+            raise Trap(f"{artifact.name}: start trapped: {exc.message}") from exc
+        except wasmtime.WasmtimeError as exc:
+            raise IncompatibleArtifact(f"{artifact.name}: {exc}") from exc
+        exports = instance.exports(self._store)
+        memory = exports[MEMORY_EXPORT]
+        assert isinstance(memory, wasmtime.Memory)  # check_module_abi verified the type
+        self._memory = memory
+        self._funcs: dict[str, wasmtime.Func] = {}
+        for name in EXPORTS:
+            fn = exports[name]
+            assert isinstance(fn, wasmtime.Func)
+            self._funcs[name] = fn
+        ptr = _i64 if artifact.ptr_width == 64 else _i32
+        self._conv: dict[str, tuple[Callable[[Any], Any], ...]] = {
+            name: tuple(float if k == "f32" else ptr if k == "ptr" else _i32 for k in sig.params)
+            for name, sig in self._sigs.items()
+        }
+        self._ptr_mask = (1 << artifact.ptr_width) - 1
+
+    @classmethod
+    def load(cls, artifact: Artifact) -> WasmtimeInstance:
+        """Parse, ABI-check and instantiate ``artifact``."""
+        if artifact.kind != "wasm":
+            raise IncompatibleArtifact(
+                f"wasmtime runs wasm modules, {artifact.name} is a {artifact.kind} artifact"
+            )
+        engine = make_engine()
+        module = _parse(engine, artifact.path, artifact.name)
+        check_module_abi(module, artifact.ptr_width, artifact.name)
+        return cls(artifact, engine, module)
+
+    def _live_store(self) -> wasmtime.Store:
+        if self._store is None:
+            raise HostError(f"{self.artifact.name}: instance is closed")
+        return self._store
+
+    def _bound(self, name: str, args: tuple[Scalar, ...]) -> Callable[[], Any]:
+        """A zero-argument callable running ``name(*args)`` with args converted once."""
+        store = self._live_store()
+        try:
+            fn, conv = self._funcs[name], self._conv[name]
+        except KeyError:
+            raise MissingExport(f"{name} is not an export of the TinyGPT ABI") from None
+        if len(args) != len(conv):
+            raise ABIError(f"{name} takes {len(conv)} arguments {self._sigs[name].params}, "
+                           f"got {len(args)}")  # fmt: skip
+        try:
+            values = [c(a) for c, a in zip(conv, args, strict=True)]
+        except (TypeError, ValueError) as exc:
+            raise ABIError(f"{name}{args}: {exc}") from None
+        return lambda: fn(store, *values)
+
+    def _run(self, name: str, thunk: Callable[[], Any]) -> Any:
+        try:
+            return thunk()
+        except wasmtime.Trap as exc:
+            raise Trap(f"{name}: {exc.message}") from exc
+        except wasmtime.WasmtimeError as exc:
+            raise HostError(f"{name}: {exc}") from exc
+
+    def call(self, name: str, *args: Scalar) -> Scalar | None:
+        """Call export ``name``; a ``ptr`` result is returned unsigned."""
+        result = self._run(name, self._bound(name, args))
+        kind = self._sigs[name].result
+        if kind == "void":
+            return None
+        if kind == "ptr":
+            return int(result) & self._ptr_mask
+        if kind == "i32":
+            return int(result)
+        return float(result)
+
+    def _check_range(self, ptr: int, nbytes: int, what: str) -> wasmtime.Store:
+        store = self._live_store()
+        size = self._memory.data_len(store)
+        if ptr < 0 or nbytes < 0 or ptr + nbytes > size:
+            raise Trap(f"{what} of {nbytes} bytes at {ptr:#x} is outside linear memory "
+                       f"({size} bytes)")  # fmt: skip
+        return store
+
+    def write(self, ptr: int, data: bytes) -> None:
+        """Copy ``data`` into linear memory at ``ptr``."""
+        store = self._check_range(ptr, len(data), "write")
+        if data:
+            self._memory.write(store, data, ptr)
+
+    def read(self, ptr: int, nbytes: int) -> bytes:
+        """Return ``nbytes`` of linear memory at ``ptr``."""
+        store = self._check_range(ptr, nbytes, "read")
+        return bytes(self._memory.read(store, ptr, ptr + nbytes))
+
+    def time_calls(
+        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+    ) -> TimingResult:
+        """Time ``name(*args)`` in a Python loop around the wasmtime call."""
+        thunk = self._bound(name, args)
+        return self._run(name, lambda: time_loop(thunk, inner_reps, samples, warmup))  # type: ignore[no-any-return]
+
+    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
+        """``n`` individually timed calls of ``tg_noop``: the Python->wasm call overhead."""
+        return roundtrips(self._bound("tg_noop", ()), n)
+
+    def close(self) -> None:
+        """Drop the store (and with it the instance and its memory)."""
+        self._funcs.clear()
+        self._store = None

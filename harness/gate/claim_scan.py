@@ -1,0 +1,46 @@
+"""Find numbers in the docs that read like performance claims and that no claim covers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from harness.gate.claim_checks import Finding
+
+# "9.7×", "3x faster", "2.5 times slower", "120 tok/s", "12 GFLOP/s", "8 GB/s".
+PERF_NUMBER = re.compile(
+    r"(?<![\w.])(?P<num>\d+(?:\.\d+)?)\s*"
+    r"(?P<unit>×|x(?![\w])|times\s+(?:faster|slower)|tok(?:ens)?/s|[GMT]FLOP/?s|GB/s)",
+    re.IGNORECASE,
+)
+
+
+def scan_files(root: Path, patterns: tuple[str, ...], exclude: tuple[str, ...]) -> list[Path]:
+    """The files to scan: ``patterns`` globbed under ``root``, minus ``exclude``."""
+    skip = {(root / e).resolve() for e in exclude}
+    found: dict[Path, None] = {}
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            if path.is_file() and path.resolve() not in skip:
+                found[path] = None
+    return list(found)
+
+
+def uncovered(
+    root: Path, files: list[Path], spans: Mapping[str, list[tuple[int, int]]]
+) -> list[Finding]:
+    """One finding per performance-looking number outside every claim's published region."""
+    out = []
+    for path in files:
+        label = str(path.relative_to(root))
+        mine = spans.get(label, [])
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if any(a <= number <= b for a, b in mine):
+                continue
+            for match in PERF_NUMBER.finditer(line):
+                out.append(Finding("", "uncovered", (
+                    f"{label}:{number}: {match.group(0)!r} reads like a performance claim "
+                    "but no claim covers it (add a [[claim]] or reword it)"
+                )))  # fmt: skip
+    return out

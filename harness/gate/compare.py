@@ -1,0 +1,103 @@
+"""``tinygpt-harness compare BASE CAND``: the noise-aware CI regression gate.
+
+Exit 1 on a confirmed regression beyond its threshold, on any parity/defaults/corpus failure in
+CAND, or on a cell that passed in BASE and is broken in CAND; exit 2 on bad input or a refused
+comparison (other machine, other build); exit 0 otherwise. BASE and CAND are only ever read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.gate.compare_render import markdown, print_table
+from harness.gate.errors import GateInputError, RefusalError
+from harness.gate.measurements import timing_samples
+from harness.gate.provenance import check_comparable
+from harness.gate.rundir import Run, load_run
+from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text, thresholds_from_table
+from harness.gate.verdicts import GateResult, evaluate
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add compare's arguments."""
+    parser.add_argument("base", type=Path, metavar="BASE", help="run directory of the baseline")
+    parser.add_argument("cand", type=Path, metavar="CAND", help="run directory of the candidate")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a PR summary here")
+    parser.add_argument(
+        "--thresholds",
+        type=Path,
+        metavar="MATRIX",
+        help="read [thresholds] from this matrix file (default: the matrix CAND recorded)",
+    )
+    parser.add_argument(
+        "--allow-cross-machine",
+        action="store_true",
+        help="compare runs from different machines or builds anyway",
+    )
+    parser.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="rerun cells with unknown verdicts (CAND's build) with more samples",
+    )
+    parser.add_argument(
+        "--budget-s", type=float, default=60.0, help="adaptive: wall-clock budget in seconds"
+    )
+    parser.add_argument("--max-rounds", type=int, default=3, help="adaptive: most reruns per cell")
+    parser.add_argument(
+        "--samples", type=int, default=30, help="adaptive: timing samples per rerun"
+    )
+
+
+def load_thresholds(cand: Run, override: Path | None) -> Thresholds:
+    """Thresholds from ``override`` or from the matrix text CAND recorded in run.json."""
+    if override is not None:
+        try:
+            text = override.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise GateInputError(override, "", f"cannot read ({exc.strerror})") from exc
+        return thresholds_from_matrix_text(text, override)
+    content = cand.meta.matrix.get("content", {})
+    source = f"{cand.meta.path} (matrix.content)"
+    if isinstance(content, str):  # a run that recorded the matrix as TOML text
+        return thresholds_from_matrix_text(content, source)
+    if not isinstance(content, dict):
+        raise GateInputError(cand.meta.path, "matrix.content", "expected the parsed matrix")
+    table = content.get("thresholds", {})
+    if not isinstance(table, dict):
+        raise GateInputError(cand.meta.path, "matrix.content.thresholds", "must be a table")
+    return thresholds_from_table(table, source)
+
+
+def run_compare(args: argparse.Namespace, console: Console) -> GateResult:
+    """Load, check comparability, decide (and adapt); raises GateInputError or RefusalError."""
+    base, cand = load_run(args.base), load_run(args.cand)
+    thresholds = load_thresholds(cand, args.thresholds)
+    perf = bool(timing_samples(base.rows)) and bool(timing_samples(cand.rows))
+    overridden = check_comparable(base.meta, cand.meta, args.allow_cross_machine, perf)
+    result = evaluate(base.rows, cand.rows, thresholds)
+    if args.adaptive and result.unknown:
+        from harness.gate.adaptive import AdaptiveBudget, resolve_unknown
+
+        budget = AdaptiveBudget(args.budget_s, args.max_rounds, args.samples)
+        result = resolve_unknown(base, cand, thresholds, result, budget, console)
+    return dataclasses.replace(result, overridden_refusals=tuple(overridden))
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run the gate; returns 0 pass, 1 fail, 2 bad input or refused."""
+    console = Console(stderr=False, width=160)
+    try:
+        result = run_compare(args, console)
+    except (GateInputError, RefusalError) as exc:
+        print(f"compare: {exc}", file=sys.stderr)
+        return 2
+    print_table(result, console)
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(result, str(args.base), str(args.cand)), encoding="utf-8")
+    return 1 if result.failed else 0

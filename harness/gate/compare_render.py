@@ -1,0 +1,132 @@
+"""Render a GateResult: a rich terminal table and a Markdown summary for the PR."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.gate.verdicts import Change, GateResult
+
+_STYLE = {"slower": "bold red", "faster": "green", "same": "dim", "unknown": "yellow"}
+
+
+def _ns(v: float) -> str:
+    if math.isnan(v):
+        return "-"
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if v >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v:.3g} ns"
+
+
+def _pct(r: float) -> str:
+    return "-" if math.isnan(r) else f"{(r - 1) * 100:+.1f}%"
+
+
+def _ci(c: Change) -> str:
+    cmp = c.comparison
+    if math.isnan(cmp.ci_low):
+        return "-"
+    return f"[{_pct(cmp.ci_low)}, {_pct(cmp.ci_high)}]"
+
+
+def _p(p: float) -> str:
+    return "-" if math.isnan(p) else f"{p:.2g}"
+
+
+def _row(c: Change) -> tuple[str, ...]:
+    cmp = c.comparison
+    return (
+        c.key.cell,
+        c.key.name,
+        _ns(c.base_median_ns),
+        _ns(c.cand_median_ns),
+        f"{cmp.ratio:.3f}" if not math.isnan(cmp.ratio) else "-",
+        _ci(c),
+        _p(cmp.p_value),
+        f"±{cmp.min_effect * 100:g}%",
+        f"{cmp.n_base}/{cmp.n_cand}",
+        cmp.verdict,
+    )
+
+
+HEADERS = (
+    "cell",
+    "measurement",
+    "base",
+    "cand",
+    "ratio",
+    "95% CI",
+    "p",
+    "threshold",
+    "n",
+    "verdict",
+)
+
+
+def headline(result: GateResult) -> str:
+    """One line: the gate's outcome and its counts."""
+    counts = {v: 0 for v in ("slower", "faster", "same", "unknown")}
+    for c in result.changes:
+        counts[c.comparison.verdict] += 1
+    outcome = "FAIL" if result.failed else "PASS"
+    return (
+        f"gate {outcome}: {counts['slower']} slower, {counts['faster']} faster, "
+        f"{counts['same']} same, {counts['unknown']} unknown; "
+        f"{len(result.blocking_failures)} parity/defaults/corpus failures; "
+        f"{len(result.cell_regressions)} broken cells"
+    )
+
+
+def _sections(result: GateResult) -> list[tuple[str, tuple[str, ...]]]:
+    return [
+        ("Parity, defaults and corpus failures in CAND", result.blocking_failures),
+        ("Cells that passed in BASE and are broken in CAND", result.cell_regressions),
+        ("Measured in BASE, missing from CAND (not gated)", result.missing),
+        ("Refusals overridden by --allow-cross-machine", result.overridden_refusals),
+    ]
+
+
+def print_table(result: GateResult, console: Console) -> None:
+    """Print the comparison table and the failure lists to ``console``."""
+    table = Table(title="compare: CAND vs BASE (ratio = CAND median / BASE median)")
+    for h in HEADERS:
+        table.add_column(
+            h, justify="right" if h not in ("cell", "measurement", "verdict") else "left"
+        )
+    for c in result.changes:
+        table.add_row(*_row(c), style=_STYLE[c.comparison.verdict])
+    console.print(table)
+    for title, items in _sections(result):
+        if items:
+            console.print(f"[bold]{title}[/bold]")
+            for item in items:
+                console.print(f"  - {item}", markup=False)
+    console.print(headline(result), style="bold red" if result.failed else "bold green")
+
+
+def markdown(result: GateResult, base_label: str, cand_label: str) -> str:
+    """The PR comment: headline, regressions first, then every measurement."""
+    lines = [
+        f"## Performance gate: {'❌ FAIL' if result.failed else '✅ PASS'}",
+        "",
+        f"BASE `{base_label}` → CAND `{cand_label}`. {headline(result)}.",
+        "",
+    ]
+    for title, items in _sections(result):
+        if items:
+            lines += [f"### {title}", "", *[f"- `{i}`" for i in items], ""]
+    ordered = sorted(
+        result.changes,
+        key=lambda c: ("slower", "unknown", "faster", "same").index(c.comparison.verdict),
+    )
+    lines += ["### Measurements", "", "| " + " | ".join(HEADERS) + " |"]
+    lines.append("|" + "|".join("---" for _ in HEADERS) + "|")
+    for c in ordered:
+        cells = list(_row(c))
+        if c.comparison.verdict == "slower":
+            cells[-1] = "**slower**"
+        lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+    return "\n".join(lines) + "\n"

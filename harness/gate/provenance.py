@@ -1,0 +1,79 @@
+"""When two runs may not be compared: other machines, or other builds of the same artifact.
+
+Timings from two machines differ by more than any regression worth catching, so a cross-machine
+comparison is refused. A *build* differs when the same source gives another binary: the same
+artifact name with another sha256 at the same clean commit (another toolchain, other flags), or
+another recorded build recipe. Different commits are expected to change the binary (that is what
+the gate measures), so a sha256 change across commits alone is not a refusal.
+"""
+
+from __future__ import annotations
+
+from harness.gate.errors import RefusalError
+from harness.gate.rundir import RunMeta
+
+_RECIPE_KEYS = ("kind", "target", "ptr_width", "toolchain", "flags", "features")
+
+
+def refusals(base: RunMeta, cand: RunMeta, perf: bool = True) -> list[str]:
+    """Every reason ``base`` and ``cand`` may not be compared (empty when they may).
+
+    ``perf`` says whether timings are compared: shards of one run may come from several
+    machines for parity, but not when their timings feed a verdict.
+    """
+    reasons: list[str] = []
+    for meta in (base, cand):
+        for name, shas in sorted(meta.mixed_builds().items()):
+            reasons.append(
+                f"{meta.path}: artifact {name!r} differs between merged shards "
+                f"({', '.join(s[:12] for s in shas)})"
+            )
+        fps = meta.shard_fingerprints()
+        if perf and len(fps) > 1:
+            reasons.append(
+                f"{meta.path}: merged from shards of {len(fps)} machine fingerprints "
+                f"({', '.join(sorted(fps))}); perf cells of one comparison must come from one"
+            )
+    if base.fingerprint_id != cand.fingerprint_id:
+        reasons.append(
+            f"different machine fingerprints: BASE {base.fingerprint_id} ({base.path}) vs "
+            f"CAND {cand.fingerprint_id} ({cand.path})"
+        )
+    same_source = base.commit == cand.commit and not base.dirty and not cand.dirty
+    for name in sorted(set(base.artifacts) & set(cand.artifacts)):
+        a, b = base.artifacts[name], cand.artifacts[name]
+        if same_source and a != b:
+            reasons.append(
+                f"artifact {name!r}: two different builds of commit {base.commit[:12]} "
+                f"(sha256 {a[:12]} vs {b[:12]})"
+            )
+        recipe_a, recipe_b = _recipe(base, name), _recipe(cand, name)
+        if any(k in recipe_b and recipe_a[k] != recipe_b[k] for k in recipe_a):
+            changed = [k for k in recipe_a if k in recipe_b and recipe_a[k] != recipe_b[k]]
+            reasons.append(
+                f"artifact {name!r}: built differently ({', '.join(changed)}: "
+                + "; ".join(f"{recipe_a.get(k)!r} vs {recipe_b.get(k)!r}" for k in changed)
+                + ")"
+            )
+    return reasons
+
+
+def _recipe(meta: RunMeta, name: str) -> dict[str, object]:
+    entry = meta.artifact_builds.get(name)
+    if entry is None:
+        return {}
+    return {k: entry.get(k) for k in _RECIPE_KEYS if k in entry}
+
+
+def check_comparable(
+    base: RunMeta, cand: RunMeta, allow_cross_machine: bool, perf: bool = True
+) -> list[str]:
+    """Raise RefusalError unless allowed; else return the overridden reasons (for the report)."""
+    reasons = refusals(base, cand, perf)
+    if reasons and not allow_cross_machine:
+        raise RefusalError(
+            "refusing to compare:\n  - "
+            + "\n  - ".join(reasons)
+            + "\n(pass --allow-cross-machine to compare anyway; verdicts will mix machine noise)"
+        )
+    return reasons

@@ -1,0 +1,93 @@
+"""``tinygpt-harness signoff RUN --claims FILE``: check every published number against a run.
+
+Each claim is checked three ways: the run measures it within the claim's tolerance, the
+published text still carries it, and a single-point claim is not one point of a quantity that
+varies by more than 20 % across presets. Performance-looking numbers in the scanned docs that no
+claim covers fail too. Exit 0 when all pass, 1 on any failing/stale/refused/uncovered finding,
+2 on bad input (the message names the file and the field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.gate.claim_checks import (
+    Finding,
+    check_cells,
+    check_single_point,
+    check_text,
+    check_values,
+    covered_spans,
+    quantity_table,
+)
+from harness.gate.claim_scan import scan_files, uncovered
+from harness.gate.claims import load_claims
+from harness.gate.errors import GateInputError
+from harness.gate.rundir import Run, load_run
+from harness.gate.signoff_sheet import html_page, markdown, passed
+from reference.defaults import DEFAULTS
+
+_STYLE = {"pass": "green", "fail": "bold red", "stale": "bold red", "refused": "bold red",
+          "uncovered": "yellow"}  # fmt: skip
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add signoff's arguments."""
+    parser.add_argument("run", type=Path, metavar="RUN", help="run directory (may be merged)")
+    parser.add_argument("--claims", type=Path, required=True, help="claims TOML file")
+    parser.add_argument(
+        "--root", type=Path, default=Path("."), help="directory published files are relative to"
+    )
+    parser.add_argument("--out", type=Path, help="write signoff.md and signoff.html here")
+
+
+def check_defaults(run: Run) -> list[Finding]:
+    """The run must have been measured with this code's training defaults."""
+    recorded = run.meta.defaults_sha256
+    if recorded == DEFAULTS.sha256():
+        return []
+    return [Finding("(run)", "fail", (
+        f"{run.meta.path}: measured with defaults sha256 {recorded or 'not recorded'}, "
+        f"this code's defaults are {DEFAULTS.sha256()}: re-measure before signing off"
+    ))]  # fmt: skip
+
+
+def sign_off(run: Run, claims_path: Path, root: Path) -> list[Finding]:
+    """Every finding of every claim, then the uncovered numbers; raises GateInputError."""
+    claims = load_claims(claims_path)
+    check_cells(claims, {r.cell for r in run.rows})
+    table = quantity_table(run.rows)
+    findings = check_defaults(run)
+    for claim in claims.claims:
+        findings += check_values(claim, table)
+        findings += check_single_point(claim, table)
+        findings += check_text(claim, root, claims_path)
+    files = scan_files(root, claims.scan_files, claims.scan_exclude)
+    findings += uncovered(root, files, covered_spans(claims, root))
+    return findings
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run the sign-off; 0 signed off, 1 any failing finding, 2 bad input."""
+    console = Console(width=160)
+    try:
+        run = load_run(args.run)
+        findings = sign_off(run, args.claims, args.root)
+    except GateInputError as exc:
+        print(f"signoff: {exc}", file=sys.stderr)
+        return 2
+    for f in findings:
+        console.print(f"{f.status:>9}  {f.message}", style=_STYLE[f.status], markup=False)
+    ok = passed(findings)
+    console.print(
+        "signed off" if ok else "NOT signed off", style="bold green" if ok else "bold red"
+    )
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "signoff.md").write_text(markdown(findings, run.meta, args.claims), "utf-8")
+        (args.out / "signoff.html").write_text(html_page(findings, run.meta, args.claims), "utf-8")
+    return 0 if ok else 1

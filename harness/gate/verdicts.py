@@ -1,0 +1,111 @@
+"""The gate's decision over two runs: measured changes, CAND failures, cell regressions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.gate.measurements import MeasurementKey, cell_verdicts, timing_samples
+from harness.gate.stats import Comparison, compare_samples
+from harness.gate.thresholds import Thresholds
+from harness.results import Row
+
+# Checks whose failure in CAND fails the gate whatever BASE did: parity and the contracts.
+BLOCKING_CHECKS = ("ops", "model", "defaults", "corpus")
+BROKEN = ("fail", "error", "incompatible")
+
+
+@dataclass(frozen=True)
+class Change:
+    """The comparison of one measurement between BASE and CAND."""
+
+    key: MeasurementKey
+    base_median_ns: float
+    cand_median_ns: float
+    comparison: Comparison
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Everything compare reports; :attr:`failed` is the exit-1 condition."""
+
+    changes: tuple[Change, ...]
+    blocking_failures: tuple[str, ...]  # parity/defaults/corpus fail in CAND
+    cell_regressions: tuple[str, ...]  # passed in BASE, broken in CAND
+    missing: tuple[str, ...]  # measured in BASE, absent from CAND (reported, not failing)
+    overridden_refusals: tuple[str, ...] = ()
+
+    @property
+    def regressions(self) -> tuple[Change, ...]:
+        """Changes confirmed slower beyond their threshold."""
+        return tuple(c for c in self.changes if c.comparison.verdict == "slower")
+
+    @property
+    def unknown(self) -> tuple[Change, ...]:
+        """Changes the samples cannot decide yet."""
+        return tuple(c for c in self.changes if c.comparison.verdict == "unknown")
+
+    @property
+    def failed(self) -> bool:
+        """True when the gate must exit 1."""
+        return bool(self.regressions or self.blocking_failures or self.cell_regressions)
+
+
+def compare_samples_by_key(
+    base: Mapping[MeasurementKey, list[float]],
+    cand: Mapping[MeasurementKey, list[float]],
+    thresholds: Thresholds,
+) -> tuple[tuple[Change, ...], tuple[str, ...]]:
+    """Compare every measurement present in both; list those missing from CAND."""
+    changes = []
+    for key in sorted(set(base) & set(cand)):
+        decision = thresholds.decision_for(key.check, key.name)
+        comparison = compare_samples(base[key], cand[key], decision)
+        changes.append(
+            Change(key, float(np.median(base[key])), float(np.median(cand[key])), comparison)
+        )
+    missing = tuple(f"{k.cell} {k.name}" for k in sorted(set(base) - set(cand)))
+    return tuple(changes), missing
+
+
+def blocking_failures(cand_rows: Iterable[Row]) -> tuple[str, ...]:
+    """Every parity, defaults or corpus row of CAND that failed or errored, with its cause."""
+    return tuple(
+        f"{r.cell} {r.check}:{r.subject} {r.status}"
+        + (f" {r.metric}" if r.metric else "")
+        + (f" ({r.detail})" if r.detail else "")
+        for r in cand_rows
+        if r.check in BLOCKING_CHECKS and r.status in ("fail", "error")
+    )
+
+
+def cell_regressions(base_rows: Iterable[Row], cand_rows: Iterable[Row]) -> tuple[str, ...]:
+    """Cells whose verdict was pass in BASE and is fail/error/incompatible in CAND."""
+    before, after = cell_verdicts(base_rows), cell_verdicts(cand_rows)
+    out = []
+    for cell in sorted(before):
+        if before[cell][0] == "pass" and cell in after and after[cell][0] in BROKEN:
+            status, detail = after[cell]
+            out.append(f"{cell}: pass -> {status}" + (f" ({detail})" if detail else ""))
+    return tuple(out)
+
+
+def evaluate(
+    base_rows: tuple[Row, ...],
+    cand_rows: tuple[Row, ...],
+    thresholds: Thresholds,
+    extra_cand_samples: Mapping[MeasurementKey, list[float]] | None = None,
+) -> GateResult:
+    """Decide the gate; ``extra_cand_samples`` are adaptive reruns merged into CAND's samples."""
+    cand_samples = timing_samples(cand_rows)
+    for key, more in (extra_cand_samples or {}).items():
+        cand_samples[key] = [*cand_samples.get(key, []), *more]
+    changes, missing = compare_samples_by_key(timing_samples(base_rows), cand_samples, thresholds)
+    return GateResult(
+        changes=changes,
+        blocking_failures=blocking_failures(cand_rows),
+        cell_regressions=cell_regressions(base_rows, cand_rows),
+        missing=missing,
+    )

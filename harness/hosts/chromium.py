@@ -1,0 +1,294 @@
+"""The ``chromium`` host: Debian's Chromium driven by Playwright (no browser download).
+
+The browser is launched once per host object with a fresh profile. Each loaded artifact gets its
+own page (and browser context) served from :class:`~harness.hosts.page_server.PageServer` with
+COOP/COEP, so the page is ``crossOriginIsolated`` (asserted, recorded). The page runs the artifact
+in a dedicated worker over the same ``driver.mjs`` as Node: a call over its timeout terminates
+that worker (HostTimeout); a crashed page or browser raises HostCrashed; both recover lazily.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import struct
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+
+from harness.artifact import Artifact
+from harness.hosts import base
+from harness.hosts.base import HostCrashed, HostError, HostUnavailable, Scalar
+from harness.hosts.framing import decode_scalar, encode_scalar
+from harness.hosts.install import CHROMIUM_INSTALL, CHROMIUM_PATH
+from harness.hosts.page_server import PageServer
+from harness.hosts.pipe import artifact_entry, error_from_reply
+from harness.hosts.rejection import classify_rejection
+from harness.hosts.timeouts import Timeouts
+
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
+LAUNCH_ARGS = (
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-gpu",
+    "--disable-quic",
+)
+
+
+class _SharedDriver:
+    """Playwright's sync API allows one driver per thread, so hosts share it by reference count."""
+
+    playwright: Playwright | None = None
+    users = 0
+
+    @classmethod
+    def acquire(cls) -> Playwright:
+        if cls.playwright is None:
+            cls.playwright = sync_playwright().start()
+        cls.users += 1
+        return cls.playwright
+
+    @classmethod
+    def release(cls) -> None:
+        cls.users -= 1
+        if cls.users == 0 and cls.playwright is not None:
+            cls.playwright.stop()
+            cls.playwright = None
+
+
+class ChromiumInstance(base.Instance):
+    """One artifact in one page; ``page`` is public so tests can crash it."""
+
+    def __init__(
+        self, host: ChromiumHost, context: BrowserContext, page: Page, artifact: Artifact,
+        load_header: dict[str, Any],
+    ) -> None:  # fmt: skip
+        self.host = host
+        self.context = context
+        self.page = page
+        self.artifact = artifact
+        worker = load_header.get("worker", {})
+        self.worker_cross_origin_isolated = bool(worker.get("crossOriginIsolated"))
+        self._lost: str | None = None
+        self._closed = False
+
+    def _ask(self, method: str, *args: Any, timeout_s: float) -> dict[str, Any]:
+        if self._closed:
+            raise HostError(f"chromium: instance of {self.artifact.name} is closed")
+        if self._lost is not None:
+            raise HostCrashed(
+                f"chromium: the instance of {self.artifact.name} was lost ({self._lost}); "
+                "load the artifact again"
+            )
+        try:
+            reply = self.host.evaluate(self.page, method, *args, timeout_s=timeout_s)
+        except (HostCrashed, base.HostTimeout) as exc:
+            self._lost = str(exc)
+            raise
+        if "error" in reply:
+            error = error_from_reply(reply)
+            if isinstance(error, HostCrashed | base.HostTimeout):
+                self._lost = str(error)
+            raise error
+        return reply
+
+    def call(self, name: str, *args: Scalar) -> Scalar | None:
+        """Call export ``name`` in the page's worker."""
+        t = self.host.timeouts.call_s
+        reply = self._ask("call", name, [encode_scalar(a) for a in args], timeout_s=t)
+        return decode_scalar(reply["header"].get("result"))
+
+    def write(self, ptr: int, data: bytes) -> None:
+        """Copy ``data`` into memory (base64 across the bridge)."""
+        text = base64.b64encode(data).decode("ascii")
+        self._ask("write", ptr, text, timeout_s=self.host.timeouts.transfer_s)
+
+    def read(self, ptr: int, nbytes: int) -> bytes:
+        """Read memory (base64 across the bridge)."""
+        reply = self._ask("read", ptr, nbytes, timeout_s=self.host.timeouts.transfer_s)
+        data = base64.b64decode(reply["b64"])
+        if len(data) != nbytes:
+            raise HostError(f"chromium: read of {nbytes} bytes at {ptr:#x} returned {len(data)}")
+        return data
+
+    def time_calls(
+        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+    ) -> base.TimingResult:
+        """Time inside the page's worker with performance.now()."""
+        header = {
+            "name": name,
+            "args": [encode_scalar(a) for a in args],
+            "inner_reps": inner_reps,
+            "samples": samples,
+            "warmup": warmup,
+        }
+        reply = self._ask("time", header, timeout_s=self.host.timeouts.time_s)
+        raw = base64.b64decode(reply["b64"])
+        if len(raw) != 8 * samples:
+            raise HostError(f"chromium: time {name}: asked for {samples} samples, got {len(raw) // 8}")
+        h = reply["header"]
+        return base.TimingResult(
+            sample_ns=struct.unpack(f"<{samples}d", raw),
+            inner_reps=int(h["inner_reps"]),
+            clock_resolution_ns=float(h["clock_resolution_ns"]),
+            clock=str(h["clock"]),
+        )
+
+    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
+        """Wall-clock ns of ``n`` no-op round trips Python -> CDP -> page -> worker and back."""
+        import time
+
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            self._ask("noop", timeout_s=self.host.timeouts.transfer_s)
+            out.append(float(time.perf_counter_ns() - t0))
+        return tuple(out)
+
+    def close(self) -> None:
+        """Close the page and its context."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(PlaywrightError):
+            self.context.close()
+
+
+class ChromiumHost(base.Host):
+    """Headless Chromium; ``number_shim`` reproduces the TinyGPT BigInt bug on purpose."""
+
+    name = "chromium"
+
+    def __init__(
+        self,
+        executable: Path = CHROMIUM_PATH,
+        *,
+        timeouts: Timeouts | None = None,
+        number_shim: bool = False,
+    ) -> None:
+        self.executable = executable
+        self.timeouts = timeouts or Timeouts()
+        self.number_shim = number_shim
+        self.page_info: dict[str, Any] = {}  # crossOriginIsolated, clockResolutionNs, userAgent
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._server: PageServer | None = None
+
+    def _require(self) -> None:
+        if not self.executable.is_file():
+            raise HostUnavailable(
+                f"chromium: no browser at {self.executable}", " ".join(CHROMIUM_INSTALL)
+            )
+
+    def browser(self) -> Browser:
+        """The running browser, launched on first use and relaunched if it died."""
+        self._require()
+        if self._browser is not None and self._browser.is_connected():
+            return self._browser
+        if self._playwright is None:
+            self._playwright = _SharedDriver.acquire()
+        try:
+            self._browser = self._playwright.chromium.launch(
+                executable_path=str(self.executable),
+                args=list(LAUNCH_ARGS),
+                headless=True,
+                timeout=self.timeouts.start_s * 1000,
+            )
+        except PlaywrightError as exc:
+            raise HostUnavailable(
+                f"chromium: launch failed: {exc.message}", " ".join(CHROMIUM_INSTALL)
+            ) from None
+        return self._browser
+
+    def server(self) -> PageServer:
+        """The loopback page server, started on first use."""
+        if self._server is None:
+            self._server = PageServer(JS_DIR)
+        return self._server
+
+    def version(self) -> str:
+        """The browser's own version string, e.g. ``156.0.8078.79``."""
+        return str(self.browser().version)
+
+    def can_load(self, artifact: Artifact) -> str | None:
+        """Chromium runs wasm artifacts only."""
+        if artifact.kind != "wasm":
+            return f"chromium runs wasm modules, not {artifact.kind} libraries"
+        return None
+
+    def evaluate(self, page: Page, method: str, *args: Any, timeout_s: float) -> dict[str, Any]:
+        """``await window.tg[method](...args, timeoutMs)``; a dead page raises HostCrashed."""
+        try:
+            reply = page.evaluate(
+                "([m, a]) => window.tg[m](...a)", [method, [*args, int(timeout_s * 1000)]]
+            )
+        except PlaywrightError as exc:
+            raise HostCrashed(f"chromium: {method}: {exc.message}") from None
+        if not isinstance(reply, dict):
+            raise HostError(f"chromium: {method} returned {reply!r}")
+        return reply
+
+    def open_page(self) -> tuple[BrowserContext, Page]:
+        """A fresh context + page on the host page, checked to be cross-origin isolated."""
+        browser = self.browser()
+        try:
+            context = browser.new_context()
+        except PlaywrightError as exc:
+            raise HostCrashed(f"chromium: new context: {exc.message}") from None
+        try:
+            page = context.new_page()
+            page.goto(self.server().url("page.html"), timeout=self.timeouts.start_s * 1000)
+            info = page.evaluate("() => window.tgReady")
+        except PlaywrightError as exc:
+            with contextlib.suppress(PlaywrightError):
+                context.close()
+            raise HostCrashed(f"chromium: opening the host page: {exc.message}") from None
+        self.page_info = dict(info)
+        if info.get("crossOriginIsolated") is not True:
+            context.close()
+            raise HostError(
+                "chromium: host page is not crossOriginIsolated (COOP/COEP headers not applied)"
+            )
+        return context, page
+
+    def load(self, artifact: Artifact) -> ChromiumInstance:
+        """Open a page for ``artifact`` and load it there."""
+        reason = self.can_load(artifact)
+        if reason is not None:
+            raise base.IncompatibleArtifact(reason)
+        if not Path(artifact.path).is_file():
+            raise base.CorruptArtifact(f"{artifact.name}: no file at {artifact.path}")
+        url = self.server().register(Path(artifact.path))
+        context, page = self.open_page()
+        options = {"numberShim": self.number_shim}
+        try:
+            reply = self.evaluate(
+                page, "load", url, artifact_entry(artifact), options, timeout_s=self.timeouts.load_s
+            )
+        except HostError:
+            with contextlib.suppress(PlaywrightError):
+                context.close()
+            raise
+        if "error" in reply:
+            with contextlib.suppress(PlaywrightError):
+                context.close()
+            raise classify_rejection(Path(artifact.path), error_from_reply(reply))
+        return ChromiumInstance(self, context, page, artifact, reply["header"])
+
+    def close(self) -> None:
+        """Close the browser, the page server and (when last) the Playwright driver."""
+        if self._browser is not None:
+            with contextlib.suppress(PlaywrightError):
+                self._browser.close()
+            self._browser = None
+        if self._playwright is not None:
+            _SharedDriver.release()
+            self._playwright = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None

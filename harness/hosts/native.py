@@ -1,0 +1,40 @@
+"""The ``native`` host: the x86-64 shared library through ctypes, in a worker process.
+
+A segfault in a kernel kills the worker (reported as a Trap naming the signal), not the harness.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+
+from harness.artifact import Artifact
+from harness.hosts.engine_worker import EngineWorkerHost
+from harness.hosts.timeouts import Timeouts
+
+
+class NativeHost(EngineWorkerHost):
+    """Native shared libraries, loaded with ctypes."""
+
+    name = "native"
+    engine = "native"
+
+    def __init__(self, timeouts: Timeouts | None = None) -> None:
+        super().__init__(timeouts)
+
+    def version(self) -> str:
+        """ctypes on this CPython, the zig compiler that builds the library, and the platform."""
+        try:
+            zig = f"zig cc {importlib.metadata.version('ziglang')}"
+        except importlib.metadata.PackageNotFoundError:
+            zig = "zig cc (ziglang not installed)"
+        return (
+            f"ctypes/CPython {platform.python_version()}, {zig}, "
+            f"{platform.system()} {platform.release()} {platform.machine()}"
+        )
+
+    def can_load(self, artifact: Artifact) -> str | None:
+        """Only native artifacts."""
+        if artifact.kind != "native":
+            return f"native runs native shared libraries, not {artifact.kind} modules"
+        return None

@@ -1,0 +1,94 @@
+"""Node hosts: the system ``node`` and project-local ``node22`` / ``node24`` (see install.py).
+
+Each artifact runs in its own persistent ``node harness/js/node_server.mjs`` process speaking the
+framed protocol; a trap is an error reply, a crash or a hang costs only that process.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from harness.artifact import Artifact
+from harness.hosts.base import HostError, HostUnavailable
+from harness.hosts.install import HOST_PINS, hosts_dir, node_binary, npm_install_command
+from harness.hosts.pipe import PipeHost
+from harness.hosts.rejection import classify_rejection
+from harness.hosts.timeouts import Timeouts
+
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
+NODE_SERVER = JS_DIR / "node_server.mjs"
+
+
+class NodeHost(PipeHost):
+    """One Node executable; ``number_shim`` reproduces the TinyGPT BigInt bug on purpose."""
+
+    def __init__(
+        self,
+        name: str,
+        executable: Path | None,
+        install_hint: str,
+        *,
+        timeouts: Timeouts | None = None,
+        number_shim: bool = False,
+    ) -> None:
+        super().__init__(timeouts)
+        self.name = name
+        self.executable = executable
+        self.install_hint = install_hint
+        self.number_shim = number_shim
+        self._version: str | None = None
+
+    def _require(self) -> Path:
+        if self.executable is None or not self.executable.is_file():
+            where = self.executable or "PATH"
+            raise HostUnavailable(f"{self.name}: no node executable at {where}", self.install_hint)
+        return self.executable
+
+    def version(self) -> str:
+        """``node --version`` of this executable, e.g. ``v24.21.0``."""
+        if self._version is None:
+            exe = self._require()
+            try:
+                out = subprocess.run(
+                    [str(exe), "--version"], capture_output=True, text=True, timeout=30, check=True
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise HostUnavailable(f"{self.name}: {exe} --version failed: {exc}", self.install_hint) from None
+            self._version = out.stdout.strip()
+        return self._version
+
+    def can_load(self, artifact: Artifact) -> str | None:
+        """Node runs wasm artifacts only."""
+        if artifact.kind != "wasm":
+            return f"{self.name} runs wasm artifacts, not {artifact.kind}"
+        return None
+
+    def worker_argv(self) -> list[str]:
+        """``node node_server.mjs``."""
+        return [str(self._require()), str(NODE_SERVER)]
+
+    def load_options(self) -> dict[str, Any]:
+        """Pass the Number shim through to driver.mjs."""
+        return {"numberShim": self.number_shim}
+
+    def refine_load_error(self, artifact: Artifact, error: HostError) -> HostError:
+        """A CompileError on a module wasmtime validates is an incompatibility, not corruption."""
+        return classify_rejection(artifact.path, error)
+
+
+def system_node(timeouts: Timeouts | None = None) -> NodeHost:
+    """The ``node`` on PATH."""
+    found = shutil.which("node")
+    hint = "apt-get install -y nodejs"
+    return NodeHost("node", Path(found) if found else None, hint, timeouts=timeouts)
+
+
+def pinned_node(alias: str, timeouts: Timeouts | None = None) -> NodeHost:
+    """A project-local Node installed by ``tinygpt-harness install-hosts`` (``node22``, ...)."""
+    if alias not in HOST_PINS:
+        raise ValueError(f"no pin for Node host {alias!r}; known: {', '.join(sorted(HOST_PINS))}")
+    hint = " ".join(npm_install_command({alias: HOST_PINS[alias]}, hosts_dir()))
+    return NodeHost(alias, node_binary(alias), hint, timeouts=timeouts)

@@ -1,0 +1,430 @@
+"""The client side of the worker protocol: one class for the Python worker and the Node server.
+
+:class:`WorkerClient` owns one worker process, started lazily and restarted lazily after it
+died or hung: a request over its timeout kills the process and raises HostTimeout, a process
+that exits mid-request raises HostCrashed (or Trap when a kernel crashed it with a fatal signal).
+:class:`PipeInstance` is an :class:`~harness.hosts.base.Instance` over a client, and
+:class:`PipeHost` the Host base class for every host that runs artifacts in worker processes.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import select
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from harness.artifact import Artifact
+from harness.hosts import base
+from harness.hosts.base import HostCrashed, HostError, HostTimeout, Instance, Scalar, Trap
+from harness.hosts.framing import (
+    PROTOCOL_VERSION,
+    Frame,
+    FrameError,
+    Op,
+    decode_scalar,
+    encode_frame,
+    encode_scalar,
+    read_frame,
+)
+from harness.hosts.timeouts import Timeouts
+
+# Signals by which a kernel (not the harness) kills a process: reported as a Trap.
+_FATAL_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+_ERRORS: dict[str, type[HostError]] = {
+    cls.__name__: cls
+    for cls in (
+        base.HostError,
+        base.IncompatibleArtifact,
+        base.CorruptArtifact,
+        base.MissingExport,
+        base.ABIError,
+        base.Trap,
+        base.HostTimeout,
+        base.HostCrashed,
+    )
+}
+_STDERR_TAIL_CHARS = 600
+
+
+class _WorkerDied(Exception):
+    """The pipe closed before a full reply arrived."""
+
+
+def error_from_reply(header: Mapping[str, Any]) -> HostError:
+    """The typed HostError an error reply names, with the worker's message unchanged."""
+    cls = _ERRORS.get(str(header.get("error")), HostError)
+    return cls(str(header.get("message", "")))
+
+
+def artifact_entry(artifact: Artifact) -> dict[str, Any]:
+    """The artifact's manifest entry with an absolute path, as a worker's LOAD header carries."""
+    return {
+        "name": artifact.name,
+        "kind": artifact.kind,
+        "path": str(artifact.path),
+        "sha256": artifact.sha256,
+        "ptr_width": artifact.ptr_width,
+        "target": artifact.target,
+        "features": list(artifact.features),
+        "signatures": artifact.signatures,
+    }
+
+
+class WorkerClient:
+    """One worker process speaking the framed protocol, (re)started on first use."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        label: str,
+        start_timeout_s: float,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.label = label
+        self.start_timeout_s = start_timeout_s
+        self.env = dict(env) if env is not None else None
+        self.generation = 0  # bumped on every (re)start; instances of older generations are gone
+        self.hello: Mapping[str, Any] = {}
+        self.last_failure = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running worker's pid, or None when no worker is running."""
+        return self._proc.pid if self._proc is not None else None
+
+    def ensure_started(self) -> None:
+        """Start the worker and exchange HELLO if it is not running."""
+        if self._proc is not None:
+            return
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self._proc = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                env=self.env,
+            )  # fmt: skip
+        except OSError as exc:
+            self._stderr.close()
+            raise HostError(f"{self.label}: cannot start {self.argv[0]}: {exc}") from None
+        assert self._proc.stdout is not None and self._proc.stdin is not None
+        os.set_blocking(self._proc.stdout.fileno(), False)
+        os.set_blocking(self._proc.stdin.fileno(), False)
+        self.generation += 1
+        reply = self._exchange(Op.HELLO, {"protocol": PROTOCOL_VERSION}, b"", self.start_timeout_s)
+        if reply.op is Op.ERROR:
+            raise error_from_reply(reply.header)
+        if reply.header.get("protocol") != PROTOCOL_VERSION:
+            self.kill()
+            raise HostError(
+                f"{self.label}: worker speaks protocol {reply.header.get('protocol')!r}, "
+                f"the harness {PROTOCOL_VERSION}"
+            )
+        self.hello = reply.header
+
+    def request(
+        self,
+        op: Op,
+        header: Mapping[str, Any] | None = None,
+        blob: bytes = b"",
+        *,
+        timeout_s: float,
+        what: str = "",
+    ) -> Frame:
+        """Send one request and return its OK reply; an error reply raises its typed HostError."""
+        self.ensure_started()
+        reply = self._exchange(op, header, blob, timeout_s, what)
+        if reply.op is Op.ERROR:
+            raise error_from_reply(reply.header)
+        return reply
+
+    def _exchange(
+        self, op: Op, header: Mapping[str, Any] | None, blob: bytes, timeout_s: float, what: str = ""
+    ) -> Frame:
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        doing = what or op.name.lower()
+        try:
+            _write_all(proc.stdin.fileno(), encode_frame(op, header, blob), deadline)
+            return read_frame(lambda n: _read_exact(proc.stdout.fileno(), n, deadline))  # type: ignore[union-attr]
+        except TimeoutError:
+            self.kill()
+            self.last_failure = f"{doing} did not return within {timeout_s:g} s"
+            raise HostTimeout(
+                f"{self.label}: {self.last_failure}; worker pid {proc.pid} killed "
+                "(a new one starts on next use)"
+            ) from None
+        except (_WorkerDied, BrokenPipeError, ConnectionResetError, FrameError) as exc:
+            code = self._wait_exit()
+            cause = _describe_exit(code) if code is not None else str(exc)
+            self.last_failure = f"worker died during {doing}: {cause}"
+            message = f"{self.label}: {self.last_failure}{self._stderr_tail()}"
+            self._forget()
+            fatal = code is not None and code < 0 and -code in {int(s) for s in _FATAL_SIGNALS}
+            if fatal and op in (Op.CALL, Op.TIME):
+                raise Trap(message) from None
+            raise HostCrashed(message) from None
+
+    def _wait_exit(self) -> int | None:
+        """The dead (or dying) worker's exit status; a worker that lingers is killed."""
+        proc = self._proc
+        if proc is None:
+            return None
+        try:
+            return proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+    def _stderr_tail(self) -> str:
+        if self._stderr is None or self._stderr.closed:
+            return ""
+        self._stderr.seek(0, os.SEEK_END)
+        size = self._stderr.tell()
+        self._stderr.seek(max(0, size - _STDERR_TAIL_CHARS))
+        tail = self._stderr.read().decode("utf-8", "replace").strip()
+        return f"; stderr: {tail}" if tail else ""
+
+    def _forget(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            for pipe in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError):
+                    if pipe is not None:
+                        pipe.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def kill(self) -> None:
+        """Kill the worker now (SIGKILL) and forget it; the next request starts a new one."""
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        self._forget()
+
+    def close(self) -> None:
+        """Ask the worker to exit, killing it if it does not within a second."""
+        if self._proc is None:
+            return
+        with contextlib.suppress(HostError):
+            self._exchange(Op.SHUTDOWN, None, b"", 1.0)
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+            self.kill()
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _wait(fd: int, for_write: bool, deadline: float) -> None:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    ready = select.select([], [fd], [], left) if for_write else select.select([fd], [], [], left)
+    if not any(ready):
+        raise TimeoutError
+
+
+def _write_all(fd: int, data: bytes, deadline: float) -> None:
+    view = memoryview(data)
+    while view:
+        _wait(fd, True, deadline)
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            continue
+        view = view[n:]
+
+
+def _read_exact(fd: int, n: int, deadline: float) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        _wait(fd, False, deadline)
+        try:
+            chunk = os.read(fd, min(n - len(buf), 1 << 20))
+        except BlockingIOError:
+            continue
+        if not chunk:
+            raise _WorkerDied(f"pipe closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+class PipeInstance(Instance):
+    """An artifact loaded in a worker process; dead once that worker died or was killed."""
+
+    def __init__(
+        self, client: WorkerClient, instance_id: int, artifact: Artifact, timeouts: Timeouts
+    ) -> None:
+        self.client = client
+        self.instance_id = instance_id
+        self.artifact = artifact
+        self.timeouts = timeouts
+        self._generation = client.generation
+        self._closed = False
+
+    @property
+    def worker_pid(self) -> int | None:
+        """Pid of the worker process holding this instance (tests kill it to simulate a crash)."""
+        return self.client.pid if self._alive() else None
+
+    def _alive(self) -> bool:
+        return not self._closed and self.client.generation == self._generation and (
+            self.client.pid is not None
+        )
+
+    def _request(
+        self, op: Op, header: dict[str, Any], blob: bytes, timeout_s: float, what: str
+    ) -> Frame:
+        if self._closed:
+            raise HostError(f"{self.client.label}: instance of {self.artifact.name} is closed")
+        if not self._alive():
+            raise HostCrashed(
+                f"{self.client.label}: the instance of {self.artifact.name} was lost when its "
+                f"worker failed ({self.client.last_failure}); load the artifact again"
+            )
+        header["instance"] = self.instance_id
+        return self.client.request(op, header, blob, timeout_s=timeout_s, what=what)
+
+    def call(self, name: str, *args: Scalar) -> Scalar | None:
+        """Call export ``name`` in the worker."""
+        header = {"name": name, "args": [encode_scalar(a) for a in args]}
+        reply = self._request(Op.CALL, header, b"", self.timeouts.call_s, f"call {name}")
+        return decode_scalar(reply.header.get("result"))
+
+    def write(self, ptr: int, data: bytes) -> None:
+        """Copy ``data`` into the worker's instance memory at ``ptr``."""
+        self._request(Op.WRITE, {"ptr": ptr}, bytes(data), self.timeouts.transfer_s, "write")
+
+    def read(self, ptr: int, nbytes: int) -> bytes:
+        """Read ``nbytes`` of the worker's instance memory at ``ptr``."""
+        reply = self._request(Op.READ, {"ptr": ptr, "n": nbytes}, b"", self.timeouts.transfer_s, "read")
+        if len(reply.blob) != nbytes:
+            raise HostError(f"read of {nbytes} bytes at {ptr:#x} returned {len(reply.blob)}")
+        return reply.blob
+
+    def time_calls(
+        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+    ) -> base.TimingResult:
+        """Time the calls inside the worker's engine; samples come back as raw float64."""
+        header = {
+            "name": name,
+            "args": [encode_scalar(a) for a in args],
+            "inner_reps": inner_reps,
+            "samples": samples,
+            "warmup": warmup,
+        }
+        reply = self._request(Op.TIME, header, b"", self.timeouts.time_s, f"time {name}")
+        count = len(reply.blob) // 8
+        if count != samples:
+            raise HostError(f"time {name}: asked for {samples} samples, got {count}")
+        return base.TimingResult(
+            sample_ns=struct.unpack(f"<{count}d", reply.blob),
+            inner_reps=int(reply.header["inner_reps"]),
+            clock_resolution_ns=float(reply.header["clock_resolution_ns"]),
+            clock=str(reply.header["clock"]),
+        )
+
+    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
+        """Wall-clock ns of ``n`` NOOP round trips through the pipe and the worker's loop."""
+        self._request(Op.NOOP, {}, b"", self.timeouts.transfer_s, "noop")  # liveness check
+        client, limit = self.client, self.timeouts.transfer_s
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            client.request(Op.NOOP, None, timeout_s=limit, what="noop")
+            out.append(float(time.perf_counter_ns() - t0))
+        return tuple(out)
+
+    def close(self) -> None:
+        """Drop the instance in the worker (the worker itself stays for the next load)."""
+        if self._closed:
+            return
+        if self._alive():
+            with contextlib.suppress(HostError):
+                self._request(Op.UNLOAD, {}, b"", self.timeouts.transfer_s, "unload")
+        self._closed = True
+
+
+class PipeHost(base.Host):
+    """A host whose artifacts run in worker processes, one persistent worker per artifact."""
+
+    def __init__(self, timeouts: Timeouts | None = None) -> None:
+        self.timeouts = timeouts or Timeouts()
+        self._clients: dict[tuple[str, str, str], WorkerClient] = {}
+
+    @abc.abstractmethod
+    def worker_argv(self) -> list[str]:
+        """The command that starts one worker process."""
+
+    def worker_env(self) -> dict[str, str] | None:
+        """The worker's environment (None: inherit the harness's)."""
+        return None
+
+    def load_options(self) -> dict[str, Any]:
+        """Extra options sent with LOAD (e.g. the JS Number shim)."""
+        return {}
+
+    def refine_load_error(self, artifact: Artifact, error: HostError) -> HostError:
+        """Turn a load failure into its final class (JS hosts split compile errors)."""
+        return error
+
+    def client_for(self, artifact: Artifact) -> WorkerClient:
+        """The persistent worker of ``artifact`` (created, not yet started, on first use)."""
+        key = (artifact.name, artifact.sha256, str(artifact.path))
+        if key not in self._clients:
+            self._clients[key] = WorkerClient(
+                self.worker_argv(),
+                label=f"{self.name}[{artifact.name}]",
+                start_timeout_s=self.timeouts.start_s,
+                env=self.worker_env(),
+            )
+        return self._clients[key]
+
+    def load(self, artifact: Artifact) -> PipeInstance:
+        """Load ``artifact`` in its worker; failures come back typed (see base.py)."""
+        reason = self.can_load(artifact)
+        if reason is not None:
+            raise base.IncompatibleArtifact(reason)
+        if not Path(artifact.path).is_file():
+            raise base.CorruptArtifact(f"{artifact.name}: no file at {artifact.path}")
+        client = self.client_for(artifact)
+        header = {"artifact": artifact_entry(artifact), "options": self.load_options()}
+        try:
+            reply = client.request(
+                Op.LOAD, header, timeout_s=self.timeouts.load_s, what=f"load {artifact.name}"
+            )
+        except HostError as exc:
+            raise self.refine_load_error(artifact, exc) from None
+        return PipeInstance(client, int(reply.header["instance"]), artifact, self.timeouts)
+
+    def close(self) -> None:
+        """Stop every worker."""
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()

@@ -1,0 +1,206 @@
+"""Python worker: ``python -m harness.hosts.worker --engine native|wasmtime``.
+
+Runs an in-process engine (``harness.engines``) behind the framed protocol of docs/protocol.md on
+stdin/stdout, so that a segfault, trap or hang in a kernel kills this process and not the harness.
+Replies in order, one per request; errors are ERROR frames naming the HostError class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import os
+import platform
+import struct
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from harness.artifact import Artifact
+from harness.hosts.base import HostError, Instance
+from harness.hosts.framing import (
+    PROTOCOL_VERSION,
+    Frame,
+    Op,
+    decode_scalar,
+    encode_frame,
+    encode_scalar,
+    read_frame,
+)
+
+# engine name -> (module, class); imported only in the worker that uses it
+ENGINES: dict[str, tuple[str, str]] = {
+    "native": ("harness.engines.ctypes_engine", "CtypesInstance"),
+    "wasmtime": ("harness.engines.wasmtime_engine", "WasmtimeInstance"),
+}
+
+
+class _Loader(Protocol):
+    def load(self, artifact: Artifact) -> Instance: ...
+
+
+Reply = tuple[dict[str, object], bytes]
+
+
+def engine_version(engine: str) -> str:
+    """What the engine is: wasmtime-py's version, or ctypes on this CPython and platform."""
+    if engine == "wasmtime":
+        return f"wasmtime-py {importlib.metadata.version('wasmtime')}"
+    return f"ctypes (CPython {platform.python_version()}, {platform.machine()} {platform.system()})"
+
+
+class Worker:
+    """The loaded instances of one worker process and the handler of each opcode."""
+
+    def __init__(self, engine: str) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+        self.engine = engine
+        self.instances: dict[int, Instance] = {}
+        self._next_id = 1
+        self._loader: _Loader | None = None
+        self.handlers: dict[Op, Callable[[Frame], Reply]] = {
+            Op.HELLO: self.hello,
+            Op.LOAD: self.load,
+            Op.CALL: self.call,
+            Op.WRITE: self.write,
+            Op.READ: self.read,
+            Op.TIME: self.time,
+            Op.NOOP: lambda _frame: ({}, b""),
+            Op.UNLOAD: self.unload,
+        }
+
+    def loader(self) -> _Loader:
+        """The engine's Instance class, imported on first LOAD."""
+        if self._loader is None:
+            module, cls = ENGINES[self.engine]
+            self._loader = getattr(importlib.import_module(module), cls)
+        return self._loader
+
+    def instance(self, frame: Frame) -> Instance:
+        """The instance a request names."""
+        try:
+            return self.instances[int(frame.header["instance"])]
+        except (KeyError, TypeError, ValueError):
+            raise HostError(f"no loaded instance {frame.header.get('instance')!r}") from None
+
+    def hello(self, frame: Frame) -> Reply:
+        """Identify the worker and its clock."""
+        resolution = time.get_clock_info("perf_counter").resolution
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "runtime": "python",
+            "version": platform.python_version(),
+            "engine": self.engine,
+            "engine_version": engine_version(self.engine),
+            "pid": os.getpid(),
+            "clock": "perf_counter_ns",
+            "clock_resolution_ns": resolution * 1e9,
+        }, b""
+
+    def load(self, frame: Frame) -> Reply:
+        """Load the manifest entry (absolute path) with the engine."""
+        artifact = Artifact.from_json(dict(frame.header["artifact"]), Path("/"))
+        instance = self.loader().load(artifact)
+        instance_id, self._next_id = self._next_id, self._next_id + 1
+        self.instances[instance_id] = instance
+        return {"instance": instance_id, "ptr_width": artifact.ptr_width}, b""
+
+    def call(self, frame: Frame) -> Reply:
+        """Call one export."""
+        args = [decode_scalar(a) for a in frame.header.get("args", [])]
+        result = self.instance(frame).call(str(frame.header["name"]), *args)  # type: ignore[arg-type]
+        return {"result": encode_scalar(result) if result is not None else None}, b""
+
+    def write(self, frame: Frame) -> Reply:
+        """Copy the blob into memory."""
+        self.instance(frame).write(int(frame.header["ptr"]), frame.blob)
+        return {}, b""
+
+    def read(self, frame: Frame) -> Reply:
+        """Return memory as the blob."""
+        h = frame.header
+        return {}, self.instance(frame).read(int(h["ptr"]), int(h["n"]))
+
+    def time(self, frame: Frame) -> Reply:
+        """Run the engine's timing loop; samples go back as raw float64."""
+        h = frame.header
+        args = tuple(decode_scalar(a) for a in h.get("args", []))
+        result = self.instance(frame).time_calls(
+            str(h["name"]), args, int(h["inner_reps"]), int(h["samples"]), int(h["warmup"])  # type: ignore[arg-type]
+        )
+        header: dict[str, object] = {
+            "inner_reps": result.inner_reps,
+            "clock_resolution_ns": result.clock_resolution_ns,
+            "clock": result.clock,
+        }
+        return header, struct.pack(f"<{len(result.sample_ns)}d", *result.sample_ns)
+
+    def unload(self, frame: Frame) -> Reply:
+        """Close and drop an instance."""
+        self.instance(frame).close()
+        del self.instances[int(frame.header["instance"])]
+        return {}, b""
+
+    def handle(self, frame: Frame) -> bytes:
+        """The reply frame for one request (never raises for a failure inside the engine)."""
+        handler = self.handlers.get(frame.op)
+        try:
+            if handler is None:
+                raise HostError(f"unexpected opcode {frame.op.name}")
+            header, blob = handler(frame)
+        except HostError as exc:
+            return encode_frame(Op.ERROR, _error_header(exc, type(exc).__name__))
+        except Exception as exc:  # an engine bug still gets a reply: the worker stays usable
+            return encode_frame(Op.ERROR, _error_header(exc, "HostError"))
+        return encode_frame(Op.OK, header, blob)
+
+
+def _error_header(exc: BaseException, kind: str) -> dict[str, object]:
+    message = str(exc) if kind != "HostError" or isinstance(exc, HostError) else repr(exc)
+    return {"error": kind, "engine_error": type(exc).__name__, "message": message}
+
+
+def _read_exact(stream: BinaryIO) -> Callable[[int], bytes]:
+    def read(n: int) -> bytes:
+        data = stream.read(n)
+        if data is None or len(data) < n:
+            raise EOFError
+        return data
+
+    return read
+
+
+def serve(engine: str, stdin: BinaryIO, stdout: BinaryIO) -> int:
+    """Answer requests until SHUTDOWN or end of input; returns the exit status."""
+    worker = Worker(engine)
+    read = _read_exact(stdin)
+    while True:
+        try:
+            frame = read_frame(read)
+        except EOFError:
+            return 0
+        if frame.op is Op.SHUTDOWN:
+            stdout.write(encode_frame(Op.OK))
+            stdout.flush()
+            return 0
+        stdout.write(worker.handle(frame))
+        stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: keep fd 1 for frames only, send stray prints (C printf too) to stderr."""
+    parser = argparse.ArgumentParser(prog="python -m harness.hosts.worker")
+    parser.add_argument("--engine", required=True, choices=sorted(ENGINES))
+    args = parser.parse_args(argv)
+    protocol_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return serve(args.engine, sys.stdin.buffer, protocol_out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

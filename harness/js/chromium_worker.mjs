@@ -1,0 +1,46 @@
+// Dedicated worker of one page: holds one loaded artifact and runs the session.mjs ops that
+// page.mjs posts. Running kernels here rather than on the page's main thread lets the page stop
+// a hung kernel with worker.terminate() and still answer the harness.
+
+import { Session, errorReply } from './session.mjs';
+
+const session = new Session();
+
+async function run(op, header, blob) {
+  switch (op) {
+    case 'hello':
+      return {
+        header: {
+          crossOriginIsolated: self.crossOriginIsolated === true,
+          clock_resolution_ns: session.clockResolution(),
+        },
+      };
+    case 'load':
+      return session.load(header, blob);
+    case 'call':
+      return session.call(header);
+    case 'write':
+      return session.write(header, blob);
+    case 'read':
+      return session.read(header);
+    case 'time':
+      return session.time(header);
+    case 'noop':
+      return { header: {} };
+    case 'unload':
+      return session.unload(header);
+    default:
+      throw new Error(`unknown op ${op}`);
+  }
+}
+
+self.onmessage = async (event) => {
+  const { id, op, header, blob } = event.data;
+  try {
+    const reply = await run(op, header, blob);
+    const transfer = reply.blob ? [reply.blob.buffer] : [];
+    self.postMessage({ id, ok: true, header: reply.header, blob: reply.blob }, transfer);
+  } catch (err) {
+    self.postMessage({ id, ok: false, header: errorReply(err) });
+  }
+};

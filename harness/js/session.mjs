@@ -1,0 +1,76 @@
+// The worker operations of docs/protocol.md over driver.mjs, shared by node_server.mjs (frames on
+// stdin/stdout) and chromium_worker.mjs (messages from page.mjs). Each op takes a JSON-safe
+// header and optional bytes and returns {header, blob}; errors are thrown and turned into error
+// replies by the caller with errorReply().
+
+import { loadArtifact, errorKind, HarnessError, measureClockResolutionNs } from './driver.mjs';
+
+/** Non-finite floats as strings, because JSON has no NaN (mirrors framing.encode_scalar). */
+export function encodeScalar(v) {
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v); // "NaN", "Infinity", "-Infinity"
+  return v;
+}
+
+/** The error reply header for `err`: the harness class plus the engine's own words. */
+export function errorReply(err) {
+  const message = err && err.message !== undefined ? String(err.message) : String(err);
+  const engineError = err && err.constructor ? err.constructor.name : typeof err;
+  return { error: errorKind(err), engine_error: engineError, message };
+}
+
+export class Session {
+  constructor() {
+    this.instances = new Map();
+    this.nextId = 1;
+    this.clockResolutionNs = null;
+  }
+
+  clockResolution() {
+    if (this.clockResolutionNs === null) this.clockResolutionNs = measureClockResolutionNs();
+    return this.clockResolutionNs;
+  }
+
+  get(header) {
+    const inst = this.instances.get(header.instance);
+    if (inst === undefined) throw new HarnessError('HostError', `no loaded instance ${header.instance}`);
+    return inst;
+  }
+
+  async load(header, bytes) {
+    const inst = await loadArtifact(bytes, header.artifact, header.options || {});
+    const id = this.nextId++;
+    this.instances.set(id, inst);
+    return { header: { instance: id, ptr_width: inst.ptrWidth, exports: Object.keys(inst.fns).length } };
+  }
+
+  call(header) {
+    const result = this.get(header).call(header.name, header.args || []);
+    return { header: { result: encodeScalar(result) } };
+  }
+
+  write(header, bytes) {
+    this.get(header).write(header.ptr, bytes);
+    return { header: {} };
+  }
+
+  read(header) {
+    return { header: {}, blob: this.get(header).read(header.ptr, header.n) };
+  }
+
+  time(header) {
+    const samples = this.get(header).timeCalls(
+      header.name, header.args || [], header.inner_reps, header.samples, header.warmup,
+    );
+    const reply = {
+      inner_reps: header.inner_reps,
+      clock_resolution_ns: this.clockResolution(),
+      clock: 'performance.now',
+    };
+    return { header: reply, blob: new Uint8Array(samples.buffer) }; // float64, little-endian hosts
+  }
+
+  unload(header) {
+    this.instances.delete(header.instance);
+    return { header: {} };
+  }
+}

@@ -1,0 +1,435 @@
+"""Matrix files: which hosts, artifacts, presets and checks a run covers.
+
+A matrix is a TOML file (format in ``docs/matrices.md``) validated on load into frozen
+dataclasses. Every problem is a :class:`MatrixError` whose message starts ``FILE:LINE:``, the line
+of the offending key or value, so a typo in CI config points at itself.
+
+Cells are ``host x artifact x preset``; each cell runs a tuple of checks. ``[[exclude]]`` rules
+remove cells (or, with ``check``, single checks of cells); ``[[include]]`` rules then add cells or
+checks back, so an include always wins over an exclude.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+import tomllib
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.checks import REGISTRY, CheckUnavailableError, OptionsValidator, get_options_validator
+from harness.toml_lines import Path_, TomlLines
+from reference.presets import PRESETS
+
+DEFAULT_TIMEOUT_S = 60.0
+RULE_FIELDS = ("host", "artifact", "preset", "check")
+TOP_LEVEL_KEYS = (
+    "name", "description", "hosts", "artifacts", "presets", "checks", "timeout_s",
+    "exclude", "include", "check", "thresholds",
+)  # fmt: skip
+HOST_KEYS = ("version",)
+
+
+class MatrixError(Exception):
+    """A matrix file is invalid; the message is ``FILE:LINE: what is wrong``."""
+
+
+@dataclass(frozen=True)
+class Names:
+    """The names a matrix may use: registered hosts, manifest artifacts, presets, check kinds."""
+
+    hosts: tuple[str, ...]
+    artifacts: tuple[str, ...]
+    presets: tuple[str, ...] = tuple(PRESETS)
+    checks: tuple[str, ...] = tuple(REGISTRY)
+
+    def of(self, kind: str) -> tuple[str, ...]:
+        """Return the known names of ``kind`` (one of :data:`RULE_FIELDS`)."""
+        return {
+            "host": self.hosts,
+            "artifact": self.artifacts,
+            "preset": self.presets,
+            "check": self.checks,
+        }[kind]
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One host of the matrix; ``version`` pins it by dotted prefix (``22``, ``22.23.3``)."""
+
+    name: str
+    version: str | None = None
+
+    def accepts(self, version: str) -> bool:
+        """True if ``version`` (e.g. ``v22.23.3``) satisfies the pin (always true without one)."""
+        if self.version is None:
+            return True
+        want = self.version.lstrip("v").split(".")
+        have = re.split(r"[.\s+-]", version.strip().lstrip("v"))
+        return have[: len(want)] == want
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An exclude or include rule: glob patterns per field; None means "any" (exclude) or
+    "the matrix's own list" (include)."""
+
+    host: tuple[str, ...] | None = None
+    artifact: tuple[str, ...] | None = None
+    preset: tuple[str, ...] | None = None
+    check: tuple[str, ...] | None = None
+    reason: str = ""
+    line: int = 0
+
+    def patterns(self, kind: str) -> tuple[str, ...] | None:
+        """Return the patterns of field ``kind``."""
+        value: tuple[str, ...] | None = getattr(self, kind)
+        return value
+
+    def matches(self, kind: str, name: str) -> bool:
+        """True if field ``kind`` is unset or one of its patterns matches ``name``."""
+        pats = self.patterns(kind)
+        return pats is None or any(fnmatch.fnmatchcase(name, p) for p in pats)
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """A validated matrix file."""
+
+    path: Path
+    name: str
+    sha256: str  # of the file's bytes
+    hosts: tuple[HostSpec, ...]
+    artifacts: tuple[str, ...]
+    presets: tuple[str, ...]
+    checks: tuple[str, ...]
+    names: Names
+    description: str = ""
+    timeout_s: float = DEFAULT_TIMEOUT_S  # per call; hosts that support it get this
+    exclude: tuple[Rule, ...] = ()
+    include: tuple[Rule, ...] = ()
+    check_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    thresholds: Mapping[str, Any] = field(default_factory=dict)  # for the compare gate
+    content: Mapping[str, Any] = field(default_factory=dict)  # the parsed TOML, for run.json
+
+    def host(self, name: str) -> HostSpec:
+        """Return the spec of host ``name`` (an unpinned spec for hosts added by ``include``)."""
+        for spec in self.hosts:
+            if spec.name == name:
+                return spec
+        return HostSpec(name)
+
+    def options(self, check: str) -> Mapping[str, Any]:
+        """Return the ``[check.<check>]`` table (empty if the matrix has none)."""
+        return self.check_options.get(check, {})
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One host x artifact x preset combination and the checks it runs."""
+
+    host: str
+    artifact: str
+    preset: str
+    checks: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        """``host/artifact/preset``, the same as :attr:`harness.results.Row.cell`."""
+        return f"{self.host}/{self.artifact}/{self.preset}"
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+def load_matrix(
+    path: Path,
+    names: Names,
+    options_validator: Callable[[str], OptionsValidator | None] = get_options_validator,
+) -> Matrix:
+    """Read and validate the matrix at ``path`` against the known ``names``.
+
+    ``options_validator(kind)`` returns the check's ``validate_options`` (or None); it is called
+    for every ``[check.<kind>]`` table. Raises MatrixError with ``FILE:LINE:``.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise MatrixError(f"{path}: cannot read matrix: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError as exc:
+        raise MatrixError(f"{path}:1: not UTF-8 text ({exc.reason})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MatrixError(f"{path}:{_syntax_error_line(str(exc), text)}: {exc}") from None
+    v = _Validator(path, TomlLines(text), names)
+    return v.matrix(data, hashlib.sha256(raw).hexdigest(), options_validator)
+
+
+def _syntax_error_line(message: str, text: str) -> int:
+    m = re.search(r"at line (\d+)", message)
+    if m:
+        return int(m.group(1))
+    return max(1, text.count("\n") + (0 if text.endswith("\n") else 1))  # "at end of document"
+
+
+def _type_name(v: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(v), type(v).__name__)
+
+
+class _Validator:
+    def __init__(self, path: Path, lines: TomlLines, names: Names) -> None:
+        self.path = path
+        self.lines = lines
+        self.names = names
+
+    def error(self, where: Path_, what: str) -> MatrixError:
+        return MatrixError(f"{self.path}:{self.lines.line_of(where)}: {what}")
+
+    @staticmethod
+    def dotted(where: Path_) -> str:
+        out = ""
+        for p in where:
+            out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+        return out
+
+    def expect_type(
+        self, where: Path_, value: object, kind: type | tuple[type, ...], what: str
+    ) -> None:
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # TOML booleans are Python ints; `true` is not a number of seconds.
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            raise self.error(
+                where, f"{self.dotted(where)} must be {what}, got {_type_name(value)} {value!r}"
+            )
+
+    def unknown_keys(self, where: Path_, table: Mapping[str, Any], allowed: Iterable[str]) -> None:
+        allowed = tuple(allowed)
+        for key in table:
+            if key not in allowed:
+                raise self.error(
+                    (*where, key),
+                    f"unknown key {self.dotted((*where, key))!r}; allowed: {', '.join(allowed)}",
+                )
+
+    def names_list(self, key: str, data: Mapping[str, Any], kind: str) -> tuple[str, ...]:
+        if key not in data:
+            raise self.error((), f"missing required key {key!r}")
+        value = data[key]
+        self.expect_type((key,), value, list, "an array of strings")
+        if not value:
+            raise self.error((key,), f"{key} must not be empty")
+        known = self.names.of(kind)
+        for i, name in enumerate(value):
+            self.expect_type((key, i), name, str, "a string")
+            if name not in known:
+                raise self.error((key, i), f"unknown {kind} {name!r}; known: {', '.join(known)}")
+            if name in value[:i]:
+                raise self.error((key, i), f"{kind} {name!r} is listed twice")
+        return tuple(value)
+
+    def matrix(
+        self,
+        data: dict[str, Any],
+        sha256: str,
+        options_validator: Callable[[str], OptionsValidator | None],
+    ) -> Matrix:
+        self.unknown_keys((), data, TOP_LEVEL_KEYS)
+        if "name" not in data:
+            raise self.error((), "missing required key 'name'")
+        self.expect_type(("name",), data["name"], str, "a string")
+        description = data.get("description", "")
+        self.expect_type(("description",), description, str, "a string")
+        timeout = data.get("timeout_s", DEFAULT_TIMEOUT_S)
+        self.expect_type(("timeout_s",), timeout, (int, float), "a number of seconds")
+        if timeout <= 0:
+            raise self.error(("timeout_s",), f"timeout_s must be > 0, got {timeout}")
+        thresholds = data.get("thresholds", {})
+        self.expect_type(("thresholds",), thresholds, dict, "a table")
+        return Matrix(
+            path=self.path,
+            name=data["name"],
+            description=description,
+            sha256=sha256,
+            hosts=self.hosts(data),
+            artifacts=self.names_list("artifacts", data, "artifact"),
+            presets=self.names_list("presets", data, "preset"),
+            checks=self.names_list("checks", data, "check"),
+            names=self.names,
+            timeout_s=float(timeout),
+            exclude=self.rules("exclude", data),
+            include=self.rules("include", data),
+            check_options=self.check_options(data, options_validator),
+            thresholds=thresholds,
+            content=data,
+        )
+
+    def hosts(self, data: Mapping[str, Any]) -> tuple[HostSpec, ...]:
+        if "hosts" not in data:
+            raise self.error((), "missing required table [hosts]")
+        table = data["hosts"]
+        self.expect_type(("hosts",), table, dict, "a table of host = { version = ... }")
+        if not table:
+            raise self.error(("hosts",), "[hosts] must name at least one host")
+        specs = []
+        for name, spec in table.items():
+            if name not in self.names.hosts:
+                hint = ""
+                if name in TOP_LEVEL_KEYS:  # TOML puts every key after [hosts] inside it
+                    hint = f" ({name!r} is a top-level key: move it above the first [table])"
+                raise self.error(
+                    ("hosts", name),
+                    f"unknown host {name!r}; known: {', '.join(self.names.hosts)}{hint}",
+                )
+            self.expect_type(("hosts", name), spec, dict, "a table, e.g. {} or { version = ... }")
+            self.unknown_keys(("hosts", name), spec, HOST_KEYS)
+            version = spec.get("version")
+            if version is not None:
+                self.expect_type(("hosts", name, "version"), version, str, "a string")
+            specs.append(HostSpec(name, version))
+        return tuple(specs)
+
+    def rules(self, key: str, data: Mapping[str, Any]) -> tuple[Rule, ...]:
+        value = data.get(key, [])
+        self.expect_type((key,), value, list, f"an array of tables ([[{key}]])")
+        rules = []
+        for i, rule in enumerate(value):
+            where: Path_ = (key, i)
+            self.expect_type(where, rule, dict, "a table")
+            self.unknown_keys(where, rule, (*RULE_FIELDS, "reason"))
+            if not any(f in rule for f in RULE_FIELDS):
+                raise self.error(where, f"a [[{key}]] rule needs one of: {', '.join(RULE_FIELDS)}")
+            reason = rule.get("reason", "")
+            self.expect_type((*where, "reason"), reason, str, "a string")
+            fields = {f: self.patterns((*where, f), rule[f], f) for f in RULE_FIELDS if f in rule}
+            rules.append(Rule(**fields, reason=reason, line=self.lines.line_of(where)))
+        return tuple(rules)
+
+    def patterns(self, where: Path_, value: object, kind: str) -> tuple[str, ...]:
+        items = [value] if isinstance(value, str) else value
+        self.expect_type(where, items, list, "a string or an array of strings")
+        assert isinstance(items, list)
+        known = self.names.of(kind)
+        for i, pat in enumerate(items):
+            at = where if isinstance(value, str) else (*where, i)
+            self.expect_type(at, pat, str, "a string")
+            # A pattern that matches nothing known is a typo, not an intention.
+            if not any(fnmatch.fnmatchcase(n, pat) for n in known):
+                raise self.error(at, f"{kind} {pat!r} matches no known {kind}: {', '.join(known)}")
+        return tuple(items)
+
+    def check_options(
+        self,
+        data: Mapping[str, Any],
+        options_validator: Callable[[str], OptionsValidator | None],
+    ) -> dict[str, Mapping[str, Any]]:
+        table = data.get("check", {})
+        self.expect_type(("check",), table, dict, "a table of [check.<kind>] tables")
+        out: dict[str, Mapping[str, Any]] = {}
+        for kind, options in table.items():
+            where: Path_ = ("check", kind)
+            if kind not in self.names.checks:
+                raise self.error(
+                    where, f"unknown check {kind!r}; known: {', '.join(self.names.checks)}"
+                )
+            self.expect_type(where, options, dict, "a table of options")
+            try:
+                validate = options_validator(kind)
+                if validate is not None:
+                    validate(options)
+            except CheckUnavailableError as exc:
+                raise self.error(where, str(exc)) from None
+            except ValueError as exc:
+                raise self.error(
+                    self.option_path(where, options, str(exc)), f"[check.{kind}]: {exc}"
+                ) from None
+            out[kind] = options
+        return out
+
+    @staticmethod
+    def option_path(where: Path_, options: Mapping[str, Any], message: str) -> Path_:
+        """Point at the option a validator's message quotes (``'key'``), else at the table."""
+        for key in options:
+            if f"'{key}'" in message or f'"{key}"' in message:
+                return (*where, key)
+        return where
+
+
+# -- cells ---------------------------------------------------------------------------------
+
+
+def expand_cells(matrix: Matrix, only_checks: Collection[str] | None = None) -> list[Cell]:
+    """Return the matrix's cells sorted by id: the product minus excludes plus includes.
+
+    ``only_checks`` (from ``run --checks``) replaces the matrix's check list; include rules still
+    add cells, but only with checks in ``only_checks``.
+    """
+    base_checks = tuple(only_checks) if only_checks is not None else matrix.checks
+    checks: dict[tuple[str, str, str], list[str]] = {}
+    for spec in matrix.hosts:
+        for a in matrix.artifacts:
+            for p in matrix.presets:
+                checks[(spec.name, a, p)] = list(base_checks)
+    for rule in matrix.exclude:
+        for (h, a, p), selected in checks.items():
+            if (
+                rule.matches("host", h)
+                and rule.matches("artifact", a)
+                and rule.matches("preset", p)
+            ):
+                selected[:] = [c for c in selected if not rule.matches("check", c)]
+    defaults = {
+        "host": tuple(s.name for s in matrix.hosts),
+        "artifact": matrix.artifacts,
+        "preset": matrix.presets,
+        "check": base_checks,
+    }
+    for rule in matrix.include:
+        picked = {
+            kind: defaults[kind]
+            if rule.patterns(kind) is None
+            else tuple(n for n in matrix.names.of(kind) if rule.matches(kind, n))
+            for kind in RULE_FIELDS
+        }
+        add = [c for c in picked["check"] if only_checks is None or c in only_checks]
+        for h in picked["host"]:
+            for a in picked["artifact"]:
+                for p in picked["preset"]:
+                    selected = checks.setdefault((h, a, p), [])
+                    selected.extend(c for c in add if c not in selected)
+    order = {c: i for i, c in enumerate((*base_checks, *matrix.names.checks))}
+    cells = [
+        Cell(h, a, p, tuple(sorted(selected, key=order.__getitem__)))
+        for (h, a, p), selected in checks.items()
+        if selected
+    ]
+    return sorted(cells, key=lambda c: c.id)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``K/N`` (1 <= K <= N) into ``(K, N)``; raises ValueError naming the problem."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m:
+        raise ValueError(f"--shard must look like K/N (e.g. 2/4), got {text!r}")
+    k, n = int(m.group(1)), int(m.group(2))
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard {text}: K must be between 1 and N")
+    return k, n
+
+
+def shard(cells: Iterable[Cell], index: int, count: int) -> list[Cell]:
+    """Return shard ``index`` of ``count`` (1-based): every count-th cell of the id-sorted list."""
+    ordered = sorted(cells, key=lambda c: c.id)
+    return ordered[index - 1 :: count]

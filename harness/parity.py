@@ -1,0 +1,181 @@
+"""The one comparison helper: shape, then dtype, then finiteness, then values.
+
+Like tinygrad's ``helper_test_op``, :func:`compare` stops at the first stage that fails and names
+it, so a wrong shape is never reported as "max abs err = nan". A passing or failing comparison
+alike carries the metrics a result row reports: max absolute error, max relative error, max ULP
+distance, and the worst element (by the tolerance ratio) with both values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from harness.tolerance import Tolerance, ulp_distance
+
+Stage = Literal["shape", "dtype", "nonfinite", "values", "pass"]
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """The outcome of comparing one tensor ``name`` against its reference."""
+
+    name: str  # e.g. "layernorm_backward.dinp" or "grad:qkvw"
+    stage: Stage  # the first failing stage, or "pass"
+    message: str  # one readable line: what, where, found, expected, tolerance
+    tolerance: Tolerance
+    max_abs_err: float = math.nan
+    max_rel_err: float = math.nan
+    max_ulp: float = math.nan
+    worst_ratio: float = math.nan  # max |f-e| / (atol + rtol |e|); > 1 fails
+    worst_index: tuple[int, ...] = ()
+    found_at_worst: float = math.nan
+    expected_at_worst: float = math.nan
+
+    @property
+    def ok(self) -> bool:
+        """True when every stage passed."""
+        return self.stage == "pass"
+
+
+class ParityError(AssertionError):
+    """Raised by :func:`assert_parity`; carries the failing :class:`ParityResult`."""
+
+    def __init__(self, result: ParityResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
+
+
+def compare(
+    name: str,
+    found: ArrayLike,
+    expected: ArrayLike,
+    tolerance: Tolerance,
+    *,
+    dtype: str = "float32",
+    relative_to_max: bool = False,
+) -> ParityResult:
+    """Compare kernel output ``found`` with reference ``expected`` and return the outcome.
+
+    Stages: ``shape`` (shapes equal), ``dtype`` (``found`` has ``dtype``; integer outputs such
+    as token ids compare exactly), ``nonfinite`` (the first NaN/Inf in ``found`` where the
+    reference is finite), ``values`` (``|f - e| <= atol + rtol |e|`` everywhere). With
+    ``relative_to_max`` the atol is multiplied by ``max |expected|`` (used for gradients).
+    """
+    f: NDArray[Any] = np.asarray(found)
+    e: NDArray[Any] = np.asarray(expected)
+    tol = tolerance
+    if f.shape != e.shape:
+        return ParityResult(
+            name, "shape", f"{name}: shape stage: found shape {f.shape}, expected {e.shape}", tol
+        )
+    if f.dtype != np.dtype(dtype):
+        return ParityResult(
+            name, "dtype", f"{name}: dtype stage: found dtype {f.dtype}, expected {dtype}", tol
+        )
+    if f.size == 0:
+        return ParityResult(
+            name, "pass", f"{name}: empty, nothing to compare", tol, 0.0, 0.0, 0.0, 0.0
+        )
+    if np.issubdtype(f.dtype, np.integer):
+        return _compare_exact_ints(name, f, e, tol)
+
+    f64 = f.astype(np.float64)
+    e64 = e.astype(np.float64)
+    bad = ~np.isfinite(f64) & ~(f64 == e64)  # an inf the reference also has is a match
+    if bad.any():
+        flat = int(np.flatnonzero(bad.reshape(-1))[0])
+        idx = _index(flat, f.shape)
+        fv, ev = float(f64.reshape(-1)[flat]), float(e64.reshape(-1)[flat])
+        return ParityResult(
+            name,
+            "nonfinite",
+            f"{name}: nonfinite stage: first non-finite value at index {idx}: found {fv!r}, "
+            f"expected {ev!r} ({int(bad.sum())} of {f.size} non-finite)",
+            tol,
+            worst_index=idx,
+            found_at_worst=fv,
+            expected_at_worst=ev,
+        )
+
+    both_inf = np.isinf(f64) & (f64 == e64)
+    diff = np.where(both_inf, 0.0, np.abs(f64 - e64))
+    mag = np.where(both_inf, 0.0, np.abs(e64))
+    atol = tol.atol * (float(mag.max()) if relative_to_max else 1.0)
+    bound = atol + tol.rtol * mag
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(diff == 0, 0.0, diff / bound)  # bound 0 (exact rule) and diff > 0: inf
+        rel = np.where(mag > 0, diff / np.where(mag > 0, mag, 1.0), np.where(diff > 0, np.inf, 0.0))
+    flat = int(np.argmax(ratio.reshape(-1)))
+    idx = _index(flat, f.shape)
+    worst = float(ratio.reshape(-1)[flat])
+    fv, ev = float(f64.reshape(-1)[flat]), float(e64.reshape(-1)[flat])
+    ulps = float(ulp_distance(f, e).max()) if f.dtype == np.float32 else math.nan
+    metrics: dict[str, Any] = {
+        "max_abs_err": float(diff.max()),
+        "max_rel_err": float(rel.max()),
+        "max_ulp": ulps,
+        "worst_ratio": worst,
+        "worst_index": idx,
+        "found_at_worst": fv,
+        "expected_at_worst": ev,
+    }
+    where = (
+        f"worst at index {idx}: found {fv:.9g}, expected {ev:.9g}, |diff| {abs(fv - ev):.3g} "
+        f"({worst:.3g}x the bound; max abs {metrics['max_abs_err']:.3g}, max rel "
+        f"{metrics['max_rel_err']:.3g}, max ulp {ulps:.0f}) with {tol.describe()}"
+        + (f" (atol x max|expected| {float(mag.max()):.3g})" if relative_to_max else "")
+    )
+    if worst > 1.0:
+        n_bad = int((ratio > 1.0).sum())
+        msg = f"{name}: values stage: {n_bad} of {f.size} elements out of tolerance; {where}"
+        return ParityResult(name, "values", msg, tol, **metrics)
+    return ParityResult(name, "pass", f"{name}: ok; {where}", tol, **metrics)
+
+
+def _compare_exact_ints(
+    name: str, f: NDArray[Any], e: NDArray[Any], tol: Tolerance
+) -> ParityResult:
+    diff = np.abs(f.astype(np.int64) - e.astype(np.int64))
+    if not diff.any():
+        return ParityResult(
+            name, "pass", f"{name}: ok; all {f.size} equal", tol, 0.0, 0.0, 0.0, 0.0
+        )
+    flat = int(np.flatnonzero(diff.reshape(-1))[0])
+    idx = _index(flat, f.shape)
+    fv, ev = int(f.reshape(-1)[flat]), int(e.reshape(-1)[flat])
+    return ParityResult(
+        name,
+        "values",
+        f"{name}: values stage: {int((diff > 0).sum())} of {f.size} differ; first at index {idx}: "
+        f"found {fv}, expected {ev} (exact match required)",
+        tol,
+        max_abs_err=float(diff.max()),
+        worst_index=idx,
+        found_at_worst=float(fv),
+        expected_at_worst=float(ev),
+    )
+
+
+def assert_parity(
+    name: str,
+    found: ArrayLike,
+    expected: ArrayLike,
+    tolerance: Tolerance,
+    *,
+    dtype: str = "float32",
+    relative_to_max: bool = False,
+) -> ParityResult:
+    """Run :func:`compare` and raise :class:`ParityError` naming the failing stage, if any."""
+    result = compare(name, found, expected, tolerance, dtype=dtype, relative_to_max=relative_to_max)
+    if not result.ok:
+        raise ParityError(result)
+    return result

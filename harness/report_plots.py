@@ -1,0 +1,310 @@
+"""The report's figures: matplotlib (Agg), each written as PNG and SVG.
+
+Every figure has labelled axes with units, log scales where sizes span decades, error bars from
+the bootstrap CIs, host and artifact in every legend entry, and the run's provenance in its
+footer. Noisy points are drawn hollow so they never pass for clean figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.report_data import curve, parity_matrix, speedup_slopes
+from reference.presets import PRESETS, param_count
+
+matplotlib.rcParams["svg.hashsalt"] = "tinygpt-harness"  # stable SVG ids across renders
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One written figure."""
+
+    name: str  # file stem under plots/
+    title: str
+    caption: str
+
+
+def _footer(fig: Figure, prov: dict[str, str]) -> None:
+    text = (
+        f"commit {prov['commit']} | {prov['machine']}\n"
+        f"hosts: {prov['hosts']}\nartifacts (sha256): {prov['artifacts']}"
+    )
+    fig.text(0.01, 0.005, text, fontsize=6.5, color="#555555", va="bottom", ha="left", wrap=True)
+
+
+def _save(fig: Figure, out: Path, name: str, prov: dict[str, str]) -> None:
+    _footer(fig, prov)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / f"{name}.png", dpi=110)
+    fig.savefig(out / f"{name}.svg", metadata={"Date": None})
+    plt.close(fig)
+
+
+def _label(host: str, artifact: str, preset: str = "") -> str:
+    return f"{host} · {artifact}" + (f" · {preset}" if preset else "")
+
+
+def _errorbar(
+    ax: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    noisy: np.ndarray,
+    label: str,
+    **style: Any,
+) -> None:
+    """Line with CI error bars; noisy points hollow."""
+    yerr = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
+    yerr = np.where(np.isfinite(yerr), yerr, 0.0)
+    line = ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, label=label, **style)
+    color = line[0].get_color()
+    if noisy.any():
+        ax.plot(x[noisy], y[noisy], "o", mfc="white", mec=color, ms=9, zorder=5)
+
+
+def _noisy_note(ax: Any) -> None:
+    ax.plot([], [], "o", mfc="white", mec="black", label="hollow: noisy (CI > ±10%)")
+
+
+def plot_speedup(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
+    """Speedup over the numpy reference against preset size, one line per cell."""
+    pts = curve(rows, "train_step", "speedup")
+    if pts.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    slopes = {(s.host, s.artifact): s.slope for s in speedup_slopes(rows)}
+    for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
+        x = g["x_value"].to_numpy(float)
+        y = g["value"].to_numpy(float)
+        ref = y * g["median_ns"].to_numpy(float)  # numpy median = speedup * kernel median
+        lo, hi = ref / g["ci_high_ns"].to_numpy(float), ref / g["ci_low_ns"].to_numpy(float)
+        slope = slopes.get((str(host), str(artifact)))
+        label = _label(str(host), str(artifact))
+        if slope is not None:
+            label += f" (slope {slope:+.2f}/decade)"
+        _errorbar(ax, x, y, lo, hi, (g["status"] == "noisy").to_numpy(), label)
+    ax.axhline(1.0, color="black", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ticks = sorted({float(v) for v in pts["x_value"]})
+    names = {float(param_count(p)): p.name for p in PRESETS.values()}
+    ax.set_xticks(ticks, [f"{names.get(t, '?')}\n{t / 1e6:.2g}M" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("preset (parameters, log scale)")
+    ax.set_ylabel("train-step speedup over numpy reference (×, log)")
+    ax.set_title("Train step: speedup over the numpy reference (1 BLAS thread)")
+    _noisy_note(ax)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    _save(fig, out, "speedup", prov)
+    return Plot(
+        "speedup",
+        "Speedup over the reference",
+        "Ratio of the numpy reference's median train-step time to the kernel's, same "
+        "machine and run. Error bars: the kernel's bootstrap 95% CI. Slope: least-squares "
+        "fit of log10(speedup) on log10(parameters) over clean points.",
+    )
+
+
+def plot_kernels(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
+    """GFLOP/s (or GB/s) against size per op, with the one-thread BLAS roofline."""
+    ops = sorted({s for s in rows["subject"].unique() if str(s).startswith("op:")})
+    panels = []
+    for op in ops:
+        for metric in ("gflops", "gbps"):
+            pts = curve(rows, op, metric)
+            if not pts.empty:
+                panels.append((op, metric, pts))
+    if not panels:
+        return None
+    roof = curve(rows, "roofline:sgemm", "gflops")
+    cols = min(2, len(panels))
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.2 * cols, 4.4 * nrows + 0.6), squeeze=False)
+    for ax, (op, metric, pts) in zip(axes.flat, panels, strict=False):
+        for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
+            x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
+            work = y * g["median_ns"].to_numpy(float)  # rate * time = work per call
+            lo, hi = work / g["ci_high_ns"].to_numpy(float), work / g["ci_low_ns"].to_numpy(float)
+            _errorbar(
+                ax,
+                x,
+                y,
+                lo,
+                hi,
+                (g["status"] == "noisy").to_numpy(),
+                _label(str(host), str(artifact)),
+            )
+        if metric == "gflops" and not roof.empty and op.startswith("op:matmul"):
+            ax.plot(
+                roof["x_value"],
+                roof["value"],
+                "k--",
+                lw=1.5,
+                label="roofline: numpy · reference sgemm, 1 thread",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        x_name = str(rows.loc[rows["subject"] == op, "x_name"].iloc[0])
+        ax.set_xlabel(f"{x_name} (log₂)" + (" — matmul is n×n×n" if "matmul" in op else ""))
+        ax.set_ylabel("GFLOP/s (log)" if metric == "gflops" else "GB/s (log)")
+        ax.set_title(op.removeprefix("op:"))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle("Kernel throughput against size (timed inside the host)")
+    _save(fig, out, "kernels", prov)
+    return Plot(
+        "kernels",
+        "Kernel throughput",
+        "Median GFLOP/s (compute-bound ops) or GB/s (memory-bound ops) per call, with "
+        "bootstrap 95% CI error bars; the dashed line is numpy's one-thread sgemm.",
+    )
+
+
+def plot_generation(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
+    """Decode tokens/s against context length (KV cache on and off), and time to first token."""
+    tps = {tag: curve(rows, f"generate:{tag}", "tokens_per_s") for tag in ("kv", "nokv")}
+    if all(v.empty for v in tps.values()):
+        return None
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5))
+    colors: dict[tuple[str, str, str], Any] = {}
+    for tag, pts in tps.items():
+        first = curve(rows, f"ttft:{tag}", "median_ns")
+        for (host, artifact, preset), g in pts.groupby(["host", "artifact", "preset"], sort=True):
+            key = (str(host), str(artifact), str(preset))
+            style: dict[str, Any] = {"ls": "-" if tag == "kv" else "--"}
+            if key in colors:
+                style["color"] = colors[key]
+            f = first[
+                (first["host"] == host)
+                & (first["artifact"] == artifact)
+                & (first["preset"] == preset)
+            ].set_index("x_value")
+            x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
+            # tokens/s = k / (t_full - t_first): bound it with the CIs of both timings.
+            t1 = f.reindex(x)
+            k = y * (g["median_ns"].to_numpy(float) - t1["median_ns"].to_numpy(float))
+            lo = k / (g["ci_high_ns"].to_numpy(float) - t1["ci_low_ns"].to_numpy(float))
+            hi = k / (g["ci_low_ns"].to_numpy(float) - t1["ci_high_ns"].to_numpy(float))
+            hi = np.where(hi > 0, hi, np.nan)
+            label = f"{_label(*key)} · KV {'on' if tag == 'kv' else 'off'}"
+            _errorbar(ax, x, y, lo, hi, (g["status"] == "noisy").to_numpy(), label, **style)
+            colors[key] = ax.lines[-1].get_color()
+            ttft = t1["value"].to_numpy(float) / 1e6
+            t_lo = t1["ci_low_ns"].to_numpy(float) / 1e6
+            t_hi = t1["ci_high_ns"].to_numpy(float) / 1e6
+            t_err = np.vstack([np.clip(ttft - t_lo, 0, None), np.clip(t_hi - ttft, 0, None)])
+            t_err = np.where(np.isfinite(t_err), t_err, 0.0)
+            ax2.errorbar(x, ttft, yerr=t_err, marker="s", capsize=3, label=label, **style)
+    for a in (ax, ax2):
+        a.set_xscale("log", base=2)
+        a.set_yscale("log")
+        a.set_xlabel("context length (prompt tokens, log₂)")
+        a.grid(True, which="both", alpha=0.3)
+        a.legend(fontsize=7)
+    ax.set_ylabel("decode tokens/s (log)")
+    ax.set_title("Generation speed: KV cache on (solid) vs off (dashed)")
+    ax2.set_ylabel("time to first token (ms, log)")
+    ax2.set_title("Time to first token (prompt prefill + 1 token)")
+    _save(fig, out, "generation", prov)
+    return Plot(
+        "generation",
+        "Generation",
+        "Decode rate excludes the prompt's prefill: (new−1) tokens over the extra time of "
+        "a new-token call beyond a 1-token call. Error bars combine both timings' CIs.",
+    )
+
+
+def plot_overhead(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
+    """Overhead fraction of a call's total time against work size, per host."""
+    series = {s: curve(rows, s, "overhead_fraction") for s in ("overhead:bridge", "overhead:call")}
+    if all(v.empty for v in series.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    colors: dict[tuple[str, str], Any] = {}
+    for subject, pts in series.items():
+        for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
+            key = (str(host), str(artifact))
+            kind = "bridge round trip" if subject.endswith("bridge") else "in-host call"
+            style: dict[str, Any] = {"ls": "-" if subject.endswith("bridge") else "--"}
+            if key in colors:
+                style["color"] = colors[key]
+            g = g.drop_duplicates("x_value").sort_values("x_value")
+            x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
+            noisy = (g["status"] == "noisy").to_numpy()
+            line = ax.plot(x, y, marker="o", label=f"{_label(*key)} · {kind}", **style)[0]
+            colors[key] = line.get_color()
+            if noisy.any():
+                ax.plot(x[noisy], y[noisy], "o", mfc="white", mec=line.get_color(), ms=9)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("work per call (FLOPs of the first swept op, log)")
+    ax.set_ylabel("overhead / (overhead + kernel time)")
+    ax.set_title("Per-call overhead as a fraction of total time")
+    _noisy_note(ax)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    _save(fig, out, "overhead", prov)
+    return Plot(
+        "overhead",
+        "Host overhead",
+        "Fraction of a call's time spent in overhead: the Python↔host round trip (solid) "
+        "and the in-host call of a no-op (dashed), from medians.",
+    )
+
+
+def plot_parity(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
+    """Heat map of the worst parity error, cells × ops (log10)."""
+    table, metric = parity_matrix(rows)
+    if table.empty:
+        return None
+    data = table.to_numpy(float)
+    shown = np.log10(np.where(data > 0, data, np.nan))
+    fig, ax = plt.subplots(figsize=(1.1 * table.shape[1] + 4, 0.45 * table.shape[0] + 2.6))
+    im = ax.imshow(shown, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns], rotation=40, ha="right")
+    ax.set_yticks(range(table.shape[0]), [str(i) for i in table.index])
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            if math.isfinite(data[i, j]):
+                ax.text(
+                    j,
+                    i,
+                    f"{data[i, j]:.1e}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if shown[i, j] < np.nanmean(shown) else "black",
+                )
+    unit = "relative error" if metric == "max_rel_err" else "ULP"
+    fig.colorbar(im, ax=ax, label=f"log10 {metric} ({unit})")
+    ax.set_xlabel("op")
+    ax.set_ylabel("cell (host/artifact/preset)")
+    ax.set_title(f"Parity against the reference: worst {metric} per cell and op")
+    _save(fig, out, "parity", prov)
+    return Plot("parity", "Parity errors", f"Worst {metric} of each op in each cell (check=ops).")
+
+
+PLOTTERS: tuple[Callable[[pd.DataFrame, Path, dict[str, str]], Plot | None], ...] = (
+    plot_speedup,
+    plot_kernels,
+    plot_generation,
+    plot_overhead,
+    plot_parity,
+)

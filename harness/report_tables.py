@@ -1,0 +1,290 @@
+"""The report's tables, built once and rendered both to Markdown (summary.md) and HTML.
+
+A noisy figure is never printed as a clean number: it carries ``(noisy, cv=...)``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness.report_data import (
+    REFERENCE_HOST,
+    CellVerdict,
+    curve,
+    noisy_figures,
+    speedup_slopes,
+    summary_value,
+)
+from reference.presets import PRESETS
+
+ICONS: dict[str, str] = {
+    "pass": "✅",
+    "fail": "❌",
+    "error": "💥",
+    "incompatible": "⛔",
+    "skipped": "⏭️",
+    "partial": "❓",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    """A titled table of strings."""
+
+    title: str
+    header: tuple[str, ...]
+    body: tuple[tuple[str, ...], ...]
+    note: str = ""
+
+    def markdown(self) -> str:
+        """GitHub-flavoured Markdown (pipes in cells escaped)."""
+
+        def cells(row: tuple[str, ...]) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+
+        lines = [f"### {self.title}", "", cells(self.header)]
+        lines.append("|" + "|".join("---" for _ in self.header) + "|")
+        lines += [cells(r) for r in self.body]
+        if self.note:
+            lines += ["", f"_{self.note}_"]
+        return "\n".join(lines)
+
+    def html(self, css_class: str = "") -> str:
+        """An HTML table; cells are escaped, then ``<br>`` line breaks restored."""
+
+        def esc(c: str) -> str:
+            return html.escape(c).replace("&lt;br&gt;", "<br>")
+
+        head = "".join(f"<th>{esc(h)}</th>" for h in self.header)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in self.body
+        )
+        note = f'<p class="note">{html.escape(self.note)}</p>' if self.note else ""
+        return (
+            f"<h3>{html.escape(self.title)}</h3><table class='{css_class}'><thead><tr>{head}"
+            f"</tr></thead><tbody>{body}</tbody></table>{note}"
+        )
+
+
+def fmt(value: float, status: str, cv: float = math.nan, digits: int = 3) -> str:
+    """A figure with ``digits`` significant digits, flagged when noisy."""
+    if not math.isfinite(value):
+        return "n/a" if status != "noisy" else "n/a (noisy)"
+    text = f"{value:.{digits}g}"
+    if status == "noisy":
+        return f"~{text} (noisy, cv={cv:.2f})" if math.isfinite(cv) else f"~{text} (noisy)"
+    return text
+
+
+def fmt_ns(ns: float) -> str:
+    """A duration with a readable unit."""
+    if not math.isfinite(ns):
+        return "n/a"
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def verdict_grid(cells: list[CellVerdict]) -> Table:
+    """Hosts down, artifacts across; each entry lists ``preset: icon verdict`` per cell."""
+    hosts = sorted({c.host for c in cells})
+    artifacts = sorted({c.artifact for c in cells})
+    body = []
+    for host in hosts:
+        row = [host]
+        for art in artifacts:
+            entries = [
+                f"{c.preset or '-'}: {ICONS.get(c.status, '?')} {c.status}"
+                + (f" ({c.noisy} noisy)" if c.noisy else "")
+                for c in cells
+                if c.host == host and c.artifact == art
+            ]
+            row.append("<br>".join(entries) if entries else "—")
+        body.append(tuple(row))
+    return Table("Verdicts (host × artifact)", ("host", *artifacts), tuple(body))
+
+
+def causes(cells: list[CellVerdict]) -> Table | None:
+    """Why each non-passing cell ended as it did, in the host's own words."""
+    body = tuple(
+        (
+            f"{c.host}/{c.artifact}/{c.preset}",
+            f"{ICONS.get(c.status, '?')} {c.status}",
+            c.detail + (" [derived: no cell row]" if c.derived else ""),
+        )
+        for c in cells
+        if c.status != "pass"
+    )
+    if not body:
+        return None
+    return Table("Causes", ("cell", "verdict", "cause"), body)
+
+
+def _preset_order(preset: str) -> int:
+    names = list(PRESETS)
+    return names.index(preset) if preset in names else len(names)
+
+
+def speedup_table(rows: pd.DataFrame) -> Table | None:
+    """Train-step speedup over numpy per cell and preset, with the fitted slope."""
+    pts = curve(rows, "train_step", "speedup")
+    if pts.empty:
+        return None
+    presets = sorted(pts["preset"].unique(), key=_preset_order)
+    slopes = {(s.host, s.artifact): s for s in speedup_slopes(rows)}
+    body = []
+    for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
+        row = [f"{host} · {artifact}"]
+        for p in presets:
+            hit = g[g["preset"] == p]
+            if hit.empty:
+                row.append("—")
+                continue
+            r = hit.iloc[0]
+            row.append(fmt(float(r["value"]), str(r["status"]), float(r["cv"])) + "×")
+        fit = slopes.get((str(host), str(artifact)))
+        row.append(f"{fit.slope:+.2f} ({fit.points} pts)" if fit else "—")
+        body.append(tuple(row))
+    ref = summary_value(rows, host=REFERENCE_HOST, subject="train_step", metric="median_ns")
+    ref_row = ["numpy reference (time)"]
+    for p in presets:
+        hit = ref[ref["preset"] == p]
+        ref_row.append(fmt_ns(float(hit.iloc[0]["value"])) if not hit.empty else "—")
+    body.append((*ref_row, ""))
+    return Table(
+        "Train-step speedup over the numpy reference",
+        ("cell", *presets, "slope of log speedup per decade of params"),
+        tuple(body),
+        "Speedup = numpy median / kernel median, same machine, same run, 1 BLAS thread.",
+    )
+
+
+def kernel_table(rows: pd.DataFrame) -> Table | None:
+    """Each op at its largest measured size: time, throughput, share of the roofline."""
+    body = []
+    for subject in sorted(s for s in rows["subject"].unique() if str(s).startswith("op:")):
+        for metric, unit in (("gflops", "GFLOP/s"), ("gbps", "GB/s")):
+            pts = curve(rows, subject, metric)
+            if pts.empty:
+                continue
+            frac = curve(rows, subject, "roofline_fraction")
+            for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
+                r = g.sort_values("x_value").iloc[-1]
+                f = frac[
+                    (frac["host"] == host)
+                    & (frac["artifact"] == artifact)
+                    & (frac["x_value"] == r["x_value"])
+                ]
+                share = fmt(100 * float(f.iloc[0]["value"]), str(r["status"]), float(r["cv"]))
+                body.append(
+                    (
+                        subject.removeprefix("op:"),
+                        f"{host} · {artifact}",
+                        f"{r['x_value']:g}",
+                        fmt_ns(float(r["median_ns"])),
+                        fmt(float(r["value"]), str(r["status"]), float(r["cv"])) + f" {unit}",
+                        share + " %" if not f.empty else "—",
+                    )
+                )
+    if not body:
+        return None
+    return Table(
+        "Kernels at their largest size",
+        ("op", "cell", "size", "median", "throughput", "of 1-thread BLAS"),
+        tuple(body),
+    )
+
+
+def overhead_table(rows: pd.DataFrame) -> Table | None:
+    """Per host: the in-host no-op call and the bridge round trip."""
+    call = curve(rows, "host:noop_call", "median_ns")
+    bridge = curve(rows, "bridge:noop", "median_ns")
+    if call.empty and bridge.empty:
+        return None
+    body = []
+    keys = sorted(
+        {(str(h), str(a)) for h, a in zip(call["host"], call["artifact"], strict=True)}
+        | {(str(h), str(a)) for h, a in zip(bridge["host"], bridge["artifact"], strict=True)}
+    )
+    for host, artifact in keys:
+        cells = []
+        for pts in (call, bridge):
+            hit = pts[(pts["host"] == host) & (pts["artifact"] == artifact)]
+            if hit.empty:
+                cells.append("—")
+                continue
+            r = hit.iloc[0]
+            text = fmt_ns(float(r["value"]))
+            cells.append(text + (f" (noisy, cv={r['cv']:.2f})" if r["status"] == "noisy" else ""))
+        body.append((f"{host} · {artifact}", *cells))
+    return Table(
+        "Per-call overhead",
+        ("cell", "no-op call inside the host", "Python↔host round trip"),
+        tuple(body),
+    )
+
+
+def generation_table(rows: pd.DataFrame) -> Table | None:
+    """Decode tokens/s at the longest context, KV on and off, and the time to first token."""
+    body = []
+    kv, nokv = (
+        curve(rows, "generate:kv", "tokens_per_s"),
+        curve(rows, "generate:nokv", "tokens_per_s"),
+    )
+    ttft = curve(rows, "ttft:kv", "ttft_ns")
+    for (host, artifact, preset), g in kv.groupby(["host", "artifact", "preset"], sort=True):
+        r = g.sort_values("x_value").iloc[-1]
+        match = (nokv["host"] == host) & (nokv["artifact"] == artifact) & (nokv["preset"] == preset)
+        n = nokv[match & (nokv["x_value"] == r["x_value"])]
+        t = ttft[
+            (ttft["host"] == host)
+            & (ttft["artifact"] == artifact)
+            & (ttft["preset"] == preset)
+            & (ttft["x_value"] == r["x_value"])
+        ]
+        body.append(
+            (
+                f"{host} · {artifact} · {preset}",
+                f"{r['x_value']:g}",
+                fmt(float(r["value"]), str(r["status"]), float(r["cv"])),
+                fmt(float(n.iloc[0]["value"]), str(n.iloc[0]["status"]), float(n.iloc[0]["cv"]))
+                if not n.empty
+                else "—",
+                fmt_ns(float(t.iloc[0]["value"])) if not t.empty else "—",
+            )
+        )
+    if not body:
+        return None
+    return Table(
+        "Generation at the longest context",
+        ("cell", "context", "tokens/s KV on", "tokens/s KV off", "time to first token (KV)"),
+        tuple(body),
+    )
+
+
+def noisy_table(rows: pd.DataFrame, limit: int = 20) -> Table | None:
+    """The figures flagged noisy, with their CV."""
+    noisy = noisy_figures(rows)
+    if noisy.empty:
+        return None
+    body = tuple(
+        (
+            f"{r['host']}/{r['artifact']}/{r['preset']}",
+            str(r["subject"]),
+            f"{r['x_name']}={float(r['x_value']):g}" if r["x_name"] else "",
+            f"{float(r['cv']):.3f}",
+        )
+        for _, r in noisy.head(limit).iterrows()
+    )
+    more = len(noisy) - limit
+    return Table(
+        "Noisy figures (CI wider than ±10% of the median after the maximum samples)",
+        ("cell", "curve", "point", "cv"),
+        body,
+        f"{more} more in results.csv" if more > 0 else "",
+    )

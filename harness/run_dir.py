@@ -1,0 +1,103 @@
+"""A run directory's metadata (``run.json``) and the cell-verdict rule, shared by run and merge.
+
+``run.json`` is always replaced atomically (write a temporary file, then rename), so a reader
+never sees half a file even if the run is killed while writing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from harness.results import RUN_FILE, SCHEMA_VERSION, VERDICTS, Row, Status
+
+# Worst first: a cell's verdict is the worst status among its verdict rows.
+SEVERITY: tuple[Status, ...] = ("error", "fail", "incompatible", "skipped", "pass")
+FAILING: frozenset[str] = frozenset({"error", "fail"})
+
+
+class RunDirError(Exception):
+    """A run directory is missing, unreadable, or of an unsupported schema."""
+
+
+def cell_verdict(rows: Iterable[Row]) -> tuple[Status, str]:
+    """Return ``(verdict, first cause)`` of a cell's rows.
+
+    The verdict is the worst verdict status present (``pass`` if there are only measurements);
+    the cause is the detail of the first row with that status, prefixed by its check and subject.
+    """
+    worst: Status = "pass"
+    cause = ""
+    for row in rows:
+        if row.status not in VERDICTS or (row.check == "cell" and row.subject == "verdict"):
+            continue
+        if SEVERITY.index(row.status) < SEVERITY.index(worst):
+            worst = row.status
+            where = f"{row.check}:{row.subject}" if row.subject else row.check
+            cause = f"{where}: {row.detail}" if row.detail else where
+    return worst, cause if worst != "pass" else ""
+
+
+def count_verdicts(rows: Iterable[Row]) -> dict[str, int]:
+    """Count the cell verdict rows (``check="cell"``, ``subject="verdict"``) by status."""
+    counts: Counter[str] = Counter(
+        r.status for r in rows if r.check == "cell" and r.subject == "verdict"
+    )
+    return {v: counts.get(v, 0) for v in SEVERITY}
+
+
+def exit_code(verdicts: dict[str, int]) -> int:
+    """0 when every cell is pass/incompatible/skipped, 1 when any cell failed or errored."""
+    return 1 if any(verdicts.get(v, 0) for v in FAILING) else 0
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    """Return ``{"commit": sha or None, "dirty": bool or None}`` of the checkout at ``repo``."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout.strip()  # fmt: skip
+        status = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain"],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}  # not a checkout (e.g. an installed wheel)
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def write_run_json(run_dir: Path, meta: dict[str, Any]) -> None:
+    """Atomically replace ``run_dir/run.json`` with ``meta``."""
+    path = run_dir / RUN_FILE
+    tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(meta, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    """Read ``run_dir/run.json``; refuses files of a schema version this code does not know."""
+    path = run_dir / RUN_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir} is not a run directory: no {RUN_FILE}") from None
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}: cannot read: {exc}") from None
+    if not isinstance(meta, dict):
+        raise RunDirError(f"{path}: expected a JSON object")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RunDirError(
+            f"{path}: schema_version {version!r}, this harness reads {SCHEMA_VERSION}"
+        )
+    return meta

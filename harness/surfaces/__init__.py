@@ -1,0 +1,53 @@
+"""Surface extractors, one module per format, behind one :func:`extract`.
+
+A matrix names a surface's ``format``; :data:`FORMATS` maps it to the extractor. Format options
+(``object`` for TypeScript, ``heading`` for Markdown) pass through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.surfaces import html, json_surface, markdown, python_surface, toml_surface, typescript
+from harness.surfaces.base import SurfaceEntry, SurfaceError, Value, parse_literal
+
+__all__ = ["FORMATS", "SurfaceEntry", "SurfaceError", "Value", "extract", "parse_literal"]
+
+
+def _typescript(path: Path, options: Mapping[str, Any]) -> list[SurfaceEntry]:
+    return typescript.extract(path, object_name=options.get("object"))
+
+
+def _markdown(path: Path, options: Mapping[str, Any]) -> list[SurfaceEntry]:
+    return markdown.extract(path, heading=str(options.get("heading", markdown.DEFAULT_HEADING)))
+
+
+FORMATS: Mapping[str, Callable[[Path, Mapping[str, Any]], list[SurfaceEntry]]] = {
+    "typescript": _typescript,  # also plain JS: .ts, .js, .mjs
+    "html": lambda p, _o: html.extract(p),  # also .astro, .jsx, .tsx, .vue templates
+    "json": lambda p, _o: json_surface.extract(p),
+    "toml": lambda p, _o: toml_surface.extract(p),
+    "python": lambda p, _o: python_surface.extract(p),
+    "markdown": _markdown,
+}
+FORMAT_OPTIONS: Mapping[str, frozenset[str]] = {
+    "typescript": frozenset({"object"}),
+    "markdown": frozenset({"heading"}),
+}
+
+
+def extract(
+    path: Path, format: str, options: Mapping[str, Any] | None = None
+) -> list[SurfaceEntry]:
+    """Return the entries of surface file ``path`` read as ``format``.
+
+    Raises SurfaceError naming the file when it is missing or does not parse, and KeyError for an
+    unknown format.
+    """
+    try:
+        fn = FORMATS[format]
+    except KeyError:
+        raise KeyError(f"unknown surface format {format!r}; known: {', '.join(FORMATS)}") from None
+    return fn(path, options or {})

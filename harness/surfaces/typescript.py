@@ -1,0 +1,129 @@
+"""TypeScript / JavaScript surfaces: object-literal properties and ``const`` declarations.
+
+Finds ``learningRate: 3e-3`` (a property whose value is a literal, e.g. in ``types.ts``) and
+``const LEARNING_RATE = 3e-3``. Type annotations (``learningRate: number``) have no literal and
+are ignored. A property must start a line or follow ``{`` or ``,``, so ``a ? b : 3`` is not one.
+With ``object_name="DEFAULT_CONFIG"`` only the properties inside that object literal are read.
+Comments are blanked first (offsets kept), so commented-out values do not count.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from harness.surfaces.base import SurfaceEntry, SurfaceError, line_of, parse_literal, read_text
+
+_NUMBER = r"[-+]?(?:0[xX][0-9a-fA-F_]+|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][-+]?\d+)?)"
+_LITERAL = r"""(?:"[^"\n]*"|'[^'\n]*'|""" + _NUMBER + r"|true|false)"
+_PROPERTY = re.compile(
+    r"""(?:^|(?<=[{,]))\s*(?P<q>["']?)(?P<key>[A-Za-z_$][\w$]*)(?P=q)\s*:\s*(?P<value>"""
+    + _LITERAL
+    + r""")(?:\s+as\s+const)?\s*(?=[,};\n]|$)""",
+    re.MULTILINE,
+)
+_STRINGS = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|`(?:[^`\\]|\\.)*`")
+_CONST = re.compile(
+    r"""(?:^|(?<=[\s;]))(?:export\s+)?(?:const|let|var)\s+(?P<key>[A-Za-z_$][\w$]*)"""
+    r"""(?:\s*:\s*[\w$.<>\[\]| ]+?)?\s*=\s*(?P<value>"""
+    + _LITERAL
+    + r""")(?:\s+as\s+const)?\s*(?=[;\n]|$)""",
+    re.MULTILINE,
+)
+
+
+def blank_comments(text: str) -> str:
+    """Return ``text`` with // and /* */ comments replaced by spaces (newlines kept).
+
+    Quotes are tracked so ``"http://x"`` is not a comment.
+    """
+    out = list(text)
+    i, n = 0, len(text)
+    quote = ""
+    while i < n:
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 2
+                continue
+            if c == quote or (c == "\n" and quote != "`"):
+                quote = ""
+            i += 1
+            continue
+        if c in "\"'`":
+            quote = c
+            i += 1
+            continue
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            out[i:end] = " " * (end - i)
+            i = end
+            continue
+        if text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            out[i:end] = [ch if ch == "\n" else " " for ch in text[i:end]]
+            i = end
+            continue
+        i += 1
+    return "".join(out)
+
+
+def _object_span(text: str, name: str, path: Path) -> tuple[int, int]:
+    """Return the [start, end) offsets of the braces of object literal ``name = {...}``."""
+    m = re.search(rf"\b{re.escape(name)}\b[^=;{{]*=\s*\{{", text)
+    if m is None:
+        raise SurfaceError(
+            path, f"no object literal named {name!r} (expected `{name} = {{ ... }}`)"
+        )
+    start = m.end() - 1
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return start, i + 1
+    raise SurfaceError(
+        path, f"object literal {name!r} opened on line {line_of(text, start)} never closes"
+    )
+
+
+def check_balanced(text: str, path: Path) -> None:
+    """Raise SurfaceError at the first unbalanced bracket of comment-blanked ``text``.
+
+    This is the "does it parse" test for a TS/JS surface: a file cut off mid-object must be an
+    error row, not a file with fewer keys.
+    """
+    pairs = {"}": "{", "]": "[", ")": "("}
+    stack: list[tuple[str, int]] = []
+    stripped = _STRINGS.sub(lambda m: " " * len(m.group(0)), text)
+    for i, c in enumerate(stripped):
+        if c in "{[(":
+            stack.append((c, i))
+        elif c in pairs:
+            if not stack or stack[-1][0] != pairs[c]:
+                raise SurfaceError(path, f"unbalanced {c!r} on line {line_of(text, i)}")
+            stack.pop()
+    if stack:
+        c, i = stack[-1]
+        raise SurfaceError(path, f"{c!r} opened on line {line_of(text, i)} is never closed")
+
+
+def extract(path: Path, *, object_name: str | None = None) -> list[SurfaceEntry]:
+    """Return every literal-valued property and const declaration of a TS/JS file, in order."""
+    text = blank_comments(read_text(path))
+    check_balanced(text, path)
+    lo, hi = (0, len(text)) if object_name is None else _object_span(text, object_name, path)
+    found: list[tuple[int, SurfaceEntry]] = []
+    patterns = (_PROPERTY,) if object_name is not None else (_PROPERTY, _CONST)
+    for pattern in patterns:
+        for m in pattern.finditer(text, lo, hi):
+            raw = m.group("value")
+            pos = m.start("key")
+            found.append(
+                (pos, SurfaceEntry(m.group("key"), parse_literal(raw), raw, line_of(text, pos)))
+            )
+    return [e for _, e in sorted(found, key=lambda p: p[0])]

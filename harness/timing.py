@@ -1,0 +1,202 @@
+"""The timing protocol: calibration, adaptive samples, median / IQR / bootstrap CI, noise flag.
+
+Every figure the harness reports goes through :func:`measure`. The timed loop itself always runs
+inside the host (``Instance.time_calls``: ``performance.now`` in JS, ``perf_counter_ns`` in the
+native and wasmtime workers), so kernel figures never include the Python<->host bridge; the bridge
+is measured on its own (``Instance.bridge_roundtrip_ns``). See ``docs/timing.md``.
+
+A *sampler* is any ``(inner_reps, samples, warmup) -> TimingResult`` callable; an instance's
+``time_calls`` bound to one export and its arguments is one, and :func:`python_sampler` makes one
+from a Python callable (used for the numpy reference and the BLAS roofline).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.hosts.base import TimingResult
+
+Sampler = Callable[[int, int, int], TimingResult]
+"""``sampler(inner_reps, samples, warmup)`` -> per-sample mean ns per call, timed in the host."""
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """How much to measure. The defaults fit a ~30 s per-cell budget on a shared 2-core box."""
+
+    min_samples: int = 10  # the protocol's N: never fewer samples than this
+    max_samples: int = 40  # adaptive sampling stops here even if the CI is still too wide
+    warmup: int = 2  # untimed loops before the first sample (JIT tier-up, caches, page faults)
+    resolution_factor: float = 100.0  # a sample lasts at least this many clock resolutions
+    min_sample_ns: float = 200_000.0  # and at least this long, so scheduler jitter stays small
+    max_inner_reps: int = 1 << 20  # upper bound for calibration (a no-op call is ~1 ns natively)
+    noise_band: float = 0.10  # "noisy" when the CI reaches beyond +-10% of the median
+    bootstrap_resamples: int = 2000
+    seed: int = 0  # bootstrap RNG seed: the same samples always give the same CI
+    budget_s: float = 10.0  # adaptive extension stops once one measurement has taken this long
+
+    def __post_init__(self) -> None:
+        if self.min_samples < 3:
+            raise ValueError(f"TimingPolicy.min_samples must be >= 3, got {self.min_samples}")
+        if self.max_samples < self.min_samples:
+            raise ValueError(
+                f"TimingPolicy.max_samples={self.max_samples} is below "
+                f"min_samples={self.min_samples}"
+            )
+        if self.warmup < 0 or self.resolution_factor <= 0 or self.noise_band <= 0:
+            raise ValueError(f"TimingPolicy has a negative or zero field: {self}")
+
+    def target_sample_ns(self, clock_resolution_ns: float) -> float:
+        """The shortest sample allowed on a clock of this resolution."""
+        return max(self.resolution_factor * clock_resolution_ns, self.min_sample_ns)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Robust statistics of one set of samples (ns per call)."""
+
+    n: int
+    median: float
+    q1: float
+    q3: float
+    ci_low: float  # bootstrap 95% CI of the median
+    ci_high: float
+    cv: float  # coefficient of variation (sample std / mean)
+    outliers: int  # samples beyond Tukey's fences (1.5 IQR), counted and kept
+
+    @property
+    def iqr(self) -> float:
+        """Inter-quartile range."""
+        return self.q3 - self.q1
+
+    def ci_half_width_rel(self) -> float:
+        """The CI's larger distance from the median, relative to the median."""
+        if self.median <= 0:
+            return math.inf
+        return max(self.ci_high - self.median, self.median - self.ci_low) / self.median
+
+    def is_noisy(self, band: float) -> bool:
+        """True when the CI reaches beyond ``+-band`` of the median."""
+        return self.ci_half_width_rel() > band
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured figure: raw samples, how they were taken, their statistics."""
+
+    samples_ns: tuple[float, ...]  # mean ns per call of each sample, in order taken
+    inner_reps: int
+    clock: str
+    clock_resolution_ns: float
+    summary: Summary
+    noisy: bool
+    wall_s: float  # time spent measuring, calibration included
+
+
+def summarize(
+    samples: tuple[float, ...] | list[float], resamples: int = 2000, seed: int = 0
+) -> Summary:
+    """Median, quartiles, bootstrap 95% CI of the median, CV and outlier count of ``samples``."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"summarize: need a non-empty 1-D list of samples, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"summarize: samples hold non-finite values: {x.tolist()}")
+    q1, median, q3 = (float(v) for v in np.percentile(x, [25, 50, 75]))
+    rng = np.random.default_rng(seed)
+    boot = np.median(rng.choice(x, size=(resamples, x.size), replace=True), axis=1)
+    ci_low, ci_high = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+    mean = float(x.mean())
+    cv = float(x.std(ddof=1) / mean) if x.size > 1 and mean > 0 else 0.0
+    iqr = q3 - q1
+    outliers = int(np.count_nonzero((x < q1 - 1.5 * iqr) | (x > q3 + 1.5 * iqr)))
+    return Summary(x.size, median, q1, q3, ci_low, ci_high, cv, outliers)
+
+
+def calibrate(sampler: Sampler, policy: TimingPolicy) -> tuple[int, float, str]:
+    """Return ``(inner_reps, clock_resolution_ns, clock)`` so a sample spans the target time.
+
+    Starts at one call per sample and scales up from what a single probe sample took; the first
+    probe also serves as warmup.
+    """
+    reps = 1
+    for attempt in range(8):
+        probe = sampler(reps, 1, policy.warmup if attempt == 0 else 0)
+        target = policy.target_sample_ns(probe.clock_resolution_ns)
+        total = probe.sample_ns[0] * reps
+        if total >= target or reps >= policy.max_inner_reps:
+            return reps, probe.clock_resolution_ns, probe.clock
+        # A probe at or below the clock's resolution says little: grow fast but bounded.
+        floor = max(total, probe.clock_resolution_ns, 1.0)
+        reps = min(policy.max_inner_reps, max(reps + 1, math.ceil(reps * 1.2 * target / floor)))
+    return reps, probe.clock_resolution_ns, probe.clock
+
+
+def measure(sampler: Sampler, policy: TimingPolicy = TimingPolicy()) -> Measurement:
+    """Calibrate, warm up, take ``min_samples``; add samples while the CI is too wide.
+
+    Samples are added in batches until the CI is within ``noise_band`` of the median, or
+    ``max_samples`` is reached, or ``budget_s`` has passed; then the figure is flagged noisy if it
+    still is. Nothing is discarded: outliers are counted in the summary.
+    """
+    start = time.perf_counter()
+    reps, resolution, clock = calibrate(sampler, policy)
+    first = sampler(reps, policy.min_samples, policy.warmup)
+    samples = list(first.sample_ns)
+    summary = summarize(samples, policy.bootstrap_resamples, policy.seed)
+    batch = max(3, policy.min_samples // 2)
+    while (
+        summary.is_noisy(policy.noise_band)
+        and len(samples) < policy.max_samples
+        and time.perf_counter() - start < policy.budget_s
+    ):
+        more = sampler(reps, min(batch, policy.max_samples - len(samples)), 0)
+        samples.extend(more.sample_ns)
+        summary = summarize(samples, policy.bootstrap_resamples, policy.seed)
+    return Measurement(
+        samples_ns=tuple(samples),
+        inner_reps=reps,
+        clock=clock,
+        clock_resolution_ns=resolution,
+        summary=summary,
+        noisy=summary.is_noisy(policy.noise_band),
+        wall_s=time.perf_counter() - start,
+    )
+
+
+def perf_counter_resolution_ns(trials: int = 2000) -> float:
+    """The smallest non-zero step of ``time.perf_counter_ns`` seen here (its real resolution)."""
+    best = math.inf
+    for _ in range(trials):
+        t0 = time.perf_counter_ns()
+        t1 = time.perf_counter_ns()
+        while t1 == t0:
+            t1 = time.perf_counter_ns()
+        best = min(best, t1 - t0)
+    return float(best)
+
+
+def python_sampler(fn: Callable[[], object]) -> Sampler:
+    """A sampler timing ``fn()`` in a ``perf_counter_ns`` loop in this process.
+
+    For in-process Python work only (the numpy reference, BLAS): there is no bridge to exclude.
+    """
+    resolution = perf_counter_resolution_ns()
+
+    def sample(inner_reps: int, samples: int, warmup: int) -> TimingResult:
+        for _ in range(warmup * inner_reps):
+            fn()
+        out: list[float] = []
+        for _ in range(samples):
+            t0 = time.perf_counter_ns()
+            for _ in range(inner_reps):
+                fn()
+            out.append((time.perf_counter_ns() - t0) / inner_reps)
+        return TimingResult(tuple(out), inner_reps, resolution, "perf_counter_ns")
+
+    return sample

@@ -1,0 +1,235 @@
+"""The tolerance policy: every parity tolerance the harness uses, in one place.
+
+Rule (written out with its reasoning in ``docs/tolerance.md``):
+
+- A kernel output ``found`` (float32) matches the float64 reference ``expected`` element-wise when
+  ``|found - expected| <= atol + rtol * |expected|`` (the torch.testing / numpy.isclose form).
+- The baseline per dtype is torch.testing's default: float32 rtol 1.3e-6, atol 1e-5; float64
+  rtol 1e-7, atol 1e-7.
+- An output that is a sum of ``K`` rounded float32 terms is allowed ``sqrt(K)`` times the baseline
+  (both rtol and atol). ``sqrt(K)`` and not ``K``: rounding errors of a long sum behave like a
+  random walk (Higham & Mary, "A new approach to probabilistic rounding error analysis", SISC
+  2019), and the kernels' SIMD lanes sum in a different order from numpy, so neither side is
+  "the" exact float32 answer. Outputs that are not reductions keep the baseline.
+- Anything looser than that carries its reason in :data:`OP_RULES` or :data:`MODEL_RULES`.
+
+The ops check asks :func:`op_tolerance`; the model check asks :func:`model_tolerance`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+FLOAT32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-7: one ULP at 1.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """An element-wise ``atol + rtol * |expected|`` bound, with the reason it is what it is."""
+
+    rtol: float
+    atol: float
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not (self.rtol >= 0 and self.atol >= 0):
+            raise ValueError(
+                f"tolerance must be non-negative, got rtol={self.rtol} atol={self.atol}"
+            )
+
+    def scaled(self, factor: float, why: str) -> Tolerance:
+        """Return this tolerance with rtol and atol multiplied by ``factor``, noting ``why``."""
+        if factor == 1.0:
+            return self
+        return Tolerance(
+            self.rtol * factor, self.atol * factor, f"{self.reason}; x{factor:.3g} {why}"
+        )
+
+    def with_atol(self, atol: float, why: str) -> Tolerance:
+        """Return this tolerance with a different atol, noting ``why``."""
+        return Tolerance(self.rtol, atol, f"{self.reason}; atol={atol:.3g} {why}")
+
+    def describe(self) -> str:
+        """Return ``rtol=.. atol=..`` for a result row's detail."""
+        return f"rtol={self.rtol:.3g} atol={self.atol:.3g}"
+
+
+BASELINE: Mapping[str, Tolerance] = {
+    "float32": Tolerance(1.3e-6, 1e-5, "torch.testing float32 default"),
+    "float64": Tolerance(1e-7, 1e-7, "torch.testing float64 default"),
+}
+EXACT = Tolerance(0.0, 0.0, "exact: no rounding happens (a copy or one add per element)")
+
+
+def baseline(dtype: str | np.dtype[np.generic] | type[np.generic]) -> Tolerance:
+    """Return the baseline tolerance of ``dtype`` (float32 or float64)."""
+    name = np.dtype(dtype).name
+    try:
+        return BASELINE[name]
+    except KeyError:
+        raise KeyError(
+            f"no tolerance baseline for dtype {name}; known: {', '.join(BASELINE)}"
+        ) from None
+
+
+def reduction_scale(length: int) -> float:
+    """Return the factor a sum of ``length`` float32 terms gets over the baseline: sqrt(length)."""
+    if length < 1:
+        raise ValueError(f"reduction length must be >= 1, got {length}")
+    return math.sqrt(length)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one output's tolerance follows from the case's dims.
+
+    ``reduce`` names the dims whose product is the reduction length (``()`` = element-wise).
+    ``exact`` means the output must be bit-exact. ``ulps`` widens rtol to that many float32 ULPs
+    for outputs computed with transcendental functions; ``reason`` says why.
+    """
+
+    reduce: tuple[str, ...] = ()
+    exact: bool = False
+    reason: str = ""
+
+
+# (op, output) -> rule. Dims: N rows, C channels, OC out channels, B batch, T time, NH heads,
+# hs head size, V vocabulary. Outputs are named as in harness/checks/ops.py.
+OP_RULES: Mapping[tuple[str, str], Rule] = {
+    ("embedding_forward", "out"): Rule(exact=True, reason="one float32 add per element"),
+    # a token repeated r times sums r rows; positions sum over the batch
+    ("embedding_backward", "dwte"): Rule(("B", "T"), reason="scatter-add over repeated tokens"),
+    ("embedding_backward", "dwpe"): Rule(("B",), reason="sum over the batch"),
+    ("layernorm_forward", "out"): Rule(("C",), reason="mean and variance sum over C"),
+    ("layernorm_forward", "mean"): Rule(("C",), reason="sum over C"),
+    ("layernorm_forward", "rstd"): Rule(("C",), reason="variance sums over C"),
+    ("layernorm_backward", "dinp"): Rule(("C",), reason="two means over C"),
+    ("layernorm_backward", "dweight"): Rule(("N",), reason="sum over rows"),
+    ("layernorm_backward", "dbias"): Rule(("N",), reason="sum over rows"),
+    ("matmul_forward", "out"): Rule(("C",), reason="dot product over C"),
+    ("matmul_backward", "dinp"): Rule(("OC",), reason="dot product over OC"),
+    ("matmul_backward", "dweight"): Rule(("N",), reason="dot product over rows"),
+    ("matmul_backward", "dbias"): Rule(("N",), reason="sum over rows"),
+    # preatt = q.k over hs, then softmax normalises over T, then att @ v sums over T
+    ("attention_forward", "out"): Rule(("hs", "T"), reason="q.k over hs then att@v over T"),
+    ("attention_forward", "att"): Rule(("hs", "T"), reason="q.k over hs then softmax over T"),
+    ("attention_backward", "dinp"): Rule(("hs", "T"), reason="datt over hs then dq, dk over T"),
+    ("gelu_forward", "out"): Rule(reason="element-wise tanh"),
+    ("gelu_backward", "dinp"): Rule(reason="element-wise tanh"),
+    ("residual_forward", "out"): Rule(exact=True, reason="one float32 add per element"),
+    ("residual_backward", "da"): Rule(exact=True, reason="a copy of dout"),
+    ("residual_backward", "db"): Rule(exact=True, reason="a copy of dout"),
+    ("crossentropy_forward", "probs"): Rule(("V",), reason="softmax normaliser sums over V"),
+    ("crossentropy_forward", "losses"): Rule(("V",), reason="log-sum-exp over V"),
+    ("crossentropy_forward", "loss"): Rule(("V", "N"), reason="log-sum-exp over V, mean over N"),
+    ("crossentropy_backward", "dlogits"): Rule(reason="one subtract and one multiply"),
+    ("adamw_update", "params"): Rule(reason="element-wise; sqrt and divide"),
+    ("adamw_update", "m"): Rule(reason="element-wise"),
+    ("adamw_update", "v"): Rule(reason="element-wise"),
+}
+
+
+def op_tolerance(op: str, output: str, dims: Mapping[str, int]) -> Tolerance:
+    """Return the float32 tolerance for ``output`` of ``op`` on a case with ``dims``."""
+    try:
+        rule = OP_RULES[(op, output)]
+    except KeyError:
+        raise KeyError(f"no tolerance rule for {op}.{output}; add one to OP_RULES") from None
+    if rule.exact:
+        return Tolerance(0.0, 0.0, f"exact: {rule.reason}")
+    base = BASELINE["float32"]
+    if not rule.reduce:
+        return Tolerance(base.rtol, base.atol, f"{base.reason} ({rule.reason})")
+    length = 1
+    for d in rule.reduce:
+        if d not in dims:
+            raise KeyError(
+                f"tolerance rule for {op}.{output} needs dim {d!r}; case has {dict(dims)}"
+            )
+        length *= int(dims[d])
+    how = "x".join(f"{d}={dims[d]}" for d in rule.reduce)
+    return base.scaled(reduction_scale(length), f"= sqrt({how}): {rule.reason}")
+
+
+@dataclass(frozen=True)
+class ModelRule:
+    """The tolerance of one model-level comparison, and why."""
+
+    tolerance: Tolerance
+    relative_to_max: bool = False  # atol is multiplied by max|expected| of the tensor
+
+
+# A forward pass through L blocks composes about L*(C + T + 4C) + 2C rounded reductions; the
+# errors of independent reductions add like a random walk, so the path length plays the role of
+# K in sqrt(K). model_tolerance() computes that path from the preset.
+MODEL_RULES: Mapping[str, str] = {
+    "logits": "forward path: sqrt(L*(C+T+4C) + 2C) x float32 baseline",
+    "loss": "forward path plus the mean over B*T positions",
+    "grad": (
+        "backward path (twice the forward) plus the weight-gradient sum over B*T positions; atol "
+        "is relative to the tensor's max |expected|, because gradients of a mean loss are ~1/(B*T) "
+        "of the activations and an absolute 1e-5 floor would accept any small gradient"
+    ),
+    "adamw": (
+        "params after one AdamW step from kernel gradients: the update is lr*m/(sqrt(v)+eps), so "
+        "a gradient error of e relative moves p by at most lr*e; atol is lr*grad tolerance"
+    ),
+    "trajectory": (
+        "loss after each of N kernel train steps vs the reference: weights drift apart by the "
+        "per-step gradient error, compounding; rtol 1e-3 per the llm.c trajectory check, widened "
+        "by sqrt(N) for the random-walk accumulation"
+    ),
+}
+
+
+def _forward_path(L: int, C: int, T: int) -> int:
+    return L * (C + T + 4 * C) + 2 * C
+
+
+def model_tolerance(
+    what: str, *, n_layer: int, n_embd: int, seq_len: int, batch: int, steps: int = 1, lr: float = 0
+) -> ModelRule:
+    """Return the tolerance of model comparison ``what`` (a key of :data:`MODEL_RULES`)."""
+    base = BASELINE["float32"]
+    fwd = _forward_path(n_layer, n_embd, seq_len)
+    if what == "logits":
+        return ModelRule(
+            base.scaled(reduction_scale(fwd), f"= sqrt(path {fwd}): {MODEL_RULES[what]}")
+        )
+    if what == "loss":
+        k = fwd + batch * seq_len
+        return ModelRule(base.scaled(reduction_scale(k), f"= sqrt({k}): {MODEL_RULES[what]}"))
+    if what == "grad":
+        k = 2 * fwd + batch * seq_len
+        tol = base.scaled(reduction_scale(k), f"= sqrt({k}): {MODEL_RULES[what]}")
+        return ModelRule(tol, relative_to_max=True)
+    if what == "adamw":
+        k = 2 * fwd + batch * seq_len
+        grad_rtol = base.rtol * reduction_scale(k)
+        # p - lr*update: the update has magnitude <= ~1, so its error in p is lr * (its rtol)
+        return ModelRule(
+            Tolerance(base.rtol, max(lr, 1e-12) * grad_rtol * 10 + base.rtol, MODEL_RULES[what])
+        )
+    if what == "trajectory":
+        return ModelRule(Tolerance(1e-3 * reduction_scale(max(steps, 1)), 0.0, MODEL_RULES[what]))
+    raise KeyError(f"no model tolerance for {what!r}; known: {', '.join(MODEL_RULES)}")
+
+
+def ulp_distance(found: ArrayLike, expected: ArrayLike) -> NDArray[np.int64]:
+    """Return the float32 ULP distance between ``found`` and ``expected`` rounded to float32.
+
+    Both are mapped onto the integers in float order (so -0.0 and +0.0 are 0 apart and the
+    distance across zero is counted), as int64 to avoid overflow.
+    """
+    a = np.ascontiguousarray(found, dtype=np.float32).view(np.int32).astype(np.int64)
+    b = np.ascontiguousarray(expected, dtype=np.float32).view(np.int32).astype(np.int64)
+    # negative floats have the sign bit set: map them below zero in reversed order
+    a = np.where(a < 0, -(a & 0x7FFFFFFF), a)
+    b = np.where(b < 0, -(b & 0x7FFFFFFF), b)
+    dist: NDArray[np.int64] = np.abs(a - b)
+    return dist

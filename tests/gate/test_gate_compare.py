@@ -1,0 +1,239 @@
+"""compare: exit codes, refusals, bad input, and that BASE and CAND are never modified."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from gate_runs import bench_rows, noisy, tree_digest, verdict_row, write_run
+
+from harness.cli import main
+from harness.results import RUN_FILE, Row
+
+
+def clean_rows(seed: int, matmul_scale: float = 1.0, cv: float = 0.01) -> list[Row]:
+    """Two bench cells plus passing verdicts; ``matmul_scale`` slows one kernel in one cell."""
+    return [
+        *bench_rows(noisy(1000.0 * matmul_scale, 20, seed, cv)),
+        *bench_rows(noisy(5000.0, 20, seed + 1, cv), subject="op:layernorm_forward", x=64),
+        *bench_rows(noisy(3000.0, 20, seed + 2, cv), host="wasmtime", artifact="wasm32"),
+        verdict_row("ops", "pass", subject="matmul_forward"),
+        verdict_row("cell", "pass"),
+        verdict_row("cell", "pass", host="wasmtime", artifact="wasm32"),
+    ]
+
+
+def pair(tmp_path: Path, cand_rows: list[Row], **cand_meta: object) -> tuple[Path, Path]:
+    """A clean BASE run and a CAND run with ``cand_rows``."""
+    base = write_run(tmp_path / "base", clean_rows(1))
+    cand = write_run(tmp_path / "cand", cand_rows, **cand_meta)  # type: ignore[arg-type]
+    return base, cand
+
+
+def test_two_clean_runs_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs of the same code on the same machine exit 0 and call the cells 'same'."""
+    base, cand = pair(tmp_path, clean_rows(100))
+    assert main(["compare", str(base), str(cand)]) == 0
+    out = capsys.readouterr().out
+    assert "gate PASS" in out and "0 slower" in out
+
+
+def test_injected_slowdown_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 10 % slower matmul in one cell is a confirmed regression: exit 1, named in Markdown."""
+    base, cand = pair(tmp_path, clean_rows(100, matmul_scale=1.10))
+    md = tmp_path / "pr" / "gate.md"
+    assert main(["compare", str(base), str(cand), "--markdown", str(md)]) == 1
+    text = md.read_text()
+    assert "FAIL" in text
+    slower = [line for line in text.splitlines() if "**slower**" in line]
+    assert len(slower) == 1 and "native/native/small" in slower[0]
+    assert "op:matmul_forward@n=256" in slower[0]
+
+
+def test_faster_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 10 % speedup is reported as faster and does not fail the gate."""
+    base, cand = pair(tmp_path, clean_rows(100, matmul_scale=0.90))
+    assert main(["compare", str(base), str(cand)]) == 0
+    assert "1 faster" in capsys.readouterr().out
+
+
+def test_threshold_override_from_matrix(tmp_path: Path) -> None:
+    """A per-measurement min_effect of 20 % in [thresholds] tolerates a 10 % slowdown."""
+    matrix = '[thresholds]\nmin_effect = 0.03\n[thresholds.measurement]\n"op:matmul_*" = 0.2\n'
+    base, cand = pair(tmp_path, clean_rows(100, matmul_scale=1.10), matrix_text=matrix)
+    assert main(["compare", str(base), str(cand)]) == 0
+
+
+def test_threshold_override_per_check(tmp_path: Path) -> None:
+    """A per-check min_effect in a --thresholds matrix file applies to every bench measurement."""
+    matrix = tmp_path / "m.toml"
+    matrix.write_text("[thresholds.check]\nbench = 0.25\n")
+    base, cand = pair(tmp_path, clean_rows(100, matmul_scale=1.10))
+    assert main(["compare", str(base), str(cand), "--thresholds", str(matrix)]) == 0
+
+
+def test_noise_gives_unknown_not_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Samples too noisy to decide give 'unknown' (exit 0), not a false alarm."""
+    base = write_run(tmp_path / "base", clean_rows(1, cv=0.3))
+    cand = write_run(tmp_path / "cand", clean_rows(2, cv=0.3))
+    assert main(["compare", str(base), str(cand)]) == 0
+    assert "unknown" in capsys.readouterr().out
+
+
+def test_parity_failure_in_cand_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A parity failure in CAND exits 1 even when every timing is the same."""
+    rows = [*clean_rows(100), verdict_row("ops", "fail", subject="gelu_forward", detail="ulp 9")]
+    base, cand = pair(tmp_path, rows)
+    assert main(["compare", str(base), str(cand)]) == 1
+    assert "ops:gelu_forward fail (ulp 9)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check", ["defaults", "corpus", "model"])
+def test_contract_failures_fail(tmp_path: Path, check: str) -> None:
+    """A defaults, corpus or model-parity failure in CAND exits 1."""
+    base, cand = pair(tmp_path, [*clean_rows(100), verdict_row(check, "fail", subject="x")])
+    assert main(["compare", str(base), str(cand)]) == 1
+
+
+@pytest.mark.parametrize("status", ["error", "incompatible"])
+def test_cell_broken_since_base_fails(
+    tmp_path: Path, status: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cell that passed in BASE and is error/incompatible in CAND exits 1, with its cause."""
+    rows = [r for r in clean_rows(100) if not (r.check == "cell" and r.host == "wasmtime")]
+    rows.append(verdict_row("cell", status, host="wasmtime", artifact="wasm32", detail="boom"))  # type: ignore[arg-type]
+    base, cand = pair(tmp_path, rows)
+    assert main(["compare", str(base), str(cand)]) == 1
+    assert f"wasmtime/wasm32/small: pass -> {status} (boom)" in capsys.readouterr().out
+
+
+def test_cell_incompatible_in_both_passes(tmp_path: Path) -> None:
+    """A cell already incompatible in BASE is no regression when it stays incompatible."""
+    rows = [*clean_rows(1), verdict_row("cell", "incompatible", host="node22", artifact="wasm64")]
+    base = write_run(tmp_path / "base", rows)
+    cand = write_run(tmp_path / "cand", [*clean_rows(100), rows[-1]])
+    assert main(["compare", str(base), str(cand)]) == 0
+
+
+def test_cross_machine_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs from two machine fingerprints exit 2 with both ids, unless allowed."""
+    base, cand = pair(tmp_path, clean_rows(100), fingerprint="fp-other")
+    assert main(["compare", str(base), str(cand)]) == 2
+    err = capsys.readouterr().err
+    assert "different machine fingerprints" in err and "fp-other" in err
+    assert main(["compare", str(base), str(cand), "--allow-cross-machine"]) == 0
+    assert "Refusals overridden" in capsys.readouterr().out
+
+
+def test_other_build_of_same_commit_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same artifact name with another sha256 at the same commit is another build: exit 2."""
+    base, cand = pair(tmp_path, clean_rows(100), artifacts={"native": "f" * 64})
+    assert main(["compare", str(base), str(cand)]) == 2
+    assert "artifact 'native': two different builds" in capsys.readouterr().err
+
+
+def test_new_commit_new_binary_is_compared(tmp_path: Path) -> None:
+    """Another commit's binary differs by design: compared, not refused."""
+    base, cand = pair(tmp_path, clean_rows(100), artifacts={"native": "f" * 64}, commit="b" * 40)
+    assert main(["compare", str(base), str(cand)]) == 0
+
+
+def test_shards_from_two_machines_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A merged CAND whose shards came from two fingerprints is refused for perf comparison."""
+    shards = {"machines": {"fp-test-machine": {}, "fp-b": {}}, "shards": [{"machine": "fp-b"}]}
+    base, cand = pair(tmp_path, clean_rows(100), extra=shards)
+    assert main(["compare", str(base), str(cand)]) == 2
+    assert "merged from shards of 2 machine fingerprints" in capsys.readouterr().err
+
+
+def test_base_and_cand_never_modified(tmp_path: Path) -> None:
+    """Every file of BASE and CAND hashes the same before and after compare (even failing)."""
+    base, cand = pair(tmp_path, clean_rows(100, matmul_scale=1.2))
+    before = (tree_digest(base), tree_digest(cand))
+    assert main(["compare", str(base), str(cand), "--markdown", str(tmp_path / "g.md")]) == 1
+    assert (tree_digest(base), tree_digest(cand)) == before
+
+
+def _break(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("file", "damage", "expected"),
+    [
+        ("run.json", lambda t: t[: len(t) // 2], "run.json: corrupt or truncated JSON"),
+        (
+            "run.json",
+            lambda t: t.replace('"schema_version": 1', '"schema_version": 99'),
+            "field 'schema_version': unknown schema version 99",
+        ),
+        (
+            "run.json",
+            lambda t: t.replace('"fingerprint_id"', '"fingerprint_gone"'),
+            "field 'machine.fingerprint_id'",
+        ),
+        ("results.csv", lambda t: t + "native,1.0,native", "results.csv: field 'artifact_sha256'"),
+        ("results.csv", lambda t: t.replace("measured,time_ns,", "measured,time_ns,abc", 1),
+         "results.csv: field 'value': line 2: not a number"),
+        ("results.csv", lambda t: t.replace("host,", "hots,", 1), "field 'host': column missing"),
+    ],
+)  # fmt: skip
+def test_bad_run_files_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    file: str,
+    damage: object,
+    expected: str,
+) -> None:
+    """A corrupt, truncated or future-versioned run file exits 2 naming the file and field."""
+    base, cand = pair(tmp_path, clean_rows(100))
+    target = cand / file
+    _break(target, damage(target.read_text()))  # type: ignore[operator]
+    assert main(["compare", str(base), str(cand)]) == 2
+    err = capsys.readouterr().err
+    assert str(target) in err and expected in err
+
+
+def test_missing_run_dir_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path that is not a run directory exits 2 naming it."""
+    base, _ = pair(tmp_path, clean_rows(100))
+    assert main(["compare", str(base), str(tmp_path / "nope")]) == 2
+    assert "nope: not a run directory" in capsys.readouterr().err
+
+
+def test_bad_thresholds_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A malformed [thresholds] value exits 2 naming the key."""
+    base, cand = pair(tmp_path, clean_rows(100), matrix_text="[thresholds]\nalpha = 'x'\n")
+    assert main(["compare", str(base), str(cand)]) == 2
+    assert "thresholds.alpha" in capsys.readouterr().err
+    data = json.loads((cand / RUN_FILE).read_text())
+    assert data["matrix"]["content"]["thresholds"] == {"alpha": "x"}
+
+
+def test_other_toolchain_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same artifact name built by another toolchain is another build: exit 2, named."""
+    base, cand = pair(tmp_path, clean_rows(100), commit="b" * 40)
+    data = json.loads((cand / RUN_FILE).read_text())
+    data["artifacts"]["native"]["toolchain"] = "zig 0.18.0"
+    (cand / RUN_FILE).write_text(json.dumps(data))
+    assert main(["compare", str(base), str(cand)]) == 2
+    assert "'native': built differently (toolchain: 'zig 0.17.1' vs 'zig 0.18.0')" in (
+        capsys.readouterr().err
+    )
+
+
+def test_merged_shards_of_other_builds_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A merged CAND whose shards used two builds of one artifact is refused."""
+    mixed = {"artifacts_mixed": {"wasm32": ["2" * 64, "3" * 64]}}
+    base, cand = pair(tmp_path, clean_rows(100), extra=mixed)
+    assert main(["compare", str(base), str(cand)]) == 2
+    assert "artifact 'wasm32' differs between merged shards" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""Rows committed per cell survive a hard crash and a real Ctrl-C (runs in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from runner_fakes import HERE, make_artifacts
+
+from harness.results import RESULTS_FILE, RUN_FILE, read_rows
+
+REPO = HERE.parents[1]
+
+
+def start(tmp_path: Path, options: str) -> tuple[subprocess.Popen[str], Path]:
+    """Start ``python runner_fakes.py`` on a fake-host matrix whose smoke check does ``options``."""
+    manifest = make_artifacts(tmp_path / "build")
+    m = tmp_path / "m.toml"
+    m.write_text(
+        textwrap.dedent(
+            """\
+            name = "crash"
+            artifacts = ["wasm32", "native"]
+            presets = ["tiny", "small"]
+            checks = ["smoke"]
+            [hosts]
+            fa = {}
+            fb = {}
+            [check.smoke]
+            kind = "smoke"
+            """
+        )
+        + options
+    )
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "runner_fakes.py"), str(m), str(out), str(manifest)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return proc, out
+
+
+def test_hard_crash_keeps_every_committed_cell(tmp_path: Path) -> None:
+    """os._exit in the third cell: the first two cells' rows are on disk and readable."""
+    proc, out = start(tmp_path, '"fa/wasm32/small" = "exit"\n')
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    rows = list(read_rows(out / RESULTS_FILE))
+    cells = [r.cell for r in rows if r.check == "cell" and r.subject == "verdict"]
+    assert cells == ["fa/native/small", "fa/native/tiny"]
+    assert all(r.status == "pass" for r in rows)
+    meta = json.loads((out / RUN_FILE).read_text())
+    assert meta["status"] == "running" and meta["cells_done"] == 2  # no end was written
+
+
+def test_sigint_finishes_writing_and_exits_130(tmp_path: Path) -> None:
+    """A real SIGINT mid-check: exit 130, run.json interrupted, committed rows intact."""
+    marker = tmp_path / "sleeping"
+    proc, out = start(tmp_path, f'"fb/native/tiny" = "sleep"\nmarker = "{marker}"\n')
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the sleeping check never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    meta = json.loads((out / RUN_FILE).read_text())
+    assert meta["interrupted"] is True and meta["exit_code"] == 130
+    rows = list(read_rows(out / RESULTS_FILE))
+    verdicts = {r.cell: r.status for r in rows if r.check == "cell" and r.subject == "verdict"}
+    assert len(verdicts) == 6  # four fa cells, fb/native/small, and the interrupted cell
+    assert verdicts["fb/native/tiny"] == "skipped"
+    assert "(interrupted)" in stdout  # the summary still prints
