@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -229,9 +230,8 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], object] = print
         build_all(args.build_dir)
     manifest = args.build_dir / MANIFEST
     targets, versions = measure_targets(manifest, args.size, args.node24)
-    command = "python -m harness.bench_targets" + (
-        f" --size {args.size}" if args.size != 512 else ""
-    )
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python -m harness.bench_targets", *map(shlex.quote, given)])
     text = render(targets, command, versions, load_manifest(manifest))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")

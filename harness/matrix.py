@@ -170,6 +170,14 @@ def load_matrix(
     return v.matrix(data, hashlib.sha256(raw).hexdigest(), options_validator)
 
 
+def _path_of(dotted: str) -> Path_:
+    """``surfaces[1].format`` -> ``("surfaces", 1, "format")``."""
+    out: list[str | int] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", dotted):
+        out.append(int(part[1:-1]) if part.startswith("[") else part)
+    return tuple(out)
+
+
 def _syntax_error_line(message: str, text: str) -> int:
     m = re.search(r"at line (\d+)", message)
     if m:
@@ -256,8 +264,7 @@ class _Validator:
         self.expect_type(("timeout_s",), timeout, (int, float), "a number of seconds")
         if timeout <= 0:
             raise self.error(("timeout_s",), f"timeout_s must be > 0, got {timeout}")
-        thresholds = data.get("thresholds", {})
-        self.expect_type(("thresholds",), thresholds, dict, "a table")
+        thresholds = self.thresholds(data)
         return Matrix(
             path=self.path,
             name=data["name"],
@@ -275,6 +282,20 @@ class _Validator:
             thresholds=thresholds,
             content=data,
         )
+
+    def thresholds(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The [thresholds] table, vetted now by the gate's own parser rather than at compare."""
+        from harness.gate.errors import GateInputError
+        from harness.gate.thresholds import thresholds_from_table
+
+        table = data.get("thresholds", {})
+        self.expect_type(("thresholds",), table, dict, "a table")
+        try:
+            thresholds_from_table(table, self.path)
+        except GateInputError as exc:
+            where = _path_of(exc.field) if exc.field else ("thresholds",)
+            raise self.error(where, str(exc).removeprefix(f"{self.path}: ")) from None
+        return dict(table)
 
     def hosts(self, data: Mapping[str, Any]) -> tuple[HostSpec, ...]:
         if "hosts" not in data:
@@ -360,9 +381,16 @@ class _Validator:
 
     @staticmethod
     def option_path(where: Path_, options: Mapping[str, Any], message: str) -> Path_:
-        """Point at the option a validator's message quotes (``'key'``), else at the table."""
+        """Point at the option a validator's message names, else at the table.
+
+        A dotted path such as ``check.defaults.surfaces[1].format`` is followed exactly; else
+        the first option key the message names as a whole word is used.
+        """
+        m = re.search(rf"check\.{re.escape(str(where[-1]))}\.([\w.\[\]-]+)", message)
+        if m:
+            return (*where, *_path_of(m.group(1).rstrip(".")))
         for key in options:
-            if f"'{key}'" in message or f'"{key}"' in message:
+            if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", message):
                 return (*where, key)
         return where
 

@@ -107,18 +107,25 @@ def compare(
         )
 
     both_inf = np.isinf(f64) & (f64 == e64)
-    diff = np.where(both_inf, 0.0, np.abs(f64 - e64))
+    # matched infinities contribute no error
+    diff = np.abs(np.where(both_inf, 0.0, f64) - np.where(both_inf, 0.0, e64))
     mag = np.where(both_inf, 0.0, np.abs(e64))
-    atol = tol.atol * (float(mag.max()) if relative_to_max else 1.0)
-    bound = atol + tol.rtol * mag
+    ulp = ulp_distance(f, e) if f.dtype == np.float32 else None
+    if tol.max_ulp is not None and ulp is not None:
+        # a ULP bound: 0 ULP (correctly rounded) gives ratio 2 per ULP, so 1 ULP fails
+        ratio = ulp.astype(np.float64) / max(float(tol.max_ulp), 0.5)
+    else:
+        atol = tol.atol * (float(mag.max()) if relative_to_max else 1.0)
+        bound = atol + tol.rtol * mag
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(diff == 0, 0.0, diff / bound)  # bound 0 and diff > 0: inf
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(diff == 0, 0.0, diff / bound)  # bound 0 (exact rule) and diff > 0: inf
         rel = np.where(mag > 0, diff / np.where(mag > 0, mag, 1.0), np.where(diff > 0, np.inf, 0.0))
     flat = int(np.argmax(ratio.reshape(-1)))
     idx = _index(flat, f.shape)
     worst = float(ratio.reshape(-1)[flat])
     fv, ev = float(f64.reshape(-1)[flat]), float(e64.reshape(-1)[flat])
-    ulps = float(ulp_distance(f, e).max()) if f.dtype == np.float32 else math.nan
+    ulps = float(ulp.max()) if ulp is not None else math.nan
     metrics: dict[str, Any] = {
         "max_abs_err": float(diff.max()),
         "max_rel_err": float(rel.max()),

@@ -25,6 +25,7 @@ from harness.report_tables import (
     Table,
     causes,
     generation_table,
+    html_icons,
     kernel_table,
     noisy_table,
     overhead_table,
@@ -206,7 +207,7 @@ def _grid_html(grid: Table) -> str:
         for cell in row[1:]:
             # The worst status in the cell decides its colour.
             color = colors[_status_class(cell)]
-            text = html.escape(cell).replace("&lt;br&gt;", "<br>")
+            text = html_icons(html.escape(cell).replace("&lt;br&gt;", "<br>"))
             tds += f'<td style="background:{color}">{text}</td>'
         body += f"<tr>{tds}</tr>"
     return f"<table class='grid'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -239,7 +240,7 @@ def _html(
         )
     parts += [
         "<h2>Verdicts</h2>",
-        f"<p class='counts'>{e(_counts(run) or 'no cells')}</p>",
+        f"<p class='counts'>{html_icons(e(_counts(run) or 'no cells'))}</p>",
         _grid_html(grid),
     ]
     if why is not None:

@@ -223,18 +223,25 @@ class SlopeFit:
     artifact: str
     slope: float  # change of log10(speedup) per decade of parameters
     points: int
+    noisy: bool  # True when fewer than two clean points existed and noisy ones were used
 
 
 def speedup_slopes(rows: pd.DataFrame) -> list[SlopeFit]:
-    """Least-squares slope per host/artifact over its clean (measured) speedup points."""
+    """Least-squares slope per host/artifact over its clean speedup points.
+
+    With fewer than two clean points the fit uses the noisy ones too and says so.
+    """
     pts = curve(rows, "train_step", "speedup")
     out: list[SlopeFit] = []
     for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
-        g = g[(g["status"] == "measured") & (g["value"] > 0) & (g["x_value"] > 0)]
-        if g["x_value"].nunique() < 2:
+        g = g[(g["value"] > 0) & (g["x_value"] > 0)]
+        clean = g[g["status"] == "measured"]
+        noisy = clean["x_value"].nunique() < 2
+        used = g if noisy else clean
+        if used["x_value"].nunique() < 2:
             continue
-        slope = float(np.polyfit(np.log10(g["x_value"]), np.log10(g["value"]), 1)[0])
-        out.append(SlopeFit(str(host), str(artifact), slope, len(g)))
+        slope = float(np.polyfit(np.log10(used["x_value"]), np.log10(used["value"]), 1)[0])
+        out.append(SlopeFit(str(host), str(artifact), slope, len(used), noisy))
     return out
 
 
@@ -255,7 +262,9 @@ def parity_matrix(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     metric = "max_rel_err" if (ops["metric"] == "max_rel_err").any() else "max_ulp"
     ops = ops[ops["metric"] == metric].copy()
     ops["cell"] = ops["host"] + "/" + ops["artifact"] + "/" + ops["preset"]
-    table = ops.pivot_table(index="cell", columns="subject", values="value", aggfunc="max")
+    # The ops check names tensors ("matmul_backward.dinp"); the map shows the worst per op.
+    ops["op"] = ops["subject"].str.split(".").str[0]
+    table = ops.pivot_table(index="cell", columns="op", values="value", aggfunc="max")
     return table, metric
 
 

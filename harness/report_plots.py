@@ -20,11 +20,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-from harness.report_data import curve, parity_matrix, speedup_slopes
+from harness.report_data import REFERENCE_HOST, curve, parity_matrix, speedup_slopes
 from reference.presets import PRESETS, param_count
 
 matplotlib.rcParams["svg.hashsalt"] = "tinygpt-harness"  # stable SVG ids across renders
+matplotlib.rcParams["svg.fonttype"] = "none"  # real text in SVGs: smaller, searchable
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,27 @@ def _save(fig: Figure, out: Path, name: str, prov: dict[str, str]) -> None:
     plt.close(fig)
 
 
+def pair_colors(rows: pd.DataFrame) -> dict[tuple[str, str], Any]:
+    """One colour per host·artifact, the same in every figure of a report."""
+    own = rows[(rows["check"] == "bench") & (rows["host"] != REFERENCE_HOST)]
+    pairs = sorted({(str(h), str(a)) for h, a in zip(own["host"], own["artifact"], strict=True)})
+    cmap = plt.get_cmap("tab10")
+    return {p: cmap(i % 10) for i, p in enumerate(pairs)}
+
+
+def cell_colors(rows: pd.DataFrame) -> dict[tuple[str, str, str], Any]:
+    """One colour per host·artifact·preset, for figures that draw presets separately."""
+    own = rows[(rows["check"] == "bench") & (rows["host"] != REFERENCE_HOST)]
+    cells = sorted(
+        {
+            (str(h), str(a), str(p))
+            for h, a, p in zip(own["host"], own["artifact"], own["preset"], strict=True)
+        }
+    )
+    cmap = plt.get_cmap("tab20" if len(cells) > 10 else "tab10")
+    return {c: cmap(i % cmap.N) for i, c in enumerate(cells)}
+
+
 def _label(host: str, artifact: str, preset: str = "") -> str:
     return f"{host} · {artifact}" + (f" · {preset}" if preset else "")
 
@@ -64,9 +87,9 @@ def _errorbar(
     lo: np.ndarray,
     hi: np.ndarray,
     noisy: np.ndarray,
-    label: str,
+    label: str | None,
     **style: Any,
-) -> None:
+) -> Any:
     """Line with CI error bars; noisy points hollow."""
     yerr = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
     yerr = np.where(np.isfinite(yerr), yerr, 0.0)
@@ -74,6 +97,7 @@ def _errorbar(
     color = line[0].get_color()
     if noisy.any():
         ax.plot(x[noisy], y[noisy], "o", mfc="white", mec=color, ms=9, zorder=5)
+    return color
 
 
 def _noisy_note(ax: Any) -> None:
@@ -86,7 +110,8 @@ def plot_speedup(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | 
     if pts.empty:
         return None
     fig, ax = plt.subplots(figsize=(8, 5.2))
-    slopes = {(s.host, s.artifact): s.slope for s in speedup_slopes(rows)}
+    slopes = {(s.host, s.artifact): s for s in speedup_slopes(rows)}
+    colors = pair_colors(rows)
     for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
         x = g["x_value"].to_numpy(float)
         y = g["value"].to_numpy(float)
@@ -95,9 +120,12 @@ def plot_speedup(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | 
         slope = slopes.get((str(host), str(artifact)))
         label = _label(str(host), str(artifact))
         if slope is not None:
-            label += f" (slope {slope:+.2f}/decade)"
-        _errorbar(ax, x, y, lo, hi, (g["status"] == "noisy").to_numpy(), label)
+            mark = "~" if slope.noisy else ""
+            label += f" (slope {mark}{slope.slope:+.2f}/decade)"
+        color = colors[(str(host), str(artifact))]
+        _errorbar(ax, x, y, lo, hi, (g["status"] == "noisy").to_numpy(), label, color=color)
     ax.axhline(1.0, color="black", lw=0.8, ls=":")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}×"))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ticks = sorted({float(v) for v in pts["x_value"]})
@@ -132,23 +160,21 @@ def plot_kernels(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | 
     if not panels:
         return None
     roof = curve(rows, "roofline:sgemm", "gflops")
+    colors = pair_colors(rows)
     cols = min(2, len(panels))
     nrows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(6.2 * cols, 4.4 * nrows + 0.6), squeeze=False)
     for ax, (op, metric, pts) in zip(axes.flat, panels, strict=False):
-        for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
+        labels = _cell_labels(pts)
+        for key, g in pts.groupby(["host", "artifact", "preset"], sort=True):
+            cell = (str(key[0]), str(key[1]), str(key[2]))
             x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
             work = y * g["median_ns"].to_numpy(float)  # rate * time = work per call
             lo, hi = work / g["ci_high_ns"].to_numpy(float), work / g["ci_low_ns"].to_numpy(float)
-            _errorbar(
-                ax,
-                x,
-                y,
-                lo,
-                hi,
-                (g["status"] == "noisy").to_numpy(),
-                _label(str(host), str(artifact)),
-            )
+            noisy = (g["status"] == "noisy").to_numpy()
+            # Several presets of one host·artifact (ops_once off) share its colour, dashed.
+            ls = "-" if cell[2] == min(p for h, a, p in labels if (h, a) == cell[:2]) else "--"
+            _errorbar(ax, x, y, lo, hi, noisy, labels[cell], color=colors[cell[:2]], ls=ls)
         if metric == "gflops" and not roof.empty and op.startswith("op:matmul"):
             ax.plot(
                 roof["x_value"],
@@ -157,6 +183,7 @@ def plot_kernels(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | 
                 lw=1.5,
                 label="roofline: numpy · reference sgemm, 1 thread",
             )
+        _noisy_note(ax)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         x_name = str(rows.loc[rows["subject"] == op, "x_name"].iloc[0])
@@ -177,25 +204,40 @@ def plot_kernels(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | 
     )
 
 
+def _cell_labels(pts: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+    """Legend names; the preset is named only where a host·artifact has several."""
+    keys = {
+        (str(h), str(a), str(p))
+        for h, a, p in zip(pts["host"], pts["artifact"], pts["preset"], strict=True)
+    }
+    presets: dict[tuple[str, str], int] = {}
+    for h, a, _ in keys:
+        presets[(h, a)] = presets.get((h, a), 0) + 1
+    return {k: _label(k[0], k[1], k[2] if presets[(k[0], k[1])] > 1 else "") for k in sorted(keys)}
+
+
+def _style_legend(ax: Any, styles: dict[str, str]) -> None:
+    """Add one legend entry per line style (e.g. KV on / off) drawn in black."""
+    for name, ls in styles.items():
+        ax.plot([], [], color="black", ls=ls, label=name)
+
+
 def plot_generation(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
     """Decode tokens/s against context length (KV cache on and off), and time to first token."""
-    tps = {tag: curve(rows, f"generate:{tag}", "tokens_per_s") for tag in ("kv", "nokv")}
+    tags = {"kv": "-", "nokv": "--"}
+    tps = {tag: curve(rows, f"generate:{tag}", "tokens_per_s") for tag in tags}
     if all(v.empty for v in tps.values()):
         return None
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5))
-    colors: dict[tuple[str, str, str], Any] = {}
-    for tag, pts in tps.items():
-        first = curve(rows, f"ttft:{tag}", "median_ns")
-        for (host, artifact, preset), g in pts.groupby(["host", "artifact", "preset"], sort=True):
-            key = (str(host), str(artifact), str(preset))
-            style: dict[str, Any] = {"ls": "-" if tag == "kv" else "--"}
-            if key in colors:
-                style["color"] = colors[key]
-            f = first[
-                (first["host"] == host)
-                & (first["artifact"] == artifact)
-                & (first["preset"] == preset)
-            ].set_index("x_value")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.2))
+    labels = _cell_labels(pd.concat(list(tps.values())))
+    colors = cell_colors(rows)
+    for tag, ls in tags.items():
+        pts, first = tps[tag], curve(rows, f"ttft:{tag}", "median_ns")
+        for key, g in pts.groupby(["host", "artifact", "preset"], sort=True):
+            cell = (str(key[0]), str(key[1]), str(key[2]))
+            label = labels[cell] if tag == "kv" else None
+            same = first[["host", "artifact", "preset"]].astype(str).agg("/".join, axis=1)
+            f = first[same == "/".join(cell)].set_index("x_value")
             x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
             # tokens/s = k / (t_full - t_first): bound it with the CIs of both timings.
             t1 = f.reindex(x)
@@ -203,31 +245,31 @@ def plot_generation(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot
             lo = k / (g["ci_high_ns"].to_numpy(float) - t1["ci_low_ns"].to_numpy(float))
             hi = k / (g["ci_low_ns"].to_numpy(float) - t1["ci_high_ns"].to_numpy(float))
             hi = np.where(hi > 0, hi, np.nan)
-            label = f"{_label(*key)} · KV {'on' if tag == 'kv' else 'off'}"
-            _errorbar(ax, x, y, lo, hi, (g["status"] == "noisy").to_numpy(), label, **style)
-            colors[key] = ax.lines[-1].get_color()
-            ttft = t1["value"].to_numpy(float) / 1e6
+            noisy = (g["status"] == "noisy").to_numpy()
+            _errorbar(ax, x, y, lo, hi, noisy, label, color=colors[cell], ls=ls)
+            ttft = t1["median_ns"].to_numpy(float) / 1e6
             t_lo = t1["ci_low_ns"].to_numpy(float) / 1e6
             t_hi = t1["ci_high_ns"].to_numpy(float) / 1e6
-            t_err = np.vstack([np.clip(ttft - t_lo, 0, None), np.clip(t_hi - ttft, 0, None)])
-            t_err = np.where(np.isfinite(t_err), t_err, 0.0)
-            ax2.errorbar(x, ttft, yerr=t_err, marker="s", capsize=3, label=label, **style)
+            t_noisy = (t1["status"] == "noisy").to_numpy()
+            _errorbar(ax2, x, ttft, t_lo, t_hi, t_noisy, label, color=colors[cell], ls=ls)
     for a in (ax, ax2):
+        _style_legend(a, {"KV cache on": "-", "KV cache off": "--"})
+        _noisy_note(a)
         a.set_xscale("log", base=2)
         a.set_yscale("log")
         a.set_xlabel("context length (prompt tokens, log₂)")
         a.grid(True, which="both", alpha=0.3)
         a.legend(fontsize=7)
     ax.set_ylabel("decode tokens/s (log)")
-    ax.set_title("Generation speed: KV cache on (solid) vs off (dashed)")
+    ax.set_title("Decode speed: KV cache on (solid) vs off (dashed)")
     ax2.set_ylabel("time to first token (ms, log)")
     ax2.set_title("Time to first token (prompt prefill + 1 token)")
     _save(fig, out, "generation", prov)
     return Plot(
         "generation",
         "Generation",
-        "Decode rate excludes the prompt's prefill: (new−1) tokens over the extra time of "
-        "a new-token call beyond a 1-token call. Error bars combine both timings' CIs.",
+        "Decode rate excludes the prompt's prefill: (new−1) tokens over the extra time of a "
+        "new-token call beyond a 1-token call. Error bars combine both timings' CIs.",
     )
 
 
@@ -237,19 +279,17 @@ def plot_overhead(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot |
     if all(v.empty for v in series.values()):
         return None
     fig, ax = plt.subplots(figsize=(8, 5.2))
-    colors: dict[tuple[str, str], Any] = {}
+    colors = pair_colors(rows)
     for subject, pts in series.items():
         for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
             key = (str(host), str(artifact))
             kind = "bridge round trip" if subject.endswith("bridge") else "in-host call"
             style: dict[str, Any] = {"ls": "-" if subject.endswith("bridge") else "--"}
-            if key in colors:
-                style["color"] = colors[key]
+            style["color"] = colors[key]
             g = g.drop_duplicates("x_value").sort_values("x_value")
             x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
             noisy = (g["status"] == "noisy").to_numpy()
             line = ax.plot(x, y, marker="o", label=f"{_label(*key)} · {kind}", **style)[0]
-            colors[key] = line.get_color()
             if noisy.any():
                 ax.plot(x[noisy], y[noisy], "o", mfc="white", mec=line.get_color(), ms=9)
     ax.set_xscale("log")
@@ -286,7 +326,7 @@ def plot_parity(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | N
                 ax.text(
                     j,
                     i,
-                    f"{data[i, j]:.1e}",
+                    f"{data[i, j]:.1e}" if data[i, j] > 0 else "0 (exact)",
                     ha="center",
                     va="center",
                     fontsize=7,

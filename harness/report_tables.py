@@ -31,6 +31,24 @@ ICONS: dict[str, str] = {
 }
 
 
+STATUS_COLORS: dict[str, str] = {
+    "pass": "#1a7f37",
+    "fail": "#cf222e",
+    "error": "#bc4c00",
+    "incompatible": "#6e7781",
+    "skipped": "#8c959f",
+    "partial": "#9a6700",
+}
+
+
+def html_icons(text: str) -> str:
+    """Swap the status emoji for coloured dots: headless browsers often lack an emoji font."""
+    for status, icon in ICONS.items():
+        dot = f'<span style="color:{STATUS_COLORS[status]}">●</span>'
+        text = text.replace(icon, dot)
+    return text
+
+
 @dataclass(frozen=True)
 class Table:
     """A titled table of strings."""
@@ -57,7 +75,7 @@ class Table:
         """An HTML table; cells are escaped, then ``<br>`` line breaks restored."""
 
         def esc(c: str) -> str:
-            return html.escape(c).replace("&lt;br&gt;", "<br>")
+            return html_icons(html.escape(c).replace("&lt;br&gt;", "<br>"))
 
         head = "".join(f"<th>{esc(h)}</th>" for h in self.header)
         body = "".join(
@@ -70,11 +88,12 @@ class Table:
         )
 
 
-def fmt(value: float, status: str, cv: float = math.nan, digits: int = 3) -> str:
-    """A figure with ``digits`` significant digits, flagged when noisy."""
+def fmt(value: float, status: str, cv: float = math.nan, unit: str = "", digits: int = 3) -> str:
+    """A figure with ``digits`` significant digits and its unit, flagged when noisy."""
     if not math.isfinite(value):
         return "n/a" if status != "noisy" else "n/a (noisy)"
-    text = f"{value:.{digits}g}"
+    # Large figures (tokens/s) read better whole, with separators, than in e-notation.
+    text = f"{value:,.0f}{unit}" if abs(value) >= 10**digits else f"{value:.{digits}g}{unit}"
     if status == "noisy":
         return f"~{text} (noisy, cv={cv:.2f})" if math.isfinite(cv) else f"~{text} (noisy)"
     return text
@@ -146,9 +165,13 @@ def speedup_table(rows: pd.DataFrame) -> Table | None:
                 row.append("—")
                 continue
             r = hit.iloc[0]
-            row.append(fmt(float(r["value"]), str(r["status"]), float(r["cv"])) + "×")
+            row.append(fmt(float(r["value"]), str(r["status"]), float(r["cv"]), "×"))
         fit = slopes.get((str(host), str(artifact)))
-        row.append(f"{fit.slope:+.2f} ({fit.points} pts)" if fit else "—")
+        if fit is None:
+            row.append("—")
+        else:
+            flag = ", noisy points" if fit.noisy else ""
+            row.append(f"{'~' if fit.noisy else ''}{fit.slope:+.2f} ({fit.points} pts{flag})")
         body.append(tuple(row))
     ref = summary_value(rows, host=REFERENCE_HOST, subject="train_step", metric="median_ns")
     ref_row = ["numpy reference (time)"]
@@ -160,7 +183,8 @@ def speedup_table(rows: pd.DataFrame) -> Table | None:
         "Train-step speedup over the numpy reference",
         ("cell", *presets, "slope of log speedup per decade of params"),
         tuple(body),
-        "Speedup = numpy median / kernel median, same machine, same run, 1 BLAS thread.",
+        "Speedup = numpy median / kernel median, same machine, same run, 1 BLAS thread. "
+        "A speedup is noisy when either timing is; the cv shown is the kernel's.",
     )
 
 
@@ -180,15 +204,19 @@ def kernel_table(rows: pd.DataFrame) -> Table | None:
                     & (frac["artifact"] == artifact)
                     & (frac["x_value"] == r["x_value"])
                 ]
-                share = fmt(100 * float(f.iloc[0]["value"]), str(r["status"]), float(r["cv"]))
+                share = "—"
+                if not f.empty:
+                    share = fmt(
+                        100 * float(f.iloc[0]["value"]), str(r["status"]), float(r["cv"]), " %"
+                    )
                 body.append(
                     (
                         subject.removeprefix("op:"),
                         f"{host} · {artifact}",
                         f"{r['x_value']:g}",
                         fmt_ns(float(r["median_ns"])),
-                        fmt(float(r["value"]), str(r["status"]), float(r["cv"])) + f" {unit}",
-                        share + " %" if not f.empty else "—",
+                        fmt(float(r["value"]), str(r["status"]), float(r["cv"]), f" {unit}"),
+                        share,
                     )
                 )
     if not body:

@@ -34,6 +34,11 @@ def sgemm_measurements(sizes: Sequence[int], policy: TimingPolicy) -> dict[int, 
     return {n: _CACHE[n] for n in sizes}
 
 
+def roofline_cache_clear() -> None:
+    """Forget the measured roof (a new run on possibly different load)."""
+    _CACHE.clear()
+
+
 def sgemm_gflops(n: int, m: Measurement) -> float:
     """GFLOP/s of the one-thread sgemm measurement ``m`` at size ``n``."""
     return gflops(matmul_flops(n, n, n), m.summary.median)

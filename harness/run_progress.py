@@ -16,6 +16,8 @@ from rich.text import Text
 
 from harness.run_dir import SEVERITY
 
+CAUSE_CHARS = 160
+LOG_WIDTH = 160  # columns of the summary when stdout is a log file rather than a terminal
 STYLE = {
     "pass": "green",
     "fail": "bold red",
@@ -89,6 +91,8 @@ def print_summary(
     for cell, verdict, cause, seconds in cells:
         style = STYLE.get(verdict, "")
         shown = "" if seconds != seconds else f"{seconds:.1f}"  # NaN for interrupted cells
+        if len(cause) > CAUSE_CHARS:  # a glance; the full cause is in the verdict row
+            cause = cause[: CAUSE_CHARS - 1] + "…"
         # Text, not markup: causes quote engine messages that may contain [brackets].
         table.add_row(Text(cell), Text(verdict, style=style), shown, Text(cause))
     console.print(table)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import signal
 import sys
 import time
@@ -32,12 +31,16 @@ from harness.artifact import Artifact, load_manifest
 from harness.checks import REGISTRY, get_check
 from harness.checks.base import CellContext
 from harness.hosts.base import (
+    ABIError,
+    CorruptArtifact,
     Host,
     HostCrashed,
+    HostError,
     HostTimeout,
     HostUnavailable,
     IncompatibleArtifact,
     Instance,
+    MissingExport,
 )
 from harness.hosts.timeouts import Timeouts
 from harness.machine import fingerprint
@@ -60,7 +63,7 @@ from harness.run_dir import (
     git_state,
     write_run_json,
 )
-from harness.run_progress import CellProgress, print_summary
+from harness.run_progress import LOG_WIDTH, CellProgress, print_summary
 from reference.defaults import DEFAULTS
 from reference.presets import PRESETS
 
@@ -102,7 +105,9 @@ class _HostPool:
     """The run's hosts: each probed once; at most one loaded instance per host at a time.
 
     Cells arrive sorted by id, so a host's cells, and within them an artifact's cells, are
-    consecutive: keeping one instance per host loads each (host, artifact) exactly once.
+    consecutive: keeping one instance per host loads each (host, artifact) exactly once. A load
+    that failed for a reason that cannot change (the engine refused the module, an export is
+    missing) is remembered and not retried for the next preset.
     """
 
     def __init__(self, factories: Mapping[str, HostFactory], matrix: Matrix) -> None:
@@ -111,52 +116,43 @@ class _HostPool:
         self._hosts: dict[str, Host] = {}
         self._probes: dict[str, _Probe] = {}
         self._instances: dict[str, Instance] = {}
+        self._load_failures: dict[tuple[str, str, str], HostError] = {}
+
+    def host(self, name: str) -> Host:
+        """Host ``name``, created on first use (creating a host starts no process)."""
+        if name not in self._hosts:
+            factory = self._factories.get(name)
+            if factory is None:
+                raise HostError(f"host {name!r} is not in the host registry")
+            self._hosts[name] = factory()
+        return self._hosts[name]
+
+    def version(self, name: str) -> str:
+        """The version a probe found ("" before the probe or if it failed)."""
+        probe = self._probes.get(name)
+        return probe.version if probe is not None else ""
 
     def probe(self, name: str) -> _Probe:
-        """Start host ``name`` and ask its version, once; failures become a cell-wide verdict."""
+        """Ask host ``name`` its version, once; failures become a cell-wide verdict."""
         if name not in self._probes:
-            self._probes[name] = self._start(name)
+            self._probes[name] = self._probe(name)
         return self._probes[name]
 
-    def _start(self, name: str) -> _Probe:
-        factory = self._factories.get(name)
-        if factory is None:
-            return _Probe("", ("error", f"host {name!r} is not in the host registry"))
+    def _probe(self, name: str) -> _Probe:
         try:
-            host = factory()
-            self._configure(host)
-            self._hosts[name] = host
-            version = host.version()
+            version = self.host(name).version()
         except HostUnavailable as exc:
             return _Probe("", ("skipped", str(exc)))
         except Exception as exc:
-            return _Probe("", ("error", f"{type(exc).__name__}: {exc}"))
+            return _Probe("", ("error", _describe(exc)))
         spec = self._matrix.host(name)
         if not spec.accepts(version):
-            return _Probe(
-                version,
-                (
-                    "error",
-                    f"the matrix pins {name} to version {spec.version} but it reports {version} "
-                    "(run `tinygpt-harness install-hosts`)",
-                ),
+            problem = (
+                f"the matrix pins {name} to version {spec.version} but it reports {version} "
+                "(run `tinygpt-harness install-hosts`)"
             )
+            return _Probe(version, ("error", problem))
         return _Probe(version, None)
-
-    def _configure(self, host: Host) -> None:
-        # Process-backed hosts carry Timeouts; in-process hosts (ctypes, wasmtime-py) cannot
-        # interrupt a call and have none.
-        timeouts = getattr(host, "timeouts", None)
-        if isinstance(timeouts, Timeouts):
-            host.timeouts = dataclasses.replace(timeouts, call_s=self._matrix.timeout_s)  # type: ignore[attr-defined]
-
-    def host(self, name: str) -> Host:
-        """The started host ``name`` (after a successful :meth:`probe`)."""
-        if name not in self._hosts:
-            host = self._factories[name]()
-            self._configure(host)
-            self._hosts[name] = host
-        return self._hosts[name]
 
     def instance(self, name: str, artifact: Artifact) -> Instance:
         """Return host ``name``'s instance of ``artifact``, loading it unless it is current."""
@@ -164,7 +160,14 @@ class _HostPool:
         if current is not None and current.artifact.name == artifact.name:
             return current
         self._drop_instance(name)
-        instance = self.host(name).load(artifact)
+        key = (name, artifact.name, artifact.sha256)
+        if key in self._load_failures:
+            raise self._load_failures[key]
+        try:
+            instance = self.host(name).load(artifact)
+        except (IncompatibleArtifact, CorruptArtifact, MissingExport, ABIError) as exc:
+            self._load_failures[key] = exc
+            raise
         self._instances[name] = instance
         return instance
 
@@ -247,24 +250,20 @@ class _CellRunner:
         )
 
     def run(self, cell: Cell) -> list[Row]:
+        """Run ``cell``: its rows, ending with its verdict row (``_Interrupted`` on Ctrl-C)."""
         started = time.perf_counter()
         rows: list[Row] = []
-        version = ""
         self.current = "host start"
         try:
-            probe = self.pool.probe(cell.host)
-            version = probe.version
-            if probe.problem is not None:
-                status, detail = probe.problem
-                rows.append(self.row(cell, version, "cell", "host", status, detail=detail))
-            else:
-                self.run_checks(cell, version, rows)
+            self.run_cell(cell, rows)
         except KeyboardInterrupt:
             detail = f"interrupted (Ctrl-C) during {self.current}"
+            version = self.pool.version(cell.host)
             rows.append(self.row(cell, version, "cell", "verdict", "skipped", detail=detail))
             raise _Interrupted(rows) from None
         verdict, cause = cell_verdict(rows)
         seconds = time.perf_counter() - started
+        version = self.pool.version(cell.host)
         rows.append(
             self.row(
                 cell,
@@ -280,13 +279,25 @@ class _CellRunner:
         )
         return rows
 
-    def run_checks(self, cell: Cell, version: str, rows: list[Row]) -> None:
+    def run_cell(self, cell: Cell, rows: list[Row]) -> None:
+        """Append the cell's rows: can_load first (starts nothing), then the probe, then checks."""
         artifact = self.plan.artifacts[cell.artifact]
-        host = self.pool.host(cell.host)
-        reason = host.can_load(artifact)
+        try:
+            host = self.pool.host(cell.host)
+            reason = host.can_load(artifact)
+        except Exception as exc:
+            rows.append(self.row(cell, "", "cell", "host", "error", detail=_describe(exc)))
+            return
         if reason is not None:
+            version = self.pool.version(cell.host)
             rows.append(self.row(cell, version, "cell", "load", "incompatible", detail=reason))
             return
+        probe = self.pool.probe(cell.host)
+        if probe.problem is not None:
+            status, detail = probe.problem
+            rows.append(self.row(cell, probe.version, "cell", "host", status, detail=detail))
+            return
+        version = probe.version
         for kind in cell.checks:
             self.current = f"load of {cell.artifact}"
             try:
@@ -326,6 +337,8 @@ class _CellRunner:
         )
         try:
             for row in get_check(kind)(ctx):
+                if not isinstance(row, Row):  # would break the CSV writer for the whole run
+                    raise TypeError(f"check {kind} yielded {type(row).__name__}, not a Row")
                 out.append(row)
         except KeyboardInterrupt:
             raise
@@ -339,8 +352,12 @@ class _CellRunner:
 
 
 @contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C while rows are written, so a line is never cut in half; re-raise after."""
+def _sigint_held() -> Iterator[list[int]]:
+    """Hold Ctrl-C while rows are written, so no line is cut in half.
+
+    Yields the list of signals received meanwhile; the caller treats a non-empty list as an
+    interrupt once the write is complete.
+    """
     received: list[int] = []
 
     def hold(signum: int, frame: FrameType | None) -> None:
@@ -348,15 +365,13 @@ def _sigint_deferred() -> Iterator[None]:
 
     try:
         previous = signal.signal(signal.SIGINT, hold)
-    except ValueError:  # not the main thread: nothing to defer
-        yield
+    except ValueError:  # not the main thread: nothing to hold
+        yield received
         return
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
 
 
 def _now() -> str:
@@ -376,10 +391,11 @@ def _artifact_meta(a: Artifact) -> dict[str, Any]:
 
 
 def _corpus_sha256(matrix: Matrix) -> str | None:
-    """The sha256 of the corpus the corpus check used: its ``path`` option, else the default."""
+    """The sha256 of the corpus the corpus check read: its ``corpus`` option, else the default."""
     from reference.corpus import corpus_info, load_corpus  # only when a corpus check ran
 
-    option = matrix.options("corpus").get("path")
+    option = matrix.options("corpus").get("corpus")
+    # resolved as harness.checks.corpus does: relative to the matrix file
     path = None if option is None else matrix.path.parent / str(option)
     try:
         return str(corpus_info(load_corpus(path))["sha256"])
@@ -387,18 +403,10 @@ def _corpus_sha256(matrix: Matrix) -> str | None:
         return f"unavailable ({_describe(exc)})"
 
 
-def run_plan(
-    plan: RunPlan,
-    factories: Mapping[str, HostFactory],
-    console: Console | None = None,
-) -> int:
-    """Run ``plan`` with hosts from ``factories`` into ``plan.out``; return the exit code."""
-    err = console or Console(stderr=True)
-    pool = _HostPool(factories, plan.matrix)
-    cells_run = _CellRunner(plan, pool)
-    writer = RowWriter(plan.out)
+def _start_meta(plan: RunPlan) -> dict[str, Any]:
+    """run.json as written when the run starts."""
     used = sorted({c.artifact for c in plan.cells})
-    meta: dict[str, Any] = {
+    return {
         "schema_version": SCHEMA_VERSION,
         "status": "running",
         "interrupted": False,
@@ -423,42 +431,53 @@ def run_plan(
         "verdicts": count_verdicts(()),
         "exit_code": None,
     }
+
+
+def run_plan(
+    plan: RunPlan,
+    factories: Mapping[str, HostFactory],
+    console: Console | None = None,
+) -> int:
+    """Run ``plan`` with hosts from ``factories`` into ``plan.out``; return the exit code."""
+    pool = _HostPool(factories, plan.matrix)
+    cell_runner = _CellRunner(plan, pool)
+    writer = RowWriter(plan.out)
+    meta = _start_meta(plan)
     write_run_json(plan.out, meta)
     verdict_rows: list[Row] = []
-    summary: list[tuple[str, str, str, float]] = []
-    progress = CellProgress(len(plan.cells), err)
+    progress = CellProgress(len(plan.cells), console or Console(stderr=True))
     interrupted = False
     try:
         for i, cell in enumerate(plan.cells):
-            pool.release_others(cell.host)
+            pool.release_others(cell.host)  # its cells are over: free its browser or workers
             progress.start(cell.id)
             try:
-                rows = cells_run.run(cell)
+                rows = cell_runner.run(cell)
             except _Interrupted as stop:
                 rows, interrupted = stop.rows, True
-            with _sigint_deferred():
+            with _sigint_held() as held:
                 writer.write(rows)
                 writer.commit()
-            verdict = rows[-1]
-            verdict_rows.append(verdict)
-            summary.append((cell.id, verdict.status, verdict.detail, verdict.value))
-            progress.done(cell.id, verdict.status)
-            meta["cells_done"] = i + 1
-            meta["hosts"] = pool.versions()
-            meta["verdicts"] = count_verdicts(verdict_rows)
+            interrupted = interrupted or bool(held)
+            verdict_rows.append(rows[-1])
+            progress.done(cell.id, rows[-1].status)
+            meta.update(
+                cells_done=i + 1, hosts=pool.versions(), verdicts=count_verdicts(verdict_rows)
+            )
             write_run_json(plan.out, meta)
             if interrupted:
                 break
-            if plan.fail_fast and verdict.status in FAILING:
+            if plan.fail_fast and rows[-1].status in FAILING:
                 meta["stopped_early"] = [c.id for c in plan.cells[i + 1 :]]
                 break
     except KeyboardInterrupt:  # between cells: nothing half-recorded
         interrupted = True
     finally:
         progress.close()
-        with _sigint_deferred():
+        with _sigint_held() as held:
             pool.close()
             writer.close()
+        interrupted = interrupted or bool(held)
     if any("corpus" in c.checks for c in plan.cells[: meta["cells_done"]]):
         meta["corpus_sha256"] = _corpus_sha256(plan.matrix)
     code = EXIT_INTERRUPTED if interrupted else exit_code(meta["verdicts"])
@@ -470,7 +489,11 @@ def run_plan(
         exit_code=code,
     )
     write_run_json(plan.out, meta)
-    print_summary(summary, meta["verdicts"], interrupted, Console())
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=LOG_WIDTH)
+    summary = [(r.cell, r.status, r.detail, r.value) for r in verdict_rows]
+    print_summary(summary, meta["verdicts"], interrupted, out)
     return code
 
 
@@ -536,16 +559,20 @@ class UsageError(Exception):
 
 def execute(args: argparse.Namespace) -> int:
     """Run the matrix; exit 0 (all pass/incompatible/skipped), 1 (fail/error), 2, or 130."""
-    from harness.hosts.registry import all_hosts
+    from harness.hosts.registry import HOST_NAMES, all_hosts
 
-    return run_command(args, all_hosts())
+    return run_command(args, HOST_NAMES, lambda m: all_hosts(Timeouts(call_s=m.timeout_s)))
 
 
-def run_command(args: argparse.Namespace, factories: Mapping[str, HostFactory]) -> int:
-    """``run`` with the given host factories: exit 2 on a usage error, else the run's code."""
+def run_command(
+    args: argparse.Namespace,
+    host_names: Sequence[str],
+    factories_for: Callable[[Matrix], Mapping[str, HostFactory]],
+) -> int:
+    """``run`` over hosts ``host_names``, built by ``factories_for(matrix)``; 2 on a usage error."""
     try:
-        plan = plan_from_args(args, tuple(factories))
+        plan = plan_from_args(args, host_names)
     except UsageError as exc:
         print(f"tinygpt-harness run: {exc}", file=sys.stderr)
         return 2
-    return run_plan(plan, factories)
+    return run_plan(plan, factories_for(plan.matrix))

@@ -21,6 +21,7 @@ typedef struct {
     float *res3;                   /* (L,N,C) block output */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits, *probs, *losses; /* (N,V), (N,V), (N) */
+    float *dlogits;                 /* (N,V): separate, so tg_model_logits stays valid */
     /* scratch shared by layers (forward and backward) */
     float *preatt, *dpreatt, *datt; /* (B,NH,T,T) */
     float *tmp;                     /* (N,C) */
@@ -147,13 +148,13 @@ static int ensure_acts(model_t *m, int32_t B, int32_t T) {
     float **ptrs[] = {&a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty,
                       &a->att, &a->res2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch,
                       &a->fch_gelu, &a->res3, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits,
-                      &a->probs, &a->losses, &a->preatt, &a->dpreatt, &a->datt, &a->tmp,
+                      &a->probs, &a->losses, &a->dlogits, &a->preatt, &a->dpreatt, &a->datt, &a->tmp,
                       &a->dres, &a->dmid, &a->dln, &a->datty, &a->dqkv, &a->dfch,
                       &a->dfch_gelu, (float **)&a->idx, (float **)&a->targets};
     size_t sizes[] = {N * C, L * N * C, L * N, L * N, L * N * 3 * C, L * N * C,
                       L * TT, L * N * C, L * N * C, L * N, L * N, L * N * 4 * C,
                       L * N * 4 * C, L * N * C, N * C, N, N, N * V,
-                      N * V, N, TT, TT, TT, N * C,
+                      N * V, N, N * V, TT, TT, TT, N * C,
                       N * C, N * C, N * C, N * C, N * 3 * C, N * 4 * C,
                       N * 4 * C, N, N};
     _Static_assert(sizeof(int32_t) == sizeof(float), "token ids share float-sized slots");
@@ -235,8 +236,7 @@ TG_API void tg_model_backward(void *h) {
     size_t NC = (size_t)N * C, TT = (size_t)B * NH * T * T, c = (size_t)C;
     float *const *p = m->p;
     float *const *g = m->g;
-    /* dlogits reuse the logits buffer: the logits are no longer needed */
-    float *dlogits = a->logits;
+    float *dlogits = a->dlogits;
     tg_zero(dlogits, (size_t)N * V);
     tg_crossentropy_backward(dlogits, a->probs, a->targets, 1.0f / (float)N, N, V);
     tg_zero(a->dln, NC);

@@ -33,7 +33,9 @@ from reference.corpus import (
 CHECK = "corpus"
 
 MIN_LINES = 10_000  # ~46k in the default corpus; a play has a line per verse or cue
-MAX_MEDIAN_LINE = 80  # verse and dialogue lines are short (37 chars median); prose paragraphs aren't
+MAX_MEDIAN_LINE = (
+    80  # verse and dialogue lines are short (37 chars median); prose paragraphs aren't
+)
 MIN_SPEAKER_CUES = 1_000  # "Ber." / "HAMLET:" on its own line (~8k in the default corpus)
 MIN_HEADINGS = 5  # "ACT I" / "Scene II." lines (~240 in the default corpus)
 MIN_LETTER_SHARE = 0.8  # letters among non-space characters (0.92 in the default corpus)

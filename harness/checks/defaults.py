@@ -17,6 +17,7 @@ Numbers compare exactly unless the surface declares ``digits = N`` (significant 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -342,10 +343,8 @@ def run(ctx: CellContext) -> Iterator[Row]:
     """Yield one row per compared key, drifted key, uncovered set, or broken surface."""
     for f in findings(ctx):
         value = math.nan
-        try:
+        with contextlib.suppress(ValueError):  # a string or boolean value has no number
             value = float(f.found) if f.found else math.nan
-        except ValueError:
-            pass
         yield ctx.row(
             CHECK,
             f"{f.surface}:{f.key}",

@@ -49,7 +49,8 @@ def _parse(engine: wasmtime.Engine, path: Path, label: str) -> wasmtime.Module:
     try:
         return wasmtime.Module(engine, data)
     except wasmtime.WasmtimeError as exc:
-        raise CorruptArtifact(f"{label}: {path.name}: {exc}") from exc
+        where = label if label == str(path) else f"{label}: {path}"
+        raise CorruptArtifact(f"{where}: {exc}") from exc
 
 
 def _valtypes(types: Any) -> tuple[str, ...]:

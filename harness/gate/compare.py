@@ -51,6 +51,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--samples", type=int, default=30, help="adaptive: timing samples per rerun"
     )
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=Path("artifacts/build/manifest.json"),
+        help="adaptive: manifest of CAND's build (sha256s must match CAND's run.json)",
+    )
 
 
 def load_thresholds(cand: Run, override: Path | None) -> Thresholds:
@@ -77,13 +83,17 @@ def run_compare(args: argparse.Namespace, console: Console) -> GateResult:
     """Load, check comparability, decide (and adapt); raises GateInputError or RefusalError."""
     base, cand = load_run(args.base), load_run(args.cand)
     thresholds = load_thresholds(cand, args.thresholds)
-    perf = bool(timing_samples(base.rows)) and bool(timing_samples(cand.rows))
-    overridden = check_comparable(base.meta, cand.meta, args.allow_cross_machine, perf)
+    timed = {k.cell for k in timing_samples(base.rows)} & {
+        k.cell for k in timing_samples(cand.rows)
+    }
+    overridden = check_comparable(
+        base.meta, cand.meta, args.allow_cross_machine, timed, perf=bool(timed)
+    )
     result = evaluate(base.rows, cand.rows, thresholds)
     if args.adaptive and result.unknown:
         from harness.gate.adaptive import AdaptiveBudget, resolve_unknown
 
-        budget = AdaptiveBudget(args.budget_s, args.max_rounds, args.samples)
+        budget = AdaptiveBudget(args.budget_s, args.max_rounds, args.samples, args.artifacts)
         result = resolve_unknown(base, cand, thresholds, result, budget, console)
     return dataclasses.replace(result, overridden_refusals=tuple(overridden))
 

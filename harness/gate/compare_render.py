@@ -41,8 +41,8 @@ def _row(c: Change) -> tuple[str, ...]:
     return (
         c.key.cell,
         c.key.name,
-        _ns(c.base_median_ns),
-        _ns(c.cand_median_ns),
+        _ns(c.base_ns),
+        _ns(c.cand_ns),
         f"{cmp.ratio:.3f}" if not math.isnan(cmp.ratio) else "-",
         _ci(c),
         _p(cmp.p_value),
@@ -91,7 +91,7 @@ def _sections(result: GateResult) -> list[tuple[str, tuple[str, ...]]]:
 
 def print_table(result: GateResult, console: Console) -> None:
     """Print the comparison table and the failure lists to ``console``."""
-    table = Table(title="compare: CAND vs BASE (ratio = CAND median / BASE median)")
+    table = Table(title="compare: CAND vs BASE (ratio = CAND / BASE of the compared quantile)")
     for h in HEADERS:
         table.add_column(
             h, justify="right" if h not in ("cell", "measurement", "verdict") else "left"

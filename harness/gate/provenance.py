@@ -9,17 +9,22 @@ the gate measures), so a sha256 change across commits alone is not a refusal.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from harness.gate.errors import RefusalError
 from harness.gate.rundir import RunMeta
 
 _RECIPE_KEYS = ("kind", "target", "ptr_width", "toolchain", "flags", "features")
 
 
-def refusals(base: RunMeta, cand: RunMeta, perf: bool = True) -> list[str]:
+def refusals(
+    base: RunMeta, cand: RunMeta, timed_cells: Iterable[str] = (), perf: bool = True
+) -> list[str]:
     """Every reason ``base`` and ``cand`` may not be compared (empty when they may).
 
-    ``perf`` says whether timings are compared: shards of one run may come from several
-    machines for parity, but not when their timings feed a verdict.
+    ``timed_cells`` are the cells whose timings feed a verdict. Shards of a merged run may come
+    from several machines: that is fine for parity, and for timings when each timed cell was
+    measured on the same machine in BASE and CAND (merged shards list their cells).
     """
     reasons: list[str] = []
     for meta in (base, cand):
@@ -28,17 +33,8 @@ def refusals(base: RunMeta, cand: RunMeta, perf: bool = True) -> list[str]:
                 f"{meta.path}: artifact {name!r} differs between merged shards "
                 f"({', '.join(s[:12] for s in shas)})"
             )
-        fps = meta.shard_fingerprints()
-        if perf and len(fps) > 1:
-            reasons.append(
-                f"{meta.path}: merged from shards of {len(fps)} machine fingerprints "
-                f"({', '.join(sorted(fps))}); perf cells of one comparison must come from one"
-            )
-    if base.fingerprint_id != cand.fingerprint_id:
-        reasons.append(
-            f"different machine fingerprints: BASE {base.fingerprint_id} ({base.path}) vs "
-            f"CAND {cand.fingerprint_id} ({cand.path})"
-        )
+    if perf:
+        reasons += _machine_reasons(base, cand, sorted(set(timed_cells)))
     same_source = base.commit == cand.commit and not base.dirty and not cand.dirty
     for name in sorted(set(base.artifacts) & set(cand.artifacts)):
         a, b = base.artifacts[name], cand.artifacts[name]
@@ -58,6 +54,38 @@ def refusals(base: RunMeta, cand: RunMeta, perf: bool = True) -> list[str]:
     return reasons
 
 
+def _machine_reasons(base: RunMeta, cand: RunMeta, cells: list[str]) -> list[str]:
+    single = len(base.shard_fingerprints()) == 1 and len(cand.shard_fingerprints()) == 1
+    if single:
+        if base.fingerprint_id == cand.fingerprint_id:
+            return []
+        return [
+            f"different machine fingerprints: BASE {base.fingerprint_id} ({base.path}) vs "
+            f"CAND {cand.fingerprint_id} ({cand.path})"
+        ]
+    by_base, by_cand = _per_cell(base), _per_cell(cand)
+    if by_base is None or by_cand is None:
+        merged = base if by_base is None else cand
+        fps = sorted(merged.shard_fingerprints())
+        return [
+            f"{merged.path}: merged from shards of {len(fps)} machine fingerprints "
+            f"({', '.join(fps)}) without a cell list per shard; perf cells of one comparison "
+            "must come from one machine"
+        ]
+    return [
+        f"cell {cell}: timed on {by_base.get(cell, '?')} in BASE but {by_cand.get(cell, '?')} "
+        "in CAND; perf cells of one comparison must come from one machine"
+        for cell in cells
+        if by_base.get(cell, base.fingerprint_id) != by_cand.get(cell, cand.fingerprint_id)
+    ]
+
+
+def _per_cell(meta: RunMeta) -> dict[str, str] | None:
+    if len(meta.shard_fingerprints()) == 1:
+        return {}  # every cell on meta.fingerprint_id (the .get default above)
+    return meta.cell_fingerprints()
+
+
 def _recipe(meta: RunMeta, name: str) -> dict[str, object]:
     entry = meta.artifact_builds.get(name)
     if entry is None:
@@ -66,10 +94,14 @@ def _recipe(meta: RunMeta, name: str) -> dict[str, object]:
 
 
 def check_comparable(
-    base: RunMeta, cand: RunMeta, allow_cross_machine: bool, perf: bool = True
+    base: RunMeta,
+    cand: RunMeta,
+    allow_cross_machine: bool,
+    timed_cells: Iterable[str] = (),
+    perf: bool = True,
 ) -> list[str]:
     """Raise RefusalError unless allowed; else return the overridden reasons (for the report)."""
-    reasons = refusals(base, cand, perf)
+    reasons = refusals(base, cand, timed_cells, perf)
     if reasons and not allow_cross_machine:
         raise RefusalError(
             "refusing to compare:\n  - "

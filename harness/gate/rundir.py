@@ -70,6 +70,26 @@ class RunMeta:
                 found.add(str(machine))
         return found
 
+    def cell_fingerprints(self) -> dict[str, str] | None:
+        """``{cell: fingerprint}`` when every shard lists its cells and machine, else None.
+
+        A single-machine run maps nothing (None): all its cells share :attr:`fingerprint_id`.
+        """
+        shards = self.raw.get("shards")
+        if not isinstance(shards, list) or not shards:
+            return None
+        out: dict[str, str] = {}
+        for shard in shards:
+            if not isinstance(shard, dict):
+                return None
+            machine, cells = shard.get("machine"), shard.get("cells")
+            if isinstance(machine, dict):
+                machine = machine.get("fingerprint_id")
+            if not isinstance(machine, str) or not isinstance(cells, list):
+                return None
+            out.update({str(c): machine for c in cells})
+        return out
+
     def mixed_builds(self) -> dict[str, list[str]]:
         """Artifacts whose merged shards used different builds (``merge``'s artifacts_mixed)."""
         mixed = self.raw.get("artifacts_mixed") or {}

@@ -81,7 +81,9 @@ def execute(args: argparse.Namespace) -> int:
         print(f"signoff: {exc}", file=sys.stderr)
         return 2
     for f in findings:
-        console.print(f"{f.status:>9}  {f.message}", style=_STYLE[f.status], markup=False)
+        console.print(
+            f"{f.status:>9}  {f.message}", style=_STYLE[f.status], markup=False, soft_wrap=True
+        )
     ok = passed(findings)
     console.print(
         "signed off" if ok else "NOT signed off", style="bold green" if ok else "bold red"

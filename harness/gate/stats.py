@@ -29,6 +29,7 @@ class Decision:
     alpha: float = 0.01
     min_effect: float = 0.03
     confidence: float = 0.95
+    quantile: float = 0.5  # the location compared: 0.5 = medians; 0.1 resists interference
     resamples: int = 2000
     seed: int = 20240601  # the bootstrap is seeded so a comparison is reproducible
 
@@ -37,6 +38,8 @@ class Decision:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
         if not 0 <= self.min_effect < 10:
             raise ValueError(f"min_effect must be in [0, 10), got {self.min_effect}")
+        if not 0 < self.quantile < 1:
+            raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
 
 
 @dataclass(frozen=True)
@@ -45,16 +48,12 @@ class Comparison:
 
     n_base: int
     n_cand: int
-    ratio: float  # median(cand) / median(base)
+    ratio: float  # quantile(cand) / quantile(base); the ratio of medians by default
     ci_low: float
     ci_high: float
     p_value: float
     verdict: Verdict
     min_effect: float
-
-
-def _ratio_of_medians(base: NDArray[np.float64], cand: NDArray[np.float64], axis: int) -> object:
-    return np.median(cand, axis=axis) / np.median(base, axis=axis)
 
 
 def compare_samples(
@@ -63,12 +62,13 @@ def compare_samples(
     """Compare two sets of timing samples (lower is better) and return the verdict."""
     a = np.asarray([x for x in base if math.isfinite(x)], dtype=np.float64)
     b = np.asarray([x for x in cand if math.isfinite(x)], dtype=np.float64)
+    q = decision.quantile
     if len(a) < MIN_SAMPLES or len(b) < MIN_SAMPLES:
-        ratio = float(np.median(b) / np.median(a)) if len(a) and len(b) else math.nan
+        ratio = float(np.quantile(b, q) / np.quantile(a, q)) if len(a) and len(b) else math.nan
         return Comparison(
             len(a), len(b), ratio, math.nan, math.nan, math.nan, "unknown", decision.min_effect
         )
-    ratio = float(np.median(b) / np.median(a))
+    ratio = float(np.quantile(b, q) / np.quantile(a, q))
     p_value = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
     low, high = _bootstrap_ci(a, b, decision)
     return Comparison(
@@ -89,9 +89,14 @@ def _bootstrap_ci(
     if np.all(a == a[0]) and np.all(b == b[0]):
         only = float(b[0] / a[0])  # no spread to resample: the CI is the point
         return only, only
+    q = decision.quantile
+
+    def ratio(base: NDArray[np.float64], cand: NDArray[np.float64], axis: int) -> object:
+        return np.quantile(cand, q, axis=axis) / np.quantile(base, q, axis=axis)
+
     res = stats.bootstrap(
         (a, b),
-        _ratio_of_medians,
+        ratio,
         n_resamples=decision.resamples,
         confidence_level=decision.confidence,
         method="percentile",  # BCa's jackknife is degenerate for medians of tied samples

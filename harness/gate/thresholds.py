@@ -5,7 +5,8 @@ Schema (every key optional; see docs/gate.md)::
     [thresholds]
     alpha = 0.01        # significance level of the two-sided Mann-Whitney U test
     min_effect = 0.03   # default minimum relative change of the median (0.03 = 3 %)
-    confidence = 0.95   # confidence level of the bootstrap CI of the ratio of medians
+    confidence = 0.95   # confidence level of the bootstrap CI of the ratio
+    quantile = 0.5      # the location compared: 0.5 = ratio of medians (see docs/gate.md)
 
     [thresholds.check]          # min_effect per check kind
     bench = 0.03
@@ -30,7 +31,7 @@ from typing import Any
 from harness.gate.errors import GateInputError
 from harness.gate.stats import Decision
 
-_TOP_KEYS = {"alpha", "min_effect", "confidence", "check", "measurement"}
+_TOP_KEYS = {"alpha", "min_effect", "confidence", "quantile", "check", "measurement"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Thresholds:
     alpha: float = 0.01
     min_effect: float = 0.03
     confidence: float = 0.95
+    quantile: float = 0.5
     per_check: Mapping[str, float] = field(default_factory=dict)
     per_measurement: Mapping[str, float] = field(default_factory=dict)
 
@@ -52,7 +54,12 @@ class Thresholds:
                 effect = self.per_measurement[max(globs, key=len)]
         if effect is None:
             effect = self.per_check.get(check, self.min_effect)
-        return Decision(alpha=self.alpha, min_effect=effect, confidence=self.confidence)
+        return Decision(
+            alpha=self.alpha,
+            min_effect=effect,
+            confidence=self.confidence,
+            quantile=self.quantile,
+        )
 
 
 def thresholds_from_table(table: Mapping[str, Any], source: Path | str) -> Thresholds:
@@ -64,10 +71,12 @@ def thresholds_from_table(table: Mapping[str, Any], source: Path | str) -> Thres
     alpha = _fraction(table, "alpha", 0.01, source, upper=1.0)
     effect = _fraction(table, "min_effect", 0.03, source, upper=10.0)
     confidence = _fraction(table, "confidence", 0.95, source, upper=1.0)
+    quantile = _fraction(table, "quantile", 0.5, source, upper=1.0)
     return Thresholds(
         alpha=alpha,
         min_effect=effect,
         confidence=confidence,
+        quantile=quantile,
         per_check=_effects(table, "check", source),
         per_measurement=_effects(table, "measurement", source),
     )

@@ -22,8 +22,8 @@ class Change:
     """The comparison of one measurement between BASE and CAND."""
 
     key: MeasurementKey
-    base_median_ns: float
-    cand_median_ns: float
+    base_ns: float  # the compared location (the median unless thresholds set a quantile)
+    cand_ns: float
     comparison: Comparison
 
 
@@ -63,8 +63,11 @@ def compare_samples_by_key(
     for key in sorted(set(base) & set(cand)):
         decision = thresholds.decision_for(key.check, key.name)
         comparison = compare_samples(base[key], cand[key], decision)
+        q = decision.quantile
         changes.append(
-            Change(key, float(np.median(base[key])), float(np.median(cand[key])), comparison)
+            Change(
+                key, float(np.quantile(base[key], q)), float(np.quantile(cand[key], q)), comparison
+            )
         )
     missing = tuple(f"{k.cell} {k.name}" for k in sorted(set(base) - set(cand)))
     return tuple(changes), missing

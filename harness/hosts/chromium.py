@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from harness.hosts.framing import decode_scalar, encode_scalar
 from harness.hosts.install import CHROMIUM_INSTALL, CHROMIUM_PATH
 from harness.hosts.page_server import PageServer
 from harness.hosts.pipe import artifact_entry, error_from_reply
-from harness.hosts.rejection import classify_rejection
 from harness.hosts.timeouts import Timeouts
+from harness.hosts.wasm_check import ModuleChecks, engine_rejection
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 LAUNCH_ARGS = (
@@ -130,7 +131,9 @@ class ChromiumInstance(base.Instance):
         reply = self._ask("time", header, timeout_s=self.host.timeouts.time_s)
         raw = base64.b64decode(reply["b64"])
         if len(raw) != 8 * samples:
-            raise HostError(f"chromium: time {name}: asked for {samples} samples, got {len(raw) // 8}")
+            raise HostError(
+                f"chromium: time {name}: asked for {samples} samples, got {len(raw) // 8}"
+            )
         h = reply["header"]
         return base.TimingResult(
             sample_ns=struct.unpack(f"<{samples}d", raw),
@@ -141,8 +144,6 @@ class ChromiumInstance(base.Instance):
 
     def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
         """Wall-clock ns of ``n`` no-op round trips Python -> CDP -> page -> worker and back."""
-        import time
-
         out = []
         for _ in range(n):
             t0 = time.perf_counter_ns()
@@ -178,6 +179,7 @@ class ChromiumHost(base.Host):
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._server: PageServer | None = None
+        self._checks = ModuleChecks()
 
     def _require(self) -> None:
         if not self.executable.is_file():
@@ -190,9 +192,13 @@ class ChromiumHost(base.Host):
         self._require()
         if self._browser is not None and self._browser.is_connected():
             return self._browser
+        if self._browser is not None:  # died: release what is left of it before relaunching
+            with contextlib.suppress(PlaywrightError):
+                self._browser.close()
+            self._browser = None
         if self._playwright is None:
             self._playwright = _SharedDriver.acquire()
-        try:
+        try:  # Playwright gives every launch a fresh temporary user-data-dir, removed at close
             self._browser = self._playwright.chromium.launch(
                 executable_path=str(self.executable),
                 args=list(LAUNCH_ARGS),
@@ -263,6 +269,7 @@ class ChromiumHost(base.Host):
             raise base.IncompatibleArtifact(reason)
         if not Path(artifact.path).is_file():
             raise base.CorruptArtifact(f"{artifact.name}: no file at {artifact.path}")
+        self._checks.check(artifact)  # static ABI check before the browser sees the module
         url = self.server().register(Path(artifact.path))
         context, page = self.open_page()
         options = {"numberShim": self.number_shim}
@@ -277,7 +284,7 @@ class ChromiumHost(base.Host):
         if "error" in reply:
             with contextlib.suppress(PlaywrightError):
                 context.close()
-            raise classify_rejection(Path(artifact.path), error_from_reply(reply))
+            raise engine_rejection(error_from_reply(reply))
         return ChromiumInstance(self, context, page, artifact, reply["header"])
 
     def close(self) -> None:

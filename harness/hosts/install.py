@@ -97,7 +97,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ALIAS=VERSION",
-        help=f"override a Node pin (defaults: {', '.join(f'{k}={v}' for k, v in HOST_PINS.items())})",
+        help="override a Node pin (defaults: "
+        + ", ".join(f"{k}={v}" for k, v in HOST_PINS.items())
+        + ")",
     )
     parser.add_argument("--prefix", type=Path, default=None, help="install dir (default: .hosts)")
     parser.add_argument("--no-chromium", action="store_true", help="skip the Chromium step")

@@ -15,8 +15,8 @@ from harness.artifact import Artifact
 from harness.hosts.base import HostError, HostUnavailable
 from harness.hosts.install import HOST_PINS, hosts_dir, node_binary, npm_install_command
 from harness.hosts.pipe import PipeHost
-from harness.hosts.rejection import classify_rejection
 from harness.hosts.timeouts import Timeouts
+from harness.hosts.wasm_check import ModuleChecks, engine_rejection
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 NODE_SERVER = JS_DIR / "node_server.mjs"
@@ -40,6 +40,7 @@ class NodeHost(PipeHost):
         self.install_hint = install_hint
         self.number_shim = number_shim
         self._version: str | None = None
+        self._checks = ModuleChecks()
 
     def _require(self) -> Path:
         if self.executable is None or not self.executable.is_file():
@@ -56,7 +57,9 @@ class NodeHost(PipeHost):
                     [str(exe), "--version"], capture_output=True, text=True, timeout=30, check=True
                 )
             except (OSError, subprocess.SubprocessError) as exc:
-                raise HostUnavailable(f"{self.name}: {exe} --version failed: {exc}", self.install_hint) from None
+                raise HostUnavailable(
+                    f"{self.name}: {exe} --version failed: {exc}", self.install_hint
+                ) from None
             self._version = out.stdout.strip()
         return self._version
 
@@ -74,9 +77,13 @@ class NodeHost(PipeHost):
         """Pass the Number shim through to driver.mjs."""
         return {"numberShim": self.number_shim}
 
+    def precheck(self, artifact: Artifact) -> None:
+        """The static ABI check (validate_wasm_abi) before Node sees the module."""
+        self._checks.check(artifact)
+
     def refine_load_error(self, artifact: Artifact, error: HostError) -> HostError:
-        """A CompileError on a module wasmtime validates is an incompatibility, not corruption."""
-        return classify_rejection(artifact.path, error)
+        """Node's CompileError on a module that passed the ABI check is an incompatibility."""
+        return engine_rejection(error)
 
 
 def system_node(timeouts: Timeouts | None = None) -> NodeHost:

@@ -91,14 +91,16 @@ class PageServer:
                     self.send_error(HTTPStatus.NOT_FOUND)
                     return
                 self.send_response(HTTPStatus.OK)
-                self.send_header("Content-Type", MIME_TYPES.get(path.suffix, "application/octet-stream"))
+                self.send_header(
+                    "Content-Type", MIME_TYPES.get(path.suffix, "application/octet-stream")
+                )
                 self.send_header("Content-Length", str(len(body)))
                 for key, value in ISOLATION_HEADERS.items():
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the harness's output is its progress, not an access log."""
 
         return Handler

@@ -55,7 +55,7 @@ _ERRORS: dict[str, type[HostError]] = {
 _STDERR_TAIL_CHARS = 600
 
 
-class _WorkerDied(Exception):
+class _WorkerDiedError(Exception):
     """The pipe closed before a full reply arrived."""
 
 
@@ -109,7 +109,7 @@ class WorkerClient:
         """Start the worker and exchange HELLO if it is not running."""
         if self._proc is not None:
             return
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
         try:
             self._proc = subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
@@ -124,6 +124,7 @@ class WorkerClient:
         self.generation += 1
         reply = self._exchange(Op.HELLO, {"protocol": PROTOCOL_VERSION}, b"", self.start_timeout_s)
         if reply.op is Op.ERROR:
+            self.kill()
             raise error_from_reply(reply.header)
         if reply.header.get("protocol") != PROTOCOL_VERSION:
             self.kill()
@@ -150,15 +151,25 @@ class WorkerClient:
         return reply
 
     def _exchange(
-        self, op: Op, header: Mapping[str, Any] | None, blob: bytes, timeout_s: float, what: str = ""
+        self,
+        op: Op,
+        header: Mapping[str, Any] | None,
+        blob: bytes,
+        timeout_s: float,
+        what: str = "",
     ) -> Frame:
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
         deadline = time.monotonic() + timeout_s
         doing = what or op.name.lower()
+        in_fd, out_fd = proc.stdin.fileno(), proc.stdout.fileno()
         try:
-            _write_all(proc.stdin.fileno(), encode_frame(op, header, blob), deadline)
-            return read_frame(lambda n: _read_exact(proc.stdout.fileno(), n, deadline))  # type: ignore[union-attr]
+            _write_all(in_fd, encode_frame(op, header, blob), deadline)
+            return read_frame(lambda n: _read_exact(out_fd, n, deadline))
+        except FrameError as exc:  # the worker is alive but its stdout is not our protocol
+            self.kill()
+            self.last_failure = f"malformed reply to {doing}: {exc}"
+            raise HostCrashed(f"{self.label}: {self.last_failure}; worker killed") from None
         except TimeoutError:
             self.kill()
             self.last_failure = f"{doing} did not return within {timeout_s:g} s"
@@ -166,7 +177,7 @@ class WorkerClient:
                 f"{self.label}: {self.last_failure}; worker pid {proc.pid} killed "
                 "(a new one starts on next use)"
             ) from None
-        except (_WorkerDied, BrokenPipeError, ConnectionResetError, FrameError) as exc:
+        except (_WorkerDiedError, BrokenPipeError, ConnectionResetError) as exc:
             code = self._wait_exit()
             cause = _describe_exit(code) if code is not None else str(exc)
             self.last_failure = f"worker died during {doing}: {cause}"
@@ -225,10 +236,8 @@ class WorkerClient:
         with contextlib.suppress(HostError):
             self._exchange(Op.SHUTDOWN, None, b"", 1.0)
         if self._proc is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                pass
             self.kill()
 
 
@@ -270,7 +279,7 @@ def _read_exact(fd: int, n: int, deadline: float) -> bytes:
         except BlockingIOError:
             continue
         if not chunk:
-            raise _WorkerDied(f"pipe closed after {len(buf)} of {n} bytes")
+            raise _WorkerDiedError(f"pipe closed after {len(buf)} of {n} bytes")
         buf += chunk
     return bytes(buf)
 
@@ -294,8 +303,10 @@ class PipeInstance(Instance):
         return self.client.pid if self._alive() else None
 
     def _alive(self) -> bool:
-        return not self._closed and self.client.generation == self._generation and (
-            self.client.pid is not None
+        return (
+            not self._closed
+            and self.client.generation == self._generation
+            and (self.client.pid is not None)
         )
 
     def _request(
@@ -323,7 +334,9 @@ class PipeInstance(Instance):
 
     def read(self, ptr: int, nbytes: int) -> bytes:
         """Read ``nbytes`` of the worker's instance memory at ``ptr``."""
-        reply = self._request(Op.READ, {"ptr": ptr, "n": nbytes}, b"", self.timeouts.transfer_s, "read")
+        reply = self._request(
+            Op.READ, {"ptr": ptr, "n": nbytes}, b"", self.timeouts.transfer_s, "read"
+        )
         if len(reply.blob) != nbytes:
             raise HostError(f"read of {nbytes} bytes at {ptr:#x} returned {len(reply.blob)}")
         return reply.blob
@@ -390,8 +403,11 @@ class PipeHost(base.Host):
         """Extra options sent with LOAD (e.g. the JS Number shim)."""
         return {}
 
+    def precheck(self, artifact: Artifact) -> None:
+        """Checks run in the harness before the worker sees ``artifact`` (JS: the static ABI)."""
+
     def refine_load_error(self, artifact: Artifact, error: HostError) -> HostError:
-        """Turn a load failure into its final class (JS hosts split compile errors)."""
+        """Turn a worker's load failure into its final class (JS: compile error -> incompatible)."""
         return error
 
     def client_for(self, artifact: Artifact) -> WorkerClient:
@@ -413,6 +429,7 @@ class PipeHost(base.Host):
             raise base.IncompatibleArtifact(reason)
         if not Path(artifact.path).is_file():
             raise base.CorruptArtifact(f"{artifact.name}: no file at {artifact.path}")
+        self.precheck(artifact)
         client = self.client_for(artifact)
         header = {"artifact": artifact_entry(artifact), "options": self.load_options()}
         try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from harness.artifact import Artifact
-from harness.hosts.base import HostError, Instance
+from harness.hosts.base import ABIError, HostError, Instance, Scalar
 from harness.hosts.framing import (
     PROTOCOL_VERSION,
     Frame,
@@ -111,8 +111,8 @@ class Worker:
 
     def call(self, frame: Frame) -> Reply:
         """Call one export."""
-        args = [decode_scalar(a) for a in frame.header.get("args", [])]
-        result = self.instance(frame).call(str(frame.header["name"]), *args)  # type: ignore[arg-type]
+        args = [_scalar_arg(a) for a in frame.header.get("args", [])]
+        result = self.instance(frame).call(str(frame.header["name"]), *args)
         return {"result": encode_scalar(result) if result is not None else None}, b""
 
     def write(self, frame: Frame) -> Reply:
@@ -128,9 +128,13 @@ class Worker:
     def time(self, frame: Frame) -> Reply:
         """Run the engine's timing loop; samples go back as raw float64."""
         h = frame.header
-        args = tuple(decode_scalar(a) for a in h.get("args", []))
+        args = tuple(_scalar_arg(a) for a in h.get("args", []))
         result = self.instance(frame).time_calls(
-            str(h["name"]), args, int(h["inner_reps"]), int(h["samples"]), int(h["warmup"])  # type: ignore[arg-type]
+            str(h["name"]),
+            args,
+            int(h["inner_reps"]),
+            int(h["samples"]),
+            int(h["warmup"]),
         )
         header: dict[str, object] = {
             "inner_reps": result.inner_reps,
@@ -159,8 +163,16 @@ class Worker:
         return encode_frame(Op.OK, header, blob)
 
 
+def _scalar_arg(value: object) -> Scalar:
+    decoded = decode_scalar(value)
+    if decoded is None:
+        raise ABIError("null is not an argument value")
+    return decoded
+
+
 def _error_header(exc: BaseException, kind: str) -> dict[str, object]:
-    message = str(exc) if kind != "HostError" or isinstance(exc, HostError) else repr(exc)
+    # a HostError's text is already the engine's words; anything else gets its type named
+    message = str(exc) if isinstance(exc, HostError) else f"{type(exc).__name__}: {exc}"
     return {"error": kind, "engine_error": type(exc).__name__, "message": message}
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from reference.defaults import DEFAULTS
 from harness.results import RUN_FILE, SCHEMA_VERSION, Row, RowWriter, Status
+from reference.defaults import DEFAULTS
 
 SHA_NATIVE = "1" * 64
 SHA_WASM = "2" * 64
@@ -108,7 +108,7 @@ def write_run(
                 "features": [],
             }
             for name, sha in shas.items()
-        },  # fmt: skip
+        },
         "matrix": {
             "path": "matrices/gate-test.toml",
             "name": "gate-test",

@@ -6,7 +6,8 @@ test decide exactly what each host and check does. The end-to-end test uses the 
 The fake check is registered under real check kinds by :func:`use_fake_checks`; what it does in
 a cell comes from its ``[check.<kind>]`` options: the action under the cell id, else under the
 preset, else under the host, else ``default`` (``pass`` if absent). Actions: pass, fail, measure,
-raise, timeout, crash, interrupt, exit (``os._exit``), sleep (writes a marker file, then sleeps).
+raise, timeout, crash, interrupt, not-a-row, exit (``os._exit``), sleep (writes a marker file,
+then sleeps).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from harness.hosts.base import (
     HostCrashed,
     HostTimeout,
     HostUnavailable,
-    IncompatibleArtifact,
     Instance,
     Scalar,
     TimingResult,
@@ -194,9 +194,18 @@ def run(ctx: CellContext) -> Iterator[Row]:
         raise KeyboardInterrupt
     elif action == "exit":
         os._exit(3)  # a hard crash: no finally blocks, no flush beyond what was committed
+    elif action == "not-a-row":
+        yield "a string"  # type: ignore[misc]
     elif action == "sleep":
         Path(str(ctx.options["marker"])).write_text("sleeping")
         time.sleep(60)
+
+
+def run_with(args: argparse.Namespace, hosts: Mapping[str, Callable[[], Host]]) -> int:
+    """``tinygpt-harness run`` with these host factories instead of the real registry."""
+    from harness.runner import run_command
+
+    return run_command(args, tuple(hosts), lambda matrix: hosts)
 
 
 def use_fake_checks(monkeypatch: pytest.MonkeyPatch, *kinds: str) -> None:
@@ -215,14 +224,12 @@ def run_args(matrix: Path, out: Path, manifest: Path, **kw: Any) -> argparse.Nam
 
 def subprocess_main() -> None:
     """Entry for crash tests: ``python runner_fakes.py MATRIX OUT MANIFEST`` with hosts fa, fb."""
-    from harness.runner import run_command
-
     sys.path.insert(0, str(HERE))
     for kind in ("smoke", "ops"):
         checks.REGISTRY[kind] = "runner_fakes"
     matrix, out, manifest = map(Path, sys.argv[1:4])
     log = Log()
-    code = run_command(run_args(matrix, out, manifest), factories(log, fa={}, fb={}))
+    code = run_with(run_args(matrix, out, manifest), factories(log, fa={}, fb={}))
     sys.exit(code)
 
 

@@ -192,14 +192,45 @@ def test_options_and_thresholds_pass_through(tmp_path: Path) -> None:
     """Check option tables (nested too) and thresholds reach the Matrix unchanged."""
     text = GOOD + (
         "[check.defaults.surfaces.webapp]\nformat = 'json'\npath = 'ui/defaults.json'\n"
-        "[thresholds]\nmin_ratio = 1.1\n"
+        "[thresholds]\nmin_effect = 0.05\n"
     )
     m = load(tmp_path, text)
     assert m.options("defaults") == {
         "surfaces": {"webapp": {"format": "json", "path": "ui/defaults.json"}}
     }
     assert m.options("bench") == {}
-    assert m.thresholds == {"min_ratio": 1.1}
+    assert m.thresholds == {"min_effect": 0.05}
+
+
+def test_thresholds_are_vetted_by_the_gate_parser_at_their_line(tmp_path: Path) -> None:
+    """A bad [thresholds] value fails at load (not at compare), at its line."""
+    line, msg = error_of(tmp_path, GOOD + "[thresholds]\nalpha = 0.01\nmin_effect = 'x'\n")
+    assert line == 11
+    assert msg.startswith("field 'thresholds.min_effect'")
+
+
+def test_validator_message_with_a_dotted_path_points_at_that_element(tmp_path: Path) -> None:
+    """'check.defaults.surfaces[1].format ...' points at the second surface's format line."""
+
+    def validator(kind: str) -> Any:
+        def validate(options: Mapping[str, Any]) -> None:
+            raise ValueError("check.defaults.surfaces[1].format must be one of json, toml")
+
+        return validate
+
+    text = GOOD + textwrap.dedent(
+        """\
+        [[check.defaults.surfaces]]
+        name = "a"
+        format = "json"
+        [[check.defaults.surfaces]]
+        name = "b"
+        format = "yaml"
+        """
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(MatrixError, match=rf"^{re.escape(str(path))}:14: "):
+        load_matrix(path, NAMES, validator)
 
 
 def test_toml_lines_records_keys_elements_and_array_tables() -> None:
@@ -324,3 +355,44 @@ def test_host_pin_is_a_dotted_prefix() -> None:
     assert not HostSpec("node22", "22.2").accepts("v22.23.3")
     assert not HostSpec("node22", "22.23.3").accepts("v22.23.4")
     assert HostSpec("node").accepts("anything")
+
+
+def test_top_level_key_after_hosts_gets_a_hint(tmp_path: Path) -> None:
+    """TOML files 'checks = ...' written after [hosts] under hosts; the error says so."""
+    line, msg = error_of(tmp_path, 'name = "t"\n[hosts]\nnative = {}\nchecks = ["smoke"]\n')
+    assert line == 4
+    assert "'checks' is a top-level key: move it above the first [table]" in msg
+
+
+# -- the shipped matrices -------------------------------------------------------------------
+
+MATRICES = Path(__file__).resolve().parents[2] / "matrices"
+
+
+@pytest.mark.parametrize("name", ["ci", "default", "release"])
+def test_shipped_matrices_validate_with_the_real_checks(name: str) -> None:
+    """matrices/*.toml load against the real host registry and check option validators."""
+    from harness.hosts.registry import HOST_NAMES
+
+    names = Names(hosts=HOST_NAMES, artifacts=("wasm32", "wasm64", "native"))
+    m = load_matrix(MATRICES / f"{name}.toml", names)
+    assert m.name == name
+    assert {h.name for h in m.hosts} == set(HOST_NAMES)
+    cells = {c.id: c for c in expand_cells(m)}
+    assert "node/wasm64/tiny" in cells  # Node 20's Memory64 refusal stays a visible finding
+    assert not any(c.startswith("native/wasm") for c in cells)
+    assert not any(c.endswith(("/native/tiny", "/native/small")) and not c.startswith("native/")
+                   for c in cells)  # fmt: skip
+    assert sum("corpus" in c.checks for c in cells.values()) <= 3
+
+
+def test_ci_matrix_covers_every_compatible_pair_on_tiny_and_small() -> None:
+    """ci.toml: 11 host x artifact pairs x 2 presets, every check kind somewhere."""
+    from harness.checks import REGISTRY
+    from harness.hosts.registry import HOST_NAMES
+
+    names = Names(hosts=HOST_NAMES, artifacts=("wasm32", "wasm64", "native"))
+    cells = expand_cells(load_matrix(MATRICES / "ci.toml", names))
+    assert len(cells) == 22
+    assert {c.preset for c in cells} == {"tiny", "small"}
+    assert {k for c in cells for k in c.checks} == set(REGISTRY)

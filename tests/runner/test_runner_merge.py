@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from runner_fakes import Log, factories, make_artifacts, run_args, use_fake_checks
+from runner_fakes import Log, factories, make_artifacts, run_args, run_with, use_fake_checks
 
 from harness.merge import MergeError, execute, merge_runs
 from harness.results import RESULTS_FILE, RUN_FILE, read_rows
 from harness.run_dir import write_run_json
-from harness.runner import run_command
 
 MATRIX = """\
 name = "fake"
@@ -38,7 +37,7 @@ def shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     dirs = []
     for k in (1, 2, 3):
         out = tmp_path / f"shard{k}"
-        run_command(run_args(m, out, manifest, shard=f"{k}/3"), factories(Log(), fa={}, fb={}))
+        run_with(run_args(m, out, manifest, shard=f"{k}/3"), factories(Log(), fa={}, fb={}))
         dirs.append(out)
     return dirs
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_fakes import Log, factories, make_artifacts, run_args, use_fake_checks
+from runner_fakes import Log, factories, make_artifacts, run_args, run_with, use_fake_checks
 
 from harness.hosts.base import IncompatibleArtifact, MissingExport
 from harness.results import RESULTS_FILE, RUN_FILE, SCHEMA_VERSION, Row, read_rows
-from harness.runner import run_command
 
 
 @pytest.fixture
@@ -54,7 +53,7 @@ def run(tmp_path: Path, manifest: Path, log: Log, m: Path, **hosts: Any) -> tupl
     """Run matrix ``m`` with fake hosts ``hosts`` (default fa, fb); return (exit code, out)."""
     out = tmp_path / "run"
     hosts = hosts or {"fa": {}, "fb": {}}
-    code = run_command(run_args(m, out, manifest), factories(log, **hosts))
+    code = run_with(run_args(m, out, manifest), factories(log, **hosts))
     return code, out
 
 
@@ -135,6 +134,17 @@ def test_exception_becomes_error_row_and_the_run_goes_on(tmp_path: Path, manifes
     assert verdicts(out)["fa/wasm32/small"] == ("error", "smoke:exception: RuntimeError: boom")
 
 
+def test_a_check_yielding_a_non_row_is_an_error(tmp_path: Path, manifest: Path) -> None:
+    """A buggy check that yields something else errors its cell instead of breaking the CSV."""
+    log = Log()
+    m = matrix(tmp_path, '[check.ops]\nkind = "ops"\ntiny = "not-a-row"\n')
+    code, out = run(tmp_path, manifest, log, m)
+    assert code == 1
+    status, cause = verdicts(out)["fa/native/tiny"]
+    assert status == "error" and "yielded str, not a Row" in cause
+    assert verdicts(out)["fa/native/small"][0] == "pass"
+
+
 def test_measured_rows_do_not_change_the_verdict(tmp_path: Path, manifest: Path) -> None:
     """A cell with only measurements is pass."""
     log = Log()
@@ -170,6 +180,16 @@ def test_can_load_refusal_is_incompatible_without_loading(tmp_path: Path, manife
     assert log.count("load", "fb", "native") == 0
 
 
+def test_a_host_that_can_load_nothing_is_never_probed(tmp_path: Path, manifest: Path) -> None:
+    """can_load comes first: a host whose every cell is incompatible starts nothing."""
+    log = Log()
+    fb = {"cannot_load": {"native": "no", "wasm32": "no"}, "unavailable": True}
+    code, out = run(tmp_path, manifest, log, matrix(tmp_path), fa={}, fb=fb)
+    assert code == 0
+    assert {s for c, (s, _) in verdicts(out).items() if c.startswith("fb/")} == {"incompatible"}
+    assert log.count("version", "fb") == 0 and log.count("load", "fb", "native") == 0
+
+
 def test_incompatible_at_load_keeps_the_engine_message(tmp_path: Path, manifest: Path) -> None:
     """IncompatibleArtifact from load -> incompatible with the host's own words."""
     log = Log()
@@ -178,6 +198,8 @@ def test_incompatible_at_load_keeps_the_engine_message(tmp_path: Path, manifest:
     code, out = run(tmp_path, manifest, log, matrix(tmp_path), fa={}, fb=fb)
     assert code == 0
     assert verdicts(out)["fb/wasm32/small"] == ("incompatible", f"cell:load: {msg}")
+    assert verdicts(out)["fb/wasm32/tiny"] == ("incompatible", f"cell:load: {msg}")
+    assert log.count("load", "fb", "wasm32") == 1  # a refusal is not retried for the next preset
 
 
 def test_other_load_failure_is_an_error(tmp_path: Path, manifest: Path) -> None:
@@ -222,9 +244,7 @@ def test_fail_fast_stops_after_the_first_failing_cell(tmp_path: Path, manifest: 
     log = Log()
     m = matrix(tmp_path, '[check.ops]\nkind = "ops"\n"fa/native/tiny" = "fail"\n')
     out = tmp_path / "run"
-    code = run_command(
-        run_args(m, out, manifest, fail_fast=True), factories(log, fa={}, fb={})
-    )
+    code = run_with(run_args(m, out, manifest, fail_fast=True), factories(log, fa={}, fb={}))
     assert code == 1
     v = verdicts(out)
     assert list(v) == ["fa/native/small", "fa/native/tiny"]
@@ -254,14 +274,12 @@ def test_checks_option_restricts_and_unknown_check_exits_2(tmp_path: Path, manif
     log = Log()
     m = matrix(tmp_path)
     out = tmp_path / "run"
-    assert run_command(run_args(m, out, manifest, checks="smoke"), factories(log, fa={})) == 2
-    code = run_command(
-        run_args(m, out, manifest, checks="smoke"), factories(log, fa={}, fb={})
-    )
+    assert run_with(run_args(m, out, manifest, checks="smoke"), factories(log, fa={})) == 2
+    code = run_with(run_args(m, out, manifest, checks="smoke"), factories(log, fa={}, fb={}))
     assert code == 0
     assert {r.check for r in rows(out)} == {"smoke", "cell"}
     bad = run_args(m, tmp_path / "run2", manifest, checks="smoke,nope")
-    assert run_command(bad, factories(log, fa={}, fb={})) == 2
+    assert run_with(bad, factories(log, fa={}, fb={})) == 2
 
 
 def test_usage_errors_exit_2(
@@ -271,16 +289,19 @@ def test_usage_errors_exit_2(
     log = Log()
     hosts = factories(log, fa={}, fb={})
     bad = tmp_path / "bad.toml"
-    bad.write_text('name = "x"\nartifacts = ["wasm32"]\npresets = ["tiny"]\nchecks = ["nope"]\n[hosts]\nfa = {}\n')
-    assert run_command(run_args(bad, tmp_path / "r1", manifest), hosts) == 2
+    bad.write_text(
+        'name = "x"\nartifacts = ["wasm32"]\npresets = ["tiny"]\nchecks = ["nope"]\n'
+        "[hosts]\nfa = {}\n"
+    )
+    assert run_with(run_args(bad, tmp_path / "r1", manifest), hosts) == 2
     assert f"{bad}:4: unknown check 'nope'" in capsys.readouterr().err
     m = matrix(tmp_path)
-    assert run_command(run_args(m, tmp_path / "r2", tmp_path / "none.json"), hosts) == 2
+    assert run_with(run_args(m, tmp_path / "r2", tmp_path / "none.json"), hosts) == 2
     assert "tinygpt-harness build" in capsys.readouterr().err
-    assert run_command(run_args(m, tmp_path / "r3", manifest, shard="3/2"), hosts) == 2
+    assert run_with(run_args(m, tmp_path / "r3", manifest, shard="3/2"), hosts) == 2
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r3").exists()
-    assert run_command(run_args(m, tmp_path / "r4", manifest), hosts) == 0
-    assert run_command(run_args(m, tmp_path / "r4", manifest), hosts) == 2
+    assert run_with(run_args(m, tmp_path / "r4", manifest), hosts) == 0
+    assert run_with(run_args(m, tmp_path / "r4", manifest), hosts) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert log.events  # the good run did start hosts
 
@@ -292,9 +313,7 @@ def test_shards_split_the_cells(tmp_path: Path, manifest: Path) -> None:
     seen: list[str] = []
     for k in (1, 2, 3):
         out = tmp_path / f"s{k}"
-        code = run_command(
-            run_args(m, out, manifest, shard=f"{k}/3"), factories(log, fa={}, fb={})
-        )
+        code = run_with(run_args(m, out, manifest, shard=f"{k}/3"), factories(log, fa={}, fb={}))
         assert code == 0
         seen.extend(verdicts(out))
         assert json.loads((out / RUN_FILE).read_text())["shard"] == {"index": k, "count": 3}

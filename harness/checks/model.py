@@ -1,0 +1,337 @@
+"""Check kind ``model``: the kernel GPT against the float64 reference, from identical weights.
+
+Both sides start from ``reference.model.init_params`` (float32, the cell's preset, the matrix's
+seed); the reference computes in float64 from those same numbers. Compared, each through
+:func:`harness.parity.compare` with a tolerance from :func:`harness.tolerance.model_tolerance`:
+
+- ``logits`` and ``loss`` of one forward pass over a batch of corpus tokens;
+- every gradient tensor by name (``grad:wte`` ...);
+- ``adamw:params``: one ``tg_model_adamw`` step from identical params AND identical gradients
+  (the reference's, written into the kernel's gradient buffer), so only the optimiser is judged;
+- ``trajectory``: the losses of N ``tg_model_train_step`` calls on default-corpus batches against
+  the reference training loop (same init, same batches, same learning-rate schedule);
+- ``generate:kv`` and ``generate:nokv``: greedy tokens identical to the reference's.
+
+Determinism: everything the kernel computes is computed twice in the cell and hashed; a
+``hash:<what>`` row carries the sha256 (``detail = "sha256=<hex>"``) and passes only when both
+runs agree bitwise. :mod:`harness.crosshost` builds the cross-host table from these rows and the
+``value`` rows (loss, per-step losses) they come with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from harness.checks.base import CellContext
+from harness.kernel import KernelModel
+from harness.parity import ParityResult, compare
+from harness.results import Row, Status
+from harness.tolerance import model_tolerance
+from reference.corpus import CorpusUnavailable, load_corpus
+from reference.defaults import DEFAULTS, TrainingDefaults
+from reference.generate import generate as ref_generate
+from reference.model import GPT, Params, flatten_params, init_params
+from reference.presets import PARAM_NAMES, ModelConfig
+from reference.tokenizer import encode
+from reference.train import BATCH_STREAM, AdamWState, adamw_step, get_batch, lr_at
+
+CHECK = "model"
+METRICS = ("max_abs_err", "max_rel_err", "max_ulp")
+PROMPT = "HAMLET.\nTo be, or not to be"
+
+_OPTIONS = {"seed", "batch", "steps", "generate"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``[check.model]`` options, validated."""
+
+    seed: int = DEFAULTS.seed  # init and batch seed (as reference.train uses it)
+    batch: int = 4  # sequences per parity batch and per trajectory step
+    steps: int = 10  # trajectory length
+    generate: int = 0  # tokens to generate; 0 = 1.5 x block_size, so the window slides
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Settings:
+        """Validate ``options``; raise ValueError naming the bad field."""
+        extra = sorted(set(options) - _OPTIONS)
+        if extra:
+            raise ValueError(f"check.model: unknown option(s) {extra}; allowed: {sorted(_OPTIONS)}")
+        values: dict[str, int] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in options:
+                v = options[f.name]
+                low = 0 if f.name in ("seed", "generate") else 1
+                if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                    raise ValueError(f"check.model.{f.name} must be an int >= {low}, got {v!r}")
+                values[f.name] = v
+        return cls(**values)
+
+
+def validate_options(options: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the bad field of a ``[check.model]`` table."""
+    Settings.from_options(options)
+
+
+def _sha(*arrays: NDArray[Any]) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _wide(params: Mapping[str, NDArray[Any]]) -> Params:
+    return {k: v.astype(np.float64) for k, v in params.items()}
+
+
+def _parity_rows(ctx: CellContext, subject: str, r: ParityResult) -> Iterator[Row]:
+    status: Status = "pass" if r.ok else "fail"
+    for m in METRICS:
+        v = float(getattr(r, m))
+        yield ctx.row(CHECK, subject, status, metric=m, value=v, detail=r.message)
+
+
+@dataclass
+class _Run:
+    """What one kernel pass computed (the determinism unit)."""
+
+    logits: NDArray[np.float32]
+    loss: float
+    grads: dict[str, NDArray[np.float32]]
+    adamw: NDArray[np.float32]
+    trajectory: NDArray[np.float32]
+    gen_kv: NDArray[np.int32]
+    gen_nokv: NDArray[np.int32]
+
+    def outputs(self) -> dict[str, NDArray[Any]]:
+        """Each hashed output kind as one flat array."""
+        return {
+            "logits": np.concatenate([[np.float32(self.loss)], self.logits.reshape(-1)]),
+            "grads": np.concatenate([self.grads[n].reshape(-1) for n in PARAM_NAMES]),
+            "adamw": self.adamw,
+            "trajectory": self.trajectory,
+            "generate_kv": self.gen_kv,
+            "generate_nokv": self.gen_nokv,
+        }
+
+    def hashes(self) -> dict[str, str]:
+        """sha256 per output kind."""
+        return {k: _sha(v) for k, v in self.outputs().items()}
+
+
+FINGERPRINT = 8  # values sampled per output for the cross-host max difference
+
+
+def fingerprint(values: NDArray[Any]) -> NDArray[np.float64]:
+    """FINGERPRINT values of ``values`` at fixed evenly spaced positions (first and last kept)."""
+    flat = values.reshape(-1)
+    idx = np.unique(np.linspace(0, flat.size - 1, FINGERPRINT).round().astype(np.int64))
+    return flat[idx].astype(np.float64)
+
+
+def _kernel_pass(
+    ctx: CellContext,
+    cfg: ModelConfig,
+    flat: NDArray[np.float32],
+    x: NDArray[Any],
+    y: NDArray[Any],
+    ref_grads32: NDArray[np.float32],
+    batches: list[tuple[NDArray[Any], NDArray[Any]]],
+    prompt: list[int],
+    n_new: int,
+    defaults: TrainingDefaults,
+) -> _Run:
+    """Run every kernel computation once, each on a fresh model from ``flat``."""
+    model = KernelModel.create(ctx.instance, cfg, flat)
+    try:
+        logits, loss = model.forward(x, y)
+        grads = model.backward()
+        # optimiser parity: the reference's gradients in the kernel's buffer, then one step
+        ctx.instance.write(int(ctx.instance.call("tg_model_grads", model.handle) or 0),
+                           ref_grads32.tobytes())  # fmt: skip
+        model.adamw(lr_at(1, defaults), defaults, 1)
+        adamw = np.concatenate([p.reshape(-1) for p in model.params().values()])
+    finally:
+        model.free()
+    model = KernelModel.create(ctx.instance, cfg, flat)
+    try:
+        traj = [
+            model.train_step(bx, by, lr_at(t, defaults), defaults, t)
+            for t, (bx, by) in enumerate(batches, start=1)
+        ]
+    finally:
+        model.free()
+    model = KernelModel.create(ctx.instance, cfg, flat)
+    try:
+        kv = model.generate(prompt, n_new, use_kv_cache=True)
+        nokv = model.generate(prompt, n_new, use_kv_cache=False)
+    finally:
+        model.free()
+    return _Run(
+        logits=logits,
+        loss=float(loss if loss is not None else math.nan),
+        grads=grads,
+        adamw=adamw,
+        trajectory=np.asarray(traj, dtype=np.float32),
+        gen_kv=np.asarray(kv, dtype=np.int32),
+        gen_nokv=np.asarray(nokv, dtype=np.int32),
+    )
+
+
+def _first_gap(cfg: ModelConfig, params64: Params, seq: list[int]) -> str:
+    """The reference's top-2 logit gap where generation diverged (a near tie explains a flip)."""
+    window = seq[-cfg.block_size :]
+    logits, _ = GPT(cfg, params64).forward(np.asarray([window], dtype=np.int32))
+    last = np.sort(logits[0, -1])[::-1]
+    return f"reference top-2 logit gap there {last[0] - last[1]:.3g}"
+
+
+def run(ctx: CellContext) -> Iterator[Row]:
+    """Yield parity rows for logits, loss, grads, AdamW, trajectory, generation, and hashes."""
+    s = Settings.from_options(ctx.options)
+    cfg, defaults = ctx.preset, DEFAULTS
+    try:
+        tokens = encode(load_corpus())
+    except CorpusUnavailable as exc:
+        yield ctx.row(CHECK, "corpus", "error", detail=f"default corpus unavailable: {exc}")
+        return
+    params32 = init_params(cfg, defaults, seed=s.seed, dtype=np.float32)
+    flat = flatten_params(cfg, params32).astype(np.float32)
+    params64 = _wide(params32)
+    T = min(defaults.context_length, cfg.block_size)
+    rng = np.random.default_rng((s.seed, BATCH_STREAM))
+    x, y = get_batch(tokens, s.batch, T, rng)
+    batches = [get_batch(tokens, s.batch, T, rng) for _ in range(s.steps)]
+    prompt = [int(t) for t in encode(PROMPT)][-cfg.block_size :]
+    n_new = s.generate or (cfg.block_size * 3) // 2
+
+    # ---- the reference, float64 ----
+    ref = GPT(cfg, params64)
+    ref_logits, ref_loss = ref.forward(x, y)
+    ref_grads = ref.backward()
+    grads32 = flatten_params(cfg, ref_grads).astype(np.float32)
+    ref_after, _, _ = adamw_step(
+        params64, _wide(dict(zip(PARAM_NAMES, _split(cfg, grads32), strict=True))),
+        AdamWState(), 1, defaults,
+    )  # fmt: skip
+    ref_traj = _reference_trajectory(cfg, params64, batches, defaults)
+    ref_kv = ref_generate(cfg, params64, prompt, n_new, use_kv_cache=True)
+
+    # ---- the kernel, twice ----
+    args = (ctx, cfg, flat, x, y, grads32, batches, prompt, n_new, defaults)
+    first = _kernel_pass(*args)
+    second = _kernel_pass(*args)
+
+    dims = {"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "seq_len": T, "batch": s.batch}
+    rule = model_tolerance("logits", **dims)
+    yield from _parity_rows(
+        ctx, "logits", compare("logits", first.logits, ref_logits, rule.tolerance)
+    )
+    rule = model_tolerance("loss", **dims)
+    r = compare("loss", np.float32(first.loss), np.float64(ref_loss), rule.tolerance)
+    yield from _parity_rows(ctx, "loss", r)
+    yield ctx.row(CHECK, "loss", "measured", metric="loss", value=first.loss,
+                  detail=f"kernel loss; reference {ref_loss!r}")  # fmt: skip
+    rule = model_tolerance("grad", **dims)
+    for name in PARAM_NAMES:
+        r = compare(f"grad:{name}", first.grads[name], ref_grads[name], rule.tolerance,
+                    relative_to_max=rule.relative_to_max)  # fmt: skip
+        yield from _parity_rows(ctx, f"grad:{name}", r)
+    rule = model_tolerance("adamw", **dims, lr=lr_at(1, defaults))
+    ref_flat = flatten_params(cfg, ref_after)
+    yield from _parity_rows(
+        ctx, "adamw:params", compare("adamw:params", first.adamw, ref_flat, rule.tolerance)
+    )
+    rule = model_tolerance("trajectory", **dims, steps=s.steps)
+    r = compare("trajectory", first.trajectory, np.asarray(ref_traj), rule.tolerance)
+    yield from _parity_rows(ctx, "trajectory", r)
+    for t, loss in enumerate(first.trajectory.tolist(), start=1):
+        ref_t = f"reference {ref_traj[t - 1]!r}"
+        yield ctx.row(CHECK, "trajectory", "measured", metric="loss", value=loss,
+                      x_name="step", x_value=float(t), detail=ref_t)  # fmt: skip
+    for subject, got in (("generate:kv", first.gen_kv), ("generate:nokv", first.gen_nokv)):
+        yield _generation_row(ctx, subject, cfg, params64, prompt, got, ref_kv)
+
+    h1, h2 = first.hashes(), second.hashes()
+    outputs = first.outputs()
+    for what, digest in h1.items():
+        same = digest == h2[what]
+        detail = f"sha256={digest}" + ("" if same else f"; second run sha256={h2[what]}")
+        yield ctx.row(CHECK, f"hash:{what}", "pass" if same else "fail", detail=detail)
+        for i, v in enumerate(fingerprint(outputs[what]).tolist()):
+            note = "a sampled output value, for cross-host diffs"
+            yield ctx.row(CHECK, f"hash:{what}", "measured", metric="fingerprint", value=v,
+                          iteration=i, detail=note)  # fmt: skip
+    differing = [w for w in h1 if h1[w] != h2[w]]
+    yield ctx.row(
+        CHECK,
+        "determinism",
+        "fail" if differing else "pass",
+        detail=(f"two runs in this cell differ bitwise in: {', '.join(differing)}" if differing
+                else f"two runs in this cell are bitwise equal ({len(h1)} outputs hashed)"),
+    )  # fmt: skip
+
+
+def _split(cfg: ModelConfig, flat: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+    from reference.presets import param_shapes
+
+    out, offset = [], 0
+    for shape in param_shapes(cfg).values():
+        n = math.prod(shape)
+        out.append(flat[offset : offset + n].reshape(shape))
+        offset += n
+    return out
+
+
+def _reference_trajectory(
+    cfg: ModelConfig,
+    params64: Params,
+    batches: list[tuple[NDArray[Any], NDArray[Any]]],
+    defaults: TrainingDefaults,
+) -> list[float]:
+    """The float64 reference's loss at each step (before that step's update)."""
+    model = GPT(cfg, dict(params64))
+    state = AdamWState()
+    losses = []
+    for t, (bx, by) in enumerate(batches, start=1):
+        _, loss = model.forward(bx, by)
+        grads = model.backward()
+        model.params, state, _ = adamw_step(model.params, grads, state, t, defaults)
+        losses.append(float(loss if loss is not None else math.nan))
+    return losses
+
+
+def _generation_row(
+    ctx: CellContext,
+    subject: str,
+    cfg: ModelConfig,
+    params64: Params,
+    prompt: list[int],
+    got: NDArray[np.int32],
+    expected: list[int],
+) -> Row:
+    """One pass/fail row: greedy tokens identical to the reference, or the first divergence."""
+    found = [int(t) for t in got]
+    n = len(expected)
+    if found == expected:
+        return ctx.row(CHECK, subject, "pass", metric="tokens_matched", value=float(n),
+                       detail=f"{n} greedy tokens identical to the reference")  # fmt: skip
+    i = next((k for k, (a, b) in enumerate(zip(found, expected, strict=False)) if a != b), n)
+    gap = _first_gap(cfg, params64, prompt + expected[:i])
+    return ctx.row(
+        CHECK,
+        subject,
+        "fail",
+        metric="tokens_matched",
+        value=float(i),
+        detail=(f"greedy token {i} of {n} differs: found {found[i] if i < len(found) else None}, "
+                f"expected {expected[i]}; {gap}; tolerance: identical tokens"),
+    )  # fmt: skip

@@ -1,0 +1,530 @@
+"""Check kind ``ops``: every kernel op, forward and backward, against the float64 reference.
+
+Inputs are float32 (what the kernels take); the reference gets the same values widened to
+float64, so the only difference measured is the kernel's arithmetic. Backward ops get their
+forward-pass inputs (LayerNorm's mean/rstd, attention's att, cross-entropy's probs) from the
+float64 reference rounded to float32, identical for both sides.
+
+Shape cases (``CASES``), each seeded: ``one`` (every dim 1), ``odd`` (odd sizes), ``simd_tail``
+(sizes that are not a multiple of 4 or 8 lanes: wasm simd128 and AVX2 tails), ``random`` (dims
+drawn from the seed), ``preset`` (the cell preset's own dims), and for the softmax ops ``large``
+(logits and attention scores of +-80, where a softmax without max subtraction overflows).
+
+:func:`op_parity` is the one helper (tinygrad's ``helper_test_op``): it runs one op on one case
+through both sides and compares each output with :func:`harness.parity.compare` (shape, dtype,
+non-finite, values). Tests are one-liners over it; the check turns it into rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from harness.checks.base import CellContext
+from harness.hosts.base import HostCrashed, HostError, HostTimeout
+from harness.kernel import Kernels
+from harness.parity import ParityError, ParityResult, compare
+from harness.results import Row
+from harness.tolerance import op_tolerance
+from reference import ops as ref_ops
+from reference.presets import ModelConfig
+
+CHECK = "ops"
+METRICS = ("max_abs_err", "max_rel_err", "max_ulp")
+# Logits of +-80 (the issue's figure). exp(80) = 5.5e34 still fits float32, so on its own +-80
+# would not catch a softmax that skips the max subtraction; one row of each large case is
+# shifted by +OVERFLOW_SHIFT, past log(FLT_MAX) = 88.7, where such a softmax gives inf/NaN.
+LOGIT_MAGNITUDE = 80.0
+OVERFLOW_SHIFT = 20.0
+
+Arrays = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One shape case: dims by letter, and the magnitude of softmax inputs."""
+
+    name: str
+    dims: Mapping[str, int]
+    logit: float = 0.0  # 0: standard-normal inputs; else scores/logits span +-logit
+
+    def describe(self) -> str:
+        """``odd(B=3,T=5,...)`` for a row's detail."""
+        dims = ",".join(f"{k}={v}" for k, v in self.dims.items())
+        extra = f",logits=+-{self.logit:g}" if self.logit else ""
+        return f"{self.name}({dims}{extra})"
+
+
+def _dims(B: int, T: int, NH: int, hs: int, N: int, OC: int, V: int) -> dict[str, int]:
+    return {"B": B, "T": T, "NH": NH, "hs": hs, "C": NH * hs, "N": N, "OC": OC, "V": V}
+
+
+def cases(preset: ModelConfig, seed: int, include_large: bool = True) -> list[Case]:
+    """Return the shape cases for a cell: fixed edge cases, one seeded random case, the preset."""
+    rng = np.random.default_rng((seed, 7))
+
+    def r(lo: int, hi: int) -> int:
+        return int(rng.integers(lo, hi + 1))
+
+    out = [
+        Case("one", _dims(B=1, T=1, NH=1, hs=1, N=1, OC=1, V=1)),
+        Case("odd", _dims(B=3, T=5, NH=3, hs=5, N=7, OC=9, V=11)),
+        Case("simd_tail", _dims(B=2, T=17, NH=3, hs=7, N=13, OC=37, V=67)),
+        Case(
+            "random",
+            _dims(
+                B=r(1, 4), T=r(1, 33), NH=r(1, 4), hs=r(1, 17), N=r(1, 50), OC=r(1, 70), V=r(1, 130)
+            ),
+        ),
+        Case(
+            "preset",
+            _dims(
+                B=2,
+                T=min(preset.block_size, 64),
+                NH=preset.n_head,
+                hs=preset.head_size,
+                N=min(preset.block_size, 64),
+                OC=4 * preset.n_embd,
+                V=preset.vocab_size,
+            ),
+        ),
+    ]
+    if include_large:
+        out.append(Case("large", _dims(B=2, T=16, NH=2, hs=8, N=9, OC=5, V=128), LOGIT_MAGNITUDE))
+    return out
+
+
+# ---- op specs ------------------------------------------------------------------------------
+
+
+MakeFn = Callable[[np.random.Generator, Case], Arrays]
+CallFn = Callable[[Any, Arrays], Any]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """How to make one op's inputs and call it on an engine (``reference.ops`` or Kernels)."""
+
+    name: str
+    outputs: tuple[str, ...]  # names of the returned values, in order
+    make: MakeFn
+    call: CallFn
+    softmax: bool = False  # also gets the ``large`` (+-80 logits) case
+    extra_dims: Callable[[Arrays, Case], Mapping[str, float]] = field(
+        default=lambda _inputs, _case: {}
+    )
+
+    def run(self, engine: Any, inputs: Arrays) -> Arrays:
+        """Call the op on ``engine`` and name its outputs; a None output (no dbias) is dropped."""
+        got = self.call(engine, inputs)
+        values = got if isinstance(got, tuple) else (got,)
+        if len(values) != len(self.outputs):
+            raise ValueError(f"{self.name} returned {len(values)} values, expected {self.outputs}")
+        return {n: v for n, v in zip(self.outputs, values, strict=True) if v is not None}
+
+
+def _f32(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> NDArray[np.float32]:
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _ids(rng: np.random.Generator, upper: int, *shape: int) -> NDArray[np.int32]:
+    return rng.integers(0, upper, size=shape).astype(np.int32)
+
+
+def _wide(a: Any) -> Any:
+    """float32 input -> float64 for the reference (ints and scalars unchanged)."""
+    if isinstance(a, np.ndarray) and a.dtype == np.float32:
+        return a.astype(np.float64)
+    return a
+
+
+def _nc(rng: np.random.Generator, c: Case, scale: float = 1.0) -> NDArray[np.float32]:
+    return _f32(rng, c.dims["N"], c.dims["C"], scale=scale)
+
+
+def _make_embedding(rng: np.random.Generator, c: Case) -> Arrays:
+    B, T, C, V = c.dims["B"], c.dims["T"], c.dims["C"], c.dims["V"]
+    return {"idx": _ids(rng, V, B, T), "wte": _f32(rng, V, C), "wpe": _f32(rng, T + 2, C)}
+
+
+def _make_embedding_backward(rng: np.random.Generator, c: Case) -> Arrays:
+    B, T, C, V = c.dims["B"], c.dims["T"], c.dims["C"], c.dims["V"]
+    # ids drawn from a quarter of V so they repeat and their rows must sum
+    idx = _ids(rng, max(1, V // 4), B, T)
+    return {"dout": _f32(rng, B, T, C), "idx": idx, "V": V, "maxT": T + 2}
+
+
+def _make_ln(rng: np.random.Generator, c: Case) -> Arrays:
+    C = c.dims["C"]
+    w = (1.0 + 0.1 * rng.standard_normal(C)).astype(np.float32)
+    return {"x": _nc(rng, c), "w": w, "b": _f32(rng, C, scale=0.1)}
+
+
+def _make_ln_backward(rng: np.random.Generator, c: Case) -> Arrays:
+    a = _make_ln(rng, c)
+    _, mean, rstd = ref_ops.layernorm_forward(_wide(a["x"]), _wide(a["w"]), _wide(a["b"]))
+    return {
+        "dout": _nc(rng, c),
+        "x": a["x"],
+        "w": a["w"],
+        "mean": mean.astype(np.float32),
+        "rstd": rstd.astype(np.float32),
+    }
+
+
+def _make_matmul(rng: np.random.Generator, c: Case) -> Arrays:
+    N, C, OC = c.dims["N"], c.dims["C"], c.dims["OC"]
+    # the `odd` case passes a NULL bias (the header says bias may be 0)
+    b = None if c.name == "odd" else _f32(rng, OC)
+    return {"x": _f32(rng, N, C), "W": _f32(rng, OC, C), "b": b}
+
+
+def _make_matmul_backward(rng: np.random.Generator, c: Case) -> Arrays:
+    N, C, OC = c.dims["N"], c.dims["C"], c.dims["OC"]
+    return {
+        "dout": _f32(rng, N, OC),
+        "x": _f32(rng, N, C),
+        "W": _f32(rng, OC, C),
+        "has_bias": c.name != "odd",
+    }
+
+
+def _qkv(rng: np.random.Generator, c: Case) -> NDArray[np.float32]:
+    B, T, C, hs = c.dims["B"], c.dims["T"], c.dims["C"], c.dims["hs"]
+    qkv = _f32(rng, B, T, 3 * C)
+    if not c.logit:
+        return qkv
+    # q, k entries of +-s with s^2 = top/sqrt(hs) give scores q.k/sqrt(hs) = top * (sum of hs
+    # signs)/hs in [-top, top]; k_0 = q_0 makes each head's t=0 score exactly +top.
+    top = c.logit + OVERFLOW_SHIFT
+    s = math.sqrt(top / math.sqrt(hs))
+    signs = np.sign(qkv[..., : 2 * C])
+    signs[signs == 0] = 1
+    signs[:, 0, C : 2 * C] = signs[:, 0, :C]
+    qkv[..., : 2 * C] = signs * np.float32(s)
+    return qkv
+
+
+def _make_attention(rng: np.random.Generator, c: Case) -> Arrays:
+    return {"qkv": _qkv(rng, c), "NH": c.dims["NH"]}
+
+
+def _make_attention_backward(rng: np.random.Generator, c: Case) -> Arrays:
+    qkv = _qkv(rng, c)
+    _, att = ref_ops.attention_forward(_wide(qkv), c.dims["NH"])
+    dout = _f32(rng, c.dims["B"], c.dims["T"], c.dims["C"])
+    return {"dout": dout, "qkv": qkv, "att": att.astype(np.float32), "NH": c.dims["NH"]}
+
+
+def _logits(rng: np.random.Generator, c: Case) -> NDArray[np.float32]:
+    N, V = c.dims["N"], c.dims["V"]
+    if not c.logit:
+        return _f32(rng, N, V)
+    logits = rng.uniform(-c.logit, c.logit, size=(N, V))
+    logits[0] += OVERFLOW_SHIFT
+    return logits.astype(np.float32)
+
+
+def _make_crossentropy(rng: np.random.Generator, c: Case) -> Arrays:
+    return {"logits": _logits(rng, c), "targets": _ids(rng, c.dims["V"], c.dims["N"])}
+
+
+def _make_crossentropy_backward(rng: np.random.Generator, c: Case) -> Arrays:
+    a = _make_crossentropy(rng, c)
+    _, _, probs = ref_ops.crossentropy_forward(_wide(a["logits"]), a["targets"])
+    return {
+        "probs": probs.astype(np.float32),
+        "targets": a["targets"],
+        "dloss": 1.0 / c.dims["N"],
+    }
+
+
+def _make_adamw(rng: np.random.Generator, c: Case) -> Arrays:
+    n = c.dims["N"] * c.dims["C"]
+    return {
+        "p": _f32(rng, n, scale=0.02),
+        "g": _f32(rng, n, scale=1e-3),
+        "m": _f32(rng, n, scale=1e-4),
+        "v": np.abs(_f32(rng, n, scale=1e-6)),  # a second moment is never negative
+        "t": int(rng.integers(1, 20)),
+    }
+
+
+def _score_magnitude(inputs: Arrays, c: Case) -> Mapping[str, float]:
+    """The max |score| of an attention case, for the exp conditioning rule."""
+    qkv = np.asarray(inputs["qkv"], dtype=np.float64)
+    B, T, C3 = qkv.shape
+    C, NH = C3 // 3, c.dims["NH"]
+    hs = C // NH
+    q = qkv[..., :C].reshape(B, T, NH, hs).transpose(0, 2, 1, 3)
+    k = qkv[..., C : 2 * C].reshape(B, T, NH, hs).transpose(0, 2, 1, 3)
+    return {"logit": float(np.abs(q @ k.transpose(0, 1, 3, 2)).max() / math.sqrt(hs))}
+
+
+def _logit_magnitude(inputs: Arrays, _c: Case) -> Mapping[str, float]:
+    return {"logit": float(np.abs(inputs["logits"]).max(initial=0.0))}
+
+
+SPECS: dict[str, OpSpec] = {
+    s.name: s
+    for s in (
+        OpSpec(
+            "embedding_forward",
+            ("out",),
+            _make_embedding,
+            lambda e, a: e.embedding_forward(a["idx"], a["wte"], a["wpe"]),
+        ),
+        OpSpec(
+            "embedding_backward",
+            ("dwte", "dwpe"),
+            _make_embedding_backward,
+            lambda e, a: e.embedding_backward(a["dout"], a["idx"], a["V"], a["maxT"]),
+        ),
+        OpSpec(
+            "layernorm_forward",
+            ("out", "mean", "rstd"),
+            _make_ln,
+            lambda e, a: e.layernorm_forward(a["x"], a["w"], a["b"]),
+        ),
+        OpSpec(
+            "layernorm_backward",
+            ("dinp", "dweight", "dbias"),
+            _make_ln_backward,
+            lambda e, a: e.layernorm_backward(a["dout"], a["x"], a["w"], a["mean"], a["rstd"]),
+        ),
+        OpSpec(
+            "matmul_forward",
+            ("out",),
+            _make_matmul,
+            lambda e, a: e.matmul_forward(a["x"], a["W"], a["b"]),
+        ),
+        OpSpec(
+            "matmul_backward",
+            ("dinp", "dweight", "dbias"),
+            _make_matmul_backward,
+            lambda e, a: e.matmul_backward(a["dout"], a["x"], a["W"], a["has_bias"]),
+        ),
+        OpSpec(
+            "attention_forward",
+            ("out", "att"),
+            _make_attention,
+            lambda e, a: e.attention_forward(a["qkv"], a["NH"]),
+            softmax=True,
+            extra_dims=_score_magnitude,
+        ),
+        OpSpec(
+            "attention_backward",
+            ("dinp",),
+            _make_attention_backward,
+            lambda e, a: e.attention_backward(a["dout"], a["qkv"], a["att"], a["NH"]),
+            softmax=True,
+        ),
+        OpSpec(
+            "gelu_forward",
+            ("out",),
+            # scale 3 reaches the tails where tanh saturates
+            lambda rng, c: {"x": _nc(rng, c, 3.0)},
+            lambda e, a: e.gelu_forward(a["x"]),
+        ),
+        OpSpec(
+            "gelu_backward",
+            ("dinp",),
+            lambda rng, c: {"dout": _nc(rng, c), "x": _nc(rng, c, 3.0)},
+            lambda e, a: e.gelu_backward(a["dout"], a["x"]),
+        ),
+        OpSpec(
+            "residual_forward",
+            ("out",),
+            lambda rng, c: {"a": _nc(rng, c), "b": _nc(rng, c)},
+            lambda e, a: e.residual_forward(a["a"], a["b"]),
+        ),
+        OpSpec(
+            "residual_backward",
+            ("da", "db"),
+            lambda rng, c: {"dout": _nc(rng, c)},
+            lambda e, a: e.residual_backward(a["dout"]),
+        ),
+        OpSpec(
+            "crossentropy_forward",
+            ("loss", "losses", "probs"),
+            _make_crossentropy,
+            lambda e, a: e.crossentropy_forward(a["logits"], a["targets"]),
+            softmax=True,
+            extra_dims=_logit_magnitude,
+        ),
+        OpSpec(
+            "crossentropy_backward",
+            ("dlogits",),
+            _make_crossentropy_backward,
+            lambda e, a: e.crossentropy_backward(a["probs"], a["targets"], a["dloss"]),
+            softmax=True,
+        ),
+        OpSpec(
+            "adamw_update",
+            ("params", "m", "v"),
+            _make_adamw,
+            # the reference defaults' AdamW constants; wd on, so the decay term is exercised
+            lambda e, a: e.adamw_update(
+                a["p"], a["g"], a["m"], a["v"], 3e-4, 0.9, 0.95, 1e-8, 0.1, a["t"]
+            ),
+        ),
+    )
+}
+OPS: tuple[str, ...] = tuple(SPECS)
+
+
+# ---- the helper ----------------------------------------------------------------------------
+
+
+def _as_output(value: Any, dtype: type[np.floating[Any]]) -> NDArray[Any]:
+    """Scalars (the mean loss) become 0-d arrays of the side's dtype."""
+    if isinstance(value, np.ndarray):
+        return value
+    return np.asarray(value, dtype=dtype)
+
+
+def op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> list[ParityResult]:
+    """Run ``op`` on ``case`` through the kernels and the float64 reference; compare each output.
+
+    Inputs are drawn from ``default_rng((seed, case))``. Every output is compared in turn
+    (shape, dtype, non-finite, values) with its tolerance from
+    :func:`harness.tolerance.op_tolerance`.
+    An output the reference has and the kernel lacks (or the reverse) is a shape-stage failure.
+    """
+    spec = SPECS[op]
+    rng = np.random.default_rng((seed, sum(map(ord, f"{op}/{case.name}"))))
+    inputs = spec.make(rng, case)
+    expected = spec.run(ref_ops, {k: _wide(v) for k, v in inputs.items()})
+    found = spec.run(kernels, inputs)
+    dims: dict[str, float] = {**case.dims, **spec.extra_dims(inputs, case)}
+    results = []
+    for name in [*expected, *(n for n in found if n not in expected)]:
+        subject = f"{op}.{name}"
+        tol = op_tolerance(op, name, dims)
+        if name not in found or name not in expected:
+            side = "kernel" if name not in found else "reference"
+            msg = f"{subject}: shape stage: the {side} has no output {name!r}"
+            results.append(ParityResult(subject, "shape", msg, tol))
+            continue
+        f = _as_output(found[name], np.float32)
+        e = _as_output(expected[name], np.float64)
+        results.append(compare(subject, f, e, tol))
+    return results
+
+
+def assert_op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> None:
+    """Raise :class:`ParityError` naming the op, output, case and stage of the first failure."""
+    for r in op_parity(kernels, op, case, seed):
+        if not r.ok:
+            raise ParityError(
+                ParityResult(r.name, r.stage, f"[{case.describe()}] {r.message}", r.tolerance,
+                             r.max_abs_err, r.max_rel_err, r.max_ulp, r.worst_ratio,
+                             r.worst_index, r.found_at_worst, r.expected_at_worst)
+            )  # fmt: skip
+
+
+# ---- the check -----------------------------------------------------------------------------
+
+_OPTIONS = {"seed", "ops", "large"}
+
+
+def validate_options(options: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the bad field of an ``[check.ops]`` table."""
+    extra = sorted(set(options) - _OPTIONS)
+    if extra:
+        raise ValueError(f"check.ops: unknown option(s) {extra}; allowed: {sorted(_OPTIONS)}")
+    seed = options.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"check.ops.seed must be a non-negative int, got {seed!r}")
+    chosen = options.get("ops", list(OPS))
+    if not isinstance(chosen, list) or not all(isinstance(o, str) for o in chosen):
+        raise ValueError("check.ops.ops must be a list of op names")
+    unknown = sorted(set(chosen) - set(OPS))
+    if unknown:
+        raise ValueError(f"check.ops.ops: unknown op(s) {unknown}; known: {', '.join(OPS)}")
+    if not isinstance(options.get("large", True), bool):
+        raise ValueError("check.ops.large must be true or false")
+
+
+@dataclass
+class _Worst:
+    """The aggregate of one (op, output) over cases: max metrics, first failure, worst pass."""
+
+    metrics: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRICS, 0.0))
+    failure: str = ""
+    stage: str = "pass"
+    worst_ratio: float = -1.0
+    worst_detail: str = ""
+    n_cases: int = 0
+
+    def add(self, case: Case, r: ParityResult) -> None:
+        self.n_cases += 1
+        for m in METRICS:
+            v = float(getattr(r, m))
+            if not math.isnan(v):
+                self.metrics[m] = max(self.metrics[m], v)
+        text = f"[{case.describe()}] {r.message}"
+        if not r.ok and not self.failure:
+            self.failure, self.stage = text, r.stage
+        ratio = r.worst_ratio if not math.isnan(r.worst_ratio) else math.inf
+        if ratio > self.worst_ratio:
+            self.worst_ratio, self.worst_detail = ratio, text
+
+
+def _run_cases(
+    kernels: Kernels, ops: Sequence[str], case_list: Sequence[Case], seed: int
+) -> Iterator[tuple[str, str, _Worst | str]]:
+    """Yield (op, output, aggregate) per output, or (op, "", error text) when an op errors."""
+    for op in ops:
+        spec = SPECS[op]
+        worst: dict[str, _Worst] = {}
+        error = ""
+        for case in case_list:
+            if case.logit and not spec.softmax:
+                continue
+            try:
+                results = op_parity(kernels, op, case, seed)
+            except (HostCrashed, HostTimeout):
+                raise  # the instance is gone: the runner restarts the host
+            except HostError as exc:
+                error = f"[{case.describe()}] {type(exc).__name__}: {exc}"
+                break
+            for r in results:
+                worst.setdefault(r.name.split(".", 1)[1], _Worst()).add(case, r)
+        if error:
+            yield op, "", error
+            continue
+        for output, agg in worst.items():
+            yield op, output, agg
+
+
+def run(ctx: CellContext) -> Iterator[Row]:
+    """Yield three metric rows per op output (max over cases) with the verdict, or an error row."""
+    validate_options(ctx.options)
+    seed = int(ctx.options.get("seed", 0))
+    ops = list(ctx.options.get("ops", list(OPS)))
+    case_list = cases(ctx.preset, seed, include_large=bool(ctx.options.get("large", True)))
+    kernels = Kernels(ctx.instance)
+    for op, output, agg in _run_cases(kernels, ops, case_list, seed):
+        if isinstance(agg, str):
+            yield ctx.row(CHECK, op, "error", detail=f"{op}: {agg}")
+            continue
+        ok = not agg.failure
+        detail = (
+            agg.failure or f"ok over {agg.n_cases} cases; closest to tolerance: {agg.worst_detail}"
+        )
+        for m in METRICS:
+            yield ctx.row(
+                CHECK,
+                f"{op}.{output}",
+                "pass" if ok else "fail",
+                metric=m,
+                value=agg.metrics[m],
+                unit="ulp" if m == "max_ulp" else "",
+                detail=detail,
+            )

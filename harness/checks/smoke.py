@@ -1,0 +1,170 @@
+"""Check kind ``smoke``: is this cell alive and roughly right? Four rows, in well under a second.
+
+1. ``op:matmul_forward`` on a seeded odd shape (N=7, C=13, OC=11: no SIMD width divides it, so
+   the tail loops run) against the float64 reference, at the ops tolerance of
+   :func:`harness.tolerance.op_tolerance`.
+2. ``train_step:loss`` and 3. ``train_step:grad_norm``: one forward + backward of a model of the
+   cell's preset, from weights identical to the reference's (seeded init, float32, copied in),
+   against the float64 reference GPT, at :func:`harness.tolerance.model_tolerance`'s ``loss`` and
+   ``grad`` rules (the grad rule is relative to the magnitude, which for a norm is the norm).
+4. ``train_step:update``: the step's ``tg_model_adamw`` (peak learning rate, defaults' betas, eps,
+   weight decay and clip) left every weight finite, moved some, and moved none further than
+   AdamW can at t=1: ``|dp| <= lr * (1 + wd * |p|)``, because with bias correction the first
+   step's ``m / sqrt(v)`` is ``g / (|g| + eps)``, at most 1 in magnitude. (Element-wise parity of
+   the update is the ``model`` check's job: at t=1 the update is ~sign(g), so a gradient that is
+   1e-9 in one and -1e-9 in the other flips a weight by 2 lr, and only that check's per-tensor
+   rules can tell such ties from bugs.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from harness.checks.base import CellContext
+from harness.kernel import KernelModel, Kernels
+from harness.parity import ParityResult, compare
+from harness.results import Row
+from harness.tolerance import FLOAT32_EPS, model_tolerance, op_tolerance
+from reference import ops
+from reference.defaults import DEFAULTS
+from reference.model import GPT, flatten_params, init_params
+from reference.presets import ModelConfig
+from reference.train import grad_norm
+
+CHECK = "smoke"
+OPTIONS = ("seed",)
+MATMUL_SHAPE = (7, 13, 11)  # N, C, OC
+BATCH = 2
+SEQ = 7  # odd, and below every preset's block_size
+
+
+def validate_options(options: Mapping[str, Any]) -> None:
+    """``[check.smoke]`` takes only ``seed`` (an int); anything else is a ValueError naming it."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}; allowed: {list(OPTIONS)}")
+    seed = options.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"'seed' must be an integer >= 0, got {seed!r}")
+
+
+def _parity_row(ctx: CellContext, subject: str, result: ParityResult) -> Row:
+    return ctx.row(
+        CHECK,
+        subject,
+        "pass" if result.ok else "fail",
+        metric="max_abs_err",
+        value=result.max_abs_err,
+        detail=f"{result.message}; tolerance: {result.tolerance.reason}",
+    )
+
+
+def run(ctx: CellContext) -> Iterator[Row]:
+    """Yield the matmul row, then the train-step loss, grad-norm and update rows."""
+    validate_options(ctx.options)
+    rng = np.random.default_rng(int(ctx.options.get("seed", DEFAULTS.seed)))
+    yield _matmul_row(ctx, rng)
+    yield from _train_step_rows(ctx, rng)
+
+
+def _matmul_row(ctx: CellContext, rng: np.random.Generator) -> Row:
+    N, C, OC = MATMUL_SHAPE
+    x = rng.standard_normal((N, C)).astype(np.float32)
+    W = rng.standard_normal((OC, C)).astype(np.float32)
+    b = rng.standard_normal(OC).astype(np.float32)
+    found = Kernels(ctx.instance).matmul_forward(x, W, b)
+    f64 = np.float64
+    expected = ops.matmul_forward(x.astype(f64), W.astype(f64), b.astype(f64))
+    tol = op_tolerance("matmul_forward", "out", {"N": N, "C": C, "OC": OC})
+    return _parity_row(
+        ctx, "op:matmul_forward", compare("matmul_forward.out", found, expected, tol)
+    )
+
+
+def _train_step_rows(ctx: CellContext, rng: np.random.Generator) -> Iterator[Row]:
+    cfg: ModelConfig = ctx.preset
+    T = min(SEQ, cfg.block_size)
+    tokens = rng.integers(0, cfg.vocab_size, size=(BATCH, T + 1))
+    x, y = tokens[:, :-1].astype(np.int32), tokens[:, 1:].astype(np.int32)
+    params = init_params(cfg, seed=int(rng.integers(0, 2**31)))  # float32
+    ref = GPT(cfg, {k: v.astype(np.float64) for k, v in params.items()})
+    _, ref_loss = ref.forward(x, y)
+    ref_norm = grad_norm(ref.backward())
+
+    lr = DEFAULTS.learning_rate
+    model = KernelModel.create(ctx.instance, cfg, flatten_params(cfg, params))
+    try:
+        _, loss = model.forward(x, y)
+        model.backward()
+        norm = model.grad_norm()
+        model.adamw(lr, DEFAULTS, t=1)
+        after = model.params()
+    finally:
+        model.free()
+
+    dims = {"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "seq_len": T, "batch": BATCH}
+    rule = model_tolerance("loss", **dims)
+    yield _parity_row(
+        ctx,
+        "train_step:loss",
+        compare("loss", np.float32(loss), np.float64(ref_loss), rule.tolerance),
+    )
+    rule = model_tolerance("grad", **dims)
+    yield _parity_row(
+        ctx,
+        "train_step:grad_norm",
+        compare(
+            "grad_norm",
+            np.float32(norm),
+            np.float64(ref_norm),
+            rule.tolerance,
+            relative_to_max=rule.relative_to_max,
+        ),
+    )
+    yield _update_row(ctx, params, after, lr)
+
+
+def _update_row(
+    ctx: CellContext,
+    before: Mapping[str, np.ndarray[Any, Any]],
+    after: Mapping[str, np.ndarray[Any, Any]],
+    lr: float,
+) -> Row:
+    worst_ratio, worst_name, moved = 0.0, "", 0
+    for name, p in before.items():
+        q = after[name]
+        if not np.all(np.isfinite(q)):
+            bad = int(np.count_nonzero(~np.isfinite(q)))
+            return ctx.row(
+                CHECK,
+                "train_step:update",
+                "fail",
+                detail=f"after one AdamW step {bad} of {q.size} {name} weights are not finite",
+            )
+        step = np.abs(q.astype(np.float64) - p.astype(np.float64))
+        moved += int(np.count_nonzero(step))
+        # The kernel works in float32: lr is rounded when passed and the step is computed with a
+        # few roundings (8 ULP of slack), and the new weight is stored rounded (half an ULP).
+        bound = lr * (1 + DEFAULTS.weight_decay * np.abs(p)) * (1 + 8 * FLOAT32_EPS)
+        bound = bound + np.spacing(np.abs(q).astype(np.float32)) / 2
+        ratio = float((step / bound).max())
+        if ratio > worst_ratio:
+            worst_ratio, worst_name = ratio, name
+    ok = moved > 0 and worst_ratio <= 1.0
+    detail = (
+        f"{moved} weights moved; largest step is {worst_ratio:.6g}x the t=1 AdamW bound "
+        f"lr*(1+wd*|p|) (in {worst_name}), lr={lr:g}"
+    )
+    if moved == 0:
+        detail = "tg_model_adamw changed no weight at all"
+    return ctx.row(
+        CHECK,
+        "train_step:update",
+        "pass" if ok else "fail",
+        metric="max_step_over_bound",
+        value=worst_ratio,
+        detail=detail,
+    )

@@ -1,0 +1,290 @@
+"""Convergence: N kernel train steps at the default hyperparameters land in a recorded loss band.
+
+Kernel parity cannot see a learning rate that is 10x too hot or too cold: every op is right, the
+product just trains with the wrong number. This check trains with the KERNEL's
+``tg_model_train_step`` in the cell, from the reference's init, on the reference's batches of the
+default corpus, with :data:`reference.defaults.DEFAULTS`, and judges the mean loss of the last
+``window`` steps against a band recorded from reference runs.
+
+The band (:func:`record`) is derived, not guessed: its edges are the reference's own mean losses
+when trained at ``lr * sqrt(10)`` (lower edge) and ``lr / sqrt(10)`` (upper edge), the rates
+halfway in log scale between the default and a 10x error. A run whose loss leaves the band
+behaves like a learning rate more than ~3.2x off. A hotter rate converges FASTER over a few
+hundred steps (lower loss), so the lower edge matters as much as the upper one.
+
+The band is committed with its provenance (command, commit, date, preset, steps, seed, the
+defaults' sha256, the corpus sha256, every reference loss) in :data:`REFERENCE_FILE`. Re-record:
+
+    python -m harness.convergence --preset tiny --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from harness.checks.base import CellContext
+from harness.hosts.base import Instance
+from harness.kernel import KernelModel
+from harness.results import Row
+from reference.corpus import DEFAULT_CORPUS_SHA256, load_corpus
+from reference.defaults import DEFAULTS, TrainingDefaults
+from reference.model import flatten_params, init_params
+from reference.presets import ModelConfig, get_preset
+from reference.tokenizer import encode
+from reference.train import BATCH_STREAM, get_batch, lr_at, train, train_context_length
+
+REFERENCE_FILE = Path(__file__).with_name("convergence_reference.json")
+SCHEMA = 1
+BAND_FACTOR = math.sqrt(10.0)  # halfway (in log) between the default rate and a 10x error
+CHECK = "corpus"
+
+
+@dataclass(frozen=True)
+class Band:
+    """A recorded convergence band and where it came from."""
+
+    preset: str
+    steps: int
+    seed: int
+    window: int  # final steps averaged
+    learning_rate: float
+    lower: float  # the reference's final-window loss at learning_rate * BAND_FACTOR
+    upper: float  # ... at learning_rate / BAND_FACTOR
+    reference_final: float  # ... at learning_rate
+    defaults_sha256: str
+    corpus_sha256: str
+    commit: str
+    date: str
+    command: str
+
+    @classmethod
+    def load(cls, path: Path = REFERENCE_FILE) -> Band:
+        """Read a recorded band; raise ValueError naming the file on a bad or newer schema."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read the convergence reference: {exc}") from None
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"{path}: schema {data.get('schema')!r}, this harness reads {SCHEMA}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: data[k] for k in names})
+        except KeyError as exc:
+            raise ValueError(f"{path}: missing field {exc}") from None
+
+    def describe(self) -> str:
+        """Where the band came from, for a row's detail."""
+        return (
+            f"band [{self.lower:.4f}, {self.upper:.4f}] = reference final-{self.window}-step mean "
+            f"loss at lr x/÷ sqrt(10) (reference at lr {self.learning_rate:g}: "
+            f"{self.reference_final:.4f}); recorded {self.date} at commit {self.commit[:12]}"
+        )
+
+
+def final_mean(losses: Sequence[float], window: int) -> float:
+    """Mean of the last ``window`` losses (one step's loss is one noisy batch)."""
+    if len(losses) < window:
+        raise ValueError(f"need at least {window} losses, got {len(losses)}")
+    return float(np.mean(np.asarray(losses[-window:], dtype=np.float64)))
+
+
+def kernel_losses(
+    instance: Instance,
+    cfg: ModelConfig,
+    tokens: NDArray[Any],
+    steps: int,
+    defaults: TrainingDefaults = DEFAULTS,
+    seed: int | None = None,
+) -> list[float]:
+    """Train with the kernel's train_step exactly as ``reference.train.train`` does; the losses."""
+    seed = defaults.seed if seed is None else seed
+    flat = flatten_params(cfg, init_params(cfg, defaults, seed=seed, dtype=np.float32))
+    rng = np.random.default_rng((seed, BATCH_STREAM))
+    T = train_context_length(cfg, defaults)
+    model = KernelModel.create(instance, cfg, flat.astype(np.float32))
+    try:
+        losses = []
+        for t in range(1, steps + 1):
+            x, y = get_batch(tokens, defaults.batch_size, T, rng)
+            losses.append(model.train_step(x, y, lr_at(t, defaults), defaults, t))
+        return losses
+    finally:
+        model.free()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one convergence run."""
+
+    ok: bool
+    final: float
+    detail: str
+
+
+def judge(losses: Sequence[float], band: Band, defaults: TrainingDefaults = DEFAULTS) -> Verdict:
+    """Pass when the final-window mean loss lies inside ``band`` (and every loss is finite)."""
+    bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+    if bad is not None:
+        return Verdict(
+            False, math.nan, f"loss at step {bad + 1} is {losses[bad]!r}; {band.describe()}"
+        )
+    final = final_mean(losses, band.window)
+    if final < band.lower:
+        where = "BELOW the band: it converges like a learning rate > sqrt(10)x too hot"
+    elif final > band.upper:
+        where = "ABOVE the band: it converges like a learning rate > sqrt(10)x too cold"
+    else:
+        where = "inside the band"
+    detail = (
+        f"{band.preset}, {band.steps} kernel train steps at lr {defaults.learning_rate:g}: final "
+        f"{band.window}-step mean loss {final:.4f} is {where}; {band.describe()}"
+    )
+    return Verdict(band.lower <= final <= band.upper, final, detail)
+
+
+def convergence_rows(ctx: CellContext, text: str, band_path: Path | None = None) -> Iterator[Row]:
+    """The ``corpus`` check's convergence rows for one cell."""
+    opts = ctx.options
+    try:
+        band = Band.load(band_path or _band_path(ctx))
+    except ValueError as exc:
+        yield ctx.row(CHECK, "convergence", "error", detail=str(exc))
+        return
+    from reference.corpus import corpus_info
+
+    sha = str(corpus_info(text)["sha256"])
+    if sha != band.corpus_sha256:
+        yield ctx.row(CHECK, "convergence", "skipped",
+                      detail=f"the corpus (sha256 {sha[:12]}) is not the one the band was recorded "
+                             f"on ({band.corpus_sha256[:12]})")  # fmt: skip
+        return
+    if "preset" in opts and opts["preset"] != band.preset:
+        yield ctx.row(CHECK, "convergence", "error",
+                      detail=f"check.corpus.preset={opts['preset']!r} but the band was recorded "
+                             f"at {band.preset!r}; re-record it")  # fmt: skip
+        return
+    if "steps" in opts and opts["steps"] != band.steps:
+        yield ctx.row(CHECK, "convergence", "error",
+                      detail=f"check.corpus.steps={opts['steps']} but the band was recorded over "
+                             f"{band.steps} steps; re-record it")  # fmt: skip
+        return
+    defaults = DEFAULTS
+    if "learning_rate" in opts:  # only to demonstrate the gate (e.g. TinyGPT's 3e-3)
+        defaults = dataclasses.replace(DEFAULTS, learning_rate=float(opts["learning_rate"]))
+    if defaults.sha256() != band.defaults_sha256 and "learning_rate" not in opts:
+        yield ctx.row(CHECK, "convergence", "error",
+                      detail="reference.defaults changed since the band was recorded "
+                             f"(sha256 {defaults.sha256()[:12]} vs {band.defaults_sha256[:12]}); "
+                             "re-record it")  # fmt: skip
+        return
+    tokens = encode(text)
+    losses = kernel_losses(
+        ctx.instance, get_preset(band.preset), tokens, band.steps, defaults, band.seed
+    )
+    v = judge(losses, band, defaults)
+    yield ctx.row(CHECK, "convergence", "pass" if v.ok else "fail", metric="final_loss",
+                  value=v.final, detail=v.detail)  # fmt: skip
+    for t in range(band.window, band.steps + 1, band.window):
+        yield ctx.row(CHECK, "convergence", "measured", metric="loss",
+                      value=final_mean(losses[:t], band.window), x_name="step", x_value=float(t),
+                      detail=f"mean of steps {t - band.window + 1}-{t}")  # fmt: skip
+
+
+def _band_path(ctx: CellContext) -> Path:
+    raw = ctx.options.get("reference")
+    if raw is None:
+        return REFERENCE_FILE
+    base = ctx.matrix_path.parent if ctx.matrix_path is not None else ctx.repo_root
+    p = Path(str(raw))
+    return p if p.is_absolute() else base / p
+
+
+# ---- recording -------------------------------------------------------------------------------
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def record(preset: str, steps: int, window: int, seed: int | None = None) -> dict[str, Any]:
+    """Run the reference three times (lr, lr x sqrt 10, lr / sqrt 10) and return the band record."""
+    cfg = get_preset(preset)
+    text = load_corpus()
+    tokens = encode(text)
+    seed = DEFAULTS.seed if seed is None else seed
+    lr = DEFAULTS.learning_rate
+    runs = {}
+    for name, rate in (("default", lr), ("hot", lr * BAND_FACTOR), ("cold", lr / BAND_FACTOR)):
+        defaults = dataclasses.replace(DEFAULTS, learning_rate=rate)
+        runs[name] = (rate, train(cfg, tokens, steps, defaults, seed))
+    finals = {k: final_mean(v[1], window) for k, v in runs.items()}
+    if not finals["hot"] < finals["default"] < finals["cold"]:
+        raise ValueError(
+            f"loss is not monotonic in the learning rate at {preset}/{steps} steps ({finals}); "
+            "a band cannot be derived: choose more steps"
+        )
+    return {
+        "schema": SCHEMA,
+        "command": "python -m harness.convergence " + " ".join(sys.argv[1:]),
+        "commit": _commit(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "preset": preset,
+        "steps": steps,
+        "seed": seed,
+        "window": window,
+        "learning_rate": lr,
+        "lower": finals["hot"],
+        "upper": finals["cold"],
+        "reference_final": finals["default"],
+        "defaults_sha256": DEFAULTS.sha256(),
+        "defaults": DEFAULTS.as_dict(),
+        "corpus_sha256": DEFAULT_CORPUS_SHA256,
+        "runs": {
+            k: {"learning_rate": r, "final_mean": finals[k], "losses": ls}
+            for k, (r, ls) in runs.items()
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Record the convergence band into ``--out`` (default: the committed reference file)."""
+    p = argparse.ArgumentParser(prog="python -m harness.convergence", description=__doc__)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--window", type=int, default=25)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", type=Path, default=REFERENCE_FILE)
+    args = p.parse_args(argv)
+    data = record(args.preset, args.steps, args.window, args.seed)
+    args.out.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {args.out}: band [{data['lower']:.4f}, {data['upper']:.4f}], "
+          f"reference {data['reference_final']:.4f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

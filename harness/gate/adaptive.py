@@ -1,0 +1,142 @@
+"""``compare --adaptive``: rerun the cells whose verdict is unknown, with more samples.
+
+Pinpoint's UNKNOWN means "measure more": the cells holding an unknown measurement are run again
+with the ``bench`` check only, on CAND's own build (the manifest's artifacts must carry CAND's
+sha256s) and with ``min_samples = max_samples = --samples``, into a fresh directory beside CAND
+(``CAND.adaptive-1``, ...). CAND itself is never written. The new samples of the unknown
+measurements are added to CAND's, and the comparison is decided again, until no measurement is
+unknown, ``--max-rounds`` reruns were made, or ``--budget-s`` has passed. BASE's build is
+usually not at hand (another commit), so only CAND gains samples: that narrows the CI but cannot
+remove BASE's own noise, and a measurement may stay unknown.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from rich.console import Console
+
+from harness.gate.errors import GateInputError, RefusalError
+from harness.gate.measurements import MeasurementKey, timing_samples
+from harness.gate.rundir import Run, load_run
+from harness.gate.thresholds import Thresholds
+from harness.gate.verdicts import GateResult, evaluate
+
+
+@dataclass(frozen=True)
+class AdaptiveBudget:
+    """How much more measuring compare may do."""
+
+    seconds: float
+    max_rounds: int
+    samples: int
+    manifest: Path = Path("artifacts/build/manifest.json")
+
+
+def fresh_dir(cand: Path, round_no: int) -> Path:
+    """A directory beside CAND that does not exist yet."""
+    base = cand.with_name(f"{cand.name}.adaptive-{round_no}")
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}.{k}")
+    return out
+
+
+def _bench_matrix(content: Mapping[str, Any], samples: int, budget_s: float) -> dict[str, Any]:
+    data = copy.deepcopy(dict(content))
+    check = data.setdefault("check", {})
+    bench = check.setdefault("bench", {})
+    # ops_once would skip op curves already measured in this process (round 2 onwards).
+    bench.update(
+        min_samples=samples, max_samples=samples, budget_s=max(1.0, budget_s), ops_once=False
+    )
+    data["checks"] = ["bench"]
+    return data
+
+
+def rerun_cells(
+    cand: Run, cells: list[str], budget: AdaptiveBudget, out: Path, seconds: float
+) -> Run:
+    """Run ``cells`` of CAND's matrix again (bench only) into ``out``; returns the new run."""
+    from harness.artifact import load_manifest
+    from harness.hosts.registry import all_hosts
+    from harness.matrix import MatrixError, Names, expand_cells, load_matrix
+    from harness.runner import RunPlan, run_plan
+
+    try:
+        artifacts = load_manifest(budget.manifest)
+    except (OSError, ValueError, KeyError) as exc:
+        raise GateInputError(
+            budget.manifest, "", f"cannot read the artifact manifest ({exc})"
+        ) from exc
+    needed = {c.split("/")[1] for c in cells}
+    for name in sorted(needed):
+        built = artifacts.get(name)
+        want = cand.meta.artifacts.get(name, "")
+        if built is None or built.sha256 != want:
+            got = "missing" if built is None else built.sha256[:12]
+            raise RefusalError(
+                f"--adaptive: {budget.manifest} artifact {name!r} is {got}, CAND measured "
+                f"{want[:12]}: build CAND's commit first so reruns time the same binary"
+            )
+    content = cand.meta.matrix.get("content")
+    if not isinstance(content, dict):
+        raise GateInputError(
+            cand.meta.path, "matrix.content", "adaptive reruns need the parsed matrix"
+        )
+    factories = all_hosts()
+    with tempfile.TemporaryDirectory(prefix="tinygpt-adaptive-") as tmp:
+        path = Path(tmp) / "adaptive.toml"
+        path.write_text(tomli_w.dumps(_bench_matrix(content, budget.samples, seconds / len(cells))))
+        try:
+            matrix = load_matrix(path, Names(hosts=tuple(factories), artifacts=tuple(artifacts)))
+        except MatrixError as exc:
+            raise GateInputError(cand.meta.path, "matrix.content", str(exc)) from exc
+        chosen = tuple(c for c in expand_cells(matrix, ("bench",)) if c.id in cells)
+        plan = RunPlan(matrix=matrix, cells=chosen, artifacts=artifacts, out=out, checks=("bench",))
+        run_plan(plan, factories, Console(stderr=True))
+    rerun = load_run(out)
+    if rerun.meta.fingerprint_id != cand.meta.fingerprint_id:
+        raise RefusalError(
+            f"--adaptive: this machine ({rerun.meta.fingerprint_id}) is not CAND's "
+            f"({cand.meta.fingerprint_id}); reruns must be measured where CAND was"
+        )
+    return rerun
+
+
+def resolve_unknown(
+    base: Run,
+    cand: Run,
+    thresholds: Thresholds,
+    result: GateResult,
+    budget: AdaptiveBudget,
+    console: Console,
+) -> GateResult:
+    """Rerun the unknown cells until decided or out of budget; returns the final result."""
+    start = time.monotonic()
+    extra: dict[MeasurementKey, list[float]] = {}
+    for round_no in range(1, budget.max_rounds + 1):
+        unknown = {c.key for c in result.unknown}
+        left = budget.seconds - (time.monotonic() - start)
+        if not unknown or left <= 0:
+            break
+        cells = sorted({k.cell for k in unknown})
+        out = fresh_dir(cand.directory, round_no)
+        console.print(
+            f"adaptive round {round_no}: {len(unknown)} unknown in {len(cells)} cells -> {out}",
+            markup=False,
+        )
+        rerun = rerun_cells(cand, cells, budget, out, left)
+        for key, samples in timing_samples(rerun.rows).items():
+            if key in unknown:
+                extra.setdefault(key, []).extend(samples)
+        result = evaluate(base.rows, cand.rows, thresholds, extra)
+    return result

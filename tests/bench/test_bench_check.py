@@ -1,0 +1,218 @@
+"""The ``bench`` check on the real native library: row conventions, derived figures, budget."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.artifact import Artifact, load_manifest
+from harness.build import DEFAULT_OUT, MANIFEST, build_all, manifest_is_fresh
+from harness.checks import bench
+from harness.checks.base import CellContext
+from harness.engines.ctypes_engine import CtypesInstance
+from harness.results import Row
+from harness.timing import Measurement, summarize
+from reference.presets import get_preset, param_count
+
+SMALL: dict[str, Any] = {
+    "ops": ["matmul_forward", "gelu_forward"],
+    "sizes": {"matmul_forward": [16, 32], "gelu_forward": [1024]},
+    "contexts": [4],
+    "new_tokens": 3,
+    "min_samples": 4,
+    "max_samples": 6,
+    "bridge_roundtrips": 8,
+    "budget_s": 30.0,
+}
+
+
+@pytest.fixture(scope="module")
+def native() -> Iterator[Artifact]:
+    """The native artifact: artifacts/build when fresh, else a fresh build in a tmp dir."""
+    if manifest_is_fresh(DEFAULT_OUT):
+        yield load_manifest(DEFAULT_OUT / MANIFEST)["native"]
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            yield build_all(Path(tmp))["native"]
+
+
+def _run(
+    artifact: Artifact, options: dict[str, Any], host: str = "native", preset: str = "tiny"
+) -> list[Row]:
+    inst = CtypesInstance.load(artifact)
+    try:
+        ctx = CellContext(host, "test", artifact, get_preset(preset), inst, options)
+        return list(bench.run(ctx))
+    finally:
+        inst.close()
+
+
+@pytest.fixture(scope="module")
+def rows(native: Artifact) -> list[Row]:
+    """One tiny-preset bench cell, all curves, from a clean process cache."""
+    bench.reset_process_caches()
+    return _run(native, SMALL)
+
+
+def _one(rows: list[Row], **where: Any) -> Row:
+    hits = [r for r in rows if all(getattr(r, k) == v for k, v in where.items())]
+    assert len(hits) == 1, (where, hits)
+    return hits[0]
+
+
+def test_raw_samples_and_summaries_follow_row_conventions(rows: list[Row]) -> None:
+    """Each point has time_ns samples (iteration 0..n-1, unit ns) and -1 summaries."""
+    point = [
+        r
+        for r in rows
+        if r.host == "native" and r.subject == "op:matmul_forward" and r.x_value == 32
+    ]
+    samples = [r for r in point if r.metric == "time_ns"]
+    assert [r.iteration for r in samples] == list(range(len(samples)))
+    assert len(samples) >= SMALL["min_samples"]
+    assert {r.unit for r in samples} == {"ns"} and all(r.value > 0 for r in samples)
+    summaries = {r.metric for r in point if r.iteration == -1}
+    assert {
+        "median_ns",
+        "iqr_ns",
+        "ci_low_ns",
+        "ci_high_ns",
+        "cv",
+        "outliers",
+        "gflops",
+    } <= summaries
+    assert {r.x_name for r in point} == {"n"} and {r.check for r in point} == {"bench"}
+    assert {r.status for r in rows if r.check == "bench"} <= {"measured", "noisy"}
+
+
+def test_median_and_ci_come_from_the_raw_samples(rows: list[Row]) -> None:
+    """The median row is the median of the recorded samples; the CI brackets it."""
+    point = [r for r in rows if r.host == "native" and r.subject == "op:gelu_forward"]
+    samples = [r.value for r in point if r.metric == "time_ns"]
+    s = summarize(samples)
+    assert _one(point, metric="median_ns").value == pytest.approx(s.median)
+    assert (
+        _one(point, metric="ci_low_ns").value <= s.median <= _one(point, metric="ci_high_ns").value
+    )
+
+
+def test_gflops_and_roofline_fraction_are_derived_from_the_median(rows: list[Row]) -> None:
+    """gflops = (2n^3 + n^2) / median_ns; roofline_fraction = gflops / sgemm gflops at n."""
+    point = [
+        r
+        for r in rows
+        if r.host == "native" and r.subject == "op:matmul_forward" and r.x_value == 32
+    ]
+    median = _one(point, metric="median_ns").value
+    gflops = _one(point, metric="gflops").value
+    assert gflops == pytest.approx((2 * 32**3 + 32**2) / median)
+    roof = _one(rows, host="numpy", subject="roofline:sgemm", metric="gflops", x_value=32.0).value
+    assert _one(point, metric="roofline_fraction").value == pytest.approx(gflops / roof)
+
+
+def test_speedup_is_reference_over_kernel(rows: list[Row]) -> None:
+    """train_step speedup = numpy median / kernel median; x is the preset's parameter count."""
+    params = float(param_count(get_preset("tiny")))
+    kernel = _one(rows, host="native", subject="train_step", metric="median_ns")
+    ref = _one(rows, host="numpy", artifact="reference", subject="train_step", metric="median_ns")
+    speedup = _one(rows, host="native", metric="speedup")
+    assert speedup.value == pytest.approx(ref.value / kernel.value)
+    assert (speedup.x_name, speedup.x_value) == ("params", params)
+
+
+def test_generation_rows_kv_on_and_off(rows: list[Row]) -> None:
+    """tokens/s and time-to-first-token exist for both KV settings at each context."""
+    for tag in ("kv", "nokv"):
+        tps = _one(rows, subject=f"generate:{tag}", metric="tokens_per_s", x_value=4.0)
+        full = _one(rows, subject=f"generate:{tag}", metric="median_ns", x_value=4.0).value
+        first = _one(rows, subject=f"ttft:{tag}", metric="median_ns", x_value=4.0).value
+        ttft = _one(rows, subject=f"ttft:{tag}", metric="ttft_ns", x_value=4.0).value
+        assert ttft == first
+        if tps.status == "measured":
+            assert tps.value == pytest.approx(2 * 1e9 / (full - first))
+        else:  # the difference of two medians can vanish in noise: then it is flagged
+            assert tps.status == "noisy"
+
+
+def test_overhead_fractions_per_work_size(rows: list[Row]) -> None:
+    """overhead:call and overhead:bridge give o / (o + t) for each matmul size."""
+    call = _one(rows, subject="host:noop_call", metric="median_ns").value
+    for n in (16, 32):
+        flops = 2.0 * n**3 + n * n
+        t = _one(rows, subject="op:matmul_forward", metric="median_ns", x_value=float(n)).value
+        frac = _one(rows, subject="overhead:call", metric="overhead_fraction", x_value=flops)
+        assert frac.x_name == "flops"
+        assert frac.value == pytest.approx(call / (call + t))
+    assert _one(rows, subject="bridge:noop", metric="median_ns").value > 0
+
+
+def test_reference_and_ops_measured_once_per_process(native: Artifact, rows: list[Row]) -> None:
+    """A second cell of the same host x artifact reuses the numpy figures and skips ops."""
+    again = _run(native, SMALL)
+    assert not [r for r in again if r.host == "numpy"]
+    assert not [r for r in again if r.subject.startswith(("op:", "overhead:", "bridge:", "host:"))]
+    assert [r for r in again if r.metric == "speedup"]
+
+
+def test_spent_budget_gives_skipped_rows_not_silence(native: Artifact) -> None:
+    """Points that would start after the cell's budget are skipped rows naming the budget."""
+    opts = {**SMALL, "budget_s": 1e-9, "curves": ["ops", "train_step"]}
+    rows = _run(native, opts, host="native-budget")
+    own = [r for r in rows if r.host == "native-budget"]
+    assert own and {r.status for r in own} == {"skipped"}
+    assert all("budget of 1e-09 s per cell spent" in r.detail for r in own)
+    assert {(r.subject, r.x_value) for r in own if r.subject == "op:matmul_forward"} == {
+        ("op:matmul_forward", 16.0),
+        ("op:matmul_forward", 32.0),
+    }
+
+
+def test_noisy_measurement_rows_carry_status_and_cv() -> None:
+    """A measurement whose CI exceeds +-10% yields noisy rows with the CV in the detail."""
+    spread = (1000.0, 1600.0, 700.0, 1300.0, 900.0, 1500.0, 800.0, 1200.0)
+    s = summarize(spread)
+    m = Measurement(spread, 1, "perf_counter_ns", 50.0, s, s.is_noisy(0.10), 0.1)
+    rows = bench.measurement_rows(bench.Stamp("h", "v", "a", "sha", "tiny"), "train_step", m)
+    assert m.noisy and {r.status for r in rows} == {"noisy"}
+    median = _one(rows, metric="median_ns")
+    assert f"cv={s.cv:.3f}" in median.detail and "NOISY" in median.detail
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"speed": 1}, r"unknown option\(s\) \['speed'\]"),
+        ({"curves": ["ops", "warp"]}, "unknown curve 'warp'"),
+        ({"ops": ["softmax"]}, "unknown op 'softmax'"),
+        ({"sizes": {"matmul_forward": [0]}}, "sizes.matmul_forward: expected a list of positive"),
+        ({"min_samples": "ten"}, "min_samples: expected an integer"),
+        ({"budget_s": -1}, "budget_s: expected a positive number"),
+        ({"min_samples": 10, "max_samples": 5}, "max_samples=5 is below min_samples=10"),
+        ({"new_tokens": 1}, "new_tokens: need >= 2"),
+    ],
+)
+def test_validate_options_names_the_bad_key(options: dict[str, Any], message: str) -> None:
+    """Bad [check.bench] tables are refused with the key and the expectation in the message."""
+    with pytest.raises(ValueError, match=message):
+        bench.validate_options(options)
+
+
+def test_default_options_are_valid_and_fit_presets() -> None:
+    """The defaults validate, and default contexts leave room for the new tokens."""
+    bench.validate_options({})
+    assert bench.default_contexts(get_preset("tiny"), 8) == (8,)
+    assert bench.default_contexts(get_preset("small"), 8) == (8, 16, 32, 56)
+    assert all(math.isfinite(c) for c in bench.default_contexts(get_preset("huge"), 8))
+
+
+def test_coarse_first_orders_ends_then_midpoints() -> None:
+    """Generation contexts are visited ends first, so a budget cut leaves a coarse curve."""
+    assert bench.coarse_first((8, 16, 32, 64, 128)) == [8, 128, 32, 16, 64]
+    assert bench.coarse_first((16, 8)) == [8, 16]
+    assert sorted(bench.coarse_first((8, 16, 32, 56))) == [8, 16, 32, 56]

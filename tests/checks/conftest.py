@@ -1,0 +1,60 @@
+"""Native kernel builds for the check tests: the real source, and the layernorm-backward bug.
+
+Both are built once per session with harness.build into a temporary directory (about 2 s with
+zig's cache warm) and loaded in-process with the ctypes engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.artifact import Artifact
+from harness.build import Variant, build_variant
+from harness.engines.ctypes_engine import CtypesInstance
+from harness.kernel import Kernels
+
+LNBACK_BUG = Variant("native-bug-lnback", "native", ("TG_BUG_LAYERNORM_BACKWARD",))
+PLAIN = Variant("native-checks", "native", ())
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One temporary build directory for the session."""
+    return tmp_path_factory.mktemp("checks-build")
+
+
+@pytest.fixture(scope="session")
+def native_artifact(build_dir: Path) -> Artifact:
+    """The kernel library built natively from artifacts/src, no defines."""
+    return build_variant(build_dir, PLAIN)
+
+
+@pytest.fixture(scope="session")
+def lnback_artifact(build_dir: Path) -> Artifact:
+    """The kernel library with -D TG_BUG_LAYERNORM_BACKWARD."""
+    return build_variant(build_dir, LNBACK_BUG)
+
+
+@pytest.fixture(scope="session")
+def native(native_artifact: Artifact) -> Iterator[CtypesInstance]:
+    """A loaded native instance shared by the session's tests."""
+    inst = CtypesInstance.load(native_artifact)
+    yield inst
+    inst.close()
+
+
+@pytest.fixture(scope="session")
+def native_kernels(native: CtypesInstance) -> Kernels:
+    """The kernel client over the native instance."""
+    return Kernels(native)
+
+
+@pytest.fixture(scope="session")
+def lnback(lnback_artifact: Artifact) -> Iterator[CtypesInstance]:
+    """A loaded instance of the layernorm-backward bug variant."""
+    inst = CtypesInstance.load(lnback_artifact)
+    yield inst
+    inst.close()

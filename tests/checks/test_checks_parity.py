@@ -1,0 +1,92 @@
+"""The one comparison helper: stages shape -> dtype -> nonfinite -> values, and its metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.parity import ParityError, assert_parity, compare
+from harness.tolerance import BASELINE, Tolerance
+
+TOL = BASELINE["float32"]
+
+
+def test_shape_stage_is_named_first() -> None:
+    """A wrong shape fails at the shape stage even when dtype and values are also wrong."""
+    r = compare("op.out", np.zeros((2, 3), np.float64), np.zeros((3, 2)), TOL)
+    assert r.stage == "shape" and "(2, 3)" in r.message and "(3, 2)" in r.message
+
+
+def test_dtype_stage() -> None:
+    """A float64 kernel output where float32 is promised fails at the dtype stage."""
+    r = compare("op.out", np.zeros(4, np.float64), np.zeros(4), TOL)
+    assert r.stage == "dtype" and "float64" in r.message
+
+
+def test_nonfinite_stage_reports_the_first_index() -> None:
+    """A NaN or Inf in the output fails with the first such index and both values."""
+    found = np.ones((3, 4), np.float32)
+    found[1, 2] = np.inf
+    found[2, 0] = np.nan
+    r = compare("softmax.probs", found, np.ones((3, 4)), TOL)
+    assert r.stage == "nonfinite"
+    assert r.worst_index == (1, 2)
+    assert "index (1, 2)" in r.message and "inf" in r.message and "2 of 12" in r.message
+
+
+def test_matching_infinities_are_not_nonfinite_failures() -> None:
+    """An -inf the reference also has (a masked score) is a match, not a failure."""
+    found = np.array([-np.inf, 1.0], np.float32)
+    assert compare("att.preatt", found, np.array([-np.inf, 1.0]), TOL).ok
+
+
+def test_values_stage_reports_worst_index_both_values_and_tolerance() -> None:
+    """The worst element by tolerance ratio is named with found, expected and the bound."""
+    expected = np.linspace(-1, 1, 12).reshape(3, 4)
+    found = expected.astype(np.float32)
+    found[2, 1] += np.float32(1e-3)
+    r = compare("matmul.out", found, expected, TOL)
+    assert r.stage == "values"
+    assert r.worst_index == (2, 1)
+    assert r.found_at_worst == pytest.approx(expected[2, 1] + 1e-3, rel=1e-6)
+    assert r.expected_at_worst == expected[2, 1]
+    assert r.max_abs_err == pytest.approx(1e-3, rel=1e-3)
+    assert r.max_ulp > 1000
+    assert "rtol=1.3e-06 atol=1e-05" in r.message and "(2, 1)" in r.message
+
+
+def test_rounding_to_float32_passes_with_zero_ulps() -> None:
+    """The float64 reference rounded to float32 is 0 ULP away and passes."""
+    expected = np.random.default_rng(1).standard_normal(100)
+    r = compare("x", expected.astype(np.float32), expected, TOL)
+    assert r.ok and r.max_ulp == 0 and r.max_abs_err < 1e-6
+
+
+def test_exact_rule_rejects_one_ulp() -> None:
+    """Under an exact rule a one-ULP difference fails with an infinite ratio."""
+    exact = Tolerance(0.0, 0.0, "exact")
+    e = np.array([1.0, 2.0])
+    f = np.array([1.0, np.nextafter(np.float32(2), np.float32(3))], np.float32)
+    r = compare("residual.out", f, e, exact)
+    assert r.stage == "values" and r.max_ulp == 1 and r.worst_index == (1,)
+
+
+def test_relative_to_max_scales_atol_by_the_tensor() -> None:
+    """With relative_to_max an error of 1e-8 on a 1e-4-scale gradient counts (atol -> 1e-9)."""
+    e = np.array([1e-4, 0.0])
+    f = np.array([1e-4, 1e-8], np.float32)
+    assert compare("g", f, e, TOL).ok
+    assert compare("g", f, e, TOL, relative_to_max=True).stage == "values"
+
+
+def test_integer_outputs_compare_exactly() -> None:
+    """Token ids must be identical; the first differing position is named."""
+    r = compare("tokens", np.array([5, 6, 9], np.int32), np.array([5, 7, 8]), TOL, dtype="int32")
+    assert r.stage == "values" and r.worst_index == (1,) and "found 6, expected 7" in r.message
+
+
+def test_assert_parity_raises_with_the_stage() -> None:
+    """assert_parity raises ParityError whose message names the failing stage."""
+    with pytest.raises(ParityError, match="dtype stage"):
+        assert_parity("x", np.zeros(2, np.float16), np.zeros(2), TOL)
+    assert assert_parity("x", np.zeros(2, np.float32), np.zeros(2), TOL).ok

@@ -1,0 +1,110 @@
+"""The verdict rule, the thresholds table, and a tiny calibration session on the real kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.gate.calibrate import Session, markdown, run_session
+from harness.gate.errors import GateInputError
+from harness.gate.stats import Decision, compare_samples, decide
+from harness.gate.thresholds import thresholds_from_matrix_text, thresholds_from_table
+
+
+@pytest.mark.parametrize(
+    ("ratio", "low", "high", "p", "verdict"),
+    [
+        (1.00, 0.99, 1.01, 0.5, "same"),  # CI inside the +-3 % band
+        (1.02, 1.01, 1.025, 1e-6, "same"),  # real but smaller than the threshold
+        (1.05, 1.04, 1.06, 1e-6, "slower"),
+        (0.95, 0.94, 0.96, 1e-6, "faster"),
+        (1.05, 0.98, 1.12, 0.2, "unknown"),  # big but not significant
+        (1.02, 0.99, 1.05, 1e-6, "unknown"),  # significant, CI straddles the band edge
+    ],
+)
+def test_decide(ratio: float, low: float, high: float, p: float, verdict: str) -> None:
+    """Each region of (ratio, CI, p) maps to its verdict with a 3 % minimum effect."""
+    assert decide(ratio, low, high, p, Decision(alpha=0.01, min_effect=0.03)) == verdict
+
+
+def test_compare_samples_detects_shift_and_ci_covers_it() -> None:
+    """A 6 % shift with 1 % noise is 'slower' and the 95 % CI of the ratio covers 1.06."""
+    rng = np.random.default_rng(0)
+    base, cand = rng.normal(100, 1, 30), rng.normal(106, 1.06, 30)
+    result = compare_samples(list(base), list(cand))
+    assert result.verdict == "slower"
+    assert result.ci_low < 1.06 < result.ci_high and result.p_value < 1e-6
+
+
+def test_too_few_samples_is_unknown() -> None:
+    """Two samples a side decide nothing, however different they look."""
+    assert compare_samples([1.0, 1.0], [2.0, 2.0]).verdict == "unknown"
+
+
+def test_quantile_resists_one_sided_interference() -> None:
+    """With 40 % of CAND's samples inflated by preemption, q=0.1 says same where median cannot."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(100, 0.5, 100)
+    cand = rng.normal(100, 0.5, 100)
+    cand[rng.permutation(100)[:40]] *= 1.5
+    median = compare_samples(list(base), list(cand), Decision())
+    low_q = compare_samples(list(base), list(cand), Decision(quantile=0.1))
+    assert median.verdict != "same" and low_q.verdict == "same"
+
+
+def test_thresholds_most_specific_rule_wins() -> None:
+    """Exact measurement key beats the longest glob, which beats the check, then the default."""
+    t = thresholds_from_matrix_text(
+        """
+        [thresholds]
+        min_effect = 0.03
+        quantile = 0.1
+        [thresholds.check]
+        bench = 0.04
+        [thresholds.measurement]
+        "op:*" = 0.10
+        "op:matmul_*" = 0.06
+        "op:matmul_forward@n=64" = 0.02
+        """,
+        "m.toml",
+    )
+    assert t.decision_for("bench", "op:matmul_forward@n=64").min_effect == 0.02
+    assert t.decision_for("bench", "op:matmul_forward@n=32").min_effect == 0.06
+    assert t.decision_for("bench", "op:gelu_forward@n=32").min_effect == 0.10
+    assert t.decision_for("bench", "train_step@params=5616").min_effect == 0.04
+    assert t.decision_for("other", "x").min_effect == 0.03
+    assert t.decision_for("other", "x").quantile == 0.1
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        ({"alpha": 0}, "thresholds.alpha"),
+        ({"alpha": 1.5}, "thresholds.alpha"),
+        ({"min_effect": -0.1}, "thresholds.min_effect"),
+        ({"quantile": 1.0}, "thresholds.quantile"),
+        ({"check": {"bench": "big"}}, "thresholds.check.bench"),
+        ({"measurment": {}}, "thresholds.measurment"),
+    ],
+)
+def test_bad_thresholds_name_the_key(table: dict[str, object], field: str) -> None:
+    """Every invalid [thresholds] entry is an error naming its dotted key."""
+    with pytest.raises(GateInputError) as info:
+        thresholds_from_table(table, "m.toml")
+    assert info.value.field == field
+
+
+@pytest.mark.slow
+def test_calibration_session_runs_on_real_kernels(tmp_path: Path) -> None:
+    """Two trials on the real native kernels give a complete, self-consistent tally."""
+    session = Session(trials=2, samples=5, sample_ms=0.2)
+    figures = run_session(session, tmp_path / "build", progress=False)
+    aa, ab = figures["aa"], figures["ab"]
+    assert isinstance(aa, dict) and isinstance(ab, dict)
+    assert sum(ab.values()) == 2 and sum(aa.values()) == 2 * 4 + 2 * 3
+    realised = figures["realised_slowdown"]
+    assert isinstance(realised, float) and -0.5 < realised < 0.5
+    text = markdown(figures, "python -m harness.gate.calibrate --trials 2")
+    assert "| power, 5 % slowdown in one kernel of one cell | ≥ 95 % |" in text

@@ -1,0 +1,237 @@
+"""Every host honours the Host/Instance contract on the fixture library, including its failures.
+
+Each fault test ends by loading and calling again: a failure costs one cell, not the host.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from harness.artifact import Artifact
+from harness.hosts.base import (
+    CorruptArtifact,
+    Host,
+    HostCrashed,
+    HostTimeout,
+    IncompatibleArtifact,
+    Instance,
+    MissingExport,
+    Trap,
+)
+from harness.hosts.registry import make_host
+from harness.hosts.timeouts import Timeouts
+
+WASM_HOSTS = [
+    "wasmtime",
+    pytest.param("node", marks=pytest.mark.node),
+    pytest.param("node22", marks=pytest.mark.node),
+    pytest.param("node24", marks=pytest.mark.node),
+    pytest.param("chromium", marks=pytest.mark.chromium),
+]
+ALL_HOSTS = ["native", *WASM_HOSTS]
+# Node 20 and 22 reject the wasm64 module (its table64); these hosts run both widths.
+WASM64_HOSTS = {"wasmtime", "node24", "chromium"}
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[dict[str, Host]]:
+    """Hosts created once per module (one browser launch), all closed at the end."""
+    made: dict[str, Host] = {}
+    yield made
+    for host in made.values():
+        host.close()
+
+
+@pytest.fixture
+def host(request: pytest.FixtureRequest, hosts: dict[str, Host], fast: Timeouts) -> Host:
+    """The host named by the test's parameter, with 2 s call timeouts."""
+    name = str(request.param)
+    if name not in hosts:
+        hosts[name] = make_host(name, fast)
+    return hosts[name]
+
+
+def _widths(host: Host) -> list[str]:
+    if host.name == "native":
+        return ["native"]
+    return ["wasm32", "wasm64"] if host.name in WASM64_HOSTS else ["wasm32"]
+
+
+# The fixture's fault switch: tg_gelu_forward(out, inp, N) with these N (see hostfix.c).
+TRAP, SPIN, SEGV = -1, -2, -3
+
+
+def _usable(host: Host, artifact: Artifact) -> None:
+    """Load ``artifact`` afresh and make one real call: the host survived the previous fault."""
+    inst = host.load(artifact)
+    try:
+        assert inst.call("tg_model_create", 1, 14, 0, 0, 0) == 42  # 3 * 14 via the table
+    finally:
+        inst.close()
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS, indirect=True)
+def test_load_and_call_every_kind(host: Host, artifacts: dict[str, Artifact]) -> None:
+    """i32, f32 (incl. inf/NaN), ptr results and an indirect call come back right at each width."""
+    for width in _widths(host):
+        inst = host.load(artifacts[width])
+        try:
+            assert inst.call("tg_abi_version") == 1
+            assert inst.call("tg_model_create", 0, 21, 0, 0, 0) == 42  # 2 * 21 via the table
+            assert inst.read_cstring(int(inst.call("tg_defaults_json") or 0)) == "{}"
+            # tg_crossentropy_forward of the fixture returns N / V as f32
+            assert inst.call("tg_crossentropy_forward", 0, 0, 0, 0, 3, 2) == 1.5
+            assert inst.call("tg_crossentropy_forward", 0, 0, 0, 0, 1, 0) == math.inf
+            nan = inst.call("tg_crossentropy_forward", 0, 0, 0, 0, 0, 0)
+            assert isinstance(nan, float) and math.isnan(nan)
+            assert inst.call("tg_noop") is None
+            p = inst.alloc(64)
+            assert p > 0 and p % 16 == 0
+            assert inst.call("tg_model_num_params", p) == p + 1  # ptr in, ptr out
+        finally:
+            inst.close()
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS, indirect=True)
+def test_write_read_round_trip_through_kernels(host: Host, artifacts: dict[str, Artifact]) -> None:
+    """Bytes written reach the kernel through a ptr argument, and the kernel's output reads back."""
+    for width in _widths(host):
+        inst = host.load(artifacts[width])
+        try:
+            n = 1000
+            src, dst = inst.alloc(4 * n), inst.alloc(4 * n)
+            payload = bytes(range(256)) * 3
+            inst.write(src, payload)
+            assert inst.read(src, len(payload)) == payload
+            # generate copies prompt[i % len] into out: ints through two pointers
+            inst.write(src, struct.pack("<3i", 7, -8, 9))
+            assert inst.call("tg_model_generate", 0, src, 3, n, dst, 0, 0.0, 0) == n
+            assert struct.unpack(f"<{n}i", inst.read(dst, 4 * n)) == tuple(
+                (7, -8, 9)[i % 3] for i in range(n)
+            )
+            # crossentropy_backward writes probs * dloss: floats in, an f32 argument, floats out
+            xs = [i * 0.25 for i in range(n)]
+            inst.write(src, struct.pack(f"<{n}f", *xs))
+            inst.call("tg_crossentropy_backward", dst, src, 0, -2.0, n, 1)
+            assert struct.unpack(f"<{n}f", inst.read(dst, 4 * n)) == tuple(-2.0 * x for x in xs)
+        finally:
+            inst.close()
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS, indirect=True)
+def test_time_calls_and_bridge_are_sane(host: Host, artifacts: dict[str, Artifact]) -> None:
+    """time_calls returns one finite positive mean per sample and a measured clock resolution."""
+    inst = host.load(artifacts[_widths(host)[-1]])
+    try:
+        result = inst.time_calls("tg_noop", (), inner_reps=2000, samples=5, warmup=200)
+        assert len(result.sample_ns) == 5 and result.inner_reps == 2000
+        assert all(math.isfinite(s) and 0 <= s < 1e6 for s in result.sample_ns)
+        assert 0 < result.clock_resolution_ns < 1e6 and result.clock
+        src = inst.alloc(64)
+        args = (0, src, 4, 4, src + 16, 0, 0.0, 0)  # pointer and float args converted once
+        copied = inst.time_calls("tg_model_generate", args, inner_reps=100, samples=3, warmup=1)
+        assert len(copied.sample_ns) == 3
+        trips = inst.bridge_roundtrip_ns(20)
+        assert len(trips) == 20 and all(t > 0 for t in trips)
+    finally:
+        inst.close()
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS, indirect=True)
+def test_kind_mismatch_is_incompatible_before_trying(
+    host: Host, artifacts: dict[str, Artifact]
+) -> None:
+    """Native x wasm (and wasm x native) is refused by kind, never attempted."""
+    other = artifacts["wasm32"] if host.name == "native" else artifacts["native"]
+    assert host.can_load(other) is not None
+    with pytest.raises(IncompatibleArtifact, match=other.kind):
+        host.load(other)
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS, indirect=True)
+def test_trap_is_reported_and_host_recovers(host: Host, artifacts: dict[str, Artifact]) -> None:
+    """`unreachable` (ud2 natively) raises Trap; the next load and call work."""
+    artifact = artifacts[_widths(host)[0]]
+    inst = host.load(artifact)
+    try:
+        with pytest.raises(Trap):
+            inst.call("tg_gelu_forward", 0, 0, TRAP)
+    finally:
+        inst.close()
+    _usable(host, artifact)
+
+
+@pytest.mark.parametrize("host", WASM_HOSTS, indirect=True)
+def test_wasm_trap_leaves_the_instance_usable(host: Host, artifacts: dict[str, Artifact]) -> None:
+    """A wasm trap unwinds to the host: the same instance keeps its memory and answers."""
+    inst = host.load(artifacts["wasm32"])
+    try:
+        p = inst.alloc(8)
+        inst.write(p, struct.pack("<2i", 40, 2))
+        with pytest.raises(Trap, match="unreachable"):
+            inst.call("tg_gelu_forward", 0, 0, TRAP)
+        assert inst.read(p, 8) == struct.pack("<2i", 40, 2)
+        assert inst.call("tg_model_num_params", p) == p + 1
+    finally:
+        inst.close()
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS, indirect=True)
+def test_missing_export_fails_the_load(host: Host, artifacts: dict[str, Artifact]) -> None:
+    """A build lacking an ABI export raises MissingExport naming it; the host then loads fine."""
+    good = artifacts["native" if host.name == "native" else "wasm32"]
+    with pytest.raises(MissingExport, match="tg_defaults_json"):
+        host.load(artifacts[f"{good.name}-missing"])
+    _usable(host, good)
+
+
+@pytest.mark.parametrize("host", WASM_HOSTS, indirect=True)
+def test_corrupt_module_is_corrupt_artifact(host: Host, artifacts: dict[str, Artifact]) -> None:
+    """A truncated .wasm raises CorruptArtifact (not incompatible); the host then loads fine."""
+    with pytest.raises(CorruptArtifact):
+        host.load(artifacts["corrupt"])
+    _usable(host, artifacts["wasm32"])
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS, indirect=True)
+def test_hanging_call_times_out_and_host_recovers(
+    host: Host, artifacts: dict[str, Artifact]
+) -> None:
+    """An infinite loop raises HostTimeout after ~2 s; the lost instance says so; reload works."""
+    artifact = artifacts[_widths(host)[0]]
+    inst: Instance = host.load(artifact)
+    t0 = time.monotonic()
+    with pytest.raises(HostTimeout, match="tg_gelu_forward"):
+        inst.call("tg_gelu_forward", 0, 0, SPIN)
+    assert 1.5 < time.monotonic() - t0 < 15
+    with pytest.raises(HostCrashed, match="load the artifact again"):
+        inst.call("tg_noop")
+    inst.close()
+    _usable(host, artifact)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [pytest.param("node", marks=pytest.mark.node), pytest.param("node22", marks=pytest.mark.node)],
+    indirect=True,
+)
+def test_old_node_rejects_wasm64_in_v8_words(host: Host, artifacts: dict[str, Artifact]) -> None:
+    """Node 20/22 refuse the wasm64 module: IncompatibleArtifact carrying V8's own message."""
+    with pytest.raises(IncompatibleArtifact, match="invalid table elements limits flags"):
+        host.load(artifacts["wasm64"])
+    _usable(host, artifacts["wasm32"])
+
+
+@pytest.mark.parametrize("host", ["native"], indirect=True)
+def test_native_segfault_kills_only_the_worker(host: Host, artifacts: dict[str, Artifact]) -> None:
+    """A store through NULL in native code is a Trap naming SIGSEGV; the harness lives on."""
+    inst = host.load(artifacts["native"])
+    with pytest.raises(Trap, match="SIGSEGV"):
+        inst.call("tg_gelu_forward", 0, 0, SEGV)
+    inst.close()
+    _usable(host, artifacts["native"])

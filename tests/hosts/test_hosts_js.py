@@ -1,0 +1,146 @@
+"""JS-host specifics: the BigInt ABI under Memory64, crashes of Node workers and Chromium pages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+
+from harness.artifact import Artifact
+from harness.hosts.base import ABIError, HostCrashed
+from harness.hosts.chromium import ChromiumHost
+from harness.hosts.node import NodeHost, pinned_node
+from harness.hosts.pipe import PipeInstance
+from harness.hosts.timeouts import Timeouts
+
+
+@pytest.fixture
+def node24(fast: Timeouts) -> Iterator[NodeHost]:
+    """A Node 24 host (it loads wasm64)."""
+    host = pinned_node("node24", fast)
+    yield host
+    host.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[ChromiumHost]:
+    """One browser for this module's Chromium tests."""
+    host = ChromiumHost(timeouts=Timeouts(call_s=2.0, load_s=30.0, transfer_s=30.0))
+    yield host
+    host.close()
+
+
+@pytest.mark.node
+def test_node_number_shim_is_reported_as_abi_error(
+    artifacts: dict[str, Artifact], fast: Timeouts
+) -> None:
+    """Passing a ptr as a Number under Memory64 (the TinyGPT bug) is an ABIError in V8's words."""
+    node = pinned_node("node24", fast)
+    shimmed = NodeHost(
+        "node24-shim", node.executable, node.install_hint, timeouts=fast, number_shim=True
+    )
+    try:
+        inst = shimmed.load(artifacts["wasm64"])
+        assert inst.call("tg_abi_version") == 1  # no ptr argument: the shim changes nothing
+        with pytest.raises(ABIError, match=r"Cannot convert 64 to a BigInt"):
+            inst.call("tg_alloc", 64)
+        inst.close()
+        correct = node.load(artifacts["wasm64"])  # the same call with the BigInt conversion
+        assert correct.alloc(64) > 0
+        correct.close()
+    finally:
+        shimmed.close()
+        node.close()
+
+
+@pytest.mark.node
+def test_killed_node_worker_mid_call_is_host_crashed(
+    node24: NodeHost, artifacts: dict[str, Artifact]
+) -> None:
+    """SIGKILL of the Node worker during a call raises HostCrashed; the next load starts anew."""
+    slow = NodeHost(
+        "node24", node24.executable, node24.install_hint, timeouts=Timeouts(call_s=30.0)
+    )
+    try:
+        inst = slow.load(artifacts["wasm64"])
+        assert isinstance(inst, PipeInstance)
+        pid = inst.worker_pid
+        assert pid is not None
+        killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
+        killer.start()
+        t0 = time.monotonic()
+        with pytest.raises(HostCrashed, match="SIGKILL"):
+            inst.call("tg_gelu_forward", 0, 0, -2)  # the fixture's never-returning switch
+        killer.join()
+        assert time.monotonic() - t0 < 10
+        again = slow.load(artifacts["wasm64"])
+        assert isinstance(again, PipeInstance) and again.worker_pid not in (None, pid)
+        assert again.call("tg_model_create", 1, 14, 0, 0, 0) == 42
+        again.close()
+    finally:
+        slow.close()
+
+
+@pytest.mark.chromium
+def test_chromium_page_is_cross_origin_isolated_with_5us_clock(
+    chromium: ChromiumHost, artifacts: dict[str, Artifact]
+) -> None:
+    """COOP/COEP make page and worker crossOriginIsolated; performance.now then ticks at 5 us."""
+    inst = chromium.load(artifacts["wasm64"])
+    try:
+        assert chromium.page_info["crossOriginIsolated"] is True
+        assert inst.worker_cross_origin_isolated
+        resolution = inst.time_calls("tg_noop", (), 100, 2, 0).clock_resolution_ns
+        assert 1_000 <= resolution <= 5_100  # 100 us if isolation were lost
+    finally:
+        inst.close()
+
+
+@pytest.mark.chromium
+def test_chromium_number_shim_is_reported_as_abi_error(artifacts: dict[str, Artifact]) -> None:
+    """In Chromium too, a Number where Memory64 wants a BigInt is an ABIError in V8's words."""
+    shimmed = ChromiumHost(timeouts=Timeouts(call_s=5.0), number_shim=True)
+    try:
+        inst = shimmed.load(artifacts["wasm64"])
+        with pytest.raises(ABIError, match=r"Cannot convert 16 to a BigInt"):
+            inst.call("tg_model_num_params", 16)
+        inst.close()
+    finally:
+        shimmed.close()
+
+
+@pytest.mark.chromium
+def test_chromium_page_crash_is_host_crashed_then_recovers(
+    chromium: ChromiumHost, artifacts: dict[str, Artifact]
+) -> None:
+    """A crashed renderer (chrome://crash) fails the call with HostCrashed; a new load works."""
+    inst = chromium.load(artifacts["wasm32"])
+    with pytest.raises(PlaywrightError, match="crash"):
+        inst.page.goto("chrome://crash")
+    with pytest.raises(HostCrashed):
+        inst.call("tg_noop")
+    inst.close()
+    again = chromium.load(artifacts["wasm32"])
+    assert again.call("tg_model_create", 1, 14, 0, 0, 0) == 42
+    again.close()
+
+
+@pytest.mark.chromium
+def test_chromium_relaunches_a_dead_browser(artifacts: dict[str, Artifact], fast: Timeouts) -> None:
+    """A browser that went away (closed under the host) is relaunched on the next load."""
+    host = ChromiumHost(timeouts=fast)
+    try:
+        inst = host.load(artifacts["wasm32"])
+        host.browser().close()
+        with pytest.raises(HostCrashed):
+            inst.call("tg_noop")
+        again = host.load(artifacts["wasm32"])
+        assert again.call("tg_abi_version") == 1
+        again.close()
+    finally:
+        host.close()

@@ -1,0 +1,172 @@
+"""``harness.build``: reproducible builds, variants, and the compiler's errors surfacing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import harness.build as build
+from harness.abi import signatures_json
+from harness.artifact import Artifact, load_manifest
+from harness.cli import main
+from harness.engines import load_in_process
+from harness.hosts.base import Instance
+from harness.kernel import Kernels
+from harness.parity import ParityError, assert_parity
+from harness.tolerance import op_tolerance
+from reference import ops
+
+BUG = build.Variant("native-bug-lnback", "native", ("TG_BUG_LAYERNORM_BACKWARD",))
+
+
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same sources built into two directories, the second with the layernorm bug variant."""
+    first, second = tmp_path_factory.mktemp("first"), tmp_path_factory.mktemp("second")
+    build.build_all(first)
+    build.build_all(second, [BUG])
+    return first, second
+
+
+def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) -> None:
+    """Both builds of the bundled three have the same sha256s, flags and manifest entries."""
+    first, second = (json.loads((d / build.MANIFEST).read_text()) for d in two_builds)
+    entries = {a["name"]: a for a in second["artifacts"]}
+    assert [a["name"] for a in first["artifacts"]] == ["wasm32", "wasm64", "native"]
+    for a in first["artifacts"]:
+        assert a == entries[a["name"]]
+    assert first["schema"] == 1 and first["inputs_sha256"] == second["inputs_sha256"]
+
+
+def test_manifest_entries_describe_the_binaries(two_builds: tuple[Path, Path]) -> None:
+    """Each entry loads as an Artifact whose file hashes to its sha256, with ABI signatures."""
+    arts = load_manifest(two_builds[1] / build.MANIFEST)
+    assert set(arts) == {"wasm32", "wasm64", "native", BUG.name}
+    for a in arts.values():
+        assert build._sha256(a.path) == a.sha256
+        assert a.signatures == signatures_json()
+        assert a.toolchain.startswith("zig ") and "clang" in a.toolchain
+    assert arts["wasm64"].ptr_width == 64 and "memory64" in arts["wasm64"].features
+    assert arts["wasm32"].ptr_width == 32 and "-msimd128" in arts["wasm32"].flags
+    assert "-DTG_BUG_LAYERNORM_BACKWARD" in arts[BUG.name].flags
+    assert arts[BUG.name].sha256 != arts["native"].sha256
+
+
+def test_manifest_freshness_notices_a_changed_binary(two_builds: tuple[Path, Path]) -> None:
+    """manifest_is_fresh holds right after a build and fails once a binary changes."""
+    first = two_builds[0]
+    assert build.manifest_is_fresh(first)
+    path = first / "wasm32" / "tinygpt.wasm"
+    path.write_bytes(path.read_bytes() + b"\0")
+    assert not build.manifest_is_fresh(first)
+
+
+@pytest.fixture(scope="module")
+def bug_instance(two_builds: tuple[Path, Path]) -> Iterator[Instance]:
+    """The layernorm-backward bug variant, loaded."""
+    inst = load_in_process(load_manifest(two_builds[1] / build.MANIFEST)[BUG.name])
+    try:
+        yield inst
+    finally:
+        inst.close()
+
+
+def test_bug_variant_breaks_only_layernorm_backward(bug_instance: Instance) -> None:
+    """The TG_BUG_LAYERNORM_BACKWARD hook leaves forward right and makes dinp fail parity."""
+    rng = np.random.default_rng(1)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((6, 32), (32,), (32,)))
+    k = Kernels(bug_instance)
+    out, mean, rstd = k.layernorm_forward(x, w, b)
+    dims = {"N": 6, "C": 32}
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    ref_out = ops.layernorm_forward(x64, w64, b64)[0]
+    assert_parity("out", out, ref_out, op_tolerance("layernorm_forward", "out", dims))
+    dout = rng.standard_normal((6, 32)).astype(np.float32)
+    dx, _, _ = k.layernorm_backward(dout, x, w, mean, rstd)
+    ref = ops.layernorm_backward(*(a.astype(np.float64) for a in (dout, x, w, mean, rstd)))
+    with pytest.raises(ParityError, match="values stage"):
+        assert_parity("dinp", dx, ref[0], op_tolerance("layernorm_backward", "dinp", dims))
+
+
+def test_build_variant_matches_the_manifest_entry(
+    two_builds: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """build_variant alone reproduces the variant built alongside the bundled three."""
+    art = build.build_variant(tmp_path, BUG)
+    assert art.sha256 == load_manifest(two_builds[1] / build.MANIFEST)[BUG.name].sha256
+    assert not (tmp_path / build.MANIFEST).exists()
+
+
+def test_compile_error_raises_build_error_with_compiler_message(tmp_path: Path) -> None:
+    """A failing compile raises BuildError carrying clang's own diagnostic."""
+    broken = build.Variant("native-broken", "native", ("tg_noop=1",))
+    with pytest.raises(build.BuildError, match=r"native-broken: zig cc failed[\s\S]*error:"):
+        build.build_variant(tmp_path, broken)
+
+
+def test_cli_exits_2_with_the_compiler_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tinygpt-harness build`` with a broken variant exits 2 and prints the compile error."""
+    argv = ["build", "--out", str(tmp_path), "--variant", "wasm32-broken", "-D", "tg_noop=1"]
+    assert main(argv) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_missing_toolchain_is_a_build_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without zig the build fails with the interpreter's own message and exit 2."""
+    monkeypatch.setattr(build, "zig_command", lambda: [sys.executable, "-m", "no_zig_here"])
+    with pytest.raises(build.BuildError, match="No module named no_zig_here"):
+        build.build_all(tmp_path)
+    assert main(["build", "--out", str(tmp_path)]) == 2
+    assert "No module named no_zig_here" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-D", "X"], "-D needs --variant"),
+        (["--variant", "bogus-x"], "must start with one of"),
+        (["--variant", "native-x", "-D", "X;rm"], "is not a MACRO"),
+        (["--variant", "native-Upper"], "lower-case"),
+    ],
+)
+def test_bad_variant_options_exit_2(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Malformed --variant / -D options are refused before anything compiles."""
+    assert main(["build", "--out", str(tmp_path), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_variant_cannot_replace_a_bundled_artifact() -> None:
+    """A variant named like a bundled artifact is rejected."""
+    with pytest.raises(ValueError, match="would replace a bundled artifact"):
+        build.Variant("native", "native", ())
+
+
+def test_artifact_round_trips_through_the_manifest(two_builds: tuple[Path, Path]) -> None:
+    """Artifact.to_json/from_json keep every field of a built entry."""
+    root = two_builds[1]
+    for art in load_manifest(root / build.MANIFEST).values():
+        assert Artifact.from_json(art.to_json(root), root) == art
+
+
+@pytest.mark.slow
+def test_cold_cache_build_is_identical(
+    two_builds: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an empty zig cache (nothing reused) the build still gives the same sha256s."""
+    monkeypatch.setenv("ZIG_GLOBAL_CACHE_DIR", str(tmp_path / "zig-cache"))
+    monkeypatch.setenv("ZIG_LOCAL_CACHE_DIR", str(tmp_path / "zig-cache"))
+    cold = build.build_all(tmp_path / "out")
+    warm = load_manifest(two_builds[1] / build.MANIFEST)
+    assert {n: a.sha256 for n, a in cold.items()} == {n: warm[n].sha256 for n in cold}
