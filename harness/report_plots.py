@@ -137,7 +137,7 @@ def plot_speedup(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | 
     ax.set_title("Train step: speedup over the numpy reference (1 BLAS thread)")
     _noisy_note(ax)
     ax.legend(fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, which="major", alpha=0.3)
     _save(fig, out, "speedup", prov)
     return Plot(
         "speedup",
@@ -190,7 +190,7 @@ def plot_kernels(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | 
         ax.set_xlabel(f"{x_name} (log₂)" + (" — matmul is n×n×n" if "matmul" in op else ""))
         ax.set_ylabel("GFLOP/s (log)" if metric == "gflops" else "GB/s (log)")
         ax.set_title(op.removeprefix("op:"))
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
@@ -258,7 +258,7 @@ def plot_generation(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot
         a.set_xscale("log", base=2)
         a.set_yscale("log")
         a.set_xlabel("context length (prompt tokens, log₂)")
-        a.grid(True, which="both", alpha=0.3)
+        a.grid(True, which="major", alpha=0.3)
         a.legend(fontsize=7)
     ax.set_ylabel("decode tokens/s (log)")
     ax.set_title("Decode speed: KV cache on (solid) vs off (dashed)")
@@ -299,7 +299,7 @@ def plot_overhead(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot |
     ax.set_title("Per-call overhead as a fraction of total time")
     _noisy_note(ax)
     ax.legend(fontsize=7)
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, which="major", alpha=0.3)
     _save(fig, out, "overhead", prov)
     return Plot(
         "overhead",

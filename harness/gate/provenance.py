@@ -33,7 +33,8 @@ def refusals(
                 f"{meta.path}: artifact {name!r} differs between merged shards "
                 f"({', '.join(s[:12] for s in shas)})"
             )
-    if perf:
+    single = len(base.shard_fingerprints()) == 1 and len(cand.shard_fingerprints()) == 1
+    if perf or single:  # parity may be merged across machines; two whole runs may not differ
         reasons += _machine_reasons(base, cand, sorted(set(timed_cells)))
     same_source = base.commit == cand.commit and not base.dirty and not cand.dirty
     for name in sorted(set(base.artifacts) & set(cand.artifacts)):

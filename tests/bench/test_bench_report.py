@@ -276,3 +276,12 @@ def test_csv_without_required_columns_is_unusable(tmp_path: Path) -> None:
 def test_not_a_directory_exits_two(tmp_path: Path) -> None:
     """A DIR that does not exist is bad usage (exit 2)."""
     assert _report(tmp_path / "nope", tmp_path / "out") == 2
+
+
+def test_report_in_place_keeps_the_run_record(tmp_path: Path) -> None:
+    """Reporting into DIR itself leaves its results.csv byte for byte as recorded."""
+    run = _copy_fixture(tmp_path)
+    before = (run / RESULTS_FILE).read_bytes()
+    assert main(["report", str(run)]) == 0
+    assert (run / RESULTS_FILE).read_bytes() == before
+    assert (run / "index.html").is_file() and (run / "results.parquet").is_file()

@@ -60,7 +60,9 @@ def test_check_on_placeholder_file_fails_and_skips_convergence(
     rows = list(run(_ctx(native, native_artifact, corpus=str(PLACEHOLDER))))
     status = {r.subject: r.status for r in rows}
     assert status["identity:bytes"] == "fail" and status["convergence"] == "skipped"
-    assert "not the one the band was recorded" in next(r.detail for r in rows if r.subject == "convergence")
+    assert "not the one the band was recorded" in next(
+        r.detail for r in rows if r.subject == "convergence"
+    )
 
 
 def test_committed_band_has_its_provenance() -> None:
@@ -75,18 +77,27 @@ def test_committed_band_has_its_provenance() -> None:
 
 
 @pytest.mark.corpus
-@pytest.mark.parametrize(("lr", "ok", "words"), [(3e-4, True, "inside"), (3e-3, False, "too hot"), (3e-5, False, "too cold")])
-def test_convergence_passes_at_3e4_and_fails_at_3e3(native: CtypesInstance, lr: float, ok: bool, words: str) -> None:
+@pytest.mark.parametrize(
+    ("lr", "ok", "words"),
+    [(3e-4, True, "inside"), (3e-3, False, "too hot"), (3e-5, False, "too cold")],
+)
+def test_convergence_passes_at_3e4_and_fails_at_3e3(
+    native: CtypesInstance, lr: float, ok: bool, words: str
+) -> None:
     """Kernel training at the default 3e-4 lands in the band; TinyGPT's 3e-3 (and 3e-5) does not."""
     band = Band.load()
     defaults = dataclasses.replace(DEFAULTS, learning_rate=lr)
-    losses = kernel_losses(native, get_preset(band.preset), encode(load_corpus()), band.steps, defaults, band.seed)
+    losses = kernel_losses(
+        native, get_preset(band.preset), encode(load_corpus()), band.steps, defaults, band.seed
+    )
     verdict = judge(losses, band, defaults)
     assert verdict.ok is ok and words in verdict.detail
 
 
 @pytest.mark.corpus
-def test_check_rows_through_the_native_engine(native: CtypesInstance, native_artifact: Artifact) -> None:
+def test_check_rows_through_the_native_engine(
+    native: CtypesInstance, native_artifact: Artifact
+) -> None:
     """On the real corpus and kernels the corpus check passes; learning_rate=3e-3 makes it fail."""
     good = list(run(_ctx(native, native_artifact)))
     assert {r.status for r in good if r.status != "measured"} == {"pass"}
@@ -95,7 +106,9 @@ def test_check_rows_through_the_native_engine(native: CtypesInstance, native_art
     assert conv.status == "fail" and "BELOW the band" in conv.detail and "lr 0.003" in conv.detail
 
 
-def test_mismatched_steps_are_an_error_not_a_silent_pass(native: CtypesInstance, native_artifact: Artifact) -> None:
+def test_mismatched_steps_are_an_error_not_a_silent_pass(
+    native: CtypesInstance, native_artifact: Artifact
+) -> None:
     """A matrix asking for a step count the band was not recorded at gets an error row."""
     from harness.convergence import convergence_rows
 
@@ -111,7 +124,10 @@ def test_record_derives_a_monotonic_band(tmp_path: Path) -> None:
     assert data["lower"] < data["reference_final"] < data["upper"]
 
 
-@pytest.mark.parametrize(("options", "message"), [({"steps": 0}, "steps"), ({"corpus": 3}, "corpus"), ({"nope": 1}, "unknown option")])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"steps": 0}, "steps"), ({"corpus": 3}, "corpus"), ({"nope": 1}, "unknown option")],
+)
 def test_validate_options(options: dict[str, object], message: str) -> None:
     """A bad [check.corpus] table is refused naming the field."""
     with pytest.raises(ValueError, match=message):

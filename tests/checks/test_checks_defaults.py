@@ -59,7 +59,10 @@ def test_fixed_values_pass(tmp_path: Path) -> None:
 
 def test_drift_both_directions() -> None:
     """A surface key the reference lacks and a reference key the surface lacks both fail."""
-    entries = [SurfaceEntry("learning_rate", 3e-4, "3e-4", 3), SurfaceEntry("momentum", 0.9, "0.9", 4)]
+    entries = [
+        SurfaceEntry("learning_rate", 3e-4, "3e-4", 3),
+        SurfaceEntry("momentum", 0.9, "0.9", 4),
+    ]
     found = compare_entries("ui", "ui.json", entries, covers=["learning_rate", "seed"])
     by_kind = {f.kind: f for f in found}
     assert by_kind["unknown"].key == "momentum" and by_kind["unknown"].location == "ui.json:4"
@@ -97,7 +100,9 @@ def test_missing_and_unparsable_surface_files_are_errors(tmp_path: Path) -> None
     assert f.status == "error" and "nope.ts" in f.location and "file not found" in f.message()
     broken = SurfaceSpec("ui", "broken.ts", "typescript")
     (g,) = check_file(broken, FIX / "surfaces")
-    assert g.status == "error" and "typescript parser" in g.message() and "never closed" in g.message()
+    assert (
+        g.status == "error" and "typescript parser" in g.message() and "never closed" in g.message()
+    )
 
 
 def test_readme_table_against_reference(tmp_path: Path) -> None:
@@ -106,7 +111,9 @@ def test_readme_table_against_reference(tmp_path: Path) -> None:
 
     rows = "\n".join(f"| `{k}` | `{v}` | x |" for k, v in DEFAULTS.as_dict().items())
     readme = tmp_path / "README.md"
-    readme.write_text(f"# T\n\n## Default hyperparameters\n\n| name | value | meaning |\n|---|---|---|\n{rows}\n")
+    readme.write_text(
+        f"# T\n\n## Default hyperparameters\n\n| name | value | meaning |\n|---|---|---|\n{rows}\n"
+    )
     assert {f.status for f in check_readme(readme, "Default hyperparameters")} == {"pass"}
     readme.write_text(readme.read_text().replace("`0.0003`", "`0.003`"))
     (bad,) = [f for f in check_readme(readme, "Default hyperparameters") if f.status == "fail"]
@@ -118,9 +125,15 @@ def test_readme_table_against_reference(tmp_path: Path) -> None:
     [
         ({"surfacez": []}, "unknown option"),
         ({"surfaces": [{"name": "a", "path": "p", "format": "yaml"}]}, "format must be one of"),
-        ({"surfaces": [{"name": "a", "path": "p", "format": "json", "keys": {"x": "lr"}}]}, "unknown reference key"),
+        (
+            {"surfaces": [{"name": "a", "path": "p", "format": "json", "keys": {"x": "lr"}}]},
+            "unknown reference key",
+        ),
         ({"surfaces": [{"name": "a", "path": "p", "format": "json", "digits": 0}]}, "digits"),
-        ({"surfaces": [{"name": "a", "path": "p", "format": "json", "object": "X"}]}, "unknown field"),
+        (
+            {"surfaces": [{"name": "a", "path": "p", "format": "json", "object": "X"}]},
+            "unknown field",
+        ),
         ({"surfaces": [{"name": "readme", "path": "p", "format": "json"}]}, "reserved"),
     ],
 )

@@ -25,7 +25,9 @@ def _ctx(instance: Instance, artifact: Artifact, **options: object) -> CellConte
                        matrix_path=BUG / "surfaces.toml")  # fmt: skip
 
 
-def test_binary_export_matches_the_reference(native: CtypesInstance, native_artifact: Artifact) -> None:
+def test_binary_export_matches_the_reference(
+    native: CtypesInstance, native_artifact: Artifact
+) -> None:
     """tg_defaults_json, read through the host, states all 12 reference defaults exactly."""
     found = check_binary(_ctx(native, native_artifact))
     assert len(found) == 12 and {f.status for f in found} == {"pass"}
@@ -68,10 +70,14 @@ def test_a_host_that_mangles_the_export_is_an_error_row(
     assert f.status == "error" and "tg_defaults_json" in f.location and "invalid JSON" in f.note
 
 
-def test_run_on_tinygpt_fixtures_fails_at_both_lines(native: CtypesInstance, native_artifact: Artifact) -> None:
+def test_run_on_tinygpt_fixtures_fails_at_both_lines(
+    native: CtypesInstance, native_artifact: Artifact
+) -> None:
     """Through run(ctx): the binary and README pass, types.ts:15 and index.astro:16 fail."""
     options = tomllib.loads((BUG / "surfaces.toml").read_text())
-    rows = list(run(_ctx(native, native_artifact, readme=str(Path("README.md").resolve()), **options)))
+    rows = list(
+        run(_ctx(native, native_artifact, readme=str(Path("README.md").resolve()), **options))
+    )
     failed = [r.detail for r in rows if r.status == "fail"]
     assert len(failed) == 2
     assert "types.ts:15" in failed[0] and "expected 0.0003, found 3e-3" in failed[0]
@@ -83,10 +89,12 @@ def test_run_on_tinygpt_fixtures_fails_at_both_lines(native: CtypesInstance, nat
 def test_whole_run_exits_1_on_tinygpt_bug_and_lnback_variant(
     tmp_path: Path, native_artifact: Artifact, lnback_artifact: Artifact
 ) -> None:
-    """tinygpt-harness run exits 1; the rows name types.ts:15, index.astro:16 and layernorm_backward."""
+    """`run` exits 1; rows name types.ts:15, index.astro:16 and layernorm_backward."""
     manifest = write_manifest(native_artifact.path.parents[1], [native_artifact, lnback_artifact])
     matrix = tmp_path / "bug.toml"
-    surfaces = (BUG / "surfaces.toml").read_text().replace("[[surfaces]]", "[[check.defaults.surfaces]]")
+    surfaces = (
+        (BUG / "surfaces.toml").read_text().replace("[[surfaces]]", "[[check.defaults.surfaces]]")
+    )
     surfaces = surfaces.replace('path = "types.ts"', f'path = "{BUG / "types.ts"}"')
     surfaces = surfaces.replace('path = "index.astro"', f'path = "{BUG / "index.astro"}"')
     matrix.write_text(

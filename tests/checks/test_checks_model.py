@@ -47,7 +47,9 @@ def test_parity_rows_carry_the_three_metrics_and_tolerance(good_rows: list[Row])
 
 
 @pytest.mark.corpus
-def test_lnback_bug_fails_the_gradients_by_name(lnback: CtypesInstance, lnback_artifact: Artifact) -> None:
+def test_lnback_bug_fails_the_gradients_by_name(
+    lnback: CtypesInstance, lnback_artifact: Artifact
+) -> None:
     """With the layernorm-backward bug, gradients fail by tensor name; the forward still passes."""
     rows = _rows(lnback, lnback_artifact, steps=2, batch=2)
     status = {r.subject: r.status for r in rows if r.metric == "max_abs_err"}
@@ -80,7 +82,7 @@ def test_crosshost_table_equal_and_different(good_rows: list[Row]) -> None:
 
 def test_settings_validation() -> None:
     """Bad [check.model] options are refused naming the field."""
-    with pytest.raises(ValueError, match="check.model.steps"):
+    with pytest.raises(ValueError, match=r"check\.model\.steps"):
         Settings.from_options({"steps": 0})
     with pytest.raises(ValueError, match="unknown option"):
         Settings.from_options({"lr": 1})

@@ -19,9 +19,7 @@ from reference.presets import PRESETS
 
 SMALL = PRESETS["small"]
 CASES = {c.name: c for c in cases(SMALL, seed=0)}
-GRID = [
-    (op, name) for op in OPS for name, c in CASES.items() if not c.logit or SPECS[op].softmax
-]
+GRID = [(op, name) for op in OPS for name, c in CASES.items() if not c.logit or SPECS[op].softmax]
 
 
 @pytest.mark.parametrize(("op", "case"), GRID)
@@ -32,7 +30,8 @@ def test_op_parity(native_kernels: Kernels, op: str, case: str) -> None:
 
 @settings(max_examples=12, deadline=None, derandomize=True)
 @given(
-    op=st.sampled_from(["layernorm_backward", "matmul_backward", "attention_forward", "crossentropy_forward"]),
+    op=st.sampled_from(["layernorm_backward", "matmul_backward", "attention_forward",
+                        "crossentropy_forward"]),
     B=st.integers(1, 3), T=st.integers(1, 19), NH=st.integers(1, 3), hs=st.integers(1, 11),
     N=st.integers(1, 23), OC=st.integers(1, 29), V=st.integers(1, 70),
 )  # fmt: skip
@@ -45,14 +44,14 @@ def test_op_parity_property(
 
 
 def test_lnback_bug_fails_naming_layernorm_backward(lnback: CtypesInstance) -> None:
-    """The TG_BUG_LAYERNORM_BACKWARD variant fails at the values stage of layernorm_backward.dinp."""
+    """The TG_BUG_LAYERNORM_BACKWARD build fails the values stage of layernorm_backward.dinp."""
     with pytest.raises(ParityError, match=r"layernorm_backward\.dinp.*values stage") as info:
         assert_op_parity(Kernels(lnback), "layernorm_backward", CASES["odd"])
     assert "rtol=" in str(info.value) and "worst at index" in str(info.value)
 
 
 def test_lnback_bug_leaves_forward_and_weight_grads_passing(lnback: CtypesInstance) -> None:
-    """The bug only touches dinp: the forward and dweight/dbias still pass (the check is precise)."""
+    """The bug only touches dinp: forward, dweight and dbias still pass (the check is precise)."""
     k = Kernels(lnback)
     assert_op_parity(k, "layernorm_forward", CASES["odd"])
     by_name = {r.name: r.ok for r in op_parity(k, "layernorm_backward", CASES["odd"])}
@@ -83,7 +82,9 @@ def _ctx(instance: CtypesInstance, artifact: Artifact, **options: object) -> Cel
     return CellContext("native", "ctypes", artifact, PRESETS["tiny"], instance, options=options)
 
 
-def test_check_rows_pass_on_the_real_kernels(native: CtypesInstance, native_artifact: Artifact) -> None:
+def test_check_rows_pass_on_the_real_kernels(
+    native: CtypesInstance, native_artifact: Artifact
+) -> None:
     """The ops check yields three metric rows per op output, all passing, with the tolerance."""
     rows = list(run(_ctx(native, native_artifact)))
     outputs = {r.subject for r in rows}
@@ -93,7 +94,9 @@ def test_check_rows_pass_on_the_real_kernels(native: CtypesInstance, native_arti
     assert all(r.check == "ops" and ("rtol=" in r.detail or "max_ulp=" in r.detail) for r in rows)
 
 
-def test_check_rows_fail_on_the_lnback_bug(lnback: CtypesInstance, lnback_artifact: Artifact) -> None:
+def test_check_rows_fail_on_the_lnback_bug(
+    lnback: CtypesInstance, lnback_artifact: Artifact
+) -> None:
     """On the bug variant exactly layernorm_backward.dinp fails, its detail naming the values."""
     rows = list(run(_ctx(lnback, lnback_artifact, ops=["layernorm_forward", "layernorm_backward"])))
     failed = {r.subject for r in rows if r.status == "fail"}
@@ -102,7 +105,10 @@ def test_check_rows_fail_on_the_lnback_bug(lnback: CtypesInstance, lnback_artifa
     assert "values stage" in detail and "found" in detail and "expected" in detail
 
 
-@pytest.mark.parametrize(("options", "message"), [({"seed": -1}, "seed"), ({"ops": ["softmax"]}, "unknown op"), ({"x": 1}, "unknown option")])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"seed": -1}, "seed"), ({"ops": ["softmax"]}, "unknown op"), ({"x": 1}, "unknown option")],
+)
 def test_validate_options(options: dict[str, object], message: str) -> None:
     """A bad [check.ops] table is refused naming the field."""
     from harness.checks.ops import validate_options

@@ -140,7 +140,7 @@ def test_markdown_missing_heading_and_missing_file(tmp_path: Path) -> None:
     """No heading, or no file at all, is a SurfaceError naming the file."""
     with pytest.raises(SurfaceError, match="no heading 'Default hyperparameters'"):
         extract(SURF / "config.toml", "markdown")
-    with pytest.raises(SurfaceError, match="nope.md: file not found"):
+    with pytest.raises(SurfaceError, match=r"nope\.md: file not found"):
         extract(tmp_path / "nope.md", "markdown")
 
 

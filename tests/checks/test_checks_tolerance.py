@@ -56,7 +56,7 @@ def test_every_rule_has_a_reason() -> None:
 
 def test_unknown_op_output_and_missing_dim_are_named() -> None:
     """Asking for an op with no rule, or a rule whose dim the case lacks, says which."""
-    with pytest.raises(KeyError, match="softmax_forward.out"):
+    with pytest.raises(KeyError, match=r"softmax_forward\.out"):
         op_tolerance("softmax_forward", "out", {})
     with pytest.raises(KeyError, match="'OC'"):
         op_tolerance("matmul_backward", "dinp", {"N": 2, "C": 3})

@@ -237,3 +237,36 @@ def test_merged_shards_of_other_builds_refused(
     base, cand = pair(tmp_path, clean_rows(100), extra=mixed)
     assert main(["compare", str(base), str(cand)]) == 2
     assert "artifact 'wasm32' differs between merged shards" in capsys.readouterr().err
+
+
+def _sharded(fp_native: str, fp_wasm: str) -> dict[str, object]:
+    """run.json keys of a run merged from two shards, one cell list per shard."""
+    return {
+        "machines": {fp_native: {}, fp_wasm: {}},
+        "shards": [
+            {"machine": fp_native, "cells": ["native/native/small"]},
+            {"machine": fp_wasm, "cells": ["wasmtime/wasm32/small"]},
+        ],
+    }
+
+
+def test_merged_runs_cell_by_cell_same_machine_accepted(tmp_path: Path) -> None:
+    """Merged BASE and CAND from two machines compare when each cell kept its machine."""
+    meta = _sharded("fp-a", "fp-b")
+    base = write_run(tmp_path / "base", clean_rows(1), fingerprint="fp-a", extra=meta)
+    cand = write_run(tmp_path / "cand", clean_rows(100), fingerprint="fp-a", extra=meta)
+    assert main(["compare", str(base), str(cand)]) == 0
+
+
+def test_merged_runs_cell_moved_machine_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A timed cell measured on another machine in CAND than in BASE is refused, named."""
+    base = write_run(tmp_path / "base", clean_rows(1), fingerprint="fp-a",
+                     extra=_sharded("fp-a", "fp-b"))  # fmt: skip
+    cand = write_run(tmp_path / "cand", clean_rows(100), fingerprint="fp-a",
+                     extra=_sharded("fp-a", "fp-c"))  # fmt: skip
+    assert main(["compare", str(base), str(cand)]) == 2
+    assert "cell wasmtime/wasm32/small: timed on fp-b in BASE but fp-c in CAND" in (
+        capsys.readouterr().err
+    )
