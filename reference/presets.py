@@ -36,7 +36,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head != 0:
             raise ValueError(
-                f"preset {self.name!r}: n_embd={self.n_embd} is not divisible by n_head={self.n_head}"
+                f"preset {self.name!r}: n_embd={self.n_embd} is not divisible by "
+                f"n_head={self.n_head}"
             )
 
 

@@ -48,7 +48,7 @@ class MissingExport(HostError):
 
 
 class ABIError(HostError):
-    """An export exists but its signature or argument conversion is wrong (e.g. Number vs BigInt)."""
+    """An export exists but its signature or argument conversion is wrong (Number vs BigInt)."""
 
 
 class Trap(HostError):
@@ -98,7 +98,7 @@ class Instance(abc.ABC):
 
     @abc.abstractmethod
     def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
-        """Return ``n`` wall-clock round trips of a no-op request across the Python<->host bridge."""
+        """Return ``n`` wall-clock round trips (ns) of a no-op request across the bridge."""
 
     @abc.abstractmethod
     def close(self) -> None:
