@@ -79,6 +79,9 @@ COMMON_FLAGS: tuple[str, ...] = (
     "-std=c11",
     "-Wall",
     "-Wextra",
+    # the toolchain is pinned (ziglang on PyPI), so a warning is a real change: fail on it,
+    # since a successful build would otherwise swallow the compiler's output
+    "-Werror",
     # sqrt must lower to one instruction, never a libm call that sets errno
     "-fno-math-errno",
     "-fvisibility=hidden",

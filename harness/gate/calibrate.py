@@ -34,6 +34,7 @@ from harness.artifact import Artifact
 from harness.build import Variant, build_variant
 from harness.checks.bench_workloads import gelu_forward, layernorm_forward, residual_forward
 from harness.gate.stats import Decision, compare_samples
+from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text
 from harness.hosts.base import Instance, TimingResult
 from harness.timing import TimingPolicy, measure
 
@@ -92,7 +93,14 @@ class Session:
     samples: int = 100  # per measurement, fixed (min = max)
     sample_ms: float = 1.0  # each sample loops the kernel for at least this long
     decision: Decision = field(default_factory=Decision)
+    thresholds: Thresholds | None = None  # per-measurement rules ("op:<kernel>"), as in a matrix
     seed: int = 1
+
+    def decision_for(self, kernel: str) -> Decision:
+        """The decision for one kernel: the matrix's rule for ``op:<kernel>`` if one was given."""
+        if self.thresholds is None:
+            return self.decision
+        return self.thresholds.decision_for("bench", f"op:{kernel}")
 
 
 @dataclass
@@ -181,7 +189,9 @@ def run_session(session: Session, build_dir: Path, progress: bool = True) -> dic
                 aa.add(verdict)
                 aa_by_kernel[kernel].add(verdict)
             if kernel == session.slowed:
-                result = compare_samples(runs["A1"][kernel], runs["B"][kernel], session.decision)
+                result = compare_samples(
+                    runs["A1"][kernel], runs["B"][kernel], session.decision_for(kernel)
+                )
                 ab.add(result.verdict)
                 ratios_ab.append(result.ratio)
         pooled["A"].append(float(np.median(runs["A1"][session.slowed])))
@@ -195,7 +205,11 @@ def run_session(session: Session, build_dir: Path, progress: bool = True) -> dic
     instance.close()
     realised = float(np.median(pooled["B"]) / np.median(pooled["A"]) - 1.0)
     return {
-        "session": {**asdict(session), "decision": asdict(session.decision)},
+        "session": {
+            **asdict(session),
+            "decision": asdict(session.decision_for(session.slowed)),
+            "thresholds": None if session.thresholds is None else asdict(session.thresholds),
+        },
         "artifact_engine": session.engine,
         "aa": asdict(aa),
         "aa_by_kernel": {k: asdict(t) for k, t in aa_by_kernel.items()},
@@ -245,8 +259,10 @@ def markdown(figures: dict[str, object], command: str) -> str:
         "",
         f"Engine `{s['engine']}`; {s['trials']} trials; {s['samples']} samples of "
         f"≥{s['sample_ms']} ms per kernel; alpha {s['decision']['alpha']}, min effect "
-        f"{s['decision']['min_effect']:.0%}, quantile {s['decision']['quantile']}; "
-        f"slowed kernel `{s['slowed']}` by {s['slowdown']:.0%} more work.",
+        f"{s['decision']['min_effect']:.0%}, quantile {s['decision']['quantile']}"
+        + (f" (per-measurement rules {dict(s['thresholds']['per_measurement'])})"
+           if s["thresholds"] else "")
+        + f"; slowed kernel `{s['slowed']}` by {s['slowdown']:.0%} more work.",
         "",
         "| figure | target | measured |",
         "|---|---|---|",
@@ -288,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--alpha", type=float, default=d.decision.alpha)
     p.add_argument("--min-effect", type=float, default=d.decision.min_effect)
     p.add_argument("--quantile", type=float, default=d.decision.quantile)
+    p.add_argument("--thresholds", type=Path, help="a matrix file whose [thresholds] to apply")
     p.add_argument("--build-dir", type=Path, default=Path(".tinygpt-calibrate"))
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
@@ -295,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine=args.engine, trials=args.trials, slowdown=args.slowdown, slowed=args.kernel,
         samples=args.samples, sample_ms=args.sample_ms,
         decision=Decision(alpha=args.alpha, min_effect=args.min_effect, quantile=args.quantile),
+        thresholds=None if args.thresholds is None else thresholds_from_matrix_text(
+            args.thresholds.read_text(encoding="utf-8"), args.thresholds),
     )  # fmt: skip
     figures = run_session(session, args.build_dir)
     command = "python -m harness.gate.calibrate " + " ".join(argv or sys.argv[1:])
