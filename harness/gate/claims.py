@@ -6,6 +6,10 @@ Schema (TOML, documented with examples in docs/signoff.md)::
     [scan]                           # where to hunt for numbers no claim covers
     files = ["README.md", "docs/*.md"]
     exclude = ["docs/signoff.md"]    # files that discuss claims rather than make them
+    [[scan.not_a_claim]]             # a number that reads like a claim but is not one
+    file = "README.md"
+    text = "MLP (4x)"                # the line must contain this text; the number lies in it
+    reason = "the MLP's width multiplier, not a speed"
 
     [[claim]]
     id = "wasm64-vs-wasm32-train"    # unique; also the default marker "claim:<id>"
@@ -116,6 +120,15 @@ def _replace(q: Quantity, **kw: str) -> Quantity:
 
 
 @dataclass(frozen=True)
+class NotAClaim:
+    """A reviewed exception to the uncovered-number scan, with its reason."""
+
+    file: str
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ClaimsFile:
     """A parsed claims file."""
 
@@ -123,6 +136,7 @@ class ClaimsFile:
     claims: tuple[Claim, ...]
     scan_files: tuple[str, ...]
     scan_exclude: tuple[str, ...]
+    not_claims: tuple[NotAClaim, ...] = ()
 
 
 def x_text(value: object) -> str:
@@ -163,7 +177,25 @@ def load_claims(path: Path) -> ClaimsFile:
         claims=tuple(claims),
         scan_files=tuple(_strings(path, "scan.files", scan.get("files", ["README.md"]))),
         scan_exclude=tuple(_strings(path, "scan.exclude", scan.get("exclude", []))),
+        not_claims=tuple(_not_claims(path, scan.get("not_a_claim", []))),
     )
+
+
+def _not_claims(path: Path, raw: Any) -> list[NotAClaim]:
+    if not isinstance(raw, list):
+        raise GateInputError(path, "scan.not_a_claim", "expected [[scan.not_a_claim]] tables")
+    out = []
+    for i, entry in enumerate(raw):
+        where = f"scan.not_a_claim[{i}]"
+        if not isinstance(entry, dict):
+            raise GateInputError(path, where, "must be a table")
+        for key in ("file", "text", "reason"):
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise GateInputError(
+                    path, f"{where}.{key}", "missing (every exception needs a reason)"
+                )
+        out.append(NotAClaim(entry["file"], entry["text"], entry["reason"]))
+    return out
 
 
 def _strings(path: Path, field: str, value: Any) -> list[str]:

@@ -67,7 +67,7 @@ def sign_off(run: Run, claims_path: Path, root: Path) -> list[Finding]:
         findings += check_single_point(claim, table)
         findings += check_text(claim, root, claims_path)
     files = scan_files(root, claims.scan_files, claims.scan_exclude)
-    findings += uncovered(root, files, covered_spans(claims, root))
+    findings += uncovered(root, files, covered_spans(claims, root), claims.not_claims)
     return findings
 
 

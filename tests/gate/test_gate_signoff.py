@@ -169,3 +169,35 @@ def test_other_defaults_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["signoff", str(run), "--claims", str(root / "claims.toml"),
                  "--root", str(root)]) == 1  # fmt: skip
     assert "measured with defaults sha256 0000" in capsys.readouterr().out
+
+
+def test_reviewed_exception_is_not_uncovered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A [[scan.not_a_claim]] entry excuses exactly its text; the other number still fails."""
+    root = tmp_path / "uncovered"
+    shutil.copytree(FIXTURES / "uncovered", root)
+    claims = root / "claims.toml"
+    claims.write_text(claims.read_text() + (
+        '\n[[scan.not_a_claim]]\nfile = "README.md"\ntext = "3x faster than before"\n'
+        'reason = "a changelog remark, not a measurement"\n'
+    ))  # fmt: skip
+    run = demo_run(tmp_path / "run")
+    assert main(["signoff", str(run), "--claims", str(claims), "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "'120 tok/s'" in out and "'3x'" not in out
+
+
+def test_exception_without_reason_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An exception to the scan must say why: a missing reason is bad input naming the field."""
+    root = tmp_path / "good"
+    shutil.copytree(FIXTURES / "good", root)
+    claims = root / "claims.toml"
+    claims.write_text(
+        claims.read_text() + '\n[[scan.not_a_claim]]\nfile = "README.md"\ntext = "x"\n'
+    )
+    run = demo_run(tmp_path / "run")
+    assert main(["signoff", str(run), "--claims", str(claims), "--root", str(root)]) == 2
+    assert "field 'scan.not_a_claim[0].reason'" in capsys.readouterr().err
