@@ -197,6 +197,8 @@ def _type_name(v: object) -> str:
 
 
 class _Validator:
+    """Checks the parsed TOML piece by piece; every error carries the offending line."""
+
     def __init__(self, path: Path, lines: TomlLines, names: Names) -> None:
         self.path = path
         self.lines = lines

@@ -213,7 +213,7 @@ class _HostPool:
 # -- cells ---------------------------------------------------------------------------------
 
 
-class _Interrupted(Exception):  # noqa: N818 -- a control-flow signal, not an error
+class _Interrupted(Exception):  # a control-flow signal, not an error
     """Ctrl-C inside a cell; carries the rows the cell recorded before it."""
 
     def __init__(self, rows: list[Row]) -> None:

@@ -9,6 +9,7 @@ message can say ``matrix.toml:7: unknown host 'nodex'``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 Path_ = tuple[str | int, ...]
@@ -24,7 +25,10 @@ class TomlLines:
     lines: dict[Path_, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _Scanner(self.text, self.lines).document()
+        # A construct the scanner does not follow costs line precision (the longest known
+        # prefix is used), never the validation itself: tomllib has already parsed the file.
+        with contextlib.suppress(ValueError, IndexError):
+            _Scanner(self.text, self.lines).document()
 
     def line_of(self, path: Path_) -> int:
         """Return the line of ``path``, or of its longest recorded prefix (1 if none)."""

@@ -150,7 +150,7 @@ def published_region(
             while end < len(lines) and lines[end].strip():
                 end += 1  # the marker's paragraph or table: up to the next blank line
             return pub.file, i + 1, lines[i:end]
-    return f"marker {pub.marker!r} is no longer in {pub.file}"
+    return f"marker {pub.marker!r} is not in {pub.file}"
 
 
 def check_text(claim: Claim, root: Path, claims_path: Path) -> list[Finding]:

@@ -9,10 +9,13 @@ from pathlib import Path
 from harness.gate.claim_checks import Finding
 from harness.gate.claims import NotAClaim
 
-# "9.7×", "3x faster", "2.5 times slower", "120 tok/s", "12 GFLOP/s", "8 GB/s".
+# "9.7×", "3x faster", "2.5 times slower", "120 tok/s", "12 GFLOP/s", "8 GB/s". A spaced
+# "1.5 x block_size" or "100 × clock resolution" is arithmetic, not a claim: "x" and "×" count
+# when glued to the number, or when "faster"/"slower"/"speedup" follows.
 PERF_NUMBER = re.compile(
-    r"(?<![\w.])(?P<num>\d+(?:\.\d+)?)\s*"
-    r"(?P<unit>×|x(?![\w])|times\s+(?:faster|slower)|tok(?:ens)?/s|[GMT]FLOP/?s|GB/s)",
+    r"(?<![\w.])(?P<num>\d+(?:\.\d+)?)"
+    r"(?:(?:×|x)(?!\w)|\s*(?:×|x)\s+(?:faster|slower|speed-?up)"
+    r"|\s*times\s+(?:faster|slower)|\s*tok(?:ens)?/s|\s*[GMT]FLOP/?s|\s*GB/s)",
     re.IGNORECASE,
 )
 

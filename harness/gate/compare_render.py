@@ -48,7 +48,7 @@ def _row(c: Change) -> tuple[str, ...]:
         _p(cmp.p_value),
         f"±{cmp.min_effect * 100:g}%",
         f"{cmp.n_base}/{cmp.n_cand}",
-        cmp.verdict,
+        cmp.verdict if c.gated else f"{cmp.verdict} (ref)",
     )
 
 
@@ -70,7 +70,8 @@ def headline(result: GateResult) -> str:
     """One line: the gate's outcome and its counts."""
     counts = {v: 0 for v in ("slower", "faster", "same", "unknown")}
     for c in result.changes:
-        counts[c.comparison.verdict] += 1
+        if c.gated:
+            counts[c.comparison.verdict] += 1
     outcome = "FAIL" if result.failed else "PASS"
     return (
         f"gate {outcome}: {counts['slower']} slower, {counts['faster']} faster, "
@@ -97,8 +98,10 @@ def print_table(result: GateResult, console: Console) -> None:
             h, justify="right" if h not in ("cell", "measurement", "verdict") else "left"
         )
     for c in result.changes:
-        table.add_row(*_row(c), style=_STYLE[c.comparison.verdict])
+        table.add_row(*_row(c), style=_STYLE[c.comparison.verdict] if c.gated else "dim")
     console.print(table)
+    if any(not c.gated for c in result.changes):
+        console.print("(ref): the numpy reference, timed as a yardstick; shown, never gated")
     for title, items in _sections(result):
         if items:
             console.print(f"[bold]{title}[/bold]")
@@ -120,13 +123,17 @@ def markdown(result: GateResult, base_label: str, cand_label: str) -> str:
             lines += [f"### {title}", "", *[f"- `{i}`" for i in items], ""]
     ordered = sorted(
         result.changes,
-        key=lambda c: ("slower", "unknown", "faster", "same").index(c.comparison.verdict),
+        key=lambda c: (
+            not c.gated,
+            ("slower", "unknown", "faster", "same").index(c.comparison.verdict),
+        ),
     )
-    lines += ["### Measurements", "", "| " + " | ".join(HEADERS) + " |"]
+    lines += ["### Measurements", "", "(ref): the numpy reference, shown, never gated.", ""]
+    lines += ["| " + " | ".join(HEADERS) + " |"]
     lines.append("|" + "|".join("---" for _ in HEADERS) + "|")
     for c in ordered:
         cells = list(_row(c))
-        if c.comparison.verdict == "slower":
+        if c.comparison.verdict == "slower" and c.gated:
             cells[-1] = "**slower**"
         lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -45,12 +45,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="write signoff.md and signoff.html here")
 
 
-def check_defaults(run: Run) -> list[Finding]:
-    """The run must have been measured with this code's training defaults."""
+def check_run(run: Run) -> list[Finding]:
+    """The run must be of a committed tree, measured with this code's training defaults."""
+    out = []
+    if run.meta.dirty:
+        out.append(Finding("(run)", "fail", (
+            f"{run.meta.path}: measured from a dirty checkout of {run.meta.commit[:12]}; "
+            "a sign-off needs numbers of a committed tree"
+        )))  # fmt: skip
     recorded = run.meta.defaults_sha256
     if recorded == DEFAULTS.sha256():
-        return []
-    return [Finding("(run)", "fail", (
+        return out
+    return [*out, Finding("(run)", "fail", (
         f"{run.meta.path}: measured with defaults sha256 {recorded or 'not recorded'}, "
         f"this code's defaults are {DEFAULTS.sha256()}: re-measure before signing off"
     ))]  # fmt: skip
@@ -61,7 +67,7 @@ def sign_off(run: Run, claims_path: Path, root: Path) -> list[Finding]:
     claims = load_claims(claims_path)
     check_cells(claims, {r.cell for r in run.rows})
     table = quantity_table(run.rows)
-    findings = check_defaults(run)
+    findings = check_run(run)
     for claim in claims.claims:
         findings += check_values(claim, table)
         findings += check_single_point(claim, table)

@@ -15,6 +15,9 @@ from harness.results import Row
 # Checks whose failure in CAND fails the gate whatever BASE did: parity and the contracts.
 BLOCKING_CHECKS = ("ops", "model", "defaults", "corpus")
 BROKEN = ("fail", "error", "incompatible")
+# The numpy reference is timed beside the kernels as a yardstick (speedup, roofline); it is not
+# the project's code, so its changes are shown (a drift indicator) but never fail the gate.
+REFERENCE_HOST = "numpy"
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,11 @@ class Change:
     base_ns: float  # the compared location (the median unless thresholds set a quantile)
     cand_ns: float
     comparison: Comparison
+
+    @property
+    def gated(self) -> bool:
+        """False for the numpy reference's own timings."""
+        return self.key.host != REFERENCE_HOST
 
 
 @dataclass(frozen=True)
@@ -40,12 +48,12 @@ class GateResult:
     @property
     def regressions(self) -> tuple[Change, ...]:
         """Changes confirmed slower beyond their threshold."""
-        return tuple(c for c in self.changes if c.comparison.verdict == "slower")
+        return tuple(c for c in self.changes if c.comparison.verdict == "slower" and c.gated)
 
     @property
     def unknown(self) -> tuple[Change, ...]:
         """Changes the samples cannot decide yet."""
-        return tuple(c for c in self.changes if c.comparison.verdict == "unknown")
+        return tuple(c for c in self.changes if c.comparison.verdict == "unknown" and c.gated)
 
     @property
     def failed(self) -> bool:

@@ -270,3 +270,18 @@ def test_merged_runs_cell_moved_machine_refused(
     assert "cell wasmtime/wasm32/small: timed on fp-b in BASE but fp-c in CAND" in (
         capsys.readouterr().err
     )
+
+
+def test_reference_slowdown_shown_not_gated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A slower numpy reference (a yardstick, not our code) is listed but does not fail."""
+    ref = bench_rows(noisy(800.0, 20, 7), host="numpy", artifact="reference", preset="",
+                     subject="roofline:sgemm")  # fmt: skip
+    slow_ref = bench_rows(noisy(960.0, 20, 8), host="numpy", artifact="reference", preset="",
+                          subject="roofline:sgemm")  # fmt: skip
+    base = write_run(tmp_path / "base", [*clean_rows(1), *ref])
+    cand = write_run(tmp_path / "cand", [*clean_rows(100), *slow_ref])
+    assert main(["compare", str(base), str(cand)]) == 0
+    out = capsys.readouterr().out
+    assert "slower (ref)" in out and "gate PASS: 0 slower" in out

@@ -7,11 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
-from gate_runs import tree_digest
+from gate_runs import bench_rows, tree_digest, write_run
 
 from harness.build import Variant, build_variant, write_manifest
 from harness.cli import main
+from harness.gate.calibrate import load_instance, matmul_rows
 from harness.gate.rundir import load_run
+from harness.hosts.base import TimingResult
+from harness.timing import TimingPolicy, measure
+
+# A 15 % band: A/A of a real kernel on a shared box drifts a few percent between runs.
+LOOSE = Path(__file__).parent / "fixtures" / "loose-thresholds.toml"
 
 MATRIX = """\
 name = "gate-real"
@@ -110,3 +116,81 @@ def test_adaptive_refuses_another_build(
     assert code == 2
     assert "build CAND's commit first" in capsys.readouterr().err
     assert not (tmp_path / "cand.adaptive-1").exists()
+
+
+def _timed_run(directory: Path, samples: tuple[float, ...]) -> Path:
+    """A run dir whose one measurement is ``samples`` of the real native matmul."""
+    rows = bench_rows(list(samples), host="native", artifact="native", preset="tiny")
+    return write_run(directory, rows)
+
+
+@pytest.mark.slow
+def test_real_kernel_slowdown_fails_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real matmul timings with 25 % more rows in CAND (real extra work) make compare exit 1.
+
+    The injection is the calibration's (docs/gate.md): more rows through the same GEMM loops.
+    25 % rather than 5 % keeps this a test of the pipeline, not of the gate's power.
+    """
+    instance = load_instance("native", tmp_path / "build")
+    policy = TimingPolicy(min_samples=30, max_samples=30, min_sample_ns=1e6)
+    timed = []
+    for scale in (1.0, 1.0, 1.25):
+        export, args, buffers = matmul_rows(instance, scale)
+
+        def sampler(reps: int, n: int, warmup: int) -> TimingResult:
+            return instance.time_calls(export, args, reps, n, warmup)  # noqa: B023
+
+        timed.append(measure(sampler, policy).samples_ns)
+        for ptr in buffers:
+            instance.free(ptr)
+    instance.close()
+    base = _timed_run(tmp_path / "base", timed[0])
+    same = _timed_run(tmp_path / "same", timed[1])
+    slow = _timed_run(tmp_path / "slow", timed[2])
+    assert main(["compare", str(base), str(slow)]) == 1
+    assert "1 slower" in capsys.readouterr().out
+    assert main(["compare", str(base), str(same), "--thresholds", str(LOOSE)]) == 0
+
+
+def sharded_run(tmp: Path, name: str, manifest: Path) -> Path:
+    """A real two-cell run made as two shards and merged with ``tinygpt-harness merge``."""
+    matrix = tmp / f"{name}.toml"
+    matrix.write_text((MATRIX % (10, 10, "0.5")).replace('["tiny"]', '["tiny", "small"]'))
+    shards = []
+    for k in (1, 2):
+        out = tmp / f"{name}-shard{k}"
+        assert main(["run", "--matrix", str(matrix), "--out", str(out), "--shard", f"{k}/2",
+                     "--artifacts", str(manifest)]) == 0  # fmt: skip
+        shards.append(str(out))
+    assert main(["merge", *shards, "--out", str(tmp / name)]) == 0
+    return tmp / name
+
+
+@pytest.mark.slow
+def test_merged_shards_compare_history_and_signoff(
+    tmp_path: Path, manifest: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Merged shard runs are accepted by compare, stored by history, and signed off."""
+    base, cand = sharded_run(tmp_path, "base", manifest), sharded_run(tmp_path, "cand", manifest)
+    assert main(["compare", str(base), str(cand)]) == 0
+    out = capsys.readouterr().out
+    assert "native/native/tiny" in out and "native/native/small" in out
+    assert main(["history", "--store", str(tmp_path / "store"), "--add", str(cand),
+                 "--out", str(tmp_path / "hist")]) == 0  # fmt: skip
+    assert (tmp_path / "hist" / "history.html").is_file()
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- claim:small-over-tiny -->\nSmall over tiny matmul: 1.0 (n=32).\n")
+    claims = tmp_path / "claims.toml"
+    claims.write_text(
+        'schema_version = 1\n[[claim]]\nid = "small-over-tiny"\nhost = "native"\n'
+        'artifact = "native"\npreset = "small"\nsubject = "op:matmul_forward"\n'
+        'metric = "median_ns"\nx = 32\nrelative_to = { preset = "tiny" }\nvalue = 1.0\n'
+        'tolerance = 0.5\npublished = { file = "README.md" }\n'
+    )
+    code = main(["signoff", str(cand), "--claims", str(claims), "--root", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "pass  small-over-tiny: published 1, measured" in out
+    # A run from a dirty working tree (a developer's) may not sign off; CI's clean one does.
+    assert code == (1 if load_run(cand).meta.dirty else 0), out

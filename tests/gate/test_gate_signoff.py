@@ -105,7 +105,7 @@ def test_missing_marker_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["signoff", str(run), "--claims", str(root / "claims.toml"),
                  "--root", str(root)]) == 1  # fmt: skip
     out = capsys.readouterr().out
-    assert "marker 'claim:wasm64-overhead' is no longer in README.md" in out
+    assert "marker 'claim:wasm64-overhead' is not in README.md" in out
 
 
 def test_sheet_carries_provenance(tmp_path: Path) -> None:
@@ -201,3 +201,13 @@ def test_exception_without_reason_exit_2(
     run = demo_run(tmp_path / "run")
     assert main(["signoff", str(run), "--claims", str(claims), "--root", str(root)]) == 2
     assert "field 'scan.not_a_claim[0].reason'" in capsys.readouterr().err
+
+
+def test_dirty_run_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Numbers measured from a dirty checkout cannot sign off a release."""
+    root = tmp_path / "good"
+    shutil.copytree(FIXTURES / "good", root)
+    run = demo_run(tmp_path / "run", git={"commit": "a" * 40, "dirty": True})
+    assert main(["signoff", str(run), "--claims", str(root / "claims.toml"),
+                 "--root", str(root)]) == 1  # fmt: skip
+    assert "measured from a dirty checkout of aaaaaaaaaaaa" in capsys.readouterr().out
