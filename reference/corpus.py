@@ -50,7 +50,7 @@ FETCH_TIMEOUT_S = 600
 CORPUS_HINT = "pass --corpus PATH to use a local text file"
 
 
-class CorpusUnavailable(Exception):  # noqa: N818 -- mirrors HostUnavailable
+class CorpusUnavailable(Exception):
     """The default corpus could not be fetched or verified (the message says why and the fix)."""
 
 

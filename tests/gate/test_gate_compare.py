@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from gate_runs import bench_rows, noisy, tree_digest, verdict_row, write_run
 
 from harness.cli import main
 from harness.results import RUN_FILE, Row
+from tests.gate.gate_runs import bench_rows, noisy, tree_digest, verdict_row, write_run
 
 
 def clean_rows(seed: int, matmul_scale: float = 1.0, cv: float = 0.01) -> list[Row]:

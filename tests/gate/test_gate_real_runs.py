@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from gate_runs import bench_rows, tree_digest, write_run
 
 from harness.build import Variant, build_variant, write_manifest
 from harness.cli import main
@@ -15,6 +14,7 @@ from harness.gate.calibrate import load_instance, matmul_rows
 from harness.gate.rundir import load_run
 from harness.hosts.base import TimingResult
 from harness.timing import TimingPolicy, measure
+from tests.gate.gate_runs import bench_rows, tree_digest, write_run
 
 # A 15 % band: A/A of a real kernel on a shared box drifts a few percent between runs.
 LOOSE = Path(__file__).parent / "fixtures" / "loose-thresholds.toml"

@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from gate_runs import bench_rows, tree_digest, write_run
 
 from harness.cli import main
 from harness.results import Row
+from tests.gate.gate_runs import bench_rows, tree_digest, write_run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "signoff"
 

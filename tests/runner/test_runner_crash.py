@@ -11,9 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from runner_fakes import HERE, make_artifacts
-
 from harness.results import RESULTS_FILE, RUN_FILE, read_rows
+from tests.runner.runner_fakes import HERE, make_artifacts
 
 REPO = HERE.parents[1]
 

@@ -7,11 +7,18 @@ import json
 from pathlib import Path
 
 import pytest
-from runner_fakes import Log, factories, make_artifacts, run_args, run_with, use_fake_checks
 
 from harness.merge import MergeError, execute, merge_runs
 from harness.results import RESULTS_FILE, RUN_FILE, read_rows
 from harness.run_dir import write_run_json
+from tests.runner.runner_fakes import (
+    Log,
+    factories,
+    make_artifacts,
+    run_args,
+    run_with,
+    use_fake_checks,
+)
 
 MATRIX = """\
 name = "fake"

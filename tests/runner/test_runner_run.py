@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_fakes import Log, factories, make_artifacts, run_args, run_with, use_fake_checks
 
 from harness.hosts.base import IncompatibleArtifact, MissingExport
 from harness.results import RESULTS_FILE, RUN_FILE, SCHEMA_VERSION, Row, read_rows
+from tests.runner.runner_fakes import (
+    Log,
+    factories,
+    make_artifacts,
+    run_args,
+    run_with,
+    use_fake_checks,
+)
 
 
 @pytest.fixture

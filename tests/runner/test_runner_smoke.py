@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runner_fakes import FakeHost, FakeInstance, Log
 
 from harness.artifact import Artifact
 from harness.checks.base import CellContext
 from harness.checks.smoke import _update_row, validate_options
 from reference.presets import PRESETS
+from tests.runner.runner_fakes import FakeHost, FakeInstance, Log
 
 LR = 3e-4
 
