@@ -1,0 +1,33 @@
+"""The cell-verdict rule: worst status wins, except that partial skips do not hide a pass."""
+
+from __future__ import annotations
+
+from harness.results import Row, Status
+from harness.run_dir import cell_verdict
+
+
+def _row(check: str, status: Status, detail: str = "") -> Row:
+    return Row("native", "v", "native", "ab", "tiny", check, "s", status, detail=detail)
+
+
+def test_error_beats_fail_beats_pass() -> None:
+    """An error anywhere makes the cell an error, with that row's cause."""
+    rows = [_row("ops", "pass"), _row("model", "fail", "x"), _row("bench", "error", "boom")]
+    assert cell_verdict(rows) == ("error", "bench:s: boom")
+
+
+def test_budget_skipped_bench_points_keep_a_passing_cell_pass() -> None:
+    """A bench point skipped for time does not turn a cell whose checks passed into skipped."""
+    verdict, cause = cell_verdict([_row("ops", "pass"), _row("bench", "skipped", "budget 3 s")])
+    assert verdict == "pass"
+    assert cause == "partly skipped: bench:s: budget 3 s"
+
+
+def test_a_cell_with_only_skipped_rows_is_skipped() -> None:
+    """A cell where nothing ran (e.g. the host is missing) is skipped, with the cause."""
+    assert cell_verdict([_row("cell", "skipped", "no node")]) == ("skipped", "cell:s: no node")
+
+
+def test_measurements_alone_are_a_pass() -> None:
+    """Rows that carry no verdict (measured, noisy) leave the cell at pass."""
+    assert cell_verdict([_row("bench", "measured"), _row("bench", "noisy")]) == ("pass", "")
