@@ -64,12 +64,12 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def main(session: nox.Session) -> None:
-    """The main job: run matrices/default.toml on the bundled artifacts, then write the report."""
+    """The main job: run matrices/default.toml on the bundled artifacts, report, sign off."""
     _install(session)
     _hosts_and_artifacts(session)
     out = session.posargs[0] if session.posargs else "reports/latest"
-    # A failing cell must not stop the report from being written; the job's exit code is the
-    # run's verdict, re-raised after the report exists.
+    # A failing cell must not stop the report from being written: the run's verdict is read
+    # back from run.json and re-raised once the report and the sign-off sheet exist.
     session.run(
         "tinygpt-harness",
         "run",
@@ -80,9 +80,23 @@ def main(session: nox.Session) -> None:
         success_codes=[0, 1],
     )
     session.run("tinygpt-harness", "report", f"{out}/run", "--out", out)
+    # The README's published numbers are re-checked against this run (docs/claims.toml).
+    session.run(
+        "tinygpt-harness",
+        "signoff",
+        f"{out}/run",
+        "--claims",
+        "docs/claims.toml",
+        "--out",
+        f"{out}/signoff",
+        success_codes=[0, 1],
+    )
     counts = json.loads(Path(out, "run", "run.json").read_text()).get("verdicts", {})
     if counts.get("fail", 0) or counts.get("error", 0):
         session.error(f"the default matrix run has failing cells {counts}; see {out}/index.html")
+    sheet = Path(out, "signoff", "signoff.md")
+    if not sheet.exists() or "NOT SIGNED OFF" in sheet.read_text():
+        session.error(f"release sign-off failed; see {sheet}")
 
 
 @nox.session(python=PYTHON)

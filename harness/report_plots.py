@@ -46,6 +46,11 @@ def _footer(fig: Figure, prov: dict[str, str]) -> None:
     fig.text(0.01, 0.005, text, fontsize=6.5, color="#555555", va="bottom", ha="left", wrap=True)
 
 
+def _outside_legend(ax: Any) -> None:
+    """Put the legend right of the axes: with a dozen cells, one inside hides the curves."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def _save(fig: Figure, out: Path, name: str, prov: dict[str, str]) -> None:
     _footer(fig, prov)
     fig.tight_layout(rect=(0, 0.09, 1, 1))
@@ -109,7 +114,7 @@ def plot_speedup(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | 
     pts = curve(rows, "train_step", "speedup")
     if pts.empty:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5.2))
+    fig, ax = plt.subplots(figsize=(11.5, 5.2))
     slopes = {(s.host, s.artifact): s for s in speedup_slopes(rows)}
     colors = pair_colors(rows)
     for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
@@ -136,7 +141,7 @@ def plot_speedup(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | 
     ax.set_ylabel("train-step speedup over numpy reference (×, log)")
     ax.set_title("Train step: speedup over the numpy reference (1 BLAS thread)")
     _noisy_note(ax)
-    ax.legend(fontsize=8)
+    _outside_legend(ax)
     ax.grid(True, which="major", alpha=0.3)
     _save(fig, out, "speedup", prov)
     return Plot(
@@ -278,7 +283,7 @@ def plot_overhead(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot |
     series = {s: curve(rows, s, "overhead_fraction") for s in ("overhead:bridge", "overhead:call")}
     if all(v.empty for v in series.values()):
         return None
-    fig, ax = plt.subplots(figsize=(8, 5.2))
+    fig, ax = plt.subplots(figsize=(11.5, 5.2))
     colors = pair_colors(rows)
     for subject, pts in series.items():
         for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
@@ -298,7 +303,7 @@ def plot_overhead(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot |
     ax.set_ylabel("overhead / (overhead + kernel time)")
     ax.set_title("Per-call overhead as a fraction of total time")
     _noisy_note(ax)
-    ax.legend(fontsize=7)
+    _outside_legend(ax)
     ax.grid(True, which="major", alpha=0.3)
     _save(fig, out, "overhead", prov)
     return Plot(
