@@ -1,11 +1,18 @@
 /*
- * tg_math.h -- exp, log and tanh without libc (WASM has none), accurate to about 1 ulp in float.
+ * tg_math.h -- exp, log and tanh without libc (WASM has none), within 1 ulp in float.
  *
- * The float functions evaluate in double and round once at the end: a double polynomial has
- * ~1e-15 relative error, so the float result is correctly rounded except in rare near-halfway
- * cases (<= 1 ulp). These feed parity checks against numpy, so accuracy beats speed here.
- * static inline so elementwise loops (GELU, softmax) inline them instead of calling across
- * translation units.
+ * Two families:
+ * - tg_exp / tg_log (double in, double out) keep a long polynomial and branches: they serve
+ *   scalar code that wants double accuracy (sampling, the cross-entropy normaliser).
+ * - tg_expf / tg_tanhf are the element-wise workhorses of softmax and GELU. They evaluate in
+ *   double (so the float result is within 1 ulp without float error analysis) but are
+ *   branch-free: range reduction by the round-to-nearest shifter, a degree-7 minimax
+ *   polynomial, 2^k assembled from integer bits, clamps and special cases as selects. That is
+ *   what lets clang vectorise the loops that call them (AVX2 and wasm simd128 alike); the old
+ *   branchy Taylor code ran one element at a time.
+ * Every operation is plain IEEE arithmetic, so a lane of a vector loop computes bit-for-bit what
+ * the scalar tail of the same loop computes: results do not depend on where an element falls.
+ * static inline so elementwise loops inline them instead of calling across translation units.
  */
 #ifndef TG_MATH_H
 #define TG_MATH_H
@@ -63,16 +70,6 @@ static inline double tg_exp(double x) {
     return (1.0 + tg_expm1_reduced(r)) * tg_pow2i(k);
 }
 
-static inline double tg_expm1(double x) {
-    if (x > 709.0) return __builtin_inf();
-    if (x < -40.0) return -1.0;
-    int k;
-    double r = tg_reduce(x, &k);
-    double p = tg_expm1_reduced(r);
-    if (k == 0) return p; /* no cancellation near 0: this is why expm1 exists */
-    return (1.0 + p) * tg_pow2i(k) - 1.0;
-}
-
 static inline double tg_log(double x) {
     if (x != x) return x;
     if (x < 0.0) return __builtin_nan("");
@@ -109,17 +106,54 @@ static inline double tg_log(double x) {
     return ((double)e * TG_LN2_HI + logm) + (double)e * TG_LN2_LO;
 }
 
-static inline float tg_expf(float x) { return (float)tg_exp((double)x); }
-
 static inline float tg_logf(float x) { return (float)tg_log((double)x); }
 
-static inline float tg_tanhf(float x) {
-    double ax = x < 0 ? -(double)x : (double)x;
-    if (x != x) return x;
-    if (ax > 10.0) return x < 0 ? -1.0f : 1.0f; /* 1 - tanh(10) < 2^-25: rounds to 1 */
-    double e = tg_expm1(2.0 * ax);
-    double t = e / (e + 2.0);
-    return (float)(x < 0 ? -t : t);
+/* ---- branch-free element-wise float exp and tanh ------------------------------------------ */
+
+#define TG_SHIFTER 6755399441055744.0 /* 1.5 * 2^52: v + shifter rounds |v| < 2^51 to an integer */
+#define TG_LN2 6.93147180559945286227e-01
+
+/* e^x for x already in [-150, 100], relative error < 6e-11 (float needs < 6e-8 for 1 ulp). */
+static inline double tg_exp_clamped(double x) {
+    /* x = k ln2 + r with |r| <= ln2/2; the shifter leaves k in the low mantissa bits of kd */
+    double kd = x * TG_LOG2E + TG_SHIFTER;
+    uint64_t kbits = tg_double_to_bits(kd);
+    kd -= TG_SHIFTER;
+    /* one rounding, |error| <= |x| 2^-53 < 2e-14: no Cody-Waite split needed at float accuracy */
+    double r = x - kd * TG_LN2;
+    /* degree-7 minimax fit of e^r on [-ln2/2, ln2/2] (relative error 5.7e-11) */
+    double p = 0x1.9fb5d50397f18p-13;
+    p = p * r + 0x1.6d9421982b8e0p-10;
+    p = p * r + 0x1.1111efd4e5b57p-7;
+    p = p * r + 0x1.5554837ae8bb8p-5;
+    p = p * r + 0x1.5555549e28ffcp-3;
+    p = p * r + 0x1.000000411c02cp-1;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    /* 2^k: kbits holds 2^51 + k in its mantissa, so (kbits + 1023) << 52 shifts everything
+     * but k + 1023 (which is in [806, 1167]) out of the word and lands it on the exponent */
+    return p * tg_bits_to_double((kbits + 1023) << 52);
 }
 
+static inline float tg_expf(float xf) {
+    double x = (double)xf;
+    /* selects, not branches; a NaN fails both compares and propagates through the arithmetic */
+    x = x > 100.0 ? 100.0 : x;   /* e^100 > FLT_MAX: rounds to +inf below */
+    x = x < -150.0 ? -150.0 : x; /* e^-150 < half float's smallest subnormal: rounds to 0 */
+    return (float)tg_exp_clamped(x);
+}
+
+static inline float tg_tanhf(float xf) {
+    double x = (double)xf;
+    double a = __builtin_fabs(x);
+    a = a > 10.0 ? 10.0 : a; /* 1 - tanh(10) < 2^-25, so float tanh is 1 from there on */
+    /* 1 - 2/(e^2a + 1): in double nothing cancels for a >= 1/16 (exp's 6e-11 becomes < 5e-10) */
+    double big = 1.0 - 2.0 / (tg_exp_clamped(2.0 * a) + 1.0);
+    /* below 1/16, the series to a^7 (truncation < 5e-12 relative) */
+    double a2 = a * a;
+    double small = a + a * a2 * (-1.0 / 3.0 + a2 * (2.0 / 15.0 + a2 * (-17.0 / 315.0)));
+    /* computing both and selecting keeps the loop branch-free; a NaN takes `big` */
+    double t = a < 0.0625 ? small : big;
+    return (float)__builtin_copysign(t, x);
+}
 #endif /* TG_MATH_H */
