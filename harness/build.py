@@ -1,13 +1,16 @@
-"""``tinygpt-harness build``: compile the one C source tree into wasm32, wasm64 and native.
+"""``tinygpt-harness build``: compile the one C source tree into wasm32, wasm64 and native builds.
 
 Every artifact is built by ``python -m ziglang cc`` (clang inside zig), so the same toolchain
 version lands on every machine through PyPI. The three bundled targets:
 
 - ``wasm32``: ``wasm32-freestanding`` with simd128;
 - ``wasm64``: ``wasm64-freestanding`` with simd128 (the wasm64 target implies Memory64);
-- ``native``: an ``x86_64-linux-gnu`` shared library at ``-mcpu=x86_64_v3``. v3 (AVX2 + FMA +
-  BMI2, every x86-64 CPU since Haswell 2013 / Zen 2017) is the portable baseline because v2 has
-  only 4-lane SSE vectors, which would cap the matmul at half of what numpy's sgemm reaches.
+- ``native``: an ``x86_64-linux-gnu`` shared library at ``-mcpu=x86_64_v3`` (AVX2 + FMA + BMI2,
+  every x86-64 CPU since Haswell 2013 / Zen 2017): v2 has only 4-lane SSE vectors, which would
+  cap the matmul at half of what numpy's sgemm reaches;
+- ``native-x86-64``: the same library for the original x86-64 baseline (SSE2 only), which runs
+  on every x86-64 CPU. It is bundled so the portable binary is tested and measured too, and so
+  the cost of that portability is a figure in every report rather than a guess.
 
 Builds are reproducible: sources are passed as paths relative to the repository root (the
 compiler's working directory) and nothing is built with debug info, so no absolute path reaches
@@ -71,6 +74,8 @@ TARGETS: dict[str, Target] = {
                ("-msimd128",), ("simd128", "memory64")),
         Target("native", "native", "x86_64-linux-gnu", 64, "libtinygpt.so",
                ("-mcpu=x86_64_v3", "-fPIC"), ("x86-64-v3", "avx2", "fma")),
+        Target("native-x86-64", "native", "x86_64-linux-gnu", 64, "libtinygpt.so",
+               ("-mcpu=x86_64", "-fPIC"), ("x86-64", "sse2")),
     )
 }  # fmt: skip
 

@@ -37,7 +37,7 @@ def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) ->
     """Both builds of the bundled three have the same sha256s, flags and manifest entries."""
     first, second = (json.loads((d / build.MANIFEST).read_text()) for d in two_builds)
     entries = {a["name"]: a for a in second["artifacts"]}
-    assert [a["name"] for a in first["artifacts"]] == ["wasm32", "wasm64", "native"]
+    assert [a["name"] for a in first["artifacts"]] == ["wasm32", "wasm64", "native", "native-x86-64"]
     for a in first["artifacts"]:
         assert a == entries[a["name"]]
     assert first["schema"] == 1 and first["inputs_sha256"] == second["inputs_sha256"]
@@ -46,7 +46,7 @@ def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) ->
 def test_manifest_entries_describe_the_binaries(two_builds: tuple[Path, Path]) -> None:
     """Each entry loads as an Artifact whose file hashes to its sha256, with ABI signatures."""
     arts = load_manifest(two_builds[1] / build.MANIFEST)
-    assert set(arts) == {"wasm32", "wasm64", "native", BUG.name}
+    assert set(arts) == {"wasm32", "wasm64", "native", "native-x86-64", BUG.name}
     for a in arts.values():
         assert build._sha256(a.path) == a.sha256
         assert a.signatures == signatures_json()

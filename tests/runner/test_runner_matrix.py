@@ -374,7 +374,7 @@ def test_shipped_matrices_validate_with_the_real_checks(name: str) -> None:
     """matrices/*.toml load against the real host registry and check option validators."""
     from harness.hosts.registry import HOST_NAMES
 
-    names = Names(hosts=HOST_NAMES, artifacts=("wasm32", "wasm64", "native"))
+    names = Names(hosts=HOST_NAMES, artifacts=("wasm32", "wasm64", "native", "native-x86-64"))
     m = load_matrix(MATRICES / f"{name}.toml", names)
     assert m.name == name
     assert {h.name for h in m.hosts} == set(HOST_NAMES)
@@ -392,12 +392,12 @@ def test_shipped_matrices_validate_with_the_real_checks(name: str) -> None:
 
 
 def test_ci_matrix_covers_every_compatible_pair_on_tiny_and_small() -> None:
-    """ci.toml: 11 host x artifact pairs x 2 presets, every check kind somewhere."""
+    """ci.toml: 12 host x artifact pairs x 2 presets, every check kind somewhere."""
     from harness.checks import REGISTRY
     from harness.hosts.registry import HOST_NAMES
 
-    names = Names(hosts=HOST_NAMES, artifacts=("wasm32", "wasm64", "native"))
+    names = Names(hosts=HOST_NAMES, artifacts=("wasm32", "wasm64", "native", "native-x86-64"))
     cells = expand_cells(load_matrix(MATRICES / "ci.toml", names))
-    assert len(cells) == 22
+    assert len(cells) == 24
     assert {c.preset for c in cells} == {"tiny", "small"}
     assert {k for c in cells for k in c.checks} == set(REGISTRY)
