@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from harness.hosts.base import HostError, Instance
 from reference.defaults import TrainingDefaults
+from reference.ops import check_ids
 from reference.presets import ModelConfig, param_count, param_shapes
 
 F32 = NDArray[np.float32]
@@ -43,16 +44,7 @@ def _f32(name: str, a: object, ndims: tuple[int, ...] | None = None) -> F32:
 
 def _ids(name: str, a: object, upper: int, ndims: tuple[int, ...]) -> I32:
     """``a`` as int32 ids in [0, upper): an out-of-range id would read outside a kernel table."""
-    arr = np.asarray(a)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} has dtype {arr.dtype} (shape {arr.shape}), expected integers")
-    if arr.ndim not in ndims:
-        want = " or ".join(f"{n}-D" for n in ndims)
-        raise ValueError(f"{name} has shape {arr.shape}, expected {want}")
-    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= upper):
-        raise ValueError(
-            f"{name} holds values in [{int(arr.min())}, {int(arr.max())}], expected [0, {upper})"
-        )
+    arr = check_ids("kernel", name, np.asarray(a), ndims, upper)
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 

@@ -46,8 +46,12 @@ def _floats(fn: str, name: str, a: object, ndims: tuple[int, ...] | None = None)
     return a
 
 
-def _ints(fn: str, name: str, a: object, ndims: tuple[int, ...], upper: int) -> IntArray:
-    """Return ``a`` if it is an integer ndarray of an allowed ndim with values in [0, upper)."""
+def check_ids(fn: str, name: str, a: object, ndims: tuple[int, ...], upper: int) -> IntArray:
+    """Return ``a`` if it is an integer ndarray of an allowed ndim with values in [0, upper).
+
+    Shared with the kernel client (``harness/kernel.py``), whose kernels would read outside a
+    table on an out-of-range id.
+    """
     if not isinstance(a, np.ndarray):
         raise ValueError(f"{fn}: {name} must be a numpy array, got {type(a).__name__}")
     if not np.issubdtype(a.dtype, np.integer):
@@ -93,7 +97,7 @@ def embedding_forward(idx: IntArray, wte: FloatArray, wpe: FloatArray) -> FloatA
     wte = _floats(fn, "wte", wte, (2,))
     wpe = _floats(fn, "wpe", wpe, (2,))
     _same_dtype(fn, wte=wte, wpe=wpe)
-    idx = _ints(fn, "idx", idx, (2,), wte.shape[0])
+    idx = check_ids(fn, "idx", idx, (2,), wte.shape[0])
     if wpe.shape[1] != wte.shape[1]:
         raise ValueError(
             f"{fn}: wpe has shape {wpe.shape}, expected {wte.shape[1]} columns to match wte "
@@ -113,7 +117,7 @@ def embedding_backward(
     dout = _floats(fn, "dout", dout, (3,))
     V = _positive_int(fn, "vocab_size", vocab_size)
     maxT = _positive_int(fn, "block_size", block_size)
-    idx = _ints(fn, "idx", idx, (2,), V)
+    idx = check_ids(fn, "idx", idx, (2,), V)
     B, T, C = dout.shape
     _shape_is(fn, "idx", idx, (B, T), f"to match dout {dout.shape}")
     if maxT < T:
@@ -362,7 +366,7 @@ def crossentropy_forward(
     fn = "crossentropy_forward"
     logits = _floats(fn, "logits", logits, (2,))
     N, V = logits.shape
-    targets = _ints(fn, "targets", targets, (1,), V)
+    targets = check_ids(fn, "targets", targets, (1,), V)
     _shape_is(fn, "targets", targets, (N,), f"to match logits {logits.shape}")
     shifted = logits - logits.max(axis=1, keepdims=True)  # (N, V)
     e = np.exp(shifted)  # (N, V)
@@ -377,7 +381,7 @@ def crossentropy_backward(probs: FloatArray, targets: IntArray, dloss: float) ->
     fn = "crossentropy_backward"
     probs = _floats(fn, "probs", probs, (2,))
     N, V = probs.shape
-    targets = _ints(fn, "targets", targets, (1,), V)
+    targets = check_ids(fn, "targets", targets, (1,), V)
     _shape_is(fn, "targets", targets, (N,), f"to match probs {probs.shape}")
     dlogits = probs.copy()  # (N, V)
     dlogits[np.arange(N), targets] -= probs.dtype.type(1.0)

@@ -13,10 +13,15 @@
  * Every operation is plain IEEE arithmetic, so a lane of a vector loop computes bit-for-bit what
  * the scalar tail of the same loop computes: results do not depend on where an element falls.
  * static inline so elementwise loops inline them instead of calling across translation units.
+ *
+ * The row primitives at the end (sum, max, dot, softmax, weighted row sums) are here for the
+ * same reason, and so that batched attention (tg_ops.c) and the KV-cache path (tg_model.c) run
+ * literally the same arithmetic: greedy generation with and without the cache must agree.
  */
 #ifndef TG_MATH_H
 #define TG_MATH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define TG_LN2_HI 6.93147180369123816490e-01 /* ln2 with its low 32 bits zeroed: k*hi is exact */
@@ -156,4 +161,105 @@ static inline float tg_tanhf(float xf) {
     double t = a < 0.0625 ? small : big;
     return (float)__builtin_copysign(t, x);
 }
+/* ---- row primitives: vectorisable, in a fixed summation order ------------------------------
+ * Without -ffast-math clang may not reorder a float `s += x[i]` loop, so such a loop runs one
+ * element per add latency. These keep TG_LANES interleaved partial sums and combine them as a
+ * pairwise tree: an order written in the C source, so it vectorises (one AVX2 register, two
+ * simd128 ones) and yet gives the same float result on every target and at every call site. */
+
+#define TG_LANES 8
+
+/* Combine the TG_LANES partial sums pairwise (lane l with l + w, halving w). */
+static inline float tg_lanes_total(float *acc) {
+    for (int w = TG_LANES / 2; w > 0; w /= 2) {
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    }
+    return acc[0];
+}
+
+static inline float tg_sum(const float *restrict x, int32_t n) {
+    float acc[TG_LANES] = {0};
+    int32_t i = 0;
+    for (; i + TG_LANES <= n; i += TG_LANES) {
+        for (int l = 0; l < TG_LANES; l++) acc[l] += x[i + l];
+    }
+    for (int l = 0; i + l < n; l++) acc[l] += x[i + l];
+    return tg_lanes_total(acc);
+}
+
+static inline float tg_dot(const float *restrict x, const float *restrict y, int32_t n) {
+    float acc[TG_LANES] = {0};
+    int32_t i = 0;
+    for (; i + TG_LANES <= n; i += TG_LANES) {
+        for (int l = 0; l < TG_LANES; l++) acc[l] += x[i + l] * y[i + l];
+    }
+    for (int l = 0; i + l < n; l++) acc[l] += x[i + l] * y[i + l];
+    return tg_lanes_total(acc);
+}
+
+/* Largest of x[0..n), n >= 1; NaNs are skipped (as `if (x > m) m = x` would). */
+static inline float tg_max(const float *restrict x, int32_t n) {
+    float acc[TG_LANES];
+    for (int l = 0; l < TG_LANES; l++) acc[l] = x[0];
+    int32_t i = 0;
+    for (; i + TG_LANES <= n; i += TG_LANES) {
+        for (int l = 0; l < TG_LANES; l++) acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
+    }
+    for (int l = 0; i + l < n; l++) acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
+    for (int w = TG_LANES / 2; w > 0; w /= 2) {
+        for (int l = 0; l < w; l++) acc[l] = acc[l + w] > acc[l] ? acc[l + w] : acc[l];
+    }
+    return acc[0];
+}
+
+/* out[i] = e^(in[i] - shift); returns the sum of out. One vectorised pass, then tg_sum. */
+static inline float tg_exp_shifted(float *restrict out, const float *restrict in, int32_t n,
+                                   float shift) {
+    for (int32_t i = 0; i < n; i++) out[i] = tg_expf(in[i] - shift);
+    return tg_sum(out, n);
+}
+
+/* out = softmax(in) over n >= 1 entries, max-subtracted so no exp overflows. */
+static inline void tg_softmax_row(float *restrict out, const float *restrict in, int32_t n) {
+    float inv = 1.0f / tg_exp_shifted(out, in, n, tg_max(in, n));
+    for (int32_t i = 0; i < n; i++) out[i] *= inv;
+}
+
+/* y[0..n) += sum over r = 0..nr-1 of (w[r*ws] * scale) * x[r*xs + 0..n).
+ * Per element that is exactly nr sequential `y += g * x` steps in r order (the order a plain
+ * loop of axpys has), but a block of channels stays in registers across all r instead of
+ * going through memory each step. Weighted row sums are attention's att @ v and its
+ * gradients; ws lets the weights be a column of a row-major matrix. */
+#define TG_ROW_BLOCK 32
+static inline void tg_rows_axpy(float *restrict y, const float *restrict w, ptrdiff_t ws,
+                                float scale, const float *restrict x, ptrdiff_t xs, int32_t nr,
+                                int32_t n) {
+    int32_t i = 0;
+    for (; i + TG_ROW_BLOCK <= n; i += TG_ROW_BLOCK) {
+        float acc[TG_ROW_BLOCK];
+        for (int l = 0; l < TG_ROW_BLOCK; l++) acc[l] = y[i + l];
+        for (int32_t r = 0; r < nr; r++) {
+            float g = w[r * ws] * scale;
+            const float *restrict xr = x + r * xs + i;
+            for (int l = 0; l < TG_ROW_BLOCK; l++) acc[l] += g * xr[l];
+        }
+        for (int l = 0; l < TG_ROW_BLOCK; l++) y[i + l] = acc[l];
+    }
+    for (; i + TG_LANES <= n; i += TG_LANES) {
+        float acc[TG_LANES];
+        for (int l = 0; l < TG_LANES; l++) acc[l] = y[i + l];
+        for (int32_t r = 0; r < nr; r++) {
+            float g = w[r * ws] * scale;
+            const float *restrict xr = x + r * xs + i;
+            for (int l = 0; l < TG_LANES; l++) acc[l] += g * xr[l];
+        }
+        for (int l = 0; l < TG_LANES; l++) y[i + l] = acc[l];
+    }
+    for (; i < n; i++) {
+        float acc = y[i];
+        for (int32_t r = 0; r < nr; r++) acc += (w[r * ws] * scale) * x[r * xs + i];
+        y[i] = acc;
+    }
+}
+
 #endif /* TG_MATH_H */

@@ -37,7 +37,7 @@ typedef struct {
     float *qkv;            /* (maxT, 3C) */
     float *fch;            /* (maxT, 4C) */
     float *mean, *rstd;    /* (maxT) */
-    float *scores;         /* (maxT) */
+    float *scores, *probs; /* (maxT): one query's attention scores and their softmax */
     float *logits;         /* (V) */
 } kv_t;
 
@@ -280,10 +280,20 @@ TG_API void tg_model_backward(void *h) {
     tg_embedding_backward(g[WTE], g[WPE], a->dres, a->idx, B, T, C);
 }
 
+/* Sum of squared gradients in double, over TG_LANES interleaved partial sums (a sequential sum
+ * would wait one add latency per parameter; see tg_math.h). */
 static double grad_sq_sum(const model_t *m) {
-    double s = 0.0;
-    for (size_t i = 0; i < m->num_params; i++) s += (double)m->grads[i] * (double)m->grads[i];
-    return s;
+    const float *restrict g = m->grads;
+    size_t n = m->num_params, i = 0;
+    double acc[TG_LANES] = {0};
+    for (; i + TG_LANES <= n; i += TG_LANES) {
+        for (int l = 0; l < TG_LANES; l++) acc[l] += (double)g[i + l] * (double)g[i + l];
+    }
+    for (int l = 0; i + l < n; l++) acc[l] += (double)g[i + l] * (double)g[i + l];
+    for (int w = TG_LANES / 2; w > 0; w /= 2) {
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    }
+    return acc[0];
 }
 
 TG_API float tg_model_grad_norm(void *h) {
@@ -329,16 +339,17 @@ static int ensure_kv(model_t *m) {
     kv_t *k = &m->kv;
     size_t T = (size_t)m->maxT, C = (size_t)m->C, L = (size_t)m->L;
     float **ptrs[] = {&k->k, &k->v, &k->x, &k->ln, &k->tmp, &k->atty, &k->qkv, &k->fch,
-                      &k->mean, &k->rstd, &k->scores, &k->logits};
+                      &k->mean, &k->rstd, &k->scores, &k->probs, &k->logits};
     size_t sizes[] = {L * T * C, L * T * C, T * C, T * C, T * C, T * C, T * 3 * C, T * 4 * C,
-                      T, T, T, (size_t)m->V};
+                      T, T, T, T, (size_t)m->V};
     m->kv_block = carve(ptrs, sizes, (int)(sizeof(sizes) / sizeof(sizes[0])));
     return m->kv_block != 0;
 }
 
 /* Run n tokens at positions pos0.. through the model, appending their K/V to the cache (which
  * must already hold positions 0..pos0-1); leaves the last token's logits in kv.logits. The
- * arithmetic mirrors tg_attention_forward so both generation paths compute the same function. */
+ * attention runs tg_attention_forward's own row primitives (tg_dot, tg_softmax_row,
+ * tg_rows_axpy) in the same order, so both generation paths compute bit-identical rows. */
 static void kv_forward(model_t *m, const int32_t *tokens, int32_t n, int32_t pos0) {
     kv_t *k = &m->kv;
     float *const *p = m->p;
@@ -363,30 +374,13 @@ static void kv_forward(model_t *m, const int32_t *tokens, int32_t n, int32_t pos
             int32_t last = pos0 + i; /* query at this position sees keys 0..last */
             for (int32_t h = 0; h < NH; h++) {
                 const float *q = k->qkv + i * 3 * c + h * hs;
-                float *s = k->scores;
-                float maxv = -3.4028234663852886e38f;
                 for (int32_t t2 = 0; t2 <= last; t2++) {
-                    const float *kk = kc + (size_t)t2 * c + h * hs;
-                    float d = 0.0f;
-                    for (int32_t j = 0; j < hs; j++) d += q[j] * kk[j];
-                    d *= scale;
-                    s[t2] = d;
-                    if (d > maxv) maxv = d;
+                    k->scores[t2] = tg_dot(q, kc + (size_t)t2 * c + h * hs, hs) * scale;
                 }
-                float sum = 0.0f;
-                for (int32_t t2 = 0; t2 <= last; t2++) {
-                    float ex = tg_expf(s[t2] - maxv);
-                    s[t2] = ex;
-                    sum += ex;
-                }
-                float inv = 1.0f / sum;
+                tg_softmax_row(k->probs, k->scores, last + 1);
                 float *o = k->atty + i * c + h * hs;
                 for (int32_t j = 0; j < hs; j++) o[j] = 0.0f;
-                for (int32_t t2 = 0; t2 <= last; t2++) {
-                    const float *vv = vc + (size_t)t2 * c + h * hs;
-                    float w = s[t2] * inv;
-                    for (int32_t j = 0; j < hs; j++) o[j] += w * vv[j];
-                }
+                tg_rows_axpy(o, k->probs, 1, 1.0f, vc + h * hs, (ptrdiff_t)c, last + 1, hs);
             }
         }
         tg_matmul_forward(k->tmp, k->atty, p[ATTPROJW] + l * c * c, p[ATTPROJB] + l * c, n, C, C);

@@ -41,19 +41,26 @@ TG_API void tg_layernorm_forward(float *out, float *mean, float *rstd, const flo
     for (int32_t n = 0; n < N; n++) {
         const float *restrict x = inp + (size_t)n * C;
         float *restrict o = out + (size_t)n * C;
+        const float *restrict w = weight;
+        const float *restrict bi = bias;
         /* Two statistics passes (mean, then centred variance) rather than one sum/sum-of-squares
          * pass: the latter cancels catastrophically for rows with a large mean. */
-        float m = 0.0f;
-        for (int32_t c = 0; c < C; c++) m += x[c];
-        m /= (float)C;
-        float v = 0.0f;
-        for (int32_t c = 0; c < C; c++) {
-            float d = x[c] - m;
-            v += d * d;
+        float m = tg_sum(x, C) / (float)C;
+        float acc[TG_LANES] = {0};
+        int32_t c = 0;
+        for (; c + TG_LANES <= C; c += TG_LANES) {
+            for (int l = 0; l < TG_LANES; l++) {
+                float d = x[c + l] - m;
+                acc[l] += d * d;
+            }
         }
-        v /= (float)C;
+        for (int l = 0; c + l < C; l++) {
+            float d = x[c + l] - m;
+            acc[l] += d * d;
+        }
+        float v = tg_lanes_total(acc) / (float)C;
         float s = 1.0f / __builtin_sqrtf(v + TG_LN_EPS);
-        for (int32_t c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        for (c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + bi[c];
         mean[n] = m;
         rstd[n] = s;
     }
@@ -65,35 +72,51 @@ TG_API void tg_layernorm_backward(float *dinp, float *dweight, float *dbias, con
     for (int32_t n = 0; n < N; n++) {
         const float *restrict d = dout + (size_t)n * C;
         const float *restrict x = inp + (size_t)n * C;
+        const float *restrict w = weight;
         float *restrict dx = dinp + (size_t)n * C;
+        float *restrict dw = dweight;
+        float *restrict db = dbias;
         float m = mean[n];
         float s = rstd[n];
         /* the two row reductions share one pass */
-        float dnorm_mean = 0.0f;
-        float dnorm_norm_mean = 0.0f;
-        for (int32_t c = 0; c < C; c++) {
-            float norm = (x[c] - m) * s;
-            float dnorm = weight[c] * d[c];
-            dnorm_mean += dnorm;
-            dnorm_norm_mean += dnorm * norm;
+        float acc_d[TG_LANES] = {0};
+        float acc_dn[TG_LANES] = {0};
+        int32_t c = 0;
+        for (; c + TG_LANES <= C; c += TG_LANES) {
+            for (int l = 0; l < TG_LANES; l++) {
+                float norm = (x[c + l] - m) * s;
+                float dnorm = w[c + l] * d[c + l];
+                acc_d[l] += dnorm;
+                acc_dn[l] += dnorm * norm;
+            }
         }
-        dnorm_mean /= (float)C;
-        dnorm_norm_mean /= (float)C;
+        for (int l = 0; c + l < C; l++) {
+            float norm = (x[c + l] - m) * s;
+            float dnorm = w[c + l] * d[c + l];
+            acc_d[l] += dnorm;
+            acc_dn[l] += dnorm * norm;
+        }
+        float dnorm_mean = tg_lanes_total(acc_d) / (float)C;
+        float dnorm_norm_mean = tg_lanes_total(acc_dn) / (float)C;
 #ifdef TG_BUG_LAYERNORM_BACKWARD
         /* Deliberate bug for the harness's own tests: drop the mean-gradient term. Forward
          * and dweight/dbias stay right, so only a backward parity check can catch it. */
         dnorm_mean = 0.0f;
 #endif
-        for (int32_t c = 0; c < C; c++) {
+        for (c = 0; c < C; c++) {
             float norm = (x[c] - m) * s;
-            float dnorm = weight[c] * d[c];
-            dbias[c] += d[c];
-            dweight[c] += norm * d[c];
+            float dnorm = w[c] * d[c];
+            db[c] += d[c];
+            dw[c] += norm * d[c];
             dx[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
         }
     }
 }
 
+/* Attention over one (batch, head) at a time. q, k and v of a time step are contiguous runs
+ * of hs floats (rows C3 apart), so every inner loop is a dot product or a weighted row sum
+ * over hs (tg_dot, tg_rows_axpy) or a pass along one row of att: all vectorise, and masked
+ * entries (t2 > t) are never computed, only zeroed. */
 TG_API void tg_attention_forward(float *out, float *preatt, float *att, const float *inp,
                                  int32_t B, int32_t T, int32_t C, int32_t NH) {
     int32_t C3 = 3 * C;
@@ -101,39 +124,24 @@ TG_API void tg_attention_forward(float *out, float *preatt, float *att, const fl
     float scale = 1.0f / __builtin_sqrtf((float)hs);
     for (int32_t b = 0; b < B; b++) {
         for (int32_t h = 0; h < NH; h++) {
+            const float *q0 = inp + (size_t)b * T * C3 + h * hs;
+            const float *k0 = q0 + C;
+            const float *v0 = q0 + 2 * C;
             for (int32_t t = 0; t < T; t++) {
-                const float *restrict q = inp + ((size_t)b * T + t) * C3 + h * hs;
                 float *restrict pre = preatt + (((size_t)b * NH + h) * T + t) * T;
                 float *restrict a = att + (((size_t)b * NH + h) * T + t) * T;
-                /* scores and their max in one pass */
-                float maxv = -3.4028234663852886e38f;
+                const float *q = q0 + (size_t)t * C3;
                 for (int32_t t2 = 0; t2 <= t; t2++) {
-                    const float *restrict k = inp + ((size_t)b * T + t2) * C3 + C + h * hs;
-                    float s = 0.0f;
-                    for (int32_t i = 0; i < hs; i++) s += q[i] * k[i];
-                    s *= scale;
-                    pre[t2] = s;
-                    if (s > maxv) maxv = s;
+                    pre[t2] = tg_dot(q, k0 + (size_t)t2 * C3, hs) * scale;
                 }
-                float sum = 0.0f;
-                for (int32_t t2 = 0; t2 <= t; t2++) {
-                    float e = tg_expf(pre[t2] - maxv);
-                    a[t2] = e;
-                    sum += e;
-                }
-                float inv = 1.0f / sum;
-                for (int32_t t2 = 0; t2 <= t; t2++) a[t2] *= inv;
+                tg_softmax_row(a, pre, t + 1);
                 for (int32_t t2 = t + 1; t2 < T; t2++) {
                     a[t2] = 0.0f;
                     pre[t2] = 0.0f;
                 }
-                float *restrict o = out + ((size_t)b * T + t) * C + h * hs;
+                float *o = out + ((size_t)b * T + t) * C + h * hs;
                 for (int32_t i = 0; i < hs; i++) o[i] = 0.0f;
-                for (int32_t t2 = 0; t2 <= t; t2++) {
-                    const float *restrict v = inp + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
-                    float w = a[t2];
-                    for (int32_t i = 0; i < hs; i++) o[i] += w * v[i];
-                }
+                tg_rows_axpy(o, a, 1, 1.0f, v0, C3, t + 1, hs);
             }
         }
     }
@@ -147,40 +155,34 @@ TG_API void tg_attention_backward(float *dinp, float *dpreatt, float *datt, cons
     float scale = 1.0f / __builtin_sqrtf((float)hs);
     for (int32_t b = 0; b < B; b++) {
         for (int32_t h = 0; h < NH; h++) {
+            size_t head = ((size_t)b * NH + h) * T * T;
+            const float *q0 = inp + (size_t)b * T * C3 + h * hs;
+            const float *k0 = q0 + C;
+            const float *v0 = q0 + 2 * C;
+            float *dq0 = dinp + (size_t)b * T * C3 + h * hs;
+            float *dk0 = dq0 + C;
+            float *dv0 = dq0 + 2 * C;
+            const float *d0 = dout + (size_t)b * T * C + h * hs;
             for (int32_t t = 0; t < T; t++) {
-                size_t row = (((size_t)b * NH + h) * T + t) * T;
-                const float *restrict a = att + row;
-                float *restrict da = datt + row;
-                float *restrict dpre = dpreatt + row;
-                const float *restrict d = dout + ((size_t)b * T + t) * C + h * hs;
-                const float *restrict q = inp + ((size_t)b * T + t) * C3 + h * hs;
-                float *restrict dq = dinp + ((size_t)b * T + t) * C3 + h * hs;
-                /* out = att @ v: gradients into att and v */
-                for (int32_t t2 = 0; t2 <= t; t2++) {
-                    const float *restrict v = inp + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
-                    float *restrict dv = dinp + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
-                    float s = 0.0f;
-                    float w = a[t2];
-                    for (int32_t i = 0; i < hs; i++) {
-                        s += v[i] * d[i];
-                        dv[i] += w * d[i];
-                    }
-                    da[t2] += s;
-                }
+                const float *restrict a = att + head + (size_t)t * T;
+                float *restrict da = datt + head + (size_t)t * T;
+                float *restrict dpre = dpreatt + head + (size_t)t * T;
+                const float *d = d0 + (size_t)t * C;
+                /* out = att @ v: gradient into att (into v below, a column of att at a time) */
+                for (int32_t t2 = 0; t2 <= t; t2++) da[t2] += tg_dot(v0 + (size_t)t2 * C3, d, hs);
                 /* softmax backward: dpre = a * (da - sum(a * da)) */
-                float dot = 0.0f;
-                for (int32_t t2 = 0; t2 <= t; t2++) dot += a[t2] * da[t2];
+                float dot = tg_dot(a, da, t + 1);
                 for (int32_t t2 = 0; t2 <= t; t2++) dpre[t2] += a[t2] * (da[t2] - dot);
-                /* pre = scale * q.k: gradients into q and k */
-                for (int32_t t2 = 0; t2 <= t; t2++) {
-                    const float *restrict k = inp + ((size_t)b * T + t2) * C3 + C + h * hs;
-                    float *restrict dk = dinp + ((size_t)b * T + t2) * C3 + C + h * hs;
-                    float g = dpre[t2] * scale;
-                    for (int32_t i = 0; i < hs; i++) {
-                        dq[i] += k[i] * g;
-                        dk[i] += q[i] * g;
-                    }
-                }
+                /* pre = scale * q.k: dq[t] sums row t of dpre against the keys */
+                tg_rows_axpy(dq0 + (size_t)t * C3, dpre, 1, scale, k0, C3, t + 1, hs);
+            }
+            /* dk[t2] and dv[t2] sum column t2 of dpre (resp. att) over the queries t >= t2 */
+            for (int32_t t2 = 0; t2 < T; t2++) {
+                size_t diag = head + (size_t)t2 * T + t2;
+                tg_rows_axpy(dk0 + (size_t)t2 * C3, dpreatt + diag, T, scale, q0 + (size_t)t2 * C3,
+                             C3, T - t2, hs);
+                tg_rows_axpy(dv0 + (size_t)t2 * C3, att + diag, T, 1.0f, d0 + (size_t)t2 * C, C,
+                             T - t2, hs);
             }
         }
     }
@@ -223,14 +225,8 @@ TG_API float tg_crossentropy_forward(float *losses, float *probs, const float *l
     for (int32_t n = 0; n < N; n++) {
         const float *restrict z = logits + (size_t)n * V;
         float *restrict p = probs + (size_t)n * V;
-        float maxv = z[0];
-        for (int32_t i = 1; i < V; i++) maxv = z[i] > maxv ? z[i] : maxv;
-        float sum = 0.0f;
-        for (int32_t i = 0; i < V; i++) {
-            float e = tg_expf(z[i] - maxv);
-            p[i] = e;
-            sum += e;
-        }
+        float maxv = tg_max(z, V);
+        float sum = tg_exp_shifted(p, z, V, maxv);
         float inv = 1.0f / sum;
         for (int32_t i = 0; i < V; i++) p[i] *= inv;
         /* log-sum-exp form of -log p[target]: stays finite when p[target] underflows to 0 */
