@@ -24,6 +24,7 @@ from harness.report_tables import (
     ICONS,
     Table,
     causes,
+    crosshost_summary,
     generation_table,
     html_icons,
     kernel_table,
@@ -89,6 +90,7 @@ def render(run: LoadedRun, out: Path) -> Rendered:
             kernel_table(run.rows),
             overhead_table(run.rows),
             generation_table(run.rows),
+            crosshost_summary(run.rows),
             noisy_table(run.rows),
         )
         if t is not None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.crosshost import CrossHostEntry, crosshost_table
 from harness.report_data import (
     REFERENCE_HOST,
     CellVerdict,
@@ -19,6 +20,7 @@ from harness.report_data import (
     speedup_slopes,
     summary_value,
 )
+from harness.results import COLUMNS, Row
 from reference.presets import PRESETS
 
 ICONS: dict[str, str] = {
@@ -316,3 +318,48 @@ def noisy_table(rows: pd.DataFrame, limit: int = 20) -> Table | None:
         body,
         f"{more} more in results.csv" if more > 0 else "",
     )
+
+
+def crosshost_summary(rows: pd.DataFrame) -> Table | None:
+    """Per artifact build and output: bitwise equal across hosts, or the max difference."""
+    model = rows[(rows["check"] == "model") & rows["subject"].astype(str).str.startswith("hash:")]
+    if model.empty:
+        return None
+    entries = crosshost_table(_as_rows(model))
+    if not entries:
+        return None
+    groups: dict[tuple[str, str, str], list[CrossHostEntry]] = {}
+    for e in entries:
+        groups.setdefault((e.artifact, e.artifact_sha256, e.preset), []).append(e)
+    body = []
+    for (artifact, sha, preset), group in groups.items():
+        hosts = sorted({h for e in group for h in e.hosts})
+        differ = [e for e in group if not e.bitwise_equal]
+        if differ:
+            verdict = "≠ " + "; ".join(
+                f"{e.output}: max diff {e.max_diff:.3g} ({e.detail})" for e in differ
+            )
+        else:
+            verdict = f"✅ all {len(group)} outputs bitwise equal"
+        body.append((f"{artifact} ({sha[:10]})", preset, ", ".join(hosts), verdict))
+    return Table(
+        "Cross-host equality of model outputs (same artifact build)",
+        ("artifact", "preset", "hosts", "logits, grads, adamw, trajectory, generation"),
+        tuple(body),
+        "From the model check's output hashes; a difference is the max over sampled values.",
+    )
+
+
+def _as_rows(frame: pd.DataFrame) -> list[Row]:
+    """DataFrame records back into Rows (the CSV's empty cells are NaN here)."""
+    out = []
+    for rec in frame.to_dict("records"):
+        fields = {c: rec[c] for c in COLUMNS}
+        for c in ("host", "host_version", "artifact", "artifact_sha256", "preset", "check",
+                  "subject", "status", "metric", "unit", "detail", "x_name"):  # fmt: skip
+            v = fields[c]
+            fields[c] = "" if isinstance(v, float) and math.isnan(v) else str(v)
+        it = fields["iteration"]
+        fields["iteration"] = -1 if isinstance(it, float) and math.isnan(it) else int(it)
+        out.append(Row(**fields))
+    return out
