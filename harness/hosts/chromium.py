@@ -22,7 +22,7 @@ from playwright.sync_api import Error as PlaywrightError
 from harness.artifact import Artifact
 from harness.hosts import base
 from harness.hosts.base import HostCrashed, HostError, HostUnavailable, Scalar
-from harness.hosts.framing import decode_scalar, encode_scalar
+from harness.hosts.framing import decode_scalar, encode_scalar, time_request
 from harness.hosts.install import CHROMIUM_INSTALL, CHROMIUM_PATH
 from harness.hosts.page_server import PageServer
 from harness.hosts.pipe import artifact_entry, error_from_reply
@@ -121,13 +121,7 @@ class ChromiumInstance(base.Instance):
         self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
     ) -> base.TimingResult:
         """Time inside the page's worker with performance.now()."""
-        header = {
-            "name": name,
-            "args": [encode_scalar(a) for a in args],
-            "inner_reps": inner_reps,
-            "samples": samples,
-            "warmup": warmup,
-        }
+        header = time_request(name, args, inner_reps, samples, warmup)
         reply = self._ask("time", header, timeout_s=self.host.timeouts.time_s)
         raw = base64.b64decode(reply["b64"])
         if len(raw) != 8 * samples:

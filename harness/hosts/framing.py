@@ -94,6 +94,19 @@ def encode_scalar(value: float) -> float | str:
     return value
 
 
+def time_request(
+    name: str, args: tuple[float, ...], inner_reps: int, samples: int, warmup: int
+) -> dict[str, object]:
+    """The JSON header of a timing request; one shape for the pipe workers and the page."""
+    return {
+        "name": name,
+        "args": [encode_scalar(a) for a in args],
+        "inner_reps": inner_reps,
+        "samples": samples,
+        "warmup": warmup,
+    }
+
+
 def decode_scalar(value: object) -> int | float | None:
     """Inverse of :func:`encode_scalar` (also accepts JSON null for a void result)."""
     if value is None or isinstance(value, int | float):

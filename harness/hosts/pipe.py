@@ -34,6 +34,7 @@ from harness.hosts.framing import (
     encode_frame,
     encode_scalar,
     read_frame,
+    time_request,
 )
 from harness.hosts.timeouts import Timeouts
 
@@ -345,13 +346,7 @@ class PipeInstance(Instance):
         self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
     ) -> base.TimingResult:
         """Time the calls inside the worker's engine; samples come back as raw float64."""
-        header = {
-            "name": name,
-            "args": [encode_scalar(a) for a in args],
-            "inner_reps": inner_reps,
-            "samples": samples,
-            "warmup": warmup,
-        }
+        header = time_request(name, args, inner_reps, samples, warmup)
         reply = self._request(Op.TIME, header, b"", self.timeouts.time_s, f"time {name}")
         count = len(reply.blob) // 8
         if count != samples:
