@@ -4,12 +4,11 @@
  * Two families:
  * - tg_exp / tg_log (double in, double out) keep a long polynomial and branches: they serve
  *   scalar code that wants double accuracy (sampling, the cross-entropy normaliser).
- * - tg_expf / tg_tanhf are the element-wise workhorses of softmax and GELU. They evaluate in
- *   double (so the float result is within 1 ulp without float error analysis) but are
- *   branch-free: range reduction by the round-to-nearest shifter, a degree-7 minimax
- *   polynomial, 2^k assembled from integer bits, clamps and special cases as selects. That is
- *   what lets clang vectorise the loops that call them (AVX2 and wasm simd128 alike); the old
- *   branchy Taylor code ran one element at a time.
+ * - tg_expf / tg_tanhf are the element-wise workhorses of softmax and GELU: float only and
+ *   branch-free (range reduction by the round-to-nearest shifter, minimax polynomials, 2^k
+ *   assembled from integer bits, clamps and special cases as selects). That is what lets
+ *   clang vectorise the loops that call them (AVX2 and wasm simd128 alike); the old code went
+ *   through double with branches and ran one element at a time.
  * Every operation is plain IEEE arithmetic, so a lane of a vector loop computes bit-for-bit what
  * the scalar tail of the same loop computes: results do not depend on where an element falls.
  * static inline so elementwise loops inline them instead of calling across translation units.
@@ -113,54 +112,76 @@ static inline double tg_log(double x) {
 
 static inline float tg_logf(float x) { return (float)tg_log((double)x); }
 
-/* ---- branch-free element-wise float exp and tanh ------------------------------------------ */
+/* ---- branch-free element-wise float exp and tanh ------------------------------------------
+ * All in float, so a vector holds 8 lanes (AVX2) or 4 (simd128), and all within 1 ulp of the
+ * float64 result rounded to float: checked exhaustively over every float input in [-105, 105]
+ * (exp) and [0, 12] (tanh; beyond that it is exactly +-1), both with FMA contraction (the
+ * x86-64-v3 build) and without (wasm, baseline x86-64). */
 
-#define TG_SHIFTER 6755399441055744.0 /* 1.5 * 2^52: v + shifter rounds |v| < 2^51 to an integer */
-#define TG_LN2 6.93147180559945286227e-01
-
-/* e^x for x already in [-150, 100], relative error < 6e-11 (float needs < 6e-8 for 1 ulp). */
-static inline double tg_exp_clamped(double x) {
-    /* x = k ln2 + r with |r| <= ln2/2; the shifter leaves k in the low mantissa bits of kd */
-    double kd = x * TG_LOG2E + TG_SHIFTER;
-    uint64_t kbits = tg_double_to_bits(kd);
-    kd -= TG_SHIFTER;
-    /* one rounding, |error| <= |x| 2^-53 < 2e-14: no Cody-Waite split needed at float accuracy */
-    double r = x - kd * TG_LN2;
-    /* degree-7 minimax fit of e^r on [-ln2/2, ln2/2] (relative error 5.7e-11) */
-    double p = 0x1.9fb5d50397f18p-13;
-    p = p * r + 0x1.6d9421982b8e0p-10;
-    p = p * r + 0x1.1111efd4e5b57p-7;
-    p = p * r + 0x1.5554837ae8bb8p-5;
-    p = p * r + 0x1.5555549e28ffcp-3;
-    p = p * r + 0x1.000000411c02cp-1;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    /* 2^k: kbits holds 2^51 + k in its mantissa, so (kbits + 1023) << 52 shifts everything
-     * but k + 1023 (which is in [806, 1167]) out of the word and lands it on the exponent */
-    return p * tg_bits_to_double((kbits + 1023) << 52);
+static inline float tg_bits_to_float(uint32_t u) {
+    union { uint32_t u; float f; } c = {u};
+    return c.f;
 }
 
-static inline float tg_expf(float xf) {
-    double x = (double)xf;
+static inline uint32_t tg_float_to_bits(float f) {
+    union { float f; uint32_t u; } c = {f};
+    return c.u;
+}
+
+#define TG_SHIFTER_F 12582912.0f /* 1.5 * 2^23: v + shifter rounds |v| < 2^22 to an integer */
+
+/* e^x for x in [-104, 89] (no clamping here). */
+static inline float tg_exp_core(float x) {
+    /* x = k ln2 + r, |r| <~ ln2/2; the shifter leaves k in the low mantissa bits of kf */
+    float kf = x * 1.44269502f + TG_SHIFTER_F;
+    uint32_t kbits = tg_float_to_bits(kf);
+    kf -= TG_SHIFTER_F;
+    /* Cody-Waite: ln2 = 0.693359375 (8 significant bits, so kf * it is exact) + a small tail */
+    float r = x - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    /* degree-6 minimax fit of e^r on [-0.35, 0.35] (relative error 3.3e-9) */
+    float p = 0x1.6a1a8ep-10f;
+    p = p * r + 0x1.123fb4p-7f;
+    p = p * r + 0x1.555916p-5f;
+    p = p * r + 0x1.55548ap-3f;
+    p = p * r + 0x1.fffffcp-2f;
+    p = 1.0f + (r + r * r * p);
+    /* 2^k as two normal factors 2^k1 * 2^k2 (k in [-150, 129] does not fit one float
+     * exponent): p * 2^k1 is exact, the second multiply rounds once, also into subnormals or
+     * to +inf. k >> 1 (clang's arithmetic shift: floor(k/2)), not k / 2: simd128 has no
+     * vector division, and clang scalarised the lanes for it */
+    int32_t k = (int32_t)(kbits - 0x4B400000u); /* 0x4B400000 = bits of the shifter */
+    int32_t k1 = k >> 1, k2 = k - k1;
+    return p * tg_bits_to_float((uint32_t)(k1 + 127) << 23) *
+           tg_bits_to_float((uint32_t)(k2 + 127) << 23);
+}
+
+static inline float tg_expf(float x) {
     /* selects, not branches; a NaN fails both compares and propagates through the arithmetic */
-    x = x > 100.0 ? 100.0 : x;   /* e^100 > FLT_MAX: rounds to +inf below */
-    x = x < -150.0 ? -150.0 : x; /* e^-150 < half float's smallest subnormal: rounds to 0 */
-    return (float)tg_exp_clamped(x);
+    x = x > 89.0f ? 89.0f : x;     /* e^89 > FLT_MAX: +inf */
+    x = x < -104.0f ? -104.0f : x; /* e^-104 < half the smallest subnormal: 0 */
+    return tg_exp_core(x);
 }
 
-static inline float tg_tanhf(float xf) {
-    double x = (double)xf;
-    double a = __builtin_fabs(x);
-    a = a > 10.0 ? 10.0 : a; /* 1 - tanh(10) < 2^-25, so float tanh is 1 from there on */
-    /* 1 - 2/(e^2a + 1): in double nothing cancels for a >= 1/16 (exp's 6e-11 becomes < 5e-10) */
-    double big = 1.0 - 2.0 / (tg_exp_clamped(2.0 * a) + 1.0);
-    /* below 1/16, the series to a^7 (truncation < 5e-12 relative) */
-    double a2 = a * a;
-    double small = a + a * a2 * (-1.0 / 3.0 + a2 * (2.0 / 15.0 + a2 * (-17.0 / 315.0)));
+static inline float tg_tanhf(float x) {
+    float a = __builtin_fabsf(x);
+    a = a > 10.0f ? 10.0f : a; /* 1 - tanh(10) < 2^-25, so float tanh is 1 from there on */
+    /* from e^2a for a >= 0.8, where 1 - 2/(e^2a + 1) is well conditioned */
+    float big = 1.0f - 2.0f / (tg_exp_core(2.0f * a) + 1.0f);
+    /* below 0.8, a + a^3 P(a^2) with P a degree-5 minimax fit (relative error 3.7e-9) */
+    float s = a * a;
+    float p = 0x1.9f6f32p-10f;
+    p = p * s + -0x1.e597c0p-8f;
+    p = p * s + 0x1.5d0738p-6f;
+    p = p * s + -0x1.b92886p-5f;
+    p = p * s + 0x1.110b3cp-3f;
+    p = p * s + -0x1.55553ep-2f;
+    float small = a + a * s * p;
     /* computing both and selecting keeps the loop branch-free; a NaN takes `big` */
-    double t = a < 0.0625 ? small : big;
-    return (float)__builtin_copysign(t, x);
+    float t = a < 0.8f ? small : big;
+    return __builtin_copysignf(t, x);
 }
+
 /* ---- row primitives: vectorisable, in a fixed summation order ------------------------------
  * Without -ffast-math clang may not reorder a float `s += x[i]` loop, so such a loop runs one
  * element per add latency. These keep TG_LANES interleaved partial sums and combine them as a
@@ -168,44 +189,48 @@ static inline float tg_tanhf(float xf) {
  * simd128 ones) and yet gives the same float result on every target and at every call site. */
 
 #define TG_LANES 8
+/* The primitives sit in inner loops; a call per dot product would cost as much as the dot. */
+#define TG_ROW static inline __attribute__((always_inline))
 
 /* Combine the TG_LANES partial sums pairwise (lane l with l + w, halving w). */
-static inline float tg_lanes_total(float *acc) {
+TG_ROW float tg_lanes_total(float *acc) {
     for (int w = TG_LANES / 2; w > 0; w /= 2) {
         for (int l = 0; l < w; l++) acc[l] += acc[l + w];
     }
     return acc[0];
 }
 
-static inline float tg_sum(const float *restrict x, int32_t n) {
+TG_ROW float tg_sum(const float *restrict x, int32_t n) {
     float acc[TG_LANES] = {0};
     int32_t i = 0;
     for (; i + TG_LANES <= n; i += TG_LANES) {
         for (int l = 0; l < TG_LANES; l++) acc[l] += x[i + l];
     }
-    for (int l = 0; i + l < n; l++) acc[l] += x[i + l];
+    for (int l = 0; l < TG_LANES - 1 && i + l < n; l++) acc[l] += x[i + l];
     return tg_lanes_total(acc);
 }
 
-static inline float tg_dot(const float *restrict x, const float *restrict y, int32_t n) {
+TG_ROW float tg_dot(const float *restrict x, const float *restrict y, int32_t n) {
     float acc[TG_LANES] = {0};
     int32_t i = 0;
     for (; i + TG_LANES <= n; i += TG_LANES) {
         for (int l = 0; l < TG_LANES; l++) acc[l] += x[i + l] * y[i + l];
     }
-    for (int l = 0; i + l < n; l++) acc[l] += x[i + l] * y[i + l];
+    for (int l = 0; l < TG_LANES - 1 && i + l < n; l++) acc[l] += x[i + l] * y[i + l];
     return tg_lanes_total(acc);
 }
 
 /* Largest of x[0..n), n >= 1; NaNs are skipped (as `if (x > m) m = x` would). */
-static inline float tg_max(const float *restrict x, int32_t n) {
+TG_ROW float tg_max(const float *restrict x, int32_t n) {
     float acc[TG_LANES];
     for (int l = 0; l < TG_LANES; l++) acc[l] = x[0];
     int32_t i = 0;
     for (; i + TG_LANES <= n; i += TG_LANES) {
         for (int l = 0; l < TG_LANES; l++) acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
     }
-    for (int l = 0; i + l < n; l++) acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
+    for (int l = 0; l < TG_LANES - 1 && i + l < n; l++) {
+        acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
+    }
     for (int w = TG_LANES / 2; w > 0; w /= 2) {
         for (int l = 0; l < w; l++) acc[l] = acc[l + w] > acc[l] ? acc[l + w] : acc[l];
     }
@@ -213,14 +238,14 @@ static inline float tg_max(const float *restrict x, int32_t n) {
 }
 
 /* out[i] = e^(in[i] - shift); returns the sum of out. One vectorised pass, then tg_sum. */
-static inline float tg_exp_shifted(float *restrict out, const float *restrict in, int32_t n,
+TG_ROW float tg_exp_shifted(float *restrict out, const float *restrict in, int32_t n,
                                    float shift) {
     for (int32_t i = 0; i < n; i++) out[i] = tg_expf(in[i] - shift);
     return tg_sum(out, n);
 }
 
 /* out = softmax(in) over n >= 1 entries, max-subtracted so no exp overflows. */
-static inline void tg_softmax_row(float *restrict out, const float *restrict in, int32_t n) {
+TG_ROW void tg_softmax_row(float *restrict out, const float *restrict in, int32_t n) {
     float inv = 1.0f / tg_exp_shifted(out, in, n, tg_max(in, n));
     for (int32_t i = 0; i < n; i++) out[i] *= inv;
 }
@@ -230,10 +255,13 @@ static inline void tg_softmax_row(float *restrict out, const float *restrict in,
  * loop of axpys has), but a block of channels stays in registers across all r instead of
  * going through memory each step. Weighted row sums are attention's att @ v and its
  * gradients; ws lets the weights be a column of a row-major matrix. */
-#define TG_ROW_BLOCK 32
-static inline void tg_rows_axpy(float *restrict y, const float *restrict w, ptrdiff_t ws,
-                                float scale, const float *restrict x, ptrdiff_t xs, int32_t nr,
-                                int32_t n) {
+#ifdef __wasm_simd128__
+#define TG_ROW_BLOCK 16 /* channels held in registers per output: 4 simd128 vectors */
+#else
+#define TG_ROW_BLOCK 32 /* 4 AVX2 vectors */
+#endif
+TG_ROW void tg_rows_axpy(float *restrict y, const float *restrict w, ptrdiff_t ws, float scale,
+                         const float *restrict x, ptrdiff_t xs, int32_t nr, int32_t n) {
     int32_t i = 0;
     for (; i + TG_ROW_BLOCK <= n; i += TG_ROW_BLOCK) {
         float acc[TG_ROW_BLOCK];
@@ -259,6 +287,61 @@ static inline void tg_rows_axpy(float *restrict y, const float *restrict w, ptrd
         float acc = y[i];
         for (int32_t r = 0; r < nr; r++) acc += (w[r * ws] * scale) * x[r * xs + i];
         y[i] = acc;
+    }
+}
+
+/* tg_rows_axpy for two outputs over the same rows x: ya with weights wa, yb with wb. Each
+ * element gets exactly the steps tg_rows_axpy would give it, so the results are identical;
+ * but with one output the loop waits a multiply-add latency per row, and two outputs give the
+ * core twice the independent accumulators: 2 x 4 AVX2 registers per channel block, or
+ * 2 x 4 simd128 ones (Cranelift and V8 have 16 xmm registers). */
+TG_ROW void tg_rows_axpy2(float *restrict ya, const float *restrict wa, float *restrict yb,
+                          const float *restrict wb, ptrdiff_t ws, float scale,
+                          const float *restrict x, ptrdiff_t xs, int32_t nr, int32_t n) {
+    int32_t i = 0;
+    for (; i + TG_ROW_BLOCK <= n; i += TG_ROW_BLOCK) {
+        float acc_a[TG_ROW_BLOCK], acc_b[TG_ROW_BLOCK];
+        for (int l = 0; l < TG_ROW_BLOCK; l++) {
+            acc_a[l] = ya[i + l];
+            acc_b[l] = yb[i + l];
+        }
+        for (int32_t r = 0; r < nr; r++) {
+            float ga = wa[r * ws] * scale;
+            float gb = wb[r * ws] * scale;
+            const float *restrict xr = x + r * xs + i;
+            for (int l = 0; l < TG_ROW_BLOCK; l++) {
+                acc_a[l] += ga * xr[l];
+                acc_b[l] += gb * xr[l];
+            }
+        }
+        for (int l = 0; l < TG_ROW_BLOCK; l++) {
+            ya[i + l] = acc_a[l];
+            yb[i + l] = acc_b[l];
+        }
+    }
+    for (; i + TG_LANES <= n; i += TG_LANES) { /* e.g. head size 16 on AVX2 */
+        float acc_a[TG_LANES], acc_b[TG_LANES];
+        for (int l = 0; l < TG_LANES; l++) {
+            acc_a[l] = ya[i + l];
+            acc_b[l] = yb[i + l];
+        }
+        for (int32_t r = 0; r < nr; r++) {
+            float ga = wa[r * ws] * scale;
+            float gb = wb[r * ws] * scale;
+            const float *restrict xr = x + r * xs + i;
+            for (int l = 0; l < TG_LANES; l++) {
+                acc_a[l] += ga * xr[l];
+                acc_b[l] += gb * xr[l];
+            }
+        }
+        for (int l = 0; l < TG_LANES; l++) {
+            ya[i + l] = acc_a[l];
+            yb[i + l] = acc_b[l];
+        }
+    }
+    if (i < n) {
+        tg_rows_axpy(ya + i, wa, ws, scale, x + i, xs, nr, n - i);
+        tg_rows_axpy(yb + i, wb, ws, scale, x + i, xs, nr, n - i);
     }
 }
 

@@ -289,7 +289,9 @@ static double grad_sq_sum(const model_t *m) {
     for (; i + TG_LANES <= n; i += TG_LANES) {
         for (int l = 0; l < TG_LANES; l++) acc[l] += (double)g[i + l] * (double)g[i + l];
     }
-    for (int l = 0; i + l < n; l++) acc[l] += (double)g[i + l] * (double)g[i + l];
+    for (int l = 0; l < TG_LANES - 1 && i + l < n; l++) {
+        acc[l] += (double)g[i + l] * (double)g[i + l];
+    }
     for (int w = TG_LANES / 2; w > 0; w /= 2) {
         for (int l = 0; l < w; l++) acc[l] += acc[l + w];
     }
