@@ -37,7 +37,12 @@ def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) ->
     """Both builds of the bundled three have the same sha256s, flags and manifest entries."""
     first, second = (json.loads((d / build.MANIFEST).read_text()) for d in two_builds)
     entries = {a["name"]: a for a in second["artifacts"]}
-    assert [a["name"] for a in first["artifacts"]] == ["wasm32", "wasm64", "native", "native-x86-64"]
+    assert [a["name"] for a in first["artifacts"]] == [
+        "wasm32",
+        "wasm64",
+        "native",
+        "native-x86-64",
+    ]
     for a in first["artifacts"]:
         assert a == entries[a["name"]]
     assert first["schema"] == 1 and first["inputs_sha256"] == second["inputs_sha256"]
