@@ -32,18 +32,20 @@ def cell_verdict(rows: Iterable[Row]) -> tuple[Status, str]:
     the cause is the detail of the first row with that status, prefixed by its check and subject.
     A ``skipped`` row (e.g. a bench point past the cell's time budget) does not turn a cell that
     passed its checks into ``skipped``: the cell stays ``pass`` and the cause says what was
-    skipped. A cell is ``skipped`` only when nothing in it passed.
+    skipped. A cell is ``skipped`` only when nothing in it passed or was measured.
     """
     worst: Status = "pass"
     cause = ""
     passed = False
     skipped_cause = ""
     for row in rows:
-        if row.status not in VERDICTS or (row.check == "cell" and row.subject == "verdict"):
+        if row.check == "cell" and row.subject == "verdict":
+            continue
+        passed = passed or row.status in ("pass", "measured", "noisy")
+        if row.status not in VERDICTS:
             continue
         where = f"{row.check}:{row.subject}" if row.subject else row.check
         here = f"{where}: {row.detail}" if row.detail else where
-        passed = passed or row.status == "pass"
         if row.status == "skipped" and not skipped_cause:
             skipped_cause = here
         if SEVERITY.index(row.status) < SEVERITY.index(worst):

@@ -31,3 +31,9 @@ def test_a_cell_with_only_skipped_rows_is_skipped() -> None:
 def test_measurements_alone_are_a_pass() -> None:
     """Rows that carry no verdict (measured, noisy) leave the cell at pass."""
     assert cell_verdict([_row("bench", "measured"), _row("bench", "noisy")]) == ("pass", "")
+
+
+def test_a_bench_only_cell_with_measurements_and_skipped_points_is_pass() -> None:
+    """A bench-only cell (no verdict rows) that measured something and skipped a point: pass."""
+    verdict, cause = cell_verdict([_row("bench", "measured"), _row("bench", "skipped", "budget")])
+    assert (verdict, cause) == ("pass", "partly skipped: bench:s: budget")
