@@ -49,16 +49,31 @@ def quantity_table(rows: Iterable[Row]) -> dict[Quantity, float]:
     return {q: float(np.median(v)) for q, v in values.items()}
 
 
+def lookup(table: Mapping[Quantity, float], q: Quantity) -> float | None:
+    """``q``'s value; a quantity without ``x`` also matches the one row of its cell that has one.
+
+    A preset curve (``over = "preset"``) names no x, but the bench rows of a per-preset curve
+    carry the preset's parameter count as their x: the one such row in the cell is the value.
+    Two or more candidates are ambiguous and count as not measured.
+    """
+    if q in table:
+        return table[q]
+    if q.x:
+        return None
+    found = [v for k, v in table.items() if dataclasses.replace(k, x="") == q]
+    return found[0] if len(found) == 1 else None
+
+
 def measure(claim: Claim, key: str, table: Mapping[Quantity, float]) -> float | str:
     """The claim's quantity at ``key`` in the run, or why it cannot be measured."""
     num_q = claim.quantity_at(key)
-    num = table.get(num_q)
+    num = lookup(table, num_q)
     if num is None:
         return f"not measured in the run: {num_q.label()}"
     den_q = claim.denominator_at(key)
     if den_q is None:
         return num
-    den = table.get(den_q)
+    den = lookup(table, den_q)
     if den is None or den == 0:
         return f"not measured in the run: {den_q.label()}"
     return num / den
