@@ -55,10 +55,31 @@ def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def apt_install(packages: tuple[str, ...]) -> int:
+    """``apt-get update`` then ``apt-get install -y PACKAGES``, as root; else print the command.
+
+    A fresh Debian machine has empty package lists, so an install without the update finds
+    nothing.
+    """
+    install = ("apt-get", "install", "-y", *packages)
+    if not _is_root():
+        print(
+            f"missing {', '.join(packages)}; run as root: apt-get update && {shlex.join(install)}"
+        )
+        return 1
+    for command in (("apt-get", "update"), install):
+        print(f"$ {shlex.join(command)}", flush=True)
+        status = subprocess.run(command, check=False).returncode
+        if status != 0:
+            return status
+    return 0
+
+
 def install_node(pins: Mapping[str, str], prefix: Path) -> int:
     """Run the npm install of ``pins``; returns npm's exit status."""
     command = npm_install_command(pins, prefix)
-    if shutil.which("npm") is None:
+    # npm comes with Debian's nodejs, which is also the "system node" host.
+    if shutil.which("npm") is None and apt_install(("nodejs", "npm")) != 0:
         print(f"npm is not on PATH; install Node.js with npm, then run: {shlex.join(command)}")
         return 1
     prefix.mkdir(parents=True, exist_ok=True)
@@ -71,12 +92,7 @@ def install_chromium() -> int:
     if CHROMIUM_PATH.exists():
         print(f"chromium: present at {CHROMIUM_PATH}")
         return 0
-    command = shlex.join(CHROMIUM_INSTALL)
-    if not _is_root():
-        print(f"chromium: missing; run as root: {command}")
-        return 1
-    print(f"$ {command}", flush=True)
-    return subprocess.run(CHROMIUM_INSTALL, check=False).returncode
+    return apt_install(("chromium",))
 
 
 def parse_pins(items: list[str]) -> dict[str, str]:
