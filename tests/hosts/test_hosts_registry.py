@@ -91,3 +91,28 @@ def test_hosts_command_prints_every_host_and_exits_0(capsys: pytest.CaptureFixtu
     for name in HOST_NAMES:
         assert f" {name} " in out
     assert "v24.21.0" in out and "v22.23.3" in out
+
+
+def test_apt_install_as_non_root_prints_the_full_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without root nothing runs: the message gives the update + install command, exit 1."""
+    monkeypatch.setattr(install, "_is_root", lambda: False)
+    assert install.apt_install(("chromium",)) == 1
+    assert "apt-get update && apt-get install -y chromium" in capsys.readouterr().out
+
+
+def test_apt_install_as_root_updates_first_and_stops_on_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As root the package lists are updated before the install; a failed update stops there."""
+    ran: list[tuple[str, ...]] = []
+
+    def fake_run(command: tuple[str, ...], check: bool) -> object:
+        ran.append(tuple(command))
+        return argparse.Namespace(returncode=100 if command[1] == "update" else 0)
+
+    monkeypatch.setattr(install, "_is_root", lambda: True)
+    monkeypatch.setattr("harness.hosts.install.subprocess.run", fake_run)
+    assert install.apt_install(("chromium",)) == 100
+    assert ran == [("apt-get", "update")]
