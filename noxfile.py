@@ -112,4 +112,8 @@ def calibrate_gate(session: nox.Session) -> None:
     """Measure the regression gate's power (5% slowdown) and A/A false-alarm rate."""
     _install(session)
     _hosts_and_artifacts(session)
-    session.run("python", "-m", "harness.gate.calibrate", *session.posargs)
+    args = session.posargs or [
+        "--trials", "40", "--thresholds", "docs/gate-thresholds.toml",
+        "--json", "reports/calibration.json",
+    ]  # fmt: skip
+    session.run("python", "-m", "harness.gate.calibrate", *args)
