@@ -164,6 +164,8 @@ def _merged_meta(
                 "started_at": m.get("started_at"),
                 "ended_at": m.get("ended_at"),
                 "verdicts": m.get("verdicts", {}),
+                # which cells each shard measured, so compare can check machines per cell
+                "cells": m.get("cells", []),
             }
             for d, m in metas
         ],

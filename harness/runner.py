@@ -28,7 +28,7 @@ from typing import Any
 from rich.console import Console
 
 from harness.artifact import Artifact, load_manifest
-from harness.checks import REGISTRY, get_check
+from harness.checks import REGISTRY, begin_run, get_check
 from harness.checks.base import CellContext
 from harness.hosts.base import (
     ABIError,
@@ -439,6 +439,7 @@ def run_plan(
     console: Console | None = None,
 ) -> int:
     """Run ``plan`` with hosts from ``factories`` into ``plan.out``; return the exit code."""
+    begin_run({kind for cell in plan.cells for kind in cell.checks})
     pool = _HostPool(factories, plan.matrix)
     cell_runner = _CellRunner(plan, pool)
     writer = RowWriter(plan.out)

@@ -4,13 +4,15 @@ Each check kind is one module with a ``run(ctx)`` that yields :class:`~harness.r
 :data:`REGISTRY` maps the kind name to it; the runner calls them per cell. Modules are imported
 only when a check is used, so loading a matrix that selects ``smoke`` does not import the
 benchmark machinery. A module may also define ``validate_options(options) -> None`` (raising
-``ValueError``) to vet its ``[check.<kind>]`` table when the matrix is loaded.
+``ValueError``) to vet its ``[check.<kind>]`` table when the matrix is loaded, and
+``begin_run() -> None`` to forget per-run state (caches of what a run has already recorded)
+before a new run starts in the same process.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -63,3 +65,11 @@ def get_options_validator(kind: str) -> OptionsValidator | None:
     """Return check ``kind``'s ``validate_options`` if it defines one, else None."""
     fn = getattr(_module(kind), "validate_options", None)
     return fn if callable(fn) else None
+
+
+def begin_run(kinds: Iterable[str]) -> None:
+    """Call ``begin_run()`` of each check kind in ``kinds`` that defines one."""
+    for kind in dict.fromkeys(kinds):
+        hook = getattr(_module(kind), "begin_run", None)
+        if callable(hook):
+            hook()

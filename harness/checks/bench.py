@@ -321,6 +321,11 @@ def reset_process_caches() -> None:
     roofline_cache_clear()
 
 
+# The runner calls this before each run: a second run in one process (``compare --adaptive``,
+# tests) must record its own numpy baselines and op curves, not assume the first run's.
+begin_run = reset_process_caches
+
+
 @dataclass
 class _OpPoint:
     op: str

@@ -74,3 +74,38 @@ def test_sharded_run_and_merge_on_native_and_wasmtime(tmp_path: Path, manifest: 
     assert meta["status"] == "complete" and meta["exit_code"] == 0
     assert set(meta["hosts"]) == {"native", "wasmtime"}
     assert meta["verdicts"] == {"error": 0, "fail": 0, "incompatible": 6, "skipped": 0, "pass": 6}
+
+
+BENCH_MATRIX = """\
+name = "bench-twice"
+artifacts = ["native"]
+presets = ["tiny"]
+checks = ["bench"]
+timeout_s = 120
+[hosts]
+native = {}
+[check.bench]
+curves = ["ops", "train_step"]
+ops = ["matmul_forward"]
+sizes = { matmul_forward = [32] }
+min_samples = 5
+max_samples = 5
+budget_s = 5.0
+"""
+
+
+@pytest.mark.slow
+def test_two_runs_in_one_process_each_record_their_baselines(
+    tmp_path: Path, manifest: Path
+) -> None:
+    """A second run in the same process (as compare --adaptive does) records its own numpy
+    reference rows and op curve instead of assuming the first run's."""
+    m = tmp_path / "bench.toml"
+    m.write_text(BENCH_MATRIX)
+    for name in ("first", "second"):
+        argv = ["run", "--matrix", str(m), "--out", str(tmp_path / name)]
+        assert main([*argv, "--artifacts", str(manifest)]) == 0
+        rows = list(read_rows(tmp_path / name / RESULTS_FILE))
+        assert any(r.host == "numpy" and r.subject == "train_step" for r in rows), name
+        assert any(r.subject == "op:matmul_forward" and r.host == "native" for r in rows), name
+        assert any(r.subject == "train_step" and r.metric == "speedup" for r in rows), name
