@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from harness.results import COLUMNS, RESULTS_FILE, RUN_FILE, SCHEMA_VERSION, STATUSES, VERDICTS
+from harness.run_dir import flat_meta
 
 REFERENCE_HOST = "numpy"
 SEVERITY: tuple[str, ...] = ("error", "fail", "incompatible", "skipped", "pass")
@@ -74,33 +75,10 @@ def _load_meta(path: Path, problems: list[str]) -> dict[str, Any]:
             f"{path.name} has schema_version {version!r} ({age}; this harness writes "
             f"{SCHEMA_VERSION}): rendering the fields it has"
         )
-    data = _flatten_runner_meta(data)
+    data = flat_meta(data)
     if not data.get("end"):
         problems.append(f"{path.name} has no end time: the run may have stopped early")
     return data
-
-
-def _flatten_runner_meta(data: dict[str, Any]) -> dict[str, Any]:
-    """Map the runner's run.json layout onto the flat keys the report reads.
-
-    The runner writes ``git: {commit, dirty}``, ``started_at``/``ended_at`` and
-    ``hosts: {name: {version, pin}}``; older and hand-written runs use ``commit``, ``dirty``,
-    ``start``, ``end`` and ``hosts: {name: version}``. Both render the same.
-    """
-    flat = dict(data)
-    git = data.get("git")
-    if isinstance(git, dict):
-        flat.setdefault("commit", git.get("commit"))
-        flat.setdefault("dirty", git.get("dirty", False))
-    flat.setdefault("start", data.get("started_at", ""))
-    flat.setdefault("end", data.get("ended_at", ""))
-    hosts = data.get("hosts")
-    if isinstance(hosts, dict):
-        flat["hosts"] = {
-            str(k): str(v.get("version", "")) if isinstance(v, dict) else str(v)
-            for k, v in hosts.items()
-        }
-    return flat
 
 
 def _records(path: Path, problems: list[str]) -> Iterator[dict[str, str]]:

@@ -114,3 +114,28 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
             f"{path}: schema_version {version!r}, this harness reads {SCHEMA_VERSION}"
         )
     return meta
+
+
+def flat_meta(data: dict[str, Any]) -> dict[str, Any]:
+    """A run.json's provenance under flat keys, whichever layout wrote it.
+
+    The runner writes ``git: {commit, dirty}``, ``started_at``/``ended_at`` and
+    ``hosts: {name: {version, pin}}``; older and hand-written runs use ``commit``, ``dirty``,
+    ``start``, ``end`` and ``hosts: {name: version}``. This returns a copy of ``data`` with
+    ``commit``, ``dirty``, ``start``, ``end`` set and ``hosts`` as ``{name: version}``, so the
+    report and the gate read one shape.
+    """
+    flat = dict(data)
+    raw_git = data.get("git")
+    git: dict[str, Any] = raw_git if isinstance(raw_git, dict) else {}
+    flat["commit"] = git.get("commit", data.get("commit"))
+    flat["dirty"] = bool(git.get("dirty", data.get("dirty", False)))
+    flat["start"] = str(data.get("started_at") or data.get("start") or "")
+    flat["end"] = str(data.get("ended_at") or data.get("end") or "")
+    hosts = data.get("hosts")
+    if isinstance(hosts, dict):
+        flat["hosts"] = {
+            str(k): str(v.get("version", "")) if isinstance(v, dict) else str(v)
+            for k, v in hosts.items()
+        }
+    return flat

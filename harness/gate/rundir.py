@@ -24,6 +24,7 @@ from harness.results import (
     Row,
     read_rows,
 )
+from harness.run_dir import flat_meta
 
 _NUMERIC = {"value": float, "x_value": float, "iteration": int}
 
@@ -143,8 +144,10 @@ def load_meta(path: Path) -> RunMeta:
     fingerprint = data.get("fingerprint_id") or machine.get("fingerprint_id")
     if not isinstance(fingerprint, str) or not fingerprint:
         raise GateInputError(path, "machine.fingerprint_id", "missing machine fingerprint id")
-    git = _typed(path, data, "git", dict, {})
-    commit = git.get("commit", data.get("commit"))
+    _typed(path, data, "git", dict, {})
+    _typed(path, data, "hosts", dict, {})
+    flat = flat_meta(data)
+    commit = flat["commit"]
     if commit is not None and not isinstance(commit, str):
         raise GateInputError(path, "git.commit", f"expected a commit id, got {commit!r}")
     artifacts, builds = _artifacts(path, _typed(path, data, "artifacts", dict, {}))
@@ -153,17 +156,17 @@ def load_meta(path: Path) -> RunMeta:
         path=path,
         schema_version=version,
         commit=commit or "unknown",
-        dirty=bool(git.get("dirty", data.get("dirty", False))),
+        dirty=flat["dirty"],
         fingerprint_id=fingerprint,
         machine=machine,
-        host_versions=_host_versions(path, data),
+        host_versions=flat.get("hosts", {}),
         artifacts=artifacts,
         artifact_builds=builds,
         matrix=matrix,
         defaults_sha256=str(data.get("defaults_sha256") or ""),
         corpus_sha256=str(data.get("corpus_sha256") or ""),
-        start=str(data.get("started_at") or data.get("start") or ""),
-        end=str(data.get("ended_at") or data.get("end") or ""),
+        start=flat["start"],
+        end=flat["end"],
         raw=data,
     )
 
@@ -184,14 +187,6 @@ def _artifacts(
         else:
             raise GateInputError(path, f"artifacts.{name}", f"expected a sha256: {entry!r}")
     return shas, builds
-
-
-def _host_versions(path: Path, data: dict[str, Any]) -> dict[str, str]:
-    table = _typed(path, data, "hosts", dict, {})
-    out: dict[str, str] = {}
-    for name, entry in table.items():
-        out[str(name)] = str(entry.get("version", "")) if isinstance(entry, dict) else str(entry)
-    return out
 
 
 def _typed(path: Path, data: dict[str, Any], key: str, kind: type, default: Any) -> Any:
