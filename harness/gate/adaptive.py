@@ -23,6 +23,7 @@ from typing import Any
 import tomli_w
 from rich.console import Console
 
+from harness.artifact import Artifact
 from harness.gate.errors import GateInputError, RefusalError
 from harness.gate.measurements import MeasurementKey, timing_samples
 from harness.gate.rundir import Run, load_run
@@ -62,31 +63,38 @@ def _bench_matrix(content: Mapping[str, Any], samples: int, budget_s: float) -> 
     return data
 
 
-def rerun_cells(
-    cand: Run, cells: list[str], budget: AdaptiveBudget, out: Path, seconds: float
-) -> Run:
-    """Run ``cells`` of CAND's matrix again (bench only) into ``out``; returns the new run."""
+def require_cand_build(cand: Run, manifest: Path, names: set[str]) -> dict[str, Artifact]:
+    """The manifest's artifacts, if each of ``names`` is the very binary CAND measured.
+
+    Reruns must time the same build as CAND; anything else is refused before any measuring.
+    """
     from harness.artifact import load_manifest
-    from harness.hosts.registry import all_hosts
-    from harness.matrix import MatrixError, Names, expand_cells, load_matrix
-    from harness.runner import RunPlan, run_plan
 
     try:
-        artifacts = load_manifest(budget.manifest)
+        artifacts = load_manifest(manifest)
     except (OSError, ValueError, KeyError) as exc:
-        raise GateInputError(
-            budget.manifest, "", f"cannot read the artifact manifest ({exc})"
-        ) from exc
-    needed = {c.split("/")[1] for c in cells}
-    for name in sorted(needed):
+        raise GateInputError(manifest, "", f"cannot read the artifact manifest ({exc})") from exc
+    for name in sorted(names):
         built = artifacts.get(name)
         want = cand.meta.artifacts.get(name, "")
         if built is None or built.sha256 != want:
             got = "missing" if built is None else built.sha256[:12]
             raise RefusalError(
-                f"--adaptive: {budget.manifest} artifact {name!r} is {got}, CAND measured "
+                f"--adaptive: {manifest} artifact {name!r} is {got}, CAND measured "
                 f"{want[:12]}: build CAND's commit first so reruns time the same binary"
             )
+    return artifacts
+
+
+def rerun_cells(
+    cand: Run, cells: list[str], budget: AdaptiveBudget, out: Path, seconds: float
+) -> Run:
+    """Run ``cells`` of CAND's matrix again (bench only) into ``out``; returns the new run."""
+    from harness.hosts.registry import all_hosts
+    from harness.matrix import MatrixError, Names, expand_cells, load_matrix
+    from harness.runner import RunPlan, run_plan
+
+    artifacts = require_cand_build(cand, budget.manifest, {c.split("/")[1] for c in cells})
     content = cand.meta.matrix.get("content")
     if not isinstance(content, dict):
         raise GateInputError(

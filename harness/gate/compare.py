@@ -89,10 +89,16 @@ def run_compare(args: argparse.Namespace, console: Console) -> GateResult:
     overridden = check_comparable(
         base.meta, cand.meta, args.allow_cross_machine, timed, perf=bool(timed)
     )
+    if args.adaptive:
+        from harness.gate.adaptive import AdaptiveBudget, require_cand_build, resolve_unknown
+
+        # Refuse a wrong build whatever the first verdicts are: whether a rerun is needed
+        # depends on noise, and a refusal must not.
+        require_cand_build(
+            cand, args.artifacts, {k.cell.split("/")[1] for k in timing_samples(cand.rows)}
+        )
     result = evaluate(base.rows, cand.rows, thresholds)
     if args.adaptive and result.unknown:
-        from harness.gate.adaptive import AdaptiveBudget, resolve_unknown
-
         budget = AdaptiveBudget(args.budget_s, args.max_rounds, args.samples, args.artifacts)
         result = resolve_unknown(base, cand, thresholds, result, budget, console)
     return dataclasses.replace(result, overridden_refusals=tuple(overridden))
