@@ -109,11 +109,11 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, name="calibrate-gate")
 def calibrate_gate(session: nox.Session) -> None:
-    """Measure the regression gate's power (5% slowdown) and A/A false-alarm rate."""
+    """Measure the paired gate's power (5% slowdown) and A/A false-alarm rate (docs/gate.md)."""
     _install(session)
     _hosts_and_artifacts(session)
     args = session.posargs or [
-        "--trials", "40", "--thresholds", "docs/gate-thresholds.toml",
+        "--trials", "100", "--thresholds", "docs/gate-thresholds.toml",
         "--json", "reports/calibration.json",
     ]  # fmt: skip
     session.run("python", "-m", "harness.gate.calibrate", *args)

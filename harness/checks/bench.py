@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 
 from harness.checks.base import CellContext
-from harness.checks.bench_workloads import OPS, Workload, create_model, generate, train_step
+from harness.checks.bench_workloads import (
+    OPS,
+    Workload,
+    create_model,
+    generate,
+    noop_call,
+    train_step,
+)
 from harness.hosts.base import Instance
 from harness.numpy_baseline import TrainStepJob, run_jobs
 from harness.results import Row, Status
@@ -40,7 +47,7 @@ from harness.roofline import (
     sgemm_gflops,
     sgemm_measurements,
 )
-from harness.timing import Measurement, Sampler, TimingPolicy, measure, summarize
+from harness.timing import Measurement, TimingPolicy, measure, summarize
 from reference.presets import ModelConfig, param_count
 from reference.train import train_context_length
 
@@ -282,16 +289,9 @@ class Budget:
         return min(self.left(), EXTENSION_SHARE * self.seconds)
 
 
-def _sampler(instance: Instance, wl: Workload) -> Sampler:
-    def sample(inner_reps: int, samples: int, warmup: int) -> Any:
-        return instance.time_calls(wl.export, wl.args, inner_reps, samples, warmup)
-
-    return sample
-
-
 def _measure_workload(instance: Instance, wl: Workload, policy: TimingPolicy) -> Measurement:
     try:
-        return measure(_sampler(instance, wl), policy)
+        return measure(wl.sampler(instance), policy)
     finally:
         wl.release(instance)
 
@@ -417,8 +417,7 @@ def _overhead_curve(
     if budget.left() <= 0:
         yield _skipped(stamp, "host:noop_call", budget)
         return
-    noop = Workload("tg_noop", (), 0.0, "none", "", ())
-    call = _measure_workload(instance, noop, opts.policy(budget.for_measurement()))
+    call = _measure_workload(instance, noop_call(), opts.policy(budget.for_measurement()))
     yield from measurement_rows(
         stamp, "host:noop_call", call, detail="tg_noop() in a loop inside the host"
     )

@@ -13,8 +13,9 @@ from typing import Literal
 
 import numpy as np
 
-from harness.hosts.base import Instance, Scalar
+from harness.hosts.base import Instance, Scalar, TimingResult
 from harness.roofline import matmul_flops
+from harness.timing import Sampler
 from reference.defaults import DEFAULTS
 from reference.model import flatten_params, init_params
 from reference.presets import ModelConfig
@@ -33,13 +34,21 @@ class Workload:
     shape: str  # human-readable shape, for the row's detail
     buffers: tuple[int, ...]  # pointers from instance.alloc, freed by release()
 
+    def sampler(self, instance: Instance) -> Sampler:
+        """A :data:`harness.timing.Sampler` timing this call in a loop inside ``instance``."""
+
+        def sample(inner_reps: int, samples: int, warmup: int) -> TimingResult:
+            return instance.time_calls(self.export, self.args, inner_reps, samples, warmup)
+
+        return sample
+
     def release(self, instance: Instance) -> None:
         """Free the workload's buffers."""
         for ptr in self.buffers:
             instance.free(ptr)
 
 
-def _floats(instance: Instance, rng: np.random.Generator, n: int) -> int:
+def random_floats(instance: Instance, rng: np.random.Generator, n: int) -> int:
     """Allocate ``n`` float32s filled with standard-normal values; return the pointer."""
     ptr = instance.alloc(4 * n)
     instance.write(ptr, rng.standard_normal(n, dtype=np.float32).tobytes())
@@ -62,8 +71,8 @@ def _tokens(instance: Instance, tokens: np.ndarray) -> int:
 def matmul_forward(instance: Instance, n: int) -> Workload:
     """``out (n,n) = inp (n,n) @ w(n,n)^T + b``: the square matmul of the roofline."""
     rng = np.random.default_rng(n)
-    out, inp = _zeros(instance, n * n), _floats(instance, rng, n * n)
-    w, b = _floats(instance, rng, n * n), _floats(instance, rng, n)
+    out, inp = _zeros(instance, n * n), random_floats(instance, rng, n * n)
+    w, b = random_floats(instance, rng, n * n), random_floats(instance, rng, n)
     return Workload(
         "tg_matmul_forward",
         (out, inp, w, b, n, n, n),
@@ -78,7 +87,7 @@ def matmul_backward(instance: Instance, n: int) -> Workload:
     """dinp and dweight of the square matmul: two n^3 products (plus the bias sum)."""
     rng = np.random.default_rng(n + 1)
     dinp, dw, db = _zeros(instance, n * n), _zeros(instance, n * n), _zeros(instance, n)
-    dout, inp, w = (_floats(instance, rng, n * n) for _ in range(3))
+    dout, inp, w = (random_floats(instance, rng, n * n) for _ in range(3))
     return Workload(
         "tg_matmul_backward",
         (dinp, dw, db, dout, inp, w, n, n, n),
@@ -92,14 +101,18 @@ def matmul_backward(instance: Instance, n: int) -> Workload:
 def gelu_forward(instance: Instance, n: int) -> Workload:
     """Elementwise GELU over ``n`` floats: memory-bound, reported in GB/s (read + write)."""
     rng = np.random.default_rng(n + 2)
-    out, inp = _zeros(instance, n), _floats(instance, rng, n)
+    out, inp = _zeros(instance, n), random_floats(instance, rng, n)
     return Workload("tg_gelu_forward", (out, inp, n), 8.0 * n, "bytes", f"N={n}", (out, inp))
 
 
 def residual_forward(instance: Instance, n: int) -> Workload:
     """``out = a + b`` over ``n`` floats: two reads and a write per element, in GB/s."""
     rng = np.random.default_rng(n + 3)
-    out, a, b = _zeros(instance, n), _floats(instance, rng, n), _floats(instance, rng, n)
+    out, a, b = (
+        _zeros(instance, n),
+        random_floats(instance, rng, n),
+        random_floats(instance, rng, n),
+    )
     return Workload("tg_residual_forward", (out, a, b, n), 12.0 * n, "bytes", f"N={n}", (out, a, b))
 
 
@@ -111,7 +124,11 @@ def layernorm_forward(instance: Instance, n: int) -> Workload:
     rng = np.random.default_rng(n + 4)
     C = LAYERNORM_C
     out, mean, rstd = _zeros(instance, n * C), _zeros(instance, n), _zeros(instance, n)
-    inp, w, b = _floats(instance, rng, n * C), _floats(instance, rng, C), _floats(instance, rng, C)
+    inp, w, b = (
+        random_floats(instance, rng, n * C),
+        random_floats(instance, rng, C),
+        random_floats(instance, rng, C),
+    )
     return Workload(
         "tg_layernorm_forward",
         (out, mean, rstd, inp, w, b, n, C),
@@ -134,7 +151,7 @@ def attention_forward(instance: Instance, n: int) -> Workload:
         _zeros(instance, NH * T * T),
         _zeros(instance, NH * T * T),
     )
-    inp = _floats(instance, rng, T * 3 * C)
+    inp = random_floats(instance, rng, T * 3 * C)
     # q.k over the causal triangle and att @ v: each T(T+1)/2 dot products of hs per head.
     flops = 2.0 * 2.0 * C * T * (T + 1) / 2
     return Workload(
@@ -145,6 +162,11 @@ def attention_forward(instance: Instance, n: int) -> Workload:
         f"B=1 T={T} C={C} NH={NH}",
         (out, pre, att, inp),
     )
+
+
+def noop_call() -> Workload:
+    """``tg_noop()``: the host's own cost of one call into the module, with nothing to do."""
+    return Workload("tg_noop", (), 0.0, "none", "", ())
 
 
 OPS: dict[str, tuple[Callable[[Instance, int], Workload], str]] = {

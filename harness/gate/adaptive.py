@@ -23,9 +23,9 @@ from typing import Any
 import tomli_w
 from rich.console import Console
 
-from harness.artifact import Artifact
 from harness.gate.errors import GateInputError, RefusalError
 from harness.gate.measurements import MeasurementKey, timing_samples
+from harness.gate.provenance import require_build
 from harness.gate.rundir import Run, load_run
 from harness.gate.thresholds import Thresholds
 from harness.gate.verdicts import GateResult, evaluate
@@ -63,29 +63,6 @@ def _bench_matrix(content: Mapping[str, Any], samples: int, budget_s: float) -> 
     return data
 
 
-def require_cand_build(cand: Run, manifest: Path, names: set[str]) -> dict[str, Artifact]:
-    """The manifest's artifacts, if each of ``names`` is the very binary CAND measured.
-
-    Reruns must time the same build as CAND; anything else is refused before any measuring.
-    """
-    from harness.artifact import load_manifest
-
-    try:
-        artifacts = load_manifest(manifest)
-    except (OSError, ValueError, KeyError) as exc:
-        raise GateInputError(manifest, "", f"cannot read the artifact manifest ({exc})") from exc
-    for name in sorted(names):
-        built = artifacts.get(name)
-        want = cand.meta.artifacts.get(name, "")
-        if built is None or built.sha256 != want:
-            got = "missing" if built is None else built.sha256[:12]
-            raise RefusalError(
-                f"--adaptive: {manifest} artifact {name!r} is {got}, CAND measured "
-                f"{want[:12]}: build CAND's commit first so reruns time the same binary"
-            )
-    return artifacts
-
-
 def rerun_cells(
     cand: Run, cells: list[str], budget: AdaptiveBudget, out: Path, seconds: float
 ) -> Run:
@@ -94,7 +71,7 @@ def rerun_cells(
     from harness.matrix import MatrixError, Names, expand_cells, load_matrix
     from harness.runner import RunPlan, run_plan
 
-    artifacts = require_cand_build(cand, budget.manifest, {c.split("/")[1] for c in cells})
+    artifacts = require_build(cand, budget.manifest, {c.split("/")[1] for c in cells}, "CAND")
     content = cand.meta.matrix.get("content")
     if not isinstance(content, dict):
         raise GateInputError(

@@ -32,20 +32,22 @@ import numpy as np
 
 from harness.artifact import Artifact
 from harness.build import Variant, build_variant
-from harness.checks.bench_workloads import gelu_forward, layernorm_forward, residual_forward
+from harness.checks.bench_workloads import (
+    Workload,
+    gelu_forward,
+    layernorm_forward,
+    random_floats,
+    residual_forward,
+)
+from harness.gate.paired import PairedPolicy
 from harness.gate.stats import Decision, compare_samples
 from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text
-from harness.hosts.base import Instance, TimingResult
+from harness.hosts.base import Instance
+from harness.hosts.registry import HOST_NAMES
+from harness.roofline import matmul_flops
 from harness.timing import TimingPolicy, measure
 
-Workload = tuple[str, tuple[int | float, ...], tuple[int, ...]]  # export, args, buffers
 Factory = Callable[[Instance, float], Workload]
-
-
-def _floats(instance: Instance, rng: np.random.Generator, n: int) -> int:
-    ptr = instance.alloc(4 * n)
-    instance.write(ptr, rng.standard_normal(n, dtype=np.float32).tobytes())
-    return ptr
 
 
 MR = 6  # the gemm's register-tile height (TG_MR in artifacts/src/tg_matmul.c)
@@ -59,15 +61,15 @@ def matmul_rows(instance: Instance, scale: float, rows: int = 720, c: int = 96) 
     """
     n = MR * round(rows * scale / MR)
     rng = np.random.default_rng(7)
-    out, inp = _floats(instance, rng, n * c), _floats(instance, rng, n * c)
-    w, b = _floats(instance, rng, c * c), _floats(instance, rng, c)
-    return "tg_matmul_forward", (out, inp, w, b, n, c, c), (out, inp, w, b)
+    out, inp = random_floats(instance, rng, n * c), random_floats(instance, rng, n * c)
+    w, b = random_floats(instance, rng, c * c), random_floats(instance, rng, c)
+    return Workload("tg_matmul_forward", (out, inp, w, b, n, c, c), matmul_flops(n, c, c),
+                    "flops", f"N={n} C=OC={c}", (out, inp, w, b))  # fmt: skip
 
 
-def _from_bench(fn: Callable[[Instance, int], object], size: int) -> Factory:
+def _from_bench(fn: Callable[[Instance, int], Workload], size: int) -> Factory:
     def make(instance: Instance, scale: float) -> Workload:
-        w = fn(instance, round(size * scale))
-        return w.export, w.args, w.buffers  # type: ignore[attr-defined]
+        return fn(instance, round(size * scale))
 
     return make
 
@@ -84,7 +86,10 @@ KERNELS: dict[str, Factory] = {
 class Session:
     """What one calibration session does."""
 
-    engine: str = "native"  # native (ctypes) or wasmtime (wasm32)
+    # "paired": the gate of `compare --paired` (BASE and CAND builds timed side by side, fresh
+    # host process per trial); "unpaired": comparing separately recorded runs.
+    mode: str = "paired"
+    host: str = "native"  # paired: any host; unpaired: native (ctypes) or wasmtime (wasm32)
     trials: int = 40
     slowdown: float = 0.05
     slowed: str = "matmul_forward"
@@ -92,6 +97,9 @@ class Session:
     # would spoil a whole 10 ms sample (measured on a shared 2-core box: see docs/gate.md).
     samples: int = 100  # per measurement, fixed (min = max)
     sample_ms: float = 1.0  # each sample loops the kernel for at least this long
+    blocks: int = PairedPolicy.blocks  # paired: placements per measurement
+    pairs_per_block: int = PairedPolicy.pairs_per_block
+    loads: int = PairedPolicy.loads  # paired: instances loaded per build
     decision: Decision = field(default_factory=Decision)
     thresholds: Thresholds | None = None  # per-measurement rules ("op:<kernel>"), as in a matrix
     seed: int = 1
@@ -143,19 +151,19 @@ def measure_run(
     """One run of the cell: every kernel measured once; returns samples and measuring time."""
     out: dict[str, tuple[float, ...]] = {}
     start = time.perf_counter()
-    for name, (export, args, _) in workloads.items():
-
-        def sampler(reps: int, samples: int, warmup: int, e: str = export,
-                    a: tuple[int | float, ...] = args) -> TimingResult:  # fmt: skip
-            return instance.time_calls(e, a, reps, samples, warmup)
-
-        out[name] = measure(sampler, policy).samples_ns
+    for name, workload in workloads.items():
+        out[name] = measure(workload.sampler(instance), policy).samples_ns
     return out, time.perf_counter() - start
 
 
 def run_session(session: Session, build_dir: Path, progress: bool = True) -> dict[str, object]:
-    """Run the trials; return the figures (JSON-ready)."""
-    instance = load_instance(session.engine, build_dir)
+    """Run the unpaired trials; return the figures (JSON-ready).
+
+    The paired session is :func:`harness.gate.calibrate_paired.run_paired_session`.
+    """
+    if session.mode != "unpaired":
+        raise ValueError(f"run_session calibrates the unpaired gate, not mode {session.mode!r}")
+    instance = load_instance(session.host, build_dir)
     base = {k: f(instance, 1.0) for k, f in KERNELS.items()}
     slowed = dict(base)
     slowed[session.slowed] = KERNELS[session.slowed](instance, 1.0 + session.slowdown)
@@ -201,18 +209,33 @@ def run_session(session: Session, build_dir: Path, progress: bool = True) -> dic
         pooled["B"].append(float(np.median(runs["B"][session.slowed])))
         if progress:
             print(f"trial {trial + 1}/{session.trials}: A/B {ab}  A/A {aa}", file=sys.stderr)
-    for _, _, buffers in {**base, session.slowed: slowed[session.slowed]}.values():
-        for ptr in buffers:
-            instance.free(ptr)
+    for workload in {**base, session.slowed: slowed[session.slowed]}.values():
+        workload.release(instance)
     instance.close()
     realised = float(np.median(pooled["B"]) / np.median(pooled["A"]) - 1.0)
+    return figures_of(session, aa, aa_by_kernel, ab, realised, ratios_ab, cell_seconds)
+
+
+def figures_of(
+    session: Session,
+    aa: Tally,
+    aa_by_kernel: dict[str, Tally],
+    ab: Tally,
+    realised: float,
+    ratios_ab: list[float],
+    cell_seconds: list[float],
+    artifact: Artifact | None = None,
+) -> dict[str, object]:
+    """The figures of a session, paired or unpaired, in one JSON-ready shape."""
     return {
         "session": {
             **asdict(session),
             "decision": asdict(session.decision_for(session.slowed)),
             "thresholds": None if session.thresholds is None else asdict(session.thresholds),
         },
-        "artifact_engine": session.engine,
+        "artifact": None
+        if artifact is None
+        else {"name": artifact.name, "sha256": artifact.sha256},
         "aa": asdict(aa),
         "aa_by_kernel": {k: asdict(t) for k, t in aa_by_kernel.items()},
         "ab": asdict(ab),
@@ -256,12 +279,21 @@ def markdown(figures: dict[str, object], command: str) -> str:
 
     seconds_med, seconds_max = f["cell_seconds_median"], f["cell_seconds_max"]
     assert isinstance(seconds_med, float) and isinstance(seconds_max, float)
+    paired = s["mode"] == "paired"
+    sampling = (
+        f"{s['blocks']} blocks x {s['pairs_per_block']} interleaved pairs of ≥{s['sample_ms']} "
+        f"ms per kernel over {s['loads']} loads per build (two files) in a fresh host per trial"
+        if paired
+        else f"{s['samples']} samples of ≥{s['sample_ms']} ms per kernel"
+    )
+    location = "" if paired else f", quantile {s['decision']['quantile']}"
+    realised = "median paired A/B ratio" if paired else "pooled medians B/A"
+    per_cell = "4 kernels, paired" if paired else f"one run, {len(KERNELS)} kernels"
     return "\n".join([
         f"Command: `{command}`",
         "",
-        f"Engine `{s['engine']}`; {s['trials']} trials; {s['samples']} samples of "
-        f"≥{s['sample_ms']} ms per kernel; alpha {s['decision']['alpha']}, min effect "
-        f"{s['decision']['min_effect']:.0%}, quantile {s['decision']['quantile']}"
+        f"Mode `{s['mode']}`, host `{s['host']}`; {s['trials']} trials; {sampling}; alpha "
+        f"{s['decision']['alpha']}, min effect {s['decision']['min_effect']:.0%}{location}"
         + (f" (per-measurement rules {dict(s['thresholds']['per_measurement'])})"
            if s["thresholds"] else "")
         + f"; slowed kernel `{s['slowed']}` by {s['slowdown']:.0%} more work.",
@@ -272,9 +304,9 @@ def markdown(figures: dict[str, object], command: str) -> str:
         f"({ab['slower']}/{sum(ab.values())}; 95 % lower bound {pct('power_lower95')}) |",
         f"| false alarms in A/A | ≤ 1 % | {pct('false_alarm_rate')} "
         f"({aa['slower']}/{sum(aa.values())}; 95 % upper bound {pct('false_alarm_upper95')}) |",
-        f"| measurement per cell (one run, {len(KERNELS)} kernels) | ≤ 3 s | median "
+        f"| measurement per cell ({per_cell}) | ≤ 3 s | median "
         f"{seconds_med:.2f} s, max {seconds_max:.2f} s |",
-        f"| realised slowdown (pooled medians B/A) | 5 % | {pct('realised_slowdown')} |",
+        f"| realised slowdown ({realised}) | 5 % | {pct('realised_slowdown')} |",
         f"| A/A verdicts slower/faster/same/unknown | | {aa['slower']}/{aa['faster']}/"
         f"{aa['same']}/{aa['unknown']} |",
         f"| A/B verdicts slower/faster/same/unknown | | {ab['slower']}/{ab['faster']}/"
@@ -283,11 +315,23 @@ def markdown(figures: dict[str, object], command: str) -> str:
 
 
 def _by_kernel(figures: dict[str, object]) -> str:
-    by = figures["aa_by_kernel"]
+    by, spread = figures["aa_by_kernel"], figures.get("aa_block_spread")
     assert isinstance(by, dict)
-    lines = ["", "| kernel | A/A slower/faster/same/unknown |", "|---|---|"]
+    if not isinstance(spread, dict):
+        lines = ["", "| kernel | A/A slower/faster/same/unknown |", "|---|---|"]
+        lines += [f"| `{k}` | {t['slower']}/{t['faster']}/{t['same']}/{t['unknown']} |"
+                  for k, t in by.items()]  # fmt: skip
+        return "\n".join(lines) + "\n"
+    lines = [
+        "",
+        "| kernel | A/A slower/faster/same/unknown | placement spread: std of A/A block log "
+        "ratios, median (max) over trials |",
+        "|---|---|---|",
+    ]
     lines += [
-        f"| `{k}` | {t['slower']}/{t['faster']}/{t['same']}/{t['unknown']} |" for k, t in by.items()
+        f"| `{k}` | {t['slower']}/{t['faster']}/{t['same']}/{t['unknown']} | "
+        f"{spread[k]['median'] * 100:.2f} % ({spread[k]['max'] * 100:.2f} %) |"
+        for k, t in by.items()
     ]
     return "\n".join(lines) + "\n"
 
@@ -297,7 +341,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.gate.calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     d = Session()
-    p.add_argument("--engine", choices=("native", "wasmtime"), default=d.engine)
+    p.add_argument("--mode", choices=("paired", "unpaired"), default=d.mode)
+    p.add_argument(
+        "--host",
+        choices=HOST_NAMES,
+        default=d.host,
+        help="paired: any host; unpaired: native or wasmtime (in-process engines)",
+    )
+    p.add_argument("--blocks", type=int, default=d.blocks)
+    p.add_argument("--pairs-per-block", type=int, default=d.pairs_per_block)
+    p.add_argument("--loads", type=int, default=d.loads)
     p.add_argument("--trials", type=int, default=d.trials)
     p.add_argument("--samples", type=int, default=d.samples)
     p.add_argument("--sample-ms", type=float, default=d.sample_ms)
@@ -310,14 +363,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--build-dir", type=Path, default=Path(".tinygpt-calibrate"))
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
+    if args.mode == "unpaired" and args.host not in ("native", "wasmtime"):
+        p.error("--mode unpaired runs in-process engines: --host native or wasmtime")
     session = Session(
-        engine=args.engine, trials=args.trials, slowdown=args.slowdown, slowed=args.kernel,
+        mode=args.mode, host=args.host, blocks=args.blocks, pairs_per_block=args.pairs_per_block,
+        loads=args.loads,
+        trials=args.trials, slowdown=args.slowdown, slowed=args.kernel,
         samples=args.samples, sample_ms=args.sample_ms,
         decision=Decision(alpha=args.alpha, min_effect=args.min_effect, quantile=args.quantile),
         thresholds=None if args.thresholds is None else thresholds_from_matrix_text(
             args.thresholds.read_text(encoding="utf-8"), args.thresholds),
     )  # fmt: skip
-    figures = run_session(session, args.build_dir)
+    if session.mode == "paired":
+        from harness.gate.calibrate_paired import run_paired_session
+
+        figures = run_paired_session(session, args.build_dir)
+    else:
+        figures = run_session(session, args.build_dir)
     command = "python -m harness.gate.calibrate " + " ".join(argv or sys.argv[1:])
     print(markdown(figures, command.strip()))
     if args.json is not None:

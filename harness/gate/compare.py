@@ -17,7 +17,8 @@ from rich.console import Console
 from harness.gate.compare_render import markdown, print_table
 from harness.gate.errors import GateInputError, RefusalError
 from harness.gate.measurements import timing_samples
-from harness.gate.provenance import check_comparable
+from harness.gate.paired import PairedPolicy
+from harness.gate.provenance import check_comparable, require_build
 from harness.gate.rundir import Run, load_run
 from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text, thresholds_from_table
 from harness.gate.verdicts import GateResult, evaluate
@@ -39,10 +40,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compare runs from different machines or builds anyway",
     )
-    parser.add_argument(
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument(
         "--adaptive",
         action="store_true",
         help="rerun cells with unknown verdicts (CAND's build) with more samples",
+    )
+    how.add_argument(
+        "--paired",
+        action="store_true",
+        help="decide every gated measurement by timing BASE's and CAND's builds side by side "
+        "(needs --base-artifacts; the calibrated CI gate, docs/gate.md)",
     )
     parser.add_argument(
         "--budget-s", type=float, default=60.0, help="adaptive: wall-clock budget in seconds"
@@ -55,8 +63,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--artifacts",
         type=Path,
         default=Path("artifacts/build/manifest.json"),
-        help="adaptive: manifest of CAND's build (sha256s must match CAND's run.json)",
+        help="adaptive/paired: manifest of CAND's build (sha256s must match CAND's run.json)",
     )
+    parser.add_argument(
+        "--base-artifacts",
+        type=Path,
+        metavar="MANIFEST",
+        help="paired: manifest of BASE's build (sha256s must match BASE's run.json)",
+    )
+    d = PairedPolicy()
+    paired: tuple[tuple[str, type, float, str], ...] = (
+        ("--blocks", int, d.blocks, "independent buffer placements per measurement"),
+        ("--pairs-per-block", int, d.pairs_per_block, "interleaved sample pairs per placement"),
+        ("--loads", int, d.loads, "instances loaded per build, taking turns block by block"),
+        ("--sample-ms", float, d.min_sample_ms, "shortest sample (the kernel loops this long)"),
+    )
+    for flag, kind, default, text in paired:
+        parser.add_argument(flag, type=kind, default=default, help=f"paired: {text}")
 
 
 def load_thresholds(cand: Run, override: Path | None) -> Thresholds:
@@ -79,8 +102,20 @@ def load_thresholds(cand: Run, override: Path | None) -> Thresholds:
     return thresholds_from_table(table, source)
 
 
+def paired_policy(args: argparse.Namespace) -> PairedPolicy:
+    """The ``--paired`` sampling the arguments ask for; bad values raise GateInputError."""
+    if args.base_artifacts is None:
+        raise GateInputError("--paired", "", "needs --base-artifacts, the manifest of BASE's build")
+    try:
+        return PairedPolicy(args.blocks, args.pairs_per_block, args.loads, args.sample_ms)
+    except ValueError as exc:
+        raise GateInputError("--paired", "", str(exc)) from None
+
+
 def run_compare(args: argparse.Namespace, console: Console) -> GateResult:
     """Load, check comparability, decide (and adapt); raises GateInputError or RefusalError."""
+    if args.paired:
+        paired_policy(args)  # bad sampling arguments fail before anything is loaded
     base, cand = load_run(args.base), load_run(args.cand)
     thresholds = load_thresholds(cand, args.thresholds)
     timed = {k.cell for k in timing_samples(base.rows)} & {
@@ -90,18 +125,42 @@ def run_compare(args: argparse.Namespace, console: Console) -> GateResult:
         base.meta, cand.meta, args.allow_cross_machine, timed, perf=bool(timed)
     )
     if args.adaptive:
-        from harness.gate.adaptive import AdaptiveBudget, require_cand_build, resolve_unknown
+        from harness.gate.adaptive import AdaptiveBudget, resolve_unknown
 
         # Refuse a wrong build whatever the first verdicts are: whether a rerun is needed
         # depends on noise, and a refusal must not.
-        require_cand_build(
-            cand, args.artifacts, {k.cell.split("/")[1] for k in timing_samples(cand.rows)}
+        require_build(
+            cand, args.artifacts, {k.cell.split("/")[1] for k in timing_samples(cand.rows)}, "CAND"
         )
     result = evaluate(base.rows, cand.rows, thresholds)
     if args.adaptive and result.unknown:
         budget = AdaptiveBudget(args.budget_s, args.max_rounds, args.samples, args.artifacts)
         result = resolve_unknown(base, cand, thresholds, result, budget, console)
+    if args.paired:
+        result = run_paired(args, base, cand, thresholds, result, console)
     return dataclasses.replace(result, overridden_refusals=tuple(overridden))
+
+
+def run_paired(
+    args: argparse.Namespace,
+    base: Run,
+    cand: Run,
+    thresholds: Thresholds,
+    result: GateResult,
+    console: Console,
+) -> GateResult:
+    """``--paired``: this machine must be the runs' own; then rerun every gated measurement."""
+    from harness.gate.paired_gate import PairedSetup, pair_changes
+    from harness.machine import fingerprint
+
+    here = str(fingerprint()["fingerprint_id"])
+    if here != cand.meta.fingerprint_id and not args.allow_cross_machine:
+        raise RefusalError(
+            f"--paired: this machine ({here}) is not CAND's ({cand.meta.fingerprint_id}); the "
+            "paired rerun must be measured where the runs were (or pass --allow-cross-machine)"
+        )
+    setup = PairedSetup(args.base_artifacts, args.artifacts, paired_policy(args))
+    return pair_changes(base, cand, thresholds, result, setup, console)
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -36,6 +36,12 @@ def _p(p: float) -> str:
     return "-" if math.isnan(p) else f"{p:.2g}"
 
 
+def _verdict(c: Change) -> str:
+    if not c.gated:
+        return f"{c.comparison.verdict} (ref)"
+    return c.comparison.verdict + (" (paired)" if c.comparison.method == "paired" else "")
+
+
 def _row(c: Change) -> tuple[str, ...]:
     cmp = c.comparison
     return (
@@ -48,7 +54,7 @@ def _row(c: Change) -> tuple[str, ...]:
         _p(cmp.p_value),
         f"±{cmp.min_effect * 100:g}%",
         f"{cmp.n_base}/{cmp.n_cand}",
-        cmp.verdict if c.gated else f"{cmp.verdict} (ref)",
+        _verdict(c),
     )
 
 
@@ -87,6 +93,7 @@ def _sections(result: GateResult) -> list[tuple[str, tuple[str, ...]]]:
         ("Cells that passed in BASE and are broken in CAND", result.cell_regressions),
         ("Measured in BASE, missing from CAND (not gated)", result.missing),
         ("Refusals overridden by --allow-cross-machine", result.overridden_refusals),
+        ("Paired reruns (BASE and CAND timed side by side)", result.notes),
     ]
 
 
@@ -134,6 +141,6 @@ def markdown(result: GateResult, base_label: str, cand_label: str) -> str:
     for c in ordered:
         cells = list(_row(c))
         if c.comparison.verdict == "slower" and c.gated:
-            cells[-1] = "**slower**"
+            cells[-1] = cells[-1].replace("slower", "**slower**", 1)
         lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -10,9 +10,11 @@ the gate measures), so a sha256 change across commits alone is not a refusal.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
-from harness.gate.errors import RefusalError
-from harness.gate.rundir import RunMeta
+from harness.artifact import Artifact, load_manifest
+from harness.gate.errors import GateInputError, RefusalError
+from harness.gate.rundir import Run, RunMeta
 
 _RECIPE_KEYS = ("kind", "target", "ptr_width", "toolchain", "flags", "features")
 
@@ -110,3 +112,25 @@ def check_comparable(
             + "\n(pass --allow-cross-machine to compare anyway; verdicts will mix machine noise)"
         )
     return reasons
+
+
+def require_build(run: Run, manifest: Path, names: set[str], role: str) -> dict[str, Artifact]:
+    """The manifest's artifacts, if each of ``names`` is the very binary ``run`` measured.
+
+    Timing another binary would answer another question, so anything else is refused before
+    any measuring (exit 2).
+    """
+    try:
+        artifacts = load_manifest(manifest)
+    except (OSError, ValueError, KeyError) as exc:
+        raise GateInputError(manifest, "", f"cannot read the artifact manifest ({exc})") from exc
+    for name in sorted(names):
+        built = artifacts.get(name)
+        want = run.meta.artifacts.get(name, "")
+        if built is None or built.sha256 != want:
+            got = "missing" if built is None else built.sha256[:12]
+            raise RefusalError(
+                f"{manifest} artifact {name!r} is {got}, {role} measured {want[:12]}: build "
+                f"{role}'s commit first so the rerun times the same binary"
+            )
+    return artifacts

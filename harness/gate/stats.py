@@ -54,6 +54,7 @@ class Comparison:
     p_value: float
     verdict: Verdict
     min_effect: float
+    method: str = "unpaired"  # "paired": BASE and CAND timed side by side (gate/paired_stats.py)
 
 
 def compare_samples(
@@ -71,16 +72,23 @@ def compare_samples(
     ratio = float(np.quantile(b, q) / np.quantile(a, q))
     p_value = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
     low, high = _bootstrap_ci(a, b, decision)
-    return Comparison(
-        n_base=len(a),
-        n_cand=len(b),
-        ratio=ratio,
-        ci_low=low,
-        ci_high=high,
-        p_value=p_value,
-        verdict=decide(ratio, low, high, p_value, decision),
-        min_effect=decision.min_effect,
-    )
+    return decided(len(a), len(b), ratio, (low, high), p_value, decision)
+
+
+def decided(
+    n_base: int,
+    n_cand: int,
+    ratio: float,
+    ci: tuple[float, float],
+    p_value: float,
+    decision: Decision,
+    method: str = "unpaired",
+) -> Comparison:
+    """A :class:`Comparison` whose verdict :func:`decide` gives from these figures."""
+    low, high = ci
+    verdict = decide(ratio, low, high, p_value, decision)
+    return Comparison(n_base, n_cand, ratio, low, high, p_value, verdict, decision.min_effect,
+                      method)  # fmt: skip
 
 
 def _bootstrap_ci(

@@ -44,6 +44,7 @@ class GateResult:
     cell_regressions: tuple[str, ...]  # passed in BASE, broken in CAND
     missing: tuple[str, ...]  # measured in BASE, absent from CAND (reported, not failing)
     overridden_refusals: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # how --paired reran each cell, and what it kept recorded
 
     @property
     def regressions(self) -> tuple[Change, ...]:

@@ -133,3 +133,27 @@ def tree_digest(directory: Path) -> dict[str, str]:
         for p in sorted(directory.rglob("*"))
         if p.is_file()
     }
+
+
+# One real native cell timing the matmul curve: (min_samples, max_samples, min_effect) to fill.
+NATIVE_BENCH_MATRIX = """\
+name = "gate-real"
+artifacts = ["native"]
+presets = ["tiny"]
+checks = ["bench"]
+[hosts]
+native = {}
+[check.bench]
+curves = ["ops"]
+ops = ["matmul_forward"]
+sizes = { matmul_forward = [32] }
+min_samples = %d
+max_samples = %d
+warmup = 1
+reference = false
+ops_once = false  # every run of this process measures its op curve (the default skips repeats)
+budget_s = 5.0
+[thresholds]
+alpha = 0.01
+min_effect = %s
+"""

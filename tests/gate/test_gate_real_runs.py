@@ -12,34 +12,12 @@ from harness.build import Variant, build_variant, write_manifest
 from harness.cli import main
 from harness.gate.calibrate import load_instance, matmul_rows
 from harness.gate.rundir import load_run
-from harness.hosts.base import TimingResult
 from harness.timing import TimingPolicy, measure
+from tests.gate.gate_runs import NATIVE_BENCH_MATRIX as MATRIX
 from tests.gate.gate_runs import bench_rows, tree_digest, write_run
 
 # A 15 % band: A/A of a real kernel on a shared box drifts a few percent between runs.
 LOOSE = Path(__file__).parent / "fixtures" / "loose-thresholds.toml"
-
-MATRIX = """\
-name = "gate-real"
-artifacts = ["native"]
-presets = ["tiny"]
-checks = ["bench"]
-[hosts]
-native = {}
-[check.bench]
-curves = ["ops"]
-ops = ["matmul_forward"]
-sizes = { matmul_forward = [32] }
-min_samples = %d
-max_samples = %d
-warmup = 1
-reference = false
-ops_once = false  # every run of this process measures its op curve (the default skips repeats)
-budget_s = 5.0
-[thresholds]
-alpha = 0.01
-min_effect = %s
-"""
 
 
 @pytest.fixture(scope="module")
@@ -137,14 +115,9 @@ def test_real_kernel_slowdown_fails_gate(
     policy = TimingPolicy(min_samples=30, max_samples=30, min_sample_ns=1e6)
     timed = []
     for scale in (1.0, 1.0, 1.25):
-        export, args, buffers = matmul_rows(instance, scale)
-
-        def sampler(reps: int, n: int, warmup: int) -> TimingResult:
-            return instance.time_calls(export, args, reps, n, warmup)  # noqa: B023
-
-        timed.append(measure(sampler, policy).samples_ns)
-        for ptr in buffers:
-            instance.free(ptr)
+        workload = matmul_rows(instance, scale)
+        timed.append(measure(workload.sampler(instance), policy).samples_ns)
+        workload.release(instance)
     instance.close()
     base = _timed_run(tmp_path / "base", timed[0])
     same = _timed_run(tmp_path / "same", timed[1])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from harness.gate.calibrate import Session, markdown, run_session
+from harness.gate.calibrate_paired import run_paired_session
 from harness.gate.errors import GateInputError
 from harness.gate.stats import Decision, compare_samples, decide
 from harness.gate.thresholds import thresholds_from_matrix_text, thresholds_from_table
@@ -98,8 +99,8 @@ def test_bad_thresholds_name_the_key(table: dict[str, object], field: str) -> No
 
 @pytest.mark.slow
 def test_calibration_session_runs_on_real_kernels(tmp_path: Path) -> None:
-    """Two trials on the real native kernels give a complete, self-consistent tally."""
-    session = Session(trials=2, samples=5, sample_ms=0.2)
+    """Two unpaired trials on the real native kernels give a complete, self-consistent tally."""
+    session = Session(mode="unpaired", trials=2, samples=5, sample_ms=0.2)
     figures = run_session(session, tmp_path / "build", progress=False)
     aa, ab = figures["aa"], figures["ab"]
     assert isinstance(aa, dict) and isinstance(ab, dict)
@@ -108,3 +109,20 @@ def test_calibration_session_runs_on_real_kernels(tmp_path: Path) -> None:
     assert isinstance(realised, float) and -0.5 < realised < 0.5
     text = markdown(figures, "python -m harness.gate.calibrate --trials 2")
     assert "| power, 5 % slowdown in one kernel of one cell | ≥ 95 % |" in text
+
+
+@pytest.mark.slow
+def test_paired_calibration_session_runs_on_real_kernels(tmp_path: Path) -> None:
+    """Two paired trials in fresh native hosts: one A/A per kernel, one A/B, placement spread."""
+    session = Session(trials=2, blocks=6, pairs_per_block=2, sample_ms=0.2)
+    figures = run_paired_session(session, tmp_path / "build", progress=False)
+    aa, ab, spread = figures["aa"], figures["ab"], figures["aa_block_spread"]
+    assert isinstance(aa, dict) and isinstance(ab, dict) and isinstance(spread, dict)
+    assert sum(ab.values()) == 2 and sum(aa.values()) == 2 * 4
+    assert set(spread) == {"matmul_forward", "layernorm_forward", "gelu_forward",
+                           "residual_forward"}  # fmt: skip
+    text = markdown(figures, "python -m harness.gate.calibrate --trials 2")
+    assert "Mode `paired`, host `native`; 2 trials; 6 blocks x 2 interleaved pairs" in text
+    assert "placement spread" in text
+    with pytest.raises(ValueError, match="unpaired"):
+        run_session(session, tmp_path / "build", progress=False)

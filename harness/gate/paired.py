@@ -1,0 +1,127 @@
+"""Paired, interleaved timing of two builds in one host: the measurement behind ``--paired``.
+
+Two runs measured minutes apart differ by more than their samples show: on a shared VM a
+kernel's time drifts by 0.5-2 % (std) between two back-to-back runs (docs/gate.md,
+``drift_probe``), so a gate comparing recorded runs either misses 5 % regressions or raises
+false alarms. Timing BASE and CAND *side by side* cancels that drift: both builds are loaded in
+one host, the same workload is placed in each, and samples alternate ``B C`` or ``C B`` in a
+random order, so each pair sees the same machine. (Google Benchmark's random interleaving and
+Chromium Pinpoint's paired A/B jobs answer the same problem.)
+
+The samples come in *blocks*. Each block places fresh buffers in both instances (earlier blocks'
+buffers stay allocated until the end, so the allocator cannot hand the same pages back) and
+times ``pairs_per_block`` pairs. A memory-bound kernel's speed depends on the physical pages
+behind its buffers (up to +-15 % between two placements measured here), so the block is the
+independent unit of the statistics (``harness.gate.paired_stats``), and more blocks average over
+more placements.
+
+Every sample is one ``time_calls`` request of ``inner_reps`` calls: the loop runs inside the host
+(never across the bridge), both builds with the same ``inner_reps``, calibrated once on BASE so
+a sample lasts at least ``min_sample_ms``. The one exception is ``bridge:noop``, which *is* the
+bridge: its sample is the mean of ``inner_reps`` no-op round trips timed in Python.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.checks.bench_replay import Prepared, Replay
+from harness.hosts.base import HostError, Instance
+from harness.timing import TimingPolicy, calibrate
+
+
+@dataclass(frozen=True)
+class PairedPolicy:
+    """How much a paired measurement samples (defaults: docs/gate.md, "Calibration")."""
+
+    blocks: int = 10  # independent placements; >= 6 for an exact p below 0.01 to exist
+    pairs_per_block: int = 6
+    loads: int = 2  # instances loaded per build; blocks take turns (per-load effects average)
+    min_sample_ms: float = 1.0  # each sample loops the kernel at least this long
+    warmup: int = 1  # untimed loops before each block's first sample, on each side
+    seed: int = 1  # the interleaving order
+
+    def __post_init__(self) -> None:
+        if self.blocks < 1 or self.pairs_per_block < 1 or self.loads < 1:
+            raise ValueError(f"PairedPolicy needs blocks, pairs_per_block, loads >= 1: {self}")
+        if self.min_sample_ms <= 0 or self.warmup < 0:
+            raise ValueError(f"PairedPolicy needs min_sample_ms > 0 and warmup >= 0: {self}")
+
+
+DEFAULT_POLICY = PairedPolicy()
+
+
+@dataclass(frozen=True)
+class PairedSamples:
+    """Per-block sample times (mean ns per call) of BASE and CAND, pair by pair."""
+
+    base_ns: tuple[tuple[float, ...], ...]
+    cand_ns: tuple[tuple[float, ...], ...]
+    inner_reps: int
+    wall_s: float  # time spent measuring, placement and calibration included
+
+
+def _sample(instance: Instance, prepared: Prepared, reps: int, warmup: int) -> float:
+    return prepared.sampler(instance)(reps, 1, warmup).sample_ns[0]
+
+
+def measure_paired(
+    bases: Sequence[Instance],
+    cands: Sequence[Instance],
+    base_replay: Replay,
+    cand_replay: Replay,
+    policy: PairedPolicy = DEFAULT_POLICY,
+) -> PairedSamples:
+    """Time ``base_replay`` in BASE's instances and ``cand_replay`` in CAND's, in blocks.
+
+    Block ``b`` uses ``bases[b % k]`` and ``cands[b % k]``: with k separately loaded instances
+    per build (``PairedPolicy.loads``), what one load happens to get (a JIT's code placement,
+    a linear memory's pages) is averaged over k loads instead of deciding the verdict.
+    Raises what the hosts raise (HostError and its kinds); every buffer placed is freed, also on
+    failure, as far as the instances still live.
+    """
+    if not bases or len(bases) != len(cands):
+        raise ValueError(f"measure_paired: {len(bases)} BASE and {len(cands)} CAND instances")
+    rng = np.random.default_rng(policy.seed)
+    start = time.perf_counter()
+    placed: list[tuple[Instance, Prepared]] = []
+    base_blocks: list[tuple[float, ...]] = []
+    cand_blocks: list[tuple[float, ...]] = []
+    reps = 0
+    try:
+        for block in range(policy.blocks):
+            base, cand = bases[block % len(bases)], cands[block % len(cands)]
+            # Alternate which build places its buffers first: allocation order is not a factor.
+            sides = [("base", base, base_replay), ("cand", cand, cand_replay)]
+            mine: dict[str, Prepared] = {}
+            for role, inst, replay in sides if block % 2 == 0 else sides[::-1]:
+                mine[role] = replay(inst)
+                placed.append((inst, mine[role]))
+            pb, pc = mine["base"], mine["cand"]
+            if reps == 0:
+                timing = TimingPolicy(min_sample_ns=policy.min_sample_ms * 1e6,
+                                      warmup=policy.warmup)  # fmt: skip
+                reps, _, _ = calibrate(pb.sampler(base), timing)
+            xs: list[float] = []
+            ys: list[float] = []
+            for pair in range(policy.pairs_per_block):
+                warm = policy.warmup if pair == 0 else 0
+                if rng.random() < 0.5:
+                    xs.append(_sample(base, pb, reps, warm))
+                    ys.append(_sample(cand, pc, reps, warm))
+                else:
+                    ys.append(_sample(cand, pc, reps, warm))
+                    xs.append(_sample(base, pb, reps, warm))
+            base_blocks.append(tuple(xs))
+            cand_blocks.append(tuple(ys))
+    finally:
+        for inst, done in reversed(placed):
+            try:
+                done.release(inst)
+            except HostError:  # a dead instance has nothing left to free
+                break
+    return PairedSamples(tuple(base_blocks), tuple(cand_blocks), reps, time.perf_counter() - start)

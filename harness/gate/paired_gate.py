@@ -1,0 +1,145 @@
+"""``compare --paired``: decide every gated measurement by timing BASE and CAND side by side.
+
+The recorded runs say which cells and measurements exist and how each was set up; the builds
+named by ``--base-artifacts`` and ``--artifacts`` (whose sha256s must be the ones BASE and CAND
+measured) are then loaded together in each cell's host and timed interleaved
+(``harness.gate.paired``), and the paired verdict replaces the verdict computed from the
+recorded samples. A measurement without a replay recipe, or a cell whose host fails during the
+rerun, keeps its recorded verdict, and the reason is listed in the output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from harness.artifact import Artifact
+from harness.checks.bench import BenchOptions, parse_options
+from harness.checks.bench_replay import Replay, replay_for
+from harness.gate.errors import GateInputError
+from harness.gate.paired import DEFAULT_POLICY, PairedPolicy, PairedSamples, measure_paired
+from harness.gate.paired_stats import compare_paired
+from harness.gate.provenance import require_build
+from harness.gate.rundir import Run
+from harness.gate.thresholds import Thresholds
+from harness.gate.verdicts import Change, GateResult
+from harness.hosts.base import Host, HostError, Instance
+from reference.presets import get_preset
+
+HostFactories = Mapping[str, Callable[[], Host]]
+
+
+@dataclass(frozen=True)
+class PairedSetup:
+    """The two builds to load and how much to sample."""
+
+    base_manifest: Path
+    cand_manifest: Path
+    policy: PairedPolicy = DEFAULT_POLICY
+
+
+def bench_options(run: Run) -> BenchOptions:
+    """The ``[check.bench]`` options the run's matrix recorded (shapes of train/generate)."""
+    content = run.meta.matrix.get("content")
+    table: Any = content.get("check", {}).get("bench", {}) if isinstance(content, dict) else {}
+    try:
+        return parse_options(table if isinstance(table, dict) else {})
+    except ValueError as exc:
+        raise GateInputError(run.meta.path, "matrix.content.check.bench", str(exc)) from exc
+
+
+def _pairable(result: GateResult) -> dict[str, list[Change]]:
+    by_cell: dict[str, list[Change]] = defaultdict(list)
+    for change in result.changes:
+        if change.gated:
+            by_cell[change.key.cell].append(change)
+    return dict(by_cell)
+
+
+def _paired_change(change: Change, samples: PairedSamples, thresholds: Thresholds) -> Change:
+    decision = thresholds.decision_for(change.key.check, change.key.name)
+    comparison = compare_paired(samples.base_ns, samples.cand_ns, decision)
+    base = float(np.median([x for block in samples.base_ns for x in block]))
+    cand = float(np.median([x for block in samples.cand_ns for x in block]))
+    return Change(change.key, base, cand, comparison)
+
+
+def _pair_cell(
+    host: Host,
+    base_art: Artifact,
+    cand_art: Artifact,
+    work: list[tuple[Change, Replay]],
+    thresholds: Thresholds,
+    policy: PairedPolicy,
+) -> dict[Change, Change]:
+    loaded: list[Instance] = []
+    try:
+        for _ in range(policy.loads):  # BASE, CAND, BASE, CAND, ...: load order is not a role
+            loaded += [host.load(base_art), host.load(cand_art)]
+        bases, cands = loaded[0::2], loaded[1::2]
+        return {
+            change: _paired_change(
+                change, measure_paired(bases, cands, replay, replay, policy), thresholds
+            )
+            for change, replay in work
+        }
+    finally:
+        for instance in loaded:
+            instance.close()
+
+
+def pair_changes(
+    base: Run,
+    cand: Run,
+    thresholds: Thresholds,
+    result: GateResult,
+    setup: PairedSetup,
+    console: Console,
+    hosts: HostFactories | None = None,
+) -> GateResult:
+    """Re-decide every gated measurement from a paired rerun; returns the new result."""
+    from harness.hosts.registry import all_hosts
+
+    factories = hosts if hosts is not None else all_hosts()
+    cells = _pairable(result)
+    names = {cell.split("/")[1] for cell in cells}
+    base_arts = require_build(base, setup.base_manifest, names, "BASE")
+    cand_arts = require_build(cand, setup.cand_manifest, names, "CAND")
+    opts = bench_options(cand)
+    replaced: dict[Change, Change] = {}
+    notes: list[str] = []
+    for cell, cell_changes in sorted(cells.items()):
+        host_name, artifact, preset = cell.split("/")
+        work: list[tuple[Change, Replay]] = []
+        for change in cell_changes:
+            replay = replay_for(change.key.subject, change.key.x, get_preset(preset), opts)
+            if isinstance(replay, str):
+                notes.append(f"{cell} {change.key.name}: recorded verdict kept ({replay})")
+            else:
+                work.append((change, replay))
+        if not work:
+            continue
+        if host_name not in factories:
+            notes.append(f"{cell}: recorded verdicts kept (host {host_name!r} is not known here)")
+            continue
+        console.print(f"paired rerun: {cell}, {len(work)} measurements", markup=False)
+        host = factories[host_name]()
+        try:
+            replaced.update(_pair_cell(host, base_arts[artifact], cand_arts[artifact], work,
+                                       thresholds, setup.policy))  # fmt: skip
+            notes.append(f"{cell}: {len(work)} measurements paired on {host_name} "
+                         f"{host.version()}")  # fmt: skip
+        except HostError as exc:
+            notes.append(f"{cell}: paired rerun failed, recorded verdicts kept: "
+                         f"{type(exc).__name__}: {exc}")  # fmt: skip
+        finally:
+            host.close()
+    changes = tuple(replaced.get(c, c) for c in result.changes)
+    return dataclasses.replace(result, changes=changes, notes=(*result.notes, *notes))

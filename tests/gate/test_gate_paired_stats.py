@@ -1,0 +1,190 @@
+"""The paired verdict: exact signed-rank statistics over blocks; replaying bench workloads."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.checks.bench import BenchOptions
+from harness.checks.bench_replay import replay_for
+from harness.gate.calibrate import load_instance
+from harness.gate.paired import PairedPolicy, measure_paired
+from harness.gate.paired_stats import (
+    MIN_BLOCKS,
+    block_log_ratios,
+    compare_paired,
+    hodges_lehmann,
+    signed_rank_null,
+)
+from harness.gate.stats import Decision
+from harness.hosts.base import Instance, Scalar, TimingResult, Trap
+from reference.presets import get_preset
+
+
+def _blocks(shifts: list[float], pairs: int = 6, noise: float = 0.003, seed: int = 0) -> tuple[
+    list[list[float]], list[list[float]]
+]:  # fmt: skip
+    """BASE at 1000 ns and CAND at 1000*(1+shift) per block, with small per-sample noise."""
+    rng = np.random.default_rng(seed)
+    base = [list(1000 * (1 + noise * rng.standard_normal(pairs))) for _ in shifts]
+    cand = [list(1000 * (1 + s) * (1 + noise * rng.standard_normal(pairs))) for s in shifts]
+    return base, cand
+
+
+def test_signed_rank_null_matches_enumeration() -> None:
+    """The exact null CDF of W+ equals a brute-force count over all 2^n sign patterns."""
+    n = 7
+    sums = [sum(r for r, s in zip(range(1, n + 1), signs, strict=True) if s)
+            for signs in itertools.product((0, 1), repeat=n)]  # fmt: skip
+    expected = np.cumsum(np.bincount(sums, minlength=n * (n + 1) // 2 + 1)) / 2**n
+    assert np.allclose(signed_rank_null(n), expected)
+
+
+def test_hodges_lehmann_ci_uses_the_tabled_critical_value() -> None:
+    """n = 10 at 95 %: the CI is the 9th smallest and 9th largest Walsh average (table: T = 8)."""
+    x = [0.3, -1.2, 2.5, 0.9, 1.1, -0.4, 3.3, 0.2, 1.8, 0.7]
+    i, j = np.triu_indices(len(x))
+    walsh = np.sort((np.array(x)[i] + np.array(x)[j]) / 2)
+    centre, low, high = hodges_lehmann(x, 0.95)
+    assert centre == pytest.approx(float(np.median(walsh)))
+    assert (low, high) == (walsh[8], walsh[-9])
+
+
+def test_too_few_values_give_an_infinite_ci() -> None:
+    """With 5 values no two-sided 95 % signed-rank interval exists: the CI is unbounded."""
+    _, low, high = hodges_lehmann([1.0, 2.0, 3.0, 4.0, 5.0], 0.95)
+    assert low == -math.inf and high == math.inf
+
+
+def test_a_consistent_shift_is_slower() -> None:
+    """Every block 5 % slower: p is the exact minimum 2/2^10 and the verdict is slower."""
+    base, cand = _blocks([0.05] * 10)
+    c = compare_paired(base, cand, Decision(min_effect=0.03))
+    assert c.verdict == "slower" and c.method == "paired"
+    assert c.p_value == pytest.approx(2 / 2**10)
+    assert 1.045 < c.ratio < 1.055 and c.ci_low > 1.03
+    assert (c.n_base, c.n_cand) == (60, 60)
+
+
+def test_no_change_is_same() -> None:
+    """Blocks centred on 1 with 0.3 % noise: the CI sits inside the 3 % band, so same."""
+    base, cand = _blocks([0.0] * 10)
+    assert compare_paired(base, cand, Decision(min_effect=0.03)).verdict == "same"
+
+
+def test_placement_spread_makes_unknown_not_slower() -> None:
+    """Blocks that move +-15 % from placement to placement cannot convict a 5 % mean shift.
+
+    A test over pairs would see 60 tight pairs and call it slower; the block is the unit.
+    """
+    rng = np.random.default_rng(3)
+    shifts = list(0.05 + 0.15 * rng.standard_normal(10))
+    base, cand = _blocks(shifts)
+    assert compare_paired(base, cand, Decision(min_effect=0.03)).verdict == "unknown"
+
+
+def test_a_preempted_sample_does_not_move_its_block() -> None:
+    """One sample 10x slower in one block leaves that block's median log ratio near 0."""
+    base, cand = _blocks([0.0] * 10)
+    cand[3][2] *= 10
+    assert abs(block_log_ratios(base, cand)[3]) < 0.01
+    assert compare_paired(base, cand).verdict == "same"
+
+
+def test_too_few_blocks_or_identical_timings() -> None:
+    """Fewer than MIN_BLOCKS blocks is unknown; identical timings are same with p = 1."""
+    base, cand = _blocks([0.2] * (MIN_BLOCKS - 1))
+    assert compare_paired(base, cand).verdict == "unknown"
+    same = [[1000.0] * 6 for _ in range(10)]
+    c = compare_paired(same, same)
+    assert (c.verdict, c.p_value, c.ratio) == ("same", 1.0, 1.0)
+
+
+SUBJECTS = [
+    ("op:matmul_forward", "32"), ("op:matmul_backward", "32"), ("op:gelu_forward", "1024"),
+    ("op:residual_forward", "1024"), ("op:layernorm_forward", "16"),
+    ("op:attention_forward", "16"), ("host:noop_call", ""), ("bridge:noop", ""),
+    ("train_step", "1234"), ("generate:kv", "8"), ("generate:nokv", "8"), ("ttft:kv", "8"),
+    ("ttft:nokv", "8"),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_every_bench_measurement_replays_and_times(tmp_path: Path) -> None:
+    """Each subject the bench check times has a recipe that places, times and frees its work."""
+    instance = load_instance("native", tmp_path / "build")
+    try:
+        opts, cfg = BenchOptions(new_tokens=3), get_preset("tiny")
+        for subject, x in SUBJECTS:
+            replay = replay_for(subject, x, cfg, opts)
+            assert not isinstance(replay, str), (subject, replay)
+            prepared = replay(instance)
+            result = prepared.sampler(instance)(2, 2, 0)
+            assert len(result.sample_ns) == 2 and min(result.sample_ns) > 0, subject
+            prepared.release(instance)
+        assert isinstance(replay_for("op:nope", "4", cfg, opts), str)
+        assert "no replay recipe" in str(replay_for("roofline:sgemm", "32", cfg, opts))
+    finally:
+        instance.close()
+
+
+class _Counting(Instance):
+    """A real instance that counts tg_alloc/tg_free and can fail its n-th timing request."""
+
+    def __init__(self, inner: Instance, fail_at: int = 0) -> None:
+        self.inner, self.artifact, self.fail_at = inner, inner.artifact, fail_at
+        self.live, self.timings = 0, 0
+
+    def call(self, name: str, *args: Scalar) -> Scalar | None:
+        self.live += {"tg_alloc": 1, "tg_free": -1}.get(name, 0)
+        return self.inner.call(name, *args)
+
+    def write(self, ptr: int, data: bytes) -> None:
+        self.inner.write(ptr, data)
+
+    def read(self, ptr: int, nbytes: int) -> bytes:
+        return self.inner.read(ptr, nbytes)
+
+    def time_calls(
+        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+    ) -> TimingResult:
+        self.timings += 1
+        if self.timings == self.fail_at:
+            raise Trap("injected trap")
+        return self.inner.time_calls(name, args, inner_reps, samples, warmup)
+
+    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
+        return self.inner.bridge_roundtrip_ns(n)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.slow
+def test_measure_paired_takes_blocks_of_pairs(tmp_path: Path) -> None:
+    """blocks x pairs samples per side with one inner_reps, blocks taking turns over the loads;
+    every buffer is freed, also when a timing request traps half-way (the trap propagates)."""
+    instance = load_instance("native", tmp_path / "build")
+    try:
+        replay = replay_for("op:gelu_forward", "1024", get_preset("tiny"), BenchOptions())
+        assert not isinstance(replay, str)
+        policy = PairedPolicy(blocks=3, pairs_per_block=4, min_sample_ms=0.05)
+        base, cand, other = _Counting(instance), _Counting(instance), _Counting(instance)
+        samples = measure_paired([base, other], [cand, cand], replay, replay, policy)
+        assert [len(b) for b in samples.base_ns] == [4, 4, 4]
+        assert [len(b) for b in samples.cand_ns] == [4, 4, 4]
+        assert samples.inner_reps >= 1 and samples.wall_s > 0
+        assert base.live == 0 and cand.live == 0 and other.live == 0
+        assert other.timings == 4 and cand.timings == 12  # block 1 of 3 ran in the second load
+        failing = _Counting(instance, fail_at=3)
+        with pytest.raises(Trap, match="injected"):
+            measure_paired([base], [failing], replay, replay, policy)
+        assert base.live == 0 and failing.live == 0
+        with pytest.raises(ValueError, match="1 BASE and 2 CAND"):
+            measure_paired([base], [cand, cand], replay, replay, policy)
+    finally:
+        instance.close()
