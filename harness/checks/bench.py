@@ -80,6 +80,7 @@ class BenchOptions:
     min_samples: int = 10
     max_samples: int = 30
     warmup: int = 2
+    min_sample_ms: float = 0.2  # each sample loops the call at least this long
     noise_band: float = 0.10
     budget_s: float = 30.0  # per cell: points that would start later are skipped rows
     reference: bool = True  # measure the numpy baselines (roofline, reference train step)
@@ -93,6 +94,7 @@ class BenchOptions:
             min_samples=self.min_samples,
             max_samples=self.max_samples,
             warmup=self.warmup,
+            min_sample_ns=self.min_sample_ms * 1e6,
             noise_band=self.noise_band,
             budget_s=max(0.0, budget_s),
         )
@@ -129,7 +131,7 @@ def parse_options(options: Mapping[str, Any]) -> BenchOptions:
             if not isinstance(value, bool):
                 raise ValueError(f"[check.bench] {key}: expected true/false, got {value!r}")
             kw[key] = value
-        elif key in ("noise_band", "budget_s"):
+        elif key in ("noise_band", "budget_s", "min_sample_ms"):
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"[check.bench] {key}: expected a positive number, got {value!r}")
             kw[key] = float(value)

@@ -100,6 +100,7 @@ class Session:
     blocks: int = PairedPolicy.blocks  # paired: placements per measurement
     pairs_per_block: int = PairedPolicy.pairs_per_block
     loads: int = PairedPolicy.loads  # paired: instances loaded per build
+    rounds: int = PairedPolicy.rounds  # paired: rounds of fresh loads for unknown verdicts
     decision: Decision = field(default_factory=Decision)
     thresholds: Thresholds | None = None  # per-measurement rules ("op:<kernel>"), as in a matrix
     seed: int = 1
@@ -282,7 +283,8 @@ def markdown(figures: dict[str, object], command: str) -> str:
     paired = s["mode"] == "paired"
     sampling = (
         f"{s['blocks']} blocks x {s['pairs_per_block']} interleaved pairs of ≥{s['sample_ms']} "
-        f"ms per kernel over {s['loads']} loads per build (two files) in a fresh host per trial"
+        f"ms per kernel over {s['loads']} loads per build (two files) in a fresh host per trial, "
+        f"up to {s['rounds']} rounds of fresh loads while unknown"
         if paired
         else f"{s['samples']} samples of ≥{s['sample_ms']} ms per kernel"
     )
@@ -351,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--blocks", type=int, default=d.blocks)
     p.add_argument("--pairs-per-block", type=int, default=d.pairs_per_block)
     p.add_argument("--loads", type=int, default=d.loads)
+    p.add_argument("--rounds", type=int, default=d.rounds)
     p.add_argument("--trials", type=int, default=d.trials)
     p.add_argument("--samples", type=int, default=d.samples)
     p.add_argument("--sample-ms", type=float, default=d.sample_ms)
@@ -367,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--mode unpaired runs in-process engines: --host native or wasmtime")
     session = Session(
         mode=args.mode, host=args.host, blocks=args.blocks, pairs_per_block=args.pairs_per_block,
-        loads=args.loads,
+        loads=args.loads, rounds=args.rounds,
         trials=args.trials, slowdown=args.slowdown, slowed=args.kernel,
         samples=args.samples, sample_ms=args.sample_ms,
         decision=Decision(alpha=args.alpha, min_effect=args.min_effect, quantile=args.quantile),

@@ -11,7 +11,8 @@ gate's own measurement (:func:`harness.gate.paired.measure_paired`) and decision
   injection as the unpaired calibration); ``slower`` is a detection.
 
 Which instance plays BASE alternates from trial to trial, so an instance's load order is not
-confounded with its role. The time a cell costs is the paired measurement of its four kernels.
+confounded with its role. The time a cell costs is everything from starting the host to the end
+of the paired measurement of its four kernels (loads, placements and calibration included).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +29,9 @@ from harness.artifact import Artifact
 from harness.build import Variant, build_variant
 from harness.checks.bench_replay import Prepared, Replay
 from harness.gate.calibrate import KERNELS, Session, Tally, figures_of
-from harness.gate.paired import PairedPolicy, measure_paired
-from harness.gate.paired_stats import block_log_ratios, compare_paired
-from harness.hosts.base import Instance
+from harness.gate.paired import PairedPolicy, measure_cell
+from harness.gate.paired_stats import block_log_ratios
+from harness.hosts.base import Host, Instance
 from harness.hosts.registry import make_host
 
 
@@ -60,6 +62,7 @@ def run_paired_session(
         blocks=session.blocks,
         pairs_per_block=session.pairs_per_block,
         loads=session.loads,
+        rounds=session.rounds,
         min_sample_ms=session.sample_ms,
         seed=session.seed,
     )
@@ -69,39 +72,34 @@ def run_paired_session(
     ratios_ab: list[float] = []
     spread: dict[str, list[float]] = {k: [] for k in KERNELS}  # placement: block-to-block std
     for trial in range(session.trials):
+        started = time.perf_counter()  # a cell's cost includes starting the host and loading
         host = make_host(session.host)
+
+        def load(
+            h: Host = host, swap: bool = trial % 2 == 1
+        ) -> tuple[list[Instance], list[Instance]]:
+            xs = [h.load(first) for _ in range(policy.loads)]
+            ys = [h.load(second) for _ in range(policy.loads)]
+            return (ys, xs) if swap else (xs, ys)  # which file plays BASE alternates
+
+        work = [(kernel, _replay(kernel, 1.0), _replay(kernel, 1.0),
+                 session.decision_for(kernel)) for kernel in KERNELS]  # fmt: skip
+        slowed = (_replay(session.slowed, 1.0), _replay(session.slowed, 1.0 + session.slowdown))
+        trial_policy = dataclasses.replace(policy, seed=session.seed + trial)
         try:
-            xs, ys = [], []
-            for _ in range(policy.loads):
-                xs.append(host.load(first))
-                ys.append(host.load(second))
-            base, cand = (xs, ys) if trial % 2 == 0 else (ys, xs)
-            trial_policy = dataclasses.replace(policy, seed=session.seed + trial)
-            seconds = 0.0
-            for kernel in KERNELS:
-                same = measure_paired(base, cand, _replay(kernel, 1.0), _replay(kernel, 1.0),
-                                      trial_policy)  # fmt: skip
-                seconds += same.wall_s
-                spread[kernel].append(float(np.std(block_log_ratios(same.base_ns, same.cand_ns))))
-                verdict = compare_paired(
-                    same.base_ns, same.cand_ns, session.decision_for(kernel)
-                ).verdict
-                aa.add(verdict)
-                aa_by_kernel[kernel].add(verdict)
-            cell_seconds.append(seconds)
-            slow = measure_paired(
-                base,
-                cand,
-                _replay(session.slowed, 1.0),
-                _replay(session.slowed, 1.0 + session.slowdown),
-                trial_policy,
+            same = measure_cell(load, work, trial_policy)
+            cell_seconds.append(time.perf_counter() - started)
+            slow = measure_cell(
+                load, [("A/B", *slowed, session.decision_for(session.slowed))], trial_policy
             )
-            result = compare_paired(slow.base_ns, slow.cand_ns,
-                                    session.decision_for(session.slowed))  # fmt: skip
-            ab.add(result.verdict)
-            ratios_ab.append(result.ratio)
         finally:
             host.close()
+        for kernel, (comparison, samples) in same.items():
+            aa.add(comparison.verdict)
+            aa_by_kernel[kernel].add(comparison.verdict)
+            spread[kernel].append(float(np.std(block_log_ratios(samples.base_ns, samples.cand_ns))))
+        ab.add(slow["A/B"][0].verdict)
+        ratios_ab.append(slow["A/B"][0].ratio)
         if progress:
             print(f"trial {trial + 1}/{session.trials}: A/B {ab}  A/A {aa}", file=sys.stderr)
     figures = figures_of(

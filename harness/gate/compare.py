@@ -76,6 +76,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         ("--blocks", int, d.blocks, "independent buffer placements per measurement"),
         ("--pairs-per-block", int, d.pairs_per_block, "interleaved sample pairs per placement"),
         ("--loads", int, d.loads, "instances loaded per build, taking turns block by block"),
+        ("--rounds", int, d.rounds, "rounds of fresh loads while a verdict is unknown"),
         ("--sample-ms", float, d.min_sample_ms, "shortest sample (the kernel loops this long)"),
     )
     for flag, kind, default, text in paired:
@@ -107,7 +108,9 @@ def paired_policy(args: argparse.Namespace) -> PairedPolicy:
     if args.base_artifacts is None:
         raise GateInputError("--paired", "", "needs --base-artifacts, the manifest of BASE's build")
     try:
-        return PairedPolicy(args.blocks, args.pairs_per_block, args.loads, args.sample_ms)
+        return PairedPolicy(
+            args.blocks, args.pairs_per_block, args.loads, args.rounds, args.sample_ms
+        )
     except ValueError as exc:
         raise GateInputError("--paired", "", str(exc)) from None
 

@@ -23,31 +23,40 @@ bridge: its sample is the mean of ``inner_reps`` no-op round trips timed in Pyth
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from harness.checks.bench_replay import Prepared, Replay
+from harness.gate.paired_stats import compare_paired
+from harness.gate.stats import Comparison, Decision
 from harness.hosts.base import HostError, Instance
 from harness.timing import TimingPolicy, calibrate
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
 class PairedPolicy:
     """How much a paired measurement samples (defaults: docs/gate.md, "Calibration")."""
 
-    blocks: int = 10  # independent placements; >= 6 for an exact p below 0.01 to exist
-    pairs_per_block: int = 6
-    loads: int = 2  # instances loaded per build; blocks take turns (per-load effects average)
+    blocks: int = 12  # independent placements; >= 6 for an exact p below 0.01 to exist
+    pairs_per_block: int = 5
+    loads: int = 3  # instances loaded per build; blocks take turns (per-load effects average)
+    rounds: int = 2  # an unknown verdict is measured again on fresh loads, this many times in all
     min_sample_ms: float = 1.0  # each sample loops the kernel at least this long
     warmup: int = 1  # untimed loops before each block's first sample, on each side
     seed: int = 1  # the interleaving order
 
     def __post_init__(self) -> None:
-        if self.blocks < 1 or self.pairs_per_block < 1 or self.loads < 1:
-            raise ValueError(f"PairedPolicy needs blocks, pairs_per_block, loads >= 1: {self}")
+        if min(self.blocks, self.pairs_per_block, self.loads, self.rounds) < 1:
+            raise ValueError(
+                f"PairedPolicy needs blocks, pairs_per_block, loads, rounds >= 1: {self}"
+            )
         if self.min_sample_ms <= 0 or self.warmup < 0:
             raise ValueError(f"PairedPolicy needs min_sample_ms > 0 and warmup >= 0: {self}")
 
@@ -125,3 +134,50 @@ def measure_paired(
             except HostError:  # a dead instance has nothing left to free
                 break
     return PairedSamples(tuple(base_blocks), tuple(cand_blocks), reps, time.perf_counter() - start)
+
+
+def joined(first: PairedSamples, more: PairedSamples) -> PairedSamples:
+    """Both measurements' blocks as one (each block keeps its own pairs)."""
+    return PairedSamples(
+        first.base_ns + more.base_ns,
+        first.cand_ns + more.cand_ns,
+        max(first.inner_reps, more.inner_reps),
+        first.wall_s + more.wall_s,
+    )
+
+
+Loader = Callable[[], tuple[list[Instance], list[Instance]]]
+"""Loads ``PairedPolicy.loads`` fresh instances of BASE's build and of CAND's build."""
+
+
+def measure_cell(
+    load: Loader,
+    work: Sequence[tuple[K, Replay, Replay, Decision]],
+    policy: PairedPolicy = DEFAULT_POLICY,
+) -> dict[K, tuple[Comparison, PairedSamples]]:
+    """Decide every measurement of one cell, in rounds of fresh loads.
+
+    Round 1 loads the builds and measures everything; each later round loads them afresh and
+    measures again only what is still ``unknown``, adding its blocks to the earlier ones (an
+    unknown often means that one load's code or static-buffer placement disagreed with the
+    others: more loads settle it). Instances are closed at the end of their round.
+    """
+    results: dict[K, tuple[Comparison, PairedSamples]] = {}
+    pending = list(work)
+    for round_no in range(policy.rounds):
+        bases, cands = load()
+        try:
+            this_round = dataclasses.replace(policy, seed=policy.seed + 7919 * round_no)
+            for key, base_replay, cand_replay, decision in pending:
+                samples = measure_paired(bases, cands, base_replay, cand_replay, this_round)
+                if key in results:
+                    samples = joined(results[key][1], samples)
+                comparison = compare_paired(samples.base_ns, samples.cand_ns, decision)
+                results[key] = (comparison, samples)
+        finally:
+            for instance in (*bases, *cands):
+                instance.close()
+        pending = [w for w in pending if results[w[0]][0].verdict == "unknown"]
+        if not pending:
+            break
+    return results

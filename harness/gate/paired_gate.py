@@ -24,8 +24,7 @@ from harness.artifact import Artifact
 from harness.checks.bench import BenchOptions, parse_options
 from harness.checks.bench_replay import Replay, replay_for
 from harness.gate.errors import GateInputError
-from harness.gate.paired import DEFAULT_POLICY, PairedPolicy, PairedSamples, measure_paired
-from harness.gate.paired_stats import compare_paired
+from harness.gate.paired import DEFAULT_POLICY, PairedPolicy, measure_cell
 from harness.gate.provenance import require_build
 from harness.gate.rundir import Run
 from harness.gate.thresholds import Thresholds
@@ -63,14 +62,6 @@ def _pairable(result: GateResult) -> dict[str, list[Change]]:
     return dict(by_cell)
 
 
-def _paired_change(change: Change, samples: PairedSamples, thresholds: Thresholds) -> Change:
-    decision = thresholds.decision_for(change.key.check, change.key.name)
-    comparison = compare_paired(samples.base_ns, samples.cand_ns, decision)
-    base = float(np.median([x for block in samples.base_ns for x in block]))
-    cand = float(np.median([x for block in samples.cand_ns for x in block]))
-    return Change(change.key, base, cand, comparison)
-
-
 def _pair_cell(
     host: Host,
     base_art: Artifact,
@@ -79,20 +70,28 @@ def _pair_cell(
     thresholds: Thresholds,
     policy: PairedPolicy,
 ) -> dict[Change, Change]:
-    loaded: list[Instance] = []
-    try:
-        for _ in range(policy.loads):  # BASE, CAND, BASE, CAND, ...: load order is not a role
-            loaded += [host.load(base_art), host.load(cand_art)]
-        bases, cands = loaded[0::2], loaded[1::2]
-        return {
-            change: _paired_change(
-                change, measure_paired(bases, cands, replay, replay, policy), thresholds
-            )
-            for change, replay in work
-        }
-    finally:
-        for instance in loaded:
-            instance.close()
+    def load() -> tuple[list[Instance], list[Instance]]:
+        loaded: list[Instance] = []
+        try:
+            for _ in range(policy.loads):  # BASE, CAND, BASE, ...: load order is not a role
+                loaded += [host.load(base_art), host.load(cand_art)]
+        except BaseException:
+            for instance in loaded:
+                instance.close()
+            raise
+        return loaded[0::2], loaded[1::2]
+
+    decided = measure_cell(
+        load,
+        [(c, r, r, thresholds.decision_for(c.key.check, c.key.name)) for c, r in work],
+        policy,
+    )
+    out = {}
+    for change, (comparison, samples) in decided.items():
+        base = float(np.median([x for block in samples.base_ns for x in block]))
+        cand = float(np.median([x for block in samples.cand_ns for x in block]))
+        out[change] = Change(change.key, base, cand, comparison)
+    return out
 
 
 def pair_changes(

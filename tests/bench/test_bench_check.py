@@ -193,6 +193,7 @@ def test_noisy_measurement_rows_carry_status_and_cv() -> None:
         ({"sizes": {"matmul_forward": [0]}}, "sizes.matmul_forward: expected a list of positive"),
         ({"min_samples": "ten"}, "min_samples: expected an integer"),
         ({"budget_s": -1}, "budget_s: expected a positive number"),
+        ({"min_sample_ms": 0}, "min_sample_ms: expected a positive number"),
         ({"min_samples": 10, "max_samples": 5}, "max_samples=5 is below min_samples=10"),
         ({"new_tokens": 1}, "new_tokens: need >= 2"),
     ],
@@ -209,6 +210,12 @@ def test_default_options_are_valid_and_fit_presets() -> None:
     assert bench.default_contexts(get_preset("tiny"), 8) == (8,)
     assert bench.default_contexts(get_preset("small"), 8) == (8, 16, 32, 56)
     assert all(math.isfinite(c) for c in bench.default_contexts(get_preset("huge"), 8))
+
+
+def test_min_sample_ms_sets_the_timing_policy_sample_length() -> None:
+    """``min_sample_ms`` reaches the timing policy as the shortest sample, in ns."""
+    assert bench.parse_options({"min_sample_ms": 1}).policy(1.0).min_sample_ns == 1e6
+    assert bench.parse_options({}).policy(1.0).min_sample_ns == 200_000
 
 
 def test_coarse_first_orders_ends_then_midpoints() -> None:

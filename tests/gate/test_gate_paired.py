@@ -116,7 +116,7 @@ def test_paired_policy_rejects_empty_sampling(
     code = main(["compare", str(run), str(run), "--paired", "--base-artifacts", "m.json",
                  "--blocks", "0"])  # fmt: skip
     assert code == 2
-    assert "PairedPolicy needs blocks, pairs_per_block, loads >= 1" in capsys.readouterr().err
+    assert "needs blocks, pairs_per_block, loads, rounds >= 1" in capsys.readouterr().err
 
 
 class _CrashingHost(Host):
