@@ -29,9 +29,9 @@ from harness.artifact import Artifact
 from harness.build import Variant, build_variant
 from harness.checks.bench_replay import Prepared, Replay
 from harness.gate.calibrate import KERNELS, Session, Tally, figures_of
-from harness.gate.paired import PairedPolicy, measure_cell
+from harness.gate.paired import PairedPolicy, balanced_loader, measure_cell
 from harness.gate.paired_stats import block_log_ratios
-from harness.hosts.base import Host, Instance
+from harness.hosts.base import Instance
 from harness.hosts.registry import make_host
 
 
@@ -75,13 +75,9 @@ def run_paired_session(
         started = time.perf_counter()  # a cell's cost includes starting the host and loading
         host = make_host(session.host)
 
-        def load(
-            h: Host = host, swap: bool = trial % 2 == 1
-        ) -> tuple[list[Instance], list[Instance]]:
-            xs = [h.load(first) for _ in range(policy.loads)]
-            ys = [h.load(second) for _ in range(policy.loads)]
-            return (ys, xs) if swap else (xs, ys)  # which file plays BASE alternates
-
+        # Which file plays BASE alternates between trials; the gate's own balanced load order.
+        roles = (first, second) if trial % 2 == 0 else (second, first)
+        load = balanced_loader(host, *roles, policy.loads)
         work = [(kernel, _replay(kernel, 1.0), _replay(kernel, 1.0),
                  session.decision_for(kernel)) for kernel in KERNELS]  # fmt: skip
         slowed = (_replay(session.slowed, 1.0), _replay(session.slowed, 1.0 + session.slowdown))

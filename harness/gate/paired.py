@@ -31,10 +31,11 @@ from typing import TypeVar
 
 import numpy as np
 
+from harness.artifact import Artifact
 from harness.checks.bench_replay import Prepared, Replay
 from harness.gate.paired_stats import compare_paired
 from harness.gate.stats import Comparison, Decision
-from harness.hosts.base import HostError, Instance
+from harness.hosts.base import Host, HostError, Instance
 from harness.timing import TimingPolicy, calibrate
 
 K = TypeVar("K", bound=Hashable)
@@ -148,6 +149,29 @@ def joined(first: PairedSamples, more: PairedSamples) -> PairedSamples:
 
 Loader = Callable[[], tuple[list[Instance], list[Instance]]]
 """Loads ``PairedPolicy.loads`` fresh instances of BASE's build and of CAND's build."""
+
+
+def balanced_loader(host: Host, base: Artifact, cand: Artifact, loads: int) -> Loader:
+    """Load both builds ``loads`` times in ``host``, in the order B C, C B, B C, ...
+
+    Where a load lands can depend on how many came before it (address space, allocator
+    state), so neither build may always load first: each pair swaps the order.
+    """
+
+    def load() -> tuple[list[Instance], list[Instance]]:
+        bases: list[Instance] = []
+        cands: list[Instance] = []
+        try:
+            for k in range(loads):
+                for art in (base, cand) if k % 2 == 0 else (cand, base):
+                    (bases if art is base else cands).append(host.load(art))
+        except BaseException:
+            for instance in (*bases, *cands):
+                instance.close()
+            raise
+        return bases, cands
+
+    return load
 
 
 def measure_cell(

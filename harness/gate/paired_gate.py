@@ -24,12 +24,12 @@ from harness.artifact import Artifact
 from harness.checks.bench import BenchOptions, parse_options
 from harness.checks.bench_replay import Replay, replay_for
 from harness.gate.errors import GateInputError
-from harness.gate.paired import DEFAULT_POLICY, PairedPolicy, measure_cell
+from harness.gate.paired import DEFAULT_POLICY, PairedPolicy, balanced_loader, measure_cell
 from harness.gate.provenance import require_build
 from harness.gate.rundir import Run
 from harness.gate.thresholds import Thresholds
 from harness.gate.verdicts import Change, GateResult
-from harness.hosts.base import Host, HostError, Instance
+from harness.hosts.base import Host, HostError
 from reference.presets import get_preset
 
 HostFactories = Mapping[str, Callable[[], Host]]
@@ -70,19 +70,8 @@ def _pair_cell(
     thresholds: Thresholds,
     policy: PairedPolicy,
 ) -> dict[Change, Change]:
-    def load() -> tuple[list[Instance], list[Instance]]:
-        loaded: list[Instance] = []
-        try:
-            for _ in range(policy.loads):  # BASE, CAND, BASE, ...: load order is not a role
-                loaded += [host.load(base_art), host.load(cand_art)]
-        except BaseException:
-            for instance in loaded:
-                instance.close()
-            raise
-        return loaded[0::2], loaded[1::2]
-
     decided = measure_cell(
-        load,
+        balanced_loader(host, base_art, cand_art, policy.loads),
         [(c, r, r, thresholds.decision_for(c.key.check, c.key.name)) for c, r in work],
         policy,
     )

@@ -12,11 +12,12 @@ from rich.console import Console
 from harness.artifact import Artifact
 from harness.build import Variant, build_variant, write_manifest
 from harness.cli import main
+from harness.gate.paired import balanced_loader
 from harness.gate.paired_gate import PairedSetup, pair_changes
 from harness.gate.rundir import load_run
 from harness.gate.thresholds import thresholds_from_table
 from harness.gate.verdicts import evaluate
-from harness.hosts.base import Host, HostCrashed, Instance
+from harness.hosts.base import Host, HostCrashed, Instance, Scalar, TimingResult
 from tests.gate.gate_runs import (
     NATIVE_BENCH_MATRIX,
     SHA_NATIVE,
@@ -167,3 +168,52 @@ def test_a_crashing_host_keeps_recorded_verdicts_and_the_next_cell_goes_on(
     notes = "\n".join(out.notes)
     assert "native/native/small: paired rerun failed, recorded verdicts kept: HostCrashed" in notes
     assert "wasmtime/wasm32/small: recorded verdicts kept (host 'wasmtime' is not known" in notes
+
+
+class _RecordingHost(_CrashingHost):
+    """Loads succeed (as stand-ins) until the n-th, which raises; records order and closes."""
+
+    def __init__(self, fail_at: int = 0) -> None:
+        self.order: list[str] = []
+        self.closed: list[str] = []
+        self.fail_at = fail_at
+
+    def load(self, artifact: Artifact) -> Instance:
+        self.order.append(artifact.name)
+        if len(self.order) == self.fail_at:
+            raise HostCrashed("died on load")
+        host = self
+
+        class _Stub(Instance):
+            def call(self, name: str, *args: Scalar) -> Scalar | None:
+                return None
+
+            def write(self, ptr: int, data: bytes) -> None: ...
+
+            def read(self, ptr: int, nbytes: int) -> bytes:
+                return b""
+
+            def time_calls(self, name: str, args: tuple[Scalar, ...], inner_reps: int,
+                           samples: int, warmup: int) -> TimingResult:  # fmt: skip
+                raise NotImplementedError
+
+            def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
+                return ()
+
+            def close(self) -> None:
+                host.closed.append(artifact.name)
+
+        return _Stub()
+
+
+def test_balanced_loader_alternates_which_build_loads_first() -> None:
+    """Loads go B C, C B, B C; a failed load closes what was loaded and raises."""
+    base, cand = (Artifact(n, "native", Path(n), n * 8, 64, "x") for n in ("base", "cand"))
+    host = _RecordingHost()
+    bases, cands = balanced_loader(host, base, cand, 3)()
+    assert host.order == ["base", "cand", "cand", "base", "base", "cand"]
+    assert len(bases) == len(cands) == 3
+    failing = _RecordingHost(fail_at=3)
+    with pytest.raises(HostCrashed):
+        balanced_loader(failing, base, cand, 3)()
+    assert failing.closed == ["base", "cand"]
