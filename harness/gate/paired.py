@@ -47,7 +47,7 @@ class PairedPolicy:
 
     blocks: int = 12  # independent placements; >= 6 for an exact p below 0.01 to exist
     pairs_per_block: int = 5
-    loads: int = 3  # instances loaded per build; blocks take turns (per-load effects average)
+    loads: int = 12  # instances loaded per build: one per block, each block its own load pair
     rounds: int = 2  # an unknown verdict is measured again on fresh loads, this many times in all
     min_sample_ms: float = 1.0  # each sample loops the kernel at least this long
     warmup: int = 1  # untimed loops before each block's first sample, on each side
