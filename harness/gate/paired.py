@@ -39,6 +39,7 @@ from harness.hosts.base import Host, HostError, Instance
 from harness.timing import TimingPolicy, calibrate
 
 K = TypeVar("K", bound=Hashable)
+RECHECKED = ("unknown", "slower")  # verdicts measured again, on fresh loads, while rounds last
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class PairedPolicy:
     blocks: int = 12  # independent placements; >= 6 for an exact p below 0.01 to exist
     pairs_per_block: int = 5
     loads: int = 12  # instances loaded per build: one per block, each block its own load pair
-    rounds: int = 2  # an unknown verdict is measured again on fresh loads, this many times in all
+    rounds: int = 2  # unknown and slower verdicts are measured again on fresh loads (in all)
     min_sample_ms: float = 1.0  # each sample loops the kernel at least this long
     warmup: int = 1  # untimed loops before each block's first sample, on each side
     seed: int = 1  # the interleaving order
@@ -182,9 +183,11 @@ def measure_cell(
     """Decide every measurement of one cell, in rounds of fresh loads.
 
     Round 1 loads the builds and measures everything; each later round loads them afresh and
-    measures again only what is still ``unknown``, adding its blocks to the earlier ones (an
-    unknown often means that one load's code or static-buffer placement disagreed with the
-    others: more loads settle it). Instances are closed at the end of their round.
+    measures again what is still ``unknown`` *or* ``slower``, adding its blocks to the earlier
+    ones and deciding on all of them. A regression shows in every round's blocks and stays
+    ``slower``; a disturbance of the machine that lasted one round (a neighbour's burst that
+    happened to favour one side) is diluted by the next round's blocks instead of failing CI.
+    Instances are closed at the end of their round.
     """
     results: dict[K, tuple[Comparison, PairedSamples]] = {}
     pending = list(work)
@@ -201,7 +204,7 @@ def measure_cell(
         finally:
             for instance in (*bases, *cands):
                 instance.close()
-        pending = [w for w in pending if results[w[0]][0].verdict == "unknown"]
+        pending = [w for w in pending if results[w[0]][0].verdict in RECHECKED]
         if not pending:
             break
     return results
