@@ -78,7 +78,7 @@ def test_paired_gate_fails_a_built_slowdown_and_passes_the_same_build(
     assert code == 1
     row = next(line for line in md.read_text().splitlines() if "op:matmul_forward@n=64" in line)
     assert "**slower** (paired)" in row
-    assert "| 60/60 |" in row  # 10 blocks x 6 pairs
+    assert "| 120/120 |" in row  # slower after round 1, so 2 rounds x 12 blocks x 5 pairs
     assert "3 measurements paired on native" in out
     assert (tree_digest(base), tree_digest(cand)) == before
 
