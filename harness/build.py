@@ -13,9 +13,11 @@ version lands on every machine through PyPI. The three bundled targets:
   the cost of that portability is a figure in every report rather than a guess.
 
 Builds are reproducible: sources are passed as paths relative to the repository root (the
-compiler's working directory) and nothing is built with debug info, so no absolute path reaches
-a binary; the native link drops its build id; the manifest holds no
-timestamps. Building twice gives identical sha256s.
+compiler's working directory), nothing is built with debug info, and the compilation directory
+is recorded as ``.`` (``-fdebug-compilation-dir=.``; without it the checkout's absolute path
+reached every binary, so two clones of one commit built different sha256s); the native link
+drops its build id; the manifest holds no timestamps. Building twice, in any checkout
+directory, gives identical sha256s.
 
 A *variant* is an extra named artifact compiled from a bundled target with extra ``-D`` macros
 (e.g. ``native-bug-lnback`` with ``TG_BUG_LAYERNORM_BACKWARD``); it is added to the manifest next
@@ -90,6 +92,9 @@ COMMON_FLAGS: tuple[str, ...] = (
     # sqrt must lower to one instruction, never a libm call that sets errno
     "-fno-math-errno",
     "-fvisibility=hidden",
+    # the checkout's path would otherwise be baked into the binary (the compilation directory),
+    # so two clones of one commit would build different sha256s and the gate would refuse them
+    "-fdebug-compilation-dir=.",
 )
 
 

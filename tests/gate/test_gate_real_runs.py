@@ -156,14 +156,20 @@ def test_merged_shards_compare_history_and_signoff(
     readme = tmp_path / "README.md"
     readme.write_text("<!-- claim:small-over-tiny -->\nSmall over tiny matmul: 1.0 (n=32).\n")
     claims = tmp_path / "claims.toml"
+    # A curve over the presets: the two cells ran in two shards (two processes, two loads of the
+    # library), and a 32^3 matmul's time moves by up to 35 % between loads (docs/gate.md,
+    # placement), so a single point of it may be refused as varying; this test is about merged
+    # shards reaching signoff, not about speed.
     claims.write_text(
         'schema_version = 1\n[[claim]]\nid = "small-over-tiny"\nhost = "native"\n'
-        'artifact = "native"\npreset = "small"\nsubject = "op:matmul_forward"\n'
-        'metric = "median_ns"\nx = 32\nrelative_to = { preset = "tiny" }\nvalue = 1.0\n'
-        'tolerance = 0.5\npublished = { file = "README.md" }\n'
+        'artifact = "native"\nsubject = "op:matmul_forward"\nmetric = "median_ns"\n'
+        'x = 32\nrelative_to = { preset = "tiny" }\nover = "preset"\n'
+        "points = { tiny = 1.0, small = 1.0 }\ntolerance = 0.9\n"
+        'tolerance_reason = "two processes and two loads of the library: see the comment"\n'
+        'published = { file = "README.md" }\n'
     )
     code = main(["signoff", str(cand), "--claims", str(claims), "--root", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "pass  small-over-tiny: published 1, measured" in out
+    assert "pass  small-over-tiny at preset=small: published 1, measured" in out
     # A run from a dirty working tree (a developer's) may not sign off; CI's clean one does.
     assert code == (1 if load_run(cand).meta.dirty else 0), out
