@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from harness.checks.bench import BenchOptions
-from harness.checks.bench_replay import replay_for
+from harness.checks.bench_replay import Prepared, Replay, replay_for
+from harness.checks.bench_workloads import Workload
 from harness.gate.calibrate import load_instance
-from harness.gate.paired import PairedPolicy, measure_paired
+from harness.gate.paired import PairedPolicy, measure_cell, measure_paired
 from harness.gate.paired_stats import (
     MIN_BLOCKS,
     block_log_ratios,
@@ -188,3 +189,54 @@ def test_measure_paired_takes_blocks_of_pairs(tmp_path: Path) -> None:
             measure_paired([base], [cand, cand], replay, replay, policy)
     finally:
         instance.close()
+
+
+class _Scripted(Instance):
+    """An instance whose samples take ``1 us * args[0]`` per call (no kernel behind it)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def call(self, name: str, *args: Scalar) -> Scalar | None:
+        return None
+
+    def write(self, ptr: int, data: bytes) -> None: ...
+
+    def read(self, ptr: int, nbytes: int) -> bytes:
+        return b""
+
+    def time_calls(
+        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+    ) -> TimingResult:
+        return TimingResult((1000.0 * float(args[0]),) * samples, inner_reps, 1.0, "scripted")
+
+    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
+        return (1000.0,) * n
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _scaled(scale: float) -> Replay:
+    return lambda instance: Prepared(Workload("tg_noop", (scale,), 0.0, "none", "", ()))
+
+
+def test_measure_cell_rechecks_slower_and_unknown_on_fresh_loads_only() -> None:
+    """A slower verdict gets a second round on new loads (24 blocks in all); a same one keeps
+    its first round's 12 blocks; every loaded instance is closed."""
+    loads: list[list[_Scripted]] = []
+
+    def load() -> tuple[list[Instance], list[Instance]]:
+        batch = [_Scripted() for _ in range(4)]
+        loads.append(batch)
+        return list(batch[:2]), list(batch[2:])
+
+    policy = PairedPolicy(blocks=12, pairs_per_block=2, loads=2, rounds=2, min_sample_ms=0.001)
+    work = [("slow", _scaled(1.0), _scaled(1.05), Decision()),
+            ("flat", _scaled(1.0), _scaled(1.0), Decision())]  # fmt: skip
+    out = measure_cell(load, work, policy)
+    (slow, slow_samples), (flat, flat_samples) = out["slow"], out["flat"]
+    assert slow.verdict == "slower" and len(slow_samples.base_ns) == 24
+    assert slow.ratio == pytest.approx(1.05)
+    assert flat.verdict == "same" and len(flat_samples.base_ns) == 12
+    assert len(loads) == 2 and all(i.closed for batch in loads for i in batch)
