@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness.artifact import Artifact
+from harness.artifact import Artifact, ArtifactKind
 from harness.build import Variant, build_variant, write_manifest
 from harness.cli import main
 from harness.gate.paired import balanced_loader
@@ -17,7 +17,7 @@ from harness.gate.paired_gate import PairedSetup, pair_changes
 from harness.gate.rundir import load_run
 from harness.gate.thresholds import thresholds_from_table
 from harness.gate.verdicts import evaluate
-from harness.hosts.base import Host, HostCrashed, Instance, Scalar, TimingResult
+from harness.hosts.base import HostCrashed
 from tests.gate.gate_runs import (
     NATIVE_BENCH_MATRIX,
     SHA_NATIVE,
@@ -27,6 +27,7 @@ from tests.gate.gate_runs import (
     tree_digest,
     write_run,
 )
+from tests.runner.runner_fakes import FakeHost, Log, factories
 
 # The real-runs matrix with the overhead curve (host:noop_call, bridge:noop) and a 10 % band:
 # the pipeline is under test here, not the gate's power (docs/gate.md, "Calibration").
@@ -123,28 +124,9 @@ def test_paired_policy_rejects_empty_sampling(
     assert "needs blocks, pairs_per_block, loads, rounds >= 1" in capsys.readouterr().err
 
 
-class _CrashingHost(Host):
-    """A host whose every load dies, as a crashed worker would."""
-
-    name = "native"
-
-    def version(self) -> str:
-        return "crash-1"
-
-    def can_load(self, artifact: Artifact) -> str | None:
-        return None
-
-    def load(self, artifact: Artifact) -> Instance:
-        raise HostCrashed("worker died during load: killed by SIGKILL")
-
-
-def _manifest_for(directory: Path, shas: dict[str, str]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    entries = [{"name": n, "kind": "native" if n == "native" else "wasm", "path": f"{n}.bin",
-                "sha256": sha, "ptr_width": 64 if n == "native" else 32, "target": n}
-               for n, sha in shas.items()]  # fmt: skip
-    (directory / "manifest.json").write_text(json.dumps({"artifacts": entries}))
-    return directory / "manifest.json"
+def _artifact(tmp: Path, name: str, sha: str) -> Artifact:
+    kind: ArtifactKind = "native" if name == "native" else "wasm"
+    return Artifact(name, kind, tmp / f"{name}.bin", sha, 64 if kind == "native" else 32, name)
 
 
 def test_a_crashing_host_keeps_recorded_verdicts_and_the_next_cell_goes_on(
@@ -162,10 +144,12 @@ def test_a_crashing_host_keeps_recorded_verdicts_and_the_next_cell_goes_on(
     cand = load_run(write_run(tmp_path / "c", slow))
     thresholds = thresholds_from_table({}, "t")
     result = evaluate(base.rows, cand.rows, thresholds)
-    manifest = _manifest_for(tmp_path / "m", {"native": SHA_NATIVE, "wasm32": SHA_WASM})
+    manifest = write_manifest(tmp_path, [_artifact(tmp_path, "native", SHA_NATIVE),
+                                         _artifact(tmp_path, "wasm32", SHA_WASM)])  # fmt: skip
     setup = PairedSetup(manifest, manifest)
-    out = pair_changes(base, cand, thresholds, result, setup, Console(quiet=True),
-                       hosts={"native": _CrashingHost})  # fmt: skip
+    crash = HostCrashed("worker died during load: killed by SIGKILL")
+    hosts = factories(Log(), native={"load_errors": {"native": crash}})
+    out = pair_changes(base, cand, thresholds, result, setup, Console(quiet=True), hosts=hosts)
     assert [c.comparison for c in out.changes] == [c.comparison for c in result.changes]
     assert out.regressions and out.failed  # the recorded 30 % slowdown still fails the gate
     notes = "\n".join(out.notes)
@@ -173,50 +157,18 @@ def test_a_crashing_host_keeps_recorded_verdicts_and_the_next_cell_goes_on(
     assert "wasmtime/wasm32/small: recorded verdicts kept (host 'wasmtime' is not known" in notes
 
 
-class _RecordingHost(_CrashingHost):
-    """Loads succeed (as stand-ins) until the n-th, which raises; records order and closes."""
-
-    def __init__(self, fail_at: int = 0) -> None:
-        self.order: list[str] = []
-        self.closed: list[str] = []
-        self.fail_at = fail_at
-
-    def load(self, artifact: Artifact) -> Instance:
-        self.order.append(artifact.name)
-        if len(self.order) == self.fail_at:
-            raise HostCrashed("died on load")
-        host = self
-
-        class _Stub(Instance):
-            def call(self, name: str, *args: Scalar) -> Scalar | None:
-                return None
-
-            def write(self, ptr: int, data: bytes) -> None: ...
-
-            def read(self, ptr: int, nbytes: int) -> bytes:
-                return b""
-
-            def time_calls(self, name: str, args: tuple[Scalar, ...], inner_reps: int,
-                           samples: int, warmup: int) -> TimingResult:  # fmt: skip
-                raise NotImplementedError
-
-            def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
-                return ()
-
-            def close(self) -> None:
-                host.closed.append(artifact.name)
-
-        return _Stub()
-
-
-def test_balanced_loader_alternates_which_build_loads_first() -> None:
+def test_balanced_loader_alternates_which_build_loads_first(tmp_path: Path) -> None:
     """Loads go B C, C B, B C; a failed load closes what was loaded and raises."""
-    base, cand = (Artifact(n, "native", Path(n), n * 8, 64, "x") for n in ("base", "cand"))
-    host = _RecordingHost()
-    bases, cands = balanced_loader(host, base, cand, 3)()
-    assert host.order == ["base", "cand", "cand", "base", "base", "cand"]
-    assert len(bases) == len(cands) == 3
-    failing = _RecordingHost(fail_at=3)
+    base, cand = _artifact(tmp_path, "base", "b" * 64), _artifact(tmp_path, "cand", "c" * 64)
+    log = Log()
+    bases, cands = balanced_loader(FakeHost("fake", log), base, cand, 3)()
+    assert [e[2] for e in log.events if e[0] == "load"] == [
+        "base", "cand", "cand", "base", "base", "cand"
+    ]  # fmt: skip
+    assert [i.artifact.name for i in bases] == ["base"] * 3
+    assert [i.artifact.name for i in cands] == ["cand"] * 3
+    failing = Log()
+    host = FakeHost("fake", failing, load_errors={"cand": HostCrashed("died on load")})
     with pytest.raises(HostCrashed):
-        balanced_loader(failing, base, cand, 3)()
-    assert failing.closed == ["base", "cand"]
+        balanced_loader(host, base, cand, 3)()
+    assert ("close-instance", "fake", "base") in failing.events  # the one load that succeeded

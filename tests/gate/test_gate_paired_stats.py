@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.artifact import Artifact
 from harness.checks.bench import BenchOptions
 from harness.checks.bench_replay import Prepared, Replay, replay_for
 from harness.checks.bench_workloads import Workload
@@ -24,6 +25,7 @@ from harness.gate.paired_stats import (
 from harness.gate.stats import Decision
 from harness.hosts.base import Instance, Scalar, TimingResult, Trap
 from reference.presets import get_preset
+from tests.runner.runner_fakes import FakeHost, FakeInstance, Log
 
 
 def _blocks(shifts: list[float], pairs: int = 6, noise: float = 0.003, seed: int = 0) -> tuple[
@@ -191,30 +193,14 @@ def test_measure_paired_takes_blocks_of_pairs(tmp_path: Path) -> None:
         instance.close()
 
 
-class _Scripted(Instance):
-    """An instance whose samples take ``1 us * args[0]`` per call (no kernel behind it)."""
-
-    def __init__(self) -> None:
-        self.closed = False
-
-    def call(self, name: str, *args: Scalar) -> Scalar | None:
-        return None
-
-    def write(self, ptr: int, data: bytes) -> None: ...
-
-    def read(self, ptr: int, nbytes: int) -> bytes:
-        return b""
+class _Scaled(FakeInstance):
+    """A fake instance whose samples take ``1 us * args[0]`` per call."""
 
     def time_calls(
         self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
     ) -> TimingResult:
+        """``args[0]`` microseconds per call, every sample."""
         return TimingResult((1000.0 * float(args[0]),) * samples, inner_reps, 1.0, "scripted")
-
-    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
-        return (1000.0,) * n
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def _scaled(scale: float) -> Replay:
@@ -224,12 +210,14 @@ def _scaled(scale: float) -> Replay:
 def test_measure_cell_rechecks_slower_and_unknown_on_fresh_loads_only() -> None:
     """A slower verdict gets a second round on new loads (24 blocks in all); a same one keeps
     its first round's 12 blocks; every loaded instance is closed."""
-    loads: list[list[_Scripted]] = []
+    log = Log()
+    host = FakeHost("fake", log)
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
 
     def load() -> tuple[list[Instance], list[Instance]]:
-        batch = [_Scripted() for _ in range(4)]
-        loads.append(batch)
-        return list(batch[:2]), list(batch[2:])
+        log.events.append(("round",))
+        batch: list[Instance] = [_Scaled(host, art) for _ in range(4)]
+        return batch[:2], batch[2:]
 
     policy = PairedPolicy(blocks=12, pairs_per_block=2, loads=2, rounds=2, min_sample_ms=0.001)
     work = [("slow", _scaled(1.0), _scaled(1.05), Decision()),
@@ -239,4 +227,4 @@ def test_measure_cell_rechecks_slower_and_unknown_on_fresh_loads_only() -> None:
     assert slow.verdict == "slower" and len(slow_samples.base_ns) == 24
     assert slow.ratio == pytest.approx(1.05)
     assert flat.verdict == "same" and len(flat_samples.base_ns) == 12
-    assert len(loads) == 2 and all(i.closed for batch in loads for i in batch)
+    assert log.count("round") == 2 and log.count("close-instance", "fake", "fake") == 8
