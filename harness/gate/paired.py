@@ -11,7 +11,8 @@ Chromium Pinpoint's paired A/B jobs answer the same problem.)
 The samples come in *blocks*. Each block places fresh buffers in both instances (earlier blocks'
 buffers stay allocated until the end, so the allocator cannot hand the same pages back) and
 times ``pairs_per_block`` pairs. A memory-bound kernel's speed depends on the physical pages
-behind its buffers (up to +-15 % between two placements measured here), so the block is the
+behind its buffers (for ``residual_forward`` natively, CAND/BASE moves by 10 % std from one
+placement to the next: docs/gate.md, "Calibration"), so the block is the
 independent unit of the statistics (``harness.gate.paired_stats``), and more blocks average over
 more placements.
 

@@ -5,7 +5,8 @@ fresh buffers in both builds and times them alternately, one sample of each in a
 Within a block the two samples of a pair see the same machine (the same neighbours, the same
 clock), so their log ratio cancels the drift that separates two runs. What a block cannot cancel
 is where its buffers landed: a memory-bound kernel's time depends on the physical pages behind
-its buffers (measured: up to +-15 % between two placements of one build on this VM), and that
+its buffers (``residual_forward`` natively: 10 % std from one placement to the next, docs/gate.md
+"Calibration"), and that
 is shared by every pair of a block. So the independent unit is the block, not the pair:
 
 - each block gives one figure, the median log ratio of its pairs (robust to a preempted sample);
