@@ -260,29 +260,25 @@ TG_ROW void tg_softmax_row(float *restrict out, const float *restrict in, int32_
 #else
 #define TG_ROW_BLOCK 32 /* 4 AVX2 vectors */
 #endif
+/* One width-W pass of tg_rows_axpy over y[i..): W channels in registers across all rows. A
+ * macro rather than a function so W stays a constant the compiler unrolls into registers. */
+#define TG_ROWS_AXPY_TILES(W)                                                                  \
+    for (; i + (W) <= n; i += (W)) {                                                           \
+        float acc[W];                                                                          \
+        for (int l = 0; l < (W); l++) acc[l] = y[i + l];                                       \
+        for (int32_t r = 0; r < nr; r++) {                                                     \
+            float g = w[r * ws] * scale;                                                       \
+            const float *restrict xr = x + r * xs + i;                                         \
+            for (int l = 0; l < (W); l++) acc[l] += g * xr[l];                                 \
+        }                                                                                      \
+        for (int l = 0; l < (W); l++) y[i + l] = acc[l];                                       \
+    }
+
 TG_ROW void tg_rows_axpy(float *restrict y, const float *restrict w, ptrdiff_t ws, float scale,
                          const float *restrict x, ptrdiff_t xs, int32_t nr, int32_t n) {
     int32_t i = 0;
-    for (; i + TG_ROW_BLOCK <= n; i += TG_ROW_BLOCK) {
-        float acc[TG_ROW_BLOCK];
-        for (int l = 0; l < TG_ROW_BLOCK; l++) acc[l] = y[i + l];
-        for (int32_t r = 0; r < nr; r++) {
-            float g = w[r * ws] * scale;
-            const float *restrict xr = x + r * xs + i;
-            for (int l = 0; l < TG_ROW_BLOCK; l++) acc[l] += g * xr[l];
-        }
-        for (int l = 0; l < TG_ROW_BLOCK; l++) y[i + l] = acc[l];
-    }
-    for (; i + TG_LANES <= n; i += TG_LANES) {
-        float acc[TG_LANES];
-        for (int l = 0; l < TG_LANES; l++) acc[l] = y[i + l];
-        for (int32_t r = 0; r < nr; r++) {
-            float g = w[r * ws] * scale;
-            const float *restrict xr = x + r * xs + i;
-            for (int l = 0; l < TG_LANES; l++) acc[l] += g * xr[l];
-        }
-        for (int l = 0; l < TG_LANES; l++) y[i + l] = acc[l];
-    }
+    TG_ROWS_AXPY_TILES(TG_ROW_BLOCK)
+    TG_ROWS_AXPY_TILES(TG_LANES)
     for (; i < n; i++) {
         float acc = y[i];
         for (int32_t r = 0; r < nr; r++) acc += (w[r * ws] * scale) * x[r * xs + i];
@@ -295,50 +291,35 @@ TG_ROW void tg_rows_axpy(float *restrict y, const float *restrict w, ptrdiff_t w
  * but with one output the loop waits a multiply-add latency per row, and two outputs give the
  * core twice the independent accumulators: 2 x 4 AVX2 registers per channel block, or
  * 2 x 4 simd128 ones (Cranelift and V8 have 16 xmm registers). */
+/* One width-W pass of tg_rows_axpy2 over ya/yb[i..) (see TG_ROWS_AXPY_TILES). */
+#define TG_ROWS_AXPY2_TILES(W)                                                                 \
+    for (; i + (W) <= n; i += (W)) {                                                           \
+        float acc_a[W], acc_b[W];                                                              \
+        for (int l = 0; l < (W); l++) {                                                        \
+            acc_a[l] = ya[i + l];                                                              \
+            acc_b[l] = yb[i + l];                                                              \
+        }                                                                                      \
+        for (int32_t r = 0; r < nr; r++) {                                                     \
+            float ga = wa[r * ws] * scale;                                                     \
+            float gb = wb[r * ws] * scale;                                                     \
+            const float *restrict xr = x + r * xs + i;                                         \
+            for (int l = 0; l < (W); l++) {                                                    \
+                acc_a[l] += ga * xr[l];                                                        \
+                acc_b[l] += gb * xr[l];                                                        \
+            }                                                                                  \
+        }                                                                                      \
+        for (int l = 0; l < (W); l++) {                                                        \
+            ya[i + l] = acc_a[l];                                                              \
+            yb[i + l] = acc_b[l];                                                              \
+        }                                                                                      \
+    }
+
 TG_ROW void tg_rows_axpy2(float *restrict ya, const float *restrict wa, float *restrict yb,
                           const float *restrict wb, ptrdiff_t ws, float scale,
                           const float *restrict x, ptrdiff_t xs, int32_t nr, int32_t n) {
     int32_t i = 0;
-    for (; i + TG_ROW_BLOCK <= n; i += TG_ROW_BLOCK) {
-        float acc_a[TG_ROW_BLOCK], acc_b[TG_ROW_BLOCK];
-        for (int l = 0; l < TG_ROW_BLOCK; l++) {
-            acc_a[l] = ya[i + l];
-            acc_b[l] = yb[i + l];
-        }
-        for (int32_t r = 0; r < nr; r++) {
-            float ga = wa[r * ws] * scale;
-            float gb = wb[r * ws] * scale;
-            const float *restrict xr = x + r * xs + i;
-            for (int l = 0; l < TG_ROW_BLOCK; l++) {
-                acc_a[l] += ga * xr[l];
-                acc_b[l] += gb * xr[l];
-            }
-        }
-        for (int l = 0; l < TG_ROW_BLOCK; l++) {
-            ya[i + l] = acc_a[l];
-            yb[i + l] = acc_b[l];
-        }
-    }
-    for (; i + TG_LANES <= n; i += TG_LANES) { /* e.g. head size 16 on AVX2 */
-        float acc_a[TG_LANES], acc_b[TG_LANES];
-        for (int l = 0; l < TG_LANES; l++) {
-            acc_a[l] = ya[i + l];
-            acc_b[l] = yb[i + l];
-        }
-        for (int32_t r = 0; r < nr; r++) {
-            float ga = wa[r * ws] * scale;
-            float gb = wb[r * ws] * scale;
-            const float *restrict xr = x + r * xs + i;
-            for (int l = 0; l < TG_LANES; l++) {
-                acc_a[l] += ga * xr[l];
-                acc_b[l] += gb * xr[l];
-            }
-        }
-        for (int l = 0; l < TG_LANES; l++) {
-            ya[i + l] = acc_a[l];
-            yb[i + l] = acc_b[l];
-        }
-    }
+    TG_ROWS_AXPY2_TILES(TG_ROW_BLOCK)
+    TG_ROWS_AXPY2_TILES(TG_LANES) /* e.g. head size 16 on AVX2 */
     if (i < n) {
         tg_rows_axpy(ya + i, wa, ws, scale, x + i, xs, nr, n - i);
         tg_rows_axpy(yb + i, wb, ws, scale, x + i, xs, nr, n - i);
