@@ -338,8 +338,29 @@ def _by_kernel(figures: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+TARGETS = (  # the issue's targets: (figure, limit, "min" or "max", what)
+    ("power", 0.95, "min", "power >= 95 %"),
+    ("false_alarm_rate", 0.01, "max", "A/A false alarms <= 1 %"),
+    ("cell_seconds_max", 3.0, "max", "every cell <= 3 s of measurement"),
+)
+
+
+def missed_targets(figures: dict[str, object]) -> list[str]:
+    """The targets these figures miss, each with the figure measured (empty: all met)."""
+    out = []
+    for key, limit, kind, what in TARGETS:
+        value = figures[key]
+        assert isinstance(value, float)
+        if (value < limit) if kind == "min" else (value > limit):
+            out.append(f"{what} (measured {value:.4g})")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: run a session, print the Markdown, write the JSON figures."""
+    """Command line: run a session, print the Markdown, write the JSON figures.
+
+    Exits 1 when a target is missed (named on the last line), 0 when all are met.
+    """
     p = argparse.ArgumentParser(prog="python -m harness.gate.calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     d = Session()
@@ -387,7 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown(figures, command.strip()))
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    return 0
+    missed = missed_targets(figures)
+    print("targets: " + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.gate.calibrate import Session, markdown, run_session
+from harness.gate.calibrate import Session, markdown, missed_targets, run_session
 from harness.gate.calibrate_paired import run_paired_session
 from harness.gate.errors import GateInputError
 from harness.gate.stats import Decision, compare_samples, decide
@@ -126,3 +126,16 @@ def test_paired_calibration_session_runs_on_real_kernels(tmp_path: Path) -> None
     assert "placement spread" in text
     with pytest.raises(ValueError, match="unpaired"):
         run_session(session, tmp_path / "build", progress=False)
+
+
+def test_calibration_exit_code_carries_the_targets() -> None:
+    """A figure past any target is named as missed; figures inside all of them miss nothing."""
+    met = {"power": 0.97, "false_alarm_rate": 0.0025, "cell_seconds_max": 1.96}
+    assert missed_targets(dict(met)) == []
+    assert missed_targets({**met, "power": 0.94}) == ["power >= 95 % (measured 0.94)"]
+    assert missed_targets({**met, "false_alarm_rate": 0.015}) == [
+        "A/A false alarms <= 1 % (measured 0.015)"
+    ]
+    assert missed_targets({**met, "cell_seconds_max": 3.81}) == [
+        "every cell <= 3 s of measurement (measured 3.81)"
+    ]
