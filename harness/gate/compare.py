@@ -117,8 +117,8 @@ def paired_policy(args: argparse.Namespace) -> PairedPolicy:
 
 def run_compare(args: argparse.Namespace, console: Console) -> GateResult:
     """Load, check comparability, decide (and adapt); raises GateInputError or RefusalError."""
-    if args.paired:
-        paired_policy(args)  # bad sampling arguments fail before anything is loaded
+    # Bad sampling arguments fail before anything is loaded.
+    policy = paired_policy(args) if args.paired else None
     base, cand = load_run(args.base), load_run(args.cand)
     thresholds = load_thresholds(cand, args.thresholds)
     timed = {k.cell for k in timing_samples(base.rows)} & {
@@ -139,13 +139,14 @@ def run_compare(args: argparse.Namespace, console: Console) -> GateResult:
     if args.adaptive and result.unknown:
         budget = AdaptiveBudget(args.budget_s, args.max_rounds, args.samples, args.artifacts)
         result = resolve_unknown(base, cand, thresholds, result, budget, console)
-    if args.paired:
-        result = run_paired(args, base, cand, thresholds, result, console)
+    if policy is not None:
+        result = run_paired(args, policy, base, cand, thresholds, result, console)
     return dataclasses.replace(result, overridden_refusals=tuple(overridden))
 
 
 def run_paired(
     args: argparse.Namespace,
+    policy: PairedPolicy,
     base: Run,
     cand: Run,
     thresholds: Thresholds,
@@ -162,7 +163,7 @@ def run_paired(
             f"--paired: this machine ({here}) is not CAND's ({cand.meta.fingerprint_id}); the "
             "paired rerun must be measured where the runs were (or pass --allow-cross-machine)"
         )
-    setup = PairedSetup(args.base_artifacts, args.artifacts, paired_policy(args))
+    setup = PairedSetup(args.base_artifacts, args.artifacts, policy)
     return pair_changes(base, cand, thresholds, result, setup, console)
 
 
