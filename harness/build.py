@@ -13,11 +13,13 @@ version lands on every machine through PyPI. The three bundled targets:
   the cost of that portability is a figure in every report rather than a guess.
 
 Builds are reproducible: sources are passed as paths relative to the repository root (the
-compiler's working directory), nothing is built with debug info, and the compilation directory
-is recorded as ``.`` (``-fdebug-compilation-dir=.``; without it the checkout's absolute path
-reached every binary, so two clones of one commit built different sha256s); the native link
-drops its build id; the manifest holds no timestamps. Building twice, in any checkout
-directory, gives identical sha256s.
+compiler's working directory), nothing is built with debug info (``-g0``: zig cc emits DWARF by
+default, and its line table named the toolchain's include directory inside whichever venv
+installed ziglang, so two venvs, or one zig cache warmed by another venv, built different
+sha256s), and the compilation directory is recorded as ``.`` (``-fdebug-compilation-dir=.``);
+the native link drops its build id; the manifest holds no timestamps. Building in any checkout
+directory, with ziglang installed at any path, from a cold or a shared zig cache, gives
+identical sha256s (``tests/kernels/test_kernels_build.py``).
 
 A *variant* is an extra named artifact compiled from a bundled target with extra ``-D`` macros
 (e.g. ``native-bug-lnback`` with ``TG_BUG_LAYERNORM_BACKWARD``); it is added to the manifest next
@@ -92,6 +94,10 @@ COMMON_FLAGS: tuple[str, ...] = (
     # sqrt must lower to one instruction, never a libm call that sets errno
     "-fno-math-errno",
     "-fvisibility=hidden",
+    # no debug info: zig cc emits DWARF by default, and its .debug_line names the toolchain's
+    # include directory (inside whichever venv installed ziglang), so two venvs built two
+    # sha256s, and a zig cache warmed by one venv leaked its path into the other's build
+    "-g0",
     # the checkout's path would otherwise be baked into the binary (the compilation directory),
     # so two clones of one commit would build different sha256s and the gate would refuse them
     "-fdebug-compilation-dir=.",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,13 +168,71 @@ def test_artifact_round_trips_through_the_manifest(two_builds: tuple[Path, Path]
         assert Artifact.from_json(art.to_json(root), root) == art
 
 
+def _checkout_copy(dest: Path) -> Path:
+    """Copy what a build reads (sources, header, harness, reference) to ``dest``: a second clone."""
+    for rel in ("artifacts/src", "artifacts/include", "harness", "reference"):
+        shutil.copytree(
+            build.REPO_ROOT / rel, dest / rel, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    shutil.copy2(build.REPO_ROOT / "pyproject.toml", dest / "pyproject.toml")
+    return dest
+
+
+def _toolchain_copy(dest: Path) -> Path:
+    """The installed ziglang package at a second path, as another venv would hold it.
+
+    Hard links (same file system) cost nothing; zig finds its lib/include directory from its
+    own path, so this toolchain compiles against ``dest``'s include directory, not the venv's.
+    """
+    import ziglang
+
+    src = Path(ziglang.__file__).resolve().parent
+    site = dest / "site-packages"
+    try:
+        shutil.copytree(src, site / "ziglang", copy_function=os.link)
+    except OSError:  # another file system: a real copy
+        shutil.rmtree(site / "ziglang", ignore_errors=True)
+        shutil.copytree(src, site / "ziglang")
+    return site
+
+
+def _build_in(checkout: Path, toolchain: Path, cache: Path) -> dict[str, str]:
+    """Run ``python -m harness build`` in ``checkout`` with ``toolchain``; return name -> sha256."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(toolchain), str(checkout)]),
+        "ZIG_GLOBAL_CACHE_DIR": str(cache),
+        "ZIG_LOCAL_CACHE_DIR": str(cache),
+    }
+    out = checkout / "artifacts" / "build"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "build", "--out", str(out)],
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / build.MANIFEST).read_text())
+    assert all(str(checkout) in a["path"] or not Path(a["path"]).is_absolute()
+               for a in data["artifacts"])  # fmt: skip
+    return {a["name"]: a["sha256"] for a in data["artifacts"]}
+
+
 @pytest.mark.slow
-def test_cold_cache_build_is_identical(
-    two_builds: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With an empty zig cache (nothing reused) the build still gives the same sha256s."""
-    monkeypatch.setenv("ZIG_GLOBAL_CACHE_DIR", str(tmp_path / "zig-cache"))
-    monkeypatch.setenv("ZIG_LOCAL_CACHE_DIR", str(tmp_path / "zig-cache"))
-    cold = build.build_all(tmp_path / "out")
-    warm = load_manifest(two_builds[1] / build.MANIFEST)
-    assert {n: a.sha256 for n, a in cold.items()} == {n: warm[n].sha256 for n in cold}
+def test_two_checkouts_two_toolchains_cold_and_warm_cache_build_identical(tmp_path: Path) -> None:
+    """Two checkout paths, two toolchain paths, a cold zig cache then one the other warmed:
+    the same sha256s for every artifact (what ``compare`` needs to accept two clones)."""
+    cache = tmp_path / "zig-cache"
+    first = _build_in(_checkout_copy(tmp_path / "clone-a"), _toolchain_copy(tmp_path / "venv-a"),
+                      cache)  # fmt: skip
+    assert cache.is_dir()  # the second build reuses what the first compiled
+    second = _build_in(_checkout_copy(tmp_path / "clone-b"), _toolchain_copy(tmp_path / "venv-b"),
+                       cache)  # fmt: skip
+    assert set(first) == set(build.TARGETS)
+    assert first == second
+
+
+def test_artifacts_embed_no_path(two_builds: tuple[Path, Path]) -> None:
+    """No artifact names a directory of the machine that built it (checkout, venv, toolchain)."""
+    for art in load_manifest(two_builds[0] / build.MANIFEST).values():
+        data = art.path.read_bytes()
+        for needle in (str(build.REPO_ROOT), "site-packages", "ziglang", str(two_builds[0])):
+            assert needle.encode() not in data, f"{art.name} embeds {needle!r}"
