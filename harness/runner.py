@@ -99,6 +99,7 @@ class RunPlan:
 class _Probe:
     version: str
     problem: tuple[Status, str] | None  # a cell-wide verdict and its cause, if the host is unusable
+    flags: tuple[str, ...] = ()  # the engine flags its figures run under (e.g. --no-liftoff)
 
 
 class _HostPool:
@@ -117,6 +118,8 @@ class _HostPool:
         self._probes: dict[str, _Probe] = {}
         self._instances: dict[str, Instance] = {}
         self._load_failures: dict[tuple[str, str, str], HostError] = {}
+        # artifact -> host -> sha256 of the file as that host loaded it (run.json's artifacts)
+        self.loaded_sha256: dict[str, dict[str, str]] = {}
 
     def host(self, name: str) -> Host:
         """Host ``name``, created on first use (creating a host starts no process)."""
@@ -152,7 +155,7 @@ class _HostPool:
                 "(run `tinygpt-harness install-hosts`)"
             )
             return _Probe(version, ("error", problem))
-        return _Probe(version, None)
+        return _Probe(version, None, self.host(name).engine_flags())
 
     def instance(self, name: str, artifact: Artifact) -> Instance:
         """Return host ``name``'s instance of ``artifact``, loading it unless it is current."""
@@ -169,6 +172,7 @@ class _HostPool:
             self._load_failures[key] = exc
             raise
         self._instances[name] = instance
+        self.loaded_sha256.setdefault(artifact.name, {})[name] = instance.loaded_sha256
         return instance
 
     def _drop_instance(self, name: str) -> None:
@@ -206,6 +210,8 @@ class _HostPool:
             }
             if probe.problem is not None:
                 entry["status"], entry["problem"] = probe.problem
+            if probe.problem is None:  # e.g. V8's --no-liftoff: the figures' engine tier
+                entry["flags"] = list(probe.flags)
             out[name] = entry
         return out
 
@@ -465,6 +471,8 @@ def run_plan(
             meta.update(
                 cells_done=i + 1, hosts=pool.versions(), verdicts=count_verdicts(verdict_rows)
             )
+            for name, by_host in pool.loaded_sha256.items():
+                meta["artifacts"][name]["loaded_sha256"] = dict(by_host)
             write_run_json(plan.out, meta)
             if interrupted:
                 break

@@ -257,12 +257,13 @@ class ChromiumHost(base.Host):
         return context, page
 
     def load(self, artifact: Artifact) -> ChromiumInstance:
+        """:meth:`base.Host.load` (hash check included), typed as this host's instance."""
+        instance = super().load(artifact)
+        assert isinstance(instance, ChromiumInstance)  # load_verified below made it
+        return instance
+
+    def load_verified(self, artifact: Artifact) -> ChromiumInstance:
         """Open a page for ``artifact`` and load it there."""
-        reason = self.can_load(artifact)
-        if reason is not None:
-            raise base.IncompatibleArtifact(reason)
-        if not Path(artifact.path).is_file():
-            raise base.CorruptArtifact(f"{artifact.name}: no file at {artifact.path}")
         self._checks.check(artifact)  # static ABI check before the browser sees the module
         url = self.server().register(Path(artifact.path))
         context, page = self.open_page()
