@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import sys
 import time
@@ -174,6 +175,26 @@ class _HostPool:
         self._instances[name] = instance
         self.loaded_sha256.setdefault(artifact.name, {})[name] = instance.loaded_sha256
         return instance
+
+    def has_cold(self, name: str) -> bool:
+        """Whether host ``name`` can open a cold instance (Host.cold_host)."""
+        cold = self.host(name).cold_host()  # a host object only: nothing starts before load
+        return cold is not None
+
+    @contextlib.contextmanager
+    def cold_instance(self, name: str, artifact: Artifact) -> Iterator[Instance]:
+        """``artifact`` in a fresh process of host ``name`` under default engine flags."""
+        cold = self.host(name).cold_host()
+        if cold is None:
+            raise HostError(f"host {name!r} has no cold instance")
+        try:
+            instance = cold.load(artifact)
+            try:
+                yield instance
+            finally:
+                instance.close()
+        finally:
+            cold.close()
 
     def _drop_instance(self, name: str) -> None:
         instance = self._instances.pop(name, None)
@@ -340,6 +361,11 @@ class _CellRunner:
             options=self.plan.matrix.options(kind),
             matrix_path=self.plan.matrix.path,
             repo_root=self.plan.repo_root,
+            cold_instance=(
+                functools.partial(self.pool.cold_instance, cell.host, artifact)
+                if self.pool.has_cold(cell.host)
+                else None
+            ),
         )
         try:
             for row in get_check(kind)(ctx):

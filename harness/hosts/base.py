@@ -112,6 +112,7 @@ class Instance(abc.ABC):
 
     artifact: Artifact
     loaded_sha256: str = ""  # the sha256 of the file as loaded (set by Host.load)
+    flag_warning: str = ""  # the host's Host.flag_warning when it loaded this (set by Host.load)
 
     @abc.abstractmethod
     def call(self, name: str, *args: Scalar) -> Scalar | None:
@@ -163,6 +164,7 @@ class Host(abc.ABC):
     """A way of running artifacts, e.g. ``node24`` or ``chromium``."""
 
     name: str  # the id used in matrices and result rows
+    flag_warning: str = ""  # set when the host had to drop its wanted engine flags (why)
 
     @abc.abstractmethod
     def version(self) -> str:
@@ -184,6 +186,7 @@ class Host(abc.ABC):
         sha256 = verify_artifact(artifact)
         instance = self.load_verified(artifact)
         instance.loaded_sha256 = sha256
+        instance.flag_warning = self.flag_warning
         return instance
 
     @abc.abstractmethod
@@ -193,6 +196,12 @@ class Host(abc.ABC):
     def engine_flags(self) -> tuple[str, ...]:
         """The engine flags this host runs its timed figures under (recorded in run.json)."""
         return ()
+
+    def cold_host(self) -> Host | None:
+        """A new host of this kind under the engine's default flags, whose first load starts a
+        fresh process (or browser), so its first call is cold: the cold figure's host. None: this
+        host has no such figure. The caller closes it."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most hosts hold nothing
         """Shut the host down (processes, browser)."""
