@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import sys
 import time
@@ -99,6 +100,7 @@ class RunPlan:
 class _Probe:
     version: str
     problem: tuple[Status, str] | None  # a cell-wide verdict and its cause, if the host is unusable
+    flags: tuple[str, ...] = ()  # the engine flags its figures run under (e.g. --no-liftoff)
 
 
 class _HostPool:
@@ -117,6 +119,8 @@ class _HostPool:
         self._probes: dict[str, _Probe] = {}
         self._instances: dict[str, Instance] = {}
         self._load_failures: dict[tuple[str, str, str], HostError] = {}
+        # artifact -> host -> sha256 of the file as that host loaded it (run.json's artifacts)
+        self.loaded_sha256: dict[str, dict[str, str]] = {}
 
     def host(self, name: str) -> Host:
         """Host ``name``, created on first use (creating a host starts no process)."""
@@ -152,7 +156,7 @@ class _HostPool:
                 "(run `tinygpt-harness install-hosts`)"
             )
             return _Probe(version, ("error", problem))
-        return _Probe(version, None)
+        return _Probe(version, None, self.host(name).engine_flags())
 
     def instance(self, name: str, artifact: Artifact) -> Instance:
         """Return host ``name``'s instance of ``artifact``, loading it unless it is current."""
@@ -169,7 +173,28 @@ class _HostPool:
             self._load_failures[key] = exc
             raise
         self._instances[name] = instance
+        self.loaded_sha256.setdefault(artifact.name, {})[name] = instance.loaded_sha256
         return instance
+
+    def has_cold(self, name: str) -> bool:
+        """Whether host ``name`` can open a cold instance (Host.cold_host)."""
+        cold = self.host(name).cold_host()  # a host object only: nothing starts before load
+        return cold is not None
+
+    @contextlib.contextmanager
+    def cold_instance(self, name: str, artifact: Artifact) -> Iterator[Instance]:
+        """``artifact`` in a fresh process of host ``name`` under default engine flags."""
+        cold = self.host(name).cold_host()
+        if cold is None:
+            raise HostError(f"host {name!r} has no cold instance")
+        try:
+            instance = cold.load(artifact)
+            try:
+                yield instance
+            finally:
+                instance.close()
+        finally:
+            cold.close()
 
     def _drop_instance(self, name: str) -> None:
         instance = self._instances.pop(name, None)
@@ -206,6 +231,8 @@ class _HostPool:
             }
             if probe.problem is not None:
                 entry["status"], entry["problem"] = probe.problem
+            if probe.problem is None:  # e.g. V8's --no-liftoff: the figures' engine tier
+                entry["flags"] = list(probe.flags)
             out[name] = entry
         return out
 
@@ -334,6 +361,11 @@ class _CellRunner:
             options=self.plan.matrix.options(kind),
             matrix_path=self.plan.matrix.path,
             repo_root=self.plan.repo_root,
+            cold_instance=(
+                functools.partial(self.pool.cold_instance, cell.host, artifact)
+                if self.pool.has_cold(cell.host)
+                else None
+            ),
         )
         try:
             for row in get_check(kind)(ctx):
@@ -465,6 +497,8 @@ def run_plan(
             meta.update(
                 cells_done=i + 1, hosts=pool.versions(), verdicts=count_verdicts(verdict_rows)
             )
+            for name, by_host in pool.loaded_sha256.items():
+                meta["artifacts"][name]["loaded_sha256"] = dict(by_host)
             write_run_json(plan.out, meta)
             if interrupted:
                 break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ class CellContext:
     options: Mapping[str, Any] = field(default_factory=dict)  # the check's table in the matrix
     matrix_path: Path | None = None  # to resolve surface files relative to the matrix
     repo_root: Path = Path(".")
+    # Opens the cell's artifact in a fresh process of its host under default engine flags (the
+    # cold figure); None when the host has none. The instance and its host close on exit.
+    cold_instance: Callable[[], AbstractContextManager[Instance]] | None = None
 
     def row(self, check: str, subject: str, status: Status, **kw: Any) -> Row:
         """Build a Row stamped with this cell's host, artifact and preset."""

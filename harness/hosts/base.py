@@ -10,13 +10,16 @@ Failures are typed so the runner can give each cell its verdict and exact cause:
 - :class:`HostUnavailable`   -> the host is not installed (carries the install hint);
 - :class:`IncompatibleArtifact` -> the host refused the binary (e.g. Node 22 on wasm64, with the
   engine's own message) -> verdict ``incompatible``;
+- :class:`ArtifactHashMismatch` -> the file is not the one the manifest describes -> ``error``;
 - everything else derived from :class:`HostError` -> verdict ``error``.
 """
 
 from __future__ import annotations
 
 import abc
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.artifact import Artifact
 
@@ -41,6 +44,37 @@ class IncompatibleArtifact(HostError):
 
 class CorruptArtifact(HostError):
     """The binary is not a valid module or library (bad magic, truncated, failed validation)."""
+
+
+class ArtifactHashMismatch(CorruptArtifact):
+    """The file's sha256 is not the manifest's: it was rebuilt, edited or replaced since."""
+
+    def __init__(self, artifact: Artifact, actual: str) -> None:
+        super().__init__(
+            f"{artifact.name}: {artifact.path} has sha256 {actual} but the manifest says "
+            f"{artifact.sha256}; rebuild (`tinygpt-harness build`) or restore the file"
+        )
+        self.expected = artifact.sha256
+        self.actual = actual
+
+
+def verify_artifact(artifact: Artifact) -> str:
+    """Return the sha256 of ``artifact``'s file; raise unless it is the manifest's.
+
+    Every host's load goes through :meth:`Host.load`, which calls this, so a binary that no
+    longer matches its manifest entry never runs and never has rows recorded under that hash.
+    """
+    path = Path(artifact.path)
+    if not path.is_file():
+        raise CorruptArtifact(f"{artifact.name}: no file at {path}")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    actual = digest.hexdigest()
+    if actual != artifact.sha256:
+        raise ArtifactHashMismatch(artifact, actual)
+    return actual
 
 
 class MissingExport(HostError):
@@ -77,6 +111,8 @@ class Instance(abc.ABC):
     """One loaded artifact inside one host."""
 
     artifact: Artifact
+    loaded_sha256: str = ""  # the sha256 of the file as loaded (set by Host.load)
+    flag_warning: str = ""  # the host's Host.flag_warning when it loaded this (set by Host.load)
 
     @abc.abstractmethod
     def call(self, name: str, *args: Scalar) -> Scalar | None:
@@ -128,6 +164,7 @@ class Host(abc.ABC):
     """A way of running artifacts, e.g. ``node24`` or ``chromium``."""
 
     name: str  # the id used in matrices and result rows
+    flag_warning: str = ""  # set when the host had to drop its wanted engine flags (why)
 
     @abc.abstractmethod
     def version(self) -> str:
@@ -137,9 +174,34 @@ class Host(abc.ABC):
     def can_load(self, artifact: Artifact) -> str | None:
         """Return None if this host can try ``artifact``'s kind, else the reason it can't."""
 
-    @abc.abstractmethod
     def load(self, artifact: Artifact) -> Instance:
-        """Load ``artifact``; raises IncompatibleArtifact/CorruptArtifact/MissingExport/..."""
+        """Verify ``artifact``'s file against its manifest hash, then load it.
+
+        Raises ArtifactHashMismatch before the host sees a file that is not the manifest's, and
+        IncompatibleArtifact/CorruptArtifact/MissingExport/... from the host's own load.
+        """
+        reason = self.can_load(artifact)
+        if reason is not None:  # before hashing: a host refusing the kind need not read the file
+            raise IncompatibleArtifact(reason)
+        sha256 = verify_artifact(artifact)
+        instance = self.load_verified(artifact)
+        instance.loaded_sha256 = sha256
+        instance.flag_warning = self.flag_warning
+        return instance
+
+    @abc.abstractmethod
+    def load_verified(self, artifact: Artifact) -> Instance:
+        """Load ``artifact``, whose file :meth:`load` has just checked against the manifest."""
+
+    def engine_flags(self) -> tuple[str, ...]:
+        """The engine flags this host runs its timed figures under (recorded in run.json)."""
+        return ()
+
+    def cold_host(self) -> Host | None:
+        """A new host of this kind under the engine's default flags, whose first load starts a
+        fresh process (or browser), so its first call is cold: the cold figure's host. None: this
+        host has no such figure. The caller closes it."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most hosts hold nothing
         """Shut the host down (processes, browser)."""

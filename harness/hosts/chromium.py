@@ -27,6 +27,7 @@ from harness.hosts.install import CHROMIUM_INSTALL, CHROMIUM_PATH
 from harness.hosts.page_server import PageServer
 from harness.hosts.pipe import artifact_entry, error_from_reply
 from harness.hosts.timeouts import Timeouts
+from harness.hosts.v8_tier import STEADY_V8_FLAGS, chromium_js_flags
 from harness.hosts.wasm_check import ModuleChecks, engine_rejection
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
@@ -165,7 +166,9 @@ class ChromiumHost(base.Host):
         *,
         timeouts: Timeouts | None = None,
         number_shim: bool = False,
+        v8_flags: tuple[str, ...] = STEADY_V8_FLAGS,
     ) -> None:
+        self.v8_flags = v8_flags
         self.executable = executable
         self.timeouts = timeouts or Timeouts()
         self.number_shim = number_shim
@@ -195,7 +198,7 @@ class ChromiumHost(base.Host):
         try:  # Playwright gives every launch a fresh temporary user-data-dir, removed at close
             self._browser = self._playwright.chromium.launch(
                 executable_path=str(self.executable),
-                args=list(LAUNCH_ARGS),
+                args=[*LAUNCH_ARGS, *self.engine_flags()],
                 headless=True,
                 timeout=self.timeouts.start_s * 1000,
             )
@@ -204,6 +207,17 @@ class ChromiumHost(base.Host):
                 f"chromium: launch failed: {exc.message}", " ".join(CHROMIUM_INSTALL)
             ) from None
         return self._browser
+
+    def engine_flags(self) -> tuple[str, ...]:
+        """``--js-flags=--no-liftoff``: Chromium 156's V8 takes it (tests/hosts/test_hosts_tier.py
+        checks the tier it gives with V8's own %IsTurboFanFunction)."""
+        return chromium_js_flags(self.v8_flags)
+
+    def cold_host(self) -> ChromiumHost:
+        """A browser of its own with default V8 flags (launched on its first load)."""
+        return ChromiumHost(
+            self.executable, timeouts=self.timeouts, number_shim=self.number_shim, v8_flags=()
+        )
 
     def server(self) -> PageServer:
         """The loopback page server, started on first use."""
@@ -257,12 +271,13 @@ class ChromiumHost(base.Host):
         return context, page
 
     def load(self, artifact: Artifact) -> ChromiumInstance:
+        """:meth:`base.Host.load` (hash check included), typed as this host's instance."""
+        instance = super().load(artifact)
+        assert isinstance(instance, ChromiumInstance)  # load_verified below made it
+        return instance
+
+    def load_verified(self, artifact: Artifact) -> ChromiumInstance:
         """Open a page for ``artifact`` and load it there."""
-        reason = self.can_load(artifact)
-        if reason is not None:
-            raise base.IncompatibleArtifact(reason)
-        if not Path(artifact.path).is_file():
-            raise base.CorruptArtifact(f"{artifact.name}: no file at {artifact.path}")
         self._checks.check(artifact)  # static ABI check before the browser sees the module
         url = self.server().register(Path(artifact.path))
         context, page = self.open_page()

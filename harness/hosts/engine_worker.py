@@ -16,6 +16,10 @@ class EngineWorkerHost(PipeHost):
 
     engine: str  # a key of harness.hosts.worker.ENGINES
 
+    def cold_host(self) -> EngineWorkerHost:
+        """A host of the same kind with no worker yet: its first load starts a fresh process."""
+        return type(self)(self.timeouts)
+
     def worker_argv(self) -> list[str]:
         """This interpreter running the worker module for ``engine``."""
         return [sys.executable, "-m", "harness.hosts.worker", "--engine", self.engine]

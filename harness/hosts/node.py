@@ -16,6 +16,7 @@ from harness.hosts.base import HostError, HostUnavailable
 from harness.hosts.install import HOST_PINS, hosts_dir, node_binary, npm_install_command
 from harness.hosts.pipe import PipeHost
 from harness.hosts.timeouts import Timeouts
+from harness.hosts.v8_tier import STEADY_V8_FLAGS, node_refusal
 from harness.hosts.wasm_check import ModuleChecks, engine_rejection
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
@@ -33,12 +34,16 @@ class NodeHost(PipeHost):
         *,
         timeouts: Timeouts | None = None,
         number_shim: bool = False,
+        v8_flags: tuple[str, ...] = STEADY_V8_FLAGS,
     ) -> None:
         super().__init__(timeouts)
         self.name = name
         self.executable = executable
         self.install_hint = install_hint
         self.number_shim = number_shim
+        self.v8_flags = v8_flags  # wanted; engine_flags() says what this Node accepted
+        self._flags: tuple[str, ...] | None = None
+        self.flag_warning = ""  # why the wanted flags were dropped, if they were
         self._version: str | None = None
         self._checks = ModuleChecks()
 
@@ -69,9 +74,29 @@ class NodeHost(PipeHost):
             return f"{self.name} runs wasm artifacts, not {artifact.kind}"
         return None
 
+    def engine_flags(self) -> tuple[str, ...]:
+        """The V8 flags the workers run under: ``v8_flags`` if this Node accepts them, else none
+        (``flag_warning`` then says why; the bench check records it as a row)."""
+        if self._flags is None:
+            refusal = node_refusal(self._require(), self.v8_flags) if self.v8_flags else None
+            self._flags = () if refusal else self.v8_flags
+            if refusal:
+                self.flag_warning = (
+                    f"{self.name} refused {' '.join(self.v8_flags)} ({refusal}); "
+                    "its figures run on V8's default, unpinned tiers"
+                )
+        return self._flags
+
+    def cold_host(self) -> NodeHost:
+        """The same Node with default flags and no worker yet (a fresh process, Liftoff first)."""
+        return NodeHost(
+            self.name, self.executable, self.install_hint, timeouts=self.timeouts,
+            number_shim=self.number_shim, v8_flags=(),
+        )  # fmt: skip
+
     def worker_argv(self) -> list[str]:
-        """``node node_server.mjs``."""
-        return [str(self._require()), str(NODE_SERVER)]
+        """``node [--no-liftoff] node_server.mjs``."""
+        return [str(self._require()), *self.engine_flags(), str(NODE_SERVER)]
 
     def load_options(self) -> dict[str, Any]:
         """Pass the Number shim through to driver.mjs."""

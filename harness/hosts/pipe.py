@@ -19,7 +19,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import IO, Any
 
 from harness.artifact import Artifact
@@ -417,13 +416,8 @@ class PipeHost(base.Host):
             )
         return self._clients[key]
 
-    def load(self, artifact: Artifact) -> PipeInstance:
+    def load_verified(self, artifact: Artifact) -> PipeInstance:
         """Load ``artifact`` in its worker; failures come back typed (see base.py)."""
-        reason = self.can_load(artifact)
-        if reason is not None:
-            raise base.IncompatibleArtifact(reason)
-        if not Path(artifact.path).is_file():
-            raise base.CorruptArtifact(f"{artifact.name}: no file at {artifact.path}")
         self.precheck(artifact)
         client = self.client_for(artifact)
         header = {"artifact": artifact_entry(artifact), "options": self.load_options()}

@@ -65,7 +65,9 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
         built[f"{n}-missing"] = _compile(f"{n}-missing", n, path, omit=True)
     corrupt = out / "corrupt.wasm"
     corrupt.write_bytes(built["wasm32"].path.read_bytes()[:40])  # valid magic, truncated body
-    built["corrupt"] = replace(built["wasm32"], name="corrupt", path=corrupt, sha256="0" * 64)
+    # its manifest hash is its own: the engine, not the hash check, must reject the module
+    sha = hashlib.sha256(corrupt.read_bytes()).hexdigest()
+    built["corrupt"] = replace(built["wasm32"], name="corrupt", path=corrupt, sha256=sha)
     return built
 
 

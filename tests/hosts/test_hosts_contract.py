@@ -5,15 +5,19 @@ Each fault test ends by loading and calling again: a failure costs one cell, not
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from harness.artifact import Artifact
 from harness.hosts.base import (
+    ArtifactHashMismatch,
     CorruptArtifact,
     Host,
     HostCrashed,
@@ -235,3 +239,26 @@ def test_native_segfault_kills_only_the_worker(host: Host, artifacts: dict[str, 
         inst.call("tg_gelu_forward", 0, 0, SEGV)
     inst.close()
     _usable(host, artifacts["native"])
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS, indirect=True)
+def test_modified_file_is_refused_naming_both_hashes(
+    host: Host, artifacts: dict[str, Artifact], tmp_path: Path
+) -> None:
+    """A file changed after its manifest entry was written is ArtifactHashMismatch naming the
+    manifest's hash and the file's, before the host runs it; the unmodified file still loads."""
+    good = artifacts[_widths(host)[0]]
+    data = good.path.read_bytes()
+    copy = tmp_path / good.path.name
+    copy.write_bytes(data + b"\0")  # one appended byte: still loadable, no longer the manifest's
+    actual = hashlib.sha256(copy.read_bytes()).hexdigest()
+    with pytest.raises(ArtifactHashMismatch) as caught:
+        host.load(replace(good, path=copy))
+    assert good.sha256 in str(caught.value) and actual in str(caught.value)
+    assert (caught.value.expected, caught.value.actual) == (good.sha256, actual)
+    inst = host.load(good)
+    try:
+        assert inst.loaded_sha256 == good.sha256 == hashlib.sha256(data).hexdigest()
+        assert inst.call("tg_abi_version") == 1
+    finally:
+        inst.close()

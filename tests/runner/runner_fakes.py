@@ -120,7 +120,7 @@ class FakeHost(Host):
         """The set refusal reason for this artifact, if any."""
         return self.cannot_load.get(artifact.name)
 
-    def load(self, artifact: Artifact) -> Instance:
+    def load_verified(self, artifact: Artifact) -> Instance:
         """Raise the set load error, else return a FakeInstance."""
         self.log.events.append(("load", self.name, artifact.name))
         if artifact.name in self.load_errors:
