@@ -48,8 +48,8 @@ def test_good_claims_sign_off(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     code, _ = signoff(tmp_path, "good")
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "wasm64-overhead: published 1.1, measured 1.1 (+0.0%" in out
-    assert "native-speedup-curve at preset=small: published 9.7, measured 9.5" in out
+    assert "wasm64-overhead: published 1.1 (band 0.99-1.21), the run measures 1.1" in out
+    assert "native-speedup-curve at preset=small: published 9.7 (band 7.27-12.1), " in out
     assert "signed off" in out
 
 
@@ -58,8 +58,8 @@ def test_stale_value_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code, _ = signoff(tmp_path, "stale")
     out = capsys.readouterr().out
     assert code == 1
-    assert "stale  wasm64-overhead: published 1.5, the run measures 1.1 (-26.7%)" in out
-    assert "beyond the tolerance ±10%" in out
+    assert "stale  wasm64-overhead: published 1.5 (band 1.35-1.65), the run measures 1.1" in out
+    assert "(CI 1.1-1.1, -26.7%): the CI and the band do not overlap" in out
 
 
 def test_single_point_of_curve_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,8 +139,15 @@ def test_run_never_modified(tmp_path: Path) -> None:
          "'claim[wasm64-overhead].host/artifact/preset': unknown cell 'wasmtim/wasm64/small'"),
         (('file = "README.md", marker = "claim:wasm64', 'file = "READ.md", marker = "claim:wasm64'),
          "field 'claim[wasm64-overhead].published.file':"),
-        (("schema_version = 1", "schema_version = 3"), "field 'schema_version': unknown version 3"),
-        (("tolerance = 0.1\n", ""), "field 'claim[wasm64-overhead].tolerance': missing"),
+        (("schema_version = 2", "schema_version = 3"), "field 'schema_version': unknown version 3"),
+        (("tolerance = 0.1\n", ""),
+         "claims.toml:6: field 'claim[wasm64-overhead].band': give exactly one of tolerance and band"),
+        (("tolerance = 0.1\n", "band = [1.2, 1.3]\n"),
+         "claims.toml:16: field 'claim[wasm64-overhead].band': [1.2, 1.3] does not contain the value 1.1"),
+        (('runs = 1, band_basis = "tolerance" }', "runs = 1 }"),
+         "claims.toml:19: field 'claim[wasm64-overhead].provenance.band_basis': missing"),
+        (('provenance = { commit = "0000000", fingerprint = "fp-test-machine", runs = 1, band_basis = "tolerance" }\n', ""),
+         "field 'claim[wasm64-overhead].provenance': missing"),
         (("value = 1.1", "value = '1.1'"), "field 'claim[wasm64-overhead].value': wrong type"),
         (("points = {", "values = {"), "field 'claim[native-speedup-curve].values': unknown key"),
     ],
