@@ -309,7 +309,11 @@ def check_text(claim: Claim, root: Path, claims_path: Path) -> list[Finding]:
         return [Finding(claim.id, "fail", f"{claim.id}: {region}")]
     label, first, lines = region
     numbers = {float(n) for line in lines for n in _NUMBER.findall(line)}
-    missing = [v for v in claim.points.values() if not any(math.isclose(v, n) for n in numbers)]
+    wanted = list(claim.points.values())
+    if claim.provenance is not None and claim.provenance.band_basis == "runs":
+        # A measured band is published with its value ("0.93× (0.88–0.97)"), so it is checked too.
+        wanted += [end for band in claim.bands.values() for end in band]
+    missing = [v for v in wanted if not any(math.isclose(v, n) for n in numbers)]
     if missing:
         span = f"{label}:{first}" + (f"-{first + len(lines) - 1}" if len(lines) > 1 else "")
         return [Finding(claim.id, "fail", (

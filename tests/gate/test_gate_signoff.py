@@ -334,3 +334,18 @@ def test_other_machine_or_host_version_is_not_comparable(
     )
     _signoff_text(tmp_path, REAL_RUN, independent, "<!-- claim:anywhere -->\n9.0x\n")
     assert "stale  anywhere: published 9" in capsys.readouterr().out
+
+
+def test_measured_band_must_be_published(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A band measured from runs is printed with its value, '2.1× (2.0–2.3)'; text without the
+    band ends fails, text with them passes the text check."""
+    body = ('host = "node24"\nartifact = "wasm32"\npreset = "tiny"\nsubject = "train_step"\n'
+            'metric = "speedup"\nvalue = 2.1\nband = [2.0, 2.3]')  # fmt: skip
+    claims = _claim_text("b", body, "3886613962dc")
+    _signoff_text(tmp_path, REAL_RUN, claims, "<!-- claim:b -->\n| 2.1× |\n")
+    assert "b: README.md:1-2 no longer carries the claimed 2, 2.3" in capsys.readouterr().out
+    _signoff_text(tmp_path, REAL_RUN, claims, "<!-- claim:b -->\n| 2.1× (2.0–2.3) |\n")
+    out = capsys.readouterr().out
+    assert "no longer carries" not in out and "pass  b: published 2.1" in out
