@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.report_data import LoadedRun, load_run_dir, provenance, verdicts
+from harness.report_headline import SHEET, Alert, alerts, default_sheet_dir
 from harness.report_tables import (
     ICONS,
     Table,
@@ -48,6 +49,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, metavar="OUTDIR", help="where to write (default: DIR)"
     )
+    parser.add_argument(
+        "--signoff",
+        type=Path,
+        default=None,
+        metavar="SHEETDIR",
+        help="a sign-off sheet directory to headline (default: signoff/ beside DIR, if any)",
+    )
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -57,7 +65,11 @@ def execute(args: argparse.Namespace) -> int:
         print(f"report: {run_dir} is not a directory", file=sys.stderr)
         return EXIT_NOTHING_USABLE
     out: Path = args.out or run_dir
-    result = render(load_run_dir(run_dir), out)
+    sheet = args.signoff if args.signoff is not None else default_sheet_dir(run_dir)
+    if sheet is not None and not (sheet / SHEET).is_file():
+        print(f"report: {sheet / SHEET} does not exist", file=sys.stderr)
+        return EXIT_NOTHING_USABLE
+    result = render(load_run_dir(run_dir), out, sheet)
     for problem in result.problems:
         print(f"report: {problem}", file=sys.stderr)
     if not result.usable:
@@ -76,8 +88,11 @@ class Rendered:
     problems: tuple[str, ...]
 
 
-def render(run: LoadedRun, out: Path) -> Rendered:
-    """Write index.html, summary.md, results.csv/.parquet and plots for ``run`` into ``out``."""
+def render(run: LoadedRun, out: Path, sheet_dir: Path | None = None) -> Rendered:
+    """Write index.html, summary.md, results.csv/.parquet and plots for ``run`` into ``out``.
+
+    ``sheet_dir`` holds the release sign-off sheet; its verdict heads both pages.
+    """
     from harness.report_plots import PLOTTERS  # matplotlib is imported only when rendering
 
     out.mkdir(parents=True, exist_ok=True)
@@ -96,6 +111,7 @@ def render(run: LoadedRun, out: Path) -> Rendered:
         if t is not None
     ]
     grid, why = verdict_grid(cells), causes(cells)
+    head = alerts(run.meta, run.rows, sheet_dir)
     problems = list(run.problems)
     plots = []
     for plotter in PLOTTERS if run.usable else ():
@@ -110,9 +126,11 @@ def render(run: LoadedRun, out: Path) -> Rendered:
     if run.usable:
         files += _write_tables(run, out)
     summary = out / "summary.md"
-    summary.write_text(_markdown(run, prov, grid, why, tables, problems), encoding="utf-8")
+    summary.write_text(_markdown(run, prov, grid, why, tables, problems, head), encoding="utf-8")
     index = out / "index.html"
-    index.write_text(_html(run, prov, grid, why, tables, plots, problems, out), encoding="utf-8")
+    index.write_text(
+        _html(run, prov, grid, why, tables, plots, problems, out, head), encoding="utf-8"
+    )
     files += [summary, index]
     for p in plots:
         files += [out / PLOTS_DIR / f"{p.name}.png", out / PLOTS_DIR / f"{p.name}.svg"]
@@ -145,8 +163,12 @@ def _markdown(
     why: Table | None,
     tables: list[Table],
     problems: list[str],
+    head: list[Alert],
 ) -> str:
-    lines = [
+    # The sign-off and completeness come first: a failing one is the page's first line.
+    lines = [f"**{a.text}**" if a.bad else a.text for a in head]
+    lines += [""] if head else []
+    lines += [
         f"## TinyGPT harness: run `{run.directory.name}` at commit `{prov['commit']}`",
         "",
         f"**{_counts(run) or 'no cells'}** · {prov['machine']}",
@@ -182,6 +204,9 @@ th{background:#f2f4f7}.grid td{min-width:9rem}
 figure{margin:1rem 0 2rem}figure img{max-width:100%;border:1px solid #e3e3e3}
 figcaption{color:#444;font-size:.85rem}
 .counts{font-size:1.05rem}
+.alert{font-size:1.15rem;font-weight:bold;padding:.5rem 1rem;border-radius:6px;margin:.3rem 0}
+.alert.bad{background:#fde7e9;border:2px solid #c62828;color:#8e0000}
+.alert.good{background:#e6f4ea;border:1px solid #2e7d32}
 """
 
 
@@ -224,12 +249,14 @@ def _html(
     plots: list[Plot],
     problems: list[str],
     out: Path,
+    head: list[Alert],
 ) -> str:
     e = html.escape
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>TinyGPT harness report: {e(run.directory.name)}</title>",
         f"<style>{_CSS}</style></head><body>",
+        *(f"<p class='alert {'bad' if a.bad else 'good'}'>{e(a.text)}</p>" for a in head),
         f"<h1>TinyGPT harness report — {e(run.directory.name)}</h1>",
         f"<p class='prov'>commit <code>{e(prov['commit'])}</code> · {e(prov['machine'])}"
         f"<br>hosts: {e(prov['hosts'])}<br>artifacts (sha256): {e(prov['artifacts'])}"

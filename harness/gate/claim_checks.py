@@ -18,7 +18,11 @@ from harness.gate.errors import GateInputError
 from harness.gate.measurements import timing_samples, x_label
 from harness.results import Row
 
-FindingStatus = Literal["pass", "fail", "stale", "refused", "uncovered"]
+FindingStatus = Literal["pass", "fail", "stale", "refused", "uncovered", "not comparable"]
+# Findings that do not stop a sign-off: "not comparable" is listed, but a run of another machine
+# or host version can neither confirm nor refute a band measured elsewhere.
+PASSING: frozenset[str] = frozenset({"pass", "not comparable"})
+REFERENCE_CELL = ("numpy", "reference")  # whose median is the numerator of every ``speedup``
 MAX_PRESET_SPREAD = 0.20  # beyond this a single number misrepresents the quantity (9.7x lesson)
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 
@@ -49,34 +53,103 @@ def quantity_table(rows: Iterable[Row]) -> dict[Quantity, float]:
     return {q: float(np.median(v)) for q, v in values.items()}
 
 
-def lookup(table: Mapping[Quantity, float], q: Quantity) -> float | None:
-    """``q``'s value; a quantity without ``x`` also matches the one row of its cell that has one.
+def resolve(table: Mapping[Quantity, object], q: Quantity) -> Quantity | None:
+    """The key of ``q`` in ``table``; a quantity without ``x`` also matches its cell's one x row.
 
     A preset curve (``over = "preset"``) names no x, but the bench rows of a per-preset curve
     carry the preset's parameter count as their x: the one such row in the cell is the value.
     Two or more candidates are ambiguous and count as not measured.
     """
     if q in table:
-        return table[q]
+        return q
     if q.x:
         return None
-    found = [v for k, v in table.items() if dataclasses.replace(k, x="") == q]
+    found = [k for k in table if dataclasses.replace(k, x="") == q]
     return found[0] if len(found) == 1 else None
+
+
+def lookup(table: Mapping[Quantity, float], q: Quantity) -> float | None:
+    """``q``'s value (see :func:`resolve`), or None when the run did not measure it."""
+    key = resolve(table, q)
+    return None if key is None else table[key]
+
+
+Interval = tuple[float, float, float]  # (value, CI low, CI high)
+
+
+def ci_table(rows: Iterable[Row]) -> dict[Quantity, tuple[float, float]]:
+    """The bootstrap CI of every ``median_ns`` quantity that has ``ci_low_ns``/``ci_high_ns``."""
+    bounds: dict[Quantity, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        if r.iteration < 0 and r.metric in ("ci_low_ns", "ci_high_ns") and math.isfinite(r.value):
+            q = Quantity(r.host, r.artifact, r.preset, r.check, r.subject, "median_ns",
+                         x_label(r.x_value))  # fmt: skip
+            bounds[q][r.metric] = r.value
+    return {
+        q: (b["ci_low_ns"], b["ci_high_ns"])
+        for q, b in bounds.items()
+        if "ci_low_ns" in b and "ci_high_ns" in b
+    }
+
+
+def _ratio(num: Interval, den: Interval) -> Interval:
+    """A ratio's interval: the extreme corners of the two intervals (both positive)."""
+    return num[0] / den[0], num[1] / den[2], num[2] / den[1]
+
+
+def figure(
+    table: Mapping[Quantity, float], cis: Mapping[Quantity, tuple[float, float]], q: Quantity
+) -> Interval | None:
+    """``q``'s value with its CI from the run; a figure without a recorded CI is its point.
+
+    A ``speedup`` is numpy's median over the kernel's: its CI is numpy's CI over the kernel's
+    (:func:`_ratio`), both read from the same run.
+    """
+    key = resolve(table, q)
+    if key is None:
+        return None
+    value = table[key]
+    if key.metric == "speedup":
+        kernel = dataclasses.replace(key, metric="median_ns")
+        numpy = dataclasses.replace(kernel, host=REFERENCE_CELL[0], artifact=REFERENCE_CELL[1])
+        if kernel in cis and numpy in cis and kernel in table and numpy in table:
+            lo, hi = _ratio((table[numpy], *cis[numpy]), (table[kernel], *cis[kernel]))[1:]
+            return value, min(lo, value), max(hi, value)
+        return value, value, value
+    low, high = cis.get(key, (value, value))
+    return value, min(low, value), max(high, value)
+
+
+def measure_interval(
+    claim: Claim,
+    key: str,
+    table: Mapping[Quantity, float],
+    cis: Mapping[Quantity, tuple[float, float]] | None = None,
+    num_q: Quantity | None = None,
+) -> Interval | str:
+    """The claim's figure at ``key`` with its CI, or why the run cannot measure it."""
+    cis = cis or {}
+    num_q = num_q or claim.quantity_at(key)
+    num = figure(table, cis, num_q)
+    if num is None:
+        return f"not measured in the run: {num_q.label()}"
+    if not claim.relative_to:
+        return num
+    den_q = _replace_q(num_q, claim.relative_to)
+    den = figure(table, cis, den_q)
+    if den is None or den[1] <= 0:
+        return f"not measured in the run: {den_q.label()}"
+    return _ratio(num, den)
+
+
+def _replace_q(q: Quantity, fields: Mapping[str, str]) -> Quantity:
+    return dataclasses.replace(q, **fields)
 
 
 def measure(claim: Claim, key: str, table: Mapping[Quantity, float]) -> float | str:
     """The claim's quantity at ``key`` in the run, or why it cannot be measured."""
-    num_q = claim.quantity_at(key)
-    num = lookup(table, num_q)
-    if num is None:
-        return f"not measured in the run: {num_q.label()}"
-    den_q = claim.denominator_at(key)
-    if den_q is None:
-        return num
-    den = lookup(table, den_q)
-    if den is None or den == 0:
-        return f"not measured in the run: {den_q.label()}"
-    return num / den
+    got = measure_interval(claim, key, table)
+    return got if isinstance(got, str) else got[0]
 
 
 def check_cells(claims: ClaimsFile, cells: set[str]) -> None:
@@ -94,31 +167,93 @@ def check_cells(claims: ClaimsFile, cells: set[str]) -> None:
                     )
 
 
-def check_values(claim: Claim, table: Mapping[Quantity, float]) -> list[Finding]:
-    """Each published value against the run, within the claim's relative tolerance."""
+def comparability(claim: Claim, run: RunFacts) -> str:
+    """Why the run cannot confirm or refute ``claim``'s band ("" when it can)."""
+    if claim.machine_independent or claim.provenance is None:
+        return ""
+    prov = claim.provenance
+    hosts = {claim.base.host, claim.relative_to.get("host", claim.base.host)}
+    if claim.base.metric == "speedup":
+        hosts.add(REFERENCE_CELL[0])
+    why = []
+    cells = {claim.quantity_at(k).cell for k in claim.points}
+    machines = sorted({run.fingerprints.get(c, run.fingerprint) for c in cells})
+    if machines != [prov.fingerprint]:
+        why.append(f"machine {'/'.join(machines)}, the band's is {prov.fingerprint}")
+    for host in sorted(hosts):
+        version = run.host_versions.get(host)
+        if version is not None and not prov.host_matches(host, version):
+            why.append(f"{host} {version}, the band's is {prov.hosts[host]}")
+    return "; ".join(why)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a claim's comparability depends on: the run's machine(s) and host versions."""
+
+    fingerprint: str
+    fingerprints: Mapping[str, str]  # cell -> machine, for merged shards of several machines
+    host_versions: Mapping[str, str]
+
+
+def host_versions(rows: Iterable[Row], recorded: Mapping[str, str]) -> dict[str, str]:
+    """Each host's version: run.json's record, else the first row's (numpy has no record)."""
+    out: dict[str, str] = {}
+    for r in rows:
+        if r.host_version:
+            out.setdefault(r.host, r.host_version)
+    return {**out, **recorded}
+
+
+def check_values(
+    claim: Claim,
+    table: Mapping[Quantity, float],
+    cis: Mapping[Quantity, tuple[float, float]] | None = None,
+    run: RunFacts | None = None,
+) -> list[Finding]:
+    """Each published band against the run's CI: stale only when the two do not overlap."""
     out = []
+    elsewhere = comparability(claim, run) if run is not None else ""
     for key, published in claim.points.items():
         where = f" at {claim.over}={key}" if claim.over else ""
-        got = measure(claim, key, table)
+        got = measure_interval(claim, key, table, cis)
         if isinstance(got, str):
             out.append(Finding(claim.id, "fail", f"{claim.id}{where}: {got}"))
             continue
-        change = got / published - 1.0
-        if abs(change) > claim.tolerance:
-            out.append(Finding(claim.id, "stale", (
-                f"{claim.id}{where}: published {published:g}, the run measures {got:.4g} "
-                f"({change:+.1%}), beyond the tolerance ±{claim.tolerance:.0%}"
-            )))  # fmt: skip
+        value, low, high = got
+        band_low, band_high = claim.bands[key]
+        change = value / published - 1.0
+        said = (
+            f"{claim.id}{where}: published {published:g} (band {band_low:.3g}-{band_high:.3g}), "
+            f"the run measures {value:.4g} (CI {low:.3g}-{high:.3g}, {change:+.1%})"
+        )
+        if elsewhere:
+            out.append(Finding(claim.id, "not comparable", f"{said}; not comparable: {elsewhere}"))
+        elif high < band_low or low > band_high:
+            out.append(Finding(claim.id, "stale", f"{said}: the CI and the band do not overlap"))
         else:
-            out.append(Finding(claim.id, "pass", (
-                f"{claim.id}{where}: published {published:g}, measured {got:.4g} ({change:+.1%}, "
-                f"tolerance ±{claim.tolerance:.0%})"
-            )))  # fmt: skip
+            out.append(Finding(claim.id, "pass", said))
     return out
 
 
+def _at_preset(claim: Claim, preset: str, table: Mapping[Quantity, float]) -> float | None:
+    """The claim's subject at ``preset``: at the claim's x if that preset has it, else at the
+    one x of the preset (a train-step curve's x is the preset's parameter count)."""
+    q = dataclasses.replace(claim.base, preset=preset)
+    for candidate in (q, dataclasses.replace(q, x="")):
+        if resolve(table, candidate) is None:
+            continue
+        got = measure_interval(claim, "", table, None, candidate)
+        return None if isinstance(got, str) else got[0]
+    return None
+
+
 def check_single_point(claim: Claim, table: Mapping[Quantity, float]) -> list[Finding]:
-    """Refuse a point claim whose quantity varies by more than 20 % across the run's presets."""
+    """Refuse a point claim whose quantity varies by more than 20 % across the run's presets.
+
+    The same subject is compared at every preset whatever the claim's ``x``: an ``x`` that only
+    one preset has (a train step's parameter count) must not hide the others.
+    """
     if claim.is_curve:
         return []
     base = claim.base
@@ -127,9 +262,8 @@ def check_single_point(claim: Claim, table: Mapping[Quantity, float]) -> list[Fi
     )
     by_preset: dict[str, float] = {}
     for preset in presets:
-        moved = dataclasses.replace(claim, over="preset")
-        got = measure(moved, preset, table)
-        if not isinstance(got, str):
+        got = _at_preset(claim, preset, table)
+        if got is not None:
             by_preset[preset] = got
     if len(by_preset) < 2:
         return []
@@ -175,7 +309,11 @@ def check_text(claim: Claim, root: Path, claims_path: Path) -> list[Finding]:
         return [Finding(claim.id, "fail", f"{claim.id}: {region}")]
     label, first, lines = region
     numbers = {float(n) for line in lines for n in _NUMBER.findall(line)}
-    missing = [v for v in claim.points.values() if not any(math.isclose(v, n) for n in numbers)]
+    wanted = list(claim.points.values())
+    if claim.provenance is not None and claim.provenance.band_basis == "runs":
+        # A measured band is published with its value ("0.93× (0.88–0.97)"), so it is checked too.
+        wanted += [end for band in claim.bands.values() for end in band]
+    missing = [v for v in wanted if not any(math.isclose(v, n) for n in numbers)]
     if missing:
         span = f"{label}:{first}" + (f"-{first + len(lines) - 1}" if len(lines) > 1 else "")
         return [Finding(claim.id, "fail", (

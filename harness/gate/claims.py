@@ -2,7 +2,7 @@
 
 Schema (TOML, documented with examples in docs/signoff.md)::
 
-    schema_version = 1
+    schema_version = 2
     [scan]                           # where to hunt for numbers no claim covers
     files = ["README.md", "docs/*.md"]
     exclude = ["docs/signoff.md"]    # files that discuss claims rather than make them
@@ -24,29 +24,45 @@ Schema (TOML, documented with examples in docs/signoff.md)::
     artifact = "wasm32"              # (any field not given is the claim's own)
     # a point claim:   preset = "small"  and  value = 1.32
     # a curve claim:   over = "preset"   and  points = { tiny = 1.1, small = 1.3 }
-    tolerance = 0.15                 # relative: |measured / published - 1| <= tolerance
-    tolerance_reason = "..."         # why this tolerance survives machine noise
+    # the band, one of:
+    band = [1.25, 1.40]              # point claim: the interval the value is published with
+    bands = { tiny = [1.0, 1.2], small = [1.2, 1.4] }     # curve claim: one per point
+    tolerance = 0.15                 # or: the band is published * (1 -/+ tolerance)
+    tolerance_reason = "..."         # why this band survives machine noise
+    machine_independent = false      # true: compare against a run of any machine / host version
     [claim.published]
     file = "README.md"               # relative to --root
     marker = "claim:wasm64-vs-wasm32-train"   # or: line = 42
+    [claim.provenance]               # where the band was measured (written by signoff --record)
+    commit = "699ec8d"
+    fingerprint = "3886613962dc"     # machine fingerprint id (run.json)
+    hosts = { wasmtime = "50.0.1" }  # host versions; "156" matches "156.0.8078.114"
+    dates = ["2026-11-24"]
+    runs = 3                         # how many run directories the band comes from
+    band_basis = "runs"              # "runs" (hull of the runs' CIs) or "tolerance"
+
+A claim needs ``provenance`` unless it is ``machine_independent``.
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.gate.errors import GateInputError
+from harness.toml_lines import TomlLines
 
-CLAIMS_SCHEMA_VERSION = 1
+CLAIMS_SCHEMA_VERSION = 2
+BAND_BASES = ("runs", "tolerance")
 _QUANTITY = ("host", "artifact", "preset", "check", "subject", "metric", "x")
 _CLAIM_KEYS = {
     *_QUANTITY, "id", "what", "relative_to", "value", "over", "points", "tolerance",
-    "tolerance_reason", "published",
+    "tolerance_reason", "published", "band", "bands", "provenance", "machine_independent",
 }  # fmt: skip
+_PROVENANCE_KEYS = {"commit", "fingerprint", "hosts", "dates", "runs", "band_basis"}
 
 
 @dataclass(frozen=True)
@@ -82,8 +98,25 @@ class Published:
 
 
 @dataclass(frozen=True)
+class ClaimProvenance:
+    """Where and how a claim's band was measured: the run(s) it may be compared with."""
+
+    commit: str
+    fingerprint: str
+    hosts: Mapping[str, str]
+    dates: tuple[str, ...]
+    runs: int
+    band_basis: str  # "runs" (measured by signoff --record) or "tolerance" (published +- tol)
+
+    def host_matches(self, host: str, version: str) -> bool:
+        """True when ``version`` is the recorded one (a recorded "156" matches "156.0.1")."""
+        want = self.hosts.get(host)
+        return want is None or version == want or version.startswith(f"{want}.")
+
+
+@dataclass(frozen=True)
 class Claim:
-    """A published number (``points`` has one entry for a point claim) and its tolerance."""
+    """A published number (``points`` has one entry for a point claim) and its band."""
 
     id: str
     what: str
@@ -91,9 +124,12 @@ class Claim:
     relative_to: Mapping[str, str]  # overrides that define the denominator ("" = none)
     over: str  # "" for a point claim, "preset" or "x" for a curve
     points: Mapping[str, float]  # preset or x label -> published value
-    tolerance: float
+    bands: Mapping[str, tuple[float, float]]  # same keys as points: (low, high)
+    tolerance: float  # 0 when the band was given explicitly
     tolerance_reason: str
     published: Published
+    provenance: ClaimProvenance | None = None
+    machine_independent: bool = False
 
     @property
     def is_curve(self) -> bool:
@@ -146,96 +182,123 @@ def x_text(value: object) -> str:
     return str(value)
 
 
+class _Where:
+    """Turns a key path of the claims file into ``file:line`` for an error message."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = TomlLines(text)
+
+    def error(self, key: tuple[str | int, ...], field: str, message: str) -> GateInputError:
+        """A GateInputError naming ``file:line`` and the field."""
+        return GateInputError(f"{self.path}:{self.lines.line_of(key)}", field, message)
+
+
 def load_claims(path: Path) -> ClaimsFile:
-    """Parse and validate a claims file; errors name the file and ``claim[<id>].<field>``."""
+    """Parse and validate a claims file; errors name ``file:line`` and ``claim[<id>].<field>``."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise GateInputError(path, "", "claims file not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise GateInputError(path, "", f"not valid TOML ({exc})") from exc
+    at = _Where(path, text)
     version = data.get("schema_version")
     if version != CLAIMS_SCHEMA_VERSION:
-        raise GateInputError(
-            path,
+        hint = (
+            ": schema 1 had no provenance; add [claim.provenance] or machine_independent "
+            "(docs/signoff.md, 'Migrating from schema 1')"
+            if version == 1
+            else ""
+        )
+        raise at.error(
+            ("schema_version",),
             "schema_version",
-            f"unknown version {version!r} (expected {CLAIMS_SCHEMA_VERSION})",
+            f"unknown version {version!r} (expected {CLAIMS_SCHEMA_VERSION}){hint}",
         )
     raw = data.get("claim", [])
     if not isinstance(raw, list) or not raw:
-        raise GateInputError(path, "claim", "expected at least one [[claim]] table")
-    claims = [_claim(path, i, c) for i, c in enumerate(raw)]
+        raise at.error(("claim",), "claim", "expected at least one [[claim]] table")
+    claims = [_claim(at, i, c) for i, c in enumerate(raw)]
     ids = [c.id for c in claims]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes:
-        raise GateInputError(path, f"claim[{dupes[0]}].id", "duplicate claim id")
+    for i, cid in enumerate(ids):
+        if ids.index(cid) != i:
+            raise at.error(("claim", i, "id"), f"claim[{cid}].id", "duplicate claim id")
     scan = data.get("scan", {})
     if not isinstance(scan, dict):
-        raise GateInputError(path, "scan", "must be a table")
+        raise at.error(("scan",), "scan", "must be a table")
     return ClaimsFile(
         path=path,
         claims=tuple(claims),
-        scan_files=tuple(_strings(path, "scan.files", scan.get("files", ["README.md"]))),
-        scan_exclude=tuple(_strings(path, "scan.exclude", scan.get("exclude", []))),
-        not_claims=tuple(_not_claims(path, scan.get("not_a_claim", []))),
+        scan_files=tuple(_strings(at, "scan.files", scan.get("files", ["README.md"]))),
+        scan_exclude=tuple(_strings(at, "scan.exclude", scan.get("exclude", []))),
+        not_claims=tuple(_not_claims(at, scan.get("not_a_claim", []))),
     )
 
 
-def _not_claims(path: Path, raw: Any) -> list[NotAClaim]:
+def _not_claims(at: _Where, raw: Any) -> list[NotAClaim]:
     if not isinstance(raw, list):
-        raise GateInputError(path, "scan.not_a_claim", "expected [[scan.not_a_claim]] tables")
+        raise at.error(("scan", "not_a_claim"), "scan.not_a_claim",
+                       "expected [[scan.not_a_claim]] tables")  # fmt: skip
     out = []
     for i, entry in enumerate(raw):
         where = f"scan.not_a_claim[{i}]"
         if not isinstance(entry, dict):
-            raise GateInputError(path, where, "must be a table")
+            raise at.error(("scan", "not_a_claim", i), where, "must be a table")
         for key in ("file", "text", "reason"):
             if not isinstance(entry.get(key), str) or not entry[key].strip():
-                raise GateInputError(
-                    path, f"{where}.{key}", "missing (every exception needs a reason)"
-                )
+                raise at.error(("scan", "not_a_claim", i, key), f"{where}.{key}",
+                               "missing (every exception needs a reason)")  # fmt: skip
         out.append(NotAClaim(entry["file"], entry["text"], entry["reason"]))
     return out
 
 
-def _strings(path: Path, field: str, value: Any) -> list[str]:
+def _strings(at: _Where, field: str, value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise GateInputError(path, field, "expected a list of strings")
+        raise at.error(tuple(field.split(".")), field, "expected a list of strings")
     return list(value)
 
 
-def _claim(path: Path, index: int, raw: Any) -> Claim:
+def _claim(at: _Where, index: int, raw: Any) -> Claim:
     if not isinstance(raw, dict):
-        raise GateInputError(path, f"claim[{index}]", "must be a table")
+        raise at.error(("claim", index), f"claim[{index}]", "must be a table")
     cid = raw.get("id")
     where = f"claim[{cid if isinstance(cid, str) and cid else index}]"
 
-    def need(key: str, kind: type | tuple[type, ...], table: Mapping[str, Any] = raw) -> Any:
+    def err(message: str, *key: str) -> GateInputError:
+        return at.error(("claim", index, *key), ".".join((where, *key)), message)
+
+    def need(key: str, kind: type | tuple[type, ...], table: Mapping[str, Any] = raw,
+             *outer: str) -> Any:  # fmt: skip
         value = table.get(key)
         if value is None:
-            raise GateInputError(path, f"{where}.{key}", "missing")
+            return _raise(err("missing", *outer, key))
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise GateInputError(path, f"{where}.{key}", f"wrong type: {value!r}")
+            return _raise(err(f"wrong type: {value!r}", *outer, key))
         return value
+
+    def number(value: Any, *key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise err(f"expected a number, got {value!r}", *key)
+        return float(value)
 
     need("id", str)
     unknown = sorted(set(raw) - _CLAIM_KEYS)
     if unknown:
-        raise GateInputError(path, f"{where}.{unknown[0]}", "unknown key")
+        raise err("unknown key", unknown[0])
     over = str(raw.get("over", ""))
     if over not in ("", "preset", "x"):
-        raise GateInputError(path, f"{where}.over", f"must be 'preset' or 'x', got {over!r}")
+        raise err(f"must be 'preset' or 'x', got {over!r}", "over")
     if over:
         points_raw = need("points", dict)
         if len(points_raw) < 2:
-            raise GateInputError(path, f"{where}.points", "a curve needs at least two points")
-        points = {
-            x_text(k): float(_number(path, f"{where}.points.{k}", v)) for k, v in points_raw.items()
-        }
+            raise err("a curve needs at least two points", "points")
+        points = {x_text(k): number(v, "points", str(k)) for k, v in points_raw.items()}
         if "value" in raw:
-            raise GateInputError(path, f"{where}.value", "a curve claim gives points, not value")
+            raise err("a curve claim gives points, not value", "value")
     else:
-        points = {"": float(_number(path, f"{where}.value", need("value", (int, float))))}
+        points = {"": number(need("value", (int, float)), "value")}
     base = Quantity(
         host=need("host", str),
         artifact=need("artifact", str),
@@ -248,20 +311,28 @@ def _claim(path: Path, index: int, raw: Any) -> Claim:
     rel = raw.get("relative_to", {})
     if not isinstance(rel, dict) or not rel:
         if "relative_to" in raw:
-            raise GateInputError(path, f"{where}.relative_to", "must be a non-empty table")
+            raise err("must be a non-empty table", "relative_to")
         rel = {}
     bad = sorted(set(rel) - set(_QUANTITY))
     if bad:
-        raise GateInputError(path, f"{where}.relative_to.{bad[0]}", "unknown key")
-    tolerance = float(_number(path, f"{where}.tolerance", need("tolerance", (int, float))))
-    if not 0 < tolerance < 1:
-        raise GateInputError(path, f"{where}.tolerance", f"must be in (0, 1), got {tolerance}")
+        raise err("unknown key", "relative_to", bad[0])
+    tolerance, bands = _bands(raw, over, points, err, number)
     pub = need("published", dict)
     published = Published(
-        file=need("file", str, pub),
+        file=need("file", str, pub, "published"),
         marker=str(pub.get("marker", "" if "line" in pub else f"claim:{raw['id']}")),
         line=int(pub.get("line", 0)),
     )
+    independent = raw.get("machine_independent", False)
+    if not isinstance(independent, bool):
+        raise err(f"expected true or false, got {independent!r}", "machine_independent")
+    provenance = _provenance(raw.get("provenance"), err, number)
+    if provenance is None and not independent:
+        raise err(
+            "missing: where the band was measured (signoff --record writes it), "
+            "or machine_independent = true",
+            "provenance",
+        )
     return Claim(
         id=raw["id"],
         what=str(raw.get("what", "")),
@@ -269,13 +340,89 @@ def _claim(path: Path, index: int, raw: Any) -> Claim:
         relative_to={k: x_text(v) for k, v in rel.items()},
         over=over,
         points=points,
+        bands=bands,
         tolerance=tolerance,
         tolerance_reason=str(raw.get("tolerance_reason", "")),
         published=published,
+        provenance=provenance,
+        machine_independent=independent,
     )
 
 
-def _number(path: Path, field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise GateInputError(path, field, f"expected a number, got {value!r}")
-    return float(value)
+def _raise(exc: GateInputError) -> Any:
+    raise exc
+
+
+_Err = Callable[..., GateInputError]
+_Num = Callable[..., float]
+
+
+def _bands(
+    raw: Mapping[str, Any], over: str, points: Mapping[str, float], err: _Err, number: _Num
+) -> tuple[float, dict[str, tuple[float, float]]]:
+    """``(tolerance or 0, {point: (low, high)})``: exactly one of tolerance and band(s)."""
+    band_key = "bands" if over else "band"
+    other = "band" if over else "bands"
+    if other in raw:
+        kind = "a curve claim gives bands = { point = [low, high] }" if over else (
+            "a point claim gives band = [low, high]")  # fmt: skip
+        raise err(kind, other)
+    if ("tolerance" in raw) == (band_key in raw):
+        raise err(f"give exactly one of tolerance and {band_key}", band_key)
+    if "tolerance" in raw:
+        tolerance = number(raw["tolerance"], "tolerance")
+        if not 0 < tolerance < 1:
+            raise err(f"must be in (0, 1), got {tolerance}", "tolerance")
+        return tolerance, {k: (v * (1 - tolerance), v * (1 + tolerance)) for k, v in points.items()}
+    given = raw[band_key]
+    if over:
+        if not isinstance(given, dict):
+            raise err("expected { point = [low, high], ... }", band_key)
+        given = {x_text(k): v for k, v in given.items()}
+        if set(given) != set(points):
+            raise err(f"must name the same points as points ({', '.join(points)})", band_key)
+    else:
+        given = {"": given}
+    out = {}
+    for key, pair in given.items():
+        path = (band_key, key) if key else (band_key,)
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise err(f"expected [low, high], got {pair!r}", *path)
+        low, high = number(pair[0], *path), number(pair[1], *path)
+        if not low <= points[key] <= high:
+            raise err(f"[{low:g}, {high:g}] does not contain the value {points[key]:g}", *path)
+        out[key] = (low, high)
+    return 0.0, out
+
+
+def _provenance(raw: Any, err: _Err, number: _Num) -> ClaimProvenance | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise err("must be a table", "provenance")
+    unknown = sorted(set(raw) - _PROVENANCE_KEYS)
+    if unknown:
+        raise err("unknown key", "provenance", unknown[0])
+    for key in ("commit", "fingerprint", "band_basis"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise err("missing (a string)", "provenance", key)
+    if raw["band_basis"] not in BAND_BASES:
+        raise err(f"must be one of {BAND_BASES}, got {raw['band_basis']!r}",
+                  "provenance", "band_basis")  # fmt: skip
+    hosts = raw.get("hosts", {})
+    if not isinstance(hosts, dict) or not all(isinstance(v, str) for v in hosts.values()):
+        raise err('expected { host = "version" }', "provenance", "hosts")
+    dates = raw.get("dates", [])
+    if not isinstance(dates, list) or not all(isinstance(d, str) for d in dates):
+        raise err("expected a list of date strings", "provenance", "dates")
+    runs = raw.get("runs")
+    if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
+        raise err(f"expected a run count >= 1, got {runs!r}", "provenance", "runs")
+    return ClaimProvenance(
+        commit=raw["commit"],
+        fingerprint=raw["fingerprint"],
+        hosts=dict(hosts),
+        dates=tuple(dates),
+        runs=runs,
+        band_basis=raw["band_basis"],
+    )

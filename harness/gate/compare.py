@@ -1,7 +1,8 @@
 """``tinygpt-harness compare BASE CAND``: the noise-aware CI regression gate.
 
 Exit 1 on a confirmed regression beyond its threshold, on any parity/defaults/corpus failure in
-CAND, or on a cell that passed in BASE and is broken in CAND; exit 2 on bad input or a refused
+CAND, on a cell that passed in BASE and is broken in CAND, on a measurement of BASE missing from
+CAND (unless excluded), or when nothing was compared; exit 2 on bad input or a refused
 comparison (other machine, other build); exit 0 otherwise. BASE and CAND are only ever read.
 """
 
@@ -34,6 +35,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="MATRIX",
         help="read [thresholds] from this matrix file (default: the matrix CAND recorded)",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="SUBJECT_GLOB",
+        help="a subject or measurement key (glob) CAND may lack without failing (repeatable)",
     )
     parser.add_argument(
         "--allow-cross-machine",
@@ -121,6 +129,8 @@ def run_compare(args: argparse.Namespace, console: Console) -> GateResult:
     policy = paired_policy(args) if args.paired else None
     base, cand = load_run(args.base), load_run(args.cand)
     thresholds = load_thresholds(cand, args.thresholds)
+    if args.exclude:
+        thresholds = dataclasses.replace(thresholds, exclude=(*thresholds.exclude, *args.exclude))
     timed = {k.cell for k in timing_samples(base.rows)} & {
         k.cell for k in timing_samples(cand.rows)
     }

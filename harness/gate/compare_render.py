@@ -83,7 +83,12 @@ def headline(result: GateResult) -> str:
         f"gate {outcome}: {counts['slower']} slower, {counts['faster']} faster, "
         f"{counts['same']} same, {counts['unknown']} unknown; "
         f"{len(result.blocking_failures)} parity/defaults/corpus failures; "
-        f"{len(result.cell_regressions)} broken cells"
+        f"{len(result.cell_regressions)} broken cells; {len(result.missing)} missing from CAND"
+        + (
+            "; NOTHING COMPARED (no gated measurement in both runs)"
+            if result.compared_nothing
+            else ""
+        )
     )
 
 
@@ -91,7 +96,8 @@ def _sections(result: GateResult) -> list[tuple[str, tuple[str, ...]]]:
     return [
         ("Parity, defaults and corpus failures in CAND", result.blocking_failures),
         ("Cells that passed in BASE and are broken in CAND", result.cell_regressions),
-        ("Measured in BASE, missing from CAND (not gated)", result.missing),
+        ("Measured in BASE, missing from CAND (fails the gate)", result.missing),
+        ("Missing from CAND but excluded (--exclude / thresholds exclude)", result.excluded),
         ("Refusals overridden by --allow-cross-machine", result.overridden_refusals),
         ("Paired reruns (BASE and CAND timed side by side)", result.notes),
     ]

@@ -17,22 +17,25 @@ from rich.console import Console
 
 from harness.gate.claim_checks import (
     Finding,
+    RunFacts,
     check_cells,
     check_single_point,
     check_text,
     check_values,
+    ci_table,
     covered_spans,
+    host_versions,
     quantity_table,
 )
 from harness.gate.claim_scan import scan_files, uncovered
 from harness.gate.claims import load_claims
 from harness.gate.errors import GateInputError
 from harness.gate.rundir import Run, load_run
-from harness.gate.signoff_sheet import html_page, markdown, passed
+from harness.gate.signoff_sheet import html_page, markdown, passed, verdict_line
 from reference.defaults import DEFAULTS
 
 _STYLE = {"pass": "green", "fail": "bold red", "stale": "bold red", "refused": "bold red",
-          "uncovered": "yellow"}  # fmt: skip
+          "uncovered": "yellow", "not comparable": "bold yellow"}  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -67,9 +70,15 @@ def sign_off(run: Run, claims_path: Path, root: Path) -> list[Finding]:
     claims = load_claims(claims_path)
     check_cells(claims, {r.cell for r in run.rows})
     table = quantity_table(run.rows)
+    cis = ci_table(run.rows)
+    facts = RunFacts(
+        fingerprint=run.meta.fingerprint_id,
+        fingerprints=run.meta.cell_fingerprints() or {},
+        host_versions=host_versions(run.rows, run.meta.host_versions),
+    )
     findings = check_run(run)
     for claim in claims.claims:
-        findings += check_values(claim, table)
+        findings += check_values(claim, table, cis, facts)
         findings += check_single_point(claim, table)
         findings += check_text(claim, root, claims_path)
     files = scan_files(root, claims.scan_files, claims.scan_exclude)
@@ -91,9 +100,7 @@ def execute(args: argparse.Namespace) -> int:
             f"{f.status:>9}  {f.message}", style=_STYLE[f.status], markup=False, soft_wrap=True
         )
     ok = passed(findings)
-    console.print(
-        "signed off" if ok else "NOT signed off", style="bold green" if ok else "bold red"
-    )
+    console.print(verdict_line(findings), style="bold green" if ok else "bold red")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "signoff.md").write_text(markdown(findings, run.meta, args.claims), "utf-8")

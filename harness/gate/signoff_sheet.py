@@ -6,10 +6,12 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.gate.claim_checks import Finding
+from harness.gate.claim_checks import PASSING, Finding
 from harness.gate.rundir import RunMeta
 
-_ICON = {"pass": "✅", "fail": "❌", "stale": "❌", "refused": "⛔", "uncovered": "❓"}
+_ICON = {"pass": "✅", "fail": "❌", "stale": "❌", "refused": "⛔", "uncovered": "❓",
+         "not comparable": "⚠️"}  # fmt: skip
+SIGNED_OFF = "SIGNED OFF"  # the sheet's title says "NOT SIGNED OFF" otherwise (read by the report)
 
 
 def provenance(meta: RunMeta) -> list[tuple[str, str]]:
@@ -37,14 +39,29 @@ def provenance(meta: RunMeta) -> list[tuple[str, str]]:
 
 
 def passed(findings: Sequence[Finding]) -> bool:
-    """True when every finding passed."""
-    return all(f.status == "pass" for f in findings)
+    """True when every finding passed or was not comparable (listed, never a failure)."""
+    return all(f.status in PASSING for f in findings)
+
+
+def verdict_line(findings: Sequence[Finding]) -> str:
+    """One line: signed off or not, with the failing and not-comparable counts."""
+    bad = sum(f.status not in PASSING for f in findings)
+    elsewhere = sum(f.status == "not comparable" for f in findings)
+    note = (
+        f" ({elsewhere} findings not comparable: other machine or host version)"
+        if elsewhere
+        else ""
+    )
+    if bad:
+        return f"NOT {SIGNED_OFF.lower()}: {bad} failing findings{note}"
+    return f"{SIGNED_OFF.lower()}{note}"
 
 
 def markdown(findings: Sequence[Finding], meta: RunMeta, claims_path: Path) -> str:
     """The sheet as Markdown."""
-    verdict = "✅ SIGNED OFF" if passed(findings) else "❌ NOT SIGNED OFF"
-    lines = [f"# Release sign-off: {verdict}", "", f"Claims: `{claims_path}`", "", "## Claims", ""]
+    verdict = f"✅ {SIGNED_OFF}" if passed(findings) else f"❌ NOT {SIGNED_OFF}"
+    lines = [f"# Release sign-off: {verdict}", "", verdict_line(findings), "",
+             f"Claims: `{claims_path}`", "", "## Claims", ""]  # fmt: skip
     lines += ["| | claim | outcome |", "|---|---|---|"]
     for f in findings:
         msg = f.message.replace("|", "\\|")
@@ -56,9 +73,9 @@ def markdown(findings: Sequence[Finding], meta: RunMeta, claims_path: Path) -> s
 
 def html_page(findings: Sequence[Finding], meta: RunMeta, claims_path: Path) -> str:
     """The sheet as a standalone HTML page."""
-    verdict = "SIGNED OFF" if passed(findings) else "NOT SIGNED OFF"
+    verdict = SIGNED_OFF if passed(findings) else f"NOT {SIGNED_OFF}"
     rows = "".join(
-        f"<tr class='{f.status}'><td>{_ICON[f.status]} {f.status}</td>"
+        f"<tr class='{f.status.replace(' ', '-')}'><td>{_ICON[f.status]} {f.status}</td>"
         f"<td>{html.escape(f.claim or '-')}</td><td>{html.escape(f.message)}</td></tr>"
         for f in findings
     )
@@ -70,8 +87,9 @@ def html_page(findings: Sequence[Finding], meta: RunMeta, claims_path: Path) -> 
         "<!doctype html><html><head><meta charset='utf-8'><title>Release sign-off</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-        ".pass{background:#eefbea}.fail,.stale,.refused,.uncovered{background:#fdecec}</style>"
+        ".pass{background:#eefbea}.not-comparable{background:#fff6d6}.fail,.stale,.refused,.uncovered{background:#fdecec}</style>"
         f"</head><body><h1>Release sign-off: {verdict}</h1>"
+        f"<p>{html.escape(verdict_line(findings))}</p>"
         f"<p>Claims: <code>{html.escape(str(claims_path))}</code></p>"
         f"<h2>Claims</h2><table><tr><th>outcome</th><th>claim</th><th>detail</th></tr>{rows}"
         f"</table><h2>Provenance</h2><table>{prov}</table></body></html>\n"

@@ -15,6 +15,8 @@ Schema (every key optional; see docs/gate.md)::
     "op:matmul_forward" = 0.02  # "subject" or "subject@x_name=x_value"
     "generate:*" = 0.08
 
+    exclude = ["generate:*"]    # subjects/measurement keys (globs) that CAND may lack
+
 The most specific rule wins: an exact measurement key, then the longest matching glob, then the
 check kind, then the default.
 """
@@ -31,7 +33,7 @@ from typing import Any
 from harness.gate.errors import GateInputError
 from harness.gate.stats import Decision
 
-_TOP_KEYS = {"alpha", "min_effect", "confidence", "quantile", "check", "measurement"}
+_TOP_KEYS = {"alpha", "min_effect", "confidence", "quantile", "check", "measurement", "exclude"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,15 @@ class Thresholds:
     quantile: float = 0.5
     per_check: Mapping[str, float] = field(default_factory=dict)
     per_measurement: Mapping[str, float] = field(default_factory=dict)
+    # Globs over a subject or measurement key that CAND may lack without failing the gate.
+    exclude: tuple[str, ...] = ()
+
+    def excludes(self, subject: str, measurement: str) -> bool:
+        """True when an exclusion glob matches the subject or the measurement key."""
+        return any(
+            fnmatch.fnmatchcase(subject, g) or fnmatch.fnmatchcase(measurement, g)
+            for g in self.exclude
+        )
 
     def decision_for(self, check: str, measurement: str) -> Decision:
         """Return the Decision (alpha, min effect) that applies to one measurement."""
@@ -79,7 +90,17 @@ def thresholds_from_table(table: Mapping[str, Any], source: Path | str) -> Thres
         quantile=quantile,
         per_check=_effects(table, "check", source),
         per_measurement=_effects(table, "measurement", source),
+        exclude=_globs(table, "exclude", source),
     )
+
+
+def _globs(table: Mapping[str, Any], key: str, source: Path | str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise GateInputError(
+            source, f"thresholds.{key}", f"expected a list of globs, got {value!r}"
+        )
+    return tuple(value)
 
 
 def thresholds_from_matrix_text(text: str, source: Path | str) -> Thresholds:

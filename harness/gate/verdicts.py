@@ -42,8 +42,9 @@ class GateResult:
     changes: tuple[Change, ...]
     blocking_failures: tuple[str, ...]  # parity/defaults/corpus fail in CAND
     cell_regressions: tuple[str, ...]  # passed in BASE, broken in CAND
-    missing: tuple[str, ...]  # measured in BASE, absent from CAND (reported, not failing)
+    missing: tuple[str, ...]  # measured in BASE, absent from CAND and not excluded: fails
     overridden_refusals: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()  # missing from CAND but excluded (--exclude / thresholds)
     notes: tuple[str, ...] = ()  # how --paired reran each cell, and what it kept recorded
 
     @property
@@ -57,9 +58,20 @@ class GateResult:
         return tuple(c for c in self.changes if c.comparison.verdict == "unknown" and c.gated)
 
     @property
+    def compared_nothing(self) -> bool:
+        """True when no gated measurement was present in both runs: a pass would mean nothing."""
+        return not any(c.gated for c in self.changes)
+
+    @property
     def failed(self) -> bool:
-        """True when the gate must exit 1."""
-        return bool(self.regressions or self.blocking_failures or self.cell_regressions)
+        """True when the gate must exit 1 (shared by the default, --adaptive and --paired modes)."""
+        return bool(
+            self.regressions
+            or self.blocking_failures
+            or self.cell_regressions
+            or self.missing
+            or self.compared_nothing
+        )
 
 
 def compare_samples_by_key(
@@ -78,8 +90,21 @@ def compare_samples_by_key(
                 key, float(np.quantile(base[key], q)), float(np.quantile(cand[key], q)), comparison
             )
         )
-    missing = tuple(f"{k.cell} {k.name}" for k in sorted(set(base) - set(cand)))
+    gone = sorted(k for k in set(base) - set(cand) if k.host != REFERENCE_HOST)
+    missing = tuple(
+        f"{k.cell} {k.name}" for k in gone if not thresholds.excludes(k.subject, k.name)
+    )
     return tuple(changes), missing
+
+
+def excluded_missing(
+    base: Mapping[MeasurementKey, list[float]],
+    cand: Mapping[MeasurementKey, list[float]],
+    thresholds: Thresholds,
+) -> tuple[str, ...]:
+    """Measurements of BASE missing from CAND that an exclusion pattern covers (listed only)."""
+    gone = sorted(k for k in set(base) - set(cand) if k.host != REFERENCE_HOST)
+    return tuple(f"{k.cell} {k.name}" for k in gone if thresholds.excludes(k.subject, k.name))
 
 
 def blocking_failures(cand_rows: Iterable[Row]) -> tuple[str, ...]:
@@ -114,8 +139,10 @@ def evaluate(
     cand_samples = timing_samples(cand_rows)
     for key, more in (extra_cand_samples or {}).items():
         cand_samples[key] = [*cand_samples.get(key, []), *more]
-    changes, missing = compare_samples_by_key(timing_samples(base_rows), cand_samples, thresholds)
+    base_samples = timing_samples(base_rows)
+    changes, missing = compare_samples_by_key(base_samples, cand_samples, thresholds)
     return GateResult(
+        excluded=excluded_missing(base_samples, cand_samples, thresholds),
         changes=changes,
         blocking_failures=blocking_failures(cand_rows),
         cell_regressions=cell_regressions(base_rows, cand_rows),

@@ -285,3 +285,67 @@ def test_reference_slowdown_shown_not_gated(
     assert main(["compare", str(base), str(cand)]) == 0
     out = capsys.readouterr().out
     assert "slower (ref)" in out and "gate PASS: 0 slower" in out
+
+
+def test_nothing_compared_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs that share no timed measurement: exit 1, the cause named (a pass would be empty)."""
+    only_verdicts = [
+        verdict_row("ops", "pass", subject="matmul_forward"),
+        verdict_row("cell", "pass"),
+    ]
+    base = write_run(tmp_path / "base", only_verdicts)
+    cand = write_run(tmp_path / "cand", only_verdicts)
+    assert main(["compare", str(base), str(cand)]) == 1
+    out = capsys.readouterr().out
+    assert "gate FAIL" in out and "NOTHING COMPARED" in out
+
+
+def test_subject_missing_from_cand_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CAND lost layernorm's bench rows: exit 1, the lost measurement listed as failing."""
+    rows = [r for r in clean_rows(100) if r.subject != "op:layernorm_forward"]
+    base, cand = pair(tmp_path, rows)
+    md = tmp_path / "gate.md"
+    assert main(["compare", str(base), str(cand), "--markdown", str(md)]) == 1
+    out = capsys.readouterr().out
+    assert "Measured in BASE, missing from CAND (fails the gate)" in out
+    assert "native/native/small op:layernorm_forward@n=64" in out
+    assert "1 missing from CAND" in out
+    assert "❌ FAIL" in md.read_text()
+
+
+def test_every_bench_row_lost_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CAND kept its verdicts but lost every bench row: exit 1 (missing and nothing compared)."""
+    rows = [r for r in clean_rows(100) if r.check != "bench"]
+    base, cand = pair(tmp_path, rows)
+    assert main(["compare", str(base), str(cand)]) == 1
+    out = capsys.readouterr().out
+    assert "3 missing from CAND" in out and "NOTHING COMPARED" in out
+
+
+@pytest.mark.parametrize("how", ["option", "thresholds"])
+def test_excluded_missing_subject_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    """A subject excluded by --exclude or by [thresholds] exclude may be missing: exit 0, listed."""
+    rows = [r for r in clean_rows(100) if r.subject != "op:layernorm_forward"]
+    base, cand = pair(tmp_path, rows)
+    if how == "option":
+        extra = ["--exclude", "op:layernorm_*"]
+    else:
+        matrix = tmp_path / "m.toml"
+        matrix.write_text('[thresholds]\nexclude = ["op:layernorm_forward@n=64"]\n')
+        extra = ["--thresholds", str(matrix)]
+    assert main(["compare", str(base), str(cand), *extra]) == 0
+    out = capsys.readouterr().out
+    assert "Missing from CAND but excluded" in out and "0 missing from CAND" in out
+
+
+def test_bad_exclude_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An exclusion that is not a list of globs is bad config: exit 2, the key named."""
+    base, cand = pair(tmp_path, clean_rows(100))
+    matrix = tmp_path / "m.toml"
+    matrix.write_text('[thresholds]\nexclude = "op:*"\n')
+    assert main(["compare", str(base), str(cand), "--thresholds", str(matrix)]) == 2
+    assert "thresholds.exclude" in capsys.readouterr().err

@@ -48,7 +48,7 @@ def test_two_real_runs_compare_clean(
     assert main(["compare", str(base), str(cand)]) == 0
     out = capsys.readouterr().out
     assert "gate PASS: 0 slower, 0 faster, 1 same, 0 unknown" in out
-    assert "missing from CAND" not in out
+    assert "Measured in BASE, missing from CAND" not in out and "0 missing from CAND" in out
 
 
 @pytest.mark.slow
@@ -161,15 +161,15 @@ def test_merged_shards_compare_history_and_signoff(
     # one clean-clone run, so a single point of it may be refused as varying. This test is about
     # merged shards reaching signoff, not about speed.
     claims.write_text(
-        'schema_version = 1\n[[claim]]\nid = "small-over-tiny"\nhost = "native"\n'
+        'schema_version = 2\n[[claim]]\nid = "small-over-tiny"\nhost = "native"\n'
         'artifact = "native"\nsubject = "op:matmul_forward"\nmetric = "median_ns"\n'
         'x = 32\nrelative_to = { preset = "tiny" }\nover = "preset"\n'
         "points = { tiny = 1.0, small = 1.0 }\ntolerance = 0.9\n"
         'tolerance_reason = "two processes and two loads of the library: see the comment"\n'
-        'published = { file = "README.md" }\n'
+        'published = { file = "README.md" }\nmachine_independent = true\n'
     )
     code = main(["signoff", str(cand), "--claims", str(claims), "--root", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "pass  small-over-tiny at preset=small: published 1, measured" in out
+    assert "pass  small-over-tiny at preset=small: published 1 (band 0.1-1.9), the run" in out
     # A run from a dirty working tree (a developer's) may not sign off; CI's clean one does.
     assert code == (1 if load_run(cand).meta.dirty else 0), out

@@ -1,0 +1,75 @@
+"""The report's first lines: the release sign-off verdict and whether the run is complete.
+
+Both are things a reader must not miss: a failed sign-off used to be visible only in
+``signoff/signoff.md``, and a run cut short read like a finished one ("51 pass, 3 incompatible").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.gate.signoff_sheet import SIGNED_OFF
+
+SIGNOFF_DIR = "signoff"  # the main job writes reports/latest/{run,signoff}: the sheet's home
+SHEET = "signoff.md"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One headline line: ``bad`` ones are printed first and in red."""
+
+    bad: bool
+    text: str
+
+
+def signoff_alert(sheet_dir: Path | None) -> Alert | None:
+    """The sign-off verdict from ``sheet_dir/signoff.md`` (None when there is no sheet)."""
+    if sheet_dir is None or not (sheet_dir / SHEET).is_file():
+        return None
+    lines = (sheet_dir / SHEET).read_text(encoding="utf-8").splitlines()
+    title = lines[0] if lines else ""
+    detail = lines[2] if len(lines) > 2 and lines[2] else ""
+    where = f"see {sheet_dir / SHEET}"
+    if f"NOT {SIGNED_OFF}" in title or not title.endswith(SIGNED_OFF):
+        return Alert(True, f"❌ RELEASE NOT SIGNED OFF: {detail or 'the sheet says so'} ({where})")
+    return Alert(False, f"✅ release signed off: {detail or SIGNED_OFF.lower()} ({where})")
+
+
+def completeness_alert(meta: dict[str, Any], rows: pd.DataFrame) -> Alert | None:
+    """Why the run is incomplete (status, interrupted, cells without a verdict), or None."""
+    why = []
+    status = meta.get("status")
+    if meta and status != "complete":
+        why.append(f"run status {status!r}, not 'complete'")
+    if meta.get("interrupted") is True:
+        why.append("interrupted")
+    planned = meta.get("cells")
+    if isinstance(planned, list):
+        judged: set[str] = set()
+        if not rows.empty:
+            verdict = rows[(rows["check"] == "cell") & (rows["subject"] == "verdict")]
+            cols = zip(verdict["host"], verdict["artifact"], verdict["preset"], strict=True)
+            judged = {f"{h}/{a}/{p}" for h, a, p in cols}
+        missing = [str(c) for c in planned if str(c) not in judged]
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            why.append(f"{len(missing)} cells not run ({shown})")
+    if not why:
+        return None
+    return Alert(True, "⚠️ INCOMPLETE RUN: " + "; ".join(why))
+
+
+def alerts(meta: dict[str, Any], rows: pd.DataFrame, sheet_dir: Path | None) -> list[Alert]:
+    """The headline lines, failing ones first."""
+    found = [a for a in (signoff_alert(sheet_dir), completeness_alert(meta, rows)) if a]
+    return sorted(found, key=lambda a: not a.bad)
+
+
+def default_sheet_dir(run_dir: Path) -> Path | None:
+    """``signoff/`` beside the run directory (the main job's layout), if it exists."""
+    beside = run_dir.resolve().parent / SIGNOFF_DIR
+    return beside if beside.is_dir() else None
