@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.results import Row
+from harness.rundir.rows import Row
 from tests.gate.gate_runs import bench_rows, tree_digest, write_run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "signoff"

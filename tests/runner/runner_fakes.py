@@ -37,7 +37,7 @@ from harness.hosts.base import (
     Scalar,
     TimingResult,
 )
-from harness.results import Row
+from harness.rundir.rows import Row
 
 HERE = Path(__file__).resolve().parent
 
@@ -217,7 +217,7 @@ def use_fake_checks(monkeypatch: pytest.MonkeyPatch, *kinds: str) -> None:
 
 def run_args(matrix: Path, out: Path, manifest: Path, **kw: Any) -> argparse.Namespace:
     """The parsed arguments of ``run --matrix M --out O --artifacts A`` plus ``kw``."""
-    defaults: dict[str, Any] = {"shard": "1/1", "checks": None, "fail_fast": False}
+    defaults: dict[str, Any] = {"shard": "1/1", "checks": None, "fail_fast": False, "resume": None}
     defaults.update(kw)
     return argparse.Namespace(matrix=matrix, out=out, artifacts=manifest, **defaults)
 
