@@ -51,9 +51,11 @@ class RowWriter:
             while view:
                 view = view[_write(self._fd, view) :]
             os.fsync(self._fd)
-        except OSError:
+        except OSError as exc:
             with contextlib.suppress(OSError):  # best effort: the disk may refuse even this
                 os.ftruncate(self._fd, self._size)
+            if exc.filename is None:  # os.write names no file; the one line on stderr must
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
             raise
         self._size += len(data)
 

@@ -141,12 +141,17 @@ def factories(log: Log, **hosts: dict[str, Any]) -> dict[str, Callable[[], Host]
     return {name: make(name, kw) for name, kw in hosts.items()}
 
 
-def make_artifacts(directory: Path, names: tuple[str, ...] = ("wasm32", "native")) -> Path:
-    """Write tiny fake binaries and a manifest.json for them; return the manifest's path."""
+def make_artifacts(
+    directory: Path, names: tuple[str, ...] = ("wasm32", "native"), salt: str = ""
+) -> Path:
+    """Write tiny fake binaries and a manifest.json for them; return the manifest's path.
+
+    ``salt`` changes the bytes (and so the sha256): another build of the same artifacts.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     entries = []
     for name in names:
-        data = f"fake {name}".encode()
+        data = f"fake {name}{salt}".encode()
         (directory / f"{name}.bin").write_bytes(data)
         entries.append(
             {
