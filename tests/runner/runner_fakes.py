@@ -220,7 +220,7 @@ def use_fake_checks(monkeypatch: pytest.MonkeyPatch, *kinds: str) -> None:
         monkeypatch.setitem(checks.REGISTRY, kind, "runner_fakes")
 
 
-def run_args(matrix: Path, out: Path, manifest: Path, **kw: Any) -> argparse.Namespace:
+def run_args(matrix: Path, out: Path | None, manifest: Path, **kw: Any) -> argparse.Namespace:
     """The parsed arguments of ``run --matrix M --out O --artifacts A`` plus ``kw``."""
     defaults: dict[str, Any] = {"shard": "1/1", "checks": None, "fail_fast": False, "resume": None}
     defaults.update(kw)

@@ -67,7 +67,7 @@ def _resume_refused(tmp_path: Path, manifest: Path, m: Path, out: Path) -> str:
     code = run_with(run_args(m, None, manifest, resume=out), factories(Log(), fa={}, fb={}))
     assert code == 2
     assert (out / RESULTS_FILE).read_bytes() == before  # a refusal touches nothing
-    return json.loads((out / RUN_FILE).read_text())["status"]
+    return str(json.loads((out / RUN_FILE).read_text())["status"])
 
 
 def test_resume_refuses_another_build(
