@@ -31,7 +31,7 @@ from harness.hosts.native import NativeHost
 from harness.hosts.node import NodeHost, pinned_node
 from harness.machine import fingerprint
 from harness.roofline import matmul_flops, sgemm_measurements
-from harness.run_dir import git_state
+from harness.rundir.meta import git_state
 from harness.timing import Measurement, TimingPolicy, measure
 
 POLICY = TimingPolicy(min_samples=15, max_samples=40, warmup=3, budget_s=30.0)

@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from harness.checks.base import CellContext
 from harness.hosts.base import Instance
 from harness.kernel import KernelModel
-from harness.results import Row
+from harness.rundir.rows import Row
 from reference.corpus import DEFAULT_CORPUS_SHA256, load_corpus
 from reference.defaults import DEFAULTS, TrainingDefaults
 from reference.model import flatten_params, init_params

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from harness.results import Row
+from harness.rundir.rows import Row
 
 _SHA = re.compile(r"sha256=([0-9a-f]{64})")
 

@@ -30,7 +30,7 @@ TOP_LEVEL_KEYS = (
     "name", "description", "hosts", "artifacts", "presets", "checks", "timeout_s",
     "exclude", "include", "check", "thresholds",
 )  # fmt: skip
-HOST_KEYS = ("version",)
+HOST_KEYS = ("version", "optional")
 
 
 class MatrixError(Exception):
@@ -62,6 +62,9 @@ class HostSpec:
 
     name: str
     version: str | None = None
+    # A host is required by default: not installed is an `error` (CI must not go green without
+    # it). `optional = true` makes its cells `skipped` instead.
+    optional: bool = False
 
     def accepts(self, version: str) -> bool:
         """True if ``version`` (e.g. ``v22.23.3``) satisfies the pin (always true without one)."""
@@ -138,7 +141,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        """``host/artifact/preset``, the same as :attr:`harness.results.Row.cell`."""
+        """``host/artifact/preset``, the same as :attr:`harness.rundir.rows.Row.cell`."""
         return f"{self.host}/{self.artifact}/{self.preset}"
 
 
@@ -321,7 +324,9 @@ class _Validator:
             version = spec.get("version")
             if version is not None:
                 self.expect_type(("hosts", name, "version"), version, str, "a string")
-            specs.append(HostSpec(name, version))
+            optional = spec.get("optional", False)
+            self.expect_type(("hosts", name, "optional"), optional, bool, "true or false")
+            specs.append(HostSpec(name, version, optional))
         return tuple(specs)
 
     def rules(self, key: str, data: Mapping[str, Any]) -> tuple[Rule, ...]:

@@ -14,8 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.results import RESULTS_FILE, RUN_FILE, Row, RowWriter, read_rows
-from harness.run_dir import RunDirError, count_verdicts, exit_code, read_run_json, write_run_json
+from harness.rundir.meta import RUN_FILE, RunDirError, write_run_json
+from harness.rundir.reader import load_run
+from harness.rundir.rows import RESULTS_FILE, Row
+from harness.rundir.verdict import count_verdicts, exit_code
+from harness.rundir.writer import RowWriter
 
 EXIT_INTERRUPTED = 130
 
@@ -51,14 +54,14 @@ def merge_runs(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     if (out / RESULTS_FILE).exists() or (out / RUN_FILE).exists():
         raise MergeError(f"{out} already holds a run; give --out a new directory")
     metas: list[tuple[Path, dict[str, Any]]] = []
+    shard_rows: dict[Path, tuple[Row, ...]] = {}
     for d in dirs:
         try:
-            meta = read_run_json(d)
+            run = load_run(d)  # strict: a merged run must not hide a shard's defect
         except RunDirError as exc:
             raise MergeError(str(exc)) from None
-        if not (d / RESULTS_FILE).exists():
-            raise MergeError(f"{d} has no {RESULTS_FILE}")
-        metas.append((d, meta))
+        metas.append((d, run.meta.raw))
+        shard_rows[d] = run.rows
     for d, meta in metas:
         for key in ("matrix", "git", "shard", "defaults_sha256", "started_at"):
             if key not in meta:
@@ -87,9 +90,8 @@ def merge_runs(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     writer = RowWriter(out)
     try:
         for d, _ in metas:
-            shard_rows = list(read_rows(d / RESULTS_FILE))
-            writer.write(shard_rows)
-            rows.extend(shard_rows)
+            writer.write(shard_rows[d])
+            rows.extend(shard_rows[d])
     finally:
         writer.close()
 

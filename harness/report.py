@@ -34,7 +34,7 @@ from harness.report_tables import (
     speedup_table,
     verdict_grid,
 )
-from harness.results import RESULTS_FILE
+from harness.rundir.rows import RESULTS_FILE
 
 if TYPE_CHECKING:  # matplotlib loads only when a report is rendered
     from harness.report_plots import Plot
@@ -152,7 +152,7 @@ def _counts(run: LoadedRun) -> str:
     counts: dict[str, int] = {}
     for c in cells:
         counts[c.status] = counts.get(c.status, 0) + 1
-    order = ("pass", "fail", "error", "incompatible", "skipped", "partial")
+    order = ("pass", "fail", "error", "incompatible", "skipped", "incomplete")
     return ", ".join(f"{ICONS[s]} {counts[s]} {s}" for s in order if counts.get(s))
 
 
@@ -211,7 +211,7 @@ figcaption{color:#444;font-size:.85rem}
 
 
 def _status_class(cell_html: str) -> str:
-    for status in ("error", "fail", "incompatible", "partial", "skipped", "pass"):
+    for status in ("error", "fail", "incompatible", "incomplete", "skipped", "pass"):
         if status in cell_html:
             return status
     return ""
@@ -224,7 +224,7 @@ def _grid_html(grid: Table) -> str:
         "error": "#fde0d0",
         "incompatible": "#eeeeee",
         "skipped": "#f5f5f5",
-        "partial": "#fff4e5",
+        "incomplete": "#fff4e5",
         "": "#ffffff",
     }
     head = "".join(f"<th>{html.escape(h)}</th>" for h in grid.header)

@@ -7,10 +7,7 @@ becomes a sentence in :attr:`LoadedRun.problems`, shown at the top of the report
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,13 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.results import COLUMNS, RESULTS_FILE, RUN_FILE, SCHEMA_VERSION, STATUSES, VERDICTS
-from harness.run_dir import flat_meta
-
-REFERENCE_HOST = "numpy"
-SEVERITY: tuple[str, ...] = ("error", "fail", "incompatible", "skipped", "pass")
-_DEFAULTS: dict[str, str] = {"value": "", "x_value": "", "iteration": "-1"}
-_REQUIRED = ("host", "artifact", "check", "subject", "status")
+from harness.rundir.reader import read_run
+from harness.rundir.rows import COLUMNS, REFERENCE_HOST, Row
+from harness.rundir.verdict import INCOMPLETE, cell_verdicts
 
 
 @dataclass(frozen=True)
@@ -43,105 +36,26 @@ class LoadedRun:
 
 
 def load_run_dir(directory: Path) -> LoadedRun:
-    """Read ``directory``'s run.json and results.csv, recording every defect as a problem."""
-    problems: list[str] = []
-    meta = _load_meta(directory / RUN_FILE, problems)
-    rows = _load_rows(directory / RESULTS_FILE, problems)
-    if not rows.empty and (rows["check"] == "cell").sum() == 0:
+    """Read ``directory`` with the run directory's lenient reader, as a typed DataFrame."""
+    run = read_run(directory)
+    problems = list(run.problems)
+    rows = _frame(run.rows)
+    cells = cell_verdicts(r for r in run.rows if r.host != REFERENCE_HOST)
+    unfinished = sorted(c for c, (status, _) in cells.items() if status == INCOMPLETE)
+    if unfinished:
         problems.append(
-            "no cell verdict rows (check=cell): verdicts below are derived from the other rows"
+            f"{len(unfinished)} cell(s) have no verdict row (check=cell): shown as "
+            f"{INCOMPLETE}, the run did not finish them: {', '.join(unfinished)}"
         )
-    return LoadedRun(directory, meta, rows, tuple(problems))
+    return LoadedRun(directory, run.meta, rows, tuple(problems))
 
 
-def _load_meta(path: Path, problems: list[str]) -> dict[str, Any]:
-    if not path.is_file():
-        problems.append(f"{path.name} is missing: commit, machine and host versions are unknown")
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        problems.append(f"{path.name} is unreadable ({exc}): provenance is unknown")
-        return {}
-    if not isinstance(data, dict):
-        problems.append(f"{path.name} is not a JSON object: provenance is unknown")
-        return {}
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        age = "older" if isinstance(version, int) and version < SCHEMA_VERSION else "unknown"
-        if isinstance(version, int) and version > SCHEMA_VERSION:
-            age = "newer"
-        problems.append(
-            f"{path.name} has schema_version {version!r} ({age}; this harness writes "
-            f"{SCHEMA_VERSION}): rendering the fields it has"
-        )
-    data = flat_meta(data)
-    if not data.get("end"):
-        problems.append(f"{path.name} has no end time: the run may have stopped early")
-    return data
-
-
-def _records(path: Path, problems: list[str]) -> Iterator[dict[str, str]]:
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        problems.append(f"{path.name}: the last line is truncated (a crash mid-write); skipped")
-        lines = lines[:-1]
-    reader = csv.reader(lines)
-    header = next(reader, None)
-    if header is None:
-        return
-    missing = [c for c in COLUMNS if c not in header]
-    extra = [c for c in header if c not in COLUMNS]
-    if missing:
-        absent = [c for c in missing if c in _REQUIRED]
-        if absent:
-            problems.append(f"{path.name} lacks required columns {absent}: no rows are usable")
-            return
-        problems.append(
-            f"{path.name} lacks columns {missing} (an older schema?): filled with defaults"
-        )
-    if extra:
-        problems.append(f"{path.name} has unknown columns {extra} (a newer schema?): ignored")
-    bad = 0
-    for fields in reader:
-        if len(fields) != len(header):
-            bad += 1
-            continue
-        rec = dict(zip(header, fields, strict=True))
-        yield {c: rec.get(c, _DEFAULTS.get(c, "")) for c in COLUMNS}
-    if bad:
-        problems.append(f"{path.name}: {bad} malformed line(s) skipped")
-
-
-def _load_rows(path: Path, problems: list[str]) -> pd.DataFrame:
-    empty = pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
-    if not path.is_file():
-        problems.append(f"{path.name} is missing: there are no results to show")
-        return empty
-    kept: list[dict[str, Any]] = []
-    unparsable = 0
-    unknown_status: set[str] = set()
-    for rec in _records(path, problems):
-        try:
-            row: dict[str, Any] = dict(rec)
-            row["value"] = float(rec["value"]) if rec["value"] else math.nan
-            row["x_value"] = float(rec["x_value"]) if rec["x_value"] else math.nan
-            row["iteration"] = int(rec["iteration"]) if rec["iteration"] else -1
-        except ValueError:
-            unparsable += 1
-            continue
-        if row["status"] not in STATUSES:
-            unknown_status.add(row["status"])
-        kept.append(row)
-    if unparsable:
-        problems.append(f"{path.name}: {unparsable} line(s) with non-numeric numbers skipped")
-    if unknown_status:
-        problems.append(f"{path.name}: unknown status values {sorted(unknown_status)} kept as-is")
-    if not kept:
-        problems.append(f"{path.name} holds no result rows")
-        return empty
-    return pd.DataFrame(kept, columns=list(COLUMNS)).astype({c: _dtype(c) for c in COLUMNS})
+def _frame(rows: tuple[Row, ...]) -> pd.DataFrame:
+    dtypes = {c: _dtype(c) for c in COLUMNS}
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=d) for c, d in dtypes.items()})
+    records = [dataclasses.astuple(r) for r in rows]
+    return pd.DataFrame(records, columns=list(COLUMNS)).astype(dtypes)
 
 
 def _dtype(column: str) -> str:
@@ -165,31 +79,22 @@ class CellVerdict:
     preset: str
     status: str
     detail: str
-    derived: bool  # True when no cell row existed and the verdict comes from the check rows
+    derived: bool  # True when the cell has no verdict row (it is incomplete)
     noisy: int  # number of noisy bench figures (summary rows of median_ns) in the cell
 
 
 def verdicts(rows: pd.DataFrame) -> list[CellVerdict]:
-    """Every cell's verdict, from its ``check=cell`` row or else its worst verdict row."""
+    """Every cell's verdict by the one rule (``cell_verdicts``): its verdict row or incomplete."""
     own = rows[rows["host"] != REFERENCE_HOST]
+    decided = cell_verdicts(
+        Row(**{str(k): v for k, v in rec.items()}) for rec in own.to_dict("records")
+    )
     out: list[CellVerdict] = []
     for key, g in own.groupby(["host", "artifact", "preset"], sort=True):
         host, artifact, preset = (str(k) for k in key)
         noisy = int(((g["status"] == "noisy") & (g["metric"] == "median_ns")).sum())
-        cell = g[(g["check"] == "cell") & (g["subject"] == "verdict")]
-        if not cell.empty:
-            last = cell.iloc[-1]
-            out.append(
-                CellVerdict(host, artifact, preset, last["status"], last["detail"], False, noisy)
-            )
-            continue
-        status, detail = "pass", ""
-        for _, r in g[g["status"].isin(VERDICTS)].iterrows():
-            if SEVERITY.index(r["status"]) < SEVERITY.index(status):
-                status, detail = r["status"], f"{r['check']}:{r['subject']}: {r['detail']}"
-        if g["status"].isin(VERDICTS).sum() == 0:
-            status, detail = "partial", "no verdict rows (the cell did not finish)"
-        out.append(CellVerdict(host, artifact, preset, status, detail, True, noisy))
+        status, detail = decided[f"{host}/{artifact}/{preset}"]
+        out.append(CellVerdict(host, artifact, preset, status, detail, status == INCOMPLETE, noisy))
     return out
 
 

@@ -22,7 +22,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from harness.report_data import REFERENCE_HOST, curve, parity_matrix, speedup_slopes
+from harness.report_data import curve, parity_matrix, speedup_slopes
+from harness.rundir.rows import REFERENCE_HOST
 from reference.presets import PRESETS, param_count
 
 matplotlib.rcParams["svg.hashsalt"] = "tinygpt-harness"  # stable SVG ids across renders

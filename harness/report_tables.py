@@ -13,14 +13,13 @@ import pandas as pd
 
 from harness.crosshost import CrossHostEntry, crosshost_table
 from harness.report_data import (
-    REFERENCE_HOST,
     CellVerdict,
     curve,
     noisy_figures,
     speedup_slopes,
     summary_value,
 )
-from harness.results import COLUMNS, Row
+from harness.rundir.rows import COLUMNS, REFERENCE_HOST, Row
 from reference.presets import PRESETS
 
 ICONS: dict[str, str] = {
@@ -29,7 +28,7 @@ ICONS: dict[str, str] = {
     "error": "💥",
     "incompatible": "⛔",
     "skipped": "⏭️",
-    "partial": "❓",
+    "incomplete": "❓",
 }
 
 
@@ -39,7 +38,7 @@ STATUS_COLORS: dict[str, str] = {
     "error": "#bc4c00",
     "incompatible": "#6e7781",
     "skipped": "#8c959f",
-    "partial": "#9a6700",
+    "incomplete": "#9a6700",
 }
 
 

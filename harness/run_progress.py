@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from harness.run_dir import SEVERITY
+from harness.rundir.verdict import SEVERITY
 
 CAUSE_CHARS = 160
 LOG_WIDTH = 160  # columns of the summary when stdout is a log file rather than a terminal

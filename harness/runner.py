@@ -4,18 +4,24 @@ The pipeline: load the manifest and the matrix -> expand and shard the cells -> 
 probe its host once, load the artifact once per (host, artifact), run the cell's checks -> write
 the cell's rows (and its verdict row) and commit them as the cell ends -> ``run.json``.
 
-Every failure becomes a row, never a crash of the run: a host that is not installed makes its
-cells ``skipped`` (with the install hint), a host that refuses a binary makes them
-``incompatible`` (with the engine's own words), anything else that goes wrong is an ``error``
-with ``Type: message``. Ctrl-C keeps everything recorded so far, marks ``run.json`` interrupted
-and exits 130.
+Every failure of a host or check becomes a row, never a crash of the run: a host that is not
+installed makes its cells ``error`` (``skipped`` when the matrix marks it ``optional``), a host
+that refuses a binary makes them ``incompatible`` (with the engine's own words), anything else
+that goes wrong is an ``error`` with ``Type: message``. Ctrl-C keeps every finished cell, marks
+``run.json`` interrupted and exits 130; ``run --resume DIR`` finishes the run. A run directory
+the harness cannot write (disk full, not a directory) is exit 2 with one line, and ``run.json``
+says ``failed``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import errno
 import functools
+import json
+import os
 import signal
 import sys
 import time
@@ -55,16 +61,12 @@ from harness.matrix import (
     parse_shard,
     shard,
 )
-from harness.results import RESULTS_FILE, RUN_FILE, SCHEMA_VERSION, Row, RowWriter, Status
-from harness.run_dir import (
-    FAILING,
-    cell_verdict,
-    count_verdicts,
-    exit_code,
-    git_state,
-    write_run_json,
-)
 from harness.run_progress import LOG_WIDTH, CellProgress, print_summary
+from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION, git_state, write_run_json
+from harness.rundir.reader import read_run
+from harness.rundir.rows import RESULTS_FILE, Row, Status
+from harness.rundir.verdict import FAILING, INCOMPLETE, count_verdicts, decide, exit_code
+from harness.rundir.writer import RowWriter
 from reference.defaults import DEFAULTS
 from reference.presets import PRESETS
 
@@ -91,6 +93,9 @@ class RunPlan:
     checks: tuple[str, ...] = ()  # the check kinds selected (the matrix's, or --checks)
     fail_fast: bool = False
     repo_root: Path = field(default_factory=repo_root)
+    # --resume: the finished cells' rows (kept) and the interrupted run's run.json
+    kept_rows: tuple[Row, ...] = ()
+    resumed_meta: Mapping[str, Any] | None = None
 
 
 # -- hosts ---------------------------------------------------------------------------------
@@ -146,7 +151,10 @@ class _HostPool:
         try:
             version = self.host(name).version()
         except HostUnavailable as exc:
-            return _Probe("", ("skipped", str(exc)))
+            # required unless the matrix says `optional = true`: a CI missing a host is red
+            if self._matrix.host(name).optional:
+                return _Probe("", ("skipped", str(exc)))
+            return _Probe("", ("error", f"{exc} (a required host; `optional = true` skips it)"))
         except Exception as exc:
             return _Probe("", ("error", _describe(exc)))
         spec = self._matrix.host(name)
@@ -241,11 +249,59 @@ class _HostPool:
 
 
 class _Interrupted(Exception):  # a control-flow signal, not an error
-    """Ctrl-C inside a cell; carries the rows the cell recorded before it."""
+    """Ctrl-C inside a cell; carries the rows the cell recorded before the signal."""
 
-    def __init__(self, rows: list[Row]) -> None:
+    def __init__(self, rows: list[Row], where: str) -> None:
         super().__init__("interrupted")
         self.rows = rows
+        self.where = where
+
+
+class _Interrupts:
+    """SIGINT while the run works: remembered, and raised as KeyboardInterrupt unless held.
+
+    In a terminal, Ctrl-C reaches the whole process group: a host child that shares it (e.g.
+    Playwright's driver) may die of it and the run may first see that as ``HostCrashed``. So the
+    handler notes how many rows the running cell had when the signal came (``cut``): rows after
+    it are consequences of the interrupt, not results, and are dropped; and any failure seen
+    once ``received`` is set is the interrupt, not a crash.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self.held = False
+        self.rows: list[Row] | None = None  # the running cell's rows
+        self.cut: int | None = None
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """The SIGINT handler."""
+        if not self.received and self.rows is not None:
+            self.cut = len(self.rows)
+        self.received = True
+        if not self.held:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Handle SIGINT with :meth:`handle` inside the block (a no-op off the main thread)."""
+        try:
+            previous = signal.signal(signal.SIGINT, self.handle)
+        except ValueError:  # not the main thread: nothing to install
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Defer Ctrl-C while rows and run.json are written, so nothing is cut in half."""
+        held, self.held = self.held, True
+        try:
+            yield
+        finally:
+            self.held = held
 
 
 def _describe(exc: BaseException) -> str:
@@ -255,9 +311,10 @@ def _describe(exc: BaseException) -> str:
 class _CellRunner:
     """Runs one cell's checks and returns its rows, ending with the cell's verdict row."""
 
-    def __init__(self, plan: RunPlan, pool: _HostPool) -> None:
+    def __init__(self, plan: RunPlan, pool: _HostPool, interrupts: _Interrupts) -> None:
         self.plan = plan
         self.pool = pool
+        self.interrupts = interrupts
         self.current = ""  # what the cell is doing, to say where a Ctrl-C landed
 
     def row(
@@ -281,14 +338,19 @@ class _CellRunner:
         started = time.perf_counter()
         rows: list[Row] = []
         self.current = "host start"
+        self.interrupts.rows, self.interrupts.cut = rows, None
         try:
             self.run_cell(cell, rows)
+            if self.interrupts.received:  # a failure caused by the signal, caught as a row
+                raise KeyboardInterrupt
         except KeyboardInterrupt:
-            detail = f"interrupted (Ctrl-C) during {self.current}"
-            version = self.pool.version(cell.host)
-            rows.append(self.row(cell, version, "cell", "verdict", "skipped", detail=detail))
-            raise _Interrupted(rows) from None
-        verdict, cause = cell_verdict(rows)
+            cut = self.interrupts.cut if self.interrupts.cut is not None else len(rows)
+            # No verdict row: the cell did not finish, reads as incomplete, and --resume
+            # re-runs it. Rows recorded after the signal are its consequences, not results.
+            raise _Interrupted(rows[:cut], f"interrupted (Ctrl-C) during {self.current}") from None
+        finally:
+            self.interrupts.rows = None
+        verdict, cause = decide(rows)
         seconds = time.perf_counter() - started
         version = self.pool.version(cell.host)
         rows.append(
@@ -335,6 +397,8 @@ class _CellRunner:
                 )
                 return
             except Exception as exc:
+                if self.interrupts.received:  # the host died of the Ctrl-C: not a crash
+                    raise KeyboardInterrupt from exc
                 if isinstance(exc, HostTimeout | HostCrashed):
                     self.pool.restart(cell.host)
                 rows.append(self.row(cell, version, "cell", "load", "error", detail=_describe(exc)))
@@ -375,35 +439,14 @@ class _CellRunner:
         except KeyboardInterrupt:
             raise
         except Exception as exc:
+            if self.interrupts.received:  # the host died of the Ctrl-C: not a crash
+                raise KeyboardInterrupt from exc
             if isinstance(exc, HostTimeout | HostCrashed):
                 self.pool.restart(cell.host)  # the next check or cell gets a fresh host
             out.append(ctx.row(kind, "exception", "error", detail=_describe(exc)))
 
 
 # -- the run -------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _sigint_held() -> Iterator[list[int]]:
-    """Hold Ctrl-C while rows are written, so no line is cut in half.
-
-    Yields the list of signals received meanwhile; the caller treats a non-empty list as an
-    interrupt once the write is complete.
-    """
-    received: list[int] = []
-
-    def hold(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-
-    try:
-        previous = signal.signal(signal.SIGINT, hold)
-    except ValueError:  # not the main thread: nothing to hold
-        yield received
-        return
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _now() -> str:
@@ -436,7 +479,21 @@ def _corpus_sha256(matrix: Matrix) -> str | None:
 
 
 def _start_meta(plan: RunPlan) -> dict[str, Any]:
-    """run.json as written when the run starts."""
+    """run.json as written when the run starts (or resumes: the first start is kept)."""
+    if plan.resumed_meta is not None:
+        meta = dict(plan.resumed_meta)
+        kept = [r for r in plan.kept_rows if r.is_verdict]
+        meta.update(
+            status="running",
+            interrupted=False,
+            ended_at=None,
+            exit_code=None,
+            cells_done=len(kept),
+            verdicts=count_verdicts(kept),
+            resumed_at=[*meta.get("resumed_at", []), _now()],
+        )
+        meta.pop("problem", None)
+        return meta
     used = sorted({c.artifact for c in plan.cells})
     return {
         "schema_version": SCHEMA_VERSION,
@@ -465,69 +522,133 @@ def _start_meta(plan: RunPlan) -> dict[str, Any]:
     }
 
 
+class RunDirWriteError(Exception):
+    """The run directory cannot be written (disk full, read-only, not a directory): exit 2."""
+
+
+EXIT_ENVIRONMENT = 2  # the same code as bad usage: nothing about the kernels was decided
+
+
+def _describe_os_error(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "")
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}" + (f" ({name})" if name else "")
+
+
 def run_plan(
     plan: RunPlan,
     factories: Mapping[str, HostFactory],
     console: Console | None = None,
 ) -> int:
-    """Run ``plan`` with hosts from ``factories`` into ``plan.out``; return the exit code."""
+    """Run ``plan`` with hosts from ``factories`` into ``plan.out``; return the exit code.
+
+    0/1 by the cells' verdicts, 130 on Ctrl-C, 2 when the run directory cannot be written
+    (one line on stderr; run.json says ``failed`` if it can still be written).
+    """
     begin_run({kind for cell in plan.cells for kind in cell.checks})
-    pool = _HostPool(factories, plan.matrix)
-    cell_runner = _CellRunner(plan, pool)
-    writer = RowWriter(plan.out)
     meta = _start_meta(plan)
-    write_run_json(plan.out, meta)
-    verdict_rows: list[Row] = []
-    progress = CellProgress(len(plan.cells), console or Console(stderr=True))
+    try:
+        writer = RowWriter(plan.out)
+        write_run_json(plan.out, meta)
+    except OSError as exc:
+        print(f"tinygpt-harness run: cannot write the run directory: {_describe_os_error(exc)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ENVIRONMENT
+    interrupts = _Interrupts()
+    try:
+        with interrupts.installed():
+            return _run_cells(plan, factories, console, meta, writer, interrupts)
+    except OSError as exc:
+        print(f"tinygpt-harness run: cannot write the run directory: {_describe_os_error(exc)}",
+              file=sys.stderr)  # fmt: skip
+        _end_meta(plan.out, meta, "failed", EXIT_ENVIRONMENT, problem=_describe_os_error(exc))
+        return EXIT_ENVIRONMENT
+    except BaseException as exc:  # a bug: say so in run.json, then let the traceback show it
+        _end_meta(plan.out, meta, "failed", None, problem=_describe(exc))
+        raise
+    finally:
+        writer.close()
+
+
+def _end_meta(out: Path, meta: dict[str, Any], status: str, code: int | None, problem: str) -> None:
+    """Best effort: run.json must not stay "running" after the run stopped."""
+    meta.update(status=status, ended_at=_now(), exit_code=code, problem=problem)
+    with contextlib.suppress(OSError):  # the disk may still be full; stderr said why
+        write_run_json(out, meta)
+
+
+def _run_cells(
+    plan: RunPlan,
+    factories: Mapping[str, HostFactory],
+    console: Console | None,
+    meta: dict[str, Any],
+    writer: RowWriter,
+    interrupts: _Interrupts,
+) -> int:
+    pool = _HostPool(factories, plan.matrix)
+    cell_runner = _CellRunner(plan, pool, interrupts)
+    done = {r.cell for r in plan.kept_rows if r.is_verdict}
+    todo = [c for c in plan.cells if c.id not in done]
+    verdict_rows: list[Row] = [r for r in plan.kept_rows if r.is_verdict]
+    summary: list[tuple[str, str, str, float]] = [
+        (r.cell, r.status, r.detail, r.value) for r in verdict_rows
+    ]
+    progress = CellProgress(len(todo), console or Console(stderr=True))
     interrupted = False
     try:
-        for i, cell in enumerate(plan.cells):
+        for i, cell in enumerate(todo):
             pool.release_others(cell.host)  # its cells are over: free its browser or workers
             progress.start(cell.id)
             try:
                 rows = cell_runner.run(cell)
             except _Interrupted as stop:
-                rows, interrupted = stop.rows, True
-            with _sigint_held() as held:
+                with interrupts.hold():
+                    writer.write(stop.rows)  # what it measured before; no verdict row
+                summary.append((cell.id, INCOMPLETE, stop.where, float("nan")))
+                interrupted = True
+                break
+            with interrupts.hold():
                 writer.write(rows)
-                writer.commit()
-            interrupted = interrupted or bool(held)
-            verdict_rows.append(rows[-1])
-            progress.done(cell.id, rows[-1].status)
-            meta.update(
-                cells_done=i + 1, hosts=pool.versions(), verdicts=count_verdicts(verdict_rows)
-            )
-            for name, by_host in pool.loaded_sha256.items():
-                meta["artifacts"][name]["loaded_sha256"] = dict(by_host)
-            write_run_json(plan.out, meta)
-            if interrupted:
+                verdict_rows.append(rows[-1])
+                summary.append((cell.id, rows[-1].status, rows[-1].detail, rows[-1].value))
+                progress.done(cell.id, rows[-1].status)
+                meta.update(
+                    cells_done=len(verdict_rows),
+                    hosts={**meta["hosts"], **pool.versions()},
+                    verdicts=count_verdicts(verdict_rows),
+                )
+                for name, by_host in pool.loaded_sha256.items():
+                    meta["artifacts"][name]["loaded_sha256"] = dict(by_host)
+                write_run_json(plan.out, meta)
+            if interrupts.received:  # Ctrl-C while the cell's rows were written
+                interrupted = True
                 break
             if plan.fail_fast and rows[-1].status in FAILING:
-                meta["stopped_early"] = [c.id for c in plan.cells[i + 1 :]]
+                meta["stopped_early"] = [c.id for c in todo[i + 1 :]]
                 break
     except KeyboardInterrupt:  # between cells: nothing half-recorded
         interrupted = True
     finally:
         progress.close()
-        with _sigint_held() as held:
+        with interrupts.hold():
             pool.close()
-            writer.close()
-        interrupted = interrupted or bool(held)
-    if any("corpus" in c.checks for c in plan.cells[: meta["cells_done"]]):
-        meta["corpus_sha256"] = _corpus_sha256(plan.matrix)
-    code = EXIT_INTERRUPTED if interrupted else exit_code(meta["verdicts"])
-    meta.update(
-        status="interrupted" if interrupted else "complete",
-        interrupted=interrupted,
-        hosts=pool.versions(),
-        ended_at=_now(),
-        exit_code=code,
-    )
-    write_run_json(plan.out, meta)
+    interrupted = interrupted or interrupts.received
+    with interrupts.hold():
+        ran = {r.cell for r in verdict_rows}
+        if any("corpus" in c.checks for c in plan.cells if c.id in ran):
+            meta["corpus_sha256"] = _corpus_sha256(plan.matrix)
+        code = EXIT_INTERRUPTED if interrupted else exit_code(meta["verdicts"])
+        meta.update(
+            status="interrupted" if interrupted else "complete",
+            interrupted=interrupted,
+            hosts={**meta["hosts"], **pool.versions()},
+            ended_at=_now(),
+            exit_code=code,
+        )
+        write_run_json(plan.out, meta)
     out = Console()
     if not out.is_terminal:
         out = Console(width=LOG_WIDTH)
-    summary = [(r.cell, r.status, r.detail, r.value) for r in verdict_rows]
     print_summary(summary, meta["verdicts"], interrupted, out)
     return code
 
@@ -538,7 +659,15 @@ def run_plan(
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``run``'s options to ``parser``."""
     parser.add_argument("--matrix", type=Path, required=True, help="matrix TOML file")
-    parser.add_argument("--out", type=Path, required=True, help="run directory to create")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="run directory to create")
+    where.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="finish the remaining cells of an interrupted or failed run in DIR "
+        "(same build, matrix, --shard and --checks)",
+    )
     parser.add_argument("--shard", default="1/1", help="run shard K of N (1-based), e.g. 2/4")
     parser.add_argument(
         "--artifacts", type=Path, default=DEFAULT_MANIFEST, help="artifact manifest.json"
@@ -573,19 +702,73 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         if unknown or not only:
             named = ", ".join(map(repr, unknown))
             raise UsageError(f"--checks: unknown check {named}; known: {', '.join(REGISTRY)}")
-    out: Path = args.out
-    if (out / RESULTS_FILE).exists() or (out / RUN_FILE).exists():
-        raise UsageError(f"{out} already holds a run; give --out a new directory")
-    cells = shard(expand_cells(matrix, only), shard_k, shard_n)
-    return RunPlan(
+    cells = tuple(shard(expand_cells(matrix, only), shard_k, shard_n))
+    plan = RunPlan(
         matrix=matrix,
-        cells=tuple(cells),
+        cells=cells,
         artifacts=artifacts,
-        out=out,
+        out=args.resume if args.resume is not None else args.out,
         shard=(shard_k, shard_n),
         checks=only if only is not None else matrix.checks,
         fail_fast=args.fail_fast,
     )
+    if args.resume is not None:
+        return resume_plan(plan)
+    out: Path = args.out
+    if (out / RESULTS_FILE).exists() or (out / RUN_FILE).exists():
+        raise UsageError(f"{out} already holds a run; give --out a new directory")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is not a directory")
+    return plan
+
+
+def resume_plan(plan: RunPlan) -> RunPlan:
+    """``plan`` continuing the run in ``plan.out``; UsageError unless it is the same run.
+
+    The same run: the same matrix (sha256), the same artifact builds (sha256 per artifact
+    used), the same cells (--shard/--checks), and not complete. Cells with a verdict row are
+    kept; the rows after the last verdict row (an unfinished cell's, and a line cut by a kill)
+    are dropped, and results.csv is rewritten without them (temporary file, then rename)
+    before any cell runs, so the resumed cell's rows are never mixed with its first attempt.
+    """
+    out = plan.out
+    found = read_run(out)  # lenient: a killed run may end in a cut line
+    if not found.meta:
+        raise UsageError(f"--resume {out}: no readable {RUN_FILE} (is it a run directory?)")
+    raw = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise UsageError(f"--resume {out}: schema_version {raw.get('schema_version')!r}, "
+                         f"this harness writes {SCHEMA_VERSION}")  # fmt: skip
+    if raw.get("status") == "complete":
+        raise UsageError(f"--resume {out}: the run is already complete")
+    recorded = raw.get("matrix", {}).get("sha256")
+    if recorded != plan.matrix.sha256:
+        raise UsageError(f"--resume {out}: another matrix: the run used sha256 {recorded}, "
+                         f"{plan.matrix.path} is {plan.matrix.sha256}")  # fmt: skip
+    shas = {k: v.get("sha256") for k, v in raw.get("artifacts", {}).items() if isinstance(v, dict)}
+    for name in sorted({c.artifact for c in plan.cells}):
+        now = plan.artifacts[name].sha256
+        if shas.get(name) != now:
+            raise UsageError(f"--resume {out}: another build of {name}: the run used sha256 "
+                             f"{shas.get(name)}, the manifest has {now}")  # fmt: skip
+    if list(raw.get("cells", [])) != [c.id for c in plan.cells]:
+        raise UsageError(f"--resume {out}: other cells than the run planned "
+                         "(give the same --shard and --checks)")  # fmt: skip
+    last = max((i for i, r in enumerate(found.rows) if r.is_verdict), default=-1)
+    kept = found.rows[: last + 1]
+    _rewrite_rows(out, kept)
+    return dataclasses.replace(plan, kept_rows=kept, resumed_meta=raw)
+
+
+def _rewrite_rows(out: Path, rows: Sequence[Row]) -> None:
+    tmp = out / f".{RESULTS_FILE}.resume.tmp"
+    tmp.unlink(missing_ok=True)
+    writer = RowWriter(out, name=tmp.name)
+    try:
+        writer.write(rows)
+    finally:
+        writer.close()
+    os.replace(tmp, out / RESULTS_FILE)
 
 
 class UsageError(Exception):
@@ -593,7 +776,8 @@ class UsageError(Exception):
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Run the matrix; exit 0 (all pass/incompatible/skipped), 1 (fail/error), 2, or 130."""
+    """Run the matrix; exit 0 (all pass/incompatible/skipped), 1 (fail/error), 2 (bad usage,
+    or a run directory that cannot be written), or 130 (Ctrl-C)."""
     from harness.hosts.registry import HOST_NAMES, all_hosts
 
     return run_command(args, HOST_NAMES, lambda m: all_hosts(Timeouts(call_s=m.timeout_s)))
@@ -607,6 +791,10 @@ def run_command(
     """``run`` over hosts ``host_names``, built by ``factories_for(matrix)``; 2 on a usage error."""
     try:
         plan = plan_from_args(args, host_names)
+    except OSError as exc:  # --resume DIR unwritable
+        print(f"tinygpt-harness run: cannot write the run directory: {_describe_os_error(exc)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ENVIRONMENT
     except UsageError as exc:
         print(f"tinygpt-harness run: {exc}", file=sys.stderr)
         return 2

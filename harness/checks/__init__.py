@@ -1,6 +1,6 @@
 """Check kinds a matrix selects: smoke, ops, model, defaults, corpus, bench.
 
-Each check kind is one module with a ``run(ctx)`` that yields :class:`~harness.results.Row`.
+Each check kind is one module with a ``run(ctx)`` that yields :class:`~harness.rundir.rows.Row`.
 :data:`REGISTRY` maps the kind name to it; the runner calls them per cell. Modules are imported
 only when a check is used, so loading a matrix that selects ``smoke`` does not import the
 benchmark machinery. A module may also define ``validate_options(options) -> None`` (raising
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # base imports hosts and results; keep `import harness.checks` light
     from harness.checks.base import CellContext
-    from harness.results import Row
+    from harness.rundir.rows import Row
 
 REGISTRY: dict[str, str] = {
     "smoke": "harness.checks.smoke",

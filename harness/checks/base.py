@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.artifact import Artifact
 from harness.hosts.base import Instance
-from harness.results import Row, Status
+from harness.rundir.rows import Row, Status
 from reference.presets import ModelConfig
 
 

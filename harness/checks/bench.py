@@ -40,7 +40,6 @@ from harness.checks.bench_workloads import (
 )
 from harness.hosts.base import Instance
 from harness.numpy_baseline import TrainStepJob, run_jobs
-from harness.results import Row, Status
 from harness.roofline import (
     gflops,
     roofline_cache_clear,
@@ -48,6 +47,7 @@ from harness.roofline import (
     sgemm_gflops,
     sgemm_measurements,
 )
+from harness.rundir.rows import REFERENCE_ARTIFACT, REFERENCE_HOST, Row, Status
 from harness.timing import Measurement, TimingPolicy, measure, summarize
 from reference.presets import ModelConfig, param_count
 from reference.train import train_context_length
@@ -62,8 +62,6 @@ DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
     "layernorm_forward": (16, 256, 2048),
     "attention_forward": (16, 64, 128),
 }
-
-REFERENCE_HOST, REFERENCE_ARTIFACT = "numpy", "reference"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.checks.base import CellContext
-from harness.results import Row
+from harness.rundir.rows import Row
 from reference.corpus import (
     DEFAULT_CORPUS_SHA256,
     MIN_CORPUS_BYTES,

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from harness.checks.base import CellContext
 from harness.hosts.base import HostError
-from harness.results import Row
+from harness.rundir.rows import Row
 from harness.surfaces import FORMAT_OPTIONS, FORMATS, SurfaceEntry, SurfaceError, Value, extract
 from harness.surfaces.json_surface import extract_text
 from harness.surfaces.markdown import DEFAULT_HEADING

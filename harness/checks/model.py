@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from harness.checks.base import CellContext
 from harness.kernel import KernelModel
 from harness.parity import ParityResult, compare
-from harness.results import Row, Status
+from harness.rundir.rows import Row, Status
 from harness.tolerance import model_tolerance
 from reference.corpus import CorpusUnavailable, load_corpus
 from reference.defaults import DEFAULTS, TrainingDefaults

@@ -29,7 +29,7 @@ from harness.checks.base import CellContext
 from harness.hosts.base import HostCrashed, HostError, HostTimeout
 from harness.kernel import Kernels
 from harness.parity import ParityError, ParityResult, compare
-from harness.results import Row
+from harness.rundir.rows import Row
 from harness.tolerance import op_tolerance
 from reference import ops as ref_ops
 from reference.presets import ModelConfig

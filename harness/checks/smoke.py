@@ -26,7 +26,7 @@ import numpy as np
 from harness.checks.base import CellContext
 from harness.kernel import KernelModel, Kernels
 from harness.parity import ParityResult, compare
-from harness.results import Row
+from harness.rundir.rows import Row
 from harness.tolerance import FLOAT32_EPS, model_tolerance, op_tolerance
 from reference import ops
 from reference.defaults import DEFAULTS

@@ -26,9 +26,9 @@ from rich.console import Console
 from harness.gate.errors import GateInputError, RefusalError
 from harness.gate.measurements import MeasurementKey, timing_samples
 from harness.gate.provenance import require_build
-from harness.gate.rundir import Run, load_run
 from harness.gate.thresholds import Thresholds
 from harness.gate.verdicts import GateResult, evaluate
+from harness.rundir.reader import Run, load_run
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 from harness.gate.claims import Claim, ClaimsFile, Quantity
 from harness.gate.errors import GateInputError
 from harness.gate.measurements import timing_samples, x_label
-from harness.results import Row
+from harness.rundir.rows import Row
 
 FindingStatus = Literal["pass", "fail", "stale", "refused", "uncovered", "not comparable"]
 # Findings that do not stop a sign-off: "not comparable" is listed, but a run of another machine

@@ -20,9 +20,10 @@ from harness.gate.errors import GateInputError, RefusalError
 from harness.gate.measurements import timing_samples
 from harness.gate.paired import PairedPolicy
 from harness.gate.provenance import check_comparable, require_build
-from harness.gate.rundir import Run, load_run
 from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text, thresholds_from_table
 from harness.gate.verdicts import GateResult, evaluate
+from harness.rundir.meta import RunDirError
+from harness.rundir.reader import Run, load_run
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -182,7 +183,7 @@ def execute(args: argparse.Namespace) -> int:
     console = Console(stderr=False, width=160)
     try:
         result = run_compare(args, console)
-    except (GateInputError, RefusalError) as exc:
+    except (RunDirError, RefusalError) as exc:  # GateInputError is a RunDirError
         print(f"compare: {exc}", file=sys.stderr)
         return 2
     print_table(result, console)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from harness.rundir.meta import RunDirError
 
 
-class GateInputError(Exception):
-    """A run, store or claims file the gate cannot use; every command maps it to exit 2."""
+class GateInputError(RunDirError):
+    """A store, claims or thresholds file the gate cannot use; every command maps it to exit 2.
 
-    def __init__(self, path: Path | str, field: str, message: str) -> None:
-        where = f"{path}" if not field else f"{path}: field {field!r}"
-        super().__init__(f"{where}: {message}")
-        self.path = Path(path)
-        self.field = field
+    A run directory's own defects are the run-directory reader's ``RunDirError`` (this class's
+    base), so ``except RunDirError`` catches both.
+    """
 
 
 class RefusalError(Exception):

@@ -16,11 +16,11 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.gate.changepoint import Step, detect_steps
-from harness.gate.errors import GateInputError
-from harness.gate.rundir import load_run
 from harness.gate.series import Series, build_series
 from harness.gate.store import DEFAULT_STORE, Entry, add_run, iter_entries
 from harness.gate.trend_plots import footer_text, plot_measurement, slug, write_page
+from harness.rundir.meta import RunDirError
+from harness.rundir.reader import load_run
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +85,7 @@ def execute(args: argparse.Namespace) -> int:
             path = add_run(args.store, load_run(run_dir))
             console.print(f"history: stored {run_dir} as {path}", markup=False)
         entries = list(iter_entries(args.store))
-    except GateInputError as exc:
+    except RunDirError as exc:  # GateInputError is a RunDirError
         print(f"history: {exc}", file=sys.stderr)
         return 2
     series = build_series(entries, args.metric)

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from harness.results import Row
+from harness.rundir.rows import Row
 
 TIME_METRIC = "time_ns"
 
@@ -57,10 +57,3 @@ def timing_samples(rows: Iterable[Row]) -> dict[MeasurementKey, list[float]]:
         if row.check == "bench" and row.metric == TIME_METRIC and row.iteration >= 0:
             out[key_of(row)].append(row.value)
     return dict(out)
-
-
-def cell_verdicts(rows: Iterable[Row]) -> dict[str, tuple[str, str]]:
-    """Return ``{cell: (status, detail)}`` from the cell-level verdict rows."""
-    return {
-        r.cell: (r.status, r.detail) for r in rows if r.check == "cell" and r.subject == "verdict"
-    }

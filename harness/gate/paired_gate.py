@@ -26,10 +26,10 @@ from harness.checks.bench_replay import Replay, replay_for
 from harness.gate.errors import GateInputError
 from harness.gate.paired import DEFAULT_POLICY, PairedPolicy, balanced_loader, measure_cell
 from harness.gate.provenance import require_build
-from harness.gate.rundir import Run
 from harness.gate.thresholds import Thresholds
 from harness.gate.verdicts import Change, GateResult
 from harness.hosts.base import Host, HostError
+from harness.rundir.reader import Run
 from reference.presets import get_preset
 
 HostFactories = Mapping[str, Callable[[], Host]]

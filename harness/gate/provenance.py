@@ -14,7 +14,8 @@ from pathlib import Path
 
 from harness.artifact import Artifact, load_manifest
 from harness.gate.errors import GateInputError, RefusalError
-from harness.gate.rundir import Run, RunMeta
+from harness.rundir.meta import RunMeta
+from harness.rundir.reader import Run
 
 _RECIPE_KEYS = ("kind", "target", "ptr_width", "toolchain", "flags", "features")
 

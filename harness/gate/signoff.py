@@ -29,9 +29,9 @@ from harness.gate.claim_checks import (
 )
 from harness.gate.claim_scan import scan_files, uncovered
 from harness.gate.claims import load_claims
-from harness.gate.errors import GateInputError
-from harness.gate.rundir import Run, load_run
 from harness.gate.signoff_sheet import html_page, markdown, passed, verdict_line
+from harness.rundir.meta import RunDirError
+from harness.rundir.reader import Run, load_run
 from reference.defaults import DEFAULTS
 
 _STYLE = {"pass": "green", "fail": "bold red", "stale": "bold red", "refused": "bold red",
@@ -92,7 +92,7 @@ def execute(args: argparse.Namespace) -> int:
     try:
         run = load_run(args.run)
         findings = sign_off(run, args.claims, args.root)
-    except GateInputError as exc:
+    except RunDirError as exc:  # GateInputError is a RunDirError
         print(f"signoff: {exc}", file=sys.stderr)
         return 2
     for f in findings:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.gate.claim_checks import PASSING, Finding
-from harness.gate.rundir import RunMeta
+from harness.rundir.meta import RunMeta
 
 _ICON = {"pass": "✅", "fail": "❌", "stale": "❌", "refused": "⛔", "uncovered": "❓",
          "not comparable": "⚠️"}  # fmt: skip

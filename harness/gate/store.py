@@ -24,7 +24,7 @@ import numpy as np
 
 from harness.gate.errors import GateInputError
 from harness.gate.measurements import key_of, timing_samples, x_label
-from harness.gate.rundir import Run
+from harness.rundir.reader import Run
 
 STORE_SCHEMA_VERSION = 1
 DEFAULT_STORE = Path(".tinygpt-history")

@@ -7,17 +7,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.gate.measurements import MeasurementKey, cell_verdicts, timing_samples
+from harness.gate.measurements import MeasurementKey, timing_samples
 from harness.gate.stats import Comparison, compare_samples
 from harness.gate.thresholds import Thresholds
-from harness.results import Row
+from harness.rundir.rows import REFERENCE_HOST, Row
+from harness.rundir.verdict import INCOMPLETE, cell_verdicts
 
 # Checks whose failure in CAND fails the gate whatever BASE did: parity and the contracts.
 BLOCKING_CHECKS = ("ops", "model", "defaults", "corpus")
-BROKEN = ("fail", "error", "incompatible")
+# A cell that passed in BASE and did not finish in CAND cannot be claimed unchanged.
+BROKEN = ("fail", "error", "incompatible", INCOMPLETE)
 # The numpy reference is timed beside the kernels as a yardstick (speedup, roofline); it is not
 # the project's code, so its changes are shown (a drift indicator) but never fail the gate.
-REFERENCE_HOST = "numpy"
 
 
 @dataclass(frozen=True)

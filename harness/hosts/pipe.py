@@ -114,6 +114,10 @@ class WorkerClient:
             self._proc = subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                 env=self.env,
+                # Its own session: a terminal's Ctrl-C goes to the run's process group, and a
+                # worker that died of it first would read as a crash. The run decides and
+                # closes its workers; a killed run closes their stdin, which ends them.
+                start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
             self._stderr.close()

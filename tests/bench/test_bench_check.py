@@ -14,7 +14,7 @@ from harness.build import DEFAULT_OUT, MANIFEST, build_all, manifest_is_fresh
 from harness.checks import bench
 from harness.checks.base import CellContext
 from harness.engines.ctypes_engine import CtypesInstance
-from harness.results import Row
+from harness.rundir.rows import Row
 from harness.timing import Measurement, summarize
 from reference.presets import get_preset, param_count
 

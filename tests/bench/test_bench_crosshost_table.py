@@ -7,7 +7,7 @@ import dataclasses
 import pandas as pd
 
 from harness.report_tables import crosshost_summary
-from harness.results import Row
+from harness.rundir.rows import Row
 
 
 def _hash(host: str, output: str, sha: str) -> Row:

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.results import COLUMNS, RESULTS_FILE, RUN_FILE, Row, read_rows
+from harness.rundir.meta import RUN_FILE
+from harness.rundir.reader import read_rows
+from harness.rundir.rows import COLUMNS, RESULTS_FILE, Row
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 PLOTS = ("speedup", "kernels", "generation", "overhead", "parity")
@@ -226,16 +228,18 @@ def test_truncated_last_line_is_skipped_and_said(tmp_path: Path) -> None:
 
 
 def test_crash_mid_run_without_cell_rows(tmp_path: Path) -> None:
-    """Rows of a cell that never got its verdict row give a derived verdict, said so."""
+    """Rows of a cell that never got its verdict row read as incomplete (the one rule), said so."""
     run = _copy_fixture(tmp_path)
     df = pd.read_csv(run / RESULTS_FILE, keep_default_na=False, dtype=str)
     df = df[df["check"] != "cell"]
     df.to_csv(run / RESULTS_FILE, index=False)
     assert _report(run, tmp_path / "out") == 0
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "no cell verdict rows" in summary
+    assert "have no verdict row" in summary
     grid = {r["host"]: r for r in md_table(summary, "Verdicts (host × artifact)")}
-    assert grid["native"]["native"] == "small: ✅ pass (3 noisy)<br>tiny: ✅ pass (3 noisy)"
+    assert grid["native"]["native"] == (
+        "small: ❓ incomplete (3 noisy)<br>tiny: ❓ incomplete (3 noisy)"
+    )
 
 
 def test_older_schema_renders_what_it_has(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from harness.cli import main
 from harness.gate.claim_checks import Finding
-from harness.gate.rundir import load_meta
 from harness.gate.signoff_sheet import markdown
+from harness.rundir.reader import load_run
 
 RUN = Path(__file__).parent / "fixtures" / "run_small"
 
@@ -26,7 +26,7 @@ def _run(tmp_path: Path, **meta: object) -> Path:
 def _sheet(run: Path, findings: list[Finding]) -> Path:
     sheet = run.parent / "signoff"
     sheet.mkdir()
-    text = markdown(findings, load_meta(run / "run.json"), Path("docs/claims.toml"))
+    text = markdown(findings, load_run(run).meta, Path("docs/claims.toml"))
     (sheet / "signoff.md").write_text(text)
     return sheet
 

@@ -12,7 +12,7 @@ from harness.checks.base import CellContext
 from harness.checks.model import Settings, run
 from harness.crosshost import crosshost_table, to_markdown
 from harness.engines.ctypes_engine import CtypesInstance
-from harness.results import Row
+from harness.rundir.rows import Row
 from reference.presets import PARAM_NAMES, PRESETS
 
 

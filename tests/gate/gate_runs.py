@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.results import RUN_FILE, SCHEMA_VERSION, Row, RowWriter, Status
+from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION
+from harness.rundir.rows import Row, Status
+from harness.rundir.writer import RowWriter
 from reference.defaults import DEFAULTS
 
 SHA_NATIVE = "1" * 64

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.results import RUN_FILE, Row
+from harness.rundir.meta import RUN_FILE
+from harness.rundir.rows import Row
 from tests.gate.gate_runs import bench_rows, noisy, tree_digest, verdict_row, write_run
 
 

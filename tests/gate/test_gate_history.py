@@ -13,8 +13,8 @@ import pytest
 from harness.cli import main
 from harness.gate.changepoint import detect_steps
 from harness.gate.errors import GateInputError
-from harness.gate.rundir import load_run
 from harness.gate.store import STORE_SCHEMA_VERSION, add_run, entry_path, iter_entries, read_entry
+from harness.rundir.reader import load_run
 from tests.gate.gate_runs import bench_rows, noisy, tree_digest, write_run
 
 FIXTURES = Path(__file__).parent / "fixtures"

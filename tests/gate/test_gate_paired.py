@@ -14,10 +14,10 @@ from harness.build import Variant, build_variant, write_manifest
 from harness.cli import main
 from harness.gate.paired import balanced_loader
 from harness.gate.paired_gate import PairedSetup, pair_changes
-from harness.gate.rundir import load_run
 from harness.gate.thresholds import thresholds_from_table
 from harness.gate.verdicts import evaluate
 from harness.hosts.base import HostCrashed
+from harness.rundir.reader import load_run
 from tests.gate.gate_runs import (
     NATIVE_BENCH_MATRIX,
     SHA_NATIVE,

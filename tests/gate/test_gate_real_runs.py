@@ -11,7 +11,7 @@ import pytest
 from harness.build import Variant, build_variant, write_manifest
 from harness.cli import main
 from harness.gate.calibrate import load_instance, matmul_rows
-from harness.gate.rundir import load_run
+from harness.rundir.reader import load_run
 from harness.timing import TimingPolicy, measure
 from tests.gate.gate_runs import NATIVE_BENCH_MATRIX as MATRIX
 from tests.gate.gate_runs import bench_rows, tree_digest, write_run

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.results import Row
+from harness.rundir.rows import Row
 from tests.gate.gate_runs import bench_rows, tree_digest, write_run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "signoff"
@@ -288,7 +288,7 @@ def test_twice_the_true_speedup_is_stale_on_a_real_run(
     at every preset whose CI the run resolved (tiny: CI within +-11 %); never a pass."""
     from harness.gate.claim_checks import ci_table, figure, quantity_table
     from harness.gate.claims import Quantity
-    from harness.gate.rundir import load_run
+    from harness.rundir.reader import load_run
 
     rows = load_run(REAL_RUN).rows
     table, cis = quantity_table(rows), ci_table(rows)

@@ -37,7 +37,7 @@ from harness.hosts.base import (
     Scalar,
     TimingResult,
 )
-from harness.results import Row
+from harness.rundir.rows import Row
 
 HERE = Path(__file__).resolve().parent
 
@@ -141,12 +141,17 @@ def factories(log: Log, **hosts: dict[str, Any]) -> dict[str, Callable[[], Host]
     return {name: make(name, kw) for name, kw in hosts.items()}
 
 
-def make_artifacts(directory: Path, names: tuple[str, ...] = ("wasm32", "native")) -> Path:
-    """Write tiny fake binaries and a manifest.json for them; return the manifest's path."""
+def make_artifacts(
+    directory: Path, names: tuple[str, ...] = ("wasm32", "native"), salt: str = ""
+) -> Path:
+    """Write tiny fake binaries and a manifest.json for them; return the manifest's path.
+
+    ``salt`` changes the bytes (and so the sha256): another build of the same artifacts.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     entries = []
     for name in names:
-        data = f"fake {name}".encode()
+        data = f"fake {name}{salt}".encode()
         (directory / f"{name}.bin").write_bytes(data)
         entries.append(
             {
@@ -215,9 +220,9 @@ def use_fake_checks(monkeypatch: pytest.MonkeyPatch, *kinds: str) -> None:
         monkeypatch.setitem(checks.REGISTRY, kind, "runner_fakes")
 
 
-def run_args(matrix: Path, out: Path, manifest: Path, **kw: Any) -> argparse.Namespace:
+def run_args(matrix: Path, out: Path | None, manifest: Path, **kw: Any) -> argparse.Namespace:
     """The parsed arguments of ``run --matrix M --out O --artifacts A`` plus ``kw``."""
-    defaults: dict[str, Any] = {"shard": "1/1", "checks": None, "fail_fast": False}
+    defaults: dict[str, Any] = {"shard": "1/1", "checks": None, "fail_fast": False, "resume": None}
     defaults.update(kw)
     return argparse.Namespace(matrix=matrix, out=out, artifacts=manifest, **defaults)
 

@@ -11,7 +11,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from harness.results import RESULTS_FILE, RUN_FILE, read_rows
+from harness.rundir.meta import RUN_FILE
+from harness.rundir.reader import read_rows
+from harness.rundir.rows import RESULTS_FILE
+from harness.rundir.verdict import INCOMPLETE, cell_verdicts
 from tests.runner.runner_fakes import HERE, make_artifacts
 
 REPO = HERE.parents[1]
@@ -78,6 +81,57 @@ def test_sigint_finishes_writing_and_exits_130(tmp_path: Path) -> None:
     assert meta["interrupted"] is True and meta["exit_code"] == 130
     rows = list(read_rows(out / RESULTS_FILE))
     verdicts = {r.cell: r.status for r in rows if r.check == "cell" and r.subject == "verdict"}
-    assert len(verdicts) == 6  # four fa cells, fb/native/small, and the interrupted cell
-    assert verdicts["fb/native/tiny"] == "skipped"
+    assert len(verdicts) == 5  # four fa cells and fb/native/small
+    # the interrupted cell did not finish: no verdict row, so it reads as incomplete
+    assert "fb/native/tiny" not in verdicts
+    assert cell_verdicts(rows).get("fb/native/tiny", (INCOMPLETE, ""))[0] == INCOMPLETE
     assert "(interrupted)" in stdout  # the summary still prints
+
+
+def test_ctrl_c_to_the_process_group_is_an_interrupt_not_a_crash(tmp_path: Path) -> None:
+    """The real CLI on real wasmtime workers; SIGINT to the whole process group, as a terminal.
+
+    Exit 130, run.json interrupted, no ``error`` row (a worker dying of the same Ctrl-C is not
+    a crash), and every finished cell's rows intact (the strict reader accepts the file).
+    """
+    m = tmp_path / "m.toml"
+    m.write_text(
+        textwrap.dedent(
+            """\
+            name = "sigint"
+            artifacts = ["wasm32"]
+            presets = ["tiny", "small"]
+            checks = ["smoke", "ops", "model"]
+            [hosts]
+            wasmtime = {}
+            [check.model]
+            steps = 10
+            """
+        )
+    )
+    out = tmp_path / "run"
+    manifest = REPO / "artifacts" / "build" / "manifest.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--matrix", str(m), "--out", str(out),
+         "--artifacts", str(manifest)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, which the "terminal" signals whole
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    results = out / RESULTS_FILE
+    while not (results.exists() and ",cell,verdict," in results.read_text()):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "no cell finished"
+        time.sleep(0.02)
+    finished = results.read_text()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    meta = json.loads((out / RUN_FILE).read_text())
+    assert meta["interrupted"] is True and meta["status"] == "interrupted"
+    assert meta["exit_code"] == 130
+    rows = read_rows(results)  # strict: raises on a cut line
+    assert not [r for r in rows if r.status == "error"], err
+    assert results.read_text().startswith(finished)  # the finished cell's rows, byte for byte
+    assert [r.cell for r in rows if r.is_verdict][:1] == ["wasmtime/wasm32/small"]
+    assert all(r.status == "pass" for r in rows if r.is_verdict)

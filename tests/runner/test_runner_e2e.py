@@ -13,7 +13,9 @@ import pytest
 
 from harness.build import DEFAULT_OUT, MANIFEST, build_all, manifest_is_fresh
 from harness.cli import main
-from harness.results import RESULTS_FILE, RUN_FILE, read_rows
+from harness.rundir.meta import RUN_FILE
+from harness.rundir.reader import read_rows
+from harness.rundir.rows import RESULTS_FILE
 
 MATRIX = """\
 name = "e2e"

@@ -130,6 +130,23 @@ def test_bad_type_inside_an_inline_table(tmp_path: Path) -> None:
     assert msg == "hosts.node22.version must be a string, got an integer 22"
 
 
+def test_hosts_are_required_unless_marked_optional(tmp_path: Path) -> None:
+    """``optional = true`` marks a host optional; every other host is required."""
+    m = load(
+        tmp_path,
+        GOOD.replace('{ version = "22.23.3" }', '{ version = "22.23.3", optional = true }'),
+    )
+    assert m.host("node22").optional is True
+    assert all(not m.host(h.name).optional for h in m.hosts if h.name != "node22")
+
+
+def test_optional_must_be_a_boolean(tmp_path: Path) -> None:
+    """``optional = "yes"`` is reported at the host's line with both types."""
+    line, msg = error_of(tmp_path, GOOD.replace('{ version = "22.23.3" }', '{ optional = "yes" }'))
+    assert line == 7
+    assert msg == "hosts.node22.optional must be true or false, got a string 'yes'"
+
+
 def test_toml_syntax_error_has_file_and_line(tmp_path: Path) -> None:
     """tomllib's own message is kept, prefixed with FILE:LINE."""
     line, msg = error_of(tmp_path, GOOD + 'node = { version = "20"\nchromium = {}\n')

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.merge import MergeError, execute, merge_runs
-from harness.results import RESULTS_FILE, RUN_FILE, read_rows
-from harness.run_dir import write_run_json
+from harness.rundir.meta import RUN_FILE, write_run_json
+from harness.rundir.reader import read_rows
+from harness.rundir.rows import RESULTS_FILE
 from tests.runner.runner_fakes import (
     Log,
     factories,
@@ -126,4 +127,4 @@ def test_execute_exit_codes(
     assert execute(argparse.Namespace(dirs=shards, out=tmp_path / "m2")) == 2
     assert "different git commits" in capsys.readouterr().err
     assert execute(argparse.Namespace(dirs=[tmp_path], out=tmp_path / "m3")) == 2
-    assert "not a run directory" in capsys.readouterr().err
+    assert "is this a run directory" in capsys.readouterr().err

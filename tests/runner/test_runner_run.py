@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from harness.hosts.base import IncompatibleArtifact, MissingExport
-from harness.results import RESULTS_FILE, RUN_FILE, SCHEMA_VERSION, Row, read_rows
+from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION
+from harness.rundir.reader import read_rows
+from harness.rundir.rows import RESULTS_FILE, Row
 from tests.runner.runner_fakes import (
     Log,
     factories,
@@ -162,10 +164,27 @@ def test_measured_rows_do_not_change_the_verdict(tmp_path: Path, manifest: Path)
     assert {s for s, _ in verdicts(out).values()} == {"pass"}
 
 
-def test_unavailable_host_skips_its_cells_with_the_hint(tmp_path: Path, manifest: Path) -> None:
-    """HostUnavailable at probe: every cell of that host is skipped, nothing is loaded, exit 0."""
+def test_unavailable_required_host_errors_its_cells(tmp_path: Path, manifest: Path) -> None:
+    """A host is required by default: not installed errors its cells (with the hint), exit 1."""
     log = Log()
     code, out = run(tmp_path, manifest, log, matrix(tmp_path), fa={}, fb={"unavailable": True})
+    assert code == 1
+    v = verdicts(out)
+    errors = {k: d for k, (s, d) in v.items() if s == "error"}
+    assert set(errors) == {f"fb/{a}/{p}" for a in ("wasm32", "native") for p in ("tiny", "small")}
+    assert all("install: apt install fb" in d and "required host" in d for d in errors.values())
+    assert not any(e[:2] == ("load", "fb") for e in log.events)
+    meta = json.loads((out / RUN_FILE).read_text())
+    assert meta["hosts"]["fb"]["status"] == "error"
+
+
+def test_unavailable_optional_host_skips_its_cells_with_the_hint(
+    tmp_path: Path, manifest: Path
+) -> None:
+    """``optional = true``: a missing host's cells are skipped, nothing is loaded, exit 0."""
+    log = Log()
+    m = matrix(tmp_path, hosts="fa = {}\nfb = { optional = true }\n")
+    code, out = run(tmp_path, manifest, log, m, fa={}, fb={"unavailable": True})
     assert code == 0
     v = verdicts(out)
     skipped = {k: d for k, (s, d) in v.items() if s == "skipped"}
@@ -260,14 +279,14 @@ def test_fail_fast_stops_after_the_first_failing_cell(tmp_path: Path, manifest: 
 
 
 def test_keyboard_interrupt_keeps_rows_and_exits_130(tmp_path: Path, manifest: Path) -> None:
-    """Ctrl-C in a check: earlier cells and the partial cell are on disk; run.json interrupted."""
+    """Ctrl-C in a check: earlier cells and the partial cell (no verdict) are on disk; exit 130."""
     log = Log()
     m = matrix(tmp_path, '[check.ops]\nkind = "ops"\n"fa/wasm32/small" = "interrupt"\n')
     code, out = run(tmp_path, manifest, log, m)
     assert code == 130
     v = verdicts(out)
-    assert list(v) == ["fa/native/small", "fa/native/tiny", "fa/wasm32/small"]
-    assert v["fa/wasm32/small"] == ("skipped", "interrupted (Ctrl-C) during check ops")
+    # the interrupted cell has no verdict row: it did not finish (incomplete; --resume re-runs it)
+    assert list(v) == ["fa/native/small", "fa/native/tiny"]
     partial = [r for r in rows(out) if r.cell == "fa/wasm32/small" and r.check != "cell"]
     assert [(r.check, r.subject) for r in partial] == [("smoke", "first"), ("ops", "first")]
     meta = json.loads((out / RUN_FILE).read_text())

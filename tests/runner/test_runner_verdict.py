@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness.results import Row, Status
-from harness.run_dir import cell_verdict
+from harness.rundir.rows import Row, Status
+from harness.rundir.verdict import decide
 
 
 def _row(check: str, status: Status, detail: str = "") -> Row:
@@ -13,27 +13,27 @@ def _row(check: str, status: Status, detail: str = "") -> Row:
 def test_error_beats_fail_beats_pass() -> None:
     """An error anywhere makes the cell an error, with that row's cause."""
     rows = [_row("ops", "pass"), _row("model", "fail", "x"), _row("bench", "error", "boom")]
-    assert cell_verdict(rows) == ("error", "bench:s: boom")
+    assert decide(rows) == ("error", "bench:s: boom")
 
 
 def test_budget_skipped_bench_points_keep_a_passing_cell_pass() -> None:
     """A bench point skipped for time does not turn a cell whose checks passed into skipped."""
-    verdict, cause = cell_verdict([_row("ops", "pass"), _row("bench", "skipped", "budget 3 s")])
+    verdict, cause = decide([_row("ops", "pass"), _row("bench", "skipped", "budget 3 s")])
     assert verdict == "pass"
     assert cause == "partly skipped: bench:s: budget 3 s"
 
 
 def test_a_cell_with_only_skipped_rows_is_skipped() -> None:
     """A cell where nothing ran (e.g. the host is missing) is skipped, with the cause."""
-    assert cell_verdict([_row("cell", "skipped", "no node")]) == ("skipped", "cell:s: no node")
+    assert decide([_row("cell", "skipped", "no node")]) == ("skipped", "cell:s: no node")
 
 
 def test_measurements_alone_are_a_pass() -> None:
     """Rows that carry no verdict (measured, noisy) leave the cell at pass."""
-    assert cell_verdict([_row("bench", "measured"), _row("bench", "noisy")]) == ("pass", "")
+    assert decide([_row("bench", "measured"), _row("bench", "noisy")]) == ("pass", "")
 
 
 def test_a_bench_only_cell_with_measurements_and_skipped_points_is_pass() -> None:
     """A bench-only cell (no verdict rows) that measured something and skipped a point: pass."""
-    verdict, cause = cell_verdict([_row("bench", "measured"), _row("bench", "skipped", "budget")])
+    verdict, cause = decide([_row("bench", "measured"), _row("bench", "skipped", "budget")])
     assert (verdict, cause) == ("pass", "partly skipped: bench:s: budget")

@@ -1,37 +1,96 @@
-"""Load one run directory (``results.csv`` + ``run.json``) for the gate, read-only and strict.
+"""``run.json``: a run's provenance and status, its schema version and its older layouts.
 
-The runner's own reader forgives a truncated last line (a crash mid-write must not lose the rows
-before it); the gate does not: a verdict drawn from a half-written run would be a guess, so every
-defect is a :class:`~harness.gate.errors.GateInputError` naming the file and the field.
+``run.json`` is always replaced atomically (write a temporary file, fsync, rename), so a reader
+never sees half a file even if the run is killed while writing it. Its ``status`` is
+``running`` while a run works, then ``complete``, ``interrupted`` (Ctrl-C/SIGTERM) or
+``failed`` (the harness itself could not go on: disk full, unwritable directory, a bug);
+``merge`` writes ``partial`` when shards are missing.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
+import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.gate.errors import GateInputError
-from harness.results import (
-    COLUMNS,
-    RESULTS_FILE,
-    RUN_FILE,
-    SCHEMA_VERSION,
-    STATUSES,
-    Row,
-    read_rows,
-)
-from harness.run_dir import flat_meta
+SCHEMA_VERSION = 1
+RUN_FILE = "run.json"
+RUN_STATUSES: tuple[str, ...] = ("running", "complete", "interrupted", "failed", "partial")
 
-_NUMERIC = {"value": float, "x_value": float, "iteration": int}
+
+class RunDirError(Exception):
+    """A run directory the harness cannot use; the message names the file and the field."""
+
+    def __init__(self, path: Path | str, field: str, message: str) -> None:
+        where = f"{path}" if not field else f"{path}: field {field!r}"
+        super().__init__(f"{where}: {message}")
+        self.path = Path(path)
+        self.field = field
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    """Return ``{"commit": sha or None, "dirty": bool or None}`` of the checkout at ``repo``."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout.strip()  # fmt: skip
+        status = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain"],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}  # not a checkout (e.g. an installed wheel)
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def write_run_json(run_dir: Path, meta: dict[str, Any]) -> None:
+    """Atomically replace ``run_dir/run.json`` with ``meta`` (OSError if it cannot)."""
+    path = run_dir / RUN_FILE
+    tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=2, sort_keys=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a half-written temporary is no record; the old one stays
+        raise
+
+
+def flat_meta(data: dict[str, Any]) -> dict[str, Any]:
+    """A run.json's provenance under flat keys, whichever layout wrote it (the migration).
+
+    The runner writes ``git: {commit, dirty}``, ``started_at``/``ended_at`` and
+    ``hosts: {name: {version, pin}}``; older and hand-written runs use ``commit``, ``dirty``,
+    ``start``, ``end`` and ``hosts: {name: version}``. This returns a copy of ``data`` with
+    ``commit``, ``dirty``, ``start``, ``end`` set and ``hosts`` as ``{name: version}``, so the
+    report and the gate read one shape.
+    """
+    flat = dict(data)
+    raw_git = data.get("git")
+    git: dict[str, Any] = raw_git if isinstance(raw_git, dict) else {}
+    flat["commit"] = git.get("commit", data.get("commit"))
+    flat["dirty"] = bool(git.get("dirty", data.get("dirty", False)))
+    flat["start"] = str(data.get("started_at") or data.get("start") or "")
+    flat["end"] = str(data.get("ended_at") or data.get("end") or "")
+    hosts = data.get("hosts")
+    if isinstance(hosts, dict):
+        flat["hosts"] = {
+            str(k): str(v.get("version", "")) if isinstance(v, dict) else str(v)
+            for k, v in hosts.items()
+        }
+    return flat
 
 
 @dataclass(frozen=True)
 class RunMeta:
-    """The provenance of a run, as ``run.json`` records it."""
+    """The provenance of a run, as ``run.json`` records it (the strict, typed view)."""
 
     path: Path
     schema_version: int
@@ -101,41 +160,13 @@ class RunMeta:
         )
 
 
-@dataclass(frozen=True)
-class Run:
-    """A loaded run directory."""
-
-    directory: Path
-    meta: RunMeta
-    rows: tuple[Row, ...]
-
-
-def load_run(directory: Path) -> Run:
-    """Load and validate ``directory``; raises GateInputError naming the file and field at fault."""
-    if not directory.is_dir():
-        raise GateInputError(directory, "", "not a run directory")
-    meta = load_meta(directory / RUN_FILE)
-    rows = load_results(directory / RESULTS_FILE)
-    return Run(directory=directory, meta=meta, rows=rows)
-
-
-def load_meta(path: Path) -> RunMeta:
-    """Parse and validate a ``run.json``."""
-    if not path.is_file():
-        raise GateInputError(path, "", "missing (is this a run directory?)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise GateInputError(path, "", f"corrupt or truncated JSON ({exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise GateInputError(path, "", f"not UTF-8 text ({exc})") from exc
-    if not isinstance(data, dict):
-        raise GateInputError(path, "", "expected a JSON object")
+def parse_meta(path: Path, data: dict[str, Any]) -> RunMeta:
+    """Validate a decoded run.json strictly into a :class:`RunMeta` (RunDirError on a defect)."""
     version = data.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise GateInputError(path, "schema_version", f"missing or not an integer: {version!r}")
+        raise RunDirError(path, "schema_version", f"missing or not an integer: {version!r}")
     if version != SCHEMA_VERSION:
-        raise GateInputError(
+        raise RunDirError(
             path,
             "schema_version",
             f"unknown schema version {version}; this harness reads version {SCHEMA_VERSION}",
@@ -143,13 +174,13 @@ def load_meta(path: Path) -> RunMeta:
     machine = _typed(path, data, "machine", dict, {})
     fingerprint = data.get("fingerprint_id") or machine.get("fingerprint_id")
     if not isinstance(fingerprint, str) or not fingerprint:
-        raise GateInputError(path, "machine.fingerprint_id", "missing machine fingerprint id")
+        raise RunDirError(path, "machine.fingerprint_id", "missing machine fingerprint id")
     _typed(path, data, "git", dict, {})
     _typed(path, data, "hosts", dict, {})
     flat = flat_meta(data)
     commit = flat["commit"]
     if commit is not None and not isinstance(commit, str):
-        raise GateInputError(path, "git.commit", f"expected a commit id, got {commit!r}")
+        raise RunDirError(path, "git.commit", f"expected a commit id, got {commit!r}")
     artifacts, builds = _artifacts(path, _typed(path, data, "artifacts", dict, {}))
     matrix = _typed(path, data, "matrix", dict, {})
     return RunMeta(
@@ -185,54 +216,14 @@ def _artifacts(
             shas[name] = entry["sha256"]
             builds[name] = entry
         else:
-            raise GateInputError(path, f"artifacts.{name}", f"expected a sha256: {entry!r}")
+            raise RunDirError(path, f"artifacts.{name}", f"expected a sha256: {entry!r}")
     return shas, builds
 
 
 def _typed(path: Path, data: dict[str, Any], key: str, kind: type, default: Any) -> Any:
     if key not in data:
-        if default is None:
-            raise GateInputError(path, key, "missing")
         return default
     value = data[key]
     if not isinstance(value, kind):
-        raise GateInputError(path, key, f"expected {kind.__name__}, got {type(value).__name__}")
+        raise RunDirError(path, key, f"expected {kind.__name__}, got {type(value).__name__}")
     return value
-
-
-def load_results(path: Path) -> tuple[Row, ...]:
-    """Validate every line of a ``results.csv`` strictly, then read it with the shared reader."""
-    if not path.is_file():
-        raise GateInputError(path, "", "missing (is this a run directory?)")
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            header = tuple(reader.fieldnames or ())
-            missing = [c for c in COLUMNS if c not in header]
-            if missing:
-                raise GateInputError(path, missing[0], "column missing from the header")
-            for rec in reader:
-                _check_record(path, reader.line_num, rec)
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise GateInputError(path, "", f"corrupt CSV ({exc})") from exc
-    return tuple(read_rows(path))
-
-
-def _check_record(path: Path, line: int, rec: dict[str | Any, str | Any]) -> None:
-    if None in rec:
-        raise GateInputError(path, "", f"line {line} has more fields than the header")
-    for column in COLUMNS:
-        if rec.get(column) is None:
-            raise GateInputError(path, column, f"line {line} is truncated (no {column})")
-    for column, kind in _NUMERIC.items():
-        text = rec[column]
-        if text == "":
-            continue
-        try:
-            number = kind(text)
-        except ValueError:
-            raise GateInputError(path, column, f"line {line}: not a number: {text!r}") from None
-        if isinstance(number, float) and math.isinf(number) and column == "x_value":
-            raise GateInputError(path, column, f"line {line}: infinite x value")
-    if rec["status"] not in STATUSES:
-        raise GateInputError(path, "status", f"line {line}: unknown status {rec['status']!r}")
