@@ -37,7 +37,7 @@ from harness.gate.claims_rewrite import ClaimUpdate, rewrite_claims, rewrite_pub
 from harness.gate.errors import GateInputError
 from harness.gate.rundir import Run, load_run
 
-REFUSE = "--record"  # the "file" a refusal about the set of runs names
+REFUSE = "runs"  # what a refusal about the set of runs (not one file) names
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,8 @@ def load_runs(directories: Sequence[Path]) -> list[Run]:
     for run in runs:
         bad = check_run(run)
         if bad:
-            raise GateInputError(REFUSE, "", bad[0].message)
+            reason = bad[0].message.removeprefix(f"{run.meta.path}: ")
+            raise GateInputError(run.meta.path, "", f"{reason} (a band needs such runs too)")
     first = runs[0]
     for run in runs:
         machines = run.meta.shard_fingerprints()
