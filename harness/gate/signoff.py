@@ -5,6 +5,9 @@ published text still carries it, and a single-point claim is not one point of a 
 varies by more than 20 % across presets. Performance-looking numbers in the scanned docs that no
 claim covers fail too. Exit 0 when all pass, 1 on any failing/stale/refused/uncovered finding,
 2 on bad input (the message names the file and the field).
+
+``signoff --record RUN1 RUN2 RUN3 [...]`` instead writes the claims' bands from N >= 3 runs
+(:mod:`harness.gate.record`; docs/signoff.md, "Recording bands").
 """
 
 from __future__ import annotations
