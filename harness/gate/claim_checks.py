@@ -16,7 +16,9 @@ import numpy as np
 from harness.gate.claims import Claim, ClaimsFile, Quantity
 from harness.gate.errors import GateInputError
 from harness.gate.measurements import timing_samples, x_label
+from harness.rundir.reader import Run
 from harness.rundir.rows import Row
+from reference.defaults import DEFAULTS
 
 FindingStatus = Literal["pass", "fail", "stale", "refused", "uncovered", "not comparable"]
 # Findings that do not stop a sign-off: "not comparable" is listed, but a run of another machine
@@ -333,3 +335,20 @@ def covered_spans(claims: ClaimsFile, root: Path) -> dict[str, list[tuple[int, i
             label, first, lines = region
             spans[str(Path(label))].append((first, first + len(lines) - 1))
     return spans
+
+
+def check_run(run: Run) -> list[Finding]:
+    """The run must be of a committed tree, measured with this code's training defaults."""
+    out = []
+    if run.meta.dirty:
+        out.append(Finding("(run)", "fail", (
+            f"{run.meta.path}: measured from a dirty checkout of {run.meta.commit[:12]}; "
+            "a sign-off needs numbers of a committed tree"
+        )))  # fmt: skip
+    recorded = run.meta.defaults_sha256
+    if recorded == DEFAULTS.sha256():
+        return out
+    return [*out, Finding("(run)", "fail", (
+        f"{run.meta.path}: measured with defaults sha256 {recorded or 'not recorded'}, "
+        f"this code's defaults are {DEFAULTS.sha256()}: re-measure before signing off"
+    ))]  # fmt: skip

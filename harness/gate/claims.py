@@ -39,7 +39,7 @@ Schema (TOML, documented with examples in docs/signoff.md)::
     hosts = { wasmtime = "50.0.1" }  # host versions; "156" matches "156.0.8078.114"
     dates = ["2026-11-24"]
     runs = 3                         # how many run directories the band comes from
-    band_basis = "runs"              # "runs" (hull of the runs' CIs) or "tolerance"
+    band_basis = "runs"              # "runs" (signoff --record) or "tolerance"
 
 A claim needs ``provenance`` unless it is ``machine_independent``.
 """

@@ -5,6 +5,9 @@ published text still carries it, and a single-point claim is not one point of a 
 varies by more than 20 % across presets. Performance-looking numbers in the scanned docs that no
 claim covers fail too. Exit 0 when all pass, 1 on any failing/stale/refused/uncovered finding,
 2 on bad input (the message names the file and the field).
+
+``signoff --record RUN1 RUN2 RUN3 [...]`` instead writes the claims' bands from N >= 3 runs
+(:mod:`harness.gate.record`; docs/signoff.md, "Recording bands").
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from harness.gate.claim_checks import (
     Finding,
     RunFacts,
     check_cells,
+    check_run,
     check_single_point,
     check_text,
     check_values,
@@ -29,40 +33,48 @@ from harness.gate.claim_checks import (
 )
 from harness.gate.claim_scan import scan_files, uncovered
 from harness.gate.claims import load_claims
+from harness.gate.errors import GateInputError
+from harness.gate.record import describe, record
 from harness.gate.signoff_sheet import html_page, markdown, passed, verdict_line
 from harness.rundir.meta import RunDirError
 from harness.rundir.reader import Run, load_run
-from reference.defaults import DEFAULTS
 
 _STYLE = {"pass": "green", "fail": "bold red", "stale": "bold red", "refused": "bold red",
           "uncovered": "yellow", "not comparable": "bold yellow"}  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add signoff's arguments."""
-    parser.add_argument("run", type=Path, metavar="RUN", help="run directory (may be merged)")
+    """Add signoff's arguments (``--record`` takes several runs, a sign-off exactly one)."""
+    parser.add_argument(
+        "run",
+        type=Path,
+        nargs="+",
+        metavar="RUN",
+        help="run directory (may be merged); with --record, N >= 3 run directories",
+    )
     parser.add_argument("--claims", type=Path, required=True, help="claims TOML file")
     parser.add_argument(
         "--root", type=Path, default=Path("."), help="directory published files are relative to"
     )
     parser.add_argument("--out", type=Path, help="write signoff.md and signoff.html here")
-
-
-def check_run(run: Run) -> list[Finding]:
-    """The run must be of a committed tree, measured with this code's training defaults."""
-    out = []
-    if run.meta.dirty:
-        out.append(Finding("(run)", "fail", (
-            f"{run.meta.path}: measured from a dirty checkout of {run.meta.commit[:12]}; "
-            "a sign-off needs numbers of a committed tree"
-        )))  # fmt: skip
-    recorded = run.meta.defaults_sha256
-    if recorded == DEFAULTS.sha256():
-        return out
-    return [*out, Finding("(run)", "fail", (
-        f"{run.meta.path}: measured with defaults sha256 {recorded or 'not recorded'}, "
-        f"this code's defaults are {DEFAULTS.sha256()}: re-measure before signing off"
-    ))]  # fmt: skip
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record bands, values and provenance from the runs into the claims file and the "
+        "published text (docs/signoff.md, 'Recording bands')",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="with --record: record only this claim (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-mixed-builds",
+        action="store_true",
+        help="with --record: accept runs of different commits or artifact builds",
+    )
 
 
 def sign_off(run: Run, claims_path: Path, root: Path) -> list[Finding]:
@@ -87,10 +99,16 @@ def sign_off(run: Run, claims_path: Path, root: Path) -> list[Finding]:
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Run the sign-off; 0 signed off, 1 any failing finding, 2 bad input."""
+    """Run the sign-off (or ``--record``); 0 signed off, 1 any failing finding, 2 bad input."""
+    if args.record:
+        return _execute_record(args)
     console = Console(width=160)
     try:
-        run = load_run(args.run)
+        if len(args.run) != 1 or args.only or args.allow_mixed_builds:
+            raise GateInputError(
+                "signoff", "", "checks one RUN; --only and --allow-mixed-builds go with --record"
+            )
+        run = load_run(args.run[0])
         findings = sign_off(run, args.claims, args.root)
     except RunDirError as exc:  # GateInputError is a RunDirError
         print(f"signoff: {exc}", file=sys.stderr)
@@ -106,3 +124,31 @@ def execute(args: argparse.Namespace) -> int:
         (args.out / "signoff.md").write_text(markdown(findings, run.meta, args.claims), "utf-8")
         (args.out / "signoff.html").write_text(html_page(findings, run.meta, args.claims), "utf-8")
     return 0 if ok else 1
+
+
+def _execute_record(args: argparse.Namespace) -> int:
+    """``--record``: write bands from N runs; 0 written, 2 refused (nothing written)."""
+    console = Console(width=160)
+    try:
+        if args.out is not None:
+            raise GateInputError(
+                "signoff", "--out", "writes a sheet of a sign-off, not of --record"
+            )
+        recorded = record(args.run, args.claims, args.root, args.only, args.allow_mixed_builds)
+    except RunDirError as exc:  # GateInputError is a RunDirError
+        print(f"signoff --record: {exc}", file=sys.stderr)
+        return 2
+    for rec in recorded:
+        for line in describe(rec):
+            console.print(line, markup=False, soft_wrap=True)
+        for warning in rec.warnings:
+            console.print(
+                f"  warning  {warning}", style="bold yellow", markup=False, soft_wrap=True
+            )
+    files = sorted({str(r.claim.published.file) for r in recorded})
+    console.print(
+        f"recorded {len(recorded)} claims from {len(args.run)} runs into {args.claims} and "
+        f"{', '.join(files)}",
+        style="bold green",
+    )
+    return 0
