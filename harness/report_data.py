@@ -122,6 +122,23 @@ def curve(rows: pd.DataFrame, subject: str, metric: str) -> pd.DataFrame:
     return pts.sort_values(keys).reset_index(drop=True)
 
 
+def cold_ratios(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: the cold first train step (``cold_ns``) over the steady train-step median.
+
+    Columns ``host, artifact, x_value, value_cold, value_steady, status, ratio``; ``status`` is
+    the steady figure's (a noisy steady median makes the ratio noisy too). Empty when the run
+    has no cold figures.
+    """
+    from harness.checks.bench import COLD_SUBJECT  # the one name of the cold figure
+
+    keys = ["host", "artifact", "x_value"]
+    cold = summary_value(rows, subject=COLD_SUBJECT, metric="cold_ns")[[*keys, "value"]]
+    steady = curve(rows, "train_step", "median_ns")[[*keys, "value", "status"]]
+    pts = cold.merge(steady, on=keys, suffixes=("_cold", "_steady"))
+    pts["ratio"] = pts["value_cold"] / pts["value_steady"]
+    return pts.sort_values(keys).reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class SlopeFit:
     """Fitted slope of log10(speedup) against log10(parameter count) for one host/artifact."""

@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from harness.report_data import curve, parity_matrix, speedup_slopes
+from harness.report_data import cold_ratios, curve, parity_matrix, speedup_slopes
 from harness.rundir.rows import REFERENCE_HOST
 from reference.presets import PRESETS, param_count
 
@@ -347,9 +347,58 @@ def plot_parity(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | N
     return Plot("parity", "Parity errors", f"Worst {metric} of each op in each cell (check=ops).")
 
 
+V8_HOSTS = ("node", "chromium")  # host-name prefixes whose first call runs Liftoff code
+
+
+def plot_cold(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
+    """The first train step after instantiation over the steady one, against preset size.
+
+    Two panels, so no axis carries more than eight series: the V8 hosts (Node, Chromium), whose
+    first call compiles lazily and runs Liftoff code, and the others (native, wasmtime).
+    """
+    pts = cold_ratios(rows)
+    if pts.empty:
+        return None
+    v8 = pts["host"].astype(str).str.startswith(V8_HOSTS)
+    panels = [(g, t) for g, t in ((pts[v8], "V8 hosts (Node, Chromium): Liftoff first"),
+                                  (pts[~v8], "native and wasmtime")) if not g.empty]  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=(12.5, 4.6), squeeze=False)
+    colors = pair_colors(rows)
+    markers = "osD^v<>P"
+    for ax, (group, title) in zip(axes[0], panels, strict=True):
+        for i, ((host, artifact), g) in enumerate(group.groupby(["host", "artifact"], sort=True)):
+            g = g.sort_values("x_value")
+            noisy = (g["status"] == "noisy").to_numpy()
+            color = colors.get((str(host), str(artifact)), "black")
+            x, y = g["x_value"].to_numpy(float), g["ratio"].to_numpy(float)
+            # no line through points whose steady figure is noisy: a joined noisy point lies
+            ax.plot(x[~noisy], y[~noisy], marker=markers[i % len(markers)], color=color,
+                    label=_label(str(host), str(artifact)))  # fmt: skip
+            ax.plot(x[noisy], y[noisy], markers[i % len(markers)], mfc="white", mec=color, ms=9)
+        ax.axhline(1.0, color="black", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}×"))
+        ax.set_xlabel("parameters (log)")
+        ax.set_ylabel("first train step / steady median (×, log)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle("Cold start: what a visitor's first train step costs against the steady state")
+    _save(fig, out, "cold", prov)
+    return Plot(
+        "cold",
+        "Cold first train step",
+        "The first tg_model_train_step call after instantiation, in a fresh host process with "
+        "default engine flags (one call, no CI), divided by the steady median timed on the "
+        "optimizing tier (--no-liftoff on V8). Hollow: the steady figure is noisy.",
+    )
+
+
 PLOTTERS: tuple[Callable[[pd.DataFrame, Path, dict[str, str]], Plot | None], ...] = (
     plot_speedup,
     plot_kernels,
+    plot_cold,
     plot_generation,
     plot_overhead,
     plot_parity,

@@ -267,32 +267,46 @@ class _Interrupts:
     once ``received`` is set is the interrupt, not a crash.
     """
 
+    # SIGTERM (a CI runner's cancel, `kill`, a container stop) ends a run the same way as Ctrl-C:
+    # without a handler Python dies at once and run.json would say "running" for ever.
+    SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self) -> None:
         self.received = False
+        self.signum: int | None = None  # the first signal received
         self.held = False
         self.rows: list[Row] | None = None  # the running cell's rows
         self.cut: int | None = None
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
-        """The SIGINT handler."""
+        """The SIGINT/SIGTERM handler."""
         if not self.received and self.rows is not None:
             self.cut = len(self.rows)
+        if self.signum is None:
+            self.signum = signum
         self.received = True
         if not self.held:
             raise KeyboardInterrupt
 
+    def exit_code(self) -> int:
+        """128 + the signal's number, the shell's convention: 130 for Ctrl-C, 143 for SIGTERM."""
+        return 128 + (self.signum if self.signum is not None else int(signal.SIGINT))
+
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        """Handle SIGINT with :meth:`handle` inside the block (a no-op off the main thread)."""
+        """Handle SIGINT and SIGTERM with :meth:`handle` inside the block (main thread only)."""
+        previous: dict[signal.Signals, Any] = {}
         try:
-            previous = signal.signal(signal.SIGINT, self.handle)
+            for sig in self.SIGNALS:
+                previous[sig] = signal.signal(sig, self.handle)
         except ValueError:  # not the main thread: nothing to install
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
@@ -637,10 +651,11 @@ def _run_cells(
         ran = {r.cell for r in verdict_rows}
         if any("corpus" in c.checks for c in plan.cells if c.id in ran):
             meta["corpus_sha256"] = _corpus_sha256(plan.matrix)
-        code = EXIT_INTERRUPTED if interrupted else exit_code(meta["verdicts"])
+        code = interrupts.exit_code() if interrupted else exit_code(meta["verdicts"])
         meta.update(
             status="interrupted" if interrupted else "complete",
             interrupted=interrupted,
+            signal=signal.Signals(interrupts.signum).name if interrupts.signum else None,
             hosts={**meta["hosts"], **pool.versions()},
             ended_at=_now(),
             exit_code=code,

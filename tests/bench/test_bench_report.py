@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -10,10 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness.checks.bench import COLD_SUBJECT
 from harness.cli import main
+from harness.report_data import cold_ratios, curve, load_run_dir
 from harness.rundir.meta import RUN_FILE
 from harness.rundir.reader import read_rows
-from harness.rundir.rows import COLUMNS, RESULTS_FILE, Row
+from harness.rundir.rows import COLUMNS, REFERENCE_HOST, RESULTS_FILE, Row, encode
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 PLOTS = ("speedup", "kernels", "generation", "overhead", "parity")
@@ -289,3 +293,47 @@ def test_report_in_place_keeps_the_run_record(tmp_path: Path) -> None:
     assert main(["report", str(run)]) == 0
     assert (run / RESULTS_FILE).read_bytes() == before
     assert (run / "index.html").is_file() and (run / "results.parquet").is_file()
+
+
+def _with_cold(tmp_path: Path, factor: float) -> Path:
+    """The fixture run plus a cold train-step row per timed cell, ``factor`` x its steady median."""
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    rows = list(read_rows(run / RESULTS_FILE))
+    steady = [r for r in rows if r.subject == "train_step" and r.metric == "median_ns"
+              and r.host != REFERENCE_HOST]  # fmt: skip
+    assert steady, "the fixture has train-step figures"
+    cold = [
+        dataclasses.replace(
+            r,
+            subject=COLD_SUBJECT,
+            metric="cold_ns",
+            value=factor * r.value,
+            status="measured",
+            detail="n=1 (no CI)",
+        )
+        for r in steady
+    ]
+    with (run / RESULTS_FILE).open("a", encoding="utf-8", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(encode(r) for r in cold)
+    return run
+
+
+def test_cold_ratio_is_first_call_over_steady_median(tmp_path: Path) -> None:
+    """cold_ratios divides each cell's cold_ns by its own steady train-step median."""
+    run = load_run_dir(_with_cold(tmp_path, 3.5))
+    pts = cold_ratios(run.rows)
+    steady = curve(run.rows, "train_step", "median_ns")
+    assert len(pts) == len(steady) > 0
+    assert pts["ratio"].to_numpy() == pytest.approx(3.5, rel=1e-12)
+
+
+def test_cold_plot_is_drawn_only_with_cold_figures(tmp_path: Path) -> None:
+    """The report draws plots/cold.png when the run has cold figures, and no such file without."""
+    out = tmp_path / "out"
+    assert _report(_with_cold(tmp_path, 2.0), out) == 0
+    assert (out / "plots" / "cold.png").stat().st_size > 0
+    assert "cold.png" in (out / "index.html").read_text(encoding="utf-8")
+    bare = tmp_path / "bare"
+    assert _report(FIXTURE, bare) == 0
+    assert not (bare / "plots" / "cold.png").exists()

@@ -11,6 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.rundir.meta import RUN_FILE
 from harness.rundir.reader import read_rows
 from harness.rundir.rows import RESULTS_FILE
@@ -65,8 +67,12 @@ def test_hard_crash_keeps_every_committed_cell(tmp_path: Path) -> None:
     assert meta["status"] == "running" and meta["cells_done"] == 2  # no end was written
 
 
-def test_sigint_finishes_writing_and_exits_130(tmp_path: Path) -> None:
-    """A real SIGINT mid-check: exit 130, run.json interrupted, committed rows intact."""
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_finishes_writing_and_exits_128_plus_signum(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """A real SIGINT (or SIGTERM, a CI cancel) mid-check: exit 128+signum, run.json interrupted
+    and naming the signal, committed rows intact."""
     marker = tmp_path / "sleeping"
     proc, out = start(tmp_path, f'"fb/native/tiny" = "sleep"\nmarker = "{marker}"\n')
     deadline = time.monotonic() + 120
@@ -74,11 +80,12 @@ def test_sigint_finishes_writing_and_exits_130(tmp_path: Path) -> None:
         assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline, "the sleeping check never started"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     meta = json.loads((out / RUN_FILE).read_text())
-    assert meta["interrupted"] is True and meta["exit_code"] == 130
+    assert meta["interrupted"] is True and meta["exit_code"] == code
+    assert meta["status"] == "interrupted" and meta["signal"] == sig.name
     rows = list(read_rows(out / RESULTS_FILE))
     verdicts = {r.cell: r.status for r in rows if r.check == "cell" and r.subject == "verdict"}
     assert len(verdicts) == 5  # four fa cells and fb/native/small
