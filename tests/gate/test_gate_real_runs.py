@@ -42,13 +42,24 @@ def real_run(tmp: Path, name: str, manifest: Path, samples: int, min_effect: str
 def test_two_real_runs_compare_clean(
     tmp_path: Path, manifest: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Two real runs of one build on one machine are comparable and exit 0 at a 50 % threshold."""
+    """Two real runs of one build on one machine are comparable: compare refuses nothing, finds
+    every subject in both, and fails, if at all, only on a timing verdict.
+
+    The timing verdict itself is not asserted here. Two separately measured runs on a shared VM
+    can land in its two speed regimes (docs/measured.md: the same native matmul at 0.375 and
+    0.6 ms; in one clean-clone run of this test, n=32 measured 2.93 vs 5.66 µs, 1.93x, beyond
+    even a 50 % threshold), and the unpaired gate's A/A false-alarm rate is a measured figure
+    (docs/gate.md), not something one pair can pass or fail. The A/A verdict is asserted where
+    it is built to hold: the paired gate (tests/gate/test_gate_paired.py).
+    """
     base = real_run(tmp_path, "base", manifest, 10, "0.5")
     cand = real_run(tmp_path, "cand", manifest, 10, "0.5")
-    assert main(["compare", str(base), str(cand)]) == 0
+    code = main(["compare", str(base), str(cand)])
     out = capsys.readouterr().out
-    assert "gate PASS: 0 slower, 0 faster, 1 same, 0 unknown" in out
+    assert code in (0, 1), out  # 2 would be a refusal: the runs were not comparable
     assert "Measured in BASE, missing from CAND" not in out and "0 missing from CAND" in out
+    assert "0 parity/defaults/corpus failures; 0 broken cells" in out
+    assert ("gate PASS: 0 slower" in out) == (code == 0), out  # the exit code carries the verdict
 
 
 @pytest.mark.slow
@@ -147,8 +158,12 @@ def test_merged_shards_compare_history_and_signoff(
 ) -> None:
     """Merged shard runs are accepted by compare, stored by history, and signed off."""
     base, cand = sharded_run(tmp_path, "base", manifest), sharded_run(tmp_path, "cand", manifest)
-    assert main(["compare", str(base), str(cand)]) == 0
+    # accepted, not timed equal: two unpaired real runs may land in the VM's two speed regimes
+    # (see test_two_real_runs_compare_clean); a refusal (2) or a missing subject would be a bug
+    code = main(["compare", str(base), str(cand)])
     out = capsys.readouterr().out
+    assert code in (0, 1) and "0 missing from CAND" in out and "0 broken cells" in out, out
+    assert ("gate PASS: 0 slower" in out) == (code == 0), out
     assert "native/native/tiny" in out and "native/native/small" in out
     assert main(["history", "--store", str(tmp_path / "store"), "--add", str(cand),
                  "--out", str(tmp_path / "hist")]) == 0  # fmt: skip
