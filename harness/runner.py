@@ -71,7 +71,6 @@ from reference.defaults import DEFAULTS
 from reference.presets import PRESETS
 
 DEFAULT_MANIFEST = Path("artifacts/build/manifest.json")
-EXIT_INTERRUPTED = 130
 HostFactory = Callable[[], Host]
 
 
