@@ -195,11 +195,12 @@ def test_merged_shards_compare_history_and_signoff(
         )
         code = main(["signoff", str(cand), "--claims", str(claims), "--root", str(tmp_path)])
         out = capsys.readouterr().out
-        said = f"{verdict}  small-over-tiny at preset=small: published {float(f'{published:.4g}'):g} "
+        shown = float(f"{published:.4g}")
+        said = f"{verdict}  small-over-tiny at preset=small: published {shown:g} "
         assert said in out, out
         if verdict == "stale":
             assert code == 1, out
-        else:  # a run from a dirty working tree (a developer's) may not sign off; CI's clean one does
+        else:  # a dirty working tree's run (a developer's) may not sign off; CI's clean one does
             assert code == (1 if load_run(cand).meta.dirty else 0), out
 
 
