@@ -109,6 +109,7 @@ class CorpusSource:
     element: str = ""  # textarea: its id; page: a CSS selector
     page: str = "index.html"  # page: the path inside the site
     timeout_s: float = 15.0
+    base: str = "/"  # page: the site's public path ("/repo/" for a GitHub Pages build)
     filled_at_runtime: bool = False  # textarea: empty in the source, a page script fills it
 
 
@@ -401,7 +402,7 @@ class _Validator:
             "default": ("kind",),
             "file": ("kind", "path"),
             "textarea": ("kind", "path", "id", "filled_at_runtime"),
-            "page": ("kind", "site", "page", "selector", "timeout_s"),
+            "page": ("kind", "site", "page", "selector", "timeout_s", "base"),
         }
         if kind not in allowed:
             self.typed(where, raw, dict, "a table")
@@ -409,7 +410,7 @@ class _Validator:
         t = self.table(where, raw, allowed[str(kind)])
         line = self.line(where)
         for req in allowed[str(kind)][1:]:
-            if req in ("page", "timeout_s", "filled_at_runtime"):
+            if req in ("page", "timeout_s", "filled_at_runtime", "base"):
                 continue
             if req not in t:
                 raise self.error(where, f"a {kind} source needs {req!r}")
@@ -423,7 +424,8 @@ class _Validator:
                                  "seconds")  # fmt: skip
             if timeout <= 0:
                 raise self.error((*where, "timeout_s"), "must be > 0")
-            return CorpusSource("page", line, site, rel, sel, page, float(timeout))
+            base = self.typed((*where, "base"), t.get("base", "/"), str, 'a path such as "/repo/"')
+            return CorpusSource("page", line, site, rel, sel, page, float(timeout), base)
         path, rel = self.file((*where, "path"), t["path"])
         if kind == "file":
             return CorpusSource("file", line, path, rel)

@@ -47,6 +47,7 @@ class PageServer:
         }
         self._lock = threading.Lock()
         self._site: Path | None = None
+        self._base = "/"
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -75,21 +76,23 @@ class PageServer:
             self._routes[route] = path.resolve()
         return self.origin + route
 
-    def mount_site(self, directory: Path) -> str:
-        """Serve every file under ``directory`` at ``/`` (a directory gives its index.html).
+    def mount_site(self, directory: Path, base: str = "/") -> str:
+        """Serve every file under ``directory`` at ``base`` (a directory gives its index.html).
 
-        The site's files take precedence over the driver's routes. Returns the origin.
+        ``base`` is the site's public path (a GitHub Pages build uses ``/<repo>/``). The site's
+        files take precedence over the driver's routes. Returns the site's URL.
         """
         with self._lock:
             self._site = directory.resolve()
-        return self.origin
+            self._base = "/" + base.strip("/") + "/" if base.strip("/") else "/"
+        return self.origin + self._base
 
     def lookup(self, route: str) -> Path | None:
         """The file served at ``route``."""
         with self._lock:
             site = self._site
-            if site is not None:
-                candidate = (site / unquote(route).lstrip("/")).resolve()
+            if site is not None and (route + "/").startswith(self._base):
+                candidate = (site / unquote(route[len(self._base) :]).lstrip("/")).resolve()
                 if candidate.is_dir():
                     candidate = candidate / "index.html"
                 # never outside the site: /../ cannot reach the rest of the disk

@@ -55,14 +55,17 @@ def read_source(profile: Profile, source: CorpusSource) -> tuple[str | None, str
         entry = found[0]
         where = f"{source.rel}:{entry.line} <textarea id={source.element!r}>"
         text = str(entry.value)
-        if not text.strip() and source.filled_at_runtime:
+        # an Astro/JSX body {corpusText} is code, not text: the page gets it at build or runtime
+        is_code = bool(re.fullmatch(r"\s*\{[^{}]*\}\s*", text))
+        if (not text.strip() or is_code) and source.filled_at_runtime:
+            state = f"holds the expression {text.strip()}" if is_code else "is empty"
             return None, (
-                f"{where} is empty in the source; a page script fills it (filled_at_runtime), "
-                "so the page source checks what it holds"
+                f"{where} {state} in the source; the page fills it (filled_at_runtime), so the "
+                "page source checks what it holds"
             )
         return text, where
     page_file = str(source.path / source.page)
-    read = read_element(source.path, source.page, source.element, source.timeout_s)
+    read = read_element(source.path, source.page, source.element, source.timeout_s, source.base)
     where = (
         f"{source.rel}/{source.page}{_element_line(page_file, source.element)} "
         f"{source.element} as served ({read.url}) after the page's scripts ran"

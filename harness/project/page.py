@@ -46,15 +46,17 @@ def _console_text(console: list[str]) -> str:
     return " | ".join(console[-10:]) if console else "(the console is empty)"
 
 
-def read_element(site: Path, page: str, selector: str, timeout_s: float) -> PageRead:
-    """Serve ``site``, open ``page`` in headless Chromium and return ``selector``'s value."""
+def read_element(
+    site: Path, page: str, selector: str, timeout_s: float, base: str = "/"
+) -> PageRead:
+    """Serve ``site`` at ``base``, open ``page`` in headless Chromium, read the element."""
     host = ChromiumHost(v8_flags=())  # a visitor's browser: default V8 flags
     console: list[str] = []
     errors: list[str] = []
     bad: list[str] = []
     try:
         browser = host.browser()
-        url = f"{host.server().mount_site(site)}/{page.lstrip('/')}"
+        url = f"{host.server().mount_site(site, base)}{page.lstrip('/')}"
         context = browser.new_context()
         tab = context.new_page()
 

@@ -3,9 +3,10 @@
 The key is the element's ``id`` (or its ``name`` when it has no id). An input's value is its
 ``value`` (or ``defaultValue``) attribute, quoted or as a JSX expression ``{0.003}``; the line is
 the line of the value attribute, so a tag spread over several lines points at the number itself.
-A ``<textarea>``'s value is its text between the tags (HTML entities decoded, the one newline
-that may follow the opening tag dropped, as browsers do), a string; its line is the line where
-the text starts. :func:`textareas` returns them with their byte sizes for the corpus check.
+An Astro/JSX ``value={expr}`` that is not a literal is bound to code, not stated in the page:
+it gives no entry. A ``<textarea>``'s value is its text between the tags (HTML entities decoded,
+the one newline that may follow the opening tag dropped, as browsers do), a string; its line is
+the line where the text starts. :func:`textareas` returns them for the corpus check.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def extract(path: Path) -> list[SurfaceEntry]:
         try:
             value = parse_literal(raw)
         except ValueError:
+            if val[0].startswith("{"):
+                # value={DEFAULT_CONFIG.learningRate}: bound to code, not stated here (the code's
+                # own surface states it), so it is no entry of this one
+                continue
             value = raw  # a non-numeric value such as "adamw" compares as a string
         if raw[:1] in "\"'":
             value = raw[1:-1]

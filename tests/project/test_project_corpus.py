@@ -120,3 +120,23 @@ def test_mounted_site_serves_its_files_and_nothing_outside(tmp_path: Path) -> No
         assert get("/%2e%2e/secret.txt")[0] == 404
     finally:
         server.close()
+
+
+def test_a_site_built_for_a_base_path(fixed: Path) -> None:
+    """A GitHub Pages build (base "/browser-gpt/"): served there, its fetch still lands."""
+    dist = fixed / "dist"
+    html = dist / "index.html"
+    html.write_text(html.read_text().replace('src="/assets/', 'src="/browser-gpt/assets/'))
+    js = dist / "assets" / "main.js"
+    js.write_text(
+        js.read_text().replace('fetch("/corpus.txt")', 'fetch("/browser-gpt/corpus.txt")')
+    )
+    profile = fixed / "harness.toml"
+    profile.write_text(
+        profile.read_text().replace(
+            'selector = "#corpus"', 'selector = "#corpus"\nbase = "/browser-gpt/"'
+        )
+    )
+    got = _outcomes(fixed)
+    assert got["source[1]:page:contract:bytes"].status == "pass"
+    assert "/browser-gpt/index.html" in got["source[1]:page:contract:bytes"].detail

@@ -179,3 +179,14 @@ def test_textarea_surface(tmp_path: Path) -> None:
     page.write_text('<form>\n<textarea id="t">\nA &amp; B\n</textarea>\n<input id="x" value="1">')
     got = {e.key: (e.value, e.line) for e in extract(page, "html")}
     assert got == {"t": ("A & B\n", 3), "x": (1, 5)}
+
+
+def test_a_value_bound_to_code_is_not_an_entry(tmp_path: Path) -> None:
+    """value={DEFAULT_CONFIG.learningRate} states nothing in the page (the TS surface does)."""
+    from harness.surfaces import extract
+
+    page = tmp_path / "index.astro"
+    page.write_text(
+        '<input id="lr" value={DEFAULT_CONFIG.learningRate} />\n<input id="s" value={7} />'
+    )
+    assert [(e.key, e.value) for e in extract(page, "html")] == [("s", 7)]
