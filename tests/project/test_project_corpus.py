@@ -140,3 +140,11 @@ def test_a_site_built_for_a_base_path(fixed: Path) -> None:
     got = _outcomes(fixed)
     assert got["source[1]:page:contract:bytes"].status == "pass"
     assert "/browser-gpt/index.html" in got["source[1]:page:contract:bytes"].detail
+
+
+def test_fixture_corpus_is_the_generators() -> None:
+    """The fixture's corpus.txt is generated text (tests/project/play_text.py), byte for byte."""
+    from tests.project.conftest import FIXTURE
+    from tests.project.play_text import generate
+
+    assert (FIXTURE / "fixed" / "dist" / "corpus.txt").read_text() == generate()
