@@ -10,11 +10,55 @@ import random
 import sys
 
 _NAMES = ("ALDO", "BRIGID", "CASSIUS VANE", "DORA", "FIRST WARDEN", "ELSPETH")
-_WORDS = (
-    "the night is long and we are few but hold the gate until the morning bells "
-    "ring out across the river where the ships lie waiting for a word from home "
-    "my lord I bring you news of fire and of a crown that no one wears"
-).split()
+_WORDS = [
+    "the",
+    "night",
+    "is",
+    "long",
+    "and",
+    "we",
+    "are",
+    "few",
+    "but",
+    "hold",
+    "the",
+    "gate",
+    "until",
+    "the",
+    "morning",
+    "bells",
+    "ring",
+    "out",
+    "across",
+    "the",
+    "river",
+    "where",
+    "the",
+    "ships",
+    "lie",
+    "waiting",
+    "for",
+    "a",
+    "word",
+    "from",
+    "home",
+    "my",
+    "lord",
+    "I",
+    "bring",
+    "you",
+    "news",
+    "of",
+    "fire",
+    "and",
+    "of",
+    "a",
+    "crown",
+    "that",
+    "no",
+    "one",
+    "wears",
+]
 _ROMAN = ("I", "II", "III", "IV")
 
 
