@@ -3,9 +3,9 @@
 The oracle is reference/defaults.py's TrainingDefaults (``oracle = "builtin"``) or one of the
 project's own files read by a surface extractor (a Python dataclass or argparse, a JSON or TOML
 config, ...). Keys are matched by name after one normalisation shared by the oracle and every
-surface: an explicit ``keys`` rename, else the key with the surface's ``prefix`` stripped, in
-snake_case (``learningRate`` -> ``learning_rate``), with ``betas.0``/``betas.1`` read as
-``beta1``/``beta2``. Each oracle key is ``compare`` (the default) or ``not-applicable`` with a
+surface: the surface's ``prefix`` is stripped; then an explicit ``keys`` rename applies (the
+surface's, else the oracle's: the project's own names), else the key in snake_case
+(``learningRate`` -> ``learning_rate``) with ``betas.0``/``betas.1`` read as ``beta1``/``beta2``. Each oracle key is ``compare`` (the default) or ``not-applicable`` with a
 reason; a not-applicable key is one ``skipped`` row that quotes the reason, so none passes
 silently. The comparison itself (exact, or to ``digits``; unknown keys fail) is
 :func:`harness.checks.defaults.compare_entries`.
@@ -52,9 +52,13 @@ def entries_of(surface: Surface, profile: Profile) -> list[SurfaceEntry]:
     return out
 
 
-def key_map(surface: Surface, entries: Sequence[SurfaceEntry]) -> dict[str, str]:
-    """Surface key -> oracle key, for every entry: the explicit rename or :func:`canonical`."""
-    return {e.key: surface.keys.get(e.key, canonical(e.key)) for e in entries}
+def key_map(
+    surface: Surface, entries: Sequence[SurfaceEntry], vocabulary: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Surface key -> oracle key, for every entry: the surface's own rename, else the oracle's
+    (``vocabulary``: its ``keys``, the project's names, e.g. ``lr``), else :func:`canonical`."""
+    shared = vocabulary or {}
+    return {e.key: surface.keys.get(e.key, shared.get(e.key, canonical(e.key))) for e in entries}
 
 
 def oracle_values(profile: Profile, section: DefaultsProfile) -> dict[str, tuple[Value, str]]:
@@ -108,17 +112,22 @@ def check(profile: Profile) -> list[Outcome]:
                 f"{profile.where(modes[k].line)}: {k} is not applicable: {modes[k].reason}")
         for k in oracle if k in na
     ]  # fmt: skip
+    vocabulary = section.oracle.keys if section.oracle is not None else {}
     for surface in section.surfaces:
-        out += check_surface(profile, surface, compare, na)
+        out += check_surface(profile, surface, compare, na, vocabulary)
     return out
 
 
 def check_surface(
-    profile: Profile, surface: Surface, compare: Mapping[str, Value], na: set[str]
+    profile: Profile,
+    surface: Surface,
+    compare: Mapping[str, Value],
+    na: set[str],
+    vocabulary: Mapping[str, str] | None = None,
 ) -> list[Outcome]:
     """Compare one surface with the oracle's compare keys (exit 2 if a covered key is absent)."""
     entries = entries_of(surface, profile)
-    names = key_map(surface, entries)
+    names = key_map(surface, entries, vocabulary)
     ignore = set(surface.ignore) | {k for k, n in names.items() if n in na}
     if surface.covers is not None:
         unknown = [k for k in surface.covers if k not in compare and k not in na]

@@ -190,3 +190,13 @@ def test_a_value_bound_to_code_is_not_an_entry(tmp_path: Path) -> None:
         '<input id="lr" value={DEFAULT_CONFIG.learningRate} />\n<input id="s" value={7} />'
     )
     assert [(e.key, e.value) for e in extract(page, "html")] == [("s", 7)]
+
+
+def test_the_oracles_renames_are_the_projects_vocabulary(fixed: Path) -> None:
+    """The oracle maps lr -> learning_rate; a JSON stating "lr" is read with that rename."""
+    cfg = fixed / "configs" / "training.json"
+    cfg.write_text(cfg.read_text().replace('"learning_rate": 3e-4', '"lr": 3e-3'))
+    outcomes = defaults.check(load_profile(fixed / "harness.toml"))
+    (bad,) = [o for o in outcomes if o.status == "fail"]
+    assert bad.subject == "config-json:learning_rate (as 'lr')"
+    assert "configs/training.json:3" in bad.detail
