@@ -5,9 +5,11 @@ project's own files read by a surface extractor (a Python dataclass or argparse,
 config, ...). Keys are matched by name after one normalisation shared by the oracle and every
 surface: the surface's ``prefix`` is stripped; then an explicit ``keys`` rename applies (the
 surface's, else the oracle's: the project's own names), else the key in snake_case
-(``learningRate`` -> ``learning_rate``) with ``betas.0``/``betas.1`` read as ``beta1``/``beta2``. Each oracle key is ``compare`` (the default) or ``not-applicable`` with a
-reason; a not-applicable key is one ``skipped`` row that quotes the reason, so none passes
-silently. The comparison itself (exact, or to ``digits``; unknown keys fail) is
+(``learningRate`` -> ``learning_rate``) with ``betas.0``/``betas.1`` read as ``beta1``/``beta2``.
+
+Each oracle key is ``compare`` (the default) or ``not-applicable`` with a reason; a
+not-applicable key is one ``skipped`` row that quotes the reason, so none passes silently. The
+comparison itself (exact, or to ``digits``; unknown keys fail) is
 :func:`harness.checks.defaults.compare_entries`.
 
 Bad input is a :class:`ProfileError` (exit 2) naming the profile's ``file:line``: a mode for a key
