@@ -97,3 +97,27 @@ def test_claims_needing_a_run_are_listed_not_passed(capsys: pytest.CaptureFixtur
     skipped = [o for o in got if o.status == "skipped"]
     assert skipped and all("needs a run" in o.detail for o in skipped)
     assert not [o for o in got if o.status in ("fail", "error")]
+
+
+def test_signoff_checks_an_external_claim_against_its_file_not_the_run(
+    tmp_path: Path, fixed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In `signoff RUN`, a claim citing a measurement file names cells the run lacks (chrome,
+    webgpu): it is not an unknown cell, it is checked against the file."""
+    from harness.rundir.rows import Row
+    from tests.gate.gate_runs import write_run
+
+    rows = [
+        Row("native", "1.0", "native", "2" * 64, "tiny", "bench", "train_step", "measured",
+            metric="speedup", value=2.0, x_name="params", x_value=5616.0)
+    ]  # fmt: skip
+    run = write_run(tmp_path / "run", rows)
+    args = ["signoff", str(run), "--claims", str(fixed / "bench" / "claims.toml")]
+    assert main([*args, "--root", str(fixed)]) == 0
+    out = capsys.readouterr().out
+    assert "webgpu-speedup at preset=small: published 9.7" in out and "browser.json" in out
+    claims_toml = fixed / "bench" / "claims.toml"
+    claims_toml.write_text(claims_toml.read_text().replace("tiny = 2.1", "tiny = 3.1"))
+    (fixed / "README.md").write_text((fixed / "README.md").read_text().replace("2.1x", "3.1x"))
+    assert main([*args, "--root", str(fixed)]) == 1
+    assert "stale  webgpu-speedup at preset=tiny" in capsys.readouterr().out
