@@ -6,7 +6,8 @@
 ``betas = (0.9, 0.95)`` gives ``betas.0`` and ``betas.1`` (a defaults oracle reads those as
 ``beta1`` and ``beta2``). ``parser.add_argument("--learning-rate", default=3e-4)`` anywhere in
 the file gives ``learning_rate`` (argparse's ``dest``: the first long option, dashes as
-underscores, or ``dest=`` when given). Only literal values count (``-3e-4`` included); the file
+underscores, or ``dest=`` when given); a default naming a module constant states its value.
+Only literal values count (``-3e-4`` included); the file
 is parsed with :mod:`ast`, never imported.
 """
 
@@ -80,8 +81,9 @@ def _argparse_dest(call: ast.Call) -> str | None:
     return chosen.lstrip("-").replace("-", "_") or None
 
 
-def _argparse(tree: ast.AST, src: str) -> list[SurfaceEntry]:
-    """``add_argument(..., default=LITERAL)`` calls, keyed by their dest."""
+def _argparse(tree: ast.AST, src: str, constants: dict[str, SurfaceEntry]) -> list[SurfaceEntry]:
+    """``add_argument(..., default=LITERAL)`` calls, keyed by their dest. A default that names a
+    module constant (``default=DEFAULT_LR``) states that constant's value, at its line."""
     out: list[SurfaceEntry] = []
     for node in ast.walk(tree):
         if not (
@@ -92,8 +94,13 @@ def _argparse(tree: ast.AST, src: str) -> list[SurfaceEntry]:
             continue
         default = next((kw.value for kw in node.keywords if kw.arg == "default"), None)
         dest = _argparse_dest(node)
-        if default is not None and dest is not None:
-            out.extend(_entries(dest, default, src))
+        if default is None or dest is None:
+            continue
+        if isinstance(default, ast.Name) and default.id in constants:
+            c = constants[default.id]
+            out.append(SurfaceEntry(dest, c.value, c.raw, c.line))
+            continue
+        out.extend(_entries(dest, default, src))
     return out
 
 
@@ -104,5 +111,7 @@ def extract(path: Path) -> list[SurfaceEntry]:
         tree = ast.parse(src, filename=str(path))
     except SyntaxError as exc:
         raise SurfaceError(path, f"invalid Python: {exc.msg} (line {exc.lineno})") from None
-    found = _assignments(tree.body, "", src) + _argparse(tree, src)
+    module = _assignments(tree.body, "", src)
+    constants = {e.key: e for e in module if "." not in e.key}
+    found = module + _argparse(tree, src, constants)
     return sorted(found, key=lambda e: e.line)

@@ -200,3 +200,16 @@ def test_the_oracles_renames_are_the_projects_vocabulary(fixed: Path) -> None:
     (bad,) = [o for o in outcomes if o.status == "fail"]
     assert bad.subject == "config-json:learning_rate (as 'lr')"
     assert "configs/training.json:3" in bad.detail
+
+
+def test_argparse_default_naming_a_module_constant(tmp_path: Path) -> None:
+    """default=DEFAULT_LR states the constant's value, at the constant's line."""
+    from harness.surfaces import extract
+
+    py = tmp_path / "train.py"
+    py.write_text(
+        "import argparse\nDEFAULT_LR = 3e-4\n\ndef main():\n    p = argparse.ArgumentParser()\n"
+        '    p.add_argument("--lr", default=DEFAULT_LR)\n'
+    )
+    got = [(e.key, e.value, e.line) for e in extract(py, "python")]
+    assert got == [("DEFAULT_LR", 3e-4, 2), ("lr", 3e-4, 2)]
