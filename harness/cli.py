@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("harness.gate.compare", "noise-aware regression gate between two runs"),
     "history": ("harness.gate.history", "trend plots and change points across commits"),
     "signoff": ("harness.gate.signoff", "check published numbers against a measured run"),
+    "check": (
+        "harness.project.command",
+        "text-only checks of a project profile: defaults, corpus, claims",
+    ),
 }
 
 

@@ -14,6 +14,7 @@ off; a loss band derived from reference runs can.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import statistics
 from collections.abc import Iterator, Mapping
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.checks.base import CellContext
+from harness.profile import CorpusContract
 from harness.rundir.rows import Row
 from reference.corpus import (
     DEFAULT_CORPUS_SHA256,
@@ -205,3 +207,55 @@ def run(ctx: CellContext) -> Iterator[Row]:
         from harness.convergence import convergence_rows  # imports the kernel client
 
         yield from convergence_rows(ctx, text)
+
+
+# ---- a project's contract (harness.toml [corpus]) ------------------------------------------
+
+
+def contract_findings(text: str, contract: CorpusContract) -> list[Finding]:
+    """Judge ``text`` against a profile's contract: one finding per criterion it states.
+
+    A builtin contract is :func:`identity_findings` (the default corpus's identity).
+    """
+    if contract.builtin:
+        return identity_findings(text)
+    m = measure(text)
+    what = m.summary()
+    out: list[Finding] = []
+
+    def add(subject: str, ok: bool, value: float, need: str, found: str) -> None:
+        detail = f"ok: {found} ({need})" if ok else f"FAILED: need {need}; {what}"
+        out.append(Finding(f"contract:{subject}", ok, value, detail))
+
+    hi = contract.max_bytes
+    add(
+        "bytes",
+        contract.min_bytes <= m.n_bytes and (hi is None or m.n_bytes <= hi),
+        float(m.n_bytes),
+        f"{contract.min_bytes:,}..{hi:,} bytes" if hi is not None else f">= {contract.min_bytes:,}",
+        f"{m.n_bytes:,} bytes",
+    )
+    if contract.sha256 != "any":
+        add("sha256", m.sha256 == contract.sha256, math.nan, f"sha256 {contract.sha256}",
+            f"sha256 {m.sha256}")  # fmt: skip
+    st = contract.structure
+    bounds = (
+        ("lines", m.n_lines, st.get("min_lines"), st.get("max_lines")),
+        ("paragraphs", m.n_paragraphs, st.get("min_paragraphs"), st.get("max_paragraphs")),
+        ("speaker_cues", m.speaker_cues, st.get("min_speaker_cues"), None),
+        ("headings", m.headings, st.get("min_headings"), None),
+        ("median_line", m.median_line, None, st.get("max_median_line")),
+    )
+    for name, found, low, high in bounds:
+        if low is None and high is None:
+            continue
+        ok = (low is None or found >= low) and (high is None or found <= high)
+        need = " and ".join(
+            s for s in (f">= {low:,}" if low is not None else "",
+                        f"<= {high:,}" if high is not None else "") if s
+        )  # fmt: skip
+        add(name, ok, float(found), f"{name.replace('_', ' ')} {need}", f"{found:,g} {name}")
+    if st.get("ascii"):
+        add("ascii", m.non_ascii == 0, float(m.non_ascii), "7-bit ASCII only",
+            f"{m.non_ascii} non-ASCII bytes")  # fmt: skip
+    return out

@@ -216,13 +216,16 @@ def compare_entries(
     ignore: frozenset[str] = frozenset(),
     covers: Sequence[str] | None = None,
     digits: int | None = None,
-    reference: TrainingDefaults = DEFAULTS,
+    reference: TrainingDefaults | Mapping[str, Value] = DEFAULTS,
 ) -> list[Finding]:
     """Compare a surface's entries with ``reference``; ``where`` is the file (or export) name.
 
+    ``reference`` is TrainingDefaults or any oracle's ``{key: value}`` (a project profile's).
     Every stated key is compared (a key stated twice is compared twice, at both lines).
     """
-    expected_all = reference.as_dict()
+    expected_all = dict(
+        reference.as_dict() if isinstance(reference, TrainingDefaults) else reference
+    )
     keymap = keys or {}
     findings: list[Finding] = []
     seen: set[str] = set()

@@ -41,7 +41,11 @@ Schema (TOML, documented with examples in docs/signoff.md)::
     runs = 3                         # how many run directories the band comes from
     band_basis = "runs"              # "runs" (signoff --record) or "tolerance"
 
-A claim needs ``provenance`` unless it is ``machine_independent``.
+A claim needs ``provenance`` unless it is ``machine_independent`` or cites an external
+measurement file, ``measurements = "results/browser.json"`` (relative to the claims file; the
+file's own provenance is required, :mod:`harness.gate.external`). Such a claim may name any host,
+artifact and preset (a backend the harness does not run) and is checked against the file, not a
+run.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ _QUANTITY = ("host", "artifact", "preset", "check", "subject", "metric", "x")
 _CLAIM_KEYS = {
     *_QUANTITY, "id", "what", "relative_to", "value", "over", "points", "tolerance",
     "tolerance_reason", "published", "band", "bands", "provenance", "machine_independent",
+    "measurements",
 }  # fmt: skip
 _PROVENANCE_KEYS = {"commit", "fingerprint", "hosts", "dates", "runs", "band_basis"}
 
@@ -130,6 +135,7 @@ class Claim:
     published: Published
     provenance: ClaimProvenance | None = None
     machine_independent: bool = False
+    measurements: str = ""  # an external measurement file (relative to the claims file), or ""
 
     @property
     def is_curve(self) -> bool:
@@ -327,7 +333,11 @@ def _claim(at: _Where, index: int, raw: Any) -> Claim:
     if not isinstance(independent, bool):
         raise err(f"expected true or false, got {independent!r}", "machine_independent")
     provenance = _provenance(raw.get("provenance"), err, number)
-    if provenance is None and not independent:
+    measurements = raw.get("measurements", "")
+    if not isinstance(measurements, str) or ("measurements" in raw and not measurements):
+        raise err(f"expected the path of a measurement file, got {measurements!r}", "measurements")
+    # An external measurement file carries its own provenance (harness/gate/external.py).
+    if provenance is None and not independent and not measurements:
         raise err(
             "missing: where the band was measured (signoff --record writes it), "
             "or machine_independent = true",
@@ -346,6 +356,7 @@ def _claim(at: _Where, index: int, raw: Any) -> Claim:
         published=published,
         provenance=provenance,
         machine_independent=independent,
+        measurements=measurements,
     )
 
 

@@ -3,7 +3,9 @@
 Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
 ``Cross-Origin-Embedder-Policy: require-corp``, which makes the page ``crossOriginIsolated``:
 that is what gives ``performance.now()`` its 5 us resolution in Chromium (100 us otherwise).
-It binds 127.0.0.1 on an ephemeral port and serves nothing but the files it was given.
+It binds 127.0.0.1 on an ephemeral port and serves nothing but the files it was given, plus,
+after :meth:`PageServer.mount_site`, a project's built site directory at ``/`` (the corpus
+check's page source, docs/profiles.md).
 """
 
 from __future__ import annotations
@@ -14,12 +16,18 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 MIME_TYPES = {
     ".mjs": "text/javascript; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".html": "text/html; charset=utf-8",
     ".wasm": "application/wasm",
+    ".txt": "text/plain; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
 }
 ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -38,6 +46,8 @@ class PageServer:
             f"/js/{p.name}": p for p in js_dir.iterdir() if p.suffix in MIME_TYPES
         }
         self._lock = threading.Lock()
+        self._site: Path | None = None
+        self._base = "/"
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -66,9 +76,28 @@ class PageServer:
             self._routes[route] = path.resolve()
         return self.origin + route
 
+    def mount_site(self, directory: Path, base: str = "/") -> str:
+        """Serve every file under ``directory`` at ``base`` (a directory gives its index.html).
+
+        ``base`` is the site's public path (a GitHub Pages build uses ``/<repo>/``). The site's
+        files take precedence over the driver's routes. Returns the site's URL.
+        """
+        with self._lock:
+            self._site = directory.resolve()
+            self._base = "/" + base.strip("/") + "/" if base.strip("/") else "/"
+        return self.origin + self._base
+
     def lookup(self, route: str) -> Path | None:
         """The file served at ``route``."""
         with self._lock:
+            site = self._site
+            if site is not None and (route + "/").startswith(self._base):
+                candidate = (site / unquote(route[len(self._base) :]).lstrip("/")).resolve()
+                if candidate.is_dir():
+                    candidate = candidate / "index.html"
+                # never outside the site: /../ cannot reach the rest of the disk
+                if candidate.is_relative_to(site) and candidate.is_file():
+                    return candidate
             return self._routes.get(route)
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """Surface extractors, one module per format, behind one :func:`extract`.
 
 A matrix names a surface's ``format``; :data:`FORMATS` maps it to the extractor. Format options
-(``object`` for TypeScript, ``heading`` for Markdown) pass through.
+(``object`` for TypeScript, ``heading`` for Markdown, ``calls`` for C/C++) pass through.
 """
 
 from __future__ import annotations
@@ -10,7 +10,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.surfaces import html, json_surface, markdown, python_surface, toml_surface, typescript
+from harness.surfaces import (
+    c_source,
+    html,
+    json_surface,
+    markdown,
+    python_surface,
+    toml_surface,
+    typescript,
+)
 from harness.surfaces.base import SurfaceEntry, SurfaceError, Value, parse_literal
 
 __all__ = ["FORMATS", "SurfaceEntry", "SurfaceError", "Value", "extract", "parse_literal"]
@@ -24,6 +32,10 @@ def _markdown(path: Path, options: Mapping[str, Any]) -> list[SurfaceEntry]:
     return markdown.extract(path, heading=str(options.get("heading", markdown.DEFAULT_HEADING)))
 
 
+def _c(path: Path, options: Mapping[str, Any]) -> list[SurfaceEntry]:
+    return c_source.extract(path, calls=tuple(options.get("calls", ())))
+
+
 FORMATS: Mapping[str, Callable[[Path, Mapping[str, Any]], list[SurfaceEntry]]] = {
     "typescript": _typescript,  # also plain JS: .ts, .js, .mjs
     "html": lambda p, _o: html.extract(p),  # also .astro, .jsx, .tsx, .vue templates
@@ -31,10 +43,12 @@ FORMATS: Mapping[str, Callable[[Path, Mapping[str, Any]], list[SurfaceEntry]]] =
     "toml": lambda p, _o: toml_surface.extract(p),
     "python": lambda p, _o: python_surface.extract(p),
     "markdown": _markdown,
+    "c": _c,  # C and C++: #define, constexpr, static const, literal arguments of named calls
 }
 FORMAT_OPTIONS: Mapping[str, frozenset[str]] = {
     "typescript": frozenset({"object"}),
     "markdown": frozenset({"heading"}),
+    "c": frozenset({"calls"}),
 }
 
 

@@ -1,12 +1,17 @@
-"""HTML / Astro / JSX surfaces: ``<input id="lr" value="0.003">``.
+"""HTML / Astro / JSX surfaces: ``<input id="lr" value="0.003">`` and ``<textarea>``.
 
-The key is the input's ``id`` (or its ``name`` when it has no id); the value is its ``value`` (or
-``defaultValue``) attribute, quoted or as a JSX expression ``{0.003}``. The line is the line of
-the value attribute, so a tag spread over several lines points at the number itself.
+The key is the element's ``id`` (or its ``name`` when it has no id). An input's value is its
+``value`` (or ``defaultValue``) attribute, quoted or as a JSX expression ``{0.003}``; the line is
+the line of the value attribute, so a tag spread over several lines points at the number itself.
+An Astro/JSX ``value={expr}`` that is not a literal is bound to code, not stated in the page:
+it gives no entry. A ``<textarea>``'s value is its text between the tags (HTML entities decoded,
+the one newline that may follow the opening tag dropped, as browsers do), a string; its line is
+the line where the text starts. :func:`textareas` returns them for the corpus check.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -18,6 +23,40 @@ _ATTR = re.compile(
 )
 
 
+_TEXTAREA = re.compile(
+    r"<textarea\b(?P<attrs>(?:[^>\"'{]|\"[^\"]*\"|'[^']*'|\{[^}]*\})*)>(?P<body>.*?)</textarea\s*>",
+    re.I | re.S,
+)
+
+
+def _attrs(text: str, start: int, attrs: str) -> dict[str, tuple[str, int]]:
+    out: dict[str, tuple[str, int]] = {}
+    for a in _ATTR.finditer(attrs):
+        out[a.group("name").lower()] = (a.group("value"), start + a.start("value"))
+    return out
+
+
+def textareas(path: Path) -> list[SurfaceEntry]:
+    """Return one entry per ``<textarea>`` with an id (or name): its decoded text, as a string."""
+    text = read_text(path)
+    out: list[SurfaceEntry] = []
+    for m in _TEXTAREA.finditer(text):
+        attrs = _attrs(text, m.start("attrs"), m.group("attrs"))
+        key = attrs.get("id") or attrs.get("name")
+        if key is None:
+            continue
+        body = m.group("body")
+        start = m.start("body")
+        if body.startswith("\r\n"):
+            body, start = body[2:], start + 2
+        elif body.startswith("\n"):
+            body, start = body[1:], start + 1
+        out.append(SurfaceEntry(_unquote(key[0]), html.unescape(body), body, line_of(text, start)))
+    if not out and "<textarea" in text.lower() and not _TEXTAREA.search(text):
+        raise SurfaceError(path, "found '<textarea' but no complete <textarea ...>...</textarea>")
+    return out
+
+
 def _unquote(raw: str) -> str:
     if raw[:1] in "\"'{" and len(raw) >= 2:
         return raw[1:-1].strip()
@@ -25,14 +64,11 @@ def _unquote(raw: str) -> str:
 
 
 def extract(path: Path) -> list[SurfaceEntry]:
-    """Return one entry per ``<input>`` that has an id (or name) and a value attribute."""
+    """Return one entry per ``<input>`` with an id (or name) and a value, then the textareas."""
     text = read_text(path)
     entries: list[SurfaceEntry] = []
     for tag in _TAG.finditer(text):
-        attrs: dict[str, tuple[str, int]] = {}
-        base = tag.start("attrs")
-        for a in _ATTR.finditer(tag.group("attrs")):
-            attrs[a.group("name").lower()] = (a.group("value"), base + a.start("value"))
+        attrs = _attrs(text, tag.start("attrs"), tag.group("attrs"))
         key = attrs.get("id") or attrs.get("name")
         val = attrs.get("value") or attrs.get("defaultvalue")
         if key is None or val is None:
@@ -41,10 +77,14 @@ def extract(path: Path) -> list[SurfaceEntry]:
         try:
             value = parse_literal(raw)
         except ValueError:
+            if val[0].startswith("{"):
+                # value={DEFAULT_CONFIG.learningRate}: bound to code, not stated here (the code's
+                # own surface states it), so it is no entry of this one
+                continue
             value = raw  # a non-numeric value such as "adamw" compares as a string
         if raw[:1] in "\"'":
             value = raw[1:-1]
         entries.append(SurfaceEntry(_unquote(key[0]), value, raw, line_of(text, pos)))
     if not entries and "<input" in text.lower() and not _TAG.search(text):
         raise SurfaceError(path, "found '<input' but no complete <input ...> tag")
-    return entries
+    return sorted(entries + textareas(path), key=lambda e: e.line)

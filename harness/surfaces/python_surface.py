@@ -1,9 +1,14 @@
-"""Python surfaces: module constants, dataclass field defaults and dict literals.
+"""Python surfaces: module constants, dataclass field defaults, dict literals, argparse defaults.
 
 ``LEARNING_RATE = 3e-4`` gives key ``LEARNING_RATE``; inside ``class Defaults:`` a field
 ``learning_rate: float = 3e-4`` gives ``Defaults.learning_rate``; a module-level
-``CONFIG = {"lr": 3e-4}`` gives ``CONFIG.lr``. Only literal values count (``-3e-4`` included);
-the file is parsed with :mod:`ast`, never imported.
+``CONFIG = {"lr": 3e-4}`` gives ``CONFIG.lr``. A tuple or list literal is indexed:
+``betas = (0.9, 0.95)`` gives ``betas.0`` and ``betas.1`` (a defaults oracle reads those as
+``beta1`` and ``beta2``). ``parser.add_argument("--learning-rate", default=3e-4)`` anywhere in
+the file gives ``learning_rate`` (argparse's ``dest``: the first long option, dashes as
+underscores, or ``dest=`` when given); a default naming a module constant states its value.
+Only literal values count (``-3e-4`` included); the file
+is parsed with :mod:`ast`, never imported.
 """
 
 from __future__ import annotations
@@ -22,6 +27,31 @@ def _literal(node: ast.expr) -> Value | None:
     return v if isinstance(v, bool | int | float | str) else None
 
 
+def _entries(name: str, value: ast.expr, src: str) -> list[SurfaceEntry]:
+    """The entries one assigned expression states: a scalar, a dict's or a sequence's items."""
+    out: list[SurfaceEntry] = []
+    if isinstance(value, ast.Dict):
+        for k, v in zip(value.keys, value.values, strict=True):
+            if isinstance(k, ast.Constant) and isinstance(k.value, str):
+                out.extend(_entries(f"{name}.{k.value}", v, src))
+        return out
+    if isinstance(value, ast.Tuple | ast.List):
+        for i, elt in enumerate(value.elts):
+            out.extend(_entries(f"{name}.{i}", elt, src))
+        return out
+    if isinstance(value, ast.Call) and not value.args:
+        # ``field(default=0.1)`` in a dataclass states its default as a keyword
+        for kw in value.keywords:
+            if kw.arg == "default":
+                return _entries(name, kw.value, src)
+        return out
+    lit = _literal(value)
+    if lit is not None:
+        raw = ast.get_source_segment(src, value) or repr(lit)
+        out.append(SurfaceEntry(name, lit, raw, value.lineno))
+    return out
+
+
 def _assignments(body: list[ast.stmt], prefix: str, src: str) -> list[SurfaceEntry]:
     out: list[SurfaceEntry] = []
     for stmt in body:
@@ -34,29 +64,54 @@ def _assignments(body: list[ast.stmt], prefix: str, src: str) -> list[SurfaceEnt
             continue
         else:
             continue
-        if not isinstance(target, ast.Name):
+        if isinstance(target, ast.Name):
+            out.extend(_entries(prefix + target.id, value, src))
+    return out
+
+
+def _argparse_dest(call: ast.Call) -> str | None:
+    for kw in call.keywords:
+        if kw.arg == "dest" and isinstance(kw.value, ast.Constant):
+            return str(kw.value.value)
+    flags = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    if not flags:
+        return None
+    long = [f for f in flags if f.startswith("--")]
+    chosen = long[0] if long else flags[0]
+    return chosen.lstrip("-").replace("-", "_") or None
+
+
+def _argparse(tree: ast.AST, src: str, constants: dict[str, SurfaceEntry]) -> list[SurfaceEntry]:
+    """``add_argument(..., default=LITERAL)`` calls, keyed by their dest. A default that names a
+    module constant (``default=DEFAULT_LR``) states that constant's value, at its line."""
+    out: list[SurfaceEntry] = []
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_argument"
+        ):
             continue
-        name = prefix + target.id
-        if isinstance(value, ast.Dict):
-            for k, v in zip(value.keys, value.values, strict=True):
-                if isinstance(k, ast.Constant) and isinstance(k.value, str):
-                    lit = _literal(v)
-                    if lit is not None:
-                        raw = ast.get_source_segment(src, v) or repr(lit)
-                        out.append(SurfaceEntry(f"{name}.{k.value}", lit, raw, v.lineno))
+        default = next((kw.value for kw in node.keywords if kw.arg == "default"), None)
+        dest = _argparse_dest(node)
+        if default is None or dest is None:
             continue
-        lit = _literal(value)
-        if lit is not None:
-            raw = ast.get_source_segment(src, value) or repr(lit)
-            out.append(SurfaceEntry(name, lit, raw, value.lineno))
+        if isinstance(default, ast.Name) and default.id in constants:
+            c = constants[default.id]
+            out.append(SurfaceEntry(dest, c.value, c.raw, c.line))
+            continue
+        out.extend(_entries(dest, default, src))
     return out
 
 
 def extract(path: Path) -> list[SurfaceEntry]:
-    """Return the literal constants of the Python file ``path``."""
+    """Return the literal constants and argparse defaults of the Python file ``path``."""
     src = read_text(path)
     try:
         tree = ast.parse(src, filename=str(path))
     except SyntaxError as exc:
         raise SurfaceError(path, f"invalid Python: {exc.msg} (line {exc.lineno})") from None
-    return _assignments(tree.body, "", src)
+    module = _assignments(tree.body, "", src)
+    constants = {e.key: e for e in module if "." not in e.key}
+    found = module + _argparse(tree, src, constants)
+    return sorted(found, key=lambda e: e.line)

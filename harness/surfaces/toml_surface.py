@@ -1,5 +1,7 @@
 """TOML surfaces: every scalar value, keyed by its dotted path (``training.learning_rate``).
 
+An array of scalars is indexed: ``betas = [0.9, 0.95]`` gives ``betas.0`` and ``betas.1``.
+
 Values come from :mod:`tomllib` (its error message is the one reported); lines come from a
 scan of table headers and ``key = value`` lines. A key that only appears inside an inline table
 gets the line of the line that holds it.
@@ -45,6 +47,8 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]
         key = f"{prefix}.{k}" if prefix else k
         if isinstance(v, Mapping):
             out.extend(_flatten(v, key))
+        elif isinstance(v, list) and all(isinstance(x, bool | int | float | str) for x in v):
+            out.extend((f"{key}.{i}", x) for i, x in enumerate(v))  # betas = [0.9, 0.95]
         elif isinstance(v, bool | int | float | str):
             out.append((key, v))
     return out
@@ -61,6 +65,9 @@ def extract(path: Path) -> list[SurfaceEntry]:
     entries = []
     for key, value in _flatten(data):
         line, raw = where.get(key, (0, repr(value)))
+        if line == 0 and key.rsplit(".", 1)[-1].isdigit():  # an array element: the array's line
+            line = where.get(key.rsplit(".", 1)[0], (0, ""))[0]
+            raw = repr(value)
         if line == 0:  # inside an inline table: find the line naming its last part
             leaf = key.rsplit(".", 1)[-1]
             for n, src in enumerate(text.splitlines(), start=1):

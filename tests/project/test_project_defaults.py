@@ -1,0 +1,215 @@
+"""``check defaults`` on a project profile: the project's own oracle, modes, surface formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.profile import DEFAULT_PROFILE, ProfileError, load_profile
+from harness.project import defaults
+
+
+def _run(project: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["check", "defaults", "--project", str(project)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_drifted_reports_every_lr_drift_at_file_line(
+    drifted: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """lr 3e-3 in types.ts and in the Astro <input> both fail at their lines; exit 1."""
+    code, out, _err = _run(drifted, capsys)
+    assert code == 1
+    fails = [line for line in out.splitlines() if line.strip().startswith("fail")]
+    assert len(fails) == 2, out
+    assert "browser/src/types.ts:16" in fails[0] and "found 3e-3" in fails[0]
+    assert "browser/src/pages/index.astro:11" in fails[1] and "found 0.003" in fails[1]
+
+
+def test_fixed_passes_against_the_projects_own_oracle(
+    fixed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seed 42 is the project's (not our 1337); tuple betas, JSON arrays, C call args all match."""
+    code, out, _err = _run(fixed, capsys)
+    assert code == 0, out
+    assert "oracle python_ref/train.py:15: seed = 42" in out
+    assert "beta2 (as 'betas.1')" in out  # the JSON array
+    assert "kernels/adamw.cpp:18: matches beta1 (as 'adamw_update.6')" in out
+    assert "warmup" not in out  # a key the project does not have is never compared
+
+
+def test_not_applicable_keys_are_listed_with_their_reason(fixed: Path) -> None:
+    """dropout is not-applicable: one skipped row quoting the reason, never a silent pass."""
+    outcomes = defaults.check(load_profile(fixed / "harness.toml"))
+    na = [o for o in outcomes if o.subject == "not-applicable:dropout"]
+    assert len(na) == 1 and na[0].status == "skipped"
+    assert "ablations only" in na[0].detail
+    assert not [o for o in outcomes if o.subject.endswith(":dropout") and o.status == "pass"]
+
+
+def test_a_drifted_oracle_makes_every_surface_fail(fixed: Path) -> None:
+    """The oracle is the project's file: changing it there fails every surface stating the key."""
+    train = fixed / "python_ref" / "train.py"
+    train.write_text(train.read_text().replace("seed: int = 42", "seed: int = 7"))
+    outcomes = defaults.check(load_profile(fixed / "harness.toml"))
+    failed = sorted(o.subject for o in outcomes if o.status == "fail")
+    assert failed == ["config-json:seed", "ui-types:seed"]
+
+
+def test_builtin_oracle_with_a_not_applicable_key(tmp_path: Path) -> None:
+    """oracle = "builtin" is TrainingDefaults; a key the project lacks is not-applicable."""
+    (tmp_path / "cfg.json").write_text('{"lr": 3e-4, "seed": 42}\n')
+    (tmp_path / "harness.toml").write_text(
+        '[defaults]\noracle = "builtin"\n\n[defaults.keys]\n'
+        'warmup_steps = { mode = "not-applicable", reason = "no warmup in this project" }\n\n'
+        '[[defaults.surfaces]]\nname = "cfg"\npath = "cfg.json"\nformat = "json"\n'
+        'keys = { lr = "learning_rate" }\ncovers = ["learning_rate", "seed", "warmup_steps"]\n'
+    )
+    outcomes = defaults.check(load_profile(tmp_path / "harness.toml"))
+    by = {o.subject: o for o in outcomes}
+    assert by["not-applicable:warmup_steps"].status == "skipped"
+    assert by["cfg:learning_rate (as 'lr')"].status == "pass"
+    # TrainingDefaults' seed is 1337: the project's 42 fails against the builtin oracle
+    assert by["cfg:seed"].status == "fail" and "cfg.json:1" in by["cfg:seed"].detail
+
+
+def test_default_profile_checks_this_repository(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --project (and no ./harness.toml) the bundled profile checks our README."""
+    profile = load_profile(DEFAULT_PROFILE)
+    assert profile.is_default and profile.defaults is not None
+    outcomes = defaults.check(profile)
+    assert {o.status for o in outcomes} == {"pass"}
+    assert any(o.subject == "readme:learning_rate" for o in outcomes)
+
+
+# ---- bad input: exit 2 with file:line --------------------------------------------------------
+
+
+def _edit(project: Path, old: str, new: str) -> None:
+    p = project / "harness.toml"
+    text = p.read_text()
+    assert old in text
+    p.write_text(text.replace(old, new, 1))
+
+
+def _line_of(project: Path, needle: str) -> int:
+    lines = (project / "harness.toml").read_text().splitlines()
+    return next(i for i, s in enumerate(lines, start=1) if needle in s)
+
+
+def test_missing_file_exits_2_at_its_line(
+    drifted: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A surface path that does not exist: exit 2 naming the profile line of that path."""
+    _edit(drifted, 'path = "configs/training.json"', 'path = "configs/train.json"')
+    code, _out, err = _run(drifted, capsys)
+    assert code == 2
+    assert f"harness.toml:{_line_of(drifted, 'configs/train.json')}:" in err
+    assert "'configs/train.json' not found" in err
+
+
+def test_unknown_key_exits_2_at_its_line(drifted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A misspelt field of a surface: exit 2 naming the line and the allowed keys."""
+    _edit(drifted, 'object = "DEFAULT_CONFIG"', 'objekt = "DEFAULT_CONFIG"')
+    code, _out, err = _run(drifted, capsys)
+    assert code == 2
+    assert f"harness.toml:{_line_of(drifted, 'objekt')}: defaults.surfaces[1].objekt" in err
+    assert "unknown key" in err
+
+
+def test_unknown_oracle_key_mode_exits_2(drifted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mode for a key the oracle does not state (warmup in this project): exit 2 at its line."""
+    _edit(drifted, "[defaults.keys]\n", '[defaults.keys]\nwarmup_steps = "compare"\n')
+    code, _out, err = _run(drifted, capsys)
+    assert code == 2
+    assert f"harness.toml:{_line_of(drifted, 'warmup_steps')}:" in err
+    assert "no extractable value for 'warmup_steps'" in err
+
+
+def test_compare_key_with_no_extractable_value_exits_2(
+    drifted: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A surface covering a compare key it does not state: exit 2 at the surface's line."""
+    types = drifted / "browser" / "src" / "types.ts"
+    types.write_text(types.read_text().replace("  seed: 42,\n", ""))
+    code, _out, err = _run(drifted, capsys)
+    assert code == 2
+    header = _line_of(drifted, 'name = "ui-types"') - 1  # the [[defaults.surfaces]] line
+    assert f"harness.toml:{header}:" in err
+    assert "no extractable value for compare key(s) seed" in err
+
+
+def test_reserved_sections_are_refused_not_ignored(tmp_path: Path) -> None:
+    """presets/reference/artifacts are not profile keys yet: refused with the reason."""
+    p = tmp_path / "harness.toml"
+    p.write_text('[project]\nname = "x"\n\n[reference]\ncommand = "python ref.py"\n')
+    with pytest.raises(ProfileError, match=r"harness.toml:4: reference: not supported yet"):
+        load_profile(p)
+
+
+def test_tuple_argparse_and_c_surfaces(tmp_path: Path) -> None:
+    """The new extractors: Python tuples and argparse defaults, C #define/constexpr/call args."""
+    from harness.surfaces import extract
+
+    py = tmp_path / "t.py"
+    py.write_text(
+        "import argparse\nBETAS = (0.9, 0.95)\np = argparse.ArgumentParser()\n"
+        'p.add_argument("--learning-rate", "-l", type=float, default=3e-4)\n'
+    )
+    got = {e.key: (e.value, e.line) for e in extract(py, "python")}
+    assert got == {"BETAS.0": (0.9, 2), "BETAS.1": (0.95, 2), "learning_rate": (3e-4, 4)}
+    c = tmp_path / "k.c"
+    c.write_text(
+        "#define EPS 1e-8f\n// #define OLD 3\nstatic const double WD = 0.1;\n"
+        "constexpr float kB1{0.9f};\nvoid adam(float a, float b);\n"
+        "void f(void) { adam(lr, 0.95f); }\n"
+    )
+    got = {e.key: (e.value, e.line) for e in extract(c, "c", {"calls": ["adam"]})}
+    assert got == {"EPS": (1e-8, 1), "WD": (0.1, 3), "kB1": (0.9, 4), "adam.1": (0.95, 6)}
+
+
+def test_textarea_surface(tmp_path: Path) -> None:
+    """A <textarea> is an entry: its decoded text at the line where the text starts."""
+    from harness.surfaces import extract
+
+    page = tmp_path / "p.html"
+    page.write_text('<form>\n<textarea id="t">\nA &amp; B\n</textarea>\n<input id="x" value="1">')
+    got = {e.key: (e.value, e.line) for e in extract(page, "html")}
+    assert got == {"t": ("A & B\n", 3), "x": (1, 5)}
+
+
+def test_a_value_bound_to_code_is_not_an_entry(tmp_path: Path) -> None:
+    """value={DEFAULT_CONFIG.learningRate} states nothing in the page (the TS surface does)."""
+    from harness.surfaces import extract
+
+    page = tmp_path / "index.astro"
+    page.write_text(
+        '<input id="lr" value={DEFAULT_CONFIG.learningRate} />\n<input id="s" value={7} />'
+    )
+    assert [(e.key, e.value) for e in extract(page, "html")] == [("s", 7)]
+
+
+def test_the_oracles_renames_are_the_projects_vocabulary(fixed: Path) -> None:
+    """The oracle maps lr -> learning_rate; a JSON stating "lr" is read with that rename."""
+    cfg = fixed / "configs" / "training.json"
+    cfg.write_text(cfg.read_text().replace('"learning_rate": 3e-4', '"lr": 3e-3'))
+    outcomes = defaults.check(load_profile(fixed / "harness.toml"))
+    (bad,) = [o for o in outcomes if o.status == "fail"]
+    assert bad.subject == "config-json:learning_rate (as 'lr')"
+    assert "configs/training.json:3" in bad.detail
+
+
+def test_argparse_default_naming_a_module_constant(tmp_path: Path) -> None:
+    """default=DEFAULT_LR states the constant's value, at the constant's line."""
+    from harness.surfaces import extract
+
+    py = tmp_path / "train.py"
+    py.write_text(
+        "import argparse\nDEFAULT_LR = 3e-4\n\ndef main():\n    p = argparse.ArgumentParser()\n"
+        '    p.add_argument("--lr", default=DEFAULT_LR)\n'
+    )
+    got = [(e.key, e.value, e.line) for e in extract(py, "python")]
+    assert got == [("DEFAULT_LR", 3e-4, 2), ("lr", 3e-4, 2)]
