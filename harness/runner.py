@@ -690,6 +690,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fail-fast", action="store_true", help="stop after the first failing cell"
     )
+    parser.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write JUnit XML here: one testcase per cell x check (docs/ecosystem.md)",
+    )
 
 
 def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPlan:
@@ -812,4 +818,21 @@ def run_command(
     except UsageError as exc:
         print(f"tinygpt-harness run: {exc}", file=sys.stderr)
         return 2
-    return run_plan(plan, factories_for(plan.matrix))
+    code = run_plan(plan, factories_for(plan.matrix))
+    if args.junit is not None and code != EXIT_ENVIRONMENT:
+        return _write_junit(args.junit, plan, code)
+    return code
+
+
+def _write_junit(path: Path, plan: RunPlan, code: int) -> int:
+    """Write ``--junit``: the plan's cells x checks as the run directory records them."""
+    from harness.junit import write_junit
+
+    rows = read_run(plan.out).rows  # a resumed run's kept rows included
+    try:
+        write_junit(path, f"tinygpt-harness {plan.matrix.name}", plan.cells, rows)
+    except OSError as exc:
+        print(f"tinygpt-harness run: cannot write --junit: {_describe_os_error(exc)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ENVIRONMENT
+    return code
