@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("harness.gate.compare", "noise-aware regression gate between two runs"),
     "history": ("harness.gate.history", "trend plots and change points across commits"),
     "signoff": ("harness.gate.signoff", "check published numbers against a measured run"),
+    "export": ("harness.export", "write a run's timings as pytest-benchmark JSON"),
 }
 
 
