@@ -172,10 +172,11 @@ def test_xdist_workers_write_shards_merged_into_run_rows(
     """-n 2: the same outcomes; each worker's shard is merged into the run directory, whose
     rows are run's rows (a cell's checks stayed on one worker: loadscope)."""
     out, junit = tmp_path / "out", tmp_path / "junit.xml"
-    proc = _pytest(f"--harness-matrix={matrix}", f"--harness-out={out}",
-                   f"--harness-artifacts={manifest}", f"--junitxml={junit}", "-n", "2")  # fmt: skip
+    proc = _pytest(f"--harness-matrix={matrix}", f"--harness-out={out}", "-n", "2", "-v",
+                   f"--harness-artifacts={manifest}", f"--junitxml={junit}")  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert _junit(junit) == EXPECTED
+    assert "scheduling tests via LoadScopeScheduling" in proc.stdout  # -n's "load", scoped
     meta = json.loads((out / RUN_FILE).read_text())
     assert meta["shard"]["merged"] == [1, 2] and meta["status"] == "complete"
     assert sorted(meta["cells"]) == sorted(c for c in CELLS if c != "node/native/tiny")
