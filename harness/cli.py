@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("harness.build", "build the wasm32, wasm64 and native artifacts + manifest.json"),
@@ -26,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "harness.project.command",
         "text-only checks of a project profile: defaults, corpus, claims",
     ),
+    "export": ("harness.export", "write a run's timings as pytest-benchmark JSON"),
 }
 
 
@@ -38,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_parser(name: str) -> tuple[ModuleType, argparse.ArgumentParser]:
+    """Command ``name``'s module and its configured parser (the one ``main`` parses with)."""
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"tinygpt-harness {name}", description=COMMANDS[name][1])
+    module.configure(parser)
+    return module, parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -48,9 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(exc.code or 0)
         return 2
     name, rest = args[0], args[1:]
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"tinygpt-harness {name}", description=COMMANDS[name][1])
-    module.configure(parser)
+    module, parser = command_parser(name)
     try:
         parsed = parser.parse_args(rest)
     except SystemExit as exc:

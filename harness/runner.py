@@ -247,7 +247,7 @@ class _HostPool:
 # -- cells ---------------------------------------------------------------------------------
 
 
-class _Interrupted(Exception):  # a control-flow signal, not an error
+class CellInterrupted(Exception):  # a control-flow signal, not an error
     """Ctrl-C inside a cell; carries the rows the cell recorded before the signal."""
 
     def __init__(self, rows: list[Row], where: str) -> None:
@@ -347,7 +347,7 @@ class _CellRunner:
         )
 
     def run(self, cell: Cell) -> list[Row]:
-        """Run ``cell``: its rows, ending with its verdict row (``_Interrupted`` on Ctrl-C)."""
+        """Run ``cell``: its rows, ending with its verdict row (``CellInterrupted`` on Ctrl-C)."""
         started = time.perf_counter()
         rows: list[Row] = []
         self.current = "host start"
@@ -360,7 +360,9 @@ class _CellRunner:
             cut = self.interrupts.cut if self.interrupts.cut is not None else len(rows)
             # No verdict row: the cell did not finish, reads as incomplete, and --resume
             # re-runs it. Rows recorded after the signal are its consequences, not results.
-            raise _Interrupted(rows[:cut], f"interrupted (Ctrl-C) during {self.current}") from None
+            raise CellInterrupted(
+                rows[:cut], f"interrupted (Ctrl-C) during {self.current}"
+            ) from None
         finally:
             self.interrupts.rows = None
         verdict, cause = decide(rows)
@@ -558,29 +560,26 @@ def run_plan(
     0/1 by the cells' verdicts, 130 on Ctrl-C, 2 when the run directory cannot be written
     (one line on stderr; run.json says ``failed`` if it can still be written).
     """
-    begin_run({kind for cell in plan.cells for kind in cell.checks})
-    meta = _start_meta(plan)
     try:
-        writer = RowWriter(plan.out)
-        write_run_json(plan.out, meta)
+        session = open_session(plan, factories)
     except OSError as exc:
         print(f"tinygpt-harness run: cannot write the run directory: {_describe_os_error(exc)}",
               file=sys.stderr)  # fmt: skip
         return EXIT_ENVIRONMENT
-    interrupts = _Interrupts()
     try:
-        with interrupts.installed():
-            return _run_cells(plan, factories, console, meta, writer, interrupts)
+        with session.interrupts.installed():
+            return _run_cells(session, console)
     except OSError as exc:
         print(f"tinygpt-harness run: cannot write the run directory: {_describe_os_error(exc)}",
               file=sys.stderr)  # fmt: skip
-        _end_meta(plan.out, meta, "failed", EXIT_ENVIRONMENT, problem=_describe_os_error(exc))
+        _end_meta(plan.out, session.meta, "failed", EXIT_ENVIRONMENT,
+                  problem=_describe_os_error(exc))  # fmt: skip
         return EXIT_ENVIRONMENT
     except BaseException as exc:  # a bug: say so in run.json, then let the traceback show it
-        _end_meta(plan.out, meta, "failed", None, problem=_describe(exc))
+        _end_meta(plan.out, session.meta, "failed", None, problem=_describe(exc))
         raise
     finally:
-        writer.close()
+        session.writer.close()
 
 
 def _end_meta(out: Path, meta: dict[str, Any], status: str, code: int | None, problem: str) -> None:
@@ -590,80 +589,135 @@ def _end_meta(out: Path, meta: dict[str, Any], status: str, code: int | None, pr
         write_run_json(out, meta)
 
 
-def _run_cells(
-    plan: RunPlan,
-    factories: Mapping[str, HostFactory],
-    console: Console | None,
-    meta: dict[str, Any],
-    writer: RowWriter,
-    interrupts: _Interrupts,
-) -> int:
-    pool = _HostPool(factories, plan.matrix)
-    cell_runner = _CellRunner(plan, pool, interrupts)
+class RunSession:
+    """A run in progress: its hosts, its rows and its run.json; cells are run one at a time.
+
+    ``run`` drives it over the plan's cells (:func:`run_plan`); the pytest plugin
+    (``harness/pytest_plugin.py``) drives it one cell per test item. Either way a cell's rows are
+    written whole as it ends, with run.json updated, exactly as below.
+    """
+
+    def __init__(
+        self,
+        plan: RunPlan,
+        factories: Mapping[str, HostFactory],
+        meta: dict[str, Any],
+        writer: RowWriter,
+        interrupts: _Interrupts,
+    ) -> None:
+        self.plan = plan
+        self.meta = meta
+        self.writer = writer
+        self.interrupts = interrupts
+        self.pool = _HostPool(factories, plan.matrix)
+        self._cells = _CellRunner(plan, self.pool, interrupts)
+        self.verdict_rows: list[Row] = [r for r in plan.kept_rows if r.is_verdict]
+
+    def run_cell(self, cell: Cell) -> list[Row]:
+        """Run ``cell`` and record its rows; on Ctrl-C record what it measured and re-raise
+        ``CellInterrupted`` (the cell then has no verdict row)."""
+        self.pool.release_others(cell.host)  # its cells are over: free its browser or workers
+        try:
+            rows = self._cells.run(cell)
+        except CellInterrupted as stop:
+            with self.interrupts.hold():
+                self.writer.write(stop.rows)  # what it measured before; no verdict row
+            raise
+        with self.interrupts.hold():
+            self.writer.write(rows)
+            self.verdict_rows.append(rows[-1])
+            if cell.id not in self.meta["cells"]:  # a cell the plan did not list (pytest)
+                self.meta["cells"].append(cell.id)
+            self.meta.update(
+                cells_done=len(self.verdict_rows),
+                hosts={**self.meta["hosts"], **self.pool.versions()},
+                verdicts=count_verdicts(self.verdict_rows),
+            )
+            for name, by_host in self.pool.loaded_sha256.items():
+                self.meta["artifacts"][name]["loaded_sha256"] = dict(by_host)
+            write_run_json(self.plan.out, self.meta)
+        return rows
+
+    def close_hosts(self) -> None:
+        """Close every host (Ctrl-C held: a half-closed browser is no state to leave)."""
+        with self.interrupts.hold():
+            self.pool.close()
+
+    def finish(self, interrupted: bool) -> int:
+        """Close the hosts, write the final run.json; return the run's exit code."""
+        self.close_hosts()
+        meta = self.meta
+        with self.interrupts.hold():
+            ran = {r.cell for r in self.verdict_rows}
+            if any("corpus" in c.checks for c in self.plan.cells if c.id in ran):
+                meta["corpus_sha256"] = _corpus_sha256(self.plan.matrix)
+            signum = self.interrupts.signum
+            code = self.interrupts.exit_code() if interrupted else exit_code(meta["verdicts"])
+            meta.update(
+                status="interrupted" if interrupted else "complete",
+                interrupted=interrupted,
+                signal=signal.Signals(signum).name if signum else None,
+                hosts={**meta["hosts"], **self.pool.versions()},
+                ended_at=_now(),
+                exit_code=code,
+            )
+            write_run_json(self.plan.out, meta)
+        return code
+
+
+def open_session(plan: RunPlan, factories: Mapping[str, HostFactory]) -> RunSession:
+    """Start a run of ``plan`` without running a cell: run.json and results.csv are created.
+
+    Raises OSError when the run directory cannot be written. Installs no signal handler: the
+    caller (``run``, or pytest) owns Ctrl-C.
+    """
+    begin_run({kind for cell in plan.cells for kind in cell.checks})
+    meta = _start_meta(plan)
+    writer = RowWriter(plan.out)
+    try:
+        write_run_json(plan.out, meta)
+    except OSError:
+        writer.close()
+        raise
+    return RunSession(plan, factories, meta, writer, _Interrupts())
+
+
+def _run_cells(session: RunSession, console: Console | None) -> int:
+    plan, interrupts = session.plan, session.interrupts
     done = {r.cell for r in plan.kept_rows if r.is_verdict}
     todo = [c for c in plan.cells if c.id not in done]
-    verdict_rows: list[Row] = [r for r in plan.kept_rows if r.is_verdict]
     summary: list[tuple[str, str, str, float]] = [
-        (r.cell, r.status, r.detail, r.value) for r in verdict_rows
+        (r.cell, r.status, r.detail, r.value) for r in session.verdict_rows
     ]
     progress = CellProgress(len(todo), console or Console(stderr=True))
     interrupted = False
     try:
         for i, cell in enumerate(todo):
-            pool.release_others(cell.host)  # its cells are over: free its browser or workers
             progress.start(cell.id)
             try:
-                rows = cell_runner.run(cell)
-            except _Interrupted as stop:
-                with interrupts.hold():
-                    writer.write(stop.rows)  # what it measured before; no verdict row
+                rows = session.run_cell(cell)
+            except CellInterrupted as stop:
                 summary.append((cell.id, INCOMPLETE, stop.where, float("nan")))
                 interrupted = True
                 break
-            with interrupts.hold():
-                writer.write(rows)
-                verdict_rows.append(rows[-1])
-                summary.append((cell.id, rows[-1].status, rows[-1].detail, rows[-1].value))
-                progress.done(cell.id, rows[-1].status)
-                meta.update(
-                    cells_done=len(verdict_rows),
-                    hosts={**meta["hosts"], **pool.versions()},
-                    verdicts=count_verdicts(verdict_rows),
-                )
-                for name, by_host in pool.loaded_sha256.items():
-                    meta["artifacts"][name]["loaded_sha256"] = dict(by_host)
-                write_run_json(plan.out, meta)
+            summary.append((cell.id, rows[-1].status, rows[-1].detail, rows[-1].value))
+            progress.done(cell.id, rows[-1].status)
             if interrupts.received:  # Ctrl-C while the cell's rows were written
                 interrupted = True
                 break
             if plan.fail_fast and rows[-1].status in FAILING:
-                meta["stopped_early"] = [c.id for c in todo[i + 1 :]]
+                session.meta["stopped_early"] = [c.id for c in todo[i + 1 :]]
                 break
     except KeyboardInterrupt:  # between cells: nothing half-recorded
         interrupted = True
     finally:
         progress.close()
-        with interrupts.hold():
-            pool.close()
-    interrupted = interrupted or interrupts.received
-    with interrupts.hold():
-        ran = {r.cell for r in verdict_rows}
-        if any("corpus" in c.checks for c in plan.cells if c.id in ran):
-            meta["corpus_sha256"] = _corpus_sha256(plan.matrix)
-        code = interrupts.exit_code() if interrupted else exit_code(meta["verdicts"])
-        meta.update(
-            status="interrupted" if interrupted else "complete",
-            interrupted=interrupted,
-            signal=signal.Signals(interrupts.signum).name if interrupts.signum else None,
-            hosts={**meta["hosts"], **pool.versions()},
-            ended_at=_now(),
-            exit_code=code,
-        )
-        write_run_json(plan.out, meta)
+        session.close_hosts()
+    code = session.finish(interrupted or interrupts.received)
     out = Console()
     if not out.is_terminal:
         out = Console(width=LOG_WIDTH)
-    print_summary(summary, meta["verdicts"], interrupted, out)
+    print_summary(summary, session.meta["verdicts"], interrupted or interrupts.received, out)
     return code
 
 
@@ -689,6 +743,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checks", help="comma-separated check kinds, replacing the matrix's")
     parser.add_argument(
         "--fail-fast", action="store_true", help="stop after the first failing cell"
+    )
+    parser.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write JUnit XML here: one testcase per cell x check (docs/ecosystem.md)",
     )
 
 
@@ -812,4 +872,21 @@ def run_command(
     except UsageError as exc:
         print(f"tinygpt-harness run: {exc}", file=sys.stderr)
         return 2
-    return run_plan(plan, factories_for(plan.matrix))
+    code = run_plan(plan, factories_for(plan.matrix))
+    if args.junit is not None and code != EXIT_ENVIRONMENT:
+        return _write_junit(args.junit, plan, code)
+    return code
+
+
+def _write_junit(path: Path, plan: RunPlan, code: int) -> int:
+    """Write ``--junit``: the plan's cells x checks as the run directory records them."""
+    from harness.junit import write_junit
+
+    rows = read_run(plan.out).rows  # a resumed run's kept rows included
+    try:
+        write_junit(path, f"tinygpt-harness {plan.matrix.name}", plan.cells, rows)
+    except OSError as exc:
+        print(f"tinygpt-harness run: cannot write --junit: {_describe_os_error(exc)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ENVIRONMENT
+    return code

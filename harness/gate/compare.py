@@ -32,6 +32,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("cand", type=Path, metavar="CAND", help="run directory of the candidate")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a PR summary here")
     parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="DIR",
+        help="write the comparison report here: index.html, forest plot, summary.md",
+    )
+    parser.add_argument(
         "--thresholds",
         type=Path,
         metavar="MATRIX",
@@ -190,4 +196,9 @@ def execute(args: argparse.Namespace) -> int:
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(markdown(result, str(args.base), str(args.cand)), encoding="utf-8")
+    if args.html is not None:
+        from harness.gate.compare_html import write_html  # matplotlib: only when asked
+
+        index = write_html(result, args.base, args.cand, args.html)
+        console.print(f"comparison report: {index}")
     return 1 if result.failed else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from rich.console import Console
 from rich.table import Table
@@ -92,7 +93,8 @@ def headline(result: GateResult) -> str:
     )
 
 
-def _sections(result: GateResult) -> list[tuple[str, tuple[str, ...]]]:
+def sections(result: GateResult) -> list[tuple[str, tuple[str, ...]]]:
+    """The failure and note lists, titled, in the order every rendering shows them."""
     return [
         ("Parity, defaults and corpus failures in CAND", result.blocking_failures),
         ("Cells that passed in BASE and are broken in CAND", result.cell_regressions),
@@ -101,6 +103,23 @@ def _sections(result: GateResult) -> list[tuple[str, tuple[str, ...]]]:
         ("Refusals overridden by --allow-cross-machine", result.overridden_refusals),
         ("Paired reruns (BASE and CAND timed side by side)", result.notes),
     ]
+
+
+def md_item(text: str, bullet: bool = False) -> str:
+    """``text`` as Markdown code that renders: inline code for one line, a fenced block for a
+    multi-line text (a traceback), the fence longer than any run of backticks inside it."""
+    longest = max((len(m) for m in re.findall("`+", text)), default=0)
+    if "\n" not in text:
+        tick = "`" * (longest + 1)
+        pad = " " if text.startswith("`") or text.endswith("`") else ""
+        code = f"{tick}{pad}{text}{pad}{tick}"
+        return f"- {code}" if bullet else code
+    fence = "`" * max(3, longest + 1)
+    first, _, _ = text.partition("\n")
+    indent = "  " if bullet else ""
+    body = "\n".join(f"{indent}{line}" if line else "" for line in text.splitlines())
+    block = f"{indent}{fence}text\n{body}\n{indent}{fence}"
+    return f"- {first.strip()}\n\n{block}" if bullet else block
 
 
 def print_table(result: GateResult, console: Console) -> None:
@@ -115,7 +134,7 @@ def print_table(result: GateResult, console: Console) -> None:
     console.print(table)
     if any(not c.gated for c in result.changes):
         console.print("(ref): the numpy reference, timed as a yardstick; shown, never gated")
-    for title, items in _sections(result):
+    for title, items in sections(result):
         if items:
             console.print(f"[bold]{title}[/bold]")
             for item in items:
@@ -128,12 +147,12 @@ def markdown(result: GateResult, base_label: str, cand_label: str) -> str:
     lines = [
         f"## Performance gate: {'❌ FAIL' if result.failed else '✅ PASS'}",
         "",
-        f"BASE `{base_label}` → CAND `{cand_label}`. {headline(result)}.",
+        f"BASE {md_item(base_label)} → CAND {md_item(cand_label)}. {headline(result)}.",
         "",
     ]
-    for title, items in _sections(result):
+    for title, items in sections(result):
         if items:
-            lines += [f"### {title}", "", *[f"- `{i}`" for i in items], ""]
+            lines += [f"### {title}", "", *[md_item(i, bullet=True) for i in items], ""]
     ordered = sorted(
         result.changes,
         key=lambda c: (

@@ -4,13 +4,17 @@ A cell's verdict is decided once, by the runner, from the cell's check rows
 (:func:`decide`), and recorded as the cell's verdict row. Readers (merge, report, gate) never
 re-derive it: a cell's verdict is its verdict row, and a cell with rows but no verdict row did
 not finish (a crash or a kill mid-cell) and is :data:`INCOMPLETE` (:func:`cell_verdicts`).
+
+The outcome of one check of a cell (a JUnit testcase, a pytest item) follows from the same rule
+applied to that check's rows (:func:`check_outcomes`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, cast
 
 from harness.rundir.rows import REFERENCE_HOST, VERDICTS, Row, Status
 
@@ -84,3 +88,60 @@ def count_verdicts(rows: Iterable[Row]) -> dict[str, int]:
 def exit_code(verdicts: dict[str, int]) -> int:
     """0 when every cell is pass/incompatible/skipped, 1 when any cell failed or errored."""
     return 1 if any(verdicts.get(v, 0) for v in FAILING) else 0
+
+
+# Why a planned check has no outcome of its own: the cell never started.
+NOT_RUN = "not run: the run stopped before this cell (interrupted, or --fail-fast)"
+NO_ROWS = "the check wrote no rows: nothing was checked"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """The outcome of one check of one cell: a JUnit testcase, a pytest item."""
+
+    cell: str  # host/artifact/preset
+    check: str
+    status: CellStatus
+    cause: str  # one line: the first cause at the outcome's severity ("" on a pass)
+    # every row of the check that failed, errored or was skipped, one line each, for the body
+    details: tuple[str, ...] = ()
+
+
+def _line(row: Row) -> str:
+    where = f"{row.check}:{row.subject}" if row.subject else row.check
+    metric = f" {row.metric}" if row.metric else ""
+    return f"{where} {row.status}{metric}" + (f": {row.detail}" if row.detail else "")
+
+
+def check_outcomes(cell: str, checks: Sequence[str], rows: Iterable[Row]) -> list[CheckOutcome]:
+    """The outcome of each of ``checks`` in ``cell``, from the cell's rows (any others ignored).
+
+    A check with rows of its own takes :func:`decide` of those rows. A check without rows takes
+    the cell-level problem that stopped it (host unavailable, artifact refused or not loaded:
+    the runner records those as ``check="cell"`` rows and runs no later check); without one it
+    is ``skipped`` (:data:`NO_ROWS`). A cell with rows but no verdict row did not finish: its
+    checks are :data:`INCOMPLETE`; a cell with no rows at all never started (:data:`NOT_RUN`).
+    """
+    mine = [r for r in rows if r.cell == cell and r.host != REFERENCE_HOST]
+    if not mine:
+        return [CheckOutcome(cell, kind, "skipped", NOT_RUN) for kind in checks]
+    finished = any(r.is_verdict for r in mine)
+    problems = [r for r in mine if r.check == "cell" and not r.is_verdict]
+    out: list[CheckOutcome] = []
+    for kind in checks:
+        own = [r for r in mine if r.check == kind]
+        bad = tuple(_line(r) for r in own if r.status in VERDICTS and r.status != "pass")
+        if not finished:
+            cause = INCOMPLETE_DETAIL + (f"; {bad[0]}" if bad else "")
+            out.append(CheckOutcome(cell, kind, INCOMPLETE, cause, bad))
+        elif own:
+            verdict, cause = decide(own)  # a VERDICTS status: decide returns no measurement
+            out.append(CheckOutcome(cell, kind, cast(CellStatus, verdict), cause, bad))
+        elif problems:
+            first = problems[0]
+            status = cast(CellStatus, first.status)  # the runner writes cell rows as verdicts
+            cause = f"cell:{first.subject}: {first.detail}" if first.detail else "cell"
+            out.append(CheckOutcome(cell, kind, status, cause, (_line(first),)))
+        else:
+            out.append(CheckOutcome(cell, kind, "skipped", NO_ROWS))
+    return out

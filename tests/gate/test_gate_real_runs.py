@@ -183,7 +183,8 @@ def test_merged_shards_compare_history_and_signoff(
     ratio = _measured_ratio(load_run(cand).rows, "small", "tiny")
     for published, verdict in ((ratio, "pass"), (ratio * 10, "stale")):
         readme = tmp_path / "README.md"
-        readme.write_text(f"<!-- claim:small-over-tiny -->\nSmall over tiny: 1 and {published:.4g}.\n")
+        text = f"Small over tiny: 1 and {published:.4g}.\n"
+        readme.write_text(f"<!-- claim:small-over-tiny -->\n{text}")
         claims = tmp_path / "claims.toml"
         claims.write_text(
             'schema_version = 2\n[[claim]]\nid = "small-over-tiny"\nhost = "native"\n'

@@ -222,7 +222,9 @@ def use_fake_checks(monkeypatch: pytest.MonkeyPatch, *kinds: str) -> None:
 
 def run_args(matrix: Path, out: Path | None, manifest: Path, **kw: Any) -> argparse.Namespace:
     """The parsed arguments of ``run --matrix M --out O --artifacts A`` plus ``kw``."""
-    defaults: dict[str, Any] = {"shard": "1/1", "checks": None, "fail_fast": False, "resume": None}
+    defaults: dict[str, Any] = {
+        "shard": "1/1", "checks": None, "fail_fast": False, "resume": None, "junit": None,
+    }  # fmt: skip
     defaults.update(kw)
     return argparse.Namespace(matrix=matrix, out=out, artifacts=manifest, **defaults)
 

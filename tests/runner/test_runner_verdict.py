@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.rundir.rows import Row, Status
-from harness.rundir.verdict import decide
+from harness.rundir.verdict import NO_ROWS, check_outcomes, decide
 
 
 def _row(check: str, status: Status, detail: str = "") -> Row:
@@ -37,3 +37,37 @@ def test_a_bench_only_cell_with_measurements_and_skipped_points_is_pass() -> Non
     """A bench-only cell (no verdict rows) that measured something and skipped a point: pass."""
     verdict, cause = decide([_row("bench", "measured"), _row("bench", "skipped", "budget")])
     assert (verdict, cause) == ("pass", "partly skipped: bench:s: budget")
+
+
+def test_check_outcomes_of_a_cell_cut_mid_run_are_incomplete() -> None:
+    """A cell with rows but no verdict row did not finish: each check is incomplete, and a
+    failure already seen is named in the cause."""
+    rows = [_row("ops", "pass"), _row("model", "fail", "loss off")]
+    outcomes = {o.check: o for o in check_outcomes("native/native/tiny", ("ops", "model"), rows)}
+    assert {o.status for o in outcomes.values()} == {"incomplete"}
+    assert outcomes["model"].cause.endswith("; model:s fail: loss off")
+    assert outcomes["model"].details == ("model:s fail: loss off",)
+
+
+def test_check_outcomes_take_a_load_failure_for_the_checks_it_stopped() -> None:
+    """A load error at the second check: the first keeps its own outcome, the rest take the
+    cell-level cause; a check that wrote nothing in a finished cell is skipped."""
+    rows = [
+        _row("ops", "pass"),
+        Row(
+            "native", "v", "native", "ab", "tiny", "cell", "load", "error", detail="HostCrashed: x"
+        ),
+        Row("native", "v", "native", "ab", "tiny", "cell", "verdict", "error"),
+    ]
+    got = check_outcomes("native/native/tiny", ("ops", "model", "bench"), rows)
+    assert [(o.check, o.status, o.cause) for o in got] == [
+        ("ops", "pass", ""),
+        ("model", "error", "cell:load: HostCrashed: x"),
+        ("bench", "error", "cell:load: HostCrashed: x"),
+    ]
+    finished = [
+        _row("ops", "pass"),
+        Row("native", "v", "native", "ab", "tiny", "cell", "verdict", "pass"),
+    ]
+    (quiet,) = check_outcomes("native/native/tiny", ("smoke",), finished)
+    assert (quiet.status, quiet.cause) == ("skipped", NO_ROWS)
