@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from reference.defaults import TrainingDefaults
+
 FLOAT32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-7: one ULP at 1.0
 
 
@@ -210,6 +212,10 @@ MODEL_RULES: Mapping[str, str] = {
         "path is held to the logits rule against the reference, so the two differ by at most "
         "twice it"
     ),
+    "convergence": (
+        "the corpus check's kernel run against the recorded float32 reference run (same init, "
+        "same batches) at every step: the loss rule's rtol x sqrt(step) x 2, no atol"
+    ),
     "trajectory": (
         "loss at each of N train steps: each is a forward pass (the loss rule) on weights that "
         "drift apart by one step's rounding per step, a random walk over N steps: x sqrt(N)"
@@ -252,6 +258,48 @@ def model_tolerance(
         tol = base.scaled(reduction_scale(k), f"= sqrt({k}): {reason}")
         return ModelRule(tol, relative_to_max=True)
     return ModelRule(Tolerance(base.rtol, lr * base.rtol, f"lr={lr:.3g}: {reason}"))
+
+
+FLOAT32_U = FLOAT32_EPS / 2  # unit roundoff: one rounding's relative error is at most this
+
+
+def adamw_trajectory_tolerance(steps: int, moved: float, defaults: TrainingDefaults) -> Tolerance:
+    """The bound on one tensor after ``steps`` float32 AdamW steps against float64 (worst case).
+
+    Each step rounds ``p' = p - lr (u + wd p)`` once: at most ``u32 |p|``, and these add up over
+    the steps (a systematic error must not hide in a random-walk allowance): ``rtol = steps u32``.
+    The update ``u = mh / (sqrt(vh) + eps)`` is relatively wrong by the error of the moments:
+    ``m`` and ``v`` are exponential averages whose per-step roundings (2 each) decay by beta, so
+    their relative errors stay below ``2 u32 / (1 - beta)``; ``u`` adds half of v's (the sqrt),
+    the clip scale, the divide and the bias corrections (4 more). That relative error applies to
+    every step's move, so ``atol = (2/(1-b1) + 1/(1-b2) + 4) u32 x moved``, with ``moved`` the
+    tensor's largest sum over steps of |dp| in the reference.
+    """
+    c = 2.0 / (1.0 - defaults.beta1) + 1.0 / (1.0 - defaults.beta2) + 4.0
+    return Tolerance(
+        steps * FLOAT32_U,
+        c * FLOAT32_U * moved,
+        f"{steps} AdamW steps: rtol = steps x u32 (one rounding of p per step), atol = "
+        f"{c:g} u32 x max sum|dp| = {moved:.3g} (moment EMAs' rounding over 1-beta, sqrt, "
+        "clip, divide, bias corrections); worst case, not sqrt(steps)",
+    )
+
+
+def convergence_rtol(cfg_dims: Mapping[str, int], step: int) -> Tolerance:
+    """The relative bound on the kernel's loss at 1-based ``step`` of the recorded reference run.
+
+    Both runs are float32 from the same init and batches: each step's loss is one forward pass
+    (the ``loss`` rule's rtol, sqrt(path + B*T) x the baseline) on weights that drift apart by one
+    step's rounding per step, a random walk: x sqrt(step); x 2 because the recorded reference is
+    float32 too, each side within the bound of the exact loss. No atol: the loss is a mean of
+    log-sum-exps of magnitude >= 1 at every step of the run, so the relative bound is the whole
+    story, and a 1e-5 absolute floor would add nothing but slack.
+    """
+    d = dict(cfg_dims)
+    k = _forward_path(d["n_layer"], d["n_embd"], d["seq_len"]) + d["batch"] * d["seq_len"]
+    rtol = 2.0 * BASELINE["float32"].rtol * reduction_scale(k) * reduction_scale(step)
+    why = f"2 x sqrt({k}) x sqrt(step={step}) x float32 rtol: {MODEL_RULES['convergence']}"
+    return Tolerance(rtol, 0.0, why)
 
 
 def ulp_distance(found: ArrayLike, expected: ArrayLike) -> NDArray[np.int64]:

@@ -11,6 +11,8 @@ seed); the reference computes in float64 from those same numbers. Compared, each
 - ``trajectory``: the losses of N ``tg_model_train_step`` calls on default-corpus batches against
   the reference training loop (same init, same batches, same learning-rate schedule);
 - ``generate:kv`` and ``generate:nokv``: greedy tokens identical to the reference's;
+- ``adamw:<name>``: each tensor after warmup + 24 AdamW steps with biases and LayerNorm
+  parameters off their init (:mod:`harness.checks.optimizer`);
 - from a trained state, with-cache and without-cache logits at every step and seeded sampling
   parity (:mod:`harness.checks.generation`).
 
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from harness.checks import generation
+from harness.checks import generation, optimizer
 from harness.checks.base import CellContext
 from harness.kernel import KernelModel
 from harness.parity import ParityResult, compare
@@ -50,7 +52,7 @@ CHECK = "model"
 METRICS = ("max_abs_err", "max_rel_err", "max_ulp")
 PROMPT = "HAMLET.\nTo be, or not to be"
 
-_OPTIONS = {"seed", "batch", "steps", "generate", "gen_train_steps"}
+_OPTIONS = {"seed", "batch", "steps", "generate", "gen_train_steps", "adamw_steps"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Settings:
     steps: int = 10  # trajectory length
     generate: int = 0  # tokens to generate; 0 = 1.5 x block_size, so the window slides
     gen_train_steps: int = 200  # kernel train steps before the generation/sampling parity
+    adamw_steps: int = 24  # per-tensor AdamW: steps past warmup (>= 20, docs/checks.md)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Settings:
@@ -73,7 +76,9 @@ class Settings:
         for f in dataclasses.fields(cls):
             if f.name in options:
                 v = options[f.name]
-                low = 0 if f.name in ("seed", "generate", "gen_train_steps") else 1
+                low = {"seed": 0, "generate": 0, "gen_train_steps": 0, "adamw_steps": 20}.get(
+                    f.name, 1
+                )
                 if isinstance(v, bool) or not isinstance(v, int) or v < low:
                     raise ValueError(f"check.model.{f.name} must be an int >= {low}, got {v!r}")
                 values[f.name] = v
@@ -264,6 +269,7 @@ def run(ctx: CellContext) -> Iterator[Row]:
     for subject, got in (("generate:kv", first.gen_kv), ("generate:nokv", first.gen_nokv)):
         yield _generation_row(ctx, subject, cfg, params64, prompt, got, ref_kv)
 
+    yield from optimizer.rows(ctx, cfg, params32, defaults, s.adamw_steps, s.seed)
     trained = generation.train_state(ctx, cfg, flat, tokens, s.gen_train_steps, s.seed)
     yield from generation.rows(ctx, cfg, trained, _wide(_by_name(cfg, trained)),
                                [int(t) for t in encode(PROMPT)], s.seed, dims)  # fmt: skip
