@@ -26,6 +26,12 @@ FAULTS: dict[str, Variant] = {
         Variant("native-bug-temp", "native", ("TG_BUG_SAMPLER_TEMPERATURE",)),
         Variant("native-bug-topk", "native", ("TG_BUG_SAMPLER_TOPK",)),
         Variant("native-bug-decay", "native", ("TG_BUG_DECAY_ALL",)),
+        # a constant of an element-wise op off by 1 part in 1e5
+        Variant("native-bug-gelu-coef", "native", ("TG_BUG_GELU_COEF",)),
+        Variant("native-bug-gelu-coef-bwd", "native", ("TG_BUG_GELU_COEF_BACKWARD",)),
+        Variant("native-bug-gelu-scale", "native", ("TG_BUG_GELU_SCALE",)),
+        Variant("native-bug-gelu-half", "native", ("TG_BUG_GELU_HALF",)),
+        Variant("native-bug-one", "native", ("TG_BUG_ONE",)),
     )
 }
 
