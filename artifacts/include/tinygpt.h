@@ -152,7 +152,7 @@ float tg_model_train_step(void *h, const int32_t *idx, const int32_t *targets, i
  * logits of both paths and re-run the sampler on exactly what the kernel saw.
  * Returns the number of tokens written.
  *
- * The sampler (reference/sampler.py implements the same, docs/checks.md "Sampling parity"):
+ * The sampler (reference/sampler.py implements the same, docs/checks.md "Generation and sampling parity"):
  *   temperature == 0: greedy, the argmax of the logits, lowest index on ties; no random draw.
  *   temperature > 0: exactly one uniform draw u per generated token, from one stream per call:
  *     state = splitmix64(seed): z = seed + 0x9E3779B97F4A7C15; z = (z ^ z>>30) * 0xBF58476D1CE4E5B9;
