@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 Kind = Literal["ptr", "i32", "f32", "void"]
 
@@ -76,7 +76,7 @@ EXPORTS: dict[str, Signature] = {
     "tg_model_grad_norm": _sig("ptr", "f32"),
     "tg_model_adamw": _sig("ptr f32 f32 f32 f32 f32 f32 i32", "void"),
     "tg_model_train_step": _sig("ptr ptr ptr i32 i32 f32 f32 f32 f32 f32 f32 i32", "f32"),
-    "tg_model_generate": _sig("ptr ptr i32 i32 ptr i32 f32 i32", "i32"),
+    "tg_model_generate": _sig("ptr ptr i32 i32 ptr ptr i32 f32 i32 i32", "i32"),
 }
 
 

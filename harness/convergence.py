@@ -39,6 +39,7 @@ from harness.checks.base import CellContext
 from harness.hosts.base import Instance
 from harness.kernel import KernelModel
 from harness.rundir.rows import Row
+from harness.tolerance import convergence_rtol
 from reference.corpus import DEFAULT_CORPUS_SHA256, load_corpus
 from reference.defaults import DEFAULTS, TrainingDefaults
 from reference.model import flatten_params, init_params
@@ -194,13 +195,63 @@ def convergence_rows(ctx: CellContext, text: str, band_path: Path | None = None)
     losses = kernel_losses(
         ctx.instance, get_preset(band.preset), tokens, band.steps, defaults, band.seed
     )
+    yield trajectory_row(ctx, losses, band, band_path or _band_path(ctx), "learning_rate" in opts)
     v = judge(losses, band, defaults)
     yield ctx.row(CHECK, "convergence", "pass" if v.ok else "fail", metric="final_loss",
-                  value=v.final, detail=v.detail)  # fmt: skip
+                  value=v.final, detail=v.detail + " (the sanity net; convergence:trajectory "
+                  "judges every step)")  # fmt: skip
     for t in range(band.window, band.steps + 1, band.window):
         yield ctx.row(CHECK, "convergence", "measured", metric="loss",
                       value=final_mean(losses[:t], band.window), x_name="step", x_value=float(t),
                       detail=f"mean of steps {t - band.window + 1}-{t}")  # fmt: skip
+
+
+def reference_losses(path: Path) -> list[float]:
+    """The recorded reference run's loss at every step (the band's ``runs.default.losses``)."""
+    try:
+        data = json.loads(path.read_text())
+        return [float(v) for v in data["runs"]["default"]["losses"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: no recorded reference losses: {exc!r}") from None
+
+
+def judge_trajectory(losses: Sequence[float], reference: Sequence[float], cfg: ModelConfig,
+                     batch: int, T: int) -> Verdict:  # fmt: skip
+    """Every step's kernel loss within :func:`harness.tolerance.convergence_rtol` of the reference.
+
+    ``final`` of the verdict is the worst step's ratio to its bound (> 1 fails).
+    """
+    if len(losses) != len(reference):
+        return Verdict(False, math.nan, f"{len(losses)} kernel losses, {len(reference)} recorded")
+    dims = {"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "seq_len": T, "batch": batch}
+    worst, worst_t, worst_rel, rtol_at = -1.0, 0, 0.0, 0.0
+    for t, (k, r) in enumerate(zip(losses, reference, strict=True), start=1):
+        rtol = convergence_rtol(dims, t).rtol
+        rel = abs(k - r) / abs(r) if math.isfinite(k) else math.inf
+        if rel / rtol > worst:
+            worst, worst_t, worst_rel, rtol_at = rel / rtol, t, rel, rtol
+    tol = convergence_rtol(dims, worst_t)
+    detail = (f"worst at step {worst_t} of {len(losses)}: found {losses[worst_t - 1]!r}, "
+              f"recorded reference {reference[worst_t - 1]!r}, relative error {worst_rel:.3g} "
+              f"({worst:.3g}x the bound) with rtol={rtol_at:.3g} ({tol.reason})")  # fmt: skip
+    return Verdict(worst <= 1.0, worst, detail)
+
+
+def trajectory_row(ctx: CellContext, losses: Sequence[float], band: Band, path: Path,
+                   lr_overridden: bool) -> Row:  # fmt: skip
+    """The ``convergence:trajectory`` row: the kernel's loss at every step against the record."""
+    subject = "convergence:trajectory"
+    if lr_overridden:
+        why = "learning_rate is overridden: the recorded run is at the default"
+        return ctx.row(CHECK, subject, "skipped", detail=why)
+    try:
+        ref = reference_losses(path)
+    except ValueError as exc:
+        return ctx.row(CHECK, subject, "error", detail=str(exc))
+    cfg = get_preset(band.preset)
+    v = judge_trajectory(losses, ref, cfg, DEFAULTS.batch_size, train_context_length(cfg))
+    return ctx.row(CHECK, subject, "pass" if v.ok else "fail", metric="worst_ratio",
+                   value=v.final, detail=v.detail)  # fmt: skip
 
 
 def _band_path(ctx: CellContext) -> Path:

@@ -568,8 +568,21 @@ class KernelModel:
         use_kv_cache: bool,
         temperature: float = 0.0,
         seed: int = 0,
+        top_k: int = 0,
     ) -> list[int]:
-        """``n_new`` tokens after ``prompt`` (B=1); greedy at temperature 0."""
+        """``n_new`` tokens after ``prompt`` (B=1); greedy at temperature 0, top_k 0 keeps all."""
+        return self.generate_logged(prompt, n_new, use_kv_cache, temperature, seed, top_k)[0]
+
+    def generate_logged(
+        self,
+        prompt: Sequence[int],
+        n_new: int,
+        use_kv_cache: bool,
+        temperature: float = 0.0,
+        seed: int = 0,
+        top_k: int = 0,
+    ) -> tuple[list[int], F32]:
+        """Tokens as :meth:`generate`, plus the logits (n_new, V) each token was picked from."""
         p = _ids("prompt", np.asarray(list(prompt), dtype=np.int64), self.cfg.vocab_size, (1,))
         if p.size == 0:
             raise ValueError("prompt is empty; it needs at least one token")
@@ -577,10 +590,14 @@ class KernelModel:
             raise ValueError(f"n_new must be >= 0, got {n_new}")
         if not math.isfinite(temperature) or temperature < 0:
             raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        V = self.cfg.vocab_size
         if n_new == 0:
-            return []
+            return [], np.zeros((0, V), np.float32)
         with self._kernels._scope() as s:
             out = s.alloc(n_new * 4)
+            logits = s.alloc(n_new * V * 4)
             written = int(
                 self.instance.call(
                     "tg_model_generate",
@@ -589,15 +606,18 @@ class KernelModel:
                     p.size,
                     n_new,
                     out,
+                    logits,
                     int(use_kv_cache),
                     float(temperature),
+                    int(top_k),
                     int(seed) & 0xFFFFFFFF,
                 )
                 or 0
             )
             if written != n_new:
                 raise HostError(f"tg_model_generate wrote {written} of {n_new} tokens")
-            return [int(t) for t in s.get(out, (n_new,), np.int32)]
+            tokens = [int(t) for t in s.get(out, (n_new,), np.int32)]
+            return tokens, s.get(logits, (n_new, V))
 
     def params(self) -> dict[str, F32]:
         """The current parameters by name, in PARAM_NAMES order."""

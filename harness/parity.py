@@ -15,9 +15,9 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from harness.tolerance import Tolerance, ulp_distance
+from harness.tolerance import HEADROOM, ElementwiseBound, Tolerance, ulp_distance
 
-Stage = Literal["shape", "dtype", "nonfinite", "values", "pass"]
+Stage = Literal["shape", "dtype", "nonfinite", "values", "bias", "pass"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ def compare(
     *,
     dtype: str = "float32",
     relative_to_max: bool = False,
+    bound: ElementwiseBound | None = None,
 ) -> ParityResult:
     """Compare kernel output ``found`` with reference ``expected`` and return the outcome.
 
@@ -69,6 +70,10 @@ def compare(
     as token ids compare exactly), ``nonfinite`` (the first NaN/Inf in ``found`` where the
     reference is finite), ``values`` (``|f - e| <= atol + rtol |e|`` everywhere). With
     ``relative_to_max`` the atol is multiplied by ``max |expected|`` (used for gradients).
+    With ``bound`` (element-wise ops), each element's ``|f - e|`` is judged against its own
+    float32 bound instead, and a last ``bias`` stage judges the mean of ``(f - e) / bound``: a
+    systematic error (a constant off by 1e-5) hides under the rounding noise of each element but
+    not in their mean.
     """
     f: NDArray[Any] = np.asarray(found)
     e: NDArray[Any] = np.asarray(expected)
@@ -111,14 +116,18 @@ def compare(
     diff = np.abs(np.where(both_inf, 0.0, f64) - np.where(both_inf, 0.0, e64))
     mag = np.where(both_inf, 0.0, np.abs(e64))
     ulp = ulp_distance(f, e) if f.dtype == np.float32 else None
-    if tol.max_ulp is not None and ulp is not None:
+    if bound is not None:
+        b = np.broadcast_to(bound.bound * HEADROOM, diff.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(diff == 0, 0.0, diff / b)  # bound 0 and diff > 0: inf
+    elif tol.max_ulp is not None and ulp is not None:
         # a ULP bound: 0 ULP (correctly rounded) gives ratio 2 per ULP, so 1 ULP fails
         ratio = ulp.astype(np.float64) / max(float(tol.max_ulp), 0.5)
     else:
         atol = tol.atol * (float(mag.max()) if relative_to_max else 1.0)
-        bound = atol + tol.rtol * mag
+        limit = atol + tol.rtol * mag
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(diff == 0, 0.0, diff / bound)  # bound 0 and diff > 0: inf
+            ratio = np.where(diff == 0, 0.0, diff / limit)  # limit 0 and diff > 0: inf
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(mag > 0, diff / np.where(mag > 0, mag, 1.0), np.where(diff > 0, np.inf, 0.0))
     flat = int(np.argmax(ratio.reshape(-1)))
@@ -145,6 +154,19 @@ def compare(
         n_bad = int((ratio > 1.0).sum())
         msg = f"{name}: values stage: {n_bad} of {f.size} elements out of tolerance; {where}"
         return ParityResult(name, "values", msg, tol, **metrics)
+    if bound is not None:
+        with np.errstate(invalid="ignore"):
+            signed = np.where(f64 == e64, 0.0, f64 - e64)
+        estimates = bound.constants(signed)
+        for c in estimates:
+            where += (f"; constant {c.name}: estimated relative error {c.estimate:.3g} "
+                      f"({c.ratio:.3g}x its limit {c.limit:.3g})")  # fmt: skip
+            metrics["worst_ratio"] = max(metrics["worst_ratio"], c.ratio)
+        bad = [c for c in estimates if c.ratio > 1.0]
+        if bad:
+            msg = (f"{name}: bias stage: a systematic error, as if constant {bad[0].name} were off "
+                   f"by {bad[0].estimate:.3g} relative; {where}")  # fmt: skip
+            return ParityResult(name, "bias", msg, tol, **metrics)
     return ParityResult(name, "pass", f"{name}: ok; {where}", tol, **metrics)
 
 
@@ -180,9 +202,11 @@ def assert_parity(
     *,
     dtype: str = "float32",
     relative_to_max: bool = False,
+    bound: ElementwiseBound | None = None,
 ) -> ParityResult:
     """Run :func:`compare` and raise :class:`ParityError` naming the failing stage, if any."""
-    result = compare(name, found, expected, tolerance, dtype=dtype, relative_to_max=relative_to_max)
+    result = compare(name, found, expected, tolerance, dtype=dtype,
+                     relative_to_max=relative_to_max, bound=bound)  # fmt: skip
     if not result.ok:
         raise ParityError(result)
     return result

@@ -13,10 +13,9 @@ every step once ``n > block_size``, because every position's embedding shifts) t
 rebuilt by one full forward over the window. Both paths therefore compute the same function and
 greedy outputs are token-identical.
 
-Greedy (``temperature == 0``) takes the argmax, lowest index winning ties. Otherwise the token
-is drawn from ``softmax(logits / temperature)`` by inverse CDF with one ``Generator.random()``
-per token from ``np.random.default_rng(seed)`` (``seed`` None = ``DEFAULTS.seed``); the kernels
-use their own RNG, so only greedy outputs are comparable across implementations.
+Tokens are picked by :mod:`reference.sampler`, the sampler tinygpt.h specifies bit for bit (its
+RNG stream, top-k rule and inverse-CDF draw), so the kernels and this reference draw identical
+tokens for the same seed, temperature and top-k.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from reference.defaults import DEFAULTS
 from reference.model import GPT, ParamsIn, check_params
 from reference.ops import FloatArray
 from reference.presets import ModelConfig
+from reference.sampler import SamplerRNG, pick
 
 
 def window_start(n: int, block_size: int) -> int:
@@ -82,17 +82,6 @@ def _forward_cached(
     return ops.matmul_forward(lnf[0], p["wte"], None)  # (n, V) tied LM head
 
 
-def _pick(logits: FloatArray, temperature: float, rng: np.random.Generator) -> int:
-    """Greedy argmax (lowest index on ties) at temperature 0, else one inverse-CDF sample."""
-    if temperature == 0.0:
-        return int(np.argmax(logits))
-    z = logits.astype(np.float64) / temperature  # (V,)
-    probs = np.exp(z - z.max())  # (V,) unnormalised
-    cdf = np.cumsum(probs)  # (V,)
-    u = rng.random() * cdf[-1]
-    return min(int(np.searchsorted(cdf, u, side="right")), len(cdf) - 1)
-
-
 def generate(
     cfg: ModelConfig,
     params: ParamsIn,
@@ -101,8 +90,14 @@ def generate(
     use_kv_cache: bool,
     temperature: float = 0.0,
     seed: int | None = None,
+    top_k: int = 0,
+    logits_out: list[FloatArray] | None = None,
 ) -> list[int]:
-    """Return the ``n_new`` tokens generated after ``prompt`` (the prompt is not included)."""
+    """Return the ``n_new`` tokens generated after ``prompt`` (the prompt is not included).
+
+    ``seed`` None is ``DEFAULTS.seed``; ``top_k`` 0 keeps every token. ``logits_out``, if given,
+    receives each step's logits (V,) the token was picked from.
+    """
     check_params(cfg, params)
     if len(prompt) == 0:
         raise ValueError("generate: prompt is empty; it needs at least one token")
@@ -113,7 +108,9 @@ def generate(
         raise ValueError(f"generate: n_new must be >= 0, got {n_new}")
     if not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"generate: temperature must be finite and >= 0, got {temperature}")
-    rng = np.random.default_rng(DEFAULTS.seed if seed is None else seed)
+    if top_k < 0:
+        raise ValueError(f"generate: top_k must be >= 0, got {top_k}")
+    rng = SamplerRNG(DEFAULTS.seed if seed is None else seed)
     seq = [int(t) for t in prompt]
     bs = cfg.block_size
     model = GPT(cfg, params)
@@ -133,7 +130,10 @@ def generate(
             last = _forward_cached(cfg, params, seq[start:], cache)[-1]  # (V,) rebuild
         else:
             last = _forward_cached(cfg, params, seq[-1:], cache)[-1]  # (V,) one position
-        token = _pick(last, temperature, rng)
+        if logits_out is not None:
+            logits_out.append(last)
+        u = None if temperature == 0.0 else rng.uniform()
+        token = pick(last, temperature, top_k, u)
         seq.append(token)
         out.append(token)
     return out

@@ -1,5 +1,5 @@
 /*
- * tinygpt.h -- the TinyGPT kernel library's C ABI, version 1.
+ * tinygpt.h -- the TinyGPT kernel library's C ABI, version 2.
  *
  * One C11 source tree (artifacts/src/) builds three binaries: wasm32 (simd128), wasm64 (Memory64,
  * simd128) and native x86-64. Every export is prefixed `tg_`. The harness reads the same
@@ -36,7 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TG_ABI_VERSION 1
+#define TG_ABI_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -147,11 +147,29 @@ float tg_model_train_step(void *h, const int32_t *idx, const int32_t *targets, i
 /* Generate n_new tokens after prompt (len tokens, B=1) into out (n_new int32). With use_kv_cache
  * != 0 each new token costs one position of compute; otherwise the whole window is recomputed.
  * When the sequence exceeds maxT the window slides (the cache is then rebuilt).
- * temperature == 0 is greedy (argmax, lowest index wins ties); otherwise sample from
- * softmax(logits/temperature) with the library's own xorshift RNG seeded by seed.
- * Returns the number of tokens written. */
+ * logits_out may be 0; otherwise it receives, for every step s, the V float32 logits the token
+ * of step s was picked from, at logits_out + s*V (n_new * V floats), so a caller can check the
+ * logits of both paths and re-run the sampler on exactly what the kernel saw.
+ * Returns the number of tokens written.
+ *
+ * The sampler (reference/sampler.py implements the same, docs/checks.md "Generation and sampling parity"):
+ *   temperature == 0: greedy, the argmax of the logits, lowest index on ties; no random draw.
+ *   temperature > 0: exactly one uniform draw u per generated token, from one stream per call:
+ *     state = splitmix64(seed): z = seed + 0x9E3779B97F4A7C15; z = (z ^ z>>30) * 0xBF58476D1CE4E5B9;
+ *             z = (z ^ z>>27) * 0x94D049BB133111EB; z ^= z>>31; state = z, or
+ *             0x9E3779B97F4A7C15 if z == 0 (all arithmetic mod 2^64);
+ *     next:   xorshift64*: x ^= x>>12; x ^= x<<25; x ^= x>>27; state = x;
+ *             u = ((x * 0x2545F4914F6CDD1D) >> 11) * 2^-53, a double in [0, 1).
+ *   top_k: 0, or >= V, keeps every token; otherwise the k tokens first in the order (logit
+ *     descending, index ascending) are kept, the others get probability 0. top_k < 0 is invalid
+ *     (returns 0).
+ *   Then, in double: z_i = (double)logit_i / (double)temperature; w_i = exp(z_i - max_kept z)
+ *   for kept i, else 0; total = sum of w_i in index order; the token is the lowest kept index
+ *   whose running sum (index order) exceeds u * total, or the last kept index if rounding
+ *   leaves none. */
 int32_t tg_model_generate(void *h, const int32_t *prompt, int32_t len, int32_t n_new,
-                          int32_t *out, int32_t use_kv_cache, float temperature, uint32_t seed);
+                          int32_t *out, float *logits_out, int32_t use_kv_cache,
+                          float temperature, int32_t top_k, uint32_t seed);
 
 #ifdef __cplusplus
 }

@@ -62,6 +62,10 @@ enum { WTE, WPE, LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FC
 
 /* The 2-D weight matrices that take weight decay (reference.model.DECAYED_PARAMS). */
 static int decayed(int tensor) {
+#ifdef TG_BUG_DECAY_ALL
+    (void)tensor;
+    return 1; /* fault build: biases and LayerNorm parameters decay too */
+#endif
     return tensor == WTE || tensor == WPE || tensor == QKVW || tensor == ATTPROJW ||
            tensor == FCW || tensor == FCPROJW;
 }
@@ -418,9 +422,37 @@ static double rng_uniform(uint64_t *s) {
     return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* Greedy argmax (lowest index on ties) at temperature 0, else one inverse-CDF draw from
- * softmax(logits / temperature), as reference/generate.py's _pick does with numpy's RNG. */
-static int32_t pick(const float *logits, int32_t V, float temperature, uint64_t *rng) {
+/* True if (la, ia) comes before (lb, ib) in the top-k order: logit descending, index ascending. */
+static int topk_before(float la, int32_t ia, float lb, int32_t ib) {
+    return la > lb || (la == lb && ia < ib);
+}
+
+/* The k-th (logit, index) pair in the top-k order, by insertion into `best` (k pairs of scratch);
+ * token i is kept iff it does not come after that pair. */
+static void topk_threshold(const float *logits, int32_t V, int32_t k, float *best_v,
+                           int32_t *best_i, float *thr_v, int32_t *thr_i) {
+    int32_t n = 0;
+    for (int32_t i = 0; i < V; i++) {
+        float l = logits[i];
+        if (n == k && !topk_before(l, i, best_v[k - 1], best_i[k - 1])) continue;
+        int32_t j = n < k ? n++ : k - 1;
+        while (j > 0 && topk_before(l, i, best_v[j - 1], best_i[j - 1])) {
+            best_v[j] = best_v[j - 1];
+            best_i[j] = best_i[j - 1];
+            j--;
+        }
+        best_v[j] = l;
+        best_i[j] = i;
+    }
+    *thr_v = best_v[k - 1];
+    *thr_i = best_i[k - 1];
+}
+
+/* The sampler of tinygpt.h: greedy argmax (lowest index on ties) at temperature 0, else one
+ * inverse-CDF draw from softmax(logits / temperature) over the top_k kept tokens (k == 0 or
+ * k >= V keeps all). best_v/best_i are k entries of scratch. */
+static int32_t pick(const float *logits, int32_t V, float temperature, int32_t top_k,
+                    float *best_v, int32_t *best_i, uint64_t *rng) {
     if (temperature == 0.0f) {
         int32_t best = 0;
         for (int32_t i = 1; i < V; i++) {
@@ -428,31 +460,54 @@ static int32_t pick(const float *logits, int32_t V, float temperature, uint64_t 
         }
         return best;
     }
-    double maxz = (double)logits[0] / temperature;
-    for (int32_t i = 1; i < V; i++) {
-        double z = (double)logits[i] / temperature;
-        if (z > maxz) maxz = z;
+#ifdef TG_BUG_SAMPLER_TEMPERATURE
+    temperature = 1.0f; /* fault build: the sampler ignores its temperature */
+#endif
+    int keep_all = top_k == 0 || top_k >= V;
+#ifdef TG_BUG_SAMPLER_TOPK
+    keep_all = 1; /* fault build: the sampler ignores top_k */
+#endif
+    float thr_v = 0.0f;
+    int32_t thr_i = V;
+    if (!keep_all) topk_threshold(logits, V, top_k, best_v, best_i, &thr_v, &thr_i);
+#define TG_KEPT(i) (keep_all || !topk_before(thr_v, thr_i, logits[i], (i)))
+    double t = (double)temperature;
+    double maxz = -__builtin_inf();
+    for (int32_t i = 0; i < V; i++) {
+        double z = (double)logits[i] / t;
+        if (TG_KEPT(i) && z > maxz) maxz = z;
     }
     double total = 0.0;
-    for (int32_t i = 0; i < V; i++) total += tg_exp((double)logits[i] / temperature - maxz);
+    for (int32_t i = 0; i < V; i++) {
+        if (TG_KEPT(i)) total += tg_exp((double)logits[i] / t - maxz);
+    }
     double u = rng_uniform(rng) * total;
     double cdf = 0.0;
+    int32_t last = 0;
     for (int32_t i = 0; i < V; i++) {
-        cdf += tg_exp((double)logits[i] / temperature - maxz);
+        if (!TG_KEPT(i)) continue;
+        cdf += tg_exp((double)logits[i] / t - maxz);
+        last = i;
         if (cdf > u) return i;
     }
-    return V - 1;
+#undef TG_KEPT
+    return last;
 }
 
 TG_API int32_t tg_model_generate(void *h, const int32_t *prompt, int32_t len, int32_t n_new,
-                                 int32_t *out, int32_t use_kv_cache, float temperature,
-                                 uint32_t seed) {
+                                 int32_t *out, float *logits_out, int32_t use_kv_cache,
+                                 float temperature, int32_t top_k, uint32_t seed) {
     model_t *m = h;
     if (!m || !prompt || !out || len < 1 || n_new < 0 || !(temperature >= 0.0f)) return 0;
-    if (temperature > 3.4028234663852886e38f) return 0; /* +inf */
+    if (temperature > 3.4028234663852886e38f || top_k < 0) return 0; /* +inf, or a bad k */
     if (!tokens_ok(m, prompt, (size_t)len) || n_new == 0) return 0;
-    int32_t *seq = tg_alloc(((size_t)len + (size_t)n_new) * sizeof(int32_t));
+    int32_t k = top_k < m->V ? top_k : 0;
+    /* the sequence, then k (logit, index) pairs of top-k scratch */
+    size_t n_seq = (size_t)len + (size_t)n_new;
+    int32_t *seq = tg_alloc((n_seq + 2 * (size_t)k) * sizeof(int32_t));
     if (!seq) return 0;
+    float *best_v = (float *)(seq + n_seq);
+    int32_t *best_i = seq + n_seq + k;
     for (int32_t i = 0; i < len; i++) seq[i] = prompt[i];
     int32_t maxT = m->maxT;
     if (use_kv_cache ? !ensure_kv(m) : !ensure_acts(m, 1, len < maxT ? len : maxT)) {
@@ -481,11 +536,17 @@ TG_API int32_t tg_model_generate(void *h, const int32_t *prompt, int32_t len, in
             cache_len = wlen;
             logits = m->kv.logits;
         } else {
+#ifdef TG_BUG_KV_POSITION
+            /* fault build: the new token's K/V and position embedding land one slot early */
+            kv_forward(m, seq + n - 1, 1, cache_len - 1);
+#else
             kv_forward(m, seq + n - 1, 1, cache_len);
+#endif
             cache_len += 1;
             logits = m->kv.logits;
         }
-        int32_t token = pick(logits, m->V, temperature, &rng);
+        if (logits_out) tg_copy(logits_out + (size_t)step * m->V, logits, (size_t)m->V);
+        int32_t token = pick(logits, m->V, temperature, k, best_v, best_i, &rng);
         seq[n] = token;
         out[step] = token;
         written++;

@@ -7,7 +7,33 @@
 #include "tg_internal.h"
 
 #define TG_LN_EPS 1e-5f
+/* The element-wise ops' constants. Each TG_BUG_* build (a test fault, never shipped) moves one
+ * by 1 part in 1e5, which the ops check's bias stage must catch (docs/tolerance.md). */
+#ifdef TG_BUG_GELU_SCALE
+#define TG_GELU_SCALE (0.7978845608028654f * 1.00001f)
+#else
 #define TG_GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+#endif
+#ifdef TG_BUG_GELU_COEF
+#define TG_GELU_COEF (0.044715f * 1.00001f)
+#else
+#define TG_GELU_COEF 0.044715f
+#endif
+#ifdef TG_BUG_GELU_COEF_BACKWARD /* the same fault in the backward pass only */
+#define TG_GELU_COEF_BWD (0.044715f * 1.00001f)
+#else
+#define TG_GELU_COEF_BWD TG_GELU_COEF
+#endif
+#ifdef TG_BUG_GELU_HALF
+#define TG_GELU_HALF (0.5f * 1.00001f)
+#else
+#define TG_GELU_HALF 0.5f
+#endif
+#ifdef TG_BUG_ONE
+#define TG_ONE 1.00001f /* the 1 of crossentropy's one-hot and of AdamW's 1 - beta */
+#else
+#define TG_ONE 1.0f
+#endif
 
 TG_API void tg_embedding_forward(float *out, const int32_t *idx, const float *wte,
                                  const float *wpe, int32_t B, int32_t T, int32_t C) {
@@ -236,19 +262,20 @@ TG_API void tg_attention_backward(float *dinp, float *dpreatt, float *datt, cons
 TG_API void tg_gelu_forward(float *out, const float *inp, int32_t N) {
     for (int32_t i = 0; i < N; i++) {
         float x = inp[i];
-        float cube = 0.044715f * x * x * x;
-        out[i] = 0.5f * x * (1.0f + tg_tanhf(TG_GELU_SCALE * (x + cube)));
+        float cube = TG_GELU_COEF * x * x * x;
+        out[i] = TG_GELU_HALF * x * (1.0f + tg_tanhf(TG_GELU_SCALE * (x + cube)));
     }
 }
 
 TG_API void tg_gelu_backward(float *dinp, const float *inp, const float *dout, int32_t N) {
     for (int32_t i = 0; i < N; i++) {
         float x = inp[i];
-        float cube = 0.044715f * x * x * x;
+        float cube = TG_GELU_COEF_BWD * x * x * x;
         float th = tg_tanhf(TG_GELU_SCALE * (x + cube));
         /* 1 - tanh^2 instead of sech^2: cosh overflows for large |x| */
-        float local = 0.5f * (1.0f + th) +
-                      x * 0.5f * (1.0f - th * th) * TG_GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        float local = TG_GELU_HALF * (1.0f + th) + x * TG_GELU_HALF * (1.0f - th * th) *
+                                                      TG_GELU_SCALE *
+                                                      (1.0f + 3.0f * TG_GELU_COEF_BWD * x * x);
         dinp[i] += local * dout[i];
     }
 }
@@ -288,7 +315,7 @@ TG_API void tg_crossentropy_backward(float *dlogits, const float *probs, const i
         float *restrict d = dlogits + (size_t)n * V;
         const float *restrict p = probs + (size_t)n * V;
         int32_t t = targets[n];
-        for (int32_t i = 0; i < V; i++) d[i] += (p[i] - (i == t ? 1.0f : 0.0f)) * dloss;
+        for (int32_t i = 0; i < V; i++) d[i] += (p[i] - (i == t ? TG_ONE : 0.0f)) * dloss;
     }
 }
 
@@ -309,8 +336,8 @@ TG_API void tg_adamw_update(float *params, const float *grads, float *m, float *
     float c2 = (float)(1.0 / (1.0 - p2));
     for (size_t i = 0; i < n; i++) {
         float g = grads[i];
-        float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        float mi = beta1 * m[i] + (TG_ONE - beta1) * g;
+        float vi = beta2 * v[i] + (TG_ONE - beta2) * g * g;
         m[i] = mi;
         v[i] = vi;
         float mh = mi * c1;

@@ -229,6 +229,6 @@ def generate(
     rng = np.random.default_rng(context)
     prompt = _tokens(instance, rng.integers(0, cfg.vocab_size, size=context))
     out = _zeros(instance, max(1, n_new))
-    args: tuple[Scalar, ...] = (model.handle, prompt, context, n_new, out, int(kv), 0.0, 1)
+    args: tuple[Scalar, ...] = (model.handle, prompt, context, n_new, out, 0, int(kv), 0.0, 0, 1)
     shape = f"prompt={context} new={n_new} kv={'on' if kv else 'off'}"
     return Workload("tg_model_generate", args, 0.0, "none", shape, (prompt, out))

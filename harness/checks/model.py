@@ -10,7 +10,11 @@ seed); the reference computes in float64 from those same numbers. Compared, each
   (the reference's, written into the kernel's gradient buffer), so only the optimiser is judged;
 - ``trajectory``: the losses of N ``tg_model_train_step`` calls on default-corpus batches against
   the reference training loop (same init, same batches, same learning-rate schedule);
-- ``generate:kv`` and ``generate:nokv``: greedy tokens identical to the reference's.
+- ``generate:kv`` and ``generate:nokv``: greedy tokens identical to the reference's;
+- ``adamw:<name>``: each tensor after warmup + 24 AdamW steps with biases and LayerNorm
+  parameters off their init (:mod:`harness.checks.optimizer`);
+- from a trained state, with-cache and without-cache logits at every step and seeded sampling
+  parity (:mod:`harness.checks.generation`).
 
 Determinism: everything the kernel computes is computed twice in the cell and hashed; a
 ``hash:<what>`` row carries the sha256 (``detail = "sha256=<hex>"``) and passes only when both
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from harness.checks import generation, optimizer
 from harness.checks.base import CellContext
 from harness.kernel import KernelModel
 from harness.parity import ParityResult, compare
@@ -47,7 +52,7 @@ CHECK = "model"
 METRICS = ("max_abs_err", "max_rel_err", "max_ulp")
 PROMPT = "HAMLET.\nTo be, or not to be"
 
-_OPTIONS = {"seed", "batch", "steps", "generate"}
+_OPTIONS = {"seed", "batch", "steps", "generate", "gen_train_steps", "adamw_steps"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class Settings:
     batch: int = 4  # sequences per parity batch and per trajectory step
     steps: int = 10  # trajectory length
     generate: int = 0  # tokens to generate; 0 = 1.5 x block_size, so the window slides
+    gen_train_steps: int = 200  # kernel train steps before the generation/sampling parity
+    adamw_steps: int = 24  # per-tensor AdamW: steps past warmup (>= 20, docs/checks.md)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Settings:
@@ -69,7 +76,9 @@ class Settings:
         for f in dataclasses.fields(cls):
             if f.name in options:
                 v = options[f.name]
-                low = 0 if f.name in ("seed", "generate") else 1
+                low = {"seed": 0, "generate": 0, "gen_train_steps": 0, "adamw_steps": 20}.get(
+                    f.name, 1
+                )
                 if isinstance(v, bool) or not isinstance(v, int) or v < low:
                     raise ValueError(f"check.model.{f.name} must be an int >= {low}, got {v!r}")
                 values[f.name] = v
@@ -260,6 +269,11 @@ def run(ctx: CellContext) -> Iterator[Row]:
     for subject, got in (("generate:kv", first.gen_kv), ("generate:nokv", first.gen_nokv)):
         yield _generation_row(ctx, subject, cfg, params64, prompt, got, ref_kv)
 
+    yield from optimizer.rows(ctx, cfg, params32, defaults, s.adamw_steps, s.seed)
+    trained = generation.train_state(ctx, cfg, flat, tokens, s.gen_train_steps, s.seed)
+    yield from generation.rows(ctx, cfg, trained, _wide(_by_name(cfg, trained)),
+                               [int(t) for t in encode(PROMPT)], s.seed, dims)  # fmt: skip
+
     h1, h2 = first.hashes(), second.hashes()
     outputs = first.outputs()
     for what, digest in h1.items():
@@ -278,6 +292,10 @@ def run(ctx: CellContext) -> Iterator[Row]:
         detail=(f"two runs in this cell differ bitwise in: {', '.join(differing)}" if differing
                 else f"two runs in this cell are bitwise equal ({len(h1)} outputs hashed)"),
     )  # fmt: skip
+
+
+def _by_name(cfg: ModelConfig, flat: NDArray[np.float32]) -> dict[str, NDArray[np.float32]]:
+    return dict(zip(PARAM_NAMES, _split(cfg, flat), strict=True))
 
 
 def _split(cfg: ModelConfig, flat: NDArray[np.float32]) -> list[NDArray[np.float32]]:

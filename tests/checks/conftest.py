@@ -6,7 +6,7 @@ zig's cache warm) and loaded in-process with the ctypes engine.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,22 @@ from harness.kernel import Kernels
 
 LNBACK_BUG = Variant("native-bug-lnback", "native", ("TG_BUG_LAYERNORM_BACKWARD",))
 PLAIN = Variant("native-checks", "native", ())
+# Fault builds of issue 15: each carries one weakness a check must catch (artifacts/src, #ifdef).
+FAULTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("native-bug-kvpos", "native", ("TG_BUG_KV_POSITION",)),
+        Variant("native-bug-temp", "native", ("TG_BUG_SAMPLER_TEMPERATURE",)),
+        Variant("native-bug-topk", "native", ("TG_BUG_SAMPLER_TOPK",)),
+        Variant("native-bug-decay", "native", ("TG_BUG_DECAY_ALL",)),
+        # a constant of an element-wise op off by 1 part in 1e5
+        Variant("native-bug-gelu-coef", "native", ("TG_BUG_GELU_COEF",)),
+        Variant("native-bug-gelu-coef-bwd", "native", ("TG_BUG_GELU_COEF_BACKWARD",)),
+        Variant("native-bug-gelu-scale", "native", ("TG_BUG_GELU_SCALE",)),
+        Variant("native-bug-gelu-half", "native", ("TG_BUG_GELU_HALF",)),
+        Variant("native-bug-one", "native", ("TG_BUG_ONE",)),
+    )
+}
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +74,19 @@ def lnback(lnback_artifact: Artifact) -> Iterator[CtypesInstance]:
     inst = CtypesInstance.load(lnback_artifact)
     yield inst
     inst.close()
+
+
+@pytest.fixture(scope="session")
+def fault(build_dir: Path) -> Iterator[Callable[[str], tuple[CtypesInstance, Artifact]]]:
+    """Load a fault build of :data:`FAULTS` by name (built and loaded once per session)."""
+    loaded: dict[str, tuple[CtypesInstance, Artifact]] = {}
+
+    def get(name: str) -> tuple[CtypesInstance, Artifact]:
+        if name not in loaded:
+            art = build_variant(build_dir, FAULTS[name])
+            loaded[name] = (CtypesInstance.load(art), art)
+        return loaded[name]
+
+    yield get
+    for inst, _ in loaded.values():
+        inst.close()

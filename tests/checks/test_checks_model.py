@@ -87,3 +87,6 @@ def test_settings_validation() -> None:
     with pytest.raises(ValueError, match="unknown option"):
         Settings.from_options({"lr": 1})
     assert Settings.from_options({"batch": 3}).batch == 3
+    with pytest.raises(ValueError, match=r"check\.model\.adamw_steps must be an int >= 20"):
+        Settings.from_options({"adamw_steps": 19})  # fewer steps past warmup hide decay bugs
+    assert Settings.from_options({"gen_train_steps": 0}).gen_train_steps == 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.abi import ABI_VERSION
 from harness.artifact import Artifact
 from harness.hosts.base import (
     ArtifactHashMismatch,
@@ -85,7 +86,7 @@ def test_load_and_call_every_kind(host: Host, artifacts: dict[str, Artifact]) ->
     for width in _widths(host):
         inst = host.load(artifacts[width])
         try:
-            assert inst.call("tg_abi_version") == 1
+            assert inst.call("tg_abi_version") == ABI_VERSION
             assert inst.call("tg_model_create", 0, 21, 0, 0, 0) == 42  # 2 * 21 via the table
             assert inst.read_cstring(int(inst.call("tg_defaults_json") or 0)) == "{}"
             # tg_crossentropy_forward of the fixture returns N / V as f32
@@ -114,7 +115,7 @@ def test_write_read_round_trip_through_kernels(host: Host, artifacts: dict[str, 
             assert inst.read(src, len(payload)) == payload
             # generate copies prompt[i % len] into out: ints through two pointers
             inst.write(src, struct.pack("<3i", 7, -8, 9))
-            assert inst.call("tg_model_generate", 0, src, 3, n, dst, 0, 0.0, 0) == n
+            assert inst.call("tg_model_generate", 0, src, 3, n, dst, 0, 0, 0.0, 0, 0) == n
             assert struct.unpack(f"<{n}i", inst.read(dst, 4 * n)) == tuple(
                 (7, -8, 9)[i % 3] for i in range(n)
             )
@@ -137,7 +138,7 @@ def test_time_calls_and_bridge_are_sane(host: Host, artifacts: dict[str, Artifac
         assert all(math.isfinite(s) and 0 <= s < 1e6 for s in result.sample_ns)
         assert 0 < result.clock_resolution_ns < 1e6 and result.clock
         src = inst.alloc(64)
-        args = (0, src, 4, 4, src + 16, 0, 0.0, 0)  # pointer and float args converted once
+        args = (0, src, 4, 4, src + 16, 0, 0, 0.0, 0, 0)  # pointer and float args converted once
         copied = inst.time_calls("tg_model_generate", args, inner_reps=100, samples=3, warmup=1)
         assert len(copied.sample_ns) == 3
         trips = inst.bridge_roundtrip_ns(20)
@@ -259,6 +260,6 @@ def test_modified_file_is_refused_naming_both_hashes(
     inst = host.load(good)
     try:
         assert inst.loaded_sha256 == good.sha256 == hashlib.sha256(data).hexdigest()
-        assert inst.call("tg_abi_version") == 1
+        assert inst.call("tg_abi_version") == ABI_VERSION
     finally:
         inst.close()

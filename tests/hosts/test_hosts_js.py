@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
+from harness.abi import ABI_VERSION
 from harness.artifact import Artifact
 from harness.hosts.base import ABIError, HostCrashed
 from harness.hosts.chromium import ChromiumHost
@@ -46,7 +47,8 @@ def test_node_number_shim_is_reported_as_abi_error(
     )
     try:
         inst = shimmed.load(artifacts["wasm64"])
-        assert inst.call("tg_abi_version") == 1  # no ptr argument: the shim changes nothing
+        # no ptr argument: the shim changes nothing
+        assert inst.call("tg_abi_version") == ABI_VERSION
         with pytest.raises(ABIError, match=r"Cannot convert 64 to a BigInt"):
             inst.call("tg_alloc", 64)
         inst.close()
@@ -140,7 +142,7 @@ def test_chromium_relaunches_a_dead_browser(artifacts: dict[str, Artifact], fast
         with pytest.raises(HostCrashed):
             inst.call("tg_noop")
         again = host.load(artifacts["wasm32"])
-        assert again.call("tg_abi_version") == 1
+        assert again.call("tg_abi_version") == ABI_VERSION
         again.close()
     finally:
         host.close()

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from harness.abi import ABI_VERSION
 from harness.artifact import Artifact
 from harness.hosts.base import ABIError, HostCrashed, HostError, MissingExport
 from harness.hosts.framing import PROTOCOL_VERSION, Op
@@ -48,7 +49,7 @@ def test_error_reply_keeps_worker_and_instance(
             inst.call("tg_alloc")
         with pytest.raises(MissingExport, match="tg_nonexistent"):
             inst.call("tg_nonexistent")
-        assert inst.call("tg_abi_version") == 1 and inst.worker_pid == pid
+        assert inst.call("tg_abi_version") == ABI_VERSION and inst.worker_pid == pid
     finally:
         host.close()
 

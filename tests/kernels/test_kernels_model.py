@@ -150,7 +150,7 @@ def test_model_exports_reject_bad_arguments(tiny_model: KernelModel) -> None:
         )
         inst.write(ids, np.full(32, TINY.vocab_size, np.int32).tobytes())
         assert np.isnan(float(inst.call("tg_model_forward", h, ids, 0, 1, 4) or 0))
-        assert inst.call("tg_model_generate", h, ids, 4, 3, ids + 64, 1, 0.0, 0) == 0
+        assert inst.call("tg_model_generate", h, ids, 4, 3, ids + 64, 0, 1, 0.0, 0, 0) == 0
     finally:
         inst.free(ids)
     assert inst.call("tg_model_create", 128, 16, 15, 1, 2) == 0  # C not divisible by NH

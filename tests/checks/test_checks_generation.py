@@ -1,0 +1,103 @@
+"""Generation and sampling parity (issue 15): clean kernels pass, each fault build fails.
+
+Native, preset tiny (prompt 4 of block 16: 13 steps grow the window, 3 slide it), weights
+trained 200 kernel steps. The fault builds are ``tests/checks/conftest.py``'s ``FAULTS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from harness.artifact import Artifact
+from harness.checks.base import CellContext
+from harness.checks.model import run
+from harness.engines.ctypes_engine import CtypesInstance
+from harness.rundir.rows import Row
+from reference.presets import PRESETS
+from reference.sampler import SamplerRNG, kept, pick, reachable_tokens
+
+Fault = Callable[[str], tuple[CtypesInstance, Artifact]]
+GENERATION = ("generate:", "sample:")
+
+
+def _verdicts(instance: CtypesInstance, artifact: Artifact) -> dict[str, str]:
+    ctx = CellContext("native", "ctypes", artifact, PRESETS["tiny"],
+                      instance, options={"steps": 2, "batch": 2})  # fmt: skip
+    rows: list[Row] = list(run(ctx))
+    return {r.subject: r.status for r in rows if r.subject.startswith(GENERATION)}
+
+
+@pytest.fixture(scope="module")
+def clean(native: CtypesInstance, native_artifact: Artifact) -> dict[str, str]:
+    """The generation verdicts of the clean build."""
+    return _verdicts(native, native_artifact)
+
+
+@pytest.mark.corpus
+def test_clean_build_passes_every_generation_row(clean: dict[str, str]) -> None:
+    """Both paths x both regimes, cache vs no cache, and all 7 sampler settings pass."""
+    expected = {f"generate:{p}:{r}" for p in ("kv", "nokv") for r in ("grow", "slide")}
+    expected |= {"generate:cache_vs_nocache", "generate:kv", "generate:nokv"}
+    expected |= {f"sample:T={t},k={k}" for t in ("0.5", "1", "2") for k in (0, 5)}
+    expected |= {"sample:T=0,k=0"}
+    assert expected <= set(clean), sorted(expected - set(clean))
+    assert set(clean.values()) == {"pass"}, {k: v for k, v in clean.items() if v != "pass"}
+
+
+@pytest.mark.corpus
+def test_kv_position_bug_fails_the_growing_cache_path(fault: Fault) -> None:
+    """TG_BUG_KV_POSITION: the cache path's growing steps fail; sliding (rebuilt) steps pass."""
+    v = _verdicts(*fault("native-bug-kvpos"))
+    assert v["generate:kv:grow"] == "fail"
+    assert v["generate:cache_vs_nocache"] == "fail"
+    assert v["generate:kv:slide"] == "pass" and v["generate:nokv:grow"] == "pass"
+    # the old greedy-tokens rows alone let it through: that is the weakness
+    assert v["generate:kv"] == "pass"
+
+
+@pytest.mark.corpus
+def test_sampler_ignoring_temperature_fails(fault: Fault) -> None:
+    """TG_BUG_SAMPLER_TEMPERATURE: every T != 1 setting fails, T = 1 and greedy pass."""
+    v = _verdicts(*fault("native-bug-temp"))
+    for k in (0, 5):
+        assert v[f"sample:T=0.5,k={k}"] == "fail" and v[f"sample:T=2,k={k}"] == "fail"
+        assert v[f"sample:T=1,k={k}"] == "pass"
+    assert v["sample:T=0,k=0"] == "pass"
+
+
+@pytest.mark.corpus
+def test_sampler_ignoring_top_k_fails(fault: Fault) -> None:
+    """TG_BUG_SAMPLER_TOPK: every k = 5 setting fails, k = 0 passes."""
+    v = _verdicts(*fault("native-bug-topk"))
+    for t in ("0.5", "1", "2"):
+        assert v[f"sample:T={t},k=5"] == "fail" and v[f"sample:T={t},k=0"] == "pass"
+
+
+def test_sampler_stream_is_the_specified_one() -> None:
+    """splitmix64 -> xorshift64*: first draws for seed 0 (computed by hand from the header)."""
+    rng = SamplerRNG(0)
+    mask = (1 << 64) - 1
+    z = 0x9E3779B97F4A7C15
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    z ^= z >> 31
+    assert rng.state == z
+    x = z ^ (z >> 12)
+    x ^= (x << 25) & mask
+    x ^= x >> 27
+    assert rng.uniform() == (((x * 0x2545F4914F6CDD1D) & mask) >> 11) / 2.0**53
+
+
+def test_top_k_order_and_ambiguity() -> None:
+    """top-k keeps (logit desc, index asc); a near tie at the edge makes both tokens reachable."""
+    logits = np.asarray([1.0, 3.0, 3.0, 2.0], dtype=np.float32)
+    assert kept(logits, 2).tolist() == [False, True, True, False]
+    assert kept(logits, 0).all() and kept(logits, 9).all()
+    assert pick(logits, 0.0, 0, None) == 1  # lowest index wins the tie
+    assert reachable_tokens(logits, 0.0, 0, None, 0.0) == {1, 2}
+    near = np.asarray([0.0, 1.0, 1.0 + 1e-6], dtype=np.float32)
+    assert reachable_tokens(near, 1.0, 2, 0.1, 1e-5) >= {1, 2}
+    assert reachable_tokens(near, 1.0, 0, 0.1, 0.0) == {pick(near, 1.0, 0, 0.1)}
