@@ -21,7 +21,7 @@ matplotlib.use("Agg")  # files only: never a window, works on headless CI
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
-from matplotlib.ticker import FuncFormatter, LogFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatter, NullFormatter, NullLocator
 
 MAX_SERIES = 8
 # tab10, then the dark shades of tab20b: 15 colours that stay apart on white.
@@ -59,16 +59,24 @@ def assign_styles(keys: Sequence[K]) -> dict[K, Style]:
 
 
 def axis_styles(keys: Sequence[K], preferred: dict[K, Style]) -> dict[K, Style]:
-    """The styles of one axis: ``preferred`` unless a colour is already taken on the axis."""
+    """The styles of one axis: ``preferred``, unless its colour or marker is taken on the axis.
+
+    A taken one is swapped for the first free one, so no colour and no marker repeats on an
+    axis of up to :data:`MAX_SERIES` series.
+    """
     out: dict[K, Style] = {}
-    used: set[str] = set()
+    colors: set[str] = set()
+    markers: set[str] = set()
     for k in keys:
-        style = preferred.get(k) or Style(PALETTE[0], MARKERS[len(out) % len(MARKERS)])
-        if style.color in used:
-            free = [c for c in PALETTE if c not in used]
-            style = Style(free[0] if free else style.color, style.marker, style.linestyle)
-        used.add(style.color)
-        out[k] = style
+        style = preferred.get(k) or Style(PALETTE[len(out) % len(PALETTE)], MARKERS[0])
+        color, marker = style.color, style.marker
+        if color in colors:
+            color = next((c for c in PALETTE if c not in colors), color)
+        if marker in markers:
+            marker = next((m for m in MARKERS if m not in markers), marker)
+        colors.add(color)
+        markers.add(marker)
+        out[k] = Style(color, marker, style.linestyle)
     return out
 
 
@@ -168,10 +176,20 @@ class _Plain(LogFormatter):
 
 def plain_number(x: float) -> str:
     """0.01, 3, 40, 400k, 2M: short and without exponents where a reader wants none."""
+    if float(x).is_integer() and abs(x) < 1e6:
+        return str(int(x)) if abs(x) < 1e4 or x % 1000 else f"{int(x) // 1000}k"  # 65536, 40k
     for scale, unit in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
         if abs(x) >= scale:
-            return f"{x / (scale if unit != 'k' else 1e3):g}{unit}"
+            return f"{x / (scale if unit != 'k' else 1e3):.3g}{unit}"
     return f"{x:g}"
+
+
+def data_ticks(ax: Any, values: Any) -> None:
+    """Tick a log x axis at the measured sizes themselves (8, 32, 56), when there are few."""
+    ticks = sorted({float(v) for v in values if np.isfinite(v) and v > 0})
+    if 0 < len(ticks) <= 8:
+        ax.set_xticks(ticks, [plain_number(t) for t in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
 
 
 def plain_log_labels(ax: Any, suffix: str = "", axis: str = "y") -> None:

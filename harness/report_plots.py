@@ -29,6 +29,7 @@ from harness.plot_style import (
     Style,
     assign_styles,
     axis_styles,
+    data_ticks,
     draw_series,
     facets,
     host_family,
@@ -237,7 +238,7 @@ def roofline_figure(rows: pd.DataFrame) -> Built | None:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         plain_log_labels(ax)
-        plain_log_labels(ax, axis="x")
+        data_ticks(ax, pd.concat([pts["x_value"], roof["x_value"]]))
         ax.set_ylabel("GFLOP/s (log)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
@@ -282,7 +283,7 @@ def kernels_figure(rows: pd.DataFrame) -> Built | None:
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             plain_log_labels(ax)
-            plain_log_labels(ax, axis="x")
+            data_ticks(ax, pts["x_value"])
             ax.set_xlabel(f"{x_name} (log₂)")
             ax.set_ylabel("GFLOP/s (log)" if metric == "gflops" else "GB/s (log)")
             ax.set_title(f"{op.removeprefix('op:')} — {title}", fontsize=10)
@@ -341,7 +342,7 @@ def generation_figure(rows: pd.DataFrame) -> Built | None:
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             plain_log_labels(ax)
-            plain_log_labels(ax, axis="x")
+            data_ticks(ax, pd.concat([tps["kv"]["x_value"], tps["nokv"]["x_value"]]))
             ax.set_xlabel("context length (prompt tokens, log₂)")
             ax.set_title(f"{head}\n{title}", fontsize=9)
             ax.grid(True, which="major", alpha=0.3)
@@ -417,7 +418,7 @@ def parity_figure(rows: pd.DataFrame) -> Built | None:
     shown = np.where(data == 0, 10.0 ** -(span + 1), data)
     shape = pm.margin.shape
     fig, ax = plt.subplots(
-        figsize=(max(6.5, 0.72 * shape[1] + 4.2), 0.36 * shape[0] + 2.8), layout="constrained"
+        figsize=(max(9.0, 0.72 * shape[1] + 4.2), 0.36 * shape[0] + 2.8), layout="constrained"
     )
     im = ax.imshow(np.ma.masked_invalid(shown), aspect="auto", cmap=cmap, norm=norm)
     im.set_gid("parity:margin")
@@ -437,11 +438,11 @@ def parity_figure(rows: pd.DataFrame) -> Built | None:
             ax.text(j, i, text, ha="center", va="center", fontsize=7,
                     color="white" if dark else "black")  # fmt: skip
     bar = fig.colorbar(im, ax=ax, extend="both")
-    bar.set_label("margin = worst error / tolerance bound (log; < 1 passes)")
+    bar.set_label("margin = error / bound (log; < 1 passes)")
     bar.ax.axhline(1.0, color="black", lw=1.2)
     ax.set_xlabel("op (worst over its outputs and cases)")
     ax.set_ylabel("cell (host/artifact/preset)")
-    ax.set_title("Parity against the reference: how close each op came to its tolerance")
+    ax.set_title("Parity: how close each op came to its tolerance")
     return fig, Plot(
         "parity",
         "Parity margins",
