@@ -140,6 +140,8 @@ def draw_series(
 
     ``lo``/``hi`` are the CI bounds drawn as error bars on every point, noisy or not.
     """
+    if not np.isfinite(y).any():  # every point skipped (budget spent): no empty legend entry
+        return
     order = np.argsort(x, kind="stable")
     x, y, noisy = x[order], y[order], noisy[order].astype(bool)
     if lo is not None and hi is not None:

@@ -332,6 +332,18 @@ def _alert_html(a: Alert, extra: str = "") -> str:
     return f"<p class='alert {kind} {extra}'>{html_icons(html.escape(a.text))}</p>"
 
 
+def _not_checked(page: Page) -> str:
+    """Say what the first screen does not show, so its silence is not read as a pass."""
+    missing = []
+    if not any("SIGNED OFF" in a.text.upper() for a in page.head):
+        missing.append("no sign-off sheet (signoff/ beside the run, or --signoff)")
+    if page.gate is None:
+        missing.append("no gate verdict (--base RUN)")
+    if not missing:
+        return ""
+    return f"<p class='prov'>Not shown: {html.escape('; '.join(missing))}.</p>"
+
+
 def _figure_html(plot: Plot, out: Path) -> str:
     e = html.escape
     data = base64.b64encode((out / PLOTS_DIR / f"{plot.name}.png").read_bytes()).decode("ascii")
@@ -343,8 +355,8 @@ def _figure_html(plot: Plot, out: Path) -> str:
     )
 
 
-def _gate_table(gate: GateView) -> Table | None:
-    """Every gated measurement the gate did not call the same, slowest first."""
+def _gate_table(gate: GateView, limit: int = 25) -> Table | None:
+    """The gated measurements the gate did not call the same, slowest first (``limit`` shown)."""
     if gate.result is None:
         return None
     moved = [c for c in gate.result.changes if c.gated and c.comparison.verdict != "same"]
@@ -360,13 +372,14 @@ def _gate_table(gate: GateView) -> Table | None:
             f"±{c.comparison.min_effect * 100:g}%",
             c.comparison.verdict,
         )
-        for c in moved
+        for c in moved[:limit]
     )
+    more = f" {len(moved) - limit} more: tinygpt-harness compare." if len(moved) > limit else ""
     return Table(
-        "Gate: measurements that moved (CAND / BASE)",
+        f"Gate: measurements that moved (CAND / BASE), {len(moved)}",
         ("cell", "measurement", "ratio", "95% CI", "threshold", "verdict"),
         body,
-        "The gate's own decision (tinygpt-harness compare); same-verdict rows are left out.",
+        "The gate's own decision (tinygpt-harness compare); same-verdict rows are left out." + more,
     )
 
 
@@ -385,6 +398,7 @@ def _html(page: Page, out: Path) -> str:
         f"{e(prov['start'])} → {e(prov['end'] or 'unfinished')}"
         f"<br>hosts: {e(prov['hosts'])}<br>artifacts (sha256): {e(prov['artifacts'])}</p>",
         _alert_html(page.verdict, "verdict"),
+        _not_checked(page),
     ]
     if page.problems:
         items = "".join(f"<li>{e(p)}</li>" for p in page.problems)
