@@ -23,6 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import FuncFormatter, LogFormatter, NullFormatter, NullLocator
 
+from harness.rundir.rows import REFERENCE_HOST
+
 MAX_SERIES = 8
 # tab10, then the dark shades of tab20b: 15 colours that stay apart on white.
 PALETTE: tuple[str, ...] = (
@@ -81,7 +83,12 @@ def axis_styles(keys: Sequence[K], preferred: dict[K, Style]) -> dict[K, Style]:
 
 
 def host_family(host: str) -> str:
-    """The facet a host belongs to: V8 hosts compile lazily and share an engine."""
+    """The facet a host belongs to: V8 hosts compile lazily and share an engine.
+
+    The numpy reference, a yardstick on its own scale, gets its own facet where it is drawn.
+    """
+    if host == REFERENCE_HOST:
+        return "numpy reference (yardstick)"
     return "V8 hosts (Node, Chromium)" if host.startswith(V8_HOSTS) else "native and wasmtime"
 
 

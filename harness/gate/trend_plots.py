@@ -53,15 +53,19 @@ def _cell_parts(cell: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def _family(cell: str) -> str:
+    return host_family(_cell_parts(cell)[0])
+
+
 def trend_figure(
     series: Sequence[Series], steps: dict[str, list[Step]], commit_order: Sequence[str]
 ) -> Figure:
     """Every cell's series of one measurement: panels of at most eight, faceted by host family."""
     unit, factor = _scale(series)
     index = {c: i for i, c in enumerate(commit_order)}
-    cells = sorted({s.key.cell for s in series}, key=lambda c: (host_family(c), c))
+    cells = sorted({s.key.cell for s in series}, key=lambda c: (_family(c), c))
     styles = assign_styles(cells)
-    panels = facets(cells, host_family, lambda c: _cell_parts(c)[1])
+    panels = facets(cells, _family, lambda c: _cell_parts(c)[1])
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(10.5, 3.6 * len(panels) + 0.5), squeeze=False,
         layout="constrained",
@@ -73,8 +77,9 @@ def trend_figure(
             style = chosen[s.key.cell]
             xs = np.array([index[c] for c in s.commits], dtype=float)
             ys = np.array(s.values, dtype=float) / factor
+            version = s.last.host_version.split(",")[0]  # "ctypes/CPython 3.11.7, zig cc ..."
             label = (
-                f"{s.last.host} {s.last.host_version} · {s.last.artifact} "
+                f"{s.last.host} {version} · {s.last.artifact} "
                 f"{s.last.artifact_sha256[:8]} · {s.last.preset}"
             )
             draw_series(ax, xs, ys, np.zeros(len(xs), dtype=bool), style, label)
