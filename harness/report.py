@@ -1,9 +1,12 @@
-"""``tinygpt-harness report DIR [--out OUTDIR]``: index.html, plots, summary.md, csv/parquet.
+"""``tinygpt-harness report DIR [--out OUTDIR] [--base RUN] [--store DIR]``: the run's report.
 
-The page opens with the verdicts (host × artifact grid, then the causes), then the key figures,
-then the curves. It is one self-contained file: the PNGs are embedded as data URIs, and the SVGs
-sit beside it under ``plots/``. ``summary.md`` is short enough for a PR comment or
-``$GITHUB_STEP_SUMMARY``.
+Writes index.html, plots (PNG + SVG), summary.md and results.csv/parquet. The page's first screen
+is what a maintainer reads in ten seconds: the run's verdict, the sign-off, the gate's verdict
+against ``--base`` (the gate's own decision), and the key curves (speedup by preset, kernel
+throughput against the roofline). The tables come after, then the other curves, then the
+``history`` trends when ``--store`` names a history store. It is one self-contained file: the
+PNGs are embedded as data URIs, and the SVGs sit beside it under ``plots/``. ``summary.md`` is
+short enough for a PR comment or ``$GITHUB_STEP_SUMMARY``.
 
 A partial run (missing run.json, truncated last line, older schema) renders what it can and lists
 what is missing at the top. The exit code is non-zero (2) only when no result row is usable.
@@ -19,8 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.report_data import LoadedRun, load_run_dir, provenance, verdicts
-from harness.report_headline import SHEET, Alert, alerts, default_sheet_dir
+from harness.report_data import (
+    CellVerdict,
+    LoadedRun,
+    fingerprint_id,
+    load_run_dir,
+    provenance,
+    verdicts,
+)
+from harness.report_headline import SHEET, Alert, GateView, alerts, default_sheet_dir, gate_view
 from harness.report_tables import (
     ICONS,
     Table,
@@ -34,13 +44,18 @@ from harness.report_tables import (
     speedup_table,
     verdict_grid,
 )
+from harness.rundir.meta import RunDirError
+from harness.rundir.reader import Run, load_run
 from harness.rundir.rows import RESULTS_FILE
+from harness.rundir.verdict import INCOMPLETE
 
 if TYPE_CHECKING:  # matplotlib loads only when a report is rendered
+    from harness.report_history import HistoryView
     from harness.report_plots import Plot
 
 EXIT_OK, EXIT_NOTHING_USABLE = 0, 2
 PLOTS_DIR = "plots"
+FAILING = ("fail", "error", INCOMPLETE)  # cell verdicts that fail a run (nox main's rule)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +71,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="SHEETDIR",
         help="a sign-off sheet directory to headline (default: signoff/ beside DIR, if any)",
     )
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="headline the gate's verdict on DIR against this run (compare BASE DIR's rule; "
+        "the report's exit code does not depend on it)",
+    )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        metavar="STORE",
+        help="embed the key trends and change points of this history store",
+    )
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -69,7 +99,22 @@ def execute(args: argparse.Namespace) -> int:
     if sheet is not None and not (sheet / SHEET).is_file():
         print(f"report: {sheet / SHEET} does not exist", file=sys.stderr)
         return EXIT_NOTHING_USABLE
-    result = render(load_run_dir(run_dir), out, sheet)
+    store: Path | None = args.store
+    if store is not None and not store.is_dir():
+        print(f"report: --store {store} is not a directory", file=sys.stderr)
+        return EXIT_NOTHING_USABLE
+    base: Run | None = None
+    if args.base is not None:
+        try:
+            base = load_run(args.base)
+        except RunDirError as exc:
+            print(f"report: --base: {exc}", file=sys.stderr)
+            return EXIT_NOTHING_USABLE
+    try:
+        result = render(load_run_dir(run_dir), out, sheet, base, store)
+    except RunDirError as exc:  # a corrupt history entry
+        print(f"report: --store: {exc}", file=sys.stderr)
+        return EXIT_NOTHING_USABLE
     for problem in result.problems:
         print(f"report: {problem}", file=sys.stderr)
     if not result.usable:
@@ -88,12 +133,38 @@ class Rendered:
     problems: tuple[str, ...]
 
 
-def render(run: LoadedRun, out: Path, sheet_dir: Path | None = None) -> Rendered:
+@dataclass(frozen=True)
+class Page:
+    """Everything a page shows, in reading order."""
+
+    run: LoadedRun
+    prov: dict[str, str]
+    head: list[Alert]  # sign-off, completeness, gate: failing ones first
+    verdict: Alert  # the run's own verdict
+    grid: Table
+    why: Table | None
+    gate: GateView | None
+    tables: list[Table]
+    plots: list[Plot]
+    problems: list[str]
+    history: HistoryView | None
+
+
+def render(
+    run: LoadedRun,
+    out: Path,
+    sheet_dir: Path | None = None,
+    base: Run | None = None,
+    store: Path | None = None,
+) -> Rendered:
     """Write index.html, summary.md, results.csv/.parquet and plots for ``run`` into ``out``.
 
-    ``sheet_dir`` holds the release sign-off sheet; its verdict heads both pages.
+    ``sheet_dir`` holds the release sign-off sheet, ``base`` the run the gate compares against,
+    ``store`` a history store; each, when given, is headlined or embedded.
     """
-    from harness.report_plots import PLOTTERS  # matplotlib is imported only when rendering
+    # matplotlib is imported only when rendering
+    from harness.report_history import history_view
+    from harness.report_plots import FIGURES, write
 
     out.mkdir(parents=True, exist_ok=True)
     prov = provenance(run)
@@ -110,31 +181,50 @@ def render(run: LoadedRun, out: Path, sheet_dir: Path | None = None) -> Rendered
         )
         if t is not None
     ]
-    grid, why = verdict_grid(cells), causes(cells)
+    gate = gate_view(base, run.directory) if base is not None else None
     head = alerts(run.meta, run.rows, sheet_dir)
+    if gate is not None:
+        head = sorted([*head, gate.alert], key=lambda a: not a.bad)
     problems = list(run.problems)
     plots = []
-    for plotter in PLOTTERS if run.usable else ():
+    for build in FIGURES if run.usable else ():
         try:
-            plot = plotter(run.rows, out / PLOTS_DIR, prov)
+            built = build(run.rows)
         except (ValueError, KeyError, TypeError) as exc:  # one bad curve must not sink the page
-            problems.append(f"plot {plotter.__name__} failed: {type(exc).__name__}: {exc}")
+            problems.append(f"plot {build.__name__} failed: {type(exc).__name__}: {exc}")
             continue
-        if plot is not None:
-            plots.append(plot)
+        if built is not None:
+            plots.append(write(built, out / PLOTS_DIR, prov))
+    machine = fingerprint_id(run.meta)
+    history = history_view(store, out, machine) if store is not None else None
+    page = Page(
+        run, prov, head, run_verdict(cells), verdict_grid(cells), causes(cells), gate, tables,
+        plots, problems, history,
+    )  # fmt: skip
     files: list[Path] = []
     if run.usable:
         files += _write_tables(run, out)
     summary = out / "summary.md"
-    summary.write_text(_markdown(run, prov, grid, why, tables, problems, head), encoding="utf-8")
+    summary.write_text(_markdown(page), encoding="utf-8")
     index = out / "index.html"
-    index.write_text(
-        _html(run, prov, grid, why, tables, plots, problems, out, head), encoding="utf-8"
-    )
+    index.write_text(_html(page, out), encoding="utf-8")
     files += [summary, index]
     for p in plots:
         files += [out / PLOTS_DIR / f"{p.name}.png", out / PLOTS_DIR / f"{p.name}.svg"]
     return Rendered(run.usable, tuple(files), tuple(problems))
+
+
+def run_verdict(cells: list[CellVerdict]) -> Alert:
+    """The run's verdict: FAIL when a cell failed, errored or did not finish."""
+    bad = [c for c in cells if c.status in FAILING]
+    counts = _counts(cells) or "no cells"
+    if not cells:
+        return Alert(True, "❓ NO VERDICT: the run has no cells")
+    if bad:
+        named = ", ".join(f"{c.host}/{c.artifact}/{c.preset} {c.status}" for c in bad[:4])
+        more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
+        return Alert(True, f"❌ RUN FAILED: {counts} ({named}{more})")
+    return Alert(False, f"✅ run passed: {counts}")
 
 
 def _write_tables(run: LoadedRun, out: Path) -> list[Path]:
@@ -147,8 +237,7 @@ def _write_tables(run: LoadedRun, out: Path) -> list[Path]:
     return [csv_path, parquet_path]
 
 
-def _counts(run: LoadedRun) -> str:
-    cells = verdicts(run.rows)
+def _counts(cells: list[CellVerdict]) -> str:
     counts: dict[str, int] = {}
     for c in cells:
         counts[c.status] = counts.get(c.status, 0) + 1
@@ -156,34 +245,27 @@ def _counts(run: LoadedRun) -> str:
     return ", ".join(f"{ICONS[s]} {counts[s]} {s}" for s in order if counts.get(s))
 
 
-def _markdown(
-    run: LoadedRun,
-    prov: dict[str, str],
-    grid: Table,
-    why: Table | None,
-    tables: list[Table],
-    problems: list[str],
-    head: list[Alert],
-) -> str:
-    # The sign-off and completeness come first: a failing one is the page's first line.
-    lines = [f"**{a.text}**" if a.bad else a.text for a in head]
-    lines += [""] if head else []
+def _markdown(page: Page) -> str:
+    run, prov = page.run, page.prov
+    # The sign-off, completeness and the gate come first: a failing one is the page's first line.
+    lines = [f"**{a.text}**" if a.bad else a.text for a in page.head]
+    lines += [""] if page.head else []
     lines += [
         f"## TinyGPT harness: run `{run.directory.name}` at commit `{prov['commit']}`",
         "",
-        f"**{_counts(run) or 'no cells'}** · {prov['machine']}",
+        f"**{page.verdict.text}** · {prov['machine']}",
         "",
     ]
-    if problems:
+    if page.problems:
         lines += ["> [!WARNING]", "> Partial report:"]
-        lines += [f"> - {p}" for p in problems]
+        lines += [f"> - {p}" for p in page.problems]
         lines.append("")
-    lines += [grid.markdown(), ""]
-    if why is not None:
-        lines += [why.markdown(), ""]
-    for t in tables[:2]:  # the PR comment keeps to verdicts, speedups and kernels
+    lines += [page.grid.markdown(), ""]
+    if page.why is not None:
+        lines += [page.why.markdown(), ""]
+    for t in page.tables[:2]:  # the PR comment keeps to verdicts, speedups and kernels
         lines += [t.markdown(), ""]
-    noisy = [t for t in tables if t.title.startswith("Noisy")]
+    noisy = [t for t in page.tables if t.title.startswith("Noisy")]
     if noisy:
         lines += [f"{len(noisy[0].body)} noisy figure(s) flagged; see index.html.", ""]
     lines.append(f"_hosts: {prov['hosts']} · artifacts: {prov['artifacts']}_")
@@ -191,22 +273,27 @@ def _markdown(
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1200px;
-color:#1b1b1b;padding:0 1rem;line-height:1.4}
-h1{font-size:1.5rem;margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;
-margin-top:2rem}h3{margin-bottom:.4rem}
-.prov{color:#555;font-size:.85rem}.prov code{background:#f3f3f3;padding:0 .25rem}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1rem auto;max-width:1360px;
+color:#1b1b1b;padding:0 1rem;line-height:1.35}
+h1{font-size:1.25rem;margin:.4rem 0 .1rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;
+margin-top:1.6rem}h3{margin-bottom:.4rem}
+.prov{color:#555;font-size:.78rem;margin:.1rem 0 .5rem}
+.prov code{background:#f3f3f3;padding:0 .25rem}
 table{border-collapse:collapse;margin:.4rem 0 1rem;font-size:.88rem}
 th,td{border:1px solid #d6d6d6;padding:.3rem .55rem;text-align:left;vertical-align:top}
 th{background:#f2f4f7}.grid td{min-width:9rem}
-.problems{background:#fff4e5;border:1px solid #f0b060;padding:.6rem 1rem;border-radius:6px}
+.problems{background:#fff4e5;border:1px solid #f0b060;padding:.4rem 1rem;border-radius:6px;
+font-size:.85rem}
 .note{color:#555;font-size:.82rem;margin-top:-.6rem}
-figure{margin:1rem 0 2rem}figure img{max-width:100%;border:1px solid #e3e3e3}
-figcaption{color:#444;font-size:.85rem}
-.counts{font-size:1.05rem}
-.alert{font-size:1.15rem;font-weight:bold;padding:.5rem 1rem;border-radius:6px;margin:.3rem 0}
+figure{margin:.6rem 0 1.4rem}figure img{max-width:100%;border:1px solid #e3e3e3}
+figcaption{color:#444;font-size:.82rem}
+.alert{font-size:1.02rem;font-weight:bold;padding:.35rem .8rem;border-radius:6px;margin:.25rem 0}
 .alert.bad{background:#fde7e9;border:2px solid #c62828;color:#8e0000}
 .alert.good{background:#e6f4ea;border:1px solid #2e7d32}
+.verdict{font-size:1.2rem}
+.key{display:grid;grid-template-columns:1fr 1fr;gap:.8rem}.key figure{margin:.3rem 0}
+.key h3{font-size:.95rem;margin:.2rem 0}
+@media (max-width:1100px){.key{grid-template-columns:1fr}}
 """
 
 
@@ -240,58 +327,127 @@ def _grid_html(grid: Table) -> str:
     return f"<table class='grid'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _html(
-    run: LoadedRun,
-    prov: dict[str, str],
-    grid: Table,
-    why: Table | None,
-    tables: list[Table],
-    plots: list[Plot],
-    problems: list[str],
-    out: Path,
-    head: list[Alert],
-) -> str:
+def _alert_html(a: Alert, extra: str = "") -> str:
+    kind = "bad" if a.bad else "good"
+    return f"<p class='alert {kind} {extra}'>{html_icons(html.escape(a.text))}</p>"
+
+
+def _not_checked(page: Page) -> str:
+    """Say what the first screen does not show, so its silence is not read as a pass."""
+    missing = []
+    if not any("SIGNED OFF" in a.text.upper() for a in page.head):
+        missing.append("no sign-off sheet (signoff/ beside the run, or --signoff)")
+    if page.gate is None:
+        missing.append("no gate verdict (--base RUN)")
+    if not missing:
+        return ""
+    return f"<p class='prov'>Not shown: {html.escape('; '.join(missing))}.</p>"
+
+
+def _figure_html(plot: Plot, out: Path) -> str:
     e = html.escape
+    data = base64.b64encode((out / PLOTS_DIR / f"{plot.name}.png").read_bytes()).decode("ascii")
+    return (
+        f"<figure id='{plot.name}'><h3>{e(plot.title)}</h3>"
+        f"<img alt='{e(plot.title)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{e(plot.caption)} "
+        f"<a href='{PLOTS_DIR}/{plot.name}.svg'>SVG</a></figcaption></figure>"
+    )
+
+
+def _gate_table(gate: GateView, limit: int = 25) -> Table | None:
+    """The gated measurements the gate did not call the same, slowest first (``limit`` shown)."""
+    if gate.result is None:
+        return None
+    moved = [c for c in gate.result.changes if c.gated and c.comparison.verdict != "same"]
+    if not moved:
+        return None
+    moved.sort(key=lambda c: -c.comparison.ratio)
+    body = tuple(
+        (
+            c.key.cell,
+            c.key.name,
+            f"{c.comparison.ratio:.3f}",
+            f"[{c.comparison.ci_low:.3f}, {c.comparison.ci_high:.3f}]",
+            f"±{c.comparison.min_effect * 100:g}%",
+            c.comparison.verdict,
+        )
+        for c in moved[:limit]
+    )
+    more = f" {len(moved) - limit} more: tinygpt-harness compare." if len(moved) > limit else ""
+    return Table(
+        f"Gate: measurements that moved (CAND / BASE), {len(moved)}",
+        ("cell", "measurement", "ratio", "95% CI", "threshold", "verdict"),
+        body,
+        "The gate's own decision (tinygpt-harness compare); same-verdict rows are left out." + more,
+    )
+
+
+def _html(page: Page, out: Path) -> str:
+    e = html.escape
+    run, prov = page.run, page.prov
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>TinyGPT harness report: {e(run.directory.name)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        *(f"<p class='alert {'bad' if a.bad else 'good'}'>{e(a.text)}</p>" for a in head),
+        # The first screen: verdicts in one line each, then the key curves. No table before.
+        "<section id='first-screen'>",
+        *(_alert_html(a) for a in page.head),
         f"<h1>TinyGPT harness report — {e(run.directory.name)}</h1>",
-        f"<p class='prov'>commit <code>{e(prov['commit'])}</code> · {e(prov['machine'])}"
-        f"<br>hosts: {e(prov['hosts'])}<br>artifacts (sha256): {e(prov['artifacts'])}"
-        f"<br>{e(prov['start'])} → {e(prov['end'] or 'unfinished')}</p>",
+        f"<p class='prov'>commit <code>{e(prov['commit'])}</code> · {e(prov['machine'])} · "
+        f"{e(prov['start'])} → {e(prov['end'] or 'unfinished')}"
+        f"<br>hosts: {e(prov['hosts'])}<br>artifacts (sha256): {e(prov['artifacts'])}</p>",
+        _alert_html(page.verdict, "verdict"),
+        _not_checked(page),
     ]
-    if problems:
-        items = "".join(f"<li>{e(p)}</li>" for p in problems)
+    if page.problems:
+        items = "".join(f"<li>{e(p)}</li>" for p in page.problems)
         parts.append(
             f"<div class='problems'><strong>Partial report.</strong><ul>{items}</ul></div>"
         )
-    parts += [
-        "<h2>Verdicts</h2>",
-        f"<p class='counts'>{html_icons(e(_counts(run) or 'no cells'))}</p>",
-        _grid_html(grid),
-    ]
-    if why is not None:
-        parts.append(why.html())
-    if tables:
+    key = [p for p in page.plots if p.key]
+    if key:
+        parts.append("<div class='key' id='key-curves'>")
+        parts += [_figure_html(p, out) for p in key]
+        parts.append("</div>")
+    parts.append("</section>")
+    parts += ["<h2>Verdicts by cell</h2>", _grid_html(page.grid)]
+    if page.why is not None:
+        parts.append(page.why.html())
+    gate_table = _gate_table(page.gate) if page.gate is not None else None
+    if gate_table is not None:
+        parts += ["<h2>Gate</h2>", gate_table.html()]
+    if page.tables:
         parts.append("<h2>Key figures</h2>")
-        parts += [t.html() for t in tables]
-    if plots:
+        parts += [t.html() for t in page.tables]
+    rest = [p for p in page.plots if not p.key]
+    if rest:
         parts.append("<h2>Curves</h2>")
-    for plot in plots:
-        png = (out / PLOTS_DIR / f"{plot.name}.png").read_bytes()
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(
-            f"<figure id='{plot.name}'><h3>{e(plot.title)}</h3>"
-            f"<img alt='{e(plot.title)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{e(plot.caption)} "
-            f"<a href='{PLOTS_DIR}/{plot.name}.svg'>SVG</a></figcaption>"
-            "</figure>"
-        )
+        parts += [_figure_html(p, out) for p in rest]
+    if page.history is not None:
+        parts += _history_html(page.history, out)
     parts.append(
         "<h2>Data</h2><p><a href='results.csv'>results.csv</a> · "
         "<a href='results.parquet'>results.parquet</a> · <a href='summary.md'>summary.md</a></p>"
         "</body></html>"
     )
     return "\n".join(parts)
+
+
+def _history_html(history: HistoryView, out: Path) -> list[str]:
+    e = html.escape
+    parts = [
+        "<h2 id='history'>History</h2>",
+        f"<p>{history.entries} stored run(s) over {history.commits} commit(s) in "
+        f"<code>{e(str(history.store))}</code>; every measurement's trend: "
+        f"<code>tinygpt-harness history --store {e(str(history.store))} --out DIR</code>.</p>",
+    ]
+    parts.append(history.steps.html() if history.steps is not None else "<p>No change points.</p>")
+    for title, png in history.plots:
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        svg = png.with_suffix(".svg").relative_to(out).as_posix()
+        parts.append(
+            f"<figure><img alt='{e(title)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{e(title)} <a href='{e(svg)}'>SVG</a></figcaption></figure>"
+        )
+    return parts

@@ -8,6 +8,8 @@ becomes a sentence in :attr:`LoadedRun.problems`, shown at the top of the report
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,18 +180,71 @@ def noisy_figures(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def parity_matrix(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Cells x ops of the worst parity error: ``max_rel_err`` if any, else ``max_ulp``."""
-    ops = rows[(rows["check"] == "ops") & rows["metric"].isin(["max_rel_err", "max_ulp"])]
+# parity.compare's message states the worst element's error over its bound: "(0.006x the bound;".
+_BOUND_RATIO = re.compile(r"\(([-+0-9.eE]+|inf|nan)x the bound")
+# Runs recorded before that message name the worst element instead (tests/bench/fixtures).
+_OLD_WORST = re.compile(r"got (\S+) want (\S+) \(atol (\S+), rtol (\S+)\)")
+
+
+def parity_margin(detail: str, status: str) -> float:
+    """Error over tolerance bound of a parity row's worst element: a pass is at most 1.
+
+    Read from the row's detail (the bound is not a column). A failure whose detail names no
+    ratio (wrong shape, a NaN) is infinitely far out; an unreadable pass is NaN (unknown).
+    """
+    hit = _BOUND_RATIO.search(detail)
+    if hit:
+        return float(hit.group(1))
+    old = _OLD_WORST.search(detail)
+    if old:
+        got, want, atol, rtol = (float(v) for v in old.groups())
+        diff = abs(got - want)
+        return 0.0 if diff == 0 else diff / (atol + rtol * abs(want))
+    return math.inf if status == "fail" else math.nan
+
+
+@dataclass(frozen=True)
+class ParityMap:
+    """Cells x ops: the worst margin (error / bound) and whether any output of the op failed."""
+
+    margin: pd.DataFrame  # index: cell, columns: op; NaN where not measured or unreadable
+    failed: pd.DataFrame  # same shape, bool
+    errored: pd.DataFrame  # same shape, bool: the op raised (no margin)
+
+
+def parity_map(rows: pd.DataFrame) -> ParityMap | None:
+    """The ops check's worst margin per cell and op (the max over the op's outputs), or None."""
+    ops = rows[(rows["check"] == "ops") & (rows["host"] != REFERENCE_HOST)].copy()
     if ops.empty:
-        return pd.DataFrame(), ""
-    metric = "max_rel_err" if (ops["metric"] == "max_rel_err").any() else "max_ulp"
-    ops = ops[ops["metric"] == metric].copy()
+        return None
     ops["cell"] = ops["host"] + "/" + ops["artifact"] + "/" + ops["preset"]
     # The ops check names tensors ("matmul_backward.dinp"); the map shows the worst per op.
     ops["op"] = ops["subject"].str.split(".").str[0]
-    table = ops.pivot_table(index="cell", columns="op", values="value", aggfunc="max")
-    return table, metric
+    # Three metric rows per output share one detail: one margin per output.
+    ops = ops.drop_duplicates(subset=["cell", "subject"], keep="first")
+    ops["margin"] = [
+        parity_margin(str(d), str(s)) for d, s in zip(ops["detail"], ops["status"], strict=True)
+    ]
+    # As floats: a pivot of bools with gaps turns object-typed; NaN > 0 is False.
+    ops["failed"] = (ops["status"] == "fail").astype(float)
+    ops["errored"] = (ops["status"] == "error").astype(float)
+
+    def table(column: str) -> pd.DataFrame:
+        return ops.pivot_table(
+            index="cell", columns="op", values=column, aggfunc="max", dropna=False
+        )
+
+    margin = table("margin")
+    failed = table("failed").reindex_like(margin) > 0
+    errored = table("errored").reindex_like(margin) > 0
+    return ParityMap(margin, failed, errored)
+
+
+def fingerprint_id(meta: dict[str, Any]) -> str:
+    """The run's machine id ('' when run.json does not say), in either layout of run.json."""
+    machine = meta.get("machine") if isinstance(meta.get("machine"), dict) else {}
+    assert isinstance(machine, dict)
+    return str(meta.get("fingerprint_id") or machine.get("fingerprint_id") or "")
 
 
 def provenance(run: LoadedRun) -> dict[str, str]:
@@ -200,7 +255,7 @@ def provenance(run: LoadedRun) -> dict[str, str]:
     assert isinstance(machine, dict)
     cpu = machine.get("cpu_model", "unknown machine")
     cores = machine.get("usable_cores") or machine.get("cpu_count")
-    fid = meta.get("fingerprint_id") or machine.get("fingerprint_id") or "?"
+    fid = fingerprint_id(meta) or "?"
     hosts = meta.get("hosts") or meta.get("host_versions") or {}
     if not isinstance(hosts, dict) or not hosts:
         own = rows[rows["host_version"] != ""].drop_duplicates("host")

@@ -1,7 +1,10 @@
-"""The report's first lines: the release sign-off verdict and whether the run is complete.
+"""The report's first lines: the sign-off, whether the run is complete, and the gate's verdict.
 
-Both are things a reader must not miss: a failed sign-off used to be visible only in
-``signoff/signoff.md``, and a run cut short read like a finished one ("51 pass, 3 incompatible").
+Each is a thing a reader must not miss: a failed sign-off used to be visible only in
+``signoff/signoff.md``, a run cut short read like a finished one ("51 pass, 3 incompatible"), and
+a regression against the target branch's run was in another command's output. The gate's verdict
+is the gate's own (:func:`harness.gate.verdicts.evaluate`, the thresholds CAND recorded): the
+report only shows it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ from typing import Any
 
 import pandas as pd
 
+from harness.gate.compare import load_thresholds
+from harness.gate.compare_render import headline
+from harness.gate.errors import RefusalError
+from harness.gate.measurements import timing_samples
+from harness.gate.provenance import check_comparable
 from harness.gate.signoff_sheet import SIGNED_OFF
+from harness.gate.verdicts import GateResult, evaluate
+from harness.rundir.meta import RunDirError
+from harness.rundir.reader import Run, load_run
 
 SIGNOFF_DIR = "signoff"  # the main job writes reports/latest/{run,signoff}: the sheet's home
 SHEET = "signoff.md"
@@ -73,3 +84,41 @@ def default_sheet_dir(run_dir: Path) -> Path | None:
     """``signoff/`` beside the run directory (the main job's layout), if it exists."""
     beside = run_dir.resolve().parent / SIGNOFF_DIR
     return beside if beside.is_dir() else None
+
+
+@dataclass(frozen=True)
+class GateView:
+    """The gate's verdict on the reported run (CAND) against ``base``, for the first screen."""
+
+    alert: Alert
+    result: GateResult | None  # None when the gate refused or could not read CAND
+
+
+def gate_view(base: Run, cand_dir: Path, shown: int = 3) -> GateView:
+    """Decide the gate as ``compare BASE CAND`` does (no adaptive or paired reruns).
+
+    A refusal (other machine, other build) or an unreadable CAND is the gate's verdict here,
+    said in one line; BASE itself was read by the caller, so bad input stops earlier.
+    """
+    where = f"against BASE {base.directory}"
+    try:
+        cand = load_run(cand_dir)
+        thresholds = load_thresholds(cand, None)
+        timed = {k.cell for k in timing_samples(base.rows)} & {
+            k.cell for k in timing_samples(cand.rows)
+        }
+        check_comparable(base.meta, cand.meta, False, timed, perf=bool(timed))
+    except RefusalError as exc:
+        reason = " ".join(str(exc).split())
+        return GateView(Alert(True, f"⛔ GATE REFUSED {where}: {reason}"), None)
+    except RunDirError as exc:
+        return GateView(Alert(True, f"⛔ GATE NOT DECIDED {where}: {exc}"), None)
+    result = evaluate(base.rows, cand.rows, thresholds)
+    worst = sorted(result.regressions, key=lambda c: -c.comparison.ratio)[:shown]
+    slower = "; ".join(
+        f"{c.key.cell} {c.key.name} {(c.comparison.ratio - 1) * 100:+.1f}%" for c in worst
+    )
+    text = f"{headline(result)} ({where})" + (f". Slowest: {slower}" if slower else "")
+    if result.failed:
+        return GateView(Alert(True, "❌ " + text.replace("gate FAIL", "GATE FAIL", 1)), result)
+    return GateView(Alert(False, "✅ " + text), result)

@@ -1,8 +1,10 @@
-"""The report's figures: matplotlib (Agg), each written as PNG and SVG.
+"""The report's figures: matplotlib (Agg), each built as a Figure, then written as PNG and SVG.
 
 Every figure has labelled axes with units, log scales where sizes span decades, error bars from
 the bootstrap CIs, host and artifact in every legend entry, and the run's provenance in its
-footer. Noisy points are drawn hollow so they never pass for clean figures.
+footer. How a series is drawn (at most eight per axis, colours, markers, hollow noisy points,
+legends outside) is :mod:`harness.plot_style`'s; this module decides what each figure shows.
+The builders return the Figure unsaved, so tests read it through matplotlib's object model.
 """
 
 from __future__ import annotations
@@ -19,374 +21,460 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import NullLocator
 
-from harness.report_data import cold_ratios, curve, parity_matrix, speedup_slopes
+from harness.plot_style import (
+    Style,
+    assign_styles,
+    axis_styles,
+    data_ticks,
+    draw_series,
+    facets,
+    host_family,
+    legend_right,
+    noisy_note,
+    plain_log_labels,
+    reference_line,
+    reserve_footer,
+)
+from harness.report_data import cold_ratios, curve, parity_map, speedup_slopes
 from harness.rundir.rows import REFERENCE_HOST
 from reference.presets import PRESETS, param_count
 
 matplotlib.rcParams["svg.hashsalt"] = "tinygpt-harness"  # stable SVG ids across renders
 matplotlib.rcParams["svg.fonttype"] = "none"  # real text in SVGs: smaller, searchable
 
+Pair = tuple[str, str]  # host, artifact
+Cell = tuple[str, str, str]  # host, artifact, preset
+KEY_OP = "op:matmul_forward"  # the op the one-thread sgemm roofline measures
+
 
 @dataclass(frozen=True)
 class Plot:
-    """One written figure."""
+    """One figure of the report."""
 
     name: str  # file stem under plots/
     title: str
     caption: str
+    key: bool = False  # a key curve: shown on the first screen, before any table
 
 
-def _footer(fig: Figure, prov: dict[str, str]) -> None:
+Built = tuple[Figure, Plot]
+Builder = Callable[[pd.DataFrame], Built | None]
+
+
+def write(built: Built, out: Path, prov: dict[str, str]) -> Plot:
+    """Add the provenance footer and write ``out/<name>.png`` and ``.svg``."""
+    fig, plot = built
     text = (
         f"commit {prov['commit']} | {prov['machine']}\n"
         f"hosts: {prov['hosts']}\nartifacts (sha256): {prov['artifacts']}"
     )
-    fig.text(0.01, 0.005, text, fontsize=6.5, color="#555555", va="bottom", ha="left", wrap=True)
-
-
-def _outside_legend(ax: Any) -> None:
-    """Put the legend right of the axes: with a dozen cells, one inside hides the curves."""
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-
-
-def _save(fig: Figure, out: Path, name: str, prov: dict[str, str]) -> None:
-    _footer(fig, prov)
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    reserve_footer(fig, 0.5)  # three 6.5 pt lines
+    fig.text(0.01, 0.004, text, fontsize=6.5, color="#555555", va="bottom", ha="left", wrap=True)
     out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / f"{name}.png", dpi=110)
-    fig.savefig(out / f"{name}.svg", metadata={"Date": None})
+    fig.savefig(out / f"{plot.name}.png", dpi=100)
+    fig.set_layout_engine("none")  # laid out once, for the PNG: the SVG reuses it
+    fig.savefig(out / f"{plot.name}.svg", metadata={"Date": None})
     plt.close(fig)
+    return plot
 
 
-def pair_colors(rows: pd.DataFrame) -> dict[tuple[str, str], Any]:
-    """One colour per host·artifact, the same in every figure of a report."""
-    own = rows[(rows["check"] == "bench") & (rows["host"] != REFERENCE_HOST)]
-    pairs = sorted({(str(h), str(a)) for h, a in zip(own["host"], own["artifact"], strict=True)})
-    cmap = plt.get_cmap("tab10")
-    return {p: cmap(i % 10) for i, p in enumerate(pairs)}
-
-
-def cell_colors(rows: pd.DataFrame) -> dict[tuple[str, str, str], Any]:
-    """One colour per host·artifact·preset, for figures that draw presets separately."""
-    own = rows[(rows["check"] == "bench") & (rows["host"] != REFERENCE_HOST)]
-    cells = sorted(
-        {
-            (str(h), str(a), str(p))
-            for h, a, p in zip(own["host"], own["artifact"], own["preset"], strict=True)
-        }
+def _stacked(n: int) -> tuple[Figure, Any]:
+    """Facets one above the other, sharing x: a key figure fits half a 1400 px page."""
+    fig, axes = plt.subplots(
+        n, 1, figsize=(7.4, 2.5 * n + 1.1), squeeze=False, sharex=True, layout="constrained"
     )
-    cmap = plt.get_cmap("tab20" if len(cells) > 10 else "tab10")
-    return {c: cmap(i % cmap.N) for i, c in enumerate(cells)}
+    return fig, axes
+
+
+def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Figure, Any]:
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained"
+    )
+    return fig, axes
+
+
+def _pairs(frame: pd.DataFrame) -> list[Pair]:
+    own = frame[frame["host"] != REFERENCE_HOST]
+    found = {(str(h), str(a)) for h, a in zip(own["host"], own["artifact"], strict=True)}
+    return sorted(found, key=lambda p: (host_family(p[0]), p))
+
+
+def pair_styles(rows: pd.DataFrame) -> dict[Pair, Style]:
+    """One colour and marker per host·artifact, the same in every figure of a report.
+
+    Ordered by host family, so the cells of one facet take neighbouring, distinct entries.
+    """
+    return assign_styles(_pairs(rows[rows["check"] == "bench"]))
+
+
+def _cell_styles(cells: list[Cell], pairs: dict[Pair, Style]) -> dict[Cell, Style]:
+    """A cell takes its pair's style; a second preset of a pair gets its own colour."""
+    return axis_styles(cells, {c: pairs[c[:2]] for c in cells if c[:2] in pairs})
 
 
 def _label(host: str, artifact: str, preset: str = "") -> str:
     return f"{host} · {artifact}" + (f" · {preset}" if preset else "")
 
 
-def _errorbar(
-    ax: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    noisy: np.ndarray,
-    label: str | None,
-    **style: Any,
-) -> Any:
-    """Line with CI error bars; noisy points hollow."""
-    yerr = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
-    yerr = np.where(np.isfinite(yerr), yerr, 0.0)
-    line = ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, label=label, **style)
-    color = line[0].get_color()
-    if noisy.any():
-        ax.plot(x[noisy], y[noisy], "o", mfc="white", mec=color, ms=9, zorder=5)
-    return color
+def _cells(pts: pd.DataFrame) -> list[Cell]:
+    found = {
+        (str(h), str(a), str(p))
+        for h, a, p in zip(pts["host"], pts["artifact"], pts["preset"], strict=True)
+        if h != REFERENCE_HOST
+    }
+    return sorted(found, key=lambda c: (host_family(c[0]), c))
 
 
-def _noisy_note(ax: Any) -> None:
-    ax.plot([], [], "o", mfc="white", mec="black", label="hollow: noisy (CI > ±10%)")
+def _cell_labels(cells: list[Cell]) -> dict[Cell, str]:
+    """Legend names; the preset is named only where a host·artifact has several."""
+    n: dict[Pair, int] = {}
+    for c in cells:
+        n[c[:2]] = n.get(c[:2], 0) + 1
+    return {c: _label(c[0], c[1], c[2] if n[c[:2]] > 1 else "") for c in cells}
 
 
-def plot_speedup(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
-    """Speedup over the numpy reference against preset size, one line per cell."""
-    pts = curve(rows, "train_step", "speedup")
-    if pts.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(11.5, 5.2))
-    slopes = {(s.host, s.artifact): s for s in speedup_slopes(rows)}
-    colors = pair_colors(rows)
-    for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
-        x = g["x_value"].to_numpy(float)
-        y = g["value"].to_numpy(float)
-        ref = y * g["median_ns"].to_numpy(float)  # numpy median = speedup * kernel median
-        lo, hi = ref / g["ci_high_ns"].to_numpy(float), ref / g["ci_low_ns"].to_numpy(float)
-        slope = slopes.get((str(host), str(artifact)))
-        label = _label(str(host), str(artifact))
-        if slope is not None:
-            mark = "~" if slope.noisy else ""
-            label += f" (slope {mark}{slope.slope:+.2f}/decade)"
-        color = colors[(str(host), str(artifact))]
-        _errorbar(ax, x, y, lo, hi, (g["status"] == "noisy").to_numpy(), label, color=color)
-    ax.axhline(1.0, color="black", lw=0.8, ls=":")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}×"))
+def _of(pts: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
+    mask = (pts["host"] == key[0]) & (pts["artifact"] == key[1])
+    if len(key) > 2:
+        mask &= pts["preset"] == key[2]
+    return pts[mask].sort_values("x_value")
+
+
+def _rate_ci(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """CI bounds of a rate (work / time) from its time CI: work = rate × median time."""
+    work = g["value"].to_numpy(float) * g["median_ns"].to_numpy(float)
+    return work / g["ci_high_ns"].to_numpy(float), work / g["ci_low_ns"].to_numpy(float)
+
+
+def _noisy(g: pd.DataFrame) -> np.ndarray:
+    return (g["status"] == "noisy").to_numpy()
+
+
+def _preset_ticks(ax: Any, x: pd.Series) -> None:
+    """Log axes over parameter counts, ticked at the presets by name; y as plain ratios."""
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ticks = sorted({float(v) for v in pts["x_value"]})
+    plain_log_labels(ax, "×")
+    ticks = sorted({float(v) for v in x})
     names = {float(param_count(p)): p.name for p in PRESETS.values()}
-    ax.set_xticks(ticks, [f"{names.get(t, '?')}\n{t / 1e6:.2g}M" for t in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel("preset (parameters, log scale)")
-    ax.set_ylabel("train-step speedup over numpy reference (×, log)")
-    ax.set_title("Train step: speedup over the numpy reference (1 BLAS thread)")
-    _noisy_note(ax)
-    _outside_legend(ax)
-    ax.grid(True, which="major", alpha=0.3)
-    _save(fig, out, "speedup", prov)
-    return Plot(
+    ax.set_xticks(ticks, [f"{names.get(t, '?')} ({t / 1e6:.2g}M)" for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.margins(x=0.12)
+
+
+def _facet_pairs(pairs: list[Pair]) -> list[tuple[str, list[Pair]]]:
+    return facets(pairs, lambda p: host_family(p[0]), lambda p: p[1])
+
+
+def _facet_cells(cells: list[Cell], per_key: int = 1) -> list[tuple[str, list[Cell]]]:
+    return facets(cells, lambda c: host_family(c[0]), lambda c: c[1], per_key=per_key)
+
+
+def speedup_figure(rows: pd.DataFrame) -> Built | None:
+    """Train-step speedup over the numpy reference against preset size, faceted by host family."""
+    pts = curve(rows, "train_step", "speedup")
+    pts = pts[pts["host"] != REFERENCE_HOST]
+    if pts.empty:
+        return None
+    slopes = {(s.host, s.artifact): s for s in speedup_slopes(rows)}
+    styles = pair_styles(rows)
+    panels = _facet_pairs(_pairs(pts))
+    fig, axes = _stacked(len(panels))
+    for ax, (title, keys) in zip(axes[:, 0], panels, strict=True):
+        for key, style in axis_styles(keys, styles).items():
+            g = _of(pts, key)
+            ref = g["value"].to_numpy(float) * g["median_ns"].to_numpy(float)  # numpy's median
+            lo, hi = ref / g["ci_high_ns"].to_numpy(float), ref / g["ci_low_ns"].to_numpy(float)
+            label = _label(*key)
+            fit = slopes.get(key)
+            if fit is not None:
+                label += f" ({fit.slope:+.2f}/decade{', noisy fit' if fit.noisy else ''})"
+            x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
+            draw_series(ax, x, y, _noisy(g), style, label, lo, hi)
+        ax.axhline(1.0, color="black", lw=0.8, ls=":", gid="ref:parity")
+        _preset_ticks(ax, pts["x_value"])
+        ax.set_ylabel("speedup (×, log)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        noisy_note(ax)
+        legend_right(ax)
+    axes[-1, 0].set_xlabel("preset (parameters, log)")
+    fig.suptitle("Train step: speedup over the numpy reference (1 BLAS thread); 1× dotted")
+    return fig, Plot(
         "speedup",
-        "Speedup over the reference",
-        "Ratio of the numpy reference's median train-step time to the kernel's, same "
-        "machine and run. Error bars: the kernel's bootstrap 95% CI. Slope: least-squares "
-        "fit of log10(speedup) on log10(parameters) over clean points.",
+        "Speedup over the reference, by preset",
+        "Ratio of the numpy reference's median train-step time to the kernel's, same machine "
+        "and run. Error bars: the kernel's bootstrap 95% CI. In the legend: the least-squares "
+        "slope of log10(speedup) per decade of parameters over clean points (a noisy fit: "
+        "fewer than two were clean, so noisy ones were used).",
+        key=True,
     )
 
 
-def plot_kernels(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
-    """GFLOP/s (or GB/s) against size per op, with the one-thread BLAS roofline."""
-    ops = sorted({s for s in rows["subject"].unique() if str(s).startswith("op:")})
+def roofline_figure(rows: pd.DataFrame) -> Built | None:
+    """Matmul GFLOP/s against size beside numpy's one-thread sgemm, faceted by host family."""
+    pts = curve(rows, KEY_OP, "gflops")
+    if pts.empty:
+        return None
+    roof = curve(rows, "roofline:sgemm", "gflops").drop_duplicates("x_value")
+    cells = _cells(pts)
+    labels, styles = _cell_labels(cells), _cell_styles(cells, pair_styles(rows))
+    panels = _facet_cells(cells)
+    fig, axes = _stacked(len(panels))
+    for ax, (title, keys) in zip(axes[:, 0], panels, strict=True):
+        for key, style in axis_styles(keys, styles).items():
+            g = _of(pts, key)
+            lo, hi = _rate_ci(g)
+            x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
+            draw_series(ax, x, y, _noisy(g), style, labels[key], lo, hi)
+        if not roof.empty:
+            reference_line(
+                ax, roof["x_value"], roof["value"], "roofline: numpy sgemm, 1 thread", "roofline"
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        plain_log_labels(ax)
+        data_ticks(ax, pd.concat([pts["x_value"], roof["x_value"]]))
+        ax.set_ylabel("GFLOP/s (log)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        noisy_note(ax)
+        legend_right(ax)
+    axes[-1, 0].set_xlabel("n (log₂): matmul is n×n×n")
+    fig.suptitle("matmul_forward throughput against the roofline (timed inside the host)")
+    return fig, Plot(
+        "roofline",
+        "Kernel throughput against the roofline",
+        "Median GFLOP/s of matmul_forward per call with bootstrap 95% CI error bars; the "
+        "dashed black line is numpy's one-thread sgemm on the same machine.",
+        key=True,
+    )
+
+
+def kernels_figure(rows: pd.DataFrame) -> Built | None:
+    """Every other op's throughput against size: a row per op, a column per facet."""
+    ops = sorted({str(s) for s in rows["subject"].unique() if str(s).startswith("op:")})
     panels = []
     for op in ops:
         for metric in ("gflops", "gbps"):
             pts = curve(rows, op, metric)
-            if not pts.empty:
+            if not pts.empty and not (op == KEY_OP and metric == "gflops"):
                 panels.append((op, metric, pts))
     if not panels:
         return None
-    roof = curve(rows, "roofline:sgemm", "gflops")
-    colors = pair_colors(rows)
-    cols = min(2, len(panels))
-    nrows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(6.2 * cols, 4.4 * nrows + 0.6), squeeze=False)
-    for ax, (op, metric, pts) in zip(axes.flat, panels, strict=False):
-        labels = _cell_labels(pts)
-        for key, g in pts.groupby(["host", "artifact", "preset"], sort=True):
-            cell = (str(key[0]), str(key[1]), str(key[2]))
-            x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
-            work = y * g["median_ns"].to_numpy(float)  # rate * time = work per call
-            lo, hi = work / g["ci_high_ns"].to_numpy(float), work / g["ci_low_ns"].to_numpy(float)
-            noisy = (g["status"] == "noisy").to_numpy()
-            # Several presets of one host·artifact (ops_once off) share its colour, dashed.
-            ls = "-" if cell[2] == min(p for h, a, p in labels if (h, a) == cell[:2]) else "--"
-            _errorbar(ax, x, y, lo, hi, noisy, labels[cell], color=colors[cell[:2]], ls=ls)
-        if metric == "gflops" and not roof.empty and op.startswith("op:matmul"):
-            ax.plot(
-                roof["x_value"],
-                roof["value"],
-                "k--",
-                lw=1.5,
-                label="roofline: numpy · reference sgemm, 1 thread",
-            )
-        _noisy_note(ax)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+    cells = _cells(pd.concat([p for _, _, p in panels]))
+    labels, styles = _cell_labels(cells), _cell_styles(cells, pair_styles(rows))
+    groups = _facet_cells(cells)
+    fig, axes = _figure(len(panels), len(groups), 7.2 * len(groups), 3.8 * len(panels) + 0.6)
+    for row, (op, metric, pts) in enumerate(panels):
         x_name = str(rows.loc[rows["subject"] == op, "x_name"].iloc[0])
-        ax.set_xlabel(f"{x_name} (log₂)" + (" — matmul is n×n×n" if "matmul" in op else ""))
-        ax.set_ylabel("GFLOP/s (log)" if metric == "gflops" else "GB/s (log)")
-        ax.set_title(op.removeprefix("op:"))
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.set_visible(False)
+        for ax, (title, keys) in zip(axes[row], groups, strict=True):
+            for key, style in axis_styles(keys, styles).items():
+                g = _of(pts, key)
+                if g.empty:
+                    continue
+                lo, hi = _rate_ci(g)
+                x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
+                draw_series(ax, x, y, _noisy(g), style, labels[key], lo, hi)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            plain_log_labels(ax)
+            data_ticks(ax, pts["x_value"])
+            ax.set_xlabel(f"{x_name} (log₂)")
+            ax.set_ylabel("GFLOP/s (log)" if metric == "gflops" else "GB/s (log)")
+            ax.set_title(f"{op.removeprefix('op:')} — {title}", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+            noisy_note(ax)
+            legend_right(ax)
     fig.suptitle("Kernel throughput against size (timed inside the host)")
-    _save(fig, out, "kernels", prov)
-    return Plot(
+    return fig, Plot(
         "kernels",
-        "Kernel throughput",
+        "Kernel throughput, every op",
         "Median GFLOP/s (compute-bound ops) or GB/s (memory-bound ops) per call, with "
-        "bootstrap 95% CI error bars; the dashed line is numpy's one-thread sgemm.",
+        "bootstrap 95% CI error bars. matmul_forward against the roofline is the key figure "
+        "above.",
     )
 
 
-def _cell_labels(pts: pd.DataFrame) -> dict[tuple[str, str, str], str]:
-    """Legend names; the preset is named only where a host·artifact has several."""
-    keys = {
-        (str(h), str(a), str(p))
-        for h, a, p in zip(pts["host"], pts["artifact"], pts["preset"], strict=True)
-    }
-    presets: dict[tuple[str, str], int] = {}
-    for h, a, _ in keys:
-        presets[(h, a)] = presets.get((h, a), 0) + 1
-    return {k: _label(k[0], k[1], k[2] if presets[(k[0], k[1])] > 1 else "") for k in sorted(keys)}
+def _decode_ci(g: pd.DataFrame, t1: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """tokens/s = k / (t_full - t_first): bound it with the CIs of both timings."""
+    y = g["value"].to_numpy(float)
+    k = y * (g["median_ns"].to_numpy(float) - t1["median_ns"].to_numpy(float))
+    lo = k / (g["ci_high_ns"].to_numpy(float) - t1["ci_low_ns"].to_numpy(float))
+    hi = k / (g["ci_low_ns"].to_numpy(float) - t1["ci_high_ns"].to_numpy(float))
+    return lo, np.where(hi > 0, hi, np.nan)
 
 
-def _style_legend(ax: Any, styles: dict[str, str]) -> None:
-    """Add one legend entry per line style (e.g. KV on / off) drawn in black."""
-    for name, ls in styles.items():
-        ax.plot([], [], color="black", ls=ls, label=name)
-
-
-def plot_generation(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
-    """Decode tokens/s against context length (KV cache on and off), and time to first token."""
-    tags = {"kv": "-", "nokv": "--"}
-    tps = {tag: curve(rows, f"generate:{tag}", "tokens_per_s") for tag in tags}
+def generation_figure(rows: pd.DataFrame) -> Built | None:
+    """Decode tokens/s (KV on, KV off) and time to first token against context, per facet."""
+    tags = ("kv", "nokv")
+    tps = {t: curve(rows, f"generate:{t}", "tokens_per_s") for t in tags}
+    first = {t: curve(rows, f"ttft:{t}", "median_ns") for t in tags}
     if all(v.empty for v in tps.values()):
         return None
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.2))
-    labels = _cell_labels(pd.concat(list(tps.values())))
-    colors = cell_colors(rows)
-    for tag, ls in tags.items():
-        pts, first = tps[tag], curve(rows, f"ttft:{tag}", "median_ns")
-        for key, g in pts.groupby(["host", "artifact", "preset"], sort=True):
-            cell = (str(key[0]), str(key[1]), str(key[2]))
-            label = labels[cell] if tag == "kv" else None
-            same = first[["host", "artifact", "preset"]].astype(str).agg("/".join, axis=1)
-            f = first[same == "/".join(cell)].set_index("x_value")
-            x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
-            # tokens/s = k / (t_full - t_first): bound it with the CIs of both timings.
-            t1 = f.reindex(x)
-            k = y * (g["median_ns"].to_numpy(float) - t1["median_ns"].to_numpy(float))
-            lo = k / (g["ci_high_ns"].to_numpy(float) - t1["ci_low_ns"].to_numpy(float))
-            hi = k / (g["ci_low_ns"].to_numpy(float) - t1["ci_high_ns"].to_numpy(float))
-            hi = np.where(hi > 0, hi, np.nan)
-            noisy = (g["status"] == "noisy").to_numpy()
-            _errorbar(ax, x, y, lo, hi, noisy, label, color=colors[cell], ls=ls)
-            ttft = t1["median_ns"].to_numpy(float) / 1e6
-            t_lo = t1["ci_low_ns"].to_numpy(float) / 1e6
-            t_hi = t1["ci_high_ns"].to_numpy(float) / 1e6
-            t_noisy = (t1["status"] == "noisy").to_numpy()
-            _errorbar(ax2, x, ttft, t_lo, t_hi, t_noisy, label, color=colors[cell], ls=ls)
-    for a in (ax, ax2):
-        _style_legend(a, {"KV cache on": "-", "KV cache off": "--"})
-        _noisy_note(a)
-        a.set_xscale("log", base=2)
-        a.set_yscale("log")
-        a.set_xlabel("context length (prompt tokens, log₂)")
-        a.grid(True, which="major", alpha=0.3)
-        a.legend(fontsize=7)
-    ax.set_ylabel("decode tokens/s (log)")
-    ax.set_title("Decode speed: KV cache on (solid) vs off (dashed)")
-    ax2.set_ylabel("time to first token (ms, log)")
-    ax2.set_title("Time to first token (prompt prefill + 1 token)")
-    _save(fig, out, "generation", prov)
-    return Plot(
+    cells = _cells(pd.concat(list(tps.values())))
+    labels, styles = _cell_labels(cells), _cell_styles(cells, pair_styles(rows))
+    groups = _facet_cells(cells)
+    fig, axes = _figure(len(groups), 3, 15.5, 3.9 * len(groups) + 0.4)
+    for row, (title, keys) in enumerate(groups):
+        ax_kv, ax_nokv, ax_ttft = axes[row]
+        for key, style in axis_styles(keys, styles).items():
+            for tag, ax in (("kv", ax_kv), ("nokv", ax_nokv)):
+                g = _of(tps[tag], key)
+                if g.empty:
+                    continue
+                t1 = _of(first[tag], key).set_index("x_value").reindex(g["x_value"])
+                lo, hi = _decode_ci(g, t1)
+                x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
+                draw_series(ax, x, y, _noisy(g), style, labels[key], lo, hi)
+            t = _of(first["kv"], key)
+            if not t.empty:
+                ms = t["value"].to_numpy(float) / 1e6
+                lo, hi = t["ci_low_ns"].to_numpy(float) / 1e6, t["ci_high_ns"].to_numpy(float) / 1e6
+                x = t["x_value"].to_numpy(float)
+                draw_series(ax_ttft, x, ms, _noisy(t), style, labels[key], lo, hi)
+        heads = ("decode tokens/s, KV cache on", "decode tokens/s, KV cache off", "first token")
+        for ax, head in zip(axes[row], heads, strict=True):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            plain_log_labels(ax)
+            data_ticks(ax, pd.concat([tps["kv"]["x_value"], tps["nokv"]["x_value"]]))
+            ax.set_xlabel("context length (prompt tokens, log₂)")
+            ax.set_title(f"{head}\n{title}", fontsize=9)
+            ax.grid(True, which="major", alpha=0.3)
+        ax_kv.set_ylabel("decode tokens/s (log)")
+        # One y range for KV on and off, so the two panels compare at a glance.
+        (a, b), (c, d) = ax_kv.get_ylim(), ax_nokv.get_ylim()
+        for ax in (ax_kv, ax_nokv):
+            ax.set_ylim(min(a, c), max(b, d))
+        ax_ttft.set_ylabel("time to first token (ms, log)")
+        noisy_note(ax_ttft)
+        legend_right(axes[row][-1], shared=list(axes[row]))
+    fig.suptitle("Generation: decode speed with and without the KV cache, and time to first token")
+    return fig, Plot(
         "generation",
         "Generation",
         "Decode rate excludes the prompt's prefill: (new−1) tokens over the extra time of a "
-        "new-token call beyond a 1-token call. Error bars combine both timings' CIs.",
+        "new-token call beyond a 1-token call; error bars combine both timings' CIs. Time to "
+        "first token: prompt prefill plus one token, KV cache on. KV on and off share a y scale.",
     )
 
 
-def plot_overhead(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
-    """Overhead fraction of a call's total time against work size, per host."""
-    series = {s: curve(rows, s, "overhead_fraction") for s in ("overhead:bridge", "overhead:call")}
+def overhead_figure(rows: pd.DataFrame) -> Built | None:
+    """Overhead fraction of a call's total time against work size: bridge and in-host call."""
+    kinds = (("overhead:bridge", "Python↔host round trip"), ("overhead:call", "in-host no-op call"))
+    series = {s: curve(rows, s, "overhead_fraction") for s, _ in kinds}
     if all(v.empty for v in series.values()):
         return None
-    fig, ax = plt.subplots(figsize=(11.5, 5.2))
-    colors = pair_colors(rows)
-    for subject, pts in series.items():
-        for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
-            key = (str(host), str(artifact))
-            kind = "bridge round trip" if subject.endswith("bridge") else "in-host call"
-            style: dict[str, Any] = {"ls": "-" if subject.endswith("bridge") else "--"}
-            style["color"] = colors[key]
-            g = g.drop_duplicates("x_value").sort_values("x_value")
-            x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
-            noisy = (g["status"] == "noisy").to_numpy()
-            line = ax.plot(x, y, marker="o", label=f"{_label(*key)} · {kind}", **style)[0]
-            if noisy.any():
-                ax.plot(x[noisy], y[noisy], "o", mfc="white", mec=line.get_color(), ms=9)
-    ax.set_xscale("log")
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("work per call (FLOPs of the first swept op, log)")
-    ax.set_ylabel("overhead / (overhead + kernel time)")
-    ax.set_title("Per-call overhead as a fraction of total time")
-    _noisy_note(ax)
-    _outside_legend(ax)
-    ax.grid(True, which="major", alpha=0.3)
-    _save(fig, out, "overhead", prov)
-    return Plot(
+    styles = pair_styles(rows)
+    groups = _facet_pairs(_pairs(pd.concat(list(series.values()))))
+    fig, axes = _figure(len(groups), 2, 13.5, 3.9 * len(groups) + 0.4)
+    for row, (title, keys) in enumerate(groups):
+        for ax, (subject, kind) in zip(axes[row], kinds, strict=True):
+            for key, style in axis_styles(keys, styles).items():
+                g = _of(series[subject], key).drop_duplicates("x_value")
+                if g.empty:
+                    continue
+                x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
+                draw_series(ax, x, y, _noisy(g), style, _label(*key))
+            ax.set_xscale("log")
+            plain_log_labels(ax, axis="x")
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel("work per call (FLOPs of the first swept op, log)")
+            ax.set_ylabel("overhead / (overhead + kernel)")
+            ax.set_title(f"{kind}\n{title}", fontsize=9)
+            ax.grid(True, which="major", alpha=0.3)
+        noisy_note(axes[row][-1])
+        legend_right(axes[row][-1], shared=list(axes[row]))
+    fig.suptitle("Per-call overhead as a fraction of total time")
+    return fig, Plot(
         "overhead",
         "Host overhead",
-        "Fraction of a call's time spent in overhead: the Python↔host round trip (solid) "
-        "and the in-host call of a no-op (dashed), from medians.",
+        "Fraction of a call's time spent in overhead, from medians: the Python↔host round "
+        "trip (left) and the in-host call of a no-op (right).",
     )
 
 
-def plot_parity(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
-    """Heat map of the worst parity error, cells × ops (log10)."""
-    table, metric = parity_matrix(rows)
-    if table.empty:
-        return None
-    data = table.to_numpy(float)
-    shown = np.log10(np.where(data > 0, data, np.nan))
-    fig, ax = plt.subplots(figsize=(1.1 * table.shape[1] + 4, 0.45 * table.shape[0] + 2.6))
-    im = ax.imshow(shown, aspect="auto", cmap="viridis")
-    ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns], rotation=40, ha="right")
-    ax.set_yticks(range(table.shape[0]), [str(i) for i in table.index])
-    for i in range(data.shape[0]):
-        for j in range(data.shape[1]):
-            if math.isfinite(data[i, j]):
-                ax.text(
-                    j,
-                    i,
-                    f"{data[i, j]:.1e}" if data[i, j] > 0 else "0 (exact)",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if shown[i, j] < np.nanmean(shown) else "black",
-                )
-    unit = "relative error" if metric == "max_rel_err" else "ULP"
-    fig.colorbar(im, ax=ax, label=f"log10 {metric} ({unit})")
-    ax.set_xlabel("op")
-    ax.set_ylabel("cell (host/artifact/preset)")
-    ax.set_title(f"Parity against the reference: worst {metric} per cell and op")
-    _save(fig, out, "parity", prov)
-    return Plot("parity", "Parity errors", f"Worst {metric} of each op in each cell (check=ops).")
+def parity_figure(rows: pd.DataFrame) -> Built | None:
+    """Heat map of the parity margin (worst error / its tolerance bound), cells × ops, log colour.
 
-
-V8_HOSTS = ("node", "chromium")  # host-name prefixes whose first call runs Liftoff code
-
-
-def plot_cold(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | None:
-    """The first train step after instantiation over the steady one, against preset size.
-
-    Two panels, so no axis carries more than eight series: the V8 hosts (Node, Chromium), whose
-    first call compiles lazily and runs Liftoff code, and the others (native, wasmtime).
+    The scale is centred on 1 (the bound): passes are green below it, failures red above.
     """
+    pm = parity_map(rows)
+    if pm is None or pm.margin.empty:
+        return None
+    data = pm.margin.to_numpy(float)
+    positive = data[np.isfinite(data) & (data > 0)]
+    # Symmetric decades around 1, so the bound sits in the middle of the colour bar.
+    span = max(1.0, *(abs(math.log10(v)) for v in positive)) if positive.size else 1.0
+    span = min(math.ceil(span), 12)
+    norm = LogNorm(vmin=10.0**-span, vmax=10.0**span)
+    cmap = plt.get_cmap("RdYlGn_r").with_extremes(bad="#eeeeee", under="#4575b4", over="#7f0000")
+    # Exact zeros (bitwise-equal outputs) sit below the scale: the under colour.
+    shown = np.where(data == 0, 10.0 ** -(span + 1), data)
+    shape = pm.margin.shape
+    fig, ax = plt.subplots(
+        figsize=(max(9.0, 0.72 * shape[1] + 4.2), 0.36 * shape[0] + 2.8), layout="constrained"
+    )
+    im = ax.imshow(np.ma.masked_invalid(shown), aspect="auto", cmap=cmap, norm=norm)
+    im.set_gid("parity:margin")
+    ax.set_xticks(range(shape[1]), [str(c) for c in pm.margin.columns], rotation=35, ha="right")
+    ax.set_yticks(range(shape[0]), [str(i) for i in pm.margin.index])
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            v = data[i, j]
+            if pm.errored.iat[i, j]:
+                text = "error"
+            elif math.isnan(v):
+                continue
+            else:
+                text = "0 (exact)" if v == 0 else ("∞" if math.isinf(v) else f"{v:.2g}")
+                text += " ✗" if pm.failed.iat[i, j] else ""
+            dark = v == 0 or (math.isfinite(v) and v > 0 and abs(math.log10(v)) > 0.6 * span)
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")  # fmt: skip
+    bar = fig.colorbar(im, ax=ax, extend="both")
+    bar.set_label("margin = error / bound (log; < 1 passes)")
+    bar.ax.axhline(1.0, color="black", lw=1.2)
+    ax.set_xlabel("op (worst over its outputs and cases)")
+    ax.set_ylabel("cell (host/artifact/preset)")
+    ax.set_title("Parity: how close each op came to its tolerance")
+    return fig, Plot(
+        "parity",
+        "Parity margins",
+        "Each op's worst element over all cases, as its error divided by the tolerance bound "
+        "(atol + rtol·|expected|, or the ULP bound) at that element: below 1 passes, above 1 "
+        "fails (✗). Blue, 0 (exact): bitwise equal. Grey: not measured. From check=ops rows.",
+    )
+
+
+def cold_figure(rows: pd.DataFrame) -> Built | None:
+    """The first train step after instantiation over the steady one, against preset size."""
     pts = cold_ratios(rows)
     if pts.empty:
         return None
-    v8 = pts["host"].astype(str).str.startswith(V8_HOSTS)
-    panels = [(g, t) for g, t in ((pts[v8], "V8 hosts (Node, Chromium): Liftoff first"),
-                                  (pts[~v8], "native and wasmtime")) if not g.empty]  # fmt: skip
-    fig, axes = plt.subplots(1, len(panels), figsize=(12.5, 4.6), squeeze=False)
-    colors = pair_colors(rows)
-    markers = "osD^v<>P"
-    for ax, (group, title) in zip(axes[0], panels, strict=True):
-        for i, ((host, artifact), g) in enumerate(group.groupby(["host", "artifact"], sort=True)):
-            g = g.sort_values("x_value")
-            noisy = (g["status"] == "noisy").to_numpy()
-            color = colors.get((str(host), str(artifact)), "black")
+    styles = pair_styles(rows)
+    panels = _facet_pairs(_pairs(pts))
+    fig, axes = _stacked(len(panels))
+    for ax, (title, keys) in zip(axes[:, 0], panels, strict=True):
+        for key, style in axis_styles(keys, styles).items():
+            g = _of(pts, key)
             x, y = g["x_value"].to_numpy(float), g["ratio"].to_numpy(float)
-            # no line through points whose steady figure is noisy: a joined noisy point lies
-            ax.plot(x[~noisy], y[~noisy], marker=markers[i % len(markers)], color=color,
-                    label=_label(str(host), str(artifact)))  # fmt: skip
-            ax.plot(x[noisy], y[noisy], markers[i % len(markers)], mfc="white", mec=color, ms=9)
-        ax.axhline(1.0, color="black", lw=0.8, ls=":")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}×"))
-        ax.set_xlabel("parameters (log)")
-        ax.set_ylabel("first train step / steady median (×, log)")
+            draw_series(ax, x, y, _noisy(g), style, _label(*key))
+        ax.axhline(1.0, color="black", lw=0.8, ls=":", gid="ref:steady")
+        _preset_ticks(ax, pts["x_value"])
+        ax.set_ylabel("first / steady (×, log)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle("Cold start: what a visitor's first train step costs against the steady state")
-    _save(fig, out, "cold", prov)
-    return Plot(
+        noisy_note(ax)
+        legend_right(ax)
+    axes[-1, 0].set_xlabel("preset (parameters, log)")
+    fig.suptitle("Cold start: the first train step over the steady one")
+    return fig, Plot(
         "cold",
         "Cold first train step",
         "The first tg_model_train_step call after instantiation, in a fresh host process with "
@@ -395,11 +483,13 @@ def plot_cold(rows: pd.DataFrame, out: Path, prov: dict[str, str]) -> Plot | Non
     )
 
 
-PLOTTERS: tuple[Callable[[pd.DataFrame, Path, dict[str, str]], Plot | None], ...] = (
-    plot_speedup,
-    plot_kernels,
-    plot_cold,
-    plot_generation,
-    plot_overhead,
-    plot_parity,
+# The order of the page: the key curves first (they open the report), then the rest.
+FIGURES: tuple[Builder, ...] = (
+    speedup_figure,
+    roofline_figure,
+    kernels_figure,
+    cold_figure,
+    generation_figure,
+    overhead_figure,
+    parity_figure,
 )

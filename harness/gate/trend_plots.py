@@ -13,9 +13,20 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never open a window, work on headless CI
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 from harness.gate.changepoint import Step
 from harness.gate.series import Series
+from harness.plot_style import (
+    assign_styles,
+    axis_styles,
+    draw_series,
+    facets,
+    host_family,
+    legend_right,
+    reserve_footer,
+)
 
 _SLUG = re.compile(r"[^A-Za-z0-9]+")
 _UNIT_SCALE = (("s", 1e9), ("ms", 1e6), ("µs", 1e3), ("ns", 1.0))
@@ -37,6 +48,70 @@ def slug(*parts: str) -> str:
     return _SLUG.sub("-", "_".join(p for p in parts if p)).strip("-").lower()
 
 
+def _cell_parts(cell: str) -> tuple[str, str]:
+    parts = [*cell.split("/"), "", ""]
+    return parts[0], parts[1]
+
+
+def _family(cell: str) -> str:
+    return host_family(_cell_parts(cell)[0])
+
+
+def trend_figure(
+    series: Sequence[Series], steps: dict[str, list[Step]], commit_order: Sequence[str]
+) -> Figure:
+    """Every cell's series of one measurement: panels of at most eight, faceted by host family."""
+    unit, factor = _scale(series)
+    index = {c: i for i, c in enumerate(commit_order)}
+    cells = sorted({s.key.cell for s in series}, key=lambda c: (_family(c), c))
+    styles = assign_styles(cells)
+    panels = facets(cells, _family, lambda c: _cell_parts(c)[1])
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(10.5, 3.6 * len(panels) + 0.5), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    first = series[0].key
+    for ax, (title, members) in zip(axes[:, 0], panels, strict=True):
+        chosen = axis_styles(members, styles)
+        for s in (s for s in series if s.key.cell in chosen):
+            style = chosen[s.key.cell]
+            xs = np.array([index[c] for c in s.commits], dtype=float)
+            ys = np.array(s.values, dtype=float) / factor
+            version = s.last.host_version.split(",")[0]  # "ctypes/CPython 3.11.7, zig cc ..."
+            label = (
+                f"{s.last.host} {version} · {s.last.artifact} "
+                f"{s.last.artifact_sha256[:8]} · {s.last.preset}"
+            )
+            draw_series(ax, xs, ys, np.zeros(len(xs), dtype=bool), style, label)
+            if s.ci:
+                ax.fill_between(
+                    xs,
+                    [lo / factor for lo, _ in s.ci],
+                    [hi / factor for _, hi in s.ci],
+                    color=style.color,
+                    alpha=0.15,
+                    linewidth=0,
+                )
+            for step in steps.get(s.key.cell, []):
+                ax.axvline(index[step.commit] - 0.5, color=style.color, linestyle="--", lw=1)
+                ax.annotate(
+                    f"{step.percent:+.1f}%",
+                    (index[step.commit] - 0.5, step.after / factor),
+                    color=style.color,
+                    fontsize=8,
+                )
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("commit (measurement order)")
+        ax.set_ylabel(f"{first.metric} [{unit}]" if unit else first.metric)
+        stride = max(1, len(commit_order) // 20)
+        ticks = list(range(0, len(commit_order), stride))
+        ax.set_xticks(ticks, [commit_order[i][:8] for i in ticks], rotation=45, ha="right")
+        ax.grid(True, alpha=0.3)
+        legend_right(ax)
+    fig.suptitle(f"{first.measurement} — {first.metric} over commits")
+    return fig
+
+
 def plot_measurement(
     series: Sequence[Series],
     steps: dict[str, list[Step]],
@@ -44,50 +119,15 @@ def plot_measurement(
     commit_order: Sequence[str],
     footer: str,
 ) -> list[Path]:
-    """Plot every cell's series of one measurement on one figure; returns the PNG and SVG."""
-    unit, factor = _scale(series)
-    index = {c: i for i, c in enumerate(commit_order)}
-    fig, ax = plt.subplots(figsize=(9, 4.8))
-    for s in series:
-        xs = [index[c] for c in s.commits]
-        ys = [v / factor for v in s.values]
-        label = (
-            f"{s.last.host} {s.last.host_version} · {s.last.artifact} "
-            f"{s.last.artifact_sha256[:8]} · {s.last.preset}"
-        )
-        (line,) = ax.plot(xs, ys, marker="o", markersize=3, label=label)
-        if s.ci:
-            ax.fill_between(
-                xs,
-                [lo / factor for lo, _ in s.ci],
-                [hi / factor for _, hi in s.ci],
-                color=line.get_color(),
-                alpha=0.15,
-                linewidth=0,
-            )
-        for step in steps.get(s.key.cell, []):
-            ax.axvline(index[step.commit] - 0.5, color=line.get_color(), linestyle="--", lw=1)
-            ax.annotate(
-                f"{step.percent:+.1f}%",
-                (index[step.commit] - 0.5, step.after / factor),
-                color=line.get_color(),
-                fontsize=8,
-            )
-    first = series[0].key
-    ax.set_title(f"{first.measurement} — {first.metric} over commits")
-    ax.set_xlabel("commit (measurement order)")
-    ax.set_ylabel(f"{first.metric} [{unit}]" if unit else first.metric)
-    stride = max(1, len(commit_order) // 20)
-    ticks = list(range(0, len(commit_order), stride))
-    ax.set_xticks(ticks, [commit_order[i][:8] for i in ticks], rotation=45, ha="right")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.text(0.01, 0.01, footer, fontsize=6, color="0.4")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    """Plot every cell's series of one measurement (:func:`trend_figure`); the PNG and SVG."""
+    fig = trend_figure(series, steps, commit_order)
+    reserve_footer(fig, 0.25)
+    fig.text(0.01, 0.005, footer, fontsize=6, color="0.4")
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")]
-    for path in paths:
-        fig.savefig(path, dpi=110 if path.suffix == ".png" else None)
+    fig.savefig(paths[0], dpi=100)
+    fig.set_layout_engine("none")  # laid out once, for the PNG: the SVG reuses it
+    fig.savefig(paths[1])
     plt.close(fig)
     return paths
 

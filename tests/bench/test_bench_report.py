@@ -20,7 +20,8 @@ from harness.rundir.reader import read_rows
 from harness.rundir.rows import COLUMNS, REFERENCE_HOST, RESULTS_FILE, Row, encode
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
-PLOTS = ("speedup", "kernels", "generation", "overhead", "parity")
+PLOTS = ("speedup", "roofline", "kernels", "generation", "overhead", "parity")
+KEY_PLOTS = ("speedup", "roofline")  # the first screen's curves
 
 
 def _report(run_dir: Path, out: Path) -> int:
@@ -171,14 +172,17 @@ def test_parquet_matches_csv(rendered: Path) -> None:
     assert pq["subject"].tolist() == csv["subject"].tolist()
 
 
-def test_html_opens_with_verdicts_and_embeds_plots(rendered: Path) -> None:
-    """index.html: verdicts before curves, PNGs embedded, SVGs linked, provenance on top."""
+def test_first_screen_is_verdicts_then_key_curves_then_tables(rendered: Path) -> None:
+    """index.html: the verdict and the key curves come before the first table; the rest after."""
     page = (rendered / "index.html").read_text()
-    assert (
-        page.index("<h2>Verdicts</h2>")
-        < page.index("<h2>Key figures</h2>")
-        < page.index("<h2>Curves</h2>")
-    )
+    first_table = page.index("<table")
+    verdict = page.index("class='alert bad verdict'")  # the fixture has an errored cell
+    assert "RUN FAILED" in page[verdict:first_table]
+    assert "node24/wasm32-truncated/tiny error" in page[verdict:first_table]
+    key = [page.index(f"<figure id='{name}'>") for name in KEY_PLOTS]
+    assert verdict < key[0] < key[1] < page.index("</section>") < first_table
+    others = [page.index(f"<figure id='{name}'>") for name in PLOTS if name not in KEY_PLOTS]
+    assert min(others) > page.index("<h2>Key figures</h2>") > first_table
     assert page.count("src='data:image/png;base64,") == len(PLOTS)
     for plot in PLOTS:
         assert f"href='plots/{plot}.svg'" in page
@@ -191,13 +195,10 @@ def test_every_figure_names_cells_and_provenance(rendered: Path) -> None:
         svg = (rendered / "plots" / f"{plot}.svg").read_text()
         assert "commit 58dc7c74253d (dirty)" in svg, plot
         assert "node24 v24.21.0" in svg and "wasm32 3ad51a2049" in svg, plot
-    for plot in ("speedup", "kernels", "generation", "overhead"):
+    for plot in ("speedup", "roofline", "kernels", "generation", "overhead"):
         svg = (rendered / "plots" / f"{plot}.svg").read_text()
         assert "node24 · wasm32" in svg and "native · native" in svg, plot
-    assert (
-        "roofline: numpy · reference sgemm, 1 thread"
-        in (rendered / "plots" / "kernels.svg").read_text()
-    )
+    assert "roofline: numpy sgemm, 1 thread" in (rendered / "plots" / "roofline.svg").read_text()
 
 
 def _copy_fixture(tmp_path: Path) -> Path:
