@@ -39,14 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.abi import EXPORTS, signatures_json
-from harness.artifact import Artifact, ArtifactKind
+from harness.artifact import MANIFEST_SCHEMA, Artifact, ManifestError, load_manifest
+from harness.formats import digest, file_sha256, get_format
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIR = Path("artifacts/src")  # relative to REPO_ROOT: compiled from there
 INCLUDE_DIR = Path("artifacts/include")
 DEFAULT_OUT = REPO_ROOT / "artifacts" / "build"
 MANIFEST = "manifest.json"
-MANIFEST_SCHEMA = 1
 
 _MACRO = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(=[A-Za-z0-9_.+-]*)?$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -61,7 +61,7 @@ class Target:
     """One bundled build target."""
 
     name: str
-    kind: ArtifactKind
+    format: str  # a harness.formats name
     triple: str
     ptr_width: int
     output: str  # file name inside the artifact's directory
@@ -169,7 +169,7 @@ def compile_flags(target: Target, defines: Sequence[str] = ()) -> list[str]:
     flags = [f"--target={target.triple}", *target.target_flags, *COMMON_FLAGS]
     flags += [f"-I{INCLUDE_DIR}"]
     flags += [f"-D{d}" for d in defines]
-    if target.kind == "wasm":
+    if target.format == "wasm":
         flags += ["-Wl,--no-entry", "-Wl,-z,stack-size=1048576"]
         flags += [f"-Wl,--export={name}" for name in EXPORTS]
     else:
@@ -191,7 +191,7 @@ def inputs_sha256() -> str:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def _start(target: Target, out_path: Path, defines: Sequence[str]) -> subprocess.Popen[str]:
@@ -228,11 +228,13 @@ def _build_many(
         raise BuildError("\n".join(errors))
     built: dict[str, Artifact] = {}
     for name, t, d, path, _proc in procs:
+        files, sha256 = digest({get_format(t.format).roles[0]: path})
         built[name] = Artifact(
             name=name,
-            kind=t.kind,
+            format=t.format,
             path=path,
-            sha256=_sha256(path),
+            sha256=sha256,
+            files=files,
             ptr_width=t.ptr_width,
             target=t.triple,
             features=t.features,
@@ -286,11 +288,11 @@ def manifest_is_fresh(out_dir: Path = DEFAULT_OUT) -> bool:
         data = json.loads(path.read_text())
         if data.get("schema") != MANIFEST_SCHEMA or data.get("inputs_sha256") != inputs_sha256():
             return False
-        entries = {a["name"]: a for a in data["artifacts"]}
+        entries = load_manifest(path)
         if not set(TARGETS) <= set(entries):
             return False
-        return all(_sha256(out_dir / a["path"]) == a["sha256"] for a in entries.values())
-    except (OSError, ValueError, KeyError, TypeError):
+        return all(file_sha256(f.path) == f.sha256 for a in entries.values() for f in a.file_set())
+    except (OSError, ValueError, KeyError, TypeError, ManifestError):
         return False
 
 

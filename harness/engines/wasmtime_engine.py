@@ -138,10 +138,6 @@ class WasmtimeInstance(Instance):
     @classmethod
     def load(cls, artifact: Artifact) -> WasmtimeInstance:
         """Parse, ABI-check and instantiate ``artifact``."""
-        if artifact.kind != "wasm":
-            raise IncompatibleArtifact(
-                f"wasmtime runs wasm modules, {artifact.name} is a {artifact.kind} artifact"
-            )
         engine = make_engine()
         module = _parse(engine, artifact.path, artifact.name)
         check_module_abi(module, artifact.ptr_width, artifact.name)

@@ -15,7 +15,7 @@ import pytest
 
 import harness.build as build
 from harness.abi import signatures_json
-from harness.artifact import Artifact, load_manifest
+from harness.artifact import MANIFEST_SCHEMA, Artifact, load_manifest
 from harness.cli import main
 from harness.engines import load_in_process
 from harness.hosts.base import Instance
@@ -48,7 +48,7 @@ def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) ->
     ]
     for a in first["artifacts"]:
         assert a == entries[a["name"]]
-    assert first["schema"] == 1 and first["inputs_sha256"] == second["inputs_sha256"]
+    assert first["schema"] == MANIFEST_SCHEMA and first["inputs_sha256"] == second["inputs_sha256"]
 
 
 def test_manifest_entries_describe_the_binaries(two_builds: tuple[Path, Path]) -> None:
