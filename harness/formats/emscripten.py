@@ -61,7 +61,7 @@ class EmscriptenFormat(ArtifactFormat):
     def _check(self, files: Mapping[str, Path], ptr_width: int) -> None:
         import wasmtime
 
-        from harness.engines.wasmtime_engine import _parse
+        from harness.engines.wasmtime_engine import parse_module
         from harness.hosts.base import ABIError, CorruptArtifact, MissingExport
 
         glue = files["glue"]
@@ -73,7 +73,7 @@ class EmscriptenFormat(ArtifactFormat):
         config.wasm_memory64 = True
         config.wasm_simd = True
         config.wasm_threads = True
-        module = _parse(wasmtime.Engine(config), files["wasm"], str(files["wasm"]))
+        module = parse_module(wasmtime.Engine(config), files["wasm"], str(files["wasm"]))
         label = str(files["wasm"])
         exports = {e.name: e.type for e in module.exports}
         wanted: dict[str, Signature] = {**EXPORTS, **self.allocator_signatures}
