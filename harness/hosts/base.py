@@ -17,8 +17,11 @@ Failures are typed so the runner can give each cell its verdict and exact cause:
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from harness.artifact import Artifact
 from harness.formats import FileDigest, file_sha256, set_sha256
@@ -118,6 +121,8 @@ class Instance(abc.ABC):
     artifact: Artifact
     loaded_sha256: str = ""  # the sha256 of the file as loaded (set by Host.load)
     flag_warning: str = ""  # the host's Host.flag_warning when it loaded this (set by Host.load)
+    # what the format's loader reported about the loaded module (e.g. pthread_workers)
+    load_info: Mapping[str, Any] = MappingProxyType({})
 
     @abc.abstractmethod
     def call(self, name: str, *args: Scalar) -> Scalar | None:

@@ -76,6 +76,7 @@ class ChromiumInstance(base.Instance):
         self.artifact = artifact
         worker = load_header.get("worker", {})
         self.worker_cross_origin_isolated = bool(worker.get("crossOriginIsolated"))
+        self.load_info = dict(load_header.get("info") or {})
         self._lost: str | None = None
         self._closed = False
 

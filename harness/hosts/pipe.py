@@ -430,7 +430,9 @@ class PipeHost(base.Host):
             )
         except HostError as exc:
             raise self.refine_load_error(artifact, exc) from None
-        return PipeInstance(client, int(reply.header["instance"]), artifact, self.timeouts)
+        instance = PipeInstance(client, int(reply.header["instance"]), artifact, self.timeouts)
+        instance.load_info = dict(reply.header.get("info") or {})
+        return instance
 
     def close(self) -> None:
         """Stop every worker."""

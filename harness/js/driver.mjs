@@ -64,11 +64,13 @@ export function measureClockResolutionNs(maxReads = 1_000_000, budgetMs = 100) {
  * One loaded artifact: wrapped exports, memory access and an in-engine timing loop.
  * `opened` is what a format loader returns: {lookup(name) -> function|undefined,
  * heap() -> Uint8Array over the whole current memory, checkArity: whether a function's
- * `length` is its wasm arity (false for glue wrappers taking `...args`), close()?}.
+ * `length` is its wasm arity (false for glue wrappers taking `...args`), info?: facts about
+ * the loaded module for the harness, e.g. {pthread_workers}}.
  */
 export class ArtifactInstance {
   constructor(opened, entry, width, numberShim) {
     this.opened = opened;
+    this.info = opened.info || {}; // what the loader reports about the loaded module
     this.ptrWidth = width;
     this.numberShim = numberShim;
     this.raw = {};

@@ -73,9 +73,11 @@ export async function open(entry, io, options = {}) {
     throw new HarnessError('MissingExport', 'the Module exposes no HEAPU8 (build with -sEXPORTED_RUNTIME_METHODS=HEAPU8)');
   };
   heap(); // fail the load, not the first read, when the glue does not export it
+  const pool = Module.PThread; // a -pthread glue's worker pool (3.1.x puts it on the Module)
   return {
     lookup: (name) => Module[`_${name}`],
     heap,
     checkArity: false, // the glue's wrappers take `...args`: arity comes from the static check
+    info: { pthread_workers: pool ? pool.unusedWorkers.length + pool.runningWorkers.length : 0 },
   };
 }

@@ -59,7 +59,8 @@ export class Session {
     const inst = await loadArtifact(header.artifact, io, header.options || {});
     const id = this.nextId++;
     this.instances.set(id, inst);
-    return { header: { instance: id, ptr_width: inst.ptrWidth, exports: Object.keys(inst.fns).length } };
+    const exports = Object.keys(inst.fns).length;
+    return { header: { instance: id, ptr_width: inst.ptrWidth, exports, info: inst.info } };
   }
 
   call(header) {

@@ -138,6 +138,8 @@ def test_chromium_runs_each_build_through_its_glue(em: dict[str, Artifact]) -> N
         for art in em.values():
             inst = host.load(art)
             _matmul_matches(Kernels(inst))
+            if art.name == "em-wasm32-pthread":
+                assert inst.load_info["pthread_workers"] >= 2
             inst.close()
         inst = shim.load(em["em-wasm64"])
         ptr = inst.alloc(64)
@@ -146,6 +148,18 @@ def test_chromium_runs_each_build_through_its_glue(em: dict[str, Artifact]) -> N
     finally:
         shim.close()
         host.close()
+
+
+@pytest.mark.node
+def test_the_pthread_build_starts_its_pool_of_two_in_node(
+    em: dict[str, Artifact], node24: NodeHost
+) -> None:
+    """The -pthread build's glue starts PTHREAD_POOL_SIZE=2 workers at load (its loader reports
+    the pool), and its kernels compute right; the single-threaded build has none."""
+    inst = node24.load(em["em-wasm32-pthread"])
+    assert inst.load_info["pthread_workers"] >= 2
+    _matmul_matches(Kernels(inst))
+    assert node24.load(em["em-wasm32"]).load_info["pthread_workers"] == 0
 
 
 @pytest.mark.node
