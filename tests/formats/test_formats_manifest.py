@@ -16,7 +16,17 @@ import pytest
 
 from harness.artifact import MANIFEST_SCHEMA, ManifestError, load_manifest
 from harness.cli import main
-from harness.formats import FileDigest, FormatError, all_formats, digest, get_format, set_sha256
+from harness.formats import (
+    JS_RUNTIMES,
+    PY_RUNTIMES,
+    FileDigest,
+    FormatError,
+    all_formats,
+    digest,
+    get_format,
+    loader_class,
+    set_sha256,
+)
 from harness.hosts.registry import make_host
 
 HARNESS = Path(__file__).resolve().parents[2] / "harness"
@@ -162,3 +172,19 @@ def test_hosts_ask_the_format_and_never_name_one(tmp_path: Path) -> None:
     compare = re.compile(rf"""(==|!=)\s*["']({names})["']|\.format\s*(==|!=)""")
     for path in (HARNESS / "hosts").glob("*.py"):
         assert not compare.search(path.read_text()), f"{path} compares a format name"
+
+
+def test_every_loader_names_a_runtime_some_host_has() -> None:
+    """A format's loader for a runtime no host runs would never load anything: each runtime a
+    format names is a host's, and each host's runtime is a known one."""
+    from harness.hosts.registry import HOST_NAMES
+
+    runtimes = {make_host(name).runtime for name in HOST_NAMES}
+    assert runtimes == set(PY_RUNTIMES) | set(JS_RUNTIMES)
+    for fmt in all_formats().values():
+        assert set(fmt.loaders) <= runtimes, fmt.name
+        for runtime, loader in fmt.loaders.items():
+            if runtime in JS_RUNTIMES:
+                assert (HARNESS / "js" / loader).is_file(), f"{fmt.name}: no {loader}"
+            else:  # a Python engine class with the Instance loader's entry point
+                assert callable(loader_class(loader).load), f"{fmt.name}: {loader}"
