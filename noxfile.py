@@ -27,7 +27,7 @@ def _install(session: nox.Session, *groups: str) -> None:
 
 
 def _hosts_and_artifacts(session: nox.Session) -> None:
-    """Install Node 22/24 (npm) and Chromium (apt) and build the three artifacts."""
+    """Install Node 22/24 (npm), Chromium and emscripten (apt) and build the artifacts."""
     session.run("tinygpt-harness", "install-hosts")
     session.run("tinygpt-harness", "build")
 

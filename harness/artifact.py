@@ -1,37 +1,76 @@
-"""An artifact as the manifest describes it: one built binary of the kernel library."""
+"""An artifact as the manifest describes it: one built binary of the kernel library.
+
+The manifest (``artifacts/build/manifest.json``, written by ``tinygpt-harness build`` or by hand
+for a library the harness did not build) is versioned: :data:`MANIFEST_SCHEMA` is the one this
+harness reads and writes, and :func:`load_manifest` checks every entry against it, so a bad
+manifest stops the run at load (exit 2) with the file, the entry and the key at fault.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-ArtifactKind = Literal["wasm", "native"]
+from harness.formats import ArtifactFormat, FileDigest, FormatError, get_format
+
+# 2: ``format`` (was ``kind``) and ``files`` (each file's role, path and sha256; ``sha256`` is the
+# set's). Schema 1 manifests are refused with the command that rebuilds them.
+MANIFEST_SCHEMA = 2
+
+
+class ManifestError(ValueError):
+    """The manifest is not one this harness can read; the message names file, entry and key."""
 
 
 @dataclass(frozen=True)
 class Artifact:
     """One binary of the kernel library, with what hosts need to load it correctly."""
 
-    name: str  # "wasm32", "wasm64", "native", or a named variant such as "wasm64-lowered"
-    kind: ArtifactKind
-    path: Path  # absolute path of the binary
-    sha256: str
+    name: str  # "wasm32", "wasm64", "native", "em-wasm32", or a named variant
+    format: str  # a harness.formats name: "wasm", "native", "emscripten"
+    path: Path  # absolute path of the entry file (the format's first role)
+    sha256: str  # the sha256 of the file set (harness.formats.set_sha256)
     ptr_width: int  # 32 or 64: a host converts `ptr` arguments from this, never per call
-    target: str  # the zig/clang target triple
+    target: str  # the compiler's target triple
     features: tuple[str, ...] = ()  # e.g. ("simd128", "memory64")
     toolchain: str = ""  # e.g. "zig 0.17.1 (clang 21)"
     flags: tuple[str, ...] = ()
     signatures: dict[str, Any] = field(default_factory=dict)  # harness.abi.signatures_json()
+    files: tuple[FileDigest, ...] = ()  # every file; empty: just ``path`` under ``sha256``
+
+    @property
+    def fmt(self) -> ArtifactFormat:
+        """The artifact's format object."""
+        return get_format(self.format)
+
+    def file_set(self) -> tuple[FileDigest, ...]:
+        """Every file of the artifact with its role and expected sha256.
+
+        A one-file artifact is its ``path`` under ``sha256`` (so ``dataclasses.replace`` of
+        those two stays consistent); several files are ``files``, the entry file first.
+        """
+        if len(self.files) > 1:
+            return self.files
+        role = self.files[0].role if self.files else self.fmt.roles[0]
+        return (FileDigest(role, self.path, self.sha256),)
+
+    def paths(self) -> dict[str, Path]:
+        """Role -> absolute path of each file."""
+        return {f.role: f.path for f in self.file_set()}
 
     def to_json(self, root: Path) -> dict[str, Any]:
-        """Return the manifest entry, with ``path`` relative to ``root``."""
+        """Return the manifest entry, with paths relative to ``root``."""
         return {
             "name": self.name,
-            "kind": self.kind,
+            "format": self.format,
             "path": str(self.path.relative_to(root)),
             "sha256": self.sha256,
+            "files": [
+                {"role": f.role, "path": str(f.path.relative_to(root)), "sha256": f.sha256}
+                for f in self.file_set()
+            ],
             "ptr_width": self.ptr_width,
             "target": self.target,
             "features": list(self.features),
@@ -42,23 +81,94 @@ class Artifact:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], root: Path) -> Artifact:
-        """Build an Artifact from a manifest entry whose path is relative to ``root``."""
+        """Build an Artifact from a manifest entry whose paths are relative to ``root``.
+
+        Raises ManifestError (naming the key) for a missing or mistyped key, an unknown format
+        or a file set that does not fit the format.
+        """
+        name = _get(data, "name", str)
+        try:
+            fmt = get_format(_get(data, "format", str))
+        except FormatError as exc:
+            raise ManifestError(f"key 'format': {exc}") from None
+        width = _get(data, "ptr_width", int)
+        if width not in (32, 64):
+            raise ManifestError(f"key 'ptr_width': must be 32 or 64, got {width}")
+        files: list[FileDigest] = []
+        for i, f in enumerate(data.get("files", [])):
+            if not isinstance(f, dict):
+                raise ManifestError(f"files[{i}]: expected an object, got {type(f).__name__}")
+            files.append(
+                FileDigest(
+                    _get(f, "role", str, f"files[{i}]."),
+                    (root / _get(f, "path", str, f"files[{i}].")).resolve(),
+                    _get(f, "sha256", str, f"files[{i}]."),
+                )
+            )
+        problem = fmt.check_roles([f.role for f in files]) if files else None
+        if problem:
+            raise ManifestError(f"key 'files': {problem}")
+        path = (root / _get(data, "path", str)).resolve()
+        if files and files[0].path != path:
+            raise ManifestError(f"key 'path': {path} is not the entry file {files[0].path}")
         return cls(
-            name=data["name"],
-            kind=data["kind"],
-            path=(root / data["path"]).resolve(),
-            sha256=data["sha256"],
-            ptr_width=int(data["ptr_width"]),
-            target=data["target"],
+            name=name,
+            format=fmt.name,
+            path=path,
+            sha256=_get(data, "sha256", str),
+            ptr_width=width,
+            target=_get(data, "target", str),
             features=tuple(data.get("features", ())),
-            toolchain=data.get("toolchain", ""),
+            toolchain=str(data.get("toolchain", "")),
             flags=tuple(data.get("flags", ())),
             signatures=dict(data.get("signatures", {})),
+            files=tuple(files),
         )
 
 
+def _get(data: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
+    if key not in data:
+        raise ManifestError(f"missing key '{where}{key}'")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ManifestError(
+            f"key '{where}{key}': expected {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
+
+
 def load_manifest(path: Path) -> dict[str, Artifact]:
-    """Read ``manifest.json`` and return its artifacts by name."""
-    data = json.loads(path.read_text())
+    """Read ``manifest.json`` and return its artifacts by name.
+
+    FileNotFoundError if there is none; ManifestError naming ``path``, the entry and the key for
+    bad JSON, another schema version, a bad entry or a repeated name.
+    """
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    schema = data.get("schema")
+    if schema != MANIFEST_SCHEMA:
+        raise ManifestError(
+            f"{path}: manifest schema {schema!r}, this harness reads schema {MANIFEST_SCHEMA} "
+            "(rebuild it: `tinygpt-harness build`; see docs/formats.md for the layout)"
+        )
+    entries = data.get("artifacts")
+    if not isinstance(entries, list):
+        raise ManifestError(f"{path}: key 'artifacts' must be a list of artifact entries")
     root = path.parent
-    return {a["name"]: Artifact.from_json(a, root) for a in data["artifacts"]}
+    out: dict[str, Artifact] = {}
+    for i, entry in enumerate(entries):
+        label = entry.get("name", "?") if isinstance(entry, dict) else "?"
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{path}: artifacts[{i}]: expected an object")
+        try:
+            artifact = Artifact.from_json(entry, root)
+        except ManifestError as exc:
+            raise ManifestError(f"{path}: artifacts[{i}] ({label}): {exc}") from None
+        if artifact.name in out:
+            raise ManifestError(f"{path}: artifacts[{i}]: name {artifact.name!r} repeats")
+        out[artifact.name] = artifact
+    return out

@@ -31,7 +31,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -39,14 +41,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.abi import EXPORTS, signatures_json
-from harness.artifact import Artifact, ArtifactKind
+from harness.artifact import MANIFEST_SCHEMA, Artifact, ManifestError, load_manifest
+from harness.formats import digest, file_sha256, get_format
+from harness.hosts.install import node_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIR = Path("artifacts/src")  # relative to REPO_ROOT: compiled from there
 INCLUDE_DIR = Path("artifacts/include")
 DEFAULT_OUT = REPO_ROOT / "artifacts" / "build"
 MANIFEST = "manifest.json"
-MANIFEST_SCHEMA = 1
 
 _MACRO = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(=[A-Za-z0-9_.+-]*)?$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -61,7 +64,7 @@ class Target:
     """One bundled build target."""
 
     name: str
-    kind: ArtifactKind
+    format: str  # a harness.formats name
     triple: str
     ptr_width: int
     output: str  # file name inside the artifact's directory
@@ -102,6 +105,178 @@ COMMON_FLAGS: tuple[str, ...] = (
     # so two clones of one commit would build different sha256s and the gate would refuse them
     "-fdebug-compilation-dir=.",
 )
+
+
+# ---- emscripten (Debian's emcc) ------------------------------------------------------------
+# The bundled library built by emscripten, in the `emscripten` format (harness/formats): glue +
+# .wasm (+ pthread worker). emcc is Debian's package (`apt-get install -y emscripten`, 3.1.x; no
+# emsdk, nothing downloaded). Facts this recipe lives with (docs/findings.md, emscripten):
+# - -O2, not -O3: 3.1.6's -O3 minifies the module's import names but not the glue's (wasm64);
+# - the Memory64 build is scalar: clang 14 crashes selecting SIMD extracts with i64 indices;
+# - the wasm64 system libraries are not in Debian's frozen cache: a writable copy is used;
+# - emcc runs `node --experimental-wasm-bigint`, which Node >= 22 refuses: EM_NODE_JS is a
+#   wrapper dropping that flag.
+EMCC_INSTALL = "apt-get install -y emscripten"
+EM_SYSTEM_CACHE = Path("/usr/share/emscripten/cache")
+EM_CACHE = Path.home() / ".cache" / "tinygpt-harness" / "em-cache"
+EM_GLUE = "tinygpt.mjs"  # the .wasm and worker .js are named after it by emcc
+
+
+@dataclass(frozen=True)
+class EmTarget:
+    """One emscripten build of the bundled library."""
+
+    name: str
+    ptr_width: int
+    target_flags: tuple[str, ...]
+    features: tuple[str, ...]
+
+
+EM_TARGETS: dict[str, EmTarget] = {
+    t.name: t
+    for t in (
+        EmTarget("em-wasm32", 32, ("-msimd128",), ("simd128",)),
+        # 3.1.6's Memory64 glue does Number arithmetic on BigInt sizes in its JS helpers
+        # (TypeError "Cannot convert a BigInt value to a number", docs/findings.md):
+        # - growing memory (emscripten_resize_heap, sbrk): so a fixed 1 GiB, reserved and
+        #   committed by the OS as pages are touched;
+        # - memcpy of >= 512 bytes (emscripten_memcpy_big): -fno-builtin keeps clang from
+        #   turning the kernels' copy loops into memcpy calls, so the module never imports it
+        EmTarget("em-wasm64", 64,
+                 ("-sMEMORY64=1", "-sWASM_BIGINT", "-sALLOW_MEMORY_GROWTH=0",
+                  "-sINITIAL_MEMORY=1073741824", "-fno-builtin"),
+                 ("memory64", "bigint")),
+        # the pool is what the format's loading must survive; the kernels stay single-threaded
+        EmTarget("em-wasm32-pthread", 32,
+                 ("-msimd128", "-pthread", "-sPTHREAD_POOL_SIZE=2",
+                  "-Wno-pthreads-mem-growth"),  # growth + pthreads is slower JS access: known
+                 ("simd128", "pthread")),
+    )
+}  # fmt: skip
+
+EM_COMMON_FLAGS: tuple[str, ...] = (
+    "-O2",
+    "-std=c11",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-fno-math-errno",
+    "-g0",
+    f"-I{INCLUDE_DIR}",
+    "-sMODULARIZE",
+    "-sEXPORT_ES6",
+    "-sALLOW_MEMORY_GROWTH=1",
+    "-sENVIRONMENT=web,worker,node",
+    "-sEXPORTED_RUNTIME_METHODS=HEAPU8",
+)
+
+
+def em_flags(target: EmTarget) -> list[str]:
+    """Every flag after ``emcc`` except sources and ``-o`` (recorded in the manifest)."""
+    exported = ",".join(f"_{name}" for name in (*EXPORTS, "malloc", "free"))
+    return [*EM_COMMON_FLAGS, *target.target_flags, f"-sEXPORTED_FUNCTIONS={exported}"]
+
+
+def emcc_path() -> str | None:
+    """Debian's ``emcc`` if installed."""
+    return shutil.which("emcc")
+
+
+def em_env() -> dict[str, str]:
+    """The environment emcc runs in: acorn found, a writable cache, a Node it can drive."""
+    if not EM_CACHE.is_dir():  # a writable copy of Debian's frozen cache, made once
+        EM_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(EM_SYSTEM_CACHE, EM_CACHE)
+    wrapper = EM_CACHE.parent / "em-node"
+    node = node_binary("node24")
+    node_exe = str(node) if node.is_file() else (shutil.which("node") or "node")
+    script = (
+        "#!/bin/sh\n# emcc's node, without the flags Node >= 22 refuses (harness/build.py)\n"
+        'for a do shift; case "$a" in --experimental-wasm-bigint|--experimental-wasm-memory64)'
+        ' ;; *) set -- "$@" "$a";; esac; done\n'
+        f'exec "{node_exe}" "$@"\n'
+    )
+    if not wrapper.is_file() or wrapper.read_text() != script:
+        wrapper.write_text(script)
+        wrapper.chmod(0o755)
+    env = dict(os.environ)
+    env["NODE_PATH"] = os.pathsep.join(filter(None, ["/usr/share/nodejs", env.get("NODE_PATH")]))
+    env["EM_CACHE"] = str(EM_CACHE)
+    env["EM_FROZEN_CACHE"] = ""  # any non-empty value is truthy to emcc
+    env["EM_NODE_JS"] = str(wrapper)
+    return env
+
+
+def em_version() -> str:
+    """e.g. ``emcc 3.1.6 (clang 14.0.6)``."""
+    out = subprocess.run(["emcc", "--version"], capture_output=True, text=True, check=False,
+                         env=em_env(), timeout=120).stdout  # fmt: skip
+    m = re.search(r"emcc \(.*?\) (\S+)", out)
+    clang = subprocess.run(["clang-14", "--version"], capture_output=True, text=True, check=False)
+    c = re.search(r"clang version (\S+)", clang.stdout)
+    return f"emcc {m.group(1) if m else '?'} (clang {c.group(1) if c else '?'})"
+
+
+def _start_em(target: EmTarget, out_dir: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ["emcc", *em_flags(target), *map(str, sources()), "-o", str(out_dir / EM_GLUE)]
+    try:
+        return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    except OSError as exc:
+        raise BuildError(f"cannot start emcc for {target.name}: {exc}") from exc
+
+
+def build_emscripten(
+    out_dir: Path, names: Sequence[str] = tuple(EM_TARGETS)
+) -> dict[str, Artifact]:
+    """Build the emscripten artifacts ``names`` into ``out_dir/<name>/``, concurrently.
+
+    Raises BuildError naming ``EMCC_INSTALL`` when emcc is missing, or with emcc's message.
+    """
+    if emcc_path() is None:
+        raise BuildError(f"emcc not found: the emscripten artifacts need `{EMCC_INSTALL}`")
+    out_dir = out_dir.resolve()
+    env = em_env()
+    toolchain = em_version()
+    procs = [(EM_TARGETS[n], _start_em(EM_TARGETS[n], out_dir / n, env)) for n in names]
+    errors: list[str] = []
+    for t, proc in procs:
+        try:
+            # a cold cache builds the wasm64 system libraries first: minutes, once
+            _, err = proc.communicate(timeout=1800)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            errors.append(f"{t.name}: emcc timed out after 1800 s")
+            continue
+        if proc.returncode != 0:
+            errors.append(f"{t.name}: emcc failed (exit {proc.returncode}):\n{err.strip()}")
+    if errors:
+        raise BuildError("\n".join(errors))
+    built: dict[str, Artifact] = {}
+    for t, _proc in procs:
+        d = out_dir / t.name
+        glue = d / EM_GLUE
+        roles = {"glue": glue, "wasm": glue.with_suffix(".wasm")}
+        worker = glue.with_suffix(".worker.js")
+        if worker.is_file():
+            roles["worker"] = worker
+        files, sha256 = digest(roles)
+        built[t.name] = Artifact(
+            name=t.name,
+            format="emscripten",
+            path=glue,
+            sha256=sha256,
+            files=files,
+            ptr_width=t.ptr_width,
+            target=f"wasm{t.ptr_width}-unknown-emscripten",
+            features=t.features,
+            toolchain=toolchain,
+            flags=tuple(em_flags(t)),
+            signatures=signatures_json(),
+        )
+    return built
 
 
 @dataclass(frozen=True)
@@ -169,7 +344,7 @@ def compile_flags(target: Target, defines: Sequence[str] = ()) -> list[str]:
     flags = [f"--target={target.triple}", *target.target_flags, *COMMON_FLAGS]
     flags += [f"-I{INCLUDE_DIR}"]
     flags += [f"-D{d}" for d in defines]
-    if target.kind == "wasm":
+    if target.format == "wasm":
         flags += ["-Wl,--no-entry", "-Wl,-z,stack-size=1048576"]
         flags += [f"-Wl,--export={name}" for name in EXPORTS]
     else:
@@ -187,11 +362,13 @@ def inputs_sha256() -> str:
         h.update(str(rel).encode() + b"\0" + (REPO_ROOT / rel).read_bytes() + b"\0")
     for t in TARGETS.values():
         h.update(" ".join(compile_flags(t)).encode() + b"\0")
+    for e in EM_TARGETS.values():
+        h.update(" ".join(em_flags(e)).encode() + b"\0")
     return h.hexdigest()
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def _start(target: Target, out_path: Path, defines: Sequence[str]) -> subprocess.Popen[str]:
@@ -228,11 +405,13 @@ def _build_many(
         raise BuildError("\n".join(errors))
     built: dict[str, Artifact] = {}
     for name, t, d, path, _proc in procs:
+        files, sha256 = digest({get_format(t.format).roles[0]: path})
         built[name] = Artifact(
             name=name,
-            kind=t.kind,
+            format=t.format,
             path=path,
-            sha256=_sha256(path),
+            sha256=sha256,
+            files=files,
             ptr_width=t.ptr_width,
             target=t.triple,
             features=t.features,
@@ -256,8 +435,11 @@ def write_manifest(out_dir: Path, artifacts: Sequence[Artifact]) -> Path:
     return path
 
 
-def build_all(out_dir: Path = DEFAULT_OUT, variants: Sequence[Variant] = ()) -> dict[str, Artifact]:
-    """Build the three bundled artifacts plus ``variants`` and write the manifest.
+def build_all(
+    out_dir: Path = DEFAULT_OUT, variants: Sequence[Variant] = (), *, emscripten: bool = False
+) -> dict[str, Artifact]:
+    """Build the bundled zig artifacts plus ``variants`` (plus, with ``emscripten``, the
+    EM_TARGETS) and write the manifest.
 
     Returns the artifacts by name; raises BuildError with the compiler's message on failure.
     """
@@ -268,6 +450,8 @@ def build_all(out_dir: Path = DEFAULT_OUT, variants: Sequence[Variant] = ()) -> 
     jobs += [(v.name, TARGETS[v.base], v.defines) for v in variants]
     out_dir.mkdir(parents=True, exist_ok=True)
     built = _build_many(out_dir, jobs)
+    if emscripten:
+        built.update(build_emscripten(out_dir))
     write_manifest(out_dir, list(built.values()))
     return built
 
@@ -286,11 +470,11 @@ def manifest_is_fresh(out_dir: Path = DEFAULT_OUT) -> bool:
         data = json.loads(path.read_text())
         if data.get("schema") != MANIFEST_SCHEMA or data.get("inputs_sha256") != inputs_sha256():
             return False
-        entries = {a["name"]: a for a in data["artifacts"]}
+        entries = load_manifest(path)
         if not set(TARGETS) <= set(entries):
             return False
-        return all(_sha256(out_dir / a["path"]) == a["sha256"] for a in entries.values())
-    except (OSError, ValueError, KeyError, TypeError):
+        return all(file_sha256(f.path) == f.sha256 for a in entries.values() for f in a.file_set())
+    except (OSError, ValueError, KeyError, TypeError, ManifestError):
         return False
 
 
@@ -333,8 +517,13 @@ def execute(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"tinygpt-harness build: {exc}", file=sys.stderr)
         return 2
+    emscripten = emcc_path() is not None
+    if not emscripten:  # the other formats still build; a matrix naming em-* will say so
+        names = ", ".join(EM_TARGETS)
+        print(f"tinygpt-harness build: emcc not found, skipping {names}; install it: "
+              f"{EMCC_INSTALL}", file=sys.stderr)  # fmt: skip
     try:
-        built = build_all(args.out, variants)
+        built = build_all(args.out, variants, emscripten=emscripten)
     except BuildError as exc:
         print(f"tinygpt-harness build: {exc}", file=sys.stderr)
         return 2

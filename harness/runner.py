@@ -471,7 +471,7 @@ def _now() -> str:
 def _artifact_meta(a: Artifact) -> dict[str, Any]:
     return {
         "sha256": a.sha256,
-        "kind": a.kind,
+        "format": a.format,
         "target": a.target,
         "ptr_width": a.ptr_width,
         "features": list(a.features),

@@ -12,7 +12,13 @@
  */
 #include "tg_internal.h"
 
-#ifndef __wasm__
+/* Under emscripten the module has a libc whose malloc owns memory.grow (sbrk): growing memory
+ * behind its back would corrupt its heap, so emscripten builds take the malloc'd-chunk path. */
+#if defined(__wasm__) && !defined(__EMSCRIPTEN__)
+#define TG_OWN_MEMORY 1
+#endif
+
+#ifndef TG_OWN_MEMORY
 #include <stdlib.h>
 #endif
 
@@ -55,7 +61,7 @@ static void insert_free(tg_block *b) {
     }
 }
 
-#ifdef __wasm__
+#ifdef TG_OWN_MEMORY
 extern unsigned char __heap_base;
 static int heap_started;
 

@@ -8,17 +8,15 @@ wrap either one for crash and hang isolation.
 from __future__ import annotations
 
 from harness.artifact import Artifact
+from harness.formats import PY_RUNTIMES, loader_class
 from harness.hosts.base import IncompatibleArtifact, Instance
 
 
 def load_in_process(artifact: Artifact) -> Instance:
-    """Load ``artifact`` with the in-process engine of its kind (ctypes or wasmtime)."""
-    if artifact.kind == "native":
-        from harness.engines.ctypes_engine import CtypesInstance
-
-        return CtypesInstance.load(artifact)
-    if artifact.kind == "wasm":
-        from harness.engines.wasmtime_engine import WasmtimeInstance
-
-        return WasmtimeInstance.load(artifact)
-    raise IncompatibleArtifact(f"{artifact.name}: no in-process engine for kind {artifact.kind!r}")
+    """Load ``artifact`` with the in-process engine its format names (ctypes or wasmtime)."""
+    fmt = artifact.fmt
+    for runtime in PY_RUNTIMES:
+        if runtime in fmt.loaders:
+            instance: Instance = loader_class(fmt.loader(runtime)).load(artifact)
+            return instance
+    raise IncompatibleArtifact(f"{artifact.name}: format {fmt.name} has no in-process engine")

@@ -23,7 +23,6 @@ from harness.hosts.base import (
     ABIError,
     CorruptArtifact,
     HostError,
-    IncompatibleArtifact,
     Instance,
     MissingExport,
     Scalar,
@@ -58,10 +57,6 @@ class CtypesInstance(Instance):
     @classmethod
     def load(cls, artifact: Artifact) -> CtypesInstance:
         """dlopen a private copy of ``artifact``; CorruptArtifact if it is not a library."""
-        if artifact.kind != "native":
-            raise IncompatibleArtifact(
-                f"ctypes loads native libraries, {artifact.name} is a {artifact.kind} artifact"
-            )
         if not artifact.path.is_file():
             raise CorruptArtifact(f"{artifact.name}: no such file {artifact.path}")
         fd, private = tempfile.mkstemp(prefix="tinygpt-", suffix=".so")

@@ -40,7 +40,7 @@ def make_engine() -> wasmtime.Engine:
     return wasmtime.Engine(config)
 
 
-def _parse(engine: wasmtime.Engine, path: Path, label: str) -> wasmtime.Module:
+def parse_module(engine: wasmtime.Engine, path: Path, label: str) -> wasmtime.Module:
     """Compile ``path``; CorruptArtifact with wasmtime's own message if it is not valid wasm."""
     try:
         data = path.read_bytes()
@@ -93,7 +93,7 @@ def validate_wasm_abi(path: Path, ptr_width: int) -> None:
     export or the memory is absent), ABIError (a func type differs: names the export, the
     expected and the found types; or the memory width differs from ``ptr_width``).
     """
-    check_module_abi(_parse(make_engine(), path, str(path)), ptr_width, str(path))
+    check_module_abi(parse_module(make_engine(), path, str(path)), ptr_width, str(path))
 
 
 def _i32(v: int) -> int:
@@ -138,12 +138,8 @@ class WasmtimeInstance(Instance):
     @classmethod
     def load(cls, artifact: Artifact) -> WasmtimeInstance:
         """Parse, ABI-check and instantiate ``artifact``."""
-        if artifact.kind != "wasm":
-            raise IncompatibleArtifact(
-                f"wasmtime runs wasm modules, {artifact.name} is a {artifact.kind} artifact"
-            )
         engine = make_engine()
-        module = _parse(engine, artifact.path, artifact.name)
+        module = parse_module(engine, artifact.path, artifact.name)
         check_module_abi(module, artifact.ptr_width, artifact.name)
         return cls(artifact, engine, module)
 

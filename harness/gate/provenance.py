@@ -17,7 +17,7 @@ from harness.gate.errors import GateInputError, RefusalError
 from harness.rundir.meta import RunMeta
 from harness.rundir.reader import Run
 
-_RECIPE_KEYS = ("kind", "target", "ptr_width", "toolchain", "flags", "features")
+_RECIPE_KEYS = ("format", "target", "ptr_width", "toolchain", "flags", "features")
 
 
 def refusals(
@@ -94,6 +94,8 @@ def _recipe(meta: RunMeta, name: str) -> dict[str, object]:
     entry = meta.artifact_builds.get(name)
     if entry is None:
         return {}
+    if "kind" in entry and "format" not in entry:  # runs before manifest schema 2 said "kind"
+        entry = {**entry, "format": entry["kind"]}
     return {k: entry.get(k) for k in _RECIPE_KEYS if k in entry}
 
 

@@ -17,11 +17,14 @@ Failures are typed so the runner can give each cell its verdict and exact cause:
 from __future__ import annotations
 
 import abc
-import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from harness.artifact import Artifact
+from harness.formats import FileDigest, file_sha256, set_sha256
 
 Scalar = int | float
 
@@ -49,32 +52,37 @@ class CorruptArtifact(HostError):
 class ArtifactHashMismatch(CorruptArtifact):
     """The file's sha256 is not the manifest's: it was rebuilt, edited or replaced since."""
 
-    def __init__(self, artifact: Artifact, actual: str) -> None:
+    def __init__(
+        self, artifact: Artifact, actual: str, path: Path, expected: str, what: str = ""
+    ) -> None:
+        subject = f"the {what} of {path}" if what else str(path)
         super().__init__(
-            f"{artifact.name}: {artifact.path} has sha256 {actual} but the manifest says "
-            f"{artifact.sha256}; rebuild (`tinygpt-harness build`) or restore the file"
+            f"{artifact.name}: {subject} has sha256 {actual} but the manifest says "
+            f"{expected}; rebuild (`tinygpt-harness build`) or restore the file"
         )
-        self.expected = artifact.sha256
+        self.expected = expected
         self.actual = actual
 
 
 def verify_artifact(artifact: Artifact) -> str:
-    """Return the sha256 of ``artifact``'s file; raise unless it is the manifest's.
+    """Return the sha256 of ``artifact``'s file set; raise unless every file is the manifest's.
 
     Every host's load goes through :meth:`Host.load`, which calls this, so a binary that no
     longer matches its manifest entry never runs and never has rows recorded under that hash.
+    Each file is checked against its own sha256 (the message names the file), then the set.
     """
-    path = Path(artifact.path)
-    if not path.is_file():
-        raise CorruptArtifact(f"{artifact.name}: no file at {path}")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    actual = digest.hexdigest()
-    if actual != artifact.sha256:
-        raise ArtifactHashMismatch(artifact, actual)
-    return actual
+    found: list[FileDigest] = []
+    for f in artifact.file_set():
+        if not f.path.is_file():
+            raise CorruptArtifact(f"{artifact.name}: no {f.role} file at {f.path}")
+        actual = file_sha256(f.path)
+        if actual != f.sha256:
+            raise ArtifactHashMismatch(artifact, actual, f.path, f.sha256)
+        found.append(FileDigest(f.role, f.path, actual))
+    total = set_sha256(found)
+    if total != artifact.sha256:
+        raise ArtifactHashMismatch(artifact, total, artifact.path, artifact.sha256, "file set")
+    return total
 
 
 class MissingExport(HostError):
@@ -113,6 +121,8 @@ class Instance(abc.ABC):
     artifact: Artifact
     loaded_sha256: str = ""  # the sha256 of the file as loaded (set by Host.load)
     flag_warning: str = ""  # the host's Host.flag_warning when it loaded this (set by Host.load)
+    # what the format's loader reported about the loaded module (e.g. pthread_workers)
+    load_info: Mapping[str, Any] = MappingProxyType({})
 
     @abc.abstractmethod
     def call(self, name: str, *args: Scalar) -> Scalar | None:
@@ -141,15 +151,17 @@ class Instance(abc.ABC):
         """Release the instance (its memory, its page or its worker)."""
 
     def alloc(self, nbytes: int) -> int:
-        """Allocate ``nbytes`` with the library's own allocator; raises HostError on OOM."""
-        ptr = self.call("tg_alloc", nbytes)
+        """Allocate ``nbytes`` with the format's allocator (``tg_alloc``, ``malloc``, ...);
+        raises HostError on OOM."""
+        name = self.artifact.fmt.allocator[0]
+        ptr = self.call(name, nbytes)
         if not ptr:
-            raise HostError(f"tg_alloc({nbytes}) returned 0 (out of memory)")
+            raise HostError(f"{name}({nbytes}) returned 0 (out of memory)")
         return int(ptr)
 
     def free(self, ptr: int) -> None:
         """Free a pointer from :meth:`alloc`."""
-        self.call("tg_free", ptr)
+        self.call(self.artifact.fmt.allocator[1], ptr)
 
     def read_cstring(self, ptr: int, limit: int = 1 << 16) -> str:
         """Read a NUL-terminated UTF-8 string at ``ptr`` (at most ``limit`` bytes)."""
@@ -164,30 +176,37 @@ class Host(abc.ABC):
     """A way of running artifacts, e.g. ``node24`` or ``chromium``."""
 
     name: str  # the id used in matrices and result rows
+    runtime: str  # the engine kind formats name loaders for (harness.formats.*_RUNTIMES)
     flag_warning: str = ""  # set when the host had to drop its wanted engine flags (why)
 
     @abc.abstractmethod
     def version(self) -> str:
         """Return the exact version (e.g. ``v24.21.0``); raises HostUnavailable if not installed."""
 
-    @abc.abstractmethod
     def can_load(self, artifact: Artifact) -> str | None:
-        """Return None if this host can try ``artifact``'s kind, else the reason it can't."""
+        """Return None if ``artifact``'s format has a loader for this host's runtime, else why
+        not (the format decides: no host knows format names)."""
+        return artifact.fmt.refusal(self.runtime, self.name)
 
     def load(self, artifact: Artifact) -> Instance:
-        """Verify ``artifact``'s file against its manifest hash, then load it.
+        """Verify ``artifact``'s files against the manifest, then load it.
 
         Raises ArtifactHashMismatch before the host sees a file that is not the manifest's, and
-        IncompatibleArtifact/CorruptArtifact/MissingExport/... from the host's own load.
+        IncompatibleArtifact/CorruptArtifact/MissingExport/... from the host's own load (which
+        starts with the format's static checks: :meth:`static_check`).
         """
         reason = self.can_load(artifact)
-        if reason is not None:  # before hashing: a host refusing the kind need not read the file
+        if reason is not None:  # before hashing: a host refusing the format need not read it
             raise IncompatibleArtifact(reason)
         sha256 = verify_artifact(artifact)
         instance = self.load_verified(artifact)
         instance.loaded_sha256 = sha256
         instance.flag_warning = self.flag_warning
         return instance
+
+    def static_check(self, artifact: Artifact) -> None:
+        """Run ``artifact``'s format's static checks (before any engine sees it)."""
+        artifact.fmt.static_check(artifact.paths(), artifact.ptr_width)
 
     @abc.abstractmethod
     def load_verified(self, artifact: Artifact) -> Instance:

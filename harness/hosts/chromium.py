@@ -28,7 +28,7 @@ from harness.hosts.page_server import PageServer
 from harness.hosts.pipe import artifact_entry, error_from_reply
 from harness.hosts.timeouts import Timeouts
 from harness.hosts.v8_tier import STEADY_V8_FLAGS, chromium_js_flags
-from harness.hosts.wasm_check import ModuleChecks, engine_rejection
+from harness.hosts.wasm_check import engine_rejection
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 LAUNCH_ARGS = (
@@ -76,6 +76,7 @@ class ChromiumInstance(base.Instance):
         self.artifact = artifact
         worker = load_header.get("worker", {})
         self.worker_cross_origin_isolated = bool(worker.get("crossOriginIsolated"))
+        self.load_info = dict(load_header.get("info") or {})
         self._lost: str | None = None
         self._closed = False
 
@@ -159,6 +160,7 @@ class ChromiumHost(base.Host):
     """Headless Chromium; ``number_shim`` reproduces the TinyGPT BigInt bug on purpose."""
 
     name = "chromium"
+    runtime = "chromium"
 
     def __init__(
         self,
@@ -176,7 +178,6 @@ class ChromiumHost(base.Host):
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._server: PageServer | None = None
-        self._checks = ModuleChecks()
 
     def _require(self) -> None:
         if not self.executable.is_file():
@@ -229,12 +230,6 @@ class ChromiumHost(base.Host):
         """The browser's own version string, e.g. ``156.0.8078.79``."""
         return str(self.browser().version)
 
-    def can_load(self, artifact: Artifact) -> str | None:
-        """Chromium runs wasm artifacts only."""
-        if artifact.kind != "wasm":
-            return f"chromium runs wasm modules, not {artifact.kind} libraries"
-        return None
-
     def evaluate(self, page: Page, method: str, *args: Any, timeout_s: float) -> dict[str, Any]:
         """``await window.tg[method](...args, timeoutMs)``; a dead page raises HostCrashed."""
         try:
@@ -278,14 +273,15 @@ class ChromiumHost(base.Host):
 
     def load_verified(self, artifact: Artifact) -> ChromiumInstance:
         """Open a page for ``artifact`` and load it there."""
-        self._checks.check(artifact)  # static ABI check before the browser sees the module
-        url = self.server().register(Path(artifact.path))
+        self.static_check(artifact)  # before the browser sees any file
+        entry = artifact_entry(artifact, self.runtime)
+        # every file of the set is served (the worker fetches them; glue finds its .wasm and
+        # worker .js through these URLs), under a URL keyed by its path
+        entry["urls"] = {role: self.server().register(p) for role, p in artifact.paths().items()}
         context, page = self.open_page()
-        options = {"numberShim": self.number_shim}
+        options = {"numberShim": self.number_shim, "loadTimeoutMs": self._load_budget_ms()}
         try:
-            reply = self.evaluate(
-                page, "load", url, artifact_entry(artifact), options, timeout_s=self.timeouts.load_s
-            )
+            reply = self.evaluate(page, "load", entry, options, timeout_s=self.timeouts.load_s)
         except HostError:
             with contextlib.suppress(PlaywrightError):
                 context.close()
@@ -295,6 +291,12 @@ class ChromiumHost(base.Host):
                 context.close()
             raise engine_rejection(error_from_reply(reply))
         return ChromiumInstance(self, context, page, artifact, reply["header"])
+
+    def _load_budget_ms(self) -> int:
+        """How long a loader may wait for a module to come up: under the load timeout, so a
+        factory that never resolves is reported by the loader, in its words, before the page's
+        own timer terminates the worker."""
+        return int(self.timeouts.load_s * 900)
 
     def close(self) -> None:
         """Close the browser, the page server and (when last) the Playwright driver."""

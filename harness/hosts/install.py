@@ -95,6 +95,18 @@ def install_chromium() -> int:
     return apt_install(("chromium",))
 
 
+def install_emscripten() -> int:
+    """``apt-get install -y emscripten`` as root when emcc is missing; else print the command.
+
+    Debian's package (3.1.x) builds the bundled library's em-* artifacts (harness/build.py);
+    without it ``build`` skips them and says so.
+    """
+    if shutil.which("emcc") is not None:
+        print(f"emscripten: present at {shutil.which('emcc')}")
+        return 0
+    return apt_install(("emscripten",))
+
+
 def parse_pins(items: list[str]) -> dict[str, str]:
     """``["node22=22.1.0", ...]`` -> HOST_PINS with those entries overridden."""
     pins = dict(HOST_PINS)
@@ -119,10 +131,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prefix", type=Path, default=None, help="install dir (default: .hosts)")
     parser.add_argument("--no-chromium", action="store_true", help="skip the Chromium step")
+    parser.add_argument(
+        "--no-emscripten", action="store_true", help="skip the emscripten (emcc) step"
+    )
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Install the pinned Node versions and Chromium; returns 0 when both succeeded."""
+    """Install the pinned Node versions, Chromium and emscripten; 0 when all succeeded."""
     try:
         pins = parse_pins(args.pin)
     except ValueError as exc:
@@ -131,4 +146,6 @@ def execute(args: argparse.Namespace) -> int:
     status = install_node(pins, args.prefix or hosts_dir())
     if not args.no_chromium:
         status = max(status, install_chromium())
+    if not args.no_emscripten:
+        status = max(status, install_emscripten())
     return 0 if status == 0 else 1

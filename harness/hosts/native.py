@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 
-from harness.artifact import Artifact
 from harness.hosts.engine_worker import EngineWorkerHost
 from harness.hosts.timeouts import Timeouts
 
@@ -18,6 +17,7 @@ class NativeHost(EngineWorkerHost):
 
     name = "native"
     engine = "native"
+    runtime = "native"
 
     def __init__(self, timeouts: Timeouts | None = None) -> None:
         super().__init__(timeouts)
@@ -32,9 +32,3 @@ class NativeHost(EngineWorkerHost):
             f"ctypes/CPython {platform.python_version()}, {zig}, "
             f"{platform.system()} {platform.release()} {platform.machine()}"
         )
-
-    def can_load(self, artifact: Artifact) -> str | None:
-        """Only native artifacts."""
-        if artifact.kind != "native":
-            return f"native runs native shared libraries, not {artifact.kind} modules"
-        return None

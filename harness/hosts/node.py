@@ -17,7 +17,7 @@ from harness.hosts.install import HOST_PINS, hosts_dir, node_binary, npm_install
 from harness.hosts.pipe import PipeHost
 from harness.hosts.timeouts import Timeouts
 from harness.hosts.v8_tier import STEADY_V8_FLAGS, node_refusal
-from harness.hosts.wasm_check import ModuleChecks, engine_rejection
+from harness.hosts.wasm_check import engine_rejection
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 NODE_SERVER = JS_DIR / "node_server.mjs"
@@ -25,6 +25,8 @@ NODE_SERVER = JS_DIR / "node_server.mjs"
 
 class NodeHost(PipeHost):
     """One Node executable; ``number_shim`` reproduces the TinyGPT BigInt bug on purpose."""
+
+    runtime = "node"
 
     def __init__(
         self,
@@ -45,7 +47,6 @@ class NodeHost(PipeHost):
         self._flags: tuple[str, ...] | None = None
         self.flag_warning = ""  # why the wanted flags were dropped, if they were
         self._version: str | None = None
-        self._checks = ModuleChecks()
 
     def _require(self) -> Path:
         if self.executable is None or not self.executable.is_file():
@@ -67,12 +68,6 @@ class NodeHost(PipeHost):
                 ) from None
             self._version = out.stdout.strip()
         return self._version
-
-    def can_load(self, artifact: Artifact) -> str | None:
-        """Node runs wasm artifacts only."""
-        if artifact.kind != "wasm":
-            return f"{self.name} runs wasm artifacts, not {artifact.kind}"
-        return None
 
     def engine_flags(self) -> tuple[str, ...]:
         """The V8 flags the workers run under: ``v8_flags`` if this Node accepts them, else none
@@ -99,12 +94,9 @@ class NodeHost(PipeHost):
         return [str(self._require()), *self.engine_flags(), str(NODE_SERVER)]
 
     def load_options(self) -> dict[str, Any]:
-        """Pass the Number shim through to driver.mjs."""
-        return {"numberShim": self.number_shim}
-
-    def precheck(self, artifact: Artifact) -> None:
-        """The static ABI check (validate_wasm_abi) before Node sees the module."""
-        self._checks.check(artifact)
+        """Pass the Number shim through to driver.mjs, and the time a loader may wait for a
+        module to come up (under the load timeout, so it is reported in the loader's words)."""
+        return {"numberShim": self.number_shim, "loadTimeoutMs": int(self.timeouts.load_s * 900)}
 
     def refine_load_error(self, artifact: Artifact, error: HostError) -> HostError:
         """Node's CompileError on a module that passed the ABI check is an incompatibility."""

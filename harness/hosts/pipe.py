@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 from harness.artifact import Artifact
@@ -65,18 +66,16 @@ def error_from_reply(header: Mapping[str, Any]) -> HostError:
     return cls(str(header.get("message", "")))
 
 
-def artifact_entry(artifact: Artifact) -> dict[str, Any]:
-    """The artifact's manifest entry with an absolute path, as a worker's LOAD header carries."""
-    return {
-        "name": artifact.name,
-        "kind": artifact.kind,
-        "path": str(artifact.path),
-        "sha256": artifact.sha256,
-        "ptr_width": artifact.ptr_width,
-        "target": artifact.target,
-        "features": list(artifact.features),
-        "signatures": artifact.signatures,
-    }
+def artifact_entry(artifact: Artifact, runtime: str) -> dict[str, Any]:
+    """The artifact's manifest entry relative to ``/``, as a worker's LOAD header carries, plus
+    ``paths`` (role -> absolute path), what its format says ``runtime`` loads it with
+    (``loader``) and the signatures a JS loader wraps (the ABI's and the allocator's)."""
+    entry = artifact.to_json(Path("/"))
+    fmt = artifact.fmt
+    entry["paths"] = {role: str(path) for role, path in artifact.paths().items()}
+    entry["loader"] = fmt.loader(runtime)
+    entry["signatures"] = fmt.signatures(artifact.signatures)
+    return entry
 
 
 class WorkerClient:
@@ -401,9 +400,6 @@ class PipeHost(base.Host):
         """Extra options sent with LOAD (e.g. the JS Number shim)."""
         return {}
 
-    def precheck(self, artifact: Artifact) -> None:
-        """Checks run in the harness before the worker sees ``artifact`` (JS: the static ABI)."""
-
     def refine_load_error(self, artifact: Artifact, error: HostError) -> HostError:
         """Turn a worker's load failure into its final class (JS: compile error -> incompatible)."""
         return error
@@ -422,16 +418,21 @@ class PipeHost(base.Host):
 
     def load_verified(self, artifact: Artifact) -> PipeInstance:
         """Load ``artifact`` in its worker; failures come back typed (see base.py)."""
-        self.precheck(artifact)
+        self.static_check(artifact)
         client = self.client_for(artifact)
-        header = {"artifact": artifact_entry(artifact), "options": self.load_options()}
+        header = {
+            "artifact": artifact_entry(artifact, self.runtime),
+            "options": self.load_options(),
+        }
         try:
             reply = client.request(
                 Op.LOAD, header, timeout_s=self.timeouts.load_s, what=f"load {artifact.name}"
             )
         except HostError as exc:
             raise self.refine_load_error(artifact, exc) from None
-        return PipeInstance(client, int(reply.header["instance"]), artifact, self.timeouts)
+        instance = PipeInstance(client, int(reply.header["instance"]), artifact, self.timeouts)
+        instance.load_info = dict(reply.header.get("info") or {})
+        return instance
 
     def close(self) -> None:
         """Stop every worker."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from harness.artifact import Artifact
 from harness.hosts.base import HostUnavailable
 from harness.hosts.engine_worker import EngineWorkerHost
 from harness.hosts.timeouts import Timeouts
@@ -17,6 +16,7 @@ class WasmtimeHost(EngineWorkerHost):
 
     name = "wasmtime"
     engine = "wasmtime"
+    runtime = "wasmtime"
 
     def __init__(self, timeouts: Timeouts | None = None) -> None:
         super().__init__(timeouts)
@@ -27,9 +27,3 @@ class WasmtimeHost(EngineWorkerHost):
             return f"wasmtime-py {importlib.metadata.version('wasmtime')}"
         except importlib.metadata.PackageNotFoundError:
             raise HostUnavailable("wasmtime-py is not installed", INSTALL_HINT) from None
-
-    def can_load(self, artifact: Artifact) -> str | None:
-        """Only wasm artifacts."""
-        if artifact.kind != "wasm":
-            return f"wasmtime runs wasm modules, not {artifact.kind} libraries"
-        return None

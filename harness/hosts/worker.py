@@ -8,7 +8,6 @@ Replies in order, one per request; errors are ERROR frames naming the HostError 
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.metadata
 import os
 import platform
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from harness.artifact import Artifact
+from harness.formats import PY_RUNTIMES, loader_class
 from harness.hosts.base import ABIError, HostError, Instance, Scalar
 from harness.hosts.framing import (
     PROTOCOL_VERSION,
@@ -31,11 +31,9 @@ from harness.hosts.framing import (
     read_frame,
 )
 
-# engine name -> (module, class); imported only in the worker that uses it
-ENGINES: dict[str, tuple[str, str]] = {
-    "native": ("harness.engines.ctypes_engine", "CtypesInstance"),
-    "wasmtime": ("harness.engines.wasmtime_engine", "WasmtimeInstance"),
-}
+# The engines a worker can run: the Python runtimes; each artifact's format names the class
+# that loads it there (harness.formats), imported only in the worker that uses it.
+ENGINES: tuple[str, ...] = PY_RUNTIMES
 
 
 class _Loader(Protocol):
@@ -61,7 +59,6 @@ class Worker:
         self.engine = engine
         self.instances: dict[int, Instance] = {}
         self._next_id = 1
-        self._loader: _Loader | None = None
         self.handlers: dict[Op, Callable[[Frame], Reply]] = {
             Op.HELLO: self.hello,
             Op.LOAD: self.load,
@@ -73,12 +70,10 @@ class Worker:
             Op.UNLOAD: self.unload,
         }
 
-    def loader(self) -> _Loader:
-        """The engine's Instance class, imported on first LOAD."""
-        if self._loader is None:
-            module, cls = ENGINES[self.engine]
-            self._loader = getattr(importlib.import_module(module), cls)
-        return self._loader
+    def loader(self, artifact: Artifact) -> _Loader:
+        """The Instance class ``artifact``'s format loads it with in this engine."""
+        loader: _Loader = loader_class(artifact.fmt.loader(self.engine))
+        return loader
 
     def instance(self, frame: Frame) -> Instance:
         """The instance a request names."""
@@ -104,7 +99,7 @@ class Worker:
     def load(self, frame: Frame) -> Reply:
         """Load the manifest entry (absolute path) with the engine."""
         artifact = Artifact.from_json(dict(frame.header["artifact"]), Path("/"))
-        instance = self.loader().load(artifact)
+        instance = self.loader(artifact).load(artifact)
         instance_id, self._next_id = self._next_id, self._next_id + 1
         self.instances[instance_id] = instance
         return {"instance": instance_id, "ptr_width": artifact.ptr_width}, b""

@@ -2,7 +2,7 @@
 // page.mjs posts. Running kernels here rather than on the page's main thread lets the page stop
 // a hung kernel with worker.terminate() and still answer the harness.
 
-import { Session, errorReply } from './session.mjs';
+import { Session, errorReply, urlIO } from './session.mjs';
 
 const session = new Session();
 
@@ -16,7 +16,7 @@ async function run(op, header, blob) {
         },
       };
     case 'load':
-      return session.load(header, blob);
+      return session.load(header, urlIO(header.artifact));
     case 'call':
       return session.call(header);
     case 'write':

@@ -1,5 +1,7 @@
 // The ONE JS driver of the kernel library, loaded by Node (node_server.mjs) and by Chromium
-// (chromium_worker.mjs). It instantiates a module and wraps every export the manifest entry lists.
+// (chromium_worker.mjs). The artifact's format loader (format_<name>.mjs, named by the entry's
+// `loader`, from harness/formats) brings the module up and hands over its exports and memory;
+// this file wraps every export the entry's signatures list, the same way for every format.
 //
 // Argument kinds come from manifestEntry.signatures and the pointer width from
 // manifestEntry.ptr_width, read ONCE at load: under Memory64 every `ptr` argument is passed as a
@@ -58,14 +60,17 @@ export function measureClockResolutionNs(maxReads = 1_000_000, budgetMs = 100) {
   return best * 1e6;
 }
 
-/** One instantiated artifact: wrapped exports, memory access and an in-engine timing loop. */
+/**
+ * One loaded artifact: wrapped exports, memory access and an in-engine timing loop.
+ * `opened` is what a format loader returns: {lookup(name) -> function|undefined,
+ * heap() -> Uint8Array over the whole current memory, checkArity: whether a function's
+ * `length` is its wasm arity (false for glue wrappers taking `...args`), info?: facts about
+ * the loaded module for the harness, e.g. {pthread_workers}}.
+ */
 export class ArtifactInstance {
-  constructor(instance, entry, width, numberShim) {
-    const exports = instance.exports;
-    if (!(exports.memory instanceof WebAssembly.Memory)) {
-      throw new HarnessError('MissingExport', 'the module exports no memory named "memory"');
-    }
-    this.memory = exports.memory;
+  constructor(opened, entry, width, numberShim) {
+    this.opened = opened;
+    this.info = opened.info || {}; // what the loader reports about the loaded module
     this.ptrWidth = width;
     this.numberShim = numberShim;
     this.raw = {};
@@ -73,12 +78,12 @@ export class ArtifactInstance {
     this.fns = {};
     const missing = [];
     for (const [name, sig] of Object.entries(entry.signatures)) {
-      const fn = exports[name];
+      const fn = opened.lookup(name);
       if (typeof fn !== 'function') {
         missing.push(name);
         continue;
       }
-      if (fn.length !== sig.params.length) {
+      if (opened.checkArity && fn.length !== sig.params.length) {
         throw new HarnessError(
           'ABIError',
           `${name} takes ${fn.length} parameters in the module, the ABI says ${sig.params.length}`,
@@ -123,11 +128,11 @@ export class ArtifactInstance {
   }
 
   bytes() {
-    return new Uint8Array(this.memory.buffer); // re-read each time: memory.grow detaches buffers
+    return this.opened.heap(); // re-read each time: memory.grow detaches buffers
   }
 
   checkRange(what, ptr, n) {
-    const size = this.memory.buffer.byteLength;
+    const size = this.bytes().byteLength;
     if (!Number.isSafeInteger(ptr) || !Number.isSafeInteger(n) || ptr < 0 || n < 0 || ptr + n > size) {
       throw new HarnessError('HostError', `${what} of ${n} bytes at ${ptr} is outside memory (${size} bytes)`);
     }
@@ -162,17 +167,35 @@ export class ArtifactInstance {
   }
 }
 
+const LOADER_NAME = /^format_[a-z0-9_]+\.mjs$/;
+
 /**
- * Compile and instantiate `bytes` and wrap the exports `manifestEntry.signatures` lists.
+ * Bring up the artifact `manifestEntry` describes with its format's loader and wrap the exports
+ * `manifestEntry.signatures` lists. `io` reads the artifact's files by role: {bytes(role) ->
+ * Promise<Uint8Array>, url(role) -> string, path(role) -> string|undefined (Node only)}.
  * options.numberShim: pass `ptr` arguments as Numbers even under Memory64 -- the deliberate
  * TinyGPT bug, kept so a test can show the harness reports V8's TypeError as an ABIError.
+ * options.loadTimeoutMs: how long a loader may wait for a module to come up.
  */
-export async function loadArtifact(bytes, manifestEntry, options = {}) {
+export async function loadArtifact(manifestEntry, io, options = {}) {
   const width = Number(manifestEntry.ptr_width);
   if (width !== 32 && width !== 64) {
     throw new HarnessError('ABIError', `ptr_width must be 32 or 64, got ${manifestEntry.ptr_width}`);
   }
-  const module = await WebAssembly.compile(bytes);
-  const instance = await WebAssembly.instantiate(module, {});
-  return new ArtifactInstance(instance, manifestEntry, width, Boolean(options.numberShim));
+  if (!LOADER_NAME.test(String(manifestEntry.loader))) {
+    throw new HarnessError('HostError', `no JS loader named ${JSON.stringify(manifestEntry.loader)}`);
+  }
+  const loader = await import(new URL(`./${manifestEntry.loader}`, import.meta.url).href);
+  const opened = await loader.open(manifestEntry, io, options);
+  return new ArtifactInstance(opened, manifestEntry, width, Boolean(options.numberShim));
+}
+
+/** Settle with `promise`, or reject with a HostTimeout naming `what` after `ms` milliseconds. */
+export function withTimeout(promise, ms, what) {
+  if (!(ms > 0)) return promise;
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new HarnessError('HostTimeout', `${what} did not settle within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }

@@ -4,6 +4,8 @@
 // process.
 
 import fs from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { HarnessError } from './driver.mjs';
 import { Session, errorReply } from './session.mjs';
 
 const PROTOCOL_VERSION = 1;
@@ -67,6 +69,20 @@ function readFrame() {
   return { op, header, blob: payload.subarray(4 + headLen) };
 }
 
+/** File access by role for an entry whose files are local paths (`entry.paths`). */
+function fileIO(entry) {
+  const path = (role) => {
+    const p = (entry.paths || {})[role];
+    if (p === undefined) throw new HarnessError('HostError', `${entry.name}: no ${role} file in the entry`);
+    return p;
+  };
+  return {
+    path,
+    url: (role) => pathToFileURL(path(role)).href,
+    bytes: async (role) => fs.readFileSync(path(role)),
+  };
+}
+
 async function handle(session, { op, header, blob }) {
   switch (op) {
     case OP.HELLO:
@@ -82,7 +98,7 @@ async function handle(session, { op, header, blob }) {
         },
       };
     case OP.LOAD:
-      return session.load(header, fs.readFileSync(header.artifact.path));
+      return session.load(header, fileIO(header.artifact));
     case OP.CALL:
       return session.call(header);
     case OP.WRITE:
@@ -120,3 +136,6 @@ async function main() {
 }
 
 await main();
+// A module's own threads (an emscripten pthread pool) would keep the process alive after the
+// harness closed the pipe: the protocol is over, so exit.
+process.exit(0);

@@ -77,19 +77,13 @@ function need() {
 }
 
 window.tg = {
-  async load(url, entry, options, timeoutMs) {
-    let bytes;
-    try {
-      const response = await fetch(url);
-      if (!response.ok) return { error: 'HostError', message: `GET ${url}: HTTP ${response.status}` };
-      bytes = new Uint8Array(await response.arrayBuffer());
-    } catch (err) {
-      return { error: 'HostError', message: `GET ${url}: ${err.message}` };
-    }
+  async load(entry, options, timeoutMs) {
+    // the worker fetches the artifact's files itself (entry.urls): a format's glue may need
+    // more than one, by URL
     session = new WorkerSession();
     const hello = await session.request('hello', {}, null, timeoutMs);
     if (!hello.ok) return hello;
-    const reply = await session.request('load', { artifact: entry, options }, bytes, timeoutMs);
+    const reply = await session.request('load', { artifact: entry, options }, null, timeoutMs);
     if (!reply.ok) return reply;
     session.instanceId = reply.header.instance;
     return { ok: true, header: { ...reply.header, worker: hello.header } };

@@ -18,6 +18,24 @@ export function errorReply(err) {
   return { error: errorKind(err), engine_error: engineError, message };
 }
 
+/** File access by role for an entry whose files are served at `entry.urls` (Chromium). */
+export function urlIO(entry) {
+  const url = (role) => {
+    const u = (entry.urls || {})[role];
+    if (u === undefined) throw new HarnessError('HostError', `${entry.name}: no ${role} file is served`);
+    return u;
+  };
+  return {
+    url,
+    path: () => undefined,
+    async bytes(role) {
+      const response = await fetch(url(role));
+      if (!response.ok) throw new HarnessError('HostError', `GET ${url(role)}: HTTP ${response.status}`);
+      return new Uint8Array(await response.arrayBuffer());
+    },
+  };
+}
+
 export class Session {
   constructor() {
     this.instances = new Map();
@@ -36,11 +54,13 @@ export class Session {
     return inst;
   }
 
-  async load(header, bytes) {
-    const inst = await loadArtifact(bytes, header.artifact, header.options || {});
+  /** Load header.artifact (a LOAD header's entry) reading its files through `io`. */
+  async load(header, io) {
+    const inst = await loadArtifact(header.artifact, io, header.options || {});
     const id = this.nextId++;
     this.instances.set(id, inst);
-    return { header: { instance: id, ptr_width: inst.ptrWidth, exports: Object.keys(inst.fns).length } };
+    const exports = Object.keys(inst.fns).length;
+    return { header: { instance: id, ptr_width: inst.ptrWidth, exports, info: inst.info } };
   }
 
   call(header) {

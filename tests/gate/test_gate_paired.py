@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 import harness.hosts.base as hosts_base
-from harness.artifact import Artifact, ArtifactKind
+from harness.artifact import Artifact
 from harness.build import Variant, build_variant, write_manifest
 from harness.cli import main
 from harness.gate.paired import balanced_loader
@@ -128,7 +128,7 @@ def test_paired_policy_rejects_empty_sampling(
 
 def _artifact(tmp: Path, name: str, sha: str | None = None) -> Artifact:
     """A fake build: a file named after ``name``, under ``sha`` (else the file's real hash)."""
-    kind: ArtifactKind = "native" if name == "native" else "wasm"
+    kind = "native" if name == "native" else "wasm"
     path = tmp / f"{name}.bin"
     path.write_bytes(name.encode())
     sha = sha or hashlib.sha256(path.read_bytes()).hexdigest()

@@ -43,7 +43,7 @@ def _compile(name: str, target_name: str, out: Path, *, omit: bool = False) -> A
     subprocess.run([*cmd, str(FIXTURE_C)], check=True, capture_output=True, timeout=300)
     return Artifact(
         name=name,
-        kind=kind,  # type: ignore[arg-type]
+        format=kind,
         path=out,
         sha256=hashlib.sha256(out.read_bytes()).hexdigest(),
         ptr_width=width,

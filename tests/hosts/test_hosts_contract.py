@@ -151,10 +151,10 @@ def test_time_calls_and_bridge_are_sane(host: Host, artifacts: dict[str, Artifac
 def test_kind_mismatch_is_incompatible_before_trying(
     host: Host, artifacts: dict[str, Artifact]
 ) -> None:
-    """Native x wasm (and wasm x native) is refused by kind, never attempted."""
+    """Native x wasm (and wasm x native) is refused by the format, never attempted."""
     other = artifacts["wasm32"] if host.name == "native" else artifacts["native"]
     assert host.can_load(other) is not None
-    with pytest.raises(IncompatibleArtifact, match=other.kind):
+    with pytest.raises(IncompatibleArtifact, match=other.format):
         host.load(other)
 
 

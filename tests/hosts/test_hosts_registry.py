@@ -35,7 +35,7 @@ def test_can_load_splits_by_kind(artifacts: dict[str, Artifact]) -> None:
     for name in HOST_NAMES:
         host = make_host(name)
         for artifact in (artifacts["wasm32"], artifacts["wasm64"], artifacts["native"]):
-            runs = (artifact.kind == "native") == (name == "native")
+            runs = (artifact.format == "native") == (name == "native")
             reason = host.can_load(artifact)
             assert (reason is None) == runs, (name, artifact.name, reason)
         host.close()

@@ -15,7 +15,7 @@ import pytest
 
 import harness.build as build
 from harness.abi import signatures_json
-from harness.artifact import Artifact, load_manifest
+from harness.artifact import MANIFEST_SCHEMA, Artifact, load_manifest
 from harness.cli import main
 from harness.engines import load_in_process
 from harness.hosts.base import Instance
@@ -48,7 +48,7 @@ def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) ->
     ]
     for a in first["artifacts"]:
         assert a == entries[a["name"]]
-    assert first["schema"] == 1 and first["inputs_sha256"] == second["inputs_sha256"]
+    assert first["schema"] == MANIFEST_SCHEMA and first["inputs_sha256"] == second["inputs_sha256"]
 
 
 def test_manifest_entries_describe_the_binaries(two_builds: tuple[Path, Path]) -> None:
@@ -137,6 +137,21 @@ def test_missing_toolchain_is_a_build_error(
     assert "No module named no_zig_here" in capsys.readouterr().err
 
 
+def test_missing_emcc_prints_the_install_hint_and_the_rest_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without emcc, ``build`` says which artifacts it skips and the exact apt command, builds
+    every zig artifact and exits 0; asking for the emscripten build directly is a BuildError."""
+    monkeypatch.setattr(build, "emcc_path", lambda: None)
+    assert main(["build", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "emcc not found, skipping em-wasm32, em-wasm64, em-wasm32-pthread" in err
+    assert "apt-get install -y emscripten" in err
+    assert set(load_manifest(tmp_path / build.MANIFEST)) == set(build.TARGETS)
+    with pytest.raises(build.BuildError, match=r"need `apt-get install -y emscripten`"):
+        build.build_emscripten(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -219,14 +234,17 @@ def _build_in(checkout: Path, toolchain: Path, cache: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_two_checkouts_two_toolchains_cold_and_warm_cache_build_identical(tmp_path: Path) -> None:
     """Two checkout paths, two toolchain paths, a cold zig cache then one the other warmed:
-    the same sha256s for every artifact (what ``compare`` needs to accept two clones)."""
+    the same sha256s for every artifact, emscripten's included (what ``compare`` needs to
+    accept two clones)."""
     cache = tmp_path / "zig-cache"
     first = _build_in(_checkout_copy(tmp_path / "clone-a"), _toolchain_copy(tmp_path / "venv-a"),
                       cache)  # fmt: skip
     assert cache.is_dir()  # the second build reuses what the first compiled
     second = _build_in(_checkout_copy(tmp_path / "clone-b"), _toolchain_copy(tmp_path / "venv-b"),
                        cache)  # fmt: skip
-    assert set(first) == set(build.TARGETS)
+    # the CLI builds the emscripten artifacts too when emcc is installed: they are compared too
+    em = set(build.EM_TARGETS) if build.emcc_path() is not None else set()
+    assert set(first) == set(build.TARGETS) | em
     assert first == second
 
 

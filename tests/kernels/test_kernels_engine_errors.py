@@ -16,12 +16,12 @@ import pytest
 
 from harness.abi import EXPORTS, Signature
 from harness.artifact import Artifact
+from harness.engines import load_in_process
 from harness.engines.ctypes_engine import CtypesInstance
 from harness.engines.wasmtime_engine import WasmtimeInstance, validate_wasm_abi
 from harness.hosts.base import (
     ABIError,
     CorruptArtifact,
-    IncompatibleArtifact,
     MissingExport,
     Trap,
 )
@@ -57,7 +57,7 @@ def compile_stub(
     else:
         cmd += ["-shared", "-fPIC"]
     subprocess.run(cmd, check=True, capture_output=True)
-    return Artifact(name=name, kind="wasm" if kind == "wasm32" else "native", path=out,
+    return Artifact(name=name, format="wasm" if kind == "wasm32" else "native", path=out,
                     sha256="", ptr_width=32 if kind == "wasm32" else 64,
                     target=_TARGETS[kind])  # fmt: skip
 
@@ -158,11 +158,20 @@ def test_truncated_wasm_is_corrupt_with_wasmtime_message(
         validate_wasm_abi(cut, 32)
 
 
-def test_engine_refuses_the_other_kind(built: dict[str, Artifact]) -> None:
-    """ctypes does not load wasm and wasmtime does not load a shared library."""
-    with pytest.raises(IncompatibleArtifact):
+def test_the_format_routes_and_an_engine_refuses_another_formats_file(
+    built: dict[str, Artifact],
+) -> None:
+    """load_in_process takes the engine from the format; an engine handed the other format's
+    file (bypassing the format) reports it corrupt in its own words, never runs it."""
+    for name, engine in (("native", CtypesInstance), ("wasm32", WasmtimeInstance)):
+        inst = load_in_process(built[name])
+        try:
+            assert isinstance(inst, engine)
+        finally:
+            inst.close()
+    with pytest.raises(CorruptArtifact, match="invalid ELF header"):
         CtypesInstance.load(built["wasm32"])
-    with pytest.raises(IncompatibleArtifact):
+    with pytest.raises(CorruptArtifact, match=r"libtinygpt\.so: input was not valid utf-8"):
         WasmtimeInstance.load(built["native"])
 
 

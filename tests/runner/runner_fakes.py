@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from harness import checks
-from harness.artifact import Artifact
+from harness.artifact import MANIFEST_SCHEMA, Artifact
 from harness.checks.base import CellContext
 from harness.hosts.base import (
     Host,
@@ -156,7 +156,7 @@ def make_artifacts(
         entries.append(
             {
                 "name": name,
-                "kind": "native" if name == "native" else "wasm",
+                "format": "native" if name == "native" else "wasm",
                 "path": f"{name}.bin",
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "ptr_width": 32 if name == "wasm32" else 64,
@@ -164,7 +164,7 @@ def make_artifacts(
             }
         )
     manifest = directory / "manifest.json"
-    manifest.write_text(json.dumps({"artifacts": entries}))
+    manifest.write_text(json.dumps({"schema": MANIFEST_SCHEMA, "artifacts": entries}))
     return manifest
 
 

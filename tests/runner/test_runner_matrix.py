@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from harness.build import EM_TARGETS, TARGETS
 from harness.matrix import (
     Cell,
     HostSpec,
@@ -391,7 +392,7 @@ def test_shipped_matrices_validate_with_the_real_checks(name: str) -> None:
     """matrices/*.toml load against the real host registry and check option validators."""
     from harness.hosts.registry import HOST_NAMES
 
-    names = Names(hosts=HOST_NAMES, artifacts=("wasm32", "wasm64", "native", "native-x86-64"))
+    names = Names(hosts=HOST_NAMES, artifacts=(*TARGETS, *EM_TARGETS))
     m = load_matrix(MATRICES / f"{name}.toml", names)
     assert m.name == name
     assert {h.name for h in m.hosts} == set(HOST_NAMES)
@@ -406,6 +407,10 @@ def test_shipped_matrices_validate_with_the_real_checks(name: str) -> None:
     with_corpus = [(c.host, c.artifact) for c in cells.values() if "corpus" in c.checks]
     assert sorted(with_corpus) == sorted(pairs)
     assert {c.preset for c in cells.values() if "corpus" in c.checks} == {"tiny"}
+    if name == "default":  # the bundled library's emscripten builds, on two hosts each
+        for art in ("em-wasm32", "em-wasm64"):
+            for host in ("node24", "chromium"):
+                assert {"ops", "model"} <= set(cells[f"{host}/{art}/tiny"].checks)
 
 
 def test_ci_matrix_covers_every_compatible_pair_on_tiny_and_small() -> None:

@@ -1,0 +1,113 @@
+"""Format ``emscripten``: a MODULARIZE + EXPORT_ES6 module, loaded through its OWN glue.
+
+An artifact is the glue (``.js``/``.mjs``: ``export default`` a factory returning a promise of
+the Module), its ``.wasm``, and for a ``-pthread`` build the pthread ``.worker.js``. Node and
+Chromium import the glue (``harness/js/format_emscripten.mjs``) and call the factory with
+``wasmBinary`` (the file's bytes) and ``locateFile`` (each file of the set by name), so whatever
+the glue does (the Memory64 argument conversions, ``_malloc`` returning a Number, the pthread
+pool) is what runs. Exports are the ABI's names prefixed ``_``; memory is read and written
+through the glue's ``HEAPU8``; buffers come from ``_malloc``/``_free``.
+
+With ``-sMEMORY64=1 -sWASM_BIGINT`` the glue's wrappers take BigInt for every pointer (and
+``size_t``): the pointer kind comes from the artifact's ``ptr_width`` and the ABI's ``ptr`` kinds,
+as for every format, so a host that passes Numbers gets the engine's TypeError as an ABIError.
+
+The static check parses the ``.wasm`` with wasmtime (Memory64, SIMD and threads on): every ABI
+export present under its C name with the ABI's wasm types at the artifact's pointer width, plus
+``malloc``/``free``; a memory (exported, or imported for ``-pthread``) of that width; a shared
+memory needs the pthread worker file; and the glue is an ES module with a default export.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from harness.abi import EXPORTS, Signature
+from harness.formats import ArtifactFormat
+
+_ES6_DEFAULT = re.compile(rb"export\s+default\s+\w+")
+ALLOCATOR = ("malloc", "free")
+
+
+class EmscriptenFormat(ArtifactFormat):
+    """An emscripten ``-sMODULARIZE -sEXPORT_ES6`` build of a library with the ABI's exports."""
+
+    name = "emscripten"
+    description = "an emscripten ES6 module factory (glue .js + .wasm [+ pthread worker .js])"
+    roles = ("glue", "wasm", "worker")
+    optional_roles = ("worker",)
+    loaders = MappingProxyType(
+        {"node": "format_emscripten.mjs", "chromium": "format_emscripten.mjs"}
+    )
+    allocator = ALLOCATOR
+    allocator_signatures = MappingProxyType(
+        {"malloc": Signature(("ptr",), "ptr"), "free": Signature(("ptr",), "void")}
+    )
+
+    def __init__(self) -> None:
+        self._passed: set[tuple[tuple[str, int, int], ...]] = set()
+
+    def static_check(self, files: Mapping[str, Path], ptr_width: int) -> None:
+        """Check the glue and the module without running either (see the module docstring)."""
+        key = tuple((str(p), p.stat().st_mtime_ns, ptr_width) for p in files.values())
+        if key in self._passed:
+            return
+        self._check(files, ptr_width)
+        self._passed.add(key)
+
+    def _check(self, files: Mapping[str, Path], ptr_width: int) -> None:
+        import wasmtime
+
+        from harness.engines.wasmtime_engine import parse_module
+        from harness.hosts.base import ABIError, CorruptArtifact, MissingExport
+
+        glue = files["glue"]
+        if not _ES6_DEFAULT.search(glue.read_bytes()):
+            raise CorruptArtifact(
+                f"{glue}: no `export default` factory: not an -sMODULARIZE -sEXPORT_ES6 glue"
+            )
+        config = wasmtime.Config()
+        config.wasm_memory64 = True
+        config.wasm_simd = True
+        config.wasm_threads = True
+        module = parse_module(wasmtime.Engine(config), files["wasm"], str(files["wasm"]))
+        label = str(files["wasm"])
+        exports = {e.name: e.type for e in module.exports}
+        wanted: dict[str, Signature] = {**EXPORTS, **self.allocator_signatures}
+        missing = [n for n in wanted if n not in exports]
+        if missing:
+            raise MissingExport(
+                f"{label}: module lacks export(s) {', '.join(missing)} (the glue would offer "
+                f"{', '.join('_' + n for n in missing)}; add them to -sEXPORTED_FUNCTIONS)"
+            )
+        for name, sig in wanted.items():
+            ty = exports[name]
+            expected = sig.wasm_types(ptr_width)
+            found = (
+                (tuple(map(str, ty.params)), tuple(map(str, ty.results)))
+                if isinstance(ty, wasmtime.FuncType)
+                else ty
+            )
+            if found != expected:
+                raise ABIError(f"{label}: export {name} expected {expected}, found {found}")
+        memories = [t for t in exports.values() if isinstance(t, wasmtime.MemoryType)]
+        memories += [i.type for i in module.imports if isinstance(i.type, wasmtime.MemoryType)]
+        if not memories:
+            raise MissingExport(f"{label}: module has no linear memory")
+        width = 64 if memories[0].is_64 else 32
+        if width != ptr_width:
+            raise ABIError(
+                f"{label}: memory is {width}-bit but the artifact's ptr_width is {ptr_width}"
+            )
+        shared = any(i.module == "env" and i.name == "memory" for i in module.imports)
+        if shared and "worker" not in files:
+            raise MissingExport(
+                f"{label}: imports its memory (a -pthread build) but the artifact lists no "
+                "pthread worker .js file"
+            )
+
+
+FORMAT = EmscriptenFormat()

@@ -1,0 +1,239 @@
+"""The ``emscripten`` format: our kernels built by Debian's emcc, loaded through their OWN glue.
+
+Real builds (``tinygpt-harness build``'s em-* artifacts, or a fresh build into a temp dir), real
+Node and Chromium. Covers the Memory64 pointer kind (TinyGPT's bug, caught in the glue where it
+lived), Node 20's refusal of Memory64 in V8's words, and bad glue ending only its cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import build
+from harness.artifact import MANIFEST_SCHEMA, Artifact, load_manifest
+from harness.build import DEFAULT_OUT, EM_TARGETS, EMCC_INSTALL, MANIFEST, emcc_path
+from harness.formats import digest, get_format
+from harness.hosts.base import ABIError, HostError, HostTimeout, IncompatibleArtifact
+from harness.hosts.chromium import ChromiumHost
+from harness.hosts.node import NodeHost, pinned_node, system_node
+from harness.hosts.registry import HOST_NAMES, all_hosts
+from harness.hosts.timeouts import Timeouts
+from harness.kernel import Kernels
+from harness.rundir.reader import read_rows
+from harness.rundir.rows import RESULTS_FILE
+from harness.rundir.verdict import cell_verdicts
+from harness.runner import configure, run_command
+from reference import ops
+
+pytestmark = pytest.mark.skipif(
+    emcc_path() is None, reason=f"emcc is not installed (install: {EMCC_INSTALL})"
+)
+FAST = Timeouts(call_s=30.0, load_s=6.0, time_s=60.0, transfer_s=30.0, start_s=60.0)
+
+
+@pytest.fixture(scope="module")
+def em(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
+    """The em-* artifacts: artifacts/build's when fresh and present, else a build into tmp."""
+    if build.manifest_is_fresh(DEFAULT_OUT):
+        arts = load_manifest(DEFAULT_OUT / MANIFEST)
+        if set(EM_TARGETS) <= set(arts):
+            return {n: arts[n] for n in EM_TARGETS}
+    return build.build_emscripten(tmp_path_factory.mktemp("em"))
+
+
+def _variant(em: dict[str, Artifact], tmp: Path, name: str, glue_text: str) -> Artifact:
+    """em-wasm32's files with the glue replaced by ``glue_text``, hashed as a real entry."""
+    d = tmp / name
+    d.mkdir()
+    paths = em["em-wasm32"].paths()
+    shutil.copy(paths["wasm"], d / paths["wasm"].name)
+    glue = d / paths["glue"].name
+    glue.write_text(glue_text)
+    files, sha = digest({"glue": glue, "wasm": d / paths["wasm"].name})
+    return dataclasses.replace(em["em-wasm32"], name=name, path=glue, sha256=sha, files=files)
+
+
+def test_build_lists_glue_wasm_and_the_pthread_worker(em: dict[str, Artifact]) -> None:
+    """Each build's file set fits the format; only the pthread build has a worker file; the
+    Memory64 build is 64-bit and built with MEMORY64 + WASM_BIGINT."""
+    for art in em.values():
+        assert art.format == "emscripten"
+        assert get_format("emscripten").check_roles([f.role for f in art.file_set()]) is None
+        assert ("worker" in art.paths()) == (art.name == "em-wasm32-pthread")
+        get_format("emscripten").static_check(art.paths(), art.ptr_width)
+    assert em["em-wasm64"].ptr_width == 64
+    assert {"-sMEMORY64=1", "-sWASM_BIGINT"} <= set(em["em-wasm64"].flags)
+    assert "-sPTHREAD_POOL_SIZE=2" in em["em-wasm32-pthread"].flags
+
+
+def test_static_check_refuses_a_module_of_the_wrong_width(em: dict[str, Artifact]) -> None:
+    """The 32-bit glue's entry pointing at the Memory64 .wasm is refused before any engine."""
+    files = {**em["em-wasm32"].paths(), "wasm": em["em-wasm64"].paths()["wasm"]}
+    with pytest.raises(ABIError, match=r"tg_defaults_json expected .*'i32'.*found .*'i64'"):
+        get_format("emscripten").static_check(files, 32)
+
+
+def test_build_is_reproducible_and_embeds_no_path(tmp_path: Path) -> None:
+    """Two builds into two directories give the same sha256s, and name neither directory."""
+    first = build.build_emscripten(tmp_path / "a", ["em-wasm32", "em-wasm64"])
+    second = build.build_emscripten(tmp_path / "b", ["em-wasm32", "em-wasm64"])
+    for name, art in first.items():
+        assert art.sha256 == second[name].sha256
+        for f in art.file_set():
+            data = f.path.read_bytes()
+            for needle in (str(tmp_path), str(build.REPO_ROOT)):
+                assert needle.encode() not in data, f"{f.path} embeds {needle}"
+
+
+@pytest.fixture(scope="module")
+def node24() -> Iterator[NodeHost]:
+    """Node 24 (it runs Memory64 and the glue)."""
+    host = pinned_node("node24", FAST)
+    yield host
+    host.close()
+
+
+def _matmul_matches(inst_kernels: Kernels) -> None:
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((2, 3, 8), (16, 8), (16,)))
+    got = inst_kernels.matmul_forward(x, w, b)
+    want = ops.matmul_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.node
+def test_memory64_glue_refuses_number_pointers_as_abi_error_and_bigints_pass(
+    em: dict[str, Artifact], node24: NodeHost
+) -> None:
+    """TinyGPT's bug in the real glue: `_malloc` hands back a Number, and passing it on as a
+    Number to a `_tg_*` wrapper of the MEMORY64 build is V8's TypeError, reported as ABIError.
+    The pointer kind taken from the ABI (BigInt for `ptr` at width 64) passes parity."""
+    shim = NodeHost("node24-shim", node24.executable, node24.install_hint, timeouts=FAST,
+                    number_shim=True)  # fmt: skip
+    try:
+        inst = shim.load(em["em-wasm64"])
+        ptr = inst.alloc(64)  # _malloc's glue converts; it returns a Number either way
+        with pytest.raises(ABIError, match=rf"Cannot convert {ptr} to a BigInt"):
+            inst.call("tg_free", ptr)
+    finally:
+        shim.close()
+    _matmul_matches(Kernels(node24.load(em["em-wasm64"])))
+
+
+@pytest.mark.chromium
+def test_chromium_runs_each_build_through_its_glue(em: dict[str, Artifact]) -> None:
+    """Chromium loads all three builds (the pthread one with its pool) and computes right; the
+    Number shim on the Memory64 build is an ABIError there too."""
+    host = ChromiumHost(timeouts=Timeouts(call_s=30.0, load_s=30.0, transfer_s=30.0))
+    shim = ChromiumHost(timeouts=Timeouts(call_s=30.0, load_s=30.0), number_shim=True)
+    try:
+        for art in em.values():
+            inst = host.load(art)
+            _matmul_matches(Kernels(inst))
+            if art.name == "em-wasm32-pthread":
+                assert inst.load_info["pthread_workers"] >= 2
+            inst.close()
+        inst = shim.load(em["em-wasm64"])
+        ptr = inst.alloc(64)
+        with pytest.raises(ABIError, match=rf"Cannot convert {ptr} to a BigInt"):
+            inst.call("tg_free", ptr)
+    finally:
+        shim.close()
+        host.close()
+
+
+@pytest.mark.node
+def test_the_pthread_build_starts_its_pool_of_two_in_node(
+    em: dict[str, Artifact], node24: NodeHost
+) -> None:
+    """The -pthread build's glue starts PTHREAD_POOL_SIZE=2 workers at load (its loader reports
+    the pool), and its kernels compute right; the single-threaded build has none."""
+    inst = node24.load(em["em-wasm32-pthread"])
+    assert inst.load_info["pthread_workers"] >= 2
+    _matmul_matches(Kernels(inst))
+    assert node24.load(em["em-wasm32"]).load_info["pthread_workers"] == 0
+
+
+@pytest.mark.node
+def test_node20_refuses_the_memory64_build_in_v8s_words(em: dict[str, Artifact]) -> None:
+    """The system Node (v20) cannot compile a Memory64 module: `incompatible`, with the
+    CompileError the glue's abort() carried, not the abort's wrapping."""
+    host = system_node(FAST)
+    try:
+        if not host.version().startswith("v20."):
+            pytest.skip(f"the system Node is {host.version()}, not v20")
+        with pytest.raises(IncompatibleArtifact) as info:
+            host.load(em["em-wasm64"])
+        message = str(info.value)
+        assert message.startswith("CompileError: WebAssembly.instantiate(): invalid memory limits")
+        assert "enable via --experimental-wasm-memory64" in message
+        assert "Aborted(" not in message
+    finally:
+        host.close()
+
+
+THROWING_GLUE = "throw new Error('this glue fails on purpose');\nexport default function f() {}\n"
+HANGING_GLUE = "export default function factory() { return new Promise(() => {}); }\n"
+
+
+@pytest.mark.node
+def test_glue_that_throws_on_import_is_an_error_with_its_cause(
+    em: dict[str, Artifact], tmp_path: Path, node24: NodeHost
+) -> None:
+    """A glue .js throwing at import is a HostError quoting it (not incompatible)."""
+    bad = _variant(em, tmp_path, "em-throws", THROWING_GLUE)
+    with pytest.raises(HostError, match=r"threw on import: Error: this glue fails on purpose"):
+        node24.load(bad)
+
+
+@pytest.mark.node
+def test_factory_that_never_resolves_times_out(
+    em: dict[str, Artifact], tmp_path: Path, node24: NodeHost
+) -> None:
+    """A factory whose promise never settles is a HostTimeout within the load limit."""
+    bad = _variant(em, tmp_path, "em-hangs", HANGING_GLUE)
+    with pytest.raises(HostTimeout, match=r"emscripten factory of em-hangs did not settle"):
+        node24.load(bad)
+
+
+@pytest.mark.node
+def test_bad_glue_ends_only_its_cell_and_the_run_goes_on(
+    em: dict[str, Artifact], tmp_path: Path
+) -> None:
+    """Through ``run``: the throwing and the hanging glue are `error` cells with their causes,
+    the good build in the same run passes."""
+    good_glue = em["em-wasm32"].paths()["glue"].read_text()
+    arts = [
+        _variant(em, tmp_path, "em-good", good_glue),  # a copy: every path under tmp_path
+        _variant(em, tmp_path, "em-throws", THROWING_GLUE),
+        _variant(em, tmp_path, "em-hangs", HANGING_GLUE),
+    ]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"schema": MANIFEST_SCHEMA,
+                                    "artifacts": [a.to_json(tmp_path) for a in arts]}))  # fmt: skip
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(
+        'name = "bad-glue"\nartifacts = ["em-good", "em-throws", "em-hangs"]\n'
+        'presets = ["tiny"]\nchecks = ["smoke"]\ntimeout_s = 30\n[hosts]\nnode24 = {}\n'
+    )
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    out = tmp_path / "run"
+    args = parser.parse_args(["--matrix", str(matrix), "--out", str(out),
+                              "--artifacts", str(manifest)])  # fmt: skip
+    code = run_command(args, HOST_NAMES, lambda m: all_hosts(FAST))
+    verdicts = cell_verdicts(read_rows(out / RESULTS_FILE))
+    assert code == 1
+    assert verdicts["node24/em-good/tiny"][0] == "pass"
+    status, detail = verdicts["node24/em-throws/tiny"]
+    assert status == "error" and "this glue fails on purpose" in detail
+    status, detail = verdicts["node24/em-hangs/tiny"]
+    assert status == "error" and "did not settle within" in detail
