@@ -13,6 +13,9 @@ and flags rather than forking them:
 Nothing here writes a manifest: loading emscripten artifacts and binding files belong to the
 artifact formats (issue 10 sections 1 and 3). The emscripten recipe lives with the measured
 pitfalls of docs/findings.md ("Debian's emscripten 3.1.6 on our kernels"); see :func:`em_env`.
+:func:`em_env`, :data:`EM_CACHE` and :data:`EMCC_INSTALL` are the same recipe the bundled
+library's emscripten builds need (same cache, byte-identical Node wrapper); once
+``harness/build.py`` owns that recipe, this module should import it from there (one owner).
 """
 
 from __future__ import annotations

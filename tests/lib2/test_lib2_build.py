@@ -67,6 +67,7 @@ def em_twice(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict[s
     return tuple({n: build_lib2_emscripten(d, n) for n in EM_BUILDS} for d in dirs)
 
 
+@pytest.mark.slow  # six emcc builds: ~20 s warm, minutes on a cold wasm64 cache
 @pytest.mark.parametrize("name", list(EM_BUILDS))
 def test_emscripten_build_is_reproducible(
     em_twice: tuple[dict[str, dict[str, Path]], ...], name: str
@@ -82,6 +83,7 @@ def test_emscripten_build_is_reproducible(
     assert "createLib2" in first["glue"].read_text()
 
 
+@pytest.mark.slow
 def test_memory64_build_never_imports_memcpy_big(
     em_twice: tuple[dict[str, dict[str, Path]], ...],
 ) -> None:
