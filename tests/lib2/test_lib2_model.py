@@ -28,7 +28,8 @@ DATA_STREAM = 0xDA7A5EED  # lib2.h: the batch stream is rng(seed ^ 0xDA7A5EED)
 # a corpus with structure (so training moves the loss) and every byte value present
 CORPUS = (b"the quick brown fox jumps over the lazy dog. " * 40) + bytes(range(256))
 TRAIN_FRAC = 0.9
-N_TRAIN = math.floor(TRAIN_FRAC * len(CORPUS))  # lib2.h: floor(train_frac * n)
+# lib2.h: floor(train_frac * n) with the float32 argument widened to double
+N_TRAIN = math.floor(float(np.float32(TRAIN_FRAC)) * len(CORPUS))
 LIB2_ADAMW = TrainingDefaults(beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, grad_clip=1.0)
 """lib2's AdamW literals (lib2_model.c), which the binary does not report: stated here."""
 
@@ -261,3 +262,16 @@ def test_bad_calls_return_errors_not_crashes(lib2: ctypes.CDLL, model: Model) ->
         assert lib2.tg_generate(model.handle, p.ctypes.data, 2, out.ctypes.data, 4, temperature,
                                 top_k, 1) == -1  # fmt: skip
     assert lib2.tg_generate(model.handle, p.ctypes.data, 0, out.ctypes.data, 4, 0.0, 0, 1) == -1
+
+
+def test_train_split_widens_the_float32_fraction(lib2: ctypes.CDLL) -> None:
+    """n_train = floor(double(0.9f) * 20) = 17, not Python's floor(0.9 * 20) = 18: with ctx 17
+    the train split holds no full window and tg_train_step refuses; at ctx 16 it trains."""
+    assert math.floor(0.9 * 20) == 18 and math.floor(float(np.float32(0.9)) * 20) == 17
+    for ctx, ok in ((17, False), (16, True)):
+        m = Model(lib2, Dims(ctx, 1, 1, 8, 32), 1)
+        try:
+            m.set_data(bytes(range(20)), 0.9)
+            assert (m.train_step(1, 1e-3, 1.0) != -1.0) == ok
+        finally:
+            m.close()

@@ -48,7 +48,8 @@
  *
  * Data and batches
  *   tg_set_data copies the bytes; the train split is bytes[0 : n_train), the validation split
- *   bytes[n_train : n), n_train = (int)floor((double)train_frac * (double)n). It (re)seeds the
+ *   bytes[n_train : n), n_train = (int)floor((double)train_frac * (double)n) with train_frac the
+ *   float32 argument widened (so 0.9f * 1000 gives 899, not 900; clamped to [0, 1]). It (re)seeds the
  *   batch stream D = rng(seed ^ 0xDA7A5EED) and resets the AdamW step counter to 0 (the moments
  *   are NOT cleared).
  *   tg_train_step draws `batch` windows of T = ctx tokens from the train split: for b in order,
@@ -143,6 +144,7 @@ L2_API void *tg_model_create(int vocab, int ctx, int n_layers, int n_heads, int 
                              unsigned seed);
 L2_API void tg_model_free(void *m);
 L2_API int tg_model_num_params(void *m);
+/* Does nothing when m is NULL, n < 0, or bytes is NULL with n > 0. */
 L2_API void tg_set_data(void *m, const unsigned char *bytes, int n, float train_frac);
 /* Loss of the batch before the update, or -1.0f (no data, n_train <= ctx, batch < 1). */
 L2_API float tg_train_step(void *m, int batch, float lr, float grad_clip);
