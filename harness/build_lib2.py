@@ -1,0 +1,219 @@
+"""Build lib2 (``artifacts/lib2``), the second kernel library with its own ABI (docs/lib2.md).
+
+lib2 is a second source tree the build knows about. It reuses :mod:`harness.build`'s toolchain
+and flags rather than forking them:
+
+- native: ``zig cc`` with the bundled ``native`` target's flags and :data:`COMMON_FLAGS` (same
+  reproducibility measures), linking libm because lib2 calls libc's ``expf``/``tanhf``;
+- emscripten, by Debian's ``emcc`` (3.1.x), three ways: ``lib2-em-wasm32``,
+  ``lib2-em-wasm64`` (``-sMEMORY64=1 -sWASM_BIGINT`` at ``-O2``, scalar) and
+  ``lib2-em-wasm32-pthread`` (``-pthread``, a pool of 2 workers). Each is a MODULARIZE +
+  EXPORT_ES6 glue ``lib2.mjs`` beside ``lib2.wasm`` (and ``lib2.worker.js`` for pthread).
+
+Nothing here writes a manifest: loading emscripten artifacts and binding files belong to the
+artifact formats (issue 10 sections 1 and 3). The emscripten recipe lives with the measured
+pitfalls of docs/findings.md ("Debian's emscripten 3.1.6 on our kernels"); see :func:`em_env`.
+:func:`em_env`, :data:`EM_CACHE` and :data:`EMCC_INSTALL` are the same recipe the bundled
+library's emscripten builds need (same cache, byte-identical Node wrapper); once
+``harness/build.py`` owns that recipe, this module should import it from there (one owner).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.build import (
+    COMMON_FLAGS,
+    REPO_ROOT,
+    TARGETS,
+    BuildError,
+    zig_command,
+)
+from harness.hosts.install import node_binary
+
+LIB2_SOURCE_DIR = Path("artifacts/lib2/src")  # relative to REPO_ROOT: compiled from there
+LIB2_INCLUDE_DIR = Path("artifacts/lib2/include")
+LIB2_HEADER = LIB2_INCLUDE_DIR / "lib2.h"
+LIB2_NATIVE = "liblib2.so"
+LIB2_GLUE = "lib2.mjs"  # emcc names the .wasm and the pthread worker after it
+
+EMCC_INSTALL = "apt-get install -y emscripten"
+EM_SYSTEM_CACHE = Path("/usr/share/emscripten/cache")
+# shared with the bundled library's emscripten builds: the wasm64 system libraries take minutes
+# to build once, and any writable copy of Debian's cache serves both libraries
+EM_CACHE = Path.home() / ".cache" / "tinygpt-harness" / "em-cache"
+
+_EXPORT = re.compile(r"^L2_API\s+[^;(]*?\**\s*\b([A-Za-z_][A-Za-z0-9_]*)\s*\(", re.MULTILINE)
+
+
+def lib2_exports() -> tuple[str, ...]:
+    """The exported function names, read from ``lib2.h`` (every ``L2_API`` declaration)."""
+    names = tuple(_EXPORT.findall((REPO_ROOT / LIB2_HEADER).read_text()))
+    if not names:
+        raise BuildError(f"no L2_API declarations in {LIB2_HEADER}")
+    return names
+
+
+def lib2_sources() -> list[Path]:
+    """lib2's C sources, relative to REPO_ROOT, in a fixed order."""
+    found = sorted((REPO_ROOT / LIB2_SOURCE_DIR).glob("*.c"))
+    if not found:
+        raise BuildError(f"no C sources in {REPO_ROOT / LIB2_SOURCE_DIR}")
+    return [p.relative_to(REPO_ROOT) for p in found]
+
+
+def native_flags() -> list[str]:
+    """Every flag after ``zig cc`` except sources, ``-o`` and the trailing ``-lm``."""
+    t = TARGETS["native"]
+    return [f"--target={t.triple}", *t.target_flags, *COMMON_FLAGS, f"-I{LIB2_INCLUDE_DIR}",
+            "-shared", "-Wl,--build-id=none"]  # fmt: skip
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, timeout: int = 300) -> None:
+    """Run ``cmd`` from REPO_ROOT; raise BuildError with the tool's own message on failure."""
+    try:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+                              env=env, timeout=timeout)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"{what}: {exc}") from exc
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip()
+        raise BuildError(f"{what} failed (exit {proc.returncode}):\n{msg}")
+
+
+def build_lib2_native(out_dir: Path) -> Path:
+    """Compile lib2 into ``out_dir/lib2-native/liblib2.so``; return its path."""
+    out = out_dir.resolve() / "lib2-native" / LIB2_NATIVE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [*zig_command(), "cc", *native_flags(), *map(str, lib2_sources()), "-lm", "-o", str(out)]
+    _run(cmd, "zig cc (lib2-native)")
+    return out
+
+
+# ---- emscripten ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmBuild:
+    """One emscripten build of lib2."""
+
+    name: str
+    ptr_width: int
+    flags: tuple[str, ...]
+
+
+EM_BUILDS: dict[str, EmBuild] = {
+    b.name: b
+    for b in (
+        EmBuild("lib2-em-wasm32", 32, ()),
+        # 3.1.6's Memory64 glue does Number arithmetic on BigInt sizes when memory grows and in
+        # emscripten_memcpy_big (docs/findings.md): a fixed 1 GiB, and -fno-builtin so clang does
+        # not turn copy loops into memcpy calls
+        EmBuild("lib2-em-wasm64", 64,
+                ("-sMEMORY64=1", "-sWASM_BIGINT", "-sALLOW_MEMORY_GROWTH=0",
+                 "-sINITIAL_MEMORY=1073741824", "-fno-builtin")),
+        # the pool is what a loader must survive; lib2's kernels stay single-threaded
+        EmBuild("lib2-em-wasm32-pthread", 32,
+                ("-pthread", "-sPTHREAD_POOL_SIZE=2", "-Wno-pthreads-mem-growth")),
+    )
+}  # fmt: skip
+
+EM_COMMON_FLAGS: tuple[str, ...] = (
+    # -O2, not -O3: 3.1.6's -O3 minifies the wasm64 module's import names but not its glue's
+    "-O2",
+    "-std=c11",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-fno-math-errno",
+    "-g0",
+    f"-I{LIB2_INCLUDE_DIR}",
+    "-sMODULARIZE",
+    "-sEXPORT_ES6",
+    "-sEXPORT_NAME=createLib2",
+    "-sALLOW_MEMORY_GROWTH=1",
+    "-sENVIRONMENT=web,worker,node",
+    "-sEXPORTED_RUNTIME_METHODS=HEAPU8,HEAPF32",
+)
+
+
+def em_flags(build: EmBuild) -> list[str]:
+    """Every flag after ``emcc`` except sources and ``-o``."""
+    exported = ",".join(f"_{name}" for name in (*lib2_exports(), "malloc", "free"))
+    return [*EM_COMMON_FLAGS, *build.flags, f"-sEXPORTED_FUNCTIONS={exported}"]
+
+
+def emcc_path() -> str | None:
+    """Debian's ``emcc``, if installed."""
+    return shutil.which("emcc")
+
+
+def em_env() -> dict[str, str]:
+    """The environment emcc runs in: acorn found, a writable cache, a Node it can drive.
+
+    - emcc's acorn optimiser needs Debian's ``acorn`` from /usr/share/nodejs (NODE_PATH);
+    - Debian's frozen cache lacks the wasm64 system libraries: a writable copy (EM_CACHE) with
+      EM_FROZEN_CACHE empty (any non-empty value is truthy to emcc);
+    - emcc runs ``node --experimental-wasm-bigint``, which Node >= 22 refuses and Node 20 cannot
+      do Memory64 with: EM_NODE_JS is a wrapper that drops those flags and runs Node 24.
+    """
+    if not EM_CACHE.is_dir():
+        EM_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(EM_SYSTEM_CACHE, EM_CACHE)
+    wrapper = EM_CACHE.parent / "em-node"
+    node = node_binary("node24")
+    node_exe = str(node) if node.is_file() else (shutil.which("node") or "node")
+    # byte-identical to the bundled library's wrapper (same file, same cache): no rewrite races
+    script = (
+        "#!/bin/sh\n# emcc's node, without the flags Node >= 22 refuses (harness/build.py)\n"
+        'for a do shift; case "$a" in --experimental-wasm-bigint|--experimental-wasm-memory64)'
+        ' ;; *) set -- "$@" "$a";; esac; done\n'
+        f'exec "{node_exe}" "$@"\n'
+    )
+    if not wrapper.is_file() or wrapper.read_text() != script:
+        wrapper.write_text(script)
+        wrapper.chmod(0o755)
+    env = dict(os.environ)
+    env["NODE_PATH"] = os.pathsep.join(filter(None, ["/usr/share/nodejs", env.get("NODE_PATH")]))
+    env["EM_CACHE"] = str(EM_CACHE)
+    env["EM_FROZEN_CACHE"] = ""
+    env["EM_NODE_JS"] = str(wrapper)
+    return env
+
+
+def build_lib2_emscripten(out_dir: Path, name: str) -> dict[str, Path]:
+    """Build the emscripten build ``name`` of lib2 into ``out_dir/<name>/``.
+
+    Returns its files by role (``glue``, ``wasm`` and, for pthread, ``worker``). Raises
+    BuildError naming :data:`EMCC_INSTALL` when emcc is missing, or with emcc's own message.
+    """
+    if name not in EM_BUILDS:
+        raise BuildError(f"unknown lib2 emscripten build {name!r}; known: {', '.join(EM_BUILDS)}")
+    if emcc_path() is None:
+        raise BuildError(f"emcc not found: lib2's emscripten builds need `{EMCC_INSTALL}`")
+    d = out_dir.resolve() / name
+    d.mkdir(parents=True, exist_ok=True)
+    glue = d / LIB2_GLUE
+    cmd = ["emcc", *em_flags(EM_BUILDS[name]), *map(str, lib2_sources()), "-o", str(glue)]
+    # a cold cache builds the wasm64 system libraries first: minutes, once
+    _run(cmd, f"emcc ({name})", env=em_env(), timeout=1800)
+    files = {"glue": glue, "wasm": glue.with_suffix(".wasm")}
+    worker = glue.with_suffix(".worker.js")
+    if worker.is_file():
+        files["worker"] = worker
+    return files
+
+
+def file_sha256s(files: dict[str, Path]) -> dict[str, str]:
+    """sha256 of each file, by role."""
+    return {role: _sha256(p) for role, p in files.items()}

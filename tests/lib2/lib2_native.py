@@ -1,0 +1,231 @@
+"""lib2's native .so through ctypes, and its state mapped onto the reference model (tests only).
+
+This is the test suite's own thin client of ``artifacts/lib2/include/lib2.h``: it proves the
+library and the layout docs/lib2.md describes. The harness reaches lib2 through a binding file
+(issue 10 section 3), not through this module.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from reference.model import Params
+from reference.presets import ModelConfig
+
+F32 = NDArray[np.float32]
+VOCAB = 256
+STATE_HEADER = 32
+_P = ctypes.c_void_p
+_I = ctypes.c_int
+_F = ctypes.c_float
+_U = ctypes.c_uint
+
+_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "tg_malloc": (_P, [_I]),
+    "tg_free": (None, [_P]),
+    "matmul_forward": (None, [_P, _P, _P, _I, _I, _I]),
+    "matmul_backward": (None, [_P, _P, _P, _P, _P, _I, _I, _I]),
+    "layernorm_forward": (None, [_P, _P, _P, _P, _P, _P, _I, _I, _F]),
+    "layernorm_backward": (None, [_P] * 8 + [_I, _I]),
+    "attention_forward": (None, [_P] * 14 + [_I] * 4),
+    "attention_backward": (None, [_P] * 19 + [_I] * 4),
+    "adamw_step": (None, [_P, _P, _P, _P, _I, _F, _F, _F, _F, _F, _I]),
+    "tg_model_create": (_P, [_I] * 6 + [_U]),
+    "tg_model_free": (None, [_P]),
+    "tg_model_num_params": (_I, [_P]),
+    "tg_set_data": (None, [_P, _P, _I, _F]),
+    "tg_train_step": (_F, [_P, _I, _F, _F]),
+    "tg_eval": (_F, [_P, _I, _I, _I]),
+    "tg_generate": (_I, [_P, _P, _I, _P, _I, _F, _I, _U]),
+    "tg_state_bytes": (_I, [_P]),
+    "tg_export_state": (_I, [_P, _P]),
+    "tg_import_state": (_I, [_P, _P]),
+}
+
+
+def load(path: Path) -> ctypes.CDLL:
+    """Load the .so and declare every export's signature (lib2.h)."""
+    lib = ctypes.CDLL(str(path))
+    for name, (res, args) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype = res
+        fn.argtypes = args
+    return lib
+
+
+def ptr(a: NDArray[Any]) -> int:
+    """The address of a C-contiguous array's data (asserting the layout lib2 expects)."""
+    assert a.flags["C_CONTIGUOUS"], "lib2 takes contiguous row-major buffers"
+    return int(a.ctypes.data)
+
+
+def f32(a: NDArray[Any]) -> F32:
+    """A contiguous float32 copy of ``a``."""
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Dims:
+    """A lib2 model config, in tg_model_create's argument order."""
+
+    ctx: int
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_mlp: int
+
+    def num_params(self) -> int:
+        """lib2.h's formula: 256 C + ctx C + L (4 C^2 + 2 C F + 9 C + F) + 2 C."""
+        C, F, L = self.d_model, self.d_mlp, self.n_layers
+        return VOCAB * C + self.ctx * C + L * (4 * C * C + 2 * C * F + 9 * C + F) + 2 * C
+
+    def reference_config(self) -> ModelConfig:
+        """The reference model of the same architecture (needs d_mlp == 4 d_model)."""
+        if self.d_mlp != 4 * self.d_model:
+            raise ValueError(f"the reference MLP is 4C wide; lib2 dims {self} are not")
+        return ModelConfig("lib2", n_layer=self.n_layers, n_head=self.n_heads,
+                           n_embd=self.d_model, block_size=self.ctx, vocab_size=VOCAB)  # fmt: skip
+
+
+def layout(d: Dims) -> list[tuple[str, int | None, tuple[int, ...]]]:
+    """lib2's flat parameter layout: ``(name, layer or None, shape)`` in buffer order."""
+    C, F = d.d_model, d.d_mlp
+    out: list[tuple[str, int | None, tuple[int, ...]]] = [
+        ("wte", None, (VOCAB, C)),
+        ("wpe", None, (d.ctx, C)),
+    ]
+    per_layer = [("ln1_g", (C,)), ("ln1_b", (C,)), ("Wq", (C, C)), ("bq", (C,)),
+                 ("Wk", (C, C)), ("bk", (C,)), ("Wv", (C, C)), ("bv", (C,)),
+                 ("Wo", (C, C)), ("bo", (C,)), ("ln2_g", (C,)), ("ln2_b", (C,)),
+                 ("W1", (C, F)), ("b1", (F,)), ("W2", (F, C)), ("b2", (C,))]  # fmt: skip
+    for layer in range(d.n_layers):
+        out += [(name, layer, shape) for name, shape in per_layer]
+    return [*out, ("lnf_g", None, (C,)), ("lnf_b", None, (C,))]
+
+
+def split(d: Dims, flat: NDArray[Any]) -> dict[tuple[str, int | None], NDArray[Any]]:
+    """Cut a flat lib2 buffer into its tensors (views), keyed by ``(name, layer)``."""
+    tensors: dict[tuple[str, int | None], NDArray[Any]] = {}
+    off = 0
+    for name, layer, shape in layout(d):
+        n = math.prod(shape)
+        tensors[(name, layer)] = flat[off : off + n].reshape(shape)
+        off += n
+    assert off == flat.size, f"layout covers {off} floats, buffer has {flat.size}"
+    return tensors
+
+
+def to_reference(d: Dims, flat: NDArray[Any], dtype: type[np.floating[Any]]) -> Params:
+    """lib2's flat parameters as the reference model's ``{name: array}`` (docs/lib2.md table)."""
+    t = split(d, flat.astype(dtype))
+    L = range(d.n_layers)
+
+    def stack(f: Any) -> NDArray[Any]:
+        return np.ascontiguousarray(np.stack([f(i) for i in L]))
+
+    return {
+        "wte": t[("wte", None)].copy(),
+        "wpe": t[("wpe", None)].copy(),
+        "ln1w": stack(lambda i: t[("ln1_g", i)]),
+        "ln1b": stack(lambda i: t[("ln1_b", i)]),
+        # reference Linear weights are [out, in]: q|k|v stacked along out
+        "qkvw": stack(lambda i: np.concatenate([t[(w, i)].T for w in ("Wq", "Wk", "Wv")])),
+        "qkvb": stack(lambda i: np.concatenate([t[(b, i)] for b in ("bq", "bk", "bv")])),
+        "attprojw": stack(lambda i: t[("Wo", i)].T),
+        "attprojb": stack(lambda i: t[("bo", i)]),
+        "ln2w": stack(lambda i: t[("ln2_g", i)]),
+        "ln2b": stack(lambda i: t[("ln2_b", i)]),
+        "fcw": stack(lambda i: t[("W1", i)].T),
+        "fcb": stack(lambda i: t[("b1", i)]),
+        "fcprojw": stack(lambda i: t[("W2", i)].T),
+        "fcprojb": stack(lambda i: t[("b2", i)]),
+        "lnfw": t[("lnf_g", None)].copy(),
+        "lnfb": t[("lnf_b", None)].copy(),
+    }
+
+
+@dataclass(frozen=True)
+class State:
+    """A parsed tg_export_state blob."""
+
+    step: int
+    rng: int
+    params: F32
+    m: F32
+    v: F32
+
+
+def parse_state(blob: bytes, n_params: int) -> State:
+    """Parse lib2's state layout (lib2.h, State); raise AssertionError on a bad header."""
+    magic, version, p, step, rng, reserved = struct.unpack_from("<4sIIIQQ", blob, 0)
+    assert (magic, version, p, reserved) == (b"L2ST", 1, n_params, 0), (magic, version, p)
+    assert len(blob) == STATE_HEADER + 12 * n_params
+    floats = np.frombuffer(blob, dtype="<f4", offset=STATE_HEADER).astype(np.float32)
+    return State(step, rng, floats[:p], floats[p : 2 * p], floats[2 * p :])
+
+
+class Model:
+    """A lib2 model handle (freed on close)."""
+
+    def __init__(self, lib: ctypes.CDLL, d: Dims, seed: int) -> None:
+        """tg_model_create(256, ctx, n_layers, n_heads, d_model, d_mlp, seed)."""
+        self.lib, self.dims = lib, d
+        h = lib.tg_model_create(VOCAB, d.ctx, d.n_layers, d.n_heads, d.d_model, d.d_mlp, seed)
+        assert h, f"tg_model_create refused {d}"
+        self.handle: int = h
+        self._data: NDArray[np.uint8] | None = None
+
+    def close(self) -> None:
+        """tg_model_free."""
+        self.lib.tg_model_free(self.handle)
+
+    def num_params(self) -> int:
+        """tg_model_num_params."""
+        return int(self.lib.tg_model_num_params(self.handle))
+
+    def set_data(self, data: bytes, train_frac: float) -> None:
+        """tg_set_data (the library copies the bytes)."""
+        buf = np.frombuffer(data, dtype=np.uint8).copy()
+        self.lib.tg_set_data(self.handle, ptr(buf), len(data), train_frac)
+
+    def train_step(self, batch: int, lr: float, grad_clip: float) -> float:
+        """tg_train_step -> the batch's loss before the update."""
+        return float(self.lib.tg_train_step(self.handle, batch, lr, grad_clip))
+
+    def eval(self, split: int, batch: int, n_batches: int) -> float:
+        """tg_eval."""
+        return float(self.lib.tg_eval(self.handle, split, batch, n_batches))
+
+    def generate(self, prompt: bytes, max_new: int, temperature: float, top_k: int,
+                 seed: int) -> bytes:  # fmt: skip
+        """tg_generate -> the new bytes."""
+        p = np.frombuffer(prompt, dtype=np.uint8).copy()
+        out = np.zeros(max(max_new, 1), dtype=np.uint8)
+        n = self.lib.tg_generate(self.handle, ptr(p), len(prompt), ptr(out), max_new,
+                                 temperature, top_k, seed)  # fmt: skip
+        assert n == max_new, f"tg_generate returned {n}"
+        return out[:n].tobytes()
+
+    def export_state(self) -> bytes:
+        """tg_export_state into a buffer of tg_state_bytes bytes."""
+        n = self.lib.tg_state_bytes(self.handle)
+        buf = np.zeros(n, dtype=np.uint8)
+        assert self.lib.tg_export_state(self.handle, ptr(buf)) == n
+        return buf.tobytes()
+
+    def import_state(self, blob: bytes) -> int:
+        """tg_import_state -> 0 or -1."""
+        buf = np.frombuffer(blob, dtype=np.uint8).copy()
+        return int(self.lib.tg_import_state(self.handle, ptr(buf)))
+
+    def state(self) -> State:
+        """The parsed exported state."""
+        return parse_state(self.export_state(), self.num_params())
