@@ -182,26 +182,72 @@ def emcc_path() -> str | None:
     return shutil.which("emcc")
 
 
-def em_env() -> dict[str, str]:
-    """The environment emcc runs in: acorn found, a writable cache, a Node it can drive."""
-    if not EM_CACHE.is_dir():  # a writable copy of Debian's frozen cache, made once
+EM_NODES = ("node24", "node22")  # project-local Nodes that run Memory64 modules without flags
+
+
+def em_node() -> str:
+    """The Node emcc drives: the project's Node 24 or 22, else the system ``node``.
+
+    emcc runs compiled JS (struct_info for wasm64 builds) under its configured Node; Node 20
+    cannot instantiate a Memory64 module, so the system Node serves only when no project Node
+    is installed (``tinygpt-harness install-hosts``), and the wasm64 build then fails in Node's
+    own words (``invalid memory limits flags``).
+    """
+    for alias in EM_NODES:
+        node = node_binary(alias)
+        if node.is_file():
+            return str(node)
+    return shutil.which("node") or "node"
+
+
+def _atomic_write(path: Path, text: str, mode: int) -> None:
+    """Write ``text`` to ``path`` by rename, so a concurrent reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+def _em_cache() -> Path:
+    """The writable copy of Debian's frozen cache, made once (copied aside, then renamed in).
+
+    Two builds starting together (two checkouts, a test beside a build) each copy and one
+    rename wins; the loser's copy is removed. emcc itself locks the cache while adding to it.
+    """
+    if not EM_CACHE.is_dir():
         EM_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(EM_SYSTEM_CACHE, EM_CACHE)
-    wrapper = EM_CACHE.parent / "em-node"
-    node = node_binary("node24")
-    node_exe = str(node) if node.is_file() else (shutil.which("node") or "node")
+        tmp = EM_CACHE.with_name(f".{EM_CACHE.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(EM_SYSTEM_CACHE, tmp)
+        try:
+            tmp.rename(EM_CACHE)
+        except OSError:  # another build's copy got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return EM_CACHE
+
+
+def em_env() -> dict[str, str]:
+    """The environment emcc runs in: acorn found, a writable cache, a Node it can drive.
+
+    The Node wrapper is named after the Node it runs, so checkouts with different Nodes never
+    rewrite one another's wrapper mid-build (a shared name did: one checkout's fallback to
+    the system Node 20 broke another's wasm64 build).
+    """
+    cache = _em_cache()
+    node_exe = em_node()
     script = (
         "#!/bin/sh\n# emcc's node, without the flags Node >= 22 refuses (harness/build.py)\n"
         'for a do shift; case "$a" in --experimental-wasm-bigint|--experimental-wasm-memory64)'
         ' ;; *) set -- "$@" "$a";; esac; done\n'
         f'exec "{node_exe}" "$@"\n'
     )
+    tag = hashlib.sha256(node_exe.encode()).hexdigest()[:12]
+    wrapper = cache.parent / f"em-node-{tag}"
     if not wrapper.is_file() or wrapper.read_text() != script:
-        wrapper.write_text(script)
-        wrapper.chmod(0o755)
+        _atomic_write(wrapper, script, 0o755)
     env = dict(os.environ)
     env["NODE_PATH"] = os.pathsep.join(filter(None, ["/usr/share/nodejs", env.get("NODE_PATH")]))
-    env["EM_CACHE"] = str(EM_CACHE)
+    env["EM_CACHE"] = str(cache)
     env["EM_FROZEN_CACHE"] = ""  # any non-empty value is truthy to emcc
     env["EM_NODE_JS"] = str(wrapper)
     return env

@@ -13,41 +13,34 @@ and flags rather than forking them:
 Nothing here writes a manifest: loading emscripten artifacts and binding files belong to the
 artifact formats (issue 10 sections 1 and 3). The emscripten recipe lives with the measured
 pitfalls of docs/findings.md ("Debian's emscripten 3.1.6 on our kernels"); see :func:`em_env`.
-:func:`em_env`, :data:`EM_CACHE` and :data:`EMCC_INSTALL` are the same recipe the bundled
-library's emscripten builds need (same cache, byte-identical Node wrapper); once
-``harness/build.py`` owns that recipe, this module should import it from there (one owner).
+:func:`~harness.build.em_env` and :data:`~harness.build.EMCC_INSTALL` are the bundled
+library's emscripten recipe (one owner: harness/build.py), shared with the same writable cache.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.build import (
     COMMON_FLAGS,
+    EMCC_INSTALL,
     REPO_ROOT,
     TARGETS,
     BuildError,
+    em_env,
+    emcc_path,
     zig_command,
 )
-from harness.hosts.install import node_binary
 
 LIB2_SOURCE_DIR = Path("artifacts/lib2/src")  # relative to REPO_ROOT: compiled from there
 LIB2_INCLUDE_DIR = Path("artifacts/lib2/include")
 LIB2_HEADER = LIB2_INCLUDE_DIR / "lib2.h"
 LIB2_NATIVE = "liblib2.so"
 LIB2_GLUE = "lib2.mjs"  # emcc names the .wasm and the pthread worker after it
-
-EMCC_INSTALL = "apt-get install -y emscripten"
-EM_SYSTEM_CACHE = Path("/usr/share/emscripten/cache")
-# shared with the bundled library's emscripten builds: the wasm64 system libraries take minutes
-# to build once, and any writable copy of Debian's cache serves both libraries
-EM_CACHE = Path.home() / ".cache" / "tinygpt-harness" / "em-cache"
 
 _EXPORT = re.compile(r"^L2_API\s+[^;(]*?\**\s*\b([A-Za-z_][A-Za-z0-9_]*)\s*\(", re.MULTILINE)
 
@@ -151,44 +144,6 @@ def em_flags(build: EmBuild) -> list[str]:
     """Every flag after ``emcc`` except sources and ``-o``."""
     exported = ",".join(f"_{name}" for name in (*lib2_exports(), "malloc", "free"))
     return [*EM_COMMON_FLAGS, *build.flags, f"-sEXPORTED_FUNCTIONS={exported}"]
-
-
-def emcc_path() -> str | None:
-    """Debian's ``emcc``, if installed."""
-    return shutil.which("emcc")
-
-
-def em_env() -> dict[str, str]:
-    """The environment emcc runs in: acorn found, a writable cache, a Node it can drive.
-
-    - emcc's acorn optimiser needs Debian's ``acorn`` from /usr/share/nodejs (NODE_PATH);
-    - Debian's frozen cache lacks the wasm64 system libraries: a writable copy (EM_CACHE) with
-      EM_FROZEN_CACHE empty (any non-empty value is truthy to emcc);
-    - emcc runs ``node --experimental-wasm-bigint``, which Node >= 22 refuses and Node 20 cannot
-      do Memory64 with: EM_NODE_JS is a wrapper that drops those flags and runs Node 24.
-    """
-    if not EM_CACHE.is_dir():
-        EM_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(EM_SYSTEM_CACHE, EM_CACHE)
-    wrapper = EM_CACHE.parent / "em-node"
-    node = node_binary("node24")
-    node_exe = str(node) if node.is_file() else (shutil.which("node") or "node")
-    # byte-identical to the bundled library's wrapper (same file, same cache): no rewrite races
-    script = (
-        "#!/bin/sh\n# emcc's node, without the flags Node >= 22 refuses (harness/build.py)\n"
-        'for a do shift; case "$a" in --experimental-wasm-bigint|--experimental-wasm-memory64)'
-        ' ;; *) set -- "$@" "$a";; esac; done\n'
-        f'exec "{node_exe}" "$@"\n'
-    )
-    if not wrapper.is_file() or wrapper.read_text() != script:
-        wrapper.write_text(script)
-        wrapper.chmod(0o755)
-    env = dict(os.environ)
-    env["NODE_PATH"] = os.pathsep.join(filter(None, ["/usr/share/nodejs", env.get("NODE_PATH")]))
-    env["EM_CACHE"] = str(EM_CACHE)
-    env["EM_FROZEN_CACHE"] = ""
-    env["EM_NODE_JS"] = str(wrapper)
-    return env
 
 
 def build_lib2_emscripten(out_dir: Path, name: str) -> dict[str, Path]:

@@ -254,3 +254,30 @@ def test_artifacts_embed_no_path(two_builds: tuple[Path, Path]) -> None:
         data = art.path.read_bytes()
         for needle in (str(build.REPO_ROOT), "site-packages", "ziglang", str(two_builds[0])):
             assert needle.encode() not in data, f"{art.name} embeds {needle!r}"
+
+
+def test_em_env_wrappers_are_per_node_and_the_cache_copy_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two checkouts with different Nodes get two emcc Node wrappers, never one rewritten.
+
+    One shared wrapper was rewritten by a checkout without Node 24 (falling back to the system
+    Node 20) while another checkout's wasm64 build ran emcc under it, which then failed with
+    "invalid memory limits flags". The cache copy is renamed in whole, never seen half-copied.
+    """
+    system = tmp_path / "debian-cache"
+    (system / "sysroot").mkdir(parents=True)
+    (system / "sysroot" / "lib.a").write_text("x")
+    monkeypatch.setattr(build, "EM_SYSTEM_CACHE", system)
+    monkeypatch.setattr(build, "EM_CACHE", tmp_path / "user" / "em-cache")
+    wrappers = []
+    for node in ("/a/node24/bin/node", "/usr/bin/node"):
+        monkeypatch.setattr(build, "em_node", lambda node=node: node)
+        env = build.em_env()
+        wrapper = Path(env["EM_NODE_JS"])
+        assert f'exec "{node}" "$@"' in wrapper.read_text()
+        wrappers.append(wrapper)
+    assert wrappers[0] != wrappers[1] and wrappers[0].is_file()
+    assert 'exec "/a/node24/bin/node"' in wrappers[0].read_text()  # not rewritten by the second
+    assert (tmp_path / "user" / "em-cache" / "sysroot" / "lib.a").read_text() == "x"
+    assert [p.name for p in (tmp_path / "user").iterdir() if p.name.endswith(".tmp")] == []

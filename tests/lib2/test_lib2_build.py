@@ -14,13 +14,11 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from harness.build import BuildError
+from harness.build import EMCC_INSTALL, BuildError, emcc_path
 from harness.build_lib2 import (
     EM_BUILDS,
-    EMCC_INSTALL,
     build_lib2_emscripten,
     build_lib2_native,
-    emcc_path,
     file_sha256s,
     lib2_exports,
 )
