@@ -1,0 +1,139 @@
+/*
+ * tg_threads.c -- the kernel library's thread pool (native pthreads; serial on freestanding wasm).
+ *
+ * One fixed pool of persistent workers, sized by tg_set_threads(n): the caller's thread is
+ * worker 0 and n - 1 pthreads are workers 1..n-1. tg_parallel_for(count, fn, ctx) hands the
+ * tasks 0..count-1 out STATICALLY: worker w runs the contiguous range
+ * [w*count/n, (w+1)*count/n). No work stealing, no atomics on the data: which worker computes
+ * which output is a function of (count, n) alone, so a result is deterministic for a given
+ * thread count, and the kernels choose partitions (rows, columns, batch x heads) whose
+ * summation order per output element does not depend on n at all -- those results are bitwise
+ * equal to one thread (docs/threads.md).
+ *
+ * Wake and join are one mutex + two condition variables and a generation counter: a parallel
+ * region costs a broadcast and a wait (tens of microseconds), which is why the kernels only go
+ * parallel above a work threshold (TG_PAR_MIN_FLOPS in tg_internal.h).
+ *
+ * The freestanding wasm builds have no threads (no libc, no shared memory): TG_THREADS is not
+ * defined there, tg_set_threads reports 1 in effect, and tg_parallel_for runs every task on
+ * the caller, in task order.
+ */
+#include "tg_internal.h"
+
+static int32_t n_threads = 1; /* in effect: workers including the caller */
+static int in_region;         /* a parallel region is running: nested regions run serially */
+
+#ifdef TG_THREADS
+#include <pthread.h>
+
+static pthread_t workers[TG_MAX_THREADS];
+static int32_t n_started; /* pthreads alive (workers 1..n_started) */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t done = PTHREAD_COND_INITIALIZER;
+static uint64_t generation; /* bumped per region; workers run each generation once */
+static uint64_t born[TG_MAX_THREADS]; /* generation at each worker's creation */
+static int32_t pending;     /* workers still running the current region */
+static int quit;            /* set while shrinking the pool: workers above the new size exit */
+
+static void (*job_fn)(void *ctx, int32_t task, int32_t worker);
+static void *job_ctx;
+static int32_t job_count, job_workers;
+
+static void run_share(int32_t w) {
+    int32_t lo = (int32_t)((int64_t)w * job_count / job_workers);
+    int32_t hi = (int32_t)((int64_t)(w + 1) * job_count / job_workers);
+    for (int32_t i = lo; i < hi; i++) job_fn(job_ctx, i, w);
+}
+
+static void *worker_main(void *arg) {
+    int32_t w = (int32_t)(intptr_t)arg;
+    pthread_mutex_lock(&lock);
+    /* the generation when the pool grew, not now: a region may already have started */
+    uint64_t seen = born[w];
+    for (;;) {
+        while (generation == seen && !(quit && w >= n_threads)) pthread_cond_wait(&wake, &lock);
+        if (quit && w >= n_threads) break;
+        seen = generation;
+        int takes_part = w < job_workers;
+        pthread_mutex_unlock(&lock);
+        if (takes_part) run_share(w);
+        pthread_mutex_lock(&lock);
+        if (takes_part && --pending == 0) pthread_cond_signal(&done);
+    }
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+static int32_t resize(int32_t n) {
+    if (n < n_started + 1) { /* shrink: stop and join workers n..n_started */
+        pthread_mutex_lock(&lock);
+        n_threads = n;
+        quit = 1;
+        pthread_cond_broadcast(&wake);
+        pthread_mutex_unlock(&lock);
+        for (int32_t w = n; w <= n_started; w++) pthread_join(workers[w], 0);
+        pthread_mutex_lock(&lock);
+        quit = 0;
+        n_started = n - 1;
+        pthread_mutex_unlock(&lock);
+        return n;
+    }
+    for (int32_t w = n_started + 1; w < n; w++) {
+        born[w] = generation; /* only this (the caller's) thread bumps it */
+        if (pthread_create(&workers[w], 0, worker_main, (void *)(intptr_t)w) != 0) break;
+        n_started = w;
+    }
+    n_threads = n_started + 1; /* fewer than asked if the system refused a thread */
+    return n_threads;
+}
+
+void tg_parallel_for(int32_t count, void (*fn)(void *ctx, int32_t task, int32_t worker),
+                     void *ctx) {
+    int32_t n = n_threads < count ? n_threads : count;
+    if (n <= 1 || in_region) {
+        for (int32_t i = 0; i < count; i++) fn(ctx, i, 0);
+        return;
+    }
+    in_region = 1;
+    pthread_mutex_lock(&lock);
+    job_fn = fn;
+    job_ctx = ctx;
+    job_count = count;
+    job_workers = n;
+    pending = n - 1;
+    generation++;
+    pthread_cond_broadcast(&wake);
+    pthread_mutex_unlock(&lock);
+    run_share(0);
+    pthread_mutex_lock(&lock);
+    while (pending > 0) pthread_cond_wait(&done, &lock);
+    pthread_mutex_unlock(&lock);
+    in_region = 0;
+}
+#else
+static int32_t resize(int32_t n) {
+    (void)n;
+    return 1; /* no threads on this build */
+}
+
+void tg_parallel_for(int32_t count, void (*fn)(void *ctx, int32_t task, int32_t worker),
+                     void *ctx) {
+    for (int32_t i = 0; i < count; i++) fn(ctx, i, 0);
+}
+#endif
+
+TG_API int32_t tg_set_threads(int32_t n) {
+    if (n < 1 || n > TG_MAX_THREADS || in_region) return -1;
+    if (n != n_threads) n_threads = resize(tg_gemm_reserve(n));
+    return n_threads;
+}
+
+TG_API int32_t tg_get_threads(void) { return n_threads; }
+
+int32_t tg_parallel_chunks(double work, int32_t units) {
+    int32_t n = in_region ? 1 : n_threads;
+    if (n > units) n = units;
+    if (n <= 1 || work < TG_PAR_MIN_WORK) return 1;
+    return n;
+}
