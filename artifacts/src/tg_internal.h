@@ -52,6 +52,10 @@ void tg_parallel_for(int32_t count, void (*fn)(void *ctx, int32_t task, int32_t 
 /* How many chunks to cut `units` independent units of `work` into: the threads in effect,
  * at most `units`, and 1 below TG_PAR_MIN_WORK or inside a parallel region. */
 int32_t tg_parallel_chunks(double work, int32_t units);
+/* Run fn(ctx, lo, hi) over [0, n) cut into contiguous ranges, one per worker (or one range on
+ * the caller below the threshold): for independent rows or elements. */
+void tg_parallel_range(size_t n, double work, void (*fn)(void *ctx, size_t lo, size_t hi),
+                       void *ctx);
 /* Give workers 1..workers-1 their GEMM pack buffers; returns how many workers have them. */
 int32_t tg_gemm_reserve(int32_t workers);
 

@@ -62,9 +62,19 @@ TG_API void tg_embedding_backward(float *dwte, float *dwpe, const float *dout, c
     }
 }
 
-TG_API void tg_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                                 const float *weight, const float *bias, int32_t N, int32_t C) {
-    for (int32_t n = 0; n < N; n++) {
+typedef struct {
+    float *out, *mean, *rstd;
+    const float *inp, *weight, *bias;
+    int32_t C;
+} ln_job;
+
+/* Rows lo..hi-1 of the forward: rows are independent, so any split is bitwise the serial one. */
+static void layernorm_forward_rows(void *ctx, size_t lo, size_t hi) {
+    const ln_job *j = ctx;
+    float *out = j->out, *mean = j->mean, *rstd = j->rstd;
+    const float *inp = j->inp, *weight = j->weight, *bias = j->bias;
+    int32_t C = j->C;
+    for (size_t n = lo; n < hi; n++) {
         const float *restrict x = inp + (size_t)n * C;
         float *restrict o = out + (size_t)n * C;
         const float *restrict w = weight;
@@ -90,6 +100,13 @@ TG_API void tg_layernorm_forward(float *out, float *mean, float *rstd, const flo
         mean[n] = m;
         rstd[n] = s;
     }
+}
+
+TG_API void tg_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                 const float *weight, const float *bias, int32_t N, int32_t C) {
+    if (N <= 0) return;
+    ln_job job = {out, mean, rstd, inp, weight, bias, C};
+    tg_parallel_range((size_t)N, 8.0 * N * C, layernorm_forward_rows, &job);
 }
 
 TG_API void tg_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -300,16 +317,38 @@ TG_API void tg_attention_backward(float *dinp, float *dpreatt, float *datt, cons
     }
 }
 
-TG_API void tg_gelu_forward(float *out, const float *inp, int32_t N) {
-    for (int32_t i = 0; i < N; i++) {
+/* GELU is element-wise and tg_tanhf computes in a vector lane what it computes in the scalar
+ * tail (tg_math.h), so a split at any element is bitwise the serial result. */
+typedef struct {
+    float *out;
+    const float *inp, *dout;
+} gelu_job;
+
+/* about 30 flops an element: tanh's polynomial and the cube */
+#define TG_GELU_WORK 30.0
+
+static void gelu_forward_range(void *ctx, size_t lo, size_t hi) {
+    const gelu_job *j = ctx;
+    float *out = j->out;
+    const float *inp = j->inp;
+    for (size_t i = lo; i < hi; i++) {
         float x = inp[i];
         float cube = TG_GELU_COEF * x * x * x;
         out[i] = TG_GELU_HALF * x * (1.0f + tg_tanhf(TG_GELU_SCALE * (x + cube)));
     }
 }
 
-TG_API void tg_gelu_backward(float *dinp, const float *inp, const float *dout, int32_t N) {
-    for (int32_t i = 0; i < N; i++) {
+TG_API void tg_gelu_forward(float *out, const float *inp, int32_t N) {
+    if (N <= 0) return;
+    gelu_job job = {out, inp, 0};
+    tg_parallel_range((size_t)N, TG_GELU_WORK * N, gelu_forward_range, &job);
+}
+
+static void gelu_backward_range(void *ctx, size_t lo, size_t hi) {
+    const gelu_job *j = ctx;
+    float *dinp = j->out;
+    const float *inp = j->inp, *dout = j->dout;
+    for (size_t i = lo; i < hi; i++) {
         float x = inp[i];
         float cube = TG_GELU_COEF_BWD * x * x * x;
         float th = tg_tanhf(TG_GELU_SCALE * (x + cube));
@@ -319,6 +358,12 @@ TG_API void tg_gelu_backward(float *dinp, const float *inp, const float *dout, i
                                                       (1.0f + 3.0f * TG_GELU_COEF_BWD * x * x);
         dinp[i] += local * dout[i];
     }
+}
+
+TG_API void tg_gelu_backward(float *dinp, const float *inp, const float *dout, int32_t N) {
+    if (N <= 0) return;
+    gelu_job job = {dinp, inp, dout};
+    tg_parallel_range((size_t)N, TG_GELU_WORK * N, gelu_backward_range, &job);
 }
 
 TG_API void tg_residual_forward(float *out, const float *a, const float *b, int32_t N) {

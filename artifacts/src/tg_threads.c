@@ -137,3 +137,31 @@ int32_t tg_parallel_chunks(double work, int32_t units) {
     if (n <= 1 || work < TG_PAR_MIN_WORK) return 1;
     return n;
 }
+
+typedef struct {
+    size_t n;
+    int32_t chunks;
+    void (*fn)(void *ctx, size_t lo, size_t hi);
+    void *ctx;
+} range_job;
+
+static void range_task(void *ctx, int32_t task, int32_t worker) {
+    (void)worker;
+    const range_job *j = ctx;
+    size_t lo = (size_t)((double)task * (double)j->n / j->chunks);
+    size_t hi = task + 1 == j->chunks ? j->n
+                                      : (size_t)((double)(task + 1) * (double)j->n / j->chunks);
+    if (hi > lo) j->fn(j->ctx, lo, hi);
+}
+
+void tg_parallel_range(size_t n, double work, void (*fn)(void *ctx, size_t lo, size_t hi),
+                       void *ctx) {
+    int32_t units = n > (size_t)TG_MAX_THREADS ? TG_MAX_THREADS : (int32_t)n;
+    int32_t chunks = tg_parallel_chunks(work, units);
+    if (chunks <= 1) {
+        if (n) fn(ctx, 0, n);
+        return;
+    }
+    range_job job = {n, chunks, fn, ctx};
+    tg_parallel_for(chunks, range_task, &job);
+}

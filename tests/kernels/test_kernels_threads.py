@@ -97,6 +97,18 @@ def test_attention_bitwise_across_thread_counts(native: Instance) -> None:
     _assert_all_equal(_per_count(native, lambda: k.attention_backward(dout, qkv, att, NH)))
 
 
+def test_layernorm_and_gelu_bitwise_across_thread_counts(native: Instance) -> None:
+    """LayerNorm forward (split by rows) and GELU forward/backward (split by elements, at
+    boundaries that fall inside a vector) are identical on 1, 2 and 3 threads."""
+    rng = np.random.default_rng(5)
+    x, w, b = _r(rng, 1001, 257), _r(rng, 257), _r(rng, 257)
+    g, dg = _r(rng, 100_003), _r(rng, 100_003)
+    k = Kernels(native)
+    _assert_all_equal(_per_count(native, lambda: k.layernorm_forward(x, w, b)))
+    _assert_all_equal(_per_count(native, lambda: k.gelu_forward(g)))
+    _assert_all_equal(_per_count(native, lambda: k.gelu_backward(dg, g)))
+
+
 def _train(inst: Instance, steps: int) -> tuple[list[float], bytes]:
     cfg = PRESETS["small"]  # tiny's ops are all below the parallel threshold
     params = init_params(cfg, DEFAULTS, seed=5, dtype=np.float32)
