@@ -46,12 +46,32 @@ static void run_share(int32_t w) {
     for (int32_t i = lo; i < hi; i++) job_fn(job_ctx, i, w);
 }
 
+/* Spin this many pause-loop rounds (~100 us) for the next region before sleeping on the
+ * condition variable: waking a sleeping thread costs a futex call and, on a VM, an interrupt
+ * to an idle vCPU. Back-to-back 512^3 matmuls on this 2-vCPU VM ran 1.38x faster on 2 threads
+ * than on 1 without the spin and 1.74x with it (best of 60, load average 0.3-0.5). A kernel
+ * called in a loop therefore finds its workers awake. */
+#define TG_SPIN 2000
+
+static void spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static void *worker_main(void *arg) {
     int32_t w = (int32_t)(intptr_t)arg;
     pthread_mutex_lock(&lock);
     /* the generation when the pool grew, not now: a region may already have started */
     uint64_t seen = born[w];
     for (;;) {
+        pthread_mutex_unlock(&lock);
+        for (int i = 0; i < TG_SPIN && __atomic_load_n(&generation, __ATOMIC_ACQUIRE) == seen &&
+                        !__atomic_load_n(&quit, __ATOMIC_ACQUIRE);
+             i++) {
+            spin_pause();
+        }
+        pthread_mutex_lock(&lock); /* the job fields are read under the lock that wrote them */
         while (generation == seen && !(quit && w >= n_threads)) pthread_cond_wait(&wake, &lock);
         if (quit && w >= n_threads) break;
         seen = generation;
@@ -59,7 +79,9 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&lock);
         if (takes_part) run_share(w);
         pthread_mutex_lock(&lock);
-        if (takes_part && --pending == 0) pthread_cond_signal(&done);
+        if (takes_part && __atomic_sub_fetch(&pending, 1, __ATOMIC_RELEASE) == 0) {
+            pthread_cond_signal(&done);
+        }
     }
     pthread_mutex_unlock(&lock);
     return 0;
@@ -69,12 +91,12 @@ static int32_t resize(int32_t n) {
     if (n < n_started + 1) { /* shrink: stop and join workers n..n_started */
         pthread_mutex_lock(&lock);
         n_threads = n;
-        quit = 1;
+        __atomic_store_n(&quit, 1, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&wake);
         pthread_mutex_unlock(&lock);
         for (int32_t w = n; w <= n_started; w++) pthread_join(workers[w], 0);
         pthread_mutex_lock(&lock);
-        quit = 0;
+        __atomic_store_n(&quit, 0, __ATOMIC_RELEASE);
         n_started = n - 1;
         pthread_mutex_unlock(&lock);
         return n;
@@ -102,10 +124,13 @@ void tg_parallel_for(int32_t count, void (*fn)(void *ctx, int32_t task, int32_t 
     job_count = count;
     job_workers = n;
     pending = n - 1;
-    generation++;
+    __atomic_store_n(&generation, generation + 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&lock);
     run_share(0);
+    for (int i = 0; i < TG_SPIN && __atomic_load_n(&pending, __ATOMIC_ACQUIRE) > 0; i++) {
+        spin_pause();
+    }
     pthread_mutex_lock(&lock);
     while (pending > 0) pthread_cond_wait(&done, &lock);
     pthread_mutex_unlock(&lock);
