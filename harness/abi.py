@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ABI_VERSION = 2
+ABI_VERSION = 3
+# TG_MAX_THREADS of tinygpt.h: the pool size, the most threads tg_set_threads accepts
+MAX_THREADS = 16
 
 Kind = Literal["ptr", "i32", "f32", "void"]
 
@@ -49,6 +51,8 @@ EXPORTS: dict[str, Signature] = {
     "tg_noop": _sig("", "void"),
     "tg_alloc": _sig("ptr", "ptr"),
     "tg_free": _sig("ptr", "void"),
+    "tg_set_threads": _sig("i32", "i32"),
+    "tg_get_threads": _sig("", "i32"),
     "tg_embedding_forward": _sig("ptr ptr ptr ptr i32 i32 i32", "void"),
     "tg_embedding_backward": _sig("ptr ptr ptr ptr i32 i32 i32", "void"),
     "tg_layernorm_forward": _sig("ptr ptr ptr ptr ptr ptr i32 i32", "void"),

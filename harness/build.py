@@ -5,9 +5,13 @@ version lands on every machine through PyPI. The three bundled targets:
 
 - ``wasm32``: ``wasm32-freestanding`` with simd128;
 - ``wasm64``: ``wasm64-freestanding`` with simd128 (the wasm64 target implies Memory64);
+
+  both freestanding builds have no threads (no libc, no shared memory): ``tg_set_threads``
+  reports 1 in effect there and every kernel runs serially (artifacts/src/tg_threads.c);
 - ``native``: an ``x86_64-linux-gnu`` shared library at ``-mcpu=x86_64_v3`` (AVX2 + FMA + BMI2,
   every x86-64 CPU since Haswell 2013 / Zen 2017): v2 has only 4-lane SSE vectors, which would
-  cap the matmul at half of what numpy's sgemm reaches;
+  cap the matmul at half of what numpy's sgemm reaches; built with ``-pthread``, so the kernels
+  run on the library's thread pool (``tg_set_threads``, docs/threads.md);
 - ``native-x86-64``: the same library for the original x86-64 baseline (SSE2 only), which runs
   on every x86-64 CPU. It is bundled so the portable binary is tested and measured too, and so
   the cost of that portability is a figure in every report rather than a guess.
@@ -80,9 +84,9 @@ TARGETS: dict[str, Target] = {
         Target("wasm64", "wasm", "wasm64-freestanding", 64, "tinygpt.wasm",
                ("-msimd128",), ("simd128", "memory64")),
         Target("native", "native", "x86_64-linux-gnu", 64, "libtinygpt.so",
-               ("-mcpu=x86_64_v3", "-fPIC"), ("x86-64-v3", "avx2", "fma")),
+               ("-mcpu=x86_64_v3", "-fPIC", "-pthread"), ("x86-64-v3", "avx2", "fma", "pthreads")),
         Target("native-x86-64", "native", "x86_64-linux-gnu", 64, "libtinygpt.so",
-               ("-mcpu=x86_64", "-fPIC"), ("x86-64", "sse2")),
+               ("-mcpu=x86_64", "-fPIC", "-pthread"), ("x86-64", "sse2", "pthreads")),
     )
 }  # fmt: skip
 

@@ -1,5 +1,5 @@
 /*
- * tinygpt.h -- the TinyGPT kernel library's C ABI, version 2.
+ * tinygpt.h -- the TinyGPT kernel library's C ABI, version 3.
  *
  * One C11 source tree (artifacts/src/) builds three binaries: wasm32 (simd128), wasm64 (Memory64,
  * simd128) and native x86-64. Every export is prefixed `tg_`. The harness reads the same
@@ -36,7 +36,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TG_ABI_VERSION 2
+#define TG_ABI_VERSION 3
+/* The most threads tg_set_threads accepts (the pool's size); harness/abi.py MAX_THREADS. */
+#define TG_MAX_THREADS 16
 
 #ifdef __cplusplus
 extern "C" {
@@ -56,6 +58,15 @@ void tg_noop(void);
 void *tg_alloc(size_t nbytes);
 /* Free a pointer from tg_alloc or 0. */
 void tg_free(void *p);
+/* Use n threads (the caller plus n - 1 pool workers) for the kernels from now on. Returns the
+ * count in effect: n on a threaded (native) build, 1 on the freestanding wasm builds (no
+ * threads), fewer than n if the system refused a thread. n < 1, n > TG_MAX_THREADS, or a call
+ * from inside a kernel returns -1 and changes nothing. Results are deterministic for a given
+ * count, and bitwise equal to 1 thread: every kernel splits only work whose per-element
+ * summation order does not depend on the split (docs/threads.md). Default: 1. */
+int32_t tg_set_threads(int32_t n);
+/* The thread count in effect. */
+int32_t tg_get_threads(void);
 
 /* ---- ops: forward and backward ---------------------------------------------------------- */
 

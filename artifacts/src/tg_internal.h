@@ -35,4 +35,28 @@ void tg_zero_bytes(void *p, size_t nbytes);
 void tg_gemm(int32_t M, int32_t N, int32_t K, const float *A, ptrdiff_t a_i, ptrdiff_t a_k,
              const float *B, ptrdiff_t b_k, ptrdiff_t b_j, float *Cmat, ptrdiff_t ldc);
 
+/* ---- threads (tg_threads.c) ----------------------------------------------------------------
+ * Native builds (and emscripten -pthread builds) have a pthread pool; the freestanding wasm
+ * builds have no threads and run every parallel region serially on the caller. */
+#if !defined(__wasm__) || defined(__EMSCRIPTEN_PTHREADS__)
+#define TG_THREADS 1
+#endif
+/* A region below this much work (flops, or elementwise operations) stays on the caller: one
+ * wake + join of the pool costs tens of microseconds, as much as ~2 MFLOP of GEMM. Only speed
+ * depends on it; results do not (every partition keeps each output's summation order). */
+#define TG_PAR_MIN_WORK 2e6
+/* Run fn(ctx, task, worker) for task 0..count-1; worker w (0 = the caller) takes the
+ * contiguous tasks [w*count/n, (w+1)*count/n) of the n = min(threads, count) workers. */
+void tg_parallel_for(int32_t count, void (*fn)(void *ctx, int32_t task, int32_t worker),
+                     void *ctx);
+/* How many chunks to cut `units` independent units of `work` into: the threads in effect,
+ * at most `units`, and 1 below TG_PAR_MIN_WORK or inside a parallel region. */
+int32_t tg_parallel_chunks(double work, int32_t units);
+/* Run fn(ctx, lo, hi) over [0, n) cut into contiguous ranges, one per worker (or one range on
+ * the caller below the threshold): for independent rows or elements. */
+void tg_parallel_range(size_t n, double work, void (*fn)(void *ctx, size_t lo, size_t hi),
+                       void *ctx);
+/* Give workers 1..workers-1 their GEMM pack buffers; returns how many workers have them. */
+int32_t tg_gemm_reserve(int32_t workers);
+
 #endif /* TG_INTERNAL_H */

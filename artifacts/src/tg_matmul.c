@@ -29,12 +29,34 @@
 #define TG_MC 96  /* multiple of both TG_MR values */
 #define TG_NC 512 /* multiple of TG_NR */
 
-/* Scratch for packed blocks. Static, because the library is single-threaded and a per-call
- * allocation would cost more than packing for small matrices. */
-static float pack_a[TG_MC * TG_KC * TG_AREP] __attribute__((aligned(64)));
-static float pack_b[TG_NC * TG_KC] __attribute__((aligned(64)));
+/* Scratch for packed blocks, one pair per pool worker (tg_threads.c): worker 0 (the caller)
+ * uses the static pair, since a per-call allocation would cost more than packing for small
+ * matrices; workers 1.. get theirs from tg_gemm_reserve when the pool grows. */
+typedef struct {
+    float *a; /* TG_MC * TG_KC * TG_AREP */
+    float *b; /* TG_NC * TG_KC */
+} pack_t;
+static float pack_a0[TG_MC * TG_KC * TG_AREP] __attribute__((aligned(64)));
+static float pack_b0[TG_NC * TG_KC] __attribute__((aligned(64)));
+static pack_t packs[TG_MAX_THREADS] = {{pack_a0, pack_b0}};
 
-static void pack_a_block(int32_t mc, int32_t kc, const float *A, ptrdiff_t a_i, ptrdiff_t a_k) {
+int32_t tg_gemm_reserve(int32_t workers) {
+    for (int32_t w = 1; w < workers; w++) {
+        if (packs[w].a) continue;
+        float *a = tg_alloc(sizeof(pack_a0));
+        float *b = tg_alloc(sizeof(pack_b0));
+        if (!a || !b) {
+            tg_free(a);
+            tg_free(b);
+            return w;
+        }
+        packs[w] = (pack_t){a, b};
+    }
+    return workers;
+}
+
+static void pack_a_block(float *pack_a, int32_t mc, int32_t kc, const float *A, ptrdiff_t a_i,
+                         ptrdiff_t a_k) {
     for (int32_t ip = 0; ip < mc; ip += TG_MR) {
         float *dst = pack_a + (size_t)ip * kc * TG_AREP;
         int32_t rows = mc - ip < TG_MR ? mc - ip : TG_MR;
@@ -47,7 +69,8 @@ static void pack_a_block(int32_t mc, int32_t kc, const float *A, ptrdiff_t a_i, 
     }
 }
 
-static void pack_b_block(int32_t kc, int32_t nc, const float *B, ptrdiff_t b_k, ptrdiff_t b_j) {
+static void pack_b_block(float *pack_b, int32_t kc, int32_t nc, const float *B, ptrdiff_t b_k,
+                         ptrdiff_t b_j) {
     for (int32_t jp = 0; jp < nc; jp += TG_NR) {
         float *dst = pack_b + (size_t)jp * kc;
         int32_t cols = nc - jp < TG_NR ? nc - jp : TG_NR;
@@ -142,24 +165,20 @@ static float dot(const float *restrict x, const float *restrict y, int32_t n) {
     return s;
 }
 
-void tg_gemm(int32_t M, int32_t N, int32_t K, const float *A, ptrdiff_t a_i, ptrdiff_t a_k,
-             const float *B, ptrdiff_t b_k, ptrdiff_t b_j, float *Cmat, ptrdiff_t ldc) {
-    if (M <= 0 || N <= 0 || K <= 0) return;
-    if (M < 4 && a_k == 1 && b_k == 1) {
-        for (int32_t i = 0; i < M; i++) {
-            for (int32_t j = 0; j < N; j++) Cmat[i * ldc + j] += dot(A + i * a_i, B + j * b_j, K);
-        }
-        return;
-    }
+/* The blocked GEMM over one block of C, with one worker's pack buffers. */
+static void gemm_blocked(const pack_t *ws, int32_t M, int32_t N, int32_t K, const float *A,
+                         ptrdiff_t a_i, ptrdiff_t a_k, const float *B, ptrdiff_t b_k,
+                         ptrdiff_t b_j, float *Cmat, ptrdiff_t ldc) {
+    float *pack_a = ws->a, *pack_b = ws->b;
     float edge[TG_MR * TG_NR] __attribute__((aligned(16)));
     for (int32_t jc = 0; jc < N; jc += TG_NC) {
         int32_t nc = N - jc < TG_NC ? N - jc : TG_NC;
         for (int32_t pc = 0; pc < K; pc += TG_KC) {
             int32_t kc = K - pc < TG_KC ? K - pc : TG_KC;
-            pack_b_block(kc, nc, B + pc * b_k + jc * b_j, b_k, b_j);
+            pack_b_block(pack_b, kc, nc, B + pc * b_k + jc * b_j, b_k, b_j);
             for (int32_t ic = 0; ic < M; ic += TG_MC) {
                 int32_t mc = M - ic < TG_MC ? M - ic : TG_MC;
-                pack_a_block(mc, kc, A + ic * a_i + pc * a_k, a_i, a_k);
+                pack_a_block(pack_a, mc, kc, A + ic * a_i + pc * a_k, a_i, a_k);
                 for (int32_t jr = 0; jr < nc; jr += TG_NR) {
                     const float *bp = pack_b + (size_t)jr * kc;
                     int32_t n = nc - jr < TG_NR ? nc - jr : TG_NR;
@@ -182,6 +201,59 @@ void tg_gemm(int32_t M, int32_t N, int32_t K, const float *A, ptrdiff_t a_i, ptr
             }
         }
     }
+}
+
+/* A GEMM split into chunks of whole MR-row (or NR-column) tiles, one chunk per worker. Every
+ * element of C is still summed by one worker over K in the same KC blocks in the same order,
+ * so the result is bitwise the same for any chunk count. */
+typedef struct {
+    int32_t M, N, K, by_rows, tiles, chunks;
+    const float *A, *B;
+    ptrdiff_t a_i, a_k, b_k, b_j, ldc;
+    float *Cmat;
+} gemm_job;
+
+static void gemm_task(void *ctx, int32_t task, int32_t worker) {
+    const gemm_job *j = ctx;
+    int32_t lo = (int32_t)((int64_t)task * j->tiles / j->chunks);
+    int32_t hi = (int32_t)((int64_t)(task + 1) * j->tiles / j->chunks);
+    if (j->by_rows) {
+        int32_t r0 = lo * TG_MR, r1 = hi * TG_MR < j->M ? hi * TG_MR : j->M;
+        if (r1 > r0) {
+            gemm_blocked(&packs[worker], r1 - r0, j->N, j->K, j->A + r0 * j->a_i, j->a_i, j->a_k,
+                         j->B, j->b_k, j->b_j, j->Cmat + r0 * j->ldc, j->ldc);
+        }
+    } else {
+        int32_t c0 = lo * TG_NR, c1 = hi * TG_NR < j->N ? hi * TG_NR : j->N;
+        if (c1 > c0) {
+            gemm_blocked(&packs[worker], j->M, c1 - c0, j->K, j->A, j->a_i, j->a_k,
+                         j->B + c0 * j->b_j, j->b_k, j->b_j, j->Cmat + c0, j->ldc);
+        }
+    }
+}
+
+void tg_gemm(int32_t M, int32_t N, int32_t K, const float *A, ptrdiff_t a_i, ptrdiff_t a_k,
+             const float *B, ptrdiff_t b_k, ptrdiff_t b_j, float *Cmat, ptrdiff_t ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    /* decided on the whole M, never per chunk: the dot path sums in another order */
+    if (M < 4 && a_k == 1 && b_k == 1) {
+        for (int32_t i = 0; i < M; i++) {
+            for (int32_t j = 0; j < N; j++) Cmat[i * ldc + j] += dot(A + i * a_i, B + j * b_j, K);
+        }
+        return;
+    }
+    /* split the dimension with more tiles: each worker then packs its own share of the larger
+     * operand and only the smaller one is packed once per worker */
+    int32_t row_tiles = (M + TG_MR - 1) / TG_MR, col_tiles = (N + TG_NR - 1) / TG_NR;
+    int32_t by_rows = row_tiles >= col_tiles;
+    int32_t tiles = by_rows ? row_tiles : col_tiles;
+    int32_t chunks = tg_parallel_chunks(2.0 * M * N * K, tiles);
+    if (chunks <= 1) {
+        gemm_blocked(&packs[0], M, N, K, A, a_i, a_k, B, b_k, b_j, Cmat, ldc);
+        return;
+    }
+    gemm_job job = {M, N, K, by_rows, tiles, chunks, A, B, a_i, a_k, b_k, b_j, ldc, Cmat};
+    tg_parallel_for(chunks, gemm_task, &job);
 }
 
 TG_API void tg_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,

@@ -9,6 +9,13 @@ Curves (select with ``curves = [...]`` in the matrix's ``[check.bench]`` table):
   against work size (``overhead:call`` / ``overhead:bridge``, x = the op's work);
 - ``train_step``: ``tg_model_train_step`` time at the cell's preset, and the speedup over the
   numpy reference's train step (measured once per process per (preset, B, T));
+- ``threads = [1, 2, ...]`` (default ``[1]``) makes the kernel thread count an x axis of the
+  ``ops`` and ``train_step`` curves: each point is measured at every count (``tg_set_threads``),
+  a count above 1 writes its rows under ``<subject>:threads=<n>``, and ``threads:<subject>``
+  rows hold the speedup over 1 thread (x = threads) at each size. A count above the library's
+  pool size (``harness.abi.MAX_THREADS``) is refused at matrix load; on an artifact without
+  threads (the freestanding wasm builds put 1 in effect) a count above 1 is a ``skipped`` row
+  saying so;
 - ``generate``: decode tokens/s against context length with the KV cache on and off
   (``generate:kv`` / ``generate:nokv``), and the time to the first token (``ttft:*``).
 
@@ -29,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.abi import MAX_THREADS
 from harness.checks.base import CellContext
 from harness.checks.bench_workloads import (
     OPS,
@@ -74,6 +82,7 @@ class BenchOptions:
     batch: int = 4  # train-step batch; small so the largest presets fit the cell budget
     seq: int = 0  # train-step sequence length; 0 = the training context length of the preset
     contexts: tuple[int, ...] = ()  # generation prompt lengths; () = powers of two from 8
+    threads: tuple[int, ...] = (1,)  # kernel thread counts: an x axis of ops and train_step
     new_tokens: int = 8  # tokens generated per timed call
     bridge_roundtrips: int = 40
     min_samples: int = 10
@@ -99,7 +108,7 @@ class BenchOptions:
         )
 
 
-_INT_TUPLES = ("contexts",)
+_INT_TUPLES = ("contexts", "threads")
 _STR_TUPLES = ("curves", "ops")
 
 
@@ -147,6 +156,14 @@ def parse_options(options: Mapping[str, Any]) -> BenchOptions:
     for op in opts.ops:
         if op not in OPS:
             raise ValueError(f"[check.bench] ops: unknown op {op!r}; known: {sorted(OPS)}")
+    for n in opts.threads:
+        if n > MAX_THREADS:
+            raise ValueError(
+                f"[check.bench] threads: {n} is above the kernel library's pool size "
+                f"{MAX_THREADS} (TG_MAX_THREADS in artifacts/include/tinygpt.h)"
+            )
+    if len(set(opts.threads)) != len(opts.threads):
+        raise ValueError(f"[check.bench] threads: {list(opts.threads)} repeats a count")
     if opts.new_tokens < 2:
         raise ValueError(
             f"[check.bench] new_tokens: need >= 2 to time decoding, got {opts.new_tokens}"
@@ -362,38 +379,111 @@ def run(ctx: CellContext) -> Iterator[Row]:
         yield from _cold_train_point(ctx.cold_instance, stamp, ctx.preset, opts)
 
 
+def _set_threads(instance: Instance, n: int) -> str:
+    """Put ``n`` kernel threads in effect; "" on success, else why not (the count in effect)."""
+    got = instance.call("tg_set_threads", n)
+    if got == n:
+        return ""
+    return f"tg_set_threads({n}) put {got} in effect: this artifact has no {n}-thread path"
+
+
+def _thread_subject(subject: str, threads: int) -> str:
+    return subject if threads == 1 else f"{subject}:threads={threads}"
+
+
+def _speedup_rows(
+    stamp: Stamp, subject: str, by_threads: Mapping[int, Measurement], detail: str
+) -> Iterator[Row]:
+    """``threads:<subject>`` rows: 1-thread median / n-thread median, x = threads."""
+    one = by_threads.get(1)
+    if one is None or len(by_threads) < 2:
+        return
+    for n, m in sorted(by_threads.items()):
+        yield stamp.row(
+            f"threads:{subject}",
+            status_of(one, m),
+            metric="speedup",
+            value=one.summary.median / m.summary.median,
+            unit="x",
+            x_name="threads",
+            x_value=n,
+            detail=f"{detail} 1-thread median {one.summary.median:.0f}ns"
+            f" / {n}-thread median {m.summary.median:.0f}ns",
+        )
+
+
+class _ThreadAxis:
+    """Walks ``opts.threads`` on an instance and puts 1 thread back afterwards."""
+
+    def __init__(self, instance: Instance, counts: tuple[int, ...]) -> None:
+        self.instance = instance
+        self.counts = counts
+        self.touched = counts != (1,)  # the default axis never calls tg_set_threads
+
+    def set(self, n: int) -> str:
+        """Put ``n`` threads in effect; "" or why not."""
+        return _set_threads(self.instance, n) if self.touched else ""
+
+    def reset(self) -> None:
+        """Back to the library default (1), so the next cell starts where a fresh load would."""
+        if self.touched:
+            _set_threads(self.instance, 1)
+
+
 def _ops_curve(
     instance: Instance, stamp: Stamp, opts: BenchOptions, budget: Budget, points: list[_OpPoint]
 ) -> Iterator[Row]:
     roofs, roof_rows = _roofline(opts) if opts.reference else ({}, [])
     yield from roof_rows
-    for op in opts.ops:
-        build, x_name = OPS[op]
-        subject = f"op:{op}"
-        for n in opts.sizes[op]:
-            if budget.left() <= 0:
-                yield _skipped(stamp, subject, budget, x_name, n)
-                continue
-            wl = build(instance, n)
-            m = _measure_workload(instance, wl, opts.policy(budget.for_measurement()))
-            status = status_of(m)
-            yield from measurement_rows(stamp, subject, m, x_name, n, wl.shape)
-            xy: dict[str, Any] = {"x_name": x_name, "x_value": n, "detail": wl.shape}
-            if wl.work_kind == "flops":
-                rate = gflops(wl.work, m.summary.median)
-                yield stamp.row(subject, status, metric="gflops", value=rate, unit="GFLOP/s", **xy)
-                roof_n = (
-                    roofs.get(n) if op.startswith("matmul") else max(roofs.values(), default=None)
-                )
-                if roof_n:
-                    frac = roofline_fraction(rate, roof_n)
-                    yield stamp.row(
-                        subject, status, metric="roofline_fraction", value=frac, unit="", **xy
-                    )
-            elif wl.work_kind == "bytes":
-                rate = wl.work / m.summary.median  # bytes per ns is GB/s
-                yield stamp.row(subject, status, metric="gbps", value=rate, unit="GB/s", **xy)
-            points.append(_OpPoint(op, wl.work, wl.work_kind, m.summary.median, m))
+    axis = _ThreadAxis(instance, opts.threads)
+    try:
+        for op in opts.ops:
+            build, x_name = OPS[op]
+            for n in opts.sizes[op]:
+                by_threads: dict[int, Measurement] = {}
+                for threads in opts.threads:
+                    subject = _thread_subject(f"op:{op}", threads)
+                    if budget.left() <= 0:
+                        yield _skipped(stamp, subject, budget, x_name, n)
+                        continue
+                    why = axis.set(threads)
+                    if why:
+                        yield stamp.row(subject, "skipped", detail=why, x_name=x_name, x_value=n)
+                        continue
+                    wl = build(instance, n)
+                    m = _measure_workload(instance, wl, opts.policy(budget.for_measurement()))
+                    by_threads[threads] = m
+                    yield from _op_point_rows(stamp, subject, op, n, x_name, wl, m, roofs)
+                    if threads == 1:
+                        points.append(_OpPoint(op, wl.work, wl.work_kind, m.summary.median, m))
+                yield from _speedup_rows(stamp, f"op:{op}@{x_name}={n}", by_threads, "")
+    finally:
+        axis.reset()
+
+
+def _op_point_rows(
+    stamp: Stamp,
+    subject: str,
+    op: str,
+    n: int,
+    x_name: str,
+    wl: Workload,
+    m: Measurement,
+    roofs: Mapping[int, float],
+) -> Iterator[Row]:
+    status = status_of(m)
+    yield from measurement_rows(stamp, subject, m, x_name, n, wl.shape)
+    xy: dict[str, Any] = {"x_name": x_name, "x_value": n, "detail": wl.shape}
+    if wl.work_kind == "flops":
+        rate = gflops(wl.work, m.summary.median)
+        yield stamp.row(subject, status, metric="gflops", value=rate, unit="GFLOP/s", **xy)
+        roof_n = roofs.get(n) if op.startswith("matmul") else max(roofs.values(), default=None)
+        if roof_n:
+            frac = roofline_fraction(rate, roof_n)
+            yield stamp.row(subject, status, metric="roofline_fraction", value=frac, unit="", **xy)
+    elif wl.work_kind == "bytes":
+        rate = wl.work / m.summary.median  # bytes per ns is GB/s
+        yield stamp.row(subject, status, metric="gbps", value=rate, unit="GB/s", **xy)
 
 
 def _roofline(opts: BenchOptions) -> tuple[dict[int, float], list[Row]]:
@@ -473,16 +563,34 @@ def _train_curve(
     if budget.left() <= 0:
         yield _skipped(stamp, "train_step", budget, "params", params)
         return
+    shape = f"B={B} T={T}"
+    by_threads: dict[int, Measurement] = {}
+    axis = _ThreadAxis(instance, opts.threads)
     model = create_model(instance, cfg)
     try:
-        m = _measure_workload(
-            instance, train_step(instance, model, cfg, B, T), opts.policy(budget.for_measurement())
-        )
+        for threads in opts.threads:
+            subject = _thread_subject("train_step", threads)
+            if budget.left() <= 0:
+                yield _skipped(stamp, subject, budget, "params", params)
+                continue
+            why = axis.set(threads)
+            if why:
+                yield stamp.row(subject, "skipped", detail=why, x_name="params", x_value=params)
+                continue
+            by_threads[threads] = _measure_workload(
+                instance,
+                train_step(instance, model, cfg, B, T),
+                opts.policy(budget.for_measurement()),
+            )
+            yield from measurement_rows(
+                stamp, subject, by_threads[threads], "params", params, shape
+            )
     finally:
         model.release(instance)
-    shape = f"B={B} T={T}"
-    yield from measurement_rows(stamp, "train_step", m, "params", params, shape)
-    if not opts.reference:
+        axis.reset()
+    yield from _speedup_rows(stamp, "train_step", by_threads, f"{shape} params={params:.0f}")
+    m = by_threads.get(1)
+    if m is None or not opts.reference:  # the numpy speedup is against the 1-thread figure
         return
     key = (cfg.name, B, T)
     if key not in _TRAIN_REFERENCE:

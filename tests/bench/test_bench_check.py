@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
+from harness.abi import MAX_THREADS
 from harness.artifact import Artifact, load_manifest
 from harness.build import DEFAULT_OUT, MANIFEST, build_all, manifest_is_fresh
 from harness.checks import bench
 from harness.checks.base import CellContext
 from harness.engines.ctypes_engine import CtypesInstance
+from harness.matrix import MatrixError, Names, load_matrix
 from harness.rundir.rows import Row
 from harness.timing import Measurement, summarize
 from reference.presets import get_preset, param_count
@@ -196,6 +198,9 @@ def test_noisy_measurement_rows_carry_status_and_cv() -> None:
         ({"min_sample_ms": 0}, "min_sample_ms: expected a positive number"),
         ({"min_samples": 10, "max_samples": 5}, "max_samples=5 is below min_samples=10"),
         ({"new_tokens": 1}, "new_tokens: need >= 2"),
+        ({"threads": [1, MAX_THREADS + 1]}, f"threads: {MAX_THREADS + 1} is above .* pool size"),
+        ({"threads": [0]}, "threads: expected a list of positive integers"),
+        ({"threads": [1, 2, 1]}, r"threads: \[1, 2, 1\] repeats a count"),
     ],
 )
 def test_validate_options_names_the_bad_key(options: dict[str, Any], message: str) -> None:
@@ -223,3 +228,64 @@ def test_coarse_first_orders_ends_then_midpoints() -> None:
     assert bench.coarse_first((8, 16, 32, 64, 128)) == [8, 128, 32, 16, 64]
     assert bench.coarse_first((16, 8)) == [8, 16]
     assert sorted(bench.coarse_first((8, 16, 32, 56))) == [8, 16, 32, 56]
+
+
+def test_thread_count_above_the_pool_is_refused_at_matrix_load_with_its_line(
+    tmp_path: Path,
+) -> None:
+    """``threads`` above the library's pool size stops the matrix at load, FILE:LINE first."""
+    path = tmp_path / "m.toml"
+    path.write_text(
+        'name = "t"\nartifacts = ["native"]\npresets = ["tiny"]\nchecks = ["bench"]\n'
+        '[hosts]\nnative = {}\n[check.bench]\ncurves = ["ops"]\n'
+        f"threads = [1, {MAX_THREADS + 1}]\n"
+    )
+    with pytest.raises(MatrixError, match=rf"^{path}:9: \[check.bench\]: .*threads: "):
+        load_matrix(path, Names(hosts=("native",), artifacts=("native",)))
+
+
+def test_threads_axis_measures_each_count_and_the_speedup(native: Artifact) -> None:
+    """threads = [1, 2]: each op point and the train step are measured at both counts, the
+    2-thread rows carry their own subject, and threads:* rows hold 1-thread / n-thread medians
+    (checked against the medians, never against a speed); the instance is back at 1 thread."""
+    opts = {**SMALL, "curves": ["ops", "train_step"], "threads": [1, 2], "reference": False,
+            "sizes": {"matmul_forward": [256], "gelu_forward": [1024]}}  # fmt: skip
+    inst = CtypesInstance.load(native)
+    try:
+        ctx = CellContext("native-threads", "test", native, get_preset("small"), inst, opts)
+        rows = list(bench.run(ctx))
+        assert inst.call("tg_get_threads") == 1
+    finally:
+        inst.close()
+    medians = {(r.subject, r.x_value): r.value for r in rows if r.metric == "median_ns"}
+    one = medians[("op:matmul_forward", 256.0)]
+    two = medians[("op:matmul_forward:threads=2", 256.0)]
+    sp = _one(rows, subject="threads:op:matmul_forward@n=256", x_value=2.0)
+    assert sp.metric == "speedup" and sp.value == pytest.approx(one / two)
+    assert _one(rows, subject="threads:op:matmul_forward@n=256", x_value=1.0).value == 1.0
+    params = float(param_count(get_preset("small")))
+    t1, t2 = medians[("train_step", params)], medians[("train_step:threads=2", params)]
+    step = _one(rows, subject="threads:train_step", x_value=2.0)
+    assert step.value == pytest.approx(t1 / t2)
+
+
+def test_threads_axis_on_a_build_without_threads_is_a_skipped_row(tmp_path: Path) -> None:
+    """On a freestanding wasm build tg_set_threads(2) puts 1 in effect: the 2-thread point is a
+    skipped row that says so, and the 1-thread point is still measured."""
+    from harness.engines import load_in_process
+
+    if manifest_is_fresh(DEFAULT_OUT):
+        wasm = load_manifest(DEFAULT_OUT / MANIFEST)["wasm32"]
+    else:
+        wasm = build_all(tmp_path)["wasm32"]
+    opts = {**SMALL, "curves": ["ops"], "threads": [1, 2], "reference": False,
+            "ops": ["gelu_forward"], "sizes": {"gelu_forward": [1024]}}  # fmt: skip
+    inst = load_in_process(wasm)
+    try:
+        ctx = CellContext("wasmtime-threads", "test", wasm, get_preset("tiny"), inst, opts)
+        rows = list(bench.run(ctx))
+    finally:
+        inst.close()
+    skipped = _one(rows, subject="op:gelu_forward:threads=2")
+    assert skipped.status == "skipped" and "put 1 in effect" in skipped.detail
+    assert _one(rows, subject="op:gelu_forward", metric="median_ns").status != "skipped"

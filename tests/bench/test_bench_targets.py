@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.bench_targets import Figure, Target, exit_code
+from harness.bench_targets import THREADS_SPEEDUP, Figure, Target, exit_code, render
 from harness.timing import Measurement, summarize
 
 
@@ -40,3 +40,17 @@ def test_missing_figure_is_not_measured_with_reason() -> None:
     assert t.status == "not measured" and t.ratio is None
     assert "not measured: node24: no node executable" in absent.text()
     assert exit_code([t]) == 2
+
+
+def test_speedup_target_reads_as_a_multiple_with_the_load_beside_it() -> None:
+    """The thread target (threshold above 1) is written as 1.85x against 1.7x, not as 185%,
+    and the page names the load average the figures were taken under."""
+    one = _figure("native, 1 thread", 100.0, 0.01)
+    two = _figure("native, 2 threads", 185.0, 0.01)
+    t = Target("2 threads ≥ 1.7x 1 thread", two, one, THREADS_SPEEDUP)
+    assert t.status == "met"
+    text = render([t], "python -m harness.bench_targets", {"load": "0.10/0.20/0.30 before"}, {})
+    assert "| 1.85x | 1.7x | ✅ met |" in text
+    assert "0.10/0.20/0.30 before" in text
+    slow = Target("t", _figure("native, 2 threads", 150.0, 0.01), one, THREADS_SPEEDUP)
+    assert slow.status == "missed"
