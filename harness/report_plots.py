@@ -161,7 +161,11 @@ def _preset_ticks(ax: Any, x: pd.Series) -> None:
     plain_log_labels(ax, "×")
     ticks = sorted({float(v) for v in x})
     names = {float(param_count(p)): p.name for p in PRESETS.values()}
-    ax.set_xticks(ticks, [f"{names.get(t, '?')} ({t / 1e6:.2g}M)" for t in ticks])
+    # names only, slanted: large, xl and huge sit within a factor of 4 on a log axis, and
+    # "name (N.NM)" labels overlapped even slanted (seen in 1400 px screenshots of the main
+    # job's report); the parameter counts are in the tables
+    ax.set_xticks(ticks, [names.get(t, "?") for t in ticks],
+                  rotation=30, ha="right", rotation_mode="anchor")  # fmt: skip
     ax.xaxis.set_minor_locator(NullLocator())
     ax.margins(x=0.12)
 
