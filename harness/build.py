@@ -136,49 +136,51 @@ class EmTarget:
     features: tuple[str, ...]
 
 
+# 3.1.6's Memory64 glue does Number arithmetic on BigInt sizes in its JS helpers
+# (TypeError "Cannot convert a BigInt value to a number", docs/findings.md):
+# - growing memory (emscripten_resize_heap, sbrk): so a fixed 1 GiB, reserved and committed by
+#   the OS as pages are touched;
+# - memcpy of >= 512 bytes (emscripten_memcpy_big): -fno-builtin keeps clang from turning the
+#   kernels' copy loops into memcpy calls, so the module never imports it.
+# Shared by every library built with emscripten (harness/build_lib2.py too).
+EM_MEMORY64_FLAGS: tuple[str, ...] = (
+    "-sMEMORY64=1", "-sWASM_BIGINT", "-sALLOW_MEMORY_GROWTH=0", "-sINITIAL_MEMORY=1073741824",
+    "-fno-builtin",
+)  # fmt: skip
+# the pool is what a format's loading must survive; growth + pthreads is slower JS access: known
+EM_PTHREAD_FLAGS: tuple[str, ...] = (
+    "-pthread",
+    "-sPTHREAD_POOL_SIZE=2",
+    "-Wno-pthreads-mem-growth",
+)
+
 EM_TARGETS: dict[str, EmTarget] = {
     t.name: t
     for t in (
         EmTarget("em-wasm32", 32, ("-msimd128",), ("simd128",)),
-        # 3.1.6's Memory64 glue does Number arithmetic on BigInt sizes in its JS helpers
-        # (TypeError "Cannot convert a BigInt value to a number", docs/findings.md):
-        # - growing memory (emscripten_resize_heap, sbrk): so a fixed 1 GiB, reserved and
-        #   committed by the OS as pages are touched;
-        # - memcpy of >= 512 bytes (emscripten_memcpy_big): -fno-builtin keeps clang from
-        #   turning the kernels' copy loops into memcpy calls, so the module never imports it
-        EmTarget("em-wasm64", 64,
-                 ("-sMEMORY64=1", "-sWASM_BIGINT", "-sALLOW_MEMORY_GROWTH=0",
-                  "-sINITIAL_MEMORY=1073741824", "-fno-builtin"),
-                 ("memory64", "bigint")),
-        # the pool is what the format's loading must survive; the kernels stay single-threaded
-        EmTarget("em-wasm32-pthread", 32,
-                 ("-msimd128", "-pthread", "-sPTHREAD_POOL_SIZE=2",
-                  "-Wno-pthreads-mem-growth"),  # growth + pthreads is slower JS access: known
-                 ("simd128", "pthread")),
+        EmTarget("em-wasm64", 64, EM_MEMORY64_FLAGS, ("memory64", "bigint")),
+        EmTarget("em-wasm32-pthread", 32, ("-msimd128", *EM_PTHREAD_FLAGS), ("simd128", "pthread")),
     )
-}  # fmt: skip
+}
 
-EM_COMMON_FLAGS: tuple[str, ...] = (
-    "-O2",
-    "-std=c11",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-fno-math-errno",
-    "-g0",
-    f"-I{INCLUDE_DIR}",
-    "-sMODULARIZE",
-    "-sEXPORT_ES6",
-    "-sALLOW_MEMORY_GROWTH=1",
-    "-sENVIRONMENT=web,worker,node",
-    "-sEXPORTED_RUNTIME_METHODS=HEAPU8",
-)
+
+def em_common_flags(include_dir: Path) -> tuple[str, ...]:
+    """The flags every emscripten build of a kernel library shares, headers from ``include_dir``.
+
+    -O2, not -O3: 3.1.6's -O3 minifies the wasm64 module's import names but not its glue's.
+    """
+    return (
+        "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-fno-math-errno", "-g0",
+        f"-I{include_dir}", "-sMODULARIZE", "-sEXPORT_ES6", "-sALLOW_MEMORY_GROWTH=1",
+        "-sENVIRONMENT=web,worker,node",
+    )  # fmt: skip
 
 
 def em_flags(target: EmTarget) -> list[str]:
     """Every flag after ``emcc`` except sources and ``-o`` (recorded in the manifest)."""
     exported = ",".join(f"_{name}" for name in (*EXPORTS, "malloc", "free"))
-    return [*EM_COMMON_FLAGS, *target.target_flags, f"-sEXPORTED_FUNCTIONS={exported}"]
+    return [*em_common_flags(INCLUDE_DIR), "-sEXPORTED_RUNTIME_METHODS=HEAPU8",
+            *target.target_flags, f"-sEXPORTED_FUNCTIONS={exported}"]  # fmt: skip
 
 
 def emcc_path() -> str | None:
@@ -267,6 +269,25 @@ def em_version() -> str:
     return f"emcc {m.group(1) if m else '?'} (clang {c.group(1) if c else '?'})"
 
 
+def _wait_all(
+    procs: Sequence[tuple[str, subprocess.Popen[str]]], tool: str, timeout_s: int
+) -> None:
+    """Wait for every compiler process; raise one BuildError naming each that failed or hung."""
+    errors: list[str] = []
+    for name, proc in procs:
+        try:
+            _, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            errors.append(f"{name}: {tool} timed out after {timeout_s} s")
+            continue
+        if proc.returncode != 0:
+            errors.append(f"{name}: {tool} failed (exit {proc.returncode}):\n{err.strip()}")
+    if errors:
+        raise BuildError("\n".join(errors))
+
+
 def _start_em(target: EmTarget, out_dir: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = ["emcc", *em_flags(target), *map(str, sources()), "-o", str(out_dir / EM_GLUE)]
@@ -290,20 +311,8 @@ def build_emscripten(
     env = em_env()
     toolchain = em_version()
     procs = [(EM_TARGETS[n], _start_em(EM_TARGETS[n], out_dir / n, env)) for n in names]
-    errors: list[str] = []
-    for t, proc in procs:
-        try:
-            # a cold cache builds the wasm64 system libraries first: minutes, once
-            _, err = proc.communicate(timeout=1800)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            errors.append(f"{t.name}: emcc timed out after 1800 s")
-            continue
-        if proc.returncode != 0:
-            errors.append(f"{t.name}: emcc failed (exit {proc.returncode}):\n{err.strip()}")
-    if errors:
-        raise BuildError("\n".join(errors))
+    # a cold cache builds the wasm64 system libraries first: minutes, once
+    _wait_all([(t.name, proc) for t, proc in procs], "emcc", timeout_s=1800)
     built: dict[str, Artifact] = {}
     for t, _proc in procs:
         d = out_dir / t.name
@@ -440,19 +449,7 @@ def _build_many(
     toolchain = toolchain_version()
     procs = [(name, t, d, out_dir / name / t.output, _start(t, out_dir / name / t.output, d))
              for name, t, d in jobs]  # fmt: skip
-    errors: list[str] = []
-    for name, _t, _d, _path, proc in procs:
-        try:
-            _, err = proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            errors.append(f"{name}: zig cc timed out after 300 s")
-            continue
-        if proc.returncode != 0:
-            errors.append(f"{name}: zig cc failed (exit {proc.returncode}):\n{err.strip()}")
-    if errors:
-        raise BuildError("\n".join(errors))
+    _wait_all([(name, proc) for name, _t, _d, _path, proc in procs], "zig cc", timeout_s=300)
     built: dict[str, Artifact] = {}
     for name, t, d, path, _proc in procs:
         files, sha256 = digest({get_format(t.format).roles[0]: path})

@@ -27,10 +27,13 @@ from pathlib import Path
 
 from harness.build import (
     COMMON_FLAGS,
+    EM_MEMORY64_FLAGS,
+    EM_PTHREAD_FLAGS,
     EMCC_INSTALL,
     REPO_ROOT,
     TARGETS,
     BuildError,
+    em_common_flags,
     em_env,
     emcc_path,
     zig_command,
@@ -109,41 +112,18 @@ EM_BUILDS: dict[str, EmBuild] = {
     b.name: b
     for b in (
         EmBuild("lib2-em-wasm32", 32, ()),
-        # 3.1.6's Memory64 glue does Number arithmetic on BigInt sizes when memory grows and in
-        # emscripten_memcpy_big (docs/findings.md): a fixed 1 GiB, and -fno-builtin so clang does
-        # not turn copy loops into memcpy calls
-        EmBuild("lib2-em-wasm64", 64,
-                ("-sMEMORY64=1", "-sWASM_BIGINT", "-sALLOW_MEMORY_GROWTH=0",
-                 "-sINITIAL_MEMORY=1073741824", "-fno-builtin")),
-        # the pool is what a loader must survive; lib2's kernels stay single-threaded
-        EmBuild("lib2-em-wasm32-pthread", 32,
-                ("-pthread", "-sPTHREAD_POOL_SIZE=2", "-Wno-pthreads-mem-growth")),
+        EmBuild("lib2-em-wasm64", 64, EM_MEMORY64_FLAGS),  # scalar: clang 14 + SIMD + wasm64
+        EmBuild("lib2-em-wasm32-pthread", 32, EM_PTHREAD_FLAGS),  # kernels single-threaded
     )
-}  # fmt: skip
-
-EM_COMMON_FLAGS: tuple[str, ...] = (
-    # -O2, not -O3: 3.1.6's -O3 minifies the wasm64 module's import names but not its glue's
-    "-O2",
-    "-std=c11",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-fno-math-errno",
-    "-g0",
-    f"-I{LIB2_INCLUDE_DIR}",
-    "-sMODULARIZE",
-    "-sEXPORT_ES6",
-    "-sEXPORT_NAME=createLib2",
-    "-sALLOW_MEMORY_GROWTH=1",
-    "-sENVIRONMENT=web,worker,node",
-    "-sEXPORTED_RUNTIME_METHODS=HEAPU8,HEAPF32",
-)
+}
 
 
 def em_flags(build: EmBuild) -> list[str]:
     """Every flag after ``emcc`` except sources and ``-o``."""
     exported = ",".join(f"_{name}" for name in (*lib2_exports(), "malloc", "free"))
-    return [*EM_COMMON_FLAGS, *build.flags, f"-sEXPORTED_FUNCTIONS={exported}"]
+    return [*em_common_flags(LIB2_INCLUDE_DIR), "-sEXPORT_NAME=createLib2",
+            "-sEXPORTED_RUNTIME_METHODS=HEAPU8,HEAPF32", *build.flags,
+            f"-sEXPORTED_FUNCTIONS={exported}"]  # fmt: skip
 
 
 def build_lib2_emscripten(out_dir: Path, name: str) -> dict[str, Path]:
