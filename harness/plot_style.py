@@ -240,6 +240,15 @@ def legend_right(ax: Any, shared: Sequence[Any] = ()) -> None:
     )  # fmt: skip
 
 
+def finish_axis(ax: Any, ylabel: str, title: str) -> None:
+    """A curve panel's common finish: y label, title, grid, the hollow-marker note, the legend."""
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    noisy_note(ax)
+    legend_right(ax)
+
+
 def reserve_footer(fig: Figure, inches: float) -> None:
     """Keep ``inches`` at the bottom of a constrained-layout figure free for a footer text."""
     engine = fig.get_layout_engine()

@@ -32,6 +32,7 @@ from harness.plot_style import (
     data_ticks,
     draw_series,
     facets,
+    finish_axis,
     host_family,
     legend_right,
     noisy_note,
@@ -201,11 +202,7 @@ def speedup_figure(rows: pd.DataFrame) -> Built | None:
             draw_series(ax, x, y, _noisy(g), style, label, lo, hi)
         ax.axhline(1.0, color="black", lw=0.8, ls=":", gid="ref:parity")
         _preset_ticks(ax, pts["x_value"])
-        ax.set_ylabel("speedup (×, log)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
-        noisy_note(ax)
-        legend_right(ax)
+        finish_axis(ax, "speedup (×, log)", title)
     axes[-1, 0].set_xlabel("preset (parameters, log)")
     fig.suptitle("Train step: speedup over the numpy reference (1 BLAS thread); 1× dotted")
     return fig, Plot(
@@ -243,11 +240,7 @@ def roofline_figure(rows: pd.DataFrame) -> Built | None:
         ax.set_yscale("log")
         plain_log_labels(ax)
         data_ticks(ax, pd.concat([pts["x_value"], roof["x_value"]]))
-        ax.set_ylabel("GFLOP/s (log)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
-        noisy_note(ax)
-        legend_right(ax)
+        finish_axis(ax, "GFLOP/s (log)", title)
     axes[-1, 0].set_xlabel("n (log₂): matmul is n×n×n")
     fig.suptitle("matmul_forward throughput against the roofline (timed inside the host)")
     return fig, Plot(
@@ -289,11 +282,11 @@ def kernels_figure(rows: pd.DataFrame) -> Built | None:
             plain_log_labels(ax)
             data_ticks(ax, pts["x_value"])
             ax.set_xlabel(f"{x_name} (log₂)")
-            ax.set_ylabel("GFLOP/s (log)" if metric == "gflops" else "GB/s (log)")
-            ax.set_title(f"{op.removeprefix('op:')} — {title}", fontsize=10)
-            ax.grid(True, which="major", alpha=0.3)
-            noisy_note(ax)
-            legend_right(ax)
+            finish_axis(
+                ax,
+                "GFLOP/s (log)" if metric == "gflops" else "GB/s (log)",
+                f"{op.removeprefix('op:')} — {title}",
+            )
     fig.suptitle("Kernel throughput against size (timed inside the host)")
     return fig, Plot(
         "kernels",
@@ -471,11 +464,7 @@ def cold_figure(rows: pd.DataFrame) -> Built | None:
             draw_series(ax, x, y, _noisy(g), style, _label(*key))
         ax.axhline(1.0, color="black", lw=0.8, ls=":", gid="ref:steady")
         _preset_ticks(ax, pts["x_value"])
-        ax.set_ylabel("first / steady (×, log)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
-        noisy_note(ax)
-        legend_right(ax)
+        finish_axis(ax, "first / steady (×, log)", title)
     axes[-1, 0].set_xlabel("preset (parameters, log)")
     fig.suptitle("Cold start: the first train step over the steady one")
     return fig, Plot(
