@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.artifact import Artifact, load_manifest
-from harness.build import DEFAULT_OUT, MANIFEST, build_all, manifest_is_fresh
+from harness.build import DEFAULT_OUT, MANIFEST, build_all, emcc_path, manifest_is_fresh
 from harness.checks.bench_workloads import matmul_forward
 from harness.hosts.base import Host, HostError, Instance
 from harness.hosts.native import NativeHost
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], object] = print
     args = parser.parse_args(argv)
     if not manifest_is_fresh(args.build_dir):
         log(f"bench: building artifacts into {args.build_dir}")
-        build_all(args.build_dir)
+        build_all(args.build_dir, emscripten=emcc_path() is not None)
     manifest = args.build_dir / MANIFEST
     targets, versions = measure_targets(manifest, args.size, args.node24)
     given = list(sys.argv[1:] if argv is None else argv)

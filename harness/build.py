@@ -224,7 +224,14 @@ def _em_cache() -> Path:
         EM_CACHE.parent.mkdir(parents=True, exist_ok=True)
         tmp = EM_CACHE.with_name(f".{EM_CACHE.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(EM_SYSTEM_CACHE, tmp)
+        try:
+            shutil.copytree(EM_SYSTEM_CACHE, tmp)
+        except OSError as exc:  # an emcc that is not Debian's (emsdk) has no such cache
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BuildError(
+                f"emscripten's cache {EM_SYSTEM_CACHE} cannot be copied ({exc}): the "
+                f"emscripten builds need Debian's emcc: {EMCC_INSTALL}"
+            ) from exc
         try:
             tmp.rename(EM_CACHE)
         except OSError:  # another build's copy got there first
@@ -518,7 +525,10 @@ def manifest_is_fresh(out_dir: Path = DEFAULT_OUT) -> bool:
         if data.get("schema") != MANIFEST_SCHEMA or data.get("inputs_sha256") != inputs_sha256():
             return False
         entries = load_manifest(path)
-        if not set(TARGETS) <= set(entries):
+        # with emcc installed the emscripten builds belong to a full build: a zig-only manifest
+        # (a test fixture's build) would leave the default matrix's em-* cells unknown
+        wanted = set(TARGETS) | (set(EM_TARGETS) if emcc_path() is not None else set())
+        if not wanted <= set(entries):
             return False
         return all(file_sha256(f.path) == f.sha256 for a in entries.values() for f in a.file_set())
     except (OSError, ValueError, KeyError, TypeError, ManifestError):

@@ -65,9 +65,18 @@ def test_manifest_entries_describe_the_binaries(two_builds: tuple[Path, Path]) -
     assert arts[BUG.name].sha256 != arts["native"].sha256
 
 
-def test_manifest_freshness_notices_a_changed_binary(two_builds: tuple[Path, Path]) -> None:
-    """manifest_is_fresh holds right after a build and fails once a binary changes."""
+def test_manifest_freshness_notices_a_changed_binary(
+    two_builds: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """manifest_is_fresh holds right after a build and fails once a binary changes.
+
+    A zig-only manifest is fresh only where emcc is missing: with emcc installed the default
+    matrix names em-* artifacts, so a fixture's zig-only build must not pass for a full one.
+    """
     first = two_builds[0]
+    monkeypatch.setattr(build, "emcc_path", lambda: "/usr/bin/emcc")
+    assert not build.manifest_is_fresh(first)
+    monkeypatch.setattr(build, "emcc_path", lambda: None)
     assert build.manifest_is_fresh(first)
     path = first / "wasm32" / "tinygpt.wasm"
     path.write_bytes(path.read_bytes() + b"\0")
