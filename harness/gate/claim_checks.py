@@ -217,8 +217,12 @@ def check_values(
     table: Mapping[Quantity, float],
     cis: Mapping[Quantity, tuple[float, float]] | None = None,
     run: RunFacts | None = None,
+    source: str = "the run measures",
 ) -> list[Finding]:
-    """Each published band against the run's CI: stale only when the two do not overlap."""
+    """Each published band against the run's CI: stale only when the two do not overlap.
+
+    ``source`` names where the measured value comes from (a measurement file, not a run).
+    """
     out = []
     elsewhere = comparability(claim, run) if run is not None else ""
     for key, published in claim.points.items():
@@ -232,7 +236,7 @@ def check_values(
         change = value / published - 1.0
         said = (
             f"{claim.id}{where}: published {published:g} (band {band_low:.3g}-{band_high:.3g}), "
-            f"the run measures {value:.4g} (CI {low:.3g}-{high:.3g}, {change:+.1%})"
+            f"{source} {value:.4g} (CI {low:.3g}-{high:.3g}, {change:+.1%})"
         )
         if elsewhere:
             out.append(Finding(claim.id, "not comparable", f"{said}; not comparable: {elsewhere}"))

@@ -133,8 +133,18 @@ def load_measurements(path: Path) -> ExternalMeasurements:
         if not isinstance(row, dict):
             raise GateInputError(where, f"rows[{i}]", "must be an object")
         q, v = _quantity(row, where, path)
-        table[q] = v
+        _put(table, q, v, where)
     return ExternalMeasurements(path, provenance, table)
+
+
+def _put(table: dict[Quantity, float], q: Quantity, v: float, where: str) -> None:
+    """Add one row's quantity; a repeat would let row order pick the value a claim is judged on."""
+    if q in table:
+        at = f" at x={q.x}" if q.x else ""
+        raise GateInputError(
+            where, "", f"repeats {q.cell} {q.subject} {q.metric}{at}: one row each"
+        )
+    table[q] = v
 
 
 def _load_csv(path: Path, text: str) -> ExternalMeasurements:
@@ -154,7 +164,7 @@ def _load_csv(path: Path, text: str) -> ExternalMeasurements:
                 where, "commit/machine", "one file holds the measurements of one commit and machine"
             )
         q, v = _quantity(row, where, path)
-        table[q] = v
+        _put(table, q, v, where)
     if not table:
         raise GateInputError(f"{path}:2", "", "no rows")
     return ExternalMeasurements(path, provenance, table)
@@ -167,10 +177,6 @@ def check_claim(claim: Claim, claims_path: Path) -> list[Finding]:
     """
     data = load_measurements(claims_path.parent / claim.measurements)
     tag = f" [from {data.describe()}]"
-    out = check_values(claim, data.table)
+    out = check_values(claim, data.table, source="the file has")
     out += check_single_point(claim, data.table)
-    # check_values speaks of "the run": here the measurement is the file's
-    return [
-        Finding(f.claim, f.status, f.message.replace("the run measures", "the file has") + tag)
-        for f in out
-    ]
+    return [Finding(f.claim, f.status, f.message + tag) for f in out]

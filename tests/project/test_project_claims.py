@@ -64,6 +64,19 @@ def test_csv_measurements_name_any_backend(tmp_path: Path) -> None:
     assert [f.status for f in found] == ["pass"]
 
 
+def test_a_repeated_quantity_in_a_csv_is_refused_at_its_line(tmp_path: Path) -> None:
+    """Two values for one quantity: row order would pick the one the claim is judged on."""
+    csv = tmp_path / "m.csv"
+    row = "chrome,webgpu,small,train_step,speedup,411648,{},4f2c9e1,M2,2026-11-20,measure.ts\n"
+    csv.write_text(
+        "host,artifact,preset,subject,metric,x,value,commit,machine,date,script\n"
+        + row.format(2.2)
+        + row.format(9.7)
+    )
+    with pytest.raises(GateInputError, match=r"m\.csv:3.*repeats chrome/webgpu/small train_step"):
+        load_measurements(csv)
+
+
 @pytest.mark.parametrize(
     ("edit", "where", "field"),
     [
