@@ -164,6 +164,11 @@ def parse_options(options: Mapping[str, Any]) -> BenchOptions:
             )
     if len(set(opts.threads)) != len(opts.threads):
         raise ValueError(f"[check.bench] threads: {list(opts.threads)} repeats a count")
+    if 1 not in opts.threads:  # the numpy speedups, overhead fits and n-thread speedups need it
+        raise ValueError(
+            f"[check.bench] threads: {list(opts.threads)} lacks 1, the count every speedup "
+            "and the overhead and roofline figures are taken at"
+        )
     if opts.new_tokens < 2:
         raise ValueError(
             f"[check.bench] new_tokens: need >= 2 to time decoding, got {opts.new_tokens}"

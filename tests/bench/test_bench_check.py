@@ -224,6 +224,8 @@ def test_noisy_measurement_rows_carry_status_and_cv() -> None:
         ({"threads": [1, MAX_THREADS + 1]}, f"threads: {MAX_THREADS + 1} is above .* pool size"),
         ({"threads": [0]}, "threads: expected a list of positive integers"),
         ({"threads": [1, 2, 1]}, r"threads: \[1, 2, 1\] repeats a count"),
+        ({"threads": [2, 4]}, r"threads: \[2, 4\] lacks 1"),
+        ({"threads": []}, r"threads: \[\] lacks 1"),
     ],
 )
 def test_validate_options_names_the_bad_key(options: dict[str, Any], message: str) -> None:
