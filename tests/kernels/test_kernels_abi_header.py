@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.abi import ABI_VERSION, EXPORTS, Kind, Signature
+from harness.abi import ABI_VERSION, EXPORTS, MAX_THREADS, Kind, Signature
 
 HEADER = Path(__file__).resolve().parents[2] / "artifacts" / "include" / "tinygpt.h"
 _PROTO = re.compile(r"([A-Za-z_][\w\s\*]*?)\b(tg_\w+)\s*\(([^)]*)\)\s*;")
@@ -62,6 +62,12 @@ def test_header_version_matches_abi_version() -> None:
     """TG_ABI_VERSION in the header equals harness.abi.ABI_VERSION."""
     m = re.search(r"#define\s+TG_ABI_VERSION\s+(\d+)", HEADER.read_text())
     assert m is not None and int(m.group(1)) == ABI_VERSION
+
+
+def test_max_threads_matches_header() -> None:
+    """TG_MAX_THREADS in the header equals harness.abi.MAX_THREADS (the matrix's limit)."""
+    m = re.search(r"#define\s+TG_MAX_THREADS\s+(\d+)", HEADER.read_text())
+    assert m is not None and int(m.group(1)) == MAX_THREADS
 
 
 @pytest.mark.parametrize(
