@@ -65,7 +65,14 @@ from harness.run_progress import LOG_WIDTH, CellProgress, print_summary
 from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION, git_state, write_run_json
 from harness.rundir.reader import read_run
 from harness.rundir.rows import RESULTS_FILE, Row, Status
-from harness.rundir.verdict import FAILING, INCOMPLETE, count_verdicts, decide, exit_code
+from harness.rundir.verdict import (
+    FAILING,
+    INCOMPLETE,
+    NO_ROWS,
+    count_verdicts,
+    decide,
+    exit_code,
+)
 from harness.rundir.writer import RowWriter
 from reference.defaults import DEFAULTS
 from reference.presets import PRESETS
@@ -447,10 +454,13 @@ class _CellRunner:
             ),
         )
         try:
+            before = len(out)
             for row in get_check(kind)(ctx):
                 if not isinstance(row, Row):  # would break the CSV writer for the whole run
                     raise TypeError(f"check {kind} yielded {type(row).__name__}, not a Row")
                 out.append(row)
+            if len(out) == before:  # a check that checked nothing must not pass for one that did
+                out.append(ctx.row(kind, "rows", "error", detail=NO_ROWS))
         except KeyboardInterrupt:
             raise
         except Exception as exc:

@@ -119,8 +119,9 @@ def check_outcomes(cell: str, checks: Sequence[str], rows: Iterable[Row]) -> lis
     A check with rows of its own takes :func:`decide` of those rows. A check without rows takes
     the cell-level problem that stopped it (host unavailable, artifact refused or not loaded:
     the runner records those as ``check="cell"`` rows and runs no later check); without one it
-    is ``skipped`` (:data:`NO_ROWS`). A cell with rows but no verdict row did not finish: its
-    checks are :data:`INCOMPLETE`; a cell with no rows at all never started (:data:`NOT_RUN`).
+    is an ``error`` (:data:`NO_ROWS`; the runner writes that row itself: a check that checked
+    nothing must not pass CI as skipped). A cell with rows but no verdict row did not finish:
+    its checks are :data:`INCOMPLETE`; a cell with no rows at all never started (:data:`NOT_RUN`).
     """
     mine = [r for r in rows if r.cell == cell and r.host != REFERENCE_HOST]
     if not mine:
@@ -143,5 +144,5 @@ def check_outcomes(cell: str, checks: Sequence[str], rows: Iterable[Row]) -> lis
             cause = f"cell:{first.subject}: {first.detail}" if first.detail else "cell"
             out.append(CheckOutcome(cell, kind, status, cause, (_line(first),)))
         else:
-            out.append(CheckOutcome(cell, kind, "skipped", NO_ROWS))
+            out.append(CheckOutcome(cell, kind, "error", NO_ROWS))
     return out

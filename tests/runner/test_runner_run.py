@@ -17,6 +17,7 @@ from harness.hosts.base import IncompatibleArtifact, MissingExport
 from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION
 from harness.rundir.reader import read_rows
 from harness.rundir.rows import RESULTS_FILE, Row
+from harness.rundir.verdict import NO_ROWS
 from tests.runner.runner_fakes import (
     Log,
     factories,
@@ -151,6 +152,17 @@ def test_a_check_yielding_a_non_row_is_an_error(tmp_path: Path, manifest: Path) 
     assert code == 1
     status, cause = verdicts(out)["fa/native/tiny"]
     assert status == "error" and "yielded str, not a Row" in cause
+    assert verdicts(out)["fa/native/small"][0] == "pass"
+
+
+def test_a_check_writing_no_rows_is_an_error(tmp_path: Path, manifest: Path) -> None:
+    """A check that checked nothing errors its cell (exit 1), never passes it as checked."""
+    log = Log()
+    m = matrix(tmp_path, '[check.ops]\nkind = "ops"\ntiny = "nothing"\n')
+    code, out = run(tmp_path, manifest, log, m)
+    assert code == 1
+    status, cause = verdicts(out)["fa/native/tiny"]
+    assert status == "error" and NO_ROWS in cause, cause
     assert verdicts(out)["fa/native/small"][0] == "pass"
 
 

@@ -70,4 +70,4 @@ def test_check_outcomes_take_a_load_failure_for_the_checks_it_stopped() -> None:
         Row("native", "v", "native", "ab", "tiny", "cell", "verdict", "pass"),
     ]
     (quiet,) = check_outcomes("native/native/tiny", ("smoke",), finished)
-    assert (quiet.status, quiet.cause) == ("skipped", NO_ROWS)
+    assert (quiet.status, quiet.cause) == ("error", NO_ROWS)
