@@ -70,6 +70,10 @@ def read_source(profile: Profile, source: CorpusSource) -> tuple[str | None, str
         f"{source.rel}/{source.page}{_element_line(page_file, source.element)} "
         f"{source.element} as served ({read.url}) after the page's scripts ran"
     )
+    # a failed request (a 404 fetch of the corpus) explains a short value: name it
+    failed = [line for line in read.console if not line.startswith("console.")]
+    if failed:
+        where += f"; the page's errors: {' | '.join(failed[-3:])}"
     return read.value, where
 
 

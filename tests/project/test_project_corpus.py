@@ -42,10 +42,12 @@ def test_fixed_page_is_checked_after_its_fetch(fixed: Path) -> None:
 
 
 def test_a_failed_fetch_leaves_the_page_short(fixed: Path) -> None:
-    """The page fetches a file the site lacks: the value is the 404 body, and it fails."""
+    """The page fetches a file the site lacks: the value is the 404 body, it fails, and the
+    failure names the 404 that explains it."""
     (fixed / "dist" / "corpus.txt").unlink()
     got = _outcomes(fixed)
-    assert got["source[1]:page:contract:bytes"].status == "fail"
+    short = got["source[1]:page:contract:bytes"]
+    assert short.status == "fail" and "404" in short.detail and "corpus.txt" in short.detail
 
 
 def test_a_page_that_throws_is_an_error_quoting_its_console(fixed: Path) -> None:
