@@ -147,10 +147,13 @@ EM_MEMORY64_FLAGS: tuple[str, ...] = (
     "-sMEMORY64=1", "-sWASM_BIGINT", "-sALLOW_MEMORY_GROWTH=0", "-sINITIAL_MEMORY=1073741824",
     "-fno-builtin",
 )  # fmt: skip
-# the pool is what a format's loading must survive; growth + pthreads is slower JS access: known
+# The pool is what a format's loading must survive; growth + pthreads is slower JS access:
+# known. STRICT=2: a pthread_create past the pool fails with EAGAIN (tg_set_threads then puts
+# fewer in effect) instead of waiting for a worker the blocked caller never lets start.
 EM_PTHREAD_FLAGS: tuple[str, ...] = (
     "-pthread",
     "-sPTHREAD_POOL_SIZE=2",
+    "-sPTHREAD_POOL_SIZE_STRICT=2",
     "-Wno-pthreads-mem-growth",
 )
 

@@ -163,6 +163,20 @@ def test_the_pthread_build_starts_its_pool_of_two_in_node(
 
 
 @pytest.mark.node
+def test_the_pthread_build_caps_threads_at_its_pool_without_hanging(
+    em: dict[str, Artifact], node24: NodeHost
+) -> None:
+    """Asked for more threads than its pool of 2 workers, the -pthread build puts 3 in effect
+    (the caller and 2 workers) instead of blocking on a worker that cannot start, and its
+    matmul is right on 3 threads."""
+    inst = node24.load(em["em-wasm32-pthread"])
+    assert inst.call("tg_set_threads", 8) == 3
+    assert inst.call("tg_get_threads") == 3
+    _matmul_matches(Kernels(inst))
+    assert inst.call("tg_set_threads", 1) == 1
+
+
+@pytest.mark.node
 def test_node20_refuses_the_memory64_build_in_v8s_words(em: dict[str, Artifact]) -> None:
     """The system Node (v20) cannot compile a Memory64 module: `incompatible`, with the
     CompileError the glue's abort() carried, not the abort's wrapping."""
