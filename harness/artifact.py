@@ -9,10 +9,13 @@ manifest stops the run at load (exit 2) with the file, the entry and the key at 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.abi import Signature
+from harness.bindings import Binding, BindingError, bundled, load_binding_cached
 from harness.formats import ArtifactFormat, FileDigest, FormatError, get_format
 
 # 2: ``format`` (was ``kind``) and ``files`` (each file's role, path and sha256; ``sha256`` is the
@@ -39,6 +42,27 @@ class Artifact:
     flags: tuple[str, ...] = ()
     signatures: dict[str, Any] = field(default_factory=dict)  # harness.abi.signatures_json()
     files: tuple[FileDigest, ...] = ()  # every file; empty: just ``path`` under ``sha256``
+    binding: Path | None = None  # its binding file (docs/bindings.md); None: the bundled one
+
+    def bound(self) -> Binding:
+        """The artifact's binding: its own file, or the bundled library's."""
+        return load_binding_cached(self.binding) if self.binding else bundled()
+
+    def exports(self) -> dict[str, Signature]:
+        """Every export a host wraps for this artifact: its binding's, plus the format's
+        allocator where the binding leaves memory to the format."""
+        bound = self.bound()
+        extra = self.fmt.allocator_signatures if bound.memory is None else {}
+        return {**bound.signatures(), **extra}
+
+    def allocator(self) -> tuple[str, str, int]:
+        """``(alloc export, free export, bytes per alloc unit)``: the binding's ``[memory]``,
+        else the format's allocator."""
+        memory = self.bound().memory
+        if memory is not None:
+            return memory.alloc, memory.free, memory.alloc_unit
+        alloc, free = self.fmt.allocator
+        return alloc, free, 1
 
     @property
     def fmt(self) -> ArtifactFormat:
@@ -77,6 +101,7 @@ class Artifact:
             "toolchain": self.toolchain,
             "flags": list(self.flags),
             "signatures": self.signatures,
+            **({"binding": os.path.relpath(self.binding, root)} if self.binding else {}),
         }
 
     @classmethod
@@ -111,7 +136,15 @@ class Artifact:
         path = (root / _get(data, "path", str)).resolve()
         if files and files[0].path != path:
             raise ManifestError(f"key 'path': {path} is not the entry file {files[0].path}")
+        binding = None
+        if "binding" in data:
+            binding = (root / _get(data, "binding", str)).resolve()
+            try:
+                load_binding_cached(binding)
+            except BindingError as exc:
+                raise ManifestError(f"key 'binding': {exc}") from None
         return cls(
+            binding=binding,
             name=name,
             format=fmt.name,
             path=path,

@@ -1,8 +1,8 @@
-"""Signatures an engine binds: the artifact's manifest entry, checked against ``harness.abi``."""
+"""Signatures an engine binds: the artifact's binding's, checked against its manifest entry."""
 
 from __future__ import annotations
 
-from harness.abi import EXPORTS, Kind, Signature
+from harness.abi import Kind, Signature
 from harness.artifact import Artifact
 from harness.hosts.base import ABIError
 
@@ -10,15 +10,17 @@ _KINDS: tuple[Kind, ...] = ("ptr", "i32", "f32", "void")
 
 
 def artifact_signatures(artifact: Artifact) -> dict[str, Signature]:
-    """Signatures from ``artifact.signatures`` (or the ABI when the entry has none).
+    """Every export ``artifact``'s binding calls (harness.bindings), with its signature (and the
+    format's allocator where the binding has no ``[memory]``).
 
-    A manifest that disagrees with ``harness.abi.EXPORTS`` was built for another ABI: raise
-    ABIError naming the export rather than call with the wrong argument kinds.
+    A manifest entry that records signatures must agree with the binding: one that disagrees
+    was built for another ABI, so raise ABIError naming the export rather than call with the
+    wrong argument kinds.
     """
+    wanted = artifact.exports()
     if not artifact.signatures:
-        return dict(EXPORTS)
-    out: dict[str, Signature] = {}
-    for name, expected in EXPORTS.items():
+        return wanted
+    for name, expected in wanted.items():
         entry = artifact.signatures.get(name)
         if entry is None:
             raise ABIError(f"{artifact.name}: manifest signatures lack export {name}")
@@ -36,8 +38,7 @@ def artifact_signatures(artifact: Artifact) -> dict[str, Signature]:
         sig = Signature(params=params, result=result)
         if sig != expected:
             raise ABIError(
-                f"{artifact.name}: manifest signature of {name} is {sig}, "
-                f"harness.abi says {expected}"
+                f"{artifact.name}: manifest signature of {name} is {sig}, its binding "
+                f"({artifact.bound().path}) says {expected}"
             )
-        out[name] = sig
-    return out
+    return wanted

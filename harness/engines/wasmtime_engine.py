@@ -7,7 +7,7 @@ the Node and Chromium hosts reuse it before handing a module to their engines.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +57,28 @@ def _valtypes(types: Any) -> tuple[str, ...]:
     return tuple(str(t) for t in types)
 
 
-def check_module_abi(module: wasmtime.Module, ptr_width: int, label: str) -> None:
-    """Raise MissingExport/ABIError unless ``module`` exports the ABI at ``ptr_width``."""
+def check_module_abi(
+    module: wasmtime.Module,
+    ptr_width: int,
+    label: str,
+    wanted: Mapping[str, Signature] = EXPORTS,
+    *,
+    freestanding: bool = True,
+    hint: str = "",
+) -> None:
+    """Raise MissingExport/ABIError unless ``module`` exports ``wanted`` (the artifact's
+    binding's exports; the ABI by default) at ``ptr_width``.
+
+    ``freestanding``: the module must export its memory and import nothing (the ``wasm`` format);
+    otherwise (emscripten) the memory may be imported (``-pthread``) and imports are the glue's.
+    """
     if ptr_width not in (32, 64):
         raise ABIError(f"{label}: ptr_width must be 32 or 64, got {ptr_width}")
     exports = {e.name: e.type for e in module.exports}
-    missing = [name for name in EXPORTS if name not in exports]
+    missing = [name for name in wanted if name not in exports]
     if missing:
-        raise MissingExport(f"{label}: module lacks export(s) {', '.join(missing)}")
-    for name, sig in EXPORTS.items():
+        raise MissingExport(f"{label}: module lacks export(s) {', '.join(missing)}{hint}")
+    for name, sig in wanted.items():
         ty = exports[name]
         expected = sig.wasm_types(ptr_width)
         if not isinstance(ty, wasmtime.FuncType):
@@ -74,6 +87,9 @@ def check_module_abi(module: wasmtime.Module, ptr_width: int, label: str) -> Non
         if found != expected:
             raise ABIError(f"{label}: export {name} expected {expected}, found {found}")
     mem = exports.get(MEMORY_EXPORT)
+    if not freestanding and not isinstance(mem, wasmtime.MemoryType):
+        imported = [i.type for i in module.imports if isinstance(i.type, wasmtime.MemoryType)]
+        mem = imported[0] if imported else mem
     if not isinstance(mem, wasmtime.MemoryType):
         raise MissingExport(f"{label}: module lacks its linear memory export {MEMORY_EXPORT!r}")
     if (64 if mem.is_64 else 32) != ptr_width:
@@ -81,19 +97,21 @@ def check_module_abi(module: wasmtime.Module, ptr_width: int, label: str) -> Non
             f"{label}: memory is {'64' if mem.is_64 else '32'}-bit but the artifact's "
             f"ptr_width is {ptr_width}"
         )
-    if module.imports:
+    if freestanding and module.imports:
         names = ", ".join(f"{i.module}.{i.name}" for i in module.imports)
         raise ABIError(f"{label}: module imports {names}; the ABI provides no imports")
 
 
-def validate_wasm_abi(path: Path, ptr_width: int) -> None:
+def validate_wasm_abi(
+    path: Path, ptr_width: int, wanted: Mapping[str, Signature] = EXPORTS
+) -> None:
     """Parse the module at ``path`` and check it against the ABI; raises on any mismatch.
 
     CorruptArtifact (not wasm / fails validation, wasmtime's message), MissingExport (an ABI
     export or the memory is absent), ABIError (a func type differs: names the export, the
     expected and the found types; or the memory width differs from ``ptr_width``).
     """
-    check_module_abi(parse_module(make_engine(), path, str(path)), ptr_width, str(path))
+    check_module_abi(parse_module(make_engine(), path, str(path)), ptr_width, str(path), wanted)
 
 
 def _i32(v: int) -> int:
@@ -124,7 +142,7 @@ class WasmtimeInstance(Instance):
         assert isinstance(memory, wasmtime.Memory)  # check_module_abi verified the type
         self._memory = memory
         self._funcs: dict[str, wasmtime.Func] = {}
-        for name in EXPORTS:
+        for name in self._sigs:
             fn = exports[name]
             assert isinstance(fn, wasmtime.Func)
             self._funcs[name] = fn
@@ -140,7 +158,7 @@ class WasmtimeInstance(Instance):
         """Parse, ABI-check and instantiate ``artifact``."""
         engine = make_engine()
         module = parse_module(engine, artifact.path, artifact.name)
-        check_module_abi(module, artifact.ptr_width, artifact.name)
+        check_module_abi(module, artifact.ptr_width, artifact.name, artifact_signatures(artifact))
         return cls(artifact, engine, module)
 
     def _live_store(self) -> wasmtime.Store:
@@ -154,7 +172,7 @@ class WasmtimeInstance(Instance):
         try:
             fn, conv = self._funcs[name], self._conv[name]
         except KeyError:
-            raise MissingExport(f"{name} is not an export of the TinyGPT ABI") from None
+            raise MissingExport(f"{name} is not an export of the artifact's binding") from None
         if len(args) != len(conv):
             raise ABIError(f"{name} takes {len(conv)} arguments {self._sigs[name].params}, "
                            f"got {len(args)}")  # fmt: skip

@@ -120,17 +120,16 @@ class ArtifactFormat(abc.ABC):
             return f"file roles repeat: {list(roles)}"
         return None
 
-    def signatures(self, abi: Mapping[str, Any]) -> dict[str, Any]:
-        """The signatures a JS loader wraps: the ABI's plus the allocator's, as JSON data."""
-        extra = {
-            n: {"params": list(s.params), "result": s.result}
-            for n, s in self.allocator_signatures.items()
-        }
-        return {**abi, **extra}
-
     @abc.abstractmethod
-    def static_check(self, files: Mapping[str, Path], ptr_width: int) -> None:
-        """Raise a HostError subclass unless the files can be loaded as this format.
+    def static_check(
+        self,
+        files: Mapping[str, Path],
+        ptr_width: int,
+        exports: Mapping[str, Signature] | None = None,
+    ) -> None:
+        """Raise a HostError subclass unless the files can be loaded as this format, exporting
+        ``exports`` (the artifact's :meth:`~harness.artifact.Artifact.exports`; None: the
+        bundled binding's and the format's allocator).
 
         Runs in the harness before any engine sees the artifact (after its hashes were
         verified); must not execute the artifact.

@@ -48,21 +48,34 @@ class EmscriptenFormat(ArtifactFormat):
     )
 
     def __init__(self) -> None:
-        self._passed: set[tuple[tuple[str, int, int], ...]] = set()
+        self._passed: set[tuple[object, ...]] = set()
 
-    def static_check(self, files: Mapping[str, Path], ptr_width: int) -> None:
-        """Check the glue and the module without running either (see the module docstring)."""
-        key = tuple((str(p), p.stat().st_mtime_ns, ptr_width) for p in files.values())
+    def static_check(
+        self,
+        files: Mapping[str, Path],
+        ptr_width: int,
+        exports: Mapping[str, Signature] | None = None,
+    ) -> None:
+        """Check the glue and the module without running either (see the module docstring),
+        once per (file versions, pointer width, exports) in this process."""
+        wanted = dict(exports) if exports is not None else {**EXPORTS, **self.allocator_signatures}
+        key = (
+            tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size)
+                  for p in files.values()),
+            ptr_width,
+            tuple(sorted(wanted.items())),
+        )  # fmt: skip
         if key in self._passed:
             return
-        self._check(files, ptr_width)
+        self._check(files, ptr_width, wanted)
         self._passed.add(key)
 
-    def _check(self, files: Mapping[str, Path], ptr_width: int) -> None:
+    def _check(self, files: Mapping[str, Path], ptr_width: int,
+               wanted: Mapping[str, Signature]) -> None:  # fmt: skip
         import wasmtime
 
-        from harness.engines.wasmtime_engine import parse_module
-        from harness.hosts.base import ABIError, CorruptArtifact, MissingExport
+        from harness.engines.wasmtime_engine import check_module_abi, parse_module
+        from harness.hosts.base import CorruptArtifact, MissingExport
 
         glue = files["glue"]
         if not _ES6_DEFAULT.search(glue.read_bytes()):
@@ -73,35 +86,12 @@ class EmscriptenFormat(ArtifactFormat):
         config.wasm_memory64 = True
         config.wasm_simd = True
         config.wasm_threads = True
-        module = parse_module(wasmtime.Engine(config), files["wasm"], str(files["wasm"]))
         label = str(files["wasm"])
-        exports = {e.name: e.type for e in module.exports}
-        wanted: dict[str, Signature] = {**EXPORTS, **self.allocator_signatures}
-        missing = [n for n in wanted if n not in exports]
-        if missing:
-            raise MissingExport(
-                f"{label}: module lacks export(s) {', '.join(missing)} (the glue would offer "
-                f"{', '.join('_' + n for n in missing)}; add them to -sEXPORTED_FUNCTIONS)"
-            )
-        for name, sig in wanted.items():
-            ty = exports[name]
-            expected = sig.wasm_types(ptr_width)
-            found = (
-                (tuple(map(str, ty.params)), tuple(map(str, ty.results)))
-                if isinstance(ty, wasmtime.FuncType)
-                else ty
-            )
-            if found != expected:
-                raise ABIError(f"{label}: export {name} expected {expected}, found {found}")
-        memories = [t for t in exports.values() if isinstance(t, wasmtime.MemoryType)]
-        memories += [i.type for i in module.imports if isinstance(i.type, wasmtime.MemoryType)]
-        if not memories:
-            raise MissingExport(f"{label}: module has no linear memory")
-        width = 64 if memories[0].is_64 else 32
-        if width != ptr_width:
-            raise ABIError(
-                f"{label}: memory is {width}-bit but the artifact's ptr_width is {ptr_width}"
-            )
+        module = parse_module(wasmtime.Engine(config), files["wasm"], label)
+        check_module_abi(
+            module, ptr_width, label, wanted, freestanding=False,
+            hint=" (the glue offers an export as `_name` only if -sEXPORTED_FUNCTIONS lists it)",
+        )  # fmt: skip
         shared = any(i.module == "env" and i.name == "memory" for i in module.imports)
         if shared and "worker" not in files:
             raise MissingExport(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from harness.abi import Signature
 from harness.formats import ArtifactFormat
 
 
@@ -22,7 +23,12 @@ class NativeFormat(ArtifactFormat):
     roles = ("so",)
     loaders = MappingProxyType({"native": "harness.engines.ctypes_engine:CtypesInstance"})
 
-    def static_check(self, files: Mapping[str, Path], ptr_width: int) -> None:
+    def static_check(
+        self,
+        files: Mapping[str, Path],
+        ptr_width: int,
+        exports: Mapping[str, Signature] | None = None,
+    ) -> None:
         """Nothing before dlopen (see the module docstring)."""
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from harness.abi import EXPORTS, Signature
 from harness.formats import ArtifactFormat
 
 
@@ -30,17 +31,24 @@ class WasmFormat(ArtifactFormat):
     )
 
     def __init__(self) -> None:
-        self._passed: set[tuple[str, int, int, int]] = set()
+        self._passed: set[tuple[object, ...]] = set()
 
-    def static_check(self, files: Mapping[str, Path], ptr_width: int) -> None:
-        """validate_wasm_abi, once per (file version, pointer width) in this process."""
+    def static_check(
+        self,
+        files: Mapping[str, Path],
+        ptr_width: int,
+        exports: Mapping[str, Signature] | None = None,
+    ) -> None:
+        """validate_wasm_abi, once per (file version, pointer width, exports) in this process."""
         from harness.engines.wasmtime_engine import validate_wasm_abi
 
+        wanted = dict(exports) if exports is not None else dict(EXPORTS)
         path = files["wasm"]
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, ptr_width)
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, ptr_width,
+               tuple(sorted(wanted.items())))  # fmt: skip
         if key not in self._passed:
-            validate_wasm_abi(path, ptr_width)
+            validate_wasm_abi(path, ptr_width, wanted)
             self._passed.add(key)
 
 

@@ -151,17 +151,17 @@ class Instance(abc.ABC):
         """Release the instance (its memory, its page or its worker)."""
 
     def alloc(self, nbytes: int) -> int:
-        """Allocate ``nbytes`` with the format's allocator (``tg_alloc``, ``malloc``, ...);
-        raises HostError on OOM."""
-        name = self.artifact.fmt.allocator[0]
-        ptr = self.call(name, nbytes)
+        """Allocate ``nbytes`` with the binding's allocator (``tg_alloc``, ``malloc``, a
+        library's own; a float-counting one gets ``ceil(nbytes / 4)``); HostError on OOM."""
+        name, _free, unit = self.artifact.allocator()
+        ptr = self.call(name, -(-nbytes // unit))
         if not ptr:
             raise HostError(f"{name}({nbytes}) returned 0 (out of memory)")
         return int(ptr)
 
     def free(self, ptr: int) -> None:
         """Free a pointer from :meth:`alloc`."""
-        self.call(self.artifact.fmt.allocator[1], ptr)
+        self.call(self.artifact.allocator()[1], ptr)
 
     def read_cstring(self, ptr: int, limit: int = 1 << 16) -> str:
         """Read a NUL-terminated UTF-8 string at ``ptr`` (at most ``limit`` bytes)."""
@@ -206,7 +206,7 @@ class Host(abc.ABC):
 
     def static_check(self, artifact: Artifact) -> None:
         """Run ``artifact``'s format's static checks (before any engine sees it)."""
-        artifact.fmt.static_check(artifact.paths(), artifact.ptr_width)
+        artifact.fmt.static_check(artifact.paths(), artifact.ptr_width, artifact.exports())
 
     @abc.abstractmethod
     def load_verified(self, artifact: Artifact) -> Instance:

@@ -74,7 +74,9 @@ def artifact_entry(artifact: Artifact, runtime: str) -> dict[str, Any]:
     fmt = artifact.fmt
     entry["paths"] = {role: str(path) for role, path in artifact.paths().items()}
     entry["loader"] = fmt.loader(runtime)
-    entry["signatures"] = fmt.signatures(artifact.signatures)
+    entry["signatures"] = {
+        n: {"params": list(s.params), "result": s.result} for n, s in artifact.exports().items()
+    }
     return entry
 
 

@@ -1,0 +1,397 @@
+"""ABI bindings: a declarative map from the harness's canonical operations to a library's exports.
+
+A binding file is TOML (schema: docs/bindings.md). It says, for a kernel library the harness did
+not design, which export implements each canonical op (``harness.bindings.canonical.OPS``), in
+which argument order, with which roles and weight layouts; how memory is allocated; and, for a
+library with a model handle, which exports are its model-level calls. Every artifact has one:
+the manifest names it (``binding``), and an artifact that names none is bound by
+``harness/bindings/tinygpt.toml``, the bundled library's binding; no check calls an export by a
+name of its own.
+
+:func:`load_binding` validates the file with ``file:line`` errors (:class:`BindingError`, exit 2
+at load); :meth:`Binding.check_exports` checks it against a module's exports and their wasm
+types (a missing export, a wrong arity or kind) before any host starts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from harness.abi import Kind, Signature
+from harness.bindings.canonical import (
+    BUFFER_ROLES,
+    LAYOUTS,
+    MODEL_CALLS,
+    OPS,
+    CanonicalOp,
+    Role,
+)
+from harness.toml_lines import Path_, TomlLines
+
+BUNDLED = Path(__file__).with_name("tinygpt.toml")
+# Whole ABIs a binding may say its library also implements (``[binding] abi = ...``), beyond the
+# ops it binds: tinygpt.h's fixed exports (tg_abi_version, tg_defaults_json, tg_noop, the thread
+# count, and the fine-grained tg_model_* handle that harness.kernel.KernelModel drives), with
+# harness.abi.EXPORTS's signatures. The smoke, model, defaults and bench checks need them.
+ABIS = ("tinygpt.h",)
+
+
+class BindingError(ValueError):
+    """A binding file the harness cannot use; the message starts with ``file:line``."""
+
+
+@dataclass(frozen=True)
+class CallBinding:
+    """One canonical op (or model call) bound to an export."""
+
+    op: str  # the canonical name
+    export: str
+    args: tuple[str, ...]  # canonical argument names, in the export's order
+    kinds: tuple[Kind, ...]  # each argument's kind, in the same order
+    result: Kind
+    roles: Mapping[str, Role]  # every argument of ``args`` (and ``fixed``) -> its role
+    # canonical scalar -> the value built in
+    fixed: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    # weight argument -> "out_in" | "in_out"
+    layout: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    line: int = 0  # where the binding file declares it
+
+    @property
+    def signature(self) -> Signature:
+        """The export's signature in harness.abi kinds."""
+        return Signature(params=self.kinds, result=self.result)
+
+    def weight_layout(self, arg: str) -> str:
+        """The layout of weight argument ``arg`` (the reference's ``out_in`` unless declared)."""
+        return self.layout.get(arg, "out_in")
+
+
+@dataclass(frozen=True)
+class MemoryBinding:
+    """How the harness allocates and frees a buffer in the library's memory."""
+
+    alloc: str
+    free: str
+    alloc_unit: int = 1  # bytes per unit of the allocator's argument (4: it counts floats)
+    alloc_arg: Kind = "ptr"  # the allocator's argument kind (size_t: ptr; int: i32)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A parsed, validated binding file."""
+
+    name: str
+    path: Path
+    memory: MemoryBinding | None  # None: the artifact format's allocator (tg_alloc, malloc)
+    ops: Mapping[str, CallBinding]
+    abi: str = ""  # one of ABIS: the library also has that ABI's fixed exports
+    model: Mapping[str, CallBinding] = field(default_factory=lambda: MappingProxyType({}))
+    # the [model.*] subtables (params layout, state format, defaults), validated by their owner
+    model_tables: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # [exports]: calls outside the canonical ops
+    extra_exports: Mapping[str, Signature] = field(default_factory=lambda: MappingProxyType({}))
+    lines: TomlLines = field(default_factory=lambda: TomlLines(""), compare=False, repr=False)
+
+    def where(self, path: Path_) -> str:
+        """``file:line`` of a key path of the binding file."""
+        return f"{self.path}:{self.lines.line_of(path)}"
+
+    def signatures(self) -> dict[str, Signature]:
+        """Every export the binding calls, with its signature (what hosts convert by)."""
+        out: dict[str, Signature] = dict(self.extra_exports)
+        if self.abi:
+            from harness.abi import EXPORTS
+
+            out.update(EXPORTS)
+        m = self.memory
+        if m is not None:
+            out[m.alloc] = Signature((m.alloc_arg,), "ptr")
+            out[m.free] = Signature(("ptr",), "void")
+        for call in (*self.ops.values(), *self.model.values()):
+            out[call.export] = call.signature
+        return out
+
+    def signatures_json(self) -> dict[str, dict[str, object]]:
+        """:meth:`signatures` as JSON-ready data (the manifest's and the JS loaders' form)."""
+        return {n: {"params": list(s.params), "result": s.result}
+                for n, s in self.signatures().items()}  # fmt: skip
+
+    def export_line(self, export: str) -> str:
+        """``file:line`` of the first place the binding names ``export``."""
+        for call in (*self.ops.values(), *self.model.values()):
+            if call.export == export:
+                return f"{self.path}:{call.line}"
+        return f"{self.path}:{self.lines.line_of(('memory',))}"
+
+    def check_exports(
+        self, found: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]] | None], ptr_width: int,
+        module: str,
+    ) -> None:  # fmt: skip
+        """Raise BindingError unless every bound export is in ``found`` with the bound types.
+
+        ``found`` maps export name -> (wasm param types, wasm result types), or None where the
+        module cannot say (a native library's symbol table has no types: existence only).
+        The error names the binding's file:line, the op, and the module.
+        """
+        for name, sig in self.signatures().items():
+            where = self.export_line(name)
+            if name not in found:
+                near = _near(name, found)
+                raise BindingError(
+                    f"{where}: export {name!r} is not in {module}"
+                    + (f" (did you mean {', '.join(near)}?)" if near else "")
+                )
+            types = found[name]
+            if types is None:
+                continue
+            params, results = sig.wasm_types(ptr_width)
+            if len(types[0]) != len(params):
+                raise BindingError(
+                    f"{where}: export {name!r} takes {len(types[0])} arguments in {module} "
+                    f"(wasm type {_fmt(types)}), the binding gives it {len(params)} "
+                    f"({' '.join(sig.params) or 'none'})"
+                )
+            if (tuple(types[0]), tuple(types[1])) != (params, results):
+                raise BindingError(
+                    f"{where}: export {name!r} has wasm type {_fmt(types)} in {module}, the "
+                    f"binding's kinds ({' '.join(sig.params)} -> {sig.result}) at {ptr_width}-bit "
+                    f"pointers are {_fmt((params, results))}"
+                )
+
+
+def _fmt(types: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    return f"({', '.join(types[0])}) -> ({', '.join(types[1])})"
+
+
+def _near(name: str, found: Iterable[str]) -> list[str]:
+    import difflib
+
+    stripped = {f.lstrip("_"): f for f in found}
+    return [stripped[m] for m in difflib.get_close_matches(name.lstrip("_"), stripped, 3, 0.75)]
+
+
+@cache
+def bundled() -> Binding:
+    """The bundled library's binding (``harness/bindings/tinygpt.toml``)."""
+    return load_binding(BUNDLED)
+
+
+@cache
+def load_binding_cached(path: Path) -> Binding:
+    """:func:`load_binding`, once per path per process (artifacts share their binding)."""
+    return load_binding(path)
+
+
+def load_binding(path: Path) -> Binding:
+    """Parse and validate the binding file at ``path``; BindingError with ``file:line``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BindingError(f"{path}: cannot read the binding file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise BindingError(f"{path}:{m.group(1) if m else 1}: {exc}") from None
+    return _Validator(path, TomlLines(text)).binding(data)
+
+
+def _type_name(v: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    return names.get(type(v), "an array" if isinstance(v, list) else "a table")
+
+
+_IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+
+
+class _Validator:
+    """Checks the parsed TOML piece by piece; every error carries the offending line."""
+
+    def __init__(self, path: Path, lines: TomlLines) -> None:
+        self.path = path
+        self.lines = lines
+
+    def error(self, where: Path_, what: str) -> BindingError:
+        dotted = ".".join(f"[{p}]" if isinstance(p, int) else p for p in where)
+        return BindingError(f"{self.path}:{self.lines.line_of(where)}: {dotted or '(binding)'}: "
+                            f"{what}")  # fmt: skip
+
+    def typed(self, where: Path_, value: object, kind: type | tuple[type, ...], what: str) -> Any:
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise self.error(where, f"must be {what}, got {_type_name(value)} {value!r}")
+        return value
+
+    def table(self, where: Path_, value: object, allowed: Iterable[str]) -> Mapping[str, Any]:
+        self.typed(where, value, dict, "a table")
+        assert isinstance(value, dict)
+        allowed = tuple(allowed)
+        for key in value:
+            if key not in allowed:
+                raise self.error((*where, key), f"unknown key; allowed: {', '.join(allowed)}")
+        return value
+
+    def export(self, where: Path_, value: object) -> str:
+        name = self.typed(where, value, str, "an export name")
+        if not _IDENT.match(name):
+            raise self.error(where, f"{name!r} is not a C or JS identifier")
+        return str(name)
+
+    def binding(self, data: Mapping[str, Any]) -> Binding:
+        self.table((), data, ("binding", "memory", "ops", "model", "exports"))
+        if "binding" not in data:
+            raise self.error((), "missing [binding] table (name = ...)")
+        head = self.table(("binding",), data["binding"], ("name", "description", "abi"))
+        name = self.typed(("binding", "name"), head.get("name"), str, "a string")
+        abi = str(self.typed(("binding", "abi"), head.get("abi", ""), str, "an ABI name"))
+        if abi and abi not in ABIS:
+            raise self.error(("binding", "abi"), f"unknown ABI {abi!r}; known: {', '.join(ABIS)}")
+        memory = self.memory(data["memory"]) if "memory" in data else None
+        ops_raw = self.table(("ops",), data.get("ops", {}), OPS)
+        ops = {op: self.call(("ops", op), raw, OPS[op]) for op, raw in ops_raw.items()}
+        model, tables = self.model(data.get("model", {}))
+        extra = self.extra(data.get("exports", {}))
+        if not ops and not model and not abi:
+            raise self.error((), "binds nothing: no [ops.*] and no [model] calls")
+        return Binding(
+            name=name,
+            path=self.path,
+            memory=memory,
+            ops=MappingProxyType(ops),
+            abi=abi,
+            model=MappingProxyType(model),
+            model_tables=MappingProxyType(tables),
+            extra_exports=MappingProxyType(extra),
+            lines=self.lines,
+        )
+
+    def memory(self, raw: object) -> MemoryBinding:
+        w: Path_ = ("memory",)
+        t = self.table(w, raw, ("alloc", "free", "alloc_unit", "alloc_arg"))
+        for key in ("alloc", "free"):
+            if key not in t:
+                raise self.error(w, f"missing key {key!r}")
+        unit = self.typed((*w, "alloc_unit"), t.get("alloc_unit", 1), int, "an integer")
+        if unit not in (1, 2, 4, 8):
+            raise self.error((*w, "alloc_unit"), f"must be 1, 2, 4 or 8 bytes, got {unit}")
+        arg = self.typed((*w, "alloc_arg"), t.get("alloc_arg", "ptr"), str, "a kind")
+        if arg not in ("ptr", "i32"):
+            raise self.error((*w, "alloc_arg"), f"must be 'ptr' (size_t) or 'i32' (int), got "
+                                                f"{arg!r}")  # fmt: skip
+        return MemoryBinding(self.export((*w, "alloc"), t["alloc"]),
+                             self.export((*w, "free"), t["free"]), unit, arg)  # fmt: skip
+
+    def call(self, where: Path_, raw: object, op: CanonicalOp) -> CallBinding:
+        t = self.table(where, raw, ("export", "args", "roles", "fixed", "layout", "size_t"))
+        if "export" not in t:
+            raise self.error(where, "missing key 'export'")
+        export = self.export((*where, "export"), t["export"])
+        if "args" not in t:
+            raise self.error(where, f"missing key 'args' (the export's arguments in order, from: "
+                                    f"{', '.join(op.args)})")  # fmt: skip
+        args_raw = self.typed((*where, "args"), t["args"], list, "an array of argument names")
+        args: list[str] = []
+        for i, a in enumerate(args_raw):
+            self.typed((*where, "args", i), a, str, "an argument name")
+            if a not in op.args:
+                raise self.error((*where, "args", i), f"{op.name} has no argument {a!r}; its "
+                                                      f"arguments: {', '.join(op.args)}")  # fmt: skip
+            if a in args:
+                raise self.error((*where, "args", i), f"argument {a!r} is listed twice")
+            args.append(a)
+        fixed_raw = self.table((*where, "fixed"), t.get("fixed", {}), op.args)
+        fixed: dict[str, float] = {}
+        for a, v in fixed_raw.items():
+            spec = op.args[a]
+            if spec.role not in ("scalar", "dim"):
+                raise self.error((*where, "fixed", a), f"only scalars can be fixed; {a!r} is "
+                                                       f"a {spec.role} buffer")  # fmt: skip
+            value = self.typed((*where, "fixed", a), v, (int, float), "a number")
+            if not math.isfinite(value):
+                raise self.error((*where, "fixed", a), f"must be finite, got {value}")
+            if a in args:
+                raise self.error((*where, "fixed", a), f"{a!r} is both an argument and fixed")
+            fixed[a] = float(value)
+        missing = [a for a, s in op.args.items()
+                   if a not in args and a not in fixed and not s.optional]  # fmt: skip
+        if missing:
+            raise self.error((*where, "args"), f"{op.name} needs argument(s) {', '.join(missing)} "
+                                               f"(list them, or `fixed = {{...}}` a built-in "
+                                               f"scalar)")  # fmt: skip
+        roles: dict[str, Role] = {a: op.args[a].role for a in (*args, *fixed)}
+        for a, r in self.table((*where, "roles"), t.get("roles", {}), args).items():
+            default = op.args[a].role
+            self.typed((*where, "roles", a), r, str, "a role")
+            if default not in BUFFER_ROLES or r not in BUFFER_ROLES:
+                raise self.error((*where, "roles", a), f"{a!r} is a {default}; only buffers "
+                                                       f"take another role "
+                                                       f"({', '.join(BUFFER_ROLES)})")  # fmt: skip
+            if {default, r} - {"output", "accumulator"} and default != r:
+                raise self.error((*where, "roles", a), f"{a!r} is an {default}; it may only "
+                                                       f"switch between output and accumulator")  # fmt: skip
+            roles[a] = r
+        size_t = self.typed((*where, "size_t"), t.get("size_t", []), list, "an array of dims")
+        for i, a in enumerate(size_t):
+            if a not in args or op.args[a].role != "dim":
+                raise self.error((*where, "size_t", i), f"{a!r} is not a dim argument of this "
+                                                        f"binding's args")  # fmt: skip
+        weights = [a for a in args if op.args[a].weight]
+        layout = self.table((*where, "layout"), t.get("layout", {}), weights)
+        for a, v in layout.items():
+            self.typed((*where, "layout", a), v, str, "a layout")
+            if v not in LAYOUTS:
+                raise self.error((*where, "layout", a), f"must be one of {', '.join(LAYOUTS)}, "
+                                                        f"got {v!r}")  # fmt: skip
+        return CallBinding(
+            op=op.name,
+            export=export,
+            args=tuple(args),
+            # a size_t dim travels as a pointer-width integer
+            kinds=tuple("ptr" if a in size_t else op.args[a].kind for a in args),
+            result=op.result,
+            roles=MappingProxyType(roles),
+            fixed=MappingProxyType(fixed),
+            layout=MappingProxyType(dict(layout)),
+            line=self.lines.line_of(where),
+        )
+
+    def model(self, raw: object) -> tuple[dict[str, CallBinding], dict[str, Any]]:
+        w: Path_ = ("model",)
+        subtables = ("params", "state", "defaults")
+        t = self.table(w, raw, (*MODEL_CALLS, *subtables))
+        calls = {name: self.call((*w, name), t[name], MODEL_CALLS[name])
+                 for name in MODEL_CALLS if name in t}  # fmt: skip
+        if calls and "create" not in calls:
+            raise self.error(w, "model calls need a 'create' call")
+        tables = {k: self.table((*w, k), t[k], t[k].keys() if isinstance(t[k], dict) else ())
+                  for k in subtables if k in t}  # fmt: skip
+        return calls, tables
+
+    def extra(self, raw: object) -> dict[str, Signature]:
+        """[exports]: calls outside the canonical ops (``tg_noop = { params = [], result =
+        "void" }``) that checks use by name: the smoke check's and the bench's."""
+        w: Path_ = ("exports",)
+        self.typed(w, raw, dict, "a table")
+        assert isinstance(raw, dict)
+        t = raw
+        out: dict[str, Signature] = {}
+        for name, spec in t.items():
+            self.export((*w, name), name)
+            s = self.table((*w, name), spec, ("params", "result"))
+            params = self.typed((*w, name, "params"), s.get("params", []), list, "an array")
+            for i, k in enumerate(params):
+                if k not in ("ptr", "i32", "f32"):
+                    raise self.error((*w, name, "params", i), f"unknown kind {k!r}")
+            result = self.typed((*w, name, "result"), s.get("result", "void"), str, "a kind")
+            if result not in ("ptr", "i32", "f32", "void"):
+                raise self.error((*w, name, "result"), f"unknown kind {result!r}")
+            out[name] = Signature(tuple(params), result)
+        return out
