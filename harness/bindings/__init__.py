@@ -121,8 +121,9 @@ class Binding:
 
     def signatures_json(self) -> dict[str, dict[str, object]]:
         """:meth:`signatures` as JSON-ready data (the manifest's and the JS loaders' form)."""
-        return {n: {"params": list(s.params), "result": s.result}
-                for n, s in self.signatures().items()}  # fmt: skip
+        return {
+            n: {"params": list(s.params), "result": s.result} for n, s in self.signatures().items()
+        }
 
     def export_line(self, export: str) -> str:
         """``file:line`` of the first place the binding names ``export``."""
@@ -132,9 +133,11 @@ class Binding:
         return f"{self.path}:{self.lines.line_of(('memory',))}"
 
     def check_exports(
-        self, found: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]] | None], ptr_width: int,
+        self,
+        found: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]] | None],
+        ptr_width: int,
         module: str,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Raise BindingError unless every bound export is in ``found`` with the bound types.
 
         ``found`` maps export name -> (wasm param types, wasm result types), or None where the
@@ -221,8 +224,9 @@ class _Validator:
 
     def error(self, where: Path_, what: str) -> BindingError:
         dotted = ".".join(f"[{p}]" if isinstance(p, int) else p for p in where)
-        return BindingError(f"{self.path}:{self.lines.line_of(where)}: {dotted or '(binding)'}: "
-                            f"{what}")  # fmt: skip
+        return BindingError(
+            f"{self.path}:{self.lines.line_of(where)}: {dotted or '(binding)'}: {what}"
+        )
 
     def typed(self, where: Path_, value: object, kind: type | tuple[type, ...], what: str) -> Any:
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -284,10 +288,12 @@ class _Validator:
             raise self.error((*w, "alloc_unit"), f"must be 1, 2, 4 or 8 bytes, got {unit}")
         arg = self.typed((*w, "alloc_arg"), t.get("alloc_arg", "ptr"), str, "a kind")
         if arg not in ("ptr", "i32"):
-            raise self.error((*w, "alloc_arg"), f"must be 'ptr' (size_t) or 'i32' (int), got "
-                                                f"{arg!r}")  # fmt: skip
-        return MemoryBinding(self.export((*w, "alloc"), t["alloc"]),
-                             self.export((*w, "free"), t["free"]), unit, arg)  # fmt: skip
+            raise self.error(
+                (*w, "alloc_arg"), f"must be 'ptr' (size_t) or 'i32' (int), got {arg!r}"
+            )
+        return MemoryBinding(
+            self.export((*w, "alloc"), t["alloc"]), self.export((*w, "free"), t["free"]), unit, arg
+        )
 
     def call(self, where: Path_, raw: object, op: CanonicalOp) -> CallBinding:
         t = self.table(where, raw, ("export", "args", "roles", "fixed", "layout", "size_t"))
@@ -295,15 +301,19 @@ class _Validator:
             raise self.error(where, "missing key 'export'")
         export = self.export((*where, "export"), t["export"])
         if "args" not in t:
-            raise self.error(where, f"missing key 'args' (the export's arguments in order, from: "
-                                    f"{', '.join(op.args)})")  # fmt: skip
+            raise self.error(
+                where,
+                f"missing key 'args' (the export's arguments in order, from: {', '.join(op.args)})",
+            )
         args_raw = self.typed((*where, "args"), t["args"], list, "an array of argument names")
         args: list[str] = []
         for i, a in enumerate(args_raw):
             self.typed((*where, "args", i), a, str, "an argument name")
             if a not in op.args:
-                raise self.error((*where, "args", i), f"{op.name} has no argument {a!r}; its "
-                                                      f"arguments: {', '.join(op.args)}")  # fmt: skip
+                raise self.error(
+                    (*where, "args", i),
+                    f"{op.name} has no argument {a!r}; its arguments: {', '.join(op.args)}",
+                )
             if a in args:
                 raise self.error((*where, "args", i), f"argument {a!r} is listed twice")
             args.append(a)
@@ -312,44 +322,57 @@ class _Validator:
         for a, v in fixed_raw.items():
             spec = op.args[a]
             if spec.role not in ("scalar", "dim"):
-                raise self.error((*where, "fixed", a), f"only scalars can be fixed; {a!r} is "
-                                                       f"a {spec.role} buffer")  # fmt: skip
+                raise self.error(
+                    (*where, "fixed", a),
+                    f"only scalars can be fixed; {a!r} is a {spec.role} buffer",
+                )
             value = self.typed((*where, "fixed", a), v, (int, float), "a number")
             if not math.isfinite(value):
                 raise self.error((*where, "fixed", a), f"must be finite, got {value}")
             if a in args:
                 raise self.error((*where, "fixed", a), f"{a!r} is both an argument and fixed")
             fixed[a] = float(value)
-        missing = [a for a, s in op.args.items()
-                   if a not in args and a not in fixed and not s.optional]  # fmt: skip
+        missing = [
+            a for a, s in op.args.items() if a not in args and a not in fixed and not s.optional
+        ]
         if missing:
-            raise self.error((*where, "args"), f"{op.name} needs argument(s) {', '.join(missing)} "
-                                               f"(list them, or `fixed = {{...}}` a built-in "
-                                               f"scalar)")  # fmt: skip
+            raise self.error(
+                (*where, "args"),
+                f"{op.name} needs argument(s) {', '.join(missing)} "
+                f"(list them, or `fixed = {{...}}` a built-in "
+                f"scalar)",
+            )
         roles: dict[str, Role] = {a: op.args[a].role for a in (*args, *fixed)}
         for a, r in self.table((*where, "roles"), t.get("roles", {}), args).items():
             default = op.args[a].role
             self.typed((*where, "roles", a), r, str, "a role")
             if default not in BUFFER_ROLES or r not in BUFFER_ROLES:
-                raise self.error((*where, "roles", a), f"{a!r} is a {default}; only buffers "
-                                                       f"take another role "
-                                                       f"({', '.join(BUFFER_ROLES)})")  # fmt: skip
+                raise self.error(
+                    (*where, "roles", a),
+                    f"{a!r} is a {default}; only buffers "
+                    f"take another role "
+                    f"({', '.join(BUFFER_ROLES)})",
+                )
             if {default, r} - {"output", "accumulator"} and default != r:
-                raise self.error((*where, "roles", a), f"{a!r} is an {default}; it may only "
-                                                       f"switch between output and accumulator")  # fmt: skip
+                raise self.error(
+                    (*where, "roles", a),
+                    f"{a!r} is an {default}; it may only switch between output and accumulator",
+                )
             roles[a] = r
         size_t = self.typed((*where, "size_t"), t.get("size_t", []), list, "an array of dims")
         for i, a in enumerate(size_t):
             if a not in args or op.args[a].role != "dim":
-                raise self.error((*where, "size_t", i), f"{a!r} is not a dim argument of this "
-                                                        f"binding's args")  # fmt: skip
+                raise self.error(
+                    (*where, "size_t", i), f"{a!r} is not a dim argument of this binding's args"
+                )
         weights = [a for a in args if op.args[a].weight]
         layout = self.table((*where, "layout"), t.get("layout", {}), weights)
         for a, v in layout.items():
             self.typed((*where, "layout", a), v, str, "a layout")
             if v not in LAYOUTS:
-                raise self.error((*where, "layout", a), f"must be one of {', '.join(LAYOUTS)}, "
-                                                        f"got {v!r}")  # fmt: skip
+                raise self.error(
+                    (*where, "layout", a), f"must be one of {', '.join(LAYOUTS)}, got {v!r}"
+                )
         return CallBinding(
             op=op.name,
             export=export,
@@ -367,12 +390,18 @@ class _Validator:
         w: Path_ = ("model",)
         subtables = ("params", "state", "defaults")
         t = self.table(w, raw, (*MODEL_CALLS, *subtables))
-        calls = {name: self.call((*w, name), t[name], MODEL_CALLS[name])
-                 for name in MODEL_CALLS if name in t}  # fmt: skip
+        calls = {
+            name: self.call((*w, name), t[name], MODEL_CALLS[name])
+            for name in MODEL_CALLS
+            if name in t
+        }
         if calls and "create" not in calls:
             raise self.error(w, "model calls need a 'create' call")
-        tables = {k: self.table((*w, k), t[k], t[k].keys() if isinstance(t[k], dict) else ())
-                  for k in subtables if k in t}  # fmt: skip
+        tables = {
+            k: self.table((*w, k), t[k], t[k].keys() if isinstance(t[k], dict) else ())
+            for k in subtables
+            if k in t
+        }
         return calls, tables
 
     def extra(self, raw: object) -> dict[str, Signature]:
