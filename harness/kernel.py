@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from harness.hosts.base import HostError, Instance
+from harness.hosts.base import HostError, IncompatibleArtifact, Instance
 from reference.defaults import TrainingDefaults
 from reference.ops import check_ids
 from reference.presets import ModelConfig, param_count, param_shapes
@@ -409,6 +409,12 @@ class KernelModel:
     @classmethod
     def create(cls, instance: Instance, cfg: ModelConfig, flat_params: NDArray[Any]) -> KernelModel:
         """Create a model of ``cfg`` and load ``flat_params`` (PARAM_NAMES order) into it."""
+        if not cfg.is_gpt2:  # tinygpt.h's model has no MLP width, bias or eps argument
+            raise IncompatibleArtifact(
+                f"preset {cfg.name!r} (MLP width {cfg.mlp_width}, biases {list(cfg.biases)}, "
+                f"LayerNorm eps {cfg.ln_eps:g}) is not GPT-2's architecture, the only one "
+                "tinygpt.h's model implements (4C MLP, every bias, eps 1e-5)"
+            )
         flat = _f32("flat_params", flat_params, (1,))
         n = param_count(cfg)
         if flat.shape != (n,):

@@ -61,6 +61,7 @@ from harness.matrix import (
     parse_shard,
     shard,
 )
+from harness.profile import ProfileError, find_profile, load_profile
 from harness.run_progress import LOG_WIDTH, CellProgress, print_summary
 from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION, git_state, write_run_json
 from harness.rundir.reader import read_run
@@ -75,7 +76,7 @@ from harness.rundir.verdict import (
 )
 from harness.rundir.writer import RowWriter
 from reference.defaults import DEFAULTS
-from reference.presets import PRESETS
+from reference.presets import PRESETS, ModelConfig
 
 DEFAULT_MANIFEST = Path("artifacts/build/manifest.json")
 HostFactory = Callable[[], Host]
@@ -102,6 +103,8 @@ class RunPlan:
     # --resume: the finished cells' rows (kept) and the interrupted run's run.json
     kept_rows: tuple[Row, ...] = ()
     resumed_meta: Mapping[str, Any] | None = None
+    # the presets cells may name: ours (reference.presets), plus a --project profile's own
+    presets: Mapping[str, ModelConfig] = field(default_factory=lambda: dict(PRESETS))
 
 
 # -- hosts ---------------------------------------------------------------------------------
@@ -442,7 +445,7 @@ class _CellRunner:
             host=cell.host,
             host_version=version,
             artifact=artifact,
-            preset=PRESETS[cell.preset],
+            preset=self.plan.presets[cell.preset],
             instance=instance,
             options=self.plan.matrix.options(kind),
             matrix_path=self.plan.matrix.path,
@@ -463,6 +466,8 @@ class _CellRunner:
                 out.append(ctx.row(kind, "rows", "error", detail=NO_ROWS))
         except KeyboardInterrupt:
             raise
+        except IncompatibleArtifact as exc:  # e.g. a preset the library's model cannot express
+            out.append(ctx.row(kind, "preset", "incompatible", detail=str(exc)))
         except Exception as exc:
             if self.interrupts.received:  # the host died of the Ctrl-C: not a crash
                 raise KeyboardInterrupt from exc
@@ -755,6 +760,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--fail-fast", action="store_true", help="stop after the first failing cell"
     )
     parser.add_argument(
+        "--project",
+        type=Path,
+        metavar="PATH",
+        help="a project directory (holding harness.toml) or profile file whose [presets.NAME] "
+        "the matrix may name beside ours (docs/profiles.md)",
+    )
+    parser.add_argument(
         "--junit",
         type=Path,
         metavar="FILE",
@@ -772,9 +784,23 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         ) from None
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"{args.artifacts}: bad manifest: {_describe(exc)}") from None
+    presets: dict[str, ModelConfig] = dict(PRESETS)
+    if getattr(args, "project", None) is not None:
+        try:
+            project = load_profile(find_profile(args.project))
+        except ProfileError as exc:
+            raise UsageError(str(exc)) from None
+        clash = sorted(set(project.presets) & set(PRESETS))
+        if clash:
+            raise UsageError(
+                f"{project.path}: preset name(s) {', '.join(clash)} are the harness's own; "
+                "give the project's presets their own names"
+            )
+        presets.update(project.presets)
     try:
         matrix = load_matrix(
-            args.matrix, Names(hosts=tuple(host_names), artifacts=tuple(artifacts))
+            args.matrix,
+            Names(hosts=tuple(host_names), artifacts=tuple(artifacts), presets=tuple(presets)),
         )
         shard_k, shard_n = parse_shard(args.shard)
     except (MatrixError, ValueError) as exc:
@@ -795,6 +821,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         shard=(shard_k, shard_n),
         checks=only if only is not None else matrix.checks,
         fail_fast=args.fail_fast,
+        presets=presets,
     )
     if args.resume is not None:
         return resume_plan(plan)
