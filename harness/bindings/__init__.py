@@ -207,6 +207,11 @@ def load_binding(path: Path) -> Binding:
     return _Validator(path, TomlLines(text)).binding(data)
 
 
+def _a(word: str) -> str:
+    """``word`` with its indefinite article ("an input", "a dim")."""
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
 def _type_name(v: object) -> str:
     names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
     return names.get(type(v), "an array" if isinstance(v, list) else "a table")
@@ -324,7 +329,7 @@ class _Validator:
             if spec.role not in ("scalar", "dim"):
                 raise self.error(
                     (*where, "fixed", a),
-                    f"only scalars can be fixed; {a!r} is a {spec.role} buffer",
+                    f"only scalars can be fixed; {a!r} is {_a(spec.role)} buffer",
                 )
             value = self.typed((*where, "fixed", a), v, (int, float), "a number")
             if not math.isfinite(value):
@@ -346,17 +351,21 @@ class _Validator:
         for a, r in self.table((*where, "roles"), t.get("roles", {}), args).items():
             default = op.args[a].role
             self.typed((*where, "roles", a), r, str, "a role")
-            if default not in BUFFER_ROLES or r not in BUFFER_ROLES:
+            if default not in BUFFER_ROLES:
                 raise self.error(
                     (*where, "roles", a),
-                    f"{a!r} is a {default}; only buffers "
-                    f"take another role "
+                    f"{a!r} is {_a(default)}; only buffers take another role "
                     f"({', '.join(BUFFER_ROLES)})",
+                )
+            if r not in BUFFER_ROLES:
+                raise self.error(
+                    (*where, "roles", a),
+                    f"unknown role {r!r}; a buffer's roles: {', '.join(BUFFER_ROLES)}",
                 )
             if {default, r} - {"output", "accumulator"} and default != r:
                 raise self.error(
                     (*where, "roles", a),
-                    f"{a!r} is an {default}; it may only switch between output and accumulator",
+                    f"{a!r} is {_a(default)}; it may only switch between output and accumulator",
                 )
             roles[a] = r
         size_t = self.typed((*where, "size_t"), t.get("size_t", []), list, "an array of dims")
@@ -395,8 +404,8 @@ class _Validator:
             for name in MODEL_CALLS
             if name in t
         }
-        if calls and "create" not in calls:
-            raise self.error(w, "model calls need a 'create' call")
+        if calls and "create" not in calls:  # at the first call's line: [model] has no header
+            raise self.error((*w, next(iter(calls))), "model calls need a 'create' call")
         tables = {
             k: self.table((*w, k), t[k], t[k].keys() if isinstance(t[k], dict) else ())
             for k in subtables
