@@ -125,12 +125,21 @@ class Binding:
             n: {"params": list(s.params), "result": s.result} for n, s in self.signatures().items()
         }
 
-    def export_line(self, export: str) -> str:
-        """``file:line`` of the first place the binding names ``export``."""
-        for call in (*self.ops.values(), *self.model.values()):
-            if call.export == export:
-                return f"{self.path}:{call.line}"
-        return f"{self.path}:{self.lines.line_of(('memory',))}"
+    def export_line(self, export: str, key: str = "export") -> str:
+        """``file:line`` of the first place the binding names ``export``: the ``key`` line
+        (``export``, or ``args`` for a wrong arity) of the op or model call binding it, else its
+        ``[memory]`` key, its ``[exports]`` entry, or ``[binding] abi`` (an ABI's fixed export)."""
+        for section, calls in (("ops", self.ops), ("model", self.model)):
+            for call in calls.values():
+                if call.export == export:
+                    return f"{self.path}:{self.lines.line_of((section, call.op, key))}"
+        m = self.memory
+        where: Path_ = ("binding", "abi")
+        if m is not None and export in (m.alloc, m.free):
+            where = ("memory", "alloc" if export == m.alloc else "free")
+        elif export in self.extra_exports:
+            where = ("exports", export)
+        return f"{self.path}:{self.lines.line_of(where)}"
 
     def check_exports(
         self,
@@ -145,8 +154,8 @@ class Binding:
         The error names the binding's file:line, the op, and the module.
         """
         for name, sig in self.signatures().items():
-            where = self.export_line(name)
             if name not in found:
+                where = self.export_line(name)
                 near = _near(name, found)
                 raise BindingError(
                     f"{where}: export {name!r} is not in {module}"
@@ -156,6 +165,7 @@ class Binding:
             if types is None:
                 continue
             params, results = sig.wasm_types(ptr_width)
+            where = self.export_line(name, "args")
             if len(types[0]) != len(params):
                 raise BindingError(
                     f"{where}: export {name!r} takes {len(types[0])} arguments in {module} "

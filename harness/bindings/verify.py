@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from harness.artifact import Artifact
-from harness.bindings import BindingError
 from harness.hosts.base import HostError, verify_artifact
 
 
@@ -31,7 +30,7 @@ def check_artifact(artifact: Artifact) -> None:
         return
     if found is None:  # the format cannot list its exports without loading
         return
-    module = f"artifact {artifact.name} ({artifact.path})"
+    module = f"artifact {artifact.name} ({artifact.paths()[artifact.fmt.exports_role]})"
     artifact.bound().check_exports(found, artifact.ptr_width, module)
 
 

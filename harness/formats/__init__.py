@@ -95,6 +95,7 @@ class ArtifactFormat(abc.ABC):
     # the exports Instance.alloc/free call, and their signatures where they are not ABI exports
     allocator: tuple[str, str] = ("tg_alloc", "tg_free")
     allocator_signatures: ClassVar[Mapping[str, Signature]] = MappingProxyType({})
+    exports_role: str = ""  # the file :meth:`exports_found` reads (messages name it)
 
     def refusal(self, runtime: str, host: str) -> str | None:
         """None if a host of ``runtime`` has a loader for this format, else why it has not."""

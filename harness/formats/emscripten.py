@@ -39,6 +39,7 @@ class EmscriptenFormat(ArtifactFormat):
     description = "an emscripten ES6 module factory (glue .js + .wasm [+ pthread worker .js])"
     roles = ("glue", "wasm", "worker")
     optional_roles = ("worker",)
+    exports_role = "wasm"
     loaders = MappingProxyType(
         {"node": "format_emscripten.mjs", "chromium": "format_emscripten.mjs"}
     )
@@ -98,7 +99,7 @@ class EmscriptenFormat(ArtifactFormat):
         their wasm types; CorruptArtifact if it does not parse."""
         from harness.engines.wasmtime_engine import func_types, make_engine, parse_module
 
-        path = files["wasm"]
+        path = files[self.exports_role]
         return func_types(parse_module(make_engine(threads=True), path, str(path)))
 
 

@@ -23,6 +23,7 @@ class NativeFormat(ArtifactFormat):
     name = "native"
     description = "a native shared library"
     roles = ("so",)
+    exports_role = "so"
     loaders = MappingProxyType({"native": "harness.engines.ctypes_engine:CtypesInstance"})
 
     def static_check(
@@ -36,7 +37,7 @@ class NativeFormat(ArtifactFormat):
     def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None] | None:
         """The library's dynamic function symbols, each with no types (None); None if its
         symbol table cannot be read (not ELF64, no section headers)."""
-        names = dynamic_functions(files["so"])
+        names = dynamic_functions(files[self.exports_role])
         return None if names is None else dict.fromkeys(names)
 
 

@@ -22,6 +22,7 @@ class WasmFormat(ArtifactFormat):
     name = "wasm"
     description = "a freestanding .wasm module"
     roles = ("wasm",)
+    exports_role = "wasm"
     loaders = MappingProxyType(
         {
             "wasmtime": "harness.engines.wasmtime_engine:WasmtimeInstance",
@@ -56,7 +57,7 @@ class WasmFormat(ArtifactFormat):
         parse."""
         from harness.engines.wasmtime_engine import func_types, make_engine, parse_module
 
-        path = files["wasm"]
+        path = files[self.exports_role]
         return func_types(parse_module(make_engine(), path, str(path)))
 
 

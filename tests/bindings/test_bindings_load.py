@@ -18,13 +18,17 @@ HEAD = '[binding]\nname = "t"\n'
 GELU = '[ops.gelu_forward]\nexport = "gelu"\nargs = ["out", "x", "N"]\n'
 
 # (case id, file text with the faulty line marked `# <-`, a regex the message must match)
+# fmt: off
 CASES = [
     ("bad TOML", HEAD + "[ops.gelu_forward  # <-\n", r"Expected '\]'"),
     ("unknown top-level key", HEAD + GELU + "[kernels]  # <-\nx = 1\n", r"kernels: unknown key"),
     ("no [binding]", GELU, r"\(binding\): missing \[binding\] table"),
-    ("unknown [binding] key", HEAD + 'version = 2  # <-\n' + GELU, r"binding.version: unknown key"),
-    ("name not a string", '[binding]\nname = 3  # <-\n' + GELU, r"must be a string, got an integer"),
-    ("unknown ABI", HEAD + 'abi = "other.h"  # <-\n' + GELU, r"unknown ABI 'other.h'; known: tinygpt.h"),
+    ("unknown [binding] key", HEAD + 'version = 2  # <-\n' + GELU,
+     r"binding.version: unknown key"),
+    ("name not a string", '[binding]\nname = 3  # <-\n' + GELU,
+     r"must be a string, got an integer"),
+    ("unknown ABI", HEAD + 'abi = "other.h"  # <-\n' + GELU,
+     r"unknown ABI 'other.h'; known: tinygpt.h"),
     ("unknown op", HEAD + '[ops.matmul_fwd]  # <-\nexport = "mm"\nargs = []\n',
      r"ops.matmul_fwd: unknown key; allowed: embedding_forward, "),
     ("unknown op key", HEAD + GELU + 'transpose = true  # <-\n',
@@ -103,6 +107,7 @@ CASES = [
     ("[exports] unknown key", HEAD + GELU + '[exports]\nnoop = { args = [] }  # <-\n',
      r"exports.noop.args: unknown key; allowed: params, result"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(("text", "pattern"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
