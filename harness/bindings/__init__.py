@@ -269,7 +269,9 @@ class _Validator:
         if "binding" not in data:
             raise self.error((), "missing [binding] table (name = ...)")
         head = self.table(("binding",), data["binding"], ("name", "description", "abi"))
-        name = self.typed(("binding", "name"), head.get("name"), str, "a string")
+        if "name" not in head:
+            raise self.error(("binding",), "missing key 'name'")
+        name = self.typed(("binding", "name"), head["name"], str, "a string")
         abi = str(self.typed(("binding", "abi"), head.get("abi", ""), str, "an ABI name"))
         if abi and abi not in ABIS:
             raise self.error(("binding", "abi"), f"unknown ABI {abi!r}; known: {', '.join(ABIS)}")

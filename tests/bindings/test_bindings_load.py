@@ -25,6 +25,8 @@ CASES = [
     ("no [binding]", GELU, r"\(binding\): missing \[binding\] table"),
     ("unknown [binding] key", HEAD + 'version = 2  # <-\n' + GELU,
      r"binding.version: unknown key"),
+    ("no name", '[binding]  # <-\ndescription = "d"\n' + GELU,
+     r"binding: missing key 'name'"),
     ("name not a string", '[binding]\nname = 3  # <-\n' + GELU,
      r"must be a string, got an integer"),
     ("unknown ABI", HEAD + 'abi = "other.h"  # <-\n' + GELU,
