@@ -35,7 +35,7 @@ from typing import Any
 
 from rich.console import Console
 
-from harness.artifact import Artifact, load_manifest
+from harness.artifact import Artifact, ManifestError, load_manifest
 from harness.bindings import BindingError
 from harness.bindings.verify import check_artifacts
 from harness.checks import REGISTRY, begin_run, get_check
@@ -773,6 +773,8 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         raise UsageError(
             f"no artifact manifest at {args.artifacts}: run `tinygpt-harness build` first"
         ) from None
+    except ManifestError as exc:  # it names the manifest (and a binding's file:line) itself
+        raise UsageError(str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"{args.artifacts}: bad manifest: {_describe(exc)}") from None
     try:
