@@ -34,6 +34,7 @@ from harness.bindings.canonical import (
     CanonicalOp,
     Role,
 )
+from harness.formats import WasmTypes
 from harness.toml_lines import Path_, TomlLines
 
 BUNDLED = Path(__file__).with_name("tinygpt.toml")
@@ -143,7 +144,7 @@ class Binding:
 
     def check_exports(
         self,
-        found: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]] | None],
+        found: Mapping[str, WasmTypes | None],
         ptr_width: int,
         module: str,
     ) -> None:
@@ -180,7 +181,7 @@ class Binding:
                 )
 
 
-def _fmt(types: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+def _fmt(types: WasmTypes) -> str:
     return f"({', '.join(types[0])}) -> ({', '.join(types[1])})"
 
 

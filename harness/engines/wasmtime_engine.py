@@ -17,6 +17,7 @@ from harness.abi import EXPORTS, Signature
 from harness.artifact import Artifact
 from harness.engines.call_loop import roundtrips, time_loop
 from harness.engines.signatures import artifact_signatures
+from harness.formats import WasmTypes
 from harness.hosts.base import (
     ABIError,
     CorruptArtifact,
@@ -60,7 +61,7 @@ def _valtypes(types: Any) -> tuple[str, ...]:
     return tuple(str(t) for t in types)
 
 
-def func_types(module: wasmtime.Module) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+def func_types(module: wasmtime.Module) -> dict[str, WasmTypes]:
     """Each function export of ``module``: name -> (wasm param types, wasm result types)."""
     return {
         e.name: (_valtypes(e.type.params), _valtypes(e.type.results))
