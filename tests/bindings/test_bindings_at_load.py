@@ -27,7 +27,7 @@ from harness.build import (
     emcc_path,
     manifest_is_fresh,
 )
-from harness.build_lib2 import build_lib2_native
+from harness.build_lib2 import build_lib2_emscripten, build_lib2_native
 from harness.cli import main
 from harness.formats import FileDigest, digest
 from harness.rundir.reader import read_rows
@@ -44,6 +44,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
     if manifest_is_fresh(DEFAULT_OUT):
         return load_manifest(DEFAULT_OUT / MANIFEST)
     return build_all(tmp_path_factory.mktemp("build"), emscripten=emcc_path() is not None)
+
+
+@pytest.fixture(scope="module")
+def lib2_em(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    """lib2 built by emcc as wasm32, as a manifest entry bound by lib2's binding file."""
+    files, sha = digest(build_lib2_emscripten(tmp_path_factory.mktemp("lib2em"), "lib2-em-wasm32"))
+    return Artifact(name="lib2-em-wasm32", format="emscripten", path=files[0].path, sha256=sha,
+                    ptr_width=32, target="wasm32-unknown-emscripten", files=files,
+                    binding=LIB2_BINDING)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +169,22 @@ def test_an_export_given_one_argument_too_many_is_exit_2_with_both_types(
                     rf"export 'tg_layernorm_forward' takes 8 arguments in artifact {name} "
                     rf"\(.*\) \(wasm type \(({p}, ){{6}}i32, i32\) -> \(\)\), the binding gives "
                     r"it 9 \(ptr ptr ptr ptr ptr ptr i32 i32 f32\)")  # fmt: skip
+
+
+@needs_emcc
+def test_lib2_matmul_given_a_bias_it_lacks_is_exit_2(
+    lib2_em: Artifact, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """lib2's matmul has no bias; a binding that passes the canonical `b` gives it 7 arguments
+    where its emscripten build's type section has 6 (lib2's own binding fits the build)."""
+    check_artifact(lib2_em)
+    bad = _bind(tmp_path, _edit(LIB2_BINDING, 'args = ["x", "W", "out", "N", "C", "OC"]',
+                                'args = ["x", "W", "b", "out", "N", "C", "OC"]'))  # fmt: skip
+    code, err, out = _run(tmp_path, [_copy(lib2_em, tmp_path, bad)], "node24", capsys)
+    _assert_refused(code, err, out, bad, _line(bad, '"W", "b", "out"'),
+                    r"export 'matmul_forward' takes 6 arguments in artifact lib2-em-wasm32 "
+                    r"\(.*lib2\.wasm\) \(wasm type \(i32, i32, i32, i32, i32, i32\) -> \(\)\), "
+                    r"the binding gives it 7 \(ptr ptr ptr ptr i32 i32 i32\)")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["wasm64", pytest.param("em-wasm64", marks=needs_emcc)])
