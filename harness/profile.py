@@ -418,7 +418,9 @@ class _Validator:
             raise self.error(("corpus", "bytes"), f"must be [min, max] integers, got {rng!r}")
         if not 0 <= rng[0] <= rng[1]:
             raise self.error(("corpus", "bytes"), f"needs 0 <= min <= max, got {rng!r}")
-        sha = self.typed(("corpus", "sha256"), t.get("sha256"), str, 'a hex sha256 or "any"')
+        if "sha256" not in t:  # typed() would call the absent value "a table None"
+            raise self.error(("corpus",), "missing key 'sha256' (a hex sha256, or \"any\")")
+        sha = self.typed(("corpus", "sha256"), t["sha256"], str, 'a hex sha256 or "any"')
         if sha != "any" and not re.fullmatch(r"[0-9a-f]{64}", sha):
             raise self.error(
                 ("corpus", "sha256"), f'must be 64 lowercase hex digits or "any", got {sha!r}'

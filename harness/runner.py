@@ -1,6 +1,7 @@
 """``tinygpt-harness run``: run a matrix's cells into a run directory.
 
-The pipeline: load the manifest and the matrix -> expand and shard the cells -> for each cell,
+The pipeline: load the manifest and the matrix -> expand the cells and check each artifact's
+binding against its module (a mismatch is exit 2 at ``file:line``) -> shard them -> for each cell,
 probe its host once, load the artifact once per (host, artifact), run the cell's checks -> write
 the cell's rows (and its verdict row) and commit them as the cell ends -> ``run.json``.
 
@@ -34,7 +35,9 @@ from typing import Any
 
 from rich.console import Console
 
-from harness.artifact import Artifact, load_manifest
+from harness.artifact import Artifact, ManifestError, load_manifest
+from harness.bindings import BindingError
+from harness.bindings.verify import check_artifacts
 from harness.checks import REGISTRY, begin_run, get_check
 from harness.checks.base import CellContext
 from harness.hosts.base import (
@@ -782,6 +785,8 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         raise UsageError(
             f"no artifact manifest at {args.artifacts}: run `tinygpt-harness build` first"
         ) from None
+    except ManifestError as exc:  # it names the manifest (and a binding's file:line) itself
+        raise UsageError(str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"{args.artifacts}: bad manifest: {_describe(exc)}") from None
     presets: dict[str, ModelConfig] = dict(PRESETS)
@@ -812,7 +817,12 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         if unknown or not only:
             named = ", ".join(map(repr, unknown))
             raise UsageError(f"--checks: unknown check {named}; known: {', '.join(REGISTRY)}")
-    cells = tuple(shard(expand_cells(matrix, only), shard_k, shard_n))
+    every_cell = expand_cells(matrix, only)
+    try:  # every shard checks every artifact of the run: one verdict on the config, not N
+        check_artifacts(artifacts[name] for name in sorted({c.artifact for c in every_cell}))
+    except BindingError as exc:
+        raise UsageError(str(exc)) from None
+    cells = tuple(shard(every_cell, shard_k, shard_n))
     plan = RunPlan(
         matrix=matrix,
         cells=cells,
