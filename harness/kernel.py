@@ -89,9 +89,9 @@ class _Scope:
 class NotBound(LookupError):
     """The artifact's binding maps no export to a canonical op: the library lacks it."""
 
-    def __init__(self, op: str, binding: str) -> None:
-        """``op`` is the canonical name, ``binding`` the binding's name and path."""
-        super().__init__(f"{op} is not bound by the {binding} binding")
+    def __init__(self, op: str, binding: str, path: object) -> None:
+        """``op`` is the canonical name; ``binding`` and ``path`` the binding's name and file."""
+        super().__init__(f"{op} is not bound by the {binding} binding ({path})")
         self.op = op
 
 
@@ -133,6 +133,9 @@ class Kernels:
         """Use ``instance`` for every call, and ``override`` for its op (a diagnosis run)."""
         self.instance = instance
         self.override = override
+        # the last call's buffer sizes (bytes) and dim/scalar values by canonical argument: what
+        # the wrong-binding diagnosis pairs arguments by (harness.checks.ops_diagnosis)
+        self.last_args: dict[str, float] = {}
 
     def overridden(self, override: Override) -> Kernels:
         """These kernels with ``override`` replacing the binding of its op."""
@@ -145,7 +148,7 @@ class Kernels:
         binding = self.instance.artifact.bound()
         call = binding.ops.get(op)
         if call is None:
-            raise NotBound(op, f"{binding.name} ({binding.path})")
+            raise NotBound(op, binding.name, binding.path)
         return call
 
     def binds(self, op: str, arg: str) -> bool:
@@ -196,6 +199,7 @@ class Kernels:
                     f"{op}: the library's export {call.export} takes no {name!r} (its binding "
                     f"omits it, line {call.line}); call the op without it"
                 )
+        self.last_args = {}
         with self._scope() as s:
             argv: list[int | float] = []
             back: dict[str, tuple[int, tuple[int, ...], bool]] = {}  # name -> (ptr, shape, flip)
@@ -203,6 +207,7 @@ class Kernels:
                 role = call.roles[name]
                 flip = call.weight_layout(name) == "in_out"
                 if role in ("dim", "scalar"):
+                    self.last_args[name] = scalars[name]
                     argv.append(scalars[name] + shift.get(name, 0))
                     continue
                 if role in ("input", "inout"):
@@ -210,6 +215,7 @@ class Kernels:
                     if a is None:
                         argv.append(0)
                         continue
+                    self.last_args[name] = a.nbytes
                     ptr = s.put(_flip(a) if flip else a, pad)
                     if role == "inout":
                         back[name] = (ptr, a.shape, flip)
@@ -221,7 +227,9 @@ class Kernels:
                     continue
                 stored = shape[::-1] if flip else shape
                 fill = SENTINEL if role == "output" else np.float32(0.0)
-                ptr = s.put(np.full(stored, fill, np.float32), pad)
+                buffer = np.full(stored, fill, np.float32)
+                self.last_args[name] = buffer.nbytes
+                ptr = s.put(buffer, pad)
                 if role != "scratch":
                     back[name] = (ptr, stored, flip)
                 argv.append(ptr)

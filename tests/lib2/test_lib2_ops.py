@@ -85,8 +85,8 @@ def test_layernorm_forward_and_backward(lib2: ctypes.CDLL) -> None:
     lib2.layernorm_backward(ptr(x32), ptr(g32), ptr(mean), ptr(rstd), ptr(dy32), ptr(dx),
                             ptr(dgamma), ptr(dbeta), N, D)  # fmt: skip
     rdx, rdg, rdb = ops.layernorm_backward(dy, x, g, rmean, rrstd)
-    assert_parity("lib2 layernorm_backward.dx", dx, rdx,
-                  op_tolerance("layernorm_backward", "dinp", dims))  # fmt: skip
+    assert_parity("lib2 layernorm_backward.dx", dx, rdx, op_tolerance(
+        "layernorm_backward", "dinp", {**dims, "rstd": float(rstd.max())}))  # fmt: skip
     assert_parity("lib2 layernorm_backward.dgamma", dgamma, 1.0 + rdg,
                   op_tolerance("layernorm_backward", "dweight", dims))  # fmt: skip
     assert_parity("lib2 layernorm_backward.dbeta", dbeta, 1.0 + rdb,
