@@ -13,6 +13,11 @@ drawn from the seed), ``preset`` (the cell preset's own dims), and for the softm
 :func:`op_parity` is the one helper (tinygrad's ``helper_test_op``): it runs one op on one case
 through both sides and compares each output with :func:`harness.parity.compare` (shape, dtype,
 non-finite, values). Tests are one-liners over it; the check turns it into rows.
+
+The kernels side calls each op through the artifact's binding (:class:`harness.kernel.Kernels`):
+an op the binding lacks is one ``skipped`` row ("not bound"), and a failing op's first failing
+case is re-run under corrected bindings (:mod:`harness.checks.ops_diagnosis`) so the failure
+names a wrong layout, argument order or dim where one explains it.
 """
 
 from __future__ import annotations
@@ -246,12 +251,13 @@ def _block_forward(e: Any, a: Arrays) -> Any:
 
 def _make_attention_block_backward(rng: np.random.Generator, c: Case) -> Arrays:
     a = _make_attention_block(rng, c)
+    # the forward's cache from the float64 reference, rounded to float32 for both sides
     _, q, k, v, att = _block_forward(ref_ops, {n: _wide(x) for n, x in a.items()})
-    cache = {"q": q, "k": k, "v": v, "att": att}
-    dout = _f32(rng, c.dims["B"], c.dims["T"], c.dims["C"])
+    cache = {n: x.astype(np.float32) for n, x in zip("qkv", (q, k, v), strict=True)}
     weights = {f"W{p}": a[f"W{p}"] for p in "qkvo"}
-    return {"dout": dout, "x": a["x"], **weights, **{n: x.astype(np.float32) for n, x in
-            cache.items()}, "NH": c.dims["NH"]}  # fmt: skip
+    dout = _f32(rng, c.dims["B"], c.dims["T"], c.dims["C"])
+    return {"dout": dout, "x": a["x"], **weights, **cache, "att": att.astype(np.float32),
+            "NH": c.dims["NH"]}  # fmt: skip
 
 
 def _block_dims(inputs: Arrays, c: Case) -> Mapping[str, float]:

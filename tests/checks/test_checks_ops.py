@@ -14,7 +14,7 @@ from harness.bindings import bundled
 from harness.checks.base import CellContext
 from harness.checks.ops import OPS, SPECS, Case, assert_op_parity, cases, op_parity, run
 from harness.engines.ctypes_engine import CtypesInstance
-from harness.kernel import Kernels
+from harness.kernel import Kernels, Override
 from harness.parity import ParityError
 from reference.presets import PRESETS
 
@@ -122,3 +122,19 @@ def test_validate_options(options: dict[str, object], message: str) -> None:
 
     with pytest.raises(ValueError, match=message):
         validate_options(options)
+
+
+def test_off_by_one_dim_is_named(native_kernels: Kernels) -> None:
+    """A call passing N one short (the last element stays NaN) is diagnosed as off by one."""
+    short = native_kernels.overridden(Override(native_kernels.bound("gelu_forward"), {"N": -1}))
+    with pytest.raises(ParityError, match=r"gelu_forward\.out fails parity; with N passed as N\+1"):
+        assert_op_parity(short, "gelu_forward", CASES["odd"])
+
+
+def test_nan_sentinel_catches_an_unwritten_output(native_kernels: Kernels) -> None:
+    """An output the library never writes stays NaN and fails the non-finite stage by name."""
+    n = CASES["odd"].dims["N"] * CASES["odd"].dims["C"]  # residual's N counts every element
+    call = native_kernels.bound("residual_forward")
+    silent = native_kernels.overridden(Override(call, {"N": -n}))  # the library gets N = 0
+    by_name = {r.name: r for r in op_parity(silent, "residual_forward", CASES["odd"])}
+    assert by_name["residual_forward.out"].stage == "nonfinite"

@@ -107,7 +107,9 @@ def test_attention_forward_and_backward(lib2: ctypes.CDLL) -> None:
     w |= {f"b{c}": _r(rng, C, scale=0.1) for c in "qkvo"}
     ref_w = {n: a.T if n[0] == "W" else a for n, a in w.items()}  # the reference's [out, in]
     names = [f"{t}{c}" for c in "qkvo" for t in "Wb"]  # Wq, bq, ..., Wo, bo
-    forward = ops.attention_block_forward(x, *(ref_w[n] for n in names), H)
+    r = ref_w
+    forward = ops.attention_block_forward(x, r["Wq"], r["bq"], r["Wk"], r["bk"], r["Wv"], r["bv"],
+                                          r["Wo"], r["bo"], H)  # fmt: skip
     ref = dict(zip(("out", "q", "k", "v", "att"), forward, strict=True))
     w32 = {n: f32(a) for n, a in w.items()}
     x32 = f32(x)
@@ -131,16 +133,9 @@ def test_attention_forward_and_backward(lib2: ctypes.CDLL) -> None:
     lib2.attention_backward(ptr(x32), *(ptr(w32[n]) for n in ("Wq", "Wk", "Wv", "Wo")), ptr(q),
                             ptr(k), ptr(v), ptr(attn), ptr(dout32), ptr(dx),
                             *(ptr(grads[n]) for n in names), B, T, C, H)  # fmt: skip
-    rdx, *rgrads = ops.attention_block_backward(
-        dout,
-        x,
-        *(ref_w[n] for n in ("Wq", "Wk", "Wv", "Wo")),
-        ref["q"],
-        ref["k"],
-        ref["v"],
-        ref["att"],
-        H,
-    )
+    cache = (ref["q"], ref["k"], ref["v"], ref["att"])
+    rdx, *rgrads = ops.attention_block_backward(dout, x, r["Wq"], r["Wk"], r["Wv"], r["Wo"], *cache,
+                                                H)  # fmt: skip
     assert_parity("lib2 attention_backward.dx", dx, rdx,
                   op_tolerance("attention_block_backward", "dinp", dims))  # fmt: skip
     for name, rg in zip(names, rgrads, strict=True):
