@@ -87,7 +87,11 @@ class _Scope:
 
 
 class NotBound(LookupError):
-    """The artifact's binding maps no export to a canonical op: the library lacks it."""
+    """The artifact's binding maps no export to a canonical op: the library lacks it.
+
+    A failed lookup in the binding, not a HostError: the ops check turns it into a ``skipped``
+    row, where a host's failure is an ``error``.
+    """
 
     def __init__(self, op: str, binding: str, path: object) -> None:
         """``op`` is the canonical name; ``binding`` and ``path`` the binding's name and file."""
@@ -190,7 +194,7 @@ class Kernels:
             if name in scalars and scalars[name] != fixed:
                 raise ValueError(
                     f"{name}={scalars[name]}: the library fixes {op}'s {name} at {fixed:g} "
-                    f"(binding {call.export}, line {call.line})"
+                    f"(its binding of {call.export}, line {call.line})"
                 )
         given = [n for n, v in (*inputs.items(), *outputs.items()) if v is not None]
         for name in given:
@@ -218,7 +222,7 @@ class Kernels:
                     self.last_args[name] = a.nbytes
                     ptr = s.put(_flip(a) if flip else a, pad)
                     if role == "inout":
-                        back[name] = (ptr, a.shape, flip)
+                        back[name] = (ptr, a.shape[::-1] if flip else a.shape, flip)
                     argv.append(ptr)
                     continue
                 shape = outputs.get(name)

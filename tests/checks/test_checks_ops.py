@@ -138,3 +138,10 @@ def test_nan_sentinel_catches_an_unwritten_output(native_kernels: Kernels) -> No
     silent = native_kernels.overridden(Override(call, {"N": -n}))  # the library gets N = 0
     by_name = {r.name: r for r in op_parity(silent, "residual_forward", CASES["odd"])}
     assert by_name["residual_forward.out"].stage == "nonfinite"
+
+
+def test_layernorm_eps_other_than_the_fixed_one_is_refused(native_kernels: Kernels) -> None:
+    """The bundled binding fixes eps at 1e-5: asking for another eps is a ValueError."""
+    x, w = np.ones((2, 3), np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="fixes layernorm_forward's eps at 1e-05"):
+        native_kernels.layernorm_forward(x, w, w, eps=1e-6)

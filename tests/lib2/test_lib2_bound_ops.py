@@ -22,6 +22,7 @@ from harness.hosts.base import Instance
 from harness.hosts.native import NativeHost
 from harness.kernel import Kernels, NotBound
 from harness.parity import ParityError
+from reference import ops
 from reference.presets import PRESETS
 
 BINDING = Path("artifacts/lib2/lib2.binding.toml").resolve()
@@ -161,3 +162,13 @@ def test_unexplained_failure_keeps_the_plain_cause(
     detail = rows["layernorm_backward.dweight"].detail
     assert rows["layernorm_backward.dweight"].status == "fail"
     assert "fails parity;" not in detail and "non-finite" in detail
+
+
+def test_lib2_layernorm_takes_eps_as_an_argument(lib2_instance: Instance) -> None:
+    """lib2's binding passes eps through: eps=0.5 gives the reference's eps=0.5 result."""
+    x = np.random.default_rng(4).standard_normal((5, 8)).astype(np.float32)
+    w, b = np.ones(8, np.float32), np.zeros(8, np.float32)
+    out = Kernels(lib2_instance).layernorm_forward(x, w, b, eps=0.5)[0]
+    expected = ops.layernorm_forward(x.astype(np.float64), w.astype(np.float64),
+                                     b.astype(np.float64), 0.5)[0]  # fmt: skip
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
