@@ -131,7 +131,8 @@ class OpSpec:
         default=lambda _inputs, _case: {}
     )
     # the inputs without the op's optional arguments (a bias), for a library whose binding
-    # omits them; both sides then compute the op without them
+    # omits them: both sides then compute the op without them, on every case. (Skipping the
+    # biased cases instead would leave such an op its `odd` case alone.)
     unbiased: Callable[[Arrays], Arrays] | None = None
 
     def run(self, engine: Any, inputs: Arrays) -> Arrays:
