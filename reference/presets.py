@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reference.ops import LAYERNORM_EPS
+
 VOCAB_SIZE = 128
 MAX_VOCAB = 256  # token ids are byte values: 128 for 7-bit ASCII, 256 for any byte
-LAYERNORM_EPS = 1e-5
 # The Linears of a block, by the prefix of their parameter names: a config lists those that
 # carry a bias (GPT-2: all four).
 LINEARS: tuple[str, ...] = ("qkv", "attproj", "fc", "fcproj")
