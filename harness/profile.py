@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.surfaces import FORMAT_OPTIONS, FORMATS
-from harness.toml_lines import Path_, TomlLines
+from harness.toml_lines import Path_, TomlLines, TomlValidator
 from reference.presets import ModelConfig
 
 PROFILE_NAME = "harness.toml"
@@ -194,53 +194,15 @@ def load_profile(path: Path) -> Profile:
     return _Validator(path, TomlLines(text)).profile(data, text)
 
 
-def _type_name(v: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
-    return names.get(type(v), "an array" if isinstance(v, list) else "a table")
-
-
-class _Validator:
+class _Validator(TomlValidator):
     """Checks the parsed TOML piece by piece; every error carries the offending line."""
 
+    error_class = ProfileError
+    document = "(profile)"
+
     def __init__(self, path: Path, lines: TomlLines) -> None:
-        self.path = path
-        self.lines = lines
+        super().__init__(path, lines)
         self.root = path.parent
-
-    def line(self, where: Path_) -> int:
-        return self.lines.line_of(where)
-
-    def error(self, where: Path_, what: str) -> ProfileError:
-        return ProfileError(f"{self.path}:{self.line(where)}: {self.dotted(where)}: {what}")
-
-    @staticmethod
-    def dotted(where: Path_) -> str:
-        out = ""
-        for p in where:
-            out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
-        return out or "(profile)"
-
-    def typed(self, where: Path_, value: object, kind: type | tuple[type, ...], what: str) -> Any:
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            raise self.error(where, f"must be {what}, got {_type_name(value)} {value!r}")
-        return value
-
-    def table(self, where: Path_, value: object, allowed: Iterable[str]) -> Mapping[str, Any]:
-        self.typed(where, value, dict, "a table")
-        assert isinstance(value, dict)
-        allowed = tuple(allowed)
-        for key in value:
-            if key not in allowed:
-                raise self.error((*where, key), f"unknown key; allowed: {', '.join(allowed)}")
-        return value
-
-    def strings(self, where: Path_, value: object) -> tuple[str, ...]:
-        self.typed(where, value, list, "an array of strings")
-        assert isinstance(value, list)
-        for i, v in enumerate(value):
-            self.typed((*where, i), v, str, "a string")
-        return tuple(value)
 
     def file(self, where: Path_, value: object, *, directory: bool = False) -> tuple[Path, str]:
         rel = self.typed(where, value, str, "a path (relative to the project root)")
