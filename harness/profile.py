@@ -18,14 +18,13 @@ refused with that reason rather than silently ignored.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.surfaces import FORMAT_OPTIONS, FORMATS
-from harness.toml_lines import Path_, TomlLines, TomlValidator
+from harness.toml_lines import Path_, TomlLines, TomlValidator, read_toml
 from reference.presets import ModelConfig
 
 PROFILE_NAME = "harness.toml"
@@ -180,17 +179,7 @@ def find_profile(project: Path | None) -> Path:
 
 def load_profile(path: Path) -> Profile:
     """Read and validate the profile at ``path``; raise ProfileError with ``file:line``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProfileError(f"{path}:1: cannot read profile: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ProfileError(f"{path}:1: not UTF-8 text ({exc.reason})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"at line (\d+)", str(exc))
-        raise ProfileError(f"{path}:{m.group(1) if m else 1}: {exc}") from None
+    data, text = read_toml(path, ProfileError, "profile")
     return _Validator(path, TomlLines(text)).profile(data, text)
 
 

@@ -10,6 +10,8 @@ message can say ``matrix.toml:7: unknown host 'nodex'``.
 from __future__ import annotations
 
 import contextlib
+import re
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +193,22 @@ class _Scanner:
         body = self.s[self.i + 1 : j]
         self.i = j + 1
         return body
+
+
+def read_toml(path: Path, error_class: type[Exception], what: str) -> tuple[dict[str, Any], str]:
+    """Read and parse the TOML file at ``path`` (a ``what``): ``(data, text)``, or
+    ``error_class`` starting ``file:line`` (line 1 when unreadable or not UTF-8)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error_class(f"{path}:1: cannot read the {what}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise error_class(f"{path}:1: not UTF-8 text ({exc.reason})") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"at line (\d+)", str(exc))
+        raise error_class(f"{path}:{m.group(1) if m else 1}: {exc}") from None
 
 
 def type_name(v: object) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -35,7 +34,7 @@ from harness.bindings.canonical import (
     Role,
 )
 from harness.formats import WasmTypes
-from harness.toml_lines import Path_, TomlLines, TomlValidator
+from harness.toml_lines import Path_, TomlLines, TomlValidator, read_toml
 
 BUNDLED = Path(__file__).with_name("tinygpt.toml")
 # Whole ABIs a binding may say its library also implements (``[binding] abi = ...``), beyond the
@@ -206,15 +205,7 @@ def load_binding_cached(path: Path) -> Binding:
 
 def load_binding(path: Path) -> Binding:
     """Parse and validate the binding file at ``path``; BindingError with ``file:line``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BindingError(f"{path}: cannot read the binding file: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise BindingError(f"{path}:{m.group(1) if m else 1}: {exc}") from None
+    data, text = read_toml(path, BindingError, "binding file")
     return _Validator(path, TomlLines(text)).binding(data)
 
 
