@@ -53,6 +53,7 @@ PROMPT = "HAMLET.\nTo be, or not to be"  # the greedy-generation prompt
 # fields (lr, warmup, seed, ...) are the writer's business: the per-step rates are arrays.
 REQUIRED_TRAINING = ("beta1", "beta2", "eps", "weight_decay", "grad_clip")
 _MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+_MODEL_REQUIRED = ("name", "n_layer", "n_head", "n_embd", "block_size")  # the rest default
 _TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingDefaults))
 
 
@@ -249,9 +250,10 @@ def _config(where: str, text: str) -> tuple[ModelConfig, TrainingDefaults, str]:
         raise DumpError(f"{where}: config has unknown key(s) {unknown}")
     model = dict(raw["model"])
     bad = sorted(set(model) - set(_MODEL_FIELDS))
-    if bad or "name" not in model:
-        raise DumpError(f"{where}: config.model needs 'name' and only {list(_MODEL_FIELDS)}; "
-                        f"unknown {bad}")  # fmt: skip
+    missing = [k for k in _MODEL_REQUIRED if k not in model]
+    if bad or missing:
+        raise DumpError(f"{where}: config.model: missing {missing}, unknown {bad} "
+                        f"(ModelConfig's fields: {list(_MODEL_FIELDS)})")  # fmt: skip
     if "biases" in model:
         if not isinstance(model["biases"], list):
             raise DumpError(f"{where}: config.model.biases must be a list of Linear names")
@@ -330,7 +332,9 @@ def load_dump(path: Path) -> ReferenceDump:
         raise DumpError(f"{where}: format is {str(data['format'])!r}, expected {FORMAT!r}")
     version = data["version"]
     if not np.issubdtype(version.dtype, np.integer) or int(version) != VERSION:
-        raise DumpError(f"{where}: version {version!r}; this harness reads version {VERSION}")
+        raise DumpError(
+            f"{where}: version {version.item()!r}; this harness reads version {VERSION}"
+        )
     cfg, defaults, writer = _config(where, str(data["config"]))
     r = _Reader(where, data)
     shapes = param_shapes(cfg)
