@@ -772,7 +772,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="PATH",
         help="a project directory (holding harness.toml) or profile file whose [presets.NAME] "
-        "the matrix may name beside ours (docs/profiles.md)",
+        "the matrix may name beside ours, and whose [reference] is the model check's oracle "
+        "(docs/profiles.md)",
     )
     parser.add_argument(
         "--junit",
