@@ -533,7 +533,7 @@ def _start_meta(plan: RunPlan) -> dict[str, Any]:
         meta.pop("problem", None)
         return meta
     used = sorted({c.artifact for c in plan.cells})
-    return {
+    meta = {
         "schema_version": SCHEMA_VERSION,
         "status": "running",
         "interrupted": False,
@@ -558,6 +558,10 @@ def _start_meta(plan: RunPlan) -> dict[str, Any]:
         "verdicts": count_verdicts(()),
         "exit_code": None,
     }
+    if plan.references:  # the model check's oracle dumps (absent: our reference, live)
+        meta["references"] = {name: {"source": d.source, "sha256": d.sha256}
+                              for name, d in sorted(plan.references.items())}  # fmt: skip
+    return meta
 
 
 class RunDirWriteError(Exception):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -88,6 +89,7 @@ class ReferenceDump:
     prompt: IntArray  # (P,)
     greedy: IntArray  # (N,) greedy tokens after the prompt
     source: str = "reference.dump (numpy, float64)"  # who computed it (the file, once loaded)
+    sha256: str = ""  # of the file it was loaded from ("" when computed live)
 
 
 def greedy_length(cfg: ModelConfig) -> int:
@@ -388,6 +390,7 @@ def load_dump(path: Path) -> ReferenceDump:
         prompt=prompt,
         greedy=r.tokens("generate.greedy", (-1,), V),
         source=f"{where}" + (f" ({writer})" if writer else ""),
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
     )
 
 

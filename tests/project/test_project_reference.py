@@ -3,6 +3,8 @@ file names (docs/profiles.md, docs/reference-dump.md)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from harness.build import DEFAULT_OUT, MANIFEST, manifest_is_fresh
 from harness.cli import main
 from harness.profile import ProfileError, load_profile
 from harness.project.reference import reference_dumps
+from harness.rundir.meta import RUN_FILE
 from harness.rundir.reader import read_rows
 from harness.rundir.rows import RESULTS_FILE
 from reference.dump import main as dump_main
@@ -108,7 +111,8 @@ def test_run_judges_the_kernel_against_the_commands_dump(
 ) -> None:
     """``run --project``: the profile's command (our CLI, with the project preset as
     ``{config}``) writes the run's reference/bytes16.npz; the model check judges the native
-    kernel against it and passes; a dump that is not one exits 2 at the [reference] line."""
+    kernel against it and passes, and run.json records the dump's sha256; a dump that is not
+    one exits 2 at the [reference] line."""
     project = tmp_path / "proj"
     command = f"[reference]\ncommand = {OUR_DUMP}, \"--config\", '{{config}}']\n\n"
     _profile(project, command + BYTES16)
@@ -123,6 +127,8 @@ def test_run_judges_the_kernel_against_the_commands_dump(
     assert {r.status for r in rows} == {"pass", "measured"}
     logits = [r for r in rows if r.subject == "logits"]
     assert logits and all(f"oracle: reference dump {dump}" in r.detail for r in logits)
+    recorded = json.loads((out / RUN_FILE).read_text())["references"]["bytes16"]
+    assert recorded["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
 
     (project / "bad.npz").write_bytes(b"junk")
     _profile(project, '[reference]\ndump = "bad.npz"\n\n' + BYTES16)
