@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from reference.corpus import load_corpus
 from reference.defaults import DEFAULTS, TrainingDefaults
 from reference.generate import generate
-from reference.model import GPT, Params, ParamsIn, flatten_params, init_params
+from reference.model import GPT, Params, ParamsIn, init_params
 from reference.ops import FloatArray, IntArray
 from reference.presets import PRESETS, ModelConfig, param_shapes
 from reference.tokenizer import encode
@@ -49,6 +49,13 @@ BATCH = 4  # sequences per parity batch and per trajectory step
 STEPS = 10  # trajectory length
 ADAMW_STEPS = 1  # AdamW steps from the dump's gradients: 1 is the check's `adamw:params` step
 PROMPT = "HAMLET.\nTo be, or not to be"  # the greedy-generation prompt
+
+# The per-parameter groups: "<group>.<name>" for every name of param_names(cfg).
+PER_PARAM = ("param", "grad", "adamw.param", "adamw.m", "adamw.v")
+# The arrays every version-1 dump has once, whatever its config.
+SHARED = ("format", "version", "config", "tokens.x", "tokens.y", "logits", "loss", "adamw.lr",
+          "trajectory.x", "trajectory.y", "trajectory.lr", "trajectory.loss",
+          "generate.prompt", "generate.greedy")  # fmt: skip
 
 # TrainingDefaults fields the kernel's AdamW takes: a dump's config must state them. Its other
 # fields (lr, warmup, seed, ...) are the writer's business: the per-step rates are arrays.
@@ -208,8 +215,8 @@ def arrays(d: ReferenceDump) -> dict[str, NDArray[Any]]:
         "generate.prompt": d.prompt,
         "generate.greedy": d.greedy,
     }
-    for prefix, group in (("param", d.params), ("grad", d.grads), ("adamw.param", d.adamw_params),
-                          ("adamw.m", d.adamw_m), ("adamw.v", d.adamw_v)):  # fmt: skip
+    groups = (d.params, d.grads, d.adamw_params, d.adamw_m, d.adamw_v)
+    for prefix, group in zip(PER_PARAM, groups, strict=True):
         for name in param_shapes(d.cfg):
             out[f"{prefix}.{name}"] = group[name]
     return out
@@ -351,6 +358,8 @@ def load_dump(path: Path) -> ReferenceDump:
     adamw_lr = r.floats("adamw.lr", (-1,))
     if adamw_lr.shape[0] < 1:
         raise DumpError(f"{where}: adamw.lr is empty; a dump holds at least one AdamW step")
+    if S < 1:
+        raise DumpError(f"{where}: trajectory.lr is empty; a dump holds at least one step")
     prompt = r.tokens("generate.prompt", (-1,), V)
     if not 1 <= prompt.shape[0] <= cfg.block_size:
         raise DumpError(f"{where}: generate.prompt holds {prompt.shape[0]} tokens, expected "
@@ -364,12 +373,14 @@ def load_dump(path: Path) -> ReferenceDump:
         if a.dtype != np.float32:
             raise DumpError(f"{where}: param.{n} has dtype {a.dtype}, expected float32 (the "
                             "weights both sides start from)")  # fmt: skip
-    expected = {f"{p}.{n}" for p in ("param", "grad", "adamw.param", "adamw.m", "adamw.v")
-                for n in shapes} | set(arrays_names())  # fmt: skip
-    extra = sorted(set(data) - expected)
+    per_param = {f"{p}.{n}" for p in PER_PARAM for n in shapes}
+    extra = sorted(set(data) - per_param - set(SHARED))
     if extra:
         raise DumpError(f"{where}: unexpected array(s) {extra} (not in version {VERSION}; a bias "
                         "the config leaves out has no arrays)")  # fmt: skip
+    greedy = r.tokens("generate.greedy", (-1,), V)
+    if greedy.shape[0] < 1:
+        raise DumpError(f"{where}: generate.greedy is empty; a dump holds at least one token")
     return ReferenceDump(
         cfg=cfg,
         defaults=defaults,
@@ -388,22 +399,10 @@ def load_dump(path: Path) -> ReferenceDump:
         traj_lr=traj_lr,
         traj_loss=r.floats("trajectory.loss", (S,)),
         prompt=prompt,
-        greedy=r.tokens("generate.greedy", (-1,), V),
+        greedy=greedy,
         source=f"{where}" + (f" ({writer})" if writer else ""),
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
     )
-
-
-def arrays_names() -> tuple[str, ...]:
-    """The names of the arrays that are not per parameter (every version-1 dump has them)."""
-    return ("format", "version", "config", "tokens.x", "tokens.y", "logits", "loss", "adamw.lr",
-            "trajectory.x", "trajectory.y", "trajectory.lr", "trajectory.loss",
-            "generate.prompt", "generate.greedy")  # fmt: skip
-
-
-def flat_adamw_params(d: ReferenceDump) -> FloatArray:
-    """The params after the dump's AdamW steps, flat in the C ABI order."""
-    return flatten_params(d.cfg, d.adamw_params)
 
 
 # -- command line ------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ seed); the reference computes in float64 from those same numbers. Compared, each
 
 - ``logits`` and ``loss`` of one forward pass over a batch of corpus tokens;
 - every gradient tensor by name (``grad:wte`` ...);
-- ``adamw:params``: one ``tg_model_adamw`` step from identical params AND identical gradients
-  (the reference's, written into the kernel's gradient buffer), so only the optimiser is judged;
+- ``adamw:params``: ``tg_model_adamw`` steps (one, live) from identical params AND identical
+  gradients (the reference's, written into the kernel's gradient buffer), so only the optimiser
+  is judged;
 - ``trajectory``: the losses of N ``tg_model_train_step`` calls on default-corpus batches against
   the reference training loop (same init, same batches, same learning-rate schedule);
 - ``generate:kv`` and ``generate:nokv``: greedy tokens identical to the reference's;
@@ -15,6 +16,12 @@ seed); the reference computes in float64 from those same numbers. Compared, each
   parameters off their init (:mod:`harness.checks.optimizer`);
 - from a trained state, with-cache and without-cache logits at every step and seeded sampling
   parity (:mod:`harness.checks.generation`).
+
+The oracle of the rows above (not of the per-tensor AdamW and trained-state rows) is a
+:class:`reference.dump.ReferenceDump`: our reference's, computed live, or the one the run's
+profile names (``[reference]``, docs/reference-dump.md), whose weights, batches, rates and
+prompt the kernel then runs on. One comparison (:func:`_oracle_rows`) serves both, so the
+dump of our own reference gives the live verdicts.
 
 Determinism: everything the kernel computes is computed twice in the cell and hashed; a
 ``hash:<what>`` row carries the sha256 (``detail = "sha256=<hex>"``) and passes only when both

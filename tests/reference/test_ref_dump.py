@@ -97,6 +97,8 @@ def test_a_dump_without_biases_has_no_bias_arrays(tmp_path: Path) -> None:
         (lambda z: z.update({"trajectory.loss": z["trajectory.loss"][:2]}),
          r"trajectory.loss has shape \(2,\), expected \(3,\)"),
         (lambda z: z.update({"extra": np.zeros(1)}), r"unexpected array\(s\) \['extra'\]"),
+        (lambda z: z.update({"generate.greedy": z["generate.greedy"][:0]}),
+         "generate.greedy is empty"),
         (lambda z: z.update({"config": np.array(json.dumps({"model": {"name": "x"}}))}),
          r"config.model: missing \['n_layer', 'n_head', 'n_embd', 'block_size'\]"),
         (lambda z: z.update({"config": np.array(str(z["config"]).replace('"beta1"', '"b1"'))}),
