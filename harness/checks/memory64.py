@@ -184,9 +184,10 @@ def place_above(inst: Instance, boundary: int = BOUNDARY) -> Placement:
         if ptr is None:
             name = inst.artifact.allocator()[0]
             raise CannotPlace(
-                f"{name}({ballast}) returned 0 (out of memory): the memory cannot grow past "
-                f"4 GiB in this host and build (the probe allocation was at {probe:#x}; a "
-                "failed memory.grow returns -1 to the module, with no message)"
+                f"{name}({ballast}) returned 0 (out of memory): this host and build cannot "
+                f"hold memory past 4 GiB (the probe allocation was at {probe:#x}; a failed "
+                "memory.grow returns -1 to the module, with no message; a build with a fixed "
+                "memory, em-wasm64's 1 GiB, has nothing to grow; docs/memory64.md)"
             )
         held.append(ptr)
     plug_bytes, size, spent = 0, PLUG_START, 0
@@ -278,7 +279,8 @@ def run(ctx: CellContext) -> Iterator[Row]:
     )  # fmt: skip
     yield from rows
     yield ctx.row(CHECK, "cost:ballast", "measured", metric="ballast_bytes",
-                  value=float(placed.ballast_bytes), unit="byte", detail=placed.describe())
+                  value=float(placed.ballast_bytes), unit="byte",
+                  detail=placed.describe())  # fmt: skip
     yield ctx.row(CHECK, "cost:seconds", "measured", metric="wall_s",
                   value=time.perf_counter() - started, unit="s",
                   detail="placement, ops, train step and release, in this cell")  # fmt: skip

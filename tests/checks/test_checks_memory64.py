@@ -18,6 +18,7 @@ from harness.checks import memory64, smoke
 from harness.checks.base import CellContext
 from harness.checks.ops import cases, op_parity
 from harness.engines.wasmtime_engine import WasmtimeInstance
+from harness.hosts.node import NodeHost, pinned_node
 from harness.kernel import Kernels
 from harness.rundir.rows import Row
 from reference.presets import PRESETS
@@ -89,6 +90,24 @@ def test_wasm32_is_incompatible(build: Path) -> None:
     rows = _rows(build_variant(build, WASM32))
     assert [(r.subject, r.status) for r in rows] == [("placement", "incompatible")]
     assert "ends at 4 GiB" in rows[0].detail
+
+
+@pytest.mark.node
+def test_engine_capped_below_4gib_is_incompatible(build: Path) -> None:
+    """Node 24 with V8 capped at 65536 pages (4 GiB, --wasm-max-mem-pages): the ballast's
+    memory.grow fails, and the check says incompatible, naming the allocation that failed."""
+    node = pinned_node("node24")
+    capped = NodeHost("node24-capped", node.executable, node.install_hint,
+                      v8_flags=("--wasm-max-mem-pages=65536",))  # fmt: skip
+    try:
+        art = build_variant(build, CLEAN)
+        inst = capped.load(art)
+        ctx = CellContext("node24-capped", capped.version(), art, PRESETS["tiny"], inst)
+        rows = list(memory64.run(ctx))
+    finally:
+        capped.close()
+    assert [(r.subject, r.status) for r in rows] == [("placement", "incompatible")]
+    assert "tg_alloc(" in rows[0].detail and "returned 0" in rows[0].detail
 
 
 def test_options_are_validated() -> None:
