@@ -156,15 +156,11 @@ class CannotPlace(Exception):
 
 
 def _alloc_or_none(inst: Instance, nbytes: int) -> int | None:
-    """``inst.alloc(nbytes)``, or None when the allocator returned 0 (out of memory)."""
-    try:
-        return inst.alloc(nbytes)
-    except (HostCrashed, HostTimeout):
-        raise
-    except HostError as exc:
-        if "returned 0" in str(exc):
-            return None
-        raise
+    """Allocate ``nbytes`` with the binding's allocator, as :meth:`Instance.alloc` does, but
+    return None where it would raise: the allocator returned 0 (out of memory)."""
+    name, _free, unit = inst.artifact.allocator()
+    ptr = inst.call(name, -(-nbytes // unit))
+    return int(ptr) if ptr else None
 
 
 def place_above(inst: Instance, boundary: int = BOUNDARY) -> Placement:
