@@ -67,7 +67,7 @@ def run(ctx: CellContext) -> Iterator[Row]:
     validate_options(ctx.options)
     rng = np.random.default_rng(int(ctx.options.get("seed", DEFAULTS.seed)))
     yield _matmul_row(ctx, rng)
-    yield from _train_step_rows(ctx, rng)
+    yield from train_step_rows(ctx, rng)
 
 
 def _matmul_row(ctx: CellContext, rng: np.random.Generator) -> Row:
@@ -89,7 +89,10 @@ def _matmul_row(ctx: CellContext, rng: np.random.Generator) -> Row:
     )
 
 
-def _train_step_rows(ctx: CellContext, rng: np.random.Generator) -> Iterator[Row]:
+def train_step_rows(ctx: CellContext, rng: np.random.Generator) -> Iterator[Row]:
+    """The ``train_step:loss``, ``train_step:grad_norm`` and ``train_step:update`` rows of one
+    step of a model of the cell's preset, with inputs and weights drawn from ``rng`` (the
+    memory64 check reuses it above 4 GiB)."""
     cfg: ModelConfig = ctx.preset
     T = min(SEQ, cfg.block_size)
     tokens = rng.integers(0, cfg.vocab_size, size=(BATCH, T + 1))

@@ -423,3 +423,23 @@ def test_ci_matrix_covers_every_compatible_pair_on_tiny_and_small() -> None:
     assert len(cells) == 24
     assert {c.preset for c in cells} == {"tiny", "small"}
     assert {k for c in cells for k in c.checks} == set(REGISTRY)
+    # memory64 (docs/memory64.md): once per host x 64-bit artifact, at tiny, last in its cell
+    with_m64 = sorted(c.id for c in cells if "memory64" in c.checks)
+    assert all(c.endswith("/tiny") and "/wasm32/" not in c for c in with_m64)
+    assert len(with_m64) == 7  # 5 wasm hosts x wasm64 + native x 2 native builds
+    assert all(c.checks[-1] == "memory64" for c in cells if "memory64" in c.checks)
+
+
+def test_memory64_matrix_is_opt_in() -> None:
+    """matrices/memory64.toml runs only memory64, on wasm64 and em-wasm64 in every JS host and
+    wasmtime; the default matrix never runs it."""
+    from harness.hosts.registry import HOST_NAMES
+
+    names = Names(hosts=HOST_NAMES, artifacts=(*TARGETS, *EM_TARGETS))
+    cells = {c.id: c for c in expand_cells(load_matrix(MATRICES / "memory64.toml", names))}
+    assert {k for c in cells.values() for k in c.checks} == {"memory64"}
+    for host in ("wasmtime", "node", "node22", "node24", "chromium"):
+        assert f"{host}/wasm64/tiny" in cells
+    assert "node24/em-wasm64/tiny" in cells and "wasmtime/em-wasm64/tiny" not in cells
+    default = expand_cells(load_matrix(MATRICES / "default.toml", names))
+    assert not any("memory64" in c.checks for c in default)
