@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,7 +91,8 @@ def test_a_wrong_gradient_in_the_dump_fails_that_row(
     grads["qkvw"] = grads["qkvw"].copy()
     grads["qkvw"][0, 5, 3] += 0.05 * np.abs(grads["qkvw"]).max()
     given = {n: v.astype(np.float32).astype(np.float64) for n, v in grads.items()}
-    after, state = {n: v.astype(np.float64) for n, v in d.params.items()}, AdamWState()
+    after: dict[str, Any] = {n: v.astype(np.float64) for n, v in d.params.items()}
+    state = AdamWState()
     for t, rate in enumerate(d.adamw_lr.tolist(), start=1):
         after, state, _ = adamw_step(after, given, state, t, d.defaults, lr=rate)
     bad = tmp_path / "bad.npz"

@@ -40,7 +40,7 @@ def _rewrite(src: Path, dst: Path, edit: Callable[[dict[str, NDArray[Any]]], Non
         data = {k: z[k] for k in z.files}
     edit(data)
     with dst.open("wb") as f:
-        np.savez(f, **data)  # type: ignore[arg-type]
+        np.savez(f, **data)
     return dst
 
 
