@@ -35,9 +35,18 @@ class BoundModel:
     @classmethod
     def create(cls, instance: Instance, binding: Binding, dims: ModelDims, seed: int) -> BoundModel:
         """The create call with ``dims`` and ``seed``; ModelCallError if it returns NULL."""
-        handle = _call(instance, binding, "create", vocab=dims.vocab, ctx=dims.ctx,
-                       n_layer=dims.n_layer, n_head=dims.n_head, d_model=dims.d_model,
-                       d_mlp=dims.d_mlp, seed=_i32(seed))  # fmt: skip
+        handle = _call(
+            instance,
+            binding,
+            "create",
+            vocab=dims.vocab,
+            ctx=dims.ctx,
+            n_layer=dims.n_layer,
+            n_head=dims.n_head,
+            d_model=dims.d_model,
+            d_mlp=dims.d_mlp,
+            seed=_i32(seed),
+        )
         if not handle:
             raise ModelCallError(
                 f"{binding.model['create'].export} returned NULL for {dims} seed {seed}"
@@ -79,8 +88,16 @@ class BoundModel:
     ) -> bytes:
         """``max_new`` new bytes after ``prompt``; ModelCallError when the call fails."""
         with self._buffer(prompt) as p, self._buffer(bytes(max(max_new, 1))) as out:
-            n = self.call("generate", prompt=p, len=len(prompt), out=out, max_new=max_new,
-                          temperature=temperature, top_k=top_k, seed=_i32(seed))  # fmt: skip
+            n = self.call(
+                "generate",
+                prompt=p,
+                len=len(prompt),
+                out=out,
+                max_new=max_new,
+                temperature=temperature,
+                top_k=top_k,
+                seed=_i32(seed),
+            )
             if n != max_new:
                 raise ModelCallError(f"{self._export('generate')} returned {n}, not {max_new}")
             return self.instance.read(out, max_new)

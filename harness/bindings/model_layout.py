@@ -81,15 +81,22 @@ class ModelDims:
     @classmethod
     def of(cls, cfg: ModelConfig) -> ModelDims:
         """The dims of the reference model ``cfg`` (its MLP is 4C wide)."""
-        return cls(cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd,
-                   4 * cfg.n_embd)  # fmt: skip
+        return cls(
+            cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, 4 * cfg.n_embd
+        )
 
     def reference_config(self, name: str = "bound") -> ModelConfig:
         """The reference model of these dims; ValueError unless d_mlp == 4 d_model."""
         if self.d_mlp != 4 * self.d_model:
             raise ValueError(f"the reference MLP is 4C wide; {self} is not")
-        return ModelConfig(name, n_layer=self.n_layer, n_head=self.n_head, n_embd=self.d_model,
-                           block_size=self.ctx, vocab_size=self.vocab)  # fmt: skip
+        return ModelConfig(
+            name,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.d_model,
+            block_size=self.ctx,
+            vocab_size=self.vocab,
+        )
 
     def size(self, dim: str) -> int:
         """The value of one DIMS symbol."""
@@ -117,6 +124,7 @@ class ParamLayout:
 
     def entries(self, d: ModelDims) -> list[tuple[Tensor, int | None, tuple[int, ...]]]:
         """``(tensor, layer or None, shape)`` in buffer order."""
+        out: list[tuple[Tensor, int | None, tuple[int, ...]]]
         out = [(t, None, self.shape(t, d)) for t in self.before]
         if self.order == "layer_major":
             out += [(t, i, self.shape(t, d)) for i in range(d.n_layer) for t in self.layer]
@@ -210,9 +218,15 @@ class LibraryDefaults:
 
     def training(self, grad_clip: float, learning_rate: float) -> TrainingDefaults:
         """The reference's TrainingDefaults with these constants (lr and clip are call args)."""
-        return replace(DEFAULTS, beta1=self.beta1, beta2=self.beta2, eps=self.eps,
-                       weight_decay=self.weight_decay, grad_clip=grad_clip,
-                       learning_rate=learning_rate)  # fmt: skip
+        return replace(
+            DEFAULTS,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            eps=self.eps,
+            weight_decay=self.weight_decay,
+            grad_clip=grad_clip,
+            learning_rate=learning_rate,
+        )
 
 
 @dataclass(frozen=True)
@@ -228,6 +242,34 @@ class ModelLayout:
         if self.params is None or self.defaults is None:
             return frozenset()
         return frozenset(self.params.tensor(n).ref for n in self.defaults.decayed)
+
+
+class UnsupportedConfig(ValueError):
+    """The library cannot make a model of this preset; the message says why."""
+
+
+def library_config(preset: ModelConfig, params: ParamLayout | None) -> tuple[ModelConfig, str]:
+    """The reference config the library's model of ``preset`` is, and a note on any change.
+
+    A library with one vocabulary (``[model.params] vocab``) runs the preset's architecture at
+    that vocabulary when the preset's token ids fit in it: the reference tokenizer's ids are
+    bytes (reference/tokenizer.py), so a byte-level library reads them as they are and only its
+    embedding has rows no token uses; both sides then hold a model of the library's vocabulary.
+    A preset whose ids do not fit raises :class:`UnsupportedConfig`.
+    """
+    vocab = params.vocab if params is not None else None
+    if vocab is None or vocab == preset.vocab_size:
+        return preset, ""
+    if preset.vocab_size > vocab:
+        raise UnsupportedConfig(
+            f"the library's model takes only vocab {vocab} ([model.params] vocab); preset "
+            f"{preset.name!r} has vocab {preset.vocab_size}, whose token ids do not fit"
+        )
+    note = (
+        f"preset {preset.name!r} at the library's vocab {vocab} (its {preset.vocab_size} "
+        f"token ids are a subset)"
+    )
+    return replace(preset, vocab_size=vocab), note
 
 
 def layout_of(binding: Binding) -> ModelLayout:
@@ -263,8 +305,9 @@ def _keys(where: Where, t: Mapping[str, Any], allowed: Sequence[str], error: Err
             raise error((*where, key), f"unknown key; allowed: {', '.join(allowed)}")
 
 
-def _typed(where: Where, v: object, kind: type | tuple[type, ...], what: str,
-           error: ErrorAt) -> Any:  # fmt: skip
+def _typed(
+    where: Where, v: object, kind: type | tuple[type, ...], what: str, error: ErrorAt
+) -> Any:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if not isinstance(v, kinds) or isinstance(v, bool):
         raise error(where, f"must be {what}, got {v!r}")
@@ -308,8 +351,9 @@ def _params(raw: Mapping[str, Any], error: ErrorAt, line_of: Callable[[Where], i
     return layout
 
 
-def _tensors(where: Where, raw: object, error: ErrorAt,
-             line_of: Callable[[Where], int]) -> tuple[Tensor, ...]:  # fmt: skip
+def _tensors(
+    where: Where, raw: object, error: ErrorAt, line_of: Callable[[Where], int]
+) -> tuple[Tensor, ...]:
     _typed(where, raw, list, "an array of tensor tables", error)
     assert isinstance(raw, list)
     out = []
@@ -383,11 +427,16 @@ def _cover(layout: ParamLayout, w: Where, error: ErrorAt) -> None:
                 )
             pieces.append(t.part or "whole")
     missing = [n for n in PARAM_NAMES if n not in seen]
-    partial = [f"{n} ({'|'.join(p for p in FUSED[n] if p not in seen[n])})"
-               for n in FUSED if n in seen and set(seen[n]) != set(FUSED[n])]  # fmt: skip
+    partial = [
+        f"{n} ({'|'.join(p for p in FUSED[n] if p not in seen[n])})"
+        for n in FUSED
+        if n in seen and set(seen[n]) != set(FUSED[n])
+    ]
     if missing or partial:
-        raise error(w, "the layout does not cover the reference tensor(s) "
-                    + ", ".join([*missing, *partial]))  # fmt: skip
+        raise error(
+            w,
+            "the layout does not cover the reference tensor(s) " + ", ".join([*missing, *partial]),
+        )
 
 
 def _state(raw: Mapping[str, Any], error: ErrorAt) -> StateFormat:
@@ -420,8 +469,12 @@ def _defaults(
     w: Where = ("model", "defaults")
     _keys(w, raw, _DEFAULTS_KEYS, error)
     values: dict[str, float] = {}
-    for key, low, high in (("beta1", 0.0, 1.0), ("beta2", 0.0, 1.0), ("eps", 0.0, 1.0),
-                           ("weight_decay", 0.0, math.inf)):  # fmt: skip
+    for key, low, high in (
+        ("beta1", 0.0, 1.0),
+        ("beta2", 0.0, 1.0),
+        ("eps", 0.0, 1.0),
+        ("weight_decay", 0.0, math.inf),
+    ):
         if key not in raw:
             raise error(w, f"missing key {key!r}")
         v = float(_typed((*w, key), raw[key], (int, float), "a number", error))
@@ -448,7 +501,11 @@ def _defaults(
             by_ref.setdefault(t.ref, set()).add(t.name in decayed)
         mixed = sorted(r for r, s in by_ref.items() if len(s) > 1)
         if mixed:
-            raise error((*w, "decayed"), f"decays only some parts of {', '.join(mixed)}: the "
-                        "reference decays whole tensors, so it cannot replay that")  # fmt: skip
-    return LibraryDefaults(values["beta1"], values["beta2"], values["eps"],
-                           values["weight_decay"], tuple(decayed))  # fmt: skip
+            raise error(
+                (*w, "decayed"),
+                f"decays only some parts of {', '.join(mixed)}: the "
+                "reference decays whole tensors, so it cannot replay that",
+            )
+    return LibraryDefaults(
+        values["beta1"], values["beta2"], values["eps"], values["weight_decay"], tuple(decayed)
+    )
