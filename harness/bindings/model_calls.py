@@ -141,12 +141,19 @@ def _i32(v: int) -> int:
     return v - (1 << 32) if v >= 1 << 31 else v
 
 
-def _call(instance: Instance, binding: Binding, name: str, **values: Scalar) -> Any:
-    """Call model call ``name`` with canonical ``values`` in the export's argument order."""
+def ordered_args(binding: Binding, name: str, **values: Scalar) -> tuple[str, tuple[Scalar, ...]]:
+    """Model call ``name``'s export and canonical ``values`` in its argument order (what
+    ``Instance.call`` and ``Instance.time_calls`` take); ModelCallError if it is not bound."""
     call: CallBinding | None = binding.model.get(name)
     if call is None:
         raise ModelCallError(f"model call {name!r} is not bound by {binding.path}")
     missing = [a for a in call.args if a not in values]
     if missing:
         raise ModelCallError(f"{call.export}: no value for {', '.join(missing)}")
-    return instance.call(call.export, *(values[a] for a in call.args))
+    return call.export, tuple(values[a] for a in call.args)
+
+
+def _call(instance: Instance, binding: Binding, name: str, **values: Scalar) -> Any:
+    """Call model call ``name`` with canonical ``values`` in the export's argument order."""
+    export, args = ordered_args(binding, name, **values)
+    return instance.call(export, *args)
