@@ -192,6 +192,16 @@ class StateFormat:
         """The state's bytes for ``n_params`` parameters."""
         return self.header_bytes + 4 * n_params * len(self.sections)
 
+    def with_section(self, blob: bytes, n_params: int, section: str, values: NDArray[Any]) -> bytes:
+        """``blob`` with ``section`` replaced by ``values`` (float32, little-endian)."""
+        self.parse(blob, n_params)  # the same checks: size, magic
+        i = self.sections.index(section)
+        start = self.header_bytes + 4 * n_params * i
+        new = np.ascontiguousarray(values, dtype="<f4").tobytes()
+        if len(new) != 4 * n_params:
+            raise ValueError(f"section {section!r} takes {n_params} floats, got {values.size}")
+        return blob[:start] + new + blob[start + len(new) :]
+
     def parse(self, blob: bytes, n_params: int) -> dict[str, NDArray[np.float32]]:
         """Each section of ``blob`` as float32; ValueError naming what does not fit."""
         if len(blob) != self.size(n_params):

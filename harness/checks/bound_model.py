@@ -10,8 +10,10 @@ binding (:class:`~harness.bindings.model_calls.BoundModel`) and the cell's Insta
 - ``state:format``: the exported state's size and magic against ``[model.state]``;
 - ``loss:init``: the validation loss at init near ln vocab, and ``loss:eval`` equal to the
   reference's eval loss on the library's exported weights;
-- ``trajectory``: N train steps against the float64 reference trained from the same weights
-  with the binding's ``[model.defaults]`` (AdamW constants, decayed tensors). Library-
+- ``loss:spread``: the same after importing the library's init with every matrix rescaled to
+  std 1/sqrt(C) (:func:`_spread_state`: at init attention is uniform and a transposed Wq hides);
+- ``trajectory``: N train steps from the spread weights against the float64 reference trained
+  from the same weights with the binding's ``[model.defaults]`` (AdamW, decayed tensors). Library-
   independent: the train split is exactly ctx+1 bytes, so the one window any correct sampler
   can draw starts at 0 and every batch is that window repeated;
 - ``generate:greedy`` and ``generate:sampled``: the library's bytes from the trained weights,
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from harness.bindings.model_calls import BoundModel
+from harness.bindings.model_calls import BoundModel, ModelCallError
 from harness.bindings.model_layout import (
     ModelDims,
     ModelLayout,
@@ -80,6 +82,8 @@ class _Pass:
 
     init_state: bytes
     loss_init: float
+    spread_state: bytes  # the init state with spread matrices (b"": the binding cannot say)
+    loss_spread: float
     trajectory: list[float]
     trained_state: bytes
     greedy: bytes
@@ -92,6 +96,7 @@ class _Pass:
         return {
             "init_state": _sha(self.init_state),
             "loss_init": _sha(loss),
+            "loss_spread": _sha(np.float32(self.loss_spread).tobytes()),
             "trajectory": _sha(traj),
             "trained_state": _sha(self.trained_state),
             "generate": _sha(self.greedy + b"|" + self.sampled),
@@ -185,14 +190,43 @@ def _library_pass(
         init_state = m.export_state()
         m.set_data(data.data, data.train_frac)
         loss_init = m.eval(VAL_SPLIT, data.batch, data.n_val_batches)
+        spread = _spread_state(layout_of(binding), dims, init_state)
+        loss_spread = math.nan
+        if spread:
+            got = m.import_state(spread)
+            if got != 0:
+                raise ModelCallError(f"import_state of the spread weights returned {got}")
+            loss_spread = m.eval(VAL_SPLIT, data.batch, data.n_val_batches)
         traj = [m.train_step(data.batch, LR, DEFAULTS.grad_clip) for _ in range(steps)]
         trained = m.export_state()
         greedy = m.generate(prompt, n_new, 0.0, 0, seed)
         sampled = m.generate(prompt, n_new, SAMPLED[0], SAMPLED[1], seed)
-        out = _Pass(init_state, loss_init, traj, trained, greedy, sampled)
+        out = _Pass(init_state, loss_init, spread, loss_spread, traj, trained, greedy, sampled)
         return out, m.num_params(), m.state_bytes()
     finally:
         m.free()
+
+
+def _spread_state(layout: ModelLayout, dims: ModelDims, blob: bytes) -> bytes:
+    """The library's init state with every matrix rescaled to std 1/sqrt(C), or b"".
+
+    At a GPT's init (std 0.02) attention is nearly uniform and q.k ~ 1e-4, so a transposed or
+    swapped Wq/Wk changes the loss by less than rounding: the layout would pass unseen. At std
+    1/sqrt(C) the scores are O(1), every weight matters, and the weights are still the library's
+    own (same signs and proportions), written back through its import call.
+    """
+    if layout.params is None or layout.state is None:
+        return b""
+    n = layout.params.count(dims)
+    try:
+        flat = layout.state.parse(blob, n)["params"].copy()
+    except ValueError:
+        return b""  # the reference rows report the misfit
+    for view in layout.params.split(dims, flat).values():
+        std = float(view.std())
+        if view.ndim == 2 and std > 0:
+            view *= np.float32(1.0 / (math.sqrt(dims.d_model) * std))
+    return layout.state.with_section(blob, n, "params", flat)
 
 
 def _state_row(ctx: CellContext, layout: ModelLayout, count: int, size: int) -> Row:
@@ -251,7 +285,7 @@ def _reference_rows(
     count = param_count(cfg)
     init = _params64(cfg, layout, lib.init_state, count)
     if isinstance(init, str):
-        for subject in ("loss:init", "loss:eval", "trajectory", "generate"):
+        for subject in ("loss:init", "loss:eval", "loss:spread", "trajectory", "generate"):
             yield ctx.row(CHECK, subject, "skipped", detail=init)
         return
     dims = {"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "seq_len": T}
@@ -278,6 +312,13 @@ def _reference_rows(
     r = compare("loss:eval", np.float32(lib.loss_init), np.float64(ref_eval), rule.tolerance)
     yield from _parity_rows(ctx, "loss:eval", r)
 
+    spread = _params64(cfg, layout, lib.spread_state, count)
+    assert not isinstance(spread, str)  # the same tables read the init state
+    ref_spread = eval_loss(GPT(cfg, spread), val, context_length=T, batch_size=data.batch,
+                           max_batches=data.n_val_batches)  # fmt: skip
+    r = compare("loss:spread", np.float32(lib.loss_spread), np.float64(ref_spread), rule.tolerance)
+    yield from _parity_rows(ctx, "loss:spread", r)
+
     if layout.defaults is None:
         yield ctx.row(
             CHECK,
@@ -286,7 +327,7 @@ def _reference_rows(
             detail="the binding has no [model.defaults]: AdamW cannot be replayed",
         )
     else:
-        ref_traj = _reference_trajectory(cfg, layout, init, data, steps)
+        ref_traj = _reference_trajectory(cfg, layout, spread, data, steps)
         rule = model_tolerance("trajectory", **dims, batch=data.batch, steps=steps)
         found = np.asarray(lib.trajectory, dtype=np.float32)
         r = compare("trajectory", found, np.asarray(ref_traj), rule.tolerance)
