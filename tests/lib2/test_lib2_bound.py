@@ -24,7 +24,7 @@ from harness.build import (
     manifest_is_fresh,
     write_manifest,
 )
-from harness.build_lib2 import LIB2_BINDING, lib2_artifacts, lib2_names
+from harness.build_lib2 import EM_BUILDS, LIB2_BINDING, lib2_artifacts, lib2_names
 from harness.checks import get_check
 from harness.checks.base import CellContext
 from harness.hosts.base import ABIError, Instance
@@ -33,6 +33,7 @@ from harness.hosts.native import NativeHost
 from harness.hosts.node import NodeHost, pinned_node
 from harness.hosts.registry import HOST_NAMES, all_hosts
 from harness.hosts.timeouts import Timeouts
+from harness.matrix import Names, expand_cells, load_matrix
 from harness.rundir.reader import read_rows
 from harness.rundir.rows import RESULTS_FILE, Row
 from harness.rundir.verdict import cell_verdicts
@@ -103,6 +104,20 @@ def test_build_registers_every_lib2_build_with_its_binding(arts: dict[str, Artif
     if "lib2-em-wasm64" in arts:
         assert arts["lib2-em-wasm64"].ptr_width == 64
         assert "-sMEMORY64=1" in arts["lib2-em-wasm64"].flags
+
+
+def test_lib2_matrix_lists_every_loadable_cell() -> None:
+    """matrices/lib2.toml validates with the real checks; native runs only lib2-native, every
+    other host the three emscripten builds (Node 20 x Memory64 kept: its refusal is a finding),
+    each on tiny and small with smoke, ops, model and bench."""
+    names = Names(hosts=HOST_NAMES, artifacts=lib2_names(emscripten=True))
+    cells = {c.id: c for c in expand_cells(load_matrix(REPO_ROOT / "matrices/lib2.toml", names))}
+    wasm_hosts = ("node", "node22", "node24", "chromium")
+    want = {f"native/lib2-native/{p}" for p in ("tiny", "small")} | {
+        f"{h}/{a}/{p}" for h in wasm_hosts for a in EM_BUILDS for p in ("tiny", "small")
+    }
+    assert set(cells) == want and "node/lib2-em-wasm64/tiny" in cells
+    assert all(c.checks == ("smoke", "ops", "model", "bench") for c in cells.values())
 
 
 # ---- the model tables -------------------------------------------------------------------------
