@@ -5,30 +5,32 @@ arguments and return values, so a parity check calls both the same way); :class:
 mirrors ``reference.model.GPT`` plus training and generation.
 
 Every tensor crosses the bridge in ONE bulk write or read (a bridge call costs 20 µs to 0.6 ms
-on some hosts, so per-element calls are never an option). Gradient buffers are zeroed before a
-backward call because the kernels accumulate into them. Each op frees what it allocated in a
-``finally``, so a trap leaves no leak behind in a long-lived instance.
+on some hosts, so per-element calls are never an option). Every op is called through the
+artifact's binding (``harness.bindings``): its export, argument order, roles and weight layouts
+come from the binding file, the bundled library's included. Accumulators are zeroed and outputs
+pre-filled with a NaN sentinel before a call. Each op frees what it allocated in a ``finally``,
+so a trap leaves no leak behind in a long-lived instance.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from harness.hosts.base import HostError, Instance
+from harness.bindings import CallBinding
+from harness.hosts.base import HostError, IncompatibleArtifact, Instance
 from reference.defaults import TrainingDefaults
-from reference.ops import check_ids
+from reference.ops import LAYERNORM_EPS, check_ids
 from reference.presets import ModelConfig, param_count, param_shapes
 
 F32 = NDArray[np.float32]
 I32 = NDArray[np.int32]
-
-LAYERNORM_EPS = 1e-5  # fixed inside the kernels (tinygpt.h)
 
 
 def _f32(name: str, a: object, ndims: tuple[int, ...] | None = None) -> F32:
@@ -65,9 +67,9 @@ class _Scope:
         self.ptrs.append(ptr)
         return ptr
 
-    def put(self, a: NDArray[Any]) -> int:
-        """Allocate and fill with ``a``'s bytes (one bulk write)."""
-        ptr = self.alloc(a.nbytes)
+    def put(self, a: NDArray[Any], pad: int = 1) -> int:
+        """Allocate ``pad`` times ``a``'s size and fill with ``a``'s bytes (one bulk write)."""
+        ptr = self.alloc(a.nbytes * pad)
         if a.nbytes:
             self.inst.write(ptr, a.tobytes())
         return ptr
@@ -84,12 +86,81 @@ class _Scope:
         return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
-class Kernels:
-    """The kernel library's ops, called through one instance (mirrors ``reference.ops``)."""
+class NotBound(LookupError):
+    """The artifact's binding maps no export to a canonical op: the library lacks it.
 
-    def __init__(self, instance: Instance) -> None:
-        """Use ``instance`` for every call."""
+    A failed lookup in the binding, not a HostError: the ops check turns it into a ``skipped``
+    row, where a host's failure is an ``error``.
+    """
+
+    def __init__(self, op: str, binding: str, path: object) -> None:
+        """``op`` is the canonical name; ``binding`` and ``path`` the binding's name and file."""
+        super().__init__(f"{op} is not bound by the {binding} binding ({path})")
+        self.op = op
+
+
+# Every output buffer is pre-filled with NaN before the call: an op that fails to write (part
+# of) an output leaves NaN there, which the parity check's non-finite stage reports by name,
+# where a zero could pass for a small true value. Accumulators and scratch are zeroed instead
+# (the op adds into them).
+SENTINEL = np.float32(np.nan)
+
+
+@dataclass(frozen=True)
+class Override:
+    """Another binding of one op than the artifact's: a hypothesis of the wrong-binding diagnosis.
+
+    ``dim_shift`` adds to dims before the call (the off-by-one hypotheses); ``pad`` allocates
+    every buffer ``pad`` times its size, so a hypothesis that hands the library larger dims
+    than the buffers have (a swapped or shifted dim) reads and writes inside the allocation.
+    """
+
+    call: CallBinding
+    dim_shift: Mapping[str, int] = field(default_factory=dict)
+    pad: int = 1
+
+
+def _flip(a: NDArray[Any]) -> NDArray[Any]:
+    """A 2-D weight in the other layout ([OC, C] <-> [C, OC]), C-contiguous."""
+    return np.ascontiguousarray(a.T)
+
+
+class Kernels:
+    """The library's ops, called through one instance by its binding (mirrors ``reference.ops``).
+
+    Every op goes through the artifact's binding (``instance.artifact.bound().ops``): one
+    invoker walks the bound export's arguments in order, so no op calls an export by a name of
+    its own. An op the binding lacks raises :class:`NotBound`.
+    """
+
+    def __init__(self, instance: Instance, override: Override | None = None) -> None:
+        """Use ``instance`` for every call, and ``override`` for its op (a diagnosis run)."""
         self.instance = instance
+        self.override = override
+        # the last call's buffer sizes (bytes) and dim/scalar values by canonical argument: what
+        # the wrong-binding diagnosis pairs arguments by (harness.checks.ops_diagnosis)
+        self.last_args: dict[str, float] = {}
+
+    def overridden(self, override: Override) -> Kernels:
+        """These kernels with ``override`` replacing the binding of its op."""
+        return Kernels(self.instance, override)
+
+    def bound(self, op: str) -> CallBinding:
+        """The binding of canonical ``op`` in use; NotBound when the artifact's binding lacks it."""
+        if self.override is not None and self.override.call.op == op:
+            return self.override.call
+        binding = self.instance.artifact.bound()
+        call = binding.ops.get(op)
+        if call is None:
+            raise NotBound(op, binding.name, binding.path)
+        return call
+
+    def binds(self, op: str, arg: str) -> bool:
+        """True when ``op`` is bound and its export takes canonical argument ``arg``."""
+        try:
+            return arg in self.bound(op).args
+        except NotBound:
+            return False
 
     @contextmanager
     def _scope(self) -> Iterator[_Scope]:
@@ -100,8 +171,78 @@ class Kernels:
             for ptr in reversed(scope.ptrs):
                 self.instance.free(ptr)
 
-    def _call(self, name: str, *args: int | float) -> Any:
-        return self.instance.call(name, *args)
+    def _invoke(
+        self,
+        op: str,
+        inputs: Mapping[str, NDArray[Any] | None],
+        outputs: Mapping[str, tuple[int, ...] | None],
+        scalars: Mapping[str, float],
+    ) -> dict[str, Any]:
+        """Call canonical ``op`` by its binding; return its outputs by canonical name.
+
+        ``inputs`` are the input and inout buffers in canonical layout (float32 or int32
+        arrays); ``outputs`` the shapes of the output, accumulator and scratch buffers;
+        ``scalars`` the dims and scalars. A None input or output is an optional argument the
+        caller does not use (a matmul without bias): NULL where the export takes it. The
+        result holds every output, accumulator and inout buffer read back in canonical layout,
+        and the export's return value under ``"result"``.
+        """
+        call = self.bound(op)
+        shift = self.override.dim_shift if self.override else {}
+        pad = self.override.pad if self.override else 1
+        for name, fixed in call.fixed.items():
+            if name in scalars and scalars[name] != fixed:
+                raise ValueError(
+                    f"{name}={scalars[name]}: the library fixes {op}'s {name} at {fixed:g} "
+                    f"(its binding of {call.export}, line {call.line})"
+                )
+        given = [n for n, v in (*inputs.items(), *outputs.items()) if v is not None]
+        for name in given:
+            if name not in call.args:
+                raise ValueError(
+                    f"{op}: the library's export {call.export} takes no {name!r} (its binding "
+                    f"omits it, line {call.line}); call the op without it"
+                )
+        self.last_args = {}
+        with self._scope() as s:
+            argv: list[int | float] = []
+            back: dict[str, tuple[int, tuple[int, ...], bool]] = {}  # name -> (ptr, shape, flip)
+            for name in call.args:
+                role = call.roles[name]
+                flip = call.weight_layout(name) == "in_out"
+                if role in ("dim", "scalar"):
+                    self.last_args[name] = scalars[name]
+                    argv.append(scalars[name] + shift.get(name, 0))
+                    continue
+                if role in ("input", "inout"):
+                    a = inputs.get(name)
+                    if a is None:
+                        argv.append(0)
+                        continue
+                    self.last_args[name] = a.nbytes
+                    ptr = s.put(_flip(a) if flip else a, pad)
+                    if role == "inout":
+                        back[name] = (ptr, a.shape[::-1] if flip else a.shape, flip)
+                    argv.append(ptr)
+                    continue
+                shape = outputs.get(name)
+                if shape is None:
+                    argv.append(0)
+                    continue
+                stored = shape[::-1] if flip else shape
+                fill = SENTINEL if role == "output" else np.float32(0.0)
+                buffer = np.full(stored, fill, np.float32)
+                self.last_args[name] = buffer.nbytes
+                ptr = s.put(buffer, pad)
+                if role != "scratch":
+                    back[name] = (ptr, stored, flip)
+                argv.append(ptr)
+            result = self.instance.call(call.export, *argv)
+            got: dict[str, Any] = {"result": result}
+            for name, (ptr, stored, flip) in back.items():
+                a = s.get(ptr, stored)  # every output and inout (p, m, v) is float32
+                got[name] = _flip(a) if flip else a
+            return got
 
     # ---- embedding --------------------------------------------------------------------------
 
@@ -113,10 +254,13 @@ class Kernels:
         B, T = idx_.shape
         if wpe_.shape[1] != C or wpe_.shape[0] < T:
             raise ValueError(f"wpe has shape {wpe_.shape}, expected (>= {T}, {C})")
-        with self._scope() as s:
-            out = s.alloc(B * T * C * 4)
-            self._call("tg_embedding_forward", out, s.put(idx_), s.put(wte_), s.put(wpe_), B, T, C)
-            return s.get(out, (B, T, C))  # type: ignore[no-any-return]
+        got = self._invoke(
+            "embedding_forward",
+            {"idx": idx_, "wte": wte_, "wpe": wpe_},
+            {"out": (B, T, C)},
+            {"B": B, "T": T, "C": C},
+        )
+        return got["out"]  # type: ignore[no-any-return]
 
     def embedding_backward(
         self, dout: NDArray[Any], idx: NDArray[Any], vocab_size: int, block_size: int
@@ -128,32 +272,37 @@ class Kernels:
         _shape("idx", idx_, (B, T))
         if block_size < T:
             raise ValueError(f"block_size={block_size} is smaller than T={T}")
-        with self._scope() as s:
-            dwte, dwpe = s.zeros((vocab_size, C)), s.zeros((block_size, C))
-            self._call("tg_embedding_backward", dwte, dwpe, s.put(dout_), s.put(idx_), B, T, C)
-            return s.get(dwte, (vocab_size, C)), s.get(dwpe, (block_size, C))
+        got = self._invoke(
+            "embedding_backward",
+            {"dout": dout_, "idx": idx_},
+            {"dwte": (vocab_size, C), "dwpe": (block_size, C)},
+            {"B": B, "T": T, "C": C},
+        )
+        return got["dwte"], got["dwpe"]
 
     # ---- layernorm --------------------------------------------------------------------------
 
     def layernorm_forward(
         self, x: NDArray[Any], w: NDArray[Any], b: NDArray[Any], eps: float = LAYERNORM_EPS
     ) -> tuple[F32, F32, F32]:
-        """``(out, mean, rstd)`` over the last axis of ``x`` (N, C) or (B, T, C)."""
-        if eps != LAYERNORM_EPS:
-            raise ValueError(f"eps={eps}: the kernels fix LayerNorm eps at {LAYERNORM_EPS}")
+        """``(out, mean, rstd)`` over the last axis of ``x`` (N, C) or (B, T, C).
+
+        ``eps`` other than the one a library fixes (the bundled library's 1e-5) is a ValueError.
+        """
         x_ = _f32("x", x, (2, 3))
         C = x_.shape[-1]
         N = x_.size // C
         w_, b_ = _f32("w", w, (1,)), _f32("b", b, (1,))
         _shape("w", w_, (C,))
         _shape("b", b_, (C,))
-        with self._scope() as s:
-            out, mean, rstd = s.alloc(x_.nbytes), s.alloc(N * 4), s.alloc(N * 4)
-            self._call(
-                "tg_layernorm_forward", out, mean, rstd, s.put(x_), s.put(w_), s.put(b_), N, C
-            )
-            lead = x_.shape[:-1]
-            return s.get(out, x_.shape), s.get(mean, lead), s.get(rstd, lead)
+        lead = x_.shape[:-1]
+        got = self._invoke(
+            "layernorm_forward",
+            {"x": x_, "w": w_, "b": b_},
+            {"out": x_.shape, "mean": lead, "rstd": lead},
+            {"N": N, "C": C, "eps": float(eps)},
+        )
+        return got["out"], got["mean"], got["rstd"]
 
     def layernorm_backward(
         self,
@@ -173,27 +322,21 @@ class Kernels:
         _shape("w", w_, (C,))
         _shape("mean", mean_, x_.shape[:-1])
         _shape("rstd", rstd_, x_.shape[:-1])
-        with self._scope() as s:
-            dx, dw, db = s.zeros(x_.shape), s.zeros((C,)), s.zeros((C,))
-            self._call(
-                "tg_layernorm_backward",
-                dx,
-                dw,
-                db,
-                s.put(dout_),
-                s.put(x_),
-                s.put(w_),
-                s.put(mean_),
-                s.put(rstd_),
-                N,
-                C,
-            )
-            return s.get(dx, x_.shape), s.get(dw, (C,)), s.get(db, (C,))
+        got = self._invoke(
+            "layernorm_backward",
+            {"dout": dout_, "x": x_, "w": w_, "mean": mean_, "rstd": rstd_},
+            {"dx": x_.shape, "dw": (C,), "db": (C,)},
+            {"N": N, "C": C},
+        )
+        return got["dx"], got["dw"], got["db"]
 
     # ---- matmul -----------------------------------------------------------------------------
 
     def matmul_forward(self, x: NDArray[Any], W: NDArray[Any], b: NDArray[Any] | None) -> F32:
-        """``x @ W.T + b`` for ``x`` (N, C) or (B, T, C), ``W`` (OC, C), ``b`` (OC,) or None."""
+        """``x @ W.T + b`` for ``x`` (N, C) or (B, T, C), ``W`` (OC, C), ``b`` (OC,) or None.
+
+        A bias on a library whose matmul takes none (its binding omits ``b``) is a ValueError.
+        """
         x_, W_ = _f32("x", x, (2, 3)), _f32("W", W, (2,))
         OC, C = W_.shape
         if x_.shape[-1] != C:
@@ -201,37 +344,38 @@ class Kernels:
                 f"x has shape {x_.shape}, expected last axis {C} to match W {W_.shape}"
             )
         N = x_.size // C
-        with self._scope() as s:
-            bias = 0
-            if b is not None:
-                b_ = _f32("b", b, (1,))
-                _shape("b", b_, (OC,))
-                bias = s.put(b_)
-            out = s.alloc(N * OC * 4)
-            self._call("tg_matmul_forward", out, s.put(x_), s.put(W_), bias, N, C, OC)
-            return s.get(out, (*x_.shape[:-1], OC))  # type: ignore[no-any-return]
+        b_ = None
+        if b is not None:
+            b_ = _f32("b", b, (1,))
+            _shape("b", b_, (OC,))
+        got = self._invoke(
+            "matmul_forward",
+            {"x": x_.reshape(N, C), "W": W_, "b": b_},
+            {"out": (N, OC)},
+            {"N": N, "C": C, "OC": OC},
+        )
+        return got["out"].reshape(*x_.shape[:-1], OC)  # type: ignore[no-any-return]
 
     def matmul_backward(
         self, dout: NDArray[Any], x: NDArray[Any], W: NDArray[Any], has_bias: bool = True
     ) -> tuple[F32, F32, F32 | None]:
-        """``(dx, dW, db)``; ``db`` is None when ``has_bias`` is False (NULL dbias)."""
+        """``(dx, dW, db)``; ``db`` is None when ``has_bias`` is False (NULL dbias).
+
+        ``has_bias`` on a library whose matmul has no bias (no ``db``) is a ValueError.
+        """
         x_, W_ = _f32("x", x, (2, 3)), _f32("W", W, (2,))
         OC, C = W_.shape
         dout_ = _f32("dout", dout)
         _shape("x", x_, (*x_.shape[:-1], C))
         _shape("dout", dout_, (*x_.shape[:-1], OC))
         N = x_.size // C
-        with self._scope() as s:
-            dx, dW = s.zeros(x_.shape), s.zeros((OC, C))
-            db = s.zeros((OC,)) if has_bias else 0
-            self._call(
-                "tg_matmul_backward", dx, dW, db, s.put(dout_), s.put(x_), s.put(W_), N, C, OC
-            )
-            return (
-                s.get(dx, x_.shape),
-                s.get(dW, (OC, C)),
-                s.get(db, (OC,)) if has_bias else None,
-            )
+        got = self._invoke(
+            "matmul_backward",
+            {"dout": dout_.reshape(N, OC), "x": x_.reshape(N, C), "W": W_},
+            {"dx": (N, C), "dW": (OC, C), "db": (OC,) if has_bias else None},
+            {"N": N, "C": C, "OC": OC},
+        )
+        return got["dx"].reshape(x_.shape), got["dW"], got.get("db")
 
     # ---- attention --------------------------------------------------------------------------
 
@@ -250,14 +394,13 @@ class Kernels:
         qkv_ = _f32("qkv", qkv, (3,))
         B, T, C = self._attention_dims(qkv_, n_head)
         tt = (B, n_head, T, T)
-        with self._scope() as s:
-            out, pre, att = (
-                s.alloc(B * T * C * 4),
-                s.alloc(math.prod(tt) * 4),
-                s.alloc(math.prod(tt) * 4),
-            )
-            self._call("tg_attention_forward", out, pre, att, s.put(qkv_), B, T, C, n_head)
-            return s.get(out, (B, T, C)), s.get(att, tt)
+        got = self._invoke(
+            "attention_forward",
+            {"qkv": qkv_},
+            {"out": (B, T, C), "pre": tt, "att": tt},
+            {"B": B, "T": T, "C": C, "NH": n_head},
+        )
+        return got["out"], got["att"]
 
     def attention_backward(
         self, dout: NDArray[Any], qkv: NDArray[Any], att: NDArray[Any], n_head: int
@@ -269,75 +412,133 @@ class Kernels:
         tt = (B, n_head, T, T)
         _shape("dout", dout_, (B, T, C))
         _shape("att", att_, tt)
-        with self._scope() as s:
-            dqkv, dpre, datt = s.zeros(qkv_.shape), s.zeros(tt), s.zeros(tt)
-            self._call(
-                "tg_attention_backward",
-                dqkv,
-                dpre,
-                datt,
-                s.put(dout_),
-                s.put(qkv_),
-                s.put(att_),
-                B,
-                T,
-                C,
-                n_head,
-            )
-            return s.get(dqkv, qkv_.shape)  # type: ignore[no-any-return]
+        got = self._invoke(
+            "attention_backward",
+            {"dout": dout_, "qkv": qkv_, "att": att_},
+            {"dqkv": qkv_.shape, "dpre": tt, "datt": tt},
+            {"B": B, "T": T, "C": C, "NH": n_head},
+        )
+        return got["dqkv"]  # type: ignore[no-any-return]
+
+    def _block_dims(self, x: F32, n_head: int) -> tuple[int, int, int]:
+        B, T, C = x.shape
+        if n_head < 1 or C % n_head:
+            raise ValueError(f"x has shape {x.shape}, expected C divisible by n_head={n_head}")
+        return B, T, C
+
+    def attention_block_forward(
+        self,
+        x: NDArray[Any],
+        Wq: NDArray[Any],
+        bq: NDArray[Any],
+        Wk: NDArray[Any],
+        bk: NDArray[Any],
+        Wv: NDArray[Any],
+        bv: NDArray[Any],
+        Wo: NDArray[Any],
+        bo: NDArray[Any],
+        n_head: int,
+    ) -> tuple[F32, F32, F32, F32, F32]:
+        """``(out, q, k, v, att)`` of attention with biased q/k/v/o projections over ``x``."""
+        x_ = _f32("x", x, (3,))
+        B, T, C = self._block_dims(x_, n_head)
+        named = {"Wq": Wq, "bq": bq, "Wk": Wk, "bk": bk, "Wv": Wv, "bv": bv, "Wo": Wo, "bo": bo}
+        params = {n: _f32(n, a) for n, a in named.items()}
+        for n, a in params.items():
+            _shape(n, a, (C, C) if n[0] == "W" else (C,))
+        btc = (B, T, C)
+        got = self._invoke(
+            "attention_block_forward",
+            {"x": x_, **params},
+            {"out": btc, "q": btc, "k": btc, "v": btc, "att": (B, n_head, T, T)},
+            {"B": B, "T": T, "C": C, "NH": n_head},
+        )
+        return got["out"], got["q"], got["k"], got["v"], got["att"]
+
+    def attention_block_backward(
+        self,
+        dout: NDArray[Any],
+        x: NDArray[Any],
+        Wq: NDArray[Any],
+        Wk: NDArray[Any],
+        Wv: NDArray[Any],
+        Wo: NDArray[Any],
+        q: NDArray[Any],
+        k: NDArray[Any],
+        v: NDArray[Any],
+        att: NDArray[Any],
+        n_head: int,
+    ) -> tuple[F32, ...]:
+        """``(dx, dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo)`` given the forward's q, k, v, att."""
+        x_ = _f32("x", x, (3,))
+        B, T, C = self._block_dims(x_, n_head)
+        named = {"Wq": Wq, "Wk": Wk, "Wv": Wv, "Wo": Wo, "q": q, "k": k, "v": v, "dout": dout}
+        arrays = {n: _f32(n, a) for n, a in named.items()}
+        for n, a in arrays.items():
+            _shape(n, a, (C, C) if n[0] == "W" else x_.shape)
+        att_ = _f32("att", att)
+        _shape("att", att_, (B, n_head, T, T))
+        grads = [f"d{w}{c}" for c in "qkvo" for w in "Wb"]  # dWq, dbq, ..., dWo, dbo
+        got = self._invoke(
+            "attention_block_backward",
+            {"x": x_, "att": att_, **arrays},
+            {"dx": x_.shape, **{g: (C, C) if g[1] == "W" else (C,) for g in grads}},
+            {"B": B, "T": T, "C": C, "NH": n_head},
+        )
+        return (got["dx"], *(got[g] for g in grads))
 
     # ---- elementwise ------------------------------------------------------------------------
 
     def gelu_forward(self, x: NDArray[Any]) -> F32:
         """Tanh-GELU of ``x`` (any shape)."""
         x_ = _f32("x", x)
-        with self._scope() as s:
-            out = s.alloc(x_.nbytes)
-            self._call("tg_gelu_forward", out, s.put(x_), x_.size)
-            return s.get(out, x_.shape)  # type: ignore[no-any-return]
+        got = self._invoke("gelu_forward", {"x": x_}, {"out": x_.shape}, {"N": x_.size})
+        return got["out"]  # type: ignore[no-any-return]
 
     def gelu_backward(self, dout: NDArray[Any], x: NDArray[Any]) -> F32:
         """``dx`` of tanh-GELU."""
         x_, dout_ = _f32("x", x), _f32("dout", dout)
         _shape("dout", dout_, x_.shape)
-        with self._scope() as s:
-            dx = s.zeros(x_.shape)
-            self._call("tg_gelu_backward", dx, s.put(x_), s.put(dout_), x_.size)
-            return s.get(dx, x_.shape)  # type: ignore[no-any-return]
+        got = self._invoke(
+            "gelu_backward", {"x": x_, "dout": dout_}, {"dx": x_.shape}, {"N": x_.size}
+        )
+        return got["dx"]  # type: ignore[no-any-return]
 
     def residual_forward(self, a: NDArray[Any], b: NDArray[Any]) -> F32:
         """``a + b``."""
         a_, b_ = _f32("a", a), _f32("b", b)
         _shape("b", b_, a_.shape)
-        with self._scope() as s:
-            out = s.alloc(a_.nbytes)
-            self._call("tg_residual_forward", out, s.put(a_), s.put(b_), a_.size)
-            return s.get(out, a_.shape)  # type: ignore[no-any-return]
+        got = self._invoke(
+            "residual_forward", {"a": a_, "b": b_}, {"out": a_.shape}, {"N": a_.size}
+        )
+        return got["out"]  # type: ignore[no-any-return]
 
     def residual_backward(self, dout: NDArray[Any]) -> tuple[F32, F32]:
         """``(da, db)``, both equal to ``dout``."""
         dout_ = _f32("dout", dout)
-        with self._scope() as s:
-            da, db = s.zeros(dout_.shape), s.zeros(dout_.shape)
-            self._call("tg_residual_backward", da, db, s.put(dout_), dout_.size)
-            return s.get(da, dout_.shape), s.get(db, dout_.shape)
+        shape = dout_.shape
+        got = self._invoke(
+            "residual_backward", {"dout": dout_}, {"da": shape, "db": shape}, {"N": dout_.size}
+        )
+        return got["da"], got["db"]
 
     # ---- cross-entropy ----------------------------------------------------------------------
 
     def crossentropy_forward(
         self, logits: NDArray[Any], targets: NDArray[Any]
     ) -> tuple[float, F32, F32]:
-        """``(mean loss, losses (N,), probs (N, V))``."""
+        """``(mean loss, losses (N,), probs (N, V))``; the mean is the export's f32 result."""
         logits_ = _f32("logits", logits, (2,))
         N, V = logits_.shape
         targets_ = _ids("targets", targets, V, (1,))
         _shape("targets", targets_, (N,))
-        with self._scope() as s:
-            losses, probs = s.alloc(N * 4), s.alloc(logits_.nbytes)
-            mean = self._call(
-                "tg_crossentropy_forward", losses, probs, s.put(logits_), s.put(targets_), N, V
-            )
-            return float(mean), s.get(losses, (N,)), s.get(probs, (N, V))
+        got = self._invoke(
+            "crossentropy_forward",
+            {"logits": logits_, "targets": targets_},
+            {"losses": (N,), "probs": (N, V)},
+            {"N": N, "V": V},
+        )
+        return float(got["result"]), got["losses"], got["probs"]
 
     def crossentropy_backward(
         self, probs: NDArray[Any], targets: NDArray[Any], dloss: float
@@ -347,12 +548,13 @@ class Kernels:
         N, V = probs_.shape
         targets_ = _ids("targets", targets, V, (1,))
         _shape("targets", targets_, (N,))
-        with self._scope() as s:
-            d = s.zeros((N, V))
-            self._call(
-                "tg_crossentropy_backward", d, s.put(probs_), s.put(targets_), float(dloss), N, V
-            )
-            return s.get(d, (N, V))  # type: ignore[no-any-return]
+        got = self._invoke(
+            "crossentropy_backward",
+            {"probs": probs_, "targets": targets_},
+            {"dlogits": (N, V)},
+            {"dloss": float(dloss), "N": N, "V": V},
+        )
+        return got["dlogits"]  # type: ignore[no-any-return]
 
     # ---- AdamW ------------------------------------------------------------------------------
 
@@ -376,23 +578,20 @@ class Kernels:
             _shape(name, a, p_.shape)
         if t < 1:
             raise ValueError(f"t={t}: AdamW steps are 1-based")
-        with self._scope() as s:
-            pp, mp, vp = s.put(p_), s.put(m_), s.put(v_)
-            self._call(
-                "tg_adamw_update",
-                pp,
-                s.put(g_),
-                mp,
-                vp,
-                p_.size,
-                float(lr),
-                float(beta1),
-                float(beta2),
-                float(eps),
-                float(weight_decay),
-                int(t),
-            )
-            return s.get(pp, p_.shape), s.get(mp, p_.shape), s.get(vp, p_.shape)
+        scalars = {
+            "lr": lr,
+            "beta1": beta1,
+            "beta2": beta2,
+            "eps": eps,
+            "weight_decay": weight_decay,
+        }
+        got = self._invoke(
+            "adamw_update",
+            {"p": p_, "g": g_, "m": m_, "v": v_},
+            {},
+            {"n": p_.size, **{k: float(x) for k, x in scalars.items()}, "t": int(t)},
+        )
+        return got["p"], got["m"], got["v"]
 
 
 class KernelModel:
@@ -409,6 +608,12 @@ class KernelModel:
     @classmethod
     def create(cls, instance: Instance, cfg: ModelConfig, flat_params: NDArray[Any]) -> KernelModel:
         """Create a model of ``cfg`` and load ``flat_params`` (PARAM_NAMES order) into it."""
+        if not cfg.is_gpt2:  # tinygpt.h's model has no MLP width, bias or eps argument
+            raise IncompatibleArtifact(
+                f"preset {cfg.name!r} (MLP width {cfg.mlp_width}, biases {list(cfg.biases)}, "
+                f"LayerNorm eps {cfg.ln_eps:g}) is not GPT-2's architecture, the only one "
+                "tinygpt.h's model implements (4C MLP, every bias, eps 1e-5)"
+            )
         flat = _f32("flat_params", flat_params, (1,))
         n = param_count(cfg)
         if flat.shape != (n,):

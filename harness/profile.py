@@ -8,9 +8,11 @@ look like, and where its published performance claims live. It is found at the p
 and claims. Every error names ``file:line`` (line numbers from :mod:`harness.toml_lines`, as
 matrices do) and exits 2. The schema, with examples: docs/profiles.md.
 
-Presets, an external reference and artifact bindings are not profile keys yet (issue 11 parts
-2 and 3 and the artifact-formats work): a profile naming ``presets``, ``reference`` or
-``artifacts`` is refused with that reason rather than silently ignored.
+``[presets.NAME]`` tables declare the project's own model configs (``ModelConfig``: dims,
+vocabulary, MLP width, biases, LayerNorm eps); ``run --project PATH`` lets a matrix name them.
+An external reference and artifact lists are not profile keys yet (issue 11 part 3; artifacts
+and their bindings live in the manifest): a profile naming ``reference`` or ``artifacts`` is
+refused with that reason rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -18,20 +20,25 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.surfaces import FORMAT_OPTIONS, FORMATS
 from harness.toml_lines import Path_, TomlLines
+from reference.presets import ModelConfig
 
 PROFILE_NAME = "harness.toml"
 DEFAULT_PROFILE = Path(__file__).parent / "profiles" / "default.toml"
 NOT_YET = {
-    "presets": "presets are not profile keys yet (issue 11 part 2: ModelConfig)",
     "reference": "an external reference is not a profile key yet (issue 11 part 3)",
-    "artifacts": "artifacts and their bindings come with the artifact-formats work",
+    "artifacts": "artifacts and their bindings are manifest entries (docs/bindings.md)",
 }
+# a [presets.NAME] table's keys: ModelConfig's fields but its name; the dims are required
+PRESET_FIELDS = tuple(f.name for f in fields(ModelConfig) if f.name != "name")
+PRESET_REQUIRED = ("n_layer", "n_head", "n_embd", "block_size")
+
+
 KeyModeName = Literal["compare", "not-applicable"]
 SourceKind = Literal["default", "file", "textarea", "page"]
 STRUCTURE_KEYS = (
@@ -141,6 +148,7 @@ class Profile:
     corpus: CorpusProfile | None
     claims: ClaimsProfile | None
     text: str = field(repr=False, default="")
+    presets: Mapping[str, ModelConfig] = field(default_factory=dict)  # [presets.NAME]
 
     def where(self, line: int) -> str:
         """``file:line`` of the profile, for messages."""
@@ -250,7 +258,7 @@ class _Validator:
         for key, why in NOT_YET.items():
             if key in data:
                 raise self.error((key,), f"not supported yet: {why}")
-        self.table((), data, ("project", "defaults", "corpus", "claims"))
+        self.table((), data, ("project", "defaults", "corpus", "claims", "presets"))
         project = self.table(("project",), data.get("project", {}), ("name", "root"))
         name = self.typed(("project", "name"), project.get("name", self.path.parent.name), str,
                           "a string")  # fmt: skip
@@ -267,7 +275,34 @@ class _Validator:
             claims = ClaimsProfile(
                 self.file(("claims", "file"), t["file"])[0], self.line(("claims",))
             )
-        return Profile(self.path, self.root, name, defaults, corpus, claims, text)
+        presets = self.presets(data["presets"]) if "presets" in data else {}
+        return Profile(self.path, self.root, name, defaults, corpus, claims, text, presets)
+
+    def presets(self, raw: object) -> dict[str, ModelConfig]:
+        """``[presets.NAME]``: each table's keys are ModelConfig's fields; its own checks
+        (divisibility, vocabulary, biases, eps) become errors at the table's line."""
+        out: dict[str, ModelConfig] = {}
+        self.typed(("presets",), raw, dict, "a table of [presets.NAME] tables")
+        assert isinstance(raw, dict)
+        for name, t in raw.items():
+            where: Path_ = ("presets", name)
+            t = self.table(where, t, PRESET_FIELDS)
+            missing = [k for k in PRESET_REQUIRED if k not in t]
+            if missing:
+                raise self.error(where, f"missing key(s) {', '.join(missing)}")
+            kwargs: dict[str, Any] = {}
+            for key, value in t.items():
+                if key == "biases":
+                    kwargs[key] = self.strings((*where, key), value)
+                elif key == "ln_eps":
+                    kwargs[key] = float(self.typed((*where, key), value, (float, int), "a number"))
+                else:
+                    kwargs[key] = self.typed((*where, key), value, int, "an integer")
+            try:
+                out[name] = ModelConfig(name, **kwargs)
+            except ValueError as exc:
+                raise self.error(where, str(exc)) from None
+        return out
 
     def surface(self, where: Path_, raw: object, *, oracle: bool = False) -> Surface:
         fields = {"path", "format", "keys", "ignore", "prefix"}
@@ -383,7 +418,9 @@ class _Validator:
             raise self.error(("corpus", "bytes"), f"must be [min, max] integers, got {rng!r}")
         if not 0 <= rng[0] <= rng[1]:
             raise self.error(("corpus", "bytes"), f"needs 0 <= min <= max, got {rng!r}")
-        sha = self.typed(("corpus", "sha256"), t.get("sha256"), str, 'a hex sha256 or "any"')
+        if "sha256" not in t:  # typed() would call the absent value "a table None"
+            raise self.error(("corpus",), "missing key 'sha256' (a hex sha256, or \"any\")")
+        sha = self.typed(("corpus", "sha256"), t["sha256"], str, 'a hex sha256 or "any"')
         if sha != "any" and not re.fullmatch(r"[0-9a-f]{64}", sha):
             raise self.error(
                 ("corpus", "sha256"), f'must be 64 lowercase hex digits or "any", got {sha!r}'

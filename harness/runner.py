@@ -1,6 +1,7 @@
 """``tinygpt-harness run``: run a matrix's cells into a run directory.
 
-The pipeline: load the manifest and the matrix -> expand and shard the cells -> for each cell,
+The pipeline: load the manifest and the matrix -> expand the cells and check each artifact's
+binding against its module (a mismatch is exit 2 at ``file:line``) -> shard them -> for each cell,
 probe its host once, load the artifact once per (host, artifact), run the cell's checks -> write
 the cell's rows (and its verdict row) and commit them as the cell ends -> ``run.json``.
 
@@ -34,7 +35,9 @@ from typing import Any
 
 from rich.console import Console
 
-from harness.artifact import Artifact, load_manifest
+from harness.artifact import Artifact, ManifestError, load_manifest
+from harness.bindings import BindingError
+from harness.bindings.verify import check_artifacts
 from harness.checks import REGISTRY, begin_run, get_check
 from harness.checks.base import CellContext
 from harness.hosts.base import (
@@ -61,6 +64,7 @@ from harness.matrix import (
     parse_shard,
     shard,
 )
+from harness.profile import ProfileError, find_profile, load_profile
 from harness.run_progress import LOG_WIDTH, CellProgress, print_summary
 from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION, git_state, write_run_json
 from harness.rundir.reader import read_run
@@ -75,7 +79,7 @@ from harness.rundir.verdict import (
 )
 from harness.rundir.writer import RowWriter
 from reference.defaults import DEFAULTS
-from reference.presets import PRESETS
+from reference.presets import PRESETS, ModelConfig
 
 DEFAULT_MANIFEST = Path("artifacts/build/manifest.json")
 HostFactory = Callable[[], Host]
@@ -102,6 +106,8 @@ class RunPlan:
     # --resume: the finished cells' rows (kept) and the interrupted run's run.json
     kept_rows: tuple[Row, ...] = ()
     resumed_meta: Mapping[str, Any] | None = None
+    # the presets cells may name: ours (reference.presets), plus a --project profile's own
+    presets: Mapping[str, ModelConfig] = field(default_factory=lambda: dict(PRESETS))
 
 
 # -- hosts ---------------------------------------------------------------------------------
@@ -442,7 +448,7 @@ class _CellRunner:
             host=cell.host,
             host_version=version,
             artifact=artifact,
-            preset=PRESETS[cell.preset],
+            preset=self.plan.presets[cell.preset],
             instance=instance,
             options=self.plan.matrix.options(kind),
             matrix_path=self.plan.matrix.path,
@@ -463,6 +469,8 @@ class _CellRunner:
                 out.append(ctx.row(kind, "rows", "error", detail=NO_ROWS))
         except KeyboardInterrupt:
             raise
+        except IncompatibleArtifact as exc:  # e.g. a preset the library's model cannot express
+            out.append(ctx.row(kind, "preset", "incompatible", detail=str(exc)))
         except Exception as exc:
             if self.interrupts.received:  # the host died of the Ctrl-C: not a crash
                 raise KeyboardInterrupt from exc
@@ -755,6 +763,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--fail-fast", action="store_true", help="stop after the first failing cell"
     )
     parser.add_argument(
+        "--project",
+        type=Path,
+        metavar="PATH",
+        help="a project directory (holding harness.toml) or profile file whose [presets.NAME] "
+        "the matrix may name beside ours (docs/profiles.md)",
+    )
+    parser.add_argument(
         "--junit",
         type=Path,
         metavar="FILE",
@@ -770,11 +785,27 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         raise UsageError(
             f"no artifact manifest at {args.artifacts}: run `tinygpt-harness build` first"
         ) from None
+    except ManifestError as exc:  # it names the manifest (and a binding's file:line) itself
+        raise UsageError(str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"{args.artifacts}: bad manifest: {_describe(exc)}") from None
+    presets: dict[str, ModelConfig] = dict(PRESETS)
+    if getattr(args, "project", None) is not None:
+        try:
+            project = load_profile(find_profile(args.project))
+        except ProfileError as exc:
+            raise UsageError(str(exc)) from None
+        clash = sorted(set(project.presets) & set(PRESETS))
+        if clash:
+            raise UsageError(
+                f"{project.path}: preset name(s) {', '.join(clash)} are the harness's own; "
+                "give the project's presets their own names"
+            )
+        presets.update(project.presets)
     try:
         matrix = load_matrix(
-            args.matrix, Names(hosts=tuple(host_names), artifacts=tuple(artifacts))
+            args.matrix,
+            Names(hosts=tuple(host_names), artifacts=tuple(artifacts), presets=tuple(presets)),
         )
         shard_k, shard_n = parse_shard(args.shard)
     except (MatrixError, ValueError) as exc:
@@ -786,7 +817,12 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         if unknown or not only:
             named = ", ".join(map(repr, unknown))
             raise UsageError(f"--checks: unknown check {named}; known: {', '.join(REGISTRY)}")
-    cells = tuple(shard(expand_cells(matrix, only), shard_k, shard_n))
+    every_cell = expand_cells(matrix, only)
+    try:  # every shard checks every artifact of the run: one verdict on the config, not N
+        check_artifacts(artifacts[name] for name in sorted({c.artifact for c in every_cell}))
+    except BindingError as exc:
+        raise UsageError(str(exc)) from None
+    cells = tuple(shard(every_cell, shard_k, shard_n))
     plan = RunPlan(
         matrix=matrix,
         cells=cells,
@@ -795,6 +831,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         shard=(shard_k, shard_n),
         checks=only if only is not None else matrix.checks,
         fail_fast=args.fail_fast,
+        presets=presets,
     )
     if args.resume is not None:
         return resume_plan(plan)

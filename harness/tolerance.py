@@ -114,6 +114,15 @@ class Rule:
 # of a score of magnitude |x|) is a RELATIVE error of |x|*u in exp(x - max). With logits of
 # +-80..100 that is up to 100x a unit roundoff, which no summation order can avoid.
 _EXP = "logit"
+# LayerNorm's dx = rstd * (dy*w - mean(dy*w) - norm*mean(dy*w*norm)): the bracket cancels to
+# O(u) of its O(1) terms (exactly 0 at C = 1), and rstd multiplies that rounding; with a row of
+# near-zero variance rstd reaches 1/sqrt(eps) = 316 (an FMA-contracted dy*w - mean leaves
+# 6e-8 x 316 = 1.9e-5 at C = 1). The case's max rstd multiplies the tolerance.
+_RSTD = "rstd"
+CONDITIONING: Mapping[str, str] = {
+    _EXP: "exp has condition number |x|",
+    _RSTD: "dx is rstd times a cancelling difference",
+}
 
 # (op, output) -> rule. Dims: N rows, C channels, OC out channels, B batch, T time, NH heads,
 # hs head size, V vocabulary. Outputs are named as in harness/checks/ops.py.
@@ -125,7 +134,9 @@ OP_RULES: Mapping[tuple[str, str], Rule] = {
     ("layernorm_forward", "out"): Rule(("C",), reason="mean and variance sum over C"),
     ("layernorm_forward", "mean"): Rule(("C",), reason="sum over C"),
     ("layernorm_forward", "rstd"): Rule(("C",), reason="variance sums over C"),
-    ("layernorm_backward", "dinp"): Rule(("C",), reason="two means over C"),
+    ("layernorm_backward", "dinp"): Rule(
+        ("C",), reason="two means over C; times rstd", conditioned_by=_RSTD
+    ),
     ("layernorm_backward", "dweight"): Rule(("N",), reason="sum over rows"),
     ("layernorm_backward", "dbias"): Rule(("N",), reason="sum over rows"),
     ("matmul_forward", "out"): Rule(("C",), reason="dot product over C"),
@@ -142,6 +153,34 @@ OP_RULES: Mapping[tuple[str, str], Rule] = {
         conditioned_by=_EXP,
     ),
     ("attention_backward", "dinp"): Rule(("hs", "T"), reason="datt over hs then dq, dk over T"),
+    # attention with biased q/k/v/o projections (reference.ops.attention_block_*): q, k, v are
+    # Linears (dot over C); att is attention's att rule; out is attention's out rule and one
+    # more dot over C (the Wo projection). dx sums three projections' dinp (over 3C) after
+    # attention's dinp rule; each weight and bias gradient sums over the B*T rows of an input
+    # whose own error is attention's dinp rule.
+    ("attention_block_forward", "q"): Rule(("C",), reason="dot product over C"),
+    ("attention_block_forward", "k"): Rule(("C",), reason="dot product over C"),
+    ("attention_block_forward", "v"): Rule(("C",), reason="dot product over C"),
+    ("attention_block_forward", "att"): Rule(
+        ("hs", "T"),
+        reason="q.k over hs then softmax over T; exp of the scores",
+        conditioned_by=_EXP,
+    ),
+    ("attention_block_forward", "out"): Rule(
+        ("hs", "T", "C"),
+        reason="q.k over hs, att@v over T, then the Wo projection over C; exp of the scores",
+        conditioned_by=_EXP,
+    ),
+    ("attention_block_backward", "dinp"): Rule(
+        ("hs", "T", "3C"), reason="attention's dinp over hs*T, then three projections over C"
+    ),
+    **{
+        ("attention_block_backward", f"d{w}{c}"): Rule(
+            ("hs", "T", "B", "T"), reason="attention's dinp over hs*T, then a sum over B*T rows"
+        )
+        for c in "qkvo"
+        for w in "Wb"
+    },
     ("gelu_forward", "out"): Rule(reason="element-wise tanh"),
     ("gelu_backward", "dinp"): Rule(reason="element-wise tanh"),
     ("residual_forward", "out"): Rule(exact=True, reason="one float32 add per element"),
@@ -184,7 +223,7 @@ def op_tolerance(op: str, output: str, dims: Mapping[str, float]) -> Tolerance:
         tol = base.scaled(reduction_scale(length), f"= sqrt({how}): {rule.reason}")
     if rule.conditioned_by and dims[rule.conditioned_by] > 1.0:
         mag = float(dims[rule.conditioned_by])
-        tol = tol.scaled(mag, f"= max|{rule.conditioned_by}|: exp has condition number |x|")
+        tol = tol.scaled(mag, f"= max|{rule.conditioned_by}|: {CONDITIONING[rule.conditioned_by]}")
     return tol
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from reference import ops
 from reference.defaults import DEFAULTS
-from reference.model import GPT, ParamsIn, check_params
+from reference.model import GPT, ParamsIn, check_params, linear_bias
 from reference.ops import FloatArray
 from reference.presets import ModelConfig
 from reference.sampler import SamplerRNG, pick
@@ -53,7 +53,7 @@ def _forward_cached(
     """Run ``tokens`` at positions ``cache.length ...``, extend the cache, return logits (n, V)."""
     n, pos0 = len(tokens), cache.length
     NH, hs = cfg.n_head, cfg.head_size
-    C = cfg.n_embd
+    C, eps = cfg.n_embd, cfg.ln_eps
     total = pos0 + n
     idx = np.asarray(tokens, dtype=np.int32)[None, :]  # (1, n)
     x = ops.embedding_forward(idx, p["wte"], p["wpe"][pos0:])  # (1, n, C)
@@ -61,8 +61,8 @@ def _forward_cached(
     # query i sits at position pos0 + i and may see keys 0 .. pos0 + i
     future = np.arange(total)[None, :] > (pos0 + np.arange(n))[:, None]  # (n, total)
     for i in range(cfg.n_layer):
-        ln1, _, _ = ops.layernorm_forward(x, p["ln1w"][i], p["ln1b"][i])  # (1, n, C)
-        qkv = ops.matmul_forward(ln1, p["qkvw"][i], p["qkvb"][i])  # (1, n, 3C)
+        ln1, _, _ = ops.layernorm_forward(x, p["ln1w"][i], p["ln1b"][i], eps)  # (1, n, C)
+        qkv = ops.matmul_forward(ln1, p["qkvw"][i], linear_bias(cfg, p, "qkv", i))  # (1, n, 3C)
         heads = qkv[0].reshape(n, 3, NH, hs).transpose(1, 2, 0, 3)  # (3, NH, n, hs)
         cache.k[i, :, pos0:total] = heads[1]
         cache.v[i, :, pos0:total] = heads[2]
@@ -72,13 +72,14 @@ def _forward_cached(
         e = np.exp(preatt - preatt.max(axis=-1, keepdims=True))  # (NH, n, total)
         att = e / e.sum(axis=-1, keepdims=True)  # (NH, n, total)
         atty = (att @ values).transpose(1, 0, 2).reshape(1, n, C)  # (1, n, C)
-        attproj = ops.matmul_forward(atty, p["attprojw"][i], p["attprojb"][i])  # (1, n, C)
+        attproj = ops.matmul_forward(atty, p["attprojw"][i], linear_bias(cfg, p, "attproj", i))
         x = ops.residual_forward(x, attproj)  # (1, n, C)
-        ln2, _, _ = ops.layernorm_forward(x, p["ln2w"][i], p["ln2b"][i])  # (1, n, C)
-        fch = ops.gelu_forward(ops.matmul_forward(ln2, p["fcw"][i], p["fcb"][i]))  # (1, n, 4C)
-        x = ops.residual_forward(x, ops.matmul_forward(fch, p["fcprojw"][i], p["fcprojb"][i]))
+        ln2, _, _ = ops.layernorm_forward(x, p["ln2w"][i], p["ln2b"][i], eps)  # (1, n, C)
+        fch = ops.gelu_forward(ops.matmul_forward(ln2, p["fcw"][i], linear_bias(cfg, p, "fc", i)))
+        fcproj = ops.matmul_forward(fch, p["fcprojw"][i], linear_bias(cfg, p, "fcproj", i))
+        x = ops.residual_forward(x, fcproj)  # (1, n, C)
     cache.length = total
-    lnf, _, _ = ops.layernorm_forward(x, p["lnfw"], p["lnfb"])  # (1, n, C)
+    lnf, _, _ = ops.layernorm_forward(x, p["lnfw"], p["lnfb"], eps)  # (1, n, C)
     return ops.matmul_forward(lnf[0], p["wte"], None)  # (n, V) tied LM head
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from reference import ops
 from reference.defaults import DEFAULTS, TrainingDefaults
 from reference.ops import FloatArray, IntArray
-from reference.presets import PARAM_NAMES, ModelConfig, param_shapes
+from reference.presets import ModelConfig, param_names, param_shapes
 
 Params = dict[str, FloatArray]
 ParamsIn = Mapping[str, FloatArray]  # what functions accept (read-only, so covariant)
@@ -45,8 +45,8 @@ def init_params(
 
     Weights are normal(0, init_std); the residual projections ``attprojw`` and ``fcprojw`` use
     ``init_std / sqrt(2 * n_layer)`` (GPT-2), biases are 0 and LayerNorm weights 1. Values are
-    drawn in float64 in ``PARAM_NAMES`` order and then cast, so float32 and float64 models of one
-    seed hold the same numbers up to rounding. ``seed`` None means ``defaults.seed``.
+    drawn in float64 in ``param_names(cfg)`` order and then cast, so float32 and float64 models
+    of one seed hold the same numbers up to rounding. ``seed`` None means ``defaults.seed``.
     """
     rng = np.random.default_rng(defaults.seed if seed is None else seed)
     params: Params = {}
@@ -84,13 +84,14 @@ def check_params(cfg: ModelConfig, params: ParamsIn) -> np.dtype[Any]:
 
 
 def flatten_params(cfg: ModelConfig, params: ParamsIn) -> FloatArray:
-    """Concatenate ``params`` into one 1-D array in ``PARAM_NAMES`` order (the C ABI layout)."""
+    """Concatenate ``params`` into one 1-D array in ``param_names(cfg)`` order (the C ABI
+    layout)."""
     check_params(cfg, params)
-    return np.concatenate([params[name].reshape(-1) for name in PARAM_NAMES])
+    return np.concatenate([params[name].reshape(-1) for name in param_names(cfg)])
 
 
 def unflatten_params(cfg: ModelConfig, flat: FloatArray) -> Params:
-    """Split a flat buffer in ``PARAM_NAMES`` order back into ``{name: array}`` (copies)."""
+    """Split a flat buffer in ``param_names(cfg)`` order back into ``{name: array}`` (copies)."""
     shapes = param_shapes(cfg)
     total = sum(math.prod(s) for s in shapes.values())
     if not isinstance(flat, np.ndarray) or flat.ndim != 1 or flat.shape[0] != total:
@@ -100,11 +101,17 @@ def unflatten_params(cfg: ModelConfig, flat: FloatArray) -> Params:
         )
     params: Params = {}
     offset = 0
-    for name in PARAM_NAMES:
+    for name in shapes:
         n = math.prod(shapes[name])
         params[name] = flat[offset : offset + n].reshape(shapes[name]).copy()
         offset += n
     return params
+
+
+def linear_bias(cfg: ModelConfig, params: ParamsIn, linear: str, layer: int) -> FloatArray | None:
+    """Layer ``layer``'s bias of Linear ``linear`` (``"qkv"``, ``"fc"``, ...), or None where
+    ``cfg`` has none (a matmul without bias)."""
+    return params[f"{linear}b"][layer] if cfg.has_bias(linear) else None
 
 
 @dataclass
@@ -122,8 +129,8 @@ class _LayerCache:
     ln2: FloatArray  # (B, T, C)
     ln2_mean: FloatArray  # (B, T)
     ln2_rstd: FloatArray  # (B, T)
-    fch: FloatArray  # (B, T, 4C) pre-GELU
-    fch_gelu: FloatArray  # (B, T, 4C)
+    fch: FloatArray  # (B, T, F) pre-GELU (F: the MLP width, 4C in GPT-2)
+    fch_gelu: FloatArray  # (B, T, F)
 
 
 @dataclass
@@ -178,19 +185,20 @@ class GPT:
         idx = self._check_tokens("idx", idx)
         p, cfg = self.params, self.cfg
         B, T = idx.shape
+        eps = cfg.ln_eps
         x = ops.embedding_forward(idx, p["wte"], p["wpe"])  # (B, T, C)
         layers: list[_LayerCache] = []
         for i in range(cfg.n_layer):
             x_in = x  # (B, T, C)
-            ln1, ln1_mean, ln1_rstd = ops.layernorm_forward(x_in, p["ln1w"][i], p["ln1b"][i])
-            qkv = ops.matmul_forward(ln1, p["qkvw"][i], p["qkvb"][i])  # (B, T, 3C)
+            ln1, ln1_mean, ln1_rstd = ops.layernorm_forward(x_in, p["ln1w"][i], p["ln1b"][i], eps)
+            qkv = ops.matmul_forward(ln1, p["qkvw"][i], self._bias("qkv", i))  # (B, T, 3C)
             atty, att = ops.attention_forward(qkv, cfg.n_head)  # (B, T, C), (B, NH, T, T)
-            attproj = ops.matmul_forward(atty, p["attprojw"][i], p["attprojb"][i])  # (B, T, C)
+            attproj = ops.matmul_forward(atty, p["attprojw"][i], self._bias("attproj", i))
             x_mid = ops.residual_forward(x_in, attproj)  # (B, T, C)
-            ln2, ln2_mean, ln2_rstd = ops.layernorm_forward(x_mid, p["ln2w"][i], p["ln2b"][i])
-            fch = ops.matmul_forward(ln2, p["fcw"][i], p["fcb"][i])  # (B, T, 4C)
-            fch_gelu = ops.gelu_forward(fch)  # (B, T, 4C)
-            fcproj = ops.matmul_forward(fch_gelu, p["fcprojw"][i], p["fcprojb"][i])  # (B, T, C)
+            ln2, ln2_mean, ln2_rstd = ops.layernorm_forward(x_mid, p["ln2w"][i], p["ln2b"][i], eps)
+            fch = ops.matmul_forward(ln2, p["fcw"][i], self._bias("fc", i))  # (B, T, F)
+            fch_gelu = ops.gelu_forward(fch)  # (B, T, F)
+            fcproj = ops.matmul_forward(fch_gelu, p["fcprojw"][i], self._bias("fcproj", i))
             x = ops.residual_forward(x_mid, fcproj)  # (B, T, C)
             layers.append(
                 _LayerCache(
@@ -209,7 +217,7 @@ class GPT:
                     fch_gelu=fch_gelu,
                 )
             )
-        lnf, lnf_mean, lnf_rstd = ops.layernorm_forward(x, p["lnfw"], p["lnfb"])  # (B, T, C)
+        lnf, lnf_mean, lnf_rstd = ops.layernorm_forward(x, p["lnfw"], p["lnfb"], eps)
         logits = ops.matmul_forward(lnf, p["wte"], None)  # (B, T, V) tied LM head
         if targets is None:
             self._cache = None
@@ -223,6 +231,16 @@ class GPT:
         loss, _, probs = ops.crossentropy_forward(logits.reshape(B * T, V), targets.reshape(-1))
         self._cache = _Cache(idx, targets, layers, x, lnf, lnf_mean, lnf_rstd, probs)
         return logits, loss
+
+    def _bias(self, linear: str, layer: int) -> FloatArray | None:
+        return linear_bias(self.cfg, self.params, linear, layer)
+
+    def _set_grads(
+        self, grads: Params, linear: str, layer: int, dW: FloatArray, db: FloatArray | None
+    ) -> None:
+        grads[f"{linear}w"][layer] = dW
+        if db is not None:
+            grads[f"{linear}b"][layer] = db
 
     def backward(self) -> Params:
         """Return ``{name: gradient}`` of the last forward's mean loss (same shapes as params)."""
@@ -244,21 +262,25 @@ class GPT:
         for i in reversed(range(cfg.n_layer)):
             a = c.layers[i]
             dx_mid, dfcproj = ops.residual_backward(dx)  # (B, T, C) each
-            dfch_gelu, dW, db = ops.matmul_backward(dfcproj, a.fch_gelu, p["fcprojw"][i])
-            grads["fcprojw"][i], grads["fcprojb"][i] = dW, db
-            dfch = ops.gelu_backward(dfch_gelu, a.fch)  # (B, T, 4C)
-            dln2, dW, db = ops.matmul_backward(dfch, a.ln2, p["fcw"][i])  # dln2 (B, T, C)
-            grads["fcw"][i], grads["fcb"][i] = dW, db
+            dfch_gelu, dW, db = ops.matmul_backward(
+                dfcproj, a.fch_gelu, p["fcprojw"][i], cfg.has_bias("fcproj")
+            )
+            self._set_grads(grads, "fcproj", i, dW, db)
+            dfch = ops.gelu_backward(dfch_gelu, a.fch)  # (B, T, F)
+            dln2, dW, db = ops.matmul_backward(dfch, a.ln2, p["fcw"][i], cfg.has_bias("fc"))
+            self._set_grads(grads, "fc", i, dW, db)
             dxm, grads["ln2w"][i], grads["ln2b"][i] = ops.layernorm_backward(
                 dln2, a.x_mid, p["ln2w"][i], a.ln2_mean, a.ln2_rstd
             )
             dx_mid = dx_mid + dxm  # (B, T, C) both branches reach the mid residual
             dx_in, dattproj = ops.residual_backward(dx_mid)  # (B, T, C) each
-            datty, dW, db = ops.matmul_backward(dattproj, a.atty, p["attprojw"][i])
-            grads["attprojw"][i], grads["attprojb"][i] = dW, db
+            datty, dW, db = ops.matmul_backward(
+                dattproj, a.atty, p["attprojw"][i], cfg.has_bias("attproj")
+            )
+            self._set_grads(grads, "attproj", i, dW, db)
             dqkv = ops.attention_backward(datty, a.qkv, a.att, cfg.n_head)  # (B, T, 3C)
-            dln1, dW, db = ops.matmul_backward(dqkv, a.ln1, p["qkvw"][i])  # dln1 (B, T, C)
-            grads["qkvw"][i], grads["qkvb"][i] = dW, db
+            dln1, dW, db = ops.matmul_backward(dqkv, a.ln1, p["qkvw"][i], cfg.has_bias("qkv"))
+            self._set_grads(grads, "qkv", i, dW, db)
             dxi, grads["ln1w"][i], grads["ln1b"][i] = ops.layernorm_backward(
                 dln1, a.x_in, p["ln1w"][i], a.ln1_mean, a.ln1_rstd
             )

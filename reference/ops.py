@@ -302,6 +302,69 @@ def attention_backward(
     return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, C3)  # (B, T, 3C)
 
 
+def attention_block_forward(
+    x: FloatArray,
+    Wq: FloatArray,
+    bq: FloatArray,
+    Wk: FloatArray,
+    bk: FloatArray,
+    Wv: FloatArray,
+    bv: FloatArray,
+    Wo: FloatArray,
+    bo: FloatArray,
+    n_head: int,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Attention with its own biased projections: ``(out, q, k, v, att)`` of ``x`` (B, T, C).
+
+    Composed from the ops above: three Linears (weights [out, in], (C, C)) give q, k, v (each
+    (B, T, C), the backward's cache); :func:`attention_forward` over q|k|v gives ``att``
+    (B, NH, T, T) and the merged heads; the Wo Linear gives ``out`` (B, T, C).
+    """
+    q, k, v = (matmul_forward(x, W, b) for W, b in ((Wq, bq), (Wk, bk), (Wv, bv)))
+    y, att = attention_forward(np.concatenate([q, k, v], axis=-1), n_head)  # (B, T, C)
+    return matmul_forward(y, Wo, bo), q, k, v, att
+
+
+def attention_block_backward(
+    dout: FloatArray,
+    x: FloatArray,
+    Wq: FloatArray,
+    Wk: FloatArray,
+    Wv: FloatArray,
+    Wo: FloatArray,
+    q: FloatArray,
+    k: FloatArray,
+    v: FloatArray,
+    att: FloatArray,
+    n_head: int,
+) -> tuple[FloatArray, ...]:
+    """``(dx, dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo)`` of :func:`attention_block_forward`.
+
+    Given the forward's cache (q, k, v, att): the Wo Linear's backward over the merged heads
+    ``att @ v``, :func:`attention_backward`, then the three q/k/v Linears' backwards, whose
+    input gradients sum into ``dx``.
+    """
+    fn = "attention_block_backward"
+    qkv, NH = _check_attention(fn, np.concatenate([q, k, v], axis=-1), n_head)
+    att = _floats(fn, "att", att, (4,))
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    _shape_is(fn, "att", att, (B, NH, T, T), f"to match q {q.shape} and n_head={NH}")
+    vh = _split_heads(qkv, NH)[2]  # (B, NH, T, hs)
+    y = (att @ vh).transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C): the merged heads
+    dy, dWo, dbo = matmul_backward(dout, y, Wo)
+    dqkv = attention_backward(dy, qkv, att, NH)  # (B, T, 3C)
+    dx = np.zeros_like(x)
+    grads: list[FloatArray] = []
+    for i, W in enumerate((Wq, Wk, Wv)):
+        dxi, dW, db = matmul_backward(dqkv[..., i * C : (i + 1) * C], x, W)
+        assert db is not None  # has_bias: every projection is biased
+        dx = dx + dxi
+        grads += [dW, db]
+    assert dbo is not None
+    return (dx, *grads, dWo, dbo)
+
+
 # ---- gelu ----------------------------------------------------------------------------------
 
 

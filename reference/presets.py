@@ -1,8 +1,11 @@
 """Model presets: exact dimensions and parameter counts.
 
-The tokenizer is a fixed 7-bit ASCII character tokenizer (token id == byte value), so
-``vocab_size`` is 128 for every preset and the parameter counts below are exact. The LM head is
-tied to the token embedding ``wte`` (as in GPT-2 and llm.c), so it adds no parameters.
+Token ids are byte values: ``vocab_size`` is 128 (7-bit ASCII, our presets) or 256 (any byte, as
+byte-level projects do). The LM head is tied to the token embedding ``wte`` (as in GPT-2 and
+llm.c), so it adds no parameters. Beyond the GPT-2 defaults a config may set what real small
+character- and byte-level GPTs vary: the MLP width (``d_mlp``, default 4C), which Linears carry a
+bias (``biases``), and the LayerNorm epsilon (``ln_eps``); the parameter count follows all of
+them.
 
 Parameters are stored per kind and stacked over layers, in the llm.c order given by
 :func:`param_shapes`. That order is also the flat layout the C ABI uses (see
@@ -14,7 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reference.ops import LAYERNORM_EPS
+
 VOCAB_SIZE = 128
+MAX_VOCAB = 256  # token ids are byte values: 128 for 7-bit ASCII, 256 for any byte
+# The Linears of a block, by the prefix of their parameter names: a config lists those that
+# carry a bias (GPT-2: all four).
+LINEARS: tuple[str, ...] = ("qkv", "attproj", "fc", "fcproj")
 
 
 @dataclass(frozen=True)
@@ -25,20 +34,60 @@ class ModelConfig:
     n_layer: int  # transformer blocks
     n_head: int  # attention heads per block
     n_embd: int  # channels C; must be divisible by n_head
-    block_size: int  # maximum sequence length (rows of wpe)
+    block_size: int  # maximum sequence length (rows of wpe): the context length
     vocab_size: int = VOCAB_SIZE
+    d_mlp: int = 0  # the MLP's hidden width; 0 means GPT-2's 4 * n_embd
+    biases: tuple[str, ...] = LINEARS  # the Linears (of LINEARS) that carry a bias
+    ln_eps: float = LAYERNORM_EPS  # every LayerNorm's epsilon
 
     @property
     def head_size(self) -> int:
         """Channels per attention head."""
         return self.n_embd // self.n_head
 
+    @property
+    def mlp_width(self) -> int:
+        """The MLP's hidden width (``d_mlp``, or 4 * n_embd when unset)."""
+        return self.d_mlp or 4 * self.n_embd
+
+    @property
+    def is_gpt2(self) -> bool:
+        """True when only the dimensions differ from GPT-2's architecture (4C MLP, every bias,
+        LayerNorm eps 1e-5): the architecture tinygpt.h's model implements."""
+        return (
+            self.mlp_width == 4 * self.n_embd
+            and set(self.biases) == set(LINEARS)
+            and self.ln_eps == LAYERNORM_EPS
+        )
+
     def __post_init__(self) -> None:
+        where = f"preset {self.name!r}"
+        for key in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{where}: {key} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head != 0:
             raise ValueError(
-                f"preset {self.name!r}: n_embd={self.n_embd} is not divisible by "
-                f"n_head={self.n_head}"
+                f"{where}: n_embd={self.n_embd} is not divisible by n_head={self.n_head}"
             )
+        if self.vocab_size > MAX_VOCAB:
+            raise ValueError(
+                f"{where}: vocab_size={self.vocab_size}; token ids are bytes, so the vocabulary "
+                f"is at most {MAX_VOCAB} (128: ASCII, 256: bytes)"
+            )
+        if isinstance(self.d_mlp, bool) or not isinstance(self.d_mlp, int) or self.d_mlp < 0:
+            raise ValueError(f"{where}: d_mlp must be a positive integer (or 0 for 4C)")
+        unknown = [b for b in self.biases if b not in LINEARS]
+        if unknown or len(set(self.biases)) != len(self.biases):
+            raise ValueError(
+                f"{where}: biases {list(self.biases)} must be distinct names of {list(LINEARS)}"
+            )
+        if not (isinstance(self.ln_eps, float) and 0.0 < self.ln_eps < 1.0):
+            raise ValueError(f"{where}: ln_eps must be a float in (0, 1), got {self.ln_eps!r}")
+
+    def has_bias(self, linear: str) -> bool:
+        """Whether the Linear ``linear`` (one of LINEARS) carries a bias."""
+        return linear in self.biases
 
 
 PARAM_NAMES: tuple[str, ...] = (
@@ -48,9 +97,10 @@ PARAM_NAMES: tuple[str, ...] = (
 
 
 def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Return ``{name: shape}`` for every parameter tensor, in the flat ABI order."""
-    V, T, C, L = cfg.vocab_size, cfg.block_size, cfg.n_embd, cfg.n_layer
-    return {
+    """Return ``{name: shape}`` for every parameter tensor of ``cfg``, in the flat ABI order
+    (``PARAM_NAMES``, less the biases ``cfg`` leaves out)."""
+    V, T, C, L, F = cfg.vocab_size, cfg.block_size, cfg.n_embd, cfg.n_layer, cfg.mlp_width
+    shapes = {
         "wte": (V, C),  # token embedding, also the tied LM head
         "wpe": (T, C),  # position embedding
         "ln1w": (L, C),
@@ -61,13 +111,20 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         "attprojb": (L, C),
         "ln2w": (L, C),
         "ln2b": (L, C),
-        "fcw": (L, 4 * C, C),
-        "fcb": (L, 4 * C),
-        "fcprojw": (L, C, 4 * C),
+        "fcw": (L, F, C),
+        "fcb": (L, F),
+        "fcprojw": (L, C, F),
         "fcprojb": (L, C),
         "lnfw": (C,),
         "lnfb": (C,),
     }
+    dropped = {f"{linear}b" for linear in LINEARS if not cfg.has_bias(linear)}
+    return {name: shape for name, shape in shapes.items() if name not in dropped}
+
+
+def param_names(cfg: ModelConfig) -> tuple[str, ...]:
+    """The names of ``cfg``'s parameter tensors in flat order (PARAM_NAMES less dropped biases)."""
+    return tuple(param_shapes(cfg))
 
 
 def param_count(cfg: ModelConfig) -> int:

@@ -35,6 +35,7 @@ from harness.bindings.canonical import (
     CanonicalOp,
     Role,
 )
+from harness.formats import WasmTypes
 from harness.toml_lines import Path_, TomlLines
 
 BUNDLED = Path(__file__).with_name("tinygpt.toml")
@@ -126,16 +127,25 @@ class Binding:
             n: {"params": list(s.params), "result": s.result} for n, s in self.signatures().items()
         }
 
-    def export_line(self, export: str) -> str:
-        """``file:line`` of the first place the binding names ``export``."""
-        for call in (*self.ops.values(), *self.model.values()):
-            if call.export == export:
-                return f"{self.path}:{call.line}"
-        return f"{self.path}:{self.lines.line_of(('memory',))}"
+    def export_line(self, export: str, key: str = "export") -> str:
+        """``file:line`` of the first place the binding names ``export``: the ``key`` line
+        (``export``, or ``args`` for a wrong arity) of the op or model call binding it, else its
+        ``[memory]`` key, its ``[exports]`` entry, or ``[binding] abi`` (an ABI's fixed export)."""
+        for section, calls in (("ops", self.ops), ("model", self.model)):
+            for call in calls.values():
+                if call.export == export:
+                    return f"{self.path}:{self.lines.line_of((section, call.op, key))}"
+        m = self.memory
+        where: Path_ = ("binding", "abi")
+        if m is not None and export in (m.alloc, m.free):
+            where = ("memory", "alloc" if export == m.alloc else "free")
+        elif export in self.extra_exports:
+            where = ("exports", export)
+        return f"{self.path}:{self.lines.line_of(where)}"
 
     def check_exports(
         self,
-        found: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]] | None],
+        found: Mapping[str, WasmTypes | None],
         ptr_width: int,
         module: str,
     ) -> None:
@@ -146,8 +156,8 @@ class Binding:
         The error names the binding's file:line, the op, and the module.
         """
         for name, sig in self.signatures().items():
-            where = self.export_line(name)
             if name not in found:
+                where = self.export_line(name)
                 near = _near(name, found)
                 raise BindingError(
                     f"{where}: export {name!r} is not in {module}"
@@ -157,6 +167,7 @@ class Binding:
             if types is None:
                 continue
             params, results = sig.wasm_types(ptr_width)
+            where = self.export_line(name, "args")
             if len(types[0]) != len(params):
                 raise BindingError(
                     f"{where}: export {name!r} takes {len(types[0])} arguments in {module} "
@@ -171,7 +182,7 @@ class Binding:
                 )
 
 
-def _fmt(types: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+def _fmt(types: WasmTypes) -> str:
     return f"({', '.join(types[0])}) -> ({', '.join(types[1])})"
 
 
@@ -206,6 +217,11 @@ def load_binding(path: Path) -> Binding:
         m = re.search(r"line (\d+)", str(exc))
         raise BindingError(f"{path}:{m.group(1) if m else 1}: {exc}") from None
     return _Validator(path, TomlLines(text)).binding(data)
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article ("an input", "a dim")."""
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
 def _type_name(v: object) -> str:
@@ -255,7 +271,9 @@ class _Validator:
         if "binding" not in data:
             raise self.error((), "missing [binding] table (name = ...)")
         head = self.table(("binding",), data["binding"], ("name", "description", "abi"))
-        name = self.typed(("binding", "name"), head.get("name"), str, "a string")
+        if "name" not in head:
+            raise self.error(("binding",), "missing key 'name'")
+        name = self.typed(("binding", "name"), head["name"], str, "a string")
         abi = str(self.typed(("binding", "abi"), head.get("abi", ""), str, "an ABI name"))
         if abi and abi not in ABIS:
             raise self.error(("binding", "abi"), f"unknown ABI {abi!r}; known: {', '.join(ABIS)}")
@@ -325,7 +343,7 @@ class _Validator:
             if spec.role not in ("scalar", "dim"):
                 raise self.error(
                     (*where, "fixed", a),
-                    f"only scalars can be fixed; {a!r} is a {spec.role} buffer",
+                    f"only scalars can be fixed; {a!r} is {_a(spec.role)} buffer",
                 )
             value = self.typed((*where, "fixed", a), v, (int, float), "a number")
             if not math.isfinite(value):
@@ -347,17 +365,21 @@ class _Validator:
         for a, r in self.table((*where, "roles"), t.get("roles", {}), args).items():
             default = op.args[a].role
             self.typed((*where, "roles", a), r, str, "a role")
-            if default not in BUFFER_ROLES or r not in BUFFER_ROLES:
+            if default not in BUFFER_ROLES:
                 raise self.error(
                     (*where, "roles", a),
-                    f"{a!r} is a {default}; only buffers "
-                    f"take another role "
+                    f"{a!r} is {_a(default)}; only buffers take another role "
                     f"({', '.join(BUFFER_ROLES)})",
+                )
+            if r not in BUFFER_ROLES:
+                raise self.error(
+                    (*where, "roles", a),
+                    f"unknown role {r!r}; a buffer's roles: {', '.join(BUFFER_ROLES)}",
                 )
             if {default, r} - {"output", "accumulator"} and default != r:
                 raise self.error(
                     (*where, "roles", a),
-                    f"{a!r} is an {default}; it may only switch between output and accumulator",
+                    f"{a!r} is {_a(default)}; it may only switch between output and accumulator",
                 )
             roles[a] = r
         size_t = self.typed((*where, "size_t"), t.get("size_t", []), list, "an array of dims")
@@ -396,8 +418,8 @@ class _Validator:
             for name in MODEL_CALLS
             if name in t
         }
-        if calls and "create" not in calls:
-            raise self.error(w, "model calls need a 'create' call")
+        if calls and "create" not in calls:  # at the first call's line: [model] has no header
+            raise self.error((*w, next(iter(calls))), "model calls need a 'create' call")
         tables = {
             k: self.table((*w, k), t[k], t[k].keys() if isinstance(t[k], dict) else ())
             for k in subtables

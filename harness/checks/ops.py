@@ -13,6 +13,11 @@ drawn from the seed), ``preset`` (the cell preset's own dims), and for the softm
 :func:`op_parity` is the one helper (tinygrad's ``helper_test_op``): it runs one op on one case
 through both sides and compares each output with :func:`harness.parity.compare` (shape, dtype,
 non-finite, values). Tests are one-liners over it; the check turns it into rows.
+
+The kernels side calls each op through the artifact's binding (:class:`harness.kernel.Kernels`):
+an op the binding lacks is one ``skipped`` row ("not bound"), and a failing op's first failing
+case is re-run under corrected bindings (:mod:`harness.checks.ops_diagnosis`) so the failure
+names a wrong layout, argument order or dim where one explains it.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from harness.bindings.canonical import OPS as CANONICAL
 from harness.checks.base import CellContext
+from harness.checks.ops_diagnosis import diagnose
 from harness.hosts.base import HostCrashed, HostError, HostTimeout
-from harness.kernel import Kernels
+from harness.kernel import Kernels, NotBound
 from harness.parity import ParityError, ParityResult, compare
 from harness.rundir.rows import Row
 from harness.tolerance import ELEMENTWISE_RULES, elementwise_bound, op_tolerance
@@ -123,6 +130,10 @@ class OpSpec:
     extra_dims: Callable[[Arrays, Case], Mapping[str, float]] = field(
         default=lambda _inputs, _case: {}
     )
+    # the inputs without the op's optional arguments (a bias), for a library whose binding
+    # omits them: both sides then compute the op without them, on every case. (Skipping the
+    # biased cases instead would leave such an op its `odd` case alone.)
+    unbiased: Callable[[Arrays], Arrays] | None = None
 
     def run(self, engine: Any, inputs: Arrays) -> Arrays:
         """Call the op on ``engine`` and name its outputs; a None output (no dbias) is dropped."""
@@ -226,6 +237,38 @@ def _make_attention_backward(rng: np.random.Generator, c: Case) -> Arrays:
     return {"dout": dout, "qkv": qkv, "att": att.astype(np.float32), "NH": c.dims["NH"]}
 
 
+def _make_attention_block(rng: np.random.Generator, c: Case) -> Arrays:
+    B, T, C = c.dims["B"], c.dims["T"], c.dims["C"]
+    # weights of scale 1/sqrt(C) keep q, k, v (and so the scores) of order one
+    params = {f"W{p}": _f32(rng, C, C, scale=1.0 / math.sqrt(C)) for p in "qkvo"}
+    params |= {f"b{p}": _f32(rng, C, scale=0.1) for p in "qkvo"}
+    return {"x": _f32(rng, B, T, C), **params, "NH": c.dims["NH"]}
+
+
+def _block_forward(e: Any, a: Arrays) -> Any:
+    w = [a[f"{t}{p}"] for p in "qkvo" for t in "Wb"]  # Wq, bq, ..., Wo, bo
+    return e.attention_block_forward(a["x"], *w, a["NH"])
+
+
+def _make_attention_block_backward(rng: np.random.Generator, c: Case) -> Arrays:
+    a = _make_attention_block(rng, c)
+    # the forward's cache from the float64 reference, rounded to float32 for both sides
+    _, q, k, v, att = _block_forward(ref_ops, {n: _wide(x) for n, x in a.items()})
+    cache = {n: x.astype(np.float32) for n, x in zip("qkv", (q, k, v), strict=True)}
+    weights = {f"W{p}": a[f"W{p}"] for p in "qkvo"}
+    dout = _f32(rng, c.dims["B"], c.dims["T"], c.dims["C"])
+    return {"dout": dout, "x": a["x"], **weights, **cache, "att": att.astype(np.float32),
+            "NH": c.dims["NH"]}  # fmt: skip
+
+
+def _block_dims(inputs: Arrays, c: Case) -> Mapping[str, float]:
+    """The block's max |score| (exp conditioning) and 3C (dx sums three projections)."""
+    C = c.dims["C"]
+    x = np.asarray(inputs["x"], np.float64)
+    q, k = (ref_ops.matmul_forward(x, _wide(inputs[f"W{p}"]), _wide(inputs[f"b{p}"])) for p in "qk")
+    return {"logit": _max_score(q, k, c.dims["NH"]), "3C": 3 * C}
+
+
 def _logits(rng: np.random.Generator, c: Case) -> NDArray[np.float32]:
     N, V = c.dims["N"], c.dims["V"]
     if not c.logit:
@@ -270,15 +313,20 @@ def _make_adamw(rng: np.random.Generator, c: Case) -> Arrays:
     }
 
 
+def _max_score(q: NDArray[Any], k: NDArray[Any], NH: int) -> float:
+    """The max |q.k|/sqrt(hs) over heads of q, k (B, T, C)."""
+    B, T, C = q.shape
+    hs = C // NH
+    qh = q.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)
+    kh = k.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)
+    return float(np.abs(qh @ kh.transpose(0, 1, 3, 2)).max() / math.sqrt(hs))
+
+
 def _score_magnitude(inputs: Arrays, c: Case) -> Mapping[str, float]:
     """The max |score| of an attention case, for the exp conditioning rule."""
     qkv = np.asarray(inputs["qkv"], dtype=np.float64)
-    B, T, C3 = qkv.shape
-    C, NH = C3 // 3, c.dims["NH"]
-    hs = C // NH
-    q = qkv[..., :C].reshape(B, T, NH, hs).transpose(0, 2, 1, 3)
-    k = qkv[..., C : 2 * C].reshape(B, T, NH, hs).transpose(0, 2, 1, 3)
-    return {"logit": float(np.abs(q @ k.transpose(0, 1, 3, 2)).max() / math.sqrt(hs))}
+    C = qkv.shape[2] // 3
+    return {"logit": _max_score(qkv[..., :C], qkv[..., C : 2 * C], c.dims["NH"])}
 
 
 def _logit_magnitude(inputs: Arrays, _c: Case) -> Mapping[str, float]:
@@ -311,18 +359,21 @@ SPECS: dict[str, OpSpec] = {
             ("dinp", "dweight", "dbias"),
             _make_ln_backward,
             lambda e, a: e.layernorm_backward(a["dout"], a["x"], a["w"], a["mean"], a["rstd"]),
+            extra_dims=lambda a, _c: {"rstd": float(np.abs(a["rstd"]).max(initial=0.0))},
         ),
         OpSpec(
             "matmul_forward",
             ("out",),
             _make_matmul,
             lambda e, a: e.matmul_forward(a["x"], a["W"], a["b"]),
+            unbiased=lambda a: {**a, "b": None},
         ),
         OpSpec(
             "matmul_backward",
             ("dinp", "dweight", "dbias"),
             _make_matmul_backward,
             lambda e, a: e.matmul_backward(a["dout"], a["x"], a["W"], a["has_bias"]),
+            unbiased=lambda a: {**a, "has_bias": False},
         ),
         OpSpec(
             "attention_forward",
@@ -338,6 +389,33 @@ SPECS: dict[str, OpSpec] = {
             _make_attention_backward,
             lambda e, a: e.attention_backward(a["dout"], a["qkv"], a["att"], a["NH"]),
             softmax=True,
+        ),
+        # no ``large`` case: its scores come out of the projections (inputs of order one)
+        OpSpec(
+            "attention_block_forward",
+            ("out", "q", "k", "v", "att"),
+            _make_attention_block,
+            _block_forward,
+            extra_dims=_block_dims,
+        ),
+        OpSpec(
+            "attention_block_backward",
+            ("dinp", *(f"d{t}{p}" for p in "qkvo" for t in "Wb")),
+            _make_attention_block_backward,
+            lambda e, a: e.attention_block_backward(
+                a["dout"],
+                a["x"],
+                a["Wq"],
+                a["Wk"],
+                a["Wv"],
+                a["Wo"],
+                a["q"],
+                a["k"],
+                a["v"],
+                a["att"],
+                a["NH"],
+            ),
+            extra_dims=lambda _a, c: {"3C": 3 * c.dims["C"]},
         ),
         OpSpec(
             "gelu_forward",
@@ -423,10 +501,16 @@ def op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> list[Pari
     (shape, dtype, non-finite, values) with its tolerance from
     :func:`harness.tolerance.op_tolerance`.
     An output the reference has and the kernel lacks (or the reverse) is a shape-stage failure.
+    An op the artifact's binding lacks raises :class:`NotBound`; one whose export omits an
+    optional argument (a matmul without bias) runs without it on both sides.
     """
     spec = SPECS[op]
+    call = kernels.bound(op)
     rng = np.random.default_rng((seed, sum(map(ord, f"{op}/{case.name}"))))
     inputs = spec.make(rng, case)
+    optional = [a for a, arg in CANONICAL[op].args.items() if arg.optional]
+    if spec.unbiased is not None and any(a not in call.args for a in optional):
+        inputs = spec.unbiased(inputs)
     expected = spec.run(ref_ops, {k: _wide(v) for k, v in inputs.items()})
     found = spec.run(kernels, inputs)
     dims: dict[str, float] = {**case.dims, **spec.extra_dims(inputs, case)}
@@ -446,12 +530,36 @@ def op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> list[Pari
     return results
 
 
+def diagnose_op(kernels: Kernels, op: str, case: Case, seed: int = 0, rerun: bool = True) -> str:
+    """Why ``op`` fails parity on ``case``, if a corrected binding explains it; else "".
+
+    :func:`ops_diagnosis.diagnose` tries its hypotheses on the same case and seed (an
+    explanation: every output passes). It sizes them from the op's last call: ``rerun`` makes
+    that call first (False: the caller just ran ``op`` on ``case``).
+    """
+    if rerun:
+        op_parity(kernels, op, case, seed)
+
+    def passes(k: Kernels) -> bool:
+        return all(r.ok for r in op_parity(k, op, case, seed))
+
+    return diagnose(kernels, op, passes)
+
+
+def with_cause(subject: str, cause: str, message: str) -> str:
+    """A failure's text with the diagnosis first: ``<subject> fails parity; <cause>. <message>``."""
+    return f"{subject} fails parity; {cause}. {message}" if cause else message
+
+
 def assert_op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> None:
-    """Raise :class:`ParityError` naming the op, output, case and stage of the first failure."""
+    """Raise :class:`ParityError` naming the op, output, case and stage of the first failure,
+    and the wrong-binding diagnosis when one explains it."""
     for r in op_parity(kernels, op, case, seed):
         if not r.ok:
+            cause = diagnose_op(kernels, op, case, seed)
+            message = with_cause(r.name, cause, f"[{case.describe()}] {r.message}")
             raise ParityError(
-                ParityResult(r.name, r.stage, f"[{case.describe()}] {r.message}", r.tolerance,
+                ParityResult(r.name, r.stage, message, r.tolerance,
                              r.max_abs_err, r.max_rel_err, r.max_ulp, r.worst_ratio,
                              r.worst_index, r.found_at_worst, r.expected_at_worst)
             )  # fmt: skip
@@ -507,12 +615,19 @@ class _Worst:
 
 def _run_cases(
     kernels: Kernels, ops: Sequence[str], case_list: Sequence[Case], seed: int
-) -> Iterator[tuple[str, str, _Worst | str]]:
-    """Yield (op, output, aggregate) per output, or (op, "", error text) when an op errors."""
+) -> Iterator[tuple[str, str, _Worst | str | NotBound]]:
+    """Yield (op, output, aggregate) per output, (op, "", error text) when an op errors, or
+    (op, "", NotBound) when the artifact's binding lacks it."""
     for op in ops:
         spec = SPECS[op]
         worst: dict[str, _Worst] = {}
         error = ""
+        cause: str | None = None  # the diagnosis of the op's first failing case
+        try:
+            kernels.bound(op)
+        except NotBound as exc:
+            yield op, "", exc
+            continue
         for case in case_list:
             if case.logit and not spec.softmax:
                 continue
@@ -520,6 +635,8 @@ def _run_cases(
                 continue
             try:
                 results = op_parity(kernels, op, case, seed)
+                if cause is None and not all(r.ok for r in results):
+                    cause = diagnose_op(kernels, op, case, seed, rerun=False)
             except (HostCrashed, HostTimeout):
                 raise  # the instance is gone: the runner restarts the host
             except HostError as exc:
@@ -531,6 +648,8 @@ def _run_cases(
             yield op, "", error
             continue
         for output, agg in worst.items():
+            if agg.failure and cause:
+                agg.failure = with_cause(f"{op}.{output}", cause, agg.failure)
             yield op, output, agg
 
 
@@ -542,6 +661,10 @@ def run(ctx: CellContext) -> Iterator[Row]:
     case_list = cases(ctx.preset, seed, include_large=bool(ctx.options.get("large", True)))
     kernels = Kernels(ctx.instance)
     for op, output, agg in _run_cases(kernels, ops, case_list, seed):
+        if isinstance(agg, NotBound):
+            # a library binds the ops it has: one it lacks is no error of the cell
+            yield ctx.row(CHECK, op, "skipped", detail=f"{op}: not bound: {agg}")
+            continue
         if isinstance(agg, str):
             yield ctx.row(CHECK, op, "error", detail=f"{op}: {agg}")
             continue

@@ -17,6 +17,7 @@ from harness.abi import EXPORTS, Signature
 from harness.artifact import Artifact
 from harness.engines.call_loop import roundtrips, time_loop
 from harness.engines.signatures import artifact_signatures
+from harness.formats import WasmTypes
 from harness.hosts.base import (
     ABIError,
     CorruptArtifact,
@@ -32,11 +33,14 @@ from harness.hosts.base import (
 MEMORY_EXPORT = "memory"
 
 
-def make_engine() -> wasmtime.Engine:
-    """A wasmtime Engine with the proposals the artifacts use: Memory64 and simd128."""
+def make_engine(*, threads: bool = False) -> wasmtime.Engine:
+    """A wasmtime Engine with the proposals the artifacts use: Memory64 and simd128 (and, with
+    ``threads``, shared memory and atomics: an emscripten ``-pthread`` build's)."""
     config = wasmtime.Config()
     config.wasm_memory64 = True
     config.wasm_simd = True
+    if threads:
+        config.wasm_threads = True
     return wasmtime.Engine(config)
 
 
@@ -55,6 +59,15 @@ def parse_module(engine: wasmtime.Engine, path: Path, label: str) -> wasmtime.Mo
 
 def _valtypes(types: Any) -> tuple[str, ...]:
     return tuple(str(t) for t in types)
+
+
+def func_types(module: wasmtime.Module) -> dict[str, WasmTypes]:
+    """Each function export of ``module``: name -> (wasm param types, wasm result types)."""
+    return {
+        e.name: (_valtypes(e.type.params), _valtypes(e.type.results))
+        for e in module.exports
+        if isinstance(e.type, wasmtime.FuncType)
+    }
 
 
 def check_module_abi(

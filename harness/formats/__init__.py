@@ -9,6 +9,8 @@ manifest to a running instance, declared in ONE module of this package:
 - which host runtimes load it, and the loader in each (``loaders``: a Python engine class for
   the worker processes, a ``harness/js/format_*.mjs`` module for Node and Chromium);
 - its static checks (:meth:`ArtifactFormat.static_check`, run before any engine sees a file);
+- what it exports, read from its files (:meth:`ArtifactFormat.exports_found`: the binding's
+  check at load);
 - its allocator (the exports :meth:`~harness.hosts.base.Instance.alloc` calls).
 
 Modules are discovered, not listed: a file ``harness/formats/<name>.py`` defining ``FORMAT`` is a
@@ -35,6 +37,8 @@ from harness.abi import Signature
 # runtimes it has a loader for. Python engines run in ``harness.hosts.worker`` processes.
 PY_RUNTIMES = ("native", "wasmtime")
 JS_RUNTIMES = ("node", "chromium")
+# An export's wasm type: (param types, result types), as wasmtime spells them ("i32", "i64", ...).
+WasmTypes = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class ArtifactFormat(abc.ABC):
     # the exports Instance.alloc/free call, and their signatures where they are not ABI exports
     allocator: tuple[str, str] = ("tg_alloc", "tg_free")
     allocator_signatures: ClassVar[Mapping[str, Signature]] = MappingProxyType({})
+    exports_role: str = ""  # the file :meth:`exports_found` reads (messages name it)
 
     def refusal(self, runtime: str, host: str) -> str | None:
         """None if a host of ``runtime`` has a loader for this format, else why it has not."""
@@ -134,6 +139,16 @@ class ArtifactFormat(abc.ABC):
         Runs in the harness before any engine sees the artifact (after its hashes were
         verified); must not execute the artifact.
         """
+
+    def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None] | None:
+        """What the artifact exports, read from its files without running them: export name ->
+        (wasm param types, wasm result types), or -> None where the format knows names only.
+
+        None: this format cannot list its exports. A binding is checked against this at load
+        (:func:`harness.bindings.verify.check_artifact`); a file that cannot be read or parsed
+        raises (OSError, a HostError subclass) and is left to the cell's own load.
+        """
+        return None
 
 
 def loader_class(spec: str) -> Any:

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from harness.abi import EXPORTS, Signature
-from harness.formats import ArtifactFormat
+from harness.formats import ArtifactFormat, WasmTypes
 
 _ES6_DEFAULT = re.compile(rb"export\s+default\s+\w+")
 ALLOCATOR = ("malloc", "free")
@@ -39,6 +39,7 @@ class EmscriptenFormat(ArtifactFormat):
     description = "an emscripten ES6 module factory (glue .js + .wasm [+ pthread worker .js])"
     roles = ("glue", "wasm", "worker")
     optional_roles = ("worker",)
+    exports_role = "wasm"
     loaders = MappingProxyType(
         {"node": "format_emscripten.mjs", "chromium": "format_emscripten.mjs"}
     )
@@ -72,9 +73,7 @@ class EmscriptenFormat(ArtifactFormat):
 
     def _check(self, files: Mapping[str, Path], ptr_width: int,
                wanted: Mapping[str, Signature]) -> None:  # fmt: skip
-        import wasmtime
-
-        from harness.engines.wasmtime_engine import check_module_abi, parse_module
+        from harness.engines.wasmtime_engine import check_module_abi, make_engine, parse_module
         from harness.hosts.base import CorruptArtifact, MissingExport
 
         glue = files["glue"]
@@ -82,12 +81,8 @@ class EmscriptenFormat(ArtifactFormat):
             raise CorruptArtifact(
                 f"{glue}: no `export default` factory: not an -sMODULARIZE -sEXPORT_ES6 glue"
             )
-        config = wasmtime.Config()
-        config.wasm_memory64 = True
-        config.wasm_simd = True
-        config.wasm_threads = True
         label = str(files["wasm"])
-        module = parse_module(wasmtime.Engine(config), files["wasm"], label)
+        module = parse_module(make_engine(threads=True), files["wasm"], label)
         check_module_abi(
             module, ptr_width, label, wanted, freestanding=False,
             hint=" (the glue offers an export as `_name` only if -sEXPORTED_FUNCTIONS lists it)",
@@ -98,6 +93,14 @@ class EmscriptenFormat(ArtifactFormat):
                 f"{label}: imports its memory (a -pthread build) but the artifact lists no "
                 "pthread worker .js file"
             )
+
+    def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None]:
+        """The ``.wasm``'s function exports under their C names (the glue adds the ``_``), with
+        their wasm types; CorruptArtifact if it does not parse."""
+        from harness.engines.wasmtime_engine import func_types, make_engine, parse_module
+
+        path = files[self.exports_role]
+        return func_types(parse_module(make_engine(threads=True), path, str(path)))
 
 
 FORMAT = EmscriptenFormat()

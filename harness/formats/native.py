@@ -1,8 +1,9 @@
 """Format ``native``: one shared library (``.so``) loaded through ctypes in a worker process.
 
 It has no static check of its own: what could be checked without loading (the ELF header) says
-less than ``dlopen``, whose error the ctypes engine reports as CorruptArtifact, and a missing
-export is a MissingExport from the binding of each ABI name.
+less than ``dlopen``, whose error the ctypes engine reports as CorruptArtifact. Its exports are
+read from the ELF ``.dynsym`` (:mod:`harness.formats.elf`, names only: a symbol has no types), so
+a binding naming an export the library lacks is refused at load, before any worker starts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from harness.abi import Signature
-from harness.formats import ArtifactFormat
+from harness.formats import ArtifactFormat, WasmTypes
+from harness.formats.elf import dynamic_functions
 
 
 class NativeFormat(ArtifactFormat):
@@ -21,6 +23,7 @@ class NativeFormat(ArtifactFormat):
     name = "native"
     description = "a native shared library"
     roles = ("so",)
+    exports_role = "so"
     loaders = MappingProxyType({"native": "harness.engines.ctypes_engine:CtypesInstance"})
 
     def static_check(
@@ -30,6 +33,12 @@ class NativeFormat(ArtifactFormat):
         exports: Mapping[str, Signature] | None = None,
     ) -> None:
         """Nothing before dlopen (see the module docstring)."""
+
+    def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None] | None:
+        """The library's dynamic function symbols, each with no types (None); None if its
+        symbol table cannot be read (not ELF64, no section headers)."""
+        names = dynamic_functions(files[self.exports_role])
+        return None if names is None else dict.fromkeys(names)
 
 
 FORMAT = NativeFormat()

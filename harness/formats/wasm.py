@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from harness.abi import EXPORTS, Signature
-from harness.formats import ArtifactFormat
+from harness.formats import ArtifactFormat, WasmTypes
 
 
 class WasmFormat(ArtifactFormat):
@@ -22,6 +22,7 @@ class WasmFormat(ArtifactFormat):
     name = "wasm"
     description = "a freestanding .wasm module"
     roles = ("wasm",)
+    exports_role = "wasm"
     loaders = MappingProxyType(
         {
             "wasmtime": "harness.engines.wasmtime_engine:WasmtimeInstance",
@@ -50,6 +51,14 @@ class WasmFormat(ArtifactFormat):
         if key not in self._passed:
             validate_wasm_abi(path, ptr_width, wanted)
             self._passed.add(key)
+
+    def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None]:
+        """The module's function exports with their wasm types; CorruptArtifact if it does not
+        parse."""
+        from harness.engines.wasmtime_engine import func_types, make_engine, parse_module
+
+        path = files[self.exports_role]
+        return func_types(parse_module(make_engine(), path, str(path)))
 
 
 FORMAT = WasmFormat()

@@ -55,7 +55,14 @@ export async function open(entry, io, options = {}) {
   const wasmBinary = await io.bytes('wasm');
   const settings = {
     wasmBinary,
-    locateFile: (name) => located[name] ?? name,
+    // A name outside the set would be fetched relative to the page or the cwd: found by luck
+    // or not at all (Node: "The worker script ... must be an absolute path"; Chromium: an
+    // uncaught Event from the pthread Worker, no name). It means the set lacks a file the glue
+    // needs, e.g. a -pthread worker listed under another name: say which, at the load.
+    locateFile: (name) => {
+      if (Object.hasOwn(located, name)) return located[name];
+      throw new HarnessError('HostError', `the glue asks for ${name}, which is not a file of the artifact (${Object.keys(located).join(', ')}); a -pthread build's worker .js is listed as role "worker" under the name the glue was built with`);
+    },
     mainScriptUrlOrBlob: glueUrl, // what a pthread worker imports (the glue)
     print: (...a) => console.error(...a), // stdout is the Node worker's protocol channel
     printErr: (...a) => console.error(...a),

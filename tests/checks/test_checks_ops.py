@@ -10,16 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.artifact import Artifact
+from harness.bindings import bundled
 from harness.checks.base import CellContext
 from harness.checks.ops import OPS, SPECS, Case, assert_op_parity, cases, op_parity, run
 from harness.engines.ctypes_engine import CtypesInstance
-from harness.kernel import Kernels
+from harness.kernel import Kernels, Override
 from harness.parity import ParityError
 from reference.presets import PRESETS
 
 SMALL = PRESETS["small"]
 CASES = {c.name: c for c in cases(SMALL, seed=0)}
-GRID = [(op, name) for op in OPS for name, c in CASES.items() if not c.logit or SPECS[op].softmax]
+BOUND = [op for op in OPS if op in bundled().ops]  # the bundled library's ops
+GRID = [(op, name) for op in BOUND for name, c in CASES.items() if not c.logit or SPECS[op].softmax]
 
 
 @pytest.mark.parametrize(("op", "case"), GRID)
@@ -86,7 +88,11 @@ def test_check_rows_pass_on_the_real_kernels(
     native: CtypesInstance, native_artifact: Artifact
 ) -> None:
     """The ops check yields three metric rows per op output, all passing, with the tolerance."""
-    rows = list(run(_ctx(native, native_artifact)))
+    all_rows = list(run(_ctx(native, native_artifact)))
+    skipped = {r.subject: r.detail for r in all_rows if r.status == "skipped"}
+    assert sorted(skipped) == sorted(set(OPS) - set(BOUND))
+    assert all("not bound by the tinygpt binding" in d for d in skipped.values())
+    rows = [r for r in all_rows if r.status != "skipped"]
     outputs = {r.subject for r in rows}
     assert len(rows) == 3 * len(outputs) and "layernorm_backward.dinp" in outputs
     assert {r.metric for r in rows} == {"max_abs_err", "max_rel_err", "max_ulp"}
@@ -116,3 +122,26 @@ def test_validate_options(options: dict[str, object], message: str) -> None:
 
     with pytest.raises(ValueError, match=message):
         validate_options(options)
+
+
+def test_off_by_one_dim_is_named(native_kernels: Kernels) -> None:
+    """A call passing N one short (the last element stays NaN) is diagnosed as off by one."""
+    short = native_kernels.overridden(Override(native_kernels.bound("gelu_forward"), {"N": -1}))
+    with pytest.raises(ParityError, match=r"gelu_forward\.out fails parity; with N passed as N\+1"):
+        assert_op_parity(short, "gelu_forward", CASES["odd"])
+
+
+def test_nan_sentinel_catches_an_unwritten_output(native_kernels: Kernels) -> None:
+    """An output the library never writes stays NaN and fails the non-finite stage by name."""
+    n = CASES["odd"].dims["N"] * CASES["odd"].dims["C"]  # residual's N counts every element
+    call = native_kernels.bound("residual_forward")
+    silent = native_kernels.overridden(Override(call, {"N": -n}))  # the library gets N = 0
+    by_name = {r.name: r for r in op_parity(silent, "residual_forward", CASES["odd"])}
+    assert by_name["residual_forward.out"].stage == "nonfinite"
+
+
+def test_layernorm_eps_other_than_the_fixed_one_is_refused(native_kernels: Kernels) -> None:
+    """The bundled binding fixes eps at 1e-5: asking for another eps is a ValueError."""
+    x, w = np.ones((2, 3), np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="fixes layernorm_forward's eps at 1e-05"):
+        native_kernels.layernorm_forward(x, w, w, eps=1e-6)

@@ -251,3 +251,101 @@ def test_bad_glue_ends_only_its_cell_and_the_run_goes_on(
     assert status == "error" and "this glue fails on purpose" in detail
     status, detail = verdicts["node24/em-hangs/tiny"]
     assert status == "error" and "did not settle within" in detail
+
+
+def _pthread_variant(em: dict[str, Artifact], tmp: Path, name: str, worker: str) -> Artifact:
+    """em-wasm32-pthread's files copied under ``tmp/name``, its worker file ``worker``:
+    "missing" (listed in the manifest, deleted), "unlisted" (copied, not in the manifest) or
+    "renamed" (listed under another name than the one the glue spawns)."""
+    d = tmp / name
+    d.mkdir()
+    paths = em["em-wasm32-pthread"].paths()
+    glue, wasm = (Path(shutil.copy(paths[r], d / paths[r].name)) for r in ("glue", "wasm"))
+    copy = d / ("other.worker.js" if worker == "renamed" else paths["worker"].name)
+    shutil.copy(paths["worker"], copy)
+    roles = {"glue": glue, "wasm": wasm} if worker == "unlisted" else {
+        "glue": glue, "wasm": wasm, "worker": copy}  # fmt: skip
+    files, sha = digest(roles)
+    if worker == "missing":
+        copy.unlink()
+    return dataclasses.replace(em["em-wasm32-pthread"], name=name, path=glue, sha256=sha,
+                               files=files)  # fmt: skip
+
+
+@pytest.mark.node
+def test_pthread_build_without_its_worker_ends_only_its_cell(
+    em: dict[str, Artifact], tmp_path: Path
+) -> None:
+    """Through ``run``: a -pthread build whose worker .js is missing (listed and deleted, not
+    listed, or listed under a name the glue does not spawn) is an `error` cell with its cause;
+    the good build beside it passes and the run ends 1, not 2."""
+    arts = [_pthread_variant(em, tmp_path, "em-pool-good", "present"),
+            *(_pthread_variant(em, tmp_path, f"em-pool-{w}", w)
+              for w in ("missing", "unlisted", "renamed"))]  # fmt: skip
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"schema": MANIFEST_SCHEMA,
+                                    "artifacts": [a.to_json(tmp_path) for a in arts]}))  # fmt: skip
+    names = ", ".join(f'"{a.name}"' for a in arts)
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(f'name = "no-worker"\nartifacts = [{names}]\npresets = ["tiny"]\n'
+                      'checks = ["smoke"]\ntimeout_s = 30\n[hosts]\nnode24 = {}\n')  # fmt: skip
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    out = tmp_path / "run"
+    args = parser.parse_args(["--matrix", str(matrix), "--out", str(out),
+                              "--artifacts", str(manifest)])  # fmt: skip
+    code = run_command(args, HOST_NAMES, lambda m: all_hosts(FAST))
+    verdicts = cell_verdicts(read_rows(out / RESULTS_FILE))
+    assert code == 1
+    assert verdicts["node24/em-pool-good/tiny"][0] == "pass"
+    causes = {
+        "missing": "em-pool-missing: no worker file at",
+        "unlisted": "imports its memory (a -pthread build) but the artifact lists no pthread "
+        "worker .js file",
+        # the glue spawns the name it was built with, which is not in the set
+        "renamed": "the glue asks for tinygpt.worker.js, which is not a file of the artifact "
+        "(tinygpt.mjs, tinygpt.wasm, other.worker.js)",
+    }
+    for worker, cause in causes.items():
+        status, detail = verdicts[f"node24/em-pool-{worker}/tiny"]
+        assert status == "error" and cause in detail, (worker, detail)
+
+
+@pytest.mark.chromium
+def test_bad_input_ends_only_its_cell_in_chromium(em: dict[str, Artifact], tmp_path: Path) -> None:
+    """Chromium too: a glue that throws on import, a factory that never settles and a -pthread
+    build whose worker is missing or misnamed are `error` cells with their causes; the good
+    build in the same run passes and the run ends 1."""
+    good_glue = em["em-wasm32"].paths()["glue"].read_text()
+    arts = [
+        _variant(em, tmp_path, "em-good", good_glue),
+        _variant(em, tmp_path, "em-throws", THROWING_GLUE),
+        _variant(em, tmp_path, "em-hangs", HANGING_GLUE),
+        *(_pthread_variant(em, tmp_path, f"em-pool-{w}", w) for w in ("missing", "renamed")),
+    ]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"schema": MANIFEST_SCHEMA,
+                                    "artifacts": [a.to_json(tmp_path) for a in arts]}))  # fmt: skip
+    names = ", ".join(f'"{a.name}"' for a in arts)
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(f'name = "bad-input"\nartifacts = [{names}]\npresets = ["tiny"]\n'
+                      'checks = ["smoke"]\ntimeout_s = 30\n[hosts]\nchromium = {}\n')  # fmt: skip
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    out = tmp_path / "run"
+    args = parser.parse_args(["--matrix", str(matrix), "--out", str(out),
+                              "--artifacts", str(manifest)])  # fmt: skip
+    code = run_command(args, HOST_NAMES, lambda m: all_hosts(FAST))
+    verdicts = cell_verdicts(read_rows(out / RESULTS_FILE))
+    assert code == 1
+    assert verdicts["chromium/em-good/tiny"][0] == "pass"
+    causes = {
+        "em-throws": "threw on import: Error: this glue fails on purpose",
+        "em-hangs": "did not settle within",
+        "em-pool-missing": "em-pool-missing: no worker file at",
+        "em-pool-renamed": "the glue asks for tinygpt.worker.js, which is not a file of the "
+        "artifact",
+    }
+    for name, cause in causes.items():
+        status, detail = verdicts[f"chromium/{name}/tiny"]
+        assert status == "error" and cause in detail, (name, detail)

@@ -112,8 +112,9 @@ def test_bug_variant_breaks_only_layernorm_backward(bug_instance: Instance) -> N
     dout = rng.standard_normal((6, 32)).astype(np.float32)
     dx, _, _ = k.layernorm_backward(dout, x, w, mean, rstd)
     ref = ops.layernorm_backward(*(a.astype(np.float64) for a in (dout, x, w, mean, rstd)))
+    bdims = {**dims, "rstd": float(rstd.max())}
     with pytest.raises(ParityError, match="values stage"):
-        assert_parity("dinp", dx, ref[0], op_tolerance("layernorm_backward", "dinp", dims))
+        assert_parity("dinp", dx, ref[0], op_tolerance("layernorm_backward", "dinp", bdims))
 
 
 def test_build_variant_matches_the_manifest_entry(

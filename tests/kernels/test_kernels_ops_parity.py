@@ -52,7 +52,8 @@ def _max_score(qkv: NDArray[np.float64], n_head: int) -> float:
 
 
 def _dims(case: Case, args: Arrays) -> dict[str, float]:
-    """The case's dims plus ``logit``, the largest exp argument, where the op takes an exp."""
+    """The case's dims plus ``logit``, the largest exp argument, where the op takes an exp, and
+    LayerNorm backward's max ``rstd``."""
     dims: dict[str, float] = dict(case.dims)
     if case.op == "attention_forward":
         dims["logit"] = _max_score(args[0], args[1])
@@ -60,6 +61,8 @@ def _dims(case: Case, args: Arrays) -> dict[str, float]:
         dims["logit"] = _max_score(args[1], args[3])
     elif case.op == "crossentropy_forward":
         dims["logit"] = float(np.abs(args[0]).max())
+    elif case.op == "layernorm_backward":
+        dims["rstd"] = float(np.abs(args[4]).max())  # dx is rstd times a cancelling difference
     return dims
 
 

@@ -16,7 +16,7 @@ import pytest
 from numpy.typing import NDArray
 
 from harness.parity import ParityError, assert_parity
-from harness.tolerance import elementwise_bound, op_tolerance, reduction_scale
+from harness.tolerance import elementwise_bound, op_tolerance
 from reference import ops
 from reference.ops import FloatArray
 from tests.lib2.lib2_native import f32, ptr
@@ -85,58 +85,46 @@ def test_layernorm_forward_and_backward(lib2: ctypes.CDLL) -> None:
     lib2.layernorm_backward(ptr(x32), ptr(g32), ptr(mean), ptr(rstd), ptr(dy32), ptr(dx),
                             ptr(dgamma), ptr(dbeta), N, D)  # fmt: skip
     rdx, rdg, rdb = ops.layernorm_backward(dy, x, g, rmean, rrstd)
-    assert_parity("lib2 layernorm_backward.dx", dx, rdx,
-                  op_tolerance("layernorm_backward", "dinp", dims))  # fmt: skip
+    assert_parity("lib2 layernorm_backward.dx", dx, rdx, op_tolerance(
+        "layernorm_backward", "dinp", {**dims, "rstd": float(rstd.max())}))  # fmt: skip
     assert_parity("lib2 layernorm_backward.dgamma", dgamma, 1.0 + rdg,
                   op_tolerance("layernorm_backward", "dweight", dims))  # fmt: skip
     assert_parity("lib2 layernorm_backward.dbeta", dbeta, 1.0 + rdb,
                   op_tolerance("layernorm_backward", "dbias", dims))  # fmt: skip
 
 
-def _attention_reference(x: F64, w: dict[str, F64], H: int) -> dict[str, F64]:
-    """lib2's attention_forward from reference ops: 3 Linears, attention on q|k|v, a Linear."""
-    q, k, v = (ops.matmul_forward(x, w[f"W{c}"].T, w[f"b{c}"]) for c in "qkv")
-    y, att = ops.attention_forward(np.concatenate([q, k, v], axis=-1), H)
-    out = ops.matmul_forward(y, w["Wo"].T, w["bo"])
-    return {"out": out, "q": q, "k": k, "v": v, "attn": att, "y": y}
-
-
 def test_attention_forward_and_backward(lib2: ctypes.CDLL) -> None:
     """Every output and cache of attention_forward, and every gradient of its backward.
 
-    dx is overwritten; the weight and bias gradients accumulate onto ones. Tolerances: q, k, v
-    are Linears (dot over C); attn is the reference attention's att rule; out composes the
-    attention's out rule with one more dot product over C (the Wo projection), i.e. a reduction
-    over hs*T*C; dx sums three projections' dinp over C after attention's dinp rule
-    (hs*T*3C); each weight gradient sums over the B*T rows of an input whose own error is
-    attention's dinp rule (hs*T*B*T).
+    The oracle is reference.ops.attention_block_{forward,backward} with lib2's [in, out] weights
+    transposed; tolerances are harness.tolerance's attention_block rules (their derivation sits
+    there). dx is overwritten; the weight and bias gradients accumulate onto ones.
     """
     rng = np.random.default_rng(21)
     B, T, C, H = 2, 9, 24, 3
-    hs, N = C // H, B * T
     x = _r(rng, B, T, C)
     w = {f"W{c}": _r(rng, C, C, scale=0.3) for c in "qkvo"}
     w |= {f"b{c}": _r(rng, C, scale=0.1) for c in "qkvo"}
-    ref = _attention_reference(x, w, H)
+    ref_w = {n: a.T if n[0] == "W" else a for n, a in w.items()}  # the reference's [out, in]
+    names = [f"{t}{c}" for c in "qkvo" for t in "Wb"]  # Wq, bq, ..., Wo, bo
+    r = ref_w
+    forward = ops.attention_block_forward(x, r["Wq"], r["bq"], r["Wk"], r["bk"], r["Wv"], r["bv"],
+                                          r["Wo"], r["bo"], H)  # fmt: skip
+    ref = dict(zip(("out", "q", "k", "v", "att"), forward, strict=True))
     w32 = {n: f32(a) for n, a in w.items()}
     x32 = f32(x)
     out, q, k, v = (np.zeros((B, T, C), np.float32) for _ in range(4))
     attn = np.full((B, H, T, T), 9.0, np.float32)  # the masked entries must be written as 0
-    weights = [ptr(w32[n]) for n in ("Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo")]
-    lib2.attention_forward(ptr(x32), *weights, ptr(out), ptr(q), ptr(k), ptr(v), ptr(attn),
-                           B, T, C, H)  # fmt: skip
+    lib2.attention_forward(ptr(x32), *(ptr(w32[n]) for n in names), ptr(out), ptr(q), ptr(k),
+                           ptr(v), ptr(attn), B, T, C, H)  # fmt: skip
+    hs = C // H
     logit = float(np.abs(np.concatenate([ref["q"], ref["k"]])).max() ** 2 * hs / math.sqrt(hs))
-    adims = {"B": B, "T": T, "hs": hs, "logit": max(logit, 1.0)}
-    lin = op_tolerance("matmul_forward", "out", {"C": C})
-    for name, found in (("q", q), ("k", k), ("v", v)):
-        assert_parity(f"lib2 attention_forward.{name}", found, ref[name], lin)
-    assert_parity("lib2 attention_forward.attn", attn, ref["attn"],
-                  op_tolerance("attention_forward", "att", adims))  # fmt: skip
+    dims = {"B": B, "T": T, "C": C, "hs": hs, "3C": 3 * C, "logit": max(logit, 1.0)}
+    found = {"out": out, "q": q, "k": k, "v": v, "att": attn}
+    for name, got in found.items():
+        assert_parity(f"lib2 attention_forward.{name}", got, ref[name],
+                      op_tolerance("attention_block_forward", name, dims))  # fmt: skip
     assert np.all(attn[..., np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0.0)
-    out_tol = op_tolerance("attention_forward", "out", adims).scaled(
-        reduction_scale(C), "= sqrt(C): the Wo projection sums over C"
-    )
-    assert_parity("lib2 attention_forward.out", out, ref["out"], out_tol)
 
     dout = _r(rng, B, T, C)
     dout32 = f32(dout)  # held: ptr() of a temporary would dangle
@@ -144,27 +132,16 @@ def test_attention_forward_and_backward(lib2: ctypes.CDLL) -> None:
     grads = {n: np.ones(a.shape, np.float32) for n, a in w.items()}
     lib2.attention_backward(ptr(x32), *(ptr(w32[n]) for n in ("Wq", "Wk", "Wv", "Wo")), ptr(q),
                             ptr(k), ptr(v), ptr(attn), ptr(dout32), ptr(dx),
-                            *(ptr(grads[n]) for n in ("Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo",
-                                                       "bo")), B, T, C, H)  # fmt: skip
-    # reference backward: Wo Linear, attention, then the three q/k/v Linears
-    dy, dWo, dbo = ops.matmul_backward(dout, ref["y"], w["Wo"].T)
-    dqkv = ops.attention_backward(dy, np.concatenate([ref["q"], ref["k"], ref["v"]], -1),
-                                  ref["attn"], H)  # fmt: skip
-    rdx = np.zeros_like(x)
-    assert dbo is not None
-    expected: dict[str, F64] = {"Wo": dWo.T, "bo": dbo}
-    for i, c in enumerate("qkv"):
-        d = dqkv[..., i * C : (i + 1) * C]
-        dxi, dW, db = ops.matmul_backward(d, x, w[f"W{c}"].T)
-        rdx += dxi
-        assert db is not None
-        expected[f"W{c}"], expected[f"b{c}"] = dW.T, db
-    att_dx = op_tolerance("attention_backward", "dinp", adims)
-    dx_tol = att_dx.scaled(reduction_scale(3 * C), "= sqrt(3C): three projections' dinp")
-    assert_parity("lib2 attention_backward.dx", dx, rdx, dx_tol)
-    grad_tol = att_dx.scaled(reduction_scale(N), "= sqrt(B*T): weight gradients sum over rows")
-    for name, ref_grad in expected.items():
-        assert_parity(f"lib2 attention_backward.d{name}", grads[name], 1.0 + ref_grad, grad_tol)
+                            *(ptr(grads[n]) for n in names), B, T, C, H)  # fmt: skip
+    cache = (ref["q"], ref["k"], ref["v"], ref["att"])
+    rdx, *rgrads = ops.attention_block_backward(dout, x, r["Wq"], r["Wk"], r["Wv"], r["Wo"], *cache,
+                                                H)  # fmt: skip
+    assert_parity("lib2 attention_backward.dx", dx, rdx,
+                  op_tolerance("attention_block_backward", "dinp", dims))  # fmt: skip
+    for name, rg in zip(names, rgrads, strict=True):
+        assert_parity(f"lib2 attention_backward.d{name}", grads[name],
+                      1.0 + (rg.T if name[0] == "W" else rg),
+                      op_tolerance("attention_block_backward", f"d{name}", dims))  # fmt: skip
 
 
 def test_adamw_step(lib2: ctypes.CDLL) -> None:

@@ -213,3 +213,14 @@ def test_argparse_default_naming_a_module_constant(tmp_path: Path) -> None:
     )
     got = [(e.key, e.value, e.line) for e in extract(py, "python")]
     assert got == [("DEFAULT_LR", 3e-4, 2), ("lr", 3e-4, 2)]
+
+
+def test_missing_corpus_sha256_is_named_missing(fixed: Path) -> None:
+    """A [corpus] without `sha256` says the key is missing (it said "got a table None"), at
+    the [corpus] line."""
+    _edit(fixed, 'sha256 = "any"\n', "")
+    with pytest.raises(ProfileError) as info:
+        load_profile(fixed / "harness.toml")
+    message = str(info.value)
+    assert f"harness.toml:{_line_of(fixed, '[corpus]')}: corpus: missing key 'sha256'" in message
+    assert "None" not in message

@@ -43,6 +43,18 @@ def test_kv_cache_and_full_window_greedy_outputs_are_identical(
         assert len(set(with_cache)) > 2, "degenerate output would make the comparison vacuous"
 
 
+def test_kv_cache_path_follows_a_variant_architecture() -> None:
+    """A byte-level variant (vocab 256, MLP width 24, no projection biases, eps 1e-3): the cached
+    path uses the config's biases and eps as the full forward does, so both give one sequence."""
+    cfg = dataclasses.replace(TINY, name="variant", vocab_size=256, d_mlp=24,
+                              biases=("qkv", "fc"), ln_eps=1e-3)  # fmt: skip
+    params = init_params(cfg, LOUD, seed=4, dtype=np.float64)
+    prompt = [104, 105, 33]
+    with_cache = generate(cfg, params, prompt, 30, use_kv_cache=True)
+    assert with_cache == generate(cfg, params, prompt, 30, use_kv_cache=False)
+    assert len(set(with_cache)) > 2, "degenerate output would make the comparison vacuous"
+
+
 def test_greedy_follows_the_documented_window_rule() -> None:
     """Greedy output equals a hand loop: argmax of GPT.forward(seq[-block_size:]) last logits."""
     params = loud_params(np.float64, seed=1)

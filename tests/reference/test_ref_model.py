@@ -28,6 +28,11 @@ from reference.model import (
 from reference.presets import PARAM_NAMES, PRESETS, ModelConfig, param_count, param_shapes
 
 GRADCHECK = ModelConfig("gradcheck", n_layer=2, n_head=2, n_embd=8, block_size=6, vocab_size=11)
+# What real byte-level GPTs vary: an explicit MLP width (not 4C), two Linears without bias, and
+# another LayerNorm eps (large enough that a forward ignoring it moves the loss).
+VARIANT = dataclasses.replace(
+    GRADCHECK, name="variant", d_mlp=12, biases=("qkv", "fc"), ln_eps=1e-2
+)
 H = 1e-5
 ATOL = 1e-7
 RTOL = 1e-4
@@ -44,11 +49,16 @@ def randomised_params(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     return params
 
 
-@pytest.mark.parametrize("name", PARAM_NAMES)
-def test_model_gradient_matches_finite_differences(name: str) -> None:
-    """GPT.backward's gradient of the mean loss w.r.t. ``name`` at sampled entries."""
-    params = randomised_params(GRADCHECK, seed=5)
-    model = GPT(GRADCHECK, params)
+@pytest.mark.parametrize(
+    ("cfg", "name"),
+    [(GRADCHECK, n) for n in PARAM_NAMES] + [(VARIANT, n) for n in param_shapes(VARIANT)],
+    ids=lambda v: v.name if isinstance(v, ModelConfig) else v,
+)
+def test_model_gradient_matches_finite_differences(cfg: ModelConfig, name: str) -> None:
+    """GPT.backward's gradient of the mean loss w.r.t. ``name`` at sampled entries, for GPT-2's
+    architecture and for a variant (MLP width 12, no attproj/fcproj bias, eps 1e-2)."""
+    params = randomised_params(cfg, seed=5)
+    model = GPT(cfg, params)
     rng = np.random.default_rng(11)
     idx = rng.integers(0, 11, size=(2, 5))
     targets = rng.integers(0, 11, size=(2, 5))
@@ -59,7 +69,7 @@ def test_model_gradient_matches_finite_differences(name: str) -> None:
     flat = params[name].reshape(-1)  # a view: perturbing it perturbs the model
     picks = rng.choice(flat.size, size=min(ENTRIES_PER_TENSOR, flat.size), replace=False)
     if name == "wte":  # make sure ids that occur (embedding + head paths) are sampled
-        picks = np.concatenate([picks, [int(idx[0, 0]) * GRADCHECK.n_embd]])
+        picks = np.concatenate([picks, [int(idx[0, 0]) * cfg.n_embd]])
     for i in picks:
         old = flat[i]
         flat[i] = old + H
@@ -73,6 +83,44 @@ def test_model_gradient_matches_finite_differences(name: str) -> None:
         assert abs(analytic - numeric) <= ATOL + RTOL * abs(numeric), (
             f"{name}[flat {i}]: analytic {analytic!r} vs numeric {numeric!r}"
         )
+
+
+def test_variant_config_shapes_count_and_eps() -> None:
+    """A variant drops the biases it turns off, sizes the MLP by d_mlp, counts exactly what its
+    shapes hold, and its forward uses its own LayerNorm eps (the same weights under GPT-2's eps
+    give another loss)."""
+    shapes = param_shapes(VARIANT)
+    assert "attprojb" not in shapes and "fcprojb" not in shapes and "qkvb" in shapes
+    assert shapes["fcw"] == (2, 12, 8) and shapes["fcprojw"] == (2, 8, 12)
+    assert param_count(VARIANT) == sum(math.prod(s) for s in shapes.values())
+    C, F, L, V, T = 8, 12, 2, 11, 6
+    by_hand = V * C + T * C + L * (2 * C + 3 * C * C + 3 * C + C * C + 2 * C + F * C + F + C * F)
+    assert param_count(VARIANT) == by_hand + 2 * C
+    params = randomised_params(VARIANT, seed=3)
+    idx = np.random.default_rng(1).integers(0, V, size=(2, 5))
+    loss = GPT(VARIANT, params).forward(idx, idx)[1]
+    gpt2_eps = dataclasses.replace(VARIANT, ln_eps=1e-5)
+    assert loss is not None and loss != GPT(gpt2_eps, params).forward(idx, idx)[1]
+    assert not VARIANT.is_gpt2 and GRADCHECK.is_gpt2
+    flat = flatten_params(VARIANT, params)
+    assert flat.size == param_count(VARIANT)
+    assert all(np.array_equal(a, params[n]) for n, a in unflatten_params(VARIANT, flat).items())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"vocab_size": 300}, "at most 256"),
+        ({"d_mlp": -1}, "d_mlp"),
+        ({"biases": ("qkv", "lm_head")}, "biases"),
+        ({"ln_eps": 0.0}, "ln_eps"),
+        ({"n_layer": 0}, "n_layer"),
+    ],
+)
+def test_bad_configs_are_refused_by_name(change: dict[str, object], message: str) -> None:
+    """Each invalid field is a ValueError naming it."""
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(GRADCHECK, **change)  # type: ignore[arg-type]
 
 
 def test_lm_head_is_tied_to_wte() -> None:
