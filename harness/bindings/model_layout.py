@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from reference.defaults import DEFAULTS, TrainingDefaults
-from reference.presets import PARAM_NAMES, ModelConfig, param_shapes
+from reference.presets import LINEARS, PARAM_NAMES, ModelConfig, param_shapes
 
 if TYPE_CHECKING:  # the loader imports this module: no cycle at run time
     from harness.bindings import Binding, BindingError
@@ -49,7 +49,7 @@ LAYOUTS = ("out_in", "in_out")
 # The reference's fused q|k|v tensors and the part names of their thirds (along the out axis).
 FUSED = {"qkvw": ("q", "k", "v"), "qkvb": ("q", "k", "v")}
 SECTIONS = ("params", "m", "v")
-_PARAMS_KEYS = ("order", "vocab", "lm_head", "before", "layer", "after")
+_PARAMS_KEYS = ("order", "vocab", "lm_head", "ln_eps", "before", "layer", "after")
 _TENSOR_KEYS = ("name", "shape", "ref", "part", "layout")
 _STATE_KEYS = ("header_bytes", "magic", "sections")
 _DEFAULTS_KEYS = ("beta1", "beta2", "eps", "weight_decay", "decayed")
@@ -80,15 +80,15 @@ class ModelDims:
 
     @classmethod
     def of(cls, cfg: ModelConfig) -> ModelDims:
-        """The dims of the reference model ``cfg`` (its MLP is 4C wide)."""
+        """The dims of the reference model ``cfg``."""
         return cls(
-            cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, 4 * cfg.n_embd
+            cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.mlp_width
         )
 
-    def reference_config(self, name: str = "bound") -> ModelConfig:
-        """The reference model of these dims; ValueError unless d_mlp == 4 d_model."""
-        if self.d_mlp != 4 * self.d_model:
-            raise ValueError(f"the reference MLP is 4C wide; {self} is not")
+    def reference_config(
+        self, name: str = "bound", biases: tuple[str, ...] = LINEARS
+    ) -> ModelConfig:
+        """The reference model of these dims (every Linear biased unless ``biases`` says)."""
         return ModelConfig(
             name,
             n_layer=self.n_layer,
@@ -96,6 +96,8 @@ class ModelDims:
             n_embd=self.d_model,
             block_size=self.ctx,
             vocab_size=self.vocab,
+            d_mlp=self.d_mlp,
+            biases=biases,
         )
 
     def size(self, dim: str) -> int:
@@ -104,7 +106,7 @@ class ModelDims:
 
 
 # Dims of the config the tensor shapes are checked at: all distinct, so a swapped dim shows.
-_PROBE = ModelDims(vocab=11, ctx=5, n_layer=2, n_head=1, d_model=3, d_mlp=12)
+_PROBE = ModelDims(vocab=11, ctx=5, n_layer=2, n_head=1, d_model=3, d_mlp=7)
 STACKED = frozenset(
     n for n, s in param_shapes(_PROBE.reference_config()).items() if s[0] == _PROBE.n_layer
 )
@@ -121,6 +123,12 @@ class ParamLayout:
     after: tuple[Tensor, ...]
     vocab: int | None = None  # the only vocabulary the library accepts; None: any
     lm_head: str = "wte"
+    ln_eps: float | None = None  # the model's built-in LayerNorm epsilon; None: not declared
+
+    def biases(self) -> tuple[str, ...]:
+        """The reference Linears (``reference.presets.LINEARS``) whose bias the layout holds."""
+        refs = {t.ref for t in (*self.before, *self.layer, *self.after)}
+        return tuple(lin for lin in LINEARS if f"{lin}b" in refs)
 
     def entries(self, d: ModelDims) -> list[tuple[Tensor, int | None, tuple[int, ...]]]:
         """``(tensor, layer or None, shape)`` in buffer order."""
@@ -262,11 +270,25 @@ def library_config(preset: ModelConfig, params: ParamLayout | None) -> tuple[Mod
     """The reference config the library's model of ``preset`` is, and a note on any change.
 
     A library with one vocabulary (``[model.params] vocab``) runs the preset's architecture at
-    that vocabulary when the preset's token ids fit in it: the reference tokenizer's ids are
-    bytes (reference/tokenizer.py), so a byte-level library reads them as they are and only its
-    embedding has rows no token uses; both sides then hold a model of the library's vocabulary.
-    A preset whose ids do not fit raises :class:`UnsupportedConfig`.
+    that vocabulary when the preset's token ids fit in it: token ids are bytes
+    (reference/presets.py), so a byte-level library reads a 7-bit preset's ids as they are and
+    only its embedding has rows no token uses; both sides then hold a model of the library's
+    vocabulary. :class:`UnsupportedConfig` for a preset the library's model cannot express:
+    ids that do not fit, Linear biases other than the layout's, another LayerNorm epsilon than
+    the declared one (the check makes it an ``incompatible`` row, as for tinygpt.h's model).
     """
+    if params is not None:
+        want = set(params.biases())
+        if set(preset.biases) != want:
+            raise UnsupportedConfig(
+                f"preset {preset.name!r} has biases on {sorted(preset.biases)}; the library's "
+                f"model ([model.params]) has them on {sorted(want)}"
+            )
+        if params.ln_eps is not None and preset.ln_eps != params.ln_eps:
+            raise UnsupportedConfig(
+                f"preset {preset.name!r} has LayerNorm eps {preset.ln_eps:g}; the library's "
+                f"model has {params.ln_eps:g} built in ([model.params] ln_eps)"
+            )
     vocab = params.vocab if params is not None else None
     if vocab is None or vocab == preset.vocab_size:
         return preset, ""
@@ -335,6 +357,11 @@ def _params(raw: Mapping[str, Any], error: ErrorAt, line_of: Callable[[Where], i
         _typed((*w, "vocab"), vocab, int, "an integer", error)
         if vocab < 1:
             raise error((*w, "vocab"), f"must be >= 1, got {vocab}")
+    ln_eps = raw.get("ln_eps")
+    if ln_eps is not None:
+        _typed((*w, "ln_eps"), ln_eps, (int, float), "a number", error)
+        if not (0 < ln_eps < 1):
+            raise error((*w, "ln_eps"), f"must be in (0, 1), got {ln_eps}")
     head = raw.get("lm_head", "wte")
     if head != "wte":
         raise error(
@@ -356,7 +383,10 @@ def _params(raw: Mapping[str, Any], error: ErrorAt, line_of: Callable[[Where], i
                     else ("in 'before' or 'after' (the reference has one for the whole model)")
                 )
                 raise error((*w, g, i, "ref"), f"{t.ref!r} belongs {where_}")
-    layout = ParamLayout(order, groups["before"], groups["layer"], groups["after"], vocab, head)
+    layout = ParamLayout(
+        order, groups["before"], groups["layer"], groups["after"], vocab, head,
+        None if ln_eps is None else float(ln_eps),
+    )  # fmt: skip
     _cover(layout, w, error)
     return layout
 
@@ -406,8 +436,9 @@ def _tensors(
 
 
 def _cover(layout: ParamLayout, w: Where, error: ErrorAt) -> None:
-    """Every reference tensor covered exactly once, each piece the reference's shape."""
-    cfg = _PROBE.reference_config()
+    """Every reference tensor (of the biases the layout holds) covered exactly once, each piece
+    the reference's shape."""
+    cfg = _PROBE.reference_config(biases=layout.biases())
     shapes = param_shapes(cfg)
     seen: dict[str, list[str]] = {}
     for g, ts in (("before", layout.before), ("layer", layout.layer), ("after", layout.after)):
@@ -436,7 +467,7 @@ def _cover(layout: ParamLayout, w: Where, error: ErrorAt) -> None:
                     f"{t.ref!r}{' part ' + t.part if t.part else ''} is covered twice",
                 )
             pieces.append(t.part or "whole")
-    missing = [n for n in PARAM_NAMES if n not in seen]
+    missing = [n for n in shapes if n not in seen]
     partial = [
         f"{n} ({'|'.join(p for p in FUSED[n] if p not in seen[n])})"
         for n in FUSED

@@ -23,6 +23,7 @@ from harness.bindings.model_layout import (
 )
 from harness.checks.base import CellContext
 from harness.checks.bench_workloads import Workload
+from harness.hosts.base import IncompatibleArtifact
 from harness.rundir.rows import Row
 from harness.timing import measure
 from reference.defaults import DEFAULTS
@@ -50,9 +51,8 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
         return
     try:
         cfg, note = library_config(ctx.preset, layout_of(binding).params)
-    except UnsupportedConfig as exc:
-        yield stamp.row(SUBJECT, "skipped", detail=str(exc))
-        return
+    except UnsupportedConfig as exc:  # the runner's `preset` row: incompatible
+        raise IncompatibleArtifact(str(exc)) from None
     params = float(param_count(cfg))
     if budget.left() <= 0:
         yield stamp.row(SUBJECT, "skipped", x_name="params", x_value=params,

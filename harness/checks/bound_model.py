@@ -24,9 +24,9 @@ binding (:class:`~harness.bindings.model_calls.BoundModel`) and the cell's Insta
 - ``state:round_trip``: a state imported into a model of another seed exports the same bytes and
   trains on bit-identically.
 
-Rows that need a table the binding lacks are ``skipped`` naming it. A preset the library cannot
-make (a vocabulary it does not take) is one ``skipped`` row, not ``incompatible``: the host
-loaded the binary, and the cell's other checks still run.
+Rows that need a table the binding lacks are ``skipped`` naming it. A preset the library's
+model cannot express (a vocabulary it does not take, other biases, another LayerNorm eps) is
+IncompatibleArtifact, the runner's ``preset`` row ``incompatible``, as tinygpt.h's model does.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from harness.bindings.model_layout import (
 )
 from harness.checks.base import CellContext
 from harness.checks.model import PROMPT, Settings, fingerprint
+from harness.hosts.base import IncompatibleArtifact
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row, Status
 from harness.tolerance import model_tolerance
@@ -148,9 +149,8 @@ def run(ctx: CellContext) -> Iterator[Row]:
     layout = layout_of(binding)
     try:
         cfg, note = library_config(ctx.preset, layout.params)
-    except UnsupportedConfig as exc:
-        yield ctx.row(CHECK, "model", "skipped", detail=str(exc))
-        return
+    except UnsupportedConfig as exc:  # the runner's `preset` row: incompatible, in its words
+        raise IncompatibleArtifact(str(exc)) from None
     try:
         tokens = encode(load_corpus())
     except CorpusUnavailable as exc:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness.checks.base import CellContext
+from harness.hosts.base import IncompatibleArtifact
 from harness.kernel import KernelModel, Kernels
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row
@@ -66,13 +67,13 @@ def _parity_row(ctx: CellContext, subject: str, result: ParityResult) -> Row:
 def run(ctx: CellContext) -> Iterator[Row]:
     """Yield the matmul row, then the train-step loss, grad-norm and update rows.
 
-    An artifact bound without tinygpt.h's ABI has neither ``tg_matmul_forward`` nor the
-    fine-grained ``tg_model_*`` calls: its smoke is :func:`_bound_rows`.
+    An artifact bound without tinygpt.h's ABI has no fine-grained ``tg_model_*`` calls: its
+    smoke is :func:`_bound_rows`.
     """
     validate_options(ctx.options)
     rng = np.random.default_rng(int(ctx.options.get("seed", DEFAULTS.seed)))
     if not ctx.artifact.bound().abi:
-        yield from _bound_rows(ctx)
+        yield from _bound_rows(ctx, rng)
         return
     yield _matmul_row(ctx, rng)
     yield from _train_step_rows(ctx, rng)
@@ -81,9 +82,10 @@ def run(ctx: CellContext) -> Iterator[Row]:
 ROUND_TRIP_BYTES = 257  # odd: a float-counting allocator must round the request up
 
 
-def _bound_rows(ctx: CellContext) -> Iterator[Row]:
+def _bound_rows(ctx: CellContext, rng: np.random.Generator) -> Iterator[Row]:
     """Load (done by the host), an alloc/write/read/free round trip through the binding's
-    allocator, and one train step of the binding's model calls; the tinygpt.h rows are skipped."""
+    allocator, the matmul row through the binding's matmul_forward, and one train step of its
+    model calls; what the binding does not bind is skipped, "not bound"."""
     binding = ctx.artifact.bound()
     alloc, free, _unit = ctx.artifact.allocator()
     data = bytes(range(256)) + b"\xa5"
@@ -97,12 +99,15 @@ def _bound_rows(ctx: CellContext) -> Iterator[Row]:
     yield ctx.row(CHECK, "alloc:round_trip", "pass" if ok else "fail",
                   detail=f"{alloc}({ROUND_TRIP_BYTES} bytes), write, read back "
                   f"{'equal' if ok else 'DIFFERENT'}, {free}")  # fmt: skip
-    why = f"not bound: {binding.path} has no tinygpt.h ABI"
-    yield ctx.row(
-        CHECK, "op:matmul_forward", "skipped", detail=f"{why} (the ops check runs its ops)"
-    )
+    if "matmul_forward" in binding.ops:
+        yield _matmul_row(ctx, rng)
+    else:
+        yield ctx.row(CHECK, "op:matmul_forward", "skipped",
+                      detail=f"not bound: {binding.path} binds no matmul_forward")  # fmt: skip
     if "train_step" not in binding.model:
-        yield ctx.row(CHECK, "model:train_step", "skipped", detail=f"{why} and no model calls")
+        yield ctx.row(CHECK, "model:train_step", "skipped",
+                      detail=f"not bound: {binding.path} has no tinygpt.h ABI and no model "
+                      "train_step call")  # fmt: skip
         return
     yield _bound_train_step_row(ctx)
 
@@ -120,8 +125,8 @@ def _bound_train_step_row(ctx: CellContext) -> Row:
     binding = ctx.artifact.bound()
     try:
         cfg, _note = library_config(ctx.preset, layout_of(binding).params)
-    except UnsupportedConfig as exc:
-        return ctx.row(CHECK, "model:train_step", "skipped", detail=str(exc))
+    except UnsupportedConfig as exc:  # the runner's `preset` row: incompatible
+        raise IncompatibleArtifact(str(exc)) from None
     # ids below the preset's vocab, more than one window: any sampler finds one
     data = bytes(i % ctx.preset.vocab_size for i in range(2 * cfg.block_size + 2))
     model = BoundModel.create(ctx.instance, binding, ModelDims.of(cfg), DEFAULTS.seed)

@@ -27,7 +27,7 @@ from harness.build import (
 from harness.build_lib2 import EM_BUILDS, LIB2_BINDING, lib2_artifacts, lib2_names
 from harness.checks import get_check
 from harness.checks.base import CellContext
-from harness.hosts.base import ABIError, Instance
+from harness.hosts.base import ABIError, IncompatibleArtifact, Instance
 from harness.hosts.install import node_binary
 from harness.hosts.native import NativeHost
 from harness.hosts.node import NodeHost, pinned_node
@@ -203,26 +203,48 @@ def test_model_check_fails_on_a_wrong_binding(
     assert expected <= failing
 
 
-def test_a_preset_the_library_cannot_make_is_one_skipped_row(
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"biases": ("qkv", "fc")}, r"biases on \['fc', 'qkv'\]; the library's model .* on "
+         r"\['attproj', 'fc', 'fcproj', 'qkv'\]"),
+        ({"ln_eps": 1e-6}, r"LayerNorm eps 1e-06; the library's model has 1e-05 built in"),
+    ],
+)  # fmt: skip
+def test_a_preset_the_library_cannot_express_is_incompatible(
+    native: Instance, arts: dict[str, Artifact], change: dict[str, object], words: str
+) -> None:
+    """lib2's model has every bias and LayerNorm eps 1e-5: a preset with fewer biases or another
+    eps is IncompatibleArtifact (the runner's `preset` row), in words naming both sides."""
+    preset = dataclasses.replace(PRESETS["tiny"], name="other", **change)  # type: ignore[arg-type]
+    for check in ("model", "smoke", "bench"):
+        with pytest.raises(IncompatibleArtifact, match=words):
+            _rows(check, native, arts["lib2-native"], preset)
+
+
+def test_a_7_bit_preset_runs_at_the_library_vocabulary(
     native: Instance, arts: dict[str, Artifact]
 ) -> None:
-    """lib2 takes only vocab 256: a preset of vocab 300 is one skipped row saying so."""
-    big = dataclasses.replace(PRESETS["tiny"], name="v300", vocab_size=300)
-    rows = _rows("model", native, arts["lib2-native"], big)
-    assert [r.status for r in rows] == ["skipped"]
-    assert "only vocab 256" in rows[0].detail and "vocab 300" in rows[0].detail
+    """tiny's vocabulary is 128, lib2's 256: the model is made at 256, and the count row says so;
+    a 256-byte preset of the same dims gives the same count without the note."""
+    rows = _rows("model", native, arts["lib2-native"], PRESETS["tiny"])
+    (count,) = [r for r in rows if r.subject == "num_params"]
+    assert count.status == "pass" and "at the library's vocab 256" in count.detail
+    byte = dataclasses.replace(PRESETS["tiny"], name="tiny256", vocab_size=256)
+    rows = _rows("model", native, arts["lib2-native"], byte)
+    (same,) = [r for r in rows if r.subject == "num_params"]
+    assert same.value == count.value and "library's vocab" not in same.detail
 
 
 def test_smoke_and_bench_run_through_the_binding(
     native: Instance, arts: dict[str, Artifact]
 ) -> None:
-    """Smoke: the allocator round trip and one bound train step pass, tinygpt.h's op row is
-    skipped as not bound. Bench: the bound train step is timed, the other curves skipped."""
+    """Smoke: the allocator round trip, the matmul row (lib2's matmul, no bias) and one bound
+    train step pass. Bench: the bound train step is timed, the other curves skipped."""
     smoke = {r.subject: r for r in _rows("smoke", native, arts["lib2-native"], PRESETS["tiny"])}
     assert smoke["alloc:round_trip"].status == "pass"
     assert smoke["model:train_step"].status == "pass"
-    assert smoke["op:matmul_forward"].status == "skipped"
-    assert smoke["op:matmul_forward"].detail.startswith("not bound")
+    assert smoke["op:matmul_forward"].status == "pass"  # lib2's matmul, through the binding
     bench = _rows("bench", native, arts["lib2-native"], PRESETS["tiny"])
     timed = [r for r in bench if r.subject == "train_step" and r.metric == "median_ns"]
     assert len(timed) == 1 and timed[0].value > 0 and "tg_train_step" in timed[0].detail
@@ -285,7 +307,7 @@ def test_memory64_lib2_refuses_number_pointers_as_abi_error_and_bigints_pass(
         inst = node24.load(arts["lib2-em-wasm64"])
         rows = _rows("smoke", inst, arts["lib2-em-wasm64"], PRESETS["tiny"])
         assert {r.subject for r in rows if r.status == "pass"} == {
-            "alloc:round_trip", "model:train_step"
+            "alloc:round_trip", "op:matmul_forward", "model:train_step"
         }  # fmt: skip
     finally:
         shim.close()
