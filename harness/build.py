@@ -25,6 +25,9 @@ the native link drops its build id; the manifest holds no timestamps. Building i
 directory, with ziglang installed at any path, from a cold or a shared zig cache, gives
 identical sha256s (``tests/kernels/test_kernels_build.py``).
 
+``tinygpt-harness build`` also builds lib2 (``artifacts/lib2``, :mod:`harness.build_lib2`):
+``lib2-native`` and, with emcc, its three emscripten builds, each bound by lib2's binding file.
+
 A *variant* is an extra named artifact compiled from a bundled target with extra ``-D`` macros
 (e.g. ``native-bug-lnback`` with ``TG_BUG_LAYERNORM_BACKWARD``); it is added to the manifest next
 to the bundled three, never instead of them.
