@@ -156,14 +156,18 @@ def test_missing_toolchain_is_a_build_error(
 def test_missing_emcc_prints_the_install_hint_and_the_rest_builds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Without emcc, ``build`` says which artifacts it skips and the exact apt command, builds
-    every zig artifact and exits 0; asking for the emscripten build directly is a BuildError."""
+    """Without emcc, ``build`` says which artifacts it skips (lib2's emscripten builds too) and
+    the exact apt command, builds every zig artifact (lib2-native too) and exits 0; asking for
+    the emscripten build directly is a BuildError."""
     monkeypatch.setattr(build, "emcc_path", lambda: None)
     assert main(["build", "--out", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert "emcc not found, skipping em-wasm32, em-wasm64, em-wasm32-pthread" in err
     assert "apt-get install -y emscripten" in err
-    assert set(load_manifest(tmp_path / build.MANIFEST)) == set(build.TARGETS)
+    assert "lib2-em-wasm32, lib2-em-wasm64, lib2-em-wasm32-pthread; install it" in err
+    assert set(load_manifest(tmp_path / build.MANIFEST)) == set(build.TARGETS) | set(
+        lib2_names(emscripten=False)
+    )
     with pytest.raises(build.BuildError, match=r"need `apt-get install -y emscripten`"):
         build.build_emscripten(tmp_path)
 
