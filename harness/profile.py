@@ -10,34 +10,36 @@ matrices do) and exits 2. The schema, with examples: docs/profiles.md.
 
 ``[presets.NAME]`` tables declare the project's own model configs (``ModelConfig``: dims,
 vocabulary, MLP width, biases, LayerNorm eps); ``run --project PATH`` lets a matrix name them.
-An external reference and artifact lists are not profile keys yet (issue 11 part 3; artifacts
-and their bindings live in the manifest): a profile naming ``reference`` or ``artifacts`` is
-refused with that reason rather than silently ignored.
+``[reference]`` names the model check's oracle when it is not our numpy GPT: a command that
+writes a reference dump (docs/reference-dump.md) and/or the dump's path. Artifact lists are not
+profile keys (artifacts and their bindings live in the manifest): a profile naming
+``artifacts`` is refused with that reason rather than silently ignored.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.surfaces import FORMAT_OPTIONS, FORMATS
-from harness.toml_lines import Path_, TomlLines
+from harness.toml_lines import Path_, TomlLines, TomlValidator, read_toml
 from reference.presets import ModelConfig
 
 PROFILE_NAME = "harness.toml"
 DEFAULT_PROFILE = Path(__file__).parent / "profiles" / "default.toml"
 NOT_YET = {
-    "reference": "an external reference is not a profile key yet (issue 11 part 3)",
     "artifacts": "artifacts and their bindings are manifest entries (docs/bindings.md)",
 }
 # a [presets.NAME] table's keys: ModelConfig's fields but its name; the dims are required
 PRESET_FIELDS = tuple(f.name for f in fields(ModelConfig) if f.name != "name")
 PRESET_REQUIRED = ("n_layer", "n_head", "n_embd", "block_size")
 
+
+# The placeholders a [reference] command may use, filled per preset (harness/project/reference.py)
+REFERENCE_PLACEHOLDERS = ("out", "preset", "config", "python")
 
 KeyModeName = Literal["compare", "not-applicable"]
 SourceKind = Literal["default", "file", "textarea", "page"]
@@ -138,6 +140,21 @@ class ClaimsProfile:
 
 
 @dataclass(frozen=True)
+class ReferenceProfile:
+    """The ``[reference]`` section: how the model check's oracle dump of a preset is made.
+
+    ``command`` (argv, run in the project root) writes the dump to ``{out}``; ``dump`` is its
+    path (``{preset}`` filled), read as is when there is no command. With both, the command's
+    ``{out}`` is the dump path.
+    """
+
+    command: tuple[str, ...] | None
+    dump: str | None  # as written, relative to the root, may hold {preset}
+    timeout_s: float
+    line: int
+
+
+@dataclass(frozen=True)
 class Profile:
     """A loaded, validated project profile."""
 
@@ -149,6 +166,7 @@ class Profile:
     claims: ClaimsProfile | None
     text: str = field(repr=False, default="")
     presets: Mapping[str, ModelConfig] = field(default_factory=dict)  # [presets.NAME]
+    reference: ReferenceProfile | None = None  # None: our numpy reference is the oracle
 
     def where(self, line: int) -> str:
         """``file:line`` of the profile, for messages."""
@@ -180,67 +198,19 @@ def find_profile(project: Path | None) -> Path:
 
 def load_profile(path: Path) -> Profile:
     """Read and validate the profile at ``path``; raise ProfileError with ``file:line``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProfileError(f"{path}:1: cannot read profile: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ProfileError(f"{path}:1: not UTF-8 text ({exc.reason})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"at line (\d+)", str(exc))
-        raise ProfileError(f"{path}:{m.group(1) if m else 1}: {exc}") from None
+    data, text = read_toml(path, ProfileError, "profile")
     return _Validator(path, TomlLines(text)).profile(data, text)
 
 
-def _type_name(v: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
-    return names.get(type(v), "an array" if isinstance(v, list) else "a table")
-
-
-class _Validator:
+class _Validator(TomlValidator):
     """Checks the parsed TOML piece by piece; every error carries the offending line."""
 
+    error_class = ProfileError
+    document = "(profile)"
+
     def __init__(self, path: Path, lines: TomlLines) -> None:
-        self.path = path
-        self.lines = lines
+        super().__init__(path, lines)
         self.root = path.parent
-
-    def line(self, where: Path_) -> int:
-        return self.lines.line_of(where)
-
-    def error(self, where: Path_, what: str) -> ProfileError:
-        return ProfileError(f"{self.path}:{self.line(where)}: {self.dotted(where)}: {what}")
-
-    @staticmethod
-    def dotted(where: Path_) -> str:
-        out = ""
-        for p in where:
-            out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
-        return out or "(profile)"
-
-    def typed(self, where: Path_, value: object, kind: type | tuple[type, ...], what: str) -> Any:
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            raise self.error(where, f"must be {what}, got {_type_name(value)} {value!r}")
-        return value
-
-    def table(self, where: Path_, value: object, allowed: Iterable[str]) -> Mapping[str, Any]:
-        self.typed(where, value, dict, "a table")
-        assert isinstance(value, dict)
-        allowed = tuple(allowed)
-        for key in value:
-            if key not in allowed:
-                raise self.error((*where, key), f"unknown key; allowed: {', '.join(allowed)}")
-        return value
-
-    def strings(self, where: Path_, value: object) -> tuple[str, ...]:
-        self.typed(where, value, list, "an array of strings")
-        assert isinstance(value, list)
-        for i, v in enumerate(value):
-            self.typed((*where, i), v, str, "a string")
-        return tuple(value)
 
     def file(self, where: Path_, value: object, *, directory: bool = False) -> tuple[Path, str]:
         rel = self.typed(where, value, str, "a path (relative to the project root)")
@@ -258,7 +228,7 @@ class _Validator:
         for key, why in NOT_YET.items():
             if key in data:
                 raise self.error((key,), f"not supported yet: {why}")
-        self.table((), data, ("project", "defaults", "corpus", "claims", "presets"))
+        self.table((), data, ("project", "defaults", "corpus", "claims", "presets", "reference"))
         project = self.table(("project",), data.get("project", {}), ("name", "root"))
         name = self.typed(("project", "name"), project.get("name", self.path.parent.name), str,
                           "a string")  # fmt: skip
@@ -276,7 +246,44 @@ class _Validator:
                 self.file(("claims", "file"), t["file"])[0], self.line(("claims",))
             )
         presets = self.presets(data["presets"]) if "presets" in data else {}
-        return Profile(self.path, self.root, name, defaults, corpus, claims, text, presets)
+        reference = self.reference(data["reference"]) if "reference" in data else None
+        return Profile(
+            self.path, self.root, name, defaults, corpus, claims, text, presets, reference
+        )
+
+    def reference(self, raw: object) -> ReferenceProfile:
+        """``[reference]``: ``command`` (argv with placeholders) and/or ``dump`` (a path)."""
+        t = self.table(("reference",), raw, ("command", "dump", "timeout_s"))
+        if "command" not in t and "dump" not in t:
+            raise self.error(("reference",), "needs 'command' (writes the dump) and/or 'dump'")
+        command = None
+        if "command" in t:
+            command = self.strings(("reference", "command"), t["command"])
+            if not command:
+                raise self.error(("reference", "command"), "must name a program (argv)")
+            for i, arg in enumerate(command):
+                for name in re.findall(r"\{([^{}]*)\}", arg):
+                    if name not in REFERENCE_PLACEHOLDERS:
+                        known = ", ".join(f"{{{p}}}" for p in REFERENCE_PLACEHOLDERS)
+                        why = f"unknown placeholder {{{name}}}; known: {known}"
+                        raise self.error(("reference", "command", i), why)
+            if "dump" not in t and not any("{out}" in a for a in command):
+                why = "without 'dump', the command must write to {out}"
+                raise self.error(("reference", "command"), why)
+        dump = None
+        if "dump" in t:
+            dump = self.typed(("reference", "dump"), t["dump"], str, "a path (may hold {preset})")
+            bad = [n for n in re.findall(r"\{([^{}]*)\}", dump) if n != "preset"]
+            if bad:
+                raise self.error(("reference", "dump"), f"unknown placeholder {{{bad[0]}}}; "
+                                 "a dump path may hold {preset}")  # fmt: skip
+            if command is None and "{preset}" not in dump:
+                self.file(("reference", "dump"), dump)  # read as is: it must exist now
+        timeout = self.typed(("reference", "timeout_s"), t.get("timeout_s", 600), (int, float),
+                             "seconds")  # fmt: skip
+        if timeout <= 0:
+            raise self.error(("reference", "timeout_s"), "must be > 0")
+        return ReferenceProfile(command, dump, float(timeout), self.line(("reference",)))
 
     def presets(self, raw: object) -> dict[str, ModelConfig]:
         """``[presets.NAME]``: each table's keys are ModelConfig's fields; its own checks

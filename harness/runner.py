@@ -64,7 +64,8 @@ from harness.matrix import (
     parse_shard,
     shard,
 )
-from harness.profile import ProfileError, find_profile, load_profile
+from harness.profile import Profile, ProfileError, find_profile, load_profile
+from harness.project.reference import reference_dumps
 from harness.run_progress import LOG_WIDTH, CellProgress, print_summary
 from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION, git_state, write_run_json
 from harness.rundir.reader import read_run
@@ -79,6 +80,7 @@ from harness.rundir.verdict import (
 )
 from harness.rundir.writer import RowWriter
 from reference.defaults import DEFAULTS
+from reference.dump import ReferenceDump
 from reference.presets import PRESETS, ModelConfig
 
 DEFAULT_MANIFEST = Path("artifacts/build/manifest.json")
@@ -108,6 +110,8 @@ class RunPlan:
     resumed_meta: Mapping[str, Any] | None = None
     # the presets cells may name: ours (reference.presets), plus a --project profile's own
     presets: Mapping[str, ModelConfig] = field(default_factory=lambda: dict(PRESETS))
+    # the model check's oracle per preset when the --project profile names a [reference]
+    references: Mapping[str, ReferenceDump] = field(default_factory=dict)
 
 
 # -- hosts ---------------------------------------------------------------------------------
@@ -453,6 +457,7 @@ class _CellRunner:
             options=self.plan.matrix.options(kind),
             matrix_path=self.plan.matrix.path,
             repo_root=self.plan.repo_root,
+            reference=self.plan.references.get(cell.preset),
             cold_instance=(
                 functools.partial(self.pool.cold_instance, cell.host, artifact)
                 if self.pool.has_cold(cell.host)
@@ -528,7 +533,7 @@ def _start_meta(plan: RunPlan) -> dict[str, Any]:
         meta.pop("problem", None)
         return meta
     used = sorted({c.artifact for c in plan.cells})
-    return {
+    meta = {
         "schema_version": SCHEMA_VERSION,
         "status": "running",
         "interrupted": False,
@@ -553,6 +558,10 @@ def _start_meta(plan: RunPlan) -> dict[str, Any]:
         "verdicts": count_verdicts(()),
         "exit_code": None,
     }
+    if plan.references:  # the model check's oracle dumps (absent: our reference, live)
+        meta["references"] = {name: {"source": d.source, "sha256": d.sha256}
+                              for name, d in sorted(plan.references.items())}  # fmt: skip
+    return meta
 
 
 class RunDirWriteError(Exception):
@@ -767,7 +776,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="PATH",
         help="a project directory (holding harness.toml) or profile file whose [presets.NAME] "
-        "the matrix may name beside ours (docs/profiles.md)",
+        "the matrix may name beside ours, and whose [reference] is the model check's oracle "
+        "(docs/profiles.md)",
     )
     parser.add_argument(
         "--junit",
@@ -790,6 +800,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"{args.artifacts}: bad manifest: {_describe(exc)}") from None
     presets: dict[str, ModelConfig] = dict(PRESETS)
+    project: Profile | None = None
     if getattr(args, "project", None) is not None:
         try:
             project = load_profile(find_profile(args.project))
@@ -834,13 +845,27 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         presets=presets,
     )
     if args.resume is not None:
-        return resume_plan(plan)
-    out: Path = args.out
-    if (out / RESULTS_FILE).exists() or (out / RUN_FILE).exists():
-        raise UsageError(f"{out} already holds a run; give --out a new directory")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is not a directory")
-    return plan
+        plan = resume_plan(plan)
+    else:
+        out: Path = args.out
+        if (out / RESULTS_FILE).exists() or (out / RUN_FILE).exists():
+            raise UsageError(f"{out} already holds a run; give --out a new directory")
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} is not a directory")
+    return with_references(plan, project)
+
+
+def with_references(plan: RunPlan, project: Profile | None) -> RunPlan:
+    """``plan`` with the oracle dump of each preset a model cell runs, when ``project`` names a
+    ``[reference]`` (its command runs now, before any host); UsageError on a bad one."""
+    if project is None or project.reference is None:
+        return plan
+    needed = sorted({c.preset for c in plan.cells if "model" in c.checks})
+    try:
+        refs = reference_dumps(project, [plan.presets[n] for n in needed], plan.out)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+    return dataclasses.replace(plan, references=refs)
 
 
 def resume_plan(plan: RunPlan) -> RunPlan:

@@ -10,7 +10,12 @@ message can say ``matrix.toml:7: unknown host 'nodex'``.
 from __future__ import annotations
 
 import contextlib
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
 Path_ = tuple[str | int, ...]
 
@@ -188,3 +193,77 @@ class _Scanner:
         body = self.s[self.i + 1 : j]
         self.i = j + 1
         return body
+
+
+def read_toml(path: Path, error_class: type[Exception], what: str) -> tuple[dict[str, Any], str]:
+    """Read and parse the TOML file at ``path`` (a ``what``): ``(data, text)``, or
+    ``error_class`` starting ``file:line`` (line 1 when unreadable or not UTF-8)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error_class(f"{path}:1: cannot read the {what}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise error_class(f"{path}:1: not UTF-8 text ({exc.reason})") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"at line (\d+)", str(exc))
+        raise error_class(f"{path}:{m.group(1) if m else 1}: {exc}") from None
+
+
+def type_name(v: object) -> str:
+    """How a TOML value's type reads in an error: ``an integer``, ``a table``, ..."""
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    return names.get(type(v), "an array" if isinstance(v, list) else "a table")
+
+
+class TomlValidator:
+    """The shared piece of the harness's TOML validators (profiles, bindings): walk the parsed
+    document and raise ``error_class`` with ``file:line: dotted.key: what`` at the first fault."""
+
+    error_class: ClassVar[type[Exception]] = ValueError
+    document: ClassVar[str] = "(document)"  # what an error at the top level names
+
+    def __init__(self, path: Path, lines: TomlLines) -> None:
+        self.path = path
+        self.lines = lines
+
+    def line(self, where: Path_) -> int:
+        """The line of key path ``where``."""
+        return self.lines.line_of(where)
+
+    def dotted(self, where: Path_) -> str:
+        """``a.b[0].c`` for the key path ``("a", "b", 0, "c")``."""
+        out = ""
+        for p in where:
+            out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+        return out or self.document
+
+    def error(self, where: Path_, what: str) -> Exception:
+        """The error for ``where``, starting ``file:line: dotted.key:``."""
+        return self.error_class(f"{self.path}:{self.line(where)}: {self.dotted(where)}: {what}")
+
+    def typed(self, where: Path_, value: object, kind: type | tuple[type, ...], what: str) -> Any:
+        """``value`` if it is of ``kind`` (a bool is not an int), else an error naming ``what``."""
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise self.error(where, f"must be {what}, got {type_name(value)} {value!r}")
+        return value
+
+    def table(self, where: Path_, value: object, allowed: Iterable[str]) -> Mapping[str, Any]:
+        """``value`` as a table whose keys are all ``allowed``."""
+        self.typed(where, value, dict, "a table")
+        assert isinstance(value, dict)
+        allowed = tuple(allowed)
+        for key in value:
+            if key not in allowed:
+                raise self.error((*where, key), f"unknown key; allowed: {', '.join(allowed)}")
+        return value
+
+    def strings(self, where: Path_, value: object) -> tuple[str, ...]:
+        """``value`` as an array of strings."""
+        self.typed(where, value, list, "an array of strings")
+        assert isinstance(value, list)
+        for i, v in enumerate(value):
+            self.typed((*where, i), v, str, "a string")
+        return tuple(value)

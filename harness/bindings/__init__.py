@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -36,7 +35,7 @@ from harness.bindings.canonical import (
     Role,
 )
 from harness.formats import WasmTypes
-from harness.toml_lines import Path_, TomlLines
+from harness.toml_lines import Path_, TomlLines, TomlValidator, read_toml
 
 BUNDLED = Path(__file__).with_name("tinygpt.toml")
 # Whole ABIs a binding may say its library also implements (``[binding] abi = ...``), beyond the
@@ -207,15 +206,7 @@ def load_binding_cached(path: Path) -> Binding:
 
 def load_binding(path: Path) -> Binding:
     """Parse and validate the binding file at ``path``; BindingError with ``file:line``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BindingError(f"{path}: cannot read the binding file: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise BindingError(f"{path}:{m.group(1) if m else 1}: {exc}") from None
+    data, text = read_toml(path, BindingError, "binding file")
     return _Validator(path, TomlLines(text)).binding(data)
 
 
@@ -224,41 +215,14 @@ def _a(word: str) -> str:
     return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
-def _type_name(v: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
-    return names.get(type(v), "an array" if isinstance(v, list) else "a table")
-
-
 _IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
 
-class _Validator:
+class _Validator(TomlValidator):
     """Checks the parsed TOML piece by piece; every error carries the offending line."""
 
-    def __init__(self, path: Path, lines: TomlLines) -> None:
-        self.path = path
-        self.lines = lines
-
-    def error(self, where: Path_, what: str) -> BindingError:
-        dotted = ".".join(f"[{p}]" if isinstance(p, int) else p for p in where)
-        return BindingError(
-            f"{self.path}:{self.lines.line_of(where)}: {dotted or '(binding)'}: {what}"
-        )
-
-    def typed(self, where: Path_, value: object, kind: type | tuple[type, ...], what: str) -> Any:
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            raise self.error(where, f"must be {what}, got {_type_name(value)} {value!r}")
-        return value
-
-    def table(self, where: Path_, value: object, allowed: Iterable[str]) -> Mapping[str, Any]:
-        self.typed(where, value, dict, "a table")
-        assert isinstance(value, dict)
-        allowed = tuple(allowed)
-        for key in value:
-            if key not in allowed:
-                raise self.error((*where, key), f"unknown key; allowed: {', '.join(allowed)}")
-        return value
+    error_class = BindingError
+    document = "(binding)"
 
     def export(self, where: Path_, value: object) -> str:
         name = self.typed(where, value, str, "an export name")

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the loader imports this module: no cycle at run time
     from harness.bindings import Binding, BindingError
 
 Where = tuple[str | int, ...]
-ErrorAt = Callable[[Where, str], "BindingError"]
+ErrorAt = Callable[[Where, str], Exception]
 
 ORDERS = ("layer_major", "tensor_major")
 DIMS = ("vocab", "ctx", "C", "F")

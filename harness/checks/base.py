@@ -11,6 +11,7 @@ from typing import Any
 from harness.artifact import Artifact
 from harness.hosts.base import Instance
 from harness.rundir.rows import Row, Status
+from reference.dump import ReferenceDump
 from reference.presets import ModelConfig
 
 
@@ -29,6 +30,9 @@ class CellContext:
     # Opens the cell's artifact in a fresh process of its host under default engine flags (the
     # cold figure); None when the host has none. The instance and its host close on exit.
     cold_instance: Callable[[], AbstractContextManager[Instance]] | None = None
+    # The model check's oracle when the run's profile names a [reference]: the dump of this
+    # cell's preset, loaded and validated at plan time. None: our numpy reference, live.
+    reference: ReferenceDump | None = None
 
     def row(self, check: str, subject: str, status: Status, **kw: Any) -> Row:
         """Build a Row stamped with this cell's host, artifact and preset."""

@@ -49,13 +49,14 @@ from harness.bindings.model_layout import (
     library_config,
 )
 from harness.checks.base import CellContext
-from harness.checks.model import PROMPT, Settings, fingerprint
+from harness.checks.model import Settings, fingerprint
 from harness.hosts.base import IncompatibleArtifact
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row, Status
 from harness.tolerance import model_tolerance
 from reference.corpus import CorpusUnavailable, load_corpus
 from reference.defaults import DEFAULTS
+from reference.dump import PROMPT
 from reference.model import GPT, Params
 from reference.presets import ModelConfig, param_count
 from reference.sampler import SamplerRNG, reachable_tokens

@@ -6,8 +6,9 @@ seed); the reference computes in float64 from those same numbers. Compared, each
 
 - ``logits`` and ``loss`` of one forward pass over a batch of corpus tokens;
 - every gradient tensor by name (``grad:wte`` ...);
-- ``adamw:params``: one ``tg_model_adamw`` step from identical params AND identical gradients
-  (the reference's, written into the kernel's gradient buffer), so only the optimiser is judged;
+- ``adamw:params``: ``tg_model_adamw`` steps (one, live) from identical params AND identical
+  gradients (the reference's, written into the kernel's gradient buffer), so only the optimiser
+  is judged;
 - ``trajectory``: the losses of N ``tg_model_train_step`` calls on default-corpus batches against
   the reference training loop (same init, same batches, same learning-rate schedule);
 - ``generate:kv`` and ``generate:nokv``: greedy tokens identical to the reference's;
@@ -15,6 +16,12 @@ seed); the reference computes in float64 from those same numbers. Compared, each
   parameters off their init (:mod:`harness.checks.optimizer`);
 - from a trained state, with-cache and without-cache logits at every step and seeded sampling
   parity (:mod:`harness.checks.generation`).
+
+The oracle of the rows above (not of the per-tensor AdamW and trained-state rows) is a
+:class:`reference.dump.ReferenceDump`: our reference's, computed live, or the one the run's
+profile names (``[reference]``, docs/reference-dump.md), whose weights, batches, rates and
+prompt the kernel then runs on. One comparison (:func:`_oracle_rows`) serves both, so the
+dump of our own reference gives the live verdicts.
 
 Determinism: everything the kernel computes is computed twice in the cell and hashed; a
 ``hash:<what>`` row carries the sha256 (``detail = "sha256=<hex>"``) and passes only when both
@@ -41,16 +48,21 @@ from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row, Status
 from harness.tolerance import model_tolerance
 from reference.corpus import CorpusUnavailable, load_corpus
-from reference.defaults import DEFAULTS, TrainingDefaults
-from reference.generate import generate as ref_generate
-from reference.model import GPT, Params, flatten_params, init_params
+from reference.defaults import DEFAULTS
+from reference.dump import (
+    BATCH,
+    PROMPT,
+    STEPS,
+    ReferenceDump,
+    compute_from_corpus,
+    greedy_length,
+)
+from reference.model import GPT, Params, flatten_params
 from reference.presets import PARAM_NAMES, ModelConfig
 from reference.tokenizer import encode
-from reference.train import BATCH_STREAM, AdamWState, adamw_step, get_batch, lr_at
 
 CHECK = "model"
 METRICS = ("max_abs_err", "max_rel_err", "max_ulp")
-PROMPT = "HAMLET.\nTo be, or not to be"
 
 _OPTIONS = {"seed", "batch", "steps", "generate", "gen_train_steps", "adamw_steps"}
 
@@ -60,8 +72,8 @@ class Settings:
     """The ``[check.model]`` options, validated."""
 
     seed: int = DEFAULTS.seed  # init and batch seed (as reference.train uses it)
-    batch: int = 4  # sequences per parity batch and per trajectory step
-    steps: int = 10  # trajectory length
+    batch: int = BATCH  # sequences per parity batch and per trajectory step
+    steps: int = STEPS  # trajectory length
     generate: int = 0  # tokens to generate; 0 = 1.5 x block_size, so the window slides
     gen_train_steps: int = 200  # kernel train steps before the generation/sampling parity
     adamw_steps: int = 24  # per-tensor AdamW: steps past warmup (>= 20, docs/checks.md)
@@ -156,25 +168,31 @@ def _kernel_pass(
     batches: list[tuple[NDArray[Any], NDArray[Any]]],
     prompt: list[int],
     n_new: int,
-    defaults: TrainingDefaults,
+    oracle: ReferenceDump,
 ) -> _Run:
-    """Run every kernel computation once, each on a fresh model from ``flat``."""
+    """Run every kernel computation once, each on a fresh model from ``flat``, at the oracle's
+    hyperparameters and per-step rates."""
+    defaults = oracle.defaults
     model = KernelModel.create(ctx.instance, cfg, flat)
     try:
         logits, loss = model.forward(x, y)
         grads = model.backward()
-        # optimiser parity: the reference's gradients in the kernel's buffer, then one step
-        ctx.instance.write(int(ctx.instance.call("tg_model_grads", model.handle) or 0),
-                           ref_grads32.tobytes())  # fmt: skip
-        model.adamw(lr_at(1, defaults), defaults, 1)
+        # optimiser parity: the reference's gradients in the kernel's buffer, then the oracle's
+        # k steps (rewritten before each, whatever the step leaves in the buffer)
+        grads_ptr = int(ctx.instance.call("tg_model_grads", model.handle) or 0)
+        for t, rate in enumerate(oracle.adamw_lr.tolist(), start=1):
+            ctx.instance.write(grads_ptr, ref_grads32.tobytes())
+            model.adamw(rate, defaults, t)
         adamw = np.concatenate([p.reshape(-1) for p in model.params().values()])
     finally:
         model.free()
     model = KernelModel.create(ctx.instance, cfg, flat)
     try:
         traj = [
-            model.train_step(bx, by, lr_at(t, defaults), defaults, t)
-            for t, (bx, by) in enumerate(batches, start=1)
+            model.train_step(bx, by, rate, defaults, t)
+            for t, ((bx, by), rate) in enumerate(
+                zip(batches, oracle.traj_lr.tolist(), strict=True), start=1
+            )
         ]
     finally:
         model.free()
@@ -215,68 +233,38 @@ def run(ctx: CellContext) -> Iterator[Row]:
         yield from bound_model.run(ctx)
         return
     s = Settings.from_options(ctx.options)
-    cfg, defaults = ctx.preset, DEFAULTS
+    cfg = ctx.preset
     try:
         tokens = encode(load_corpus())
     except CorpusUnavailable as exc:
         yield ctx.row(CHECK, "corpus", "error", detail=f"default corpus unavailable: {exc}")
         return
-    params32 = init_params(cfg, defaults, seed=s.seed, dtype=np.float32)
+    # ---- the oracle: a profile's reference dump, else our float64 reference computed now ----
+    oracle, oracle_note = ctx.reference, ""
+    if oracle is None:
+        n_new = s.generate or greedy_length(cfg)
+        oracle = compute_from_corpus(cfg, tokens, s.seed, s.batch, s.steps, n_new, DEFAULTS)
+    else:
+        oracle_note = f"; oracle: reference dump {oracle.source}"
+    defaults = oracle.defaults
+    params32 = dict(oracle.params)
     flat = flatten_params(cfg, params32).astype(np.float32)
     params64 = _wide(params32)
-    T = min(defaults.context_length, cfg.block_size)
-    rng = np.random.default_rng((s.seed, BATCH_STREAM))
-    x, y = get_batch(tokens, s.batch, T, rng)
-    batches = [get_batch(tokens, s.batch, T, rng) for _ in range(s.steps)]
-    prompt = [int(t) for t in encode(PROMPT)][-cfg.block_size :]
-    n_new = s.generate or (cfg.block_size * 3) // 2
-
-    # ---- the reference, float64 ----
-    ref = GPT(cfg, params64)
-    ref_logits, ref_loss = ref.forward(x, y)
-    ref_grads = ref.backward()
-    grads32 = flatten_params(cfg, ref_grads).astype(np.float32)
-    ref_after, _, _ = adamw_step(
-        params64, _wide(dict(zip(PARAM_NAMES, _split(cfg, grads32), strict=True))),
-        AdamWState(), 1, defaults,
-    )  # fmt: skip
-    ref_traj = _reference_trajectory(cfg, params64, batches, defaults)
-    ref_kv = ref_generate(cfg, params64, prompt, n_new, use_kv_cache=True)
+    x, y = oracle.x, oracle.y
+    batches = list(zip(oracle.traj_x, oracle.traj_y, strict=True))
+    prompt = [int(t) for t in oracle.prompt]
+    ref_kv = [int(t) for t in oracle.greedy]
+    batch, T = x.shape
+    grads32 = flatten_params(cfg, oracle.grads).astype(np.float32)
 
     # ---- the kernel, twice ----
-    args = (ctx, cfg, flat, x, y, grads32, batches, prompt, n_new, defaults)
+    args = (ctx, cfg, flat, x, y, grads32, batches, prompt, len(ref_kv), oracle)
     first = _kernel_pass(*args)
     second = _kernel_pass(*args)
 
-    dims = {"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "seq_len": T, "batch": s.batch}
-    rule = model_tolerance("logits", **dims)
-    yield from _parity_rows(
-        ctx, "logits", compare("logits", first.logits, ref_logits, rule.tolerance)
-    )
-    rule = model_tolerance("loss", **dims)
-    r = compare("loss", np.float32(first.loss), np.float64(ref_loss), rule.tolerance)
-    yield from _parity_rows(ctx, "loss", r)
-    yield ctx.row(CHECK, "loss", "measured", metric="loss", value=first.loss,
-                  detail=f"kernel loss; reference {ref_loss!r}")  # fmt: skip
-    rule = model_tolerance("grad", **dims)
-    for name in PARAM_NAMES:
-        r = compare(f"grad:{name}", first.grads[name], ref_grads[name], rule.tolerance,
-                    relative_to_max=rule.relative_to_max)  # fmt: skip
-        yield from _parity_rows(ctx, f"grad:{name}", r)
-    rule = model_tolerance("adamw", **dims, lr=lr_at(1, defaults))
-    ref_flat = flatten_params(cfg, ref_after)
-    yield from _parity_rows(
-        ctx, "adamw:params", compare("adamw:params", first.adamw, ref_flat, rule.tolerance)
-    )
-    rule = model_tolerance("trajectory", **dims, steps=s.steps)
-    r = compare("trajectory", first.trajectory, np.asarray(ref_traj), rule.tolerance)
-    yield from _parity_rows(ctx, "trajectory", r)
-    for t, loss in enumerate(first.trajectory.tolist(), start=1):
-        ref_t = f"reference {ref_traj[t - 1]!r}"
-        yield ctx.row(CHECK, "trajectory", "measured", metric="loss", value=loss,
-                      x_name="step", x_value=float(t), detail=ref_t)  # fmt: skip
-    for subject, got in (("generate:kv", first.gen_kv), ("generate:nokv", first.gen_nokv)):
-        yield _generation_row(ctx, subject, cfg, params64, prompt, got, ref_kv)
+    dims = {"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "seq_len": T, "batch": batch}
+    for row in _oracle_rows(ctx, cfg, first, oracle, dims, params64):
+        yield dataclasses.replace(row, detail=row.detail + oracle_note) if oracle_note else row
 
     yield from optimizer.rows(ctx, cfg, params32, defaults, s.adamw_steps, s.seed)
     trained = generation.train_state(ctx, cfg, flat, tokens, s.gen_train_steps, s.seed)
@@ -303,6 +291,48 @@ def run(ctx: CellContext) -> Iterator[Row]:
     )  # fmt: skip
 
 
+def _oracle_rows(
+    ctx: CellContext,
+    cfg: ModelConfig,
+    first: _Run,
+    oracle: ReferenceDump,
+    dims: Mapping[str, int],
+    params64: Params,
+) -> Iterator[Row]:
+    """The kernel pass's outputs judged against the oracle's arrays, quantity by quantity."""
+    rule = model_tolerance("logits", **dims)
+    yield from _parity_rows(
+        ctx, "logits", compare("logits", first.logits, oracle.logits, rule.tolerance)
+    )
+    rule = model_tolerance("loss", **dims)
+    r = compare("loss", np.float32(first.loss), np.float64(oracle.loss), rule.tolerance)
+    yield from _parity_rows(ctx, "loss", r)
+    yield ctx.row(CHECK, "loss", "measured", metric="loss", value=first.loss,
+                  detail=f"kernel loss; reference {oracle.loss!r}")  # fmt: skip
+    rule = model_tolerance("grad", **dims)
+    for name in PARAM_NAMES:
+        r = compare(f"grad:{name}", first.grads[name], oracle.grads[name], rule.tolerance,
+                    relative_to_max=rule.relative_to_max)  # fmt: skip
+        yield from _parity_rows(ctx, f"grad:{name}", r)
+    # k steps move a parameter by at most about the sum of their rates (k = 1: lr_at(1))
+    rule = model_tolerance("adamw", **dims, lr=float(np.sum(oracle.adamw_lr)))
+    ref_flat = flatten_params(cfg, oracle.adamw_params)
+    yield from _parity_rows(
+        ctx, "adamw:params", compare("adamw:params", first.adamw, ref_flat, rule.tolerance)
+    )
+    ref_traj = oracle.traj_loss.tolist()
+    rule = model_tolerance("trajectory", **dims, steps=len(ref_traj))
+    r = compare("trajectory", first.trajectory, oracle.traj_loss, rule.tolerance)
+    yield from _parity_rows(ctx, "trajectory", r)
+    for t, loss in enumerate(first.trajectory.tolist(), start=1):
+        ref_t = f"reference {ref_traj[t - 1]!r}"
+        yield ctx.row(CHECK, "trajectory", "measured", metric="loss", value=loss,
+                      x_name="step", x_value=float(t), detail=ref_t)  # fmt: skip
+    prompt, expected = [int(t) for t in oracle.prompt], [int(t) for t in oracle.greedy]
+    for subject, got in (("generate:kv", first.gen_kv), ("generate:nokv", first.gen_nokv)):
+        yield _generation_row(ctx, subject, cfg, params64, prompt, got, expected)
+
+
 def _by_name(cfg: ModelConfig, flat: NDArray[np.float32]) -> dict[str, NDArray[np.float32]]:
     return dict(zip(PARAM_NAMES, _split(cfg, flat), strict=True))
 
@@ -316,24 +346,6 @@ def _split(cfg: ModelConfig, flat: NDArray[np.float32]) -> list[NDArray[np.float
         out.append(flat[offset : offset + n].reshape(shape))
         offset += n
     return out
-
-
-def _reference_trajectory(
-    cfg: ModelConfig,
-    params64: Params,
-    batches: list[tuple[NDArray[Any], NDArray[Any]]],
-    defaults: TrainingDefaults,
-) -> list[float]:
-    """The float64 reference's loss at each step (before that step's update)."""
-    model = GPT(cfg, dict(params64))
-    state = AdamWState()
-    losses = []
-    for t, (bx, by) in enumerate(batches, start=1):
-        _, loss = model.forward(bx, by)
-        grads = model.backward()
-        model.params, state, _ = adamw_step(model.params, grads, state, t, defaults)
-        losses.append(float(loss if loss is not None else math.nan))
-    return losses
 
 
 def _generation_row(

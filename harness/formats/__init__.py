@@ -31,7 +31,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from harness.abi import Signature
+from harness.abi import EXPORTS, Signature
 
 # Runtimes: the engine a host runs artifacts in. A host declares its runtime; a format lists the
 # runtimes it has a loader for. Python engines run in ``harness.hosts.worker`` processes.
@@ -97,6 +97,9 @@ class ArtifactFormat(abc.ABC):
     allocator_signatures: ClassVar[Mapping[str, Signature]] = MappingProxyType({})
     exports_role: str = ""  # the file :meth:`exports_found` reads (messages name it)
 
+    def __init__(self) -> None:
+        self._passed: set[tuple[object, ...]] = set()  # static checks passed (their keys)
+
     def refusal(self, runtime: str, host: str) -> str | None:
         """None if a host of ``runtime`` has a loader for this format, else why it has not."""
         if runtime in self.loaders:
@@ -125,7 +128,6 @@ class ArtifactFormat(abc.ABC):
             return f"file roles repeat: {list(roles)}"
         return None
 
-    @abc.abstractmethod
     def static_check(
         self,
         files: Mapping[str, Path],
@@ -137,8 +139,25 @@ class ArtifactFormat(abc.ABC):
         bundled binding's and the format's allocator).
 
         Runs in the harness before any engine sees the artifact (after its hashes were
-        verified); must not execute the artifact.
+        verified); must not execute the artifact. Memoized per (file versions, pointer width,
+        exports) in this process: a matrix loads one artifact in many cells.
         """
+        wanted = dict(exports) if exports is not None else {**EXPORTS, **self.allocator_signatures}
+        key = (
+            tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size)
+                  for p in files.values()),
+            ptr_width,
+            tuple(sorted(wanted.items())),
+        )  # fmt: skip
+        if key not in self._passed:
+            self.check_files(files, ptr_width, wanted)
+            self._passed.add(key)
+
+    @abc.abstractmethod
+    def check_files(
+        self, files: Mapping[str, Path], ptr_width: int, wanted: Mapping[str, Signature]
+    ) -> None:
+        """The format's static checks (:meth:`static_check` memoizes them)."""
 
     def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None] | None:
         """What the artifact exports, read from its files without running them: export name ->

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from harness.abi import EXPORTS, Signature
+from harness.abi import Signature
 from harness.formats import ArtifactFormat, WasmTypes
 
 _ES6_DEFAULT = re.compile(rb"export\s+default\s+\w+")
@@ -48,31 +48,10 @@ class EmscriptenFormat(ArtifactFormat):
         {"malloc": Signature(("ptr",), "ptr"), "free": Signature(("ptr",), "void")}
     )
 
-    def __init__(self) -> None:
-        self._passed: set[tuple[object, ...]] = set()
-
-    def static_check(
-        self,
-        files: Mapping[str, Path],
-        ptr_width: int,
-        exports: Mapping[str, Signature] | None = None,
+    def check_files(
+        self, files: Mapping[str, Path], ptr_width: int, wanted: Mapping[str, Signature]
     ) -> None:
-        """Check the glue and the module without running either (see the module docstring),
-        once per (file versions, pointer width, exports) in this process."""
-        wanted = dict(exports) if exports is not None else {**EXPORTS, **self.allocator_signatures}
-        key = (
-            tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size)
-                  for p in files.values()),
-            ptr_width,
-            tuple(sorted(wanted.items())),
-        )  # fmt: skip
-        if key in self._passed:
-            return
-        self._check(files, ptr_width, wanted)
-        self._passed.add(key)
-
-    def _check(self, files: Mapping[str, Path], ptr_width: int,
-               wanted: Mapping[str, Signature]) -> None:  # fmt: skip
+        """Check the glue and the module without running either (see the module docstring)."""
         from harness.engines.wasmtime_engine import check_module_abi, make_engine, parse_module
         from harness.hosts.base import CorruptArtifact, MissingExport
 

@@ -26,11 +26,8 @@ class NativeFormat(ArtifactFormat):
     exports_role = "so"
     loaders = MappingProxyType({"native": "harness.engines.ctypes_engine:CtypesInstance"})
 
-    def static_check(
-        self,
-        files: Mapping[str, Path],
-        ptr_width: int,
-        exports: Mapping[str, Signature] | None = None,
+    def check_files(
+        self, files: Mapping[str, Path], ptr_width: int, wanted: Mapping[str, Signature]
     ) -> None:
         """Nothing before dlopen (see the module docstring)."""
 

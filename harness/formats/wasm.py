@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from harness.abi import EXPORTS, Signature
+from harness.abi import Signature
 from harness.formats import ArtifactFormat, WasmTypes
 
 
@@ -31,26 +31,13 @@ class WasmFormat(ArtifactFormat):
         }
     )
 
-    def __init__(self) -> None:
-        self._passed: set[tuple[object, ...]] = set()
-
-    def static_check(
-        self,
-        files: Mapping[str, Path],
-        ptr_width: int,
-        exports: Mapping[str, Signature] | None = None,
+    def check_files(
+        self, files: Mapping[str, Path], ptr_width: int, wanted: Mapping[str, Signature]
     ) -> None:
-        """validate_wasm_abi, once per (file version, pointer width, exports) in this process."""
+        """validate_wasm_abi: the module's exports, their wasm types and its memory."""
         from harness.engines.wasmtime_engine import validate_wasm_abi
 
-        wanted = dict(exports) if exports is not None else dict(EXPORTS)
-        path = files["wasm"]
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, ptr_width,
-               tuple(sorted(wanted.items())))  # fmt: skip
-        if key not in self._passed:
-            validate_wasm_abi(path, ptr_width, wanted)
-            self._passed.add(key)
+        validate_wasm_abi(files["wasm"], ptr_width, wanted)
 
     def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None]:
         """The module's function exports with their wasm types; CorruptArtifact if it does not

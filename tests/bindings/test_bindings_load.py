@@ -131,7 +131,7 @@ def test_bad_binding_is_refused_at_its_line(tmp_path: Path, text: str, pattern: 
 
 def test_missing_binding_file_names_its_path(tmp_path: Path) -> None:
     """A binding file that is not there is a BindingError naming the path, not an OSError."""
-    with pytest.raises(BindingError, match=r"nope.toml: cannot read the binding file"):
+    with pytest.raises(BindingError, match=r"nope.toml:1: cannot read the binding file"):
         load_binding(tmp_path / "nope.toml")
 
 

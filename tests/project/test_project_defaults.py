@@ -143,10 +143,10 @@ def test_compare_key_with_no_extractable_value_exits_2(
 
 
 def test_reserved_sections_are_refused_not_ignored(tmp_path: Path) -> None:
-    """presets/reference/artifacts are not profile keys yet: refused with the reason."""
+    """artifacts is not a profile key: refused with the reason."""
     p = tmp_path / "harness.toml"
-    p.write_text('[project]\nname = "x"\n\n[reference]\ncommand = "python ref.py"\n')
-    with pytest.raises(ProfileError, match=r"harness.toml:4: reference: not supported yet"):
+    p.write_text('[project]\nname = "x"\n\n[artifacts]\nnative = "x.so"\n')
+    with pytest.raises(ProfileError, match=r"harness.toml:4: artifacts: not supported yet"):
         load_profile(p)
 
 

@@ -1,0 +1,448 @@
+"""The reference dump: a versioned ``.npz`` holding what a reference computed, so any reference
+(this numpy GPT, or a project's own PyTorch model) can be the model check's oracle.
+
+This is llm.c's pattern (``train_gpt2.py`` writes a state file, the kernels are judged against
+it). One dump is one preset: the config, the float32 weights and token batches, and what the
+reference computed from them in float64: logits, loss, every gradient, the AdamW state after k
+steps, a loss trajectory and greedy tokens. The format (every array's name, shape, dtype and
+meaning) is documented in docs/reference-dump.md; :func:`load_dump` enforces it.
+
+:func:`compute` is our numpy reference's side of the model check (``harness/checks/model.py``
+judges the kernel against a :class:`ReferenceDump` either way: computed live, or loaded), so the
+dump :func:`write_dump` writes is, array for array, what the live check compares against.
+
+Command line (the "command" a profile's ``[reference]`` names, docs/profiles.md)::
+
+    python -m reference.dump --preset tiny --out tiny.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from reference.corpus import load_corpus
+from reference.defaults import DEFAULTS, TrainingDefaults
+from reference.generate import generate
+from reference.model import GPT, Params, ParamsIn, init_params
+from reference.ops import FloatArray, IntArray
+from reference.presets import PRESETS, ModelConfig, param_shapes
+from reference.tokenizer import encode
+from reference.train import BATCH_STREAM, AdamWState, adamw_step, get_batch, lr_at
+
+FORMAT = "tinygpt-harness.reference-dump"
+VERSION = 1
+
+# What the model check draws when its [check.model] options don't say (their one source).
+BATCH = 4  # sequences per parity batch and per trajectory step
+STEPS = 10  # trajectory length
+ADAMW_STEPS = 1  # AdamW steps from the dump's gradients: 1 is the check's `adamw:params` step
+PROMPT = "HAMLET.\nTo be, or not to be"  # the greedy-generation prompt
+
+# The per-parameter groups: "<group>.<name>" for every name of param_names(cfg).
+PER_PARAM = ("param", "grad", "adamw.param", "adamw.m", "adamw.v")
+# The arrays every version-1 dump has once, whatever its config.
+SHARED = ("format", "version", "config", "tokens.x", "tokens.y", "logits", "loss", "adamw.lr",
+          "trajectory.x", "trajectory.y", "trajectory.lr", "trajectory.loss",
+          "generate.prompt", "generate.greedy")  # fmt: skip
+
+# TrainingDefaults fields the kernel's AdamW takes: a dump's config must state them. Its other
+# fields (lr, warmup, seed, ...) are the writer's business: the per-step rates are arrays.
+REQUIRED_TRAINING = ("beta1", "beta2", "eps", "weight_decay", "grad_clip")
+_MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+_MODEL_REQUIRED = ("name", "n_layer", "n_head", "n_embd", "block_size")  # the rest default
+_TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingDefaults))
+
+
+class DumpError(ValueError):
+    """A dump that does not follow the format; the message names the file and the array."""
+
+
+@dataclass(frozen=True)
+class ReferenceDump:
+    """One preset's reference results: the inputs, and what the reference computed from them.
+
+    Float outputs are float64 (a float32 dump is widened on load); weights are float32, the
+    numbers both the kernel and the reference start from.
+    """
+
+    cfg: ModelConfig
+    defaults: TrainingDefaults  # the AdamW hyperparameters the trajectory and AdamW steps used
+    params: Mapping[str, NDArray[np.float32]]  # the weights, by reference.presets.param_names
+    x: IntArray  # (B, T) input tokens of the forward/backward pass
+    y: IntArray  # (B, T) its targets
+    logits: FloatArray  # (B, T, V)
+    loss: float  # mean cross-entropy over the batch
+    grads: Mapping[str, FloatArray]  # d loss / d param, by name
+    adamw_lr: FloatArray  # (k,) the rate of each AdamW step
+    adamw_params: Mapping[str, FloatArray]  # params after k steps
+    adamw_m: Mapping[str, FloatArray]  # first moments after k steps
+    adamw_v: Mapping[str, FloatArray]  # second moments after k steps
+    traj_x: IntArray  # (S, B, T) one batch per training step
+    traj_y: IntArray  # (S, B, T)
+    traj_lr: FloatArray  # (S,) the rate of each step
+    traj_loss: FloatArray  # (S,) each step's loss, before its update
+    prompt: IntArray  # (P,)
+    greedy: IntArray  # (N,) greedy tokens after the prompt
+    source: str = "reference.dump (numpy, float64)"  # who computed it (the file, once loaded)
+    sha256: str = ""  # of the file it was loaded from ("" when computed live)
+
+
+def greedy_length(cfg: ModelConfig) -> int:
+    """Tokens generated by default: 1.5 x block_size, so the window slides."""
+    return (cfg.block_size * 3) // 2
+
+
+def _wide(params: ParamsIn) -> Params:
+    return {k: v.astype(np.float64) for k, v in params.items()}
+
+
+def compute(
+    cfg: ModelConfig,
+    params32: Mapping[str, NDArray[np.float32]],
+    x: IntArray,
+    y: IntArray,
+    batches: Sequence[tuple[IntArray, IntArray]],
+    prompt: Sequence[int],
+    n_new: int,
+    defaults: TrainingDefaults = DEFAULTS,
+    adamw_steps: int = ADAMW_STEPS,
+) -> ReferenceDump:
+    """What our numpy reference computes, in float64, from the float32 weights ``params32``."""
+    params64 = _wide(params32)
+    model = GPT(cfg, params64)
+    logits, loss = model.forward(x, y)  # (B, T, V)
+    assert loss is not None  # targets were given
+    grads = model.backward()
+    # The kernel is handed the float32 rounding of these gradients; the AdamW oracle steps from
+    # that same rounding, so the optimiser alone is judged.
+    g = _wide({n: v.astype(np.float32) for n, v in grads.items()})
+    after, state = params64, AdamWState()
+    adamw_lr = [lr_at(t, defaults) for t in range(1, adamw_steps + 1)]
+    for t, rate in enumerate(adamw_lr, start=1):
+        after, state, _ = adamw_step(after, g, state, t, defaults, lr=rate)
+    traj_lr = [lr_at(t, defaults) for t in range(1, len(batches) + 1)]
+    traj = GPT(cfg, dict(params64))
+    traj_state, losses = AdamWState(), []
+    for t, (bx, by) in enumerate(batches, start=1):
+        _, step_loss = traj.forward(bx, by)  # the loss before this step's update
+        step_grads = traj.backward()
+        traj.params, traj_state, _ = adamw_step(traj.params, step_grads, traj_state, t, defaults)
+        losses.append(float(step_loss if step_loss is not None else math.nan))
+    greedy = generate(cfg, params64, list(prompt), n_new, use_kv_cache=True)
+    return ReferenceDump(
+        cfg=cfg,
+        defaults=defaults,
+        params={n: np.asarray(v, dtype=np.float32) for n, v in params32.items()},
+        x=np.asarray(x, dtype=np.int32),
+        y=np.asarray(y, dtype=np.int32),
+        logits=logits,
+        loss=float(loss),
+        grads=grads,
+        adamw_lr=np.asarray(adamw_lr, dtype=np.float64),
+        adamw_params=after,
+        adamw_m=state.m,
+        adamw_v=state.v,
+        traj_x=np.stack([b[0] for b in batches]).astype(np.int32),
+        traj_y=np.stack([b[1] for b in batches]).astype(np.int32),
+        traj_lr=np.asarray(traj_lr, dtype=np.float64),
+        traj_loss=np.asarray(losses, dtype=np.float64),
+        prompt=np.asarray(prompt, dtype=np.int32),
+        greedy=np.asarray(greedy, dtype=np.int32),
+    )
+
+
+def compute_from_corpus(
+    cfg: ModelConfig,
+    tokens: NDArray[Any],
+    seed: int = DEFAULTS.seed,
+    batch: int = BATCH,
+    steps: int = STEPS,
+    n_new: int | None = None,
+    defaults: TrainingDefaults = DEFAULTS,
+    adamw_steps: int = ADAMW_STEPS,
+) -> ReferenceDump:
+    """:func:`compute` on the model check's inputs: ``init_params(seed)`` in float32, one batch
+    then ``steps`` trajectory batches from ``tokens`` with the batching RNG, and :data:`PROMPT`.
+    """
+    params32 = init_params(cfg, defaults, seed=seed, dtype=np.float32)
+    T = min(defaults.context_length, cfg.block_size)
+    rng = np.random.default_rng((seed, BATCH_STREAM))
+    x, y = get_batch(tokens, batch, T, rng)
+    batches = [get_batch(tokens, batch, T, rng) for _ in range(steps)]
+    prompt = [int(t) for t in encode(PROMPT)][-cfg.block_size :]
+    n = greedy_length(cfg) if n_new is None else n_new
+    return compute(cfg, params32, x, y, batches, prompt, n, defaults, adamw_steps)
+
+
+# -- the file ----------------------------------------------------------------------------------
+
+
+def _config_json(d: ReferenceDump) -> str:
+    model = dataclasses.asdict(d.cfg)
+    model["biases"] = list(d.cfg.biases)
+    return json.dumps(
+        {"model": model, "training": d.defaults.as_dict(), "writer": d.source}, sort_keys=True
+    )
+
+
+def arrays(d: ReferenceDump) -> dict[str, NDArray[Any]]:
+    """Every array of ``d`` under its name in the file (docs/reference-dump.md)."""
+    out: dict[str, NDArray[Any]] = {
+        "format": np.array(FORMAT),
+        "version": np.array(VERSION, dtype=np.int64),
+        "config": np.array(_config_json(d)),
+        "tokens.x": d.x,
+        "tokens.y": d.y,
+        "logits": d.logits,
+        "loss": np.array(d.loss, dtype=np.float64),
+        "adamw.lr": d.adamw_lr,
+        "trajectory.x": d.traj_x,
+        "trajectory.y": d.traj_y,
+        "trajectory.lr": d.traj_lr,
+        "trajectory.loss": d.traj_loss,
+        "generate.prompt": d.prompt,
+        "generate.greedy": d.greedy,
+    }
+    groups = (d.params, d.grads, d.adamw_params, d.adamw_m, d.adamw_v)
+    for prefix, group in zip(PER_PARAM, groups, strict=True):
+        for name in param_shapes(d.cfg):
+            out[f"{prefix}.{name}"] = group[name]
+    return out
+
+
+def save(path: Path, d: ReferenceDump) -> None:
+    """Write ``d`` to ``path`` as the versioned ``.npz`` (the exact path: no suffix is added)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:  # a file object, so numpy does not append ".npz" to the name
+        np.savez(f, **arrays(d))  # type: ignore[arg-type]
+
+
+def write_dump(
+    path: Path,
+    cfg: ModelConfig,
+    seed: int = DEFAULTS.seed,
+    batch: int = BATCH,
+    steps: int = STEPS,
+    n_new: int | None = None,
+    adamw_steps: int = ADAMW_STEPS,
+    tokens: NDArray[Any] | None = None,
+) -> ReferenceDump:
+    """Compute our reference's dump for ``cfg`` (the model check's inputs, the default corpus
+    unless ``tokens`` is given) and write it to ``path``; return it."""
+    corpus = encode(load_corpus()) if tokens is None else tokens
+    d = compute_from_corpus(cfg, corpus, seed, batch, steps, n_new, DEFAULTS, adamw_steps)
+    save(path, d)
+    return d
+
+
+def _config(where: str, text: str) -> tuple[ModelConfig, TrainingDefaults, str]:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DumpError(f"{where}: config is not JSON: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+        raise DumpError(f"{where}: config needs a 'model' object (ModelConfig's fields)")
+    unknown = sorted(set(raw) - {"model", "training", "writer"})
+    if unknown:
+        raise DumpError(f"{where}: config has unknown key(s) {unknown}")
+    model = dict(raw["model"])
+    bad = sorted(set(model) - set(_MODEL_FIELDS))
+    missing = [k for k in _MODEL_REQUIRED if k not in model]
+    if bad or missing:
+        raise DumpError(f"{where}: config.model: missing {missing}, unknown {bad} "
+                        f"(ModelConfig's fields: {list(_MODEL_FIELDS)})")  # fmt: skip
+    if "biases" in model:
+        if not isinstance(model["biases"], list):
+            raise DumpError(f"{where}: config.model.biases must be a list of Linear names")
+        model["biases"] = tuple(model["biases"])
+    try:
+        cfg = ModelConfig(**model)
+    except (TypeError, ValueError) as exc:
+        raise DumpError(f"{where}: config.model: {exc}") from None
+    training = raw.get("training", {})
+    if not isinstance(training, dict):
+        raise DumpError(f"{where}: config.training must be an object")
+    bad = sorted(set(training) - set(_TRAINING_FIELDS))
+    missing = [k for k in REQUIRED_TRAINING if k not in training]
+    if bad or missing:
+        raise DumpError(f"{where}: config.training: missing {missing}, unknown {bad} "
+                        f"(required: {list(REQUIRED_TRAINING)})")  # fmt: skip
+    for k, v in training.items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise DumpError(f"{where}: config.training.{k} must be a number, got {v!r}")
+    defaults = dataclasses.replace(DEFAULTS, **training)
+    return cfg, defaults, str(raw.get("writer", ""))
+
+
+class _Reader:
+    """Takes arrays out of an open npz by name, checking shape and dtype kind."""
+
+    def __init__(self, where: str, data: Mapping[str, NDArray[Any]]) -> None:
+        self.where = where
+        self.data = data
+
+    def get(self, key: str, shape: tuple[int, ...], kind: str) -> NDArray[Any]:
+        """Array ``key`` of ``shape`` (-1: any length), float (kind "f") or integer ("i")."""
+        if key not in self.data:
+            raise DumpError(f"{self.where}: missing array {key!r} (docs/reference-dump.md)")
+        a = self.data[key]
+        if kind == "f" and a.dtype not in (np.float32, np.float64):
+            raise DumpError(f"{self.where}: {key} has dtype {a.dtype}, expected float32/float64")
+        if kind == "i" and a.dtype not in (np.int32, np.int64):
+            raise DumpError(f"{self.where}: {key} has dtype {a.dtype}, expected int32/int64")
+        if a.ndim != len(shape) or any(
+            w not in (-1, n) for w, n in zip(shape, a.shape, strict=True)
+        ):
+            dims = ", ".join("n" if w == -1 else str(w) for w in shape)
+            want = f"({dims},)" if len(shape) == 1 else f"({dims})"
+            raise DumpError(f"{self.where}: {key} has shape {a.shape}, expected {want}")
+        if kind == "f" and not np.all(np.isfinite(a)):
+            raise DumpError(f"{self.where}: {key} holds NaN or Inf")
+        return a
+
+    def floats(self, key: str, shape: tuple[int, ...]) -> FloatArray:
+        """A float array widened to float64."""
+        return self.get(key, shape, "f").astype(np.float64)
+
+    def tokens(self, key: str, shape: tuple[int, ...], vocab: int) -> IntArray:
+        """An integer array of token ids in ``[0, vocab)``, as int32."""
+        a = self.get(key, shape, "i")
+        if a.size and (int(a.min()) < 0 or int(a.max()) >= vocab):
+            raise DumpError(f"{self.where}: {key} holds ids outside [0, {vocab})")
+        return a.astype(np.int32)
+
+
+def load_dump(path: Path) -> ReferenceDump:
+    """Read and validate the dump at ``path``; raise DumpError naming the file and the array."""
+    where = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise DumpError(f"{where}: no such reference dump") from None
+    except (OSError, ValueError) as exc:  # not a zip, or a pickled (object) array
+        raise DumpError(f"{where}: not a reference dump .npz: {exc}") from None
+    for key in ("format", "version", "config"):
+        if key not in data or data[key].shape != ():
+            raise DumpError(f"{where}: missing scalar {key!r}; not a {FORMAT} file")
+    if str(data["format"]) != FORMAT:
+        raise DumpError(f"{where}: format is {str(data['format'])!r}, expected {FORMAT!r}")
+    version = data["version"]
+    if not np.issubdtype(version.dtype, np.integer) or int(version) != VERSION:
+        raise DumpError(
+            f"{where}: version {version.item()!r}; this harness reads version {VERSION}"
+        )
+    cfg, defaults, writer = _config(where, str(data["config"]))
+    r = _Reader(where, data)
+    shapes = param_shapes(cfg)
+    V = cfg.vocab_size
+    x = r.tokens("tokens.x", (-1, -1), V)
+    if not 1 <= x.shape[1] <= cfg.block_size or x.shape[0] < 1:
+        raise DumpError(f"{where}: tokens.x has shape {x.shape}, expected (B, T), "
+                        f"T <= block_size={cfg.block_size}")  # fmt: skip
+    B, T = x.shape
+    traj_lr = r.floats("trajectory.lr", (-1,))
+    S = traj_lr.shape[0]
+    adamw_lr = r.floats("adamw.lr", (-1,))
+    if adamw_lr.shape[0] < 1:
+        raise DumpError(f"{where}: adamw.lr is empty; a dump holds at least one AdamW step")
+    if S < 1:
+        raise DumpError(f"{where}: trajectory.lr is empty; a dump holds at least one step")
+    prompt = r.tokens("generate.prompt", (-1,), V)
+    if not 1 <= prompt.shape[0] <= cfg.block_size:
+        raise DumpError(f"{where}: generate.prompt holds {prompt.shape[0]} tokens, expected "
+                        f"1 to block_size={cfg.block_size}")  # fmt: skip
+
+    def group(prefix: str) -> dict[str, FloatArray]:
+        return {n: r.floats(f"{prefix}.{n}", s) for n, s in shapes.items()}
+
+    params = {n: r.get(f"param.{n}", s, "f") for n, s in shapes.items()}
+    for n, a in params.items():
+        if a.dtype != np.float32:
+            raise DumpError(f"{where}: param.{n} has dtype {a.dtype}, expected float32 (the "
+                            "weights both sides start from)")  # fmt: skip
+    per_param = {f"{p}.{n}" for p in PER_PARAM for n in shapes}
+    extra = sorted(set(data) - per_param - set(SHARED))
+    if extra:
+        raise DumpError(f"{where}: unexpected array(s) {extra} (not in version {VERSION}; a bias "
+                        "the config leaves out has no arrays)")  # fmt: skip
+    greedy = r.tokens("generate.greedy", (-1,), V)
+    if greedy.shape[0] < 1:
+        raise DumpError(f"{where}: generate.greedy is empty; a dump holds at least one token")
+    return ReferenceDump(
+        cfg=cfg,
+        defaults=defaults,
+        params=params,
+        x=x,
+        y=r.tokens("tokens.y", (B, T), V),
+        logits=r.floats("logits", (B, T, V)),
+        loss=float(r.floats("loss", ())),
+        grads=group("grad"),
+        adamw_lr=adamw_lr,
+        adamw_params=group("adamw.param"),
+        adamw_m=group("adamw.m"),
+        adamw_v=group("adamw.v"),
+        traj_x=r.tokens("trajectory.x", (S, B, T), V),
+        traj_y=r.tokens("trajectory.y", (S, B, T), V),
+        traj_lr=traj_lr,
+        traj_loss=r.floats("trajectory.loss", (S,)),
+        prompt=prompt,
+        greedy=greedy,
+        source=f"{where}" + (f" ({writer})" if writer else ""),
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+    )
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m reference.dump``: write our reference's dump of one preset; exit 0, or 2."""
+    p = argparse.ArgumentParser(
+        prog="python -m reference.dump",
+        description="Write our numpy reference's dump of one preset.",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--preset", help=f"one of {', '.join(PRESETS)}")
+    which.add_argument("--config", help="a ModelConfig as JSON (a profile's {config})")
+    p.add_argument("--out", type=Path, required=True, help="the .npz to write")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="init and batch seed")
+    p.add_argument("--batch", type=int, default=BATCH, help="sequences per batch")
+    p.add_argument("--steps", type=int, default=STEPS, help="trajectory steps")
+    p.add_argument("--generate", type=int, default=0, help="greedy tokens (0: 1.5 x block)")
+    p.add_argument("--adamw-steps", type=int, default=ADAMW_STEPS, help="AdamW steps (k)")
+    args = p.parse_args(argv)
+    try:
+        if args.preset is not None:
+            if args.preset not in PRESETS:
+                raise ValueError(f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
+            cfg = PRESETS[args.preset]
+        else:
+            given = {"model": json.loads(args.config), "training": DEFAULTS.as_dict()}
+            cfg, _, _ = _config("--config", json.dumps(given))
+        for name in ("batch", "steps", "adamw_steps"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        write_dump(args.out, cfg, args.seed, args.batch, args.steps, args.generate or None,
+                   args.adamw_steps)  # fmt: skip
+    except (ValueError, json.JSONDecodeError) as exc:
+        print(f"reference.dump: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({cfg.name})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

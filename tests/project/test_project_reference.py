@@ -1,0 +1,137 @@
+"""A profile's ``[reference]``: the model check's oracle is a dump that a command writes or a
+file names (docs/profiles.md, docs/reference-dump.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.build import DEFAULT_OUT, MANIFEST, manifest_is_fresh
+from harness.cli import main
+from harness.profile import ProfileError, load_profile
+from harness.project.reference import reference_dumps
+from harness.rundir.meta import RUN_FILE
+from harness.rundir.reader import read_rows
+from harness.rundir.rows import RESULTS_FILE
+from reference.dump import main as dump_main
+from reference.presets import PRESETS, ModelConfig
+
+OUR_DUMP = '["{python}", "-m", "reference.dump", "--out", "{out}", "--batch", "2", "--steps", "3"'
+BYTES16 = "[presets.bytes16]\nn_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16\n" \
+    "vocab_size = 256\n"  # fmt: skip
+MATRIX = """\
+name = "project-reference"
+artifacts = ["native"]
+presets = ["bytes16"]
+checks = ["model"]
+timeout_s = 300
+[hosts]
+native = {}
+[check.model]
+gen_train_steps = 20
+"""
+
+
+def _profile(root: Path, body: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "harness.toml"
+    path.write_text('[project]\nname = "p"\n\n' + body)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        ("[reference]\ntimeout_s = 5\n", 4, "needs 'command' (writes the dump) and/or 'dump'"),
+        ('[reference]\ncommand = ["ref", "{outfile}"]\n', 5, "unknown placeholder {outfile}"),
+        ('[reference]\ncommand = ["ref", "x.npz"]\n', 5, "must write to {out}"),
+        ('[reference]\ncommand = []\n', 5, "must name a program"),
+        ('[reference]\ndump = "absent.npz"\n', 5, "file 'absent.npz' not found"),
+        ('[reference]\ndump = "d/{name}.npz"\n', 5, "unknown placeholder {name}"),
+        ('[reference]\ndump = "{preset}.npz"\nformat = "npz"\n', 6, "unknown key"),
+        ('[reference]\ndump = "{preset}.npz"\ntimeout_s = 0\n', 6, "must be > 0"),
+    ],
+)  # fmt: skip
+def test_bad_reference_tables_exit_at_file_and_line(
+    tmp_path: Path, body: str, line: int, message: str
+) -> None:
+    """Each bad [reference] is a ProfileError at the offending table or key's line."""
+    path = _profile(tmp_path, body)
+    with pytest.raises(ProfileError) as err:
+        load_profile(path)
+    assert str(err.value).startswith(f"{path}:{line}:")
+    assert message in str(err.value)
+
+
+@pytest.mark.corpus
+def test_a_dump_written_by_the_cli_is_named_by_a_profile(tmp_path: Path) -> None:
+    """``python -m reference.dump`` writes dumps/tiny.npz; ``dump = "dumps/{preset}.npz"``
+    loads it for tiny, and refuses it for small (another model) at the [reference] line."""
+    out = tmp_path / "dumps" / "tiny.npz"
+    assert dump_main(["--preset", "tiny", "--out", str(out), "--batch", "1", "--steps", "2"]) == 0
+    profile = load_profile(_profile(tmp_path, '[reference]\ndump = "dumps/{preset}.npz"\n'))
+    dumps = reference_dumps(profile, [PRESETS["tiny"]], tmp_path / "run")
+    assert dumps["tiny"].cfg == PRESETS["tiny"] and dumps["tiny"].traj_lr.shape == (2,)
+    out.rename(tmp_path / "dumps" / "small.npz")
+    with pytest.raises(ProfileError) as err:
+        reference_dumps(profile, [PRESETS["small"]], tmp_path / "run")
+    assert str(err.value).startswith(f"{profile.path}:4: reference dump ")
+    assert "is not preset 'small''s model: n_layer 1 (preset: 2)" in str(err.value)
+
+
+def test_a_failing_command_quotes_its_stderr(tmp_path: Path) -> None:
+    """A command that exits non-zero, or writes nothing, is a ProfileError at [reference]."""
+    script = tmp_path / "ref.py"
+    script.write_text("import sys\nprint('torch not installed', file=sys.stderr)\nsys.exit(3)\n")
+    body = '[reference]\ncommand = ["{python}", "ref.py", "{out}"]\n'
+    profile = load_profile(_profile(tmp_path, body))
+    with pytest.raises(ProfileError, match=r"harness.toml:4: .*exited 3.*\n.*torch not installed"):
+        reference_dumps(profile, [PRESETS["tiny"]], tmp_path / "run")
+    script.write_text("pass\n")
+    with pytest.raises(ProfileError, match="exited 0 but wrote no dump"):
+        reference_dumps(profile, [PRESETS["tiny"]], tmp_path / "run")
+
+
+def test_a_bad_dump_file_is_a_profile_error(tmp_path: Path) -> None:
+    """A named dump that is not a dump names the profile line, the preset and the cause."""
+    (tmp_path / "tiny.npz").write_bytes(b"not a zip")
+    profile = load_profile(_profile(tmp_path, '[reference]\ndump = "{preset}.npz"\n'))
+    cfg = ModelConfig("tiny", n_layer=1, n_head=2, n_embd=16, block_size=16)
+    with pytest.raises(ProfileError, match=r"harness.toml:4: .*preset 'tiny'.*not a reference"):
+        reference_dumps(profile, [cfg], tmp_path / "run")
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not manifest_is_fresh(DEFAULT_OUT), reason="needs `tinygpt-harness build`")
+def test_run_judges_the_kernel_against_the_commands_dump(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run --project``: the profile's command (our CLI, with the project preset as
+    ``{config}``) writes the run's reference/bytes16.npz; the model check judges the native
+    kernel against it and passes, and run.json records the dump's sha256; a dump that is not
+    one exits 2 at the [reference] line."""
+    project = tmp_path / "proj"
+    command = f"[reference]\ncommand = {OUR_DUMP}, \"--config\", '{{config}}']\n\n"
+    _profile(project, command + BYTES16)
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(MATRIX)
+    base = ["run", "--matrix", str(matrix), "--artifacts", str(DEFAULT_OUT / MANIFEST),
+            "--project", str(project)]  # fmt: skip
+    out = tmp_path / "run"
+    assert main([*base, "--out", str(out)]) == 0, capsys.readouterr().err
+    dump = out / "reference" / "bytes16.npz"
+    rows = [r for r in read_rows(out / RESULTS_FILE) if r.check == "model"]
+    assert {r.status for r in rows} == {"pass", "measured"}
+    logits = [r for r in rows if r.subject == "logits"]
+    assert logits and all(f"oracle: reference dump {dump}" in r.detail for r in logits)
+    recorded = json.loads((out / RUN_FILE).read_text())["references"]["bytes16"]
+    assert recorded["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
+
+    (project / "bad.npz").write_bytes(b"junk")
+    _profile(project, '[reference]\ndump = "bad.npz"\n\n' + BYTES16)
+    assert main([*base, "--out", str(tmp_path / "run2")]) == 2
+    err = capsys.readouterr().err
+    assert f"{project / 'harness.toml'}:4: reference dump of preset 'bytes16'" in err
