@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], object] = print
     args = parser.parse_args(argv)
     if not manifest_is_fresh(args.build_dir):
         log(f"bench: building artifacts into {args.build_dir}")
-        build_all(args.build_dir, emscripten=emcc_path() is not None)
+        build_all(args.build_dir, emscripten=emcc_path() is not None, lib2=True)
     manifest = args.build_dir / MANIFEST
     targets, versions = measure_targets(manifest, args.size, args.node24)
     given = list(sys.argv[1:] if argv is None else argv)

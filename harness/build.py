@@ -25,6 +25,9 @@ the native link drops its build id; the manifest holds no timestamps. Building i
 directory, with ziglang installed at any path, from a cold or a shared zig cache, gives
 identical sha256s (``tests/kernels/test_kernels_build.py``).
 
+``tinygpt-harness build`` also builds lib2 (``artifacts/lib2``, :mod:`harness.build_lib2`):
+``lib2-native`` and, with emcc, its three emscripten builds, each bound by lib2's binding file.
+
 A *variant* is an extra named artifact compiled from a bundled target with extra ``-D`` macros
 (e.g. ``native-bug-lnback`` with ``TG_BUG_LAYERNORM_BACKWARD``); it is added to the manifest next
 to the bundled three, never instead of them.
@@ -433,6 +436,10 @@ def inputs_sha256() -> str:
         h.update(" ".join(compile_flags(t)).encode() + b"\0")
     for e in EM_TARGETS.values():
         h.update(" ".join(em_flags(e)).encode() + b"\0")
+    from harness.build_lib2 import lib2_inputs  # it builds on this module: imported on use
+
+    for part in lib2_inputs():
+        h.update(part + b"\0")
     return h.hexdigest()
 
 
@@ -493,10 +500,15 @@ def write_manifest(out_dir: Path, artifacts: Sequence[Artifact]) -> Path:
 
 
 def build_all(
-    out_dir: Path = DEFAULT_OUT, variants: Sequence[Variant] = (), *, emscripten: bool = False
+    out_dir: Path = DEFAULT_OUT,
+    variants: Sequence[Variant] = (),
+    *,
+    emscripten: bool = False,
+    lib2: bool = False,
 ) -> dict[str, Artifact]:
     """Build the bundled zig artifacts plus ``variants`` (plus, with ``emscripten``, the
-    EM_TARGETS) and write the manifest.
+    EM_TARGETS; with ``lib2``, lib2's native build and, with ``emscripten`` too, its three emcc
+    builds, bound by lib2's binding) and write the manifest.
 
     Returns the artifacts by name; raises BuildError with the compiler's message on failure.
     """
@@ -509,6 +521,10 @@ def build_all(
     built = _build_many(out_dir, jobs)
     if emscripten:
         built.update(build_emscripten(out_dir))
+    if lib2:
+        from harness.build_lib2 import lib2_artifacts  # it builds on this module
+
+        built.update(lib2_artifacts(out_dir, emscripten))
     write_manifest(out_dir, list(built.values()))
     return built
 
@@ -530,7 +546,11 @@ def manifest_is_fresh(out_dir: Path = DEFAULT_OUT) -> bool:
         entries = load_manifest(path)
         # with emcc installed the emscripten builds belong to a full build: a zig-only manifest
         # (a test fixture's build) would leave the default matrix's em-* cells unknown
-        wanted = set(TARGETS) | (set(EM_TARGETS) if emcc_path() is not None else set())
+        # and lib2 belongs to it too (its matrix names lib2-*), emscripten builds with emcc
+        from harness.build_lib2 import lib2_names
+
+        em = emcc_path() is not None
+        wanted = set(TARGETS) | (set(EM_TARGETS) if em else set()) | set(lib2_names(em))
         if not wanted <= set(entries):
             return False
         return all(file_sha256(f.path) == f.sha256 for a in entries.values() for f in a.file_set())
@@ -579,11 +599,13 @@ def execute(args: argparse.Namespace) -> int:
         return 2
     emscripten = emcc_path() is not None
     if not emscripten:  # the other formats still build; a matrix naming em-* will say so
-        names = ", ".join(EM_TARGETS)
+        from harness.build_lib2 import EM_BUILDS
+
+        names = ", ".join([*EM_TARGETS, *EM_BUILDS])
         print(f"tinygpt-harness build: emcc not found, skipping {names}; install it: "
               f"{EMCC_INSTALL}", file=sys.stderr)  # fmt: skip
     try:
-        built = build_all(args.out, variants, emscripten=emscripten)
+        built = build_all(args.out, variants, emscripten=emscripten, lib2=True)
     except BuildError as exc:
         print(f"tinygpt-harness build: {exc}", file=sys.stderr)
         return 2

@@ -10,8 +10,9 @@ and flags rather than forking them:
   ``lib2-em-wasm32-pthread`` (``-pthread``, a pool of 2 workers). Each is a MODULARIZE +
   EXPORT_ES6 glue ``lib2.mjs`` beside ``lib2.wasm`` (and ``lib2.worker.js`` for pthread).
 
-Nothing here writes a manifest: loading emscripten artifacts and binding files belong to the
-artifact formats (issue 10 sections 1 and 3). The emscripten recipe lives with the measured
+:func:`lib2_artifacts` builds them as manifest entries bound by ``artifacts/lib2/lib2.binding.toml``
+(``tinygpt-harness build`` writes them beside the bundled library's). The emscripten recipe lives
+with the measured
 pitfalls of docs/findings.md ("Debian's emscripten 3.1.6 on our kernels"); see :func:`em_env`.
 :func:`~harness.build.em_env` and :data:`~harness.build.EMCC_INSTALL` are the bundled
 library's emscripten recipe (one owner: harness/build.py), shared with the same writable cache.
@@ -25,6 +26,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.artifact import Artifact
+from harness.bindings import load_binding_cached
 from harness.build import (
     COMMON_FLAGS,
     EM_MEMORY64_FLAGS,
@@ -35,15 +38,20 @@ from harness.build import (
     BuildError,
     em_common_flags,
     em_env,
+    em_version,
     emcc_path,
+    toolchain_version,
     zig_command,
 )
+from harness.formats import digest, get_format
 
 LIB2_SOURCE_DIR = Path("artifacts/lib2/src")  # relative to REPO_ROOT: compiled from there
 LIB2_INCLUDE_DIR = Path("artifacts/lib2/include")
 LIB2_HEADER = LIB2_INCLUDE_DIR / "lib2.h"
 LIB2_NATIVE = "liblib2.so"
 LIB2_GLUE = "lib2.mjs"  # emcc names the .wasm and the pthread worker after it
+LIB2_BINDING = Path("artifacts/lib2/lib2.binding.toml")  # every lib2 artifact's binding
+LIB2_NATIVE_NAME = "lib2-native"
 
 _EXPORT = re.compile(r"^L2_API\s+[^;(]*?\**\s*\b([A-Za-z_][A-Za-z0-9_]*)\s*\(", re.MULTILINE)
 
@@ -89,7 +97,7 @@ def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, timeout: 
 
 def build_lib2_native(out_dir: Path) -> Path:
     """Compile lib2 into ``out_dir/lib2-native/liblib2.so``; return its path."""
-    out = out_dir.resolve() / "lib2-native" / LIB2_NATIVE
+    out = out_dir.resolve() / LIB2_NATIVE_NAME / LIB2_NATIVE
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [*zig_command(), "cc", *native_flags(), *map(str, lib2_sources()), "-lm", "-o", str(out)]
     _run(cmd, "zig cc (lib2-native)")
@@ -106,14 +114,17 @@ class EmBuild:
     name: str
     ptr_width: int
     flags: tuple[str, ...]
+    features: tuple[str, ...] = ()
 
 
 EM_BUILDS: dict[str, EmBuild] = {
     b.name: b
     for b in (
         EmBuild("lib2-em-wasm32", 32, ()),
-        EmBuild("lib2-em-wasm64", 64, EM_MEMORY64_FLAGS),  # scalar: clang 14 + SIMD + wasm64
-        EmBuild("lib2-em-wasm32-pthread", 32, EM_PTHREAD_FLAGS),  # kernels single-threaded
+        # scalar: clang 14 + SIMD + wasm64
+        EmBuild("lib2-em-wasm64", 64, EM_MEMORY64_FLAGS, ("memory64", "bigint")),
+        # kernels single-threaded
+        EmBuild("lib2-em-wasm32-pthread", 32, EM_PTHREAD_FLAGS, ("pthread",)),
     )
 }
 
@@ -152,3 +163,52 @@ def build_lib2_emscripten(out_dir: Path, name: str) -> dict[str, Path]:
 def file_sha256s(files: dict[str, Path]) -> dict[str, str]:
     """sha256 of each file, by role."""
     return {role: _sha256(p) for role, p in files.items()}
+
+
+# ---- manifest entries --------------------------------------------------------------------
+
+
+def lib2_names(emscripten: bool) -> tuple[str, ...]:
+    """The artifact names a full build registers (the emscripten ones only with emcc)."""
+    return (LIB2_NATIVE_NAME, *(EM_BUILDS if emscripten else ()))
+
+
+def lib2_inputs() -> list[bytes]:
+    """Everything lib2's manifest entries are built from: sources, header, flags, binding (the
+    entries' signatures come from it), for :func:`harness.build.inputs_sha256`."""
+    parts = [str(rel).encode() + b"\0" + (REPO_ROOT / rel).read_bytes()
+             for rel in (*lib2_sources(), LIB2_HEADER, LIB2_BINDING)]  # fmt: skip
+    parts.append(" ".join(native_flags()).encode())
+    parts += [" ".join(em_flags(b)).encode() for b in EM_BUILDS.values()]
+    return parts
+
+
+def lib2_artifacts(out_dir: Path, emscripten: bool) -> dict[str, Artifact]:
+    """Build lib2 natively (and, with ``emscripten``, its three emcc builds) into ``out_dir``;
+    return them as manifest entries bound by :data:`LIB2_BINDING`."""
+    binding = REPO_ROOT / LIB2_BINDING
+    signatures = load_binding_cached(binding).signatures_json()
+    so = build_lib2_native(out_dir)
+    files, sha256 = digest({get_format("native").roles[0]: so})
+    t = TARGETS["native"]
+    built = {
+        LIB2_NATIVE_NAME: Artifact(
+            name=LIB2_NATIVE_NAME, format="native", path=so, sha256=sha256, files=files,
+            ptr_width=t.ptr_width, target=t.triple, features=t.features,
+            toolchain=toolchain_version(), flags=(*native_flags(), "-lm"),
+            signatures=signatures, binding=binding,
+        )
+    }  # fmt: skip
+    if not emscripten:
+        return built
+    toolchain = em_version()
+    for name, b in EM_BUILDS.items():
+        roles = build_lib2_emscripten(out_dir, name)
+        files, sha256 = digest(roles)
+        built[name] = Artifact(
+            name=name, format="emscripten", path=roles["glue"], sha256=sha256, files=files,
+            ptr_width=b.ptr_width, target=f"wasm{b.ptr_width}-unknown-emscripten",
+            features=b.features, toolchain=toolchain, flags=tuple(em_flags(b)),
+            signatures=signatures, binding=binding,
+        )  # fmt: skip
+    return built

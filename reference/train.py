@@ -12,6 +12,7 @@ independent ``default_rng((seed, 1))``, with ``seed`` defaulting to ``defaults.s
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,11 +74,13 @@ def adamw_step(
     t: int,
     defaults: TrainingDefaults = DEFAULTS,
     lr: float | None = None,
+    decayed: Collection[str] = DECAYED_PARAMS,
 ) -> tuple[Params, AdamWState, float]:
     """One clipped AdamW step at 1-based ``t``; return ``(new_params, new_state, grad_norm)``.
 
-    ``lr`` None means ``lr_at(t, defaults)``. Inputs are not modified. The returned norm is the
-    one measured before clipping.
+    ``lr`` None means ``lr_at(t, defaults)``. ``decayed`` names the tensors that take weight
+    decay (another library's choice, replayed). Inputs are not modified. The returned norm is
+    the one measured before clipping.
     """
     if set(grads) != set(params):
         raise ValueError(
@@ -90,7 +93,7 @@ def adamw_step(
     new_params: Params = {}
     new_state = AdamWState()
     for name, p in params.items():
-        wd = defaults.weight_decay if name in DECAYED_PARAMS else 0.0
+        wd = defaults.weight_decay if name in decayed else 0.0
         new_params[name], new_state.m[name], new_state.v[name] = ops.adamw_update(
             p, clipped[name], state.m[name], state.v[name],
             rate, defaults.beta1, defaults.beta2, defaults.eps, wd, t,

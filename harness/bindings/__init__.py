@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from harness.abi import Kind, Signature
+from harness.bindings import model_layout
 from harness.bindings.canonical import (
     BUFFER_ROLES,
     LAYOUTS,
@@ -388,6 +389,8 @@ class _Validator(TomlValidator):
             for k in subtables
             if k in t
         }
+        # their owner validates them (layout, state format, defaults); the binding keeps them raw
+        model_layout.validate(tables, self.error, self.lines.line_of)
         return calls, tables
 
     def extra(self, raw: object) -> dict[str, Signature]:

@@ -363,6 +363,11 @@ def run(ctx: CellContext) -> Iterator[Row]:
     opts = parse_options(ctx.options)
     budget = Budget(opts.budget_s)
     stamp = cell_stamp(ctx)
+    if not ctx.artifact.bound().abi:  # no tinygpt.h exports to time: the binding's model calls
+        from harness.checks import bench_bound
+
+        yield from bench_bound.rows(ctx, opts, budget, stamp)
+        return
     points: list[_OpPoint] = []
     if ctx.instance.flag_warning:  # the host could not pin V8's tier: its figures may straddle it
         yield stamp.row("engine:tier", "noisy", detail=ctx.instance.flag_warning)

@@ -222,7 +222,16 @@ def _first_gap(cfg: ModelConfig, params64: Params, seq: list[int]) -> str:
 
 
 def run(ctx: CellContext) -> Iterator[Row]:
-    """Yield parity rows for logits, loss, grads, AdamW, trajectory, generation, and hashes."""
+    """Yield parity rows for logits, loss, grads, AdamW, trajectory, generation, and hashes.
+
+    An artifact bound without tinygpt.h's ABI has no fine-grained model calls to drive: its
+    model check compares what its binding's model-level calls allow (:mod:`.bound_model`).
+    """
+    if not ctx.artifact.bound().abi:
+        from harness.checks import bound_model  # imports this module: loaded on use
+
+        yield from bound_model.run(ctx)
+        return
     s = Settings.from_options(ctx.options)
     cfg = ctx.preset
     try:

@@ -18,12 +18,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from harness.checks.base import CellContext
+from harness.hosts.base import IncompatibleArtifact
 from harness.kernel import KernelModel, Kernels
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row
@@ -63,11 +65,82 @@ def _parity_row(ctx: CellContext, subject: str, result: ParityResult) -> Row:
 
 
 def run(ctx: CellContext) -> Iterator[Row]:
-    """Yield the matmul row, then the train-step loss, grad-norm and update rows."""
+    """Yield the matmul row, then the train-step loss, grad-norm and update rows.
+
+    An artifact bound without tinygpt.h's ABI has no fine-grained ``tg_model_*`` calls: its
+    smoke is :func:`_bound_rows`.
+    """
     validate_options(ctx.options)
     rng = np.random.default_rng(int(ctx.options.get("seed", DEFAULTS.seed)))
+    if not ctx.artifact.bound().abi:
+        yield from _bound_rows(ctx, rng)
+        return
     yield _matmul_row(ctx, rng)
     yield from train_step_rows(ctx, rng)
+
+
+ROUND_TRIP_BYTES = 257  # odd: a float-counting allocator must round the request up
+
+
+def _bound_rows(ctx: CellContext, rng: np.random.Generator) -> Iterator[Row]:
+    """Load (done by the host), an alloc/write/read/free round trip through the binding's
+    allocator, the matmul row through the binding's matmul_forward, and one train step of its
+    model calls; what the binding does not bind is skipped, "not bound"."""
+    binding = ctx.artifact.bound()
+    alloc, free, _unit = ctx.artifact.allocator()
+    data = bytes(range(256)) + b"\xa5"
+    ptr = ctx.instance.alloc(ROUND_TRIP_BYTES)
+    try:
+        ctx.instance.write(ptr, data)
+        back = ctx.instance.read(ptr, ROUND_TRIP_BYTES)
+    finally:
+        ctx.instance.free(ptr)
+    ok = back == data
+    yield ctx.row(CHECK, "alloc:round_trip", "pass" if ok else "fail",
+                  detail=f"{alloc}({ROUND_TRIP_BYTES} bytes), write, read back "
+                  f"{'equal' if ok else 'DIFFERENT'}, {free}")  # fmt: skip
+    if "matmul_forward" in binding.ops:
+        yield _matmul_row(ctx, rng)
+    else:
+        yield ctx.row(CHECK, "op:matmul_forward", "skipped",
+                      detail=f"not bound: {binding.path} binds no matmul_forward")  # fmt: skip
+    if "train_step" not in binding.model:
+        yield ctx.row(CHECK, "model:train_step", "skipped",
+                      detail=f"not bound: {binding.path} has no tinygpt.h ABI and no model "
+                      "train_step call")  # fmt: skip
+        return
+    yield _bound_train_step_row(ctx)
+
+
+def _bound_train_step_row(ctx: CellContext) -> Row:
+    """One train step of the preset's model through the binding: a finite loss near ln vocab."""
+    from harness.bindings.model_calls import BoundModel
+    from harness.bindings.model_layout import (
+        ModelDims,
+        UnsupportedConfig,
+        layout_of,
+        library_config,
+    )
+
+    binding = ctx.artifact.bound()
+    try:
+        cfg, _note = library_config(ctx.preset, layout_of(binding).params)
+    except UnsupportedConfig as exc:  # the runner's `preset` row: incompatible
+        raise IncompatibleArtifact(str(exc)) from None
+    # ids below the preset's vocab, more than one window: any sampler finds one
+    data = bytes(i % ctx.preset.vocab_size for i in range(2 * cfg.block_size + 2))
+    model = BoundModel.create(ctx.instance, binding, ModelDims.of(cfg), DEFAULTS.seed)
+    try:
+        model.set_data(data, 1.0)
+        loss = model.train_step(BATCH, DEFAULTS.learning_rate, DEFAULTS.grad_clip)
+    finally:
+        model.free()
+    # at init every logit is near 0: a loss far from ln V is a broken forward pass, not rounding
+    ok = math.isfinite(loss) and abs(loss - math.log(cfg.vocab_size)) < 1.0
+    return ctx.row(CHECK, "model:train_step", "pass" if ok else "fail", metric="loss",
+                   value=loss, detail=f"one {binding.model['train_step'].export} at init "
+                   f"(batch {BATCH}): loss {loss!r}, ln {cfg.vocab_size} = "
+                   f"{math.log(cfg.vocab_size):.4f}, within 1.0 to pass")  # fmt: skip
 
 
 def _matmul_row(ctx: CellContext, rng: np.random.Generator) -> Row:

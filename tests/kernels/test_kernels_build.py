@@ -16,6 +16,7 @@ import pytest
 import harness.build as build
 from harness.abi import signatures_json
 from harness.artifact import MANIFEST_SCHEMA, Artifact, load_manifest
+from harness.build_lib2 import LIB2_BINDING, lib2_names
 from harness.cli import main
 from harness.engines import load_in_process
 from harness.hosts.base import Instance
@@ -29,15 +30,17 @@ BUG = build.Variant("native-bug-lnback", "native", ("TG_BUG_LAYERNORM_BACKWARD",
 
 @pytest.fixture(scope="module")
 def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The same sources built into two directories, the second with the layernorm bug variant."""
+    """The same sources built into two directories, the second with the layernorm bug variant;
+    both with lib2's native build (emscripten is the emscripten tests')."""
     first, second = tmp_path_factory.mktemp("first"), tmp_path_factory.mktemp("second")
-    build.build_all(first)
-    build.build_all(second, [BUG])
+    build.build_all(first, lib2=True)
+    build.build_all(second, [BUG], lib2=True)
     return first, second
 
 
 def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) -> None:
-    """Both builds of the bundled three have the same sha256s, flags and manifest entries."""
+    """Both builds of the bundled four and lib2-native have the same sha256s, flags and
+    manifest entries (lib2's binding path is relative to each build's own directory)."""
     first, second = (json.loads((d / build.MANIFEST).read_text()) for d in two_builds)
     entries = {a["name"]: a for a in second["artifacts"]}
     assert [a["name"] for a in first["artifacts"]] == [
@@ -45,6 +48,7 @@ def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) ->
         "wasm64",
         "native",
         "native-x86-64",
+        "lib2-native",
     ]
     for a in first["artifacts"]:
         assert a == entries[a["name"]]
@@ -54,11 +58,13 @@ def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) ->
 def test_manifest_entries_describe_the_binaries(two_builds: tuple[Path, Path]) -> None:
     """Each entry loads as an Artifact whose file hashes to its sha256, with ABI signatures."""
     arts = load_manifest(two_builds[1] / build.MANIFEST)
-    assert set(arts) == {"wasm32", "wasm64", "native", "native-x86-64", BUG.name}
+    assert set(arts) == {"wasm32", "wasm64", "native", "native-x86-64", BUG.name, "lib2-native"}
     for a in arts.values():
         assert build._sha256(a.path) == a.sha256
-        assert a.signatures == signatures_json()
+        assert a.signatures == a.bound().signatures_json()
+        assert (a.binding is None) == (a.signatures == signatures_json())
         assert a.toolchain.startswith("zig ") and "clang" in a.toolchain
+    assert arts["lib2-native"].binding == build.REPO_ROOT / LIB2_BINDING
     assert arts["wasm64"].ptr_width == 64 and "memory64" in arts["wasm64"].features
     assert arts["wasm32"].ptr_width == 32 and "-msimd128" in arts["wasm32"].flags
     assert "-DTG_BUG_LAYERNORM_BACKWARD" in arts[BUG.name].flags
@@ -150,14 +156,18 @@ def test_missing_toolchain_is_a_build_error(
 def test_missing_emcc_prints_the_install_hint_and_the_rest_builds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Without emcc, ``build`` says which artifacts it skips and the exact apt command, builds
-    every zig artifact and exits 0; asking for the emscripten build directly is a BuildError."""
+    """Without emcc, ``build`` says which artifacts it skips (lib2's emscripten builds too) and
+    the exact apt command, builds every zig artifact (lib2-native too) and exits 0; asking for
+    the emscripten build directly is a BuildError."""
     monkeypatch.setattr(build, "emcc_path", lambda: None)
     assert main(["build", "--out", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert "emcc not found, skipping em-wasm32, em-wasm64, em-wasm32-pthread" in err
     assert "apt-get install -y emscripten" in err
-    assert set(load_manifest(tmp_path / build.MANIFEST)) == set(build.TARGETS)
+    assert "lib2-em-wasm32, lib2-em-wasm64, lib2-em-wasm32-pthread; install it" in err
+    assert set(load_manifest(tmp_path / build.MANIFEST)) == set(build.TARGETS) | set(
+        lib2_names(emscripten=False)
+    )
     with pytest.raises(build.BuildError, match=r"need `apt-get install -y emscripten`"):
         build.build_emscripten(tmp_path)
 
@@ -195,7 +205,7 @@ def test_artifact_round_trips_through_the_manifest(two_builds: tuple[Path, Path]
 
 def _checkout_copy(dest: Path) -> Path:
     """Copy what a build reads (sources, header, harness, reference) to ``dest``: a second clone."""
-    for rel in ("artifacts/src", "artifacts/include", "harness", "reference"):
+    for rel in ("artifacts/src", "artifacts/include", "artifacts/lib2", "harness", "reference"):
         shutil.copytree(
             build.REPO_ROOT / rel, dest / rel, ignore=shutil.ignore_patterns("__pycache__")
         )
@@ -252,9 +262,10 @@ def test_two_checkouts_two_toolchains_cold_and_warm_cache_build_identical(tmp_pa
     assert cache.is_dir()  # the second build reuses what the first compiled
     second = _build_in(_checkout_copy(tmp_path / "clone-b"), _toolchain_copy(tmp_path / "venv-b"),
                        cache)  # fmt: skip
-    # the CLI builds the emscripten artifacts too when emcc is installed: they are compared too
+    # the CLI builds the emscripten artifacts too when emcc is installed, and lib2's builds:
+    # they are compared too
     em = set(build.EM_TARGETS) if build.emcc_path() is not None else set()
-    assert set(first) == set(build.TARGETS) | em
+    assert set(first) == set(build.TARGETS) | em | set(lib2_names(build.emcc_path() is not None))
     assert first == second
 
 

@@ -1,14 +1,14 @@
 """lib2's native .so through ctypes, and its state mapped onto the reference model (tests only).
 
 This is the test suite's own thin client of ``artifacts/lib2/include/lib2.h``: it proves the
-library and the layout docs/lib2.md describes. The harness reaches lib2 through a binding file
-(issue 10 section 3), not through this module.
+library. Its parameter layout and state sections are the binding's (``[model.params]``,
+``[model.state]`` of ``artifacts/lib2/lib2.binding.toml``, read by
+``harness.bindings.model_layout``): one source for the tests and the harness's model check.
 """
 
 from __future__ import annotations
 
 import ctypes
-import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +17,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from harness.bindings import load_binding_cached
+from harness.bindings.model_layout import ModelDims, ParamLayout, layout_of
+from harness.build import REPO_ROOT
+from harness.build_lib2 import LIB2_BINDING
 from reference.model import Params
 from reference.presets import ModelConfig
 
 F32 = NDArray[np.float32]
 VOCAB = 256
-STATE_HEADER = 32
 _P = ctypes.c_void_p
 _I = ctypes.c_int
 _F = ctypes.c_float
@@ -87,6 +90,10 @@ class Dims:
         C, F, L = self.d_model, self.d_mlp, self.n_layers
         return VOCAB * C + self.ctx * C + L * (4 * C * C + 2 * C * F + 9 * C + F) + 2 * C
 
+    def model_dims(self) -> ModelDims:
+        """The canonical create call's dims."""
+        return ModelDims(VOCAB, self.ctx, self.n_layers, self.n_heads, self.d_model, self.d_mlp)
+
     def reference_config(self) -> ModelConfig:
         """The reference model of the same architecture (needs d_mlp == 4 d_model)."""
         if self.d_mlp != 4 * self.d_model:
@@ -95,61 +102,21 @@ class Dims:
                            n_embd=self.d_model, block_size=self.ctx, vocab_size=VOCAB)  # fmt: skip
 
 
-def layout(d: Dims) -> list[tuple[str, int | None, tuple[int, ...]]]:
-    """lib2's flat parameter layout: ``(name, layer or None, shape)`` in buffer order."""
-    C, F = d.d_model, d.d_mlp
-    out: list[tuple[str, int | None, tuple[int, ...]]] = [
-        ("wte", None, (VOCAB, C)),
-        ("wpe", None, (d.ctx, C)),
-    ]
-    per_layer = [("ln1_g", (C,)), ("ln1_b", (C,)), ("Wq", (C, C)), ("bq", (C,)),
-                 ("Wk", (C, C)), ("bk", (C,)), ("Wv", (C, C)), ("bv", (C,)),
-                 ("Wo", (C, C)), ("bo", (C,)), ("ln2_g", (C,)), ("ln2_b", (C,)),
-                 ("W1", (C, F)), ("b1", (F,)), ("W2", (F, C)), ("b2", (C,))]  # fmt: skip
-    for layer in range(d.n_layers):
-        out += [(name, layer, shape) for name, shape in per_layer]
-    return [*out, ("lnf_g", None, (C,)), ("lnf_b", None, (C,))]
-
-
 def split(d: Dims, flat: NDArray[Any]) -> dict[tuple[str, int | None], NDArray[Any]]:
-    """Cut a flat lib2 buffer into its tensors (views), keyed by ``(name, layer)``."""
-    tensors: dict[tuple[str, int | None], NDArray[Any]] = {}
-    off = 0
-    for name, layer, shape in layout(d):
-        n = math.prod(shape)
-        tensors[(name, layer)] = flat[off : off + n].reshape(shape)
-        off += n
-    assert off == flat.size, f"layout covers {off} floats, buffer has {flat.size}"
-    return tensors
+    """Cut a flat lib2 buffer into its tensors (views), keyed by ``(name, layer)``: the
+    binding's ``[model.params]`` layout."""
+    return _params().split(d.model_dims(), flat)
 
 
 def to_reference(d: Dims, flat: NDArray[Any], dtype: type[np.floating[Any]]) -> Params:
-    """lib2's flat parameters as the reference model's ``{name: array}`` (docs/lib2.md table)."""
-    t = split(d, flat.astype(dtype))
-    L = range(d.n_layers)
+    """lib2's flat parameters as the reference model's ``{name: array}`` (the binding's map)."""
+    return _params().to_reference(d.reference_config(), flat, dtype)
 
-    def stack(f: Any) -> NDArray[Any]:
-        return np.ascontiguousarray(np.stack([f(i) for i in L]))
 
-    return {
-        "wte": t[("wte", None)].copy(),
-        "wpe": t[("wpe", None)].copy(),
-        "ln1w": stack(lambda i: t[("ln1_g", i)]),
-        "ln1b": stack(lambda i: t[("ln1_b", i)]),
-        # reference Linear weights are [out, in]: q|k|v stacked along out
-        "qkvw": stack(lambda i: np.concatenate([t[(w, i)].T for w in ("Wq", "Wk", "Wv")])),
-        "qkvb": stack(lambda i: np.concatenate([t[(b, i)] for b in ("bq", "bk", "bv")])),
-        "attprojw": stack(lambda i: t[("Wo", i)].T),
-        "attprojb": stack(lambda i: t[("bo", i)]),
-        "ln2w": stack(lambda i: t[("ln2_g", i)]),
-        "ln2b": stack(lambda i: t[("ln2_b", i)]),
-        "fcw": stack(lambda i: t[("W1", i)].T),
-        "fcb": stack(lambda i: t[("b1", i)]),
-        "fcprojw": stack(lambda i: t[("W2", i)].T),
-        "fcprojb": stack(lambda i: t[("b2", i)]),
-        "lnfw": t[("lnf_g", None)].copy(),
-        "lnfb": t[("lnf_b", None)].copy(),
-    }
+def _params() -> ParamLayout:
+    layout = layout_of(load_binding_cached(REPO_ROOT / LIB2_BINDING)).params
+    assert layout is not None, "lib2's binding declares its [model.params]"
+    return layout
 
 
 @dataclass(frozen=True)
@@ -164,12 +131,14 @@ class State:
 
 
 def parse_state(blob: bytes, n_params: int) -> State:
-    """Parse lib2's state layout (lib2.h, State); raise AssertionError on a bad header."""
+    """Parse lib2's state: the header fields lib2.h defines (AssertionError on a bad one), the
+    float sections by the binding's ``[model.state]``."""
     magic, version, p, step, rng, reserved = struct.unpack_from("<4sIIIQQ", blob, 0)
     assert (magic, version, p, reserved) == (b"L2ST", 1, n_params, 0), (magic, version, p)
-    assert len(blob) == STATE_HEADER + 12 * n_params
-    floats = np.frombuffer(blob, dtype="<f4", offset=STATE_HEADER).astype(np.float32)
-    return State(step, rng, floats[:p], floats[p : 2 * p], floats[2 * p :])
+    fmt = layout_of(load_binding_cached(REPO_ROOT / LIB2_BINDING)).state
+    assert fmt is not None, "lib2's binding declares its [model.state]"
+    s = fmt.parse(blob, n_params)
+    return State(step, rng, s["params"], s["m"], s["v"])
 
 
 class Model:

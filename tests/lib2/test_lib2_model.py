@@ -14,8 +14,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from harness.bindings import load_binding_cached
+from harness.bindings.model_layout import layout_of
+from harness.build import REPO_ROOT
+from harness.build_lib2 import LIB2_BINDING
 from harness.tolerance import model_tolerance
-from reference.defaults import TrainingDefaults
 from reference.model import GPT
 from reference.presets import param_count
 from reference.sampler import SamplerRNG, reachable_tokens
@@ -30,8 +33,12 @@ CORPUS = (b"the quick brown fox jumps over the lazy dog. " * 40) + bytes(range(2
 TRAIN_FRAC = 0.9
 # lib2.h: floor(train_frac * n) with the float32 argument widened to double
 N_TRAIN = math.floor(float(np.float32(TRAIN_FRAC)) * len(CORPUS))
-LIB2_ADAMW = TrainingDefaults(beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, grad_clip=1.0)
-"""lib2's AdamW literals (lib2_model.c), which the binary does not report: stated here."""
+LAYOUT = layout_of(load_binding_cached(REPO_ROOT / LIB2_BINDING))
+assert LAYOUT.defaults is not None
+LR, CLIP = 3e-3, 1.0  # tg_train_step's arguments
+LIB2_ADAMW = LAYOUT.defaults.training(grad_clip=CLIP, learning_rate=LR)
+"""lib2's AdamW literals (lib2_model.c), which the binary does not report: its binding's
+``[model.defaults]``, which the trajectory test proves against the library."""
 
 
 @pytest.fixture
@@ -136,7 +143,7 @@ def test_training_trajectory_matches_the_reference_from_exported_weights(model: 
     ``trajectory`` rule; the step counter and the batch stream's state in the export must be
     exactly what the replay reached.
     """
-    steps, batch, lr = 8, 4, 3e-3
+    steps, batch = 8, 4
     data = np.frombuffer(CORPUS, np.uint8).astype(np.int64)
     ref = _reference(model)
     state = AdamWState.zeros_like(ref.params)
@@ -145,9 +152,10 @@ def test_training_trajectory_matches_the_reference_from_exported_weights(model: 
         offs = np.asarray(starts)[:, None] + np.arange(DIMS.ctx)[None, :]
         _, loss = ref.forward(data[offs], data[offs + 1])
         assert loss is not None
-        ref.params, state, _ = adamw_step(ref.params, ref.backward(), state, t, LIB2_ADAMW, lr=lr)
+        ref.params, state, _ = adamw_step(ref.params, ref.backward(), state, t, LIB2_ADAMW,
+                                          lr=LR, decayed=LAYOUT.reference_decayed())  # fmt: skip
         ref_losses.append(loss)
-    found = [model.train_step(batch, lr, LIB2_ADAMW.grad_clip) for _ in range(steps)]
+    found = [model.train_step(batch, LR, CLIP) for _ in range(steps)]
     rule = model_tolerance("trajectory", n_layer=DIMS.n_layers, n_embd=DIMS.d_model,
                            seq_len=DIMS.ctx, batch=batch, steps=steps).tolerance  # fmt: skip
     for i, (f, r) in enumerate(zip(found, ref_losses, strict=True)):

@@ -1,0 +1,79 @@
+"""The ``bench`` check of a library bound by model calls only (no tinygpt.h ABI).
+
+Such a library has no ``tg_noop``, no per-op workloads the bench knows and no
+``tg_model_train_step``: what it does have is its binding's ``train_step`` model call, timed in a
+loop INSIDE the host (``Instance.time_calls``) like the bundled library's train step, at the
+cell's preset (at the library's vocabulary, :func:`~harness.bindings.model_layout.library_config`).
+The other curves are ``skipped`` rows saying why. No numpy speedup row: the reference train-step
+baseline is recorded at the bundled library's shapes (batch x the training context), while the
+library trains on windows of its whole context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from harness.bindings.model_calls import BoundModel, ordered_args
+from harness.bindings.model_layout import (
+    ModelDims,
+    UnsupportedConfig,
+    layout_of,
+    library_config,
+)
+from harness.checks.base import CellContext
+from harness.checks.bench_workloads import Workload
+from harness.hosts.base import IncompatibleArtifact
+from harness.rundir.rows import Row
+from harness.timing import measure
+from reference.defaults import DEFAULTS
+from reference.presets import param_count
+
+if TYPE_CHECKING:  # bench imports this module on use
+    from harness.checks.bench import BenchOptions, Budget, Stamp
+
+SUBJECT = "train_step"
+
+
+def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> Iterator[Row]:
+    """The bound library's bench rows: the train step timed, the other curves skipped."""
+    from harness.checks.bench import measurement_rows
+
+    binding = ctx.artifact.bound()
+    why = f"not bound: {binding.path} has no tinygpt.h ABI (tg_noop, tg_* ops, tg_model_*)"
+    for curve in opts.curves:
+        if curve != SUBJECT:
+            yield stamp.row(curve, "skipped", detail=why)
+    if SUBJECT not in opts.curves:
+        return
+    if "train_step" not in binding.model:
+        yield stamp.row(SUBJECT, "skipped", detail=f"{why}; no train_step model call either")
+        return
+    try:
+        cfg, note = library_config(ctx.preset, layout_of(binding).params)
+    except UnsupportedConfig as exc:  # the runner's `preset` row: incompatible
+        raise IncompatibleArtifact(str(exc)) from None
+    params = float(param_count(cfg))
+    if budget.left() <= 0:
+        yield stamp.row(SUBJECT, "skipped", x_name="params", x_value=params,
+                        detail=f"bench budget of {budget.seconds:g} s per cell spent")  # fmt: skip
+        return
+    model = BoundModel.create(ctx.instance, binding, ModelDims.of(cfg), DEFAULTS.seed)
+    try:
+        # ids below the preset's vocab; more than a window, so any batch sampler finds one
+        n = 4 * cfg.block_size + 1
+        model.set_data(bytes(i % ctx.preset.vocab_size for i in range(n)), 1.0)
+        export, args = ordered_args(
+            binding,
+            "train_step",
+            model=model.handle,
+            batch=opts.batch,
+            lr=DEFAULTS.learning_rate,
+            grad_clip=DEFAULTS.grad_clip,
+        )
+        wl = Workload(export, args, 0.0, "none", f"B={opts.batch} T={cfg.block_size}", ())
+        m = measure(wl.sampler(ctx.instance), opts.policy(budget.for_measurement()))
+    finally:
+        model.free()
+    detail = f"{wl.shape} {export} through the binding" + (f"; {note}" if note else "")
+    yield from measurement_rows(stamp, SUBJECT, m, "params", params, detail)

@@ -1,0 +1,314 @@
+"""lib2 through the harness: its manifest entries, its binding's model tables, and the smoke,
+model and bench checks that drive it only through its binding and a host's Instance.
+
+The artifacts are artifacts/build's when that manifest is fresh (``tinygpt-harness build``
+registers lib2), else lib2 alone built into a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.artifact import Artifact, load_manifest
+from harness.bindings import BindingError, load_binding
+from harness.build import (
+    DEFAULT_OUT,
+    MANIFEST,
+    REPO_ROOT,
+    emcc_path,
+    manifest_is_fresh,
+    write_manifest,
+)
+from harness.build_lib2 import EM_BUILDS, LIB2_BINDING, lib2_artifacts, lib2_names
+from harness.checks import get_check
+from harness.checks.base import CellContext
+from harness.hosts.base import ABIError, IncompatibleArtifact, Instance
+from harness.hosts.install import node_binary
+from harness.hosts.native import NativeHost
+from harness.hosts.node import NodeHost, pinned_node
+from harness.hosts.registry import HOST_NAMES, all_hosts
+from harness.hosts.timeouts import Timeouts
+from harness.matrix import Names, expand_cells, load_matrix
+from harness.rundir.reader import read_rows
+from harness.rundir.rows import RESULTS_FILE, Row
+from harness.rundir.verdict import cell_verdicts
+from harness.runner import configure, run_command
+from reference.presets import PRESETS, ModelConfig
+
+FAST = Timeouts(call_s=30.0, load_s=10.0, time_s=60.0, transfer_s=30.0, start_s=60.0)
+MODEL_OPTIONS = {"batch": 4, "steps": 10}
+needs_emcc = pytest.mark.skipif(emcc_path() is None, reason="emcc is not installed")
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A manifest holding lib2's artifacts: artifacts/build's if fresh, else a lib2 build."""
+    if manifest_is_fresh(DEFAULT_OUT):
+        return DEFAULT_OUT / MANIFEST
+    out = tmp_path_factory.mktemp("lib2-build")
+    return write_manifest(out, list(lib2_artifacts(out, emcc_path() is not None).values()))
+
+
+@pytest.fixture(scope="module")
+def arts(manifest: Path) -> dict[str, Artifact]:
+    """lib2's artifacts by name."""
+    found = load_manifest(manifest)
+    return {n: found[n] for n in lib2_names(emcc_path() is not None)}
+
+
+@pytest.fixture
+def native(arts: dict[str, Artifact]) -> Iterator[Instance]:
+    """lib2-native loaded by the native host."""
+    host = NativeHost()
+    inst = host.load(arts["lib2-native"])
+    try:
+        yield inst
+    finally:
+        inst.close()
+        host.close()
+
+
+def _node24() -> NodeHost:
+    if not node_binary("node24").is_file():
+        pytest.skip("node24 is not installed (tinygpt-harness install-hosts)")
+    return pinned_node("node24", FAST)
+
+
+def _rows(check: str, inst: Instance, art: Artifact, preset: ModelConfig) -> list[Row]:
+    """Run check ``check`` in one in-process cell."""
+    options = MODEL_OPTIONS if check == "model" else {}
+    ctx = CellContext(host="native", host_version="", artifact=art, preset=preset,
+                      instance=inst, options=options)  # fmt: skip
+    return list(get_check(check)(ctx))
+
+
+def _failing(rows: list[Row]) -> set[str]:
+    return {r.subject for r in rows if r.status in ("fail", "error")}
+
+
+# ---- the manifest -----------------------------------------------------------------------------
+
+
+def test_build_registers_every_lib2_build_with_its_binding(arts: dict[str, Artifact]) -> None:
+    """Each lib2 entry names lib2's binding and carries its signatures; the Memory64 build is
+    64-bit; none has tinygpt.h's ABI."""
+    for art in arts.values():
+        assert art.binding == REPO_ROOT / LIB2_BINDING
+        assert art.signatures == art.bound().signatures_json()
+        assert art.bound().abi == "" and "tg_train_step" in art.exports()
+    if "lib2-em-wasm64" in arts:
+        assert arts["lib2-em-wasm64"].ptr_width == 64
+        assert "-sMEMORY64=1" in arts["lib2-em-wasm64"].flags
+
+
+def test_lib2_matrix_lists_every_loadable_cell() -> None:
+    """matrices/lib2.toml validates with the real checks; native runs only lib2-native, every
+    other host the three emscripten builds (Node 20 x Memory64 kept: its refusal is a finding),
+    each on tiny and small with smoke, ops, model and bench."""
+    names = Names(hosts=HOST_NAMES, artifacts=lib2_names(emscripten=True))
+    cells = {c.id: c for c in expand_cells(load_matrix(REPO_ROOT / "matrices/lib2.toml", names))}
+    wasm_hosts = ("node", "node22", "node24", "chromium")
+    want = {f"native/lib2-native/{p}" for p in ("tiny", "small")} | {
+        f"{h}/{a}/{p}" for h in wasm_hosts for a in EM_BUILDS for p in ("tiny", "small")
+    }
+    assert set(cells) == want and "node/lib2-em-wasm64/tiny" in cells
+    assert all(c.checks == ("smoke", "ops", "model", "bench") for c in cells.values())
+
+
+# ---- the model tables -------------------------------------------------------------------------
+
+
+def _edited(tmp_path: Path, old: str, new: str) -> Path:
+    """lib2's binding with one edit, written to tmp_path."""
+    text = (REPO_ROOT / LIB2_BINDING).read_text()
+    assert old in text, old
+    path = tmp_path / "lib2.binding.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def _line_of(path: Path, needle: str) -> int:
+    return next(i for i, t in enumerate(path.read_text().splitlines(), 1) if needle in t)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "message"),
+    [
+        ('order = "layer_major"', 'order = "layer_major"\nstride = 2', "stride",
+         r"model\.params\.stride: unknown key"),
+        ('{ name = "W1", shape = ["C", "F"]', '{ name = "W1", shape = ["F", "C"]', '{ name = "W1"',
+         r"W1 \(F, C\) with layout in_out is not a fcw"),
+        ('ref = "qkvw", part = "k"', 'ref = "qkvw"', '{ name = "Wk"', r"'qkvw' is fused"),
+        ('ref = "qkvb", part = "v"', 'ref = "qkvb", part = "q"', '{ name = "bv"',
+         r"'qkvb' part q is covered twice"),
+        ('"Wo", "W1", "W2"]', '"Wo", "W1", "W3"]', "decayed =",
+         r"'W3' is not a tensor of \[model\.params\]"),
+        ("header_bytes = 32", "header_bytes = 30", "header_bytes",
+         r"must be >= 0 and a multiple of 4"),
+        ("beta2 = 0.95", "beta2 = 1.5", "beta2 = ", r"model\.defaults\.beta2: must be in"),
+        ('"wpe", "Wq", "Wk", "Wv"', '"wpe", "Wq", "Wk"', "decayed =",
+         r"decays only some parts of qkvw"),
+    ],
+)  # fmt: skip
+def test_bad_model_tables_are_binding_errors_at_their_line(
+    tmp_path: Path, old: str, new: str, needle: str, message: str
+) -> None:
+    """An unknown key, a shape or part that does not fit the reference tensor, a tensor covered
+    twice, an unknown decayed tensor, a bad header size or beta: BindingError at file:line."""
+    path = _edited(tmp_path, old, new)
+    with pytest.raises(BindingError, match=message) as info:
+        load_binding(path)
+    assert str(info.value).startswith(f"{path}:{_line_of(path, needle)}:")
+
+
+# ---- the checks in process (native host) ----------------------------------------------------
+
+
+def test_model_check_passes_on_lib2_native(native: Instance, arts: dict[str, Artifact]) -> None:
+    """Every verdict row of the bound model check passes at tiny, and each comparison the
+    issue names is there."""
+    rows = _rows("model", native, arts["lib2-native"], PRESETS["tiny"])
+    assert not _failing(rows), [r.detail for r in rows if r.status in ("fail", "error")]
+    subjects = {r.subject for r in rows if r.status == "pass"}
+    assert {"num_params", "state:format", "loss:init", "loss:eval", "loss:spread", "trajectory",
+            "generate:greedy", "generate:sampled", "determinism",
+            "state:round_trip"} <= subjects  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # a transposed Wq: invisible at init (uniform attention), caught from the spread weights
+        ('ref = "qkvw", part = "q", layout = "in_out"', 'ref = "qkvw", part = "q"',
+         {"loss:spread", "trajectory"}),
+        ("beta1 = 0.9", "beta1 = 0.5", {"trajectory"}),  # wrong defaults: the trajectory
+    ],
+)  # fmt: skip
+def test_model_check_fails_on_a_wrong_binding(
+    tmp_path: Path, arts: dict[str, Artifact], old: str, new: str, expected: set[str]
+) -> None:
+    """The check can fail: a binding with a transposed weight or another AdamW beta1 than
+    lib2's makes the comparisons it affects fail."""
+    art = dataclasses.replace(arts["lib2-native"], binding=_edited(tmp_path, old, new))
+    host = NativeHost()
+    try:
+        failing = _failing(_rows("model", host.load(art), art, PRESETS["tiny"]))
+    finally:
+        host.close()
+    assert expected <= failing
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"biases": ("qkv", "fc")}, r"biases on \['fc', 'qkv'\]; the library's model .* on "
+         r"\['attproj', 'fc', 'fcproj', 'qkv'\]"),
+        ({"ln_eps": 1e-6}, r"LayerNorm eps 1e-06; the library's model has 1e-05 built in"),
+    ],
+)  # fmt: skip
+def test_a_preset_the_library_cannot_express_is_incompatible(
+    native: Instance, arts: dict[str, Artifact], change: dict[str, object], words: str
+) -> None:
+    """lib2's model has every bias and LayerNorm eps 1e-5: a preset with fewer biases or another
+    eps is IncompatibleArtifact (the runner's `preset` row), in words naming both sides."""
+    preset = dataclasses.replace(PRESETS["tiny"], name="other", **change)  # type: ignore[arg-type]
+    for check in ("model", "smoke", "bench"):
+        with pytest.raises(IncompatibleArtifact, match=words):
+            _rows(check, native, arts["lib2-native"], preset)
+
+
+def test_a_7_bit_preset_runs_at_the_library_vocabulary(
+    native: Instance, arts: dict[str, Artifact]
+) -> None:
+    """tiny's vocabulary is 128, lib2's 256: the model is made at 256, and the count row says so;
+    a 256-byte preset of the same dims gives the same count without the note."""
+    rows = _rows("model", native, arts["lib2-native"], PRESETS["tiny"])
+    (count,) = [r for r in rows if r.subject == "num_params"]
+    assert count.status == "pass" and "at the library's vocab 256" in count.detail
+    byte = dataclasses.replace(PRESETS["tiny"], name="tiny256", vocab_size=256)
+    rows = _rows("model", native, arts["lib2-native"], byte)
+    (same,) = [r for r in rows if r.subject == "num_params"]
+    assert same.value == count.value and "library's vocab" not in same.detail
+
+
+def test_smoke_and_bench_run_through_the_binding(
+    native: Instance, arts: dict[str, Artifact]
+) -> None:
+    """Smoke: the allocator round trip, the matmul row (lib2's matmul, no bias) and one bound
+    train step pass. Bench: the bound train step is timed, the other curves skipped."""
+    smoke = {r.subject: r for r in _rows("smoke", native, arts["lib2-native"], PRESETS["tiny"])}
+    assert smoke["alloc:round_trip"].status == "pass"
+    assert smoke["model:train_step"].status == "pass"
+    assert smoke["op:matmul_forward"].status == "pass"  # lib2's matmul, through the binding
+    bench = _rows("bench", native, arts["lib2-native"], PRESETS["tiny"])
+    timed = [r for r in bench if r.subject == "train_step" and r.metric == "median_ns"]
+    assert len(timed) == 1 and timed[0].value > 0 and "tg_train_step" in timed[0].detail
+    assert {r.subject for r in bench if r.status == "skipped"} >= {"ops", "overhead"}
+
+
+# ---- hosts: the runner, and Memory64's BigInt pointers ---------------------------------------
+
+
+@pytest.mark.node
+@pytest.mark.slow
+@needs_emcc
+def test_lib2_matrix_model_rows_pass_through_the_runner(manifest: Path, tmp_path: Path) -> None:
+    """lib2-native on the native host, lib2-em-wasm32 and lib2-em-wasm64 on Node 24, through
+    ``run``: every model row passes and so does every cell."""
+    _node24().close()  # skips when Node 24 is not installed
+    matrix = tmp_path / "lib2.toml"
+    matrix.write_text(
+        'name = "lib2-subset"\n'
+        'artifacts = ["lib2-native", "lib2-em-wasm32", "lib2-em-wasm64"]\n'
+        'presets = ["tiny"]\nchecks = ["smoke", "model"]\ntimeout_s = 60\n'
+        "[hosts]\nnative = {}\nnode24 = {}\n"
+        '[[exclude]]\nhost = "native"\nartifact = "lib2-em-*"\nreason = "shared libraries only"\n'
+        '[[exclude]]\nhost = "node24"\nartifact = "lib2-native"\nreason = "wasm host"\n'
+        "[check.model]\nbatch = 4\nsteps = 10\n"
+    )
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    out = tmp_path / "run"
+    args = parser.parse_args(["--matrix", str(matrix), "--out", str(out),
+                              "--artifacts", str(manifest)])  # fmt: skip
+    code = run_command(args, HOST_NAMES, lambda m: all_hosts(FAST))
+    rows = read_rows(out / RESULTS_FILE)
+    model = [r for r in rows if r.check == "model"]
+    assert model and all(r.status in ("pass", "measured") for r in model), [
+        (r.cell, r.subject, r.detail) for r in model if r.status not in ("pass", "measured")
+    ]
+    verdicts = cell_verdicts(rows)
+    assert set(verdicts) == {"native/lib2-native/tiny", "node24/lib2-em-wasm32/tiny",
+                             "node24/lib2-em-wasm64/tiny"}  # fmt: skip
+    assert {v for v, _ in verdicts.values()} == {"pass"} and code == 0
+
+
+@pytest.mark.node
+@needs_emcc
+def test_memory64_lib2_refuses_number_pointers_as_abi_error_and_bigints_pass(
+    arts: dict[str, Artifact],
+) -> None:
+    """TinyGPT's bug on lib2's MEMORY64 glue: ``_tg_malloc`` returns a BigInt, and a host that
+    passes a pointer on as a Number gets V8's TypeError, reported as ABIError quoting it. The
+    binding's kinds (BigInt for ``ptr`` at width 64) make the same calls work."""
+    node24 = _node24()
+    shim = NodeHost("node24-shim", node24.executable, node24.install_hint, timeouts=FAST,
+                    number_shim=True)  # fmt: skip
+    try:
+        inst = shim.load(arts["lib2-em-wasm64"])
+        ptr = inst.alloc(64)
+        with pytest.raises(ABIError, match=rf"^Cannot convert {ptr} to a BigInt$"):
+            inst.free(ptr)
+        inst = node24.load(arts["lib2-em-wasm64"])
+        rows = _rows("smoke", inst, arts["lib2-em-wasm64"], PRESETS["tiny"])
+        assert {r.subject for r in rows if r.status == "pass"} == {
+            "alloc:round_trip", "op:matmul_forward", "model:train_step"
+        }  # fmt: skip
+    finally:
+        shim.close()
+        node24.close()
