@@ -43,7 +43,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -375,11 +375,20 @@ class Variant:
                 raise ValueError(f"variant {self.name!r}: -D {d!r} is not a MACRO or MACRO=VALUE")
 
 
-def _run(cmd: Sequence[str], what: str) -> str:
-    """Run a toolchain command from the repository root; return stdout or raise BuildError."""
+def run_tool(
+    cmd: Sequence[str], what: str, env: Mapping[str, str] | None = None, timeout: int = 300
+) -> str:
+    """Run a toolchain command from the repository root; return stdout or raise BuildError
+    with the tool's own message (or the timeout)."""
     try:
         proc = subprocess.run(
-            list(cmd), cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=300
+            list(cmd),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=None if env is None else dict(env),
+            timeout=timeout,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BuildError(f"{what}: {exc}") from exc
@@ -396,8 +405,8 @@ def zig_command() -> list[str]:
 
 def toolchain_version() -> str:
     """Return e.g. ``zig 0.17.1 (clang 22.1.8)``; raises BuildError without the toolchain."""
-    zig = _run([*zig_command(), "version"], "zig version").strip()
-    banner = _run([*zig_command(), "cc", "--version"], "zig cc --version")
+    zig = run_tool([*zig_command(), "version"], "zig version").strip()
+    banner = run_tool([*zig_command(), "cc", "--version"], "zig cc --version")
     m = re.search(r"clang version (\S+)", banner)
     clang = m.group(1) if m else banner.splitlines()[0] if banner else "unknown"
     return f"zig {zig} (clang {clang})"

@@ -20,9 +20,7 @@ library's emscripten recipe (one owner: harness/build.py), shared with the same 
 
 from __future__ import annotations
 
-import hashlib
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +38,11 @@ from harness.build import (
     em_env,
     em_version,
     emcc_path,
+    run_tool,
     toolchain_version,
     zig_command,
 )
-from harness.formats import digest, get_format
+from harness.formats import digest, file_sha256, get_format
 
 LIB2_SOURCE_DIR = Path("artifacts/lib2/src")  # relative to REPO_ROOT: compiled from there
 LIB2_INCLUDE_DIR = Path("artifacts/lib2/include")
@@ -79,28 +78,12 @@ def native_flags() -> list[str]:
             "-shared", "-Wl,--build-id=none"]  # fmt: skip
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, timeout: int = 300) -> None:
-    """Run ``cmd`` from REPO_ROOT; raise BuildError with the tool's own message on failure."""
-    try:
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False,
-                              env=env, timeout=timeout)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildError(f"{what}: {exc}") from exc
-    if proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip()
-        raise BuildError(f"{what} failed (exit {proc.returncode}):\n{msg}")
-
-
 def build_lib2_native(out_dir: Path) -> Path:
     """Compile lib2 into ``out_dir/lib2-native/liblib2.so``; return its path."""
     out = out_dir.resolve() / LIB2_NATIVE_NAME / LIB2_NATIVE
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [*zig_command(), "cc", *native_flags(), *map(str, lib2_sources()), "-lm", "-o", str(out)]
-    _run(cmd, "zig cc (lib2-native)")
+    run_tool(cmd, "zig cc (lib2-native)")
     return out
 
 
@@ -152,7 +135,7 @@ def build_lib2_emscripten(out_dir: Path, name: str) -> dict[str, Path]:
     glue = d / LIB2_GLUE
     cmd = ["emcc", *em_flags(EM_BUILDS[name]), *map(str, lib2_sources()), "-o", str(glue)]
     # a cold cache builds the wasm64 system libraries first: minutes, once
-    _run(cmd, f"emcc ({name})", env=em_env(), timeout=1800)
+    run_tool(cmd, f"emcc ({name})", env=em_env(), timeout=1800)
     files = {"glue": glue, "wasm": glue.with_suffix(".wasm")}
     worker = glue.with_suffix(".worker.js")
     if worker.is_file():
@@ -162,7 +145,7 @@ def build_lib2_emscripten(out_dir: Path, name: str) -> dict[str, Path]:
 
 def file_sha256s(files: dict[str, Path]) -> dict[str, str]:
     """sha256 of each file, by role."""
-    return {role: _sha256(p) for role, p in files.items()}
+    return {role: file_sha256(p) for role, p in files.items()}
 
 
 # ---- manifest entries --------------------------------------------------------------------
