@@ -72,6 +72,12 @@ def test_modified_artifact_is_an_error_naming_both_hashes(
         target = tmp_path / tag / entry["path"]
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(build_dir / entry["path"], target)
+        # the manifest names its entries' binding files relative to itself; a copy of the
+        # manifest needs them where it says (an unreadable binding is a bad manifest: exit 2)
+        for binding in {e["binding"] for e in entries if "binding" in e}:
+            copied = (tmp_path / tag / binding).resolve()
+            copied.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(build_dir / binding, copied)
     bad_file = tmp_path / "bad" / entry["path"]
     bad_file.write_bytes(bad_file.read_bytes() + b"\0")
     actual = hashlib.sha256(bad_file.read_bytes()).hexdigest()
