@@ -1,4 +1,4 @@
-"""Check kinds a matrix selects: smoke, ops, model, defaults, corpus, bench.
+"""Check kinds a matrix selects: smoke, ops, model, defaults, corpus, bench, growth.
 
 Each check kind is one module with a ``run(ctx)`` that yields :class:`~harness.rundir.rows.Row`.
 :data:`REGISTRY` maps the kind name to it; the runner calls them per cell. Modules are imported
@@ -27,6 +27,7 @@ REGISTRY: dict[str, str] = {
     "defaults": "harness.checks.defaults",
     "corpus": "harness.checks.corpus",
     "bench": "harness.checks.bench",
+    "growth": "harness.checks.growth",
 }
 
 OptionsValidator = Callable[[Mapping[str, Any]], None]

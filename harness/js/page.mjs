@@ -112,6 +112,7 @@ window.tg = {
 
 window.tgReady = Promise.resolve({
   crossOriginIsolated: window.crossOriginIsolated === true,
+  sharedArrayBuffer: typeof SharedArrayBuffer === 'function',
   clockResolutionNs: measureClockResolutionNs(),
   userAgent: navigator.userAgent,
 });
