@@ -105,6 +105,10 @@ window.tg = {
   async noop(timeoutMs) {
     return need() || session.request('noop', {}, null, timeoutMs);
   },
+  async probe(header, timeoutMs) {
+    const reply = need() || (await session.request('probe', header, null, timeoutMs));
+    return reply.ok ? { ok: true, header: reply.header, b64: toBase64(reply.blob) } : reply;
+  },
   async unload(timeoutMs) {
     return need() || session.request('unload', {}, null, timeoutMs);
   },

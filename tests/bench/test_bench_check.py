@@ -92,7 +92,21 @@ def test_raw_samples_and_summaries_follow_row_conventions(rows: list[Row]) -> No
         "gflops",
     } <= summaries
     assert {r.x_name for r in point} == {"n"} and {r.check for r in point} == {"bench"}
-    assert {r.status for r in rows if r.check == "bench"} <= {"measured", "noisy"}
+    timed = [r for r in rows if r.check == "bench" and r.subject not in HOST_COSTS]
+    assert {r.status for r in timed} <= {"measured", "noisy"}
+
+
+HOST_COSTS = ("host:wake_join", "host:postmessage", "host:load")  # JS hosts only
+
+
+def test_host_costs_are_skipped_in_the_native_host_naming_why(rows: list[Row]) -> None:
+    """The wake/join, postMessage and load costs are JS-host probes: the native host's rows are
+    `skipped`, each saying it was not measured and why (no JS workers, no load timed inside)."""
+    got = {r.subject: r for r in rows if r.subject in HOST_COSTS}
+    assert sorted(got) == sorted(HOST_COSTS)
+    assert {r.status for r in got.values()} == {"skipped"}
+    assert "has no JS workers: no atomics round trip" in got["host:wake_join"].detail
+    assert "does not time its load inside the host" in got["host:load"].detail
 
 
 def test_median_and_ci_come_from_the_raw_samples(rows: list[Row]) -> None:
