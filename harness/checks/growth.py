@@ -27,7 +27,6 @@ passes: the row's detail says the count in effect and the address range, not whe
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -51,7 +50,6 @@ MATMUL_SHAPE = (256, 128, 256)
 PATTERN_BYTES = 4096  # written across the end of the grown buffer and read back
 # the native pool is not fixed at build time: one thread per core, at most the library's pool
 NATIVE_THREADS = max(1, min(MAX_THREADS, os.cpu_count() or 1))
-_POOL_FLAG = re.compile(r"^-sPTHREAD_POOL_SIZE=(\d+)$")
 
 
 def validate_options(options: Mapping[str, Any]) -> None:
@@ -66,13 +64,9 @@ def validate_options(options: Mapping[str, Any]) -> None:
 
 
 def pool_threads(artifact: Artifact) -> int:
-    """The thread count that puts every pool worker to work: ``-sPTHREAD_POOL_SIZE=N`` in the
-    artifact's recorded build flags gives N + 1 (the caller too), else :data:`NATIVE_THREADS`."""
-    for flag in artifact.flags:
-        m = _POOL_FLAG.match(flag)
-        if m:
-            return min(MAX_THREADS, int(m.group(1)) + 1)
-    return NATIVE_THREADS
+    """The thread count that puts every pool worker to work: an emscripten pool's size plus the
+    caller (:meth:`Artifact.thread_limit`), else :data:`NATIVE_THREADS`."""
+    return NATIVE_THREADS if artifact.pthread_pool() is None else artifact.thread_limit()
 
 
 def run(ctx: CellContext) -> Iterator[Row]:
