@@ -481,7 +481,10 @@ _DECOMP_COLORS = ("#4477aa", "#ee6677", "#ccbb44", "#228833")  # one per COMPONE
 
 
 def _us(ns: float) -> str:
-    return "not measured" if math.isnan(ns) else f"{ns / 1e3:,.1f} µs"
+    """A host cost in µs, or in ms from a millisecond up (a load)."""
+    if math.isnan(ns):
+        return "not measured"
+    return f"{ns / 1e6:,.1f} ms" if ns >= 1e6 else f"{ns / 1e3:,.1f} µs"
 
 
 def decomposition_figure(rows: pd.DataFrame) -> Built | None:
