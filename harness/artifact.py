@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.abi import Signature
+from harness.abi import MAX_THREADS, Signature
 from harness.bindings import Binding, BindingError, bundled, load_binding_cached
 from harness.formats import ArtifactFormat, FileDigest, FormatError, get_format
 
 # 2: ``format`` (was ``kind``) and ``files`` (each file's role, path and sha256; ``sha256`` is the
 # set's). Schema 1 manifests are refused with the command that rebuilds them.
 MANIFEST_SCHEMA = 2
+
+
+_POOL_FLAG = "-sPTHREAD_POOL_SIZE="  # emcc's pool of pthread workers started with the module
 
 
 class ManifestError(ValueError):
@@ -43,6 +46,20 @@ class Artifact:
     signatures: dict[str, Any] = field(default_factory=dict)  # harness.abi.signatures_json()
     files: tuple[FileDigest, ...] = ()  # every file; empty: just ``path`` under ``sha256``
     binding: Path | None = None  # its binding file (docs/bindings.md); None: the bundled one
+
+    def pthread_pool(self) -> int | None:
+        """N of ``-sPTHREAD_POOL_SIZE=N`` in the recorded build flags (an emscripten pthread
+        build's workers, started with the module), or None."""
+        for flag in self.flags:
+            if flag.startswith(_POOL_FLAG) and flag[len(_POOL_FLAG) :].isdigit():
+                return int(flag[len(_POOL_FLAG) :])
+        return None
+
+    def thread_limit(self) -> int:
+        """The most threads ``tg_set_threads`` can put in effect: a pthread pool of N workers
+        gives N + 1 (the caller too); any other build the library's pool, ``MAX_THREADS``."""
+        pool = self.pthread_pool()
+        return MAX_THREADS if pool is None else min(MAX_THREADS, pool + 1)
 
     def bound(self) -> Binding:
         """The artifact's binding: its own file, or the bundled library's."""

@@ -402,6 +402,29 @@ class _Validator:
         return where
 
 
+def check_thread_counts(matrix: Matrix, cells: Collection[Cell], limits: Mapping[str, int]) -> None:
+    """Refuse ``[check.bench] threads`` above the thread limit of an artifact it would bench.
+
+    ``limits`` maps artifact names to :meth:`~harness.artifact.Artifact.thread_limit` (an
+    emscripten pthread build's pool + 1; the library's pool otherwise). Load time knows only
+    the library's pool, so this runs once the manifest is read. Raises MatrixError with
+    ``FILE:LINE:`` of the ``threads`` key.
+    """
+    threads = matrix.options("bench").get("threads")
+    if not threads:
+        return
+    top = max(threads)
+    over = sorted({c.artifact for c in cells if "bench" in c.checks
+                   and limits.get(c.artifact, top) < top})  # fmt: skip
+    if over:
+        line = TomlLines(matrix.path.read_text()).line_of(("check", "bench", "threads"))
+        pools = ", ".join(f"{a} ({limits[a]})" for a in over)
+        raise MatrixError(
+            f"{matrix.path}:{line}: [check.bench] threads: {top} is above the threads these "
+            f"artifacts can run (their pthread pool + the caller): {pools}"
+        )
+
+
 # -- cells ---------------------------------------------------------------------------------
 
 

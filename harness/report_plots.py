@@ -41,6 +41,7 @@ from harness.plot_style import (
     reserve_footer,
 )
 from harness.report_data import cold_ratios, curve, parity_map, speedup_slopes
+from harness.report_decomp import COMPONENTS, decomposition, kernel_majority_preset
 from harness.rundir.rows import REFERENCE_HOST
 from reference.presets import PRESETS, param_count
 
@@ -476,6 +477,59 @@ def cold_figure(rows: pd.DataFrame) -> Built | None:
     )
 
 
+_DECOMP_COLORS = ("#4477aa", "#ee6677", "#ccbb44", "#228833")  # one per COMPONENTS entry
+
+
+def _us(ns: float) -> str:
+    """A host cost in µs, or in ms from a millisecond up (a load)."""
+    if math.isnan(ns):
+        return "not measured"
+    return f"{ns / 1e6:,.1f} ms" if ns >= 1e6 else f"{ns / 1e3:,.1f} µs"
+
+
+def decomposition_figure(rows: pd.DataFrame) -> Built | None:
+    """Stacked share of a harness-driven train step per host (one panel per host/artifact):
+    bridge, postMessage, JS→wasm call and kernel against preset size; each panel names the cost
+    that dominates at the smallest preset and the preset from which the kernel is the majority."""
+    pts = decomposition(rows)
+    if pts.empty:
+        return None
+    pairs = _pairs(pts)
+    fig, axes = _stacked(len(pairs))
+    for ax, key in zip(axes[:, 0], pairs, strict=True):
+        g = _of(pts, key).sort_values("x_value")
+        x = g["x_value"].to_numpy(float)
+        shares = [g[f"share:{c}"].to_numpy(float) for c in COMPONENTS]
+        ax.stackplot(x, shares, labels=COMPONENTS, colors=_DECOMP_COLORS, alpha=0.85)
+        first = g.iloc[0]
+        top = str(first["dominant"])
+        share = float(first[f"share:{top}"])
+        majority = kernel_majority_preset(g) or "no preset here"
+        ax.set_title(
+            f"{_label(*key)}: {top} dominates at {first['preset']} ({share:.0%}); "
+            f"kernel ≥ 50 % from {majority}\nload {_us(float(first['load_ns']))}, pool wake + "
+            f"join {_us(float(first['wake_join_ns']))} per region (not in the shares)",
+            fontsize=8,
+        )
+        _preset_ticks(ax, g["x_value"])
+        ax.set_yscale("linear")  # shares, not ratios: _preset_ticks makes y log
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("share of one step")
+        ax.grid(True, which="major", alpha=0.3)
+    legend_right(axes[0, 0], shared=list(axes[:, 0]))
+    axes[-1, 0].set_xlabel("preset (parameters, log)")
+    fig.suptitle("Where a train step driven from the harness goes, per host")
+    return fig, Plot(
+        "decomposition",
+        "Overhead decomposition",
+        "One tg_model_train_step requested from the harness, split from medians: the bridge "
+        "(Python↔host round trip less the page→worker hop), the postMessage hop (Chromium "
+        "only), the in-host JS→wasm call of a no-op, and the kernel (the step less that call). "
+        "Host costs are measured once per host and artifact, the step per preset, all on one "
+        "thread; the load and a pool wake + join are named per panel, not stacked.",
+    )
+
+
 # The order of the page: the key curves first (they open the report), then the rest.
 FIGURES: tuple[Builder, ...] = (
     speedup_figure,
@@ -484,5 +538,6 @@ FIGURES: tuple[Builder, ...] = (
     cold_figure,
     generation_figure,
     overhead_figure,
+    decomposition_figure,
     parity_figure,
 )

@@ -59,6 +59,7 @@ from harness.matrix import (
     Matrix,
     MatrixError,
     Names,
+    check_thread_counts,
     expand_cells,
     load_matrix,
     parse_shard,
@@ -832,6 +833,11 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     try:  # every shard checks every artifact of the run: one verdict on the config, not N
         check_artifacts(artifacts[name] for name in sorted({c.artifact for c in every_cell}))
     except BindingError as exc:
+        raise UsageError(str(exc)) from None
+    try:  # a pthread pool fixed at build time caps the bench's thread axis
+        limits = {name: artifacts[name].thread_limit() for name in {c.artifact for c in every_cell}}
+        check_thread_counts(matrix, every_cell, limits)
+    except MatrixError as exc:
         raise UsageError(str(exc)) from None
     cells = tuple(shard(every_cell, shard_k, shard_n))
     plan = RunPlan(

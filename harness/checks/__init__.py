@@ -1,4 +1,4 @@
-"""Check kinds a matrix selects: smoke, ops, model, defaults, corpus, bench, memory64.
+"""Check kinds a matrix selects: smoke, ops, model, defaults, corpus, bench, memory64, growth.
 
 Each check kind is one module with a ``run(ctx)`` that yields :class:`~harness.rundir.rows.Row`.
 :data:`REGISTRY` maps the kind name to it; the runner calls them per cell. Modules are imported
@@ -28,6 +28,7 @@ REGISTRY: dict[str, str] = {
     "corpus": "harness.checks.corpus",
     "bench": "harness.checks.bench",
     "memory64": "harness.checks.memory64",
+    "growth": "harness.checks.growth",
 }
 
 OptionsValidator = Callable[[Mapping[str, Any]], None]

@@ -6,7 +6,10 @@ Curves (select with ``curves = [...]`` in the matrix's ``[check.bench]`` table):
   BLAS roofline (``roofline:sgemm`` rows, measured once per process);
 - ``overhead``: the per-call cost of ``tg_noop`` inside the host (``host:noop_call``), one
   Python<->host round trip (``bridge:noop``), and each as a fraction of a call's total time
-  against work size (``overhead:call`` / ``overhead:bridge``, x = the op's work);
+  against work size (``overhead:call`` / ``overhead:bridge``, x = the op's work); in a JS host
+  also an Atomics wake + join (``host:wake_join``) and a postMessage round trip
+  (``host:postmessage``) with a helper worker, and the load (``host:load``), each inside the
+  host (``bench_hostcost.py``; ``skipped`` rows elsewhere);
 - ``train_step``: ``tg_model_train_step`` time at the cell's preset, and the speedup over the
   numpy reference's train step (measured once per process per (preset, B, T));
 - ``threads = [1, 2, ...]`` (default ``[1]``) makes the kernel thread count an x axis of the
@@ -37,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from harness.abi import MAX_THREADS
+from harness.checks import bench_hostcost as hostcost
 from harness.checks.base import CellContext
 from harness.checks.bench_workloads import (
     OPS,
@@ -533,6 +537,7 @@ def _overhead_curve(
     yield from measurement_rows(
         stamp, "bridge:noop", bridge, detail="Python<->host no-op round trip"
     )
+    yield from _host_cost_rows(instance, stamp, opts)
     if not points:
         yield stamp.row(
             "overhead:call",
@@ -558,6 +563,24 @@ def _overhead_curve(
                 x_value=p.work,
                 detail=f"op={op} overhead={o:.0f}ns call={p.median_ns:.0f}ns",
             )
+
+
+def _host_cost_rows(instance: Instance, stamp: Stamp, opts: BenchOptions) -> Iterator[Row]:
+    """``host:wake_join``, ``host:postmessage`` (per round trip) and ``host:load`` (once), each
+    measured inside the host, or a ``skipped`` row saying why not (bench_hostcost.py)."""
+    for subject, kind, what in hostcost.PROBES:
+        m = hostcost.probe(instance, kind, max(opts.min_samples, 10), opts.noise_band)
+        if isinstance(m, str):
+            yield stamp.row(subject, "skipped", detail=m)
+        else:
+            yield from measurement_rows(stamp, subject, m, detail=what)
+    load = hostcost.load_ns(instance)
+    if isinstance(load, str):
+        yield stamp.row(hostcost.LOAD_SUBJECT, "skipped", detail=load)
+    else:
+        what = "read + compile + instantiate (+ glue factory), inside the host"
+        yield stamp.row(hostcost.LOAD_SUBJECT, "measured", metric="load_ns", value=load,
+                        unit="ns", detail=what)  # fmt: skip
 
 
 def _train_curve(

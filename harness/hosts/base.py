@@ -150,6 +150,13 @@ class Instance(abc.ABC):
     def close(self) -> None:
         """Release the instance (its memory, its page or its worker)."""
 
+    def probe_ns(self, kind: str, samples: int, reps: int) -> tuple[float, ...]:
+        """``samples`` means of ``reps`` round trips (ns) of a host-cost probe, timed inside the
+        host: ``atomics`` (an Atomics.wait/notify wake and join with a helper worker) or
+        ``postmessage`` (a message to that worker and back). Hosts without JS workers raise
+        HostError saying so."""
+        raise HostError(f"{type(self).__name__} has no JS workers: no {kind} round trip to time")
+
     def alloc(self, nbytes: int) -> int:
         """Allocate ``nbytes`` with the binding's allocator (``tg_alloc``, ``malloc``, a
         library's own; a float-counting one gets ``ceil(nbytes / 4)``); HostError on OOM."""

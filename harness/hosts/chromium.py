@@ -5,6 +5,9 @@ own page (and browser context) served from :class:`~harness.hosts.page_server.Pa
 COOP/COEP, so the page is ``crossOriginIsolated`` (asserted, recorded). The page runs the artifact
 in a dedicated worker over the same ``driver.mjs`` as Node: a call over its timeout terminates
 that worker (HostTimeout); a crashed page or browser raises HostCrashed; both recover lazily.
+``ChromiumHost(isolated=False)`` serves the page without COOP/COEP: a -pthread artifact is then
+``incompatible`` (no SharedArrayBuffer), said before its glue runs, so nothing waits on a
+worker pool that cannot start.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from playwright.sync_api import Error as PlaywrightError
 
 from harness.artifact import Artifact
 from harness.hosts import base
-from harness.hosts.base import HostCrashed, HostError, HostUnavailable, Scalar
+from harness.hosts.base import (
+    HostCrashed,
+    HostError,
+    HostUnavailable,
+    IncompatibleArtifact,
+    Scalar,
+)
 from harness.hosts.framing import decode_scalar, encode_scalar, time_request
 from harness.hosts.install import CHROMIUM_INSTALL, CHROMIUM_PATH
 from harness.hosts.page_server import PageServer
@@ -40,6 +49,17 @@ LAUNCH_ARGS = (
     "--disable-gpu",
     "--disable-quic",
 )
+
+
+def _not_isolated(artifact: Artifact, page_info: dict[str, Any]) -> str:
+    """Why a -pthread artifact cannot run in a page that is not cross-origin isolated."""
+    sab = "present" if page_info.get("sharedArrayBuffer") else "undefined"
+    return (
+        f"chromium: {artifact.name} is a -pthread build, and the page is not crossOriginIsolated "
+        f"(served without Cross-Origin-Opener-Policy: same-origin and "
+        f"Cross-Origin-Embedder-Policy: require-corp; SharedArrayBuffer is {sab}): its memory "
+        "cannot be shared with its pthread workers"
+    )
 
 
 class _SharedDriver:
@@ -138,6 +158,17 @@ class ChromiumInstance(base.Instance):
             clock=str(h["clock"]),
         )
 
+    def probe_ns(self, kind: str, samples: int, reps: int) -> tuple[float, ...]:
+        """:meth:`base.Instance.probe_ns` in the page's worker (its helper is a nested Worker)."""
+        header = {"kind": kind, "samples": samples, "reps": reps}
+        reply = self._ask("probe", header, timeout_s=self.host.timeouts.time_s)
+        raw = base64.b64decode(reply["b64"])
+        if len(raw) != 8 * samples:
+            raise HostError(
+                f"chromium: probe {kind}: asked for {samples} samples, got {len(raw) // 8}"
+            )
+        return struct.unpack(f"<{samples}d", raw)
+
     def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
         """Wall-clock ns of ``n`` no-op round trips Python -> CDP -> page -> worker and back."""
         out = []
@@ -169,8 +200,10 @@ class ChromiumHost(base.Host):
         timeouts: Timeouts | None = None,
         number_shim: bool = False,
         v8_flags: tuple[str, ...] = STEADY_V8_FLAGS,
+        isolated: bool = True,
     ) -> None:
         self.v8_flags = v8_flags
+        self.isolated = isolated  # serve COOP/COEP (False only to test a page without them)
         self.executable = executable
         self.timeouts = timeouts or Timeouts()
         self.number_shim = number_shim
@@ -217,13 +250,14 @@ class ChromiumHost(base.Host):
     def cold_host(self) -> ChromiumHost:
         """A browser of its own with default V8 flags (launched on its first load)."""
         return ChromiumHost(
-            self.executable, timeouts=self.timeouts, number_shim=self.number_shim, v8_flags=()
-        )
+            self.executable, timeouts=self.timeouts, number_shim=self.number_shim, v8_flags=(),
+            isolated=self.isolated,
+        )  # fmt: skip
 
     def server(self) -> PageServer:
         """The loopback page server, started on first use."""
         if self._server is None:
-            self._server = PageServer(JS_DIR)
+            self._server = PageServer(JS_DIR, isolated=self.isolated)
         return self._server
 
     def version(self) -> str:
@@ -258,7 +292,7 @@ class ChromiumHost(base.Host):
                 context.close()
             raise HostCrashed(f"chromium: opening the host page: {exc.message}") from None
         self.page_info = dict(info)
-        if info.get("crossOriginIsolated") is not True:
+        if self.isolated and info.get("crossOriginIsolated") is not True:
             context.close()
             raise HostError(
                 "chromium: host page is not crossOriginIsolated (COOP/COEP headers not applied)"
@@ -279,6 +313,10 @@ class ChromiumHost(base.Host):
         # worker .js through these URLs), under a URL keyed by its path
         entry["urls"] = {role: self.server().register(p) for role, p in artifact.paths().items()}
         context, page = self.open_page()
+        if "pthread" in artifact.features and self.page_info.get("crossOriginIsolated") is not True:
+            with contextlib.suppress(PlaywrightError):
+                context.close()
+            raise IncompatibleArtifact(_not_isolated(artifact, self.page_info))
         options = {"numberShim": self.number_shim, "loadTimeoutMs": self._load_budget_ms()}
         try:
             reply = self.evaluate(page, "load", entry, options, timeout_s=self.timeouts.load_s)

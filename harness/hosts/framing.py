@@ -34,6 +34,7 @@ class Op(IntEnum):
     NOOP = 0x07
     UNLOAD = 0x08
     SHUTDOWN = 0x09
+    PROBE = 0x0A  # a JS host's own costs: Atomics wake, postMessage (harness/js/probe.mjs)
     OK = 0x80
     ERROR = 0x81
 

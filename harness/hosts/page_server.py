@@ -5,7 +5,9 @@ Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
 that is what gives ``performance.now()`` its 5 us resolution in Chromium (100 us otherwise).
 It binds 127.0.0.1 on an ephemeral port and serves nothing but the files it was given, plus,
 after :meth:`PageServer.mount_site`, a project's built site directory at ``/`` (the corpus
-check's page source, docs/profiles.md).
+check's page source, docs/profiles.md). ``PageServer(js_dir, isolated=False)`` leaves the
+COOP/COEP/CORP headers out: a page without SharedArrayBuffer, the bad input a -pthread build
+must meet as ``incompatible`` (tests/formats/test_formats_emscripten.py).
 """
 
 from __future__ import annotations
@@ -33,15 +35,16 @@ ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
     "Cross-Origin-Resource-Policy": "same-origin",
-    "Cache-Control": "no-store",
 }
+NO_CACHE = {"Cache-Control": "no-store"}
 
 
 class PageServer:
     """Serves ``/js/<file>`` from one directory and ``/artifact/<token>.wasm`` per registration."""
 
-    def __init__(self, js_dir: Path) -> None:
+    def __init__(self, js_dir: Path, *, isolated: bool = True) -> None:
         self.js_dir = js_dir
+        self.headers = {**ISOLATION_HEADERS, **NO_CACHE} if isolated else dict(NO_CACHE)
         self._routes: dict[str, Path] = {
             f"/js/{p.name}": p for p in js_dir.iterdir() if p.suffix in MIME_TYPES
         }
@@ -124,7 +127,7 @@ class PageServer:
                     "Content-Type", MIME_TYPES.get(path.suffix, "application/octet-stream")
                 )
                 self.send_header("Content-Length", str(len(body)))
-                for key, value in ISOLATION_HEADERS.items():
+                for key, value in server.headers.items():
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(body)

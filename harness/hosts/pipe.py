@@ -362,6 +362,16 @@ class PipeInstance(Instance):
             clock=str(reply.header["clock"]),
         )
 
+    def probe_ns(self, kind: str, samples: int, reps: int) -> tuple[float, ...]:
+        """:meth:`base.Instance.probe_ns` inside the worker (a JS worker; a Python one answers
+        ``unexpected opcode PROBE``)."""
+        header = {"kind": kind, "samples": samples, "reps": reps}
+        reply = self._request(Op.PROBE, header, b"", self.timeouts.time_s, f"probe {kind}")
+        count = len(reply.blob) // 8
+        if count != samples:
+            raise HostError(f"probe {kind}: asked for {samples} samples, got {count}")
+        return struct.unpack(f"<{count}d", reply.blob)
+
     def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
         """Wall-clock ns of ``n`` NOOP round trips through the pipe and the worker's loop."""
         self._request(Op.NOOP, {}, b"", self.timeouts.transfer_s, "noop")  # liveness check

@@ -29,6 +29,8 @@ async function run(op, header, blob) {
       return { header: {} };
     case 'unload':
       return session.unload(header);
+    case 'probe':
+      return session.probe(header);
     default:
       throw new Error(`unknown op ${op}`);
   }

@@ -52,6 +52,13 @@ export async function open(entry, io, options = {}) {
   if (typeof factory !== 'function') {
     throw new HarnessError('MissingExport', `the glue ${basename(paths.glue)} has no default export factory (build with -sMODULARIZE -sEXPORT_ES6)`);
   }
+  // A -pthread glue shares its memory with its workers through a SharedArrayBuffer; without one
+  // (a page served without COOP/COEP) it would fail somewhere inside the glue, or wait on a
+  // pool that never starts. Said here, in the engine's terms, before the factory runs.
+  if ((entry.features || []).includes('pthread') && typeof SharedArrayBuffer !== 'function') {
+    const isolated = globalThis.crossOriginIsolated === true;
+    throw new HarnessError('IncompatibleArtifact', `${entry.name} is a -pthread build and this context has no SharedArrayBuffer (crossOriginIsolated: ${isolated})`);
+  }
   const wasmBinary = await io.bytes('wasm');
   const settings = {
     wasmBinary,

@@ -105,6 +105,10 @@ window.tg = {
   async noop(timeoutMs) {
     return need() || session.request('noop', {}, null, timeoutMs);
   },
+  async probe(header, timeoutMs) {
+    const reply = need() || (await session.request('probe', header, null, timeoutMs));
+    return reply.ok ? { ok: true, header: reply.header, b64: toBase64(reply.blob) } : reply;
+  },
   async unload(timeoutMs) {
     return need() || session.request('unload', {}, null, timeoutMs);
   },
@@ -112,6 +116,7 @@ window.tg = {
 
 window.tgReady = Promise.resolve({
   crossOriginIsolated: window.crossOriginIsolated === true,
+  sharedArrayBuffer: typeof SharedArrayBuffer === 'function',
   clockResolutionNs: measureClockResolutionNs(),
   userAgent: navigator.userAgent,
 });

@@ -4,6 +4,7 @@
 // replies by the caller with errorReply().
 
 import { loadArtifact, errorKind, HarnessError, measureClockResolutionNs } from './driver.mjs';
+import { probe } from './probe.mjs';
 
 /** Non-finite floats as strings, because JSON has no NaN (mirrors framing.encode_scalar). */
 export function encodeScalar(v) {
@@ -56,11 +57,15 @@ export class Session {
 
   /** Load header.artifact (a LOAD header's entry) reading its files through `io`. */
   async load(header, io) {
+    const t0 = performance.now();
     const inst = await loadArtifact(header.artifact, io, header.options || {});
+    // read, compile, instantiate (and a glue's factory with its pthread pool), inside the host
+    const loadNs = (performance.now() - t0) * 1e6;
     const id = this.nextId++;
     this.instances.set(id, inst);
     const exports = Object.keys(inst.fns).length;
-    return { header: { instance: id, ptr_width: inst.ptrWidth, exports, info: inst.info } };
+    const info = { ...inst.info, load_ns: loadNs };
+    return { header: { instance: id, ptr_width: inst.ptrWidth, exports, info } };
   }
 
   call(header) {
@@ -87,6 +92,13 @@ export class Session {
       clock: 'performance.now',
     };
     return { header: reply, blob: new Uint8Array(samples.buffer) }; // float64, little-endian hosts
+  }
+
+  /** header.samples means of header.reps round trips of probe header.kind (probe.mjs), in ns. */
+  async probe(header) {
+    const samples = await probe(header.kind, header.samples, header.reps);
+    const reply = { clock_resolution_ns: this.clockResolution(), clock: 'performance.now' };
+    return { header: reply, blob: new Uint8Array(samples.buffer) };
   }
 
   unload(header) {

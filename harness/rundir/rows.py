@@ -33,7 +33,7 @@ class Row:
     artifact: str  # e.g. "wasm64"
     artifact_sha256: str
     preset: str  # e.g. "small"; "" when the check has no preset
-    check: str  # check kind: smoke, ops, model, defaults, corpus, bench, memory64
+    check: str  # check kind: smoke, ops, model, defaults, corpus, bench, memory64, growth
     subject: str  # what was checked: op name, tensor name, surface key, curve name
     status: Status
     metric: str = ""  # e.g. max_abs_err, median_ns, speedup

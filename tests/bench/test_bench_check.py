@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from harness.checks import bench
 from harness.checks.base import CellContext
 from harness.checks.bench_workloads import create_model
 from harness.engines.ctypes_engine import CtypesInstance
-from harness.matrix import MatrixError, Names, load_matrix
+from harness.matrix import MatrixError, Names, check_thread_counts, expand_cells, load_matrix
 from harness.rundir.rows import Row
 from harness.timing import Measurement, summarize
 from reference.presets import get_preset, param_count
@@ -92,7 +93,21 @@ def test_raw_samples_and_summaries_follow_row_conventions(rows: list[Row]) -> No
         "gflops",
     } <= summaries
     assert {r.x_name for r in point} == {"n"} and {r.check for r in point} == {"bench"}
-    assert {r.status for r in rows if r.check == "bench"} <= {"measured", "noisy"}
+    timed = [r for r in rows if r.check == "bench" and r.subject not in HOST_COSTS]
+    assert {r.status for r in timed} <= {"measured", "noisy"}
+
+
+HOST_COSTS = ("host:wake_join", "host:postmessage", "host:load")  # JS hosts only
+
+
+def test_host_costs_are_skipped_in_the_native_host_naming_why(rows: list[Row]) -> None:
+    """The wake/join, postMessage and load costs are JS-host probes: the native host's rows are
+    `skipped`, each saying it was not measured and why (no JS workers, no load timed inside)."""
+    got = {r.subject: r for r in rows if r.subject in HOST_COSTS}
+    assert sorted(got) == sorted(HOST_COSTS)
+    assert {r.status for r in got.values()} == {"skipped"}
+    assert "has no JS workers: no atomics round trip" in got["host:wake_join"].detail
+    assert "does not time its load inside the host" in got["host:load"].detail
 
 
 def test_median_and_ci_come_from_the_raw_samples(rows: list[Row]) -> None:
@@ -267,6 +282,33 @@ def test_thread_count_above_the_pool_is_refused_at_matrix_load_with_its_line(
     )
     with pytest.raises(MatrixError, match=rf"^{path}:9: \[check.bench\]: .*threads: "):
         load_matrix(path, Names(hosts=("native",), artifacts=("native",)))
+
+
+def test_thread_count_above_an_artifacts_pthread_pool_is_refused_with_its_line(
+    tmp_path: Path, native: Artifact
+) -> None:
+    """Once the manifest is read: ``threads`` above an emscripten build's pool + the caller (2
+    workers: 3) is refused at ``threads``'s line, naming the artifact; the native build (the
+    library's pool of 16) and a matrix that does not bench the pthread build are let through."""
+    pthread = dataclasses.replace(native, name="em-pool", flags=("-sPTHREAD_POOL_SIZE=2",))
+    assert (pthread.thread_limit(), native.thread_limit()) == (3, MAX_THREADS)
+    limits = {"native": native.thread_limit(), "em-pool": pthread.thread_limit()}
+    names = Names(hosts=("native", "node24"), artifacts=("native", "em-pool"))
+    path = tmp_path / "m.toml"
+    text = ('name = "t"\nartifacts = ["native", "em-pool"]\npresets = ["tiny"]\n'
+            'checks = ["bench"]\n[hosts]\nnode24 = {}\n[check.bench]\ncurves = ["ops"]\n'
+            "threads = [1, 4]\n")  # fmt: skip
+    path.write_text(text)
+    matrix = load_matrix(path, names)
+    with pytest.raises(MatrixError, match=rf"^{path}:9: \[check.bench\] threads: 4 is above .*"
+                       r": em-pool \(3\)$"):  # fmt: skip
+        check_thread_counts(matrix, expand_cells(matrix), limits)
+    path.write_text(text.replace('checks = ["bench"]', 'checks = ["smoke"]'))
+    matrix = load_matrix(path, names)
+    check_thread_counts(matrix, expand_cells(matrix), limits)  # no bench cell: nothing to cap
+    path.write_text(text.replace("[1, 4]", "[1, 3]"))
+    matrix = load_matrix(path, names)
+    check_thread_counts(matrix, expand_cells(matrix), limits)
 
 
 def test_threads_axis_measures_each_count_and_the_speedup(native: Artifact) -> None:

@@ -20,7 +20,7 @@ from harness.rundir.reader import read_rows
 from harness.rundir.rows import COLUMNS, REFERENCE_HOST, RESULTS_FILE, Row, encode
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
-PLOTS = ("speedup", "roofline", "kernels", "generation", "overhead", "parity")
+PLOTS = ("speedup", "roofline", "kernels", "generation", "overhead", "decomposition", "parity")
 KEY_PLOTS = ("speedup", "roofline")  # the first screen's curves
 
 

@@ -21,9 +21,11 @@ from harness import build
 from harness.artifact import MANIFEST_SCHEMA, Artifact, load_manifest
 from harness.build import DEFAULT_OUT, EM_TARGETS, EMCC_INSTALL, MANIFEST, emcc_path
 from harness.formats import digest, get_format
+from harness.hosts import chromium
 from harness.hosts.base import ABIError, HostError, HostTimeout, IncompatibleArtifact
 from harness.hosts.chromium import ChromiumHost
 from harness.hosts.node import NodeHost, pinned_node, system_node
+from harness.hosts.pipe import artifact_entry
 from harness.hosts.registry import HOST_NAMES, all_hosts
 from harness.hosts.timeouts import Timeouts
 from harness.kernel import Kernels
@@ -349,3 +351,80 @@ def test_bad_input_ends_only_its_cell_in_chromium(em: dict[str, Artifact], tmp_p
     for name, cause in causes.items():
         status, detail = verdicts[f"chromium/{name}/tiny"]
         assert status == "error" and cause in detail, (name, detail)
+
+
+@pytest.mark.chromium
+def test_a_page_without_coop_coep_makes_the_pthread_build_incompatible(
+    em: dict[str, Artifact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page served without COOP/COEP has no SharedArrayBuffer: the -pthread build is
+    `incompatible` with that reason (its glue never runs, so nothing waits on its pool), and the
+    single-threaded build still loads and computes right in the same host. The page worker's
+    loader says the same if the host's check is bypassed (the glue alone would say only
+    "SharedArrayBuffer is not defined", an `error`)."""
+    host = ChromiumHost(timeouts=FAST, isolated=False)
+    try:
+        with pytest.raises(IncompatibleArtifact) as info:
+            host.load(em["em-wasm32-pthread"])
+        message = str(info.value)
+        assert "is a -pthread build, and the page is not crossOriginIsolated" in message
+        assert "SharedArrayBuffer is undefined" in message
+        assert host.page_info["crossOriginIsolated"] is False
+        _matmul_matches(Kernels(host.load(em["em-wasm32"])))
+        # the host sees no pthread feature, the loader in the page's worker still does
+        pthread = em["em-wasm32-pthread"]
+        hidden = dataclasses.replace(pthread, features=("simd128",))
+        monkeypatch.setattr(chromium, "artifact_entry", lambda a, r: {
+            **artifact_entry(a, r), "features": list(pthread.features)})  # fmt: skip
+        with pytest.raises(IncompatibleArtifact, match=r"no SharedArrayBuffer \(crossOriginIs"):
+            host.load(hidden)
+    finally:
+        host.close()
+
+
+# A glue around the real one: once tg_set_threads has started the pool's threads, it terminates
+# their workers, as a crashed or killed pthread worker would be gone.
+KILLING_GLUE = """import real from './real-tinygpt.mjs';
+export default async function factory(settings) {
+  const Module = await real(settings);
+  const set = Module._tg_set_threads;
+  Module._tg_set_threads = (...a) => {
+    const r = set(...a);
+    for (const w of Module.PThread.runningWorkers) w.terminate();
+    return r;
+  };
+  return Module;
+}
+"""
+
+
+@pytest.mark.node
+def test_a_dead_pthread_worker_is_a_timeout_and_the_host_goes_on(
+    em: dict[str, Artifact], tmp_path: Path
+) -> None:
+    """A kernel split onto a pthread worker that has died never returns: the call is a
+    HostTimeout within its limit (a cell `error`), never a hang, and the same host then loads
+    and runs the intact build."""
+    paths = em["em-wasm32-pthread"].paths()
+    d = tmp_path / "em-pool-dies"
+    d.mkdir()
+    wasm, worker = (Path(shutil.copy(paths[r], d / paths[r].name)) for r in ("wasm", "worker"))
+    shutil.copy(paths["glue"], d / "real-tinygpt.mjs")
+    glue = d / paths["glue"].name
+    glue.write_text(KILLING_GLUE)
+    files, sha = digest({"glue": glue, "wasm": wasm, "worker": worker})
+    dies = dataclasses.replace(em["em-wasm32-pthread"], name="em-pool-dies", path=glue,
+                               sha256=sha, files=files)  # fmt: skip
+    host = pinned_node("node24", dataclasses.replace(FAST, call_s=5.0))
+    try:
+        inst = host.load(dies)
+        assert inst.call("tg_set_threads", 2) == 2
+        rng = np.random.default_rng(0)  # 2*256*256*128 flops: above TG_PAR_MIN_WORK, so split
+        x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((4, 64, 128), (256, 128),
+                                                                         (256,)))  # fmt: skip
+        # Kernels frees its buffers on the way out, which names the lost instance and the timeout
+        with pytest.raises(HostError, match="call tg_matmul_forward did not return within 5 s"):
+            Kernels(inst).matmul_forward(x, w, b)
+        _matmul_matches(Kernels(host.load(em["em-wasm32-pthread"])))
+    finally:
+        host.close()

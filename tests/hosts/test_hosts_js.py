@@ -1,4 +1,5 @@
-"""JS-host specifics: the BigInt ABI under Memory64, crashes of Node workers and Chromium pages."""
+"""JS-host specifics: the BigInt ABI under Memory64, crashes of Node workers and Chromium pages,
+and the host-cost probes (Atomics wake + join, postMessage, load) of the overhead decomposition."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from harness.abi import ABI_VERSION
 from harness.artifact import Artifact
-from harness.hosts.base import ABIError, HostCrashed
+from harness.hosts.base import ABIError, HostCrashed, HostError, Instance
 from harness.hosts.chromium import ChromiumHost
 from harness.hosts.node import NodeHost, pinned_node
 from harness.hosts.pipe import PipeInstance
@@ -146,3 +147,46 @@ def test_chromium_relaunches_a_dead_browser(artifacts: dict[str, Artifact], fast
         again.close()
     finally:
         host.close()
+
+
+def _assert_probes(inst: Instance) -> None:
+    """Both probes give the asked number of positive, finite samples; an unknown one is a
+    HostError naming the known ones; the load was timed inside the host."""
+    for kind in ("atomics", "postmessage"):
+        samples = inst.probe_ns(kind, 4, 3)
+        assert len(samples) == 4 and all(0 < s < 1e9 for s in samples), (kind, samples)
+    with pytest.raises(HostError, match="unknown probe bogus; known: atomics, postmessage"):
+        inst.probe_ns("bogus", 2, 2)
+    assert inst.load_info["load_ns"] > 0
+
+
+@pytest.mark.node
+def test_node_probes_wake_join_and_postmessage_inside_the_host(
+    node24: NodeHost, artifacts: dict[str, Artifact]
+) -> None:
+    """Node 24 times an Atomics wake + join and a postMessage round trip with a helper
+    worker_threads Worker, and its own load."""
+    inst = node24.load(artifacts["wasm32"])
+    _assert_probes(inst)
+    inst.call("tg_noop")  # the instance is still usable after the helper worker is gone
+
+
+@pytest.mark.chromium
+def test_chromium_probes_and_a_page_without_isolation_cannot_wait(
+    chromium: ChromiumHost, artifacts: dict[str, Artifact]
+) -> None:
+    """The page's worker times both probes with a nested Worker; in a page served without
+    COOP/COEP there is no SharedArrayBuffer, and the wake probe says so instead of hanging."""
+    inst = chromium.load(artifacts["wasm32"])
+    try:
+        _assert_probes(inst)
+    finally:
+        inst.close()
+    bare = ChromiumHost(timeouts=Timeouts(call_s=10.0, load_s=30.0, time_s=30.0), isolated=False)
+    try:
+        inst = bare.load(artifacts["wasm32"])
+        with pytest.raises(HostError, match="no SharedArrayBuffer here"):
+            inst.probe_ns("atomics", 2, 2)
+        assert len(inst.probe_ns("postmessage", 2, 2)) == 2
+    finally:
+        bare.close()
