@@ -40,7 +40,7 @@ import numpy as np
 from harness.artifact import Artifact
 from harness.checks import smoke
 from harness.checks.base import CellContext
-from harness.checks.ops import cases, op_parity
+from harness.checks.ops import cases, op_parity, validate_op_options
 from harness.hosts.base import HostCrashed, HostError, HostTimeout, Instance, Scalar, TimingResult
 from harness.kernel import Kernels
 from harness.rundir.rows import Row
@@ -67,18 +67,7 @@ _OPTIONS = {"seed", "ops"}
 
 def validate_options(options: Mapping[str, Any]) -> None:
     """Raise ValueError naming the bad field of a ``[check.memory64]`` table."""
-    extra = sorted(set(options) - _OPTIONS)
-    if extra:
-        raise ValueError(f"check.memory64: unknown option(s) {extra}; allowed: {sorted(_OPTIONS)}")
-    seed = options.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"check.memory64.seed must be a non-negative int, got {seed!r}")
-    chosen = options.get("ops", list(OPS))
-    if not isinstance(chosen, list) or not all(isinstance(o, str) for o in chosen):
-        raise ValueError("check.memory64.ops must be a list of op names")
-    unknown = sorted(set(chosen) - set(OPS))
-    if unknown:
-        raise ValueError(f"check.memory64.ops: unknown op(s) {unknown}; known: {', '.join(OPS)}")
+    validate_op_options("memory64", options, _OPTIONS, OPS)
 
 
 class Recording(Instance):

@@ -23,7 +23,7 @@ names a wrong layout, argument order or dim where one explains it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -570,20 +570,28 @@ def assert_op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> No
 _OPTIONS = {"seed", "ops", "large"}
 
 
-def validate_options(options: Mapping[str, Any]) -> None:
-    """Raise ValueError naming the bad field of an ``[check.ops]`` table."""
-    extra = sorted(set(options) - _OPTIONS)
+def validate_op_options(
+    kind: str, options: Mapping[str, Any], allowed: Collection[str], ops: Collection[str]
+) -> None:
+    """Raise ValueError naming the bad field of a ``[check.KIND]`` table of a check that runs
+    ops: only ``allowed`` keys, a non-negative ``seed``, ``ops`` a list of names of ``ops``."""
+    extra = sorted(set(options) - set(allowed))
     if extra:
-        raise ValueError(f"check.ops: unknown option(s) {extra}; allowed: {sorted(_OPTIONS)}")
+        raise ValueError(f"check.{kind}: unknown option(s) {extra}; allowed: {sorted(allowed)}")
     seed = options.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"check.ops.seed must be a non-negative int, got {seed!r}")
-    chosen = options.get("ops", list(OPS))
+        raise ValueError(f"check.{kind}.seed must be a non-negative int, got {seed!r}")
+    chosen = options.get("ops", list(ops))
     if not isinstance(chosen, list) or not all(isinstance(o, str) for o in chosen):
-        raise ValueError("check.ops.ops must be a list of op names")
-    unknown = sorted(set(chosen) - set(OPS))
+        raise ValueError(f"check.{kind}.ops must be a list of op names")
+    unknown = sorted(set(chosen) - set(ops))
     if unknown:
-        raise ValueError(f"check.ops.ops: unknown op(s) {unknown}; known: {', '.join(OPS)}")
+        raise ValueError(f"check.{kind}.ops: unknown op(s) {unknown}; known: {', '.join(ops)}")
+
+
+def validate_options(options: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the bad field of an ``[check.ops]`` table."""
+    validate_op_options(CHECK, options, _OPTIONS, OPS)
     if not isinstance(options.get("large", True), bool):
         raise ValueError("check.ops.large must be true or false")
 
