@@ -594,6 +594,17 @@ class Kernels:
         return got["p"], got["m"], got["v"]
 
 
+def check_architecture(cfg: ModelConfig) -> None:
+    """Raise IncompatibleArtifact unless tinygpt.h's model can express ``cfg``: it has no MLP
+    width, bias or eps argument, so only GPT-2's architecture (4C MLP, every bias, eps 1e-5)."""
+    if not cfg.is_gpt2:
+        raise IncompatibleArtifact(
+            f"preset {cfg.name!r} (MLP width {cfg.mlp_width}, biases {list(cfg.biases)}, "
+            f"LayerNorm eps {cfg.ln_eps:g}) is not GPT-2's architecture, the only one "
+            "tinygpt.h's model implements (4C MLP, every bias, eps 1e-5)"
+        )
+
+
 class KernelModel:
     """A ``tg_model`` handle inside one instance, driven with numpy arrays."""
 
@@ -608,12 +619,7 @@ class KernelModel:
     @classmethod
     def create(cls, instance: Instance, cfg: ModelConfig, flat_params: NDArray[Any]) -> KernelModel:
         """Create a model of ``cfg`` and load ``flat_params`` (PARAM_NAMES order) into it."""
-        if not cfg.is_gpt2:  # tinygpt.h's model has no MLP width, bias or eps argument
-            raise IncompatibleArtifact(
-                f"preset {cfg.name!r} (MLP width {cfg.mlp_width}, biases {list(cfg.biases)}, "
-                f"LayerNorm eps {cfg.ln_eps:g}) is not GPT-2's architecture, the only one "
-                "tinygpt.h's model implements (4C MLP, every bias, eps 1e-5)"
-            )
+        check_architecture(cfg)
         flat = _f32("flat_params", flat_params, (1,))
         n = param_count(cfg)
         if flat.shape != (n,):

@@ -72,6 +72,11 @@ def pool_threads(artifact: Artifact) -> int:
 def run(ctx: CellContext) -> Iterator[Row]:
     """Yield ``growth:before``, ``growth:grow`` and ``growth:after``; threads go back to 1."""
     validate_options(ctx.options)
+    if not ctx.artifact.bound().abi:  # the pool is tinygpt.h's tg_set_threads
+        yield ctx.row(CHECK, "growth:before", "incompatible",
+                      detail="growth sets the thread pool through tinygpt.h's tg_set_threads; "
+                      f"{ctx.artifact.name}'s binding has no tinygpt.h ABI")  # fmt: skip
+        return
     rng = np.random.default_rng(int(ctx.options.get("seed", DEFAULTS.seed)))
     grow = int(ctx.options.get("grow_mib", DEFAULT_GROW_MIB)) << 20
     N, C, OC = MATMUL_SHAPE

@@ -43,7 +43,7 @@ from numpy.typing import NDArray
 
 from harness.checks import generation, optimizer
 from harness.checks.base import CellContext
-from harness.kernel import KernelModel
+from harness.kernel import KernelModel, check_architecture
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row, Status
 from harness.tolerance import model_tolerance
@@ -234,6 +234,7 @@ def run(ctx: CellContext) -> Iterator[Row]:
         return
     s = Settings.from_options(ctx.options)
     cfg = ctx.preset
+    check_architecture(cfg)  # before the oracle is computed for a model that cannot exist
     try:
         tokens = encode(load_corpus())
     except CorpusUnavailable as exc:
