@@ -322,3 +322,20 @@ def test_memory64_on_lib2_skips_what_is_not_bound(
     status = {r.subject: r.status for r in rows}
     assert status["op:matmul_forward"] == "pass" and status["op:crossentropy_forward"] == "skipped"
     assert status["train_step"] == "skipped"
+
+
+def test_a_binding_without_a_needed_model_call_is_skipped_by_name(
+    tmp_path: Path, arts: dict[str, Artifact]
+) -> None:
+    """A library binding no generate call: the model check is one ``skipped`` row naming the
+    missing call, not an error from the first comparison that needs it."""
+    old = ('[model.generate]\nexport = "tg_generate"\nargs = ["model", "prompt", "len", "out", '
+           '"max_new", "temperature", "top_k", "seed"]\n')  # fmt: skip
+    art = dataclasses.replace(arts["lib2-native"], binding=_edited(tmp_path, old, ""))
+    host = NativeHost()
+    try:
+        rows = _rows("model", host.load(art), art, PRESETS["tiny"])
+    finally:
+        host.close()
+    assert [(r.subject, r.status) for r in rows] == [("model", "skipped")]
+    assert "generate" in rows[0].detail
