@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from harness.bindings.canonical import OPS as CANONICAL
 from harness.checks.base import CellContext
-from harness.checks.ops_diagnosis import diagnose
+from harness.checks.ops_diagnosis import GuessCrashed, diagnose
 from harness.hosts.base import HostCrashed, HostError, HostTimeout
 from harness.kernel import Kernels, NotBound
 from harness.parity import ParityError, ParityResult, compare
@@ -556,7 +556,10 @@ def assert_op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> No
     and the wrong-binding diagnosis when one explains it."""
     for r in op_parity(kernels, op, case, seed):
         if not r.ok:
-            cause = diagnose_op(kernels, op, case, seed)
+            try:
+                cause = diagnose_op(kernels, op, case, seed, rerun=False)
+            except GuessCrashed as exc:
+                cause = str(exc)
             message = with_cause(r.name, cause, f"[{case.describe()}] {r.message}")
             raise ParityError(
                 ParityResult(r.name, r.stage, message, r.tolerance,
@@ -631,6 +634,7 @@ def _run_cases(
         worst: dict[str, _Worst] = {}
         error = ""
         cause: str | None = None  # the diagnosis of the op's first failing case
+        crashed: HostCrashed | HostTimeout | None = None  # by a diagnosis guess
         try:
             kernels.bound(op)
         except NotBound as exc:
@@ -644,7 +648,10 @@ def _run_cases(
             try:
                 results = op_parity(kernels, op, case, seed)
                 if cause is None and not all(r.ok for r in results):
-                    cause = diagnose_op(kernels, op, case, seed, rerun=False)
+                    try:
+                        cause = diagnose_op(kernels, op, case, seed, rerun=False)
+                    except GuessCrashed as exc:  # keep this case's failure, then stop
+                        cause, crashed = str(exc), exc.error
             except (HostCrashed, HostTimeout):
                 raise  # the instance is gone: the runner restarts the host
             except HostError as exc:
@@ -652,6 +659,8 @@ def _run_cases(
                 break
             for r in results:
                 worst.setdefault(r.name.split(".", 1)[1], _Worst()).add(case, r)
+            if crashed is not None:
+                break
         if error:
             yield op, "", error
             continue
@@ -659,6 +668,8 @@ def _run_cases(
             if agg.failure and cause:
                 agg.failure = with_cause(f"{op}.{output}", cause, agg.failure)
             yield op, output, agg
+        if crashed is not None:
+            raise crashed  # the failure rows are out; the runner restarts the host
 
 
 def run(ctx: CellContext) -> Iterator[Row]:

@@ -113,11 +113,24 @@ def hypotheses(call: CallBinding, sizes: dict[str, float]) -> Iterator[Hypothesi
     yield from _off_by_one(call, sizes)
 
 
+class GuessCrashed(Exception):
+    """A hypothesis crashed or hung the host: the instance is gone, the guess explains nothing.
+
+    Raised so the caller can still write the failure it was diagnosing before the crash ends
+    the op (a swallowed crash would surface on the next case and lose that verdict).
+    """
+
+    def __init__(self, guess: str, error: HostCrashed | HostTimeout) -> None:
+        super().__init__(f"the diagnosis's guess ({guess}) crashed the host: {error}")
+        self.error = error
+
+
 def diagnose(kernels: Kernels, op: str, passes: Callable[[Kernels], bool]) -> str:
     """The first hypothesis under which ``passes`` holds, as a cause; "" when none explains it.
 
     ``kernels.last_args`` must hold the failing call's sizes (the call just made). A hypothesis
-    the library traps on, or the client refuses, does not explain the failure.
+    the library traps on, or the client refuses, does not explain the failure; one that crashes
+    or hangs the host raises :class:`GuessCrashed`.
     """
     call = kernels.bound(op)
     sizes = dict(kernels.last_args)
@@ -125,8 +138,8 @@ def diagnose(kernels: Kernels, op: str, passes: Callable[[Kernels], bool]) -> st
         try:
             if passes(kernels.overridden(override)):
                 return text
-        except (HostCrashed, HostTimeout):
-            return ""  # the instance is gone: the next op's call reports it
+        except (HostCrashed, HostTimeout) as exc:
+            raise GuessCrashed(text, exc) from exc
         except (HostError, ValueError):
             continue
     return ""

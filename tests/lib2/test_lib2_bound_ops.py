@@ -178,3 +178,32 @@ def test_lib2_layernorm_takes_eps_as_an_argument(lib2_instance: Instance) -> Non
     expected = ops.layernorm_forward(x.astype(np.float64), w.astype(np.float64),
                                      b.astype(np.float64), 0.5)[0]  # fmt: skip
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_guess_that_crashes_the_host_keeps_the_failure(
+    host: NativeHost, lib2_so: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a diagnosis guess crashes the host, the op's fail rows are still written (with the
+    crash as the cause) before the crash ends the check; it never hides the verdict."""
+    from harness.checks import ops as ops_check
+    from harness.hosts.base import HostCrashed
+
+    wrong = _wrong(tmp_path, 'args = ["x", "W", "out", "N", "C", "OC"]\nlayout = { W = "in_out" }',
+                   'args = ["x", "W", "out", "N", "C", "OC"]')  # fmt: skip
+    inst = host.load(_artifact(lib2_so, wrong))
+
+    def crash(self: Kernels, override: object) -> Kernels:
+        raise HostCrashed("worker died (a guessed dim read past a buffer)")
+
+    monkeypatch.setattr(Kernels, "overridden", crash)
+    got: list[tuple[str, str, object]] = []
+    try:
+        with pytest.raises(HostCrashed):
+            for item in ops_check._run_cases(Kernels(inst), ["matmul_forward"],
+                                             [CASES["odd"], CASES["random"]], 0):  # fmt: skip
+                got.append(item)
+    finally:
+        inst.close()
+    ((op, output, agg),) = got
+    assert (op, output) == ("matmul_forward", "out")
+    assert isinstance(agg, ops_check._Worst) and "crashed the host" in agg.failure
