@@ -7,14 +7,18 @@ A test parses the header and checks that every prototype matches this table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from types import MappingProxyType
+from typing import Literal, get_args
 
 ABI_VERSION = 3
 # TG_MAX_THREADS of tinygpt.h: the pool size, the most threads tg_set_threads accepts
 MAX_THREADS = 16
 
 Kind = Literal["ptr", "i32", "f32", "void"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+PARAM_KINDS: tuple[Kind, ...] = tuple(k for k in KINDS if k != "void")  # what an argument can be
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class Signature:
 def _sig(params: str, result: Kind) -> Signature:
     kinds = tuple(params.split()) if params else ()
     for k in kinds:
-        if k not in ("ptr", "i32", "f32"):
+        if k not in PARAM_KINDS:
             raise ValueError(f"bad kind {k!r}")
     return Signature(params=kinds, result=result)  # type: ignore[arg-type]
 
@@ -84,6 +88,14 @@ EXPORTS: dict[str, Signature] = {
 }
 
 
-def signatures_json() -> dict[str, dict[str, object]]:
-    """Return EXPORTS as JSON-ready data for the artifact manifest."""
-    return {n: {"params": list(s.params), "result": s.result} for n, s in EXPORTS.items()}
+def signatures_json(
+    signatures: Mapping[str, Signature] = MappingProxyType(EXPORTS),
+) -> dict[str, dict[str, object]]:
+    """``signatures`` (EXPORTS by default) as JSON-ready data: the manifest's and the JS
+    loaders' form."""
+    return {n: {"params": list(s.params), "result": s.result} for n, s in signatures.items()}
+
+
+def as_i32(v: int) -> int:
+    """The two's-complement i32 view of ``v`` (an ``unsigned`` seed travels as an i32)."""
+    return ((int(v) + (1 << 31)) % (1 << 32)) - (1 << 31)

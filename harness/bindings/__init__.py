@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from harness.abi import Kind, Signature
+from harness.abi import KINDS, PARAM_KINDS, Kind, Signature, signatures_json
 from harness.bindings import model_layout
 from harness.bindings.canonical import (
     BUFFER_ROLES,
@@ -122,9 +122,7 @@ class Binding:
 
     def signatures_json(self) -> dict[str, dict[str, object]]:
         """:meth:`signatures` as JSON-ready data (the manifest's and the JS loaders' form)."""
-        return {
-            n: {"params": list(s.params), "result": s.result} for n, s in self.signatures().items()
-        }
+        return signatures_json(self.signatures())
 
     def export_line(self, export: str, key: str = "export") -> str:
         """``file:line`` of the first place the binding names ``export``: the ``key`` line
@@ -406,10 +404,10 @@ class _Validator(TomlValidator):
             s = self.table((*w, name), spec, ("params", "result"))
             params = self.typed((*w, name, "params"), s.get("params", []), list, "an array")
             for i, k in enumerate(params):
-                if k not in ("ptr", "i32", "f32"):
+                if k not in PARAM_KINDS:
                     raise self.error((*w, name, "params", i), f"unknown kind {k!r}")
             result = self.typed((*w, name, "result"), s.get("result", "void"), str, "a kind")
-            if result not in ("ptr", "i32", "f32", "void"):
+            if result not in KINDS:
                 raise self.error((*w, name, "result"), f"unknown kind {result!r}")
             out[name] = Signature(tuple(params), result)
         return out

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from harness.abi import as_i32
 from harness.bindings import Binding, CallBinding
 from harness.bindings.model_layout import ModelDims
 from harness.hosts.base import HostError, Instance, Scalar
@@ -45,7 +46,7 @@ class BoundModel:
             n_head=dims.n_head,
             d_model=dims.d_model,
             d_mlp=dims.d_mlp,
-            seed=_i32(seed),
+            seed=as_i32(seed),
         )
         if not handle:
             raise ModelCallError(
@@ -96,7 +97,7 @@ class BoundModel:
                 max_new=max_new,
                 temperature=temperature,
                 top_k=top_k,
-                seed=_i32(seed),
+                seed=as_i32(seed),
             )
             if n != max_new:
                 raise ModelCallError(f"{self._export('generate')} returned {n}, not {max_new}")
@@ -133,12 +134,6 @@ class BoundModel:
             yield ptr
         finally:
             self.instance.free(ptr)
-
-
-def _i32(v: int) -> int:
-    """An ``unsigned`` seed as the i32 bit pattern the i32 kind carries."""
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >= 1 << 31 else v
 
 
 def ordered_args(binding: Binding, name: str, **values: Scalar) -> tuple[str, tuple[Scalar, ...]]:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from harness.bindings.canonical import LAYOUTS
 from reference.defaults import DEFAULTS, TrainingDefaults
 from reference.presets import LINEARS, PARAM_NAMES, ModelConfig, param_shapes
 
@@ -45,7 +46,6 @@ ErrorAt = Callable[[Where, str], Exception]
 
 ORDERS = ("layer_major", "tensor_major")
 DIMS = ("vocab", "ctx", "C", "F")
-LAYOUTS = ("out_in", "in_out")
 # The reference's fused q|k|v tensors and the part names of their thirds (along the out axis).
 FUSED = {"qkvw": ("q", "k", "v"), "qkvb": ("q", "k", "v")}
 SECTIONS = ("params", "m", "v")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from harness.abi import Kind, Signature
+from harness.abi import KINDS, Signature
 from harness.artifact import Artifact
 from harness.hosts.base import ABIError
-
-_KINDS: tuple[Kind, ...] = ("ptr", "i32", "f32", "void")
 
 
 def artifact_signatures(artifact: Artifact) -> dict[str, Signature]:
@@ -31,7 +29,7 @@ def artifact_signatures(artifact: Artifact) -> dict[str, Signature]:
             raise ABIError(
                 f"{artifact.name}: manifest signature of {name} is malformed: {entry!r}"
             ) from None
-        if any(k not in _KINDS for k in (*params, result)):
+        if any(k not in KINDS for k in (*params, result)):
             raise ABIError(
                 f"{artifact.name}: manifest signature of {name} has unknown kinds: {entry!r}"
             )

@@ -13,7 +13,7 @@ from typing import Any
 
 import wasmtime
 
-from harness.abi import EXPORTS, Signature
+from harness.abi import EXPORTS, Signature, as_i32
 from harness.artifact import Artifact
 from harness.engines.call_loop import roundtrips, time_loop
 from harness.engines.signatures import artifact_signatures
@@ -137,11 +137,6 @@ def validate_wasm_abi(
     check_module_abi(parse_module(make_engine(), path, str(path)), ptr_width, str(path), wanted)
 
 
-def _i32(v: int) -> int:
-    """Two's-complement view of ``v`` as i32 (uint32 seeds travel as i32)."""
-    return ((int(v) + (1 << 31)) % (1 << 32)) - (1 << 31)
-
-
 def _i64(v: int) -> int:
     return ((int(v) + (1 << 63)) % (1 << 64)) - (1 << 63)
 
@@ -169,9 +164,9 @@ class WasmtimeInstance(Instance):
             fn = exports[name]
             assert isinstance(fn, wasmtime.Func)
             self._funcs[name] = fn
-        ptr = _i64 if artifact.ptr_width == 64 else _i32
+        ptr = _i64 if artifact.ptr_width == 64 else as_i32
         self._conv: dict[str, tuple[Callable[[Any], Any], ...]] = {
-            name: tuple(float if k == "f32" else ptr if k == "ptr" else _i32 for k in sig.params)
+            name: tuple(float if k == "f32" else ptr if k == "ptr" else as_i32 for k in sig.params)
             for name, sig in self._sigs.items()
         }
         self._ptr_mask = (1 << artifact.ptr_width) - 1

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from harness.abi import signatures_json
 from harness.artifact import Artifact
 from harness.hosts import base
 from harness.hosts.base import HostCrashed, HostError, HostTimeout, Instance, Scalar, Trap
@@ -74,9 +75,7 @@ def artifact_entry(artifact: Artifact, runtime: str) -> dict[str, Any]:
     fmt = artifact.fmt
     entry["paths"] = {role: str(path) for role, path in artifact.paths().items()}
     entry["loader"] = fmt.loader(runtime)
-    entry["signatures"] = {
-        n: {"params": list(s.params), "result": s.result} for n, s in artifact.exports().items()
-    }
+    entry["signatures"] = signatures_json(artifact.exports())
     return entry
 
 
