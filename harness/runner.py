@@ -66,7 +66,7 @@ from harness.matrix import (
     shard,
 )
 from harness.profile import Profile, ProfileError, find_profile, load_profile
-from harness.project.reference import reference_dumps
+from harness.project.reference import config_json, reference_dumps
 from harness.run_progress import LOG_WIDTH, CellProgress, print_summary
 from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION, git_state, write_run_json
 from harness.rundir.reader import read_run
@@ -559,7 +559,19 @@ def _start_meta(plan: RunPlan) -> dict[str, Any]:
         "verdicts": count_verdicts(()),
         "exit_code": None,
     }
-    if plan.references:  # the model check's oracle dumps (absent: our reference, live)
+    meta.update(oracle_meta(plan))
+    return meta
+
+
+def oracle_meta(plan: RunPlan) -> dict[str, Any]:
+    """What the cells were judged against: each preset's model config, and the model check's
+    oracle dumps when a profile names them (absent: our reference, live). run.json keeps it, and
+    ``--resume`` refuses to finish a run under another."""
+    presets = sorted({c.preset for c in plan.cells})
+    meta: dict[str, Any] = {
+        "presets": {n: json.loads(config_json(plan.presets[n])) for n in presets}
+    }
+    if plan.references:
         meta["references"] = {name: {"source": d.source, "sha256": d.sha256}
                               for name, d in sorted(plan.references.items())}  # fmt: skip
     return meta
@@ -851,13 +863,12 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         presets=presets,
     )
     if args.resume is not None:
-        plan = resume_plan(plan)
-    else:
-        out: Path = args.out
-        if (out / RESULTS_FILE).exists() or (out / RUN_FILE).exists():
-            raise UsageError(f"{out} already holds a run; give --out a new directory")
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out} is not a directory")
+        return resume_plan(with_references(plan, project))
+    out: Path = args.out
+    if (out / RESULTS_FILE).exists() or (out / RUN_FILE).exists():
+        raise UsageError(f"{out} already holds a run; give --out a new directory")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is not a directory")
     return with_references(plan, project)
 
 
@@ -906,6 +917,13 @@ def resume_plan(plan: RunPlan) -> RunPlan:
     if list(raw.get("cells", [])) != [c.id for c in plan.cells]:
         raise UsageError(f"--resume {out}: other cells than the run planned "
                          "(give the same --shard and --checks)")  # fmt: skip
+    oracle = oracle_meta(plan)
+    for key in ("presets", "references"):
+        if raw.get(key) != oracle.get(key):
+            raise UsageError(
+                f"--resume {out}: another oracle: the run's {key} were {raw.get(key)}, now "
+                f"{oracle.get(key)} (give the same --project)"
+            )
     last = max((i for i, r in enumerate(found.rows) if r.is_verdict), default=-1)
     kept = found.rows[: last + 1]
     _rewrite_rows(out, kept)

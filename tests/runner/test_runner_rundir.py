@@ -92,6 +92,21 @@ def test_resume_refuses_another_matrix(
     assert "another matrix" in err
 
 
+def test_resume_refuses_another_oracle(
+    tmp_path: Path, manifest: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run.json records each preset's model config; a resume under another (a project preset
+    redefined, or another --project) is refused: exit 2, one line naming the presets."""
+    m, out, _ = _interrupted_run(tmp_path, manifest)
+    meta = json.loads((out / RUN_FILE).read_text())
+    preset = next(iter(meta["presets"]))
+    meta["presets"][preset]["n_embd"] *= 2
+    (out / RUN_FILE).write_text(json.dumps(meta))
+    _resume_refused(tmp_path, manifest, m, out)
+    (err,) = _errors(capsys.readouterr().err)
+    assert "another oracle" in err and "presets" in err
+
+
 def test_resume_refuses_a_complete_run(
     tmp_path: Path, manifest: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
