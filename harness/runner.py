@@ -882,6 +882,18 @@ def with_references(plan: RunPlan, project: Profile | None) -> RunPlan:
         refs = reference_dumps(project, [plan.presets[n] for n in needed], plan.out)
     except ProfileError as exc:
         raise UsageError(str(exc)) from None
+    # the dump fixes the batch, the steps and the generation: options asking for others would
+    # be silently ignored, so they are a usage error
+    options = plan.matrix.options("model")
+    for name, dump in sorted(refs.items()):
+        fixed = {"batch": dump.x.shape[0], "steps": dump.traj_loss.shape[0],
+                 "generate": dump.greedy.shape[0]}  # fmt: skip
+        for key, value in fixed.items():
+            if key in options and options[key] != value:
+                raise UsageError(
+                    f"{plan.matrix.path}: [check.model] {key} = {options[key]}, but the "
+                    f"reference dump of preset {name} ({dump.source}) holds {value}"
+                )
     return dataclasses.replace(plan, references=refs)
 
 

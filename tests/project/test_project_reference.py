@@ -135,3 +135,12 @@ def test_run_judges_the_kernel_against_the_commands_dump(
     assert main([*base, "--out", str(tmp_path / "run2")]) == 2
     err = capsys.readouterr().err
     assert f"{project / 'harness.toml'}:4: reference dump of preset 'bytes16'" in err
+
+    # the dump holds 3 trajectory steps: a matrix asking for 5 would be silently ignored
+    (project / "harness.toml").unlink()
+    _profile(project, command + BYTES16)
+    matrix.write_text(MATRIX + "steps = 5\n")
+    assert main([*base, "--out", str(tmp_path / "run3")]) == 2
+    assert "[check.model] steps = 5, but the reference dump of preset bytes16" in (
+        capsys.readouterr().err
+    )
