@@ -37,6 +37,7 @@ from rich.console import Console
 
 from harness.artifact import Artifact, ManifestError, load_manifest
 from harness.bindings import BindingError
+from harness.bindings.model_layout import UnsupportedConfig
 from harness.bindings.verify import check_artifacts
 from harness.checks import REGISTRY, begin_run, get_check
 from harness.checks.base import CellContext
@@ -475,7 +476,8 @@ class _CellRunner:
                 out.append(ctx.row(kind, "rows", "error", detail=NO_ROWS))
         except KeyboardInterrupt:
             raise
-        except IncompatibleArtifact as exc:  # e.g. a preset the library's model cannot express
+        except (IncompatibleArtifact, UnsupportedConfig) as exc:
+            # a preset the library's model cannot express, in its words
             out.append(ctx.row(kind, "preset", "incompatible", detail=str(exc)))
         except Exception as exc:
             if self.interrupts.received:  # the host died of the Ctrl-C: not a crash

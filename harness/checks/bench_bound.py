@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING
 from harness.bindings.model_calls import BoundModel, ordered_args
 from harness.bindings.model_layout import (
     ModelDims,
-    UnsupportedConfig,
     layout_of,
     library_config,
 )
 from harness.checks.base import CellContext
 from harness.checks.bench_workloads import Workload
-from harness.hosts.base import IncompatibleArtifact
 from harness.rundir.rows import Row
 from harness.timing import measure
 from reference.defaults import DEFAULTS
@@ -49,10 +47,7 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
     if "train_step" not in binding.model:
         yield stamp.row(SUBJECT, "skipped", detail=f"{why}; no train_step model call either")
         return
-    try:
-        cfg, note = library_config(ctx.preset, layout_of(binding).params)
-    except UnsupportedConfig as exc:  # the runner's `preset` row: incompatible
-        raise IncompatibleArtifact(str(exc)) from None
+    cfg, note = library_config(ctx.preset, layout_of(binding).params)
     params = float(param_count(cfg))
     if budget.left() <= 0:
         yield stamp.row(SUBJECT, "skipped", x_name="params", x_value=params,

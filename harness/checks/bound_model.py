@@ -25,8 +25,9 @@ binding (:class:`~harness.bindings.model_calls.BoundModel`) and the cell's Insta
   trains on bit-identically.
 
 Rows that need a table the binding lacks are ``skipped`` naming it. A preset the library's
-model cannot express (a vocabulary it does not take, other biases, another LayerNorm eps) is
-IncompatibleArtifact, the runner's ``preset`` row ``incompatible``, as tinygpt.h's model does.
+model cannot express (a vocabulary it does not take, other biases, another LayerNorm eps) raises
+UnsupportedConfig, which the runner writes as its ``preset`` row ``incompatible`` (as it does
+tinygpt.h's model's IncompatibleArtifact).
 """
 
 from __future__ import annotations
@@ -44,13 +45,11 @@ from harness.bindings.model_calls import BoundModel, ModelCallError
 from harness.bindings.model_layout import (
     ModelDims,
     ModelLayout,
-    UnsupportedConfig,
     layout_of,
     library_config,
 )
 from harness.checks.base import CellContext
 from harness.checks.model import Settings, fingerprint
-from harness.hosts.base import IncompatibleArtifact
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row, Status
 from harness.tolerance import model_tolerance
@@ -156,10 +155,7 @@ def run(ctx: CellContext) -> Iterator[Row]:
         )
         return
     layout = layout_of(binding)
-    try:
-        cfg, note = library_config(ctx.preset, layout.params)
-    except UnsupportedConfig as exc:  # the runner's `preset` row: incompatible, in its words
-        raise IncompatibleArtifact(str(exc)) from None
+    cfg, note = library_config(ctx.preset, layout.params)  # UnsupportedConfig: incompatible
     try:
         tokens = encode(load_corpus())
     except CorpusUnavailable as exc:

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from harness.checks.base import CellContext
-from harness.hosts.base import IncompatibleArtifact
 from harness.kernel import KernelModel, Kernels
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row
@@ -117,16 +116,12 @@ def _bound_train_step_row(ctx: CellContext) -> Row:
     from harness.bindings.model_calls import BoundModel
     from harness.bindings.model_layout import (
         ModelDims,
-        UnsupportedConfig,
         layout_of,
         library_config,
     )
 
     binding = ctx.artifact.bound()
-    try:
-        cfg, _note = library_config(ctx.preset, layout_of(binding).params)
-    except UnsupportedConfig as exc:  # the runner's `preset` row: incompatible
-        raise IncompatibleArtifact(str(exc)) from None
+    cfg, _note = library_config(ctx.preset, layout_of(binding).params)
     # ids below the preset's vocab, more than one window: any sampler finds one
     data = bytes(i % ctx.preset.vocab_size for i in range(2 * cfg.block_size + 2))
     model = BoundModel.create(ctx.instance, binding, ModelDims.of(cfg), DEFAULTS.seed)

@@ -16,6 +16,7 @@ import pytest
 
 from harness.artifact import Artifact, load_manifest
 from harness.bindings import BindingError, load_binding
+from harness.bindings.model_layout import UnsupportedConfig
 from harness.build import (
     DEFAULT_OUT,
     MANIFEST,
@@ -27,7 +28,8 @@ from harness.build import (
 from harness.build_lib2 import EM_BUILDS, LIB2_BINDING, lib2_artifacts, lib2_names
 from harness.checks import get_check
 from harness.checks.base import CellContext
-from harness.hosts.base import ABIError, IncompatibleArtifact, Instance
+from harness.cli import main as cli_main
+from harness.hosts.base import ABIError, Instance
 from harness.hosts.install import node_binary
 from harness.hosts.native import NativeHost
 from harness.hosts.node import NodeHost, pinned_node
@@ -215,11 +217,33 @@ def test_a_preset_the_library_cannot_express_is_incompatible(
     native: Instance, arts: dict[str, Artifact], change: dict[str, object], words: str
 ) -> None:
     """lib2's model has every bias and LayerNorm eps 1e-5: a preset with fewer biases or another
-    eps is IncompatibleArtifact (the runner's `preset` row), in words naming both sides."""
+    eps is UnsupportedConfig (the runner's `preset` row), in words naming both sides."""
     preset = dataclasses.replace(PRESETS["tiny"], name="other", **change)  # type: ignore[arg-type]
     for check in ("model", "smoke", "bench"):
-        with pytest.raises(IncompatibleArtifact, match=words):
+        with pytest.raises(UnsupportedConfig, match=words):
             _rows(check, native, arts["lib2-native"], preset)
+
+
+def test_the_runner_writes_an_unsupported_preset_as_incompatible(
+    tmp_path: Path, manifest: Path
+) -> None:
+    """Through ``run --project``: lib2 at a project preset with another LayerNorm eps gives each
+    check one ``incompatible`` row in the library's words (smoke's allocator rows still pass),
+    and the run exits 0."""
+    project = tmp_path / "harness.toml"
+    project.write_text('[project]\nname = "p"\n[presets.eps6]\nn_layer = 1\nn_head = 2\n'
+                       'n_embd = 16\nblock_size = 16\nln_eps = 1e-6\n')  # fmt: skip
+    matrix = tmp_path / "m.toml"
+    matrix.write_text('name = "m"\nartifacts = ["lib2-native"]\npresets = ["eps6"]\n'
+                      'checks = ["smoke", "model"]\n[hosts]\nnative = {}\n')  # fmt: skip
+    out = tmp_path / "run"
+    assert cli_main(["run", "--matrix", str(matrix), "--out", str(out), "--artifacts",
+                     str(manifest), "--project", str(project)]) == 0  # fmt: skip
+    rows = [r for r in read_rows(out / RESULTS_FILE) if r.check in ("smoke", "model")]
+    refused = {(r.check, r.subject) for r in rows if r.status == "incompatible"}
+    assert refused == {("smoke", "preset"), ("model", "preset")}
+    assert all("LayerNorm eps 1e-06" in r.detail for r in rows if r.status == "incompatible")
+    assert {r.status for r in rows} <= {"pass", "incompatible"}  # smoke's allocator rows pass
 
 
 def test_a_7_bit_preset_runs_at_the_library_vocabulary(
