@@ -34,6 +34,7 @@ from harness.bindings.canonical import (
     CanonicalOp,
     Role,
 )
+from harness.bindings.model_layout import ModelLayout
 from harness.formats import WasmTypes
 from harness.toml_lines import Path_, TomlLines, TomlValidator, read_toml
 
@@ -95,8 +96,8 @@ class Binding:
     ops: Mapping[str, CallBinding]
     abi: str = ""  # one of ABIS: the library also has that ABI's fixed exports
     model: Mapping[str, CallBinding] = field(default_factory=lambda: MappingProxyType({}))
-    # the [model.*] subtables (params layout, state format, defaults), validated by their owner
-    model_tables: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # the [model.*] tables (params layout, state format, defaults), validated by their owner
+    layout: ModelLayout | None = None
     # [exports]: calls outside the canonical ops
     extra_exports: Mapping[str, Signature] = field(default_factory=lambda: MappingProxyType({}))
     lines: TomlLines = field(default_factory=lambda: TomlLines(""), compare=False, repr=False)
@@ -242,7 +243,7 @@ class _Validator(TomlValidator):
         memory = self.memory(data["memory"]) if "memory" in data else None
         ops_raw = self.table(("ops",), data.get("ops", {}), OPS)
         ops = {op: self.call(("ops", op), raw, OPS[op]) for op, raw in ops_raw.items()}
-        model, tables = self.model(data.get("model", {}))
+        model, layout = self.model(data.get("model", {}))
         extra = self.extra(data.get("exports", {}))
         if not ops and not model and not abi:
             raise self.error((), "binds nothing: no [ops.*] and no [model] calls")
@@ -253,7 +254,7 @@ class _Validator(TomlValidator):
             ops=MappingProxyType(ops),
             abi=abi,
             model=MappingProxyType(model),
-            model_tables=MappingProxyType(tables),
+            layout=layout,
             extra_exports=MappingProxyType(extra),
             lines=self.lines,
         )
@@ -371,7 +372,7 @@ class _Validator(TomlValidator):
             line=self.lines.line_of(where),
         )
 
-    def model(self, raw: object) -> tuple[dict[str, CallBinding], dict[str, Any]]:
+    def model(self, raw: object) -> tuple[dict[str, CallBinding], ModelLayout]:
         w: Path_ = ("model",)
         subtables = ("params", "state", "defaults")
         t = self.table(w, raw, (*MODEL_CALLS, *subtables))
@@ -387,9 +388,8 @@ class _Validator(TomlValidator):
             for k in subtables
             if k in t
         }
-        # their owner validates them (layout, state format, defaults); the binding keeps them raw
-        model_layout.validate(tables, self.error, self.lines.line_of)
-        return calls, tables
+        # their owner validates them into the layout, state format and defaults, kept on Binding
+        return calls, model_layout.validate(tables, self.error, self.lines.line_of)
 
     def extra(self, raw: object) -> dict[str, Signature]:
         """[exports]: calls outside the canonical ops (``tg_noop = { params = [], result =

@@ -39,7 +39,7 @@ from reference.defaults import DEFAULTS, TrainingDefaults
 from reference.presets import LINEARS, PARAM_NAMES, ModelConfig, param_shapes
 
 if TYPE_CHECKING:  # the loader imports this module: no cycle at run time
-    from harness.bindings import Binding, BindingError
+    from harness.bindings import Binding
 
 Where = tuple[str | int, ...]
 ErrorAt = Callable[[Where, str], Exception]
@@ -305,14 +305,10 @@ def library_config(preset: ModelConfig, params: ParamLayout | None) -> tuple[Mod
 
 
 def layout_of(binding: Binding) -> ModelLayout:
-    """The parsed model tables of ``binding`` (validated when it loaded; parsing is cheap)."""
-    from harness.bindings import BindingError
-
-    def error(where: Where, what: str) -> BindingError:
-        dotted = ".".join(f"[{p}]" if isinstance(p, int) else p for p in where)
-        return BindingError(f"{binding.where(where)}: {dotted}: {what}")
-
-    return validate(binding.model_tables, error, binding.lines.line_of)
+    """The model tables of ``binding``, as validated when it loaded."""
+    if binding.layout is None:  # a Binding built by hand, not by load_binding
+        raise ValueError(f"binding {binding.name} has no validated [model.*] tables")
+    return binding.layout
 
 
 def validate(
