@@ -5,12 +5,17 @@ roofline and the reference GPT's train step) run with one BLAS thread as well. T
 OpenBLAS/MKL is fixed when numpy is imported, and ``threadpoolctl`` is not a dependency, so the
 measurements run in a child interpreter started with ``OPENBLAS_NUM_THREADS=1`` (and friends).
 
-Parent side: :func:`run_jobs`. Child side: ``python -m harness.numpy_baseline`` reads a JSON
-request on stdin and writes one JSON result per job on stdout.
+Parent side: :func:`run_jobs` (whole measurements, one child per call) and
+:class:`ReferenceWorker` (one long-lived child that times short blocks on request, so the
+bench check can interleave them with the kernel's blocks: docs/timing.md, "Side-by-side
+ratios"). Child side: ``python -m harness.numpy_baseline`` reads a JSON request on stdin and
+writes one JSON result per job on stdout; with ``--serve`` it answers one JSON line per request
+line until stdin closes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -22,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from harness.timing import Measurement, TimingPolicy, measure, python_sampler, summarize
+from harness.hosts.base import TimingResult
+from harness.timing import (
+    Measurement,
+    Sampler,
+    TimingPolicy,
+    measure,
+    python_sampler,
+    summarize,
+)
 
 ONE_THREAD_ENV: dict[str, str] = {
     "OPENBLAS_NUM_THREADS": "1",
@@ -112,14 +125,124 @@ def _child_main() -> int:
     return 0
 
 
+def _serve_main() -> int:
+    """Child entry with ``--serve``: time one block per request line, until stdin closes.
+
+    A request is ``{"job": {...}, "inner_reps": r, "samples": k, "warmup": w}``; the answer is
+    the block's samples. Each job's inputs and model are built once, at its first request.
+    """
+    samplers: dict[str, Sampler] = {}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        key = json.dumps(req["job"], sort_keys=True)
+        if key not in samplers:
+            samplers[key] = python_sampler(_workload(_job_from_json(req["job"])))
+        got = samplers[key](int(req["inner_reps"]), int(req["samples"]), int(req["warmup"]))
+        print(json.dumps({"samples_ns": got.sample_ns, "inner_reps": got.inner_reps,
+                          "clock_resolution_ns": got.clock_resolution_ns, "clock": got.clock}),
+              flush=True)  # fmt: skip
+    return 0
+
+
+def _child_env() -> dict[str, str]:
+    """This process's environment with one BLAS thread and this checkout importable."""
+    env = {**os.environ, **ONE_THREAD_ENV}
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
+    return env
+
+
+class ReferenceWorker:
+    """A long-lived one-BLAS-thread child that times blocks of numpy jobs on request.
+
+    The bench check's side-by-side speedup alternates short blocks of the kernel (in its host)
+    and of the numpy reference (here), so both sides of a ratio are timed within the same
+    second of the machine. Close it with :meth:`close` (it also exits when stdin closes).
+    """
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.numpy_baseline", "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_child_env(),
+        )
+        self._warm: set[str] = set()  # jobs already warmed up in the child
+
+    def alive(self) -> bool:
+        """True while the child runs."""
+        return self._proc.poll() is None
+
+    def block(self, job: Job, inner_reps: int, samples: int, warmup: int) -> TimingResult:
+        """``samples`` samples of ``inner_reps`` calls of ``job``, timed in the child."""
+        stdin, stdout = self._proc.stdin, self._proc.stdout
+        assert stdin is not None and stdout is not None  # both are pipes (see __init__)
+        request = {"job": _job_to_json(job), "inner_reps": inner_reps, "samples": samples,
+                   "warmup": warmup}  # fmt: skip
+        try:
+            stdin.write(json.dumps(request) + "\n")
+            stdin.flush()
+            line = stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            if self._proc.stdin and not self._proc.stdin.closed:
+                with contextlib.suppress(OSError):  # the child is gone already
+                    self._proc.stdin.close()
+            stderr = self._proc.stderr.read() if self._proc.stderr else ""
+            self.close()
+            raise RuntimeError(
+                f"numpy reference worker exited {self._proc.returncode}: {stderr.strip()[-2000:]}"
+            )
+        rec = json.loads(line)
+        return TimingResult(
+            tuple(float(v) for v in rec["samples_ns"]),
+            int(rec["inner_reps"]),
+            float(rec["clock_resolution_ns"]),
+            str(rec["clock"]),
+        )
+
+    def warm(self, job: Job, inner_reps: int, loops: int) -> None:
+        """Run ``loops`` untimed loops of ``job`` the first time it is asked for (its model is
+        built and its pages touched in the child, as in a measurement's warmup)."""
+        key = json.dumps(_job_to_json(job), sort_keys=True)
+        if key not in self._warm:
+            self.block(job, inner_reps, 0, max(1, loops))
+            self._warm.add(key)
+
+    def sampler(self, job: Job) -> Sampler:
+        """A :data:`harness.timing.Sampler` timing ``job`` in the child."""
+
+        def sample(inner_reps: int, samples: int, warmup: int) -> TimingResult:
+            return self.block(job, inner_reps, samples, warmup)
+
+        return sample
+
+    def close(self) -> None:
+        """Close stdin (the child's signal to exit) and reap it; kill it if it hangs."""
+        if self._proc.stdin and not self._proc.stdin.closed:
+            with contextlib.suppress(OSError):  # the child is gone already
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        for pipe in (self._proc.stdout, self._proc.stderr):
+            if pipe:
+                pipe.close()
+
+
 def run_jobs(
     jobs: Sequence[Job], policy: TimingPolicy, timeout_s: float = 600.0
 ) -> list[Measurement]:
     """Measure ``jobs`` in a one-BLAS-thread child interpreter; one Measurement per job."""
     request = {"policy": asdict(policy), "jobs": [_job_to_json(j) for j in jobs]}
-    env = {**os.environ, **ONE_THREAD_ENV}
-    root = Path(__file__).resolve().parent.parent
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
+    env = _child_env()
     proc = subprocess.run(
         [sys.executable, "-m", "harness.numpy_baseline"],
         input=json.dumps(request),
@@ -159,4 +282,4 @@ def run_jobs(
 
 
 if __name__ == "__main__":
-    sys.exit(_child_main())
+    sys.exit(_serve_main() if sys.argv[1:] == ["--serve"] else _child_main())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +116,74 @@ def summarize(
     iqr = q3 - q1
     outliers = int(np.count_nonzero((x < q1 - 1.5 * iqr) | (x > q3 + 1.5 * iqr)))
     return Summary(x.size, median, q1, q3, ci_low, ci_high, cv, outliers)
+
+
+@dataclass(frozen=True)
+class PairedRatio:
+    """A ratio of two workloads timed side by side: ``num`` and ``den`` in alternating blocks.
+
+    Each block pair is two short bursts taken back to back, so both see the same speed regime
+    of the machine; ``ratios[i]`` is ``median(num block i) / median(den block i)``. The figure is
+    the median of those per-pair ratios and its CI a bootstrap over pairs (docs/timing.md,
+    "Side-by-side ratios").
+    """
+
+    value: float  # median of the per-pair ratios
+    ci_low: float  # bootstrap 95% CI of that median, resampling whole pairs
+    ci_high: float
+    ratios: tuple[float, ...]  # one per block pair, in the order taken
+    num_median: float  # median of all ``num`` samples of the pairs (an absolute figure)
+    den_median: float  # likewise for ``den``
+
+    def ci_half_width_rel(self) -> float:
+        """The CI's larger distance from the value, relative to the value."""
+        if self.value <= 0:
+            return math.inf
+        return max(self.ci_high - self.value, self.value - self.ci_low) / self.value
+
+    def is_noisy(self, band: float) -> bool:
+        """True when the CI reaches beyond ``+-band`` of the value."""
+        return self.ci_half_width_rel() > band
+
+
+def paired_ratio(
+    num_blocks: Sequence[Sequence[float]],
+    den_blocks: Sequence[Sequence[float]],
+    resamples: int = 2000,
+    seed: int = 0,
+) -> PairedRatio:
+    """The side-by-side ratio ``num / den`` of paired blocks of samples (ns per call).
+
+    Block ``i`` of ``num`` and block ``i`` of ``den`` were taken back to back. Only ratios
+    within a pair are formed, so a speed regime of the machine that lasts longer than a pair
+    scales both sides and cancels; a pair that straddles a regime switch is one outlying ratio,
+    which the median of ratios ignores.
+    """
+    if len(num_blocks) != len(den_blocks) or not num_blocks:
+        raise ValueError(
+            f"paired_ratio: need the same non-zero number of blocks on each side, got "
+            f"{len(num_blocks)} and {len(den_blocks)}"
+        )
+    medians: list[tuple[float, float]] = []
+    for i, (a, b) in enumerate(zip(num_blocks, den_blocks, strict=True)):
+        xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if xa.size == 0 or xb.size == 0:
+            raise ValueError(f"paired_ratio: block pair {i} has an empty side")
+        if not (np.all(np.isfinite(xa)) and np.all(np.isfinite(xb))) or np.any(xb <= 0):
+            raise ValueError(f"paired_ratio: block pair {i} holds a non-finite or zero time")
+        medians.append((float(np.median(xa)), float(np.median(xb))))
+    ratios = np.array([a / b for a, b in medians])
+    rng = np.random.default_rng(seed)
+    boot = np.median(rng.choice(ratios, size=(resamples, ratios.size), replace=True), axis=1)
+    ci_low, ci_high = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+    return PairedRatio(
+        value=float(np.median(ratios)),
+        ci_low=ci_low,
+        ci_high=ci_high,
+        ratios=tuple(float(r) for r in ratios),
+        num_median=float(np.median(np.concatenate([np.asarray(a, float) for a in num_blocks]))),
+        den_median=float(np.median(np.concatenate([np.asarray(b, float) for b in den_blocks]))),
+    )
 
 
 def calibrate(sampler: Sampler, policy: TimingPolicy) -> tuple[int, float, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from harness.abi import MAX_THREADS
 from harness.artifact import Artifact, load_manifest
 from harness.build import DEFAULT_OUT, MANIFEST, build_all, manifest_is_fresh
-from harness.checks import bench
+from harness.checks import bench, bench_paired
 from harness.checks.base import CellContext
 from harness.checks.bench_workloads import create_model
 from harness.engines.ctypes_engine import CtypesInstance
@@ -140,9 +141,35 @@ def test_speedup_is_reference_over_kernel(rows: list[Row]) -> None:
     params = float(param_count(get_preset("tiny")))
     kernel = _one(rows, host="native", subject="train_step", metric="median_ns")
     ref = _one(rows, host="numpy", artifact="reference", subject="train_step", metric="median_ns")
-    speedup = _one(rows, host="native", metric="speedup")
+    speedup = _one(rows, host="native", subject="train_step", metric="speedup")
     assert speedup.value == pytest.approx(ref.value / kernel.value)
     assert (speedup.x_name, speedup.x_value) == ("params", params)
+
+
+def test_side_by_side_speedup_is_the_median_of_its_recorded_pair_ratios(rows: list[Row]) -> None:
+    """``train_step:paired``: one ``pair_ratio`` row per block pair (iteration 0..n-1), at least
+    MIN_PAIRS of them; its ``speedup`` is their median and its bootstrap CI brackets it; the
+    pooled absolute figures of the same seconds are recorded beside it."""
+    point = [r for r in rows if r.host == "native" and r.subject == bench_paired.SUBJECT]
+    ratios = [r for r in point if r.metric == "pair_ratio"]
+    assert [r.iteration for r in ratios] == list(range(len(ratios)))
+    assert len(ratios) >= bench_paired.MIN_PAIRS
+    speedup = _one(point, metric="speedup")
+    assert speedup.value == pytest.approx(statistics.median(r.value for r in ratios))
+    low, high = _one(point, metric="speedup_ci_low"), _one(point, metric="speedup_ci_high")
+    assert low.value <= speedup.value <= high.value
+    assert _one(point, metric="kernel_median_ns").value > 0
+    assert _one(point, metric="numpy_median_ns").value > 0
+    assert (speedup.x_name, speedup.x_value) == ("params", float(param_count(get_preset("tiny"))))
+    assert "block pairs" in speedup.detail and speedup.status in ("measured", "noisy")
+
+
+def test_paired_false_leaves_out_the_side_by_side_figure(native: Artifact) -> None:
+    """``paired = false`` measures the train step and the timed-apart speedup only."""
+    bench.reset_process_caches()
+    got = _run(native, {**SMALL, "curves": ["train_step"], "paired": False})
+    assert not [r for r in got if r.subject == bench_paired.SUBJECT]
+    assert _one(got, host="native", subject="train_step", metric="speedup").value > 0
 
 
 def test_generation_rows_kv_on_and_off(rows: list[Row]) -> None:
@@ -241,6 +268,9 @@ def test_noisy_measurement_rows_carry_status_and_cv() -> None:
         ({"threads": [1, 2, 1]}, r"threads: \[1, 2, 1\] repeats a count"),
         ({"threads": [2, 4]}, r"threads: \[2, 4\] lacks 1"),
         ({"threads": []}, r"threads: \[\] lacks 1"),
+        ({"pairs": 2}, "pairs: need >= 3 block pairs"),
+        ({"block_ms": 0}, "block_ms: expected a positive number"),
+        ({"paired": "yes"}, "paired: expected true/false"),
     ],
 )
 def test_validate_options_names_the_bad_key(options: dict[str, Any], message: str) -> None:
