@@ -79,19 +79,27 @@ def lookup(table: Mapping[Quantity, float], q: Quantity) -> float | None:
 Interval = tuple[float, float, float]  # (value, CI low, CI high)
 
 
+# CI bound metrics and the metric they bound: a timing's bootstrap CI of its median, and the
+# side-by-side speedup's bootstrap CI over block pairs (harness/checks/bench_paired.py).
+_CI_BOUNDS: dict[str, tuple[str, str]] = {
+    "ci_low_ns": ("median_ns", "low"),
+    "ci_high_ns": ("median_ns", "high"),
+    "speedup_ci_low": ("speedup", "low"),
+    "speedup_ci_high": ("speedup", "high"),
+}
+
+
 def ci_table(rows: Iterable[Row]) -> dict[Quantity, tuple[float, float]]:
-    """The bootstrap CI of every ``median_ns`` quantity that has ``ci_low_ns``/``ci_high_ns``."""
+    """The recorded CI of every quantity that has both bounds: a ``median_ns``'s
+    ``ci_low_ns``/``ci_high_ns``, a side-by-side ``speedup``'s ``speedup_ci_low``/``_high``."""
     bounds: dict[Quantity, dict[str, float]] = defaultdict(dict)
     for r in rows:
-        if r.iteration < 0 and r.metric in ("ci_low_ns", "ci_high_ns") and math.isfinite(r.value):
-            q = Quantity(r.host, r.artifact, r.preset, r.check, r.subject, "median_ns",
+        if r.iteration < 0 and r.metric in _CI_BOUNDS and math.isfinite(r.value):
+            metric, end = _CI_BOUNDS[r.metric]
+            q = Quantity(r.host, r.artifact, r.preset, r.check, r.subject, metric,
                          x_label(r.x_value))  # fmt: skip
-            bounds[q][r.metric] = r.value
-    return {
-        q: (b["ci_low_ns"], b["ci_high_ns"])
-        for q, b in bounds.items()
-        if "ci_low_ns" in b and "ci_high_ns" in b
-    }
+            bounds[q][end] = r.value
+    return {q: (b["low"], b["high"]) for q, b in bounds.items() if "low" in b and "high" in b}
 
 
 def _ratio(num: Interval, den: Interval) -> Interval:
@@ -104,14 +112,16 @@ def figure(
 ) -> Interval | None:
     """``q``'s value with its CI from the run; a figure without a recorded CI is its point.
 
-    A ``speedup`` is numpy's median over the kernel's: its CI is numpy's CI over the kernel's
-    (:func:`_ratio`), both read from the same run.
+    A side-by-side ``speedup`` (``train_step:paired``) carries its own CI over block pairs. A
+    ``speedup`` without one (timed apart: the ``train_step`` subject, and runs before the
+    side-by-side figure) is numpy's median over the kernel's: its CI is numpy's CI over the
+    kernel's (:func:`_ratio`), both read from the same run.
     """
     key = resolve(table, q)
     if key is None:
         return None
     value = table[key]
-    if key.metric == "speedup":
+    if key.metric == "speedup" and key not in cis:
         kernel = dataclasses.replace(key, metric="median_ns")
         numpy = dataclasses.replace(kernel, host=REFERENCE_CELL[0], artifact=REFERENCE_CELL[1])
         if kernel in cis and numpy in cis and kernel in table and numpy in table:
