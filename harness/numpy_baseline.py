@@ -16,6 +16,7 @@ line until stdin closes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -60,6 +61,8 @@ class TrainStepJob:
     preset: str
     B: int
     T: int
+    vocab: int = 0  # 0: the preset's; else the preset's architecture at this vocabulary (a
+    # bound library with one vocabulary, harness/bindings/model_layout.py: library_config)
 
 
 Job = SgemmJob | TrainStepJob
@@ -79,6 +82,8 @@ def _workload(job: Job) -> Callable[[], object]:
     from reference.train import AdamWState, adamw_step
 
     cfg = get_preset(job.preset)
+    if job.vocab:
+        cfg = dataclasses.replace(cfg, vocab_size=job.vocab)
     model = GPT(cfg, init_params(cfg))
     x = rng.integers(0, cfg.vocab_size, size=(job.B, job.T), dtype=np.int32)
     y = rng.integers(0, cfg.vocab_size, size=(job.B, job.T), dtype=np.int32)
@@ -99,7 +104,7 @@ def _job_from_json(d: dict[str, Any]) -> Job:
     if kind == "sgemm":
         return SgemmJob(int(d["n"]))
     if kind == "train_step":
-        return TrainStepJob(str(d["preset"]), int(d["B"]), int(d["T"]))
+        return TrainStepJob(str(d["preset"]), int(d["B"]), int(d["T"]), int(d.get("vocab", 0)))
     raise ValueError(f"numpy_baseline: unknown job kind {kind!r} in {d}")
 
 

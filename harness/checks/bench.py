@@ -697,30 +697,16 @@ def _paired_train(
     ref: Measurement,
     params: float,
 ) -> list[Row]:
-    """The side-by-side speedup rows of the 1-thread train step (``bench_paired.py``).
-
-    The kernel side reuses its measurement's calibration (it is warm: it was just timed); the
-    numpy side its reference measurement's, in the long-lived worker.
-    """
+    """The side-by-side speedup rows of the 1-thread train step (``bench_paired.py``)."""
     B, T = opts.batch, opts.seq or train_context_length(cfg)
     wl = train_step(instance, model, cfg, B, T)
     try:
-        side = bench_paired.Side(
-            wl.sampler(instance), kernel.inner_reps, kernel.summary.median * kernel.inner_reps
-        )
-        plan = bench_paired.PairedPlan(opts.pairs, opts.block_ms, opts.paired_s)
-        blocks, ratio = bench_paired.measure_side_by_side(
-            side,
-            TrainStepJob(cfg.name, B, T),
-            ref.inner_reps,
-            ref.summary.median * ref.inner_reps,
-            plan,
-            opts.policy(0.0),
-        )
+        return bench_paired.figure_rows(
+            stamp, wl.sampler(instance), kernel, TrainStepJob(cfg.name, B, T), opts, ref,
+            params, f"B={B} T={T}",
+        )  # fmt: skip
     finally:
         wl.release(instance)
-    shape = f"B={B} T={T}"
-    return list(bench_paired.rows(stamp, blocks, ratio, params, shape, opts.noise_band))
 
 
 COLD_SUBJECT = "train_step:cold"

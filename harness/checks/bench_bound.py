@@ -4,9 +4,12 @@ Such a library has no ``tg_noop``, no per-op workloads the bench knows and no
 ``tg_model_train_step``: what it does have is its binding's ``train_step`` model call, timed in a
 loop INSIDE the host (``Instance.time_calls``) like the bundled library's train step, at the
 cell's preset (at the library's vocabulary, :func:`~harness.bindings.model_layout.library_config`).
-The other curves are ``skipped`` rows saying why. No numpy speedup row: the reference train-step
-baseline is recorded at the bundled library's shapes (batch x the training context), while the
-library trains on windows of its whole context.
+The other curves are ``skipped`` rows saying why. The speedup over numpy is the side-by-side one
+(``train_step:paired``, ``bench_paired.py``): the reference's train step at the library's own
+shapes (the cell's preset at the library's vocabulary, batch x the library's whole context, which
+it trains on), timed in alternating blocks with the library's. There is no timed-apart speedup
+row: the process's reference baseline is at the bundled library's shapes (batch x the training
+context), and a ratio of two bursts minutes apart carries the VM's regime (docs/measured.md).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from harness.bindings.model_layout import (
     layout_of,
     library_config,
 )
+from harness.checks import bench_paired
 from harness.checks.base import CellContext
 from harness.checks.bench_workloads import Workload
+from harness.numpy_baseline import TrainStepJob
 from harness.rundir.rows import Row
 from harness.timing import measure
 from reference.defaults import DEFAULTS
@@ -68,7 +73,16 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
         )
         wl = Workload(export, args, 0.0, "none", f"B={opts.batch} T={cfg.block_size}", ())
         m = measure(wl.sampler(ctx.instance), opts.policy(budget.for_measurement()))
+        paired: list[Row] = []
+        if opts.reference and opts.paired:
+            vocab = cfg.vocab_size if cfg.vocab_size != ctx.preset.vocab_size else 0
+            job = TrainStepJob(ctx.preset.name, opts.batch, cfg.block_size, vocab)
+            shape = f"{wl.shape} reference at vocab {cfg.vocab_size}"
+            paired = bench_paired.figure_rows(
+                stamp, wl.sampler(ctx.instance), m, job, opts, None, params, shape
+            )
     finally:
         model.free()
     detail = f"{wl.shape} {export} through the binding" + (f"; {note}" if note else "")
     yield from measurement_rows(stamp, SUBJECT, m, "params", params, detail)
+    yield from paired

@@ -23,12 +23,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.numpy_baseline import Job, ReferenceWorker
+from harness.numpy_baseline import Job, ReferenceWorker, TrainStepJob
 from harness.rundir.rows import Row, Status
-from harness.timing import PairedRatio, Sampler, TimingPolicy, paired_ratio
+from harness.timing import Measurement, PairedRatio, Sampler, TimingPolicy, paired_ratio
 
 if TYPE_CHECKING:  # bench imports this module
-    from harness.checks.bench import Stamp
+    from harness.checks.bench import BenchOptions, Stamp
 
 SUBJECT = "train_step:paired"  # the one name of the side-by-side speedup curve
 MIN_PAIRS = 3  # fewer pairs give no CI worth the name; a matrix may not ask for fewer
@@ -132,19 +132,47 @@ atexit.register(close_reference_worker)
 def measure_side_by_side(
     kernel: Side,
     job: Job,
-    numpy_reps: int,
-    numpy_sample_ns: float,
     plan: PairedPlan,
     policy: TimingPolicy,
+    numpy_timing: tuple[int, float] | None = None,
 ) -> tuple[Interleaved, PairedRatio]:
     """Time the warm ``kernel`` side and the numpy ``job`` side by side; the blocks and their
-    ratio. ``numpy_reps`` and ``numpy_sample_ns`` come from the job's own measurement (its
-    calibration), so no second calibration is paid; the worker warms the job up once."""
+    ratio. ``numpy_timing`` is ``(inner_reps, one sample's ns)`` from the job's own
+    measurement, so no second calibration is paid; without it one call per sample (a train
+    step lasts milliseconds) and one probe sample. The worker warms the job up once."""
     worker = reference_worker()
-    worker.warm(job, numpy_reps, policy.warmup)
-    numpy = Side(worker.sampler(job), numpy_reps, numpy_sample_ns)
-    blocks = interleave(numpy, kernel, plan)
+    reps, sample_ns = numpy_timing or (1, 0.0)
+    worker.warm(job, reps, policy.warmup)
+    if numpy_timing is None:
+        sample_ns = worker.block(job, reps, 1, 0).sample_ns[0]
+    blocks = interleave(Side(worker.sampler(job), reps, sample_ns), kernel, plan)
     return blocks, blocks.ratio(policy)
+
+
+def figure_rows(
+    stamp: Stamp,
+    kernel_sampler: Sampler,
+    kernel: Measurement,
+    job: TrainStepJob,
+    opts: BenchOptions,
+    reference: Measurement | None,
+    params: float,
+    shape: str,
+) -> list[Row]:
+    """Measure one side-by-side speedup and return its rows.
+
+    The kernel side reuses ``kernel``'s calibration (it is warm: it was just timed); the numpy
+    side ``reference``'s when the check measured one, else a probe in the worker.
+    """
+    side = Side(kernel_sampler, kernel.inner_reps, kernel.summary.median * kernel.inner_reps)
+    plan = PairedPlan(opts.pairs, opts.block_ms, opts.paired_s)
+    numpy_timing = (
+        None
+        if reference is None
+        else (reference.inner_reps, reference.summary.median * reference.inner_reps)
+    )
+    blocks, ratio = measure_side_by_side(side, job, plan, opts.policy(0.0), numpy_timing)
+    return list(rows(stamp, blocks, ratio, params, shape, opts.noise_band))
 
 
 def rows(

@@ -70,7 +70,7 @@ points = { tiny = 1.5, small = PUBLISHED }
 tolerance = 0.3
 tolerance_reason = "a side-by-side ratio: the VM's regimes cancel within a pair"
 published = { file = "README.md", marker = "claim:speedup" }
-provenance = { commit = "0000000", fingerprint = "fp-test-machine", runs = 1, band_basis = "tolerance" }
+provenance = { commit = "0000000", fingerprint = "fp", runs = 1, band_basis = "tolerance" }
 """
 
 

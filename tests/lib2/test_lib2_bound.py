@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from harness.build import (
     write_manifest,
 )
 from harness.build_lib2 import EM_BUILDS, LIB2_BINDING, lib2_artifacts, lib2_names
-from harness.checks import get_check
+from harness.checks import bench_paired, get_check
 from harness.checks.base import CellContext
 from harness.cli import main as cli_main
 from harness.hosts.base import ABIError, Instance
@@ -264,7 +265,9 @@ def test_smoke_and_bench_run_through_the_binding(
     native: Instance, arts: dict[str, Artifact]
 ) -> None:
     """Smoke: the allocator round trip, the matmul row (lib2's matmul, no bias) and one bound
-    train step pass. Bench: the bound train step is timed, the other curves skipped."""
+    train step pass. Bench: the bound train step is timed, the other curves skipped, and its
+    side-by-side speedup over the numpy reference is taken at the library's shapes (vocab 256,
+    the whole context) from paired blocks."""
     smoke = {r.subject: r for r in _rows("smoke", native, arts["lib2-native"], PRESETS["tiny"])}
     assert smoke["alloc:round_trip"].status == "pass"
     assert smoke["model:train_step"].status == "pass"
@@ -273,6 +276,13 @@ def test_smoke_and_bench_run_through_the_binding(
     timed = [r for r in bench if r.subject == "train_step" and r.metric == "median_ns"]
     assert len(timed) == 1 and timed[0].value > 0 and "tg_train_step" in timed[0].detail
     assert {r.subject for r in bench if r.status == "skipped"} >= {"ops", "overhead"}
+    paired = [r for r in bench if r.subject == bench_paired.SUBJECT]
+    ratios = [r.value for r in paired if r.metric == "pair_ratio"]
+    (speedup,) = [r for r in paired if r.metric == "speedup"]
+    assert len(ratios) >= bench_paired.MIN_PAIRS
+    assert speedup.value == pytest.approx(statistics.median(ratios))
+    assert f"T={PRESETS['tiny'].block_size} reference at vocab 256" in speedup.detail
+    assert not [r for r in bench if r.subject == "train_step" and r.metric == "speedup"]
 
 
 # ---- hosts: the runner, and Memory64's BigInt pointers ---------------------------------------
