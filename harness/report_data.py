@@ -141,6 +141,23 @@ def cold_ratios(rows: pd.DataFrame) -> pd.DataFrame:
     return pts.sort_values(keys).reset_index(drop=True)
 
 
+def speedup_curve(rows: pd.DataFrame) -> pd.DataFrame:
+    """The train-step speedup curve the report shows: the side-by-side one
+    (``train_step:paired``, the figure sign-off reads, with ``speedup_ci_low``/``_high``
+    columns) where the run has it, else (older runs) the ratio of the two medians timed apart."""
+    from harness.checks.bench_paired import SUBJECT  # the one name of the side-by-side curve
+
+    pts = curve(rows, SUBJECT, "speedup")
+    if pts.empty:
+        return curve(rows, "train_step", "speedup")
+    keys = ["host", "artifact", "preset", "x_value"]
+    for stat in ("speedup_ci_low", "speedup_ci_high"):  # its own CI, over block pairs
+        s = summary_value(rows, subject=SUBJECT, metric=stat)[[*keys, "value"]]
+        s = s.drop_duplicates(subset=keys, keep="first").rename(columns={"value": stat})
+        pts = pts.merge(s, on=keys, how="left")
+    return pts
+
+
 @dataclass(frozen=True)
 class SlopeFit:
     """Fitted slope of log10(speedup) against log10(parameter count) for one host/artifact."""
@@ -157,7 +174,7 @@ def speedup_slopes(rows: pd.DataFrame) -> list[SlopeFit]:
 
     With fewer than two clean points the fit uses the noisy ones too and says so.
     """
-    pts = curve(rows, "train_step", "speedup")
+    pts = speedup_curve(rows)
     out: list[SlopeFit] = []
     for (host, artifact), g in pts.groupby(["host", "artifact"], sort=True):
         g = g[(g["value"] > 0) & (g["x_value"] > 0)]

@@ -40,7 +40,7 @@ from harness.plot_style import (
     reference_line,
     reserve_footer,
 )
-from harness.report_data import cold_ratios, curve, parity_map, speedup_slopes
+from harness.report_data import cold_ratios, curve, parity_map, speedup_curve, speedup_slopes
 from harness.report_decomp import COMPONENTS, decomposition, kernel_majority_preset
 from harness.rundir.rows import REFERENCE_HOST
 from reference.presets import PRESETS, param_count
@@ -182,7 +182,7 @@ def _facet_cells(cells: list[Cell], per_key: int = 1) -> list[tuple[str, list[Ce
 
 def speedup_figure(rows: pd.DataFrame) -> Built | None:
     """Train-step speedup over the numpy reference against preset size, faceted by host family."""
-    pts = curve(rows, "train_step", "speedup")
+    pts = speedup_curve(rows)
     pts = pts[pts["host"] != REFERENCE_HOST]
     if pts.empty:
         return None
@@ -195,6 +195,8 @@ def speedup_figure(rows: pd.DataFrame) -> Built | None:
             g = _of(pts, key)
             ref = g["value"].to_numpy(float) * g["median_ns"].to_numpy(float)  # numpy's median
             lo, hi = ref / g["ci_high_ns"].to_numpy(float), ref / g["ci_low_ns"].to_numpy(float)
+            if "speedup_ci_low" in g:  # side by side: its own CI over block pairs
+                lo, hi = g["speedup_ci_low"].to_numpy(float), g["speedup_ci_high"].to_numpy(float)
             label = _label(*key)
             fit = slopes.get(key)
             if fit is not None:
@@ -209,8 +211,10 @@ def speedup_figure(rows: pd.DataFrame) -> Built | None:
     return fig, Plot(
         "speedup",
         "Speedup over the reference, by preset",
-        "Ratio of the numpy reference's median train-step time to the kernel's, same machine "
-        "and run. Error bars: the kernel's bootstrap 95% CI. In the legend: the least-squares "
+        "Side by side: the median of per-block-pair ratios of numpy's train-step time to the "
+        "kernel's (alternating short blocks), error bars its bootstrap 95% CI over pairs; runs "
+        "without it: the ratio of the two medians timed apart, error bars the kernel's CI. "
+        "In the legend: the least-squares "
         "slope of log10(speedup) per decade of parameters over clean points (a noisy fit: "
         "fewer than two were clean, so noisy ones were used).",
         key=True,
