@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -167,7 +168,8 @@ class ReferenceWorker:
     second of the machine. Close it with :meth:`close` (it also exits when stdin closes).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float = 600.0) -> None:
+        self.timeout_s = timeout_s  # per block; a huge train step is ~1.3 s here
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "harness.numpy_baseline", "--serve"],
             stdin=subprocess.PIPE,
@@ -183,26 +185,34 @@ class ReferenceWorker:
         return self._proc.poll() is None
 
     def block(self, job: Job, inner_reps: int, samples: int, warmup: int) -> TimingResult:
-        """``samples`` samples of ``inner_reps`` calls of ``job``, timed in the child."""
+        """``samples`` samples of ``inner_reps`` calls of ``job``, timed in the child.
+
+        RuntimeError with the child's own words when it dies, and when it gives no answer
+        within ``timeout_s`` (it is killed then, so no cell waits forever on it).
+        """
         stdin, stdout = self._proc.stdin, self._proc.stdout
         assert stdin is not None and stdout is not None  # both are pipes (see __init__)
         request = {"job": _job_to_json(job), "inner_reps": inner_reps, "samples": samples,
                    "warmup": warmup}  # fmt: skip
+        line, why = "", ""
         try:
             stdin.write(json.dumps(request) + "\n")
             stdin.flush()
-            line = stdout.readline()
-        except (BrokenPipeError, OSError):
+            # The child writes whole lines (one print per answer), so a readable pipe has one.
+            if select.select([stdout], [], [], self.timeout_s)[0]:
+                line = stdout.readline()
+            else:
+                why = f"gave no answer within {self.timeout_s:g} s (killed)"
+                self._proc.kill()
+        except OSError:  # BrokenPipeError: the child is gone
             line = ""
         if not line:
-            if self._proc.stdin and not self._proc.stdin.closed:
-                with contextlib.suppress(OSError):  # the child is gone already
-                    self._proc.stdin.close()
+            with contextlib.suppress(OSError):  # the child may be gone already
+                stdin.close()
             stderr = self._proc.stderr.read() if self._proc.stderr else ""
             self.close()
-            raise RuntimeError(
-                f"numpy reference worker exited {self._proc.returncode}: {stderr.strip()[-2000:]}"
-            )
+            why = why or f"exited {self._proc.returncode}"
+            raise RuntimeError(f"numpy reference worker {why}: {stderr.strip()[-2000:]}")
         rec = json.loads(line)
         return TimingResult(
             tuple(float(v) for v in rec["samples_ns"]),

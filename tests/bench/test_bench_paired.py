@@ -20,6 +20,7 @@ from harness.checks.bench_paired import (
     interleave,
 )
 from harness.hosts.base import TimingResult
+from harness.numpy_baseline import ReferenceWorker, TrainStepJob
 from harness.timing import Sampler, TimingPolicy, paired_ratio
 
 TRUE_RATIO = 2.5  # numpy 2.5 ms per step, kernel 1 ms, in the same regime
@@ -155,3 +156,30 @@ def test_block_samples_fill_the_block_within_bounds() -> None:
     assert block_samples(30e6, 100.0) == 4
     assert block_samples(1.3e9, 100.0) == 1
     assert block_samples(1.0, 100.0) == MAX_BLOCK_SAMPLES
+
+
+def test_the_reference_worker_times_blocks_and_names_a_dying_child() -> None:
+    """The long-lived numpy child answers a block with its samples; a job it cannot build ends
+    it, and the error carries the child's exit code and its own words."""
+    worker = ReferenceWorker()
+    try:
+        got = worker.block(TrainStepJob("tiny", 1, 8), 1, 3, 1)
+        assert len(got.sample_ns) == 3 and all(v > 0 for v in got.sample_ns)
+        assert got.clock == "perf_counter_ns"
+        with pytest.raises(RuntimeError, match=r"(?s)exited 1: .*unknown preset .no-such-preset."):
+            worker.block(TrainStepJob("no-such-preset", 1, 8), 1, 1, 0)
+        assert not worker.alive()
+    finally:
+        worker.close()
+
+
+def test_a_reference_worker_that_does_not_answer_is_killed_with_the_cause() -> None:
+    """No answer within the worker's timeout (here: a huge-preset step, over a second of work,
+    against 50 ms) kills the child and says so, instead of hanging the cell."""
+    worker = ReferenceWorker(timeout_s=0.05)
+    try:
+        with pytest.raises(RuntimeError, match=r"gave no answer within 0\.05 s"):
+            worker.block(TrainStepJob("huge", 4, 64), 1, 1, 1)
+        assert not worker.alive()
+    finally:
+        worker.close()
