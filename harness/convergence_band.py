@@ -30,8 +30,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from harness.bindings import Binding
+from harness.bindings.model_calls import BoundModel
+from harness.bindings.model_layout import ModelDims, layout_of, library_config
 from harness.checks.base import CellContext
 from harness.convergence import Band, final_mean, judge, judge_trajectory, kernel_losses
+from harness.hosts.base import Instance
 from harness.profile import Profile, ProfileError
 from harness.rundir.rows import Row
 from reference.corpus import load_corpus
@@ -329,8 +333,8 @@ def band_for_run(profile: Profile, preset: str | None) -> ProjectBand | None:
 
 
 def bound_losses(
-    ctx_instance: Any,
-    binding: Any,
+    instance: Instance,
+    binding: Binding,
     cfg: ModelConfig,
     tokens: NDArray[Any],
     steps: int,
@@ -343,11 +347,8 @@ def bound_losses(
     the reference's warmup, and ``defaults.grad_clip``. The whole corpus is its train split;
     its sequences are always ``block_size`` long (lib2.h), not ``context_length``.
     """
-    from harness.bindings.model_calls import BoundModel
-    from harness.bindings.model_layout import ModelDims, layout_of, library_config
-
     lib_cfg, _note = library_config(cfg, layout_of(binding).params)  # UnsupportedConfig
-    model = BoundModel.create(ctx_instance, binding, ModelDims.of(lib_cfg), seed)
+    model = BoundModel.create(instance, binding, ModelDims.of(lib_cfg), seed)
     try:
         model.set_data(bytes(int(t) for t in tokens), 1.0)
         return [

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.artifact import Artifact, ManifestError, load_manifest
+from harness.bindings.model_layout import layout_of, library_config
 from harness.convergence import BAND_FACTOR, final_mean, kernel_losses
 from harness.convergence_band import (
     ARTIFACT,
@@ -192,6 +193,9 @@ def artifact_trainer(
         instance.close()
         host.close()
 
+    note = ""
+    if not binding.abi:  # e.g. a byte-level library runs a 7-bit preset at its vocabulary
+        note = library_config(req.cfg, layout_of(binding).params)[1]
     info = {
         "kind": ARTIFACT,
         "artifact": artifact.name,
@@ -202,6 +206,8 @@ def artifact_trainer(
         if binding.abi
         else f"{binding.name} binding's model calls ({binding.path})",
     }
+    if note:
+        info["model_note"] = note
     return run, info, close
 
 
