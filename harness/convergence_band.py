@@ -38,6 +38,7 @@ from harness.convergence import Band, final_mean, judge, judge_trajectory, kerne
 from harness.hosts.base import Instance
 from harness.profile import Profile, ProfileError
 from harness.rundir.rows import Row
+from harness.surfaces import SurfaceError
 from reference.corpus import load_corpus
 from reference.defaults import DEFAULTS, TrainingDefaults
 from reference.presets import PRESETS, ModelConfig
@@ -92,11 +93,9 @@ class ProjectBand:
 
     def describe(self) -> str:
         """The band's origin, for a row's detail (``Band.describe`` gives its edges)."""
-        who = (
-            "the reference"
-            if self.by_reference
-            else (f"artifact {self.trainer.get('artifact')} in host {self.trainer.get('host')}")
-        )
+        who = "the reference"
+        if not self.by_reference:
+            who = f"artifact {self.trainer.get('artifact')} in host {self.trainer.get('host')}"
         return f"the project's band, recorded by {who}: {self.path}"
 
 
@@ -144,7 +143,7 @@ def training_defaults(profile: Profile) -> tuple[TrainingDefaults, dict[str, str
         return DEFAULTS, where
     try:
         oracle = oracle_values(profile, profile.defaults)
-    except Exception as exc:  # a SurfaceError: the oracle file does not parse
+    except SurfaceError as exc:  # the oracle file does not parse
         raise ProfileError(
             f"{profile.where(profile.defaults.line)}: defaults.oracle: {exc}"
         ) from None

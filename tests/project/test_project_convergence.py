@@ -271,3 +271,16 @@ def test_record_refuses_artifact_without_host(tmp_path: Path) -> None:
     """--artifact without --host is a usage error (exit 2), before anything trains."""
     project = _project(tmp_path / "p")
     assert main(["record-convergence", "--project", str(project), "--artifact", "native"]) == 2
+
+
+def test_the_profiles_oracle_sets_the_training_hyperparameters(fixed: Path) -> None:
+    """The fixture's oracle (python_ref/train.py) gives lr 3e-4 and seed 42 with their lines;
+    keys it does not state (warmup) stay TrainingDefaults', and dropout is no training key."""
+    from harness.convergence_band import training_defaults
+
+    defaults, where = training_defaults(load_profile(fixed / "harness.toml"))
+    assert (defaults.learning_rate, defaults.seed, defaults.batch_size) == (3e-4, 42, 16)
+    assert where["learning_rate"] == "python_ref/train.py:8"
+    assert where["seed"] == "python_ref/train.py:15"
+    assert where["warmup_steps"] == "reference/defaults.py TrainingDefaults"
+    assert "dropout" not in where
