@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "harness.project.command",
         "text-only checks of a project profile: defaults, corpus, claims",
     ),
+    "record-convergence": (
+        "harness.record_convergence",
+        "record a project profile's convergence band (reference or the project's own trainer)",
+    ),
     "export": ("harness.export", "write a run's timings as pytest-benchmark JSON"),
 }
 

@@ -70,6 +70,7 @@ class Band:
     commit: str
     date: str
     command: str
+    trainer: str = "reference"  # whose runs the edges are: a project band may be an artifact's
 
     @classmethod
     def load(cls, path: Path = REFERENCE_FILE) -> Band:
@@ -80,17 +81,17 @@ class Band:
             raise ValueError(f"{path}: cannot read the convergence reference: {exc}") from None
         if data.get("schema") != SCHEMA:
             raise ValueError(f"{path}: schema {data.get('schema')!r}, this harness reads {SCHEMA}")
-        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
         try:
-            return cls(**{k: data[k] for k in names})
+            return cls(**{k: data[k] for k in required})
         except KeyError as exc:
             raise ValueError(f"{path}: missing field {exc}") from None
 
     def describe(self) -> str:
         """Where the band came from, for a row's detail."""
         return (
-            f"band [{self.lower:.4f}, {self.upper:.4f}] = reference final-{self.window}-step mean "
-            f"loss at lr x/÷ sqrt(10) (reference at lr {self.learning_rate:g}: "
+            f"band [{self.lower:.4f}, {self.upper:.4f}] = {self.trainer} final-{self.window}-step "
+            f"mean loss at lr x/÷ sqrt(10) ({self.trainer} at lr {self.learning_rate:g}: "
             f"{self.reference_final:.4f}); recorded {self.date} at commit {self.commit[:12]}"
         )
 

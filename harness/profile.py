@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from harness.surfaces import FORMAT_OPTIONS, FORMATS
 from harness.toml_lines import Path_, TomlLines, TomlValidator, read_toml
-from reference.presets import ModelConfig
+from reference.presets import PRESETS, ModelConfig
 
 PROFILE_NAME = "harness.toml"
 DEFAULT_PROFILE = Path(__file__).parent / "profiles" / "default.toml"
@@ -155,6 +155,29 @@ class ReferenceProfile:
 
 
 @dataclass(frozen=True)
+class ConvergenceProfile:
+    """The ``[convergence]`` section: where the project's convergence band is kept, and what
+    ``record-convergence`` records it for (harness/convergence_band.py, docs/profiles.md).
+
+    The band file need not exist when the profile loads (``record-convergence`` writes it); a
+    run that judges convergence needs it, and a missing or malformed one is then an error at
+    this section's ``band`` line.
+    """
+
+    band: Path  # absolute
+    rel: str  # as written (or the default name), for messages
+    named: bool  # the profile names the file (else: the default name beside the profile)
+    line: int  # the line of `band` (or of [convergence]) for messages
+    preset: str | None = None  # what record-convergence records at (default: tiny)
+    steps: int | None = None  # ... over this many steps (default: the bundled band's, 300)
+    corpus: Path | None = None  # the text it trains on (default: see corpus_for_band)
+    corpus_rel: str = ""
+
+
+DEFAULT_BAND_NAME = "convergence-band.json"  # beside the profile, when [convergence] names none
+
+
+@dataclass(frozen=True)
 class Profile:
     """A loaded, validated project profile."""
 
@@ -167,6 +190,8 @@ class Profile:
     text: str = field(repr=False, default="")
     presets: Mapping[str, ModelConfig] = field(default_factory=dict)  # [presets.NAME]
     reference: ReferenceProfile | None = None  # None: our numpy reference is the oracle
+    # where the convergence band is; a profile without [convergence] has the default name
+    convergence: ConvergenceProfile | None = None
 
     def where(self, line: int) -> str:
         """``file:line`` of the profile, for messages."""
@@ -228,7 +253,8 @@ class _Validator(TomlValidator):
         for key, why in NOT_YET.items():
             if key in data:
                 raise self.error((key,), f"not supported yet: {why}")
-        self.table((), data, ("project", "defaults", "corpus", "claims", "presets", "reference"))
+        self.table((), data, ("project", "defaults", "corpus", "claims", "presets", "reference",
+                              "convergence"))  # fmt: skip
         project = self.table(("project",), data.get("project", {}), ("name", "root"))
         name = self.typed(("project", "name"), project.get("name", self.path.parent.name), str,
                           "a string")  # fmt: skip
@@ -247,9 +273,37 @@ class _Validator(TomlValidator):
             )
         presets = self.presets(data["presets"]) if "presets" in data else {}
         reference = self.reference(data["reference"]) if "reference" in data else None
-        return Profile(
-            self.path, self.root, name, defaults, corpus, claims, text, presets, reference
-        )
+        convergence = self.convergence(data.get("convergence", {}), "convergence" in data)
+        if convergence.preset is not None and convergence.preset not in {**PRESETS, **presets}:
+            known = ", ".join([*PRESETS, *presets])
+            raise self.error(("convergence", "preset"),
+                             f"unknown preset {convergence.preset!r}; known: {known}")  # fmt: skip
+        return Profile(self.path, self.root, name, defaults, corpus, claims, text, presets,
+                       reference, convergence)  # fmt: skip
+
+    def convergence(self, raw: object, present: bool) -> ConvergenceProfile:
+        """``[convergence]``: ``band`` (a path beside the profile), ``preset``, ``steps``,
+        ``corpus``; absent: the default band name beside the profile."""
+        t = self.table(("convergence",), raw, ("band", "preset", "steps", "corpus"))
+        line = self.line(("convergence",)) if present else 1
+        rel = DEFAULT_BAND_NAME
+        if "band" in t:
+            rel = self.typed(("convergence", "band"), t["band"], str, "a path (beside the profile)")
+            line = self.line(("convergence", "band"))
+        band = Path(rel) if Path(rel).is_absolute() else self.path.parent / rel
+        preset = None
+        if "preset" in t:
+            preset = self.typed(("convergence", "preset"), t["preset"], str, "a preset name")
+        steps = None
+        if "steps" in t:
+            steps = self.typed(("convergence", "steps"), t["steps"], int, "an integer")
+            if steps < 1:
+                raise self.error(("convergence", "steps"), "must be >= 1")
+        corpus, corpus_rel = None, ""
+        if "corpus" in t:
+            corpus, corpus_rel = self.file(("convergence", "corpus"), t["corpus"])
+        return ConvergenceProfile(band.resolve(), rel, "band" in t, line, preset, steps, corpus,
+                                  corpus_rel)  # fmt: skip
 
     def reference(self, raw: object) -> ReferenceProfile:
         """``[reference]``: ``command`` (argv with placeholders) and/or ``dump`` (a path)."""

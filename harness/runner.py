@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -85,6 +85,9 @@ from reference.defaults import DEFAULTS
 from reference.dump import ReferenceDump
 from reference.presets import PRESETS, ModelConfig
 
+if TYPE_CHECKING:  # imported when a run has a project band (it imports the kernel client)
+    from harness.convergence_band import ProjectBand
+
 DEFAULT_MANIFEST = Path("artifacts/build/manifest.json")
 HostFactory = Callable[[], Host]
 
@@ -114,6 +117,8 @@ class RunPlan:
     presets: Mapping[str, ModelConfig] = field(default_factory=lambda: dict(PRESETS))
     # the model check's oracle per preset when the --project profile names a [reference]
     references: Mapping[str, ReferenceDump] = field(default_factory=dict)
+    # the corpus check's convergence band when the --project profile has one (else the bundled)
+    convergence: ProjectBand | None = None
 
 
 # -- hosts ---------------------------------------------------------------------------------
@@ -460,6 +465,7 @@ class _CellRunner:
             matrix_path=self.plan.matrix.path,
             repo_root=self.plan.repo_root,
             reference=self.plan.references.get(cell.preset),
+            convergence=self.plan.convergence,
             cold_instance=(
                 functools.partial(self.pool.cold_instance, cell.host, artifact)
                 if self.pool.has_cold(cell.host)
@@ -576,6 +582,14 @@ def oracle_meta(plan: RunPlan) -> dict[str, Any]:
     if plan.references:
         meta["references"] = {name: {"source": d.source, "sha256": d.sha256}
                               for name, d in sorted(plan.references.items())}  # fmt: skip
+    if plan.convergence is not None:
+        band = plan.convergence
+        meta["convergence"] = {
+            "band": str(band.path),
+            "preset": band.band.preset,
+            "recorded": band.band.date,
+            "trainer": dict(band.trainer),
+        }
     return meta
 
 
@@ -864,6 +878,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         fail_fast=args.fail_fast,
         presets=presets,
     )
+    plan = with_band(plan, project)
     if args.resume is not None:
         return resume_plan(with_references(plan, project))
     out: Path = args.out
@@ -872,6 +887,25 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is not a directory")
     return with_references(plan, project)
+
+
+def with_band(plan: RunPlan, project: Profile | None) -> RunPlan:
+    """``plan`` with the ``--project`` profile's convergence band, when a corpus cell judges
+    convergence and the profile has a band (harness/convergence_band.py); UsageError (exit 2,
+    the profile's file:line) for a named band that is missing or malformed, or one recorded for
+    another preset, corpus or hyperparameters."""
+    options = plan.matrix.options("corpus")
+    judged = options.get("convergence", True) and any("corpus" in c.checks for c in plan.cells)
+    if project is None or not judged:
+        return plan
+    from harness.convergence_band import band_for_run
+
+    preset = options.get("preset")
+    try:
+        band = band_for_run(project, str(preset) if preset is not None else None)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+    return dataclasses.replace(plan, convergence=band)
 
 
 def with_references(plan: RunPlan, project: Profile | None) -> RunPlan:
@@ -932,7 +966,7 @@ def resume_plan(plan: RunPlan) -> RunPlan:
         raise UsageError(f"--resume {out}: other cells than the run planned "
                          "(give the same --shard and --checks)")  # fmt: skip
     oracle = oracle_meta(plan)
-    for key in ("presets", "references"):
+    for key in ("presets", "references", "convergence"):
         if raw.get(key) != oracle.get(key):
             raise UsageError(
                 f"--resume {out}: another oracle: the run's {key} were {raw.get(key)}, now "

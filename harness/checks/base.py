@@ -6,13 +6,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.artifact import Artifact
 from harness.hosts.base import Instance
 from harness.rundir.rows import Row, Status
 from reference.dump import ReferenceDump
 from reference.presets import ModelConfig
+
+if TYPE_CHECKING:  # the band module imports this one
+    from harness.convergence_band import ProjectBand
 
 
 @dataclass
@@ -33,6 +36,9 @@ class CellContext:
     # The model check's oracle when the run's profile names a [reference]: the dump of this
     # cell's preset, loaded and validated at plan time. None: our numpy reference, live.
     reference: ReferenceDump | None = None
+    # The corpus check's convergence band when the run's profile has one (recorded by
+    # `record-convergence`, checked at plan time). None: the bundled band.
+    convergence: ProjectBand | None = None
 
     def row(self, check: str, subject: str, status: Status, **kw: Any) -> Row:
         """Build a Row stamped with this cell's host, artifact and preset."""

@@ -204,6 +204,11 @@ def run(ctx: CellContext) -> Iterator[Row]:
         status: Status = "pass" if f.ok else "fail"
         yield ctx.row(CHECK, f.subject, status, value=f.value, detail=f"{label}: {f.detail}")
     if ctx.options.get("convergence", True):
+        if ctx.convergence is not None:  # run --project: the project's band, its corpus
+            from harness.convergence_band import band_rows
+
+            yield from band_rows(ctx, ctx.convergence)
+            return
         from harness.convergence import convergence_rows  # imports the kernel client
 
         yield from convergence_rows(ctx, text)

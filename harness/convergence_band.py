@@ -1,0 +1,446 @@
+"""A project's convergence band: the file ``record-convergence`` writes beside a profile.
+
+The bundled band (:data:`harness.convergence.REFERENCE_FILE`) judges our kernels at our
+defaults on our corpus. A project trains on its own corpus, at its own hyperparameters and
+presets, so its band is recorded for its profile (:mod:`harness.record_convergence`) and kept
+beside it, with the provenance that says what it is a band OF: the trainer (our reference, or
+the project's own through an artifact's model-level binding), the preset's whole config, the
+hyperparameters and where each came from, the corpus's sha256, the seed and steps, the command,
+the commits, the machine and the date.
+
+This module owns that file: :func:`load_band` reads and validates it (a :class:`BandError`
+names ``file:line``), :func:`band_for_run` refuses a band recorded for another preset, corpus
+or defaults than the profile's now, and :func:`band_rows` is the ``corpus`` check's
+convergence part in a ``run --project`` cell. The judgement itself (the band's edges, the
+trajectory rule) is :mod:`harness.convergence`'s, the same as for the bundled band.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from harness.bindings import Binding
+from harness.bindings.model_calls import BoundModel
+from harness.bindings.model_layout import ModelDims, layout_of, library_config
+from harness.checks.base import CellContext
+from harness.convergence import Band, final_mean, judge, judge_trajectory, kernel_losses
+from harness.hosts.base import Instance
+from harness.profile import Profile, ProfileError
+from harness.rundir.rows import Row
+from harness.surfaces import SurfaceError
+from reference.corpus import load_corpus
+from reference.defaults import DEFAULTS, TrainingDefaults
+from reference.presets import PRESETS, ModelConfig
+from reference.tokenizer import encode
+from reference.train import lr_at, train_context_length
+
+FORMAT = "tinygpt-harness.convergence-band"
+VERSION = 1
+CHECK = "corpus"
+REFERENCE = "reference"  # trainer kind: reference.train (float32 numpy)
+ARTIFACT = "artifact"  # trainer kind: an artifact's model-level calls, in a host
+
+# The TrainingDefaults fields a profile's defaults oracle may set for training (the rest, e.g.
+# dropout, do not change what the trainers compute)
+TRAINING_KEYS = (
+    "learning_rate",
+    "beta1",
+    "beta2",
+    "eps",
+    "weight_decay",
+    "warmup_steps",
+    "grad_clip",
+    "init_std",
+    "batch_size",
+    "context_length",
+    "seed",
+)
+_INT_KEYS = {f.name for f in dataclasses.fields(TrainingDefaults) if f.type in (int, "int")}
+
+
+class BandError(Exception):
+    """A band file that cannot be used; the message starts with ``file:line:``."""
+
+
+@dataclass(frozen=True)
+class ProjectBand:
+    """A loaded project band: the judged numbers and what they were recorded for."""
+
+    path: Path
+    band: Band  # edges, window, steps, seed, preset name, provenance strings
+    model: ModelConfig  # the preset's whole config, as recorded
+    defaults: TrainingDefaults  # the hyperparameters both recording and checking train with
+    corpus_source: str  # where the recorded corpus was read, as recorded
+    trainer: Mapping[str, Any]  # {"kind": "reference"} or {"kind": "artifact", ...}
+    losses: tuple[float, ...]  # the recorded run at the default rate, every step
+    corpus_text: str = dataclasses.field(default="", repr=False)  # filled by band_for_run
+
+    @property
+    def by_reference(self) -> bool:
+        """Recorded with our reference trainer (its init and batches are the kernel check's)."""
+        return self.trainer.get("kind") == REFERENCE
+
+    def describe(self) -> str:
+        """The band's origin, for a row's detail (``Band.describe`` gives its edges)."""
+        who = "the reference"
+        if not self.by_reference:
+            who = f"artifact {self.trainer.get('artifact')} in host {self.trainer.get('host')}"
+        return f"the project's band, recorded by {who}: {self.path}"
+
+
+# ---- the profile's side: its corpus and its hyperparameters ----------------------------------
+
+
+def corpus_for_band(profile: Profile) -> tuple[str, str]:
+    """``(text, source)``: the corpus a profile's band is recorded on and checked with.
+
+    ``[convergence] corpus`` if named; else the profile's first ``file`` or ``default`` corpus
+    source (a textarea or a page is what the UI shows, not a file a trainer reads); else this
+    repository's default corpus.
+    """
+    conv = profile.convergence
+    if conv is not None and conv.corpus is not None:
+        return load_corpus(conv.corpus), conv.corpus_rel
+    if profile.corpus is not None:
+        for s in profile.corpus.sources:
+            if s.kind == "file" and s.path is not None:
+                return load_corpus(s.path), s.rel
+            if s.kind == "default":
+                break
+    return load_corpus(None), "the default corpus (reference/corpus.py)"
+
+
+def corpus_tokens(text: str, cfg: ModelConfig) -> NDArray[np.int32]:
+    """Token ids of ``text`` for ``cfg``: bytes for a 256-id vocabulary, 7-bit ASCII otherwise."""
+    if cfg.vocab_size >= 256:
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
+    return encode(text)
+
+
+def training_defaults(profile: Profile) -> tuple[TrainingDefaults, dict[str, str]]:
+    """The hyperparameters a profile trains with, and where each came from.
+
+    The profile's defaults oracle (``[defaults.oracle]``) for every :data:`TRAINING_KEYS` key
+    it states as a number; ``TrainingDefaults`` for the rest (and for the builtin oracle).
+    Raises ProfileError (the oracle's own file:line errors) when the oracle does not parse.
+    """
+    from harness.project.defaults import oracle_values  # the one oracle reader
+
+    builtin = "reference/defaults.py TrainingDefaults"
+    where = dict.fromkeys(TRAINING_KEYS, builtin)
+    if profile.defaults is None or profile.defaults.oracle is None:
+        return DEFAULTS, where
+    try:
+        oracle = oracle_values(profile, profile.defaults)
+    except SurfaceError as exc:  # the oracle file does not parse
+        raise ProfileError(
+            f"{profile.where(profile.defaults.line)}: defaults.oracle: {exc}"
+        ) from None
+    changes: dict[str, Any] = {}
+    for key in TRAINING_KEYS:
+        if key not in oracle:
+            continue
+        value, at = oracle[key]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue  # not a number: the defaults check says so, training cannot use it
+        changes[key] = int(value) if key in _INT_KEYS else float(value)
+        where[key] = at
+    return dataclasses.replace(DEFAULTS, **changes), where
+
+
+def defaults_sha256(d: TrainingDefaults) -> str:
+    """The sha256 of the training keys of ``d`` (dropout is not one: no trainer has it)."""
+    blob = json.dumps({k: getattr(d, k) for k in TRAINING_KEYS}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def text_sha256(text: str) -> str:
+    """The corpus's sha256, as the corpus check measures it (its UTF-8 bytes)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def preset_config(profile: Profile, name: str) -> ModelConfig:
+    """Preset ``name``: the profile's own, else ours; ProfileError naming both lists."""
+    presets = {**PRESETS, **profile.presets}
+    if name not in presets:
+        raise ProfileError(
+            f"{profile.where(1)}: unknown preset {name!r}; known: {', '.join(presets)}"
+        )
+    return presets[name]
+
+
+# ---- the file ---------------------------------------------------------------------------------
+
+
+def _line_of(text: str, key: str) -> int:
+    m = re.search(rf'"{re.escape(key)}"\s*:', text)
+    return text.count("\n", 0, m.start()) + 1 if m else 1
+
+
+def load_band(path: Path) -> ProjectBand:
+    """Read and validate a band file; BandError with ``file:line`` on anything wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BandError(f"{path}:1: no band file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BandError(f"{path}:1: cannot read the band file: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BandError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise BandError(f"{path}:1: a band file is a JSON object")
+
+    def bad(key: str, what: str) -> BandError:
+        return BandError(f"{path}:{_line_of(text, key)}: {key}: {what}")
+
+    if data.get("format") != FORMAT:
+        raise bad(
+            "format",
+            f"must be {FORMAT!r}, got {data.get('format')!r} (the bundled band "
+            "harness/convergence_reference.json is not a project band)",
+        )
+    if data.get("version") != VERSION:
+        raise bad("version", f"{data.get('version')!r}; this harness reads version {VERSION}")
+    for key in ("lower", "upper", "reference_final", "learning_rate"):
+        v = data.get(key)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise bad(key, f"must be a finite number, got {v!r}")
+    for key in ("steps", "seed", "window"):
+        v = data.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or (key != "seed" and v < 1):
+            raise bad(key, f"must be a positive integer, got {v!r}")
+    if not data["lower"] < data["reference_final"] < data["upper"]:
+        raise bad(
+            "lower",
+            f"the band must hold its own run: lower {data['lower']} < "
+            f"reference_final {data['reference_final']} < upper {data['upper']}",
+        )
+    if data["window"] > data["steps"]:
+        raise bad("window", f"{data['window']} final steps of {data['steps']}")
+    trainer = data.get("trainer")
+    if not isinstance(trainer, dict) or trainer.get("kind") not in (REFERENCE, ARTIFACT):
+        raise bad("trainer", f'{{"kind": "{REFERENCE}"}} or {{"kind": "{ARTIFACT}", ...}}')
+    who = "reference"
+    if trainer["kind"] == ARTIFACT:
+        who = f"{trainer.get('artifact')} ({trainer.get('host')})"
+    names = [f.name for f in dataclasses.fields(Band) if f.name != "trainer"]
+    try:
+        band = Band(**{k: data[k] for k in names}, trainer=who)
+    except KeyError as exc:
+        raise BandError(f"{path}:1: missing field {exc}") from None
+    try:
+        raw_model = dict(data["model"])
+        raw_model["biases"] = tuple(raw_model.get("biases", ()))  # a JSON list
+        model = ModelConfig(**raw_model)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise bad("model", f"not a preset config: {exc}") from None
+    if model.name != band.preset:
+        raise bad("model", f"config of {model.name!r}, but preset is {band.preset!r}")
+    raw_defaults = data.get("defaults")
+    if not isinstance(raw_defaults, dict) or set(raw_defaults) - set(TRAINING_KEYS):
+        raise bad("defaults", f"a table of {', '.join(TRAINING_KEYS)}")
+    try:
+        defaults = dataclasses.replace(DEFAULTS, **raw_defaults)
+    except TypeError as exc:
+        raise bad("defaults", str(exc)) from None
+    if defaults_sha256(defaults) != band.defaults_sha256:
+        raise bad("defaults_sha256", "does not match the file's own defaults (edited by hand?)")
+    try:
+        losses = tuple(float(v) for v in data["runs"]["default"]["losses"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise bad("runs", f"no recorded losses at the default rate: {exc!r}") from None
+    if len(losses) != band.steps:
+        raise bad("runs", f"{len(losses)} recorded losses for {band.steps} steps")
+    for key in ("machine", "command", "commit", "date"):
+        if not data.get(key):
+            raise bad(key, "missing provenance")
+    corpus = data.get("corpus")
+    source = corpus.get("source") if isinstance(corpus, dict) else None
+    if not isinstance(source, str):
+        raise bad("corpus", 'a table {"source": ..., "sha256": ..., "bytes": ...}')
+    return ProjectBand(path, band, model, defaults, source, trainer, losses)
+
+
+def band_for_run(profile: Profile, preset: str | None) -> ProjectBand | None:
+    """The band a ``run --project`` cell's corpus check judges, refused when it was recorded
+    for another preset, corpus or hyperparameters than the profile's now.
+
+    None when the profile neither names a band nor has one by the default name beside it (the
+    bundled band then judges, as without ``--project``). ProfileError, at the profile's
+    ``[convergence]`` line, for a named band that is missing, a malformed band, and a band of
+    another preset (the profile's ``[convergence] preset`` or the matrix's ``preset`` option,
+    given as ``preset``), corpus or defaults.
+    """
+    conv = profile.convergence
+    if conv is None or (not conv.named and not conv.band.exists()):
+        return None
+    at = f"{profile.where(conv.line)}: convergence.band ({conv.rel})"
+    try:
+        pb = load_band(conv.band)
+    except BandError as exc:
+        record = f"tinygpt-harness record-convergence --project {profile.path}"
+        raise ProfileError(f"{at}: {exc}; record it: {record}") from None
+    want = preset or conv.preset
+    if want is not None and want != pb.band.preset:
+        raise ProfileError(
+            f"{at}: recorded for preset {pb.band.preset!r}, not {want!r}; "
+            f"re-record it: {pb.band.command}"
+        )
+    if pb.band.preset in {**PRESETS, **profile.presets}:
+        cfg = preset_config(profile, pb.band.preset)
+        if dataclasses.replace(cfg, name=pb.model.name) != pb.model:
+            raise ProfileError(
+                f"{at}: preset {cfg.name!r} changed since the band was recorded "
+                f"({pb.model} then, {cfg} now); re-record it"
+            )
+    text, source = corpus_for_band(profile)
+    sha = text_sha256(text)
+    if sha != pb.band.corpus_sha256:
+        raise ProfileError(
+            f"{at}: recorded on another corpus (sha256 {pb.band.corpus_sha256[:12]}"
+            f" from {pb.corpus_source}); the profile's is {sha[:12]} ({source}); "
+            f"re-record it: {pb.band.command}"
+        )
+    defaults, _where = training_defaults(profile)
+    if defaults_sha256(defaults) != pb.band.defaults_sha256:
+        diff = [
+            f"{k} {getattr(pb.defaults, k)!r} then, {getattr(defaults, k)!r} now"
+            for k in TRAINING_KEYS
+            if getattr(pb.defaults, k) != getattr(defaults, k)
+        ]
+        raise ProfileError(
+            f"{at}: recorded at other hyperparameters than the profile's defaults "
+            f"oracle states now ({'; '.join(diff)}); re-record it"
+        )
+    return dataclasses.replace(pb, corpus_text=text)
+
+
+# ---- the check ---------------------------------------------------------------------------------
+
+
+def bound_losses(
+    instance: Instance,
+    binding: Binding,
+    cfg: ModelConfig,
+    tokens: NDArray[Any],
+    steps: int,
+    defaults: TrainingDefaults,
+    seed: int,
+) -> list[float]:
+    """Train a library bound by model calls (its own init and batches): the losses.
+
+    The library takes lr per call and has no schedule: each step gets ``lr_at(t, defaults)``,
+    the reference's warmup, and ``defaults.grad_clip``. The whole corpus is its train split;
+    its sequences are always ``block_size`` long (lib2.h), not ``context_length``.
+    """
+    lib_cfg, _note = library_config(cfg, layout_of(binding).params)  # UnsupportedConfig
+    model = BoundModel.create(instance, binding, ModelDims.of(lib_cfg), seed)
+    try:
+        model.set_data(bytes(int(t) for t in tokens), 1.0)
+        return [
+            model.train_step(defaults.batch_size, lr_at(t, defaults), defaults.grad_clip)
+            for t in range(1, steps + 1)
+        ]
+    finally:
+        model.free()
+
+
+def band_rows(ctx: CellContext, pb: ProjectBand) -> Iterator[Row]:
+    """The corpus check's convergence rows against a project's band (``run --project``).
+
+    The cell's artifact trains as the band was recorded (its preset, hyperparameters, seed,
+    steps, on its corpus ``text``): a tinygpt.h kernel from the reference's init on the
+    reference's batches, a library bound by model calls through them. The final-window mean
+    loss must land in the band; ``convergence:trajectory`` compares every step with the
+    recorded run only when that run is this one's twin (recorded by the reference, checked on a
+    tinygpt.h kernel: same init, same batches).
+    """
+    opts = ctx.options
+    band = pb.band
+    for key, recorded in (("preset", band.preset), ("steps", band.steps)):
+        if key in opts and opts[key] != recorded:
+            yield ctx.row(
+                CHECK,
+                "convergence",
+                "error",
+                detail=f"check.corpus.{key}={opts[key]!r} but the project's band "
+                f"{pb.path} was recorded at {recorded!r}; re-record it",
+            )
+            return
+    defaults = pb.defaults
+    lr_overridden = "learning_rate" in opts  # only to demonstrate the gate (a 10x-hot rate)
+    if lr_overridden:
+        defaults = dataclasses.replace(defaults, learning_rate=float(opts["learning_rate"]))
+    tokens = corpus_tokens(pb.corpus_text, pb.model)
+    bound = ctx.artifact.bound()
+    if bound.abi:
+        losses = kernel_losses(ctx.instance, pb.model, tokens, band.steps, defaults, band.seed)
+    else:
+        losses = bound_losses(
+            ctx.instance, bound, pb.model, tokens, band.steps, defaults, band.seed
+        )
+    yield _trajectory_row(ctx, pb, losses, bound.abi is not None, lr_overridden)
+    v = judge(losses, band, defaults)
+    yield ctx.row(
+        CHECK,
+        "convergence",
+        "pass" if v.ok else "fail",
+        metric="final_loss",
+        value=v.final,
+        detail=f"{v.detail}; {pb.describe()}",
+    )
+    for t in range(band.window, band.steps + 1, band.window):
+        yield ctx.row(
+            CHECK,
+            "convergence",
+            "measured",
+            metric="loss",
+            value=final_mean(losses[:t], band.window),
+            x_name="step",
+            x_value=float(t),
+            detail=f"mean of steps {t - band.window + 1}-{t}",
+        )
+
+
+def _trajectory_row(
+    ctx: CellContext, pb: ProjectBand, losses: Sequence[float], abi: bool, lr_overridden: bool
+) -> Row:
+    subject = "convergence:trajectory"
+    why = ""
+    if lr_overridden:
+        why = "learning_rate is overridden: the recorded run is at the profile's rate"
+    elif not pb.by_reference:
+        why = (
+            f"the band was recorded by {pb.trainer.get('artifact')}'s own trainer (its init "
+            "and batches): the band judges this run, no recorded run is its step-by-step twin"
+        )
+    elif not abi:
+        why = (
+            "a library bound by model calls trains from its own init on its own batches; the "
+            "recorded reference run is not its twin (the band judges it)"
+        )
+    if why:
+        return ctx.row(CHECK, subject, "skipped", detail=why)
+    T = train_context_length(pb.model, pb.defaults)
+    v = judge_trajectory(losses, pb.losses, pb.model, pb.defaults.batch_size, T)
+    return ctx.row(
+        CHECK,
+        subject,
+        "pass" if v.ok else "fail",
+        metric="worst_ratio",
+        value=v.final,
+        detail=f"{v.detail}; recorded run in {pb.path}",
+    )
