@@ -600,7 +600,7 @@ def validate_options(options: Mapping[str, Any]) -> None:
 
 
 @dataclass
-class _Worst:
+class Worst:
     """The aggregate of one (op, output) over cases: max metrics, first failure, worst pass."""
 
     metrics: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRICS, 0.0))
@@ -624,14 +624,16 @@ class _Worst:
             self.worst_ratio, self.worst_detail = ratio, text
 
 
-def _run_cases(
+def run_cases(
     kernels: Kernels, ops: Sequence[str], case_list: Sequence[Case], seed: int
-) -> Iterator[tuple[str, str, _Worst | str | NotBound]]:
-    """Yield (op, output, aggregate) per output, (op, "", error text) when an op errors, or
-    (op, "", NotBound) when the artifact's binding lacks it."""
+) -> Iterator[tuple[str, str, Worst | str | NotBound]]:
+    """Run ``ops`` over ``case_list`` (each op on the cases that apply to it), diagnosing an
+    op's first failing case: yield (op, output, aggregate) per output, (op, "", error text)
+    when an op errors, or (op, "", NotBound) when the artifact's binding lacks it. The ops
+    check and the memory64 check report from it."""
     for op in ops:
         spec = SPECS[op]
-        worst: dict[str, _Worst] = {}
+        worst: dict[str, Worst] = {}
         error = ""
         cause: str | None = None  # the diagnosis of the op's first failing case
         crashed: HostCrashed | HostTimeout | None = None  # by a diagnosis guess
@@ -658,7 +660,7 @@ def _run_cases(
                 error = f"[{case.describe()}] {type(exc).__name__}: {exc}"
                 break
             for r in results:
-                worst.setdefault(r.name.split(".", 1)[1], _Worst()).add(case, r)
+                worst.setdefault(r.name.split(".", 1)[1], Worst()).add(case, r)
             if crashed is not None:
                 break
         if error:
@@ -679,7 +681,7 @@ def run(ctx: CellContext) -> Iterator[Row]:
     ops = list(ctx.options.get("ops", list(OPS)))
     case_list = cases(ctx.preset, seed, include_large=bool(ctx.options.get("large", True)))
     kernels = Kernels(ctx.instance)
-    for op, output, agg in _run_cases(kernels, ops, case_list, seed):
+    for op, output, agg in run_cases(kernels, ops, case_list, seed):
         if isinstance(agg, NotBound):
             # a library binds the ops it has: one it lacks is no error of the cell
             yield ctx.row(CHECK, op, "skipped", detail=f"{op}: not bound: {agg}")

@@ -15,6 +15,7 @@ import pytest
 
 from harness.artifact import Artifact
 from harness.bindings.canonical import OPS as CANONICAL
+from harness.checks import memory64
 from harness.checks.base import CellContext
 from harness.checks.ops import OPS, SPECS, Case, assert_op_parity, cases, op_parity, run
 from harness.formats import file_sha256
@@ -147,6 +148,27 @@ def test_swapped_args_are_named(host: NativeHost, lib2_so: Path, tmp_path: Path)
     )
 
 
+def test_memory64_check_names_the_swap_as_the_ops_check_does(
+    host: NativeHost, lib2_so: Path, tmp_path: Path
+) -> None:
+    """The memory64 check folds the ops check's cases (run_cases): the swapped LayerNorm
+    binding's op row fails with the diagnosis, an op lib2 lacks is skipped, a good op passes."""
+    wrong = _wrong(tmp_path, 'args = ["x", "w", "b", "out",', 'args = ["x", "b", "w", "out",')
+    inst = host.load(_artifact(lib2_so, wrong))
+    try:
+        ops = ["layernorm_forward", "crossentropy_forward", "matmul_forward"]
+        ctx = CellContext("native", "ctypes", inst.artifact, PRESETS["tiny"], inst,
+                          options={"ops": ops})  # fmt: skip
+        rows = {r.subject: r for r in memory64.run(ctx)}
+    finally:
+        inst.close()
+    assert [s for s in rows if s.startswith("op:")] == [f"op:{op}" for op in ops]
+    assert rows["op:layernorm_forward"].status == "fail"
+    assert "with args 'b' and 'w' swapped it passes" in rows["op:layernorm_forward"].detail
+    assert rows["op:crossentropy_forward"].status == "skipped"
+    assert rows["op:matmul_forward"].status == "pass"
+
+
 def test_unexplained_failure_keeps_the_plain_cause(
     host: NativeHost, lib2_so: Path, tmp_path: Path
 ) -> None:
@@ -199,11 +221,11 @@ def test_a_guess_that_crashes_the_host_keeps_the_failure(
     got: list[tuple[str, str, object]] = []
     try:
         with pytest.raises(HostCrashed):
-            for item in ops_check._run_cases(Kernels(inst), ["matmul_forward"],
+            for item in ops_check.run_cases(Kernels(inst), ["matmul_forward"],
                                              [CASES["odd"], CASES["random"]], 0):  # fmt: skip
                 got.append(item)
     finally:
         inst.close()
     ((op, output, agg),) = got
     assert (op, output) == ("matmul_forward", "out")
-    assert isinstance(agg, ops_check._Worst) and "crashed the host" in agg.failure
+    assert isinstance(agg, ops_check.Worst) and "crashed the host" in agg.failure
