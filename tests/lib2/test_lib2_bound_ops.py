@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from harness.artifact import Artifact
 from harness.bindings.canonical import OPS as CANONICAL
 from harness.checks import memory64
+from harness.checks import ops as ops_check
 from harness.checks.base import CellContext
 from harness.checks.ops import OPS, SPECS, Case, assert_op_parity, cases, op_parity, run
 from harness.formats import file_sha256
@@ -146,6 +148,36 @@ def test_swapped_args_are_named(host: NativeHost, lib2_so: Path, tmp_path: Path)
         "layernorm_forward.out fails parity; with args 'b' and 'w' swapped it passes: the binding "
         "likely lists them in the wrong order."
     )
+
+
+def test_diagnosis_draws_inputs_and_the_reference_once(
+    host: NativeHost, lib2_so: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every guess of the diagnosis is compared against the one prepared case: the inputs and
+    the float64 reference are computed once, however many guesses run."""
+    prepared: list[str] = []
+    compared: list[str] = []
+    real_prepare, real_parity = ops_check.prepare, ops_check.kernel_parity
+
+    def counting_prepare(kernels: Kernels, op: str, case: Case, seed: int = 0) -> Any:
+        prepared.append(op)
+        return real_prepare(kernels, op, case, seed)
+
+    def counting_parity(kernels: Kernels, p: Any) -> Any:
+        compared.append(p.op)
+        return real_parity(kernels, p)
+
+    monkeypatch.setattr(ops_check, "prepare", counting_prepare)
+    monkeypatch.setattr(ops_check, "kernel_parity", counting_parity)
+    wrong = _wrong(tmp_path, 'args = ["x", "w", "b", "out",', 'args = ["x", "b", "w", "out",')
+    inst = host.load(_artifact(lib2_so, wrong))
+    try:
+        with pytest.raises(ParityError, match="with args 'b' and 'w' swapped it passes"):
+            assert_op_parity(Kernels(inst), "layernorm_forward", CASES["odd"])
+    finally:
+        inst.close()
+    assert prepared == ["layernorm_forward"]
+    assert len(compared) >= 3  # the failing call and at least two guesses (layouts first)
 
 
 def test_memory64_check_names_the_swap_as_the_ops_check_does(
