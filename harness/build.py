@@ -282,11 +282,24 @@ def em_version() -> str:
     return f"emcc {m.group(1) if m else '?'} (clang {c.group(1) if c else '?'})"
 
 
-def _wait_all(
-    procs: Sequence[tuple[str, subprocess.Popen[str]]], tool: str, timeout_s: int
+def run_tools(
+    jobs: Sequence[tuple[str, Sequence[str]]],
+    tool: str,
+    timeout_s: int,
+    env: Mapping[str, str] | None = None,
 ) -> None:
-    """Wait for every compiler process; raise one BuildError naming each that failed or hung."""
+    """Run each ``(name, command)`` job concurrently from the repository root and wait for all
+    of them; raise one BuildError naming each that could not start, failed or hung (with the
+    tool's own message). Every build of several artifacts (ours, lib2's) goes through here."""
+    procs: list[tuple[str, subprocess.Popen[str]]] = []
     errors: list[str] = []
+    for name, cmd in jobs:
+        try:
+            procs.append((name, subprocess.Popen(
+                list(cmd), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, env=None if env is None else dict(env))))  # fmt: skip
+        except OSError as exc:
+            errors.append(f"{name}: cannot start {tool}: {exc}")
     for name, proc in procs:
         try:
             _, err = proc.communicate(timeout=timeout_s)
@@ -301,14 +314,9 @@ def _wait_all(
         raise BuildError("\n".join(errors))
 
 
-def _start_em(target: EmTarget, out_dir: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+def _em_command(target: EmTarget, out_dir: Path) -> list[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = ["emcc", *em_flags(target), *map(str, sources()), "-o", str(out_dir / EM_GLUE)]
-    try:
-        return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-    except OSError as exc:
-        raise BuildError(f"cannot start emcc for {target.name}: {exc}") from exc
+    return ["emcc", *em_flags(target), *map(str, sources()), "-o", str(out_dir / EM_GLUE)]
 
 
 def build_emscripten(
@@ -323,11 +331,12 @@ def build_emscripten(
     out_dir = out_dir.resolve()
     env = em_env()
     toolchain = em_version()
-    procs = [(EM_TARGETS[n], _start_em(EM_TARGETS[n], out_dir / n, env)) for n in names]
+    targets = [EM_TARGETS[n] for n in names]
     # a cold cache builds the wasm64 system libraries first: minutes, once
-    _wait_all([(t.name, proc) for t, proc in procs], "emcc", timeout_s=1800)
+    run_tools([(t.name, _em_command(t, out_dir / t.name)) for t in targets], "emcc",
+              timeout_s=1800, env=env)  # fmt: skip
     built: dict[str, Artifact] = {}
-    for t, _proc in procs:
+    for t in targets:
         d = out_dir / t.name
         glue = d / EM_GLUE
         roles = {"glue": glue, "wasm": glue.with_suffix(".wasm")}
@@ -456,15 +465,10 @@ def _sha256(path: Path) -> str:
     return file_sha256(path)
 
 
-def _start(target: Target, out_path: Path, defines: Sequence[str]) -> subprocess.Popen[str]:
+def _zig_command(target: Target, out_path: Path, defines: Sequence[str]) -> list[str]:
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [*zig_command(), "cc", *compile_flags(target, defines), *map(str, sources()),
-           "-o", str(out_path)]  # fmt: skip
-    try:
-        return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
-    except OSError as exc:
-        raise BuildError(f"cannot start zig cc for {target.name}: {exc}") from exc
+    return [*zig_command(), "cc", *compile_flags(target, defines), *map(str, sources()),
+            "-o", str(out_path)]  # fmt: skip
 
 
 def _build_many(
@@ -473,11 +477,12 @@ def _build_many(
     """Compile ``(name, target, defines)`` jobs concurrently into ``out_dir/<name>/``."""
     out_dir = out_dir.resolve()
     toolchain = toolchain_version()
-    procs = [(name, t, d, out_dir / name / t.output, _start(t, out_dir / name / t.output, d))
-             for name, t, d in jobs]  # fmt: skip
-    _wait_all([(name, proc) for name, _t, _d, _path, proc in procs], "zig cc", timeout_s=300)
+    paths = {name: out_dir / name / t.output for name, t, _d in jobs}
+    run_tools([(name, _zig_command(t, paths[name], d)) for name, t, d in jobs], "zig cc",
+              timeout_s=300)  # fmt: skip
     built: dict[str, Artifact] = {}
-    for name, t, d, path, _proc in procs:
+    for name, t, d in jobs:
+        path = paths[name]
         files, sha256 = digest({get_format(t.format).roles[0]: path})
         built[name] = Artifact(
             name=name,

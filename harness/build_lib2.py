@@ -21,6 +21,7 @@ library's emscripten recipe (one owner: harness/build.py), shared with the same 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from harness.build import (
     em_version,
     emcc_path,
     run_tool,
+    run_tools,
     toolchain_version,
     zig_command,
 )
@@ -120,27 +122,39 @@ def em_flags(build: EmBuild) -> list[str]:
             f"-sEXPORTED_FUNCTIONS={exported}"]  # fmt: skip
 
 
-def build_lib2_emscripten(out_dir: Path, name: str) -> dict[str, Path]:
-    """Build the emscripten build ``name`` of lib2 into ``out_dir/<name>/``.
+def build_lib2_emscripten(
+    out_dir: Path, names: Sequence[str] = tuple(EM_BUILDS)
+) -> dict[str, dict[str, Path]]:
+    """Build the emscripten builds ``names`` of lib2 into ``out_dir/<name>/``, concurrently
+    (:func:`harness.build.run_tools`, as the bundled library's builds).
 
-    Returns its files by role (``glue``, ``wasm`` and, for pthread, ``worker``). Raises
-    BuildError naming :data:`EMCC_INSTALL` when emcc is missing, or with emcc's own message.
+    Returns each build's files by role (``glue``, ``wasm`` and, for pthread, ``worker``).
+    Raises BuildError naming :data:`EMCC_INSTALL` when emcc is missing, or with emcc's own
+    message.
     """
-    if name not in EM_BUILDS:
-        raise BuildError(f"unknown lib2 emscripten build {name!r}; known: {', '.join(EM_BUILDS)}")
+    unknown = [n for n in names if n not in EM_BUILDS]
+    if unknown:
+        raise BuildError(
+            f"unknown lib2 emscripten build(s) {unknown}; known: {', '.join(EM_BUILDS)}"
+        )
     if emcc_path() is None:
         raise BuildError(f"emcc not found: lib2's emscripten builds need `{EMCC_INSTALL}`")
-    d = out_dir.resolve() / name
-    d.mkdir(parents=True, exist_ok=True)
-    glue = d / LIB2_GLUE
-    cmd = ["emcc", *em_flags(EM_BUILDS[name]), *map(str, lib2_sources()), "-o", str(glue)]
+    glues = {name: out_dir.resolve() / name / LIB2_GLUE for name in names}
+    jobs = []
+    for name, glue in glues.items():
+        glue.parent.mkdir(parents=True, exist_ok=True)
+        jobs.append((name, ["emcc", *em_flags(EM_BUILDS[name]), *map(str, lib2_sources()),
+                            "-o", str(glue)]))  # fmt: skip
     # a cold cache builds the wasm64 system libraries first: minutes, once
-    run_tool(cmd, f"emcc ({name})", env=em_env(), timeout=1800)
-    files = {"glue": glue, "wasm": glue.with_suffix(".wasm")}
-    worker = glue.with_suffix(".worker.js")
-    if worker.is_file():
-        files["worker"] = worker
-    return files
+    run_tools(jobs, "emcc", timeout_s=1800, env=em_env())
+    built: dict[str, dict[str, Path]] = {}
+    for name, glue in glues.items():
+        files = {"glue": glue, "wasm": glue.with_suffix(".wasm")}
+        worker = glue.with_suffix(".worker.js")
+        if worker.is_file():
+            files["worker"] = worker
+        built[name] = files
+    return built
 
 
 def file_sha256s(files: dict[str, Path]) -> dict[str, str]:
@@ -185,8 +199,8 @@ def lib2_artifacts(out_dir: Path, emscripten: bool) -> dict[str, Artifact]:
     if not emscripten:
         return built
     toolchain = em_version()
-    for name, b in EM_BUILDS.items():
-        roles = build_lib2_emscripten(out_dir, name)
+    for name, roles in build_lib2_emscripten(out_dir).items():
+        b = EM_BUILDS[name]
         files, sha256 = digest(roles)
         built[name] = Artifact(
             name=name, format="emscripten", path=roles["glue"], sha256=sha256, files=files,

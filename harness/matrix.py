@@ -14,14 +14,13 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-import tomllib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.checks import REGISTRY, CheckUnavailableError, OptionsValidator, get_options_validator
-from harness.toml_lines import Path_, TomlLines
+from harness.toml_lines import Path_, TomlLines, TomlValidator, read_toml, type_name
 from reference.presets import PRESETS
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -117,6 +116,8 @@ class Matrix:
     check_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     thresholds: Mapping[str, Any] = field(default_factory=dict)  # for the compare gate
     content: Mapping[str, Any] = field(default_factory=dict)  # the parsed TOML, for run.json
+    # The file's key lines, kept for errors found after load (check_thread_counts).
+    lines: TomlLines = field(default_factory=lambda: TomlLines(""), compare=False, repr=False)
 
     def host(self, name: str) -> HostSpec:
         """Return the spec of host ``name`` (an unpinned spec for hosts added by ``include``)."""
@@ -158,19 +159,10 @@ def load_matrix(
     ``options_validator(kind)`` returns the check's ``validate_options`` (or None); it is called
     for every ``[check.<kind>]`` table. Raises MatrixError with ``FILE:LINE:``.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise MatrixError(f"{path}: cannot read matrix: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-        data = tomllib.loads(text)
-    except UnicodeDecodeError as exc:
-        raise MatrixError(f"{path}:1: not UTF-8 text ({exc.reason})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MatrixError(f"{path}:{_syntax_error_line(str(exc), text)}: {exc}") from None
+    data, text = read_toml(path, MatrixError, "matrix")
     v = _Validator(path, TomlLines(text), names)
-    return v.matrix(data, hashlib.sha256(raw).hexdigest(), options_validator)
+    # read_toml decodes the bytes as they are, so this is the sha256 of the file.
+    return v.matrix(data, hashlib.sha256(text.encode("utf-8")).hexdigest(), options_validator)
 
 
 def _path_of(dotted: str) -> Path_:
@@ -181,76 +173,43 @@ def _path_of(dotted: str) -> Path_:
     return tuple(out)
 
 
-def _syntax_error_line(message: str, text: str) -> int:
-    m = re.search(r"at line (\d+)", message)
-    if m:
-        return int(m.group(1))
-    return max(1, text.count("\n") + (0 if text.endswith("\n") else 1))  # "at end of document"
+class _Validator(TomlValidator):
+    """Checks the parsed TOML piece by piece; every error carries the offending line.
 
+    The matrix's messages predate the shared validator's ``dotted.key: what`` and are kept as
+    users and docs know them: ``timeout_s must be ...``, ``unknown key 'hots'; allowed: ...``.
+    """
 
-def _type_name(v: object) -> str:
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a float",
-        str: "a string",
-        list: "an array",
-        dict: "a table",
-    }.get(type(v), type(v).__name__)
-
-
-class _Validator:
-    """Checks the parsed TOML piece by piece; every error carries the offending line."""
+    error_class = MatrixError
+    document = "(matrix)"
 
     def __init__(self, path: Path, lines: TomlLines, names: Names) -> None:
-        self.path = path
-        self.lines = lines
+        super().__init__(path, lines)
         self.names = names
 
-    def error(self, where: Path_, what: str) -> MatrixError:
-        return MatrixError(f"{self.path}:{self.lines.line_of(where)}: {what}")
+    def type_error(self, where: Path_, value: object, what: str) -> Exception:
+        """``dotted.key must be <what>, got <type> <value>``."""
+        return self.at(
+            where, f"{self.dotted(where)} must be {what}, got {type_name(value)} {value!r}"
+        )
 
-    @staticmethod
-    def dotted(where: Path_) -> str:
-        out = ""
-        for p in where:
-            out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
-        return out
-
-    def expect_type(
-        self, where: Path_, value: object, kind: type | tuple[type, ...], what: str
-    ) -> None:
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # TOML booleans are Python ints; `true` is not a number of seconds.
-        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-        if not ok:
-            raise self.error(
-                where, f"{self.dotted(where)} must be {what}, got {_type_name(value)} {value!r}"
-            )
-
-    def unknown_keys(self, where: Path_, table: Mapping[str, Any], allowed: Iterable[str]) -> None:
-        allowed = tuple(allowed)
-        for key in table:
-            if key not in allowed:
-                raise self.error(
-                    (*where, key),
-                    f"unknown key {self.dotted((*where, key))!r}; allowed: {', '.join(allowed)}",
-                )
+    def unknown_key_error(self, where: Path_, allowed: tuple[str, ...]) -> Exception:
+        """``unknown key 'dotted.key'; allowed: ...``."""
+        return self.at(where, f"unknown key {self.dotted(where)!r}; allowed: {', '.join(allowed)}")
 
     def names_list(self, key: str, data: Mapping[str, Any], kind: str) -> tuple[str, ...]:
         if key not in data:
-            raise self.error((), f"missing required key {key!r}")
-        value = data[key]
-        self.expect_type((key,), value, list, "an array of strings")
+            raise self.at((), f"missing required key {key!r}")
+        value = self.typed((key,), data[key], list, "an array of strings")
         if not value:
-            raise self.error((key,), f"{key} must not be empty")
+            raise self.at((key,), f"{key} must not be empty")
         known = self.names.of(kind)
         for i, name in enumerate(value):
-            self.expect_type((key, i), name, str, "a string")
+            self.typed((key, i), name, str, "a string")
             if name not in known:
-                raise self.error((key, i), f"unknown {kind} {name!r}; known: {', '.join(known)}")
+                raise self.at((key, i), f"unknown {kind} {name!r}; known: {', '.join(known)}")
             if name in value[:i]:
-                raise self.error((key, i), f"{kind} {name!r} is listed twice")
+                raise self.at((key, i), f"{kind} {name!r} is listed twice")
         return tuple(value)
 
     def matrix(
@@ -259,16 +218,15 @@ class _Validator:
         sha256: str,
         options_validator: Callable[[str], OptionsValidator | None],
     ) -> Matrix:
-        self.unknown_keys((), data, TOP_LEVEL_KEYS)
+        self.table((), data, TOP_LEVEL_KEYS)
         if "name" not in data:
-            raise self.error((), "missing required key 'name'")
-        self.expect_type(("name",), data["name"], str, "a string")
-        description = data.get("description", "")
-        self.expect_type(("description",), description, str, "a string")
+            raise self.at((), "missing required key 'name'")
+        self.typed(("name",), data["name"], str, "a string")
+        description = self.typed(("description",), data.get("description", ""), str, "a string")
         timeout = data.get("timeout_s", DEFAULT_TIMEOUT_S)
-        self.expect_type(("timeout_s",), timeout, (int, float), "a number of seconds")
+        self.typed(("timeout_s",), timeout, (int, float), "a number of seconds")
         if timeout <= 0:
-            raise self.error(("timeout_s",), f"timeout_s must be > 0, got {timeout}")
+            raise self.at(("timeout_s",), f"timeout_s must be > 0, got {timeout}")
         thresholds = self.thresholds(data)
         return Matrix(
             path=self.path,
@@ -286,6 +244,7 @@ class _Validator:
             check_options=self.check_options(data, options_validator),
             thresholds=thresholds,
             content=data,
+            lines=self.lines,
         )
 
     def thresholds(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -293,69 +252,64 @@ class _Validator:
         from harness.gate.errors import GateInputError
         from harness.gate.thresholds import thresholds_from_table
 
-        table = data.get("thresholds", {})
-        self.expect_type(("thresholds",), table, dict, "a table")
+        table = self.typed(("thresholds",), data.get("thresholds", {}), dict, "a table")
         try:
             thresholds_from_table(table, self.path)
         except GateInputError as exc:
             where = _path_of(exc.field) if exc.field else ("thresholds",)
-            raise self.error(where, str(exc).removeprefix(f"{self.path}: ")) from None
+            raise self.at(where, str(exc).removeprefix(f"{self.path}: ")) from None
         return dict(table)
 
     def hosts(self, data: Mapping[str, Any]) -> tuple[HostSpec, ...]:
         if "hosts" not in data:
-            raise self.error((), "missing required table [hosts]")
-        table = data["hosts"]
-        self.expect_type(("hosts",), table, dict, "a table of host = { version = ... }")
+            raise self.at((), "missing required table [hosts]")
+        table = self.typed(("hosts",), data["hosts"], dict, "a table of host = { version = ... }")
         if not table:
-            raise self.error(("hosts",), "[hosts] must name at least one host")
+            raise self.at(("hosts",), "[hosts] must name at least one host")
         specs = []
         for name, spec in table.items():
             if name not in self.names.hosts:
                 hint = ""
                 if name in TOP_LEVEL_KEYS:  # TOML puts every key after [hosts] inside it
                     hint = f" ({name!r} is a top-level key: move it above the first [table])"
-                raise self.error(
+                raise self.at(
                     ("hosts", name),
                     f"unknown host {name!r}; known: {', '.join(self.names.hosts)}{hint}",
                 )
-            self.expect_type(("hosts", name), spec, dict, "a table, e.g. {} or { version = ... }")
-            self.unknown_keys(("hosts", name), spec, HOST_KEYS)
+            self.typed(("hosts", name), spec, dict, "a table, e.g. {} or { version = ... }")
+            self.table(("hosts", name), spec, HOST_KEYS)
             version = spec.get("version")
             if version is not None:
-                self.expect_type(("hosts", name, "version"), version, str, "a string")
+                self.typed(("hosts", name, "version"), version, str, "a string")
             optional = spec.get("optional", False)
-            self.expect_type(("hosts", name, "optional"), optional, bool, "true or false")
+            self.typed(("hosts", name, "optional"), optional, bool, "true or false")
             specs.append(HostSpec(name, version, optional))
         return tuple(specs)
 
     def rules(self, key: str, data: Mapping[str, Any]) -> tuple[Rule, ...]:
-        value = data.get(key, [])
-        self.expect_type((key,), value, list, f"an array of tables ([[{key}]])")
+        value = self.typed((key,), data.get(key, []), list, f"an array of tables ([[{key}]])")
         rules = []
         for i, rule in enumerate(value):
             where: Path_ = (key, i)
-            self.expect_type(where, rule, dict, "a table")
-            self.unknown_keys(where, rule, (*RULE_FIELDS, "reason"))
+            self.table(where, rule, (*RULE_FIELDS, "reason"))
             if not any(f in rule for f in RULE_FIELDS):
-                raise self.error(where, f"a [[{key}]] rule needs one of: {', '.join(RULE_FIELDS)}")
-            reason = rule.get("reason", "")
-            self.expect_type((*where, "reason"), reason, str, "a string")
+                raise self.at(where, f"a [[{key}]] rule needs one of: {', '.join(RULE_FIELDS)}")
+            reason = self.typed((*where, "reason"), rule.get("reason", ""), str, "a string")
             fields = {f: self.patterns((*where, f), rule[f], f) for f in RULE_FIELDS if f in rule}
-            rules.append(Rule(**fields, reason=reason, line=self.lines.line_of(where)))
+            rules.append(Rule(**fields, reason=reason, line=self.line(where)))
         return tuple(rules)
 
     def patterns(self, where: Path_, value: object, kind: str) -> tuple[str, ...]:
         items = [value] if isinstance(value, str) else value
-        self.expect_type(where, items, list, "a string or an array of strings")
+        self.typed(where, items, list, "a string or an array of strings")
         assert isinstance(items, list)
         known = self.names.of(kind)
         for i, pat in enumerate(items):
             at = where if isinstance(value, str) else (*where, i)
-            self.expect_type(at, pat, str, "a string")
+            self.typed(at, pat, str, "a string")
             # A pattern that matches nothing known is a typo, not an intention.
             if not any(fnmatch.fnmatchcase(n, pat) for n in known):
-                raise self.error(at, f"{kind} {pat!r} matches no known {kind}: {', '.join(known)}")
+                raise self.at(at, f"{kind} {pat!r} matches no known {kind}: {', '.join(known)}")
         return tuple(items)
 
     def check_options(
@@ -363,24 +317,25 @@ class _Validator:
         data: Mapping[str, Any],
         options_validator: Callable[[str], OptionsValidator | None],
     ) -> dict[str, Mapping[str, Any]]:
-        table = data.get("check", {})
-        self.expect_type(("check",), table, dict, "a table of [check.<kind>] tables")
+        table = self.typed(
+            ("check",), data.get("check", {}), dict, "a table of [check.<kind>] tables"
+        )
         out: dict[str, Mapping[str, Any]] = {}
         for kind, options in table.items():
             where: Path_ = ("check", kind)
             if kind not in self.names.checks:
-                raise self.error(
+                raise self.at(
                     where, f"unknown check {kind!r}; known: {', '.join(self.names.checks)}"
                 )
-            self.expect_type(where, options, dict, "a table of options")
+            self.typed(where, options, dict, "a table of options")
             try:
                 validate = options_validator(kind)
                 if validate is not None:
                     validate(options)
             except CheckUnavailableError as exc:
-                raise self.error(where, str(exc)) from None
+                raise self.at(where, str(exc)) from None
             except ValueError as exc:
-                raise self.error(
+                raise self.at(
                     self.option_path(where, options, str(exc)), f"[check.{kind}]: {exc}"
                 ) from None
             out[kind] = options
@@ -417,7 +372,7 @@ def check_thread_counts(matrix: Matrix, cells: Collection[Cell], limits: Mapping
     over = sorted({c.artifact for c in cells if "bench" in c.checks
                    and limits.get(c.artifact, top) < top})  # fmt: skip
     if over:
-        line = TomlLines(matrix.path.read_text()).line_of(("check", "bench", "threads"))
+        line = matrix.lines.line_of(("check", "bench", "threads"))
         pools = ", ".join(f"{a} ({limits[a]})" for a in over)
         raise MatrixError(
             f"{matrix.path}:{line}: [check.bench] threads: {top} is above the threads these "

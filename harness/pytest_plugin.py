@@ -208,6 +208,7 @@ class HarnessMatrixPlugin:
         try:
             run.finish(interrupted)
         finally:
+            run.close_hosts()
             run.writer.close()
 
     def _merge(self) -> str:

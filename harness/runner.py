@@ -700,8 +700,8 @@ class RunSession:
             self.pool.close()
 
     def finish(self, interrupted: bool) -> int:
-        """Close the hosts, write the final run.json; return the run's exit code."""
-        self.close_hosts()
+        """Write the final run.json; return the run's exit code. The driver closes the hosts
+        (:meth:`close_hosts`) once, in its own ``finally``, so they close on an error too."""
         meta = self.meta
         with self.interrupts.hold():
             ran = {r.cell for r in self.verdict_rows}
@@ -768,7 +768,7 @@ def _run_cells(session: RunSession, console: Console | None) -> int:
         interrupted = True
     finally:
         progress.close()
-        session.close_hosts()
+        session.close_hosts()  # before run.json's last write, and also when a cell raised
     code = session.finish(interrupted or interrupts.received)
     out = Console()
     if not out.is_terminal:

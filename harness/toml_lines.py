@@ -197,29 +197,45 @@ class _Scanner:
 
 def read_toml(path: Path, error_class: type[Exception], what: str) -> tuple[dict[str, Any], str]:
     """Read and parse the TOML file at ``path`` (a ``what``): ``(data, text)``, or
-    ``error_class`` starting ``file:line`` (line 1 when unreadable or not UTF-8)."""
+    ``error_class`` starting ``file:line`` (line 1 when unreadable or not UTF-8).
+
+    ``text`` is the file's bytes decoded as they are (no newline translation), so
+    ``text.encode()`` hashes to the file's sha256.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise error_class(f"{path}:1: cannot read the {what}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error_class(f"{path}:1: not UTF-8 text ({exc.reason})") from None
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"at line (\d+)", str(exc))
-        raise error_class(f"{path}:{m.group(1) if m else 1}: {exc}") from None
+        raise error_class(f"{path}:{_syntax_error_line(str(exc), text)}: {exc}") from None
+
+
+def _syntax_error_line(message: str, text: str) -> int:
+    """The line tomllib's ``message`` names; its last line for "at end of document"."""
+    m = re.search(r"at line (\d+)", message)
+    if m:
+        return int(m.group(1))
+    return max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
 
 
 def type_name(v: object) -> str:
     """How a TOML value's type reads in an error: ``an integer``, ``a table``, ..."""
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
-    return names.get(type(v), "an array" if isinstance(v, list) else "a table")
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+             list: "an array", dict: "a table"}  # fmt: skip
+    return names.get(type(v), type(v).__name__)  # dates and times: "datetime", "date", "time"
 
 
 class TomlValidator:
-    """The shared piece of the harness's TOML validators (profiles, bindings): walk the parsed
-    document and raise ``error_class`` with ``file:line: dotted.key: what`` at the first fault."""
+    """The shared piece of the harness's TOML validators (matrices, profiles, bindings): walk
+    the parsed document and raise ``error_class`` with ``file:line: dotted.key: what`` at the
+    first fault. A validator whose messages read otherwise (the matrix's ``hosts.x.version
+    must be a string``) overrides :meth:`type_error` and :meth:`unknown_key_error`."""
 
     error_class: ClassVar[type[Exception]] = ValueError
     document: ClassVar[str] = "(document)"  # what an error at the top level names
@@ -239,15 +255,27 @@ class TomlValidator:
             out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
         return out or self.document
 
+    def at(self, where: Path_, message: str) -> Exception:
+        """The error ``file:line: message``, at the line of ``where``."""
+        return self.error_class(f"{self.path}:{self.line(where)}: {message}")
+
     def error(self, where: Path_, what: str) -> Exception:
         """The error for ``where``, starting ``file:line: dotted.key:``."""
-        return self.error_class(f"{self.path}:{self.line(where)}: {self.dotted(where)}: {what}")
+        return self.at(where, f"{self.dotted(where)}: {what}")
+
+    def type_error(self, where: Path_, value: object, what: str) -> Exception:
+        """The error for ``value`` at ``where`` not being ``what`` ("a string", ...)."""
+        return self.error(where, f"must be {what}, got {type_name(value)} {value!r}")
+
+    def unknown_key_error(self, where: Path_, allowed: tuple[str, ...]) -> Exception:
+        """The error for the key ``where`` not being one of ``allowed``."""
+        return self.error(where, f"unknown key; allowed: {', '.join(allowed)}")
 
     def typed(self, where: Path_, value: object, kind: type | tuple[type, ...], what: str) -> Any:
         """``value`` if it is of ``kind`` (a bool is not an int), else an error naming ``what``."""
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            raise self.error(where, f"must be {what}, got {type_name(value)} {value!r}")
+            raise self.type_error(where, value, what)
         return value
 
     def table(self, where: Path_, value: object, allowed: Iterable[str]) -> Mapping[str, Any]:
@@ -257,7 +285,7 @@ class TomlValidator:
         allowed = tuple(allowed)
         for key in value:
             if key not in allowed:
-                raise self.error((*where, key), f"unknown key; allowed: {', '.join(allowed)}")
+                raise self.unknown_key_error((*where, key), allowed)
         return value
 
     def strings(self, where: Path_, value: object) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ from harness.bindings.canonical import (
     Role,
 )
 from harness.bindings.model_layout import ModelLayout
-from harness.formats import WasmTypes
+from harness.formats import WasmTypes, export_mismatches
 from harness.toml_lines import Path_, TomlLines, TomlValidator, read_toml
 
 BUNDLED = Path(__file__).with_name("tinygpt.toml")
@@ -153,31 +153,32 @@ class Binding:
         module cannot say (a native library's symbol table has no types: existence only).
         The error names the binding's file:line, the op, and the module.
         """
-        for name, sig in self.signatures().items():
-            if name not in found:
-                where = self.export_line(name)
-                near = _near(name, found)
-                raise BindingError(
-                    f"{where}: export {name!r} is not in {module}"
-                    + (f" (did you mean {', '.join(near)}?)" if near else "")
-                )
-            types = found[name]
-            if types is None:
-                continue
-            params, results = sig.wasm_types(ptr_width)
-            where = self.export_line(name, "args")
-            if len(types[0]) != len(params):
-                raise BindingError(
-                    f"{where}: export {name!r} takes {len(types[0])} arguments in {module} "
-                    f"(wasm type {_fmt(types)}), the binding gives it {len(params)} "
-                    f"({' '.join(sig.params) or 'none'})"
-                )
-            if (tuple(types[0]), tuple(types[1])) != (params, results):
-                raise BindingError(
-                    f"{where}: export {name!r} has wasm type {_fmt(types)} in {module}, the "
-                    f"binding's kinds ({' '.join(sig.params)} -> {sig.result}) at {ptr_width}-bit "
-                    f"pointers are {_fmt((params, results))}"
-                )
+        signatures = self.signatures()
+        misses = export_mismatches(found, signatures, ptr_width)
+        if not misses:
+            return
+        name, types = misses[0].name, misses[0].found  # the first, in the binding's order
+        sig = signatures[name]
+        if types is None:
+            where = self.export_line(name)
+            near = _near(name, found)
+            raise BindingError(
+                f"{where}: export {name!r} is not in {module}"
+                + (f" (did you mean {', '.join(near)}?)" if near else "")
+            )
+        params, results = misses[0].expected
+        where = self.export_line(name, "args")
+        if len(types[0]) != len(params):
+            raise BindingError(
+                f"{where}: export {name!r} takes {len(types[0])} arguments in {module} "
+                f"(wasm type {_fmt(types)}), the binding gives it {len(params)} "
+                f"({' '.join(sig.params) or 'none'})"
+            )
+        raise BindingError(
+            f"{where}: export {name!r} has wasm type {_fmt(types)} in {module}, the "
+            f"binding's kinds ({' '.join(sig.params)} -> {sig.result}) at {ptr_width}-bit "
+            f"pointers are {_fmt((params, results))}"
+        )
 
 
 def _fmt(types: WasmTypes) -> str:

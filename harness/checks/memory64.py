@@ -11,12 +11,12 @@ cell's allocations above the boundary, then runs the ops parity cases and one tr
 2. Every hole left below 4 GiB (the heap's first pages, a split block's tail) is plugged: sizes
    from :data:`PLUG_START` bytes down to 16 are allocated while they land below 4 GiB. A size
    that lands above is freed and the next smaller one tried.
-3. The ops (:data:`OPS`, through :func:`harness.checks.ops.op_parity` on the ``one``, ``odd``,
-   ``simd_tail``, ``random`` and ``preset`` cases) and the smoke check's train step (forward,
-   backward, grad norm, AdamW, against the float64 reference) run through a recording view of
-   the instance that notes every pointer the harness allocates and every model pointer the
-   library returns; a ``placement`` row fails if any lies below 4 GiB, because then the cell
-   did not test what it claims.
+3. The ops (:data:`OPS`, through the ops check's :func:`harness.checks.ops.run_cases`, with its
+   diagnosis of a failure, on the ``one``, ``odd``, ``simd_tail``, ``random`` and ``preset``
+   cases) and the smoke check's train step (forward, backward, grad norm, AdamW, against the
+   float64 reference) run through a recording view of the instance that notes every pointer
+   the harness allocates and every model pointer the library returns; a ``placement`` row
+   fails if any lies below 4 GiB, because then the cell did not test what it claims.
 4. The ballast and the plugs are freed (linear memory cannot shrink: the pages stay reserved
    but untouched; docs/memory64.md has what each host pays).
 
@@ -30,7 +30,7 @@ already, and the probe says so (no ballast).
 from __future__ import annotations
 
 import dataclasses
-import math
+import itertools
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -40,8 +40,8 @@ import numpy as np
 from harness.artifact import Artifact
 from harness.checks import smoke
 from harness.checks.base import CellContext
-from harness.checks.ops import cases, op_parity, validate_op_options
-from harness.hosts.base import HostCrashed, HostError, HostTimeout, Instance, Scalar, TimingResult
+from harness.checks.ops import Worst, cases, run_cases, validate_op_options
+from harness.hosts.base import Instance, Scalar, TimingResult
 from harness.kernel import Kernels, NotBound
 from harness.rundir.rows import Row
 from reference.defaults import DEFAULTS
@@ -204,26 +204,24 @@ def release(inst: Instance, held: Sequence[int]) -> None:
 
 
 def _op_rows(ctx: CellContext, kernels: Kernels, ops: Sequence[str], seed: int) -> Iterator[Row]:
-    """One row per op: pass when every output of every case is within its ops tolerance."""
+    """One row per op: pass when every output of every case is within its ops tolerance (the
+    ops check's aggregation, so its case filters and its diagnosis of a failure apply)."""
     chosen = [c for c in cases(ctx.preset, seed, include_large=False) if c.name in CASES]
-    for op in ops:
-        worst, failure, n = 0.0, "", 0
-        try:
-            for case in chosen:
-                for r in op_parity(kernels, op, case, seed):
-                    n += 1
-                    if not math.isnan(r.max_abs_err):
-                        worst = max(worst, float(r.max_abs_err))
-                    if not r.ok and not failure:
-                        failure = f"[{case.describe()}] {r.message}"
-        except (HostCrashed, HostTimeout):
-            raise
-        except NotBound as exc:  # the library lacks the op: as in the ops check, not an error
-            yield ctx.row(CHECK, f"op:{op}", "skipped", detail=str(exc))
+    # run_cases yields each op's items together: one row per op, in the order of ``ops``.
+    for op, items in itertools.groupby(run_cases(kernels, ops, chosen, seed), lambda i: i[0]):
+        outputs: list[Worst] = []
+        for _op, _output, agg in items:
+            if isinstance(agg, NotBound):  # the library lacks the op: as in the ops check
+                yield ctx.row(CHECK, f"op:{op}", "skipped", detail=str(agg))
+            elif isinstance(agg, str):
+                yield ctx.row(CHECK, f"op:{op}", "error", detail=agg)
+            else:
+                outputs.append(agg)
+        if not outputs:
             continue
-        except HostError as exc:
-            yield ctx.row(CHECK, f"op:{op}", "error", detail=f"{type(exc).__name__}: {exc}")
-            continue
+        worst = max(agg.metrics["max_abs_err"] for agg in outputs)
+        failure = next((agg.failure for agg in outputs if agg.failure), "")
+        n = sum(agg.n_cases for agg in outputs)
         yield ctx.row(
             CHECK, f"op:{op}", "fail" if failure else "pass", metric="max_abs_err", value=worst,
             detail=failure or f"{n} outputs over {len(chosen)} cases within the ops tolerance",

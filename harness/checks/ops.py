@@ -494,16 +494,21 @@ def _as_output(value: Any, dtype: type[np.floating[Any]]) -> NDArray[Any]:
     return np.asarray(value, dtype=dtype)
 
 
-def op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> list[ParityResult]:
-    """Run ``op`` on ``case`` through the kernels and the float64 reference; compare each output.
+@dataclass(frozen=True)
+class Prepared:
+    """One op's case, drawn and computed once: the inputs, the float64 reference's outputs and
+    the dims the tolerances read. A diagnosis compares every guess's outputs against it."""
 
-    Inputs are drawn from ``default_rng((seed, case))``. Every output is compared in turn
-    (shape, dtype, non-finite, values) with its tolerance from
-    :func:`harness.tolerance.op_tolerance`.
-    An output the reference has and the kernel lacks (or the reverse) is a shape-stage failure.
-    An op the artifact's binding lacks raises :class:`NotBound`; one whose export omits an
-    optional argument (a matmul without bias) runs without it on both sides.
-    """
+    op: str
+    inputs: Arrays
+    expected: Arrays
+    dims: Mapping[str, float]
+
+
+def prepare(kernels: Kernels, op: str, case: Case, seed: int = 0) -> Prepared:
+    """Draw ``op``'s inputs for ``case`` from ``default_rng((seed, case))`` and run the float64
+    reference on them. An op the artifact's binding lacks raises :class:`NotBound`; one whose
+    export omits an optional argument (a matmul without bias) gets inputs without it."""
     spec = SPECS[op]
     call = kernels.bound(op)
     rng = np.random.default_rng((seed, sum(map(ord, f"{op}/{case.name}"))))
@@ -512,12 +517,19 @@ def op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> list[Pari
     if spec.unbiased is not None and any(a not in call.args for a in optional):
         inputs = spec.unbiased(inputs)
     expected = spec.run(ref_ops, {k: _wide(v) for k, v in inputs.items()})
-    found = spec.run(kernels, inputs)
     dims: dict[str, float] = {**case.dims, **spec.extra_dims(inputs, case)}
+    return Prepared(op, inputs, expected, dims)
+
+
+def kernel_parity(kernels: Kernels, prepared: Prepared) -> list[ParityResult]:
+    """Run the op through ``kernels`` on the prepared inputs; compare each output with the
+    prepared reference (the kernel client leaves its inputs untouched, so they can be reused)."""
+    op, inputs, expected = prepared.op, prepared.inputs, prepared.expected
+    found = SPECS[op].run(kernels, inputs)
     results = []
     for name in [*expected, *(n for n in found if n not in expected)]:
         subject = f"{op}.{name}"
-        tol = op_tolerance(op, name, dims)
+        tol = op_tolerance(op, name, prepared.dims)
         if name not in found or name not in expected:
             side = "kernel" if name not in found else "reference"
             msg = f"{subject}: shape stage: the {side} has no output {name!r}"
@@ -530,20 +542,31 @@ def op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> list[Pari
     return results
 
 
-def diagnose_op(kernels: Kernels, op: str, case: Case, seed: int = 0, rerun: bool = True) -> str:
-    """Why ``op`` fails parity on ``case``, if a corrected binding explains it; else "".
+def op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> list[ParityResult]:
+    """Run ``op`` on ``case`` through the kernels and the float64 reference; compare each output.
 
-    :func:`ops_diagnosis.diagnose` tries its hypotheses on the same case and seed (an
-    explanation: every output passes). It sizes them from the op's last call: ``rerun`` makes
-    that call first (False: the caller just ran ``op`` on ``case``).
+    Inputs are drawn from ``default_rng((seed, case))`` (:func:`prepare`). Every output is
+    compared in turn (shape, dtype, non-finite, values) with its tolerance from
+    :func:`harness.tolerance.op_tolerance`.
+    An output the reference has and the kernel lacks (or the reverse) is a shape-stage failure.
+    An op the artifact's binding lacks raises :class:`NotBound`; one whose export omits an
+    optional argument (a matmul without bias) runs without it on both sides.
     """
-    if rerun:
-        op_parity(kernels, op, case, seed)
+    return kernel_parity(kernels, prepare(kernels, op, case, seed))
+
+
+def diagnose_op(kernels: Kernels, prepared: Prepared) -> str:
+    """Why the op of ``prepared`` fails parity, if a corrected binding explains it; else "".
+
+    :func:`ops_diagnosis.diagnose` tries its hypotheses on the same inputs, against the float64
+    reference ``prepared`` computed once for all of them (an explanation: every output passes).
+    It sizes them from the op's last call, so ``kernels`` must just have run it on them.
+    """
 
     def passes(k: Kernels) -> bool:
-        return all(r.ok for r in op_parity(k, op, case, seed))
+        return all(r.ok for r in kernel_parity(k, prepared))
 
-    return diagnose(kernels, op, passes)
+    return diagnose(kernels, prepared.op, passes)
 
 
 def with_cause(subject: str, cause: str, message: str) -> str:
@@ -554,10 +577,11 @@ def with_cause(subject: str, cause: str, message: str) -> str:
 def assert_op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> None:
     """Raise :class:`ParityError` naming the op, output, case and stage of the first failure,
     and the wrong-binding diagnosis when one explains it."""
-    for r in op_parity(kernels, op, case, seed):
+    prepared = prepare(kernels, op, case, seed)
+    for r in kernel_parity(kernels, prepared):
         if not r.ok:
             try:
-                cause = diagnose_op(kernels, op, case, seed, rerun=False)
+                cause = diagnose_op(kernels, prepared)
             except GuessCrashed as exc:
                 cause = str(exc)
             message = with_cause(r.name, cause, f"[{case.describe()}] {r.message}")
@@ -600,7 +624,7 @@ def validate_options(options: Mapping[str, Any]) -> None:
 
 
 @dataclass
-class _Worst:
+class Worst:
     """The aggregate of one (op, output) over cases: max metrics, first failure, worst pass."""
 
     metrics: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRICS, 0.0))
@@ -624,14 +648,16 @@ class _Worst:
             self.worst_ratio, self.worst_detail = ratio, text
 
 
-def _run_cases(
+def run_cases(
     kernels: Kernels, ops: Sequence[str], case_list: Sequence[Case], seed: int
-) -> Iterator[tuple[str, str, _Worst | str | NotBound]]:
-    """Yield (op, output, aggregate) per output, (op, "", error text) when an op errors, or
-    (op, "", NotBound) when the artifact's binding lacks it."""
+) -> Iterator[tuple[str, str, Worst | str | NotBound]]:
+    """Run ``ops`` over ``case_list`` (each op on the cases that apply to it), diagnosing an
+    op's first failing case: yield (op, output, aggregate) per output, (op, "", error text)
+    when an op errors, or (op, "", NotBound) when the artifact's binding lacks it. The ops
+    check and the memory64 check report from it."""
     for op in ops:
         spec = SPECS[op]
-        worst: dict[str, _Worst] = {}
+        worst: dict[str, Worst] = {}
         error = ""
         cause: str | None = None  # the diagnosis of the op's first failing case
         crashed: HostCrashed | HostTimeout | None = None  # by a diagnosis guess
@@ -646,10 +672,11 @@ def _run_cases(
             if case.dense and not all((op, o) in ELEMENTWISE_RULES for o in spec.outputs):
                 continue
             try:
-                results = op_parity(kernels, op, case, seed)
+                prepared = prepare(kernels, op, case, seed)
+                results = kernel_parity(kernels, prepared)
                 if cause is None and not all(r.ok for r in results):
                     try:
-                        cause = diagnose_op(kernels, op, case, seed, rerun=False)
+                        cause = diagnose_op(kernels, prepared)
                     except GuessCrashed as exc:  # keep this case's failure, then stop
                         cause, crashed = str(exc), exc.error
             except (HostCrashed, HostTimeout):
@@ -658,7 +685,7 @@ def _run_cases(
                 error = f"[{case.describe()}] {type(exc).__name__}: {exc}"
                 break
             for r in results:
-                worst.setdefault(r.name.split(".", 1)[1], _Worst()).add(case, r)
+                worst.setdefault(r.name.split(".", 1)[1], Worst()).add(case, r)
             if crashed is not None:
                 break
         if error:
@@ -679,7 +706,7 @@ def run(ctx: CellContext) -> Iterator[Row]:
     ops = list(ctx.options.get("ops", list(OPS)))
     case_list = cases(ctx.preset, seed, include_large=bool(ctx.options.get("large", True)))
     kernels = Kernels(ctx.instance)
-    for op, output, agg in _run_cases(kernels, ops, case_list, seed):
+    for op, output, agg in run_cases(kernels, ops, case_list, seed):
         if isinstance(agg, NotBound):
             # a library binds the ops it has: one it lacks is no error of the cell
             yield ctx.row(CHECK, op, "skipped", detail=f"{op}: not bound: {agg}")

@@ -7,8 +7,11 @@ the Node and Chromium hosts reuse it before handing a module to their engines.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import wasmtime
@@ -17,7 +20,7 @@ from harness.abi import EXPORTS, Signature, as_i32
 from harness.artifact import Artifact
 from harness.engines.call_loop import roundtrips, time_loop
 from harness.engines.signatures import artifact_signatures
-from harness.formats import WasmTypes
+from harness.formats import WasmTypes, export_mismatches
 from harness.hosts.base import (
     ABIError,
     CorruptArtifact,
@@ -60,6 +63,10 @@ def parse_module(engine: wasmtime.Engine, path: Path, label: str) -> wasmtime.Mo
         data = path.read_bytes()
     except OSError as exc:
         raise CorruptArtifact(f"{label}: {exc}") from exc
+    return _compile(engine, data, path, label)
+
+
+def _compile(engine: wasmtime.Engine, data: bytes, path: Path, label: str) -> wasmtime.Module:
     try:
         return wasmtime.Module(engine, data)
     except wasmtime.WasmtimeError as exc:
@@ -71,17 +78,59 @@ def _valtypes(types: Any) -> tuple[str, ...]:
     return tuple(str(t) for t in types)
 
 
-def func_types(module: wasmtime.Module) -> dict[str, WasmTypes]:
-    """Each function export of ``module``: name -> (wasm param types, wasm result types)."""
-    return {
-        e.name: (_valtypes(e.type.params), _valtypes(e.type.results))
-        for e in module.exports
-        if isinstance(e.type, wasmtime.FuncType)
-    }
+@dataclass(frozen=True)
+class ModuleInfo:
+    """What the static checks read of a parsed module: its exports' and imports' types."""
+
+    funcs: Mapping[str, WasmTypes]  # function exports: name -> (param types, result types)
+    others: Mapping[str, str]  # every other export: name -> its type as wasmtime prints it
+    memory_is_64: bool | None  # the exported linear memory's width; None: none exported
+    # (module, name, is 64-bit: None if not a memory) of each import
+    imports: tuple[tuple[str, str | None, bool | None], ...]
+
+    @classmethod
+    def of(cls, module: wasmtime.Module) -> ModuleInfo:
+        """Read ``module``'s exports and imports."""
+        funcs: dict[str, WasmTypes] = {}
+        others: dict[str, str] = {}
+        memory_is_64 = None
+        for e in module.exports:
+            if isinstance(e.type, wasmtime.FuncType):
+                funcs[e.name] = (_valtypes(e.type.params), _valtypes(e.type.results))
+            else:
+                others[e.name] = str(e.type)
+                if e.name == MEMORY_EXPORT and isinstance(e.type, wasmtime.MemoryType):
+                    memory_is_64 = e.type.is_64
+        imports = tuple(
+            (i.module, i.name, i.type.is_64 if isinstance(i.type, wasmtime.MemoryType)
+             else None)
+            for i in module.imports
+        )  # fmt: skip
+        return cls(MappingProxyType(funcs), MappingProxyType(others), memory_is_64, imports)
+
+
+# Parsed modules' ModuleInfo by (sha256 of the bytes, threads engine): a run reads each module
+# at load (the binding's check) and again in the static check; compiling it is the costly part.
+# Keyed by content, so what a cell sees never depends on what ran before it.
+_INFO: dict[tuple[str, bool], ModuleInfo] = {}
+
+
+def read_module(path: Path, label: str, *, threads: bool = False) -> ModuleInfo:
+    """:func:`parse_module` with a ``threads`` engine (or not), once per module content per
+    process; CorruptArtifact if it is not valid wasm (not memoized: it says so each time)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptArtifact(f"{label}: {exc}") from exc
+    key = (hashlib.sha256(data).hexdigest(), threads)
+    info = _INFO.get(key)
+    if info is None:
+        info = _INFO[key] = ModuleInfo.of(_compile(make_engine(threads=threads), data, path, label))
+    return info
 
 
 def check_module_abi(
-    module: wasmtime.Module,
+    module: wasmtime.Module | ModuleInfo,
     ptr_width: int,
     label: str,
     wanted: Mapping[str, Signature] = EXPORTS,
@@ -94,47 +143,50 @@ def check_module_abi(
 
     ``freestanding``: the module must export its memory and import nothing (the ``wasm`` format);
     otherwise (emscripten) the memory may be imported (``-pthread``) and imports are the glue's.
+    The exports are compared by :func:`harness.formats.export_mismatches`, as a binding's are.
     """
     if ptr_width not in (32, 64):
         raise ABIError(f"{label}: ptr_width must be 32 or 64, got {ptr_width}")
-    exports = {e.name: e.type for e in module.exports}
-    missing = [name for name in wanted if name not in exports]
+    info = module if isinstance(module, ModuleInfo) else ModuleInfo.of(module)
+    misses = export_mismatches(info.funcs, wanted, ptr_width)
+    missing = [m.name for m in misses if m.found is None and m.name not in info.others]
     if missing:
         raise MissingExport(f"{label}: module lacks export(s) {', '.join(missing)}{hint}")
-    for name, sig in wanted.items():
-        ty = exports[name]
-        expected = sig.wasm_types(ptr_width)
-        if not isinstance(ty, wasmtime.FuncType):
-            raise ABIError(f"{label}: export {name} expected a function {expected}, found {ty}")
-        found = (_valtypes(ty.params), _valtypes(ty.results))
-        if found != expected:
-            raise ABIError(f"{label}: export {name} expected {expected}, found {found}")
-    mem = exports.get(MEMORY_EXPORT)
-    if not freestanding and not isinstance(mem, wasmtime.MemoryType):
-        imported = [i.type for i in module.imports if isinstance(i.type, wasmtime.MemoryType)]
-        mem = imported[0] if imported else mem
-    if not isinstance(mem, wasmtime.MemoryType):
+    if misses:  # the first, in wanted's order
+        m = misses[0]
+        if m.found is None:
+            raise ABIError(
+                f"{label}: export {m.name} expected a function {m.expected}, "
+                f"found {info.others[m.name]}"
+            )
+        raise ABIError(f"{label}: export {m.name} expected {m.expected}, found {m.found}")
+    is_64 = info.memory_is_64
+    if not freestanding and is_64 is None:
+        imported = [m for (_, _, m) in info.imports if m is not None]
+        is_64 = imported[0] if imported else None
+    if is_64 is None:
         raise MissingExport(f"{label}: module lacks its linear memory export {MEMORY_EXPORT!r}")
-    if (64 if mem.is_64 else 32) != ptr_width:
+    if (64 if is_64 else 32) != ptr_width:
         raise ABIError(
-            f"{label}: memory is {'64' if mem.is_64 else '32'}-bit but the artifact's "
+            f"{label}: memory is {'64' if is_64 else '32'}-bit but the artifact's "
             f"ptr_width is {ptr_width}"
         )
-    if freestanding and module.imports:
-        names = ", ".join(f"{i.module}.{i.name}" for i in module.imports)
+    if freestanding and info.imports:
+        names = ", ".join(f"{mod}.{name}" for (mod, name, _) in info.imports)
         raise ABIError(f"{label}: module imports {names}; the ABI provides no imports")
 
 
 def validate_wasm_abi(
     path: Path, ptr_width: int, wanted: Mapping[str, Signature] = EXPORTS
 ) -> None:
-    """Parse the module at ``path`` and check it against the ABI; raises on any mismatch.
+    """Parse the module at ``path`` (once per content: :func:`read_module`) and check it against
+    the ABI; raises on any mismatch.
 
     CorruptArtifact (not wasm / fails validation, wasmtime's message), MissingExport (an ABI
     export or the memory is absent), ABIError (a func type differs: names the export, the
     expected and the found types; or the memory width differs from ``ptr_width``).
     """
-    check_module_abi(parse_module(make_engine(), path, str(path)), ptr_width, str(path), wanted)
+    check_module_abi(read_module(path, str(path)), ptr_width, str(path), wanted)
 
 
 def _i64(v: int) -> int:

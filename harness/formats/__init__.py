@@ -42,6 +42,37 @@ WasmTypes = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
+class ExportMismatch:
+    """One export a module lacks (``found`` None) or has with other wasm types than wanted."""
+
+    name: str
+    expected: WasmTypes  # the wanted signature's wasm types at the pointer width
+    found: WasmTypes | None  # None: not among the module's (function) exports
+
+
+def export_mismatches(
+    found: Mapping[str, WasmTypes | None], wanted: Mapping[str, Signature], ptr_width: int
+) -> list[ExportMismatch]:
+    """Each export of ``wanted`` that ``found`` lacks or types otherwise at ``ptr_width``, in
+    ``wanted``'s order: the one comparison of exports against wasm types (the binding's check
+    at load and the format's static check both report from it).
+
+    ``found`` maps export name -> (wasm param types, wasm result types), or -> None where the
+    module knows names only (a native symbol table): such an export is never mistyped.
+    """
+    out = []
+    for name, sig in wanted.items():
+        expected = sig.wasm_types(ptr_width)
+        if name not in found:
+            out.append(ExportMismatch(name, expected, None))
+            continue
+        types = found[name]
+        if types is not None and (tuple(types[0]), tuple(types[1])) != expected:
+            out.append(ExportMismatch(name, expected, (tuple(types[0]), tuple(types[1]))))
+    return out
+
+
+@dataclass(frozen=True)
 class FileDigest:
     """One file of an artifact: its role in the format, its path and its sha256."""
 

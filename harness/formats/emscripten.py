@@ -52,7 +52,7 @@ class EmscriptenFormat(ArtifactFormat):
         self, files: Mapping[str, Path], ptr_width: int, wanted: Mapping[str, Signature]
     ) -> None:
         """Check the glue and the module without running either (see the module docstring)."""
-        from harness.engines.wasmtime_engine import check_module_abi, make_engine, parse_module
+        from harness.engines.wasmtime_engine import check_module_abi, read_module
         from harness.hosts.base import CorruptArtifact, MissingExport
 
         glue = files["glue"]
@@ -61,12 +61,12 @@ class EmscriptenFormat(ArtifactFormat):
                 f"{glue}: no `export default` factory: not an -sMODULARIZE -sEXPORT_ES6 glue"
             )
         label = str(files["wasm"])
-        module = parse_module(make_engine(threads=True), files["wasm"], label)
+        module = read_module(files["wasm"], label, threads=True)
         check_module_abi(
             module, ptr_width, label, wanted, freestanding=False,
             hint=" (the glue offers an export as `_name` only if -sEXPORTED_FUNCTIONS lists it)",
         )  # fmt: skip
-        shared = any(i.module == "env" and i.name == "memory" for i in module.imports)
+        shared = any(imp[:2] == ("env", "memory") for imp in module.imports)
         if shared and "worker" not in files:
             raise MissingExport(
                 f"{label}: imports its memory (a -pthread build) but the artifact lists no "
@@ -76,10 +76,10 @@ class EmscriptenFormat(ArtifactFormat):
     def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None]:
         """The ``.wasm``'s function exports under their C names (the glue adds the ``_``), with
         their wasm types; CorruptArtifact if it does not parse."""
-        from harness.engines.wasmtime_engine import func_types, make_engine, parse_module
+        from harness.engines.wasmtime_engine import read_module
 
         path = files[self.exports_role]
-        return func_types(parse_module(make_engine(threads=True), path, str(path)))
+        return read_module(path, str(path), threads=True).funcs
 
 
 FORMAT = EmscriptenFormat()

@@ -42,10 +42,10 @@ class WasmFormat(ArtifactFormat):
     def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None]:
         """The module's function exports with their wasm types; CorruptArtifact if it does not
         parse."""
-        from harness.engines.wasmtime_engine import func_types, make_engine, parse_module
+        from harness.engines.wasmtime_engine import read_module
 
         path = files[self.exports_role]
-        return func_types(parse_module(make_engine(), path, str(path)))
+        return read_module(path, str(path)).funcs
 
 
 FORMAT = WasmFormat()

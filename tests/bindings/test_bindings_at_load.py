@@ -49,7 +49,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
 @pytest.fixture(scope="module")
 def lib2_em(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     """lib2 built by emcc as wasm32, as a manifest entry bound by lib2's binding file."""
-    files, sha = digest(build_lib2_emscripten(tmp_path_factory.mktemp("lib2em"), "lib2-em-wasm32"))
+    name = "lib2-em-wasm32"
+    files, sha = digest(build_lib2_emscripten(tmp_path_factory.mktemp("lib2em"), [name])[name])
     return Artifact(name="lib2-em-wasm32", format="emscripten", path=files[0].path, sha256=sha,
                     ptr_width=32, target="wasm32-unknown-emscripten", files=files,
                     binding=LIB2_BINDING)  # fmt: skip

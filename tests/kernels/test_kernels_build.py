@@ -133,6 +133,26 @@ def test_compile_error_raises_build_error_with_compiler_message(tmp_path: Path) 
         build.build_variant(tmp_path, broken)
 
 
+def test_run_tools_runs_its_jobs_at_once_and_names_every_failure(tmp_path: Path) -> None:
+    """run_tools (every multi-artifact build: ours and lib2's emcc builds) starts all jobs
+    before waiting: a job waiting for a file a later job writes finishes (one after the other
+    it would time out). Every failing or unstartable job is named in one BuildError."""
+    flag = tmp_path / "flag"
+    waits = ["sh", "-c", f"while [ ! -e {flag} ]; do sleep 0.05; done"]
+    build.run_tools([("waits", waits), ("writes", ["touch", str(flag)])], "sh", timeout_s=60)
+    bad = [
+        ("a", ["sh", "-c", "echo boom-a >&2; exit 3"]),
+        ("ok", ["true"]),
+        ("b", ["sh", "-c", "echo boom-b >&2; exit 4"]),
+        ("c", [str(tmp_path / "absent")]),
+    ]
+    with pytest.raises(build.BuildError) as info:
+        build.run_tools(bad, "sh", timeout_s=60)
+    text = str(info.value)
+    assert "a: sh failed (exit 3):\nboom-a" in text and "b: sh failed (exit 4):\nboom-b" in text
+    assert "c: cannot start sh" in text and "ok:" not in text
+
+
 def test_cli_exits_2_with_the_compiler_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,7 +22,6 @@ from harness.bindings.model_layout import ModelDims, ParamLayout, layout_of
 from harness.build import REPO_ROOT
 from harness.build_lib2 import LIB2_BINDING
 from reference.model import Params
-from reference.presets import ModelConfig
 
 F32 = NDArray[np.float32]
 VOCAB = 256
@@ -75,42 +74,21 @@ def f32(a: NDArray[Any]) -> F32:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-@dataclass(frozen=True)
-class Dims:
-    """A lib2 model config, in tg_model_create's argument order."""
-
-    ctx: int
-    n_layers: int
-    n_heads: int
-    d_model: int
-    d_mlp: int
-
-    def num_params(self) -> int:
-        """lib2.h's formula: 256 C + ctx C + L (4 C^2 + 2 C F + 9 C + F) + 2 C."""
-        C, F, L = self.d_model, self.d_mlp, self.n_layers
-        return VOCAB * C + self.ctx * C + L * (4 * C * C + 2 * C * F + 9 * C + F) + 2 * C
-
-    def model_dims(self) -> ModelDims:
-        """The canonical create call's dims."""
-        return ModelDims(VOCAB, self.ctx, self.n_layers, self.n_heads, self.d_model, self.d_mlp)
-
-    def reference_config(self) -> ModelConfig:
-        """The reference model of the same architecture (needs d_mlp == 4 d_model)."""
-        if self.d_mlp != 4 * self.d_model:
-            raise ValueError(f"the reference MLP is 4C wide; lib2 dims {self} are not")
-        return ModelConfig("lib2", n_layer=self.n_layers, n_head=self.n_heads,
-                           n_embd=self.d_model, block_size=self.ctx, vocab_size=VOCAB)  # fmt: skip
+def num_params(d: ModelDims) -> int:
+    """lib2.h's formula: vocab C + ctx C + L (4 C^2 + 2 C F + 9 C + F) + 2 C."""
+    C, F, L = d.d_model, d.d_mlp, d.n_layer
+    return d.vocab * C + d.ctx * C + L * (4 * C * C + 2 * C * F + 9 * C + F) + 2 * C
 
 
-def split(d: Dims, flat: NDArray[Any]) -> dict[tuple[str, int | None], NDArray[Any]]:
+def split(d: ModelDims, flat: NDArray[Any]) -> dict[tuple[str, int | None], NDArray[Any]]:
     """Cut a flat lib2 buffer into its tensors (views), keyed by ``(name, layer)``: the
     binding's ``[model.params]`` layout."""
-    return _params().split(d.model_dims(), flat)
+    return _params().split(d, flat)
 
 
-def to_reference(d: Dims, flat: NDArray[Any], dtype: type[np.floating[Any]]) -> Params:
+def to_reference(d: ModelDims, flat: NDArray[Any], dtype: type[np.floating[Any]]) -> Params:
     """lib2's flat parameters as the reference model's ``{name: array}`` (the binding's map)."""
-    return _params().to_reference(d.reference_config(), flat, dtype)
+    return _params().to_reference(d.reference_config("lib2"), flat, dtype)
 
 
 def _params() -> ParamLayout:
@@ -144,10 +122,10 @@ def parse_state(blob: bytes, n_params: int) -> State:
 class Model:
     """A lib2 model handle (freed on close)."""
 
-    def __init__(self, lib: ctypes.CDLL, d: Dims, seed: int) -> None:
-        """tg_model_create(256, ctx, n_layers, n_heads, d_model, d_mlp, seed)."""
+    def __init__(self, lib: ctypes.CDLL, d: ModelDims, seed: int) -> None:
+        """tg_model_create(vocab, ctx, n_layer, n_head, d_model, d_mlp, seed)."""
         self.lib, self.dims = lib, d
-        h = lib.tg_model_create(VOCAB, d.ctx, d.n_layers, d.n_heads, d.d_model, d.d_mlp, seed)
+        h = lib.tg_model_create(d.vocab, d.ctx, d.n_layer, d.n_head, d.d_model, d.d_mlp, seed)
         assert h, f"tg_model_create refused {d}"
         self.handle: int = h
         self._data: NDArray[np.uint8] | None = None

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from harness.artifact import Artifact
 from harness.bindings.canonical import OPS as CANONICAL
+from harness.checks import memory64
+from harness.checks import ops as ops_check
 from harness.checks.base import CellContext
 from harness.checks.ops import OPS, SPECS, Case, assert_op_parity, cases, op_parity, run
 from harness.formats import file_sha256
@@ -147,6 +150,57 @@ def test_swapped_args_are_named(host: NativeHost, lib2_so: Path, tmp_path: Path)
     )
 
 
+def test_diagnosis_draws_inputs_and_the_reference_once(
+    host: NativeHost, lib2_so: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every guess of the diagnosis is compared against the one prepared case: the inputs and
+    the float64 reference are computed once, however many guesses run."""
+    prepared: list[str] = []
+    compared: list[str] = []
+    real_prepare, real_parity = ops_check.prepare, ops_check.kernel_parity
+
+    def counting_prepare(kernels: Kernels, op: str, case: Case, seed: int = 0) -> Any:
+        prepared.append(op)
+        return real_prepare(kernels, op, case, seed)
+
+    def counting_parity(kernels: Kernels, p: Any) -> Any:
+        compared.append(p.op)
+        return real_parity(kernels, p)
+
+    monkeypatch.setattr(ops_check, "prepare", counting_prepare)
+    monkeypatch.setattr(ops_check, "kernel_parity", counting_parity)
+    wrong = _wrong(tmp_path, 'args = ["x", "w", "b", "out",', 'args = ["x", "b", "w", "out",')
+    inst = host.load(_artifact(lib2_so, wrong))
+    try:
+        with pytest.raises(ParityError, match="with args 'b' and 'w' swapped it passes"):
+            assert_op_parity(Kernels(inst), "layernorm_forward", CASES["odd"])
+    finally:
+        inst.close()
+    assert prepared == ["layernorm_forward"]
+    assert len(compared) >= 3  # the failing call and at least two guesses (layouts first)
+
+
+def test_memory64_check_names_the_swap_as_the_ops_check_does(
+    host: NativeHost, lib2_so: Path, tmp_path: Path
+) -> None:
+    """The memory64 check folds the ops check's cases (run_cases): the swapped LayerNorm
+    binding's op row fails with the diagnosis, an op lib2 lacks is skipped, a good op passes."""
+    wrong = _wrong(tmp_path, 'args = ["x", "w", "b", "out",', 'args = ["x", "b", "w", "out",')
+    inst = host.load(_artifact(lib2_so, wrong))
+    try:
+        ops = ["layernorm_forward", "crossentropy_forward", "matmul_forward"]
+        ctx = CellContext("native", "ctypes", inst.artifact, PRESETS["tiny"], inst,
+                          options={"ops": ops})  # fmt: skip
+        rows = {r.subject: r for r in memory64.run(ctx)}
+    finally:
+        inst.close()
+    assert [s for s in rows if s.startswith("op:")] == [f"op:{op}" for op in ops]
+    assert rows["op:layernorm_forward"].status == "fail"
+    assert "with args 'b' and 'w' swapped it passes" in rows["op:layernorm_forward"].detail
+    assert rows["op:crossentropy_forward"].status == "skipped"
+    assert rows["op:matmul_forward"].status == "pass"
+
+
 def test_unexplained_failure_keeps_the_plain_cause(
     host: NativeHost, lib2_so: Path, tmp_path: Path
 ) -> None:
@@ -199,11 +253,11 @@ def test_a_guess_that_crashes_the_host_keeps_the_failure(
     got: list[tuple[str, str, object]] = []
     try:
         with pytest.raises(HostCrashed):
-            for item in ops_check._run_cases(Kernels(inst), ["matmul_forward"],
+            for item in ops_check.run_cases(Kernels(inst), ["matmul_forward"],
                                              [CASES["odd"], CASES["random"]], 0):  # fmt: skip
                 got.append(item)
     finally:
         inst.close()
     ((op, output, agg),) = got
     assert (op, output) == ("matmul_forward", "out")
-    assert isinstance(agg, ops_check._Worst) and "crashed the host" in agg.failure
+    assert isinstance(agg, ops_check.Worst) and "crashed the host" in agg.failure

@@ -62,7 +62,7 @@ def em_twice(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict[s
     if emcc_path() is None:
         pytest.skip(f"emcc not found: lib2's emscripten builds need `{EMCC_INSTALL}`")
     dirs = (tmp_path_factory.mktemp("em-a"), tmp_path_factory.mktemp("em-b"))
-    return tuple({n: build_lib2_emscripten(d, n) for n in EM_BUILDS} for d in dirs)
+    return tuple(build_lib2_emscripten(d) for d in dirs)  # each dir's three concurrently
 
 
 @pytest.mark.slow  # six emcc builds: ~20 s warm, minutes on a cold wasm64 cache
@@ -101,4 +101,4 @@ def test_missing_emcc_names_the_install_command(
     monkeypatch.setenv("PATH", str(tmp_path))
     assert shutil.which("emcc") is None
     with pytest.raises(BuildError, match=f"`{EMCC_INSTALL}`"):
-        build_lib2_emscripten(tmp_path, "lib2-em-wasm32")
+        build_lib2_emscripten(tmp_path, ["lib2-em-wasm32"])

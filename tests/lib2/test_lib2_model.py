@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from harness.bindings import load_binding_cached
-from harness.bindings.model_layout import layout_of
+from harness.bindings.model_layout import ModelDims, layout_of
 from harness.build import REPO_ROOT
 from harness.build_lib2 import LIB2_BINDING
 from harness.tolerance import model_tolerance
@@ -23,9 +23,9 @@ from reference.model import GPT
 from reference.presets import param_count
 from reference.sampler import SamplerRNG, reachable_tokens
 from reference.train import AdamWState, adamw_step, eval_loss
-from tests.lib2.lib2_native import VOCAB, Dims, Model, parse_state, split, to_reference
+from tests.lib2.lib2_native import VOCAB, Model, num_params, parse_state, split, to_reference
 
-DIMS = Dims(ctx=16, n_layers=2, n_heads=2, d_model=16, d_mlp=64)
+DIMS = ModelDims(VOCAB, ctx=16, n_layer=2, n_head=2, d_model=16, d_mlp=64)
 SEED = 1234
 DATA_STREAM = 0xDA7A5EED  # lib2.h: the batch stream is rng(seed ^ 0xDA7A5EED)
 # a corpus with structure (so training moves the loss) and every byte value present
@@ -54,23 +54,28 @@ def model(lib2: ctypes.CDLL) -> Iterator[Model]:
 
 def _reference(m: Model) -> GPT:
     """The float64 reference model holding lib2's current weights."""
-    cfg = DIMS.reference_config()
+    cfg = DIMS.reference_config("lib2")
     return GPT(cfg, to_reference(DIMS, m.state().params, np.float64))
 
 
 @pytest.mark.parametrize(
     "dims",
-    [DIMS, Dims(8, 1, 1, 8, 32), Dims(32, 3, 4, 32, 128), Dims(5, 2, 3, 12, 20)],
+    [
+        DIMS,
+        ModelDims(VOCAB, 8, 1, 1, 8, 32),
+        ModelDims(VOCAB, 32, 3, 4, 32, 128),
+        ModelDims(VOCAB, 5, 2, 3, 12, 20),
+    ],
     ids=str,
 )
-def test_num_params_matches_the_formula(lib2: ctypes.CDLL, dims: Dims) -> None:
-    """tg_model_num_params is lib2.h's formula; with d_mlp = 4C it is the reference's count."""
+def test_num_params_matches_the_formula(lib2: ctypes.CDLL, dims: ModelDims) -> None:
+    """tg_model_num_params is lib2.h's formula and the reference's count at the same dims (d_mlp
+    4C or not)."""
     m = Model(lib2, dims, 1)
     try:
-        assert m.num_params() == dims.num_params()
-        assert m.state().params.size == dims.num_params()
-        if dims.d_mlp == 4 * dims.d_model:
-            assert m.num_params() == param_count(dims.reference_config())
+        assert m.num_params() == num_params(dims)
+        assert m.state().params.size == num_params(dims)
+        assert m.num_params() == param_count(dims.reference_config("lib2"))
     finally:
         m.close()
 
@@ -94,14 +99,14 @@ def test_init_is_the_documented_layout_and_distribution(model: Model) -> None:
     """LayerNorm gammas are 1, biases 0, weights ~ N(0, 0.02) (projections / sqrt(2L))."""
     t = split(DIMS, model.state().params)
     assert np.all(t[("lnf_g", None)] == 1.0) and np.all(t[("lnf_b", None)] == 0.0)
-    for layer in range(DIMS.n_layers):
+    for layer in range(DIMS.n_layer):
         assert np.all(t[("ln1_g", layer)] == 1.0) and np.all(t[("bq", layer)] == 0.0)
         assert np.all(t[("b1", layer)] == 0.0) and np.all(t[("b2", layer)] == 0.0)
     wte = t[("wte", None)]
     # 4096 draws: the sample std is within 5% of 0.02 with overwhelming probability
     assert abs(float(wte.std()) - 0.02) < 0.001 and abs(float(wte.mean())) < 0.001
-    w2 = np.concatenate([t[("W2", i)].ravel() for i in range(DIMS.n_layers)])
-    assert abs(float(w2.std()) - 0.02 / math.sqrt(2 * DIMS.n_layers)) < 0.0006
+    w2 = np.concatenate([t[("W2", i)].ravel() for i in range(DIMS.n_layer)])
+    assert abs(float(w2.std()) - 0.02 / math.sqrt(2 * DIMS.n_layer)) < 0.0006
 
 
 def test_first_uniform_of_the_init_stream_is_the_reference_sampler_rng(model: Model) -> None:
@@ -123,7 +128,7 @@ def test_loss_at_init_is_ln_vocab_and_matches_the_reference(model: Model) -> Non
         assert abs(found - math.log(VOCAB)) < 0.05
         ref = eval_loss(_reference(model), np.frombuffer(tokens, np.uint8).astype(np.int64),
                         context_length=DIMS.ctx, batch_size=4, max_batches=3)  # fmt: skip
-        tol = model_tolerance("loss", n_layer=DIMS.n_layers, n_embd=DIMS.d_model,
+        tol = model_tolerance("loss", n_layer=DIMS.n_layer, n_embd=DIMS.d_model,
                               seq_len=DIMS.ctx, batch=12).tolerance  # fmt: skip
         assert abs(found - ref) <= tol.atol + tol.rtol * abs(ref), (which, found, ref)
 
@@ -156,7 +161,7 @@ def test_training_trajectory_matches_the_reference_from_exported_weights(model: 
                                           lr=LR, decayed=LAYOUT.reference_decayed())  # fmt: skip
         ref_losses.append(loss)
     found = [model.train_step(batch, LR, CLIP) for _ in range(steps)]
-    rule = model_tolerance("trajectory", n_layer=DIMS.n_layers, n_embd=DIMS.d_model,
+    rule = model_tolerance("trajectory", n_layer=DIMS.n_layer, n_embd=DIMS.d_model,
                            seq_len=DIMS.ctx, batch=batch, steps=steps).tolerance  # fmt: skip
     for i, (f, r) in enumerate(zip(found, ref_losses, strict=True)):
         assert abs(f - r) <= rule.atol + rule.rtol * abs(r), (i, found, ref_losses, rule.reason)
@@ -176,7 +181,7 @@ def test_trajectory_comparison_fails_with_a_wrong_batch_stream(model: Model) -> 
     offs = np.asarray(starts)[:, None] + np.arange(DIMS.ctx)[None, :]
     ref_loss = ref.forward(data[offs], data[offs + 1])[1]
     assert ref_loss is not None
-    rule = model_tolerance("trajectory", n_layer=DIMS.n_layers, n_embd=DIMS.d_model,
+    rule = model_tolerance("trajectory", n_layer=DIMS.n_layer, n_embd=DIMS.d_model,
                            seq_len=DIMS.ctx, batch=4, steps=1).tolerance  # fmt: skip
     found = model.train_step(4, 3e-3, 1.0)
     assert abs(found - ref_loss) > rule.atol + rule.rtol * abs(ref_loss)
@@ -199,7 +204,7 @@ def test_generation_matches_the_reference_sampler(
     ref = _reference(model)
     rng = SamplerRNG(seed)
     seq = list(prompt)
-    rule = model_tolerance("logits", n_layer=DIMS.n_layers, n_embd=DIMS.d_model,
+    rule = model_tolerance("logits", n_layer=DIMS.n_layer, n_embd=DIMS.d_model,
                            seq_len=DIMS.ctx, batch=1).tolerance  # fmt: skip
     for s, tok in enumerate(out):
         window = np.asarray(seq[-DIMS.ctx :], np.int64)[None, :]
@@ -238,7 +243,7 @@ def test_export_import_round_trip(lib2: ctypes.CDLL, model: Model) -> None:
     other.set_data(CORPUS, TRAIN_FRAC)
     try:
         assert other.import_state(blob) == 0 and other.export_state() == blob
-        st = parse_state(blob, DIMS.num_params())
+        st = parse_state(blob, num_params(DIMS))
         assert st.step == 2 and np.any(st.m != 0) and np.all(st.v >= 0)
         assert [model.train_step(4, 3e-3, 1.0) for _ in range(2)] == [
             other.train_step(4, 3e-3, 1.0) for _ in range(2)
@@ -246,7 +251,7 @@ def test_export_import_round_trip(lib2: ctypes.CDLL, model: Model) -> None:
         assert model.export_state() == other.export_state()
     finally:
         other.close()
-    small = Model(lib2, Dims(8, 1, 1, 8, 32), 1)
+    small = Model(lib2, ModelDims(VOCAB, 8, 1, 1, 8, 32), 1)
     try:
         before = small.export_state()
         assert small.import_state(blob) == -1 and small.export_state() == before
@@ -277,7 +282,7 @@ def test_train_split_widens_the_float32_fraction(lib2: ctypes.CDLL) -> None:
     the train split holds no full window and tg_train_step refuses; at ctx 16 it trains."""
     assert math.floor(0.9 * 20) == 18 and math.floor(float(np.float32(0.9)) * 20) == 17
     for ctx, ok in ((17, False), (16, True)):
-        m = Model(lib2, Dims(ctx, 1, 1, 8, 32), 1)
+        m = Model(lib2, ModelDims(VOCAB, ctx, 1, 1, 8, 32), 1)
         try:
             m.set_data(bytes(range(20)), 0.9)
             assert (m.train_step(1, 1e-3, 1.0) != -1.0) == ok

@@ -17,6 +17,7 @@ from harness.matrix import (
     Matrix,
     MatrixError,
     Names,
+    check_thread_counts,
     expand_cells,
     load_matrix,
     parse_shard,
@@ -160,6 +161,41 @@ def test_syntax_error_at_end_of_document_uses_last_line(tmp_path: Path) -> None:
     line, msg = error_of(tmp_path, "name = 'a'\nname = 'b'\n")
     assert line == 2
     assert "Cannot overwrite" in msg
+
+
+def test_unreadable_matrix_is_an_error_at_line_1(tmp_path: Path) -> None:
+    """A missing file is a MatrixError at FILE:1 naming the cause (the shared read_toml)."""
+    path = tmp_path / "absent.toml"
+    with pytest.raises(MatrixError, match=rf"^{re.escape(str(path))}:1: cannot read the matrix"):
+        load_matrix(path, NAMES, no_validator)
+
+
+def test_crlf_file_hashes_its_bytes_and_points_at_its_lines(tmp_path: Path) -> None:
+    """A CRLF matrix's sha256 is of its bytes as written (no newline translation), and an
+    error in it still points at the right line."""
+    import hashlib
+
+    path = tmp_path / "m.toml"
+    path.write_bytes(GOOD.replace("\n", "\r\n").encode())
+    m = load_matrix(path, NAMES, no_validator)
+    assert m.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_bytes((LISTS + 'timeout_s = "60"\n' + HOSTS).replace("\n", "\r\n").encode())
+    with pytest.raises(MatrixError, match=rf"^{re.escape(str(path))}:5: timeout_s must be"):
+        load_matrix(path, NAMES, no_validator)
+
+
+def test_thread_count_error_uses_the_lines_read_at_load(tmp_path: Path) -> None:
+    """check_thread_counts (after load) points at ``threads`` with the lines read at load: the
+    file is not read again, so a file changed or removed since load cannot move the line."""
+    text = GOOD.replace('checks = ["smoke", "ops"]', 'checks = ["bench"]')
+    path = write(tmp_path, text + "[check.bench]\ncurves = ['ops']\nthreads = [1, 4]\n")
+    m = load_matrix(path, NAMES, no_validator)
+    path.unlink()
+    with pytest.raises(
+        MatrixError, match=rf"^{re.escape(str(path))}:11: \[check.bench\] threads: 4"
+    ):
+        check_thread_counts(m, expand_cells(m), {"wasm32": 3})
+    check_thread_counts(m, expand_cells(m), {"wasm32": 4})  # within every limit: no error
 
 
 def test_missing_required_key(tmp_path: Path) -> None:

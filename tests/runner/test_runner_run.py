@@ -18,6 +18,7 @@ from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION
 from harness.rundir.reader import read_rows
 from harness.rundir.rows import RESULTS_FILE, Row
 from harness.rundir.verdict import NO_ROWS
+from harness.runner import RunSession
 from tests.runner.runner_fakes import (
     Log,
     factories,
@@ -116,6 +117,22 @@ def test_each_host_artifact_loads_once_and_hosts_probe_once(tmp_path: Path, mani
         for artifact in ("wasm32", "native"):
             assert log.count("load", host, artifact) == 1
         assert log.count("close", host) == 1  # everything is closed at the end
+
+
+def test_the_run_closes_its_hosts_once(
+    tmp_path: Path, manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One owner closes the hosts: the run's driver, once (RunSession.finish does not again)."""
+    calls: list[int] = []
+    real = RunSession.close_hosts
+
+    def counting(self: RunSession) -> None:
+        calls.append(1)
+        real(self)
+
+    monkeypatch.setattr(RunSession, "close_hosts", counting)
+    code, _ = run(tmp_path, manifest, Log(), matrix(tmp_path))
+    assert code == 0 and len(calls) == 1
 
 
 def test_fail_row_gives_exit_1_and_cause(tmp_path: Path, manifest: Path) -> None:
