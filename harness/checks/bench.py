@@ -10,8 +10,11 @@ Curves (select with ``curves = [...]`` in the matrix's ``[check.bench]`` table):
   also an Atomics wake + join (``host:wake_join``) and a postMessage round trip
   (``host:postmessage``) with a helper worker, and the load (``host:load``), each inside the
   host (``bench_hostcost.py``; ``skipped`` rows elsewhere);
-- ``train_step``: ``tg_model_train_step`` time at the cell's preset, and the speedup over the
-  numpy reference's train step (measured once per process per (preset, B, T));
+- ``train_step``: ``tg_model_train_step`` time at the cell's preset, the speedup over the
+  numpy reference's train step (measured once per process per (preset, B, T)), and the
+  parallel regions one step runs at each thread count (metric ``regions``, from
+  ``tg_parallel_regions``: each pays one pool wake + join, which the report's overhead
+  decomposition multiplies by ``host:wake_join``);
 - ``threads = [1, 2, ...]`` (default ``[1]``) makes the kernel thread count an x axis of the
   ``ops`` and ``train_step`` curves: each point is measured at every count (``tg_set_threads``),
   a count above 1 writes its rows under ``<subject>:threads=<n>``, and ``threads:<subject>``
@@ -39,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.abi import MAX_THREADS
+from harness.abi import MAX_THREADS, regions_between
 from harness.checks import bench_hostcost as hostcost
 from harness.checks.base import CellContext
 from harness.checks.bench_workloads import (
@@ -401,8 +404,11 @@ def _set_threads(instance: Instance, n: int) -> str:
     return f"tg_set_threads({n}) put {got} in effect: this artifact has no {n}-thread path"
 
 
+THREADS_SUFFIX = ":threads="  # a figure at n > 1 threads is ``<subject>:threads=<n>``
+
+
 def _thread_subject(subject: str, threads: int) -> str:
-    return subject if threads == 1 else f"{subject}:threads={threads}"
+    return subject if threads == 1 else f"{subject}{THREADS_SUFFIX}{threads}"
 
 
 def _speedup_rows(
@@ -614,14 +620,24 @@ def _train_curve(
             if why:
                 yield stamp.row(subject, "skipped", detail=why, x_name="params", x_value=params)
                 continue
-            by_threads[threads] = _measure_workload(
-                instance,
-                train_step(instance, model, cfg, B, T),
-                opts.policy(budget.for_measurement()),
-            )
+            wl = train_step(instance, model, cfg, B, T)
+            try:
+                by_threads[threads] = measure(
+                    wl.sampler(instance), opts.policy(budget.for_measurement())
+                )
+                regions = step_regions(instance, wl)
+            finally:
+                wl.release(instance)
             yield from measurement_rows(
                 stamp, subject, by_threads[threads], "params", params, shape
             )
+            yield stamp.row(
+                subject, "measured", metric="regions", value=float(regions), unit="count",
+                x_name="params", x_value=params,
+                detail=f"{shape}: parallel regions of one tg_model_train_step on {threads} "
+                "thread(s) (tg_parallel_regions after it less before); each pays one pool "
+                "wake + join",
+            )  # fmt: skip
     finally:
         model.release(instance)
         axis.reset()
@@ -653,6 +669,15 @@ def _train_curve(
             f" / kernel median {m.summary.median:.0f}ns"
         ),
     )
+
+
+def step_regions(instance: Instance, wl: Workload) -> int:
+    """The parallel regions one untimed call of ``wl`` runs on the pool (``tg_parallel_regions``
+    around it). A step's count depends on its shapes and the thread count only
+    (tests/kernels/test_kernels_threads.py), so one call gives it."""
+    before = instance.call("tg_parallel_regions")
+    instance.call(wl.export, *wl.args)
+    return regions_between(before, instance.call("tg_parallel_regions"))
 
 
 COLD_SUBJECT = "train_step:cold"
