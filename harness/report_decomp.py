@@ -101,17 +101,17 @@ def wake_join_note(pts: pd.DataFrame) -> str:
     join: the regions per step at each preset, and their cost or why it is unknown."""
     regions = pts.sort_values("x_value")
     if regions["regions"].isna().all():
-        return "regions per step not counted (a run from before tg_parallel_regions)"
+        return "regions/step not counted (a run from before tg_parallel_regions)"
+    if (regions["regions"].fillna(0) == 0).all():
+        return "0 regions/step: no wake+join"
     counts = ", ".join(
         f"{p} {'?' if pd.isna(r) else int(r)}"
         for p, r in zip(regions["preset"], regions["regions"], strict=True)
     )
-    if (regions["regions"].fillna(0) == 0).all():
-        return f"regions per step: {counts}: no wake + join"
     per = float(regions["wake_join_ns"].iloc[0])
     if pd.isna(per):
-        return f"regions per step: {counts}; wake + join per region not measured (in kernel)"
-    return f"regions per step: {counts}, × {host_cost(per)} wake + join each"
+        return f"regions/step {counts}; wake+join not measured (in kernel)"
+    return f"regions/step {counts}, × {host_cost(per)} wake+join"
 
 
 def host_cost(ns: float) -> str:

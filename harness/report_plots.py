@@ -513,7 +513,7 @@ def decomposition_figure(rows: pd.DataFrame) -> Built | None:
         ax.set_title(
             f"{_label(host, artifact)}{on}: {top} dominates at {first['preset']} ({share:.0%}); "
             f"kernel ≥ 50 % from {majority}\nload {host_cost(float(first['load_ns']))} "
-            f"(not in the shares); {wake_join_note(g)}",
+            f"(not stacked); {wake_join_note(g)}",
             fontsize=8,
         )
         _preset_ticks(ax, g["x_value"])

@@ -146,11 +146,11 @@ def test_figure_has_a_panel_per_host_and_count_naming_what_dominates(rows: pd.Da
         chromium = next(t for t in titles if t.startswith("chromium · wasm32:"))
         assert "bridge dominates at tiny (63%)" in chromium
         assert "kernel ≥ 50 % from huge" in chromium and "load 5.0 ms" in chromium
-        assert "regions per step: tiny 0, huge 40, × 5.0 µs wake + join each" in chromium
+        assert "regions/step tiny 0, huge 40, × 5.0 µs wake+join" in chromium
         two = next(t for t in titles if t.startswith("chromium · wasm32 · 2 threads:"))
-        assert "regions per step: tiny 3, × 5.0 µs wake + join each" in two
+        assert "regions/step tiny 3, × 5.0 µs wake+join" in two
         node = next(t for t in titles if t.startswith("node24 · wasm32:"))
-        assert "wake + join per region not measured (in kernel)" in node
+        assert "regions/step tiny 0, huge 40; wake+join not measured (in kernel)" in node
         assert plot.name == "decomposition"
     finally:
         plt.close(fig)
