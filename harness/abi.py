@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, get_args
 
-ABI_VERSION = 3
+ABI_VERSION = 4  # 4: tg_parallel_regions
 # TG_MAX_THREADS of tinygpt.h: the pool size, the most threads tg_set_threads accepts
 MAX_THREADS = 16
 
@@ -57,6 +57,7 @@ EXPORTS: dict[str, Signature] = {
     "tg_free": _sig("ptr", "void"),
     "tg_set_threads": _sig("i32", "i32"),
     "tg_get_threads": _sig("", "i32"),
+    "tg_parallel_regions": _sig("", "i32"),
     "tg_embedding_forward": _sig("ptr ptr ptr ptr i32 i32 i32", "void"),
     "tg_embedding_backward": _sig("ptr ptr ptr ptr i32 i32 i32", "void"),
     "tg_layernorm_forward": _sig("ptr ptr ptr ptr ptr ptr i32 i32", "void"),
@@ -94,6 +95,19 @@ def signatures_json(
     """``signatures`` (EXPORTS by default) as JSON-ready data: the manifest's and the JS
     loaders' form."""
     return {n: {"params": list(s.params), "result": s.result} for n, s in signatures.items()}
+
+
+def regions_between(before: object, after: object) -> int:
+    """The parallel regions run between two ``tg_parallel_regions()`` results (as any host's
+    ``Instance.call`` returns them): the counter is a uint32 returned as an i32, so the
+    difference is taken modulo 2^32. A result that is not an int is a TypeError naming it."""
+    return (_i32_result(after) - _i32_result(before)) % (1 << 32)
+
+
+def _i32_result(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"tg_parallel_regions() returned {v!r}, not an i32")
+    return v
 
 
 def as_i32(v: int) -> int:

@@ -41,7 +41,13 @@ from harness.plot_style import (
     reserve_footer,
 )
 from harness.report_data import cold_ratios, curve, parity_map, speedup_curve, speedup_slopes
-from harness.report_decomp import COMPONENTS, decomposition, kernel_majority_preset
+from harness.report_decomp import (
+    COMPONENTS,
+    decomposition,
+    host_cost,
+    kernel_majority_preset,
+    wake_join_note,
+)
 from harness.rundir.rows import REFERENCE_HOST
 from reference.presets import PRESETS, param_count
 
@@ -481,27 +487,25 @@ def cold_figure(rows: pd.DataFrame) -> Built | None:
     )
 
 
-_DECOMP_COLORS = ("#4477aa", "#ee6677", "#ccbb44", "#228833")  # one per COMPONENTS entry
-
-
-def _us(ns: float) -> str:
-    """A host cost in µs, or in ms from a millisecond up (a load)."""
-    if math.isnan(ns):
-        return "not measured"
-    return f"{ns / 1e6:,.1f} ms" if ns >= 1e6 else f"{ns / 1e3:,.1f} µs"
+_DECOMP_COLORS = ("#4477aa", "#ee6677", "#ccbb44", "#aa3377", "#228833")  # one per COMPONENTS
 
 
 def decomposition_figure(rows: pd.DataFrame) -> Built | None:
-    """Stacked share of a harness-driven train step per host (one panel per host/artifact):
-    bridge, postMessage, JS→wasm call and kernel against preset size; each panel names the cost
-    that dominates at the smallest preset and the preset from which the kernel is the majority."""
+    """Stacked share of a harness-driven train step per host (one panel per host/artifact and
+    thread count): bridge, postMessage, JS→wasm call, the pool's wake + join (per-region cost ×
+    the step's counted regions) and kernel against preset size; each panel names the cost that
+    dominates at the smallest preset, the preset from which the kernel is the majority, the load,
+    and the regions per step at each preset."""
     pts = decomposition(rows)
     if pts.empty:
         return None
-    pairs = _pairs(pts)
-    fig, axes = _stacked(len(pairs))
-    for ax, key in zip(axes[:, 0], pairs, strict=True):
-        g = _of(pts, key).sort_values("x_value")
+    keys = zip(pts["host"], pts["artifact"], pts["threads"], strict=True)
+    panels = sorted({(str(h), str(a), int(t)) for h, a, t in keys},
+                    key=lambda k: (host_family(k[0]), k))  # fmt: skip
+    fig, axes = _stacked(len(panels))
+    for ax, (host, artifact, threads) in zip(axes[:, 0], panels, strict=True):
+        g = _of(pts, (host, artifact))
+        g = g[g["threads"] == threads]
         x = g["x_value"].to_numpy(float)
         shares = [g[f"share:{c}"].to_numpy(float) for c in COMPONENTS]
         ax.stackplot(x, shares, labels=COMPONENTS, colors=_DECOMP_COLORS, alpha=0.85)
@@ -509,10 +513,11 @@ def decomposition_figure(rows: pd.DataFrame) -> Built | None:
         top = str(first["dominant"])
         share = float(first[f"share:{top}"])
         majority = kernel_majority_preset(g) or "no preset here"
+        on = f" · {threads} threads" if threads > 1 else ""
         ax.set_title(
-            f"{_label(*key)}: {top} dominates at {first['preset']} ({share:.0%}); "
-            f"kernel ≥ 50 % from {majority}\nload {_us(float(first['load_ns']))}, pool wake + "
-            f"join {_us(float(first['wake_join_ns']))} per region (not in the shares)",
+            f"{_label(host, artifact)}{on}: {top} dominates at {first['preset']} ({share:.0%}); "
+            f"kernel ≥ 50 % from {majority}\nload {host_cost(float(first['load_ns']))} "
+            f"(not stacked); {wake_join_note(g)}",
             fontsize=8,
         )
         _preset_ticks(ax, g["x_value"])
@@ -528,9 +533,13 @@ def decomposition_figure(rows: pd.DataFrame) -> Built | None:
         "Overhead decomposition",
         "One tg_model_train_step requested from the harness, split from medians: the bridge "
         "(Python↔host round trip less the page→worker hop), the postMessage hop (Chromium "
-        "only), the in-host JS→wasm call of a no-op, and the kernel (the step less that call). "
-        "Host costs are measured once per host and artifact, the step per preset, all on one "
-        "thread; the load and a pool wake + join are named per panel, not stacked.",
+        "only), the in-host JS→wasm call of a no-op, the pool's wake + join (one Atomics "
+        "round trip, host:wake_join, times the parallel regions the step ran, counted by "
+        "tg_parallel_regions), and the kernel (the step less the call and the wake + join). "
+        "Host costs are measured once per host and artifact, the step and its regions per "
+        "preset and thread count (one panel per count); the load is named per panel, not "
+        "stacked. Where the regions are counted but the wake + join is not measured (no JS "
+        "workers), its cost stays inside the kernel share and the panel says so.",
     )
 
 

@@ -1,5 +1,5 @@
 /*
- * tinygpt.h -- the TinyGPT kernel library's C ABI, version 3.
+ * tinygpt.h -- the TinyGPT kernel library's C ABI, version 4.
  *
  * One C11 source tree (artifacts/src/) builds three binaries: wasm32 (simd128), wasm64 (Memory64,
  * simd128) and native x86-64. Every export is prefixed `tg_`. The harness reads the same
@@ -36,7 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TG_ABI_VERSION 3
+#define TG_ABI_VERSION 4
 /* The most threads tg_set_threads accepts (the pool's size); harness/abi.py MAX_THREADS. */
 #define TG_MAX_THREADS 16
 
@@ -67,6 +67,14 @@ void tg_free(void *p);
 int32_t tg_set_threads(int32_t n);
 /* The thread count in effect. */
 int32_t tg_get_threads(void);
+/* How many parallel regions have really run on more than one thread since the library was
+ * loaded: a kernel's split counts once, at its join, if a pool worker (not the caller) ran at
+ * least one of its tasks. 0 on the builds without threads and for everything run at 1 thread
+ * or below the split threshold. Hosts read it before and after a call: the difference is the
+ * call's regions, each of which paid one wake + join of the pool. A uint32 counter returned as
+ * its two's-complement int32_t: it wraps modulo 2^32, so take differences modulo 2^32
+ * (harness/abi.py regions_between). Added in ABI 4. */
+int32_t tg_parallel_regions(void);
 
 /* ---- ops: forward and backward ---------------------------------------------------------- */
 

@@ -17,11 +17,23 @@
  * The freestanding wasm builds have no threads (no libc, no shared memory): TG_THREADS is not
  * defined there, tg_set_threads reports 1 in effect, and tg_parallel_for runs every task on
  * the caller, in task order.
+ *
+ * tg_parallel_regions() counts the regions that really ran on more than one thread: a region
+ * counts at its join only if a pool worker (w >= 1) ran at least one of its tasks, so a pool
+ * that hands nothing out, or whose workers never take part, counts none. The kernel tests
+ * assert the count, because bitwise-equal results alone cannot tell a split from a serial run.
+ *
+ * -D TG_BUG_SERIAL_POOL is that fault on purpose: tg_set_threads still puts n in effect, but
+ * every region runs on the caller (results unchanged, no region counted);
+ * tests/kernels/test_kernels_threads.py builds it and shows the split assertion fail.
  */
 #include "tg_internal.h"
 
 static int32_t n_threads = 1; /* in effect: workers including the caller */
 static int in_region;         /* a parallel region is running: nested regions run serially */
+/* regions a pool worker took part in since load (tg_parallel_regions); only the thread that
+ * calls the kernels writes it, after the join. Wraps modulo 2^32. */
+static uint32_t regions;
 
 #ifdef TG_THREADS
 #include <pthread.h>
@@ -39,11 +51,14 @@ static int quit;            /* set while shrinking the pool: workers above the n
 static void (*job_fn)(void *ctx, int32_t task, int32_t worker);
 static void *job_ctx;
 static int32_t job_count, job_workers;
+static int32_t helped; /* tasks of the current region run by workers 1..n-1 */
 
-static void run_share(int32_t w) {
+/* Run worker w's share of the current region; returns how many tasks it ran. */
+static int32_t run_share(int32_t w) {
     int32_t lo = (int32_t)((int64_t)w * job_count / job_workers);
     int32_t hi = (int32_t)((int64_t)(w + 1) * job_count / job_workers);
     for (int32_t i = lo; i < hi; i++) job_fn(job_ctx, i, w);
+    return hi > lo ? hi - lo : 0;
 }
 
 /* Spin this many pause-loop rounds (~100 us) for the next region before sleeping on the
@@ -77,7 +92,11 @@ static void *worker_main(void *arg) {
         seen = generation;
         int takes_part = w < job_workers;
         pthread_mutex_unlock(&lock);
-        if (takes_part) run_share(w);
+        if (takes_part) {
+            int32_t ran = run_share(w);
+            /* relaxed: the caller reads it after the join, which the pending/lock pair orders */
+            if (ran) __atomic_add_fetch(&helped, ran, __ATOMIC_RELAXED);
+        }
         pthread_mutex_lock(&lock);
         if (takes_part && __atomic_sub_fetch(&pending, 1, __ATOMIC_RELEASE) == 0) {
             pthread_cond_signal(&done);
@@ -113,6 +132,9 @@ static int32_t resize(int32_t n) {
 void tg_parallel_for(int32_t count, void (*fn)(void *ctx, int32_t task, int32_t worker),
                      void *ctx) {
     int32_t n = n_threads < count ? n_threads : count;
+#ifdef TG_BUG_SERIAL_POOL
+    n = 1; /* the fault: a pool that is sized but never handed a region */
+#endif
     if (n <= 1 || in_region) {
         for (int32_t i = 0; i < count; i++) fn(ctx, i, 0);
         return;
@@ -124,6 +146,7 @@ void tg_parallel_for(int32_t count, void (*fn)(void *ctx, int32_t task, int32_t 
     job_count = count;
     job_workers = n;
     pending = n - 1;
+    __atomic_store_n(&helped, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&generation, generation + 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&lock);
@@ -133,6 +156,7 @@ void tg_parallel_for(int32_t count, void (*fn)(void *ctx, int32_t task, int32_t 
     }
     pthread_mutex_lock(&lock);
     while (pending > 0) pthread_cond_wait(&done, &lock);
+    if (__atomic_load_n(&helped, __ATOMIC_RELAXED) > 0) regions++;
     pthread_mutex_unlock(&lock);
     in_region = 0;
 }
@@ -155,6 +179,8 @@ TG_API int32_t tg_set_threads(int32_t n) {
 }
 
 TG_API int32_t tg_get_threads(void) { return n_threads; }
+
+TG_API int32_t tg_parallel_regions(void) { return (int32_t)regions; }
 
 int32_t tg_parallel_chunks(double work, int32_t units) {
     int32_t n = in_region ? 1 : n_threads;

@@ -15,7 +15,9 @@ Curves (select with ``curves = [...]`` in the matrix's ``[check.bench]`` table):
   speedup measured side by side (``train_step:paired``, ``bench_paired.py``): kernel and numpy
   in alternating blocks of ``block_ms``, ``pairs`` pairs (fewer past ``paired_s`` seconds), the
   figure sign-off reads, since a ratio of two bursts minutes apart carries this VM's speed
-  regimes (docs/measured.md);
+  regimes (docs/measured.md); and the parallel regions one step runs at each thread count
+  (metric ``regions``, from ``tg_parallel_regions``: each pays one pool wake + join, which the
+  report's overhead decomposition multiplies by ``host:wake_join``);
 - ``threads = [1, 2, ...]`` (default ``[1]``) makes the kernel thread count an x axis of the
   ``ops`` and ``train_step`` curves: each point is measured at every count (``tg_set_threads``),
   a count above 1 writes its rows under ``<subject>:threads=<n>``, and ``threads:<subject>``
@@ -43,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.abi import MAX_THREADS
+from harness.abi import MAX_THREADS, regions_between
 from harness.checks import bench_hostcost as hostcost
 from harness.checks import bench_paired
 from harness.checks.base import CellContext
@@ -422,8 +424,11 @@ def _set_threads(instance: Instance, n: int) -> str:
     return f"tg_set_threads({n}) put {got} in effect: this artifact has no {n}-thread path"
 
 
+THREADS_SUFFIX = ":threads="  # a figure at n > 1 threads is ``<subject>:threads=<n>``
+
+
 def _thread_subject(subject: str, threads: int) -> str:
-    return subject if threads == 1 else f"{subject}:threads={threads}"
+    return subject if threads == 1 else f"{subject}{THREADS_SUFFIX}{threads}"
 
 
 def _speedup_rows(
@@ -636,14 +641,24 @@ def _train_curve(
             if why:
                 yield stamp.row(subject, "skipped", detail=why, x_name="params", x_value=params)
                 continue
-            by_threads[threads] = _measure_workload(
-                instance,
-                train_step(instance, model, cfg, B, T),
-                opts.policy(budget.for_measurement()),
-            )
+            wl = train_step(instance, model, cfg, B, T)
+            try:
+                by_threads[threads] = measure(
+                    wl.sampler(instance), opts.policy(budget.for_measurement())
+                )
+                regions = step_regions(instance, wl)
+            finally:
+                wl.release(instance)
             yield from measurement_rows(
                 stamp, subject, by_threads[threads], "params", params, shape
             )
+            yield stamp.row(
+                subject, "measured", metric="regions", value=float(regions), unit="count",
+                x_name="params", x_value=params,
+                detail=f"{shape}: parallel regions of one tg_model_train_step on {threads} "
+                "thread(s) (tg_parallel_regions after it less before); each pays one pool "
+                "wake + join",
+            )  # fmt: skip
         m = by_threads.get(1)
         if m is not None and opts.reference:  # the numpy speedups are against 1 thread
             ref = _train_reference(cfg.name, B, T, opts)
@@ -715,6 +730,15 @@ def _paired_train(
         )  # fmt: skip
     finally:
         wl.release(instance)
+
+
+def step_regions(instance: Instance, wl: Workload) -> int:
+    """The parallel regions one untimed call of ``wl`` runs on the pool (``tg_parallel_regions``
+    around it). A step's count depends on its shapes and the thread count only
+    (tests/kernels/test_kernels_threads.py), so one call gives it."""
+    before = instance.call("tg_parallel_regions")
+    instance.call(wl.export, *wl.args)
+    return regions_between(before, instance.call("tg_parallel_regions"))
 
 
 COLD_SUBJECT = "train_step:cold"

@@ -6,14 +6,17 @@ check puts the artifact's whole pool to work, grows memory, and checks parity ag
 1. ``growth:before``: ``tg_set_threads(pool)`` (the caller plus every pool worker:
    ``-sPTHREAD_POOL_SIZE=N`` gives N + 1; a build without that flag asks for
    :data:`NATIVE_THREADS`), then a matmul big enough to be split across them
-   (:data:`MATMUL_SHAPE`, above ``TG_PAR_MIN_WORK``) against the float64 reference.
+   (:data:`MATMUL_SHAPE`, above ``TG_PAR_MIN_WORK``) against the float64 reference. With more
+   than one thread in effect the matmul must also have run a parallel region on a pool worker
+   (``tg_parallel_regions`` around it): a pool that ran it serially would test growth with no
+   worker at work, and fails the row saying so.
 2. ``growth:grow``: one ``grow_mib`` MiB allocation (default 64, four times emscripten's default
    16 MiB initial memory, so an emscripten growth build must grow) while the workers are alive
    and parked in the pool; a pattern written across its last bytes reads back equal. The row's
    value is the end address of the buffer.
 3. ``growth:after``: the same matmul again, its buffers allocated above the grown region, against
    the reference and bytes-equal to ``before`` (same inputs, same count: the pool's split is
-   deterministic, docs/threads.md).
+   deterministic, docs/threads.md), and split again.
 
 What can go stale is a host's view of memory, never the module's: wasm threads share one memory
 and see its new size themselves. A glue that keeps a view from before the growth fails step 2 or
@@ -31,12 +34,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from harness.abi import MAX_THREADS
+from harness.abi import MAX_THREADS, regions_between
 from harness.artifact import Artifact
 from harness.checks.base import CellContext
 from harness.kernel import Kernels
-from harness.parity import compare
+from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row
 from harness.tolerance import op_tolerance
 from reference import ops
@@ -91,11 +95,18 @@ def run(ctx: CellContext) -> Iterator[Row]:
     got = inst.call("tg_set_threads", asked)
     threads = f"tg_set_threads({asked}) put {got} in effect"
     big = 0
+
+    def split_matmul(subject: str) -> tuple[NDArray[np.float32], Row]:
+        """The matmul's output and its row (parity, and the regions it ran on the pool)."""
+        r0 = inst.call("tg_parallel_regions")
+        out = kernels.matmul_forward(x, W, b)
+        regions = regions_between(r0, inst.call("tg_parallel_regions"))
+        result = compare("matmul_forward.out", out, expected, tol)
+        return out, _matmul_row(ctx, subject, result, threads, got, regions)
+
     try:
-        before = kernels.matmul_forward(x, W, b)
-        result = compare("matmul_forward.out", before, expected, tol)
-        yield _row(ctx, "growth:before", result.ok, result.max_abs_err, "max_abs_err",
-                   f"{threads}; {result.message}")  # fmt: skip
+        before, row = split_matmul("growth:before")
+        yield row
         big = inst.alloc(grow)
         end = big + grow
         pattern = rng.integers(0, 256, PATTERN_BYTES, dtype=np.uint8).tobytes()
@@ -105,17 +116,32 @@ def run(ctx: CellContext) -> Iterator[Row]:
         yield _row(ctx, "growth:grow", same, float(end), "end_address",
                    f"{grow >> 20} MiB at [{big:#x}, {end:#x}) with {threads}; the last "
                    f"{PATTERN_BYTES} bytes {back}")  # fmt: skip
-        after = kernels.matmul_forward(x, W, b)  # its buffers land above the grown one
-        result = compare("matmul_forward.out", after, expected, tol)
+        after, row = split_matmul("growth:after")  # its buffers land above the grown one
         equal = after.tobytes() == before.tobytes()
         same_bytes = "bytes equal to" if equal else "bytes DIFFER from"
-        yield _row(ctx, "growth:after", result.ok and equal, result.max_abs_err, "max_abs_err",
-                   f"{threads}; {result.message}; {same_bytes} growth:before")  # fmt: skip
+        ok = row.status == "pass" and equal
+        yield _row(ctx, "growth:after", ok, row.value, row.metric,
+                   f"{row.detail}; {same_bytes} growth:before")  # fmt: skip
     finally:
         if big:
             inst.free(big)
         if got != 1:
             inst.call("tg_set_threads", 1)
+
+
+def _matmul_row(ctx: CellContext, subject: str, result: ParityResult, threads: str, got: object,
+                regions: int) -> Row:  # fmt: skip
+    """The parity row of one growth matmul; with more than one thread in effect it also fails
+    when no parallel region ran on a pool worker (the pool at work is the check's premise)."""
+    split = not (isinstance(got, int) and got > 1) or regions > 0
+    said = (
+        f"{regions} parallel region(s) ran on the pool"
+        if split
+        else f"no parallel region ran on a pool worker: the matmul ran serially with {got} "
+        "threads in effect"
+    )
+    return _row(ctx, subject, result.ok and split, result.max_abs_err, "max_abs_err",
+                f"{threads}; {said}; {result.message}")  # fmt: skip
 
 
 def _row(ctx: CellContext, subject: str, ok: bool, value: float, metric: str, detail: str) -> Row:

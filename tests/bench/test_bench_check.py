@@ -363,7 +363,9 @@ def test_thread_count_above_an_artifacts_pthread_pool_is_refused_with_its_line(
 def test_threads_axis_measures_each_count_and_the_speedup(native: Artifact) -> None:
     """threads = [1, 2]: each op point and the train step are measured at both counts, the
     2-thread rows carry their own subject, and threads:* rows hold 1-thread / n-thread medians
-    (checked against the medians, never against a speed); the instance is back at 1 thread."""
+    (checked against the medians, never against a speed); each train step's ``regions`` row
+    counts its parallel regions: none on 1 thread, some on 2 (the small preset's matmuls are
+    split); the instance is back at 1 thread."""
     opts = {**SMALL, "curves": ["ops", "train_step"], "threads": [1, 2], "reference": False,
             "sizes": {"matmul_forward": [256], "gelu_forward": [1024]}}  # fmt: skip
     inst = CtypesInstance.load(native)
@@ -383,6 +385,11 @@ def test_threads_axis_measures_each_count_and_the_speedup(native: Artifact) -> N
     t1, t2 = medians[("train_step", params)], medians[("train_step:threads=2", params)]
     step = _one(rows, subject="threads:train_step", x_value=2.0)
     assert step.value == pytest.approx(t1 / t2)
+    regions = {r.subject: r for r in rows if r.metric == "regions"}
+    assert regions.keys() == {"train_step", "train_step:threads=2"}
+    assert regions["train_step"].value == 0 and regions["train_step:threads=2"].value > 0
+    assert regions["train_step:threads=2"].x_value == params
+    assert "on 2 thread(s)" in regions["train_step:threads=2"].detail
 
 
 def test_threads_axis_on_a_build_without_threads_is_a_skipped_row(tmp_path: Path) -> None:
