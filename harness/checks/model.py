@@ -14,8 +14,9 @@ seed); the reference computes in float64 from those same numbers. Compared, each
 - ``generate:kv`` and ``generate:nokv``: greedy tokens identical to the reference's;
 - ``adamw:<name>``: each tensor after warmup + 24 AdamW steps with biases and LayerNorm
   parameters off their init (:mod:`harness.checks.optimizer`);
-- from a trained state, with-cache and without-cache logits at every step and seeded sampling
-  parity (:mod:`harness.checks.generation`).
+- from a trained state (the reference's, trained once per run for each preset), with-cache and
+  without-cache logits at every step and seeded sampling parity
+  (:mod:`harness.checks.generation`).
 
 The oracle of the rows above (not of the per-tensor AdamW and trained-state rows) is a
 :class:`reference.dump.ReferenceDump`: our reference's, computed live, or the one the run's
@@ -75,7 +76,7 @@ class Settings:
     batch: int = BATCH  # sequences per parity batch and per trajectory step
     steps: int = STEPS  # trajectory length
     generate: int = 0  # tokens to generate; 0 = 1.5 x block_size, so the window slides
-    gen_train_steps: int = 200  # kernel train steps before the generation/sampling parity
+    gen_train_steps: int = 200  # reference train steps before the generation/sampling parity
     adamw_steps: int = 24  # per-tensor AdamW: steps past warmup (>= 20, docs/checks.md)
 
     @classmethod
@@ -268,7 +269,7 @@ def run(ctx: CellContext) -> Iterator[Row]:
         yield dataclasses.replace(row, detail=row.detail + oracle_note) if oracle_note else row
 
     yield from optimizer.rows(ctx, cfg, params32, defaults, s.adamw_steps, s.seed)
-    trained = generation.train_state(ctx, cfg, flat, tokens, s.gen_train_steps, s.seed)
+    trained = generation.train_state(cfg, flat, tokens, s.gen_train_steps, s.seed)
     yield from generation.rows(ctx, cfg, trained, _wide(_by_name(cfg, trained)),
                                [int(t) for t in encode(PROMPT)], s.seed, dims)  # fmt: skip
 
