@@ -9,11 +9,13 @@ import pytest
 
 from harness.artifact import Artifact
 from harness.checks.base import CellContext
-from harness.checks.model import Settings, run
+from harness.checks.model import Settings, _our_reference, run
 from harness.crosshost import crosshost_table, to_markdown
 from harness.engines.ctypes_engine import CtypesInstance
 from harness.rundir.rows import Row
+from reference.corpus import load_corpus
 from reference.presets import PARAM_NAMES, PRESETS
+from reference.tokenizer import encode
 
 
 def _rows(instance: CtypesInstance, artifact: Artifact, **options: object) -> list[Row]:
@@ -90,3 +92,16 @@ def test_settings_validation() -> None:
     with pytest.raises(ValueError, match=r"check\.model\.adamw_steps must be an int >= 20"):
         Settings.from_options({"adamw_steps": 19})  # fewer steps past warmup hide decay bugs
     assert Settings.from_options({"gen_train_steps": 0}).gen_train_steps == 0
+
+
+@pytest.mark.corpus
+def test_our_reference_is_computed_once_and_read_only() -> None:
+    """Every cell of a preset shares one reference dump, and none can write into it."""
+    tokens, s = encode(load_corpus()), Settings(steps=2, batch=2)
+    dump = _our_reference(PRESETS["tiny"], tokens, s)
+    assert _our_reference(PRESETS["tiny"], tokens, s) is dump
+    assert _our_reference(PRESETS["tiny"], tokens, Settings(steps=3, batch=2)) is not dump
+    with pytest.raises(ValueError, match="read-only"):
+        dump.logits[0, 0, 0] = 0.0
+    with pytest.raises(ValueError, match="read-only"):
+        dump.params["wte"][0, 0] = 0.0
