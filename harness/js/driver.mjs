@@ -100,7 +100,11 @@ export class ArtifactInstance {
 
   wrap(name, fn, sig, width) {
     const toResult = resultConverter(sig.result, width, name);
-    return (...args) => toResult(fn(...this.convertArgs(name, args)));
+    return (...args) => {
+      const r = fn(...this.convertArgs(name, args));
+      // a WebGPU export is async (its results come back through mapAsync): Session.call awaits
+      return r instanceof Promise ? r.then(toResult) : toResult(r);
+    };
   }
 
   convertArgs(name, args) {

@@ -68,8 +68,8 @@ export class Session {
     return { header: { instance: id, ptr_width: inst.ptrWidth, exports, info } };
   }
 
-  call(header) {
-    const result = this.get(header).call(header.name, header.args || []);
+  async call(header) {
+    const result = await this.get(header).call(header.name, header.args || []);
     return { header: { result: encodeScalar(result) } };
   }
 
