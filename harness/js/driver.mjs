@@ -160,6 +160,10 @@ export class ArtifactInstance {
       if (!Number.isSafeInteger(v) || v < min) throw new HarnessError('HostError', `${what} must be an integer >= ${min}, got ${v}`);
     }
     const a = this.convertArgs(name, args); // converted once, outside the timed loop
+    if (this.opened.timing) {
+      // an async artifact (webgpu) times itself: this loop would time promise creation
+      return this.opened.timing.time(name, a, innerReps, samples, warmup);
+    }
     for (let i = 0; i < warmup; i++) fn(...a);
     const out = new Float64Array(samples);
     for (let s = 0; s < samples; s++) {

@@ -198,7 +198,9 @@ class GpuOp {
     return data.buffer;
   }
 
-  async run(...args) {
+  /** Upload the call's buffers and uniform; the bind group, and what to read back. Pushes two
+   * error scopes (validation, out-of-memory) that the caller pops after its submit. */
+  prepare(args) {
     const { device, memory, limits } = this.ctx;
     this.ctx.alive();
     const name = this.op.export;
@@ -232,47 +234,111 @@ class GpuOp {
       if (e.type === 'storage' && bytes > 0) readback.push({ buf, ptr, bytes });
     }
     const group = device.createBindGroup({ layout: this.layout, entries });
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
+    return { env, ptrs, made, make, readback, group };
+  }
+
+  /** Record every pass of the op into `pass`, each dispatch checked against the device limit. */
+  record(pass, prep) {
+    const { limits } = this.ctx;
     this.op.passes.forEach((p, k) => {
-      const counts = p.dispatch.map((d) => evaluate(d, env));
+      const counts = p.dispatch.map((d) => evaluate(d, prep.env));
       counts.forEach((c, axis) => {
         if (c > limits.maxComputeWorkgroupsPerDimension) {
-          throw new HarnessError('HostError', `${name}: ${p.entry} dispatches ${c} workgroups along ${'xyz'[axis]} (${p.dispatch[axis]}), above the device limit maxComputeWorkgroupsPerDimension (${limits.maxComputeWorkgroupsPerDimension})`);
+          throw new HarnessError('HostError', `${this.op.export}: ${p.entry} dispatches ${c} workgroups along ${'xyz'[axis]} (${p.dispatch[axis]}), above the device limit maxComputeWorkgroupsPerDimension (${limits.maxComputeWorkgroupsPerDimension})`);
         }
       });
       if (counts.some((c) => c <= 0)) return;
       pass.setPipeline(this.pipelines[k]);
-      pass.setBindGroup(0, group);
+      pass.setBindGroup(0, prep.group);
       pass.dispatchWorkgroups(...counts);
     });
+  }
+
+  async checkScopes(prep) {
+    const oom = await this.ctx.device.popErrorScope();
+    const invalid = await this.ctx.device.popErrorScope();
+    if (oom || invalid) {
+      prep.made.forEach((b) => b.destroy());
+      throw new HarnessError('HostError', `${this.op.export}: WebGPU ${oom ? 'out of memory' : 'validation error'}: ${(oom || invalid).message}`);
+    }
+  }
+
+  async run(...args) {
+    const { device, memory } = this.ctx;
+    const name = this.op.export;
+    const prep = this.prepare(args);
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    this.record(pass, prep);
     pass.end();
-    const staging = readback.map((r) => {
-      const s = make({ size: Math.max(16, r.bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = prep.readback.map((r) => {
+      const s = prep.make({ size: Math.max(16, r.bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
       encoder.copyBufferToBuffer(r.buf, 0, s, 0, r.bytes);
       return s;
     });
     device.queue.submit([encoder.finish()]);
-    const oom = await device.popErrorScope();
-    const invalid = await device.popErrorScope();
-    if (oom || invalid) {
-      made.forEach((b) => b.destroy());
-      throw new HarnessError('HostError', `${name}: WebGPU ${oom ? 'out of memory' : 'validation error'}: ${(oom || invalid).message}`);
-    }
+    await this.checkScopes(prep);
     try {
       await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
     } catch (err) {
-      made.forEach((b) => b.destroy());
+      prep.made.forEach((b) => b.destroy());
       this.ctx.alive();
       throw new HarnessError('HostError', `${name}: reading results back failed: ${err.message}`);
     }
     const out = memory.bytes();
-    readback.forEach((r, k) => {
+    prep.readback.forEach((r, k) => {
       out.set(new Uint8Array(staging[k].getMappedRange(0, r.bytes)), r.ptr);
       staging[k].unmap();
     });
-    made.forEach((b) => b.destroy());
-    return this.result(env, ptrs, out);
+    prep.made.forEach((b) => b.destroy());
+    return this.result(prep.env, prep.ptrs, out);
+  }
+
+  /**
+   * ns per call of the op's passes, `samples` times: the buffers are uploaded once and nothing is
+   * read back, so a sample is the GPU's work alone. With `timestamp-query`, the GPU's own clock
+   * around one compute pass of `innerReps` repetitions; without it, the wall clock from submit to
+   * onSubmittedWorkDone (which includes the queue's latency).
+   */
+  async time(args, innerReps, samples, warmup) {
+    const { device } = this.ctx;
+    const prep = this.prepare(args);
+    const stamps = this.ctx.timestamp;
+    const query = stamps ? device.createQuerySet({ type: 'timestamp', count: 2 }) : null;
+    const resolve = stamps ? prep.make({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }) : null;
+    const once = async (reps, timed) => {
+      const encoder = device.createCommandEncoder();
+      const desc = timed && stamps ? { timestampWrites: { querySet: query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {};
+      const pass = encoder.beginComputePass(desc);
+      for (let r = 0; r < reps; r++) this.record(pass, prep);
+      pass.end();
+      let read = null;
+      if (timed && stamps) {
+        read = prep.make({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+        encoder.resolveQuerySet(query, 0, 2, resolve, 0);
+        encoder.copyBufferToBuffer(resolve, 0, read, 0, 16);
+      }
+      const t0 = performance.now();
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      const wallNs = (performance.now() - t0) * 1e6;
+      if (read === null) return wallNs;
+      await read.mapAsync(GPUMapMode.READ);
+      const [begin, end] = new BigUint64Array(read.getMappedRange());
+      read.unmap();
+      read.destroy();
+      return Number(end - begin);
+    };
+    try {
+      for (let i = 0; i < warmup; i++) await once(innerReps, false);
+      const out = new Float64Array(samples);
+      for (let s = 0; s < samples; s++) out[s] = (await once(innerReps, true)) / innerReps;
+      await this.checkScopes(prep);
+      return out;
+    } finally {
+      prep.made.forEach((b) => b.destroy());
+      if (query !== null) query.destroy();
+    }
   }
 
   result(env, ptrs, heap) {
@@ -305,6 +371,7 @@ export async function open(entry, io) {
     limits: device.limits,
     signatures: entry.signatures,
     lost: null,
+    timestamp, // the adapter has timestamp-query: GPU clock for timing, else the wall clock
     alive() {
       if (this.lost !== null) throw new HarnessError('HostCrashed', `WebGPU device lost: ${this.lost}`);
     },
@@ -329,8 +396,18 @@ export async function open(entry, io) {
     ops[op.export] = new GpuOp(ctx, op, await buildOp(device, op, modules));
     fns[op.export] = (...args) => ops[op.export].run(...args);
   }
+  const clock = timestamp ? 'webgpu timestamp-query (GPU clock, one compute pass)' : 'wall clock: submit to onSubmittedWorkDone';
   return {
     lookup: (name) => fns[name],
+    // driver.mjs's timing loop would time promises: an async artifact times itself
+    timing: {
+      clock: info.isFallbackAdapter ? `${clock}; CPU-emulated (${info.architecture || 'fallback'} adapter)` : clock,
+      resolutionNs: timestamp ? 1 : null,
+      time: (name, args, innerReps, samples, warmup) => {
+        if (!(name in ops)) throw new HarnessError('MissingExport', `${name} is not an op of the kernel manifest`);
+        return ops[name].time(args, innerReps, samples, warmup);
+      },
+    },
     heap: () => ctx.memory.bytes(),
     checkArity: false, // (...args) wrappers: the manifest's arity was checked in Python
     info: {

@@ -295,6 +295,43 @@ def test_chromium_without_webgpu_is_incompatible_with_the_reason(tmp_path: Path)
     assert code in (0, 1)  # an incompatible cell is no failure of the run
 
 
+@pytest.mark.chromium
+def test_bench_times_the_gpu_ops_with_the_method_and_the_cpu_emulation_recorded(
+    tmp_path: Path,
+) -> None:
+    """Through ``run``: the bench's ops curve times the WGSL matmul inside the page (the GPU's
+    timestamp-query clock on SwiftShader, which has it), each row saying the method and that
+    the adapter is CPU-emulated; an op the kernels lack is a skipped point; the train-step
+    curve is skipped (no tinygpt.h ABI)."""
+    art = webgpu_artifact(tmp_path / "build")
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(
+        'name = "webgpu-bench"\nartifacts = ["webgpu"]\npresets = ["tiny"]\n'
+        'checks = ["bench"]\ntimeout_s = 60\n[hosts]\nchromium = {}\n[check.bench]\n'
+        'curves = ["ops", "train_step"]\nops = ["matmul_forward", "residual_forward"]\n'
+        "sizes = { matmul_forward = [16, 32] }\nmin_samples = 3\nmax_samples = 3\n"
+        "warmup = 1\nbudget_s = 60.0\nreference = false\n"
+    )
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    out = tmp_path / "run"
+    manifest = _manifest(tmp_path, [art])
+    args = parser.parse_args(
+        ["--matrix", str(matrix), "--out", str(out), "--artifacts", str(manifest)]
+    )
+    assert run_command(args, HOST_NAMES, lambda m: all_hosts(TIMEOUTS)) == 0
+    rows = [r for r in read_rows(out / RESULTS_FILE) if r.check == "bench"]
+    medians = [r for r in rows if r.subject == "op:matmul_forward" and r.metric == "median_ns"]
+    assert sorted(r.x_value for r in medians) == [16.0, 32.0]
+    for r in medians:
+        assert r.value > 0 and r.status in ("measured", "noisy")
+        assert "clock=webgpu timestamp-query" in r.detail
+        assert "CPU-emulated (swiftshader adapter)" in r.detail
+    skipped = {r.subject: r.detail for r in rows if r.status == "skipped"}
+    assert "not bound" in skipped["op:residual_forward"]
+    assert "no tinygpt.h ABI" in skipped["train_step"]
+
+
 def test_the_webgpu_matrix_is_opt_in_and_names_its_cells() -> None:
     """matrices/webgpu.toml validates with the real checks: the webgpu artifact on chromium at
     tiny and small, wasm32 beside it there, node24's one refusal cell; neither default.toml nor
