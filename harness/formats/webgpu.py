@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -117,10 +117,6 @@ class GpuManifest:
     path: Path
     name: str
     ops: Mapping[str, GpuOp]  # by export name
-
-    def shaders(self) -> tuple[str, ...]:
-        """Every shader file the manifest names, sorted."""
-        return tuple(sorted({p.shader for op in self.ops.values() for p in op.passes}))
 
     def to_json(self) -> dict[str, Any]:
         """The plan handed to the JS loader inside the LOAD entry."""
@@ -341,7 +337,7 @@ class WebGpuFormat(ArtifactFormat):
     allocator_signatures = ALLOC_SIGNATURES
     arithmetic = "wgsl"
 
-    def check_roles(self, roles: Any) -> str | None:
+    def check_roles(self, roles: Sequence[str]) -> str | None:
         """``manifest`` first, then any number of ``wgsl:<file>`` roles, none repeated."""
         if not roles or roles[0] != MANIFEST_ROLE:
             return f"format {self.name} needs the {MANIFEST_ROLE!r} role first, got {list(roles)}"
