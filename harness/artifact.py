@@ -153,6 +153,11 @@ class Artifact:
         path = (root / _get(data, "path", str)).resolve()
         if files and files[0].path != path:
             raise ManifestError(f"key 'path': {path} is not the entry file {files[0].path}")
+        if files and all(f.path.is_file() for f in files):
+            try:
+                fmt.check_entry({f.role: f.path for f in files})
+            except FormatError as exc:
+                raise ManifestError(f"format {fmt.name}: {exc}") from None
         binding = None
         if "binding" in data:
             binding = (root / _get(data, "binding", str)).resolve()

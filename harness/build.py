@@ -36,6 +36,7 @@ to the bundled three, never instead of them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -56,6 +57,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIR = Path("artifacts/src")  # relative to REPO_ROOT: compiled from there
 INCLUDE_DIR = Path("artifacts/include")
 DEFAULT_OUT = REPO_ROOT / "artifacts" / "build"
+# Our WGSL kernels (docs/webgpu.md): shipped text, copied into the build as artifact `webgpu`.
+WEBGPU_DIR = Path("artifacts/webgpu")
+WEBGPU_NAME = "webgpu"
 MANIFEST = "manifest.json"
 
 _MACRO = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(=[A-Za-z0-9_.+-]*)?$")
@@ -458,6 +462,8 @@ def inputs_sha256() -> str:
 
     for part in lib2_inputs():
         h.update(part + b"\0")
+    for rel in sorted((REPO_ROOT / WEBGPU_DIR).iterdir()):
+        h.update(str(rel.relative_to(REPO_ROOT)).encode() + b"\0" + rel.read_bytes() + b"\0")
     return h.hexdigest()
 
 
@@ -500,6 +506,36 @@ def _build_many(
     return built
 
 
+def webgpu_artifact(
+    out_dir: Path, source: Path = REPO_ROOT / WEBGPU_DIR, name: str = WEBGPU_NAME
+) -> Artifact:
+    """Copy a WGSL kernel directory (``kernels.toml``, its binding and its ``.wgsl`` files) to
+    ``out_dir/<name>/`` and describe it as a ``webgpu`` artifact: no compile step, WGSL is
+    compiled by the browser at load. FormatError (``kernels.toml:LINE``) if its manifest does
+    not validate."""
+    from harness.formats.webgpu import MANIFEST_ROLE, WGSL_ROLE
+
+    dest = out_dir.resolve() / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(source, dest)
+    roles = {MANIFEST_ROLE: dest / "kernels.toml"}
+    roles.update({f"{WGSL_ROLE}{p.name}": p for p in sorted(dest.glob("*.wgsl"))})
+    fmt = get_format("webgpu")
+    fmt.check_entry(roles)
+    files, sha256 = digest(roles)
+    binding = dest / "webgpu.binding.toml"
+    artifact = Artifact(
+        name=name, format="webgpu", path=roles[MANIFEST_ROLE], sha256=sha256, files=files,
+        ptr_width=32, target="wgsl", features=(), toolchain="none (WGSL text)", flags=(),
+        binding=binding if binding.is_file() else None,
+    )  # fmt: skip
+    # the exports a host wraps, as every manifest entry records them (the binding's)
+    artifact = dataclasses.replace(artifact, signatures=artifact.bound().signatures_json())
+    artifact.to_json(out_dir.resolve())  # fails here, not in the manifest, on a bad path
+    return artifact
+
+
 def write_manifest(out_dir: Path, artifacts: Sequence[Artifact]) -> Path:
     """Write ``out_dir/manifest.json`` listing ``artifacts`` (paths relative to ``out_dir``)."""
     root = out_dir.resolve()
@@ -539,6 +575,7 @@ def build_all(
         from harness.build_lib2 import lib2_artifacts  # it builds on this module
 
         built.update(lib2_artifacts(out_dir, emscripten))
+    built[WEBGPU_NAME] = webgpu_artifact(out_dir)
     write_manifest(out_dir, list(built.values()))
     return built
 
@@ -565,6 +602,7 @@ def manifest_is_fresh(out_dir: Path = DEFAULT_OUT) -> bool:
 
         em = emcc_path() is not None
         wanted = set(TARGETS) | (set(EM_TARGETS) if em else set()) | set(lib2_names(em))
+        wanted.add(WEBGPU_NAME)
         if not wanted <= set(entries):
             return False
         return all(file_sha256(f.path) == f.sha256 for a in entries.values() for f in a.file_set())

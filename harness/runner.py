@@ -149,6 +149,8 @@ class _HostPool:
         self._load_failures: dict[tuple[str, str, str], HostError] = {}
         # artifact -> host -> sha256 of the file as that host loaded it (run.json's artifacts)
         self.loaded_sha256: dict[str, dict[str, str]] = {}
+        # artifact -> host -> the WebGPU adapter it ran on (vendor, architecture, fallback, ...)
+        self.adapters: dict[str, dict[str, dict[str, Any]]] = {}
 
     def host(self, name: str) -> Host:
         """Host ``name``, created on first use (creating a host starts no process)."""
@@ -205,6 +207,9 @@ class _HostPool:
             raise
         self._instances[name] = instance
         self.loaded_sha256.setdefault(artifact.name, {})[name] = instance.loaded_sha256
+        adapter = instance.load_info.get("webgpu")
+        if isinstance(adapter, dict):
+            self.adapters.setdefault(artifact.name, {})[name] = dict(adapter)
         return instance
 
     def has_cold(self, name: str) -> bool:
@@ -691,6 +696,8 @@ class RunSession:
             )
             for name, by_host in self.pool.loaded_sha256.items():
                 self.meta["artifacts"][name]["loaded_sha256"] = dict(by_host)
+            for name, adapters in self.pool.adapters.items():
+                self.meta["artifacts"][name]["webgpu_adapter"] = dict(adapters)
             write_run_json(self.plan.out, self.meta)
         return rows
 

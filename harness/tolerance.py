@@ -395,6 +395,15 @@ ELEMENTWISE_RULES: Mapping[tuple[str, str], str] = {
 
 
 SUBNORMAL_HALF_SPACING = 2.0**-150
+# ---- WGSL arithmetic (GPU kernels, format webgpu; docs/tolerance.md "GPU (WGSL) kernels") ----
+# The WGSL spec (section "Floating Point Accuracy") allows beyond IEEE 754: subnormal inputs and
+# results may be flushed to zero; x/y is within 2.5 ULP; sqrt is inherited from
+# 1/inverseSqrt (2 ULP, then a 2.5 ULP divide); exp is within 3 + 2|x| ULP; tanh is inherited
+# from sinh/cosh, i.e. from (exp(z) -+ exp(-z)) / 2. One ULP of a float32 is at most 2u.
+ARITHMETICS = ("ieee", "wgsl")
+FLT_MIN = 2.0**-126  # a flushed subnormal loses at most this much, absolutely
+WGSL_DIV_U = 5.0  # 2.5 ULP, in units of u
+WGSL_SQRT_U = 9.0  # 2 ULP (inverseSqrt) + 2.5 ULP (the divide), in units of u
 # roundings per element of each element-wise output (the subnormal floor counts each once)
 ROUNDINGS: Mapping[tuple[str, str], int] = {
     ("gelu_forward", "out"): 10,
@@ -466,24 +475,44 @@ def _f32_rounding(k: float) -> float:
     return (float(np.float32(k)) - k) / k
 
 
-def _gelu_parts(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+def _gelu_parts(
+    x: NDArray[np.float64], arithmetic: str = "ieee"
+) -> tuple[NDArray[np.float64], ...]:
     z = GELU_SCALE * (x + GELU_COEF * x**3)
     t = np.tanh(z)
-    dt = 3 * U32 * np.abs(t) + 7 * U32 * np.abs(z) * (1 - t * t)
+    if arithmetic == "wgsl":
+        # tanh = (e^z - e^-z) / (e^z + e^-z) with each exp within (3 + 2|z|) ULP (<= 2u each):
+        # the numerator's error over the denominator is e_exp, the denominator's relative error
+        # e_exp times |t|; + the subtract, the add (u each) and the divide (5u). The kernel
+        # clamps z to +-10 (tanh is 1.0f there), so |z| <= 10 in the exp term.
+        e_exp = (3 + 2 * np.minimum(np.abs(z), 10.0)) * 2 * U32
+        tanh_err = e_exp * (1 + np.abs(t)) + (2 + WGSL_DIV_U) * U32 * np.abs(t)
+    else:
+        tanh_err = 3 * U32 * np.abs(t)  # tg_tanhf: within 1 ulp of the rounded tanh
+    dt = tanh_err + 7 * U32 * np.abs(z) * (1 - t * t)
     return z, t, dt
 
 
 def elementwise_bound(
-    op: str, output: str, inputs: Mapping[str, object], expected: NDArray[np.float64]
+    op: str,
+    output: str,
+    inputs: Mapping[str, object],
+    expected: NDArray[np.float64],
+    arithmetic: str = "ieee",
 ) -> ElementwiseBound:
     """The float32 error bound of each element of ``op.output`` (first order, worst case).
 
     ``inputs`` are the op's float32 inputs (and scalars); ``expected`` the float64 result.
+    ``arithmetic`` is the kernel's: ``ieee`` (C kernels: correctly rounded operations, gradual
+    underflow) or ``wgsl`` (GPU kernels: what the WGSL spec allows; see :data:`FLT_MIN`).
     Derivations: :data:`ELEMENTWISE_RULES` and docs/tolerance.md.
     """
     key = (op, output)
     if key not in ELEMENTWISE_RULES:
         raise KeyError(f"no element-wise bound for {op}.{output}; add one to ELEMENTWISE_RULES")
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"unknown arithmetic {arithmetic!r}; known: {', '.join(ARITHMETICS)}")
+    wgsl = arithmetic == "wgsl"
     u = U32
 
     def arr(name: str) -> NDArray[np.float64]:
@@ -495,7 +524,7 @@ def elementwise_bound(
     y = np.abs(np.asarray(expected, dtype=np.float64))
     if op == "gelu_forward":
         x = arr("x")
-        z, t, dt = _gelu_parts(x)
+        z, t, dt = _gelu_parts(x, arithmetic)
         half_x = np.abs(0.5 * x)
         bound = half_x * (dt + u * np.abs(1 + t)) + u * y
         sens = {
@@ -505,7 +534,7 @@ def elementwise_bound(
         }
     elif op == "gelu_backward":
         x, dout = arr("x"), np.abs(arr("dout"))
-        z, t, dt = _gelu_parts(x)
+        z, t, dt = _gelu_parts(x, arithmetic)
         q = 1 + 3 * GELU_COEF * x * x
         a = 0.5 * (1 + t)
         sech2 = 1 - t * t
@@ -539,14 +568,23 @@ def elementwise_bound(
         d_v = u * np.abs(b2 * v) + 2 * u * (1 - b2) * g * g + u * np.abs(v1)
         c1, c2 = 1 / (1 - b1**t_), 1 / (1 - b2**t_)
         mh, vh = m1 * c1, v1 * c2
-        d_mh = c1 * d_m + 2 * u * np.abs(mh)
-        d_vh = c2 * d_v + 2 * u * vh
+        if wgsl:
+            # adamw_update.wgsl: beta^t as t float32 products (t u relative), 1 - beta^t (u),
+            # then a WGSL divide (5u): the product's error grows by beta^t / (1 - beta^t)
+            d_c1 = t_ * u * b1**t_ * c1 + u + WGSL_DIV_U * u
+            d_c2 = t_ * u * b2**t_ * c2 + u + WGSL_DIV_U * u
+            d_mh, d_vh = c1 * d_m + d_c1 * np.abs(mh), c2 * d_v + d_c2 * vh
+        else:
+            d_mh = c1 * d_m + 2 * u * np.abs(mh)
+            d_vh = c2 * d_v + 2 * u * vh
+        sqrt_u, div_u = (WGSL_SQRT_U * u, WGSL_DIV_U * u) if wgsl else (u, u)
         sq = np.sqrt(vh)
         with np.errstate(divide="ignore", invalid="ignore"):
-            d_sq = np.where(sq > 0, d_vh / (2 * np.where(sq > 0, sq, 1.0)), np.sqrt(d_vh)) + u * sq
+            d_sq = np.where(sq > 0, d_vh / (2 * np.where(sq > 0, sq, 1.0)), np.sqrt(d_vh))
+        d_sq = d_sq + sqrt_u * sq
         den = sq + eps
         r = mh / den
-        d_r = d_mh / den + np.abs(r) * (d_sq + u * den) / den + u * np.abs(r)
+        d_r = d_mh / den + np.abs(r) * (d_sq + u * den) / den + div_u * np.abs(r)
         upd = r + wd * p
         d_upd = d_r + u * np.abs(wd * p) + u * np.abs(upd)
         d_p = lr * d_upd + u * np.abs(lr * upd) + u * np.abs(p - lr * upd)
@@ -556,7 +594,9 @@ def elementwise_bound(
         sens = {"1": {"m": g, "v": g * g, "params": -lr * d_r1}[output]}
     # every rounding may also land in the subnormal range, where its error is absolute (half
     # the spacing 2^-149) rather than relative: the per-op atol floor, one per rounding
-    floor = ROUNDINGS[key] * SUBNORMAL_HALF_SPACING
+    # WGSL may flush a subnormal input or result to zero: up to FLT_MIN lost per rounding (the
+    # inputs of these ops enter with derivatives of order one, counted among the roundings)
+    floor = ROUNDINGS[key] * (FLT_MIN if wgsl else SUBNORMAL_HALF_SPACING)
     reason = f"per-element float32 bound: {ELEMENTWISE_RULES[key]}"
     rounding = {"sqrt(2/pi)": _f32_rounding(GELU_SCALE), "0.044715": _f32_rounding(GELU_COEF)}
     return ElementwiseBound(np.asarray(bound, dtype=np.float64) + floor, sens, rounding, reason)

@@ -4,7 +4,9 @@ Such a library has no ``tg_noop``, no per-op workloads the bench knows and no
 ``tg_model_train_step``: what it does have is its binding's ``train_step`` model call, timed in a
 loop INSIDE the host (``Instance.time_calls``) like the bundled library's train step, at the
 cell's preset (at the library's vocabulary, :func:`~harness.bindings.model_layout.library_config`).
-The other curves are ``skipped`` rows saying why. The speedup over numpy is the side-by-side one
+The ops curve runs over the ops its binding binds exactly as tinygpt.h does (the WGSL kernels'
+binding: their exports time themselves, docs/webgpu.md), at one thread; the other curves are
+``skipped`` rows saying why. The speedup over numpy is the side-by-side one
 (``train_step:paired``, ``bench_paired.py``): the reference's train step at the library's own
 shapes (the cell's preset at the library's vocabulary, batch x the library's whole context, which
 it trains on), timed in alternating blocks with the library's. There is no timed-apart speedup
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from harness.bindings import Binding, bundled
 from harness.bindings.model_calls import BoundModel, ordered_args
 from harness.bindings.model_layout import (
     ModelDims,
@@ -45,8 +49,11 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
 
     binding = ctx.artifact.bound()
     why = f"not bound: {binding.path} has no tinygpt.h ABI (tg_noop, tg_* ops, tg_model_*)"
+    timed = tinygpt_ops(binding, opts.ops)
     for curve in opts.curves:
-        if curve != SUBJECT:
+        if curve == "ops" and timed:
+            yield from _ops_curve_of(ctx, opts, budget, stamp, timed)
+        elif curve != SUBJECT:
             yield stamp.row(curve, "skipped", detail=why)
     if SUBJECT not in opts.curves:
         return
@@ -89,3 +96,32 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
     detail = f"{wl.shape} {export} through the binding" + (f"; {note}" if note else "")
     yield from measurement_rows(stamp, SUBJECT, m, "params", params, detail)
     yield from paired
+
+
+def tinygpt_ops(binding: Binding, ops: tuple[str, ...]) -> tuple[str, ...]:
+    """The ops of ``ops`` that ``binding`` binds exactly as tinygpt.h does (same export, same
+    arguments, same roles): the bench's workloads (``bench_workloads.OPS``), written against
+    tinygpt.h, call them correctly. The WGSL kernels' binding is one (docs/webgpu.md)."""
+    ours = bundled().ops
+    return tuple(
+        op for op in ops
+        if op in binding.ops and op in ours
+        and (binding.ops[op].export, binding.ops[op].args, dict(binding.ops[op].roles))
+        == (ours[op].export, ours[op].args, dict(ours[op].roles))
+    )  # fmt: skip
+
+
+def _ops_curve_of(
+    ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp,
+    timed: tuple[str, ...],
+) -> Iterator[Row]:  # fmt: skip
+    """The ops curve over the ops bound as tinygpt.h binds them, at one thread (a library
+    without the ABI has no tg_set_threads); the others are skipped rows."""
+    from harness.checks.bench import _ops_curve
+
+    for op in opts.ops:
+        if op not in timed:
+            why = f"not bound as tinygpt.h binds it by {ctx.artifact.bound().path}"
+            yield stamp.row(f"op:{op}", "skipped", detail=f"{op}: {why}")
+    one = replace(opts, ops=timed, threads=(1,))
+    yield from _ops_curve(ctx.instance, stamp, one, budget, [])

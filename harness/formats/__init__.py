@@ -127,6 +127,9 @@ class ArtifactFormat(abc.ABC):
     allocator: tuple[str, str] = ("tg_alloc", "tg_free")
     allocator_signatures: ClassVar[Mapping[str, Signature]] = MappingProxyType({})
     exports_role: str = ""  # the file :meth:`exports_found` reads (messages name it)
+    # the float arithmetic its kernels run in (harness.tolerance.ARITHMETICS): "ieee" for C
+    # compiled to a CPU or wasm, "wgsl" for GPU shaders (flushed subnormals, looser / and exp)
+    arithmetic: str = "ieee"
 
     def __init__(self) -> None:
         self._passed: set[tuple[object, ...]] = set()  # static checks passed (their keys)
@@ -189,6 +192,17 @@ class ArtifactFormat(abc.ABC):
         self, files: Mapping[str, Path], ptr_width: int, wanted: Mapping[str, Signature]
     ) -> None:
         """The format's static checks (:meth:`static_check` memoizes them)."""
+
+    def check_entry(self, files: Mapping[str, Path]) -> None:
+        """Validate what the format declares in its own files when the manifest loads (a
+        format whose artifact carries a manifest of its own: ``webgpu``'s ``kernels.toml``).
+        Raise FormatError (``file:line: ...``): the run exits 2. Called only when every file
+        exists (a missing file is its cells' error). Most formats have nothing to check here."""
+        return None
+
+    def loader_entry(self, files: Mapping[str, Path]) -> dict[str, Any]:
+        """Extra keys of the LOAD entry a JS loader reads (``webgpu``: the dispatch plan)."""
+        return {}
 
     def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None] | None:
         """What the artifact exports, read from its files without running them: export name ->

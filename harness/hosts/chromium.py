@@ -49,6 +49,11 @@ LAUNCH_ARGS = (
     "--disable-gpu",
     "--disable-quic",
 )
+# WebGPU (the `webgpu` format, docs/webgpu.md): Debian's Chromium 156 headless gives a WebGPU
+# adapter (SwiftShader: vendor "google", architecture "swiftshader", a fallback adapter) only
+# with this flag; without it navigator.gpu.requestAdapter() returns null. It is a launch flag,
+# so it is recorded with the V8 flags in run.json's hosts.chromium.flags.
+WEBGPU_FLAGS = ("--enable-unsafe-webgpu",)
 
 
 def _not_isolated(artifact: Artifact, page_info: dict[str, Any]) -> str:
@@ -201,8 +206,10 @@ class ChromiumHost(base.Host):
         number_shim: bool = False,
         v8_flags: tuple[str, ...] = STEADY_V8_FLAGS,
         isolated: bool = True,
+        webgpu: bool = True,
     ) -> None:
         self.v8_flags = v8_flags
+        self.webgpu = webgpu  # launch with WEBGPU_FLAGS (False only to test a browser without)
         self.isolated = isolated  # serve COOP/COEP (False only to test a page without them)
         self.executable = executable
         self.timeouts = timeouts or Timeouts()
@@ -244,14 +251,14 @@ class ChromiumHost(base.Host):
 
     def engine_flags(self) -> tuple[str, ...]:
         """``--js-flags=--no-liftoff``: Chromium 156's V8 takes it (tests/hosts/test_hosts_tier.py
-        checks the tier it gives with V8's own %IsTurboFanFunction)."""
-        return chromium_js_flags(self.v8_flags)
+        checks the tier it gives with V8's own %IsTurboFanFunction); and WEBGPU_FLAGS."""
+        return (*chromium_js_flags(self.v8_flags), *(WEBGPU_FLAGS if self.webgpu else ()))
 
     def cold_host(self) -> ChromiumHost:
         """A browser of its own with default V8 flags (launched on its first load)."""
         return ChromiumHost(
             self.executable, timeouts=self.timeouts, number_shim=self.number_shim, v8_flags=(),
-            isolated=self.isolated,
+            isolated=self.isolated, webgpu=self.webgpu,
         )  # fmt: skip
 
     def server(self) -> PageServer:

@@ -76,6 +76,7 @@ def artifact_entry(artifact: Artifact, runtime: str) -> dict[str, Any]:
     entry["paths"] = {role: str(path) for role, path in artifact.paths().items()}
     entry["loader"] = fmt.loader(runtime)
     entry["signatures"] = signatures_json(artifact.exports())
+    entry.update(fmt.loader_entry(artifact.paths()))
     return entry
 
 

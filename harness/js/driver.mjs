@@ -100,7 +100,11 @@ export class ArtifactInstance {
 
   wrap(name, fn, sig, width) {
     const toResult = resultConverter(sig.result, width, name);
-    return (...args) => toResult(fn(...this.convertArgs(name, args)));
+    return (...args) => {
+      const r = fn(...this.convertArgs(name, args));
+      // a WebGPU export is async (its results come back through mapAsync): Session.call awaits
+      return r instanceof Promise ? r.then(toResult) : toResult(r);
+    };
   }
 
   convertArgs(name, args) {
@@ -156,6 +160,10 @@ export class ArtifactInstance {
       if (!Number.isSafeInteger(v) || v < min) throw new HarnessError('HostError', `${what} must be an integer >= ${min}, got ${v}`);
     }
     const a = this.convertArgs(name, args); // converted once, outside the timed loop
+    if (this.opened.timing) {
+      // an async artifact (webgpu) times itself: this loop would time promise creation
+      return this.opened.timing.time(name, a, innerReps, samples, warmup);
+    }
     for (let i = 0; i < warmup; i++) fn(...a);
     const out = new Float64Array(samples);
     for (let s = 0; s < samples; s++) {

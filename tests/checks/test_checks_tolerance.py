@@ -100,3 +100,57 @@ def test_float32_reference_passes_and_a_real_error_fails() -> None:
     assert (np.abs(f32 - exact) <= bound).all()
     assert not (np.abs(f32 * np.float32(1.001) - exact) <= bound).all()
     assert math.isclose(tol.rtol, 1.3e-6 * math.sqrt(C))
+
+
+def test_wgsl_arithmetic_allows_a_flushed_subnormal_and_ieee_does_not() -> None:
+    """The GPU policy's subnormal floor (docs/tolerance.md "GPU (WGSL) kernels"): WGSL may
+    flush a subnormal result to 0, so (p - onehot) * dloss = 9.9e-39 coming back as 0 (measured
+    on SwiftShader, the large case) is within the wgsl bound and outside the IEEE one, where
+    gradual underflow keeps it to half a subnormal spacing."""
+    from harness.tolerance import FLT_MIN, ROUNDINGS, SUBNORMAL_HALF_SPACING, elementwise_bound
+
+    probs = np.array([[8.9e-38, 0.5]], dtype=np.float32)
+    inputs = {"probs": probs, "targets": np.array([1], dtype=np.int32), "dloss": 1 / 9}
+    expected = np.array([[8.9e-38 / 9, -0.5 / 9]])  # 9.9e-39: a subnormal float32
+    key = ("crossentropy_backward", "dlogits")
+    ieee = elementwise_bound(*key, inputs, expected)
+    wgsl = elementwise_bound(*key, inputs, expected, "wgsl")
+    lost = expected[0, 0]  # a flushed result loses all of itself
+    assert ieee.bound[0, 0] < lost <= wgsl.bound[0, 0]
+    assert wgsl.bound[0, 0] - ieee.bound[0, 0] == pytest.approx(
+        ROUNDINGS[key] * (FLT_MIN - SUBNORMAL_HALF_SPACING)
+    )
+
+
+def test_wgsl_arithmetic_widens_gelu_by_the_inherited_tanh_and_adamw_by_divide_and_sqrt() -> None:
+    """WGSL's tanh is inherited from exp (3 + 2|z| ULP each) and its / and sqrt are 2.5 and
+    4.5 ULP: the wgsl bounds are wider than the IEEE ones, element by element, and by no more
+    than the exp term allows for gelu (|z| <= 10 after the kernel's clamp)."""
+    from harness.checks.ops import _make_adamw, cases
+    from harness.tolerance import FLT_MIN, ROUNDINGS, U32, elementwise_bound
+    from reference import ops as ref_ops
+    from reference.presets import PRESETS
+
+    x = np.linspace(-6, 6, 101).astype(np.float32)
+    x64 = x.astype(np.float64)
+    expected = 0.5 * x64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64**3)))
+    ieee = elementwise_bound("gelu_forward", "out", {"x": x}, expected)
+    wgsl = elementwise_bound("gelu_forward", "out", {"x": x}, expected, "wgsl")
+    assert np.all(wgsl.bound > ieee.bound)
+    # the added tanh error is at most (2 e_exp + 7u) |0.5 x|, e_exp = (3 + 2*10) * 2u, plus the
+    # flushed-subnormal floor
+    added = np.abs(0.5 * x.astype(np.float64)) * (2 * 46 * U32 + 7 * U32)
+    assert np.all(wgsl.bound - ieee.bound <= added + ROUNDINGS[("gelu_forward", "out")] * FLT_MIN)
+    case = next(c for c in cases(PRESETS["tiny"], seed=0) if c.name == "odd")
+    a = _make_adamw(np.random.default_rng(0), case)
+    wide = {k: np.asarray(a[k], np.float64) for k in "pgmv"}
+    p_new, _, _ = ref_ops.adamw_update(
+        wide["p"], wide["g"], wide["m"], wide["v"],
+        a["lr"], a["beta1"], a["beta2"], a["eps"], a["wd"], a["t"],
+    )  # fmt: skip
+    p = np.asarray(p_new, dtype=np.float64)
+    ieee_p = elementwise_bound("adamw_update", "params", a, p)
+    wgsl_p = elementwise_bound("adamw_update", "params", a, p, "wgsl")
+    assert np.all(wgsl_p.bound >= ieee_p.bound) and np.any(wgsl_p.bound > ieee_p.bound)
+    with pytest.raises(ValueError, match="unknown arithmetic"):
+        elementwise_bound("adamw_update", "params", a, p, "cuda")

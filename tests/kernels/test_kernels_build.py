@@ -39,8 +39,9 @@ def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) -> None:
-    """Both builds of the bundled four and lib2-native have the same sha256s, flags and
-    manifest entries (lib2's binding path is relative to each build's own directory)."""
+    """Both builds of the bundled four, lib2-native and the WGSL kernels have the same sha256s,
+    flags and manifest entries (lib2's binding path is relative to each build's own
+    directory)."""
     first, second = (json.loads((d / build.MANIFEST).read_text()) for d in two_builds)
     entries = {a["name"]: a for a in second["artifacts"]}
     assert [a["name"] for a in first["artifacts"]] == [
@@ -49,6 +50,7 @@ def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) ->
         "native",
         "native-x86-64",
         "lib2-native",
+        "webgpu",
     ]
     for a in first["artifacts"]:
         assert a == entries[a["name"]]
@@ -58,12 +60,14 @@ def test_build_twice_gives_identical_artifacts(two_builds: tuple[Path, Path]) ->
 def test_manifest_entries_describe_the_binaries(two_builds: tuple[Path, Path]) -> None:
     """Each entry loads as an Artifact whose file hashes to its sha256, with ABI signatures."""
     arts = load_manifest(two_builds[1] / build.MANIFEST)
-    assert set(arts) == {"wasm32", "wasm64", "native", "native-x86-64", BUG.name, "lib2-native"}
+    assert set(arts) == {"wasm32", "wasm64", "native", "native-x86-64", BUG.name, "lib2-native",
+                         "webgpu"}  # fmt: skip
     for a in arts.values():
-        assert build._sha256(a.path) == a.sha256
+        assert all(build._sha256(f.path) == f.sha256 for f in a.file_set())
         assert a.signatures == a.bound().signatures_json()
         assert (a.binding is None) == (a.signatures == signatures_json())
-        assert a.toolchain.startswith("zig ") and "clang" in a.toolchain
+        if a.format != "webgpu":  # WGSL is shipped text: no toolchain
+            assert a.toolchain.startswith("zig ") and "clang" in a.toolchain
     assert arts["lib2-native"].binding == build.REPO_ROOT / LIB2_BINDING
     assert arts["wasm64"].ptr_width == 64 and "memory64" in arts["wasm64"].features
     assert arts["wasm32"].ptr_width == 32 and "-msimd128" in arts["wasm32"].flags
@@ -187,7 +191,7 @@ def test_missing_emcc_prints_the_install_hint_and_the_rest_builds(
     assert "lib2-em-wasm32, lib2-em-wasm64, lib2-em-wasm32-pthread; install it" in err
     assert set(load_manifest(tmp_path / build.MANIFEST)) == set(build.TARGETS) | set(
         lib2_names(emscripten=False)
-    )
+    ) | {build.WEBGPU_NAME}  # WGSL needs no toolchain: registered with or without emcc
     with pytest.raises(build.BuildError, match=r"need `apt-get install -y emscripten`"):
         build.build_emscripten(tmp_path)
 
@@ -225,7 +229,8 @@ def test_artifact_round_trips_through_the_manifest(two_builds: tuple[Path, Path]
 
 def _checkout_copy(dest: Path) -> Path:
     """Copy what a build reads (sources, header, harness, reference) to ``dest``: a second clone."""
-    for rel in ("artifacts/src", "artifacts/include", "artifacts/lib2", "harness", "reference"):
+    for rel in ("artifacts/src", "artifacts/include", "artifacts/lib2", "artifacts/webgpu",
+                "harness", "reference"):  # fmt: skip
         shutil.copytree(
             build.REPO_ROOT / rel, dest / rel, ignore=shutil.ignore_patterns("__pycache__")
         )
@@ -285,7 +290,8 @@ def test_two_checkouts_two_toolchains_cold_and_warm_cache_build_identical(tmp_pa
     # the CLI builds the emscripten artifacts too when emcc is installed, and lib2's builds:
     # they are compared too
     em = set(build.EM_TARGETS) if build.emcc_path() is not None else set()
-    assert set(first) == set(build.TARGETS) | em | set(lib2_names(build.emcc_path() is not None))
+    lib2 = set(lib2_names(build.emcc_path() is not None))
+    assert set(first) == set(build.TARGETS) | em | lib2 | {build.WEBGPU_NAME}
     assert first == second
 
 

@@ -1,0 +1,402 @@
+"""Format ``webgpu``: WGSL compute shaders + a declarative TOML manifest of how to dispatch them.
+
+An artifact is a directory: ``kernels.toml`` (the entry file, role ``manifest``) and the ``.wgsl``
+files it names (one role ``wgsl:<file name>`` each). Nothing is compiled ahead of time: WGSL is
+shipped text, compiled by the browser's WebGPU implementation when the artifact loads
+(``harness/js/format_webgpu.mjs``). Only Chromium loads it (started with
+``--enable-unsafe-webgpu``: host ``chromium-webgpu``); every other runtime is refused through
+:meth:`~harness.formats.ArtifactFormat.refusal`, in the format's words.
+
+The manifest says, per export (one canonical op each, called through the artifact's binding like
+any other library):
+
+- ``args``: the export's arguments in order (the binding's names for the op's arguments);
+- ``buffers``: each pointer argument's element count, an expression of the dims (4-byte
+  elements: float32, or int32 token ids);
+- ``optional``: pointer arguments that may be NULL (0); ``has_<name>`` is then 0 in ``params``
+  and a 16-byte zeroed buffer is bound in its place;
+- ``layout``: the bind-group layout, binding ``i`` = entry ``i`` as ``name:type`` with type
+  ``uniform`` (only ``params``), ``storage`` (read-write: read back into memory after the op)
+  or ``read-only-storage``;
+- ``params``: the fields of the uniform struct, in order, each 4 bytes (dims as ``u32``, f32
+  scalars as ``f32``, ``has_<name>`` as ``u32``);
+- ``result``: ``void``, or ``mean:<buffer>`` (crossentropy's mean loss, summed in float32 in
+  index order after the read-back);
+- ``[[ops.X.passes]]``: dispatches in order, each ``shader``, ``entry``, ``workgroup_size``
+  (must equal the entry's ``@workgroup_size``) and ``dispatch`` (three expressions: workgroup
+  counts).
+
+Expressions: integers, the op's dims and ``has_*`` flags, ``+ - * //``, ``cdiv(a, b)`` (ceiling
+division), ``max(a, b)``, ``min(a, b)``, parentheses.
+
+Checks at manifest load (``tinygpt-harness run`` exits 2, ``kernels.toml:LINE: key: what``): the
+schema, every expression, every shader a file of the artifact's set, every entry point present
+with that workgroup size, and every ``@group(0) @binding(i)`` declaration of the type the layout
+gives binding ``i``. The WGSL itself is compiled only in the browser: a shader that does not
+compile is its cells' ``error`` with the compiler's message and line.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from harness.abi import Signature
+from harness.formats import ArtifactFormat, FormatError, WasmTypes
+from harness.toml_lines import TomlLines, TomlValidator, read_toml
+
+MANIFEST_ROLE = "manifest"
+WGSL_ROLE = "wgsl:"  # + the shader's file name
+BINDING_TYPES = ("uniform", "storage", "read-only-storage")
+RESULTS = ("void", "f32")
+EXPR_FUNCTIONS = ("cdiv", "max", "min")
+# the allocator of the loader's emulated linear memory (format_webgpu.mjs)
+ALLOC_SIGNATURES = MappingProxyType(
+    {"tg_alloc": Signature(("ptr",), "ptr"), "tg_free": Signature(("ptr",), "void")}
+)
+_DECL = re.compile(r"@group\(\s*0\s*\)\s*@binding\(\s*(\d+)\s*\)\s*var(?:\s*<\s*([^>]*)>)?\s+(\w+)")
+_ENTRY = re.compile(r"@compute\s+@workgroup_size\(([^)]*)\)\s*fn\s+(\w+)|"
+                    r"@workgroup_size\(([^)]*)\)\s*@compute\s*fn\s+(\w+)")  # fmt: skip
+
+
+class WebGpuManifestError(FormatError):
+    """A ``kernels.toml`` that does not validate: ``file:line: key: what``."""
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One dispatch: an entry point of a shader, its workgroup size and workgroup counts."""
+
+    shader: str
+    entry: str
+    workgroup_size: tuple[int, int, int]
+    dispatch: tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class GpuOp:
+    """How one export runs: its arguments, buffers, bind-group layout, params and passes."""
+
+    export: str
+    args: tuple[str, ...]
+    buffers: Mapping[str, str]
+    optional: tuple[str, ...]
+    layout: tuple[tuple[str, str], ...]  # (name, binding type), binding i = entry i
+    params: tuple[str, ...]
+    result: str  # "void" or "mean:<buffer>"
+    passes: tuple[Pass, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The form ``format_webgpu.mjs`` reads."""
+        return {
+            "export": self.export,
+            "args": list(self.args),
+            "buffers": dict(self.buffers),
+            "optional": list(self.optional),
+            "layout": [{"name": n, "type": t} for n, t in self.layout],
+            "params": list(self.params),
+            "result": self.result,
+            "passes": [
+                {"shader": p.shader, "entry": p.entry, "workgroup_size": list(p.workgroup_size),
+                 "dispatch": list(p.dispatch)}
+                for p in self.passes
+            ],
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GpuManifest:
+    """A validated ``kernels.toml``."""
+
+    path: Path
+    name: str
+    ops: Mapping[str, GpuOp]  # by export name
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan handed to the JS loader inside the LOAD entry."""
+        return {"name": self.name, "ops": {e: op.to_json() for e, op in self.ops.items()}}
+
+
+def check_expression(text: str, names: frozenset[str]) -> str | None:
+    """None if ``text`` is a dispatch/size expression over ``names``, else what is wrong."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        return f"expression {text!r} does not parse: {exc.msg}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expression | ast.Load | ast.Add | ast.Sub | ast.Mult):
+            continue
+        if isinstance(node, ast.FloorDiv | ast.BinOp):
+            continue
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            continue
+        if isinstance(node, ast.Name):
+            if node.id in names or node.id in EXPR_FUNCTIONS:
+                continue
+            known = ", ".join(sorted(names))
+            return f"expression {text!r}: unknown name {node.id!r}; known: {known}"
+        if isinstance(node, ast.Call):
+            fn = node.func.id if isinstance(node.func, ast.Name) else "?"
+            if fn in EXPR_FUNCTIONS and len(node.args) == 2 and not node.keywords:
+                continue
+            return f"expression {text!r}: only {', '.join(EXPR_FUNCTIONS)}(a, b) may be called"
+        return f"expression {text!r}: {type(node).__name__} is not allowed"
+    return None
+
+
+class _Validator(TomlValidator):
+    error_class = WebGpuManifestError
+    document = "(kernels.toml)"
+
+    def manifest(self, data: Mapping[str, Any], shaders: Mapping[str, str]) -> GpuManifest:
+        self.table((), data, ("webgpu", "ops"))
+        head = self.table(("webgpu",), data.get("webgpu", {}), ("name", "description"))
+        name = self.typed(("webgpu", "name"), head.get("name", ""), str, "a string")
+        ops_table = self.table(("ops",), data.get("ops", {}), data.get("ops", {}))
+        if not ops_table:
+            raise self.error(("ops",), "the manifest declares no op")
+        ops = {}
+        for op_name, body in ops_table.items():
+            op = self.op(("ops", op_name), body, shaders)
+            if op.export in ops:
+                raise self.error(("ops", op_name, "export"), f"export {op.export!r} repeats")
+            ops[op.export] = op
+        return GpuManifest(self.path, name, MappingProxyType(ops))
+
+    def op(self, where: tuple[str, ...], body: object, shaders: Mapping[str, str]) -> GpuOp:
+        keys = ("export", "args", "buffers", "optional", "layout", "params", "result", "passes")
+        t = self.table(where, body, keys)
+        for key in ("export", "args", "buffers", "layout", "passes"):
+            if key not in t:
+                raise self.error(where, f"missing key {key!r}")
+        export = self.typed((*where, "export"), t["export"], str, "a string")
+        args = self.strings((*where, "args"), t["args"])
+        if len(set(args)) != len(args):
+            raise self.error((*where, "args"), f"an argument repeats: {list(args)}")
+        buffers_t = self.typed((*where, "buffers"), t["buffers"], dict, "a table")
+        dims = frozenset(a for a in args if a not in buffers_t)
+        optional = self.strings((*where, "optional"), t.get("optional", []))
+        names = dims | {f"has_{o}" for o in optional}
+        buffers: dict[str, str] = {}
+        for b, expr in buffers_t.items():
+            at = (*where, "buffers", b)
+            if b not in args:
+                raise self.error(at, f"{b!r} is not an argument of the op ({', '.join(args)})")
+            problem = check_expression(self.typed(at, expr, str, "an expression string"), dims)
+            if problem:
+                raise self.error(at, problem)
+            buffers[b] = expr
+        for i, o in enumerate(optional):
+            if o not in buffers:
+                raise self.error((*where, "optional", i), f"{o!r} is not a buffer of the op")
+        layout = []
+        for i, entry in enumerate(self.strings((*where, "layout"), t["layout"])):
+            bname, _, btype = entry.partition(":")
+            at = (*where, "layout", i)
+            if btype not in BINDING_TYPES:
+                raise self.error(at, f"{entry!r}: type must be one of {', '.join(BINDING_TYPES)}")
+            if (btype == "uniform") != (bname == "params"):
+                raise self.error(at, f"{entry!r}: only `params` is, and must be, a uniform")
+            if bname != "params" and bname not in buffers:
+                raise self.error(at, f"{entry!r}: {bname!r} is not a buffer of the op")
+            layout.append((bname, btype))
+        params = self.strings((*where, "params"), t.get("params", []))
+        for i, p in enumerate(params):
+            if p not in names:
+                raise self.error((*where, "params", i), f"{p!r} is not a dim or has_* flag")
+        if params and ("params", "uniform") not in layout:
+            raise self.error((*where, "layout"), "params are declared but no `params:uniform`")
+        result = self.typed((*where, "result"), t.get("result", "void"), str, "a string")
+        kind, _, of = result.partition(":")
+        if result != "void" and not (kind == "mean" and of in buffers):
+            raise self.error((*where, "result"), f"{result!r}: must be void or mean:<buffer>")
+        passes_v = self.typed((*where, "passes"), t["passes"], list, "an array of tables")
+        if not passes_v:
+            raise self.error((*where, "passes"), "an op needs at least one pass")
+        passes = tuple(
+            self.one_pass((*where, "passes", i), p, names, layout, shaders)
+            for i, p in enumerate(passes_v)
+        )
+        return GpuOp(export, args, MappingProxyType(buffers), optional, tuple(layout),
+                     params, result, passes)  # fmt: skip
+
+    def one_pass(
+        self, where: tuple[str | int, ...], body: object, names: frozenset[str],
+        layout: list[tuple[str, str]], shaders: Mapping[str, str],
+    ) -> Pass:  # fmt: skip
+        t = self.table(where, body, ("shader", "entry", "workgroup_size", "dispatch"))
+        for key in ("shader", "entry", "workgroup_size", "dispatch"):
+            if key not in t:
+                raise self.error(where, f"missing key {key!r}")
+        shader = self.typed((*where, "shader"), t["shader"], str, "a string")
+        if shader not in shaders:
+            raise self.error(
+                (*where, "shader"),
+                f"{shader!r} is not a file of the artifact (files: {', '.join(sorted(shaders))})",
+            )
+        entry = self.typed((*where, "entry"), t["entry"], str, "a string")
+        size = self.typed((*where, "workgroup_size"), t["workgroup_size"], list, "[x, y, z]")
+        if len(size) != 3 or not all(type(v) is int and v >= 1 for v in size):
+            raise self.error((*where, "workgroup_size"), f"must be 3 positive integers, got {size}")
+        dispatch = self.strings((*where, "dispatch"), t["dispatch"])
+        if len(dispatch) != 3:
+            raise self.error((*where, "dispatch"), f"must be 3 expressions, got {len(dispatch)}")
+        for i, expr in enumerate(dispatch):
+            problem = check_expression(expr, names)
+            if problem:
+                raise self.error((*where, "dispatch", i), problem)
+        self.check_wgsl(where, shader, shaders[shader], entry, tuple(size), layout)
+        wg = (size[0], size[1], size[2])
+        return Pass(shader, entry, wg, (dispatch[0], dispatch[1], dispatch[2]))
+
+    def check_wgsl(
+        self, where: tuple[str | int, ...], shader: str, text: str, entry: str,
+        size: tuple[int, ...], layout: list[tuple[str, str]],
+    ) -> None:  # fmt: skip
+        """The entry point and its workgroup size, and each declared binding's type."""
+        entries = {}
+        for m in _ENTRY.finditer(text):
+            args, fn = (m.group(1), m.group(2)) if m.group(2) else (m.group(3), m.group(4))
+            entries[fn] = args
+        if entry not in entries:
+            raise self.error(
+                (*where, "entry"),
+                f"no `@compute @workgroup_size(..) fn {entry}` in {shader} "
+                f"(entry points: {', '.join(sorted(entries)) or 'none'})",
+            )
+        parts = [p.strip().rstrip("u") for p in entries[entry].split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise self.error(
+                (*where, "workgroup_size"),
+                f"{shader}: {entry}'s @workgroup_size({entries[entry]}) is not integer literals",
+            )
+        declared = tuple(int(p) for p in parts) + (1,) * (3 - len(parts))
+        if declared != size:
+            raise self.error(
+                (*where, "workgroup_size"),
+                f"{list(size)}, but {shader} declares {entry} @workgroup_size{declared}",
+            )
+        for m in _DECL.finditer(text):
+            index, space, var = int(m.group(1)), (m.group(2) or "").replace(" ", ""), m.group(3)
+            kind = {"uniform": "uniform", "storage,read_write": "storage"}.get(
+                space, "read-only-storage" if space in ("storage", "storage,read") else space
+            )
+            if index >= len(layout):
+                raise self.error(
+                    (*where, "shader"),
+                    f"{shader} declares @binding({index}) {var}, past the layout's "
+                    f"{len(layout)} entries",
+                )
+            if kind != layout[index][1]:
+                raise self.error(
+                    (*where, "shader"),
+                    f"{shader} declares @binding({index}) {var} as var<{m.group(2)}>, the layout "
+                    f"gives binding {index} ({layout[index][0]}) type {layout[index][1]}",
+                )
+
+
+def shader_files(files: Mapping[str, Path]) -> dict[str, Path]:
+    """The artifact's ``.wgsl`` files by file name (roles ``wgsl:<name>``)."""
+    return {r.removeprefix(WGSL_ROLE): p for r, p in files.items() if r.startswith(WGSL_ROLE)}
+
+
+def load_gpu_manifest(path: Path, shaders: Mapping[str, Path]) -> GpuManifest:
+    """Read and validate ``kernels.toml`` against the artifact's shader files (memoized on
+    their versions); WebGpuManifestError at ``file:line``."""
+    key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size)
+                for p in (path, *sorted(shaders.values())) if p.exists())  # fmt: skip
+    return _load(path, tuple(sorted(shaders.items())), key)
+
+
+@cache
+def _load(path: Path, shaders: tuple[tuple[str, Path], ...], _key: object) -> GpuManifest:
+    data, text = read_toml(path, WebGpuManifestError, "WebGPU kernel manifest")
+    texts = {}
+    for name, p in shaders:
+        try:
+            texts[name] = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WebGpuManifestError(f"{p}:1: cannot read the shader: {exc}") from None
+    return _Validator(path, TomlLines(text)).manifest(data, texts)
+
+
+class WebGpuFormat(ArtifactFormat):
+    """WGSL compute shaders dispatched as ``kernels.toml`` says, in a browser's WebGPU."""
+
+    name = "webgpu"
+    description = "WGSL compute shaders + a kernels.toml dispatch manifest, run through WebGPU"
+    roles = (MANIFEST_ROLE,)
+    exports_role = MANIFEST_ROLE
+    loaders = MappingProxyType({"chromium": "format_webgpu.mjs"})
+    allocator_signatures = ALLOC_SIGNATURES
+    arithmetic = "wgsl"
+
+    def check_roles(self, roles: Sequence[str]) -> str | None:
+        """``manifest`` first, then any number of ``wgsl:<file>`` roles, none repeated."""
+        if not roles or roles[0] != MANIFEST_ROLE:
+            return f"format {self.name} needs the {MANIFEST_ROLE!r} role first, got {list(roles)}"
+        bad = [r for r in roles[1:] if not r.startswith(WGSL_ROLE) or r == WGSL_ROLE]
+        if bad:
+            return f"unknown file role(s) {bad} for format {self.name} (manifest, wgsl:<file>)"
+        if len(set(roles)) != len(roles):
+            return f"file roles repeat: {list(roles)}"
+        return None
+
+    def manifest(self, files: Mapping[str, Path]) -> GpuManifest:
+        """The artifact's validated ``kernels.toml``."""
+        return load_gpu_manifest(files[MANIFEST_ROLE], shader_files(files))
+
+    def check_entry(self, files: Mapping[str, Path]) -> None:
+        """At manifest load: the kernel manifest validates against the shader files."""
+        self.manifest(files)
+
+    def loader_entry(self, files: Mapping[str, Path]) -> dict[str, Any]:
+        """The validated dispatch plan, for the JS loader."""
+        return {"webgpu": self.manifest(files).to_json()}
+
+    def check_files(
+        self, files: Mapping[str, Path], ptr_width: int, wanted: Mapping[str, Signature]
+    ) -> None:
+        """The manifest validates, every wanted export is one of its ops with that arity."""
+        from harness.hosts.base import CorruptArtifact, MissingExport
+
+        if ptr_width != 32:
+            raise CorruptArtifact(f"{files[MANIFEST_ROLE]}: a webgpu artifact's memory is 32-bit")
+        try:
+            plan = self.manifest(files)
+        except WebGpuManifestError as exc:
+            raise CorruptArtifact(str(exc)) from None
+        for name, sig in wanted.items():
+            if name in ALLOC_SIGNATURES:
+                continue
+            op = plan.ops.get(name)
+            if op is None:
+                raise MissingExport(f"{plan.path}: declares no op with export {name!r}")
+            if len(op.args) != len(sig.params):
+                raise MissingExport(
+                    f"{plan.path}: {name} takes {len(op.args)} arguments, the binding gives "
+                    f"{len(sig.params)}"
+                )
+
+    def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None]:
+        """The manifest's exports (names and arity only: kinds are the binding's) + the
+        allocator. A manifest that does not validate is CorruptArtifact (the manifest's load
+        reports it at its file:line first)."""
+        from harness.hosts.base import CorruptArtifact
+
+        try:
+            plan = self.manifest(files)
+        except WebGpuManifestError as exc:
+            raise CorruptArtifact(str(exc)) from None
+        found: dict[str, WasmTypes | None] = {n: None for n in ALLOC_SIGNATURES}
+        found.update({e: None for e in plan.ops})
+        return found
+
+
+FORMAT = WebGpuFormat()
