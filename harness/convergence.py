@@ -27,7 +27,7 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -282,6 +282,28 @@ def _commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+def band_runs(
+    train_at: Callable[[float], list[float]], lr: float, window: int, where: str
+) -> dict[str, tuple[float, list[float], float]]:
+    """The three runs a band is derived from, by name: at the rate (``default``), x sqrt 10
+    (``hot``) and / sqrt 10 (``cold``), each ``(rate, losses, final-window mean)``.
+
+    Raises ValueError, naming ``where``, when the final means do not order with the rate (the
+    band's edges would not bracket the default run)."""
+    runs: dict[str, tuple[float, list[float], float]] = {}
+    for name, rate in (("default", lr), ("hot", lr * BAND_FACTOR), ("cold", lr / BAND_FACTOR)):
+        losses = train_at(rate)
+        runs[name] = (rate, losses, final_mean(losses, window))
+    hot, default, cold = (runs[k][2] for k in ("hot", "default", "cold"))
+    if not hot < default < cold:
+        raise ValueError(
+            f"the loss is not monotonic in the learning rate at {where} (final-{window}-step "
+            f"means: hot {hot:.4f}, default {default:.4f}, cold {cold:.4f}); a band cannot be "
+            "derived: choose more steps"
+        )
+    return runs
+
+
 def record(preset: str, steps: int, window: int, seed: int | None = None) -> dict[str, Any]:
     """Run the reference three times (lr, lr x sqrt 10, lr / sqrt 10) and return the band record."""
     cfg = get_preset(preset)
@@ -289,16 +311,15 @@ def record(preset: str, steps: int, window: int, seed: int | None = None) -> dic
     tokens = encode(text)
     seed = DEFAULTS.seed if seed is None else seed
     lr = DEFAULTS.learning_rate
-    runs = {}
-    for name, rate in (("default", lr), ("hot", lr * BAND_FACTOR), ("cold", lr / BAND_FACTOR)):
-        defaults = dataclasses.replace(DEFAULTS, learning_rate=rate)
-        runs[name] = (rate, train(cfg, tokens, steps, defaults, seed))
-    finals = {k: final_mean(v[1], window) for k, v in runs.items()}
-    if not finals["hot"] < finals["default"] < finals["cold"]:
-        raise ValueError(
-            f"loss is not monotonic in the learning rate at {preset}/{steps} steps ({finals}); "
-            "a band cannot be derived: choose more steps"
-        )
+    runs = band_runs(
+        lambda rate: train(
+            cfg, tokens, steps, dataclasses.replace(DEFAULTS, learning_rate=rate), seed
+        ),
+        lr,
+        window,
+        f"{preset}/{steps} steps",
+    )
+    finals = {k: v[2] for k, v in runs.items()}
     return {
         "schema": SCHEMA,
         "command": "python -m harness.convergence " + " ".join(sys.argv[1:]),
@@ -316,8 +337,7 @@ def record(preset: str, steps: int, window: int, seed: int | None = None) -> dic
         "defaults": DEFAULTS.as_dict(),
         "corpus_sha256": DEFAULT_CORPUS_SHA256,
         "runs": {
-            k: {"learning_rate": r, "final_mean": finals[k], "losses": ls}
-            for k, (r, ls) in runs.items()
+            k: {"learning_rate": r, "final_mean": f, "losses": ls} for k, (r, ls, f) in runs.items()
         },
     }
 

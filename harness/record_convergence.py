@@ -34,7 +34,7 @@ from typing import Any
 
 from harness.artifact import Artifact, ManifestError, load_manifest
 from harness.bindings.model_layout import layout_of, library_config
-from harness.convergence import BAND_FACTOR, final_mean, kernel_losses
+from harness.convergence import band_runs, kernel_losses
 from harness.convergence_band import (
     ARTIFACT,
     FORMAT,
@@ -96,17 +96,16 @@ def record(
 ) -> dict[str, Any]:
     """Run ``trainer`` at the rate and x/÷ sqrt(10); the band file's content."""
     lr = req.defaults.learning_rate
-    runs: dict[str, tuple[float, list[float]]] = {}
-    for name, rate in (("default", lr), ("hot", lr * BAND_FACTOR), ("cold", lr / BAND_FACTOR)):
-        runs[name] = (rate, trainer(dataclasses.replace(req.defaults, learning_rate=rate)))
-    finals = {k: final_mean(v[1], req.window) for k, v in runs.items()}
-    if not finals["hot"] < finals["default"] < finals["cold"]:
-        raise RecordError(
-            f"the loss is not monotonic in the learning rate at {req.cfg.name}/{req.steps} steps "
-            f"(final-{req.window}-step means: hot {finals['hot']:.4f}, default "
-            f"{finals['default']:.4f}, cold {finals['cold']:.4f}); a band cannot be derived: "
-            "choose more steps"
+    try:
+        runs = band_runs(
+            lambda rate: trainer(dataclasses.replace(req.defaults, learning_rate=rate)),
+            lr,
+            req.window,
+            f"{req.cfg.name}/{req.steps} steps",
         )
+    except ValueError as e:
+        raise RecordError(str(e)) from e
+    finals = {k: v[2] for k, v in runs.items()}
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -137,8 +136,7 @@ def record(
             "bytes": len(req.text.encode("utf-8")),
         },
         "runs": {
-            k: {"learning_rate": r, "final_mean": finals[k], "losses": ls}
-            for k, (r, ls) in runs.items()
+            k: {"learning_rate": r, "final_mean": f, "losses": ls} for k, (r, ls, f) in runs.items()
         },
     }
 
