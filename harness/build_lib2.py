@@ -80,12 +80,20 @@ def native_flags() -> list[str]:
             "-shared", "-Wl,--build-id=none"]  # fmt: skip
 
 
-def build_lib2_native(out_dir: Path) -> Path:
-    """Compile lib2 into ``out_dir/lib2-native/liblib2.so``; return its path."""
-    out = out_dir.resolve() / LIB2_NATIVE_NAME / LIB2_NATIVE
+def build_lib2_native(
+    out_dir: Path, defines: tuple[str, ...] = (), name: str = LIB2_NATIVE_NAME
+) -> Path:
+    """Compile lib2 into ``out_dir/<name>/liblib2.so``; return its path.
+
+    ``defines`` are extra ``-D`` macros: the fault builds of the tests (``L2_BUG_*`` in
+    ``lib2_model.c``), built under another ``name`` so they never replace the clean build.
+    """
+    out = out_dir.resolve() / name / LIB2_NATIVE
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [*zig_command(), "cc", *native_flags(), *map(str, lib2_sources()), "-lm", "-o", str(out)]
-    run_tool(cmd, "zig cc (lib2-native)")
+    macros = [f"-D{d}" for d in defines]
+    cmd = [*zig_command(), "cc", *native_flags(), *macros, *map(str, lib2_sources()), "-lm",
+           "-o", str(out)]  # fmt: skip
+    run_tool(cmd, f"zig cc ({name})")
     return out
 
 
@@ -180,22 +188,30 @@ def lib2_inputs() -> list[bytes]:
     return parts
 
 
+def lib2_native_artifact(
+    out_dir: Path, defines: tuple[str, ...] = (), name: str = LIB2_NATIVE_NAME
+) -> Artifact:
+    """Build lib2 natively into ``out_dir`` (with ``defines``: a fault build named ``name``) and
+    return it as a manifest entry bound by :data:`LIB2_BINDING`."""
+    binding = REPO_ROOT / LIB2_BINDING
+    so = build_lib2_native(out_dir, defines, name)
+    files, sha256 = digest({get_format("native").roles[0]: so})
+    t = TARGETS["native"]
+    macros = tuple(f"-D{d}" for d in defines)
+    return Artifact(
+        name=name, format="native", path=so, sha256=sha256, files=files,
+        ptr_width=t.ptr_width, target=t.triple, features=t.features,
+        toolchain=toolchain_version(), flags=(*native_flags(), *macros, "-lm"),
+        signatures=load_binding_cached(binding).signatures_json(), binding=binding,
+    )  # fmt: skip
+
+
 def lib2_artifacts(out_dir: Path, emscripten: bool) -> dict[str, Artifact]:
     """Build lib2 natively (and, with ``emscripten``, its three emcc builds) into ``out_dir``;
     return them as manifest entries bound by :data:`LIB2_BINDING`."""
     binding = REPO_ROOT / LIB2_BINDING
     signatures = load_binding_cached(binding).signatures_json()
-    so = build_lib2_native(out_dir)
-    files, sha256 = digest({get_format("native").roles[0]: so})
-    t = TARGETS["native"]
-    built = {
-        LIB2_NATIVE_NAME: Artifact(
-            name=LIB2_NATIVE_NAME, format="native", path=so, sha256=sha256, files=files,
-            ptr_width=t.ptr_width, target=t.triple, features=t.features,
-            toolchain=toolchain_version(), flags=(*native_flags(), "-lm"),
-            signatures=signatures, binding=binding,
-        )
-    }  # fmt: skip
+    built = {LIB2_NATIVE_NAME: lib2_native_artifact(out_dir)}
     if not emscripten:
         return built
     toolchain = em_version()

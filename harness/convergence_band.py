@@ -46,7 +46,8 @@ from reference.tokenizer import encode
 from reference.train import lr_at, train_context_length
 
 FORMAT = "tinygpt-harness.convergence-band"
-VERSION = 1
+VERSION = 2  # 2: `bands`, one per preset and trainer; 1: one band at the top level
+READS = (1, 2)
 CHECK = "corpus"
 REFERENCE = "reference"  # trainer kind: reference.train (float32 numpy)
 ARTIFACT = "artifact"  # trainer kind: an artifact's model-level calls, in a host
@@ -91,12 +92,58 @@ class ProjectBand:
         """Recorded with our reference trainer (its init and batches are the kernel check's)."""
         return self.trainer.get("kind") == REFERENCE
 
+    @property
+    def trainer_label(self) -> str:
+        """``reference``, or ``ARTIFACT@HOST`` for an artifact's own trainer."""
+        if self.by_reference:
+            return REFERENCE
+        return f"{self.trainer.get('artifact')}@{self.trainer.get('host')}"
+
+    @property
+    def key(self) -> str:
+        """``preset/trainer``: what a band file holds one band of."""
+        return f"{self.band.preset}/{self.trainer_label}"
+
     def describe(self) -> str:
         """The band's origin, for a row's detail (``Band.describe`` gives its edges)."""
         who = "the reference"
         if not self.by_reference:
             who = f"artifact {self.trainer.get('artifact')} in host {self.trainer.get('host')}"
-        return f"the project's band, recorded by {who}: {self.path}"
+        return f"the project's band {self.key}, recorded by {who}: {self.path}"
+
+
+@dataclass(frozen=True)
+class BandSet:
+    """A band file's bands, one per preset and trainer (version 2; version 1 held one)."""
+
+    path: Path
+    bands: tuple[ProjectBand, ...]
+    version: int  # as stored
+    record: str = ""  # the command that records a missing one (filled by bands_for_run)
+
+    def keys(self) -> str:
+        """Every band's key, for messages."""
+        return ", ".join(b.key for b in self.bands)
+
+    def of(self, preset: str) -> list[ProjectBand]:
+        """The bands recorded at ``preset``, in the file's order."""
+        return [b for b in self.bands if b.band.preset == preset]
+
+    def for_cell(self, preset: str, artifact: str, host: str) -> ProjectBand | None:
+        """The band that judges a cell: of its preset, recorded by the cell's own artifact in
+        its host, else by that artifact in another host, else by the reference, else the
+        preset's first. None: the preset has no band."""
+        bands = self.of(preset)
+        own = [b for b in bands if b.trainer.get("artifact") == artifact]
+        for pick in (
+            [b for b in own if b.trainer.get("host") == host],
+            own,
+            [b for b in bands if b.by_reference],
+            bands,
+        ):
+            if pick:
+                return pick[0]
+        return None
 
 
 # ---- the profile's side: its corpus and its hyperparameters ----------------------------------
@@ -183,13 +230,32 @@ def preset_config(profile: Profile, name: str) -> ModelConfig:
 # ---- the file ---------------------------------------------------------------------------------
 
 
-def _line_of(text: str, key: str) -> int:
-    m = re.search(rf'"{re.escape(key)}"\s*:', text)
-    return text.count("\n", 0, m.start()) + 1 if m else 1
+def _line_of(text: str, key: str, start: int = 0, end: int | None = None) -> int:
+    """The line of ``"key":`` in ``text[start:end]`` (one band's span), else of ``start``."""
+    m = re.compile(rf'"{re.escape(key)}"\s*:').search(
+        text, start, len(text) if end is None else end
+    )
+    return text.count("\n", 0, m.start() if m else start) + 1
 
 
-def load_band(path: Path) -> ProjectBand:
-    """Read and validate a band file; BandError with ``file:line`` on anything wrong."""
+def _spans(text: str, at: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` offsets of each element of the JSON array at ``text[at]``."""
+    decoder = json.JSONDecoder()
+    spans: list[tuple[int, int]] = []
+    i = at + 1
+    while True:
+        while text[i] in " \t\r\n,":
+            i += 1
+        if text[i] == "]":
+            return spans
+        _obj, end = decoder.raw_decode(text, i)
+        spans.append((i, end))
+        i = end
+
+
+def load_bands(path: Path) -> BandSet:
+    """Read and validate a band file, version 1 (one band) or 2 (``bands``, one per preset
+    and trainer); BandError with ``file:line`` on anything wrong."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -202,18 +268,54 @@ def load_band(path: Path) -> ProjectBand:
         raise BandError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
     if not isinstance(data, dict):
         raise BandError(f"{path}:1: a band file is a JSON object")
+    if data.get("format") != FORMAT:
+        raise BandError(
+            f"{path}:{_line_of(text, 'format')}: format: must be {FORMAT!r}, got "
+            f"{data.get('format')!r} (the bundled band harness/convergence_reference.json is "
+            "not a project band)"
+        )
+    version = data.get("version")
+    if version not in READS:
+        raise BandError(
+            f"{path}:{_line_of(text, 'version')}: version: {version!r}; this harness reads "
+            f"versions {', '.join(map(str, READS))}"
+        )
+    if version == 1:  # one band, its fields at the top level (record-convergence before 2)
+        return BandSet(path, (_band(path, text, data, 0, len(text)),), version)
+    entries = data.get("bands")
+    line = _line_of(text, "bands")
+    if not isinstance(entries, list) or not entries:
+        raise BandError(f"{path}:{line}: bands: a non-empty array of bands (version 2)")
+    m = re.compile(r'"bands"\s*:\s*\[').search(text)
+    assert m is not None  # `bands` parsed as a list
+    bands: list[ProjectBand] = []
+    for entry, (start, end) in zip(entries, _spans(text, m.end() - 1), strict=True):
+        where = text.count("\n", 0, start) + 1
+        if not isinstance(entry, dict):
+            raise BandError(f"{path}:{where}: bands: each band is a JSON object")
+        band = _band(path, text, entry, start, end)
+        twin = next((b for b in bands if b.key == band.key), None)
+        if twin is not None:
+            raise BandError(f"{path}:{where}: bands: a second band for {band.key} (one per "
+                            "preset and trainer; re-recording replaces it)")  # fmt: skip
+        bands.append(band)
+    return BandSet(path, tuple(bands), version)
+
+
+def load_band(path: Path) -> ProjectBand:
+    """The one band of a band file (BandError naming its file:line if it holds several)."""
+    found = load_bands(path)
+    if len(found.bands) != 1:
+        raise BandError(f"{path}:1: holds {len(found.bands)} bands ({found.keys()}), not one")
+    return found.bands[0]
+
+
+def _band(path: Path, text: str, data: dict[str, Any], start: int, end: int) -> ProjectBand:
+    """One band: the object ``data``, written at ``text[start:end]``."""
 
     def bad(key: str, what: str) -> BandError:
-        return BandError(f"{path}:{_line_of(text, key)}: {key}: {what}")
+        return BandError(f"{path}:{_line_of(text, key, start, end)}: {key}: {what}")
 
-    if data.get("format") != FORMAT:
-        raise bad(
-            "format",
-            f"must be {FORMAT!r}, got {data.get('format')!r} (the bundled band "
-            "harness/convergence_reference.json is not a project band)",
-        )
-    if data.get("version") != VERSION:
-        raise bad("version", f"{data.get('version')!r}; this harness reads version {VERSION}")
     for key in ("lower", "upper", "reference_final", "learning_rate"):
         v = data.get(key)
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
@@ -240,7 +342,9 @@ def load_band(path: Path) -> ProjectBand:
     try:
         band = Band(**{k: data[k] for k in names}, trainer=who)
     except KeyError as exc:
-        raise BandError(f"{path}:1: missing field {exc}") from None
+        raise BandError(
+            f"{path}:{text.count(chr(10), 0, start) + 1}: missing field {exc}"
+        ) from None
     try:
         raw_model = dict(data["model"])
         raw_model["biases"] = tuple(raw_model.get("biases", ()))  # a JSON list
@@ -274,58 +378,62 @@ def load_band(path: Path) -> ProjectBand:
     return ProjectBand(path, band, model, defaults, source, trainer, losses)
 
 
-def band_for_run(profile: Profile, preset: str | None) -> ProjectBand | None:
-    """The band a ``run --project`` cell's corpus check judges, refused when it was recorded
-    for another preset, corpus or hyperparameters than the profile's now.
+def bands_for_run(profile: Profile, preset: str | None) -> BandSet | None:
+    """The bands a ``run --project`` run's corpus cells judge, refused when one was recorded for
+    another corpus, hyperparameters or preset config than the profile's now.
 
-    None when the profile neither names a band nor has one by the default name beside it (the
-    bundled band then judges, as without ``--project``). ProfileError, at the profile's
-    ``[convergence]`` line, for a named band that is missing, a malformed band, and a band of
-    another preset (the profile's ``[convergence] preset`` or the matrix's ``preset`` option,
-    given as ``preset``), corpus or defaults.
+    None when the profile neither names a band file nor has one by the default name beside it
+    (the bundled band then judges, as without ``--project``). ProfileError, at the profile's
+    ``[convergence]`` line, for a named file that is missing, a malformed one, a preset the
+    run requires without a band (the matrix's ``[check.corpus] preset``, given as ``preset``,
+    else each of the profile's ``[convergence] presets``), and a stale band.
     """
     conv = profile.convergence
     if conv is None or (not conv.named and not conv.band.exists()):
         return None
     at = f"{profile.where(conv.line)}: convergence.band ({conv.rel})"
+    record = f"tinygpt-harness record-convergence --project {profile.path}"
     try:
-        pb = load_band(conv.band)
+        found = load_bands(conv.band)
     except BandError as exc:
-        record = f"tinygpt-harness record-convergence --project {profile.path}"
         raise ProfileError(f"{at}: {exc}; record it: {record}") from None
-    want = preset or conv.preset
-    if want is not None and want != pb.band.preset:
-        raise ProfileError(
-            f"{at}: recorded for preset {pb.band.preset!r}, not {want!r}; "
-            f"re-record it: {pb.band.command}"
-        )
-    if pb.band.preset in {**PRESETS, **profile.presets}:
-        cfg = preset_config(profile, pb.band.preset)
-        if dataclasses.replace(cfg, name=pb.model.name) != pb.model:
+    for want in (preset,) if preset is not None else conv.presets:
+        if not found.of(want):
             raise ProfileError(
-                f"{at}: preset {cfg.name!r} changed since the band was recorded "
-                f"({pb.model} then, {cfg} now); re-record it"
+                f"{at}: no band for preset {want!r} (recorded for preset "
+                f"{', '.join(repr(b.band.preset) for b in found.bands)}, not {want!r}: "
+                f"{found.keys()}); record it: {record} --preset {want}"
             )
     text, source = corpus_for_band(profile)
     sha = text_sha256(text)
-    if sha != pb.band.corpus_sha256:
-        raise ProfileError(
-            f"{at}: recorded on another corpus (sha256 {pb.band.corpus_sha256[:12]}"
-            f" from {pb.corpus_source}); the profile's is {sha[:12]} ({source}); "
-            f"re-record it: {pb.band.command}"
-        )
     defaults, _where = training_defaults(profile)
-    if defaults_sha256(defaults) != pb.band.defaults_sha256:
-        diff = [
-            f"{k} {getattr(pb.defaults, k)!r} then, {getattr(defaults, k)!r} now"
-            for k in TRAINING_KEYS
-            if getattr(pb.defaults, k) != getattr(defaults, k)
-        ]
-        raise ProfileError(
-            f"{at}: recorded at other hyperparameters than the profile's defaults "
-            f"oracle states now ({'; '.join(diff)}); re-record it"
-        )
-    return dataclasses.replace(pb, corpus_text=text)
+    for pb in found.bands:
+        if pb.band.preset in {**PRESETS, **profile.presets}:
+            cfg = preset_config(profile, pb.band.preset)
+            if dataclasses.replace(cfg, name=pb.model.name) != pb.model:
+                raise ProfileError(
+                    f"{at}: preset {cfg.name!r} changed since the band was recorded "
+                    f"({pb.model} then, {cfg} now); re-record it: {pb.band.command}"
+                )
+        if sha != pb.band.corpus_sha256:
+            raise ProfileError(
+                f"{at}: {pb.key} recorded on another corpus (sha256 "
+                f"{pb.band.corpus_sha256[:12]} from {pb.corpus_source}); the profile's is "
+                f"{sha[:12]} ({source}); re-record it: {pb.band.command}"
+            )
+        if defaults_sha256(defaults) != pb.band.defaults_sha256:
+            diff = [
+                f"{k} {getattr(pb.defaults, k)!r} then, {getattr(defaults, k)!r} now"
+                for k in TRAINING_KEYS
+                if getattr(pb.defaults, k) != getattr(defaults, k)
+            ]
+            raise ProfileError(
+                f"{at}: {pb.key} recorded at other hyperparameters than the profile's "
+                f"defaults oracle states now ({'; '.join(diff)}); re-record it: "
+                f"{pb.band.command}"
+            )
+    bands = tuple(dataclasses.replace(pb, corpus_text=text) for pb in found.bands)
+    return dataclasses.replace(found, bands=bands, record=record)
 
 
 # ---- the check ---------------------------------------------------------------------------------
@@ -358,28 +466,41 @@ def bound_losses(
         model.free()
 
 
-def band_rows(ctx: CellContext, pb: ProjectBand) -> Iterator[Row]:
+def band_rows(ctx: CellContext, bands: BandSet) -> Iterator[Row]:
     """The corpus check's convergence rows against a project's band (``run --project``).
 
-    The cell's artifact trains as the band was recorded (its preset, hyperparameters, seed,
-    steps, on its corpus ``text``): a tinygpt.h kernel from the reference's init on the
-    reference's batches, a library bound by model calls through them. The final-window mean
-    loss must land in the band; ``convergence:trajectory`` compares every step with the
-    recorded run only when that run is this one's twin (recorded by the reference, checked on a
-    tinygpt.h kernel: same init, same batches).
+    The band is the one of the cell's preset (or of ``[check.corpus] preset``), recorded by the
+    cell's own artifact if there is one (:meth:`BandSet.for_cell`); a preset without a band is
+    a ``skipped`` row saying so and how to record it (not a pass). The cell's artifact trains
+    as the band was recorded (its preset, hyperparameters, seed, steps, on its corpus): a
+    tinygpt.h kernel from the reference's init on the reference's batches, a library bound by
+    model calls through them. The final-window mean loss must land in the band;
+    ``convergence:trajectory`` compares every step with the recorded run only when that run is
+    this one's twin (recorded by the reference, checked on a tinygpt.h kernel: same init, same
+    batches).
     """
     opts = ctx.options
+    preset = str(opts.get("preset", ctx.preset.name))
+    pb = bands.for_cell(preset, ctx.artifact.name, ctx.host)
+    if pb is None:
+        yield ctx.row(
+            CHECK,
+            "convergence",
+            "skipped",
+            detail=f"no convergence band for preset {preset!r} in {bands.path} (it holds "
+            f"{bands.keys()}): not judged; record it: {bands.record} --preset {preset}",
+        )
+        return
     band = pb.band
-    for key, recorded in (("preset", band.preset), ("steps", band.steps)):
-        if key in opts and opts[key] != recorded:
-            yield ctx.row(
-                CHECK,
-                "convergence",
-                "error",
-                detail=f"check.corpus.{key}={opts[key]!r} but the project's band "
-                f"{pb.path} was recorded at {recorded!r}; re-record it",
-            )
-            return
+    if "steps" in opts and opts["steps"] != band.steps:
+        yield ctx.row(
+            CHECK,
+            "convergence",
+            "error",
+            detail=f"check.corpus.steps={opts['steps']!r} but the project's band {pb.key} in "
+            f"{pb.path} was recorded at {band.steps!r}; re-record it",
+        )
+        return
     defaults = pb.defaults
     lr_overridden = "learning_rate" in opts  # only to demonstrate the gate (a 10x-hot rate)
     if lr_overridden:

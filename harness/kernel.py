@@ -420,6 +420,37 @@ class Kernels:
         )
         return got["dqkv"]  # type: ignore[no-any-return]
 
+    def attention_flash_forward(self, qkv: NDArray[Any], n_head: int) -> tuple[F32, F32]:
+        """``(out (B, T, C), lse (B, NH, T))``: attention's FlashAttention interface."""
+        qkv_ = _f32("qkv", qkv, (3,))
+        B, T, C = self._attention_dims(qkv_, n_head)
+        got = self._invoke(
+            "attention_flash_forward",
+            {"qkv": qkv_},
+            {"out": (B, T, C), "lse": (B, n_head, T)},
+            {"B": B, "T": T, "C": C, "NH": n_head},
+        )
+        return got["out"], got["lse"]
+
+    def attention_flash_backward(
+        self, dout: NDArray[Any], qkv: NDArray[Any], out: NDArray[Any], lse: NDArray[Any],
+        n_head: int,
+    ) -> F32:  # fmt: skip
+        """``dqkv`` (B, T, 3C) given the flash forward's ``out`` and ``lse``."""
+        qkv_ = _f32("qkv", qkv, (3,))
+        B, T, C = self._attention_dims(qkv_, n_head)
+        dout_, out_, lse_ = _f32("dout", dout), _f32("out", out), _f32("lse", lse)
+        _shape("dout", dout_, (B, T, C))
+        _shape("out", out_, (B, T, C))
+        _shape("lse", lse_, (B, n_head, T))
+        got = self._invoke(
+            "attention_flash_backward",
+            {"dout": dout_, "qkv": qkv_, "out": out_, "lse": lse_},
+            {"dqkv": qkv_.shape},
+            {"B": B, "T": T, "C": C, "NH": n_head},
+        )
+        return got["dqkv"]  # type: ignore[no-any-return]
+
     def _block_dims(self, x: F32, n_head: int) -> tuple[int, int, int]:
         B, T, C = x.shape
         if n_head < 1 or C % n_head:

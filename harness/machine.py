@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,45 @@ def fingerprint_id(info: dict[str, Any]) -> str:
     stable = {k: info.get(k) for k in STABLE_FIELDS}
     blob = json.dumps(stable, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """The machine's cumulative CPU time by kind, in clock ticks, from ``/proc/stat``'s ``cpu``
+    line (all cores): what a speed figure competed with while it was taken."""
+
+    busy: int  # user + nice + system + irq + softirq: work on this guest, ours and others'
+    idle: int  # idle + iowait
+    steal: int  # ticks the hypervisor gave this guest's vCPUs to someone else
+
+    @property
+    def total(self) -> int:
+        """All ticks counted."""
+        return self.busy + self.idle + self.steal
+
+
+def cpu_times() -> CpuTimes | None:
+    """The current :class:`CpuTimes`, or None where ``/proc/stat`` is unreadable (not Linux)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    # cpu user nice system idle iowait irq softirq steal [guest guest_nice: inside user/nice]
+    if first[0] != "cpu" or len(first) < 9:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    return CpuTimes(user + nice + system + irq + softirq, idle + iowait, steal)
+
+
+def cpu_shares(before: CpuTimes | None, after: CpuTimes | None) -> str:
+    """The machine's busy / idle / steal shares between two readings, e.g.
+    ``busy 97% idle 1% steal 2%`` (busy counts every process, the measured one included)."""
+    if before is None or after is None or after.total <= before.total:
+        return "cpu shares not recorded"
+    total = after.total - before.total
+    busy, idle = after.busy - before.busy, after.idle - before.idle
+    steal = after.steal - before.steal
+    return (
+        f"busy {100 * busy / total:.0f}% idle {100 * idle / total:.0f}% "
+        f"steal {100 * steal / total:.0f}%"
+    )

@@ -30,6 +30,15 @@ TOP_LEVEL_KEYS = (
     "exclude", "include", "check", "thresholds",
 )  # fmt: skip
 HOST_KEYS = ("version", "optional")
+# The hostless host: its cell loads no artifact and starts nothing; it runs the project
+# profile's text-only checks (harness/project/command.py), once per run, not per artifact or
+# preset, so its artifact and preset are NO_NAME. Globs never match it: a rule names it.
+HOSTLESS = "none"
+NO_NAME = "-"
+# The checks a hostless cell runs (the `check defaults|corpus|claims` command's); `claims`
+# exists only there (on a host, claims are judged against a run by `signoff`).
+TEXT_ONLY_CHECKS = ("defaults", "corpus", "claims")
+HOSTLESS_ONLY_CHECKS = ("claims",)
 
 
 class MatrixError(Exception):
@@ -43,12 +52,13 @@ class Names:
     hosts: tuple[str, ...]
     artifacts: tuple[str, ...]
     presets: tuple[str, ...] = tuple(PRESETS)
-    checks: tuple[str, ...] = tuple(REGISTRY)
+    checks: tuple[str, ...] = (*REGISTRY, *HOSTLESS_ONLY_CHECKS)
 
     def of(self, kind: str) -> tuple[str, ...]:
-        """Return the known names of ``kind`` (one of :data:`RULE_FIELDS`)."""
+        """Return the known names of ``kind`` (one of :data:`RULE_FIELDS`); the hosts include
+        the hostless :data:`HOSTLESS`."""
         return {
-            "host": self.hosts,
+            "host": (*self.hosts, HOSTLESS) if HOSTLESS not in self.hosts else self.hosts,
             "artifact": self.artifacts,
             "preset": self.presets,
             "check": self.checks,
@@ -92,8 +102,14 @@ class Rule:
         return value
 
     def matches(self, kind: str, name: str) -> bool:
-        """True if field ``kind`` is unset or one of its patterns matches ``name``."""
+        """True if field ``kind`` is unset or one of its patterns matches ``name``.
+
+        The hostless host is matched by its own name only: ``host = "*"`` means every host
+        that loads artifacts, not also the cell that loads none.
+        """
         pats = self.patterns(kind)
+        if pats is not None and kind == "host" and name == HOSTLESS:
+            return HOSTLESS in pats
         return pats is None or any(fnmatch.fnmatchcase(name, p) for p in pats)
 
 
@@ -141,6 +157,11 @@ class Cell:
     checks: tuple[str, ...]
 
     @property
+    def hostless(self) -> bool:
+        """The host ``none`` cell: text-only checks of the project profile, no artifact."""
+        return self.host == HOSTLESS
+
+    @property
     def id(self) -> str:
         """``host/artifact/preset``, the same as :attr:`harness.rundir.rows.Row.cell`."""
         return f"{self.host}/{self.artifact}/{self.preset}"
@@ -162,7 +183,9 @@ def load_matrix(
     data, text = read_toml(path, MatrixError, "matrix")
     v = _Validator(path, TomlLines(text), names)
     # read_toml decodes the bytes as they are, so this is the sha256 of the file.
-    return v.matrix(data, hashlib.sha256(text.encode("utf-8")).hexdigest(), options_validator)
+    matrix = v.matrix(data, hashlib.sha256(text.encode("utf-8")).hexdigest(), options_validator)
+    expand_cells(matrix)  # a check on the wrong side of host `none` is a config error: now
+    return matrix
 
 
 def _path_of(dotted: str) -> Path_:
@@ -197,7 +220,11 @@ class _Validator(TomlValidator):
         """``unknown key 'dotted.key'; allowed: ...``."""
         return self.at(where, f"unknown key {self.dotted(where)!r}; allowed: {', '.join(allowed)}")
 
-    def names_list(self, key: str, data: Mapping[str, Any], kind: str) -> tuple[str, ...]:
+    def names_list(
+        self, key: str, data: Mapping[str, Any], kind: str, required: bool = True
+    ) -> tuple[str, ...]:
+        if key not in data and not required:
+            return ()
         if key not in data:
             raise self.at((), f"missing required key {key!r}")
         value = self.typed((key,), data[key], list, "an array of strings")
@@ -228,14 +255,17 @@ class _Validator(TomlValidator):
         if timeout <= 0:
             raise self.at(("timeout_s",), f"timeout_s must be > 0, got {timeout}")
         thresholds = self.thresholds(data)
+        hosts = self.hosts(data)
+        # a matrix of host `none` alone loads no artifact and trains no preset
+        needed = any(h.name != HOSTLESS for h in hosts)
         return Matrix(
             path=self.path,
             name=data["name"],
             description=description,
             sha256=sha256,
-            hosts=self.hosts(data),
-            artifacts=self.names_list("artifacts", data, "artifact"),
-            presets=self.names_list("presets", data, "preset"),
+            hosts=hosts,
+            artifacts=self.names_list("artifacts", data, "artifact", needed),
+            presets=self.names_list("presets", data, "preset", needed),
             checks=self.names_list("checks", data, "check"),
             names=self.names,
             timeout_s=float(timeout),
@@ -268,13 +298,13 @@ class _Validator(TomlValidator):
             raise self.at(("hosts",), "[hosts] must name at least one host")
         specs = []
         for name, spec in table.items():
-            if name not in self.names.hosts:
+            if name not in self.names.of("host"):
                 hint = ""
                 if name in TOP_LEVEL_KEYS:  # TOML puts every key after [hosts] inside it
                     hint = f" ({name!r} is a top-level key: move it above the first [table])"
                 raise self.at(
                     ("hosts", name),
-                    f"unknown host {name!r}; known: {', '.join(self.names.hosts)}{hint}",
+                    f"unknown host {name!r}; known: {', '.join(self.names.of('host'))}{hint}",
                 )
             self.typed(("hosts", name), spec, dict, "a table, e.g. {} or { version = ... }")
             self.table(("hosts", name), spec, HOST_KEYS)
@@ -283,6 +313,9 @@ class _Validator(TomlValidator):
                 self.typed(("hosts", name, "version"), version, str, "a string")
             optional = spec.get("optional", False)
             self.typed(("hosts", name, "optional"), optional, bool, "true or false")
+            if name == HOSTLESS and spec:
+                raise self.at(("hosts", name), "host 'none' has no version and is always there: "
+                              "write none = {}")  # fmt: skip
             specs.append(HostSpec(name, version, optional))
         return tuple(specs)
 
@@ -383,18 +416,26 @@ def check_thread_counts(matrix: Matrix, cells: Collection[Cell], limits: Mapping
 # -- cells ---------------------------------------------------------------------------------
 
 
+def _cell_key(host: str, artifact: str, preset: str) -> tuple[str, str, str]:
+    """The host ``none`` cell is one per run: its artifact and preset are :data:`NO_NAME`."""
+    return (host, NO_NAME, NO_NAME) if host == HOSTLESS else (host, artifact, preset)
+
+
 def expand_cells(matrix: Matrix, only_checks: Collection[str] | None = None) -> list[Cell]:
     """Return the matrix's cells sorted by id: the product minus excludes plus includes.
 
     ``only_checks`` (from ``run --checks``) replaces the matrix's check list; include rules still
-    add cells, but only with checks in ``only_checks``.
+    add cells, but only with checks in ``only_checks``. Host ``none`` gives one cell
+    (``none/-/-``), whatever the artifacts and presets. Raises MatrixError (``FILE:LINE:``) when
+    a host ``none`` cell would run a check that needs a host, or a host cell a text-only one.
     """
     base_checks = tuple(only_checks) if only_checks is not None else matrix.checks
     checks: dict[tuple[str, str, str], list[str]] = {}
+    added_by: dict[tuple[str, str, str], int] = {}  # an include rule's line, for errors
     for spec in matrix.hosts:
-        for a in matrix.artifacts:
-            for p in matrix.presets:
-                checks[(spec.name, a, p)] = list(base_checks)
+        for a in matrix.artifacts or (NO_NAME,):
+            for p in matrix.presets or (NO_NAME,):
+                checks[_cell_key(spec.name, a, p)] = list(base_checks)
     for rule in matrix.exclude:
         for (h, a, p), selected in checks.items():
             if (
@@ -418,9 +459,12 @@ def expand_cells(matrix: Matrix, only_checks: Collection[str] | None = None) -> 
         }
         add = [c for c in picked["check"] if only_checks is None or c in only_checks]
         for h in picked["host"]:
-            for a in picked["artifact"]:
-                for p in picked["preset"]:
-                    selected = checks.setdefault((h, a, p), [])
+            for a in picked["artifact"] or (NO_NAME,):
+                for p in picked["preset"] or (NO_NAME,):
+                    key = _cell_key(h, a, p)
+                    selected = checks.setdefault(key, [])
+                    if any(c not in selected for c in add):
+                        added_by.setdefault(key, rule.line)
                     selected.extend(c for c in add if c not in selected)
     order = {c: i for i, c in enumerate((*base_checks, *matrix.names.checks))}
     cells = [
@@ -428,7 +472,34 @@ def expand_cells(matrix: Matrix, only_checks: Collection[str] | None = None) -> 
         for (h, a, p), selected in checks.items()
         if selected
     ]
+    for cell in cells:
+        _check_sides(matrix, cell, added_by.get((cell.host, cell.artifact, cell.preset)))
     return sorted(cells, key=lambda c: c.id)
+
+
+def _check_sides(matrix: Matrix, cell: Cell, include_line: int | None) -> None:
+    """Host ``none`` runs text-only checks only; ``claims`` runs on host ``none`` only."""
+    if cell.hostless:
+        wrong = [c for c in cell.checks if c not in TEXT_ONLY_CHECKS]
+        where: Path_ = ("hosts", HOSTLESS)
+        why = (
+            f"host 'none' loads no artifact: it runs only the text-only checks "
+            f"({', '.join(TEXT_ONLY_CHECKS)}), not {', '.join(wrong)}; exclude them for it: "
+            f'[[exclude]] host = "none", check = {list(wrong)!r}'
+        )
+    else:
+        wrong = [c for c in cell.checks if c in HOSTLESS_ONLY_CHECKS]
+        where = ("checks", matrix.checks.index(wrong[0])) if wrong and wrong[0] in matrix.checks \
+            else ("checks",)  # fmt: skip
+        why = (
+            f"check {', '.join(wrong)} is text-only and runs on host 'none' only (cell "
+            f'{cell.id}); exclude it for the other hosts: [[exclude]] host = "*", check = '
+            f"{list(wrong)!r}"
+        )
+    if not wrong:
+        return
+    line = include_line if include_line else matrix.lines.line_of(where)
+    raise MatrixError(f"{matrix.path}:{line}: {why}")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

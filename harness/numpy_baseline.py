@@ -221,12 +221,12 @@ class ReferenceWorker:
             str(rec["clock"]),
         )
 
-    def warm(self, job: Job, inner_reps: int, loops: int) -> None:
-        """Run ``loops`` untimed loops of ``job`` the first time it is asked for (its model is
+    def warm(self, job: Job, inner_reps: int, calls: int) -> None:
+        """Run ``calls`` untimed calls of ``job`` the first time it is asked for (its model is
         built and its pages touched in the child, as in a measurement's warmup)."""
         key = json.dumps(_job_to_json(job), sort_keys=True)
         if key not in self._warm:
-            self.block(job, inner_reps, 0, max(1, loops))
+            self.block(job, inner_reps, 0, max(1, calls))
             self._warm.add(key)
 
     def sampler(self, job: Job) -> Sampler:

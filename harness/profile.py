@@ -168,7 +168,9 @@ class ConvergenceProfile:
     rel: str  # as written (or the default name), for messages
     named: bool  # the profile names the file (else: the default name beside the profile)
     line: int  # the line of `band` (or of [convergence]) for messages
-    preset: str | None = None  # what record-convergence records at (default: tiny)
+    # the presets record-convergence records (`preset = "x"` or `presets = [...]`; default:
+    # tiny) and a `run --project` requires a band for (each preset has its own band)
+    presets: tuple[str, ...] = ()
     steps: int | None = None  # ... over this many steps (default: the bundled band's, 300)
     corpus: Path | None = None  # the text it trains on (default: see corpus_for_band)
     corpus_rel: str = ""
@@ -274,26 +276,39 @@ class _Validator(TomlValidator):
         presets = self.presets(data["presets"]) if "presets" in data else {}
         reference = self.reference(data["reference"]) if "reference" in data else None
         convergence = self.convergence(data.get("convergence", {}), "convergence" in data)
-        if convergence.preset is not None and convergence.preset not in {**PRESETS, **presets}:
+        for i, preset in enumerate(convergence.presets):
+            if preset in {**PRESETS, **presets}:
+                continue
+            where: Path_ = ("convergence", "preset")
+            if "presets" in data.get("convergence", {}):
+                where = ("convergence", "presets", i)
             known = ", ".join([*PRESETS, *presets])
-            raise self.error(("convergence", "preset"),
-                             f"unknown preset {convergence.preset!r}; known: {known}")  # fmt: skip
+            raise self.error(where, f"unknown preset {preset!r}; known: {known}")
         return Profile(self.path, self.root, name, defaults, corpus, claims, text, presets,
                        reference, convergence)  # fmt: skip
 
     def convergence(self, raw: object, present: bool) -> ConvergenceProfile:
         """``[convergence]``: ``band`` (a path beside the profile), ``preset``, ``steps``,
         ``corpus``; absent: the default band name beside the profile."""
-        t = self.table(("convergence",), raw, ("band", "preset", "steps", "corpus"))
+        t = self.table(("convergence",), raw, ("band", "preset", "presets", "steps", "corpus"))
         line = self.line(("convergence",)) if present else 1
         rel = DEFAULT_BAND_NAME
         if "band" in t:
             rel = self.typed(("convergence", "band"), t["band"], str, "a path (beside the profile)")
             line = self.line(("convergence", "band"))
         band = Path(rel) if Path(rel).is_absolute() else self.path.parent / rel
-        preset = None
+        presets: tuple[str, ...] = ()
+        if "preset" in t and "presets" in t:
+            raise self.error(("convergence", "presets"), "give preset or presets, not both")
         if "preset" in t:
-            preset = self.typed(("convergence", "preset"), t["preset"], str, "a preset name")
+            presets = (self.typed(("convergence", "preset"), t["preset"], str, "a preset name"),)
+        if "presets" in t:
+            presets = self.strings(("convergence", "presets"), t["presets"])
+            if not presets:
+                raise self.error(("convergence", "presets"), "must name at least one preset")
+            for i, name in enumerate(presets):
+                if name in presets[:i]:
+                    raise self.error(("convergence", "presets", i), f"{name!r} is listed twice")
         steps = None
         if "steps" in t:
             steps = self.typed(("convergence", "steps"), t["steps"], int, "an integer")
@@ -302,7 +317,7 @@ class _Validator(TomlValidator):
         corpus, corpus_rel = None, ""
         if "corpus" in t:
             corpus, corpus_rel = self.file(("convergence", "corpus"), t["corpus"])
-        return ConvergenceProfile(band.resolve(), rel, "band" in t, line, preset, steps, corpus,
+        return ConvergenceProfile(band.resolve(), rel, "band" in t, line, presets, steps, corpus,
                                   corpus_rel)  # fmt: skip
 
     def reference(self, raw: object) -> ReferenceProfile:

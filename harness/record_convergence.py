@@ -41,11 +41,13 @@ from harness.convergence_band import (
     REFERENCE,
     TRAINING_KEYS,
     VERSION,
+    BandError,
+    BandSet,
     bound_losses,
     corpus_for_band,
     corpus_tokens,
     defaults_sha256,
-    load_band,
+    load_bands,
     preset_config,
     text_sha256,
     training_defaults,
@@ -106,9 +108,7 @@ def record(
     except ValueError as e:
         raise RecordError(str(e)) from e
     finals = {k: v[2] for k, v in runs.items()}
-    return {
-        "format": FORMAT,
-        "version": VERSION,
+    return {  # one entry of the band file's `bands` (write_band adds format and version)
         "schema": 1,  # harness.convergence.Band's fields, read by the same judge
         "command": command,
         "commit": git_state(Path(__file__).resolve().parents[1]).get("commit") or "unknown",
@@ -141,13 +141,33 @@ def record(
     }
 
 
-def request(
-    profile: Profile, preset: str | None, steps: int | None, seed: int | None, window: int
-) -> Request:
-    """The recording the command line and the profile ask for; ProfileError if it cannot be."""
+def presets_to_record(profile: Profile, given: Sequence[str] | None, every: bool) -> list[str]:
+    """The presets to record: ``--preset`` (repeatable); with ``--all-presets`` the profile's
+    ``[convergence] presets`` and every ``[presets.NAME]``; else ``[convergence] presets``,
+    else tiny. ProfileError for an unknown name."""
     conv = profile.convergence
-    name = preset or (conv.preset if conv is not None else None) or DEFAULT_PRESET
-    cfg = preset_config(profile, name)
+    listed = list(conv.presets) if conv is not None else []
+    if every:
+        names = list(dict.fromkeys([*listed, *profile.presets]))
+        if not names:
+            raise ProfileError(
+                f"{profile.where(1)}: --all-presets: the profile has neither [convergence] "
+                "presets nor [presets.NAME] tables; name one with --preset"
+            )
+    else:
+        names = list(dict.fromkeys(given)) if given else listed or [DEFAULT_PRESET]
+    for name in names:
+        preset_config(profile, name)  # ProfileError: unknown, naming both lists
+    return names
+
+
+def request(
+    profile: Profile, preset: str, steps: int | None, seed: int | None, window: int
+) -> Request:
+    """The recording of ``preset`` the command line and the profile ask for; ProfileError if
+    it cannot be."""
+    conv = profile.convergence
+    cfg = preset_config(profile, preset)
     n = steps or (conv.steps if conv is not None else None) or DEFAULT_STEPS
     if window > n:
         raise ProfileError(f"{profile.where(1)}: --window {window} is more than {n} steps")
@@ -220,10 +240,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="the project's directory (holding harness.toml) or a profile file",
     )
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--preset",
-        help="the preset to train (the profile's [convergence] "
-        f"preset, else {DEFAULT_PRESET}); ours or the profile's own",
+        action="append",
+        help="a preset to record a band for, ours or the profile's own; repeatable (default: "
+        f"the profile's [convergence] presets, else {DEFAULT_PRESET})",
+    )
+    which.add_argument(
+        "--all-presets",
+        action="store_true",
+        help="record every preset of the profile: [convergence] presets and [presets.NAME]",
     )
     parser.add_argument("--steps", type=int, help=f"train steps (default {DEFAULT_STEPS})")
     parser.add_argument(
@@ -254,54 +281,83 @@ def execute(args: argparse.Namespace) -> int:
         return 2
     try:
         profile = load_profile(find_profile(args.project))
-        req = request(profile, args.preset, args.steps, args.seed, args.window)
+        reqs = [
+            request(profile, name, args.steps, args.seed, args.window)
+            for name in presets_to_record(profile, args.preset, args.all_presets)
+        ]
     except ProfileError as exc:
         print(f"record-convergence: {exc}", file=sys.stderr)
         return 2
     assert profile.convergence is not None  # the loader always fills it
     out: Path = args.out or profile.convergence.band
-    command = _command(args)
+    if out.exists():  # the file's other bands are kept: it must be one the harness can read
+        try:
+            load_bands(out)
+        except BandError as exc:
+            print(f"record-convergence: {exc} (fix or remove it; re-recording keeps the file's "
+                  "other bands)", file=sys.stderr)  # fmt: skip
+            return 2
+    artifact: Artifact | None = None
+    if args.artifact is not None:
+        try:
+            artifacts = load_manifest(args.artifacts)
+        except (FileNotFoundError, ManifestError) as exc:
+            print(f"record-convergence: {args.artifacts}: {exc}", file=sys.stderr)
+            return 2
+        if args.artifact not in artifacts:
+            print(
+                f"record-convergence: no artifact {args.artifact!r} in {args.artifacts}; "
+                f"known: {', '.join(artifacts)}",
+                file=sys.stderr,
+            )
+            return 2
+        artifact = artifacts[args.artifact]
+    failed = 0
+    for req in reqs:
+        code = _record_one(req, artifact, args, out)
+        if code == 2:
+            return 2
+        failed += code
+    return 1 if failed else 0
+
+
+def _record_one(
+    req: Request, artifact: Artifact | None, args: argparse.Namespace, out: Path
+) -> int:
+    """Record ``req``'s band and write it into ``out`` beside the file's other bands; 0 written,
+    1 no band, 2 bad arguments (an unknown host)."""
+    command = _command(args, req.cfg.name)
     close: Callable[[], None] = lambda: None  # noqa: E731
     try:
-        if args.artifact is None:
+        if artifact is None:
             trainer, info = reference_trainer(req), {"kind": REFERENCE, "calls": "reference.train"}
         else:
-            try:
-                artifacts = load_manifest(args.artifacts)
-            except (FileNotFoundError, ManifestError) as exc:
-                print(f"record-convergence: {args.artifacts}: {exc}", file=sys.stderr)
-                return 2
-            if args.artifact not in artifacts:
-                print(
-                    f"record-convergence: no artifact {args.artifact!r} in {args.artifacts}; "
-                    f"known: {', '.join(artifacts)}",
-                    file=sys.stderr,
-                )
-                return 2
-            trainer, info, close = artifact_trainer(req, artifacts[args.artifact], args.host)
+            trainer, info, close = artifact_trainer(req, artifact, args.host)
         data = record(req, trainer, info, command)
     except ValueError as exc:  # an unknown host name
         print(f"record-convergence: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # the trainer failed (a host error, a preset it cannot express)
-        print(f"record-convergence: no band: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"record-convergence: no band at {req.cfg.name}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)  # fmt: skip
         return 1
     finally:
         close()
-    write_band(out, data)
+    key = write_band(out, data)
     print(
-        f"wrote {out}: band [{data['lower']:.4f}, {data['upper']:.4f}] at {req.cfg.name}, "
-        f"{req.steps} steps, lr {req.defaults.learning_rate:g}; {info['kind']} final "
-        f"{data['reference_final']:.4f}"
+        f"wrote {key} to {out}: band [{data['lower']:.4f}, {data['upper']:.4f}] at "
+        f"{req.cfg.name}, {req.steps} steps, lr {req.defaults.learning_rate:g}; {info['kind']} "
+        f"final {data['reference_final']:.4f}"
     )
     return 0
 
 
-def _command(args: argparse.Namespace) -> str:
-    """The command line that re-records this band (from the parsed arguments: the same
-    whether it ran from a shell, ``python -m`` or a test)."""
+def _command(args: argparse.Namespace, preset: str) -> str:
+    """The command line that re-records this band, of ``preset`` (from the parsed arguments:
+    the same whether it ran from a shell, ``python -m`` or a test)."""
     argv = ["tinygpt-harness", "record-convergence", "--project", str(args.project)]
-    for flag in ("preset", "steps", "seed", "artifact", "host"):
+    argv += ["--preset", preset]
+    for flag in ("steps", "seed", "artifact", "host"):
         if getattr(args, flag) is not None:
             argv += [f"--{flag}", str(getattr(args, flag))]
     if args.window != DEFAULT_WINDOW:
@@ -311,12 +367,33 @@ def _command(args: argparse.Namespace) -> str:
     return shlex.join(argv)
 
 
-def write_band(path: Path, data: dict[str, Any]) -> None:
-    """Write the band file and read it back through the loader (a band it writes must load)."""
+def write_band(path: Path, entry: dict[str, Any]) -> str:
+    """Write ``entry`` into the band file at ``path`` (version 2), replacing the band of the
+    same preset and trainer in its place and keeping the others (a version 1 file's one band
+    included), each read back through the loader first (a file it writes must load). Returns
+    the band's key."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    load_band(tmp)
+
+    def dump(entries: list[dict[str, Any]]) -> BandSet:
+        data = {"format": FORMAT, "version": VERSION, "bands": entries}
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        return load_bands(tmp)
+
+    key = dump([entry]).bands[0].key
+    entries = [entry]
+    if path.exists():
+        old = load_bands(path)  # the caller checked it loads
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        kept = raw["bands"] if old.version == 2 else [
+            {k: v for k, v in raw.items() if k not in ("format", "version")}
+        ]  # fmt: skip
+        keys = [b.key for b in old.bands]
+        entries = [entry if k == key else e for e, k in zip(kept, keys, strict=True)]
+        if key not in keys:
+            entries.append(entry)
+    dump(entries)
     tmp.replace(path)
+    return key
 
 
 def main(argv: Sequence[str] | None = None) -> int:

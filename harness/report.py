@@ -44,6 +44,7 @@ from harness.report_tables import (
     speedup_table,
     verdict_grid,
 )
+from harness.report_webgpu import adapter_equality_table, webgpu_speedup_table
 from harness.rundir.meta import RunDirError
 from harness.rundir.reader import Run, load_run
 from harness.rundir.rows import RESULTS_FILE
@@ -178,6 +179,8 @@ def render(
             generation_table(run.rows),
             crosshost_summary(run.rows),
             noisy_table(run.rows),
+            webgpu_speedup_table(run.rows),
+            adapter_equality_table(run.rows),
         )
         if t is not None
     ]

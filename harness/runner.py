@@ -39,8 +39,9 @@ from harness.artifact import Artifact, ManifestError, load_manifest
 from harness.bindings import BindingError
 from harness.bindings.model_layout import UnsupportedConfig
 from harness.bindings.verify import check_artifacts
-from harness.checks import REGISTRY, begin_run, get_check
+from harness.checks import begin_run, get_check
 from harness.checks.base import CellContext
+from harness.checks.webgpu_step import adapter_table
 from harness.hosts.base import (
     ABIError,
     CorruptArtifact,
@@ -56,6 +57,7 @@ from harness.hosts.base import (
 from harness.hosts.timeouts import Timeouts
 from harness.machine import fingerprint
 from harness.matrix import (
+    HOSTLESS,
     Cell,
     Matrix,
     MatrixError,
@@ -86,7 +88,7 @@ from reference.dump import ReferenceDump
 from reference.presets import PRESETS, ModelConfig
 
 if TYPE_CHECKING:  # imported when a run has a project band (it imports the kernel client)
-    from harness.convergence_band import ProjectBand
+    from harness.convergence_band import BandSet
 
 DEFAULT_MANIFEST = Path("artifacts/build/manifest.json")
 HostFactory = Callable[[], Host]
@@ -117,8 +119,18 @@ class RunPlan:
     presets: Mapping[str, ModelConfig] = field(default_factory=lambda: dict(PRESETS))
     # the model check's oracle per preset when the --project profile names a [reference]
     references: Mapping[str, ReferenceDump] = field(default_factory=dict)
-    # the corpus check's convergence band when the --project profile has one (else the bundled)
-    convergence: ProjectBand | None = None
+    # the corpus check's convergence bands (one per preset and trainer) when the --project
+    # profile has a band file (else the bundled band)
+    convergence: BandSet | None = None
+    # the profile a host `none` cell's text-only checks read (--project, else ./harness.toml,
+    # else the bundled default profile: what `check defaults|corpus|claims` reads)
+    profile: Profile | None = None
+    # artifact -> what its native exports' arities were checked from (bindings/verify.py)
+    arity: Mapping[str, str] = field(default_factory=dict)
+
+    def used_artifacts(self) -> list[str]:
+        """The artifacts the plan's cells load, sorted (host `none` loads none)."""
+        return sorted({c.artifact for c in self.cells if not c.hostless})
 
 
 # -- hosts ---------------------------------------------------------------------------------
@@ -362,12 +374,12 @@ class _CellRunner:
     def row(
         self, cell: Cell, version: str, check: str, subject: str, status: Status, **kw: Any
     ) -> Row:
-        artifact = self.plan.artifacts[cell.artifact]
+        sha256 = "" if cell.hostless else self.plan.artifacts[cell.artifact].sha256
         return Row(
             host=cell.host,
             host_version=version,
             artifact=cell.artifact,
-            artifact_sha256=artifact.sha256,
+            artifact_sha256=sha256,
             preset=cell.preset,
             check=check,
             subject=subject,
@@ -414,6 +426,9 @@ class _CellRunner:
 
     def run_cell(self, cell: Cell, rows: list[Row]) -> None:
         """Append the cell's rows: can_load first (starts nothing), then the probe, then checks."""
+        if cell.hostless:
+            self.run_text_checks(cell, rows)
+            return
         artifact = self.plan.artifacts[cell.artifact]
         try:
             host = self.pool.host(cell.host)
@@ -448,6 +463,30 @@ class _CellRunner:
                 rows.append(self.row(cell, version, "cell", "load", "error", detail=_describe(exc)))
                 return
             self.run_check(cell, kind, version, artifact, instance, rows)
+
+    def run_text_checks(self, cell: Cell, rows: list[Row]) -> None:
+        """Host ``none``: the profile's text-only checks, through ``check defaults|corpus|claims``'s
+        own code, one row per outcome (its subject, status and ``file:line`` detail)."""
+        from harness.project.command import check_profile
+
+        profile = self.plan.profile
+        assert profile is not None  # plan_from_args loads it for a plan with a hostless cell
+        for kind in cell.checks:
+            self.current = f"check {kind}"
+            try:
+                outcomes = check_profile(kind, profile)
+            except KeyboardInterrupt:
+                raise
+            except ProfileError as exc:  # found only as the check reads (e.g. a surface
+                # stating none of its keys): the cell's error, with the profile's file:line
+                rows.append(self.row(cell, "", kind, "profile", "error", detail=str(exc)))
+                continue
+            except Exception as exc:
+                rows.append(self.row(cell, "", kind, "exception", "error", detail=_describe(exc)))
+                continue
+            rows.extend(
+                self.row(cell, "", kind, o.subject, o.status, detail=o.detail) for o in outcomes
+            )
 
     def run_check(
         self,
@@ -505,8 +544,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _artifact_meta(a: Artifact) -> dict[str, Any]:
+def _artifact_meta(a: Artifact, arity: str = "") -> dict[str, Any]:
     return {
+        **({"arity": arity} if arity else {}),
         "sha256": a.sha256,
         "format": a.format,
         "target": a.target,
@@ -546,7 +586,7 @@ def _start_meta(plan: RunPlan) -> dict[str, Any]:
         )
         meta.pop("problem", None)
         return meta
-    used = sorted({c.artifact for c in plan.cells})
+    used = plan.used_artifacts()
     meta = {
         "schema_version": SCHEMA_VERSION,
         "status": "running",
@@ -554,7 +594,9 @@ def _start_meta(plan: RunPlan) -> dict[str, Any]:
         "git": git_state(plan.repo_root),
         "machine": fingerprint(),
         "hosts": {},
-        "artifacts": {name: _artifact_meta(plan.artifacts[name]) for name in used},
+        "artifacts": {
+            name: _artifact_meta(plan.artifacts[name], plan.arity.get(name, "")) for name in used
+        },
         "matrix": {
             "path": str(plan.matrix.path),
             "name": plan.matrix.name,
@@ -580,20 +622,22 @@ def oracle_meta(plan: RunPlan) -> dict[str, Any]:
     """What the cells were judged against: each preset's model config, and the model check's
     oracle dumps when a profile names them (absent: our reference, live). run.json keeps it, and
     ``--resume`` refuses to finish a run under another."""
-    presets = sorted({c.preset for c in plan.cells})
+    presets = sorted({c.preset for c in plan.cells if not c.hostless})
     meta: dict[str, Any] = {
         "presets": {n: json.loads(config_json(plan.presets[n])) for n in presets}
     }
+    if plan.profile is not None:  # what host `none` read: resume must read the same profile
+        meta["profile"] = {"path": str(plan.profile.path), "name": plan.profile.name}
     if plan.references:
         meta["references"] = {name: {"source": d.source, "sha256": d.sha256}
                               for name, d in sorted(plan.references.items())}  # fmt: skip
     if plan.convergence is not None:
-        band = plan.convergence
         meta["convergence"] = {
-            "band": str(band.path),
-            "preset": band.band.preset,
-            "recorded": band.band.date,
-            "trainer": dict(band.trainer),
+            "band": str(plan.convergence.path),
+            "bands": {
+                pb.key: {"recorded": pb.band.date, "trainer": dict(pb.trainer)}
+                for pb in plan.convergence.bands
+            },
         }
     return meta
 
@@ -698,6 +742,12 @@ class RunSession:
                 self.meta["artifacts"][name]["loaded_sha256"] = dict(by_host)
             for name, adapters in self.pool.adapters.items():
                 self.meta["artifacts"][name]["webgpu_adapter"] = dict(adapters)
+            for r in adapter_table(rows):  # the webgpu step's cross-adapter table, per cell
+                tables = self.meta["artifacts"][r.artifact].setdefault("webgpu_adapter_table", {})
+                tables.setdefault(f"{r.host}/{r.preset}", []).append(
+                    {"subject": r.subject, "status": r.status, "max_ulp": r.value,
+                     "detail": r.detail}
+                )  # fmt: skip
             write_run_json(self.plan.out, self.meta)
         return rows
 
@@ -712,7 +762,8 @@ class RunSession:
         meta = self.meta
         with self.interrupts.hold():
             ran = {r.cell for r in self.verdict_rows}
-            if any("corpus" in c.checks for c in self.plan.cells if c.id in ran):
+            if any("corpus" in c.checks for c in self.plan.cells
+                   if c.id in ran and not c.hostless):  # fmt: skip
                 meta["corpus_sha256"] = _corpus_sha256(self.plan.matrix)
             signum = self.interrupts.signum
             code = self.interrupts.exit_code() if interrupted else exit_code(meta["verdicts"])
@@ -734,7 +785,7 @@ def open_session(plan: RunPlan, factories: Mapping[str, HostFactory]) -> RunSess
     Raises OSError when the run directory cannot be written. Installs no signal handler: the
     caller (``run``, or pytest) owns Ctrl-C.
     """
-    begin_run({kind for cell in plan.cells for kind in cell.checks})
+    begin_run({kind for cell in plan.cells if not cell.hostless for kind in cell.checks})
     meta = _start_meta(plan)
     writer = RowWriter(plan.out)
     try:
@@ -860,17 +911,26 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     only: tuple[str, ...] | None = None
     if args.checks:
         only = tuple(c.strip() for c in args.checks.split(",") if c.strip())
-        unknown = [c for c in only if c not in REGISTRY]
+        unknown = [c for c in only if c not in matrix.names.checks]
         if unknown or not only:
             named = ", ".join(map(repr, unknown))
-            raise UsageError(f"--checks: unknown check {named}; known: {', '.join(REGISTRY)}")
-    every_cell = expand_cells(matrix, only)
+            raise UsageError(
+                f"--checks: unknown check {named}; known: {', '.join(matrix.names.checks)}"
+            )
+    try:
+        every_cell = expand_cells(matrix, only)
+    except MatrixError as exc:  # --checks gave host `none` a check that needs a host
+        raise UsageError(str(exc)) from None
+    loaded = sorted({c.artifact for c in every_cell if not c.hostless})
     try:  # every shard checks every artifact of the run: one verdict on the config, not N
-        check_artifacts(artifacts[name] for name in sorted({c.artifact for c in every_cell}))
+        arity = check_artifacts(artifacts[name] for name in loaded)
     except BindingError as exc:
         raise UsageError(str(exc)) from None
+    for name, status in sorted(arity.items()):
+        if status.startswith("arity unchecked"):  # never silent: one line, and run.json's
+            print(f"tinygpt-harness run: {name}: {status}", file=sys.stderr)
     try:  # a pthread pool fixed at build time caps the bench's thread axis
-        limits = {name: artifacts[name].thread_limit() for name in {c.artifact for c in every_cell}}
+        limits = {name: artifacts[name].thread_limit() for name in loaded}
         check_thread_counts(matrix, every_cell, limits)
     except MatrixError as exc:
         raise UsageError(str(exc)) from None
@@ -884,6 +944,8 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         checks=only if only is not None else matrix.checks,
         fail_fast=args.fail_fast,
         presets=presets,
+        profile=text_profile(matrix, every_cell, project, getattr(args, "project", None)),
+        arity=arity,
     )
     plan = with_band(plan, project)
     if args.resume is not None:
@@ -896,20 +958,49 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     return with_references(plan, project)
 
 
+def text_profile(
+    matrix: Matrix, cells: Sequence[Cell], project: Profile | None, given: Path | None
+) -> Profile | None:
+    """The profile a host ``none`` cell checks (None when the matrix has no such cell): the
+    ``--project`` one, else ``check``'s own choice (./harness.toml, else the bundled default
+    profile). UsageError (exit 2) for a bad profile, or one without the section of a check
+    the cell runs (at the matrix's ``hosts.none`` line and the profile's)."""
+    hostless = [c for c in cells if c.hostless]
+    if not hostless:
+        return None
+    try:
+        profile = project if project is not None else load_profile(find_profile(given))
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+    sections = {"defaults": profile.defaults, "corpus": profile.corpus, "claims": profile.claims}
+    missing = [k for k in hostless[0].checks if sections.get(k) is None]
+    if missing:
+        line = matrix.lines.line_of(("hosts", HOSTLESS))
+        raise UsageError(
+            f"{matrix.path}:{line}: host 'none' runs check {', '.join(missing)}, but the "
+            f"profile {profile.path} has no [{'], ['.join(missing)}] section; exclude the check "
+            "for host none or give --project a profile with it"
+        )
+    return profile
+
+
 def with_band(plan: RunPlan, project: Profile | None) -> RunPlan:
-    """``plan`` with the ``--project`` profile's convergence band, when a corpus cell judges
-    convergence and the profile has a band (harness/convergence_band.py); UsageError (exit 2,
-    the profile's file:line) for a named band that is missing or malformed, or one recorded for
-    another preset, corpus or hyperparameters."""
+    """``plan`` with the ``--project`` profile's convergence bands (one per preset and
+    trainer), when a corpus cell judges convergence and the profile has a band file
+    (harness/convergence_band.py); UsageError (exit 2, the profile's file:line) for a named
+    file that is missing or malformed, a required preset without a band, or a band recorded
+    for another preset config, corpus or hyperparameters."""
     options = plan.matrix.options("corpus")
-    judged = options.get("convergence", True) and any("corpus" in c.checks for c in plan.cells)
+    judged = options.get("convergence", True) and any(
+        "corpus" in c.checks for c in plan.cells if not c.hostless
+    )
     if project is None or not judged:
         return plan
-    from harness.convergence_band import band_for_run
+    from harness.convergence_band import bands_for_run
 
     preset = options.get("preset")
     try:
-        band = band_for_run(project, str(preset) if preset is not None else None)
+        band = bands_for_run(project, str(preset) if preset is not None else None)
     except ProfileError as exc:
         raise UsageError(str(exc)) from None
     return dataclasses.replace(plan, convergence=band)
@@ -964,7 +1055,7 @@ def resume_plan(plan: RunPlan) -> RunPlan:
         raise UsageError(f"--resume {out}: another matrix: the run used sha256 {recorded}, "
                          f"{plan.matrix.path} is {plan.matrix.sha256}")  # fmt: skip
     shas = {k: v.get("sha256") for k, v in raw.get("artifacts", {}).items() if isinstance(v, dict)}
-    for name in sorted({c.artifact for c in plan.cells}):
+    for name in plan.used_artifacts():
         now = plan.artifacts[name].sha256
         if shas.get(name) != now:
             raise UsageError(f"--resume {out}: another build of {name}: the run used sha256 "
@@ -973,7 +1064,7 @@ def resume_plan(plan: RunPlan) -> RunPlan:
         raise UsageError(f"--resume {out}: other cells than the run planned "
                          "(give the same --shard and --checks)")  # fmt: skip
     oracle = oracle_meta(plan)
-    for key in ("presets", "references", "convergence"):
+    for key in ("presets", "references", "convergence", "profile"):
         if raw.get(key) != oracle.get(key):
             raise UsageError(
                 f"--resume {out}: another oracle: the run's {key} were {raw.get(key)}, now "

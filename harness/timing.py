@@ -22,7 +22,8 @@ import numpy as np
 from harness.hosts.base import TimingResult
 
 Sampler = Callable[[int, int, int], TimingResult]
-"""``sampler(inner_reps, samples, warmup)`` -> per-sample mean ns per call, timed in the host."""
+"""``sampler(inner_reps, samples, warmup)`` -> per-sample mean ns per call, timed in the host,
+after ``warmup`` untimed calls (calls, not loops: as ``Instance.time_calls`` counts them)."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class TimingPolicy:
 
     min_samples: int = 10  # the protocol's N: never fewer samples than this
     max_samples: int = 40  # adaptive sampling stops here even if the CI is still too wide
-    warmup: int = 2  # untimed loops before the first sample (JIT tier-up, caches, page faults)
+    warmup: int = 2  # untimed calls before the first sample (JIT tier-up, caches, page faults)
     resolution_factor: float = 100.0  # a sample lasts at least this many clock resolutions
     min_sample_ns: float = 200_000.0  # and at least this long, so scheduler jitter stays small
     max_inner_reps: int = 1 << 20  # upper bound for calibration (a no-op call is ~1 ns natively)
@@ -39,6 +40,12 @@ class TimingPolicy:
     bootstrap_resamples: int = 2000
     seed: int = 0  # bootstrap RNG seed: the same samples always give the same CI
     budget_s: float = 10.0  # adaptive extension stops once one measurement has taken this long
+    # measure_interleaved: a figure's min_samples come in this many bursts, spread over the
+    # set's rounds in a seeded random order (docs/timing.md, "Interleaved figures")
+    repetitions: int = 1
+    # and each burst starts with untimed calls lasting about this long (none when one call is
+    # longer): the first sample of a burst ran up to 1.7x slow without them (docs/timing.md)
+    burst_warmup_ns: float = 2_000_000.0
 
     def __post_init__(self) -> None:
         if self.min_samples < 3:
@@ -50,6 +57,11 @@ class TimingPolicy:
             )
         if self.warmup < 0 or self.resolution_factor <= 0 or self.noise_band <= 0:
             raise ValueError(f"TimingPolicy has a negative or zero field: {self}")
+        if not 1 <= self.repetitions <= self.min_samples:
+            raise ValueError(
+                f"TimingPolicy.repetitions={self.repetitions} must be between 1 and "
+                f"min_samples={self.min_samples} (each burst holds at least one sample)"
+            )
 
     def target_sample_ns(self, clock_resolution_ns: float) -> float:
         """The shortest sample allowed on a clock of this resolution."""
@@ -186,23 +198,46 @@ def paired_ratio(
     )
 
 
-def calibrate(sampler: Sampler, policy: TimingPolicy) -> tuple[int, float, str]:
-    """Return ``(inner_reps, clock_resolution_ns, clock)`` so a sample spans the target time.
+@dataclass(frozen=True)
+class Calibration:
+    """How one figure is sampled: its calls per sample, its clock, and what a sample took."""
 
-    Starts at one call per sample and scales up from what a single probe sample took; the first
-    probe also serves as warmup.
-    """
+    sampler: Sampler
+    inner_reps: int
+    clock_resolution_ns: float
+    clock: str
+    sample_ns: float  # one probe sample's length (inner_reps calls): the cost estimate
+    wall_s: float  # time the calibration (with its warmup) took
+
+
+def calibration(sampler: Sampler, policy: TimingPolicy) -> Calibration:
+    """Calibrate ``sampler`` so a sample spans the target time (see :func:`calibrate`)."""
+    start = time.perf_counter()
     reps = 1
     for attempt in range(8):
         probe = sampler(reps, 1, policy.warmup if attempt == 0 else 0)
         target = policy.target_sample_ns(probe.clock_resolution_ns)
         total = probe.sample_ns[0] * reps
         if total >= target or reps >= policy.max_inner_reps:
-            return reps, probe.clock_resolution_ns, probe.clock
+            break
         # A probe at or below the clock's resolution says little: grow fast but bounded.
         floor = max(total, probe.clock_resolution_ns, 1.0)
         reps = min(policy.max_inner_reps, max(reps + 1, math.ceil(reps * 1.2 * target / floor)))
-    return reps, probe.clock_resolution_ns, probe.clock
+    else:  # eight probes never reached the target: keep the last count, as its estimate says
+        total = probe.sample_ns[0] * reps
+    return Calibration(
+        sampler, reps, probe.clock_resolution_ns, probe.clock, total, time.perf_counter() - start
+    )
+
+
+def calibrate(sampler: Sampler, policy: TimingPolicy) -> tuple[int, float, str]:
+    """Return ``(inner_reps, clock_resolution_ns, clock)`` so a sample spans the target time.
+
+    Starts at one call per sample and scales up from what a single probe sample took; the first
+    probe also serves as warmup.
+    """
+    c = calibration(sampler, policy)
+    return c.inner_reps, c.clock_resolution_ns, c.clock
 
 
 def measure(sampler: Sampler, policy: TimingPolicy = TimingPolicy()) -> Measurement:
@@ -210,11 +245,14 @@ def measure(sampler: Sampler, policy: TimingPolicy = TimingPolicy()) -> Measurem
 
     Samples are added in batches until the CI is within ``noise_band`` of the median, or
     ``max_samples`` is reached, or ``budget_s`` has passed; then the figure is flagged noisy if it
-    still is. Nothing is discarded: outliers are counted in the summary.
+    still is. Every batch starts with untimed calls lasting about ``burst_warmup_ns`` (the host
+    sat idle while the CI was computed). Nothing is discarded: outliers are counted in the
+    summary.
     """
     start = time.perf_counter()
-    reps, resolution, clock = calibrate(sampler, policy)
-    first = sampler(reps, policy.min_samples, policy.warmup)
+    cal = calibration(sampler, policy)
+    reps, warm = cal.inner_reps, burst_warmup_calls(cal, policy)
+    first = sampler(reps, policy.min_samples, max(policy.warmup, warm))
     samples = list(first.sample_ns)
     summary = summarize(samples, policy.bootstrap_resamples, policy.seed)
     batch = max(3, policy.min_samples // 2)
@@ -223,18 +261,92 @@ def measure(sampler: Sampler, policy: TimingPolicy = TimingPolicy()) -> Measurem
         and len(samples) < policy.max_samples
         and time.perf_counter() - start < policy.budget_s
     ):
-        more = sampler(reps, min(batch, policy.max_samples - len(samples)), 0)
+        more = sampler(reps, min(batch, policy.max_samples - len(samples)), warm)
         samples.extend(more.sample_ns)
         summary = summarize(samples, policy.bootstrap_resamples, policy.seed)
     return Measurement(
         samples_ns=tuple(samples),
         inner_reps=reps,
-        clock=clock,
-        clock_resolution_ns=resolution,
+        clock=cal.clock,
+        clock_resolution_ns=cal.clock_resolution_ns,
         summary=summary,
         noisy=summary.is_noisy(policy.noise_band),
         wall_s=time.perf_counter() - start,
     )
+
+
+def burst_warmup_calls(cal: Calibration, policy: TimingPolicy) -> int:
+    """Untimed calls that last about ``policy.burst_warmup_ns`` before a burst of samples.
+
+    Counted in calls, as ``Instance.time_calls`` counts its warmup: a call lasts
+    ``sample_ns / inner_reps``; none when one call is longer than the warm-up time, at most
+    one sample's worth.
+    """
+    per_call = max(cal.sample_ns / cal.inner_reps, 1.0)
+    return min(cal.inner_reps, int(policy.burst_warmup_ns // per_call))
+
+
+def burst_sizes(samples: int, bursts: int) -> list[int]:
+    """``samples`` split into ``bursts`` bursts as even as possible (larger ones first)."""
+    q, r = divmod(samples, bursts)
+    return [q + 1] * r + [q] * (bursts - r)
+
+
+def measure_interleaved(
+    figures: Sequence[Calibration], policy: TimingPolicy = TimingPolicy()
+) -> list[Measurement]:
+    """Measure several calibrated figures together, their bursts interleaved in random order.
+
+    Google Benchmark's random interleaving, applied inside one cell: each figure's
+    ``min_samples`` come in ``policy.repetitions`` short bursts, and every round takes one
+    burst of each figure in a seeded random order (``policy.seed``), each burst after untimed
+    calls lasting about ``burst_warmup_ns``. A speed regime of the
+    machine that lasts longer than a burst then lands on several figures a little, instead of
+    on one figure whole; each figure's statistics come from all its bursts. Then, while a
+    figure's CI is wider than ``noise_band``, further rounds (one burst of each such figure,
+    again in random order) run until it is tight, reaches ``max_samples``, or ``budget_s``
+    seconds have passed since the minimum samples were in. Nothing is discarded.
+    """
+    rng = np.random.default_rng(policy.seed)
+    samples: list[list[float]] = [[] for _ in figures]
+    spent = [f.wall_s for f in figures]
+    warm_calls = [burst_warmup_calls(f, policy) for f in figures]
+
+    def burst(i: int, n: int) -> None:
+        f = figures[i]
+        t0 = time.perf_counter()
+        samples[i].extend(f.sampler(f.inner_reps, n, warm_calls[i]).sample_ns)
+        spent[i] += time.perf_counter() - t0
+
+    for size in burst_sizes(policy.min_samples, policy.repetitions):
+        for i in rng.permutation(len(figures)):
+            burst(int(i), size)
+    summaries = [summarize(x, policy.bootstrap_resamples, policy.seed) for x in samples]
+    step = max(1, policy.min_samples // policy.repetitions)
+    started = time.perf_counter()
+    while time.perf_counter() - started < policy.budget_s:
+        wide = [
+            i
+            for i, s in enumerate(summaries)
+            if s.is_noisy(policy.noise_band) and len(samples[i]) < policy.max_samples
+        ]
+        if not wide:
+            break
+        for i in rng.permutation(wide):
+            burst(int(i), min(step, policy.max_samples - len(samples[int(i)])))
+            summaries[int(i)] = summarize(samples[int(i)], policy.bootstrap_resamples, policy.seed)
+    return [
+        Measurement(
+            samples_ns=tuple(x),
+            inner_reps=f.inner_reps,
+            clock=f.clock,
+            clock_resolution_ns=f.clock_resolution_ns,
+            summary=s,
+            noisy=s.is_noisy(policy.noise_band),
+            wall_s=w,
+        )
+        for f, x, s, w in zip(figures, samples, summaries, spent, strict=True)
+    ]
 
 
 def perf_counter_resolution_ns(trials: int = 2000) -> float:
@@ -257,7 +369,7 @@ def python_sampler(fn: Callable[[], object]) -> Sampler:
     resolution = perf_counter_resolution_ns()
 
     def sample(inner_reps: int, samples: int, warmup: int) -> TimingResult:
-        for _ in range(warmup * inner_reps):
+        for _ in range(warmup):  # calls, as every host's time_calls counts its warmup
             fn()
         out: list[float] = []
         for _ in range(samples):

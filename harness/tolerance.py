@@ -153,6 +153,31 @@ OP_RULES: Mapping[tuple[str, str], Rule] = {
         conditioned_by=_EXP,
     ),
     ("attention_backward", "dinp"): Rule(("hs", "T"), reason="datt over hs then dq, dk over T"),
+    # FlashAttention (reference.ops.attention_flash_*): the same sums as attention's, but the
+    # running max and sum of the online softmax rescale the partial sums once per key tile:
+    # each rescale is one more rounded multiply (by exp(m_old - m_new), within WGSL's exp
+    # allowance) of everything summed so far, a chain of up to T of them (one key per tile at
+    # worst; the tile size is the kernel's choice, so the bound assumes the smallest). That
+    # chain is a third sum of up to T rounded terms: the `T` twice. lse = max + log(sum) carries
+    # the sum's error absolutely (log's condition number is 1/sum's relative error). The
+    # backward recomputes att = exp(score - lse): exp of a score of magnitude |x| is
+    # conditioned by |x| there too, which attention_backward (given att) is not.
+    ("attention_flash_forward", "out"): Rule(
+        ("hs", "T", "T"),
+        reason="q.k over hs, p@v over T, rescaled once per key tile (<= T); exp of the scores",
+        conditioned_by=_EXP,
+    ),
+    ("attention_flash_forward", "lse"): Rule(
+        ("hs", "T", "T"),
+        reason="q.k over hs, the running sum over T rescaled once per key tile (<= T), then log",
+        conditioned_by=_EXP,
+    ),
+    ("attention_flash_backward", "dinp"): Rule(
+        ("hs", "T", "T"),
+        reason="att = exp(score - lse) (score over hs), datt over hs, dq, dk over T, "
+        "D = rowsum(dout*out) over hs",
+        conditioned_by=_EXP,
+    ),
     # attention with biased q/k/v/o projections (reference.ops.attention_block_*): q, k, v are
     # Linears (dot over C); att is attention's att rule; out is attention's out rule and one
     # more dot over C (the Wo projection). dx sums three projections' dinp (over 3C) after
@@ -600,3 +625,63 @@ def elementwise_bound(
     reason = f"per-element float32 bound: {ELEMENTWISE_RULES[key]}"
     rounding = {"sqrt(2/pi)": _f32_rounding(GELU_SCALE), "0.044715": _f32_rounding(GELU_COEF)}
     return ElementwiseBound(np.asarray(bound, dtype=np.float64) + floor, sens, rounding, reason)
+
+
+# ---- the WebGPU train step (docs/tolerance.md "The composed WGSL train step") ----------------
+
+
+def wgsl_step_factor(exp_arg: float, tanh_arg: float) -> tuple[float, str]:
+    """The factor by which WGSL's precision inflates any one op's error over IEEE float32, for
+    the step whose exp arguments reach ``exp_arg`` and whose tanh arguments reach ``tanh_arg``
+    in magnitude (both from the reference's own forward: see docs/tolerance.md).
+
+    The float32 model bounds (:func:`model_tolerance`) count each op's roundings at one unit
+    roundoff ``u``. WGSL keeps ``+ - *`` correctly rounded but allows ``x/y`` 2.5 ULP (5u),
+    ``sqrt`` (inverseSqrt then a divide) 9u, ``exp(x)`` 3 + 2|x| ULP ((6 + 4|x|)u) and ``tanh``
+    (from ``exp(+-z)``) twice exp's at ``|z|``. Every op's own error is at most the largest of
+    these times its IEEE error, and errors compose linearly to first order, so the composed
+    bound is the IEEE one times that largest factor.
+    """
+    exp_u = 6.0 + 4.0 * exp_arg
+    tanh_u = 2.0 * (6.0 + 4.0 * tanh_arg)
+    factor = max(WGSL_DIV_U, WGSL_SQRT_U, exp_u, tanh_u)
+    why = (
+        f"WGSL step: max(div {WGSL_DIV_U:g}u, sqrt {WGSL_SQRT_U:g}u, exp (6+4*{exp_arg:.3g})u, "
+        f"tanh 2(6+4*{tanh_arg:.3g})u) over float32's 1u per op"
+    )
+    return factor, why
+
+
+def adam_direction_max(steps: int, beta1: float, beta2: float) -> float:
+    """The largest ``|m_hat / sqrt(v_hat)|`` AdamW can take in its first ``steps`` steps, any
+    gradients: by Cauchy-Schwarz ``|sum w1_s g_s| <= sqrt(sum w1_s^2 / w2_s) sqrt(sum w2_s
+    g_s^2)`` with the bias-corrected weights ``w1_s = (1-b1) b1^s / (1-b1^t)`` and ``w2_s``
+    alike, at the worst ``t <= steps`` (1 at t = 1: the update is the gradient's sign)."""
+    worst = 0.0
+    for t in range(1, steps + 1):
+        s = np.arange(t, dtype=np.float64)
+        w1 = (1 - beta1) * beta1**s / (1 - beta1**t)
+        w2 = (1 - beta2) * beta2**s / (1 - beta2**t)
+        worst = max(worst, math.sqrt(float(np.sum(w1 * w1 / w2))))
+    return worst
+
+
+def step_state_tolerance(
+    rates: list[float], factor: float, defaults: TrainingDefaults
+) -> Tolerance:
+    """The bound on a tensor after ``len(rates)`` composed GPU train steps from the reference's
+    weights and batches: each step moves an element by ``lr_t u_t`` with ``|u_t| <=``
+    :func:`adam_direction_max`, and a gradient element within its rounding of zero may take
+    either sign on the GPU, so ``atol = 2 U sum(lr_t)``; ``rtol`` = the rounding of ``p`` per
+    step, inflated by WGSL's ``factor``. It catches a tensor in the wrong place or never
+    updated from its own gradient at a rate above ``2 U``; it is not an element-wise
+    reproduction of the reference's moves (docs/webgpu.md, What is NOT done)."""
+    k = len(rates)
+    u_max = adam_direction_max(k, defaults.beta1, defaults.beta2)
+    total = float(sum(rates))
+    return Tolerance(
+        k * FLOAT32_U * factor,
+        2.0 * u_max * total,
+        f"{k} GPU train steps: atol = 2 x max|m_hat/sqrt(v_hat)| ({u_max:.3g}) x sum lr "
+        f"({total:.3g}) (a near-zero gradient may flip sign); rtol = {k} x u32 x {factor:.3g}",
+    )

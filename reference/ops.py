@@ -302,6 +302,54 @@ def attention_backward(
     return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, C3)  # (B, T, 3C)
 
 
+def attention_flash_forward(qkv: FloatArray, n_head: int) -> tuple[FloatArray, FloatArray]:
+    """FlashAttention's interface to causal attention: ``(out (B, T, C), lse (B, NH, T))``.
+
+    ``out`` is :func:`attention_forward`'s; ``lse`` is the log-sum-exp of each row's scaled,
+    masked scores (``max + log(sum exp(s - max))``), the one number per row a FlashAttention
+    forward keeps instead of ``att``: its backward recomputes ``att = exp(s - lse)`` from it.
+    """
+    fn = "attention_flash_forward"
+    qkv, NH = _check_attention(fn, qkv, n_head)
+    dt = qkv.dtype
+    C = qkv.shape[2] // 3
+    q, k, _ = _split_heads(qkv, NH)  # each (B, NH, T, hs)
+    T = qkv.shape[1]
+    preatt = (q @ k.transpose(0, 1, 3, 2)) * dt.type(1.0 / math.sqrt(C // NH))  # (B, NH, T, T)
+    preatt = np.where(np.triu(np.ones((T, T), dtype=bool), k=1), dt.type(-np.inf), preatt)
+    m = preatt.max(axis=-1)  # (B, NH, T): finite, the diagonal is never masked
+    lse = m + np.log(np.exp(preatt - m[..., None]).sum(axis=-1))  # (B, NH, T)
+    out, _ = attention_forward(qkv, NH)
+    return out, lse
+
+
+def attention_flash_backward(
+    dout: FloatArray, qkv: FloatArray, out: FloatArray, lse: FloatArray, n_head: int
+) -> FloatArray:
+    """``dqkv`` (B, T, 3C) of causal attention given the forward's ``out`` and ``lse``.
+
+    The gradient is :func:`attention_backward`'s; only the saved state differs: ``att`` is
+    recomputed as ``exp(scores - lse)`` (the FlashAttention-2 backward). ``out`` is part of the
+    interface (FA2's ``D = rowsum(dout * out)``); the float64 oracle does not need it.
+    """
+    fn = "attention_flash_backward"
+    qkv, NH = _check_attention(fn, qkv, n_head)
+    dout = _floats(fn, "dout", dout, (3,))
+    out = _floats(fn, "out", out, (3,))
+    lse = _floats(fn, "lse", lse, (3,))
+    dt = _same_dtype(fn, dout=dout, qkv=qkv, out=out, lse=lse)
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    _shape_is(fn, "dout", dout, (B, T, C), f"to match qkv {qkv.shape}")
+    _shape_is(fn, "out", out, (B, T, C), f"to match qkv {qkv.shape}")
+    _shape_is(fn, "lse", lse, (B, NH, T), f"to match qkv {qkv.shape} and n_head={NH}")
+    q, k, _ = _split_heads(qkv, NH)  # each (B, NH, T, hs)
+    preatt = (q @ k.transpose(0, 1, 3, 2)) * dt.type(1.0 / math.sqrt(C // NH))  # (B, NH, T, T)
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)  # (T, T) True above the diagonal
+    att = np.where(future, dt.type(0.0), np.exp(preatt - lse[..., None]))  # (B, NH, T, T)
+    return attention_backward(dout, qkv, att, NH)
+
+
 def attention_block_forward(
     x: FloatArray,
     Wq: FloatArray,

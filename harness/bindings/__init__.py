@@ -101,6 +101,8 @@ class Binding:
     # [exports]: calls outside the canonical ops
     extra_exports: Mapping[str, Signature] = field(default_factory=lambda: MappingProxyType({}))
     lines: TomlLines = field(default_factory=lambda: TomlLines(""), compare=False, repr=False)
+    # [binding] header: a C header declaring the exports (a native library's arities)
+    header: Path | None = None
 
     def where(self, path: Path_) -> str:
         """``file:line`` of a key path of the binding file."""
@@ -234,13 +236,19 @@ class _Validator(TomlValidator):
         self.table((), data, ("binding", "memory", "ops", "model", "exports"))
         if "binding" not in data:
             raise self.error((), "missing [binding] table (name = ...)")
-        head = self.table(("binding",), data["binding"], ("name", "description", "abi"))
+        head = self.table(("binding",), data["binding"], ("name", "description", "abi", "header"))
         if "name" not in head:
             raise self.error(("binding",), "missing key 'name'")
         name = self.typed(("binding", "name"), head["name"], str, "a string")
         abi = str(self.typed(("binding", "abi"), head.get("abi", ""), str, "an ABI name"))
         if abi and abi not in ABIS:
             raise self.error(("binding", "abi"), f"unknown ABI {abi!r}; known: {', '.join(ABIS)}")
+        header = None
+        if "header" in head:
+            rel = self.typed(("binding", "header"), head["header"], str, "a path")
+            header = (self.path.parent / rel).resolve()
+            if not header.is_file():
+                raise self.error(("binding", "header"), f"no such header {header}")
         memory = self.memory(data["memory"]) if "memory" in data else None
         ops_raw = self.table(("ops",), data.get("ops", {}), OPS)
         ops = {op: self.call(("ops", op), raw, OPS[op]) for op, raw in ops_raw.items()}
@@ -258,6 +266,7 @@ class _Validator(TomlValidator):
             layout=layout,
             extra_exports=MappingProxyType(extra),
             lines=self.lines,
+            header=header,
         )
 
     def memory(self, raw: object) -> MemoryBinding:

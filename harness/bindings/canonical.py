@@ -142,6 +142,30 @@ OPS: Mapping[str, CanonicalOp] = MappingProxyType(
                 C=DIM,
                 NH=DIM,
             ),
+            # FlashAttention's interface to the same attention: the forward keeps the row
+            # log-sum-exp (B, NH, T) instead of att; the backward recomputes att from it
+            _op(
+                "attention_flash_forward",
+                out=P_OUT,
+                lse=P_OUT,
+                qkv=P_IN,
+                B=DIM,
+                T=DIM,
+                C=DIM,
+                NH=DIM,
+            ),
+            _op(
+                "attention_flash_backward",
+                dqkv=P_ACC,
+                dout=P_IN,
+                qkv=P_IN,
+                out=P_IN,
+                lse=P_IN,
+                B=DIM,
+                T=DIM,
+                C=DIM,
+                NH=DIM,
+            ),
             # attention with its own biased q, k, v and output projections (x -> out): the block
             # most browser kernel projects export; its reference is composed from reference.ops
             _op(

@@ -180,6 +180,23 @@ class ParamLayout:
             target[...] = value
         return ref
 
+    def from_reference(
+        self, cfg: ModelConfig, ref: Mapping[str, NDArray[Any]], dtype: type[np.floating[Any]]
+    ) -> NDArray[Any]:
+        """The inverse of :meth:`to_reference`: reference tensors as the library's flat buffer
+        (for a reference run's params or AdamW moments, compared in the library's layout)."""
+        d = ModelDims.of(cfg)
+        flat = np.zeros(self.count(d), dtype=dtype)
+        for (name, layer), view in self.split(d, flat).items():
+            t = self.tensor(name)
+            source = ref[t.ref] if layer is None else ref[t.ref][layer]
+            if t.part:
+                k = FUSED[t.ref].index(t.part)
+                rows = source.shape[0] // len(FUSED[t.ref])
+                source = source[k * rows : (k + 1) * rows]
+            view[...] = source.T if t.layout == "in_out" else source
+        return flat
+
     def tensor(self, name: str) -> Tensor:
         """The tensor the library calls ``name``."""
         for t in (*self.before, *self.layer, *self.after):

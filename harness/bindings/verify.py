@@ -4,7 +4,10 @@ A binding that names an export the module lacks, or gives one the wrong number o
 arguments, is a config error of the run (exit 2, with the binding's ``file:line``): it would
 fail every cell of the artifact on every host alike. The module's exports come from its format
 (:meth:`~harness.formats.ArtifactFormat.exports_found`): a ``.wasm``'s export and type sections
-parsed by wasmtime, a native ``.so``'s ELF dynamic symbols (names only).
+parsed by wasmtime, a native ``.so``'s ELF dynamic symbols (names only). A native export's
+arity, which a symbol table cannot show, comes from the ``.so``'s DWARF and/or the C header the
+binding names (:mod:`harness.formats.native_arity`); with neither, the artifact's status says
+``arity unchecked: no DWARF, no header`` (the run prints it and records it in run.json).
 
 Only a binding mismatch is a config error. An artifact whose files are missing, are not the
 manifest's (edited, rebuilt) or do not parse is skipped here: its cells report that as ``error``
@@ -14,27 +17,70 @@ with the cause, and the rest of the run goes on, as before this check existed.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from harness.artifact import Artifact
+from harness.bindings import Binding, BindingError
+from harness.formats.native_arity import HeaderError, native_arities
 from harness.hosts.base import HostError, verify_artifact
 
 
-def check_artifact(artifact: Artifact) -> None:
+def check_artifact(artifact: Artifact) -> str:
     """Raise BindingError (``file:line: ...``) unless every export ``artifact``'s binding calls
-    is in its module with the bound types; return quietly if its files cannot be read as the
-    manifest's (those are the cells' errors)."""
+    is in its module with the bound types (a native one: its arity); return quietly if its files
+    cannot be read as the manifest's (those are the cells' errors).
+
+    Returns what the argument check rests on when the module's exports carry no types (a native
+    library: ``arity checked from DWARF ...`` or ``arity unchecked: no DWARF, no header``), else
+    "" (a wasm type section shows every argument).
+    """
     try:
         verify_artifact(artifact)  # not the manifest's files: a per-cell error, never exit 2
         found = artifact.fmt.exports_found(artifact.paths())
     except (HostError, OSError):
-        return
+        return ""
     if found is None:  # the format cannot list its exports without loading
-        return
-    module = f"artifact {artifact.name} ({artifact.paths()[artifact.fmt.exports_role]})"
-    artifact.bound().check_exports(found, artifact.ptr_width, module)
+        return ""
+    so = artifact.paths()[artifact.fmt.exports_role]
+    module = f"artifact {artifact.name} ({so})"
+    binding = artifact.bound()
+    binding.check_exports(found, artifact.ptr_width, module)
+    if artifact.format != "native":
+        return ""  # wasm: its type section showed arity and kinds above
+    return _check_arities(binding, so, module)
 
 
-def check_artifacts(artifacts: Iterable[Artifact]) -> None:
-    """:func:`check_artifact` for each of ``artifacts``; the first mismatch raises."""
+def _check_arities(binding: Binding, so: Path, module: str) -> str:
+    """Each bound export's argument count against the DWARF/header prototypes; the status."""
+    try:
+        arities = native_arities(so, binding.header)
+    except HeaderError as exc:
+        raise BindingError(f"{binding.where(('binding', 'header'))}: {exc}") from None
+    signatures = binding.signatures()
+    unchecked = []
+    for name, sig in signatures.items():
+        protos = arities.each(name)
+        if not protos:
+            unchecked.append(name)
+        for source, p in protos:
+            n = len(sig.params)
+            if n == p.arity or (p.variadic and n >= p.arity):
+                continue
+            takes = f"at least {p.arity}" if p.variadic else str(p.arity)
+            raise BindingError(
+                f"{binding.export_line(name, 'args')}: export {name!r} takes {takes} arguments "
+                f"in {module} ({source}: declared at {p.where}), the binding gives it {n} "
+                f"({' '.join(sig.params) or 'none'})"
+            )
+    return arities.status(len(signatures), unchecked if arities.sources else [])
+
+
+def check_artifacts(artifacts: Iterable[Artifact]) -> dict[str, str]:
+    """:func:`check_artifact` for each of ``artifacts`` (the first mismatch raises); each
+    artifact's non-empty status by name."""
+    out = {}
     for artifact in artifacts:
-        check_artifact(artifact)
+        status = check_artifact(artifact)
+        if status:
+            out[artifact.name] = status
+    return out

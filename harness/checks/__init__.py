@@ -1,4 +1,5 @@
-"""Check kinds a matrix selects: smoke, ops, model, defaults, corpus, bench, memory64, growth.
+"""Check kinds a matrix selects: smoke, ops, model, defaults, corpus, bench, memory64, growth,
+determinism.
 
 Each check kind is one module with a ``run(ctx)`` that yields :class:`~harness.rundir.rows.Row`.
 :data:`REGISTRY` maps the kind name to it; the runner calls them per cell. Modules are imported
@@ -29,6 +30,7 @@ REGISTRY: dict[str, str] = {
     "bench": "harness.checks.bench",
     "memory64": "harness.checks.memory64",
     "growth": "harness.checks.growth",
+    "determinism": "harness.checks.determinism",
 }
 
 OptionsValidator = Callable[[Mapping[str, Any]], None]

@@ -15,7 +15,7 @@ from reference.dump import ReferenceDump
 from reference.presets import ModelConfig
 
 if TYPE_CHECKING:  # the band module imports this one
-    from harness.convergence_band import ProjectBand
+    from harness.convergence_band import BandSet
 
 
 @dataclass
@@ -38,7 +38,7 @@ class CellContext:
     reference: ReferenceDump | None = None
     # The corpus check's convergence band when the run's profile has one (recorded by
     # `record-convergence`, checked at plan time). None: the bundled band.
-    convergence: ProjectBand | None = None
+    convergence: BandSet | None = None
 
     def row(self, check: str, subject: str, status: Status, **kw: Any) -> Row:
         """Build a Row stamped with this cell's host, artifact and preset."""

@@ -21,7 +21,10 @@ Curves (select with ``curves = [...]`` in the matrix's ``[check.bench]`` table):
 - ``threads = [1, 2, ...]`` (default ``[1]``) makes the kernel thread count an x axis of the
   ``ops`` and ``train_step`` curves: each point is measured at every count (``tg_set_threads``),
   a count above 1 writes its rows under ``<subject>:threads=<n>``, and ``threads:<subject>``
-  rows hold the speedup over 1 thread (x = threads) at each size. A count above the library's
+  rows hold the speedup over 1 thread (x = threads) at each size: for the train step measured
+  side by side (1- and n-thread blocks alternating in the instance, with ``speedup_ci_low`` /
+  ``speedup_ci_high``), for the ops the two medians timed apart (docs/threads.md says why).
+  A count above the library's
   pool size (``harness.abi.MAX_THREADS``) is refused at matrix load; on an artifact without
   threads (the freestanding wasm builds put 1 in effect) a count above 1 is a ``skipped`` row
   saying so;
@@ -68,7 +71,16 @@ from harness.roofline import (
     sgemm_measurements,
 )
 from harness.rundir.rows import REFERENCE_ARTIFACT, REFERENCE_HOST, Row, Status
-from harness.timing import Measurement, TimingPolicy, measure, summarize
+from harness.timing import (
+    Calibration,
+    Measurement,
+    PairedRatio,
+    TimingPolicy,
+    calibration,
+    measure,
+    measure_interleaved,
+    summarize,
+)
 from reference.presets import ModelConfig, param_count
 from reference.train import train_context_length
 
@@ -108,6 +120,9 @@ class BenchOptions:
     pairs: int = 10  # block pairs of the side-by-side speedup (at least bench_paired.MIN_PAIRS)
     block_ms: float = 100.0  # each side's block lasts about this long (at least one sample)
     paired_s: float = 10.0  # no new pair starts that would end past this (MIN_PAIRS always)
+    # generation's figures take their min_samples in this many bursts each, interleaved over
+    # the curve in a seeded random order (1 = one burst per figure, figure after figure)
+    repetitions: int = 5
     # ops and overhead do not depend on the preset: measure them in the first cell of each
     # host x artifact only (per process), which keeps the default matrix inside its time budget.
     ops_once: bool = True
@@ -121,6 +136,7 @@ class BenchOptions:
             min_sample_ns=self.min_sample_ms * 1e6,
             noise_band=self.noise_band,
             budget_s=max(0.0, budget_s),
+            repetitions=min(self.repetitions, self.min_samples),
         )
 
 
@@ -496,7 +512,8 @@ def _ops_curve(
                     yield from _op_point_rows(stamp, subject, op, n, x_name, wl, m, roofs)
                     if threads == 1:
                         points.append(_OpPoint(op, wl.work, wl.work_kind, m.summary.median, m))
-                yield from _speedup_rows(stamp, f"op:{op}@{x_name}={n}", by_threads, "")
+                # timed apart, not side by side: docs/threads.md ("The thread-count axis")
+                yield from _speedup_rows(stamp, f"op:{op}@{x_name}={n}", by_threads, "timed apart:")
     finally:
         axis.reset()
 
@@ -659,6 +676,7 @@ def _train_curve(
                 "thread(s) (tg_parallel_regions after it less before); each pays one pool "
                 "wake + join",
             )  # fmt: skip
+        side_by_side = _thread_pairs(instance, model, cfg, opts, budget, by_threads)
         m = by_threads.get(1)
         if m is not None and opts.reference:  # the numpy speedups are against 1 thread
             ref = _train_reference(cfg.name, B, T, opts)
@@ -673,7 +691,9 @@ def _train_curve(
     finally:
         model.release(instance)
         axis.reset()
-    yield from _speedup_rows(stamp, "train_step", by_threads, f"{shape} params={params:.0f}")
+    yield from _train_thread_rows(
+        stamp, by_threads, side_by_side, f"{shape} params={params:.0f}", opts.noise_band
+    )
     m = by_threads.get(1)
     if m is None or not opts.reference:  # the numpy speedup is against the 1-thread figure
         return
@@ -700,6 +720,69 @@ def _train_curve(
         ),
     )
     yield from paired
+
+
+def _thread_pairs(
+    instance: Instance,
+    model: ModelHandle,
+    cfg: ModelConfig,
+    opts: BenchOptions,
+    budget: Budget,
+    by_threads: Mapping[int, Measurement],
+) -> dict[int, PairedRatio]:
+    """The train step's speedup of each measured count over 1 thread, side by side: 1- and
+    n-thread blocks alternate in this instance (:func:`bench_paired.thread_speedup`), so both
+    sides see the same speed regime of the VM, which two medians timed apart do not. A count
+    the budget no longer admits is left out (its row falls back to the medians, saying so)."""
+    out: dict[int, PairedRatio] = {}
+    if 1 not in by_threads:
+        return out
+    B, T = opts.batch, opts.seq or train_context_length(cfg)
+    plan = bench_paired.PairedPlan(opts.pairs, opts.block_ms, opts.paired_s)
+    for n in sorted(by_threads):
+        if n == 1 or budget.left() <= 0:
+            continue
+        wl = train_step(instance, model, cfg, B, T)
+        try:
+            _blocks, out[n] = bench_paired.thread_speedup(
+                instance, wl.export, wl.args, n, plan, opts.policy(0.0)
+            )
+        finally:
+            wl.release(instance)
+    return out
+
+
+def _train_thread_rows(
+    stamp: Stamp,
+    by_threads: Mapping[int, Measurement],
+    side_by_side: Mapping[int, PairedRatio],
+    detail: str,
+    noise_band: float,
+) -> Iterator[Row]:
+    """``threads:train_step`` rows, x = threads: the side-by-side speedup with its CI
+    (``speedup_ci_low`` / ``speedup_ci_high``) where it was measured, else the 1-thread median
+    over the n-thread median, timed apart, which the detail says."""
+    apart = {n: m for n, m in by_threads.items() if n not in side_by_side}
+    if len(apart) > 1:  # includes the x = 1 row
+        yield from _speedup_rows(stamp, "train_step", apart, f"{detail} timed apart:")
+    elif side_by_side and 1 in by_threads:
+        yield stamp.row("threads:train_step", status_of(by_threads[1]), metric="speedup",
+                        value=1.0, unit="x", x_name="threads", x_value=1,
+                        detail=f"{detail} the 1-thread point of the axis")  # fmt: skip
+    for n, r in sorted(side_by_side.items()):
+        status: Status = "noisy" if r.is_noisy(noise_band) else "measured"
+        what = (
+            f"{detail} side by side: {len(r.ratios)} pairs of alternating 1- and {n}-thread "
+            f"blocks in one instance, median of per-pair ratios, bootstrap 95% CI over pairs "
+            f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
+        )
+        for metric, value in (
+            ("speedup", r.value),
+            ("speedup_ci_low", r.ci_low),
+            ("speedup_ci_high", r.ci_high),
+        ):
+            yield stamp.row("threads:train_step", status, metric=metric, value=value, unit="x",
+                            x_name="threads", x_value=n, detail=what)  # fmt: skip
 
 
 def _train_reference(preset: str, B: int, T: int, opts: BenchOptions) -> Measurement:
@@ -807,44 +890,79 @@ def coarse_first(points: tuple[int, ...]) -> list[int]:
 def _generate_curve(
     instance: Instance, stamp: Stamp, cfg: ModelConfig, opts: BenchOptions, budget: Budget
 ) -> Iterator[Row]:
+    """Decode rate and time to first token, every point's figures timed interleaved.
+
+    All the curve's figures (a full generation and a one-token one, per context and KV
+    setting) are calibrated first, then sampled together in ``repetitions`` rounds of short
+    bursts in a seeded random order (:func:`harness.timing.measure_interleaved`): the VM's
+    speed regimes, which last milliseconds to hundreds of milliseconds, spread over all of
+    them instead of landing inside one, and the two figures a decode rate subtracts come from
+    the same seconds.
+    """
     g = opts.new_tokens
     contexts = opts.contexts or default_contexts(cfg, g)
     model = create_model(instance, cfg)
+    workloads: list[Workload] = []
+    points: list[tuple[int, str, Calibration, Calibration]] = []
+    policy = opts.policy(0.0)
     try:
+        committed = 0.0  # seconds the admitted points' minimum samples are expected to take
         # Both KV settings per context, coarse contexts first: a budget cut keeps both curves.
         for c, kv in ((c, kv) for c in coarse_first(contexts) for kv in (True, False)):
             tag = "kv" if kv else "nokv"
-            if budget.left() <= 0:
+            if budget.left() - committed <= 0:
                 yield _skipped(stamp, f"generate:{tag}", budget, "context", c)
                 continue
-            full = _measure_workload(
-                instance,
-                generate(instance, model, cfg, c, g, kv),
-                opts.policy(budget.for_measurement()),
-            )
-            first = _measure_workload(
-                instance,
-                generate(instance, model, cfg, c, 1, kv),
-                opts.policy(budget.for_measurement()),
-            )
-            yield from measurement_rows(
-                stamp, f"generate:{tag}", full, "context", c, f"prompt={c} new={g}"
-            )
-            yield from measurement_rows(
-                stamp, f"ttft:{tag}", first, "context", c, f"prompt={c} new=1"
-            )
-            yield stamp.row(
-                f"ttft:{tag}", status_of(first), metric="ttft_ns", value=first.summary.median,
-                unit="ns", x_name="context", x_value=c,
-            )  # fmt: skip
-            decode_ns = full.summary.median - first.summary.median
-            # Decode rate excludes the prompt's prefill: (g - 1) tokens in the extra time.
-            status: Status = status_of(full, first) if decode_ns > 0 else "noisy"
-            rate = (g - 1) * 1e9 / decode_ns if decode_ns > 0 else math.nan
-            yield stamp.row(
-                f"generate:{tag}", status, metric="tokens_per_s", value=rate, unit="tokens/s",
-                x_name="context", x_value=c,
-                detail=f"({g}-1) tokens / (t(new={g}) - t(new=1)); prefill excluded",
-            )  # fmt: skip
+            full_wl = generate(instance, model, cfg, c, g, kv)
+            first_wl = generate(instance, model, cfg, c, 1, kv)
+            workloads += [full_wl, first_wl]
+            full = calibration(full_wl.sampler(instance), policy)
+            first = calibration(first_wl.sampler(instance), policy)
+            committed += opts.min_samples * (full.sample_ns + first.sample_ns) / 1e9
+            points.append((c, tag, full, first))
+        if not points:
+            return
+        n_figures = 2 * len(points)
+        extension = min(budget.left() - committed, EXTENSION_SHARE * budget.seconds * n_figures)
+        ms = measure_interleaved(
+            [cal for _, _, full, first in points for cal in (full, first)],
+            opts.policy(max(0.0, extension)),
+        )
     finally:
+        for wl in workloads:
+            wl.release(instance)
         model.release(instance)
+    for k, (c, tag, _, _) in enumerate(points):
+        yield from _generate_point_rows(stamp, c, tag, g, ms[2 * k], ms[2 * k + 1], opts)
+
+
+def _generate_point_rows(
+    stamp: Stamp,
+    c: int,
+    tag: str,
+    g: int,
+    full: Measurement,
+    first: Measurement,
+    opts: BenchOptions,
+) -> Iterator[Row]:
+    """The rows of one context x KV point: both figures, the time to first token, tokens/s."""
+    how = f"interleaved in {opts.policy(0.0).repetitions} rounds"
+    yield from measurement_rows(
+        stamp, f"generate:{tag}", full, "context", c, f"prompt={c} new={g} {how}"
+    )
+    yield from measurement_rows(
+        stamp, f"ttft:{tag}", first, "context", c, f"prompt={c} new=1 {how}"
+    )
+    yield stamp.row(
+        f"ttft:{tag}", status_of(first), metric="ttft_ns", value=first.summary.median,
+        unit="ns", x_name="context", x_value=c,
+    )  # fmt: skip
+    decode_ns = full.summary.median - first.summary.median
+    # Decode rate excludes the prompt's prefill: (g - 1) tokens in the extra time.
+    status: Status = status_of(full, first) if decode_ns > 0 else "noisy"
+    rate = (g - 1) * 1e9 / decode_ns if decode_ns > 0 else math.nan
+    yield stamp.row(
+        f"generate:{tag}", status, metric="tokens_per_s", value=rate, unit="tokens/s",
+        x_name="context", x_value=c,
+        detail=f"({g}-1) tokens / (t(new={g}) - t(new=1)); prefill excluded",
+    )  # fmt: skip

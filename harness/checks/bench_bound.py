@@ -31,6 +31,7 @@ from harness.bindings.model_layout import (
 from harness.checks import bench_paired
 from harness.checks.base import CellContext
 from harness.checks.bench_workloads import Workload
+from harness.checks.webgpu_step import has_step
 from harness.numpy_baseline import TrainStepJob
 from harness.rundir.rows import Row
 from harness.timing import measure
@@ -56,6 +57,11 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
         elif curve != SUBJECT:
             yield stamp.row(curve, "skipped", detail=why)
     if SUBJECT not in opts.curves:
+        return
+    if has_step(ctx.artifact.exports()):  # the composed WebGPU train step times itself
+        from harness.checks import webgpu_curve
+
+        yield from webgpu_curve.train_rows(ctx, opts, budget, stamp)
         return
     if "train_step" not in binding.model:
         yield stamp.row(SUBJECT, "skipped", detail=f"{why}; no train_step model call either")

@@ -23,9 +23,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.hosts.base import HostError, Instance, Scalar, TimingResult
 from harness.numpy_baseline import Job, ReferenceWorker, TrainStepJob
 from harness.rundir.rows import Row, Status
-from harness.timing import Measurement, PairedRatio, Sampler, TimingPolicy, paired_ratio
+from harness.timing import (
+    Measurement,
+    PairedRatio,
+    Sampler,
+    TimingPolicy,
+    calibrate,
+    paired_ratio,
+)
 
 if TYPE_CHECKING:  # bench imports this module
     from harness.checks.bench import BenchOptions, Stamp
@@ -68,14 +76,15 @@ def block_samples(sample_ns: float, block_ms: float) -> int:
 class Interleaved:
     """The blocks of one side-by-side measurement, in the order taken."""
 
-    num_blocks: tuple[tuple[float, ...], ...]  # numpy, ns per call
-    den_blocks: tuple[tuple[float, ...], ...]  # kernel, ns per call
+    num_blocks: tuple[tuple[float, ...], ...]  # numpy (or 1 thread), ns per call
+    den_blocks: tuple[tuple[float, ...], ...]  # kernel (or n threads), ns per call
     num_per_block: int
     den_per_block: int
     wall_s: float
 
     def ratio(self, policy: TimingPolicy) -> PairedRatio:
-        """numpy over kernel, paired by block (:func:`harness.timing.paired_ratio`)."""
+        """num over den (numpy over kernel, 1 thread over n), paired by block
+        (:func:`harness.timing.paired_ratio`)."""
         return paired_ratio(
             self.num_blocks, self.den_blocks, policy.bootstrap_resamples, policy.seed
         )
@@ -106,6 +115,58 @@ def interleave(num: Side, den: Side, plan: PairedPlan) -> Interleaved:
             dens.append(den.sampler(den.inner_reps, k_den, 0).sample_ns)
         last = time.monotonic() - now
     return Interleaved(tuple(nums), tuple(dens), k_num, k_den, time.monotonic() - start)
+
+
+def thread_sampler(
+    instance: Instance, export: str, args: tuple[Scalar, ...], threads: int
+) -> Sampler:
+    """A sampler of ``export(*args)`` on ``threads`` kernel threads, timed inside the host.
+
+    Each block first puts ``threads`` in effect (``tg_set_threads``, outside the timed loop),
+    then makes one untimed call: the pool has just grown (a worker created) or shrunk (joined),
+    and its first region would otherwise carry the new thread's start and cold caches. A
+    count the artifact does not put in effect raises HostError naming what it did put.
+    """
+
+    def sample(inner_reps: int, samples: int, warmup: int) -> TimingResult:
+        got = instance.call("tg_set_threads", threads)
+        if got != threads:
+            raise HostError(f"tg_set_threads({threads}) put {got} in effect")
+        return instance.time_calls(export, args, inner_reps, samples, max(warmup, 1))
+
+    return sample
+
+
+def thread_speedup(
+    instance: Instance,
+    export: str,
+    args: tuple[Scalar, ...],
+    threads: int,
+    plan: PairedPlan,
+    policy: TimingPolicy,
+) -> tuple[Interleaved, PairedRatio]:
+    """The speedup of ``threads`` kernel threads over 1, side by side in one instance.
+
+    1-thread and ``threads``-thread blocks of about ``plan.block_ms`` alternate (order flipped
+    every pair, :func:`interleave`); the figure is the median of the per-pair ratios (1-thread
+    block median / n-thread block median) with a bootstrap CI over pairs. Two figures timed one
+    after the other would carry two speed regimes of this VM instead (docs/threads.md). One
+    calibration, at 1 thread, sets the calls per sample of both sides, so a sample of either
+    is the same number of calls, and so is a block of either (sized from a 1-thread probe).
+    Puts 1 thread back afterwards.
+    """
+    one = thread_sampler(instance, export, args, 1)
+    many = thread_sampler(instance, export, args, threads)
+    try:
+        reps, _resolution, _clock = calibrate(one, policy)
+        one_ns = one(reps, 1, policy.warmup).sample_ns[0] * reps
+        many(reps, 1, policy.warmup)  # warms the n-thread path; its length is not used:
+        # both sides' blocks are sized from the 1-thread probe, so a pair holds the same calls
+        # on each side (sized apart, one loaded probe gave blocks of 18 and 6 calls)
+        blocks = interleave(Side(one, reps, one_ns), Side(many, reps, one_ns), plan)
+    finally:
+        instance.call("tg_set_threads", 1)
+    return blocks, blocks.ratio(policy)
 
 
 _WORKER: list[ReferenceWorker] = []  # the process's numpy worker, started on first use

@@ -22,7 +22,10 @@ binding (:class:`~harness.bindings.model_calls.BoundModel`) and the cell's Insta
 - ``determinism``: a second model of the same seed gives the same init state, losses, trained
   state and bytes (``hash:*`` rows with ``sha256=``, for the cross-host table);
 - ``state:round_trip``: a state imported into a model of another seed exports the same bytes and
-  trains on bit-identically.
+  trains on bit-identically;
+- ``adamw:<tensor>.<params|m|v>``: per-tensor AdamW after ``adamw_steps`` steps from an off-init
+  state, against float32 bounds, a failure naming the likely mismatch
+  (:mod:`harness.checks.bound_optimizer`).
 
 Rows that need a table the binding lacks are ``skipped`` naming it. A preset the library's
 model cannot express (a vocabulary it does not take, other biases, another LayerNorm eps) raises
@@ -48,6 +51,7 @@ from harness.bindings.model_layout import (
     layout_of,
     library_config,
 )
+from harness.checks import bound_optimizer
 from harness.checks.base import CellContext
 from harness.checks.model import Settings, fingerprint
 from harness.parity import ParityResult, compare
@@ -183,6 +187,32 @@ def run(ctx: CellContext) -> Iterator[Row]:
     yield from _reference_rows(ctx, cfg, layout, first, data, prompt, s.seed, s.steps)
     yield from _determinism_rows(ctx, first, second)
     yield _round_trip_row(ctx, dims, s.seed, first.trained_state, data)
+    yield from _adamw_rows(ctx, cfg, layout, first.init_state, data, s)
+
+
+def _adamw_rows(
+    ctx: CellContext, cfg: ModelConfig, layout: ModelLayout, init: bytes, data: _Data, s: Settings
+) -> Iterator[Row]:
+    """Per-tensor AdamW (:mod:`harness.checks.bound_optimizer`), or why it cannot run."""
+    missing = [t for t, v in (("[model.params]", layout.params), ("[model.state]", layout.state),
+                              ("[model.defaults]", layout.defaults)) if v is None]  # fmt: skip
+    if missing:
+        yield ctx.row(CHECK, "adamw", "skipped",
+                      detail=f"the binding has no {' and '.join(missing)}: the library's AdamW "
+                      "state cannot be read or replayed")  # fmt: skip
+        return
+    yield from bound_optimizer.rows(
+        ctx, cfg, layout, init, data.data, data.train_frac, _window(cfg, data), s.seed,
+        s.adamw_steps, LR, DEFAULTS.grad_clip,
+    )  # fmt: skip
+
+
+def _window(cfg: ModelConfig, data: _Data) -> bound_optimizer.Batches:
+    """The train split's one window, ``data.batch`` times: every batch a correct sampler draws."""
+    T = cfg.block_size
+    window = np.frombuffer(data.data[: T + 1], np.uint8).astype(np.int32)
+    return bound_optimizer.Batches(np.tile(window[:-1], (data.batch, 1)),
+                                   np.tile(window[1:], (data.batch, 1)))  # fmt: skip
 
 
 def _library_pass(
@@ -213,13 +243,8 @@ def _library_pass(
 
 
 def _spread_state(layout: ModelLayout, dims: ModelDims, blob: bytes) -> bytes:
-    """The library's init state with every matrix rescaled to std 1/sqrt(C), or b"".
-
-    At a GPT's init (std 0.02) attention is nearly uniform and q.k ~ 1e-4, so a transposed or
-    swapped Wq/Wk changes the loss by less than rounding: the layout would pass unseen. At std
-    1/sqrt(C) the scores are O(1), every weight matters, and the weights are still the library's
-    own (same signs and proportions), written back through its import call.
-    """
+    """The library's init state with every matrix rescaled to std 1/sqrt(C)
+    (:func:`bound_optimizer.spread_matrices`: at init a transposed Wq hides), or b""."""
     if layout.params is None or layout.state is None:
         return b""
     n = layout.params.count(dims)
@@ -227,10 +252,7 @@ def _spread_state(layout: ModelLayout, dims: ModelDims, blob: bytes) -> bytes:
         flat = layout.state.parse(blob, n)["params"].copy()
     except ValueError:
         return b""  # the reference rows report the misfit
-    for view in layout.params.split(dims, flat).values():
-        std = float(view.std())
-        if view.ndim == 2 and std > 0:
-            view *= np.float32(1.0 / (math.sqrt(dims.d_model) * std))
+    bound_optimizer.spread_matrices(layout, dims, flat)
     return layout.state.with_section(blob, n, "params", flat)
 
 
@@ -367,10 +389,8 @@ def _reference_trajectory(
 ) -> list[float]:
     """The float64 reference's loss at each step, on the one window the train split holds."""
     assert layout.defaults is not None
-    T = cfg.block_size
-    window = np.frombuffer(data.data[: T + 1], np.uint8).astype(np.int32)
-    x = np.tile(window[:-1], (data.batch, 1))  # (B, T): every batch is the one window
-    y = np.tile(window[1:], (data.batch, 1))
+    w = _window(cfg, data)  # (B, T): every batch is the one window
+    x, y = w.x, w.y
     defaults = layout.defaults.training(grad_clip=DEFAULTS.grad_clip, learning_rate=LR)
     decayed = layout.reference_decayed()
     model = GPT(cfg, dict(init))

@@ -44,6 +44,7 @@ from numpy.typing import NDArray
 
 from harness.checks import generation, optimizer
 from harness.checks.base import CellContext
+from harness.checks.webgpu_step import has_step
 from harness.kernel import KernelModel, check_architecture
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row, Status
@@ -251,6 +252,11 @@ def run(ctx: CellContext) -> Iterator[Row]:
     An artifact bound without tinygpt.h's ABI has no fine-grained model calls to drive: its
     model check compares what its binding's model-level calls allow (:mod:`.bound_model`).
     """
+    if has_step(ctx.artifact.exports()):  # the composed WebGPU train step (format webgpu)
+        from harness.checks import webgpu_model  # imports this module: loaded on use
+
+        yield from webgpu_model.run(ctx)
+        return
     if not ctx.artifact.bound().abi:
         from harness.checks import bound_model  # imports this module: loaded on use
 

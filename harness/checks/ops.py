@@ -237,6 +237,14 @@ def _make_attention_backward(rng: np.random.Generator, c: Case) -> Arrays:
     return {"dout": dout, "qkv": qkv, "att": att.astype(np.float32), "NH": c.dims["NH"]}
 
 
+def _make_attention_flash_backward(rng: np.random.Generator, c: Case) -> Arrays:
+    qkv = _qkv(rng, c)
+    out, lse = ref_ops.attention_flash_forward(_wide(qkv), c.dims["NH"])
+    dout = _f32(rng, c.dims["B"], c.dims["T"], c.dims["C"])
+    return {"dout": dout, "qkv": qkv, "out": out.astype(np.float32),
+            "lse": lse.astype(np.float32), "NH": c.dims["NH"]}  # fmt: skip
+
+
 def _make_attention_block(rng: np.random.Generator, c: Case) -> Arrays:
     B, T, C = c.dims["B"], c.dims["T"], c.dims["C"]
     # weights of scale 1/sqrt(C) keep q, k, v (and so the scores) of order one
@@ -389,6 +397,25 @@ SPECS: dict[str, OpSpec] = {
             _make_attention_backward,
             lambda e, a: e.attention_backward(a["dout"], a["qkv"], a["att"], a["NH"]),
             softmax=True,
+        ),
+        OpSpec(
+            "attention_flash_forward",
+            ("out", "lse"),
+            _make_attention,
+            lambda e, a: e.attention_flash_forward(a["qkv"], a["NH"]),
+            softmax=True,
+            extra_dims=_score_magnitude,
+        ),
+        OpSpec(
+            "attention_flash_backward",
+            ("dinp",),
+            _make_attention_flash_backward,
+            lambda e, a: e.attention_flash_backward(
+                a["dout"], a["qkv"], a["out"], a["lse"], a["NH"]
+            ),
+            softmax=True,
+            # att is recomputed through exp(score - lse): exp's conditioning applies here too
+            extra_dims=_score_magnitude,
         ),
         # no ``large`` case: its scores come out of the projections (inputs of order one)
         OpSpec(

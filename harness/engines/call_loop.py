@@ -24,19 +24,31 @@ def clock_resolution_ns(probes: int = 2000) -> float:
 
 def time_loop(fn: Callable[[], object], inner_reps: int, samples: int, warmup: int) -> TimingResult:
     """Call ``fn`` ``warmup`` times, then time ``samples`` batches of ``inner_reps`` calls."""
+
+    def batch(reps: int) -> None:
+        for _ in range(reps):
+            fn()
+
+    return time_batches(batch, inner_reps, samples, warmup)
+
+
+def time_batches(
+    batch: Callable[[int], object], inner_reps: int, samples: int, warmup: int
+) -> TimingResult:
+    """Run ``batch(warmup)`` once (if ``warmup``), then time ``samples`` calls of
+    ``batch(inner_reps)``; ``batch(k)`` makes ``k`` calls of the timed function (in wasm, say:
+    harness.engines.wasm_loop), so each sample is ns per call over one batch."""
     if inner_reps < 1 or samples < 1 or warmup < 0:
         raise ValueError(
             f"time_calls: inner_reps={inner_reps} and samples={samples} must be >= 1, "
             f"warmup={warmup} must be >= 0"
         )
-    for _ in range(warmup):
-        fn()
+    if warmup:
+        batch(warmup)
     out: list[float] = []
-    reps = range(inner_reps)
     for _ in range(samples):
         t0 = time.perf_counter_ns()
-        for _ in reps:
-            fn()
+        batch(inner_reps)
         out.append((time.perf_counter_ns() - t0) / inner_reps)
     return TimingResult(
         sample_ns=tuple(out),

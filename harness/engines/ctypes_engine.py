@@ -1,8 +1,12 @@
 """The native engine: the shared library loaded in this process with ctypes.
 
-Each instance dlopens its OWN private copy of the library (a temporary file unlinked right after
-loading), because dlopen of one path twice returns the same handle, and two instances would
-then share one allocator and one model heap.
+Each instance dlopens its OWN private copy of the library (a temporary file with a random
+name, unlinked right after loading), because dlopen of one path twice returns the same handle,
+and two instances would then share one allocator and one model heap. glibc also hands back an
+already loaded object for a *name* it has seen (``/proc/self/fd/N`` of a memfd is such a name
+once N is reused: tried, and refused by the check below) and for a file with the same device and
+inode numbers. Sharing would be silent: a paired gate loading BASE and CAND twelve times each
+would time one build against itself. So a handle a live instance already holds is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +32,22 @@ from harness.hosts.base import (
     Scalar,
     TimingResult,
 )
+
+_LIVE: set[int] = set()  # dlopen handles held by open instances of this process
+
+
+def _dlopen_private(artifact: Artifact) -> ctypes.CDLL:
+    """dlopen a copy of ``artifact`` under a name of its own; CorruptArtifact if it fails."""
+    fd, private = tempfile.mkstemp(prefix="tinygpt-", suffix=".so")
+    os.close(fd)
+    try:
+        shutil.copyfile(artifact.path, private)
+        return ctypes.CDLL(private, mode=ctypes.RTLD_LOCAL)
+    except OSError as exc:
+        raise CorruptArtifact(f"{artifact.name}: {artifact.path}: {exc}") from exc
+    finally:
+        os.unlink(private)  # the mapping stays valid; nothing is left on disk
+
 
 _CTYPE: dict[Kind, Any] = {"ptr": ctypes.c_size_t, "i32": ctypes.c_int32, "f32": ctypes.c_float}
 
@@ -59,20 +79,20 @@ class CtypesInstance(Instance):
         """dlopen a private copy of ``artifact``; CorruptArtifact if it is not a library."""
         if not artifact.path.is_file():
             raise CorruptArtifact(f"{artifact.name}: no such file {artifact.path}")
-        fd, private = tempfile.mkstemp(prefix="tinygpt-", suffix=".so")
-        os.close(fd)
+        lib = _dlopen_private(artifact)
+        if lib._handle in _LIVE:
+            _ctypes.dlclose(lib._handle)  # drops only the reference this dlopen added
+            raise HostError(
+                f"{artifact.name}: dlopen of a private copy returned a library this process "
+                "already holds (its file id was not unique): two instances would share one heap"
+            )
         try:
-            shutil.copyfile(artifact.path, private)
-            lib = ctypes.CDLL(private, mode=ctypes.RTLD_LOCAL)
-        except OSError as exc:
-            raise CorruptArtifact(f"{artifact.name}: {artifact.path}: {exc}") from exc
-        finally:
-            os.unlink(private)  # the mapping stays valid; nothing is left on disk
-        try:
-            return cls(artifact, lib, lib._handle)
+            instance = cls(artifact, lib, lib._handle)
         except HostError:
             _ctypes.dlclose(lib._handle)
             raise
+        _LIVE.add(lib._handle)
+        return instance
 
     def _fn(self, name: str) -> Callable[..., Any]:
         if self._lib is None:
@@ -132,4 +152,5 @@ class CtypesInstance(Instance):
         if self._lib is not None:
             self._fns.clear()
             self._lib = None
+            _LIVE.discard(self._handle)
             _ctypes.dlclose(self._handle)

@@ -18,8 +18,9 @@ import wasmtime
 
 from harness.abi import EXPORTS, Signature, as_i32
 from harness.artifact import Artifact
-from harness.engines.call_loop import roundtrips, time_loop
+from harness.engines.call_loop import roundtrips, time_batches
 from harness.engines.signatures import artifact_signatures
+from harness.engines.wasm_loop import loop_func
 from harness.formats import WasmTypes, export_mismatches
 from harness.hosts.base import (
     ABIError,
@@ -199,6 +200,7 @@ class WasmtimeInstance(Instance):
     def __init__(self, artifact: Artifact, engine: wasmtime.Engine, module: wasmtime.Module):
         """Instantiate ``module`` (already validated; use :meth:`load`)."""
         self.artifact = artifact
+        self._engine = engine
         self._sigs: dict[str, Signature] = artifact_signatures(artifact)
         self._store: wasmtime.Store | None = wasmtime.Store(engine)
         try:
@@ -222,6 +224,7 @@ class WasmtimeInstance(Instance):
             for name, sig in self._sigs.items()
         }
         self._ptr_mask = (1 << artifact.ptr_width) - 1
+        self._loops: dict[str, wasmtime.Func] = {}  # export -> its wasm timing loop, made once
 
     @classmethod
     def load(cls, artifact: Artifact) -> WasmtimeInstance:
@@ -236,21 +239,37 @@ class WasmtimeInstance(Instance):
             raise HostError(f"{self.artifact.name}: instance is closed")
         return self._store
 
-    def _bound(self, name: str, args: tuple[Scalar, ...]) -> Callable[[], Any]:
-        """A zero-argument callable running ``name(*args)`` with args converted once."""
-        store = self._live_store()
+    def _values(self, name: str, args: tuple[Scalar, ...]) -> list[Any]:
+        """``args`` converted once to ``name``'s wasm values (ABIError if they don't fit)."""
+        self._live_store()
         try:
-            fn, conv = self._funcs[name], self._conv[name]
+            conv = self._conv[name]
         except KeyError:
             raise MissingExport(f"{name} is not an export of the artifact's binding") from None
         if len(args) != len(conv):
             raise ABIError(f"{name} takes {len(conv)} arguments {self._sigs[name].params}, "
                            f"got {len(args)}")  # fmt: skip
         try:
-            values = [c(a) for c, a in zip(conv, args, strict=True)]
+            return [c(a) for c, a in zip(conv, args, strict=True)]
         except (TypeError, ValueError) as exc:
             raise ABIError(f"{name}{args}: {exc}") from None
+
+    def _bound(self, name: str, args: tuple[Scalar, ...]) -> Callable[[], Any]:
+        """A zero-argument callable running ``name(*args)`` with args converted once."""
+        values = self._values(name, args)
+        store, fn = self._live_store(), self._funcs[name]
         return lambda: fn(store, *values)
+
+    def _batch(self, name: str, args: tuple[Scalar, ...]) -> Callable[[int], Any]:
+        """A callable ``batch(k)`` making ``k`` calls of ``name(*args)`` in ONE call from Python:
+        the loop runs in wasm (harness.engines.wasm_loop), so wasmtime-py's per-call cost is
+        paid once per batch, not once per rep."""
+        values = self._values(name, args)
+        store = self._live_store()
+        loop = self._loops.get(name)
+        if loop is None:
+            loop = self._loops[name] = loop_func(self._engine, store, self._funcs[name])
+        return lambda reps: loop(store, reps, *values)
 
     def _run(self, name: str, thunk: Callable[[], Any]) -> Any:
         try:
@@ -294,9 +313,10 @@ class WasmtimeInstance(Instance):
     def time_calls(
         self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
     ) -> TimingResult:
-        """Time ``name(*args)`` in a Python loop around the wasmtime call."""
-        thunk = self._bound(name, args)
-        return self._run(name, lambda: time_loop(thunk, inner_reps, samples, warmup))  # type: ignore[no-any-return]
+        """Time ``name(*args)``: each sample is one Python call of a wasm loop making
+        ``inner_reps`` calls (harness.engines.wasm_loop), timed around that call."""
+        batch = self._batch(name, args)
+        return self._run(name, lambda: time_batches(batch, inner_reps, samples, warmup))  # type: ignore[no-any-return]
 
     def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
         """``n`` individually timed calls of ``tg_noop``: the Python->wasm call overhead."""
@@ -305,4 +325,5 @@ class WasmtimeInstance(Instance):
     def close(self) -> None:
         """Drop the store (and with it the instance and its memory)."""
         self._funcs.clear()
+        self._loops.clear()
         self._store = None

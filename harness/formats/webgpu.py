@@ -3,8 +3,10 @@
 An artifact is a directory: ``kernels.toml`` (the entry file, role ``manifest``) and the ``.wgsl``
 files it names (one role ``wgsl:<file name>`` each). Nothing is compiled ahead of time: WGSL is
 shipped text, compiled by the browser's WebGPU implementation when the artifact loads
-(``harness/js/format_webgpu.mjs``). Only Chromium loads it (started with
-``--enable-unsafe-webgpu``: host ``chromium-webgpu``); every other runtime is refused through
+(``harness/js/format_webgpu.mjs``). Chromium loads it (started with ``--enable-unsafe-webgpu``),
+and Node through the npm ``webgpu`` package (Dawn) installed beside the Node hosts: where Dawn
+gives no adapter (no Vulkan driver), the cell is ``incompatible`` in Dawn's words. The Python
+runtimes (native, wasmtime) are refused through
 :meth:`~harness.formats.ArtifactFormat.refusal`, in the format's words.
 
 The manifest says, per export (one canonical op each, called through the artifact's binding like
@@ -56,10 +58,18 @@ WGSL_ROLE = "wgsl:"  # + the shader's file name
 BINDING_TYPES = ("uniform", "storage", "read-only-storage")
 RESULTS = ("void", "f32")
 EXPR_FUNCTIONS = ("cdiv", "max", "min")
+# ``[webgpu] test_fault``: a fault the loader provokes for real, for tests of what a cell does
+# then (never in the bundled manifest): the device destroyed after an op's submit, before its
+# results are read back, so WebGPU loses it mid-op (device.lost, reason "destroyed").
+TEST_FAULTS = ("destroy-device-mid-op",)
 # the allocator of the loader's emulated linear memory (format_webgpu.mjs)
 ALLOC_SIGNATURES = MappingProxyType(
     {"tg_alloc": Signature(("ptr",), "ptr"), "tg_free": Signature(("ptr",), "void")}
 )
+# the composed train step's exports, provided by the loader itself (harness/js/webgpu_step.mjs)
+# over the manifest's ops; their kinds are the binding's [exports]
+STEP_EXPORTS = ("tgw_step_create", "tgw_step_load", "tgw_step_forward", "tgw_step_backward",
+                "tgw_step_train", "tgw_step_params", "tgw_step_time", "tgw_step_free")  # fmt: skip
 _DECL = re.compile(r"@group\(\s*0\s*\)\s*@binding\(\s*(\d+)\s*\)\s*var(?:\s*<\s*([^>]*)>)?\s+(\w+)")
 _ENTRY = re.compile(r"@compute\s+@workgroup_size\(([^)]*)\)\s*fn\s+(\w+)|"
                     r"@workgroup_size\(([^)]*)\)\s*@compute\s*fn\s+(\w+)")  # fmt: skip
@@ -117,10 +127,12 @@ class GpuManifest:
     path: Path
     name: str
     ops: Mapping[str, GpuOp]  # by export name
+    test_fault: str = ""  # one of TEST_FAULTS, or "" (none)
 
     def to_json(self) -> dict[str, Any]:
         """The plan handed to the JS loader inside the LOAD entry."""
-        return {"name": self.name, "ops": {e: op.to_json() for e, op in self.ops.items()}}
+        ops = {e: op.to_json() for e, op in self.ops.items()}
+        return {"name": self.name, "ops": ops, "test_fault": self.test_fault}
 
 
 def check_expression(text: str, names: frozenset[str]) -> str | None:
@@ -156,8 +168,14 @@ class _Validator(TomlValidator):
 
     def manifest(self, data: Mapping[str, Any], shaders: Mapping[str, str]) -> GpuManifest:
         self.table((), data, ("webgpu", "ops"))
-        head = self.table(("webgpu",), data.get("webgpu", {}), ("name", "description"))
+        head = self.table(
+            ("webgpu",), data.get("webgpu", {}), ("name", "description", "test_fault")
+        )
         name = self.typed(("webgpu", "name"), head.get("name", ""), str, "a string")
+        fault = self.typed(("webgpu", "test_fault"), head.get("test_fault", ""), str, "a string")
+        if fault and fault not in TEST_FAULTS:
+            known = ", ".join(TEST_FAULTS)
+            raise self.error(("webgpu", "test_fault"), f"{fault!r}: must be one of {known}")
         ops_table = self.table(("ops",), data.get("ops", {}), data.get("ops", {}))
         if not ops_table:
             raise self.error(("ops",), "the manifest declares no op")
@@ -167,7 +185,7 @@ class _Validator(TomlValidator):
             if op.export in ops:
                 raise self.error(("ops", op_name, "export"), f"export {op.export!r} repeats")
             ops[op.export] = op
-        return GpuManifest(self.path, name, MappingProxyType(ops))
+        return GpuManifest(self.path, name, MappingProxyType(ops), fault)
 
     def op(self, where: tuple[str, ...], body: object, shaders: Mapping[str, str]) -> GpuOp:
         keys = ("export", "args", "buffers", "optional", "layout", "params", "result", "passes")
@@ -333,7 +351,8 @@ class WebGpuFormat(ArtifactFormat):
     description = "WGSL compute shaders + a kernels.toml dispatch manifest, run through WebGPU"
     roles = (MANIFEST_ROLE,)
     exports_role = MANIFEST_ROLE
-    loaders = MappingProxyType({"chromium": "format_webgpu.mjs"})
+    # Node through the npm `webgpu` package (Dawn), installed beside the Node hosts
+    loaders = MappingProxyType({"chromium": "format_webgpu.mjs", "node": "format_webgpu.mjs"})
     allocator_signatures = ALLOC_SIGNATURES
     arithmetic = "wgsl"
 
@@ -373,7 +392,7 @@ class WebGpuFormat(ArtifactFormat):
         except WebGpuManifestError as exc:
             raise CorruptArtifact(str(exc)) from None
         for name, sig in wanted.items():
-            if name in ALLOC_SIGNATURES:
+            if name in ALLOC_SIGNATURES or name in STEP_EXPORTS:
                 continue
             op = plan.ops.get(name)
             if op is None:
@@ -396,6 +415,7 @@ class WebGpuFormat(ArtifactFormat):
             raise CorruptArtifact(str(exc)) from None
         found: dict[str, WasmTypes | None] = {n: None for n in ALLOC_SIGNATURES}
         found.update({e: None for e in plan.ops})
+        found.update({e: None for e in STEP_EXPORTS})
         return found
 
 

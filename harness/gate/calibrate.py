@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from harness.checks.bench_workloads import (
     random_floats,
     residual_forward,
 )
+from harness.gate.loadgen import KINDS, Load, LoadGenerator
 from harness.gate.paired import PairedPolicy
 from harness.gate.stats import Decision, compare_samples
 from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text
@@ -53,11 +55,12 @@ Factory = Callable[[Instance, float], Workload]
 MR = 6  # the gemm's register-tile height (TG_MR in artifacts/src/tg_matmul.c)
 
 
-def matmul_rows(instance: Instance, scale: float, rows: int = 720, c: int = 96) -> Workload:
+def matmul_rows(instance: Instance, scale: float, rows: int = 600, c: int = 96) -> Workload:
     """``tg_matmul_forward`` on ``rows*scale`` rows of (c x c): work linear in rows.
 
     Rows are rounded to whole register tiles (multiples of MR) so the slowed call runs the same
-    micro-kernel on more tiles rather than adding a partial edge tile: 720 -> 756 is +5.0 %.
+    micro-kernel on more tiles rather than adding a partial edge tile. 600 rows make both
+    slowdowns the issues ask about whole tiles: 600 -> 612 is +2.0 %, 600 -> 630 is +5.0 %.
     """
     n = MR * round(rows * scale / MR)
     rng = np.random.default_rng(7)
@@ -72,6 +75,20 @@ def _from_bench(fn: Callable[[Instance, int], Workload], size: int) -> Factory:
         return fn(instance, round(size * scale))
 
     return make
+
+
+# What the paired calibration's A/A also compares besides KERNELS: the cell's bridge and no-op
+# rows, which no slowdown touches and which gave false `slower` verdicts under load (issue 15).
+NOOP_SUBJECTS = ("bridge:noop", "host:noop_call")
+
+# The per-cell measuring budget the issue sets: 2 s on native, wasmtime and Node, 5 s on Chromium.
+CELL_BUDGET_S = 2.0
+CELL_BUDGET_S_BY_HOST = {"chromium": 5.0}
+
+
+def cell_budget_s(host: str) -> float:
+    """The measuring budget of one cell on ``host`` (the issue's per-cell target)."""
+    return CELL_BUDGET_S_BY_HOST.get(host, CELL_BUDGET_S)
 
 
 KERNELS: dict[str, Factory] = {
@@ -104,12 +121,17 @@ class Session:
     decision: Decision = field(default_factory=Decision)
     thresholds: Thresholds | None = None  # per-measurement rules ("op:<kernel>"), as in a matrix
     seed: int = 1
+    load: int = 0  # busy processes competing with the session (harness.gate.loadgen)
+    load_kind: str = "spin"
+    budget_s: float | None = None  # paired: a cell's measuring budget (None: unlimited)
 
     def decision_for(self, kernel: str) -> Decision:
-        """The decision for one kernel: the matrix's rule for ``op:<kernel>`` if one was given."""
+        """The decision for one kernel (``op:<kernel>``) or subject (``bridge:noop``): the
+        matrix's rule for it if one was given, the session's decision otherwise."""
+        subject = kernel if ":" in kernel else f"op:{kernel}"
         if self.thresholds is None:
             return self.decision
-        return self.thresholds.decision_for("bench", f"op:{kernel}")
+        return self.thresholds.decision_for("bench", subject)
 
 
 @dataclass
@@ -248,6 +270,7 @@ def figures_of(
         "ab_ratio_p5_p50_p95": [float(np.percentile(ratios_ab, q)) for q in (5, 50, 95)],
         "cell_seconds_median": float(np.median(cell_seconds)),
         "cell_seconds_max": float(np.max(cell_seconds)),
+        "cell_budget_s": cell_budget_s(session.host),
     }
 
 
@@ -289,8 +312,14 @@ def markdown(figures: dict[str, object], command: str) -> str:
         else f"{s['samples']} samples of ≥{s['sample_ms']} ms per kernel"
     )
     location = "" if paired else f", quantile {s['decision']['quantile']}"
+    budget = (f"; cell budget {s['budget_s']:g} s (undecided then: unknown)"
+              if s.get("budget_s") else "")  # fmt: skip
+    load = (f"; competing load: {s['load']} x `{s['load_kind']}` (harness.gate.loadgen), load "
+            f"average {f.get('loadavg_start', '?')} at start, {f.get('loadavg_end', '?')} at end"
+            if s.get("load") else "")  # fmt: skip
     realised = "median paired A/B ratio" if paired else "pooled medians B/A"
-    per_cell = "4 kernels, paired" if paired else f"one run, {len(KERNELS)} kernels"
+    per_cell = (f"{len(KERNELS)} kernels + {len(NOOP_SUBJECTS)} no-op rows, paired" if paired
+                else f"one run, {len(KERNELS)} kernels")  # fmt: skip
     return "\n".join([
         f"Command: `{command}`",
         "",
@@ -298,22 +327,32 @@ def markdown(figures: dict[str, object], command: str) -> str:
         f"{s['decision']['alpha']}, min effect {s['decision']['min_effect']:.0%}{location}"
         + (f" (per-measurement rules {dict(s['thresholds']['per_measurement'])})"
            if s["thresholds"] else "")
-        + f"; slowed kernel `{s['slowed']}` by {s['slowdown']:.0%} more work.",
+        + f"; slowed kernel `{s['slowed']}` by {s['slowdown'] * 100:g} % more work{budget}{load}.",
         "",
         "| figure | target | measured |",
         "|---|---|---|",
-        f"| power, 5 % slowdown in one kernel of one cell | ≥ 95 % | {pct('power')} "
+        f"| power, {s['slowdown'] * 100:g} % slowdown in one kernel of one cell | ≥ 95 % | "
+        f"{pct('power')} "
         f"({ab['slower']}/{sum(ab.values())}; 95 % lower bound {pct('power_lower95')}) |",
         f"| false alarms in A/A | ≤ 1 % | {pct('false_alarm_rate')} "
         f"({aa['slower']}/{sum(aa.values())}; 95 % upper bound {pct('false_alarm_upper95')}) |",
-        f"| measurement per cell ({per_cell}) | ≤ 3 s | median "
+        f"| measurement per cell ({per_cell}) | ≤ {f['cell_budget_s']:g} s | median "
         f"{seconds_med:.2f} s, max {seconds_max:.2f} s |",
-        f"| realised slowdown ({realised}) | 5 % | {pct('realised_slowdown')} |",
+        f"| realised slowdown ({realised}) | {s['slowdown'] * 100:g} % | "
+        f"{pct('realised_slowdown')} |",
         f"| A/A verdicts slower/faster/same/unknown | | {aa['slower']}/{aa['faster']}/"
         f"{aa['same']}/{aa['unknown']} |",
         f"| A/B verdicts slower/faster/same/unknown | | {ab['slower']}/{ab['faster']}/"
         f"{ab['same']}/{ab['unknown']} |",
-    ]) + "\n" + _by_kernel(f)  # fmt: skip
+    ]) + "\n" + _budget_line(f) + _by_kernel(f)  # fmt: skip
+
+
+def _budget_line(figures: dict[str, object]) -> str:
+    spent = figures.get("budget_unknown")
+    if not isinstance(spent, dict):
+        return ""
+    return (f"| of which unknown because the cell's budget ran out | | A/A {spent['aa']}, "
+            f"A/B {spent['ab']} |\n")  # fmt: skip
 
 
 def _by_kernel(figures: dict[str, object]) -> str:
@@ -338,19 +377,19 @@ def _by_kernel(figures: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-TARGETS = (  # the issue's targets: (figure, limit, "min" or "max", what)
+TARGETS = (  # issue 15's targets: (figure, limit, "min" or "max", what); None: the host's budget
     ("power", 0.95, "min", "power >= 95 %"),
     ("false_alarm_rate", 0.01, "max", "A/A false alarms <= 1 %"),
-    ("cell_seconds_max", 3.0, "max", "every cell <= 3 s of measurement"),
+    ("cell_seconds_max", None, "max", "every cell within its budget of measurement"),
 )
 
 
 def missed_targets(figures: dict[str, object]) -> list[str]:
     """The targets these figures miss, each with the figure measured (empty: all met)."""
     out = []
-    for key, limit, kind, what in TARGETS:
-        value = figures[key]
-        assert isinstance(value, float)
+    for key, target, kind, what in TARGETS:
+        value, limit = figures[key], figures["cell_budget_s"] if target is None else target
+        assert isinstance(value, float) and isinstance(limit, float)
         if (value < limit) if kind == "min" else (value > limit):
             out.append(f"{what} (measured {value:.4g})")
     return out
@@ -386,24 +425,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--thresholds", type=Path, help="a matrix file whose [thresholds] to apply")
     p.add_argument("--build-dir", type=Path, default=Path(".tinygpt-calibrate"))
     p.add_argument("--json", type=Path, help="write the figures here")
+    p.add_argument(
+        "--load",
+        type=int,
+        default=d.load,
+        help="busy processes competing with the session (harness.gate.loadgen)",
+    )
+    p.add_argument(
+        "--load-kind",
+        choices=KINDS,
+        default=d.load_kind,
+        help="spin: pure CPU; mem: CPU streaming 128 MiB (see harness.gate.loadgen)",
+    )
+    p.add_argument(
+        "--budget",
+        action="store_true",
+        help="paired: give each cell the host's measuring budget (2 s, Chromium 5 s); "
+        "what it leaves undecided is unknown",
+    )
     args = p.parse_args(argv)
     if args.mode == "unpaired" and args.host not in ("native", "wasmtime"):
         p.error("--mode unpaired runs in-process engines: --host native or wasmtime")
     session = Session(
         mode=args.mode, host=args.host, blocks=args.blocks, pairs_per_block=args.pairs_per_block,
-        loads=args.loads, rounds=args.rounds,
+        loads=args.loads, rounds=args.rounds, load=args.load, load_kind=args.load_kind,
+        budget_s=cell_budget_s(args.host) if args.budget else None,
         trials=args.trials, slowdown=args.slowdown, slowed=args.kernel,
         samples=args.samples, sample_ms=args.sample_ms,
         decision=Decision(alpha=args.alpha, min_effect=args.min_effect, quantile=args.quantile),
         thresholds=None if args.thresholds is None else thresholds_from_matrix_text(
             args.thresholds.read_text(encoding="utf-8"), args.thresholds),
     )  # fmt: skip
-    if session.mode == "paired":
-        from harness.gate.calibrate_paired import run_paired_session
+    loadavg_start = os.getloadavg()
+    with LoadGenerator(Load(session.load, session.load_kind)):
+        if session.mode == "paired":
+            from harness.gate.calibrate_paired import run_paired_session
 
-        figures = run_paired_session(session, args.build_dir)
-    else:
-        figures = run_session(session, args.build_dir)
+            figures = run_paired_session(session, args.build_dir)
+        else:
+            figures = run_session(session, args.build_dir)
+        loadavg_end = os.getloadavg()
+    figures["loadavg_start"] = "/".join(f"{x:.2f}" for x in loadavg_start)
+    figures["loadavg_end"] = "/".join(f"{x:.2f}" for x in loadavg_end)
     command = "python -m harness.gate.calibrate " + " ".join(argv or sys.argv[1:])
     print(markdown(figures, command.strip()))
     if args.json is not None:

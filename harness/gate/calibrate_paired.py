@@ -18,6 +18,7 @@ of the paired measurement of its four kernels (loads, placements and calibration
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import sys
 import time
@@ -27,12 +28,14 @@ import numpy as np
 
 from harness.artifact import Artifact
 from harness.build import Variant, build_variant
-from harness.checks.bench_replay import Prepared, Replay
-from harness.gate.calibrate import KERNELS, Session, Tally, figures_of
+from harness.checks.bench import BenchOptions
+from harness.checks.bench_replay import Prepared, Replay, replay_for
+from harness.gate.calibrate import KERNELS, NOOP_SUBJECTS, Session, Tally, figures_of
 from harness.gate.paired import PairedPolicy, balanced_loader, measure_cell
 from harness.gate.paired_stats import block_log_ratios
 from harness.hosts.base import Instance
 from harness.hosts.registry import make_host
+from reference.presets import get_preset
 
 
 def calibration_builds(host: str, build_dir: Path) -> tuple[Artifact, Artifact]:
@@ -53,6 +56,15 @@ def _replay(kernel: str, scale: float) -> Replay:
     return prepare
 
 
+# The cell's no-op rows, replayed as the gate replays them (bench_replay): any preset will do,
+# neither touches a model.
+NOOPS: dict[str, Replay] = {}
+for _subject in NOOP_SUBJECTS:
+    _recipe = replay_for(_subject, "", get_preset("tiny"), BenchOptions())
+    assert not isinstance(_recipe, str), _recipe
+    NOOPS[_subject] = _recipe
+
+
 def run_paired_session(
     session: Session, build_dir: Path, progress: bool = True
 ) -> dict[str, object]:
@@ -65,12 +77,15 @@ def run_paired_session(
         rounds=session.rounds,
         min_sample_ms=session.sample_ms,
         seed=session.seed,
+        budget_s=session.budget_s,
     )
     aa, ab = Tally(), Tally()
-    aa_by_kernel = {k: Tally() for k in KERNELS}
+    subjects = (*KERNELS, *NOOP_SUBJECTS)
+    aa_by_kernel = {k: Tally() for k in subjects}
     cell_seconds: list[float] = []
     ratios_ab: list[float] = []
-    spread: dict[str, list[float]] = {k: [] for k in KERNELS}  # placement: block-to-block std
+    spread: dict[str, list[float]] = {k: [] for k in subjects}  # placement: block-to-block std
+    budget_unknown = {"aa": 0, "ab": 0}  # verdicts unknown because the cell's budget ran out
     for trial in range(session.trials):
         started = time.perf_counter()  # a cell's cost includes starting the host and loading
         host = make_host(session.host)
@@ -80,21 +95,31 @@ def run_paired_session(
         load = balanced_loader(host, *roles, policy.loads)
         work = [(kernel, _replay(kernel, 1.0), _replay(kernel, 1.0),
                  session.decision_for(kernel)) for kernel in KERNELS]  # fmt: skip
+        work += [(subject, noop, noop, session.decision_for(subject))
+                 for subject, noop in NOOPS.items()]  # fmt: skip
         slowed = (_replay(session.slowed, 1.0), _replay(session.slowed, 1.0 + session.slowdown))
         trial_policy = dataclasses.replace(policy, seed=session.seed + trial)
         try:
-            same = measure_cell(load, work, trial_policy)
+            same = measure_cell(load, work, trial_policy, started)
             cell_seconds.append(time.perf_counter() - started)
+            # the A/B measurement is a cell of its own (its budget counts from here): one
+            # measurement of a cell whose other measurements are the A/A ones
             slow = measure_cell(
-                load, [("A/B", *slowed, session.decision_for(session.slowed))], trial_policy
-            )
+                load, [("A/B", *slowed, session.decision_for(session.slowed))], trial_policy,
+                time.perf_counter(),
+            )  # fmt: skip
         finally:
             host.close()
         for kernel, (comparison, samples) in same.items():
             aa.add(comparison.verdict)
             aa_by_kernel[kernel].add(comparison.verdict)
-            spread[kernel].append(float(np.std(block_log_ratios(samples.base_ns, samples.cand_ns))))
+            if samples.base_ns:
+                spread[kernel].append(
+                    float(np.std(block_log_ratios(samples.base_ns, samples.cand_ns)))
+                )
+            budget_unknown["aa"] += bool(comparison.note)
         ab.add(slow["A/B"][0].verdict)
+        budget_unknown["ab"] += bool(slow["A/B"][0].note)
         ratios_ab.append(slow["A/B"][0].ratio)
         if progress:
             print(f"trial {trial + 1}/{session.trials}: A/B {ab}  A/A {aa}", file=sys.stderr)
@@ -109,6 +134,9 @@ def run_paired_session(
         artifact=first,
     )
     figures["aa_block_spread"] = {
-        k: {"median": float(np.median(v)), "max": float(np.max(v))} for k, v in spread.items()
-    }
+        k: {"median": float(np.median(v)) if v else math.nan,
+            "max": float(np.max(v)) if v else math.nan}
+        for k, v in spread.items()
+    }  # fmt: skip
+    figures["budget_unknown"] = budget_unknown
     return figures

@@ -54,6 +54,12 @@ class PairedPolicy:
     min_sample_ms: float = 1.0  # each sample loops the kernel at least this long
     warmup: int = 1  # untimed loops before each block's first sample, on each side
     seed: int = 1  # the interleaving order
+    # Seconds a cell may spend measuring (None: no limit), counted from the cell's start (the
+    # caller's, which includes starting the host). When they are spent, no block, measurement or
+    # round starts; a measurement left undecided is `unknown`, and a `slower` its recheck round
+    # could not confirm is `unknown` too: a cell that cannot be decided in its budget is never
+    # `slower` (issue 15: load must not make the gate lie).
+    budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if min(self.blocks, self.pairs_per_block, self.loads, self.rounds) < 1:
@@ -62,6 +68,8 @@ class PairedPolicy:
             )
         if self.min_sample_ms <= 0 or self.warmup < 0:
             raise ValueError(f"PairedPolicy needs min_sample_ms > 0 and warmup >= 0: {self}")
+        if self.budget_s is not None and self.budget_s <= 0:
+            raise ValueError(f"PairedPolicy needs budget_s > 0 (or None): {self}")
 
 
 DEFAULT_POLICY = PairedPolicy()
@@ -87,8 +95,12 @@ def measure_paired(
     base_replay: Replay,
     cand_replay: Replay,
     policy: PairedPolicy = DEFAULT_POLICY,
+    deadline: float | None = None,
 ) -> PairedSamples:
     """Time ``base_replay`` in BASE's instances and ``cand_replay`` in CAND's, in blocks.
+
+    ``deadline`` (``time.perf_counter()`` seconds): start no block after it (the first block
+    always runs); the samples then hold the blocks measured, and too few of them decide nothing.
 
     Block ``b`` uses ``bases[b % k]`` and ``cands[b % k]``: with k separately loaded instances
     per build (``PairedPolicy.loads``), what one load happens to get (a JIT's code placement,
@@ -106,6 +118,8 @@ def measure_paired(
     reps = 0
     try:
         for block in range(policy.blocks):
+            if block and deadline is not None and time.perf_counter() > deadline:
+                break
             base, cand = bases[block % len(bases)], cands[block % len(cands)]
             # Alternate which build places its buffers first: allocation order is not a factor.
             sides = [("base", base, base_replay), ("cand", cand, cand_replay)]
@@ -176,10 +190,16 @@ def balanced_loader(host: Host, base: Artifact, cand: Artifact, loads: int) -> L
     return load
 
 
+def _over_budget(comparison: Comparison, why: str) -> Comparison:
+    """``comparison`` turned ``unknown`` because the budget ran out (``why``)."""
+    return dataclasses.replace(comparison, verdict="unknown", note=why)
+
+
 def measure_cell(
     load: Loader,
     work: Sequence[tuple[K, Replay, Replay, Decision]],
     policy: PairedPolicy = DEFAULT_POLICY,
+    started: float | None = None,
 ) -> dict[K, tuple[Comparison, PairedSamples]]:
     """Decide every measurement of one cell, in rounds of fresh loads.
 
@@ -189,15 +209,46 @@ def measure_cell(
     ``slower``; a disturbance of the machine that lasted one round (a neighbour's burst that
     happened to favour one side) is diluted by the next round's blocks instead of failing CI.
     Instances are closed at the end of their round.
+
+    With ``policy.budget_s``, the cell's budget counts from ``started`` (``perf_counter``
+    seconds; the call's own start if None): what it leaves undecided is ``unknown`` with a note,
+    and a ``slower`` that a recheck round should have confirmed but could not is ``unknown``.
     """
+    begin = time.perf_counter() if started is None else started
+    deadline = None if policy.budget_s is None else begin + policy.budget_s
+
+    def spent() -> bool:
+        return deadline is not None and time.perf_counter() > deadline
+
     results: dict[K, tuple[Comparison, PairedSamples]] = {}
     pending = list(work)
     for round_no in range(policy.rounds):
+        if round_no and spent():
+            for key, *_ in pending:  # round_no - 1 measured them; no time to check them again
+                comparison, samples = results[key]
+                if comparison.note:  # already unknown for the budget, saying when it ran out
+                    continue
+                why = f"budget of {policy.budget_s:g} s spent before its recheck"
+                results[key] = (_over_budget(comparison, why), samples)
+            break
         bases, cands = load()
         try:
             this_round = dataclasses.replace(policy, seed=policy.seed + 7919 * round_no)
             for key, base_replay, cand_replay, decision in pending:
-                samples = measure_paired(bases, cands, base_replay, cand_replay, this_round)
+                if spent() and key not in results:
+                    empty = PairedSamples((), (), 0, 0.0)
+                    comparison = compare_paired((), (), decision)
+                    why = f"budget of {policy.budget_s:g} s spent before it was measured"
+                    results[key] = (_over_budget(comparison, why), empty)
+                    continue
+                if spent():  # measured in an earlier round, unknown or slower: not rechecked
+                    comparison, samples = results[key]
+                    why = f"budget of {policy.budget_s:g} s spent before its recheck"
+                    results[key] = (_over_budget(comparison, why), samples)
+                    continue
+                samples = measure_paired(
+                    bases, cands, base_replay, cand_replay, this_round, deadline
+                )
                 if key in results:
                     samples = joined(results[key][1], samples)
                 comparison = compare_paired(samples.base_ns, samples.cand_ns, decision)

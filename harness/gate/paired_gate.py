@@ -11,6 +11,8 @@ rerun, keeps its recorded verdict, and the reason is listed in the output.
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -69,16 +71,21 @@ def _pair_cell(
     work: list[tuple[Change, Replay]],
     thresholds: Thresholds,
     policy: PairedPolicy,
+    started: float,
 ) -> dict[Change, Change]:
     decided = measure_cell(
         balanced_loader(host, base_art, cand_art, policy.loads),
         [(c, r, r, thresholds.decision_for(c.key.check, c.key.name)) for c, r in work],
         policy,
+        started,
     )
     out = {}
     for change, (comparison, samples) in decided.items():
-        base = float(np.median([x for block in samples.base_ns for x in block]))
-        cand = float(np.median([x for block in samples.cand_ns for x in block]))
+        base_ns = [x for block in samples.base_ns for x in block]
+        cand_ns = [x for block in samples.cand_ns for x in block]
+        # nothing measured (the cell's budget ran out first): no median to show
+        base = float(np.median(base_ns)) if base_ns else math.nan
+        cand = float(np.median(cand_ns)) if cand_ns else math.nan
         out[change] = Change(change.key, base, cand, comparison)
     return out
 
@@ -118,10 +125,14 @@ def pair_changes(
             notes.append(f"{cell}: recorded verdicts kept (host {host_name!r} is not known here)")
             continue
         console.print(f"paired rerun: {cell}, {len(work)} measurements", markup=False)
+        started = time.perf_counter()  # a cell's budget counts its host's start
         host = factories[host_name]()
         try:
-            replaced.update(_pair_cell(host, base_arts[artifact], cand_arts[artifact], work,
-                                       thresholds, setup.policy))  # fmt: skip
+            paired = _pair_cell(host, base_arts[artifact], cand_arts[artifact], work,
+                                thresholds, setup.policy, started)  # fmt: skip
+            replaced.update(paired)
+            notes += [f"{cell} {c.key.name}: unknown ({c.comparison.note})"
+                      for c in paired.values() if c.comparison.note]  # fmt: skip
             notes.append(f"{cell}: {len(work)} measurements paired on {host_name} "
                          f"{host.version()}")  # fmt: skip
         except HostError as exc:

@@ -55,6 +55,7 @@ class Comparison:
     verdict: Verdict
     min_effect: float
     method: str = "unpaired"  # "paired": BASE and CAND timed side by side (gate/paired_stats.py)
+    note: str = ""  # why the verdict is what it is when the figures alone don't say (a budget)
 
 
 def compare_samples(

@@ -1,10 +1,13 @@
 """The ``chromium`` host: Debian's Chromium driven by Playwright (no browser download).
 
-The browser is launched once per host object with a fresh profile. Each loaded artifact gets its
-own page (and browser context) served from :class:`~harness.hosts.page_server.PageServer` with
-COOP/COEP, so the page is ``crossOriginIsolated`` (asserted, recorded). The page runs the artifact
-in a dedicated worker over the same ``driver.mjs`` as Node: a call over its timeout terminates
-that worker (HostTimeout); a crashed page or browser raises HostCrashed; both recover lazily.
+The browser is launched once per host object with a fresh profile, and opens one page (in its
+own browser context) served from :class:`~harness.hosts.page_server.PageServer` with COOP/COEP,
+so the page is ``crossOriginIsolated`` (asserted, recorded). Each loaded artifact runs in a
+dedicated worker of that page (its *slot*) over the same ``driver.mjs`` as Node: opening a page
+costs ~0.7 s and a worker a fraction of that, and the paired gate loads 24 instances per cell
+(docs/gate.md). A call over its timeout terminates that instance's worker only (HostTimeout); a
+crashed page or browser raises HostCrashed in every instance it held; the next load opens a new
+page (relaunching the browser if it died).
 ``ChromiumHost(isolated=False)`` serves the page without COOP/COEP: a -pthread artifact is then
 ``incompatible`` (no SharedArrayBuffer), said before its glue runs, so nothing waits on a
 worker pool that cannot start.
@@ -89,15 +92,16 @@ class _SharedDriver:
 
 
 class ChromiumInstance(base.Instance):
-    """One artifact in one page; ``page`` is public so tests can crash it."""
+    """One artifact in one worker (``slot``) of the host's page; ``page`` (shared with the
+    host's other instances) is public so tests can crash it."""
 
     def __init__(
-        self, host: ChromiumHost, context: BrowserContext, page: Page, artifact: Artifact,
+        self, host: ChromiumHost, page: Page, slot: int, artifact: Artifact,
         load_header: dict[str, Any],
     ) -> None:  # fmt: skip
         self.host = host
-        self.context = context
         self.page = page
+        self.slot = slot
         self.artifact = artifact
         worker = load_header.get("worker", {})
         self.worker_cross_origin_isolated = bool(worker.get("crossOriginIsolated"))
@@ -114,7 +118,7 @@ class ChromiumInstance(base.Instance):
                 "load the artifact again"
             )
         try:
-            reply = self.host.evaluate(self.page, method, *args, timeout_s=timeout_s)
+            reply = self.host.evaluate(self.page, method, self.slot, *args, timeout_s=timeout_s)
         except (HostCrashed, base.HostTimeout) as exc:
             self._lost = str(exc)
             raise
@@ -184,12 +188,14 @@ class ChromiumInstance(base.Instance):
         return tuple(out)
 
     def close(self) -> None:
-        """Close the page and its context."""
+        """End this instance's worker; the page and its other instances go on."""
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(PlaywrightError):
-            self.context.close()
+        if self.page.is_closed():
+            return
+        with contextlib.suppress(HostError):  # a crashed page has nothing left to end
+            self.host.evaluate(self.page, "drop", self.slot, timeout_s=self.host.timeouts.call_s)
 
 
 class ChromiumHost(base.Host):
@@ -218,6 +224,10 @@ class ChromiumHost(base.Host):
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._server: PageServer | None = None
+        # the page every instance loads into: (its browser, context, page); None until the first
+        # load, or after its page crashed (the next load opens another)
+        self._page: tuple[Browser, BrowserContext, Page] | None = None
+        self._page_crashed = False
 
     def _require(self) -> None:
         if not self.executable.is_file():
@@ -306,6 +316,30 @@ class ChromiumHost(base.Host):
             )
         return context, page
 
+    def shared_page(self) -> Page:
+        """The page instances load into: opened on first use, and again when the page crashed,
+        was closed or belongs to a browser that died (its instances are then lost)."""
+        browser = self.browser()
+        if self._page is not None:
+            owner, context, page = self._page
+            if owner is browser and not page.is_closed() and not self._page_crashed:
+                return page
+            self._drop_page()
+        context, page = self.open_page()
+        self._page_crashed = False
+        page.on("crash", lambda _page: self._mark_crashed())
+        self._page = (browser, context, page)
+        return page
+
+    def _mark_crashed(self) -> None:
+        self._page_crashed = True
+
+    def _drop_page(self) -> None:
+        if self._page is not None:
+            with contextlib.suppress(PlaywrightError):
+                self._page[1].close()
+            self._page = None
+
     def load(self, artifact: Artifact) -> ChromiumInstance:
         """:meth:`base.Host.load` (hash check included), typed as this host's instance."""
         instance = super().load(artifact)
@@ -319,23 +353,18 @@ class ChromiumHost(base.Host):
         # every file of the set is served (the worker fetches them; glue finds its .wasm and
         # worker .js through these URLs), under a URL keyed by its path
         entry["urls"] = {role: self.server().register(p) for role, p in artifact.paths().items()}
-        context, page = self.open_page()
+        page = self.shared_page()
         if "pthread" in artifact.features and self.page_info.get("crossOriginIsolated") is not True:
-            with contextlib.suppress(PlaywrightError):
-                context.close()
             raise IncompatibleArtifact(_not_isolated(artifact, self.page_info))
         options = {"numberShim": self.number_shim, "loadTimeoutMs": self._load_budget_ms()}
         try:
             reply = self.evaluate(page, "load", entry, options, timeout_s=self.timeouts.load_s)
-        except HostError:
-            with contextlib.suppress(PlaywrightError):
-                context.close()
+        except HostCrashed:
+            self._drop_page()  # the page died under the load: the next load opens another
             raise
-        if "error" in reply:
-            with contextlib.suppress(PlaywrightError):
-                context.close()
+        if "error" in reply:  # the page ended that worker; the page and its slots go on
             raise engine_rejection(error_from_reply(reply))
-        return ChromiumInstance(self, context, page, artifact, reply["header"])
+        return ChromiumInstance(self, page, int(reply["slot"]), artifact, reply["header"])
 
     def _load_budget_ms(self) -> int:
         """How long a loader may wait for a module to come up: under the load timeout, so a
@@ -345,6 +374,7 @@ class ChromiumHost(base.Host):
 
     def close(self) -> None:
         """Close the browser, the page server and (when last) the Playwright driver."""
+        self._drop_page()
         if self._browser is not None:
             with contextlib.suppress(PlaywrightError):
                 self._browser.close()

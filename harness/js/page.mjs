@@ -1,8 +1,10 @@
 // Main thread of the Chromium host page. harness/hosts/chromium.py calls window.tg.* through
 // page.evaluate; each call resolves to a plain object and never rejects: {ok: true, ...} or
-// {error: <HostError class>, message}. Arrays cross as base64. The artifact itself runs in a
-// dedicated module worker (chromium_worker.mjs, same driver.mjs as Node) so a hung kernel is
-// stopped by terminating that worker after the call's timeout.
+// {error: <HostError class>, message}. Arrays cross as base64. Each loaded artifact runs in a
+// dedicated module worker of its own (chromium_worker.mjs, same driver.mjs as Node) so a hung
+// kernel is stopped by terminating that worker after the call's timeout. One page holds several
+// such instances, each named by its slot (load's reply; every other call's first argument):
+// opening a page costs ~0.7 s, a worker far less, and the paired gate loads 24 instances a cell.
 
 import { measureClockResolutionNs } from './driver.mjs';
 
@@ -69,48 +71,69 @@ class WorkerSession {
   }
 }
 
-let session = null;
+const sessions = new Map(); // slot -> WorkerSession
+let nextSlot = 1;
 
-function need() {
-  if (session === null) return { error: 'HostError', message: 'no artifact loaded in this page' };
-  return null;
+function withSession(slot, fn) {
+  const session = sessions.get(slot);
+  if (session === undefined) {
+    return Promise.resolve({ error: 'HostError', message: `no artifact loaded in slot ${slot} of this page` });
+  }
+  return fn(session);
 }
 
 window.tg = {
   async load(entry, options, timeoutMs) {
     // the worker fetches the artifact's files itself (entry.urls): a format's glue may need
     // more than one, by URL
-    session = new WorkerSession();
+    const session = new WorkerSession();
+    const done = (reply) => {
+      session.worker.terminate();
+      return reply;
+    };
     const hello = await session.request('hello', {}, null, timeoutMs);
-    if (!hello.ok) return hello;
+    if (!hello.ok) return done(hello);
     const reply = await session.request('load', { artifact: entry, options }, null, timeoutMs);
-    if (!reply.ok) return reply;
+    if (!reply.ok) return done(reply);
     session.instanceId = reply.header.instance;
-    return { ok: true, header: { ...reply.header, worker: hello.header } };
+    const slot = nextSlot++;
+    sessions.set(slot, session);
+    return { ok: true, slot, header: { ...reply.header, worker: hello.header } };
   },
-  async call(name, args, timeoutMs) {
-    return need() || session.request('call', { name, args }, null, timeoutMs);
+  async call(slot, name, args, timeoutMs) {
+    return withSession(slot, (s) => s.request('call', { name, args }, null, timeoutMs));
   },
-  async write(ptr, text, timeoutMs) {
-    return need() || session.request('write', { ptr }, fromBase64(text), timeoutMs);
+  async write(slot, ptr, text, timeoutMs) {
+    return withSession(slot, (s) => s.request('write', { ptr }, fromBase64(text), timeoutMs));
   },
-  async read(ptr, n, timeoutMs) {
-    const reply = need() || (await session.request('read', { ptr, n }, null, timeoutMs));
+  async read(slot, ptr, n, timeoutMs) {
+    const reply = await withSession(slot, (s) => s.request('read', { ptr, n }, null, timeoutMs));
     return reply.ok ? { ok: true, b64: toBase64(reply.blob) } : reply;
   },
-  async time(header, timeoutMs) {
-    const reply = need() || (await session.request('time', header, null, timeoutMs));
+  async time(slot, header, timeoutMs) {
+    const reply = await withSession(slot, (s) => s.request('time', header, null, timeoutMs));
     return reply.ok ? { ok: true, header: reply.header, b64: toBase64(reply.blob) } : reply;
   },
-  async noop(timeoutMs) {
-    return need() || session.request('noop', {}, null, timeoutMs);
+  async noop(slot, timeoutMs) {
+    return withSession(slot, (s) => s.request('noop', {}, null, timeoutMs));
   },
-  async probe(header, timeoutMs) {
-    const reply = need() || (await session.request('probe', header, null, timeoutMs));
+  async probe(slot, header, timeoutMs) {
+    const reply = await withSession(slot, (s) => s.request('probe', header, null, timeoutMs));
     return reply.ok ? { ok: true, header: reply.header, b64: toBase64(reply.blob) } : reply;
   },
-  async unload(timeoutMs) {
-    return need() || session.request('unload', {}, null, timeoutMs);
+  async unload(slot, timeoutMs) {
+    return withSession(slot, (s) => s.request('unload', {}, null, timeoutMs));
+  },
+  // Ends slot's worker (and with it the instance and its memory); the page and its other slots
+  // go on.
+  async drop(slot) {
+    const session = sessions.get(slot);
+    if (session !== undefined) {
+      sessions.delete(slot);
+      session.fail('HostError', 'instance closed');
+      session.worker.terminate();
+    }
+    return { ok: true, slots: sessions.size };
   },
 };
 

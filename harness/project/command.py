@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.profile import ProfileError, find_profile, load_profile
+from harness.profile import Profile, ProfileError, find_profile, load_profile
 from harness.project.outcome import Outcome, exit_code
 
 CHECKS = {
@@ -39,7 +39,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run_check(what: str, project: Path | None) -> list[Outcome]:
     """Load the profile and run one check; raises ProfileError on a bad profile."""
-    profile = load_profile(find_profile(project))
+    return check_profile(what, load_profile(find_profile(project)))
+
+
+def check_profile(what: str, profile: Profile) -> list[Outcome]:
+    """Run text-only check ``what`` on a loaded profile: the one path the command and a
+    ``run`` cell with host ``none`` take. Raises ProfileError on a bad profile (one without
+    the check's section included)."""
     module = importlib.import_module(CHECKS[what])
     outcomes: list[Outcome] = module.check(profile)
     if not outcomes:

@@ -205,6 +205,25 @@ def test_generation_rows_kv_on_and_off(rows: list[Row]) -> None:
             assert tps.status == "noisy"
 
 
+def test_generation_figures_are_interleaved_and_say_so(rows: list[Row]) -> None:
+    """Each generation figure took its min_samples in repetitions bursts (capped at
+    min_samples: 4 here), interleaved with the others, and its detail says how many."""
+    for subject in ("generate:kv", "generate:nokv", "ttft:kv", "ttft:nokv"):
+        median = _one(rows, subject=subject, metric="median_ns", x_value=4.0)
+        assert "interleaved in 4 rounds" in median.detail
+        n = len([r for r in rows if r.subject == subject and r.metric == "time_ns"])
+        assert SMALL["min_samples"] <= n <= SMALL["max_samples"]
+
+
+def test_spent_budget_skips_generation_points_for_both_kv_settings(native: Artifact) -> None:
+    """Generation points the budget cannot admit are skipped rows, both KV settings each."""
+    opts = {**SMALL, "budget_s": 1e-9, "curves": ["generate"], "contexts": [4, 8]}
+    own = [r for r in _run(native, opts, host="native-gen-budget") if r.host == "native-gen-budget"]
+    assert {(r.subject, r.x_value, r.status) for r in own} == {
+        (f"generate:{tag}", float(c), "skipped") for tag in ("kv", "nokv") for c in (4, 8)
+    }
+
+
 def test_overhead_fractions_per_work_size(rows: list[Row]) -> None:
     """overhead:call and overhead:bridge give o / (o + t) for each matmul size."""
     call = _one(rows, subject="host:noop_call", metric="median_ns").value
@@ -290,6 +309,7 @@ def test_noisy_measurement_rows_carry_status_and_cv() -> None:
         ({"pairs": 2}, "pairs: need >= 3 block pairs"),
         ({"block_ms": 0}, "block_ms: expected a positive number"),
         ({"paired": "yes"}, "paired: expected true/false"),
+        ({"repetitions": 0}, "repetitions=0 must be between 1 and min_samples"),
     ],
 )
 def test_validate_options_names_the_bad_key(options: dict[str, Any], message: str) -> None:
@@ -362,8 +382,9 @@ def test_thread_count_above_an_artifacts_pthread_pool_is_refused_with_its_line(
 
 def test_threads_axis_measures_each_count_and_the_speedup(native: Artifact) -> None:
     """threads = [1, 2]: each op point and the train step are measured at both counts, the
-    2-thread rows carry their own subject, and threads:* rows hold 1-thread / n-thread medians
-    (checked against the medians, never against a speed); each train step's ``regions`` row
+    2-thread rows carry their own subject; the ops' threads:* rows hold 1-thread / n-thread
+    medians and the train step's the side-by-side ratio inside its CI (checked against the
+    medians and the CI, never against a speed); each train step's ``regions`` row
     counts its parallel regions: none on 1 thread, some on 2 (the small preset's matmuls are
     split); the instance is back at 1 thread."""
     opts = {**SMALL, "curves": ["ops", "train_step"], "threads": [1, 2], "reference": False,
@@ -382,9 +403,14 @@ def test_threads_axis_measures_each_count_and_the_speedup(native: Artifact) -> N
     assert sp.metric == "speedup" and sp.value == pytest.approx(one / two)
     assert _one(rows, subject="threads:op:matmul_forward@n=256", x_value=1.0).value == 1.0
     params = float(param_count(get_preset("small")))
-    t1, t2 = medians[("train_step", params)], medians[("train_step:threads=2", params)]
-    step = _one(rows, subject="threads:train_step", x_value=2.0)
-    assert step.value == pytest.approx(t1 / t2)
+    assert ("train_step", params) in medians and ("train_step:threads=2", params) in medians
+    # the train step's speedup is side by side: its CI rows bracket it, and the detail says so
+    step = _one(rows, subject="threads:train_step", x_value=2.0, metric="speedup")
+    low = _one(rows, subject="threads:train_step", x_value=2.0, metric="speedup_ci_low")
+    high = _one(rows, subject="threads:train_step", x_value=2.0, metric="speedup_ci_high")
+    assert low.value <= step.value <= high.value and step.value > 0
+    assert "side by side" in step.detail and "1- and 2-thread blocks" in step.detail
+    assert _one(rows, subject="threads:train_step", x_value=1.0).value == 1.0
     regions = {r.subject: r for r in rows if r.metric == "regions"}
     assert regions.keys() == {"train_step", "train_step:threads=2"}
     assert regions["train_step"].value == 0 and regions["train_step:threads=2"].value > 0

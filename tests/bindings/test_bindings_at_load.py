@@ -83,10 +83,17 @@ def _bind(tmp: Path, text: str, name: str = "bad.binding.toml") -> Path:
 
 
 def _edit(source: Path, old: str, new: str) -> str:
-    """``source``'s text with ``old`` (which must occur once) replaced by ``new``."""
+    """``source``'s text with ``old`` (which must occur once) replaced by ``new``, its
+    ``header`` made absolute (a relative one is relative to the binding file, not the copy)."""
     text = source.read_text()
     assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return _absolute_header(source, text.replace(old, new))
+
+
+def _absolute_header(source: Path, text: str) -> str:
+    return re.sub(r'^header = "([^"]+)"',
+                  lambda m: f'header = "{(source.parent / m.group(1)).resolve()}"', text,
+                  flags=re.M)  # fmt: skip
 
 
 def _line(path: Path, needle: str) -> int:

@@ -19,8 +19,12 @@ def test_bundled_op_has_the_abi_signature(op: str, call: CallBinding) -> None:
 
 
 def test_bundled_binding_binds_every_tinygpt_op() -> None:
-    """tinygpt.h's 15 kernel ops are all bound; only the attention block (not in it) is left."""
-    assert set(OPS) - set(bundled().ops) == {"attention_block_forward", "attention_block_backward"}
+    """tinygpt.h's 15 kernel ops are all bound; only the attention block and FlashAttention's
+    interface (neither in it) are left."""
+    assert set(OPS) - set(bundled().ops) == {
+        "attention_block_forward", "attention_block_backward",
+        "attention_flash_forward", "attention_flash_backward",
+    }  # fmt: skip
 
 
 def test_bundled_binding_fixes_layernorm_eps_at_the_reference_value() -> None:

@@ -45,9 +45,17 @@ def _manifest(out: Path, defines: tuple[str, ...]) -> Path:
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The real native library, and the same sources built with a 25 % matmul slowdown."""
+    """The real native library, and the same sources built to do matmul's work twice.
+
+    Twice (TG_SLOW_MATMUL_FORWARD=100), not the 25 % more this test used until stop 20: there
+    CI's machine measured the 25 % build at 1.050 [0.92, 1.23], p = 0.47 (unknown, 120/120
+    pairs), where this machine measures 1.29-1.37 with CIs 10-30 points wide, loaded or not.
+    Unknown is an honest verdict on a noisy machine, but the gate's power at a given effect is
+    calibration's business (`nox -s calibrate-gate`, docs/gate.md); this test is about the
+    pipeline, so its effect must stand clear of any CI machine's noise.
+    """
     clean = _manifest(tmp_path_factory.mktemp("clean"), ())
-    slow = _manifest(tmp_path_factory.mktemp("slow"), ("TG_SLOW_MATMUL_FORWARD=25",))
+    slow = _manifest(tmp_path_factory.mktemp("slow"), ("TG_SLOW_MATMUL_FORWARD=100",))
     return clean, slow
 
 
@@ -64,7 +72,7 @@ def _run(tmp: Path, name: str, manifest: Path) -> Path:
 def test_paired_gate_fails_a_built_slowdown_and_passes_the_same_build(
     tmp_path: Path, builds: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A build that redoes 25 % of matmul's rows is paired-slower (exit 1); A/A exits 0.
+    """A build that does matmul's work twice is paired-slower (exit 1); A/A exits 0.
 
     Nothing in BASE or CAND is written. The bridge round trip is paired too: unpaired, two runs'
     round trips differ by more than 10 % often enough to fail an A/A gate (seen while writing
@@ -81,12 +89,24 @@ def test_paired_gate_fails_a_built_slowdown_and_passes_the_same_build(
                  "--artifacts", str(slow), "--markdown", str(md),
                  "--allow-cross-machine"])  # fmt: skip
     out = capsys.readouterr().out
-    assert code == 1
+    assert code == 1, out
     row = next(line for line in md.read_text().splitlines() if "op:matmul_forward@n=64" in line)
-    assert "**slower** (paired)" in row
+    assert "**slower** (paired)" in row, out
     assert "| 120/120 |" in row  # slower after round 1, so 2 rounds x 12 blocks x 5 pairs
     assert "3 measurements paired on native" in out
     assert (tree_digest(base), tree_digest(cand)) == before
+
+    # The same slowdown with no time to decide it: unknown with the reason, never slower (exit 0)
+    code = main(["compare", str(base), str(cand), "--paired", "--base-artifacts", str(clean),
+                 "--artifacts", str(slow), "--markdown", str(md), "--allow-cross-machine",
+                 "--cell-budget-s", "0.001"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    row = next(line for line in md.read_text().splitlines() if "op:matmul_forward@n=64" in line)
+    assert "slower" not in row and "unknown" in row
+    assert "op:matmul_forward@n=64: unknown (budget of 0.001 s spent before it was measured)" in (
+        md.read_text()
+    )
 
     code = main(["compare", str(base), str(same), "--paired", "--base-artifacts", str(clean),
                  "--artifacts", str(clean), "--markdown", str(md)])  # fmt: skip

@@ -228,3 +228,65 @@ def test_measure_cell_rechecks_slower_and_unknown_on_fresh_loads_only() -> None:
     assert slow.ratio == pytest.approx(1.05)
     assert flat.verdict == "same" and len(flat_samples.base_ns) == 12
     assert log.count("round") == 2 and log.count("close-instance", "fake", "fake") == 8
+
+
+class _Clock:
+    """A stand-in for the ``time`` module in harness.gate.paired: ``now`` moves when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        """The fake time."""
+        return self.now
+
+
+def _budget_cell(
+    monkeypatch: pytest.MonkeyPatch, advance_at_close: float, started_ago: float
+) -> dict[str, tuple[str, str, int]]:
+    """measure_cell on a 5 % slower and an identical measurement under a 10 s budget, with the
+    fake clock moving ``advance_at_close`` s at each instance close; (verdict, note, blocks)."""
+    import harness.gate.paired as paired
+
+    clock = _Clock()
+    monkeypatch.setattr(paired, "time", clock)
+    host = FakeHost("fake", Log())
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+
+    class Closing(_Scaled):
+        def close(self) -> None:
+            clock.now += advance_at_close
+            super().close()
+
+    def load() -> tuple[list[Instance], list[Instance]]:
+        return [Closing(host, art)], [Closing(host, art)]
+
+    policy = PairedPolicy(blocks=12, pairs_per_block=2, loads=1, rounds=2, min_sample_ms=0.001,
+                          budget_s=10.0)  # fmt: skip
+    work = [("slow", _scaled(1.0), _scaled(1.05), Decision()),
+            ("flat", _scaled(1.0), _scaled(1.0), Decision())]  # fmt: skip
+    out = measure_cell(load, work, policy, started=clock.now - started_ago)
+    return {k: (c.verdict, c.note, len(s.base_ns)) for k, (c, s) in out.items()}
+
+
+def test_budget_spent_before_the_recheck_makes_slower_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A `slower` whose recheck round the budget no longer allows is `unknown`, saying why; a
+    `same` decided in time stays `same`. With time left, the recheck runs and `slower` stands."""
+    spent = _budget_cell(monkeypatch, advance_at_close=6.0, started_ago=0.0)
+    assert spent["slow"][0] == "unknown" and "budget of 10 s" in spent["slow"][1]
+    assert spent["slow"][2] == 12  # round 1's blocks only
+    assert spent["flat"] == ("same", "", 12)
+    in_time = _budget_cell(monkeypatch, advance_at_close=0.0, started_ago=0.0)
+    assert in_time["slow"] == ("slower", "", 24)
+
+
+def test_budget_spent_before_measuring_leaves_every_measurement_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cell whose budget is gone before it measures anything (host start and loads took it)
+    decides nothing: every measurement is `unknown`, none `slower`."""
+    out = _budget_cell(monkeypatch, advance_at_close=0.0, started_ago=11.0)
+    for verdict, note, blocks in out.values():
+        assert verdict == "unknown" and "before it was measured" in note and blocks == 0

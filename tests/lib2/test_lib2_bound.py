@@ -130,6 +130,8 @@ def _edited(tmp_path: Path, old: str, new: str) -> Path:
     """lib2's binding with one edit, written to tmp_path."""
     text = (REPO_ROOT / LIB2_BINDING).read_text()
     assert old in text, old
+    header = (REPO_ROOT / LIB2_BINDING).parent / "include" / "lib2.h"  # relative to the file
+    text = text.replace('header = "include/lib2.h"', f'header = "{header}"')
     path = tmp_path / "lib2.binding.toml"
     path.write_text(text.replace(old, new, 1))
     return path
@@ -308,7 +310,12 @@ def test_the_shipped_lib2_matrix_passes_on_every_host_that_loads_it(
     code = run_command(args, HOST_NAMES, lambda m: all_hosts(FAST))
     rows = read_rows(out / RESULTS_FILE)
     model = [r for r in rows if r.check == "model"]
-    assert model and all(r.status in ("pass", "measured") for r in model), [
+    # the one row skipped by design: lib2's key bias has an exact gradient of 0, so its float32
+    # params updates are rounding that Adam scales up (docs/checks.md, per-tensor AdamW); its m
+    # and v rows are still judged
+    unjudged = {(r.cell, r.subject) for r in model if r.status == "skipped"}
+    assert all(subject == "adamw:bk.params" for _, subject in unjudged), sorted(unjudged)
+    assert model and all(r.status in ("pass", "measured", "skipped") for r in model), [
         (r.cell, r.subject, r.detail) for r in model if r.status not in ("pass", "measured")
     ]
     verdicts = cell_verdicts(rows)

@@ -63,6 +63,9 @@ def _wrong(tmp_path: Path, old: str, new: str) -> Path:
     """lib2's binding with one line changed, written beside the test."""
     text = BINDING.read_text(encoding="utf-8")
     assert old in text
+    # its header is relative to the binding file: absolute in the copy
+    header = BINDING.parent / "include" / "lib2.h"
+    text = text.replace('header = "include/lib2.h"', f'header = "{header}"')
     path = tmp_path / "wrong.binding.toml"
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
     return path

@@ -9,8 +9,10 @@ browser did; the band must catch it, here for the project's own band and trainer
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,11 +48,14 @@ def _project(root: Path, extra: str = "") -> Path:
     return root
 
 
-def _run(tmp_path: Path, project: Path, artifact: str = "native", extra: str = "") -> int:
-    matrix = tmp_path / f"m-{artifact}-{len(extra)}.toml"
-    matrix.write_text(MATRIX.format(artifact=artifact) + extra)
+def _run(
+    tmp_path: Path, project: Path, artifact: str = "native", extra: str = "", matrix: str = ""
+) -> int:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / f"m-{artifact}-{len(extra)}.toml"
+    path.write_text((matrix or MATRIX.format(artifact=artifact)) + extra)
     out = tmp_path / f"run-{artifact}-{len(extra)}"
-    args = ["run", "--matrix", str(matrix), "--artifacts", str(DEFAULT_OUT / MANIFEST)]
+    args = ["run", "--matrix", str(path), "--artifacts", str(DEFAULT_OUT / MANIFEST)]
     return main([*args, "--out", str(out), "--project", str(project)])
 
 
@@ -80,7 +85,9 @@ def test_the_band_is_stored_beside_the_profile_with_its_provenance(recorded: Pat
     """The default name beside harness.toml; command, commits, machine, trainer, preset config,
     seed, steps, hyperparameters with their sources, corpus sha256 and date are all there."""
     path = recorded / "convergence-band.json"
-    data = json.loads(path.read_text())
+    stored = json.loads(path.read_text())
+    assert (stored["format"], stored["version"]) == ("tinygpt-harness.convergence-band", 2)
+    (data,) = stored["bands"]  # one preset recorded, by one trainer
     assert data["command"].startswith("tinygpt-harness record-convergence --project ")
     assert len(data["commit"]) == 40 and "commit" in data["project_commit"]
     assert len(data["machine"]["fingerprint_id"]) == 12 and data["machine"]["cpu_model"]
@@ -122,7 +129,7 @@ def test_the_projects_own_trainer_records_through_its_binding(tmp_path: Path) ->
     args = ["record-convergence", "--project", str(project), "--artifacts"]
     args += [str(DEFAULT_OUT / MANIFEST), "--artifact", "lib2-native", "--host", "native"]
     assert main(args) == 0
-    data = json.loads((project / "convergence-band.json").read_text())
+    (data,) = json.loads((project / "convergence-band.json").read_text())["bands"]
     trainer = data["trainer"]
     assert trainer["kind"] == "artifact" and trainer["artifact"] == "lib2-native"
     assert len(trainer["artifact_sha256"]) == 64 and trainer["host_version"].startswith("ctypes")
@@ -170,7 +177,7 @@ def test_a_malformed_band_exits_2_naming_both_files(
     code, err = _stderr_of(tmp_path, project, capsys)
     assert code == 2
     assert f"{project / 'harness.toml'}:4: convergence.band" in err
-    line = band.read_text().splitlines().index(' "steps": 150') + 2  # the next key's line
+    line = band.read_text().splitlines().index('   "steps": 150') + 2  # the next key's line
     assert f"{band}:{line}: not JSON" in err
 
 
@@ -199,17 +206,17 @@ def test_a_band_recorded_for_another_preset_corpus_or_rate_is_refused(
     profile = project / "harness.toml"
     profile.write_text(profile.read_text().replace(*edit))
     code, err = _stderr_of(tmp_path, project, capsys)
-    assert code == 2 and reason in err and "re-record it" in err
+    assert code == 2 and reason in err and "record it" in err  # the missing preset: record it
 
 
 def test_without_a_band_a_project_keeps_the_bundled_one(tmp_path: Path) -> None:
     """No [convergence] and no convergence-band.json: the run uses the bundled band (None)."""
-    from harness.convergence_band import band_for_run
+    from harness.convergence_band import bands_for_run
 
     project = tmp_path / "bare"
     project.mkdir()
     (project / "harness.toml").write_text('[project]\nname = "bare"\n')
-    assert band_for_run(load_profile(project / "harness.toml"), None) is None
+    assert bands_for_run(load_profile(project / "harness.toml"), None) is None
 
 
 @pytest.mark.parametrize(
@@ -234,12 +241,15 @@ def test_a_hand_edited_band_is_refused(recorded: Path, tmp_path: Path) -> None:
     source = (recorded / "convergence-band.json").read_text()
     path = tmp_path / "b.json"
     path.write_text(
-        source.replace('"learning_rate": 0.0003,\n  "beta1"', '"learning_rate": 0.003,\n  "beta1"')
+        source.replace(
+            '"learning_rate": 0.0003,\n    "beta1"', '"learning_rate": 0.003,\n    "beta1"'
+        )
     )
     with pytest.raises(BandError, match="defaults_sha256: does not match"):
         load_band(path)
     data = json.loads(source)
-    data["upper"] = data["reference_final"] - 0.01
+    entry = data["bands"][0]
+    entry["upper"] = entry["reference_final"] - 0.01
     path.write_text(json.dumps(data, indent=1))
     with pytest.raises(BandError, match="the band must hold its own run") as err:
         load_band(path)
@@ -284,3 +294,172 @@ def test_the_profiles_oracle_sets_the_training_hyperparameters(fixed: Path) -> N
     assert where["seed"] == "python_ref/train.py:15"
     assert where["warmup_steps"] == "reference/defaults.py TrainingDefaults"
     assert "dropout" not in where
+
+
+# ---- several bands: one per preset (and trainer) --------------------------------------------
+
+# A project preset with tiny's sizes under its own name: a second band as cheap as tiny's (the
+# reference at `small` is minutes per band on this VM under load)
+MINI = "\n[presets.mini]\nn_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16\n"
+
+
+def _keys(project: Path) -> list[str]:
+    from harness.convergence_band import load_bands
+
+    return [b.key for b in load_bands(project / "convergence-band.json").bands]
+
+
+def _with_mini(project: Path) -> Path:
+    profile = project / "harness.toml"
+    profile.write_text(profile.read_text() + MINI)
+    return project
+
+
+def test_record_several_presets_keeps_each_band_with_its_provenance(project: Path) -> None:
+    """`--preset` is repeatable and adds to the file: mini's band joins tiny's with its own
+    command; tiny, re-recorded, is replaced in its place (one band per preset and trainer)."""
+    _with_mini(project)
+    path = project / "convergence-band.json"
+    before = json.loads(path.read_text())["bands"][0]
+    args = ["record-convergence", "--project", str(project), "--window", "20"]
+    assert main([*args, "--preset", "mini", "--preset", "tiny"]) == 0
+    assert _keys(project) == ["tiny/reference", "mini/reference"]
+    tiny, mini = json.loads(path.read_text())["bands"]
+    assert tiny["window"] == 20 and before["window"] == 25  # replaced, in place
+    assert "--preset mini --window 20" in mini["command"]
+    assert "--preset tiny --window 20" in tiny["command"]
+    assert mini["model"]["name"] == "mini" and mini["steps"] == STEPS
+
+
+def test_which_presets_are_recorded(tmp_path: Path) -> None:
+    """No --preset: the profile's [convergence] presets; --all-presets adds every
+    [presets.NAME]; an unknown --preset is exit 2 before anything trains."""
+    from harness.record_convergence import presets_to_record
+
+    project = _project(tmp_path / "p", MINI)
+    profile = load_profile(project / "harness.toml")
+    assert presets_to_record(profile, None, every=False) == ["tiny"]
+    assert presets_to_record(profile, None, every=True) == ["tiny", "mini"]
+    assert presets_to_record(profile, ["mini", "mini"], every=False) == ["mini"]
+    bare = tmp_path / "bare.toml"
+    bare.write_text('[project]\nname = "bare"\n')
+    assert presets_to_record(load_profile(bare), None, every=False) == ["tiny"]
+    with pytest.raises(ProfileError, match="--all-presets: the profile has neither"):
+        presets_to_record(load_profile(bare), None, every=True)
+    assert main(["record-convergence", "--project", str(project), "--preset", "nope"]) == 2
+
+
+def test_a_version_1_file_still_loads_and_is_migrated_on_write(
+    recorded: Path, tmp_path: Path
+) -> None:
+    """A version 1 band file (one band at the top level, as record-convergence wrote it before
+    version 2) loads as one band; writing another preset's band makes it version 2 holding
+    both, the version 1 band unchanged."""
+    from harness.convergence_band import load_bands
+    from harness.record_convergence import write_band
+
+    (entry,) = json.loads((recorded / "convergence-band.json").read_text())["bands"]
+    path = tmp_path / "band.json"
+    path.write_text(json.dumps({"format": "tinygpt-harness.convergence-band", "version": 1,
+                                **entry}, indent=1))  # fmt: skip
+    found = load_bands(path)
+    assert found.version == 1 and [b.key for b in found.bands] == ["tiny/reference"]
+    other = {**entry, "preset": "mini", "model": {**entry["model"], "name": "mini"}}
+    assert write_band(path, other) == "mini/reference"
+    stored = json.loads(path.read_text())
+    assert stored["version"] == 2 and stored["bands"] == [entry, other]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: {**d, "version": 3}, "version: 3; this harness reads versions 1, 2"),
+        (lambda d: {**d, "bands": []}, "bands: a non-empty array of bands"),
+        (lambda d: {**d, "bands": [*d["bands"], 7]}, "bands: each band is a JSON object"),
+        (lambda d: {**d, "bands": d["bands"] * 2}, "a second band for tiny/reference"),
+    ],
+)
+def test_a_malformed_version_2_file_names_its_line(
+    recorded: Path, tmp_path: Path, edit: Any, message: str
+) -> None:
+    """Another version, no bands, a band that is not an object, two bands for one preset and
+    trainer: each refused with the file's line."""
+    from harness.convergence_band import load_bands
+
+    data = json.loads((recorded / "convergence-band.json").read_text())
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(edit(data), indent=1))
+    with pytest.raises(BandError, match=message) as err:
+        load_bands(path)
+    assert re.match(rf"{re.escape(str(path))}:\d+: ", str(err.value))
+
+
+def test_a_bad_key_in_the_second_band_is_named_at_its_own_line(
+    recorded: Path, tmp_path: Path
+) -> None:
+    """Each band's fields are located inside its own object: the second band's bad `steps` is
+    its line, not the first band's."""
+    from harness.convergence_band import load_bands
+
+    data = json.loads((recorded / "convergence-band.json").read_text())
+    second = {**data["bands"][0], "trainer": {"kind": "artifact", "artifact": "native",
+              "host": "native"}, "steps": 0}  # fmt: skip
+    data["bands"].append(second)
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(data, indent=1))
+    with pytest.raises(BandError, match="steps: must be a positive integer") as err:
+        load_bands(path)
+    lines = path.read_text().splitlines()
+    steps_lines = [i + 1 for i, line in enumerate(lines) if line.strip().startswith('"steps"')]
+    assert str(err.value).startswith(f"{path}:{steps_lines[1]}:")
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "message"),
+    [
+        ('[convergence]\npresets = ["tiny", "nope"]\n', 2, "unknown preset 'nope'"),
+        ('[convergence]\npresets = ["tiny", "tiny"]\n', 2, "'tiny' is listed twice"),
+        ('[convergence]\npreset = "tiny"\npresets = ["small"]\n', 3, "preset or presets"),
+        ("[convergence]\npresets = []\n", 2, "must name at least one preset"),
+    ],
+)
+def test_convergence_presets_errors_name_the_line(
+    tmp_path: Path, section: str, line: int, message: str
+) -> None:
+    """`[convergence] presets` (several bands) is validated at its line."""
+    path = tmp_path / "harness.toml"
+    path.write_text(section)
+    with pytest.raises(ProfileError, match=message) as err:
+        load_profile(path)
+    assert str(err.value).startswith(f"{path}:{line}:")
+
+
+@needs_build
+def test_each_cell_is_judged_by_its_presets_band(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tiny has a band, mini not yet: the tiny cell trains and passes, the mini cell says it
+    has no band (skipped, not a pass); a profile that lists mini in [convergence] presets
+    without its band exits 2; once mini is recorded, its cell passes its own band."""
+    _with_mini(project)
+    matrix = MATRIX.format(artifact="native").replace('["tiny"]', '["tiny", "mini"]')
+
+    def convergence(run: Path) -> dict[str, Row]:
+        rows = read_rows(run / "run-native-0" / RESULTS_FILE)
+        return {r.preset: r for r in rows if r.subject == "convergence" and r.metric != "loss"}
+
+    assert _run(tmp_path / "one", project, matrix=matrix) == 0
+    conv = convergence(tmp_path / "one")
+    assert conv["tiny"].status == "pass" and "tiny/reference" in conv["tiny"].detail
+    assert conv["mini"].status == "skipped"
+    assert "no convergence band for preset 'mini'" in conv["mini"].detail
+    assert "--preset mini" in conv["mini"].detail
+    profile = project / "harness.toml"
+    profile.write_text(profile.read_text().replace('preset = "tiny"', 'presets = ["tiny", "mini"]'))
+    capsys.readouterr()
+    assert _run(tmp_path / "listed", project, matrix=matrix) == 2
+    assert "no band for preset 'mini'" in capsys.readouterr().err
+    assert main(["record-convergence", "--project", str(project), "--preset", "mini"]) == 0
+    assert _run(tmp_path / "both", project, matrix=matrix) == 0
+    conv = convergence(tmp_path / "both")
+    assert conv["mini"].status == "pass" and "mini/reference" in conv["mini"].detail

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,11 @@ def test_modified_artifact_is_an_error_naming_both_hashes(
             copied = (tmp_path / tag / binding).resolve()
             copied.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(build_dir / binding, copied)
+            # and the C header the binding names, relative to itself (native arities)
+            header = tomllib.loads(copied.read_text())["binding"].get("header")
+            if header:
+                (copied.parent / header).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy((build_dir / binding).parent / header, copied.parent / header)
     bad_file = tmp_path / "bad" / entry["path"]
     bad_file.write_bytes(bad_file.read_bytes() + b"\0")
     actual = hashlib.sha256(bad_file.read_bytes()).hexdigest()

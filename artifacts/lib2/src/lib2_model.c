@@ -10,8 +10,23 @@
 /* The AdamW constants are literals here and nowhere else; the binary does not report them. */
 #define L2_BETA1 0.9f
 #define L2_BETA2 0.95f
+/* Fault builds (tests/lib2, issue 15 part 2): each -D carries one optimizer bug the model
+ * check's per-tensor AdamW comparison must name. */
+#ifdef L2_BUG_ADAM_EPS
+#define L2_ADAM_EPS 1e-6f /* eps x100 */
+#else
 #define L2_ADAM_EPS 1e-8f
+#endif
+#ifdef L2_BUG_DECAY_OFF
+#define L2_WEIGHT_DECAY 0.0f /* no decay anywhere */
+#else
 #define L2_WEIGHT_DECAY 0.1f
+#endif
+#ifdef L2_BUG_DECAY_ALL
+#define L2_DECAYED(d) ((void)(d), 1) /* biases and LayerNorm parameters decay too */
+#else
+#define L2_DECAYED(d) (d)
+#endif
 #define L2_INIT_STD 0.02
 #define L2_DATA_STREAM 0xDA7A5EEDu
 #define L2_STATE_HEADER 32
@@ -388,8 +403,9 @@ static void optimizer_step(Model *md, float lr) {
     size_t off = 0;
 #define RUN(len, decayed)                                                                      \
     do {                                                                                       \
+        const float wd = L2_DECAYED(decayed) ? L2_WEIGHT_DECAY : 0.0f;                         \
         adamw_step(md->params + off, md->grads + off, md->m + off, md->v + off, (int)(len), lr, \
-                   L2_BETA1, L2_BETA2, L2_ADAM_EPS, (decayed) ? L2_WEIGHT_DECAY : 0.0f, t);    \
+                   L2_BETA1, L2_BETA2, L2_ADAM_EPS, wd, t);                                    \
         off += (len);                                                                          \
     } while (0)
     RUN(L2_VOCAB * C, 1);

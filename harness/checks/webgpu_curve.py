@@ -1,0 +1,96 @@
+"""The bench check's ``train_step`` figure of an artifact with the composed WebGPU train step.
+
+For the WebGPU-over-WASM speedup curve (the report's "WebGPU train step over the best WASM
+artifact", :func:`harness.report_webgpu.webgpu_speedup_table`): the step of
+``harness/js/webgpu_step.mjs`` (forward, backward, clip, AdamW in one submission) at the bench's
+train-step workload (``[check.bench]`` ``batch`` and ``seq``, so the WASM artifacts'
+``train_step`` rows of the same host and preset time the same work), on every distinct adapter
+the page's adapter requests give (:func:`train_rows`, called by ``bench_bound.rows``).
+
+Each figure records its clock (``timestamp-query`` where the adapter offers it: the GPU's clock
+around the step's compute pass; else the wall clock from submit to onSubmittedWorkDone) and, for
+SwiftShader or any fallback adapter, that it is CPU-emulated. The first adapter's figure is
+subject ``train_step``; another adapter's ``train_step:adapter=<vendor>/<architecture>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.checks.base import CellContext
+from harness.checks.webgpu_step import GpuStep
+from harness.rundir.rows import Row
+from reference.model import init_params
+from reference.presets import param_count
+from reference.train import train_context_length
+
+if TYPE_CHECKING:  # bench imports bench_bound, which imports this module on use
+    from harness.checks.bench import BenchOptions, Budget, Stamp
+
+SUBJECT = "train_step"  # the bench's train-step subject
+ADAPTER_SUFFIX = ":adapter="  # a second (third, ...) adapter's figure: SUBJECT + this + label
+MARK = "composed WebGPU step"  # in every figure's detail: how the report tells them apart
+CPU_EMULATED = "CPU-emulated"  # in a figure's detail: never to be compared with a GPU's
+
+
+def adapter_label(adapter: Mapping[str, Any]) -> str:
+    """``vendor/architecture`` of an adapter summary (the load info's)."""
+    return f"{adapter.get('vendor') or '?'}/{adapter.get('architecture') or '?'}"
+
+
+def clock_method(adapter: Mapping[str, Any]) -> str:
+    """How the step on ``adapter`` is timed, and whether its figures are CPU-emulated."""
+    clock = (
+        "timestamp-query (GPU clock, the step's compute pass)"
+        if adapter.get("timestamp_query")
+        else "wall clock: submit to onSubmittedWorkDone"
+    )
+    emulated = adapter.get("is_fallback_adapter") or adapter.get("architecture") == "swiftshader"
+    return clock + (f"; {CPU_EMULATED} ({adapter_label(adapter)})" if emulated else "")
+
+
+def train_rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> Iterator[Row]:
+    """The step timed on each distinct adapter (module docstring): ``min_samples`` steps after
+    one warmup, the median; ``skipped`` when the bench budget is spent."""
+    cfg = ctx.preset
+    T = opts.seq or train_context_length(cfg)
+    if cfg.block_size < T:
+        raise ValueError(
+            f"[check.bench] seq={T} exceeds preset {cfg.name!r} block_size={cfg.block_size}"
+        )
+    params_n = float(param_count(cfg))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, cfg.vocab_size, size=(opts.batch, T)).astype(np.int32)
+    y = rng.integers(0, cfg.vocab_size, size=(opts.batch, T)).astype(np.int32)
+    params = init_params(cfg)
+    info = dict(ctx.instance.load_info.get("webgpu") or {})
+    seen: list[str] = []
+    for k, req in enumerate(info.get("adapter_requests") or [{"adapter": info}]):
+        adapter = req.get("adapter")
+        if adapter is None or adapter_label(adapter) in seen:
+            continue  # no adapter, or one already timed through another request
+        label = adapter_label(adapter)
+        subject = SUBJECT if not seen else f"{SUBJECT}{ADAPTER_SUFFIX}{label}"
+        seen.append(label)
+        if budget.left() <= 0:
+            spent = f"bench budget of {budget.seconds:g} s per cell spent"
+            yield stamp.row(subject, "skipped", x_name="params", x_value=params_n, detail=spent)
+            continue
+        step = GpuStep.create(ctx.instance, cfg, opts.batch, T, k)
+        if step is None:
+            continue
+        try:
+            step.load(params)
+            ns = step.time_ns(x, y, opts.min_samples)
+        finally:
+            step.free()
+        yield stamp.row(
+            subject, "measured", metric="median_ns", value=ns, unit="ns",
+            x_name="params", x_value=params_n,
+            detail=(f"B={opts.batch} T={T} {MARK} (forward, backward, clip, AdamW: one "
+                    f"submission); median of {opts.min_samples} steps; clock: "
+                    f"{clock_method(adapter)}; adapter request {req.get('request', k)}"),
+        )  # fmt: skip

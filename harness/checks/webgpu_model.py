@@ -1,0 +1,289 @@
+"""The ``model`` check of an artifact with the composed WebGPU train step (format ``webgpu``).
+
+The step (``harness/js/webgpu_step.mjs``) runs the artifact's own WGSL ops with every buffer on
+the GPU. From the oracle's weights (:func:`harness.checks.model._our_reference`: the reference's
+init, float32) and batches, compared under the WGSL-inflated model bounds
+(:func:`harness.tolerance.wgsl_step_factor`, docs/tolerance.md "The composed WGSL train step"):
+
+- ``roundtrip:<name>``: the weights uploaded and read back are bitwise the ones sent, per
+  tensor (a layout fault of the step's upload names its tensor here);
+- ``logits`` and ``loss`` of one forward pass at init;
+- ``grad:<name>``: every gradient of that pass (before the clip);
+- ``trajectory``: the losses of ``steps`` train steps (forward, backward, clip, AdamW in one
+  submission each) against the reference trained from the same weights, batches and rates;
+- ``state:<name>``: every tensor after those steps (:func:`.step_state_tolerance`);
+- ``determinism``: a second step object from the same weights gives bitwise the same logits,
+  gradients and state (``hash:*`` rows carry the sha256 for the cross-adapter table).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from harness.checks.base import CellContext
+from harness.checks.model import CHECK, Settings, _our_reference, _parity_rows
+from harness.checks.webgpu_step import XADAPTER, GpuStep
+from harness.parity import compare
+from harness.rundir.rows import Row, Status
+from harness.tolerance import model_tolerance, step_state_tolerance, wgsl_step_factor
+from reference.corpus import CorpusUnavailable, load_corpus
+from reference.dump import ReferenceDump
+from reference.model import GPT, Params
+from reference.presets import ModelConfig, param_names
+from reference.tokenizer import encode
+from reference.train import AdamWState, adamw_step
+
+
+def transcendental_args(
+    cfg: ModelConfig, params64: Params, x: NDArray[Any], y: NDArray[Any]
+) -> tuple[float, float]:
+    """The largest |argument| of exp and of tanh in the step's forward, from the reference:
+    exp's after the max subtraction (a row's logit range, an attention row's score range =
+    log(max p / min p) over its causal entries), tanh's GELU argument sqrt(2/pi)(x+0.044715x^3)
+    clamped to 10 as gelu_forward.wgsl clamps it."""
+    model = GPT(cfg, params64)
+    logits, _ = model.forward(x, y)
+    exp_arg = float(np.max(logits.max(axis=-1) - logits.min(axis=-1)))
+    cache = model._cache
+    assert cache is not None
+    tanh_arg = 0.0
+    for layer in cache.layers:
+        att = layer.att  # (B, NH, T, T), zeros above the diagonal
+        valid = att > 0
+        lo = np.where(valid, att, np.inf).min(axis=-1)
+        exp_arg = max(exp_arg, float(np.max(np.log(att.max(axis=-1) / lo))))
+        f = layer.fch
+        z = np.abs(math.sqrt(2 / math.pi) * (f + 0.044715 * f**3))
+        tanh_arg = max(tanh_arg, float(min(10.0, np.max(z))))
+    return exp_arg, tanh_arg
+
+
+def _reference_steps(cfg: ModelConfig, oracle: ReferenceDump) -> Params:
+    """The float64 reference's weights after the oracle's trajectory (same init, batches and
+    rates as its traj_loss)."""
+    params: Params = {k: np.asarray(v, dtype=np.float64) for k, v in oracle.params.items()}
+    state = AdamWState()
+    for t, (bx, by, rate) in enumerate(
+        zip(oracle.traj_x, oracle.traj_y, oracle.traj_lr.tolist(), strict=True), start=1
+    ):
+        model = GPT(cfg, params)
+        model.forward(bx, by)
+        params, state, _ = adamw_step(params, model.backward(), state, t, oracle.defaults, rate)
+    return params
+
+
+def _sha(arrays: list[NDArray[Any]]) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _pass(
+    ctx: CellContext, cfg: ModelConfig, oracle: ReferenceDump, adapter: int = 0
+) -> dict[str, Any] | None:
+    """One step object from the oracle's weights on adapter request ``adapter``: round trip,
+    forward, backward, trajectory, state. None when the request gives no adapter."""
+    batch, T = oracle.x.shape
+    step = GpuStep.create(ctx.instance, cfg, batch, T, adapter)
+    if step is None:
+        return None
+    try:
+        params32 = {k: np.asarray(v, dtype=np.float32) for k, v in oracle.params.items()}
+        step.load(params32)
+        back = step.params()
+        logits, loss = step.forward(oracle.x, oracle.y)
+        grads = step.backward()
+        traj = [
+            step.train(bx, by, rate, oracle.defaults, t)
+            for t, (bx, by, rate) in enumerate(
+                zip(oracle.traj_x, oracle.traj_y, oracle.traj_lr.tolist(), strict=True), start=1
+            )
+        ]
+        state = step.params()
+    finally:
+        step.free()
+    return {"back": back, "logits": logits, "loss": loss, "grads": grads,
+            "traj": np.asarray(traj, dtype=np.float32), "state": state}  # fmt: skip
+
+
+def run(ctx: CellContext) -> Iterator[Row]:
+    """Yield the step's parity rows against the float64 reference (module docstring)."""
+    s = Settings.from_options(ctx.options)
+    cfg = ctx.preset
+    try:
+        tokens = encode(load_corpus())
+    except CorpusUnavailable as exc:
+        yield ctx.row(CHECK, "corpus", "error", detail=f"default corpus unavailable: {exc}")
+        return
+    oracle = ctx.reference if ctx.reference is not None else _our_reference(cfg, tokens, s)
+    batch, T = oracle.x.shape
+    dims = {"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "seq_len": T, "batch": batch}
+    params64: Params = {k: np.asarray(v, dtype=np.float64) for k, v in oracle.params.items()}
+    factor, why = wgsl_step_factor(*transcendental_args(cfg, params64, oracle.x, oracle.y))
+
+    first = _pass(ctx, cfg, oracle)
+    second = _pass(ctx, cfg, oracle)
+    assert first is not None and second is not None  # the artifact's own device: request 0
+
+    for name in param_names(cfg):
+        sent = np.asarray(oracle.params[name], dtype=np.float32)
+        got = first["back"][name]
+        same = bool(np.array_equal(got.view(np.uint32), sent.view(np.uint32)))
+        where = "" if same else _first_difference(got, sent)
+        yield ctx.row(CHECK, f"roundtrip:{name}", "pass" if same else "fail",
+                      detail=(f"{name}: uploaded and read back bitwise equal" if same else
+                              f"{name}: read back differs from what was uploaded: {where}; "
+                              "the step's weight layout is not the reference's"))  # fmt: skip
+
+    def rule(what: str, **kw: Any) -> Any:
+        r = model_tolerance(what, **dims, **kw)
+        return r.tolerance.scaled(factor, why), r.relative_to_max
+
+    tol, _ = rule("logits")
+    yield from _parity_rows(ctx, "logits", compare("logits", first["logits"], oracle.logits, tol))
+    tol, _ = rule("loss")
+    r = compare("loss", np.float32(first["loss"]), np.float64(oracle.loss), tol)
+    yield from _parity_rows(ctx, "loss", r)
+    yield ctx.row(CHECK, "loss", "measured", metric="loss", value=first["loss"],
+                  detail=f"webgpu step loss at init; reference {oracle.loss!r}")  # fmt: skip
+    tol, rel = rule("grad")
+    for name in param_names(cfg):
+        r = compare(f"grad:{name}", first["grads"][name], oracle.grads[name], tol,
+                    relative_to_max=rel)  # fmt: skip
+        yield from _parity_rows(ctx, f"grad:{name}", r)
+    steps = len(oracle.traj_loss)
+    tol, _ = rule("trajectory", steps=steps)
+    yield from _parity_rows(
+        ctx, "trajectory", compare("trajectory", first["traj"], oracle.traj_loss, tol)
+    )
+    for t, loss in enumerate(first["traj"].tolist(), start=1):
+        yield ctx.row(CHECK, "trajectory", "measured", metric="loss", value=loss,
+                      x_name="step", x_value=float(t),
+                      detail=f"reference {float(oracle.traj_loss[t - 1])!r}")  # fmt: skip
+    ref_state = _reference_steps(cfg, oracle)
+    tol = step_state_tolerance(oracle.traj_lr.tolist(), factor, oracle.defaults)
+    for name in param_names(cfg):
+        r = compare(f"state:{name}", first["state"][name], ref_state[name], tol)
+        yield from _parity_rows(ctx, f"state:{name}", r)
+
+    yield from _determinism(ctx, cfg, first, second)
+    yield from cross_adapter_rows(ctx, cfg, oracle, first)
+
+
+def _first_difference(got: NDArray[np.float32], sent: NDArray[np.float32]) -> str:
+    i = np.unravel_index(int(np.argmax(got != sent)), got.shape)
+    return f"first at {tuple(int(v) for v in i)}: {float(got[i])!r}, uploaded {float(sent[i])!r}"
+
+
+def _determinism(
+    ctx: CellContext, cfg: ModelConfig, first: Mapping[str, Any], second: Mapping[str, Any]
+) -> Iterator[Row]:
+    names = param_names(cfg)
+    outputs: dict[str, Callable[[Mapping[str, Any]], list[Any]]] = {
+        "logits": lambda p: [np.float32(p["loss"]), p["logits"]],
+        "grads": lambda p: [p["grads"][n] for n in names],
+        "trajectory": lambda p: [p["traj"]],
+        "state": lambda p: [p["state"][n] for n in names],
+    }
+    differing = []
+    for what, pick in outputs.items():
+        a, b = _sha(pick(first)), _sha(pick(second))
+        if a != b:
+            differing.append(what)
+        detail = f"sha256={a}" + ("" if a == b else f"; second run sha256={b}")
+        yield ctx.row(CHECK, f"hash:{what}", "pass" if a == b else "fail", detail=detail)
+    yield ctx.row(
+        CHECK, "determinism", "fail" if differing else "pass",
+        detail=(f"two step objects from one init differ bitwise in: {', '.join(differing)}"
+                if differing else
+                f"two step objects from one init are bitwise equal ({len(outputs)} outputs)"),
+    )  # fmt: skip
+
+
+def _flat(cfg: ModelConfig, run: Mapping[str, Any]) -> dict[str, NDArray[np.float32]]:
+    """Each compared output of a pass as one float32 array."""
+    names = param_names(cfg)
+    return {
+        "logits": np.concatenate([[np.float32(run["loss"])], run["logits"].reshape(-1)]),
+        "grads": np.concatenate([run["grads"][n].reshape(-1) for n in names]),
+        "trajectory": run["traj"].reshape(-1),
+        "state": np.concatenate([run["state"][n].reshape(-1) for n in names]),
+    }
+
+
+def max_ulp_difference(a: NDArray[np.float32], b: NDArray[np.float32]) -> int:
+    """The largest distance in float32 ULPs between elements of ``a`` and ``b`` (0: bitwise
+    equal up to +0/-0), through the sign-magnitude to two's-complement ordering of the bits."""
+
+    def ordered(x: NDArray[np.float32]) -> NDArray[np.int64]:
+        i = np.ascontiguousarray(x, dtype=np.float32).view(np.int32).astype(np.int64)
+        return np.where(i < 0, -(i & 0x7FFFFFFF), i)
+
+    return int(np.max(np.abs(ordered(a) - ordered(b)))) if a.size else 0
+
+
+def _identity(adapter: Mapping[str, Any]) -> str:
+    parts = [adapter.get("vendor") or "?", adapter.get("architecture") or "?"]
+    desc = adapter.get("description") or adapter.get("device") or ""
+    fallback = " (fallback)" if adapter.get("is_fallback_adapter") else ""
+    return "/".join(parts) + (f" {desc}" if desc else "") + fallback
+
+
+def cross_adapter_rows(
+    ctx: CellContext, cfg: ModelConfig, oracle: ReferenceDump, first: Mapping[str, Any]
+) -> Iterator[Row]:
+    """The cross-adapter equality table: the same step (weights, batches, rates) on the device
+    of every adapter request the page can satisfy, compared pairwise bitwise and in ULPs.
+
+    Rows (subject ``xadapter``): one ``measured`` row per request saying what it gave; per
+    pair of requests ``max_ulp`` over logits, grads, trajectory and state, ``pass`` when
+    bitwise equal, ``fail`` when two requests got the SAME adapter and still differ (same
+    kernels, same adapter: it must reproduce), ``measured`` when different adapters differ;
+    and one ``xadapter:table`` row: how many distinct adapters there are (one: it says so).
+    """
+    info = dict(ctx.instance.load_info.get("webgpu") or {})
+    requests = list(info.get("adapter_requests") or [])
+    runs: dict[str, dict[str, NDArray[np.float32]]] = {}
+    who: dict[str, str] = {}
+    for k, req in enumerate(requests):
+        name = str(req.get("request", k))
+        adapter = req.get("adapter")
+        if adapter is None:
+            why = req.get("error") or "requestAdapter returned null"
+            detail = f"request {name} {req.get('options')}: no adapter ({why})"
+            yield ctx.row(CHECK, f"{XADAPTER}{name}", "measured", detail=detail)
+            continue
+        run = first if k == 0 else _pass(ctx, cfg, oracle, k)
+        if run is None:
+            detail = f"request {name}: no adapter when the step asked again"
+            yield ctx.row(CHECK, f"{XADAPTER}{name}", "measured", detail=detail)
+            continue
+        runs[name], who[name] = _flat(cfg, run), _identity(adapter)
+        yield ctx.row(CHECK, f"{XADAPTER}{name}", "measured",
+                      detail=f"request {name} {req.get('options')}: {who[name]}")  # fmt: skip
+    names = list(runs)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            ulps = {w: max_ulp_difference(runs[a][w], runs[b][w]) for w in runs[a]}
+            worst = max(ulps.values())
+            same_adapter = who[a] == who[b]
+            status: Status = "pass" if worst == 0 else ("fail" if same_adapter else "measured")
+            differ = ", ".join(f"{w} {u}" for w, u in ulps.items() if u)
+            detail = (f"{a} [{who[a]}] vs {b} [{who[b]}]: "
+                      + ("bitwise equal (logits, grads, trajectory, state)" if worst == 0
+                         else f"max ULP difference {worst} ({differ})"))  # fmt: skip
+            yield ctx.row(CHECK, f"{XADAPTER}{a}~{b}", status, metric="max_ulp",
+                          value=float(worst), detail=detail)  # fmt: skip
+    distinct = sorted(set(who.values()))
+    summary = (f"one adapter: {distinct[0]} (behind requests {', '.join(names)}); no other "
+               "adapter to compare" if len(distinct) == 1 else
+               f"{len(distinct)} adapters: " + "; ".join(distinct))  # fmt: skip
+    yield ctx.row(CHECK, f"{XADAPTER}table", "measured", metric="adapters",
+                  value=float(len(distinct)), detail=summary)  # fmt: skip

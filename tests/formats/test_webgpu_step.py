@@ -1,0 +1,191 @@
+"""The WebGPU train step composed of the WGSL ops (issue 16), in Chromium on SwiftShader.
+
+Through ``tinygpt-harness run``'s model check: the step from the reference's init matches the
+float64 reference (logits, loss, every gradient, the losses and every tensor after k steps)
+under the WGSL-inflated model bounds, twice bitwise alike. A layout fault of the step's own
+(wte uploaded transposed, as a head reading it as (C, V) would want) fails the round trip of
+the tensor it names, and the logits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.artifact import MANIFEST_SCHEMA, Artifact
+from harness.build import webgpu_artifact
+from harness.checks.webgpu_model import max_ulp_difference
+from harness.hosts import chromium as chromium_module
+from harness.hosts.registry import HOST_NAMES, all_hosts
+from harness.hosts.timeouts import Timeouts
+from harness.rundir.reader import read_rows
+from harness.rundir.rows import RESULTS_FILE, Row
+from harness.runner import configure, run_command
+from harness.tolerance import adam_direction_max, wgsl_step_factor
+
+TIMEOUTS = Timeouts(call_s=120.0, load_s=120.0, time_s=120.0, transfer_s=60.0, start_s=60.0)
+
+
+def _model_rows(tmp: Path) -> tuple[int, list[Row]]:
+    """``run`` of the model check on chromium/webgpu/tiny (the bundled kernels, built under
+    ``tmp``) with 3 trajectory steps of batch 2."""
+    art: Artifact = webgpu_artifact(tmp / "build")
+    manifest = tmp / "build" / "manifest.json"
+    entry = art.to_json(manifest.parent)
+    manifest.write_text(json.dumps({"schema": MANIFEST_SCHEMA, "artifacts": [entry]}))
+    matrix = tmp / "m.toml"
+    matrix.write_text(
+        f'name = "webgpu-step"\nartifacts = ["{art.name}"]\npresets = ["tiny"]\n'
+        'checks = ["model"]\ntimeout_s = 120\n[hosts]\nchromium = {}\n'
+        "[check.model]\nsteps = 3\nbatch = 2\n"
+    )
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    out = tmp / "run"
+    args = parser.parse_args(
+        ["--matrix", str(matrix), "--out", str(out), "--artifacts", str(manifest)]
+    )
+    code = run_command(args, HOST_NAMES, lambda m: all_hosts(TIMEOUTS))
+    return code, list(read_rows(out / RESULTS_FILE))
+
+
+def _by_subject(rows: list[Row]) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = {}
+    for r in rows:
+        if r.check == "model":
+            out.setdefault(r.subject, []).append(r)
+    return out
+
+
+@pytest.mark.chromium
+def test_the_step_matches_the_reference_from_its_init(tmp_path: Path) -> None:
+    """Every judged row passes: round trip, logits, loss, each gradient, the 3-step trajectory,
+    each tensor after it, determinism; and the logits sit well inside their bound."""
+    code, rows = _model_rows(tmp_path)
+    subjects = _by_subject(rows)
+    judged = {
+        s: [r for r in rs if r.status in ("pass", "fail", "error")] for s, rs in subjects.items()
+    }
+    failing = {s: rs[0].detail for s, rs in judged.items() if any(r.status != "pass" for r in rs)}
+    assert failing == {}, failing
+    for name in ("wte", "qkvw", "fcprojb", "lnfw"):
+        assert f"grad:{name}" in judged and f"state:{name}" in judged
+        assert judged[f"roundtrip:{name}"][0].status == "pass"
+    assert judged["determinism"][0].status == "pass"
+    # the cross-adapter table: every request SwiftShader answers, pairs bitwise equal, and the
+    # one-adapter summary row says so
+    table = subjects["xadapter:table"][0]
+    assert table.value == 1.0 and table.detail.startswith("one adapter: google/swiftshader")
+    pairs = [s for s in subjects if s.startswith("xadapter:") and "~" in s]
+    assert "xadapter:default~fallback" in pairs
+    assert all(subjects[p][0].status == "pass" and subjects[p][0].value == 0.0 for p in pairs)
+    assert [r.value for r in subjects["trajectory"] if r.metric == "loss"] != []
+    assert code == 0
+
+
+@pytest.mark.chromium
+def test_a_transposed_wte_upload_fails_naming_the_tensor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step's own layout fault: wte stored (C, V) on the GPU. Its round trip fails naming
+    wte (and only wte), and the logits fail their bound."""
+    js = tmp_path / "js"
+    shutil.copytree(chromium_module.JS_DIR, js)
+    step = js / "webgpu_step.mjs"
+    text = step.read_text()
+    slice_ = "heap.slice(ptr + 4 * q.off, ptr + 4 * (q.off + q.n))"
+    old = f"this.ctx.device.queue.writeBuffer(q.p, 0, {slice_});"
+    assert text.count(old) == 1
+    fault = (
+        f"let data = new Float32Array({slice_}.buffer);\n"
+        "if (q.name === 'wte') {\n"
+        "  const tr = new Float32Array(q.n); const C = this.d.C, V = this.d.V;\n"
+        "  for (let v = 0; v < V; v++)\n"
+        "    for (let c = 0; c < C; c++) tr[c * V + v] = data[v * C + c];\n"
+        "  data = tr;\n"
+        "}\n"
+        "this.ctx.device.queue.writeBuffer(q.p, 0, data);"
+    )
+    step.write_text(text.replace(old, fault))
+    monkeypatch.setattr(chromium_module, "JS_DIR", js)
+    _, rows = _model_rows(tmp_path)
+    judged = {s: rs[0] for s, rs in _by_subject(rows).items() if rs[0].status in ("pass", "fail")}
+    bad_roundtrips = sorted(
+        s for s, r in judged.items() if s.startswith("roundtrip:") and r.status == "fail"
+    )
+    assert bad_roundtrips == ["roundtrip:wte"]
+    assert "wte: read back differs from what was uploaded" in judged["roundtrip:wte"].detail
+    assert judged["logits"].status == "fail"
+    assert "logits" in judged["logits"].detail
+
+
+def test_the_wgsl_factor_and_the_adam_bound_follow_their_derivations() -> None:
+    """wgsl_step_factor takes the largest per-op inflation (sqrt's 9u at small arguments,
+    exp's 6+4|x| beyond); adam_direction_max is 1 at one step and grows with bias-corrected
+    history (b1^2 / b2 < 1 keeps it finite)."""
+    assert wgsl_step_factor(0.0, 0.0)[0] == 12.0  # tanh: 2 x (6 + 0)
+    assert wgsl_step_factor(5.0, 0.0)[0] == 26.0  # exp: 6 + 4 x 5
+    assert "exp (6+4*5)u" in wgsl_step_factor(5.0, 0.0)[1]
+    assert adam_direction_max(1, 0.9, 0.95) == pytest.approx(1.0)
+    values = [adam_direction_max(k, 0.9, 0.95) for k in (1, 2, 10, 100)]
+    assert values == sorted(values) and values[-1] < 3.0
+    assert np.isfinite(values[-1])
+
+
+def test_max_ulp_difference_counts_float32_steps_across_zero() -> None:
+    """0 for equal bits (and +0 vs -0), 1 between neighbours, 2 across zero between the two
+    smallest subnormals of opposite sign, the largest over the array."""
+    one = np.float32(1.0)
+    nxt = np.nextafter(one, np.float32(2.0))
+    tiny = np.float32(np.finfo(np.float32).smallest_subnormal)
+    a = np.array([one, 0.0, tiny], dtype=np.float32)
+    assert max_ulp_difference(a, a.copy()) == 0
+    assert max_ulp_difference(np.array([0.0], np.float32), np.array([-0.0], np.float32)) == 0
+    assert max_ulp_difference(np.array([one], np.float32), np.array([nxt], np.float32)) == 1
+    assert max_ulp_difference(np.array([tiny], np.float32), np.array([-tiny], np.float32)) == 2
+    b = np.array([nxt, 0.0, -tiny], dtype=np.float32)
+    assert max_ulp_difference(a, b) == 2
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "webgpu_step_run"
+
+
+def test_the_report_draws_the_webgpu_over_wasm_curve_and_the_adapter_table(
+    tmp_path: Path,
+) -> None:
+    """A recorded run (tests/formats/fixtures/webgpu_step_run: the bench's train_step of webgpu
+    and wasm32 in Chromium at tiny and small, SwiftShader, plus the model check's xadapter rows
+    at tiny) rendered: the speedup row per adapter says CPU-emulated and divides wasm32's
+    median by the step's at each preset; the cross-adapter table has the one-adapter row."""
+    from harness.cli import main
+    from harness.report_data import load_run_dir
+    from harness.report_webgpu import adapter_equality_table, webgpu_speedup_table
+
+    run = load_run_dir(FIXTURE)
+    table = webgpu_speedup_table(run.rows)
+    assert table is not None and table.header == ("host · artifact · adapter", "tiny", "small")
+    (row,) = table.body
+    assert row[0] == "chromium · webgpu · google/swiftshader (CPU-emulated)"
+    medians = {
+        (r.artifact, r.preset): r.value
+        for r in read_rows(FIXTURE / RESULTS_FILE)
+        if r.check == "bench" and r.subject == "train_step" and r.metric == "median_ns"
+        and r.iteration == -1
+    }  # fmt: skip
+    for col, preset in ((1, "tiny"), (2, "small")):
+        ratio = medians[("wasm32", preset)] / medians[("webgpu", preset)]
+        assert row[col].startswith(f"{ratio:.3g}×"), (row[col], ratio)
+    xa = adapter_equality_table(run.rows)
+    assert xa is not None
+    last = xa.body[-1]
+    assert last[1] == "table" and last[4].startswith("one adapter: google/swiftshader")
+    out = tmp_path / "report"
+    assert main(["report", str(FIXTURE), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "WebGPU train step over the best WASM artifact" in page
+    assert "WebGPU cross-adapter equality" in page
