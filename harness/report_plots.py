@@ -25,6 +25,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
+from harness.checks.webgpu_curve import CPU_EMULATED
+from harness.gate.stats import MIN_SAMPLES
 from harness.plot_style import (
     Style,
     assign_styles,
@@ -48,6 +50,7 @@ from harness.report_decomp import (
     kernel_majority_preset,
     wake_join_note,
 )
+from harness.report_webgpu import series_label, webgpu_speedups
 from harness.rundir.rows import REFERENCE_HOST
 from reference.presets import PRESETS, param_count
 
@@ -178,6 +181,13 @@ def _preset_ticks(ax: Any, x: pd.Series) -> None:
     ax.margins(x=0.12)
 
 
+def _ratio_panel(ax: Any, x: pd.Series, ylabel: str, title: str, gid: str) -> None:
+    """A ratio-by-preset panel's finish: the 1× line dotted (``gid``), the preset ticks, labels."""
+    ax.axhline(1.0, color="black", lw=0.8, ls=":", gid=gid)
+    _preset_ticks(ax, x)
+    finish_axis(ax, ylabel, title)
+
+
 def _facet_pairs(pairs: list[Pair]) -> list[tuple[str, list[Pair]]]:
     return facets(pairs, lambda p: host_family(p[0]), lambda p: p[1])
 
@@ -209,9 +219,7 @@ def speedup_figure(rows: pd.DataFrame) -> Built | None:
                 label += f" ({fit.slope:+.2f}/decade{', noisy fit' if fit.noisy else ''})"
             x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
             draw_series(ax, x, y, _noisy(g), style, label, lo, hi)
-        ax.axhline(1.0, color="black", lw=0.8, ls=":", gid="ref:parity")
-        _preset_ticks(ax, pts["x_value"])
-        finish_axis(ax, "speedup (×, log)", title)
+        _ratio_panel(ax, pts["x_value"], "speedup (×, log)", title, "ref:parity")
     axes[-1, 0].set_xlabel("preset (parameters, log)")
     fig.suptitle("Train step: speedup over the numpy reference (1 BLAS thread); 1× dotted")
     return fig, Plot(
@@ -473,9 +481,7 @@ def cold_figure(rows: pd.DataFrame) -> Built | None:
             g = _of(pts, key)
             x, y = g["x_value"].to_numpy(float), g["ratio"].to_numpy(float)
             draw_series(ax, x, y, _noisy(g), style, _label(*key))
-        ax.axhline(1.0, color="black", lw=0.8, ls=":", gid="ref:steady")
-        _preset_ticks(ax, pts["x_value"])
-        finish_axis(ax, "first / steady (×, log)", title)
+        _ratio_panel(ax, pts["x_value"], "first / steady (×, log)", title, "ref:steady")
     axes[-1, 0].set_xlabel("preset (parameters, log)")
     fig.suptitle("Cold start: the first train step over the steady one")
     return fig, Plot(
@@ -543,6 +549,52 @@ def decomposition_figure(rows: pd.DataFrame) -> Built | None:
     )
 
 
+def webgpu_speedup_figure(rows: pd.DataFrame) -> Built | None:
+    """The WebGPU-over-WASM train-step speedup against preset size, one line per adapter, with
+    its bootstrap CI; CPU-emulated adapters on a panel of their own, never on a GPU's axes."""
+    pts = webgpu_speedups(rows)
+    pts = pts[np.isfinite(pts["speedup"].to_numpy(float))] if not pts.empty else pts
+    if pts.empty:
+        return None
+    keys = sorted({(str(h), str(a), str(d), bool(e)) for h, a, d, e in
+                   zip(pts["host"], pts["artifact"], pts["adapter"], pts["emulated"], strict=True)},
+                  key=lambda k: (k[3], host_family(k[0]), k))  # fmt: skip
+    kinds = (
+        (False, "GPU adapters"),
+        (True, f"{CPU_EMULATED} adapters: a CPU, never compare with a GPU"),
+    )
+    panels = [
+        (title, [k for k in keys if k[3] == emulated])
+        for emulated, title in kinds
+        if any(k[3] == emulated for k in keys)
+    ]
+    styles = assign_styles(keys)
+    fig, axes = _stacked(len(panels))
+    for ax, (title, members) in zip(axes[:, 0], panels, strict=True):
+        for key, style in axis_styles(members, styles).items():
+            g = pts[(pts["host"] == key[0]) & (pts["artifact"] == key[1])
+                    & (pts["adapter"] == key[2]) & (pts["emulated"] == key[3])]  # fmt: skip
+            wasm = sorted(set(g["wasm_artifact"]))
+            label = f"{series_label(*key)}\nover {wasm[0] if len(wasm) == 1 else 'the best WASM'}"
+            lo, hi = g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float)
+            # hollow where the figure is not tight: either side noisy, or no CI to show
+            loose = (g["gpu_noisy"] | g["wasm_noisy"]).to_numpy(bool) | ~np.isfinite(lo)
+            x, y = g["x_value"].to_numpy(float), g["speedup"].to_numpy(float)
+            draw_series(ax, x, y, loose, style, label, lo, hi)
+        _ratio_panel(ax, pts["x_value"], "WASM time / WebGPU time (×, log)", title, "ref:parity")
+    axes[-1, 0].set_xlabel("preset (parameters, log)")
+    fig.suptitle("Train step: WebGPU over the best WASM artifact, same host; 1× dotted")
+    return fig, Plot(
+        "webgpu_speedup",
+        "WebGPU over WASM, by preset and adapter",
+        "The fastest WASM artifact's train_step median (bench, 1 thread) over the composed "
+        "WebGPU step's, same host, preset and B, T; error bars: the bootstrap 95% CI of that "
+        "ratio of medians from both figures' samples. Hollow: either figure noisy, or no CI "
+        f"(fewer than {MIN_SAMPLES} samples a side). One line per adapter; {CPU_EMULATED} "
+        "adapters (SwiftShader) on their own panel: a CPU's figures, never a GPU's.",
+    )
+
+
 # The order of the page: the key curves first (they open the report), then the rest.
 FIGURES: tuple[Builder, ...] = (
     speedup_figure,
@@ -553,4 +605,5 @@ FIGURES: tuple[Builder, ...] = (
     overhead_figure,
     decomposition_figure,
     parity_figure,
+    webgpu_speedup_figure,
 )

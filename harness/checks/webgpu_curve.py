@@ -15,7 +15,9 @@ subject ``train_step``; another adapter's ``train_step:adapter=<vendor>/<archite
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +25,7 @@ import numpy as np
 from harness.checks.base import CellContext
 from harness.checks.webgpu_step import GpuStep
 from harness.rundir.rows import Row
+from harness.timing import Measurement, summarize
 from reference.model import init_params
 from reference.presets import param_count
 from reference.train import train_context_length
@@ -34,6 +37,7 @@ SUBJECT = "train_step"  # the bench's train-step subject
 ADAPTER_SUFFIX = ":adapter="  # a second (third, ...) adapter's figure: SUBJECT + this + label
 MARK = "composed WebGPU step"  # in every figure's detail: how the report tells them apart
 CPU_EMULATED = "CPU-emulated"  # in a figure's detail: never to be compared with a GPU's
+ADAPTER = "adapter"  # in a figure's detail: "adapter <vendor/architecture> (request <name>)"
 
 
 def adapter_label(adapter: Mapping[str, Any]) -> str:
@@ -54,7 +58,10 @@ def clock_method(adapter: Mapping[str, Any]) -> str:
 
 def train_rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> Iterator[Row]:
     """The step timed on each distinct adapter (module docstring): ``min_samples`` steps after
-    one warmup, the median; ``skipped`` when the bench budget is spent."""
+    one warmup, each a ``time_ns`` sample row, with the summary rows every bench figure has
+    (median, CI, CV; :func:`step_measurement`); ``skipped`` when the bench budget is spent."""
+    from harness.checks.bench import measurement_rows  # bench imports this module on use
+
     cfg = ctx.preset
     T = opts.seq or train_context_length(cfg)
     if cfg.block_size < T:
@@ -82,15 +89,35 @@ def train_rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stam
         step = GpuStep.create(ctx.instance, cfg, opts.batch, T, k)
         if step is None:
             continue
+        started = time.perf_counter()
         try:
             step.load(params)
-            ns = step.time_ns(x, y, opts.min_samples)
+            samples = step.time_samples(x, y, opts.min_samples)
         finally:
             step.free()
-        yield stamp.row(
-            subject, "measured", metric="median_ns", value=ns, unit="ns",
-            x_name="params", x_value=params_n,
-            detail=(f"B={opts.batch} T={T} {MARK} (forward, backward, clip, AdamW: one "
-                    f"submission); median of {opts.min_samples} steps; clock: "
-                    f"{clock_method(adapter)}; adapter request {req.get('request', k)}"),
+        yield from measurement_rows(
+            stamp, subject, step_measurement(samples, adapter, opts, time.perf_counter() - started),
+            "params", params_n,
+            f"B={opts.batch} T={T} {MARK} (forward, backward, clip, AdamW: one submission; "
+            f"{opts.min_samples} steps after one warmup); {ADAPTER} {label} (request "
+            f"{req.get('request', k)})",
         )  # fmt: skip
+
+
+def step_measurement(
+    samples: Sequence[float], adapter: Mapping[str, Any], opts: BenchOptions, wall_s: float
+) -> Measurement:
+    """The step's samples (ns, one step each) as a bench :class:`Measurement`: the statistics
+    every other figure gets (median, bootstrap CI of it, CV, noise flag against the bench's
+    ``noise_band``), the clock :func:`clock_method` names. The sample count is fixed at
+    ``min_samples``: no adaptive extension (a SwiftShader step at small lasts seconds)."""
+    policy = opts.policy(0.0)
+    summary = summarize(list(samples), policy.bootstrap_resamples, policy.seed)
+    # timestamp-query counts in ns (the loader's ops timing says the same); the wall clock's
+    # resolution in the page is not reported by the loader
+    resolution = 1.0 if adapter.get("timestamp_query") else math.nan
+    return Measurement(
+        samples_ns=tuple(samples), inner_reps=1, clock=clock_method(adapter),
+        clock_resolution_ns=resolution, summary=summary,
+        noisy=summary.is_noisy(policy.noise_band), wall_s=wall_s,
+    )  # fmt: skip

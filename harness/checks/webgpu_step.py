@@ -114,12 +114,19 @@ class GpuStep:
         self.instance.call("tgw_step_params", self.handle, self.buf)
         return self._read_flat()
 
-    def time_ns(self, x: NDArray[Any], y: NDArray[Any], reps: int) -> float:
-        """Median ns of one train step over ``reps`` submissions, by the loader's clock
-        (timestamp-query where the adapter has it, else submit to onSubmittedWorkDone)."""
+    def time_samples(self, x: NDArray[Any], y: NDArray[Any], reps: int) -> tuple[float, ...]:
+        """ns of each of ``reps`` train steps (after one warmup step), each its own submission,
+        in the order taken, by the loader's clock (timestamp-query where the adapter has it,
+        else submit to onSubmittedWorkDone)."""
         self._tokens(x, y)
-        ns = self.instance.call("tgw_step_time", self.handle, self._idx, self._tgt, reps)
-        return float(ns if ns is not None else math.nan)
+        # float64: integer ns stay exact (float32 would round a 16 s step to about 1 µs)
+        out = self.instance.alloc(8 * reps)
+        try:
+            self.instance.call("tgw_step_time", self.handle, self._idx, self._tgt, reps, out)
+            raw = self.instance.read(out, 8 * reps)
+        finally:
+            self.instance.free(out)
+        return tuple(float(v) for v in np.frombuffer(raw, dtype="<f8"))
 
     def _read_flat(self) -> Params:
         raw = self.instance.read(self.buf, 4 * param_count(self.cfg))

@@ -23,8 +23,9 @@
 //   tgw_step_backward(h, grads)                 gradients of the last forward (before the clip)
 //   tgw_step_train(h, idx, targets, lr, beta1, beta2, eps, weight_decay, grad_clip, t) -> loss
 //   tgw_step_params(h, params)                  read the flat params back
-//   tgw_step_time(h, idx, targets, reps) -> ns per train step (the GPU's clock with
-//                                           timestamp-query, else submit..onSubmittedWorkDone)
+//   tgw_step_time(h, idx, targets, reps, samples) -> median ns per train step (the GPU's clock
+//                                           with timestamp-query, else submit..onSubmittedWorkDone);
+//                                           each step's ns written at `samples` (reps float64s)
 //   tgw_step_free(h)
 
 import { HarnessError } from './driver.mjs';
@@ -347,8 +348,10 @@ class Step {
   /** Median ns of one train step over `reps` steps (after one warmup step), each its own
    * submission: with timestamp-query the GPU's clock around the step's compute pass (the
    * gradient zeroing before it is a clearBuffer outside the pass), else the wall clock from
-   * submit to onSubmittedWorkDone. The weights move (AdamW at a rate of 0). */
-  async time(idxPtr, tgtPtr, reps) {
+   * submit to onSubmittedWorkDone. The weights move (AdamW at a rate of 0). Every step's ns,
+   * in the order taken, go to `samplesPtr` as float64s (unless 0): the harness's statistics
+   * (median, bootstrap CI, noise flag) are computed in Python from them, as for any figure. */
+  async time(idxPtr, tgtPtr, reps, samplesPtr) {
     const dev = this.ctx.device;
     this.tokens(idxPtr, tgtPtr);
     this.setHyper(0, 0.9, 0.95, 1e-8, 0, 1, 1);
@@ -376,8 +379,9 @@ class Step {
       if (query) query.destroy();
       if (resolve) resolve.destroy();
     }
-    samples.sort((x, y) => x - y);
-    return samples[Math.floor(samples.length / 2)];
+    if (samplesPtr !== 0) this.writeHeap(samplesPtr, new Uint8Array(Float64Array.from(samples).buffer));
+    const sorted = [...samples].sort((x, y) => x - y);
+    return sorted[Math.floor(sorted.length / 2)];
   }
 
   free() {
@@ -485,7 +489,7 @@ export function stepExports(ctx, ops, env) {
     tgw_step_backward: (h, grads) => get(h).backward(Number(grads)),
     tgw_step_train: (h, idx, tgt, lr, b1, b2, eps, wd, clip, t) => get(h).train(Number(idx), Number(tgt), lr, b1, b2, eps, wd, clip, t),
     tgw_step_params: (h, ptr) => get(h).params(Number(ptr)),
-    tgw_step_time: (h, idx, tgt, reps) => get(h).time(Number(idx), Number(tgt), reps),
+    tgw_step_time: (h, idx, tgt, reps, samples) => get(h).time(Number(idx), Number(tgt), reps, Number(samples)),
     tgw_step_free: (h) => { const s = steps.get(Number(h)); if (s) { s.free(); steps.delete(Number(h)); } },
   };
 }

@@ -9,22 +9,17 @@ has no package beside it: ``incompatible``, saying so. Neither is a failure of t
 
 from __future__ import annotations
 
-import argparse
 import ctypes.util
-import json
 from pathlib import Path
 
 import pytest
 
-from harness.artifact import MANIFEST_SCHEMA
-from harness.build import webgpu_artifact
 from harness.hosts.install import NPM_PACKAGES, hosts_dir, npm_install_command
-from harness.hosts.registry import HOST_NAMES, all_hosts
 from harness.hosts.timeouts import Timeouts
 from harness.rundir.reader import read_rows
 from harness.rundir.rows import RESULTS_FILE
 from harness.rundir.verdict import cell_verdicts
-from harness.runner import configure, run_command
+from tests.formats.bundled_run import run_bundled_kernels
 
 TIMEOUTS = Timeouts(call_s=60.0, load_s=120.0, time_s=120.0, transfer_s=60.0, start_s=60.0)
 
@@ -44,22 +39,12 @@ def test_node_cells_are_incompatible_in_dawns_words(tmp_path: Path) -> None:
     """Through ``run``: node24 imports the package and gets no adapter (no Vulkan driver here):
     `incompatible` with the package's version and Dawn's message; the system Node, which has no
     package beside it, is `incompatible` saying where it looked; the run exits 0."""
-    art = webgpu_artifact(tmp_path / "build")
-    manifest = tmp_path / "build" / "manifest.json"
-    manifest.write_text(json.dumps({"schema": MANIFEST_SCHEMA,
-                                    "artifacts": [art.to_json(manifest.parent)]}))  # fmt: skip
-    matrix = tmp_path / "m.toml"
-    matrix.write_text(
-        'name = "webgpu-node"\nartifacts = ["webgpu"]\npresets = ["tiny"]\nchecks = ["ops"]\n'
-        'timeout_s = 60\n[hosts]\nnode24 = {}\nnode = {}\n[check.ops]\nops = ["gelu_forward"]\n'
+    code, out = run_bundled_kernels(
+        tmp_path,
+        'name = "webgpu-node"\npresets = ["tiny"]\nchecks = ["ops"]\ntimeout_s = 60\n'
+        '[hosts]\nnode24 = {}\nnode = {}\n[check.ops]\nops = ["gelu_forward"]\n',
+        TIMEOUTS,
     )
-    parser = argparse.ArgumentParser()
-    configure(parser)
-    out = tmp_path / "run"
-    args = parser.parse_args(
-        ["--matrix", str(matrix), "--out", str(out), "--artifacts", str(manifest)]
-    )
-    code = run_command(args, HOST_NAMES, lambda m: all_hosts(TIMEOUTS))
     verdicts = cell_verdicts(read_rows(out / RESULTS_FILE))
     status, detail = verdicts["node24/webgpu/tiny"]
     version = NPM_PACKAGES["webgpu"]

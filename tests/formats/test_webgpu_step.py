@@ -9,24 +9,19 @@ the tensor it names, and the logits.
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness.artifact import MANIFEST_SCHEMA, Artifact
-from harness.build import webgpu_artifact
 from harness.checks.webgpu_model import max_ulp_difference
 from harness.hosts import chromium as chromium_module
-from harness.hosts.registry import HOST_NAMES, all_hosts
 from harness.hosts.timeouts import Timeouts
 from harness.rundir.reader import read_rows
 from harness.rundir.rows import RESULTS_FILE, Row
-from harness.runner import configure, run_command
 from harness.tolerance import adam_direction_max, wgsl_step_factor
+from tests.formats.bundled_run import run_bundled_kernels
 
 TIMEOUTS = Timeouts(call_s=120.0, load_s=120.0, time_s=120.0, transfer_s=60.0, start_s=60.0)
 
@@ -34,23 +29,12 @@ TIMEOUTS = Timeouts(call_s=120.0, load_s=120.0, time_s=120.0, transfer_s=60.0, s
 def _model_rows(tmp: Path) -> tuple[int, list[Row]]:
     """``run`` of the model check on chromium/webgpu/tiny (the bundled kernels, built under
     ``tmp``) with 3 trajectory steps of batch 2."""
-    art: Artifact = webgpu_artifact(tmp / "build")
-    manifest = tmp / "build" / "manifest.json"
-    entry = art.to_json(manifest.parent)
-    manifest.write_text(json.dumps({"schema": MANIFEST_SCHEMA, "artifacts": [entry]}))
-    matrix = tmp / "m.toml"
-    matrix.write_text(
-        f'name = "webgpu-step"\nartifacts = ["{art.name}"]\npresets = ["tiny"]\n'
-        'checks = ["model"]\ntimeout_s = 120\n[hosts]\nchromium = {}\n'
-        "[check.model]\nsteps = 3\nbatch = 2\n"
+    code, out = run_bundled_kernels(
+        tmp,
+        'name = "webgpu-step"\npresets = ["tiny"]\nchecks = ["model"]\ntimeout_s = 120\n'
+        "[hosts]\nchromium = {}\n[check.model]\nsteps = 3\nbatch = 2\n",
+        TIMEOUTS,
     )
-    parser = argparse.ArgumentParser()
-    configure(parser)
-    out = tmp / "run"
-    args = parser.parse_args(
-        ["--matrix", str(matrix), "--out", str(out), "--artifacts", str(manifest)]
-    )
-    code = run_command(args, HOST_NAMES, lambda m: all_hosts(TIMEOUTS))
     return code, list(read_rows(out / RESULTS_FILE))
 
 
@@ -160,26 +144,31 @@ def test_the_report_draws_the_webgpu_over_wasm_curve_and_the_adapter_table(
 ) -> None:
     """A recorded run (tests/formats/fixtures/webgpu_step_run: the bench's train_step of webgpu
     and wasm32 in Chromium at tiny and small, SwiftShader, plus the model check's xadapter rows
-    at tiny) rendered: the speedup row per adapter says CPU-emulated and divides wasm32's
-    median by the step's at each preset; the cross-adapter table has the one-adapter row."""
+    at tiny) rendered: the speedup row per adapter and preset says CPU-emulated and divides
+    wasm32's median by the step's; the cross-adapter table has the one-adapter row. (The
+    curve's CI and plot: tests/formats/test_webgpu_curve.py.)"""
     from harness.cli import main
     from harness.report_data import load_run_dir
     from harness.report_webgpu import adapter_equality_table, webgpu_speedup_table
 
     run = load_run_dir(FIXTURE)
     table = webgpu_speedup_table(run.rows)
-    assert table is not None and table.header == ("host · artifact · adapter", "tiny", "small")
-    (row,) = table.body
-    assert row[0] == "chromium · webgpu · google/swiftshader (CPU-emulated)"
+    assert table is not None and table.header[:3] == (
+        "host · artifact · adapter",
+        "preset",
+        "speedup",
+    )
+    assert [row[1] for row in table.body] == ["tiny", "small"]
     medians = {
         (r.artifact, r.preset): r.value
         for r in read_rows(FIXTURE / RESULTS_FILE)
         if r.check == "bench" and r.subject == "train_step" and r.metric == "median_ns"
         and r.iteration == -1
     }  # fmt: skip
-    for col, preset in ((1, "tiny"), (2, "small")):
-        ratio = medians[("wasm32", preset)] / medians[("webgpu", preset)]
-        assert row[col].startswith(f"{ratio:.3g}×"), (row[col], ratio)
+    for row in table.body:
+        assert row[0] == "chromium · webgpu · google/swiftshader (CPU-emulated)"
+        ratio = medians[("wasm32", row[1])] / medians[("webgpu", row[1])]
+        assert row[2] == f"{ratio:.3g}×", (row[2], ratio)
     xa = adapter_equality_table(run.rows)
     assert xa is not None
     last = xa.body[-1]

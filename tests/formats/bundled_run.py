@@ -1,0 +1,33 @@
+"""``tinygpt-harness run`` of a matrix over the bundled WGSL kernels (``artifacts/webgpu``), built
+under a test's tmp directory: the set-up the WebGPU step, curve and Node tests share."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from harness.artifact import MANIFEST_SCHEMA
+from harness.build import webgpu_artifact
+from harness.hosts.registry import HOST_NAMES, all_hosts
+from harness.hosts.timeouts import Timeouts
+from harness.runner import configure, run_command
+
+
+def run_bundled_kernels(tmp: Path, matrix_body: str, timeouts: Timeouts) -> tuple[int, Path]:
+    """Build the bundled kernels under ``tmp/build`` and run the matrix ``matrix_body`` (TOML
+    without ``artifacts``: the built artifact is its one) into ``tmp/run``; (exit code, run
+    directory)."""
+    art = webgpu_artifact(tmp / "build")
+    manifest = tmp / "build" / "manifest.json"
+    entry = art.to_json(manifest.parent)
+    manifest.write_text(json.dumps({"schema": MANIFEST_SCHEMA, "artifacts": [entry]}))
+    matrix = tmp / "m.toml"
+    matrix.write_text(f'artifacts = ["{art.name}"]\n{matrix_body}')
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    out = tmp / "run"
+    args = parser.parse_args(
+        ["--matrix", str(matrix), "--out", str(out), "--artifacts", str(manifest)]
+    )
+    return run_command(args, HOST_NAMES, lambda m: all_hosts(timeouts)), out
