@@ -485,3 +485,26 @@ def test_memory64_matrix_is_opt_in() -> None:
     assert "node24/em-wasm64/tiny" in cells and "wasmtime/em-wasm64/tiny" not in cells
     default = expand_cells(load_matrix(MATRICES / "default.toml", names))
     assert not any("memory64" in c.checks for c in default)
+
+
+def test_claims_matrix_is_the_default_matrix_on_the_claim_cells() -> None:
+    """matrices/claims.toml (the recording runs) measures every claimed cell of docs/claims.toml,
+    in the cells the main job has, with the main job's bench options and host pins."""
+    from harness.gate.claims import load_claims
+    from harness.hosts.registry import HOST_NAMES
+
+    names = Names(hosts=HOST_NAMES, artifacts=(*TARGETS, *EM_TARGETS))
+    claims = load_matrix(MATRICES / "claims.toml", names)
+    default = load_matrix(MATRICES / "default.toml", names)
+    assert claims.options("bench") == default.options("bench")
+    pins = {h.name: h for h in default.hosts}
+    assert all(h == pins[h.name] for h in claims.hosts)
+    cells = {c.id: c for c in expand_cells(claims)}
+    main = {c.id: c for c in expand_cells(default)}
+    claimed = {
+        c.quantity_at(key).cell
+        for c in load_claims(MATRICES.parent / "docs" / "claims.toml").claims
+        if c.base.check == "bench" for key in c.points
+    }  # fmt: skip
+    assert claimed == set(cells)
+    assert all("bench" in main[cell].checks for cell in claimed)
