@@ -271,17 +271,21 @@ TG_API void tg_matmul_forward(float *out, const float *inp, const float *weight,
     }
     tg_gemm(N, OC, C, inp, C, 1, weight, 1, C, out, OC);
 #ifdef TG_SLOW_MATMUL_FORWARD
-    /* Deliberate slowdown for the gate's own tests and calibration: recompute the first
-     * TG_SLOW_MATMUL_FORWARD percent of the rows through the same GEMM. The result is the
-     * same, so parity holds; only the time grows, by that share of the product's work. */
-    int32_t extra = (int32_t)(((int64_t)N * (TG_SLOW_MATMUL_FORWARD) + 99) / 100);
-    if (extra > N) extra = N;
-    for (int32_t n = 0; n < extra; n++) {
-        float *o = out + (size_t)n * OC;
-        if (bias) tg_copy(o, bias, (size_t)OC);
-        else tg_zero(o, (size_t)OC);
+    /* Deliberate slowdown for the gate's own tests and calibration: recompute
+     * TG_SLOW_MATMUL_FORWARD percent of the product through the same GEMM (above 100: the
+     * whole product once per full hundred, then the first rows for the rest). The result is
+     * the same, so parity holds; only the time grows, by that share of the product's work. */
+    int64_t extra_rows = ((int64_t)N * (TG_SLOW_MATMUL_FORWARD) + 99) / 100;
+    while (extra_rows > 0) {
+        int32_t rows = extra_rows > N ? N : (int32_t)extra_rows;
+        for (int32_t n = 0; n < rows; n++) {
+            float *o = out + (size_t)n * OC;
+            if (bias) tg_copy(o, bias, (size_t)OC);
+            else tg_zero(o, (size_t)OC);
+        }
+        tg_gemm(rows, OC, C, inp, C, 1, weight, 1, C, out, OC);
+        extra_rows -= rows;
     }
-    tg_gemm(extra, OC, C, inp, C, 1, weight, 1, C, out, OC);
 #endif
 }
 
