@@ -54,8 +54,8 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     them at 20 and 39 us per call). The paired samples have a slow mode: for seconds at a time
     one build's samples run 1.6-1.7x slower (22 -> 37 us per 64^3 product) while the other
     build's, interleaved with them, do not; CI's round caught BASE in it (39.4 us). Pairing
-    cancels a machine's drift, not that. Here 4 paired measurements of the twice-work build
-    gave 1.19 to 3.2 per block. This test is about the pipeline, not the gate's power
+    cancels a machine's drift, not that. Here 3 paired measurements of the twice-work build
+    gave 1.19 to 3.23 per block. This test is about the pipeline, not the gate's power
     (`nox -s calibrate-gate`, docs/gate.md), so its effect must clear that mode: four times the
     work is at least 4 / 1.7 = 2.4x with BASE in it.
     """
