@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, get_args
 
-ABI_VERSION = 4  # 4: tg_parallel_regions
+ABI_VERSION = 5  # 4: tg_parallel_regions; 5: tg_pool_probe_ns
 # TG_MAX_THREADS of tinygpt.h: the pool size, the most threads tg_set_threads accepts
 MAX_THREADS = 16
 
@@ -58,6 +58,7 @@ EXPORTS: dict[str, Signature] = {
     "tg_set_threads": _sig("i32", "i32"),
     "tg_get_threads": _sig("", "i32"),
     "tg_parallel_regions": _sig("", "i32"),
+    "tg_pool_probe_ns": _sig("i32 i32", "i32"),
     "tg_embedding_forward": _sig("ptr ptr ptr ptr i32 i32 i32", "void"),
     "tg_embedding_backward": _sig("ptr ptr ptr ptr i32 i32 i32", "void"),
     "tg_layernorm_forward": _sig("ptr ptr ptr ptr ptr ptr i32 i32", "void"),

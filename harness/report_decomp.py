@@ -9,11 +9,14 @@ the host. From the bench check's medians this splits it into:
   (``host:postmessage``); the Node and Python hosts run the module on the thread that reads
   the pipe, so they pay none;
 - ``JS→wasm call``: the in-host call of a no-op (``host:noop_call``);
-- ``wake+join``: the pool's wake + join per parallel region (``host:wake_join``) times the
-  regions the step really ran at its thread count (the train step's ``regions`` row, counted by
-  the library's ``tg_parallel_regions``). A step with no region pays none, whatever the host;
-  a step with regions on a host whose wake + join is not measured (native, wasmtime: no JS
-  workers) has an unknown cost, NaN here, left inside ``kernel`` in the shares and said so;
+- ``wake+join``: the pool's wake + join per parallel region times the regions the step really
+  ran at its thread count (the train step's ``regions`` row, counted by the library's
+  ``tg_parallel_regions``). The per-region cost is the artifact's own pool timed by the library
+  at that count with its workers spinning (``pool:wake_join:threads=<n>``, ``tg_pool_probe_ns``:
+  a step's regions run back to back), else, in a JS host, one Atomics round trip with a sleeping
+  helper (``host:wake_join``); ``wake_join_from`` says which. A step with no region pays none,
+  whatever the host; a step with regions and neither figure (a run from before ABI 5 on native)
+  has an unknown cost, NaN here, left inside ``kernel`` in the shares and said so;
 - ``kernel``: the step's median (``train_step``, or ``train_step:threads=<n>``) less the call
   and the wake + join.
 
@@ -27,9 +30,11 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
 from harness.checks.bench import THREADS_SUFFIX
+from harness.checks.bench_hostcost import POOL_PROBES
 from harness.report_data import summary_value
 from harness.rundir.rows import REFERENCE_HOST
 
@@ -40,6 +45,8 @@ PAIR = ["host", "artifact"]
 STEP = ["host", "artifact", "preset", "x_value", "threads"]
 # the train step's subject at any thread count (harness/checks/bench.py _thread_subject)
 _STEP_SUBJECT = rf"train_step(?:{re.escape(THREADS_SUFFIX)}(\d+))?"
+POOL_SOURCE = "the pool, timed in the library"
+ATOMICS_SOURCE = "one Atomics round trip"
 
 
 def _per_pair(rows: pd.DataFrame, subject: str, metric: str) -> pd.DataFrame:
@@ -48,22 +55,39 @@ def _per_pair(rows: pd.DataFrame, subject: str, metric: str) -> pd.DataFrame:
     return got[[*PAIR, "value"]].drop_duplicates(subset=PAIR, keep="first")
 
 
+def _by_threads(rows: pd.DataFrame, pattern: str, metric: str) -> pd.DataFrame:
+    """The bench summaries of ``metric`` whose subject matches ``pattern``, with ``threads``:
+    the pattern's group (the ``:threads=<n>`` count), 1 where the subject has none."""
+    got = summary_value(rows, metric=metric)
+    got = got[got["subject"].astype(str).str.fullmatch(pattern)]
+    n = got["subject"].astype(str).str.extract(pattern, expand=False)
+    return got.assign(threads=n.fillna("1").astype(int))
+
+
 def _steps(rows: pd.DataFrame, metric: str, column: str) -> pd.DataFrame:
     """``metric`` of every train-step point, with its thread count (``threads``)."""
-    got = rows[(rows["check"] == "bench") & (rows["iteration"] == -1) & (rows["metric"] == metric)]
-    got = got[got["subject"].astype(str).str.fullmatch(_STEP_SUBJECT)]
-    n = got["subject"].astype(str).str.extract(_STEP_SUBJECT, expand=False)
-    got = got.assign(threads=n.fillna("1").astype(int))
+    got = _by_threads(rows, _STEP_SUBJECT, metric)
     keep = [*STEP, "value"] + (["status"] if metric == "median_ns" else [])
     out = got[keep].drop_duplicates(subset=STEP, keep="first")
     return out.rename(columns={"value": column})
 
 
+def _pool_costs(rows: pd.DataFrame, subject: str, column: str) -> pd.DataFrame:
+    """``host, artifact, threads, <column>``: one of the library pool's per-region costs
+    (``<subject>:threads=<n>``) at each thread count it was probed at."""
+    pattern = rf"{re.escape(subject)}{re.escape(THREADS_SUFFIX)}(\d+)"
+    got = _by_threads(rows, pattern, "median_ns")[[*PAIR, "threads", "value"]]
+    got = got.drop_duplicates(subset=[*PAIR, "threads"], keep="first")
+    return got.rename(columns={"value": column})
+
+
 def decomposition(rows: pd.DataFrame) -> pd.DataFrame:
     """Per host, artifact, preset (``x_value`` = parameters) and ``threads``: each component's
     ns, its ``share:<component>`` of the whole, ``dominant`` (the largest component),
-    ``regions`` (per step), and the pair's ``load_ns`` and ``wake_join_ns`` (NaN where not
-    measured). Empty without train steps or the bridge and call figures."""
+    ``regions`` (per step), the pair's ``load_ns``, and ``wake_join_ns`` per region with
+    ``wake_join_from`` (NaN and "" where not measured), and ``pool_asleep_ns``, the pool's
+    region with its workers asleep (not in the shares: a step's regions run back to back).
+    Empty without train steps or the bridge and call figures."""
     out = _steps(rows, "median_ns", "step")
     out = out[out["host"] != REFERENCE_HOST]  # numpy's step has no host costs
     out = out.merge(_steps(rows, "regions", "regions"), on=STEP, how="left")
@@ -77,9 +101,16 @@ def decomposition(rows: pd.DataFrame) -> pd.DataFrame:
     for column, (subject, metric) in costs.items():
         part = _per_pair(rows, subject, metric).rename(columns={"value": column})
         out = out.merge(part, on=PAIR, how="left")
+    (spinning, _, _), (asleep, _, _) = POOL_PROBES
+    for subject, column in ((spinning, "pool_ns"), (asleep, "pool_asleep_ns")):
+        out = out.merge(_pool_costs(rows, subject, column), on=[*PAIR, "threads"], how="left")
     out = out.dropna(subset=["step", "bridge_total", "call"])
     if out.empty:
         return out
+    pool = out["pool_ns"].notna()
+    measured = [pool, out["wake_join_ns"].notna()]
+    out["wake_join_from"] = np.select(measured, [POOL_SOURCE, ATOMICS_SOURCE], default="")
+    out["wake_join_ns"] = out["pool_ns"].where(pool, out["wake_join_ns"])
     pm = out["pm"].where(out["host"].isin(POSTMESSAGE_HOSTS), 0.0).fillna(0.0)
     out["postMessage"] = pm
     out["bridge"] = (out["bridge_total"] - pm).clip(lower=0.0)
@@ -111,7 +142,11 @@ def wake_join_note(pts: pd.DataFrame) -> str:
     per = float(regions["wake_join_ns"].iloc[0])
     if pd.isna(per):
         return f"regions/step {counts}; wake+join not measured (in kernel)"
-    return f"regions/step {counts}, × {host_cost(per)} wake+join"
+    source = str(regions["wake_join_from"].iloc[0])
+    asleep = float(regions["pool_asleep_ns"].iloc[0])
+    if not pd.isna(asleep):  # what the same region costs the first kernel after a pause
+        source += f"; {host_cost(asleep)} with the workers asleep"
+    return f"regions/step {counts}, × {host_cost(per)} wake+join ({source})"
 
 
 def host_cost(ns: float) -> str:

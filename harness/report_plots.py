@@ -10,6 +10,7 @@ The builders return the Figure unsaved, so tests read it through matplotlib's ob
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -520,10 +521,12 @@ def decomposition_figure(rows: pd.DataFrame) -> Built | None:
         share = float(first[f"share:{top}"])
         majority = kernel_majority_preset(g) or "no preset here"
         on = f" · {threads} threads" if threads > 1 else ""
+        notes = textwrap.fill(  # the wake + join note names counts and two costs: wrap it
+            f"load {host_cost(float(first['load_ns']))} (not stacked); {wake_join_note(g)}", 110
+        )
         ax.set_title(
             f"{_label(host, artifact)}{on}: {top} dominates at {first['preset']} ({share:.0%}); "
-            f"kernel ≥ 50 % from {majority}\nload {host_cost(float(first['load_ns']))} "
-            f"(not stacked); {wake_join_note(g)}",
+            f"kernel ≥ 50 % from {majority}\n{notes}",
             fontsize=8,
         )
         _preset_ticks(ax, g["x_value"])
@@ -539,13 +542,14 @@ def decomposition_figure(rows: pd.DataFrame) -> Built | None:
         "Overhead decomposition",
         "One tg_model_train_step requested from the harness, split from medians: the bridge "
         "(Python↔host round trip less the page→worker hop), the postMessage hop (Chromium "
-        "only), the in-host JS→wasm call of a no-op, the pool's wake + join (one Atomics "
-        "round trip, host:wake_join, times the parallel regions the step ran, counted by "
+        "only), the in-host JS→wasm call of a no-op, the pool's wake + join (per region: the "
+        "artifact's pool timed in the library, pool:wake_join, else one Atomics round trip, "
+        "host:wake_join; times the parallel regions the step ran, counted by "
         "tg_parallel_regions), and the kernel (the step less the call and the wake + join). "
         "Host costs are measured once per host and artifact, the step and its regions per "
         "preset and thread count (one panel per count); the load is named per panel, not "
-        "stacked. Where the regions are counted but the wake + join is not measured (no JS "
-        "workers), its cost stays inside the kernel share and the panel says so.",
+        "stacked. Where the regions are counted but the wake + join is not measured (no pool "
+        "probe, no JS workers), its cost stays inside the kernel share and the panel says so.",
     )
 
 

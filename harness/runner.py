@@ -41,6 +41,7 @@ from harness.bindings.model_layout import UnsupportedConfig
 from harness.bindings.verify import check_artifacts
 from harness.checks import begin_run, get_check
 from harness.checks.base import CellContext
+from harness.checks.corpus import ProjectCorpus
 from harness.checks.webgpu_step import adapter_table
 from harness.hosts.base import (
     ABIError,
@@ -83,6 +84,7 @@ from harness.rundir.verdict import (
     exit_code,
 )
 from harness.rundir.writer import RowWriter
+from reference.corpus import CorpusUnavailable
 from reference.defaults import DEFAULTS
 from reference.dump import ReferenceDump
 from reference.presets import PRESETS, ModelConfig
@@ -122,6 +124,9 @@ class RunPlan:
     # the corpus check's convergence bands (one per preset and trainer) when the --project
     # profile has a band file (else the bundled band)
     convergence: BandSet | None = None
+    # the corpus the --project profile's runs train on, and its contract, for the corpus
+    # check's identity rows (harness.checks.corpus.ProjectCorpus)
+    project_corpus: ProjectCorpus | None = None
     # the profile a host `none` cell's text-only checks read (--project, else ./harness.toml,
     # else the bundled default profile: what `check defaults|corpus|claims` reads)
     profile: Profile | None = None
@@ -510,6 +515,7 @@ class _CellRunner:
             repo_root=self.plan.repo_root,
             reference=self.plan.references.get(cell.preset),
             convergence=self.plan.convergence,
+            project_corpus=self.plan.project_corpus,
             cold_instance=(
                 functools.partial(self.pool.cold_instance, cell.host, artifact)
                 if self.pool.has_cold(cell.host)
@@ -557,11 +563,14 @@ def _artifact_meta(a: Artifact, arity: str = "") -> dict[str, Any]:
     }
 
 
-def _corpus_sha256(matrix: Matrix) -> str | None:
-    """The sha256 of the corpus the corpus check read: its ``corpus`` option, else the default."""
+def _corpus_sha256(matrix: Matrix, project: ProjectCorpus | None) -> str | None:
+    """The sha256 of the corpus the corpus check read: its ``corpus`` option, else the
+    ``--project`` profile's corpus, else the default."""
     from reference.corpus import corpus_info, load_corpus  # only when a corpus check ran
 
     option = matrix.options("corpus").get("corpus")
+    if option is None and project is not None:
+        return str(corpus_info(project.text)["sha256"])
     # resolved as harness.checks.corpus does: relative to the matrix file
     path = None if option is None else matrix.path.parent / str(option)
     try:
@@ -764,7 +773,7 @@ class RunSession:
             ran = {r.cell for r in self.verdict_rows}
             if any("corpus" in c.checks for c in self.plan.cells
                    if c.id in ran and not c.hostless):  # fmt: skip
-                meta["corpus_sha256"] = _corpus_sha256(self.plan.matrix)
+                meta["corpus_sha256"] = _corpus_sha256(self.plan.matrix, self.plan.project_corpus)
             signum = self.interrupts.signum
             code = self.interrupts.exit_code() if interrupted else exit_code(meta["verdicts"])
             meta.update(
@@ -947,7 +956,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         profile=text_profile(matrix, every_cell, project, getattr(args, "project", None)),
         arity=arity,
     )
-    plan = with_band(plan, project)
+    plan = with_project_corpus(with_band(plan, project), project)
     if args.resume is not None:
         return resume_plan(with_references(plan, project))
     out: Path = args.out
@@ -1004,6 +1013,26 @@ def with_band(plan: RunPlan, project: Profile | None) -> RunPlan:
     except ProfileError as exc:
         raise UsageError(str(exc)) from None
     return dataclasses.replace(plan, convergence=band)
+
+
+def with_project_corpus(plan: RunPlan, project: Profile | None) -> RunPlan:
+    """``plan`` with the ``--project`` profile's corpus for the host cells' corpus check: the
+    text its runs train on and the profile's contract (harness.checks.corpus). A profile
+    without ``[corpus]`` states no contract: its cells keep the matrix's corpus rows. UsageError
+    (exit 2) when that text cannot be read."""
+    if project is None or project.corpus is None:
+        return plan
+    if not any("corpus" in c.checks for c in plan.cells if not c.hostless):
+        return plan
+    from harness.convergence_band import corpus_for_band  # imports the kernel client
+
+    try:
+        text, source = corpus_for_band(project)
+    except CorpusUnavailable as exc:
+        raise UsageError(f"{project.path}: the project's corpus: {exc}") from None
+    return dataclasses.replace(
+        plan, project_corpus=ProjectCorpus(text, source, project.corpus.contract)
+    )
 
 
 def with_references(plan: RunPlan, project: Profile | None) -> RunPlan:

@@ -1,5 +1,5 @@
 /*
- * tinygpt.h -- the TinyGPT kernel library's C ABI, version 4.
+ * tinygpt.h -- the TinyGPT kernel library's C ABI, version 5.
  *
  * One C11 source tree (artifacts/src/) builds three binaries: wasm32 (simd128), wasm64 (Memory64,
  * simd128) and native x86-64. Every export is prefixed `tg_`. The harness reads the same
@@ -36,7 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TG_ABI_VERSION 4
+#define TG_ABI_VERSION 5
 /* The most threads tg_set_threads accepts (the pool's size); harness/abi.py MAX_THREADS. */
 #define TG_MAX_THREADS 16
 
@@ -75,6 +75,16 @@ int32_t tg_get_threads(void);
  * its two's-complement int32_t: it wraps modulo 2^32, so take differences modulo 2^32
  * (harness/abi.py regions_between). Added in ABI 4. */
 int32_t tg_parallel_regions(void);
+/* The pool's own cost, timed inside the library: runs `regions` parallel regions of an empty
+ * task, one task per thread in effect, and returns the mean nanoseconds per region (wake the
+ * workers, each runs its empty task, join), clock_gettime(CLOCK_MONOTONIC) around the loop.
+ * asleep = 0 starts each region right after the last, while the workers still spin for it
+ * (back-to-back kernels, as inside a train step); asleep = 1 waits ~1 ms before each region,
+ * past the workers' spin, so they sleep on the condition variable (the first kernel after a
+ * pause), and only the region is timed. Returns -1 on the builds without threads, at 1 thread,
+ * for regions < 1 or inside a kernel; -2 if the workers did not take part in every region.
+ * The harness's bench check reports it as pool:wake_join (docs/threads.md). Added in ABI 5. */
+int32_t tg_pool_probe_ns(int32_t regions, int32_t asleep);
 
 /* ---- ops: forward and backward ---------------------------------------------------------- */
 

@@ -23,10 +23,16 @@
  * that hands nothing out, or whose workers never take part, counts none. The kernel tests
  * assert the count, because bitwise-equal results alone cannot tell a split from a serial run.
  *
+ * tg_pool_probe_ns(regions, asleep) times the pool itself: empty regions, back to back (the
+ * workers spinning) or each after a pause (the workers asleep), for the bench check's
+ * pool:wake_join rows and the report's overhead decomposition.
+ *
  * -D TG_BUG_SERIAL_POOL is that fault on purpose: tg_set_threads still puts n in effect, but
  * every region runs on the caller (results unchanged, no region counted);
  * tests/kernels/test_kernels_threads.py builds it and shows the split assertion fail.
  */
+/* clock_gettime under -std=c11 (tg_pool_probe_ns) */
+#define _POSIX_C_SOURCE 199309L
 #include "tg_internal.h"
 
 static int32_t n_threads = 1; /* in effect: workers including the caller */
@@ -37,6 +43,7 @@ static uint32_t regions;
 
 #ifdef TG_THREADS
 #include <pthread.h>
+#include <time.h>
 
 static pthread_t workers[TG_MAX_THREADS];
 static int32_t n_started; /* pthreads alive (workers 1..n_started) */
@@ -160,21 +167,69 @@ void tg_parallel_for(int32_t count, void (*fn)(void *ctx, int32_t task, int32_t 
     pthread_mutex_unlock(&lock);
     in_region = 0;
 }
-#else
-static int32_t resize(int32_t n) {
-    (void)n;
-    return 1; /* no threads on this build */
+
+static void empty_task(void *ctx, int32_t task, int32_t worker) {
+    (void)ctx;
+    (void)task;
+    (void)worker;
 }
+
+static double now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Past the workers' TG_SPIN (~100 us) with room to spare: they are asleep on `wake` by then. */
+#define TG_PROBE_PAUSE_NS 1e6
+
+TG_API int32_t tg_pool_probe_ns(int32_t count, int32_t asleep) {
+    if (count < 1 || n_threads <= 1 || in_region) return -1;
+    double total = 0.0;
+    uint32_t before;
+    if (asleep) {
+        before = regions;
+        for (int32_t r = 0; r < count; r++) {
+            double until = now_ns() + TG_PROBE_PAUSE_NS;
+            while (now_ns() < until) spin_pause(); /* no sleep call: emscripten's main thread */
+            double t0 = now_ns();
+            tg_parallel_for(n_threads, empty_task, 0);
+            total += now_ns() - t0;
+        }
+    } else {
+        tg_parallel_for(n_threads, empty_task, 0); /* the workers are awake and spinning now */
+        before = regions;
+        double t0 = now_ns();
+        for (int32_t r = 0; r < count; r++) tg_parallel_for(n_threads, empty_task, 0);
+        total = now_ns() - t0;
+    }
+    /* a region a pool worker did not take part in is not the cost being asked for */
+    if (regions - before != (uint32_t)count) return -2;
+    double mean = total / count;
+    return mean >= 2147483647.0 ? 2147483647 : (int32_t)(mean + 0.5);
+}
+#else
 
 void tg_parallel_for(int32_t count, void (*fn)(void *ctx, int32_t task, int32_t worker),
                      void *ctx) {
     for (int32_t i = 0; i < count; i++) fn(ctx, i, 0);
 }
+
+TG_API int32_t tg_pool_probe_ns(int32_t count, int32_t asleep) {
+    (void)count;
+    (void)asleep;
+    return -1; /* no pool on this build */
+}
 #endif
 
 TG_API int32_t tg_set_threads(int32_t n) {
     if (n < 1 || n > TG_MAX_THREADS || in_region) return -1;
+#ifdef TG_THREADS
     if (n != n_threads) n_threads = resize(tg_gemm_reserve(n));
+#endif
+    /* Without threads 1 stays in effect, and no pack buffers are reserved for workers that
+     * never exist: the bench's pool probe asks every build for 2 threads, and a freestanding
+     * build's heap must stay as it was (its signed-off speed figures were measured so). */
     return n_threads;
 }
 

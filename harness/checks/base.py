@@ -15,6 +15,7 @@ from reference.dump import ReferenceDump
 from reference.presets import ModelConfig
 
 if TYPE_CHECKING:  # the band module imports this one
+    from harness.checks.corpus import ProjectCorpus
     from harness.convergence_band import BandSet
 
 
@@ -39,6 +40,9 @@ class CellContext:
     # The corpus check's convergence band when the run's profile has one (recorded by
     # `record-convergence`, checked at plan time). None: the bundled band.
     convergence: BandSet | None = None
+    # The corpus check's text and contract in ``run --project`` (harness.checks.corpus); None:
+    # the matrix's corpus (or the default one) against the default corpus's identity.
+    project_corpus: ProjectCorpus | None = None
 
     def row(self, check: str, subject: str, status: Status, **kw: Any) -> Row:
         """Build a Row stamped with this cell's host, artifact and preset."""

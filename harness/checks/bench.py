@@ -9,7 +9,10 @@ Curves (select with ``curves = [...]`` in the matrix's ``[check.bench]`` table):
   against work size (``overhead:call`` / ``overhead:bridge``, x = the op's work); in a JS host
   also an Atomics wake + join (``host:wake_join``) and a postMessage round trip
   (``host:postmessage``) with a helper worker, and the load (``host:load``), each inside the
-  host (``bench_hostcost.py``; ``skipped`` rows elsewhere);
+  host; on an artifact with a pool (native, emscripten ``-pthread``) the pool's own wake + join
+  per region, timed inside the library (``pool:wake_join:threads=<n>``, workers spinning, and
+  ``pool:wake_join_asleep:threads=<n>``, workers asleep) at the axis's counts above 1, or 2
+  (``bench_hostcost.py``; ``skipped`` rows elsewhere);
 - ``train_step``: ``tg_model_train_step`` time at the cell's preset, and the speedup over the
   numpy reference's train step (measured once per process per (preset, B, T)); and the same
   speedup measured side by side (``train_step:paired``, ``bench_paired.py``): kernel and numpy
@@ -17,7 +20,7 @@ Curves (select with ``curves = [...]`` in the matrix's ``[check.bench]`` table):
   figure sign-off reads, since a ratio of two bursts minutes apart carries this VM's speed
   regimes (docs/measured.md); and the parallel regions one step runs at each thread count
   (metric ``regions``, from ``tg_parallel_regions``: each pays one pool wake + join, which the
-  report's overhead decomposition multiplies by ``host:wake_join``);
+  report's overhead decomposition multiplies by ``pool:wake_join``, else ``host:wake_join``);
 - ``threads = [1, 2, ...]`` (default ``[1]``) makes the kernel thread count an x axis of the
   ``ops`` and ``train_step`` curves: each point is measured at every count (``tg_set_threads``),
   a count above 1 writes its rows under ``<subject>:threads=<n>``, and ``threads:<subject>``
@@ -609,14 +612,25 @@ def _overhead_curve(
 
 
 def _host_cost_rows(instance: Instance, stamp: Stamp, opts: BenchOptions) -> Iterator[Row]:
-    """``host:wake_join``, ``host:postmessage`` (per round trip) and ``host:load`` (once), each
-    measured inside the host, or a ``skipped`` row saying why not (bench_hostcost.py)."""
+    """``host:wake_join``, ``host:postmessage`` (per round trip), the library pool's
+    ``pool:wake_join[_asleep]:threads=<n>`` (per region) and ``host:load`` (once), each measured
+    inside the host, or a ``skipped`` row saying why not (bench_hostcost.py)."""
     for subject, kind, what in hostcost.PROBES:
         m = hostcost.probe(instance, kind, max(opts.min_samples, 10), opts.noise_band)
         if isinstance(m, str):
             yield stamp.row(subject, "skipped", detail=m)
         else:
             yield from measurement_rows(stamp, subject, m, detail=what)
+    for threads in hostcost.pool_thread_counts(opts.threads, instance.artifact.thread_limit()):
+        for subject, asleep, what in hostcost.POOL_PROBES:
+            name = _thread_subject(subject, threads)
+            m = hostcost.pool_probe(
+                instance, threads, asleep, max(opts.min_samples, 10), opts.noise_band
+            )
+            if isinstance(m, str):
+                yield stamp.row(name, "skipped", detail=m)
+            else:
+                yield from measurement_rows(stamp, name, m, detail=f"{threads} threads: {what}")
     load = hostcost.load_ns(instance)
     if isinstance(load, str):
         yield stamp.row(hostcost.LOAD_SUBJECT, "skipped", detail=load)

@@ -7,9 +7,17 @@ postMessage, and a session starts with a load. This module measures the last thr
 host (``harness/js/probe.mjs``): ``host:wake_join``, ``host:postmessage`` and ``host:load``.
 Hosts without JS workers (native, wasmtime) get a reason instead, which the check writes as a
 ``skipped`` row.
+
+The library's own pool is timed by the library (``tg_pool_probe_ns``, ABI 5): empty parallel
+regions at n > 1 threads, back to back while the workers spin (``pool:wake_join``) and each
+after a pause that lets them fall asleep (``pool:wake_join_asleep``). That is the wake + join a
+kernel of this artifact really pays per region, on every host that runs a pooled build (native,
+emscripten ``-pthread``); a build without a pool gets a reason.
 """
 
 from __future__ import annotations
+
+import time
 
 from harness.hosts.base import HostError, Instance
 from harness.timing import Measurement, summarize
@@ -42,3 +50,58 @@ def load_ns(instance: Instance) -> float | str:
     if value is None:
         return f"not measured: {type(instance).__name__} does not time its load inside the host"
     return float(value)
+
+
+POOL_EXPORT = "tg_pool_probe_ns"
+# subject, the probe's ``asleep`` argument, what one region is
+POOL_PROBES: tuple[tuple[str, int, str], ...] = (
+    ("pool:wake_join", 0, "one empty parallel region of the library's pool right after the "
+     "last, its workers still spinning for it: what back-to-back kernels pay per region"),
+    ("pool:wake_join_asleep", 1, "one empty parallel region ~1 ms after the last, past the "
+     "workers' spin: they are asleep on the condition variable (the first kernel after a pause)"),
+)  # fmt: skip
+# regions per sample: 20 back-to-back native regions span ~12 us (0.6 us each, docs/threads.md)
+POOL_REGIONS = 20
+# Under emscripten clock_gettime is performance.now (Chromium steps it by microseconds), so the
+# clock's resolution is the host's, not known here: 0.0, as for the JS probes above.
+POOL_CLOCK = "clock_gettime(CLOCK_MONOTONIC) inside the library"
+# what tg_pool_probe_ns's negative answers mean (tinygpt.h)
+_POOL_REFUSALS = {-1: "no pool in effect", -2: "a pool worker did not take part in a region"}
+
+
+def pool_thread_counts(axis: tuple[int, ...], limit: int) -> tuple[int, ...]:
+    """The thread counts to probe the pool at: the bench axis's counts above 1, or 2 when the
+    axis is one thread (the pool's cost exists from 2) and the artifact allows 2."""
+    above = tuple(n for n in axis if n > 1)
+    return above or ((2,) if limit >= 2 else ())
+
+
+def pool_probe(
+    instance: Instance, threads: int, asleep: int, samples: int, noise_band: float
+) -> Measurement | str:
+    """``samples`` means of :data:`POOL_REGIONS` empty regions of the artifact's pool at
+    ``threads`` threads, timed inside the library, or why not. The thread count in effect is put
+    back afterwards."""
+    if POOL_EXPORT not in instance.artifact.exports():
+        return f"not measured: {instance.artifact.name} has no {POOL_EXPORT} export (ABI 5)"
+    before = instance.call("tg_get_threads")
+    if not isinstance(before, int):
+        return f"not measured: tg_get_threads() returned {before!r}, not a count"
+    t0 = time.perf_counter()
+    try:
+        got = instance.call("tg_set_threads", threads)
+        if got != threads:
+            return (f"not measured: tg_set_threads({threads}) put {got} in effect: "
+                    f"{instance.artifact.name} has no pool of {threads}")  # fmt: skip
+        out: list[float] = []
+        for _ in range(samples):
+            v = instance.call(POOL_EXPORT, POOL_REGIONS, asleep)
+            if not isinstance(v, int) or v < 0:
+                why = _POOL_REFUSALS.get(v if isinstance(v, int) else 0, "not a time")
+                return f"not measured: {POOL_EXPORT} returned {v}: {why}"
+            out.append(float(v))
+    finally:
+        instance.call("tg_set_threads", before)
+    s = summarize(out)
+    return Measurement(tuple(out), POOL_REGIONS, POOL_CLOCK, 0.0, s, s.is_noisy(noise_band),
+                       time.perf_counter() - t0)  # fmt: skip

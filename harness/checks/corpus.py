@@ -6,6 +6,13 @@ domain); and its lines look like plays: many short lines, speaker cues, act/scen
 placeholder fails every one of these loudly, each row naming what was found instead (for the
 863-byte paragraph TinyGPT shipped: "863 bytes, 1 paragraph, 7 lines, 0 speaker cues").
 
+In ``run --project`` the identity rows judge the project's corpus instead: the text its runs
+train on (:func:`harness.convergence_band.corpus_for_band`: ``[convergence] corpus``, else the
+profile's first ``file`` source, else the default corpus), against the profile's ``[corpus]``
+contract (``contract:*`` rows; ``contract = "builtin"`` is the identity above). A profile
+without ``[corpus]`` states no contract and keeps the rows above; a matrix's own
+``[check.corpus] corpus`` still wins: it is what the matrix asked for.
+
 Convergence (the kernel's ``train_step`` in this cell, at the reference's default
 hyperparameters): see :mod:`harness.convergence`. Kernel parity cannot catch a learning rate 10x
 off; a loss band derived from reference runs can.
@@ -18,7 +25,7 @@ import math
 import re
 import statistics
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,6 +162,16 @@ def identity_findings(text: str, expected_sha256: str = DEFAULT_CORPUS_SHA256) -
     ]
 
 
+@dataclass(frozen=True)
+class ProjectCorpus:
+    """The ``--project`` profile's corpus as a run's corpus cells judge it: the text its runs
+    train on, where it was read, and the profile's ``[corpus]`` contract."""
+
+    text: str = field(repr=False)
+    source: str
+    contract: CorpusContract
+
+
 # ---- the check -------------------------------------------------------------------------------
 
 _OPTIONS = {"corpus", "convergence", "preset", "steps", "learning_rate", "reference"}
@@ -194,13 +211,19 @@ def run(ctx: CellContext) -> Iterator[Row]:
     """Yield the identity rows, then the convergence rows (when enabled)."""
     validate_options(ctx.options)
     path = _corpus_path(ctx)
-    try:
-        text = load_corpus(path)
-    except CorpusUnavailable as exc:
-        yield ctx.row(CHECK, "identity", "error", detail=f"corpus unavailable: {exc}")
-        return
-    label = "default corpus" if path is None else f"corpus {path}"
-    for f in identity_findings(text):
+    project = ctx.project_corpus if path is None else None
+    if project is not None:
+        text, label = project.text, f"the project's corpus {project.source}"
+        findings = contract_findings(text, project.contract)
+    else:
+        try:
+            text = load_corpus(path)
+        except CorpusUnavailable as exc:
+            yield ctx.row(CHECK, "identity", "error", detail=f"corpus unavailable: {exc}")
+            return
+        label = "default corpus" if path is None else f"corpus {path}"
+        findings = identity_findings(text)
+    for f in findings:
         status: Status = "pass" if f.ok else "fail"
         yield ctx.row(CHECK, f.subject, status, value=f.value, detail=f"{label}: {f.detail}")
     if ctx.options.get("convergence", True):
@@ -211,6 +234,12 @@ def run(ctx: CellContext) -> Iterator[Row]:
             return
         from harness.convergence import convergence_rows  # imports the kernel client
 
+        if project is not None:  # the bundled band was recorded on the default corpus: train
+            try:  # on that, not on the project's text (a project's own band is the branch above)
+                text = load_corpus(None)
+            except CorpusUnavailable as exc:
+                yield ctx.row(CHECK, "convergence", "error", detail=f"corpus unavailable: {exc}")
+                return
         yield from convergence_rows(ctx, text)
 
 

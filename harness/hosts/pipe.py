@@ -364,7 +364,7 @@ class PipeInstance(Instance):
 
     def probe_ns(self, kind: str, samples: int, reps: int) -> tuple[float, ...]:
         """:meth:`base.Instance.probe_ns` inside the worker (a JS worker; a Python one answers
-        ``unexpected opcode PROBE``)."""
+        that it runs no JS workers)."""
         header = {"kind": kind, "samples": samples, "reps": reps}
         reply = self._request(Op.PROBE, header, b"", self.timeouts.time_s, f"probe {kind}")
         count = len(reply.blob) // 8

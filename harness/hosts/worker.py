@@ -68,6 +68,7 @@ class Worker:
             Op.TIME: self.time,
             Op.NOOP: lambda _frame: ({}, b""),
             Op.UNLOAD: self.unload,
+            Op.PROBE: self.probe,
         }
 
     def loader(self, artifact: Artifact) -> _Loader:
@@ -137,6 +138,15 @@ class Worker:
             "clock": result.clock,
         }
         return header, struct.pack(f"<{len(result.sample_ns)}d", *result.sample_ns)
+
+    def probe(self, frame: Frame) -> Reply:
+        """A JS host's own-cost probe: a Python engine has no JS workers to time, so it says so
+        (the library's pool is timed by the library: the bench's ``pool:wake_join`` rows)."""
+        kind = frame.header.get("kind")
+        raise HostError(
+            f"{self.engine} runs no JS workers: no {kind} round trip to time here "
+            "(a pooled build's wake + join is pool:wake_join, timed inside the library)"
+        )
 
     def unload(self, frame: Frame) -> Reply:
         """Close and drop an instance."""

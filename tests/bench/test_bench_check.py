@@ -111,6 +111,23 @@ def test_host_costs_are_skipped_in_the_native_host_naming_why(rows: list[Row]) -
     assert "does not time its load inside the host" in got["host:load"].detail
 
 
+POOL_COSTS = ("pool:wake_join:threads=2", "pool:wake_join_asleep:threads=2")
+
+
+def test_the_native_pool_wake_join_is_timed_inside_the_library(rows: list[Row]) -> None:
+    """On a one-thread axis the overhead curve still probes the native pool at 2 threads: each
+    pool figure is a measured per-region time from tg_pool_probe_ns (one sample per call, 20
+    regions each), never a skipped row, and its detail says which case it is."""
+    for subject in POOL_COSTS:
+        median = _one(rows, subject=subject, metric="median_ns")
+        assert median.status in {"measured", "noisy"} and median.value > 0
+        samples = [r for r in rows if r.subject == subject and r.metric == "time_ns"]
+        assert len(samples) >= 10 and all(r.value > 0 for r in samples)
+        assert median.detail.startswith("2 threads:")
+    assert "spinning" in _one(rows, subject=POOL_COSTS[0], metric="median_ns").detail
+    assert "asleep" in _one(rows, subject=POOL_COSTS[1], metric="median_ns").detail
+
+
 def test_median_and_ci_come_from_the_raw_samples(rows: list[Row]) -> None:
     """The median row is the median of the recorded samples; the CI brackets it."""
     point = [r for r in rows if r.host == "native" and r.subject == "op:gelu_forward"]
@@ -419,15 +436,15 @@ def test_threads_axis_measures_each_count_and_the_speedup(native: Artifact) -> N
 
 
 def test_threads_axis_on_a_build_without_threads_is_a_skipped_row(tmp_path: Path) -> None:
-    """On a freestanding wasm build tg_set_threads(2) puts 1 in effect: the 2-thread point is a
-    skipped row that says so, and the 1-thread point is still measured."""
+    """On a freestanding wasm build tg_set_threads(2) puts 1 in effect: the 2-thread point and
+    the pool probes are skipped rows that say so, and the 1-thread point is still measured."""
     from harness.engines import load_in_process
 
     if manifest_is_fresh(DEFAULT_OUT):
         wasm = load_manifest(DEFAULT_OUT / MANIFEST)["wasm32"]
     else:
         wasm = build_all(tmp_path)["wasm32"]
-    opts = {**SMALL, "curves": ["ops"], "threads": [1, 2], "reference": False,
+    opts = {**SMALL, "curves": ["ops", "overhead"], "threads": [1, 2], "reference": False,
             "ops": ["gelu_forward"], "sizes": {"gelu_forward": [1024]}}  # fmt: skip
     inst = load_in_process(wasm)
     try:
@@ -437,4 +454,7 @@ def test_threads_axis_on_a_build_without_threads_is_a_skipped_row(tmp_path: Path
         inst.close()
     skipped = _one(rows, subject="op:gelu_forward:threads=2")
     assert skipped.status == "skipped" and "put 1 in effect" in skipped.detail
+    for subject in ("pool:wake_join:threads=2", "pool:wake_join_asleep:threads=2"):
+        pool = _one(rows, subject=subject)  # no pool to time: a skipped row naming why
+        assert pool.status == "skipped" and "put 1 in effect" in pool.detail
     assert _one(rows, subject="op:gelu_forward", metric="median_ns").status != "skipped"

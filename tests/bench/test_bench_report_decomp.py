@@ -104,6 +104,40 @@ def test_wake_join_is_the_per_region_cost_times_the_counted_regions(rows: pd.Dat
     assert node["kernel"] == 1e9 - 10 and node["share:wake+join"] == 0.0
 
 
+def test_the_pools_own_region_cost_prices_the_regions_at_its_thread_count() -> None:
+    """A native pool probed by the library at 2 threads (pool:wake_join:threads=2, 700 ns)
+    prices the 2-thread step's 3 regions; on Chromium it is preferred over the Atomics round
+    trip (5 µs); a count it was not probed at (3 threads) falls back to Atomics, or NaN
+    without JS workers; the note names the source and the asleep figure (not priced)."""
+    native = [
+        *_rows("native", 0.0, None),
+        _median("native", "pool:wake_join:threads=2", 700.0),
+        _median("native", "pool:wake_join_asleep:threads=2", 40_000.0),
+        _median("native", "train_step:threads=3", 30_000.0, "tiny", TINY),
+        _regions("native", "train_step:threads=3", "tiny", TINY, 3.0),
+    ]
+    chromium = [
+        *_rows("chromium", 300.0, 5000.0),
+        _median("chromium", "pool:wake_join:threads=2", 900.0),
+        _median("chromium", "train_step:threads=3", 30_000.0, "tiny", TINY),
+        _regions("chromium", "train_step:threads=3", "tiny", TINY, 3.0),
+    ]
+    d = decomposition(_frame(native + chromium))
+    two = _at(d, "native", "tiny", threads=2)
+    assert two["wake_join_ns"] == 700.0 and two["wake+join"] == 3 * 700.0
+    assert two["kernel"] == 30_000.0 - 10 - 3 * 700.0
+    assert _at(d, "chromium", "tiny", threads=2)["wake+join"] == 3 * 900.0
+    assert _at(d, "chromium", "tiny", threads=3)["wake+join"] == 3 * 5000.0
+    assert math.isnan(_at(d, "native", "tiny", threads=3)["wake+join"])
+    panel = d[(d["host"] == "native") & (d["threads"] == 2)]
+    assert (
+        wake_join_note(panel) == "regions/step tiny 3, × 0.7 µs wake+join (the pool, timed in "
+        "the library; 40.0 µs with the workers asleep)"
+    )
+    panel = d[(d["host"] == "chromium") & (d["threads"] == 3)]
+    assert wake_join_note(panel).endswith("× 5.0 µs wake+join (one Atomics round trip)")
+
+
 def test_a_run_without_region_counts_leaves_the_wake_join_unknown() -> None:
     """Rows from before tg_parallel_regions: the regions are NaN (unknown), the wake + join is
     not in the shares, and the note says the regions were not counted."""

@@ -22,6 +22,7 @@ from harness.hosts.base import (
     CorruptArtifact,
     Host,
     HostCrashed,
+    HostError,
     HostTimeout,
     IncompatibleArtifact,
     Instance,
@@ -100,6 +101,21 @@ def test_load_and_call_every_kind(host: Host, artifacts: dict[str, Artifact]) ->
             assert inst.call("tg_model_num_params", p) == p + 1  # ptr in, ptr out
         finally:
             inst.close()
+
+
+@pytest.mark.parametrize("host", ["native", "wasmtime"], indirect=True)
+def test_a_python_host_refuses_a_js_probe_in_words(
+    host: Host, artifacts: dict[str, Artifact]
+) -> None:
+    """The native and wasmtime hosts have no JS workers: a host-cost probe is a HostError that
+    says so and points at the pool's own figure, and the instance stays usable."""
+    inst = host.load(artifacts[_widths(host)[0]])
+    try:
+        with pytest.raises(HostError, match="runs no JS workers: no atomics round trip"):
+            inst.probe_ns("atomics", 2, 2)
+        assert inst.call("tg_abi_version") == ABI_VERSION
+    finally:
+        inst.close()
 
 
 @pytest.mark.parametrize("host", ALL_HOSTS, indirect=True)

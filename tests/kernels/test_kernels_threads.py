@@ -228,14 +228,37 @@ def test_pool_grows_and_shrinks(native: Instance) -> None:
         assert (regions > 0) == (n > 1), f"{n} threads: {regions} region(s)"
 
 
+@pytest.mark.parametrize("asleep", [0, 1])
+@pytest.mark.parametrize("n", [2, 3])
+def test_pool_probe_times_regions_that_really_ran_on_the_pool(
+    native: Instance, n: int, asleep: int
+) -> None:
+    """tg_pool_probe_ns at n threads returns a time (ns per region, positive) and has run its
+    regions on the pool: tg_parallel_regions grows by them (one more when back to back: the
+    untimed region that wakes the workers first). At 1 thread, and for regions < 1, it is -1."""
+    _threads(native, n)
+    regions = 5
+    ns, ran = _counted(native, lambda: native.call("tg_pool_probe_ns", regions, asleep))
+    assert isinstance(ns, int) and ns > 0
+    assert ran == regions + (0 if asleep else 1)
+    assert native.call("tg_pool_probe_ns", 0, asleep) == -1
+    _threads(native, 1)
+    assert _counted(native, lambda: native.call("tg_pool_probe_ns", regions, asleep)) == (-1, 0)
+
+
 @pytest.mark.parametrize("name", ["wasm32", "wasm64"])
 def test_freestanding_wasm_reports_one_thread(built: dict[str, Artifact], name: str) -> None:
-    """The freestanding wasm builds have no threads: any valid request is 1 in effect, a bad one
-    is still -1, and a matmul above the split threshold runs no parallel region."""
+    """The freestanding wasm builds have no threads: any valid request is 1 in effect and
+    allocates nothing, a bad one is still -1, and a matmul above the split threshold runs no
+    parallel region."""
     inst = load_in_process(built[name])
     try:
         assert inst.call("tg_get_threads") == 1
+        before = inst.alloc(16)
         assert inst.call("tg_set_threads", 4) == 1
+        # and reserves no pack buffers for workers that never exist: the heap is untouched
+        # (a worker's pair is 917,504 bytes on wasm; the next 16 bytes come right after the last)
+        assert 0 < inst.alloc(16) - before <= 64
         assert inst.call("tg_set_threads", 0) == -1
         assert inst.call("tg_get_threads") == 1
         rng = np.random.default_rng(2)
@@ -244,6 +267,7 @@ def test_freestanding_wasm_reports_one_thread(built: dict[str, Artifact], name: 
             inst, lambda: k.matmul_forward(_r(rng, 131, 200), _r(rng, 97, 200), None)
         )
         assert regions == 0
+        assert inst.call("tg_pool_probe_ns", 10, 0) == -1  # no pool to time
     finally:
         inst.close()
 
@@ -262,6 +286,8 @@ def test_a_pool_that_never_splits_fails_the_split_assertion(tmp_path: Path) -> N
         assert got.regions == {n: 0 for n in COUNTS}
         with pytest.raises(AssertionError, match="2 threads in effect, yet no region ran"):
             _assert_split(got.regions)
+        _threads(inst, 2)  # its pool probe refuses to time regions the workers never joined
+        assert inst.call("tg_pool_probe_ns", 10, 0) == -2
     finally:
         inst.call("tg_set_threads", 1)
         inst.close()

@@ -8,6 +8,7 @@ browser did; the band must catch it, here for the project's own band and trainer
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -463,3 +464,73 @@ def test_each_cell_is_judged_by_its_presets_band(
     assert _run(tmp_path / "both", project, matrix=matrix) == 0
     conv = convergence(tmp_path / "both")
     assert conv["mini"].status == "pass" and "mini/reference" in conv["mini"].detail
+
+
+def _corpus_project(root: Path, low: int) -> Path:
+    """A project training on its own 3,000-byte file corpus, whose contract wants ``low``+."""
+    root.mkdir(parents=True)
+    (root / "data.txt").write_text("To be, or not to be.\n" * 150)  # 3,150 bytes
+    (root / "harness.toml").write_text(
+        f'[project]\nname = "own-corpus"\n\n[corpus]\nbytes = [{low}, 10_000]\nsha256 = "any"\n\n'
+        '[[corpus.source]]\nkind = "file"\npath = "data.txt"\n'
+    )
+    return root
+
+
+@needs_build
+@pytest.mark.parametrize(("low", "code", "status"), [(1_000, 0, "pass"), (5_000, 1, "fail")])
+def test_a_project_runs_corpus_cells_judge_its_own_corpus_by_its_contract(
+    tmp_path: Path, low: int, code: int, status: str
+) -> None:
+    """run --project: the host cell's corpus rows judge the corpus the project trains on (its
+    file source) by the profile's contract, naming the file, not the default corpus by the
+    default identity; a contract the file does not meet fails the run."""
+    project = _corpus_project(tmp_path / "p", low)
+    extra = "[check.corpus]\nconvergence = false\n"
+    assert _run(tmp_path / "r", project, extra=extra) == code
+    rows = read_rows(tmp_path / "r" / f"run-native-{len(extra)}" / RESULTS_FILE)
+    corpus = {r.subject: r for r in rows if r.check == "corpus"}
+    assert set(corpus) == {"contract:bytes"}
+    got = corpus["contract:bytes"]
+    assert got.status == status and got.value == 3150.0
+    assert got.detail.startswith("the project's corpus data.txt: ")
+    meta = json.loads((tmp_path / "r" / f"run-native-{len(extra)}" / "run.json").read_text())
+    want = hashlib.sha256((project / "data.txt").read_bytes()).hexdigest()
+    assert meta["corpus_sha256"] == want  # run.json names the corpus the cells judged
+
+
+@needs_build
+def test_without_a_band_the_bundled_band_still_trains_on_the_default_corpus(
+    tmp_path: Path,
+) -> None:
+    """A project with its own (3 KB, one repeated line) corpus but no band: its corpus rows
+    judge that file, while convergence is the bundled band's, recorded on the default corpus, so
+    the kernel trains on the default corpus (on the file its loss would fall far below the
+    band) and passes."""
+    project = _corpus_project(tmp_path / "p", 1_000)
+    assert _run(tmp_path / "r", project) == 0
+    rows = read_rows(tmp_path / "r" / "run-native-0" / RESULTS_FILE)
+    got = {r.subject: r for r in rows if r.check == "corpus" and r.metric != "loss"}
+    assert got["contract:bytes"].detail.startswith("the project's corpus data.txt: ")
+    assert got["convergence"].status == "pass"
+
+
+@needs_build
+def test_a_project_without_a_corpus_contract_keeps_the_matrix_corpus_rows(tmp_path: Path) -> None:
+    """A profile that trains on its own file ([convergence] corpus) but states no [corpus]
+    contract is not judged by our identity: its cells keep the default corpus's rows (pass)."""
+    project = _project(tmp_path / "p", 'corpus = "data.txt"\n')
+    (project / "data.txt").write_text("To be, or not to be.\n" * 150)
+    extra = "[check.corpus]\nconvergence = false\n"
+    assert _run(tmp_path / "r", project, extra=extra) == 0
+    rows = read_rows(tmp_path / "r" / f"run-native-{len(extra)}" / RESULTS_FILE)
+    corpus = {r.subject: r for r in rows if r.check == "corpus"}
+    assert set(corpus) == {
+        "identity:sha256",
+        "identity:bytes",
+        "identity:charset",
+        "identity:lines",
+    }
+    assert all(
+        r.status == "pass" and r.detail.startswith("default corpus: ") for r in corpus.values()
+    )
