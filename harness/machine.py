@@ -2,8 +2,15 @@
 
 Speed numbers only compare within one machine, so ``run.json`` records this fingerprint and the
 compare gate matches runs by :func:`fingerprint_id`. The id hashes only the fields that do not
-change under routine updates (CPU model, core count, memory, OS family, architecture); the kernel
-and Python versions are recorded but left out, so a security patch does not orphan history.
+change under routine updates (CPU model, signature and instruction sets, core count, memory, OS
+family, architecture); the kernel and Python versions are recorded but left out, so a security
+patch does not orphan history.
+
+A cloud VM's model name can be generic ("AMD EPYC"): two VMs of that one name and one id ran
+the same train step 2x apart, and the speedups over numpy moved by up to 38 % (docs/measured.md,
+"One name, two machines"). So the id also hashes the CPU's signature (vendor, family, model,
+stepping) and the instruction set extensions the guest is given: what a compiled kernel, a JIT
+or a BLAS dispatches on.
 """
 
 from __future__ import annotations
@@ -16,7 +23,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-STABLE_FIELDS = ("cpu_model", "cpu_count", "memory_gib", "os", "arch")
+STABLE_FIELDS = (
+    "cpu_model",
+    "cpu_signature",
+    "cpu_isa",
+    "cpu_count",
+    "memory_gib",
+    "os",
+    "arch",
+)
+
+# /proc/cpuinfo fields of the first processor that name the silicon: x86, then Arm's.
+_SIGNATURE_KEYS = (
+    ("vendor_id", "cpu family", "model", "stepping"),
+    ("CPU implementer", "CPU architecture", "CPU variant", "CPU part", "CPU revision"),
+)
+# x86 flags that are instruction set extensions a compiler or a BLAS dispatches on. The rest of
+# the flags line is left out on purpose: mitigation and hypervisor flags (md_clear, ibpb,
+# hypervisor, ...) come and go with kernel and microcode updates on the same silicon.
+_X86_ISA_PREFIXES = (
+    "sse", "ssse3", "avx", "fma", "f16c", "bmi", "adx", "popcnt", "movbe", "aes", "vaes",
+    "pclmulqdq", "vpclmulqdq", "gfni", "sha_ni", "amx", "xop", "lzcnt", "abm",
+)  # fmt: skip
 
 
 def _cpu_model() -> str:
@@ -27,6 +55,39 @@ def _cpu_model() -> str:
     except OSError:
         pass  # not Linux
     return platform.processor() or platform.machine() or "unknown"
+
+
+def _cpuinfo_first() -> dict[str, str]:
+    """``key: value`` pairs of /proc/cpuinfo's first processor ({} where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}  # not Linux
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_signature(cpuinfo: dict[str, str]) -> str:
+    """The silicon's identity from /proc/cpuinfo: ``AuthenticAMD 25/17/1`` (vendor family/model/
+    stepping) on x86, ``0x41 8/0x0/0xd0c/1`` on Arm; '' where neither is there."""
+    for keys in _SIGNATURE_KEYS:
+        values = [cpuinfo.get(k, "") for k in keys]
+        if any(values):
+            return f"{values[0]} {'/'.join(values[1:])}".strip()
+    return ""
+
+
+def cpu_isa(cpuinfo: dict[str, str]) -> str:
+    """The instruction set extensions the guest is given, sorted: on x86 the flags that name one
+    (:data:`_X86_ISA_PREFIXES`), on Arm every ``Features`` entry (each is one)."""
+    if "flags" in cpuinfo:
+        flags = cpuinfo["flags"].split()
+        return " ".join(sorted(f for f in set(flags) if f.startswith(_X86_ISA_PREFIXES)))
+    return " ".join(sorted(set(cpuinfo.get("Features", "").split())))
 
 
 def _memory_bytes() -> int:
@@ -56,8 +117,11 @@ def _usable_cores() -> int:
 def fingerprint() -> dict[str, Any]:
     """Return this machine's description, including its ``fingerprint_id``."""
     memory = _memory_bytes()
+    cpuinfo = _cpuinfo_first()
     info: dict[str, Any] = {
         "cpu_model": _cpu_model(),
+        "cpu_signature": cpu_signature(cpuinfo),
+        "cpu_isa": cpu_isa(cpuinfo),
         "cpu_count": os.cpu_count() or 0,
         "usable_cores": _usable_cores(),  # the process's affinity, what a run can really use
         "memory_bytes": memory,
