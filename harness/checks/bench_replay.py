@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from harness.checks.bench import BenchOptions
+from harness.checks.bench import THREADS_SUFFIX, BenchOptions
+from harness.checks.bench_hostcost import POOL_EXPORT, POOL_PROBES, POOL_REGIONS
 from harness.checks.bench_workloads import (
     OPS,
     ModelHandle,
@@ -23,7 +24,7 @@ from harness.checks.bench_workloads import (
     noop_call,
     train_step,
 )
-from harness.hosts.base import Instance, TimingResult
+from harness.hosts.base import ABIError, Instance, MissingExport, TimingResult
 from harness.timing import Sampler, perf_counter_resolution_ns
 from reference.presets import ModelConfig
 from reference.train import train_context_length
@@ -36,6 +37,7 @@ class Prepared:
     workload: Workload
     model: ModelHandle | None = None
     across_bridge: bool = False  # time Python<->host round trips, not a loop inside the host
+    threads_after: int | None = None  # the thread count to put back on release (pool probes)
 
     def sampler(self, instance: Instance) -> Sampler:
         """The sampler that times this workload in ``instance``."""
@@ -46,6 +48,8 @@ class Prepared:
         self.workload.release(instance)
         if self.model is not None:
             self.model.release(instance)
+        if self.threads_after is not None:
+            instance.call("tg_set_threads", self.threads_after)
 
 
 Replay = Callable[[Instance], Prepared]
@@ -86,6 +90,26 @@ def _with_model(cfg: ModelConfig, make: Callable[[Instance, ModelHandle], Worklo
     return prepare
 
 
+def _pool_probe(asleep: int, threads: int) -> Replay:
+    """``tg_pool_probe_ns(POOL_REGIONS, asleep)`` at ``threads`` threads, timed as whole calls in
+    a loop inside the host: each call is POOL_REGIONS regions plus the probe's own clock reads,
+    the same in both builds, so the paired ratio is the pool's. Unpaired, two runs' figures of
+    this probe differed 2x in an A/A compare (154 against 316 ns, p = 0.0003), hence the pairing."""
+
+    def prepare(instance: Instance) -> Prepared:
+        if POOL_EXPORT not in instance.artifact.exports():
+            raise MissingExport(f"{instance.artifact.name} has no {POOL_EXPORT} export (ABI 5)")
+        before = instance.call("tg_get_threads")
+        got = instance.call("tg_set_threads", threads)
+        if got != threads or not isinstance(before, int):
+            instance.call("tg_set_threads", before if isinstance(before, int) else 1)
+            raise ABIError(f"tg_set_threads({threads}) put {got} in effect: no pool of {threads}")
+        work = Workload(POOL_EXPORT, (POOL_REGIONS, asleep), 0.0, "none", "", ())
+        return Prepared(work, threads_after=before)
+
+    return prepare
+
+
 def replay_for(subject: str, x: str, cfg: ModelConfig, opts: BenchOptions) -> Replay | str:
     """The recipe for measurement ``subject`` at ``x`` in a cell of preset ``cfg``, or why not."""
     kind, _, arg = subject.partition(":")
@@ -106,4 +130,8 @@ def replay_for(subject: str, x: str, cfg: ModelConfig, opts: BenchOptions) -> Re
         return _with_model(cfg, lambda i, m: generate(i, m, cfg, context, new, kv))
     if subject == "bridge:noop":
         return lambda instance: Prepared(noop_call(), across_bridge=True)
+    probe, _, threads = subject.partition(THREADS_SUFFIX)
+    for name, asleep, _what in POOL_PROBES:
+        if probe == name and threads.isdigit():
+            return _pool_probe(asleep, int(threads))
     return f"no replay recipe for bench subject {subject!r}"

@@ -112,13 +112,14 @@ SUBJECTS = [
     ("op:residual_forward", "1024"), ("op:layernorm_forward", "16"),
     ("op:attention_forward", "16"), ("host:noop_call", ""), ("bridge:noop", ""),
     ("train_step", "1234"), ("generate:kv", "8"), ("generate:nokv", "8"), ("ttft:kv", "8"),
-    ("ttft:nokv", "8"),
+    ("ttft:nokv", "8"), ("pool:wake_join:threads=2", ""), ("pool:wake_join_asleep:threads=2", ""),
 ]  # fmt: skip
 
 
 @pytest.mark.slow
 def test_every_bench_measurement_replays_and_times(tmp_path: Path) -> None:
-    """Each subject the bench check times has a recipe that places, times and frees its work."""
+    """Each subject the bench check times has a recipe that places, times and frees its work,
+    and leaves the thread count as it found it."""
     instance = load_instance("native", tmp_path / "build")
     try:
         opts, cfg = BenchOptions(new_tokens=3), get_preset("tiny")
@@ -129,6 +130,7 @@ def test_every_bench_measurement_replays_and_times(tmp_path: Path) -> None:
             result = prepared.sampler(instance)(2, 2, 0)
             assert len(result.sample_ns) == 2 and min(result.sample_ns) > 0, subject
             prepared.release(instance)
+            assert instance.call("tg_get_threads") == 1, subject  # a pool probe puts it back
         assert isinstance(replay_for("op:nope", "4", cfg, opts), str)
         assert "no replay recipe" in str(replay_for("roofline:sgemm", "32", cfg, opts))
     finally:
