@@ -36,6 +36,9 @@ class TimingPolicy:
     resolution_factor: float = 100.0  # a sample lasts at least this many clock resolutions
     min_sample_ns: float = 200_000.0  # and at least this long, so scheduler jitter stays small
     max_inner_reps: int = 1 << 20  # upper bound for calibration (a no-op call is ~1 ns natively)
+    # calibration starts here: for a subject whose first calls of a loop are not its steady
+    # state (the pool's back-to-back regions, bench_hostcost.py), a sample never holds fewer
+    min_inner_reps: int = 1
     noise_band: float = 0.10  # "noisy" when the CI reaches beyond +-10% of the median
     bootstrap_resamples: int = 2000
     seed: int = 0  # bootstrap RNG seed: the same samples always give the same CI
@@ -54,6 +57,11 @@ class TimingPolicy:
             raise ValueError(
                 f"TimingPolicy.max_samples={self.max_samples} is below "
                 f"min_samples={self.min_samples}"
+            )
+        if not 1 <= self.min_inner_reps <= self.max_inner_reps:
+            raise ValueError(
+                f"TimingPolicy.min_inner_reps={self.min_inner_reps} must be between 1 and "
+                f"max_inner_reps={self.max_inner_reps}"
             )
         if self.warmup < 0 or self.resolution_factor <= 0 or self.noise_band <= 0:
             raise ValueError(f"TimingPolicy has a negative or zero field: {self}")
@@ -213,7 +221,7 @@ class Calibration:
 def calibration(sampler: Sampler, policy: TimingPolicy) -> Calibration:
     """Calibrate ``sampler`` so a sample spans the target time (see :func:`calibrate`)."""
     start = time.perf_counter()
-    reps = 1
+    reps = policy.min_inner_reps
     for attempt in range(8):
         probe = sampler(reps, 1, policy.warmup if attempt == 0 else 0)
         target = policy.target_sample_ns(probe.clock_resolution_ns)
@@ -233,8 +241,8 @@ def calibration(sampler: Sampler, policy: TimingPolicy) -> Calibration:
 def calibrate(sampler: Sampler, policy: TimingPolicy) -> tuple[int, float, str]:
     """Return ``(inner_reps, clock_resolution_ns, clock)`` so a sample spans the target time.
 
-    Starts at one call per sample and scales up from what a single probe sample took; the first
-    probe also serves as warmup.
+    Starts at ``policy.min_inner_reps`` calls per sample (one by default) and scales up from
+    what a single probe sample took; the first probe also serves as warmup.
     """
     c = calibration(sampler, policy)
     return c.inner_reps, c.clock_resolution_ns, c.clock

@@ -583,7 +583,7 @@ def _overhead_curve(
     yield from measurement_rows(
         stamp, "bridge:noop", bridge, detail="Python<->host no-op round trip"
     )
-    yield from _host_cost_rows(instance, stamp, opts)
+    yield from _host_cost_rows(instance, stamp, opts, budget)
     if not points:
         yield stamp.row(
             "overhead:call",
@@ -611,12 +611,14 @@ def _overhead_curve(
             )
 
 
-def _host_cost_rows(instance: Instance, stamp: Stamp, opts: BenchOptions) -> Iterator[Row]:
+def _host_cost_rows(
+    instance: Instance, stamp: Stamp, opts: BenchOptions, budget: Budget
+) -> Iterator[Row]:
     """``host:wake_join``, ``host:postmessage`` (per round trip), the library pool's
     ``pool:wake_join[_asleep]:threads=<n>`` (per region) and ``host:load`` (once), each measured
     inside the host, or a ``skipped`` row saying why not (bench_hostcost.py)."""
     for subject, kind, what in hostcost.PROBES:
-        m = hostcost.probe(instance, kind, max(opts.min_samples, 10), opts.noise_band)
+        m = hostcost.probe(instance, kind, opts.policy(budget.for_measurement()))
         if isinstance(m, str):
             yield stamp.row(subject, "skipped", detail=m)
         else:
@@ -624,9 +626,8 @@ def _host_cost_rows(instance: Instance, stamp: Stamp, opts: BenchOptions) -> Ite
     for threads in hostcost.pool_thread_counts(opts.threads, instance.artifact.thread_limit()):
         for subject, asleep, what in hostcost.POOL_PROBES:
             name = _thread_subject(subject, threads)
-            m = hostcost.pool_probe(
-                instance, threads, asleep, max(opts.min_samples, 10), opts.noise_band
-            )
+            policy = opts.policy(budget.for_measurement())
+            m = hostcost.pool_probe(instance, threads, asleep, policy)
             if isinstance(m, str):
                 yield stamp.row(name, "skipped", detail=m)
             else:

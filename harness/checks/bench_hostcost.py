@@ -17,10 +17,10 @@ emscripten ``-pthread``); a build without a pool gets a reason.
 
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 
-from harness.hosts.base import HostError, Instance
-from harness.timing import Measurement, summarize
+from harness.hosts.base import HostError, Instance, TimingResult
+from harness.timing import Measurement, TimingPolicy, measure
 
 # subject, probe kind, what one round trip is
 PROBES: tuple[tuple[str, str, str], ...] = (
@@ -28,19 +28,37 @@ PROBES: tuple[tuple[str, str, str], ...] = (
      "notifies back: what a pthread build pays per parallel region on a sleeping pool worker"),
     ("host:postmessage", "postmessage", "postMessage to a helper worker and its echo back"),
 )  # fmt: skip
-PROBE_REPS = 20  # round trips per sample: one is ~5 us, the browser clock ticks at 5 us
 LOAD_SUBJECT = "host:load"
+# A host cost is a wake or a message: one scheduler event, whose cost varies from event to event
+# far more than a kernel call does. Samples of the protocol's 0.2 ms (4-13 round trips) had a cv
+# of 0.07-0.94 and left the median's CI at +-7 to +-20 % (even +-74 % at 1 ms); samples of 5 ms
+# (140-265 round trips or regions) had a cv of 0.02-0.13 and a CI of +-2 to +-8 %, for 0.2 s of
+# wall per JS figure and ~3 s per asleep pool figure (node24 wasm32 and native, 2026-12-05,
+# docs/threads.md "How a host cost is sampled"). So a host-cost sample lasts at least this long.
+SAMPLE_NS = 5e6
 
 
-def probe(instance: Instance, kind: str, samples: int, noise_band: float) -> Measurement | str:
-    """``samples`` means of :data:`PROBE_REPS` round trips of probe ``kind``, or why not."""
+def _host_cost_policy(policy: TimingPolicy, min_inner_reps: int = 1) -> TimingPolicy:
+    """``policy`` with samples of at least :data:`SAMPLE_NS` and ``min_inner_reps`` calls."""
+    return replace(
+        policy,
+        min_sample_ns=max(policy.min_sample_ns, SAMPLE_NS),
+        min_inner_reps=max(policy.min_inner_reps, min_inner_reps),
+    )
+
+
+def probe(instance: Instance, kind: str, policy: TimingPolicy) -> Measurement | str:
+    """Probe ``kind``'s round trip, timed inside the host by the timing protocol (round trips
+    per sample calibrated to :data:`SAMPLE_NS`, samples added while the CI is wide), or why
+    not."""
+
+    def sample(reps: int, samples: int, warmup: int) -> TimingResult:
+        return instance.time_probe(kind, reps, samples, warmup)
+
     try:
-        trips = instance.probe_ns(kind, samples, PROBE_REPS)
+        return measure(sample, _host_cost_policy(policy))
     except HostError as exc:
         return f"not measured: {exc}"
-    s = summarize(trips)
-    return Measurement(tuple(trips), PROBE_REPS, "performance.now inside the host", 0.0, s,
-                       s.is_noisy(noise_band), 0.0)  # fmt: skip
 
 
 def load_ns(instance: Instance) -> float | str:
@@ -60,10 +78,17 @@ POOL_PROBES: tuple[tuple[str, int, str], ...] = (
     ("pool:wake_join_asleep", 1, "one empty parallel region ~1 ms after the last, past the "
      "workers' spin: they are asleep on the condition variable (the first kernel after a pause)"),
 )  # fmt: skip
-# regions per sample: 20 back-to-back native regions span ~12 us (0.6 us each, docs/threads.md)
+# regions per probe call where a fixed count is wanted (the paired gate's replay, bench_replay.py)
 POOL_REGIONS = 20
-# Under emscripten clock_gettime is performance.now (Chromium steps it by microseconds), so the
-# clock's resolution is the host's, not known here: 0.0, as for the JS probes above.
+# The back-to-back figure's calibration starts at this many regions per call. Each call first
+# runs one untimed region that wakes the workers, yet its next regions can still cost a whole
+# wake: native, 2 threads, calls of 1 to 50 regions measured ~104 us per region and one of 200
+# 287 ns, with another process busy on the other vCPU (quiet, a calibration that started at one
+# region settled on 3 regions of 105 us each; 2026-12-05). A few regions are another subject,
+# so a sample never holds fewer than this; SAMPLE_NS then takes it to thousands.
+POOL_MIN_REGIONS = 200
+# Under emscripten clock_gettime is performance.now (Chromium steps it by microseconds): the
+# library cannot know its resolution, so it is given as 0.0; a 5 ms sample spans 1000 steps.
 POOL_CLOCK = "clock_gettime(CLOCK_MONOTONIC) inside the library"
 # what tg_pool_probe_ns's negative answers mean (tinygpt.h)
 _POOL_REFUSALS = {-1: "no pool in effect", -2: "a pool worker did not take part in a region"}
@@ -77,31 +102,42 @@ def pool_thread_counts(axis: tuple[int, ...], limit: int) -> tuple[int, ...]:
 
 
 def pool_probe(
-    instance: Instance, threads: int, asleep: int, samples: int, noise_band: float
+    instance: Instance, threads: int, asleep: int, policy: TimingPolicy
 ) -> Measurement | str:
-    """``samples`` means of :data:`POOL_REGIONS` empty regions of the artifact's pool at
-    ``threads`` threads, timed inside the library, or why not. The thread count in effect is put
-    back afterwards."""
+    """Empty regions of the artifact's pool at ``threads`` threads, timed inside the library
+    (``tg_pool_probe_ns``) by the timing protocol, or why not. A sample is one probe call of
+    ``inner_reps`` regions, calibrated to :data:`SAMPLE_NS` (and at least
+    :data:`POOL_MIN_REGIONS` back to back); the thread count in effect is put back
+    afterwards."""
     if POOL_EXPORT not in instance.artifact.exports():
         return f"not measured: {instance.artifact.name} has no {POOL_EXPORT} export (ABI 5)"
     before = instance.call("tg_get_threads")
     if not isinstance(before, int):
         return f"not measured: tg_get_threads() returned {before!r}, not a count"
-    t0 = time.perf_counter()
+
+    def one(regions: int) -> float:
+        v = instance.call(POOL_EXPORT, regions, asleep)
+        if not isinstance(v, int) or v < 0:
+            why = _POOL_REFUSALS.get(v if isinstance(v, int) else 0, "not a time")
+            raise _Refused(f"not measured: {POOL_EXPORT} returned {v}: {why}")
+        return float(v)
+
+    def sample(reps: int, samples: int, warmup: int) -> TimingResult:
+        if warmup:
+            one(min(warmup, reps))
+        return TimingResult(tuple(one(reps) for _ in range(samples)), reps, 0.0, POOL_CLOCK)
+
     try:
         got = instance.call("tg_set_threads", threads)
         if got != threads:
             return (f"not measured: tg_set_threads({threads}) put {got} in effect: "
                     f"{instance.artifact.name} has no pool of {threads}")  # fmt: skip
-        out: list[float] = []
-        for _ in range(samples):
-            v = instance.call(POOL_EXPORT, POOL_REGIONS, asleep)
-            if not isinstance(v, int) or v < 0:
-                why = _POOL_REFUSALS.get(v if isinstance(v, int) else 0, "not a time")
-                return f"not measured: {POOL_EXPORT} returned {v}: {why}"
-            out.append(float(v))
+        return measure(sample, _host_cost_policy(policy, 1 if asleep else POOL_MIN_REGIONS))
+    except _Refused as exc:
+        return str(exc)
     finally:
         instance.call("tg_set_threads", before)
-    s = summarize(out)
-    return Measurement(tuple(out), POOL_REGIONS, POOL_CLOCK, 0.0, s, s.is_noisy(noise_band),
-                       time.perf_counter() - t0)  # fmt: skip
+
+
+class _Refused(Exception):
+    """The pool probe answered with a refusal, not a time (its message is the row's reason)."""

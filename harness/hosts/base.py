@@ -150,11 +150,12 @@ class Instance(abc.ABC):
     def close(self) -> None:
         """Release the instance (its memory, its page or its worker)."""
 
-    def probe_ns(self, kind: str, samples: int, reps: int) -> tuple[float, ...]:
-        """``samples`` means of ``reps`` round trips (ns) of a host-cost probe, timed inside the
-        host: ``atomics`` (an Atomics.wait/notify wake and join with a helper worker) or
-        ``postmessage`` (a message to that worker and back). Hosts without JS workers raise
-        HostError saying so."""
+    def time_probe(self, kind: str, inner_reps: int, samples: int, warmup: int) -> TimingResult:
+        """Time ``samples`` means of ``inner_reps`` round trips of a host-cost probe inside the
+        host, after ``warmup`` untimed ones (at least 3): ``atomics`` (an Atomics.wait/notify
+        wake and join with a helper worker) or ``postmessage`` (a message to that worker and
+        back). The counterpart of :meth:`time_calls`, so the timing protocol calibrates and
+        extends it like any figure. Hosts without JS workers raise HostError saying so."""
         raise HostError(f"{type(self).__name__} has no JS workers: no {kind} round trip to time")
 
     def alloc(self, nbytes: int) -> int:

@@ -167,16 +167,25 @@ class ChromiumInstance(base.Instance):
             clock=str(h["clock"]),
         )
 
-    def probe_ns(self, kind: str, samples: int, reps: int) -> tuple[float, ...]:
-        """:meth:`base.Instance.probe_ns` in the page's worker (its helper is a nested Worker)."""
-        header = {"kind": kind, "samples": samples, "reps": reps}
+    def time_probe(
+        self, kind: str, inner_reps: int, samples: int, warmup: int
+    ) -> base.TimingResult:
+        """:meth:`base.Instance.time_probe` in the page's worker (its helper is a nested
+        Worker)."""
+        header = {"kind": kind, "samples": samples, "reps": inner_reps, "warmup": warmup}
         reply = self._ask("probe", header, timeout_s=self.host.timeouts.time_s)
         raw = base64.b64decode(reply["b64"])
         if len(raw) != 8 * samples:
             raise HostError(
                 f"chromium: probe {kind}: asked for {samples} samples, got {len(raw) // 8}"
             )
-        return struct.unpack(f"<{samples}d", raw)
+        h = reply["header"]
+        return base.TimingResult(
+            sample_ns=struct.unpack(f"<{samples}d", raw),
+            inner_reps=inner_reps,
+            clock_resolution_ns=float(h["clock_resolution_ns"]),
+            clock=str(h["clock"]),
+        )
 
     def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
         """Wall-clock ns of ``n`` no-op round trips Python -> CDP -> page -> worker and back."""

@@ -362,15 +362,22 @@ class PipeInstance(Instance):
             clock=str(reply.header["clock"]),
         )
 
-    def probe_ns(self, kind: str, samples: int, reps: int) -> tuple[float, ...]:
-        """:meth:`base.Instance.probe_ns` inside the worker (a JS worker; a Python one answers
+    def time_probe(
+        self, kind: str, inner_reps: int, samples: int, warmup: int
+    ) -> base.TimingResult:
+        """:meth:`base.Instance.time_probe` inside the worker (a JS worker; a Python one answers
         that it runs no JS workers)."""
-        header = {"kind": kind, "samples": samples, "reps": reps}
+        header = {"kind": kind, "samples": samples, "reps": inner_reps, "warmup": warmup}
         reply = self._request(Op.PROBE, header, b"", self.timeouts.time_s, f"probe {kind}")
         count = len(reply.blob) // 8
         if count != samples:
             raise HostError(f"probe {kind}: asked for {samples} samples, got {count}")
-        return struct.unpack(f"<{count}d", reply.blob)
+        return base.TimingResult(
+            sample_ns=struct.unpack(f"<{count}d", reply.blob),
+            inner_reps=inner_reps,
+            clock_resolution_ns=float(reply.header["clock_resolution_ns"]),
+            clock=str(reply.header["clock"]),
+        )
 
     def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
         """Wall-clock ns of ``n`` NOOP round trips through the pipe and the worker's loop."""

@@ -6,7 +6,8 @@
 //   this, once per parallel region (its futexes are Atomics.wait/notify).
 // - 'postmessage': one structured-clone message to the worker and its echo back: what a host
 //   that drives the module across a worker boundary (the Chromium page) pays per request.
-// Each sample is the mean of `reps` round trips timed with performance.now(), in ns.
+// Each sample is the mean of `reps` round trips timed with performance.now(), in ns, after
+// `warmup` untimed ones (at least 3: a fresh helper's first wakes are not the steady state).
 
 import { HarnessError } from './driver.mjs';
 
@@ -52,7 +53,7 @@ async function startWorker() {
   };
 }
 
-async function atomicsSamples(worker, samples, reps) {
+async function atomicsSamples(worker, samples, reps, warmup) {
   if (typeof SharedArrayBuffer !== 'function') {
     throw new HarnessError('HostError', 'no SharedArrayBuffer here (crossOriginIsolated is not true): Atomics.wait/notify cannot be measured');
   }
@@ -66,7 +67,7 @@ async function atomicsSamples(worker, samples, reps) {
     Atomics.notify(a, 0);
     Atomics.wait(a, 0, 1); // until the worker has cleared the flag
   };
-  for (let i = 0; i < 3; i++) once(); // the worker's first wakes: not the steady state
+  for (let i = 0; i < warmup; i++) once();
   for (let s = 0; s < samples; s++) {
     const t0 = performance.now();
     for (let r = 0; r < reps; r++) once();
@@ -78,9 +79,9 @@ async function atomicsSamples(worker, samples, reps) {
   return out;
 }
 
-async function postMessageSamples(worker, samples, reps) {
+async function postMessageSamples(worker, samples, reps, warmup) {
   const out = new Float64Array(samples);
-  for (let i = 0; i < 3; i++) { const p = worker.next(); worker.post(i); await p; }
+  for (let i = 0; i < warmup; i++) { const p = worker.next(); worker.post(i); await p; }
   for (let s = 0; s < samples; s++) {
     const t0 = performance.now();
     for (let r = 0; r < reps; r++) { const p = worker.next(); worker.post(r); await p; }
@@ -89,13 +90,14 @@ async function postMessageSamples(worker, samples, reps) {
   return out;
 }
 
-/** `samples` means of `reps` round trips of probe `kind` ('atomics' | 'postmessage'), in ns. */
-export async function probe(kind, samples, reps) {
+/** `samples` means of `reps` round trips of probe `kind` ('atomics' | 'postmessage'), in ns,
+ * after max(3, `warmup`) untimed round trips. */
+export async function probe(kind, samples, reps, warmup = 0) {
   const measure = { atomics: atomicsSamples, postmessage: postMessageSamples }[kind];
   if (measure === undefined) throw new HarnessError('HostError', `unknown probe ${kind}; known: atomics, postmessage`);
   const worker = await startWorker();
   try {
-    return await measure(worker, samples, reps);
+    return await measure(worker, samples, reps, Math.max(3, warmup | 0));
   } finally {
     worker.stop();
   }

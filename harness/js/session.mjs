@@ -96,9 +96,10 @@ export class Session {
     return { header: reply, blob: new Uint8Array(samples.buffer) }; // float64, little-endian hosts
   }
 
-  /** header.samples means of header.reps round trips of probe header.kind (probe.mjs), in ns. */
+  /** header.samples means of header.reps round trips of probe header.kind (probe.mjs), in ns,
+   * after header.warmup untimed ones; the reply names the clock and its resolution. */
   async probe(header) {
-    const samples = await probe(header.kind, header.samples, header.reps);
+    const samples = await probe(header.kind, header.samples, header.reps, header.warmup || 0);
     const reply = { clock_resolution_ns: this.clockResolution(), clock: 'performance.now' };
     return { header: reply, blob: new Uint8Array(samples.buffer) };
   }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import statistics
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from harness.artifact import Artifact, load_manifest
 from harness.build import DEFAULT_OUT, MANIFEST, build_all, manifest_is_fresh
 from harness.checks import bench, bench_paired
 from harness.checks.base import CellContext
+from harness.checks.bench_hostcost import POOL_MIN_REGIONS
 from harness.checks.bench_workloads import create_model
 from harness.engines.ctypes_engine import CtypesInstance
 from harness.matrix import MatrixError, Names, check_thread_counts, expand_cells, load_matrix
@@ -116,14 +118,18 @@ POOL_COSTS = ("pool:wake_join:threads=2", "pool:wake_join_asleep:threads=2")
 
 def test_the_native_pool_wake_join_is_timed_inside_the_library(rows: list[Row]) -> None:
     """On a one-thread axis the overhead curve still probes the native pool at 2 threads: each
-    pool figure is a measured per-region time from tg_pool_probe_ns (one sample per call, 20
-    regions each), never a skipped row, and its detail says which case it is."""
+    pool figure is a measured per-region time from tg_pool_probe_ns (one sample per call, its
+    regions calibrated by the timing protocol, never fewer than POOL_MIN_REGIONS back to back),
+    never a skipped row, and its detail says which case it is."""
     for subject in POOL_COSTS:
         median = _one(rows, subject=subject, metric="median_ns")
         assert median.status in {"measured", "noisy"} and median.value > 0
         samples = [r for r in rows if r.subject == subject and r.metric == "time_ns"]
-        assert len(samples) >= 10 and all(r.value > 0 for r in samples)
+        assert len(samples) >= SMALL["min_samples"] and all(r.value > 0 for r in samples)
         assert median.detail.startswith("2 threads:")
+    back_to_back = _one(rows, subject=POOL_COSTS[0], metric="median_ns").detail
+    regions = re.search(r"inner_reps=(\d+)", back_to_back)
+    assert regions is not None and int(regions[1]) >= POOL_MIN_REGIONS, back_to_back
     assert "spinning" in _one(rows, subject=POOL_COSTS[0], metric="median_ns").detail
     assert "asleep" in _one(rows, subject=POOL_COSTS[1], metric="median_ns").detail
 

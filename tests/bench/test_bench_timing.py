@@ -93,6 +93,19 @@ def test_calibration_reaches_hundred_resolutions() -> None:
     assert sampler.calls[0] == (1, 1, policy.warmup)  # the first probe warms up
 
 
+def test_calibration_never_goes_below_min_inner_reps() -> None:
+    """A subject whose first calls of a loop are not its steady state (the pool's back-to-back
+    regions) starts calibration at min_inner_reps and never samples fewer, however long its
+    first probe took; a floor outside 1..max_inner_reps is refused."""
+    sampler = ReplaySampler([100_000.0] * 100, resolution_ns=1.0)  # one call already 100 us
+    reps, _, _ = calibrate(sampler, TimingPolicy(min_sample_ns=1000.0, min_inner_reps=20))
+    assert reps == 20 and sampler.calls[0][0] == 20
+    with pytest.raises(ValueError, match="min_inner_reps"):
+        TimingPolicy(min_inner_reps=0)
+    with pytest.raises(ValueError, match="min_inner_reps"):
+        TimingPolicy(min_inner_reps=5, max_inner_reps=4)
+
+
 def test_measure_adds_samples_while_ci_too_wide_then_flags_noisy() -> None:
     """A spread-out series is extended up to max_samples and still ends noisy, none dropped."""
     spread = [1000.0, 1600.0, 700.0, 1300.0, 900.0, 1500.0, 800.0, 1200.0]

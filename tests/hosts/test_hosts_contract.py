@@ -112,7 +112,7 @@ def test_a_python_host_refuses_a_js_probe_in_words(
     inst = host.load(artifacts[_widths(host)[0]])
     try:
         with pytest.raises(HostError, match="runs no JS workers: no atomics round trip"):
-            inst.probe_ns("atomics", 2, 2)
+            inst.time_probe("atomics", 2, 2, 0)
         assert inst.call("tg_abi_version") == ABI_VERSION
     finally:
         inst.close()

@@ -150,13 +150,16 @@ def test_chromium_relaunches_a_dead_browser(artifacts: dict[str, Artifact], fast
 
 
 def _assert_probes(inst: Instance) -> None:
-    """Both probes give the asked number of positive, finite samples; an unknown one is a
-    HostError naming the known ones; the load was timed inside the host."""
+    """Both probes give the asked number of positive, finite samples of the asked round trips,
+    and name their clock and its resolution (what calibration sizes a sample by); an unknown
+    one is a HostError naming the known ones; the load was timed inside the host."""
     for kind in ("atomics", "postmessage"):
-        samples = inst.probe_ns(kind, 4, 3)
-        assert len(samples) == 4 and all(0 < s < 1e9 for s in samples), (kind, samples)
+        got = inst.time_probe(kind, 3, 4, 5)
+        assert len(got.sample_ns) == 4 and all(0 < s < 1e9 for s in got.sample_ns), (kind, got)
+        assert got.inner_reps == 3 and got.clock == "performance.now"
+        assert 0 < got.clock_resolution_ns < 1e6, got
     with pytest.raises(HostError, match="unknown probe bogus; known: atomics, postmessage"):
-        inst.probe_ns("bogus", 2, 2)
+        inst.time_probe("bogus", 2, 2, 0)
     assert inst.load_info["load_ns"] > 0
 
 
@@ -186,7 +189,7 @@ def test_chromium_probes_and_a_page_without_isolation_cannot_wait(
     try:
         inst = bare.load(artifacts["wasm32"])
         with pytest.raises(HostError, match="no SharedArrayBuffer here"):
-            inst.probe_ns("atomics", 2, 2)
-        assert len(inst.probe_ns("postmessage", 2, 2)) == 2
+            inst.time_probe("atomics", 2, 2, 0)
+        assert len(inst.time_probe("postmessage", 2, 2, 0).sample_ns) == 2
     finally:
         bare.close()
