@@ -31,7 +31,7 @@ PROBES: tuple[tuple[str, str, str], ...] = (
 LOAD_SUBJECT = "host:load"
 # A host cost is a wake or a message: one scheduler event, whose cost varies from event to event
 # far more than a kernel call does. Samples of the protocol's 0.2 ms (4-13 round trips) had a cv
-# of 0.07-0.94 and left the median's CI at +-7 to +-20 % (even +-74 % at 1 ms); samples of 5 ms
+# of 0.05-0.94 and left the median's CI at +-3 to +-10 % (+-74 % once at 1 ms); samples of 5 ms
 # (140-265 round trips or regions) had a cv of 0.02-0.13 and a CI of +-2 to +-8 %, for 0.2 s of
 # wall per JS figure and ~3 s per asleep pool figure (node24 wasm32 and native, 2026-12-05,
 # docs/threads.md "How a host cost is sampled"). So a host-cost sample lasts at least this long.
