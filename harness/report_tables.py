@@ -315,7 +315,7 @@ def noisy_table(rows: pd.DataFrame, limit: int = 20) -> Table | None:
     )
     more = len(noisy) - limit
     return Table(
-        "Noisy figures (CI wider than ±10% of the median after the maximum samples)",
+        "Noisy figures (CI still wider than ±10% of the median when sampling stopped)",
         ("cell", "curve", "point", "cv"),
         body,
         f"{more} more in results.csv" if more > 0 else "",

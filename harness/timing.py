@@ -42,7 +42,9 @@ class TimingPolicy:
     noise_band: float = 0.10  # "noisy" when the CI reaches beyond +-10% of the median
     bootstrap_resamples: int = 2000
     seed: int = 0  # bootstrap RNG seed: the same samples always give the same CI
-    budget_s: float = 10.0  # adaptive extension stops once one measurement has taken this long
+    # adaptive extension stops once it has taken this long (counted from the end of the
+    # minimum samples: a figure whose minimum samples are long still gets its extension)
+    budget_s: float = 10.0
     # measure_interleaved: a figure's min_samples come in this many bursts, spread over the
     # set's rounds in a seeded random order (docs/timing.md, "Interleaved figures")
     repetitions: int = 1
@@ -252,10 +254,10 @@ def measure(sampler: Sampler, policy: TimingPolicy = TimingPolicy()) -> Measurem
     """Calibrate, warm up, take ``min_samples``; add samples while the CI is too wide.
 
     Samples are added in batches until the CI is within ``noise_band`` of the median, or
-    ``max_samples`` is reached, or ``budget_s`` has passed; then the figure is flagged noisy if it
-    still is. Every batch starts with untimed calls lasting about ``burst_warmup_ns`` (the host
-    sat idle while the CI was computed). Nothing is discarded: outliers are counted in the
-    summary.
+    ``max_samples`` is reached, or ``budget_s`` has passed since the minimum samples were in
+    (as in :func:`measure_interleaved`); then the figure is flagged noisy if it still is.
+    Every batch starts with untimed calls lasting about ``burst_warmup_ns`` (the host sat idle
+    while the CI was computed). Nothing is discarded: outliers are counted in the summary.
     """
     start = time.perf_counter()
     cal = calibration(sampler, policy)
@@ -264,10 +266,11 @@ def measure(sampler: Sampler, policy: TimingPolicy = TimingPolicy()) -> Measurem
     samples = list(first.sample_ns)
     summary = summarize(samples, policy.bootstrap_resamples, policy.seed)
     batch = max(3, policy.min_samples // 2)
+    extending = time.perf_counter()
     while (
         summary.is_noisy(policy.noise_band)
         and len(samples) < policy.max_samples
-        and time.perf_counter() - start < policy.budget_s
+        and time.perf_counter() - extending < policy.budget_s
     ):
         more = sampler(reps, min(batch, policy.max_samples - len(samples)), warm)
         samples.extend(more.sample_ns)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.hosts.base import HostError, Instance, TimingResult
+from harness.hosts.base import ABIError, HostError, Instance, MissingExport, TimingResult
 from harness.timing import Measurement, TimingPolicy, measure
 
 # subject, probe kind, what one round trip is
@@ -109,11 +109,10 @@ def pool_probe(
     ``inner_reps`` regions, calibrated to :data:`SAMPLE_NS` (and at least
     :data:`POOL_MIN_REGIONS` back to back); the thread count in effect is put back
     afterwards."""
-    if POOL_EXPORT not in instance.artifact.exports():
-        return f"not measured: {instance.artifact.name} has no {POOL_EXPORT} export (ABI 5)"
-    before = instance.call("tg_get_threads")
-    if not isinstance(before, int):
-        return f"not measured: tg_get_threads() returned {before!r}, not a count"
+    try:
+        before = enter_pool(instance, threads)
+    except (MissingExport, ABIError) as exc:
+        return f"not measured: {exc}"
 
     def one(regions: int) -> float:
         v = instance.call(POOL_EXPORT, regions, asleep)
@@ -128,15 +127,33 @@ def pool_probe(
         return TimingResult(tuple(one(reps) for _ in range(samples)), reps, 0.0, POOL_CLOCK)
 
     try:
-        got = instance.call("tg_set_threads", threads)
-        if got != threads:
-            return (f"not measured: tg_set_threads({threads}) put {got} in effect: "
-                    f"{instance.artifact.name} has no pool of {threads}")  # fmt: skip
         return measure(sample, _host_cost_policy(policy, 1 if asleep else POOL_MIN_REGIONS))
     except _Refused as exc:
         return str(exc)
     finally:
         instance.call("tg_set_threads", before)
+
+
+def enter_pool(instance: Instance, threads: int) -> int:
+    """Put ``threads`` in effect for a pool probe and return the count to put back after it.
+
+    Raises :class:`MissingExport` when the artifact has no pool probe (ABI 5), and
+    :class:`ABIError` when the thread count cannot be read or ``threads`` cannot be put in
+    effect; the count in effect is then as it was.
+    """
+    if POOL_EXPORT not in instance.artifact.exports():
+        raise MissingExport(f"{instance.artifact.name} has no {POOL_EXPORT} export (ABI 5)")
+    before = instance.call("tg_get_threads")
+    if not isinstance(before, int):
+        raise ABIError(f"tg_get_threads() returned {before!r}, not a count")
+    got = instance.call("tg_set_threads", threads)
+    if got != threads:
+        instance.call("tg_set_threads", before)
+        raise ABIError(
+            f"tg_set_threads({threads}) put {got} in effect: "
+            f"{instance.artifact.name} has no pool of {threads}"
+        )
+    return before
 
 
 class _Refused(Exception):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from harness.checks.bench import THREADS_SUFFIX, BenchOptions
-from harness.checks.bench_hostcost import POOL_EXPORT, POOL_PROBES, POOL_REGIONS
+from harness.checks.bench_hostcost import POOL_EXPORT, POOL_PROBES, POOL_REGIONS, enter_pool
 from harness.checks.bench_workloads import (
     OPS,
     ModelHandle,
@@ -24,7 +24,7 @@ from harness.checks.bench_workloads import (
     noop_call,
     train_step,
 )
-from harness.hosts.base import ABIError, Instance, MissingExport, TimingResult
+from harness.hosts.base import Instance, TimingResult
 from harness.timing import Sampler, perf_counter_resolution_ns
 from reference.presets import ModelConfig
 from reference.train import train_context_length
@@ -97,13 +97,7 @@ def _pool_probe(asleep: int, threads: int) -> Replay:
     this probe differed 2x in an A/A compare (154 against 316 ns, p = 0.0003), hence the pairing."""
 
     def prepare(instance: Instance) -> Prepared:
-        if POOL_EXPORT not in instance.artifact.exports():
-            raise MissingExport(f"{instance.artifact.name} has no {POOL_EXPORT} export (ABI 5)")
-        before = instance.call("tg_get_threads")
-        got = instance.call("tg_set_threads", threads)
-        if got != threads or not isinstance(before, int):
-            instance.call("tg_set_threads", before if isinstance(before, int) else 1)
-            raise ABIError(f"tg_set_threads({threads}) put {got} in effect: no pool of {threads}")
+        before = enter_pool(instance, threads)
         work = Workload(POOL_EXPORT, (POOL_REGIONS, asleep), 0.0, "none", "", ())
         return Prepared(work, threads_after=before)
 

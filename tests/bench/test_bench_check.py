@@ -195,6 +195,17 @@ def test_time_given_back_to_the_budget_extends_its_deadline() -> None:
     assert budget.left() > 500.0 and budget.seconds == 1.0
 
 
+def test_a_spent_deadline_still_grants_a_started_figure_its_extension() -> None:
+    """The deadline decides which points start; a started figure's extension share is the
+    same before and after it (cut by the deadline, a noisy figure stayed at its minimum
+    samples however little more time it needed)."""
+    budget = bench.Budget(10.0)
+    before = budget.for_measurement()
+    budget.deadline -= 20.0
+    assert budget.left() < 0
+    assert budget.for_measurement() == before == pytest.approx(bench.EXTENSION_SHARE * 10.0)
+
+
 def test_a_short_budget_still_admits_the_side_by_side_figure(native: Artifact) -> None:
     """With a cell budget of 50 ms (spent by the numpy reference's child start alone), the
     side-by-side speedup is still measured: it is admitted with the 1-thread figure the claims

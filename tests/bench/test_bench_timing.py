@@ -117,6 +117,23 @@ def test_measure_adds_samples_while_ci_too_wide_then_flags_noisy() -> None:
     assert m.summary.n == 18
 
 
+def test_long_minimum_samples_do_not_spend_the_extension_time() -> None:
+    """The extension clock starts once the minimum samples are in: a figure whose minimum
+    samples alone outlast ``budget_s`` still gets its extension batches (it got none when the
+    clock started at calibration, and stayed noisy at its minimum)."""
+    spread = [1000.0, 1600.0, 700.0, 1300.0, 900.0, 1500.0, 800.0, 1200.0]
+    replay = ReplaySampler(spread * 20, resolution_ns=1.0)
+
+    def slow_minimum(inner_reps: int, samples: int, warmup: int) -> TimingResult:
+        if len(replay.calls) == 1:  # the minimum samples, after the calibration probe
+            time.sleep(0.2)
+        return replay(inner_reps, samples, warmup)
+
+    policy = TimingPolicy(min_samples=6, max_samples=18, min_sample_ns=0.0, budget_s=0.1)
+    m = measure(slow_minimum, policy)
+    assert len(m.samples_ns) == 18 and m.noisy
+
+
 def test_measure_stops_at_min_samples_when_tight() -> None:
     """A tight series takes exactly min_samples and is not noisy."""
     sampler = ReplaySampler([1000.0, 1001.0, 999.0, 1000.5] * 10, resolution_ns=1.0)
