@@ -99,8 +99,11 @@ def measure_paired(
 ) -> PairedSamples:
     """Time ``base_replay`` in BASE's instances and ``cand_replay`` in CAND's, in blocks.
 
-    ``deadline`` (``time.perf_counter()`` seconds): start no block after it (the first block
-    always runs); the samples then hold the blocks measured, and too few of them decide nothing.
+    ``deadline`` (``time.perf_counter()`` seconds): start no block that would end after it, as
+    the longest block so far predicts (the first block always runs); the samples then hold the
+    blocks measured, and too few of them decide nothing. Checking only that a block *starts*
+    before the deadline let the last one end past it: a calibration's cells of a 2 s budget
+    took 2.01-2.07 s (docs/gate.md, "Under load").
 
     Block ``b`` uses ``bases[b % k]`` and ``cands[b % k]``: with k separately loaded instances
     per build (``PairedPolicy.loads``), what one load happens to get (a JIT's code placement,
@@ -116,10 +119,12 @@ def measure_paired(
     base_blocks: list[tuple[float, ...]] = []
     cand_blocks: list[tuple[float, ...]] = []
     reps = 0
+    longest = 0.0  # seconds of the longest block so far (the first one holds the calibration)
     try:
         for block in range(policy.blocks):
-            if block and deadline is not None and time.perf_counter() > deadline:
+            if block and deadline is not None and time.perf_counter() + longest > deadline:
                 break
+            block_start = time.perf_counter()
             base, cand = bases[block % len(bases)], cands[block % len(cands)]
             # Alternate which build places its buffers first: allocation order is not a factor.
             sides = [("base", base, base_replay), ("cand", cand, cand_replay)]
@@ -144,6 +149,7 @@ def measure_paired(
                     xs.append(_sample(base, pb, reps, warm))
             base_blocks.append(tuple(xs))
             cand_blocks.append(tuple(ys))
+            longest = max(longest, time.perf_counter() - block_start)
     finally:
         for inst, done in reversed(placed):
             try:
@@ -213,17 +219,23 @@ def measure_cell(
     With ``policy.budget_s``, the cell's budget counts from ``started`` (``perf_counter``
     seconds; the call's own start if None): what it leaves undecided is ``unknown`` with a note,
     and a ``slower`` that a recheck round should have confirmed but could not is ``unknown``.
+    A measurement or round starts only while one block (the cell's longest mean block so far)
+    still fits before the deadline, and :func:`measure_paired` stops its blocks the same way,
+    so the cell ends within its budget but for the loads and a first block of its own.
     """
     begin = time.perf_counter() if started is None else started
     deadline = None if policy.budget_s is None else begin + policy.budget_s
+    block_s = 0.0  # the cell's longest mean block so far: a measurement must fit one block
 
-    def spent() -> bool:
-        return deadline is not None and time.perf_counter() > deadline
+    def spent(also: float = 0.0) -> bool:
+        """Past the deadline, once ``also`` seconds and one block are added to now."""
+        return deadline is not None and time.perf_counter() + also + block_s > deadline
 
     results: dict[K, tuple[Comparison, PairedSamples]] = {}
     pending = list(work)
+    load_s = 0.0  # what the last round's loads took: a later round must fit them and a block
     for round_no in range(policy.rounds):
-        if round_no and spent():
+        if round_no and spent(load_s):
             for key, *_ in pending:  # round_no - 1 measured them; no time to check them again
                 comparison, samples = results[key]
                 if comparison.note:  # already unknown for the budget, saying when it ran out
@@ -231,7 +243,9 @@ def measure_cell(
                 why = f"budget of {policy.budget_s:g} s spent before its recheck"
                 results[key] = (_over_budget(comparison, why), samples)
             break
+        loading = time.perf_counter()
         bases, cands = load()
+        load_s = time.perf_counter() - loading
         try:
             this_round = dataclasses.replace(policy, seed=policy.seed + 7919 * round_no)
             for key, base_replay, cand_replay, decision in pending:
@@ -249,6 +263,8 @@ def measure_cell(
                 samples = measure_paired(
                     bases, cands, base_replay, cand_replay, this_round, deadline
                 )
+                if samples.base_ns:
+                    block_s = max(block_s, samples.wall_s / len(samples.base_ns))
                 if key in results:
                     samples = joined(results[key][1], samples)
                 comparison = compare_paired(samples.base_ns, samples.cand_ns, decision)

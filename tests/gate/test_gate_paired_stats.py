@@ -292,3 +292,40 @@ def test_budget_spent_before_measuring_leaves_every_measurement_unknown(
     out = _budget_cell(monkeypatch, advance_at_close=0.0, started_ago=11.0)
     for verdict, note, blocks in out.values():
         assert verdict == "unknown" and "before it was measured" in note and blocks == 0
+
+
+def test_no_block_or_measurement_starts_that_would_end_past_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Blocks of 1 s (the first 1.25 s, with its calibration) under a 10.5 s budget: the first
+    measurement stops after 10 blocks, at 10.25 s, and the second is not started (`unknown`).
+    Checking only that a block starts in time ran an 11th block to 11.25 s, and a second
+    measurement's first block past it too."""
+    import harness.gate.paired as paired
+
+    clock = _Clock()
+    monkeypatch.setattr(paired, "time", clock)
+    host = FakeHost("fake", Log())
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+
+    class Ticking(_Scaled):
+        def time_calls(
+            self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+        ) -> TimingResult:
+            clock.now += 0.25 * samples
+            return super().time_calls(name, args, inner_reps, samples, warmup)
+
+    def load() -> tuple[list[Instance], list[Instance]]:
+        return [Ticking(host, art)], [Ticking(host, art)]
+
+    policy = PairedPolicy(blocks=20, pairs_per_block=2, loads=1, rounds=1, min_sample_ms=0.001,
+                          budget_s=10.5)  # fmt: skip
+    work = [("first", _scaled(1.0), _scaled(1.0), Decision()),
+            ("second", _scaled(1.0), _scaled(1.0), Decision())]  # fmt: skip
+    start = clock.now
+    out = measure_cell(load, work, policy, started=start)
+    assert len(out["first"][1].base_ns) == 10
+    second, samples = out["second"]
+    assert second.verdict == "unknown" and "before it was measured" in second.note
+    assert samples.base_ns == ()
+    assert clock.now - start == pytest.approx(10.25)
