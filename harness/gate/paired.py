@@ -102,8 +102,8 @@ def measure_paired(
     ``deadline`` (``time.perf_counter()`` seconds): start no block that would end after it, as
     the longest block so far predicts (the first block always runs); the samples then hold the
     blocks measured, and too few of them decide nothing. Checking only that a block *starts*
-    before the deadline let the last one end past it: a calibration's cells of a 2 s budget
-    took 2.01-2.07 s (docs/gate.md, "Under load").
+    before the deadline let the last one end past it: the slowest cells of a 2 s budget ended at
+    2.02-2.07 s (docs/gate.md, "Under load on a VM with no other user").
 
     Block ``b`` uses ``bases[b % k]`` and ``cands[b % k]``: with k separately loaded instances
     per build (``PairedPolicy.loads``), what one load happens to get (a JIT's code placement,
@@ -221,7 +221,8 @@ def measure_cell(
     and a ``slower`` that a recheck round should have confirmed but could not is ``unknown``.
     A measurement or round starts only while one block (the cell's longest mean block so far)
     still fits before the deadline, and :func:`measure_paired` stops its blocks the same way,
-    so the cell ends within its budget but for the loads and a first block of its own.
+    so the cell ends within its budget but for its first loads and first block, the teardown,
+    and a block that runs longer than any before it.
     """
     begin = time.perf_counter() if started is None else started
     deadline = None if policy.budget_s is None else begin + policy.budget_s
