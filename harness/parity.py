@@ -54,6 +54,16 @@ def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
 
 
+def _block_max(mag: NDArray[np.float64], blocks: tuple[int, ...]) -> NDArray[np.float64]:
+    """``max |expected|`` of each element's block (``blocks``: see :func:`compare`), in
+    ``mag``'s shape; ValueError when the blocks do not divide the array evenly."""
+    n = math.prod(blocks)
+    if n == 0 or mag.size % n:
+        raise ValueError(f"max_blocks {blocks} do not divide an array of shape {mag.shape}")
+    per = np.abs(mag).reshape(n, -1).max(axis=1, keepdims=True)
+    return np.broadcast_to(per, (n, mag.size // n)).reshape(mag.shape)
+
+
 def compare(
     name: str,
     found: ArrayLike,
@@ -62,6 +72,7 @@ def compare(
     *,
     dtype: str = "float32",
     relative_to_max: bool = False,
+    max_blocks: tuple[int, ...] = (),
     bound: ElementwiseBound | None = None,
 ) -> ParityResult:
     """Compare kernel output ``found`` with reference ``expected`` and return the outcome.
@@ -69,7 +80,10 @@ def compare(
     Stages: ``shape`` (shapes equal), ``dtype`` (``found`` has ``dtype``; integer outputs such
     as token ids compare exactly), ``nonfinite`` (the first NaN/Inf in ``found`` where the
     reference is finite), ``values`` (``|f - e| <= atol + rtol |e|`` everywhere). With
-    ``relative_to_max`` the atol is multiplied by ``max |expected|`` (used for gradients).
+    ``relative_to_max`` the atol is multiplied by ``max |expected|`` (used for gradients):
+    over the whole array, or with ``max_blocks`` (the leading shape of equal blocks of the
+    flattened array, e.g. ``(L, 3)`` for a fused qkv weight's per-layer q, k and v) over each
+    element's own block.
     With ``bound`` (element-wise ops), each element's ``|f - e|`` is judged against its own
     float32 bound instead, and a last ``bias`` stage judges the mean of ``(f - e) / bound``: a
     systematic error (a constant off by 1e-5) hides under the rounding noise of each element but
@@ -124,7 +138,9 @@ def compare(
         # a ULP bound: 0 ULP (correctly rounded) gives ratio 2 per ULP, so 1 ULP fails
         ratio = ulp.astype(np.float64) / max(float(tol.max_ulp), 0.5)
     else:
-        atol = tol.atol * (float(mag.max()) if relative_to_max else 1.0)
+        atol: float | NDArray[np.float64] = tol.atol
+        if relative_to_max:
+            atol = tol.atol * _block_max(mag, max_blocks)
         limit = atol + tol.rtol * mag
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(diff == 0, 0.0, diff / limit)  # limit 0 and diff > 0: inf
@@ -148,7 +164,13 @@ def compare(
         f"worst at index {idx}: found {fv:.9g}, expected {ev:.9g}, |diff| {abs(fv - ev):.3g} "
         f"({worst:.3g}x the bound; max abs {metrics['max_abs_err']:.3g}, max rel "
         f"{metrics['max_rel_err']:.3g}, max ulp {ulps:.0f}) with {tol.describe()}"
-        + (f" (atol x max|expected| {float(mag.max()):.3g})" if relative_to_max else "")
+        + (
+            f" (atol x max|expected| {_block_max(mag, max_blocks).reshape(-1)[flat]:.3g}"
+            + (f" of its block of {mag.size // math.prod(max_blocks)}" if max_blocks else "")
+            + ")"
+            if relative_to_max
+            else ""
+        )
     )
     if worst > 1.0:
         n_bad = int((ratio > 1.0).sum())
@@ -202,6 +224,7 @@ def assert_parity(
     *,
     dtype: str = "float32",
     relative_to_max: bool = False,
+    max_blocks: tuple[int, ...] = (),
     bound: ElementwiseBound | None = None,
 ) -> ParityResult:
     """Run :func:`compare` and raise :class:`ParityError` naming the failing stage, if any."""

@@ -64,6 +64,7 @@ from harness.checks.bench_workloads import (
     noop_call,
     train_step,
 )
+from harness.checks.webgpu_step import DEFAULT_ATTENTION, validate_attention
 from harness.hosts.base import Instance
 from harness.numpy_baseline import TrainStepJob, run_jobs
 from harness.roofline import (
@@ -129,6 +130,9 @@ class BenchOptions:
     # ops and overhead do not depend on the preset: measure them in the first cell of each
     # host x artifact only (per process), which keeps the default matrix inside its time budget.
     ops_once: bool = True
+    # the composed WebGPU step's attention kernels in its train_step figure (format webgpu:
+    # harness.checks.webgpu_step.ATTENTION_KERNELS); other artifacts time their own train step
+    attention: str = DEFAULT_ATTENTION
 
     def policy(self, budget_s: float) -> TimingPolicy:
         """The timing policy for one measurement with ``budget_s`` left for adaptive samples."""
@@ -170,6 +174,8 @@ def parse_options(options: Mapping[str, Any]) -> BenchOptions:
                     raise ValueError(f"[check.bench] sizes.{op}: unknown op; known: {sorted(OPS)}")
                 merged[op] = _int_tuple(f"sizes.{op}", sizes)
             kw[key] = merged
+        elif key == "attention":
+            kw[key] = validate_attention(f"[check.bench] {key}", value)
         elif key in ("reference", "ops_once", "paired"):
             if not isinstance(value, bool):
                 raise ValueError(f"[check.bench] {key}: expected true/false, got {value!r}")

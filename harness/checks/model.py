@@ -44,11 +44,11 @@ from numpy.typing import NDArray
 
 from harness.checks import generation, optimizer
 from harness.checks.base import CellContext
-from harness.checks.webgpu_step import has_step
+from harness.checks.webgpu_step import DEFAULT_ATTENTION, has_step, validate_attention
 from harness.kernel import KernelModel, check_architecture
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row, Status
-from harness.tolerance import model_tolerance
+from harness.tolerance import grad_blocks, model_tolerance
 from reference.corpus import CorpusUnavailable, load_corpus
 from reference.defaults import DEFAULTS
 from reference.dump import (
@@ -66,7 +66,7 @@ from reference.tokenizer import encode
 CHECK = "model"
 METRICS = ("max_abs_err", "max_rel_err", "max_ulp")
 
-_OPTIONS = {"seed", "batch", "steps", "generate", "gen_train_steps", "adamw_steps"}
+_OPTIONS = {"seed", "batch", "steps", "generate", "gen_train_steps", "adamw_steps", "attention"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,9 @@ class Settings:
     generate: int = 0  # tokens to generate; 0 = 1.5 x block_size, so the window slides
     gen_train_steps: int = 200  # reference train steps before the generation/sampling parity
     adamw_steps: int = 24  # per-tensor AdamW: steps past warmup (>= 20, docs/checks.md)
+    # the composed WebGPU step's attention kernels (harness.checks.webgpu_step.ATTENTION_KERNELS);
+    # an artifact with its own train step runs its own attention
+    attention: str = DEFAULT_ATTENTION
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Settings:
@@ -86,9 +89,11 @@ class Settings:
         extra = sorted(set(options) - _OPTIONS)
         if extra:
             raise ValueError(f"check.model: unknown option(s) {extra}; allowed: {sorted(_OPTIONS)}")
-        values: dict[str, int] = {}
+        values: dict[str, Any] = {}
+        if "attention" in options:
+            values["attention"] = validate_attention("check.model.attention", options["attention"])
         for f in dataclasses.fields(cls):
-            if f.name in options:
+            if f.name in options and f.name != "attention":
                 v = options[f.name]
                 low = {"seed": 0, "generate": 0, "gen_train_steps": 0, "adamw_steps": 20}.get(
                     f.name, 1
@@ -342,7 +347,8 @@ def _oracle_rows(
     rule = model_tolerance("grad", **dims)
     for name in PARAM_NAMES:
         r = compare(f"grad:{name}", first.grads[name], oracle.grads[name], rule.tolerance,
-                    relative_to_max=rule.relative_to_max)  # fmt: skip
+                    relative_to_max=rule.relative_to_max,
+                    max_blocks=grad_blocks(name, cfg.n_layer))  # fmt: skip
         yield from _parity_rows(ctx, f"grad:{name}", r)
     # k steps move a parameter by at most about the sum of their rates (k = 1: lr_at(1))
     rule = model_tolerance("adamw", **dims, lr=float(np.sum(oracle.adamw_lr)))

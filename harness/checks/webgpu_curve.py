@@ -86,7 +86,7 @@ def train_rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stam
             spent = f"bench budget of {budget.seconds:g} s per cell spent"
             yield stamp.row(subject, "skipped", x_name="params", x_value=params_n, detail=spent)
             continue
-        step = GpuStep.create(ctx.instance, cfg, opts.batch, T, k)
+        step = GpuStep.create(ctx.instance, cfg, opts.batch, T, k, opts.attention)
         if step is None:
             continue
         started = time.perf_counter()
@@ -99,8 +99,8 @@ def train_rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stam
             stamp, subject, step_measurement(samples, adapter, opts, time.perf_counter() - started),
             "params", params_n,
             f"B={opts.batch} T={T} {MARK} (forward, backward, clip, AdamW: one submission; "
-            f"{opts.min_samples} steps after one warmup); {ADAPTER} {label} (request "
-            f"{req.get('request', k)})",
+            f"{step.kernels}; {opts.min_samples} steps after one warmup); {ADAPTER} {label} "
+            f"(request {req.get('request', k)})",
         )  # fmt: skip
 
 

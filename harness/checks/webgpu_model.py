@@ -12,8 +12,16 @@ init, float32) and batches, compared under the WGSL-inflated model bounds
 - ``trajectory``: the losses of ``steps`` train steps (forward, backward, clip, AdamW in one
   submission each) against the reference trained from the same weights, batches and rates;
 - ``state:<name>``: every tensor after those steps (:func:`.step_state_tolerance`);
+- ``update:<name>``: the same tensors against AdamW replayed in float64 on the gradients the
+  step itself used, element by element (:mod:`harness.checks.webgpu_update`): the step's
+  optimizer (decay mask, rates, bias corrections, clip) sharply;
 - ``determinism``: a second step object from the same weights gives bitwise the same logits,
   gradients and state (``hash:*`` rows carry the sha256 for the cross-adapter table).
+
+The step's attention is the FlashAttention-2-style kernels by default (``[check.model]
+attention = "flash"``, what TinyGPT's WebGPU backend runs; their online softmax lengthens the
+bounds' path, :func:`harness.tolerance.model_tolerance`) or the naive ones (``"naive"``); a
+``measured`` row ``attention`` names them.
 """
 
 from __future__ import annotations
@@ -28,13 +36,19 @@ from numpy.typing import NDArray
 
 from harness.checks.base import CellContext
 from harness.checks.model import CHECK, Settings, _our_reference, _parity_rows
-from harness.checks.webgpu_step import XADAPTER, GpuStep
+from harness.checks.webgpu_step import ATTENTION_KERNELS, XADAPTER, GpuStep
+from harness.checks.webgpu_update import update_bounds
 from harness.parity import compare
 from harness.rundir.rows import Row, Status
-from harness.tolerance import model_tolerance, step_state_tolerance, wgsl_step_factor
+from harness.tolerance import (
+    grad_blocks,
+    model_tolerance,
+    step_state_tolerance,
+    wgsl_step_factor,
+)
 from reference.corpus import CorpusUnavailable, load_corpus
 from reference.dump import ReferenceDump
-from reference.model import GPT, Params
+from reference.model import DECAYED_PARAMS, GPT, Params
 from reference.presets import ModelConfig, param_names
 from reference.tokenizer import encode
 from reference.train import AdamWState, adamw_step
@@ -86,12 +100,19 @@ def _sha(arrays: list[NDArray[Any]]) -> str:
 
 
 def _pass(
-    ctx: CellContext, cfg: ModelConfig, oracle: ReferenceDump, adapter: int = 0
+    ctx: CellContext,
+    cfg: ModelConfig,
+    oracle: ReferenceDump,
+    attention: str,
+    adapter: int = 0,
+    own_gradients: bool = False,
 ) -> dict[str, Any] | None:
-    """One step object from the oracle's weights on adapter request ``adapter``: round trip,
-    forward, backward, trajectory, state. None when the request gives no adapter."""
+    """One step object (``attention``'s kernels) from the oracle's weights on adapter request
+    ``adapter``: round trip, forward, backward, trajectory, state; with ``own_gradients`` also
+    the gradients each train step used (``step_grads``, read before it). None when the request
+    gives no adapter."""
     batch, T = oracle.x.shape
-    step = GpuStep.create(ctx.instance, cfg, batch, T, adapter)
+    step = GpuStep.create(ctx.instance, cfg, batch, T, adapter, attention)
     if step is None:
         return None
     try:
@@ -100,17 +121,19 @@ def _pass(
         back = step.params()
         logits, loss = step.forward(oracle.x, oracle.y)
         grads = step.backward()
-        traj = [
-            step.train(bx, by, rate, oracle.defaults, t)
-            for t, (bx, by, rate) in enumerate(
-                zip(oracle.traj_x, oracle.traj_y, oracle.traj_lr.tolist(), strict=True), start=1
-            )
-        ]
+        traj, step_grads = [], []
+        for t, (bx, by, rate) in enumerate(
+            zip(oracle.traj_x, oracle.traj_y, oracle.traj_lr.tolist(), strict=True), start=1
+        ):
+            if own_gradients:  # the train step recomputes these bitwise (the determinism row)
+                step_grads.append(step.gradients(bx, by))
+            traj.append(step.train(bx, by, rate, oracle.defaults, t))
         state = step.params()
     finally:
         step.free()
     return {"back": back, "logits": logits, "loss": loss, "grads": grads,
-            "traj": np.asarray(traj, dtype=np.float32), "state": state}  # fmt: skip
+            "traj": np.asarray(traj, dtype=np.float32), "state": state,
+            "step_grads": step_grads}  # fmt: skip
 
 
 def run(ctx: CellContext) -> Iterator[Row]:
@@ -128,9 +151,14 @@ def run(ctx: CellContext) -> Iterator[Row]:
     params64: Params = {k: np.asarray(v, dtype=np.float64) for k, v in oracle.params.items()}
     factor, why = wgsl_step_factor(*transcendental_args(cfg, params64, oracle.x, oracle.y))
 
-    first = _pass(ctx, cfg, oracle)
-    second = _pass(ctx, cfg, oracle)
+    first = _pass(ctx, cfg, oracle, s.attention, own_gradients=True)
+    second = _pass(ctx, cfg, oracle, s.attention)
     assert first is not None and second is not None  # the artifact's own device: request 0
+    flash = s.attention == "flash"
+    _, kernels = ATTENTION_KERNELS[s.attention]
+    yield ctx.row(CHECK, "attention", "measured",
+                  detail=f"the step's attention: {s.attention} ({', '.join(kernels)}; "
+                  "[check.model] attention)")  # fmt: skip
 
     for name in param_names(cfg):
         sent = np.asarray(oracle.params[name], dtype=np.float32)
@@ -143,7 +171,7 @@ def run(ctx: CellContext) -> Iterator[Row]:
                               "the step's weight layout is not the reference's"))  # fmt: skip
 
     def rule(what: str, **kw: Any) -> Any:
-        r = model_tolerance(what, **dims, **kw)
+        r = model_tolerance(what, **dims, rescales=T if flash else 0, **kw)
         return r.tolerance.scaled(factor, why), r.relative_to_max
 
     tol, _ = rule("logits")
@@ -156,7 +184,7 @@ def run(ctx: CellContext) -> Iterator[Row]:
     tol, rel = rule("grad")
     for name in param_names(cfg):
         r = compare(f"grad:{name}", first["grads"][name], oracle.grads[name], tol,
-                    relative_to_max=rel)  # fmt: skip
+                    relative_to_max=rel, max_blocks=grad_blocks(name, cfg.n_layer))  # fmt: skip
         yield from _parity_rows(ctx, f"grad:{name}", r)
     steps = len(oracle.traj_loss)
     tol, _ = rule("trajectory", steps=steps)
@@ -172,9 +200,17 @@ def run(ctx: CellContext) -> Iterator[Row]:
     for name in param_names(cfg):
         r = compare(f"state:{name}", first["state"][name], ref_state[name], tol)
         yield from _parity_rows(ctx, f"state:{name}", r)
+    # the same state against AdamW replayed on the step's own gradients: its update, sharply
+    start = {k: np.asarray(v, dtype=np.float32) for k, v in oracle.params.items()}
+    replay = update_bounds(start, first["step_grads"], oracle.traj_lr.tolist(), oracle.defaults,
+                           DECAYED_PARAMS)  # fmt: skip
+    for name in param_names(cfg):
+        r = compare(f"update:{name}", first["state"][name], replay.params[name], tol,
+                    bound=replay.bound(name))  # fmt: skip
+        yield from _parity_rows(ctx, f"update:{name}", r)
 
     yield from _determinism(ctx, cfg, first, second)
-    yield from cross_adapter_rows(ctx, cfg, oracle, first)
+    yield from cross_adapter_rows(ctx, cfg, oracle, first, s.attention)
 
 
 def _first_difference(got: NDArray[np.float32], sent: NDArray[np.float32]) -> str:
@@ -237,9 +273,14 @@ def _identity(adapter: Mapping[str, Any]) -> str:
 
 
 def cross_adapter_rows(
-    ctx: CellContext, cfg: ModelConfig, oracle: ReferenceDump, first: Mapping[str, Any]
+    ctx: CellContext,
+    cfg: ModelConfig,
+    oracle: ReferenceDump,
+    first: Mapping[str, Any],
+    attention: str,
 ) -> Iterator[Row]:
-    """The cross-adapter equality table: the same step (weights, batches, rates) on the device
+    """The cross-adapter equality table: the same step (weights, batches, rates, ``attention``
+    kernels) on the device
     of every adapter request the page can satisfy, compared pairwise bitwise and in ULPs.
 
     Rows (subject ``xadapter``): one ``measured`` row per request saying what it gave; per
@@ -260,7 +301,7 @@ def cross_adapter_rows(
             detail = f"request {name} {req.get('options')}: no adapter ({why})"
             yield ctx.row(CHECK, f"{XADAPTER}{name}", "measured", detail=detail)
             continue
-        run = first if k == 0 else _pass(ctx, cfg, oracle, k)
+        run = first if k == 0 else _pass(ctx, cfg, oracle, attention, k)
         if run is None:
             detail = f"request {name}: no adapter when the step asked again"
             yield ctx.row(CHECK, f"{XADAPTER}{name}", "measured", detail=detail)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,20 @@ from reference.model import Params, flatten_params, unflatten_params
 from reference.presets import LINEARS, ModelConfig, param_count
 
 STEP_EXPORTS = ("tgw_step_create", "tgw_step_train")  # what an artifact needs to have a step
+# the step's attention kernels, by option value: tgw_step_create's `attention` argument (the
+# ATTENTION_* constants of webgpu_step.mjs) and the manifest ops it dispatches
+ATTENTION_KERNELS = MappingProxyType({
+    "flash": (1, ("tg_attention_flash_forward", "tg_attention_flash_backward")),
+    "naive": (0, ("tg_attention_forward", "tg_attention_backward")),
+})  # fmt: skip
+DEFAULT_ATTENTION = "flash"  # what TinyGPT's WebGPU backend runs: its parity is the one asked
+
+
+def validate_attention(where: str, value: object) -> str:
+    """``value`` as an ``attention`` option; ValueError naming ``where`` otherwise."""
+    if not isinstance(value, str) or value not in ATTENTION_KERNELS:
+        raise ValueError(f"{where}: expected one of {sorted(ATTENTION_KERNELS)}, got {value!r}")
+    return value
 
 
 def has_step(exports: object) -> bool:
@@ -46,23 +61,38 @@ class GpuStep:
     T: int
     handle: int
     buf: int  # one allocation: params/grads (P floats), logits (B*T*V), idx and targets
+    attention: str = DEFAULT_ATTENTION  # a key of ATTENTION_KERNELS
 
     @classmethod
     def create(
-        cls, instance: Instance, cfg: ModelConfig, batch: int, T: int, adapter: int = 0
+        cls,
+        instance: Instance,
+        cfg: ModelConfig,
+        batch: int,
+        T: int,
+        adapter: int = 0,
+        attention: str = DEFAULT_ATTENTION,
     ) -> GpuStep | None:
         """Create the step's GPU buffers and bind groups for ``cfg`` at (batch, T) on adapter
-        request ``adapter`` (an index of the load info's ``adapter_requests``); None when that
-        request gives no adapter."""
+        request ``adapter`` (an index of the load info's ``adapter_requests``), its attention
+        by ``attention``'s kernels (:data:`ATTENTION_KERNELS`); None when that request gives
+        no adapter. An artifact whose manifest lacks those kernels raises the call's error,
+        which names the missing op."""
+        code, _ = ATTENTION_KERNELS[validate_attention("attention", attention)]
         h = instance.call(
             "tgw_step_create", adapter, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size,
-            cfg.vocab_size, cfg.mlp_width, batch, T, bias_mask(cfg),
+            cfg.vocab_size, cfg.mlp_width, batch, T, bias_mask(cfg), code,
         )  # fmt: skip
         if not h:
             return None
         n = batch * T
         nbytes = 4 * (max(param_count(cfg), n * cfg.vocab_size) + 2 * n)
-        return cls(instance, cfg, batch, T, int(h or 0), instance.alloc(nbytes))
+        return cls(instance, cfg, batch, T, int(h or 0), instance.alloc(nbytes), attention)
+
+    @property
+    def kernels(self) -> str:
+        """The attention kernels this step dispatches, for a row's detail."""
+        return f"{self.attention} attention ({', '.join(ATTENTION_KERNELS[self.attention][1])})"
 
     @property
     def _idx(self) -> int:
@@ -91,6 +121,13 @@ class GpuStep:
         raw = self.instance.read(self.buf, 4 * n)
         logits = np.frombuffer(raw, dtype="<f4").reshape(self.batch, self.T, -1)
         return logits.astype(np.float32), float(loss if loss is not None else math.nan)
+
+    def gradients(self, x: NDArray[Any], y: NDArray[Any]) -> Params:
+        """The gradients (before any clipping) at the current weights on batch ``(x, y)``: a
+        forward (logits not read back) and a backward; weights and moments untouched."""
+        self._tokens(x, y)
+        self.instance.call("tgw_step_forward", self.handle, self._idx, self._tgt, 0)
+        return self.backward()
 
     def backward(self) -> Params:
         """The gradients of the last forward's mean loss, by name (before any clipping)."""

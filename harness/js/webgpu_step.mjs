@@ -1,9 +1,12 @@
 // The train step composed of the artifact's WGSL ops (issue 16; docs/webgpu.md "The train
-// step"): embedding -> per layer (layernorm, qkv matmul, naive attention, projection, residual,
+// step"): embedding -> per layer (layernorm, qkv matmul, attention, projection, residual,
 // layernorm, fc matmul, gelu, fcproj matmul, residual) -> final layernorm -> tied lm head ->
 // cross-entropy, then backward through the same ops, the global grad-norm clip and AdamW on
-// every tensor. Every buffer stays on the GPU between ops: a step is ONE command buffer, and
-// only what a call returns (logits, loss, gradients, parameters) is read back.
+// every tensor. Attention is the FlashAttention-2-style pair (tg_attention_flash_*: no (T, T)
+// buffer, the backward recomputes the probabilities from the row log-sum-exp) or the naive one
+// (tg_attention_*: the (T, T) scores and probabilities kept for the backward), as created.
+// Every buffer stays on the GPU between ops: a step is ONE command buffer, and only what a
+// call returns (logits, loss, gradients, parameters) is read back.
 //
 // Weights come in and go out in reference/presets.py's flat layout (tinygpt.h's: PARAM_NAMES
 // order, per-layer tensors stacked along L), so the reference's init imports as is. On the GPU
@@ -16,8 +19,9 @@
 // cross-adapter table runs the same step on every adapter the page can get.
 //
 // Exports (the binding's [exports]: harness/checks/webgpu_model.py drives them):
-//   tgw_step_create(adapter, L, NH, C, maxT, V, F, B, T, biases) -> handle, 0 when the request
-//                                              gives no adapter; biases: 1 qkv 2 attproj 4 fc 8 fcproj
+//   tgw_step_create(adapter, L, NH, C, maxT, V, F, B, T, biases, attention) -> handle, 0 when
+//                                              the request gives no adapter; biases: 1 qkv
+//                                              2 attproj 4 fc 8 fcproj; attention: 0 naive 1 flash
 //   tgw_step_load(h, params)                    upload flat params, zero AdamW's moments
 //   tgw_step_forward(h, idx, targets, logits)   -> mean loss; logits (B*T*V) read back unless 0
 //   tgw_step_backward(h, grads)                 gradients of the last forward (before the clip)
@@ -37,6 +41,9 @@ const FLOAT_FIELDS = new Set(['lr', 'beta1', 'beta2', 'eps', 'weight_decay', 'cl
 // the tensors that take weight decay: reference/model.py DECAYED_PARAMS
 const DECAYED = new Set(['wte', 'wpe', 'qkvw', 'attprojw', 'fcw', 'fcprojw']);
 const BIAS_BITS = { qkvb: 1, attprojb: 2, fcb: 4, fcprojb: 8 };
+// tgw_step_create's `attention`: harness/checks/webgpu_step.py ATTENTION_KERNELS
+const ATTENTION_NAIVE = 0;
+const ATTENTION_FLASH = 1;
 
 /** reference/presets.py param_shapes: [name, per-layer?, elements per layer]. */
 function paramLayout(d) {
@@ -91,12 +98,18 @@ class Step {
     for (let l = 0; l < L; l++) {
       this.layers.push({
         ln1: a(N * C), ln1m: a(N), ln1r: a(N), qkv: a(N * 3 * C), atty: a(N * C),
-        pre: a(B * NH * T * T), att: a(B * NH * T * T), attproj: a(N * C), xmid: a(N * C),
+        attproj: a(N * C), xmid: a(N * C),
         ln2: a(N * C), ln2m: a(N), ln2r: a(N), fch: a(N * F), fchg: a(N * F),
         fcproj: a(N * C), xout: a(N * C),
         // gradients (zeroed at the start of every backward: the ops accumulate)
         dfchg: a(N * F), dfch: a(N * F), dln2: a(N * C), datty: a(N * C),
-        dqkv: a(N * 3 * C), dpre: a(B * NH * T * T), datt: a(B * NH * T * T), dln1: a(N * C),
+        dqkv: a(N * 3 * C), dln1: a(N * C),
+        // attention's own state: the naive kernels keep the (T, T) scores and probabilities
+        // and their gradients; the flash ones only the row log-sum-exp (no (T, T) buffer)
+        ...(d.attention === ATTENTION_FLASH
+          ? { lse: a(B * NH * T), dpre: null, datt: null }
+          : { pre: a(B * NH * T * T), att: a(B * NH * T * T),
+              dpre: a(B * NH * T * T), datt: a(B * NH * T * T) }),
       });
     }
     this.lnf = a(N * C); this.lnfm = a(N); this.lnfr = a(N);
@@ -106,7 +119,8 @@ class Step {
     this.scale = a(2);
     this.dummy = a(4);
     this.zeroed = [this.dlogits, this.dlnf, this.dres,
-      ...this.layers.flatMap((y) => [y.dfchg, y.dfch, y.dln2, y.datty, y.dqkv, y.dpre, y.datt, y.dln1]),
+      ...this.layers.flatMap((y) => [y.dfchg, y.dfch, y.dln2, y.datty, y.dqkv, y.dpre, y.datt, y.dln1]
+        .filter((b) => b !== null)),
       ...this.pieces.map((q) => q.g)];
     this.build();
   }
@@ -115,7 +129,12 @@ class Step {
    * its uniform written once, its bind group made once. Returns {run(pass), uniform(env)}. */
   dispatch(exportName, env, bufs) {
     const gop = this.ops[exportName];
-    if (gop === undefined) throw new HarnessError('HostError', `train step: the kernel manifest has no op ${exportName}`);
+    if (gop === undefined) {
+      const hint = exportName.startsWith('tg_attention_flash_')
+        ? ' (the step\'s attention is "flash"; attention = "naive" in [check.model] / [check.bench] composes tg_attention_forward/backward)'
+        : '';
+      throw new HarnessError('HostError', `train step: the kernel manifest has no op ${exportName}${hint}`);
+    }
     const op = gop.op;
     const full = { ...env };
     for (const o of op.optional) full[`has_${o}`] = bufs[o] ? 1 : 0;
@@ -175,7 +194,11 @@ class Step {
       y.xin = x;
       fwd.push(D('tg_layernorm_forward', { N, C }, { out: y.ln1, mean: y.ln1m, rstd: y.ln1r, x, w: P('ln1w', l).p, b: P('ln1b', l).p }));
       fwd.push(D('tg_matmul_forward', { N, C, OC: 3 * C }, { out: y.qkv, x: y.ln1, W: P('qkvw', l).p, b: b('qkvb') }));
-      fwd.push(D('tg_attention_forward', { B, T, C, NH }, { out: y.atty, pre: y.pre, att: y.att, qkv: y.qkv }));
+      if (this.d.attention === ATTENTION_FLASH) {
+        fwd.push(D('tg_attention_flash_forward', { B, T, C, NH }, { out: y.atty, lse: y.lse, qkv: y.qkv }));
+      } else {
+        fwd.push(D('tg_attention_forward', { B, T, C, NH }, { out: y.atty, pre: y.pre, att: y.att, qkv: y.qkv }));
+      }
       fwd.push(D('tg_matmul_forward', { N, C, OC: C }, { out: y.attproj, x: y.atty, W: P('attprojw', l).p, b: b('attprojb') }));
       fwd.push(D('tgw_residual_forward', { N: N * C }, { out: y.xmid, a: x, b: y.attproj }));
       fwd.push(D('tg_layernorm_forward', { N, C }, { out: y.ln2, mean: y.ln2m, rstd: y.ln2r, x: y.xmid, w: P('ln2w', l).p, b: P('ln2b', l).p }));
@@ -205,7 +228,11 @@ class Step {
       bwd.push(D('tg_matmul_backward', { N, C, OC: F }, { dx: y.dln2, dW: P('fcw', l).g, db: gb('fcb'), dout: y.dfch, x: y.ln2, W: P('fcw', l).p }));
       bwd.push(D('tg_layernorm_backward', { N, C }, { dx: this.dres, dw: P('ln2w', l).g, db: P('ln2b', l).g, dout: y.dln2, x: y.xmid, w: P('ln2w', l).p, mean: y.ln2m, rstd: y.ln2r }));
       bwd.push(D('tg_matmul_backward', { N, C, OC: C }, { dx: y.datty, dW: P('attprojw', l).g, db: gb('attprojb'), dout: this.dres, x: y.atty, W: P('attprojw', l).p }));
-      bwd.push(D('tg_attention_backward', { B, T, C, NH }, { dqkv: y.dqkv, dpre: y.dpre, datt: y.datt, dout: y.datty, qkv: y.qkv, att: y.att }));
+      if (this.d.attention === ATTENTION_FLASH) {
+        bwd.push(D('tg_attention_flash_backward', { B, T, C, NH }, { dqkv: y.dqkv, dout: y.datty, qkv: y.qkv, out: y.atty, lse: y.lse }));
+      } else {
+        bwd.push(D('tg_attention_backward', { B, T, C, NH }, { dqkv: y.dqkv, dpre: y.dpre, datt: y.datt, dout: y.datty, qkv: y.qkv, att: y.att }));
+      }
       bwd.push(D('tg_matmul_backward', { N, C, OC: 3 * C }, { dx: y.dln1, dW: P('qkvw', l).g, db: gb('qkvb'), dout: y.dqkv, x: y.ln1, W: P('qkvw', l).p }));
       bwd.push(D('tg_layernorm_backward', { N, C }, { dx: this.dres, dw: P('ln1w', l).g, db: P('ln1b', l).g, dout: y.dln1, x: y.xin, w: P('ln1w', l).p, mean: y.ln1m, rstd: y.ln1r }));
     }
@@ -467,7 +494,7 @@ export function stepExports(ctx, ops, env) {
     return s;
   };
   return {
-    tgw_step_create: async (adapter, L, NH, C, maxT, V, F, B, T, biases) => {
+    tgw_step_create: async (adapter, L, NH, C, maxT, V, F, B, T, biases, attention) => {
       ctx.alive();
       if (!Number.isInteger(adapter) || adapter < 0 || adapter >= ADAPTER_REQUESTS.length) {
         throw new HarnessError('HostError', `train step: adapter request ${adapter} is not one of 0..${ADAPTER_REQUESTS.length - 1}`);
@@ -475,9 +502,12 @@ export function stepExports(ctx, ops, env) {
       if (!devices.has(adapter)) devices.set(adapter, await openOn(ctx, env, adapter));
       const on = devices.get(adapter);
       if (on === null) return 0;
-      const d = { L, NH, C, maxT, V, F, B, T, biases };
+      const d = { L, NH, C, maxT, V, F, B, T, biases, attention };
       for (const [k, v] of Object.entries(d)) {
-        if (!Number.isInteger(v) || v < (k === 'biases' ? 0 : 1)) throw new HarnessError('HostError', `train step: ${k} = ${v}`);
+        if (!Number.isInteger(v) || v < (k === 'biases' || k === 'attention' ? 0 : 1)) throw new HarnessError('HostError', `train step: ${k} = ${v}`);
+      }
+      if (attention !== ATTENTION_NAIVE && attention !== ATTENTION_FLASH) {
+        throw new HarnessError('HostError', `train step: attention = ${attention}, not ${ATTENTION_NAIVE} (naive) or ${ATTENTION_FLASH} (flash)`);
       }
       if (C % NH !== 0 || T > maxT) throw new HarnessError('HostError', `train step: C=${C} NH=${NH} T=${T} maxT=${maxT}`);
       const h = next++;

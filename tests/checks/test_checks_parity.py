@@ -79,6 +79,20 @@ def test_relative_to_max_scales_atol_by_the_tensor() -> None:
     assert compare("g", f, e, TOL, relative_to_max=True).stage == "values"
 
 
+def test_max_blocks_scale_atol_by_each_blocks_own_max() -> None:
+    """A gradient of two blocks, 1e-2 and 1e-5 in scale (v's and q's in a fused qkv): a 2x error
+    in the small block passes against the whole tensor's max and fails against its own."""
+    e = np.array([[1e-2, -1e-2], [1e-5, -2e-5]])
+    f = np.array([[1e-2, -1e-2], [1e-5, -4e-5]], np.float32)
+    tol = Tolerance(0.0, 0.01, "1% of the max")  # 1e-4 against the whole, 2e-7 against q's
+    assert compare("g", f, e, tol, relative_to_max=True).ok
+    r = compare("g", f, e, tol, relative_to_max=True, max_blocks=(2,))
+    assert r.stage == "values" and r.worst_index == (1, 1)
+    assert "of its block of 2" in r.message
+    with pytest.raises(ValueError, match="do not divide"):
+        compare("g", f, e, tol, relative_to_max=True, max_blocks=(3,))
+
+
 def test_integer_outputs_compare_exactly() -> None:
     """Token ids must be identical; the first differing position is named."""
     r = compare("tokens", np.array([5, 6, 9], np.int32), np.array([5, 7, 8]), TOL, dtype="int32")

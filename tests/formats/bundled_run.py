@@ -14,11 +14,13 @@ from harness.hosts.timeouts import Timeouts
 from harness.runner import configure, run_command
 
 
-def run_bundled_kernels(tmp: Path, matrix_body: str, timeouts: Timeouts) -> tuple[int, Path]:
-    """Build the bundled kernels under ``tmp/build`` and run the matrix ``matrix_body`` (TOML
-    without ``artifacts``: the built artifact is its one) into ``tmp/run``; (exit code, run
-    directory)."""
-    art = webgpu_artifact(tmp / "build")
+def run_bundled_kernels(
+    tmp: Path, matrix_body: str, timeouts: Timeouts, src: Path | None = None
+) -> tuple[int, Path]:
+    """Build the bundled kernels (or the kernel directory ``src``, a variant of them) under
+    ``tmp/build`` and run the matrix ``matrix_body`` (TOML without ``artifacts``: the built
+    artifact is its one) into ``tmp/run``; (exit code, run directory)."""
+    art = webgpu_artifact(tmp / "build") if src is None else webgpu_artifact(tmp / "build", src)
     manifest = tmp / "build" / "manifest.json"
     entry = art.to_json(manifest.parent)
     manifest.write_text(json.dumps({"schema": MANIFEST_SCHEMA, "artifacts": [entry]}))

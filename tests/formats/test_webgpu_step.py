@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.build import REPO_ROOT, WEBGPU_DIR
 from harness.checks.webgpu_model import max_ulp_difference
 from harness.hosts import chromium as chromium_module
 from harness.hosts.timeouts import Timeouts
@@ -26,16 +27,29 @@ from tests.formats.bundled_run import run_bundled_kernels
 TIMEOUTS = Timeouts(call_s=120.0, load_s=120.0, time_s=120.0, transfer_s=60.0, start_s=60.0)
 
 
-def _model_rows(tmp: Path) -> tuple[int, list[Row]]:
-    """``run`` of the model check on chromium/webgpu/tiny (the bundled kernels, built under
-    ``tmp``) with 3 trajectory steps of batch 2."""
+def _model_rows(
+    tmp: Path, attention: str | None = None, src: Path | None = None
+) -> tuple[int, list[Row]]:
+    """``run`` of the model check on chromium/webgpu/tiny (the bundled kernels, or ``src``,
+    built under ``tmp``) with 3 trajectory steps of batch 2, the step's attention ``attention``
+    (None: the option's default)."""
+    option = "" if attention is None else f'attention = "{attention}"\n'
     code, out = run_bundled_kernels(
         tmp,
         'name = "webgpu-step"\npresets = ["tiny"]\nchecks = ["model"]\ntimeout_s = 120\n'
-        "[hosts]\nchromium = {}\n[check.model]\nsteps = 3\nbatch = 2\n",
+        f"[hosts]\nchromium = {{}}\n[check.model]\nsteps = 3\nbatch = 2\n{option}",
         TIMEOUTS,
+        src,
     )
     return code, list(read_rows(out / RESULTS_FILE))
+
+
+# A causal-mask fault of the flash backward's dq pass: each query row skips its own key (the
+# diagonal), so dq loses the term i == j. The naive kernels are untouched.
+DQ_SKIPS_DIAGONAL = (
+    "let last = min(k0 + KTILE, t + 1u);",
+    "let last = min(k0 + KTILE, t);",
+)
 
 
 def _by_subject(rows: list[Row]) -> dict[str, list[Row]]:
@@ -69,6 +83,97 @@ def test_the_step_matches_the_reference_from_its_init(tmp_path: Path) -> None:
     assert "xadapter:default~fallback" in pairs
     assert all(subjects[p][0].status == "pass" and subjects[p][0].value == 0.0 for p in pairs)
     assert [r.value for r in subjects["trajectory"] if r.metric == "loss"] != []
+    assert subjects["attention"][0].detail.startswith("the step's attention: flash (")
+    # the optimizer on the step's own gradients: every tensor, element by element
+    assert {f"update:{n}" for n in ("wte", "ln1w", "qkvb", "lnfb")} <= set(judged)
+    assert code == 0
+
+
+@pytest.mark.chromium
+def test_a_decay_mask_that_decays_layernorm_weights_fails_their_update_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step's own copy of the decay mask (webgpu_step.mjs DECAYED) also naming the
+    LayerNorm weights and two biases: over 3 warmup steps it moves ln1w, ln2w and lnfw by
+    ``lr wd |p|``, which the reference-trajectory ``state:`` rows allow (their bound lets a
+    near-zero gradient flip) but the ``update:`` rows, replayed on the step's own gradients,
+    fail; the biases start at 0, so decaying them moves nothing yet."""
+    js = tmp_path / "js"
+    shutil.copytree(chromium_module.JS_DIR, js)
+    step = js / "webgpu_step.mjs"
+    text = step.read_text()
+    old = "const DECAYED = new Set(['wte', 'wpe', 'qkvw', 'attprojw', 'fcw', 'fcprojw']);"
+    assert text.count(old) == 1
+    step.write_text(text.replace(old, old.replace("]", ", 'ln1w', 'ln2w', 'lnfw', 'qkvb', 'fcb']")))
+    monkeypatch.setattr(chromium_module, "JS_DIR", js)
+    code, rows = _model_rows(tmp_path)
+    judged = {s: rs for s, rs in _by_subject(rows).items() if rs[0].status in ("pass", "fail")}
+    failing = sorted(s for s, rs in judged.items() if any(r.status == "fail" for r in rs))
+    assert failing == ["update:ln1w", "update:ln2w", "update:lnfw"], failing
+    assert code == 1
+
+
+def _without_flash(text: str) -> str:
+    """A kernels.toml or binding without its ``attention_flash`` tables."""
+    out, skip = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            skip = "attention_flash" in line
+        if not skip:
+            out.append(line)
+    return "".join(out)
+
+
+@pytest.mark.chromium
+def test_an_artifact_without_flash_kernels_names_them_and_runs_naive(tmp_path: Path) -> None:
+    """Kernels without the flash ops: the default (flash) step's cell is an error naming the
+    missing op and the option that composes the naive kernels; with that option it passes."""
+    src = tmp_path / "kernels"
+    shutil.copytree(REPO_ROOT / WEBGPU_DIR, src)
+    for name in ("kernels.toml", "webgpu.binding.toml"):
+        text = (src / name).read_text()
+        stripped = _without_flash(text)
+        assert "[ops.attention_flash" in text and "[ops.attention_flash" not in stripped
+        (src / name).write_text(stripped)
+
+    code, rows = _model_rows(tmp_path / "flash", None, src)
+    errors = [r for r in rows if r.status == "error"]
+    assert errors and "no op tg_attention_flash_forward" in errors[0].detail, errors
+    assert 'attention = "naive"' in errors[0].detail
+    assert code == 1
+
+    code, rows = _model_rows(tmp_path / "naive", "naive", src)
+    assert [r for r in rows if r.status in ("fail", "error")] == []
+    assert code == 0
+
+
+@pytest.mark.chromium
+def test_the_step_runs_the_attention_kernels_it_is_given(tmp_path: Path) -> None:
+    """A flash backward whose dq skips the diagonal key fails the default (flash) step's
+    gradients, loss trajectory aside; the same artifact's step with ``attention = "naive"``
+    passes every row: the option selects the kernels the step dispatches."""
+    src = tmp_path / "kernels"
+    shutil.copytree(REPO_ROOT / WEBGPU_DIR, src)
+    shader = src / "attention_flash_backward.wgsl"
+    text = shader.read_text()
+    assert text.count(DQ_SKIPS_DIAGONAL[0]) == 1
+    shader.write_text(text.replace(*DQ_SKIPS_DIAGONAL))
+
+    code, rows = _model_rows(tmp_path / "flash", None, src)
+    judged = {s: rs for s, rs in _by_subject(rows).items() if rs[0].status in ("pass", "fail")}
+    failing = sorted(s for s, rs in judged.items() if any(r.status == "fail" for r in rs))
+    assert "grad:qkvw" in failing, failing
+    # the forward is untouched: the fault shows only where dq flows
+    assert judged["logits"][0].status == "pass" and judged["loss"][0].status == "pass"
+    assert not any(s.startswith("roundtrip:") for s in failing)
+    assert code == 1
+
+    code, rows = _model_rows(tmp_path / "naive", "naive", src)
+    subjects = _by_subject(rows)
+    failing = sorted(s for s, rs in subjects.items() if any(r.status != "pass" and
+                     r.status != "measured" for r in rs))  # fmt: skip
+    assert failing == [], failing
+    assert subjects["attention"][0].detail.startswith("the step's attention: naive (")
     assert code == 0
 
 
