@@ -239,12 +239,14 @@ class _Validator(TomlValidator):
         super().__init__(path, lines)
         self.root = path.parent
 
-    def file(self, where: Path_, value: object, *, directory: bool = False) -> tuple[Path, str]:
+    def file(
+        self, where: Path_, value: object, *, directory: bool = False, exists: bool = True
+    ) -> tuple[Path, str]:
         rel = self.typed(where, value, str, "a path (relative to the project root)")
         p = Path(rel)
         p = p if p.is_absolute() else self.root / p
         ok = p.is_dir() if directory else p.is_file()
-        if not ok:
+        if not ok and exists:
             kind = "directory" if directory else "file"
             raise self.error(where, f"{kind} {rel!r} not found (looked at {p})")
         return p, rel
@@ -530,7 +532,9 @@ class _Validator(TomlValidator):
         if kind == "default":
             return CorpusSource("default", line)
         if kind == "page":
-            site, rel = self.file((*where, "site"), t["site"], directory=True)
+            # a built site is a build's output: its absence is the source's error when it is
+            # read (check corpus), not a bad profile that would stop every other check
+            site, rel = self.file((*where, "site"), t["site"], directory=True, exists=False)
             page = self.typed((*where, "page"), t.get("page", "index.html"), str, "a path")
             sel = self.typed((*where, "selector"), t["selector"], str, "a CSS selector")
             timeout = self.typed((*where, "timeout_s"), t.get("timeout_s", 15.0), (int, float),

@@ -59,7 +59,7 @@ def uncovered(
             for match in PERF_NUMBER.finditer(line):
                 if _excused(line, match.start(), match.end(), excuses):
                     continue
-                out.append(Finding("", "uncovered", (
+                out.append(Finding(f"uncovered:{label}:{number}", "uncovered", (
                     f"{label}:{number}: {match.group(0)!r} reads like a performance claim "
                     "but no claim covers it (add a [[claim]] or reword it)"
                 )))  # fmt: skip

@@ -64,6 +64,11 @@ def read_source(profile: Profile, source: CorpusSource) -> tuple[str | None, str
                 "page source checks what it holds"
             )
         return text, where
+    if not source.path.is_dir():
+        raise PageReadError(
+            f"{profile.where(source.line)}: site directory {source.rel!r} not found (looked at "
+            f"{source.path}): build the site first (its build output is what a visitor is served)"
+        )
     page_file = str(source.path / source.page)
     read = read_element(source.path, source.page, source.element, source.timeout_s, source.base)
     where = (

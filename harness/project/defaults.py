@@ -63,17 +63,34 @@ def key_map(
     return {e.key: surface.keys.get(e.key, shared.get(e.key, canonical(e.key))) for e in entries}
 
 
+def ignored(key: str, ignore: frozenset[str]) -> bool:
+    """Whether a surface key is ignored: named in ``ignore``, or under a named table
+    (``_notes`` ignores ``_notes.initial_loss``)."""
+    return key in ignore or any(key.startswith(f"{i}.") for i in ignore)
+
+
 def oracle_values(profile: Profile, section: DefaultsProfile) -> dict[str, tuple[Value, str]]:
-    """The oracle: ``{key: (value, where)}``; ``where`` is ``file:line`` or TrainingDefaults."""
+    """The oracle: ``{key: (value, where)}``; ``where`` is ``file:line`` or TrainingDefaults.
+    Its ``ignore`` keys are left out. ProfileError (at the oracle's line) when the oracle
+    states nothing: a stub, or a file whose values the format cannot read."""
     if section.oracle is None:
         return {
             k: (v, "reference/defaults.py TrainingDefaults") for k, v in DEFAULTS.as_dict().items()
         }
-    entries = entries_of(section.oracle, profile)
-    names = key_map(section.oracle, entries)
+    oracle = section.oracle
+    entries = [e for e in entries_of(oracle, profile) if not ignored(e.key, oracle.ignore)]
+    if not entries:
+        raise ProfileError(
+            f"{profile.where(oracle.line)}: defaults.oracle: {oracle.rel} states no value the "
+            f"{oracle.format} extractor can read"
+            + (f" (under prefix {oracle.prefix!r})" if oracle.prefix else "")
+            + (" once `ignore` is applied" if oracle.ignore else "")
+            + "; name the file that holds the project's defaults"
+        )
+    names = key_map(oracle, entries)
     out: dict[str, tuple[Value, str]] = {}
     for e in entries:
-        out.setdefault(names[e.key], (e.value, f"{section.oracle.rel}:{e.line}"))
+        out.setdefault(names[e.key], (e.value, f"{oracle.rel}:{e.line}"))
     return out
 
 
@@ -130,7 +147,8 @@ def check_surface(
     """Compare one surface with the oracle's compare keys (exit 2 if a covered key is absent)."""
     entries = entries_of(surface, profile)
     names = key_map(surface, entries, vocabulary)
-    ignore = set(surface.ignore) | {k for k, n in names.items() if n in na}
+    ignore = {e.key for e in entries if ignored(e.key, surface.ignore)}
+    ignore |= {k for k, n in names.items() if n in na}
     if surface.covers is not None:
         unknown = [k for k in surface.covers if k not in compare and k not in na]
         if unknown:

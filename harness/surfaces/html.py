@@ -12,6 +12,7 @@ the line where the text starts. :func:`textareas` returns them for the corpus ch
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
 
@@ -51,10 +52,18 @@ def textareas(path: Path) -> list[SurfaceEntry]:
             body, start = body[2:], start + 2
         elif body.startswith("\n"):
             body, start = body[1:], start + 1
-        out.append(SurfaceEntry(_unquote(key[0]), html.unescape(body), body, line_of(text, start)))
+        value = html.unescape(body)
+        out.append(SurfaceEntry(_unquote(key[0]), value, _shown(value), line_of(text, start)))
     if not out and "<textarea" in text.lower() and not _TEXTAREA.search(text):
         raise SurfaceError(path, "found '<textarea' but no complete <textarea ...>...</textarea>")
     return out
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """A string value as a message shows it: quoted (an empty one is visibly ``""``), and cut
+    after ``limit`` characters (a textarea may hold a whole corpus)."""
+    cut = text if len(text) <= limit else text[: limit - 3] + "..."
+    return json.dumps(cut, ensure_ascii=False)
 
 
 def _unquote(raw: str) -> str:
@@ -84,7 +93,8 @@ def extract(path: Path) -> list[SurfaceEntry]:
             value = raw  # a non-numeric value such as "adamw" compares as a string
         if raw[:1] in "\"'":
             value = raw[1:-1]
-        entries.append(SurfaceEntry(_unquote(key[0]), value, raw, line_of(text, pos)))
+        shown = _shown(value) if isinstance(value, str) else raw
+        entries.append(SurfaceEntry(_unquote(key[0]), value, shown, line_of(text, pos)))
     if not entries and "<input" in text.lower() and not _TAG.search(text):
         raise SurfaceError(path, "found '<input' but no complete <input ...> tag")
     return sorted(entries + textareas(path), key=lambda e: e.line)

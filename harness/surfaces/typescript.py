@@ -2,7 +2,9 @@
 
 Finds ``learningRate: 3e-3`` (a property whose value is a literal, e.g. in ``types.ts``) and
 ``const LEARNING_RATE = 3e-3``. Type annotations (``learningRate: number``) have no literal and
-are ignored. A property must start a line or follow ``{`` or ``,``, so ``a ? b : 3`` is not one.
+are ignored, and so are the bodies of ``type X = ...`` and ``interface X {...}``, where
+``{ type: "train" }`` is a string-literal type, not a value. A property must start a line or
+follow ``{`` or ``,``, so ``a ? b : 3`` is not one.
 With ``object_name="DEFAULT_CONFIG"`` only the properties inside that object literal are read.
 Comments are blanked first (offsets kept), so commented-out values do not count.
 """
@@ -70,6 +72,50 @@ def blank_comments(text: str) -> str:
     return "".join(out)
 
 
+_TYPE_DECL = re.compile(
+    r"(?:^|(?<=[\s;]))(?:export\s+)?(?:declare\s+)?(?:"
+    r"interface\s+[A-Za-z_$][\w$]*[^{;=]*\{|type\s+[A-Za-z_$][\w$]*\s*"
+    r"(?:<[^<>]*(?:<[^<>]*>[^<>]*)*>)?\s*=)",
+    re.MULTILINE,
+)
+_OPEN, _CLOSE = "{[(<", "}])>"
+
+
+def _type_end(text: str, start: int, brace: bool) -> int:
+    """End offset of a type declaration body from ``start``: the brace that closes an
+    interface's ``{`` (``brace``), else a type alias's ``;`` or, without one, the line end after
+    which the type does not go on (the next line does not start with ``|`` or ``&``)."""
+    depth = 1 if brace else 0
+    i, n = start, len(text)
+    while i < n:
+        c = text[i]
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE and not (c == ">" and text[i - 1 : i] == "="):  # `=>` is no bracket
+            depth -= 1
+            if brace and depth == 0:
+                return i + 1
+        elif not brace and depth == 0:
+            if c == ";":
+                return i + 1
+            if c == "\n":
+                before = text[start:i].rstrip()
+                after = text[i:].lstrip()
+                if before and before[-1] not in "=|&,(<:?" and after[:1] not in ("|", "&"):
+                    return i
+        i += 1
+    return n
+
+
+def _blank_types(text: str) -> str:
+    """``text`` with every type alias and interface body blanked (offsets and newlines kept)."""
+    out = list(text)
+    for m in _TYPE_DECL.finditer(text):
+        end = _type_end(text, m.end(), m.group(0).rstrip().endswith("{"))
+        out[m.start() : end] = [ch if ch == "\n" else " " for ch in text[m.start() : end]]
+    return "".join(out)
+
+
 def _object_span(text: str, name: str, path: Path) -> tuple[int, int]:
     """Return the [start, end) offsets of the braces of object literal ``name = {...}``."""
     m = re.search(rf"\b{re.escape(name)}\b[^=;{{]*=\s*\{{", text)
@@ -116,6 +162,8 @@ def extract(path: Path, *, object_name: str | None = None) -> list[SurfaceEntry]
     """Return every literal-valued property and const declaration of a TS/JS file, in order."""
     text = blank_comments(read_text(path))
     check_balanced(text, path)
+    if object_name is None:
+        text = _blank_types(text)
     lo, hi = (0, len(text)) if object_name is None else _object_span(text, object_name, path)
     found: list[tuple[int, SurfaceEntry]] = []
     patterns = (_PROPERTY,) if object_name is not None else (_PROPERTY, _CONST)

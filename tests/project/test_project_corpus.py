@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.profile import ProfileError, load_profile
+from harness.profile import load_profile
 from harness.project import corpus
 from harness.project.outcome import Outcome
 from reference.corpus import load_corpus
@@ -71,12 +71,18 @@ def test_a_site_that_does_not_serve_the_page_is_an_error(fixed: Path) -> None:
     assert err.status == "error" and "HTTP 404" in err.detail
 
 
-def test_missing_site_directory_is_bad_config(fixed: Path) -> None:
-    """A site directory that does not exist (not built) exits 2 at the profile line."""
+def test_a_site_directory_not_built_is_that_sources_error(fixed: Path) -> None:
+    """A site directory that does not exist (not built yet) is no bad profile: the profile
+    loads (so the other checks run), and that source's outcome is an error naming the
+    profile's line and saying to build the site; the textarea source is judged as ever."""
     text = (fixed / "harness.toml").read_text().replace('site = "dist"', 'site = "build"')
     (fixed / "harness.toml").write_text(text)
-    with pytest.raises(ProfileError, match=r"harness.toml:\d+: corpus.source\[1\].site: directory"):
-        load_profile(fixed / "harness.toml")
+    profile = load_profile(fixed / "harness.toml")
+    errors = [o for o in corpus.check(profile) if o.status == "error"]
+    assert [o.subject for o in errors] == ["source[1]:page"]
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if s == 'kind = "page"') - 1
+    assert f"harness.toml:{line}: site directory 'build' not found" in errors[0].detail
+    assert "build the site first" in errors[0].detail
 
 
 @pytest.mark.corpus

@@ -224,3 +224,92 @@ def test_missing_corpus_sha256_is_named_missing(fixed: Path) -> None:
     message = str(info.value)
     assert f"harness.toml:{_line_of(fixed, '[corpus]')}: corpus: missing key 'sha256'" in message
     assert "None" not in message
+
+
+def test_an_unbuilt_site_does_not_stop_the_other_checks(
+    fixed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The page source's site is a build output: before `npm run build` it is missing. The
+    defaults and claims checks still run; check corpus reports that source as an error that
+    says to build the site (exit 1), not a bad profile (exit 2)."""
+    import shutil
+
+    shutil.rmtree(fixed / "dist")
+    code, _out, err = _run(fixed, capsys)
+    assert code == 0, err
+    code = main(["check", "corpus", "--project", str(fixed)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "site directory 'dist' not found" in out and "build the site first" in out
+
+
+def test_an_oracle_that_states_nothing_exits_2_at_the_oracle(
+    fixed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stub oracle (a docstring-only train.py): exit 2 at [defaults.oracle], saying it states
+    no value, not that the profile has no [defaults]."""
+    (fixed / "python_ref" / "train.py").write_text('"""The trainer: see the docs."""\n')
+    code, _out, err = _run(fixed, capsys)
+    assert code == 2
+    assert f"harness.toml:{_line_of(fixed, '[defaults.oracle]')}: defaults.oracle:" in err
+    assert "python_ref/train.py states no value" in err
+    assert "has no [defaults] section" not in err
+
+
+def test_the_oracles_ignore_drops_its_keys_and_tables(fixed: Path) -> None:
+    """`ignore` on a JSON oracle leaves out a key and, by its name, a whole table of notes."""
+    (fixed / "configs" / "training.json").write_text(
+        '{"training": {"learning_rate": 3e-4, "betas": [0.9, 0.95], "eps": 1e-8,\n'
+        '"weight_decay": 0.1, "batch_size": 16, "block_size": 64, "seed": 42,\n'
+        '"max_steps": 2000, "optimizer": "adamw", "dropout": 0.1},\n'
+        '"_notes": {"initial_loss": "about ln(256)", "why": "prose"}}\n'
+    )
+    profile = fixed / "harness.toml"
+    text = profile.read_text()
+    old = (
+        "[defaults.oracle]                 # the Python reference's dataclass is the oracle\n"
+        'path = "python_ref/train.py"\nformat = "python"\nprefix = "TrainConfig."\n'
+        'keys = { lr = "learning_rate" }\n'
+    )
+    assert old in text
+    text = text.replace(
+        old,
+        '[defaults.oracle]\npath = "configs/training.json"\nformat = "json"\n'
+        'prefix = "training."\nignore = ["optimizer", "max_steps", "_notes"]\n',
+    )
+    profile.write_text(text.replace('[[defaults.surfaces]]\nname = "config-json"\npath = '
+                                    '"configs/training.json"\nformat = "json"\nprefix = '
+                                    '"training."\nignore = ["max_steps"]\n\n', ""))  # fmt: skip
+    keys = {o.subject for o in defaults.check(load_profile(profile))}
+    assert "oracle:learning_rate" in keys and "oracle:beta2" in keys
+    assert not {k for k in keys if "optimizer" in k or "_notes" in k or "max_steps" in k}
+
+
+def test_a_string_value_of_a_page_is_quoted_in_its_message(tmp_path: Path) -> None:
+    """An <input> holding prose: the row quotes it (an empty textarea shows as "")."""
+    from harness.surfaces import extract
+
+    page = tmp_path / "p.html"
+    page.write_text('<input id="prompt" value="The model">\n<textarea id="c"></textarea>')
+    assert [(e.key, e.raw) for e in extract(page, "html")] == [
+        ("prompt", '"The model"'), ("c", '""')
+    ]  # fmt: skip
+
+
+def test_typescript_type_aliases_and_interfaces_state_no_values(tmp_path: Path) -> None:
+    """Without `object`, a message union's string-literal types (`{ type: "train" }`) and an
+    interface's members are types, not defaults; the consts and object literals are read."""
+    from harness.surfaces import extract
+
+    ts = tmp_path / "types.ts"
+    ts.write_text(
+        'export type Backend = "wasm" | "webgpu";\n'
+        'export interface RunConfig {\n  seed: number;\n  backend: "wasm" | "webgpu";\n}\n'
+        "export const DEFAULT_CONFIG: RunConfig = {\n  learningRate: 3e-4,\n  seed: 42,\n};\n"
+        "export type ToWorker =\n"
+        '  | { type: "train"; text: string }\n  | { type: "sample"; temperature: 0.8 }\n'
+        'type Alias<T = number> = { kind: "x" }\n'
+        "const LR = 3e-3;\n"
+    )
+    got = [(e.key, e.value, e.line) for e in extract(ts, "typescript")]
+    assert got == [("learningRate", 3e-4, 7), ("seed", 42, 8), ("LR", 3e-3, 14)]
