@@ -6,7 +6,9 @@ the line of the value attribute, so a tag spread over several lines points at th
 An Astro/JSX ``value={expr}`` that is not a literal is bound to code, not stated in the page:
 it gives no entry. A ``<textarea>``'s value is its text between the tags (HTML entities decoded,
 the one newline that may follow the opening tag dropped, as browsers do), a string; its line is
-the line where the text starts. :func:`textareas` returns them for the corpus check.
+the line where the text starts. :func:`textareas` returns them for the corpus check. A
+``<select>``'s value is its selected option's (``value`` attribute, else its text), and with no
+``selected`` option the first one's, as a browser shows it; its line is that option's.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import json
 import re
 from pathlib import Path
 
-from harness.surfaces.base import SurfaceEntry, SurfaceError, line_of, parse_literal, read_text
+from harness.surfaces.base import (
+    SurfaceEntry,
+    SurfaceError,
+    Value,
+    line_of,
+    parse_literal,
+    read_text,
+)
 
 _TAG = re.compile(r"<input\b(?P<attrs>(?:[^>\"'{]|\"[^\"]*\"|'[^']*'|\{[^}]*\})*)/?>", re.I)
 _ATTR = re.compile(
@@ -28,6 +37,45 @@ _TEXTAREA = re.compile(
     r"<textarea\b(?P<attrs>(?:[^>\"'{]|\"[^\"]*\"|'[^']*'|\{[^}]*\})*)>(?P<body>.*?)</textarea\s*>",
     re.I | re.S,
 )
+
+
+_SELECT = re.compile(
+    r"<select\b(?P<attrs>(?:[^>\"'{]|\"[^\"]*\"|'[^']*'|\{[^}]*\})*)>(?P<body>.*?)</select\s*>",
+    re.I | re.S,
+)
+_OPTION = re.compile(
+    r"<option\b(?P<attrs>(?:[^>\"'{]|\"[^\"]*\"|'[^']*'|\{[^}]*\})*)>(?P<text>[^<]*)", re.I
+)
+_SELECTED = re.compile(r"(?:^|\s)selected(?:\s|=|$)", re.I)
+
+
+def _literal(raw: str) -> Value:
+    """A value as written: a number or boolean literal, else the string."""
+    try:
+        return parse_literal(raw)
+    except ValueError:
+        return raw
+
+
+def selects(text: str) -> list[SurfaceEntry]:
+    """One entry per ``<select>`` with an id (or name) and at least one option."""
+    out: list[SurfaceEntry] = []
+    for m in _SELECT.finditer(text):
+        attrs = _attrs(text, m.start("attrs"), m.group("attrs"))
+        key = attrs.get("id") or attrs.get("name")
+        options = list(_OPTION.finditer(text, m.start("body"), m.end("body")))
+        if key is None or not options:
+            continue
+        chosen = next((o for o in options if _SELECTED.search(o.group("attrs"))), options[0])
+        oattrs = _attrs(text, chosen.start("attrs"), chosen.group("attrs"))
+        if "value" in oattrs:
+            raw, pos = _unquote(oattrs["value"][0]), oattrs["value"][1]
+        else:
+            raw, pos = html.unescape(chosen.group("text")).strip(), chosen.start("text")
+        value = _literal(raw)
+        shown = _shown(value) if isinstance(value, str) else raw
+        out.append(SurfaceEntry(_unquote(key[0]), value, shown, line_of(text, pos)))
+    return out
 
 
 def _attrs(text: str, start: int, attrs: str) -> dict[str, tuple[str, int]]:
@@ -97,4 +145,4 @@ def extract(path: Path) -> list[SurfaceEntry]:
         entries.append(SurfaceEntry(_unquote(key[0]), value, shown, line_of(text, pos)))
     if not entries and "<input" in text.lower() and not _TAG.search(text):
         raise SurfaceError(path, "found '<input' but no complete <input ...> tag")
-    return sorted(entries + textareas(path), key=lambda e: e.line)
+    return sorted(entries + selects(text) + textareas(path), key=lambda e: e.line)

@@ -158,20 +158,69 @@ def check_balanced(text: str, path: Path) -> None:
         raise SurfaceError(path, f"{c!r} opened on line {line_of(text, i)} is never closed")
 
 
+_ARRAY_PROPERTY = re.compile(
+    r"""(?:^|(?<=[{,]))\s*(?P<q>["']?)(?P<key>[A-Za-z_$][\w$]*)(?P=q)\s*:\s*\[(?P<items>\s*"""
+    + _LITERAL
+    + r"""(?:\s*,\s*"""
+    + _LITERAL
+    + r""")*\s*,?\s*)\](?:\s+as\s+const)?\s*(?=[,};\n]|$)""",
+    re.MULTILINE,
+)
+_ITEM = re.compile(_LITERAL)
+_OWNER = re.compile(r"""(?P<q>["']?)(?P<key>[A-Za-z_$][\w$]*)(?P=q)\s*:\s*$""")
+
+
+def _scopes(text: str) -> list[tuple[int, int, str | None]]:
+    """Every ``{...}`` of ``text`` (strings masked) as ``(open, close, key)``: ``key`` is the
+    property the object is the value of (``sched: {``), None for any other brace."""
+    masked = _STRINGS.sub(lambda m: " " * len(m.group(0)), text)
+    out: list[tuple[int, int, str | None]] = []
+    stack: list[tuple[int, str | None]] = []
+    for i, c in enumerate(masked):
+        if c == "{":
+            owner = _OWNER.search(masked, max(0, i - 200), i)
+            stack.append((i, owner.group("key") if owner else None))
+        elif c == "}" and stack:
+            start, key = stack.pop()
+            out.append((start, i, key))
+    return out
+
+
+def _parents(scopes: list[tuple[int, int, str | None]], pos: int, lo: int) -> str:
+    """The dotted path of the objects enclosing ``pos`` inside ``[lo, ...)``, e.g. ``sched.``."""
+    keys = sorted((o, k) for o, c, k in scopes if lo <= o < pos < c and k is not None)
+    return "".join(f"{k}." for _, k in keys)
+
+
 def extract(path: Path, *, object_name: str | None = None) -> list[SurfaceEntry]:
-    """Return every literal-valued property and const declaration of a TS/JS file, in order."""
+    """Return every literal-valued property and const declaration of a TS/JS file, in order.
+
+    A property inside a nested object is keyed by its path (``sched: { minLr: 1e-5 }`` states
+    ``sched.minLr``), and an array of literals by index (``betas: [0.9, 0.95]`` states
+    ``betas.0`` and ``betas.1``), as the JSON surface keys them.
+    """
     text = blank_comments(read_text(path))
     check_balanced(text, path)
     if object_name is None:
         text = _blank_types(text)
     lo, hi = (0, len(text)) if object_name is None else _object_span(text, object_name, path)
+    scopes = _scopes(text)
     found: list[tuple[int, SurfaceEntry]] = []
     patterns = (_PROPERTY,) if object_name is not None else (_PROPERTY, _CONST)
     for pattern in patterns:
         for m in pattern.finditer(text, lo, hi):
             raw = m.group("value")
             pos = m.start("key")
+            key = m.group("key")
+            if pattern is _PROPERTY:
+                key = _parents(scopes, pos, lo) + key
+            found.append((pos, SurfaceEntry(key, parse_literal(raw), raw, line_of(text, pos))))
+    for m in _ARRAY_PROPERTY.finditer(text, lo, hi):
+        key = _parents(scopes, m.start("key"), lo) + m.group("key")
+        for i, item in enumerate(_ITEM.finditer(m.group("items"))):
+            pos = m.start("items") + item.start()
+            raw = item.group(0)
             found.append(
-                (pos, SurfaceEntry(m.group("key"), parse_literal(raw), raw, line_of(text, pos)))
+                (pos, SurfaceEntry(f"{key}.{i}", parse_literal(raw), raw, line_of(text, pos)))
             )
     return [e for _, e in sorted(found, key=lambda p: p[0])]

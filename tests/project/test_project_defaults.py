@@ -313,3 +313,38 @@ def test_typescript_type_aliases_and_interfaces_state_no_values(tmp_path: Path) 
     )
     got = [(e.key, e.value, e.line) for e in extract(ts, "typescript")]
     assert got == [("learningRate", 3e-4, 7), ("seed", 42, 8), ("LR", 3e-3, 14)]
+
+
+def test_typescript_nested_objects_and_arrays_are_keyed_by_path(tmp_path: Path) -> None:
+    """`sched: { minLr }` states `sched.minLr` (so `prefix`/`ignore` can name `sched.`), and
+    `betas: [0.9, 0.95]` states `betas.0` / `betas.1` (read as beta1 / beta2), as in JSON."""
+    from harness.surfaces import extract
+
+    ts = tmp_path / "config.ts"
+    ts.write_text(
+        "export const DEFAULT_CONFIG = {\n  learningRate: 3e-4,\n  betas: [0.9, 0.95],\n"
+        "  sched: { warmupSteps: 100, minLr: 1e-5 },\n  model: {\n    attn: { heads: 4 },\n"
+        "  },\n} as const;\n"
+    )
+    entries = extract(ts, "typescript", {"object": "DEFAULT_CONFIG"})
+    got = [(e.key, e.value, e.line) for e in entries]
+    assert got == [("learningRate", 3e-4, 2), ("betas.0", 0.9, 3), ("betas.1", 0.95, 3),
+                   ("sched.warmupSteps", 100, 4), ("sched.minLr", 1e-5, 4),
+                   ("model.attn.heads", 4, 6)]  # fmt: skip
+    assert [defaults.canonical(k) for k in ("betas.0", "betas.1")] == ["beta1", "beta2"]
+
+
+def test_a_select_states_its_selected_option(tmp_path: Path) -> None:
+    """A <select> states the option a browser shows: the `selected` one (its value, else its
+    text), else the first; at that option's line."""
+    from harness.surfaces import extract
+
+    page = tmp_path / "index.astro"
+    page.write_text(
+        '<select id="batch">\n  <option>8</option>\n  <option selected>32</option>\n</select>\n'
+        '<select name="backend"><option value="wasm">WASM</option><option value="webgpu">'
+        "WebGPU</option></select>\n"
+    )
+    assert [(e.key, e.value, e.line) for e in extract(page, "html")] == [
+        ("batch", 32, 3), ("backend", "wasm", 5)
+    ]  # fmt: skip
