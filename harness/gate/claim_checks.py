@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from harness.gate.claims import Claim, ClaimsFile, Quantity
+from harness.gate.claims import Claim, ClaimsFile, Published, Quantity
 from harness.gate.errors import GateInputError
 from harness.gate.measurements import timing_samples, x_label
 from harness.rundir.reader import Run
@@ -300,10 +300,11 @@ def check_single_point(claim: Claim, table: Mapping[Quantity, float]) -> list[Fi
 
 
 def published_region(
-    claim: Claim, root: Path, claims_path: Path
+    claim: Claim, root: Path, claims_path: Path, pub: Published | None = None
 ) -> tuple[str, int, list[str]] | str:
-    """``(file label, first line number, lines)`` that publish the claim, or why it is stale."""
-    pub = claim.published
+    """``(file label, first line number, lines)`` that publish the claim at ``pub`` (default
+    its first location), or why it is stale."""
+    pub = claim.published if pub is None else pub
     path = root / pub.file
     if not path.is_file():
         raise GateInputError(
@@ -324,8 +325,14 @@ def published_region(
 
 
 def check_text(claim: Claim, root: Path, claims_path: Path) -> list[Finding]:
-    """The published text must still carry every claimed value."""
-    region = published_region(claim, root, claims_path)
+    """The published text must still carry every claimed value, at each of its locations."""
+    out: list[Finding] = []
+    for pub in claim.published.locations():
+        out += _check_region(claim, published_region(claim, root, claims_path, pub))
+    return out
+
+
+def _check_region(claim: Claim, region: tuple[str, int, list[str]] | str) -> list[Finding]:
     if isinstance(region, str):
         return [Finding(claim.id, "fail", f"{claim.id}: {region}")]
     label, first, lines = region
@@ -349,10 +356,11 @@ def covered_spans(claims: ClaimsFile, root: Path) -> dict[str, list[tuple[int, i
     """For each published file, the 1-based line spans that claims cover."""
     spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for claim in claims.claims:
-        region = published_region(claim, root, claims.path)
-        if not isinstance(region, str):
-            label, first, lines = region
-            spans[str(Path(label))].append((first, first + len(lines) - 1))
+        for pub in claim.published.locations():
+            region = published_region(claim, root, claims.path, pub)
+            if not isinstance(region, str):
+                label, first, lines = region
+                spans[str(Path(label))].append((first, first + len(lines) - 1))
     return spans
 
 

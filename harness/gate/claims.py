@@ -33,6 +33,7 @@ Schema (TOML, documented with examples in docs/signoff.md)::
     [claim.published]
     file = "README.md"               # relative to --root
     marker = "claim:wasm64-vs-wasm32-train"   # or: line = 42
+    also = [{ file = "README.md", line = 4 }]  # optional: the same figure printed elsewhere
     [claim.provenance]               # where the band was measured (written by signoff --record)
     commit = "699ec8d"
     fingerprint = "3886613962dc"     # machine fingerprint id (run.json)
@@ -95,11 +96,17 @@ class Quantity:
 
 @dataclass(frozen=True)
 class Published:
-    """Where a claim is printed: a file plus a marker string or a 1-based line number."""
+    """Where a claim is printed: a file plus a marker string or a 1-based line number; ``also``
+    the other places that print the same figure (each must carry it; each is covered)."""
 
     file: str
     marker: str = ""
     line: int = 0
+    also: tuple[Published, ...] = ()
+
+    def locations(self) -> tuple[Published, ...]:
+        """This location, then the others that print the figure."""
+        return (self, *self.also)
 
 
 @dataclass(frozen=True)
@@ -324,10 +331,26 @@ def _claim(at: _Where, index: int, raw: Any) -> Claim:
         raise err("unknown key", "relative_to", bad[0])
     tolerance, bands = _bands(raw, over, points, err, number)
     pub = need("published", dict)
+    bad_pub = sorted(set(pub) - {"file", "marker", "line", "also"})
+    if bad_pub:
+        raise err("unknown key", "published", bad_pub[0])
+    also_raw = pub.get("also", [])
+    if not isinstance(also_raw, list) or not all(isinstance(a, dict) for a in also_raw):
+        raise err("expected an array of { file, line } or { file, marker }", "published", "also")
+    also = []
+    for i, a in enumerate(also_raw):
+        extra = sorted(set(a) - {"file", "marker", "line"})
+        if extra or "file" not in a or ("line" in a) == ("marker" in a):
+            why = f"unknown key {extra[0]!r}" if extra else "needs file and one of line, marker"
+            raise err(why, "published", "also", str(i))
+        if not isinstance(a["file"], str) or not isinstance(a.get("line", 1), int):
+            raise err(f"wrong type: {a!r}", "published", "also", str(i))
+        also.append(Published(a["file"], str(a.get("marker", "")), int(a.get("line", 0))))
     published = Published(
         file=need("file", str, pub, "published"),
         marker=str(pub.get("marker", "" if "line" in pub else f"claim:{raw['id']}")),
         line=int(pub.get("line", 0)),
+        also=tuple(also),
     )
     independent = raw.get("machine_independent", False)
     if not isinstance(independent, bool):

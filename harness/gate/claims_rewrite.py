@@ -167,28 +167,29 @@ def rewrite_published(
     for claim in claims.claims:
         if claim.id not in updates:
             continue
-        region = published_region(claim, root, claims.path)
-        file = Path(claim.published.file)
-        if isinstance(region, str):
-            raise GateInputError(claims.path, f"claim[{claim.id}].published", region)
-        _, first, region_lines = region
-        texts.setdefault(file, (root / file).read_text(encoding="utf-8").splitlines())
-        update = updates[claim.id]
-        found = _locate(claim, first, region_lines)
-        if isinstance(found, str):
-            raise GateInputError(
-                f"{file}:{first}", f"claim[{claim.id}]", f"{found}; edit it by hand"
-            )
-        for key, (line, match) in found.items():
-            spot = (line, match.start(), match.end())
-            if spot in edits.setdefault(file, {}):
+        for pub in claim.published.locations():  # every place that prints the figure
+            region = published_region(claim, root, claims.path, pub)
+            file = Path(pub.file)
+            if isinstance(region, str):
+                raise GateInputError(claims.path, f"claim[{claim.id}].published", region)
+            _, first, region_lines = region
+            texts.setdefault(file, (root / file).read_text(encoding="utf-8").splitlines())
+            update = updates[claim.id]
+            found = _locate(claim, first, region_lines)
+            if isinstance(found, str):
                 raise GateInputError(
-                    f"{file}:{line + 1}",
-                    f"claim[{claim.id}]",
-                    "the same number is located for two claims; edit by hand",
+                    f"{file}:{first}", f"claim[{claim.id}]", f"{found}; edit it by hand"
                 )
-            lo, hi = update.bands[key]
-            edits[file][spot] = figure_text(update.points[key], lo, hi, match.group(2) or "")
+            for key, (line, match) in found.items():
+                spot = (line, match.start(), match.end())
+                if spot in edits.setdefault(file, {}):
+                    raise GateInputError(
+                        f"{file}:{line + 1}",
+                        f"claim[{claim.id}]",
+                        "the same number is located for two claims; edit by hand",
+                    )
+                lo, hi = update.bands[key]
+                edits[file][spot] = figure_text(update.points[key], lo, hi, match.group(2) or "")
     out = {}
     for file, file_lines in texts.items():
         for (line, start, end), new in sorted(edits[file].items(), reverse=True):

@@ -326,3 +326,27 @@ def test_a_fourth_run_rarely_leaves_the_band_where_a_hull_flakes() -> None:
             trials += 1
     assert outside / trials < 0.003  # expected 0.001
     assert 0.4 < hull_outside / trials < 0.6  # expected 0.5
+
+
+def test_record_rewrites_every_place_that_prints_the_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second copy of the table, named in each claim's `published.also`: --record rewrites
+    both copies, and the recorded claims sign off (the text check reads both)."""
+    root = project(tmp_path)
+    table = README.split("<!-- claim:speedups -->\n", 1)[1].split("\n\n", 1)[0]
+    (root / "README.md").write_text(README + "\n<!-- claim:speedups-again -->\n" + table + "\n")
+    claims = root / "claims.toml"
+    old = 'published = { file = "README.md", marker = "claim:speedups" }'
+    new = old[:-2] + ', also = [{ file = "README.md", marker = "claim:speedups-again" }] }'
+    assert claims.read_text().count(old) == 2
+    claims.write_text(claims.read_text().replace(old, new))
+    dirs = runs(tmp_path, 1.0, 1.05, 0.96, 1.02)
+    assert record(root, dirs[:3]) == 0
+    readme = (root / "README.md").read_text()
+    recorded = {c.id: c for c in load_claims(claims).claims}
+    low, _high = recorded["native"].bands["tiny"]
+    cell = f"{published_text(recorded['native'].points['tiny'])}× ({published_text(low)}–"
+    assert readme.count(cell) == 2, readme
+    capsys.readouterr()
+    assert signoff(root, dirs[3]) == 0, capsys.readouterr().out

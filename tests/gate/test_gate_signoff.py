@@ -349,3 +349,41 @@ def test_measured_band_must_be_published(
     _signoff_text(tmp_path, REAL_RUN, claims, "<!-- claim:b -->\n| 2.1× (2.0–2.3) |\n")
     out = capsys.readouterr().out
     assert "no longer carries" not in out and "pass  b: published 2.1" in out
+
+
+def test_a_figure_printed_twice_is_covered_and_checked_at_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The headline 1.1x repeated in the README's first line: uncovered until the claim names
+    it in `published.also`; then covered, and a drift there fails the claim naming that line."""
+    root = tmp_path / "good"
+    shutil.copytree(FIXTURES / "good", root)
+    readme = root / "README.md"
+    readme.write_text("Memory64 costs 1.1× per train step.\n" + readme.read_text())
+    run = demo_run(tmp_path / "run")
+    args = ["signoff", str(run), "--claims", str(root / "claims.toml"), "--root", str(root)]
+    assert main(args) == 1
+    assert "README.md:1: '1.1×' reads like a performance claim" in capsys.readouterr().out
+    claims = root / "claims.toml"
+    old = 'published = { file = "README.md", marker = "claim:wasm64-overhead" }'
+    assert old in claims.read_text()
+    claims.write_text(claims.read_text().replace(
+        old, old[:-2] + ', also = [{ file = "README.md", line = 1 }] }'))  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().out
+    capsys.readouterr()
+    readme.write_text(readme.read_text().replace("costs 1.1×", "costs 1.3×", 1))
+    assert main(args) == 1
+    assert "README.md:1 no longer carries the claimed 1.1" in capsys.readouterr().out
+
+
+def test_a_bad_also_location_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`also` entries need a file and one of line or marker: anything else exits 2."""
+    root = tmp_path / "good"
+    shutil.copytree(FIXTURES / "good", root)
+    claims = root / "claims.toml"
+    old = 'published = { file = "README.md", marker = "claim:wasm64-overhead" }'
+    claims.write_text(claims.read_text().replace(
+        old, old[:-2] + ', also = [{ file = "README.md" }] }'))  # fmt: skip
+    run = demo_run(tmp_path / "run")
+    assert main(["signoff", str(run), "--claims", str(claims), "--root", str(root)]) == 2
+    assert "needs file and one of line, marker" in capsys.readouterr().err
