@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from harness.tolerance import (
     FLOAT32_U,
+    GLOBAL_PARAMS,
     WGSL_DIV_U,
     WGSL_SQRT_U,
     ElementwiseBound,
@@ -108,7 +109,10 @@ def update_bounds(
     dp = {k: np.zeros_like(v) for k, v in p.items()}
     dm = {k: np.zeros_like(v) for k, v in p.items()}
     dv = {k: np.zeros_like(v) for k, v in p.items()}
-    e = clip_scale_error([a.size for a in p.values()])
+    # the step sums squares per GPU buffer: one per tensor, per layer for a per-layer tensor
+    e = clip_scale_error([a[0].size for k, a in p.items() if k not in GLOBAL_PARAMS
+                          for _ in range(a.shape[0])]
+                         + [a.size for k, a in p.items() if k in GLOBAL_PARAMS])  # fmt: skip
     for t, (raw, rate) in enumerate(zip(grads, rates, strict=True), start=1):
         lr = _f32(rate)
         g64 = {k: np.asarray(raw[k], dtype=np.float64) for k in p}
