@@ -89,6 +89,22 @@ from reference.presets import ModelConfig, param_count
 from reference.train import train_context_length
 
 CURVES: tuple[str, ...] = ("ops", "overhead", "train_step", "generate")
+# The curve that measures each subject, by the subject's prefix (before the first ":").
+_CURVE_OF_PREFIX: dict[str, str] = {
+    "op": "ops", "roofline": "ops",
+    "bridge": "overhead", "host": "overhead", "pool": "overhead", "overhead": "overhead",
+    "train_step": "train_step",
+    "generate": "generate", "ttft": "generate",
+}  # fmt: skip
+
+
+def curve_of(subject: str) -> str:
+    """The curve of ``CURVES`` whose measurement yields bench ``subject``; ValueError if none."""
+    curve = _CURVE_OF_PREFIX.get(subject.split(":", 1)[0])
+    if curve is None:
+        raise ValueError(f"bench subject {subject!r} belongs to no curve of {list(CURVES)}")
+    return curve
+
 
 DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
     "matmul_forward": (32, 64, 128, 256),

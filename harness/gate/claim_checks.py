@@ -20,10 +20,13 @@ from harness.rundir.reader import Run
 from harness.rundir.rows import Row
 from reference.defaults import DEFAULTS
 
-FindingStatus = Literal["pass", "fail", "stale", "refused", "uncovered", "not comparable"]
+FindingStatus = Literal[
+    "pass", "fail", "stale", "refused", "uncovered", "not comparable", "rechecked"
+]
 # Findings that do not stop a sign-off: "not comparable" is listed, but a run of another machine
-# or host version can neither confirm nor refute a band measured elsewhere.
-PASSING: frozenset[str] = frozenset({"pass", "not comparable"})
+# or host version can neither confirm nor refute a band measured elsewhere; "rechecked" is a
+# figure that missed its band in the run and was measured in it again (harness.gate.recheck).
+PASSING: frozenset[str] = frozenset({"pass", "not comparable", "rechecked"})
 REFERENCE_CELL = ("numpy", "reference")  # whose median is the numerator of every ``speedup``
 MAX_PRESET_SPREAD = 0.20  # beyond this a single number misrepresents the quantity (9.7x lesson)
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
@@ -36,6 +39,8 @@ class Finding:
     claim: str
     status: FindingStatus
     message: str
+    # the claim's point (its preset or x label; "" for a point claim) of a band finding, else None
+    point: str | None = None
 
 
 def quantity_table(rows: Iterable[Row]) -> dict[Quantity, float]:
@@ -249,11 +254,15 @@ def check_values(
             f"{source} {value:.4g} (CI {low:.3g}-{high:.3g}, {change:+.1%})"
         )
         if elsewhere:
-            out.append(Finding(claim.id, "not comparable", f"{said}; not comparable: {elsewhere}"))
+            out.append(
+                Finding(claim.id, "not comparable", f"{said}; not comparable: {elsewhere}", key)
+            )
         elif high < band_low or low > band_high:
-            out.append(Finding(claim.id, "stale", f"{said}: the CI and the band do not overlap"))
+            out.append(
+                Finding(claim.id, "stale", f"{said}: the CI and the band do not overlap", key)
+            )
         else:
-            out.append(Finding(claim.id, "pass", said))
+            out.append(Finding(claim.id, "pass", said, key))
     return out
 
 

@@ -35,13 +35,15 @@ from harness.gate.claim_scan import scan_files, uncovered
 from harness.gate.claims import load_claims
 from harness.gate.errors import GateInputError
 from harness.gate.external import check_claim
+from harness.gate.recheck import DEFAULT_MAX_CELLS, RecheckPlan, recheck
 from harness.gate.record import describe, record
 from harness.gate.signoff_sheet import html_page, markdown, passed, verdict_line
 from harness.rundir.meta import RunDirError
 from harness.rundir.reader import Run, load_run
 
 _STYLE = {"pass": "green", "fail": "bold red", "stale": "bold red", "refused": "bold red",
-          "uncovered": "yellow", "not comparable": "bold yellow"}  # fmt: skip
+          "uncovered": "yellow", "not comparable": "bold yellow",
+          "rechecked": "yellow"}  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +60,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--root", type=Path, default=Path("."), help="directory published files are relative to"
     )
     parser.add_argument("--out", type=Path, help="write signoff.md and signoff.html here")
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="measure each stale figure's cells once more (bench only, the same build, beside "
+        "RUN) before calling it stale (docs/signoff.md, 'Rechecking a stale figure')",
+    )
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=RecheckPlan.manifest,
+        help="with --recheck: the manifest of the build RUN measured",
+    )
+    parser.add_argument(
+        "--recheck-cells",
+        type=int,
+        default=DEFAULT_MAX_CELLS,
+        metavar="N",
+        help="with --recheck: rerun at most N cells; with more stale, none is rechecked",
+    )
     parser.add_argument(
         "--record",
         action="store_true",
@@ -112,8 +133,13 @@ def execute(args: argparse.Namespace) -> int:
             raise GateInputError(
                 "signoff", "", "checks one RUN; --only and --allow-mixed-builds go with --record"
             )
+        if args.recheck_cells < 1:
+            raise GateInputError("signoff", "--recheck-cells", "must be at least 1")
         run = load_run(args.run[0])
         findings = sign_off(run, args.claims, args.root)
+        if args.recheck:
+            plan = RecheckPlan(manifest=args.artifacts, max_cells=args.recheck_cells)
+            findings = recheck(run, load_claims(args.claims), findings, plan, console)
     except RunDirError as exc:  # GateInputError is a RunDirError
         print(f"signoff: {exc}", file=sys.stderr)
         return 2
@@ -137,6 +163,10 @@ def _execute_record(args: argparse.Namespace) -> int:
         if args.out is not None:
             raise GateInputError(
                 "signoff", "--out", "writes a sheet of a sign-off, not of --record"
+            )
+        if args.recheck:
+            raise GateInputError(
+                "signoff", "--recheck", "measures a sign-off's stale figures, not --record's runs"
             )
         recorded = record(args.run, args.claims, args.root, args.only, args.allow_mixed_builds)
     except RunDirError as exc:  # GateInputError is a RunDirError

@@ -10,7 +10,7 @@ from harness.gate.claim_checks import PASSING, Finding
 from harness.rundir.meta import RunMeta
 
 _ICON = {"pass": "✅", "fail": "❌", "stale": "❌", "refused": "⛔", "uncovered": "❓",
-         "not comparable": "⚠️"}  # fmt: skip
+         "not comparable": "⚠️", "rechecked": "🔁"}  # fmt: skip
 SIGNED_OFF = "SIGNED OFF"  # the sheet's title says "NOT SIGNED OFF" otherwise (read by the report)
 
 
@@ -44,14 +44,14 @@ def passed(findings: Sequence[Finding]) -> bool:
 
 
 def verdict_line(findings: Sequence[Finding]) -> str:
-    """One line: signed off or not, with the failing and not-comparable counts."""
+    """One line: signed off or not, with the failing, not-comparable and rechecked counts."""
     bad = sum(f.status not in PASSING for f in findings)
     elsewhere = sum(f.status == "not comparable" for f in findings)
-    note = (
-        f" ({elsewhere} findings not comparable: other machine or host version)"
-        if elsewhere
-        else ""
-    )
+    again = sum(f.status == "rechecked" for f in findings)
+    notes = [f"{elsewhere} findings not comparable: other machine or host version"] * bool(
+        elsewhere
+    ) + [f"{again} rechecked: out of band in the run, in band when measured again"] * bool(again)
+    note = f" ({'; '.join(notes)})" if notes else ""
     if bad:
         return f"NOT {SIGNED_OFF.lower()}: {bad} failing findings{note}"
     return f"{SIGNED_OFF.lower()}{note}"

@@ -27,6 +27,7 @@ _STATUS: dict[str, Status] = {
     "refused": "fail",
     "uncovered": "fail",
     "not comparable": "skipped",
+    "rechecked": "pass",  # never produced without a run (signoff --recheck); listed for totality
 }
 
 
