@@ -15,6 +15,9 @@ init, float32) and batches, compared under the WGSL-inflated model bounds
 - ``update:<name>``: the same tensors against AdamW replayed in float64 on the gradients the
   step itself used, element by element (:mod:`harness.checks.webgpu_update`): the step's
   optimizer (decay mask, rates, bias corrections, clip) sharply;
+- ``adamw:<name>``, ``adamw:m:<name>``, ``adamw:v:<name>``: the optimizer probe
+  (:func:`adamw_rows`), from biases and LayerNorm off their init at the full rate, the weights
+  and AdamW's moments read back, where a decay-mask fault on a bias shows;
 - ``determinism``: a second step object from the same weights gives bitwise the same logits,
   gradients and state (``hash:*`` rows carry the sha256 for the cross-adapter table).
 
@@ -36,6 +39,7 @@ from numpy.typing import NDArray
 
 from harness.checks.base import CellContext
 from harness.checks.model import CHECK, Settings, _our_reference, _parity_rows
+from harness.checks.optimizer import off_init
 from harness.checks.webgpu_step import ATTENTION_KERNELS, XADAPTER, GpuStep
 from harness.checks.webgpu_update import update_bounds
 from harness.parity import compare
@@ -209,8 +213,60 @@ def run(ctx: CellContext) -> Iterator[Row]:
                     bound=replay.bound(name))  # fmt: skip
         yield from _parity_rows(ctx, f"update:{name}", r)
 
+    yield from adamw_rows(ctx, cfg, oracle, s.attention, s.seed, factor)
     yield from _determinism(ctx, cfg, first, second)
     yield from cross_adapter_rows(ctx, cfg, oracle, first, s.attention)
+
+
+ADAMW_STEPS = 3  # the optimizer probe's train steps, each at the full learning rate
+
+
+def adamw_rows(
+    ctx: CellContext,
+    cfg: ModelConfig,
+    oracle: ReferenceDump,
+    attention: str,
+    seed: int,
+    factor: float,
+) -> Iterator[Row]:
+    """The step's optimizer where a decay-mask fault shows: ``adamw:<name>`` (the weights),
+    ``adamw:m:<name>`` and ``adamw:v:<name>`` (AdamW's moments, read back from the GPU).
+
+    The ``update:`` rows start from the reference's init, where biases are 0 (decaying 0 changes
+    nothing) and the warmup rate is ~3e-6 (a LayerNorm weight decayed by mistake moves 3e-7,
+    caught only just). Here a fresh step object starts from the init with every bias and
+    LayerNorm tensor moved off its init value (:func:`harness.checks.optimizer.off_init`, the
+    C kernels' per-tensor AdamW probe) and trains ``ADAMW_STEPS`` steps at the full rate, ``t``
+    from 1: a bias decayed by mistake moves ``lr wd |b|`` (3e-6 at 0.1) against a per-element
+    bound of a few float32 ulps of it. Each is judged against AdamW replayed in float64 on the
+    gradients the step itself used (:func:`harness.checks.webgpu_update.update_bounds`)."""
+    batch, T = oracle.x.shape
+    start = off_init({k: np.asarray(v, dtype=np.float32) for k, v in oracle.params.items()}, seed)
+    rate = oracle.defaults.learning_rate
+    batches = list(zip(oracle.traj_x, oracle.traj_y, strict=True))[:ADAMW_STEPS]
+    step = GpuStep.create(ctx.instance, cfg, batch, T, 0, attention)
+    assert step is not None  # the artifact's own device: request 0
+    try:
+        step.load(start)
+        grads = []
+        for t, (bx, by) in enumerate(batches, start=1):
+            grads.append(step.gradients(bx, by))
+            step.train(bx, by, rate, oracle.defaults, t)
+        state = step.params()
+        m, v = step.moments()
+    finally:
+        step.free()
+    rates = [rate] * len(batches)
+    replay = update_bounds(start, grads, rates, oracle.defaults, DECAYED_PARAMS)
+    tol = step_state_tolerance(rates, factor, oracle.defaults)
+    for name in param_names(cfg):
+        for subject, got, want, of in (
+            (f"adamw:{name}", state[name], replay.params[name], "params"),
+            (f"adamw:m:{name}", m[name], replay.m[name], "m"),
+            (f"adamw:v:{name}", v[name], replay.v[name], "v"),
+        ):
+            r = compare(subject, got, want, tol, bound=replay.bound(name, of))
+            yield from _parity_rows(ctx, subject, r)
 
 
 def _first_difference(got: NDArray[np.float32], sent: NDArray[np.float32]) -> str:

@@ -148,8 +148,15 @@ class GpuStep:
 
     def params(self) -> Params:
         """The weights on the GPU, by name."""
-        self.instance.call("tgw_step_params", self.handle, self.buf)
+        self.instance.call("tgw_step_params", self.handle, self.buf, 0)
         return self._read_flat()
+
+    def moments(self) -> tuple[Params, Params]:
+        """AdamW's first and second moments on the GPU, by name (zero until a train step)."""
+        self.instance.call("tgw_step_params", self.handle, self.buf, 1)
+        m = self._read_flat()
+        self.instance.call("tgw_step_params", self.handle, self.buf, 2)
+        return m, self._read_flat()
 
     def time_samples(self, x: NDArray[Any], y: NDArray[Any], reps: int) -> tuple[float, ...]:
         """ns of each of ``reps`` train steps (after one warmup step), each its own submission,

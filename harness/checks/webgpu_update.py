@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -65,11 +65,17 @@ class Replay:
     params: dict[str, F64]
     bounds: dict[str, F64]
     clip_error: float  # the clip scale's relative error counted as every gradient's
+    m: dict[str, F64] = field(default_factory=dict)  # the first moments after the k steps
+    v: dict[str, F64] = field(default_factory=dict)  # the second moments
+    m_bounds: dict[str, F64] = field(default_factory=dict)
+    v_bounds: dict[str, F64] = field(default_factory=dict)
 
-    def bound(self, name: str) -> ElementwiseBound:
-        """Tensor ``name``'s bound in the form :func:`harness.parity.compare` takes."""
+    def bound(self, name: str, of: str = "params") -> ElementwiseBound:
+        """Tensor ``name``'s bound (of its ``"params"``, or its moment ``"m"`` or ``"v"``) in
+        the form :func:`harness.parity.compare` takes."""
+        bounds = {"params": self.bounds, "m": self.m_bounds, "v": self.v_bounds}[of]
         return ElementwiseBound(
-            self.bounds[name], {}, {},
+            bounds[name], {}, {},
             "per-element: the WGSL AdamW's own roundings at each step, earlier steps' m, v and p "
             f"errors carried through the update, the clip scale's {self.clip_error:.2g} relative",
         )  # fmt: skip
@@ -142,4 +148,4 @@ def update_bounds(
             dm[k] = own["m"] + b1 * dm[k] + (1 - b1) * np.abs(g) * e
             dv[k] = own["v"] + b2 * dv[k] + 2 * (1 - b2) * g * g * e
             p[k], m[k], v2[k] = new_p, new_m, new_v
-    return Replay(p, dp, e)
+    return Replay(p, dp, e, m, v2, dm, dv)

@@ -26,7 +26,8 @@
 //   tgw_step_forward(h, idx, targets, logits)   -> mean loss; logits (B*T*V) read back unless 0
 //   tgw_step_backward(h, grads)                 gradients of the last forward (before the clip)
 //   tgw_step_train(h, idx, targets, lr, beta1, beta2, eps, weight_decay, grad_clip, t) -> loss
-//   tgw_step_params(h, params)                  read the flat params back
+//   tgw_step_params(h, out, which)              read back the flat params (which 0), or AdamW's
+//                                               first (1) or second (2) moments
 //   tgw_step_time(h, idx, targets, reps, samples) -> median ns per train step (the GPU's clock
 //                                           with timestamp-query, else submit..onSubmittedWorkDone);
 //                                           each step's ns written at `samples` (reps float64s)
@@ -367,9 +368,11 @@ class Step {
     return this.meanLoss(out);
   }
 
-  async params(ptr) {
+  async params(ptr, which) {
+    const kind = ['p', 'm', 'v'][which];
+    if (kind === undefined) throw new HarnessError('HostError', `tgw_step_params: which is ${which}; 0 (params), 1 (m) or 2 (v)`);
     const enc = this.ctx.device.createCommandEncoder();
-    this.writeHeap(ptr, await this.submitRead(enc, this.flatCopies('p'), 'params'));
+    this.writeHeap(ptr, await this.submitRead(enc, this.flatCopies(kind), 'params'));
   }
 
   /** Median ns of one train step over `reps` steps (after one warmup step), each its own
@@ -518,7 +521,7 @@ export function stepExports(ctx, ops, env) {
     tgw_step_forward: (h, idx, tgt, logits) => get(h).forward(Number(idx), Number(tgt), Number(logits)),
     tgw_step_backward: (h, grads) => get(h).backward(Number(grads)),
     tgw_step_train: (h, idx, tgt, lr, b1, b2, eps, wd, clip, t) => get(h).train(Number(idx), Number(tgt), lr, b1, b2, eps, wd, clip, t),
-    tgw_step_params: (h, ptr) => get(h).params(Number(ptr)),
+    tgw_step_params: (h, ptr, which) => get(h).params(Number(ptr), Number(which)),
     tgw_step_time: (h, idx, tgt, reps, samples) => get(h).time(Number(idx), Number(tgt), reps, Number(samples)),
     tgw_step_free: (h) => { const s = steps.get(Number(h)); if (s) { s.free(); steps.delete(Number(h)); } },
   };

@@ -84,8 +84,10 @@ def test_the_step_matches_the_reference_from_its_init(tmp_path: Path) -> None:
     assert all(subjects[p][0].status == "pass" and subjects[p][0].value == 0.0 for p in pairs)
     assert [r.value for r in subjects["trajectory"] if r.metric == "loss"] != []
     assert subjects["attention"][0].detail.startswith("the step's attention: flash (")
-    # the optimizer on the step's own gradients: every tensor, element by element
-    assert {f"update:{n}" for n in ("wte", "ln1w", "qkvb", "lnfb")} <= set(judged)
+    # the optimizer on the step's own gradients: every tensor, element by element, and the
+    # full-rate probe from off-init biases and LayerNorm with AdamW's moments read back
+    for n in ("wte", "ln1w", "qkvb", "lnfb"):
+        assert {f"update:{n}", f"adamw:{n}", f"adamw:m:{n}", f"adamw:v:{n}"} <= set(judged)
     assert code == 0
 
 
@@ -97,7 +99,8 @@ def test_a_decay_mask_that_decays_layernorm_weights_fails_their_update_rows(
     LayerNorm weights and two biases: over 3 warmup steps it moves ln1w, ln2w and lnfw by
     ``lr wd |p|``, which the reference-trajectory ``state:`` rows allow (their bound lets a
     near-zero gradient flip) but the ``update:`` rows, replayed on the step's own gradients,
-    fail; the biases start at 0, so decaying them moves nothing yet."""
+    fail. The biases start at 0 there, so decaying them moves nothing; the ``adamw:`` probe
+    (biases and LayerNorm off their init, full rate) fails all five tensors, the biases too."""
     js = tmp_path / "js"
     shutil.copytree(chromium_module.JS_DIR, js)
     step = js / "webgpu_step.mjs"
@@ -109,7 +112,31 @@ def test_a_decay_mask_that_decays_layernorm_weights_fails_their_update_rows(
     code, rows = _model_rows(tmp_path)
     judged = {s: rs for s, rs in _by_subject(rows).items() if rs[0].status in ("pass", "fail")}
     failing = sorted(s for s, rs in judged.items() if any(r.status == "fail" for r in rs))
-    assert failing == ["update:ln1w", "update:ln2w", "update:lnfw"], failing
+    assert failing == ["adamw:fcb", "adamw:ln1w", "adamw:ln2w", "adamw:lnfw", "adamw:qkvb",
+                       "update:ln1w", "update:ln2w", "update:lnfw"], failing  # fmt: skip
+    assert code == 1
+
+
+@pytest.mark.chromium
+def test_an_update_that_stores_the_bias_corrected_moment_fails_the_moment_rows(
+    tmp_path: Path,
+) -> None:
+    """adamw_update.wgsl writing back ``m / (1 - beta1^t)`` instead of ``m`` (the step's update
+    itself is right at t = 1, wrong from t = 2): the ``adamw:m:`` rows, AdamW's first moments
+    read back from the GPU against the float64 replay, fail for every tensor and the second
+    moments' rows pass, so the fault is named where it is."""
+    src = tmp_path / "kernels"
+    shutil.copytree(REPO_ROOT / WEBGPU_DIR, src)
+    shader = src / "adamw_update.wgsl"
+    text = shader.read_text()
+    assert text.count("m[i] = mi;") == 1
+    shader.write_text(text.replace("m[i] = mi;", "m[i] = mi / (1.0 - b1t);"))
+    code, rows = _model_rows(tmp_path, None, src)
+    judged = {s: rs for s, rs in _by_subject(rows).items() if rs[0].status in ("pass", "fail")}
+    failing = {s for s, rs in judged.items() if any(r.status == "fail" for r in rs)}
+    moments_m = {s for s in judged if s.startswith("adamw:m:")}
+    assert len(moments_m) == 16 and moments_m <= failing, sorted(failing)
+    assert not any(s.startswith("adamw:v:") for s in failing), sorted(failing)
     assert code == 1
 
 
