@@ -29,7 +29,8 @@ FindingStatus = Literal[
 PASSING: frozenset[str] = frozenset({"pass", "not comparable", "rechecked"})
 REFERENCE_CELL = ("numpy", "reference")  # whose median is the numerator of every ``speedup``
 MAX_PRESET_SPREAD = 0.20  # beyond this a single number misrepresents the quantity (9.7x lesson)
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
+# a number in published text; "1,200" (thousands separated) is 1200
+_NUMBER = re.compile(r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,7 @@ def _check_region(claim: Claim, region: tuple[str, int, list[str]] | str) -> lis
     if isinstance(region, str):
         return [Finding(claim.id, "fail", f"{claim.id}: {region}")]
     label, first, lines = region
-    numbers = {float(n) for line in lines for n in _NUMBER.findall(line)}
+    numbers = {float(n.replace(",", "")) for line in lines for n in _NUMBER.findall(line)}
     wanted = list(claim.points.values())
     if claim.provenance is not None and claim.provenance.band_basis == "runs":
         # A measured band is published with its value ("0.93× (0.88–0.97)"), so it is checked too.

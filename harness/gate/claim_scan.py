@@ -9,13 +9,21 @@ from pathlib import Path
 from harness.gate.claim_checks import Finding
 from harness.gate.claims import NotAClaim
 
-# "9.7×", "3x faster", "2.5 times slower", "120 tok/s", "12 GFLOP/s", "8 GB/s". A spaced
-# "1.5 x block_size" or "100 × clock resolution" is arithmetic, not a claim: "x" and "×" count
-# when glued to the number, or when "faster"/"slower"/"speedup" follows.
+# "9.7×", "3x faster", "2.5 times slower", "40% faster", "120 tok/s", "1,200 tokens per second",
+# "3.2 it/s", "6.8 s/step", "45 ms per token", "12 GFLOP/s", "8 GB/s". A spaced "1.5 x
+# block_size" or "100 × clock resolution" is arithmetic, not a claim: "x" and "×" count when
+# glued to the number, or when "faster"/"slower"/"speedup" follows. A glued multiplier of
+# something that is not a speed ("4x the arithmetic intensity") is still flagged: it is a
+# number the text asserts, and a reviewed ``not_a_claim`` (with its reason) is the way out.
+_TIME = r"(?:ns|µs|us|ms|s|secs?|seconds?|mins?|minutes?)"
+_UNIT = r"(?:steps?|tok(?:en)?s?|it(?:er(?:ation)?s?)?|batch(?:es)?|epochs?|samples?|calls?)"
 PERF_NUMBER = re.compile(
-    r"(?<![\w.])(?P<num>\d+(?:\.\d+)?)"
+    r"(?<![\w.,])(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
     r"(?:(?:×|x)(?!\w)|\s*(?:×|x)\s+(?:faster|slower|speed-?up)"
-    r"|\s*times\s+(?:faster|slower)|\s*tok(?:ens)?/s|\s*[GMT]FLOP/?s|\s*GB/s)",
+    r"|\s*times\s+(?:faster|slower)|\s*%\s*(?:faster|slower|speed-?up|quicker)"
+    rf"|\s*{_UNIT}\s*(?:/\s*s(?:ec)?|per\s+sec(?:ond)?)(?!\w)"
+    rf"|\s*{_TIME}\s*(?:/\s*|per\s+){_UNIT}(?!\w)"
+    r"|\s*[GMT]FLOP/?s|\s*GB/s)",
     re.IGNORECASE,
 )
 
