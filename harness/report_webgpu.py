@@ -19,7 +19,14 @@ import re
 
 import pandas as pd
 
-from harness.checks.webgpu_curve import ADAPTER, ADAPTER_SUFFIX, CPU_EMULATED, MARK, SUBJECT
+from harness.checks.webgpu_curve import (
+    ADAPTER,
+    ADAPTER_SUFFIX,
+    CPU_EMULATED,
+    MARK,
+    SUBJECT,
+    VERSUS_SUBJECT,
+)
 from harness.checks.webgpu_step import XADAPTER
 from harness.gate.measurements import TIME_METRIC
 from harness.gate.stats import MIN_SAMPLES, compare_samples
@@ -73,8 +80,39 @@ def _samples(
 SPEEDUP_COLUMNS = (
     "host", "artifact", "subject", "adapter", "emulated", "preset", "x_value", "shape",
     "gpu_median", "gpu_n", "gpu_noisy", "wasm_artifact", "wasm_median", "wasm_n", "wasm_noisy",
-    "speedup", "ci_low", "ci_high",
+    "speedup", "ci_low", "ci_high", "method",
 )  # fmt: skip
+APART = "timed apart"  # a point's method: two cells' medians (the fallback)
+BESIDE = "side by side"  # a point's method: train_step:vs_wasm's alternating blocks
+_BESIDE_ARTIFACT = re.compile(rf"{re.escape(MARK)} beside (\S+)")
+
+
+def _beside(
+    rows: pd.DataFrame, host: str, artifact: str, preset: str, subject: str
+) -> dict[str, object] | None:
+    """The side-by-side figure of the GPU figure ``subject`` (its ``train_step:vs_wasm``
+    twin, :func:`harness.checks.webgpu_curve.side_by_side`), as point fields; None if none."""
+    twin = subject.replace(SUBJECT, VERSUS_SUBJECT, 1)
+    got = summary_value(rows, host=host, artifact=artifact, preset=preset, subject=twin)
+    values = {str(r["metric"]): float(r["value"]) for _, r in got.iterrows()}
+    if "speedup" not in values or got.empty:
+        return None
+    detail = str(got["detail"].iloc[0])
+    m = _BESIDE_ARTIFACT.search(detail)
+    pairs = rows[(rows["check"] == "bench") & (rows["host"] == host)
+                 & (rows["artifact"] == artifact) & (rows["preset"] == preset)
+                 & (rows["subject"] == twin) & (rows["metric"] == "pair_ratio")]  # fmt: skip
+    return {
+        "wasm_artifact": m.group(1) if m else "?",
+        "wasm_median": values.get("wasm_median_ns", math.nan),
+        "gpu_median": values.get("webgpu_median_ns", math.nan),
+        "wasm_n": len(pairs), "gpu_n": len(pairs),
+        "wasm_noisy": bool((got["status"] == "noisy").any()),
+        "speedup": values["speedup"],
+        "ci_low": values.get("speedup_ci_low", math.nan),
+        "ci_high": values.get("speedup_ci_high", math.nan),
+        "method": f"{BESIDE} ({len(pairs)} block pairs)",
+    }  # fmt: skip
 
 
 def webgpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
@@ -106,8 +144,13 @@ def webgpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
             "x_value": float(r["x_value"]), "shape": shape, "gpu_median": float(r["value"]),
             "gpu_noisy": r["status"] == "noisy", "wasm_artifact": "", "wasm_median": math.nan,
             "wasm_n": 0, "wasm_noisy": False, "speedup": math.nan, "ci_low": math.nan,
-            "ci_high": math.nan,
+            "ci_high": math.nan, "method": APART,
         }  # fmt: skip
+        beside = _beside(rows, host, artifact, preset, subject)
+        if beside is not None:  # the same seconds on both sides: preferred to two cells'
+            point.update(beside)
+            out.append(point)
+            continue
         gpu_samples = _samples(rows, host, artifact, preset, subject)
         point["gpu_n"] = len(gpu_samples)
         wasm = summary_value(rows, host=host, preset=preset, subject=SUBJECT, metric="median_ns")
@@ -162,13 +205,16 @@ def webgpu_speedup_table(rows: pd.DataFrame) -> Table | None:
             str(p["host"]), str(p["artifact"]), str(p["adapter"]), bool(p["emulated"])
         )
         gpu = f"{fmt_ns(float(p['gpu_median']))} (n={int(p['gpu_n'])})"
+        method = str(p["method"])
         if not math.isfinite(float(p["wasm_median"])):
-            body.append((label, str(p["preset"]), "—", _ci_text(p), f"none at {p['shape']}", gpu))
+            body.append((label, str(p["preset"]), "—", _ci_text(p), f"none at {p['shape']}",
+                         gpu, method))  # fmt: skip
             continue
         wasm = f"{fmt_ns(float(p['wasm_median']))} {p['wasm_artifact']} (n={int(p['wasm_n'])})"
         body.append(
-            (label, str(p["preset"]), f"{float(p['speedup']):.3g}×", _ci_text(p), wasm, gpu)
-        )
+            (label, str(p["preset"]), f"{float(p['speedup']):.3g}×", _ci_text(p), wasm, gpu,
+             method)
+        )  # fmt: skip
     return Table(
         "WebGPU train step over the best WASM artifact (same host)",
         (
@@ -178,12 +224,17 @@ def webgpu_speedup_table(rows: pd.DataFrame) -> Table | None:
             "95 % CI",
             "WASM median",
             "WebGPU median",
+            "timed",
         ),
         tuple(body),
-        "speedup = the fastest WASM artifact's train_step median (bench, 1 thread) / the "
-        "composed WebGPU step's (the bench's train_step of the webgpu artifact), same host, "
-        "preset and B, T; 95 % CI: bootstrap of that ratio of medians from both figures' "
-        "samples (unknown with fewer than 3 a side). The "
+        f"{BESIDE}: the WASM artifact named in [check.bench] versus, loaded in the same host "
+        "beside the step, timed in alternating blocks; speedup = the median of the per-pair "
+        "ratios (WASM block median / WebGPU block median), 95 % CI a bootstrap over pairs, "
+        "n = pairs. "
+        f"{APART} (no versus): the fastest WASM artifact's train_step median (bench, 1 "
+        "thread) / the composed WebGPU step's (the bench's train_step of the webgpu "
+        "artifact), same host, preset and B, T; 95 % CI: bootstrap of that ratio of medians "
+        "from both figures' samples (unknown with fewer than 3 a side). The "
         "WebGPU clock is timestamp-query where the adapter offers it, else submit to "
         f"onSubmittedWorkDone (each row's detail). {CPU_EMULATED}: SwiftShader, a CPU running "
         "the shaders; never compare it with a GPU's row.",

@@ -249,6 +249,25 @@ class _HostPool:
         finally:
             cold.close()
 
+    @contextlib.contextmanager
+    def other_instance(
+        self, name: str, artifacts: Mapping[str, Artifact], wanted: str
+    ) -> Iterator[Instance]:
+        """Artifact ``wanted`` of ``artifacts`` loaded in host ``name`` beside its current
+        instance (both alive at once), closed on exit; HostError when the run has no such
+        artifact."""
+        artifact = artifacts.get(wanted)
+        if artifact is None:
+            raise HostError(
+                f"no artifact {wanted!r} in the run's manifest (it has {', '.join(artifacts)})"
+            )
+        instance = self.host(name).load(artifact)
+        try:
+            yield instance
+        finally:
+            with contextlib.suppress(Exception):  # a dead instance may fail to close; it is gone
+                instance.close()
+
     def _drop_instance(self, name: str) -> None:
         instance = self._instances.pop(name, None)
         if instance is not None:
@@ -520,6 +539,9 @@ class _CellRunner:
                 functools.partial(self.pool.cold_instance, cell.host, artifact)
                 if self.pool.has_cold(cell.host)
                 else None
+            ),
+            open_artifact=functools.partial(
+                self.pool.other_instance, cell.host, self.plan.artifacts
             ),
         )
         try:
@@ -931,6 +953,16 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     except MatrixError as exc:  # --checks gave host `none` a check that needs a host
         raise UsageError(str(exc)) from None
     loaded = sorted({c.artifact for c in every_cell if not c.hostless})
+    versus = matrix.options("bench").get("versus")
+    if isinstance(versus, str) and versus and "bench" in (only or matrix.checks):
+        # the artifact the WebGPU step is timed beside (harness.checks.webgpu_curve): loaded by
+        # the bench cells, so it must exist, and its binding is checked with the others
+        if versus not in artifacts:
+            raise UsageError(
+                f"{args.matrix}: [check.bench] versus = {versus!r}: no such artifact in the "
+                f"manifest (it has {', '.join(sorted(artifacts))})"
+            )
+        loaded = sorted({*loaded, versus})
     try:  # every shard checks every artifact of the run: one verdict on the config, not N
         arity = check_artifacts(artifacts[name] for name in loaded)
     except BindingError as exc:

@@ -34,6 +34,10 @@ class CellContext:
     # Opens the cell's artifact in a fresh process of its host under default engine flags (the
     # cold figure); None when the host has none. The instance and its host close on exit.
     cold_instance: Callable[[], AbstractContextManager[Instance]] | None = None
+    # Opens another artifact of the run's manifest (by name) in this cell's host, beside the
+    # cell's own instance (the WebGPU step timed side by side with a WASM artifact's); it
+    # closes on exit. None when the runner offers none (a check called outside a run).
+    open_artifact: Callable[[str], AbstractContextManager[Instance]] | None = None
     # The model check's oracle when the run's profile names a [reference]: the dump of this
     # cell's preset, loaded and validated at plan time. None: our numpy reference, live.
     reference: ReferenceDump | None = None

@@ -149,6 +149,9 @@ class BenchOptions:
     # the composed WebGPU step's attention kernels in its train_step figure (format webgpu:
     # harness.checks.webgpu_step.ATTENTION_KERNELS); other artifacts time their own train step
     attention: str = DEFAULT_ATTENTION
+    # a WASM artifact of the run to time the composed WebGPU step beside, in the same host, in
+    # alternating blocks (harness.checks.webgpu_curve: ``train_step:vs_wasm``); "" = none
+    versus: str = ""
 
     def policy(self, budget_s: float) -> TimingPolicy:
         """The timing policy for one measurement with ``budget_s`` left for adaptive samples."""
@@ -192,6 +195,12 @@ def parse_options(options: Mapping[str, Any]) -> BenchOptions:
             kw[key] = merged
         elif key == "attention":
             kw[key] = validate_attention(f"[check.bench] {key}", value)
+        elif key == "versus":
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"[check.bench] versus: expected an artifact's name, got {value!r}"
+                )
+            kw[key] = value
         elif key in ("reference", "ops_once", "paired"):
             if not isinstance(value, bool):
                 raise ValueError(f"[check.bench] {key}: expected true/false, got {value!r}")

@@ -11,6 +11,11 @@ Each figure records its clock (``timestamp-query`` where the adapter offers it: 
 around the step's compute pass; else the wall clock from submit to onSubmittedWorkDone) and, for
 SwiftShader or any fallback adapter, that it is CPU-emulated. The first adapter's figure is
 subject ``train_step``; another adapter's ``train_step:adapter=<vendor>/<architecture>``.
+
+With ``[check.bench] versus = "<wasm artifact>"`` each adapter's step is also timed side by
+side with that WASM artifact's train step, loaded in the same host (:func:`side_by_side`,
+subject ``train_step:vs_wasm``, with the same adapter suffix): the WebGPU-over-WASM speedup from
+alternating blocks, which the report prefers to the ratio of two cells' medians.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from harness.checks import bench_paired
 from harness.checks.base import CellContext
+from harness.checks.bench_workloads import create_model, train_step
 from harness.checks.webgpu_step import GpuStep
-from harness.rundir.rows import Row
-from harness.timing import Measurement, summarize
+from harness.hosts.base import HostError, TimingResult
+from harness.rundir.rows import Row, Status
+from harness.timing import Measurement, calibrate, summarize
 from reference.model import init_params
 from reference.presets import param_count
 from reference.train import train_context_length
@@ -34,6 +43,9 @@ if TYPE_CHECKING:  # bench imports bench_bound, which imports this module on use
     from harness.checks.bench import BenchOptions, Budget, Stamp
 
 SUBJECT = "train_step"  # the bench's train-step subject
+VERSUS_SUBJECT = (
+    "train_step:vs_wasm"  # the side-by-side WebGPU-over-WASM speedup (:func:`side_by_side`)
+)
 ADAPTER_SUFFIX = ":adapter="  # a second (third, ...) adapter's figure: SUBJECT + this + label
 MARK = "composed WebGPU step"  # in every figure's detail: how the report tells them apart
 CPU_EMULATED = "CPU-emulated"  # in a figure's detail: never to be compared with a GPU's
@@ -90,18 +102,101 @@ def train_rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stam
         if step is None:
             continue
         started = time.perf_counter()
+        beside: list[Row] = []
         try:
             step.load(params)
             samples = step.time_samples(x, y, opts.min_samples)
+            m = step_measurement(samples, adapter, opts, time.perf_counter() - started)
+            if opts.versus:
+                versus = subject.replace(SUBJECT, VERSUS_SUBJECT, 1)
+                beside = side_by_side(ctx, stamp, opts, step, (x, y), m, adapter, versus)
         finally:
             step.free()
         yield from measurement_rows(
-            stamp, subject, step_measurement(samples, adapter, opts, time.perf_counter() - started),
-            "params", params_n,
+            stamp, subject, m, "params", params_n,
             f"B={opts.batch} T={T} {MARK} (forward, backward, clip, AdamW: one submission; "
             f"{step.kernels}; {opts.min_samples} steps after one warmup); {ADAPTER} {label} "
             f"(request {req.get('request', k)})",
         )  # fmt: skip
+        yield from beside
+
+
+def side_by_side(
+    ctx: CellContext,
+    stamp: Stamp,
+    opts: BenchOptions,
+    step: GpuStep,
+    batch: tuple[NDArray[Any], NDArray[Any]],
+    gpu: Measurement,
+    adapter: Mapping[str, Any],
+    subject: str,
+) -> list[Row]:
+    """The WebGPU-over-WASM speedup timed side by side (``[check.bench] versus``): the WASM
+    artifact ``opts.versus`` is loaded in this cell's host beside the GPU step, and blocks of
+    its ``tg_model_train_step`` (the same B, T, a batch of the same shape) alternate with
+    blocks of the composed step (:func:`harness.checks.bench_paired.interleave`, order flipped
+    every pair); the figure is the median of the per-pair ratios (WASM block median / WebGPU
+    block median) with a bootstrap CI over pairs. Two figures of two cells, timed minutes
+    apart, would carry two of this VM's speed regimes; these pairs see the same one. Rows:
+    ``pair_ratio`` per pair, ``speedup`` with ``speedup_ci_low``/``_high``, and both sides'
+    medians (``webgpu_median_ns``, ``wasm_median_ns``); an ``error`` row naming the cause when
+    the WASM artifact cannot be opened or run here."""
+    cfg = ctx.preset
+    params = float(param_count(cfg))
+    xy: dict[str, Any] = {"x_name": "params", "x_value": params}
+    if ctx.open_artifact is None:
+        return [stamp.row(subject, "skipped", detail="no run to open the WASM artifact in", **xy)]
+    policy = opts.policy(0.0)
+    plan = bench_paired.PairedPlan(opts.pairs, opts.block_ms, opts.paired_s)
+    clock = clock_method(adapter)
+    resolution = 1.0 if adapter.get("timestamp_query") else math.nan
+
+    def gpu_sample(_reps: int, samples: int, _warmup: int) -> TimingResult:
+        # one step per sample (a step is milliseconds to seconds); the step warms itself up
+        return TimingResult(step.time_samples(*batch, samples), 1, resolution, clock)
+
+    try:
+        with ctx.open_artifact(opts.versus) as wasm:
+            model = create_model(wasm, cfg)
+            wl = train_step(wasm, model, cfg, opts.batch, int(batch[0].shape[1]))
+            try:
+                sampler = wl.sampler(wasm)
+                reps, _resolution, _clock = calibrate(sampler, policy)
+                wasm_ns = sampler(reps, 1, policy.warmup).sample_ns[0] * reps
+                blocks = bench_paired.interleave(
+                    bench_paired.Side(sampler, reps, wasm_ns),
+                    bench_paired.Side(gpu_sample, 1, gpu.summary.median),
+                    plan,
+                )
+            finally:
+                wl.release(wasm)
+                model.release(wasm)
+    except (HostError, RuntimeError) as exc:
+        why = f"cannot time the step beside WASM artifact {opts.versus!r} here: {exc}"
+        return [stamp.row(subject, "error", detail=why, **xy)]
+    ratio = blocks.ratio(policy)
+    status: Status = "noisy" if ratio.is_noisy(opts.noise_band) else "measured"
+    detail = (
+        f"B={opts.batch} T={batch[0].shape[1]} {MARK} beside {opts.versus} "
+        f"(tg_model_train_step) in one {ctx.host} instance: {len(ratio.ratios)} block pairs in "
+        f"{blocks.wall_s:.1f}s, {blocks.num_per_block} WASM / {blocks.den_per_block} WebGPU "
+        "samples per block, order alternating; median of per-pair ratios (WASM block median / "
+        "WebGPU block median), bootstrap 95% CI over pairs "
+        f"+-{100 * ratio.ci_half_width_rel():.1f}%; WebGPU clock: {clock}; WASM clock: the "
+        "host's, inside it" + (" NOISY: CI wider than the noise band" if status == "noisy" else "")
+    )
+    out = [stamp.row(subject, status, metric="pair_ratio", value=r, unit="x", iteration=i, **xy)
+           for i, r in enumerate(ratio.ratios)]  # fmt: skip
+    for metric, value, unit in (
+        ("speedup", ratio.value, "x"),
+        ("speedup_ci_low", ratio.ci_low, "x"),
+        ("speedup_ci_high", ratio.ci_high, "x"),
+        ("webgpu_median_ns", ratio.den_median, "ns"),
+        ("wasm_median_ns", ratio.num_median, "ns"),
+    ):
+        out.append(stamp.row(subject, status, metric=metric, value=value, unit=unit,
+                             detail=detail, **xy))  # fmt: skip
+    return out
 
 
 def step_measurement(

@@ -8,6 +8,7 @@ runs Chromium for real: the webgpu artifact's bench row carries its samples.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
-from harness.checks.webgpu_curve import ADAPTER_SUFFIX, CPU_EMULATED, MARK
+from harness.build import Variant, build_variant
+from harness.checks.webgpu_curve import ADAPTER_SUFFIX, CPU_EMULATED, MARK, VERSUS_SUBJECT
 from harness.cli import main
 from harness.hosts.timeouts import Timeouts
 from harness.plot_style import NOISY, SERIES
@@ -236,4 +238,51 @@ def test_the_webgpu_bench_row_carries_its_samples(tmp_path: Path) -> None:
     assert stats["median_ns"].value <= stats["ci_high_ns"].value <= max(samples)
     assert (
         MARK in stats["median_ns"].detail and "clock=timestamp-query" in stats["median_ns"].detail
+    )
+
+
+VERSUS_BODY = (
+    'name = "webgpu-versus"\npresets = ["tiny"]\nchecks = ["bench"]\ntimeout_s = 120\n'
+    '[hosts]\nchromium = {}\n[check.bench]\ncurves = ["train_step"]\nreference = false\n'
+    "paired = false\nmin_samples = 3\nmax_samples = 3\npairs = 4\nblock_ms = 50.0\n"
+    'paired_s = 5.0\nversus = "%s"\n'
+)
+
+
+@pytest.mark.chromium
+def test_the_step_is_timed_beside_the_wasm_artifact_it_names(tmp_path: Path) -> None:
+    """``versus = "wasm32"``: the WASM artifact is loaded in the same Chromium beside the step
+    and their blocks alternate; the figure (``train_step:vs_wasm``) is the median of the
+    per-pair ratios with a CI around it, and the report takes it, saying it was side by side,
+    in place of the two cells' medians."""
+    built = build_variant(tmp_path / "build", Variant("wasm32-versus", "wasm32", ()))
+    wasm = dataclasses.replace(built, name="wasm32")
+    code, out = run_bundled_kernels(tmp_path, VERSUS_BODY % "wasm32", TIMEOUTS, also=(wasm,))
+    assert code == 0
+    rows = [r for r in read_rows(out / RESULTS_FILE) if r.subject == VERSUS_SUBJECT]
+    ratios = [r.value for r in rows if r.metric == "pair_ratio"]
+    stats = {r.metric: r for r in rows if r.iteration == -1}
+    assert len(ratios) >= 3 and all(v > 0 for v in ratios)
+    assert stats["speedup"].value == pytest.approx(float(np.median(ratios)))
+    assert stats["speedup_ci_low"].value <= stats["speedup"].value
+    assert stats["speedup"].value <= stats["speedup_ci_high"].value
+    assert f"{MARK} beside wasm32 (tg_model_train_step) in one chromium instance" in (
+        stats["speedup"].detail
+    )
+    pts = webgpu_speedups(load_run_dir(out).rows)
+    tiny = pts[pts["preset"] == "tiny"].iloc[0]
+    assert str(tiny["method"]).startswith("side by side (") and tiny["wasm_artifact"] == "wasm32"
+    assert float(tiny["speedup"]) == pytest.approx(stats["speedup"].value)
+
+
+def test_a_versus_artifact_the_manifest_lacks_exits_2_at_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A matrix timing the step beside an artifact the manifest does not have is bad config:
+    exit 2 before any host starts, naming the option and the artifacts there are."""
+    code, _ = run_bundled_kernels(tmp_path, VERSUS_BODY % "wasm33", TIMEOUTS)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert (
+        "[check.bench] versus = 'wasm33': no such artifact in the manifest (it has webgpu)" in err
     )
