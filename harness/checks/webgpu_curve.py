@@ -57,6 +57,20 @@ def adapter_label(adapter: Mapping[str, Any]) -> str:
     return f"{adapter.get('vendor') or '?'}/{adapter.get('architecture') or '?'}"
 
 
+def adapter_identity(adapter: Mapping[str, Any]) -> str:
+    """An adapter as one string: ``vendor/architecture``, its description (or device) and
+    ``(fallback)``; two adapters with one identity are one adapter to the harness."""
+    desc = adapter.get("description") or adapter.get("device") or ""
+    fallback = " (fallback)" if adapter.get("is_fallback_adapter") else ""
+    return adapter_label(adapter) + (f" {desc}" if desc else "") + fallback
+
+
+def is_emulated(adapter: Mapping[str, Any]) -> bool:
+    """Whether the adapter is a CPU running the shaders (a fallback adapter, or SwiftShader):
+    its figures are never compared with a GPU's."""
+    return bool(adapter.get("is_fallback_adapter") or adapter.get("architecture") == "swiftshader")
+
+
 def clock_method(adapter: Mapping[str, Any]) -> str:
     """How the step on ``adapter`` is timed, and whether its figures are CPU-emulated."""
     clock = (
@@ -64,8 +78,7 @@ def clock_method(adapter: Mapping[str, Any]) -> str:
         if adapter.get("timestamp_query")
         else "wall clock: submit to onSubmittedWorkDone"
     )
-    emulated = adapter.get("is_fallback_adapter") or adapter.get("architecture") == "swiftshader"
-    return clock + (f"; {CPU_EMULATED} ({adapter_label(adapter)})" if emulated else "")
+    return clock + (f"; {CPU_EMULATED} ({adapter_label(adapter)})" if is_emulated(adapter) else "")
 
 
 def train_rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> Iterator[Row]:

@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 from harness.checks.base import CellContext
 from harness.checks.model import CHECK, Settings, _our_reference, _parity_rows
 from harness.checks.optimizer import off_init
+from harness.checks.webgpu_curve import adapter_identity
 from harness.checks.webgpu_step import ATTENTION_KERNELS, XADAPTER, GpuStep
 from harness.checks.webgpu_update import update_bounds
 from harness.parity import compare
@@ -321,13 +322,6 @@ def max_ulp_difference(a: NDArray[np.float32], b: NDArray[np.float32]) -> int:
     return int(np.max(np.abs(ordered(a) - ordered(b)))) if a.size else 0
 
 
-def _identity(adapter: Mapping[str, Any]) -> str:
-    parts = [adapter.get("vendor") or "?", adapter.get("architecture") or "?"]
-    desc = adapter.get("description") or adapter.get("device") or ""
-    fallback = " (fallback)" if adapter.get("is_fallback_adapter") else ""
-    return "/".join(parts) + (f" {desc}" if desc else "") + fallback
-
-
 def cross_adapter_rows(
     ctx: CellContext,
     cfg: ModelConfig,
@@ -362,7 +356,7 @@ def cross_adapter_rows(
             detail = f"request {name}: no adapter when the step asked again"
             yield ctx.row(CHECK, f"{XADAPTER}{name}", "measured", detail=detail)
             continue
-        runs[name], who[name] = _flat(cfg, run), _identity(adapter)
+        runs[name], who[name] = _flat(cfg, run), adapter_identity(adapter)
         yield ctx.row(CHECK, f"{XADAPTER}{name}", "measured",
                       detail=f"request {name} {req.get('options')}: {who[name]}")  # fmt: skip
     names = list(runs)

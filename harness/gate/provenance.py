@@ -39,6 +39,8 @@ def refusals(
     single = len(base.shard_fingerprints()) == 1 and len(cand.shard_fingerprints()) == 1
     if perf or single:  # parity may be merged across machines; two whole runs may not differ
         reasons += _machine_reasons(base, cand, sorted(set(timed_cells)))
+    if perf:
+        reasons += [why for why, _hard in adapter_reasons(base, cand)]
     same_source = base.commit == cand.commit and not base.dirty and not cand.dirty
     for name in sorted(set(base.artifacts) & set(cand.artifacts)):
         a, b = base.artifacts[name], cand.artifacts[name]
@@ -56,6 +58,35 @@ def refusals(
                 + ")"
             )
     return reasons
+
+
+def adapter_reasons(base: RunMeta, cand: RunMeta) -> list[tuple[str, bool]]:
+    """``(reason, hard)`` per artifact and host whose WebGPU adapter differs between the runs
+    (run.json's ``webgpu_adapter``): a GPU's timings are another GPU's only across machines,
+    and ``hard`` when one side is CPU-emulated and the other is not, which no flag overrides
+    (issue 16: SwiftShader's figures are never compared with a GPU's)."""
+    from harness.checks.webgpu_curve import adapter_identity, is_emulated
+
+    out: list[tuple[str, bool]] = []
+    for name in sorted(set(base.artifact_builds) & set(cand.artifact_builds)):
+        a = base.artifact_builds[name].get("webgpu_adapter") or {}
+        b = cand.artifact_builds[name].get("webgpu_adapter") or {}
+        for host in sorted(set(a) & set(b)):
+            ia, ib = adapter_identity(a[host]), adapter_identity(b[host])
+            if ia == ib:
+                continue
+            hard = is_emulated(a[host]) != is_emulated(b[host])
+            why = (
+                "a CPU-emulated adapter's timings are never compared with a GPU's, whatever "
+                "the flags"
+                if hard
+                else "one GPU's timings are not another's"
+            )
+            out.append(
+                (f"artifact {name!r} on {host}: WebGPU adapter {ia} in BASE but {ib} in CAND; "
+                 + why, hard)
+            )  # fmt: skip
+    return out
 
 
 def _machine_reasons(base: RunMeta, cand: RunMeta, cells: list[str]) -> list[str]:
@@ -108,6 +139,9 @@ def check_comparable(
 ) -> list[str]:
     """Raise RefusalError unless allowed; else return the overridden reasons (for the report)."""
     reasons = refusals(base, cand, timed_cells, perf)
+    hard = [why for why, is_hard in adapter_reasons(base, cand) if is_hard] if perf else []
+    if hard:
+        raise RefusalError("refusing to compare:\n  - " + "\n  - ".join(hard))
     if reasons and not allow_cross_machine:
         raise RefusalError(
             "refusing to compare:\n  - "

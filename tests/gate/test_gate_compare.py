@@ -350,3 +350,49 @@ def test_bad_exclude_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     matrix.write_text('[thresholds]\nexclude = "op:*"\n')
     assert main(["compare", str(base), str(cand), "--thresholds", str(matrix)]) == 2
     assert "thresholds.exclude" in capsys.readouterr().err
+
+
+SWIFTSHADER = {"vendor": "google", "architecture": "swiftshader", "is_fallback_adapter": True}
+AMPERE = {"vendor": "nvidia", "architecture": "ampere", "description": "RTX A4000"}
+RDNA = {"vendor": "amd", "architecture": "rdna-3", "description": "RX 7600"}
+
+
+def _gpu_run(directory: Path, adapter: dict[str, object], seed: int) -> Path:
+    """A run of the webgpu artifact's train_step in Chromium on ``adapter`` (run.json's
+    ``webgpu_adapter``, as the runner records it)."""
+    rows = [
+        *bench_rows(noisy(4.0e7, 20, seed), "chromium", "webgpu", "tiny", "train_step"),
+        verdict_row("cell", "pass", host="chromium", artifact="webgpu", preset="tiny"),
+    ]
+    entry = {"sha256": "3" * 64, "format": "webgpu", "webgpu_adapter": {"chromium": adapter}}
+    return write_run(directory, rows, extra={"artifacts": {"webgpu": entry}})
+
+
+def test_a_cpu_emulated_adapter_is_never_compared_with_a_gpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """BASE timed the step on SwiftShader, CAND on a GPU (same machine fingerprint, same
+    subject ``train_step``): exit 2 naming both adapters, and --allow-cross-machine does not
+    override it (issue 16: an emulated figure is never compared with a GPU's)."""
+    base = _gpu_run(tmp_path / "base", SWIFTSHADER, 1)
+    cand = _gpu_run(tmp_path / "cand", AMPERE, 2)
+    for extra in ([], ["--allow-cross-machine"]):
+        assert main(["compare", str(base), str(cand), *extra]) == 2
+        err = capsys.readouterr().err
+        assert ("artifact 'webgpu' on chromium: WebGPU adapter google/swiftshader (fallback) in "
+                "BASE but nvidia/ampere RTX A4000 in CAND") in err  # fmt: skip
+        assert "never compared with a GPU's, whatever the flags" in err
+
+
+def test_two_gpus_are_two_machines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two different GPUs: refused like two machines, and --allow-cross-machine compares
+    them, listing the override; the same adapter on both sides compares as usual."""
+    base = _gpu_run(tmp_path / "base", AMPERE, 1)
+    cand = _gpu_run(tmp_path / "cand", RDNA, 2)
+    assert main(["compare", str(base), str(cand)]) == 2
+    assert "one GPU's timings are not another's" in capsys.readouterr().err
+    assert main(["compare", str(base), str(cand), "--allow-cross-machine"]) in (0, 1)
+    assert "Refusals overridden" in capsys.readouterr().out
+    same = _gpu_run(tmp_path / "same", AMPERE, 3)
+    assert main(["compare", str(base), str(same)]) in (0, 1)
+    assert "refusing" not in capsys.readouterr().err
