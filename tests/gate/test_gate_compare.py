@@ -352,12 +352,17 @@ def test_bad_exclude_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "thresholds.exclude" in capsys.readouterr().err
 
 
-SWIFTSHADER = {"vendor": "google", "architecture": "swiftshader", "is_fallback_adapter": True}
-AMPERE = {"vendor": "nvidia", "architecture": "ampere", "description": "RTX A4000"}
-RDNA = {"vendor": "amd", "architecture": "rdna-3", "description": "RX 7600"}
+Adapter = dict[str, object]
+SWIFTSHADER: Adapter = {
+    "vendor": "google",
+    "architecture": "swiftshader",
+    "is_fallback_adapter": True,
+}
+AMPERE: Adapter = {"vendor": "nvidia", "architecture": "ampere", "description": "RTX A4000"}
+RDNA: Adapter = {"vendor": "amd", "architecture": "rdna-3", "description": "RX 7600"}
 
 
-def _gpu_run(directory: Path, adapter: dict[str, object], seed: int) -> Path:
+def _gpu_run(directory: Path, adapter: Adapter, seed: int) -> Path:
     """A run of the webgpu artifact's train_step in Chromium on ``adapter`` (run.json's
     ``webgpu_adapter``, as the runner records it)."""
     rows = [
