@@ -73,7 +73,18 @@ static int32_t run_share(int32_t w) {
  * to an idle vCPU. Back-to-back 512^3 matmuls on this 2-vCPU VM ran 1.38x faster on 2 threads
  * than on 1 without the spin and 1.74x with it (best of 60, load average 0.3-0.5). A kernel
  * called in a loop therefore finds its workers awake. */
+#ifndef TG_SPIN /* -DTG_SPIN=N builds a variant (docs/threads.md, "The wasm spin") */
+#if defined(__wasm__)
+/* wasm has no pause instruction: a round is one atomic load, so 2000 rounds last microseconds
+ * and the workers were asleep by the next region. 100000 rounds (an estimated ~100 us, as long
+ * as native's spin; not timed) against 2000, paired (compare --paired, em-wasm32-pthread): the
+ * back-to-back region 2 to 30 times cheaper; a 2-thread train step 13 % / 5 % faster at small /
+ * medium in Node 24, 5.5 % faster at medium in Chromium, the same elsewhere (docs/threads.md). */
+#define TG_SPIN 100000
+#else
 #define TG_SPIN 2000
+#endif
+#endif
 
 static void spin_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)

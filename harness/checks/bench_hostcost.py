@@ -143,6 +143,14 @@ def enter_pool(instance: Instance, threads: int) -> int:
     """
     if POOL_EXPORT not in instance.artifact.exports():
         raise MissingExport(f"{instance.artifact.name} has no {POOL_EXPORT} export (ABI 5)")
+    return set_thread_count(instance, threads)
+
+
+def set_thread_count(instance: Instance, threads: int) -> int:
+    """Put ``threads`` kernel threads in effect and return the count to put back after.
+
+    Raises :class:`ABIError` when the count cannot be read or ``threads`` cannot be put in
+    effect; the count in effect is then as it was."""
     before = instance.call("tg_get_threads")
     if not isinstance(before, int):
         raise ABIError(f"tg_get_threads() returned {before!r}, not a count")

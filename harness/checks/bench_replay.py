@@ -9,12 +9,19 @@ seeded inputs. A :class:`Replay` is that recipe; :func:`replay_for` maps a measu
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
 from harness.checks.bench import THREADS_SUFFIX, BenchOptions
-from harness.checks.bench_hostcost import POOL_EXPORT, POOL_PROBES, POOL_REGIONS, enter_pool
+from harness.checks.bench_hostcost import (
+    POOL_EXPORT,
+    POOL_PROBES,
+    POOL_REGIONS,
+    enter_pool,
+    set_thread_count,
+)
 from harness.checks.bench_workloads import (
     OPS,
     ModelHandle,
@@ -90,6 +97,21 @@ def _with_model(cfg: ModelConfig, make: Callable[[Instance, ModelHandle], Worklo
     return prepare
 
 
+def _on_threads(threads: int, replay: Replay) -> Replay:
+    """``replay`` with ``threads`` kernel threads in effect, put back on release (the bench's
+    ``<subject>:threads=<n>`` figures)."""
+
+    def prepare(instance: Instance) -> Prepared:
+        before = set_thread_count(instance, threads)
+        try:
+            return dataclasses.replace(replay(instance), threads_after=before)
+        except BaseException:
+            instance.call("tg_set_threads", before)
+            raise
+
+    return prepare
+
+
 def _pool_probe(asleep: int, threads: int) -> Replay:
     """``tg_pool_probe_ns(POOL_REGIONS, asleep)`` at ``threads`` threads, timed as whole calls in
     a loop inside the host: each call is POOL_REGIONS regions plus the probe's own clock reads,
@@ -125,6 +147,9 @@ def replay_for(subject: str, x: str, cfg: ModelConfig, opts: BenchOptions) -> Re
     if subject == "bridge:noop":
         return lambda instance: Prepared(noop_call(), across_bridge=True)
     probe, _, threads = subject.partition(THREADS_SUFFIX)
+    if probe == "train_step" and threads.isdigit():
+        B, T = opts.batch, opts.seq or train_context_length(cfg)
+        return _on_threads(int(threads), _with_model(cfg, lambda i, m: train_step(i, m, cfg, B, T)))
     for name, asleep, _what in POOL_PROBES:
         if probe == name and threads.isdigit():
             return _pool_probe(asleep, int(threads))

@@ -113,6 +113,7 @@ SUBJECTS = [
     ("op:attention_forward", "16"), ("host:noop_call", ""), ("bridge:noop", ""),
     ("train_step", "1234"), ("generate:kv", "8"), ("generate:nokv", "8"), ("ttft:kv", "8"),
     ("ttft:nokv", "8"), ("pool:wake_join:threads=2", ""), ("pool:wake_join_asleep:threads=2", ""),
+    ("train_step:threads=2", "5616"),
 ]  # fmt: skip
 
 
