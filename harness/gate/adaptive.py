@@ -63,38 +63,58 @@ def _bench_matrix(content: Mapping[str, Any], samples: int, budget_s: float) -> 
     return data
 
 
-def rerun_cells(
-    cand: Run, cells: list[str], budget: AdaptiveBudget, out: Path, seconds: float
+def run_bench_cells(
+    run: Run, cells: set[str], manifest: Path, data: dict[str, Any], out: Path, role: str
 ) -> Run:
-    """Run ``cells`` of CAND's matrix again (bench only) into ``out``; returns the new run."""
+    """Run ``cells`` of ``run``'s matrix again, with the matrix ``data`` (the run's own, as the
+    caller adapted it), the bench check only, on the very build ``run`` measured (``manifest``),
+    into ``out``; returns the new run. Shared by ``compare --adaptive`` and ``signoff
+    --recheck``. Raises GateInputError (no parsed matrix, a cell it lacks) or RefusalError
+    (another build, another machine) before or after measuring, never a half answer."""
     from harness.hosts.registry import all_hosts
     from harness.matrix import MatrixError, Names, expand_cells, load_matrix
     from harness.runner import RunPlan, run_plan
 
-    artifacts = require_build(cand, budget.manifest, {c.split("/")[1] for c in cells}, "CAND")
-    content = cand.meta.matrix.get("content")
-    if not isinstance(content, dict):
-        raise GateInputError(
-            cand.meta.path, "matrix.content", "adaptive reruns need the parsed matrix"
-        )
+    artifacts = require_build(run, manifest, {c.split("/")[1] for c in cells}, role)
     factories = all_hosts()
-    with tempfile.TemporaryDirectory(prefix="tinygpt-adaptive-") as tmp:
-        path = Path(tmp) / "adaptive.toml"
-        path.write_text(tomli_w.dumps(_bench_matrix(content, budget.samples, seconds / len(cells))))
+    with tempfile.TemporaryDirectory(prefix="tinygpt-rerun-") as tmp:
+        path = Path(tmp) / "rerun.toml"
+        path.write_text(tomli_w.dumps(data))
         try:
             matrix = load_matrix(path, Names(hosts=tuple(factories), artifacts=tuple(artifacts)))
         except MatrixError as exc:
-            raise GateInputError(cand.meta.path, "matrix.content", str(exc)) from exc
+            raise GateInputError(run.meta.path, "matrix.content", str(exc)) from exc
         chosen = tuple(c for c in expand_cells(matrix, ("bench",)) if c.id in cells)
+        missing = cells - {c.id for c in chosen}
+        if missing:
+            raise GateInputError(
+                run.meta.path, "matrix.content", f"the run's matrix has no cell {sorted(missing)}"
+            )
         plan = RunPlan(matrix=matrix, cells=chosen, artifacts=artifacts, out=out, checks=("bench",))
         run_plan(plan, factories, Console(stderr=True))
-    rerun = load_run(out)
-    if rerun.meta.fingerprint_id != cand.meta.fingerprint_id:
+    again = load_run(out)
+    if again.meta.fingerprint_id != run.meta.fingerprint_id:
         raise RefusalError(
-            f"--adaptive: this machine ({rerun.meta.fingerprint_id}) is not CAND's "
-            f"({cand.meta.fingerprint_id}); reruns must be measured where CAND was"
+            f"this machine ({again.meta.fingerprint_id}) is not the one {role} was measured on "
+            f"({run.meta.fingerprint_id}); reruns must be measured where it was"
         )
-    return rerun
+    return again
+
+
+def matrix_content(run: Run) -> dict[str, Any]:
+    """The parsed matrix ``run`` recorded (a copy); GateInputError when it has none."""
+    content = run.meta.matrix.get("content")
+    if not isinstance(content, dict):
+        raise GateInputError(run.meta.path, "matrix.content", "a rerun needs the parsed matrix")
+    return copy.deepcopy(content)
+
+
+def rerun_cells(
+    cand: Run, cells: list[str], budget: AdaptiveBudget, out: Path, seconds: float
+) -> Run:
+    """Run ``cells`` of CAND's matrix again (bench only) into ``out``; returns the new run."""
+    data = _bench_matrix(matrix_content(cand), budget.samples, seconds / len(cells))
+    return run_bench_cells(cand, set(cells), budget.manifest, data, out, "CAND")
 
 
 def resolve_unknown(

@@ -27,18 +27,16 @@ and rechecking it would only spend time (the rest stay stale, and say so).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 from rich.console import Console
 
 from harness.checks.bench import curve_of
+from harness.gate.adaptive import matrix_content, run_bench_cells
 from harness.gate.claim_checks import (
     REFERENCE_CELL,
     Finding,
@@ -48,11 +46,10 @@ from harness.gate.claim_checks import (
     quantity_table,
     resolve,
 )
-from harness.gate.claims import Claim, ClaimsFile
-from harness.gate.errors import GateInputError, RefusalError
-from harness.gate.provenance import require_build
+from harness.gate.claims import Claim, ClaimsFile, Quantity
+from harness.gate.errors import RefusalError
 from harness.rundir.meta import RunDirError
-from harness.rundir.reader import Run, load_run
+from harness.rundir.reader import Run
 
 RECHECKED: FindingStatus = (
     "rechecked"  # the status of a stale figure that its recheck measured in its band
@@ -77,10 +74,14 @@ def fresh_dir(run: Path) -> Path:
     return out
 
 
-def cells_of(claim: Claim, key: str, run: Run) -> set[str]:
-    """The cells a claim's figure at ``key`` is computed from in ``run``."""
-    table = quantity_table(run.rows)
-    cis = ci_table(run.rows)
+def cells_of(
+    claim: Claim,
+    key: str,
+    table: Mapping[Quantity, float],
+    cis: Mapping[Quantity, tuple[float, float]],
+) -> set[str]:
+    """The cells a claim's figure at ``key`` is computed from, in the run whose ``table`` and
+    ``cis`` these are (:func:`quantity_table`, :func:`ci_table`)."""
     cells: set[str] = set()
     for q in (claim.quantity_at(key), claim.denominator_at(key)):
         if q is None:
@@ -95,55 +96,11 @@ def cells_of(claim: Claim, key: str, run: Run) -> set[str]:
 
 def _matrix(content: Mapping[str, Any], curves: Sequence[str]) -> dict[str, Any]:
     """The run's own matrix with the bench check only, measuring only ``curves``."""
-    data = copy.deepcopy(dict(content))
+    data = dict(content)
     bench = data.setdefault("check", {}).setdefault("bench", {})
-    bench["curves"] = list(curves)
-    # A fresh process: ops_once would measure the op curves in the first cell anyway; the
-    # recheck times what the stale figure needs and nothing else.
+    bench["curves"] = list(curves)  # the stale figure's curve, and nothing else
     data["checks"] = ["bench"]
     return data
-
-
-def rerun(run: Run, cells: set[str], curves: Sequence[str], plan: RecheckPlan, out: Path) -> Run:
-    """Run ``cells`` of ``run``'s matrix again (bench, ``curves`` only) into ``out``.
-
-    Raises GateInputError/RefusalError (a RunDirError) when it cannot be the same measurement:
-    no parsed matrix, another build, another machine.
-    """
-    from harness.hosts.registry import all_hosts
-    from harness.matrix import MatrixError, Names, expand_cells, load_matrix
-    from harness.runner import RunPlan, run_plan
-
-    artifacts = require_build(run, plan.manifest, {c.split("/")[1] for c in cells}, "the run")
-    content = run.meta.matrix.get("content")
-    if not isinstance(content, dict):
-        raise GateInputError(run.meta.path, "matrix.content", "a recheck needs the parsed matrix")
-    factories = all_hosts()
-    with tempfile.TemporaryDirectory(prefix="tinygpt-recheck-") as tmp:
-        path = Path(tmp) / "recheck.toml"
-        path.write_text(tomli_w.dumps(_matrix(content, curves)))
-        try:
-            matrix = load_matrix(path, Names(hosts=tuple(factories), artifacts=tuple(artifacts)))
-        except MatrixError as exc:
-            raise GateInputError(run.meta.path, "matrix.content", str(exc)) from exc
-        chosen = tuple(c for c in expand_cells(matrix, ("bench",)) if c.id in cells)
-        missing = cells - {c.id for c in chosen}
-        if missing:
-            raise GateInputError(
-                run.meta.path, "matrix.content", f"the run's matrix has no cell {sorted(missing)}"
-            )
-        run_plan(
-            RunPlan(matrix=matrix, cells=chosen, artifacts=artifacts, out=out, checks=("bench",)),
-            factories,
-            Console(stderr=True),
-        )
-    again = load_run(out)
-    if again.meta.fingerprint_id != run.meta.fingerprint_id:
-        raise GateInputError(
-            out, "run.json", f"measured on machine {again.meta.fingerprint_id}, the run on "
-            f"{run.meta.fingerprint_id}: a recheck must be measured where the run was",
-        )  # fmt: skip
-    return again
 
 
 def recheck(
@@ -163,6 +120,7 @@ def recheck(
     if not stale:
         return list(findings)
     out = list(findings)
+    table, cis = quantity_table(run.rows), ci_table(run.rows)
     cells: set[str] = set()
     curves: set[str] = set()
     for i, claim, key in list(stale):
@@ -174,7 +132,7 @@ def recheck(
             out[i] = _note(out[i], f"no recheck: {exc}")
             stale.remove((i, claim, key))
             continue
-        cells |= cells_of(claim, key, run)
+        cells |= cells_of(claim, key, table, cis)
     if not stale:
         return out
     if len(cells) > plan.max_cells:
@@ -190,7 +148,8 @@ def recheck(
         markup=False,
     )
     try:
-        again = rerun(run, cells, sorted(curves), plan, where)
+        data = _matrix(matrix_content(run), sorted(curves))
+        again = run_bench_cells(run, cells, plan.manifest, data, where, "the run")
     except (RunDirError, RefusalError) as exc:  # not the same build, matrix or machine
         for i, _, _ in stale:
             out[i] = _note(out[i], f"no recheck: {exc}")
