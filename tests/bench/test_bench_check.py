@@ -475,3 +475,22 @@ def test_threads_axis_on_a_build_without_threads_is_a_skipped_row(tmp_path: Path
         pool = _one(rows, subject=subject)  # no pool to time: a skipped row naming why
         assert pool.status == "skipped" and "put 1 in effect" in pool.detail
     assert _one(rows, subject="op:gelu_forward", metric="median_ns").status != "skipped"
+
+
+def test_the_once_per_host_curves_do_not_starve_the_first_cells_train_step(
+    native: Artifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ops curve, measured once per host x artifact, spends more than the cell's whole
+    budget; its time goes back to the cell, so the first cell's train step (which the claims
+    cite) is still measured, not skipped (native/native/huge lost it so in a main job)."""
+    bench.reset_process_caches()
+
+    def slow_ops(*_args: object) -> Iterator[Row]:
+        time.sleep(0.3)
+        yield from ()
+
+    monkeypatch.setattr(bench, "_ops_curve", slow_ops)
+    opts = {**SMALL, "budget_s": 0.2, "curves": ["ops", "train_step"], "ops_once": True}
+    own = [r for r in _run(native, opts, host="native-once") if r.host == "native-once"]
+    step = _one(own, subject="train_step", metric="median_ns")
+    assert step.status in ("measured", "noisy") and step.value > 0
