@@ -30,12 +30,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from harness.bindings import Binding
-from harness.bindings.model_calls import BoundModel
-from harness.bindings.model_layout import ModelDims, layout_of, library_config
 from harness.checks.base import CellContext
-from harness.convergence import Band, final_mean, judge, judge_trajectory, kernel_losses
-from harness.hosts.base import Instance
+from harness.convergence import (
+    BOUND_NOT_A_TWIN,
+    Band,
+    bound_losses,
+    final_mean,
+    judge,
+    judge_trajectory,
+    kernel_losses,
+)
 from harness.profile import Profile, ProfileError
 from harness.rundir.rows import Row
 from harness.surfaces import SurfaceError
@@ -43,7 +47,7 @@ from reference.corpus import load_corpus
 from reference.defaults import DEFAULTS, TrainingDefaults
 from reference.presets import PRESETS, ModelConfig
 from reference.tokenizer import encode
-from reference.train import lr_at, train_context_length
+from reference.train import train_context_length
 
 FORMAT = "tinygpt-harness.convergence-band"
 VERSION = 2  # 2: `bands`, one per preset and trainer; 1: one band at the top level
@@ -439,33 +443,6 @@ def bands_for_run(profile: Profile, preset: str | None) -> BandSet | None:
 # ---- the check ---------------------------------------------------------------------------------
 
 
-def bound_losses(
-    instance: Instance,
-    binding: Binding,
-    cfg: ModelConfig,
-    tokens: NDArray[Any],
-    steps: int,
-    defaults: TrainingDefaults,
-    seed: int,
-) -> list[float]:
-    """Train a library bound by model calls (its own init and batches): the losses.
-
-    The library takes lr per call and has no schedule: each step gets ``lr_at(t, defaults)``,
-    the reference's warmup, and ``defaults.grad_clip``. The whole corpus is its train split;
-    its sequences are always ``block_size`` long (lib2.h), not ``context_length``.
-    """
-    lib_cfg, _note = library_config(cfg, layout_of(binding).params)  # UnsupportedConfig
-    model = BoundModel.create(instance, binding, ModelDims.of(lib_cfg), seed)
-    try:
-        model.set_data(bytes(int(t) for t in tokens), 1.0)
-        return [
-            model.train_step(defaults.batch_size, lr_at(t, defaults), defaults.grad_clip)
-            for t in range(1, steps + 1)
-        ]
-    finally:
-        model.free()
-
-
 def band_rows(ctx: CellContext, bands: BandSet) -> Iterator[Row]:
     """The corpus check's convergence rows against a project's band (``run --project``).
 
@@ -549,10 +526,7 @@ def _trajectory_row(
             "and batches): the band judges this run, no recorded run is its step-by-step twin"
         )
     elif not abi:
-        why = (
-            "a library bound by model calls trains from its own init on its own batches; the "
-            "recorded reference run is not its twin (the band judges it)"
-        )
+        why = BOUND_NOT_A_TWIN
     if why:
         return ctx.row(CHECK, subject, "skipped", detail=why)
     T = train_context_length(pb.model, pb.defaults)

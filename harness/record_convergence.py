@@ -34,7 +34,7 @@ from typing import Any
 
 from harness.artifact import Artifact, ManifestError, load_manifest
 from harness.bindings.model_layout import layout_of, library_config
-from harness.convergence import band_runs, kernel_losses
+from harness.convergence import band_runs, bound_losses, kernel_losses
 from harness.convergence_band import (
     ARTIFACT,
     FORMAT,
@@ -43,7 +43,6 @@ from harness.convergence_band import (
     VERSION,
     BandError,
     BandSet,
-    bound_losses,
     corpus_for_band,
     corpus_tokens,
     defaults_sha256,

@@ -125,9 +125,13 @@ class ParamLayout:
     lm_head: str = "wte"
     ln_eps: float | None = None  # the model's built-in LayerNorm epsilon; None: not declared
 
+    def refs(self) -> frozenset[str]:
+        """The reference tensors the layout maps (``reference.model`` names)."""
+        return frozenset(t.ref for t in (*self.before, *self.layer, *self.after))
+
     def biases(self) -> tuple[str, ...]:
         """The reference Linears (``reference.presets.LINEARS``) whose bias the layout holds."""
-        refs = {t.ref for t in (*self.before, *self.layer, *self.after)}
+        refs = self.refs()
         return tuple(lin for lin in LINEARS if f"{lin}b" in refs)
 
     def entries(self, d: ModelDims) -> list[tuple[Tensor, int | None, tuple[int, ...]]]:

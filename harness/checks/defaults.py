@@ -4,6 +4,12 @@ The single source is :data:`reference.defaults.DEFAULTS`. Surfaces, each compare
 
 - ``binary``: the artifact's ``tg_defaults_json`` export, read THROUGH the cell's host
   (``instance.call`` + ``read_cstring``), so a host that mangles the string is a finding too;
+- ``binding`` instead, for a library bound by model calls without tinygpt.h's ABI (lib2): such a
+  binary reports nothing, so the constants built into it are those its binding's
+  ``[model.defaults]`` declares (AdamW's betas, eps, weight decay, and the tensors it decays),
+  each compared with the reference at its ``file:line``. The model check's ``adamw:*`` rows hold
+  the binary to that declaration (a build with another eps or decay fails them), so the two
+  checks together hold the binary to the reference;
 - ``readme``: the Markdown table under "Default hyperparameters" in README.md;
 - every ``[[check.defaults.surfaces]]`` entry of the matrix: a file read by the extractor of its
   ``format`` (typescript, html, json, toml, python, markdown).
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.bindings import Binding
 from harness.checks.base import CellContext
 from harness.hosts.base import HostError
 from harness.rundir.rows import Row
@@ -31,9 +38,11 @@ from harness.surfaces import FORMAT_OPTIONS, FORMATS, SurfaceEntry, SurfaceError
 from harness.surfaces.json_surface import extract_text
 from harness.surfaces.markdown import DEFAULT_HEADING
 from reference.defaults import DEFAULTS, TrainingDefaults
+from reference.model import DECAYED_PARAMS
 
 CHECK = "defaults"
 EXPORT = "tg_defaults_json"
+BINDING_KEYS = ("beta1", "beta2", "eps", "weight_decay")  # what [model.defaults] declares
 
 FindingKind = Literal["ok", "mismatch", "unknown", "missing", "uncovered", "error"]
 
@@ -178,7 +187,8 @@ def validate_options(options: Mapping[str, Any]) -> None:
         )
     specs = [parse_surface(s, i) for i, s in enumerate(surfaces)]
     names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1} | ({"binary", "readme"} & set(names)))
+    reserved = {"binary", "binding", "readme"}
+    dupes = sorted({n for n in names if names.count(n) > 1} | (reserved & set(names)))
     if dupes:
         raise ValueError(f"check.defaults.surfaces: duplicate or reserved surface name(s) {dupes}")
 
@@ -317,6 +327,38 @@ def check_binary(ctx: CellContext, reference: TrainingDefaults = DEFAULTS) -> li
     return compare_entries("binary", EXPORT, entries, reference=reference)
 
 
+def check_binding(binding: Binding, reference: TrainingDefaults = DEFAULTS) -> list[Finding]:
+    """Compare a model-level library's declared defaults (``[model.defaults]``) with ``reference``.
+
+    The library takes lr and grad_clip per call (the harness passes the reference's), so the
+    binding covers AdamW's constants only; ``decayed`` is compared as the set of reference
+    tensors that take weight decay, over the tensors the library's ``[model.params]`` maps.
+    """
+    where = str(binding.path)
+    layout = binding.layout
+    if layout is None or layout.defaults is None:
+        note = (
+            f"the library exports no {EXPORT} (its binding declares no tinygpt.h ABI) and its "
+            "binding has no [model.defaults]: nothing states the AdamW constants built into it"
+        )
+        return [Finding("missing", "binding", where, "[model.defaults]", note=note)]
+    d = layout.defaults
+    entries = [
+        SurfaceEntry(key, v, f"{v!r}", binding.lines.line_of(("model", "defaults", key)))
+        for key in BINDING_KEYS
+        if (v := getattr(d, key)) is not None
+    ]
+    out = compare_entries("binding", where, entries, covers=BINDING_KEYS, reference=reference)
+    if layout.params is not None:
+        expected = sorted(DECAYED_PARAMS & layout.params.refs())
+        found = sorted(layout.reference_decayed())
+        loc = binding.where(("model", "defaults", "decayed"))
+        kind: FindingKind = "ok" if expected == found else "mismatch"
+        note = "the reference tensors that take weight decay (reference.model.DECAYED_PARAMS)"
+        out.append(Finding(kind, "binding", loc, "decayed", str(expected), str(found), note))
+    return out
+
+
 def check_readme(path: Path, heading: str, reference: TrainingDefaults = DEFAULTS) -> list[Finding]:
     """Compare the README's defaults table (every key required)."""
     spec = SurfaceSpec("readme", str(path), "markdown", format_options={"heading": heading})
@@ -330,7 +372,8 @@ def findings(ctx: CellContext, reference: TrainingDefaults = DEFAULTS) -> list[F
     base = ctx.matrix_path.parent if ctx.matrix_path is not None else ctx.repo_root
     out: list[Finding] = []
     if opts.get("binary", True):
-        out.extend(check_binary(ctx, reference))
+        bound = ctx.artifact.bound()
+        out.extend(check_binary(ctx, reference) if bound.abi else check_binding(bound, reference))
     readme = opts.get("readme", None)
     readme_path = ctx.repo_root / "README.md" if readme is None else _resolve(readme, base)
     if readme != "":

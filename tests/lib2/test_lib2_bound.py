@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -82,9 +82,16 @@ def _node24() -> NodeHost:
     return pinned_node("node24", FAST)
 
 
-def _rows(check: str, inst: Instance, art: Artifact, preset: ModelConfig) -> list[Row]:
+def _rows(
+    check: str,
+    inst: Instance,
+    art: Artifact,
+    preset: ModelConfig,
+    options: Mapping[str, object] | None = None,
+) -> list[Row]:
     """Run check ``check`` in one in-process cell."""
-    options = MODEL_OPTIONS if check == "model" else {}
+    if options is None:
+        options = MODEL_OPTIONS if check == "model" else {}
     ctx = CellContext(host="native", host_version="", artifact=art, preset=preset,
                       instance=inst, options=options)  # fmt: skip
     return list(get_check(check)(ctx))
@@ -112,7 +119,8 @@ def test_build_registers_every_lib2_build_with_its_binding(arts: dict[str, Artif
 def test_lib2_matrix_lists_every_loadable_cell() -> None:
     """matrices/lib2.toml validates with the real checks; native runs only lib2-native, every
     other host the three emscripten builds (Node 20 x Memory64 kept: its refusal is a finding),
-    each on tiny and small with smoke, ops, model and bench."""
+    each on tiny and small with smoke, ops, model, defaults and bench, and the corpus contract
+    at tiny (where its band is recorded)."""
     names = Names(hosts=HOST_NAMES, artifacts=lib2_names(emscripten=True))
     cells = {c.id: c for c in expand_cells(load_matrix(REPO_ROOT / "matrices/lib2.toml", names))}
     wasm_hosts = ("node", "node22", "node24", "chromium")
@@ -120,7 +128,9 @@ def test_lib2_matrix_lists_every_loadable_cell() -> None:
         f"{h}/{a}/{p}" for h in wasm_hosts for a in EM_BUILDS for p in ("tiny", "small")
     }
     assert set(cells) == want and "node/lib2-em-wasm64/tiny" in cells
-    assert all(c.checks == ("smoke", "ops", "model", "bench") for c in cells.values())
+    for c in cells.values():
+        corpus = ("corpus",) if c.preset == "tiny" else ()
+        assert c.checks == ("smoke", "ops", "model", "defaults", *corpus, "bench"), c.id
 
 
 # ---- the model tables -------------------------------------------------------------------------
@@ -287,6 +297,82 @@ def test_smoke_and_bench_run_through_the_binding(
     assert not [r for r in bench if r.subject == "train_step" and r.metric == "speedup"]
 
 
+# ---- the defaults and corpus contracts ---------------------------------------------------------
+
+
+def test_the_defaults_check_holds_the_bindings_declared_constants_to_the_reference(
+    native: Instance, arts: dict[str, Artifact]
+) -> None:
+    """lib2 reports no defaults: the constants built into it are its binding's [model.defaults],
+    each compared with the reference at its file:line, and its decayed tensors as the reference's
+    set. No ``binary`` row: the library has no tg_defaults_json."""
+    rows = _rows("defaults", native, arts["lib2-native"], PRESETS["tiny"])
+    assert not _failing(rows), [r.detail for r in rows if r.status in ("fail", "error")]
+    binding = {r.subject: r for r in rows if r.subject.startswith("binding:")}
+    for key in ("beta1", "beta2", "eps", "weight_decay", "decayed"):
+        assert binding[f"binding:{key}"].status == "pass"
+    line = _line_of(REPO_ROOT / LIB2_BINDING, "weight_decay = ")
+    detail = binding["binding:weight_decay"].detail
+    assert f"lib2.binding.toml:{line}: matches weight_decay" in detail
+    assert "learning_rate" in binding["binding:(not covered)"].detail
+    assert not [r for r in rows if r.subject.startswith("binary:")]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "subject", "words"),
+    [
+        ("weight_decay = 0.1", "weight_decay = 0.01", "binding:weight_decay",
+         "MISMATCH weight_decay: expected 0.1, found 0.01"),
+        ('"Wo", "W1", ', '"Wo", ', "binding:decayed", "MISMATCH decayed"),  # fcw undecayed
+        ("[model.defaults]", "[model.defaults_gone]", "binding:[model.defaults]",
+         "has no [model.defaults]"),
+    ],
+)  # fmt: skip
+def test_the_defaults_check_fails_a_binding_that_declares_other_constants(
+    tmp_path: Path,
+    arts: dict[str, Artifact],
+    old: str,
+    new: str,
+    subject: str,
+    words: str,
+) -> None:
+    """Another weight decay, a W matrix left out of ``decayed``, or no [model.defaults] at all
+    (nothing states the library's constants) each fail the row that names it."""
+    path = _edited(tmp_path, old, new)
+    if new == "[model.defaults_gone]":  # drop the whole table, not just rename it
+        text = path.read_text()
+        start = text.index(new)
+        end = text.find("\n[", start + 1)
+        path.write_text(text[:start] + (text[end:] if end >= 0 else ""))
+    art = dataclasses.replace(arts["lib2-native"], binding=path)
+    host = NativeHost()
+    try:
+        rows = _rows("defaults", host.load(art), art, PRESETS["tiny"])
+    finally:
+        host.close()
+    assert _failing(rows) == {subject}, [r.detail for r in rows if r.status == "fail"]
+    (row,) = [r for r in rows if r.subject == subject]
+    assert row.status == "fail" and words in row.detail, row.detail
+
+
+@pytest.mark.parametrize(("lr", "status"), [(None, "pass"), (3e-3, "fail")])
+def test_the_corpus_check_trains_a_bound_library_into_the_band(
+    native: Instance, arts: dict[str, Artifact], lr: float | None, status: str
+) -> None:
+    """The convergence band judges lib2 trained through its binding (its own init and batches)
+    at the default rate, and fails it at TinyGPT's 10x-hot 3e-3 (below the band). No
+    step-by-step trajectory: the recorded reference run is not its twin."""
+    options = {} if lr is None else {"learning_rate": lr}
+    rows = _rows("corpus", native, arts["lib2-native"], PRESETS["tiny"], options)
+    by = {r.subject: r for r in rows if r.status != "measured"}
+    assert by["convergence"].status == status, by["convergence"].detail
+    assert "at the library's vocab 256" in by["convergence"].detail
+    if lr is not None:
+        assert "BELOW the band" in by["convergence"].detail
+    assert by["convergence:trajectory"].status == "skipped"
+    assert "not its twin" in by["convergence:trajectory"].detail
+
+
 # ---- hosts: the runner, and Memory64's BigInt pointers ---------------------------------------
 
 
@@ -297,16 +383,16 @@ def test_smoke_and_bench_run_through_the_binding(
 def test_the_shipped_lib2_matrix_passes_on_every_host_that_loads_it(
     manifest: Path, tmp_path: Path
 ) -> None:
-    """``run --matrix matrices/lib2.toml`` (smoke, ops, model; bench is a curve, not a verdict):
-    every cell passes (ops lib2 does not export are skipped "not bound") except the system Node
-    20 on the Memory64 build, which is incompatible in V8's own words."""
+    """``run --matrix matrices/lib2.toml`` (smoke, ops, model, defaults, corpus; bench is a
+    curve, not a verdict): every cell passes (ops lib2 does not export are skipped "not bound")
+    except the system Node 20 on the Memory64 build, which is incompatible in V8's own words."""
     _node24().close()  # skips when Node 24 is not installed
     parser = argparse.ArgumentParser()
     configure(parser)
     out = tmp_path / "run"
     args = parser.parse_args(["--matrix", str(REPO_ROOT / "matrices/lib2.toml"), "--out",
                               str(out), "--artifacts", str(manifest),
-                              "--checks", "smoke,ops,model"])  # fmt: skip
+                              "--checks", "smoke,ops,model,defaults,corpus"])  # fmt: skip
     code = run_command(args, HOST_NAMES, lambda m: all_hosts(FAST))
     rows = read_rows(out / RESULTS_FILE)
     model = [r for r in rows if r.check == "model"]
@@ -317,6 +403,13 @@ def test_the_shipped_lib2_matrix_passes_on_every_host_that_loads_it(
     assert all(subject == "adamw:bk.params" for _, subject in unjudged), sorted(unjudged)
     assert model and all(r.status in ("pass", "measured", "skipped") for r in model), [
         (r.cell, r.subject, r.detail) for r in model if r.status not in ("pass", "measured")
+    ]
+    contracts = [r for r in rows if r.check in ("defaults", "corpus")]
+    assert {r.subject for r in contracts if r.status == "pass"} >= {
+        "binding:weight_decay", "binding:decayed", "identity:sha256", "convergence"
+    }  # fmt: skip
+    assert not [r for r in contracts if r.status in ("fail", "error")], [
+        (r.cell, r.subject, r.detail) for r in contracts if r.status in ("fail", "error")
     ]
     verdicts = cell_verdicts(rows)
     assert len(verdicts) == 26, sorted(verdicts)
