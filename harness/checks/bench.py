@@ -65,7 +65,7 @@ from harness.checks.bench_workloads import (
     train_step,
 )
 from harness.checks.webgpu_step import DEFAULT_ATTENTION, validate_attention
-from harness.hosts.base import Instance
+from harness.hosts.base import Instance, TimingResult
 from harness.numpy_baseline import TrainStepJob, run_jobs
 from harness.roofline import (
     gflops,
@@ -903,13 +903,19 @@ def _cold_train_point(
         model = create_model(instance, cfg)
         wl = train_step(instance, model, cfg, B, T)
         first = instance.time_calls(wl.export, wl.args, 1, 1, 0)
-    yield stamp.row(
+    yield cold_row(stamp, first, params, f"B={B} T={T} first tg_model_train_step call", started)
+
+
+def cold_row(stamp: Stamp, first: TimingResult, params: float, what: str, started: float) -> Row:
+    """The ``train_step:cold`` row of one first call (``what``), timed in a cold instance
+    opened at ``started`` (perf_counter): one sample, so no CI, as the detail says."""
+    return stamp.row(
         COLD_SUBJECT, "measured", metric="cold_ns", value=first.sample_ns[0], unit="ns",
         x_name="params", x_value=params,
         detail=(
-            f"B={B} T={T} first tg_model_train_step call after instantiation, fresh process, "
-            f"default engine flags; n=1 (no CI) clock={first.clock} "
-            f"res={first.clock_resolution_ns:g}ns setup+call {time.perf_counter() - started:.1f}s"
+            f"{what} after instantiation, fresh process, default engine flags; n=1 (no CI) "
+            f"clock={first.clock} res={first.clock_resolution_ns:g}ns "
+            f"setup+call {time.perf_counter() - started:.1f}s"
         ),
     )  # fmt: skip
 

@@ -12,6 +12,8 @@ shapes (the cell's preset at the library's vocabulary, batch x the library's who
 it trains on), timed in alternating blocks with the library's. There is no timed-apart speedup
 row: the process's reference baseline is at the bundled library's shapes (batch x the training
 context), and a ratio of two bursts minutes apart carries the VM's regime (docs/measured.md).
+On a host with a cold instance (Node, Chromium), ``train_step:cold`` is the first train step
+after instantiation in a fresh process under default engine flags, as for the bundled library.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ from harness.checks import bench_paired
 from harness.checks.base import CellContext
 from harness.checks.bench_workloads import Workload
 from harness.checks.webgpu_step import has_step
+from harness.hosts.base import Instance
 from harness.numpy_baseline import TrainStepJob
 from harness.rundir.rows import Row
 from harness.timing import measure
 from reference.defaults import DEFAULTS
-from reference.presets import param_count
+from reference.presets import ModelConfig, param_count
 
 if TYPE_CHECKING:  # bench imports this module on use
     from harness.checks.bench import BenchOptions, Budget, Stamp
@@ -72,20 +75,8 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
         yield stamp.row(SUBJECT, "skipped", x_name="params", x_value=params,
                         detail=f"bench budget of {budget.seconds:g} s per cell spent")  # fmt: skip
         return
-    model = BoundModel.create(ctx.instance, binding, ModelDims.of(cfg), DEFAULTS.seed)
+    model, wl = _train_workload(ctx.instance, binding, cfg, ctx.preset.vocab_size, opts.batch)
     try:
-        # ids below the preset's vocab; more than a window, so any batch sampler finds one
-        n = 4 * cfg.block_size + 1
-        model.set_data(bytes(i % ctx.preset.vocab_size for i in range(n)), 1.0)
-        export, args = ordered_args(
-            binding,
-            "train_step",
-            model=model.handle,
-            batch=opts.batch,
-            lr=DEFAULTS.learning_rate,
-            grad_clip=DEFAULTS.grad_clip,
-        )
-        wl = Workload(export, args, 0.0, "none", f"B={opts.batch} T={cfg.block_size}", ())
         m = measure(wl.sampler(ctx.instance), opts.policy(budget.for_measurement()))
         paired: list[Row] = []
         if opts.reference and opts.paired:
@@ -99,9 +90,57 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
             budget.exempt(time.monotonic() - started)  # bounded by paired_s on its own
     finally:
         model.free()
-    detail = f"{wl.shape} {export} through the binding" + (f"; {note}" if note else "")
+    detail = f"{wl.shape} {wl.export} through the binding" + (f"; {note}" if note else "")
     yield from measurement_rows(stamp, SUBJECT, m, "params", params, detail)
     yield from paired
+    if ctx.cold_instance is not None:
+        yield _cold_point(ctx, binding, cfg, opts.batch, stamp, params)
+
+
+def _train_workload(
+    instance: Instance, binding: Binding, cfg: ModelConfig, ids: int, batch: int
+) -> tuple[BoundModel, Workload]:
+    """A bound model of ``cfg`` with data set, and its ``train_step`` call as a Workload.
+
+    The data are token ids below ``ids`` (the preset's vocabulary), more than a window, so any
+    batch sampler finds one. The caller frees the model.
+    """
+    model = BoundModel.create(instance, binding, ModelDims.of(cfg), DEFAULTS.seed)
+    try:
+        n = 4 * cfg.block_size + 1
+        model.set_data(bytes(i % ids for i in range(n)), 1.0)
+        export, args = ordered_args(
+            binding,
+            "train_step",
+            model=model.handle,
+            batch=batch,
+            lr=DEFAULTS.learning_rate,
+            grad_clip=DEFAULTS.grad_clip,
+        )
+    except BaseException:
+        model.free()
+        raise
+    return model, Workload(export, args, 0.0, "none", f"B={batch} T={cfg.block_size}", ())
+
+
+def _cold_point(
+    ctx: CellContext, binding: Binding, cfg: ModelConfig, batch: int, stamp: Stamp, params: float
+) -> Row:
+    """The first train step after instantiation in a fresh host process under default engine
+    flags, as the bundled library's ``train_step:cold`` (:func:`harness.checks.bench.
+    _cold_train_point`): one call, so one sample and no CI."""
+    from harness.checks.bench import cold_row
+
+    assert ctx.cold_instance is not None
+    started = time.perf_counter()
+    with ctx.cold_instance() as instance:
+        model, wl = _train_workload(instance, binding, cfg, ctx.preset.vocab_size, batch)
+        try:
+            first = instance.time_calls(wl.export, wl.args, 1, 1, 0)
+        finally:
+            model.free()
+    what = f"{wl.shape} first {wl.export} call, through the binding,"
+    return cold_row(stamp, first, params, what, started)
 
 
 def tinygpt_ops(binding: Binding, ops: tuple[str, ...]) -> tuple[str, ...]:

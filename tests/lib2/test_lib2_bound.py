@@ -297,6 +297,34 @@ def test_smoke_and_bench_run_through_the_binding(
     assert not [r for r in bench if r.subject == "train_step" and r.metric == "speedup"]
 
 
+def test_bench_takes_the_cold_first_train_step_through_the_binding(
+    manifest: Path, tmp_path: Path
+) -> None:
+    """Through the runner, whose host has a cold instance: the bound train step's first call in
+    a fresh process is ``train_step:cold`` (one sample, no CI), beside the steady curve, and the
+    report's cold/steady table pairs the two."""
+    from harness.checks.bench import COLD_SUBJECT
+    from harness.report_data import cold_ratios, load_run_dir
+
+    matrix = tmp_path / "m.toml"
+    matrix.write_text('name = "m"\nartifacts = ["lib2-native"]\npresets = ["tiny"]\n'
+                      'checks = ["bench"]\n[hosts]\nnative = {}\n[check.bench]\n'
+                      'curves = ["train_step"]\nmin_samples = 5\nmax_samples = 5\n'
+                      'budget_s = 3.0\npaired = false\n')  # fmt: skip
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    out = tmp_path / "run"
+    args = parser.parse_args(["--matrix", str(matrix), "--out", str(out), "--artifacts",
+                              str(manifest)])  # fmt: skip
+    assert run_command(args, HOST_NAMES, lambda m: all_hosts(FAST)) == 0
+    rows = read_rows(out / RESULTS_FILE)
+    (cold,) = [r for r in rows if r.subject == COLD_SUBJECT]
+    assert cold.metric == "cold_ns" and cold.value > 0, cold
+    assert "first tg_train_step call, through the binding, after instantiation" in cold.detail
+    pts = cold_ratios(load_run_dir(out).rows)
+    assert list(pts["artifact"]) == ["lib2-native"] and float(pts["ratio"].iloc[0]) > 0
+
+
 # ---- the defaults and corpus contracts ---------------------------------------------------------
 
 
