@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.abi import MAX_THREADS, Signature
 from harness.bindings import Binding, BindingError, bundled, load_binding_cached
-from harness.formats import ArtifactFormat, FileDigest, FormatError, get_format
+from harness.formats import ArtifactFormat, FileDigest, FormatError, digest, get_format
 
 # 2: ``format`` (was ``kind``) and ``files`` (each file's role, path and sha256; ``sha256`` is the
 # set's). Schema 1 manifests are refused with the command that rebuilds them.
@@ -179,6 +180,72 @@ class Artifact:
             signatures=dict(data.get("signatures", {})),
             files=tuple(files),
         )
+
+
+def from_files(
+    name: str,
+    format: str,
+    files: Mapping[str, Path],
+    *,
+    binding: Path | None = None,
+    ptr_width: int | None = None,
+    sha256: str | None = None,
+    target: str = "",
+    toolchain: str = "",
+    flags: tuple[str, ...] = (),
+) -> Artifact:
+    """An artifact of files on disk that no manifest lists (a project profile's ``[artifacts]``).
+
+    Each file is hashed now, so the run records, and every host verifies, the bytes it loads.
+    ``ptr_width`` None reads it from the files (:meth:`ArtifactFormat.ptr_width_of`: a wasm
+    module's memory, an ELF class); ``sha256`` pins the set's hash. Raises ManifestError naming
+    the key for an unknown format, roles the format does not have, a missing file, a pin the
+    files do not match, a width the files cannot tell, or a binding that does not load.
+    """
+    from harness.hosts.base import HostError  # hosts import this module
+
+    try:
+        fmt = get_format(format)
+    except FormatError as exc:
+        raise ManifestError(f"key 'format': {exc}") from None
+    problem = fmt.check_roles(list(files))
+    if problem:
+        raise ManifestError(f"key 'files': {problem}")
+    # the format's role order: its entry file first (webgpu's wgsl:<file> roles follow theirs)
+    order = {r: i for i, r in enumerate(fmt.roles)}
+    ordered = {
+        role: path.resolve()
+        for role, path in sorted(files.items(), key=lambda kv: order.get(kv[0], len(order)))
+    }
+    for role, path in ordered.items():
+        if not path.is_file():
+            raise ManifestError(f"key 'files.{role}': no such file {path}")
+    digests, set_sha = digest(ordered)
+    if sha256 is not None and sha256 != set_sha:
+        raise ManifestError(
+            f"key 'sha256': pinned {sha256}, but the files hash to {set_sha}: they changed "
+            "since the pin (rebuilt, or edited)"
+        )
+    try:
+        fmt.check_entry(ordered)
+        width = ptr_width if ptr_width is not None else fmt.ptr_width_of(ordered)
+    except (FormatError, HostError) as exc:
+        raise ManifestError(f"format {fmt.name}: {exc}") from None
+    if width is None:
+        raise ManifestError(
+            f"key 'ptr_width': format {fmt.name} cannot tell it from the files; give 32 or 64"
+        )
+    if binding is not None:
+        try:
+            load_binding_cached(binding)
+        except BindingError as exc:
+            raise ManifestError(f"key 'binding': {exc}") from None
+    artifact = Artifact(
+        name=name, format=fmt.name, path=digests[0].path, sha256=set_sha, ptr_width=width,
+        target=target or f"{fmt.name} ({width}-bit)", toolchain=toolchain, flags=flags,
+        files=digests if len(digests) > 1 else (), binding=binding,
+    )  # fmt: skip
+    return replace(artifact, signatures=artifact.bound().signatures_json())
 
 
 def _get(data: dict[str, Any], key: str, kind: type, where: str = "") -> Any:

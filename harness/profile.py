@@ -11,9 +11,9 @@ matrices do) and exits 2. The schema, with examples: docs/profiles.md.
 ``[presets.NAME]`` tables declare the project's own model configs (``ModelConfig``: dims,
 vocabulary, MLP width, biases, LayerNorm eps); ``run --project PATH`` lets a matrix name them.
 ``[reference]`` names the model check's oracle when it is not our numpy GPT: a command that
-writes a reference dump (docs/reference-dump.md) and/or the dump's path. Artifact lists are not
-profile keys (artifacts and their bindings live in the manifest): a profile naming
-``artifacts`` is refused with that reason rather than silently ignored.
+writes a reference dump (docs/reference-dump.md) and/or the dump's path. ``[artifacts.NAME]``
+names the project's own binaries by their files, format and binding (no manifest to write, no
+hashes to compute); ``run --project PATH`` hashes and adds them to the run's artifacts.
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.artifact import Artifact, ManifestError, from_files
+from harness.formats import FormatError, all_formats, get_format
 from harness.surfaces import FORMAT_OPTIONS, FORMATS
 from harness.toml_lines import Path_, TomlLines, TomlValidator, read_toml
 from reference.presets import PRESETS, ModelConfig
 
 PROFILE_NAME = "harness.toml"
 DEFAULT_PROFILE = Path(__file__).parent / "profiles" / "default.toml"
-NOT_YET = {
-    "artifacts": "artifacts and their bindings are manifest entries (docs/bindings.md)",
-}
+ARTIFACT_KEYS = ("format", "files", "path", "binding", "ptr_width", "sha256", "target",
+                 "toolchain", "flags")  # fmt: skip
 # a [presets.NAME] table's keys: ModelConfig's fields but its name; the dims are required
 PRESET_FIELDS = tuple(f.name for f in fields(ModelConfig) if f.name != "name")
 PRESET_REQUIRED = ("n_layer", "n_head", "n_embd", "block_size")
@@ -176,6 +177,38 @@ class ConvergenceProfile:
     corpus_rel: str = ""
 
 
+@dataclass(frozen=True)
+class ProfileArtifact:
+    """One ``[artifacts.NAME]`` table: a project's own binary, named by its files (no manifest).
+
+    :meth:`build` hashes the files and reads what they declare (:func:`harness.artifact.
+    from_files`) when a run needs it, not when the profile loads (text-only checks never do).
+    """
+
+    name: str
+    format: str
+    files: Mapping[str, Path]  # role -> absolute path, as the format names its roles
+    binding: Path | None
+    ptr_width: int | None  # None: read from the files
+    sha256: str | None  # a pin of the set's hash; None: whatever the files hash to now
+    target: str
+    toolchain: str
+    flags: tuple[str, ...]
+    where: str  # ``file:line`` of the table
+
+    def build(self) -> Artifact:
+        """The artifact, hashed now; ProfileError at the table's ``file:line`` if the files do
+        not make one (a pin they miss, a width they cannot tell, a binding that does not load)."""
+        try:
+            return from_files(
+                self.name, self.format, self.files, binding=self.binding,
+                ptr_width=self.ptr_width, sha256=self.sha256, target=self.target,
+                toolchain=self.toolchain, flags=self.flags,
+            )  # fmt: skip
+        except ManifestError as exc:
+            raise ProfileError(f"{self.where}: artifacts.{self.name}: {exc}") from None
+
+
 DEFAULT_BAND_NAME = "convergence-band.json"  # beside the profile, when [convergence] names none
 
 
@@ -194,6 +227,8 @@ class Profile:
     reference: ReferenceProfile | None = None  # None: our numpy reference is the oracle
     # where the convergence band is; a profile without [convergence] has the default name
     convergence: ConvergenceProfile | None = None
+    # [artifacts.NAME]: the project's own binaries, which `run --project` adds to the manifest's
+    artifacts: Mapping[str, ProfileArtifact] = field(default_factory=dict)
 
     def where(self, line: int) -> str:
         """``file:line`` of the profile, for messages."""
@@ -254,11 +289,8 @@ class _Validator(TomlValidator):
     # -- sections ----------------------------------------------------------------------------
 
     def profile(self, data: Mapping[str, Any], text: str) -> Profile:
-        for key, why in NOT_YET.items():
-            if key in data:
-                raise self.error((key,), f"not supported yet: {why}")
         self.table((), data, ("project", "defaults", "corpus", "claims", "presets", "reference",
-                              "convergence"))  # fmt: skip
+                              "convergence", "artifacts"))  # fmt: skip
         project = self.table(("project",), data.get("project", {}), ("name", "root"))
         name = self.typed(("project", "name"), project.get("name", self.path.parent.name), str,
                           "a string")  # fmt: skip
@@ -286,8 +318,62 @@ class _Validator(TomlValidator):
                 where = ("convergence", "presets", i)
             known = ", ".join([*PRESETS, *presets])
             raise self.error(where, f"unknown preset {preset!r}; known: {known}")
+        artifacts = self.artifacts(data["artifacts"]) if "artifacts" in data else {}
         return Profile(self.path, self.root, name, defaults, corpus, claims, text, presets,
-                       reference, convergence)  # fmt: skip
+                       reference, convergence, artifacts)  # fmt: skip
+
+    def artifacts(self, raw: object) -> dict[str, ProfileArtifact]:
+        """``[artifacts.NAME]``: a format, its files by role (``path`` for a one-file format),
+        and optionally a binding, a pointer width, a sha256 pin and descriptive strings."""
+        out: dict[str, ProfileArtifact] = {}
+        self.typed(("artifacts",), raw, dict, "a table of [artifacts.NAME] tables")
+        assert isinstance(raw, dict)
+        for name, t in raw.items():
+            where: Path_ = ("artifacts", name)
+            t = self.table(where, t, ARTIFACT_KEYS)
+            if "format" not in t:
+                raise self.error(where, "missing key 'format' (one of: " + ", ".join(
+                    all_formats()) + ")")  # fmt: skip
+            fmt_name = self.typed((*where, "format"), t["format"], str, "a format name")
+            try:
+                fmt = get_format(fmt_name)
+            except FormatError as exc:
+                raise self.error((*where, "format"), str(exc)) from None
+            files: dict[str, Path] = {}
+            if ("files" in t) == ("path" in t):
+                roles_named = ", ".join(fmt.roles)
+                raise self.error(where, "give `files` (role = path) or, for a one-file format, "
+                                 f"`path`; format {fmt.name}'s roles: {roles_named}")  # fmt: skip
+            if "path" in t:
+                files[fmt.roles[0]] = self.file((*where, "path"), t["path"])[0]
+            else:
+                roles = self.typed((*where, "files"), t["files"], dict, "a table role = path")
+                for role, rel in roles.items():
+                    files[role] = self.file((*where, "files", role), rel)[0]
+            problem = fmt.check_roles(list(files))
+            if problem:
+                raise self.error((*where, "files" if "files" in t else "path"), problem)
+            binding = self.file((*where, "binding"), t["binding"])[0] if "binding" in t else None
+            width = None
+            if "ptr_width" in t:
+                width = self.typed((*where, "ptr_width"), t["ptr_width"], int, "32 or 64")
+                if width not in (32, 64):
+                    raise self.error((*where, "ptr_width"), f"must be 32 or 64, got {width}")
+            pin = None
+            if "sha256" in t:
+                pin = self.typed((*where, "sha256"), t["sha256"], str, "a sha256 (64 hex digits)")
+                if not re.fullmatch(r"[0-9a-f]{64}", pin):
+                    raise self.error((*where, "sha256"), f"not a sha256 (64 hex digits): {pin!r}")
+            strings = {
+                k: self.typed((*where, k), t[k], str, "a string") if k in t else ""
+                for k in ("target", "toolchain")
+            }
+            flags = self.strings((*where, "flags"), t["flags"]) if "flags" in t else ()
+            out[name] = ProfileArtifact(
+                name, fmt.name, files, binding, width, pin, strings["target"],
+                strings["toolchain"], flags, f"{self.path}:{self.line(where)}",
+            )  # fmt: skip
+        return out
 
     def convergence(self, raw: object, present: bool) -> ConvergenceProfile:
         """``[convergence]``: ``band`` (a path beside the profile), ``preset``, ``steps``,

@@ -297,7 +297,13 @@ def execute(args: argparse.Namespace) -> int:
                   "other bands)", file=sys.stderr)  # fmt: skip
             return 2
     artifact: Artifact | None = None
-    if args.artifact is not None:
+    if args.artifact in profile.artifacts:  # the project's own binary, hashed now
+        try:
+            artifact = profile.artifacts[args.artifact].build()
+        except ProfileError as exc:
+            print(f"record-convergence: {exc}", file=sys.stderr)
+            return 2
+    elif args.artifact is not None:
         try:
             artifacts = load_manifest(args.artifacts)
         except (FileNotFoundError, ManifestError) as exc:
@@ -305,8 +311,8 @@ def execute(args: argparse.Namespace) -> int:
             return 2
         if args.artifact not in artifacts:
             print(
-                f"record-convergence: no artifact {args.artifact!r} in {args.artifacts}; "
-                f"known: {', '.join(artifacts)}",
+                f"record-convergence: no artifact {args.artifact!r} in {args.artifacts} or the "
+                f"profile's [artifacts]; known: {', '.join([*artifacts, *profile.artifacts])}",
                 file=sys.stderr,
             )
             return 2

@@ -907,23 +907,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPlan:
     """Validate the command line, manifest and matrix into a plan; raises UsageError."""
+    presets: dict[str, ModelConfig] = dict(PRESETS)
+    project: Profile | None = None
+    own: dict[str, Artifact] = {}  # the --project profile's [artifacts.NAME], hashed now
+    if getattr(args, "project", None) is not None:
+        try:
+            project = load_profile(find_profile(args.project))
+            own = {name: spec.build() for name, spec in project.artifacts.items()}
+        except ProfileError as exc:
+            raise UsageError(str(exc)) from None
     try:
         artifacts = load_manifest(args.artifacts)
     except FileNotFoundError:
-        raise UsageError(
-            f"no artifact manifest at {args.artifacts}: run `tinygpt-harness build` first"
-        ) from None
+        if not own:
+            raise UsageError(
+                f"no artifact manifest at {args.artifacts}: run `tinygpt-harness build` first"
+            ) from None
+        artifacts = {}  # a project's own binaries need no manifest of ours
     except ManifestError as exc:  # it names the manifest (and a binding's file:line) itself
         raise UsageError(str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"{args.artifacts}: bad manifest: {_describe(exc)}") from None
-    presets: dict[str, ModelConfig] = dict(PRESETS)
-    project: Profile | None = None
-    if getattr(args, "project", None) is not None:
-        try:
-            project = load_profile(find_profile(args.project))
-        except ProfileError as exc:
-            raise UsageError(str(exc)) from None
+    if project is not None:
+        taken = sorted(set(own) & set(artifacts))
+        if taken:
+            raise UsageError(
+                f"{project.artifacts[taken[0]].where}: artifact name {taken[0]!r} is also in "
+                f"the manifest {args.artifacts}; give the project's artifacts their own names"
+            )
+        artifacts.update(own)
         clash = sorted(set(project.presets) & set(PRESETS))
         if clash:
             raise UsageError(

@@ -109,6 +109,16 @@ class ModuleInfo:
         )  # fmt: skip
         return cls(MappingProxyType(funcs), MappingProxyType(others), memory_is_64, imports)
 
+    def memory_width(self, *, imported: bool) -> int | None:
+        """32 or 64: the exported linear memory's width, else (``imported``: an emscripten
+        ``-pthread`` build imports its shared memory) the first imported memory's; None if
+        neither."""
+        is_64 = self.memory_is_64
+        if imported and is_64 is None:
+            memories = [m for (_, _, m) in self.imports if m is not None]
+            is_64 = memories[0] if memories else None
+        return None if is_64 is None else 64 if is_64 else 32
+
 
 # Parsed modules' ModuleInfo by (sha256 of the bytes, threads engine): a run reads each module
 # at load (the binding's check) and again in the static check; compiling it is the costly part.
@@ -161,16 +171,12 @@ def check_module_abi(
                 f"found {info.others[m.name]}"
             )
         raise ABIError(f"{label}: export {m.name} expected {m.expected}, found {m.found}")
-    is_64 = info.memory_is_64
-    if not freestanding and is_64 is None:
-        imported = [m for (_, _, m) in info.imports if m is not None]
-        is_64 = imported[0] if imported else None
-    if is_64 is None:
+    width = info.memory_width(imported=not freestanding)
+    if width is None:
         raise MissingExport(f"{label}: module lacks its linear memory export {MEMORY_EXPORT!r}")
-    if (64 if is_64 else 32) != ptr_width:
+    if width != ptr_width:
         raise ABIError(
-            f"{label}: memory is {'64' if is_64 else '32'}-bit but the artifact's "
-            f"ptr_width is {ptr_width}"
+            f"{label}: memory is {width}-bit but the artifact's ptr_width is {ptr_width}"
         )
     if freestanding and info.imports:
         names = ", ".join(f"{mod}.{name}" for (mod, name, _) in info.imports)

@@ -200,6 +200,12 @@ class ArtifactFormat(abc.ABC):
         exists (a missing file is its cells' error). Most formats have nothing to check here."""
         return None
 
+    def ptr_width_of(self, files: Mapping[str, Path]) -> int | None:
+        """The pointer width (32 or 64) the files were built for, read from them without
+        running them; None where the format cannot tell (a project must declare it). A file
+        that cannot be read or parsed raises (OSError, a HostError subclass)."""
+        return None
+
     def loader_entry(self, files: Mapping[str, Path]) -> dict[str, Any]:
         """Extra keys of the LOAD entry a JS loader reads (``webgpu``: the dispatch plan)."""
         return {}

@@ -29,6 +29,16 @@ EXPORTED_BINDS = (1, 2, 10)  # STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE
 EXPORTED_VISIBILITY = (0, 3)  # STV_DEFAULT, STV_PROTECTED
 
 
+def elf_class_width(path: Path) -> int | None:
+    """32 or 64 from the ELF header's ``EI_CLASS`` of the file at ``path``; None if it is not
+    ELF. OSError if the file cannot be read."""
+    with path.open("rb") as f:
+        head = f.read(5)
+    if len(head) < 5 or head[:4] != ELF_MAGIC or head[4] not in (1, ELFCLASS64):
+        return None
+    return 64 if head[4] == ELFCLASS64 else 32
+
+
 def dynamic_functions(path: Path) -> frozenset[str] | None:
     """The functions the ELF64 shared library at ``path`` exports to ``dlsym``; None if the
     file is not one whose ``.dynsym`` can be found (see the module docstring).

@@ -73,6 +73,13 @@ class EmscriptenFormat(ArtifactFormat):
                 "pthread worker .js file"
             )
 
+    def ptr_width_of(self, files: Mapping[str, Path]) -> int | None:
+        """The width of the module's linear memory (exported, or imported by a -pthread build)."""
+        from harness.engines.wasmtime_engine import read_module
+
+        path = files["wasm"]
+        return read_module(path, str(path), threads=True).memory_width(imported=True)
+
     def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None]:
         """The ``.wasm``'s function exports under their C names (the glue adds the ``_``), with
         their wasm types; CorruptArtifact if it does not parse."""

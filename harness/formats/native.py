@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from harness.abi import Signature
 from harness.formats import ArtifactFormat, WasmTypes
-from harness.formats.elf import dynamic_functions
+from harness.formats.elf import dynamic_functions, elf_class_width
 
 
 class NativeFormat(ArtifactFormat):
@@ -30,6 +30,10 @@ class NativeFormat(ArtifactFormat):
         self, files: Mapping[str, Path], ptr_width: int, wanted: Mapping[str, Signature]
     ) -> None:
         """Nothing before dlopen (see the module docstring)."""
+
+    def ptr_width_of(self, files: Mapping[str, Path]) -> int | None:
+        """64 for an ELF64 library, 32 for ELF32; None for bytes that are not ELF."""
+        return elf_class_width(files[self.exports_role])
 
     def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None] | None:
         """The library's dynamic function symbols, each with no types (None); None if its

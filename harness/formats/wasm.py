@@ -39,6 +39,13 @@ class WasmFormat(ArtifactFormat):
 
         validate_wasm_abi(files["wasm"], ptr_width, wanted)
 
+    def ptr_width_of(self, files: Mapping[str, Path]) -> int | None:
+        """The width of the module's linear memory."""
+        from harness.engines.wasmtime_engine import read_module
+
+        path = files["wasm"]
+        return read_module(path, str(path)).memory_width(imported=False)
+
     def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None]:
         """The module's function exports with their wasm types; CorruptArtifact if it does not
         parse."""

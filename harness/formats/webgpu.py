@@ -356,6 +356,10 @@ class WebGpuFormat(ArtifactFormat):
     allocator_signatures = ALLOC_SIGNATURES
     arithmetic = "wgsl"
 
+    def ptr_width_of(self, files: Mapping[str, Path]) -> int | None:
+        """32: a buffer handle is an i32 whatever the GPU (``tg_alloc`` returns one)."""
+        return 32
+
     def check_roles(self, roles: Sequence[str]) -> str | None:
         """``manifest`` first, then any number of ``wgsl:<file>`` roles, none repeated."""
         if not roles or roles[0] != MANIFEST_ROLE:

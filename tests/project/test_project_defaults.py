@@ -142,11 +142,12 @@ def test_compare_key_with_no_extractable_value_exits_2(
     assert "no extractable value for compare key(s) seed" in err
 
 
-def test_reserved_sections_are_refused_not_ignored(tmp_path: Path) -> None:
-    """artifacts is not a profile key: refused with the reason."""
+def test_an_artifact_given_as_a_bare_path_is_refused_at_its_line(tmp_path: Path) -> None:
+    """``[artifacts]`` holds one table per artifact (format, files, binding:
+    tests/project/test_project_artifacts.py); a bare path is refused at its line."""
     p = tmp_path / "harness.toml"
     p.write_text('[project]\nname = "x"\n\n[artifacts]\nnative = "x.so"\n')
-    with pytest.raises(ProfileError, match=r"harness.toml:4: artifacts: not supported yet"):
+    with pytest.raises(ProfileError, match=r"harness.toml:5: artifacts.native: must be a table"):
         load_profile(p)
 
 
