@@ -12,8 +12,9 @@ shapes (the cell's preset at the library's vocabulary, batch x the library's who
 it trains on), timed in alternating blocks with the library's. There is no timed-apart speedup
 row: the process's reference baseline is at the bundled library's shapes (batch x the training
 context), and a ratio of two bursts minutes apart carries the VM's regime (docs/measured.md).
-On a host with a cold instance (Node, Chromium), ``train_step:cold`` is the first train step
-after instantiation in a fresh process under default engine flags, as for the bundled library.
+On a host with a cold instance (``Host.cold_host``: native, Node, Chromium),
+``train_step:cold`` is the first train step after instantiation in a fresh process under
+default engine flags, as for the bundled library.
 """
 
 from __future__ import annotations

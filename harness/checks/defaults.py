@@ -344,10 +344,10 @@ def check_binding(binding: Binding, reference: TrainingDefaults = DEFAULTS) -> l
         return [Finding("missing", "binding", where, "[model.defaults]", note=note)]
     d = layout.defaults
     entries = [
-        SurfaceEntry(key, v, f"{v!r}", binding.lines.line_of(("model", "defaults", key)))
+        SurfaceEntry(key, getattr(d, key), repr(getattr(d, key)), binding.lines.line_of(
+            ("model", "defaults", key)))
         for key in BINDING_KEYS
-        if (v := getattr(d, key)) is not None
-    ]
+    ]  # fmt: skip
     out = compare_entries("binding", where, entries, covers=BINDING_KEYS, reference=reference)
     if layout.params is not None:
         expected = sorted(DECAYED_PARAMS & layout.params.refs())
