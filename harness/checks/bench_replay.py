@@ -22,6 +22,7 @@ from harness.checks.bench_hostcost import (
     enter_pool,
     set_thread_count,
 )
+from harness.checks.bench_hostcost import PROBES as HOST_PROBES
 from harness.checks.bench_workloads import (
     OPS,
     ModelHandle,
@@ -45,9 +46,13 @@ class Prepared:
     model: ModelHandle | None = None
     across_bridge: bool = False  # time Python<->host round trips, not a loop inside the host
     threads_after: int | None = None  # the thread count to put back on release (pool probes)
+    probe: str | None = None  # time this host-cost probe (Instance.time_probe), not the workload
 
     def sampler(self, instance: Instance) -> Sampler:
         """The sampler that times this workload in ``instance``."""
+        if self.probe is not None:
+            kind = self.probe
+            return lambda reps, samples, warmup: instance.time_probe(kind, reps, samples, warmup)
         return bridge_sampler(instance) if self.across_bridge else self.workload.sampler(instance)
 
     def release(self, instance: Instance) -> None:
@@ -112,6 +117,11 @@ def _on_threads(threads: int, replay: Replay) -> Replay:
     return prepare
 
 
+def _host_probe(kind: str) -> Replay:
+    """The host's own ``kind`` probe (Instance.time_probe), e.g. ``atomics``: nothing to place."""
+    return lambda instance: Prepared(noop_call(), probe=kind)
+
+
 def _pool_probe(asleep: int, threads: int) -> Replay:
     """``tg_pool_probe_ns(POOL_REGIONS, asleep)`` at ``threads`` threads, timed as whole calls in
     a loop inside the host: each call is POOL_REGIONS regions plus the probe's own clock reads,
@@ -146,6 +156,9 @@ def replay_for(subject: str, x: str, cfg: ModelConfig, opts: BenchOptions) -> Re
         return _with_model(cfg, lambda i, m: generate(i, m, cfg, context, new, kv))
     if subject == "bridge:noop":
         return lambda instance: Prepared(noop_call(), across_bridge=True)
+    for name, kind, _what in HOST_PROBES:  # a JS host's own wake or message, in its helper worker
+        if subject == name:
+            return _host_probe(kind)
     probe, _, threads = subject.partition(THREADS_SUFFIX)
     if probe == "train_step" and threads.isdigit():
         B, T = opts.batch, opts.seq or train_context_length(cfg)

@@ -47,13 +47,27 @@ def loop_wat(params: Sequence[str], results: Sequence[str]) -> str:
     )
 
 
+# Compiled loop modules by (engine, text): an instance's first timing of an export would
+# otherwise compile its loop in the middle of a measurement (the paired gate's cells).
+_LOOPS: dict[tuple[int, str], tuple[wasmtime.Engine, wasmtime.Module]] = {}
+
+
+def _loop_module(engine: wasmtime.Engine, wat: str) -> wasmtime.Module:
+    """``wat`` compiled for ``engine``, once per process (the entry keeps the engine alive, so
+    its id is not reused)."""
+    key = (id(engine), wat)
+    if key not in _LOOPS:
+        _LOOPS[key] = (engine, wasmtime.Module(engine, wat))
+    return _LOOPS[key][1]
+
+
 def loop_func(engine: wasmtime.Engine, store: wasmtime.Store, fn: wasmtime.Func) -> wasmtime.Func:
     """The ``loop`` export of :func:`loop_wat` for ``fn``'s type, instantiated in ``store``
     (``fn``'s store, so the call stays in one native entry) with ``fn`` as its import."""
     ty = fn.type(store)
     params = tuple(str(t) for t in ty.params)
     results = tuple(str(t) for t in ty.results)
-    module = wasmtime.Module(engine, loop_wat(params, results))
+    module = _loop_module(engine, loop_wat(params, results))
     instance = wasmtime.Instance(store, module, [fn])
     loop = instance.exports(store)[LOOP_EXPORT]
     assert isinstance(loop, wasmtime.Func)  # loop_wat exports a function by that name

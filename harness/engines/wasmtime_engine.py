@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -51,11 +52,52 @@ def make_engine(*, threads: bool = False, memory64: bool = False) -> wasmtime.En
     config = wasmtime.Config()
     config.wasm_memory64 = True
     config.wasm_simd = True
+    # Compile on the loading thread. In parallel, Cranelift's helper threads kept working (and
+    # spinning down) after a load, during the samples that followed it: the worker's other
+    # threads then did CPU work the timing thread's clock cannot see, and the paired gate fell
+    # back to the wall clock for most wasmtime measurements (docs/gate.md, `--clock`).
+    config.parallel_compilation = False
     if threads:
         config.wasm_threads = True
     if memory64:
         config.memory_reservation = MEMORY64_RESERVATION
     return wasmtime.Engine(config)
+
+
+@cache
+def shared_engine(memory64: bool) -> wasmtime.Engine:
+    """The process's engine for instances of one pointer width: instances share engines and
+    compiled modules (:func:`load_module`) and get stores, memories and instances of their own."""
+    return make_engine(memory64=memory64)
+
+
+# Compiled modules by (sha256 of the bytes, memory64 engine), for this process's instances.
+# Compiling is the cost of a load (78 ms for the bundled wasm32 on one thread, this VM), and
+# the paired gate loads each build 4-12 times per cell. Cranelift is deterministic, so a
+# recompile would give the same code at another page-aligned address, as an instance of the
+# cached module does: nothing that differs between loads is lost.
+_MODULES: dict[tuple[str, bool], wasmtime.Module] = {}
+
+
+def _read(path: Path, label: str) -> tuple[bytes, str]:
+    """The bytes of ``path`` and their sha256 (the module caches' key); CorruptArtifact if the
+    file cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptArtifact(f"{label}: {exc}") from exc
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def load_module(path: Path, label: str, memory64: bool) -> wasmtime.Module:
+    """``path`` compiled for :func:`shared_engine` (``memory64``), once per content per process;
+    CorruptArtifact with wasmtime's own message if it is not valid wasm (not memoized)."""
+    data, sha256 = _read(path, label)
+    key = (sha256, memory64)
+    module = _MODULES.get(key)
+    if module is None:
+        module = _MODULES[key] = _compile(shared_engine(memory64), data, path, label)
+    return module
 
 
 def parse_module(engine: wasmtime.Engine, path: Path, label: str) -> wasmtime.Module:
@@ -129,11 +171,8 @@ _INFO: dict[tuple[str, bool], ModuleInfo] = {}
 def read_module(path: Path, label: str, *, threads: bool = False) -> ModuleInfo:
     """:func:`parse_module` with a ``threads`` engine (or not), once per module content per
     process; CorruptArtifact if it is not valid wasm (not memoized: it says so each time)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CorruptArtifact(f"{label}: {exc}") from exc
-    key = (hashlib.sha256(data).hexdigest(), threads)
+    data, sha256 = _read(path, label)
+    key = (sha256, threads)
     info = _INFO.get(key)
     if info is None:
         info = _INFO[key] = ModuleInfo.of(_compile(make_engine(threads=threads), data, path, label))
@@ -235,10 +274,10 @@ class WasmtimeInstance(Instance):
     @classmethod
     def load(cls, artifact: Artifact) -> WasmtimeInstance:
         """Parse, ABI-check and instantiate ``artifact``."""
-        engine = make_engine(memory64=artifact.ptr_width == 64)
-        module = parse_module(engine, artifact.path, artifact.name)
+        memory64 = artifact.ptr_width == 64
+        module = load_module(artifact.path, artifact.name, memory64)
         check_module_abi(module, artifact.ptr_width, artifact.name, artifact_signatures(artifact))
-        return cls(artifact, engine, module)
+        return cls(artifact, shared_engine(memory64), module)
 
     def _live_store(self) -> wasmtime.Store:
         if self._store is None:

@@ -124,6 +124,7 @@ class Session:
     load: int = 0  # busy processes competing with the session (harness.gate.loadgen)
     load_kind: str = "spin"
     budget_s: float | None = None  # paired: a cell's measuring budget (None: unlimited)
+    clock: str = PairedPolicy.clock  # paired: "cpu" where the host has one, or "wall"
 
     def decision_for(self, kernel: str) -> Decision:
         """The decision for one kernel (``op:<kernel>``) or subject (``bridge:noop``): the
@@ -318,7 +319,8 @@ def markdown(figures: dict[str, object], command: str) -> str:
             f"average {f.get('loadavg_start', '?')} at start, {f.get('loadavg_end', '?')} at end"
             if s.get("load") else "")  # fmt: skip
     realised = "median paired A/B ratio" if paired else "pooled medians B/A"
-    per_cell = (f"{len(KERNELS)} kernels + {len(NOOP_SUBJECTS)} no-op rows, paired" if paired
+    per_cell = (f"A/A cells of {len(KERNELS)} kernels + {len(NOOP_SUBJECTS)} no-op rows and "
+                "A/B cells of one, paired" if paired
                 else f"one run, {len(KERNELS)} kernels")  # fmt: skip
     return "\n".join([
         f"Command: `{command}`",
@@ -443,13 +445,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="paired: give each cell the host's measuring budget (2 s, Chromium 5 s); "
         "what it leaves undecided is unknown",
     )
+    p.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default=d.clock,
+        help="paired: decide on the CPU clock where the host has one (default), or the wall clock",
+    )
     args = p.parse_args(argv)
     if args.mode == "unpaired" and args.host not in ("native", "wasmtime"):
         p.error("--mode unpaired runs in-process engines: --host native or wasmtime")
     session = Session(
         mode=args.mode, host=args.host, blocks=args.blocks, pairs_per_block=args.pairs_per_block,
         loads=args.loads, rounds=args.rounds, load=args.load, load_kind=args.load_kind,
-        budget_s=cell_budget_s(args.host) if args.budget else None,
+        budget_s=cell_budget_s(args.host) if args.budget else None, clock=args.clock,
         trials=args.trials, slowdown=args.slowdown, slowed=args.kernel,
         samples=args.samples, sample_ms=args.sample_ms,
         decision=Decision(alpha=args.alpha, min_effect=args.min_effect, quantile=args.quantile),

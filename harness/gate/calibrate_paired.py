@@ -22,6 +22,7 @@ import math
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,7 @@ def run_paired_session(
         min_sample_ms=session.sample_ms,
         seed=session.seed,
         budget_s=session.budget_s,
+        clock="wall" if session.clock == "wall" else "cpu",
     )
     aa, ab = Tally(), Tally()
     subjects = (*KERNELS, *NOOP_SUBJECTS)
@@ -86,12 +88,22 @@ def run_paired_session(
     ratios_ab: list[float] = []
     spread: dict[str, list[float]] = {k: [] for k in subjects}  # placement: block-to-block std
     budget_unknown = {"aa": 0, "ab": 0}  # verdicts unknown because the cell's budget ran out
+    clocks: dict[str, Counter[str]] = {"aa": Counter(), "ab": Counter()}  # what decided them
+    host_start_s: list[float] = []
     for trial in range(session.trials):
-        started = time.perf_counter()  # a cell's cost includes starting the host and loading
         host = make_host(session.host)
-
         # Which file plays BASE alternates between trials; the gate's own balanced load order.
         roles = (first, second) if trial % 2 == 0 else (second, first)
+        starting = time.perf_counter()
+        try:
+            host.start(roles)
+        except BaseException:
+            host.close()
+            raise
+        host_start_s.append(time.perf_counter() - starting)
+        # the cell's cost counts from its first load: its host was started for it above, as
+        # `compare --paired` starts (or reuses) the host before the cell's budget starts
+        started = time.perf_counter()
         load = balanced_loader(host, *roles, policy.loads)
         work = [(kernel, _replay(kernel, 1.0), _replay(kernel, 1.0),
                  session.decision_for(kernel)) for kernel in KERNELS]  # fmt: skip
@@ -104,10 +116,12 @@ def run_paired_session(
             cell_seconds.append(time.perf_counter() - started)
             # the A/B measurement is a cell of its own (its budget counts from here): one
             # measurement of a cell whose other measurements are the A/A ones
+            ab_started = time.perf_counter()
             slow = measure_cell(
                 load, [("A/B", *slowed, session.decision_for(session.slowed))], trial_policy,
-                time.perf_counter(),
+                ab_started,
             )  # fmt: skip
+            cell_seconds.append(time.perf_counter() - ab_started)  # every cell is held to it
         finally:
             host.close()
         for kernel, (comparison, samples) in same.items():
@@ -118,8 +132,10 @@ def run_paired_session(
                     float(np.std(block_log_ratios(samples.base_ns, samples.cand_ns)))
                 )
             budget_unknown["aa"] += bool(comparison.note)
+            clocks["aa"][samples.clock if samples.base_ns else "nothing measured"] += 1
         ab.add(slow["A/B"][0].verdict)
         budget_unknown["ab"] += bool(slow["A/B"][0].note)
+        clocks["ab"][slow["A/B"][1].clock if slow["A/B"][1].base_ns else "nothing measured"] += 1
         ratios_ab.append(slow["A/B"][0].ratio)
         if progress:
             print(f"trial {trial + 1}/{session.trials}: A/B {ab}  A/A {aa}", file=sys.stderr)
@@ -139,4 +155,7 @@ def run_paired_session(
         for k, v in spread.items()
     }  # fmt: skip
     figures["budget_unknown"] = budget_unknown
+    figures["host_start_s"] = {"median": float(np.median(host_start_s)),
+                               "max": float(np.max(host_start_s))}  # fmt: skip
+    figures["clocks"] = {kind: dict(c) for kind, c in clocks.items()}
     return figures

@@ -28,7 +28,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -55,11 +55,23 @@ class PairedPolicy:
     warmup: int = 1  # untimed loops before each block's first sample, on each side
     seed: int = 1  # the interleaving order
     # Seconds a cell may spend measuring (None: no limit), counted from the cell's start (the
-    # caller's, which includes starting the host). When they are spent, no block, measurement or
-    # round starts; a measurement left undecided is `unknown`, and a `slower` its recheck round
-    # could not confirm is `unknown` too: a cell that cannot be decided in its budget is never
-    # `slower` (issue 15: load must not make the gate lie).
+    # caller's: its first load, the host being started before it). When they are spent, no
+    # block, measurement or round starts; a measurement left undecided is `unknown`, and a
+    # `slower` its recheck round could not confirm is `unknown` too: a cell that cannot be
+    # decided in its budget is never `slower` (issue 15: load must not make the gate lie).
     budget_s: float | None = None
+    # "cpu": decide on the samples' CPU-clock times where the host has a CPU clock and every
+    # sample of the measurement, on both sides, stayed on the timing thread (TimingResult.cpu_ns),
+    # else on the wall clock; "wall": always the wall clock. The CPU clock does not count the
+    # time a competing process held the core, which on a loaded machine is most of the noise
+    # (docs/gate.md, "The CPU clock").
+    clock: Literal["cpu", "wall"] = "cpu"
+    # The share of budget_s no load, block or measurement may start into: it is kept for closing
+    # the instances (the teardown, which no earlier block predicts; the last round's own
+    # teardown is kept instead when that took longer) and for a block that a competing process
+    # makes longer than any before it. Without it the slowest cells of a 2 s budget ended 2-26 ms
+    # past it (docs/gate.md, "Under load on a VM with no other user").
+    reserve: float = 0.05
 
     def __post_init__(self) -> None:
         if min(self.blocks, self.pairs_per_block, self.loads, self.rounds) < 1:
@@ -70,23 +82,48 @@ class PairedPolicy:
             raise ValueError(f"PairedPolicy needs min_sample_ms > 0 and warmup >= 0: {self}")
         if self.budget_s is not None and self.budget_s <= 0:
             raise ValueError(f"PairedPolicy needs budget_s > 0 (or None): {self}")
+        if not 0 <= self.reserve < 1:
+            raise ValueError(f"PairedPolicy needs 0 <= reserve < 1: {self}")
+        if self.clock not in ("cpu", "wall"):
+            raise ValueError(f"PairedPolicy clock is 'cpu' or 'wall', not {self.clock!r}")
 
 
 DEFAULT_POLICY = PairedPolicy()
 
 
+Blocks = tuple[tuple[float, ...], ...]
+
+
 @dataclass(frozen=True)
 class PairedSamples:
-    """Per-block sample times (mean ns per call) of BASE and CAND, pair by pair."""
+    """Per-block sample times (mean ns per call) of BASE and CAND, pair by pair, on ``clock``
+    (the one the verdict is decided on), and the same samples on the wall clock."""
 
-    base_ns: tuple[tuple[float, ...], ...]
-    cand_ns: tuple[tuple[float, ...], ...]
+    base_ns: Blocks
+    cand_ns: Blocks
     inner_reps: int
     wall_s: float  # time spent measuring, placement and calibration included
+    clock: str = "wall"  # "wall", or the host's CPU clock (e.g. "thread_time_ns")
+    base_wall_ns: Blocks = ()  # the wall-clock samples (base_ns itself when clock is "wall")
+    cand_wall_ns: Blocks = ()
+
+    def on_wall_clock(self) -> PairedSamples:
+        """These samples as read on the wall clock."""
+        if self.clock == "wall":
+            return self
+        return dataclasses.replace(
+            self, base_ns=self.base_wall_ns, cand_ns=self.cand_wall_ns, clock="wall",
+            base_wall_ns=(), cand_wall_ns=(),
+        )  # fmt: skip
 
 
-def _sample(instance: Instance, prepared: Prepared, reps: int, warmup: int) -> float:
-    return prepared.sampler(instance)(reps, 1, warmup).sample_ns[0]
+def _sample(
+    instance: Instance, prepared: Prepared, reps: int, warmup: int
+) -> tuple[float, float | None, str]:
+    """One sample: its wall-clock mean, its CPU-clock mean (None without one) and that clock."""
+    result = prepared.sampler(instance)(reps, 1, warmup)
+    cpu = result.cpu_ns[0] if result.cpu_ns and result.cpu_clock else None
+    return result.sample_ns[0], cpu, result.cpu_clock
 
 
 def measure_paired(
@@ -118,6 +155,9 @@ def measure_paired(
     placed: list[tuple[Instance, Prepared]] = []
     base_blocks: list[tuple[float, ...]] = []
     cand_blocks: list[tuple[float, ...]] = []
+    base_cpu: list[tuple[float, ...]] = []
+    cand_cpu: list[tuple[float, ...]] = []
+    cpu_clocks: set[str | None] = set()  # one CPU clock for every sample, or the wall clock
     reps = 0
     longest = 0.0  # seconds of the longest block so far (the first one holds the calibration)
     try:
@@ -137,8 +177,8 @@ def measure_paired(
                 timing = TimingPolicy(min_sample_ns=policy.min_sample_ms * 1e6,
                                       warmup=policy.warmup)  # fmt: skip
                 reps, _, _ = calibrate(pb.sampler(base), timing)
-            xs: list[float] = []
-            ys: list[float] = []
+            xs: list[tuple[float, float | None, str]] = []
+            ys: list[tuple[float, float | None, str]] = []
             for pair in range(policy.pairs_per_block):
                 warm = policy.warmup if pair == 0 else 0
                 if rng.random() < 0.5:
@@ -147,8 +187,14 @@ def measure_paired(
                 else:
                     ys.append(_sample(cand, pc, reps, warm))
                     xs.append(_sample(base, pb, reps, warm))
-            base_blocks.append(tuple(xs))
-            cand_blocks.append(tuple(ys))
+            # a pool's threads work off this thread's clock (Prepared.threads_after): wall only
+            on_pool = pb.threads_after is not None or pc.threads_after is not None
+            for x in (*xs, *ys):
+                cpu_clocks.add(x[2] if x[1] is not None and not on_pool else None)
+            base_blocks.append(tuple(x[0] for x in xs))
+            cand_blocks.append(tuple(y[0] for y in ys))
+            base_cpu.append(tuple(x[1] or 0.0 for x in xs))
+            cand_cpu.append(tuple(y[1] or 0.0 for y in ys))
             longest = max(longest, time.perf_counter() - block_start)
     finally:
         for inst, done in reversed(placed):
@@ -156,16 +202,31 @@ def measure_paired(
                 done.release(inst)
             except HostError:  # a dead instance has nothing left to free
                 break
-    return PairedSamples(tuple(base_blocks), tuple(cand_blocks), reps, time.perf_counter() - start)
+    wall = PairedSamples(tuple(base_blocks), tuple(cand_blocks), reps, time.perf_counter() - start)
+    (cpu_clock,) = cpu_clocks if len(cpu_clocks) == 1 else (None,)
+    if policy.clock == "wall" or not cpu_clock:
+        return wall
+    return dataclasses.replace(
+        wall, base_ns=tuple(base_cpu), cand_ns=tuple(cand_cpu), clock=cpu_clock,
+        base_wall_ns=wall.base_ns, cand_wall_ns=wall.cand_ns,
+    )  # fmt: skip
 
 
 def joined(first: PairedSamples, more: PairedSamples) -> PairedSamples:
-    """Both measurements' blocks as one (each block keeps its own pairs)."""
+    """Both measurements' blocks as one (each block keeps its own pairs), on the clock both
+    were decided on, or on the wall clock if they were not the same."""
+    if first.clock != more.clock and first.base_ns and more.base_ns:
+        first, more = first.on_wall_clock(), more.on_wall_clock()
+    clock = first.clock if first.base_ns else more.clock
+    cpu = clock != "wall"
     return PairedSamples(
         first.base_ns + more.base_ns,
         first.cand_ns + more.cand_ns,
         max(first.inner_reps, more.inner_reps),
         first.wall_s + more.wall_s,
+        clock,
+        first.base_wall_ns + more.base_wall_ns if cpu else (),
+        first.cand_wall_ns + more.cand_wall_ns if cpu else (),
     )
 
 
@@ -220,16 +281,25 @@ def measure_cell(
     seconds; the call's own start if None): what it leaves undecided is ``unknown`` with a note,
     and a ``slower`` that a recheck round should have confirmed but could not is ``unknown``.
     A measurement or round starts only while one block (the cell's longest mean block so far)
-    still fits before the deadline, and :func:`measure_paired` stops its blocks the same way,
-    so the cell ends within its budget but for its first loads and first block, the teardown,
-    and a block that runs longer than any before it.
+    still fits before the deadline, and :func:`measure_paired` stops its blocks the same way;
+    the deadline keeps ``policy.reserve`` of the budget (or the last round's teardown, if
+    longer) for closing the instances. So the cell ends within its budget but for its first
+    loads and first block, and a block that runs longer than any before it by more than the
+    reserve.
     """
     begin = time.perf_counter() if started is None else started
-    deadline = None if policy.budget_s is None else begin + policy.budget_s
+    end = None if policy.budget_s is None else begin + policy.budget_s
+    reserve = 0.0 if policy.budget_s is None else policy.reserve * policy.budget_s
     block_s = 0.0  # the cell's longest mean block so far: a measurement must fit one block
+    close_s = 0.0  # what closing the last round's instances took
+
+    def work_deadline() -> float | None:
+        """When no more work may start: the budget's end less what closing will need."""
+        return None if end is None else end - max(reserve, close_s)
 
     def spent(also: float = 0.0) -> bool:
         """Past the deadline, once ``also`` seconds and one block are added to now."""
+        deadline = work_deadline()
         return deadline is not None and time.perf_counter() + also + block_s > deadline
 
     results: dict[K, tuple[Comparison, PairedSamples]] = {}
@@ -262,7 +332,7 @@ def measure_cell(
                     results[key] = (_over_budget(comparison, why), samples)
                     continue
                 samples = measure_paired(
-                    bases, cands, base_replay, cand_replay, this_round, deadline
+                    bases, cands, base_replay, cand_replay, this_round, work_deadline()
                 )
                 if samples.base_ns:
                     block_s = max(block_s, samples.wall_s / len(samples.base_ns))
@@ -271,8 +341,10 @@ def measure_cell(
                 comparison = compare_paired(samples.base_ns, samples.cand_ns, decision)
                 results[key] = (comparison, samples)
         finally:
+            closing = time.perf_counter()
             for instance in (*bases, *cands):
                 instance.close()
+            close_s = max(close_s, time.perf_counter() - closing)
         pending = [w for w in pending if results[w[0]][0].verdict in RECHECKED]
         if not pending:
             break

@@ -17,7 +17,7 @@ Failures are typed so the runner can give each cell its verdict and exact cause:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -113,6 +113,12 @@ class TimingResult:
     inner_reps: int  # calls per sample
     clock_resolution_ns: float  # measured resolution of the host's clock
     clock: str  # e.g. "performance.now", "perf_counter_ns"
+    # The same samples on the calling thread's CPU clock (mean ns per call), where the host has
+    # one and the work stayed on that thread (harness.engines.call_loop.time_batches); empty
+    # otherwise. Preemption by other processes does not count in it: the paired gate's clock
+    # under load (docs/gate.md, "The CPU clock").
+    cpu_ns: tuple[float, ...] = ()
+    cpu_clock: str = ""  # e.g. "thread_time_ns"; "" when cpu_ns is empty
 
 
 class Instance(abc.ABC):
@@ -229,6 +235,12 @@ class Host(abc.ABC):
         fresh process (or browser), so its first call is cold: the cold figure's host. None: this
         host has no such figure. The caller closes it."""
         return None
+
+    def start(self, artifacts: Sequence[Artifact]) -> None:  # noqa: B027 - optional hook
+        """Start now what loading ``artifacts`` will need (worker processes, the browser and
+        its page), which hosts otherwise start on the first load: a caller that budgets its
+        loads and measurements (the paired gate's cells) keeps the host's start out of them.
+        Hosts with nothing to start do nothing. Raises what a load would raise starting it."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most hosts hold nothing
         """Shut the host down (processes, browser)."""

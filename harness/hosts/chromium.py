@@ -19,6 +19,7 @@ import base64
 import contextlib
 import struct
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +325,11 @@ class ChromiumHost(base.Host):
                 "chromium: host page is not crossOriginIsolated (COOP/COEP headers not applied)"
             )
         return context, page
+
+    def start(self, artifacts: Sequence[Artifact]) -> None:
+        """Launch the browser and open the page every instance loads into."""
+        self._require()
+        self.shared_page()
 
     def shared_page(self) -> Page:
         """The page instances load into: opened on first use, and again when the page crashed,

@@ -25,8 +25,13 @@ class EngineWorkerHost(PipeHost):
         return [sys.executable, "-m", "harness.hosts.worker", "--engine", self.engine]
 
     def worker_env(self) -> dict[str, str]:
-        """The harness's environment, with the harness importable even when not installed."""
+        """The harness's environment, with the harness importable even when not installed, and
+        numpy's OpenBLAS on one thread: the worker never multiplies with numpy, and an idle
+        OpenBLAS thread waking during a sample made the process's CPU clock outrun the timing
+        thread's, which spoils a sample's CPU-clock time (harness.engines.call_loop; 3 of 2,000
+        1 ms samples here). The artifact's own threads are untouched."""
         env = dict(os.environ)
         paths = [str(_PACKAGE_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env["OPENBLAS_NUM_THREADS"] = "1"
         return env

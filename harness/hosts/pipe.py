@@ -352,14 +352,18 @@ class PipeInstance(Instance):
         """Time the calls inside the worker's engine; samples come back as raw float64."""
         header = time_request(name, args, inner_reps, samples, warmup)
         reply = self._request(Op.TIME, header, b"", self.timeouts.time_s, f"time {name}")
-        count = len(reply.blob) // 8
-        if count != samples:
+        cpu_clock = str(reply.header.get("cpu_clock") or "")
+        count = len(reply.blob) // (16 if cpu_clock else 8)  # wall samples, then CPU ones
+        if count != samples or len(reply.blob) != count * (16 if cpu_clock else 8):
             raise HostError(f"time {name}: asked for {samples} samples, got {count}")
+        values = struct.unpack(f"<{len(reply.blob) // 8}d", reply.blob)
         return base.TimingResult(
-            sample_ns=struct.unpack(f"<{count}d", reply.blob),
+            sample_ns=values[:count],
             inner_reps=int(reply.header["inner_reps"]),
             clock_resolution_ns=float(reply.header["clock_resolution_ns"]),
             clock=str(reply.header["clock"]),
+            cpu_ns=values[count:],
+            cpu_clock=cpu_clock,
         )
 
     def time_probe(
@@ -452,6 +456,11 @@ class PipeHost(base.Host):
         instance = PipeInstance(client, int(reply.header["instance"]), artifact, self.timeouts)
         instance.load_info = dict(reply.header.get("info") or {})
         return instance
+
+    def start(self, artifacts: Sequence[Artifact]) -> None:
+        """Start the worker process of each of ``artifacts`` (each has its own)."""
+        for artifact in artifacts:
+            self.client_for(artifact).ensure_started()
 
     def close(self) -> None:
         """Stop every worker."""

@@ -136,8 +136,10 @@ class Worker:
             "inner_reps": result.inner_reps,
             "clock_resolution_ns": result.clock_resolution_ns,
             "clock": result.clock,
+            "cpu_clock": result.cpu_clock,  # when set, the CPU samples follow the wall ones
         }
-        return header, struct.pack(f"<{len(result.sample_ns)}d", *result.sample_ns)
+        both = (*result.sample_ns, *result.cpu_ns)
+        return header, struct.pack(f"<{len(both)}d", *both)
 
     def probe(self, frame: Frame) -> Reply:
         """A JS host's own-cost probe: a Python engine has no JS workers to time, so it says so

@@ -207,3 +207,34 @@ def test_balanced_loader_alternates_which_build_loads_first(tmp_path: Path) -> N
     with pytest.raises(HostCrashed):
         balanced_loader(host, base, cand, 3)()
     assert ("close-instance", "fake", "base") in failing.events  # the one load that succeeded
+
+
+def test_a_host_is_started_once_for_its_cells_and_afresh_after_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two cells of one host share one started host, closed at the end (its start is the run's,
+    not each cell's budget); a host that fails a cell is closed and the next cell gets a new
+    one."""
+    monkeypatch.setattr(hosts_base, "verify_artifact", lambda artifact: artifact.sha256)
+    noop = noisy(1000, 20, 1)
+    rows = [r for preset in ("small", "tiny")
+            for r in bench_rows(noop, preset=preset, subject="bridge:noop")]  # fmt: skip
+    base = load_run(write_run(tmp_path / "b", rows))
+    cand = load_run(write_run(tmp_path / "c", rows))
+    thresholds = thresholds_from_table({}, "t")
+    result = evaluate(base.rows, cand.rows, thresholds)
+    manifest = write_manifest(tmp_path, [_artifact(tmp_path, "native", SHA_NATIVE)])
+    setup = PairedSetup(manifest, manifest)
+
+    log = Log()
+    out = pair_changes(base, cand, thresholds, result, setup, Console(quiet=True),
+                       hosts=factories(log, native={}))  # fmt: skip
+    assert log.count("start", "native") == 1 and log.count("close", "native") == 1
+    paired = [n for n in out.notes if "measurements paired on native" in n]
+    assert len(paired) == 2 and all("starting the host" in n for n in paired)
+
+    failing = Log()
+    crash = HostCrashed("worker died during load")
+    pair_changes(base, cand, thresholds, result, setup, Console(quiet=True),
+                 hosts=factories(failing, native={"load_errors": {"native": crash}}))  # fmt: skip
+    assert failing.count("start", "native") == 2 and failing.count("close", "native") == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from pathlib import Path
@@ -14,7 +15,7 @@ from harness.checks.bench import BenchOptions
 from harness.checks.bench_replay import Prepared, Replay, replay_for
 from harness.checks.bench_workloads import Workload
 from harness.gate.calibrate import load_instance
-from harness.gate.paired import PairedPolicy, measure_cell, measure_paired
+from harness.gate.paired import PairedPolicy, PairedSamples, joined, measure_cell, measure_paired
 from harness.gate.paired_stats import (
     MIN_BLOCKS,
     block_log_ratios,
@@ -295,6 +296,19 @@ def test_budget_spent_before_measuring_leaves_every_measurement_unknown(
         assert verdict == "unknown" and "before it was measured" in note and blocks == 0
 
 
+def _ticking(clock: _Clock) -> type[_Scaled]:
+    """A fake instance class whose every sample moves ``clock`` by 0.25 s."""
+
+    class Ticking(_Scaled):
+        def time_calls(
+            self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+        ) -> TimingResult:
+            clock.now += 0.25 * samples
+            return super().time_calls(name, args, inner_reps, samples, warmup)
+
+    return Ticking
+
+
 def test_no_block_or_measurement_starts_that_would_end_past_the_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -309,18 +323,13 @@ def test_no_block_or_measurement_starts_that_would_end_past_the_budget(
     host = FakeHost("fake", Log())
     art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
 
-    class Ticking(_Scaled):
-        def time_calls(
-            self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
-        ) -> TimingResult:
-            clock.now += 0.25 * samples
-            return super().time_calls(name, args, inner_reps, samples, warmup)
+    Ticking = _ticking(clock)
 
     def load() -> tuple[list[Instance], list[Instance]]:
         return [Ticking(host, art)], [Ticking(host, art)]
 
     policy = PairedPolicy(blocks=20, pairs_per_block=2, loads=1, rounds=1, min_sample_ms=0.001,
-                          budget_s=10.5)  # fmt: skip
+                          budget_s=10.5, reserve=0.0)  # fmt: skip
     work = [("first", _scaled(1.0), _scaled(1.0), Decision()),
             ("second", _scaled(1.0), _scaled(1.0), Decision())]  # fmt: skip
     start = clock.now
@@ -330,3 +339,109 @@ def test_no_block_or_measurement_starts_that_would_end_past_the_budget(
     assert second.verdict == "unknown" and "before it was measured" in second.note
     assert samples.base_ns == ()
     assert clock.now - start == pytest.approx(10.25)
+
+
+def test_the_reserve_keeps_room_for_the_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 1 s under a 10.5 s budget whose two instances take 0.2 s each to close: with
+    the default 5 % reserve (0.525 s) the last block ends by 9.25 s and the cell, closed, at
+    9.65 s; with no reserve the 10th block ends at 10.25 s and the teardown ends the cell past
+    its budget, at 10.65 s."""
+    import harness.gate.paired as paired
+
+    def cell(reserve: float) -> float:
+        clock = _Clock()
+        monkeypatch.setattr(paired, "time", clock)
+        host = FakeHost("fake", Log())
+        art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+
+        class Slow(_ticking(clock)):  # type: ignore[misc]
+            def close(self) -> None:
+                clock.now += 0.2
+                super().close()
+
+        policy = PairedPolicy(blocks=20, pairs_per_block=2, loads=1, rounds=1,
+                              min_sample_ms=0.001, budget_s=10.5, reserve=reserve)  # fmt: skip
+        start = clock.now
+        measure_cell(lambda: ([Slow(host, art)], [Slow(host, art)]),
+                     [("only", _scaled(1.0), _scaled(1.0), Decision())], policy, start)  # fmt: skip
+        return clock.now - start
+
+    assert cell(PairedPolicy.reserve) == pytest.approx(9.65)
+    assert cell(0.0) == pytest.approx(10.65)
+
+
+class _Clocked(_Scaled):
+    """A fake instance whose samples carry a CPU clock: the wall time is 3x the CPU time (a
+    competing process held the core two thirds of the time)."""
+
+    def time_calls(
+        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+    ) -> TimingResult:
+        """``args[0]`` us per call of CPU, three times that of wall clock."""
+        cpu = (1000.0 * float(args[0]),) * samples
+        wall = tuple(3 * x for x in cpu)
+        return TimingResult(wall, inner_reps, 1.0, "scripted", cpu, "cpu-clock")
+
+
+def test_the_paired_gate_decides_on_the_cpu_clock_where_every_sample_has_it() -> None:
+    """Both sides with CPU samples: the verdict's samples are the CPU ones (the wall ones kept
+    beside them); `clock="wall"`, or one side without a CPU clock, decides on the wall clock."""
+    host = FakeHost("fake", Log())
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+    policy = PairedPolicy(blocks=6, pairs_per_block=2, loads=1, min_sample_ms=0.001)
+    replay = _scaled(1.0)
+
+    def run(base: Instance, cand: Instance, p: PairedPolicy = policy) -> PairedSamples:
+        return measure_paired([base], [cand], replay, replay, p)
+
+    both = run(_Clocked(host, art), _Clocked(host, art))
+    assert both.clock == "cpu-clock" and both.base_ns[0][0] == pytest.approx(1000.0)
+    assert both.base_wall_ns[0][0] == pytest.approx(3000.0)
+    assert both.on_wall_clock().base_ns == both.base_wall_ns
+    wall = run(_Clocked(host, art), _Clocked(host, art), dataclasses.replace(policy, clock="wall"))
+    assert wall.clock == "wall" and wall.base_ns[0][0] == pytest.approx(3000.0)
+    mixed = run(_Clocked(host, art), _Scaled(host, art))
+    assert mixed.clock == "wall" and mixed.base_ns[0][0] == pytest.approx(3000.0)
+    assert mixed.cand_ns[0][0] == pytest.approx(1000.0)  # _Scaled's wall clock: 1 us per call
+    rejoined = joined(both, mixed)
+    assert rejoined.clock == "wall" and len(rejoined.base_ns) == 12
+    assert rejoined.base_ns[0][0] == pytest.approx(3000.0)
+
+
+def test_a_pool_workload_is_timed_on_the_wall_clock() -> None:
+    """A workload that runs the library's thread pool (Prepared.threads_after set) is decided on
+    the wall clock even when the samples carry a CPU clock: the pool's threads work off it."""
+    host = FakeHost("fake", Log())
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+
+    def pooled(instance: Instance) -> Prepared:
+        return Prepared(Workload("tg_noop", (1.0,), 0.0, "none", "", ()), threads_after=1)
+
+    class Threads(_Clocked):
+        def call(self, name: str, *args: Scalar) -> Scalar | None:
+            return 0
+
+    policy = PairedPolicy(blocks=6, pairs_per_block=2, loads=1, min_sample_ms=0.001)
+    out = measure_paired([Threads(host, art)], [Threads(host, art)], pooled, pooled, policy)
+    assert out.clock == "wall"
+
+
+def test_a_js_host_cost_probe_is_replayed_through_time_probe() -> None:
+    """``host:wake_join`` and ``host:postmessage`` pair like kernels: their replay samples the
+    host's own probe (Instance.time_probe) of that kind. Kept recorded, two runs of one build
+    failed ci.toml's gate on them (host:wake_join 4.9 against 29.2 us, unpaired)."""
+    host = FakeHost("fake", Log())
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+    asked: list[tuple[str, int, int, int]] = []
+
+    class Probing(FakeInstance):
+        def time_probe(self, kind: str, inner_reps: int, samples: int, warmup: int) -> TimingResult:
+            asked.append((kind, inner_reps, samples, warmup))
+            return TimingResult((5000.0,) * samples, inner_reps, 1.0, "scripted")
+
+    for subject, kind in (("host:wake_join", "atomics"), ("host:postmessage", "postmessage")):
+        replay = replay_for(subject, "nan", get_preset("tiny"), BenchOptions())
+        assert not isinstance(replay, str), replay
+        instance = Probing(host, art)
+        result = replay(instance).sampler(instance)(7, 2, 1)
+        assert result.sample_ns == (5000.0, 5000.0) and asked[-1] == (kind, 7, 2, 1)
