@@ -64,7 +64,7 @@ class PairedPolicy:
     # sample of the measurement, on both sides, stayed on the timing thread (TimingResult.cpu_ns),
     # else on the wall clock; "wall": always the wall clock. The CPU clock does not count the
     # time a competing process held the core, which on a loaded machine is most of the noise
-    # (docs/gate.md, "The CPU clock").
+    # (docs/gate.md, `--paired`: the `--clock cpu` item).
     clock: Literal["cpu", "wall"] = "cpu"
     # The share of budget_s no load, block or measurement may start into: it is kept for closing
     # the instances (the teardown, which no earlier block predicts; the last round's own

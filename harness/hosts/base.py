@@ -116,7 +116,7 @@ class TimingResult:
     # The same samples on the calling thread's CPU clock (mean ns per call), where the host has
     # one and the work stayed on that thread (harness.engines.call_loop.time_batches); empty
     # otherwise. Preemption by other processes does not count in it: the paired gate's clock
-    # under load (docs/gate.md, "The CPU clock").
+    # under load (docs/gate.md, `--clock cpu`).
     cpu_ns: tuple[float, ...] = ()
     cpu_clock: str = ""  # e.g. "thread_time_ns"; "" when cpu_ns is empty
 
