@@ -40,7 +40,7 @@ from harness.checks.bench_workloads import (
     random_floats,
     residual_forward,
 )
-from harness.gate.loadgen import KINDS, Load, LoadGenerator
+from harness.gate.loadgen import KINDS, Load, LoadGenerator, LoadLost
 from harness.gate.paired import PairedPolicy
 from harness.gate.stats import Decision, compare_samples
 from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text
@@ -84,6 +84,11 @@ NOOP_SUBJECTS = ("bridge:noop", "host:noop_call")
 # The per-cell measuring budget the issue sets: 2 s on native, wasmtime and Node, 5 s on Chromium.
 CELL_BUDGET_S = 2.0
 CELL_BUDGET_S_BY_HOST = {"chromium": 5.0}
+
+
+# How long a session's competing load may run: longer than any session (the busy processes end
+# with the session all the same); a load that ends first voids the figures (LoadLost).
+SESSION_LOAD_S = 6 * 3600.0
 
 
 def cell_budget_s(host: str) -> float:
@@ -400,7 +405,8 @@ def missed_targets(figures: dict[str, object]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: run a session, print the Markdown, write the JSON figures.
 
-    Exits 1 when a target is missed (named on the last line), 0 when all are met.
+    Exits 1 when a target is missed (named on the last line), 0 when all are met, 2 when the
+    competing load ended before the session (no figures: they would not be under that load).
     """
     p = argparse.ArgumentParser(prog="python -m harness.gate.calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -465,14 +471,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.thresholds.read_text(encoding="utf-8"), args.thresholds),
     )  # fmt: skip
     loadavg_start = os.getloadavg()
-    with LoadGenerator(Load(session.load, session.load_kind)):
-        if session.mode == "paired":
-            from harness.gate.calibrate_paired import run_paired_session
+    try:
+        # the busy processes last as long as the session (they still end with it): their own
+        # 600 s limit would have ended the load of a long Chromium session part-way
+        with LoadGenerator(Load(session.load, session.load_kind, SESSION_LOAD_S)):
+            if session.mode == "paired":
+                from harness.gate.calibrate_paired import run_paired_session
 
-            figures = run_paired_session(session, args.build_dir)
-        else:
-            figures = run_session(session, args.build_dir)
-        loadavg_end = os.getloadavg()
+                figures = run_paired_session(session, args.build_dir)
+            else:
+                figures = run_session(session, args.build_dir)
+            loadavg_end = os.getloadavg()
+    except LoadLost as exc:
+        print(f"calibrate: no figures: {exc}", file=sys.stderr)
+        return 2
     figures["loadavg_start"] = "/".join(f"{x:.2f}" for x in loadavg_start)
     figures["loadavg_end"] = "/".join(f"{x:.2f}" for x in loadavg_end)
     command = "python -m harness.gate.calibrate " + " ".join(argv or sys.argv[1:])

@@ -70,13 +70,23 @@ class Load:
             raise ValueError(f"load: seconds must be > 0, got {self.seconds}")
 
 
+class LoadLost(RuntimeError):
+    """Busy processes ended before their load was stopped: what ran in the ``with`` block did
+    not run under the load it names (a calibration's figures would be mislabelled)."""
+
+
 class LoadGenerator:
-    """Context manager running a :class:`Load` for the duration of a ``with`` block."""
+    """Context manager running a :class:`Load` for the duration of a ``with`` block.
+
+    Leaving the block raises :class:`LoadLost` if any busy process had ended before it (a
+    crash, a kill, its ``seconds`` spent, a failed start), unless the block is already raising.
+    """
 
     def __init__(self, load: Load) -> None:
         """Prepare (not start) ``load``'s processes."""
         self.load = load
         self._procs: list[BaseProcess] = []
+        self.ended_early: tuple[int | None, ...] = ()  # exit codes of those gone before stop()
 
     def start(self) -> None:
         """Start the busy processes (a no-op for zero)."""
@@ -89,7 +99,8 @@ class LoadGenerator:
             self._procs.append(proc)
 
     def stop(self) -> None:
-        """Stop every busy process (terminate, then wait for it)."""
+        """Stop every busy process (terminate, then wait for it); note those already gone."""
+        self.ended_early = tuple(p.exitcode for p in self._procs if not p.is_alive())
         for proc in self._procs:
             proc.terminate()
         for proc in self._procs:
@@ -111,8 +122,15 @@ class LoadGenerator:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Stop the load."""
+        """Stop the load; raise :class:`LoadLost` if part of it had ended already."""
+        started = len(self._procs)
         self.stop()
+        if self.ended_early and exc_type is None:
+            raise LoadLost(
+                f"{len(self.ended_early)} of {started} busy processes ({self.load.kind}) ended "
+                f"before the load was stopped (exit codes {list(self.ended_early)}): the work "
+                f"under it did not run under {started} busy processes"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness.gate.loadgen import Load, LoadGenerator, main
+from harness.gate.loadgen import Load, LoadGenerator, LoadLost, main
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -60,3 +60,31 @@ def test_command_line_ends_after_its_seconds() -> None:
     start = time.monotonic()
     assert main(["1", "--seconds", "1"]) == 0
     assert time.monotonic() - start < 30  # spawn + 1 s; generous for a loaded machine
+
+
+def test_a_load_that_ends_early_voids_the_block() -> None:
+    """A busy process killed while the block runs: leaving it raises LoadLost, naming how many
+    of the processes were gone, so no figure is labelled with a load it did not run under."""
+    lost = pytest.raises(LoadLost, match=r"1 of 2 busy processes \(spin\) ended")
+    with lost, LoadGenerator(Load(2, "spin")) as gen:
+        victim = gen._procs[0]
+        victim.kill()
+        victim.join(timeout=30)
+    assert gen.alive() == 0
+
+
+def test_a_load_that_runs_out_its_seconds_is_lost_too() -> None:
+    """``seconds`` shorter than the block: the processes end themselves, and that is a lost load."""
+    lost = pytest.raises(LoadLost, match="1 of 1 busy processes")
+    with lost, LoadGenerator(Load(1, "spin", seconds=0.5)) as gen:
+        deadline = time.monotonic() + 60
+        while gen.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def test_an_error_in_the_block_is_not_replaced_by_load_lost() -> None:
+    """The block's own error propagates unchanged, even when the load was lost as well."""
+    with pytest.raises(KeyError), LoadGenerator(Load(1, "spin")) as gen:
+        gen._procs[0].kill()
+        gen._procs[0].join(timeout=30)
+        raise KeyError("the block's own failure")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,23 @@ def test_calibration_exit_code_carries_the_targets() -> None:
         "every cell within its budget of measurement (measured 3.81)"
     ]
     assert missed_targets({**met, "cell_seconds_max": 3.81, "cell_budget_s": 5.0}) == []
+
+
+def test_calibration_whose_load_ends_early_gives_no_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A session outliving its competing load exits 2 and writes no JSON: figures measured
+    partly without the load would be labelled ``--load 1`` all the same."""
+    import harness.gate.calibrate as calibrate
+    import harness.gate.calibrate_paired as calibrate_paired
+
+    def session_outliving_its_load(*_args: object, **_kw: object) -> dict[str, object]:
+        time.sleep(3.0)  # the load below ends itself after 0.5 s
+        return {}  # never shown: leaving the load's block raises first
+
+    monkeypatch.setattr(calibrate, "SESSION_LOAD_S", 0.5)
+    monkeypatch.setattr(calibrate_paired, "run_paired_session", session_outliving_its_load)
+    out = tmp_path / "figures.json"
+    code = calibrate.main(["--trials", "1", "--load", "1", "--json", str(out)])
+    assert code == 2 and not out.exists()
+    assert "no figures: 1 of 1 busy processes (spin) ended" in capsys.readouterr().err

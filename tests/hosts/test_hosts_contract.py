@@ -211,6 +211,23 @@ def test_missing_export_fails_the_load(host: Host, artifacts: dict[str, Artifact
     _usable(host, good)
 
 
+PIPE_HOSTS = [h for h in ALL_HOSTS if getattr(h, "values", (h,))[0] != "chromium"]
+
+
+@pytest.mark.parametrize("host", PIPE_HOSTS, indirect=True)
+def test_start_loads_each_build_once_and_fails_as_its_load_would(
+    host: Host, artifacts: dict[str, Artifact]
+) -> None:
+    """A worker host's start loads (and drops) each build, so its first-load costs (wasmtime's
+    compile) fall in the start, not in a budgeted cell: a build lacking an export fails there,
+    as its load would; the host then starts and loads the good build."""
+    good = artifacts["native" if host.name == "native" else "wasm32"]
+    with pytest.raises(MissingExport, match="tg_defaults_json"):
+        host.start([good, artifacts[f"{good.name}-missing"]])
+    host.start([good])
+    _usable(host, good)
+
+
 @pytest.mark.parametrize("host", WASM_HOSTS, indirect=True)
 def test_corrupt_module_is_corrupt_artifact(host: Host, artifacts: dict[str, Artifact]) -> None:
     """A truncated .wasm raises CorruptArtifact (not incompatible); the host then loads fine."""
