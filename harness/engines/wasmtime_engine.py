@@ -67,16 +67,19 @@ def make_engine(*, threads: bool = False, memory64: bool = False) -> wasmtime.En
 @cache
 def shared_engine(memory64: bool) -> wasmtime.Engine:
     """The process's engine for instances of one pointer width: instances share engines and
-    compiled modules (:func:`load_module`) and get stores, memories and instances of their own."""
+    compiled code (:func:`load_module`) and get code mappings, stores, memories and instances
+    of their own."""
     return make_engine(memory64=memory64)
 
 
-# Compiled modules by (sha256 of the bytes, memory64 engine), for this process's instances.
-# Compiling is the cost of a load (78 ms for the bundled wasm32 on one thread, this VM), and
-# the paired gate loads each build 4-12 times per cell. Cranelift is deterministic, so a
-# recompile would give the same code at another page-aligned address, as an instance of the
-# cached module does: nothing that differs between loads is lost.
-_MODULES: dict[tuple[str, bool], wasmtime.Module] = {}
+# Compiled code by (sha256 of the bytes, memory64 engine), serialized, for this process's loads.
+# Compiling is the cost of a load (78 ms for the bundled wasm32 on one thread, this VM), and the
+# paired gate loads each build 12 times a round. Each load after the first deserializes the code
+# into memory of its own, as a compile would place it: instances of one Module share its code,
+# at one address, and with a shared Module every load of a build ran the very same code placement,
+# an accident shared by all of a cell's blocks, which the gate's load per block is there to
+# average out (2 of 120 A/A measurements `slower` under wasmtime at one busy process, s33).
+_COMPILED: dict[tuple[str, bool], bytes] = {}
 
 
 def _read(path: Path, label: str) -> tuple[bytes, str]:
@@ -90,14 +93,18 @@ def _read(path: Path, label: str) -> tuple[bytes, str]:
 
 
 def load_module(path: Path, label: str, memory64: bool) -> wasmtime.Module:
-    """``path`` compiled for :func:`shared_engine` (``memory64``), once per content per process;
+    """``path`` compiled for :func:`shared_engine` (``memory64``) once per content per process,
+    each call's module with its own copy of the code (deserialized, not recompiled);
     CorruptArtifact with wasmtime's own message if it is not valid wasm (not memoized)."""
     data, sha256 = _read(path, label)
     key = (sha256, memory64)
-    module = _MODULES.get(key)
-    if module is None:
-        module = _MODULES[key] = _compile(shared_engine(memory64), data, path, label)
-    return module
+    engine = shared_engine(memory64)
+    code = _COMPILED.get(key)
+    if code is None:
+        module = _compile(engine, data, path, label)
+        _COMPILED[key] = bytes(module.serialize())
+        return module
+    return wasmtime.Module.deserialize(engine, code)
 
 
 def parse_module(engine: wasmtime.Engine, path: Path, label: str) -> wasmtime.Module:

@@ -40,7 +40,11 @@ from harness.hosts.base import Host, HostError, Instance
 from harness.timing import TimingPolicy, calibrate
 
 K = TypeVar("K", bound=Hashable)
-RECHECKED = ("unknown", "slower")  # verdicts measured again, on fresh loads, while rounds last
+# Verdicts measured again, on fresh loads, while rounds and budget last. `faster` too: a true 2 %
+# slowdown was ruled `faster` in 4 of 240 calibration trials under load when only `slower` was
+# rechecked (docs/gate.md, "Under load with the CPU clock ...").
+RECHECKED = ("unknown", "slower", "faster")
+CONFIRMED = ("slower", "faster")  # a change stands once a recheck round has seen it too
 
 
 @dataclass(frozen=True)
@@ -271,15 +275,18 @@ def measure_cell(
     """Decide every measurement of one cell, in rounds of fresh loads.
 
     Round 1 loads the builds and measures everything; each later round loads them afresh and
-    measures again what is still ``unknown`` *or* ``slower``, adding its blocks to the earlier
-    ones and deciding on all of them. A regression shows in every round's blocks and stays
-    ``slower``; a disturbance of the machine that lasted one round (a neighbour's burst that
-    happened to favour one side) is diluted by the next round's blocks instead of failing CI.
-    Instances are closed at the end of their round.
+    measures again what is not ``same`` (``unknown``, ``slower``, ``faster``), adding its blocks
+    to the earlier ones and deciding on all of them. A regression shows in every round's blocks
+    and stays ``slower``; a disturbance of the machine that lasted one round (a neighbour's
+    burst that happened to favour one side) is diluted by the next round's blocks instead of
+    failing CI, or of calling a regression ``faster``. Instances are closed at the end of their
+    round.
 
     With ``policy.budget_s``, the cell's budget counts from ``started`` (``perf_counter``
     seconds; the call's own start if None): what it leaves undecided is ``unknown`` with a note,
-    and a ``slower`` that a recheck round should have confirmed but could not is ``unknown``.
+    and so is a ``slower`` or ``faster`` that no recheck round has seen yet when the budget ends
+    it; once one has, the change stands. More ``rounds`` then spend what the budget leaves on
+    what is still open.
     A measurement or round starts only while one block (the cell's longest mean block so far)
     still fits before the deadline, and :func:`measure_paired` stops its blocks the same way;
     the deadline keeps ``policy.reserve`` of the budget (or the last round's teardown, if
@@ -303,16 +310,29 @@ def measure_cell(
         return deadline is not None and time.perf_counter() + also + block_s > deadline
 
     results: dict[K, tuple[Comparison, PairedSamples]] = {}
+    measured: dict[K, int] = {}  # rounds that measured each key
     pending = list(work)
     load_s = 0.0  # what the last round's loads took: a later round must fit them and a block
+
+    def settled(key: K) -> bool:
+        """Decided so that the budget running out changes nothing: a change seen by a recheck
+        round as well (its verdict stands on all the blocks), or a note saying it is unknown."""
+        comparison = results[key][0]
+        return bool(comparison.note) or (
+            comparison.verdict in CONFIRMED and measured.get(key, 0) >= 2
+        )
+
+    def unchecked(key: K) -> None:
+        """``key``'s verdict, measured but not settled, made unknown: no time to recheck it."""
+        if not settled(key):
+            comparison, samples = results[key]
+            why = f"budget of {policy.budget_s:g} s spent before its recheck"
+            results[key] = (_over_budget(comparison, why), samples)
+
     for round_no in range(policy.rounds):
         if round_no and spent(load_s):
-            for key, *_ in pending:  # round_no - 1 measured them; no time to check them again
-                comparison, samples = results[key]
-                if comparison.note:  # already unknown for the budget, saying when it ran out
-                    continue
-                why = f"budget of {policy.budget_s:g} s spent before its recheck"
-                results[key] = (_over_budget(comparison, why), samples)
+            for key, *_ in pending:  # an earlier round measured them; no time to check again
+                unchecked(key)
             break
         loading = time.perf_counter()
         bases, cands = load()
@@ -326,10 +346,8 @@ def measure_cell(
                     why = f"budget of {policy.budget_s:g} s spent before it was measured"
                     results[key] = (_over_budget(comparison, why), empty)
                     continue
-                if spent():  # measured in an earlier round, unknown or slower: not rechecked
-                    comparison, samples = results[key]
-                    why = f"budget of {policy.budget_s:g} s spent before its recheck"
-                    results[key] = (_over_budget(comparison, why), samples)
+                if spent():  # measured in an earlier round and pending: not rechecked now
+                    unchecked(key)
                     continue
                 samples = measure_paired(
                     bases, cands, base_replay, cand_replay, this_round, work_deadline()
@@ -340,12 +358,15 @@ def measure_cell(
                     samples = joined(results[key][1], samples)
                 comparison = compare_paired(samples.base_ns, samples.cand_ns, decision)
                 results[key] = (comparison, samples)
+                measured[key] = measured.get(key, 0) + 1
         finally:
             closing = time.perf_counter()
             for instance in (*bases, *cands):
                 instance.close()
             close_s = max(close_s, time.perf_counter() - closing)
-        pending = [w for w in pending if results[w[0]][0].verdict in RECHECKED]
+        verdicts = {key: results[key][0] for key, *_ in pending}
+        pending = [w for w in pending
+                   if verdicts[w[0]].verdict in RECHECKED and not verdicts[w[0]].note]  # fmt: skip
         if not pending:
             break
     return results

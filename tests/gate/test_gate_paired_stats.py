@@ -211,9 +211,9 @@ def _scaled(scale: float) -> Replay:
     return lambda instance: Prepared(Workload("tg_noop", (scale,), 0.0, "none", "", ()))
 
 
-def test_measure_cell_rechecks_slower_and_unknown_on_fresh_loads_only() -> None:
-    """A slower verdict gets a second round on new loads (24 blocks in all); a same one keeps
-    its first round's 12 blocks; every loaded instance is closed."""
+def test_measure_cell_rechecks_what_is_not_same_on_fresh_loads_only() -> None:
+    """A slower verdict gets a second round on new loads (24 blocks in all), and so does a
+    faster one; a same one keeps its first round's 12 blocks; every loaded instance is closed."""
     log = Log()
     host = FakeHost("fake", log)
     art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
@@ -225,11 +225,13 @@ def test_measure_cell_rechecks_slower_and_unknown_on_fresh_loads_only() -> None:
 
     policy = PairedPolicy(blocks=12, pairs_per_block=2, loads=2, rounds=2, min_sample_ms=0.001)
     work = [("slow", _scaled(1.0), _scaled(1.05), Decision()),
+            ("fast", _scaled(1.0), _scaled(0.95), Decision()),
             ("flat", _scaled(1.0), _scaled(1.0), Decision())]  # fmt: skip
     out = measure_cell(load, work, policy)
     (slow, slow_samples), (flat, flat_samples) = out["slow"], out["flat"]
     assert slow.verdict == "slower" and len(slow_samples.base_ns) == 24
     assert slow.ratio == pytest.approx(1.05)
+    assert out["fast"][0].verdict == "faster" and len(out["fast"][1].base_ns) == 24
     assert flat.verdict == "same" and len(flat_samples.base_ns) == 12
     assert log.count("round") == 2 and log.count("close-instance", "fake", "fake") == 8
 
@@ -246,10 +248,11 @@ class _Clock:
 
 
 def _budget_cell(
-    monkeypatch: pytest.MonkeyPatch, advance_at_close: float, started_ago: float
+    monkeypatch: pytest.MonkeyPatch, advance_at_close: float, started_ago: float, rounds: int = 2
 ) -> dict[str, tuple[str, str, int]]:
-    """measure_cell on a 5 % slower and an identical measurement under a 10 s budget, with the
-    fake clock moving ``advance_at_close`` s at each instance close; (verdict, note, blocks)."""
+    """measure_cell on a 5 % slower, a 5 % faster and an identical measurement under a 10 s
+    budget, with the fake clock moving ``advance_at_close`` s at each instance close; (verdict,
+    note, blocks)."""
     import harness.gate.paired as paired
 
     clock = _Clock()
@@ -265,9 +268,10 @@ def _budget_cell(
     def load() -> tuple[list[Instance], list[Instance]]:
         return [Closing(host, art)], [Closing(host, art)]
 
-    policy = PairedPolicy(blocks=12, pairs_per_block=2, loads=1, rounds=2, min_sample_ms=0.001,
-                          budget_s=10.0)  # fmt: skip
+    policy = PairedPolicy(blocks=12, pairs_per_block=2, loads=1, rounds=rounds,
+                          min_sample_ms=0.001, budget_s=10.0)  # fmt: skip
     work = [("slow", _scaled(1.0), _scaled(1.05), Decision()),
+            ("fast", _scaled(1.0), _scaled(0.95), Decision()),
             ("flat", _scaled(1.0), _scaled(1.0), Decision())]  # fmt: skip
     out = measure_cell(load, work, policy, started=clock.now - started_ago)
     return {k: (c.verdict, c.note, len(s.base_ns)) for k, (c, s) in out.items()}
@@ -281,9 +285,24 @@ def test_budget_spent_before_the_recheck_makes_slower_unknown(
     spent = _budget_cell(monkeypatch, advance_at_close=6.0, started_ago=0.0)
     assert spent["slow"][0] == "unknown" and "budget of 10 s" in spent["slow"][1]
     assert spent["slow"][2] == 12  # round 1's blocks only
+    assert spent["fast"][0] == "unknown" and spent["fast"][2] == 12  # the same for `faster`
     assert spent["flat"] == ("same", "", 12)
     in_time = _budget_cell(monkeypatch, advance_at_close=0.0, started_ago=0.0)
-    assert in_time["slow"] == ("slower", "", 24)
+    assert in_time["slow"] == ("slower", "", 24) and in_time["fast"] == ("faster", "", 24)
+
+
+def test_a_change_a_recheck_has_seen_stands_when_the_budget_ends_later_rounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Up to 3 rounds, the budget allowing 2 (closing a round's two instances takes 4 s of the
+    10, and that much is kept for the next close): `slower` and `faster`, seen by round 1 and
+    again on round 2's fresh loads, stand on their 24 blocks rather than turning `unknown` for
+    the third round they did not get."""
+    out = _budget_cell(monkeypatch, advance_at_close=2.0, started_ago=0.0, rounds=3)
+    assert out["slow"] == ("slower", "", 24) and out["fast"] == ("faster", "", 24)
+    assert out["flat"] == ("same", "", 12)
+    unlimited = _budget_cell(monkeypatch, advance_at_close=0.0, started_ago=0.0, rounds=3)
+    assert unlimited["slow"] == ("slower", "", 36)  # a change is rechecked while rounds last
 
 
 def test_budget_spent_before_measuring_leaves_every_measurement_unknown(
