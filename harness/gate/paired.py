@@ -40,11 +40,16 @@ from harness.hosts.base import Host, HostError, Instance
 from harness.timing import TimingPolicy, calibrate
 
 K = TypeVar("K", bound=Hashable)
-# Verdicts measured again, on fresh loads, while rounds and budget last. `faster` too: a true 2 %
-# slowdown was ruled `faster` in 4 of 240 calibration trials under load when only `slower` was
-# rechecked (docs/gate.md, "Under load with the CPU clock ...").
+# Verdicts measured again on fresh loads: a change until one recheck has seen it, `unknown` while
+# rounds and budget last. `faster` too: a true 2 % slowdown was ruled `faster` in 4 of 240
+# calibration trials under load when only `slower` was rechecked (docs/gate.md, "Under load
+# with the CPU clock ...").
 RECHECKED = ("unknown", "slower", "faster")
 CONFIRMED = ("slower", "faster")  # a change stands once a recheck round has seen it too
+# Closing a round's instances takes longer from one round to the next under load (24 native
+# instances: 0.07-0.10 s per round at four busy processes, s33), so the next close is given
+# this much more than the longest one so far.
+CLOSE_MARGIN = 1.5
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,11 @@ class PairedPolicy:
     blocks: int = 12  # independent placements; >= 6 for an exact p below 0.01 to exist
     pairs_per_block: int = 5
     loads: int = 12  # instances loaded per build: one per block, each block its own load pair
-    rounds: int = 2  # unknown and slower verdicts are measured again on fresh loads (in all)
+    # Rounds in all: what is still `unknown` is measured again on fresh loads while rounds last.
+    # With a budget, the budget ends them first; 4 rather than 2 lets a one-measurement cell spend
+    # what its budget leaves: 80 % power for a 2 % slowdown under wasmtime at 4 busy processes,
+    # 60 % with 2 rounds, no A/A false alarm in either (docs/gate.md, s33).
+    rounds: int = 4
     min_sample_ms: float = 1.0  # each sample loops the kernel at least this long
     warmup: int = 1  # untimed loops before each block's first sample, on each side
     seed: int = 1  # the interleaving order
@@ -71,10 +80,10 @@ class PairedPolicy:
     # (docs/gate.md, `--paired`: the `--clock cpu` item).
     clock: Literal["cpu", "wall"] = "cpu"
     # The share of budget_s no load, block or measurement may start into: it is kept for closing
-    # the instances (the teardown, which no earlier block predicts; the last round's own
-    # teardown is kept instead when that took longer) and for a block that a competing process
-    # makes longer than any before it. Without it the slowest cells of a 2 s budget ended 2-26 ms
-    # past it (docs/gate.md, "Under load on a VM with no other user").
+    # the instances (the teardown, which no earlier block predicts; CLOSE_MARGIN times the
+    # longest teardown so far is kept instead when that is longer) and for a block that a
+    # competing process makes longer than any before it. Without it the slowest cells of a 2 s
+    # budget ended 2-26 ms past it (docs/gate.md, "Under load on a VM with no other user").
     reserve: float = 0.05
 
     def __post_init__(self) -> None:
@@ -144,7 +153,10 @@ def measure_paired(
     the longest block so far predicts (the first block always runs); the samples then hold the
     blocks measured, and too few of them decide nothing. Checking only that a block *starts*
     before the deadline let the last one end past it: the slowest cells of a 2 s budget ended at
-    2.02-2.07 s (docs/gate.md, "Under load on a VM with no other user").
+    2.02-2.07 s (docs/gate.md, "Under load on a VM with no other user"). A block still running
+    at the deadline (a competing process stretched it beyond every block before it: a cell
+    ended at 2.008 s at four busy processes, s33) is dropped unfinished at its next pair, so
+    the samples hold whole blocks only.
 
     Block ``b`` uses ``bases[b % k]`` and ``cands[b % k]``: with k separately loaded instances
     per build (``PairedPolicy.loads``), what one load happens to get (a JIT's code placement,
@@ -183,7 +195,11 @@ def measure_paired(
                 reps, _, _ = calibrate(pb.sampler(base), timing)
             xs: list[tuple[float, float | None, str]] = []
             ys: list[tuple[float, float | None, str]] = []
+            overran = False
             for pair in range(policy.pairs_per_block):
+                if block and deadline is not None and time.perf_counter() > deadline:
+                    overran = True  # stretched past what the longest block predicted
+                    break
                 warm = policy.warmup if pair == 0 else 0
                 if rng.random() < 0.5:
                     xs.append(_sample(base, pb, reps, warm))
@@ -191,6 +207,8 @@ def measure_paired(
                 else:
                     ys.append(_sample(cand, pc, reps, warm))
                     xs.append(_sample(base, pb, reps, warm))
+            if overran:
+                break
             # a pool's threads work off this thread's clock (Prepared.threads_after): wall only
             on_pool = pb.threads_after is not None or pc.threads_after is not None
             for x in (*xs, *ys):
@@ -275,8 +293,9 @@ def measure_cell(
     """Decide every measurement of one cell, in rounds of fresh loads.
 
     Round 1 loads the builds and measures everything; each later round loads them afresh and
-    measures again what is not ``same`` (``unknown``, ``slower``, ``faster``), adding its blocks
-    to the earlier ones and deciding on all of them. A regression shows in every round's blocks
+    measures again what is open (``unknown``) and a change (``slower``, ``faster``) that no
+    recheck round has seen yet, adding its blocks to the earlier ones and deciding on all of
+    them. A regression shows in every round's blocks
     and stays ``slower``; a disturbance of the machine that lasted one round (a neighbour's
     burst that happened to favour one side) is diluted by the next round's blocks instead of
     failing CI, or of calling a regression ``faster``. Instances are closed at the end of their
@@ -289,20 +308,20 @@ def measure_cell(
     what is still open.
     A measurement or round starts only while one block (the cell's longest mean block so far)
     still fits before the deadline, and :func:`measure_paired` stops its blocks the same way;
-    the deadline keeps ``policy.reserve`` of the budget (or the last round's teardown, if
-    longer) for closing the instances. So the cell ends within its budget but for its first
-    loads and first block, and a block that runs longer than any before it by more than the
-    reserve.
+    the deadline keeps ``policy.reserve`` of the budget (or ``CLOSE_MARGIN`` times the longest
+    teardown so far, if longer) for closing the instances. So the cell ends within its budget
+    but for its first loads and first block, the pair a stretched block is dropped after, and a
+    teardown longer than its reserve.
     """
     begin = time.perf_counter() if started is None else started
     end = None if policy.budget_s is None else begin + policy.budget_s
     reserve = 0.0 if policy.budget_s is None else policy.reserve * policy.budget_s
     block_s = 0.0  # the cell's longest mean block so far: a measurement must fit one block
-    close_s = 0.0  # what closing the last round's instances took
+    close_s = 0.0  # the longest that closing a round's instances took
 
     def work_deadline() -> float | None:
         """When no more work may start: the budget's end less what closing will need."""
-        return None if end is None else end - max(reserve, close_s)
+        return None if end is None else end - max(reserve, CLOSE_MARGIN * close_s)
 
     def spent(also: float = 0.0) -> bool:
         """Past the deadline, once ``also`` seconds and one block are added to now."""
@@ -364,9 +383,9 @@ def measure_cell(
             for instance in (*bases, *cands):
                 instance.close()
             close_s = max(close_s, time.perf_counter() - closing)
-        verdicts = {key: results[key][0] for key, *_ in pending}
+        # measured again: what is open (unknown), or a change no recheck has seen yet
         pending = [w for w in pending
-                   if verdicts[w[0]].verdict in RECHECKED and not verdicts[w[0]].note]  # fmt: skip
+                   if results[w[0]][0].verdict in RECHECKED and not settled(w[0])]  # fmt: skip
         if not pending:
             break
     return results

@@ -302,7 +302,7 @@ def test_a_change_a_recheck_has_seen_stands_when_the_budget_ends_later_rounds(
     assert out["slow"] == ("slower", "", 24) and out["fast"] == ("faster", "", 24)
     assert out["flat"] == ("same", "", 12)
     unlimited = _budget_cell(monkeypatch, advance_at_close=0.0, started_ago=0.0, rounds=3)
-    assert unlimited["slow"] == ("slower", "", 36)  # a change is rechecked while rounds last
+    assert unlimited["slow"] == ("slower", "", 24)  # confirmed by round 2: no third round
 
 
 def test_budget_spent_before_measuring_leaves_every_measurement_unknown(
@@ -358,6 +358,42 @@ def test_no_block_or_measurement_starts_that_would_end_past_the_budget(
     assert second.verdict == "unknown" and "before it was measured" in second.note
     assert samples.base_ns == ()
     assert clock.now - start == pytest.approx(10.25)
+
+
+def test_a_block_stretched_past_the_deadline_is_dropped_at_its_next_pair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Blocks of 1 s (the first 1.25 s, with its calibration) under a 10.5 s budget, the 5th
+    block's second sample held up 6 s (a competing process): the block is dropped after that
+    pair, at 10.75 s, instead of being finished at 11.25 s; the measurement keeps its 4 whole
+    blocks."""
+    import harness.gate.paired as paired
+
+    clock = _Clock()
+    monkeypatch.setattr(paired, "time", clock)
+    host = FakeHost("fake", Log())
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+    samples_taken = [0]
+
+    class Stalled(_Scaled):
+        def time_calls(
+            self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+        ) -> TimingResult:
+            samples_taken[0] += 1
+            clock.now += 0.25 * samples
+            if samples_taken[0] == 1 + 4 * 4 + 2:  # the calibration's sample, 4 blocks of 4
+                clock.now += 6.0
+            return super().time_calls(name, args, inner_reps, samples, warmup)
+
+    def load() -> tuple[list[Instance], list[Instance]]:
+        return [Stalled(host, art)], [Stalled(host, art)]
+
+    policy = PairedPolicy(blocks=20, pairs_per_block=2, loads=1, rounds=1, min_sample_ms=0.001,
+                          budget_s=10.5, reserve=0.0)  # fmt: skip
+    start = clock.now
+    out = measure_cell(load, [("only", _scaled(1.0), _scaled(1.0), Decision())], policy, start)
+    assert len(out["only"][1].base_ns) == 4
+    assert clock.now - start == pytest.approx(1.25 + 3 * 1.0 + 0.5 + 6.0)
 
 
 def test_the_reserve_keeps_room_for_the_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
