@@ -463,7 +463,7 @@ class PipeHost(base.Host):
         compiles the module, which the worker then keeps; the engines' lazy imports), and that
         is the start's cost, not the first cell's. Measured: 24 loads of the calibration build
         took 0.44 s in a fresh wasmtime worker and 0.05 s after (native 0.14 and 0.03 s, Node 24
-        0.14 and 0.03 s; docs/gate.md, "A warm start")."""
+        0.14 and 0.03 s; docs/gate.md, "Under load at the gate's defaults")."""
         for artifact in artifacts:
             self.client_for(artifact).ensure_started()
             self.load(artifact).close()
