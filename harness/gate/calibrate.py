@@ -122,7 +122,7 @@ class Session:
     blocks: int = PairedPolicy.blocks  # paired: placements per measurement
     pairs_per_block: int = PairedPolicy.pairs_per_block
     loads: int = PairedPolicy.loads  # paired: instances loaded per build
-    rounds: int = PairedPolicy.rounds  # paired: rounds of fresh loads while not same
+    rounds: int = PairedPolicy.rounds  # paired: rounds of fresh loads, while a verdict is open
     decision: Decision = field(default_factory=Decision)
     thresholds: Thresholds | None = None  # per-measurement rules ("op:<kernel>"), as in a matrix
     seed: int = 1
@@ -313,7 +313,7 @@ def markdown(figures: dict[str, object], command: str) -> str:
     sampling = (
         f"{s['blocks']} blocks x {s['pairs_per_block']} interleaved pairs of ≥{s['sample_ms']} "
         f"ms per kernel over {s['loads']} loads per build (two files) in a fresh host per trial, "
-        f"up to {s['rounds']} rounds of fresh loads while not same"
+        f"up to {s['rounds']} rounds of fresh loads while a verdict is open"
         if paired
         else f"{s['samples']} samples of ≥{s['sample_ms']} ms per kernel"
     )

@@ -91,7 +91,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         ("--blocks", int, d.blocks, "independent buffer placements per measurement"),
         ("--pairs-per-block", int, d.pairs_per_block, "interleaved sample pairs per placement"),
         ("--loads", int, d.loads, "instances loaded per build, taking turns block by block"),
-        ("--rounds", int, d.rounds, "rounds of fresh loads while a verdict is not same"),
+        ("--rounds", int, d.rounds, "rounds of fresh loads while a verdict is open"),
         ("--sample-ms", float, d.min_sample_ms, "shortest sample (the kernel loops this long)"),
     )
     for flag, kind, default, text in paired:

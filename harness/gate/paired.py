@@ -62,7 +62,8 @@ class PairedPolicy:
     # Rounds in all: what is still `unknown` is measured again on fresh loads while rounds last.
     # With a budget, the budget ends them first; 4 rather than 2 lets a one-measurement cell spend
     # what its budget leaves: 80 % power for a 2 % slowdown under wasmtime at 4 busy processes,
-    # 60 % with 2 rounds, no A/A false alarm in either (docs/gate.md, s33).
+    # 60 % with 2 rounds, no A/A false alarm in either (70 % in the table's own run: 20 trials
+    # move that much; docs/gate.md, s33).
     rounds: int = 4
     min_sample_ms: float = 1.0  # each sample loops the kernel at least this long
     warmup: int = 1  # untimed loops before each block's first sample, on each side
@@ -295,11 +296,10 @@ def measure_cell(
     Round 1 loads the builds and measures everything; each later round loads them afresh and
     measures again what is open (``unknown``) and a change (``slower``, ``faster``) that no
     recheck round has seen yet, adding its blocks to the earlier ones and deciding on all of
-    them. A regression shows in every round's blocks
-    and stays ``slower``; a disturbance of the machine that lasted one round (a neighbour's
-    burst that happened to favour one side) is diluted by the next round's blocks instead of
-    failing CI, or of calling a regression ``faster``. Instances are closed at the end of their
-    round.
+    them. A regression shows in every round's blocks and stays ``slower``; a disturbance of the
+    machine that lasted one round (a neighbour's burst that happened to favour one side) is
+    diluted by the next round's blocks instead of failing CI, or of calling a regression
+    ``faster``. Instances are closed at the end of their round.
 
     With ``policy.budget_s``, the cell's budget counts from ``started`` (``perf_counter``
     seconds; the call's own start if None): what it leaves undecided is ``unknown`` with a note,
