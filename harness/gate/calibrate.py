@@ -41,7 +41,7 @@ from harness.checks.bench_workloads import (
     residual_forward,
 )
 from harness.gate.loadgen import KINDS, Load, LoadGenerator, LoadLost
-from harness.gate.paired import PairedPolicy
+from harness.gate.paired import WORKERS, PairedPolicy
 from harness.gate.stats import Decision, compare_samples
 from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text
 from harness.hosts.base import Instance
@@ -130,6 +130,7 @@ class Session:
     load_kind: str = "spin"
     budget_s: float | None = None  # paired: a cell's measuring budget (None: unlimited)
     clock: str = PairedPolicy.clock  # paired: "cpu" where the host has one, or "wall"
+    workers: str = PairedPolicy.workers  # paired: "one" worker for both builds, or "per-build"
 
     def decision_for(self, kernel: str) -> Decision:
         """The decision for one kernel (``op:<kernel>``) or subject (``bridge:noop``): the
@@ -310,9 +311,12 @@ def markdown(figures: dict[str, object], command: str) -> str:
     seconds_med, seconds_max = f["cell_seconds_median"], f["cell_seconds_max"]
     assert isinstance(seconds_med, float) and isinstance(seconds_max, float)
     paired = s["mode"] == "paired"
+    # figures written before the option existed ran a worker per build
+    workers = "both builds in one worker" if s.get("workers") == "one" else "a worker per build"
     sampling = (
         f"{s['blocks']} blocks x {s['pairs_per_block']} interleaved pairs of ≥{s['sample_ms']} "
-        f"ms per kernel over {s['loads']} loads per build (two files) in a fresh host per trial, "
+        f"ms per kernel over {s['loads']} loads per build (two files) in a fresh host per trial "
+        f"({workers}), "
         f"up to {s['rounds']} rounds of fresh loads while a verdict is open"
         if paired
         else f"{s['samples']} samples of ≥{s['sample_ms']} ms per kernel"
@@ -457,6 +461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=d.clock,
         help="paired: decide on the CPU clock where the host has one (default), or the wall clock",
     )
+    p.add_argument(
+        "--workers",
+        choices=WORKERS,
+        default=d.workers,
+        help="paired: both builds in one worker process (default), or a worker per build",
+    )
     args = p.parse_args(argv)
     if args.mode == "unpaired" and args.host not in ("native", "wasmtime"):
         p.error("--mode unpaired runs in-process engines: --host native or wasmtime")
@@ -464,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mode=args.mode, host=args.host, blocks=args.blocks, pairs_per_block=args.pairs_per_block,
         loads=args.loads, rounds=args.rounds, load=args.load, load_kind=args.load_kind,
         budget_s=cell_budget_s(args.host) if args.budget else None, clock=args.clock,
+        workers=args.workers,
         trials=args.trials, slowdown=args.slowdown, slowed=args.kernel,
         samples=args.samples, sample_ms=args.sample_ms,
         decision=Decision(alpha=args.alpha, min_effect=args.min_effect, quantile=args.quantile),

@@ -80,6 +80,7 @@ def run_paired_session(
         seed=session.seed,
         budget_s=session.budget_s,
         clock="wall" if session.clock == "wall" else "cpu",
+        workers="per-build" if session.workers == "per-build" else "one",
     )
     aa, ab = Tally(), Tally()
     subjects = (*KERNELS, *NOOP_SUBJECTS)
@@ -96,7 +97,7 @@ def run_paired_session(
         roles = (first, second) if trial % 2 == 0 else (second, first)
         starting = time.perf_counter()
         try:
-            host.start(roles)
+            host.start(roles, one_process=policy.workers == "one")
         except BaseException:
             host.close()
             raise

@@ -18,7 +18,7 @@ from rich.console import Console
 from harness.gate.compare_render import markdown, print_table
 from harness.gate.errors import GateInputError, RefusalError
 from harness.gate.measurements import timing_samples
-from harness.gate.paired import PairedPolicy
+from harness.gate.paired import WORKERS, PairedPolicy
 from harness.gate.provenance import check_comparable, require_build
 from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text, thresholds_from_table
 from harness.gate.verdicts import GateResult, evaluate
@@ -104,14 +104,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "before, once per host); what it leaves undecided is unknown, never slower (issue 15 "
         "targets: 2, or 5 on Chromium; default: no limit)",
     )
-    parser.add_argument(
-        "--clock",
-        choices=("cpu", "wall"),
-        default=d.clock,
-        help="paired: decide on the timing thread's CPU clock where the host has one and the "
-        "work stayed on that thread (the native and wasmtime hosts), else the wall clock "
-        "(default: cpu); wall: always the wall clock",
-    )
+    chosen: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
+        ("--clock", ("cpu", "wall"), d.clock,
+         "decide on the timing thread's CPU clock where the host has one and the work stayed on "
+         "that thread (the native and wasmtime hosts), else the wall clock (default: cpu); "
+         "wall: always the wall clock"),
+        ("--workers", WORKERS, d.workers,
+         "load BASE's and CAND's builds into one worker process on the hosts that run workers "
+         "(default: one; they then share what the machine gives that process), or per-build: "
+         "each build its own worker, as in the matrix runner's cells"),
+    )  # fmt: skip
+    for flag, choices, choice, text in chosen:
+        parser.add_argument(flag, choices=choices, default=choice, help=f"paired: {text}")
 
 
 def load_thresholds(cand: Run, override: Path | None) -> Thresholds:
@@ -141,7 +145,7 @@ def paired_policy(args: argparse.Namespace) -> PairedPolicy:
     try:
         return PairedPolicy(
             args.blocks, args.pairs_per_block, args.loads, args.rounds, args.sample_ms,
-            budget_s=args.cell_budget_s, clock=args.clock,
+            budget_s=args.cell_budget_s, clock=args.clock, workers=args.workers,
         )  # fmt: skip
     except ValueError as exc:
         raise GateInputError("--paired", "", str(exc)) from None

@@ -28,7 +28,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from harness.artifact import Artifact
 from harness.checks.bench_replay import Prepared, Replay
 from harness.gate.paired_stats import compare_paired
 from harness.gate.stats import Comparison, Decision
-from harness.hosts.base import Host, HostError, Instance
+from harness.hosts.base import Host, HostError, Instance, close_all
 from harness.timing import TimingPolicy, calibrate
 
 K = TypeVar("K", bound=Hashable)
@@ -50,6 +50,10 @@ CONFIRMED = ("slower", "faster")  # a change stands once a recheck round has see
 # instances: 0.07-0.10 s per round at four busy processes, s33), so the next close is given
 # this much more than the longest one so far.
 CLOSE_MARGIN = 1.5
+
+
+Workers = Literal["one", "per-build"]  # PairedPolicy.workers: where the two builds run
+WORKERS: tuple[str, ...] = get_args(Workers)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,15 @@ class PairedPolicy:
     # competing process makes longer than any before it. Without it the slowest cells of a 2 s
     # budget ended 2-26 ms past it (docs/gate.md, "Under load on a VM with no other user").
     reserve: float = 0.05
+    # "one": BASE's and CAND's builds load into one worker process on hosts that run workers
+    # (native, wasmtime, Node); "per-build": each build keeps its own worker for the whole cell,
+    # as the matrix runner's cells do. A worker process is one draw of whatever a loaded machine
+    # gives a process, kept for every block and round of the cell; with one per build that draw
+    # differs between the two sides and never averages out. Measured under native at 4 busy
+    # processes, 20 trials each (docs/gate.md, "One worker for both builds"): a true 2 %
+    # slowdown's A/B ratios spread p5-p95 over 0.978-1.046 with a worker per build (2 ruled
+    # `faster`) against 1.015-1.025 in one worker. Chromium loads every build into one page.
+    workers: Workers = "one"
 
     def __post_init__(self) -> None:
         if min(self.blocks, self.pairs_per_block, self.loads, self.rounds) < 1:
@@ -100,6 +113,8 @@ class PairedPolicy:
             raise ValueError(f"PairedPolicy needs 0 <= reserve < 1: {self}")
         if self.clock not in ("cpu", "wall"):
             raise ValueError(f"PairedPolicy clock is 'cpu' or 'wall', not {self.clock!r}")
+        if self.workers not in WORKERS:
+            raise ValueError(f"PairedPolicy workers is 'one' or 'per-build', not {self.workers!r}")
 
 
 DEFAULT_POLICY = PairedPolicy()
@@ -272,8 +287,7 @@ def balanced_loader(host: Host, base: Artifact, cand: Artifact, loads: int) -> L
                 for art in (base, cand) if k % 2 == 0 else (cand, base):
                     (bases if art is base else cands).append(host.load(art))
         except BaseException:
-            for instance in (*bases, *cands):
-                instance.close()
+            close_all((*bases, *cands))
             raise
         return bases, cands
 
@@ -380,8 +394,7 @@ def measure_cell(
                 measured[key] = measured.get(key, 0) + 1
         finally:
             closing = time.perf_counter()
-            for instance in (*bases, *cands):
-                instance.close()
+            close_all((*bases, *cands))
             close_s = max(close_s, time.perf_counter() - closing)
         # measured again: what is open (unknown), or a change no recheck has seen yet
         pending = [w for w in pending

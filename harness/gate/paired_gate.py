@@ -181,7 +181,7 @@ class _Rerun:
         pair = (self.base_arts[artifact], self.cand_arts[artifact])
         try:
             starting = time.perf_counter()
-            host.start(pair)
+            host.start(pair, one_process=self.policy.workers == "one")
             start_s = time.perf_counter() - starting
             # The cell's budget counts its loads and measurements, not the host's start, which
             # is listed apart (and is nothing for a warm host's cell).

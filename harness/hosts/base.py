@@ -17,7 +17,7 @@ Failures are typed so the runner can give each cell its verdict and exact cause:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -156,6 +156,13 @@ class Instance(abc.ABC):
     def close(self) -> None:
         """Release the instance (its memory, its page or its worker)."""
 
+    @classmethod
+    def close_group(cls, instances: Sequence[Instance]) -> None:
+        """Close ``instances``, all of this class: one by one here; a host whose closes each wait
+        for another process overrides it to wait once for all of them."""
+        for instance in instances:
+            instance.close()
+
     def time_probe(self, kind: str, inner_reps: int, samples: int, warmup: int) -> TimingResult:
         """Time ``samples`` means of ``inner_reps`` round trips of a host-cost probe inside the
         host, after ``warmup`` untimed ones (at least 3): ``atomics`` (an Atomics.wait/notify
@@ -184,6 +191,15 @@ class Instance(abc.ABC):
         if end < 0:
             raise ABIError(f"string at {ptr:#x} is not NUL-terminated within {limit} bytes")
         return chunk[:end].decode("utf-8")
+
+
+def close_all(instances: Iterable[Instance]) -> None:
+    """Close every one of ``instances``, each class's together (:meth:`Instance.close_group`)."""
+    by_class: dict[type[Instance], list[Instance]] = {}
+    for instance in instances:
+        by_class.setdefault(type(instance), []).append(instance)
+    for kind, group in by_class.items():
+        kind.close_group(group)
 
 
 class Host(abc.ABC):
@@ -236,11 +252,18 @@ class Host(abc.ABC):
         host has no such figure. The caller closes it."""
         return None
 
-    def start(self, artifacts: Sequence[Artifact]) -> None:  # noqa: B027 - optional hook
+    def start(  # noqa: B027 - optional hook
+        self, artifacts: Sequence[Artifact], *, one_process: bool = False
+    ) -> None:
         """Start now what loading ``artifacts`` will need (worker processes, the browser and
         its page), which hosts otherwise start on the first load: a caller that budgets its
         loads and measurements (the paired gate's cells) keeps the host's start out of them.
-        Hosts with nothing to start do nothing. Raises what a load would raise starting it."""
+        Hosts with nothing to start do nothing. Raises what a load would raise starting it.
+
+        ``one_process``: load all of ``artifacts`` into one process, where the host would
+        otherwise give each its own (the paired gate: BASE's and CAND's builds then share
+        whatever that process gets, rather than each keeping its own for the whole cell).
+        Hosts that already load everything into one process ignore it."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most hosts hold nothing
         """Shut the host down (processes, browser)."""

@@ -326,8 +326,9 @@ class ChromiumHost(base.Host):
             )
         return context, page
 
-    def start(self, artifacts: Sequence[Artifact]) -> None:
-        """Launch the browser and open the page every instance loads into."""
+    def start(self, artifacts: Sequence[Artifact], *, one_process: bool = False) -> None:
+        """Launch the browser and open the page every instance loads into (one page for every
+        build already: ``one_process`` changes nothing)."""
         self._require()
         self.shared_page()
 

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from rich.console import Console
@@ -14,7 +15,7 @@ import harness.hosts.base as hosts_base
 from harness.artifact import Artifact
 from harness.build import Variant, build_variant, write_manifest
 from harness.cli import main
-from harness.gate.paired import balanced_loader
+from harness.gate.paired import PairedPolicy, balanced_loader
 from harness.gate.paired_gate import PairedSetup, pair_changes
 from harness.gate.thresholds import thresholds_from_table
 from harness.gate.verdicts import evaluate
@@ -238,3 +239,36 @@ def test_a_host_is_started_once_for_its_cells_and_afresh_after_a_failure(
     pair_changes(base, cand, thresholds, result, setup, Console(quiet=True),
                  hosts=factories(failing, native={"load_errors": {"native": crash}}))  # fmt: skip
     assert failing.count("start", "native") == 2 and failing.count("close", "native") == 2
+
+
+@pytest.mark.parametrize("workers", ["one", "per-build"])
+def test_the_paired_rerun_starts_both_builds_in_the_workers_its_policy_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: Literal["one", "per-build"]
+) -> None:
+    """The rerun starts each cell's host with BASE's and CAND's builds, in one worker process by
+    default (`--workers one`) and each in its own with `--workers per-build`."""
+    monkeypatch.setattr(hosts_base, "verify_artifact", lambda artifact: artifact.sha256)
+    rows = bench_rows(noisy(1000, 20, 1), subject="bridge:noop")
+    base = load_run(write_run(tmp_path / "b", rows))
+    cand = load_run(write_run(tmp_path / "c", rows))
+    thresholds = thresholds_from_table({}, "t")
+    result = evaluate(base.rows, cand.rows, thresholds)
+    manifest = write_manifest(tmp_path, [_artifact(tmp_path, "native", SHA_NATIVE)])
+    policy = PairedPolicy(blocks=1, pairs_per_block=1, loads=1, rounds=1, workers=workers)
+    log = Log()
+    pair_changes(base, cand, thresholds, result, PairedSetup(manifest, manifest, policy),
+                 Console(quiet=True), hosts=factories(log, native={}))  # fmt: skip
+    starts = [e for e in log.events if e[0] == "host-start"]
+    assert starts == [("host-start", "native", "native,native", "one" if workers == "one"
+                       else "apart")]  # fmt: skip
+
+
+def test_paired_workers_is_one_or_per_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--workers` takes one or per-build; the policy refuses anything else."""
+    with pytest.raises(ValueError, match="workers is 'one' or 'per-build'"):
+        PairedPolicy(workers="two")  # type: ignore[arg-type]
+    assert PairedPolicy().workers == "one"
+    assert main(["compare", str(tmp_path), str(tmp_path), "--paired", "--workers", "two"]) == 2
+    assert "invalid choice: 'two'" in capsys.readouterr().err

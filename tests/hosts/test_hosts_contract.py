@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import signal
 import struct
 import time
 from collections.abc import Iterator
@@ -28,7 +30,10 @@ from harness.hosts.base import (
     Instance,
     MissingExport,
     Trap,
+    close_all,
 )
+from harness.hosts.framing import Op
+from harness.hosts.pipe import PipeInstance
 from harness.hosts.registry import make_host
 from harness.hosts.timeouts import Timeouts
 
@@ -226,6 +231,88 @@ def test_start_loads_each_build_once_and_fails_as_its_load_would(
         host.start([good, artifacts[f"{good.name}-missing"]])
     host.start([good])
     _usable(host, good)
+
+
+def _copies(artifact: Artifact, where: Path, n: int) -> list[Artifact]:
+    """``n`` byte-identical copies of ``artifact`` at paths of their own: builds the host has not
+    seen, each needing its own worker unless started together."""
+    where.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        path = where / f"{i}-{artifact.path.name}"
+        path.write_bytes(artifact.path.read_bytes())
+        out.append(replace(artifact, name=f"{artifact.name}-copy{i}", path=path))
+    return out
+
+
+@pytest.mark.parametrize("host", PIPE_HOSTS, indirect=True)
+def test_start_one_process_puts_both_builds_in_one_worker(
+    host: Host, artifacts: dict[str, Artifact], tmp_path: Path
+) -> None:
+    """``start(one_process=True)`` (the paired gate's) loads BASE's and CAND's builds into one
+    worker process; a plain start gives each its own; closing the host stops them all."""
+    good = artifacts["native" if host.name == "native" else "wasm32"]
+    together, apart = _copies(good, tmp_path / "one", 2), _copies(good, tmp_path / "two", 2)
+    host.start(together, one_process=True)
+    host.start(apart)
+    loaded = [host.load(a) for a in (*together, *apart)]
+    try:
+        assert all(isinstance(inst, PipeInstance) for inst in loaded)
+        pids = [inst.worker_pid or 0 for inst in loaded if isinstance(inst, PipeInstance)]
+        assert 0 not in pids  # every instance's worker runs
+        assert pids[0] == pids[1], pids
+        assert len({pids[0], pids[2], pids[3]}) == 3, pids
+        for inst in loaded:
+            assert inst.call("tg_model_create", 1, 14, 0, 0, 0) == 42
+    finally:
+        for inst in loaded:
+            inst.close()
+    host.close()  # the module's host: later tests start it again on their first load
+    for pid in set(pids):
+        assert _gone(pid), f"worker {pid} still runs after close"
+
+
+@pytest.mark.parametrize("host", PIPE_HOSTS, indirect=True)
+def test_close_all_unloads_a_workers_instances_in_one_exchange_and_keeps_it_in_step(
+    host: Host, artifacts: dict[str, Artifact]
+) -> None:
+    """``close_all`` closes every instance (a closed one refuses calls); the worker's replies
+    to the pipelined UNLOADs are all read, error replies too, so its next reply is the next
+    request's; a group whose worker died meanwhile closes without raising."""
+    good = artifacts["native" if host.name == "native" else "wasm32"]
+    group = [host.load(good) for _ in range(5)]
+    close_all(group)
+    for inst in group:
+        with pytest.raises(HostError, match="is closed"):
+            inst.call("tg_model_create", 1, 14, 0, 0, 0)
+    first = group[0]
+    assert isinstance(first, PipeInstance)
+    unknown = [{"instance": 10**9 + k, "name": "tg_noop", "args": []} for k in range(2)]
+    replies = first.client.request_each(Op.CALL, unknown, timeout_s=60.0)
+    assert [r.op for r in replies] == [Op.ERROR, Op.ERROR]  # unknown ids, read and not raised
+    with pytest.raises(ValueError, match="exceed the pipe"):  # more than the pipes can hold
+        first.client.request_each(Op.UNLOAD, [{"instance": 1}] * 2000, timeout_s=60.0)
+    _usable(host, good)
+    doomed = [host.load(good) for _ in range(3)]
+    pid = doomed[0].worker_pid  # type: ignore[attr-defined]
+    os.kill(pid, signal.SIGKILL)
+    assert _gone(pid)
+    close_all(doomed)
+    _usable(host, good)
+
+
+def _gone(pid: int, wait_s: float = 10.0) -> bool:
+    """Whether process ``pid`` has ended (or is a zombie nobody waits for) within ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 @pytest.mark.parametrize("host", WASM_HOSTS, indirect=True)

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,11 @@ class FakeHost(Host):
         if artifact.name in self.load_errors:
             raise self.load_errors[artifact.name]
         return FakeInstance(self, artifact)
+
+    def start(self, artifacts: Sequence[Artifact], *, one_process: bool = False) -> None:
+        """Record the start hook: which builds, in one process or apart."""
+        names = ",".join(a.name for a in artifacts)
+        self.log.events.append(("host-start", self.name, names, "one" if one_process else "apart"))
 
     def close(self) -> None:
         """Record the close."""
