@@ -94,10 +94,11 @@ class PairedPolicy:
     # (native, wasmtime, Node); "per-build": each build keeps its own worker for the whole cell,
     # as the matrix runner's cells do. A worker process is one draw of whatever a loaded machine
     # gives a process, kept for every block and round of the cell; with one per build that draw
-    # differs between the two sides and never averages out. Measured under native at 4 busy
-    # processes, 20 trials each (docs/gate.md, "One worker for both builds"): a true 2 %
-    # slowdown's A/B ratios spread p5-p95 over 0.978-1.046 with a worker per build (2 ruled
-    # `faster`) against 1.015-1.025 in one worker. Chromium loads every build into one page.
+    # differs between the two sides and never averages out. Measured side by side at 2 and 4
+    # busy processes, 20 trials per host and level (docs/gate.md, "One worker for both builds"):
+    # a true 2 % slowdown's A/B ratios spread p5-p95 over 0.55-1.58 with a worker per build, and
+    # 25 of 120 trials ruled it `faster`; in one worker 1.010-1.040, none of 180 `faster`.
+    # Chromium loads every build into one page.
     workers: Workers = "one"
 
     def __post_init__(self) -> None:
