@@ -101,7 +101,10 @@ def test_bad_thresholds_name_the_key(table: dict[str, object], field: str) -> No
 @pytest.mark.slow
 def test_calibration_session_runs_on_real_kernels(tmp_path: Path) -> None:
     """Two unpaired trials on the real native kernels give a complete, self-consistent tally."""
-    session = Session(mode="unpaired", trials=2, samples=5, sample_ms=0.2)
+    # 15 samples, not 5: the realised slowdown is a median of each side's samples, and with 5
+    # of 0.2 ms one preempted stretch moved it to +61 % in a CI run on the 2-core Intel VM
+    # (e48dada1000d, s34, the suite's other xdist worker busy beside it). The bound is unchanged.
+    session = Session(mode="unpaired", trials=2, samples=15, sample_ms=0.2)
     figures = run_session(session, tmp_path / "build", progress=False)
     aa, ab = figures["aa"], figures["ab"]
     assert isinstance(aa, dict) and isinstance(ab, dict)
