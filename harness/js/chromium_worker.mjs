@@ -8,13 +8,22 @@ const session = new Session();
 
 async function run(op, header, blob) {
   switch (op) {
-    case 'hello':
+    case 'hello': {
+      // the page's measured resolution holds here too when this worker is as isolated as the
+      // page (page.mjs, pageClock); otherwise this worker measures its own
+      const isolated = self.crossOriginIsolated === true;
+      const page = header.page;
+      if (page && page.crossOriginIsolated === isolated && page.resolutionNs > 0) {
+        session.clockResolutionNs = page.resolutionNs;
+      }
       return {
         header: {
-          crossOriginIsolated: self.crossOriginIsolated === true,
+          crossOriginIsolated: isolated,
           clock_resolution_ns: session.clockResolution(),
+          clock_from_page: session.clockResolutionNs === (page && page.resolutionNs),
         },
       };
+    }
     case 'load':
       return session.load(header, urlIO(header.artifact));
     case 'call':

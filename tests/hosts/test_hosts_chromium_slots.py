@@ -1,17 +1,22 @@
 """Chromium holds several instances in one page, one worker (slot) each: they share the page
 but not memory, a hung or closed instance ends only its own worker, and a crashed page loses
-them all while the next load opens a new page."""
+them all while the next load opens a new page. The page keeps large written bytes by content,
+and its workers take the clock resolution it measured."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from typing import Any
 
+import numpy as np
 import pytest
 from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Page
 
 from harness.artifact import Artifact
 from harness.hosts.base import HostCrashed, HostError, HostTimeout
-from harness.hosts.chromium import ChromiumHost
+from harness.hosts.chromium import KEPT_WRITE_BYTES, ChromiumHost
 from harness.hosts.timeouts import Timeouts
 
 pytestmark = pytest.mark.chromium
@@ -86,3 +91,75 @@ def test_crashed_page_loses_all_its_instances_next_load_opens_a_page(
         assert again.call("tg_noop") is None
     finally:
         again.close()
+
+
+def _methods(chromium: ChromiumHost, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The page methods ``chromium`` calls from now on, in order."""
+    seen: list[str] = []
+    evaluate = chromium.evaluate
+
+    def spy(page: Page, method: str, *args: Any, timeout_s: float) -> dict[str, Any]:
+        seen.append(method)
+        return evaluate(page, method, *args, timeout_s=timeout_s)
+
+    monkeypatch.setattr(chromium, "evaluate", spy)
+    return seen
+
+
+def test_a_kept_write_crosses_as_its_key_and_lands_in_every_instance(
+    chromium: ChromiumHost, artifacts: dict[str, Artifact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes written once are kept by the page: writing them again, into another instance,
+    sends their key alone, and each instance reads back exactly what was written to it; other
+    bytes of the same length are written in full, never mistaken for the kept ones."""
+    a, b = chromium.load(artifacts["wasm32"]), chromium.load(artifacts["wasm32"])
+    try:
+        data = np.random.default_rng(5).bytes(KEPT_WRITE_BYTES)
+        other = bytes(reversed(data))
+        pa, pb = (int(i.call("tg_alloc", len(data)) or 0) for i in (a, b))
+        seen = _methods(chromium, monkeypatch)
+        a.write(pa, data)
+        b.write(pb, data)
+        b.write(pb, other)
+        assert seen == ["write", "writeKey", "write"]
+        assert a.read(pa, len(data)) == data
+        assert b.read(pb, len(data)) == other
+        b.write(pb, data)
+        assert seen[-2:] == ["read", "writeKey"] and b.read(pb, len(data)) == data
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_write_whose_key_the_page_lost_is_sent_in_full(
+    chromium: ChromiumHost, artifacts: dict[str, Artifact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key the page does not hold (dropped past its bound, or never sent) is a miss, not an
+    error and not a silent skip: the bytes then cross in full and land."""
+    inst = chromium.load(artifacts["wasm32"])
+    try:
+        data = np.random.default_rng(6).bytes(KEPT_WRITE_BYTES + 3)
+        ptr = int(inst.call("tg_alloc", len(data)) or 0)
+        chromium.page_keys.add(hashlib.sha256(data).hexdigest())  # believed kept, never sent
+        seen = _methods(chromium, monkeypatch)
+        inst.write(ptr, data)
+        assert seen == ["writeKey", "write"]
+        assert inst.read(ptr, len(data)) == data
+    finally:
+        inst.close()
+
+
+def test_workers_take_the_pages_measured_clock_resolution(
+    chromium: ChromiumHost, artifacts: dict[str, Artifact]
+) -> None:
+    """A worker as cross-origin isolated as its page reports the resolution the page measured
+    (it does not spend ~100 ms measuring its own) in its hello and in every timing reply."""
+    inst = chromium.load(artifacts["wasm32"])
+    try:
+        page_ns = float(chromium.page_info["clockResolutionNs"])
+        assert inst.worker_cross_origin_isolated and inst.worker_clock_from_page
+        assert page_ns > 0
+        timed = inst.time_calls("tg_noop", (), 10, 2, 1)
+        assert timed.clock_resolution_ns == page_ns
+    finally:
+        inst.close()
