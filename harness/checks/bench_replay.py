@@ -32,7 +32,7 @@ from harness.checks.bench_workloads import (
     noop_call,
     train_step,
 )
-from harness.hosts.base import Instance, TimingResult
+from harness.hosts.base import Instance, TimedCall, TimingResult
 from harness.timing import Sampler, perf_counter_resolution_ns
 from reference.presets import ModelConfig
 from reference.train import train_context_length
@@ -54,6 +54,13 @@ class Prepared:
             kind = self.probe
             return lambda reps, samples, warmup: instance.time_probe(kind, reps, samples, warmup)
         return bridge_sampler(instance) if self.across_bridge else self.workload.sampler(instance)
+
+    def timed_call(self) -> TimedCall | None:
+        """The call this workload's samples loop over inside the host (time_calls), or None
+        for a probe or a bridge round trip, whose samples are not such a loop."""
+        if self.probe is not None or self.across_bridge:
+            return None
+        return TimedCall(self.workload.export, self.workload.args)
 
     def release(self, instance: Instance) -> None:
         """Free the workload's buffers (and its model)."""

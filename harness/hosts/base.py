@@ -121,6 +121,14 @@ class TimingResult:
     cpu_clock: str = ""  # e.g. "thread_time_ns"; "" when cpu_ns is empty
 
 
+@dataclass(frozen=True)
+class TimedCall:
+    """One export and its arguments: what :meth:`Instance.time_calls` loops over."""
+
+    name: str
+    args: tuple[Scalar, ...]
+
+
 class Instance(abc.ABC):
     """One loaded artifact inside one host."""
 
@@ -162,6 +170,25 @@ class Instance(abc.ABC):
         for another process overrides it to wait once for all of them."""
         for instance in instances:
             instance.close()
+
+    def time_pairs(
+        self,
+        other: Instance,
+        mine: TimedCall,
+        theirs: TimedCall,
+        other_first: Sequence[bool],
+        inner_reps: int,
+        warmup: int,
+        stop_after_s: float | None = None,
+    ) -> tuple[TimingResult, TimingResult] | None:
+        """Time ``mine`` here and ``theirs`` in ``other`` side by side in one request, with no
+        round trip between samples: per entry of ``other_first``, one sample of ``inner_reps``
+        calls on each side (``other``'s first where True), each side's first sample after
+        ``warmup`` untimed calls. No pair starts once ``stop_after_s`` have passed, so the
+        results may hold fewer pairs than asked, never a part of one. None (the default) where
+        this host cannot (``other`` is not in the same worker, or the host has no such
+        request): the caller then times each sample with :meth:`time_calls`."""
+        return None
 
     def time_probe(self, kind: str, inner_reps: int, samples: int, warmup: int) -> TimingResult:
         """Time ``samples`` means of ``inner_reps`` round trips of a host-cost probe inside the

@@ -51,6 +51,7 @@ JS_DIR = Path(__file__).resolve().parents[1] / "js"
 # 230 KB write took ~16 ms and a round trip ~3 ms. Below this, hashing and keeping cost more
 # than they save.
 KEPT_WRITE_BYTES = 16 * 1024
+ONE_WORKER = "one"  # the page's worker group of start(..., one_process=True)
 LAUNCH_ARGS = (
     "--no-sandbox",
     "--disable-background-networking",
@@ -115,6 +116,7 @@ class ChromiumInstance(base.Instance):
         self.worker_cross_origin_isolated = bool(worker.get("crossOriginIsolated"))
         # the worker took the page's measured clock resolution (page.mjs, pageClock)
         self.worker_clock_from_page = bool(worker.get("clock_from_page"))
+        self.worker_id = int(worker.get("id") or 0)  # the page's worker this instance runs in
         self.load_info = dict(load_header.get("info") or {})
         self._lost: str | None = None
         self._closed = False
@@ -187,6 +189,55 @@ class ChromiumInstance(base.Instance):
             clock_resolution_ns=float(h["clock_resolution_ns"]),
             clock=str(h["clock"]),
         )
+
+    def time_pairs(
+        self,
+        other: base.Instance,
+        mine: base.TimedCall,
+        theirs: base.TimedCall,
+        other_first: Sequence[bool],
+        inner_reps: int,
+        warmup: int,
+        stop_after_s: float | None = None,
+    ) -> tuple[base.TimingResult, base.TimingResult] | None:
+        """:meth:`base.Instance.time_pairs` in one request to the worker both instances are in
+        (loaded after ``start(..., one_process=True)``); None for instances of two workers."""
+        if not (
+            isinstance(other, ChromiumInstance)
+            and other.page is self.page
+            and other.worker_id == self.worker_id
+            and not other._closed
+        ):
+            return None
+        asked = len(other_first)
+        header = {
+            "first": time_request(mine.name, mine.args, inner_reps, 1, warmup),
+            "second": time_request(theirs.name, theirs.args, inner_reps, 1, warmup),
+            "order": [int(b) for b in other_first],
+            "inner_reps": inner_reps,
+            "warmup": warmup,
+            "stop_after_ms": None if stop_after_s is None else max(0.0, stop_after_s * 1000),
+        }
+        reply = self._ask("pairs", other.slot, header, timeout_s=self.host.timeouts.time_s)
+        h = reply["header"]
+        done = int(h["pairs"])
+        raw = base64.b64decode(reply["b64"])
+        if not 0 < done <= asked or len(raw) != 16 * done:
+            raise HostError(
+                f"chromium: pairs {mine.name}: asked for {asked} pairs, got {done} "
+                f"({len(raw)} bytes)"
+            )
+        times = struct.unpack(f"<{2 * done}d", raw)
+
+        def result(samples: tuple[float, ...]) -> base.TimingResult:
+            return base.TimingResult(
+                sample_ns=samples,
+                inner_reps=int(h["inner_reps"]),
+                clock_resolution_ns=float(h["clock_resolution_ns"]),
+                clock=str(h["clock"]),
+            )
+
+        return result(times[:done]), result(times[done:])
 
     def time_probe(
         self, kind: str, inner_reps: int, samples: int, warmup: int
@@ -261,6 +312,8 @@ class ChromiumHost(base.Host):
         # sha256 keys of the bytes the page was sent to keep (ChromiumInstance.write): a hint,
         # as the page drops the least recently used past its bound and says so (a miss)
         self.page_keys: set[str] = set()
+        # the page's worker group loads go into (page.mjs, load); None: a worker per load
+        self.worker_group: str | None = None
 
     def _require(self) -> None:
         if not self.executable.is_file():
@@ -350,10 +403,13 @@ class ChromiumHost(base.Host):
         return context, page
 
     def start(self, artifacts: Sequence[Artifact], *, one_process: bool = False) -> None:
-        """Launch the browser and open the page every instance loads into (one page for every
-        build already: ``one_process`` changes nothing)."""
+        """Launch the browser and open the page every instance loads into. With
+        ``one_process``, later loads go into one worker of that page (a fresh one once all its
+        instances are closed or it was lost), where two instances can be timed side by side in
+        one request (:meth:`ChromiumInstance.time_pairs`); else each load gets a worker."""
         self._require()
         self.shared_page()
+        self.worker_group = ONE_WORKER if one_process else None
 
     def shared_page(self) -> Page:
         """The page instances load into: opened on first use, and again when the page crashed,
@@ -398,7 +454,9 @@ class ChromiumHost(base.Host):
             raise IncompatibleArtifact(_not_isolated(artifact, self.page_info))
         options = {"numberShim": self.number_shim, "loadTimeoutMs": self._load_budget_ms()}
         try:
-            reply = self.evaluate(page, "load", entry, options, timeout_s=self.timeouts.load_s)
+            reply = self.evaluate(
+                page, "load", entry, options, self.worker_group, timeout_s=self.timeouts.load_s
+            )
         except HostCrashed:
             self._drop_page()  # the page died under the load: the next load opens another
             raise

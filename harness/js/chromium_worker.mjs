@@ -34,6 +34,8 @@ async function run(op, header, blob) {
       return session.read(header);
     case 'time':
       return session.time(header);
+    case 'pairs':
+      return session.pairs(header);
     case 'noop':
       return { header: {} };
     case 'unload':

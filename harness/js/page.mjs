@@ -25,14 +25,19 @@ function fromBase64(text) {
   return out;
 }
 
-/** One dedicated worker; after a timeout or a worker crash every request gets an error. */
+let nextWorker = 1;
+
+/** One dedicated worker, holding the instances of one slot or of a group of slots; after a
+ * timeout or a worker crash every request gets an error. */
 class WorkerSession {
   constructor() {
     this.worker = new Worker(WORKER_URL, { type: 'module' });
+    this.id = nextWorker++;
     this.pending = new Map();
     this.nextId = 1;
     this.lost = null;
-    this.instanceId = null; // set by load; every later request names it
+    this.hello = null; // the worker's hello header
+    this.slots = 0; // slots whose instance lives in this worker
     this.worker.onmessage = (event) => {
       const { id, ok, header, blob } = event.data;
       const entry = this.pending.get(id);
@@ -65,13 +70,14 @@ class WorkerSession {
         this.fail('HostTimeout', `${what} did not return within ${timeoutMs} ms; its worker was terminated`);
       }, timeoutMs);
       this.pending.set(id, { resolve, timer });
-      const message = { id, op, header: { ...header, instance: this.instanceId }, blob };
+      const message = { id, op, header, blob };
       this.worker.postMessage(message, blob ? [blob.buffer] : []);
     });
   }
 }
 
-const sessions = new Map(); // slot -> WorkerSession
+const slots = new Map(); // slot -> {session: WorkerSession, instance: its id in that worker}
+const groups = new Map(); // group name -> the WorkerSession every load of that group goes into
 let nextSlot = 1;
 
 // Written buffers kept by content (their sha256, named by the caller), least recently used out
@@ -103,76 +109,125 @@ function heldBlob(key) {
   return bytes;
 }
 
-function withSession(slot, fn) {
-  const session = sessions.get(slot);
-  if (session === undefined) {
-    return Promise.resolve({ error: 'HostError', message: `no artifact loaded in slot ${slot} of this page` });
+function noSlot(slot) {
+  return { error: 'HostError', message: `no artifact loaded in slot ${slot} of this page` };
+}
+
+/** fn(session, header) for slot's worker, the header naming slot's instance there. */
+function withSlot(slot, header, fn) {
+  const entry = slots.get(slot);
+  if (entry === undefined) return Promise.resolve(noSlot(slot));
+  return fn(entry.session, { ...header, instance: entry.instance });
+}
+
+/** A worker that said hello, or the error reply that ended it. */
+async function startWorker(timeoutMs) {
+  const session = new WorkerSession();
+  const hello = await session.request('hello', { page: pageClock }, null, timeoutMs);
+  if (!hello.ok) {
+    session.worker.terminate();
+    return { error: hello };
   }
-  return fn(session);
+  session.hello = hello.header;
+  return { session };
+}
+
+/** End `session`'s worker (and every instance in it), and forget its group. */
+function endWorker(session, why) {
+  for (const [group, held] of groups) if (held === session) groups.delete(group);
+  session.fail('HostError', why);
+  session.worker.terminate();
 }
 
 window.tg = {
-  async load(entry, options, timeoutMs) {
+  // group (optional): load into the worker that holds the group's other instances (a fresh one
+  // for the group's first load, or when that worker was lost) rather than a worker of its own.
+  // Instances in one worker can be timed side by side in one request (pairs); a hung call or a
+  // crash there ends all of them.
+  async load(entry, options, group, timeoutMs) {
     // the worker fetches the artifact's files itself (entry.urls): a format's glue may need
     // more than one, by URL
-    const session = new WorkerSession();
-    const done = (reply) => {
-      session.worker.terminate();
-      return reply;
-    };
-    const hello = await session.request('hello', { page: pageClock }, null, timeoutMs);
-    if (!hello.ok) return done(hello);
+    let session = group ? groups.get(group) : undefined;
+    if (session !== undefined && session.lost !== null) {
+      groups.delete(group);
+      session = undefined;
+    }
+    if (session === undefined) {
+      const started = await startWorker(timeoutMs);
+      if (started.error) return started.error;
+      session = started.session;
+      if (group) groups.set(group, session);
+    }
     const reply = await session.request('load', { artifact: entry, options }, null, timeoutMs);
-    if (!reply.ok) return done(reply);
-    session.instanceId = reply.header.instance;
+    if (!reply.ok) {
+      // a worker holding nothing else is ended with the load; a group's goes on with the rest
+      if (session.slots === 0) endWorker(session, 'its load failed');
+      return reply;
+    }
+    session.slots += 1;
     const slot = nextSlot++;
-    sessions.set(slot, session);
-    return { ok: true, slot, header: { ...reply.header, worker: hello.header } };
+    slots.set(slot, { session, instance: reply.header.instance });
+    return { ok: true, slot, header: { ...reply.header, worker: { ...session.hello, id: session.id } } };
   },
   async call(slot, name, args, timeoutMs) {
-    return withSession(slot, (s) => s.request('call', { name, args }, null, timeoutMs));
+    return withSlot(slot, { name, args }, (s, h) => s.request('call', h, null, timeoutMs));
   },
   // key (optional): the bytes' sha256, to keep them for writeKey
   async write(slot, ptr, text, key, timeoutMs) {
     const bytes = fromBase64(text);
     if (key) keepBlob(key, bytes.slice());  // the request transfers (detaches) its own buffer
-    return withSession(slot, (s) => s.request('write', { ptr }, bytes, timeoutMs));
+    return withSlot(slot, { ptr }, (s, h) => s.request('write', h, bytes, timeoutMs));
   },
   // Write bytes an earlier write(..., key) left here; {ok: true, miss: true}, writing nothing,
   // when the page no longer holds them.
   async writeKey(slot, ptr, key, timeoutMs) {
     const bytes = heldBlob(key);
     if (bytes === undefined) return { ok: true, miss: true };
-    return withSession(slot, (s) => s.request('write', { ptr }, bytes.slice(), timeoutMs));
+    return withSlot(slot, { ptr }, (s, h) => s.request('write', h, bytes.slice(), timeoutMs));
   },
   async read(slot, ptr, n, timeoutMs) {
-    const reply = await withSession(slot, (s) => s.request('read', { ptr, n }, null, timeoutMs));
+    const reply = await withSlot(slot, { ptr, n }, (s, h) => s.request('read', h, null, timeoutMs));
     return reply.ok ? { ok: true, b64: toBase64(reply.blob) } : reply;
   },
   async time(slot, header, timeoutMs) {
-    const reply = await withSession(slot, (s) => s.request('time', header, null, timeoutMs));
+    const reply = await withSlot(slot, header, (s, h) => s.request('time', h, null, timeoutMs));
+    return reply.ok ? { ok: true, header: reply.header, b64: toBase64(reply.blob) } : reply;
+  },
+  // Two slots of one worker timed side by side in one request (session.mjs, pairs): header
+  // as there, with first and second naming an export and its args, not an instance.
+  async pairs(first, second, header, timeoutMs) {
+    const a = slots.get(first);
+    const b = slots.get(second);
+    if (a === undefined || b === undefined) return noSlot(a === undefined ? first : second);
+    if (a.session !== b.session) {
+      return { error: 'HostError', message: `slots ${first} and ${second} are in different workers; pairs times two instances of one worker` };
+    }
+    const sides = { first: { ...header.first, instance: a.instance }, second: { ...header.second, instance: b.instance } };
+    const reply = await a.session.request('pairs', { ...header, ...sides }, null, timeoutMs);
     return reply.ok ? { ok: true, header: reply.header, b64: toBase64(reply.blob) } : reply;
   },
   async noop(slot, timeoutMs) {
-    return withSession(slot, (s) => s.request('noop', {}, null, timeoutMs));
+    return withSlot(slot, {}, (s, h) => s.request('noop', h, null, timeoutMs));
   },
   async probe(slot, header, timeoutMs) {
-    const reply = await withSession(slot, (s) => s.request('probe', header, null, timeoutMs));
+    const reply = await withSlot(slot, header, (s, h) => s.request('probe', h, null, timeoutMs));
     return reply.ok ? { ok: true, header: reply.header, b64: toBase64(reply.blob) } : reply;
   },
   async unload(slot, timeoutMs) {
-    return withSession(slot, (s) => s.request('unload', {}, null, timeoutMs));
+    return withSlot(slot, {}, (s, h) => s.request('unload', h, null, timeoutMs));
   },
-  // Ends slot's worker (and with it the instance and its memory); the page and its other slots
-  // go on.
-  async drop(slot) {
-    const session = sessions.get(slot);
-    if (session !== undefined) {
-      sessions.delete(slot);
-      session.fail('HostError', 'instance closed');
-      session.worker.terminate();
+  // Ends slot's instance: with its worker (and memory) when no other slot is in that worker,
+  // else by unloading it there. The page and its other slots go on.
+  async drop(slot, timeoutMs) {
+    const entry = slots.get(slot);
+    if (entry !== undefined) {
+      slots.delete(slot);
+      const { session, instance } = entry;
+      session.slots -= 1;
+      if (session.slots === 0) endWorker(session, 'instance closed');
+      else if (session.lost === null) await session.request('unload', { instance }, null, timeoutMs);
     }
-    return { ok: true, slots: sessions.size };
+    return { ok: true, slots: slots.size };
   },
 };
 

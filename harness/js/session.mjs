@@ -96,6 +96,54 @@ export class Session {
     return { header: reply, blob: new Uint8Array(samples.buffer) }; // float64, little-endian hosts
   }
 
+  /**
+   * Time two instances of this session side by side, pair after pair with no request between
+   * them: header.first and header.second name an instance, an export and its args each;
+   * header.order holds one entry per pair (0: first then second, 1: second then first); each
+   * sample is one loop of header.inner_reps calls, the pair's first sample on each side after
+   * header.warmup untimed calls. A pair does not start once header.stop_after_ms (if given)
+   * have passed. Reply: header.pairs (how many ran), blob: float64 ns per call, first's samples
+   * then second's. Timed apart, each sample waits for its own request, and the worker idles
+   * between them; in Chromium that made one matmul sample 500-1365 us where back-to-back
+   * samples read 480-530 (s35, docs/gate.md).
+   */
+  async pairs(header) {
+    const sides = [header.first, header.second];
+    const insts = sides.map((side) => this.get(side));
+    const order = Array.from(header.order || [], Number);
+    if (!order.length || order.some((k) => k !== 0 && k !== 1)) {
+      throw new HarnessError('HostError', `pairs: order must be a non-empty list of 0 and 1, got ${JSON.stringify(header.order)}`);
+    }
+    const out = [new Float64Array(order.length), new Float64Array(order.length)];
+    const started = performance.now();
+    const limit = header.stop_after_ms;
+    let done = 0;
+    for (; done < order.length; done++) {
+      if (done && limit != null && performance.now() - started > limit) break;
+      const warm = done === 0 ? header.warmup : 0;
+      for (const k of order[done] ? [1, 0] : [0, 1]) {
+        const side = sides[k];
+        const samples = await insts[k].timeCalls(side.name, side.args || [], header.inner_reps, 1, warm);
+        out[k][done] = samples[0];
+      }
+    }
+    const blob = new Float64Array(2 * done);
+    blob.set(out[0].subarray(0, done), 0);
+    blob.set(out[1].subarray(0, done), done);
+    const own = insts.map((inst) => inst.opened.timing);
+    const clocks = own.map((t) => (t ? t.clock : 'performance.now'));
+    if (clocks[0] !== clocks[1]) {
+      throw new HarnessError('HostError', `pairs: the two instances time on different clocks (${clocks.join(', ')})`);
+    }
+    const reply = {
+      pairs: done,
+      inner_reps: header.inner_reps,
+      clock_resolution_ns: (own[0] && own[0].resolutionNs) || this.clockResolution(),
+      clock: own[0] ? own[0].clock : 'performance.now',
+    };
+    return { header: reply, blob: new Uint8Array(blob.buffer) };
+  }
+
   /** header.samples means of header.reps round trips of probe header.kind (probe.mjs), in ns,
    * after header.warmup untimed ones; the reply names the clock and its resolution. */
   async probe(header) {

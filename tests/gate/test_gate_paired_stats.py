@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from harness.gate.paired_stats import (
     signed_rank_null,
 )
 from harness.gate.stats import Decision
-from harness.hosts.base import Instance, Scalar, TimingResult, Trap
+from harness.hosts.base import Instance, Scalar, TimedCall, TimingResult, Trap
 from reference.presets import get_preset
 from tests.runner.runner_fakes import FakeHost, FakeInstance, Log
 
@@ -500,3 +501,113 @@ def test_a_js_host_cost_probe_is_replayed_through_time_probe() -> None:
         instance = Probing(host, art)
         result = replay(instance).sampler(instance)(7, 2, 1)
         assert result.sample_ns == (5000.0, 5000.0) and asked[-1] == (kind, 7, 2, 1)
+
+
+class _Logged(_Scaled):
+    """A fake instance that logs each sample's side (``who``) and warmup in a shared list."""
+
+    def __init__(self, host: FakeHost, art: Artifact, who: str, log: list[tuple[str, int]]):
+        super().__init__(host, art)
+        self.who, self.log = who, log
+
+    def time_calls(
+        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+    ) -> TimingResult:
+        """Log, then ``args[0]`` us per call."""
+        self.log.append((self.who, warmup))
+        return super().time_calls(name, args, inner_reps, samples, warmup)
+
+
+class _Together(_Logged):
+    """A fake instance that can time a pair of itself and ``other`` in one request (as both
+    builds in one Chromium worker can), logging the samples it takes in their order."""
+
+    requests = 0
+
+    def time_pairs(
+        self,
+        other: Instance,
+        mine: TimedCall,
+        theirs: TimedCall,
+        other_first: Sequence[bool],
+        inner_reps: int,
+        warmup: int,
+        stop_after_s: float | None = None,
+    ) -> tuple[TimingResult, TimingResult] | None:
+        """Every pair, or one if ``stop_after_s`` is spent; None for an instance of another kind."""
+        if not isinstance(other, _Together):
+            return None
+        type(self).requests += 1
+        pairs = self.pairs_run(len(other_first), stop_after_s)
+        for k, theirs_first in enumerate(other_first[:pairs]):
+            warm = warmup if k == 0 else 0
+            sides = [(other.who, warm), (self.who, warm)]
+            self.log.extend(sides if theirs_first else sides[::-1])
+
+        def result(call: TimedCall) -> TimingResult:
+            return TimingResult((1000.0 * float(call.args[0]),) * pairs, inner_reps, 1.0, "x")
+
+        return result(mine), result(theirs)
+
+    def pairs_run(self, asked: int, stop_after_s: float | None) -> int:
+        """How many of the ``asked`` pairs run: all of them here."""
+        return asked
+
+
+def test_a_block_is_timed_in_one_request_where_the_host_can_in_the_same_order() -> None:
+    """Instances that time pairs in one request get one request per block, holding that
+    block's pairs in the order (and with the warmup) that a request per sample takes them, and
+    the same samples; a bridge round trip (no loop inside the host) is still timed per sample."""
+    host = FakeHost("fake", Log())
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+    policy = PairedPolicy(blocks=6, pairs_per_block=5, loads=1, min_sample_ms=0.001, warmup=2)
+    apart: list[tuple[str, int]] = []
+    together: list[tuple[str, int]] = []
+    slower = _scaled(1.05)
+    one = measure_paired([_Logged(host, art, "B", apart)], [_Logged(host, art, "C", apart)],
+                         _scaled(1.0), slower, policy)  # fmt: skip
+    _Together.requests = 0
+    pair = _Together(host, art, "B", together), _Together(host, art, "C", together)
+    both = measure_paired([pair[0]], [pair[1]], _scaled(1.0), slower, policy)
+    assert _Together.requests == 6
+    assert together == apart and len(apart) == 1 + 6 * 10  # the calibration's sample, 6 blocks
+    assert both.base_ns == one.base_ns and both.cand_ns == one.cand_ns
+    assert both.cand_ns[0][0] == pytest.approx(1050.0)
+    bridge = replay_for("bridge:noop", "", get_preset("tiny"), BenchOptions())
+    assert not isinstance(bridge, str) and bridge(_Scaled(host, art)).timed_call() is None
+
+
+def test_a_block_timed_in_one_request_that_stops_early_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A one-request block stretched past the deadline (its pairs held up by a competing
+    process) comes back with fewer pairs than asked, its host starting no pair once the time
+    left was spent: the block is dropped at 5 s instead of running to 9 s, and the measurement
+    keeps its 3 whole blocks, as when each sample is its own request."""
+    import harness.gate.paired as paired
+
+    clock = _Clock()
+    monkeypatch.setattr(paired, "time", clock)
+    host = FakeHost("fake", Log())
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+    blocks = [0]
+
+    class Late(_Together):
+        def pairs_run(self, asked: int, stop_after_s: float | None) -> int:
+            """Pairs of 1/3 s (2 s in the 4th block), none started past ``stop_after_s``."""
+            blocks[0] += 1
+            pair_s = 2.0 if blocks[0] == 4 else 1 / 3
+            began, done = clock.now, 0
+            while done < asked:
+                clock.now += pair_s
+                done += 1
+                if stop_after_s is not None and clock.now - began > stop_after_s:
+                    break
+            return done
+
+    policy = PairedPolicy(blocks=20, pairs_per_block=3, loads=1, min_sample_ms=0.001)
+    start = clock.now
+    samples = measure_paired([Late(host, art, "B", [])], [Late(host, art, "C", [])],
+                             _scaled(1.0), _scaled(1.0), policy, deadline=start + 4.5)  # fmt: skip
+    assert [len(b) for b in samples.base_ns] == [3, 3, 3]
+    assert clock.now - start == pytest.approx(3.0 + 2.0)

@@ -1,7 +1,8 @@
 """Chromium holds several instances in one page, one worker (slot) each: they share the page
 but not memory, a hung or closed instance ends only its own worker, and a crashed page loses
 them all while the next load opens a new page. The page keeps large written bytes by content,
-and its workers take the clock resolution it measured."""
+and its workers take the clock resolution it measured. Started for the paired gate, loads share
+one worker, which times both builds' samples side by side in one request."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
 from harness.artifact import Artifact
-from harness.hosts.base import HostCrashed, HostError, HostTimeout
+from harness.hosts.base import HostCrashed, HostError, HostTimeout, TimedCall
 from harness.hosts.chromium import KEPT_WRITE_BYTES, ChromiumHost
 from harness.hosts.timeouts import Timeouts
 
@@ -163,3 +164,89 @@ def test_workers_take_the_pages_measured_clock_resolution(
         assert timed.clock_resolution_ns == page_ns
     finally:
         inst.close()
+
+
+def _noop() -> TimedCall:
+    return TimedCall("tg_noop", ())
+
+
+def test_one_process_loads_share_a_worker_and_time_pairs_in_one_request(
+    chromium: ChromiumHost, artifacts: dict[str, Artifact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After ``start(one_process=True)`` two loads share one worker, not memory: a block of
+    pairs is one ``pairs`` request, with one sample per pair and side; with no time left it
+    runs its first pair only. After a plain start each load has a worker of its own, and
+    ``time_pairs`` says it cannot (None)."""
+    art = artifacts["wasm32"]
+    chromium.start([art], one_process=True)
+    a, b = chromium.load(art), chromium.load(art)
+    try:
+        assert a.worker_id == b.worker_id and a.slot != b.slot
+        pa, pb = (int(i.call("tg_alloc", 16) or 0) for i in (a, b))
+        a.write(pa, b"\x01" * 16)
+        b.write(pb, b"\x02" * 16)
+        assert (a.read(pa, 16), b.read(pb, 16)) == (b"\x01" * 16, b"\x02" * 16)
+        seen = _methods(chromium, monkeypatch)
+        timed = a.time_pairs(b, _noop(), _noop(), [True, False, True, False, True], 20000, 1)
+        assert seen == ["pairs"] and timed is not None
+        assert [len(t.sample_ns) for t in timed] == [5, 5]
+        assert all(x > 0 for t in timed for x in t.sample_ns)
+        assert timed[0].clock == "performance.now" and timed[0].inner_reps == 20000
+        late = a.time_pairs(b, _noop(), _noop(), [False] * 4, 50, 0, stop_after_s=0.0)
+        assert late is not None and [len(t.sample_ns) for t in late] == [1, 1]
+    finally:
+        a.close()
+        b.close()
+    chromium.start([art])
+    c, d = chromium.load(art), chromium.load(art)
+    try:
+        assert c.worker_id != d.worker_id
+        assert c.time_pairs(d, _noop(), _noop(), [True], 10, 0) is None
+    finally:
+        c.close()
+        d.close()
+
+
+def test_a_shared_worker_outlives_one_close_and_ends_with_its_last(
+    chromium: ChromiumHost, artifacts: dict[str, Artifact]
+) -> None:
+    """Closing one instance of a shared worker unloads it there and the other goes on; once the
+    last is closed the worker ends, and the next load of the group starts a fresh one."""
+    art = artifacts["wasm32"]
+    chromium.start([art], one_process=True)
+    a, b = chromium.load(art), chromium.load(art)
+    a.close()
+    try:
+        assert b.call("tg_noop") is None
+        assert b.time_pairs(a, _noop(), _noop(), [True], 10, 0) is None  # a is closed
+    finally:
+        b.close()
+    c = chromium.load(art)
+    try:
+        assert c.worker_id not in (a.worker_id, 0)
+    finally:
+        c.close()
+
+
+def test_a_hung_call_in_a_shared_worker_loses_its_instances_and_the_page_goes_on(
+    chromium: ChromiumHost, artifacts: dict[str, Artifact]
+) -> None:
+    """A call that never returns ends the shared worker: its caller gets HostTimeout, the other
+    instance of that worker HostCrashed (lost, in the page's words), and the next load starts
+    a new worker that answers."""
+    art = artifacts["wasm32"]
+    chromium.start([art], one_process=True)
+    hung, other = chromium.load(art), chromium.load(art)
+    try:
+        with pytest.raises(HostTimeout):
+            hung.call("tg_gelu_forward", 0, 0, -2)  # N == -2 spins forever (hostfix.c)
+        with pytest.raises(HostCrashed, match="lost"):
+            other.call("tg_noop")
+        again = chromium.load(art)
+        try:
+            assert again.worker_id != hung.worker_id and again.call("tg_noop") is None
+        finally:
+            again.close()
+    finally:
+        hung.close()
+        other.close()
