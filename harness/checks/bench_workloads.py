@@ -45,8 +45,7 @@ class Workload:
 
     def release(self, instance: Instance) -> None:
         """Free the workload's buffers."""
-        for ptr in self.buffers:
-            instance.free(ptr)
+        instance.free_all(self.buffers)
 
 
 # Seeded draws repeat: each workload seeds its own generator, and the paired gate places every
@@ -219,8 +218,7 @@ class ModelHandle:
 
     def release(self, instance: Instance) -> None:
         """Free the model and its buffers."""
-        for ptr in self.buffers:
-            instance.free(ptr)
+        instance.free_all(self.buffers)
         instance.call("tg_model_free", self.handle)
 
 

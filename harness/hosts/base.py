@@ -211,6 +211,13 @@ class Instance(abc.ABC):
         """Free a pointer from :meth:`alloc`."""
         self.call(self.artifact.allocator()[1], ptr)
 
+    def free_all(self, ptrs: Sequence[int]) -> None:
+        """Free every pointer of ``ptrs`` (from :meth:`alloc`), in order, stopping at the first
+        that fails; a host whose every call is a round trip to another process may override it
+        to free them all in one."""
+        for ptr in ptrs:
+            self.free(ptr)
+
     def read_cstring(self, ptr: int, limit: int = 1 << 16) -> str:
         """Read a NUL-terminated UTF-8 string at ``ptr`` (at most ``limit`` bytes)."""
         chunk = self.read(ptr, limit)

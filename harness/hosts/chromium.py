@@ -163,6 +163,18 @@ class ChromiumInstance(base.Instance):
         self._ask("write", ptr, base64.b64encode(data).decode("ascii"), key, timeout_s=t)
         self.host.page_keys.add(key)
 
+    def free_all(self, ptrs: Sequence[int]) -> None:
+        """Free ``ptrs`` in one request: the page calls the allocator's free for each, in order,
+        and stops at the first that fails (raised here). A block of the paired gate frees its
+        4 buffers per side this way: at 4 busy processes a request took ~10 ms on s35's VM, and
+        a Chromium cell's release of 96 buffers one by one ran its cell past the budget."""
+        if len(ptrs) < 2:
+            super().free_all(ptrs)
+            return
+        name = self.artifact.allocator()[1]
+        args = [[encode_scalar(ptr)] for ptr in ptrs]
+        self._ask("callEach", name, args, timeout_s=self.host.timeouts.call_s)  # per call
+
     def read(self, ptr: int, nbytes: int) -> bytes:
         """Read memory (base64 across the bridge)."""
         reply = self._ask("read", ptr, nbytes, timeout_s=self.host.timeouts.transfer_s)

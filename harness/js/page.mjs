@@ -172,6 +172,17 @@ window.tg = {
   async call(slot, name, args, timeoutMs) {
     return withSlot(slot, { name, args }, (s, h) => s.request('call', h, null, timeoutMs));
   },
+  // Call `name` once per entry of argsList, in order, stopping at the first error reply (returned,
+  // with how many calls returned before it); {ok: true, results} when every call did.
+  async callEach(slot, name, argsList, timeoutMs) {
+    const results = [];
+    for (const args of argsList) {
+      const reply = await withSlot(slot, { name, args }, (s, h) => s.request('call', h, null, timeoutMs));
+      if (!reply.ok) return { ...reply, message: `${reply.message} (after ${results.length} of ${argsList.length} calls)` };
+      results.push(reply.header.result);
+    }
+    return { ok: true, results };
+  },
   // key (optional): the bytes' sha256, to keep them for writeKey
   async write(slot, ptr, text, key, timeoutMs) {
     const bytes = fromBase64(text);

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
 from harness.artifact import Artifact
+from harness.build import Variant, build_variant
 from harness.hosts.base import HostCrashed, HostError, HostTimeout, TimedCall
 from harness.hosts.chromium import KEPT_WRITE_BYTES, ChromiumHost
 from harness.hosts.timeouts import Timeouts
@@ -250,3 +252,33 @@ def test_a_hung_call_in_a_shared_worker_loses_its_instances_and_the_page_goes_on
     finally:
         hung.close()
         other.close()
+
+
+def test_free_all_is_one_request_that_stops_at_the_first_failure(
+    chromium: ChromiumHost,
+    artifacts: dict[str, Artifact],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Freeing a workload's buffers is one ``callEach`` request, and the kernel library's
+    allocator (first fit, unlike the fixture's bump allocator) hands the freed space out again.
+    A call that fails ends the request there, and its error says how many calls returned
+    before it."""
+    inst = chromium.load(build_variant(tmp_path, Variant("wasm32-calibrate", "wasm32", ())))
+    try:
+        ptrs = [inst.alloc(64) for _ in range(3)]
+        seen = _methods(chromium, monkeypatch)
+        inst.free_all(ptrs)
+        assert seen == ["callEach"]
+        assert inst.alloc(64) in ptrs  # freed: the allocator reuses the space
+    finally:
+        inst.close()
+    fixture = chromium.load(artifacts["wasm32"])
+    try:
+        trapping = [[0, 0, -1]] * 3  # N == -1 traps (hostfix.c)
+        reply = chromium.evaluate(fixture.page, "callEach", fixture.slot, "tg_gelu_forward",
+                                  trapping, timeout_s=10.0)  # fmt: skip
+        assert reply["error"] == "Trap" and "after 0 of 3 calls" in reply["message"]
+        assert fixture.call("tg_noop") is None
+    finally:
+        fixture.close()
