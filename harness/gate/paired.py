@@ -18,7 +18,9 @@ more placements.
 
 Every sample is one ``time_calls`` request of ``inner_reps`` calls: the loop runs inside the host
 (never across the bridge), both builds with the same ``inner_reps``, calibrated once on BASE so
-a sample lasts at least ``min_sample_ms``. The one exception is ``bridge:noop``, which *is* the
+a sample lasts at least ``min_sample_ms``. Where the host can time both builds in one request
+(:meth:`Instance.time_pairs`: Chromium with both in one worker), a block's pairs are that one
+request instead, in the same order. The one exception is ``bridge:noop``, which *is* the
 bridge: its sample is the mean of ``inner_reps`` no-op round trips timed in Python.
 """
 
@@ -98,7 +100,8 @@ class PairedPolicy:
     # busy processes, 20 trials per host and level (docs/gate.md, "One worker for both builds"):
     # a true 2 % slowdown's A/B ratios spread p5-p95 over 0.55-1.58 with a worker per build, and
     # 25 of 120 trials ruled it `faster`; in one worker 1.010-1.040, none of 180 `faster`.
-    # Chromium loads every build into one page.
+    # On Chromium "one" is one worker of its page (else a worker per load), where a block's
+    # pairs are also timed in one request (Instance.time_pairs; docs/gate.md, s35).
     workers: Workers = "one"
 
     def __post_init__(self) -> None:

@@ -5,9 +5,11 @@ own browser context) served from :class:`~harness.hosts.page_server.PageServer` 
 so the page is ``crossOriginIsolated`` (asserted, recorded). Each loaded artifact runs in a
 dedicated worker of that page (its *slot*) over the same ``driver.mjs`` as Node: opening a page
 costs ~0.7 s and a worker a fraction of that, and the paired gate loads 24 instances per cell
-(docs/gate.md). A call over its timeout terminates that instance's worker only (HostTimeout); a
-crashed page or browser raises HostCrashed in every instance it held; the next load opens a new
-page (relaunching the browser if it died).
+(docs/gate.md). After ``start(..., one_process=True)`` (the paired gate's) every load is a slot
+of one shared worker instead, whose two instances can be timed side by side in one request.
+A call over its timeout terminates that instance's worker only (HostTimeout; in a shared
+worker, every instance in it is lost); a crashed page or browser raises HostCrashed in every
+instance it held; the next load opens a new page (relaunching the browser if it died).
 ``ChromiumHost(isolated=False)`` serves the page without COOP/COEP: a -pthread artifact is then
 ``incompatible`` (no SharedArrayBuffer), said before its glue runs, so nothing waits on a
 worker pool that cannot start.
