@@ -150,13 +150,20 @@ class PairedSamples:
         )  # fmt: skip
 
 
-def _sample(
-    instance: Instance, prepared: Prepared, reps: int, warmup: int
-) -> tuple[float, float | None, str]:
-    """One sample: its wall-clock mean, its CPU-clock mean (None without one) and that clock."""
-    result = prepared.sampler(instance)(reps, 1, warmup)
-    cpu = result.cpu_ns[0] if result.cpu_ns and result.cpu_clock else None
-    return result.sample_ns[0], cpu, result.cpu_clock
+Sample = tuple[float, float | None, str]
+
+
+def _rows(result: TimingResult) -> list[Sample]:
+    """Each sample of ``result``: its wall-clock mean, its CPU-clock mean (None without one)
+    and that clock."""
+    cpu = result.cpu_ns if result.cpu_ns and result.cpu_clock else ()
+    return [(wall, cpu[k] if cpu else None, result.cpu_clock)
+            for k, wall in enumerate(result.sample_ns)]  # fmt: skip
+
+
+def _sample(instance: Instance, prepared: Prepared, reps: int, warmup: int) -> Sample:
+    """One sample, timed in a request of its own."""
+    return _rows(prepared.sampler(instance)(reps, 1, warmup))[0]
 
 
 def _sample_together(
@@ -168,7 +175,7 @@ def _sample_together(
     reps: int,
     stop: float | None,
     policy: PairedPolicy,
-) -> tuple[list[tuple[float, float | None, str]], list[tuple[float, float | None, str]]] | None:
+) -> tuple[list[Sample], list[Sample]] | None:
     """A block's pairs timed in one request where the host can (both builds in one of its
     workers: :meth:`Instance.time_pairs`), as :func:`_sample` gives them; None where it
     cannot. In Chromium, a sample that waited for a request of its own read 500-1365 us for a
@@ -183,13 +190,7 @@ def _sample_together(
     timed = base.time_pairs(cand, mine, theirs, other_first, reps, policy.warmup, left)
     if timed is None:
         return None
-
-    def rows(result: TimingResult) -> list[tuple[float, float | None, str]]:
-        cpu = result.cpu_ns if result.cpu_ns and result.cpu_clock else ()
-        return [(wall, cpu[k] if cpu else None, result.cpu_clock)
-                for k, wall in enumerate(result.sample_ns)]  # fmt: skip
-
-    return rows(timed[0]), rows(timed[1])
+    return _rows(timed[0]), _rows(timed[1])
 
 
 def measure_paired(
@@ -249,6 +250,8 @@ def measure_paired(
             base_first = [rng.random() < 0.5 for _ in range(policy.pairs_per_block)]
             stop = None if not block or deadline is None else deadline
             together = _sample_together(base, cand, pb, pc, base_first, reps, stop, policy)
+            xs: list[Sample]
+            ys: list[Sample]
             if together is not None:
                 xs, ys = together
             else:

@@ -168,8 +168,9 @@ class ChromiumInstance(base.Instance):
     def free_all(self, ptrs: Sequence[int]) -> None:
         """Free ``ptrs`` in one request: the page calls the allocator's free for each, in order,
         and stops at the first that fails (raised here). A block of the paired gate frees its
-        4 buffers per side this way: at 4 busy processes a request took ~10 ms on s35's VM, and
-        a Chromium cell's release of 96 buffers one by one ran its cell past the budget."""
+        4 buffers per side this way: beside 4 busy processes a call took ~12 ms (median) on
+        s35's VM, and a Chromium cell's release of 96 buffers one by one ran it past its budget
+        (docs/gate.md, s35)."""
         if len(ptrs) < 2:
             super().free_all(ptrs)
             return
@@ -225,8 +226,8 @@ class ChromiumInstance(base.Instance):
             return None
         asked = len(other_first)
         header = {
-            "first": time_request(mine.name, mine.args, inner_reps, 1, warmup),
-            "second": time_request(theirs.name, theirs.args, inner_reps, 1, warmup),
+            "first": {"name": mine.name, "args": [encode_scalar(a) for a in mine.args]},
+            "second": {"name": theirs.name, "args": [encode_scalar(a) for a in theirs.args]},
             "order": [int(b) for b in other_first],
             "inner_reps": inner_reps,
             "warmup": warmup,

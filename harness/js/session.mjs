@@ -114,6 +114,11 @@ export class Session {
     if (!order.length || order.some((k) => k !== 0 && k !== 1)) {
       throw new HarnessError('HostError', `pairs: order must be a non-empty list of 0 and 1, got ${JSON.stringify(header.order)}`);
     }
+    const own = insts.map((inst) => inst.opened.timing); // an artifact that times itself
+    const clocks = own.map((t) => (t ? t.clock : 'performance.now'));
+    if (clocks[0] !== clocks[1]) {
+      throw new HarnessError('HostError', `pairs: the two instances time on different clocks (${clocks.join(', ')})`);
+    }
     const out = [new Float64Array(order.length), new Float64Array(order.length)];
     const started = performance.now();
     const limit = header.stop_after_ms;
@@ -130,16 +135,11 @@ export class Session {
     const blob = new Float64Array(2 * done);
     blob.set(out[0].subarray(0, done), 0);
     blob.set(out[1].subarray(0, done), done);
-    const own = insts.map((inst) => inst.opened.timing);
-    const clocks = own.map((t) => (t ? t.clock : 'performance.now'));
-    if (clocks[0] !== clocks[1]) {
-      throw new HarnessError('HostError', `pairs: the two instances time on different clocks (${clocks.join(', ')})`);
-    }
     const reply = {
       pairs: done,
       inner_reps: header.inner_reps,
       clock_resolution_ns: (own[0] && own[0].resolutionNs) || this.clockResolution(),
-      clock: own[0] ? own[0].clock : 'performance.now',
+      clock: clocks[0],
     };
     return { header: reply, blob: new Uint8Array(blob.buffer) };
   }
