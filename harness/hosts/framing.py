@@ -35,6 +35,7 @@ class Op(IntEnum):
     UNLOAD = 0x08
     SHUTDOWN = 0x09
     PROBE = 0x0A  # a JS host's own costs: Atomics wake, postMessage (harness/js/probe.mjs)
+    PAIRS = 0x0B  # two instances of one worker timed side by side, a block in one request
     OK = 0x80
     ERROR = 0x81
 

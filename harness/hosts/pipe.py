@@ -211,7 +211,7 @@ class WorkerClient:
             message = f"{self.label}: {self.last_failure}{self._stderr_tail()}"
             self._forget()
             fatal = code is not None and code < 0 and -code in {int(s) for s in _FATAL_SIGNALS}
-            if fatal and op in (Op.CALL, Op.TIME):
+            if fatal and op in (Op.CALL, Op.TIME, Op.PAIRS):
                 raise Trap(message) from None
             raise HostCrashed(message) from None
 
@@ -316,9 +316,9 @@ def _read_exact(fd: int, n: int, deadline: float) -> bytes:
     return bytes(buf)
 
 
-# UNLOAD requests sent in one exchange: each frame is well under 100 bytes (docs/protocol.md),
-# so this many stay far inside _PIPELINED_BYTES.
-_UNLOADS_AT_ONCE = 64
+# UNLOAD (or free CALL) requests sent in one exchange: each frame is well under 100 bytes
+# (docs/protocol.md), so this many stay far inside _PIPELINED_BYTES.
+_UNLOADS_AT_ONCE = _CALLS_AT_ONCE = 64
 
 
 class PipeInstance(Instance):
@@ -346,9 +346,8 @@ class PipeInstance(Instance):
             and (self.client.pid is not None)
         )
 
-    def _request(
-        self, op: Op, header: dict[str, Any], blob: bytes, timeout_s: float, what: str
-    ) -> Frame:
+    def _check_usable(self) -> None:
+        """Raise unless this instance may be sent a request: closed, or lost with its worker."""
         if self._closed:
             raise HostError(f"{self.client.label}: instance of {self.artifact.name} is closed")
         if not self._alive():
@@ -356,6 +355,11 @@ class PipeInstance(Instance):
                 f"{self.client.label}: the instance of {self.artifact.name} was lost when its "
                 f"worker failed ({self.client.last_failure}); load the artifact again"
             )
+
+    def _request(
+        self, op: Op, header: dict[str, Any], blob: bytes, timeout_s: float, what: str
+    ) -> Frame:
+        self._check_usable()
         header["instance"] = self.instance_id
         return self.client.request(op, header, blob, timeout_s=timeout_s, what=what)
 
@@ -398,6 +402,62 @@ class PipeInstance(Instance):
             cpu_clock=cpu_clock,
         )
 
+    def time_pairs(
+        self,
+        other: base.Instance,
+        mine: base.TimedCall,
+        theirs: base.TimedCall,
+        other_first: Sequence[bool],
+        inner_reps: int,
+        warmup: int,
+        stop_after_s: float | None = None,
+    ) -> tuple[base.TimingResult, base.TimingResult] | None:
+        """:meth:`base.Instance.time_pairs` in one PAIRS request to the worker both instances
+        are in (loaded after ``start(..., one_process=True)``); None for instances of two
+        workers, or one that is closed or lost."""
+        if not (
+            isinstance(other, PipeInstance)
+            and other.client is self.client
+            and other._alive()
+            and self._alive()
+        ):
+            return None
+        asked = len(other_first)
+        header = {
+            "first": {"instance": self.instance_id, "name": mine.name,
+                      "args": [encode_scalar(a) for a in mine.args]},
+            "second": {"instance": other.instance_id, "name": theirs.name,
+                       "args": [encode_scalar(a) for a in theirs.args]},
+            "order": [int(b) for b in other_first],
+            "inner_reps": inner_reps,
+            "warmup": warmup,
+            "stop_after_ms": None if stop_after_s is None else max(0.0, stop_after_s * 1000),
+        }  # fmt: skip
+        reply = self._request(Op.PAIRS, header, b"", self.timeouts.time_s, f"pairs {mine.name}")
+        h = reply.header
+        done = int(h.get("pairs", 0))
+        cpu_clock = str(h.get("cpu_clock") or "")
+        width = 4 if cpu_clock else 2  # wall samples of each side, then CPU ones
+        if not 0 < done <= asked or len(reply.blob) != 8 * width * done:
+            raise HostError(
+                f"{self.client.label}: pairs {mine.name}: asked for {asked} pairs, got {done} "
+                f"({len(reply.blob)} bytes)"
+            )
+        times = struct.unpack(f"<{width * done}d", reply.blob)
+
+        def result(k: int) -> base.TimingResult:
+            cpu = times[(2 + k) * done : (3 + k) * done] if cpu_clock else ()
+            return base.TimingResult(
+                sample_ns=times[k * done : (k + 1) * done],
+                inner_reps=int(h["inner_reps"]),
+                clock_resolution_ns=float(h["clock_resolution_ns"]),
+                clock=str(h["clock"]),
+                cpu_ns=cpu,
+                cpu_clock=cpu_clock,
+            )
+
+        return result(0), result(1)
+
     def time_probe(
         self, kind: str, inner_reps: int, samples: int, warmup: int
     ) -> base.TimingResult:
@@ -414,6 +474,25 @@ class PipeInstance(Instance):
             clock_resolution_ns=float(reply.header["clock_resolution_ns"]),
             clock=str(reply.header["clock"]),
         )
+
+    def free_all(self, ptrs: Sequence[int]) -> None:
+        """Free ``ptrs`` with the allocator's free, written to the worker at once and answered
+        in order (:meth:`WorkerClient.request_each`): one wait for the worker, not one per
+        pointer, which under load is one wait for a core each. Every free is sent; the first
+        that failed is raised."""
+        if not ptrs:
+            return
+        self._check_usable()
+        name = self.artifact.allocator()[1]
+        for start in range(0, len(ptrs), _CALLS_AT_ONCE):
+            headers = [{"instance": self.instance_id, "name": name, "args": [p]}
+                       for p in ptrs[start : start + _CALLS_AT_ONCE]]  # fmt: skip
+            replies = self.client.request_each(
+                Op.CALL, headers, timeout_s=self.timeouts.call_s, what=f"call {name}"
+            )
+            errors = [r for r in replies if r.op is Op.ERROR]
+            if errors:
+                raise error_from_reply(errors[0].header)
 
     def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
         """Wall-clock ns of ``n`` NOOP round trips through the pipe and the worker's loop."""

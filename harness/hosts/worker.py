@@ -14,9 +14,9 @@ import platform
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from harness.artifact import Artifact
 from harness.formats import PY_RUNTIMES, loader_class
@@ -69,6 +69,7 @@ class Worker:
             Op.NOOP: lambda _frame: ({}, b""),
             Op.UNLOAD: self.unload,
             Op.PROBE: self.probe,
+            Op.PAIRS: self.pairs,
         }
 
     def loader(self, artifact: Artifact) -> _Loader:
@@ -78,10 +79,14 @@ class Worker:
 
     def instance(self, frame: Frame) -> Instance:
         """The instance a request names."""
+        return self.named(frame.header)
+
+    def named(self, header: Mapping[str, Any]) -> Instance:
+        """The instance ``header["instance"]`` names."""
         try:
-            return self.instances[int(frame.header["instance"])]
+            return self.instances[int(header["instance"])]
         except (KeyError, TypeError, ValueError):
-            raise HostError(f"no loaded instance {frame.header.get('instance')!r}") from None
+            raise HostError(f"no loaded instance {header.get('instance')!r}") from None
 
     def hello(self, frame: Frame) -> Reply:
         """Identify the worker and its clock."""
@@ -139,6 +144,54 @@ class Worker:
             "cpu_clock": result.cpu_clock,  # when set, the CPU samples follow the wall ones
         }
         both = (*result.sample_ns, *result.cpu_ns)
+        return header, struct.pack(f"<{len(both)}d", *both)
+
+    def pairs(self, frame: Frame) -> Reply:
+        """Time two instances of this worker side by side, pair after pair, with no request
+        between samples (the same op as ``session.mjs``'s pairs): ``first`` and ``second`` name
+        an instance, an export and its args each; ``order`` holds one entry per pair (0: first
+        then second, 1: second then first); each sample is one loop of ``inner_reps`` calls, each
+        side's first after ``warmup`` untimed calls; no pair after the first starts once
+        ``stop_after_ms`` (if not null) have passed. The blob holds first's wall-clock samples,
+        then second's, then, when ``cpu_clock`` is set (every sample of both sides stayed on the
+        timing thread), their CPU-clock samples in the same order."""
+        h = frame.header
+        sides = [dict(h["first"]), dict(h["second"])]
+        insts = [self.named(side) for side in sides]
+        calls = [(str(s["name"]), tuple(_scalar_arg(a) for a in s.get("args", []))) for s in sides]
+        order = list(h.get("order") or [])
+        if not order or any(k not in (0, 1) or isinstance(k, bool) for k in order):
+            raise HostError(f"pairs: order must be a non-empty list of 0 and 1, got {order!r}")
+        reps, warmup = int(h["inner_reps"]), int(h["warmup"])
+        limit = h.get("stop_after_ms")
+        wall: list[list[float]] = [[], []]
+        cpu: list[list[float]] = [[], []]
+        clocks: set[str] = set()
+        cpu_clocks: set[str] = set()
+        resolution = 0.0
+        started = time.perf_counter()
+        for done, second_first in enumerate(order):
+            if done and limit is not None and (time.perf_counter() - started) * 1e3 > limit:
+                break
+            for k in (1, 0) if second_first else (0, 1):
+                name, args = calls[k]
+                result = insts[k].time_calls(name, args, reps, 1, warmup if done == 0 else 0)
+                clocks.add(result.clock)
+                cpu_clocks.add(result.cpu_clock)
+                resolution = max(resolution, result.clock_resolution_ns)
+                wall[k].append(result.sample_ns[0])
+                cpu[k].append(result.cpu_ns[0] if result.cpu_ns else 0.0)
+        if len(clocks) != 1:
+            raise HostError(f"pairs: the two instances time on different clocks ({clocks})")
+        (cpu_clock,) = cpu_clocks if len(cpu_clocks) == 1 else ("",)
+        header: dict[str, object] = {
+            "pairs": len(wall[0]),
+            "inner_reps": reps,
+            "clock_resolution_ns": resolution,
+            "clock": clocks.pop(),
+            "cpu_clock": cpu_clock,  # when set, the CPU samples follow the wall ones
+        }
+        both = (*wall[0], *wall[1], *((*cpu[0], *cpu[1]) if cpu_clock else ()))
         return header, struct.pack(f"<{len(both)}d", *both)
 
     def probe(self, frame: Frame) -> Reply:

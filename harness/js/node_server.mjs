@@ -11,7 +11,7 @@ import { Session, errorReply } from './session.mjs';
 const PROTOCOL_VERSION = 1;
 const OP = {
   HELLO: 0x01, LOAD: 0x02, CALL: 0x03, WRITE: 0x04, READ: 0x05, TIME: 0x06, NOOP: 0x07,
-  UNLOAD: 0x08, SHUTDOWN: 0x09, PROBE: 0x0A, OK: 0x80, ERROR: 0x81,
+  UNLOAD: 0x08, SHUTDOWN: 0x09, PROBE: 0x0A, PAIRS: 0x0B, OK: 0x80, ERROR: 0x81,
 };
 
 // Anything printed to stdout would corrupt the frame stream, so the console goes to stderr.
@@ -113,6 +113,8 @@ async function handle(session, { op, header, blob }) {
       return session.unload(header);
     case OP.PROBE:
       return session.probe(header);
+    case OP.PAIRS:
+      return session.pairs(header);
     default:
       return { header: { error: 'HostError', engine_error: 'Protocol', message: `unknown opcode ${op}` }, isError: true };
   }
