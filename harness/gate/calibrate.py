@@ -104,6 +104,10 @@ KERNELS: dict[str, Factory] = {
 }
 
 
+# The unpaired calibration's sample length: 1 ms, as its recorded tables were measured.
+UNPAIRED_SAMPLE_MS = 1.0
+
+
 @dataclass(frozen=True)
 class Session:
     """What one calibration session does."""
@@ -118,7 +122,9 @@ class Session:
     # Many short samples: a median of 100 one-millisecond samples shrugs off a preemption that
     # would spoil a whole 10 ms sample (measured on a shared 2-core box: see docs/gate.md).
     samples: int = 100  # per measurement, fixed (min = max)
-    sample_ms: float = 1.0  # each sample loops the kernel for at least this long
+    # Each sample loops the kernel for at least this long; None: the gate's own length in paired
+    # mode (PairedPolicy.min_sample_ms), UNPAIRED_SAMPLE_MS in unpaired mode.
+    sample_ms: float | None = None
     blocks: int = PairedPolicy.blocks  # paired: placements per measurement
     pairs_per_block: int = PairedPolicy.pairs_per_block
     loads: int = PairedPolicy.loads  # paired: instances loaded per build
@@ -131,6 +137,18 @@ class Session:
     budget_s: float | None = None  # paired: a cell's measuring budget (None: unlimited)
     clock: str = PairedPolicy.clock  # paired: "cpu" where the host has one, or "wall"
     workers: str = PairedPolicy.workers  # paired: "one" worker for both builds, or "per-build"
+
+    def __post_init__(self) -> None:
+        if self.sample_ms is None:
+            paired = self.mode == "paired"
+            length = PairedPolicy.min_sample_ms if paired else UNPAIRED_SAMPLE_MS
+            object.__setattr__(self, "sample_ms", length)  # frozen: resolved once, at creation
+
+    @property
+    def sample_length_ms(self) -> float:
+        """The sample length this session uses (``sample_ms`` as resolved)."""
+        assert self.sample_ms is not None
+        return self.sample_ms
 
     def decision_for(self, kernel: str) -> Decision:
         """The decision for one kernel (``op:<kernel>``) or subject (``bridge:noop``): the
@@ -200,7 +218,7 @@ def run_session(session: Session, build_dir: Path, progress: bool = True) -> dic
     policy = TimingPolicy(
         min_samples=session.samples,
         max_samples=session.samples,
-        min_sample_ns=session.sample_ms * 1e6,
+        min_sample_ns=session.sample_length_ms * 1e6,
         budget_s=60.0,
     )
     rng = np.random.default_rng(session.seed)
@@ -406,12 +424,8 @@ def missed_targets(figures: dict[str, object]) -> list[str]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: run a session, print the Markdown, write the JSON figures.
-
-    Exits 1 when a target is missed (named on the last line), 0 when all are met, 2 when the
-    competing load ended before the session (no figures: they would not be under that load).
-    """
+def parser() -> argparse.ArgumentParser:
+    """The command line of :func:`main` (defaults from :class:`Session`)."""
     p = argparse.ArgumentParser(prog="python -m harness.gate.calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     d = Session()
@@ -428,7 +442,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=d.rounds)
     p.add_argument("--trials", type=int, default=d.trials)
     p.add_argument("--samples", type=int, default=d.samples)
-    p.add_argument("--sample-ms", type=float, default=d.sample_ms)
+    p.add_argument(
+        "--sample-ms", type=float, default=None,
+        help=f"shortest sample (default: {PairedPolicy.min_sample_ms} paired, "
+        f"{UNPAIRED_SAMPLE_MS} unpaired)",
+    )  # fmt: skip
     p.add_argument("--slowdown", type=float, default=d.slowdown)
     p.add_argument("--kernel", choices=tuple(KERNELS), default=d.slowed)
     p.add_argument("--alpha", type=float, default=d.decision.alpha)
@@ -467,6 +485,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=d.workers,
         help="paired: both builds in one worker process (default), or a worker per build",
     )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: run a session, print the Markdown, write the JSON figures.
+
+    Exits 1 when a target is missed (named on the last line), 0 when all are met, 2 when the
+    competing load ended before the session (no figures: they would not be under that load).
+    """
+    p = parser()
     args = p.parse_args(argv)
     if args.mode == "unpaired" and args.host not in ("native", "wasmtime"):
         p.error("--mode unpaired runs in-process engines: --host native or wasmtime")

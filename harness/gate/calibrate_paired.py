@@ -76,7 +76,7 @@ def run_paired_session(
         pairs_per_block=session.pairs_per_block,
         loads=session.loads,
         rounds=session.rounds,
-        min_sample_ms=session.sample_ms,
+        min_sample_ms=session.sample_length_ms,
         seed=session.seed,
         budget_s=session.budget_s,
         clock="wall" if session.clock == "wall" else "cpu",

@@ -19,8 +19,8 @@ more placements.
 Every sample is one ``time_calls`` request of ``inner_reps`` calls: the loop runs inside the host
 (never across the bridge), both builds with the same ``inner_reps``, calibrated once on BASE so
 a sample lasts at least ``min_sample_ms``. Where the host can time both builds in one request
-(:meth:`Instance.time_pairs`: Chromium with both in one worker), a block's pairs are that one
-request instead, in the same order. The one exception is ``bridge:noop``, which *is* the
+(:meth:`Instance.time_pairs`: every host, with both builds in one worker), a block's pairs are
+that one request instead, in the same order. The one exception is ``bridge:noop``, which *is* the
 bridge: its sample is the mean of ``inner_reps`` no-op round trips timed in Python.
 """
 
@@ -63,7 +63,13 @@ class PairedPolicy:
     """How much a paired measurement samples (defaults: docs/gate.md, "Calibration")."""
 
     blocks: int = 12  # independent placements; >= 6 for an exact p below 0.01 to exist
-    pairs_per_block: int = 5
+    # 30 pairs of 0.25 ms samples (min_sample_ms), not 5 of 1 ms: with a block in one request
+    # (Instance.time_pairs) a pair costs only its samples, and on s36's VM a 1 ms matmul sample
+    # moved by ~10 % from one to the next with nothing else running, so the block's median
+    # needs many pairs. At 2 busy processes, 20 trials each (docs/gate.md, s36): power for a 2 %
+    # slowdown native 70 -> 100 %, wasmtime 40 -> 85 %, Node 24 55 -> 95 %; 15 pairs of 0.5 ms
+    # gave 95 / 75 / 100 %.
+    pairs_per_block: int = 30
     loads: int = 12  # instances loaded per build: one per block, each block its own load pair
     # Rounds in all: what is still `unknown` is measured again on fresh loads while rounds last.
     # With a budget, the budget ends them first; 4 rather than 2 lets a one-measurement cell spend
@@ -71,7 +77,9 @@ class PairedPolicy:
     # 60 % with 2 rounds, no A/A false alarm in either (70 % in the table's own run: 20 trials
     # move that much; docs/gate.md, s33).
     rounds: int = 4
-    min_sample_ms: float = 1.0  # each sample loops the kernel at least this long
+    # Each sample loops the kernel at least this long (and at least 100 clock resolutions:
+    # harness.timing.TimingPolicy.resolution_factor, so 0.5 ms on Chromium's 5 us clock).
+    min_sample_ms: float = 0.25
     warmup: int = 1  # untimed loops before each block's first sample, on each side
     seed: int = 1  # the interleaving order
     # Seconds a cell may spend measuring (None: no limit), counted from the cell's start (the
@@ -100,8 +108,9 @@ class PairedPolicy:
     # busy processes, 20 trials per host and level (docs/gate.md, "One worker for both builds"):
     # a true 2 % slowdown's A/B ratios spread p5-p95 over 0.55-1.58 with a worker per build, and
     # 25 of 120 trials ruled it `faster`; in one worker 1.010-1.040, none of 180 `faster`.
-    # On Chromium "one" is one worker of its page (else a worker per load), where a block's
-    # pairs are also timed in one request (Instance.time_pairs; docs/gate.md, s35).
+    # In one worker a block's pairs are also timed in one request (Instance.time_pairs: the
+    # PAIRS op; docs/gate.md, s35 and s36). On Chromium "one" is one worker of its page (else a
+    # worker per load).
     workers: Workers = "one"
 
     def __post_init__(self) -> None:

@@ -15,7 +15,7 @@ import harness.hosts.base as hosts_base
 from harness.artifact import Artifact
 from harness.build import Variant, build_variant, write_manifest
 from harness.cli import main
-from harness.gate.paired import PairedPolicy, balanced_loader
+from harness.gate.paired import DEFAULT_POLICY, PairedPolicy, balanced_loader
 from harness.gate.paired_gate import PairedSetup, pair_changes
 from harness.gate.thresholds import thresholds_from_table
 from harness.gate.verdicts import evaluate
@@ -99,7 +99,9 @@ def test_paired_gate_fails_a_built_slowdown_and_passes_the_same_build(
     assert code == 1, out
     row = next(line for line in md.read_text().splitlines() if "op:matmul_forward@n=64" in line)
     assert "**slower** (paired)" in row, out
-    assert "| 120/120 |" in row  # slower after round 1, so 2 rounds x 12 blocks x 5 pairs
+    # slower after round 1, so 2 rounds x 12 blocks x 30 pairs (the policy's defaults)
+    pairs = 2 * DEFAULT_POLICY.blocks * DEFAULT_POLICY.pairs_per_block
+    assert f"| {pairs}/{pairs} |" in row
     assert "5 measurements paired on native" in out  # ops, noop, bridge, 2 pool probes
     assert (tree_digest(base), tree_digest(cand)) == before
 

@@ -8,9 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.gate.calibrate import Session, markdown, missed_targets, run_session
+from harness.gate.calibrate import (
+    UNPAIRED_SAMPLE_MS,
+    Session,
+    markdown,
+    missed_targets,
+    parser,
+    run_session,
+)
 from harness.gate.calibrate_paired import run_paired_session
 from harness.gate.errors import GateInputError
+from harness.gate.paired import PairedPolicy
 from harness.gate.stats import Decision, compare_samples, decide
 from harness.gate.thresholds import thresholds_from_matrix_text, thresholds_from_table
 
@@ -130,6 +138,16 @@ def test_paired_calibration_session_runs_on_real_kernels(tmp_path: Path) -> None
     assert "placement spread" in text
     with pytest.raises(ValueError, match="unpaired"):
         run_session(session, tmp_path / "build", progress=False)
+
+
+def test_a_calibration_samples_as_long_as_the_gate_it_calibrates() -> None:
+    """Paired, a session's samples are the gate's own length (PairedPolicy.min_sample_ms) unless
+    given; unpaired they stay 1 ms, as its recorded tables were measured; the CLI leaves it to
+    the mode."""
+    assert Session().sample_ms == PairedPolicy.min_sample_ms
+    assert Session(mode="unpaired").sample_ms == UNPAIRED_SAMPLE_MS == 1.0
+    assert Session(sample_ms=0.7).sample_length_ms == 0.7
+    assert parser().parse_args([]).sample_ms is None
 
 
 def test_calibration_exit_code_carries_the_targets() -> None:
