@@ -62,6 +62,11 @@ class Prepared:
             return None
         return TimedCall(self.workload.export, self.workload.args)
 
+    def only_buffers(self) -> bool:
+        """Whether releasing this is freeing ``workload.buffers`` and nothing more (so the
+        buffers of several can be freed in one :meth:`Instance.free_all`)."""
+        return self.model is None and self.threads_after is None
+
     def release(self, instance: Instance) -> None:
         """Free the workload's buffers (and its model)."""
         self.workload.release(instance)

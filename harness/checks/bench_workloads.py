@@ -77,31 +77,23 @@ def standard_normal_bytes(rng: np.random.Generator, n: int) -> bytes:
     return data
 
 
-def random_floats(instance: Instance, rng: np.random.Generator, n: int) -> int:
-    """Allocate ``n`` float32s filled with standard-normal values; return the pointer."""
-    ptr = instance.alloc(4 * n)
-    instance.write(ptr, standard_normal_bytes(rng, n))
-    return ptr
+def zero_floats(n: int) -> bytes:
+    """``n`` float32 zeros: an output buffer's contents before the call."""
+    return bytes(4 * n)
 
 
-def _zeros(instance: Instance, n: int) -> int:
-    ptr = instance.alloc(4 * n)
-    instance.write(ptr, bytes(4 * n))
-    return ptr
-
-
-def _tokens(instance: Instance, tokens: np.ndarray) -> int:
-    data = np.ascontiguousarray(tokens, dtype=np.int32)
-    ptr = instance.alloc(max(4, data.nbytes))
-    instance.write(ptr, data.tobytes())
-    return ptr
+def _token_bytes(tokens: np.ndarray) -> bytes:
+    """``tokens`` as int32 bytes (at least 4: a buffer of no tokens still has an address)."""
+    return np.ascontiguousarray(tokens, dtype=np.int32).tobytes() or bytes(4)
 
 
 def matmul_forward(instance: Instance, n: int) -> Workload:
     """``out (n,n) = inp (n,n) @ w(n,n)^T + b``: the square matmul of the roofline."""
     rng = np.random.default_rng(n)
-    out, inp = _zeros(instance, n * n), random_floats(instance, rng, n * n)
-    w, b = random_floats(instance, rng, n * n), random_floats(instance, rng, n)
+    out, inp, w, b = instance.place((
+        zero_floats(n * n), standard_normal_bytes(rng, n * n),
+        standard_normal_bytes(rng, n * n), standard_normal_bytes(rng, n),
+    ))  # fmt: skip
     return Workload(
         "tg_matmul_forward",
         (out, inp, w, b, n, n, n),
@@ -115,8 +107,10 @@ def matmul_forward(instance: Instance, n: int) -> Workload:
 def matmul_backward(instance: Instance, n: int) -> Workload:
     """dinp and dweight of the square matmul: two n^3 products (plus the bias sum)."""
     rng = np.random.default_rng(n + 1)
-    dinp, dw, db = _zeros(instance, n * n), _zeros(instance, n * n), _zeros(instance, n)
-    dout, inp, w = (random_floats(instance, rng, n * n) for _ in range(3))
+    dinp, dw, db, dout, inp, w = instance.place((
+        zero_floats(n * n), zero_floats(n * n), zero_floats(n),
+        *(standard_normal_bytes(rng, n * n) for _ in range(3)),
+    ))  # fmt: skip
     return Workload(
         "tg_matmul_backward",
         (dinp, dw, db, dout, inp, w, n, n, n),
@@ -130,17 +124,15 @@ def matmul_backward(instance: Instance, n: int) -> Workload:
 def gelu_forward(instance: Instance, n: int) -> Workload:
     """Elementwise GELU over ``n`` floats: memory-bound, reported in GB/s (read + write)."""
     rng = np.random.default_rng(n + 2)
-    out, inp = _zeros(instance, n), random_floats(instance, rng, n)
+    out, inp = instance.place((zero_floats(n), standard_normal_bytes(rng, n)))
     return Workload("tg_gelu_forward", (out, inp, n), 8.0 * n, "bytes", f"N={n}", (out, inp))
 
 
 def residual_forward(instance: Instance, n: int) -> Workload:
     """``out = a + b`` over ``n`` floats: two reads and a write per element, in GB/s."""
     rng = np.random.default_rng(n + 3)
-    out, a, b = (
-        _zeros(instance, n),
-        random_floats(instance, rng, n),
-        random_floats(instance, rng, n),
+    out, a, b = instance.place(
+        (zero_floats(n), standard_normal_bytes(rng, n), standard_normal_bytes(rng, n))
     )
     return Workload("tg_residual_forward", (out, a, b, n), 12.0 * n, "bytes", f"N={n}", (out, a, b))
 
@@ -152,12 +144,11 @@ def layernorm_forward(instance: Instance, n: int) -> Workload:
     """LayerNorm of ``n`` rows of 256 channels: reads inp, writes out, mean, rstd (GB/s)."""
     rng = np.random.default_rng(n + 4)
     C = LAYERNORM_C
-    out, mean, rstd = _zeros(instance, n * C), _zeros(instance, n), _zeros(instance, n)
-    inp, w, b = (
-        random_floats(instance, rng, n * C),
-        random_floats(instance, rng, C),
-        random_floats(instance, rng, C),
-    )
+    out, mean, rstd, inp, w, b = instance.place((
+        zero_floats(n * C), zero_floats(n), zero_floats(n),
+        standard_normal_bytes(rng, n * C), standard_normal_bytes(rng, C),
+        standard_normal_bytes(rng, C),
+    ))  # fmt: skip
     return Workload(
         "tg_layernorm_forward",
         (out, mean, rstd, inp, w, b, n, C),
@@ -175,12 +166,10 @@ def attention_forward(instance: Instance, n: int) -> Workload:
     """Causal attention over ``T=n`` positions (B=1, C=64, 4 heads); FLOPs of the two products."""
     rng = np.random.default_rng(n + 5)
     T, C, NH = n, ATTENTION_C, ATTENTION_NH
-    out, pre, att = (
-        _zeros(instance, T * C),
-        _zeros(instance, NH * T * T),
-        _zeros(instance, NH * T * T),
-    )
-    inp = random_floats(instance, rng, T * 3 * C)
+    out, pre, att, inp = instance.place((
+        zero_floats(T * C), zero_floats(NH * T * T), zero_floats(NH * T * T),
+        standard_normal_bytes(rng, T * 3 * C),
+    ))  # fmt: skip
     # q.k over the causal triangle and att @ v: each T(T+1)/2 dot products of hs per head.
     flops = 2.0 * 2.0 * C * T * (T + 1) / 2
     return Workload(
@@ -240,8 +229,9 @@ def train_step(
 ) -> Workload:
     """``tg_model_train_step`` on a fixed random batch, at step 1 with the default optimiser."""
     rng = np.random.default_rng(7)
-    idx = _tokens(instance, rng.integers(0, cfg.vocab_size, size=(B, T)))
-    tgt = _tokens(instance, rng.integers(0, cfg.vocab_size, size=(B, T)))
+    idx, tgt = instance.place(
+        tuple(_token_bytes(rng.integers(0, cfg.vocab_size, size=(B, T))) for _ in ("idx", "tgt"))
+    )
     d = DEFAULTS
     args: tuple[Scalar, ...] = (
         model.handle, idx, tgt, B, T,
@@ -255,8 +245,9 @@ def generate(
 ) -> Workload:
     """Greedy ``tg_model_generate`` of ``n_new`` tokens after a ``context``-token prompt."""
     rng = np.random.default_rng(context)
-    prompt = _tokens(instance, rng.integers(0, cfg.vocab_size, size=context))
-    out = _zeros(instance, max(1, n_new))
+    prompt, out = instance.place(
+        (_token_bytes(rng.integers(0, cfg.vocab_size, size=context)), zero_floats(max(1, n_new)))
+    )
     args: tuple[Scalar, ...] = (model.handle, prompt, context, n_new, out, 0, int(kv), 0.0, 0, 1)
     shape = f"prompt={context} new={n_new} kv={'on' if kv else 'off'}"
     return Workload("tg_model_generate", args, 0.0, "none", shape, (prompt, out))

@@ -12,7 +12,9 @@ function, so Memory64 modules (i64 pointers) need nothing more than i64 paramete
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import ctypes
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import wasmtime
 
@@ -72,3 +74,51 @@ def loop_func(engine: wasmtime.Engine, store: wasmtime.Store, fn: wasmtime.Func)
     loop = instance.exports(store)[LOOP_EXPORT]
     assert isinstance(loop, wasmtime.Func)  # loop_wat exports a function by that name
     return loop
+
+
+def raw_batch(
+    store: wasmtime.Store, loop: wasmtime.Func, values: Sequence[Any]
+) -> Callable[[int], None] | None:
+    """``batch(reps)`` calling ``loop(reps, *values)`` through wasmtime's C API directly, with
+    its arguments converted once; None where wasmtime-py's internals are not as expected.
+
+    A sample is timed around one call of the loop, so whatever that call costs outside wasm is
+    in the sample. Through ``wasmtime.Func.__call__`` that was ~40 us (it reads the function's
+    type, converts each argument and allocates the argument arrays on every call) against ~4 us
+    for ``wasmtime_func_call`` itself (s37, this VM): 7 % of a 0.55 ms matmul, diluting a
+    kernel's change and adding Python's jitter to every sample. This uses wasmtime-py's private
+    ``_ffi``, ``Val._convert_to_raw`` and ``Func._func`` (pinned in pyproject.toml; a version
+    without them gets None and the public call, and ``tests/kernels/test_kernels_wasm_loop.py``
+    fails on it).
+    """
+    try:
+        from wasmtime import _ffi as ffi
+        from wasmtime._value import Val
+
+        ty = loop.type(store)
+        param_types = list(ty.params)
+        if len(ty.results) or len(param_types) != len(values) + 1 or str(param_types[0]) != "i32":
+            return None
+        params = (ffi.wasmtime_val_t * len(param_types))()
+        params[0] = Val._convert_to_raw(store, param_types[0], 0)
+        for i, value in enumerate(values, start=1):
+            # numbers only (loop_wat's VALUE_TYPES): nothing is rooted, so nothing to unroot
+            params[i] = Val._convert_to_raw(store, param_types[i], value)
+        results = (ffi.wasmtime_val_t * 0)()
+        context, func = store._context(), ctypes.byref(loop._func)
+        call, trap_ptr = ffi.wasmtime_func_call, ctypes.POINTER(ffi.wasm_trap_t)
+    except (ImportError, AttributeError, TypeError, wasmtime.WasmtimeError):
+        return None
+    count = len(param_types)
+    reps_slot = params[0].of
+
+    def batch(reps: int) -> None:
+        reps_slot.i32 = reps
+        trap = trap_ptr()
+        error = call(context, func, params, count, results, 0, ctypes.byref(trap))
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+        if trap:
+            raise wasmtime.Trap._from_ptr(trap)
+
+    return batch

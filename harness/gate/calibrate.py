@@ -37,8 +37,8 @@ from harness.checks.bench_workloads import (
     Workload,
     gelu_forward,
     layernorm_forward,
-    random_floats,
     residual_forward,
+    standard_normal_bytes,
 )
 from harness.gate.loadgen import KINDS, Load, LoadGenerator, LoadLost
 from harness.gate.paired import WORKERS, PairedPolicy
@@ -64,8 +64,10 @@ def matmul_rows(instance: Instance, scale: float, rows: int = 600, c: int = 96) 
     """
     n = MR * round(rows * scale / MR)
     rng = np.random.default_rng(7)
-    out, inp = random_floats(instance, rng, n * c), random_floats(instance, rng, n * c)
-    w, b = random_floats(instance, rng, c * c), random_floats(instance, rng, c)
+    out, inp, w, b = instance.place((
+        standard_normal_bytes(rng, n * c), standard_normal_bytes(rng, n * c),
+        standard_normal_bytes(rng, c * c), standard_normal_bytes(rng, c),
+    ))  # fmt: skip
     return Workload("tg_matmul_forward", (out, inp, w, b, n, c, c), matmul_flops(n, c, c),
                     "flops", f"N={n} C=OC={c}", (out, inp, w, b))  # fmt: skip
 

@@ -17,6 +17,7 @@ Failures are typed so the runner can give each cell its verdict and exact cause:
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,10 +212,33 @@ class Instance(abc.ABC):
         """Free a pointer from :meth:`alloc`."""
         self.call(self.artifact.allocator()[1], ptr)
 
+    def place(self, blobs: Sequence[bytes]) -> tuple[int, ...]:
+        """Allocate a buffer for each of ``blobs``, in order (:meth:`alloc`), write the blob into
+        it, and return the pointers. If one fails, the buffers already placed are freed and its
+        error raised: nothing leaks. A host whose every request is a round trip to another
+        process (or page) overrides it to place them all in a few; under load each round trip
+        is a wait for a core."""
+        ptrs: list[int] = []
+        try:
+            for blob in blobs:
+                ptrs.append(self.alloc(len(blob)))
+                self.write(ptrs[-1], blob)
+        except BaseException:
+            self.free_quietly(ptrs)
+            raise
+        return tuple(ptrs)
+
+    def free_quietly(self, ptrs: Sequence[int]) -> None:
+        """Free ``ptrs`` while another error is being raised: a failure to free (the instance
+        died with that error) must not replace it."""
+        with contextlib.suppress(HostError):
+            self.free_all(ptrs)
+
     def free_all(self, ptrs: Sequence[int]) -> None:
-        """Free every pointer of ``ptrs`` (from :meth:`alloc`), in order, stopping at the first
-        that fails; a host whose every call is a round trip to another process may override it
-        to free them all in one."""
+        """Free every pointer of ``ptrs`` (from :meth:`alloc`), in order, raising the first
+        failure. Here that stops the frees; a host whose every call is a round trip to another
+        process may override it to send every free at once, and then raises the first failure
+        once all have been answered."""
         for ptr in ptrs:
             self.free(ptr)
 

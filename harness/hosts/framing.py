@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -106,6 +106,28 @@ def time_request(
         "inner_reps": inner_reps,
         "samples": samples,
         "warmup": warmup,
+    }
+
+
+def pairs_request(
+    first: tuple[str, tuple[float, ...]],
+    second: tuple[str, tuple[float, ...]],
+    other_first: Sequence[bool],
+    inner_reps: int,
+    warmup: int,
+    stop_after_s: float | None,
+) -> dict[str, Any]:
+    """The JSON header of a PAIRS request (docs/protocol.md); one shape for the pipe workers and
+    the page. ``first`` and ``second`` are an export and its args each (the pipe client adds
+    the instance each runs in); ``other_first`` holds one entry per pair, True where second's
+    sample comes first; no pair starts after ``stop_after_s`` (None: no limit)."""
+    return {
+        "first": {"name": first[0], "args": [encode_scalar(a) for a in first[1]]},
+        "second": {"name": second[0], "args": [encode_scalar(a) for a in second[1]]},
+        "order": [int(b) for b in other_first],
+        "inner_reps": inner_reps,
+        "warmup": warmup,
+        "stop_after_ms": None if stop_after_s is None else max(0.0, stop_after_s * 1000),
     }
 
 

@@ -34,6 +34,7 @@ from harness.hosts.framing import (
     decode_scalar,
     encode_frame,
     encode_scalar,
+    pairs_request,
     read_frame,
     time_request,
 )
@@ -156,18 +157,31 @@ class WorkerClient:
         return reply
 
     def request_each(
-        self, op: Op, headers: Sequence[Mapping[str, Any]], *, timeout_s: float, what: str = ""
+        self,
+        op: Op,
+        headers: Sequence[Mapping[str, Any]],
+        *,
+        timeout_s: float,
+        what: str = "",
+        blobs: Sequence[bytes] = (),
     ) -> list[Frame]:
-        """Send one small ``op`` request per header at once, then read the replies in order,
-        error replies included (not raised): the worker answers one after another while the
-        harness waits once, not once per request. Under load each wait for the worker is a
-        wait for a core: closing 24 instances one request at a time took 0.02 s in one round
-        and 0.11 s in the next at four busy processes (native, s34). Small: every request
-        written before any reply is read, so the requests, and the replies, must fit the pipes
-        (64 KiB on Linux) with room to spare, or each side would wait for the other."""
+        """Send one ``op`` request per header (with its blob, if ``blobs`` is given) at once,
+        then read the replies in order, error replies included (not raised): the worker answers
+        one after another while the harness waits once, not once per request. Under load each
+        wait for the worker is a wait for a core: closing 24 instances one request at a time
+        took 0.02 s in one round and 0.11 s in the next at four busy processes (native, s34).
+        Every request is written before any reply is read, so the replies must fit the pipe
+        (64 KiB on Linux) with room to spare, or the worker would wait to write one while the
+        harness still writes: the headers are bounded (``op``'s replies are as small as its
+        requests' headers: CALL, WRITE). A blob may be any size, the worker reading each
+        request whole before it answers it."""
+        if blobs and len(blobs) != len(headers):
+            raise ValueError(f"request_each: {len(headers)} headers, {len(blobs)} blobs")
         frames = [encode_frame(op, header, b"") for header in headers]
         if sum(map(len, frames)) > _PIPELINED_BYTES:
             raise ValueError(f"request_each: {len(frames)} {op.name} requests exceed the pipe")
+        if blobs:
+            frames = [encode_frame(op, h, blob) for h, blob in zip(headers, blobs, strict=True)]
         self.ensure_started()
         return self._exchange_frames(frames, op, timeout_s, what)
 
@@ -423,16 +437,10 @@ class PipeInstance(Instance):
         ):
             return None
         asked = len(other_first)
-        header = {
-            "first": {"instance": self.instance_id, "name": mine.name,
-                      "args": [encode_scalar(a) for a in mine.args]},
-            "second": {"instance": other.instance_id, "name": theirs.name,
-                       "args": [encode_scalar(a) for a in theirs.args]},
-            "order": [int(b) for b in other_first],
-            "inner_reps": inner_reps,
-            "warmup": warmup,
-            "stop_after_ms": None if stop_after_s is None else max(0.0, stop_after_s * 1000),
-        }  # fmt: skip
+        header = pairs_request((mine.name, mine.args), (theirs.name, theirs.args), other_first,
+                               inner_reps, warmup, stop_after_s)  # fmt: skip
+        header["first"]["instance"] = self.instance_id
+        header["second"]["instance"] = other.instance_id
         reply = self._request(Op.PAIRS, header, b"", self.timeouts.time_s, f"pairs {mine.name}")
         h = reply.header
         done = int(h.get("pairs", 0))
@@ -474,6 +482,58 @@ class PipeInstance(Instance):
             clock_resolution_ns=float(reply.header["clock_resolution_ns"]),
             clock=str(reply.header["clock"]),
         )
+
+    def place(self, blobs: Sequence[bytes]) -> tuple[int, ...]:
+        """:meth:`Instance.place` in two exchanges with the worker (per _CALLS_AT_ONCE
+        buffers), not two per buffer: every allocation written at once and answered in order,
+        then every write. A paired-gate block places 3-6 buffers in each build: 6-12 waits for
+        the worker, each a wait for a core under load. If one allocation or write fails, every
+        buffer allocated is freed and the first failure raised."""
+        if len(blobs) < 2:
+            return super().place(blobs)
+        self._check_usable()
+        name, _free, unit = self.artifact.allocator()
+        ptrs: list[int] = []
+        failure: HostError | None = None
+        for start in range(0, len(blobs), _CALLS_AT_ONCE):
+            chunk = blobs[start : start + _CALLS_AT_ONCE]
+            headers = [{"instance": self.instance_id, "name": name,
+                        "args": [-(-len(blob) // unit)]} for blob in chunk]  # fmt: skip
+            replies = self.client.request_each(
+                Op.CALL, headers, timeout_s=self.timeouts.call_s, what=f"call {name}"
+            )
+            for reply, blob in zip(replies, chunk, strict=True):
+                if reply.op is Op.ERROR:
+                    failure = failure or error_from_reply(reply.header)
+                    continue
+                ptr = decode_scalar(reply.header.get("result"))
+                if not ptr:
+                    failure = failure or HostError(
+                        f"{name}({len(blob)}) returned 0 (out of memory)"
+                    )
+                    continue
+                ptrs.append(int(ptr))
+            if failure is not None:
+                break
+        try:
+            if failure is not None:
+                raise failure
+            for start in range(0, len(blobs), _CALLS_AT_ONCE):
+                at = ptrs[start : start + _CALLS_AT_ONCE]
+                replies = self.client.request_each(
+                    Op.WRITE,
+                    [{"instance": self.instance_id, "ptr": ptr} for ptr in at],
+                    timeout_s=self.timeouts.transfer_s,
+                    what="write",
+                    blobs=[bytes(blob) for blob in blobs[start : start + _CALLS_AT_ONCE]],
+                )
+                errors = [r for r in replies if r.op is Op.ERROR]
+                if errors:
+                    raise error_from_reply(errors[0].header)
+        except BaseException:
+            self.free_quietly(ptrs)
+            raise
+        return tuple(ptrs)
 
     def free_all(self, ptrs: Sequence[int]) -> None:
         """Free ``ptrs`` with the allocator's free, written to the worker at once and answered

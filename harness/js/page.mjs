@@ -196,6 +196,48 @@ window.tg = {
     if (bytes === undefined) return { ok: true, miss: true };
     return withSlot(slot, { ptr }, (s, h) => s.request('write', h, bytes.slice(), timeoutMs));
   },
+  // Allocate a buffer for each item (allocName called with counts[i]) and write the item's
+  // bytes into it: item.b64 (kept under item.key when given), or the bytes an earlier write
+  // kept under item.key. {ok: true, ptrs, missed}: missed lists the items whose key the page no
+  // longer holds (allocated, left unwritten: the caller writes them). On a failed call, or an
+  // allocation returning 0, every buffer allocated is freed (freeName) and the error returned:
+  // one request per block's placement, where a request per alloc and per write took ~3 ms each
+  // on s35's VM.
+  async place(slot, allocName, freeName, counts, items, timeoutMs) {
+    const ptrs = [];
+    const missed = [];
+    const undo = async (reply) => {
+      for (const ptr of ptrs) {
+        await withSlot(slot, { name: freeName, args: [ptr] }, (s, h) => s.request('call', h, null, timeoutMs));
+      }
+      return reply;
+    };
+    for (let i = 0; i < items.length; i++) {
+      const made = await withSlot(slot, { name: allocName, args: [counts[i]] }, (s, h) => s.request('call', h, null, timeoutMs));
+      if (!made.ok) return undo(made);
+      const ptr = made.header.result;
+      if (ptr === 0 || ptr === '0' || ptr === null || ptr === undefined) {
+        return undo({ error: 'HostError', message: `${allocName}(${counts[i]}) returned 0 (out of memory)` });
+      }
+      ptrs.push(ptr);
+      const item = items[i];
+      let bytes;
+      if (item.b64 !== undefined) {
+        bytes = fromBase64(item.b64);
+        if (item.key) keepBlob(item.key, bytes.slice());  // the request detaches its own buffer
+      } else {
+        const held = heldBlob(item.key);
+        if (held === undefined) {
+          missed.push(i);
+          continue;
+        }
+        bytes = held.slice();
+      }
+      const wrote = await withSlot(slot, { ptr }, (s, h) => s.request('write', h, bytes, timeoutMs));
+      if (!wrote.ok) return undo(wrote);
+    }
+    return { ok: true, ptrs, missed };
+  },
   async read(slot, ptr, n, timeoutMs) {
     const reply = await withSlot(slot, { ptr, n }, (s, h) => s.request('read', h, null, timeoutMs));
     return reply.ok ? { ok: true, b64: toBase64(reply.blob) } : reply;

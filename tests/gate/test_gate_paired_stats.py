@@ -16,7 +16,14 @@ from harness.checks.bench import BenchOptions
 from harness.checks.bench_replay import Prepared, Replay, replay_for
 from harness.checks.bench_workloads import Workload
 from harness.gate.calibrate import load_instance
-from harness.gate.paired import PairedPolicy, PairedSamples, joined, measure_cell, measure_paired
+from harness.gate.paired import (
+    PairedPolicy,
+    PairedSamples,
+    joined,
+    measure_cell,
+    measure_paired,
+    release_placed,
+)
 from harness.gate.paired_stats import (
     MIN_BLOCKS,
     block_log_ratios,
@@ -25,7 +32,7 @@ from harness.gate.paired_stats import (
     signed_rank_null,
 )
 from harness.gate.stats import Decision
-from harness.hosts.base import Instance, Scalar, TimedCall, TimingResult, Trap
+from harness.hosts.base import HostError, Instance, Scalar, TimedCall, TimingResult, Trap
 from reference.presets import get_preset
 from tests.runner.runner_fakes import FakeHost, FakeInstance, Log
 
@@ -424,6 +431,62 @@ def test_the_reserve_keeps_room_for_the_teardown(monkeypatch: pytest.MonkeyPatch
 
     assert cell(PairedPolicy.reserve) == pytest.approx(9.65)
     assert cell(0.0) == pytest.approx(10.65)
+
+
+def test_workloads_are_freed_one_request_per_instance_and_a_dead_one_is_skipped() -> None:
+    """release_placed frees each instance's workloads, newest first, in one free_all; an
+    instance whose free_all fails (it died) is skipped and the others are still freed."""
+    host = FakeHost("fake", Log())
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+    freed: list[tuple[str, list[int]]] = []
+
+    class Freeing(_Scaled):
+        def __init__(self, name: str) -> None:
+            super().__init__(host, art)
+            self.name = name
+
+        def free_all(self, ptrs: Sequence[int]) -> None:
+            if self.name == "dead":
+                raise HostError("the worker is gone")
+            freed.append((self.name, list(ptrs)))
+
+    def made(*buffers: int) -> Prepared:
+        return Prepared(Workload("tg_noop", (), 0.0, "none", "", buffers))
+
+    a, b, dead = Freeing("a"), Freeing("b"), Freeing("dead")
+    placed = [(a, made(1, 2)), (b, made(3)), (a, made(4)), (dead, made(5)), (b, made(6, 7))]
+    assert release_placed(placed) >= 0.0
+    assert freed == [("b", [6, 7, 3]), ("a", [4, 1, 2])]
+
+
+def test_the_blocks_keep_time_for_freeing_their_workloads_before_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Blocks of 1 s (the first of each measurement 1.25 s, with its calibration) under a 10 s
+    budget, freeing an instance's workloads taking 0.5 s: the first measurement (4 blocks) ends,
+    freed, at 5.25 s; the second, knowing that, keeps 1 s for its two instances and stops after
+    3 blocks, so the cell ends at 9.5 s. Working to the deadline itself, a 4th block ended at
+    9.5 s and the frees after it at 10.5 s, past the budget."""
+    import harness.gate.paired as paired
+
+    clock = _Clock()
+    monkeypatch.setattr(paired, "time", clock)
+    host = FakeHost("fake", Log())
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+
+    class Freeing(_ticking(clock)):  # type: ignore[misc]
+        def free_all(self, ptrs: Sequence[int]) -> None:
+            clock.now += 0.5
+
+    policy = PairedPolicy(blocks=4, pairs_per_block=2, loads=1, rounds=1, min_sample_ms=0.001,
+                          budget_s=10.0, reserve=0.0)  # fmt: skip
+    work = [("first", _scaled(1.0), _scaled(1.0), Decision()),
+            ("second", _scaled(1.0), _scaled(1.0), Decision())]  # fmt: skip
+    start = clock.now
+    out = measure_cell(lambda: ([Freeing(host, art)], [Freeing(host, art)]), work, policy, start)
+    assert len(out["first"][1].base_ns) == 4 and out["first"][1].release_s == pytest.approx(0.5)
+    assert len(out["second"][1].base_ns) == 3
+    assert clock.now - start == pytest.approx(9.5)
 
 
 class _Clocked(_Scaled):

@@ -108,15 +108,19 @@ def test_bad_thresholds_name_the_key(table: dict[str, object], field: str) -> No
 
 @pytest.mark.slow
 def test_calibration_session_runs_on_real_kernels(tmp_path: Path) -> None:
-    """Two unpaired trials on the real native kernels give a complete, self-consistent tally."""
+    """Three unpaired trials on the real native kernels give a complete, self-consistent tally."""
     # 15 samples, not 5: the realised slowdown is a median of each side's samples, and with 5
     # of 0.2 ms one preempted stretch moved it to +61 % in a CI run on the 2-core Intel VM
-    # (e48dada1000d, s34, the suite's other xdist worker busy beside it). The bound is unchanged.
-    session = Session(mode="unpaired", trials=2, samples=15, sample_ms=0.2)
+    # (e48dada1000d, s34, the suite's other xdist worker busy beside it). 3 trials, not 2: the
+    # slowed side's figure is the median of one run per trial, and of 2 runs that is their mean,
+    # which one preempted run still took past the bound with 15 samples (s37, once, in a `-n 2`
+    # run of tests/gate beside tests/hosts). The bound is unchanged.
+    session = Session(mode="unpaired", trials=3, samples=15, sample_ms=0.2)
     figures = run_session(session, tmp_path / "build", progress=False)
     aa, ab = figures["aa"], figures["ab"]
     assert isinstance(aa, dict) and isinstance(ab, dict)
-    assert sum(ab.values()) == 2 and sum(aa.values()) == 2 * 4 + 2 * 3
+    # per trial: A1/A2 for each of the 4 kernels, and A1/B for the 3 that are not slowed
+    assert sum(ab.values()) == 3 and sum(aa.values()) == 3 * 4 + 3 * 3
     realised = figures["realised_slowdown"]
     assert isinstance(realised, float) and -0.5 < realised < 0.5
     text = markdown(figures, "python -m harness.gate.calibrate --trials 2")

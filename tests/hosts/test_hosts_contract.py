@@ -11,7 +11,7 @@ import os
 import signal
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from harness.hosts.base import (
     Trap,
     close_all,
 )
+from harness.hosts.chromium import KEPT_WRITE_BYTES
 from harness.hosts.framing import Op
 from harness.hosts.pipe import PipeInstance
 from harness.hosts.registry import make_host
@@ -145,6 +146,44 @@ def test_write_read_round_trip_through_kernels(host: Host, artifacts: dict[str, 
             inst.write(src, struct.pack(f"<{n}f", *xs))
             inst.call("tg_crossentropy_backward", dst, src, 0, -2.0, n, 1)
             assert struct.unpack(f"<{n}f", inst.read(dst, 4 * n)) == tuple(-2.0 * x for x in xs)
+        finally:
+            inst.close()
+
+
+HEAP_BYTES = 1 << 20  # hostfix.c's bump heap: a larger allocation returns 0
+
+
+@pytest.mark.parametrize("host", ALL_HOSTS, indirect=True)
+def test_place_writes_each_buffer_and_a_failed_allocation_frees_the_rest(
+    host: Host, artifacts: dict[str, Artifact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """place allocates a buffer per blob, in order, and writes it: the bytes read back, also the
+    second time, when Chromium's page sends a large blob by its key. A blob the allocator cannot
+    hold raises HostError saying so, the buffers placed before it are freed (by the harness on
+    worker hosts, by the page in Chromium), and the instance goes on."""
+    freed: list[int] = []
+    free_all = PipeInstance.free_all
+
+    def spy(self: PipeInstance, ptrs: Sequence[int]) -> None:
+        freed.extend(ptrs)
+        free_all(self, ptrs)
+
+    monkeypatch.setattr(PipeInstance, "free_all", spy)
+    big = bytes(range(256)) * (KEPT_WRITE_BYTES // 256 + 1)  # kept by the page, then by key
+    blobs = (struct.pack("<i", -7), big, big[::-3])
+    for width in _widths(host):
+        inst = host.load(artifacts[width])
+        try:
+            for _ in range(2):
+                ptrs = inst.place(blobs)
+                assert len(set(ptrs)) == len(blobs)
+                assert [inst.read(p, len(b)) for p, b in zip(ptrs, blobs, strict=True)] == [*blobs]
+            with pytest.raises(HostError, match=r"returned 0 \(out of memory\)"):
+                inst.place((bytes(8), bytes(HEAP_BYTES + 1)))
+            if isinstance(inst, PipeInstance):
+                assert len(freed) == 1  # the 8-byte buffer placed before the failure
+            freed.clear()
+            assert inst.call("tg_model_create", 1, 14, 0, 0, 0) == 42
         finally:
             inst.close()
 

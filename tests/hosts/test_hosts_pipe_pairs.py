@@ -1,6 +1,6 @@
 """The worker hosts (native, wasmtime, Node) time a paired-gate block in one PAIRS request when
-both builds are in one worker, and free a workload's buffers in one exchange; a fault inside
-either is that request's typed error, and the worker goes on."""
+both builds are in one worker, and place and free a workload's buffers in an exchange or two; a
+fault inside either is that request's typed error, and the worker goes on."""
 
 from __future__ import annotations
 
@@ -127,23 +127,27 @@ def test_a_fault_in_a_pair_is_its_typed_error_and_bad_orders_are_refused(
         again.close()
 
 
-def test_free_all_is_one_exchange_and_a_lost_instance_says_so(
+def test_place_and_free_all_are_one_exchange_each_and_a_lost_instance_says_so(
     host: PipeHost, artifacts: dict[str, Artifact], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Freeing a workload's buffers writes every free at once and reads the replies in one
-    exchange; the worker stays in step (its next reply is the next request's); a closed
-    instance refuses, and one whose worker was killed raises HostCrashed without a request."""
+    """Placing a workload's buffers is two exchanges (every allocation, then every write, at
+    once) and freeing them one; the worker stays in step (its next reply is the next
+    request's); a closed instance refuses, and one whose worker was killed raises HostCrashed
+    without a request."""
     inst = host.load(_build(host, artifacts))
     assert isinstance(inst, PipeInstance)
-    ptrs = [inst.alloc(64) for _ in range(5)]
     seen = _ops(monkeypatch)
+    blobs = [bytes([k]) * (64 << k) for k in range(5)]
+    ptrs = inst.place(blobs)
+    assert [inst.read(p, len(b)) == b for p, b in zip(ptrs, blobs, strict=True)] == [True] * 5
     inst.free_all(ptrs)
-    assert seen == ["CALLx5"]
+    assert seen == ["CALLx5", "WRITEx5", *["READx1"] * 5, "CALLx5"]
+    seen.clear()
     assert inst.call("tg_model_create", 1, 14, 0, 0, 0) == 42
     inst.client.kill()
     with pytest.raises(HostCrashed, match="lost"):
         inst.free_all(ptrs)
-    assert seen == ["CALLx5", "CALLx1"]  # the call above; the lost free_all sent nothing
+    assert seen == ["CALLx1"]  # the call above; the lost free_all sent nothing
     inst.close()
     with pytest.raises(HostError, match="is closed"):
         inst.free_all(ptrs)

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ import wasmtime
 
 from harness.abi import EXPORTS
 from harness.artifact import Artifact
-from harness.engines.wasm_loop import loop_func, loop_wat
+from harness.engines.wasm_loop import loop_func, loop_wat, raw_batch
 from harness.engines.wasmtime_engine import WasmtimeInstance
 from tests.kernels.test_kernels_engine_errors import stub_source
 
@@ -76,19 +77,22 @@ def test_loop_calls_kernel_reps_times_with_every_arg_kind(
         inst.close()
 
 
+def _counting(funcs: str) -> tuple[wasmtime.Engine, wasmtime.Store, Any]:
+    """A store holding a module of ``funcs`` (WAT) beside an exported call counter ``$c``."""
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    text = f'(module (global $c (export "c") (mut i32) (i32.const 0)){funcs})'
+    return engine, store, wasmtime.Instance(store, wasmtime.Module(engine, text), []).exports(store)
+
+
 def test_loop_wat_with_results_drops_them_and_counts() -> None:
     """A loop over an export with a result (f32 here) drops each one and calls it reps times;
     reps = 0 calls nothing."""
-    engine = wasmtime.Engine()
-    store = wasmtime.Store(engine)
-    counter = wasmtime.Module(
-        engine,
-        '(module (global $c (export "c") (mut i32) (i32.const 0))'
+    engine, store, exports = _counting(
         ' (func (export "f") (param i64 f32) (result f32)'
-        "  global.get $c i32.const 1 i32.add global.set $c local.get 1))",
+        "  global.get $c i32.const 1 i32.add global.set $c local.get 1)"
     )
-    inst = wasmtime.Instance(store, counter, [])
-    fn, count = inst.exports(store)["f"], inst.exports(store)["c"]
+    fn, count = exports["f"], exports["c"]
     assert isinstance(fn, wasmtime.Func) and isinstance(count, wasmtime.Global)
     loop = loop_func(engine, store, fn)
     loop(store, 0, 1, 2.0)
@@ -125,3 +129,29 @@ def test_real_matmul_timed_in_wasm_writes_its_output(built: dict[str, Artifact])
             np.testing.assert_allclose(got, x @ w.T + bias, rtol=1e-5, atol=1e-5)
         finally:
             inst.close()
+
+
+def test_the_loop_is_called_through_the_c_api_and_a_trap_stays_a_trap() -> None:
+    """On the pinned wasmtime-py the loop is called through ``wasmtime_func_call`` with its
+    arguments converted once (raw_batch is not None: an upgrade that moves the internals it
+    uses fails here instead of silently timing wasmtime-py's ~40 us per call again); it calls
+    the export reps times, and a trap inside it raises wasmtime's Trap in wasm's words."""
+    engine, store, exports = _counting(
+        ' (func (export "f") (param i64 f64) global.get $c i32.const 1 i32.add global.set $c)'
+        ' (func (export "bad") (param i32) unreachable)'
+    )
+    fn, bad, count = exports["f"], exports["bad"], exports["c"]
+    assert isinstance(fn, wasmtime.Func) and isinstance(bad, wasmtime.Func)
+    assert isinstance(count, wasmtime.Global)
+    batch = raw_batch(store, loop_func(engine, store, fn), (1 << 40, 2.5))
+    assert batch is not None
+    batch(5)
+    batch(0)
+    batch(3)
+    assert count.value(store) == 8
+    trapping = raw_batch(store, loop_func(engine, store, bad), (7,))
+    assert trapping is not None
+    with pytest.raises(wasmtime.Trap, match="unreachable"):
+        trapping(2)
+    batch(1)  # the store is usable after the trap
+    assert count.value(store) == 9
