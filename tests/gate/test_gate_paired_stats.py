@@ -489,6 +489,37 @@ def test_the_blocks_keep_time_for_freeing_their_workloads_before_the_deadline(
     assert clock.now - start == pytest.approx(9.5)
 
 
+def test_a_measurement_starts_only_if_its_first_block_fits_and_that_block_obeys_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Blocks of 1 s, a measurement's first 1.25 s (its calibration): under a 5.4 s budget the
+    first measurement ends at 4.25 s, where a mean block (1.06 s) would still fit but a first
+    block would not, so the second is not started (`unknown`); before, it started and ended at
+    5.5 s. A first block the deadline cuts is dropped at its next pair, as later blocks are."""
+    import harness.gate.paired as paired
+
+    clock = _Clock()
+    monkeypatch.setattr(paired, "time", clock)
+    host = FakeHost("fake", Log())
+    art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
+    Ticking = _ticking(clock)
+    policy = PairedPolicy(blocks=4, pairs_per_block=2, loads=1, rounds=1, min_sample_ms=0.001,
+                          budget_s=5.4, reserve=0.0)  # fmt: skip
+    work = [("first", _scaled(1.0), _scaled(1.0), Decision()),
+            ("second", _scaled(1.0), _scaled(1.0), Decision())]  # fmt: skip
+    start = clock.now
+    out = measure_cell(lambda: ([Ticking(host, art)], [Ticking(host, art)]), work, policy, start)
+    assert len(out["first"][1].base_ns) == 4
+    assert out["first"][1].first_block_s == pytest.approx(1.25)
+    assert out["second"][0].verdict == "unknown"
+    assert "before it was measured" in out["second"][0].note
+    assert clock.now - start == pytest.approx(4.25)
+    begun = clock.now
+    cut = measure_paired([Ticking(host, art)], [Ticking(host, art)], _scaled(1.0), _scaled(1.0),
+                         policy, deadline=begun + 0.5)  # fmt: skip
+    assert cut.base_ns == () and clock.now - begun == pytest.approx(0.75)
+
+
 class _Clocked(_Scaled):
     """A fake instance whose samples carry a CPU clock: the wall time is 3x the CPU time (a
     competing process held the core two thirds of the time)."""
