@@ -280,7 +280,7 @@ class WasmtimeInstance(Instance):
         self._ptr_mask = (1 << artifact.ptr_width) - 1
         self._loops: dict[str, wasmtime.Func] = {}  # export -> its wasm timing loop, made once
         # (export, args) -> its batch: making one (raw_batch reads the loop's type, converts the
-        # arguments) took ~150 us, and the paired gate asks for one per sample (PAIRS)
+        # arguments) cost ~220 us, and the paired gate asks for one per sample (PAIRS)
         self._batches: OrderedDict[tuple[str, tuple[Scalar, ...]], Callable[[int], Any]] = (
             OrderedDict()
         )

@@ -210,9 +210,9 @@ def release_placed(placed: Sequence[tuple[Instance, Prepared]]) -> float:
     """Free every workload of ``placed``, newest first, in one request per instance where they
     are plain buffers (:meth:`Instance.free_all`); return the longest one instance took, in
     seconds. An instance that fails (it died) is skipped: it has nothing left to free, and the
-    others still do. One request per workload, 24 a Chromium measurement, took ~12 ms each
-    beside 4 busy processes, after the measurement's deadline: cells ended up to 35 ms past a
-    5 s budget (s37)."""
+    others still do. One request per workload is 24 in a Chromium measurement, ~12 ms each
+    beside 4 busy processes on s35's VM; in one request per instance, 0.06-0.11 s for all of
+    them (s37, docs/gate.md)."""
     mine: dict[int, tuple[Instance, list[Prepared]]] = {}
     for inst, one in reversed(placed):
         mine.setdefault(id(inst), (inst, []))[1].append(one)

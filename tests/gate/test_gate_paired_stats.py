@@ -7,6 +7,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -433,6 +434,14 @@ def test_the_reserve_keeps_room_for_the_teardown(monkeypatch: pytest.MonkeyPatch
     assert cell(0.0) == pytest.approx(10.65)
 
 
+def _two_measurements(budget_s: float) -> tuple[PairedPolicy, list[Any]]:
+    """Two identical measurements of 4 blocks of 2 pairs, one round, no reserve, under
+    ``budget_s``: the budget tests' cell."""
+    policy = PairedPolicy(blocks=4, pairs_per_block=2, loads=1, rounds=1, min_sample_ms=0.001,
+                          budget_s=budget_s, reserve=0.0)  # fmt: skip
+    return policy, [(name, _scaled(1.0), _scaled(1.0), Decision()) for name in ("first", "second")]
+
+
 def test_workloads_are_freed_one_request_per_instance_and_a_dead_one_is_skipped() -> None:
     """release_placed frees each instance's workloads, newest first, in one free_all; an
     instance whose free_all fails (it died) is skipped and the others are still freed."""
@@ -478,10 +487,7 @@ def test_the_blocks_keep_time_for_freeing_their_workloads_before_the_deadline(
         def free_all(self, ptrs: Sequence[int]) -> None:
             clock.now += 0.5
 
-    policy = PairedPolicy(blocks=4, pairs_per_block=2, loads=1, rounds=1, min_sample_ms=0.001,
-                          budget_s=10.0, reserve=0.0)  # fmt: skip
-    work = [("first", _scaled(1.0), _scaled(1.0), Decision()),
-            ("second", _scaled(1.0), _scaled(1.0), Decision())]  # fmt: skip
+    policy, work = _two_measurements(budget_s=10.0)
     start = clock.now
     out = measure_cell(lambda: ([Freeing(host, art)], [Freeing(host, art)]), work, policy, start)
     assert len(out["first"][1].base_ns) == 4 and out["first"][1].release_s == pytest.approx(0.5)
@@ -503,10 +509,7 @@ def test_a_measurement_starts_only_if_its_first_block_fits_and_that_block_obeys_
     host = FakeHost("fake", Log())
     art = Artifact("fake", "native", Path("fake"), "f" * 64, 64, "x")
     Ticking = _ticking(clock)
-    policy = PairedPolicy(blocks=4, pairs_per_block=2, loads=1, rounds=1, min_sample_ms=0.001,
-                          budget_s=5.4, reserve=0.0)  # fmt: skip
-    work = [("first", _scaled(1.0), _scaled(1.0), Decision()),
-            ("second", _scaled(1.0), _scaled(1.0), Decision())]  # fmt: skip
+    policy, work = _two_measurements(budget_s=5.4)
     start = clock.now
     out = measure_cell(lambda: ([Ticking(host, art)], [Ticking(host, art)]), work, policy, start)
     assert len(out["first"][1].base_ns) == 4
