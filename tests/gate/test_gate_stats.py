@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from harness.gate import calibrate
 from harness.gate.calibrate import (
     UNPAIRED_SAMPLE_MS,
     Session,
@@ -106,23 +109,62 @@ def test_bad_thresholds_name_the_key(table: dict[str, object], field: str) -> No
     assert info.value.field == field
 
 
+@dataclass(frozen=True)
+class _FixedWorkload:
+    """A workload whose every sample is its scale times 1 µs (no instance, no kernel)."""
+
+    scale: float
+
+    def release(self, instance: object) -> None:
+        """Nothing was placed."""
+
+
+def _fixed_run(
+    instance: object, workloads: dict[str, _FixedWorkload], policy: object
+) -> tuple[dict[str, tuple[float, ...]], float]:
+    """measure_run on fixed samples: 15 per kernel, spread 0-1.4 % around the scale's µs."""
+    return {k: tuple(1e3 * w.scale * (1 + 1e-3 * i) for i in range(15))
+            for k, w in workloads.items()}, 0.0  # fmt: skip
+
+
+def test_realised_slowdown_is_the_pooled_medians_ratio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unpaired session's realised slowdown is the slowed kernel's B median over its A
+    median, less 1: fixed samples 5 % longer in B read exactly +5 %, and every A/B is slower."""
+    kernels = {k: (lambda _i, scale: _FixedWorkload(scale)) for k in calibrate.KERNELS}
+    monkeypatch.setattr(calibrate, "KERNELS", kernels)
+    monkeypatch.setattr(calibrate, "load_instance", lambda *_: _Closable())
+    monkeypatch.setattr(calibrate, "measure_run", _fixed_run)
+    figures = calibrate.run_session(
+        Session(mode="unpaired", trials=3, slowdown=0.05), Path("unused"), progress=False
+    )
+    assert figures["realised_slowdown"] == pytest.approx(0.05, abs=1e-12)
+    assert figures["ab"] == {"slower": 3, "faster": 0, "same": 0, "unknown": 0}
+
+
+class _Closable:
+    """An instance stand-in: the session only closes it."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
 @pytest.mark.slow
 def test_calibration_session_runs_on_real_kernels(tmp_path: Path) -> None:
     """Three unpaired trials on the real native kernels give a complete, self-consistent tally."""
-    # 15 samples, not 5: the realised slowdown is a median of each side's samples, and with 5
-    # of 0.2 ms one preempted stretch moved it to +61 % in a CI run on the 2-core Intel VM
-    # (e48dada1000d, s34, the suite's other xdist worker busy beside it). 3 trials, not 2: the
-    # slowed side's figure is the median of one run per trial, and of 2 runs that is their mean,
-    # which one preempted run still took past the bound with 15 samples (s37, once, in a `-n 2`
-    # run of tests/gate beside tests/hosts). The bound is unchanged.
     session = Session(mode="unpaired", trials=3, samples=15, sample_ms=0.2)
     figures = run_session(session, tmp_path / "build", progress=False)
     aa, ab = figures["aa"], figures["ab"]
     assert isinstance(aa, dict) and isinstance(ab, dict)
     # per trial: A1/A2 for each of the 4 kernels, and A1/B for the 3 that are not slowed
     assert sum(ab.values()) == 3 and sum(aa.values()) == 3 * 4 + 3 * 3
+    # Structure only, no bound on the figure: the realised slowdown is a timing figure, and on
+    # the 2-core Intel VMs under `-n 2` it read +61 % (s34, 5 samples), past a +-50 % bound
+    # once more at 15 samples and 2 trials (s37) and +90 % at 3 trials (s38, a `.ci/run`):
+    # most samples of two of the three slowed runs were that slow. Its speed is the calibration's
+    # to report (docs/gate.md), its formula is tested on fixed samples
+    # (test_realised_slowdown_is_the_pooled_medians_ratio).
     realised = figures["realised_slowdown"]
-    assert isinstance(realised, float) and -0.5 < realised < 0.5
+    assert isinstance(realised, float) and math.isfinite(realised) and realised > -1.0
     text = markdown(figures, "python -m harness.gate.calibrate --trials 2")
     assert "| power, 5 % slowdown in one kernel of one cell | ≥ 95 % |" in text
 
