@@ -81,7 +81,11 @@ def shared_engine(memory64: bool) -> wasmtime.Engine:
 # at one address, and with a shared Module every load of a build ran the very same code placement,
 # an accident shared by all of a cell's blocks, which the gate's load per block is there to
 # average out (2 of 120 A/A measurements `slower` under wasmtime at one busy process, s33).
-_COMPILED: dict[tuple[str, bool], bytes] = {}
+# Each entry keeps the module's ModuleInfo too: reading a module's types walks every export in
+# Python, the same for every copy of the same bytes, and a round loads 24 of them. A load took
+# 2.2 ms reading them each time, 1.0 ms with them read once (mean of 48 loads of the wasm32
+# calibration build, nothing else running, docs/gate.md s39).
+_COMPILED: dict[tuple[str, bool], tuple[bytes, ModuleInfo]] = {}
 
 
 def _read(path: Path, label: str) -> tuple[bytes, str]:
@@ -94,19 +98,22 @@ def _read(path: Path, label: str) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def load_module(path: Path, label: str, memory64: bool) -> wasmtime.Module:
+def load_module(path: Path, label: str, memory64: bool) -> tuple[wasmtime.Module, ModuleInfo]:
     """``path`` compiled for :func:`shared_engine` (``memory64``) once per content per process,
-    each call's module with its own copy of the code (deserialized, not recompiled);
-    CorruptArtifact with wasmtime's own message if it is not valid wasm (not memoized)."""
+    each call's module with its own copy of the code (deserialized, not recompiled), and its
+    :class:`ModuleInfo`, read once per content; CorruptArtifact with wasmtime's own message if
+    it is not valid wasm (not memoized)."""
     data, sha256 = _read(path, label)
     key = (sha256, memory64)
     engine = shared_engine(memory64)
-    code = _COMPILED.get(key)
-    if code is None:
+    compiled = _COMPILED.get(key)
+    if compiled is None:
         module = _compile(engine, data, path, label)
-        _COMPILED[key] = bytes(module.serialize())
-        return module
-    return wasmtime.Module.deserialize(engine, code)
+        info = ModuleInfo.of(module)
+        _COMPILED[key] = (bytes(module.serialize()), info)
+        return module, info
+    code, info = compiled
+    return wasmtime.Module.deserialize(engine, code), info
 
 
 def parse_module(engine: wasmtime.Engine, path: Path, label: str) -> wasmtime.Module:
@@ -289,8 +296,8 @@ class WasmtimeInstance(Instance):
     def load(cls, artifact: Artifact) -> WasmtimeInstance:
         """Parse, ABI-check and instantiate ``artifact``."""
         memory64 = artifact.ptr_width == 64
-        module = load_module(artifact.path, artifact.name, memory64)
-        check_module_abi(module, artifact.ptr_width, artifact.name, artifact_signatures(artifact))
+        module, info = load_module(artifact.path, artifact.name, memory64)
+        check_module_abi(info, artifact.ptr_width, artifact.name, artifact_signatures(artifact))
         return cls(artifact, shared_engine(memory64), module)
 
     def _live_store(self) -> wasmtime.Store:

@@ -86,6 +86,14 @@ def test_missing_export_wasm(stubs: dict[str, Artifact]) -> None:
         validate_wasm_abi(stubs["missing-wasm"].path, 32)
 
 
+def test_missing_export_wasm_is_refused_on_every_load(stubs: dict[str, Artifact]) -> None:
+    """The engine reads a module's types once per content (load_module), but checks them on
+    every load: a load after the first, from the cached types, is refused as the first was."""
+    for _ in range(3):
+        with pytest.raises(MissingExport, match="tg_model_generate"):
+            WasmtimeInstance.load(stubs["missing-wasm"])
+
+
 def test_missing_export_native(stubs: dict[str, Artifact]) -> None:
     """A shared library lacking one ABI export raises MissingExport naming it."""
     with pytest.raises(MissingExport, match="tg_model_generate"):
