@@ -81,11 +81,7 @@ def shared_engine(memory64: bool) -> wasmtime.Engine:
 # at one address, and with a shared Module every load of a build ran the very same code placement,
 # an accident shared by all of a cell's blocks, which the gate's load per block is there to
 # average out (2 of 120 A/A measurements `slower` under wasmtime at one busy process, s33).
-# Each entry keeps the module's ModuleInfo too: reading a module's types walks every export in
-# Python, the same for every copy of the same bytes, and a round loads 24 of them. A load took
-# 2.2 ms reading them each time, 1.0 ms with them read once (mean of 48 loads of the wasm32
-# calibration build, nothing else running, docs/gate.md s39).
-_COMPILED: dict[tuple[str, bool], tuple[bytes, ModuleInfo]] = {}
+_COMPILED: dict[tuple[str, bool], bytes] = {}
 
 
 def _read(path: Path, label: str) -> tuple[bytes, str]:
@@ -101,19 +97,24 @@ def _read(path: Path, label: str) -> tuple[bytes, str]:
 def load_module(path: Path, label: str, memory64: bool) -> tuple[wasmtime.Module, ModuleInfo]:
     """``path`` compiled for :func:`shared_engine` (``memory64``) once per content per process,
     each call's module with its own copy of the code (deserialized, not recompiled), and its
-    :class:`ModuleInfo`, read once per content; CorruptArtifact with wasmtime's own message if
-    it is not valid wasm (not memoized)."""
+    :class:`ModuleInfo` as :func:`read_module` keeps it (read once per content: reading the types
+    walks every export in Python, 1.2 of a load's 2.2 ms, and a gate round loads 24 copies;
+    docs/gate.md, s39); CorruptArtifact with wasmtime's own message if it is not valid wasm (not
+    memoized)."""
     data, sha256 = _read(path, label)
     key = (sha256, memory64)
     engine = shared_engine(memory64)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
+    code = _COMPILED.get(key)
+    if code is None:
         module = _compile(engine, data, path, label)
-        info = ModuleInfo.of(module)
-        _COMPILED[key] = (bytes(module.serialize()), info)
-        return module, info
-    code, info = compiled
-    return wasmtime.Module.deserialize(engine, code), info
+        _COMPILED[key] = bytes(module.serialize())
+    else:
+        module = wasmtime.Module.deserialize(engine, code)
+    # the types read_module's engine reads: it enables the same proposals, so parses alike
+    info = _INFO.get((sha256, False))
+    if info is None:
+        info = _INFO[(sha256, False)] = ModuleInfo.of(module)
+    return module, info
 
 
 def parse_module(engine: wasmtime.Engine, path: Path, label: str) -> wasmtime.Module:
@@ -179,7 +180,8 @@ class ModuleInfo:
 
 
 # Parsed modules' ModuleInfo by (sha256 of the bytes, threads engine): a run reads each module
-# at load (the binding's check) and again in the static check; compiling it is the costly part.
+# at load (the binding's check: load_module) and again in the static check; compiling it is the
+# costly part, and reading the types of a copy already read is pure cost.
 # Keyed by content, so what a cell sees never depends on what ran before it.
 _INFO: dict[tuple[str, bool], ModuleInfo] = {}
 
