@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import sys
 
 import pytest
@@ -15,14 +16,19 @@ from harness.hosts.timeouts import Timeouts
 from harness.hosts.wasmtime_host import WasmtimeHost
 
 
-def test_python_worker_hello_names_engine_and_clock() -> None:
-    """HELLO reports the protocol version, the engine and a measured clock resolution."""
-    client = WorkerClient(
+def _wasmtime_worker() -> WorkerClient:
+    """A client of the Python worker with the wasmtime engine, not started yet."""
+    return WorkerClient(
         [sys.executable, "-m", "harness.hosts.worker", "--engine", "wasmtime"],
         label="test",
         start_timeout_s=60,
         env=WasmtimeHost().worker_env(),
     )
+
+
+def test_python_worker_hello_names_engine_and_clock() -> None:
+    """HELLO reports the protocol version, the engine and a measured clock resolution."""
+    client = _wasmtime_worker()
     try:
         client.ensure_started()
         assert client.hello["protocol"] == PROTOCOL_VERSION
@@ -34,6 +40,21 @@ def test_python_worker_hello_names_engine_and_clock() -> None:
     finally:
         client.close()
     assert client.pid is None
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes are Linux's")
+def test_worker_pipes_are_widened_to_one_mib() -> None:
+    """A started worker's stdin and stdout pipes hold 1 MiB, so a block's buffers cross in one
+    write (harness.hosts.pipe._PIPE_BYTES), not one wake of the worker per 64 KiB."""
+    client = _wasmtime_worker()
+    try:
+        client.ensure_started()
+        proc = client._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        sizes = [fcntl.fcntl(f.fileno(), fcntl.F_GETPIPE_SZ) for f in (proc.stdin, proc.stdout)]
+        assert sizes == [1 << 20, 1 << 20]
+    finally:
+        client.close()
 
 
 def test_error_reply_keeps_worker_and_instance(
