@@ -289,12 +289,14 @@ class WorkerClient:
 # one, widened or not.
 _PIPELINED_BYTES = 16 * 1024
 
-# What each pipe to and from a worker is widened to, from Linux's default 64 KiB: 1 MiB, the
-# default ceiling for a user (/proc/sys/fs/pipe-max-size). A paired-gate block's buffers (the
-# calibration matmul places 486 KiB in each build) then cross in one write and one read, not a
-# wake of the reader per 64 KiB: a placement on node24 took 0.89-0.93 ms against 1.24-1.36 ms,
-# median of 50, nothing else running (s40, docs/gate.md).
-_PIPE_BYTES = 1 << 20
+# What each pipe to and from a worker is widened to, from Linux's default 64 KiB. A paired-gate
+# block's buffers (the calibration matmul places 486 KiB in each build) then cross in 2 writes,
+# not 8, each a wake of the worker: a placement on node24 took 1.12 ms (median of 6 runs' medians
+# of 50) against 1.56 ms at 64 KiB, and 1.18 ms at 1 MiB, sizes in turns, nothing else running
+# (s40, docs/gate.md). Not wider: a user whose pipes hold more than pipe-user-pages-soft (64 MiB
+# by default; root is exempt) gets 8 KiB pipes from then on, so 2 x 256 KiB a worker leaves
+# room for 128 workers.
+_PIPE_BYTES = 256 * 1024
 
 
 def _widen_pipes(*fds: int) -> None:
