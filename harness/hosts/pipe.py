@@ -303,10 +303,11 @@ def _widen_pipes(*fds: int) -> None:
     """Widen each pipe to ``_PIPE_BYTES`` where the system allows it; a pipe left at its size
     (not Linux, or the user's pipe quota spent) works the same, only with more wakes."""
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is None:
+        return
     for fd in fds:
-        if set_size is not None:
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(fd, set_size, _PIPE_BYTES)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, set_size, _PIPE_BYTES)
 
 
 def _describe_exit(code: int) -> str:
