@@ -43,7 +43,7 @@ from harness.convergence import (
 from harness.profile import Profile, ProfileError
 from harness.rundir.rows import Row
 from harness.surfaces import SurfaceError
-from reference.corpus import load_corpus
+from reference.corpus import CorpusUnavailable, load_corpus
 from reference.defaults import DEFAULTS, TrainingDefaults
 from reference.presets import PRESETS, ModelConfig
 from reference.tokenizer import encode
@@ -161,15 +161,23 @@ def corpus_for_band(profile: Profile) -> tuple[str, str]:
     repository's default corpus.
     """
     conv = profile.convergence
+    path: Path | None = None
+    source, line = "the default corpus (reference/corpus.py)", 1
     if conv is not None and conv.corpus is not None:
-        return load_corpus(conv.corpus), conv.corpus_rel
-    if profile.corpus is not None:
+        path, source, line = conv.corpus, conv.corpus_rel, conv.line
+    elif profile.corpus is not None:
         for s in profile.corpus.sources:
             if s.kind == "file" and s.path is not None:
-                return load_corpus(s.path), s.rel
+                path, source, line = s.path, s.rel, s.line
+                break
             if s.kind == "default":
                 break
-    return load_corpus(None), "the default corpus (reference/corpus.py)"
+    try:
+        return load_corpus(path), source
+    except CorpusUnavailable as exc:
+        # a file source may be absent when the profile loads (a download not fetched yet:
+        # harness.profile); a run or a recording that trains on it cannot start without it
+        raise ProfileError(f"{profile.where(line)}: {exc}") from None
 
 
 def corpus_tokens(text: str, cfg: ModelConfig) -> NDArray[np.int32]:

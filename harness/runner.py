@@ -84,7 +84,6 @@ from harness.rundir.verdict import (
     exit_code,
 )
 from harness.rundir.writer import RowWriter
-from reference.corpus import CorpusUnavailable
 from reference.defaults import DEFAULTS
 from reference.dump import ReferenceDump
 from reference.presets import PRESETS, ModelConfig
@@ -1072,8 +1071,8 @@ def with_project_corpus(plan: RunPlan, project: Profile | None) -> RunPlan:
 
     try:
         text, source = corpus_for_band(project)
-    except CorpusUnavailable as exc:
-        raise UsageError(f"{project.path}: the project's corpus: {exc}") from None
+    except ProfileError as exc:  # it names the profile's file:line
+        raise UsageError(str(exc)) from None
     return dataclasses.replace(
         plan, project_corpus=ProjectCorpus(text, source, project.corpus.contract)
     )

@@ -196,7 +196,8 @@ def load_corpus(path: Path | None = None) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise CorpusUnavailable(f"cannot read corpus file {path}: {err}; {CORPUS_HINT}") from err
+        # no CORPUS_HINT: this is already the local file that hint would point to
+        raise CorpusUnavailable(f"cannot read corpus file {path}: {err}") from err
 
 
 def corpus_info(text: str) -> dict[str, str | int]:

@@ -47,6 +47,11 @@ def read_source(profile: Profile, source: CorpusSource) -> tuple[str | None, str
         return load_corpus(None), "the default corpus (reference/corpus.py)"
     assert source.path is not None
     if source.kind == "file":
+        if not source.path.is_file():
+            raise CorpusUnavailable(
+                f"{profile.where(source.line)}: corpus file {source.rel!r} not found (looked at "
+                f"{source.path}): fetch or build it first (the check reads what the UI trains on)"
+            )
         return load_corpus(source.path), source.rel
     if source.kind == "textarea":
         found = [e for e in textareas(source.path) if e.key == source.element]
