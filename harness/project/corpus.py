@@ -56,7 +56,12 @@ def read_source(profile: Profile, source: CorpusSource) -> tuple[str | None, str
     if source.kind == "textarea":
         found = [e for e in textareas(source.path) if e.key == source.element]
         if not found:
-            raise SurfaceError(source.rel, f"no <textarea id={source.element!r}>")
+            ids = sorted({str(e.key) for e in textareas(source.path)})
+            raise SurfaceError(
+                source.rel,
+                f"no <textarea id={source.element!r}> (named at {profile.where(source.line)}; "
+                f"its textareas: {', '.join(map(repr, ids)) or 'none'})",
+            )
         entry = found[0]
         where = f"{source.rel}:{entry.line} <textarea id={source.element!r}>"
         text = str(entry.value)

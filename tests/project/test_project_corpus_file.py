@@ -1,4 +1,4 @@
-"""A ``file`` corpus source that is not there yet: that source's error, not a bad profile."""
+"""Corpus sources a project names wrongly or has not fetched: that source's error."""
 
 from __future__ import annotations
 
@@ -60,3 +60,18 @@ def test_a_present_corpus_file_is_judged(fixed: Path) -> None:
     got = {o.subject: o for o in corpus.check_source(profile, profile.corpus.contract, 0)}
     assert got["source[0]:file:contract:bytes"].status == "fail"
     assert corpus_for_band(profile) == ("To be, or not to be.\n", "data/input.txt")
+
+
+def test_a_textarea_id_the_source_lacks_names_the_profile_line(fixed: Path) -> None:
+    """A profile naming a textarea id its file lacks: the error names the profile's line and
+    the ids the file has, so the typo is found without opening both files."""
+    profile_file = fixed / "harness.toml"
+    text = profile_file.read_text()
+    profile_file.write_text(text.replace('id = "corpus"', 'id = "corpus-text"'))
+    line = text[: text.index('kind = "textarea"')].count("\n")  # its [[corpus.source]] line
+    profile = load_profile(profile_file)
+    assert profile.corpus is not None
+    (got,) = corpus.check_source(profile, profile.corpus.contract, 0)
+    assert got.status == "error"
+    assert "no <textarea id='corpus-text'>" in got.detail
+    assert f"named at {profile_file}:{line}" in got.detail and "'corpus'" in got.detail
