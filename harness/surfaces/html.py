@@ -9,6 +9,10 @@ the one newline that may follow the opening tag dropped, as browsers do), a stri
 the line where the text starts. :func:`textareas` returns them for the corpus check. A
 ``<select>``'s value is its selected option's (``value`` attribute, else its text), and with no
 ``selected`` option the first one's, as a browser shows it; its line is that option's.
+
+HTML comments (``<!-- ... -->``) are blanked first (offsets kept), so a commented-out input or an
+old ``<textarea>`` left in a comment states nothing. A ``<textarea>``'s, ``<script>``'s or
+``<style>``'s own text is not markup: a ``<!--`` inside one is text, and is kept.
 """
 
 from __future__ import annotations
@@ -47,6 +51,26 @@ _OPTION = re.compile(
     r"<option\b(?P<attrs>(?:[^>\"'{]|\"[^\"]*\"|'[^']*'|\{[^}]*\})*)>(?P<text>[^<]*)", re.I
 )
 _SELECTED = re.compile(r"(?:^|\s)selected(?:\s|=|$)", re.I)
+
+# Leftmost first: a comment (``<!-->`` and ``<!--->`` are whole empty ones, an unclosed one runs
+# to the end of the file, as browsers read them), or an element whose text is not markup, skipped
+# whole so a ``<!--`` in a corpus or a script is not taken for a comment.
+_COMMENT_OR_TEXT = re.compile(
+    r"(?P<comment><!--(?:-?>|.*?(?:-->|\Z)))"
+    r"|<(?P<tag>textarea|script|style)(?=[\s/>]).*?(?:</(?P=tag)\s*>|\Z)",
+    re.I | re.S,
+)
+
+
+def _blank_comments(text: str) -> str:
+    """Return ``text`` with its HTML comments as spaces, newlines kept (offsets do not move)."""
+
+    def blank(m: re.Match[str]) -> str:
+        if m.group("comment") is None:
+            return m.group(0)
+        return "".join(ch if ch == "\n" else " " for ch in m.group(0))
+
+    return _COMMENT_OR_TEXT.sub(blank, text)
 
 
 def _literal(raw: str) -> Value:
@@ -87,7 +111,7 @@ def _attrs(text: str, start: int, attrs: str) -> dict[str, tuple[str, int]]:
 
 def textareas(path: Path) -> list[SurfaceEntry]:
     """Return one entry per ``<textarea>`` with an id (or name): its decoded text, as a string."""
-    text = read_text(path)
+    text = _blank_comments(read_text(path))
     out: list[SurfaceEntry] = []
     for m in _TEXTAREA.finditer(text):
         attrs = _attrs(text, m.start("attrs"), m.group("attrs"))
@@ -122,7 +146,7 @@ def _unquote(raw: str) -> str:
 
 def extract(path: Path) -> list[SurfaceEntry]:
     """Return one entry per ``<input>`` with an id (or name) and a value, then the textareas."""
-    text = read_text(path)
+    text = _blank_comments(read_text(path))
     entries: list[SurfaceEntry] = []
     for tag in _TAG.finditer(text):
         attrs = _attrs(text, tag.start("attrs"), tag.group("attrs"))
