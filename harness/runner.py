@@ -351,6 +351,12 @@ class _Interrupts:
         if not self.held:
             raise KeyboardInterrupt
 
+    def what(self) -> str:
+        """The signal received, as a user would name it: Ctrl-C for SIGINT, else its name."""
+        if self.signum is None or self.signum == signal.SIGINT:
+            return "Ctrl-C"
+        return signal.Signals(self.signum).name
+
     def exit_code(self) -> int:
         """128 + the signal's number, the shell's convention: 130 for Ctrl-C, 143 for SIGTERM."""
         return 128 + (self.signum if self.signum is not None else int(signal.SIGINT))
@@ -425,7 +431,7 @@ class _CellRunner:
             # No verdict row: the cell did not finish, reads as incomplete, and --resume
             # re-runs it. Rows recorded after the signal are its consequences, not results.
             raise CellInterrupted(
-                rows[:cut], f"interrupted (Ctrl-C) during {self.current}"
+                rows[:cut], f"interrupted ({self.interrupts.what()}) during {self.current}"
             ) from None
         finally:
             self.interrupts.rows = None

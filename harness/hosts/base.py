@@ -203,9 +203,10 @@ class Instance(abc.ABC):
         """Allocate ``nbytes`` with the binding's allocator (``tg_alloc``, ``malloc``, a
         library's own; a float-counting one gets ``ceil(nbytes / 4)``); HostError on OOM."""
         name, _free, unit = self.artifact.allocator()
-        ptr = self.call(name, -(-nbytes // unit))
+        count = -(-nbytes // unit)
+        ptr = self.call(name, count)
         if not ptr:
-            raise HostError(f"{name}({nbytes}) returned 0 (out of memory)")
+            raise HostError(f"{name}({count}) returned 0 (out of memory for {nbytes} bytes)")
         return int(ptr)
 
     def free(self, ptr: int) -> None:

@@ -532,7 +532,8 @@ class PipeInstance(Instance):
                 ptr = decode_scalar(reply.header.get("result"))
                 if not ptr:
                     failure = failure or HostError(
-                        f"{name}({len(blob)}) returned 0 (out of memory)"
+                        f"{name}({-(-len(blob) // unit)}) returned 0 (out of memory for "
+                        f"{len(blob)} bytes)"
                     )
                     continue
                 ptrs.append(int(ptr))
