@@ -39,6 +39,55 @@ def elf_class_width(path: Path) -> int | None:
     return 64 if head[4] == ELFCLASS64 else 32
 
 
+# (e_phoff, e_shoff, e_phentsize/e_phnum/e_shentsize/e_shnum at, the address format, and a
+# program header's p_offset and p_filesz at) per ELF class: Elf32_Ehdr/Phdr and Elf64_Ehdr/Phdr
+_LAYOUT = {32: (0x1C, 0x20, 0x2A, "I", 4, 16), 64: (0x20, 0x28, 0x36, "Q", 8, 32)}
+PT_LOAD = 1
+
+
+def elf_truncation(path: Path) -> str | None:
+    """Why the ELF file at ``path`` is cut short, or None when every loadable segment and the
+    section header table lie inside it (or it is not ELF: dlopen says what it is).
+
+    ``dlopen`` maps a truncated library's segments past the end of the file and the first
+    touch of those pages kills the process with SIGBUS, which would read as a crashed host,
+    not as the corrupt file it is. OSError if the file cannot be read.
+    """
+    data = path.read_bytes()
+    if len(data) < 6 or data[:4] != ELF_MAGIC or data[4] not in (1, ELFCLASS64):
+        return None
+    if data[5] not in ENDIAN:
+        return None
+    width = 64 if data[4] == ELFCLASS64 else 32
+    e = ENDIAN[data[5]]
+    ph_at, sh_at, sizes_at, addr, off_at, filesz_at = _LAYOUT[width]
+    size = len(data)
+    try:
+        (phoff,) = struct.unpack_from(e + addr, data, ph_at)
+        (shoff,) = struct.unpack_from(e + addr, data, sh_at)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(e + "HHHH", data, sizes_at)
+        if phoff + phnum * phentsize > size:
+            return (
+                f"its program headers end at byte {phoff + phnum * phentsize}, the file has {size}"
+            )
+        for i in range(phnum):
+            at = phoff + i * phentsize
+            (p_type,) = struct.unpack_from(e + "I", data, at)
+            (offset,) = struct.unpack_from(e + addr, data, at + off_at)
+            (filesz,) = struct.unpack_from(e + addr, data, at + filesz_at)
+            if p_type == PT_LOAD and offset + filesz > size:
+                return (
+                    f"its loadable segment {i} ends at byte {offset + filesz}, the file has {size}"
+                )
+        if shoff and shoff + shnum * shentsize > size:
+            return (
+                f"its section headers end at byte {shoff + shnum * shentsize}, the file has {size}"
+            )
+    except struct.error:
+        return f"its ELF header is cut short ({size} bytes)"
+    return None
+
+
 def dynamic_functions(path: Path) -> frozenset[str] | None:
     """The functions the ELF64 shared library at ``path`` exports to ``dlsym``; None if the
     file is not one whose ``.dynsym`` can be found (see the module docstring).

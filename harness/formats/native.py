@@ -1,9 +1,11 @@
 """Format ``native``: one shared library (``.so``) loaded through ctypes in a worker process.
 
-It has no static check of its own: what could be checked without loading (the ELF header) says
-less than ``dlopen``, whose error the ctypes engine reports as CorruptArtifact. Its exports are
-read from the ELF ``.dynsym`` (:mod:`harness.formats.elf`, names only: a symbol has no types), so
-a binding naming an export the library lacks is refused at load, before any worker starts.
+Its static check reads the ELF headers only for what ``dlopen`` would not report: a file cut
+short (dlopen maps the missing pages and the process dies of SIGBUS on touching them) and an ELF
+class other than the declared ``ptr_width``; everything else is ``dlopen``'s error, which the
+ctypes engine reports as CorruptArtifact. Its exports are read from the ELF ``.dynsym``
+(:mod:`harness.formats.elf`, names only: a symbol has no types), so a binding naming an export
+the library lacks is refused at load, before any worker starts.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from types import MappingProxyType
 
 from harness.abi import Signature
 from harness.formats import ArtifactFormat, WasmTypes
-from harness.formats.elf import dynamic_functions, elf_class_width
+from harness.formats.elf import dynamic_functions, elf_class_width, elf_truncation
 
 
 class NativeFormat(ArtifactFormat):
@@ -29,7 +31,20 @@ class NativeFormat(ArtifactFormat):
     def check_files(
         self, files: Mapping[str, Path], ptr_width: int, wanted: Mapping[str, Signature]
     ) -> None:
-        """Nothing before dlopen (see the module docstring)."""
+        """The ELF class against the declared ``ptr_width``, and a file cut short (whose
+        dlopen would die of SIGBUS, not fail): CorruptArtifact / ABIError before any worker."""
+        from harness.hosts.base import ABIError, CorruptArtifact
+
+        so = files[self.exports_role]
+        cut = elf_truncation(so)
+        if cut is not None:
+            raise CorruptArtifact(f"{so.name} is truncated: {cut}")
+        width = elf_class_width(so)
+        if width is not None and width != ptr_width:
+            raise ABIError(
+                f"{so.name} is an ELF{width} library ({width}-bit pointers) but the artifact's "
+                f"ptr_width is {ptr_width}"
+            )
 
     def ptr_width_of(self, files: Mapping[str, Path]) -> int | None:
         """64 for an ELF64 library, 32 for ELF32; None for bytes that are not ELF."""

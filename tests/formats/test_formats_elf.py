@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.build import DEFAULT_OUT, MANIFEST, manifest_is_fresh
-from harness.formats.elf import dynamic_functions
+from harness.formats.elf import dynamic_functions, elf_truncation
 
 LIBM = Path("/usr/lib/x86_64-linux-gnu/libm.so.6")
 # nm's letters for defined functions: T text, W weak (a weak function), i IFUNC, u unique
@@ -70,3 +70,21 @@ def test_truncated_or_foreign_bytes_cannot_say(tmp_path: Path) -> None:
     wasm = tmp_path / "m.wasm"
     wasm.write_bytes(b"\0asm\x01\0\0\0")
     assert dynamic_functions(wasm) is None
+
+
+@pytest.mark.skipif(not LIBM.is_file(), reason=f"no {LIBM}")
+def test_truncation_is_named_where_the_file_ends(tmp_path: Path) -> None:
+    """A whole library: None; cut inside a loadable segment, or before its section headers:
+    a reason naming the byte it needed and the file's size; bytes that are not ELF: None
+    (dlopen's error says what they are)."""
+    data = LIBM.read_bytes()
+    assert elf_truncation(LIBM) is None
+    cut = tmp_path / "cut.so"
+    cut.write_bytes(data[:5000])
+    assert (elf_truncation(cut) or "").endswith("the file has 5000")
+    cut.write_bytes(data[:-1])
+    assert (elf_truncation(cut) or "").startswith("its section headers end at byte")
+    cut.write_bytes(data[:0x30])
+    assert elf_truncation(cut) is not None  # the header itself is cut
+    cut.write_bytes(b"\0asm\x01\0\0\0")
+    assert elf_truncation(cut) is None

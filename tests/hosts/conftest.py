@@ -55,7 +55,8 @@ def _compile(name: str, target_name: str, out: Path, *, omit: bool = False) -> A
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
-    """wasm32/wasm64/native fixture builds, *-missing builds lacking one export, a corrupt wasm."""
+    """wasm32/wasm64/native fixture builds, *-missing builds lacking one export, a corrupt wasm
+    and a corrupt (truncated) native library."""
     out = tmp_path_factory.mktemp("hostfix")
     built = {
         n: _compile(n, n, out / f"hostfix_{n}.{'so' if n == 'native' else 'wasm'}") for n in TARGETS
@@ -68,6 +69,12 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
     # its manifest hash is its own: the engine, not the hash check, must reject the module
     sha = hashlib.sha256(corrupt.read_bytes()).hexdigest()
     built["corrupt"] = replace(built["wasm32"], name="corrupt", path=corrupt, sha256=sha)
+    # a library cut in half, its own hash too: dlopen would map pages past the end (SIGBUS)
+    cut = out / "corrupt_native.so"
+    data = built["native"].path.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    sha = hashlib.sha256(cut.read_bytes()).hexdigest()
+    built["corrupt-native"] = replace(built["native"], name="corrupt-native", path=cut, sha256=sha)
     return built
 
 
