@@ -577,9 +577,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _artifact_meta(a: Artifact, arity: str = "") -> dict[str, Any]:
+def _artifact_meta(a: Artifact, root: Path, arity: str = "") -> dict[str, Any]:
     return {
         **({"arity": arity} if arity else {}),
+        # inside the checkout whose commit run.json records: built from that commit's sources
+        # (the bundled library); a project's own binary is not, whatever the harness's commit
+        "in_checkout": a.path.resolve().is_relative_to(root.resolve()),
         "sha256": a.sha256,
         "format": a.format,
         "target": a.target,
@@ -631,7 +634,8 @@ def _start_meta(plan: RunPlan) -> dict[str, Any]:
         "machine": fingerprint(),
         "hosts": {},
         "artifacts": {
-            name: _artifact_meta(plan.artifacts[name], plan.arity.get(name, "")) for name in used
+            name: _artifact_meta(plan.artifacts[name], plan.repo_root, plan.arity.get(name, ""))
+            for name in used
         },
         "matrix": {
             "path": str(plan.matrix.path),

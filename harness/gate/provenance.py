@@ -44,7 +44,12 @@ def refusals(
     same_source = base.commit == cand.commit and not base.dirty and not cand.dirty
     for name in sorted(set(base.artifacts) & set(cand.artifacts)):
         a, b = base.artifacts[name], cand.artifacts[name]
-        if same_source and a != b:
+        # only a build from the recorded checkout is that commit's (runs before run.json said
+        # in_checkout were all of the bundled library's)
+        built_here = all(
+            m.artifact_builds.get(name, {}).get("in_checkout", True) for m in (base, cand)
+        )
+        if same_source and built_here and a != b:
             reasons.append(
                 f"artifact {name!r}: two different builds of commit {base.commit[:12]} "
                 f"(sha256 {a[:12]} vs {b[:12]})"

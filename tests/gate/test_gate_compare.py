@@ -138,6 +138,28 @@ def test_other_build_of_same_commit_refused(
     assert "artifact 'native': two different builds" in capsys.readouterr().err
 
 
+def test_other_build_of_a_project_library_at_the_same_harness_commit_is_compared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A project's own library (outside the harness checkout: run.json's in_checkout false)
+    is not built from the harness's commit, so two builds of it under one harness commit are
+    the change being gated: compared (exit 0 here), not refused as two builds of one commit."""
+    theirs = {"sha256": "f" * 64, "format": "native", "target": "native", "in_checkout": False}
+    base = write_run(tmp_path / "base", clean_rows(1))
+    meta = json.loads((base / RUN_FILE).read_text())
+    meta["artifacts"]["native"] = {**theirs, "sha256": "e" * 64}
+    (base / RUN_FILE).write_text(json.dumps(meta))
+    cand = write_run(tmp_path / "cand", clean_rows(100), extra={"artifacts": {"native": theirs}})
+    assert main(["compare", str(base), str(cand)]) == 0, capsys.readouterr().err
+    # the same two builds from inside the checkout are refused, as the bundled library's are
+    for run in (base, cand):
+        meta = json.loads((run / RUN_FILE).read_text())
+        meta["artifacts"]["native"]["in_checkout"] = True
+        (run / RUN_FILE).write_text(json.dumps(meta))
+    assert main(["compare", str(base), str(cand)]) == 2
+    assert "artifact 'native': two different builds" in capsys.readouterr().err
+
+
 def test_new_commit_new_binary_is_compared(tmp_path: Path) -> None:
     """Another commit's binary differs by design: compared, not refused."""
     base, cand = pair(tmp_path, clean_rows(100), artifacts={"native": "f" * 64}, commit="b" * 40)
