@@ -275,7 +275,8 @@ def load_manifest(path: Path) -> dict[str, Artifact]:
     if schema != MANIFEST_SCHEMA:
         raise ManifestError(
             f"{path}: manifest schema {schema!r}, this harness reads schema {MANIFEST_SCHEMA} "
-            "(rebuild it: `tinygpt-harness build`; see docs/formats.md for the layout)"
+            "(the bundled library's: rebuild it with `tinygpt-harness build`; a project's own: "
+            "see docs/formats.md for the layout)"
         )
     entries = data.get("artifacts")
     if not isinstance(entries, list):

@@ -930,7 +930,9 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     except FileNotFoundError:
         if not own:
             raise UsageError(
-                f"no artifact manifest at {args.artifacts}: run `tinygpt-harness build` first"
+                f"no artifact manifest at {args.artifacts}: run `tinygpt-harness build` first "
+                "(the bundled library), or give your own with --artifacts PATH or a profile's "
+                "[artifacts] (docs/formats.md, docs/profiles.md)"
             ) from None
         artifacts = {}  # a project's own binaries need no manifest of ours
     except ManifestError as exc:  # it names the manifest (and a binding's file:line) itself

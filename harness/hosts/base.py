@@ -59,7 +59,8 @@ class ArtifactHashMismatch(CorruptArtifact):
         subject = f"the {what} of {path}" if what else str(path)
         super().__init__(
             f"{artifact.name}: {subject} has sha256 {actual} but the manifest says "
-            f"{expected}; rebuild (`tinygpt-harness build`) or restore the file"
+            f"{expected}; rebuild it and its manifest entry (`tinygpt-harness build` for the "
+            "bundled library) or restore the file"
         )
         self.expected = expected
         self.actual = actual
