@@ -27,6 +27,10 @@ INCOMPLETE_DETAIL = "no verdict row: the cell did not finish (re-run it with `ru
 CellStatus = Literal["pass", "fail", "error", "incompatible", "skipped", "incomplete"]
 
 
+# The cause of a ``pass`` cell some of whose rows were ``skipped`` (decide) starts with this
+PARTLY_SKIPPED = "partly skipped: "
+
+
 def decide(rows: Iterable[Row]) -> tuple[Status, str]:
     """Return ``(verdict, first cause)`` of a finished cell's check rows.
 
@@ -54,7 +58,7 @@ def decide(rows: Iterable[Row]) -> tuple[Status, str]:
             worst = row.status
             cause = here
     if worst == "skipped" and passed:
-        return "pass", f"partly skipped: {skipped_cause}"
+        return "pass", f"{PARTLY_SKIPPED}{skipped_cause}"
     return worst, cause if worst != "pass" else ""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from harness.report import run_verdict
+from harness.report_data import CellVerdict
 from harness.rundir.rows import Row, Status
 from harness.rundir.verdict import NO_ROWS, check_outcomes, decide
 
@@ -71,3 +73,15 @@ def test_check_outcomes_take_a_load_failure_for_the_checks_it_stopped() -> None:
     ]
     (quiet,) = check_outcomes("native/native/tiny", ("smoke",), finished)
     assert (quiet.status, quiet.cause) == ("error", NO_ROWS)
+
+
+def test_the_report_headline_says_when_passing_cells_skipped_part_of_their_checks() -> None:
+    """A run whose cells passed with ops their binding lacks is "passed; N of them partly
+    skipped", naming one cause, not a bare "4 pass" that reads as everything checked."""
+    whole = CellVerdict("wasmtime", "w", "tiny", "pass", "", False, 0)
+    verdict, cause = decide([_row("ops", "pass"), _row("ops", "skipped", "not bound")])
+    partly = CellVerdict("native", "n", "tiny", verdict, cause, False, 0)
+    alert = run_verdict([whole, partly])
+    assert not alert.bad
+    assert "1 of them partly skipped (e.g. native/n/tiny: ops:s: not bound)" in alert.text
+    assert "partly" not in run_verdict([whole]).text
