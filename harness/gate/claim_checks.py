@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from harness.gate.claims import Claim, ClaimsFile, Published, Quantity
+from harness.gate.claims import Claim, ClaimsFile, Published, Quantity, read_utf8
 from harness.gate.errors import GateInputError
 from harness.gate.measurements import timing_samples, x_label
 from harness.rundir.reader import Run
@@ -320,7 +320,7 @@ def published_region(
         raise GateInputError(
             claims_path, f"claim[{claim.id}].published.file", f"{path} does not exist"
         )
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_utf8(path, f"published file of claim[{claim.id}]").splitlines()
     if pub.line:
         if pub.line > len(lines):
             return f"{pub.file} has {len(lines)} lines, the claim points at line {pub.line}"

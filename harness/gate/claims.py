@@ -51,6 +51,7 @@ run.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -207,15 +208,40 @@ class _Where:
         return GateInputError(f"{self.path}:{self.lines.line_of(key)}", field, message)
 
 
+def read_utf8(path: Path, what: str) -> str:
+    """The text of ``path`` (a ``what``), or a GateInputError naming ``file:line`` and the byte
+    offset that is not UTF-8: a codec traceback would exit 1, the code of a verdict."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise GateInputError(f"{path}:{line}", "", (
+            f"the {what} is not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+            "(save it as UTF-8)"
+        )) from None  # fmt: skip
+
+
+def _toml_error_line(message: str, text: str) -> int:
+    """The line tomllib's ``message`` names; the last line for "at end of document"."""
+    m = re.search(r"\(at line (\d+), column \d+\)$", message)
+    if m:
+        return int(m.group(1))
+    return max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
+
+
 def load_claims(path: Path) -> ClaimsFile:
     """Parse and validate a claims file; errors name ``file:line`` and ``claim[<id>].<field>``."""
     try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
+        text = read_utf8(path, "claims file")
     except FileNotFoundError:
         raise GateInputError(path, "", "claims file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise GateInputError(path, "", f"not valid TOML ({exc})") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # Python 3.11's error has no line attribute; its message ends "(at line 14, column 13)".
+        line = _toml_error_line(str(exc), text)
+        raise GateInputError(f"{path}:{line}", "", f"not valid TOML ({exc})") from None
     at = _Where(path, text)
     version = data.get("schema_version")
     if version != CLAIMS_SCHEMA_VERSION:

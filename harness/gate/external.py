@@ -19,7 +19,8 @@ value`` and the provenance ``commit, machine, date, script`` on every row; optio
 (default ``bench``) and ``x``.
 
 Provenance is required: ``commit``, ``machine``, ``date`` and ``script`` (what wrote the file),
-non-empty. A value is a finite number. Bad files raise GateInputError naming ``file:line``.
+non-empty. A value is a finite number: in JSON a number (not a string, not true/false), in CSV
+a decimal. Bad files raise GateInputError naming ``file:line``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,14 +62,36 @@ def _line_of(text: str, needle: str, start: int = 0) -> int:
     return text.count("\n", 0, at) + 1 if at >= 0 else 1
 
 
-def _quantity(row: Mapping[str, Any], where: str, path: Path) -> tuple[Quantity, float]:
+# A CSV cell's value: a decimal number as a script prints it ("9.7", "-1e-3", " 4.2"); float()
+# alone would also read "1_000" and "1_0.5" (Python literal syntax, not a measurement). "nan"
+# and "inf" pass here to be refused as "not finite", the clearer message.
+_DECIMAL = re.compile(
+    r"\s*[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?|nan|inf(?:inity)?)\s*", re.IGNORECASE
+)
+
+
+def _value(raw: object, where: str, csv_cell: bool) -> float:
+    """The row's value: a JSON number (not true/false, which Python reads as 1.0 and 0.0, and
+    not a string: "9.7" is text), or in a CSV a decimal number; GateInputError otherwise."""
+    if csv_cell:
+        if isinstance(raw, str) and _DECIMAL.fullmatch(raw):
+            return float(raw)
+        raise GateInputError(where, "value", f"not a number: {raw!r}")
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        # an integer beyond a float's range (1e400 written out) is refused as not finite
+        return float(raw) if isinstance(raw, float) or abs(raw) < 2**1023 else math.inf
+    raise GateInputError(
+        where, "value", f"not a number: {json.dumps(raw)} (a JSON number: unquoted, not a boolean)"
+    )
+
+
+def _quantity(
+    row: Mapping[str, Any], where: str, path: Path, csv_cell: bool = False
+) -> tuple[Quantity, float]:
     for key in ROW_FIELDS:
         if row.get(key) in (None, ""):
             raise GateInputError(where, key, f"missing in {path.name}")
-    try:
-        value = float(row["value"])
-    except (TypeError, ValueError):
-        raise GateInputError(where, "value", f"not a number: {row['value']!r}") from None
+    value = _value(row["value"], where, csv_cell)
     if not math.isfinite(value):
         raise GateInputError(where, "value", f"not finite: {row['value']!r}")
     q = Quantity(
@@ -163,7 +187,7 @@ def _load_csv(path: Path, text: str) -> ExternalMeasurements:
             raise GateInputError(
                 where, "commit/machine", "one file holds the measurements of one commit and machine"
             )
-        q, v = _quantity(row, where, path)
+        q, v = _quantity(row, where, path, csv_cell=True)
         _put(table, q, v, where)
     if not table:
         raise GateInputError(f"{path}:2", "", "no rows")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.gate.claim_checks import check_text
-from harness.gate.claim_scan import PERF_NUMBER
+from harness.gate.claim_checks import check_text, published_region
+from harness.gate.claim_scan import PERF_NUMBER, uncovered
 from harness.gate.claims import load_claims
+from harness.gate.errors import GateInputError
 
 
 @pytest.mark.parametrize(
@@ -35,6 +36,22 @@ def test_performance_numbers_are_found(text: str, found: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("50k tokens/sec", "50k tokens/sec"),
+        ("1.2M tok/s", "1.2M tok/s"),
+        ("9.7-fold faster", "9.7-fold faster"),
+        ("a 9.7-fold speedup", "9.7-fold speedup"),
+        ("a speedup of 4.2 over numpy", "speedup of 4.2"),
+        ("a speed-up of 4.2x", "speed-up of 4.2x"),
+    ],
+)
+def test_suffixed_fold_and_speedup_of_phrasings_are_found(text: str, found: str) -> None:
+    """A user's README passed with each of these uncovered while "50,000 tokens/sec" failed."""
+    assert [m.group(0) for m in PERF_NUMBER.finditer(text)] == [found]
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "1.5 x block_size",
@@ -44,6 +61,12 @@ def test_performance_numbers_are_found(text: str, found: str) -> None:
         "5 tokens of context",
         "a 12 % change",
         "version 1,2",
+        "10-fold cross-validation",
+        "a 4k context window",
+        "50k parameters",
+        "Python 3.11.7, released 2023-12-04",
+        "the speedup of the kernel",
+        "twice as fast",  # spelled-out words are not scanned (docs/signoff.md)
     ],
 )
 def test_arithmetic_and_plain_quantities_are_not_claims(text: str) -> None:
@@ -65,3 +88,35 @@ def test_a_thousands_separated_figure_is_its_number(tmp_path: Path) -> None:
     assert check_text(claims, tmp_path, tmp_path / "claims.toml") == []
     (tmp_path / "README.md").write_text("<!-- claim:tps -->\nGeneration: 1,300 tok/s\n")
     assert [f.status for f in check_text(claims, tmp_path, tmp_path / "claims.toml")] == ["fail"]
+
+
+def test_a_binary_file_a_glob_matches_is_skipped_and_listed(tmp_path: Path) -> None:
+    """An image under ``docs/*`` (NUL bytes) is not scanned, and the output says so."""
+    (tmp_path / "docs").mkdir()
+    png = tmp_path / "docs" / "plot.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR 9.7x faster")
+    found = uncovered(tmp_path, [png], {})
+    assert [(f.claim, f.status) for f in found] == [("skipped:docs/plot.png", "pass")]
+    assert "not scanned" in found[0].message and "offset 8" in found[0].message
+
+
+def test_a_scanned_file_that_is_not_utf8_is_an_input_error(tmp_path: Path) -> None:
+    """One Latin-1 byte in a scanned README: exit-2 error naming the file, line and offset."""
+    readme = tmp_path / "README.md"
+    readme.write_bytes(b"# Caf\xe9\n9.7x faster\n")
+    with pytest.raises(GateInputError, match=r"README\.md:1: .*not UTF-8.*0xe9 at offset 5"):
+        uncovered(tmp_path, [readme], {})
+
+
+def test_a_published_file_that_is_not_utf8_is_an_input_error(tmp_path: Path) -> None:
+    """The claim's published file with a Latin-1 byte: an input error, not a traceback."""
+    (tmp_path / "claims.toml").write_text(
+        'schema_version = 2\n[[claim]]\nid = "tps"\nhost = "node24"\nartifact = "wasm32"\n'
+        'preset = "tiny"\nsubject = "generate"\nmetric = "tok_per_s"\nvalue = 1200\n'
+        'tolerance = 0.2\ntolerance_reason = "test"\nmachine_independent = true\n'
+        'published = { file = "README.md", marker = "claim:tps" }\n'
+    )
+    claim = load_claims(tmp_path / "claims.toml").claims[0]
+    (tmp_path / "README.md").write_bytes(b"<!-- claim:tps -->\nG\xe9n: 1,200 tok/s\n")
+    with pytest.raises(GateInputError, match=r"README\.md:2: .*not UTF-8.*0xe9 at offset 20"):
+        published_region(claim, tmp_path, tmp_path / "claims.toml")

@@ -83,6 +83,8 @@ def test_a_repeated_quantity_in_a_csv_is_refused_at_its_line(tmp_path: Path) -> 
         (('"script": "bench/measure.ts",', ""), ":3", "provenance.script"),
         (('"value": 4.3', '"value": "fast"'), ":13", "value"),
         (('"metric": "speedup", "x": 104832,', '"x": 104832,'), ":11", "metric"),
+        (('"value": 4.3', '"value": true'), ":13", "value"),  # was read as 1.0
+        (('"value": 4.3', '"value": "4.3"'), ":13", "value"),  # a JSON string, not a number
     ],
 )
 def test_bad_measurement_file_exits_2_with_file_line(
@@ -134,3 +136,43 @@ def test_signoff_checks_an_external_claim_against_its_file_not_the_run(
     (fixed / "README.md").write_text((fixed / "README.md").read_text().replace("2.1x", "3.1x"))
     assert main([*args, "--root", str(fixed)]) == 1
     assert "stale  webgpu-speedup at preset=tiny" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["1_000", "1_0.5"])
+def test_a_csv_value_that_is_not_a_decimal_number_is_refused(tmp_path: Path, value: str) -> None:
+    """Python's float() reads "1_000" as 1000; a measurement's value is a decimal number."""
+    csv = tmp_path / "m.csv"
+    csv.write_text(
+        "host,artifact,preset,subject,metric,value,commit,machine,date,script\n"
+        f"chrome,webgpu,small,train_step,speedup,2.2,4f2c9e1,M2,2026-11-20,measure.ts\n"
+        f"chrome,webgpu,tiny,train_step,speedup,{value},4f2c9e1,M2,2026-11-20,measure.ts\n"
+    )
+    with pytest.raises(GateInputError, match=r"m\.csv:3: field 'value'"):
+        load_measurements(csv)
+
+
+def test_a_published_readme_that_is_not_utf8_exits_2_naming_it(
+    drifted: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A README with one Latin-1 byte: exit 2 naming README.md and the byte's offset."""
+    readme = drifted / "README.md"
+    readme.write_bytes(readme.read_bytes().replace(b"browser,", b"browser\xe9,"))
+    assert main(["check", "claims", "--project", str(drifted)]) == 2
+    err = capsys.readouterr().err
+    assert "README.md:3:" in err and "not UTF-8" in err and "offset" in err
+
+
+def test_a_binary_file_under_a_scan_glob_is_listed_as_skipped(
+    fixed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``docs/*`` matching a PNG: the image is not scanned, the output lists it, and the verdict
+    is the claims' own (exit 0)."""
+    claims_toml = fixed / "bench" / "claims.toml"
+    claims_toml.write_text(
+        claims_toml.read_text().replace('files = ["README.md"]', 'files = ["README.md", "docs/*"]')
+    )
+    (fixed / "docs").mkdir()
+    (fixed / "docs" / "plot.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    assert main(["check", "claims", "--project", str(fixed)]) == 0
+    out = capsys.readouterr().out
+    assert "docs/plot.png: not scanned" in out
