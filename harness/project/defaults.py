@@ -12,20 +12,32 @@ not-applicable key is one ``skipped`` row that quotes the reason, so none passes
 comparison itself (exact, or to ``digits``; unknown keys fail) is
 :func:`harness.checks.defaults.compare_entries`.
 
+A key stated more than once takes its last statement, as Python and JS do (a class field
+annotated twice, a dict or object literal key written twice, JSON's last duplicate). The oracle's
+value of a key is that last one; if an earlier statement gives it another value, the oracle is
+ambiguous and its ``oracle:<key>`` row fails, naming both lines. A surface's literal statements
+are each compared (a stale earlier copy is drift too).
+
 Bad input is a :class:`ProfileError` (exit 2) naming the profile's ``file:line``: a mode for a key
-the oracle does not state, or a surface (the oracle included) with no extractable value for a
-compare key it covers.
+the oracle does not state, a surface (the oracle included) with no extractable value for a
+compare key it covers, or a key whose last statement is code, not a literal
+(``lr: 10 * 3e-4``), where the check would otherwise compare a value the code does not use
+(it names the ``file:line`` of that statement).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
-from harness.checks.defaults import Finding, compare_entries
+from harness.checks.defaults import Finding, compare_entries, values_match
 from harness.profile import DefaultsProfile, Profile, ProfileError, Surface
 from harness.project.outcome import Outcome
-from harness.surfaces import SurfaceEntry, SurfaceError, Value, extract
+from harness.surfaces import SurfaceEntry, SurfaceError, Value, extract, python_surface, typescript
+from harness.surfaces.base import Statement, Unreadable
 from reference.defaults import DEFAULTS
 
 CHECK = "defaults"
@@ -38,24 +50,43 @@ def canonical(key: str) -> str:
     return _ALIASES.get(snake, snake)
 
 
-def entries_of(surface: Surface, profile: Profile) -> list[SurfaceEntry]:
-    """The surface's entries under its prefix (stripped); a missing/broken file is exit 2."""
+# The formats whose extractor also reports a key stated as code (`Unreadable`): there a later
+# statement of a key replaces an earlier one, so one that is code must not be dropped.
+_STATEMENTS: Mapping[str, Callable[[Path, Mapping[str, Any]], list[Statement]]] = {
+    "python": lambda p, _o: python_surface.statements(p),
+    "typescript": lambda p, o: typescript.statements(p, object_name=o.get("object")),
+}
+
+
+def statements_of(surface: Surface, profile: Profile) -> list[Statement]:
+    """The surface's statements under its prefix (stripped), in file order: its literal entries
+    and, for the formats that report them, keys stated as code. A missing/broken file is exit 2."""
+    reader = _STATEMENTS.get(surface.format)
     try:
-        found = extract(surface.path, surface.format, surface.format_options)
+        found: Sequence[Statement] = (
+            reader(surface.path, surface.format_options)
+            if reader is not None
+            else extract(surface.path, surface.format, surface.format_options)
+        )
     except SurfaceError as exc:
         raise ProfileError(
             f"{profile.where(surface.line)}: {surface.name}: {surface.rel}: {exc.reason}"
         ) from None
-    out = []
-    for e in found:
-        if surface.prefix and not e.key.startswith(surface.prefix):
-            continue
-        out.append(SurfaceEntry(e.key[len(surface.prefix) :], e.value, e.raw, e.line))
-    return out
+    return [
+        replace(s, key=s.key[len(surface.prefix) :])
+        for s in found
+        if not surface.prefix or s.key.startswith(surface.prefix)
+    ]
+
+
+def entries_of(surface: Surface, profile: Profile) -> list[SurfaceEntry]:
+    """The surface's literal entries under its prefix (stripped); a missing/broken file is
+    exit 2."""
+    return [s for s in statements_of(surface, profile) if isinstance(s, SurfaceEntry)]
 
 
 def key_map(
-    surface: Surface, entries: Sequence[SurfaceEntry], vocabulary: Mapping[str, str] | None = None
+    surface: Surface, entries: Sequence[Statement], vocabulary: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """Surface key -> oracle key, for every entry: the surface's own rename, else the oracle's
     (``vocabulary``: its ``keys``, the project's names, e.g. ``lr``), else :func:`canonical`."""
@@ -69,17 +100,38 @@ def ignored(key: str, ignore: frozenset[str]) -> bool:
     return key in ignore or any(key.startswith(f"{i}.") for i in ignore)
 
 
+@dataclass(frozen=True)
+class OracleValue:
+    """One oracle key: the value in effect (its last statement), where, and any earlier
+    statements of it with another value (``(raw, file:line)``), which make the oracle
+    ambiguous."""
+
+    value: Value
+    where: str
+    conflicts: tuple[tuple[str, str], ...] = ()
+
+
 def oracle_values(profile: Profile, section: DefaultsProfile) -> dict[str, tuple[Value, str]]:
     """The oracle: ``{key: (value, where)}``; ``where`` is ``file:line`` or TrainingDefaults.
-    Its ``ignore`` keys are left out. ProfileError (at the oracle's line) when the oracle
-    states nothing: a stub, or a file whose values the format cannot read."""
+    A key stated twice has its last value, the one the runtime uses (:func:`read_oracle`)."""
+    return {k: (o.value, o.where) for k, o in read_oracle(profile, section).items()}
+
+
+def read_oracle(profile: Profile, section: DefaultsProfile) -> dict[str, OracleValue]:
+    """The oracle's keys with their values in effect. Its ``ignore`` keys are left out.
+
+    A key stated more than once takes its last statement, as Python and JS do; earlier
+    statements with another value are kept as ``conflicts`` (the check fails them). A key stated
+    only as code has no extractable value; one whose last statement is code while an earlier
+    one is a literal is a ProfileError at that statement, so the stale literal is never used.
+    ProfileError (at the oracle's line) when the oracle states nothing: a stub, or a file whose
+    values the format cannot read."""
     if section.oracle is None:
-        return {
-            k: (v, "reference/defaults.py TrainingDefaults") for k, v in DEFAULTS.as_dict().items()
-        }
+        where = "reference/defaults.py TrainingDefaults"
+        return {k: OracleValue(v, where) for k, v in DEFAULTS.as_dict().items()}
     oracle = section.oracle
-    entries = [e for e in entries_of(oracle, profile) if not ignored(e.key, oracle.ignore)]
-    if not entries:
+    found = [s for s in statements_of(oracle, profile) if not ignored(s.key, oracle.ignore)]
+    if not any(isinstance(s, SurfaceEntry) for s in found):
         raise ProfileError(
             f"{profile.where(oracle.line)}: defaults.oracle: {oracle.rel} states no value the "
             f"{oracle.format} extractor can read"
@@ -87,11 +139,47 @@ def oracle_values(profile: Profile, section: DefaultsProfile) -> dict[str, tuple
             + (" once `ignore` is applied" if oracle.ignore else "")
             + "; name the file that holds the project's defaults"
         )
-    names = key_map(oracle, entries)
-    out: dict[str, tuple[Value, str]] = {}
-    for e in entries:
-        out.setdefault(names[e.key], (e.value, f"{oracle.rel}:{e.line}"))
+    names = key_map(oracle, found)
+    grouped: dict[str, list[Statement]] = {}
+    for s in found:  # file order, so a key's last statement is the one in effect
+        grouped.setdefault(names[s.key], []).append(s)
+    out: dict[str, OracleValue] = {}
+    for key, group in grouped.items():
+        last = group[-1]
+        literals = [s for s in group if isinstance(s, SurfaceEntry)]
+        if isinstance(last, Unreadable):
+            if literals:
+                stale = literals[-1]
+                raise ProfileError(
+                    f"{profile.where(oracle.line)}: defaults.oracle: {oracle.rel}:{last.line}: "
+                    f"{key} is last stated as `{last.raw}`, not a literal; the runtime uses this "
+                    f"last statement, not the {stale.raw} at {oracle.rel}:{stale.line}, and the "
+                    "check reads literal values only: write the value as a literal"
+                )
+            continue  # stated only as code: no extractable value
+        conflicts = tuple(
+            (s.raw, f"{oracle.rel}:{s.line}")
+            for s in literals[:-1]
+            if not values_match(last.value, s.value)
+        )
+        out[key] = OracleValue(last.value, f"{oracle.rel}:{last.line}", conflicts)
     return out
+
+
+def _oracle_row(key: str, o: OracleValue) -> Outcome:
+    """The ``oracle:<key>`` row: a pass stating the value, or a failure when the oracle states
+    the key again with another value (which one the project means is for it to say)."""
+    if not o.conflicts:
+        return Outcome(CHECK, f"oracle:{key}", "pass", f"oracle {o.where}: {key} = {o.value!r}")
+    also = "; ".join(f"{raw} at {where}" for raw, where in o.conflicts)
+    return Outcome(
+        CHECK,
+        f"oracle:{key}",
+        "fail",
+        f"oracle {o.where}: {key} = {o.value!r} (its last statement, the one the runtime uses) "
+        f"is also stated as {also}: an oracle stating a key with two values is ambiguous; "
+        "delete the stale statement",
+    )
 
 
 def _require(profile: Profile, surface: Surface, stated: set[str], required: Sequence[str]) -> None:
@@ -110,7 +198,7 @@ def check(profile: Profile) -> list[Outcome]:
     section = profile.defaults
     if section is None:
         return []
-    oracle = oracle_values(profile, section)
+    oracle = read_oracle(profile, section)
     modes = {m.key: m for m in section.modes}
     for m in section.modes:
         if m.key not in oracle:
@@ -120,12 +208,8 @@ def check(profile: Profile) -> list[Outcome]:
                 f"extractable value for {m.key!r}; it states: {', '.join(oracle)}"
             )
     na = {k for k, m in modes.items() if m.mode == "not-applicable"}
-    compare: dict[str, Value] = {k: v for k, (v, _w) in oracle.items() if k not in na}
-    out = [
-        Outcome(CHECK, f"oracle:{k}", "pass", f"oracle {w}: {k} = {v!r}")
-        for k, (v, w) in oracle.items()
-        if k not in na
-    ]
+    compare: dict[str, Value] = {k: o.value for k, o in oracle.items() if k not in na}
+    out = [_oracle_row(k, o) for k, o in oracle.items() if k not in na]
     out += [
         Outcome(CHECK, f"not-applicable:{k}", "skipped",
                 f"{profile.where(modes[k].line)}: {k} is not applicable: {modes[k].reason}")
@@ -144,10 +228,11 @@ def check_surface(
     na: set[str],
     vocabulary: Mapping[str, str] | None = None,
 ) -> list[Outcome]:
-    """Compare one surface with the oracle's compare keys (exit 2 if a covered key is absent)."""
-    entries = entries_of(surface, profile)
-    names = key_map(surface, entries, vocabulary)
-    ignore = {e.key for e in entries if ignored(e.key, surface.ignore)}
+    """Compare one surface with the oracle's compare keys (exit 2 if a covered key is absent, or
+    if a compare key's last statement is code, not a literal)."""
+    found = statements_of(surface, profile)
+    names = key_map(surface, found, vocabulary)
+    ignore = {s.key for s in found if ignored(s.key, surface.ignore)}
     ignore |= {k for k, n in names.items() if n in na}
     if surface.covers is not None:
         unknown = [k for k in surface.covers if k not in compare and k not in na]
@@ -157,18 +242,62 @@ def check_surface(
                 f"the oracle does not state (it states: {', '.join(compare)})"
             )
     covers = [k for k in (surface.covers or list(compare)) if k not in na]
-    stated = {names[e.key] for e in entries if e.key not in ignore}
+    found = [s for s in found if s.key not in ignore]
+    _require_literal(profile, surface, found, names, compare, covers)
+    stated = {names[s.key] for s in found if isinstance(s, SurfaceEntry)}
     _require(profile, surface, stated, covers)
+    # A key the oracle does not know is reported however it is written (code included); a
+    # compare key's statements that are code and not its last are dead, replaced by a literal.
+    entries = [
+        s if isinstance(s, SurfaceEntry) else SurfaceEntry(s.key, s.raw, s.raw, s.line)
+        for s in found
+        if isinstance(s, SurfaceEntry) or names[s.key] not in compare
+    ]
     findings = compare_entries(
         surface.name,
         surface.rel,
-        [e for e in entries if e.key not in ignore],
+        entries,
         keys=names,
         covers=covers,
         digits=surface.digits,
         reference=compare,
     )
     return [_outcome(f) for f in findings]
+
+
+def _require_literal(
+    profile: Profile,
+    surface: Surface,
+    found: Sequence[Statement],
+    names: Mapping[str, str],
+    compare: Mapping[str, Value],
+    covers: Sequence[str],
+) -> None:
+    """Exit 2 at the ``file:line`` of a compare key whose last statement is code: the value in
+    effect cannot be read, so comparing an earlier literal (or skipping a covered key) would
+    hide a drift. A key written only as code that the surface does not cover is not stated."""
+    last: dict[str, Statement] = {}
+    for s in found:
+        last[s.key] = s  # file order: the last statement of a key is the one in effect
+    literal = {s.key: s for s in found if isinstance(s, SurfaceEntry)}
+    for key, s in last.items():
+        name = names[key]
+        if not isinstance(s, Unreadable) or name not in compare:
+            continue
+        if name not in covers and key not in literal:
+            continue
+        label = name if name == key else f"{name} (as {key!r})"
+        replaced = (
+            f" (it replaces the {literal[key].raw} at line {literal[key].line})"
+            if key in literal
+            else ""
+        )
+        raise ProfileError(
+            f"{profile.where(surface.line)}: {surface.name}: {surface.rel}:{s.line}: {label} is "
+            f"written as `{s.raw}`, not a literal{replaced}; the check reads literal values "
+            f"only, so it cannot compare it with the oracle's {compare[name]!r}: write the value "
+            "as a literal (a narrower `covers` or a not-applicable mode would hide a drift here)"
+        )
 
 
 def _outcome(f: Finding) -> Outcome:

@@ -25,6 +25,22 @@ class SurfaceEntry:
     line: int  # 1-based
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A key a surface states with a value that is not a literal (``lr: 10 * 3e-4``).
+
+    The key is stated (a later statement of it replaces an earlier one, as in JS and Python),
+    but its value is code the check does not evaluate.
+    """
+
+    key: str
+    raw: str  # the expression as written, whitespace collapsed
+    line: int  # 1-based
+
+
+Statement = SurfaceEntry | Unreadable
+
+
 class SurfaceError(Exception):
     """A surface file is missing or does not parse; the message names the file."""
 

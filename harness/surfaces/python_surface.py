@@ -9,6 +9,13 @@ the file gives ``learning_rate`` (argparse's ``dest``: the first long option, da
 underscores, or ``dest=`` when given); a default naming a module constant states its value.
 Only literal values count (``-3e-4`` included); the file
 is parsed with :mod:`ast`, never imported.
+
+:func:`statements` also returns each key assigned code instead of a literal
+(``learning_rate = 10 * 3e-4``) as :class:`~harness.surfaces.base.Unreadable`, in file order
+with the literal ones: Python keeps the last assignment of a name, the last of a class field
+annotated twice and the last of a dict key written twice, so the last statement of a key is the
+one in effect, and a literal it replaces must not stand in for it. A call that states no value
+(``CONFIG = TrainConfig()``, ``field(default_factory=list)``) is no statement, as before.
 """
 
 from __future__ import annotations
@@ -16,20 +23,41 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from harness.surfaces.base import SurfaceEntry, SurfaceError, Value, read_text
+from harness.surfaces.base import (
+    Statement,
+    SurfaceEntry,
+    SurfaceError,
+    Unreadable,
+    Value,
+    read_text,
+)
+
+_RAW_MAX = 80  # an unreadable value's source is quoted in messages; keep it one readable line
 
 
-def _literal(node: ast.expr) -> Value | None:
+_CODE = object()  # the value is code, not a literal
+
+
+def _literal(node: ast.expr) -> Value | object | None:
+    """The scalar a literal states; None for a literal that states no scalar (``None``, bytes,
+    a set), as JSON's null states nothing; ``_CODE`` for anything that is not a literal."""
     try:
         v = ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return None
+        return _CODE
     return v if isinstance(v, bool | int | float | str) else None
 
 
-def _entries(name: str, value: ast.expr, src: str) -> list[SurfaceEntry]:
-    """The entries one assigned expression states: a scalar, a dict's or a sequence's items."""
-    out: list[SurfaceEntry] = []
+def _source(value: ast.expr, src: str) -> str:
+    """The expression as written, on one line (shortened past ``_RAW_MAX`` characters)."""
+    raw = " ".join((ast.get_source_segment(src, value) or ast.unparse(value)).split())
+    return raw if len(raw) <= _RAW_MAX else raw[: _RAW_MAX - 3] + "..."
+
+
+def _entries(name: str, value: ast.expr, src: str) -> list[Statement]:
+    """The statements one assigned expression makes: a scalar, a dict's or a sequence's items;
+    a value that is code, not a literal, is one :class:`Unreadable` statement of ``name``."""
+    out: list[Statement] = []
     if isinstance(value, ast.Dict):
         for k, v in zip(value.keys, value.values, strict=True):
             if isinstance(k, ast.Constant) and isinstance(k.value, str):
@@ -46,14 +74,17 @@ def _entries(name: str, value: ast.expr, src: str) -> list[SurfaceEntry]:
                 return _entries(name, kw.value, src)
         return out
     lit = _literal(value)
-    if lit is not None:
+    if lit is _CODE:
+        # stated, but as code: kept so that it replaces an earlier literal of the same key
+        out.append(Unreadable(name, _source(value, src), value.lineno))
+    elif isinstance(lit, bool | int | float | str):
         raw = ast.get_source_segment(src, value) or repr(lit)
         out.append(SurfaceEntry(name, lit, raw, value.lineno))
     return out
 
 
-def _assignments(body: list[ast.stmt], prefix: str, src: str) -> list[SurfaceEntry]:
-    out: list[SurfaceEntry] = []
+def _assignments(body: list[ast.stmt], prefix: str, src: str) -> list[Statement]:
+    out: list[Statement] = []
     for stmt in body:
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
             target, value = stmt.targets[0], stmt.value
@@ -81,10 +112,10 @@ def _argparse_dest(call: ast.Call) -> str | None:
     return chosen.lstrip("-").replace("-", "_") or None
 
 
-def _argparse(tree: ast.AST, src: str, constants: dict[str, SurfaceEntry]) -> list[SurfaceEntry]:
+def _argparse(tree: ast.AST, src: str, constants: dict[str, Statement]) -> list[Statement]:
     """``add_argument(..., default=LITERAL)`` calls, keyed by their dest. A default that names a
     module constant (``default=DEFAULT_LR``) states that constant's value, at its line."""
-    out: list[SurfaceEntry] = []
+    out: list[Statement] = []
     for node in ast.walk(tree):
         if not (
             isinstance(node, ast.Call)
@@ -98,7 +129,10 @@ def _argparse(tree: ast.AST, src: str, constants: dict[str, SurfaceEntry]) -> li
             continue
         if isinstance(default, ast.Name) and default.id in constants:
             c = constants[default.id]
-            out.append(SurfaceEntry(dest, c.value, c.raw, c.line))
+            if isinstance(c, SurfaceEntry):
+                out.append(SurfaceEntry(dest, c.value, c.raw, c.line))
+            else:
+                out.append(Unreadable(dest, c.raw, c.line))
             continue
         out.extend(_entries(dest, default, src))
     return out
@@ -106,12 +140,18 @@ def _argparse(tree: ast.AST, src: str, constants: dict[str, SurfaceEntry]) -> li
 
 def extract(path: Path) -> list[SurfaceEntry]:
     """Return the literal constants and argparse defaults of the Python file ``path``."""
+    return [s for s in statements(path) if isinstance(s, SurfaceEntry)]
+
+
+def statements(path: Path) -> list[Statement]:
+    """Every key the Python file ``path`` assigns, literal or not, in file order (by line)."""
     src = read_text(path)
     try:
         tree = ast.parse(src, filename=str(path))
     except SyntaxError as exc:
         raise SurfaceError(path, f"invalid Python: {exc.msg} (line {exc.lineno})") from None
     module = _assignments(tree.body, "", src)
+    # the last assignment of a constant is its value, as at runtime
     constants = {e.key: e for e in module if "." not in e.key}
     found = module + _argparse(tree, src, constants)
     return sorted(found, key=lambda e: e.line)

@@ -14,7 +14,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.surfaces.base import SurfaceEntry, SurfaceError, line_of, parse_literal, read_text
+from harness.surfaces.base import (
+    Statement,
+    SurfaceEntry,
+    SurfaceError,
+    Unreadable,
+    line_of,
+    parse_literal,
+    read_text,
+)
 
 _NUMBER = r"[-+]?(?:0[xX][0-9a-fA-F_]+|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][-+]?\d+)?)"
 _LITERAL = r"""(?:"[^"\n]*"|'[^'\n]*'|""" + _NUMBER + r"|true|false)"
@@ -199,13 +207,25 @@ def extract(path: Path, *, object_name: str | None = None) -> list[SurfaceEntry]
     ``sched.minLr``), and an array of literals by index (``betas: [0.9, 0.95]`` states
     ``betas.0`` and ``betas.1``), as the JSON surface keys them.
     """
+    return [s for s in statements(path, object_name=object_name) if isinstance(s, SurfaceEntry)]
+
+
+def statements(path: Path, *, object_name: str | None = None) -> list[Statement]:
+    """Every property :func:`extract` reads, plus each object-literal property whose value is
+    code (``lr: 10 * 3e-4``, ``lr: 3e-3 as number``) as :class:`Unreadable`, in file order.
+
+    JS keeps the last of a key written twice in one object literal, so a property that is code
+    must not vanish: it replaces an earlier literal of its key, and it states its key (an
+    unknown one is still unknown). A property's value that is an object is no statement (its
+    properties are), and neither is an array of literals (its items are).
+    """
     text = blank_comments(read_text(path))
     check_balanced(text, path)
     if object_name is None:
         text = _blank_types(text)
     lo, hi = (0, len(text)) if object_name is None else _object_span(text, object_name, path)
     scopes = _scopes(text)
-    found: list[tuple[int, SurfaceEntry]] = []
+    found: list[tuple[int, Statement]] = []
     patterns = (_PROPERTY,) if object_name is not None else (_PROPERTY, _CONST)
     for pattern in patterns:
         for m in pattern.finditer(text, lo, hi):
@@ -223,4 +243,90 @@ def extract(path: Path, *, object_name: str | None = None) -> list[SurfaceEntry]
             found.append(
                 (pos, SurfaceEntry(f"{key}.{i}", parse_literal(raw), raw, line_of(text, pos)))
             )
+    read = {m.start("key") for p in (_PROPERTY, _ARRAY_PROPERTY) for m in p.finditer(text, lo, hi)}
+    found += [
+        (pos, Unreadable(_parents(scopes, pos, lo) + key, raw, line_of(text, pos)))
+        for pos, key, raw in _code_properties(text, lo, hi)
+        if pos not in read
+    ]
     return [e for _, e in sorted(found, key=lambda p: p[0])]
+
+
+_KEY = re.compile(
+    r"""(?:^|(?<=[{,]))\s*(?P<q>["']?)(?P<key>[A-Za-z_$][\w$]*)(?P=q)\s*:""", re.MULTILINE
+)
+_OBJECT_AFTER = "=:(,[?|&"  # a `{` after one of these opens an object literal, not a block
+_OBJECT_AFTER_WORDS = ("return", "default", "yield")
+_RAW_MAX = 80  # a value that is code is quoted in messages; keep it one readable line
+
+
+def _code_properties(text: str, lo: int, hi: int) -> list[tuple[int, str, str]]:
+    """``(offset, key, value as written)`` of every property in ``[lo, hi)`` of an object
+    literal whose value is neither an object nor empty (literal ones are filtered by the
+    caller). A ``key: value`` inside a string, a block, a class body or a parameter list
+    (``(a: number, b: string)``) is no property: its innermost bracket must be a ``{`` that opens
+    an object literal."""
+    masked = _STRINGS.sub(lambda m: " " * len(m.group(0)), text)
+    opens = {m.start() for m in _STRINGS.finditer(text)}
+    candidates = [
+        m
+        for m in _KEY.finditer(text, lo, hi)
+        # a key inside a string is text, not a property; a quoted key is a string of its own
+        if ((m.start("q") in opens) if m.group("q") else masked[m.start("key")] != " ")
+    ]
+    inside = _innermost_is_object(masked, [m.start("key") for m in candidates])
+    out: list[tuple[int, str, str]] = []
+    for m in candidates:
+        pos = m.start("key")
+        if not inside.get(pos, False):
+            continue
+        end = _value_end(masked, m.end(), hi)
+        raw = " ".join(text[m.end() : end].split())
+        if not raw or raw.startswith("{"):
+            continue  # a nested object states its own properties
+        short = raw if len(raw) <= _RAW_MAX else raw[: _RAW_MAX - 3] + "..."
+        out.append((pos, m.group("key"), short))
+    return out
+
+
+def _innermost_is_object(masked: str, positions: list[int]) -> dict[int, bool]:
+    """For each offset, whether the innermost bracket around it is an object literal's ``{``."""
+    out: dict[int, bool] = {}
+    todo = sorted(positions)
+    k = 0
+    stack: list[bool] = []  # per open bracket: is it an object literal's `{`
+    for i, c in enumerate(masked):
+        while k < len(todo) and todo[k] == i:
+            out[i] = bool(stack) and stack[-1]
+            k += 1
+        if c == "{":
+            j = i - 1
+            while j >= 0 and masked[j].isspace():
+                j -= 1
+            word = re.search(r"[\w$]+$", masked[max(0, j - 9) : j + 1])
+            stack.append(
+                (j >= 0 and masked[j] in _OBJECT_AFTER)
+                or (word is not None and word.group(0) in _OBJECT_AFTER_WORDS)
+            )
+        elif c in "([":
+            stack.append(False)
+        elif c in ")]}" and stack:
+            stack.pop()
+    return out
+
+
+def _value_end(masked: str, start: int, hi: int) -> int:
+    """The end of a property's value from ``start``: the ``,`` or ``;`` at its own depth, or
+    the bracket that closes its object."""
+    depth = 0
+    for i in range(start, hi):
+        c = masked[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            if depth == 0:
+                return i
+            depth -= 1
+        elif c in ",;" and depth == 0:
+            return i
+    return hi

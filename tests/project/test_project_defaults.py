@@ -349,3 +349,114 @@ def test_a_select_states_its_selected_option(tmp_path: Path) -> None:
     assert [(e.key, e.value, e.line) for e in extract(page, "html")] == [
         ("batch", 32, 3), ("backend", "wasm", 5)
     ]  # fmt: skip
+
+
+def _project(tmp: Path, oracle: str, surface: str, fmt: str = "typescript") -> Path:
+    """A project whose oracle is ``train.py`` (class ``Cfg``) and whose one surface is ``ui.ts``
+    (``object = "CONFIG"``) or ``cfg.json``; returns the profile's path."""
+    (tmp / "train.py").write_text(oracle)
+    name = "ui.ts" if fmt == "typescript" else "cfg.json"
+    (tmp / name).write_text(surface)
+    profile = tmp / "harness.toml"
+    profile.write_text(
+        '[defaults.oracle]\npath = "train.py"\nformat = "python"\nprefix = "Cfg."\n\n'
+        f'[[defaults.surfaces]]\nname = "ui"\npath = "{name}"\nformat = "{fmt}"\n'
+        + ('object = "CONFIG"\n' if fmt == "typescript" else "")
+        + 'keys = { lr = "learning_rate" }\n'
+    )
+    return profile
+
+
+_ORACLE = "class Cfg:\n    learning_rate: float = 3e-4\n    seed: int = 42\n"
+_UI = "export const CONFIG = {\n  lr: 3e-4,\n  seed: 42,\n};\n"
+
+
+def test_an_oracle_field_stated_twice_has_its_last_value_and_fails_as_ambiguous(
+    tmp_path: Path,
+) -> None:
+    """A dataclass field annotated twice: Python keeps the last (3e-3), so the surfaces are
+    compared with it, and the oracle row fails naming both lines (not a silent first-wins)."""
+    profile = _project(tmp_path, _ORACLE + "    learning_rate: float = 3e-3\n", _UI)
+    by = {o.subject: o for o in defaults.check(load_profile(profile))}
+    row = by["oracle:learning_rate"]
+    assert row.status == "fail"
+    assert "train.py:4: learning_rate = 0.003" in row.detail and "3e-4 at train.py:2" in row.detail
+    assert by["ui:learning_rate (as 'lr')"].status == "fail"
+    assert "expected 0.003" in by["ui:learning_rate (as 'lr')"].detail
+    loaded = load_profile(profile)
+    assert loaded.defaults is not None
+    assert defaults.oracle_values(loaded, loaded.defaults)["learning_rate"] == (3e-3, "train.py:4")
+
+
+def test_an_oracle_dict_key_written_twice_fails_unless_the_values_agree(tmp_path: Path) -> None:
+    """A dict literal's key written twice: the last value is the oracle's; a repeat of the same
+    value is no ambiguity (pass), another value fails the oracle row at both lines."""
+    oracle = 'CFG = {\n    "learning_rate": 3e-4,\n    "seed": 42,\n    "learning_rate": %s,\n}\n'
+    for value, status in (("0.0003", "pass"), ("3e-3", "fail")):
+        profile = _project(tmp_path, oracle % value, _UI)
+        profile.write_text(profile.read_text().replace('prefix = "Cfg."', 'prefix = "CFG."'))
+        by = {o.subject: o for o in defaults.check(load_profile(profile))}
+        assert by["oracle:learning_rate"].status == status, by["oracle:learning_rate"].detail
+        assert "train.py:4" in by["oracle:learning_rate"].detail
+
+
+def test_an_oracle_key_last_stated_as_code_exits_2_at_that_line(tmp_path: Path) -> None:
+    """A field whose last statement is code (`3 * 1e-3`) after a literal: the stale literal is
+    never used; exit 2 naming the code's file:line."""
+    profile = _project(tmp_path, _ORACLE + "    learning_rate: float = 3 * 1e-3\n", _UI)
+    with pytest.raises(
+        ProfileError, match=r"train\.py:4: learning_rate is last stated as `3 \* 1e-3`"
+    ):
+        defaults.check(load_profile(profile))
+
+
+def test_a_ts_property_last_written_as_code_exits_2_at_its_line(tmp_path: Path) -> None:
+    """`lr: 3e-4, ..., lr: 10 * 3e-4`: JS keeps the last, which is code, so the literal must not
+    pass for it; exit 2 at the code's file:line asking for a literal."""
+    ui = "export const CONFIG = {\n  lr: 3e-4,\n  seed: 42,\n  lr: 10 * 3e-4, // hotter\n};\n"
+    profile = _project(tmp_path, _ORACLE, ui)
+    with pytest.raises(ProfileError) as exc:
+        defaults.check(load_profile(profile))
+    msg = str(exc.value)
+    assert "ui.ts:4: learning_rate (as 'lr') is written as `10 * 3e-4`, not a literal" in msg
+    assert "it replaces the 3e-4 at line 2" in msg and "write the value as a literal" in msg
+
+
+def test_a_covered_key_written_as_code_names_its_line_not_only_covers(tmp_path: Path) -> None:
+    """`lr: 3 * 1e-4` (or `3e-3 as number`) alone: exit 2 names the property's file:line and
+    asks for a literal; narrowing `covers` is not offered as the fix (it would hide a drift)."""
+    for code in ("3 * 1e-4", "3e-3 as number"):
+        profile = _project(tmp_path, _ORACLE, _UI.replace("3e-4", code))
+        with pytest.raises(ProfileError) as exc:
+            defaults.check(load_profile(profile))
+        msg = str(exc.value)
+        assert f"ui.ts:2: learning_rate (as 'lr') is written as `{code}`" in msg
+        assert "the check reads literal values only" in msg
+        assert "narrow `covers`, or" not in msg
+
+
+def test_a_ts_property_written_as_code_for_an_unknown_key_fails(tmp_path: Path) -> None:
+    """`labelSmoothing: 1 / 10` is a stated key the oracle lacks: it fails like a literal one."""
+    profile = _project(
+        tmp_path, _ORACLE, _UI.replace("  seed", "  labelSmoothing: 1 / 10,\n  seed")
+    )
+    by = {o.subject: o for o in defaults.check(load_profile(profile))}
+    row = by["ui:labelSmoothing"]
+    assert row.status == "fail" and "ui.ts:3" in row.detail and "1 / 10" in row.detail
+
+
+def test_code_replaced_by_a_later_literal_is_dead_and_the_literal_compares(tmp_path: Path) -> None:
+    """`lr: 10 * 3e-4, lr: 3e-4`: the last (a literal) is the value in effect; it is compared."""
+    ui = "export const CONFIG = {\n  lr: 10 * 3e-4,\n  lr: 3e-4,\n  seed: 42,\n};\n"
+    by = {o.subject: o for o in defaults.check(load_profile(_project(tmp_path, _ORACLE, ui)))}
+    assert by["ui:learning_rate (as 'lr')"].status == "pass"
+    assert "ui.ts:3" in by["ui:learning_rate (as 'lr')"].detail
+
+
+def test_a_json_key_written_twice_is_compared_at_each_line(tmp_path: Path) -> None:
+    """JSON's duplicate key (the parser keeps the last): each statement is compared, so the last
+    one's drift fails at its line, as a stale earlier copy would."""
+    cfg = '{\n  "lr": 0.0003,\n  "lr": 0.003,\n  "seed": 42\n}\n'
+    by = [o for o in defaults.check(load_profile(_project(tmp_path, _ORACLE, cfg, "json")))]
+    fails = [o for o in by if o.status == "fail"]
+    assert len(fails) == 1 and "cfg.json:3" in fails[0].detail
