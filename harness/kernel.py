@@ -164,12 +164,25 @@ class Kernels:
 
     @contextmanager
     def _scope(self) -> Iterator[_Scope]:
+        """A :class:`_Scope` whose allocations are freed when the block ends.
+
+        When the block raises, its exception is the one that propagates: the frees are tried
+        quietly and stop at the first failure. A call that trapped or hung may have taken the
+        instance with it (a native trap kills the worker), and a free on that dead instance
+        raises HostCrashed, which would otherwise replace the Trap or HostTimeout that says
+        what happened.
+        """
         scope = _Scope(self.instance)
         try:
             yield scope
-        finally:
-            for ptr in reversed(scope.ptrs):
-                self.instance.free(ptr)
+        except BaseException:
+            # free_quietly suppresses HostError only; on a dead instance its free_all fails on
+            # the first request (a pipe host checks liveness before sending any), so nothing
+            # more is sent to it
+            self.instance.free_quietly(scope.ptrs[::-1])
+            raise
+        for ptr in reversed(scope.ptrs):
+            self.instance.free(ptr)
 
     def _invoke(
         self,

@@ -517,6 +517,14 @@ class _CellRunner:
                 self.row(cell, "", kind, o.subject, o.status, detail=o.detail) for o in outcomes
             )
 
+    def reload(self, host: str, artifact: Artifact) -> Instance:
+        """Restart ``host`` and load ``artifact`` anew: a check's fresh instance after one of its
+        calls crashed, hung or trapped the old one (``CellContext.reload``)."""
+        if self.interrupts.received:  # the host died of the Ctrl-C: stop, do not reload
+            raise KeyboardInterrupt
+        self.pool.restart(host)
+        return self.pool.instance(host, artifact)
+
     def run_check(
         self,
         cell: Cell,
@@ -548,6 +556,7 @@ class _CellRunner:
             open_artifact=functools.partial(
                 self.pool.other_instance, cell.host, self.plan.artifacts
             ),
+            reload=functools.partial(self.reload, cell.host, artifact),
         )
         try:
             before = len(out)

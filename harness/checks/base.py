@@ -38,6 +38,11 @@ class CellContext:
     # cell's own instance (the WebGPU step timed side by side with a WASM artifact's); it
     # closes on exit. None when the runner offers none (a check called outside a run).
     open_artifact: Callable[[str], AbstractContextManager[Instance]] | None = None
+    # Restarts the cell's host and returns a fresh instance of the cell's artifact in it, for a
+    # check that goes on after a call crashed, hung or trapped the instance (the ops check: each
+    # op gets its verdict). None when the runner offers none (a check called outside a run):
+    # such a crash then ends the check.
+    reload: Callable[[], Instance] | None = None
     # The model check's oracle when the run's profile names a [reference]: the dump of this
     # cell's preset, loaded and validated at plan time. None: our numpy reference, live.
     reference: ReferenceDump | None = None

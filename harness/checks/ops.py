@@ -22,6 +22,7 @@ names a wrong layout, argument order or dim where one explains it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from numpy.typing import NDArray
 from harness.bindings.canonical import OPS as CANONICAL
 from harness.checks.base import CellContext
 from harness.checks.ops_diagnosis import GuessCrashed, diagnose
-from harness.hosts.base import HostCrashed, HostError, HostTimeout
+from harness.hosts.base import HostCrashed, HostError, HostTimeout, Instance, Trap
 from harness.kernel import Kernels, NotBound
 from harness.parity import ParityError, ParityResult, compare
 from harness.rundir.rows import Row
@@ -679,19 +680,47 @@ class Worst:
             self.worst_ratio, self.worst_detail = ratio, text
 
 
+# A check whose ops keep killing the host stops after this many lost instances: each costs a
+# host restart (and a hang the whole call timeout), and a library that crashes this often is
+# broken beyond what per-op rows add to.
+MAX_LOST_INSTANCES = 3
+
+
+class OpsAbandoned(HostCrashed):
+    """The ops check stopped before its remaining ops: the host kept crashing, or could not be
+    reloaded. A HostCrashed, so the runner writes it as the check's error row and restarts the
+    host for the next check."""
+
+
 def run_cases(
-    kernels: Kernels, ops: Sequence[str], case_list: Sequence[Case], seed: int
+    kernels: Kernels,
+    ops: Sequence[str],
+    case_list: Sequence[Case],
+    seed: int,
+    reload: Callable[[], Kernels] | None = None,
 ) -> Iterator[tuple[str, str, Worst | str | NotBound]]:
     """Run ``ops`` over ``case_list`` (each op on the cases that apply to it), diagnosing an
     op's first failing case: yield (op, output, aggregate) per output, (op, "", error text)
     when an op errors, or (op, "", NotBound) when the artifact's binding lacks it. The ops
-    check and the memory64 check report from it."""
-    for op in ops:
+    check and the memory64 check report from it.
+
+    An op that crashes, hangs or traps the host (or whose diagnosis guess does) may leave the
+    instance dead. With ``reload`` (restarts the host, returns kernels over a fresh instance of
+    the same artifact) that op keeps its own row (an error naming the case and the cause, or
+    the failure it was diagnosing) and the remaining ops run on the fresh instance; after
+    :data:`MAX_LOST_INSTANCES` such ops, or when the reload fails, :class:`OpsAbandoned` is
+    raised naming the ops not run. Without ``reload`` a crash or hang is raised after the op's
+    rows (the runner restarts the host) and a trap is the op's error row, as the instance may
+    still serve the next op.
+    """
+    lost = 0  # ops that cost the instance
+    for index, op in enumerate(ops):
         spec = SPECS[op]
         worst: dict[str, Worst] = {}
         error = ""
         cause: str | None = None  # the diagnosis of the op's first failing case
         crashed: HostCrashed | HostTimeout | None = None  # by a diagnosis guess
+        dead = False  # the op's call (or a guess) may have taken the instance with it
         try:
             kernels.bound(op)
         except NotBound as exc:
@@ -710,24 +739,55 @@ def run_cases(
                         cause = diagnose_op(kernels, prepared)
                     except GuessCrashed as exc:  # keep this case's failure, then stop
                         cause, crashed = str(exc), exc.error
-            except (HostCrashed, HostTimeout):
-                raise  # the instance is gone: the runner restarts the host
+            except (HostCrashed, HostTimeout) as exc:
+                if reload is None:
+                    raise  # the instance is gone: the runner restarts the host
+                error, dead = f"[{case.describe()}] {type(exc).__name__}: {exc}", True
+                break
             except HostError as exc:
                 error = f"[{case.describe()}] {type(exc).__name__}: {exc}"
+                # a trap may leave the instance dead (a native trap kills its worker) or its
+                # heap half-written: with a reload, the next op gets a fresh one
+                dead = isinstance(exc, Trap) and reload is not None
                 break
             for r in results:
                 worst.setdefault(r.name.split(".", 1)[1], Worst()).add(case, r)
             if crashed is not None:
+                dead = True
                 break
         if error:
-            yield op, "", error
+            yield op, "", error + ("; the remaining ops run on a fresh instance" if dead else "")
+        else:
+            for output, agg in worst.items():
+                if agg.failure and cause:
+                    agg.failure = with_cause(f"{op}.{output}", cause, agg.failure)
+                yield op, output, agg
+        if not dead:
             continue
-        for output, agg in worst.items():
-            if agg.failure and cause:
-                agg.failure = with_cause(f"{op}.{output}", cause, agg.failure)
-            yield op, output, agg
-        if crashed is not None:
+        if reload is None:
+            assert crashed is not None  # only a guess's crash marks the instance without one
             raise crashed  # the failure rows are out; the runner restarts the host
+        lost += 1
+        rest = list(ops[index + 1 :])
+        if rest and lost >= MAX_LOST_INSTANCES:
+            raise OpsAbandoned(
+                f"the host crashed, hung or trapped on {lost} ops (the last {op}); the check "
+                f"stopped, {len(rest)} op(s) not run: {', '.join(rest)}"
+            )
+        try:
+            # even after the last op: the runner's next check must not get the dead instance
+            kernels = reload()
+        except Exception as exc:
+            not_run = f"{len(rest)} op(s) not run: {', '.join(rest)}" if rest else "no op left"
+            raise OpsAbandoned(
+                f"reloading the artifact after {op} lost the instance failed "
+                f"({type(exc).__name__}: {exc}); {not_run}"
+            ) from exc
+
+
+def _fresh_kernels(reload: Callable[[], Instance]) -> Kernels:
+    """Kernels over the instance ``reload`` returns (a fresh one in a restarted host)."""
+    return Kernels(reload())
 
 
 def run(ctx: CellContext) -> Iterator[Row]:
@@ -737,7 +797,9 @@ def run(ctx: CellContext) -> Iterator[Row]:
     ops = list(ctx.options.get("ops", list(OPS)))
     case_list = cases(ctx.preset, seed, include_large=bool(ctx.options.get("large", True)))
     kernels = Kernels(ctx.instance)
-    for op, output, agg in run_cases(kernels, ops, case_list, seed):
+    # a crashing op costs only its own row: the others run on a fresh instance (run_cases)
+    reload = None if ctx.reload is None else functools.partial(_fresh_kernels, ctx.reload)
+    for op, output, agg in run_cases(kernels, ops, case_list, seed, reload):
         if isinstance(agg, NotBound):
             # a library binds the ops it has: one it lacks is no error of the cell
             yield ctx.row(CHECK, op, "skipped", detail=f"{op}: not bound: {agg}")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from itertools import combinations
 from types import MappingProxyType
+from typing import NamedTuple
 
 from harness.bindings import CallBinding
 from harness.bindings.canonical import OPS
@@ -28,7 +29,14 @@ from harness.kernel import Kernels, Override
 # dim changed by a factor r it grows by at most ceil(r)^2; past this the hypothesis is skipped.
 MAX_PAD = 64
 
-Hypothesis = tuple[str, Override]
+
+class Hypothesis(NamedTuple):
+    """One changed binding: ``guess`` says what changed (no claim), ``cause`` is the failure's
+    cause when it explains the failure, ``override`` is the binding to call the op by."""
+
+    guess: str
+    cause: str
+    override: Override
 
 
 def _other(layout: str) -> str:
@@ -47,18 +55,20 @@ def _layouts(call: CallBinding) -> Iterator[Hypothesis]:
         new = replace(call, layout=MappingProxyType(layout))
         if len(group) == 1:
             w = group[0]
+            guess = f"{w}'s layout {layout[w]}"
             text = (
                 f"with {w}'s layout {layout[w]} it passes: the binding declares "
                 f"{w} = {call.weight_layout(w)}, the library stores {w} transposed"
             )
         else:
             names = ", ".join(group)
+            guess = f"the layouts of {names} flipped"
             declared = ", ".join(f"{w} = {call.weight_layout(w)}" for w in group)
             text = (
                 f"with the layouts of {names} flipped it passes: the binding declares "
                 f"{declared}, the library stores them transposed"
             )
-        yield text, Override(new)
+        yield Hypothesis(guess, text, Override(new))
 
 
 def _pad(a: float, b: float) -> int:
@@ -86,7 +96,8 @@ def _swaps(call: CallBinding, sizes: dict[str, float]) -> Iterator[Hypothesis]:
             f"with args {a!r} and {b!r} swapped it passes: the binding likely lists them in the "
             f"wrong order"
         )
-        yield text, Override(replace(call, args=tuple(args)), pad=pad)
+        guess = f"args {a!r} and {b!r} swapped"
+        yield Hypothesis(guess, text, Override(replace(call, args=tuple(args)), pad=pad))
 
 
 def _off_by_one(call: CallBinding, sizes: dict[str, float]) -> Iterator[Hypothesis]:
@@ -103,7 +114,8 @@ def _off_by_one(call: CallBinding, sizes: dict[str, float]) -> Iterator[Hypothes
                 f"with {a} passed as {a}{sign}1 ({n + delta} for {n}) it passes: the binding's "
                 f"{a} is off by one from what the library expects"
             )
-            yield text, Override(call, {a: delta}, pad=_pad(n + delta, n))
+            guess = f"{a} passed as {a}{sign}1"
+            yield Hypothesis(guess, text, Override(call, {a: delta}, pad=_pad(n + delta, n)))
 
 
 def hypotheses(call: CallBinding, sizes: dict[str, float]) -> Iterator[Hypothesis]:
@@ -117,11 +129,18 @@ class GuessCrashed(Exception):
     """A hypothesis crashed or hung the host: the instance is gone, the guess explains nothing.
 
     Raised so the caller can still write the failure it was diagnosing before the crash ends
-    the op (a swallowed crash would surface on the next case and lose that verdict).
+    the op (a swallowed crash would surface on the next case and lose that verdict). The message
+    names the guess and the crash, and says it is no evidence: a guess is a deliberately wrong
+    call (e.g. the NaN-filled output passed as the input), so its crash or hang says nothing
+    about the binding, which the failure must not be blamed on.
     """
 
     def __init__(self, guess: str, error: HostCrashed | HostTimeout) -> None:
-        super().__init__(f"the diagnosis's guess ({guess}) crashed the host: {error}")
+        """``guess`` names the changed binding (:attr:`Hypothesis.guess`); ``error`` the crash."""
+        super().__init__(
+            f"the wrong-binding diagnosis stopped: its guess ({guess}) crashed the host "
+            f"({type(error).__name__}: {error}), which is no evidence of a binding mistake"
+        )
         self.error = error
 
 
@@ -134,12 +153,12 @@ def diagnose(kernels: Kernels, op: str, passes: Callable[[Kernels], bool]) -> st
     """
     call = kernels.bound(op)
     sizes = dict(kernels.last_args)
-    for text, override in hypotheses(call, sizes):
+    for h in hypotheses(call, sizes):
         try:
-            if passes(kernels.overridden(override)):
-                return text
+            if passes(kernels.overridden(h.override)):
+                return h.cause
         except (HostCrashed, HostTimeout) as exc:
-            raise GuessCrashed(text, exc) from exc
+            raise GuessCrashed(h.guess, exc) from exc
         except (HostError, ValueError):
             continue
     return ""
