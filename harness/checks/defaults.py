@@ -336,6 +336,8 @@ def check_binding(binding: Binding, reference: TrainingDefaults = DEFAULTS) -> l
     """
     where = str(binding.path)
     layout = binding.layout
+    if (layout is None or layout.defaults is None) and not binding.model:
+        return _ops_only(binding, reference)
     if layout is None or layout.defaults is None:
         note = (
             f"the library exports no {EXPORT} (its binding declares no tinygpt.h ABI) and its "
@@ -357,6 +359,26 @@ def check_binding(binding: Binding, reference: TrainingDefaults = DEFAULTS) -> l
         note = "the reference tensors that take weight decay (reference.model.DECAYED_PARAMS)"
         out.append(Finding(kind, "binding", loc, "decayed", str(expected), str(found), note))
     return out
+
+
+def _ops_only(binding: Binding, reference: TrainingDefaults) -> list[Finding]:
+    """A library bound by ops alone (no model calls) trains through the harness's own calls:
+    its ``adamw_update`` takes the constants as arguments, which the harness passes from the
+    reference. Only a constant its binding fixes (``fixed``: built into the export) is the
+    library's own, and is compared; with none, nothing is built in, which is said, not failed."""
+    call = binding.ops.get("adamw_update")
+    built_in = {k: v for k, v in (call.fixed if call is not None else {}).items()
+                if k in BINDING_KEYS}  # fmt: skip
+    if call is None or not built_in:
+        note = (
+            "the library has no model calls and builds in no AdamW constant (its adamw_update, "
+            "if bound, takes them as arguments, passed from the reference): nothing to compare"
+        )
+        return [Finding("uncovered", "binding", str(binding.path), "[model.defaults]", note=note)]
+    entries = [SurfaceEntry(k, v, repr(v), call.line) for k, v in built_in.items()]
+    return compare_entries(
+        "binding", str(binding.path), entries, covers=tuple(built_in), reference=reference
+    )
 
 
 def check_readme(path: Path, heading: str, reference: TrainingDefaults = DEFAULTS) -> list[Finding]:

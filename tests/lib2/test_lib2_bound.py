@@ -28,6 +28,7 @@ from harness.build import (
 )
 from harness.build_lib2 import EM_BUILDS, LIB2_BINDING, lib2_artifacts, lib2_names
 from harness.checks import bench_paired, get_check
+from harness.checks import defaults as defaults_check
 from harness.checks.base import CellContext
 from harness.cli import main as cli_main
 from harness.hosts.base import ABIError, Instance
@@ -501,3 +502,51 @@ def test_a_binding_without_a_needed_model_call_is_skipped_by_name(
         host.close()
     assert [(r.subject, r.status) for r in rows] == [("model", "skipped")]
     assert "generate" in rows[0].detail
+
+
+def _ops_only_binding(tmp_path: Path, fixed: str = "") -> Path:
+    """lib2's binding without its [model.*] tables: a library bound by its ops alone; with
+    ``fixed``, its adamw_update takes eps built in instead of as an argument."""
+    text = _edited(tmp_path, "[model.create]", "[model.create]").read_text()
+    ops_only = text[: text.index("[model.create]")]
+    if fixed:
+        ops_only = ops_only.replace('"beta2", "eps", "weight_decay"', '"beta2", "weight_decay"')
+        ops_only += fixed + "\n"
+    path = tmp_path / "ops_only.binding.toml"
+    path.write_text(ops_only)
+    return path
+
+
+def test_a_library_bound_by_ops_alone_has_no_model_defaults_to_declare(
+    tmp_path: Path, arts: dict[str, Artifact]
+) -> None:
+    """lib2 bound by its ops only trains through the harness's calls, whose AdamW constants come
+    from the reference: a missing [model.defaults] is a listed skip, not the failure it was
+    ("reference key '[model.defaults]' (expected ) is missing"), and nothing else fails."""
+    art = dataclasses.replace(arts["lib2-native"], binding=_ops_only_binding(tmp_path))
+    host = NativeHost()
+    try:
+        rows = _rows("defaults", host.load(art), art, PRESETS["tiny"])
+    finally:
+        host.close()
+    binding = [r for r in rows if r.subject.startswith("binding:")]
+    assert [(r.subject, r.status) for r in binding] == [("binding:[model.defaults]", "skipped")]
+    assert "builds in no AdamW constant" in binding[0].detail
+    assert not _failing(rows)
+
+
+@pytest.mark.parametrize(
+    ("eps", "kind", "words"),
+    [("1e-8", "ok", "matches eps"), ("1e-6", "mismatch", "MISMATCH eps: expected 1e-08")],
+)
+def test_a_constant_an_ops_only_binding_fixes_is_compared(
+    tmp_path: Path, eps: str, kind: str, words: str
+) -> None:
+    """A constant built into the library's adamw export (the binding's ``fixed``) is the
+    library's own: it is compared with the reference at the binding's line."""
+    path = _ops_only_binding(tmp_path, f"fixed = {{ eps = {eps} }}")
+    found = defaults_check.check_binding(load_binding(path))
+    (finding,) = [f for f in found if f.key == "eps"]
+    assert {f.kind for f in found if f is not finding} == {"uncovered"}  # the other keys
+    assert finding.kind == kind and words in finding.message()
+    assert f"{path}:{_line_of(path, '[ops.adamw_update]')}" in finding.location
