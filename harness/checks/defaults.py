@@ -10,7 +10,9 @@ The single source is :data:`reference.defaults.DEFAULTS`. Surfaces, each compare
   each compared with the reference at its ``file:line``. The model check's ``adamw:*`` rows hold
   the binary to that declaration (a build with another eps or decay fails them), so the two
   checks together hold the binary to the reference;
-- ``readme``: the Markdown table under "Default hyperparameters" in README.md;
+- ``readme``: the Markdown table under "Default hyperparameters" in README.md (the checkout's,
+  for a matrix inside it; a matrix elsewhere names its README with ``readme = "<path>"``, or
+  gets one ``skipped`` row saying none was compared);
 - every ``[[check.defaults.surfaces]]`` entry of the matrix: a file read by the extractor of its
   ``format`` (typescript, html, json, toml, python, markdown).
 
@@ -387,6 +389,20 @@ def check_readme(path: Path, heading: str, reference: TrainingDefaults = DEFAULT
     return check_file(spec, Path("."), reference)
 
 
+_NO_README = (
+    "no README compared: the matrix lies outside the harness checkout, and the default README is "
+    "the harness's own; set readme = \"<path>\" (relative to the matrix) to compare a README's "
+    'defaults table, or readme = "" to say there is none'
+)
+
+
+def _in_checkout(ctx: CellContext) -> bool:
+    """Whether the cell's matrix is one of this checkout's (or there is no matrix file)."""
+    if ctx.matrix_path is None:
+        return True
+    return ctx.matrix_path.resolve().is_relative_to(ctx.repo_root.resolve())
+
+
 def findings(ctx: CellContext, reference: TrainingDefaults = DEFAULTS) -> list[Finding]:
     """Return every finding of the ``defaults`` check in ``ctx``."""
     opts = ctx.options
@@ -397,8 +413,13 @@ def findings(ctx: CellContext, reference: TrainingDefaults = DEFAULTS) -> list[F
         bound = ctx.artifact.bound()
         out.extend(check_binary(ctx, reference) if bound.abi else check_binding(bound, reference))
     readme = opts.get("readme", None)
-    readme_path = ctx.repo_root / "README.md" if readme is None else _resolve(readme, base)
-    if readme != "":
+    if readme is None and not _in_checkout(ctx):
+        # The default README is this harness's: a project's matrix (outside the checkout) would
+        # have its verdict hang on a file the project does not own. Said in a row, not dropped.
+        where = str(ctx.matrix_path)
+        out.append(Finding("uncovered", "readme", where, "(not compared)", note=_NO_README))
+    elif readme != "":
+        readme_path = ctx.repo_root / "README.md" if readme is None else _resolve(readme, base)
         out.extend(
             check_readme(readme_path, opts.get("readme_heading", DEFAULT_HEADING), reference)
         )

@@ -37,11 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.artifact import Artifact
 from harness.checks import smoke
 from harness.checks.base import CellContext
 from harness.checks.ops import Worst, cases, run_cases, validate_op_options
-from harness.hosts.base import Instance, Scalar, TimingResult
+from harness.hosts.base import Instance, InstanceView, Scalar
 from harness.kernel import Kernels, NotBound
 from harness.rundir.rows import Row
 from reference.defaults import DEFAULTS
@@ -70,13 +69,12 @@ def validate_options(options: Mapping[str, Any]) -> None:
     validate_op_options("memory64", options, _OPTIONS, OPS)
 
 
-class Recording(Instance):
+class Recording(InstanceView):
     """A view of ``inner`` that notes every buffer address the check's work uses."""
 
     def __init__(self, inner: Instance) -> None:
         """Delegate everything to ``inner``; record its allocations and model pointers."""
-        self.inner = inner
-        self.artifact: Artifact = inner.artifact
+        super().__init__(inner)
         self.pointers: list[int] = []
 
     def alloc(self, nbytes: int) -> int:
@@ -85,37 +83,12 @@ class Recording(Instance):
         self.pointers.append(ptr)
         return ptr
 
-    def free(self, ptr: int) -> None:
-        """Free through ``inner``."""
-        self.inner.free(ptr)
-
     def call(self, name: str, *args: Scalar) -> Scalar | None:
         """Call through ``inner``; a model pointer the library returns is recorded."""
         result = self.inner.call(name, *args)
         if name in MODEL_POINTERS and result:
             self.pointers.append(int(result))
         return result
-
-    def write(self, ptr: int, data: bytes) -> None:
-        """Write through ``inner``."""
-        self.inner.write(ptr, data)
-
-    def read(self, ptr: int, nbytes: int) -> bytes:
-        """Read through ``inner``."""
-        return self.inner.read(ptr, nbytes)
-
-    def time_calls(
-        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
-    ) -> TimingResult:
-        """Time through ``inner``."""
-        return self.inner.time_calls(name, args, inner_reps, samples, warmup)
-
-    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
-        """Round trips through ``inner``."""
-        return self.inner.bridge_roundtrip_ns(n)
-
-    def close(self) -> None:  # the cell owns the instance: the view never closes it
-        """Do nothing."""
 
 
 @dataclasses.dataclass

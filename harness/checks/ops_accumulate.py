@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.artifact import Artifact
 from harness.bindings import CallBinding
 from harness.bindings.canonical import OPS as CANONICAL
-from harness.hosts.base import Instance, Scalar, TimingResult
+from harness.hosts.base import Instance, InstanceView, Scalar
 from harness.kernel import Kernels
 
 if TYPE_CHECKING:  # ops.py imports this module: at run time the import would be circular
@@ -79,7 +78,7 @@ def accumulators(call: CallBinding) -> tuple[str, ...]:
     return tuple(a for a in call.args if call.roles[a] == "accumulator")
 
 
-class _NaNPrefill(Instance):
+class _NaNPrefill(InstanceView):
     """A view of ``inner`` that NaN-fills ``call``'s accumulators just before its export runs.
 
     Everything else is delegated unchanged. The view learns each buffer's size from the
@@ -90,8 +89,7 @@ class _NaNPrefill(Instance):
 
     def __init__(self, inner: Instance, call: CallBinding) -> None:
         """Wrap ``inner``; probe the calls of ``call.export``."""
-        self.inner = inner
-        self.artifact: Artifact = inner.artifact
+        super().__init__(inner)
         self.target = call
         self.sizes: dict[int, int] = {}  # address -> bytes the client wrote there
         self.found: dict[str, tuple[int, int]] = {}  # arg -> (written, total) elements
@@ -113,10 +111,6 @@ class _NaNPrefill(Instance):
         self.sizes[ptr] = max(self.sizes.get(ptr, 0), len(data))
         self.inner.write(ptr, data)
 
-    def read(self, ptr: int, nbytes: int) -> bytes:
-        """Read through ``inner``."""
-        return self.inner.read(ptr, nbytes)
-
     def call(self, name: str, *args: Scalar) -> Scalar | None:
         """Call through ``inner``; the probed export gets NaN accumulators, then is read back."""
         if name != self.target.export or len(args) != len(self.target.args):
@@ -134,19 +128,6 @@ class _NaNPrefill(Instance):
             back = np.frombuffer(self.inner.read(ptr, n * 4), dtype=np.float32)
             self.found[arg] = (int(np.count_nonzero(~np.isnan(back))), n)
         return result
-
-    def time_calls(
-        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
-    ) -> TimingResult:
-        """Time through ``inner`` (unprobed: the probe never times)."""
-        return self.inner.time_calls(name, args, inner_reps, samples, warmup)
-
-    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
-        """Round trips through ``inner``."""
-        return self.inner.bridge_roundtrip_ns(n)
-
-    def close(self) -> None:  # the caller owns the instance: the view never closes it
-        """Do nothing."""
 
 
 def _role_source(call: CallBinding, binding: str, arg: str) -> str:

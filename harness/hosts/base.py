@@ -253,6 +253,46 @@ class Instance(abc.ABC):
         return chunk[:end].decode("utf-8")
 
 
+class InstanceView(Instance):
+    """A view of another instance that forwards every request to it; a check subclasses it to
+    watch or alter a few (memory64's recording of addresses, the accumulator probe's NaN
+    prefill). Allocations and frees are :class:`Instance`'s, so they reach :meth:`call` like any
+    other export. The view never closes ``inner``: whoever loaded it owns it."""
+
+    def __init__(self, inner: Instance) -> None:
+        """Forward to ``inner``, reporting its artifact and load facts as the view's own."""
+        self.inner = inner
+        self.artifact: Artifact = inner.artifact
+        self.loaded_sha256 = inner.loaded_sha256
+        self.flag_warning = inner.flag_warning
+        self.load_info = inner.load_info
+
+    def call(self, name: str, *args: Scalar) -> Scalar | None:
+        """Call through ``inner``."""
+        return self.inner.call(name, *args)
+
+    def write(self, ptr: int, data: bytes) -> None:
+        """Write through ``inner``."""
+        self.inner.write(ptr, data)
+
+    def read(self, ptr: int, nbytes: int) -> bytes:
+        """Read through ``inner``."""
+        return self.inner.read(ptr, nbytes)
+
+    def time_calls(
+        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
+    ) -> TimingResult:
+        """Time through ``inner``."""
+        return self.inner.time_calls(name, args, inner_reps, samples, warmup)
+
+    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
+        """Round trips through ``inner``."""
+        return self.inner.bridge_roundtrip_ns(n)
+
+    def close(self) -> None:  # the loader of ``inner`` closes it, never the view
+        """Do nothing."""
+
+
 def close_all(instances: Iterable[Instance]) -> None:
     """Close every one of ``instances``, each class's together (:meth:`Instance.close_group`)."""
     by_class: dict[type[Instance], list[Instance]] = {}

@@ -11,10 +11,10 @@ import pytest
 from harness.artifact import Artifact
 from harness.build import write_manifest
 from harness.checks.base import CellContext
-from harness.checks.defaults import check_binary, run
+from harness.checks.defaults import Finding, check_binary, findings, run
 from harness.cli import main
 from harness.engines.ctypes_engine import CtypesInstance
-from harness.hosts.base import Instance, Scalar, TimingResult
+from harness.hosts.base import Instance, InstanceView
 from reference.presets import PRESETS
 
 BUG = Path(__file__).parent / "fixtures" / "tinygpt_bug"
@@ -34,32 +34,12 @@ def test_binary_export_matches_the_reference(
     assert all(f.location.startswith("tg_defaults_json") for f in found)
 
 
-class _ManglingInstance(Instance):
+class _ManglingInstance(InstanceView):
     """A host that returns the binary's string cut short (what a broken bridge would do)."""
-
-    def __init__(self, inner: CtypesInstance) -> None:
-        self.inner = inner
-        self.artifact = inner.artifact
-
-    def call(self, name: str, *args: Scalar) -> Scalar | None:
-        return self.inner.call(name, *args)
-
-    def write(self, ptr: int, data: bytes) -> None:
-        self.inner.write(ptr, data)
 
     def read(self, ptr: int, nbytes: int) -> bytes:
         data = self.inner.read(ptr, nbytes)
         return data[:20] + b"\0" + data[21:]
-
-    def time_calls(self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int,
-                   warmup: int) -> TimingResult:  # fmt: skip
-        raise NotImplementedError
-
-    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_host_that_mangles_the_export_is_an_error_row(
@@ -114,3 +94,25 @@ def test_whole_run_exits_1_on_tinygpt_bug_and_lnback_variant(
     assert "types.ts:15" in details and "index.astro:16" in details
     verdicts = {r["artifact"]: r["status"] for r in rows if r["subject"] == "verdict"}
     assert verdicts == {"native-checks": "fail", "native-bug-lnback": "fail"}
+
+
+def test_a_matrix_outside_the_checkout_is_not_judged_by_the_harness_readme(
+    native: CtypesInstance, native_artifact: Artifact, tmp_path: Path
+) -> None:
+    """A project's matrix (outside the checkout) with no ``readme`` gets one skipped row naming
+    the option, not the harness's README; ``readme = "<path>"`` compares the project's table."""
+    matrix = tmp_path / "matrix.toml"
+
+    def readme_rows(**options: object) -> list[Finding]:
+        ctx = CellContext("native", "ctypes", native_artifact, PRESETS["tiny"], native,
+                          options={"binary": False, **options}, matrix_path=matrix,
+                          repo_root=Path.cwd())  # fmt: skip
+        return [f for f in findings(ctx) if f.surface == "readme"]
+
+    (row,) = readme_rows()
+    assert row.status == "skipped" and 'readme = "<path>"' in row.note
+    assert readme_rows(readme="") == []
+    table = Path("README.md").read_text(encoding="utf-8")
+    (tmp_path / "README.md").write_text(table.replace("`3e-4`", "`3e-3`"), encoding="utf-8")
+    (bad,) = [f for f in readme_rows(readme="README.md") if f.status == "fail"]
+    assert bad.key == "learning_rate" and bad.location.startswith(str(tmp_path / "README.md"))

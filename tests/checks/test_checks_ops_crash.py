@@ -31,8 +31,8 @@ from harness.hosts.base import (
     HostError,
     HostTimeout,
     Instance,
+    InstanceView,
     Scalar,
-    TimingResult,
     Trap,
 )
 from harness.kernel import Kernels
@@ -44,7 +44,7 @@ Errors = {"trap": Trap, "timeout": HostTimeout, "crash": HostCrashed}
 TIMEOUT_TEXT = "native: call {export} did not return within 20 s; worker killed"
 
 
-class Faulty(Instance):
+class Faulty(InstanceView):
     """``inner`` with export ``export`` failing as ``kind`` when ``when(args)`` holds.
 
     After the failure the instance is dead (``dies``): every request raises HostCrashed, as a
@@ -61,8 +61,7 @@ class Faulty(Instance):
         dies: bool = True,
     ) -> None:
         """Wrap ``inner``; fail ``export`` with the error of ``kind`` (see :data:`Errors`)."""
-        self.inner = inner
-        self.artifact: Artifact = inner.artifact
+        super().__init__(inner)
         self.export, self.kind, self.when, self.dies = export, kind, when, dies
         self.dead = False
         self.live: set[int] = set()  # allocated and not yet freed
@@ -103,19 +102,6 @@ class Faulty(Instance):
         """Read through ``inner`` unless dead."""
         self._usable()
         return self.inner.read(ptr, nbytes)
-
-    def time_calls(
-        self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
-    ) -> TimingResult:
-        """Time through ``inner``."""
-        return self.inner.time_calls(name, args, inner_reps, samples, warmup)
-
-    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
-        """Round trips through ``inner``."""
-        return self.inner.bridge_roundtrip_ns(n)
-
-    def close(self) -> None:
-        """Nothing: ``inner`` is the session's, closed by its fixture."""
 
 
 def _export(artifact: Artifact, op: str) -> str:

@@ -33,7 +33,15 @@ from harness.gate.paired_stats import (
     signed_rank_null,
 )
 from harness.gate.stats import Decision
-from harness.hosts.base import HostError, Instance, Scalar, TimedCall, TimingResult, Trap
+from harness.hosts.base import (
+    HostError,
+    Instance,
+    InstanceView,
+    Scalar,
+    TimedCall,
+    TimingResult,
+    Trap,
+)
 from reference.presets import get_preset
 from tests.runner.runner_fakes import FakeHost, FakeInstance, Log
 
@@ -148,22 +156,16 @@ def test_every_bench_measurement_replays_and_times(tmp_path: Path) -> None:
         instance.close()
 
 
-class _Counting(Instance):
+class _Counting(InstanceView):
     """A real instance that counts tg_alloc/tg_free and can fail its n-th timing request."""
 
     def __init__(self, inner: Instance, fail_at: int = 0) -> None:
-        self.inner, self.artifact, self.fail_at = inner, inner.artifact, fail_at
-        self.live, self.timings = 0, 0
+        super().__init__(inner)
+        self.fail_at, self.live, self.timings = fail_at, 0, 0
 
     def call(self, name: str, *args: Scalar) -> Scalar | None:
         self.live += {"tg_alloc": 1, "tg_free": -1}.get(name, 0)
         return self.inner.call(name, *args)
-
-    def write(self, ptr: int, data: bytes) -> None:
-        self.inner.write(ptr, data)
-
-    def read(self, ptr: int, nbytes: int) -> bytes:
-        return self.inner.read(ptr, nbytes)
 
     def time_calls(
         self, name: str, args: tuple[Scalar, ...], inner_reps: int, samples: int, warmup: int
@@ -172,12 +174,6 @@ class _Counting(Instance):
         if self.timings == self.fail_at:
             raise Trap("injected trap")
         return self.inner.time_calls(name, args, inner_reps, samples, warmup)
-
-    def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
-        return self.inner.bridge_roundtrip_ns(n)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.mark.slow
