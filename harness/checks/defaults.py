@@ -36,7 +36,16 @@ from harness.bindings import Binding
 from harness.checks.base import CellContext
 from harness.hosts.base import HostError
 from harness.rundir.rows import Row
-from harness.surfaces import FORMAT_OPTIONS, FORMATS, SurfaceEntry, SurfaceError, Value, extract
+from harness.surfaces import (
+    FORMAT_OPTIONS,
+    FORMATS,
+    Statement,
+    SurfaceEntry,
+    SurfaceError,
+    Unreadable,
+    Value,
+    statements,
+)
 from harness.surfaces.json_surface import extract_text
 from harness.surfaces.markdown import DEFAULT_HEADING
 from reference.defaults import DEFAULTS, TrainingDefaults
@@ -284,14 +293,16 @@ def check_file(
     """Extract and compare one file surface; a missing or unparsable file is one error finding."""
     path = _resolve(spec.path, base)
     try:
-        entries = extract(path, spec.format, spec.format_options)
+        found = statements(path, spec.format, spec.format_options)
     except SurfaceError as exc:
         return [
             Finding(
                 "error", spec.name, exc.path, "(file)", note=f"{spec.format} parser: {exc.reason}"
             )
         ]
-    return compare_entries(
+    code = _code_in_effect(spec, found, reference)
+    entries = [s for s in found if isinstance(s, SurfaceEntry) and s.key not in code]
+    compared = compare_entries(
         spec.name,
         str(spec.path),
         entries,
@@ -301,6 +312,41 @@ def check_file(
         digits=spec.digits,
         reference=reference,
     )
+    # a key stated as code is stated: its error row replaces the "missing" row
+    stated = {spec.keys.get(key, key) for key in code}
+    kept = [f for f in compared if not (f.kind == "missing" and f.key in stated)]
+    return [_code_finding(spec, key, s) for key, s in code.items()] + kept
+
+
+def _code_in_effect(
+    spec: SurfaceSpec, found: Sequence[Statement], reference: TrainingDefaults
+) -> dict[str, Unreadable]:
+    """The surface keys whose last statement (the one in effect, as in JS and Python) is code,
+    not a literal, among those the check would compare: a reference key the surface covers.
+    Comparing an earlier literal of such a key, or calling it missing, would misreport it."""
+    last: dict[str, Statement] = {}
+    for s in found:
+        last[s.key] = s  # file order: a later statement replaces an earlier one
+    known = reference.as_dict()
+    out: dict[str, Unreadable] = {}
+    for key, s in last.items():
+        ref_key = spec.keys.get(key, key)
+        covered = spec.covers is None or ref_key in spec.covers
+        if isinstance(s, Unreadable) and key not in spec.ignore and ref_key in known and covered:
+            out[key] = s
+    return out
+
+
+def _code_finding(spec: SurfaceSpec, key: str, s: Unreadable) -> Finding:
+    """One error finding: ``key`` is stated as code at ``s.line``, which the check cannot read."""
+    ref_key = spec.keys.get(key, key)
+    label = ref_key if ref_key == key else f"{ref_key} (as {key!r})"
+    note = (
+        f"{label} is written as `{s.raw}`, not a literal; the check reads literal values only, so "
+        "it cannot compare the value in effect: write it as a literal, or leave the key out of "
+        "`covers`"
+    )
+    return Finding("error", spec.name, f"{spec.path}:{s.line}", label, note=note)
 
 
 def check_binary(ctx: CellContext, reference: TrainingDefaults = DEFAULTS) -> list[Finding]:

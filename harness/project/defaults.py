@@ -28,15 +28,13 @@ compare key it covers, or a key whose last statement is code, not a literal
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
 
 from harness.checks.defaults import Finding, compare_entries, values_match
 from harness.profile import DefaultsProfile, Profile, ProfileError, Surface
 from harness.project.outcome import Outcome
-from harness.surfaces import SurfaceEntry, SurfaceError, Value, extract, python_surface, typescript
+from harness.surfaces import SurfaceEntry, SurfaceError, Value, statements
 from harness.surfaces.base import Statement, Unreadable
 from reference.defaults import DEFAULTS
 
@@ -50,24 +48,11 @@ def canonical(key: str) -> str:
     return _ALIASES.get(snake, snake)
 
 
-# The formats whose extractor also reports a key stated as code (`Unreadable`): there a later
-# statement of a key replaces an earlier one, so one that is code must not be dropped.
-_STATEMENTS: Mapping[str, Callable[[Path, Mapping[str, Any]], list[Statement]]] = {
-    "python": lambda p, _o: python_surface.statements(p),
-    "typescript": lambda p, o: typescript.statements(p, object_name=o.get("object")),
-}
-
-
 def statements_of(surface: Surface, profile: Profile) -> list[Statement]:
     """The surface's statements under its prefix (stripped), in file order: its literal entries
     and, for the formats that report them, keys stated as code. A missing/broken file is exit 2."""
-    reader = _STATEMENTS.get(surface.format)
     try:
-        found: Sequence[Statement] = (
-            reader(surface.path, surface.format_options)
-            if reader is not None
-            else extract(surface.path, surface.format, surface.format_options)
-        )
+        found = statements(surface.path, surface.format, surface.format_options)
     except SurfaceError as exc:
         raise ProfileError(
             f"{profile.where(surface.line)}: {surface.name}: {surface.rel}: {exc.reason}"

@@ -19,9 +19,26 @@ from harness.surfaces import (
     toml_surface,
     typescript,
 )
-from harness.surfaces.base import SurfaceEntry, SurfaceError, Value, parse_literal
+from harness.surfaces.base import (
+    Statement,
+    SurfaceEntry,
+    SurfaceError,
+    Unreadable,
+    Value,
+    parse_literal,
+)
 
-__all__ = ["FORMATS", "SurfaceEntry", "SurfaceError", "Value", "extract", "parse_literal"]
+__all__ = [
+    "FORMATS",
+    "Statement",
+    "SurfaceEntry",
+    "SurfaceError",
+    "Unreadable",
+    "Value",
+    "extract",
+    "parse_literal",
+    "statements",
+]
 
 
 def _typescript(path: Path, options: Mapping[str, Any]) -> list[SurfaceEntry]:
@@ -65,3 +82,26 @@ def extract(
     except KeyError:
         raise KeyError(f"unknown surface format {format!r}; known: {', '.join(FORMATS)}") from None
     return fn(path, options or {})
+
+
+# The formats whose extractor also reports a key stated as code (`Unreadable`): there a later
+# statement of a key replaces an earlier one, so one that is code must not be dropped.
+_STATEMENTS: Mapping[str, Callable[[Path, Mapping[str, Any]], list[Statement]]] = {
+    "python": lambda p, _o: python_surface.statements(p),
+    "typescript": lambda p, o: typescript.statements(p, object_name=o.get("object")),
+}
+
+
+def statements(
+    path: Path, format: str, options: Mapping[str, Any] | None = None
+) -> list[Statement]:
+    """Return the statements of surface file ``path`` read as ``format``, in file order: its
+    literal entries and, for the formats that report them (python, typescript), the keys stated
+    as code (:class:`Unreadable`). Other formats state literals only: :func:`extract`'s entries.
+
+    Raises as :func:`extract` does.
+    """
+    reader = _STATEMENTS.get(format)
+    if reader is None:
+        return list(extract(path, format, options))
+    return reader(path, options or {})

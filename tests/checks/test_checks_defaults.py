@@ -57,6 +57,24 @@ def test_fixed_values_pass(tmp_path: Path) -> None:
     assert all(f.status != "fail" for s in _bug_specs() for f in check_file(s, tmp_path))
 
 
+def test_a_key_whose_value_in_effect_is_code_is_an_error_at_its_line(tmp_path: Path) -> None:
+    """``learningRate: 10 * 3e-4`` after a literal 3e-4 is the value in effect: one error row at
+    its line naming the code, never a pass on the stale literal nor a "missing" row; a key
+    written as code that the surface does not cover is left alone."""
+    ts = tmp_path / "config.ts"
+    ts.write_text(
+        "export const base = { learningRate: 3e-4, batchSize: 2 * 8 };\n"
+        "export const cfg = { ...base, learningRate: 10 * 3e-4 };\n"
+    )
+    spec = SurfaceSpec("ui", "config.ts", "typescript", keys={"learningRate": "learning_rate",
+                       "batchSize": "batch_size"}, covers=("learning_rate",))  # fmt: skip
+    found = check_file(spec, tmp_path)
+    assert [f.status for f in found] == ["error", "skipped"]
+    assert found[0].location == "config.ts:2" and "`10 * 3e-4`" in found[0].note
+    ts.write_text(ts.read_text().replace("10 * 3e-4", "3e-4"))
+    assert [f.status for f in check_file(spec, tmp_path)] == ["pass", "pass", "skipped"]
+
+
 def test_drift_both_directions() -> None:
     """A surface key the reference lacks and a reference key the surface lacks both fail."""
     entries = [
