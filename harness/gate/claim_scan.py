@@ -18,18 +18,31 @@ from harness.gate.claims import NotAClaim, read_utf8
 # Also "50k tokens/sec" and "1.2M tok/s" (a glued k/K/M/B, case-sensitive: "50m" may be minutes
 # or metres), "9.7-fold faster"/"9.7-fold speedup" ("-fold" only with a speed word: "10-fold
 # cross-validation" is not a claim) and "speedup of 4.2" (the number after the word).
-# Spelled-out numbers ("twice as fast") are not read: docs/measured.md uses them for figures
-# that are measured, dated and explained where they stand, not published claims.
+# Spelled-out claims too: "twice as fast", "three times faster", "ten-fold speedup", "an order of
+# magnitude faster" (a README that writes "ten times faster than Python" publishes the same
+# single point as "10x"); a number word alone ("two orders of magnitude") is not a claim.
 _TIME = r"(?:ns|µs|us|ms|s|secs?|seconds?|mins?|minutes?)"
 _UNIT = r"(?:steps?|tok(?:en)?s?|it(?:er(?:ation)?s?)?|batch(?:es)?|epochs?|samples?|calls?)"
 _NUM = r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
 _SPEED = r"(?:faster|slower|quicker|speed-?ups?)"
+_AS_FAST = r"as\s+(?:fast|quick|slow)"
+_WORD = (
+    r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen"
+    r"|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+    r"|(?:a\s+)?hundred|(?:a\s+)?thousand)"
+)
+_SPELLED = (
+    rf"\b(?:(?:twice|thrice|half)\s+{_AS_FAST}"
+    rf"|{_WORD}(?:[\s-]+{_WORD})?(?:\s+times\s+(?:{_SPEED}|{_AS_FAST})|\s*-?\s*fold\s+{_SPEED})"
+    rf"|(?:an|one|two|three|several)\s+orders?\s+of\s+magnitude\s+{_SPEED})(?!\w)"
+)
 PERF_NUMBER = re.compile(
-    rf"speed-?ups?\s+of\s+(?:(?:about|around|roughly|nearly|almost|over|up\s+to)\s+|~\s*)?"
+    rf"{_SPELLED}"
+    rf"|speed-?ups?\s+of\s+(?:(?:about|around|roughly|nearly|almost|over|up\s+to)\s+|~\s*)?"
     rf"{_NUM}(?:\s*(?:×|x)(?!\w))?"
     rf"|{_NUM}(?-i:[kKMB])?"
     rf"(?:(?:×|x)(?!\w)|\s*(?:×|x)\s+{_SPEED}|\s*-?\s*fold\s+{_SPEED}"
-    r"|\s*times\s+(?:faster|slower)|\s*%\s*(?:faster|slower|speed-?up|quicker)"
+    rf"|\s*times\s+(?:faster|slower|{_AS_FAST})|\s*%\s*(?:faster|slower|speed-?up|quicker)"
     rf"|\s*{_UNIT}\s*(?:/\s*s(?:ec)?|per\s+sec(?:ond)?)(?!\w)"
     rf"|\s*{_TIME}\s*(?:/\s*|per\s+){_UNIT}(?!\w)"
     r"|\s*[GMT]FLOP/?s|\s*GB/s)",
