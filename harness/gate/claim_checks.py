@@ -21,12 +21,13 @@ from harness.rundir.rows import Row
 from reference.defaults import DEFAULTS
 
 FindingStatus = Literal[
-    "pass", "fail", "stale", "refused", "uncovered", "not comparable", "rechecked"
+    "pass", "fail", "stale", "refused", "uncovered", "not comparable", "rechecked", "not scanned"
 ]
 # Findings that do not stop a sign-off: "not comparable" is listed, but a run of another machine
 # or host version can neither confirm nor refute a band measured elsewhere; "rechecked" is a
-# figure that missed its band in the run and was measured in it again (harness.gate.recheck).
-PASSING: frozenset[str] = frozenset({"pass", "not comparable", "rechecked"})
+# figure that missed its band in the run and was measured in it again (harness.gate.recheck);
+# "not scanned" is a file the scan's globs match that is not text (an image): listed, not read.
+PASSING: frozenset[str] = frozenset({"pass", "not comparable", "rechecked", "not scanned"})
 REFERENCE_CELL = ("numpy", "reference")  # whose median is the numerator of every ``speedup``
 MAX_PRESET_SPREAD = 0.20  # beyond this a single number misrepresents the quantity (9.7x lesson)
 # a number in published text; "1,200" (thousands separated) is 1200

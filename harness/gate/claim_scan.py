@@ -67,7 +67,7 @@ def _text(path: Path, label: str) -> str | Finding:
     is an input error (read_utf8), never skipped silently."""
     nul = path.read_bytes().find(b"\0")
     if nul >= 0:
-        return Finding(f"skipped:{label}", "pass", (
+        return Finding(f"skipped:{label}", "not scanned", (
             f"{label}: not scanned: not a text file (NUL byte at offset {nul})"
         ))  # fmt: skip
     return read_utf8(path, "scanned file")
@@ -90,7 +90,7 @@ def uncovered(
     not_claims: tuple[NotAClaim, ...] = (),
 ) -> list[Finding]:
     """One finding per performance-looking number outside every claim and every exception, and
-    one passing finding per file skipped as not text (it holds a NUL byte)."""
+    one "not scanned" finding per file that is not text (it holds a NUL byte)."""
     out = []
     for path in files:
         label = str(path.relative_to(root))

@@ -43,7 +43,7 @@ from harness.rundir.reader import Run, load_run
 
 _STYLE = {"pass": "green", "fail": "bold red", "stale": "bold red", "refused": "bold red",
           "uncovered": "yellow", "not comparable": "bold yellow",
-          "rechecked": "yellow"}  # fmt: skip
+          "rechecked": "yellow", "not scanned": "yellow"}  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

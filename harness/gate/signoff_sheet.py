@@ -10,7 +10,7 @@ from harness.gate.claim_checks import PASSING, Finding
 from harness.rundir.meta import RunMeta
 
 _ICON = {"pass": "✅", "fail": "❌", "stale": "❌", "refused": "⛔", "uncovered": "❓",
-         "not comparable": "⚠️", "rechecked": "🔁"}  # fmt: skip
+         "not comparable": "⚠️", "rechecked": "🔁", "not scanned": "⏭️"}  # fmt: skip
 SIGNED_OFF = "SIGNED OFF"  # the sheet's title says "NOT SIGNED OFF" otherwise (read by the report)
 
 
@@ -39,18 +39,23 @@ def provenance(meta: RunMeta) -> list[tuple[str, str]]:
 
 
 def passed(findings: Sequence[Finding]) -> bool:
-    """True when every finding passed or was not comparable (listed, never a failure)."""
+    """True when every finding passed, was not comparable, or is a file not scanned (listed,
+    never a failure)."""
     return all(f.status in PASSING for f in findings)
 
 
 def verdict_line(findings: Sequence[Finding]) -> str:
-    """One line: signed off or not, with the failing, not-comparable and rechecked counts."""
+    """One line: signed off or not, with the failing, not-comparable, rechecked and not-scanned
+    counts."""
     bad = sum(f.status not in PASSING for f in findings)
     elsewhere = sum(f.status == "not comparable" for f in findings)
     again = sum(f.status == "rechecked" for f in findings)
-    notes = [f"{elsewhere} findings not comparable: other machine or host version"] * bool(
-        elsewhere
-    ) + [f"{again} rechecked: out of band in the run, in band when measured again"] * bool(again)
+    unread = sum(f.status == "not scanned" for f in findings)
+    notes = (
+        [f"{elsewhere} findings not comparable: other machine or host version"] * bool(elsewhere)
+        + [f"{again} rechecked: out of band in the run, in band when measured again"] * bool(again)
+        + [f"{unread} scanned files not text, not read"] * bool(unread)
+    )
     note = f" ({'; '.join(notes)})" if notes else ""
     if bad:
         return f"NOT {SIGNED_OFF.lower()}: {bad} failing findings{note}"

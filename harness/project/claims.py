@@ -27,11 +27,13 @@ _STATUS: dict[str, Status] = {
     "refused": "fail",
     "uncovered": "fail",
     "not comparable": "skipped",
+    "not scanned": "skipped",  # a file the scan's globs match that is not text
     "rechecked": "pass",  # never produced without a run (signoff --recheck); listed for totality
 }
 
 
-def _outcome(f: Finding, where: str = "") -> Outcome:
+def as_outcome(f: Finding, where: str = "") -> Outcome:
+    """The ``check claims`` outcome of one sign-off finding (its status mapped by _STATUS)."""
     label = f.status if f.status not in ("pass", "fail") else ""
     detail = f"{label.upper()}: {f.message}" if label else f.message
     return Outcome(CHECK, f.claim, _STATUS[f.status], f"{where}: {detail}" if where else detail)
@@ -50,12 +52,12 @@ def check(profile: Profile) -> list[Outcome]:
             region = published_region(claim, root, path)
             where = claim.published.file if isinstance(region, str) else f"{region[0]}:{region[1]}"
             text = check_text(claim, root, path)
-            out += [_outcome(f) for f in text]
+            out += [as_outcome(f) for f in text]
             if not text:
                 values = ", ".join(f"{v:g}" for v in claim.points.values())
                 out.append(Outcome(CHECK, claim.id, "pass", f"{where}: carries {values}"))
             if claim.measurements:
-                out += [_outcome(f, where) for f in check_claim(claim, path)]
+                out += [as_outcome(f, where) for f in check_claim(claim, path)]
             else:
                 out.append(
                     Outcome(
@@ -67,7 +69,7 @@ def check(profile: Profile) -> list[Outcome]:
                     )
                 )
         files = scan_files(root, claims.scan_files, claims.scan_exclude)
-        out += [_outcome(f) for f in uncovered(root, files, covered_spans(claims, root),
+        out += [as_outcome(f) for f in uncovered(root, files, covered_spans(claims, root),
                                                 claims.not_claims)]  # fmt: skip
     except GateInputError as exc:
         named = profile.where(profile.claims.line)

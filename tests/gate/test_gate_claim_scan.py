@@ -10,6 +10,8 @@ from harness.gate.claim_checks import check_text, published_region
 from harness.gate.claim_scan import PERF_NUMBER, uncovered
 from harness.gate.claims import load_claims
 from harness.gate.errors import GateInputError
+from harness.gate.signoff_sheet import passed, verdict_line
+from harness.project.claims import as_outcome
 
 
 @pytest.mark.parametrize(
@@ -117,8 +119,11 @@ def test_a_binary_file_a_glob_matches_is_skipped_and_listed(tmp_path: Path) -> N
     png = tmp_path / "docs" / "plot.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR 9.7x faster")
     found = uncovered(tmp_path, [png], {})
-    assert [(f.claim, f.status) for f in found] == [("skipped:docs/plot.png", "pass")]
+    assert [(f.claim, f.status) for f in found] == [("skipped:docs/plot.png", "not scanned")]
     assert "not scanned" in found[0].message and "offset 8" in found[0].message
+    # listed, never a failure: a sign-off counts it, and `check claims` shows it skipped
+    assert passed(found) and "1 scanned files not text" in verdict_line(found)
+    assert as_outcome(found[0]).status == "skipped"
 
 
 def test_a_scanned_file_that_is_not_utf8_is_an_input_error(tmp_path: Path) -> None:
