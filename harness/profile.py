@@ -27,6 +27,7 @@ from typing import Any, Literal
 from harness.artifact import Artifact, ManifestError, from_files
 from harness.formats import FormatError, all_formats, get_format
 from harness.surfaces import FORMAT_OPTIONS, FORMATS
+from harness.surfaces.base import EMPTY_COVERS
 from harness.toml_lines import Path_, TomlLines, TomlValidator, read_toml
 from reference.presets import PRESETS, ModelConfig
 
@@ -494,6 +495,11 @@ class _Validator(TomlValidator):
         covers = None
         if t.get("covers", "all") != "all":
             covers = self.strings((*where, "covers"), t["covers"])
+            if not covers:
+                raise self.error(
+                    (*where, "covers"),
+                    EMPTY_COVERS,
+                )
         digits = t.get("digits")
         if digits is not None and (self.typed((*where, "digits"), digits, int, "an int") < 1):
             raise self.error((*where, "digits"), "must be a positive number of significant digits")

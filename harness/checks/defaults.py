@@ -46,6 +46,7 @@ from harness.surfaces import (
     Value,
     statements,
 )
+from harness.surfaces.base import EMPTY_COVERS
 from harness.surfaces.json_surface import extract_text
 from harness.surfaces.markdown import DEFAULT_HEADING
 from reference.defaults import DEFAULTS, TrainingDefaults
@@ -157,6 +158,8 @@ def parse_surface(raw: Mapping[str, Any], index: int) -> SurfaceSpec:
     covers: tuple[str, ...] | None = None
     if "covers" in raw and raw["covers"] != "all":
         covers = _str_list(f"{where}.covers", raw["covers"])
+        if not covers:
+            raise ValueError(f"{where}.covers: {EMPTY_COVERS}")
         unknown = sorted(set(covers) - known)
         if unknown:
             raise ValueError(f"{where}.covers names unknown reference key(s) {unknown}")

@@ -25,6 +25,15 @@ class SurfaceEntry:
     line: int  # 1-based
 
 
+# Why ``covers = []`` is refused (a matrix's [[check.defaults.surfaces]] and a profile's
+# [[defaults.surfaces]] alike): read as "every key" or as "no key", it passes a surface that
+# states nothing.
+EMPTY_COVERS = (
+    "an empty list covers no key: list the keys the surface states, or leave covers out (or "
+    '"all") to require every key'
+)
+
+
 @dataclass(frozen=True)
 class Unreadable:
     """A key a surface states with a value that is not a literal (``lr: 10 * 3e-4``).

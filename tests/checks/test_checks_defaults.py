@@ -153,6 +153,7 @@ def test_readme_table_against_reference(tmp_path: Path) -> None:
             "unknown field",
         ),
         ({"surfaces": [{"name": "readme", "path": "p", "format": "json"}]}, "reserved"),
+        ({"surfaces": [{"name": "a", "path": "p", "format": "json", "covers": []}]}, "no key"),
     ],
 )
 def test_validate_options_names_the_bad_field(options: dict[str, Any], message: str) -> None:

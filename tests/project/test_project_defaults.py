@@ -120,6 +120,19 @@ def test_unknown_key_exits_2_at_its_line(drifted: Path, capsys: pytest.CaptureFi
     assert "unknown key" in err
 
 
+def test_an_empty_covers_exits_2_at_its_line(tmp_path: Path) -> None:
+    """``covers = []`` is refused at its line: read as "every key" (the old reading) or as "no
+    key", it passes a surface that states nothing, so the profile must say which keys."""
+    (tmp_path / "cfg.json").write_text('{"seed": 1337}\n')
+    (tmp_path / "harness.toml").write_text(
+        '[defaults]\noracle = "builtin"\n\n[[defaults.surfaces]]\nname = "cfg"\n'
+        'path = "cfg.json"\nformat = "json"\ncovers = []\n'
+    )
+    with pytest.raises(ProfileError, match=r"harness.toml:8: defaults.surfaces\[0\].covers: "
+                       "an empty list covers no key"):  # fmt: skip
+        load_profile(tmp_path / "harness.toml")
+
+
 def test_unknown_oracle_key_mode_exits_2(drifted: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A mode for a key the oracle does not state (warmup in this project): exit 2 at its line."""
     _edit(drifted, "[defaults.keys]\n", '[defaults.keys]\nwarmup_steps = "compare"\n')
