@@ -167,14 +167,26 @@ def _oracle_row(key: str, o: OracleValue) -> Outcome:
     )
 
 
+# What a format's extractor cannot read as a value, said when a covered key has none: the key
+# may well be in the file, written in one of these ways.
+_NOT_READ = {
+    "typescript": "a shorthand property (`{ lr }`) or a `const` whose value is code states no "
+    "value; write the literal in the property",
+    "python": "a value computed by code or read from elsewhere (an import, `os.environ`) states "
+    "no value; write the literal",
+}
+
+
 def _require(profile: Profile, surface: Surface, stated: set[str], required: Sequence[str]) -> None:
     missing = [k for k in required if k not in stated]
     if missing:
+        hint = _NOT_READ.get(surface.format)
         raise ProfileError(
             f"{profile.where(surface.line)}: {surface.name}: {surface.rel} has no extractable "
             f"value for compare key(s) {', '.join(missing)} (it states: "
             f"{', '.join(sorted(stated)) or 'nothing'}); map the surface's key in `keys`, narrow "
             "`covers`, or mark the key not-applicable with a reason"
+            + (f" ({surface.format}: {hint})" if hint else "")
         )
 
 

@@ -133,6 +133,21 @@ def test_an_empty_covers_exits_2_at_its_line(tmp_path: Path) -> None:
         load_profile(tmp_path / "harness.toml")
 
 
+def test_a_shorthand_property_of_a_covered_key_exits_2_saying_why(tmp_path: Path) -> None:
+    """``{ lr }`` (its value a variable computed by code) states no value: a covered key written
+    that way exits 2 at the surface, and the message names the shorthand, not only `keys`."""
+    (tmp_path / "cfg.ts").write_text(
+        "const lr = 10 * 3e-4;\nexport const cfg = { lr, seed: 1337 };\n"
+    )
+    (tmp_path / "harness.toml").write_text(
+        '[defaults]\noracle = "builtin"\n\n[[defaults.surfaces]]\nname = "cfg"\n'
+        'path = "cfg.ts"\nformat = "typescript"\nobject = "cfg"\n'
+        'keys = { lr = "learning_rate" }\ncovers = ["learning_rate", "seed"]\n'
+    )
+    with pytest.raises(ProfileError, match=r"harness.toml:4: cfg: .*learning_rate.*shorthand"):
+        defaults.check(load_profile(tmp_path / "harness.toml"))
+
+
 def test_unknown_oracle_key_mode_exits_2(drifted: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A mode for a key the oracle does not state (warmup in this project): exit 2 at its line."""
     _edit(drifted, "[defaults.keys]\n", '[defaults.keys]\nwarmup_steps = "compare"\n')
