@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from harness.bindings import CallBinding
 from harness.bindings.canonical import OPS
-from harness.hosts.base import HostCrashed, HostError, HostTimeout
+from harness.hosts.base import HostCrashed, HostError, HostTimeout, Trap
 from harness.kernel import Kernels, Override
 
 # A buffer's size is a product of dims with exponents up to 2 (attention's T x T), so under a
@@ -135,13 +135,14 @@ class GuessCrashed(Exception):
     about the binding, which the failure must not be blamed on.
     """
 
-    def __init__(self, guess: str, error: HostCrashed | HostTimeout) -> None:
+    def __init__(self, guess: str, error: HostCrashed | HostTimeout | Trap) -> None:
         """``guess`` names the changed binding (:attr:`Hypothesis.guess`); ``error`` the crash."""
         super().__init__(
             f"the wrong-binding diagnosis stopped: its guess ({guess}) crashed the host "
             f"({type(error).__name__}: {error}), which is no evidence of a binding mistake"
         )
-        self.error = error
+        # what the caller raises once the failure is written: the instance is lost either way
+        self.error = HostCrashed(str(error)) if isinstance(error, Trap) else error
 
 
 def diagnose(kernels: Kernels, op: str, passes: Callable[[Kernels], bool]) -> str:
@@ -149,7 +150,8 @@ def diagnose(kernels: Kernels, op: str, passes: Callable[[Kernels], bool]) -> st
 
     ``kernels.last_args`` must hold the failing call's sizes (the call just made). A hypothesis
     the library traps on, or the client refuses, does not explain the failure; one that crashes
-    or hangs the host raises :class:`GuessCrashed`.
+    or hangs the host (or traps with a fatal signal that took the instance with it, as a native
+    worker's segfault does) raises :class:`GuessCrashed`.
     """
     call = kernels.bound(op)
     sizes = dict(kernels.last_args)
@@ -159,6 +161,10 @@ def diagnose(kernels: Kernels, op: str, passes: Callable[[Kernels], bool]) -> st
                 return h.cause
         except (HostCrashed, HostTimeout) as exc:
             raise GuessCrashed(h.guess, exc) from exc
+        except Trap as exc:
+            if not kernels.instance.usable():  # a fatal signal took the native worker with it
+                raise GuessCrashed(h.guess, exc) from exc
+            continue
         except (HostError, ValueError):
             continue
     return ""

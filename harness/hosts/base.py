@@ -166,6 +166,12 @@ class Instance(abc.ABC):
     def close(self) -> None:
         """Release the instance (its memory, its page or its worker)."""
 
+    def usable(self) -> bool:
+        """Whether the instance can still take requests. True here: a trap leaves an in-process
+        instance (wasmtime, a JS engine's) as it was; a host whose worker a kernel's fatal signal
+        kills (raised as Trap) overrides it, so a caller can tell a trap from a lost instance."""
+        return True
+
     @classmethod
     def close_group(cls, instances: Sequence[Instance]) -> None:
         """Close ``instances``, all of this class: one by one here; a host whose closes each wait
@@ -288,6 +294,10 @@ class InstanceView(Instance):
     def bridge_roundtrip_ns(self, n: int) -> tuple[float, ...]:
         """Round trips through ``inner``."""
         return self.inner.bridge_roundtrip_ns(n)
+
+    def usable(self) -> bool:
+        """Whether ``inner`` can still take requests."""
+        return self.inner.usable()
 
     def close(self) -> None:  # the loader of ``inner`` closes it, never the view
         """Do nothing."""

@@ -376,6 +376,11 @@ class PipeInstance(Instance):
         """Pid of the worker process holding this instance (tests kill it to simulate a crash)."""
         return self.client.pid if self._alive() else None
 
+    def usable(self) -> bool:
+        """False once closed, or once the worker holding it died (a kernel's fatal signal is
+        raised as Trap, yet the instance went with the worker)."""
+        return self._alive()
+
     def _alive(self) -> bool:
         return (
             not self._closed

@@ -66,6 +66,11 @@ class Faulty(InstanceView):
         self.dead = False
         self.live: set[int] = set()  # allocated and not yet freed
 
+    def usable(self) -> bool:
+        """False once the failing call killed it (``dies``), as a pipe host's after its worker
+        died."""
+        return not self.dead
+
     def _usable(self) -> None:
         if self.dead:
             raise HostCrashed(
@@ -231,29 +236,31 @@ def _ctx(instance: Instance, reload: Callable[[], Instance] | None, ops: list[st
     )
 
 
-def test_a_diagnosis_guess_that_hangs_keeps_the_fail_and_blames_nothing(
-    fault: Callable[[str], tuple[CtypesInstance, Artifact]],
+@pytest.mark.parametrize(("kind", "error"), [("timeout", "HostTimeout"), ("trap", "Trap")])
+def test_a_diagnosis_guess_that_hangs_or_segfaults_keeps_the_fail_and_blames_nothing(
+    fault: Callable[[str], tuple[CtypesInstance, Artifact]], kind: str, error: str
 ) -> None:
-    """gelu with a constant off (a parity fail) whose kernel hangs on NaN input: the diagnosis's
-    swap of x and the NaN-filled out hangs it. The op's rows stay ``fail`` (its own verdict),
-    the detail says the guess crashed and blames no binding (never "it passes"), and the next
-    op runs on a fresh instance (D3)."""
+    """gelu with a constant off (a parity fail) whose kernel hangs, or segfaults (a Trap that
+    kills the native worker), on NaN input: the diagnosis's swap of x and the NaN-filled out
+    sets it off. The op's rows stay ``fail`` (its own verdict), the detail names THAT guess (not
+    the next one, which would meet the lost instance) and blames no binding (never "it
+    passes"), and the next op runs on a fresh instance (D3)."""
     inst, artifact = fault("native-bug-gelu-coef")
     hangs = _nan_input("gelu_forward", "x")
     gelu = _export(artifact, "gelu_forward")
     reloads: list[Faulty] = []
 
     def reload() -> Instance:
-        reloads.append(Faulty(inst, gelu, "timeout", hangs))
+        reloads.append(Faulty(inst, gelu, kind, hangs))
         return reloads[-1]
 
-    first = Faulty(inst, gelu, "timeout", hangs)
+    first = Faulty(inst, gelu, kind, hangs)
     rows = list(run(_ctx(first, reload, ["gelu_forward", "residual_forward"])))
     gelu_rows = [r for r in rows if r.subject == "gelu_forward.out"]
     assert gelu_rows and {r.status for r in gelu_rows} == {"fail"}
     detail = gelu_rows[0].detail
     assert "guess (args 'out' and 'x' swapped) crashed the host" in detail
-    assert "HostTimeout" in detail and "no evidence of a binding mistake" in detail
+    assert f"({error}: " in detail and "no evidence of a binding mistake" in detail
     assert "it passes" not in detail and "wrong order" not in detail
     assert first.dead and len(reloads) == 1
     residual = [r for r in rows if r.subject.startswith("residual_forward")]

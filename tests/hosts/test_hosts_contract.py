@@ -241,7 +241,7 @@ def test_wasm_trap_leaves_the_instance_usable(host: Host, artifacts: dict[str, A
         inst.write(p, struct.pack("<2i", 40, 2))
         with pytest.raises(Trap, match="unreachable"):
             inst.call("tg_gelu_forward", 0, 0, TRAP)
-        assert inst.read(p, 8) == struct.pack("<2i", 40, 2)
+        assert inst.usable() and inst.read(p, 8) == struct.pack("<2i", 40, 2)
         assert inst.call("tg_model_num_params", p) == p + 1
     finally:
         inst.close()
@@ -408,10 +408,13 @@ def test_old_node_rejects_wasm64_in_v8_words(host: Host, artifacts: dict[str, Ar
 
 @pytest.mark.parametrize("host", ["native"], indirect=True)
 def test_native_segfault_kills_only_the_worker(host: Host, artifacts: dict[str, Artifact]) -> None:
-    """A store through NULL in native code is a Trap naming SIGSEGV; the harness lives on."""
+    """A store through NULL in native code is a Trap naming SIGSEGV; the harness lives on. The
+    instance went with its worker, and says so (``usable``), unlike a wasm trap's."""
     inst = host.load(artifacts["native"])
+    assert inst.usable()
     with pytest.raises(Trap, match="SIGSEGV"):
         inst.call("tg_gelu_forward", 0, 0, SEGV)
+    assert not inst.usable()
     inst.close()
     _usable(host, artifacts["native"])
 
