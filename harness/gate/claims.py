@@ -244,6 +244,14 @@ def load_claims(path: Path) -> ClaimsFile:
         raise GateInputError(f"{path}:{line}", "", f"not valid TOML ({exc})") from None
     at = _Where(path, text)
     version = data.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int | type(None)):
+        # "unknown version '2' (expected 2)" read as a contradiction: say it is the type.
+        raise at.error(
+            ("schema_version",),
+            "schema_version",
+            f"must be an integer, got {_kind(version)} {version!r} "
+            f"(write schema_version = {CLAIMS_SCHEMA_VERSION})",
+        )
     if version != CLAIMS_SCHEMA_VERSION:
         hint = (
             ": schema 1 had no provenance; add [claim.provenance] or machine_independent "
@@ -274,6 +282,15 @@ def load_claims(path: Path) -> ClaimsFile:
         scan_exclude=tuple(_strings(at, "scan.exclude", scan.get("exclude", []))),
         not_claims=tuple(_not_claims(at, scan.get("not_a_claim", []))),
     )
+
+
+_TOML_KIND = {str: "a string", float: "a float", bool: "a boolean", list: "an array",
+              dict: "a table"}  # fmt: skip
+
+
+def _kind(value: object) -> str:
+    """How TOML names ``value``'s type ("a string"), for a wrong-type message."""
+    return _TOML_KIND.get(type(value), f"a {type(value).__name__}")
 
 
 def _not_claims(at: _Where, raw: Any) -> list[NotAClaim]:

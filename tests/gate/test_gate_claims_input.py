@@ -41,3 +41,15 @@ def test_a_claims_file_that_is_not_utf8_names_line_and_offset(tmp_path: Path) ->
     path.write_bytes(CLAIM.replace('"test"', '"t\xe9st"').encode("latin-1"))
     with pytest.raises(GateInputError, match=r"claims\.toml:11: .*not UTF-8.*0xe9 at offset"):
         load_claims(path)
+
+
+def test_a_quoted_schema_version_is_a_type_error_at_its_line(tmp_path: Path) -> None:
+    """``schema_version = "2"`` read "unknown version '2' (expected 2)", a seeming contradiction:
+    it is the type that is wrong, and the message says so at the line."""
+    path = tmp_path / "claims.toml"
+    path.write_text("\n" + CLAIM.replace("schema_version = 2", 'schema_version = "2"'))
+    with pytest.raises(GateInputError) as err:
+        load_claims(path)
+    message = str(err.value)
+    assert f"{path}:2: field 'schema_version': must be an integer, got a string '2'" in message
+    assert "unknown version" not in message
