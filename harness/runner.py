@@ -38,7 +38,7 @@ from rich.console import Console
 from harness.artifact import Artifact, ManifestError, load_manifest
 from harness.bindings import BindingError
 from harness.bindings.model_layout import UnsupportedConfig
-from harness.bindings.verify import check_artifacts
+from harness.bindings.verify import check_artifacts, width_problem
 from harness.checks import begin_run, get_check
 from harness.checks.base import CellContext
 from harness.checks.corpus import ProjectCorpus
@@ -928,6 +928,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     presets: dict[str, ModelConfig] = dict(PRESETS)
     project: Profile | None = None
     own: dict[str, Artifact] = {}  # the --project profile's [artifacts.NAME], hashed now
+    own_where: dict[str, str] = {}  # their tables' ``file:line``, for a config error in one
     if getattr(args, "project", None) is not None:
         try:
             project = load_profile(find_profile(args.project))
@@ -956,6 +957,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
                 f"the manifest {args.artifacts}; give the project's artifacts their own names"
             )
         artifacts.update(own)
+        own_where = {n: f"{spec.where}: artifacts.{n}" for n, spec in project.artifacts.items()}
         clash = sorted(set(project.presets) & set(PRESETS))
         if clash:
             raise UsageError(
@@ -995,6 +997,11 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
                 f"manifest (it has {', '.join(sorted(artifacts))})"
             )
         loaded = sorted({*loaded, versus})
+    for name in loaded:  # before the exports: a wrong width makes a correct binding mismatch
+        problem = width_problem(artifacts[name])
+        if problem:
+            where = own_where.get(name, f"{args.artifacts}: artifact {name!r}")
+            raise UsageError(f"{where}: {problem}")
     try:  # every shard checks every artifact of the run: one verdict on the config, not N
         arity = check_artifacts(artifacts[name] for name in loaded)
     except BindingError as exc:

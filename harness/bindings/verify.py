@@ -21,8 +21,44 @@ from pathlib import Path
 
 from harness.artifact import Artifact
 from harness.bindings import Binding, BindingError
+from harness.formats import FormatError
 from harness.formats.native_arity import HeaderError, native_arities
 from harness.hosts.base import HostError, verify_artifact
+
+
+def width_problem(artifact: Artifact) -> str | None:
+    """What is wrong when ``artifact`` declares a pointer width, target or feature its files
+    contradict (a manifest entry or profile table that names the wasm32 build as the wasm64 one,
+    or ``ptr_width = 32`` for a Memory64 module); None when they agree, or when the files cannot
+    be read as the manifest's (those are the cells' errors).
+
+    Said before the binding's export check: with the wrong width every export's pointer
+    arguments mismatch, and blaming the (correct) binding would hide the real mistake."""
+    try:
+        verify_artifact(artifact)
+        found = artifact.fmt.ptr_width_of(artifact.paths())
+    except (HostError, FormatError, OSError):
+        return None
+    if found is None:
+        return None
+    path = artifact.paths()[artifact.fmt.exports_role or artifact.fmt.roles[0]]
+    if artifact.format == "native":
+        is_ = f"{path} is an ELF{found} library"
+    else:
+        is_ = f"{path}'s linear memory is {found}-bit" + (" (Memory64)" if found == 64 else "")
+    if artifact.ptr_width != found:
+        return (
+            f"ptr_width = {artifact.ptr_width}, but {is_}: the entry names another build, or "
+            "its width is wrong"
+        )
+    said = [f"target {artifact.target!r}"] * (f"wasm{96 - found}" in artifact.target)
+    said += ["features list 'memory64'"] * ("memory64" in artifact.features and found == 32)
+    if said:
+        return (
+            f"{' and '.join(said)}, but {is_}: the entry names a {found}-bit build where it "
+            f"claims a {96 - found}-bit one (or its target is wrong)"
+        )
+    return None
 
 
 def check_artifact(artifact: Artifact) -> str:

@@ -304,3 +304,44 @@ def test_lib2_fits_its_binding_and_a_renamed_export_is_refused(
     line = _line(bad, 'alloc = "l2_malloc"')
     with pytest.raises(BindingError, match=rf"^{re.escape(str(bad))}:{line}: export 'l2_malloc'"):
         check_artifact(dataclasses.replace(lib2_native, binding=bad))
+
+
+# -- an entry whose width or target its module contradicts -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "cause"),
+    [
+        ("wasm32", {"ptr_width": 64}, r"ptr_width = 64, but .*wasm32.*linear memory is 32-bit"),
+        (
+            "wasm64",
+            {"ptr_width": 32},
+            r"ptr_width = 32, but .*linear memory is 64-bit \(Memory64\)",
+        ),
+        (
+            "wasm32",
+            {"target": "wasm64-freestanding", "features": ("memory64",)},
+            r"target 'wasm64-freestanding' and features list 'memory64', but .*32-bit: the "
+            r"entry names a 32-bit build where it claims a 64-bit one",
+        ),
+        ("native", {"ptr_width": 32}, r"ptr_width = 32, but .*is an ELF64 library"),
+    ],
+)
+def test_an_entry_its_module_contradicts_is_exit_2_naming_the_entry_not_the_binding(
+    name: str,
+    change: dict[str, object],
+    cause: str,
+    built: dict[str, Artifact],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A manifest entry that names the wasm32 module as the Memory64 build (the "Node passes
+    XL" mistake: it ran the 32-bit binary), or declares the other pointer width: exit 2 at load
+    naming the manifest and the entry, before the binding's export check would blame the
+    (correct) binding for every pointer argument; nothing runs."""
+    art = dataclasses.replace(_copy(built[name], tmp_path, None), **change)  # type: ignore[arg-type]
+    code, err, out = _run(tmp_path, [art], "wasmtime" if name != "native" else "native", capsys)
+    assert code == 2, err
+    assert f"manifest.json: artifact {name!r}: " in err, err
+    assert re.search(cause, err) and "binding" not in err, err
+    assert not out.exists(), "the run started"

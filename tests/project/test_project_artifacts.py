@@ -136,6 +136,8 @@ def test_the_pointer_width_is_read_from_the_files(
                         'files = { glue = "build/lib2-native/liblib2.so" }'),
          "unknown file role(s) ['glue'] for format native"),
         (NATIVE.replace('format = "native"\n', ""), "missing key 'format'"),
+        (NATIVE + "ptr_width = 32\n", "ptr_width = 32, but "),  # an ELF64 .so
+        (NATIVE + 'target = "wasm32-unknown-emscripten"\n', "is an ELF64 library"),
     ],
 )  # fmt: skip
 def test_a_bad_artifact_table_exits_2_at_its_line(
@@ -145,9 +147,9 @@ def test_a_bad_artifact_table_exits_2_at_its_line(
     tables: str,
     words: str,
 ) -> None:
-    """A missing file, an unknown key or format, a pin the files miss, a bad width, roles the
-    format does not have, no format: exit 2 at load, naming harness.toml:LINE, before any
-    host starts (no run directory is written)."""
+    """A missing file, an unknown key or format, a pin the files miss, a bad width (or one, or
+    a target, the .so contradicts), roles the format does not have, no format: exit 2 at load,
+    naming harness.toml:LINE, before any host starts (no run directory is written)."""
     profile = _project(tmp_path, lib2, tables)
     code, out = _run(tmp_path, profile, tmp_path / "no-manifest.json",
                      'artifacts = ["mylib-so"]\npresets = ["tiny"]\nchecks = ["smoke"]\n'
