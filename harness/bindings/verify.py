@@ -16,12 +16,12 @@ with the cause, and the rest of the run goes on, as before this check existed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from harness.artifact import Artifact
 from harness.bindings import Binding, BindingError
-from harness.formats import FormatError
+from harness.formats import FormatError, WasmTypes, export_mismatches
 from harness.formats.native_arity import HeaderError, native_arities
 from harness.hosts.base import HostError, verify_artifact
 
@@ -81,9 +81,29 @@ def check_artifact(artifact: Artifact) -> str:
     module = f"artifact {artifact.name} ({so})"
     binding = artifact.bound()
     binding.check_exports(found, artifact.ptr_width, module)
+    _check_allocator(artifact, binding, found, module)
     if artifact.format != "native":
         return ""  # wasm: its type section showed arity and kinds above
     return _check_arities(binding, so, module)
+
+
+def _check_allocator(
+    artifact: Artifact, binding: Binding, found: Mapping[str, WasmTypes | None], module: str
+) -> None:
+    """The format's allocator (emscripten's ``malloc``/``free``), which a binding without
+    ``[memory]`` leaves to it, must be exported too: without it every cell fails alike, the same
+    build mistake as a missing bound export, so the same exit 2."""
+    bound = binding.signatures()
+    extra = {n: s for n, s in artifact.exports().items() if n not in bound}
+    misses = export_mismatches(found, extra, artifact.ptr_width)
+    if misses:
+        names = ", ".join(repr(m.name) for m in misses)
+        raise BindingError(
+            f"{binding.path}: the {artifact.format} format's allocator ({names}), which this "
+            f"binding uses (it has no [memory]), is not exported by {module} with its types: "
+            "export it from the build, or name the library's own allocator in the binding's "
+            "[memory] (docs/bindings.md)"
+        )
 
 
 def _check_arities(binding: Binding, so: Path, module: str) -> str:

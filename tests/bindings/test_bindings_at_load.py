@@ -345,3 +345,21 @@ def test_an_entry_its_module_contradicts_is_exit_2_naming_the_entry_not_the_bind
     assert f"manifest.json: artifact {name!r}: " in err, err
     assert re.search(cause, err) and "binding" not in err, err
     assert not out.exists(), "the run started"
+
+
+@needs_emcc
+def test_an_emscripten_module_without_its_allocator_is_exit_2(
+    built: dict[str, Artifact], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """em-wasm32's glue with a .wasm that exports every bound export but not ``malloc``/
+    ``free`` (the freestanding build's module): the format's allocator is missing, the same
+    build mistake as a missing bound export, so exit 2 at load naming both, not a cell error."""
+    em = _copy(built["em-wasm32"], tmp_path, None)
+    paths = em.paths()
+    shutil.copy(built["wasm32"].path, paths["wasm"])
+    files, sha = digest(paths)
+    art = dataclasses.replace(em, files=files, sha256=sha, path=files[0].path)
+    code, err, out = _run(tmp_path, [art], "node24", capsys)
+    assert code == 2, err
+    assert "the emscripten format's allocator ('malloc', 'free')" in err, err
+    assert not out.exists(), "the run started"
