@@ -49,6 +49,7 @@ from harness.rundir.meta import RunDirError
 from harness.rundir.reader import Run, load_run
 from harness.rundir.rows import RESULTS_FILE
 from harness.rundir.verdict import INCOMPLETE, PARTLY_SKIPPED
+from harness.rundir.writer import check_writable, describe_os_error
 
 if TYPE_CHECKING:  # matplotlib loads only when a report is rendered
     from harness.report_history import HistoryView
@@ -104,6 +105,11 @@ def execute(args: argparse.Namespace) -> int:
     if store is not None and not store.is_dir():
         print(f"report: --store {store} is not a directory", file=sys.stderr)
         return EXIT_NOTHING_USABLE
+    try:  # before any reading or plotting: an unwritable --out is bad input, one line
+        check_writable(out, directory=True)
+    except OSError as exc:
+        print(f"report: cannot write {out}: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_NOTHING_USABLE
     base: Run | None = None
     if args.base is not None:
         try:
@@ -115,6 +121,9 @@ def execute(args: argparse.Namespace) -> int:
         result = render(load_run_dir(run_dir), out, sheet, base, store)
     except RunDirError as exc:  # a corrupt history entry
         print(f"report: --store: {exc}", file=sys.stderr)
+        return EXIT_NOTHING_USABLE
+    except OSError as exc:  # the disk filled, or --out changed since the check above
+        print(f"report: cannot write {out}: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_NOTHING_USABLE
     for problem in result.problems:
         print(f"report: {problem}", file=sys.stderr)

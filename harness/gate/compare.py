@@ -24,6 +24,7 @@ from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text, thr
 from harness.gate.verdicts import GateResult, evaluate
 from harness.rundir.meta import RunDirError
 from harness.rundir.reader import Run, load_run
+from harness.rundir.writer import check_writable, describe_os_error
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -205,9 +206,26 @@ def run_paired(
     return pair_changes(base, cand, thresholds, result, setup, console)
 
 
+def _cannot_write(flag: str, path: Path, exc: OSError) -> int:
+    """Say why ``flag``'s output ``path`` cannot be written; returns exit 2 (bad input)."""
+    print(f"compare: cannot write {flag} {path}: {describe_os_error(exc)}", file=sys.stderr)
+    return 2
+
+
 def execute(args: argparse.Namespace) -> int:
-    """Run the gate; returns 0 pass, 1 fail, 2 bad input or refused."""
+    """Run the gate; returns 0 pass, 1 fail, 2 bad input, refused or an unwritable output."""
     console = Console(stderr=False, width=160)
+    # An unwritable output is bad input: said before any comparing (or paired timing) is
+    # spent, and never exit 1, which would read as a regression.
+    for flag, path, directory in (
+        ("--markdown", args.markdown, False),
+        ("--html", args.html, True),
+    ):
+        if path is not None:
+            try:
+                check_writable(path, directory=directory)
+            except OSError as exc:
+                return _cannot_write(flag, path, exc)
     try:
         result = run_compare(args, console)
     except (RunDirError, RefusalError) as exc:  # GateInputError is a RunDirError
@@ -215,11 +233,18 @@ def execute(args: argparse.Namespace) -> int:
         return 2
     print_table(result, console)
     if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown(result, str(args.base), str(args.cand)), encoding="utf-8")
+        try:
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            text = markdown(result, str(args.base), str(args.cand))
+            args.markdown.write_text(text, encoding="utf-8")
+        except OSError as exc:  # the disk filled, or the path changed since the check
+            return _cannot_write("--markdown", args.markdown, exc)
     if args.html is not None:
         from harness.gate.compare_html import write_html  # matplotlib: only when asked
 
-        index = write_html(result, args.base, args.cand, args.html)
+        try:
+            index = write_html(result, args.base, args.cand, args.html)
+        except OSError as exc:
+            return _cannot_write("--html", args.html, exc)
         console.print(f"comparison report: {index}")
     return 1 if result.failed else 0

@@ -4,12 +4,16 @@ Each :meth:`RowWriter.write` encodes its rows into one buffer, appends it with `
 (looping over short writes), and fsyncs. If any of that fails (ENOSPC, EIO, ...), the file is
 truncated back to its size before the call, so it ends with the last whole row, and the
 ``OSError`` is re-raised for the caller to turn into exit 2.
+
+:func:`check_writable` checks a command's output path before it works, and
+:func:`describe_os_error` says in one line why a path could not be written (exit 2).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import os
 from collections.abc import Iterable
@@ -64,3 +68,33 @@ class RowWriter:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def check_writable(path: Path, *, directory: bool) -> None:
+    """Raise OSError naming the path at fault if ``path`` could not be written; create nothing.
+
+    ``directory``: ``path`` is a directory to write files into, else a file; either may not
+    exist yet (the writer creates it and its parents). Called before any measuring or
+    comparing, so a typo in an output path costs one line and exit 2, not a traceback after
+    the work; a command that then stops on bad input leaves no empty output behind.
+    """
+    if path.exists():
+        if directory and not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+        if not directory and path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        target = path
+    else:
+        # The nearest existing ancestor is where the first directory would be created.
+        target = next(p for p in path.absolute().parents if p.exists())
+        if not target.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target))
+    if not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError: the path it names, the OS's words and the errno name."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}" + (f" ({name})" if name else "")
