@@ -61,6 +61,9 @@ DEFAULT_OUT = REPO_ROOT / "artifacts" / "build"
 WEBGPU_DIR = Path("artifacts/webgpu")
 WEBGPU_NAME = "webgpu"
 MANIFEST = "manifest.json"
+# The bundled library's manifest, in this checkout: every command's default, never relative to
+# the cwd (a project runs the harness from its own directory).
+BUNDLED_MANIFEST = DEFAULT_OUT / MANIFEST
 
 _MACRO = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(=[A-Za-z0-9_.+-]*)?$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

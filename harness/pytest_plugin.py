@@ -56,8 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--harness-artifacts",
         metavar="MANIFEST",
-        default="artifacts/build/manifest.json",
-        help="artifact manifest.json (default: %(default)s)",
+        default=None,
+        help="artifact manifest.json (default: the bundled library's, in the harness checkout)",
     )
 
 
@@ -122,6 +122,7 @@ class HarnessMatrixPlugin:
     def _plan(self) -> RunPlan:
         import dataclasses
 
+        from harness.build import BUNDLED_MANIFEST
         from harness.hosts.registry import HOST_NAMES
         from harness.runner import UsageError, plan_from_args
 
@@ -131,7 +132,8 @@ class HarnessMatrixPlugin:
                      int(self.worker["workercount"]))  # fmt: skip
         args = argparse.Namespace(
             matrix=self.matrix, out=self.out, resume=None, shard="1/1", checks=None,
-            fail_fast=False, junit=None, artifacts=Path(self.config.getoption("harness_artifacts")),
+            fail_fast=False, junit=None, artifacts=Path(self.config.getoption("harness_artifacts")
+                                                        or BUNDLED_MANIFEST),
         )  # fmt: skip
         try:
             plan = plan_from_args(args, HOST_NAMES)

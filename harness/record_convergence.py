@@ -34,6 +34,7 @@ from typing import Any
 
 from harness.artifact import Artifact, ManifestError, load_manifest
 from harness.bindings.model_layout import layout_of, library_config
+from harness.build import BUNDLED_MANIFEST
 from harness.convergence import band_runs, bound_losses, kernel_losses
 from harness.convergence_band import (
     ARTIFACT,
@@ -62,7 +63,7 @@ from reference.train import train
 DEFAULT_PRESET = "tiny"  # the bundled band's
 DEFAULT_STEPS = 300  # the bundled band's: enough for the rates to order their losses
 DEFAULT_WINDOW = 25
-DEFAULT_MANIFEST = Path("artifacts/build/manifest.json")
+
 
 Trainer = Callable[[TrainingDefaults], list[float]]
 
@@ -264,7 +265,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--artifacts",
         type=Path,
-        default=DEFAULT_MANIFEST,
+        default=BUNDLED_MANIFEST,
         help="artifact manifest.json (default %(default)s)",
     )
     parser.add_argument("--out", type=Path, help="write here instead of the profile's band file")
@@ -367,7 +368,7 @@ def _command(args: argparse.Namespace, preset: str) -> str:
             argv += [f"--{flag}", str(getattr(args, flag))]
     if args.window != DEFAULT_WINDOW:
         argv += ["--window", str(args.window)]
-    if args.artifact is not None and args.artifacts != DEFAULT_MANIFEST:
+    if args.artifact is not None and args.artifacts != BUNDLED_MANIFEST:
         argv += ["--artifacts", str(args.artifacts)]
     return shlex.join(argv)
 

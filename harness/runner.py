@@ -39,6 +39,7 @@ from harness.artifact import Artifact, ManifestError, load_manifest
 from harness.bindings import BindingError
 from harness.bindings.model_layout import UnsupportedConfig
 from harness.bindings.verify import check_artifacts, width_problem
+from harness.build import BUNDLED_MANIFEST
 from harness.checks import begin_run, get_check
 from harness.checks.base import CellContext
 from harness.checks.corpus import ProjectCorpus
@@ -91,7 +92,6 @@ from reference.presets import PRESETS, ModelConfig
 if TYPE_CHECKING:  # imported when a run has a project band (it imports the kernel client)
     from harness.convergence_band import BandSet
 
-DEFAULT_MANIFEST = Path("artifacts/build/manifest.json")
 HostFactory = Callable[[], Host]
 
 
@@ -901,7 +901,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--shard", default="1/1", help="run shard K of N (1-based), e.g. 2/4")
     parser.add_argument(
-        "--artifacts", type=Path, default=DEFAULT_MANIFEST, help="artifact manifest.json"
+        "--artifacts", type=Path, default=BUNDLED_MANIFEST, help="artifact manifest.json"
     )
     parser.add_argument("--checks", help="comma-separated check kinds, replacing the matrix's")
     parser.add_argument(
@@ -929,6 +929,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     project: Profile | None = None
     own: dict[str, Artifact] = {}  # the --project profile's [artifacts.NAME], hashed now
     own_where: dict[str, str] = {}  # their tables' ``file:line``, for a config error in one
+    no_manifest = ""  # said beside an unknown artifact when the manifest was not found
     if getattr(args, "project", None) is not None:
         try:
             project = load_profile(find_profile(args.project))
@@ -945,6 +946,10 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
                 "[artifacts] (docs/formats.md, docs/profiles.md)"
             ) from None
         artifacts = {}  # a project's own binaries need no manifest of ours
+        no_manifest = (
+            f" (no artifact manifest at {args.artifacts}, so only the profile's artifacts are "
+            "known: `tinygpt-harness build` builds the bundled library, or give --artifacts PATH)"
+        )
     except ManifestError as exc:  # it names the manifest (and a binding's file:line) itself
         raise UsageError(str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:
@@ -972,7 +977,8 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         )
         shard_k, shard_n = parse_shard(args.shard)
     except (MatrixError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        unknown_artifact = "unknown artifact" in str(exc)
+        raise UsageError(str(exc) + (no_manifest if unknown_artifact else "")) from None
     only: tuple[str, ...] | None = None
     if args.checks:
         only = tuple(c.strip() for c in args.checks.split(",") if c.strip())

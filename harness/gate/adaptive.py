@@ -23,6 +23,7 @@ from typing import Any
 import tomli_w
 from rich.console import Console
 
+from harness.build import BUNDLED_MANIFEST
 from harness.gate.errors import GateInputError, RefusalError
 from harness.gate.measurements import MeasurementKey, timing_samples
 from harness.gate.provenance import require_build
@@ -38,7 +39,7 @@ class AdaptiveBudget:
     seconds: float
     max_rounds: int
     samples: int
-    manifest: Path = Path("artifacts/build/manifest.json")
+    manifest: Path = BUNDLED_MANIFEST
 
 
 def fresh_dir(cand: Path, round_no: int) -> Path:

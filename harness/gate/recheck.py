@@ -35,6 +35,7 @@ from typing import Any
 
 from rich.console import Console
 
+from harness.build import BUNDLED_MANIFEST
 from harness.checks.bench import curve_of
 from harness.gate.adaptive import matrix_content, run_bench_cells
 from harness.gate.claim_checks import (
@@ -62,7 +63,7 @@ DEFAULT_MAX_CELLS = 6  # more stale cells than this is a shift, not a transient 
 class RecheckPlan:
     """What ``signoff --recheck`` may rerun, and with which build."""
 
-    manifest: Path = Path("artifacts/build/manifest.json")
+    manifest: Path = BUNDLED_MANIFEST
     max_cells: int = DEFAULT_MAX_CELLS
 
 

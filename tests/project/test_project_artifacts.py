@@ -8,6 +8,7 @@ into a temporary directory.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from harness.artifact import Artifact, load_manifest
-from harness.build import DEFAULT_OUT, MANIFEST, REPO_ROOT, emcc_path, manifest_is_fresh
+from harness.build import (
+    BUNDLED_MANIFEST,
+    DEFAULT_OUT,
+    MANIFEST,
+    REPO_ROOT,
+    emcc_path,
+    manifest_is_fresh,
+)
 from harness.build import write_manifest as write_build_manifest
 from harness.build_lib2 import LIB2_BINDING, lib2_artifacts
 from harness.cli import main as cli_main
@@ -24,6 +32,7 @@ from harness.profile import ProfileError, load_profile
 from harness.rundir.meta import RUN_FILE
 from harness.rundir.reader import read_rows
 from harness.rundir.rows import RESULTS_FILE
+from harness.runner import configure
 
 needs_emcc = pytest.mark.skipif(emcc_path() is None, reason="emcc is not installed")
 
@@ -184,3 +193,23 @@ def test_a_binding_that_does_not_load_is_named_at_its_own_line(
     with pytest.raises(ProfileError, match=r"harness.toml:4: artifacts.mylib-so: key 'binding': "
                        r".*mylib.binding.toml:\d+: ops.matmul_fwd: unknown key"):  # fmt: skip
         profile.artifacts["mylib-so"].build()
+
+
+def test_a_matrix_naming_a_bundled_artifact_without_a_manifest_says_so(
+    tmp_path: Path, lib2: dict[str, Artifact], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no manifest at --artifacts, only the profile's artifacts are known: a matrix that
+    also names a bundled one (``wasm32``) exits 2 saying the manifest was not found, not only
+    "unknown artifact"; and the default --artifacts is the checkout's, never the cwd's."""
+    profile = _project(tmp_path, lib2, NATIVE)
+    missing = tmp_path / "no-manifest.json"
+    code, _out = _run(tmp_path, profile, missing,
+                      'artifacts = ["mylib-so", "wasm32"]\npresets = ["tiny"]\n'
+                      'checks = ["smoke"]\n[hosts]\nnative = {}')  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown artifact 'wasm32'" in err, err
+    assert f"no artifact manifest at {missing}" in err, err
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    default = parser.parse_args(["--matrix", "m.toml", "--out", "o"]).artifacts
+    assert default == BUNDLED_MANIFEST and default.is_absolute()
