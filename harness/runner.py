@@ -131,6 +131,8 @@ class RunPlan:
     profile: Profile | None = None
     # artifact -> what its native exports' arities were checked from (bindings/verify.py)
     arity: Mapping[str, str] = field(default_factory=dict)
+    # the --project profile's root: run.json records its checkout beside the harness's
+    project_root: Path | None = None
 
     def used_artifacts(self) -> list[str]:
         """The artifacts the plan's cells load, sorted (host `none` loads none)."""
@@ -586,6 +588,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _project_state(root: Path | None) -> dict[str, Any]:
+    """run.json's ``project``: the --project profile's root and that checkout's git state,
+    beside the harness's own ``git`` (a project's binaries and claims are its commit's, not
+    ours); {} without one."""
+    if root is None:
+        return {}
+    return {"project": {"root": str(root), "git": git_state(root)}}
+
+
 def _artifact_meta(a: Artifact, root: Path, arity: str = "") -> dict[str, Any]:
     return {
         **({"arity": arity} if arity else {}),
@@ -640,6 +651,7 @@ def _start_meta(plan: RunPlan) -> dict[str, Any]:
         "status": "running",
         "interrupted": False,
         "git": git_state(plan.repo_root),
+        **_project_state(plan.project_root),
         "machine": fingerprint(),
         "hosts": {},
         "artifacts": {
@@ -1032,6 +1044,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         presets=presets,
         profile=text_profile(matrix, every_cell, project, getattr(args, "project", None)),
         arity=arity,
+        project_root=project.root if project is not None else None,
     )
     plan = with_project_corpus(with_band(plan, project), project)
     if args.resume is not None:

@@ -90,7 +90,8 @@ def test_a_profile_artifact_runs_without_any_manifest(
 ) -> None:
     """``[artifacts.mylib-so]`` names a .so, its format and its binding; with no manifest at
     all, ``run --project`` hashes it, runs smoke and defaults on it through the binding, and
-    run.json records the sha256 of the very file it loaded."""
+    run.json records the sha256 of the very file it loaded, and the project's root and git
+    state."""
     profile = _project(tmp_path, lib2, NATIVE)
     code, out = _run(tmp_path, profile, tmp_path / "no-manifest.json",
                      'artifacts = ["mylib-so"]\npresets = ["tiny"]\nchecks = ["smoke", '
@@ -104,6 +105,8 @@ def test_a_profile_artifact_runs_without_any_manifest(
     meta = json.loads((out / RUN_FILE).read_text())
     assert file_sha256(so) in json.dumps(meta["artifacts"]["mylib-so"])
     assert {r.artifact_sha256 for r in rows if r.artifact == "mylib-so"} == {file_sha256(so)}
+    # the project's checkout is recorded beside the harness's (here: no git repository)
+    assert meta["project"] == {"root": str(tmp_path), "git": {"commit": None, "dirty": None}}
 
 
 @needs_emcc
