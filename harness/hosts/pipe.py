@@ -230,6 +230,14 @@ class WorkerClient:
             if fatal and op in (Op.CALL, Op.TIME, Op.PAIRS):
                 raise Trap(message) from None
             raise HostCrashed(message) from None
+        except BaseException:
+            # An interrupt (Ctrl-C, SIGTERM: the runner's handler raises KeyboardInterrupt) in
+            # the middle of an exchange: the worker still owes replies, so the next request
+            # would read them as its own, or wait out its timeout behind a hung call. The
+            # worker goes now; its instances are lost, as after any failure.
+            self.kill()
+            self.last_failure = f"interrupted during {doing}"
+            raise
 
     def _wait_exit(self) -> int | None:
         """The dead (or dying) worker's exit status; a worker that lingers is killed."""

@@ -395,6 +395,36 @@ def test_hanging_call_times_out_and_host_recovers(
 
 
 @pytest.mark.parametrize(
+    "host", ["native", "wasmtime", pytest.param("node24", marks=pytest.mark.node)], indirect=True
+)
+def test_an_interrupt_mid_call_kills_the_worker_at_once(
+    host: Host, artifacts: dict[str, Artifact]
+) -> None:
+    """Ctrl-C or SIGTERM (the runner's handler raises KeyboardInterrupt) while a worker runs a
+    hung call: the worker, which still owes that call's reply, is killed then and there, so the
+    instance is lost and the next load starts a fresh worker, instead of the next request
+    reading a stale reply or waiting out its timeout behind the hung call."""
+    artifact = artifacts[_widths(host)[0]]
+    inst = host.load(artifact)
+    assert isinstance(inst, PipeInstance) and inst.worker_pid is not None
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            inst.call("tg_gelu_forward", 0, 0, SPIN)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not inst.usable() and inst.worker_pid is None
+    inst.close()
+    _usable(host, artifact)
+
+
+@pytest.mark.parametrize(
     "host",
     [pytest.param("node", marks=pytest.mark.node), pytest.param("node22", marks=pytest.mark.node)],
     indirect=True,
