@@ -6,7 +6,7 @@ import dataclasses
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -171,24 +171,78 @@ def measure(claim: Claim, key: str, table: Mapping[Quantity, float]) -> float | 
     return got if isinstance(got, str) else got[0]
 
 
-def check_cells(claims: ClaimsFile, cells: set[str]) -> None:
-    """Refuse a claim naming a cell the run does not have (a typo, or the wrong run).
+def check_cells(claims: ClaimsFile, cells: Set[str], planned: Set[str] = frozenset()) -> list[str]:
+    """Refuse a claim naming a cell the run neither measured nor planned (a typo, or the wrong
+    run), at the claims file's line; return the claimed cells the run planned but has no rows
+    of (a run cut short: each is a ``fail`` finding of its claim, not a claims-file error).
 
     A claim that cites an external measurement file names cells of that file, not of the run.
     """
-    for claim in claims.claims:
+    short: dict[str, None] = {}
+    for index, claim in enumerate(claims.claims):
         if claim.measurements:
             continue
         for key in claim.points:
             for q in (claim.quantity_at(key), claim.denominator_at(key)):
-                if q is not None and q.cell not in cells:
-                    field = "preset" if claim.over == "preset" else "host/artifact/preset"
-                    known = ", ".join(sorted(cells))
-                    raise GateInputError(
-                        claims.path,
-                        f"claim[{claim.id}].{field}",
-                        f"unknown cell {q.cell!r}: not in the run (cells: {known})",
-                    )
+                if q is None or q.cell in cells:
+                    continue
+                if q.cell in planned:
+                    short[q.cell] = None
+                    continue
+                field = "preset" if claim.over == "preset" else "host/artifact/preset"
+                known = ", ".join(sorted(cells))
+                raise GateInputError(
+                    claims.where(_cell_key(claim, index, key, q, cells)),
+                    f"claim[{claim.id}].{field}",
+                    f"unknown cell {q.cell!r}: not in the run (cells: {known})",
+                )
+    return list(short)
+
+
+def _cell_key(
+    claim: Claim, index: int, point: str, q: Quantity, cells: Set[str]
+) -> tuple[str | int, ...]:
+    """The claims file key that names ``q``'s cell wrongly: the first of host, artifact, preset
+    the run does not have in that position (a ``relative_to`` override when it gives it)."""
+    parts = [c.split("/") for c in cells]
+    fields = ("host", "artifact", "preset")
+    wrong = next(
+        (f for n, f in enumerate(fields)
+         if [getattr(q, g) for g in fields[: n + 1]] not in [p[: n + 1] for p in parts]),
+        "preset",
+    )  # fmt: skip
+    if q != claim.quantity_at(point) and wrong in claim.relative_to:
+        return ("claim", index, "relative_to", wrong)
+    if wrong == "preset" and claim.over == "preset":
+        return ("claim", index, "points", point)
+    return ("claim", index, wrong)
+
+
+def run_incomplete(run: Run) -> str:
+    """Why ``run`` is not finished, from its run.json status ("" when complete, or when the run
+    predates the status field and says nothing), with how to finish it."""
+    status = run.meta.raw.get("status")
+    if status is None or status == "complete":
+        return ""
+    planned, done = run.meta.raw.get("cells"), run.meta.raw.get("cells_done")
+    counted = (
+        f", {done} of {len(planned)} cells done"
+        if isinstance(planned, list) and isinstance(done, int)
+        else ""
+    )
+    matrix = run.meta.matrix.get("path", "MATRIX")
+    finish = (
+        "merge its missing shards"
+        if status == "partial"  # harness/merge.py: not every shard was merged
+        else f"finish it with `run --resume {run.directory} --matrix {matrix}`"
+    )
+    return f"{run.directory} is an incomplete run (run.json status {status!r}{counted}): {finish}"
+
+
+def planned_cells(run: Run) -> set[str]:
+    """The cells run.json says the run was to measure (empty when it does not list them)."""
+    planned = run.meta.raw.get("cells")
+    return {str(c) for c in planned} if isinstance(planned, list) else set()
 
 
 def comparability(claim: Claim, run: RunFacts) -> str:

@@ -54,7 +54,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +187,12 @@ class ClaimsFile:
     scan_files: tuple[str, ...]
     scan_exclude: tuple[str, ...]
     not_claims: tuple[NotAClaim, ...] = ()
+    # Checks made after loading (a cell the run lacks) name a line too; not part of the value.
+    lines: TomlLines | None = field(default=None, repr=False, compare=False)
+
+    def where(self, key: tuple[str | int, ...]) -> str:
+        """``file:line`` of ``key`` (``("claim", 0, "preset")``), or the file without lines."""
+        return str(self.path) if self.lines is None else f"{self.path}:{self.lines.line_of(key)}"
 
 
 def x_text(value: object) -> str:
@@ -281,6 +287,7 @@ def load_claims(path: Path) -> ClaimsFile:
         scan_files=tuple(_strings(at, "scan.files", scan.get("files", ["README.md"]))),
         scan_exclude=tuple(_strings(at, "scan.exclude", scan.get("exclude", []))),
         not_claims=tuple(_not_claims(at, scan.get("not_a_claim", []))),
+        lines=at.lines,
     )
 
 

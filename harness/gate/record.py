@@ -31,6 +31,7 @@ from harness.gate.claim_checks import (
     host_versions,
     measure_interval,
     quantity_table,
+    run_incomplete,
 )
 from harness.gate.claims import Claim, ClaimsFile, load_claims
 from harness.gate.claims_rewrite import ClaimUpdate, rewrite_claims, rewrite_published
@@ -70,7 +71,8 @@ def select(claims: ClaimsFile, only: Sequence[str]) -> list[Claim]:
 
 
 def load_runs(directories: Sequence[Path]) -> list[Run]:
-    """Load the runs; refuse fewer than MIN_RUNS, a dirty or foreign-defaults run, two machines."""
+    """Load the runs; refuse fewer than MIN_RUNS, an incomplete, dirty or foreign-defaults run,
+    two machines."""
     if len(directories) < MIN_RUNS:
         raise GateInputError(
             REFUSE,
@@ -82,6 +84,10 @@ def load_runs(directories: Sequence[Path]) -> list[Run]:
         )
     runs = [load_run(d) for d in directories]
     for run in runs:
+        short = run_incomplete(run)
+        if short:
+            # Its missing figures are the run's gap, not the claims file's: say which.
+            raise GateInputError(run.meta.path, "status", f"{short} (a band needs complete runs)")
         bad = check_run(run)
         if bad:
             reason = bad[0].message.removeprefix(f"{run.meta.path}: ")

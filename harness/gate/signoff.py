@@ -29,7 +29,9 @@ from harness.gate.claim_checks import (
     ci_table,
     covered_spans,
     host_versions,
+    planned_cells,
     quantity_table,
+    run_incomplete,
 )
 from harness.gate.claim_scan import scan_files, uncovered
 from harness.gate.claims import load_claims
@@ -102,7 +104,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def sign_off(run: Run, claims_path: Path, root: Path) -> list[Finding]:
     """Every finding of every claim, then the uncovered numbers; raises GateInputError."""
     claims = load_claims(claims_path)
-    check_cells(claims, {r.cell for r in run.rows})
+    short = check_cells(claims, {r.cell for r in run.rows}, planned_cells(run))
     table = quantity_table(run.rows)
     cis = ci_table(run.rows)
     facts = RunFacts(
@@ -111,6 +113,13 @@ def sign_off(run: Run, claims_path: Path, root: Path) -> list[Finding]:
         host_versions=host_versions(run.rows, run.meta.host_versions),
     )
     findings = check_run(run)
+    if short:
+        # The claims are right and the run is short: each claim it cannot check fails below,
+        # and this line says why, rather than blaming the claims file for the run's gap.
+        why = run_incomplete(run) or f"{run.directory}: planned cells without a row"
+        findings.append(Finding("(run)", "fail", (
+            f"{why}; claimed cells it did not measure: {', '.join(short)}"
+        )))  # fmt: skip
     for claim in claims.claims:
         if claim.measurements:  # measured by the project's own scripts, not by this run
             findings += check_claim(claim, claims_path)

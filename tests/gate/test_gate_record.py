@@ -239,6 +239,11 @@ def _edit_meta(run: Path, **changes: object) -> None:
         ("other commit", "is of commit bbbbbbbbbbbb, "),
         ("other build", "artifact native differs: sha256 999999999999 in "),
         ("missing figure", "field 'claim[native]': at preset=small not measured in the run: "),
+        (
+            "interrupted",
+            "field 'status': {run} is an incomplete run (run.json status "
+            "'interrupted', 1 of 4 cells done): finish it with `run --resume {run} ",
+        ),
         ("not a run", "not-a-run: not a run directory"),
         ("dirty", "run.json: measured from a dirty checkout of "),
         ("unknown --only", "field '--only': no claim 'nope' in the file"),
@@ -247,8 +252,9 @@ def _edit_meta(run: Path, **changes: object) -> None:
 def test_refusals_exit_2_with_one_line_and_write_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, expected: str
 ) -> None:
-    """Too few runs, two machines, two commits or builds, a missing figure, a non-run, a dirty
-    run, an unknown claim id: exit 2, one line on stderr, claims and README untouched."""
+    """Too few runs, two machines, two commits or builds, a missing figure, an interrupted run
+    (named as such, with how to finish it), a non-run, a dirty run, an unknown claim id: exit 2,
+    one line on stderr, claims and README untouched."""
     root = project(tmp_path)
     dirs = runs(tmp_path, 1.0, 1.03, 0.97)
     extra: list[str] = []
@@ -263,6 +269,10 @@ def test_refusals_exit_2_with_one_line_and_write_nothing(
         _edit_meta(dirs[1], artifact="native=" + "9" * 64)
     elif case == "missing figure":
         _drop_cell(dirs[1], "native", "small")
+    elif case == "interrupted":
+        # An interrupted run lacks cells: that is the run's gap, not the claims file's.
+        _edit_meta(dirs[1], status="interrupted", cells=["a", "b", "c", "d"], cells_done=1)
+        _drop_cell(dirs[1], "native", "small")
     elif case == "not a run":
         dirs[1] = tmp_path / "not-a-run"
     elif case == "dirty":
@@ -271,7 +281,7 @@ def test_refusals_exit_2_with_one_line_and_write_nothing(
         extra = ["--only", "nope"]
     assert record(root, dirs, *extra) == 2
     err = capsys.readouterr().err
-    assert expected in err and err.count("\n") == 1, err
+    assert expected.format(run=dirs[1]) in err and err.count("\n") == 1, err
     assert (root / "claims.toml").read_text() == CLAIMS
     assert (root / "README.md").read_text() == README
 

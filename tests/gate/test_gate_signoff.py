@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from harness.cli import main
+from harness.rundir.meta import RUN_FILE
+from harness.rundir.reader import load_run
 from harness.rundir.rows import Row
 from tests.gate.gate_runs import bench_rows, tree_digest, write_run
 
@@ -136,7 +139,17 @@ def test_run_never_modified(tmp_path: Path) -> None:
     ("edit", "expected"),
     [
         (('host = "wasmtime"', 'host = "wasmtim"'),
-         "'claim[wasm64-overhead].host/artifact/preset': unknown cell 'wasmtim/wasm64/small'"),
+         "claims.toml:9: field 'claim[wasm64-overhead].host/artifact/preset': "
+         "unknown cell 'wasmtim/wasm64/small'"),
+        (('preset = "small"', 'preset = "smal"'),
+         "claims.toml:11: field 'claim[wasm64-overhead].host/artifact/preset': "
+         "unknown cell 'wasmtime/wasm64/smal'"),
+        (('{ artifact = "wasm32" }', '{ artifact = "wasm23" }'),
+         "claims.toml:14: field 'claim[wasm64-overhead].host/artifact/preset': "
+         "unknown cell 'wasmtime/wasm23/small'"),
+        (("points = { tiny = 2.0", "points = { tini = 2.0"),
+         "claims.toml:29: field 'claim[native-speedup-curve].preset': "
+         "unknown cell 'native/native/tini'"),
         (('file = "README.md", marker = "claim:wasm64', 'file = "READ.md", marker = "claim:wasm64'),
          "field 'claim[wasm64-overhead].published.file':"),
         (("schema_version = 2", "schema_version = 3"), "field 'schema_version': unknown version 3"),
@@ -155,7 +168,8 @@ def test_run_never_modified(tmp_path: Path) -> None:
 def test_bad_claims_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str], expected: str
 ) -> None:
-    """An unknown cell, a missing published file or a malformed claim exits 2 naming the field."""
+    """An unknown cell, a missing published file or a malformed claim exits 2 naming the field
+    (an unknown cell at the line of the host, artifact, preset or point that names it)."""
     root = tmp_path / "good"
     shutil.copytree(FIXTURES / "good", root)
     claims = root / "claims.toml"
@@ -288,7 +302,6 @@ def test_twice_the_true_speedup_is_stale_on_a_real_run(
     at every preset whose CI the run resolved (tiny: CI within +-11 %); never a pass."""
     from harness.gate.claim_checks import ci_table, figure, quantity_table
     from harness.gate.claims import Quantity
-    from harness.rundir.reader import load_run
 
     rows = load_run(REAL_RUN).rows
     table, cis = quantity_table(rows), ci_table(rows)
@@ -387,3 +400,31 @@ def test_a_bad_also_location_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     run = demo_run(tmp_path / "run")
     assert main(["signoff", str(run), "--claims", str(claims), "--root", str(root)]) == 2
     assert "needs file and one of line, marker" in capsys.readouterr().err
+
+
+def test_a_cell_an_interrupted_run_did_not_reach_fails_the_run_not_the_claims(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A claim on a cell the run planned but was interrupted before: the claims file is right,
+    so it is a ``fail`` finding (exit 1) naming the run's status and ``run --resume``, not an
+    "unknown cell" blamed on the claims file (exit 2)."""
+    root = tmp_path / "good"
+    shutil.copytree(FIXTURES / "good", root)
+    claims = root / "claims.toml"
+    claims.write_text(claims.read_text().replace('preset = "small"', 'preset = "large"'))
+    run = demo_run(tmp_path / "run")
+    large = ["wasmtime/wasm64/large", "wasmtime/wasm32/large"]  # the claim and its denominator
+    planned = sorted({r.cell for r in load_run(run).rows} | set(large))
+    meta = json.loads((run / RUN_FILE).read_text())
+    meta.update(status="interrupted", cells=planned, cells_done=3)
+    (run / RUN_FILE).write_text(json.dumps(meta))
+    assert main(["signoff", str(run), "--claims", str(claims), "--root", str(root)]) == 1
+    captured = capsys.readouterr()
+    assert "unknown cell" not in captured.out + captured.err
+    out = " ".join(captured.out.split())  # the console wraps long findings
+    assert (
+        f"fail {run} is an incomplete run (run.json status 'interrupted', 3 of "
+        f"{len(planned)} cells done): finish it with `run --resume {run} --matrix "
+    ) in out
+    assert f"claimed cells it did not measure: {', '.join(large)}" in out
+    assert "wasm64-overhead: not measured in the run: wasmtime/wasm64/large" in out
