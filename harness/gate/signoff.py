@@ -144,6 +144,8 @@ def execute(args: argparse.Namespace) -> int:
             )
         if args.recheck_cells < 1:
             raise GateInputError("signoff", "--recheck-cells", "must be at least 1")
+        if args.out is not None:
+            _ready_out(args.out)  # before the work: an unwritable --out is bad input, not a verdict
         run = load_run(args.run[0])
         findings = sign_off(run, args.claims, args.root)
         if args.recheck:
@@ -159,10 +161,26 @@ def execute(args: argparse.Namespace) -> int:
     ok = passed(findings)
     console.print(verdict_line(findings), style="bold green" if ok else "bold red")
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "signoff.md").write_text(markdown(findings, run.meta, args.claims), "utf-8")
-        (args.out / "signoff.html").write_text(html_page(findings, run.meta, args.claims), "utf-8")
+        try:
+            (args.out / "signoff.md").write_text(markdown(findings, run.meta, args.claims), "utf-8")
+            (args.out / "signoff.html").write_text(
+                html_page(findings, run.meta, args.claims), "utf-8"
+            )
+        except OSError as exc:  # a name taken by a directory, a disk full after the check
+            error = GateInputError(args.out, "--out", f"cannot write the sheet: {exc}")
+            print(f"signoff: {error}", file=sys.stderr)
+            return 2
     return 0 if ok else 1
+
+
+def _ready_out(out: Path) -> None:
+    """Create ``--out`` (a directory) or raise GateInputError naming it and the OS error."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # an existing file raises FileExistsError although "exists" is not the problem
+        why = "is a file, not a directory" if out.is_file() else (exc.strerror or str(exc))
+        raise GateInputError(out, "--out", f"cannot write the sheet there: {why}") from None
 
 
 def _execute_record(args: argparse.Namespace) -> int:

@@ -428,3 +428,25 @@ def test_a_cell_an_interrupted_run_did_not_reach_fails_the_run_not_the_claims(
     ) in out
     assert f"claimed cells it did not measure: {', '.join(large)}" in out
     assert "wasm64-overhead: not measured in the run: wasmtime/wasm64/large" in out
+
+
+@pytest.mark.parametrize(
+    ("out", "why"),
+    [
+        ("afile", "is a file, not a directory"),
+        ("afile/sub", "Not a directory"),
+        ("sheet", "cannot write the sheet: [Errno 21] Is a directory"),
+    ],
+)
+def test_an_unwritable_out_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], out: str, why: str
+) -> None:
+    """``--out`` that is a file, lies under one, or whose ``signoff.md`` cannot be written:
+    exit 2 (bad input) with one line naming the path and the OS error, not a traceback and
+    exit 1 (the code of a failed sign-off)."""
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "sheet" / "signoff.md").mkdir(parents=True)  # the sheet's name is taken
+    code, _ = signoff(tmp_path, "good", "--out", str(tmp_path / out))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"signoff: {tmp_path / out}") and why in err and err.count("\n") == 1
