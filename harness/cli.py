@@ -1,6 +1,7 @@
 """``tinygpt-harness`` command line: each subcommand lives in its own module.
 
-A command module defines ``configure(parser)`` and ``execute(args) -> int`` (the exit code).
+A command module defines ``configure(parser)`` and ``execute(args) -> int`` (the exit code);
+one that wraps another tool sets ``PASS_THROUGH = True`` and gets its arguments unparsed.
 Modules are imported lazily so ``tinygpt-harness hosts`` does not import matplotlib.
 Exit codes: 0 ok, 1 a verdict failed (fail/error/regression), 2 bad usage or config.
 """
@@ -15,6 +16,7 @@ from types import ModuleType
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("harness.build", "build the wasm32, wasm64 and native artifacts + manifest.json"),
+    "emcc": ("harness.emcc", "run Debian's emcc in the environment the harness builds with"),
     "hosts": ("harness.hosts.listing", "list every host with availability, version, install hint"),
     "install-hosts": ("harness.hosts.install", "install Node versions (npm) and Chromium (apt)"),
     "run": ("harness.runner", "run a host x artifact matrix into a run directory"),
@@ -63,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     name, rest = args[0], args[1:]
     module, parser = command_parser(name)
+    if getattr(module, "PASS_THROUGH", False) and rest[:1] not in (["-h"], ["--help"]):
+        # a wrapper of another tool (``emcc``): its arguments are the tool's, never parsed
+        return int(module.execute(argparse.Namespace(args=rest)))
     try:
         parsed = parser.parse_args(rest)
     except SystemExit as exc:
