@@ -42,6 +42,7 @@ from harness.gate.record import describe, record
 from harness.gate.signoff_sheet import html_page, markdown, passed, verdict_line
 from harness.rundir.meta import RunDirError
 from harness.rundir.reader import Run, load_run
+from harness.rundir.writer import check_writable, describe_os_error
 
 _STYLE = {"pass": "green", "fail": "bold red", "stale": "bold red", "refused": "bold red",
           "uncovered": "yellow", "not comparable": "bold yellow",
@@ -162,25 +163,28 @@ def execute(args: argparse.Namespace) -> int:
     console.print(verdict_line(findings), style="bold green" if ok else "bold red")
     if args.out is not None:
         try:
+            args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "signoff.md").write_text(markdown(findings, run.meta, args.claims), "utf-8")
             (args.out / "signoff.html").write_text(
                 html_page(findings, run.meta, args.claims), "utf-8"
             )
         except OSError as exc:  # a name taken by a directory, a disk full after the check
-            error = GateInputError(args.out, "--out", f"cannot write the sheet: {exc}")
+            why = f"cannot write the sheet: {describe_os_error(exc)}"
+            error = GateInputError(args.out, "--out", why)
             print(f"signoff: {error}", file=sys.stderr)
             return 2
     return 0 if ok else 1
 
 
 def _ready_out(out: Path) -> None:
-    """Create ``--out`` (a directory) or raise GateInputError naming it and the OS error."""
+    """Refuse an ``--out`` that cannot be the sheet's directory, naming it and the OS error;
+    creates nothing, so a sign-off that then stops on bad input leaves no empty directory."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        check_writable(out, directory=True)
     except OSError as exc:
-        # an existing file raises FileExistsError although "exists" is not the problem
-        why = "is a file, not a directory" if out.is_file() else (exc.strerror or str(exc))
-        raise GateInputError(out, "--out", f"cannot write the sheet there: {why}") from None
+        raise GateInputError(
+            out, "--out", f"cannot write the sheet: {describe_os_error(exc)}"
+        ) from None
 
 
 def _execute_record(args: argparse.Namespace) -> int:

@@ -433,9 +433,9 @@ def test_a_cell_an_interrupted_run_did_not_reach_fails_the_run_not_the_claims(
 @pytest.mark.parametrize(
     ("out", "why"),
     [
-        ("afile", "is a file, not a directory"),
-        ("afile/sub", "Not a directory"),
-        ("sheet", "cannot write the sheet: [Errno 21] Is a directory"),
+        ("afile", "Not a directory (ENOTDIR)"),
+        ("afile/sub", "Not a directory (ENOTDIR)"),
+        ("sheet", "signoff.md: Is a directory (EISDIR)"),
     ],
 )
 def test_an_unwritable_out_exits_2_with_one_line(
