@@ -342,6 +342,18 @@ TG_API void tg_gelu_forward(float *out, const float *inp, int32_t N) {
     if (N <= 0) return;
     gelu_job job = {out, inp, 0};
     tg_parallel_range((size_t)N, TG_GELU_WORK * N, gelu_forward_range, &job);
+#ifdef TG_BUG_GELU_OOB /* a test fault, never shipped: one float past the end of out */
+    out[N] = out[N - 1];
+#endif
+#ifdef TG_BUG_GELU_OOB_FAR /* a test fault: 4096 floats past the end (16 KiB, past any guard) */
+    for (int32_t i = 0; i < 4096; i++) out[N + i] = 1.0f;
+#endif
+#ifdef TG_BUG_GELU_UNDERRUN /* a test fault: one float before the start of out */
+    out[-1] = out[0];
+#endif
+#ifdef TG_BUG_GELU_INPUT_WRITE /* a test fault: the read-only input overwritten in place */
+    ((float *)inp)[N - 1] = out[N - 1];
+#endif
 }
 
 static void gelu_backward_range(void *ctx, size_t lo, size_t hi) {

@@ -34,6 +34,8 @@ from numpy.typing import NDArray
 from harness.bindings.canonical import OPS as CANONICAL
 from harness.checks.base import CellContext
 from harness.checks.ops_accumulate import overwritten_accumulators, probe_case
+from harness.checks.ops_bounds import STAGES as BOUNDS_STAGES
+from harness.checks.ops_bounds import guarded
 from harness.checks.ops_diagnosis import GuessCrashed, diagnose
 from harness.hosts.base import HostCrashed, HostError, HostTimeout, Instance, Trap
 from harness.kernel import Kernels, NotBound
@@ -718,6 +720,9 @@ def run_cases(
     # the case each op's accumulators are probed on (harness.checks.ops_accumulate): parity
     # zeroes them, so a kernel that overwrites one passes it
     probe = probe_case(case_list) if case_list else None
+    # every parity call runs with guards around its buffers (harness.checks.ops_bounds): a
+    # kernel writing out of bounds (or into an input) fails its own op, not a later one
+    kernels, guard = guarded(kernels)
     for index, op in enumerate(ops):
         spec = SPECS[op]
         worst: dict[str, Worst] = {}
@@ -726,6 +731,8 @@ def run_cases(
         crashed: HostCrashed | HostTimeout | None = None  # by a diagnosis guess
         dead = False  # the op's call (or a guess) may have taken the instance with it
         overwritten: dict[str, str] = {}  # "<arg>:accumulates" -> the probe's failure
+        strayed: dict[str, str] = {}  # "<arg>:bounds" or ":input-written" -> the first finding
+        overran = False  # a write reached a guard's far end: it may have damaged other memory
         try:
             kernels.bound(op)
         except NotBound as exc:
@@ -738,7 +745,11 @@ def run_cases(
                 continue
             try:
                 prepared = prepare(kernels, op, case, seed)
+                guard.take()  # what earlier calls (a diagnosis guess, a probe) left
                 results = kernel_parity(kernels, prepared)
+                found = [f for f in guard.take() if f.op == op]
+                for f in found:
+                    strayed.setdefault(f.subject, f"[{case.describe()}] {f.message}")
                 if cause is None and not all(r.ok for r in results):
                     try:
                         cause = diagnose_op(kernels, prepared)
@@ -765,6 +776,11 @@ def run_cases(
             if crashed is not None:
                 dead = True
                 break
+            if reload is not None and any(f.overran for f in found):
+                dead = overran = True  # the next op gets a fresh instance, not a damaged heap
+                break
+        for output, text in strayed.items():  # also when a later case errs: it may be why
+            yield op, output, Worst(failure=text, stage=output.rsplit(":", 1)[1], n_cases=1)
         if error:
             yield op, "", error + ("; the remaining ops run on a fresh instance" if dead else "")
         else:
@@ -779,7 +795,7 @@ def run_cases(
         if reload is None:
             assert crashed is not None  # only a guess's crash marks the instance without one
             raise crashed  # the failure rows are out; the runner restarts the host
-        lost += 1
+        lost += 0 if overran else 1  # the host did not fail: no step towards abandoning
         rest = list(ops[index + 1 :])
         if rest and lost >= MAX_LOST_INSTANCES:
             raise OpsAbandoned(
@@ -788,7 +804,7 @@ def run_cases(
             )
         try:
             # even after the last op: the runner's next check must not get the dead instance
-            kernels = reload()
+            kernels, guard = guarded(reload())
         except Exception as exc:
             not_run = f"{len(rest)} op(s) not run: {', '.join(rest)}" if rest else "no op left"
             raise OpsAbandoned(
@@ -819,7 +835,7 @@ def run(ctx: CellContext) -> Iterator[Row]:
         if isinstance(agg, str):
             yield ctx.row(CHECK, op, "error", detail=f"{op}: {agg}")
             continue
-        if agg.stage == "accumulates":  # a verdict of the accumulator probe: no error metrics
+        if agg.stage in ("accumulates", *BOUNDS_STAGES):  # a probe's verdict: no error metrics
             yield ctx.row(CHECK, f"{op}.{output}", "fail", detail=agg.failure)
             continue
         ok = not agg.failure

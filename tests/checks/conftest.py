@@ -32,6 +32,10 @@ FAULTS: dict[str, Variant] = {
         Variant("native-bug-gelu-scale", "native", ("TG_BUG_GELU_SCALE",)),
         Variant("native-bug-gelu-half", "native", ("TG_BUG_GELU_HALF",)),
         Variant("native-bug-one", "native", ("TG_BUG_ONE",)),
+        # gelu_forward writing out[N], out[-1], or its read-only input (the bounds probe)
+        Variant("native-bug-gelu-oob", "native", ("TG_BUG_GELU_OOB",)),
+        Variant("native-bug-gelu-underrun", "native", ("TG_BUG_GELU_UNDERRUN",)),
+        Variant("native-bug-gelu-input", "native", ("TG_BUG_GELU_INPUT_WRITE",)),
     )
 }
 
