@@ -1,6 +1,7 @@
 """``tinygpt-harness history``: store runs across commits, plot trends, find change points.
 
-``--add RUN`` stores a run's summary in the store (one file per machine, commit and matrix);
+``--add RUN`` stores a run's summary in the store (one file per machine, version and matrix;
+the version is the commit, plus the build of a project's own binaries: harness.gate.store);
 ``--out DIR`` writes ``DIR/history.html`` and one PNG+SVG per measurement under
 ``DIR/history/<machine>/``; the change points are always printed.
 """
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from harness.gate.changepoint import Step, detect_steps
 from harness.gate.series import Series, build_series
-from harness.gate.store import DEFAULT_STORE, Entry, add_run, iter_entries
+from harness.gate.store import DEFAULT_STORE, Entry, add_run, iter_entries, short_version
 from harness.gate.trend_plots import footer_text, plot_measurement, slug, write_page
 from harness.rundir.meta import RunDirError
 from harness.rundir.reader import load_run
@@ -53,7 +54,7 @@ def render(out: Path, entries: list[Entry], series: list[Series], min_step: floa
     plots: dict[str, list[tuple[str, Path]]] = defaultdict(list)
     for (fp, measurement, metric), members in sorted(groups.items()):
         mine = [e for e in entries if e.fingerprint_id == fp]
-        order = list(dict.fromkeys(e.commit for e in mine))
+        order = list(dict.fromkeys(e.version for e in mine))
         footer = footer_text(fp, mine[-1].machine, len(order))
         stem = out / "history" / slug(fp) / slug(measurement, metric)
         png, _svg = plot_measurement(members, by_cell[(fp, measurement)], stem, order, footer)
@@ -71,7 +72,7 @@ def print_steps(steps: list[tuple[Series, Step]], console: Console) -> None:
         table.add_column(h)
     for s, st in steps:
         table.add_row(
-            s.key.fingerprint_id, s.key.cell, s.key.measurement, st.commit[:12],
+            s.key.fingerprint_id, s.key.cell, s.key.measurement, short_version(st.commit),
             f"{st.before:.4g}", f"{st.after:.4g}", f"{st.percent:+.1f}%",
         )  # fmt: skip
     console.print(table)

@@ -48,9 +48,9 @@ def build_series(entries: Iterable[Entry], metric: str = "median_ns") -> list[Se
         for p in entry.points:
             key = SeriesKey(entry.fingerprint_id, p.subject, p.x_name, p.x, metric, p.cell)
             if p.metric == metric:
-                values[key].append((entry.commit, p))
+                values[key].append((entry.version, p))
             elif band is not None and p.metric in band:
-                bounds[(key, entry.commit)][p.metric] = p.value
+                bounds[(key, entry.version)][p.metric] = p.value
     out = []
     for key, items in sorted(values.items()):
         ci: list[tuple[float, float]] = []

@@ -1,7 +1,13 @@
-"""The history store: one schema-versioned, gzipped JSON file per (machine, commit, matrix).
+"""The history store: one schema-versioned, gzipped JSON file per (machine, version, matrix).
 
-Layout: ``STORE/<fingerprint_id>/<commit>-<matrix>.json.gz``. Adding a run of the same machine,
-commit and matrix again replaces its file (the latest measurement of a commit wins). As in asv,
+A run's *version* is the harness commit it ran at, when every artifact it measured lies in that
+checkout (the bundled library, built from that commit). A project's own binaries are not that
+commit's: their builds are part of the version (``build``, a hash of their sha256s), so two
+builds of a project measured at one harness commit are two points, never one replacing the
+other under the other's label.
+
+Layout: ``STORE/<fingerprint_id>/<commit>-<matrix>[-<build>].json.gz``. Adding a run of the
+same machine, version and matrix again replaces its file (the latest measurement wins). As in asv,
 old files are migrated on read (``_migrate_v0``) and files newer than this code are refused.
 
 A file holds the run's provenance and one *point* per (cell, measurement, metric): the bench
@@ -12,6 +18,7 @@ summaries (``iteration == -1``), plus a median computed from raw samples where a
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import re
@@ -26,7 +33,7 @@ from harness.gate.errors import GateInputError
 from harness.gate.measurements import key_of, timing_samples, x_label
 from harness.rundir.reader import Run
 
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2
 DEFAULT_STORE = Path(".tinygpt-history")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -62,12 +69,25 @@ class Entry:
     hosts: dict[str, str]
     artifacts: dict[str, str]
     points: tuple[Point, ...]
+    build: str = ""  # the project builds measured (hash of their sha256s); "" for ours only
+
+    @property
+    def version(self) -> str:
+        """What a trend's x axis names: the commit, plus the build of a project's binaries."""
+        return f"{self.commit[:12]}+{self.build}" if self.build else self.commit
 
     def to_json(self) -> dict[str, Any]:
         """The current-schema JSON document of this entry."""
         data = asdict(self)
         data["points"] = [asdict(p) for p in self.points]
         return {"schema_version": STORE_SCHEMA_VERSION, **data}
+
+
+def short_version(version: str, width: int = 12) -> str:
+    """``version`` for a label: the commit cut to ``width``, a project build's suffix kept (two
+    builds at one commit must not read alike)."""
+    commit, plus, build = version.partition("+")
+    return commit[:width] + plus + build
 
 
 def entry_from_run(run: Run) -> Entry:
@@ -96,6 +116,12 @@ def entry_from_run(run: Run) -> Entry:
                   r.subject, r.x_name, key.x, "median_ns", "ns", float(np.median(samples)))
         )  # fmt: skip
     meta = run.meta
+    outside = sorted(
+        (name, sha)
+        for name, sha in meta.artifacts.items()
+        if not meta.artifact_builds.get(name, {}).get("in_checkout", True)
+    )
+    build = hashlib.sha256(json.dumps(outside).encode()).hexdigest()[:8] if outside else ""
     return Entry(
         fingerprint_id=meta.fingerprint_id,
         commit=meta.commit,
@@ -106,22 +132,24 @@ def entry_from_run(run: Run) -> Entry:
         hosts=meta.host_versions,
         artifacts=meta.artifacts,
         points=tuple(points),
+        build=build,
     )
 
 
-def entry_path(store: Path, fingerprint_id: str, commit: str, matrix: str) -> Path:
-    """Where the entry of (machine, commit, matrix) lives."""
+def entry_path(store: Path, fingerprint_id: str, commit: str, matrix: str, build: str = "") -> Path:
+    """Where the entry of (machine, commit, matrix, project build) lives."""
+    tail = f"-{_SAFE.sub('_', build)}" if build else ""
     return (
         store
         / _SAFE.sub("_", fingerprint_id)
-        / f"{_SAFE.sub('_', commit)}-{_SAFE.sub('_', matrix)}.json.gz"
+        / f"{_SAFE.sub('_', commit)}-{_SAFE.sub('_', matrix)}{tail}.json.gz"
     )
 
 
 def add_run(store: Path, run: Run) -> Path:
     """Store ``run``'s entry; returns the file written."""
     entry = entry_from_run(run)
-    path = entry_path(store, entry.fingerprint_id, entry.commit, entry.matrix)
+    path = entry_path(store, entry.fingerprint_id, entry.commit, entry.matrix, entry.build)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(entry.to_json(), sort_keys=True, indent=1).encode()
     tmp = path.with_suffix(".tmp")
@@ -153,7 +181,7 @@ def read_entry(path: Path) -> Entry:
     while version < STORE_SCHEMA_VERSION:
         data = MIGRATIONS[version](data, path)
         version = int(data["schema_version"])
-    return _entry_from_v1(data, path)
+    return _entry_from_current(data, path)
 
 
 def _migrate_v0(data: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -192,10 +220,19 @@ def _migrate_v0(data: dict[str, Any], path: Path) -> dict[str, Any]:
     }
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any], Path], dict[str, Any]]] = {0: _migrate_v0}
+def _migrate_v1(data: dict[str, Any], _path: Path) -> dict[str, Any]:
+    """v1 -> v2: ``build`` added; a v1 entry was keyed by the harness commit alone (its build
+    is not known: "")."""
+    return {**data, "schema_version": 2, "build": ""}
 
 
-def _entry_from_v1(data: dict[str, Any], path: Path) -> Entry:
+MIGRATIONS: dict[int, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
+    0: _migrate_v0,
+    1: _migrate_v1,
+}
+
+
+def _entry_from_current(data: dict[str, Any], path: Path) -> Entry:
     fields = ("fingerprint_id", "commit", "matrix", "points")
     for name in fields:
         if name not in data:
@@ -214,6 +251,7 @@ def _entry_from_v1(data: dict[str, Any], path: Path) -> Entry:
         hosts=dict(data.get("hosts", {})),
         artifacts=dict(data.get("artifacts", {})),
         points=points,
+        build=str(data.get("build", "")),
     )
 
 
@@ -222,4 +260,4 @@ def iter_entries(store: Path) -> Iterator[Entry]:
     if not store.exists():
         return
     entries = [read_entry(p) for p in sorted(store.glob("*/*.json.gz"))]
-    yield from sorted(entries, key=lambda e: (e.start, e.commit))
+    yield from sorted(entries, key=lambda e: (e.start, e.version))

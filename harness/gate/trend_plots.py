@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from harness.gate.changepoint import Step
 from harness.gate.series import Series
+from harness.gate.store import short_version
 from harness.plot_style import (
     assign_styles,
     axis_styles,
@@ -105,7 +106,9 @@ def trend_figure(
         ax.set_ylabel(f"{first.metric} [{unit}]" if unit else first.metric)
         stride = max(1, len(commit_order) // 20)
         ticks = list(range(0, len(commit_order), stride))
-        ax.set_xticks(ticks, [commit_order[i][:8] for i in ticks], rotation=45, ha="right")
+        ax.set_xticks(
+            ticks, [short_version(commit_order[i], 8) for i in ticks], rotation=45, ha="right"
+        )
         ax.grid(True, alpha=0.3)
         legend_right(ax)
     fig.suptitle(f"{first.measurement} — {first.metric} over commits")
@@ -156,7 +159,7 @@ def write_page(
     """Write ``out/history.html``: a change-point table and every plot, per machine."""
     rows = "".join(
         f"<tr><td>{html.escape(s.key.fingerprint_id)}</td><td>{html.escape(s.key.cell)}</td>"
-        f"<td>{html.escape(s.key.measurement)}</td><td><code>{html.escape(st.commit[:12])}</code>"
+        f"<td>{html.escape(s.key.measurement)}</td><td><code>{html.escape(short_version(st.commit))}</code>"
         f"</td><td>{st.before:.4g}</td><td>{st.after:.4g}</td><td>{st.percent:+.1f}%</td></tr>"
         for s, st in steps
     )

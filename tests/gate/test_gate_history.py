@@ -13,6 +13,7 @@ import pytest
 from harness.cli import main
 from harness.gate.changepoint import detect_steps
 from harness.gate.errors import GateInputError
+from harness.gate.series import build_series
 from harness.gate.store import STORE_SCHEMA_VERSION, add_run, entry_path, iter_entries, read_entry
 from harness.rundir.reader import load_run
 from tests.gate.gate_runs import bench_rows, noisy, tree_digest, write_run
@@ -144,3 +145,41 @@ def test_history_bad_run_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (run / "run.json").write_text("{")
     assert main(["history", "--store", str(tmp_path / "s"), "--add", str(run)]) == 2
     assert "run.json: corrupt or truncated JSON" in capsys.readouterr().err
+
+
+def _project_run(directory: Path, sha: str, value: float, start: str) -> Path:
+    """A run at commit(0) whose artifact ``mine`` lies outside the harness checkout (a project's
+    own .so, build ``sha``)."""
+    artifacts = {"mine": {"sha256": sha, "target": "x86_64-linux-gnu", "in_checkout": False}}
+    rows = bench_rows(noisy(value, 15, seed=1, cv=0.01), artifact="mine")
+    return write_run(directory, rows, commit=commit(0), start=start,
+                     extra={"artifacts": artifacts})  # fmt: skip
+
+
+def test_two_builds_of_a_project_at_one_harness_commit_are_two_points(tmp_path: Path) -> None:
+    """A project's own binary, rebuilt slower, measured at the same harness commit: two store
+    entries and two points (labelled commit+build), not the second replacing the first under
+    the first's label; re-adding one build replaces only its own entry."""
+    store = tmp_path / "store"
+    same = _project_run(tmp_path / "same", "a" * 64, 1000.0, "2026-01-01T00:00:00Z")
+    slow = _project_run(tmp_path / "slow", "b" * 64, 1600.0, "2026-01-02T00:00:00Z")
+    paths = {add_run(store, load_run(same)), add_run(store, load_run(slow))}
+    assert len(paths) == 2 and add_run(store, load_run(slow)) in paths
+    entries = list(iter_entries(store))
+    assert [e.commit for e in entries] == [commit(0)] * 2
+    builds = [e.build for e in entries]
+    assert len(set(builds)) == 2 and all(len(b) == 8 for b in builds)
+    (series,) = [s for s in build_series(entries) if s.key.subject == "op:matmul_forward"]
+    assert series.commits == tuple(f"{commit(0)[:12]}+{b}" for b in builds)
+    assert series.values[1] / series.values[0] == pytest.approx(1.6, rel=0.05)
+
+
+def test_a_v1_entry_migrates_with_no_build(tmp_path: Path) -> None:
+    """A v1 store file (before builds were part of an entry's key) reads as build ""."""
+    (run,) = history_runs(tmp_path, 1, 99, 1.0)
+    path = add_run(tmp_path / "store", load_run(run))
+    data = json.loads(gzip.decompress(path.read_bytes()))
+    del data["build"]
+    path.write_bytes(gzip.compress(json.dumps({**data, "schema_version": 1}).encode()))
+    entry = read_entry(path)
+    assert entry.build == "" and entry.version == commit(0)
