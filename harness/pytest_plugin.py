@@ -59,6 +59,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="artifact manifest.json (default: the bundled library's, in the harness checkout)",
     )
+    group.addoption(
+        "--harness-project",
+        metavar="PATH",
+        default=None,
+        help="a project profile (harness.toml, or its directory): its [artifacts], presets, "
+        "reference and corpus, as `tinygpt-harness run --project` reads them",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -134,6 +141,7 @@ class HarnessMatrixPlugin:
             matrix=self.matrix, out=self.out, resume=None, shard="1/1", checks=None,
             fail_fast=False, junit=None, artifacts=Path(self.config.getoption("harness_artifacts")
                                                         or BUNDLED_MANIFEST),
+            project=Path(p) if (p := self.config.getoption("harness_project")) else None,
         )  # fmt: skip
         try:
             plan = plan_from_args(args, HOST_NAMES)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.artifact import load_manifest
 from harness.build import DEFAULT_OUT, MANIFEST, build_all, manifest_is_fresh
 from harness.cli import main
 from harness.pytest_plugin import PLUGIN_NAME
@@ -222,3 +224,27 @@ def test_the_plugin_is_inert_without_harness_matrix(pytestconfig: pytest.Config)
     tests = (Path(__file__).parents[1] / "runner" / "test_runner_verdict.py").read_text()
     assert ids(proc.stdout) == ids(without.stdout)
     assert len(ids(proc.stdout)) == tests.count("\ndef test_")
+
+
+@pytest.mark.slow
+def test_a_project_profile_s_artifacts_run_under_the_plugin(tmp_path: Path, manifest: Path) -> None:
+    """--harness-project: a profile's own ``[artifacts.mine]`` (a copy of the native .so, no
+    manifest at all) is what the matrix's cells run, as with ``run --project``."""
+    so = load_manifest(manifest)["native"].path
+    project = tmp_path / "proj"
+    (project / "build").mkdir(parents=True)
+    shutil.copy(so, project / "build" / so.name)
+    (project / "harness.toml").write_text(
+        f'[project]\nname = "mine"\n\n[artifacts.mine]\nformat = "native"\n'
+        f'path = "build/{so.name}"\n'
+    )
+    m = tmp_path / "m.toml"
+    m.write_text('name = "proj"\nartifacts = ["mine"]\npresets = ["tiny"]\nchecks = ["smoke"]\n'
+                 "[hosts]\nnative = {}\n")  # fmt: skip
+    out = tmp_path / "out"
+    proc = _pytest(f"--harness-matrix={m}", f"--harness-out={out}",
+                   f"--harness-artifacts={tmp_path / 'none.json'}",
+                   f"--harness-project={project}")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+    assert {r.cell for r in read_rows(out / RESULTS_FILE) if r.is_verdict} == {"native/mine/tiny"}
