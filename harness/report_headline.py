@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.gate.compare import load_thresholds
+from harness.gate.compare import load_thresholds, require_finished
 from harness.gate.compare_render import headline
 from harness.gate.errors import RefusalError
 from harness.gate.measurements import timing_samples
@@ -24,6 +24,7 @@ from harness.gate.signoff_sheet import SIGNED_OFF
 from harness.gate.verdicts import GateResult, evaluate
 from harness.rundir.meta import RunDirError
 from harness.rundir.reader import Run, load_run
+from harness.rundir.verdict import completeness
 
 SIGNOFF_DIR = "signoff"  # the main job writes reports/latest/{run,signoff}: the sheet's home
 SHEET = "signoff.md"
@@ -52,23 +53,12 @@ def signoff_alert(sheet_dir: Path | None) -> Alert | None:
 
 def completeness_alert(meta: dict[str, Any], rows: pd.DataFrame) -> Alert | None:
     """Why the run is incomplete (status, interrupted, cells without a verdict), or None."""
-    why = []
-    status = meta.get("status")
-    if meta and status != "complete":
-        why.append(f"run status {status!r}, not 'complete'")
-    if meta.get("interrupted") is True:
-        why.append("interrupted")
-    planned = meta.get("cells")
-    if isinstance(planned, list):
-        judged: set[str] = set()
-        if not rows.empty:
-            verdict = rows[(rows["check"] == "cell") & (rows["subject"] == "verdict")]
-            cols = zip(verdict["host"], verdict["artifact"], verdict["preset"], strict=True)
-            judged = {f"{h}/{a}/{p}" for h, a, p in cols}
-        missing = [str(c) for c in planned if str(c) not in judged]
-        if missing:
-            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-            why.append(f"{len(missing)} cells not run ({shown})")
+    judged: set[str] = set()
+    if not rows.empty:
+        verdict = rows[(rows["check"] == "cell") & (rows["subject"] == "verdict")]
+        cols = zip(verdict["host"], verdict["artifact"], verdict["preset"], strict=True)
+        judged = {f"{h}/{a}/{p}" for h, a, p in cols}
+    why = completeness(meta, judged).reasons()
     if not why:
         return None
     return Alert(True, "⚠️ INCOMPLETE RUN: " + "; ".join(why))
@@ -103,6 +93,8 @@ def gate_view(base: Run, cand_dir: Path, shown: int = 3) -> GateView:
     where = f"against BASE {base.directory}"
     try:
         cand = load_run(cand_dir)
+        require_finished(base, "BASE")  # what compare refuses is not decided here either
+        require_finished(cand, "CAND")
         thresholds = load_thresholds(cand, None)
         timed = {k.cell for k in timing_samples(base.rows)} & {
             k.cell for k in timing_samples(cand.rows)

@@ -2,8 +2,9 @@
 
 Exit 1 on a confirmed regression beyond its threshold, on any parity/defaults/corpus failure in
 CAND, on a cell that passed in BASE and is broken in CAND, on a measurement of BASE missing from
-CAND (unless excluded), or when nothing was compared; exit 2 on bad input or a refused
-comparison (other machine, other build); exit 0 otherwise. BASE and CAND are only ever read.
+CAND (unless excluded), or when nothing was compared; exit 2 on bad input (an incomplete BASE,
+a results.csv cut or empty, an output path that cannot be written) or a refused comparison
+(other machine, other build); exit 0 otherwise. BASE and CAND are only ever read.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from harness.gate.paired import WORKERS, PairedPolicy
 from harness.gate.provenance import check_comparable, require_build
 from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text, thresholds_from_table
 from harness.gate.verdicts import GateResult, evaluate
-from harness.rundir.meta import RunDirError
+from harness.rundir.meta import RUN_FILE, RunDirError
 from harness.rundir.reader import Run, load_run
+from harness.rundir.rows import RESULTS_FILE
+from harness.rundir.verdict import completeness, finished_cells
 from harness.rundir.writer import check_writable, describe_os_error
 
 
@@ -139,6 +142,35 @@ def load_thresholds(cand: Run, override: Path | None) -> Thresholds:
     return thresholds_from_table(table, source)
 
 
+def require_finished(run: Run, role: str) -> None:
+    """Refuse (RunDirError, exit 2) a run the gate cannot read as a whole run.
+
+    Either side: run.json says complete but planned cells have no verdict row, so results.csv
+    was cut at a line boundary (a partial copy), which the line checks cannot see. BASE also
+    must have finished: it is the reference, and an incomplete one compared only what it had
+    and passed. An incomplete CAND is the gate's to fail (its cells read broken or missing).
+    """
+    state = completeness(run.meta.raw, finished_cells(run.rows))
+    if state.complete:
+        return
+    why = "; ".join(state.reasons())
+    if state.status == "complete" and not state.interrupted:
+        raise RunDirError(
+            run.directory / RESULTS_FILE,
+            "",
+            f"{why}, although {RUN_FILE} says the run is complete: the file was cut (a partial "
+            "copy?); use the whole file or run again",
+        )
+    if role == "BASE":
+        raise RunDirError(
+            run.directory,
+            "",
+            f"BASE is incomplete ({why}): the reference must be a finished run; "
+            f"{state.how_to_finish(run.directory, run.meta.matrix.get('path', 'MATRIX'))}, "
+            "or compare against a complete run",
+        )
+
+
 def paired_policy(args: argparse.Namespace) -> PairedPolicy:
     """The ``--paired`` sampling the arguments ask for; bad values raise GateInputError."""
     if args.base_artifacts is None:
@@ -157,6 +189,8 @@ def run_compare(args: argparse.Namespace, console: Console) -> GateResult:
     # Bad sampling arguments fail before anything is loaded.
     policy = paired_policy(args) if args.paired else None
     base, cand = load_run(args.base), load_run(args.cand)
+    require_finished(base, "BASE")
+    require_finished(cand, "CAND")
     thresholds = load_thresholds(cand, args.thresholds)
     if args.exclude:
         thresholds = dataclasses.replace(thresholds, exclude=(*thresholds.exclude, *args.exclude))

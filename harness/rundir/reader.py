@@ -147,6 +147,10 @@ def _read_rows(path: Path, defects: _Defects) -> list[Row]:
     except (OSError, UnicodeDecodeError) as exc:
         defects.found(path, "", f"unreadable ({exc})", f"{name} is unreadable ({exc})")
         return []
+    if not text and defects.strict:
+        # The writer puts the header in before any row, so an empty file was cut (a partial
+        # copy, a full disk): a gate that read it as "no rows" would fail CAND as a regression.
+        raise RunDirError(path, "", "empty (0 bytes, not even the header): the file was cut")
     lines = text.splitlines(keepends=True)
     cut = bool(lines) and not lines[-1].endswith("\n")
     if cut and not defects.strict:  # strict: the record checks below name what is missing

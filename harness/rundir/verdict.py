@@ -12,9 +12,10 @@ applied to that check's rows (:func:`check_outcomes`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from pathlib import Path
+from typing import Any, Literal, cast
 
 from harness.rundir.rows import REFERENCE_HOST, VERDICTS, Row, Status
 
@@ -81,6 +82,57 @@ def cell_verdicts(rows: Iterable[Row]) -> dict[str, tuple[CellStatus, str]]:
 def finished_cells(rows: Iterable[Row]) -> set[str]:
     """The cells that have a verdict row."""
     return {r.cell for r in rows if r.is_verdict}
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """Whether a run finished: what its run.json says and which planned cells lack a verdict.
+
+    The one owner of "is this run complete", shared by the report's headline and the gate.
+    """
+
+    recorded: bool  # False when there is no run.json to ask (the report still renders)
+    status: object  # run.json's ``status``: complete, or why not (None when it records none)
+    interrupted: bool  # run.json's ``interrupted`` flag
+    not_run: tuple[str, ...]  # cells run.json planned (``cells``) that have no verdict row
+
+    @property
+    def complete(self) -> bool:
+        """True when nothing below says otherwise."""
+        return not self.reasons()
+
+    def reasons(self, shown: int = 5) -> list[str]:
+        """One phrase per reason the run is incomplete (first ``shown`` cells named)."""
+        why = []
+        if self.recorded and self.status != "complete":
+            why.append(f"run status {self.status!r}, not 'complete'")
+        if self.interrupted:
+            why.append("interrupted")
+        if self.not_run:
+            more = ", ..." if len(self.not_run) > shown else ""
+            named = ", ".join(self.not_run[:shown]) + more
+            why.append(f"{len(self.not_run)} cells not run ({named})")
+        return why
+
+    def how_to_finish(self, directory: Path, matrix: str) -> str:
+        """What makes the run whole: merge the missing shards, or resume it."""
+        if self.status == "partial":  # harness/merge.py: not every shard was merged
+            return "merge its missing shards"
+        return f"finish it with `tinygpt-harness run --resume {directory} --matrix {matrix}`"
+
+
+def completeness(meta: Mapping[str, Any], judged: Iterable[str]) -> Completeness:
+    """How complete a run is, from its run.json (``meta``, {} when missing) and ``judged``,
+    the cells that have a verdict row (:func:`finished_cells`)."""
+    planned = meta.get("cells")
+    done = set(judged)
+    not_run = [str(c) for c in planned if str(c) not in done] if isinstance(planned, list) else []
+    return Completeness(
+        bool(meta),
+        meta.get("status"),
+        meta.get("interrupted") is True,
+        tuple(not_run),
+    )
 
 
 def count_verdicts(rows: Iterable[Row]) -> dict[str, int]:
