@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.gate.signoff_sheet import other_run
 from harness.report_data import (
     CellVerdict,
     LoadedRun,
@@ -101,6 +102,10 @@ def execute(args: argparse.Namespace) -> int:
     if sheet is not None and not (sheet / SHEET).is_file():
         print(f"report: {sheet / SHEET} does not exist", file=sys.stderr)
         return EXIT_NOTHING_USABLE
+    wrong = other_run(sheet / SHEET, run_dir) if sheet is not None else ""
+    if sheet is not None and wrong:  # another run's verdict would headline this one
+        print(f"report: {sheet / SHEET}: {wrong}; sign off {run_dir} first", file=sys.stderr)
+        return EXIT_NOTHING_USABLE
     store: Path | None = args.store
     if store is not None and not store.is_dir():
         print(f"report: --store {store} is not a directory", file=sys.stderr)
@@ -108,7 +113,7 @@ def execute(args: argparse.Namespace) -> int:
     try:  # before any reading or plotting: an unwritable --out is bad input, one line
         check_writable(out, directory=True)
     except OSError as exc:
-        print(f"report: cannot write {out}: {describe_os_error(exc)}", file=sys.stderr)
+        print(f"report: cannot write {out}: {describe_os_error(exc, out)}", file=sys.stderr)
         return EXIT_NOTHING_USABLE
     base: Run | None = None
     if args.base is not None:
@@ -123,7 +128,7 @@ def execute(args: argparse.Namespace) -> int:
         print(f"report: --store: {exc}", file=sys.stderr)
         return EXIT_NOTHING_USABLE
     except OSError as exc:  # the disk filled, or --out changed since the check above
-        print(f"report: cannot write {out}: {describe_os_error(exc)}", file=sys.stderr)
+        print(f"report: cannot write {out}: {describe_os_error(exc, out)}", file=sys.stderr)
         return EXIT_NOTHING_USABLE
     for problem in result.problems:
         print(f"report: {problem}", file=sys.stderr)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import html
+import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from harness.gate.claim_checks import PASSING, Finding
-from harness.rundir.meta import RunMeta
+from harness.rundir.meta import RUN_FILE, RunMeta, flat_meta
 
 _ICON = {"pass": "✅", "fail": "❌", "stale": "❌", "refused": "⛔", "uncovered": "❓",
          "not comparable": "⚠️", "rechecked": "🔁", "not scanned": "⏭️"}  # fmt: skip
 SIGNED_OFF = "SIGNED OFF"  # the sheet's title says "NOT SIGNED OFF" otherwise (read by the report)
+# The provenance rows that say whose sheet it is, read back by the report: "measured" (start ..
+# end) is the run's identity through a copy or a move, "run" names its directory for the reader.
+RUN_ROW = "run"
+MEASURED_ROW = "measured"
+_PROVENANCE_LINE = re.compile(r"^\| (?P<label>[^|]+?) \| `(?P<value>.*)` \|$")
 
 
 def provenance(meta: RunMeta) -> list[tuple[str, str]]:
@@ -22,10 +29,10 @@ def provenance(meta: RunMeta) -> list[tuple[str, str]]:
         f"{m.get('memory_gib', '?')} GiB, {m.get('os', '?')} {m.get('arch', '')})"
     )
     pairs = [
-        ("run", str(meta.path.parent)),
+        (RUN_ROW, str(meta.path.parent)),
         ("commit", meta.commit + (" (dirty)" if meta.dirty else "")),
         ("machine", machine),
-        ("measured", f"{meta.start} .. {meta.end}"),
+        (MEASURED_ROW, measured_span(meta.start, meta.end)),
     ]
     pairs += [(f"host {name}", version) for name, version in sorted(meta.host_versions.items())]
     pairs += [(f"artifact {name}", sha) for name, sha in sorted(meta.artifacts.items())]
@@ -36,6 +43,42 @@ def provenance(meta: RunMeta) -> list[tuple[str, str]]:
                    f"sha256 {meta.matrix.get('sha256', '?')})"),
     ]  # fmt: skip
     return pairs
+
+
+def measured_span(start: str, end: str) -> str:
+    """When a run was measured, as the sheet writes it (``start .. end``)."""
+    return f"{start} .. {end}"
+
+
+def sheet_provenance(text: str) -> dict[str, str]:
+    """A Markdown sheet's provenance rows read back (label -> value); {} for another text."""
+    found = (_PROVENANCE_LINE.match(line) for line in text.splitlines())
+    return {m["label"]: m["value"] for m in found if m}
+
+
+def other_run(sheet: Path, run_dir: Path) -> str:
+    """Why ``sheet`` (a ``signoff.md``) signs off another run than ``run_dir``, or "" when it
+    is that run's, or either does not say (no run.json to read, a sheet without provenance).
+
+    A run is known by when it was measured, not by its path: the main job signs off
+    ``reports/latest/run`` by a path relative to its cwd, and a copied run is the same run.
+    """
+    try:
+        data = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""  # the report names an unreadable run.json itself
+    if not isinstance(data, dict):
+        return ""
+    flat = flat_meta(data)
+    want = measured_span(flat["start"], flat["end"])
+    rows = sheet_provenance(sheet.read_text(encoding="utf-8", errors="replace"))
+    got = rows.get(MEASURED_ROW)
+    if got is None or got == want:
+        return ""
+    return (
+        f"the sheet signs off run {rows.get(RUN_ROW, '?')} (measured {got}), not {run_dir} "
+        f"(measured {want})"
+    )
 
 
 def passed(findings: Sequence[Finding]) -> bool:

@@ -450,3 +450,33 @@ def test_an_unwritable_out_exits_2_with_one_line(
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith(f"signoff: {tmp_path / out}") and why in err and err.count("\n") == 1
+
+
+def test_report_refuses_the_sheet_of_another_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``report RUN --signoff SHEET`` with the sheet of another run exits 2 naming both runs
+    (it headlined the other run's verdict as RUN's); a copy of the signed-off run is the same
+    run (known by when it was measured, not by its path) and reports."""
+    from harness.gate.claim_checks import Finding
+    from harness.gate.signoff_sheet import markdown
+
+    signed, other = tmp_path / "signed", tmp_path / "other"
+    shutil.copytree(REAL_RUN, signed)
+    shutil.copytree(REAL_RUN, other)
+    meta = json.loads((other / RUN_FILE).read_text())
+    meta["started_at"] = "2030-01-01T00:00:00+00:00"  # another measurement
+    (other / RUN_FILE).write_text(json.dumps(meta))
+    sheet = tmp_path / "sheet"
+    sheet.mkdir()
+    text = markdown([Finding("c", "pass", "c: ok")], load_run(signed).meta, Path("claims.toml"))
+    (sheet / "signoff.md").write_text(text)
+    args = ["--out", str(tmp_path / "out"), "--signoff", str(sheet)]
+    assert main(["report", str(other), *args]) == 2
+    err = capsys.readouterr().err
+    assert f"the sheet signs off run {signed} (measured " in err
+    assert f"not {other} (measured 2030-01-01T00:00:00+00:00 .. " in err
+    assert err.count("\n") == 1
+    moved = tmp_path / "moved"
+    shutil.copytree(signed, moved)
+    assert main(["report", str(moved), *args]) == 0
