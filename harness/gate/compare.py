@@ -242,7 +242,7 @@ def run_paired(
 
 def _cannot_write(flag: str, path: Path, exc: OSError) -> int:
     """Say why ``flag``'s output ``path`` cannot be written; returns exit 2 (bad input)."""
-    print(f"compare: cannot write {flag} {path}: {describe_os_error(exc)}", file=sys.stderr)
+    print(f"compare: cannot write {flag} {path}: {describe_os_error(exc, path)}", file=sys.stderr)
     return 2
 
 

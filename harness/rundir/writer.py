@@ -93,8 +93,13 @@ def check_writable(path: Path, *, directory: bool) -> None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
 
 
-def describe_os_error(exc: OSError) -> str:
-    """One line for an OSError: the path it names, the OS's words and the errno name."""
+def describe_os_error(exc: OSError, path: Path | None = None) -> str:
+    """One line for an OSError: the path it names, the OS's words and the errno name.
+
+    ``path``: the output the caller already named; the error's own path is then repeated only
+    when it differs (a parent that is a file, say).
+    """
     name = errno.errorcode.get(exc.errno or 0, "")
-    where = f"{exc.filename}: " if exc.filename else ""
+    said = exc.filename is not None and path is not None and str(exc.filename) == str(path)
+    where = f"{exc.filename}: " if exc.filename and not said else ""
     return f"{where}{exc.strerror or exc}" + (f" ({name})" if name else "")
