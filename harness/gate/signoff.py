@@ -169,7 +169,7 @@ def execute(args: argparse.Namespace) -> int:
                 html_page(findings, run.meta, args.claims), "utf-8"
             )
         except OSError as exc:  # a name taken by a directory, a disk full after the check
-            why = f"cannot write the sheet: {describe_os_error(exc)}"
+            why = f"cannot write the sheet: {describe_os_error(exc, args.out)}"
             error = GateInputError(args.out, "--out", why)
             print(f"signoff: {error}", file=sys.stderr)
             return 2
@@ -183,7 +183,7 @@ def _ready_out(out: Path) -> None:
         check_writable(out, directory=True)
     except OSError as exc:
         raise GateInputError(
-            out, "--out", f"cannot write the sheet: {describe_os_error(exc)}"
+            out, "--out", f"cannot write the sheet: {describe_os_error(exc, out)}"
         ) from None
 
 
