@@ -18,6 +18,7 @@ from harness.gate.errors import GateInputError
 from harness.gate.measurements import timing_samples, x_label
 from harness.rundir.reader import Run
 from harness.rundir.rows import Row
+from harness.rundir.verdict import completeness, finished_cells
 from reference.defaults import DEFAULTS
 
 FindingStatus = Literal[
@@ -219,24 +220,14 @@ def _cell_key(
 
 
 def run_incomplete(run: Run) -> str:
-    """Why ``run`` is not finished, from its run.json status ("" when complete, or when the run
-    predates the status field and says nothing), with how to finish it."""
-    status = run.meta.raw.get("status")
-    if status is None or status == "complete":
+    """Why ``run`` is not finished and how to finish it (:func:`completeness`, the one owner of
+    that question), or "" when run.json says it finished or predates the status field."""
+    state = completeness(run.meta.raw, finished_cells(run.rows))
+    if state.status in (None, "complete") and not state.interrupted:
         return ""
-    planned, done = run.meta.raw.get("cells"), run.meta.raw.get("cells_done")
-    counted = (
-        f", {done} of {len(planned)} cells done"
-        if isinstance(planned, list) and isinstance(done, int)
-        else ""
-    )
-    matrix = run.meta.matrix.get("path", "MATRIX")
-    finish = (
-        "merge its missing shards"
-        if status == "partial"  # harness/merge.py: not every shard was merged
-        else f"finish it with `run --resume {run.directory} --matrix {matrix}`"
-    )
-    return f"{run.directory} is an incomplete run (run.json status {status!r}{counted}): {finish}"
+    matrix = str(run.meta.matrix.get("path", "MATRIX"))
+    why, finish = "; ".join(state.reasons()), state.how_to_finish(run.directory, matrix)
+    return f"{run.directory} is an incomplete run ({why}): {finish}"
 
 
 def planned_cells(run: Run) -> set[str]:

@@ -241,8 +241,9 @@ def _edit_meta(run: Path, **changes: object) -> None:
         ("missing figure", "field 'claim[native]': at preset=small not measured in the run: "),
         (
             "interrupted",
-            "field 'status': {run} is an incomplete run (run.json status "
-            "'interrupted', 1 of 4 cells done): finish it with `run --resume {run} ",
+            "field 'status': {run} is an incomplete run (run status 'interrupted', not "
+            "'complete'; 4 cells not run (a, b, c, d)): finish it with `tinygpt-harness run "
+            "--resume {run} ",
         ),
         ("not a run", "not-a-run: not a run directory"),
         ("dirty", "run.json: measured from a dirty checkout of "),

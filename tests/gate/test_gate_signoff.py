@@ -423,9 +423,10 @@ def test_a_cell_an_interrupted_run_did_not_reach_fails_the_run_not_the_claims(
     assert "unknown cell" not in captured.out + captured.err
     out = " ".join(captured.out.split())  # the console wraps long findings
     assert (
-        f"fail {run} is an incomplete run (run.json status 'interrupted', 3 of "
-        f"{len(planned)} cells done): finish it with `run --resume {run} --matrix "
+        f"fail {run} is an incomplete run (run status 'interrupted', not 'complete'; "
+        f"{len(planned)} cells not run ("
     ) in out
+    assert f"finish it with `tinygpt-harness run --resume {run} --matrix " in out
     assert f"claimed cells it did not measure: {', '.join(large)}" in out
     assert "wasm64-overhead: not measured in the run: wasmtime/wasm64/large" in out
 
