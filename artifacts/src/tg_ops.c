@@ -351,6 +351,9 @@ TG_API void tg_gelu_forward(float *out, const float *inp, int32_t N) {
 #ifdef TG_BUG_GELU_UNDERRUN /* a test fault: one float before the start of out */
     out[-1] = out[0];
 #endif
+#ifdef TG_BUG_GELU_ODD /* a test fault: the last element wrong when N is odd (a tail bug) */
+    if (N % 2) out[N - 1] += 0.5f;
+#endif
 #ifdef TG_BUG_GELU_INPUT_WRITE /* a test fault: the read-only input overwritten in place */
     ((float *)inp)[N - 1] = out[N - 1];
 #endif

@@ -590,18 +590,21 @@ def op_parity(kernels: Kernels, op: str, case: Case, seed: int = 0) -> list[Pari
     return kernel_parity(kernels, prepare(kernels, op, case, seed))
 
 
-def diagnose_op(kernels: Kernels, prepared: Prepared) -> str:
+def diagnose_op(kernels: Kernels, prepared: Prepared, passed: Sequence[Prepared] = ()) -> str:
     """Why the op of ``prepared`` fails parity, if a corrected binding explains it; else "".
 
     :func:`ops_diagnosis.diagnose` tries its hypotheses on the same inputs, against the float64
     reference ``prepared`` computed once for all of them (an explanation: every output passes).
     It sizes them from the op's last call, so ``kernels`` must just have run it on them.
+    ``passed``: cases of the op that passed with the binding as declared. A guess must pass
+    them too: a binding mistake fails them as well, so a guess that only fixes the failing case
+    (N+1 for a kernel wrong at odd N) would blame a correct binding for a kernel bug.
     """
 
     def passes(k: Kernels) -> bool:
-        return all(r.ok for r in kernel_parity(k, prepared))
+        return all(all(r.ok for r in kernel_parity(k, p)) for p in (prepared, *passed))
 
-    return diagnose(kernels, prepared.op, passes)
+    return diagnose(kernels, prepared.op, passes, passed_any=bool(passed))
 
 
 def with_cause(subject: str, cause: str, message: str) -> str:
@@ -687,6 +690,10 @@ class Worst:
 # host restart (and a hang the whole call timeout), and a library that crashes this often is
 # broken beyond what per-op rows add to.
 MAX_LOST_INSTANCES = 3
+# The passed cases of an op a diagnosis guess must also pass (the latest ones): enough to tell a
+# binding mistake (which fails every case) from a kernel bug of some sizes, without re-running
+# every case under every guess.
+PASSED_CASES_CHECKED = 2
 
 
 class OpsAbandoned(HostCrashed):
@@ -733,6 +740,8 @@ def run_cases(
         overwritten: dict[str, str] = {}  # "<arg>:accumulates" -> the probe's failure
         strayed: dict[str, str] = {}  # "<arg>:bounds" or ":input-written" -> the first finding
         overran = False  # a write reached a guard's far end: it may have damaged other memory
+        passed: list[Prepared] = []  # the op's last cases that passed, which a guess must pass
+        failing: Prepared | None = None  # the op's first failing case, diagnosed once all ran
         try:
             kernels.bound(op)
         except NotBound as exc:
@@ -750,12 +759,11 @@ def run_cases(
                 found = [f for f in guard.take() if f.op == op]
                 for f in found:
                     strayed.setdefault(f.subject, f"[{case.describe()}] {f.message}")
-                if cause is None and not all(r.ok for r in results):
-                    try:
-                        cause = diagnose_op(kernels, prepared)
-                    except GuessCrashed as exc:  # keep this case's failure, then stop
-                        cause, crashed = str(exc), exc.error
-                if case is probe and crashed is None:
+                if all(r.ok for r in results):
+                    passed = [*passed[-(PASSED_CASES_CHECKED - 1) :], prepared]
+                elif failing is None:
+                    failing = prepared
+                if case is probe:
                     overwritten = {
                         f"{f.arg}:accumulates": f"[{case.describe()}] {f.message}"
                         for f in overwritten_accumulators(kernels, prepared)
@@ -773,12 +781,23 @@ def run_cases(
                 break
             for r in results:
                 worst.setdefault(r.name.split(".", 1)[1], Worst()).add(case, r)
-            if crashed is not None:
-                dead = True
-                break
             if reload is not None and any(f.overran for f in found):
                 dead = overran = True  # the next op gets a fresh instance, not a damaged heap
                 break
+        if failing is not None and not error and not dead:
+            # after every case, so a guess must also pass the cases that passed, those after
+            # the failing one included (a kernel wrong at N = 1 fails the first case)
+            try:
+                kernel_parity(kernels, failing)  # the guesses are sized from the op's last call
+                cause = diagnose_op(kernels, failing, passed)
+            except GuessCrashed as exc:  # keep the op's failure, then stop
+                cause, crashed, dead = str(exc), exc.error, True
+            except (HostCrashed, HostTimeout):
+                if reload is None:
+                    raise  # the instance is gone: the runner restarts the host
+                dead = True  # the failure rows stand; the diagnosis is not given
+            except HostError:
+                pass  # the failing case trapped when run again: no diagnosis, the rows stand
         for output, text in strayed.items():  # also when a later case errs: it may be why
             yield op, output, Worst(failure=text, stage=output.rsplit(":", 1)[1], n_cases=1)
         if error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -145,3 +146,18 @@ def test_layernorm_eps_other_than_the_fixed_one_is_refused(native_kernels: Kerne
     x, w = np.ones((2, 3), np.float32), np.ones(3, np.float32)
     with pytest.raises(ValueError, match="fixes layernorm_forward's eps at 1e-05"):
         native_kernels.layernorm_forward(x, w, w, eps=1e-6)
+
+
+def test_a_kernel_wrong_at_odd_sizes_is_not_blamed_on_the_binding(
+    fault: Callable[[str], tuple[CtypesInstance, Artifact]],
+) -> None:
+    """gelu wrong at odd N only: its first case (N = 1) fails, later even ones pass with the
+    declared N, so "N passed as N+1" (which makes N even) is not offered as the cause: the
+    diagnosis runs once every case has, and a declared dim that passed a case is not off by
+    one. The failure says what differs, with no wrong-binding diagnosis."""
+    inst, artifact = fault("native-bug-gelu-odd")
+    rows = list(run(_ctx(inst, artifact, ops=["gelu_forward"])))
+    failed = [r for r in rows if r.status == "fail"]
+    assert failed and {r.subject for r in failed} == {"gelu_forward.out"}
+    assert all("off by one" not in r.detail and "it passes" not in r.detail for r in failed)
+    assert "found 0.5, expected" in failed[0].detail
