@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import errno
 import functools
 import json
 import os
@@ -84,7 +83,7 @@ from harness.rundir.verdict import (
     decide,
     exit_code,
 )
-from harness.rundir.writer import RowWriter
+from harness.rundir.writer import RowWriter, describe_os_error
 from reference.defaults import DEFAULTS
 from reference.dump import ReferenceDump
 from reference.presets import PRESETS, ModelConfig
@@ -710,12 +709,6 @@ class RunDirWriteError(Exception):
 EXIT_ENVIRONMENT = 2  # the same code as bad usage: nothing about the kernels was decided
 
 
-def _describe_os_error(exc: OSError) -> str:
-    name = errno.errorcode.get(exc.errno or 0, "")
-    where = f"{exc.filename}: " if exc.filename else ""
-    return f"{where}{exc.strerror or exc}" + (f" ({name})" if name else "")
-
-
 def run_plan(
     plan: RunPlan,
     factories: Mapping[str, HostFactory],
@@ -729,17 +722,17 @@ def run_plan(
     try:
         session = open_session(plan, factories)
     except OSError as exc:
-        print(f"tinygpt-harness run: cannot write the run directory: {_describe_os_error(exc)}",
+        print(f"tinygpt-harness run: cannot write the run directory: {describe_os_error(exc)}",
               file=sys.stderr)  # fmt: skip
         return EXIT_ENVIRONMENT
     try:
         with session.interrupts.installed():
             return _run_cells(session, console)
     except OSError as exc:
-        print(f"tinygpt-harness run: cannot write the run directory: {_describe_os_error(exc)}",
+        print(f"tinygpt-harness run: cannot write the run directory: {describe_os_error(exc)}",
               file=sys.stderr)  # fmt: skip
         _end_meta(plan.out, session.meta, "failed", EXIT_ENVIRONMENT,
-                  problem=_describe_os_error(exc))  # fmt: skip
+                  problem=describe_os_error(exc))  # fmt: skip
         return EXIT_ENVIRONMENT
     except BaseException as exc:  # a bug: say so in run.json, then let the traceback show it
         _end_meta(plan.out, session.meta, "failed", None, problem=_describe(exc))
@@ -1227,7 +1220,7 @@ def run_command(
     try:
         plan = plan_from_args(args, host_names)
     except OSError as exc:  # --resume DIR unwritable
-        print(f"tinygpt-harness run: cannot write the run directory: {_describe_os_error(exc)}",
+        print(f"tinygpt-harness run: cannot write the run directory: {describe_os_error(exc)}",
               file=sys.stderr)  # fmt: skip
         return EXIT_ENVIRONMENT
     except UsageError as exc:
@@ -1247,7 +1240,7 @@ def _write_junit(path: Path, plan: RunPlan, code: int) -> int:
     try:
         write_junit(path, f"tinygpt-harness {plan.matrix.name}", plan.cells, rows)
     except OSError as exc:
-        print(f"tinygpt-harness run: cannot write --junit: {_describe_os_error(exc)}",
+        print(f"tinygpt-harness run: cannot write --junit: {describe_os_error(exc)}",
               file=sys.stderr)  # fmt: skip
         return EXIT_ENVIRONMENT
     return code

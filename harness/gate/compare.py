@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harness.build import BUNDLED_MANIFEST
 from harness.gate.compare_render import markdown, print_table
 from harness.gate.errors import GateInputError, RefusalError
 from harness.gate.measurements import timing_samples
@@ -81,7 +82,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--artifacts",
         type=Path,
-        default=Path("artifacts/build/manifest.json"),
+        default=BUNDLED_MANIFEST,
         help="adaptive/paired: manifest of CAND's build (sha256s must match CAND's run.json)",
     )
     parser.add_argument(
