@@ -83,13 +83,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--artifacts",
         type=Path,
         default=BUNDLED_MANIFEST,
-        help="adaptive/paired: manifest of CAND's build (sha256s must match CAND's run.json)",
+        help="adaptive/paired: CAND's build, a manifest.json or a project profile (harness.toml or "
+        "its directory, whose [artifacts] are the build); sha256s must match CAND's run.json",
     )
     parser.add_argument(
         "--base-artifacts",
         type=Path,
         metavar="MANIFEST",
-        help="paired: manifest of BASE's build (sha256s must match BASE's run.json)",
+        help="paired: BASE's build, a manifest.json or a project profile (harness.toml or its "
+        "directory); sha256s must match BASE's run.json",
     )
     d = PairedPolicy()
     paired: tuple[tuple[str, type, float, str], ...] = (

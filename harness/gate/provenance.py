@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from harness.artifact import Artifact, load_manifest
+from harness.build import BUNDLED_MANIFEST
 from harness.gate.errors import GateInputError, RefusalError
+from harness.profile import ProfileError, find_profile, load_profile
 from harness.rundir.meta import RunMeta
 from harness.rundir.reader import Run
 
@@ -156,16 +158,32 @@ def check_comparable(
     return reasons
 
 
+def build_of(path: Path) -> dict[str, Artifact]:
+    """The artifacts a build names: a ``manifest.json``, or a project profile (``harness.toml``
+    or its directory), whose ``[artifacts]`` join the bundled manifest's (if built) as in
+    ``run --project``. GateInputError (exit 2) when it cannot be read."""
+    if path.is_dir() or path.suffix == ".toml":
+        try:
+            profile = load_profile(find_profile(path))
+            own = {name: spec.build() for name, spec in profile.artifacts.items()}
+        except ProfileError as exc:
+            raise GateInputError(path, "", f"cannot read the project profile ({exc})") from exc
+        bundled = load_manifest(BUNDLED_MANIFEST) if BUNDLED_MANIFEST.is_file() else {}
+        return {**bundled, **own}
+    try:
+        return load_manifest(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise GateInputError(path, "", f"cannot read the artifact manifest ({exc})") from exc
+
+
 def require_build(run: Run, manifest: Path, names: set[str], role: str) -> dict[str, Artifact]:
-    """The manifest's artifacts, if each of ``names`` is the very binary ``run`` measured.
+    """The artifacts of ``manifest`` (a manifest or a project profile: :func:`build_of`), if
+    each of ``names`` is the very binary ``run`` measured.
 
     Timing another binary would answer another question, so anything else is refused before
     any measuring (exit 2).
     """
-    try:
-        artifacts = load_manifest(manifest)
-    except (OSError, ValueError, KeyError) as exc:
-        raise GateInputError(manifest, "", f"cannot read the artifact manifest ({exc})") from exc
+    artifacts = build_of(manifest)
     for name in sorted(names):
         built = artifacts.get(name)
         want = run.meta.artifacts.get(name, "")
