@@ -140,6 +140,9 @@ class Kernels:
         # the last call's buffer sizes (bytes) and dim/scalar values by canonical argument: what
         # the wrong-binding diagnosis pairs arguments by (harness.checks.ops_diagnosis)
         self.last_args: dict[str, float] = {}
+        # the last export call as the library received it (``em_gelu(y=<420 bytes>, n=105)``):
+        # an error names it, since a case's sizes are not the export's arguments
+        self.last_call = ""
 
     def overridden(self, override: Override) -> Kernels:
         """These kernels with ``override`` replacing the binding of its op."""
@@ -216,7 +219,8 @@ class Kernels:
                     f"{op}: the library's export {call.export} takes no {name!r} (its binding "
                     f"omits it, line {call.line}); call the op without it"
                 )
-        self.last_args = {}
+        self.last_args, self.last_call = {}, ""
+        shown: list[str] = []  # the export's arguments as passed, for :attr:`last_call`
         with self._scope() as s:
             argv: list[int | float] = []
             back: dict[str, tuple[int, tuple[int, ...], bool]] = {}  # name -> (ptr, shape, flip)
@@ -226,13 +230,16 @@ class Kernels:
                 if role in ("dim", "scalar"):
                     self.last_args[name] = scalars[name]
                     argv.append(scalars[name] + shift.get(name, 0))
+                    shown.append(f"{name}={argv[-1]:g}")
                     continue
                 if role in ("input", "inout"):
                     a = inputs.get(name)
                     if a is None:
                         argv.append(0)
+                        shown.append(f"{name}=NULL")
                         continue
                     self.last_args[name] = a.nbytes
+                    shown.append(f"{name}=<{a.nbytes} bytes>")
                     ptr = s.put(_flip(a) if flip else a, pad)
                     if role == "inout":
                         back[name] = (ptr, a.shape[::-1] if flip else a.shape, flip)
@@ -241,15 +248,18 @@ class Kernels:
                 shape = outputs.get(name)
                 if shape is None:
                     argv.append(0)
+                    shown.append(f"{name}=NULL")
                     continue
                 stored = shape[::-1] if flip else shape
                 fill = SENTINEL if role == "output" else np.float32(0.0)
                 buffer = np.full(stored, fill, np.float32)
                 self.last_args[name] = buffer.nbytes
+                shown.append(f"{name}=<{buffer.nbytes} bytes>")
                 ptr = s.put(buffer, pad)
                 if role != "scratch":
                     back[name] = (ptr, stored, flip)
                 argv.append(ptr)
+            self.last_call = f"{call.export}({', '.join(shown)})"
             result = self.instance.call(call.export, *argv)
             got: dict[str, Any] = {"result": result}
             for name, (ptr, stored, flip) in back.items():

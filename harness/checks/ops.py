@@ -771,10 +771,10 @@ def run_cases(
             except (HostCrashed, HostTimeout) as exc:
                 if reload is None:
                     raise  # the instance is gone: the runner restarts the host
-                error, dead = f"[{case.describe()}] {type(exc).__name__}: {exc}", True
+                error, dead = _call_error(case, kernels, exc), True
                 break
             except HostError as exc:
-                error = f"[{case.describe()}] {type(exc).__name__}: {exc}"
+                error = _call_error(case, kernels, exc)
                 # a trap may leave the instance dead (a native trap kills its worker) or its
                 # heap half-written: with a reload, the next op gets a fresh one
                 dead = isinstance(exc, Trap) and reload is not None
@@ -830,6 +830,13 @@ def run_cases(
                 f"reloading the artifact after {op} lost the instance failed "
                 f"({type(exc).__name__}: {exc}); {not_run}"
             ) from exc
+
+
+def _call_error(case: Case, kernels: Kernels, exc: HostError) -> str:
+    """An op's error row: the case, the error, and the export call as the library received it
+    (the case's sizes are not its arguments: gelu's N is B*T*4C)."""
+    call = f" (in {kernels.last_call})" if kernels.last_call else ""
+    return f"[{case.describe()}] {type(exc).__name__}: {exc}{call}"
 
 
 def _fresh_kernels(reload: Callable[[], Instance]) -> Kernels:

@@ -176,6 +176,8 @@ def test_a_crashing_op_gets_its_row_and_the_others_run_on_a_fresh_instance(
     assert (op, output) == ("gelu_forward", "")
     assert isinstance(error, str) and error.startswith("[one(")
     assert f"{type(Errors[kind]('')).__name__}: " in error
+    # the export call as the library got it: its own argument order, N as passed
+    assert f"(in {gelu}(out=<4 bytes>, x=<4 bytes>, N=1))" in error, error
     if kind == "timeout":  # a hang stays a hang, not the crash the dead instance reports next
         assert "did not return within 20 s" in error
     assert "fresh instance" in error
