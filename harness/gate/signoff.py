@@ -39,7 +39,14 @@ from harness.gate.errors import GateInputError
 from harness.gate.external import check_claim
 from harness.gate.recheck import DEFAULT_MAX_CELLS, RecheckPlan, recheck
 from harness.gate.record import describe, record
-from harness.gate.signoff_sheet import html_page, markdown, passed, verdict_line
+from harness.gate.signoff_sheet import (
+    SHEET_HTML,
+    SHEET_MD,
+    html_page,
+    markdown,
+    passed,
+    verdict_line,
+)
 from harness.rundir.meta import RunDirError
 from harness.rundir.reader import Run, load_run
 from harness.rundir.writer import check_writable, describe_os_error
@@ -164,10 +171,8 @@ def execute(args: argparse.Namespace) -> int:
     if args.out is not None:
         try:
             args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "signoff.md").write_text(markdown(findings, run.meta, args.claims), "utf-8")
-            (args.out / "signoff.html").write_text(
-                html_page(findings, run.meta, args.claims), "utf-8"
-            )
+            (args.out / SHEET_MD).write_text(markdown(findings, run.meta, args.claims), "utf-8")
+            (args.out / SHEET_HTML).write_text(html_page(findings, run.meta, args.claims), "utf-8")
         except OSError as exc:  # a name taken by a directory, a disk full after the check
             why = f"cannot write the sheet: {describe_os_error(exc, args.out)}"
             error = GateInputError(args.out, "--out", why)

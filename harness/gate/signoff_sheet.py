@@ -16,6 +16,7 @@ _ICON = {"pass": "✅", "fail": "❌", "stale": "❌", "refused": "⛔", "uncove
 SIGNED_OFF = "SIGNED OFF"  # the sheet's title says "NOT SIGNED OFF" otherwise (read by the report)
 # The provenance rows that say whose sheet it is, read back by the report: "measured" (start ..
 # end) is the run's identity through a copy or a move, "run" names its directory for the reader.
+SHEET_MD, SHEET_HTML = "signoff.md", "signoff.html"  # the files --out DIR holds
 RUN_ROW = "run"
 MEASURED_ROW = "measured"
 _PROVENANCE_LINE = re.compile(r"^\| (?P<label>[^|]+?) \| `(?P<value>.*)` \|$")
