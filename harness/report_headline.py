@@ -20,14 +20,14 @@ from harness.gate.compare_render import headline
 from harness.gate.errors import RefusalError
 from harness.gate.measurements import timing_samples
 from harness.gate.provenance import check_comparable
-from harness.gate.signoff_sheet import SIGNED_OFF
+from harness.gate.signoff_sheet import SHEET_MD, SIGNED_OFF
 from harness.gate.verdicts import GateResult, evaluate
 from harness.rundir.meta import RunDirError
 from harness.rundir.reader import Run, load_run
 from harness.rundir.verdict import completeness
 
 SIGNOFF_DIR = "signoff"  # the main job writes reports/latest/{run,signoff}: the sheet's home
-SHEET = "signoff.md"
+SHEET = SHEET_MD  # what the report reads of a sign-off sheet directory
 
 
 @dataclass(frozen=True)
