@@ -221,9 +221,9 @@ def _cell_key(
 
 def run_incomplete(run: Run) -> str:
     """Why ``run`` is not finished and how to finish it (:func:`completeness`, the one owner of
-    that question), or "" when run.json says it finished or predates the status field."""
+    that question, as for compare and the report), or "" when it is complete."""
     state = completeness(run.meta.raw, finished_cells(run.rows))
-    if state.status in (None, "complete") and not state.interrupted:
+    if state.complete:
         return ""
     matrix = str(run.meta.matrix.get("path", "MATRIX"))
     why, finish = "; ".join(state.reasons()), state.how_to_finish(run.directory, matrix)

@@ -104,7 +104,9 @@ class Completeness:
     def reasons(self, shown: int = 5) -> list[str]:
         """One phrase per reason the run is incomplete (first ``shown`` cells named)."""
         why = []
-        if self.recorded and self.status != "complete":
+        # a run.json that records no status (hand-written, or older than the field) is judged
+        # by its flag and its cells alone, by every reader alike
+        if self.recorded and self.status is not None and self.status != "complete":
             why.append(f"run status {self.status!r}, not 'complete'")
         if self.interrupted:
             why.append("interrupted")
