@@ -73,7 +73,8 @@ def test_adaptive_reruns_beside_cand(
     With 3 samples per side the U test cannot reach p < 0.01, and a band of +-0.001 % cannot
     hold a 3-sample CI, so the first verdict is unknown by construction. (A +-0.5 % band did
     not: on a quiet machine one clean-clone CI run's 3-sample CI was [-0.3 %, +0.4 %], a
-    "same" that left --adaptive nothing to rerun. The quietest CI seen is ~700 times wider.)
+    "same" that left --adaptive nothing to rerun. That CI is ~350 times wider than the band,
+    width for width.)
     """
     base = real_run(tmp_path, "base", manifest, 3, "0.00001")
     cand = real_run(tmp_path, "cand", manifest, 3, "0.00001")
