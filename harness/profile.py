@@ -241,6 +241,24 @@ class Profile:
         return self.path.resolve() == DEFAULT_PROFILE.resolve()
 
 
+def with_artifacts(
+    profile: Profile, manifest: Mapping[str, Artifact], source: Path
+) -> dict[str, Artifact]:
+    """``manifest``'s artifacts (read from ``source``) joined by the profile's own
+    ``[artifacts.NAME]``, hashed now: the artifacts ``run --project`` and the gate's
+    ``--artifacts PROFILE`` see. ProfileError at the table's ``file:line`` for an artifact that
+    does not build, or a name the manifest also has (one name, two binaries, would let a run
+    measure one and a rerun the other)."""
+    own = {name: spec.build() for name, spec in profile.artifacts.items()}
+    taken = sorted(set(own) & set(manifest))
+    if taken:
+        raise ProfileError(
+            f"{profile.artifacts[taken[0]].where}: artifact name {taken[0]!r} is also in the "
+            f"manifest {source}; give the project's artifacts their own names"
+        )
+    return {**manifest, **own}
+
+
 def find_profile(project: Path | None) -> Path:
     """The profile file for ``--project PATH`` (a directory or a file), or the default one.
 

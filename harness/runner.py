@@ -69,7 +69,7 @@ from harness.matrix import (
     parse_shard,
     shard,
 )
-from harness.profile import Profile, ProfileError, find_profile, load_profile
+from harness.profile import Profile, ProfileError, find_profile, load_profile, with_artifacts
 from harness.project.reference import config_json, reference_dumps
 from harness.run_progress import LOG_WIDTH, CellProgress, print_summary
 from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION, git_state, write_run_json
@@ -932,19 +932,17 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     """Validate the command line, manifest and matrix into a plan; raises UsageError."""
     presets: dict[str, ModelConfig] = dict(PRESETS)
     project: Profile | None = None
-    own: dict[str, Artifact] = {}  # the --project profile's [artifacts.NAME], hashed now
-    own_where: dict[str, str] = {}  # their tables' ``file:line``, for a config error in one
+    own_where: dict[str, str] = {}  # the profile's [artifacts.NAME] tables' ``file:line``
     no_manifest = ""  # said beside an unknown artifact when the manifest was not found
     if getattr(args, "project", None) is not None:
         try:
             project = load_profile(find_profile(args.project))
-            own = {name: spec.build() for name, spec in project.artifacts.items()}
         except ProfileError as exc:
             raise UsageError(str(exc)) from None
     try:
         artifacts = load_manifest(args.artifacts)
     except FileNotFoundError:
-        if not own:
+        if project is None or not project.artifacts:
             raise UsageError(
                 f"no artifact manifest at {args.artifacts}: run `tinygpt-harness build` first "
                 "(the bundled library), or give your own with --artifacts PATH or a profile's "
@@ -960,13 +958,10 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"{args.artifacts}: bad manifest: {_describe(exc)}") from None
     if project is not None:
-        taken = sorted(set(own) & set(artifacts))
-        if taken:
-            raise UsageError(
-                f"{project.artifacts[taken[0]].where}: artifact name {taken[0]!r} is also in "
-                f"the manifest {args.artifacts}; give the project's artifacts their own names"
-            )
-        artifacts.update(own)
+        try:
+            artifacts = with_artifacts(project, artifacts, args.artifacts)
+        except ProfileError as exc:
+            raise UsageError(str(exc)) from None
         own_where = {n: f"{spec.where}: artifacts.{n}" for n, spec in project.artifacts.items()}
         clash = sorted(set(project.presets) & set(PRESETS))
         if clash:

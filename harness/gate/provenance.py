@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.artifact import Artifact, load_manifest
 from harness.build import BUNDLED_MANIFEST
 from harness.gate.errors import GateInputError, RefusalError
-from harness.profile import ProfileError, find_profile, load_profile
+from harness.profile import ProfileError, find_profile, load_profile, with_artifacts
 from harness.rundir.meta import RunMeta
 from harness.rundir.reader import Run
 
@@ -163,13 +163,11 @@ def build_of(path: Path) -> dict[str, Artifact]:
     or its directory), whose ``[artifacts]`` join the bundled manifest's (if built) as in
     ``run --project``. GateInputError (exit 2) when it cannot be read."""
     if path.is_dir() or path.suffix == ".toml":
+        bundled = load_manifest(BUNDLED_MANIFEST) if BUNDLED_MANIFEST.is_file() else {}
         try:
-            profile = load_profile(find_profile(path))
-            own = {name: spec.build() for name, spec in profile.artifacts.items()}
+            return with_artifacts(load_profile(find_profile(path)), bundled, BUNDLED_MANIFEST)
         except ProfileError as exc:
             raise GateInputError(path, "", f"cannot read the project profile ({exc})") from exc
-        bundled = load_manifest(BUNDLED_MANIFEST) if BUNDLED_MANIFEST.is_file() else {}
-        return {**bundled, **own}
     try:
         return load_manifest(path)
     except (OSError, ValueError, KeyError) as exc:

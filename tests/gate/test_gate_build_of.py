@@ -57,3 +57,15 @@ def test_a_broken_profile_is_bad_input(tmp_path: Path) -> None:
     )
     with pytest.raises(GateInputError, match=r"harness.toml:\d+: .*nope.so"):
         build_of(tmp_path)
+
+
+@needs_build
+def test_a_profile_artifact_named_as_a_bundled_one_is_refused(tmp_path: Path) -> None:
+    """A profile whose artifact takes a bundled artifact's name ('native') is refused at its
+    table's line, as ``run --project`` refuses it: silently preferring one of the two binaries
+    let the gate time the other build than the run measured."""
+    project = _project(tmp_path / "proj")
+    toml = project / "harness.toml"
+    toml.write_text(toml.read_text().replace("[artifacts.mine]", "[artifacts.native]"))
+    with pytest.raises(GateInputError, match=r"harness.toml:\d+: artifact name 'native' is also"):
+        build_of(project)
