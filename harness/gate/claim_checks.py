@@ -421,12 +421,22 @@ def covered_spans(claims: ClaimsFile, root: Path) -> dict[str, list[tuple[int, i
 
 
 def check_run(run: Run) -> list[Finding]:
-    """The run must be of a committed tree, measured with this code's training defaults."""
+    """The run must be of committed trees (the harness's and, for ``run --project``, the
+    project's: its binaries and claims are its commit's), measured with this code's training
+    defaults."""
     out = []
+    project = run.meta.project
     if run.meta.dirty:
+        whose = "the harness's" if project is not None else "a"
         out.append(Finding("(run)", "fail", (
-            f"{run.meta.path}: measured from a dirty checkout of {run.meta.commit[:12]}; "
+            f"{run.meta.path}: measured from {whose} dirty checkout of {run.meta.commit[:12]}; "
             "a sign-off needs numbers of a committed tree"
+        )))  # fmt: skip
+    if project is not None and project.dirty:
+        out.append(Finding("(run)", "fail", (
+            f"{run.meta.path}: measured the project {project.describe()}, a dirty checkout: "
+            "its binaries or claims may be uncommitted; a sign-off needs numbers of a "
+            "committed tree"
         )))  # fmt: skip
     recorded = run.meta.defaults_sha256
     if recorded == DEFAULTS.sha256():

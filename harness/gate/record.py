@@ -127,6 +127,18 @@ def check_builds(runs: Sequence[Run], claims: Sequence[Claim], allow_mixed: bool
                     f"{first.meta.commit[:12]}: record from one build (or --allow-mixed-builds)"
                 ),
             )
+        ours, theirs = first.meta.project, run.meta.project
+        if ours != theirs and (ours is None or theirs is None or ours.commit != theirs.commit):
+            raise GateInputError(
+                REFUSE,
+                "",
+                (
+                    f"{run.directory} measured the project "
+                    f"{theirs.describe() if theirs else '(none)'}, {first.directory} "
+                    f"{ours.describe() if ours else '(none)'}: record from one build "
+                    "(or --allow-mixed-builds)"
+                ),
+            )
         for name in artifacts:
             a, b = first.meta.artifacts.get(name), run.meta.artifacts.get(name)
             if a != b:

@@ -32,6 +32,7 @@ def provenance(meta: RunMeta) -> list[tuple[str, str]]:
     pairs = [
         (RUN_ROW, str(meta.path.parent)),
         ("commit", meta.commit + (" (dirty)" if meta.dirty else "")),
+        *([("project", meta.project.describe())] if meta.project is not None else []),
         ("machine", machine),
         (MEASURED_ROW, measured_span(meta.start, meta.end)),
     ]

@@ -89,6 +89,22 @@ def flat_meta(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class ProjectCheckout:
+    """The project a ``run --project`` measured: its root and its git state at the run (commit
+    and dirty are None where the root is not a git checkout)."""
+
+    root: str
+    commit: str | None
+    dirty: bool | None
+
+    def describe(self) -> str:
+        """``ROOT at COMMIT`` (``(dirty)``), or ``ROOT (not a git checkout)``, for messages."""
+        if self.commit is None:
+            return f"{self.root} (not a git checkout)"
+        return f"{self.root} at {self.commit}" + (" (dirty)" if self.dirty else "")
+
+
+@dataclass(frozen=True)
 class RunMeta:
     """The provenance of a run, as ``run.json`` records it (the strict, typed view)."""
 
@@ -113,6 +129,22 @@ class RunMeta:
         """The matrix's name (its file stem when the run did not record one)."""
         name = self.matrix.get("name") or Path(str(self.matrix.get("path", "matrix"))).stem
         return str(name)
+
+    @property
+    def project(self) -> ProjectCheckout | None:
+        """The project checkout the run measured (``run --project``); None for the harness's
+        own library, or a run.json from before the harness recorded it."""
+        table = self.raw.get("project")
+        if not isinstance(table, dict) or not isinstance(table.get("root"), str):
+            return None
+        raw_git = table.get("git")
+        git: dict[str, Any] = raw_git if isinstance(raw_git, dict) else {}
+        commit, dirty = git.get("commit"), git.get("dirty")
+        return ProjectCheckout(
+            root=table["root"],
+            commit=commit if isinstance(commit, str) and commit else None,
+            dirty=dirty if isinstance(dirty, bool) else None,
+        )
 
     def shard_fingerprints(self) -> set[str]:
         """Every machine fingerprint that contributed rows (one unless shards were merged)."""

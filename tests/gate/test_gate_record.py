@@ -247,14 +247,17 @@ def _edit_meta(run: Path, **changes: object) -> None:
         ),
         ("not a run", "not-a-run: not a run directory"),
         ("dirty", "run.json: measured from a dirty checkout of "),
+        ("dirty project", "run.json: measured the project /p at " + "c" * 40 + " (dirty), a "),
+        ("other project commit", "{run} measured the project /p at " + "d" * 40 + ", "),
         ("unknown --only", "field '--only': no claim 'nope' in the file"),
     ],
 )
 def test_refusals_exit_2_with_one_line_and_write_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, expected: str
 ) -> None:
-    """Too few runs, two machines, two commits or builds, a missing figure, an interrupted run
-    (named as such, with how to finish it), a non-run, a dirty run, an unknown claim id: exit 2,
+    """Too few runs, two machines, two commits or builds (the harness's or a project's), a
+    missing figure, an interrupted run (named as such, with how to finish it), a non-run, a
+    dirty run (the harness's or the project's checkout), an unknown claim id: exit 2,
     one line on stderr, claims and README untouched."""
     root = project(tmp_path)
     dirs = runs(tmp_path, 1.0, 1.03, 0.97)
@@ -278,6 +281,12 @@ def test_refusals_exit_2_with_one_line_and_write_nothing(
         dirs[1] = tmp_path / "not-a-run"
     elif case == "dirty":
         _edit_meta(dirs[0], git={"commit": load_run(dirs[0]).meta.commit, "dirty": True})
+    elif "project" in case:
+        for i, d in enumerate(dirs):  # runs of a project (`run --project`) at one commit ...
+            other = i == 1 and case == "other project commit"  # ... but one, of another
+            dirty = i == 1 and case == "dirty project"
+            git = {"commit": ("d" if other else "c") * 40, "dirty": dirty}
+            _edit_meta(d, project={"root": "/p", "git": git})
     else:
         extra = ["--only", "nope"]
     assert record(root, dirs, *extra) == 2

@@ -234,6 +234,27 @@ def test_dirty_run_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "measured from a dirty checkout of aaaaaaaaaaaa" in capsys.readouterr().out
 
 
+def test_a_dirty_project_checkout_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``run --project`` run of a clean harness but a dirty project checkout cannot sign off
+    (the project's binaries and claims are its commit's, not the harness's); the same project
+    committed signs off, its commit named in the sheet."""
+    root = tmp_path / "good"
+    shutil.copytree(FIXTURES / "good", root)
+    clean = {"commit": "a" * 40, "dirty": False}
+    for dirty, code in ((True, 1), (False, 0)):
+        project = {"root": "/src/proj", "git": {"commit": "b" * 40, "dirty": dirty}}
+        run = demo_run(tmp_path / f"run-{dirty}", git=clean, project=project)
+        sheet = tmp_path / f"sheet-{dirty}"
+        assert main(["signoff", str(run), "--claims", str(root / "claims.toml"),
+                     "--root", str(root), "--out", str(sheet)]) == code  # fmt: skip
+        out = capsys.readouterr().out
+        said = f"measured the project /src/proj at {'b' * 40} (dirty), a dirty checkout"
+        assert (said in out) == dirty, out
+        assert f"| project | `/src/proj at {'b' * 40}" in (sheet / "signoff.md").read_text()
+
+
 # -- bands, comparability, the 2x-wrong claim on a real run, and the single-point bypass -------
 
 REAL_RUN = Path(__file__).parents[1] / "bench" / "fixtures" / "run_small"
