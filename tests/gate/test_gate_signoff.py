@@ -234,9 +234,7 @@ def test_dirty_run_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "measured from a dirty checkout of aaaaaaaaaaaa" in capsys.readouterr().out
 
 
-def test_a_dirty_project_checkout_fails(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_dirty_project_checkout_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A ``run --project`` run of a clean harness but a dirty project checkout cannot sign off
     (the project's binaries and claims are its commit's, not the harness's); the same project
     committed signs off, its commit named in the sheet."""
