@@ -136,6 +136,12 @@ class ChromiumInstance(base.Instance):
         except (HostCrashed, base.HostTimeout) as exc:
             self._lost = str(exc)
             raise
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM mid-request: the worker still runs it (a hung call spins on)
+            # and owes its reply, so the instance is lost, as a pipe host's worker is; close()
+            # still terminates that worker.
+            self._lost = f"interrupted during {method}"
+            raise
         if "error" in reply:
             error = error_from_reply(reply)
             if isinstance(error, HostCrashed | base.HostTimeout):
@@ -313,6 +319,11 @@ class ChromiumInstance(base.Instance):
             self._ask("noop", timeout_s=self.host.timeouts.transfer_s)
             out.append(float(time.perf_counter_ns() - t0))
         return tuple(out)
+
+    def usable(self) -> bool:
+        """False once closed, lost (its worker timed out, crashed or was interrupted mid-call)
+        or its page closed."""
+        return not self._closed and self._lost is None and not self.page.is_closed()
 
     def close(self) -> None:
         """End this instance's worker; the page and its other instances go on."""

@@ -394,19 +394,19 @@ def test_hanging_call_times_out_and_host_recovers(
     _usable(host, artifact)
 
 
-@pytest.mark.parametrize(
-    "host", ["native", "wasmtime", pytest.param("node24", marks=pytest.mark.node)], indirect=True
-)
+@pytest.mark.parametrize("host", ALL_HOSTS, indirect=True)
 def test_an_interrupt_mid_call_kills_the_worker_at_once(
     host: Host, artifacts: dict[str, Artifact]
 ) -> None:
     """Ctrl-C or SIGTERM (the runner's handler raises KeyboardInterrupt) while a worker runs a
-    hung call: the worker, which still owes that call's reply, is killed then and there, so the
-    instance is lost and the next load starts a fresh worker, instead of the next request
-    reading a stale reply or waiting out its timeout behind the hung call."""
+    hung call: the worker, which still owes that call's reply, is killed then and there (a
+    page's worker: lost, and terminated by close), so the instance is lost and the next load
+    starts a fresh worker, instead of the next request reading a stale reply or waiting out its
+    timeout behind the hung call."""
     artifact = artifacts[_widths(host)[0]]
     inst = host.load(artifact)
-    assert isinstance(inst, PipeInstance) and inst.worker_pid is not None
+    pipe = isinstance(inst, PipeInstance)
+    assert inst.usable() and (not pipe or inst.worker_pid is not None)
 
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -419,7 +419,9 @@ def test_an_interrupt_mid_call_kills_the_worker_at_once(
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    assert not inst.usable() and inst.worker_pid is None
+    assert not inst.usable() and (not pipe or inst.worker_pid is None)
+    with pytest.raises(HostCrashed, match="interrupted during"):
+        inst.call("tg_noop")
     inst.close()
     _usable(host, artifact)
 
