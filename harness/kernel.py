@@ -648,6 +648,16 @@ class Kernels:
         return got["p"], got["m"], got["v"]
 
 
+# The client-placed buffers of tinygpt.h's model API calls (artifacts/include/tinygpt.h):
+# export -> {argument index: (name, role)}. The rest of a model's memory is the library's own.
+# The model check's bounds probe names a stray write by these (harness.checks.ops_bounds).
+MODEL_BUFFERS: Mapping[str, Mapping[int, tuple[str, str]]] = {
+    "tg_model_forward": {1: ("idx", "input"), 2: ("targets", "input")},
+    "tg_model_train_step": {1: ("idx", "input"), 2: ("targets", "input")},
+    "tg_model_generate": {1: ("prompt", "input"), 4: ("out", "output"), 5: ("logits", "output")},
+}
+
+
 def check_architecture(cfg: ModelConfig) -> None:
     """Raise IncompatibleArtifact unless tinygpt.h's model can express ``cfg``: it has no MLP
     width, bias or eps argument, so only GPT-2's architecture (4C MLP, every bias, eps 1e-5)."""

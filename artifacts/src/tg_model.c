@@ -551,6 +551,10 @@ TG_API int32_t tg_model_generate(void *h, const int32_t *prompt, int32_t len, in
         out[step] = token;
         written++;
     }
+#ifdef TG_BUG_GENERATE_TERMINATOR
+    /* fault build: the token array is terminated like a C string, one int past its end */
+    out[written] = -1;
+#endif
     tg_free(seq);
     return written;
 }

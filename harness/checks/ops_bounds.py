@@ -17,7 +17,9 @@ outputs right after the call are served from that read, so the ops check makes F
 requests with the probe than without (measured over every op on the small preset, natively:
 1,333 against 1,415), and moves 2 KiB more per buffer each way plus the inputs once back.
 The verdict needs no reference, only the binding's argument names and roles. The ops check
-runs every parity call over it (:func:`harness.checks.ops.run_cases`).
+runs every parity call over it (:func:`harness.checks.ops.run_cases`); the model check every
+call, naming the model API's buffers by :data:`harness.kernel.MODEL_BUFFERS`
+(:func:`bounds_rows`).
 
 What is caught: any write within :data:`GUARD_BYTES` after the end or before the start of a
 buffer the client placed (a contiguous overrun of any length starts inside the guard, so it is
@@ -32,14 +34,18 @@ remaining ops on a fresh instance when it can.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
 from harness.bindings import CallBinding
+from harness.checks.base import CellContext
 from harness.hosts.base import Instance, InstanceView, Scalar
 from harness.kernel import Kernels
+from harness.rundir.rows import Row
 
 # Guard size, each side of every buffer. One float past the end needs 4 bytes and a SIMD tail
 # one vector too long 16 (wasm's 128-bit vectors) or 64 (AVX-512). 1 KiB also holds a whole
@@ -60,6 +66,7 @@ _SPAN_SLACK = 64 * 1024
 BOUNDS = "bounds"
 INPUT_WRITTEN = "input-written"
 STAGES = (BOUNDS, INPUT_WRITTEN)
+EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -104,9 +111,15 @@ class Guarded(InstanceView):
     buffers' starts; the allocations themselves begin :data:`GUARD_BYTES` earlier.
     """
 
-    def __init__(self, inner: Instance) -> None:
-        """Guard the buffers allocated through this view of ``inner``."""
+    def __init__(
+        self, inner: Instance, known: Mapping[str, Mapping[int, tuple[str, str]]] = EMPTY
+    ) -> None:
+        """Guard the buffers allocated through this view of ``inner``. ``known`` names the
+        buffer arguments of exports the binding does not bind as ops (export -> {index:
+        (name, role)}; the model API's :data:`harness.kernel.MODEL_BUFFERS`)."""
         super().__init__(inner)
+        self.known = known
+        self.guarded_calls = 0  # calls made while buffers of this view were live
         self.sizes: dict[int, int] = {}  # buffer start -> its size in bytes (live buffers)
         self.guards: dict[int, tuple[bytes, bytes]] = {}  # start -> guards written around it
         self.placed: dict[int, bytes] = {}  # start -> the contents the client wrote
@@ -203,10 +216,15 @@ class Guarded(InstanceView):
         call = self._binding(export, len(args))
         op = call.op if call is not None else export
         names: dict[int, tuple[str, str]] = {}  # start -> (argument name, role)
+        known = self.known.get(export, EMPTY)
         for i, value in enumerate(args):
             if isinstance(value, int) and value in self.sizes:
-                arg = call.args[i] if call is not None else f"{export} argument #{i}"
-                names.setdefault(value, (arg, call.roles[arg] if call is not None else ""))
+                if call is not None:
+                    names.setdefault(value, (call.args[i], call.roles[call.args[i]]))
+                else:
+                    names.setdefault(value, known.get(i, (f"{export} argument #{i}", "")))
+        if self.sizes:
+            self.guarded_calls += 1
         regions = self._read_all()
         found: list[BoundsFinding] = []
         for ptr, size in self.sizes.items():
@@ -285,3 +303,20 @@ def guarded(kernels: Kernels) -> tuple[Kernels, Guarded]:
     view, whose :meth:`Guarded.take` gives the findings of the calls since the last take."""
     view = Guarded(kernels.instance)
     return Kernels(view, kernels.override), view
+
+
+def bounds_rows(ctx: CellContext, check: str, view: Guarded) -> Iterator[Row]:
+    """The rows of a check's calls over ``view`` (the model check's): one ``fail`` row per
+    ``<export>.<arg>:bounds`` / ``:input-written`` finding (the first of each, with its
+    message), else one ``pass`` row ``bounds`` saying how many calls were guarded."""
+    first: dict[str, BoundsFinding] = {}
+    for f in view.take():
+        first.setdefault(f"{f.op}.{f.subject}", f)
+    for subject, f in first.items():
+        yield ctx.row(check, subject, "fail", detail=f.message)
+    if not first:
+        yield ctx.row(
+            check, "bounds", "pass", metric="guarded_calls", value=float(view.guarded_calls),
+            detail=(f"{view.guarded_calls} calls with client buffers, each with {GUARD_BYTES} "
+                    "bytes of guard each side: no write outside them, none into an input"),
+        )  # fmt: skip

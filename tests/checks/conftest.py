@@ -36,6 +36,8 @@ FAULTS: dict[str, Variant] = {
         Variant("native-bug-gelu-oob", "native", ("TG_BUG_GELU_OOB",)),
         Variant("native-bug-gelu-underrun", "native", ("TG_BUG_GELU_UNDERRUN",)),
         Variant("native-bug-gelu-input", "native", ("TG_BUG_GELU_INPUT_WRITE",)),
+        # tg_model_generate terminating its token array one int past its end (model check)
+        Variant("native-bug-gen-term", "native", ("TG_BUG_GENERATE_TERMINATOR",)),
         # gelu_forward wrong at odd N only: a kernel bug no binding change explains
         Variant("native-bug-gelu-odd", "native", ("TG_BUG_GELU_ODD",)),
     )

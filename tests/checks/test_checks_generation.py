@@ -30,10 +30,13 @@ Fault = Callable[[str], tuple[CtypesInstance, Artifact]]
 GENERATION = ("generate:", "sample:")
 
 
+def _ctx(instance: CtypesInstance, artifact: Artifact) -> CellContext:
+    return CellContext("native", "ctypes", artifact, PRESETS["tiny"],
+                       instance, options={"steps": 2, "batch": 2})  # fmt: skip
+
+
 def _verdicts(instance: CtypesInstance, artifact: Artifact) -> dict[str, str]:
-    ctx = CellContext("native", "ctypes", artifact, PRESETS["tiny"],
-                      instance, options={"steps": 2, "batch": 2})  # fmt: skip
-    rows: list[Row] = list(run(ctx))
+    rows: list[Row] = list(run(_ctx(instance, artifact)))
     return {r.subject: r.status for r in rows if r.subject.startswith(GENERATION)}
 
 
@@ -52,6 +55,23 @@ def test_clean_build_passes_every_generation_row(clean: dict[str, str]) -> None:
     expected |= {"sample:T=0,k=0"}
     assert expected <= set(clean), sorted(expected - set(clean))
     assert set(clean.values()) == {"pass"}, {k: v for k, v in clean.items() if v != "pass"}
+
+
+@pytest.mark.corpus
+def test_a_generate_writing_past_its_token_array_fails_by_name(
+    fault: Fault, native: CtypesInstance, native_artifact: Artifact
+) -> None:
+    """TG_BUG_GENERATE_TERMINATOR (``out[n_new] = -1``): every token and logit is right, so
+    parity passes, and unguarded the int landed in the allocator's bookkeeping, where a later
+    ``tg_model_free`` hung (60 s, then an error blaming the free). The model check's bounds
+    probe fails ``tg_model_generate.out:bounds`` naming the 4 bytes; the clean build's calls
+    pass the probe."""
+    rows = list(run(_ctx(*fault("native-bug-gen-term"))))
+    failed = {r.subject: r.detail for r in rows if r.status == "fail"}
+    assert set(failed) == {"tg_model_generate.out:bounds"}, failed
+    assert "wrote 4 bytes past its end" in failed["tg_model_generate.out:bounds"]
+    clean = [r for r in run(_ctx(native, native_artifact)) if r.subject == "bounds"]
+    assert [r.status for r in clean] == ["pass"] and clean[0].value > 0
 
 
 @pytest.mark.corpus
