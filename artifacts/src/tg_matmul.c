@@ -159,7 +159,11 @@ static float dot(const float *restrict x, const float *restrict y, int32_t n) {
         for (int j = 0; j < 16; j++) lanes[j] += x[k + j] * y[k + j];
     }
     float s = 0.0f;
+#ifdef TG_BUG_DOT_LANE
+    for (int j = 0; j < 15; j++) s += lanes[j]; /* fault: the last lane never added */
+#else
     for (int j = 0; j < 16; j++) s += lanes[j];
+#endif
 #endif
     for (; k < n; k++) s += x[k] * y[k];
     return s;
@@ -220,6 +224,9 @@ static void gemm_task(void *ctx, int32_t task, int32_t worker) {
     if (j->by_rows) {
         int32_t r0 = lo * TG_MR, r1 = hi * TG_MR < j->M ? hi * TG_MR : j->M;
         if (r1 > r0) {
+#ifdef TG_BUG_SHARED_PACK
+            worker = 0; /* fault: every worker packs into worker 0's buffers */
+#endif
             gemm_blocked(&packs[worker], r1 - r0, j->N, j->K, j->A + r0 * j->a_i, j->a_i, j->a_k,
                          j->B, j->b_k, j->b_j, j->Cmat + r0 * j->ldc, j->ldc);
         }

@@ -111,7 +111,11 @@ TG_API void *tg_model_create(int32_t V, int32_t maxT, int32_t C, int32_t L, int3
         tg_free(m);
         return 0;
     }
+#ifdef TG_BUG_MV_NOT_ZEROED
+    tg_zero(m->params, 2 * n); /* fault: AdamW moments left as the allocator hands them out */
+#else
     tg_zero(m->params, 4 * n);
+#endif
     m->grads = m->params + n;
     m->m = m->grads + n;
     m->v = m->m + n;
@@ -242,7 +246,12 @@ TG_API void tg_model_backward(void *h) {
     float *const *g = m->g;
     float *dlogits = a->dlogits;
     tg_zero(dlogits, (size_t)N * V);
+#ifdef TG_BUG_STALE_N
+    /* fault: the mean's count from the activations' capacity, not this batch's shape */
+    tg_crossentropy_backward(dlogits, a->probs, a->targets, 1.0f / (float)(m->cap_B * m->cap_T), N, V);
+#else
     tg_crossentropy_backward(dlogits, a->probs, a->targets, 1.0f / (float)N, N, V);
+#endif
     tg_zero(a->dln, NC);
     tg_matmul_backward(a->dln, g[WTE], 0, dlogits, a->lnf, p[WTE], N, C, V);
     tg_zero(a->dres, NC);
@@ -311,8 +320,15 @@ TG_API void tg_model_adamw(void *h, float lr, float beta1, float beta2, float ep
                            float weight_decay, float grad_clip, int32_t t) {
     model_t *m = h;
     if (!m || t < 1) return;
+#ifdef TG_BUG_MODEL_ADAMW_T1
+    t = t + 1; /* fault: the step counter bumped before its use */
+#endif
     if (grad_clip > 0.0f) {
+#ifdef TG_BUG_CLIP_NO_SQRT
+        double norm = grad_sq_sum(m); /* fault: squared norm compared with the clip */
+#else
         double norm = __builtin_sqrt(grad_sq_sum(m));
+#endif
         if (norm > (double)grad_clip) {
             float scale = (float)((double)grad_clip / norm);
             for (size_t i = 0; i < m->num_params; i++) m->grads[i] *= scale;
@@ -361,7 +377,11 @@ static void kv_forward(model_t *m, const int32_t *tokens, int32_t n, int32_t pos
     float *const *p = m->p;
     int32_t C = m->C, NH = m->NH, hs = C / NH, C3 = 3 * C;
     size_t c = (size_t)C, cacheL = (size_t)m->maxT * c;
+#ifdef TG_BUG_ATTN_SCALE_D
+    float scale = 1.0f / (float)hs;
+#else
     float scale = 1.0f / __builtin_sqrtf((float)hs);
+#endif
     for (int32_t i = 0; i < n; i++) {
         const float *e = p[WTE] + (size_t)tokens[i] * c;
         const float *pe = p[WPE] + (size_t)(pos0 + i) * c;
@@ -424,7 +444,11 @@ static double rng_uniform(uint64_t *s) {
 
 /* True if (la, ia) comes before (lb, ib) in the top-k order: logit descending, index ascending. */
 static int topk_before(float la, int32_t ia, float lb, int32_t ib) {
+#ifdef TG_BUG_TOPK_TIE
+    return la > lb || (la == lb && ia > ib); /* fault: index descending on ties */
+#else
     return la > lb || (la == lb && ia < ib);
+#endif
 }
 
 /* The k-th (logit, index) pair in the top-k order, by insertion into `best` (k pairs of scratch);
@@ -456,7 +480,11 @@ static int32_t pick(const float *logits, int32_t V, float temperature, int32_t t
     if (temperature == 0.0f) {
         int32_t best = 0;
         for (int32_t i = 1; i < V; i++) {
+#ifdef TG_BUG_GREEDY_TIE
+            if (logits[i] >= logits[best]) best = i; /* fault: last index wins a tie */
+#else
             if (logits[i] > logits[best]) best = i;
+#endif
         }
         return best;
     }
@@ -477,12 +505,20 @@ static int32_t pick(const float *logits, int32_t V, float temperature, int32_t t
         double z = (double)logits[i] / t;
         if (TG_KEPT(i) && z > maxz) maxz = z;
     }
+#ifdef TG_BUG_SAMPLER_FLOAT_CDF
+    float total = 0.0f; /* fault: the CDF summed in float */
+#else
     double total = 0.0;
+#endif
     for (int32_t i = 0; i < V; i++) {
         if (TG_KEPT(i)) total += tg_exp((double)logits[i] / t - maxz);
     }
     double u = rng_uniform(rng) * total;
+#ifdef TG_BUG_SAMPLER_FLOAT_CDF
+    float cdf = 0.0f;
+#else
     double cdf = 0.0;
+#endif
     int32_t last = 0;
     for (int32_t i = 0; i < V; i++) {
         if (!TG_KEPT(i)) continue;
@@ -519,7 +555,11 @@ TG_API int32_t tg_model_generate(void *h, const int32_t *prompt, int32_t len, in
     m->has_targets = 0; /* generation overwrites the activations a backward would need */
     for (int32_t step = 0; step < n_new; step++) {
         int32_t n = len + step;
+#ifdef TG_BUG_NOKV_WINDOW
+        int32_t start = n > maxT ? (use_kv_cache ? n - maxT : n - maxT + 1) : 0;
+#else
         int32_t start = n > maxT ? n - maxT : 0;
+#endif
         int32_t wlen = n - start;
         const float *logits;
         if (!use_kv_cache) {
@@ -529,6 +569,22 @@ TG_API int32_t tg_model_generate(void *h, const int32_t *prompt, int32_t len, in
             m->T = wlen;
             forward_acts(m, 1, wlen);
             logits = m->a.logits + (size_t)(wlen - 1) * m->V;
+#ifdef TG_BUG_KV_ROLL
+        } else if (start != cache_start && cache_start >= 0 && start == cache_start + 1) {
+            /* fault: a rolling cache: drop the oldest K/V, keep the rest as computed at their
+             * old positions, append the new token at the last position */
+            size_t c = (size_t)m->C, cacheL = (size_t)maxT * c;
+            for (int32_t l = 0; l < m->L; l++) {
+                float *kc = m->kv.k + l * cacheL, *vc = m->kv.v + l * cacheL;
+                for (size_t i = 0; i + c < (size_t)maxT * c; i++) {
+                    kc[i] = kc[i + c];
+                    vc[i] = vc[i + c];
+                }
+            }
+            kv_forward(m, seq + n - 1, 1, maxT - 1);
+            cache_start = start;
+            logits = m->kv.logits;
+#endif
         } else if (start != cache_start) {
             /* the window moved: every position shifts, so rebuild the cache over it */
             kv_forward(m, seq + start, wlen, 0);

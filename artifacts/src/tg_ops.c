@@ -95,6 +95,10 @@ static void layernorm_forward_rows(void *ctx, size_t lo, size_t hi) {
             acc[l] += d * d;
         }
         float v = tg_lanes_total(acc) / (float)C;
+#ifdef TG_BUG_LN_ONEPASS
+        /* fault: the one-pass E[x^2] - E[x]^2 variance */
+        v = tg_dot(x, x, C) / (float)C - m * m;
+#endif
         float s = 1.0f / __builtin_sqrtf(v + TG_LN_EPS);
         for (c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + bi[c];
         mean[n] = m;
@@ -180,7 +184,11 @@ static void attention_forward_head(void *ctx, int32_t task, int32_t worker) {
     int32_t b = task / NH, h = task % NH;
     int32_t C3 = 3 * C;
     int32_t hs = C / NH;
+#ifdef TG_BUG_ATTN_SCALE_D
+    float scale = 1.0f / (float)hs;
+#else
     float scale = 1.0f / __builtin_sqrtf((float)hs);
+#endif
     size_t head = ((size_t)b * NH + h) * T * T;
     const float *q0 = inp + (size_t)b * T * C3 + h * hs;
     const float *k0 = q0 + C;
@@ -243,7 +251,11 @@ static void attention_backward_head(void *ctx, int32_t task, int32_t worker) {
     int32_t b = task / NH, h = task % NH;
     int32_t C3 = 3 * C;
     int32_t hs = C / NH;
+#ifdef TG_BUG_ATTN_SCALE_D
+    float scale = 1.0f / (float)hs;
+#else
     float scale = 1.0f / __builtin_sqrtf((float)hs);
+#endif
     size_t head = ((size_t)b * NH + h) * T * T;
     const float *q0 = inp + (size_t)b * T * C3 + h * hs;
     const float *k0 = q0 + C;
@@ -394,11 +406,19 @@ TG_API void tg_residual_backward(float *da, float *db, const float *dout, int32_
 
 TG_API float tg_crossentropy_forward(float *losses, float *probs, const float *logits,
                                      const int32_t *targets, int32_t N, int32_t V) {
+#ifdef TG_BUG_CE_FLOAT_MEAN
+    float total = 0.0f; /* precision shortcut: the mean loss summed in float */
+#else
     double total = 0.0;
+#endif
     for (int32_t n = 0; n < N; n++) {
         const float *restrict z = logits + (size_t)n * V;
         float *restrict p = probs + (size_t)n * V;
+#ifdef TG_BUG_SOFTMAX_NOMAX
+        float maxv = 0.0f;
+#else
         float maxv = tg_max(z, V);
+#endif
         float sum = tg_exp_shifted(p, z, V, maxv);
         float inv = 1.0f / sum;
         for (int32_t i = 0; i < V; i++) p[i] *= inv;
@@ -443,6 +463,10 @@ TG_API void tg_adamw_update(float *params, const float *grads, float *m, float *
         v[i] = vi;
         float mh = mi * c1;
         float vh = vi * c2;
+#ifdef TG_BUG_EPS_IN_SQRT
+        params[i] -= lr * (mh / __builtin_sqrtf(vh + eps) + weight_decay * params[i]);
+#else
         params[i] -= lr * (mh / (__builtin_sqrtf(vh) + eps) + weight_decay * params[i]);
+#endif
     }
 }

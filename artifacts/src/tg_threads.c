@@ -266,8 +266,14 @@ static void range_task(void *ctx, int32_t task, int32_t worker) {
     (void)worker;
     const range_job *j = ctx;
     size_t lo = (size_t)((double)task * (double)j->n / j->chunks);
+#ifdef TG_BUG_RANGE_TAIL
+    /* fault: every range n / chunks long, so the remainder is never run */
+    lo = (size_t)task * (j->n / (size_t)j->chunks);
+    size_t hi = lo + j->n / (size_t)j->chunks;
+#else
     size_t hi = task + 1 == j->chunks ? j->n
                                       : (size_t)((double)(task + 1) * (double)j->n / j->chunks);
+#endif
     if (hi > lo) j->fn(j->ctx, lo, hi);
 }
 
