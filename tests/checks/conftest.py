@@ -38,6 +38,14 @@ FAULTS: dict[str, Variant] = {
         Variant("native-bug-gelu-input", "native", ("TG_BUG_GELU_INPUT_WRITE",)),
         # tg_model_generate terminating its token array one int past its end (model check)
         Variant("native-bug-gen-term", "native", ("TG_BUG_GENERATE_TERMINATOR",)),
+        # the s43 fault hunt's escapes (artifacts/src, #ifdef; docs/findings.md)
+        Variant("native-bug-ln-onepass", "native", ("TG_BUG_LN_ONEPASS",)),
+        Variant("native-bug-dot-lane", "native", ("TG_BUG_DOT_LANE",)),
+        Variant("native-bug-greedy-tie", "native", ("TG_BUG_GREEDY_TIE",)),
+        Variant("native-bug-topk-tie", "native", ("TG_BUG_TOPK_TIE",)),
+        Variant("native-bug-stale-n", "native", ("TG_BUG_STALE_N",)),
+        Variant("native-bug-range-tail", "native", ("TG_BUG_RANGE_TAIL",)),
+        Variant("native-bug-mv-not-zeroed", "native", ("TG_BUG_MV_NOT_ZEROED",)),
         # gelu_forward wrong at odd N only: a kernel bug no binding change explains
         Variant("native-bug-gelu-odd", "native", ("TG_BUG_GELU_ODD",)),
     )
