@@ -765,7 +765,7 @@ class KernelModel:
                 or 0.0
             )
             if math.isnan(loss):
-                raise HostError("tg_model_forward rejected its arguments (returned NaN)")
+                raise HostError(self._nan_message("tg_model_forward"))
             logits = s.get(self._ptr("tg_model_logits"), (B, T, self.cfg.vocab_size))
         return logits, (None if tg is None else loss)
 
@@ -833,8 +833,32 @@ class KernelModel:
                 or 0.0
             )
         if math.isnan(loss):
-            raise HostError("tg_model_train_step rejected its arguments (returned NaN)")
+            raise HostError(self._nan_message("tg_model_train_step"))
         return loss
+
+    def _nan_message(self, export: str) -> str:
+        """Why ``export`` returned NaN, as far as the client can tell.
+
+        tinygpt.h returns NaN for arguments it rejects, but a NaN loss also comes from the model's
+        state: non-finite parameters (an earlier update, e.g. from AdamW moments that were never
+        zeroed) give a NaN forward from valid arguments. The arguments were validated here
+        (shapes, ids < vocab_size), so the parameters are read and their non-finite count named.
+        """
+        head = (f"{export} returned NaN: it rejected its arguments, or the loss is NaN from the "
+                f"model's state")  # fmt: skip
+        try:
+            flat = np.frombuffer(
+                self.instance.read(self._ptr("tg_model_params"), self.n_params * 4), np.float32
+            )
+        except Exception as exc:  # the diagnosis must not hide the NaN
+            return f"{head} (parameters unreadable: {exc})"
+        bad = int(np.count_nonzero(~np.isfinite(flat)))
+        if bad:
+            return (f"{head}: {bad} of {flat.size} parameters are not finite (an earlier update "
+                    f"wrote them: AdamW's moments or gradients), the arguments passed the "
+                    f"client's validation (shapes, token ids < vocab_size)")  # fmt: skip
+        return (f"{head} (every parameter is finite; the arguments passed the client's "
+                f"validation: shapes, token ids < vocab_size)")  # fmt: skip
 
     def generate(
         self,

@@ -26,7 +26,10 @@ the block makes the window slide on every step, so the incremental cache path ne
      logits with the specified RNG stream (:mod:`reference.sampler`), and (ii) is a draw the
      reference's own float64 logits give for that ``u`` within the logits' measured error
      (:func:`reference.sampler.reachable_tokens`). (ii) is the parity of the two generators;
-     (i) is exact, because both sides then sample from identical float32 numbers in float64.
+     (i) is exact, because both sides then sample from identical float32 numbers in float64;
+     exact ties among those numbers are judged by the tie rule (:func:`_own_draw`).
+4. ``sample:ties:T=<t>,k=<k>`` (:func:`tie_rows`): weights whose logits tie exactly at the top
+   (trained logits never do), so greedy's and top-k's lowest-index rule is exercised.
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ from harness.rundir.rows import Row, Status
 from harness.tolerance import model_tolerance
 from reference.defaults import DEFAULTS
 from reference.model import GPT, Params, flatten_params, unflatten_params
-from reference.presets import ModelConfig
-from reference.sampler import SamplerRNG, pick, reachable_tokens
+from reference.presets import ModelConfig, param_shapes
+from reference.sampler import SamplerRNG, kept, pick, reachable_tokens
 from reference.train import BATCH_STREAM, AdamWState, adamw_step, get_batch
 
 CHECK = "model"
@@ -217,6 +220,31 @@ def rows(
                       detail=r.message + f"; {len(f)} steps compared")  # fmt: skip
 
 
+def _draws_row(ctx: CellContext, subject: str, status: Status, draws: int, detail: str) -> Row:
+    """A ``sample:...`` row: ``draws`` draws matched (all of them on a pass)."""
+    return ctx.row(
+        CHECK, subject, status, metric="draws_matched", value=float(draws), detail=detail
+    )
+
+
+def _own_draw(
+    logits: NDArray[np.float32], token: int, temperature: float, top_k: int, u: float | None
+) -> bool:
+    """Whether ``token`` is the sampler's draw from the kernel's own float32 ``logits``.
+
+    Exact where no float error is involved: greedy's argmax (lowest index on ties) and top-k's
+    kept set (logit descending, index ascending) only compare the float32 values themselves, so
+    tied logits are judged by the tie rule, never accepted either way. The one allowance is
+    :data:`DOUBLE_EPS` on the CDF (exp's last bits), among the tokens top-k keeps.
+    """
+    if token == pick(logits, temperature, top_k, u):
+        return True
+    if temperature == 0.0:
+        return False
+    reach = reachable_tokens(logits, temperature, top_k, u, DOUBLE_EPS)
+    return token in reach and bool(kept(logits, top_k)[token])
+
+
 def _sample_row(
     ctx: CellContext,
     temperature: float,
@@ -237,10 +265,9 @@ def _sample_row(
             mine = run.logits[s]
             draws += 1
             # (i) the reference sampler on the kernel's own float32 logits: exact
-            exact = reachable_tokens(mine, temperature, top_k, u, DOUBLE_EPS)
-            if token != pick(mine, temperature, top_k, u) and token not in exact:
-                return ctx.row(
-                    CHECK, subject, "fail", metric="draws_matched", value=float(draws - 1),
+            if not _own_draw(mine, token, temperature, top_k, u):
+                return _draws_row(
+                    ctx, subject, "fail", draws - 1,
                     detail=(f"{path} step {s}: drew {token}, the sampler (seed {seed}, "
                             f"T={temperature:g}, top_k={top_k}, u={u!r}) draws "
                             f"{pick(mine, temperature, top_k, u)} from the kernel's own logits; "
@@ -256,15 +283,106 @@ def _sample_row(
             elif token in reach:
                 ambiguous += 1
             else:
-                return ctx.row(
-                    CHECK, subject, "fail", metric="draws_matched", value=float(draws - 1),
+                return _draws_row(
+                    ctx, subject, "fail", draws - 1,
                     detail=(f"{path} step {s}: drew {token}; from its float64 logits the "
                             f"reference draws {theirs}, and a logits error of {eps:.3g} reaches "
                             f"only {sorted(reach)}"),
                 )  # fmt: skip
-    return ctx.row(
-        CHECK, subject, "pass", metric="draws_matched", value=float(draws),
+    return _draws_row(
+        ctx, subject, "pass", draws,
         detail=(f"{draws} draws (kv and nokv, seed {seed}) identical to the sampler on the "
                 f"kernel's logits; {own} identical to the reference's own draw, {ambiguous} "
                 f"within the logits' error of a CDF boundary (either side accepted)"),
+    )  # fmt: skip
+
+
+# The tie rows: weights whose logits are TIE_LOGITS at every step, exactly. With every block
+# parameter and ln_f's weight zero, ln_f outputs its bias, e_0; the tied LM head then gives
+# logit_v = wte[v, 0] * 1 + 0s, exact in any summation order. The maximum is shared by
+# TIE_AT (the last vocabulary index among them), so greedy must pick TIE_AT[0], and top-k 5
+# must keep TIE_AT[:5]: a kernel breaking ties by the last index keeps TIE_AT[-5:] instead.
+TIE_AT = (2, 9, 17, 33, 64, 90, 100)  # and vocab_size - 1
+TIE_SAMPLING: tuple[tuple[float, int], ...] = ((0.0, 0), (1.0, 5))
+TIE_STEPS = 8  # tokens per path; the logits are the same at every step
+
+
+def tie_logits(cfg: ModelConfig) -> NDArray[np.float32]:
+    """The designed logits (V,) of :func:`tie_params`: 1 at :data:`TIE_AT` and V-1, else 0."""
+    out = np.zeros(cfg.vocab_size, np.float32)
+    out[[*TIE_AT, cfg.vocab_size - 1]] = 1.0
+    return out
+
+
+def tie_params(cfg: ModelConfig) -> NDArray[np.float32]:
+    """Flat float32 params (PARAM_NAMES order) whose every logit is :func:`tie_logits`."""
+    parts = []
+    for name, shape in param_shapes(cfg).items():
+        a = np.zeros(shape, np.float32)
+        if name == "wte":
+            a[:, 0] = tie_logits(cfg)
+        elif name == "lnfb":
+            a[0] = 1.0
+        parts.append(a.reshape(-1))
+    return np.concatenate(parts)
+
+
+def tie_rows(ctx: CellContext, cfg: ModelConfig, seed: int) -> Iterator[Row]:
+    """``sample:ties:T=<t>,k=<k>``: on logits tied exactly at the top, greedy draws the lowest
+    tied index and top-k keeps the lowest tied indices (tinygpt.h), both paths, every step."""
+    designed = tie_logits(cfg)
+    model = KernelModel.create(ctx.instance, cfg, tie_params(cfg))
+    try:
+        for temperature, top_k in TIE_SAMPLING:
+            runs = {
+                path: model.generate_logged([0], TIE_STEPS, kv, temperature, seed, top_k)
+                for path, kv in (("kv", True), ("nokv", False))
+            }
+            yield _tie_row(ctx, temperature, top_k, seed, runs, designed)
+    finally:
+        model.free()
+
+
+def _tie_row(
+    ctx: CellContext,
+    temperature: float,
+    top_k: int,
+    seed: int,
+    runs: dict[str, tuple[list[int], NDArray[np.float32]]],
+    designed: NDArray[np.float32],
+) -> Row:
+    subject = f"sample:ties:T={temperature:g},k={top_k}"
+    draws = 0
+    for path, (tokens, logits) in runs.items():
+        rng = SamplerRNG(seed)
+        for s, token in enumerate(tokens):
+            u = None if temperature == 0.0 else rng.uniform()
+            mine = logits[s]
+            tied = np.flatnonzero(mine == mine.max())
+            if len(tied) < 2 or (top_k and len(tied) <= top_k):
+                err = float(np.max(np.abs(mine.astype(np.float64) - designed)))
+                return _draws_row(
+                    ctx, subject, "fail", draws,
+                    detail=(f"{path} step {s}: the designed tie did not arise: {len(tied)} "
+                            f"logits share the maximum, max |logit - designed| = {err:.3g} "
+                            f"(the designed logits are exact in float32)"),
+                )  # fmt: skip
+            if not _own_draw(mine, token, temperature, top_k, u):
+                want = pick(mine, temperature, top_k, u)
+                rule = ("greedy picks the lowest tied index" if temperature == 0.0 else
+                        f"top-k keeps the lowest tied indices "
+                        f"{np.flatnonzero(kept(mine, top_k)).tolist()}")  # fmt: skip
+                return _draws_row(
+                    ctx, subject, "fail", draws,
+                    detail=(f"{path} step {s}: drew {token} from {len(tied)} exactly tied "
+                            f"logits at indices {tied.tolist()}; {rule} (tinygpt.h), so the "
+                            f"sampler (seed {seed}, u={u!r}) draws {want}; tolerance: the tie "
+                            f"rule exactly"),
+                )  # fmt: skip
+            draws += 1
+    return _draws_row(
+        ctx, subject, "pass", draws,
+        detail=(f"{draws} draws (kv and nokv, seed {seed}) on logits tied exactly at indices "
+                f"{np.flatnonzero(designed == designed.max()).tolist()}: each the sampler's "
+                f"draw under the tie rule (lowest index first)"),
     )  # fmt: skip

@@ -4,8 +4,10 @@ Both sides start from ``reference.model.init_params`` (float32, the cell's prese
 seed); the reference computes in float64 from those same numbers. Compared, each through
 :func:`harness.parity.compare` with a tolerance from :func:`harness.tolerance.model_tolerance`:
 
-- ``logits`` and ``loss`` of one forward pass over a batch of corpus tokens;
-- every gradient tensor by name (``grad:wte`` ...);
+- ``logits`` and ``loss`` of one forward pass over a batch of corpus tokens, on a model that
+  first ran a forward at (B + 1, block_size) (:func:`_larger`: a loss mean counted from the
+  activations' capacity, not the batch, then shows);
+- every gradient tensor by name (``grad:wte`` ...), from that forward;
 - ``adamw:params``: ``tg_model_adamw`` steps (one, live) from identical params AND identical
   gradients (the reference's, written into the kernel's gradient buffer), so only the optimiser
   is judged;
@@ -16,7 +18,8 @@ seed); the reference computes in float64 from those same numbers. Compared, each
   parameters off their init (:mod:`harness.checks.optimizer`);
 - from a trained state (the reference's, trained once per run for each preset), with-cache and
   without-cache logits at every step and seeded sampling parity
-  (:mod:`harness.checks.generation`).
+  (:mod:`harness.checks.generation`);
+- ``sample:ties:...``: the tie rule on logits tied exactly (:func:`generation.tie_rows`).
 
 The oracle of the rows above (not of the per-tensor AdamW and trained-state rows) is a
 :class:`reference.dump.ReferenceDump`: our reference's, computed live, or the one the run's
@@ -167,6 +170,15 @@ def fingerprint(values: NDArray[Any]) -> NDArray[np.float64]:
     return flat[idx].astype(np.float64)
 
 
+def _larger(
+    cfg: ModelConfig, x: NDArray[Any], y: NDArray[Any]
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """Inputs and targets of shape (B + 1, block_size) from the parity batch's tokens, repeated:
+    a forward that sizes the model's activations above the graded batch."""
+    shape = (x.shape[0] + 1, cfg.block_size)
+    return np.resize(x, shape), np.resize(y, shape)
+
+
 def _kernel_pass(
     ctx: CellContext,
     cfg: ModelConfig,
@@ -184,6 +196,9 @@ def _kernel_pass(
     defaults = oracle.defaults
     model = KernelModel.create(ctx.instance, cfg, flat)
     try:
+        # first a forward at a larger shape than the graded one: the graded backward must take
+        # its loss mean over this batch's B * T, not the activations' capacity (TG_BUG_STALE_N)
+        model.forward(*_larger(cfg, x, y))
         logits, loss = model.forward(x, y)
         grads = model.backward()
         # optimiser parity: the reference's gradients in the kernel's buffer, then the oracle's
@@ -322,6 +337,7 @@ def _tinygpt_rows(ctx: CellContext) -> Iterator[Row]:
     trained = generation.train_state(cfg, flat, tokens, s.gen_train_steps, s.seed)
     yield from generation.rows(ctx, cfg, trained, _wide(_by_name(cfg, trained)),
                                [int(t) for t in encode(PROMPT)], s.seed, dims)  # fmt: skip
+    yield from generation.tie_rows(ctx, cfg, s.seed)
 
     h1, h2 = first.hashes(), second.hashes()
     outputs = first.outputs()

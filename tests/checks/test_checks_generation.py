@@ -48,11 +48,12 @@ def clean(native: CtypesInstance, native_artifact: Artifact) -> dict[str, str]:
 
 @pytest.mark.corpus
 def test_clean_build_passes_every_generation_row(clean: dict[str, str]) -> None:
-    """Both paths x both regimes, cache vs no cache, and all 7 sampler settings pass."""
+    """Both paths x both regimes, cache vs no cache, all 7 sampler settings and the 2 tie rows
+    pass."""
     expected = {f"generate:{p}:{r}" for p in ("kv", "nokv") for r in ("grow", "slide")}
     expected |= {"generate:cache_vs_nocache", "generate:kv", "generate:nokv"}
     expected |= {f"sample:T={t},k={k}" for t in ("0.5", "1", "2") for k in (0, 5)}
-    expected |= {"sample:T=0,k=0"}
+    expected |= {"sample:T=0,k=0", "sample:ties:T=0,k=0", "sample:ties:T=1,k=5"}
     assert expected <= set(clean), sorted(expected - set(clean))
     assert set(clean.values()) == {"pass"}, {k: v for k, v in clean.items() if v != "pass"}
 
@@ -143,3 +144,16 @@ def test_top_k_order_and_ambiguity() -> None:
     near = np.asarray([0.0, 1.0, 1.0 + 1e-6], dtype=np.float32)
     assert reachable_tokens(near, 1.0, 2, 0.1, 1e-5) >= {1, 2}
     assert reachable_tokens(near, 1.0, 0, 0.1, 0.0) == {pick(near, 1.0, 0, 0.1)}
+
+
+def test_exact_ties_of_the_kernels_own_logits_are_judged_by_the_rule() -> None:
+    """Check (i) on the kernel's own logits: an exact tie is not an ambiguity. Greedy must take
+    the lowest tied index, top-k must keep the lowest tied indices (the reachable set of
+    ``DOUBLE_EPS`` contains every tied token, and is not accepted as is)."""
+    logits = np.asarray([0.0, 2.0, 1.0, 2.0, 1.0, 1.0], dtype=np.float32)
+    assert generation._own_draw(logits, 1, 0.0, 0, None)
+    assert not generation._own_draw(logits, 3, 0.0, 0, None)
+    u = 0.99  # the last kept token: index 2 of {1, 2, 3} (k = 3 keeps 1, 3 and the tie's 2)
+    assert pick(logits, 1.0, 3, u) == 3 and generation._own_draw(logits, 3, 1.0, 3, u)
+    assert not generation._own_draw(logits, 5, 1.0, 3, u)  # the tie's higher index, dropped
+    assert 5 in reachable_tokens(logits, 1.0, 3, u, generation.DOUBLE_EPS)

@@ -1,0 +1,133 @@
+"""The s43 fault hunt's model-check escapes, now caught: exact ties and a stale loss count.
+
+Native, preset tiny, through :func:`harness.checks.model.run`; the fault builds are
+``tests/checks/conftest.py``'s ``FAULTS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from harness.artifact import Artifact
+from harness.checks.base import CellContext
+from harness.checks.generation import tie_logits, tie_params
+from harness.checks.model import run
+from harness.engines.ctypes_engine import CtypesInstance
+from harness.hosts.base import HostError
+from harness.kernel import KernelModel
+from harness.rundir.rows import Row
+from reference.defaults import DEFAULTS
+from reference.model import flatten_params, init_params
+from reference.presets import PARAM_NAMES, PRESETS
+
+Fault = Callable[[str], tuple[CtypesInstance, Artifact]]
+TIES = ("sample:ties:T=0,k=0", "sample:ties:T=1,k=5")
+GRADS = tuple(f"grad:{n}" for n in PARAM_NAMES)
+
+
+def _rows(instance: CtypesInstance, artifact: Artifact) -> list[Row]:
+    ctx = CellContext("native", "ctypes", artifact, PRESETS["tiny"], instance,
+                      options={"steps": 2, "batch": 2})  # fmt: skip
+    return list(run(ctx))
+
+
+def _failed(rows: list[Row]) -> dict[str, str]:
+    return {r.subject: r.detail for r in rows if r.status == "fail"}
+
+
+@pytest.fixture(scope="module")
+def clean(native: CtypesInstance, native_artifact: Artifact) -> list[Row]:
+    """The model check's rows of the clean build."""
+    return _rows(native, native_artifact)
+
+
+@pytest.mark.corpus
+def test_clean_build_passes_the_tie_and_gradient_rows(clean: list[Row]) -> None:
+    """The clean build passes both tie rows (16 draws each) and every grad row, the latter on a
+    model that first ran a forward at (B + 1, block_size)."""
+    status = {r.subject: r.status for r in clean if r.status != "measured"}
+    assert {s: status[s] for s in (*TIES, *GRADS)} == dict.fromkeys((*TIES, *GRADS), "pass")
+    draws = {r.subject: r.value for r in clean if r.subject in TIES}
+    assert draws == dict.fromkeys(TIES, 16.0)
+    assert not _failed(clean)
+
+
+def test_tie_params_give_exact_ties_on_the_clean_build(native: CtypesInstance) -> None:
+    """The tie weights' logits are the designed ones bit for bit (1 at eight indices, the last
+    V - 1, else 0) at every step of both paths, so the tie rule is exact there."""
+    cfg = PRESETS["tiny"]
+    model = KernelModel.create(native, cfg, tie_params(cfg))
+    try:
+        for kv in (True, False):
+            _, logits = model.generate_logged([5, 6], 4, kv)
+            assert (logits == tie_logits(cfg)).all()
+    finally:
+        model.free()
+
+
+@pytest.mark.corpus
+def test_greedy_tie_bug_fails_the_greedy_tie_row(fault: Fault) -> None:
+    """TG_BUG_GREEDY_TIE (last index wins a tie): ``sample:ties:T=0,k=0`` fails naming the tie
+    and the lowest index; nothing else fails (trained logits never tie)."""
+    failed = _failed(_rows(*fault("native-bug-greedy-tie")))
+    assert set(failed) == {"sample:ties:T=0,k=0"}, failed
+    detail = failed["sample:ties:T=0,k=0"]
+    assert "drew 127 from 8 exactly tied logits" in detail
+    assert "greedy picks the lowest tied index" in detail and "draws 2" in detail
+
+
+@pytest.mark.corpus
+def test_topk_tie_bug_fails_the_topk_tie_row(fault: Fault) -> None:
+    """TG_BUG_TOPK_TIE (ties kept by descending index): ``sample:ties:T=1,k=5`` fails naming the
+    kept set [2, 9, 17, 33, 64]; nothing else fails."""
+    failed = _failed(_rows(*fault("native-bug-topk-tie")))
+    assert set(failed) == {"sample:ties:T=1,k=5"}, failed
+    assert "top-k keeps the lowest tied indices [2, 9, 17, 33, 64]" in failed["sample:ties:T=1,k=5"]
+
+
+@pytest.mark.corpus
+def test_stale_loss_count_fails_every_gradient_row(fault: Fault) -> None:
+    """TG_BUG_STALE_N (the loss mean over the activations' capacity): after the (B + 1,
+    block_size) forward every grad row fails, scaled by B*T / ((B + 1) * block_size); logits,
+    loss and the tie rows pass."""
+    rows = _rows(*fault("native-bug-stale-n"))
+    failed = _failed(rows)
+    assert set(GRADS) <= set(failed), sorted(failed)
+    status = {r.subject: r.status for r in rows if r.status != "measured"}
+    assert status["logits"] == status["loss"] == "pass"
+    assert all(status[s] == "pass" for s in TIES)
+
+
+def test_a_nan_loss_from_the_model_state_names_the_state(native: CtypesInstance) -> None:
+    """A NaN train-step loss from valid arguments (a non-finite parameter, as AdamW moments left
+    unzeroed leave them) says the state, not 'rejected its arguments', and counts the values."""
+    cfg = PRESETS["tiny"]
+    flat = flatten_params(cfg, init_params(cfg, DEFAULTS, seed=3, dtype=np.float32))
+    flat = flat.astype(np.float32)
+    flat[7] = np.nan
+    x = np.zeros((1, 4), np.int32)
+    model = KernelModel.create(native, cfg, flat)
+    try:
+        with pytest.raises(HostError) as err:
+            model.train_step(x, x, 1e-3, DEFAULTS, 1)
+    finally:
+        model.free()
+    message = str(err.value)
+    assert "or the loss is NaN from the model's state" in message
+    assert "parameters are not finite" in message and "rejected its arguments (" not in message
+
+
+@pytest.mark.corpus
+def test_unzeroed_moments_do_not_pass_the_model_check(fault: Fault) -> None:
+    """TG_BUG_MV_NOT_ZEROED: what the moments hold depends on the allocator's history, so the
+    model check either fails optimizer rows (``adamw:*``) or stops on a NaN train step whose
+    error names the model's state, never the arguments alone."""
+    try:
+        failed = _failed(_rows(*fault("native-bug-mv-not-zeroed")))
+    except HostError as exc:
+        assert "from the model's state" in str(exc)
+        return
+    assert any(s.startswith("adamw:") for s in failed), sorted(failed)
