@@ -8,7 +8,11 @@ float64 reference rounded to float32, identical for both sides.
 Shape cases (``CASES``), each seeded: ``one`` (every dim 1), ``odd`` (odd sizes), ``simd_tail``
 (sizes that are not a multiple of 4 or 8 lanes: wasm simd128 and AVX2 tails), ``random`` (dims
 drawn from the seed), ``preset`` (the cell preset's own dims), and for the softmax ops ``large``
-(logits and attention scores of +-80, where a softmax without max subtraction overflows).
+(logits and attention scores of +-80, where a softmax without max subtraction overflows),
+for the LayerNorm ops ``ln_offset`` (rows of mean +-1000 and std 1, where a one-pass variance
+cancels, and a near-constant row) and for the matmul ops ``gemv``, ``gemv_n2``, ``gemv_n3``
+(1 to 3 rows with C, OC >= 16: tg_gemm's dot path for M < 4 rows). ``Case.only`` names the ops
+a case is for.
 
 :func:`op_parity` is the one helper (tinygrad's ``helper_test_op``): it runs one op on one case
 through both sides and compares each output with :func:`harness.parity.compare` (shape, dtype,
@@ -53,6 +57,16 @@ METRICS = ("max_abs_err", "max_rel_err", "max_ulp")
 # shifted by +OVERFLOW_SHIFT, past log(FLT_MAX) = 88.7, where such a softmax gives inf/NaN.
 LOGIT_MAGNITUDE = 80.0
 OVERFLOW_SHIFT = 20.0
+# The ``ln_offset`` case's rows: mean +-LN_OFFSET, std 1 (|mean| / std = 1000: a one-pass
+# variance E[x^2] - E[x]^2 loses ~1e6 u = 0.06 of a variance of 1), and a last, near-constant
+# row of mean LN_FLAT_MEAN and std LN_FLAT_STD: variance 1e-6 under eps = 1e-5, rstd ~ 300.
+# Its mean is 3, not 1000: at rstd 300 a mean of 1000 makes |mean| rstd = 3e5, where the
+# float32 rounding of any kernel's mean alone (ulp(1000)/2 = 3e-5) moves out by 0.01; at mean 3
+# the one-pass variance still errs by a few u x 9 against var + eps = 1.1e-5 (its rstd there:
+# 0.7 % to 4 % off, against rtol 1e-5).
+LN_OFFSET = 1000.0
+LN_FLAT_MEAN = 3.0
+LN_FLAT_STD = 1e-3
 
 Arrays = dict[str, Any]
 
@@ -65,12 +79,24 @@ class Case:
     dims: Mapping[str, int]
     logit: float = 0.0  # 0: standard-normal inputs; else scores/logits span +-logit
     dense: bool = False  # the element-wise ops' 65,536-element case (their bias stage's N)
+    # LayerNorm rows of mean +-offset and std 1, the last row near-constant (_make_ln)
+    offset: float = 0.0
+    only: tuple[str, ...] = ()  # the ops that run the case (empty: every op)
 
     def describe(self) -> str:
         """``odd(B=3,T=5,...)`` for a row's detail."""
         dims = ",".join(f"{k}={v}" for k, v in self.dims.items())
         extra = f",logits=+-{self.logit:g}" if self.logit else ""
+        extra += f",mean=+-{self.offset:g}" if self.offset else ""
         return f"{self.name}({dims}{extra})"
+
+    def applies_to(self, op: str) -> bool:
+        """Whether the ops check runs ``op`` on this case (``large``, ``dense`` and ``only``)."""
+        if self.only and op not in self.only:
+            return False
+        if self.logit and not SPECS[op].softmax:
+            return False
+        return not self.dense or all((op, o) in ELEMENTWISE_RULES for o in SPECS[op].outputs)
 
 
 def _dims(B: int, T: int, NH: int, hs: int, N: int, OC: int, V: int) -> dict[str, int]:
@@ -112,6 +138,19 @@ def cases(preset: ModelConfig, seed: int, include_large: bool = True) -> list[Ca
     out.append(Case("dense", _dims(B=1, T=1, NH=1, hs=256, N=256, OC=1, V=256), dense=True))
     if include_large:
         out.append(Case("large", _dims(B=2, T=16, NH=2, hs=8, N=9, OC=5, V=128), LOGIT_MAGNITUDE))
+    # LayerNorm only: rows of mean +-1000 and std 1, where a one-pass E[x^2] - E[x]^2 variance
+    # cancels catastrophically (TG_BUG_LN_ONEPASS), and a near-constant row (rstd ~ 300)
+    layernorms = ("layernorm_forward", "layernorm_backward")
+    ln_dims = _dims(B=1, T=4, NH=3, hs=21, N=4, OC=1, V=1)
+    out.append(Case("ln_offset", ln_dims, offset=LN_OFFSET, only=layernorms))
+    # matmul only: 1 to 3 rows against C, OC >= 16, multiples of 16 and not: tg_gemm's dot path
+    # for M < 4 rows (generation's one-token matmuls), which no other case runs with C >= 16
+    matmuls = ("matmul_forward", "matmul_backward")
+    out += [
+        Case("gemv", _dims(B=1, T=1, NH=4, hs=16, N=1, OC=128, V=1), only=matmuls),
+        Case("gemv_n2", _dims(B=1, T=2, NH=3, hs=16, N=2, OC=40, V=1), only=matmuls),
+        Case("gemv_n3", _dims(B=1, T=3, NH=5, hs=7, N=3, OC=37, V=1), only=matmuls),
+    ]
     return out
 
 
@@ -182,7 +221,25 @@ def _make_embedding_backward(rng: np.random.Generator, c: Case) -> Arrays:
 def _make_ln(rng: np.random.Generator, c: Case) -> Arrays:
     C = c.dims["C"]
     w = (1.0 + 0.1 * rng.standard_normal(C)).astype(np.float32)
-    return {"x": _nc(rng, c), "w": w, "b": _f32(rng, C, scale=0.1)}
+    x = _nc(rng, c)
+    if c.offset:
+        # rows of mean +-offset (alternating), std 1; the last row near-constant (LN_FLAT_*)
+        sign = np.where(np.arange(c.dims["N"]) % 2 == 0, 1.0, -1.0)
+        shifted = x.astype(np.float64) + c.offset * sign[:, None]
+        shifted[-1] = LN_FLAT_MEAN + LN_FLAT_STD * x[-1].astype(np.float64)
+        x = shifted.astype(np.float32)
+    return {"x": x, "w": w, "b": _f32(rng, C, scale=0.1)}
+
+
+def _mean_rstd(inputs: Arrays, c: Case) -> Mapping[str, float]:
+    """The max over rows of |mean| x rstd x max|w|: how much the float32 rounding of a row's mean
+    moves ``out`` (harness.tolerance's mean_rstd rule). 0 at C = 1, whose mean is x exactly."""
+    if c.dims["C"] <= 1:
+        return {"mean_rstd": 0.0}
+    x, w, b = (_wide(inputs[k]) for k in ("x", "w", "b"))
+    _, mean, rstd = ref_ops.layernorm_forward(x, w, b)
+    w_max = float(np.abs(w).max(initial=0.0))
+    return {"mean_rstd": float(np.abs(mean * rstd).max(initial=0.0)) * w_max}
 
 
 def _make_ln_backward(rng: np.random.Generator, c: Case) -> Arrays:
@@ -365,6 +422,7 @@ SPECS: dict[str, OpSpec] = {
             ("out", "mean", "rstd"),
             _make_ln,
             lambda e, a: e.layernorm_forward(a["x"], a["w"], a["b"]),
+            extra_dims=_mean_rstd,
         ),
         OpSpec(
             "layernorm_backward",
@@ -731,7 +789,6 @@ def run_cases(
     # kernel writing out of bounds (or into an input) fails its own op, not a later one
     kernels, guard = guarded(kernels)
     for index, op in enumerate(ops):
-        spec = SPECS[op]
         worst: dict[str, Worst] = {}
         error = ""
         cause: str | None = None  # the diagnosis of the op's first failing case
@@ -748,9 +805,7 @@ def run_cases(
             yield op, "", exc
             continue
         for case in case_list:
-            if case.logit and not spec.softmax:
-                continue
-            if case.dense and not all((op, o) in ELEMENTWISE_RULES for o in spec.outputs):
+            if not case.applies_to(op):
                 continue
             try:
                 prepared = prepare(kernels, op, case, seed)
