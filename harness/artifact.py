@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.abi import MAX_THREADS, Signature
+from harness.abi import Signature
 from harness.bindings import Binding, BindingError, bundled, load_binding_cached
 from harness.formats import ArtifactFormat, FileDigest, FormatError, digest, get_format
 
@@ -57,10 +57,27 @@ class Artifact:
         return None
 
     def thread_limit(self) -> int:
-        """The most threads ``tg_set_threads`` can put in effect: a pthread pool of N workers
-        gives N + 1 (the caller too); any other build the library's pool, ``MAX_THREADS``."""
+        """The most threads the binding's thread setter (``tg_set_threads``, or a ``[threads]``
+        table's ``set``) can put in effect: the library's ``max`` (tinygpt.h's
+        ``MAX_THREADS``), and for an emscripten pthread pool of N workers at most N + 1 (the
+        caller too). 1 where the binding has no thread setter."""
+        return self.thread_capacity()[0]
+
+    def thread_capacity(self) -> tuple[int, str]:
+        """:meth:`thread_limit`, and what sets it (said when a matrix asks for more)."""
+        bound = self.bound()
+        threads = bound.threads
+        if threads is None:
+            return 1, (
+                f"its binding {bound.path.name} has no [threads] table, so the harness cannot "
+                "set its thread count (docs/bindings.md)"
+            )
         pool = self.pthread_pool()
-        return MAX_THREADS if pool is None else min(MAX_THREADS, pool + 1)
+        if pool is not None and pool + 1 < threads.max:
+            return pool + 1, f"{_POOL_FLAG}{pool} workers + the caller"
+        if bound.thread_control is None:
+            return threads.max, "TG_MAX_THREADS of tinygpt.h"
+        return threads.max, f"[threads] max of its binding {bound.path.name}"
 
     def bound(self) -> Binding:
         """The artifact's binding: its own file, or the bundled library's."""

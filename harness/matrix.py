@@ -368,9 +368,9 @@ class _Validator(TomlValidator):
             except CheckUnavailableError as exc:
                 raise self.at(where, str(exc)) from None
             except ValueError as exc:
-                raise self.at(
-                    self.option_path(where, options, str(exc)), f"[check.{kind}]: {exc}"
-                ) from None
+                said = str(exc)  # most validators name their table themselves: say it once
+                head = "" if said.startswith(f"[check.{kind}]") else f"[check.{kind}]: "
+                raise self.at(self.option_path(where, options, said), head + said) from None
             out[kind] = options
         return out
 
@@ -390,27 +390,36 @@ class _Validator(TomlValidator):
         return where
 
 
-def check_thread_counts(matrix: Matrix, cells: Collection[Cell], limits: Mapping[str, int]) -> None:
-    """Refuse ``[check.bench] threads`` above the thread limit of an artifact it would bench.
+THREADED_CHECKS = ("bench", "determinism")  # the check kinds with a ``threads`` axis
 
-    ``limits`` maps artifact names to :meth:`~harness.artifact.Artifact.thread_limit` (an
-    emscripten pthread build's pool + 1; the library's pool otherwise). Load time knows only
-    the library's pool, so this runs once the manifest is read. Raises MatrixError with
-    ``FILE:LINE:`` of the ``threads`` key.
+
+def check_thread_counts(
+    matrix: Matrix, cells: Collection[Cell], limits: Mapping[str, tuple[int, str]]
+) -> None:
+    """Refuse a ``threads`` axis (``[check.bench]``, ``[check.determinism]``) above the
+    thread limit of an artifact the check would run on.
+
+    ``limits`` maps artifact names to :meth:`~harness.artifact.Artifact.thread_capacity` (the
+    limit and what sets it: an emscripten pthread build's pool + 1, the binding's ``[threads]
+    max``, tinygpt.h's pool; 1 for a binding without ``[threads]``, whose count the harness
+    cannot set). Only the artifacts know, so this runs once the manifest is read. Raises
+    MatrixError with ``FILE:LINE:`` of the ``threads`` key.
     """
-    threads = matrix.options("bench").get("threads")
-    if not threads:
-        return
-    top = max(threads)
-    over = sorted({c.artifact for c in cells if "bench" in c.checks
-                   and limits.get(c.artifact, top) < top})  # fmt: skip
-    if over:
-        line = matrix.lines.line_of(("check", "bench", "threads"))
-        pools = ", ".join(f"{a} ({limits[a]})" for a in over)
-        raise MatrixError(
-            f"{matrix.path}:{line}: [check.bench] threads: {top} is above the threads these "
-            f"artifacts can run (their pthread pool + the caller): {pools}"
-        )
+    for kind in THREADED_CHECKS:
+        threads = matrix.options(kind).get("threads")
+        if not threads:
+            continue
+        top = max(threads)
+        over = sorted({c.artifact for c in cells if kind in c.checks
+                       and limits.get(c.artifact, (top, ""))[0] < top})  # fmt: skip
+        if over:
+            line = matrix.lines.line_of(("check", kind, "threads"))
+            why = "; ".join(f"{a} runs at most {limits[a][0]} ({limits[a][1]})" for a in over)
+            raise MatrixError(
+                f"{matrix.path}:{line}: [check.{kind}] threads: {top} is above the threads "
+                f"of an artifact the check runs on: {why}. Lower the count, or leave the "
+                "artifact out of the check ([[exclude]])"
+            )
 
 
 # -- cells ---------------------------------------------------------------------------------

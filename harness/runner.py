@@ -1016,7 +1016,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         if status.startswith("arity unchecked"):  # never silent: one line, and run.json's
             print(f"tinygpt-harness run: {name}: {status}", file=sys.stderr)
     try:  # a pthread pool fixed at build time caps the bench's thread axis
-        limits = {name: artifacts[name].thread_limit() for name in loaded}
+        limits = {name: artifacts[name].thread_capacity() for name in loaded}
         check_thread_counts(matrix, every_cell, limits)
     except MatrixError as exc:
         raise UsageError(str(exc)) from None

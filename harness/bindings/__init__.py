@@ -87,6 +87,16 @@ class MemoryBinding:
 
 
 @dataclass(frozen=True)
+class ThreadsBinding:
+    """How the harness sets a library's kernel thread count (``[threads]``; tinygpt.h's ABI
+    has it built in: ``tg_set_threads``, ``TG_MAX_THREADS``, ``tg_parallel_regions``)."""
+
+    set: str  # int set(int n): puts n in effect; returns the count in effect (< 0: refused)
+    max: int  # the most threads the library can run (its pool and the caller)
+    regions: str = ""  # int regions(void): parallel regions run on pool workers so far; ""
+
+
+@dataclass(frozen=True)
 class Binding:
     """A parsed, validated binding file."""
 
@@ -103,6 +113,18 @@ class Binding:
     lines: TomlLines = field(default_factory=lambda: TomlLines(""), compare=False, repr=False)
     # [binding] header: a C header declaring the exports (a native library's arities)
     header: Path | None = None
+    # [threads]: how to set the kernel thread count; None: the harness cannot (see .threads)
+    thread_control: ThreadsBinding | None = None
+
+    @property
+    def threads(self) -> ThreadsBinding | None:
+        """How to set the library's thread count: its ``[threads]`` table, else tinygpt.h's
+        (``tg_set_threads``) for a library with that ABI; None when neither says."""
+        if self.thread_control is not None or not self.abi:
+            return self.thread_control
+        from harness.abi import MAX_THREADS
+
+        return ThreadsBinding("tg_set_threads", MAX_THREADS, "tg_parallel_regions")
 
     def where(self, path: Path_) -> str:
         """``file:line`` of a key path of the binding file."""
@@ -121,6 +143,11 @@ class Binding:
             out[m.free] = Signature(("ptr",), "void")
         for call in (*self.ops.values(), *self.model.values()):
             out[call.export] = call.signature
+        t = self.thread_control
+        if t is not None:
+            out[t.set] = Signature(("i32",), "i32")
+            if t.regions:
+                out[t.regions] = Signature((), "i32")
         return out
 
     def signatures_json(self) -> dict[str, dict[str, object]]:
@@ -141,6 +168,11 @@ class Binding:
             where = ("memory", "alloc" if export == m.alloc else "free")
         elif export in self.extra_exports:
             where = ("exports", export)
+        elif self.thread_control is not None and export in (
+            self.thread_control.set,
+            self.thread_control.regions,
+        ):
+            where = ("threads", "set" if export == self.thread_control.set else "regions")
         return f"{self.path}:{self.lines.line_of(where)}"
 
     def check_exports(
@@ -233,7 +265,7 @@ class _Validator(TomlValidator):
         return str(name)
 
     def binding(self, data: Mapping[str, Any]) -> Binding:
-        self.table((), data, ("binding", "memory", "ops", "model", "exports"))
+        self.table((), data, ("binding", "memory", "ops", "model", "exports", "threads"))
         if "binding" not in data:
             raise self.error((), "missing [binding] table (name = ...)")
         head = self.table(("binding",), data["binding"], ("name", "description", "abi", "header"))
@@ -254,6 +286,7 @@ class _Validator(TomlValidator):
         ops = {op: self.call(("ops", op), raw, OPS[op]) for op, raw in ops_raw.items()}
         model, layout = self.model(data.get("model", {}))
         extra = self.extra(data.get("exports", {}))
+        threads = self.threads(data["threads"], abi) if "threads" in data else None
         if not ops and not model and not abi:
             raise self.error((), "binds nothing: no [ops.*] and no [model] calls")
         return Binding(
@@ -267,7 +300,25 @@ class _Validator(TomlValidator):
             extra_exports=MappingProxyType(extra),
             lines=self.lines,
             header=header,
+            thread_control=threads,
         )
+
+    def threads(self, raw: object, abi: str) -> ThreadsBinding:
+        """[threads]: ``set`` (an export taking the count, returning the count in effect),
+        ``max`` (the most threads it runs) and optionally ``regions`` (an export counting the
+        parallel regions run on pool workers, so a pool that never splits shows)."""
+        w: Path_ = ("threads",)
+        if abi:
+            raise self.error(w, f"the {abi} ABI sets threads itself (tg_set_threads); drop it")
+        t = self.table(w, raw, ("set", "max", "regions"))
+        for key in ("set", "max"):
+            if key not in t:
+                raise self.error(w, f"missing key {key!r}")
+        top = self.typed((*w, "max"), t["max"], int, "an integer")
+        if top < 1:
+            raise self.error((*w, "max"), f"must be at least 1 (the caller), got {top}")
+        regions = self.export((*w, "regions"), t["regions"]) if "regions" in t else ""
+        return ThreadsBinding(self.export((*w, "set"), t["set"]), top, regions)
 
     def memory(self, raw: object) -> MemoryBinding:
         w: Path_ = ("memory",)

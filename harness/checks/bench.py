@@ -27,8 +27,8 @@ Curves (select with ``curves = [...]`` in the matrix's ``[check.bench]`` table):
   rows hold the speedup over 1 thread (x = threads) at each size: for the train step measured
   side by side (1- and n-thread blocks alternating in the instance, with ``speedup_ci_low`` /
   ``speedup_ci_high``), for the ops the two medians timed apart (docs/threads.md says why).
-  A count above the library's
-  pool size (``harness.abi.MAX_THREADS``) is refused at matrix load; on an artifact without
+  A count above an artifact's thread limit (``Artifact.thread_capacity``) is refused once
+  the manifest is read; on an artifact without
   threads (the freestanding wasm builds put 1 in effect) a count above 1 is a ``skipped`` row
   saying so;
 - ``generate``: decode tokens/s against context length with the KV cache on and off
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.abi import MAX_THREADS, regions_between
+from harness.abi import regions_between
 from harness.checks import bench_hostcost as hostcost
 from harness.checks import bench_paired
 from harness.checks.base import CellContext
@@ -222,12 +222,8 @@ def parse_options(options: Mapping[str, Any]) -> BenchOptions:
     for op in opts.ops:
         if op not in OPS:
             raise ValueError(f"[check.bench] ops: unknown op {op!r}; known: {sorted(OPS)}")
-    for n in opts.threads:
-        if n > MAX_THREADS:
-            raise ValueError(
-                f"[check.bench] threads: {n} is above the kernel library's pool size "
-                f"{MAX_THREADS} (TG_MAX_THREADS in artifacts/include/tinygpt.h)"
-            )
+    # a count above an artifact's thread limit is refused per artifact, once the manifest is
+    # read (harness.matrix.check_thread_counts): a project's library has its own pool size
     if len(set(opts.threads)) != len(opts.threads):
         raise ValueError(f"[check.bench] threads: {list(opts.threads)} repeats a count")
     if 1 not in opts.threads:  # the numpy speedups, overhead fits and n-thread speedups need it
@@ -477,12 +473,18 @@ def run(ctx: CellContext) -> Iterator[Row]:
         yield from _cold_train_point(ctx.cold_instance, stamp, ctx.preset, opts)
 
 
-def _set_threads(instance: Instance, n: int) -> str:
-    """Put ``n`` kernel threads in effect; "" on success, else why not (the count in effect)."""
-    got = instance.call("tg_set_threads", n)
+def set_threads(instance: Instance, n: int) -> str:
+    """Put ``n`` kernel threads in effect through the binding's setter (``tg_set_threads``,
+    or a ``[threads]`` table's ``set``); "" on success, else why not (the count in effect)."""
+    threads = instance.artifact.bound().threads
+    if threads is None:
+        if n == 1:
+            return ""  # the library's own default: nothing to set
+        return f"{instance.artifact.name}'s binding has no [threads] table: no {n}-thread path"
+    got = instance.call(threads.set, n)
     if got == n:
         return ""
-    return f"tg_set_threads({n}) put {got} in effect: this artifact has no {n}-thread path"
+    return f"{threads.set}({n}) put {got} in effect: this artifact has no {n}-thread path"
 
 
 THREADS_SUFFIX = ":threads="  # a figure at n > 1 threads is ``<subject>:threads=<n>``
@@ -523,12 +525,12 @@ class _ThreadAxis:
 
     def set(self, n: int) -> str:
         """Put ``n`` threads in effect; "" or why not."""
-        return _set_threads(self.instance, n) if self.touched else ""
+        return set_threads(self.instance, n) if self.touched else ""
 
     def reset(self) -> None:
         """Back to the library default (1), so the next cell starts where a fresh load would."""
         if self.touched:
-            _set_threads(self.instance, 1)
+            set_threads(self.instance, 1)
 
 
 def _ops_curve(

@@ -335,7 +335,7 @@ def test_noisy_measurement_rows_carry_status_and_cv() -> None:
         ({"min_sample_ms": 0}, "min_sample_ms: expected a positive number"),
         ({"min_samples": 10, "max_samples": 5}, "max_samples=5 is below min_samples=10"),
         ({"new_tokens": 1}, "new_tokens: need >= 2"),
-        ({"threads": [1, MAX_THREADS + 1]}, f"threads: {MAX_THREADS + 1} is above .* pool size"),
+        ({"threads": [1, -2]}, "threads: expected a list of positive integers"),
         ({"threads": [0]}, "threads: expected a list of positive integers"),
         ({"threads": [1, 2, 1]}, r"threads: \[1, 2, 1\] repeats a count"),
         ({"threads": [2, 4]}, r"threads: \[2, 4\] lacks 1"),
@@ -373,17 +373,19 @@ def test_coarse_first_orders_ends_then_midpoints() -> None:
     assert sorted(bench.coarse_first((8, 16, 32, 56))) == [8, 16, 32, 56]
 
 
-def test_thread_count_above_the_pool_is_refused_at_matrix_load_with_its_line(
+def test_a_thread_count_below_one_is_refused_at_matrix_load_with_its_line(
     tmp_path: Path,
 ) -> None:
-    """``threads`` above the library's pool size stops the matrix at load, FILE:LINE first."""
+    """``threads = [1, 0]`` stops the matrix at load, FILE:LINE first. (A count above an
+    artifact's pool is refused once the manifest is read: a project's library has its own.)"""
     path = tmp_path / "m.toml"
     path.write_text(
         'name = "t"\nartifacts = ["native"]\npresets = ["tiny"]\nchecks = ["bench"]\n'
         '[hosts]\nnative = {}\n[check.bench]\ncurves = ["ops"]\n'
-        f"threads = [1, {MAX_THREADS + 1}]\n"
+        "threads = [1, 0]\n"
     )
-    with pytest.raises(MatrixError, match=rf"^{path}:9: \[check.bench\]: .*threads: "):
+    said = r"\[check.bench\] threads: expected a list of positive integers"  # said once
+    with pytest.raises(MatrixError, match=rf"^{path}:9: {said}"):
         load_matrix(path, Names(hosts=("native",), artifacts=("native",)))
 
 
@@ -391,11 +393,12 @@ def test_thread_count_above_an_artifacts_pthread_pool_is_refused_with_its_line(
     tmp_path: Path, native: Artifact
 ) -> None:
     """Once the manifest is read: ``threads`` above an emscripten build's pool + the caller (2
-    workers: 3) is refused at ``threads``'s line, naming the artifact; the native build (the
-    library's pool of 16) and a matrix that does not bench the pthread build are let through."""
+    workers: 3) is refused at ``threads``'s line, naming the artifact and what caps it; the
+    native build (the library's pool of 16) and a matrix that does not bench the pthread build
+    are let through; above 16 the native build is refused too, naming TG_MAX_THREADS."""
     pthread = dataclasses.replace(native, name="em-pool", flags=("-sPTHREAD_POOL_SIZE=2",))
     assert (pthread.thread_limit(), native.thread_limit()) == (3, MAX_THREADS)
-    limits = {"native": native.thread_limit(), "em-pool": pthread.thread_limit()}
+    limits = {"native": native.thread_capacity(), "em-pool": pthread.thread_capacity()}
     names = Names(hosts=("native", "node24"), artifacts=("native", "em-pool"))
     path = tmp_path / "m.toml"
     text = ('name = "t"\nartifacts = ["native", "em-pool"]\npresets = ["tiny"]\n'
@@ -404,8 +407,12 @@ def test_thread_count_above_an_artifacts_pthread_pool_is_refused_with_its_line(
     path.write_text(text)
     matrix = load_matrix(path, names)
     with pytest.raises(MatrixError, match=rf"^{path}:9: \[check.bench\] threads: 4 is above .*"
-                       r": em-pool \(3\)$"):  # fmt: skip
+                       r": em-pool runs at most 3 \(-sPTHREAD_POOL_SIZE=2 workers \+ the "
+                       r"caller\)\. Lower"):  # fmt: skip
         check_thread_counts(matrix, expand_cells(matrix), limits)
+    path.write_text(text.replace("[1, 4]", f"[1, {MAX_THREADS + 1}]"))
+    with pytest.raises(MatrixError, match=r"native runs at most 16 \(TG_MAX_THREADS of tinygpt"):
+        check_thread_counts(load_matrix(path, names), expand_cells(matrix), limits)
     path.write_text(text.replace('checks = ["bench"]', 'checks = ["smoke"]'))
     matrix = load_matrix(path, names)
     check_thread_counts(matrix, expand_cells(matrix), limits)  # no bench cell: nothing to cap

@@ -108,6 +108,18 @@ CASES = [
      r"unknown kind 'u8'"),
     ("[exports] unknown key", HEAD + GELU + '[exports]\nnoop = { args = [] }  # <-\n',
      r"exports.noop.args: unknown key; allowed: params, result"),
+    ("[threads] without set", HEAD + GELU + '[threads]  # <-\nmax = 4\n',
+     r"threads: missing key 'set'"),
+    ("[threads] without max", HEAD + GELU + '[threads]  # <-\nset = "st"\n',
+     r"threads: missing key 'max'"),
+    ("[threads] max 0", HEAD + GELU + '[threads]\nset = "st"\nmax = 0  # <-\n',
+     r"threads.max: must be at least 1 \(the caller\), got 0"),
+    ("[threads] bad export", HEAD + GELU + '[threads]\nset = "set-n"  # <-\nmax = 2\n',
+     r"'set-n' is not a C or JS identifier"),
+    ("[threads] unknown key", HEAD + GELU + '[threads]\nset = "st"\nmax = 2\npool = 3  # <-\n',
+     r"threads.pool: unknown key; allowed: set, max, regions"),
+    ("[threads] with the ABI", HEAD + 'abi = "tinygpt.h"\n' + GELU + '[threads]  # <-\nset = "st"\n'
+     'max = 2\n', r"the tinygpt.h ABI sets threads itself \(tg_set_threads\); drop it"),
 ]
 # fmt: on
 
@@ -144,3 +156,21 @@ def test_the_shipped_bindings_load() -> None:
     assert mm.weight_layout("W") == "in_out"
     assert lib2.memory is not None and lib2.memory.alloc_unit == 4
     assert set(lib2.model) >= {"create", "train_step", "generate"}
+
+
+def test_a_threads_table_names_the_setter_its_limit_and_its_exports(tmp_path: Path) -> None:
+    """``[threads]`` gives the setter, the limit and the regions counter, whose signatures
+    (int(int), int(void)) join the exports a host wraps and checks; a binding without it has no
+    thread control, and tinygpt.h's ABI has tg_set_threads built in."""
+    path = tmp_path / "t.binding.toml"
+    path.write_text(HEAD + GELU + '[threads]\nset = "thg_set"\nmax = 4\nregions = "thg_reg"\n')
+    b = load_binding(path)
+    assert b.threads is not None and (b.threads.set, b.threads.max) == ("thg_set", 4)
+    sigs = b.signatures()
+    assert (sigs["thg_set"].params, sigs["thg_set"].result) == (("i32",), "i32")
+    assert (sigs["thg_reg"].params, sigs["thg_reg"].result) == ((), "i32")
+    assert b.export_line("thg_reg") == f"{path}:9"  # the regions key
+    path.write_text(HEAD + GELU)
+    assert load_binding(path).threads is None
+    ours = bundled().threads
+    assert ours is not None and ours.set == "tg_set_threads"

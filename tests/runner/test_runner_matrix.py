@@ -194,8 +194,8 @@ def test_thread_count_error_uses_the_lines_read_at_load(tmp_path: Path) -> None:
     with pytest.raises(
         MatrixError, match=rf"^{re.escape(str(path))}:11: \[check.bench\] threads: 4"
     ):
-        check_thread_counts(m, expand_cells(m), {"wasm32": 3})
-    check_thread_counts(m, expand_cells(m), {"wasm32": 4})  # within every limit: no error
+        check_thread_counts(m, expand_cells(m), {"wasm32": (3, "its pool")})
+    check_thread_counts(m, expand_cells(m), {"wasm32": (4, "its pool")})  # within every limit
 
 
 def test_missing_required_key(tmp_path: Path) -> None:
