@@ -648,6 +648,20 @@ class Kernels:
         return got["p"], got["m"], got["v"]
 
 
+def set_threads(instance: Instance, n: int) -> str:
+    """Put ``n`` kernel threads in effect through the binding's setter (``tg_set_threads``,
+    or a ``[threads]`` table's ``set``); "" on success, else why not (the count in effect)."""
+    threads = instance.artifact.bound().threads
+    if threads is None:
+        if n == 1:
+            return ""  # the library's own default: nothing to set
+        return f"{instance.artifact.name}'s binding has no [threads] table: no {n}-thread path"
+    got = instance.call(threads.set, n)
+    if got == n:
+        return ""
+    return f"{threads.set}({n}) put {got} in effect: this artifact has no {n}-thread path"
+
+
 # The client-placed buffers of tinygpt.h's model API calls (artifacts/include/tinygpt.h):
 # export -> {argument index: (name, role)}. The rest of a model's memory is the library's own.
 # The model check's bounds probe names a stray write by these (harness.checks.ops_bounds).

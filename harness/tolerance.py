@@ -130,6 +130,21 @@ _RSTD = "rstd"
 # max over rows of |mean| rstd max|w| (0 at C = 1: the mean is x) sets atol when it exceeds
 # atol/rtol = 7.7; no standard case at seed 0 reaches it (docs/tolerance.md item 7).
 _MEAN = "mean_rstd"
+
+
+def mean_rstd(x: ArrayLike, w: ArrayLike) -> float:
+    """The ``mean_rstd`` dim of LayerNorm inputs ``x`` (rows of C) and ``w``: the max over rows
+    of |mean| x rstd x max|w| (0 at C = 1, whose mean is x exactly)."""
+    from reference.ops import layernorm_forward  # the float64 reference's own mean and rstd
+
+    x64 = np.atleast_2d(np.asarray(x, np.float64))
+    w64 = np.asarray(w, np.float64)
+    if x64.shape[-1] <= 1:
+        return 0.0
+    _, mean, rstd = layernorm_forward(x64, w64, np.zeros_like(w64))
+    return float(np.abs(mean * rstd).max(initial=0.0)) * float(np.abs(w64).max(initial=0.0))
+
+
 CONDITIONING: Mapping[str, str] = {
     _EXP: "exp has condition number |x|",
     _RSTD: "dx is rstd times a cancelling difference",

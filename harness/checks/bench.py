@@ -66,6 +66,7 @@ from harness.checks.bench_workloads import (
 )
 from harness.checks.webgpu_step import DEFAULT_ATTENTION, validate_attention
 from harness.hosts.base import Instance, TimingResult
+from harness.kernel import set_threads
 from harness.numpy_baseline import TrainStepJob, run_jobs
 from harness.roofline import (
     gflops,
@@ -471,20 +472,6 @@ def run(ctx: CellContext) -> Iterator[Row]:
     if "train_step" in opts.curves and ctx.cold_instance is not None:
         # last, outside the budget: one bounded process start must not starve the steady points
         yield from _cold_train_point(ctx.cold_instance, stamp, ctx.preset, opts)
-
-
-def set_threads(instance: Instance, n: int) -> str:
-    """Put ``n`` kernel threads in effect through the binding's setter (``tg_set_threads``,
-    or a ``[threads]`` table's ``set``); "" on success, else why not (the count in effect)."""
-    threads = instance.artifact.bound().threads
-    if threads is None:
-        if n == 1:
-            return ""  # the library's own default: nothing to set
-        return f"{instance.artifact.name}'s binding has no [threads] table: no {n}-thread path"
-    got = instance.call(threads.set, n)
-    if got == n:
-        return ""
-    return f"{threads.set}({n}) put {got} in effect: this artifact has no {n}-thread path"
 
 
 THREADS_SUFFIX = ":threads="  # a figure at n > 1 threads is ``<subject>:threads=<n>``

@@ -45,7 +45,7 @@ from harness.hosts.base import HostCrashed, HostError, HostTimeout, Instance, Tr
 from harness.kernel import Kernels, NotBound
 from harness.parity import ParityError, ParityResult, compare
 from harness.rundir.rows import Row
-from harness.tolerance import ELEMENTWISE_RULES, elementwise_bound, op_tolerance
+from harness.tolerance import ELEMENTWISE_RULES, elementwise_bound, mean_rstd, op_tolerance
 from reference import ops as ref_ops
 from reference.defaults import DEFAULTS
 from reference.presets import ModelConfig
@@ -234,12 +234,7 @@ def _make_ln(rng: np.random.Generator, c: Case) -> Arrays:
 def _mean_rstd(inputs: Arrays, c: Case) -> Mapping[str, float]:
     """The max over rows of |mean| x rstd x max|w|: how much the float32 rounding of a row's mean
     moves ``out`` (harness.tolerance's mean_rstd rule). 0 at C = 1, whose mean is x exactly."""
-    if c.dims["C"] <= 1:
-        return {"mean_rstd": 0.0}
-    x, w, b = (_wide(inputs[k]) for k in ("x", "w", "b"))
-    _, mean, rstd = ref_ops.layernorm_forward(x, w, b)
-    w_max = float(np.abs(w).max(initial=0.0))
-    return {"mean_rstd": float(np.abs(mean * rstd).max(initial=0.0)) * w_max}
+    return {"mean_rstd": mean_rstd(inputs["x"], inputs["w"])}
 
 
 def _make_ln_backward(rng: np.random.Generator, c: Case) -> Arrays:
@@ -613,8 +608,15 @@ def prepare(kernels: Kernels, op: str, case: Case, seed: int = 0) -> Prepared:
 def kernel_parity(kernels: Kernels, prepared: Prepared) -> list[ParityResult]:
     """Run the op through ``kernels`` on the prepared inputs; compare each output with the
     prepared reference (the kernel client leaves its inputs untouched, so they can be reused)."""
+    return compare_outputs(kernels, prepared, SPECS[prepared.op].run(kernels, prepared.inputs))
+
+
+def compare_outputs(
+    kernels: Kernels, prepared: Prepared, found: Mapping[str, Any]
+) -> list[ParityResult]:
+    """Compare outputs ``found`` of the op (run through ``kernels``) with the prepared
+    reference, each by its tolerance: :func:`kernel_parity` without the call."""
     op, inputs, expected = prepared.op, prepared.inputs, prepared.expected
-    found = SPECS[op].run(kernels, inputs)
     # the kernels' float arithmetic (IEEE C, or WGSL on a GPU): the element-wise bounds differ
     arithmetic = kernels.instance.artifact.fmt.arithmetic
     results = []

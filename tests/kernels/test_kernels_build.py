@@ -22,7 +22,7 @@ from harness.engines import load_in_process
 from harness.hosts.base import Instance
 from harness.kernel import Kernels
 from harness.parity import ParityError, assert_parity
-from harness.tolerance import op_tolerance
+from harness.tolerance import mean_rstd, op_tolerance
 from reference import ops
 
 BUG = build.Variant("native-bug-lnback", "native", ("TG_BUG_LAYERNORM_BACKWARD",))
@@ -109,7 +109,7 @@ def test_bug_variant_breaks_only_layernorm_backward(bug_instance: Instance) -> N
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((6, 32), (32,), (32,)))
     k = Kernels(bug_instance)
     out, mean, rstd = k.layernorm_forward(x, w, b)
-    dims = {"N": 6, "C": 32}
+    dims = {"N": 6, "C": 32, "mean_rstd": mean_rstd(x, w)}
     x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
     ref_out = ops.layernorm_forward(x64, w64, b64)[0]
     assert_parity("out", out, ref_out, op_tolerance("layernorm_forward", "out", dims))

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from harness.hosts.base import Instance
 from harness.kernel import Kernels
 from harness.parity import assert_parity
-from harness.tolerance import OP_RULES, elementwise_bound, op_tolerance
+from harness.tolerance import OP_RULES, elementwise_bound, mean_rstd, op_tolerance
 from reference import ops
 
 Arrays = tuple[Any, ...]
@@ -61,6 +61,8 @@ def _dims(case: Case, args: Arrays) -> dict[str, float]:
         dims["logit"] = _max_score(args[1], args[3])
     elif case.op == "crossentropy_forward":
         dims["logit"] = float(np.abs(args[0]).max())
+    elif case.op == "layernorm_forward":
+        dims["mean_rstd"] = mean_rstd(args[0], args[1])  # the mean's rounding, times rstd w
     elif case.op == "layernorm_backward":
         dims["rstd"] = float(np.abs(args[4]).max())  # dx is rstd times a cancelling difference
     return dims
