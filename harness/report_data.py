@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.rundir.meta import project_checkout
 from harness.rundir.reader import read_run
 from harness.rundir.rows import COLUMNS, REFERENCE_HOST, Row
 from harness.rundir.verdict import INCOMPLETE, cell_verdicts
@@ -268,6 +269,11 @@ def provenance(run: LoadedRun) -> dict[str, str]:
     """Commit, machine, host versions and artifact sha256 prefixes, as short strings."""
     meta, rows = run.meta, run.rows
     commit = str(meta.get("commit") or "unknown")[:12] + (" (dirty)" if meta.get("dirty") else "")
+    project = project_checkout(meta)
+    if project is not None:  # a project's binaries and claims are its commit's, not ours
+        state = "not a git checkout" if project.commit is None else project.commit[:12]
+        dirty = " (dirty)" if project.dirty else ""
+        commit = f"{Path(project.root).name} {state}{dirty}; harness {commit}"
     machine = meta.get("machine") if isinstance(meta.get("machine"), dict) else {}
     assert isinstance(machine, dict)
     cpu = machine.get("cpu_model", "unknown machine")

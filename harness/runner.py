@@ -886,6 +886,13 @@ def _run_cells(session: RunSession, console: Console | None) -> int:
     if not out.is_terminal:
         out = Console(width=LOG_WIDTH)
     print_summary(summary, session.meta["verdicts"], interrupted or interrupts.received, out)
+    if interrupted or interrupts.received:  # the rows so far are kept: say how to finish
+        again = f"--matrix {plan.matrix.path}" + (
+            f" --project {plan.project_root}" if plan.project_root is not None else ""
+        )
+        print(f"tinygpt-harness run: interrupted; the finished cells are kept in {plan.out}: "
+              f"`tinygpt-harness run {again} --resume {plan.out}` runs the rest",
+              file=sys.stderr)  # fmt: skip
     return code
 
 

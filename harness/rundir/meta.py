@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,21 @@ class ProjectCheckout:
         return f"{self.root} at {self.commit}" + (" (dirty)" if self.dirty else "")
 
 
+def project_checkout(data: Mapping[str, Any]) -> ProjectCheckout | None:
+    """run.json's ``project`` (root and git state) read leniently; None when it has none."""
+    table = data.get("project")
+    if not isinstance(table, dict) or not isinstance(table.get("root"), str):
+        return None
+    raw_git = table.get("git")
+    git: dict[str, Any] = raw_git if isinstance(raw_git, dict) else {}
+    commit, dirty = git.get("commit"), git.get("dirty")
+    return ProjectCheckout(
+        root=table["root"],
+        commit=commit if isinstance(commit, str) and commit else None,
+        dirty=dirty if isinstance(dirty, bool) else None,
+    )
+
+
 @dataclass(frozen=True)
 class RunMeta:
     """The provenance of a run, as ``run.json`` records it (the strict, typed view)."""
@@ -134,17 +150,7 @@ class RunMeta:
     def project(self) -> ProjectCheckout | None:
         """The project checkout the run measured (``run --project``); None for the harness's
         own library, or a run.json from before the harness recorded it."""
-        table = self.raw.get("project")
-        if not isinstance(table, dict) or not isinstance(table.get("root"), str):
-            return None
-        raw_git = table.get("git")
-        git: dict[str, Any] = raw_git if isinstance(raw_git, dict) else {}
-        commit, dirty = git.get("commit"), git.get("dirty")
-        return ProjectCheckout(
-            root=table["root"],
-            commit=commit if isinstance(commit, str) and commit else None,
-            dirty=dirty if isinstance(dirty, bool) else None,
-        )
+        return project_checkout(self.raw)
 
     def shard_fingerprints(self) -> set[str]:
         """Every machine fingerprint that contributed rows (one unless shards were merged)."""

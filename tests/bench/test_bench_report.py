@@ -219,6 +219,18 @@ def test_missing_run_json_still_renders(tmp_path: Path, capsys: pytest.CaptureFi
     assert "node24 v24.21.0" in summary  # host versions recovered from the rows
 
 
+def test_a_project_run_names_the_projects_commit_first(tmp_path: Path) -> None:
+    """A ``run --project`` run's headline names the project's checkout (its binaries and
+    claims are its commit's), then the harness's: not the harness's commit alone."""
+    run = _copy_fixture(tmp_path)
+    meta = json.loads((run / RUN_FILE).read_text())
+    meta["project"] = {"root": "/src/threadgpt", "git": {"commit": "c" * 40, "dirty": True}}
+    (run / RUN_FILE).write_text(json.dumps(meta))
+    assert _report(run, tmp_path / "out") == 0
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert f"at commit `threadgpt {'c' * 12} (dirty); harness " in summary
+
+
 def test_truncated_last_line_is_skipped_and_said(tmp_path: Path) -> None:
     """A crash mid-write leaves half a line: it is dropped, the rest renders, exit 0."""
     run = _copy_fixture(tmp_path)

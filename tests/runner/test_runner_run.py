@@ -307,12 +307,16 @@ def test_fail_fast_stops_after_the_first_failing_cell(tmp_path: Path, manifest: 
     assert len(meta["stopped_early"]) == 6
 
 
-def test_keyboard_interrupt_keeps_rows_and_exits_130(tmp_path: Path, manifest: Path) -> None:
-    """Ctrl-C in a check: earlier cells and the partial cell (no verdict) are on disk; exit 130."""
+def test_keyboard_interrupt_keeps_rows_and_exits_130(
+    tmp_path: Path, manifest: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C in a check: earlier cells and the partial cell (no verdict) are on disk; exit 130;
+    stderr says how to finish the run."""
     log = Log()
     m = matrix(tmp_path, '[check.ops]\nkind = "ops"\n"fa/wasm32/small" = "interrupt"\n')
     code, out = run(tmp_path, manifest, log, m)
     assert code == 130
+    assert f"run --matrix {m} --resume {out}` runs the rest" in capsys.readouterr().err
     v = verdicts(out)
     # the interrupted cell has no verdict row: it did not finish (incomplete; --resume re-runs it)
     assert list(v) == ["fa/native/small", "fa/native/tiny"]
