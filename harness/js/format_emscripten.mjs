@@ -25,9 +25,18 @@ async function nodeGlobals(gluePath) {
 // words>). Build with -s ASSERTIONS=1 for more info." The engine's class and words are the cause.
 const ABORTED = /^Aborted\((\w*Error): ([\s\S]*?)\)(\. Build with[\s\S]*)?$/;
 
-function engineError(err) {
+function engineError(err, name) {
   const m = ABORTED.exec(String(err?.message ?? ''));
-  if (m === null) return err;
+  if (m === null) {
+    // the harness's own words, and the engine's (a trap in a static constructor is a Trap)
+    if (err instanceof HarnessError || err instanceof WebAssembly.RuntimeError) return err;
+    if (err instanceof WebAssembly.CompileError || err instanceof WebAssembly.LinkError) return err;
+    // The glue's own start-up code threw (not the engine, not a call of the binding's): e.g.
+    // emcc 3.1.6's Memory64 C++ runtime, "Cannot mix BigInt and other types". A TypeError here
+    // says nothing about the binding's kinds, so it is not an ABIError: the build's glue broke.
+    const cls = err?.constructor?.name ?? 'Error';
+    return new HarnessError('HostError', `the emscripten glue of ${name} threw while starting the module, before any export was called: ${cls}: ${err?.message ?? err}`);
+  }
   const kind = { CompileError: 'CorruptArtifact', LinkError: 'ABIError', TypeError: 'ABIError' }[m[1]] ?? 'HostError';
   return new HarnessError(kind, `${m[1]}: ${m[2]}`);
 }
@@ -79,7 +88,7 @@ export async function open(entry, io, options = {}) {
     const made = factory(settings);
     Module = await withTimeout(Promise.resolve(made), options.loadTimeoutMs, `the emscripten factory of ${entry.name}`);
   } catch (err) {
-    throw engineError(err);
+    throw engineError(err, entry.name);
   }
   const heap = () => {
     const h = Module.HEAPU8;

@@ -210,6 +210,30 @@ def test_glue_that_throws_on_import_is_an_error_with_its_cause(
         node24.load(bad)
 
 
+BIGINT_GLUE = (
+    "export default function factory() {\n"
+    "  return Promise.resolve().then(() => 1n + 1);  // the glue's own start-up code\n"
+    "}\n"
+)
+
+
+@pytest.mark.node
+def test_a_glue_whose_start_up_throws_is_the_glues_error_not_the_bindings(
+    em: dict[str, Artifact], tmp_path: Path, node24: NodeHost
+) -> None:
+    """A factory whose own code throws a TypeError ("Cannot mix BigInt and other types", as
+    emcc 3.1.6's Memory64 C++ runtime does) is a HostError naming the glue and saying no
+    export was called: it was an ABIError, which blamed the binding's kinds."""
+    bad = _variant(em, tmp_path, "em-bigint", BIGINT_GLUE)
+    with pytest.raises(HostError) as info:
+        node24.load(bad)
+    assert not isinstance(info.value, ABIError)
+    assert (
+        "the emscripten glue of em-bigint threw while starting the module, before any "
+        "export was called: TypeError: Cannot mix BigInt and other types" in str(info.value)
+    )
+
+
 @pytest.mark.node
 def test_factory_that_never_resolves_times_out(
     em: dict[str, Artifact], tmp_path: Path, node24: NodeHost
