@@ -36,4 +36,24 @@ def execute(args: argparse.Namespace) -> int:
     except BuildError as exc:
         print(f"tinygpt-harness emcc: {exc}", file=sys.stderr)
         return 2
-    return subprocess.run([emcc, *args.args], env=env, check=False).returncode
+    code = subprocess.run([emcc, *args.args], env=env, check=False).returncode
+    said = hint(args.args) if code != 0 else ""
+    if said:
+        print(f"tinygpt-harness emcc: {said}", file=sys.stderr)
+    return code
+
+
+def hint(argv: list[str]) -> str:
+    """What a failed build with these flags most likely met, or "": Debian's emcc 3.1.6
+    cannot build its multithreaded libc for Memory64 (measured, s43: ``pthread_create.c:129:
+    cast to 'void *' from smaller integer type`` while building libc-mt), so ``-pthread`` with
+    ``-sMEMORY64`` fails in emscripten's own sources, whatever the project's code."""
+    pthread = any(a in ("-pthread", "-sUSE_PTHREADS", "-sUSE_PTHREADS=1") for a in argv)
+    memory64 = any(a.startswith("-sMEMORY64") and a not in ("-sMEMORY64=0",) for a in argv)
+    if pthread and memory64:
+        return (
+            "-pthread with -sMEMORY64: Debian's emcc 3.1.6 fails building its own libc-mt "
+            "for wasm64 (pthread_create.c: cast to 'void *' from smaller integer type); build "
+            "Memory64 single-threaded, or -pthread as wasm32 (docs/bindings.md)"
+        )
+    return ""

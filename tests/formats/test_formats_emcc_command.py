@@ -42,3 +42,14 @@ def test_emcc_failure_is_its_own_exit_code(tmp_path: Path) -> None:
     src = tmp_path / "bad.c"
     src.write_text("this is not C\n")
     assert main(["emcc", str(src), "-o", str(tmp_path / "bad.mjs")]) not in (0, None)
+
+
+def test_a_failed_memory64_pthread_build_says_what_it_met() -> None:
+    """-pthread with -sMEMORY64 (in any spelling but =0) gets the hint that Debian's 3.1.6
+    cannot build its own libc-mt for wasm64; either flag alone, or MEMORY64=0, gets none."""
+    from harness.emcc import hint
+
+    assert "fails building its own libc-mt" in hint(["-pthread", "-sMEMORY64=1", "x.c"])
+    assert hint(["-sUSE_PTHREADS=1", "-sMEMORY64"]) != ""
+    for argv in (["-pthread"], ["-sMEMORY64=1"], ["-pthread", "-sMEMORY64=0"]):
+        assert hint(argv) == ""
