@@ -861,7 +861,10 @@ def run_cases(
             yield op, "", error + ("; the remaining ops run on a fresh instance" if dead else "")
         else:
             for output, agg in worst.items():
-                if agg.failure and cause:
+                if agg.failure and cause and crashed is not None:
+                    # a guess that crashed explains nothing: the failure itself leads
+                    agg.failure = f"{agg.failure}; {cause}"
+                elif agg.failure and cause:
                     agg.failure = with_cause(f"{op}.{output}", cause, agg.failure)
                 yield op, output, agg
             for output, text in overwritten.items():

@@ -246,7 +246,8 @@ def test_a_diagnosis_guess_that_hangs_or_segfaults_keeps_the_fail_and_blames_not
     kills the native worker), on NaN input: the diagnosis's swap of x and the NaN-filled out
     sets it off. The op's rows stay ``fail`` (its own verdict), the detail names THAT guess (not
     the next one, which would meet the lost instance) and blames no binding (never "it
-    passes"), and the next op runs on a fresh instance (D3)."""
+    passes", and after the failure itself, which leads), and the next op runs on a fresh
+    instance (D3)."""
     inst, artifact = fault("native-bug-gelu-coef")
     hangs = _nan_input("gelu_forward", "x")
     gelu = _export(artifact, "gelu_forward")
@@ -261,6 +262,9 @@ def test_a_diagnosis_guess_that_hangs_or_segfaults_keeps_the_fail_and_blames_not
     gelu_rows = [r for r in rows if r.subject == "gelu_forward.out"]
     assert gelu_rows and {r.status for r in gelu_rows} == {"fail"}
     detail = gelu_rows[0].detail
+    # the failure itself leads; the crashed guess (no evidence) follows it
+    assert "fails parity; the wrong-binding diagnosis" not in detail  # not as its cause
+    assert detail.index("gelu_forward.out") < detail.index("the wrong-binding diagnosis")
     assert "guess (args 'out' and 'x' swapped) crashed the host" in detail
     assert f"({error}: " in detail and "no evidence of a binding mistake" in detail
     assert "it passes" not in detail and "wrong order" not in detail
