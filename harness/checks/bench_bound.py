@@ -4,9 +4,12 @@ Such a library has no ``tg_noop``, no per-op workloads the bench knows and no
 ``tg_model_train_step``: what it does have is its binding's ``train_step`` model call, timed in a
 loop INSIDE the host (``Instance.time_calls``) like the bundled library's train step, at the
 cell's preset (at the library's vocabulary, :func:`~harness.bindings.model_layout.library_config`).
-The ops curve runs over the ops its binding binds exactly as tinygpt.h does (the WGSL kernels'
-binding: their exports time themselves, docs/webgpu.md), at one thread; the other curves are
-``skipped`` rows saying why. The speedup over numpy is the side-by-side one
+The ops curve times every op the bench has a workload for (``bench_workloads.OPS``) that the
+binding binds, under whatever export name and argument order (:func:`through_binding`; the
+WGSL kernels' exports time themselves, docs/webgpu.md), at each count of the ``threads`` axis
+when the binding has a ``[threads]`` table (``harness.kernel.set_threads``); an op the binding
+does not bind, or whose arguments the workload cannot give, is a ``skipped`` row saying why, and
+so are the other curves. The speedup over numpy is the side-by-side one
 (``train_step:paired``, ``bench_paired.py``): the reference's train step at the library's own
 shapes (the cell's preset at the library's vocabulary, batch x the library's whole context, which
 it trains on), timed in alternating blocks with the library's. There is no timed-apart speedup
@@ -25,6 +28,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from harness.bindings import Binding, bundled
+from harness.bindings.canonical import OPS as CANONICAL
 from harness.bindings.model_calls import BoundModel, ordered_args
 from harness.bindings.model_layout import (
     ModelDims,
@@ -33,12 +37,12 @@ from harness.bindings.model_layout import (
 )
 from harness.checks import bench_paired
 from harness.checks.base import CellContext
-from harness.checks.bench_workloads import Workload
+from harness.checks.bench_workloads import OPS, Workload
 from harness.checks.webgpu_step import has_step
 from harness.hosts.base import Instance
 from harness.numpy_baseline import TrainStepJob
 from harness.rundir.rows import Row
-from harness.timing import measure
+from harness.timing import Measurement, measure
 from reference.defaults import DEFAULTS
 from reference.presets import ModelConfig, param_count
 
@@ -58,6 +62,9 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
     for curve in opts.curves:
         if curve == "ops" and timed:
             yield from _ops_curve_of(ctx, opts, budget, stamp, timed)
+        elif curve == "ops":
+            whys = "; ".join(unmapped(binding, op) for op in opts.ops)
+            yield stamp.row(curve, "skipped", detail=f"no op to time through the binding: {whys}")
         elif curve != SUBJECT:
             yield stamp.row(curve, "skipped", detail=why)
     if SUBJECT not in opts.curves:
@@ -145,29 +152,116 @@ def _cold_point(
 
 
 def tinygpt_ops(binding: Binding, ops: tuple[str, ...]) -> tuple[str, ...]:
-    """The ops of ``ops`` that ``binding`` binds exactly as tinygpt.h does (same export, same
-    arguments, same roles): the bench's workloads (``bench_workloads.OPS``), written against
-    tinygpt.h, call them correctly. The WGSL kernels' binding is one (docs/webgpu.md)."""
-    ours = bundled().ops
-    return tuple(
-        op for op in ops
-        if op in binding.ops and op in ours
-        and (binding.ops[op].export, binding.ops[op].args, dict(binding.ops[op].roles))
-        == (ours[op].export, ours[op].args, dict(ours[op].roles))
-    )  # fmt: skip
+    """The ops of ``ops`` the bench can time through ``binding``: bound, under any export name
+    and argument order, with every argument the bench's tinygpt.h workload can give
+    (:func:`unmapped` says why not for the others)."""
+    return tuple(op for op in ops if not unmapped(binding, op))
+
+
+def unmapped(binding: Binding, op: str) -> str:
+    """Why the bench's ``op`` workload cannot be called through ``binding``; "" if it can.
+
+    A workload (``bench_workloads.OPS``) builds tinygpt.h's arguments: ``bundled().ops[op]``'s
+    ``args``, plus the values tinygpt.h builds in (its ``fixed``: LayerNorm's eps). The
+    binding's export may take them in any order, leave optional ones out (lib2's matmul has no
+    bias) or fix them, but a value tinygpt.h's call does not have cannot be made up."""
+    call = binding.ops.get(op)
+    if call is None:
+        return f"{op}: not bound by {binding.path}"
+    ours = bundled().ops[op]
+    missing = [a for a in call.args if a not in ours.args and a not in ours.fixed]
+    if missing:
+        return (
+            f"{op}: {call.export} takes {', '.join(missing)}, which the bench's {op} workload "
+            f"(tinygpt.h's {ours.export}({', '.join(ours.args)})) has no value for"
+        )
+    return ""
+
+
+def through_binding(binding: Binding, op: str, wl: Workload) -> Workload:
+    """The bench's ``op`` workload ``wl`` (tinygpt.h's export and argument order) as a call of
+    the export ``binding`` binds ``op`` to: each value goes by canonical name to its place in
+    the binding's ``args``; an argument the binding leaves out (an optional bias) or fixes is
+    not passed. ``wl`` itself where the binding binds ``op`` as tinygpt.h does.
+
+    Random inputs time the same work whatever the binding declares: a weight's layout
+    (``out_in`` or ``in_out``) is the same buffer read in another order, and a role (an output
+    overwritten or an accumulator added into) the same buffer written; neither changes the
+    work or a buffer's size. The values are not checked here (the ops check does that). A
+    left-out optional argument is named in the shape: the work figure still counts it (a
+    matmul's bias adds N*OC of its 2*N*C*OC FLOPs).
+    ValueError when the binding fixes a dim at another value than the workload's: the
+    workload's buffers would be the wrong size for the call.
+    """
+    ours, call = bundled().ops[op], binding.ops[op]
+    if (call.export, call.args, dict(call.fixed)) == (ours.export, ours.args, dict(ours.fixed)):
+        return wl
+    values = {**ours.fixed, **dict(zip(ours.args, wl.args, strict=True))}
+    for a, v in call.fixed.items():
+        if CANONICAL[op].args[a].role == "dim" and a in values and values[a] != v:
+            raise ValueError(
+                f"{call.export} fixes {a} = {v:g}, the bench's {op} workload at {wl.shape} "
+                f"has {a} = {values[a]:g}: its buffers do not fit the call"
+            )
+    left_out = [a for a in ours.args if a not in call.args]
+    how = f"{call.export}({', '.join(call.args)})" + (
+        f" without {', '.join(left_out)}" if left_out else ""
+    )
+    return replace(
+        wl,
+        export=call.export,
+        args=tuple(values[a] for a in call.args),
+        shape=f"{wl.shape} through the binding: {how}",
+    )
 
 
 def _ops_curve_of(
     ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp,
     timed: tuple[str, ...],
 ) -> Iterator[Row]:  # fmt: skip
-    """The ops curve over the ops bound as tinygpt.h binds them, at one thread (a library
-    without the ABI has no tg_set_threads); the others are skipped rows."""
-    from harness.checks.bench import _ops_curve
+    """The ops curve over ``timed``, each call through the binding (:func:`through_binding`),
+    each point at every count of ``opts.threads`` (the bundled library's thread axis,
+    ``bench._ThreadAxis``, whose ``set_threads`` calls the binding's ``[threads]`` setter;
+    without one a count above 1 is refused at load, and is a skipped row if it gets here);
+    the ops of ``opts.ops`` not timed are skipped rows."""
+    from harness.checks import bench
 
+    binding = ctx.artifact.bound()
     for op in opts.ops:
         if op not in timed:
-            why = f"not bound as tinygpt.h binds it by {ctx.artifact.bound().path}"
-            yield stamp.row(f"op:{op}", "skipped", detail=f"{op}: {why}")
-    one = replace(opts, ops=timed, threads=(1,))
-    yield from _ops_curve(ctx.instance, stamp, one, budget, [])
+            yield stamp.row(f"op:{op}", "skipped", detail=unmapped(binding, op))
+    roofs, roof_rows = bench._roofline(opts) if opts.reference else ({}, [])
+    yield from roof_rows
+    axis = bench._ThreadAxis(ctx.instance, opts.threads)
+    try:
+        for op, n in ((o, n) for o in timed for n in opts.sizes[o]):
+            x_name = OPS[op][1]
+            by_threads: dict[int, Measurement] = {}
+            for threads in opts.threads:
+                subject = bench._thread_subject(f"op:{op}", threads)
+                if budget.left() <= 0:
+                    yield bench._skipped(stamp, subject, budget, x_name, n)
+                    continue
+                wl = axis.set(threads) or _bound_workload(ctx.instance, binding, op, n)
+                if isinstance(wl, str):
+                    yield stamp.row(subject, "skipped", detail=wl, x_name=x_name, x_value=n)
+                    continue
+                m = bench._measure_workload(ctx.instance, wl, opts.policy(budget.for_measurement()))
+                by_threads[threads] = m
+                yield from bench._op_point_rows(stamp, subject, op, n, x_name, wl, m, roofs)
+            # timed apart, as the bundled library's: docs/threads.md ("The thread-count axis")
+            where = f"op:{op}@{x_name}={n}"
+            yield from bench._speedup_rows(stamp, where, by_threads, "timed apart:")
+    finally:
+        axis.reset()
+
+
+def _bound_workload(instance: Instance, binding: Binding, op: str, n: int) -> Workload | str:
+    """The bench's ``op`` workload at size ``n`` through ``binding``, or why not (its buffers
+    then freed)."""
+    wl = OPS[op][0](instance, n)
+    try:
+        return through_binding(binding, op, wl)
+    except ValueError as exc:
+        wl.release(instance)
+        return str(exc)
