@@ -8,6 +8,7 @@ naming why. No speed is asserted: only that the figures were measured, and throu
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,11 @@ def lib2_art(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     return lib2_native_artifact(tmp_path_factory.mktemp("lib2-bench"))
 
 
-@pytest.fixture
-def lib2_inst(lib2_art: Artifact) -> Iterator[Instance]:
-    """lib2's native build loaded by the native host."""
+@contextmanager
+def loaded(art: Artifact) -> Iterator[Instance]:
+    """``art`` loaded by the native host, closed afterwards."""
     host = NativeHost()
-    inst = host.load(lib2_art)
+    inst = host.load(art)
     try:
         yield inst
     finally:
@@ -47,9 +48,18 @@ def lib2_inst(lib2_art: Artifact) -> Iterator[Instance]:
         host.close()
 
 
-def _bench(inst: Instance, art: Artifact, options: dict[str, object]) -> list[Row]:
-    ctx = CellContext(host="native", host_version="", artifact=art, preset=PRESETS["tiny"],
-                      instance=inst, options={**FAST, **options})  # fmt: skip
+@pytest.fixture
+def lib2_inst(lib2_art: Artifact) -> Iterator[Instance]:
+    """lib2's native build loaded by the native host."""
+    with loaded(lib2_art) as inst:
+        yield inst
+
+
+def bench_rows(inst: Instance, options: dict[str, object]) -> list[Row]:
+    """The bench check's rows of one in-process cell (tiny) of ``inst``, short timings."""
+    ctx = CellContext(host="native", host_version="", artifact=inst.artifact,
+                      preset=PRESETS["tiny"], instance=inst,
+                      options={**FAST, **options})  # fmt: skip
     return list(get_check("bench")(ctx))
 
 
@@ -84,7 +94,7 @@ def test_lib2_ops_curve_is_timed_through_its_exports(
     size, its detail naming lib2's export; the others are skipped rows saying not bound."""
     ops = [*TIMED, "gelu_forward", "attention_forward"]
     sizes = {"matmul_forward": [16, 32], "matmul_backward": [16], "layernorm_forward": [16]}
-    rows = _bench(lib2_inst, lib2_art, {"curves": ["ops"], "ops": ops, "sizes": sizes})
+    rows = bench_rows(lib2_inst, {"curves": ["ops"], "ops": ops, "sizes": sizes})
     for op in TIMED:
         medians = [r for r in rows if r.subject == f"op:{op}" and r.metric == "median_ns"]
         assert [r.x_value for r in medians] == sizes[op], (op, rows)
@@ -102,7 +112,7 @@ def test_a_binding_with_no_op_to_time_skips_the_curve_naming_why(
     lib2_inst: Instance, lib2_art: Artifact
 ) -> None:
     """With only ops lib2 does not bind, the ops curve is one skipped row naming each."""
-    rows = _bench(lib2_inst, lib2_art, {"curves": ["ops"], "ops": ["gelu_forward"]})
+    rows = bench_rows(lib2_inst, {"curves": ["ops"], "ops": ["gelu_forward"]})
     (skip,) = rows
     assert (skip.subject, skip.status) == ("ops", "skipped")
     assert "gelu_forward: not bound by" in skip.detail
