@@ -31,18 +31,28 @@ from harness.report_data import (
     provenance,
     verdicts,
 )
-from harness.report_headline import SHEET, Alert, GateView, alerts, default_sheet_dir, gate_view
+from harness.report_headline import (
+    SHEET,
+    Alert,
+    GateView,
+    alerts,
+    default_sheet_dir,
+    gate_view,
+    unmeasured_checks,
+)
 from harness.report_tables import (
     ICONS,
     Table,
     causes,
     crosshost_summary,
+    determinism_table,
     generation_table,
     html_icons,
     kernel_table,
     noisy_table,
     overhead_table,
     speedup_table,
+    thread_table,
     verdict_grid,
 )
 from harness.report_webgpu import adapter_equality_table, webgpu_speedup_table
@@ -59,6 +69,8 @@ if TYPE_CHECKING:  # matplotlib loads only when a report is rendered
 EXIT_OK, EXIT_NOTHING_USABLE = 0, 2
 PLOTS_DIR = "plots"
 FAILING = ("fail", "error", INCOMPLETE)  # cell verdicts that fail a run (nox main's rule)
+# tables summary.md carries beside its first two: a failure or a thread count must not hide
+_SUMMARY_TABLES = ("Speedup over 1 thread", "Determinism (bitwise equal outputs)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -160,6 +172,7 @@ class Page:
     why: Table | None
     gate: GateView | None
     tables: list[Table]
+    unmeasured: list[str]  # check kinds that ran nothing in some cell, and why
     plots: list[Plot]
     problems: list[str]
     history: HistoryView | None
@@ -189,6 +202,8 @@ def render(
         for t in (
             speedup_table(run.rows),
             kernel_table(run.rows),
+            thread_table(run.rows),
+            determinism_table(run.rows),
             overhead_table(run.rows),
             generation_table(run.rows),
             crosshost_summary(run.rows),
@@ -216,7 +231,7 @@ def render(
     history = history_view(store, out, machine) if store is not None else None
     page = Page(
         run, prov, head, run_verdict(cells), verdict_grid(cells), causes(cells), gate, tables,
-        plots, problems, history,
+        unmeasured_checks(run.rows), plots, problems, history,
     )  # fmt: skip
     files: list[Path] = []
     if run.usable:
@@ -289,7 +304,10 @@ def _markdown(page: Page) -> str:
     lines += [page.grid.markdown(), ""]
     if page.why is not None:
         lines += [page.why.markdown(), ""]
-    for t in page.tables[:2]:  # the PR comment keeps to verdicts, speedups and kernels
+    if page.unmeasured:  # silence must not read as measured: say what ran nothing
+        lines += ["**Not measured:**", *(f"- {u}" for u in page.unmeasured), ""]
+    # the PR comment keeps to verdicts, speedups and kernels, the thread axis and determinism
+    for t in page.tables[:2] + [t for t in page.tables[2:] if t.title in _SUMMARY_TABLES]:
         lines += [t.markdown(), ""]
     noisy = [t for t in page.tables if t.title.startswith("Noisy")]
     if noisy:
@@ -365,9 +383,14 @@ def _not_checked(page: Page) -> str:
         missing.append("no sign-off sheet (signoff/ beside the run, or --signoff)")
     if page.gate is None:
         missing.append("no gate verdict (--base RUN)")
-    if not missing:
-        return ""
-    return f"<p class='prov'>Not shown: {html.escape('; '.join(missing))}.</p>"
+    shown = f"<p class='prov'>Not shown: {html.escape('; '.join(missing))}.</p>" if missing else ""
+    if page.unmeasured:  # a check that ran nothing: no figure is not a figure that passed
+        items = "".join(f"<li>{html.escape(u)}</li>" for u in page.unmeasured)
+        shown += (
+            "<div class='problems' id='not-measured'><strong>Not measured:</strong>"
+            f"<ul>{items}</ul></div>"
+        )
+    return shown
 
 
 def _figure_html(plot: Plot, out: Path) -> str:

@@ -24,6 +24,7 @@ from harness.gate.signoff_sheet import SHEET_MD, SIGNED_OFF
 from harness.gate.verdicts import GateResult, evaluate
 from harness.rundir.meta import RunDirError
 from harness.rundir.reader import Run, load_run
+from harness.rundir.rows import REFERENCE_HOST
 from harness.rundir.verdict import completeness
 
 SIGNOFF_DIR = "signoff"  # the main job writes reports/latest/{run,signoff}: the sheet's home
@@ -114,3 +115,40 @@ def gate_view(base: Run, cand_dir: Path, shown: int = 3) -> GateView:
     if result.failed:
         return GateView(Alert(True, "❌ " + text.replace("gate FAIL", "GATE FAIL", 1)), result)
     return GateView(Alert(False, "✅ " + text), result)
+
+
+# statuses of a row that checked or measured something (a skipped row did neither)
+RAN = frozenset({"pass", "fail", "error", "measured", "noisy"})
+
+
+def unmeasured_checks(rows: pd.DataFrame, shown: int = 3) -> list[str]:
+    """One sentence per check kind that ran nothing in some cell: every row of it ``skipped``.
+
+    A bench whose every row was skipped (a library bound without tinygpt.h's ABI) leaves no
+    figure, and silence must not read as speed measured: the sentence names the cells (or
+    "every cell") and the skipped rows' reasons.
+    """
+    if rows.empty:
+        return []
+    own = rows[(rows["check"] != "cell") & (rows["host"] != REFERENCE_HOST)]
+    out = []
+    for check, g in own.groupby("check", sort=True):
+        cells = g.groupby(["host", "artifact", "preset"], sort=True)
+        empty = [
+            (f"{h}/{a}/{p}", c) for (h, a, p), c in cells if not c["status"].isin(list(RAN)).any()
+        ]
+        if not empty:
+            continue
+        where = (
+            "any cell"
+            if len(empty) == cells.ngroups
+            else ", ".join(name for name, _ in empty[:shown])
+            + (f" and {len(empty) - shown} more" if len(empty) > shown else "")
+        )
+        reasons = sorted({str(d) for _, c in empty for d in c["detail"] if str(d)})
+        why = "; ".join(reasons[:2]) + (
+            f"; {len(reasons) - 2} other reasons" if len(reasons) > 2 else ""
+        )
+        figure = "no speed figure" if check == "bench" else "nothing checked"
+        out.append(f"{check}: {figure} in {where}: every row skipped ({why or 'no reason given'})")
+    return out

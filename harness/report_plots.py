@@ -26,9 +26,11 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
+from harness.checks.bench import THREADS_SUFFIX
 from harness.checks.webgpu_curve import CPU_EMULATED
 from harness.gate.stats import MIN_SAMPLES
 from harness.plot_style import (
+    MAX_SERIES,
     Style,
     assign_styles,
     axis_styles,
@@ -51,6 +53,7 @@ from harness.report_decomp import (
     kernel_majority_preset,
     wake_join_note,
 )
+from harness.report_tables import thread_speedups
 from harness.report_webgpu import series_label, webgpu_speedups
 from harness.rundir.rows import REFERENCE_HOST
 from reference.presets import PRESETS, param_count
@@ -272,31 +275,59 @@ def roofline_figure(rows: pd.DataFrame) -> Built | None:
     )
 
 
+def _op_threads(subject: str) -> tuple[str, int]:
+    """``op:<op>:threads=<n>`` -> (``op:<op>``, n); a subject without the suffix is 1 thread."""
+    base, _, n = subject.partition(THREADS_SUFFIX)
+    return base, int(n) if n.isdigit() else 1
+
+
+ThreadCell = tuple[str, str, str, int]  # host, artifact, preset, threads
+_THREAD_LINES = ("-", "--", "-.", ":")  # a thread count's line style, 1 thread solid
+
+
 def kernels_figure(rows: pd.DataFrame) -> Built | None:
-    """Every other op's throughput against size: a row per op, a column per facet."""
-    ops = sorted({str(s) for s in rows["subject"].unique() if str(s).startswith("op:")})
+    """Every other op's throughput against size: a row per op, a column per facet; with a thread
+    axis, each cell draws a line per thread count (1 included) on the same panel."""
+    subjects = sorted({str(s) for s in rows["subject"].unique() if str(s).startswith("op:")})
+    by_op: dict[str, list[tuple[int, str]]] = {}
+    for subject in subjects:
+        base, n = _op_threads(subject)
+        by_op.setdefault(base, []).append((n, subject))
     panels = []
-    for op in ops:
+    for op, members in sorted(by_op.items()):
         for metric in ("gflops", "gbps"):
-            pts = curve(rows, op, metric)
-            if not pts.empty and not (op == KEY_OP and metric == "gflops"):
+            parts = [curve(rows, subject, metric).assign(threads=n) for n, subject in members]
+            pts = pd.concat(parts, ignore_index=True)
+            threaded = pts["threads"].nunique() > 1
+            # matmul at 1 thread is the roofline figure's; its thread counts compare here
+            if not pts.empty and (threaded or not (op == KEY_OP and metric == "gflops")):
                 panels.append((op, metric, pts))
     if not panels:
         return None
     cells = _cells(pd.concat([p for _, _, p in panels]))
     labels, styles = _cell_labels(cells), _cell_styles(cells, pair_styles(rows))
-    groups = _facet_cells(cells)
+    counts = sorted({int(n) for _, _, p in panels for n in p["threads"]})
+    groups = _facet_cells(cells, per_key=len(counts))
     fig, axes = _figure(len(panels), len(groups), 7.2 * len(groups), 3.8 * len(panels) + 0.6)
     for row, (op, metric, pts) in enumerate(panels):
-        x_name = str(rows.loc[rows["subject"] == op, "x_name"].iloc[0])
+        measured = rows["subject"].isin([subject for _, subject in by_op[op]])
+        x_name = str(rows.loc[measured, "x_name"].iloc[0])
         for ax, (title, keys) in zip(axes[row], groups, strict=True):
-            for key, style in axis_styles(keys, styles).items():
-                g = _of(pts, key)
+            series: list[ThreadCell] = [(*k, n) for k in keys for n in counts]
+            preferred = {
+                s: Style(styles[s[:3]].color, styles[s[:3]].marker,
+                         _THREAD_LINES[counts.index(s[3]) % len(_THREAD_LINES)])
+                for s in series
+            }  # fmt: skip
+            for key, style in axis_styles(series, preferred).items():
+                g = _of(pts[pts["threads"] == key[3]], key[:3])
                 if g.empty:
                     continue
                 lo, hi = _rate_ci(g)
                 x, y = g["x_value"].to_numpy(float), g["value"].to_numpy(float)
-                draw_series(ax, x, y, _noisy(g), style, labels[key], lo, hi)
+                label = labels[key[:3]] + (f" · {key[3]} thread{'s' if key[3] > 1 else ''}"
+                                           if len(counts) > 1 else "")  # fmt: skip
+                draw_series(ax, x, y, _noisy(g), style, label, lo, hi)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             plain_log_labels(ax)
@@ -308,12 +339,67 @@ def kernels_figure(rows: pd.DataFrame) -> Built | None:
                 f"{op.removeprefix('op:')} — {title}",
             )
     fig.suptitle("Kernel throughput against size (timed inside the host)")
+    on = (
+        f" One line per thread count ({', '.join(map(str, counts))}; 1 thread solid), so the "
+        "counts compare on one panel; the speedup over 1 thread is the threads figure."
+        if len(counts) > 1
+        else ""
+    )
     return fig, Plot(
         "kernels",
         "Kernel throughput, every op",
         "Median GFLOP/s (compute-bound ops) or GB/s (memory-bound ops) per call, with "
         "bootstrap 95% CI error bars. matmul_forward against the roofline is the key figure "
-        "above.",
+        "above." + on,
+    )
+
+
+def threads_figure(rows: pd.DataFrame) -> Built | None:
+    """Speedup over 1 thread against the thread count, one panel per host·artifact (and preset):
+    the train step (side by side, with its CI) and each op size (timed apart), the 1× line
+    dotted and ideal scaling (n×) dashed."""
+    pts = thread_speedups(rows)
+    if pts.empty:
+        return None
+    panels: list[tuple[Cell, list[str], int]] = []
+    for cell in _cells(pts):
+        g = _of(pts, cell)
+        names = list(dict.fromkeys(g.sort_values(["order", "series"])["series"]))
+        for part in range(0, len(names), MAX_SERIES):  # at most eight series on an axis
+            panels.append((cell, names[part : part + MAX_SERIES], part // MAX_SERIES))
+    presets = {c[2] for c, _, _ in panels}
+    fig, axes = _stacked(len(panels))
+    counts = sorted({float(v) for v in pts["x_value"]})
+    for ax, (cell, names, part) in zip(axes[:, 0], panels, strict=True):
+        g = _of(pts, cell)
+        for name, style in assign_styles(names).items():
+            s = g[g["series"] == name].sort_values("x_value")
+            x, y = s["x_value"].to_numpy(float), s["value"].to_numpy(float)
+            lo, hi = s["ci_low"].to_numpy(float), s["ci_high"].to_numpy(float)
+            ci = np.isfinite(lo).any()
+            label = name + (" (side by side, 95% CI)" if ci else " (timed apart)")
+            draw_series(ax, x, y, _noisy(s), style, label,
+                        lo if ci else None, hi if ci else None)  # fmt: skip
+        ax.plot(counts, counts, color="black", ls="--", lw=1.0, label="ideal: n×",
+                gid="ref:ideal")  # fmt: skip
+        ax.axhline(1.0, color="black", lw=0.8, ls=":", gid="ref:one-thread")
+        ax.set_yscale("log")
+        plain_log_labels(ax, "×")
+        ax.set_xticks(counts, [f"{c:g}" for c in counts])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.margins(x=0.08)
+        title = _label(cell[0], cell[1], cell[2] if len(presets) > 1 else "")
+        finish_axis(ax, "speedup over 1 thread (×, log)",
+                    title + (f" (part {part + 1})" if part else ""))  # fmt: skip
+    axes[-1, 0].set_xlabel("threads")
+    fig.suptitle("Speedup over 1 thread, by thread count; 1× dotted, ideal n× dashed")
+    return fig, Plot(
+        "threads",
+        "Speedup over 1 thread",
+        "1-thread time over n-thread time, per host · artifact. Train step: side by side "
+        "(alternating 1- and n-thread blocks in one instance), error bars the bootstrap 95% CI "
+        "over block pairs; each op size: the two medians timed apart, no CI. Hollow: noisy. "
+        "Above 1 is faster; the dashed line is perfect scaling.",
     )
 
 
@@ -434,8 +520,11 @@ def parity_figure(rows: pd.DataFrame) -> Built | None:
     # Exact zeros (bitwise-equal outputs) sit below the scale: the under colour.
     shown = np.where(data == 0, 10.0 ** -(span + 1), data)
     shape = pm.margin.shape
+    # At least 4.3 in tall: the colour bar spans the rows, and its two-line label must fit
+    # beside it once the footer's half inch is taken (3 rows clipped it, s43).
     fig, ax = plt.subplots(
-        figsize=(max(9.0, 0.72 * shape[1] + 4.2), 0.36 * shape[0] + 2.8), layout="constrained"
+        figsize=(max(9.0, 0.72 * shape[1] + 4.2), max(4.3, 0.36 * shape[0] + 2.8)),
+        layout="constrained",
     )
     im = ax.imshow(np.ma.masked_invalid(shown), aspect="auto", cmap=cmap, norm=norm)
     im.set_gid("parity:margin")
@@ -455,7 +544,7 @@ def parity_figure(rows: pd.DataFrame) -> Built | None:
             ax.text(j, i, text, ha="center", va="center", fontsize=7,
                     color="white" if dark else "black")  # fmt: skip
     bar = fig.colorbar(im, ax=ax, extend="both")
-    bar.set_label("margin = error / bound (log; < 1 passes)")
+    bar.set_label("margin = error / bound\n(log; < 1 passes)")
     bar.ax.axhline(1.0, color="black", lw=1.2)
     ax.set_xlabel("op (worst over its outputs and cases)")
     ax.set_ylabel("cell (host/artifact/preset)")
@@ -604,6 +693,7 @@ FIGURES: tuple[Builder, ...] = (
     speedup_figure,
     roofline_figure,
     kernels_figure,
+    threads_figure,
     cold_figure,
     generation_figure,
     overhead_figure,

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from harness.crosshost import CrossHostEntry, crosshost_table
@@ -365,3 +367,172 @@ def _as_rows(frame: pd.DataFrame) -> list[Row]:
         fields["iteration"] = -1 if isinstance(it, float) and math.isnan(it) else int(it)
         out.append(Row(**fields))
     return out
+
+
+# ---- the thread-count axis -------------------------------------------------------------------
+
+THREAD_PREFIX = "threads:"  # the bench's speedup-over-1-thread rows, x = threads
+_ON_THREADS = re.compile(r"^(.*):threads=(\d+)$")  # a figure at n > 1 threads (bench, determinism)
+
+
+def thread_speedups(rows: pd.DataFrame) -> pd.DataFrame:
+    """The bench's ``threads:<subject>`` speedups over 1 thread, one line per point.
+
+    Columns ``host, artifact, preset, series, order, x_value, value, status, ci_low, ci_high``:
+    ``series`` is "train step" or "<op> <x_name>=<n>" (``threads:op:<op>@<x_name>=<n>``),
+    ``order`` sorts the train step first and an op's sizes ascending; the CI is the side-by-side
+    one (``speedup_ci_low``/``_high``) where the rows have it, NaN elsewhere (timed apart).
+    Skipped points are left out. Empty when the run has no thread axis.
+    """
+    cols = ["host", "artifact", "preset", "series", "order", "x_value", "value", "status",
+            "ci_low", "ci_high"]  # fmt: skip
+    keys = ["host", "artifact", "preset", "subject", "x_value"]
+    bench = rows[(rows["check"] == "bench") & (rows["iteration"] == -1)]
+    own = bench[
+        bench["subject"].astype(str).str.startswith(THREAD_PREFIX)
+        & (bench["host"] != REFERENCE_HOST)
+    ]
+    pts = own[own["metric"] == "speedup"][[*keys, "value", "status"]]
+    pts = pts[np.isfinite(pts["value"].to_numpy(float))].drop_duplicates(keys, keep="first")
+    if pts.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    for metric, name in (("speedup_ci_low", "ci_low"), ("speedup_ci_high", "ci_high")):
+        s = own[own["metric"] == metric][[*keys, "value"]].drop_duplicates(keys, keep="first")
+        pts = pts.merge(s.rename(columns={"value": name}), on=keys, how="left")
+    named = [_thread_series(str(s)) for s in pts["subject"]]
+    pts["series"] = [n for n, _ in named]
+    pts["order"] = [o for _, o in named]
+    out: pd.DataFrame = pts[cols]
+    return out.sort_values(["host", "artifact", "preset", "order", "series", "x_value"])
+
+
+def _thread_series(subject: str) -> tuple[str, tuple[int, str, float]]:
+    """A ``threads:`` subject's legend name and its sort key (train step first, sizes up)."""
+    what = subject.removeprefix(THREAD_PREFIX)
+    if what == "train_step":
+        return "train step", (0, "", 0.0)
+    op, _, point = what.removeprefix("op:").partition("@")
+    name, _, size = point.partition("=")
+    try:
+        n = float(size)
+    except ValueError:
+        n = math.nan
+    return (f"{op} {name}={size}" if point else op), (1, op, n)
+
+
+def thread_table(rows: pd.DataFrame) -> Table | None:
+    """Speedup over 1 thread per cell and figure (the train step, each op size), a column per
+    thread count: the side-by-side CI where measured, noisy figures flagged."""
+    pts = thread_speedups(rows)
+    if pts.empty:
+        return None
+    counts = sorted({int(v) for v in pts["x_value"]})
+    body = []
+    for (host, artifact, preset, _order, series), g in pts.groupby(
+        ["host", "artifact", "preset", "order", "series"], sort=True
+    ):
+        row = [f"{host} · {artifact} · {preset}", str(series)]
+        for n in counts:
+            hit = g[g["x_value"] == n]
+            if hit.empty:
+                row.append("—")
+                continue
+            r = hit.iloc[0]
+            text = fmt(float(r["value"]), str(r["status"]), unit="×")
+            lo, hi = float(r["ci_low"]), float(r["ci_high"])
+            if math.isfinite(lo) and math.isfinite(hi):
+                text += f" [{lo:.3g}, {hi:.3g}]"
+            row.append(text)
+        body.append(tuple(row))
+    return Table(
+        "Speedup over 1 thread",
+        ("cell", "figure", *(f"{n} thread{'s' if n > 1 else ''}" for n in counts)),
+        tuple(body),
+        "1-thread time over n-thread time (above 1 is faster). Train step: side by side, "
+        "alternating 1- and n-thread blocks in one instance, [bootstrap 95% CI over pairs]; "
+        "ops: two medians timed apart, no CI. ~ and (noisy): not a clean figure.",
+    )
+
+
+# ---- determinism -----------------------------------------------------------------------------
+
+
+def determinism_table(rows: pd.DataFrame) -> Table | None:
+    """The determinism check per cell: its outputs across two devices, then each thread count's
+    ops (``<op>:threads=<n>``) and split (``threads=<n>:split``), as status counts; failures and
+    errors named with their detail, or the first skip's reason when nothing ran."""
+    det = rows[(rows["check"] == "determinism") & (rows["host"] != REFERENCE_HOST)]
+    if det.empty:
+        return None
+    det = det.drop_duplicates(["host", "artifact", "preset", "subject"], keep="first")
+    columns = ["across devices"]
+    kinds = [_determinism_kind(s) for s in det["subject"].astype(str)]
+    det = det.assign(kind=kinds)
+    counts = sorted({int(k.split("=")[1].split()[0]) for k in kinds if k != "across devices"})
+    columns += [f"threads={n}" for n in counts]
+    body = []
+    for (host, artifact, preset), g in det.groupby(["host", "artifact", "preset"], sort=True):
+        row = [f"{host}/{artifact}/{preset}"]
+        for column in columns:
+            part = g[g["kind"] == column]
+            text = _status_counts(part["status"])
+            split = g[g["kind"] == f"{column} split"]
+            if not split.empty:
+                s = split.iloc[0]
+                value = float(s["value"])
+                regions = f"{value:g} regions" if math.isfinite(value) else str(s["status"])
+                text += f"<br>split: {ICONS.get(str(s['status']), '')} {regions}".rstrip()
+            row.append(text or "—")
+        bad = g[g["status"].isin(["fail", "error"])]
+        if not bad.empty:
+            notes = [f"{ICONS[str(r['status'])]} {r['subject']}: {r['detail']}"
+                     for _, r in bad.head(3).iterrows()]  # fmt: skip
+            more = len(bad) - 3
+            row.append("<br>".join(notes) + (f"<br>{more} more in results.csv" if more > 0 else ""))
+        else:
+            row.append(_skip_reasons(g[g["status"] == "skipped"]))
+        body.append(tuple(row))
+    return Table(
+        "Determinism (bitwise equal outputs)",
+        ("cell", *columns, "failures, or why skipped"),
+        tuple(body),
+        "Across devices: each op output of the cell's instance against a fresh process. "
+        "threads=n: each op on sizes that split, repeated, against the reference and the "
+        "1-thread bytes; split: parallel regions that ran on a pool worker.",
+    )
+
+
+def _skip_reasons(skipped: pd.DataFrame, shown: int = 2) -> str:
+    """'⏭️ 12 skipped (adamw_update, ...): OP: not bound: ...': the reasons with each row's own
+    subject taken out, so one reason over many ops is said once."""
+    if skipped.empty:
+        return ""
+    by_reason: dict[str, list[str]] = {}
+    for subject, detail in zip(skipped["subject"], skipped["detail"], strict=True):
+        op = str(subject).split(":")[0]
+        by_reason.setdefault(str(detail).replace(op, "OP"), []).append(str(subject))
+    parts = []
+    for reason, subjects in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))[:shown]:
+        names = ", ".join(subjects[:3]) + (", ..." if len(subjects) > 3 else "")
+        parts.append(f"⏭️ {len(subjects)} skipped ({names}): {reason}")
+    more = len(by_reason) - shown
+    return "<br>".join(parts) + (f"<br>{more} other reasons in results.csv" if more > 0 else "")
+
+
+def _determinism_kind(subject: str) -> str:
+    """Which column a determinism row belongs to: across devices, or threads=<n> (split)."""
+    hit = _ON_THREADS.match(subject)
+    if hit:
+        return f"threads={hit.group(2)}"
+    if subject.startswith("threads=") and subject.endswith(":split"):
+        return f"{subject.removesuffix(':split')} split"
+    return "across devices"
+
+
+def _status_counts(statuses: pd.Series) -> str:
+    """'✅ 13 pass, ⏭️ 12 skipped': each status with its count, worst first."""
+    order = ("fail", "error", "incompatible", "pass", "measured", "skipped")
+    seen = statuses.astype(str).value_counts()
+    return ", ".join(
+        f"{ICONS.get(s, '')} {int(seen[s])} {s}".strip() for s in order if s in seen.index
+    )
