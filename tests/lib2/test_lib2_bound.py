@@ -278,7 +278,8 @@ def test_smoke_and_bench_run_through_the_binding(
     native: Instance, arts: dict[str, Artifact]
 ) -> None:
     """Smoke: the allocator round trip, the matmul row (lib2's matmul, no bias) and one bound
-    train step pass. Bench: the bound train step is timed, the other curves skipped, and its
+    train step pass. Bench: the bound train step is timed, the overhead curve and the ops lib2
+    lacks skipped, and its
     side-by-side speedup over the numpy reference is taken at the library's shapes (vocab 256,
     the whole context) from paired blocks."""
     smoke = {r.subject: r for r in _rows("smoke", native, arts["lib2-native"], PRESETS["tiny"])}
@@ -288,7 +289,9 @@ def test_smoke_and_bench_run_through_the_binding(
     bench = _rows("bench", native, arts["lib2-native"], PRESETS["tiny"])
     timed = [r for r in bench if r.subject == "train_step" and r.metric == "median_ns"]
     assert len(timed) == 1 and timed[0].value > 0 and "tg_train_step" in timed[0].detail
-    assert {r.subject for r in bench if r.status == "skipped"} >= {"ops", "overhead"}
+    # the ops curve times lib2's ops through its binding (harness/checks/bench_bound.py); the
+    # ones lib2 lacks and the overhead curve are skipped rows
+    assert {r.subject for r in bench if r.status == "skipped"} >= {"overhead", "op:gelu_forward"}
     paired = [r for r in bench if r.subject == bench_paired.SUBJECT]
     ratios = [r.value for r in paired if r.metric == "pair_ratio"]
     (speedup,) = [r for r in paired if r.metric == "speedup"]
