@@ -521,14 +521,22 @@ class _ThreadAxis:
 
 
 def _ops_curve(
-    instance: Instance, stamp: Stamp, opts: BenchOptions, budget: Budget, points: list[_OpPoint]
+    instance: Instance,
+    stamp: Stamp,
+    opts: BenchOptions,
+    budget: Budget,
+    points: list[_OpPoint],
+    build: Callable[[Instance, str, int], Workload | str] | None = None,
 ) -> Iterator[Row]:
+    """The ops curve: every op of ``opts`` at each size and thread count. ``build`` makes a
+    point's workload, or says why not (a skipped row): a bound library's calls through its
+    binding (:mod:`.bench_bound`); None: the bench's own workloads, in tinygpt.h's order."""
     roofs, roof_rows = _roofline(opts) if opts.reference else ({}, [])
     yield from roof_rows
     axis = _ThreadAxis(instance, opts.threads)
     try:
         for op in opts.ops:
-            build, x_name = OPS[op]
+            x_name = OPS[op][1]
             for n in opts.sizes[op]:
                 by_threads: dict[int, Measurement] = {}
                 for threads in opts.threads:
@@ -537,10 +545,13 @@ def _ops_curve(
                         yield _skipped(stamp, subject, budget, x_name, n)
                         continue
                     why = axis.set(threads)
-                    if why:
-                        yield stamp.row(subject, "skipped", detail=why, x_name=x_name, x_value=n)
+                    made = why or (
+                        OPS[op][0](instance, n) if build is None else build(instance, op, n)
+                    )
+                    if isinstance(made, str):
+                        yield stamp.row(subject, "skipped", detail=made, x_name=x_name, x_value=n)
                         continue
-                    wl = build(instance, n)
+                    wl = made
                     m = _measure_workload(instance, wl, opts.policy(budget.for_measurement()))
                     by_threads[threads] = m
                     yield from _op_point_rows(stamp, subject, op, n, x_name, wl, m, roofs)

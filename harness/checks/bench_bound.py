@@ -42,7 +42,7 @@ from harness.checks.webgpu_step import has_step
 from harness.hosts.base import Instance
 from harness.numpy_baseline import TrainStepJob
 from harness.rundir.rows import Row
-from harness.timing import Measurement, measure
+from harness.timing import measure
 from reference.defaults import DEFAULTS
 from reference.presets import ModelConfig, param_count
 
@@ -230,30 +230,11 @@ def _ops_curve_of(
     for op in opts.ops:
         if op not in timed:
             yield stamp.row(f"op:{op}", "skipped", detail=unmapped(binding, op))
-    roofs, roof_rows = bench._roofline(opts) if opts.reference else ({}, [])
-    yield from roof_rows
-    axis = bench._ThreadAxis(ctx.instance, opts.threads)
-    try:
-        for op, n in ((o, n) for o in timed for n in opts.sizes[o]):
-            x_name = OPS[op][1]
-            by_threads: dict[int, Measurement] = {}
-            for threads in opts.threads:
-                subject = bench._thread_subject(f"op:{op}", threads)
-                if budget.left() <= 0:
-                    yield bench._skipped(stamp, subject, budget, x_name, n)
-                    continue
-                wl = axis.set(threads) or _bound_workload(ctx.instance, binding, op, n)
-                if isinstance(wl, str):
-                    yield stamp.row(subject, "skipped", detail=wl, x_name=x_name, x_value=n)
-                    continue
-                m = bench._measure_workload(ctx.instance, wl, opts.policy(budget.for_measurement()))
-                by_threads[threads] = m
-                yield from bench._op_point_rows(stamp, subject, op, n, x_name, wl, m, roofs)
-            # timed apart, as the bundled library's: docs/threads.md ("The thread-count axis")
-            where = f"op:{op}@{x_name}={n}"
-            yield from bench._speedup_rows(stamp, where, by_threads, "timed apart:")
-    finally:
-        axis.reset()
+
+    def build(instance: Instance, op: str, n: int) -> Workload | str:
+        return _bound_workload(instance, binding, op, n)
+
+    yield from bench._ops_curve(ctx.instance, stamp, replace(opts, ops=timed), budget, [], build)
 
 
 def _bound_workload(instance: Instance, binding: Binding, op: str, n: int) -> Workload | str:
