@@ -68,9 +68,12 @@ class Artifact:
         bound = self.bound()
         threads = bound.threads
         if threads is None:
+            listed = [e for e in bound.extra_exports if "thread" in e.lower()]
+            hint = (f"; [exports] lists {', '.join(listed)}: an [exports] entry gives a call no "
+                    "meaning, a [threads] table names the setter") if listed else ""  # fmt: skip
             return 1, (
                 f"its binding {bound.path.name} has no [threads] table, so the harness cannot "
-                "set its thread count (docs/bindings.md)"
+                f"set its thread count (docs/bindings.md){hint}"
             )
         pool = self.pthread_pool()
         if pool is not None and pool + 1 < threads.max:

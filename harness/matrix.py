@@ -414,7 +414,13 @@ def check_thread_counts(
                        and limits.get(c.artifact, (top, ""))[0] < top})  # fmt: skip
         if over:
             line = matrix.lines.line_of(("check", kind, "threads"))
-            why = "; ".join(f"{a} runs at most {limits[a][0]} ({limits[a][1]})" for a in over)
+            said: dict[tuple[int, str], list[str]] = {}  # one reason said once, for all it caps
+            for a in over:
+                said.setdefault(limits[a], []).append(a)
+            why = "; ".join(
+                f"{', '.join(names)} run{'s' if len(names) == 1 else ''} at most {cap} ({reason})"
+                for (cap, reason), names in said.items()
+            )
             raise MatrixError(
                 f"{matrix.path}:{line}: [check.{kind}] threads: {top} is above the threads "
                 f"of an artifact the check runs on: {why}. Lower the count, or leave the "

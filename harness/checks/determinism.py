@@ -161,20 +161,31 @@ def _thread_rows(ctx: CellContext, counts: list[int]) -> Iterator[Row]:
         except NotBound:
             continue  # said once, by the device rows
     one: dict[str, dict[str, Any]] = {}  # op -> its 1-thread outputs (the first run)
+    lost = ""  # the row whose call lost the instance (a hang, a crash): the rest is not run
     try:
         for n in counts:
-            why = set_threads(ctx.instance, n)
-            if why:
-                for op in prepared:
-                    yield ctx.row(CHECK, f"{op}:threads={n}", "skipped", detail=why)
-                continue
-            before = ctx.instance.call(control.regions) if control and control.regions else None
+            why = "" if lost else set_threads(ctx.instance, n)
+            if why and control is not None and ctx.artifact.bound().thread_control is not None:
+                why = f"{why}, though its binding's [threads] max is {control.max}"
+                status: Status = "fail" if n <= control.max else "skipped"
+            else:
+                status = "skipped"
+            regions = control.regions if control is not None else ""
+            before = ctx.instance.call(regions) if regions and not (lost or why) else None
             for p in prepared.values():
-                yield _thread_row(ctx, kernels, p, n, repeats, one if bitwise else None)
-            if n > 1:
+                if lost or why:
+                    said = why or f"not run: the instance was lost at {lost} (that row says how)"
+                    yield ctx.row(CHECK, f"{p.op}:threads={n}", status, detail=said)
+                    continue
+                row = _thread_row(ctx, kernels, p, n, repeats, one if bitwise else None)
+                if row.status == "error" and not ctx.instance.usable():  # a hang, a crash
+                    lost = row.subject
+                yield row
+            if n > 1 and not lost and not why:
                 yield _split_row(ctx, n, before)
-    finally:
-        set_threads(ctx.instance, 1)
+    finally:  # not on a lost instance (nor one an interrupt took): that would hide its cause
+        if not lost and ctx.instance.usable():
+            set_threads(ctx.instance, 1)
 
 
 def _thread_row(
@@ -191,7 +202,7 @@ def _thread_row(
     subject = f"{p.op}:threads={n}"
     where = f"{THREADS_CASE.describe()}, {repeats} run(s) at {n} thread(s)"
     base = None if one is None else one.get(p.op)
-    worst, failure = 0, ""
+    worst, failure, differing = 0, "", 0
     for i in range(repeats):
         try:
             found = ops_check.SPECS[p.op].run(kernels, p.inputs)
@@ -202,12 +213,15 @@ def _thread_row(
             failure = f"run {i + 1}: {bad[0].message}; "
         if base is None:
             base = found
-        else:
-            worst = max([worst, *(mismatched(v, base.get(k)) for k, v in found.items())])
+            continue
+        here = max([0, *(mismatched(v, base.get(k)) for k, v in found.items())])
+        worst, differing = max(worst, here), differing + (here > 0)
     if one is not None and n == 1 and base is not None:
         one[p.op] = base
     against = "the 1-thread run" if one is not None else "this count's first run"
-    detail = f"{failure}{worst} elements differ bitwise from {against}; {where}"
+    compared = repeats if one is not None and n > 1 else repeats - 1
+    detail = (f"{failure}{worst} elements differ bitwise from {against} (in {differing} of "
+              f"{compared} runs compared); {where}")  # fmt: skip
     status: Status = "pass" if worst == 0 and not failure else "fail"
     return ctx.row(CHECK, subject, status, metric="mismatched_elements", value=float(worst),
                    detail=detail)  # fmt: skip
@@ -218,8 +232,12 @@ def _split_row(ctx: CellContext, n: int, before: object) -> Row:
     subject = f"threads={n}:split"
     control = ctx.artifact.bound().threads
     if before is None or control is None:
-        why = "the binding names no regions counter ([threads] regions), so a pool that never "
-        return ctx.row(CHECK, subject, "skipped", detail=why + "splits cannot be told apart")
+        why = ("the binding names no regions counter ([threads] regions), so a pool that never "
+               "splits cannot be told apart")  # fmt: skip
+        listed = [e for e in ctx.artifact.bound().extra_exports if "region" in e.lower()]
+        if listed:
+            why += f" ([exports] lists {', '.join(listed)}: if it counts them, name it there)"
+        return ctx.row(CHECK, subject, "skipped", detail=why)
     regions = regions_between(before, ctx.instance.call(control.regions))
     required = bool(ctx.options.get("require_split", True))
     status: Status = "pass" if regions > 0 else ("fail" if required else "measured")

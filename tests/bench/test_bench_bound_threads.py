@@ -83,7 +83,11 @@ SIZES = {"gelu_forward": [256, 1024], "matmul_forward": [16]}
 @pytest.fixture(scope="module")
 def thg(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     """The thg library compiled natively, as a manifest entry bound by its binding file."""
-    out = tmp_path_factory.mktemp("thg")
+    return build_thg(tmp_path_factory.mktemp("thg"))
+
+
+def build_thg(out: Path) -> Artifact:
+    """Compile the thg library into ``out``; its manifest entry, bound by its binding file."""
     (out / "thg.c").write_text(THG_C)
     (out / "thg.binding.toml").write_text(THG_BINDING)
     so = out / "libthg.so"

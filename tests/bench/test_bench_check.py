@@ -501,3 +501,20 @@ def test_the_once_per_host_curves_do_not_starve_the_first_cells_train_step(
     own = [r for r in _run(native, opts, host="native-once") if r.host == "native-once"]
     step = _one(own, subject="train_step", metric="median_ns")
     assert step.status in ("measured", "noisy") and step.value > 0
+
+
+def test_a_binding_without_threads_says_an_export_it_lists_has_no_meaning(
+    tmp_path: Path, native: Artifact
+) -> None:
+    """A project's binding listing its tg_set_threads under [exports] and no [threads] table
+    runs 1 thread, and the reason says the [exports] entry gives the call no meaning (a user
+    listed it there and expected the thread axis to use it)."""
+    binding = tmp_path / "b.binding.toml"
+    binding.write_text(
+        '[binding]\nname = "t"\n[ops.gelu_forward]\nexport = "tg_gelu_forward"\n'
+        'args = ["out", "x", "N"]\n[exports]\n'
+        'tg_set_threads = { params = ["i32"], result = "i32" }\n'
+    )
+    cap, why = dataclasses.replace(native, binding=binding).thread_capacity()
+    assert cap == 1 and "has no [threads] table" in why
+    assert "[exports] lists tg_set_threads: an [exports] entry gives a call no meaning" in why

@@ -4,7 +4,8 @@ regions counter. Native, in process: the clean build and fault builds of the poo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +14,11 @@ from harness.build import Variant, build_variant
 from harness.checks.base import CellContext
 from harness.checks.determinism import run, validate_options
 from harness.engines.ctypes_engine import CtypesInstance
+from harness.hosts.base import Instance
 from harness.rundir.rows import Row
 from reference.presets import PRESETS
+from tests.bench.test_bench_bound_ops import loaded
+from tests.bench.test_bench_bound_threads import build_thg
 
 Fault = Callable[[str], tuple[CtypesInstance, Artifact]]
 THREADED_OPS = ["matmul_forward", "matmul_backward", "layernorm_forward", "gelu_forward",
@@ -48,7 +52,7 @@ def test_a_range_that_drops_its_remainder_fails_at_two_threads(fault: Fault) -> 
     assert rows["gelu_forward:threads=1"].status == "pass"
     failed = rows["gelu_forward:threads=2"]
     assert failed.status == "fail" and failed.value > 0, failed.detail
-    assert "differ bitwise from the 1-thread run" in failed.detail
+    assert "differ bitwise from the 1-thread run (in 3 of 3 runs compared)" in failed.detail
 
 
 def test_a_pool_that_never_splits_fails_the_split_row(
@@ -85,3 +89,29 @@ def test_bad_thread_options_are_refused(options: dict[str, object], said: str) -
     """Each bad option of the thread axis is a ValueError naming it (exit 2 at matrix load)."""
     with pytest.raises(ValueError, match=said):
         validate_options(options)
+
+
+@pytest.fixture
+def thg_inst(tmp_path: Path) -> Iterator[Instance]:
+    """The thg library of the bench's thread tests (its setter runs 1 or 2 threads, its
+    binding says max = 4), loaded by the native host."""
+    with loaded(build_thg(tmp_path)) as inst:
+        yield inst
+
+
+def test_a_binding_whose_max_the_setter_does_not_reach_fails(thg_inst: Instance) -> None:
+    """A project's library bound with ``[threads] max = 4`` whose setter runs at most 2: at 3
+    the rows fail, naming the setter's count and the binding's max (the binding overstates the
+    library: skipped rows and exit 0 hid that no 3-thread path was tested); at 2 they pass, and
+    without a regions counter the split row is skipped, saying so."""
+    opts = {"threads": [1, 2, 3], "ops": ["matmul_forward"], "repeats": 1}
+    ctx = CellContext("native", "x", thg_inst.artifact, PRESETS["tiny"], thg_inst, options=opts)
+    rows = {r.subject: r for r in run(ctx) if "threads=" in r.subject}
+    assert rows["matmul_forward:threads=2"].status == "pass", rows["matmul_forward:threads=2"]
+    three = rows["matmul_forward:threads=3"]
+    assert three.status == "fail"
+    assert "thg_set_threads(3) put 2 in effect" in three.detail
+    assert "though its binding's [threads] max is 4" in three.detail
+    assert rows["threads=2:split"].status == "skipped"
+    assert "names no regions counter" in rows["threads=2:split"].detail
+    assert thg_inst.call("thg_get_threads") == 1

@@ -198,6 +198,20 @@ def test_thread_count_error_uses_the_lines_read_at_load(tmp_path: Path) -> None:
     check_thread_counts(m, expand_cells(m), {"wasm32": (4, "its pool")})  # within every limit
 
 
+def test_a_thread_limit_shared_by_artifacts_is_said_once(tmp_path: Path) -> None:
+    """Artifacts capped for the same reason are named together with it, once; another reason
+    follows (the refusal of four builds of one project was one reason said four times)."""
+    text = GOOD.replace('checks = ["smoke", "ops"]', 'checks = ["determinism"]')
+    m = load_matrix(write(tmp_path, text + "[check.determinism]\nthreads = [1, 2]\n"), NAMES,
+                    no_validator)  # fmt: skip
+    limits = {"wasm32": (1, "no [threads]"), "wasm64": (1, "no [threads]"), "native": (16, "x")}
+    with pytest.raises(MatrixError) as info:
+        check_thread_counts(m, expand_cells(m), limits)
+    said = str(info.value)
+    assert "wasm32, wasm64 run at most 1 (no [threads])" in said and said.count("no [threads]") == 1
+    assert "native" not in said
+
+
 def test_missing_required_key(tmp_path: Path) -> None:
     """Leaving out presets is an error naming it."""
     _, msg = error_of(tmp_path, 'name = "t"\nartifacts = ["native"]\nchecks = ["smoke"]\n' + HOSTS)
