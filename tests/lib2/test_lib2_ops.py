@@ -16,7 +16,7 @@ import pytest
 from numpy.typing import NDArray
 
 from harness.parity import ParityError, assert_parity
-from harness.tolerance import elementwise_bound, op_tolerance
+from harness.tolerance import elementwise_bound, mean_rstd, op_tolerance
 from reference import ops
 from reference.ops import FloatArray
 from tests.lib2.lib2_native import f32, ptr
@@ -76,7 +76,7 @@ def test_layernorm_forward_and_backward(lib2: ctypes.CDLL) -> None:
     eps = float(np.float32(ops.LAYERNORM_EPS))
     lib2.layernorm_forward(ptr(x32), ptr(g32), ptr(b32), ptr(y), ptr(mean), ptr(rstd), N, D, eps)
     ry, rmean, rrstd = ops.layernorm_forward(x, g, b, eps)
-    dims = {"N": N, "C": D}
+    dims = {"N": N, "C": D, "mean_rstd": mean_rstd(x, g)}
     for name, found, ref in (("out", y, ry), ("mean", mean, rmean), ("rstd", rstd, rrstd)):
         assert_parity(f"lib2 layernorm_forward.{name}", found, ref,
                       op_tolerance("layernorm_forward", name, dims))  # fmt: skip
