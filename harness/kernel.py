@@ -864,7 +864,7 @@ class KernelModel:
             flat = np.frombuffer(
                 self.instance.read(self._ptr("tg_model_params"), self.n_params * 4), np.float32
             )
-        except Exception as exc:  # the diagnosis must not hide the NaN
+        except HostError as exc:  # the diagnosis must not hide the NaN
             return f"{head} (parameters unreadable: {exc})"
         bad = int(np.count_nonzero(~np.isfinite(flat)))
         if bad:

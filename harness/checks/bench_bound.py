@@ -58,7 +58,7 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
 
     binding = ctx.artifact.bound()
     why = f"not bound: {binding.path} has no tinygpt.h ABI (tg_noop, tg_* ops, tg_model_*)"
-    timed = tinygpt_ops(binding, opts.ops)
+    timed = timed_ops(binding, opts.ops)
     for curve in opts.curves:
         if curve == "ops" and timed:
             yield from _ops_curve_of(ctx, opts, budget, stamp, timed)
@@ -151,7 +151,7 @@ def _cold_point(
     return cold_row(stamp, first, params, what, started)
 
 
-def tinygpt_ops(binding: Binding, ops: tuple[str, ...]) -> tuple[str, ...]:
+def timed_ops(binding: Binding, ops: tuple[str, ...]) -> tuple[str, ...]:
     """The ops of ``ops`` the bench can time through ``binding``: bound, under any export name
     and argument order, with every argument the bench's tinygpt.h workload can give
     (:func:`unmapped` says why not for the others)."""

@@ -19,7 +19,7 @@ from harness.build import REPO_ROOT
 from harness.build_lib2 import LIB2_BINDING, lib2_native_artifact
 from harness.checks import get_check
 from harness.checks.base import CellContext
-from harness.checks.bench_bound import through_binding, tinygpt_ops, unmapped
+from harness.checks.bench_bound import through_binding, timed_ops, unmapped
 from harness.checks.bench_workloads import OPS, Workload
 from harness.hosts.base import Instance
 from harness.hosts.native import NativeHost
@@ -68,7 +68,7 @@ def test_lib2_ops_map_by_canonical_name() -> None:
     eps (tinygpt.h builds 1e-5 in): the workload's values land in lib2's order; the fused-qkv
     attention, GELU and residual are not bound, which the reason says."""
     lib2 = load_binding_cached(REPO_ROOT / LIB2_BINDING)
-    assert tinygpt_ops(lib2, tuple(OPS)) == TIMED
+    assert timed_ops(lib2, tuple(OPS)) == TIMED
     for op in set(OPS) - set(TIMED):
         assert unmapped(lib2, op) == f"{op}: not bound by {lib2.path}"
     ptrs = {"out": 1, "x": 2, "W": 3, "b": 4}
