@@ -704,16 +704,9 @@ def _train_curve(
     try:
         for i, threads in enumerate(opts.threads):
             subject = _thread_subject("train_step", threads)
-            # The first count was admitted above, before the model was made: making a large
-            # preset's model in a slow host may take the rest of the budget, and must not
-            # starve the one figure the budget let in (it did: chromium/wasm32/huge lost
-            # its train_step, which the README's claims cite).
-            if i > 0 and budget.left() <= 0:
-                yield _skipped(stamp, subject, budget, "params", params)
-                continue
-            why = axis.set(threads)
-            if why:
-                yield stamp.row(subject, "skipped", detail=why, x_name="params", x_value=params)
+            refused = admit_train_point(axis, i, threads, stamp, budget, params)
+            if refused is not None:
+                yield refused
                 continue
             wl = train_step(instance, model, cfg, B, T)
             try:
@@ -807,6 +800,24 @@ def _thread_pairs(
         finally:
             wl.release(instance)
     return out
+
+
+def admit_train_point(
+    axis: _ThreadAxis, i: int, threads: int, stamp: Stamp, budget: Budget, params: float
+) -> Row | None:
+    """Put the ``i``-th count of a train step's thread axis in effect; None, or the ``skipped``
+    row of a point the budget or the library refuses."""
+    subject = _thread_subject("train_step", threads)
+    # The first count was admitted by the caller, before the model was made: making a large
+    # preset's model in a slow host may take the rest of the budget, and must not starve the
+    # one figure the budget let in (it did: chromium/wasm32/huge lost its train_step, which
+    # the README's claims cite).
+    if i > 0 and budget.left() <= 0:
+        return _skipped(stamp, subject, budget, "params", params)
+    why = axis.set(threads)
+    if why:
+        return stamp.row(subject, "skipped", detail=why, x_name="params", x_value=params)
+    return None
 
 
 def _train_thread_rows(

@@ -9,12 +9,15 @@ binding binds, under whatever export name and argument order (:func:`through_bin
 WGSL kernels' exports time themselves, docs/webgpu.md), at each count of the ``threads`` axis
 when the binding has a ``[threads]`` table (``harness.kernel.set_threads``); an op the binding
 does not bind, or whose arguments the workload cannot give, is a ``skipped`` row saying why, and
-so are the other curves. The speedup over numpy is the side-by-side one
-(``train_step:paired``, ``bench_paired.py``): the reference's train step at the library's own
-shapes (the cell's preset at the library's vocabulary, batch x the library's whole context, which
-it trains on), timed in alternating blocks with the library's. There is no timed-apart speedup
-row: the process's reference baseline is at the bundled library's shapes (batch x the training
-context), and a ratio of two bursts minutes apart carries the VM's regime (docs/measured.md).
+so are the other curves. The train step walks the same axis as the bundled one: a median per
+count, the regions one step runs when the binding names a counter, and ``threads:train_step``
+speedups measured side by side (``bench_paired.thread_speedup``). The speedup over numpy is
+the side-by-side one (``train_step:paired``, ``bench_paired.py``): the reference's train step
+at the library's own shapes (the cell's preset at the library's vocabulary, batch x the
+library's whole context, which it trains on), timed in alternating blocks with the library's.
+There is no timed-apart speedup row: the process's reference baseline is at the bundled
+library's shapes (batch x the training context), and a ratio of two bursts minutes apart
+carries the VM's regime (docs/measured.md).
 On a host with a cold instance (``Host.cold_host``: native, Node, Chromium),
 ``train_step:cold`` is the first train step after instantiation in a fresh process under
 default engine flags, as for the bundled library.
@@ -27,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from harness.abi import regions_between
 from harness.bindings import Binding, bundled
 from harness.bindings.canonical import OPS as CANONICAL
 from harness.bindings.model_calls import BoundModel, ordered_args
@@ -48,13 +52,20 @@ from reference.presets import ModelConfig, param_count
 
 if TYPE_CHECKING:  # bench imports this module on use
     from harness.checks.bench import BenchOptions, Budget, Stamp
+    from harness.timing import Measurement, PairedRatio
 
 SUBJECT = "train_step"
 
 
 def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> Iterator[Row]:
     """The bound library's bench rows: the train step timed, the other curves skipped."""
-    from harness.checks.bench import measurement_rows
+    from harness.checks.bench import (
+        _thread_subject,
+        _ThreadAxis,
+        _train_thread_rows,
+        admit_train_point,
+        measurement_rows,
+    )
 
     binding = ctx.artifact.bound()
     why = f"not bound: {binding.path} has no tinygpt.h ABI (tg_noop, tg_* ops, tg_model_*)"
@@ -84,22 +95,46 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
                         detail=f"bench budget of {budget.seconds:g} s per cell spent")  # fmt: skip
         return
     model, wl = _train_workload(ctx.instance, binding, cfg, ctx.preset.vocab_size, opts.batch)
+    detail = f"{wl.shape} {wl.export} through the binding" + (f"; {note}" if note else "")
+    axis = _ThreadAxis(ctx.instance, opts.threads)
+    by_threads: dict[int, Measurement] = {}
+    side_by_side: dict[int, PairedRatio] = {}
+    paired: list[Row] = []
     try:
-        m = measure(wl.sampler(ctx.instance), opts.policy(budget.for_measurement()))
-        paired: list[Row] = []
-        if opts.reference and opts.paired:
+        for i, threads in enumerate(opts.threads):  # the bundled train step's axis (bench.py)
+            refused = admit_train_point(axis, i, threads, stamp, budget, params)
+            if refused is not None:
+                yield refused
+                continue
+            subject = _thread_subject(SUBJECT, threads)
+            by_threads[threads] = m = measure(
+                wl.sampler(ctx.instance), opts.policy(budget.for_measurement())
+            )
+            yield from measurement_rows(stamp, subject, m, "params", params, detail)
+            yield from _regions_rows(ctx.instance, binding, stamp, subject, wl, threads, params)
+        plan = bench_paired.PairedPlan(opts.pairs, opts.block_ms, opts.paired_s)
+        for n in sorted(by_threads):
+            if n > 1 and budget.left() > 0:
+                _blocks, side_by_side[n] = bench_paired.thread_speedup(
+                    ctx.instance, wl.export, wl.args, n, plan, opts.policy(0.0)
+                )
+        one = by_threads.get(1)
+        if one is not None and opts.reference and opts.paired:
+            axis.set(1)
             vocab = cfg.vocab_size if cfg.vocab_size != ctx.preset.vocab_size else 0
             job = TrainStepJob(ctx.preset.name, opts.batch, cfg.block_size, vocab)
             shape = f"{wl.shape} reference at vocab {cfg.vocab_size}"
             started = time.monotonic()
             paired = bench_paired.figure_rows(
-                stamp, wl.sampler(ctx.instance), m, job, opts, None, params, shape
+                stamp, wl.sampler(ctx.instance), one, job, opts, None, params, shape
             )
             budget.exempt(time.monotonic() - started)  # bounded by paired_s on its own
     finally:
         model.free()
-    detail = f"{wl.shape} {wl.export} through the binding" + (f"; {note}" if note else "")
-    yield from measurement_rows(stamp, SUBJECT, m, "params", params, detail)
+        axis.reset()
+    yield from _train_thread_rows(
+        stamp, by_threads, side_by_side, f"{detail} params={params:.0f}", opts.noise_band
+    )
     yield from paired
     if ctx.cold_instance is not None:
         yield _cold_point(ctx, binding, cfg, opts.batch, stamp, params)
@@ -129,6 +164,31 @@ def _train_workload(
         model.free()
         raise
     return model, Workload(export, args, 0.0, "none", f"B={batch} T={cfg.block_size}", ())
+
+
+def _regions_rows(
+    instance: Instance,
+    binding: Binding,
+    stamp: Stamp,
+    subject: str,
+    wl: Workload,
+    threads: int,
+    params: float,
+) -> Iterator[Row]:
+    """The parallel regions one train step runs on the pool at ``threads``, by the binding's
+    ``[threads] regions`` counter (none named: no row), as the bundled train step's row."""
+    control = binding.threads
+    if control is None or not control.regions:
+        return
+    before = instance.call(control.regions)
+    instance.call(wl.export, *wl.args)
+    regions = regions_between(before, instance.call(control.regions))
+    yield stamp.row(
+        subject, "measured", metric="regions", value=float(regions), unit="count",
+        x_name="params", x_value=params,
+        detail=f"{wl.shape}: parallel regions of one {wl.export} on {threads} thread(s) "
+        f"({control.regions} after it less before); each pays one pool wake + join",
+    )  # fmt: skip
 
 
 def _cold_point(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.hosts.base import HostError, Instance, Scalar, TimingResult
+from harness.kernel import set_threads
 from harness.numpy_baseline import Job, ReferenceWorker, TrainStepJob
 from harness.rundir.rows import Row, Status
 from harness.timing import (
@@ -122,16 +123,17 @@ def thread_sampler(
 ) -> Sampler:
     """A sampler of ``export(*args)`` on ``threads`` kernel threads, timed inside the host.
 
-    Each block first puts ``threads`` in effect (``tg_set_threads``, outside the timed loop),
+    Each block first puts ``threads`` in effect (the binding's setter, ``tg_set_threads`` or a
+    ``[threads]`` table's ``set``: :func:`harness.kernel.set_threads`; outside the timed loop),
     then makes one untimed call: the pool has just grown (a worker created) or shrunk (joined),
     and its first region would otherwise carry the new thread's start and cold caches. A
     count the artifact does not put in effect raises HostError naming what it did put.
     """
 
     def sample(inner_reps: int, samples: int, warmup: int) -> TimingResult:
-        got = instance.call("tg_set_threads", threads)
-        if got != threads:
-            raise HostError(f"tg_set_threads({threads}) put {got} in effect")
+        why = set_threads(instance, threads)
+        if why:
+            raise HostError(why)
         return instance.time_calls(export, args, inner_reps, samples, max(warmup, 1))
 
     return sample
@@ -165,7 +167,7 @@ def thread_speedup(
         # on each side (sized apart, one loaded probe gave blocks of 18 and 6 calls)
         blocks = interleave(Side(one, reps, one_ns), Side(many, reps, one_ns), plan)
     finally:
-        instance.call("tg_set_threads", 1)
+        set_threads(instance, 1)
     return blocks, blocks.ratio(policy)
 
 

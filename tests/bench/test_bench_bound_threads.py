@@ -18,8 +18,8 @@ import pytest
 
 from harness.artifact import Artifact
 from harness.bindings import load_binding
-from harness.build import TARGETS, run_tool, zig_command
-from harness.build_lib2 import lib2_native_artifact
+from harness.build import REPO_ROOT, TARGETS, run_tool, zig_command
+from harness.build_lib2 import LIB2_BINDING, lib2_native_artifact, lib2_sources, native_flags
 from harness.formats import digest, get_format
 from harness.hosts.base import Instance
 from harness.rundir.rows import Row
@@ -167,3 +167,72 @@ def test_without_a_threads_table_a_count_above_one_is_a_skipped_row(
         medians = _medians(rows, "op:matmul_forward")
         assert [r.x_value for r in medians] == SIZES["matmul_forward"], rows
         assert all("through the binding: matmul_forward(" in r.detail for r in medians)
+
+
+# lib2's model API (a train step through its binding) with a thread setter beside it: lib2's
+# kernels are serial, so the setter only records the counts put in effect; what is tested is the
+# bench's axis over a bound library's train step, not a speedup.
+SHIM_C = r"""
+#define API __attribute__((visibility("default")))  /* lib2's flags hide what is not marked */
+static int threads = 1, most = 1;
+API int shim_set_threads(int n) {
+    if (n >= 1 && n <= 2) threads = n;
+    if (threads > most) most = threads;
+    return threads;
+}
+API int shim_get_threads(void) { return threads; }
+API int shim_most(void) { return most; }
+"""
+
+SHIM_TABLES = """
+[threads]
+set = "shim_set_threads"
+max = 2
+
+[exports]
+shim_get_threads = { params = [], result = "i32" }
+shim_most = { params = [], result = "i32" }
+"""
+
+
+@pytest.fixture(scope="module")
+def lib2_threads(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    """lib2's sources and the setter shim compiled into one native library, bound by lib2's
+    binding (its header line dropped: the shim's exports are not in lib2.h) plus ``[threads]``."""
+    out = tmp_path_factory.mktemp("lib2thr")
+    (out / "shim.c").write_text(SHIM_C)
+    lines = (REPO_ROOT / LIB2_BINDING).read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.startswith("header ="))
+    binding = out / "lib2thr.binding.toml"
+    binding.write_text(text + "\n" + SHIM_TABLES)
+    so = out / "liblib2thr.so"
+    sources = [str(REPO_ROOT / p) for p in lib2_sources()]
+    run_tool([*zig_command(), "cc", *native_flags(), *sources, str(out / "shim.c"), "-lm",
+              "-o", str(so)], "zig cc (lib2 + thread shim)")  # fmt: skip
+    files, sha256 = digest({get_format("native").roles[0]: so})
+    t = TARGETS["native"]
+    return Artifact(name="lib2thr", format="native", path=so, sha256=sha256, files=files,
+                    ptr_width=t.ptr_width, target=t.triple,
+                    signatures=load_binding(binding).signatures_json(),
+                    binding=binding)  # fmt: skip
+
+
+def test_a_bound_train_step_is_measured_at_each_count_and_side_by_side(
+    lib2_threads: Artifact,
+) -> None:
+    """At threads = [1, 2], a bound library's train step (lib2's ``tg_train_step``, through its
+    binding) has a 1- and a 2-thread median, and a ``threads:train_step`` speedup at x = 2 with
+    its side-by-side CI; the setter saw 2 and the cell ends at 1. Before, the train step was
+    timed at 1 thread only, whatever the axis said."""
+    with loaded(lib2_threads) as inst:
+        rows = bench_rows(inst, {"curves": ["train_step"], "threads": [1, 2], "pairs": 3,
+                                 "block_ms": 5.0, "paired_s": 10.0})  # fmt: skip
+        assert inst.call("shim_most") == 2
+        assert inst.call("shim_get_threads") == 1
+    assert not [r for r in rows if r.status in ("fail", "error", "skipped")], rows
+    for subject in ("train_step", "train_step:threads=2"):
+        medians = _medians(rows, subject)
+        assert len(medians) == 1 and medians[0].value > 0, (subject, rows)
+        assert "tg_train_step through the binding" in medians[0].detail
+    speedup = {(r.metric, r.x_value) for r in rows if r.subject == "threads:train_step"}
+    assert {("speedup", 1), ("speedup", 2), ("speedup_ci_low", 2)} <= speedup, rows
