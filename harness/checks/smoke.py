@@ -1,4 +1,4 @@
-"""Check kind ``smoke``: is this cell alive and roughly right? Four rows, in well under a second.
+"""Check kind ``smoke``: is this cell alive and roughly right? Five rows, in well under a second.
 
 1. ``op:matmul_forward`` on a seeded odd shape (N=7, C=13, OC=11: no SIMD width divides it, so
    the tail loops run) against the float64 reference, at the ops tolerance of
@@ -14,10 +14,14 @@
    the update is the ``model`` check's job: at t=1 the update is ~sign(g), so a gradient that is
    1e-9 in one and -1e-9 in the other flips a weight by 2 lr, and only that check's per-tensor
    rules can tell such ties from bugs.)
+5. ``bounds``: every call above ran over the bounds probe (:class:`harness.checks.ops_bounds.
+   Guarded`): a write outside a buffer the client placed, or into an input, is a ``fail`` row
+   ``<export>.<arg>:bounds`` / ``:input-written`` instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -25,7 +29,9 @@ from typing import Any
 import numpy as np
 
 from harness.checks.base import CellContext
-from harness.kernel import KernelModel, Kernels
+from harness.checks.ops_bounds import Guarded, bounds_rows
+from harness.hosts.base import HostError
+from harness.kernel import MODEL_BUFFERS, KernelModel, Kernels
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row
 from harness.tolerance import FLOAT32_EPS, model_tolerance, op_tolerance
@@ -71,11 +77,22 @@ def run(ctx: CellContext) -> Iterator[Row]:
     """
     validate_options(ctx.options)
     rng = np.random.default_rng(int(ctx.options.get("seed", DEFAULTS.seed)))
-    if not ctx.artifact.bound().abi:
-        yield from _bound_rows(ctx, rng)
-        return
-    yield _matmul_row(ctx, rng)
-    yield from train_step_rows(ctx, rng)
+    # Every call runs over the bounds probe (harness.checks.ops_bounds), as in the model check:
+    # a kernel writing past a buffer returns the right values, so the rows above would pass it
+    # and the damage show later, blamed on another check's call.
+    guard = Guarded(ctx.instance, MODEL_BUFFERS)
+    guarded = dataclasses.replace(ctx, instance=guard)
+    try:
+        if not ctx.artifact.bound().abi:
+            yield from _bound_rows(guarded, rng)
+        else:
+            yield _matmul_row(guarded, rng)
+            yield from train_step_rows(guarded, rng)
+    except HostError:
+        # a stray write may be what made this call fail: name it before the error ends the check
+        yield from (row for row in bounds_rows(ctx, CHECK, guard) if row.status == "fail")
+        raise
+    yield from bounds_rows(ctx, CHECK, guard)
 
 
 ROUND_TRIP_BYTES = 257  # odd: a float-counting allocator must round the request up

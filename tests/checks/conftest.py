@@ -36,6 +36,8 @@ FAULTS: dict[str, Variant] = {
         Variant("native-bug-gelu-oob", "native", ("TG_BUG_GELU_OOB",)),
         Variant("native-bug-gelu-underrun", "native", ("TG_BUG_GELU_UNDERRUN",)),
         Variant("native-bug-gelu-input", "native", ("TG_BUG_GELU_INPUT_WRITE",)),
+        # matmul_forward writing out[N * OC]: the smoke check's one op call
+        Variant("native-bug-matmul-oob", "native", ("TG_BUG_MATMUL_OOB",)),
         # tg_model_generate terminating its token array one int past its end (model check)
         Variant("native-bug-gen-term", "native", ("TG_BUG_GENERATE_TERMINATOR",)),
         # the s43 fault hunt's escapes (artifacts/src, #ifdef; docs/findings.md)

@@ -471,7 +471,7 @@ def test_memory64_lib2_refuses_number_pointers_as_abi_error_and_bigints_pass(
         inst = node24.load(arts["lib2-em-wasm64"])
         rows = _rows("smoke", inst, arts["lib2-em-wasm64"], PRESETS["tiny"])
         assert {r.subject for r in rows if r.status == "pass"} == {
-            "alloc:round_trip", "op:matmul_forward", "model:train_step"
+            "alloc:round_trip", "op:matmul_forward", "model:train_step", "bounds"
         }  # fmt: skip
     finally:
         shim.close()

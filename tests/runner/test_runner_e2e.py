@@ -66,9 +66,10 @@ def test_sharded_run_and_merge_on_native_and_wasmtime(tmp_path: Path, manifest: 
     }  # fmt: skip
     assert all(d.startswith("cell:load: ") and len(d) > 20 for d in incompatible.values())
     smoke = [r for r in rows if r.check == "smoke"]
-    assert len(smoke) == 4 * len(passing) and all(r.status == "pass" for r in smoke)
+    assert len(smoke) == 5 * len(passing) and all(r.status == "pass" for r in smoke)
     assert {r.subject for r in smoke} == {
         "op:matmul_forward", "train_step:loss", "train_step:grad_norm", "train_step:update",
+        "bounds",
     }  # fmt: skip
     assert all(r.host_version for r in smoke)
 
