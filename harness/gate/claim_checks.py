@@ -31,8 +31,32 @@ FindingStatus = Literal[
 PASSING: frozenset[str] = frozenset({"pass", "not comparable", "rechecked", "not scanned"})
 REFERENCE_CELL = ("numpy", "reference")  # whose median is the numerator of every ``speedup``
 MAX_PRESET_SPREAD = 0.20  # beyond this a single number misrepresents the quantity (9.7x lesson)
-# a number in published text; "1,200" (thousands separated) is 1200
-_NUMBER = re.compile(r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+_SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+# A number as published, read whole: "1,200" (thousands separated) is 1200, and an exponent is
+# part of its number ("2.4e-07", "2.4E-7", "3×10⁻⁴", "3 x 10^-4"): read apart, a correct
+# "2.4e-07" was the numbers 2.4 and 7 and failed its claim. A power of ten needs its exponent
+# ("^-4" or superscript), so "3 x 10 presets" stays arithmetic. Shared with the uncovered-number
+# scan (harness.gate.claim_scan), which must read the same number the text check reads.
+NUMBER = (
+    r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+    rf"(?:[eE][-+−]?\d+|\s?[×x·]\s?10(?:\^[-+−]?\d+|[⁻⁺]?[{_SUPERSCRIPTS}]+))?"
+)
+# A leading minus is the number's sign only where no word, digit or bracket precedes it: in
+# "0.88-0.97" (a band) or "e-07" it is a dash, in " -1e-3" a sign.
+_NUMBER = re.compile(rf"(?:(?<![\w.,)\]])[-−])?{NUMBER}")
+_SCIENTIFIC = re.compile(r"([-+]?[\d.]+(?:e[-+]?\d+)?)(?:\s?[×x·]\s?10\^?([-+]?\d+))?")
+_PLAIN = str.maketrans(f"{_SUPERSCRIPTS}⁻⁺−E", "0123456789-+-e", ",")
+
+
+def number_value(text: str) -> float:
+    """The value of one published number (a match of ``NUMBER``, maybe signed): "1,200" is
+    1200, "2.4e-07" and "2.4E-7" are 2.4e-7, "3×10⁻⁴" is 3e-4, "−1e-3" (a minus sign) is -1e-3."""
+    plain = _SCIENTIFIC.fullmatch(text.translate(_PLAIN))
+    if plain is None:  # a NUMBER match always has one of these forms
+        raise ValueError(f"not a published number: {text!r}")
+    mantissa, power = plain.groups()
+    # "3e-4", not 3 * 10**-4: the exact decimal the text prints, as float("2.4e-07") is
+    return float(mantissa if power is None else f"{mantissa}e{power}")
 
 
 @dataclass(frozen=True)
@@ -392,7 +416,7 @@ def _check_region(claim: Claim, region: tuple[str, int, list[str]] | str) -> lis
     if isinstance(region, str):
         return [Finding(claim.id, "fail", f"{claim.id}: {region}")]
     label, first, lines = region
-    numbers = {float(n.replace(",", "")) for line in lines for n in _NUMBER.findall(line)}
+    numbers = {number_value(n) for line in lines for n in _NUMBER.findall(line)}
     wanted = list(claim.points.values())
     if claim.provenance is not None and claim.provenance.band_basis == "runs":
         # A measured band is published with its value ("0.93× (0.88–0.97)"), so it is checked too.

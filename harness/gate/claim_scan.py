@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.gate.claim_checks import Finding
+from harness.gate.claim_checks import NUMBER, Finding
 from harness.gate.claims import NotAClaim, read_utf8
 
 # "9.7×", "3x faster", "2.5 times slower", "40% faster", "120 tok/s", "1,200 tokens per second",
@@ -23,7 +23,9 @@ from harness.gate.claims import NotAClaim, read_utf8
 # single point as "10x"); a number word alone ("two orders of magnitude") is not a claim.
 _TIME = r"(?:ns|µs|us|ms|s|secs?|seconds?|mins?|minutes?)"
 _UNIT = r"(?:steps?|tok(?:en)?s?|it(?:er(?:ation)?s?)?|batch(?:es)?|epochs?|samples?|calls?)"
-_NUM = r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+# A number is read whole, exponent included, as the text check reads it: "2.4e-07 s/step" is
+# flagged as itself, not as "07 s/step" (a number no claim or reader would recognise).
+_NUM = NUMBER
 # The speed words, in one place: a phrasing that listed its own missed "3.5 times quicker".
 SPEED_WORDS: tuple[str, ...] = ("faster", "slower", "quicker")
 _SPEED = rf"(?:{'|'.join(SPEED_WORDS)}|speed-?ups?)"
