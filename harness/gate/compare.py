@@ -2,7 +2,8 @@
 
 Exit 1 on a confirmed regression beyond its threshold, on any parity/defaults/corpus failure in
 CAND, on a cell that passed in BASE and is broken in CAND, on a measurement of BASE missing from
-CAND (unless excluded), or when nothing was compared; exit 2 on bad input (an incomplete BASE,
+CAND (unless excluded), or when nothing was compared (a model oracle that differs between the
+runs is said, and changes none of these); exit 2 on bad input (an incomplete BASE,
 a results.csv cut or empty, an output path that cannot be written) or a refused comparison
 (other machine, other build); exit 0 otherwise. BASE and CAND are only ever read.
 """
@@ -23,7 +24,7 @@ from harness.gate.measurements import timing_samples
 from harness.gate.paired import WORKERS, PairedPolicy
 from harness.gate.provenance import check_comparable, require_build
 from harness.gate.thresholds import Thresholds, thresholds_from_matrix_text, thresholds_from_table
-from harness.gate.verdicts import GateResult, evaluate
+from harness.gate.verdicts import GateResult, evaluate, oracle_changes
 from harness.rundir.meta import RUN_FILE, RunDirError
 from harness.rundir.reader import Run, load_run
 from harness.rundir.rows import RESULTS_FILE
@@ -217,7 +218,11 @@ def run_compare(args: argparse.Namespace, console: Console) -> GateResult:
         result = resolve_unknown(base, cand, thresholds, result, budget, console)
     if policy is not None:
         result = run_paired(args, policy, base, cand, thresholds, result, console)
-    return dataclasses.replace(result, overridden_refusals=tuple(overridden))
+    return dataclasses.replace(
+        result,
+        overridden_refusals=tuple(overridden),
+        oracle_changes=oracle_changes(base.meta.raw, base.rows, cand.meta.raw, cand.rows),
+    )
 
 
 def run_paired(

@@ -85,6 +85,12 @@ def headline(result: GateResult) -> str:
         f"{counts['same']} same, {counts['unknown']} unknown; "
         f"{len(result.blocking_failures)} parity/defaults/corpus failures; "
         f"{len(result.cell_regressions)} broken cells; {len(result.missing)} missing from CAND"
+        # not a failure of its own, but it changes what a model failure means: said up front
+        + (
+            f"; MODEL ORACLE DIFFERS for {len(result.oracle_changes)} preset(s)"
+            if result.oracle_changes
+            else ""
+        )
         + (
             "; NOTHING COMPARED (no gated measurement in both runs)"
             if result.compared_nothing
@@ -98,6 +104,11 @@ def sections(result: GateResult) -> list[tuple[str, tuple[str, ...]]]:
     return [
         ("Parity, defaults and corpus failures in CAND", result.blocking_failures),
         ("Cells that passed in BASE and are broken in CAND", result.cell_regressions),
+        (
+            "Model oracle differs between BASE and CAND (a changed model row may be the "
+            "oracle's, not the kernel's)",
+            result.oracle_changes,
+        ),
         ("Measured in BASE, missing from CAND (fails the gate)", result.missing),
         ("Missing from CAND but excluded (--exclude / thresholds exclude)", result.excluded),
         ("Refusals overridden by --allow-cross-machine", result.overridden_refusals),

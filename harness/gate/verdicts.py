@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,9 @@ class GateResult:
     overridden_refusals: tuple[str, ...] = ()
     excluded: tuple[str, ...] = ()  # missing from CAND but excluded (--exclude / thresholds)
     notes: tuple[str, ...] = ()  # how --paired reran each cell, and what it kept recorded
+    # presets whose model check had another oracle in BASE than in CAND (:func:`oracle_changes`):
+    # said, never gated; a model row that changed may then be the oracle's change, not the kernel's
+    oracle_changes: tuple[str, ...] = ()
 
     @property
     def regressions(self) -> tuple[Change, ...]:
@@ -109,13 +113,102 @@ def excluded_missing(
 
 
 def blocking_failures(cand_rows: Iterable[Row]) -> tuple[str, ...]:
-    """Every parity, defaults or corpus row of CAND that failed or errored, with its cause."""
+    """Every parity, defaults or corpus subject of CAND that failed or errored, once per cell,
+    with its failing metrics and cause.
+
+    A subject writes one row per metric (``adamw:params``: max_abs_err, max_rel_err, max_ulp),
+    all with the same cause: counted per row, one failing subject read as three failures.
+    """
+    found: dict[tuple[str, str, str], tuple[dict[str, None], dict[str, None], dict[str, None]]]
+    found = {}
+    for r in cand_rows:
+        if r.check in BLOCKING_CHECKS and r.status in ("fail", "error"):
+            statuses, metrics, details = found.setdefault(
+                (r.cell, r.check, r.subject), ({}, {}, {})
+            )
+            statuses[r.status] = None  # dicts as ordered sets: first seen first, each once
+            metrics.update({r.metric: None} if r.metric else {})
+            details.update({r.detail: None} if r.detail else {})
     return tuple(
-        f"{r.cell} {r.check}:{r.subject} {r.status}"
-        + (f" {r.metric}" if r.metric else "")
-        + (f" ({r.detail})" if r.detail else "")
-        for r in cand_rows
-        if r.check in BLOCKING_CHECKS and r.status in ("fail", "error")
+        f"{cell} {check}:{subject} {'/'.join(statuses)}"
+        + (f" {', '.join(metrics)}" if metrics else "")
+        + (f" ({'; '.join(details)})" if details else "")
+        for (cell, check, subject), (statuses, metrics, details) in found.items()
+    )
+
+
+# What a model check was judged against when run.json records no reference dump for its preset.
+HARNESS_ORACLE = "the harness's numpy reference"
+
+
+@dataclass(frozen=True)
+class ModelOracle:
+    """What one preset's model check was judged against: a project's reference dump (run.json
+    ``references.<preset>``: its source, the file and its writer, and its sha256), or, when the
+    run recorded none, the harness's own numpy reference (both fields empty)."""
+
+    source: str = ""
+    sha256: str = ""
+
+    @property
+    def is_dump(self) -> bool:
+        """True for a project's reference dump."""
+        return bool(self.source or self.sha256)
+
+    def describe(self) -> str:
+        """``reference dump FILE (WRITER, sha256 PREFIX)``, or :data:`HARNESS_ORACLE`."""
+        if not self.is_dump:
+            return HARNESS_ORACLE
+        sha = f"sha256 {self.sha256[:12]}" if self.sha256 else "sha256 not recorded"
+        # the runner records "FILE (WRITER)": the digest joins the writer inside its brackets
+        if self.source.endswith(")") and " (" in self.source:
+            return f"reference dump {self.source[:-1]}, {sha})"
+        return f"reference dump {self.source or '(file not recorded)'} ({sha})"
+
+
+def model_oracles(meta: Mapping[str, Any], presets: Iterable[str]) -> dict[str, ModelOracle]:
+    """Each of ``presets`` (those a run's model check judged) with its oracle, from ``meta``
+    (run.json) ``references``; a preset it does not list had the harness's numpy reference."""
+    refs = meta.get("references")
+    table: Mapping[str, Any] = refs if isinstance(refs, dict) else {}
+    out: dict[str, ModelOracle] = {}
+    for preset in sorted(set(presets)):
+        entry = table.get(preset)
+        if isinstance(entry, dict):
+            out[preset] = ModelOracle(
+                str(entry.get("source") or ""), str(entry.get("sha256") or "")
+            )
+        else:
+            out[preset] = ModelOracle()
+    return out
+
+
+def model_presets(rows: Iterable[Row]) -> set[str]:
+    """The presets whose model check wrote rows (the kernels' cells, not the numpy reference)."""
+    return {r.preset for r in rows if r.check == "model" and r.host != REFERENCE_HOST}
+
+
+def oracle_changes(
+    base_meta: Mapping[str, Any],
+    base_rows: Iterable[Row],
+    cand_meta: Mapping[str, Any],
+    cand_rows: Iterable[Row],
+) -> tuple[str, ...]:
+    """One line per preset both runs model-checked whose oracle differs: another dump
+    (sha256), or a dump in one run and the harness's numpy reference in the other.
+
+    Such a preset's model verdicts changed with the oracle as well as with the kernel: a
+    regression there may be the oracle's. Said beside the gate's lists; the exit code stays the
+    gate's own (a real regression must not turn into a pass because the dump also changed).
+    """
+    base = model_oracles(base_meta, model_presets(base_rows))
+    cand = model_oracles(cand_meta, model_presets(cand_rows))
+    return tuple(
+        f"{preset}: BASE's model oracle was {base[preset].describe()}, CAND's "
+        f"{cand[preset].describe()}"
+        for preset in sorted(set(base) & set(cand))
+        if base[preset].sha256 != cand[preset].sha256
+        or base[preset].is_dump != cand[preset].is_dump
     )
 
 
