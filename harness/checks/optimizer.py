@@ -19,21 +19,23 @@ parameter that must not decay changes it by ~3e-7 of itself, under the rtol; and
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from harness.checks.base import CellContext
 from harness.kernel import KernelModel
-from harness.parity import compare
+from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row, Status
 from harness.tolerance import adamw_trajectory_tolerance
 from reference.defaults import TrainingDefaults
-from reference.model import Params, flatten_params
+from reference.model import DECAYED_PARAMS, Params, flatten_params
 from reference.presets import PARAM_NAMES, ModelConfig, param_shapes
 from reference.train import AdamWState, adamw_step, lr_at
 
@@ -170,3 +172,41 @@ def rows(
         for m in METRICS:
             yield ctx.row(CHECK, f"adamw:{name}", status, metric=m, value=float(getattr(r, m)),
                           detail=r.message + note)  # fmt: skip
+
+
+def name_flat(
+    cfg: ModelConfig, r: ParityResult, found: NDArray[Any], expected: NDArray[Any]
+) -> ParityResult:
+    """``r`` (a comparison over every parameter flattened, ``adamw:params``) with its worst
+    element named by tensor and index (``ln1w[0, 8]``), the failing elements counted per tensor,
+    and, when they all fall outside or all inside tinygpt.h's decay set, that said."""
+    if r.stage not in ("values", "pass") or not r.worst_index:
+        return r
+    shapes = param_shapes(cfg)
+    starts = np.cumsum([0] + [math.prod(s) for s in shapes.values()])
+    names = list(shapes)
+
+    def where(flat: int) -> str:
+        i = int(np.searchsorted(starts, flat, side="right")) - 1
+        local = np.unravel_index(flat - int(starts[i]), shapes[names[i]])
+        return f"{names[i]}[{', '.join(str(int(k)) for k in local)}]"
+
+    flat = int(r.worst_index[0])
+    msg = r.message.replace(f"at index {r.worst_index}:", f"at {where(flat)} (flat index {flat}):")
+    if r.stage == "values":
+        e = np.asarray(expected, dtype=np.float64)
+        diff = np.abs(np.asarray(found, dtype=np.float64) - e)
+        bad = np.flatnonzero(diff > r.tolerance.atol + r.tolerance.rtol * np.abs(e))
+        per = np.bincount(np.searchsorted(starts, bad, side="right") - 1, minlength=len(names))
+        hit = {n: int(c) for n, c in zip(names, per, strict=True) if c}
+        msg += "; failing elements by tensor: " + ", ".join(f"{n} {c}" for n, c in hit.items())
+        total = sum(hit.values())
+        if hit and not set(hit) & DECAYED_PARAMS:
+            msg += (f"; all {total} failing elements are in tensors tinygpt.h does not decay "
+                    f"(only {', '.join(sorted(DECAYED_PARAMS))} are): does the reference decay "
+                    f"biases/LayerNorm?")  # fmt: skip
+        elif hit and set(hit) <= DECAYED_PARAMS:
+            msg += (f"; all {total} failing elements are in tensors tinygpt.h decays: does the "
+                    f"reference skip weight decay, or use another weight_decay than its "
+                    f"config's?")  # fmt: skip
+    return dataclasses.replace(r, message=msg)

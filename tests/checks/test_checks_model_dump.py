@@ -62,8 +62,13 @@ def test_our_dump_gives_the_live_verdicts(
     native: CtypesInstance, native_artifact: Artifact, dump_path: Path, live_rows: list[Row]
 ) -> None:
     """Loaded from its dump, our reference judges every subject as it does live: same status
-    per subject, and row for row the same values; dump-judged rows name the dump."""
-    dumped = _rows(native, native_artifact, load_dump(dump_path))
+    per subject, and row for row the same values; dump-judged rows name the dump, the others
+    our reference; the dump's self-check rows (``dump:*``, first) pass."""
+    everything = _rows(native, native_artifact, load_dump(dump_path))
+    n_self = sum(1 for r in everything if r.subject.startswith("dump:"))
+    assert n_self and all(r.subject.startswith("dump:") for r in everything[:n_self])
+    assert all(r.status == "pass" for r in everything[:n_self])
+    dumped = everything[n_self:]
     assert _verdicts(dumped) == _verdicts(live_rows)
     assert {"pass"} == set().union(*_verdicts(live_rows).values())
     assert DUMP_JUDGED | {f"grad:{n}" for n in ("wte", "qkvw", "lnfb")} <= set(_verdicts(dumped))
@@ -71,7 +76,9 @@ def test_our_dump_gives_the_live_verdicts(
     for r in dumped:
         if r.subject in DUMP_JUDGED or r.subject.startswith("grad:"):
             assert note in r.detail, r
-    stripped = [dataclasses.replace(r, detail=r.detail.split(note)[0]) for r in dumped]
+        elif r.subject.startswith(("adamw:", "generate:", "sample:")):
+            assert "; oracle: " in r.detail, r
+    stripped = [dataclasses.replace(r, detail=r.detail.split("; oracle: ")[0]) for r in dumped]
     assert stripped == live_rows
 
 
@@ -85,7 +92,8 @@ def test_a_wrong_gradient_in_the_dump_fails_that_row(
 ) -> None:
     """An external reference whose backward is off at one element of qkvw (by 5% of the
     tensor's largest gradient; its optimiser steps from that gradient, as a real one would)
-    fails grad:qkvw, naming that element; every other verdict stands."""
+    fails grad:qkvw, naming that element, and so does its own self-check (dump:grad:qkvw,
+    the cell's first failing row); every other verdict stands."""
     d = load_dump(dump_path)
     grads = dict(d.grads)
     grads["qkvw"] = grads["qkvw"].copy()
@@ -101,6 +109,11 @@ def test_a_wrong_gradient_in_the_dump_fails_that_row(
     rows = _rows(native, native_artifact, load_dump(bad))
     found, live = _verdicts(rows), _verdicts(live_rows)
     assert found["grad:qkvw"] == {"fail"}
-    assert {s for s in found if found[s] != live[s]} == {"grad:qkvw"}
+    assert {s for s in found if found[s] != live.get(s, {"pass"})} == {
+        "grad:qkvw",
+        "dump:grad:qkvw",
+    }
     detail = next(r.detail for r in rows if r.subject == "grad:qkvw")
     assert "(0, 5, 3)" in detail and f"oracle: reference dump {bad}" in detail
+    assert "the dump itself fails its self-check (dump:grad:qkvw)" in detail
+    assert next(r for r in rows if r.status == "fail").subject == "dump:grad:qkvw"
