@@ -28,6 +28,7 @@ from harness.report_data import (
     LoadedRun,
     fingerprint_id,
     load_run_dir,
+    oracle_lines,
     provenance,
     verdicts,
 )
@@ -173,6 +174,7 @@ class Page:
     gate: GateView | None
     tables: list[Table]
     unmeasured: list[str]  # check kinds that ran nothing in some cell, and why
+    oracles: list[str]  # per model-checked preset: the dump or the harness's reference it met
     plots: list[Plot]
     problems: list[str]
     history: HistoryView | None
@@ -231,7 +233,7 @@ def render(
     history = history_view(store, out, machine) if store is not None else None
     page = Page(
         run, prov, head, run_verdict(cells), verdict_grid(cells), causes(cells), gate, tables,
-        unmeasured_checks(run.rows), plots, problems, history,
+        unmeasured_checks(run.rows), oracle_lines(run), plots, problems, history,
     )  # fmt: skip
     files: list[Path] = []
     if run.usable:
@@ -297,6 +299,9 @@ def _markdown(page: Page) -> str:
         f"**{page.verdict.text}** · {prov['machine']}",
         "",
     ]
+    # a pass against a project's dump and one against our own reference read alike without it
+    lines += [f"- Model oracle of {o}" for o in page.oracles]
+    lines += [""] if page.oracles else []
     if page.problems:
         lines += ["> [!WARNING]", "> Partial report:"]
         lines += [f"> - {p}" for p in page.problems]
@@ -445,7 +450,9 @@ def _html(page: Page, out: Path) -> str:
         f"<h1>TinyGPT harness report — {e(run.directory.name)}</h1>",
         f"<p class='prov'>commit <code>{e(prov['commit'])}</code> · {e(prov['machine'])} · "
         f"{e(prov['start'])} → {e(prov['end'] or 'unfinished')}"
-        f"<br>hosts: {e(prov['hosts'])}<br>artifacts (sha256): {e(prov['artifacts'])}</p>",
+        f"<br>hosts: {e(prov['hosts'])}<br>artifacts (sha256): {e(prov['artifacts'])}"
+        + "".join(f"<br>model oracle of {e(o)}" for o in page.oracles)
+        + "</p>",
         _alert_html(page.verdict, "verdict"),
         _not_checked(page),
     ]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.gate.verdicts import model_oracles
 from harness.rundir.meta import project_checkout
 from harness.rundir.reader import read_run
 from harness.rundir.rows import COLUMNS, REFERENCE_HOST, Row
@@ -299,3 +300,17 @@ def provenance(run: LoadedRun) -> dict[str, str]:
         "start": str(meta.get("start", "")),
         "end": str(meta.get("end", "")),
     }
+
+
+def oracle_lines(run: LoadedRun) -> list[str]:
+    """Per preset the model check judged, what it was judged against: ``PRESET: reference dump
+    FILE (WRITER, sha256 PREFIX)`` or ``PRESET: the harness's numpy reference``.
+
+    A green report of a project's dump and one of the harness's own reference rendered the
+    same verdict table: the oracle is what tells them apart (run.json ``references``).
+    """
+    if run.rows.empty:
+        return []
+    model = run.rows[(run.rows["check"] == "model") & (run.rows["host"] != REFERENCE_HOST)]
+    oracles = model_oracles(run.meta, (str(p) for p in model["preset"].unique()))
+    return [f"{preset}: {oracle.describe()}" for preset, oracle in oracles.items()]

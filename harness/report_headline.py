@@ -9,6 +9,7 @@ report only shows it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from harness.gate.errors import RefusalError
 from harness.gate.measurements import timing_samples
 from harness.gate.provenance import check_comparable
 from harness.gate.signoff_sheet import SHEET_MD, SIGNED_OFF
-from harness.gate.verdicts import GateResult, evaluate
+from harness.gate.verdicts import GateResult, evaluate, oracle_changes
 from harness.rundir.meta import RunDirError
 from harness.rundir.reader import Run, load_run
 from harness.rundir.rows import REFERENCE_HOST
@@ -106,7 +107,10 @@ def gate_view(base: Run, cand_dir: Path, shown: int = 3) -> GateView:
         return GateView(Alert(True, f"⛔ GATE REFUSED {where}: {reason}"), None)
     except RunDirError as exc:
         return GateView(Alert(True, f"⛔ GATE NOT DECIDED {where}: {exc}"), None)
-    result = evaluate(base.rows, cand.rows, thresholds)
+    result = dataclasses.replace(
+        evaluate(base.rows, cand.rows, thresholds),
+        oracle_changes=oracle_changes(base.meta.raw, base.rows, cand.meta.raw, cand.rows),
+    )  # as compare says it: the headline names a preset whose model oracle differs
     worst = sorted(result.regressions, key=lambda c: -c.comparison.ratio)[:shown]
     slower = "; ".join(
         f"{c.key.cell} {c.key.name} {(c.comparison.ratio - 1) * 100:+.1f}%" for c in worst
