@@ -24,6 +24,8 @@ import hashlib
 import json
 import math
 import sys
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,6 +249,15 @@ def write_dump(
     return d
 
 
+def _missing_unknown(missing: Sequence[str], unknown: Sequence[str]) -> str:
+    # only the lists that say something: "missing [], unknown ['x']" reads as two problems
+    parts = [
+        f"missing {list(missing)}" if missing else "",
+        f"unknown {list(unknown)}" if unknown else "",
+    ]
+    return ", ".join(p for p in parts if p)
+
+
 def _config(where: str, text: str) -> tuple[ModelConfig, TrainingDefaults, str]:
     try:
         raw = json.loads(text)
@@ -261,7 +272,7 @@ def _config(where: str, text: str) -> tuple[ModelConfig, TrainingDefaults, str]:
     bad = sorted(set(model) - set(_MODEL_FIELDS))
     missing = [k for k in _MODEL_REQUIRED if k not in model]
     if bad or missing:
-        raise DumpError(f"{where}: config.model: missing {missing}, unknown {bad} "
+        raise DumpError(f"{where}: config.model: {_missing_unknown(missing, bad)} "
                         f"(ModelConfig's fields: {list(_MODEL_FIELDS)})")  # fmt: skip
     if "biases" in model:
         if not isinstance(model["biases"], list):
@@ -277,7 +288,7 @@ def _config(where: str, text: str) -> tuple[ModelConfig, TrainingDefaults, str]:
     bad = sorted(set(training) - set(_TRAINING_FIELDS))
     missing = [k for k in REQUIRED_TRAINING if k not in training]
     if bad or missing:
-        raise DumpError(f"{where}: config.training: missing {missing}, unknown {bad} "
+        raise DumpError(f"{where}: config.training: {_missing_unknown(missing, bad)} "
                         f"(required: {list(REQUIRED_TRAINING)})")  # fmt: skip
     for k, v in training.items():
         if isinstance(v, bool) or not isinstance(v, int | float):
@@ -324,27 +335,121 @@ class _Reader:
         return a.astype(np.int32)
 
 
-def load_dump(path: Path) -> ReferenceDump:
-    """Read and validate the dump at ``path``; raise DumpError naming the file and the array."""
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first bytes: a member, or an empty zip
+
+
+def _read_npz(path: Path) -> dict[str, NDArray[Any]]:
+    """Every array of the ``.npz`` at ``path``; DumpError saying what the file is instead.
+
+    numpy's own messages mislead here: an empty file is "No data left in file", a text file
+    is "pickled data ... load it unsafely", a truncated zip a BadZipFile traceback. So the
+    file is looked at first (a directory, empty, not a zip), and each member is read on its
+    own so a corrupt one is named.
+    """
     where = str(path)
+    if path.is_dir():
+        raise DumpError(f"{where}: is a directory, not a reference dump .npz file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
+        f = path.open("rb")
     except FileNotFoundError:
         raise DumpError(f"{where}: no such reference dump") from None
-    except (OSError, ValueError) as exc:  # not a zip, or a pickled (object) array
-        raise DumpError(f"{where}: not a reference dump .npz: {exc}") from None
+    except OSError as exc:
+        raise DumpError(f"{where}: cannot read the reference dump: {exc.strerror}") from None
+    with f:  # ours to close: np.load leaves a path it opened open when the zip is bad
+        head = f.read(8)
+        if not head:
+            raise DumpError(f"{where}: is empty (0 bytes): the writer wrote nothing into it")
+        if not head.startswith(ZIP_MAGIC):
+            raise DumpError(f"{where}: not an .npz (zip) file: its first bytes are {head!r}; "
+                            "write the dump with np.savez(out, **arrays)")  # fmt: skip
+        f.seek(0)
+        try:
+            npz = np.load(f, allow_pickle=False)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raise DumpError(f"{where}: is not a complete .npz (zip) file: truncated write? "
+                            f"({type(exc).__name__}: {exc})") from None  # fmt: skip
+        with npz:
+            return {key: _member(where, npz, key) for key in npz.files}
+
+
+def _member(where: str, npz: Any, key: str) -> NDArray[Any]:
+    """Array ``key`` of an open npz; DumpError naming the member when it cannot be read."""
+    member = f"{key}.npy"
+    try:
+        return np.asarray(npz[key])
+    except zipfile.BadZipFile as exc:
+        if "CRC" in str(exc):
+            raise DumpError(f"{where}: member {member} fails its CRC: the file is corrupt "
+                            "(rewrite it)") from None  # fmt: skip
+        raise DumpError(
+            f"{where}: member {member} is unreadable: {exc} (truncated write?)"
+        ) from None
+    except (EOFError, zlib.error, OSError) as exc:
+        cause = f"{type(exc).__name__}: {exc}"
+        raise DumpError(f"{where}: member {member} is cut short or corrupt: {cause} "
+                        "(truncated write?)") from None  # fmt: skip
+    except ValueError as exc:  # a pickled (object) array, or a bad .npy header
+        raise DumpError(f"{where}: array {key!r} is not a plain numeric or string array: "
+                        f"{exc}") from None  # fmt: skip
+
+
+def config_differences(found: ModelConfig, expected: ModelConfig) -> list[str]:
+    """Each field but ``name`` where ``found`` is not ``expected``: ``n_layer 1 (preset: 2)``."""
+    return [
+        f"{f.name} {getattr(found, f.name)!r} (preset: {getattr(expected, f.name)!r})"
+        for f in dataclasses.fields(ModelConfig)
+        if f.name != "name" and getattr(found, f.name) != getattr(expected, f.name)
+    ]
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of the file at ``path``: how run.json names a dump."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _trajectory_length(r: _Reader) -> int:
+    """S, once the four trajectory arrays agree on it: when they don't, no one of them is the
+    odd one out by the format's rules, so all four lengths are named."""
+    lengths: dict[str, int] = {
+        key: int(r.get(key, shape, kind).shape[0])
+        for key, shape, kind in (("trajectory.x", (-1, -1, -1), "i"),
+                                 ("trajectory.y", (-1, -1, -1), "i"),
+                                 ("trajectory.lr", (-1,), "f"),
+                                 ("trajectory.loss", (-1,), "f"))
+    }  # fmt: skip
+    if len(set(lengths.values())) > 1:
+        said = ", ".join(f"{k} {n}" for k, n in lengths.items())
+        raise DumpError(f"{r.where}: the trajectory arrays disagree in length (one entry per "
+                        f"step): {said}")  # fmt: skip
+    return lengths["trajectory.lr"]
+
+
+def load_dump(path: Path, expect: ModelConfig | None = None) -> ReferenceDump:
+    """Read and validate the dump at ``path``; raise DumpError naming the file and the array.
+
+    With ``expect`` (the preset a run needs), a ``config.model`` other than it is refused
+    before any array is looked at: every shape follows from the config, so a wrong config
+    would otherwise be reported as a wrong (but correct) array.
+    """
+    where = str(path)
+    data = _read_npz(path)
     for key in ("format", "version", "config"):
         if key not in data or data[key].shape != ():
             raise DumpError(f"{where}: missing scalar {key!r}; not a {FORMAT} file")
     if str(data["format"]) != FORMAT:
         raise DumpError(f"{where}: format is {str(data['format'])!r}, expected {FORMAT!r}")
     version = data["version"]
-    if not np.issubdtype(version.dtype, np.integer) or int(version) != VERSION:
-        raise DumpError(
-            f"{where}: version {version.item()!r}; this harness reads version {VERSION}"
-        )
+    if not np.issubdtype(version.dtype, np.integer):
+        found = version.item()
+        raise DumpError(f"{where}: version must be the integer {VERSION} (found "
+                        f"{type(found).__name__} {found!r})")  # fmt: skip
+    if int(version) != VERSION:
+        raise DumpError(f"{where}: version {int(version)}; this harness reads version {VERSION}")
     cfg, defaults, writer = _config(where, str(data["config"]))
+    if expect is not None:
+        diff = config_differences(cfg, expect)
+        if diff:
+            raise DumpError(f"{where}: is not preset {expect.name!r}'s model: {'; '.join(diff)}")
     r = _Reader(where, data)
     shapes = param_shapes(cfg)
     V = cfg.vocab_size
@@ -354,7 +459,7 @@ def load_dump(path: Path) -> ReferenceDump:
                         f"T <= block_size={cfg.block_size}")  # fmt: skip
     B, T = x.shape
     traj_lr = r.floats("trajectory.lr", (-1,))
-    S = traj_lr.shape[0]
+    S = _trajectory_length(r)
     adamw_lr = r.floats("adamw.lr", (-1,))
     if adamw_lr.shape[0] < 1:
         raise DumpError(f"{where}: adamw.lr is empty; a dump holds at least one AdamW step")
@@ -401,7 +506,7 @@ def load_dump(path: Path) -> ReferenceDump:
         prompt=prompt,
         greedy=greedy,
         source=f"{where}" + (f" ({writer})" if writer else ""),
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha256=file_sha256(path),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def test_a_dump_without_biases_has_no_bias_arrays(tmp_path: Path) -> None:
         (lambda z: z.update({"tokens.y": z["tokens.y"] + 200}), r"tokens.y holds ids outside"),
         (lambda z: z.update({"grad.fcw": z["grad.fcw"] * np.nan}), "grad.fcw holds NaN"),
         (lambda z: z.update({"trajectory.loss": z["trajectory.loss"][:2]}),
-         r"trajectory.loss has shape \(2,\), expected \(3,\)"),
+         r"disagree in length .*: trajectory.x 3, .* trajectory.loss 2"),
         (lambda z: z.update({"extra": np.zeros(1)}), r"unexpected array\(s\) \['extra'\]"),
         (lambda z: z.update({"generate.greedy": z["generate.greedy"][:0]}),
          "generate.greedy is empty"),
@@ -119,13 +120,114 @@ def test_bad_dumps_name_the_array(
 
 
 def test_not_an_npz_is_a_dump_error(tmp_path: Path) -> None:
-    """A file that is not a zip, and a missing file, are DumpErrors, not numpy tracebacks."""
+    """A text file is "not an .npz (zip) file" with its first bytes and how to write one (not
+    numpy's advice to unpickle it); a missing file is "no such reference dump"."""
     junk = tmp_path / "junk.npz"
-    junk.write_text("hello")
-    with pytest.raises(DumpError, match="not a reference dump"):
+    junk.write_text("hello, not a zip")
+    with pytest.raises(DumpError) as err:
         load_dump(junk)
+    assert str(err.value) == (
+        f"{junk}: not an .npz (zip) file: its first bytes are b'hello, n'; "
+        "write the dump with np.savez(out, **arrays)"
+    )
     with pytest.raises(DumpError, match="no such reference dump"):
         load_dump(tmp_path / "absent.npz")
+
+
+def _cut(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _flip(data: bytes) -> bytes:
+    b = bytearray(data)
+    b[len(b) // 3] ^= 0xFF  # inside the first member's data: its CRC no longer matches
+    return bytes(b)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: b"", r": is empty \(0 bytes\)"),
+        (_cut, r": is not a complete \.npz \(zip\) file: truncated write\?"),
+        (_flip, r": member [\w.]+\.npy fails its CRC: the file is corrupt"),
+    ],
+)
+def test_an_empty_truncated_or_corrupt_file_is_a_dump_error(
+    written: tuple[Path, ReferenceDump],
+    tmp_path: Path,
+    damage: Callable[[bytes], bytes],
+    message: str,
+) -> None:
+    """An empty file, a zip cut in half and a flipped byte are DumpErrors saying so (a run
+    exits 2 on them), not numpy/zipfile tracebacks."""
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(damage(written[0].read_bytes()))
+    with pytest.raises(DumpError, match=f"^{re.escape(str(bad))}{message}"):
+        load_dump(bad)
+
+
+def test_a_directory_is_named_as_one(tmp_path: Path) -> None:
+    """A dump path that is a directory says so."""
+    (tmp_path / "d.npz").mkdir()
+    with pytest.raises(DumpError, match=r"d\.npz: is a directory, not a reference dump"):
+        load_dump(tmp_path / "d.npz")
+
+
+def test_a_config_other_than_the_expected_preset_is_blamed_before_the_arrays(
+    written: tuple[Path, ReferenceDump], tmp_path: Path
+) -> None:
+    """Only config.model.n_embd is wrong: the config is named (``n_embd 32 (preset: 16)``),
+    not param.wte, whose shape follows from the preset and is right."""
+    config = json.loads(str(np.load(written[0])["config"]))
+    config["model"]["n_embd"] = 32
+    bad = _rewrite(written[0], tmp_path / "bad.npz",
+                   lambda z: z.update({"config": np.array(json.dumps(config))}))  # fmt: skip
+    with pytest.raises(DumpError) as err:
+        load_dump(bad, expect=PRESETS["tiny"])
+    assert str(err.value) == f"{bad}: is not preset 'tiny''s model: n_embd 32 (preset: 16)"
+
+
+def test_trajectory_arrays_of_different_lengths_are_all_named(
+    written: tuple[Path, ReferenceDump], tmp_path: Path
+) -> None:
+    """trajectory.lr cut to 2 of 3 entries: the message gives every trajectory array's length
+    instead of blaming the (right) trajectory.x."""
+    bad = _rewrite(written[0], tmp_path / "bad.npz",
+                   lambda z: z.update({"trajectory.lr": z["trajectory.lr"][:2]}))  # fmt: skip
+    with pytest.raises(DumpError) as err:
+        load_dump(bad)
+    assert str(err.value) == (
+        f"{bad}: the trajectory arrays disagree in length (one entry per step): "
+        "trajectory.x 3, trajectory.y 3, trajectory.lr 2, trajectory.loss 3"
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "found"), [(np.array("1"), "str '1'"), (np.array(1.0), "float 1.0")]
+)
+def test_a_version_that_is_not_an_integer_says_so(
+    written: tuple[Path, ReferenceDump], tmp_path: Path, version: NDArray[Any], found: str
+) -> None:
+    """version "1" or 1.0 is "version must be the integer 1 (found str '1')", not the
+    contradictory "version '1'; this harness reads version 1"."""
+    bad = _rewrite(written[0], tmp_path / "bad.npz", lambda z: z.update({"version": version}))
+    with pytest.raises(DumpError) as err:
+        load_dump(bad)
+    assert str(err.value) == f"{bad}: version must be the integer 1 (found {found})"
+
+
+def test_config_errors_print_only_the_lists_that_hold_something(
+    written: tuple[Path, ReferenceDump], tmp_path: Path
+) -> None:
+    """An unknown training key alone is "unknown ['lr_decay']", without "missing []"."""
+    config = json.loads(str(np.load(written[0])["config"]))
+    config["training"]["lr_decay"] = 1.0
+    bad = _rewrite(written[0], tmp_path / "bad.npz",
+                   lambda z: z.update({"config": np.array(json.dumps(config))}))  # fmt: skip
+    with pytest.raises(DumpError) as err:
+        load_dump(bad)
+    assert f"{bad}: config.training: unknown ['lr_decay'] (required: " in str(err.value)
+    assert "missing" not in str(err.value)
 
 
 @pytest.mark.corpus
