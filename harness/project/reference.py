@@ -8,18 +8,24 @@ line, exit 2, never a cell that fails for the oracle's fault.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from harness.profile import Profile, ProfileError, ReferenceProfile
-from reference.dump import DumpError, ReferenceDump, load_dump
+from reference.dump import DumpError, ReferenceDump, file_sha256, load_dump
 from reference.presets import ModelConfig
 
 DUMP_DIR = "reference"  # under the run directory: where a command without `dump` writes
+SCRATCH_DIR = ".resume"  # beside a kept dump: where a --resume's command writes its new one
 STDERR_TAIL = 12  # lines of a failed command's stderr quoted in the error
 
 
@@ -52,41 +58,91 @@ def command_argv(ref: ReferenceProfile, cfg: ModelConfig, out: Path) -> list[str
     return argv
 
 
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill the command's whole process group (its children too), then reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def _run_command(profile: Profile, ref: ReferenceProfile, cfg: ModelConfig, out: Path) -> None:
     where = profile.where(ref.line)
     argv = command_argv(ref, cfg, out)
+    said = f"{shlex.join(argv)}\n(run in {profile.root})"  # pasteable into a shell, and where
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run(argv, cwd=profile.root, capture_output=True, text=True,
-                              timeout=ref.timeout_s, check=False)  # fmt: skip
+        # A session of its own: a timeout or the run's Ctrl-C/SIGTERM kills the command's whole
+        # group (a shell script's `sleep &`, a data loader's workers), not the direct child only.
+        proc = subprocess.Popen(
+            argv,
+            cwd=profile.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
     except FileNotFoundError:
         raise ProfileError(f"{where}: reference.command: program {argv[0]!r} not found") from None
-    except subprocess.TimeoutExpired:
-        raise ProfileError(
-            f"{where}: reference.command for preset {cfg.name!r} ran over {ref.timeout_s:g} s"
-        ) from None
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-STDERR_TAIL:])
+    except OSError as exc:  # not executable, say
+        raise ProfileError(f"{where}: reference.command: cannot run {argv[0]!r}: "
+                           f"{exc.strerror}") from None  # fmt: skip
+    with proc:
+        try:
+            _, stderr = proc.communicate(timeout=ref.timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise ProfileError(f"{where}: reference.command for preset {cfg.name!r} ran over "
+                               f"{ref.timeout_s:g} s (killed with its process group): "
+                               f"{said}") from None  # fmt: skip
+        except BaseException:  # the run's Ctrl-C/SIGTERM (KeyboardInterrupt): stop it too
+            _kill_group(proc)
+            raise
+    if proc.returncode != 0:
+        tail = "\n".join(stderr.strip().splitlines()[-STDERR_TAIL:])
         raise ProfileError(f"{where}: reference.command for preset {cfg.name!r} exited "
-                           f"{done.returncode}: {' '.join(argv)}\n{tail}")  # fmt: skip
+                           f"{proc.returncode}: {said}\n{tail}")  # fmt: skip
     if not out.is_file():
         raise ProfileError(f"{where}: reference.command for preset {cfg.name!r} exited 0 but "
                            f"wrote no dump at {out}")  # fmt: skip
 
 
-def _differences(found: ModelConfig, expected: ModelConfig) -> list[str]:
-    return [
-        f"{f.name} {getattr(found, f.name)!r} (preset: {getattr(expected, f.name)!r})"
-        for f in dataclasses.fields(ModelConfig)
-        if f.name != "name" and getattr(found, f.name) != getattr(expected, f.name)
-    ]
+def _rerun_command(
+    profile: Profile, ref: ReferenceProfile, cfg: ModelConfig, path: Path, was: str | None
+) -> None:
+    """A --resume's run of the command: into a scratch file beside ``path``, which replaces
+    ``path`` only when it is the dump the run was judged by (sha256 ``was``); otherwise a
+    ProfileError, and ``path`` (the run's kept dump) is left as it was."""
+    scratch_dir = path.parent / SCRATCH_DIR
+    scratch = scratch_dir / path.name  # the same file name: only the directory differs
+    try:
+        _run_command(profile, ref, cfg, scratch)
+        now = file_sha256(scratch)
+        if now != was:
+            before = was or "none recorded"
+            raise ProfileError(
+                f"{profile.where(ref.line)}: --resume refused: the reference command now writes "
+                f"a different dump of preset {cfg.name!r} (sha256 {now}, was {before}): the "
+                f"writer changed or is not deterministic; the run's dump {path} is left as it "
+                "was (a new run with --out judges by the new one)"
+            )
+        os.replace(scratch, path)
+    finally:
+        shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
 def reference_dumps(
-    profile: Profile, presets: Iterable[ModelConfig], run_dir: Path
+    profile: Profile,
+    presets: Iterable[ModelConfig],
+    run_dir: Path,
+    kept: Mapping[str, str] | None = None,
 ) -> Mapping[str, ReferenceDump]:
     """The oracle dump of each of ``presets`` (by name), made by the profile's command if it
-    has one, loaded and validated; ``{}`` when the profile names no reference."""
+    has one, loaded and validated; ``{}`` when the profile names no reference.
+
+    ``kept`` (a --resume): the sha256 of each preset's dump the run was judged by. The command
+    then writes to a scratch file, and a dump other than the kept one is a ProfileError that
+    leaves the kept file untouched.
+    """
     ref = profile.reference
     if ref is None:
         return {}
@@ -94,15 +150,12 @@ def reference_dumps(
     out: dict[str, ReferenceDump] = {}
     for cfg in presets:
         path = dump_path(profile, ref, cfg.name, run_dir)
-        if ref.command is not None:
+        if ref.command is not None and kept is not None:
+            _rerun_command(profile, ref, cfg, path, kept.get(cfg.name))
+        elif ref.command is not None:
             _run_command(profile, ref, cfg, path)
         try:
-            dump = load_dump(path)
+            out[cfg.name] = load_dump(path, expect=cfg)
         except DumpError as exc:
             raise ProfileError(f"{where}: reference dump of preset {cfg.name!r}: {exc}") from None
-        diff = _differences(dump.cfg, cfg)
-        if diff:
-            raise ProfileError(f"{where}: reference dump {path} is not preset {cfg.name!r}'s "
-                               f"model: {'; '.join(diff)}")  # fmt: skip
-        out[cfg.name] = dump
     return out

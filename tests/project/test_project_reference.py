@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,16 +86,84 @@ def test_a_dump_written_by_the_cli_is_named_by_a_profile(tmp_path: Path) -> None
 
 
 def test_a_failing_command_quotes_its_stderr(tmp_path: Path) -> None:
-    """A command that exits non-zero, or writes nothing, is a ProfileError at [reference]."""
+    """A command that exits non-zero, or writes nothing, is a ProfileError at [reference]; the
+    failing command is quoted as a shell would need it (the ``{config}`` JSON in one quoted
+    word) with the directory it ran in."""
     script = tmp_path / "ref.py"
     script.write_text("import sys\nprint('torch not installed', file=sys.stderr)\nsys.exit(3)\n")
-    body = '[reference]\ncommand = ["{python}", "ref.py", "{out}"]\n'
+    body = '[reference]\ncommand = ["{python}", "ref.py", "--config", "{config}", "{out}"]\n'
     profile = load_profile(_profile(tmp_path, body))
-    with pytest.raises(ProfileError, match=r"harness.toml:4: .*exited 3.*\n.*torch not installed"):
+    with pytest.raises(ProfileError) as err:
         reference_dumps(profile, [PRESETS["tiny"]], tmp_path / "run")
+    head, ran_in, stderr = str(err.value).splitlines()
+    assert head.startswith(f"{profile.path}:4: reference.command for preset 'tiny' exited 3: ")
+    argv = shlex.split(head.split("exited 3: ", 1)[1])
+    assert argv[:3] == [sys.executable, "ref.py", "--config"]
+    assert json.loads(argv[3])["n_embd"] == PRESETS["tiny"].n_embd  # one word, unbroken
+    assert ran_in == f"(run in {tmp_path})" and stderr == "torch not installed"
     script.write_text("pass\n")
     with pytest.raises(ProfileError, match="exited 0 but wrote no dump"):
         reference_dumps(profile, [PRESETS["tiny"]], tmp_path / "run")
+
+
+def test_a_timeout_kills_the_commands_whole_process_group(tmp_path: Path) -> None:
+    """A command that outlives ``timeout_s`` is killed with its children: a shell script's
+    background ``sleep`` (a grandchild of the harness) does not survive the refusal."""
+    pidfile = tmp_path / "child.pid"
+    (tmp_path / "slow.sh").write_text(f"sleep 600 &\necho $! > {pidfile}\nwait\n")
+    body = '[reference]\ncommand = ["sh", "slow.sh", "{out}"]\ntimeout_s = 1\n'
+    profile = load_profile(_profile(tmp_path, body))
+    with pytest.raises(ProfileError, match=r"harness.toml:4: .*ran over 1 s \(killed with its"):
+        reference_dumps(profile, [PRESETS["tiny"]], tmp_path / "run")
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while process_alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)  # SIGKILL is delivered asynchronously; init reaps the orphan
+    assert not process_alive(grandchild), f"the command's child {grandchild} outlived the timeout"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for init to reap it counts as dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _writer_project(tmp_path: Path) -> tuple[Path, Path]:
+    """A project whose command copies ``src.npz`` to ``{out}``: its "writer" is that file."""
+    (tmp_path / "copy.py").write_text("import shutil, sys\nshutil.copy('src.npz', sys.argv[1])\n")
+    body = '[reference]\ncommand = ["{python}", "copy.py", "{out}"]\n'
+    return _profile(tmp_path, body), tmp_path / "src.npz"
+
+
+@pytest.mark.corpus
+def test_a_resume_never_overwrites_the_runs_dump_with_a_different_one(tmp_path: Path) -> None:
+    """With ``kept`` (a --resume), a command that now writes another dump is refused: the
+    message names both sha256s and the writer, and the run's dump keeps its bytes; the same
+    dump is accepted and loaded from the run's own path."""
+    path, src = _writer_project(tmp_path)
+    assert dump_main(["--preset", "tiny", "--out", str(src), "--batch", "1", "--steps", "2"]) == 0
+    profile = load_profile(path)
+    run = tmp_path / "run"
+    first = reference_dumps(profile, [PRESETS["tiny"]], run)["tiny"]
+    kept = run / "reference" / "tiny.npz"
+    before = kept.read_bytes()
+    again = reference_dumps(profile, [PRESETS["tiny"]], run, kept={"tiny": first.sha256})
+    assert again["tiny"].source == first.source and again["tiny"].sha256 == first.sha256
+    assert dump_main(["--preset", "tiny", "--out", str(src), "--batch", "1", "--steps", "3"]) == 0
+    new = hashlib.sha256(src.read_bytes()).hexdigest()
+    with pytest.raises(ProfileError) as err:
+        reference_dumps(profile, [PRESETS["tiny"]], run, kept={"tiny": first.sha256})
+    assert str(err.value) == (
+        f"{path}:4: --resume refused: the reference command now writes a different dump of "
+        f"preset 'tiny' (sha256 {new}, was {first.sha256}): the writer changed or is not "
+        f"deterministic; the run's dump {kept} is left as it was (a new run with --out judges "
+        "by the new one)"
+    )
+    assert kept.read_bytes() == before
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["tiny.npz"]  # no scratch left
 
 
 def test_a_bad_dump_file_is_a_profile_error(tmp_path: Path) -> None:
@@ -100,8 +171,27 @@ def test_a_bad_dump_file_is_a_profile_error(tmp_path: Path) -> None:
     (tmp_path / "tiny.npz").write_bytes(b"not a zip")
     profile = load_profile(_profile(tmp_path, '[reference]\ndump = "{preset}.npz"\n'))
     cfg = ModelConfig("tiny", n_layer=1, n_head=2, n_embd=16, block_size=16)
-    with pytest.raises(ProfileError, match=r"harness.toml:4: .*preset 'tiny'.*not a reference"):
+    with pytest.raises(ProfileError, match=r"harness.toml:4: .*preset 'tiny'.*not an \.npz \(zip"):
         reference_dumps(profile, [cfg], tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("content", "cause"),
+    [(b"", "is empty (0 bytes)"),
+     (b"PK\x03\x04" + bytes(40), "is not a complete .npz (zip) file: truncated write?")],
+)  # fmt: skip
+def test_an_empty_or_truncated_dump_is_refused_at_the_reference_line(
+    tmp_path: Path, content: bytes, cause: str
+) -> None:
+    """A 0-byte file and a zip cut short are ProfileErrors (exit 2 under ``run``) at the
+    [reference] line saying what is wrong with the file, not tracebacks (exit 1)."""
+    (tmp_path / "tiny.npz").write_bytes(content)
+    profile = load_profile(_profile(tmp_path, '[reference]\ndump = "{preset}.npz"\n'))
+    with pytest.raises(ProfileError) as err:
+        reference_dumps(profile, [PRESETS["tiny"]], tmp_path / "run")
+    assert str(err.value).startswith(
+        f"{profile.path}:4: reference dump of preset 'tiny': {tmp_path / 'tiny.npz'}: {cause}"
+    )
 
 
 @pytest.mark.corpus
