@@ -643,6 +643,7 @@ def _start_meta(plan: RunPlan) -> dict[str, Any]:
             resumed_at=[*meta.get("resumed_at", []), _now()],
         )
         meta.pop("problem", None)
+        meta.pop("stopped_early", None)  # this resume runs them (a --fail-fast resume re-lists)
         return meta
     used = plan.used_artifacts()
     meta = {
@@ -908,8 +909,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--resume",
         type=Path,
         metavar="DIR",
-        help="finish the remaining cells of an interrupted or failed run in DIR "
-        "(same build, matrix, --shard and --checks)",
+        help="finish the run in DIR: run the cells an interrupted run did not finish, or the "
+        "stopped_early cells of a --fail-fast run; every cell with a verdict (failed or not) "
+        "is kept as it is, never re-run: that needs a new run with --out (same build, matrix, "
+        "--shard and --checks)",
     )
     parser.add_argument("--shard", default="1/1", help="run shard K of N (1-based), e.g. 2/4")
     parser.add_argument(
@@ -1043,7 +1046,12 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
     )
     plan = with_project_corpus(with_band(plan, project), project)
     if args.resume is not None:
-        return resume_plan(with_references(plan, project))
+        # everything resume can check without the oracle first: a refused resume must not
+        # have run the reference command, and a differing dump must not replace the run's
+        raw = resumable_meta(plan)
+        kept = {name: str(entry.get("sha256")) for name, entry in
+                (raw.get("references") or {}).items() if isinstance(entry, dict)}  # fmt: skip
+        return resume_plan(with_references(plan, project, kept), raw)
     out: Path = args.out
     if (out / RESULTS_FILE).exists() or (out / RUN_FILE).exists():
         raise UsageError(f"{out} already holds a run; give --out a new directory")
@@ -1120,14 +1128,22 @@ def with_project_corpus(plan: RunPlan, project: Profile | None) -> RunPlan:
     )
 
 
-def with_references(plan: RunPlan, project: Profile | None) -> RunPlan:
+# What each [check.model] option a dump fixes counts, said beside the dump's number.
+DUMP_FIXES = {"batch": "sequences per batch", "steps": "trajectory steps",
+              "generate": "generated tokens"}  # fmt: skip
+
+
+def with_references(
+    plan: RunPlan, project: Profile | None, kept: Mapping[str, str] | None = None
+) -> RunPlan:
     """``plan`` with the oracle dump of each preset a model cell runs, when ``project`` names a
-    ``[reference]`` (its command runs now, before any host); UsageError on a bad one."""
+    ``[reference]`` (its command runs now, before any host); UsageError on a bad one.
+    ``kept``: a --resume's recorded dump sha256s (harness.project.reference.reference_dumps)."""
     if project is None or project.reference is None:
         return plan
     needed = sorted({c.preset for c in plan.cells if "model" in c.checks})
     try:
-        refs = reference_dumps(project, [plan.presets[n] for n in needed], plan.out)
+        refs = reference_dumps(project, [plan.presets[n] for n in needed], plan.out, kept)
     except ProfileError as exc:
         raise UsageError(str(exc)) from None
     # the dump fixes the batch, the steps and the generation: options asking for others would
@@ -1138,32 +1154,33 @@ def with_references(plan: RunPlan, project: Profile | None) -> RunPlan:
                  "generate": dump.greedy.shape[0]}  # fmt: skip
         for key, value in fixed.items():
             if key in options and options[key] != value:
+                line = plan.matrix.lines.line_of(("check", "model", key))
                 raise UsageError(
-                    f"{plan.matrix.path}: [check.model] {key} = {options[key]}, but the "
-                    f"reference dump of preset {name} ({dump.source}) holds {value}"
+                    f"{plan.matrix.path}:{line}: [check.model] {key} = {options[key]}, but the "
+                    f"reference dump of preset {name} ({dump.source}) holds {value} "
+                    f"{DUMP_FIXES[key]}: with a dump, the dump decides it (drop the option, or "
+                    f"set it to {value})"
                 )
     return dataclasses.replace(plan, references=refs)
 
 
-def resume_plan(plan: RunPlan) -> RunPlan:
-    """``plan`` continuing the run in ``plan.out``; UsageError unless it is the same run.
-
-    The same run: the same matrix (sha256), the same artifact builds (sha256 per artifact
-    used), the same cells (--shard/--checks), and not complete. Cells with a verdict row are
-    kept; the rows after the last verdict row (an unfinished cell's, and a line cut by a kill)
-    are dropped, and results.csv is rewritten without them (temporary file, then rename)
-    before any cell runs, so the resumed cell's rows are never mixed with its first attempt.
-    """
+def resumable_meta(plan: RunPlan) -> dict[str, Any]:
+    """The run.json of the run in ``plan.out`` once it is one ``plan`` can finish: the same
+    matrix (sha256), the same artifact builds (sha256 per artifact used), the same cells
+    (--shard/--checks), with cells left to run (interrupted, or a --fail-fast run's
+    ``stopped_early``). UsageError otherwise; nothing is written."""
     out = plan.out
     found = read_run(out)  # lenient: a killed run may end in a cut line
     if not found.meta:
         raise UsageError(f"--resume {out}: no readable {RUN_FILE} (is it a run directory?)")
-    raw = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    raw: dict[str, Any] = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
     if raw.get("schema_version") != SCHEMA_VERSION:
         raise UsageError(f"--resume {out}: schema_version {raw.get('schema_version')!r}, "
                          f"this harness writes {SCHEMA_VERSION}")  # fmt: skip
-    if raw.get("status") == "complete":
-        raise UsageError(f"--resume {out}: the run is already complete")
+    if raw.get("status") == "complete" and not raw.get("stopped_early"):
+        raise UsageError(f"--resume {out}: the run is already complete: every cell has a "
+                         "verdict, and --resume never re-runs one (failed or not); a new run "
+                         "with --out is needed")  # fmt: skip
     recorded = raw.get("matrix", {}).get("sha256")
     if recorded != plan.matrix.sha256:
         raise UsageError(f"--resume {out}: another matrix: the run used sha256 {recorded}, "
@@ -1177,6 +1194,20 @@ def resume_plan(plan: RunPlan) -> RunPlan:
     if list(raw.get("cells", [])) != [c.id for c in plan.cells]:
         raise UsageError(f"--resume {out}: other cells than the run planned "
                          "(give the same --shard and --checks)")  # fmt: skip
+    return raw
+
+
+def resume_plan(plan: RunPlan, raw: Mapping[str, Any] | None = None) -> RunPlan:
+    """``plan`` continuing the run in ``plan.out``; UsageError unless it is the same run
+    (:func:`resumable_meta`, whose run.json ``raw`` is, when given) under the same oracle.
+
+    Cells with a verdict row are kept; the rows after the last verdict row (an unfinished
+    cell's, and a line cut by a kill) are dropped, and results.csv is rewritten without them
+    (temporary file, then rename) before any cell runs, so the resumed cell's rows are never
+    mixed with its first attempt.
+    """
+    out = plan.out
+    raw = resumable_meta(plan) if raw is None else raw
     oracle = oracle_meta(plan)
     for key in ("presets", "references", "convergence", "profile"):
         if raw.get(key) != oracle.get(key):
@@ -1184,10 +1215,11 @@ def resume_plan(plan: RunPlan) -> RunPlan:
                 f"--resume {out}: another oracle: the run's {key} were {raw.get(key)}, now "
                 f"{oracle.get(key)} (give the same --project)"
             )
+    found = read_run(out)
     last = max((i for i, r in enumerate(found.rows) if r.is_verdict), default=-1)
     kept = found.rows[: last + 1]
     _rewrite_rows(out, kept)
-    return dataclasses.replace(plan, kept_rows=kept, resumed_meta=raw)
+    return dataclasses.replace(plan, kept_rows=kept, resumed_meta=dict(raw))
 
 
 def _rewrite_rows(out: Path, rows: Sequence[Row]) -> None:
@@ -1219,8 +1251,14 @@ def run_command(
     factories_for: Callable[[Matrix], Mapping[str, HostFactory]],
 ) -> int:
     """``run`` over hosts ``host_names``, built by ``factories_for(matrix)``; 2 on a usage error."""
+    interrupts = _Interrupts()  # planning runs a [reference] command: Ctrl-C/SIGTERM stop it
     try:
-        plan = plan_from_args(args, host_names)
+        with interrupts.installed():
+            plan = plan_from_args(args, host_names)
+    except KeyboardInterrupt:
+        print(f"tinygpt-harness run: {_interrupted_before_cells(args, interrupts)}",
+              file=sys.stderr)  # fmt: skip
+        return interrupts.exit_code()
     except OSError as exc:  # --resume DIR unwritable
         print(f"tinygpt-harness run: cannot write the run directory: {describe_os_error(exc)}",
               file=sys.stderr)  # fmt: skip
@@ -1232,6 +1270,18 @@ def run_command(
     if args.junit is not None and code != EXIT_ENVIRONMENT:
         return _write_junit(args.junit, plan, code)
     return code
+
+
+def _interrupted_before_cells(args: argparse.Namespace, interrupts: _Interrupts) -> str:
+    """What an interrupt while the run was planned (before run.json) leaves: the one line."""
+    what = f"interrupted ({interrupts.what()}) before any cell ran"
+    if args.resume is not None:  # its run.json was read, not written: it resumes as before
+        project = getattr(args, "project", None)
+        again = f"--matrix {args.matrix}" + (f" --project {project}" if project else "")
+        return (f"{what}; the run in {args.resume} is as it was: `tinygpt-harness run {again} "
+                f"--resume {args.resume}` finishes it")  # fmt: skip
+    return (f"{what}; no run.json was written in {args.out}, so there is nothing to resume: "
+            "run the same command again")  # fmt: skip
 
 
 def _write_junit(path: Path, plan: RunPlan, code: int) -> int:
