@@ -302,6 +302,9 @@ class _Validator(TomlValidator):
         ok = p.is_dir() if directory else p.is_file()
         if not ok and exists:
             kind = "directory" if directory else "file"
+            if p.exists():  # there, but the other kind: "not found" would send the user looking
+                found = "a directory" if p.is_dir() else "not a directory"
+                raise self.error(where, f"{kind} {rel!r} is {found} ({p})")
             raise self.error(where, f"{kind} {rel!r} not found (looked at {p})")
         return p, rel
 

@@ -166,6 +166,17 @@ def test_a_resume_never_overwrites_the_runs_dump_with_a_different_one(tmp_path: 
     assert sorted(p.name for p in kept.parent.iterdir()) == ["tiny.npz"]  # no scratch left
 
 
+def test_a_dump_path_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    """A fixed ``dump`` path that exists as a directory is named as one at its line, not
+    "not found" (the user would look for a file that is there)."""
+    (tmp_path / "d.npz").mkdir()
+    path = _profile(tmp_path, '[reference]\ndump = "d.npz"\n')
+    with pytest.raises(ProfileError) as err:
+        load_profile(path)
+    assert str(err.value).startswith(f"{path}:5: ")
+    assert f"file 'd.npz' is a directory ({tmp_path / 'd.npz'})" in str(err.value)
+
+
 def test_a_bad_dump_file_is_a_profile_error(tmp_path: Path) -> None:
     """A named dump that is not a dump names the profile line, the preset and the cause."""
     (tmp_path / "tiny.npz").write_bytes(b"not a zip")
