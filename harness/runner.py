@@ -1209,6 +1209,10 @@ def resume_plan(plan: RunPlan, raw: Mapping[str, Any] | None = None) -> RunPlan:
     out = plan.out
     raw = resumable_meta(plan) if raw is None else raw
     oracle = oracle_meta(plan)
+    changed = _changed_dumps(raw.get("references"), oracle.get("references"))
+    if changed:
+        raise UsageError(f"--resume {out}: another oracle: {changed}: restore it, or judge by "
+                         "the new one in a new run with --out")  # fmt: skip
     for key in ("presets", "references", "convergence", "profile"):
         if raw.get(key) != oracle.get(key):
             raise UsageError(
@@ -1220,6 +1224,24 @@ def resume_plan(plan: RunPlan, raw: Mapping[str, Any] | None = None) -> RunPlan:
     kept = found.rows[: last + 1]
     _rewrite_rows(out, kept)
     return dataclasses.replace(plan, kept_rows=kept, resumed_meta=dict(raw))
+
+
+def _changed_dumps(was: object, now: object) -> str:
+    """The presets whose reference dump, at the same source, is another file than the run's
+    (a ``dump`` file rewritten since: the project is the same, its file is not); "" if none."""
+    if not isinstance(was, Mapping) or not isinstance(now, Mapping):
+        return ""
+    said = []
+    for name in sorted(set(was) & set(now)):
+        old, new = was[name], now[name]
+        if (isinstance(old, Mapping) and isinstance(new, Mapping)
+                and old.get("source") == new.get("source")
+                and old.get("sha256") != new.get("sha256")):  # fmt: skip
+            said.append(
+                f"the reference dump of preset {name!r} ({new.get('source')}) changed since "
+                f"the run (sha256 {new.get('sha256')}, was {old.get('sha256')})"
+            )
+    return "; ".join(said)
 
 
 def _rewrite_rows(out: Path, rows: Sequence[Row]) -> None:

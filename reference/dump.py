@@ -391,6 +391,11 @@ def _member(where: str, npz: Any, key: str) -> NDArray[Any]:
     except ValueError as exc:  # a pickled (object) array, or a bad .npy header
         raise DumpError(f"{where}: array {key!r} is not a plain numeric or string array: "
                         f"{exc}") from None  # fmt: skip
+    except (NotImplementedError, RuntimeError) as exc:
+        # zipfile's words for a damaged header: a compression method it does not know (a
+        # corrupt method byte), an "encrypted" flag; numpy never writes either
+        raise DumpError(f"{where}: member {member} cannot be read: {exc} (the file is corrupt "
+                        "or was not written by np.savez: rewrite it)") from None  # fmt: skip
 
 
 def config_differences(found: ModelConfig, expected: ModelConfig) -> list[str]:

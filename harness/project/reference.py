@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def command_argv(ref: ReferenceProfile, cfg: ModelConfig, out: Path) -> list[str
     return argv
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Kill the command's whole process group (its children too), then reap it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
         os.killpg(proc.pid, signal.SIGKILL)
@@ -70,25 +71,30 @@ def _run_command(profile: Profile, ref: ReferenceProfile, cfg: ModelConfig, out:
     argv = command_argv(ref, cfg, out)
     said = f"{shlex.join(argv)}\n(run in {profile.root})"  # pasteable into a shell, and where
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # A session of its own: a timeout or the run's Ctrl-C/SIGTERM kills the command's whole
-        # group (a shell script's `sleep &`, a data loader's workers), not the direct child only.
-        proc = subprocess.Popen(
-            argv,
-            cwd=profile.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        raise ProfileError(f"{where}: reference.command: program {argv[0]!r} not found") from None
-    except OSError as exc:  # not executable, say
-        raise ProfileError(f"{where}: reference.command: cannot run {argv[0]!r}: "
-                           f"{exc.strerror}") from None  # fmt: skip
-    with proc:
+    # stderr goes to a file, not a pipe: waiting on a pipe waits for every process holding it,
+    # so a writer that exits 0 but leaves a background child (a logger, a compile worker) was
+    # waited on until timeout_s and then called slow. The direct child's exit is what counts.
+    with tempfile.TemporaryFile(mode="w+t", errors="replace") as errors:
         try:
-            _, stderr = proc.communicate(timeout=ref.timeout_s)
+            # A session of its own: a timeout or the run's Ctrl-C/SIGTERM kills the command's
+            # whole group (a shell script's `sleep &`, a data loader's workers), not the
+            # direct child only.
+            proc = subprocess.Popen(
+                argv,
+                cwd=profile.root,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise ProfileError(
+                f"{where}: reference.command: program {argv[0]!r} not found"
+            ) from None
+        except OSError as exc:  # not executable, say
+            raise ProfileError(f"{where}: reference.command: cannot run {argv[0]!r}: "
+                               f"{exc.strerror}") from None  # fmt: skip
+        try:
+            proc.wait(timeout=ref.timeout_s)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise ProfileError(f"{where}: reference.command for preset {cfg.name!r} ran over "
@@ -97,6 +103,11 @@ def _run_command(profile: Profile, ref: ReferenceProfile, cfg: ModelConfig, out:
         except BaseException:  # the run's Ctrl-C/SIGTERM (KeyboardInterrupt): stop it too
             _kill_group(proc)
             raise
+        # what the command left running in its group is stray once it has exited: killed, so
+        # no writer's child outlives the run (one that left the group by setsid cannot be seen)
+        _kill_group(proc)
+        errors.seek(0)
+        stderr = errors.read()
     if proc.returncode != 0:
         tail = "\n".join(stderr.strip().splitlines()[-STDERR_TAIL:])
         raise ProfileError(f"{where}: reference.command for preset {cfg.name!r} exited "

@@ -122,6 +122,29 @@ def test_a_timeout_kills_the_commands_whole_process_group(tmp_path: Path) -> Non
     assert not process_alive(grandchild), f"the command's child {grandchild} outlived the timeout"
 
 
+@pytest.mark.corpus
+def test_a_writer_that_exits_but_leaves_a_child_is_not_waited_on(tmp_path: Path) -> None:
+    """A command that writes its dump and exits 0 while a child it started keeps running (and
+    holds its stderr) is done when it exits: the dump is loaded long before ``timeout_s``, and
+    the stray child is killed with the group. Waiting on the output pipes, the harness sat out
+    the whole ``timeout_s`` and then called a finished writer slow."""
+    assert dump_main(["--preset", "tiny", "--out", str(tmp_path / "src.npz"), "--batch", "1",
+                      "--steps", "2"]) == 0  # fmt: skip
+    pidfile = tmp_path / "child.pid"
+    (tmp_path / "w.sh").write_text(f'cp src.npz "$1"\nsleep 600 &\necho $! > {pidfile}\n')
+    body = '[reference]\ncommand = ["sh", "w.sh", "{out}"]\ntimeout_s = 60\n'
+    profile = load_profile(_profile(tmp_path, body))
+    started = time.monotonic()
+    dumps = reference_dumps(profile, [PRESETS["tiny"]], tmp_path / "run")
+    assert time.monotonic() - started < 30, "waited for the writer's child, not the writer"
+    assert dumps["tiny"].sha256
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while process_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)  # SIGKILL is delivered asynchronously; init reaps the orphan
+    assert not process_alive(child), f"the writer's child {child} outlived it"
+
+
 def process_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie waiting for init to reap it counts as dead)."""
     try:

@@ -144,12 +144,23 @@ def _flip(data: bytes) -> bytes:
     return bytes(b)
 
 
+def _central(data: bytes, offset: int, value: int) -> bytes:
+    """``data`` with one byte of the first member's central directory entry set to ``value``
+    (offset 8: the flags' low byte, whose bit 0 says "encrypted"; 10: the compression method)."""
+    b = bytearray(data)
+    b[data.index(b"PK\x01\x02") + offset] = value
+    return bytes(b)
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
         (lambda data: b"", r": is empty \(0 bytes\)"),
         (_cut, r": is not a complete \.npz \(zip\) file: truncated write\?"),
         (_flip, r": member [\w.]+\.npy fails its CRC: the file is corrupt"),
+        # zipfile raises NotImplementedError and RuntimeError for these, not BadZipFile
+        (lambda data: _central(data, 10, 99), r": member [\w.]+\.npy cannot be read: .*corrupt"),
+        (lambda data: _central(data, 8, 1), r": member [\w.]+\.npy cannot be read: .*corrupt"),
     ],
 )
 def test_an_empty_truncated_or_corrupt_file_is_a_dump_error(

@@ -5,6 +5,7 @@ options a dump fixes), on fake hosts with the fake check standing in for ``model
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -91,18 +92,50 @@ def _interrupted_run(tmp_path: Path) -> tuple[Path, Path, Path, Path, Path]:
     its first cell (its second cell's rows dropped), as a Ctrl-C there would have left it.
     Returns (project, its src.npz, the matrix, the manifest, the run directory)."""
     project, src = _copying_project(tmp_path)
+    return (project, src, *_interrupted_run_of(tmp_path, project))
+
+
+def _interrupted_run_of(tmp_path: Path, project: Path) -> tuple[Path, Path, Path]:
+    """A run of ``project``, marked interrupted after its first cell: (matrix, manifest, run)."""
     m = tmp_path / "m.toml"
     m.write_text(MATRIX)
     manifest = fakes.make_artifacts(tmp_path / "build")
     out = tmp_path / "run"
     assert _run(fakes.run_args(m, out, manifest, project=project)) == 0
+    _mark_interrupted(out)
+    return m, manifest, out
+
+
+def _mark_interrupted(out: Path) -> None:
+    """The run in ``out`` as a Ctrl-C after its first cell would have left it."""
     lines = (out / RESULTS_FILE).read_bytes().splitlines(keepends=True)
     first = next(i for i, line in enumerate(lines) if b",cell,verdict," in line)
     (out / RESULTS_FILE).write_bytes(b"".join(lines[: first + 1]))
     meta = json.loads((out / RUN_FILE).read_text())
     meta.update(status="interrupted", interrupted=True, exit_code=130)
     (out / RUN_FILE).write_text(json.dumps(meta))
-    return project, src, m, manifest, out
+
+
+@pytest.mark.corpus
+def test_a_resume_whose_dump_file_changed_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A project naming its dump by ``dump`` (no command): the file is rewritten between the
+    run and its --resume, which is refused naming the preset, the file and both sha256s, not
+    "give the same --project" (the project is the same; its file is not)."""
+    project = _project(tmp_path / "proj", 'dump = "d.npz"\n')
+    dump = project / "d.npz"
+    assert dump_main(["--preset", "tiny", "--out", str(dump), "--batch", "1", "--steps", "2"]) == 0
+    was = hashlib.sha256(dump.read_bytes()).hexdigest()
+    m, manifest, out = _interrupted_run_of(tmp_path, project)
+    assert dump_main(["--preset", "tiny", "--out", str(dump), "--batch", "1", "--steps", "3"]) == 0
+    now = hashlib.sha256(dump.read_bytes()).hexdigest()
+    capsys.readouterr()
+    assert _run(fakes.run_args(m, None, manifest, project=project, resume=out)) == 2
+    err = capsys.readouterr().err
+    assert f"the reference dump of preset 'tiny' ({dump}" in err
+    assert f"changed since the run (sha256 {now}, was {was}): restore it" in err
+    assert "--project" not in err
 
 
 @pytest.mark.corpus
