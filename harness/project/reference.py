@@ -129,6 +129,16 @@ def _rerun_command(
         _run_command(profile, ref, cfg, scratch)
         now = file_sha256(scratch)
         if now != was:
+            # A bad file (a truncated write) differs too, but "the writer changed" would send
+            # the user after the wrong cause, and the scratch file is removed below.
+            try:
+                load_dump(scratch, expect=cfg)
+            except DumpError as exc:
+                raise ProfileError(
+                    f"{profile.where(ref.line)}: --resume refused: the reference command's new "
+                    f"dump of preset {cfg.name!r} is bad: {exc}; the run's dump {path} is left "
+                    "as it was"
+                ) from None
             before = was or "none recorded"
             raise ProfileError(
                 f"{profile.where(ref.line)}: --resume refused: the reference command now writes "

@@ -19,6 +19,7 @@ from harness.project.reference import reference_dumps
 from harness.rundir.meta import RUN_FILE
 from harness.rundir.reader import read_rows
 from harness.rundir.rows import RESULTS_FILE
+from reference.dump import ReferenceDump
 from reference.dump import main as dump_main
 from reference.presets import PRESETS, ModelConfig
 
@@ -161,16 +162,22 @@ def _writer_project(tmp_path: Path) -> tuple[Path, Path]:
     return _profile(tmp_path, body), tmp_path / "src.npz"
 
 
+def _judged_run(tmp_path: Path) -> tuple[Path, Path, Path, ReferenceDump]:
+    """A writer project (see :func:`_writer_project`) and a run judged by its dump: the
+    profile, the writer's source file, the run directory and the dump the run kept."""
+    path, src = _writer_project(tmp_path)
+    assert dump_main(["--preset", "tiny", "--out", str(src), "--batch", "1", "--steps", "2"]) == 0
+    run = tmp_path / "run"
+    return path, src, run, reference_dumps(load_profile(path), [PRESETS["tiny"]], run)["tiny"]
+
+
 @pytest.mark.corpus
 def test_a_resume_never_overwrites_the_runs_dump_with_a_different_one(tmp_path: Path) -> None:
     """With ``kept`` (a --resume), a command that now writes another dump is refused: the
     message names both sha256s and the writer, and the run's dump keeps its bytes; the same
     dump is accepted and loaded from the run's own path."""
-    path, src = _writer_project(tmp_path)
-    assert dump_main(["--preset", "tiny", "--out", str(src), "--batch", "1", "--steps", "2"]) == 0
+    path, src, run, first = _judged_run(tmp_path)
     profile = load_profile(path)
-    run = tmp_path / "run"
-    first = reference_dumps(profile, [PRESETS["tiny"]], run)["tiny"]
     kept = run / "reference" / "tiny.npz"
     before = kept.read_bytes()
     again = reference_dumps(profile, [PRESETS["tiny"]], run, kept={"tiny": first.sha256})
@@ -187,6 +194,27 @@ def test_a_resume_never_overwrites_the_runs_dump_with_a_different_one(tmp_path: 
     )
     assert kept.read_bytes() == before
     assert sorted(p.name for p in kept.parent.iterdir()) == ["tiny.npz"]  # no scratch left
+
+
+@pytest.mark.corpus
+def test_a_resume_whose_command_writes_a_truncated_dump_says_so(tmp_path: Path) -> None:
+    """A --resume whose command now leaves a cut-short file says the new dump is bad
+    ("truncated write?"), not that the writer changed, and leaves the run's dump as it was."""
+    path, src, run, first = _judged_run(tmp_path)
+    profile = load_profile(path)
+    kept = run / "reference" / "tiny.npz"
+    before = kept.read_bytes()
+    src.write_bytes(before[: len(before) // 2])  # the writer now stops half way
+    with pytest.raises(ProfileError) as err:
+        reference_dumps(profile, [PRESETS["tiny"]], run, kept={"tiny": first.sha256})
+    message = str(err.value)
+    assert message.startswith(
+        f"{path}:4: --resume refused: the reference command's new dump of preset 'tiny' is bad: "
+    )
+    assert "is not a complete .npz (zip) file: truncated write?" in message
+    assert message.endswith(f"; the run's dump {kept} is left as it was")
+    assert "writer changed" not in message
+    assert kept.read_bytes() == before
 
 
 def test_a_dump_path_that_is_a_directory_says_so(tmp_path: Path) -> None:
