@@ -429,6 +429,18 @@ def _trajectory_length(r: _Reader) -> int:
     return lengths["trajectory.lr"]
 
 
+def _batch_agrees(r: _Reader, bt: tuple[int, ...]) -> None:
+    """Refuse tokens.y or logits whose (B, T) is not tokens.x's ``bt``, naming all three: the
+    format makes none of them the odd one out, so blaming the two that agree (when tokens.x is
+    the short one) would send the user to the wrong arrays."""
+    shapes = {"tokens.x": bt, "tokens.y": r.get("tokens.y", (-1, -1), "i").shape,
+              "logits": r.get("logits", (-1, -1, -1), "f").shape}  # fmt: skip
+    if len({shape[:2] for shape in shapes.values()}) > 1:
+        said = ", ".join(f"{k} {shape}" for k, shape in shapes.items())
+        raise DumpError(f"{r.where}: tokens.x, tokens.y and logits disagree in (B, T), "
+                        f"sequences by positions: {said}")  # fmt: skip
+
+
 def load_dump(path: Path, expect: ModelConfig | None = None) -> ReferenceDump:
     """Read and validate the dump at ``path``; raise DumpError naming the file and the array.
 
@@ -463,6 +475,7 @@ def load_dump(path: Path, expect: ModelConfig | None = None) -> ReferenceDump:
         raise DumpError(f"{where}: tokens.x has shape {x.shape}, expected (B, T), "
                         f"T <= block_size={cfg.block_size}")  # fmt: skip
     B, T = x.shape
+    _batch_agrees(r, x.shape)
     traj_lr = r.floats("trajectory.lr", (-1,))
     S = _trajectory_length(r)
     adamw_lr = r.floats("adamw.lr", (-1,))

@@ -87,8 +87,8 @@ def test_a_dump_without_biases_has_no_bias_arrays(tmp_path: Path) -> None:
     ("edit", "message"),
     [
         (lambda z: z.pop("grad.qkvw"), "missing array 'grad.qkvw'"),
-        (lambda z: z.update({"logits": z["logits"][:, :-1]}),
-         r"logits has shape \(2, 15, 128\), expected \(2, 16, 128\)"),
+        (lambda z: z.update({"logits": z["logits"][:, :, :-1]}),
+         r"logits has shape \(2, 16, 127\), expected \(2, 16, 128\)"),
         (lambda z: z.update({"version": np.array(2)}), "version 2.*reads version 1"),
         (lambda z: z.update({"format": np.array("llm.c")}), "format is 'llm.c'"),
         (lambda z: z.update({"param.wte": z["param.wte"].astype(np.float64)}),
@@ -210,6 +210,23 @@ def test_trajectory_arrays_of_different_lengths_are_all_named(
     assert str(err.value) == (
         f"{bad}: the trajectory arrays disagree in length (one entry per step): "
         "trajectory.x 3, trajectory.y 3, trajectory.lr 2, trajectory.loss 3"
+    )
+
+
+@pytest.mark.parametrize("key", ["tokens.x", "logits"])
+def test_token_and_logit_arrays_of_different_t_are_all_named(
+    written: tuple[Path, ReferenceDump], tmp_path: Path, key: str
+) -> None:
+    """tokens.x (or logits) cut by one position: the message gives the shapes of tokens.x,
+    tokens.y and logits instead of blaming the two that agree with each other."""
+    bad = _rewrite(written[0], tmp_path / "bad.npz",
+                   lambda z: z.update({key: z[key][:, :-1]}))  # fmt: skip
+    with pytest.raises(DumpError) as err:
+        load_dump(bad)
+    x, logits = ((2, 15), (2, 16, 128)) if key == "tokens.x" else ((2, 16), (2, 15, 128))
+    assert str(err.value) == (
+        f"{bad}: tokens.x, tokens.y and logits disagree in (B, T), sequences by positions: "
+        f"tokens.x {x}, tokens.y (2, 16), logits {logits}"
     )
 
 
