@@ -507,6 +507,13 @@ def _generation_row(
         hint = (f"; generate.greedy starts with generate.prompt ({len(prompt)} tokens): it must "
                 f"hold only the {n - len(prompt)} tokens generated after the prompt, without "
                 f"the prompt (docs/reference-dump.md)")  # fmt: skip
+    # Token i is predicted from len(prompt) + i tokens; the first one past block_size is where
+    # a window rule (last block_size tokens, or first) starts to matter, so a first difference
+    # exactly there points at the window rather than at the kernel's arithmetic.
+    if len(prompt) + i == cfg.block_size + 1:
+        hint += (f"; it is the first token predicted from more than block_size="
+                 f"{cfg.block_size} tokens ({len(prompt)} prompt + {i} generated): do both sides "
+                 f"keep the last block_size tokens (idx[:, -block_size:])?")  # fmt: skip
     return ctx.row(
         CHECK,
         subject,

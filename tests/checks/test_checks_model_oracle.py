@@ -152,6 +152,28 @@ def test_greedy_holding_the_prompt_is_named(
     assert "without the prompt" in row.detail
 
 
+@pytest.mark.parametrize(("past", "hinted"), [(1, True), (0, False)])
+def test_a_greedy_difference_where_the_window_slides_hints_at_the_window(
+    native: CtypesInstance,
+    native_artifact: Artifact,
+    dump_path: Path,
+    tmp_path: Path,
+    past: int,
+    hinted: bool,
+) -> None:
+    """A greedy sequence that first differs at the first token predicted from more than
+    block_size tokens (a window rule of the first block_size) names the window rule; one
+    that differs a token earlier does not."""
+    d = load_dump(dump_path)
+    i = PRESETS["tiny"].block_size + past - len(d.prompt)  # context len(prompt) + i
+    greedy = d.greedy.copy()
+    greedy[i:] = (greedy[i:] + 1) % PRESETS["tiny"].vocab_size
+    rows = _run(native, native_artifact, dataclasses.replace(d, greedy=greedy), tmp_path)
+    row = next(r for r in rows if r.subject == "generate:kv")
+    assert row.status == "fail" and row.detail.startswith(f"greedy token {i} of ")
+    assert ("(idx[:, -block_size:])?" in row.detail) is hinted, row.detail
+
+
 def test_a_float32_dump_says_so_in_its_rows(
     native: CtypesInstance, native_artifact: Artifact, dump_path: Path, tmp_path: Path
 ) -> None:
