@@ -81,8 +81,11 @@ def print_summary(
     verdicts: dict[str, int],
     interrupted: bool,
     console: Console,
+    total: int | None = None,
 ) -> None:
-    """Print one line per cell (id, verdict, seconds, first cause) and the verdict counts."""
+    """Print one line per cell (id, verdict, seconds, first cause) and the verdict counts:
+    "N cells: ..." when all ``total`` cells (default: the rows of ``cells``) have a verdict,
+    "N of M cells finished: ..." when some have none."""
     table = Table(title="cells", show_lines=False)
     table.add_column("cell", no_wrap=True)
     table.add_column("verdict")
@@ -97,4 +100,9 @@ def print_summary(
         table.add_row(Text(cell), Text(verdict, style=style), shown, Text(cause))
     console.print(table)
     counts = ", ".join(f"{verdicts.get(v, 0)} {v}" for v in SEVERITY)
-    console.print(f"{len(cells)} cells: {counts}" + (" (interrupted)" if interrupted else ""))
+    # Counted from the verdicts, not the table: an interrupted cell has a row there but no
+    # verdict, and "1 cells" with every count 0 reads as a cell that was counted nowhere.
+    finished = sum(verdicts.get(v, 0) for v in SEVERITY)
+    total = len(cells) if total is None else total
+    said = f"{total} cells" if finished == total else f"{finished} of {total} cells finished"
+    console.print(f"{said}: {counts}" + (" (interrupted)" if interrupted else ""))

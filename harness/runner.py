@@ -886,7 +886,8 @@ def _run_cells(session: RunSession, console: Console | None) -> int:
     out = Console()
     if not out.is_terminal:
         out = Console(width=LOG_WIDTH)
-    print_summary(summary, session.meta["verdicts"], interrupted or interrupts.received, out)
+    stopped = interrupted or interrupts.received
+    print_summary(summary, session.meta["verdicts"], stopped, out, total=len(plan.cells))
     if interrupted or interrupts.received:  # the rows so far are kept: say how to finish
         again = f"--matrix {plan.matrix.path}" + (
             f" --project {plan.project_root}" if plan.project_root is not None else ""

@@ -311,12 +311,16 @@ def test_keyboard_interrupt_keeps_rows_and_exits_130(
     tmp_path: Path, manifest: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Ctrl-C in a check: earlier cells and the partial cell (no verdict) are on disk; exit 130;
-    stderr says how to finish the run."""
+    stderr says how to finish the run; the summary counts the finished cells of all 8, not the
+    interrupted one among them."""
     log = Log()
     m = matrix(tmp_path, '[check.ops]\nkind = "ops"\n"fa/wasm32/small" = "interrupt"\n')
     code, out = run(tmp_path, manifest, log, m)
     assert code == 130
-    assert f"run --matrix {m} --resume {out}` runs the rest" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert f"run --matrix {m} --resume {out}` runs the rest" in said.err
+    counts = "0 error, 0 fail, 0 incompatible, 0 skipped, 2 pass (interrupted)"
+    assert f"\n2 of 8 cells finished: {counts}\n" in said.out
     v = verdicts(out)
     # the interrupted cell has no verdict row: it did not finish (incomplete; --resume re-runs it)
     assert list(v) == ["fa/native/small", "fa/native/tiny"]
