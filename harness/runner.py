@@ -851,6 +851,9 @@ def open_session(plan: RunPlan, factories: Mapping[str, HostFactory]) -> RunSess
     return RunSession(plan, factories, meta, writer, _Interrupts())
 
 
+STOPPED_SHOWN = 5  # cell ids a --fail-fast run names as not run; the rest are counted
+
+
 def _run_cells(session: RunSession, console: Console | None) -> int:
     plan, interrupts = session.plan, session.interrupts
     done = {r.cell for r in plan.kept_rows if r.is_verdict}
@@ -888,13 +891,20 @@ def _run_cells(session: RunSession, console: Console | None) -> int:
         out = Console(width=LOG_WIDTH)
     stopped = interrupted or interrupts.received
     print_summary(summary, session.meta["verdicts"], stopped, out, total=len(plan.cells))
-    if interrupted or interrupts.received:  # the rows so far are kept: say how to finish
-        again = f"--matrix {plan.matrix.path}" + (
-            f" --project {plan.project_root}" if plan.project_root is not None else ""
-        )
+    again = f"--matrix {plan.matrix.path}" + (
+        f" --project {plan.project_root}" if plan.project_root is not None else ""
+    )
+    resume = f"`tinygpt-harness run {again} --resume {plan.out}`"
+    if stopped:  # the rows so far are kept: say how to finish
         print(f"tinygpt-harness run: interrupted; the finished cells are kept in {plan.out}: "
-              f"`tinygpt-harness run {again} --resume {plan.out}` runs the rest",
-              file=sys.stderr)  # fmt: skip
+              f"{resume} runs the rest", file=sys.stderr)  # fmt: skip
+    elif session.meta.get("stopped_early"):  # "0 skipped" alone hides the cells never run
+        left = session.meta["stopped_early"]
+        shown = ", ".join(left[:STOPPED_SHOWN]) + (
+            f" and {len(left) - STOPPED_SHOWN} more" if len(left) > STOPPED_SHOWN else ""
+        )
+        print(f"tinygpt-harness run: --fail-fast stopped after a failing cell; {len(left)} "
+              f"cell(s) not run ({shown}): {resume} runs them", file=sys.stderr)  # fmt: skip
     return code
 
 

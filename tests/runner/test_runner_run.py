@@ -294,8 +294,12 @@ def test_pinned_version_mismatch_is_an_error(tmp_path: Path, manifest: Path) -> 
     assert v["fb/native/tiny"][0] == "pass"
 
 
-def test_fail_fast_stops_after_the_first_failing_cell(tmp_path: Path, manifest: Path) -> None:
-    """--fail-fast writes no cell after the first failure and records what was not run."""
+def test_fail_fast_stops_after_the_first_failing_cell(
+    tmp_path: Path, manifest: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--fail-fast writes no cell after the first failure and records what was not run; the
+    summary says how many cells finished, and stderr names the cells not run and the --resume
+    that runs them."""
     log = Log()
     m = matrix(tmp_path, '[check.ops]\nkind = "ops"\n"fa/native/tiny" = "fail"\n')
     out = tmp_path / "run"
@@ -305,6 +309,13 @@ def test_fail_fast_stops_after_the_first_failing_cell(tmp_path: Path, manifest: 
     assert list(v) == ["fa/native/small", "fa/native/tiny"]
     meta = json.loads((out / RUN_FILE).read_text())
     assert len(meta["stopped_early"]) == 6
+    said = capsys.readouterr()
+    assert "\n2 of 8 cells finished: 0 error, 1 fail, " in said.out
+    shown = ", ".join(meta["stopped_early"][:5])
+    assert (
+        f"--fail-fast stopped after a failing cell; 6 cell(s) not run ({shown} and 1 more): "
+        f"`tinygpt-harness run --matrix {m} --resume {out}` runs them"
+    ) in said.err
 
 
 def test_keyboard_interrupt_keeps_rows_and_exits_130(
