@@ -45,6 +45,9 @@ NUMBER = (
 # "0.88-0.97" (a band) or "e-07" it is a dash, in " -1e-3" a sign.
 _NUMBER = re.compile(rf"(?:(?<![\w.,)\]])[-−])?{NUMBER}")
 _SCIENTIFIC = re.compile(r"([-+]?[\d.]+(?:e[-+]?\d+)?)(?:\s?[×x·]\s?10\^?([-+]?\d+))?")
+# digits joined by commas, and the ones that are thousands groups (NUMBER reads only these)
+_COMMA_RUN = re.compile(r"(?<![\w.,])\d+(?:,\d+)+(?:\.\d+)?(?:[eE][-+−]?\d+)?")
+_THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?:[eE][-+−]?\d+)?")
 _PLAIN = str.maketrans(f"{_SUPERSCRIPTS}⁻⁺−E", "0123456789-+-e", ",")
 
 
@@ -416,7 +419,8 @@ def _check_region(claim: Claim, region: tuple[str, int, list[str]] | str) -> lis
     if isinstance(region, str):
         return [Finding(claim.id, "fail", f"{claim.id}: {region}")]
     label, first, lines = region
-    numbers = {number_value(n) for line in lines for n in _NUMBER.findall(line)}
+    read = list(dict.fromkeys(n for line in lines for n in _NUMBER.findall(line)))
+    numbers = {number_value(n) for n in read}
     wanted = list(claim.points.values())
     if claim.provenance is not None and claim.provenance.band_basis == "runs":
         # A measured band is published with its value ("0.93× (0.88–0.97)"), so it is checked too.
@@ -424,10 +428,16 @@ def _check_region(claim: Claim, region: tuple[str, int, list[str]] | str) -> lis
     missing = [v for v in wanted if not any(math.isclose(v, n) for n in numbers)]
     if missing:
         span = f"{label}:{first}" + (f"-{first + len(lines) - 1}" if len(lines) > 1 else "")
+        # The numbers as written, not their values: "2,4e-07" is read as 2 and 07, and
+        # "2, 7" would hide which characters were taken for which number.
+        commas = [c for line in lines for c in _COMMA_RUN.findall(line)
+                  if not _THOUSANDS.fullmatch(c)]  # fmt: skip
+        hint = "".join(f"; {c!r} is not one number: a comma separates thousands (1,200), "
+                       "a decimal needs a point" for c in dict.fromkeys(commas))  # fmt: skip
         return [Finding(claim.id, "fail", (
             f"{claim.id}: {span} no longer carries the claimed "
-            f"{', '.join(f'{v:g}' for v in missing)} (numbers there: "
-            f"{', '.join(f'{n:g}' for n in sorted(numbers)) or 'none'})"
+            f"{', '.join(f'{v:g}' for v in missing)} (numbers there, as read: "
+            f"{', '.join(read) or 'none'}){hint}"
         ))]  # fmt: skip
     return []
 

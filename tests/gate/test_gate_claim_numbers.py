@@ -40,7 +40,22 @@ def test_another_exponent_is_another_number(tmp_path: Path) -> None:
     claim = _claim(tmp_path, "2.4e-7", "2.4e-08")
     found = check_text(claim, tmp_path, tmp_path / "claims.toml")
     assert [f.status for f in found] == ["fail"]
-    assert "no longer carries the claimed 2.4e-07 (numbers there: 2.4e-08)" in found[0].message
+    assert "no longer carries the claimed 2.4e-07 (numbers there, as read: 2.4e-08)" in (
+        found[0].message
+    )
+
+
+def test_a_decimal_comma_is_listed_as_read_and_named(tmp_path: Path) -> None:
+    """A decimal comma ("2,4e-07") fails, and the finding lists the text as it was read ("2"
+    and "07", not the values 2 and 7 that hide the cut) and names the comma."""
+    claim = _claim(tmp_path, "2.4e-7", "2,4e-07 (1,200 runs)")
+    (found,) = check_text(claim, tmp_path, tmp_path / "claims.toml")
+    assert found.status == "fail"
+    assert found.message.endswith(
+        "no longer carries the claimed 2.4e-07 (numbers there, as read: 2, 07, 1,200); "
+        "'2,4e-07' is not one number: a comma separates thousands (1,200), a decimal needs a "
+        "point"
+    )
 
 
 @pytest.mark.parametrize(
