@@ -288,6 +288,14 @@ def _counts(cells: list[CellVerdict]) -> str:
     return ", ".join(f"{ICONS[s]} {counts[s]} {s}" for s in order if counts.get(s))
 
 
+def _oracle_changes(page: Page) -> tuple[str, ...]:
+    """With ``--base``, the presets whose model oracle was another in BASE, naming both (the
+    headline says the oracle differs; the page alone lists only CAND's)."""
+    if page.gate is None or page.gate.result is None:
+        return ()
+    return page.gate.result.oracle_changes
+
+
 def _markdown(page: Page) -> str:
     run, prov = page.run, page.prov
     # The sign-off, completeness and the gate come first: a failing one is the page's first line.
@@ -301,6 +309,7 @@ def _markdown(page: Page) -> str:
     ]
     # a pass against a project's dump and one against our own reference read alike without it
     lines += [f"- Model oracle of {o}" for o in page.oracles]
+    lines += [f"- Model oracle differs from BASE for {c}" for c in _oracle_changes(page)]
     lines += [""] if page.oracles else []
     if page.problems:
         lines += ["> [!WARNING]", "> Partial report:"]
@@ -452,6 +461,7 @@ def _html(page: Page, out: Path) -> str:
         f"{e(prov['start'])} → {e(prov['end'] or 'unfinished')}"
         f"<br>hosts: {e(prov['hosts'])}<br>artifacts (sha256): {e(prov['artifacts'])}"
         + "".join(f"<br>model oracle of {e(o)}" for o in page.oracles)
+        + "".join(f"<br>model oracle differs from BASE for {e(c)}" for c in _oracle_changes(page))
         + "</p>",
         _alert_html(page.verdict, "verdict"),
         _not_checked(page),

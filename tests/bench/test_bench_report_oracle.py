@@ -56,7 +56,8 @@ def test_a_run_without_a_model_check_names_no_oracle(tmp_path: Path) -> None:
 def test_the_gate_headline_says_the_oracle_changed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``report --base`` headlines the gate as compare does, oracle change included."""
+    """``report --base`` headlines the gate as compare does, oracle change included, and
+    names BASE's oracle beside CAND's in summary.md and index.html."""
     base = write_run(
         tmp_path / "base",
         [*clean_rows(1), *model_rows()],
@@ -70,3 +71,11 @@ def test_the_gate_headline_says_the_oracle_changed(
     assert main(["report", str(run), "--out", str(tmp_path / "out"), "--base", str(base)]) == 0
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "MODEL ORACLE DIFFERS for 1 preset(s)" in summary.splitlines()[0]
+    both = (
+        "small: BASE's model oracle was reference dump /p/reference/small.npz (bytegpt "
+        "ref/dump.py v0.2, sha256 bbbbbbbbbbbb), CAND's reference dump "
+        "/p/reference/small.npz (bytegpt ref/dump.py v0.1, sha256 aaaaaaaaaaaa)"
+    )
+    assert f"- Model oracle differs from BASE for {both}" in summary.splitlines()
+    index = html.unescape((tmp_path / "out" / "index.html").read_text())
+    assert f"model oracle differs from BASE for {both}" in index
