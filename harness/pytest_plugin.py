@@ -131,7 +131,7 @@ class HarnessMatrixPlugin:
 
         from harness.build import BUNDLED_MANIFEST
         from harness.hosts.registry import HOST_NAMES
-        from harness.runner import UsageError, plan_from_args
+        from harness.runner import ProjectUsageError, UsageError, plan_from_args
 
         shard = (1, 1)
         if self.worker is not None:
@@ -146,7 +146,11 @@ class HarnessMatrixPlugin:
         try:
             plan = plan_from_args(args, HOST_NAMES)
         except UsageError as exc:
-            raise pytest.UsageError(f"--harness-matrix: {exc}") from None
+            # the option whose file is at fault: a bad profile is not the matrix's error
+            given = (
+                "--harness-project" if isinstance(exc, ProjectUsageError) else "--harness-matrix"
+            )
+            raise pytest.UsageError(f"{given}: {exc}") from None
         # the shard records which worker wrote the rows; every worker sees every cell
         return dataclasses.replace(plan, shard=shard)
 

@@ -959,7 +959,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         try:
             project = load_profile(find_profile(args.project))
         except ProfileError as exc:
-            raise UsageError(str(exc)) from None
+            raise ProjectUsageError(str(exc)) from None
     try:
         artifacts = load_manifest(args.artifacts)
     except FileNotFoundError:
@@ -982,11 +982,11 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         try:
             artifacts = with_artifacts(project, artifacts, args.artifacts)
         except ProfileError as exc:
-            raise UsageError(str(exc)) from None
+            raise ProjectUsageError(str(exc)) from None
         own_where = {n: f"{spec.where}: artifacts.{n}" for n, spec in project.artifacts.items()}
         clash = sorted(set(project.presets) & set(PRESETS))
         if clash:
-            raise UsageError(
+            raise ProjectUsageError(
                 f"{project.path}: preset name(s) {', '.join(clash)} are the harness's own; "
                 "give the project's presets their own names"
             )
@@ -1084,7 +1084,7 @@ def text_profile(
     try:
         profile = project if project is not None else load_profile(find_profile(given))
     except ProfileError as exc:
-        raise UsageError(str(exc)) from None
+        raise ProjectUsageError(str(exc)) from None
     sections = {"defaults": profile.defaults, "corpus": profile.corpus, "claims": profile.claims}
     missing = [k for k in hostless[0].checks if sections.get(k) is None]
     if missing:
@@ -1115,7 +1115,7 @@ def with_band(plan: RunPlan, project: Profile | None) -> RunPlan:
     try:
         band = bands_for_run(project, str(preset) if preset is not None else None)
     except ProfileError as exc:
-        raise UsageError(str(exc)) from None
+        raise ProjectUsageError(str(exc)) from None
     return dataclasses.replace(plan, convergence=band)
 
 
@@ -1133,7 +1133,7 @@ def with_project_corpus(plan: RunPlan, project: Profile | None) -> RunPlan:
     try:
         text, source = corpus_for_band(project)
     except ProfileError as exc:  # it names the profile's file:line
-        raise UsageError(str(exc)) from None
+        raise ProjectUsageError(str(exc)) from None
     return dataclasses.replace(
         plan, project_corpus=ProjectCorpus(text, source, project.corpus.contract)
     )
@@ -1156,7 +1156,7 @@ def with_references(
     try:
         refs = reference_dumps(project, [plan.presets[n] for n in needed], plan.out, kept)
     except ProfileError as exc:
-        raise UsageError(str(exc)) from None
+        raise ProjectUsageError(str(exc)) from None
     # the dump fixes the batch, the steps and the generation: options asking for others would
     # be silently ignored, so they are a usage error
     options = plan.matrix.options("model")
@@ -1268,6 +1268,11 @@ def _rewrite_rows(out: Path, rows: Sequence[Row]) -> None:
 
 class UsageError(Exception):
     """Bad command line, manifest or matrix: exit code 2."""
+
+
+class ProjectUsageError(UsageError):
+    """A UsageError found in the project's profile (the message starts with its file:line), so
+    a caller that names the option at fault (the pytest plugin) names the project's."""
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -207,6 +207,22 @@ def test_a_bad_matrix_is_a_usage_error_at_its_line_and_nothing_is_collected(
     assert "collected" not in proc.stdout and not (tmp_path / "out").exists()
 
 
+def test_a_bad_project_profile_is_blamed_on_harness_project(tmp_path: Path, manifest: Path) -> None:
+    """A bad profile under --harness-project: the usage error names --harness-project and the
+    profile's FILE:LINE, not --harness-matrix (whose file is fine)."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "harness.toml").write_text('[project]\nname = "p"\n\n[reference]\ntimeout_s = 5\n')
+    m = tmp_path / "m.toml"
+    m.write_text('name = "ok"\nartifacts = ["native"]\npresets = ["tiny"]\n'
+                 'checks = ["smoke"]\n[hosts]\nnative = {}\n')  # fmt: skip
+    proc = _pytest(f"--harness-matrix={m}", f"--harness-artifacts={manifest}",
+                   f"--harness-out={tmp_path / 'out'}", f"--harness-project={project}")  # fmt: skip
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
+    assert f"ERROR: --harness-project: {project / 'harness.toml'}:4: " in proc.stderr
+    assert "--harness-matrix:" not in proc.stderr
+
+
 def test_the_plugin_is_inert_without_harness_matrix(pytestconfig: pytest.Config) -> None:
     """This very suite runs with the entry point loaded and the matrix plugin not registered."""
     assert pytestconfig.pluginmanager.has_plugin("tinygpt_harness")  # the pytest11 entry point
