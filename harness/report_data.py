@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.gate.verdicts import model_oracles
 from harness.rundir.meta import project_checkout
+from harness.rundir.oracles import model_oracles
 from harness.rundir.reader import read_run
 from harness.rundir.rows import COLUMNS, REFERENCE_HOST, Row
 from harness.rundir.verdict import INCOMPLETE, cell_verdicts

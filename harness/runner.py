@@ -73,6 +73,7 @@ from harness.profile import Profile, ProfileError, find_profile, load_profile, w
 from harness.project.reference import config_json, reference_dumps
 from harness.run_progress import LOG_WIDTH, CellProgress, print_summary
 from harness.rundir.meta import RUN_FILE, SCHEMA_VERSION, git_state, write_run_json
+from harness.rundir.oracles import REFERENCES, changed_oracles, recorded_oracles, references_meta
 from harness.rundir.reader import read_run
 from harness.rundir.rows import RESULTS_FILE, Row, Status
 from harness.rundir.verdict import (
@@ -690,8 +691,7 @@ def oracle_meta(plan: RunPlan) -> dict[str, Any]:
     if plan.profile is not None:  # what host `none` read: resume must read the same profile
         meta["profile"] = {"path": str(plan.profile.path), "name": plan.profile.name}
     if plan.references:
-        meta["references"] = {name: {"source": d.source, "sha256": d.sha256}
-                              for name, d in sorted(plan.references.items())}  # fmt: skip
+        meta[REFERENCES] = references_meta(plan.references)
     if plan.convergence is not None:
         meta["convergence"] = {
             "band": str(plan.convergence.path),
@@ -1060,8 +1060,7 @@ def plan_from_args(args: argparse.Namespace, host_names: Sequence[str]) -> RunPl
         # everything resume can check without the oracle first: a refused resume must not
         # have run the reference command, and a differing dump must not replace the run's
         raw = resumable_meta(plan)
-        kept = {name: str(entry.get("sha256")) for name, entry in
-                (raw.get("references") or {}).items() if isinstance(entry, dict)}  # fmt: skip
+        kept = {name: o.sha256 for name, o in recorded_oracles(raw).items()}
         return resume_plan(with_references(plan, project, kept), raw)
     out: Path = args.out
     if (out / RESULTS_FILE).exists() or (out / RUN_FILE).exists():
@@ -1220,11 +1219,11 @@ def resume_plan(plan: RunPlan, raw: Mapping[str, Any] | None = None) -> RunPlan:
     out = plan.out
     raw = resumable_meta(plan) if raw is None else raw
     oracle = oracle_meta(plan)
-    changed = _changed_dumps(raw.get("references"), oracle.get("references"))
+    changed = _changed_dumps(raw, oracle)
     if changed:
         raise UsageError(f"--resume {out}: another oracle: {changed}: restore it, or judge by "
                          "the new one in a new run with --out")  # fmt: skip
-    for key in ("presets", "references", "convergence", "profile"):
+    for key in ("presets", REFERENCES, "convergence", "profile"):
         if raw.get(key) != oracle.get(key):
             raise UsageError(
                 f"--resume {out}: another oracle: the run's {key} were {raw.get(key)}, now "
@@ -1237,22 +1236,16 @@ def resume_plan(plan: RunPlan, raw: Mapping[str, Any] | None = None) -> RunPlan:
     return dataclasses.replace(plan, kept_rows=kept, resumed_meta=dict(raw))
 
 
-def _changed_dumps(was: object, now: object) -> str:
+def _changed_dumps(was: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     """The presets whose reference dump, at the same source, is another file than the run's
-    (a ``dump`` file rewritten since: the project is the same, its file is not); "" if none."""
-    if not isinstance(was, Mapping) or not isinstance(now, Mapping):
-        return ""
-    said = []
-    for name in sorted(set(was) & set(now)):
-        old, new = was[name], now[name]
-        if (isinstance(old, Mapping) and isinstance(new, Mapping)
-                and old.get("source") == new.get("source")
-                and old.get("sha256") != new.get("sha256")):  # fmt: skip
-            said.append(
-                f"the reference dump of preset {name!r} ({new.get('source')}) changed since "
-                f"the run (sha256 {new.get('sha256')}, was {old.get('sha256')})"
-            )
-    return "; ".join(said)
+    (a ``dump`` file rewritten since: the project is the same, its file is not), from the two
+    run.json tables ``was`` and ``now``; "" if none."""
+    return "; ".join(
+        f"the reference dump of preset {name!r} ({new.source}) changed since the run "
+        f"(sha256 {new.sha256}, was {old.sha256})"
+        for name, old, new in changed_oracles(recorded_oracles(was), recorded_oracles(now))
+        if old.source == new.source
+    )
 
 
 def _rewrite_rows(out: Path, rows: Sequence[Row]) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 from harness.gate.measurements import MeasurementKey, timing_samples
 from harness.gate.stats import Comparison, compare_samples
 from harness.gate.thresholds import Thresholds
+from harness.rundir.oracles import changed_oracles, model_oracles
 from harness.rundir.rows import REFERENCE_HOST, Row
 from harness.rundir.verdict import INCOMPLETE, cell_verdicts
 
@@ -137,52 +138,6 @@ def blocking_failures(cand_rows: Iterable[Row]) -> tuple[str, ...]:
     )
 
 
-# What a model check was judged against when run.json records no reference dump for its preset.
-HARNESS_ORACLE = "the harness's numpy reference"
-
-
-@dataclass(frozen=True)
-class ModelOracle:
-    """What one preset's model check was judged against: a project's reference dump (run.json
-    ``references.<preset>``: its source, the file and its writer, and its sha256), or, when the
-    run recorded none, the harness's own numpy reference (both fields empty)."""
-
-    source: str = ""
-    sha256: str = ""
-
-    @property
-    def is_dump(self) -> bool:
-        """True for a project's reference dump."""
-        return bool(self.source or self.sha256)
-
-    def describe(self) -> str:
-        """``reference dump FILE (WRITER, sha256 PREFIX)``, or :data:`HARNESS_ORACLE`."""
-        if not self.is_dump:
-            return HARNESS_ORACLE
-        sha = f"sha256 {self.sha256[:12]}" if self.sha256 else "sha256 not recorded"
-        # the runner records "FILE (WRITER)": the digest joins the writer inside its brackets
-        if self.source.endswith(")") and " (" in self.source:
-            return f"reference dump {self.source[:-1]}, {sha})"
-        return f"reference dump {self.source or '(file not recorded)'} ({sha})"
-
-
-def model_oracles(meta: Mapping[str, Any], presets: Iterable[str]) -> dict[str, ModelOracle]:
-    """Each of ``presets`` (those a run's model check judged) with its oracle, from ``meta``
-    (run.json) ``references``; a preset it does not list had the harness's numpy reference."""
-    refs = meta.get("references")
-    table: Mapping[str, Any] = refs if isinstance(refs, dict) else {}
-    out: dict[str, ModelOracle] = {}
-    for preset in sorted(set(presets)):
-        entry = table.get(preset)
-        if isinstance(entry, dict):
-            out[preset] = ModelOracle(
-                str(entry.get("source") or ""), str(entry.get("sha256") or "")
-            )
-        else:
-            out[preset] = ModelOracle()
-    return out
-
-
 def model_presets(rows: Iterable[Row]) -> set[str]:
     """The presets whose model check wrote rows (the kernels' cells, not the numpy reference)."""
     return {r.preset for r in rows if r.check == "model" and r.host != REFERENCE_HOST}
@@ -204,11 +159,8 @@ def oracle_changes(
     base = model_oracles(base_meta, model_presets(base_rows))
     cand = model_oracles(cand_meta, model_presets(cand_rows))
     return tuple(
-        f"{preset}: BASE's model oracle was {base[preset].describe()}, CAND's "
-        f"{cand[preset].describe()}"
-        for preset in sorted(set(base) & set(cand))
-        if base[preset].sha256 != cand[preset].sha256
-        or base[preset].is_dump != cand[preset].is_dump
+        f"{preset}: BASE's model oracle was {was.describe()}, CAND's {now.describe()}"
+        for preset, was, now in changed_oracles(base, cand)
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.gate.verdicts import HARNESS_ORACLE
+from harness.rundir.oracles import HARNESS_ORACLE
 from tests.gate.gate_runs import verdict_row, write_run
 from tests.gate.test_gate_compare import clean_rows
 from tests.gate.test_gate_compare_oracle import DUMP_A, DUMP_B, model_rows

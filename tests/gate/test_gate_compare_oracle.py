@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from harness.gate.verdicts import HARNESS_ORACLE, ModelOracle, blocking_failures
+from harness.gate.verdicts import blocking_failures
+from harness.rundir.oracles import HARNESS_ORACLE, ModelOracle
 from harness.rundir.rows import Row, Status
 from tests.gate.gate_runs import verdict_row, write_run
 from tests.gate.test_gate_compare import clean_rows
