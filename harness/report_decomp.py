@@ -43,7 +43,7 @@ COMPONENTS: tuple[str, ...] = ("bridge", "postMessage", "JS→wasm call", "wake+
 POSTMESSAGE_HOSTS = frozenset({"chromium"})
 PAIR = ["host", "artifact"]
 STEP = ["host", "artifact", "preset", "x_value", "threads"]
-# the train step's subject at any thread count (harness/checks/bench.py _thread_subject)
+# the train step's subject at any thread count (harness/checks/bench.py thread_subject)
 _STEP_SUBJECT = rf"train_step(?:{re.escape(THREADS_SUFFIX)}(\d+))?"
 POOL_SOURCE = "the pool, timed in the library"
 ATOMICS_SOURCE = "one Atomics round trip"

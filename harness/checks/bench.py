@@ -477,7 +477,8 @@ def run(ctx: CellContext) -> Iterator[Row]:
 THREADS_SUFFIX = ":threads="  # a figure at n > 1 threads is ``<subject>:threads=<n>``
 
 
-def _thread_subject(subject: str, threads: int) -> str:
+def thread_subject(subject: str, threads: int) -> str:
+    """``subject`` at ``threads`` threads: itself at 1, else ``<subject>:threads=<n>``."""
     return subject if threads == 1 else f"{subject}{THREADS_SUFFIX}{threads}"
 
 
@@ -502,7 +503,7 @@ def _speedup_rows(
         )
 
 
-class _ThreadAxis:
+class ThreadAxis:
     """Walks ``opts.threads`` on an instance and puts 1 thread back afterwards."""
 
     def __init__(self, instance: Instance, counts: tuple[int, ...]) -> None:
@@ -533,14 +534,14 @@ def _ops_curve(
     binding (:mod:`.bench_bound`); None: the bench's own workloads, in tinygpt.h's order."""
     roofs, roof_rows = _roofline(opts) if opts.reference else ({}, [])
     yield from roof_rows
-    axis = _ThreadAxis(instance, opts.threads)
+    axis = ThreadAxis(instance, opts.threads)
     try:
         for op in opts.ops:
             x_name = OPS[op][1]
             for n in opts.sizes[op]:
                 by_threads: dict[int, Measurement] = {}
                 for threads in opts.threads:
-                    subject = _thread_subject(f"op:{op}", threads)
+                    subject = thread_subject(f"op:{op}", threads)
                     if budget.left() <= 0:
                         yield _skipped(stamp, subject, budget, x_name, n)
                         continue
@@ -667,7 +668,7 @@ def _host_cost_rows(
             yield from measurement_rows(stamp, subject, m, detail=what)
     for threads in hostcost.pool_thread_counts(opts.threads, instance.artifact.thread_limit()):
         for subject, asleep, what in hostcost.POOL_PROBES:
-            name = _thread_subject(subject, threads)
+            name = thread_subject(subject, threads)
             policy = opts.policy(budget.for_measurement())
             m = hostcost.pool_probe(instance, threads, asleep, policy)
             if isinstance(m, str):
@@ -698,12 +699,12 @@ def _train_curve(
         return
     shape = f"B={B} T={T}"
     by_threads: dict[int, Measurement] = {}
-    axis = _ThreadAxis(instance, opts.threads)
+    axis = ThreadAxis(instance, opts.threads)
     model = create_model(instance, cfg)
     paired: list[Row] = []
     try:
         for i, threads in enumerate(opts.threads):
-            subject = _thread_subject("train_step", threads)
+            subject = thread_subject("train_step", threads)
             refused = admit_train_point(axis, i, threads, stamp, budget, params)
             if refused is not None:
                 yield refused
@@ -741,7 +742,7 @@ def _train_curve(
     finally:
         model.release(instance)
         axis.reset()
-    yield from _train_thread_rows(
+    yield from train_thread_rows(
         stamp, by_threads, side_by_side, f"{shape} params={params:.0f}", opts.noise_band
     )
     m = by_threads.get(1)
@@ -803,11 +804,11 @@ def _thread_pairs(
 
 
 def admit_train_point(
-    axis: _ThreadAxis, i: int, threads: int, stamp: Stamp, budget: Budget, params: float
+    axis: ThreadAxis, i: int, threads: int, stamp: Stamp, budget: Budget, params: float
 ) -> Row | None:
     """Put the ``i``-th count of a train step's thread axis in effect; None, or the ``skipped``
     row of a point the budget or the library refuses."""
-    subject = _thread_subject("train_step", threads)
+    subject = thread_subject("train_step", threads)
     # The first count was admitted by the caller, before the model was made: making a large
     # preset's model in a slow host may take the rest of the budget, and must not starve the
     # one figure the budget let in (it did: chromium/wasm32/huge lost its train_step, which
@@ -820,7 +821,7 @@ def admit_train_point(
     return None
 
 
-def _train_thread_rows(
+def train_thread_rows(
     stamp: Stamp,
     by_threads: Mapping[int, Measurement],
     side_by_side: Mapping[int, PairedRatio],

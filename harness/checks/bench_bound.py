@@ -60,11 +60,11 @@ SUBJECT = "train_step"
 def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> Iterator[Row]:
     """The bound library's bench rows: the train step timed, the other curves skipped."""
     from harness.checks.bench import (
-        _thread_subject,
-        _ThreadAxis,
-        _train_thread_rows,
+        ThreadAxis,
         admit_train_point,
         measurement_rows,
+        thread_subject,
+        train_thread_rows,
     )
 
     binding = ctx.artifact.bound()
@@ -96,7 +96,7 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
         return
     model, wl = _train_workload(ctx.instance, binding, cfg, ctx.preset.vocab_size, opts.batch)
     detail = f"{wl.shape} {wl.export} through the binding" + (f"; {note}" if note else "")
-    axis = _ThreadAxis(ctx.instance, opts.threads)
+    axis = ThreadAxis(ctx.instance, opts.threads)
     by_threads: dict[int, Measurement] = {}
     side_by_side: dict[int, PairedRatio] = {}
     paired: list[Row] = []
@@ -106,7 +106,7 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
             if refused is not None:
                 yield refused
                 continue
-            subject = _thread_subject(SUBJECT, threads)
+            subject = thread_subject(SUBJECT, threads)
             by_threads[threads] = m = measure(
                 wl.sampler(ctx.instance), opts.policy(budget.for_measurement())
             )
@@ -132,7 +132,7 @@ def rows(ctx: CellContext, opts: BenchOptions, budget: Budget, stamp: Stamp) -> 
     finally:
         model.free()
         axis.reset()
-    yield from _train_thread_rows(
+    yield from train_thread_rows(
         stamp, by_threads, side_by_side, f"{detail} params={params:.0f}", opts.noise_band
     )
     yield from paired
@@ -281,7 +281,7 @@ def _ops_curve_of(
 ) -> Iterator[Row]:  # fmt: skip
     """The ops curve over ``timed``, each call through the binding (:func:`through_binding`),
     each point at every count of ``opts.threads`` (the bundled library's thread axis,
-    ``bench._ThreadAxis``, whose ``set_threads`` calls the binding's ``[threads]`` setter;
+    ``bench.ThreadAxis``, whose ``set_threads`` calls the binding's ``[threads]`` setter;
     without one a count above 1 is refused at load, and is a skipped row if it gets here);
     the ops of ``opts.ops`` not timed are skipped rows."""
     from harness.checks import bench

@@ -2,7 +2,7 @@
 compiled here (zig cc; its own names thg_*, the weight passed first and stored [in, out], input
 before output) whose binding has a ``[threads]`` table. ``threads = [1, 2]`` measures each op
 point at each count through the binding's setter (``harness.kernel.set_threads``, by the
-bundled library's ``bench._ThreadAxis``), with ``op:<op>:threads=2`` figures and
+bundled library's ``bench.ThreadAxis``), with ``op:<op>:threads=2`` figures and
 ``threads:op:<op>@<x>=<n>`` speedup rows; the library records the count each call ran at, so
 the test sees the 2-thread points ran at 2 and the cell ended at 1. A count the setter refuses,
 and a binding without ``[threads]`` (lib2), give ``skipped`` rows saying why. No speed is
