@@ -353,6 +353,13 @@ def grad_blocks(name: str, n_layer: int) -> tuple[int, ...]:
     return (n_layer, FUSED_BLOCKS[name]) if name in FUSED_BLOCKS else (n_layer,)
 
 
+def model_dims(n_layer: int, n_embd: int, batch: tuple[int, ...]) -> dict[str, int]:
+    """:func:`model_tolerance`'s dimensions for a model of ``n_layer``/``n_embd`` on a
+    ``(B, T)`` token batch of shape ``batch``."""
+    b, t = batch
+    return {"n_layer": n_layer, "n_embd": n_embd, "seq_len": t, "batch": b}
+
+
 def model_tolerance(
     what: str,
     *,

@@ -19,7 +19,7 @@ and tanh GELU differ by ~3e-7 (docs/reference-dump.md).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from harness.checks.base import CellContext
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row, Status
-from harness.tolerance import grad_blocks, model_tolerance
+from harness.tolerance import grad_blocks, model_dims, model_tolerance
 from reference.dump import ReferenceDump
 from reference.model import GPT
 from reference.presets import PARAM_NAMES
@@ -78,12 +78,14 @@ def _key(dump: ReferenceDump) -> tuple[object, ...]:
     return (dump.cfg, h.hexdigest(), dump.loss)
 
 
-def self_check(dump: ReferenceDump, dims: Mapping[str, int]) -> SelfCheck:
-    """Compare ``dump``'s logits, loss and gradients with our float64 GPT on its own params."""
+def self_check(dump: ReferenceDump) -> SelfCheck:
+    """Compare ``dump``'s logits, loss and gradients with our float64 GPT on its own params,
+    at the model tolerances of the dump's own batch."""
     key = _key(dump)
     if key in _CHECKED:
         return _CHECKED[key]
     cfg = dump.cfg
+    dims = model_dims(cfg.n_layer, cfg.n_embd, dump.x.shape)
     model = GPT(cfg, {n: np.asarray(v, dtype=np.float64) for n, v in dump.params.items()})
     logits, loss = model.forward(dump.x, dump.y)  # (B, T, V)
     grads = model.backward()
@@ -125,6 +127,24 @@ def rows(ctx: CellContext, checked: SelfCheck, dump_note: str) -> Iterator[Row]:
         for m in METRICS:
             yield ctx.row(CHECK, r.name, status, metric=m, value=float(getattr(r, m)),
                           detail=detail)  # fmt: skip
+
+
+def refusal(checked: SelfCheck, shown: int = 3) -> str:
+    """Why a run refuses a dump that fails its self-check: what the check did, each failing
+    array's parity message (the first ``shown``), and the usual causes ("" when it passes)."""
+    if checked.ok:
+        return ""
+    bad = [r for r in checked.results if not r.ok]
+    lines = [f"  {r.message}" for r in bad[:shown]]  # each message starts with its name
+    if len(bad) > shown:
+        lines.append(f"  and {len(bad) - shown} more: {', '.join(r.name for r in bad[shown:])}")
+    return (
+        "it fails its self-check: its own arrays disagree with a float64 GPT-2 of the "
+        "documented architecture (reference/model.py) on its own param.* and tokens, so it "
+        "cannot judge a kernel (found: the dump, expected: our float64 GPT):\n"
+        + "\n".join(lines)
+        + f'\nusual causes: {CAUSES} (docs/reference-dump.md, "How the check uses it")'
+    )
 
 
 def blame_note(checked: SelfCheck) -> str:

@@ -61,7 +61,7 @@ from harness.hosts.base import HostError
 from harness.kernel import MODEL_BUFFERS, KernelModel, check_architecture
 from harness.parity import ParityResult, compare
 from harness.rundir.rows import Row, Status
-from harness.tolerance import grad_blocks, model_tolerance
+from harness.tolerance import grad_blocks, model_dims, model_tolerance
 from reference.corpus import CorpusUnavailable, load_corpus
 from reference.defaults import DEFAULTS
 from reference.dump import (
@@ -315,7 +315,7 @@ def _tinygpt_rows(ctx: CellContext) -> Iterator[Row]:
     blame, oracle_note, training_note, trained_note, ties_note = "", "", "", "", ""
     if ctx.reference is not None:
         d = ctx.reference
-        checked = dump_selfcheck.self_check(d, _dims(cfg, d.x))
+        checked = dump_selfcheck.self_check(d)
         f32 = dump_selfcheck.float32_note(d)
         yield from dump_selfcheck.rows(ctx, checked, f"; dump: reference dump {d.source}{f32}")
         blame = dump_selfcheck.blame_note(checked)
@@ -406,8 +406,7 @@ def _noted(rows: Iterator[Row], note: str) -> Iterator[Row]:
 
 def _dims(cfg: ModelConfig, x: NDArray[Any]) -> dict[str, int]:
     """The model tolerances' dimensions of a (B, T) parity batch ``x``."""
-    batch, T = x.shape
-    return {"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "seq_len": T, "batch": batch}
+    return model_dims(cfg.n_layer, cfg.n_embd, x.shape)
 
 
 def _oracle_rows(

@@ -1,9 +1,11 @@
 """A profile's ``[reference]``: make and load the model check's oracle dump of each preset.
 
 Runs before any host starts (from ``run --project``'s plan), so a command that fails, a dump
-that does not follow docs/reference-dump.md, or a dump of another architecture than the preset
-is a bad configuration: :class:`~harness.profile.ProfileError` at the profile's ``[reference]``
-line, exit 2, never a cell that fails for the oracle's fault.
+that does not follow docs/reference-dump.md, a dump of another architecture than the preset,
+or one whose own arrays do not follow from its own parameters (its self-check,
+:mod:`harness.checks.dump_selfcheck`) is a bad configuration:
+:class:`~harness.profile.ProfileError` at the profile's ``[reference]`` line, exit 2, never a
+cell that fails for the oracle's fault.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -21,6 +25,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from harness.checks import dump_selfcheck
 from harness.profile import Profile, ProfileError, ReferenceProfile
 from reference.dump import DumpError, ReferenceDump, file_sha256, load_dump
 from reference.presets import ModelConfig
@@ -59,8 +64,26 @@ def command_argv(ref: ReferenceProfile, cfg: ModelConfig, out: Path) -> list[str
     return argv
 
 
+def wait_exited(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Wait until ``proc`` exits, without reaping it; TimeoutExpired after ``timeout_s``.
+
+    Unreaped (a zombie), the leader keeps its pid, and with it the process group id, from
+    reuse: :func:`_kill_group` then kills the command's own group. Reaped first, as
+    ``Popen.wait`` does, a new process could take the pid as its group id before the kill.
+    """
+    fd = os.pidfd_open(proc.pid)  # readable once the process has exited (Linux >= 5.3)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(max(0, math.ceil(timeout_s * 1000))):
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+    finally:
+        os.close(fd)
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the command's whole process group (its children too), then reap it."""
+    """Kill the command's whole process group (its children too), then reap the leader, which
+    must not have been reaped before (:func:`wait_exited`)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -94,7 +117,7 @@ def _run_command(profile: Profile, ref: ReferenceProfile, cfg: ModelConfig, out:
             raise ProfileError(f"{where}: reference.command: cannot run {argv[0]!r}: "
                                f"{exc.strerror}") from None  # fmt: skip
         try:
-            proc.wait(timeout=ref.timeout_s)
+            wait_exited(proc, ref.timeout_s)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise ProfileError(f"{where}: reference.command for preset {cfg.name!r} ran over "
@@ -176,7 +199,15 @@ def reference_dumps(
         elif ref.command is not None:
             _run_command(profile, ref, cfg, path)
         try:
-            out[cfg.name] = load_dump(path, expect=cfg)
+            dump = load_dump(path, expect=cfg)
         except DumpError as exc:
             raise ProfileError(f"{where}: reference dump of preset {cfg.name!r}: {exc}") from None
+        # A dump whose own logits do not follow from its own param.* (a square weight stored
+        # [in, out]) is the oracle's fault: refused here, exit 2, rather than ~20 failing rows
+        # of every cell, each reading as the kernel's (trial s44, D15; cached per file).
+        checked = dump_selfcheck.self_check(dump)
+        if not checked.ok:
+            raise ProfileError(f"{where}: reference dump of preset {cfg.name!r} ({path}): "
+                               f"{dump_selfcheck.refusal(checked)}")  # fmt: skip
+        out[cfg.name] = dump
     return out

@@ -3,23 +3,26 @@ file names (docs/profiles.md, docs/reference-dump.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.build import DEFAULT_OUT, MANIFEST, manifest_is_fresh
 from harness.cli import main
 from harness.profile import ProfileError, load_profile
-from harness.project.reference import reference_dumps
+from harness.project.reference import reference_dumps, wait_exited
 from harness.rundir.meta import RUN_FILE
 from harness.rundir.reader import read_rows
 from harness.rundir.rows import RESULTS_FILE
-from reference.dump import ReferenceDump
+from reference.dump import ReferenceDump, load_dump, save, write_dump
 from reference.dump import main as dump_main
 from reference.presets import PRESETS, ModelConfig
 
@@ -263,8 +266,8 @@ def test_run_judges_the_kernel_against_the_commands_dump(
 ) -> None:
     """``run --project``: the profile's command (our CLI, with the project preset as
     ``{config}``) writes the run's reference/bytes16.npz; the model check judges the native
-    kernel against it and passes, and run.json records the dump's sha256; a dump that is not
-    one exits 2 at the [reference] line."""
+    kernel against it and passes, and run.json records the dump's sha256; a dump that fails
+    its self-check, or is not one, exits 2 at the [reference] line."""
     project = tmp_path / "proj"
     command = f"[reference]\ncommand = {OUR_DUMP}, \"--config\", '{{config}}']\n\n"
     _profile(project, command + BYTES16)
@@ -282,6 +285,14 @@ def test_run_judges_the_kernel_against_the_commands_dump(
     recorded = json.loads((out / RUN_FILE).read_text())["references"]["bytes16"]
     assert recorded["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
 
+    # a dump that fails its self-check: refused before any cell, no row written
+    _transposed(dump, project / "transposed.npz")
+    _profile(project, '[reference]\ndump = "transposed.npz"\n\n' + BYTES16)
+    assert main([*base, "--out", str(tmp_path / "run1")]) == 2
+    err = capsys.readouterr().err
+    assert "reference dump of preset 'bytes16'" in err and "it fails its self-check" in err
+    assert not (tmp_path / "run1" / RESULTS_FILE).exists()
+
     (project / "bad.npz").write_bytes(b"junk")
     _profile(project, '[reference]\ndump = "bad.npz"\n\n' + BYTES16)
     assert main([*base, "--out", str(tmp_path / "run2")]) == 2
@@ -296,3 +307,52 @@ def test_run_judges_the_kernel_against_the_commands_dump(
     assert "[check.model] steps = 5, but the reference dump of preset bytes16" in (
         capsys.readouterr().err
     )
+
+
+def _transposed(src: Path, dst: Path) -> None:
+    """``src``'s dump with its square attprojw stored [in, out] (its arrays computed from the
+    right orientation): the HF Conv1D mistake no shape check sees (trial s44, D15)."""
+    d = load_dump(src)
+    params = dict(d.params)
+    params["attprojw"] = np.ascontiguousarray(params["attprojw"].transpose(0, 2, 1))
+    save(dst, dataclasses.replace(d, params=params))
+
+
+@pytest.mark.corpus
+def test_a_dump_that_fails_its_self_check_is_refused_at_the_reference_line(
+    tmp_path: Path,
+) -> None:
+    """A dump whose own logits do not follow from its own param.* is the oracle's fault: a
+    ProfileError at [reference] naming the preset, the file, the failing arrays with their
+    errors and the usual causes, before any host starts; the same dump unmutated is loaded."""
+    write_dump(tmp_path / "good.npz", PRESETS["tiny"], batch=2, steps=3)
+    _transposed(tmp_path / "good.npz", tmp_path / "tiny.npz")
+    profile = load_profile(_profile(tmp_path, '[reference]\ndump = "{preset}.npz"\n'))
+    with pytest.raises(ProfileError) as err:
+        reference_dumps(profile, [PRESETS["tiny"]], tmp_path / "run")
+    said = str(err.value)
+    assert said.startswith(f"{profile.path}:4: reference dump of preset 'tiny' "
+                           f"({tmp_path / 'tiny.npz'}): it fails its self-check")  # fmt: skip
+    assert "dump:logits: " in said and "[in, out]" in said and "exact-erf GELU" in said
+    assert "dump:grad:attprojw" in said  # named in "and N more" when not among the first
+    (tmp_path / "good.npz").rename(tmp_path / "tiny.npz")
+    assert reference_dumps(profile, [PRESETS["tiny"]], tmp_path / "run")["tiny"].cfg.name == "tiny"
+
+
+def test_the_command_is_waited_on_unreaped_so_its_group_id_stays_its_own(tmp_path: Path) -> None:
+    """wait_exited returns once the command has exited but leaves it a zombie, holding its pid
+    (its process group id) until the group is killed and it is reaped; past the timeout it
+    raises with the command still running."""
+    done = subprocess.Popen(["sh", "-c", "exit 3"], start_new_session=True)
+    wait_exited(done, 30)
+    assert Path(f"/proc/{done.pid}/stat").read_text().split(") ", 1)[1][0] == "Z"
+    assert done.returncode is None
+    assert done.wait() == 3
+    slow = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            wait_exited(slow, 0.2)
+        assert slow.poll() is None
+    finally:
+        slow.kill()
+        slow.wait()
