@@ -33,9 +33,10 @@ division), ``max(a, b)``, ``min(a, b)``, parentheses.
 
 Checks at manifest load (``tinygpt-harness run`` exits 2, ``kernels.toml:LINE: key: what``): the
 schema, every expression, every shader a file of the artifact's set, every entry point present
-with that workgroup size, and every ``@group(0) @binding(i)`` declaration of the type the layout
-gives binding ``i``. The WGSL itself is compiled only in the browser: a shader that does not
-compile is its cells' ``error`` with the compiler's message and line.
+with that workgroup size, and every ``@group(0) @binding(i)`` declaration (either attribute
+order) of the type the layout gives binding ``i``, read from the shader's live code (comments
+stripped: :func:`strip_comments`). The WGSL itself is compiled only in the browser: a shader
+that does not compile is its cells' ``error`` with the compiler's message and line.
 """
 
 from __future__ import annotations
@@ -70,9 +71,39 @@ ALLOC_SIGNATURES = MappingProxyType(
 # over the manifest's ops; their kinds are the binding's [exports]
 STEP_EXPORTS = ("tgw_step_create", "tgw_step_load", "tgw_step_forward", "tgw_step_backward",
                 "tgw_step_train", "tgw_step_params", "tgw_step_time", "tgw_step_free")  # fmt: skip
-_DECL = re.compile(r"@group\(\s*0\s*\)\s*@binding\(\s*(\d+)\s*\)\s*var(?:\s*<\s*([^>]*)>)?\s+(\w+)")
+# a group-0 resource declaration, its two attributes in either order (WGSL allows both)
+_DECL = re.compile(
+    r"(?:@group\(\s*0\s*\)\s*@binding\(\s*(\d+)\s*\)|@binding\(\s*(\d+)\s*\)\s*@group\(\s*0\s*\))"
+    r"\s*var(?:\s*<\s*([^>]*)>)?\s+(\w+)"
+)
 _ENTRY = re.compile(r"@compute\s+@workgroup_size\(([^)]*)\)\s*fn\s+(\w+)|"
                     r"@workgroup_size\(([^)]*)\)\s*@compute\s*fn\s+(\w+)")  # fmt: skip
+# WGSL's line breaks (they end a `//` comment)
+_LINE_BREAKS = frozenset("\n\v\f\r\x85\u2028\u2029")
+
+
+def strip_comments(text: str) -> str:
+    """``text`` with its WGSL comments blanked: ``//`` to the end of the line and ``/* */``
+    blocks, which nest in WGSL. Every other character is kept (a block's line breaks too), so
+    offsets and line numbers stay those of the file. An unclosed block runs to the end (the
+    compiler reports it)."""
+    out = list(text)
+    i, n, depth = 0, len(text), 0
+    while i < n:
+        pair = text[i : i + 2]
+        if depth == 0 and pair == "//":
+            while i < n and text[i] not in _LINE_BREAKS:
+                out[i] = " "
+                i += 1
+        elif pair == "/*" or (depth and pair == "*/"):
+            depth += 1 if pair == "/*" else -1
+            out[i] = out[i + 1] = " "
+            i += 2
+        else:
+            if depth and text[i] not in _LINE_BREAKS:
+                out[i] = " "
+            i += 1
+    return "".join(out)
 
 
 class WebGpuManifestError(FormatError):
@@ -277,31 +308,28 @@ class _Validator(TomlValidator):
         self, where: tuple[str | int, ...], shader: str, text: str, entry: str,
         size: tuple[int, ...], layout: list[tuple[str, str]],
     ) -> None:  # fmt: skip
-        """The entry point and its workgroup size, and each declared binding's type."""
-        entries = {}
+        """The entry point and its workgroup size, and each declared binding's type, as the
+        shader's live code says (its comments stripped: an old declaration or entry point in a
+        comment is not the shader's)."""
+        text = strip_comments(text)
+        entries: dict[str, list[str]] = {}
         for m in _ENTRY.finditer(text):
             args, fn = (m.group(1), m.group(2)) if m.group(2) else (m.group(3), m.group(4))
-            entries[fn] = args
+            entries.setdefault(fn, []).append(args)
         if entry not in entries:
             raise self.error(
                 (*where, "entry"),
                 f"no `@compute @workgroup_size(..) fn {entry}` in {shader} "
                 f"(entry points: {', '.join(sorted(entries)) or 'none'})",
             )
-        parts = [p.strip().rstrip("u") for p in entries[entry].split(",") if p.strip()]
-        if not all(p.isdigit() for p in parts):
-            raise self.error(
-                (*where, "workgroup_size"),
-                f"{shader}: {entry}'s @workgroup_size({entries[entry]}) is not integer literals",
-            )
-        declared = tuple(int(p) for p in parts) + (1,) * (3 - len(parts))
-        if declared != size:
-            raise self.error(
-                (*where, "workgroup_size"),
-                f"{list(size)}, but {shader} declares {entry} @workgroup_size{declared}",
-            )
+        # Two live functions of one name do not compile: that is the compiler's error (the
+        # cell's, with its line), and which size "the" entry has is then unknowable, so none is
+        # checked here rather than one picked.
+        if len(entries[entry]) == 1:
+            self.check_workgroup_size(where, shader, entry, entries[entry][0], size)
         for m in _DECL.finditer(text):
-            index, space, var = int(m.group(1)), (m.group(2) or "").replace(" ", ""), m.group(3)
+            index = int(m.group(1) or m.group(2))
+            space, var = (m.group(3) or "").replace(" ", ""), m.group(4)
             kind = {"uniform": "uniform", "storage,read_write": "storage"}.get(
                 space, "read-only-storage" if space in ("storage", "storage,read") else space
             )
@@ -314,9 +342,27 @@ class _Validator(TomlValidator):
             if kind != layout[index][1]:
                 raise self.error(
                     (*where, "shader"),
-                    f"{shader} declares @binding({index}) {var} as var<{m.group(2)}>, the layout "
+                    f"{shader} declares @binding({index}) {var} as var<{m.group(3)}>, the layout "
                     f"gives binding {index} ({layout[index][0]}) type {layout[index][1]}",
                 )
+
+    def check_workgroup_size(
+        self, where: tuple[str | int, ...], shader: str, entry: str, args: str,
+        size: tuple[int, ...],
+    ) -> None:  # fmt: skip
+        """The entry's ``@workgroup_size(args)`` is the pass's ``workgroup_size``."""
+        parts = [p.strip().rstrip("u") for p in args.split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise self.error(
+                (*where, "workgroup_size"),
+                f"{shader}: {entry}'s @workgroup_size({args}) is not integer literals",
+            )
+        declared = tuple(int(p) for p in parts) + (1,) * (3 - len(parts))
+        if declared != size:
+            raise self.error(
+                (*where, "workgroup_size"),
+                f"{list(size)}, but {shader} declares {entry} @workgroup_size{declared}",
+            )
 
 
 def shader_files(files: Mapping[str, Path]) -> dict[str, Path]:
