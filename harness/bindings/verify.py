@@ -7,7 +7,10 @@ fail every cell of the artifact on every host alike. The module's exports come f
 parsed by wasmtime, a native ``.so``'s ELF dynamic symbols (names only). A native export's
 arity, which a symbol table cannot show, comes from the ``.so``'s DWARF and/or the C header the
 binding names (:mod:`harness.formats.native_arity`); with neither, the artifact's status says
-``arity unchecked: no DWARF, no header`` (the run prints it and records it in run.json).
+``arity unchecked: no DWARF, no header`` (the run prints it and records it in run.json). A
+``webgpu`` artifact's ``kernels.toml`` lists its exports by name and declares each one's
+arguments, buffers and result: each binding call is compared with it there
+(:meth:`~harness.formats.webgpu.WebGpuFormat.call_problem`).
 
 Only a binding mismatch is a config error. An artifact whose files are missing, are not the
 manifest's (edited, rebuilt) or do not parse is skipped here: its cells report that as ``error``
@@ -23,6 +26,7 @@ from harness.artifact import Artifact
 from harness.bindings import Binding, BindingError
 from harness.formats import FormatError, WasmTypes, export_mismatches
 from harness.formats.native_arity import HeaderError, native_arities
+from harness.formats.webgpu import WebGpuFormat
 from harness.hosts.base import HostError, verify_artifact
 
 
@@ -82,9 +86,34 @@ def check_artifact(artifact: Artifact) -> str:
     binding = artifact.bound()
     binding.check_exports(found, artifact.ptr_width, module)
     _check_allocator(artifact, binding, found, module)
+    if isinstance(artifact.fmt, WebGpuFormat):
+        _check_webgpu_calls(artifact.fmt, artifact.paths(), binding, module)
+        return ""  # kernels.toml declares every op's arguments: all were compared
     if artifact.format != "native":
         return ""  # wasm: its type section showed arity and kinds above
     return _check_arities(binding, so, module)
+
+
+def _check_webgpu_calls(
+    fmt: WebGpuFormat, files: Mapping[str, Path], binding: Binding, module: str
+) -> None:
+    """Each op and model call of the binding against the kernels.toml op it names: the
+    manifest's names carry no types (:meth:`WebGpuFormat.exports_found`), so the arity, the
+    pointer positions and the result kind are compared here, call by call (two calls of one
+    export each are: the binding's signature table keeps only one of them)."""
+    for section, calls in (("ops", binding.ops), ("model", binding.model)):
+        for call in calls.values():
+            at = binding.where((section, call.op))
+            problem = fmt.call_problem(
+                files, call.export, call.signature, call.args, f"{call.op} ({at})"
+            )
+            if problem is None:
+                continue
+            blame, what = problem
+            if blame == "result":  # kernels.toml's own line and words
+                raise BindingError(what)
+            where = binding.where((section, call.op, "args"))
+            raise BindingError(f"{where}: export {call.export!r} of {module} {what}")
 
 
 def _check_allocator(

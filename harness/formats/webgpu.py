@@ -23,7 +23,9 @@ any other library):
 - ``params``: the fields of the uniform struct, in order, each 4 bytes (dims as ``u32``, f32
   scalars as ``f32``, ``has_<name>`` as ``u32``);
 - ``result``: ``void``, or ``mean:<buffer>`` (crossentropy's mean loss, summed in float32 in
-  index order after the read-back);
+  index order after the read-back); it must be what the canonical op the binding maps the export
+  to returns, as the arity and pointer positions must be the binding call's
+  (:meth:`WebGpuFormat.call_problem`, checked at load);
 - ``[[ops.X.passes]]``: dispatches in order, each ``shader``, ``entry``, ``workgroup_size``
   (must equal the entry's ``@workgroup_size``) and ``dispatch`` (three expressions: workgroup
   counts).
@@ -132,6 +134,7 @@ class GpuOp:
     params: tuple[str, ...]
     result: str  # "void" or "mean:<buffer>"
     passes: tuple[Pass, ...]
+    table: str = ""  # its [ops.<table>] in kernels.toml (where an error about it points)
 
     def to_json(self) -> dict[str, Any]:
         """The form ``format_webgpu.mjs`` reads."""
@@ -273,7 +276,7 @@ class _Validator(TomlValidator):
             for i, p in enumerate(passes_v)
         )
         return GpuOp(export, args, MappingProxyType(buffers), optional, tuple(layout),
-                     params, result, passes)  # fmt: skip
+                     params, result, passes, str(where[-1]))  # fmt: skip
 
     def one_pass(
         self, where: tuple[str | int, ...], body: object, names: frozenset[str],
@@ -407,10 +410,18 @@ class WebGpuFormat(ArtifactFormat):
         return 32
 
     def check_roles(self, roles: Sequence[str]) -> str | None:
-        """``manifest`` first, then any number of ``wgsl:<file>`` roles, none repeated."""
-        if not roles or roles[0] != MANIFEST_ROLE:
-            return f"format {self.name} needs the {MANIFEST_ROLE!r} role first, got {list(roles)}"
-        bad = [r for r in roles[1:] if not r.startswith(WGSL_ROLE) or r == WGSL_ROLE]
+        """``manifest`` and any number of ``wgsl:<file>`` roles, in any order, none repeated.
+
+        The order is not the user's to get right: a profile's ``files`` is a TOML table, whose
+        key order means nothing, and the entry is found by its role (``from_files`` puts it
+        first, as the manifest's ``path`` is)."""
+        if MANIFEST_ROLE not in roles:
+            return f"format {self.name} needs the {MANIFEST_ROLE!r} role, got {list(roles)}"
+        bad = [
+            r
+            for r in roles
+            if r != MANIFEST_ROLE and (not r.startswith(WGSL_ROLE) or r == WGSL_ROLE)
+        ]
         if bad:
             return f"unknown file role(s) {bad} for format {self.name} (manifest, wgsl:<file>)"
         if len(set(roles)) != len(roles):
@@ -453,10 +464,69 @@ class WebGpuFormat(ArtifactFormat):
                     f"{len(sig.params)}"
                 )
 
+    def call_problem(
+        self, files: Mapping[str, Path], export: str, sig: Signature, names: Sequence[str],
+        call: str,
+    ) -> tuple[str, str] | None:  # fmt: skip
+        """What kernels.toml's op ``export`` contradicts in a binding's call of it (``call``
+        names it in messages), whose arguments are ``names`` of kinds ``sig``; None if they
+        agree, or if ``export`` is not one of its ops (the allocator, the step's exports: their
+        presence is checked by name).
+
+        ``("args", what)``: the binding's argument list is at fault (a count other than the
+        op's ``args``, or a pointer where the op has a scalar, or the reverse). ``("result",
+        "kernels.toml:LINE: what")``: the op's ``result`` is not the kind the binding's
+        canonical op returns (crossentropy's f32 loss needs ``result = "mean:<buffer>"``;
+        without it the call returns nothing). kernels.toml cannot say whether a scalar is
+        ``i32`` or ``f32`` (the loader takes that from the binding), so scalar kinds are not
+        compared. A manifest that does not validate is CorruptArtifact."""
+        from harness.hosts.base import CorruptArtifact
+
+        try:
+            plan = self.manifest(files)
+        except WebGpuManifestError as exc:
+            raise CorruptArtifact(str(exc)) from None
+        op = plan.ops.get(export)
+        if op is None:
+            return None
+
+        def at(*key: str) -> str:  # read only when there is something to report
+            return f"{plan.path}:{TomlLines(plan.path.read_text()).line_of(('ops', *key))}"
+
+        if len(op.args) != len(sig.params):
+            return "args", (
+                f"takes {len(op.args)} arguments ({at(op.table)}: {' '.join(op.args)}), the "
+                f"binding gives it {len(sig.params)} ({' '.join(names) or 'none'})"
+            )
+        for i, (arg, kind, name) in enumerate(zip(op.args, sig.params, names, strict=True)):
+            if (arg in op.buffers) != (kind == "ptr"):
+                has = "a buffer" if arg in op.buffers else "a scalar"
+                gives = "a pointer" if kind == "ptr" else f"a scalar ({kind})"
+                return "args", (
+                    f"argument {i + 1} is {has} ({arg!r}, {at(op.table)}), the binding passes "
+                    f"{name!r} there, {gives}"
+                )
+        returns = "f32" if op.result.startswith("mean:") else "void"
+        if returns != sig.result:
+            said = f"{op.result!r}" + " (the default)" * (op.result == "void")
+            fix = (
+                'declare result = "mean:<buffer>"' if sig.result == "f32" else
+                "remove `result`" if sig.result == "void" else
+                "kernels.toml's results are void or an f32 mean"
+            )  # fmt: skip
+            return "result", (
+                f"{at(op.table, 'result')}: ops.{op.table}.result: {said} returns "
+                f"{'an f32' if returns == 'f32' else 'nothing'}, but {call}, which the "
+                f"binding maps to {export!r}, returns {sig.result}: {fix}"
+            )
+        return None
+
     def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None]:
-        """The manifest's exports (names and arity only: kinds are the binding's) + the
-        allocator. A manifest that does not validate is CorruptArtifact (the manifest's load
-        reports it at its file:line first)."""
+        """The manifest's exports + the allocator, by name only: kernels.toml cannot type a
+        scalar argument (the binding's kinds give i32 or f32), so the arity, the pointer
+        positions and the result are compared by :meth:`call_problem` instead (the binding's
+        check at load calls it). A manifest that does not validate is CorruptArtifact (the
+        manifest's load reports it at its file:line first)."""
         from harness.hosts.base import CorruptArtifact
 
         try:

@@ -31,6 +31,7 @@ from harness.hosts.registry import HOST_NAMES, all_hosts
 from harness.hosts.timeouts import Timeouts
 from harness.hosts.wasmtime_host import WasmtimeHost
 from harness.kernel import Kernels
+from harness.profile import load_profile
 from harness.rundir.reader import read_rows
 from harness.rundir.rows import RESULTS_FILE
 from harness.rundir.verdict import CellStatus, cell_verdicts
@@ -147,6 +148,58 @@ def test_run_exits_2_on_a_bad_kernel_manifest(tmp_path: Path) -> None:
     kernels.write_text(kernels.read_text().replace('result = "mean:losses"', 'result = "sum"'))
     code, verdicts = _run(tmp_path, manifest, ["webgpu"], ["gelu_forward"])
     assert code == 2 and verdicts == {}
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "where", "what"),
+    [
+        # the binding's gelu_forward calls layernorm's 8-argument export with 3 arguments
+        ("webgpu.binding.toml", 'export = "tg_gelu_forward"', 'export = "tg_layernorm_forward"',
+         "webgpu.binding.toml:38: export 'tg_layernorm_forward' of artifact wg-bad (",
+         "takes 8 arguments"),
+        # a scalar where kernels.toml has a buffer: the binding's order is not the manifest's
+        ("webgpu.binding.toml", 'args = ["out", "x", "N"]', 'args = ["N", "x", "out"]',
+         "webgpu.binding.toml:38: export 'tg_gelu_forward' of artifact wg-bad (",
+         "argument 1 is a buffer ('out', "),
+        # crossentropy's mean loss without `result`: the call would return nothing
+        ("kernels.toml", 'result = "mean:losses"\n', "",
+         "kernels.toml:98: ops.crossentropy_forward.result: ",
+         "'void' (the default) returns nothing, but crossentropy_forward ("),
+    ],
+    ids=["arity", "pointer-position", "result"],
+)  # fmt: skip
+def test_a_binding_kernels_toml_contradicts_exits_2_before_any_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, old: str, new: str,
+    where: str, what: str,
+) -> None:  # fmt: skip
+    """kernels.toml declares every op's arguments and result: a binding call of another arity,
+    with a pointer where the op has a scalar (or the reverse), or of an op returning f32 that
+    kernels.toml gives no ``result``, is refused at load, exit 2 at the binding's ``args`` line
+    (at kernels.toml's op for its result), no cell run (docs/bindings.md "Errors"; was: a per-op
+    ABIError, or a Python TypeError that ended the ops check)."""
+    bad = _variant(tmp_path, "wg-bad", {file: (old, new)})
+    code, verdicts = _run(tmp_path, _manifest(tmp_path, [bad]), ["wg-bad"], ["gelu_forward"])
+    err = capsys.readouterr().err
+    assert code == 2 and verdicts == {}
+    assert where in err and what in err, err
+
+
+def test_a_profile_may_list_the_manifest_after_the_shaders(tmp_path: Path) -> None:
+    """A profile's ``files`` is a TOML table, whose key order means nothing: kernels.toml listed
+    after its shaders loads, the entry found by its role and put first (was: exit 2, "format
+    webgpu needs the 'manifest' role first"). Without a manifest role it is still refused."""
+    shutil.copytree(SOURCE, tmp_path / "kernels")
+    shaders = ", ".join(
+        f'"wgsl:{p.name}" = "kernels/{p.name}"' for p in sorted(SOURCE.glob("*.wgsl"))
+    )
+    (tmp_path / "harness.toml").write_text(
+        '[project]\nname = "p"\n[artifacts.gpu]\nformat = "webgpu"\n'
+        f'files = {{ {shaders}, manifest = "kernels/kernels.toml" }}\n'
+        'binding = "kernels/webgpu.binding.toml"\n'
+    )
+    art = load_profile(tmp_path / "harness.toml").artifacts["gpu"].build()
+    assert art.file_set()[0].role == "manifest" and art.path.name == "kernels.toml"
+    assert art.fmt.check_roles(["wgsl:a.wgsl"]) is not None
 
 
 def test_expressions_take_dims_operators_and_three_functions_only() -> None:
