@@ -21,7 +21,7 @@ any other library):
   ``uniform`` (only ``params``), ``storage`` (read-write: read back into memory after the op)
   or ``read-only-storage``;
 - ``params``: the fields of the uniform struct, in order, each 4 bytes (dims as ``u32``, f32
-  scalars as ``f32``, ``has_<name>`` as ``u32``);
+  scalars as ``f32``, ``has_<name>`` as ``u32``), at most 64 (the loader's 256-byte uniform);
 - ``result``: ``void``, or ``mean:<buffer>`` (crossentropy's mean loss, summed in float32 in
   index order after the read-back); it must be what the canonical op the binding maps the export
   to returns, as the arity and pointer positions must be the binding call's
@@ -34,11 +34,12 @@ Expressions: integers, the op's dims and ``has_*`` flags, ``+ - * //``, ``cdiv(a
 division), ``max(a, b)``, ``min(a, b)``, parentheses.
 
 Checks at manifest load (``tinygpt-harness run`` exits 2, ``kernels.toml:LINE: key: what``): the
-schema, every expression, every shader a file of the artifact's set, every entry point present
-with that workgroup size, and every ``@group(0) @binding(i)`` declaration (either attribute
-order) of the type the layout gives binding ``i``, read from the shader's live code (comments
-stripped: :func:`strip_comments`). The WGSL itself is compiled only in the browser: a shader
-that does not compile is its cells' ``error`` with the compiler's message and line.
+schema, every expression, every shader a file of the artifact's set, every entry point present with
+that workgroup size (integer literals, or module-scope ``const``s of one), and every ``@group(0)
+@binding(i)`` declaration (either attribute order) of the type the layout gives binding ``i``, read
+from the shader's live code (comments stripped: :func:`strip_comments`). The WGSL itself is
+compiled only in the browser: a shader that does not compile is its cells' ``error`` with the
+compiler's message and line.
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ _DECL = re.compile(
 )
 _ENTRY = re.compile(r"@compute\s+@workgroup_size\(([^)]*)\)\s*fn\s+(\w+)|"
                     r"@workgroup_size\(([^)]*)\)\s*@compute\s*fn\s+(\w+)")  # fmt: skip
+# a module-scope `const NAME[: type] = value;` (a @workgroup_size argument may name one)
+_CONST = re.compile(r"\bconst\s+(\w+)\s*(?::\s*\w+\s*)?=\s*([^;]*);")
+# a WGSL integer literal: decimal or hex, an optional i/u suffix
+_INT = re.compile(r"(0[xX][0-9a-fA-F]+|0|[1-9][0-9]*)[iu]?")
+# the loader's uniform buffer (UNIFORM_BYTES in format_webgpu.mjs): params are 4 bytes each
+UNIFORM_BYTES = 256
 # WGSL's line breaks (they end a `//` comment)
 _LINE_BREAKS = frozenset("\n\v\f\r\x85\u2028\u2029")
 
@@ -106,6 +113,27 @@ def strip_comments(text: str) -> str:
                 out[i] = " "
             i += 1
     return "".join(out)
+
+
+def int_literal(text: str) -> int | None:
+    """The value of WGSL integer literal ``text`` (``128``, ``128u``, ``0x80i``), else None."""
+    m = _INT.fullmatch(text.strip())
+    return int(m.group(1), 0) if m else None
+
+
+def module_consts(text: str) -> dict[str, int | None]:
+    """The module-scope ``const`` declarations of comment-free WGSL ``text``, by name: the
+    integer literal each is, or None for another value (an expression, a float) or a name
+    declared twice. A ``const`` inside a function (braces open) is not one: it cannot be an
+    attribute's argument, and may shadow a module-scope one."""
+    out: dict[str, int | None] = {}
+    for m in _CONST.finditer(text):
+        before = text[: m.start()]
+        if before.count("{") != before.count("}"):
+            continue
+        name = m.group(1)
+        out[name] = None if name in out else int_literal(m.group(2))
+    return out
 
 
 class WebGpuManifestError(FormatError):
@@ -262,6 +290,12 @@ class _Validator(TomlValidator):
         for i, p in enumerate(params):
             if p not in names:
                 raise self.error((*where, "params", i), f"{p!r} is not a dim or has_* flag")
+        if len(params) * 4 > UNIFORM_BYTES:
+            raise self.error(
+                (*where, "params"),
+                f"{len(params)} fields: the loader's uniform buffer is {UNIFORM_BYTES} bytes, "
+                f"{UNIFORM_BYTES // 4} fields of 4 bytes at most",
+            )
         if params and ("params", "uniform") not in layout:
             raise self.error((*where, "layout"), "params are declared but no `params:uniform`")
         result = self.typed((*where, "result"), t.get("result", "void"), str, "a string")
@@ -329,38 +363,49 @@ class _Validator(TomlValidator):
         # cell's, with its line), and which size "the" entry has is then unknowable, so none is
         # checked here rather than one picked.
         if len(entries[entry]) == 1:
-            self.check_workgroup_size(where, shader, entry, entries[entry][0], size)
+            consts = module_consts(text)
+            self.check_workgroup_size(where, shader, entry, entries[entry][0], size, consts)
         for m in _DECL.finditer(text):
             index = int(m.group(1) or m.group(2))
             space, var = (m.group(3) or "").replace(" ", ""), m.group(4)
             kind = {"uniform": "uniform", "storage,read_write": "storage"}.get(
                 space, "read-only-storage" if space in ("storage", "storage,read") else space
             )
+            # where = (*op, "passes", i): a binding's type is the op's layout's to say
+            op_where = where[:-2]
             if index >= len(layout):
                 raise self.error(
-                    (*where, "shader"),
+                    (*op_where, "layout"),
                     f"{shader} declares @binding({index}) {var}, past the layout's "
                     f"{len(layout)} entries",
                 )
             if kind != layout[index][1]:
                 raise self.error(
-                    (*where, "shader"),
+                    (*op_where, "layout", index),
                     f"{shader} declares @binding({index}) {var} as var<{m.group(3)}>, the layout "
                     f"gives binding {index} ({layout[index][0]}) type {layout[index][1]}",
                 )
 
     def check_workgroup_size(
         self, where: tuple[str | int, ...], shader: str, entry: str, args: str,
-        size: tuple[int, ...],
+        size: tuple[int, ...], consts: Mapping[str, int | None],
     ) -> None:  # fmt: skip
-        """The entry's ``@workgroup_size(args)`` is the pass's ``workgroup_size``."""
-        parts = [p.strip().rstrip("u") for p in args.split(",") if p.strip()]
-        if not all(p.isdigit() for p in parts):
-            raise self.error(
-                (*where, "workgroup_size"),
-                f"{shader}: {entry}'s @workgroup_size({args}) is not integer literals",
-            )
-        declared = tuple(int(p) for p in parts) + (1,) * (3 - len(parts))
+        """The entry's ``@workgroup_size(args)`` is the pass's ``workgroup_size``: each argument
+        an integer literal or the name of a module-scope ``const`` of one (``consts``)."""
+        values = []
+        for part in (p.strip() for p in args.split(",") if p.strip()):
+            value = int_literal(part)
+            if value is None:
+                value = consts.get(part)
+            if value is None:
+                raise self.error(
+                    (*where, "workgroup_size"),
+                    f"{shader}: {entry}'s @workgroup_size({args}): {part!r} is not an integer "
+                    "literal or a module-scope `const` of one, which is all this check "
+                    "resolves (an `override` or a const expression is not: write the literal)",
+                )
+            values.append(value)
+        declared = tuple(values) + (1,) * (3 - len(values))
         if declared != size:
             raise self.error(
                 (*where, "workgroup_size"),

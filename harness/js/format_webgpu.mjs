@@ -18,7 +18,7 @@ import { probeAdapters, stepExports } from './webgpu_step.mjs';
 const HEAP_START = 16 << 20;
 const HEAP_MAX = 1 << 30;
 const ALIGN = 16;
-const UNIFORM_BYTES = 256;
+const UNIFORM_BYTES = 256; // kernels.toml's params are refused past it at load (webgpu.py)
 const LOSS_SETTLE_MS = 2000;
 
 // ---- expressions: integers, names, + - * //, cdiv/max/min(a, b), parentheses ----------------
@@ -379,9 +379,15 @@ process.stdout.write(a === null ? 'null' : 'adapter');`;
  * (<hosts>/node_modules/<alias>/bin/node -> <hosts>/node_modules/webgpu). Missing, or no
  * adapter: IncompatibleArtifact in the package's words. */
 async function nodeGpu(entry) {
-  const { dirname, join } = await import('node:path');
+  const { basename, dirname, join } = await import('node:path');
   const { existsSync, readFileSync } = await import('node:fs');
-  const dir = join(dirname(process.execPath), '..', '..', NODE_WEBGPU);
+  const modules = dirname(dirname(dirname(process.execPath)));
+  // A Node that is not install-hosts' (the system's /usr/bin/node) has no such layout: the
+  // path "beside" it would be meaningless (/usr/bin/../../webgpu), so say what it is instead.
+  if (basename(modules) !== 'node_modules') {
+    throw new HarnessError('IncompatibleArtifact', `${entry.name}: Node has no WebGPU: this Node (${process.execPath}) is not one tinygpt-harness install-hosts installed, beside which alone the npm package ${NODE_WEBGPU} is looked for (<hosts>/node_modules/${NODE_WEBGPU}); run webgpu artifacts on a pinned Node host (node22, node24)`);
+  }
+  const dir = join(modules, NODE_WEBGPU);
   const indexJs = join(dir, 'index.js');
   if (!existsSync(indexJs)) {
     throw new HarnessError('IncompatibleArtifact', `${entry.name}: Node has no WebGPU: the npm package ${NODE_WEBGPU} is not installed beside this Node (${indexJs} missing; tinygpt-harness install-hosts installs it)`);

@@ -120,7 +120,7 @@ def test_build_lists_the_manifest_and_every_shader_with_their_hashes(tmp_path: P
         ("kernels.toml", 'params = ["N", "C", "OC", "has_b"]', 'param = ["N"]', 15,
          "unknown key; allowed"),
         ("matmul_forward.wgsl", "var<storage, read> x: array<f32>",
-         "var<storage, read_write> x: array<f32>", 17, "the layout gives binding 2 (x)"),
+         "var<storage, read_write> x: array<f32>", 14, "the layout gives binding 2 (x)"),
     ],
 )  # fmt: skip
 def test_a_bad_kernel_manifest_fails_the_manifest_load_at_its_line(

@@ -38,7 +38,8 @@ def test_install_hosts_installs_the_webgpu_package_beside_node(tmp_path: Path) -
 def test_node_cells_are_incompatible_in_dawns_words(tmp_path: Path) -> None:
     """Through ``run``: node24 imports the package and gets no adapter (no Vulkan driver here):
     `incompatible` with the package's version and Dawn's message; the system Node, which has no
-    package beside it, is `incompatible` saying where it looked; the run exits 0."""
+    package beside it, is `incompatible` saying it is not an install-hosts Node (was: a path
+    "beside" it that does not exist, ``/webgpu/index.js``); the run exits 0."""
     code, out = run_bundled_kernels(
         tmp_path,
         'name = "webgpu-node"\npresets = ["tiny"]\nchecks = ["ops"]\ntimeout_s = 60\n'
@@ -55,5 +56,7 @@ def test_node_cells_are_incompatible_in_dawns_words(tmp_path: Path) -> None:
     else:  # a machine with a Vulkan loader: Dawn either gives an adapter or says why not
         assert status == "pass" or "requestAdapter() returned null; Dawn:" in detail, detail
     status, detail = verdicts["node/webgpu/tiny"]
-    assert status == "incompatible" and "the npm package webgpu is not installed" in detail
+    assert status == "incompatible", detail
+    assert "is not one tinygpt-harness install-hosts installed" in detail, detail
+    assert "/webgpu/index.js missing" not in detail and "(node22, node24)" in detail
     assert code == 0

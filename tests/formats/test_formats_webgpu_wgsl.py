@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.formats.webgpu import WebGpuManifestError, load_gpu_manifest, strip_comments
+from harness.formats.webgpu import (
+    WebGpuManifestError,
+    load_gpu_manifest,
+    module_consts,
+    strip_comments,
+)
 
 KERNELS = """\
 [webgpu]
@@ -116,3 +121,54 @@ def test_strip_comments_keeps_lines_and_code() -> None:
     assert out.split("\n")[0].rstrip() == "a" and out.count("\n") == text.count("\n")
     assert out.split("\n")[2].strip() == "e" and out.split("\n")[3] == "g"
     assert strip_comments("x /* never closed\ny") == "x                \n "
+
+
+@pytest.mark.parametrize(
+    "decl",
+    ["const WG: u32 = 128u;", "const WG = 128;", "const WG = 0x80u;", "const WG: i32 = 128i;"],
+)
+def test_a_workgroup_size_naming_a_module_const_resolves(tmp_path: Path, decl: str) -> None:
+    """Valid WGSL ``@workgroup_size(WG, 1, 1)`` with a module-scope ``const WG`` of an integer
+    literal is checked by its value (was: refused, "not integer literals")."""
+    _load(tmp_path, DECLS + decl + "\n" + ENTRY.replace("(128, 1, 1)", "(WG, 1, 1)"))
+    wrong = ENTRY.replace("(128, 1, 1)", "(WG, 1, 1)")
+    with pytest.raises(WebGpuManifestError, match=r"declares main @workgroup_size\(64, 1, 1\)"):
+        _load(tmp_path, DECLS + "const WG = 64u;\n" + wrong)
+
+
+def test_a_workgroup_size_it_cannot_resolve_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    """An ``override``, a const expression or a function-scope const: still refused at the
+    workgroup_size line, saying what the check resolves (a documented limitation)."""
+    for decl in ("override WG: u32 = 128u;", "const WG = 64u * 2u;", "fn f() { const WG = 128u; }"):
+        with pytest.raises(WebGpuManifestError) as err:
+            _load(tmp_path, DECLS + decl + "\n" + ENTRY.replace("(128, 1, 1)", "(WG, 1, 1)"))
+        assert "kernels.toml:13: " in str(err.value)
+        assert "'WG' is not an integer literal or a module-scope `const` of one" in str(err.value)
+    assert module_consts("const A = 1u; const A = 2u; const B = 3;") == {"A": None, "B": 3}
+
+
+def test_a_declaration_of_the_wrong_type_is_refused_at_its_layout_entry(tmp_path: Path) -> None:
+    """The layout says each binding's type: a shader declaring another is refused at the
+    layout entry's line, not the pass's ``shader`` line (binding 1 here: line 8's array)."""
+    kernels = KERNELS.replace(
+        'layout = ["x:read-only-storage", "out:storage", "params:uniform"]',
+        'layout = [\n  "x:read-only-storage",\n  "out:read-only-storage",\n  "params:uniform",\n]',
+    )
+    with pytest.raises(WebGpuManifestError) as err:
+        _load(tmp_path, DECLS + ENTRY, kernels)
+    assert "kernels.toml:10: ops.gelu_forward.layout[1]: gelu.wgsl declares @binding(1) dst" in str(
+        err.value
+    )
+
+
+def test_more_params_than_the_uniform_holds_are_refused_at_load(tmp_path: Path) -> None:
+    """The loader's uniform buffer is 256 bytes: 65 params are refused at the params line with
+    the limit (was: a per-op "Offset is outside the bounds of the DataView" trap); 64 load."""
+    many = "params = [" + ", ".join(['"N"'] * 65) + "]"
+    with pytest.raises(WebGpuManifestError) as err:
+        _load(tmp_path, DECLS + ENTRY, KERNELS.replace('params = ["N"]', many))
+    assert (
+        "kernels.toml:9: ops.gelu_forward.params: 65 fields: the loader's uniform buffer is 256"
+        in str(err.value)
+    )
+    _load(tmp_path, DECLS + ENTRY, KERNELS.replace('params = ["N"]', many.replace('"N", ', "", 1)))
