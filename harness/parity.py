@@ -186,8 +186,13 @@ def compare(
             metrics["worst_ratio"] = max(metrics["worst_ratio"], c.ratio)
         bad = [c for c in estimates if c.ratio > 1.0]
         if bad:
-            msg = (f"{name}: bias stage: a systematic error, as if constant {bad[0].name} were off "
-                   f"by {bad[0].estimate:.3g} relative; {where}")  # fmt: skip
+            # one wrong constant shows in the others' estimates too (their sensitivities
+            # correlate), each over its limit by less: the headline names the one furthest over
+            # its limit, the likeliest culprit, not the first in the rule's listing order
+            worst_c = max(bad, key=lambda c: c.ratio)
+            msg = (f"{name}: bias stage: a systematic error, as if constant {worst_c.name} were "
+                   f"off by {worst_c.estimate:.3g} relative ({worst_c.ratio:.3g}x its limit); "
+                   f"{where}")  # fmt: skip
             return ParityResult(name, "bias", msg, tol, **metrics)
     return ParityResult(name, "pass", f"{name}: ok; {where}", tol, **metrics)
 

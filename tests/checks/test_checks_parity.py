@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from harness.parity import ParityError, assert_parity, compare
-from harness.tolerance import BASELINE, Tolerance
+from harness.tolerance import BASELINE, GELU_COEF, GELU_SCALE, Tolerance, elementwise_bound
 
 TOL = BASELINE["float32"]
 
@@ -104,3 +105,36 @@ def test_assert_parity_raises_with_the_stage() -> None:
     with pytest.raises(ParityError, match="dtype stage"):
         assert_parity("x", np.zeros(2, np.float16), np.zeros(2), TOL)
     assert assert_parity("x", np.zeros(2, np.float32), np.zeros(2), TOL).ok
+
+
+def _gelu(x: NDArray[np.float64], coef: float) -> NDArray[np.float64]:
+    """tanh-approximation gelu in float64 with ``coef`` for 0.044715."""
+    out: NDArray[np.float64] = 0.5 * x * (1 + np.tanh(GELU_SCALE * (x + coef * x**3)))
+    return out
+
+
+def test_the_bias_headline_names_the_constant_furthest_over_its_limit() -> None:
+    """gelu with 0.044715 made 0.0447155 (1.12e-5 relative, gpuformer's gelu_subtle): every
+    constant's estimate goes over its limit, 0.044715's the most; the headline names it and its
+    estimate (was: the first over its limit in listing order, sqrt(2/pi), off by 6e-7)."""
+    x = np.random.default_rng(0).uniform(-4, 4, 65536).astype(np.float32)
+    expected = _gelu(x.astype(np.float64), GELU_COEF)
+    found = _gelu(x.astype(np.float64), GELU_COEF * (1 + 1.12e-5)).astype(np.float32)
+    bound = elementwise_bound("gelu_forward", "out", {"x": x}, expected)
+    estimates = {c.name: c for c in bound.constants(found.astype(np.float64) - expected)}
+    # the premise: more than one constant is over its limit, and not the first listed the most
+    over = [name for name, c in estimates.items() if c.ratio > 1.0]
+    assert over[0] == "sqrt(2/pi)" and "0.044715" in over
+    assert estimates["0.044715"].ratio > estimates["sqrt(2/pi)"].ratio
+    r = compare("gelu_forward.out", found, expected, TOL, bound=bound)
+    assert r.stage == "bias"
+    head = r.message.split("; ")[0]
+    coef = estimates["0.044715"]
+    assert head == (
+        f"gelu_forward.out: bias stage: a systematic error, as if constant 0.044715 were off by "
+        f"{coef.estimate:.3g} relative ({coef.ratio:.3g}x its limit)"
+    )
+    assert abs(coef.estimate - 1.12e-5) < 1e-6  # the estimate recovers the injected error
+    # every constant's estimate stays in the detail (docs/checks.md)
+    for name in estimates:
+        assert f"constant {name}: estimated relative error" in r.message
