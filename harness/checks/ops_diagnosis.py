@@ -6,6 +6,11 @@ shifted dim): a weight's layout flipped; two arguments of the same kind and size
 ``args``; a dim off by one. The first hypothesis under which every output passes is the likely
 mistake, and the failure's cause names it. This costs extra calls, so it runs only on failure.
 
+A hypothesis that passes shows only that the binding and the library disagree, not which one is
+wrong: the library's own declaration of the export (a webgpu artifact's kernels.toml sizes its
+buffers and orders its arguments; a C library's code is its declaration) is as likely at fault
+as the binding. So each cause names both, with where each is written (:class:`Parties`).
+
 A hypothesis may hand the library larger dims than the buffers were sized for (a swapped or
 shifted dim): its buffers are over-allocated (``Override.pad``) so the library still reads and
 writes inside them; one whose padding would pass :data:`MAX_PAD` is not tried.
@@ -30,6 +35,30 @@ from harness.kernel import Kernels, Override
 MAX_PAD = 64
 
 
+class Parties(NamedTuple):
+    """The two sides a passing hypothesis finds in disagreement, as a cause names them."""
+
+    binding: str  # e.g. "the binding (gpuformer.binding.toml:10)"
+    library: str  # e.g. "gf_gelu as the library declares it (kernels.toml)"
+
+    @classmethod
+    def of(cls, kernels: Kernels, call: CallBinding) -> Parties:
+        """Both sides of ``call`` in ``kernels``' artifact: its binding file and line, and the
+        file the artifact's format reads its exports from (``exports_role``: kernels.toml for
+        webgpu, the .so or .wasm for a compiled library)."""
+        artifact = kernels.instance.artifact
+        path = artifact.bound().path
+        at = f"{path.name}:{call.line}" if call.line else path.name
+        files = artifact.paths()
+        declared = files.get(artifact.fmt.exports_role, artifact.path).name
+        return cls(f"the binding ({at})", f"{call.export} as the library declares it ({declared})")
+
+
+def _generic(call: CallBinding) -> Parties:
+    """Both sides without an artifact to say where they are written."""
+    return Parties("the binding", f"{call.export} as the library declares it")
+
+
 class Hypothesis(NamedTuple):
     """One changed binding: ``guess`` says what changed (no claim), ``cause`` is the failure's
     cause when it explains the failure, ``override`` is the binding to call the op by."""
@@ -43,7 +72,7 @@ def _other(layout: str) -> str:
     return "in_out" if layout == "out_in" else "out_in"
 
 
-def _layouts(call: CallBinding) -> Iterator[Hypothesis]:
+def _layouts(call: CallBinding, parties: Parties) -> Iterator[Hypothesis]:
     """Each weight's layout flipped, then each weight with its gradient, then all of them."""
     weights = [a for a in call.args if OPS[call.op].args[a].weight]
     groups: list[tuple[str, ...]] = [(w,) for w in weights]
@@ -57,16 +86,18 @@ def _layouts(call: CallBinding) -> Iterator[Hypothesis]:
             w = group[0]
             guess = f"{w}'s layout {layout[w]}"
             text = (
-                f"with {w}'s layout {layout[w]} it passes: the binding declares "
-                f"{w} = {call.weight_layout(w)}, the library stores {w} transposed"
+                f"with {w}'s layout {layout[w]} it passes: {parties.binding} declares "
+                f"{w} = {call.weight_layout(w)}, {parties.library} reads {w} transposed; "
+                f"either may be the one at fault"
             )
         else:
             names = ", ".join(group)
             guess = f"the layouts of {names} flipped"
             declared = ", ".join(f"{w} = {call.weight_layout(w)}" for w in group)
             text = (
-                f"with the layouts of {names} flipped it passes: the binding declares "
-                f"{declared}, the library stores them transposed"
+                f"with the layouts of {names} flipped it passes: {parties.binding} declares "
+                f"{declared}, {parties.library} reads them transposed; either may be the one "
+                f"at fault"
             )
         yield Hypothesis(guess, text, Override(new))
 
@@ -75,7 +106,7 @@ def _pad(a: float, b: float) -> int:
     return math.ceil(max(a, b) / max(min(a, b), 1)) ** 2
 
 
-def _swaps(call: CallBinding, sizes: dict[str, float]) -> Iterator[Hypothesis]:
+def _swaps(call: CallBinding, sizes: dict[str, float], parties: Parties) -> Iterator[Hypothesis]:
     """Each pair of buffers of one kind and size, then each pair of unequal dims, swapped."""
     roles = call.roles
     buffers = [a for a in call.args if roles[a] not in ("dim", "scalar") and sizes.get(a)]
@@ -93,14 +124,16 @@ def _swaps(call: CallBinding, sizes: dict[str, float]) -> Iterator[Hypothesis]:
         i, j = args.index(a), args.index(b)
         args[i], args[j] = b, a
         text = (
-            f"with args {a!r} and {b!r} swapped it passes: the binding likely lists them in the "
-            f"wrong order"
+            f"with args {a!r} and {b!r} swapped it passes: {parties.binding} and "
+            f"{parties.library} list them in different orders; either may be the one at fault"
         )
         guess = f"args {a!r} and {b!r} swapped"
         yield Hypothesis(guess, text, Override(replace(call, args=tuple(args)), pad=pad))
 
 
-def _off_by_one(call: CallBinding, sizes: dict[str, float]) -> Iterator[Hypothesis]:
+def _off_by_one(
+    call: CallBinding, sizes: dict[str, float], parties: Parties
+) -> Iterator[Hypothesis]:
     """Each dim passed one less, then one more, than the canonical count."""
     for a in call.args:
         if call.roles[a] != "dim" or a not in sizes:
@@ -110,19 +143,26 @@ def _off_by_one(call: CallBinding, sizes: dict[str, float]) -> Iterator[Hypothes
             if n + delta < 1:
                 continue
             sign = "-" if delta < 0 else "+"
+            # the library side may be its count or a buffer it sizes from it (a webgpu
+            # artifact's `out = "N - 1"` passes as N+1 too), so neither side is singled out
             text = (
-                f"with {a} passed as {a}{sign}1 ({n + delta} for {n}) it passes: the binding's "
-                f"{a} is off by one from what the library expects"
+                f"with {a} passed as {a}{sign}1 ({n + delta} for {n}) it passes: the {a} that "
+                f"{parties.binding} passes is off by one from what {parties.library} "
+                f"expects (its {a}, or a buffer sized from it); either may be the one at fault"
             )
             guess = f"{a} passed as {a}{sign}1"
             yield Hypothesis(guess, text, Override(call, {a: delta}, pad=_pad(n + delta, n)))
 
 
-def hypotheses(call: CallBinding, sizes: dict[str, float]) -> Iterator[Hypothesis]:
-    """Every hypothesis for ``call``, given the failing call's buffer sizes and dim values."""
-    yield from _layouts(call)
-    yield from _swaps(call, sizes)
-    yield from _off_by_one(call, sizes)
+def hypotheses(
+    call: CallBinding, sizes: dict[str, float], parties: Parties | None = None
+) -> Iterator[Hypothesis]:
+    """Every hypothesis for ``call``, given the failing call's buffer sizes and dim values;
+    ``parties`` names the binding's and the library's side in each cause (None: unplaced)."""
+    both = parties or _generic(call)
+    yield from _layouts(call, both)
+    yield from _swaps(call, sizes, both)
+    yield from _off_by_one(call, sizes, both)
 
 
 class GuessCrashed(Exception):
@@ -162,7 +202,7 @@ def diagnose(
     """
     call = kernels.bound(op)
     sizes = dict(kernels.last_args)
-    for h in hypotheses(call, sizes):
+    for h in hypotheses(call, sizes, Parties.of(kernels, call)):
         if passed_any and h.override.dim_shift:
             continue
         try:

@@ -124,14 +124,18 @@ def test_wrong_weight_layout_is_named(host: NativeHost, lib2_so: Path, tmp_path:
     wrong = _wrong(tmp_path, 'args = ["x", "W", "out", "N", "C", "OC"]\nlayout = { W = "in_out" }',
                    'args = ["x", "W", "out", "N", "C", "OC"]')  # fmt: skip
     inst = host.load(_artifact(lib2_so, wrong))
+    call = inst.artifact.bound().ops["matmul_forward"]
     try:
         with pytest.raises(ParityError) as info:
             assert_op_parity(Kernels(inst), "matmul_forward", CASES["odd"])
     finally:
         inst.close()
+    # both sides named, with where each is written: the binding's line, the library's file
     assert (
-        "matmul_forward.out fails parity; with W's layout in_out it passes: the binding declares "
-        "W = out_in, the library stores W transposed" in str(info.value)
+        "matmul_forward.out fails parity; with W's layout in_out it passes: the binding "
+        f"(wrong.binding.toml:{call.line}) declares W = out_in, {call.export} as the library "
+        f"declares it ({lib2_so.name}) reads W transposed; either may be the one at fault"
+        in str(info.value)
     )
 
 
@@ -139,6 +143,7 @@ def test_swapped_args_are_named(host: NativeHost, lib2_so: Path, tmp_path: Path)
     """A binding listing LayerNorm's w and b in the wrong order fails naming the swap (rows)."""
     wrong = _wrong(tmp_path, 'args = ["x", "w", "b", "out",', 'args = ["x", "b", "w", "out",')
     inst = host.load(_artifact(lib2_so, wrong))
+    call = inst.artifact.bound().ops["layernorm_forward"]
     try:
         ctx = CellContext("native", "ctypes", inst.artifact, PRESETS["tiny"], inst,
                           options={"ops": ["layernorm_forward"]})  # fmt: skip
@@ -147,9 +152,12 @@ def test_swapped_args_are_named(host: NativeHost, lib2_so: Path, tmp_path: Path)
         inst.close()
     failed = {r.subject: r.detail for r in rows if r.status == "fail"}
     assert "layernorm_forward.out" in failed
+    # the binding is the one at fault here, but the library's own order is an equal suspect as
+    # far as the diagnosis can tell: both are named, with where each is written
     assert failed["layernorm_forward.out"].startswith(
         "layernorm_forward.out fails parity; with args 'b' and 'w' swapped it passes: the binding "
-        "likely lists them in the wrong order."
+        f"(wrong.binding.toml:{call.line}) and {call.export} as the library declares it "
+        f"({lib2_so.name}) list them in different orders; either may be the one at fault."
     )
 
 
