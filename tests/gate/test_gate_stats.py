@@ -228,11 +228,26 @@ def test_calibration_whose_load_ends_early_gives_no_figures(
     partly without the load would be labelled ``--load 1`` all the same."""
     import harness.gate.calibrate as calibrate
     import harness.gate.calibrate_paired as calibrate_paired
+    from harness.gate.loadgen import LoadGenerator
+
+    started: list[LoadGenerator] = []
+
+    class Recorded(LoadGenerator):
+        def start(self) -> None:
+            super().start()
+            started.append(self)
 
     def session_outliving_its_load(*_args: object, **_kw: object) -> dict[str, object]:
-        time.sleep(3.0)  # the load below ends itself after 0.5 s
+        # Outlives the load by waiting for its end (the load below ends itself after 0.5 s
+        # of its own clock), not by a fixed 3 s sleep: the spawned interpreter's start-up
+        # comes first, and a load's end took 1.0-1.3 s at loadavg 8 here, so a sleep's margin
+        # shrinks with the machine's load. The deadline only guards against a hang.
+        deadline = time.monotonic() + 120
+        while started[0].alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
         return {}  # never shown: leaving the load's block raises first
 
+    monkeypatch.setattr(calibrate, "LoadGenerator", Recorded)
     monkeypatch.setattr(calibrate, "SESSION_LOAD_S", 0.5)
     monkeypatch.setattr(calibrate_paired, "run_paired_session", session_outliving_its_load)
     out = tmp_path / "figures.json"
