@@ -86,6 +86,17 @@ class _Scope:
         return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
+class FixedMismatch(ValueError):
+    """A call asks for a value of an argument the binding fixes (builds into the export) at
+    another value: the library cannot be called so. The ops check computes its reference with
+    the fixed scalars (harness.checks.ops.prepare) and skips a case of another fixed dim."""
+
+    def __init__(self, arg: str, asked: float, fixes: str) -> None:
+        """``arg`` asked for at ``asked``; ``fixes`` says what the binding fixes, and where."""
+        super().__init__(f"{arg}={asked:g}: {fixes}")
+        self.arg, self.asked, self.fixes = arg, asked, fixes
+
+
 class NotBound(LookupError):
     """The artifact's binding maps no export to a canonical op: the library lacks it.
 
@@ -158,6 +169,14 @@ class Kernels:
             raise NotBound(op, binding.name, binding.path)
         return call
 
+    def fixed_scalar(self, op: str, arg: str, default: float) -> float:
+        """The value the binding of ``op`` fixes ``arg`` at (built into the export), else
+        ``default`` (the argument is passed, or ``op`` is not bound)."""
+        try:
+            return self.bound(op).fixed.get(arg, default)
+        except NotBound:
+            return default
+
     def binds(self, op: str, arg: str) -> bool:
         """True when ``op`` is bound and its export takes canonical argument ``arg``."""
         try:
@@ -208,9 +227,11 @@ class Kernels:
         pad = self.override.pad if self.override else 1
         for name, fixed in call.fixed.items():
             if name in scalars and scalars[name] != fixed:
-                raise ValueError(
-                    f"{name}={scalars[name]}: the library fixes {op}'s {name} at {fixed:g} "
-                    f"(its binding of {call.export}, line {call.line})"
+                raise FixedMismatch(
+                    name,
+                    scalars[name],
+                    f"the library fixes {op}'s {name} at {fixed:g} "
+                    f"(its binding of {call.export}, line {call.line})",
                 )
         given = [n for n, v in (*inputs.items(), *outputs.items()) if v is not None]
         for name in given:
@@ -306,12 +327,16 @@ class Kernels:
     # ---- layernorm --------------------------------------------------------------------------
 
     def layernorm_forward(
-        self, x: NDArray[Any], w: NDArray[Any], b: NDArray[Any], eps: float = LAYERNORM_EPS
+        self, x: NDArray[Any], w: NDArray[Any], b: NDArray[Any], eps: float | None = None
     ) -> tuple[F32, F32, F32]:
         """``(out, mean, rstd)`` over the last axis of ``x`` (N, C) or (B, T, C).
 
-        ``eps`` other than the one a library fixes (the bundled library's 1e-5) is a ValueError.
+        ``eps`` None is the library's own: the one its binding fixes (the bundled library's
+        1e-5, gpuformer's 1e-6), else :data:`~reference.ops.LAYERNORM_EPS`. Another eps than a
+        fixed one is a :class:`FixedMismatch` (a ValueError).
         """
+        if eps is None:
+            eps = self.fixed_scalar("layernorm_forward", "eps", LAYERNORM_EPS)
         x_ = _f32("x", x, (2, 3))
         C = x_.shape[-1]
         N = x_.size // C

@@ -29,12 +29,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from harness.bindings import CallBinding
 from harness.bindings.canonical import OPS as CANONICAL
 from harness.checks.base import CellContext
 from harness.checks.ops_accumulate import overwritten_accumulators, probe_case
@@ -42,12 +43,13 @@ from harness.checks.ops_bounds import STAGES as BOUNDS_STAGES
 from harness.checks.ops_bounds import guarded
 from harness.checks.ops_diagnosis import GuessCrashed, diagnose
 from harness.hosts.base import HostCrashed, HostError, HostTimeout, Instance, Trap
-from harness.kernel import Kernels, NotBound
+from harness.kernel import FixedMismatch, Kernels, NotBound
 from harness.parity import ParityError, ParityResult, compare
 from harness.rundir.rows import Row
 from harness.tolerance import ELEMENTWISE_RULES, elementwise_bound, mean_rstd, op_tolerance
 from reference import ops as ref_ops
 from reference.defaults import DEFAULTS
+from reference.ops import LAYERNORM_EPS
 from reference.presets import ModelConfig
 
 CHECK = "ops"
@@ -67,6 +69,16 @@ OVERFLOW_SHIFT = 20.0
 LN_OFFSET = 1000.0
 LN_FLAT_MEAN = 3.0
 LN_FLAT_STD = 1e-3
+# The ``ln_eps`` case's LayerNorm epsilon, where the binding passes eps (does not fix it): every
+# other case runs at LAYERNORM_EPS = 1e-5, so a kernel that ignores its eps argument and builds
+# in 1e-5 would pass them all. 2^-7 = 0.0078 is float32-exact (the reference sees the number the
+# kernel receives). On standard-normal rows (variance ~1) it moves rstd by eps/(2 var) ~ 0.4 %
+# from 1e-5's, far outside the reduction bound; a correct float32 kernel's error does not depend
+# on eps (it adds to var, of order 1). Measured on lib2 (which takes eps), seeds 0-2: correct,
+# every output <= 0.005 of its bound, as on the other cases; ignoring eps (1e-5 passed), out
+# 255-441x and rstd 145-343x its bound; a backward that recomputes rstd at 1e-5 instead of taking
+# the forward's, dinp 187-321x and dweight 643-975x (tests/checks/test_checks_ops_eps.py).
+LN_EPS_WIDE = 2.0**-7
 
 Arrays = dict[str, Any]
 
@@ -82,12 +94,16 @@ class Case:
     # LayerNorm rows of mean +-offset and std 1, the last row near-constant (_make_ln)
     offset: float = 0.0
     only: tuple[str, ...] = ()  # the ops that run the case (empty: every op)
+    # LayerNorm's epsilon (the reference's, and the kernel's where the binding passes it); a
+    # binding that fixes eps replaces it (library_case)
+    eps: float = LAYERNORM_EPS
 
     def describe(self) -> str:
         """``odd(B=3,T=5,...)`` for a row's detail."""
         dims = ",".join(f"{k}={v}" for k, v in self.dims.items())
         extra = f",logits=+-{self.logit:g}" if self.logit else ""
         extra += f",mean=+-{self.offset:g}" if self.offset else ""
+        extra += f",eps={self.eps:g}" if self.eps != LAYERNORM_EPS else ""
         return f"{self.name}({dims}{extra})"
 
     def applies_to(self, op: str) -> bool:
@@ -143,6 +159,10 @@ def cases(preset: ModelConfig, seed: int, include_large: bool = True) -> list[Ca
     layernorms = ("layernorm_forward", "layernorm_backward")
     ln_dims = _dims(B=1, T=4, NH=3, hs=21, N=4, OC=1, V=1)
     out.append(Case("ln_offset", ln_dims, offset=LN_OFFSET, only=layernorms))
+    # LayerNorm only, where the binding passes eps: another eps than every other case's, so a
+    # kernel that ignores its eps argument fails (LN_EPS_WIDE); skipped where eps is fixed
+    out.append(Case("ln_eps", _dims(B=2, T=3, NH=3, hs=7, N=6, OC=1, V=1), eps=LN_EPS_WIDE,
+                    only=layernorms))  # fmt: skip
     # matmul only: 1 to 3 rows against C, OC >= 16, multiples of 16 and not: tg_gemm's dot path
     # for M < 4 rows (generation's one-token matmuls), which no other case runs with C >= 16
     matmuls = ("matmul_forward", "matmul_backward")
@@ -202,6 +222,11 @@ def _wide(a: Any) -> Any:
     return a
 
 
+def _wide_all(inputs: Arrays) -> Arrays:
+    """Every input as the reference takes it (:func:`_wide`)."""
+    return {k: _wide(v) for k, v in inputs.items()}
+
+
 def _nc(rng: np.random.Generator, c: Case, scale: float = 1.0) -> NDArray[np.float32]:
     return _f32(rng, c.dims["N"], c.dims["C"], scale=scale)
 
@@ -228,7 +253,7 @@ def _make_ln(rng: np.random.Generator, c: Case) -> Arrays:
         shifted = x.astype(np.float64) + c.offset * sign[:, None]
         shifted[-1] = LN_FLAT_MEAN + LN_FLAT_STD * x[-1].astype(np.float64)
         x = shifted.astype(np.float32)
-    return {"x": x, "w": w, "b": _f32(rng, C, scale=0.1)}
+    return {"x": x, "w": w, "b": _f32(rng, C, scale=0.1), "eps": c.eps}
 
 
 def _mean_rstd(inputs: Arrays, c: Case) -> Mapping[str, float]:
@@ -239,7 +264,8 @@ def _mean_rstd(inputs: Arrays, c: Case) -> Mapping[str, float]:
 
 def _make_ln_backward(rng: np.random.Generator, c: Case) -> Arrays:
     a = _make_ln(rng, c)
-    _, mean, rstd = ref_ops.layernorm_forward(_wide(a["x"]), _wide(a["w"]), _wide(a["b"]))
+    # the forward's mean and rstd at the case's eps (the library's, where its forward fixes it)
+    _, mean, rstd = ref_ops.layernorm_forward(_wide(a["x"]), _wide(a["w"]), _wide(a["b"]), c.eps)
     return {
         "dout": _nc(rng, c),
         "x": a["x"],
@@ -416,7 +442,7 @@ SPECS: dict[str, OpSpec] = {
             "layernorm_forward",
             ("out", "mean", "rstd"),
             _make_ln,
-            lambda e, a: e.layernorm_forward(a["x"], a["w"], a["b"]),
+            lambda e, a: e.layernorm_forward(a["x"], a["w"], a["b"], a["eps"]),
             extra_dims=_mean_rstd,
         ),
         OpSpec(
@@ -589,18 +615,75 @@ class Prepared:
     dims: Mapping[str, float]
 
 
+# An op's scalar inputs whose key is not the canonical argument's name (AdamW's ``wd``).
+SCALAR_KEYS: Mapping[str, Mapping[str, str]] = {"adamw_update": {"weight_decay": "wd"}}
+LAYERNORMS = ("layernorm_forward", "layernorm_backward")
+
+
+def library_eps(kernels: Kernels) -> float | None:
+    """The LayerNorm eps the library builds in (its ``layernorm_forward`` binding fixes it), or
+    None where eps is an argument. layernorm_backward takes no eps, but its mean and rstd are
+    the forward's, so they are computed at the forward's eps."""
+    eps = kernels.fixed_scalar("layernorm_forward", "eps", math.nan)
+    return None if math.isnan(eps) else eps
+
+
+def library_case(kernels: Kernels, op: str, case: Case) -> Case | None:
+    """``case`` as the ops check runs ``op`` on it for this library: at the eps its binding
+    fixes (the reference must use the library's built-in value), or None for a case there to
+    exercise the eps argument (``ln_eps``) when the library has none to exercise."""
+    fixed = library_eps(kernels) if op in LAYERNORMS else None
+    if fixed is None or fixed == case.eps:
+        return case
+    return None if case.eps != LAYERNORM_EPS else replace(case, eps=fixed)
+
+
+def fixed_note(kernels: Kernels, op: str) -> str:
+    """The scalars the binding builds into ``op``'s export, which the reference uses (a row's
+    detail says so): "" when none."""
+    try:
+        call = kernels.bound(op)
+    except NotBound:
+        return ""
+    fixed = {a: v for a, v in call.fixed.items() if CANONICAL[op].args[a].role == "scalar"}
+    where = f"{call.export}, line {call.line}"
+    if op == "layernorm_backward" and (eps := library_eps(kernels)) is not None:
+        fixed["eps"], where = eps, "layernorm_forward's, for its mean and rstd"
+    if not fixed:
+        return ""
+    values = ", ".join(f"{a} = {v:g}" for a, v in fixed.items())
+    return f"the reference uses the binding's fixed {values} ({where})"
+
+
+def _fixed_inputs(op: str, call: CallBinding, inputs: Arrays) -> Arrays:
+    """``inputs`` with each scalar the binding fixes at its fixed value (an int where the input
+    is one: AdamW's ``t``): the reference computes with the library's built-in value, and the
+    kernel client is asked for exactly the value it fixes."""
+    out = dict(inputs)
+    for arg, value in call.fixed.items():
+        key = SCALAR_KEYS.get(op, {}).get(arg, arg)
+        if CANONICAL[op].args[arg].role == "scalar" and key in out:
+            out[key] = int(value) if isinstance(out[key], int) else value
+    return out
+
+
 def prepare(kernels: Kernels, op: str, case: Case, seed: int = 0) -> Prepared:
     """Draw ``op``'s inputs for ``case`` from ``default_rng((seed, case))`` and run the float64
     reference on them. An op the artifact's binding lacks raises :class:`NotBound`; one whose
-    export omits an optional argument (a matmul without bias) gets inputs without it."""
+    export omits an optional argument (a matmul without bias) gets inputs without it. A scalar
+    the binding fixes (LayerNorm's eps, an AdamW constant) takes its fixed value on both sides
+    (:func:`library_case`; a case the fixed eps leaves nothing to run is a ValueError)."""
     spec = SPECS[op]
     call = kernels.bound(op)
     rng = np.random.default_rng((seed, sum(map(ord, f"{op}/{case.name}"))))
-    inputs = spec.make(rng, case)
+    run_case = library_case(kernels, op, case)
+    if run_case is None:
+        raise ValueError(f"{op}: the binding fixes eps; case {case.describe()} is for its argument")
+    inputs = _fixed_inputs(op, call, spec.make(rng, run_case))
     optional = [a for a, arg in CANONICAL[op].args.items() if arg.optional]
     if spec.unbiased is not None and any(a not in call.args for a in optional):
         inputs = spec.unbiased(inputs)
-    expected = spec.run(ref_ops, {k: _wide(v) for k, v in inputs.items()})
+    expected = spec.run(ref_ops, _wide_all(inputs))
     dims: dict[str, float] = {**case.dims, **spec.extra_dims(inputs, case)}
     return Prepared(op, inputs, expected, dims)
 
@@ -664,7 +747,47 @@ def diagnose_op(kernels: Kernels, prepared: Prepared, passed: Sequence[Prepared]
     def passes(k: Kernels) -> bool:
         return all(all(r.ok for r in kernel_parity(k, p)) for p in (prepared, *passed))
 
-    return diagnose(kernels, prepared.op, passes, passed_any=bool(passed))
+    return eps_cause(kernels, prepared) or diagnose(
+        kernels, prepared.op, passes, passed_any=bool(passed)
+    )
+
+
+def eps_cause(kernels: Kernels, prepared: Prepared) -> str:
+    """Why a failing layernorm_forward case fails, when the library computes with another eps
+    than the reference's (the binding fixes another, or the kernel ignores its eps argument):
+    "" when that does not explain it. The library's eps is read off its rstd at the row of
+    least variance (1/rstd^2 - var: exact at C = 1, whose variance is 0), rounded to two
+    digits, and must make every output pass against the reference recomputed with it."""
+    if prepared.op != "layernorm_forward":
+        return ""
+    x = np.asarray(prepared.inputs["x"], np.float64)
+    found = SPECS[prepared.op].run(kernels, prepared.inputs)
+    var = x.var(axis=-1).reshape(-1)
+    rstd = np.asarray(found["rstd"], np.float64).reshape(-1)
+    row = int(np.argmin(var))
+    if not (np.isfinite(rstd[row]) and rstd[row] > 0):
+        return ""
+    estimate = float(f"{1.0 / rstd[row] ** 2 - var[row]:.2g}")
+    eps = float(prepared.inputs["eps"])
+    if not estimate > 0 or math.isclose(estimate, eps, rel_tol=0.01):
+        return ""
+    inputs = {**prepared.inputs, "eps": estimate}
+    again = Prepared(prepared.op, inputs, SPECS[prepared.op].run(ref_ops, _wide_all(inputs)),
+                     prepared.dims)  # fmt: skip
+    if not all(r.ok for r in compare_outputs(kernels, again, found)):
+        return ""
+    call = kernels.bound(prepared.op)
+    if "eps" in call.fixed:
+        return (
+            f"it passes against the reference at eps = {estimate:g}: the library computes with "
+            f"eps {estimate:g}, not the {eps:g} its binding fixes ({call.export}, line "
+            f"{call.line}); one of the two is wrong"
+        )
+    return (
+        f"it passes against the reference at eps = {estimate:g}: the library computes with eps "
+        f"{estimate:g} although {call.export} is passed eps = {eps:g}; it likely ignores its eps "
+        f"argument (a built-in constant)"
+    )
 
 
 def with_cause(subject: str, cause: str, message: str) -> str:
@@ -731,6 +854,8 @@ class Worst:
     worst_ratio: float = -1.0
     worst_detail: str = ""
     n_cases: int = 0
+    # what the row's detail adds (the scalars the binding fixes, cases not run at a fixed dim)
+    note: str = ""
 
     def add(self, case: Case, r: ParityResult) -> None:
         self.n_cases += 1
@@ -779,9 +904,14 @@ def run_cases(
     the same artifact) that op keeps its own row (an error naming the case and the cause, or
     the failure it was diagnosing) and the remaining ops run on the fresh instance; after
     :data:`MAX_LOST_INSTANCES` such ops, or when the reload fails, :class:`OpsAbandoned` is
-    raised naming the ops not run. Without ``reload`` a crash or hang is raised after the op's
-    rows (the runner restarts the host) and a trap is the op's error row, as the instance may
-    still serve the next op.
+    raised naming the bound ops not run (the unbound ones after it still get their skipped
+    rows: they need no instance), and the last lost op's row says the check stops there.
+    Without ``reload`` a crash or hang is raised after the op's rows (the runner restarts the
+    host) and a trap is the op's error row, as the instance may still serve the next op.
+
+    A scalar the binding fixes is the reference's too (:func:`prepare`); a case at another
+    value of a dim the binding fixes is not run (the row's note says so), and an op none of
+    whose cases fit yields (op, "", :class:`NoCaseFits`).
     """
     lost = 0  # ops that cost the instance
     # the case each op's accumulators are probed on (harness.checks.ops_accumulate): parity
@@ -806,8 +936,11 @@ def run_cases(
         except NotBound as exc:
             yield op, "", exc
             continue
-        for case in case_list:
-            if not case.applies_to(op):
+        # the cases at another value of a dim the binding fixes, with the refusal
+        unfit: list[tuple[str, FixedMismatch]] = []
+        for listed in case_list:
+            case = library_case(kernels, op, listed) if listed.applies_to(op) else None
+            if case is None:
                 continue
             try:
                 prepared = prepare(kernels, op, case, seed)
@@ -825,6 +958,10 @@ def run_cases(
                         f"{f.arg}:accumulates": f"[{case.describe()}] {f.message}"
                         for f in overwritten_accumulators(kernels, prepared)
                     }
+            except FixedMismatch as exc:
+                # refused before any call: the library cannot take this case's size
+                unfit.append((case.name, exc))
+                continue
             except (HostCrashed, HostTimeout) as exc:
                 if reload is None:
                     raise  # the instance is gone: the runner restarts the host
@@ -857,10 +994,23 @@ def run_cases(
                 pass  # the failing case trapped when run again: no diagnosis, the rows stand
         for output, text in strayed.items():  # also when a later case errs: it may be why
             yield op, output, Worst(failure=text, stage=output.rsplit(":", 1)[1], n_cases=1)
+        # the ops after this one that would run (the unbound ones are only ever skipped rows)
+        rest = [o for o in ops[index + 1 :] if _unbound(kernels, o) is None]
+        lost_now = lost + (1 if dead and not overran else 0)
+        abandon = dead and reload is not None and bool(rest) and lost_now >= MAX_LOST_INSTANCES
         if error:
-            yield op, "", error + ("; the remaining ops run on a fresh instance" if dead else "")
+            after = ""
+            if abandon:
+                after = f"; the check stops here ({lost_now} ops lost the instance)"
+            elif dead and rest:
+                after = "; the remaining ops run on a fresh instance"
+            yield op, "", error + after
+        elif unfit and not worst:
+            yield op, "", NoCaseFits(op, unfit)
         else:
+            note = "; ".join(filter(None, (fixed_note(kernels, op), _unfit_note(unfit))))
             for output, agg in worst.items():
+                agg.note = note
                 if agg.failure and cause and crashed is not None:
                     # a guess that crashed explains nothing: the failure itself leads
                     agg.failure = f"{agg.failure}; {cause}"
@@ -874,22 +1024,61 @@ def run_cases(
         if reload is None:
             assert crashed is not None  # only a guess's crash marks the instance without one
             raise crashed  # the failure rows are out; the runner restarts the host
-        lost += 0 if overran else 1  # the host did not fail: no step towards abandoning
-        rest = list(ops[index + 1 :])
-        if rest and lost >= MAX_LOST_INSTANCES:
+        lost = lost_now  # an overrun is no failure of the host: no step towards abandoning
+        if abandon:
+            # an op not bound needs no instance: its skipped row is written as ever, and the
+            # count is of the ops that would have run
+            for o in ops[index + 1 :]:
+                if (gap := _unbound(kernels, o)) is not None:
+                    yield o, "", gap
             raise OpsAbandoned(
                 f"the host crashed, hung or trapped on {lost} ops (the last {op}); the check "
-                f"stopped, {len(rest)} op(s) not run: {', '.join(rest)}"
+                f"stopped, {len(rest)} bound op(s) not run: {', '.join(rest)}"
             )
         try:
             # even after the last op: the runner's next check must not get the dead instance
             kernels, guard = guarded(reload())
         except Exception as exc:
-            not_run = f"{len(rest)} op(s) not run: {', '.join(rest)}" if rest else "no op left"
+            for o in ops[index + 1 :]:  # as above: the unbound ones keep their skipped rows
+                if (gap := _unbound(kernels, o)) is not None:
+                    yield o, "", gap
+            not_run = f"{len(rest)} bound op(s) not run: {', '.join(rest)}" if rest else ""
             raise OpsAbandoned(
                 f"reloading the artifact after {op} lost the instance failed "
-                f"({type(exc).__name__}: {exc}); {not_run}"
+                f"({type(exc).__name__}: {exc}); {not_run or 'no bound op left'}"
             ) from exc
+
+
+class NoCaseFits(NotBound):
+    """Every case of an op is at another value of a dim the binding fixes (``fixed = { C = 64
+    }``): the library cannot be called on any of them, so the op is skipped, as one not bound
+    is, with the reason."""
+
+    def __init__(self, op: str, unfit: Sequence[tuple[str, FixedMismatch]]) -> None:
+        """``unfit``: each case's name and its refusal."""
+        LookupError.__init__(self, f"no case fits the binding's fixed dims: {_unfit(unfit)}")
+        self.op = op
+
+
+def _unfit(unfit: Sequence[tuple[str, FixedMismatch]]) -> str:
+    """The cases a fixed dim refused, each with its size, then the refusals' reasons once:
+    ``odd (N=105), simd_tail (N=273): the library fixes gelu_forward's N at 1 (...)``."""
+    cases = ", ".join(f"{name} ({exc.arg}={exc.asked:g})" for name, exc in unfit)
+    return f"{cases}: {'; '.join(dict.fromkeys(exc.fixes for _, exc in unfit))}"
+
+
+def _unfit_note(unfit: Sequence[tuple[str, FixedMismatch]]) -> str:
+    """A row's note on the cases not run because a dim the binding fixes differs ("" if none)."""
+    return f"{len(unfit)} case(s) not run at a fixed dim: {_unfit(unfit)}" if unfit else ""
+
+
+def _unbound(kernels: Kernels, op: str) -> NotBound | None:
+    """The NotBound ``op`` raises (its skipped row), or None when the binding binds it."""
+    try:
+        kernels.bound(op)
+    except NotBound as exc:
+        return exc
+    return None
 
 
 def _call_error(case: Case, kernels: Kernels, exc: HostError) -> str:
@@ -914,6 +1103,9 @@ def run(ctx: CellContext) -> Iterator[Row]:
     # a crashing op costs only its own row: the others run on a fresh instance (run_cases)
     reload = None if ctx.reload is None else functools.partial(_fresh_kernels, ctx.reload)
     for op, output, agg in run_cases(kernels, ops, case_list, seed, reload):
+        if isinstance(agg, NoCaseFits):  # no case at the dims the binding fixes
+            yield ctx.row(CHECK, op, "skipped", detail=f"{op}: {agg}")
+            continue
         if isinstance(agg, NotBound):
             # a library binds the ops it has: one it lacks is no error of the cell
             yield ctx.row(CHECK, op, "skipped", detail=f"{op}: not bound: {agg}")
@@ -928,6 +1120,7 @@ def run(ctx: CellContext) -> Iterator[Row]:
         detail = (
             agg.failure or f"ok over {agg.n_cases} cases; closest to tolerance: {agg.worst_detail}"
         )
+        detail += f"; {agg.note}" if agg.note else ""
         for m in METRICS:
             yield ctx.row(
                 CHECK,

@@ -16,6 +16,7 @@ from harness.build import Variant, build_variant
 from harness.engines.ctypes_engine import CtypesInstance
 from harness.kernel import Kernels
 
+BUNDLED_BINDING = Path(__file__).resolve().parents[2] / "harness" / "bindings" / "tinygpt.toml"
 LNBACK_BUG = Variant("native-bug-lnback", "native", ("TG_BUG_LAYERNORM_BACKWARD",))
 PLAIN = Variant("native-checks", "native", ())
 # Fault builds of issue 15: each carries one weakness a check must catch (artifacts/src, #ifdef).
@@ -50,8 +51,31 @@ FAULTS: dict[str, Variant] = {
         Variant("native-bug-mv-not-zeroed", "native", ("TG_BUG_MV_NOT_ZEROED",)),
         # gelu_forward wrong at odd N only: a kernel bug no binding change explains
         Variant("native-bug-gelu-odd", "native", ("TG_BUG_GELU_ODD",)),
+        # LayerNorm's built-in eps 1e-6, not tinygpt.h's 1e-5 (a binding's `fixed` eps)
+        Variant("native-bug-ln-eps-1e6", "native", ("TG_BUG_LN_EPS_1E6",)),
     )
 }
+
+
+@pytest.fixture
+def binding_copy(tmp_path: Path) -> Callable[[Callable[[str], str]], Path]:
+    """Write the bundled binding (harness/bindings/tinygpt.toml) with ``edit`` applied to its
+    text beside the test, its header made absolute (it is relative to the binding file)."""
+
+    written: list[Path] = []
+
+    def write(edit: Callable[[str], str]) -> Path:
+        text = BUNDLED_BINDING.read_text(encoding="utf-8")
+        relative = 'header = "../../artifacts/include/tinygpt.h"'
+        assert relative in text
+        header = (BUNDLED_BINDING.parent / "../../artifacts/include/tinygpt.h").resolve()
+        # a new name per copy: bindings are cached by path (load_binding_cached)
+        path = tmp_path / f"edited{len(written)}.binding.toml"
+        written.append(path)
+        path.write_text(edit(text.replace(relative, f'header = "{header}"')), encoding="utf-8")
+        return path
+
+    return write
 
 
 @pytest.fixture(scope="session")

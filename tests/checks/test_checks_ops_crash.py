@@ -9,8 +9,11 @@ in tests/hosts; here it is what the kernel client and the ops check make of them
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,7 +38,7 @@ from harness.hosts.base import (
     Scalar,
     Trap,
 )
-from harness.kernel import Kernels
+from harness.kernel import Kernels, NotBound
 from reference.presets import PRESETS
 
 TINY = PRESETS["tiny"]
@@ -219,6 +222,54 @@ def test_the_check_stops_after_too_many_lost_instances(native: CtypesInstance) -
             got.append(item)
     assert [op for op, _o, _a in got] == ops[:MAX_LOST_INSTANCES]
     assert isinstance(info.value, HostCrashed)  # so the runner restarts the host after it
+
+
+def _unbinding(*ops: str) -> Callable[[str], str]:
+    """A binding edit: the ``[ops.<op>]`` tables of ``ops`` removed (the library lacks them)."""
+
+    def edit(text: str) -> str:
+        for op in ops:
+            text, n = re.subn(rf"\[ops\.{op}\]\n(?:[^\n]+\n)+\n", "", text)
+            assert n == 1, op
+        return text
+
+    return edit
+
+
+def test_abandoning_counts_only_the_bound_ops_not_run(
+    native: CtypesInstance, binding_copy: Callable[[Callable[[str], str]], Path]
+) -> None:
+    """Every bound op hanging, with unbound ops among the rest (gpuformer's hang3): the third
+    loss's row says the check stops there (not that the rest run on a fresh instance), the
+    unbound ops after it still get their skipped rows, and OpsAbandoned counts and names only
+    the bound op it did not run (was: "3 op(s) not run" for one bound op and two never bound)."""
+    binding = binding_copy(_unbinding("residual_backward", "attention_forward"))
+    ops = ["gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
+           "adamw_update", "attention_forward"]  # fmt: skip
+
+    class EveryCall(Faulty):
+        """Hangs on every export but the allocator's, under the edited binding."""
+
+        def __init__(self) -> None:
+            super().__init__(native, "", "timeout", lambda _i, _a: True)
+            self.artifact = dataclasses.replace(native.artifact, binding=binding)
+
+        def call(self, name: str, *args: Scalar) -> Scalar | None:
+            """Hang in every kernel call."""
+            self.export = name if name.startswith("tg_") and "alloc" not in name else ""
+            return super().call(name, *args)
+
+    got: list[tuple[str, str, object]] = []
+    with pytest.raises(OpsAbandoned) as info:
+        for item in run_cases(Kernels(EveryCall()), ops, CASES, 0, lambda: Kernels(EveryCall())):
+            got.append(item)
+    assert str(info.value).endswith("the check stopped, 1 bound op(s) not run: adamw_update")
+    errors = [str(a) for _op, _o, a in got if isinstance(a, str)]
+    assert len(errors) == MAX_LOST_INSTANCES == 3
+    assert all(e.endswith("; the remaining ops run on a fresh instance") for e in errors[:2])
+    assert errors[2].endswith("; the check stops here (3 ops lost the instance)"), errors[2]
+    skipped = [op for op, _o, a in got if isinstance(a, NotBound)]
+    assert skipped == ["residual_backward", "attention_forward"]
 
 
 def test_a_failed_reload_stops_the_check_saying_so(native: CtypesInstance) -> None:
