@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from harness.abi import Signature
+from harness.abi import KINDS, PARAM_KINDS, Signature
 from harness.bindings import Binding, BindingError, bundled, load_binding_cached
 from harness.formats import ArtifactFormat, FileDigest, FormatError, digest, get_format
 
@@ -29,6 +31,23 @@ _POOL_FLAG = "-sPTHREAD_POOL_SIZE="  # emcc's pool of pthread workers started wi
 
 class ManifestError(ValueError):
     """The manifest is not one this harness can read; the message names file, entry and key."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an artifact is declared, so a message can say where its expected hashes and its
+    (missing) binding come from: a manifest file, or a project profile's ``[artifacts.NAME]``
+    table (which has no manifest: its hashes are taken when the run starts)."""
+
+    kind: Literal["manifest", "profile"]
+    where: str  # the manifest's path; the profile table's ``file:line``
+
+    def table(self, name: str) -> str:
+        """Artifact ``name``'s declaration in words: ``[artifacts.NAME] table (harness.toml:4)``
+        or ``manifest entry (path/manifest.json)``."""
+        if self.kind == "profile":
+            return f"[artifacts.{name}] table ({self.where})"
+        return f"manifest entry ({self.where})"
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,8 @@ class Artifact:
     signatures: dict[str, Any] = field(default_factory=dict)  # harness.abi.signatures_json()
     files: tuple[FileDigest, ...] = ()  # every file; empty: just ``path`` under ``sha256``
     binding: Path | None = None  # its binding file (docs/bindings.md); None: the bundled one
+    # where it is declared (messages only); None: not said (a worker's copy, a test's artifact)
+    origin: Origin | None = field(default=None, compare=False)
 
     def pthread_pool(self) -> int | None:
         """N of ``-sPTHREAD_POOL_SIZE=N`` in the recorded build flags (an emscripten pthread
@@ -83,8 +104,11 @@ class Artifact:
         return threads.max, f"[threads] max of its binding {bound.path.name}"
 
     def bound(self) -> Binding:
-        """The artifact's binding: its own file, or the bundled library's."""
-        return load_binding_cached(self.binding) if self.binding else bundled()
+        """The artifact's binding: its own file, or the bundled library's (assumed: an error
+        its export check raises says so, see :func:`_assumed_bundled`)."""
+        if self.binding:
+            return load_binding_cached(self.binding)
+        return _assumed_bundled(self.name, self.origin) if self.origin else bundled()
 
     def exports(self) -> dict[str, Signature]:
         """Every export a host wraps for this artifact: its binding's, plus the format's
@@ -157,21 +181,11 @@ class Artifact:
         width = _get(data, "ptr_width", int)
         if width not in (32, 64):
             raise ManifestError(f"key 'ptr_width': must be 32 or 64, got {width}")
-        files: list[FileDigest] = []
-        for i, f in enumerate(data.get("files", [])):
-            if not isinstance(f, dict):
-                raise ManifestError(f"files[{i}]: expected an object, got {type(f).__name__}")
-            files.append(
-                FileDigest(
-                    _get(f, "role", str, f"files[{i}]."),
-                    (root / _get(f, "path", str, f"files[{i}].")).resolve(),
-                    _get(f, "sha256", str, f"files[{i}]."),
-                )
-            )
+        files = _files(data, root)
         problem = fmt.check_roles([f.role for f in files]) if files else None
         if problem:
             raise ManifestError(f"key 'files': {problem}")
-        path = (root / _get(data, "path", str)).resolve()
+        path = _path(root, data, "path")
         if files and files[0].path != path:
             raise ManifestError(f"key 'path': {path} is not the entry file {files[0].path}")
         if files and all(f.path.is_file() for f in files):
@@ -181,7 +195,7 @@ class Artifact:
                 raise ManifestError(f"format {fmt.name}: {exc}") from None
         binding = None
         if "binding" in data:
-            binding = (root / _get(data, "binding", str)).resolve()
+            binding = _path(root, data, "binding")
             try:
                 load_binding_cached(binding)
             except BindingError as exc:
@@ -191,15 +205,29 @@ class Artifact:
             name=name,
             format=fmt.name,
             path=path,
-            sha256=_get(data, "sha256", str),
+            sha256=_sha(data),
             ptr_width=width,
             target=_get(data, "target", str),
-            features=tuple(data.get("features", ())),
-            toolchain=str(data.get("toolchain", "")),
-            flags=tuple(data.get("flags", ())),
-            signatures=dict(data.get("signatures", {})),
+            features=_strings(data, "features"),
+            toolchain=_get(data, "toolchain", str) if "toolchain" in data else "",
+            flags=_strings(data, "flags"),
+            signatures=_signatures(data),
             files=tuple(files),
         )
+
+
+@cache
+def _assumed_bundled(name: str, origin: Origin) -> Binding:
+    """The bundled binding, for artifact ``name`` that names none: its export check's errors
+    point at harness/bindings/tinygpt.toml, a file the project never wrote, so they say why
+    that binding applies and where a binding of the project's own would be named."""
+    key = '`binding = "..."`' if origin.kind == "profile" else '`"binding": "..."`'
+    note = (
+        f"artifact {name} names no binding, so the bundled library's (tinygpt.h's exports) was "
+        f"assumed: name the project's own binding file with {key} in its {origin.table(name)} "
+        "(docs/bindings.md)"
+    )
+    return replace(bundled(), assumed=note)
 
 
 def from_files(
@@ -213,6 +241,7 @@ def from_files(
     target: str = "",
     toolchain: str = "",
     flags: tuple[str, ...] = (),
+    origin: Origin | None = None,
 ) -> Artifact:
     """An artifact of files on disk that no manifest lists (a project profile's ``[artifacts]``).
 
@@ -263,20 +292,138 @@ def from_files(
     artifact = Artifact(
         name=name, format=fmt.name, path=digests[0].path, sha256=set_sha, ptr_width=width,
         target=target or f"{fmt.name} ({width}-bit)", toolchain=toolchain, flags=flags,
-        files=digests if len(digests) > 1 else (), binding=binding,
+        files=digests if len(digests) > 1 else (), binding=binding, origin=origin,
     )  # fmt: skip
     return replace(artifact, signatures=artifact.bound().signatures_json())
 
 
+_JSON_NAMES = {str: "a string", int: "an integer"}  # what _get is asked for, in JSON's words
+
+
 def _get(data: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
+    """The required value at ``key`` of type ``kind``; ManifestError naming ``where`` + ``key``
+    if it is missing or another type (a bool is not an integer here, though Python says so)."""
     if key not in data:
         raise ManifestError(f"missing key '{where}{key}'")
     value = data[key]
     if not isinstance(value, kind) or isinstance(value, bool):
+        wanted = _JSON_NAMES.get(kind, kind.__name__)
+        raise ManifestError(f"key '{where}{key}': expected {wanted}, got {_kind(value)}")
+    return value
+
+
+_FILE_OBJECT = '{"role", "path", "sha256"}'  # a files[] entry, as a message shows it
+
+
+def _files(data: dict[str, Any], root: Path) -> list[FileDigest]:
+    """The entry's ``files`` (optional: a one-file entry may omit it), each a
+    ``{role, path, sha256}`` object; ManifestError naming the key for anything else (null, a
+    role -> path table, an entry that is not an object), never a TypeError from iterating it."""
+    if "files" not in data:
+        return []
+    listed = data["files"]
+    if not isinstance(listed, list):
         raise ManifestError(
-            f"key '{where}{key}': expected {kind.__name__}, got {type(value).__name__}"
+            f"key 'files': expected a list of {_FILE_OBJECT} objects, got {_kind(listed)}"
+        )
+    files: list[FileDigest] = []
+    for i, f in enumerate(listed):
+        where = f"files[{i}]."
+        if not isinstance(f, dict):
+            raise ManifestError(
+                f"key 'files[{i}]': expected a {_FILE_OBJECT} object, got {_kind(f)}"
+            )
+        files.append(
+            FileDigest(_get(f, "role", str, where), _path(root, f, "path", where), _sha(f, where))
+        )
+    return files
+
+
+def _kind(value: object) -> str:
+    """JSON's name for ``value``'s type (what the manifest's author wrote, not Python's)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    return "an object" if isinstance(value, dict) else "a list"
+
+
+def _path(root: Path, data: dict[str, Any], key: str, where: str = "") -> Path:
+    """The string at ``key``, a path relative to ``root``, resolved; a path the OS cannot take
+    (a NUL byte, a loop of links) is the manifest's fault, so a ManifestError naming the key."""
+    text: str = _get(data, key, str, where)
+    try:
+        return (root / text).resolve()
+    except (ValueError, OSError) as exc:
+        raise ManifestError(f"key '{where}{key}': not a usable path {text!r}: {exc}") from None
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _sha(data: dict[str, Any], where: str = "") -> str:
+    """``data``'s ``sha256``: 64 lowercase hex digits, as ``sha256sum`` prints them (anything
+    else can never match a file, and would surface only as a hash mismatch when a host loads
+    it, after the run has started)."""
+    value: str = _get(data, "sha256", str, where)
+    if not _SHA256.fullmatch(value):
+        raise ManifestError(
+            f"key '{where}sha256': expected 64 lowercase hex digits (sha256sum's), got {value!r}"
         )
     return value
+
+
+def _strings(data: dict[str, Any], key: str) -> tuple[str, ...]:
+    """The optional list of strings at ``key`` (``features``, ``flags``); a string is refused
+    rather than split into its characters."""
+    if key not in data:
+        return ()
+    value = data[key]
+    if not isinstance(value, list):
+        raise ManifestError(f"key '{key}': expected a list of strings, got {_kind(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ManifestError(f"key '{key}[{i}]': expected a string, got {_kind(item)}")
+    return tuple(value)
+
+
+def _signatures(data: dict[str, Any]) -> dict[str, Any]:
+    """The optional ``signatures``: export name -> ``{"params": [kind, ...], "result": kind}``.
+
+    Checked here so a malformed table stops the run at load naming the key; whether it agrees
+    with the binding is the engines' check (harness.engines.signatures), which names the export.
+    """
+    if "signatures" not in data:
+        return {}
+    table = data["signatures"]
+    if not isinstance(table, dict):
+        raise ManifestError(
+            "key 'signatures': expected an object of export name -> "
+            f'{{"params": [...], "result": ...}}, got {_kind(table)}'
+        )
+    for name, sig in table.items():
+        where = f"signatures.{name}"
+        if not isinstance(sig, dict):
+            raise ManifestError(
+                f'key \'{where}\': expected {{"params": [...], "result": ...}}, got {_kind(sig)}'
+            )
+        params = sig.get("params")
+        if not isinstance(params, list):
+            raise ManifestError(
+                f"key '{where}.params': expected a list of argument kinds, got {_kind(params)}"
+            )
+        # an argument cannot be void; a result can
+        checks = [(f"params[{i}]", k, PARAM_KINDS) for i, k in enumerate(params)]
+        for at, kind, allowed in [*checks, ("result", sig.get("result"), KINDS)]:
+            if kind not in allowed:
+                raise ManifestError(
+                    f"key '{where}.{at}': expected one of {', '.join(allowed)}, got {_kind(kind)}"
+                )
+    return dict(table)
 
 
 def load_manifest(path: Path) -> dict[str, Artifact]:
@@ -306,12 +453,12 @@ def load_manifest(path: Path) -> dict[str, Artifact]:
     for i, entry in enumerate(entries):
         label = entry.get("name", "?") if isinstance(entry, dict) else "?"
         if not isinstance(entry, dict):
-            raise ManifestError(f"{path}: artifacts[{i}]: expected an object")
+            raise ManifestError(f"{path}: artifacts[{i}]: expected an object, got {_kind(entry)}")
         try:
             artifact = Artifact.from_json(entry, root)
         except ManifestError as exc:
             raise ManifestError(f"{path}: artifacts[{i}] ({label}): {exc}") from None
         if artifact.name in out:
             raise ManifestError(f"{path}: artifacts[{i}]: name {artifact.name!r} repeats")
-        out[artifact.name] = artifact
+        out[artifact.name] = replace(artifact, origin=Origin("manifest", str(path)))
     return out

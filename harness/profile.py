@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.artifact import Artifact, ManifestError, from_files
+from harness.artifact import Artifact, ManifestError, Origin, from_files
 from harness.formats import FormatError, all_formats, get_format
 from harness.surfaces import FORMAT_OPTIONS, FORMATS
 from harness.surfaces.base import EMPTY_COVERS
@@ -205,6 +205,7 @@ class ProfileArtifact:
                 self.name, self.format, self.files, binding=self.binding,
                 ptr_width=self.ptr_width, sha256=self.sha256, target=self.target,
                 toolchain=self.toolchain, flags=self.flags,
+                origin=Origin("profile", self.where),
             )  # fmt: skip
         except ManifestError as exc:
             raise ProfileError(f"{self.where}: artifacts.{self.name}: {exc}") from None

@@ -115,6 +115,9 @@ class Binding:
     header: Path | None = None
     # [threads]: how to set the kernel thread count; None: the harness cannot (see .threads)
     thread_control: ThreadsBinding | None = None
+    # why this binding applies to an artifact that names none (the bundled one, assumed): what
+    # check_exports adds to its errors, which otherwise point at a file the project never wrote
+    assumed: str = field(default="", compare=False)
 
     @property
     def threads(self) -> ThreadsBinding | None:
@@ -185,30 +188,39 @@ class Binding:
 
         ``found`` maps export name -> (wasm param types, wasm result types), or None where the
         module cannot say (a native library's symbol table has no types: existence only).
-        The error names the binding's file:line, the op, and the module.
+        The error names the binding's file:line, the op, and the module; for a binding assumed
+        for an artifact that names none, also that (:attr:`assumed`).
         """
+        problem = self._export_problem(found, ptr_width, module)
+        if problem:
+            raise BindingError(f"{problem}; {self.assumed}" if self.assumed else problem)
+
+    def _export_problem(
+        self, found: Mapping[str, WasmTypes | None], ptr_width: int, module: str
+    ) -> str:
+        """What :meth:`check_exports` raises, for the first export (in the binding's order)
+        that ``found`` lacks or types otherwise; "" when there is none."""
         signatures = self.signatures()
         misses = export_mismatches(found, signatures, ptr_width)
         if not misses:
-            return
+            return ""
         name, types = misses[0].name, misses[0].found  # the first, in the binding's order
         sig = signatures[name]
         if types is None:
             where = self.export_line(name)
             near = _near(name, found)
-            raise BindingError(
-                f"{where}: export {name!r} is not in {module}"
-                + (f" (did you mean {', '.join(near)}?)" if near else "")
+            return f"{where}: export {name!r} is not in {module}" + (
+                f" (did you mean {', '.join(near)}?)" if near else ""
             )
         params, results = misses[0].expected
         where = self.export_line(name, "args")
         if len(types[0]) != len(params):
-            raise BindingError(
+            return (
                 f"{where}: export {name!r} takes {len(types[0])} arguments in {module} "
                 f"(wasm type {_fmt(types)}), the binding gives it {len(params)} "
                 f"({' '.join(sig.params) or 'none'})"
             )
-        raise BindingError(
+        return (
             f"{where}: export {name!r} has wasm type {_fmt(types)} in {module}, the "
             f"binding's kinds ({' '.join(sig.params)} -> {sig.result}) at {ptr_width}-bit "
             f"pointers are {_fmt((params, results))}"

@@ -57,11 +57,23 @@ class ArtifactHashMismatch(CorruptArtifact):
         self, artifact: Artifact, actual: str, path: Path, expected: str, what: str = ""
     ) -> None:
         subject = f"the {what} of {path}" if what else str(path)
-        super().__init__(
-            f"{artifact.name}: {subject} has sha256 {actual} but the manifest says "
-            f"{expected}; rebuild it and its manifest entry (`tinygpt-harness build` for the "
-            "bundled library) or restore the file"
-        )
+        origin = artifact.origin
+        if origin is not None and origin.kind == "profile":
+            # a profile artifact has no manifest: its expected hashes are the files' own, taken
+            # when the run started (a sha256 pin was checked then), so it changed mid-run
+            said = (
+                f"{artifact.name}: {subject} has sha256 {actual}, but {expected} when this run "
+                f"hashed the files of its {origin.table(artifact.name)} at its start: it changed "
+                "during the run; restore it, or start a new run to judge the new files"
+            )
+        else:
+            entry = f" (its {origin.table(artifact.name)})" if origin else ""
+            said = (
+                f"{artifact.name}: {subject} has sha256 {actual} but the manifest says "
+                f"{expected}{entry}; rebuild it and its manifest entry (`tinygpt-harness build` "
+                "for the bundled library) or restore the file"
+            )
+        super().__init__(said)
         self.expected = expected
         self.actual = actual
 

@@ -28,6 +28,7 @@ from harness.build import write_manifest as write_build_manifest
 from harness.build_lib2 import LIB2_BINDING, lib2_artifacts
 from harness.cli import main as cli_main
 from harness.formats import file_sha256
+from harness.hosts.base import ArtifactHashMismatch, verify_artifact
 from harness.profile import ProfileError, load_profile
 from harness.rundir.meta import RUN_FILE
 from harness.rundir.reader import read_rows
@@ -216,3 +217,44 @@ def test_a_matrix_naming_a_bundled_artifact_without_a_manifest_says_so(
     configure(parser)
     default = parser.parse_args(["--matrix", "m.toml", "--out", "o"]).artifacts
     assert default == BUNDLED_MANIFEST and default.is_absolute()
+
+
+def test_a_profile_artifact_without_a_binding_says_the_bundled_one_was_assumed(
+    tmp_path: Path, lib2: dict[str, Artifact], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``[artifacts.mylib-so]`` with no ``binding``: the bundled tinygpt.h binding applies, and
+    lib2 lacks its exports. The exit-2 error points at harness/bindings/tinygpt.toml, a file the
+    project never wrote, so it also says the table names no binding, that the bundled one was
+    assumed, and where to name one (was: the tinygpt.toml line and nothing else)."""
+    profile = _project(tmp_path, lib2, NATIVE.replace('binding = "mylib.binding.toml"\n', ""))
+    code, out = _run(tmp_path, profile, tmp_path / "no-manifest.json",
+                     'artifacts = ["mylib-so"]\npresets = ["tiny"]\nchecks = ["smoke"]\n'
+                     "[hosts]\nnative = {}")  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "harness/bindings/tinygpt.toml:" in err, err
+    assert (
+        "artifact mylib-so names no binding, so the bundled library's (tinygpt.h's exports) was "
+        'assumed: name the project\'s own binding file with `binding = "..."` in its '
+        f"[artifacts.mylib-so] table ({profile}:4) (docs/bindings.md)"
+    ) in err, err
+    assert not (out / RESULTS_FILE).exists()
+
+
+def test_a_profile_file_changed_mid_run_is_not_blamed_on_a_manifest(
+    tmp_path: Path, lib2: dict[str, Artifact]
+) -> None:
+    """A profile artifact has no manifest: its expected hash is what its file hashed to when
+    the run built it. A file changed after that is refused naming the profile's table and
+    saying it changed during the run (was: "... but the manifest says ...; rebuild it and its
+    manifest entry")."""
+    profile = load_profile(_project(tmp_path, lib2, NATIVE))
+    artifact = profile.artifacts["mylib-so"].build()
+    so = tmp_path / "build" / "lib2-native" / "liblib2.so"
+    so.write_bytes(so.read_bytes() + b"\0")  # edited after the run hashed it
+    with pytest.raises(ArtifactHashMismatch) as caught:
+        verify_artifact(artifact)
+    assert str(caught.value) == (
+        f"mylib-so: {so} has sha256 {file_sha256(so)}, but {artifact.sha256} when this run "
+        f"hashed the files of its [artifacts.mylib-so] table ({profile.path}:4) at its start: it "
+        "changed during the run; restore it, or start a new run to judge the new files"
+    )
