@@ -259,6 +259,8 @@ def test_every_bound_op_matches_the_reference_on_swiftshader(
         kernels = Kernels(inst)
         for op in GPU_OPS:
             for case in ops_check.cases(PRESETS["tiny"], seed=0):
+                if ops_check.library_case(kernels, op, case) is None:
+                    continue  # ln_eps exercises an eps argument; this binding fixes eps
                 failed = [r.message for r in ops_check.op_parity(kernels, op, case) if not r.ok]
                 assert not failed, f"{op} {case.describe()}: {failed}"
     finally:
