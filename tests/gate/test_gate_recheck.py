@@ -157,7 +157,8 @@ def test_four_times_the_true_figure_stays_stale_after_its_recheck(
     # 02d4e908ec7d) measured 9.42 in the fixture and 15.72 in the recheck, inside 2 * 9.42's
     # band, and the claim was rightly rechecked into it; at 4x, under a load average of ~14
     # (s45 flake audit, 2 of 11 failed), a recheck measured 12.55 with a CI of 11.5-70.6,
-    # overlapping 4 * 12.5's band. The recheck logic was not at fault either time.
+    # overlapping the band 49.9-66 around 4x the fixture's figure. The recheck logic was not at
+    # fault either time.
     wrong = round(50 * v, 3)
     code = _signoff(tmp_path, run, manifest, wrong, (wrong / 1.15, wrong * 1.15), "--recheck")
     out = capsys.readouterr().out
