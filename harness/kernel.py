@@ -332,7 +332,7 @@ class Kernels:
         """``(out, mean, rstd)`` over the last axis of ``x`` (N, C) or (B, T, C).
 
         ``eps`` None is the library's own: the one its binding fixes (the bundled library's
-        1e-5, gpuformer's 1e-6), else :data:`~reference.ops.LAYERNORM_EPS`. Another eps than a
+        1e-5), else :data:`~reference.ops.LAYERNORM_EPS`. Another eps than a
         fixed one is a :class:`FixedMismatch` (a ValueError).
         """
         if eps is None:
