@@ -8,9 +8,9 @@ parsed by wasmtime, a native ``.so``'s ELF dynamic symbols (names only). A nativ
 arity, which a symbol table cannot show, comes from the ``.so``'s DWARF and/or the C header the
 binding names (:mod:`harness.formats.native_arity`); with neither, the artifact's status says
 ``arity unchecked: no DWARF, no header`` (the run prints it and records it in run.json). A
-``webgpu`` artifact's ``kernels.toml`` lists its exports by name and declares each one's
-arguments, buffers and result: each binding call is compared with it there
-(:meth:`~harness.formats.webgpu.WebGpuFormat.call_problem`).
+format whose files declare each export's arguments (``webgpu``'s ``kernels.toml``: arguments,
+buffers and result) has each binding call compared with that declaration
+(:meth:`~harness.formats.ArtifactFormat.call_problem`).
 
 Only a binding mismatch is a config error. An artifact whose files are missing, are not the
 manifest's (edited, rebuilt) or do not parse is skipped here: its cells report that as ``error``
@@ -24,9 +24,8 @@ from pathlib import Path
 
 from harness.artifact import Artifact
 from harness.bindings import Binding, BindingError
-from harness.formats import FormatError, WasmTypes, export_mismatches
+from harness.formats import ArtifactFormat, FormatError, WasmTypes, export_mismatches
 from harness.formats.native_arity import HeaderError, native_arities
-from harness.formats.webgpu import WebGpuFormat
 from harness.hosts.base import HostError, verify_artifact
 
 
@@ -86,21 +85,21 @@ def check_artifact(artifact: Artifact) -> str:
     binding = artifact.bound()
     binding.check_exports(found, artifact.ptr_width, module)
     _check_allocator(artifact, binding, found, module)
-    if isinstance(artifact.fmt, WebGpuFormat):
-        _check_webgpu_calls(artifact.fmt, artifact.paths(), binding, module)
-        return ""  # kernels.toml declares every op's arguments: all were compared
+    _check_calls(artifact.fmt, artifact.paths(), binding, module)
     if artifact.format != "native":
-        return ""  # wasm: its type section showed arity and kinds above
+        # wasm: its type section showed arity and kinds above; webgpu: kernels.toml declares
+        # every op's arguments, and each call was just compared with it
+        return ""
     return _check_arities(binding, so, module)
 
 
-def _check_webgpu_calls(
-    fmt: WebGpuFormat, files: Mapping[str, Path], binding: Binding, module: str
+def _check_calls(
+    fmt: ArtifactFormat, files: Mapping[str, Path], binding: Binding, module: str
 ) -> None:
-    """Each op and model call of the binding against the kernels.toml op it names: the
-    manifest's names carry no types (:meth:`WebGpuFormat.exports_found`), so the arity, the
-    pointer positions and the result kind are compared here, call by call (two calls of one
-    export each are: the binding's signature table keeps only one of them)."""
+    """Each op and model call of the binding against the format's own declaration of the
+    export it names (:meth:`~harness.formats.ArtifactFormat.call_problem`; most formats declare
+    none). Call by call, not export by export: two calls of one export are both compared, where
+    the binding's signature table keeps only one of them."""
     for section, calls in (("ops", binding.ops), ("model", binding.model)):
         for call in calls.values():
             at = binding.where((section, call.op))

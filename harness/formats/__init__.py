@@ -210,6 +210,22 @@ class ArtifactFormat(abc.ABC):
         """Extra keys of the LOAD entry a JS loader reads (``webgpu``: the dispatch plan)."""
         return {}
 
+    def call_problem(
+        self, files: Mapping[str, Path], export: str, sig: Signature, names: Sequence[str],
+        call: str,
+    ) -> tuple[str, str] | None:  # fmt: skip
+        """What the format's own declaration of ``export`` contradicts in a binding's call of
+        it (``call`` names the call in messages; its arguments are ``names``, of kinds
+        ``sig``): ``("args", what)`` when the binding's argument list is at fault, ``("result",
+        "file:LINE: what")`` when the declaration's result is; None if they agree.
+
+        Checked at load for every call of a binding
+        (:func:`harness.bindings.verify.check_artifact`). The default declares nothing: a wasm
+        module's types were compared through :meth:`exports_found`, and a native library's
+        arity comes from its DWARF or header. A format whose files declare each export's
+        arguments (``webgpu``'s ``kernels.toml``) overrides it."""
+        return None
+
     def exports_found(self, files: Mapping[str, Path]) -> Mapping[str, WasmTypes | None] | None:
         """What the artifact exports, read from its files without running them: export name ->
         (wasm param types, wasm result types), or -> None where the format knows names only.
