@@ -186,8 +186,14 @@ class Artifact:
         if problem:
             raise ManifestError(f"key 'files': {problem}")
         path = _path(root, data, "path")
+        # listed in any order (the set's sha256 sorts by role); kept in the format's role order,
+        # so the entry file is first wherever the manifest's author put it
+        files = sorted(files, key=lambda f: _role_rank(fmt, f.role))
         if files and files[0].path != path:
-            raise ManifestError(f"key 'path': {path} is not the entry file {files[0].path}")
+            raise ManifestError(
+                f"key 'path': {path} is not the entry file, {files[0].path} (role "
+                f"{files[0].role!r}, the {fmt.name} format's entry role): name that file"
+            )
         if files and all(f.path.is_file() for f in files):
             try:
                 fmt.check_entry({f.role: f.path for f in files})
@@ -260,11 +266,9 @@ def from_files(
     problem = fmt.check_roles(list(files))
     if problem:
         raise ManifestError(f"key 'files': {problem}")
-    # the format's role order: its entry file first (webgpu's wgsl:<file> roles follow theirs)
-    order = {r: i for i, r in enumerate(fmt.roles)}
     ordered = {
         role: path.resolve()
-        for role, path in sorted(files.items(), key=lambda kv: order.get(kv[0], len(order)))
+        for role, path in sorted(files.items(), key=lambda kv: _role_rank(fmt, kv[0]))
     }
     for role, path in ordered.items():
         if not path.is_file():
@@ -313,6 +317,12 @@ def _get(data: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
 
 
 _FILE_OBJECT = '{"role", "path", "sha256"}'  # a files[] entry, as a message shows it
+
+
+def _role_rank(fmt: ArtifactFormat, role: str) -> int:
+    """Where ``role`` sorts in ``fmt``'s role order: its entry role first; roles the format
+    does not list by name (webgpu's ``wgsl:<file>``) after the listed ones, in their order."""
+    return fmt.roles.index(role) if role in fmt.roles else len(fmt.roles)
 
 
 def _files(data: dict[str, Any], root: Path) -> list[FileDigest]:

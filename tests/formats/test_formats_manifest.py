@@ -328,3 +328,27 @@ def test_an_entry_without_a_binding_says_the_bundled_one_was_assumed(tmp_path: P
     )
     assert art.bound() == bundled()  # the same binding in every other respect
     assert replace(art, origin=None).bound() is bundled()
+
+
+def _two_files(tmp_path: Path, path: str) -> dict[str, Any]:
+    """A valid emscripten entry (glue is its entry role) whose ``files`` list the wasm first."""
+    (tmp_path / "k.js").write_text("// glue")
+    (tmp_path / "k.wasm").write_bytes(b"\0asm")
+    each, sha = digest({"wasm": tmp_path / "k.wasm", "glue": tmp_path / "k.js"})
+    files = [{"role": f.role, "path": f.path.name, "sha256": f.sha256} for f in each]
+    return _manifest(tmp_path, format="emscripten", path=path, sha256=sha, files=files,
+                     ptr_width=32, target="wasm32-emscripten")  # fmt: skip
+
+
+def test_a_hand_written_manifest_may_list_its_files_in_any_order(tmp_path: Path) -> None:
+    """The entry file need not be listed first: the entry keeps the format's role order."""
+    art = load_manifest(_write(tmp_path, _two_files(tmp_path, "k.js")))["a"]
+    assert [f.role for f in art.file_set()] == ["glue", "wasm"]
+    assert art.path == (tmp_path / "k.js").resolve()
+
+
+def test_a_path_that_is_not_the_entry_role_names_the_entry_file(tmp_path: Path) -> None:
+    """``path`` naming the wasm of an emscripten entry is refused, naming the glue and its role."""
+    with pytest.raises(ManifestError, match=r"key 'path': .*k\.wasm is not the entry file, "
+                       r".*k\.js \(role 'glue', the emscripten format's entry role\)"):  # fmt: skip
+        load_manifest(_write(tmp_path, _two_files(tmp_path, "k.wasm")))
