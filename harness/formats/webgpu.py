@@ -35,11 +35,17 @@ division), ``max(a, b)``, ``min(a, b)``, parentheses.
 
 Checks at manifest load (``tinygpt-harness run`` exits 2, ``kernels.toml:LINE: key: what``): the
 schema, every expression, every shader a file of the artifact's set, every entry point present with
-that workgroup size (integer literals, or module-scope ``const``s of one), and every ``@group(0)
-@binding(i)`` declaration (either attribute order) of the type the layout gives binding ``i``, read
-from the shader's live code (comments stripped: :func:`strip_comments`). The WGSL itself is
-compiled only in the browser: a shader that does not compile is its cells' ``error`` with the
-compiler's message and line.
+that workgroup size (integer literals, or module-scope ``const``s of one), every ``@group(0)
+@binding(i)`` declaration (either attribute order) of the type the layout gives binding ``i``, no
+resource declared at another ``@group`` (the loader's pipeline layout is the one bind group), and
+the uniform's type against ``params``: a struct of the shader (or one bare scalar) with as many
+fields, each a 4-byte ``u32``/``i32``/``f32`` at byte ``4*i`` (where the loader writes
+``params[i]``), an ``f32`` never where a ``has_*`` flag (an integer) goes. Field names are not
+compared (the loader writes by position), nor a dim's scalar kind (the binding's, not
+kernels.toml's). All read from the shader's live code (comments stripped:
+:func:`strip_comments`), with ``shader.wgsl:LINE`` in the message. The WGSL itself is compiled
+only in the browser: a shader that does not compile is its cells' ``error`` with the compiler's
+message and line.
 """
 
 from __future__ import annotations
@@ -74,11 +80,22 @@ ALLOC_SIGNATURES = MappingProxyType(
 # over the manifest's ops; their kinds are the binding's [exports]
 STEP_EXPORTS = ("tgw_step_create", "tgw_step_load", "tgw_step_forward", "tgw_step_backward",
                 "tgw_step_train", "tgw_step_params", "tgw_step_time", "tgw_step_free")  # fmt: skip
-# a group-0 resource declaration, its two attributes in either order (WGSL allows both)
+# a resource declaration, its two attributes in either order (WGSL allows both): group and
+# binding arguments (literals or const names, resolved by the check), address space, name, type
 _DECL = re.compile(
-    r"(?:@group\(\s*0\s*\)\s*@binding\(\s*(\d+)\s*\)|@binding\(\s*(\d+)\s*\)\s*@group\(\s*0\s*\))"
-    r"\s*var(?:\s*<\s*([^>]*)>)?\s+(\w+)"
+    r"(?:@group\(([^)]*)\)\s*@binding\(([^)]*)\)|@binding\(([^)]*)\)\s*@group\(([^)]*)\))"
+    r"\s*var(?:\s*<\s*([^>]*)>\s*|\s+)(\w+)(?:\s*:\s*([^;=]+))?"
 )
+# a struct declaration (module scope only in WGSL; its body holds no braces) and a type alias
+_STRUCT = re.compile(r"\bstruct\s+(\w+)\s*\{([^{}]*)\}")
+_ALIAS = re.compile(r"\balias\s+(\w+)\s*=\s*([^;]+);")
+# a struct member: its attributes, name and type
+_MEMBER = re.compile(r"((?:@\w+\s*(?:\([^)]*\))?\s*)*)(\w+)\s*:\s*(.+?)\s*", re.S)
+_ATTR = re.compile(r"@(\w+)\s*(?:\(([^)]*)\))?")
+# the scalars the loader writes into the uniform, 4 bytes each: setInt32 for a has_* flag and a
+# dim the binding types i32 (as u32 or i32 the shader reads the same non-negative value),
+# setFloat32 for one it types f32
+SCALARS = ("u32", "i32", "f32")
 _ENTRY = re.compile(r"@compute\s+@workgroup_size\(([^)]*)\)\s*fn\s+(\w+)|"
                     r"@workgroup_size\(([^)]*)\)\s*@compute\s*fn\s+(\w+)")  # fmt: skip
 # a module-scope `const NAME[: type] = value;` (a @workgroup_size argument may name one)
@@ -133,6 +150,47 @@ def module_consts(text: str) -> dict[str, int | None]:
             continue
         name = m.group(1)
         out[name] = None if name in out else int_literal(m.group(2))
+    return out
+
+
+def const_value(text: str, consts: Mapping[str, int | None]) -> int | None:
+    """The integer attribute argument ``text`` is: an integer literal, or the name of a
+    module-scope ``const`` of one (``consts``: :func:`module_consts`); else None."""
+    value = int_literal(text)
+    return consts.get(text.strip()) if value is None else value
+
+
+def line_at(text: str, offset: int) -> int:
+    """The 1-based line of ``offset`` in ``text``."""
+    return text.count("\n", 0, offset) + 1
+
+
+def struct_members(body: str) -> list[tuple[int, str]]:
+    """The members of a struct's ``body`` as (offset in ``body``, text): split at the commas
+    outside ``<>``, ``()`` and ``[]`` (``array<f32, 4>``, ``@align(4)``), each text from its
+    first non-blank; the empty rest after a trailing comma is no member."""
+    out, depth, start = [], 0, 0
+    for i, c in enumerate(body + ","):
+        if c in "<([":
+            depth += 1
+        elif c in ">)]":
+            depth -= 1
+        elif c == "," and depth == 0:
+            piece = body[start:i]
+            if piece.strip():
+                out.append((start + len(piece) - len(piece.lstrip()), piece.strip()))
+            start = i + 1
+    return out
+
+
+def unalias(type_text: str, aliases: Mapping[str, str]) -> str:
+    """``type_text`` (blanks normalized) through the shader's ``alias`` chain (a cycle, which
+    does not compile, stops after as many steps as there are aliases)."""
+    out = " ".join(type_text.split())
+    for _ in range(len(aliases)):
+        if out not in aliases:
+            break
+        out = " ".join(aliases[out].split())
     return out
 
 
@@ -306,7 +364,7 @@ class _Validator(TomlValidator):
         if not passes_v:
             raise self.error((*where, "passes"), "an op needs at least one pass")
         passes = tuple(
-            self.one_pass((*where, "passes", i), p, names, layout, shaders)
+            self.one_pass((*where, "passes", i), p, names, layout, params, shaders)
             for i, p in enumerate(passes_v)
         )
         return GpuOp(export, args, MappingProxyType(buffers), optional, tuple(layout),
@@ -314,7 +372,7 @@ class _Validator(TomlValidator):
 
     def one_pass(
         self, where: tuple[str | int, ...], body: object, names: frozenset[str],
-        layout: list[tuple[str, str]], shaders: Mapping[str, str],
+        layout: list[tuple[str, str]], params: tuple[str, ...], shaders: Mapping[str, str],
     ) -> Pass:  # fmt: skip
         t = self.table(where, body, ("shader", "entry", "workgroup_size", "dispatch"))
         for key in ("shader", "entry", "workgroup_size", "dispatch"):
@@ -337,18 +395,20 @@ class _Validator(TomlValidator):
             problem = check_expression(expr, names)
             if problem:
                 raise self.error((*where, "dispatch", i), problem)
-        self.check_wgsl(where, shader, shaders[shader], entry, tuple(size), layout)
+        self.check_wgsl(where, shader, shaders[shader], entry, tuple(size), layout, params)
         wg = (size[0], size[1], size[2])
         return Pass(shader, entry, wg, (dispatch[0], dispatch[1], dispatch[2]))
 
     def check_wgsl(
         self, where: tuple[str | int, ...], shader: str, text: str, entry: str,
-        size: tuple[int, ...], layout: list[tuple[str, str]],
+        size: tuple[int, ...], layout: list[tuple[str, str]], params: tuple[str, ...],
     ) -> None:  # fmt: skip
-        """The entry point and its workgroup size, and each declared binding's type, as the
-        shader's live code says (its comments stripped: an old declaration or entry point in a
-        comment is not the shader's)."""
+        """The entry point and its workgroup size, each declared resource's group (0: the one
+        the loader binds) and its binding's type, and the uniform's fields against ``params``,
+        as the shader's live code says (its comments stripped: an old declaration or entry
+        point in a comment is not the shader's)."""
         text = strip_comments(text)
+        consts = module_consts(text)
         entries: dict[str, list[str]] = {}
         for m in _ENTRY.finditer(text):
             args, fn = (m.group(1), m.group(2)) if m.group(2) else (m.group(3), m.group(4))
@@ -363,16 +423,34 @@ class _Validator(TomlValidator):
         # cell's, with its line), and which size "the" entry has is then unknowable, so none is
         # checked here rather than one picked.
         if len(entries[entry]) == 1:
-            consts = module_consts(text)
             self.check_workgroup_size(where, shader, entry, entries[entry][0], size, consts)
+        # where = (*op, "passes", i): a binding's type and the uniform's fields are the op's
+        # layout's and params' to say
+        op_where = where[:-2]
         for m in _DECL.finditer(text):
-            index = int(m.group(1) or m.group(2))
-            space, var = (m.group(3) or "").replace(" ", ""), m.group(4)
+            group_arg, index_arg = (
+                (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(4), m.group(3))
+            )
+            var, line = m.group(6), line_at(text, m.start())
+            at = f"{shader}:{line}: {var}'s"
+            group = self.resolve((*where, "shader"), f"{at} @group({group_arg.strip()})",
+                                 group_arg, consts)  # fmt: skip
+            # Any resource at another group is refused, used by the pass's entry or not: the
+            # loader's pipeline layout has the one bind group (format_webgpu.mjs), so an entry
+            # using it cannot be built, and whether this entry uses it is beyond a regex.
+            if group != 0:
+                raise self.error(
+                    (*where, "shader"),
+                    f"{shader}:{line}: {var} is declared at @group({group}): the loader binds "
+                    "only @group(0) (one bind group, the op's layout), so a pipeline using it "
+                    "cannot be built: declare it at @group(0) with a layout entry, or remove it",
+                )
+            index = self.resolve((*where, "shader"), f"{at} @binding({index_arg.strip()})",
+                                 index_arg, consts)  # fmt: skip
+            space = (m.group(5) or "").replace(" ", "")
             kind = {"uniform": "uniform", "storage,read_write": "storage"}.get(
                 space, "read-only-storage" if space in ("storage", "storage,read") else space
             )
-            # where = (*op, "passes", i): a binding's type is the op's layout's to say
-            op_where = where[:-2]
             if index >= len(layout):
                 raise self.error(
                     (*op_where, "layout"),
@@ -382,9 +460,135 @@ class _Validator(TomlValidator):
             if kind != layout[index][1]:
                 raise self.error(
                     (*op_where, "layout", index),
-                    f"{shader} declares @binding({index}) {var} as var<{m.group(3)}>, the layout "
+                    f"{shader} declares @binding({index}) {var} as var<{m.group(5)}>, the layout "
                     f"gives binding {index} ({layout[index][0]}) type {layout[index][1]}",
                 )
+            if kind == "uniform":
+                decl = (line, index, var, m.group(7) or "")
+                self.check_uniform(op_where, shader, text, decl, params, consts)
+
+    def resolve(
+        self, where: tuple[str | int, ...], what: str, arg: str, consts: Mapping[str, int | None]
+    ) -> int:
+        """The integer of attribute argument ``arg`` (``what`` names it in the error): a
+        literal or a module-scope ``const`` of one, else refused at ``where``."""
+        value = const_value(arg, consts)
+        if value is None:
+            raise self.error(
+                where,
+                f"{what}: {arg.strip()!r} is not an integer literal or a module-scope `const` "
+                "of one, which is all this check resolves (an `override` or a const expression "
+                "is not: write the literal)",
+            )
+        return value
+
+    def check_uniform(
+        self, op_where: tuple[str | int, ...], shader: str, text: str,
+        decl: tuple[int, int, str, str], params: tuple[str, ...],
+        consts: Mapping[str, int | None],
+    ) -> None:  # fmt: skip
+        """The uniform ``decl`` (line, binding, variable, type) of comment-free ``text`` holds
+        what the loader writes: ``params[i]`` at byte ``4*i`` (format_webgpu.mjs ``uniform``).
+
+        Its type is a struct of the shader (through ``alias``es), every field a 4-byte scalar
+        at byte ``4*i`` (an ``@align``/``@size`` may not move it), as many as ``params``; or a
+        bare scalar, which reads ``params[0]`` alone (so ``params`` has one). Any other type (a
+        vector, an array) is refused: this check reads fields, not element layouts."""
+        line, index, var, type_text = decl
+        at = (*op_where, "params")
+        aliases = {a.group(1): a.group(2) for a in _ALIAS.finditer(text)}
+        tname = unalias(type_text, aliases)
+        structs = [s for s in _STRUCT.finditer(text) if s.group(1) == tname]
+        fields: list[tuple[int, str, str, str]] = []  # (line, name, label, scalar type)
+        if tname in SCALARS:
+            holder = f"{shader}:{line}: @binding({index}) {var}, a bare {tname},"
+            fields.append((line, var, f"@binding({index}) {var}: {tname}", tname))
+        elif len(structs) > 1:
+            return  # a struct declared twice does not compile: the compiler's error, with lines
+        elif not structs:
+            raise self.error(
+                at,
+                f"{shader}:{line}: @binding({index}) {var} is the uniform, but its type "
+                f"{tname} is no struct of {shader}: the loader writes params[i] at byte 4*i, "
+                "which this check reads from a struct of u32/i32/f32 fields (or one such "
+                "scalar): declare the uniform as one",
+            )
+        else:
+            struct = structs[0]
+            holder = (
+                f"{shader}:{line_at(text, struct.start())}: struct {tname} "
+                f"(@binding({index}) {var}'s type)"
+            )
+            fields = self.struct_fields(at, shader, text, struct, aliases, consts)
+        if len(fields) != len(params):
+            names = ", ".join(name for _, name, _, _ in fields)
+            raise self.error(
+                at,
+                f"{len(params)} field{'s' * (len(params) != 1)} ({', '.join(params) or 'none'}), "
+                f"but {holder} has {len(fields)} ({names}): the loader writes params[i] at byte "
+                "4*i, so list one param per field, in the struct's order",
+            )
+        # Names are not compared: the loader writes by position and WGSL's names are the
+        # shader's own (the bundled adamw's `wd` is kernels.toml's `weight_decay`), so a name
+        # that differs misreads nothing. Of the type, kernels.toml knows only that a has_*
+        # flag is an integer (setInt32: u32 or i32 read it alike); a dim's kind is the
+        # binding's (i32 or f32, format_webgpu.mjs `this.kinds`), so any 4-byte scalar is
+        # taken for one here.
+        for i, (p, (fline, _, label, ftype)) in enumerate(zip(params, fields, strict=True)):
+            if p.startswith("has_") and ftype == "f32":
+                raise self.error(
+                    (*at, i),
+                    f"{p!r} is written as an integer (0 or 1), but {shader}:{fline}: {label}, "
+                    "reads it as f32: declare it u32",
+                )
+
+    def struct_fields(
+        self, at: tuple[str | int, ...], shader: str, text: str, struct: re.Match[str],
+        aliases: Mapping[str, str], consts: Mapping[str, int | None],
+    ) -> list[tuple[int, str, str, str]]:  # fmt: skip
+        """The fields of the uniform's ``struct`` as (line, name, label, scalar type), each checked
+        to be a 4-byte scalar at byte ``4*i``; refused at ``at`` otherwise."""
+        out = []
+        offset = 0
+        for i, (pos, member) in enumerate(struct_members(struct.group(2))):
+            fline = line_at(text, struct.start(2) + pos)
+            head = f"{shader}:{fline}: struct {struct.group(1)}'s field {i + 1}"
+            m = _MEMBER.fullmatch(member)
+            if m is None:
+                raise self.error(
+                    at,
+                    f"{head}, {member!r}, is not `[@attributes] name: type`, which is all this "
+                    "check reads of a field",
+                )
+            name, ftype = m.group(2), " ".join(m.group(3).split())
+            if unalias(ftype, aliases) not in SCALARS:
+                raise self.error(
+                    at,
+                    f"{head}, {name}: {ftype}, is not a 4-byte scalar (u32, i32 or f32): the "
+                    "loader writes each param as 4 bytes at byte 4*i, which a field of another "
+                    "size or alignment does not read; split it into u32/i32/f32 fields",
+                )
+            # WGSL's layout: a field starts at the next multiple of its alignment (4, or its
+            # @align) and takes its size (4, or its @size). Other member attributes (@builtin,
+            # @location, ...) do not change the layout.
+            size = {"align": 4, "size": 4}
+            for a in _ATTR.finditer(m.group(1)):
+                if a.group(1) in size:
+                    what = f"{head}, {name}'s @{a.group(1)}({(a.group(2) or '').strip()})"
+                    size[a.group(1)] = self.resolve(at, what, a.group(2) or "", consts)
+            align = max(size["align"], 1)  # @align(0) does not compile: no division by it
+            offset = -(-offset // align) * align
+            if offset != 4 * i:
+                raise self.error(
+                    at,
+                    f"{head}, {name}, is at byte {offset} (an @align or @size on it or a field "
+                    f"before it), the loader writes params[{i}] at byte {4 * i}: remove the "
+                    "attribute",
+                )
+            offset += size["size"]
+            label = f"struct {struct.group(1)}'s field {i + 1}, {name}: {ftype}"
+            out.append((fline, name, label, unalias(ftype, aliases)))
+        return out
 
     def check_workgroup_size(
         self, where: tuple[str | int, ...], shader: str, entry: str, args: str,
@@ -392,19 +596,11 @@ class _Validator(TomlValidator):
     ) -> None:  # fmt: skip
         """The entry's ``@workgroup_size(args)`` is the pass's ``workgroup_size``: each argument
         an integer literal or the name of a module-scope ``const`` of one (``consts``)."""
-        values = []
-        for part in (p.strip() for p in args.split(",") if p.strip()):
-            value = int_literal(part)
-            if value is None:
-                value = consts.get(part)
-            if value is None:
-                raise self.error(
-                    (*where, "workgroup_size"),
-                    f"{shader}: {entry}'s @workgroup_size({args}): {part!r} is not an integer "
-                    "literal or a module-scope `const` of one, which is all this check "
-                    "resolves (an `override` or a const expression is not: write the literal)",
-                )
-            values.append(value)
+        values = [
+            self.resolve((*where, "workgroup_size"), f"{shader}: {entry}'s @workgroup_size({args})",
+                         part, consts)
+            for part in (p.strip() for p in args.split(",") if p.strip())
+        ]  # fmt: skip
         declared = tuple(values) + (1,) * (3 - len(values))
         if declared != size:
             raise self.error(

@@ -163,7 +163,8 @@ def test_a_declaration_of_the_wrong_type_is_refused_at_its_layout_entry(tmp_path
 
 def test_more_params_than_the_uniform_holds_are_refused_at_load(tmp_path: Path) -> None:
     """The loader's uniform buffer is 256 bytes: 65 params are refused at the params line with
-    the limit (was: a per-op "Offset is outside the bounds of the DataView" trap); 64 load."""
+    the limit (was: a per-op "Offset is outside the bounds of the DataView" trap); 64 load
+    (with a uniform struct of 64 fields: the struct is checked against params too)."""
     many = "params = [" + ", ".join(['"N"'] * 65) + "]"
     with pytest.raises(WebGpuManifestError) as err:
         _load(tmp_path, DECLS + ENTRY, KERNELS.replace('params = ["N"]', many))
@@ -171,4 +172,159 @@ def test_more_params_than_the_uniform_holds_are_refused_at_load(tmp_path: Path) 
         "kernels.toml:9: ops.gelu_forward.params: 65 fields: the loader's uniform buffer is 256"
         in str(err.value)
     )
-    _load(tmp_path, DECLS + ENTRY, KERNELS.replace('params = ["N"]', many.replace('"N", ', "", 1)))
+    fields = ", ".join(["count: u32"] + [f"f{i}: u32" for i in range(1, 64)])
+    decls = DECLS.replace("struct Dims { count: u32 }", f"struct Dims {{ {fields} }}")
+    _load(tmp_path, decls + ENTRY, KERNELS.replace('params = ["N"]', many.replace('"N", ', "", 1)))
+
+
+GROUP1 = "@group(1) @binding(0) var<storage, read> extra: array<f32>;\n"
+
+
+@pytest.mark.parametrize(
+    "decl",
+    [
+        GROUP1,
+        "@binding(0) @group(1) var<storage, read> extra: array<f32>;\n",
+        "@group( 1 )@binding( 0 )\n  var<storage, read>extra: array<f32>;\n",
+        "@group(G) @binding(0) var<storage, read> extra: array<f32>;\nconst G = 1u;\n",
+    ],
+    ids=["group-then-binding", "binding-then-group", "whitespace", "named-const"],
+)
+def test_a_declaration_at_another_group_is_refused_at_load(tmp_path: Path, decl: str) -> None:
+    """The loader binds group 0 only: a resource at ``@group(1)`` (either attribute order, any
+    spacing, a ``const`` group) is refused at the pass's ``shader`` line naming the shader's line
+    and the variable (was: loaded, then every cell's pipeline creation failed in the browser)."""
+    with pytest.raises(WebGpuManifestError) as err:
+        _load(tmp_path, DECLS + decl + ENTRY)
+    message = str(err.value)
+    assert "kernels.toml:11: ops.gelu_forward.passes[0].shader: gelu.wgsl:5: " in message
+    assert "extra is declared at @group(1)" in message
+    assert "the loader binds only @group(0)" in message
+
+
+def test_a_commented_out_declaration_at_another_group_loads(tmp_path: Path) -> None:
+    """A ``@group(1)`` declaration in a comment (line or nested block) is not the shader's."""
+    _load(tmp_path, DECLS + "// " + GROUP1 + "/* /* */ " + GROUP1 + "*/\n" + ENTRY)
+
+
+def test_a_group_it_cannot_resolve_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    """A ``@group`` or ``@binding`` argument that is no literal or module ``const`` of one (an
+    expression, nothing): refused at the shader's line, saying so, not a traceback."""
+    decl = "@group(0 + 1) @binding(0) var<storage, read> extra: array<f32>;\n"
+    with pytest.raises(WebGpuManifestError, match=r"gelu\.wgsl:5: extra's @group\(0 \+ 1\): "):
+        _load(tmp_path, DECLS + decl + ENTRY)
+    empty = "@group(0) @binding() var<storage, read> extra: array<f32>;\n"
+    with pytest.raises(WebGpuManifestError, match=r"gelu\.wgsl:5: extra's @binding\(\): '' is not"):
+        _load(tmp_path, DECLS + empty + ENTRY)
+
+
+# kernels.toml with an optional buffer, so its has_* flag is a param (always an integer)
+KERNELS_FLAG = KERNELS.replace('buffers = { x = "N", out = "N" }',
+                               'buffers = { x = "N", out = "N" }\noptional = ["x"]').replace(
+    'params = ["N"]', 'params = ["N", "has_x"]'
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "struct",
+    [
+        # names are the shader's own (only position and type are read), a trailing comma
+        "struct Dims { n: u32, flag: u32, }",
+        # members on their lines, with attributes that move nothing, comments between
+        "struct Dims {\n  @align(4) count: u32, // N\n  /* has_x */ @size(4) has_x: i32\n}",
+        # a dim's scalar kind is the binding's (i32 or f32): any 4-byte scalar is taken
+        "struct Dims { count: f32, has_x: u32 }",
+        # through an alias of a scalar, and of the struct
+        "alias Flag = u32;\nstruct D { count: u32, has_x: Flag }\nalias Dims = D;",
+        # an @align on the first field moves nothing
+        "struct Dims { @align(16) count: u32, has_x: u32 }",
+    ],
+    ids=["other-names", "attributes-lines", "f32-dim", "aliases", "align-first"],
+)
+def test_a_uniform_struct_matching_params_by_position_and_type_loads(
+    tmp_path: Path, struct: str
+) -> None:
+    """The struct's fields are params' by position and 4-byte type; names may differ."""
+    _load(tmp_path, DECLS.replace("struct Dims { count: u32 }", struct) + ENTRY, KERNELS_FLAG)
+
+
+@pytest.mark.parametrize(
+    ("struct", "expected"),
+    [
+        (
+            "struct Dims { count: u32 }",
+            "kernels.toml:10: ops.gelu_forward.params: 2 fields (N, has_x), but gelu.wgsl:1: "
+            "struct Dims (@binding(2) dims's type) has 1 (count)",
+        ),
+        (
+            "struct Dims { count: u32, has_x: u32, extra: u32 }",
+            "2 fields (N, has_x), but gelu.wgsl:1: struct Dims (@binding(2) dims's type) has 3",
+        ),
+        (
+            "struct Dims {\n  count: u32,\n  has_x: f32,\n}",
+            "kernels.toml:10: ops.gelu_forward.params[1]: 'has_x' is written as an integer (0 or "
+            "1), but gelu.wgsl:3: struct Dims's field 2, has_x: f32, reads it as f32",
+        ),
+        (
+            "struct Dims {\n  count: u32,\n  has_x: vec2<u32>,\n}",
+            "gelu.wgsl:3: struct Dims's field 2, has_x: vec2<u32>, is not a 4-byte scalar",
+        ),
+        ("struct Dims { count: f16, has_x: u32 }", "field 1, count: f16, is not a 4-byte scalar"),
+        (
+            "struct Dims { count: array<u32, 2> }",
+            "field 1, count: array<u32, 2>, is not a 4-byte scalar",
+        ),
+        (
+            "struct In { a: u32 }\nstruct Dims { count: In, has_x: u32 }",
+            "gelu.wgsl:2: struct Dims's field 1, count: In, is not a 4-byte scalar",
+        ),
+        (
+            "struct Dims { count: u32, @align(8) has_x: u32 }",
+            "gelu.wgsl:1: struct Dims's field 2, has_x, is at byte 8 (an @align or @size on it "
+            "or a field before it), the loader writes params[1] at byte 4",
+        ),
+        (
+            "struct Dims { @size(8) count: u32, has_x: u32 }",
+            "struct Dims's field 2, has_x, is at byte 8",
+        ),
+        (
+            "struct Dims { @align(A) count: u32, has_x: u32 }",
+            "gelu.wgsl:1: struct Dims's field 1, count's @align(A): 'A' is not an integer literal",
+        ),
+    ],
+    ids=["fewer-fields", "more-fields", "f32-flag", "vec2", "f16", "array", "nested",
+         "align", "size", "unresolved-align"],
+)  # fmt: skip
+def test_a_uniform_struct_contradicting_params_is_refused_at_load(
+    tmp_path: Path, struct: str, expected: str
+) -> None:
+    """A field count other than params', a has_* flag read as a float, a field of another size
+    (vec2, f16, array, nested struct) or moved by @align/@size: refused with the shader's line
+    (was: loaded, then every call read its uniform's fields from the wrong bytes or types)."""
+    shader = DECLS.replace("struct Dims { count: u32 }", struct) + ENTRY
+    with pytest.raises(WebGpuManifestError) as err:
+        _load(tmp_path, shader, KERNELS_FLAG)
+    assert expected in str(err.value)
+
+
+def test_a_uniform_of_no_struct_of_the_shader_is_refused(tmp_path: Path) -> None:
+    """The uniform's type names no struct of the shader (a struct only in a comment is not one),
+    or is a vector: refused naming the declaration's line and what the check reads."""
+    gone = DECLS.replace("struct Dims { count: u32 }", "// struct Dims { count: u32 }")
+    with pytest.raises(WebGpuManifestError) as err:
+        _load(tmp_path, gone + ENTRY)
+    assert "kernels.toml:9: ops.gelu_forward.params: gelu.wgsl:4: @binding(2) dims" in str(
+        err.value
+    )
+    assert "type Dims is no struct of gelu.wgsl" in str(err.value)
+    vector = DECLS.replace("var<uniform> dims: Dims;", "var<uniform> dims: vec4<u32>;")
+    with pytest.raises(WebGpuManifestError, match=r"type vec4<u32> is no struct of gelu\.wgsl"):
+        _load(tmp_path, vector + ENTRY)
+
+
+def test_a_bare_scalar_uniform_is_one_field(tmp_path: Path) -> None:
+    """``var<uniform> dims: u32;`` reads bytes 0-3, params[0]: one param loads, two do not."""
+    scalar = DECLS.replace("var<uniform> dims: Dims;", "var<uniform> dims: u32;")
+    _load(tmp_path, scalar + ENTRY.replace("dims.count", "dims"))
+    with pytest.raises(WebGpuManifestError, match=r"2 fields \(N, has_x\), but gelu\.wgsl:4: "):
+        _load(tmp_path, scalar + ENTRY.replace("dims.count", "dims"), KERNELS_FLAG)
