@@ -123,17 +123,20 @@ def _timed_run(directory: Path, samples: Sequence[float]) -> Path:
 def test_real_kernel_slowdown_fails_gate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Real matmul timings with 25 % more rows in CAND (real extra work) make compare exit 1.
+    """Real matmul timings with twice the rows in CAND (real extra work) make compare exit 1.
 
     The injection is the calibration's (docs/gate.md): more rows through the same GEMM loops.
-    25 % rather than 5 % keeps this a test of the pipeline, not of the gate's power.
+    Twice the work, not 5 %, keeps this a test of the pipeline, not of the gate's power (the
+    calibration measures that). Not 25 % either: under 4 busy processes on this 2-vCPU VM the
+    unpaired gate rightly abstained on 25 % in 2 of 12 runs (``unknown``, CI [-26%, +102%]),
+    and CI's own load can reach that; twice the rows were decided ``slower`` in 12 of 12.
     """
     instance = load_instance("native", tmp_path / "build")
     # 10 rounds of 3 samples, the three workloads interleaved: this VM runs the same code at two
     # speeds in regimes of ms to 100s of ms (docs/measured.md), so timing each workload in one
     # burst let BASE and its A/A twin land in different regimes (a clean-clone run failed so).
     policy = TimingPolicy(min_samples=3, max_samples=3, min_sample_ns=1e6)
-    workloads = [matmul_rows(instance, scale) for scale in (1.0, 1.0, 1.25)]
+    workloads = [matmul_rows(instance, scale) for scale in (1.0, 1.0, 2.0)]
     timed: list[list[float]] = [[], [], []]
     for _ in range(10):
         for samples, workload in zip(timed, workloads, strict=True):
