@@ -38,8 +38,9 @@ schema, every expression, every shader a file of the artifact's set, every entry
 that workgroup size (integer literals, or module-scope ``const``s of one), every ``@group(0)
 @binding(i)`` declaration (either attribute order) of the type the layout gives binding ``i``, no
 resource declared at another ``@group`` (the loader's pipeline layout is the one bind group), and
-the uniform's type against ``params``: a struct of the shader (or one bare scalar) with as many
-fields, each a 4-byte ``u32``/``i32``/``f32`` at byte ``4*i`` (where the loader writes
+the uniform's type against ``params``: a struct of the shader (or one bare scalar) whose first
+fields are as many, each a 4-byte ``u32``/``i32``/``f32`` at byte ``4*i`` (the rest is padding
+the shader must not read) (where the loader writes
 ``params[i]``), an ``f32`` never where a ``has_*`` flag (an integer) goes. Field names are not
 compared (the loader writes by position), nor a dim's scalar kind (the binding's, not
 kernels.toml's). All read from the shader's live code (comments stripped:
@@ -519,14 +520,28 @@ class _Validator(TomlValidator):
                 f"{shader}:{line_at(text, struct.start())}: struct {tname} "
                 f"(@binding({index}) {var}'s type)"
             )
-            fields = self.struct_fields(at, shader, text, struct, aliases, consts)
-        if len(fields) != len(params):
+            fields = self.struct_fields(at, shader, text, struct, aliases, consts, len(params))
+        # Fields past the params are padding (a std140 habit: `_pad0: u32`), which the loader's
+        # zero-filled uniform leaves 0, as long as the shader never reads one; a field it reads
+        # there gets 0, not a value, and a struct short of the params would read a later param
+        # in an earlier one's place once a middle one is missing, so it is refused too.
+        # (a bare scalar has no padding: it is the one field)
+        padding = fields[len(params) :] if tname not in SCALARS else []
+        reads = (re.search(rf"\b{var}\s*\.\s*{f[1]}\b", text) for f in padding)
+        read = next((m for m in reads if m), None)
+        if len(fields) - len(padding) != len(params) or read:
             names = ", ".join(name for _, name, _, _ in fields)
+            why = (
+                f"{shader}:{line_at(text, read.start())}: the shader reads {read.group(0)}, "
+                "which no param fills (the loader zero-fills the rest of the uniform): add its "
+                "param, in the struct's order" if read else
+                "the loader writes params[i] at byte 4*i, so list one param per field, in the "
+                "struct's order (fields past the params may pad it if the shader never reads them)"
+            )  # fmt: skip
             raise self.error(
                 at,
                 f"{len(params)} field{'s' * (len(params) != 1)} ({', '.join(params) or 'none'}), "
-                f"but {holder} has {len(fields)} ({names}): the loader writes params[i] at byte "
-                "4*i, so list one param per field, in the struct's order",
+                f"but {holder} has {len(fields)} ({names}): {why}",
             )
         # Names are not compared: the loader writes by position and WGSL's names are the
         # shader's own (the bundled adamw's `wd` is kernels.toml's `weight_decay`), so a name
@@ -534,7 +549,9 @@ class _Validator(TomlValidator):
         # flag is an integer (setInt32: u32 or i32 read it alike); a dim's kind is the
         # binding's (i32 or f32, format_webgpu.mjs `this.kinds`), so any 4-byte scalar is
         # taken for one here.
-        for i, (p, (fline, _, label, ftype)) in enumerate(zip(params, fields, strict=True)):
+        for i, (p, (fline, _, label, ftype)) in enumerate(
+            zip(params, fields[: len(params)], strict=True)
+        ):
             if p.startswith("has_") and ftype == "f32":
                 raise self.error(
                     (*at, i),
@@ -544,10 +561,13 @@ class _Validator(TomlValidator):
 
     def struct_fields(
         self, at: tuple[str | int, ...], shader: str, text: str, struct: re.Match[str],
-        aliases: Mapping[str, str], consts: Mapping[str, int | None],
+        aliases: Mapping[str, str], consts: Mapping[str, int | None], n: int,
     ) -> list[tuple[int, str, str, str]]:  # fmt: skip
-        """The fields of the uniform's ``struct`` as (line, name, label, scalar type), each checked
-        to be a 4-byte scalar at byte ``4*i``; refused at ``at`` otherwise."""
+        """The fields of the uniform's ``struct`` as (line, name, label, scalar type); each of
+        the first ``n`` (the params) checked to be a 4-byte scalar at byte ``4*i``, refused at
+        ``at`` otherwise. A field past them is padding, whatever its type: its name is all the
+        caller needs (a trailing field too large for the loader's uniform is the browser's
+        validation error, in the cell)."""
         out = []
         offset = 0
         for i, (pos, member) in enumerate(struct_members(struct.group(2))):
@@ -561,6 +581,9 @@ class _Validator(TomlValidator):
                     "check reads of a field",
                 )
             name, ftype = m.group(2), " ".join(m.group(3).split())
+            if i >= n:
+                out.append((fline, name, f"struct {struct.group(1)}'s field {i + 1}", ""))
+                continue
             if unalias(ftype, aliases) not in SCALARS:
                 raise self.error(
                     at,

@@ -238,13 +238,15 @@ KERNELS_FLAG = KERNELS.replace('buffers = { x = "N", out = "N" }',
         "alias Flag = u32;\nstruct D { count: u32, has_x: Flag }\nalias Dims = D;",
         # an @align on the first field moves nothing
         "struct Dims { @align(16) count: u32, has_x: u32 }",
+        "struct Dims { count: u32, has_x: u32, _pad0: u32, _pad: vec2<u32> }",
     ],
-    ids=["other-names", "attributes-lines", "f32-dim", "aliases", "align-first"],
+    ids=["other-names", "attributes-lines", "f32-dim", "aliases", "align-first", "padding"],
 )
 def test_a_uniform_struct_matching_params_by_position_and_type_loads(
     tmp_path: Path, struct: str
 ) -> None:
-    """The struct's fields are params' by position and 4-byte type; names may differ."""
+    """The struct's fields are params' by position and 4-byte type; names may differ, and
+    fields past the params that the shader never reads pad it (any type)."""
     _load(tmp_path, DECLS.replace("struct Dims { count: u32 }", struct) + ENTRY, KERNELS_FLAG)
 
 
@@ -257,8 +259,11 @@ def test_a_uniform_struct_matching_params_by_position_and_type_loads(
             "struct Dims (@binding(2) dims's type) has 1 (count)",
         ),
         (
-            "struct Dims { count: u32, has_x: u32, extra: u32 }",
-            "2 fields (N, has_x), but gelu.wgsl:1: struct Dims (@binding(2) dims's type) has 3",
+            "struct Dims { count: u32, has_x: u32, extra: u32 }\n"
+            "fn extra() -> u32 { return dims . extra; }",
+            "2 fields (N, has_x), but gelu.wgsl:1: struct Dims (@binding(2) dims's type) has 3 "
+            "(count, has_x, extra): gelu.wgsl:2: the shader reads dims . extra, which no param "
+            "fills",
         ),
         (
             "struct Dims {\n  count: u32,\n  has_x: f32,\n}",
@@ -292,7 +297,7 @@ def test_a_uniform_struct_matching_params_by_position_and_type_loads(
             "gelu.wgsl:1: struct Dims's field 1, count's @align(A): 'A' is not an integer literal",
         ),
     ],
-    ids=["fewer-fields", "more-fields", "f32-flag", "vec2", "f16", "array", "nested",
+    ids=["fewer-fields", "more-fields-read", "f32-flag", "vec2", "f16", "array", "nested",
          "align", "size", "unresolved-align"],
 )  # fmt: skip
 def test_a_uniform_struct_contradicting_params_is_refused_at_load(
