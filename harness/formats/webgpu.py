@@ -39,14 +39,14 @@ that workgroup size (integer literals, or module-scope ``const``s of one), every
 @binding(i)`` declaration (either attribute order) of the type the layout gives binding ``i``, no
 resource declared at another ``@group`` (the loader's pipeline layout is the one bind group), and
 the uniform's type against ``params``: a struct of the shader (or one bare scalar) whose first
-fields are as many, each a 4-byte ``u32``/``i32``/``f32`` at byte ``4*i`` (the rest is padding
-the shader must not read) (where the loader writes
-``params[i]``), an ``f32`` never where a ``has_*`` flag (an integer) goes. Field names are not
-compared (the loader writes by position), nor a dim's scalar kind (the binding's, not
-kernels.toml's). All read from the shader's live code (comments stripped:
-:func:`strip_comments`), with ``shader.wgsl:LINE`` in the message. The WGSL itself is compiled
-only in the browser: a shader that does not compile is its cells' ``error`` with the compiler's
-message and line.
+fields are as many, each a 4-byte ``u32``/``i32``/``f32`` at byte ``4*i`` (where the loader
+writes ``params[i]``), an ``f32`` never where a ``has_*`` flag (an integer) goes; fields after
+them are padding, which the shader must not read. Field names are not compared (the loader
+writes by position); a dim's scalar kind is the binding's, compared with its field when the
+binding is checked (:meth:`WebGpuFormat.call_problem`). All are read from the shader's live code
+(comments stripped: :func:`strip_comments`), with ``shader.wgsl:LINE`` in the message. The WGSL
+itself is compiled only in the browser: a shader that does not compile is its cells' ``error``
+with the compiler's message and line.
 """
 
 from __future__ import annotations
@@ -195,6 +195,30 @@ def unalias(type_text: str, aliases: Mapping[str, str]) -> str:
     return out
 
 
+def _uniform_problem(op: GpuOp, sig: Signature, names: Sequence[str]) -> str | None:
+    """Where a pass's uniform reads a param as another type than the loader writes it: an f32
+    scalar of the binding (``setFloat32``) into an integer field, or an i32 one (``setInt32``)
+    into an f32 field, which reads the other's bits (1e-5 as u32 is 925353388; 64 as f32 is
+    9e-44); None if every field agrees. Pointer positions were compared first, so each param
+    that is an argument is a scalar there."""
+    for p in op.passes:
+        for i, (param, (field, ftype)) in enumerate(zip(op.params, p.uniform, strict=False)):
+            if param not in op.args:
+                continue  # a has_* flag: an integer, checked against its field at load
+            k = op.args.index(param)
+            kind = sig.params[k]
+            if (kind == "f32") == (ftype == "f32"):
+                continue
+            writes = "setFloat32" if kind == "f32" else "setInt32"
+            return (
+                f"passes {names[k]!r} (argument {k + 1}, kernels.toml's {param!r}) as {kind}, "
+                f"which the loader writes into params[{i}] with {writes}, but {field}, reads "
+                f"it as {ftype}: declare the field {'f32' if kind == 'f32' else 'u32 or i32'}, "
+                f"or make the binding's argument {'i32' if kind == 'f32' else 'f32'}"
+            )
+    return None
+
+
 class WebGpuManifestError(FormatError):
     """A ``kernels.toml`` that does not validate: ``file:line: key: what``."""
 
@@ -207,6 +231,10 @@ class Pass:
     entry: str
     workgroup_size: tuple[int, int, int]
     dispatch: tuple[str, str, str]
+    # the uniform's field reading params[i], as ("shader.wgsl:LINE: field", scalar type), one
+    # per param (none when the shader declares no uniform): a binding's scalar kinds are
+    # compared with these types at load (WebGpuFormat.call_problem); the loader never reads it
+    uniform: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -396,20 +424,23 @@ class _Validator(TomlValidator):
             problem = check_expression(expr, names)
             if problem:
                 raise self.error((*where, "dispatch", i), problem)
-        self.check_wgsl(where, shader, shaders[shader], entry, tuple(size), layout, params)
+        uniform = self.check_wgsl(where, shader, shaders[shader], entry, tuple(size), layout,
+                                  params)  # fmt: skip
         wg = (size[0], size[1], size[2])
-        return Pass(shader, entry, wg, (dispatch[0], dispatch[1], dispatch[2]))
+        return Pass(shader, entry, wg, (dispatch[0], dispatch[1], dispatch[2]), uniform)
 
     def check_wgsl(
         self, where: tuple[str | int, ...], shader: str, text: str, entry: str,
         size: tuple[int, ...], layout: list[tuple[str, str]], params: tuple[str, ...],
-    ) -> None:  # fmt: skip
+    ) -> tuple[tuple[str, str], ...]:  # fmt: skip
         """The entry point and its workgroup size, each declared resource's group (0: the one
         the loader binds) and its binding's type, and the uniform's fields against ``params``,
         as the shader's live code says (its comments stripped: an old declaration or entry
-        point in a comment is not the shader's)."""
+        point in a comment is not the shader's). Returns the uniform's field of each param
+        (:attr:`Pass.uniform`)."""
         text = strip_comments(text)
         consts = module_consts(text)
+        uniform: tuple[tuple[str, str], ...] = ()
         entries: dict[str, list[str]] = {}
         for m in _ENTRY.finditer(text):
             args, fn = (m.group(1), m.group(2)) if m.group(2) else (m.group(3), m.group(4))
@@ -466,7 +497,8 @@ class _Validator(TomlValidator):
                 )
             if kind == "uniform":
                 decl = (line, index, var, m.group(7) or "")
-                self.check_uniform(op_where, shader, text, decl, params, consts)
+                uniform = self.check_uniform(op_where, shader, text, decl, params, consts)
+        return uniform
 
     def resolve(
         self, where: tuple[str | int, ...], what: str, arg: str, consts: Mapping[str, int | None]
@@ -487,9 +519,10 @@ class _Validator(TomlValidator):
         self, op_where: tuple[str | int, ...], shader: str, text: str,
         decl: tuple[int, int, str, str], params: tuple[str, ...],
         consts: Mapping[str, int | None],
-    ) -> None:  # fmt: skip
+    ) -> tuple[tuple[str, str], ...]:  # fmt: skip
         """The uniform ``decl`` (line, binding, variable, type) of comment-free ``text`` holds
         what the loader writes: ``params[i]`` at byte ``4*i`` (format_webgpu.mjs ``uniform``).
+        Returns the field of each param, as ("shader.wgsl:LINE: label", scalar type).
 
         Its type is a struct of the shader (through ``alias``es), every field a 4-byte scalar
         at byte ``4*i`` (an ``@align``/``@size`` may not move it), as many as ``params``; or a
@@ -505,7 +538,7 @@ class _Validator(TomlValidator):
             holder = f"{shader}:{line}: @binding({index}) {var}, a bare {tname},"
             fields.append((line, var, f"@binding({index}) {var}: {tname}", tname))
         elif len(structs) > 1:
-            return  # a struct declared twice does not compile: the compiler's error, with lines
+            return ()  # a struct declared twice does not compile: the compiler's error
         elif not structs:
             raise self.error(
                 at,
@@ -547,8 +580,8 @@ class _Validator(TomlValidator):
         # shader's own (the bundled adamw's `wd` is kernels.toml's `weight_decay`), so a name
         # that differs misreads nothing. Of the type, kernels.toml knows only that a has_*
         # flag is an integer (setInt32: u32 or i32 read it alike); a dim's kind is the
-        # binding's (i32 or f32, format_webgpu.mjs `this.kinds`), so any 4-byte scalar is
-        # taken for one here.
+        # binding's (i32 or f32, format_webgpu.mjs `this.kinds`), compared with the field's
+        # type when a binding is checked against the artifact (call_problem).
         for i, (p, (fline, _, label, ftype)) in enumerate(
             zip(params, fields[: len(params)], strict=True)
         ):
@@ -558,6 +591,10 @@ class _Validator(TomlValidator):
                     f"{p!r} is written as an integer (0 or 1), but {shader}:{fline}: {label}, "
                     "reads it as f32: declare it u32",
                 )
+        return tuple(
+            (f"{shader}:{fline}: {label}", ftype)
+            for fline, _, label, ftype in fields[: len(params)]
+        )
 
     def struct_fields(
         self, at: tuple[str | int, ...], shader: str, text: str, struct: re.Match[str],
@@ -770,6 +807,9 @@ class WebGpuFormat(ArtifactFormat):
                     f"argument {i + 1} is {has} ({arg!r}, {at(op.table)}), the binding passes "
                     f"{name!r} there, {gives}"
                 )
+        problem = _uniform_problem(op, sig, names)
+        if problem is not None:
+            return "args", problem
         returns = "f32" if op.result.startswith("mean:") else "void"
         if returns != sig.result:
             said = f"{op.result!r}" + " (the default)" * (op.result == "void")

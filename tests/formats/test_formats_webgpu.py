@@ -165,16 +165,28 @@ def test_run_exits_2_on_a_bad_kernel_manifest(tmp_path: Path) -> None:
         ("kernels.toml", 'result = "mean:losses"\n', "",
          "kernels.toml:98: ops.crossentropy_forward.result: ",
          "'void' (the default) returns nothing, but crossentropy_forward ("),
+        # the shader reads the binding's f32 lr (written with setFloat32) as an integer
+        ("adamw_update.wgsl", "lr: f32,", "lr: u32,",
+         "webgpu.binding.toml:54: export 'tg_adamw_update' of artifact wg-bad (",
+         "passes 'lr' (argument 6, kernels.toml's 'lr') as f32, which the loader writes into "
+         "params[1] with setFloat32, but adamw_update.wgsl:4: struct Params's field 2, lr: u32, "
+         "reads it as u32"),
+        # and its i32 step count as an f32
+        ("adamw_update.wgsl", "t: i32 }", "t: f32 }",
+         "webgpu.binding.toml:54: export 'tg_adamw_update' of artifact wg-bad (",
+         "passes 't' (argument 11, kernels.toml's 't') as i32, which the loader writes into "
+         "params[6] with setInt32, but adamw_update.wgsl:4: struct Params's field 7, t: f32"),
     ],
-    ids=["arity", "pointer-position", "result"],
+    ids=["arity", "pointer-position", "result", "uniform-f32-as-int", "uniform-int-as-f32"],
 )  # fmt: skip
 def test_a_binding_kernels_toml_contradicts_exits_2_before_any_host(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, old: str, new: str,
     where: str, what: str,
 ) -> None:  # fmt: skip
     """kernels.toml declares every op's arguments and result: a binding call of another arity,
-    with a pointer where the op has a scalar (or the reverse), or of an op returning f32 that
-    kernels.toml gives no ``result``, is refused at load, exit 2 at the binding's ``args`` line
+    with a pointer where the op has a scalar (or the reverse), a scalar whose kind the uniform's
+    field reads as the other (f32 bits as an integer, or the reverse), or of an op returning f32
+    that kernels.toml gives no ``result``, is refused at load, exit 2 at the binding's ``args`` line
     (at kernels.toml's op for its result), no cell run (docs/bindings.md "Errors"; was: a per-op
     ABIError, or a Python TypeError that ended the ops check)."""
     bad = _variant(tmp_path, "wg-bad", {file: (old, new)})
