@@ -38,10 +38,11 @@ schema, every expression, every shader a file of the artifact's set, every entry
 that workgroup size (integer literals, or module-scope ``const``s of one), every ``@group(0)
 @binding(i)`` declaration (either attribute order) of the type the layout gives binding ``i``, no
 resource declared at another ``@group`` (the loader's pipeline layout is the one bind group), and
-the uniform's type against ``params``: a struct of the shader (or one bare scalar) whose first
-fields are as many, each a 4-byte ``u32``/``i32``/``f32`` at byte ``4*i`` (where the loader
-writes ``params[i]``), an ``f32`` never where a ``has_*`` flag (an integer) goes; fields after
-them are padding, which the shader must not read. Field names are not compared (the loader
+the uniform's type against ``params``: a struct of the shader (or one scalar or vector) whose
+4-byte slots (``u32``/``i32``/``f32`` fields, or vectors of them) read ``params[i]`` at byte
+``4*i``, where the loader writes it, for the first params or all of them, an ``f32`` never where
+a ``has_*`` flag (an integer) goes; fields after them are padding, which the pass's entry must
+not read. Field names are not compared (the loader
 writes by position); a dim's scalar kind is the binding's, compared with its field when the
 binding is checked (:meth:`WebGpuFormat.call_problem`). All are read from the shader's live code
 (comments stripped: :func:`strip_comments`), with ``shader.wgsl:LINE`` in the message. The WGSL
@@ -84,7 +85,8 @@ STEP_EXPORTS = ("tgw_step_create", "tgw_step_load", "tgw_step_forward", "tgw_ste
 # a resource declaration, its two attributes in either order (WGSL allows both): group and
 # binding arguments (literals or const names, resolved by the check), address space, name, type
 _DECL = re.compile(
-    r"(?:@group\(([^)]*)\)\s*@binding\(([^)]*)\)|@binding\(([^)]*)\)\s*@group\(([^)]*)\))"
+    r"(?:@group\s*\(([^)]*)\)\s*@binding\s*\(([^)]*)\)|"
+    r"@binding\s*\(([^)]*)\)\s*@group\s*\(([^)]*)\))"
     r"\s*var(?:\s*<\s*([^>]*)>\s*|\s+)(\w+)(?:\s*:\s*([^;=]+))?"
 )
 # a struct declaration (module scope only in WGSL; its body holds no braces) and a type alias
@@ -93,6 +95,10 @@ _ALIAS = re.compile(r"\balias\s+(\w+)\s*=\s*([^;]+);")
 # a struct member: its attributes, name and type
 _MEMBER = re.compile(r"((?:@\w+\s*(?:\([^)]*\))?\s*)*)(\w+)\s*:\s*(.+?)\s*", re.S)
 _ATTR = re.compile(r"@(\w+)\s*(?:\(([^)]*)\))?")
+# a padding member's name: the first name followed by a colon (its attributes have none)
+_MEMBER_NAME = re.compile(r"(\w+)\s*:")
+# a vector of 4-byte scalars, long form or predeclared alias (vec4<u32>, vec4u, vec2f, vec3i)
+_VEC = re.compile(r"vec([234])\s*<\s*(u32|i32|f32)\s*>|vec([234])([uif])")
 # the scalars the loader writes into the uniform, 4 bytes each: setInt32 for a has_* flag and a
 # dim the binding types i32 (as u32 or i32 the shader reads the same non-negative value),
 # setFloat32 for one it types f32
@@ -217,6 +223,35 @@ def _uniform_problem(op: GpuOp, sig: Signature, names: Sequence[str]) -> str | N
                 f"or make the binding's argument {'i32' if kind == 'f32' else 'f32'}"
             )
     return None
+
+
+def vector_of(type_text: str) -> tuple[str, ...] | None:
+    """The 4-byte scalar types ``type_text`` holds, one per component: a scalar (one), a
+    ``vecN<T>`` or its predeclared alias (``vec4u``: N); None for any other type."""
+    if type_text in SCALARS:
+        return (type_text,)
+    m = _VEC.fullmatch(type_text)
+    if m is None:
+        return None
+    if m.group(1):
+        return (m.group(2),) * int(m.group(1))
+    return ({"u": "u32", "i": "i32", "f": "f32"}[m.group(4)],) * int(m.group(3))
+
+
+def entry_body(text: str, entry: str) -> tuple[int, int]:
+    """The span of ``fn entry``'s body in comment-free ``text``, its braces matched; the whole
+    text when the function is not found (the entry check names that) or its braces do not
+    close (the compiler's error)."""
+    m = re.search(rf"\bfn\s+{re.escape(entry)}\s*\(", text)
+    start = text.find("{", m.end()) if m else -1
+    if start < 0:
+        return 0, len(text)
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return start, i + 1
+    return 0, len(text)
 
 
 class WebGpuManifestError(FormatError):
@@ -441,6 +476,7 @@ class _Validator(TomlValidator):
         text = strip_comments(text)
         consts = module_consts(text)
         uniform: tuple[tuple[str, str], ...] = ()
+        uniforms: list[tuple[int, int, str, str]] = []  # (line, binding, variable, type)
         entries: dict[str, list[str]] = {}
         for m in _ENTRY.finditer(text):
             args, fn = (m.group(1), m.group(2)) if m.group(2) else (m.group(3), m.group(4))
@@ -479,7 +515,7 @@ class _Validator(TomlValidator):
                 )
             index = self.resolve((*where, "shader"), f"{at} @binding({index_arg.strip()})",
                                  index_arg, consts)  # fmt: skip
-            space = (m.group(5) or "").replace(" ", "")
+            space = "".join((m.group(5) or "").split())
             kind = {"uniform": "uniform", "storage,read_write": "storage"}.get(
                 space, "read-only-storage" if space in ("storage", "storage,read") else space
             )
@@ -496,8 +532,15 @@ class _Validator(TomlValidator):
                     f"gives binding {index} ({layout[index][0]}) type {layout[index][1]}",
                 )
             if kind == "uniform":
-                decl = (line, index, var, m.group(7) or "")
-                uniform = self.check_uniform(op_where, shader, text, decl, params, consts)
+                uniforms.append((line, index, var, m.group(7) or ""))
+        body = entry_body(text, entry)
+        if len(uniforms) > 1:
+            # One file may serve several entry points, each with its own uniform at the same
+            # binding (legal: only one entry's clash is an error): check the one this entry
+            # names. Used only through a helper function, none is named, and none is checked.
+            uniforms = [u for u in uniforms if re.search(rf"\b{u[2]}\b", text[body[0] : body[1]])]
+        if len(uniforms) == 1:
+            uniform = self.check_uniform(op_where, shader, text, uniforms[0], params, consts, body)
         return uniform
 
     def resolve(
@@ -505,7 +548,8 @@ class _Validator(TomlValidator):
     ) -> int:
         """The integer of attribute argument ``arg`` (``what`` names it in the error): a
         literal or a module-scope ``const`` of one, else refused at ``where``."""
-        value = const_value(arg, consts)
+        # WGSL allows one trailing comma in an attribute's arguments: @binding(2,)
+        value = const_value(arg.strip().removesuffix(","), consts)
         if value is None:
             raise self.error(
                 where,
@@ -518,25 +562,31 @@ class _Validator(TomlValidator):
     def check_uniform(
         self, op_where: tuple[str | int, ...], shader: str, text: str,
         decl: tuple[int, int, str, str], params: tuple[str, ...],
-        consts: Mapping[str, int | None],
+        consts: Mapping[str, int | None], body: tuple[int, int],
     ) -> tuple[tuple[str, str], ...]:  # fmt: skip
         """The uniform ``decl`` (line, binding, variable, type) of comment-free ``text`` holds
         what the loader writes: ``params[i]`` at byte ``4*i`` (format_webgpu.mjs ``uniform``).
-        Returns the field of each param, as ("shader.wgsl:LINE: label", scalar type).
+        Returns the field of each param it reads, as ("shader.wgsl:LINE: label", scalar type).
 
-        Its type is a struct of the shader (through ``alias``es), every field a 4-byte scalar
-        at byte ``4*i`` (an ``@align``/``@size`` may not move it), as many as ``params``; or a
-        bare scalar, which reads ``params[0]`` alone (so ``params`` has one). Any other type (a
-        vector, an array) is refused: this check reads fields, not element layouts."""
+        Its type is a struct of the shader (through ``alias``es), its fields 4-byte scalars or
+        vectors of them, the component reading ``params[i]`` at byte ``4*i`` (an ``@align`` or
+        ``@size`` may not move it); or one such scalar or vector. A pass may read fewer fields
+        than the op has params (the first ones): params belong to the op, and another of its
+        passes may need more. Fields past the params are padding (a std140 habit: ``_pad0:
+        u32``), left 0 by the loader's zero-filled uniform, so the entry (``body``: its span in
+        ``text``) must not read one. Any other type (an array) is refused: this check reads
+        fields and vectors, not array strides."""
         line, index, var, type_text = decl
         at = (*op_where, "params")
         aliases = {a.group(1): a.group(2) for a in _ALIAS.finditer(text)}
         tname = unalias(type_text, aliases)
         structs = [s for s in _STRUCT.finditer(text) if s.group(1) == tname]
-        fields: list[tuple[int, str, str, str]] = []  # (line, name, label, scalar type)
-        if tname in SCALARS:
-            holder = f"{shader}:{line}: @binding({index}) {var}, a bare {tname},"
-            fields.append((line, var, f"@binding({index}) {var}: {tname}", tname))
+        label = f"@binding({index}) {var}: {tname}"
+        pads: list[tuple[int, str]] = []  # the padding fields, (line, name)
+        if vector_of(tname) is not None:
+            scalars = [(line, label, t) for t in vector_of(tname) or ()]
+            if not params:  # the bare scalar or vector is all padding: reading it reads 0
+                pads.append((line, ""))
         elif len(structs) > 1:
             return ()  # a struct declared twice does not compile: the compiler's error
         elif not structs:
@@ -544,72 +594,65 @@ class _Validator(TomlValidator):
                 at,
                 f"{shader}:{line}: @binding({index}) {var} is the uniform, but its type "
                 f"{tname} is no struct of {shader}: the loader writes params[i] at byte 4*i, "
-                "which this check reads from a struct of u32/i32/f32 fields (or one such "
-                "scalar): declare the uniform as one",
+                "which this check reads from a struct of u32/i32/f32 fields or vectors (or one "
+                "such scalar or vector): declare the uniform as one",
             )
         else:
-            struct = structs[0]
-            holder = (
-                f"{shader}:{line_at(text, struct.start())}: struct {tname} "
-                f"(@binding({index}) {var}'s type)"
-            )
-            fields = self.struct_fields(at, shader, text, struct, aliases, consts, len(params))
-        # Fields past the params are padding (a std140 habit: `_pad0: u32`), which the loader's
-        # zero-filled uniform leaves 0, as long as the shader never reads one; a field it reads
-        # there gets 0, not a value, and a struct short of the params would read a later param
-        # in an earlier one's place once a middle one is missing, so it is refused too.
-        # (a bare scalar has no padding: it is the one field)
-        padding = fields[len(params) :] if tname not in SCALARS else []
-        reads = (re.search(rf"\b{var}\s*\.\s*{f[1]}\b", text) for f in padding)
-        read = next((m for m in reads if m), None)
-        if len(fields) - len(padding) != len(params) or read:
-            names = ", ".join(name for _, name, _, _ in fields)
-            why = (
-                f"{shader}:{line_at(text, read.start())}: the shader reads {read.group(0)}, "
-                "which no param fills (the loader zero-fills the rest of the uniform): add its "
-                "param, in the struct's order" if read else
-                "the loader writes params[i] at byte 4*i, so list one param per field, in the "
-                "struct's order (fields past the params may pad it if the shader never reads them)"
-            )  # fmt: skip
-            raise self.error(
-                at,
-                f"{len(params)} field{'s' * (len(params) != 1)} ({', '.join(params) or 'none'}), "
-                f"but {holder} has {len(fields)} ({names}): {why}",
-            )
+            scalars, pads = self.struct_fields(at, shader, text, structs[0], aliases, consts,
+                                               len(params))  # fmt: skip
+        view = text[body[0] : body[1]]
+        for fline, name in pads:
+            read = re.search(rf"\b{var}\s*\.\s*{name}\b" if name else rf"\b{var}\b", view)
+            if read:
+                what = f"{var}.{name}" if name else var
+                raise self.error(
+                    at,
+                    f"{len(params)} param{'s' * (len(params) != 1)} "
+                    f"({', '.join(params) or 'none'}), but {shader}:"
+                    f"{line_at(text, body[0] + read.start())}: the entry reads {what} "
+                    f"({shader}:{fline}), which no param fills (the loader zero-fills the rest "
+                    "of the uniform): add its param, in the struct's order",
+                )
         # Names are not compared: the loader writes by position and WGSL's names are the
         # shader's own (the bundled adamw's `wd` is kernels.toml's `weight_decay`), so a name
         # that differs misreads nothing. Of the type, kernels.toml knows only that a has_*
         # flag is an integer (setInt32: u32 or i32 read it alike); a dim's kind is the
         # binding's (i32 or f32, format_webgpu.mjs `this.kinds`), compared with the field's
         # type when a binding is checked against the artifact (call_problem).
-        for i, (p, (fline, _, label, ftype)) in enumerate(
-            zip(params, fields[: len(params)], strict=True)
-        ):
+        read_by = list(zip(params, scalars, strict=False))
+        for i, (p, (fline, flabel, ftype)) in enumerate(read_by):
             if p.startswith("has_") and ftype == "f32":
                 raise self.error(
                     (*at, i),
-                    f"{p!r} is written as an integer (0 or 1), but {shader}:{fline}: {label}, "
+                    f"{p!r} is written as an integer (0 or 1), but {shader}:{fline}: {flabel}, "
                     "reads it as f32: declare it u32",
                 )
         return tuple(
-            (f"{shader}:{fline}: {label}", ftype)
-            for fline, _, label, ftype in fields[: len(params)]
+            (f"{shader}:{fline}: {flabel}", ftype) for _, (fline, flabel, ftype) in read_by
         )
 
     def struct_fields(
         self, at: tuple[str | int, ...], shader: str, text: str, struct: re.Match[str],
         aliases: Mapping[str, str], consts: Mapping[str, int | None], n: int,
-    ) -> list[tuple[int, str, str, str]]:  # fmt: skip
-        """The fields of the uniform's ``struct`` as (line, name, label, scalar type); each of
-        the first ``n`` (the params) checked to be a 4-byte scalar at byte ``4*i``, refused at
-        ``at`` otherwise. A field past them is padding, whatever its type: its name is all the
-        caller needs (a trailing field too large for the loader's uniform is the browser's
-        validation error, in the cell)."""
-        out = []
+    ) -> tuple[list[tuple[int, str, str]], list[tuple[int, str]]]:  # fmt: skip
+        """The uniform's ``struct``: each 4-byte slot its fields hold up to ``params[n-1]``, as
+        (line, label, scalar type), and the padding fields past them, as (line, name).
+
+        A field starting before slot ``n`` must be a 4-byte scalar or a vector of them, its
+        slot ``i`` at byte ``4*i``; refused at ``at`` otherwise. A padding field may be of any
+        type: its name is all the caller needs (one too large for the loader's uniform is the
+        browser's validation error, in the cell)."""
+        slots: list[tuple[int, str, str]] = []
+        pads: list[tuple[int, str]] = []
         offset = 0
         for i, (pos, member) in enumerate(struct_members(struct.group(2))):
             fline = line_at(text, struct.start(2) + pos)
             head = f"{shader}:{fline}: struct {struct.group(1)}'s field {i + 1}"
+            if len(slots) >= n:
+                named = _MEMBER_NAME.search(member)
+                if named:
+                    pads.append((fline, named.group(1)))
+                continue
             m = _MEMBER.fullmatch(member)
             if m is None:
                 raise self.error(
@@ -618,37 +661,39 @@ class _Validator(TomlValidator):
                     "check reads of a field",
                 )
             name, ftype = m.group(2), " ".join(m.group(3).split())
-            if i >= n:
-                out.append((fline, name, f"struct {struct.group(1)}'s field {i + 1}", ""))
-                continue
-            if unalias(ftype, aliases) not in SCALARS:
+            each = vector_of(unalias(ftype, aliases))
+            if each is None:
                 raise self.error(
                     at,
-                    f"{head}, {name}: {ftype}, is not a 4-byte scalar (u32, i32 or f32): the "
-                    "loader writes each param as 4 bytes at byte 4*i, which a field of another "
-                    "size or alignment does not read; split it into u32/i32/f32 fields",
+                    f"{head}, {name}: {ftype}, is not a 4-byte scalar (u32, i32 or f32) or a "
+                    "vector of them: the loader writes each param as 4 bytes at byte 4*i, "
+                    "which this check reads of fields and vectors, not of arrays or structs; "
+                    "split it into u32/i32/f32 fields",
                 )
-            # WGSL's layout: a field starts at the next multiple of its alignment (4, or its
-            # @align) and takes its size (4, or its @size). Other member attributes (@builtin,
-            # @location, ...) do not change the layout.
-            size = {"align": 4, "size": 4}
+            # WGSL's layout: a field starts at the next multiple of its alignment (4 for a
+            # scalar, 8 for a vec2, 16 for a vec3 or vec4, or its @align) and takes its size
+            # (4 per component, or its @size). Other member attributes do not change it.
+            size = {"align": 16 if len(each) > 2 else 4 * len(each), "size": 4 * len(each)}
             for a in _ATTR.finditer(m.group(1)):
                 if a.group(1) in size:
                     what = f"{head}, {name}'s @{a.group(1)}({(a.group(2) or '').strip()})"
                     size[a.group(1)] = self.resolve(at, what, a.group(2) or "", consts)
             align = max(size["align"], 1)  # @align(0) does not compile: no division by it
             offset = -(-offset // align) * align
-            if offset != 4 * i:
+            k = len(slots)
+            if offset != 4 * k:
                 raise self.error(
                     at,
-                    f"{head}, {name}, is at byte {offset} (an @align or @size on it or a field "
-                    f"before it), the loader writes params[{i}] at byte {4 * i}: remove the "
-                    "attribute",
+                    f"{head}, {name}, is at byte {offset} (its alignment, an @align or @size "
+                    f"on it or a field before it), the loader writes params[{k}] at byte "
+                    f"{4 * k}: remove the attribute, or reorder the fields",
                 )
             offset += size["size"]
-            label = f"struct {struct.group(1)}'s field {i + 1}, {name}: {ftype}"
-            out.append((fline, name, label, unalias(ftype, aliases)))
-        return out
+            flabel = f"struct {struct.group(1)}'s field {i + 1}, {name}: {ftype}"
+            for c, t in enumerate(each):
+                part = f"{flabel} (.{'xyzw'[c]})" if len(each) > 1 else flabel
+                slots.append((fline, part, t))
+        return slots[:n], pads
 
     def check_workgroup_size(
         self, where: tuple[str | int, ...], shader: str, entry: str, args: str,

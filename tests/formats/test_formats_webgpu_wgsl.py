@@ -239,14 +239,23 @@ KERNELS_FLAG = KERNELS.replace('buffers = { x = "N", out = "N" }',
         # an @align on the first field moves nothing
         "struct Dims { @align(16) count: u32, has_x: u32 }",
         "struct Dims { count: u32, has_x: u32, _pad0: u32, _pad: vec2<u32> }",
+        # padding with an attribute the check does not parse: its name is all it reads
+        "struct Dims { count: u32, has_x: u32, @size(max(4, 12)) _pad: u32 }",
+        # a prefix of the params: this pass reads N only (another pass may read more)
+        "struct Dims { count: u32 }",
+        # vectors of 4-byte scalars, long form and predeclared alias, at their slots' bytes
+        "struct Dims { v: vec2<u32> }",
+        "struct Dims { v: vec4u }",
     ],
-    ids=["other-names", "attributes-lines", "f32-dim", "aliases", "align-first", "padding"],
-)
+    ids=["other-names", "attributes-lines", "f32-dim", "aliases", "align-first", "padding",
+         "padding-nested-attribute", "prefix", "vec2", "vec4u"],
+)  # fmt: skip
 def test_a_uniform_struct_matching_params_by_position_and_type_loads(
     tmp_path: Path, struct: str
 ) -> None:
-    """The struct's fields are params' by position and 4-byte type; names may differ, and
-    fields past the params that the shader never reads pad it (any type)."""
+    """The struct's fields are params' by position and 4-byte type (scalars, or vectors of them
+    at their slots' bytes); names may differ; a pass may read only the first params; fields past
+    the params that the entry never reads pad it (any type)."""
     _load(tmp_path, DECLS.replace("struct Dims { count: u32 }", struct) + ENTRY, KERNELS_FLAG)
 
 
@@ -254,25 +263,14 @@ def test_a_uniform_struct_matching_params_by_position_and_type_loads(
     ("struct", "expected"),
     [
         (
-            "struct Dims { count: u32 }",
-            "kernels.toml:10: ops.gelu_forward.params: 2 fields (N, has_x), but gelu.wgsl:1: "
-            "struct Dims (@binding(2) dims's type) has 1 (count)",
-        ),
-        (
-            "struct Dims { count: u32, has_x: u32, extra: u32 }\n"
-            "fn extra() -> u32 { return dims . extra; }",
-            "2 fields (N, has_x), but gelu.wgsl:1: struct Dims (@binding(2) dims's type) has 3 "
-            "(count, has_x, extra): gelu.wgsl:2: the shader reads dims . extra, which no param "
-            "fills",
-        ),
-        (
             "struct Dims {\n  count: u32,\n  has_x: f32,\n}",
             "kernels.toml:10: ops.gelu_forward.params[1]: 'has_x' is written as an integer (0 or "
             "1), but gelu.wgsl:3: struct Dims's field 2, has_x: f32, reads it as f32",
         ),
         (
             "struct Dims {\n  count: u32,\n  has_x: vec2<u32>,\n}",
-            "gelu.wgsl:3: struct Dims's field 2, has_x: vec2<u32>, is not a 4-byte scalar",
+            "gelu.wgsl:3: struct Dims's field 2, has_x, is at byte 8 (its alignment, an @align "
+            "or @size on it or a field before it), the loader writes params[1] at byte 4",
         ),
         ("struct Dims { count: f16, has_x: u32 }", "field 1, count: f16, is not a 4-byte scalar"),
         (
@@ -285,8 +283,8 @@ def test_a_uniform_struct_matching_params_by_position_and_type_loads(
         ),
         (
             "struct Dims { count: u32, @align(8) has_x: u32 }",
-            "gelu.wgsl:1: struct Dims's field 2, has_x, is at byte 8 (an @align or @size on it "
-            "or a field before it), the loader writes params[1] at byte 4",
+            "gelu.wgsl:1: struct Dims's field 2, has_x, is at byte 8 (its alignment, an @align "
+            "or @size on it or a field before it), the loader writes params[1] at byte 4",
         ),
         (
             "struct Dims { @size(8) count: u32, has_x: u32 }",
@@ -297,7 +295,7 @@ def test_a_uniform_struct_matching_params_by_position_and_type_loads(
             "gelu.wgsl:1: struct Dims's field 1, count's @align(A): 'A' is not an integer literal",
         ),
     ],
-    ids=["fewer-fields", "more-fields-read", "f32-flag", "vec2", "f16", "array", "nested",
+    ids=["f32-flag", "vec2", "f16", "array", "nested",
          "align", "size", "unresolved-align"],
 )  # fmt: skip
 def test_a_uniform_struct_contradicting_params_is_refused_at_load(
@@ -314,7 +312,7 @@ def test_a_uniform_struct_contradicting_params_is_refused_at_load(
 
 def test_a_uniform_of_no_struct_of_the_shader_is_refused(tmp_path: Path) -> None:
     """The uniform's type names no struct of the shader (a struct only in a comment is not one),
-    or is a vector: refused naming the declaration's line and what the check reads."""
+    or is an array: refused naming the declaration's line and what the check reads."""
     gone = DECLS.replace("struct Dims { count: u32 }", "// struct Dims { count: u32 }")
     with pytest.raises(WebGpuManifestError) as err:
         _load(tmp_path, gone + ENTRY)
@@ -322,14 +320,45 @@ def test_a_uniform_of_no_struct_of_the_shader_is_refused(tmp_path: Path) -> None
         err.value
     )
     assert "type Dims is no struct of gelu.wgsl" in str(err.value)
-    vector = DECLS.replace("var<uniform> dims: Dims;", "var<uniform> dims: vec4<u32>;")
-    with pytest.raises(WebGpuManifestError, match=r"type vec4<u32> is no struct of gelu\.wgsl"):
-        _load(tmp_path, vector + ENTRY)
+    array = DECLS.replace("var<uniform> dims: Dims;", "var<uniform> dims: array<vec4u, 1>;")
+    with pytest.raises(WebGpuManifestError, match=r"type array<vec4u, 1> is no struct of gelu"):
+        _load(tmp_path, array + ENTRY)
 
 
 def test_a_bare_scalar_uniform_is_one_field(tmp_path: Path) -> None:
-    """``var<uniform> dims: u32;`` reads bytes 0-3, params[0]: one param loads, two do not."""
+    """``var<uniform> dims: u32;`` reads bytes 0-3, params[0]: with one param or two it loads
+    (it reads the first); with none, the entry reading it reads 0, and is refused."""
     scalar = DECLS.replace("var<uniform> dims: Dims;", "var<uniform> dims: u32;")
     _load(tmp_path, scalar + ENTRY.replace("dims.count", "dims"))
-    with pytest.raises(WebGpuManifestError, match=r"2 fields \(N, has_x\), but gelu\.wgsl:4: "):
-        _load(tmp_path, scalar + ENTRY.replace("dims.count", "dims"), KERNELS_FLAG)
+    _load(tmp_path, scalar + ENTRY.replace("dims.count", "dims"), KERNELS_FLAG)
+    none = KERNELS.replace('params = ["N"]', "params = []")
+    with pytest.raises(WebGpuManifestError, match=r"0 params \(none\), but gelu\.wgsl:7: the "
+                       r"entry reads dims \(gelu\.wgsl:4\), which no param fills"):  # fmt: skip
+        _load(tmp_path, scalar + ENTRY.replace("dims.count", "dims"), none)
+
+
+def test_padding_the_entry_reads_is_refused_and_another_entrys_read_is_not(
+    tmp_path: Path,
+) -> None:
+    """A field past the params reads 0: refused at the line of the entry that reads it. One
+    file may serve two ops, each entry reading its own fields, or its own uniform at one
+    binding: the other entry's read (or a helper function's) is not this pass's, and loads."""
+    decls = DECLS.replace("struct Dims { count: u32 }", "struct Dims { count: u32, s: f32 }")
+    reads = ENTRY.replace("dst[gid.x] = src[gid.x];", "dst[gid.x] = src[gid.x] * dims.s;")
+    read = r"1 param \(N\), but gelu\.wgsl:7: the entry reads dims\.s \(gelu\.wgsl:1\), which"
+    with pytest.raises(WebGpuManifestError, match=read):
+        _load(tmp_path, decls + reads)
+    other = reads.replace("fn main(", "fn scale(") + ENTRY
+    _load(tmp_path, decls + other + "fn helper() -> f32 { return dims.s; }\n")
+    # and each entry its own uniform at one binding (an array this check would refuse)
+    second = "struct O { a: array<f32, 3> }\n@group(0) @binding(2) var<uniform> o: O;\n"
+    _load(tmp_path, DECLS + second + ENTRY.replace("fn main(", "fn other(").replace("dims.count",
+          "u32(o.a[0])") + ENTRY)  # fmt: skip
+
+
+def test_attribute_arguments_take_a_trailing_comma_and_blanks(tmp_path: Path) -> None:
+    """``@binding(2,)`` is WGSL (one trailing comma), as is ``@group (0)``: checked as any
+    other declaration, so the latter at group 1 is refused."""
+    _load(tmp_path, DECLS.replace("@group(0) @binding(2)", "@group(0,) @binding(2,)") + ENTRY)
+    with pytest.raises(WebGpuManifestError, match=r"extra is declared at @group\(1\)"):
+        _load(tmp_path, DECLS + "@group (1) @binding (0) var<storage> extra: array<f32>;\n" + ENTRY)
