@@ -528,7 +528,9 @@ class _Validator(TomlValidator):
             if kind != layout[index][1]:
                 raise self.error(
                     (*op_where, "layout", index),
-                    f"{shader} declares @binding({index}) {var} as var<{m.group(5)}>, the layout "
+                    f"{shader} declares @binding({index}) {var} as "
+                    f"{f'var<{m.group(5)}>' if m.group(5) else 'a handle (texture or sampler)'}, "
+                    "the layout "
                     f"gives binding {index} ({layout[index][0]}) type {layout[index][1]}",
                 )
             if kind == "uniform":

@@ -362,3 +362,12 @@ def test_attribute_arguments_take_a_trailing_comma_and_blanks(tmp_path: Path) ->
     _load(tmp_path, DECLS.replace("@group(0) @binding(2)", "@group(0,) @binding(2,)") + ENTRY)
     with pytest.raises(WebGpuManifestError, match=r"extra is declared at @group\(1\)"):
         _load(tmp_path, DECLS + "@group (1) @binding (0) var<storage> extra: array<f32>;\n" + ENTRY)
+
+
+def test_a_texture_where_the_layout_has_a_buffer_is_named_a_handle(tmp_path: Path) -> None:
+    """A declaration with no address space (a texture, a sampler) at a layout's binding is
+    refused naming it a handle (was: ``as var<None>``)."""
+    tex = DECLS.replace("var<uniform> dims: Dims;", "var dims: texture_2d<f32>;")
+    said = r"@binding\(2\) dims as a handle \(texture or sampler\), the layout gives binding 2"
+    with pytest.raises(WebGpuManifestError, match=said):
+        _load(tmp_path, tex + ENTRY)
