@@ -93,18 +93,18 @@ _DECL = re.compile(
 _STRUCT = re.compile(r"\bstruct\s+(\w+)\s*\{([^{}]*)\}")
 _ALIAS = re.compile(r"\balias\s+(\w+)\s*=\s*([^;]+);")
 # a struct member: its attributes, name and type
-_MEMBER = re.compile(r"((?:@\w+\s*(?:\([^)]*\))?\s*)*)(\w+)\s*:\s*(.+?)\s*", re.S)
+_MEMBER = re.compile(r"((?:@\w+(?:\s*\([^)]*\))?\s*)*)(\w+)\s*:\s*(.+?)\s*", re.S)
 _ATTR = re.compile(r"@(\w+)\s*(?:\(([^)]*)\))?")
 # a padding member's name: the first name followed by a colon (its attributes have none)
 _MEMBER_NAME = re.compile(r"(\w+)\s*:")
 # a vector of 4-byte scalars, long form or predeclared alias (vec4<u32>, vec4u, vec2f, vec3i)
-_VEC = re.compile(r"vec([234])\s*<\s*(u32|i32|f32)\s*>|vec([234])([uif])")
+_VEC = re.compile(r"vec([234])\s*<\s*(u32|i32|f32)\s*,?\s*>|vec([234])([uif])")
 # the scalars the loader writes into the uniform, 4 bytes each: setInt32 for a has_* flag and a
 # dim the binding types i32 (as u32 or i32 the shader reads the same non-negative value),
 # setFloat32 for one it types f32
 SCALARS = ("u32", "i32", "f32")
-_ENTRY = re.compile(r"@compute\s+@workgroup_size\(([^)]*)\)\s*fn\s+(\w+)|"
-                    r"@workgroup_size\(([^)]*)\)\s*@compute\s*fn\s+(\w+)")  # fmt: skip
+_ENTRY = re.compile(r"@compute\s+@workgroup_size\s*\(([^)]*)\)\s*fn\s+(\w+)|"
+                    r"@workgroup_size\s*\(([^)]*)\)\s*@compute\s*fn\s+(\w+)")  # fmt: skip
 # a module-scope `const NAME[: type] = value;` (a @workgroup_size argument may name one)
 _CONST = re.compile(r"\bconst\s+(\w+)\s*(?::\s*\w+\s*)?=\s*([^;]*);")
 # a WGSL integer literal: decimal or hex, an optional i/u suffix
@@ -209,8 +209,10 @@ def _uniform_problem(op: GpuOp, sig: Signature, names: Sequence[str]) -> str | N
     that is an argument is a scalar there."""
     for p in op.passes:
         for i, (param, (field, ftype)) in enumerate(zip(op.params, p.uniform, strict=False)):
-            if param not in op.args:
-                continue  # a has_* flag: an integer, checked against its field at load
+            if param not in op.args or param.startswith("has_"):
+                # a has_* flag: the loader writes it with setInt32 whatever the binding's kind
+                # (format_webgpu.mjs), checked against its field at load
+                continue
             k = op.args.index(param)
             kind = sig.params[k]
             if (kind == "f32") == (ftype == "f32"):
@@ -236,6 +238,25 @@ def vector_of(type_text: str) -> tuple[str, ...] | None:
     if m.group(1):
         return (m.group(2),) * int(m.group(1))
     return ({"u": "u32", "i": "i32", "f": "f32"}[m.group(4)],) * int(m.group(3))
+
+
+def names_var(body: str, var: str) -> bool:
+    """Whether ``body`` names the module-scope variable ``var`` (not a member ``x.var``)."""
+    return re.search(rf"(?<![.\w]){var}\b", body) is not None
+
+
+def padding_read(body: str, var: str, field: str, first: int) -> re.Match[str] | None:
+    """Where ``body`` reads padding of uniform ``var``: its ``field`` ("" for the uniform
+    itself) whole when ``first`` is 0, else the components from ``first`` on of that vector
+    (a swizzle letter or a literal index); None if it reads none."""
+    head = rf"(?<![.\w]){var}" + (rf"\s*\.\s*{field}" if field else "")
+    if first == 0:
+        return re.search(head + r"\b", body)
+    for m in re.finditer(head + r"\s*(?:\.\s*([xyzwrgba]+)\b|\[\s*(\d+)[ui]?\s*\])", body):
+        picked = ["xyzw".find(c) if c in "xyzw" else "rgba".find(c) for c in m.group(1) or ""]
+        if max(picked or [int(m.group(2) or 0)]) >= first:
+            return m
+    return None
 
 
 def entry_body(text: str, entry: str) -> tuple[int, int]:
@@ -266,9 +287,10 @@ class Pass:
     entry: str
     workgroup_size: tuple[int, int, int]
     dispatch: tuple[str, str, str]
-    # the uniform's field reading params[i], as ("shader.wgsl:LINE: field", scalar type), one
-    # per param (none when the shader declares no uniform): a binding's scalar kinds are
-    # compared with these types at load (WebGpuFormat.call_problem); the loader never reads it
+    # the uniform's slot reading params[i], as ("shader.wgsl:LINE: field", scalar type), for
+    # the first params its uniform holds (none when the shader declares no uniform, or its
+    # struct is declared twice): a binding's scalar kinds are compared with these types at
+    # load (WebGpuFormat.call_problem); the loader never reads it
     uniform: tuple[tuple[str, str], ...] = ()
 
 
@@ -477,6 +499,7 @@ class _Validator(TomlValidator):
         consts = module_consts(text)
         uniform: tuple[tuple[str, str], ...] = ()
         uniforms: list[tuple[int, int, str, str]] = []  # (line, binding, variable, type)
+        body = entry_body(text, entry)
         entries: dict[str, list[str]] = {}
         for m in _ENTRY.finditer(text):
             args, fn = (m.group(1), m.group(2)) if m.group(2) else (m.group(3), m.group(4))
@@ -519,13 +542,17 @@ class _Validator(TomlValidator):
             kind = {"uniform": "uniform", "storage,read_write": "storage"}.get(
                 space, "read-only-storage" if space in ("storage", "storage,read") else space
             )
-            if index >= len(layout):
+            # One file may serve several ops (forward and backward), each entry using its own
+            # bindings: a declaration the layout has no place for is this pass's mistake only
+            # if its entry names it (a use through a helper function is left to the browser).
+            named = names_var(text[body[0] : body[1]], var)
+            if index >= len(layout) and named:
                 raise self.error(
                     (*op_where, "layout"),
                     f"{shader} declares @binding({index}) {var}, past the layout's "
                     f"{len(layout)} entries",
                 )
-            if kind != layout[index][1]:
+            if index < len(layout) and kind != layout[index][1] and named:
                 raise self.error(
                     (*op_where, "layout", index),
                     f"{shader} declares @binding({index}) {var} as "
@@ -533,14 +560,13 @@ class _Validator(TomlValidator):
                     "the layout "
                     f"gives binding {index} ({layout[index][0]}) type {layout[index][1]}",
                 )
-            if kind == "uniform":
+            if kind == "uniform" and index < len(layout) and layout[index][1] == "uniform":
                 uniforms.append((line, index, var, m.group(7) or ""))
-        body = entry_body(text, entry)
         if len(uniforms) > 1:
             # One file may serve several entry points, each with its own uniform at the same
             # binding (legal: only one entry's clash is an error): check the one this entry
             # names. Used only through a helper function, none is named, and none is checked.
-            uniforms = [u for u in uniforms if re.search(rf"\b{u[2]}\b", text[body[0] : body[1]])]
+            uniforms = [u for u in uniforms if names_var(text[body[0] : body[1]], u[2])]
         if len(uniforms) == 1:
             uniform = self.check_uniform(op_where, shader, text, uniforms[0], params, consts, body)
         return uniform
@@ -584,11 +610,15 @@ class _Validator(TomlValidator):
         tname = unalias(type_text, aliases)
         structs = [s for s in _STRUCT.finditer(text) if s.group(1) == tname]
         label = f"@binding({index}) {var}: {tname}"
-        pads: list[tuple[int, str]] = []  # the padding fields, (line, name)
-        if vector_of(tname) is not None:
-            scalars = [(line, label, t) for t in vector_of(tname) or ()]
-            if not params:  # the bare scalar or vector is all padding: reading it reads 0
-                pads.append((line, ""))
+        pads: list[tuple[int, str, int]] = []  # padding: (line, field, first component)
+        each = vector_of(tname)
+        if each is not None:
+            scalars = [
+                (line, f"{label} (.{'xyzw'[c]})" if len(each) > 1 else label, t)
+                for c, t in enumerate(each)
+            ]
+            if len(params) < len(each):  # what no param fills reads 0
+                pads.append((line, "", len(params)))
         elif len(structs) > 1:
             return ()  # a struct declared twice does not compile: the compiler's error
         elif not structs:
@@ -603,10 +633,10 @@ class _Validator(TomlValidator):
             scalars, pads = self.struct_fields(at, shader, text, structs[0], aliases, consts,
                                                len(params))  # fmt: skip
         view = text[body[0] : body[1]]
-        for fline, name in pads:
-            read = re.search(rf"\b{var}\s*\.\s*{name}\b" if name else rf"\b{var}\b", view)
+        for fline, name, first in pads:
+            read = padding_read(view, var, name, first)
             if read:
-                what = f"{var}.{name}" if name else var
+                what = " ".join(read.group(0).split())
                 raise self.error(
                     at,
                     f"{len(params)} param{'s' * (len(params) != 1)} "
@@ -627,7 +657,7 @@ class _Validator(TomlValidator):
                 raise self.error(
                     (*at, i),
                     f"{p!r} is written as an integer (0 or 1), but {shader}:{fline}: {flabel}, "
-                    "reads it as f32: declare it u32",
+                    f"reads it as f32: {'split the vector, ' * ('(.' in flabel)}declare it u32",
                 )
         return tuple(
             (f"{shader}:{fline}: {flabel}", ftype) for _, (fline, flabel, ftype) in read_by
@@ -636,7 +666,7 @@ class _Validator(TomlValidator):
     def struct_fields(
         self, at: tuple[str | int, ...], shader: str, text: str, struct: re.Match[str],
         aliases: Mapping[str, str], consts: Mapping[str, int | None], n: int,
-    ) -> tuple[list[tuple[int, str, str]], list[tuple[int, str]]]:  # fmt: skip
+    ) -> tuple[list[tuple[int, str, str]], list[tuple[int, str, int]]]:  # fmt: skip
         """The uniform's ``struct``: each 4-byte slot its fields hold up to ``params[n-1]``, as
         (line, label, scalar type), and the padding fields past them, as (line, name).
 
@@ -645,7 +675,7 @@ class _Validator(TomlValidator):
         type: its name is all the caller needs (one too large for the loader's uniform is the
         browser's validation error, in the cell)."""
         slots: list[tuple[int, str, str]] = []
-        pads: list[tuple[int, str]] = []
+        pads: list[tuple[int, str, int]] = []  # (line, name, its first padding component)
         offset = 0
         for i, (pos, member) in enumerate(struct_members(struct.group(2))):
             fline = line_at(text, struct.start(2) + pos)
@@ -653,7 +683,7 @@ class _Validator(TomlValidator):
             if len(slots) >= n:
                 named = _MEMBER_NAME.search(member)
                 if named:
-                    pads.append((fline, named.group(1)))
+                    pads.append((fline, named.group(1), 0))
                 continue
             m = _MEMBER.fullmatch(member)
             if m is None:
@@ -692,6 +722,8 @@ class _Validator(TomlValidator):
                 )
             offset += size["size"]
             flabel = f"struct {struct.group(1)}'s field {i + 1}, {name}: {ftype}"
+            if len(slots) + len(each) > n:  # a vector past the last param: its rest is padding
+                pads.append((fline, name, n - len(slots)))
             for c, t in enumerate(each):
                 part = f"{flabel} (.{'xyzw'[c]})" if len(each) > 1 else flabel
                 slots.append((fline, part, t))
@@ -826,8 +858,10 @@ class WebGpuFormat(ArtifactFormat):
         "kernels.toml:LINE: what")``: the op's ``result`` is not the kind the binding's
         canonical op returns (crossentropy's f32 loss needs ``result = "mean:<buffer>"``;
         without it the call returns nothing). kernels.toml cannot say whether a scalar is
-        ``i32`` or ``f32`` (the loader takes that from the binding), so scalar kinds are not
-        compared. A manifest that does not validate is CorruptArtifact."""
+        ``i32`` or ``f32`` (the loader takes that from the binding), so a scalar in ``params``
+        is compared with the shader's uniform slot that reads it instead (``("args", what)``
+        too: an f32 read by an integer field, or the reverse). A manifest that does not
+        validate is CorruptArtifact."""
         from harness.hosts.base import CorruptArtifact
 
         try:

@@ -263,6 +263,11 @@ def test_a_uniform_struct_matching_params_by_position_and_type_loads(
     ("struct", "expected"),
     [
         (
+            "struct Dims { v: vec2f }",
+            "'has_x' is written as an integer (0 or 1), but gelu.wgsl:1: struct Dims's field 1, "
+            "v: vec2f (.y), reads it as f32: split the vector, declare it u32",
+        ),
+        (
             "struct Dims {\n  count: u32,\n  has_x: f32,\n}",
             "kernels.toml:10: ops.gelu_forward.params[1]: 'has_x' is written as an integer (0 or "
             "1), but gelu.wgsl:3: struct Dims's field 2, has_x: f32, reads it as f32",
@@ -295,7 +300,7 @@ def test_a_uniform_struct_matching_params_by_position_and_type_loads(
             "gelu.wgsl:1: struct Dims's field 1, count's @align(A): 'A' is not an integer literal",
         ),
     ],
-    ids=["f32-flag", "vec2", "f16", "array", "nested",
+    ids=["f32-flag-in-a-vector", "f32-flag", "vec2", "f16", "array", "nested",
          "align", "size", "unresolved-align"],
 )  # fmt: skip
 def test_a_uniform_struct_contradicting_params_is_refused_at_load(
@@ -371,3 +376,46 @@ def test_a_texture_where_the_layout_has_a_buffer_is_named_a_handle(tmp_path: Pat
     said = r"@binding\(2\) dims as a handle \(texture or sampler\), the layout gives binding 2"
     with pytest.raises(WebGpuManifestError, match=said):
         _load(tmp_path, tex + ENTRY)
+
+
+def test_forward_and_backward_in_one_file_each_check_their_own_bindings(tmp_path: Path) -> None:
+    """A file serving two ops of different layouts: a declaration past this op's layout, or of
+    another type than its layout's, that this pass's entry does not name is the other op's
+    (loads); one it names is refused, as before."""
+    back = (
+        "@group(0) @binding(3) var<storage, read> dout: array<f32>;\n"
+        "@compute @workgroup_size(128, 1, 1)\n"
+        "fn back(@builtin(global_invocation_id) gid: vec3<u32>) { dst[gid.x] = dout[gid.x]; }\n"
+    )
+    _load(tmp_path, DECLS + ENTRY + back)
+    with pytest.raises(WebGpuManifestError, match=r"declares @binding\(3\) dout, past the layout"):
+        _load(tmp_path, DECLS + ENTRY.replace("src[gid.x]", "dout[gid.x]") + back)
+
+
+def test_vector_components_past_the_params_are_padding(tmp_path: Path) -> None:
+    """``vec4u`` holding one param: ``.x`` is N, ``.y`` (or ``[1]``) reads 0 and is refused at
+    the entry's line; a whole-vector read is not judged."""
+    decls = DECLS.replace("struct Dims { count: u32 }", "struct Dims { v: vec4u }")
+    _load(tmp_path, decls + ENTRY.replace("dims.count", "dims.v.x"))
+    for read in ("dims.v.y", "dims.v[1]", "dims.v.xy.y"):
+        with pytest.raises(WebGpuManifestError, match=r"gelu\.wgsl:7: the entry reads dims\.v"):
+            _load(tmp_path, decls + ENTRY.replace("dims.count", read))
+    bare = DECLS.replace("var<uniform> dims: Dims;", "var<uniform> dims: vec2<u32>;")
+    with pytest.raises(WebGpuManifestError, match=r"the entry reads dims\.g \(gelu\.wgsl:4\)"):
+        _load(tmp_path, bare + ENTRY.replace("dims.count", "dims.g"))
+
+
+def test_a_member_named_like_the_uniform_is_not_a_read_of_it(tmp_path: Path) -> None:
+    """A bare uniform ``n`` with no params reads 0 when the entry names ``n``; ``o.n``, a
+    member of something else, is not a read of it."""
+    decls = DECLS.replace("var<uniform> dims: Dims;", "var<uniform> n: u32;")
+    none = KERNELS.replace('params = ["N"]', "params = []")
+    other = "struct O { n: u32 }\nconst o = O(4u);\n"
+    _load(tmp_path, decls + other + ENTRY.replace("dims.count", "o.n"), none)
+    with pytest.raises(WebGpuManifestError, match=r"the entry reads n \(gelu\.wgsl:4\)"):
+        _load(tmp_path, decls + ENTRY.replace("dims.count", "n"), none)
+
+
+def test_an_entry_with_a_blank_before_its_workgroup_size_is_found(tmp_path: Path) -> None:
+    """``@workgroup_size (128)`` is WGSL: the entry is found and its size checked."""
+    _load(tmp_path, DECLS + ENTRY.replace("@workgroup_size(128, 1, 1)", "@workgroup_size (128)"))
