@@ -63,6 +63,7 @@ from typing import Any
 
 from harness.abi import Signature
 from harness.formats import ArtifactFormat, FormatError, WasmTypes
+from harness.surfaces.base import line_of
 from harness.toml_lines import TomlLines, TomlValidator, read_toml
 
 MANIFEST_ROLE = "manifest"
@@ -165,11 +166,6 @@ def const_value(text: str, consts: Mapping[str, int | None]) -> int | None:
     module-scope ``const`` of one (``consts``: :func:`module_consts`); else None."""
     value = int_literal(text)
     return consts.get(text.strip()) if value is None else value
-
-
-def line_at(text: str, offset: int) -> int:
-    """The 1-based line of ``offset`` in ``text``."""
-    return text.count("\n", 0, offset) + 1
 
 
 def struct_members(body: str) -> list[tuple[int, str]]:
@@ -522,7 +518,7 @@ class _Validator(TomlValidator):
             group_arg, index_arg = (
                 (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(4), m.group(3))
             )
-            var, line = m.group(6), line_at(text, m.start())
+            var, line = m.group(6), line_of(text, m.start())
             at = f"{shader}:{line}: {var}'s"
             group = self.resolve((*where, "shader"), f"{at} @group({group_arg.strip()})",
                                  group_arg, consts)  # fmt: skip
@@ -641,7 +637,7 @@ class _Validator(TomlValidator):
                     at,
                     f"{len(params)} param{'s' * (len(params) != 1)} "
                     f"({', '.join(params) or 'none'}), but {shader}:"
-                    f"{line_at(text, body[0] + read.start())}: the entry reads {what} "
+                    f"{line_of(text, body[0] + read.start())}: the entry reads {what} "
                     f"({shader}:{fline}), which no param fills (the loader zero-fills the rest "
                     "of the uniform): add its param, in the struct's order",
                 )
@@ -678,7 +674,7 @@ class _Validator(TomlValidator):
         pads: list[tuple[int, str, int]] = []  # (line, name, its first padding component)
         offset = 0
         for i, (pos, member) in enumerate(struct_members(struct.group(2))):
-            fline = line_at(text, struct.start(2) + pos)
+            fline = line_of(text, struct.start(2) + pos)
             head = f"{shader}:{fline}: struct {struct.group(1)}'s field {i + 1}"
             if len(slots) >= n:
                 named = _MEMBER_NAME.search(member)

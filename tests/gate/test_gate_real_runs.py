@@ -127,7 +127,8 @@ def test_real_kernel_slowdown_fails_gate(
 
     The injection is the calibration's (docs/gate.md): more rows through the same GEMM loops.
     Twice the work, not 5 %, keeps this a test of the pipeline, not of the gate's power (the
-    calibration measures that). Not 25 % either: under 4 busy processes on this 2-vCPU VM the
+    calibration measures that). Not 25 % either: run alone under 4 busy processes on the
+    2-vCPU AMD EPYC VM of s46 (this test's own host, native in-process, and library), the
     unpaired gate rightly abstained on 25 % in 2 of 12 runs (``unknown``, CI [-26%, +102%]),
     and CI's own load can reach that; twice the rows were decided ``slower`` in 12 of 12.
     """
