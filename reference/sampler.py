@@ -31,6 +31,8 @@ from numpy.typing import NDArray
 
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
+_MIX1, _MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB  # splitmix64's finaliser
+_STAR = 0x2545F4914F6CDD1D  # xorshift64*'s output multiplier
 
 
 class SamplerRNG:
@@ -38,8 +40,8 @@ class SamplerRNG:
 
     def __init__(self, seed: int) -> None:
         z = ((seed & 0xFFFFFFFF) + _GOLDEN) & _MASK
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        z = ((z ^ (z >> 30)) * _MIX1) & _MASK
+        z = ((z ^ (z >> 27)) * _MIX2) & _MASK
         z ^= z >> 31
         self.state = z or _GOLDEN
 
@@ -50,7 +52,24 @@ class SamplerRNG:
         x ^= (x << 25) & _MASK
         x ^= x >> 27
         self.state = x
-        return (((x * 0x2545F4914F6CDD1D) & _MASK) >> 11) * 2.0**-53
+        return (((x * _STAR) & _MASK) >> 11) * 2.0**-53
+
+
+def first_uniforms(seeds: NDArray[np.uint64]) -> NDArray[np.float64]:
+    """``SamplerRNG(seed).uniform()`` for every uint32 seed at once (uint64 arithmetic wraps
+    as the exact integers are masked), for searching seeds by their first draw."""
+    u64 = np.uint64
+    with np.errstate(over="ignore"):
+        z = seeds + u64(_GOLDEN)
+        z = (z ^ (z >> u64(30))) * u64(_MIX1)
+        z = (z ^ (z >> u64(27))) * u64(_MIX2)
+        x = z ^ (z >> u64(31))
+        x = np.where(x == 0, u64(_GOLDEN), x)
+        x ^= x >> u64(12)
+        x ^= x << u64(25)
+        x ^= x >> u64(27)
+        out: NDArray[np.float64] = ((x * u64(_STAR)) >> u64(11)).astype(np.float64) * 2.0**-53
+    return out
 
 
 def kept(logits: NDArray[np.floating], top_k: int) -> NDArray[np.bool_]:

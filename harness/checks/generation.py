@@ -30,11 +30,15 @@ the block makes the window slide on every step, so the incremental cache path ne
      exact ties among those numbers are judged by the tie rule (:func:`_own_draw`).
 4. ``sample:ties:T=<t>,k=<k>`` (:func:`tie_rows`): weights whose logits tie exactly at the top
    (trained logits never do), so greedy's and top-k's lowest-index rule is exercised.
+5. ``sample:cdf:T=1,k=0`` (:func:`cdf_rows`): weights and a seed that put ``u`` where a CDF
+   summed in float32, not tinygpt.h's float64, draws another token (trained logits and a random
+   seed show that ~1e-5 of the time per run, so no run did).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -51,7 +55,7 @@ from harness.tolerance import model_tolerance
 from reference.defaults import DEFAULTS
 from reference.model import GPT, Params, flatten_params, unflatten_params
 from reference.presets import ModelConfig, param_shapes
-from reference.sampler import SamplerRNG, kept, pick, reachable_tokens
+from reference.sampler import SamplerRNG, cdf, first_uniforms, kept, pick, reachable_tokens
 from reference.train import BATCH_STREAM, AdamWState, adamw_step, get_batch
 
 CHECK = "model"
@@ -314,24 +318,31 @@ def tie_logits(cfg: ModelConfig) -> NDArray[np.float32]:
     return out
 
 
-def tie_params(cfg: ModelConfig) -> NDArray[np.float32]:
-    """Flat float32 params (PARAM_NAMES order) whose every logit is :func:`tie_logits`."""
+def designed_params(cfg: ModelConfig, logits: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Flat float32 params (PARAM_NAMES order) whose logits are ``logits`` (V,) bit for bit at
+    every step of any input: every block parameter and ln_f's weight zero, ln_f's bias e_0, and
+    ``wte[:, 0] = logits``, so the tied LM head gives ``logit_v = wte[v, 0] * 1 + 0s``."""
     parts = []
     for name, shape in param_shapes(cfg).items():
         a = np.zeros(shape, np.float32)
         if name == "wte":
-            a[:, 0] = tie_logits(cfg)
+            a[:, 0] = logits
         elif name == "lnfb":
             a[0] = 1.0
         parts.append(a.reshape(-1))
     return np.concatenate(parts)
 
 
+def tie_params(cfg: ModelConfig) -> NDArray[np.float32]:
+    """Flat float32 params (PARAM_NAMES order) whose every logit is :func:`tie_logits`."""
+    return designed_params(cfg, tie_logits(cfg))
+
+
 def tie_rows(ctx: CellContext, cfg: ModelConfig, seed: int) -> Iterator[Row]:
     """``sample:ties:T=<t>,k=<k>``: on logits tied exactly at the top, greedy draws the lowest
     tied index and top-k keeps the lowest tied indices (tinygpt.h), both paths, every step."""
     designed = tie_logits(cfg)
-    model = KernelModel.create(ctx.instance, cfg, tie_params(cfg))
+    model = KernelModel.create(ctx.instance, cfg, designed_params(cfg, designed))
     try:
         for temperature, top_k in TIE_SAMPLING:
             runs = {
@@ -385,4 +396,101 @@ def _tie_row(
         detail=(f"{draws} draws (kv and nokv, seed {seed}) on logits tied exactly at indices "
                 f"{np.flatnonzero(designed == designed.max()).tolist()}: each the sampler's "
                 f"draw under the tie rule (lowest index first)"),
+    )  # fmt: skip
+
+
+# The CDF row: tinygpt.h sums the draw's CDF in float64. Token 0's logit is 0 (weight 1, the
+# maximum) and every other token's weight is CDF_WEIGHT, below 2^-24 (half an ulp of 1.0f): a
+# float32 running sum stays exactly 1 after token 0, so it draws token 0 for every u. In float64
+# the other V - 1 tokens hold (V - 1) * w of the total (3.8e-6 at V = 128), and the seed
+# (:func:`cdf_seed`) is the first whose first u lies in the middle half of that fraction: the
+# reference draws a token near V / 2, and u is ~w / 2 (2e-8) from any CDF boundary, 10^4 times
+# DOUBLE_EPS. Trained logits with a random seed put u that close to a float32-moved boundary
+# ~1e-5 of the time per run, so no run had shown a float32 CDF.
+CDF_WEIGHT = 0.75 * 2.0**-24
+CDF_STEPS = 4  # tokens per path; the first draw is the designed one
+CDF_SEED_SEARCH = 1 << 28  # seeds tried at most (the expected search is ~3e5 at V = 128)
+
+
+def cdf_logits(cfg: ModelConfig) -> NDArray[np.float32]:
+    """The designed logits (V,) of the CDF row: 0 at token 0, log(CDF_WEIGHT) elsewhere."""
+    out = np.full(cfg.vocab_size, np.log(CDF_WEIGHT), np.float32)
+    out[0] = 0.0
+    return out
+
+
+@functools.cache
+def cdf_seed(vocab_size: int) -> tuple[int, float]:
+    """The first seed whose first draw ``u`` makes the float64 sampler on :func:`cdf_logits`
+    draw a token in the middle half of 1..V-1, and that ``u`` (checked with the exact
+    :class:`SamplerRNG`, not only the vectorised search)."""
+    w = float(np.exp(np.float64(np.float32(np.log(CDF_WEIGHT)))))
+    total = 1.0 + (vocab_size - 1) * w
+    lo, hi = (1.0 + vocab_size / 4 * w) / total, (1.0 + 3 * vocab_size / 4 * w) / total
+    chunk = 1 << 20
+    for start in range(0, CDF_SEED_SEARCH, chunk):
+        u = first_uniforms(np.arange(start, start + chunk, dtype=np.uint64))
+        hits = np.flatnonzero((u > lo) & (u < hi))
+        if len(hits):
+            seed = start + int(hits[0])
+            first = SamplerRNG(seed).uniform()
+            if not lo < first < hi:  # the vectorised stream disagrees with the exact one
+                raise AssertionError(f"cdf_seed: seed {seed}: u={first!r}, searched {u[hits[0]]!r}")
+            return seed, first
+    raise ValueError(f"cdf_seed: no seed below {CDF_SEED_SEARCH} draws u in ({lo!r}, {hi!r})")
+
+
+def cdf_rows(ctx: CellContext, cfg: ModelConfig) -> Iterator[Row]:
+    """``sample:cdf:T=1,k=0``: on logits where only a float64 CDF (tinygpt.h) draws the
+    reference's token for the designed seed's first u, both paths draw the sampler's token at
+    every step."""
+    designed = cdf_logits(cfg)
+    seed, _ = cdf_seed(cfg.vocab_size)
+    model = KernelModel.create(ctx.instance, cfg, designed_params(cfg, designed))
+    try:
+        runs = {
+            path: model.generate_logged([0], CDF_STEPS, kv, 1.0, seed, 0)
+            for path, kv in (("kv", True), ("nokv", False))
+        }
+    finally:
+        model.free()
+    yield _cdf_row(ctx, seed, runs, designed)
+
+
+def _cdf_row(
+    ctx: CellContext,
+    seed: int,
+    runs: dict[str, tuple[list[int], NDArray[np.float32]]],
+    designed: NDArray[np.float32],
+) -> Row:
+    subject = "sample:cdf:T=1,k=0"
+    draws = 0
+    for path, (tokens, logits) in runs.items():
+        rng = SamplerRNG(seed)
+        for s, token in enumerate(tokens):
+            u = rng.uniform()
+            mine = logits[s]
+            if not np.array_equal(mine, designed):
+                err = float(np.max(np.abs(mine.astype(np.float64) - designed)))
+                return _draws_row(
+                    ctx, subject, "fail", draws,
+                    detail=(f"{path} step {s}: the designed logits did not arise: max |logit - "
+                            f"designed| = {err:.3g} (they are exact in float32)"),
+                )  # fmt: skip
+            if not _own_draw(mine, token, 1.0, 0, u):
+                share = 1.0 / float(cdf(designed, 1.0, 0)[-1])
+                return _draws_row(
+                    ctx, subject, "fail", draws,
+                    detail=(f"{path} step {s}: drew {token}, the sampler (seed {seed}, T=1, "
+                            f"top_k=0, u={u!r}) draws {pick(mine, 1.0, 0, u)}: token 0 holds "
+                            f"{share!r} of the mass (every other token a weight of "
+                            f"{CDF_WEIGHT:.3g} to its 1), so u lies past it. A CDF summed in "
+                            f"float32 (tinygpt.h: float64) absorbs every weight below 2^-24 "
+                            f"after token 0's 1 and draws 0; tolerance: identical draws"),
+                )  # fmt: skip
+            draws += 1
+    return _draws_row(
+        ctx, subject, "pass", draws,
+        detail=(f"{draws} draws (kv and nokv, seed {seed}) on logits whose CDF a float32 sum "
+                f"gets wrong: each the sampler's draw (float64 CDF, tinygpt.h)"),
     )  # fmt: skip

@@ -20,6 +20,8 @@ seed); the reference computes in float64 from those same numbers. Compared, each
   without-cache logits at every step and seeded sampling parity
   (:mod:`harness.checks.generation`);
 - ``sample:ties:...``: the tie rule on logits tied exactly (:func:`generation.tie_rows`).
+- ``sample:cdf:T=1,k=0``: the float64 CDF, on logits a float32 sum gets wrong
+  (:func:`generation.cdf_rows`).
 
 The oracle of the rows above (not of the per-tensor AdamW and trained-state rows) is a
 :class:`reference.dump.ReferenceDump`: our reference's, computed live, or the one the run's
@@ -359,6 +361,7 @@ def _tinygpt_rows(ctx: CellContext) -> Iterator[Row]:
                            [int(t) for t in encode(PROMPT)], s.seed, dims)  # fmt: skip
     yield from _noted(rows, trained_note)
     yield from _noted(generation.tie_rows(ctx, cfg, s.seed), ties_note)
+    yield from _noted(generation.cdf_rows(ctx, cfg), ties_note)
 
     h1, h2 = first.hashes(), second.hashes()
     outputs = first.outputs()
@@ -388,7 +391,7 @@ _TRAINING_NOTE = (
     "warmup_steps; tinygpt.h's decay mask; from the dump's param.* with biases/LN off init"
 )
 _TRAINED_NOTE = "trained from the dump's param.* at the harness's own rate, not the dump's"
-_TIES_NOTE = "; oracle: tinygpt.h's tie rule on harness-designed weights, not the dump"
+_TIES_NOTE = "; oracle: tinygpt.h's sampler rules on harness-designed weights, not the dump"
 
 
 # the one trained-state row the kernel judges against itself

@@ -53,6 +53,8 @@ FAULTS: dict[str, Variant] = {
         Variant("native-bug-gelu-odd", "native", ("TG_BUG_GELU_ODD",)),
         # LayerNorm's built-in eps 1e-6, not tinygpt.h's 1e-5 (a binding's `fixed` eps)
         Variant("native-bug-ln-eps-1e6", "native", ("TG_BUG_LN_EPS_1E6",)),
+        # the sampler's CDF summed in float, not tinygpt.h's double (the sample:cdf row)
+        Variant("native-bug-float-cdf", "native", ("TG_BUG_SAMPLER_FLOAT_CDF",)),
     )
 }
 

@@ -1,4 +1,5 @@
-"""The s43 fault hunt's model-check escapes, now caught: exact ties and a stale loss count.
+"""Model-check escapes, now caught: exact ties and a stale loss count (the s43 fault hunt), and
+a sampler CDF summed in float32 (s47).
 
 Native, preset tiny, through :func:`harness.checks.model.run`; the fault builds are
 ``tests/checks/conftest.py``'s ``FAULTS``.
@@ -6,6 +7,7 @@ Native, preset tiny, through :func:`harness.checks.model.run`; the fault builds 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 
 from harness.artifact import Artifact
 from harness.checks.base import CellContext
-from harness.checks.generation import tie_logits, tie_params
+from harness.checks.generation import cdf_logits, cdf_seed, tie_logits, tie_params
 from harness.checks.model import run
 from harness.engines.ctypes_engine import CtypesInstance
 from harness.hosts.base import HostError
@@ -22,9 +24,11 @@ from harness.rundir.rows import Row
 from reference.defaults import DEFAULTS
 from reference.model import flatten_params, init_params
 from reference.presets import PARAM_NAMES, PRESETS
+from reference.sampler import SamplerRNG, first_uniforms, pick
 
 Fault = Callable[[str], tuple[CtypesInstance, Artifact]]
 TIES = ("sample:ties:T=0,k=0", "sample:ties:T=1,k=5")
+CDF = "sample:cdf:T=1,k=0"
 GRADS = tuple(f"grad:{n}" for n in PARAM_NAMES)
 
 
@@ -46,13 +50,44 @@ def clean(native: CtypesInstance, native_artifact: Artifact) -> list[Row]:
 
 @pytest.mark.corpus
 def test_clean_build_passes_the_tie_and_gradient_rows(clean: list[Row]) -> None:
-    """The clean build passes both tie rows (16 draws each) and every grad row, the latter on a
-    model that first ran a forward at (B + 1, block_size)."""
+    """The clean build passes both tie rows (16 draws each), the CDF row (8) and every grad row,
+    the latter on a model that first ran a forward at (B + 1, block_size)."""
     status = {r.subject: r.status for r in clean if r.status != "measured"}
-    assert {s: status[s] for s in (*TIES, *GRADS)} == dict.fromkeys((*TIES, *GRADS), "pass")
-    draws = {r.subject: r.value for r in clean if r.subject in TIES}
-    assert draws == dict.fromkeys(TIES, 16.0)
+    rows = (*TIES, CDF, *GRADS)
+    assert {s: status[s] for s in rows} == dict.fromkeys(rows, "pass")
+    draws = {r.subject: r.value for r in clean if r.subject in (*TIES, CDF)}
+    assert draws == {**dict.fromkeys(TIES, 16.0), CDF: 8.0}
     assert not _failed(clean)
+
+
+def test_cdf_seed_puts_u_where_float32_and_float64_sums_draw_apart() -> None:
+    """The CDF row's design holds at both vocabularies: the float64 sampler draws a token in the
+    middle of 1..V-1, while the same CDF summed in float32 (weights below 2^-24 absorbed after
+    token 0's 1) draws 0; ``first_uniforms`` agrees with the exact stream."""
+    for vocab in (128, 256):
+        cfg = dataclasses.replace(PRESETS["tiny"], vocab_size=vocab)
+        seed, u = cdf_seed(vocab)
+        assert SamplerRNG(seed).uniform() == u == first_uniforms(np.array([seed], np.uint64))[0]
+        logits = cdf_logits(cfg)
+        assert vocab / 4 < pick(logits, 1.0, 0, u) < 3 * vocab / 4
+        weights = np.exp(logits.astype(np.float64))
+        total = np.float32(0.0)
+        for w in weights:  # the float32 sum, in index order
+            total = np.float32(total + np.float32(w))
+        assert total == np.float32(1.0)  # so u * total < 1 = the running sum after token 0
+
+
+@pytest.mark.corpus
+def test_float_cdf_fails_the_cdf_row_only(fault: Fault) -> None:
+    """TG_BUG_SAMPLER_FLOAT_CDF (the draw's running sum in float): every trained-state
+    ``sample:T=..`` row passes (its boundaries move by ~1e-7), and ``sample:cdf:T=1,k=0`` fails
+    naming the draw, the token the float64 CDF gives and the float32 absorption."""
+    failed = _failed(_rows(*fault("native-bug-float-cdf")))
+    assert set(failed) == {CDF}, failed
+    detail = failed[CDF]
+    seed, u = cdf_seed(PRESETS["tiny"].vocab_size)
+    assert f"drew 0, the sampler (seed {seed}, T=1, top_k=0, u={u!r}) draws 73" in detail
+    assert "absorbs every weight below 2^-24" in detail
 
 
 def test_tie_params_give_exact_ties_on_the_clean_build(native: CtypesInstance) -> None:
