@@ -107,7 +107,13 @@ def pick(logits: NDArray[np.floating], temperature: float, top_k: int, u: float 
 
 
 def reachable_tokens(
-    logits: NDArray[np.floating], temperature: float, top_k: int, u: float | None, eps: float
+    logits: NDArray[np.floating],
+    temperature: float,
+    top_k: int,
+    u: float | None,
+    eps: float,
+    *,
+    rivals: bool = True,
 ) -> set[int]:
     """Every token the draw can give when each logit may move by at most ``eps``.
 
@@ -115,7 +121,10 @@ def reachable_tokens(
     ``eps / temperature`` scales each weight by a factor in ``[exp(-d), exp(d)]``, ``d = eps/T``,
     so each normalised CDF boundary moves by at most ``exp(2 d) - 1``; the tokens whose interval
     widened by that much contains ``u`` are reachable. When top-k's boundary logit has rivals
-    within ``2 eps``, those rivals are reachable too (the kept set itself can change).
+    within ``2 eps``, those rivals are reachable too (the kept set itself can change), unless
+    ``rivals`` is False: where the logits are exact and only the CDF's arithmetic may differ,
+    the kept set is exact too (the tie rule), and a rival accepted there would accept any kept
+    token for any ``u`` on tied logits.
     """
     x = logits.astype(np.float64)
     if temperature == 0.0:
@@ -128,9 +137,9 @@ def reachable_tokens(
     f = c / c[-1]
     lo = np.concatenate([[0.0], f[:-1]])
     out = {int(i) for i in np.flatnonzero(keep & (lo - delta <= u) & (u < f + delta))}
-    if not keep.all():
+    if rivals and not keep.all():
         edge = x[keep].min()
-        rivals = np.flatnonzero(np.abs(x - edge) <= 2 * eps)
-        if len(rivals) > 1:
-            out |= {int(i) for i in rivals}
+        near = np.flatnonzero(np.abs(x - edge) <= 2 * eps)
+        if len(near) > 1:
+            out |= {int(i) for i in near}
     return out

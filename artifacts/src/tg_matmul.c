@@ -179,7 +179,11 @@ static void gemm_blocked(const pack_t *ws, int32_t M, int32_t N, int32_t K, cons
         int32_t nc = N - jc < TG_NC ? N - jc : TG_NC;
         for (int32_t pc = 0; pc < K; pc += TG_KC) {
             int32_t kc = K - pc < TG_KC ? K - pc : TG_KC;
+#ifdef TG_BUG_GEMM_NC_OFFSET
+            pack_b_block(pack_b, kc, nc, B + pc * b_k, b_k, b_j); /* fault: no jc offset */
+#else
             pack_b_block(pack_b, kc, nc, B + pc * b_k + jc * b_j, b_k, b_j);
+#endif
             for (int32_t ic = 0; ic < M; ic += TG_MC) {
                 int32_t mc = M - ic < TG_MC ? M - ic : TG_MC;
                 pack_a_block(pack_a, mc, kc, A + ic * a_i + pc * a_k, a_i, a_k);

@@ -144,7 +144,12 @@ TG_API float *tg_model_logits(void *h) { return h ? ((model_t *)h)->a.logits : 0
 
 /* Make the activations fit (B,T); returns 0 when out of memory. */
 static int ensure_acts(model_t *m, int32_t B, int32_t T) {
+#ifdef TG_BUG_ACTS_CAP_TOKENS
+    /* fault: capacity tracked in tokens, but att/preatt grow with B*T*T */
+    if (m->acts_block && (size_t)B * T <= (size_t)m->cap_B * m->cap_T) return 1;
+#else
     if (m->acts_block && B <= m->cap_B && T <= m->cap_T) return 1;
+#endif
     int32_t nb = B > m->cap_B ? B : m->cap_B;
     int32_t nt = T > m->cap_T ? T : m->cap_T;
     tg_free(m->acts_block);
@@ -348,7 +353,9 @@ TG_API float tg_model_train_step(void *h, const int32_t *idx, const int32_t *tar
     if (!targets) return __builtin_nanf("");
     float loss = tg_model_forward(h, idx, targets, B, T);
     if (loss != loss) return loss;
+#ifndef TG_BUG_TRAIN_NO_ZERO /* fault: gradients accumulate across train steps */
     tg_model_zero_grad(h);
+#endif
     tg_model_backward(h);
     tg_model_adamw(h, lr, beta1, beta2, eps, weight_decay, grad_clip, t);
     return loss;
@@ -426,7 +433,11 @@ static void kv_forward(model_t *m, const int32_t *tokens, int32_t n, int32_t pos
 
 /* xorshift64* seeded through splitmix64, so nearby seeds give unrelated streams */
 static uint64_t rng_seed(uint32_t seed) {
+#ifdef TG_BUG_SEED_SIGNEXT
+    uint64_t z = (uint64_t)(int64_t)(int32_t)seed + 0x9E3779B97F4A7C15ULL; /* fault: sign-extended */
+#else
     uint64_t z = (uint64_t)seed + 0x9E3779B97F4A7C15ULL;
+#endif
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     z ^= z >> 31;
@@ -537,7 +548,11 @@ TG_API int32_t tg_model_generate(void *h, const int32_t *prompt, int32_t len, in
     if (!m || !prompt || !out || len < 1 || n_new < 0 || !(temperature >= 0.0f)) return 0;
     if (temperature > 3.4028234663852886e38f || top_k < 0) return 0; /* +inf, or a bad k */
     if (!tokens_ok(m, prompt, (size_t)len) || n_new == 0) return 0;
+#ifdef TG_BUG_TOPK_VM1
+    int32_t k = top_k < m->V - 1 ? top_k : 0; /* fault: k = V-1 treated as keep-all */
+#else
     int32_t k = top_k < m->V ? top_k : 0;
+#endif
     /* the sequence, then k (logit, index) pairs of top-k scratch */
     size_t n_seq = (size_t)len + (size_t)n_new;
     int32_t *seq = tg_alloc((n_seq + 2 * (size_t)k) * sizeof(int32_t));

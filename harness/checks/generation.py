@@ -30,9 +30,10 @@ the block makes the window slide on every step, so the incremental cache path ne
      exact ties among those numbers are judged by the tie rule (:func:`_own_draw`).
 4. ``sample:ties:T=<t>,k=<k>`` (:func:`tie_rows`): weights whose logits tie exactly at the top
    (trained logits never do), so greedy's and top-k's lowest-index rule is exercised.
-5. ``sample:cdf:T=1,k=0`` (:func:`cdf_rows`): weights and a seed that put ``u`` where a CDF
-   summed in float32, not tinygpt.h's float64, draws another token (trained logits and a random
-   seed show that ~1e-5 of the time per run, so no run did).
+5. ``sample:cdf:T=1,k=0`` and ``sample:topk_edge:T=1,k=<k>`` (:func:`designed_rows`): weights
+   and a seed that put ``u`` where one sampler mistake draws another token: a CDF summed in
+   float32, not tinygpt.h's float64 (trained logits and a random seed show that ~1e-5 of the
+   time per run, so no run did); top_k at V - 1, V and V + 1; a seed of 2^31 or more.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from harness.tolerance import model_tolerance
 from reference.defaults import DEFAULTS
 from reference.model import GPT, Params, flatten_params, unflatten_params
 from reference.presets import ModelConfig, param_shapes
-from reference.sampler import SamplerRNG, cdf, first_uniforms, kept, pick, reachable_tokens
+from reference.sampler import SamplerRNG, first_uniforms, kept, pick, reachable_tokens
 from reference.train import BATCH_STREAM, AdamWState, adamw_step, get_batch
 
 CHECK = "model"
@@ -245,7 +246,9 @@ def _own_draw(
         return True
     if temperature == 0.0:
         return False
-    reach = reachable_tokens(logits, temperature, top_k, u, DOUBLE_EPS)
+    # no rivals: the kept set of exact float32 logits is exact (the tie rule); with them every
+    # kept token was accepted on tied logits, whatever u (a wrong stream passed the tie rows)
+    reach = reachable_tokens(logits, temperature, top_k, u, DOUBLE_EPS, rivals=False)
     return token in reach and bool(kept(logits, top_k)[token])
 
 
@@ -399,17 +402,22 @@ def _tie_row(
     )  # fmt: skip
 
 
+# Designed draws: logits and a seed chosen so that one sampler mistake changes the first draw
+# for certain, where trained logits and the cell's seed show it rarely or never. Every seed is
+# searched from SEED_FROM = 2^31: the seed is a uint32, and a kernel that sign-extends it (an
+# int32 cast) draws another stream only from 2^31 up, which the cell's seed never reaches.
+SEED_FROM = 1 << 31
+SEED_SEARCH = 1 << 28  # seeds tried at most (the widest search, the CDF row's, is ~3e5 at V=128)
+DESIGNED_STEPS = 4  # tokens per path; the first draw is the designed one, all are checked
+
 # The CDF row: tinygpt.h sums the draw's CDF in float64. Token 0's logit is 0 (weight 1, the
 # maximum) and every other token's weight is CDF_WEIGHT, below 2^-24 (half an ulp of 1.0f): a
 # float32 running sum stays exactly 1 after token 0, so it draws token 0 for every u. In float64
-# the other V - 1 tokens hold (V - 1) * w of the total (3.8e-6 at V = 128), and the seed
-# (:func:`cdf_seed`) is the first whose first u lies in the middle half of that fraction: the
-# reference draws a token near V / 2, and u is ~w / 2 (2e-8) from any CDF boundary, 10^4 times
-# DOUBLE_EPS. Trained logits with a random seed put u that close to a float32-moved boundary
-# ~1e-5 of the time per run, so no run had shown a float32 CDF.
+# the other V - 1 tokens hold (V - 1) * w of the total (3.8e-6 at V = 128), and the seed is the
+# first whose first u lies in the middle half of that fraction: the reference draws a token near
+# V / 2, and u is ~w / 2 (2e-8) from any CDF boundary, 10^4 times DOUBLE_EPS. Trained logits
+# with a random seed put u that close to a float32-moved boundary ~1e-5 of the time per run.
 CDF_WEIGHT = 0.75 * 2.0**-24
-CDF_STEPS = 4  # tokens per path; the first draw is the designed one
-CDF_SEED_SEARCH = 1 << 28  # seeds tried at most (the expected search is ~3e5 at V = 128)
 
 
 def cdf_logits(cfg: ModelConfig) -> NDArray[np.float32]:
@@ -419,78 +427,128 @@ def cdf_logits(cfg: ModelConfig) -> NDArray[np.float32]:
     return out
 
 
-@functools.cache
-def cdf_seed(vocab_size: int) -> tuple[int, float]:
-    """The first seed whose first draw ``u`` makes the float64 sampler on :func:`cdf_logits`
-    draw a token in the middle half of 1..V-1, and that ``u`` (checked with the exact
-    :class:`SamplerRNG`, not only the vectorised search)."""
+def cdf_window(vocab_size: int) -> tuple[float, float]:
+    """The ``u`` interval where the float64 CDF of :func:`cdf_logits` draws a token in the
+    middle half of 1..V-1 (a float32 running sum draws 0 there)."""
     w = float(np.exp(np.float64(np.float32(np.log(CDF_WEIGHT)))))
     total = 1.0 + (vocab_size - 1) * w
-    lo, hi = (1.0 + vocab_size / 4 * w) / total, (1.0 + 3 * vocab_size / 4 * w) / total
+    return (1.0 + vocab_size / 4 * w) / total, (1.0 + 3 * vocab_size / 4 * w) / total
+
+
+# The top-k edge rows: every logit 0, so every weight is exactly 1, the kept set is the first k
+# indices (the tie rule), and the draw is floor(u * kept). The seed's first u lies in the middle
+# half of ((V-1)/V, 1): keeping all V tokens draws V - 1, keeping V - 1 draws V - 2, and u * kept
+# is at least 1/4 from an integer. top_k = V - 1 is the last k that drops a token and V the first
+# that keeps all (tinygpt.h: 0 or >= V keeps every token); a kernel that keeps all from V - 1 (an
+# off-by-one in `top_k < V`) or drops one at V fails here, and no trained-state row can see it:
+# the one token V - 1 drops holds ~1e-6 of the mass.
+def edge_window(vocab_size: int) -> tuple[float, float]:
+    """The ``u`` interval of the top-k edge rows (module comment above)."""
+    return 1.0 - 0.75 / vocab_size, 1.0 - 0.25 / vocab_size
+
+
+def edge_ks(vocab_size: int) -> tuple[int, ...]:
+    """The top_k values of the edge rows: 1, V - 1, V and V + 1."""
+    return 1, vocab_size - 1, vocab_size, vocab_size + 1
+
+
+@functools.cache
+def seed_for(lo: float, hi: float) -> tuple[int, float]:
+    """The first uint32 seed from :data:`SEED_FROM` whose first draw ``u`` lies in (lo, hi), and
+    that ``u`` (checked with the exact :class:`SamplerRNG`, not only the vectorised search)."""
     chunk = 1 << 20
-    for start in range(0, CDF_SEED_SEARCH, chunk):
+    for start in range(SEED_FROM, SEED_FROM + SEED_SEARCH, chunk):
         u = first_uniforms(np.arange(start, start + chunk, dtype=np.uint64))
         hits = np.flatnonzero((u > lo) & (u < hi))
         if len(hits):
             seed = start + int(hits[0])
             first = SamplerRNG(seed).uniform()
             if not lo < first < hi:  # the vectorised stream disagrees with the exact one
-                raise AssertionError(f"cdf_seed: seed {seed}: u={first!r}, searched {u[hits[0]]!r}")
+                raise AssertionError(f"seed_for: seed {seed}: u={first!r}, searched {u[hits[0]]!r}")
             return seed, first
-    raise ValueError(f"cdf_seed: no seed below {CDF_SEED_SEARCH} draws u in ({lo!r}, {hi!r})")
+    raise ValueError(f"seed_for: no seed in [{SEED_FROM}, +{SEED_SEARCH}) draws u in ({lo}, {hi})")
 
 
-def cdf_rows(ctx: CellContext, cfg: ModelConfig) -> Iterator[Row]:
-    """``sample:cdf:T=1,k=0``: on logits where only a float64 CDF (tinygpt.h) draws the
-    reference's token for the designed seed's first u, both paths draw the sampler's token at
-    every step."""
-    designed = cdf_logits(cfg)
-    seed, _ = cdf_seed(cfg.vocab_size)
-    model = KernelModel.create(ctx.instance, cfg, designed_params(cfg, designed))
+@dataclass(frozen=True)
+class _Design:
+    """One designed-draw row: its logits, sampler setting, seed window, and what a miss means."""
+
+    subject: str
+    logits: NDArray[np.float32]
+    top_k: int
+    window: tuple[float, float]
+    why: str  # appended to a failing draw's detail
+
+
+def _designs(cfg: ModelConfig) -> list[_Design]:
+    V = cfg.vocab_size
+    designs = [
+        _Design("sample:cdf:T=1,k=0", cdf_logits(cfg), 0, cdf_window(V),
+                f"token 0 holds 1 / (1 + {V - 1} x {CDF_WEIGHT:.3g}) of the mass, so u lies past "
+                f"it; a CDF summed in float32 (tinygpt.h: float64) absorbs every weight below "
+                f"2^-24 after token 0's 1 and draws 0"),
+    ]  # fmt: skip
+    flat = np.zeros(V, np.float32)
+    for k in edge_ks(V):
+        keeps = "all tokens (k >= V)" if k >= V else f"the first {k} of {V} equal logits"
+        why = (
+            f"every logit is 0, so top_k={k} keeps {keeps} by the tie rule and the draw is "
+            f"floor(u x kept); tinygpt.h: top_k 0 or >= V keeps every token, else the first k"
+        )
+        designs.append(_Design(f"sample:topk_edge:T=1,k={k}", flat, k, edge_window(V), why))
+    return designs
+
+
+def designed_rows(ctx: CellContext, cfg: ModelConfig) -> Iterator[Row]:
+    """``sample:cdf:T=1,k=0`` and ``sample:topk_edge:T=1,k=<k>``: on designed logits, with a
+    seed from 2^31 whose first ``u`` one sampler mistake draws differently, both paths draw the
+    sampler's token at every step, from logits that are the designed ones bit for bit."""
+    models: dict[bytes, KernelModel] = {}
     try:
-        runs = {
-            path: model.generate_logged([0], CDF_STEPS, kv, 1.0, seed, 0)
-            for path, kv in (("kv", True), ("nokv", False))
-        }
+        for d in _designs(cfg):
+            key = d.logits.tobytes()
+            if key not in models:
+                models[key] = KernelModel.create(ctx.instance, cfg, designed_params(cfg, d.logits))
+            seed, _ = seed_for(*d.window)
+            runs = {
+                path: models[key].generate_logged([0], DESIGNED_STEPS, kv, 1.0, seed, d.top_k)
+                for path, kv in (("kv", True), ("nokv", False))
+            }
+            yield _designed_row(ctx, d, seed, runs)
     finally:
-        model.free()
-    yield _cdf_row(ctx, seed, runs, designed)
+        for model in models.values():
+            model.free()
 
 
-def _cdf_row(
+def _designed_row(
     ctx: CellContext,
+    d: _Design,
     seed: int,
     runs: dict[str, tuple[list[int], NDArray[np.float32]]],
-    designed: NDArray[np.float32],
 ) -> Row:
-    subject = "sample:cdf:T=1,k=0"
     draws = 0
     for path, (tokens, logits) in runs.items():
         rng = SamplerRNG(seed)
         for s, token in enumerate(tokens):
             u = rng.uniform()
             mine = logits[s]
-            if not np.array_equal(mine, designed):
-                err = float(np.max(np.abs(mine.astype(np.float64) - designed)))
+            if not np.array_equal(mine, d.logits):
+                err = float(np.max(np.abs(mine.astype(np.float64) - d.logits)))
                 return _draws_row(
-                    ctx, subject, "fail", draws,
+                    ctx, d.subject, "fail", draws,
                     detail=(f"{path} step {s}: the designed logits did not arise: max |logit - "
                             f"designed| = {err:.3g} (they are exact in float32)"),
                 )  # fmt: skip
-            if not _own_draw(mine, token, 1.0, 0, u):
-                share = 1.0 / float(cdf(designed, 1.0, 0)[-1])
+            if not _own_draw(mine, token, 1.0, d.top_k, u):
                 return _draws_row(
-                    ctx, subject, "fail", draws,
+                    ctx, d.subject, "fail", draws,
                     detail=(f"{path} step {s}: drew {token}, the sampler (seed {seed}, T=1, "
-                            f"top_k=0, u={u!r}) draws {pick(mine, 1.0, 0, u)}: token 0 holds "
-                            f"{share!r} of the mass (every other token a weight of "
-                            f"{CDF_WEIGHT:.3g} to its 1), so u lies past it. A CDF summed in "
-                            f"float32 (tinygpt.h: float64) absorbs every weight below 2^-24 "
-                            f"after token 0's 1 and draws 0; tolerance: identical draws"),
+                            f"top_k={d.top_k}, u={u!r}) draws {pick(mine, 1.0, d.top_k, u)}: "
+                            f"{d.why}; tolerance: identical draws"),
                 )  # fmt: skip
             draws += 1
     return _draws_row(
-        ctx, subject, "pass", draws,
-        detail=(f"{draws} draws (kv and nokv, seed {seed}) on logits whose CDF a float32 sum "
-                f"gets wrong: each the sampler's draw (float64 CDF, tinygpt.h)"),
+        ctx, d.subject, "pass", draws,
+        detail=(f"{draws} draws (kv and nokv, seed {seed}) on designed logits: each the "
+                f"sampler's draw (tinygpt.h)"),
     )  # fmt: skip

@@ -5,8 +5,8 @@ seed); the reference computes in float64 from those same numbers. Compared, each
 :func:`harness.parity.compare` with a tolerance from :func:`harness.tolerance.model_tolerance`:
 
 - ``logits`` and ``loss`` of one forward pass over a batch of corpus tokens, on a model that
-  first ran a forward at (B + 1, block_size) (:func:`_larger`: a loss mean counted from the
-  activations' capacity, not the batch, then shows);
+  first ran a forward at more tokens in half-length rows (:func:`_warmup`: a loss mean counted
+  from the activations' capacity, or activations reused by token count, then shows);
 - every gradient tensor by name (``grad:wte`` ...), from that forward;
 - ``adamw:params``: ``tg_model_adamw`` steps (one, live) from identical params AND identical
   gradients (the reference's, written into the kernel's gradient buffer), so only the optimiser
@@ -20,8 +20,8 @@ seed); the reference computes in float64 from those same numbers. Compared, each
   without-cache logits at every step and seeded sampling parity
   (:mod:`harness.checks.generation`);
 - ``sample:ties:...``: the tie rule on logits tied exactly (:func:`generation.tie_rows`).
-- ``sample:cdf:T=1,k=0``: the float64 CDF, on logits a float32 sum gets wrong
-  (:func:`generation.cdf_rows`).
+- ``sample:cdf:T=1,k=0``, ``sample:topk_edge:T=1,k=<k>``: designed logits and seeds where one
+  sampler mistake changes the draw (:func:`generation.designed_rows`).
 
 The oracle of the rows above (not of the per-tensor AdamW and trained-state rows) is a
 :class:`reference.dump.ReferenceDump`: our reference's, computed live, or the one the run's
@@ -153,6 +153,9 @@ class _Run:
     trajectory: NDArray[np.float32]
     gen_kv: NDArray[np.int32]
     gen_nokv: NDArray[np.int32]
+    # the gradients of a train step at lr 0 on (x, y): on a fresh model, and after a step on
+    # another batch (_zero_grad_rows)
+    restep: tuple[dict[str, NDArray[np.float32]], dict[str, NDArray[np.float32]]]
 
     def outputs(self) -> dict[str, NDArray[Any]]:
         """Each hashed output kind as one flat array."""
@@ -180,12 +183,17 @@ def fingerprint(values: NDArray[Any]) -> NDArray[np.float64]:
     return flat[idx].astype(np.float64)
 
 
-def _larger(
+def _warmup(
     cfg: ModelConfig, x: NDArray[Any], y: NDArray[Any]
 ) -> tuple[NDArray[Any], NDArray[Any]]:
-    """Inputs and targets of shape (B + 1, block_size) from the parity batch's tokens, repeated:
-    a forward that sizes the model's activations above the graded batch."""
-    shape = (x.shape[0] + 1, cfg.block_size)
+    """Inputs and targets for the forward before the graded one, from the parity batch's tokens,
+    repeated: more tokens than the graded (B, T) in rows half as long, (B * T // (T // 2) + 1,
+    T // 2). The graded backward must take its loss mean over its own B * T, not the
+    activations' capacity (TG_BUG_STALE_N); and a kernel that reuses its activations while
+    they hold enough tokens, not enough (B, T) (attention's B * NH * T * T), must grow them for
+    the longer rows (TG_BUG_ACTS_CAP_TOKENS). At T = 1: (B + 1, block_size)."""
+    B, T = x.shape
+    shape = (B * T // (T // 2) + 1, T // 2) if T >= 2 else (B + 1, cfg.block_size)
     return np.resize(x, shape), np.resize(y, shape)
 
 
@@ -206,9 +214,8 @@ def _kernel_pass(
     defaults = oracle.defaults
     model = KernelModel.create(ctx.instance, cfg, flat)
     try:
-        # first a forward at a larger shape than the graded one: the graded backward must take
-        # its loss mean over this batch's B * T, not the activations' capacity (TG_BUG_STALE_N)
-        model.forward(*_larger(cfg, x, y))
+        # first a forward at more tokens in shorter rows than the graded one (_warmup)
+        model.forward(*_warmup(cfg, x, y))
         logits, loss = model.forward(x, y)
         grads = model.backward()
         # optimiser parity: the reference's gradients in the kernel's buffer, then the oracle's
@@ -230,6 +237,16 @@ def _kernel_pass(
         ]
     finally:
         model.free()
+    # _zero_grad_rows: batch (x, y) on a fresh model, then after a step on another batch
+    grads_of: list[dict[str, NDArray[np.float32]]] = []
+    for before in ([], [batches[0]]):
+        model = KernelModel.create(ctx.instance, cfg, flat)
+        try:
+            for t, (bx, by) in enumerate([*before, (x, y)], start=1):
+                model.train_step(bx, by, 0.0, defaults, t)
+            grads_of.append(model.grads())
+        finally:
+            model.free()
     model = KernelModel.create(ctx.instance, cfg, flat)
     try:
         kv = model.generate(prompt, n_new, use_kv_cache=True)
@@ -244,6 +261,7 @@ def _kernel_pass(
         trajectory=np.asarray(traj, dtype=np.float32),
         gen_kv=np.asarray(kv, dtype=np.int32),
         gen_nokv=np.asarray(nokv, dtype=np.int32),
+        restep=(grads_of[0], grads_of[1]),
     )
 
 
@@ -361,7 +379,8 @@ def _tinygpt_rows(ctx: CellContext) -> Iterator[Row]:
                            [int(t) for t in encode(PROMPT)], s.seed, dims)  # fmt: skip
     yield from _noted(rows, trained_note)
     yield from _noted(generation.tie_rows(ctx, cfg, s.seed), ties_note)
-    yield from _noted(generation.cdf_rows(ctx, cfg), ties_note)
+    yield from _noted(generation.designed_rows(ctx, cfg), ties_note)
+    yield from _noted(_zero_grad_rows(ctx, cfg, first, dims), ties_note and _ZERO_GRAD_NOTE)
 
     h1, h2 = first.hashes(), second.hashes()
     outputs = first.outputs()
@@ -383,6 +402,38 @@ def _tinygpt_rows(ctx: CellContext) -> Iterator[Row]:
     )  # fmt: skip
 
 
+def _zero_grad_rows(
+    ctx: CellContext, cfg: ModelConfig, run: _Run, dims: dict[str, int]
+) -> Iterator[Row]:
+    """``train_step:zero_grad``: tinygpt.h's train step zeroes the gradients before its
+    backward, so a step at lr 0 on the parity batch leaves the same gradients after a step on
+    another batch (lr 0: the parameters unchanged) as on a fresh model, within the grad rule; a
+    kernel that skips the zeroing leaves a sum. Another batch, because clipping the sum of one
+    batch's (clipped) gradient and itself gives back the same clipped gradient. No other row
+    sees it: the trajectory runs at warmup rates, where Adam's normalised update hides gradients
+    that pile up (TG_BUG_TRAIN_NO_ZERO passed the model check; only the corpus check's 240-step
+    run failed it)."""
+    once, twice = run.restep
+    rule = model_tolerance("grad", **dims)
+    results = [
+        compare(f"train_step:zero_grad:{name}", twice[name], once[name], rule.tolerance,
+                relative_to_max=rule.relative_to_max, max_blocks=grad_blocks(name, cfg.n_layer))
+        for name in PARAM_NAMES
+    ]  # fmt: skip
+    failed = [r for r in results if not r.ok]
+    r = failed[0] if failed else max(results, key=lambda r: np.nan_to_num(r.worst_ratio))
+    note = (
+        "; found: a train step's gradients at lr 0 after a step on another batch, expected: the "
+        "same step's on a fresh model (tinygpt.h: train_step = forward + zero_grad + backward + "
+        "adamw)"
+    )
+    if failed:
+        names = ", ".join(f.name.rsplit(":", 1)[1] for f in failed)
+        note += f"; {len(failed)} of {len(results)} tensors differ ({names})"
+    r = dataclasses.replace(r, message=r.message + note)
+    yield from _parity_rows(ctx, "train_step:zero_grad", r)
+
+
 # What the rows below the dump-judged ones take from a dump (docs/reference-dump.md, "How the
 # check uses it"): the per-tensor AdamW rows its param.* and its training config, the
 # trained-state rows its param.* only, the tie rows nothing.
@@ -392,6 +443,7 @@ _TRAINING_NOTE = (
 )
 _TRAINED_NOTE = "trained from the dump's param.* at the harness's own rate, not the dump's"
 _TIES_NOTE = "; oracle: tinygpt.h's sampler rules on harness-designed weights, not the dump"
+_ZERO_GRAD_NOTE = "; oracle: the kernel's own train step on a fresh model, not the dump"
 
 
 # the one trained-state row the kernel judges against itself

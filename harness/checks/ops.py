@@ -11,8 +11,8 @@ drawn from the seed), ``preset`` (the cell preset's own dims), and for the softm
 (logits and attention scores of +-80, where a softmax without max subtraction overflows),
 for the LayerNorm ops ``ln_offset`` (rows of mean +-1000 and std 1, where a one-pass variance
 cancels, and a near-constant row) and for the matmul ops ``gemv``, ``gemv_n2``, ``gemv_n3``
-(1 to 3 rows with C, OC >= 16: tg_gemm's dot path for M < 4 rows). ``Case.only`` names the ops
-a case is for.
+(1 to 3 rows with C, OC >= 16: tg_gemm's dot path for M < 4 rows) and ``blocks`` (C = 300, OC =
+520: past a blocked GEMM's K and N cache blocks). ``Case.only`` names the ops a case is for.
 
 :func:`op_parity` is the one helper (tinygrad's ``helper_test_op``): it runs one op on one case
 through both sides and compares each output with :func:`harness.parity.compare` (shape, dtype,
@@ -170,6 +170,11 @@ def cases(preset: ModelConfig, seed: int, include_large: bool = True) -> list[Ca
         Case("gemv", _dims(B=1, T=1, NH=4, hs=16, N=1, OC=128, V=1), only=matmuls),
         Case("gemv_n2", _dims(B=1, T=2, NH=3, hs=16, N=2, OC=40, V=1), only=matmuls),
         Case("gemv_n3", _dims(B=1, T=3, NH=5, hs=7, N=3, OC=37, V=1), only=matmuls),
+        # past a blocked GEMM's cache blocks in every dim it blocks (K = C = 300 and N * OC
+        # against OC's 512: artifacts/src/tg_matmul.c's TG_KC 256 and TG_NC 512, common
+        # choices): a block's offset dropped from a packing shows only past them, and no
+        # preset's matmul has an output wider than 4C = 256 (TG_BUG_GEMM_NC_OFFSET)
+        Case("blocks", _dims(B=1, T=37, NH=4, hs=75, N=37, OC=520, V=1), only=matmuls),
     ]
     return out
 

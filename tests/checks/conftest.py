@@ -55,6 +55,12 @@ FAULTS: dict[str, Variant] = {
         Variant("native-bug-ln-eps-1e6", "native", ("TG_BUG_LN_EPS_1E6",)),
         # the sampler's CDF summed in float, not tinygpt.h's double (the sample:cdf row)
         Variant("native-bug-float-cdf", "native", ("TG_BUG_SAMPLER_FLOAT_CDF",)),
+        # the s47 fault hunt's escapes (artifacts/src, #ifdef; docs/findings.md)
+        Variant("native-bug-gemm-nc-offset", "native", ("TG_BUG_GEMM_NC_OFFSET",)),
+        Variant("native-bug-seed-signext", "native", ("TG_BUG_SEED_SIGNEXT",)),
+        Variant("native-bug-topk-vm1", "native", ("TG_BUG_TOPK_VM1",)),
+        Variant("native-bug-acts-cap-tokens", "native", ("TG_BUG_ACTS_CAP_TOKENS",)),
+        Variant("native-bug-train-no-zero", "native", ("TG_BUG_TRAIN_NO_ZERO",)),
     )
 }
 

@@ -160,3 +160,7 @@ def test_exact_ties_of_the_kernels_own_logits_are_judged_by_the_rule() -> None:
     assert pick(logits, 1.0, 3, u) == 3 and generation._own_draw(logits, 3, 1.0, 3, u)
     assert not generation._own_draw(logits, 5, 1.0, 3, u)  # the tie's higher index, dropped
     assert 5 in reachable_tokens(logits, 1.0, 3, u, generation.DOUBLE_EPS)
+    # nor is the kept rival 2 where u draws 1: the rival allowance is for float error in the
+    # logits, and accepted here it accepted any kept token on tied logits, whatever u (s47)
+    assert pick(logits, 1.0, 3, 0.1) == 1 and not generation._own_draw(logits, 2, 1.0, 3, 0.1)
+    assert 2 in reachable_tokens(logits, 1.0, 3, 0.1, generation.DOUBLE_EPS)

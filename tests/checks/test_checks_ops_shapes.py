@@ -1,9 +1,12 @@
-"""The ops check's shape cases for two s43 escapes: ``ln_offset`` and the ``gemv`` cases.
+"""The ops check's shape cases for escapes: ``ln_offset`` and the ``gemv`` cases (s43), ``blocks``
+(s47).
 
 ``TG_BUG_LN_ONEPASS`` (LayerNorm's variance as E[x^2] - E[x]^2) cancels only at rows whose
 mean is large against their std, and ``TG_BUG_DOT_LANE`` (tg_gemm's dot path for M < 4 rows
 drops a lane) runs only with 1 to 3 rows and C >= 16: no earlier case had either, so both
-passed the ops check (the second was blamed on the KV cache). The clean build passes the new
+passed the ops check (the second was blamed on the KV cache). ``TG_BUG_GEMM_NC_OFFSET`` (a
+column block's offset dropped from B's packing) shows only past 512 output columns, wider than
+any preset's matmul: it passed every check until ``blocks``. The clean build passes the new
 cases within 0.5x of every bound; each fault build fails its own op's rows. The fault builds
 are ``tests/checks/conftest.py``'s ``FAULTS``; the wasm32 ones are built here for wasmtime.
 """
@@ -28,7 +31,7 @@ from harness.tolerance import op_tolerance
 from reference.presets import PRESETS
 
 Fault = Callable[[str], tuple[CtypesInstance, Artifact]]
-NEW = ("ln_offset", "gemv", "gemv_n2", "gemv_n3")
+NEW = ("ln_offset", "gemv", "gemv_n2", "gemv_n3", "blocks")
 LAYERNORM = ["layernorm_forward", "layernorm_backward"]
 MATMUL = ["matmul_forward", "matmul_backward"]
 WASM = {
@@ -86,13 +89,16 @@ def test_new_cases_have_the_shapes_the_faults_need() -> None:
     assert all(c.dims["C"] >= 16 and c.dims["OC"] >= 16 for c in gemv)
     assert any(c.dims["C"] % 16 == 0 and c.dims["OC"] % 16 == 0 for c in gemv)
     assert any(c.dims["C"] % 16 and c.dims["OC"] % 16 for c in gemv)
+    blocks = new["blocks"]  # past tg_matmul.c's TG_KC 256 (K) and TG_NC 512 (output columns)
+    assert blocks.only == tuple(MATMUL) and blocks.dims["C"] > 256 and blocks.dims["OC"] > 512
 
 
 def test_ops_check_runs_the_new_cases_on_their_ops_only(
     native: CtypesInstance, native_artifact: Artifact
 ) -> None:
-    """ln_offset adds one case to the LayerNorm ops, the gemv cases three to the matmul ops,
-    nothing to the others (the ops check runs in every CI cell: its cost stays small)."""
+    """ln_offset adds one case to the LayerNorm ops, the gemv cases and blocks four to the
+    matmul ops, nothing to the others (the ops check runs in every CI cell: its cost stays
+    small)."""
     rows = _rows(native, native_artifact, [*LAYERNORM, *MATMUL, "gelu_forward"])
     detail = {r.subject: r.detail for r in rows}
     # ln_eps (an op-only case too) is skipped: the bundled binding fixes eps, which it exercises
@@ -100,7 +106,7 @@ def test_ops_check_runs_the_new_cases_on_their_ops_only(
     n = len([c for c in every if not c.logit and not c.dense])  # one, odd, ..., preset
     assert f"ok over {n + 1} cases" in detail["gelu_forward.out"]  # + dense
     assert f"ok over {n + 1} cases" in detail["layernorm_forward.out"]  # + ln_offset
-    assert f"ok over {n + 3} cases" in detail["matmul_forward.out"]  # + the 3 gemv cases
+    assert f"ok over {n + 4} cases" in detail["matmul_forward.out"]  # + 3 gemv cases, blocks
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -169,3 +175,11 @@ def test_wasm32_one_pass_variance_fails_and_clean_passes(
     failed = _failed(_rows(bug, bug.artifact, LAYERNORM))
     assert set(failed) == {"layernorm_forward.out", "layernorm_forward.rstd"}, failed
     assert all("[ln_offset(" in d for d in failed.values())
+
+
+def test_dropped_column_block_offset_fails_both_matmuls_on_blocks(fault: Fault) -> None:
+    """TG_BUG_GEMM_NC_OFFSET: matmul_forward.out and matmul_backward's dinp fail on ``blocks``
+    (their GEMMs have more than 512 output columns there) and on no other case."""
+    failed = _failed(_rows(*fault("native-bug-gemm-nc-offset"), MATMUL))
+    assert "matmul_forward.out" in failed, failed
+    assert all("[blocks(" in d for d in failed.values()), failed
