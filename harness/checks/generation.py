@@ -413,7 +413,7 @@ DESIGNED_STEPS = 4  # tokens per path; the first draw is the designed one, all a
 # The CDF row: tinygpt.h sums the draw's CDF in float64. Token 0's logit is 0 (weight 1, the
 # maximum) and every other token's weight is CDF_WEIGHT, below 2^-24 (half an ulp of 1.0f): a
 # float32 running sum stays exactly 1 after token 0, so it draws token 0 for every u. In float64
-# the other V - 1 tokens hold (V - 1) * w of the total (3.8e-6 at V = 128), and the seed is the
+# the other V - 1 tokens hold (V - 1) * w of the total (5.7e-6 at V = 128), and the seed is the
 # first whose first u lies in the middle half of that fraction: the reference draws a token near
 # V / 2, and u is ~w / 2 (2e-8) from any CDF boundary, 10^4 times DOUBLE_EPS. Trained logits
 # with a random seed put u that close to a float32-moved boundary ~1e-5 of the time per run.
@@ -440,8 +440,8 @@ def cdf_window(vocab_size: int) -> tuple[float, float]:
 # half of ((V-1)/V, 1): keeping all V tokens draws V - 1, keeping V - 1 draws V - 2, and u * kept
 # is at least 1/4 from an integer. top_k = V - 1 is the last k that drops a token and V the first
 # that keeps all (tinygpt.h: 0 or >= V keeps every token); a kernel that keeps all from V - 1 (an
-# off-by-one in `top_k < V`) or drops one at V fails here, and no trained-state row can see it:
-# the one token V - 1 drops holds ~1e-6 of the mass.
+# off-by-one in `top_k < V`) or drops one at V fails here; on trained logits the one token
+# V - 1 drops is the least likely, so no trained-state row's draw showed it.
 def edge_window(vocab_size: int) -> tuple[float, float]:
     """The ``u`` interval of the top-k edge rows (module comment above)."""
     return 1.0 - 0.75 / vocab_size, 1.0 - 0.25 / vocab_size

@@ -25,7 +25,7 @@ from harness.checks.generation import (
     tie_logits,
     tie_params,
 )
-from harness.checks.model import run
+from harness.checks.model import _other_batch, run
 from harness.engines.ctypes_engine import CtypesInstance
 from harness.hosts.base import HostError
 from harness.kernel import KernelModel
@@ -232,3 +232,14 @@ def test_train_step_without_zero_grad_fails_its_row(fault: Fault) -> None:
     assert "train_step:zero_grad" in failed, sorted(failed)
     assert "16 of 16 tensors differ" in failed["train_step:zero_grad"]
     assert not any(s.startswith("grad:") for s in failed), sorted(failed)
+
+
+def test_zero_grad_row_steps_first_on_a_batch_other_than_the_graded_one() -> None:
+    """The zero_grad row's first step takes the first trajectory batch whose tokens differ from
+    the parity batch's, else (y, x): on the same batch a clipped gradient plus itself clips back
+    to itself, and a train step that does not zero its gradients would pass."""
+    x, y = np.arange(8).reshape(2, 4), np.arange(1, 9).reshape(2, 4)
+    other = (x + 10, y + 10)
+    assert _other_batch(x, y, [(x, y), other])[0] is other[0]
+    picked = _other_batch(x, y, [(x.copy(), y)])
+    assert picked[0] is y and picked[1] is x
